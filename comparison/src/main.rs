@@ -1,0 +1,2 @@
+//! Host CLI (being written).
+fn main() {}

@@ -1,0 +1,8 @@
+//! The built-in Limine-protocol loader (being written).
+#![no_std]
+#![no_main]
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,3 @@
+//! Per-CPU data: `PerCpu<T>`, per-CPU and sloppy counters, CPU guards.
+//! (Being written; see docs/CONTRACTS.md.)
+#![no_std]
