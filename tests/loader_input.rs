@@ -1,0 +1,130 @@
+//! The built-in loader refuses bad input with a clear message on serial and
+//! the loader's failure code (3), never a hang or a triple fault
+//! (docs/CONTRACTS.md §4–5).  Broken kernels are made by patching a copy of
+//! the real kernel ELF, so each test breaks exactly one thing.
+
+use comparison::boot::{self, BootRequest, LoaderChoice};
+use comparison::qemu::{Ending, RunOutcome};
+use integration_tests::*;
+
+const BASE_REVISION_MAGIC: [u64; 2] = [0xf9562b2d5c95a6c8, 0x6a7b384944536bdc];
+const REQUEST_MAGIC: [u64; 2] = [0xc7b1dd30df4c8b88, 0x0a82e883a194f07b];
+
+fn real_kernel() -> Vec<u8> {
+    std::fs::read(&artifacts().kernel).expect("reading the kernel ELF")
+}
+
+fn boot_kernel_bytes(kernel: Vec<u8>) -> RunOutcome {
+    let request = BootRequest {
+        loader: LoaderChoice::Builtin,
+        cmdline: "run=selfcheck".into(),
+        modules: Vec::new(),
+        vm: vm(1, 60),
+    };
+    boot::boot_with_kernel_bytes(artifacts(), &request, kernel).expect("running QEMU")
+}
+
+/// The loader printed `loader: error:` with `what` in the message and ended
+/// QEMU with code 3.
+fn expect_refusal(out: &RunOutcome, what: &str) {
+    let line = out.serial.lines().find(|l| l.contains("loader: error:"));
+    check(out, line.is_some(), "expected a `loader: error:` line");
+    let line = line.unwrap().to_lowercase();
+    check(out, line.contains(what), &format!("the loader's error should mention `{what}`"));
+    check(out, out.ending == Ending::GuestExit(3), "expected the loader's exit code 3");
+    check(out, !out.has_line("cpus online"), "the kernel must not have run");
+}
+
+/// Byte offsets of every 8-byte-aligned occurrence of the two magic words.
+fn find_magic(image: &[u8], magic: [u64; 2]) -> Vec<usize> {
+    let a = magic[0].to_le_bytes();
+    let b = magic[1].to_le_bytes();
+    (0..image.len().saturating_sub(16))
+        .step_by(8)
+        .filter(|&i| image[i..i + 8] == a && image[i + 8..i + 16] == b)
+        .collect()
+}
+
+fn read_u64(image: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(image[at..at + 8].try_into().unwrap())
+}
+
+fn read_u16(image: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(image[at..at + 2].try_into().unwrap())
+}
+
+#[test]
+fn bundle_that_is_not_a_cpio_archive() {
+    let out = boot::boot_raw_bundle(artifacts(), b"this is not a cpio archive at all, just text\n", &vm(1, 60))
+        .expect("running QEMU");
+    expect_refusal(&out, "cpio");
+}
+
+#[test]
+fn bundle_without_limine_conf() {
+    let mut writer = bootfmt::cpio::NewcWriter::new();
+    writer.add_file("boot/kernel.elf", 0o755, &real_kernel());
+    let out = boot::boot_raw_bundle(artifacts(), &writer.finish(), &vm(1, 60)).expect("running QEMU");
+    expect_refusal(&out, "limine.conf");
+}
+
+#[test]
+fn kernel_that_is_not_elf64() {
+    let out = boot_kernel_bytes(b"#!/bin/sh\necho not an ELF\n".to_vec());
+    expect_refusal(&out, "elf");
+    let mut elf32 = real_kernel();
+    elf32[4] = 1; // EI_CLASS = ELFCLASS32
+    let out = boot_kernel_bytes(elf32);
+    expect_refusal(&out, "elf");
+}
+
+#[test]
+fn truncated_kernel() {
+    let mut kernel = real_kernel();
+    kernel.truncate(200);
+    let out = boot_kernel_bytes(kernel);
+    check(&out, out.has_line("loader: error:"), "expected a `loader: error:` line");
+    check(&out, out.ending == Ending::GuestExit(3), "expected the loader's exit code 3");
+}
+
+#[test]
+fn kernel_without_limine_requests() {
+    let mut kernel = real_kernel();
+    let hits = find_magic(&kernel, REQUEST_MAGIC);
+    assert!(!hits.is_empty(), "the real kernel has Limine requests");
+    for at in hits {
+        kernel[at..at + 16].fill(0);
+    }
+    let out = boot_kernel_bytes(kernel);
+    expect_refusal(&out, "request");
+}
+
+#[test]
+fn kernel_with_unsupported_base_revision() {
+    let mut kernel = real_kernel();
+    let hits = find_magic(&kernel, BASE_REVISION_MAGIC);
+    assert_eq!(hits.len(), 1, "the real kernel has one base revision tag");
+    kernel[hits[0] + 16..hits[0] + 24].copy_from_slice(&99u64.to_le_bytes());
+    let out = boot_kernel_bytes(kernel);
+    expect_refusal(&out, "revision");
+}
+
+#[test]
+fn kernel_with_overlapping_segments() {
+    let mut kernel = real_kernel();
+    let phoff = read_u64(&kernel, 0x20) as usize;
+    let phentsize = read_u16(&kernel, 0x36) as usize;
+    let phnum = read_u16(&kernel, 0x38) as usize;
+    let loads: Vec<usize> = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .filter(|&ph| u32::from_le_bytes(kernel[ph..ph + 4].try_into().unwrap()) == 1)
+        .collect();
+    assert!(loads.len() >= 2, "the real kernel has several PT_LOAD segments");
+    // Move the second segment onto the first one (vaddr and paddr).
+    let first_vaddr = read_u64(&kernel, loads[0] + 0x10);
+    let first_paddr = read_u64(&kernel, loads[0] + 0x18);
+    kernel[loads[1] + 0x10..loads[1] + 0x18].copy_from_slice(&first_vaddr.to_le_bytes());
+    kernel[loads[1] + 0x18..loads[1] + 0x20].copy_from_slice(&first_paddr.to_le_bytes());
+    let out = boot_kernel_bytes(kernel);
+    expect_refusal(&out, "overlap");
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install what a fresh Debian machine with only rustup/cargo lacks, and say
+# what was installed.  Idempotent: a second run changes nothing.
+#   - the pinned Rust toolchain with its targets (rust-toolchain.toml)
+#   - QEMU (Debian's qemu-system-x86) and xorriso (for Limine ISOs)
+# Limine itself is not packaged by Debian: the built-in loader is used unless
+# LIMINE_DIR (or /usr/share/limine) holds Limine's BIOS files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "setup: $*" >&2; }
+
+# rustup reads rust-toolchain.toml and adds the pinned targets/components.
+if ! rustup toolchain install >/tmp/setup-rustup.log 2>&1; then
+    cat /tmp/setup-rustup.log >&2
+    say "rustup could not install the pinned toolchain"; exit 1
+fi
+for target in x86_64-unknown-none x86_64-unknown-linux-musl; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        say "adding Rust target $target"
+        rustup target add "$target" >&2
+    fi
+done
+
+missing=()
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+command -v xorriso >/dev/null || missing+=(xorriso)
+if ((${#missing[@]})); then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    say "installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+say "ready: $(qemu-system-x86_64 --version | head -1); $(rustc --version)"
