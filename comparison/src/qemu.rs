@@ -223,8 +223,9 @@ pub fn run_with_args(args: &[String], vm: &VmConfig) -> Result<RunOutcome> {
     let ending = match status {
         None => Ending::TimedOut,
         Some(status) => match status.code() {
-            // isa-debug-exit: QEMU exits with (code << 1) | 1.
-            Some(code) if code % 2 == 1 => Ending::GuestExit((code as u32 - 1) / 2),
+            // isa-debug-exit: the guest writes CODE + 16 and QEMU exits with
+            // ((CODE + 16) << 1) | 1 (docs/CONTRACTS.md §5).
+            Some(status) if status >= 33 && status % 2 == 1 => Ending::GuestExit((status as u32 - 33) / 2),
             other => Ending::QemuExit(other),
         },
     };
