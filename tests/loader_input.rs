@@ -87,16 +87,33 @@ fn truncated_kernel() {
     check(&out, out.ending == Ending::GuestExit(3), "expected the loader's exit code 3");
 }
 
+/// An ELF with no Limine tag at all is not a Limine kernel: the loader says so.
 #[test]
 fn kernel_without_limine_requests() {
     let mut kernel = real_kernel();
-    let hits = find_magic(&kernel, REQUEST_MAGIC);
-    assert!(!hits.is_empty(), "the real kernel has Limine requests");
+    let hits: Vec<usize> =
+        find_magic(&kernel, REQUEST_MAGIC).into_iter().chain(find_magic(&kernel, BASE_REVISION_MAGIC)).collect();
+    assert!(hits.len() > 1, "the real kernel has Limine requests and a base revision tag");
     for at in hits {
         kernel[at..at + 16].fill(0);
     }
     let out = boot_kernel_bytes(kernel);
     expect_refusal(&out, "request");
+}
+
+/// A kernel that keeps its base revision tag but lost its requests is valid
+/// Limine input (as with real Limine); the kernel itself must then refuse to
+/// go on, clearly, instead of faulting on a missing response.
+#[test]
+fn kernel_whose_requests_were_removed_refuses_to_boot() {
+    let mut kernel = real_kernel();
+    for at in find_magic(&kernel, REQUEST_MAGIC) {
+        kernel[at..at + 16].fill(0);
+    }
+    let out = boot_kernel_bytes(kernel);
+    check(&out, out.has_line("boot: error:"), "expected the kernel's `boot: error:` line");
+    check(&out, !out.has_line("cpus online"), "the kernel must stop before bringing up CPUs");
+    expect_guest_exit(&out, 1);
 }
 
 #[test]

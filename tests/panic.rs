@@ -14,6 +14,6 @@ fn panic_ends_qemu_with_failure_and_message() {
 #[test]
 fn panic_on_single_cpu_also_ends_qemu() {
     let out = boot_builtin(1, "run=panic", 120);
-    check(&out, out.has_line("KERNEL PANIC on cpu0"), "expected `KERNEL PANIC on cpu0: ...`");
+    check(&out, out.has_line("KERNEL PANIC on cpu 0:"), "expected `KERNEL PANIC on cpu 0: ...`");
     expect_guest_exit(&out, 2);
 }

@@ -152,10 +152,12 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
 
     let online = cpus_online(&outcome.serial);
     let check = args.run.split(':').next().unwrap_or("").to_string();
-    let verdict_line = outcome.serial.lines().find(|l| l.contains(&format!("{check}: "))).map(str::to_string);
+    let (pass, fail) = (format!("{check}: pass"), format!("{check}: FAIL"));
+    let verdict_line =
+        outcome.serial.lines().find(|l| l.contains(&pass) || l.contains(&fail)).map(str::to_string);
     let passed = outcome.ending == Ending::GuestExit(0)
         && online == Some(cores)
-        && verdict_line.as_deref().is_none_or(|l| l.contains(&format!("{check}: pass")))
+        && verdict_line.as_deref().is_none_or(|l| l.contains(&pass))
         && (check == "bench" || verdict_line.is_some());
 
     if let Some(n) = online {

@@ -1,3 +1,73 @@
-//! Physical frame allocator and kernel heap logic, host-testable.
-//! (Being written.)
-#![no_std]
+//! Physical memory and kernel heap logic for the per-core kernel, free of
+//! allocation and of any kernel dependency, so that the very code the kernel
+//! runs is what host tests run (real threads standing in for CPUs).
+//!
+//! Owns: the global binary buddy allocator over frame numbers
+//! ([`BuddyAllocator`]); the per-CPU page lists over it
+//! ([`FrameAllocator`], Linux `per_cpu_pages` style); the heap
+//! ([`Heap`]: size classes, slabs carved from frames, per-CPU magazine
+//! caches over a per-class depot, large allocations straight from frames);
+//! and the ablation switch [`LockMode`].
+//!
+//! Invariants: every managed frame is, at any time, in exactly one place:
+//! a buddy free list, a per-CPU page list, a slab, or handed out.  Lock
+//! order is: per-CPU heap cache -> heap class lock -> per-CPU page list ->
+//! buddy lock; nothing takes them in another order.
+//!
+//! Must not: allocate from a heap (it *is* the heap), touch frame memory
+//! except through [`FrameMemory`], or panic on a bad free (errors are
+//! returned or counted).
+#![cfg_attr(not(any(test, feature = "host")), no_std)]
+
+mod buddy;
+mod frame;
+pub mod heap;
+
+#[cfg(any(test, feature = "host"))]
+pub mod host;
+
+pub use buddy::{BuddyAllocator, FreeError, RegionError};
+
+pub use frame::{FrameAllocator, FrameStats, ModeError};
+pub use heap::Heap;
+
+/// A physical frame number: physical address / `FRAME_SIZE`.
+pub type Pfn = usize;
+
+/// Bytes in a frame.
+pub const FRAME_SIZE: usize = 4096;
+
+/// Largest buddy order: blocks of `1 << MAX_ORDER` frames (4 MiB).
+pub const MAX_ORDER: usize = 10;
+
+/// How frame memory is reached: the kernel maps frames through the HHDM,
+/// host tests through a big allocated arena.
+///
+/// # Safety
+///
+/// Implementors promise, for every frame number inside a region given to an
+/// allocator built on this memory:
+/// * `frame_ptr(pfn)` points to `FRAME_SIZE` bytes that are readable and
+///   writable, used by nobody but the allocator while the frame is free;
+/// * frames are mapped in order: `frame_ptr(pfn + i) == frame_ptr(pfn) + i *
+///   FRAME_SIZE` inside a region, and `frame_ptr(pfn)` is aligned to
+///   `FRAME_SIZE << k` whenever `pfn` is a multiple of `1 << k` (`k <=
+///   MAX_ORDER`), so a buddy block is a naturally aligned contiguous range;
+/// * `pfn_of(frame_ptr(pfn) + off) == pfn` for `off < FRAME_SIZE`.
+pub unsafe trait FrameMemory: Sync {
+    /// Virtual address of the first byte of frame `pfn`.
+    fn frame_ptr(&self, pfn: Pfn) -> *mut u8;
+    /// The frame containing virtual address `ptr` (inverse of `frame_ptr`).
+    fn pfn_of(&self, ptr: *const u8) -> Pfn;
+}
+
+/// The ablation switch, chosen once at initialization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Per-CPU page lists and per-CPU heap magazines: the common
+    /// alloc/free path takes no lock shared between CPUs.
+    PerCpu,
+    /// Every frame alloc/free goes straight to the buddy under its one lock;
+    /// every heap alloc/free goes to the slabs under one global heap lock.
+    Global,
+}

@@ -1,3 +1,52 @@
-//! Per-CPU data: `PerCpu<T>`, per-CPU and sloppy counters, CPU guards.
-//! (Being written; see docs/CONTRACTS.md.)
-#![no_std]
+//! Per-CPU data for the per-core kernel: `PerCpu<T>`, CPU guards, per-CPU and
+//! sloppy counters.
+//!
+//! Owns: the platform hook (`Platform`, `set_platform`) through which the
+//! kernel (or the host test shim in [`host`]) says which CPU is running and
+//! how to pin the current task to it; the guard that holds such a pin
+//! (`CpuGuard`); cache-line padded per-CPU slots (`PerCpu<T>`); counters built
+//! on them (`PerCpuCounter`, `SloppyCounter`).
+//!
+//! Invariants: a CPU id is always `< MAX_CPUS`; every slot of a `PerCpu<T>`
+//! sits on its own cache line(s), so writes by different CPUs to their own
+//! slots never share a cache line; a local slot is only reachable through a
+//! `CpuGuard`, which pins the caller to its CPU for the guard's lifetime.
+//!
+//! Must not: allocate (everything here works in a `static` before any heap
+//! exists), depend on the kernel, or assume that pinning gives exclusive
+//! access: on the host, several threads may bind to one CPU id, so slot
+//! contents use atomics or locks (`T: Sync`).
+#![cfg_attr(not(any(test, feature = "host")), no_std)]
+
+mod counter;
+mod guard;
+mod per_cpu;
+mod platform;
+
+#[cfg(any(test, feature = "host"))]
+pub mod host;
+
+pub use counter::{PerCpuCounter, SloppyCounter};
+pub use crossbeam_utils::CachePadded;
+pub use guard::CpuGuard;
+pub use per_cpu::PerCpu;
+pub use platform::{cpu_count, cpu_id, set_platform, PinToken, Platform};
+
+/// Largest number of CPUs the per-CPU structures have room for.
+pub const MAX_CPUS: usize = 64;
+
+/// Builds a `PerCpu<T>` in a `const` context (e.g. a `static`), every slot
+/// initialized with the constant expression `$init`, which is evaluated once
+/// per slot (so non-`Copy` values such as atomics or locks work).
+///
+/// ```
+/// use core::sync::atomic::AtomicU64;
+/// static HITS: percpu::PerCpu<AtomicU64> = percpu::per_cpu!(AtomicU64::new(0));
+/// assert_eq!(HITS.iter().count(), percpu::MAX_CPUS);
+/// ```
+#[macro_export]
+macro_rules! per_cpu {
+    ($init:expr) => {
+        $crate::PerCpu::from_slots([const { $crate::CachePadded::new($init) }; $crate::MAX_CPUS])
+    };
+}

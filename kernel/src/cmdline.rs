@@ -1,0 +1,303 @@
+//! Kernel command line -> `Options` (docs/CONTRACTS.md §3).
+//!
+//! Owns the meaning of the boot options and their defaults. Pure parsing:
+//! no hardware access, no allocation, no logging of its own (unknown keys are
+//! handed to a caller-supplied callback). Invariant: a known key with a bad
+//! value is an error, never silently replaced by the default, so a typo in
+//! `locks=` cannot turn a benchmark into a different experiment.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU8, Ordering};
+use log::LevelFilter;
+
+/// What the kernel does once every CPU is online (`run=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Functional self-checks, then exit (`selfcheck: pass`/`FAIL`).
+    Selfcheck,
+    /// Stress for this many seconds, then report.
+    Stress { secs: u64 },
+    /// Benchmarks, one `bench: {json}` line each.
+    Bench,
+    /// Panic on purpose (tests the panic path).
+    Panic,
+    /// Do nothing; stay up until killed.
+    Idle,
+}
+
+/// The ablation switch (`locks=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LockMode {
+    /// Per-CPU caches and partitioned locks (the design under study).
+    PerCpu = 0,
+    /// One global lock / cache per structure (the baseline).
+    Global = 1,
+}
+
+/// Parsed boot options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub run: RunMode,
+    pub locks: LockMode,
+    pub log: LevelFilter,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            run: RunMode::Selfcheck,
+            locks: LockMode::PerCpu,
+            log: LevelFilter::Info,
+        }
+    }
+}
+
+/// The options parsed at boot (set once by `main`).
+static OPTIONS: spin::Once<Options> = spin::Once::new();
+
+/// Records the boot options (first call wins) and their lock mode.
+pub fn set_options(opts: Options) {
+    let opts = *OPTIONS.call_once(|| opts);
+    set_lock_mode(opts.locks);
+}
+
+/// The boot options; the defaults until `set_options` ran.
+pub fn options() -> Options {
+    OPTIONS.get().copied().unwrap_or_default()
+}
+
+/// The lock mode chosen at boot, readable from anywhere (`PerCpu` until
+/// `set_lock_mode` runs).
+static LOCK_MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Records the boot-time lock mode (`set_options` does it).
+fn set_lock_mode(mode: LockMode) {
+    LOCK_MODE.store(mode as u8, Ordering::Release);
+}
+
+/// The lock mode chosen on the command line (`locks=`).
+pub fn lock_mode() -> LockMode {
+    if LOCK_MODE.load(Ordering::Acquire) == LockMode::Global as u8 {
+        LockMode::Global
+    } else {
+        LockMode::PerCpu
+    }
+}
+
+/// A known key with a value we do not understand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CmdlineError<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub expected: &'static str,
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bad value {:?} for {}= (expected {})",
+            self.value, self.key, self.expected
+        )
+    }
+}
+
+/// Parses space-separated `key=value` words. Words that are not known keys
+/// (including words without `=`) go to `on_unknown` and are otherwise ignored.
+/// A later occurrence of a key overrides an earlier one.
+pub fn parse<'a>(
+    line: &'a str,
+    mut on_unknown: impl FnMut(&'a str),
+) -> Result<Options, CmdlineError<'a>> {
+    let mut opts = Options::default();
+    for word in line.split_ascii_whitespace() {
+        let Some((key, value)) = word.split_once('=') else {
+            on_unknown(word);
+            continue;
+        };
+        match key {
+            "run" => {
+                opts.run = parse_run(value).ok_or(CmdlineError {
+                    key,
+                    value,
+                    expected: "selfcheck, stress:SECS, bench, panic or idle",
+                })?
+            }
+            "locks" => {
+                opts.locks = match value {
+                    "percpu" => LockMode::PerCpu,
+                    "global" => LockMode::Global,
+                    _ => {
+                        return Err(CmdlineError {
+                            key,
+                            value,
+                            expected: "percpu or global",
+                        })
+                    }
+                }
+            }
+            "log" => {
+                opts.log = match value {
+                    "error" => LevelFilter::Error,
+                    "warn" => LevelFilter::Warn,
+                    "info" => LevelFilter::Info,
+                    "debug" => LevelFilter::Debug,
+                    "trace" => LevelFilter::Trace,
+                    _ => {
+                        return Err(CmdlineError {
+                            key,
+                            value,
+                            expected: "error, warn, info, debug or trace",
+                        })
+                    }
+                }
+            }
+            _ => on_unknown(word),
+        }
+    }
+    Ok(opts)
+}
+
+fn parse_run(value: &str) -> Option<RunMode> {
+    match value {
+        "selfcheck" => Some(RunMode::Selfcheck),
+        "bench" => Some(RunMode::Bench),
+        "panic" => Some(RunMode::Panic),
+        "idle" => Some(RunMode::Idle),
+        _ => {
+            let secs = value.strip_prefix("stress:")?;
+            // Digits only: `u64::from_str` would also accept a leading '+'.
+            if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let secs: u64 = secs.parse().ok()?;
+            (secs > 0).then_some(RunMode::Stress { secs })
+        }
+    }
+}
+
+impl fmt::Display for RunMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunMode::Selfcheck => f.write_str("selfcheck"),
+            RunMode::Stress { secs } => write!(f, "stress:{}", secs),
+            RunMode::Bench => f.write_str("bench"),
+            RunMode::Panic => f.write_str("panic"),
+            RunMode::Idle => f.write_str("idle"),
+        }
+    }
+}
+
+/// The `log=` spelling of a level filter (lower case, as on the command line).
+pub fn level_name(level: LevelFilter) -> &'static str {
+    match level {
+        LevelFilter::Off => "off",
+        LevelFilter::Error => "error",
+        LevelFilter::Warn => "warn",
+        LevelFilter::Info => "info",
+        LevelFilter::Debug => "debug",
+        LevelFilter::Trace => "trace",
+    }
+}
+
+impl fmt::Display for LockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LockMode::PerCpu => "percpu",
+            LockMode::Global => "global",
+        })
+    }
+}
+
+// The kernel binary has no test harness (bare metal); these tests run on the
+// host by compiling this file into a scratch crate (`#[path]` module).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(line: &str) -> Options {
+        parse(line, |_| {}).expect("valid command line")
+    }
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        assert_eq!(parse_ok(""), Options::default());
+        assert_eq!(parse_ok("   "), Options::default());
+        assert_eq!(Options::default().run, RunMode::Selfcheck);
+        assert_eq!(Options::default().locks, LockMode::PerCpu);
+        assert_eq!(Options::default().log, LevelFilter::Info);
+    }
+
+    #[test]
+    fn every_key_and_value() {
+        let o = parse_ok("run=stress:30 locks=global log=debug");
+        assert_eq!(
+            o,
+            Options {
+                run: RunMode::Stress { secs: 30 },
+                locks: LockMode::Global,
+                log: LevelFilter::Debug
+            }
+        );
+        assert_eq!(parse_ok("run=bench").run, RunMode::Bench);
+        assert_eq!(parse_ok("run=panic").run, RunMode::Panic);
+        assert_eq!(parse_ok("run=idle").run, RunMode::Idle);
+        assert_eq!(parse_ok("log=trace").log, LevelFilter::Trace);
+        assert_eq!(parse_ok("log=error").log, LevelFilter::Error);
+        assert_eq!(parse_ok("locks=percpu").locks, LockMode::PerCpu);
+    }
+
+    #[test]
+    fn later_words_override_earlier_ones() {
+        assert_eq!(
+            parse_ok("locks=global locks=percpu").locks,
+            LockMode::PerCpu
+        );
+    }
+
+    #[test]
+    fn unknown_words_are_reported_not_fatal() {
+        let mut seen = [""; 4];
+        let mut n = 0;
+        let o = parse("quiet foo=bar run=bench  console=ttyS0", |w| {
+            seen[n] = w;
+            n += 1;
+        })
+        .unwrap();
+        assert_eq!(o.run, RunMode::Bench);
+        assert_eq!(&seen[..n], &["quiet", "foo=bar", "console=ttyS0"]);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        for bad in [
+            "run=",
+            "run=fast",
+            "run=stress",
+            "run=stress:",
+            "run=stress:0",
+            "run=stress:+5",
+            "run=stress:-1",
+            "run=stress:1x",
+            "run=stress:99999999999999999999999",
+            "locks=globl",
+            "locks=",
+            "log=loud",
+            "log=INFO",
+        ] {
+            let e = parse(bad, |_| {}).expect_err(bad);
+            assert_eq!(bad.split_once('=').unwrap().0, e.key, "{}", bad);
+        }
+        let e = parse("run=selfcheck locks=both", |_| {}).unwrap_err();
+        assert_eq!((e.key, e.value), ("locks", "both"));
+    }
+
+    #[test]
+    fn lock_mode_store_round_trips() {
+        set_lock_mode(LockMode::Global);
+        assert_eq!(lock_mode(), LockMode::Global);
+        set_lock_mode(LockMode::PerCpu);
+        assert_eq!(lock_mode(), LockMode::PerCpu);
+    }
+}

@@ -1,0 +1,577 @@
+//! The scheduler proper: per-CPU state, picking the next thread, switching,
+//! waking, sleeping, stealing, and the idle loop.
+//!
+//! Owns: the global `Scheduler` (run queues, per-CPU state), every thread's
+//! state transitions except RUNNING -> BLOCKING (done by the thread itself in
+//! `waitqueue.rs` / `sleep`), and the statistics counters.
+//!
+//! Per-CPU state (`Local`) is touched only by its own CPU with interrupts
+//! disabled, and no reference to it is held across `switch_context` (the
+//! next thread on this CPU takes its own).  Remote CPUs only read the
+//! `idle` flag and use the run queues, which have their own locks.
+//!
+//! Must not: hold a run-queue lock while taking another one, hold any lock
+//! across `switch_context`, or free a thread's stack while it runs (dead
+//! threads are released by the next thread, in `finish_switch`).
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+
+use percpu::{CpuGuard, PerCpu, PerCpuCounter};
+
+use super::runqueue::RunQueue;
+use super::thread::{state, SpawnError, Thread};
+use super::{context, LockMode};
+use crate::arch;
+
+/// Timer ticks a thread may run before it is preempted (if others wait).
+pub const TIME_SLICE_TICKS: u32 = 2;
+/// Initial room in each run queue and sleeper list (they grow if needed).
+const QUEUE_RESERVED: usize = 64;
+const SLEEPERS_RESERVED: usize = 64;
+
+// Statistics: bumped on the local CPU only, summed when read.
+pub(super) static CONTEXT_SWITCHES: PerCpuCounter = PerCpuCounter::new();
+pub(super) static STEALS: PerCpuCounter = PerCpuCounter::new();
+pub(super) static IPIS_SENT: PerCpuCounter = PerCpuCounter::new();
+pub(super) static IDLE_HALTS: PerCpuCounter = PerCpuCounter::new();
+
+/// A thread sleeping until `deadline_ns` (`arch::time::now_ns` clock).
+struct Sleeper {
+    deadline_ns: u64,
+    thread: Arc<Thread>,
+}
+
+/// What only the owning CPU touches, with interrupts disabled.
+struct Local {
+    /// The thread running on this CPU (`None` before `start_*`).
+    current: Option<Arc<Thread>>,
+    /// This CPU's idle thread (its boot stack).
+    idle: Option<Arc<Thread>>,
+    /// The thread just switched away from, handed to `finish_switch`.
+    prev: Option<Arc<Thread>>,
+    /// Ticks left in the current thread's time slice.
+    slice_left: u32,
+    /// Threads in `sleep_ns` on this CPU, unordered (few of them).
+    sleepers: Vec<Sleeper>,
+}
+
+struct CpuState {
+    /// True while this CPU runs its idle thread (read by wakers to decide
+    /// whether an IPI is needed; SeqCst, see `make_ready`).
+    idle: AtomicBool,
+    local: UnsafeCell<Local>,
+}
+
+// SAFETY: `local` is only accessed by the CPU owning the slot with
+// interrupts disabled, never concurrently (see `with_local`); `idle` is atomic.
+unsafe impl Sync for CpuState {}
+
+pub(super) struct Scheduler {
+    cpu_count: usize,
+    mode: LockMode,
+    /// Per-CPU run queues (used when `mode == PerCpu`).
+    queues: PerCpu<RunQueue>,
+    /// The single run queue (used when `mode == Global`).
+    global_queue: RunQueue,
+    cpus: PerCpu<CpuState>,
+    /// CPUs that entered the scheduler (`start_bsp` / `start_ap`).
+    online: AtomicUsize,
+}
+
+/// Set once by `init` to a leaked `Box<Scheduler>`; never freed.
+static SCHEDULER: AtomicPtr<Scheduler> = AtomicPtr::new(core::ptr::null_mut());
+
+pub(super) fn try_get() -> Option<&'static Scheduler> {
+    let ptr = SCHEDULER.load(Ordering::Acquire);
+    // SAFETY: non-null only after `init` stored a leaked, never-freed Box.
+    unsafe { ptr.as_ref() }
+}
+
+fn get() -> &'static Scheduler {
+    try_get().expect("sched: used before sched::init")
+}
+
+/// Creates the run queues and per-CPU state.  Returns false (and changes
+/// nothing) if called twice.
+pub(super) fn init(cpu_count: usize, mode: LockMode) -> bool {
+    assert!(
+        (1..=percpu::MAX_CPUS).contains(&cpu_count),
+        "sched::init: cpu_count {cpu_count} not in 1..={}",
+        percpu::MAX_CPUS
+    );
+    let scheduler = Box::new(Scheduler {
+        cpu_count,
+        mode,
+        queues: PerCpu::from_fn(|cpu| RunQueue::with_capacity(if cpu < cpu_count { QUEUE_RESERVED } else { 0 })),
+        global_queue: RunQueue::with_capacity(QUEUE_RESERVED * cpu_count),
+        cpus: PerCpu::from_fn(|cpu| CpuState {
+            idle: AtomicBool::new(false),
+            local: UnsafeCell::new(Local {
+                current: None,
+                idle: None,
+                prev: None,
+                slice_left: TIME_SLICE_TICKS,
+                // Reserved up front so that normal use never grows it:
+                // memory that a scheduler structure grabs in the middle of
+                // a test would look like a leak to its frame accounting.
+                sleepers: Vec::with_capacity(if cpu < cpu_count { SLEEPERS_RESERVED } else { 0 }),
+            }),
+        }),
+        online: AtomicUsize::new(0),
+    });
+    let ptr = Box::into_raw(scheduler);
+    if SCHEDULER
+        .compare_exchange(core::ptr::null_mut(), ptr, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // SAFETY: `ptr` came from Box::into_raw above and was not published.
+        drop(unsafe { Box::from_raw(ptr) });
+        return false;
+    }
+    true
+}
+
+/// Runs `f` on this CPU's `Local`, pinned (interrupts off) for the call.
+///
+/// `f` must not call back into anything that uses `with_local` (that would
+/// create a second `&mut Local`); everything in this file respects that by
+/// only moving values in and out inside `f`.
+fn with_local<R>(f: impl FnOnce(&mut Local) -> R) -> R {
+    let guard = CpuGuard::new();
+    let slot = get().cpus.get(&guard);
+    // SAFETY: the guard keeps interrupts off, so nothing else runs on this
+    // CPU while `f` runs, and only this CPU accesses its own `local`
+    // (module doc); the reference does not escape `f`.
+    let result = f(unsafe { &mut *slot.local.get() });
+    drop(guard);
+    result
+}
+
+impl Scheduler {
+    pub(super) fn cpu_count(&self) -> usize {
+        self.cpu_count
+    }
+
+    pub(super) fn mode(&self) -> LockMode {
+        self.mode
+    }
+
+    pub(super) fn online(&self) -> usize {
+        self.online.load(Ordering::Acquire)
+    }
+
+    /// The run queue threads homed on `cpu` go to.
+    fn queue_for(&self, cpu: usize) -> &RunQueue {
+        match self.mode {
+            LockMode::PerCpu => self.queues.remote(cpu),
+            LockMode::Global => &self.global_queue,
+        }
+    }
+
+    fn is_idle(&self, cpu: usize) -> bool {
+        self.cpus.remote(cpu).idle.load(Ordering::SeqCst)
+    }
+
+    fn send_resched(&self, cpu: usize) {
+        arch::apic::send_ipi(cpu, arch::RESCHED_VECTOR);
+        IPIS_SENT.inc();
+    }
+
+    /// Puts a READY thread on the queue of its home CPU and makes sure some
+    /// CPU that may run it will look: the home CPU if it is idle, else (for
+    /// an unpinned thread) any idle CPU, which will steal it.
+    ///
+    /// Idle protocol (no lost wakeup): an idle CPU sets its `idle` flag, then
+    /// looks at the queues; we push, then read the flags; all SeqCst.  So
+    /// either the idle CPU sees the thread, or we see the flag and send the
+    /// IPI, whose delivery ends its `hlt` (`enable_and_halt` is `sti; hlt`,
+    /// so an IPI pending from before cannot be lost in between).
+    fn make_ready(&self, thread: Arc<Thread>) {
+        debug_assert_eq!(thread.state.load(Ordering::SeqCst), state::READY);
+        let pinned = thread.affinity();
+        let home = pinned.unwrap_or_else(|| thread.home_cpu.load(Ordering::Relaxed));
+        self.queue_for(home).push(thread);
+
+        let me = arch::cpu::id();
+        if home != me && self.is_idle(home) {
+            self.send_resched(home);
+            return;
+        }
+        if pinned.is_none() {
+            let stealer = (1..self.cpu_count)
+                .map(|i| (me + i) % self.cpu_count)
+                .find(|&cpu| cpu != home && self.is_idle(cpu));
+            if let Some(cpu) = stealer {
+                self.send_resched(cpu);
+            }
+        }
+    }
+
+    /// Next thread for `cpu`: its own queue first, then (when `may_steal`
+    /// and queues are per-CPU) one stolen from the busiest other CPU.
+    fn pick_next(&self, cpu: usize, may_steal: bool) -> Option<Arc<Thread>> {
+        if let Some(thread) = self.queue_for(cpu).pop_for(cpu) {
+            return Some(thread);
+        }
+        if may_steal && self.mode == LockMode::PerCpu {
+            return self.steal(cpu);
+        }
+        None
+    }
+
+    /// Takes an unpinned thread from another CPU's queue: the longest queue
+    /// first, then any other non-empty one.  Pinned threads are never taken.
+    fn steal(&self, thief: usize) -> Option<Arc<Thread>> {
+        let victims = (1..self.cpu_count).map(|i| (thief + i) % self.cpu_count);
+        let busiest = victims
+            .clone()
+            .map(|cpu| (self.queues.remote(cpu).len_hint(), cpu))
+            .filter(|&(len, _)| len > 0)
+            .max_by_key(|&(len, _)| len)?
+            .1;
+        let stolen = self.queues.remote(busiest).steal().or_else(|| {
+            victims
+                .filter(|&cpu| cpu != busiest && self.queues.remote(cpu).len_hint() > 0)
+                .find_map(|cpu| self.queues.remote(cpu).steal())
+        });
+        if stolen.is_some() {
+            STEALS.inc();
+        }
+        stolen
+    }
+}
+
+/// Why `schedule` is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// The thread offers the CPU but stays runnable.
+    Yield,
+    /// Its time slice ran out (timer interrupt).
+    Preempt,
+    /// It set itself BLOCKING and must not run until woken.
+    Block,
+    /// It is DEAD and never runs again.
+    Exit,
+    /// The idle thread looks for work.
+    Idle,
+}
+
+/// Switches this CPU to another thread if there is one (or must be one).
+/// Returns whether a switch happened (when it returns after a switch, the
+/// calling thread has been switched back in, possibly on another CPU).
+///
+/// Interrupt-flag rule: called with interrupts disabled, and every switch
+/// happens with them disabled.  The interrupt state is a property of each
+/// thread, saved on its own stack by whoever disabled interrupts before
+/// calling here (`yield_now`, `WaitQueue::wait_until`, the interrupt gate of
+/// the timer/IPI handler, which `iretq` undoes) and restored by that same
+/// code after `schedule` returns in the resumed thread.  A new thread has no
+/// saved state: `thread_start` enables interrupts after `finish_switch`.
+fn schedule(reason: Reason) -> bool {
+    let scheduler = get();
+    let cpu = arch::cpu::id();
+    let current = with_local(|l| l.current.clone()).expect("sched: schedule() before start");
+
+    if reason == Reason::Block
+        && current
+            .state
+            .compare_exchange(state::WOKEN, state::RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    {
+        // Woken between queueing itself and getting here: keep running.
+        return false;
+    }
+
+    let may_steal = matches!(reason, Reason::Block | Reason::Exit | Reason::Idle);
+    let next = match scheduler.pick_next(cpu, may_steal) {
+        Some(next) => next,
+        None => match reason {
+            Reason::Yield | Reason::Preempt | Reason::Idle => {
+                with_local(|l| l.slice_left = TIME_SLICE_TICKS);
+                return false;
+            }
+            Reason::Block | Reason::Exit => {
+                with_local(|l| l.idle.clone()).expect("sched: cpu has no idle thread")
+            }
+        },
+    };
+
+    if matches!(reason, Reason::Yield | Reason::Preempt) {
+        current.state.store(state::READY, Ordering::SeqCst);
+    }
+    if current.is_idle() {
+        scheduler.cpus.remote(cpu).idle.store(false, Ordering::SeqCst);
+    }
+    next.state.store(state::RUNNING, Ordering::SeqCst);
+    if !next.is_idle() {
+        next.home_cpu.store(cpu, Ordering::Relaxed);
+    }
+    current.check_stack();
+
+    let save_to = current.saved_rsp_slot();
+    // SAFETY: `next` came off a run queue (READY, switched out, hand-over by
+    // the queue lock) or is this CPU's idle thread, which is switched out
+    // whenever another thread runs here.
+    let load = unsafe { next.saved_rsp() };
+    // Move both references into per-CPU state instead of keeping them on
+    // this stack: a dying thread's stack is never unwound, so an `Arc`
+    // left here would leak.  `Local` keeps both threads alive meanwhile.
+    drop(current);
+    with_local(|l| {
+        let previous = l.current.take();
+        assert!(l.prev.is_none(), "sched: previous switch not finished");
+        l.prev = previous;
+        l.current = Some(next);
+        l.slice_left = TIME_SLICE_TICKS;
+    });
+    CONTEXT_SWITCHES.inc();
+
+    // SAFETY: interrupts are off (rule above); `save_to` belongs to the
+    // thread in `l.prev`, which stays alive until `finish_switch` and is not
+    // visible to other CPUs before then; `load` is the saved stack of the
+    // thread now in `l.current`, which runs nowhere else.
+    unsafe { context::switch_context(save_to, load) };
+
+    finish_switch();
+    true
+}
+
+/// Completes a switch on the thread that was just switched in: hands the
+/// previous thread to wherever it goes now that its stack is free.
+pub(super) fn finish_switch() {
+    let scheduler = get();
+    let Some(prev) = with_local(|l| l.prev.take()) else {
+        return;
+    };
+    if prev.is_idle() {
+        return;
+    }
+    match prev.state.load(Ordering::SeqCst) {
+        state::READY => scheduler.make_ready(prev),
+        state::BLOCKING => {
+            if prev
+                .state
+                .compare_exchange(state::BLOCKING, state::BLOCKED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                // A waker saw it still on this CPU and marked it WOKEN.
+                prev.state.store(state::READY, Ordering::SeqCst);
+                scheduler.make_ready(prev);
+            }
+        }
+        state::WOKEN => {
+            prev.state.store(state::READY, Ordering::SeqCst);
+            scheduler.make_ready(prev);
+        }
+        // Its stack is freed here, on a stack that is not its own; then
+        // joiners are told.  The record goes with the last `Arc`.
+        state::DEAD => prev.release_after_exit(),
+        other => panic!("sched: thread {} switched out in state {other}", prev.name()),
+    }
+}
+
+/// Makes a blocked thread runnable again (from any CPU).  Waking a thread
+/// that is not blocked does nothing.
+pub(super) fn wake(thread: Arc<Thread>) {
+    loop {
+        match thread.state.load(Ordering::SeqCst) {
+            state::BLOCKING => {
+                if thread
+                    .state
+                    .compare_exchange(state::BLOCKING, state::WOKEN, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    // Its CPU re-queues it in `finish_switch` (or it never
+                    // leaves, see `schedule`).
+                    return;
+                }
+            }
+            state::BLOCKED => {
+                if thread
+                    .state
+                    .compare_exchange(state::BLOCKED, state::READY, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    get().make_ready(thread);
+                    return;
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// The thread running on this CPU.
+pub(super) fn current_thread() -> Arc<Thread> {
+    with_local(|l| l.current.clone()).expect("sched: no current thread (scheduler not started on this cpu)")
+}
+
+/// Blocks the current thread, which has set itself BLOCKING and put itself
+/// where a waker will find it.  Interrupts must be disabled.
+pub(super) fn block_current() {
+    schedule(Reason::Block);
+}
+
+/// Offers the CPU to another ready thread (nothing to do before the
+/// scheduler runs on this CPU).
+pub(super) fn yield_now() {
+    if !started_here() {
+        return;
+    }
+    let interrupts_were_enabled = arch::irq::save_disable();
+    schedule(Reason::Yield);
+    arch::irq::restore(interrupts_were_enabled);
+}
+
+/// Blocks the current thread for at least `ns` nanoseconds (tick
+/// granularity: it is woken by the first timer tick past the deadline).
+/// Before the scheduler runs on this CPU (early boot) it busy-waits.
+pub(super) fn sleep_ns(ns: u64) {
+    if ns == 0 {
+        yield_now();
+        return;
+    }
+    let deadline_ns = arch::time::now_ns().saturating_add(ns);
+    if !started_here() {
+        while arch::time::now_ns() < deadline_ns {
+            core::hint::spin_loop();
+        }
+        return;
+    }
+    while arch::time::now_ns() < deadline_ns {
+        let interrupts_were_enabled = arch::irq::save_disable();
+        assert!(interrupts_were_enabled, "sched: sleep_ns with interrupts disabled (a spin lock held?)");
+        let me = current_thread();
+        assert!(!me.is_idle(), "sched: the idle thread must never sleep");
+        me.state.store(state::BLOCKING, Ordering::SeqCst);
+        with_local(|l| l.sleepers.push(Sleeper { deadline_ns, thread: me }));
+        block_current();
+        arch::irq::restore(interrupts_were_enabled);
+    }
+}
+
+/// Ends the current thread (its closure returned).
+pub(super) fn exit_current() -> ! {
+    arch::irq::save_disable();
+    let me = current_thread();
+    me.state.store(state::DEAD, Ordering::SeqCst);
+    drop(me);
+    schedule(Reason::Exit);
+    unreachable!("sched: a dead thread was resumed");
+}
+
+/// Creates a thread and makes it runnable.
+pub(super) fn spawn(
+    name: &str,
+    affinity: Option<usize>,
+    entry: Box<dyn FnOnce() + Send + 'static>,
+) -> Result<Arc<Thread>, SpawnError> {
+    let scheduler = try_get().ok_or(SpawnError::NotInitialized)?;
+    if let Some(cpu) = affinity {
+        if cpu >= scheduler.cpu_count {
+            return Err(SpawnError::NoSuchCpu { cpu, cpu_count: scheduler.cpu_count });
+        }
+    }
+    // Unpinned threads start on the spawning CPU; idle CPUs steal them.
+    let home = affinity.unwrap_or_else(arch::cpu::id);
+    let thread = Thread::new_spawned(name, affinity, home, entry)?;
+    log::debug!(
+        "sched: spawned thread {} {:?}, affinity {:?}, stack top {:#x}",
+        thread.id(),
+        thread.name(),
+        affinity,
+        thread.kernel_stack_top().unwrap_or(0)
+    );
+    scheduler.make_ready(thread.clone());
+    Ok(thread)
+}
+
+/// Turns the code running on this CPU's boot stack into its idle thread.
+fn become_idle() {
+    let interrupts_were_enabled = arch::irq::save_disable();
+    let cpu = arch::cpu::id();
+    let idle = Thread::new_idle(cpu);
+    with_local(|l| {
+        assert!(l.current.is_none(), "sched: cpu {cpu} started twice");
+        l.idle = Some(idle.clone());
+        l.current = Some(idle);
+    });
+    get().online.fetch_add(1, Ordering::AcqRel);
+    arch::irq::restore(interrupts_were_enabled);
+}
+
+/// The idle thread: run whatever is ready (local, else stolen), else halt
+/// until the next interrupt (timer tick or reschedule IPI).
+fn idle_loop() -> ! {
+    let scheduler = get();
+    // The idle thread is pinned: this id stays right.
+    let cpu = arch::cpu::id();
+    loop {
+        arch::irq::save_disable();
+        // Flag first, then look (idle protocol in `make_ready`).
+        scheduler.cpus.remote(cpu).idle.store(true, Ordering::SeqCst);
+        if schedule(Reason::Idle) {
+            // Back because the thread(s) we ran blocked or exited: look again.
+            continue;
+        }
+        IDLE_HALTS.inc();
+        arch::irq::enable_and_halt();
+    }
+}
+
+pub(super) fn start_bsp(kernel_main: fn() -> !) -> ! {
+    become_idle();
+    // Pinned to the boot CPU: the lines it prints come from CPU 0, and a
+    // test that wants "another CPU" can rely on it not being there.
+    if let Err(err) = spawn("main", Some(0), Box::new(move || kernel_main())) {
+        panic!("sched: cannot start the main kernel thread: {err}");
+    }
+    idle_loop()
+}
+
+pub(super) fn start_ap() -> ! {
+    become_idle();
+    idle_loop()
+}
+
+/// True once this CPU runs the scheduler (it has a current thread).
+fn started_here() -> bool {
+    try_get().is_some() && with_local(|l| l.current.is_some())
+}
+
+/// Timer tick (interrupts disabled, on the interrupted thread's stack).
+pub(super) fn on_timer_tick() {
+    if !started_here() {
+        return;
+    }
+    let now = arch::time::now_ns();
+    // Wake expired sleepers one at a time, so that `wake` (which may take
+    // run-queue locks and send IPIs) runs outside `with_local`.
+    while let Some(thread) = with_local(|l| {
+        let index = l.sleepers.iter().position(|s| s.deadline_ns <= now)?;
+        Some(l.sleepers.swap_remove(index).thread)
+    }) {
+        wake(thread);
+    }
+    let slice_over = with_local(|l| {
+        let running_idle = l.current.as_ref().is_some_and(|t| t.is_idle());
+        if running_idle {
+            // The idle loop re-checks the queues as soon as `hlt` returns.
+            return false;
+        }
+        l.slice_left = l.slice_left.saturating_sub(1);
+        l.slice_left == 0
+    });
+    if slice_over {
+        schedule(Reason::Preempt);
+    }
+}
+
+/// Reschedule IPI (interrupts disabled).  Its job is done by arriving: it
+/// ends the target's `hlt`, and the idle loop then looks at the queues.  A
+/// busy CPU picks the new thread up at the end of the current time slice.
+pub(super) fn on_resched_ipi() {}

@@ -1,0 +1,335 @@
+//! Kernel threads: the `Thread` record, its kernel stack, `JoinHandle`, and
+//! the first and last code every thread runs.
+//!
+//! Owns: a thread's identity, affinity, scheduling state word, saved stack
+//! pointer, kernel stack and exit signal.
+//!
+//! Invariants:
+//! * A thread never frees the stack it runs on: a dead thread's stack is
+//!   freed by the *next* thread on its CPU (`finish_switch` ->
+//!   `release_after_exit`), which then signals joiners.  So when `join`
+//!   returns, the stack is back in the heap.  The `Thread` record itself
+//!   lives as long as some `Arc` to it.
+//! * `saved_rsp` is written only by `switch_context` on the CPU that switches
+//!   the thread out, and read only by the CPU that later switches it in; the
+//!   hand-over always goes through a run-queue lock or the state word
+//!   (release/acquire), which orders the write before the read.
+//! * A stack canary at the lowest word of each stack is checked on every
+//!   switch-out, so an overflow is reported with the thread's name instead of
+//!   silently corrupting the heap (there is no guard page: the stacks come
+//!   from the heap, whose pages the scheduler does not own).
+//!
+//! Must not: touch run queues (that is `scheduler.rs`), or be extended with
+//! user-space state here without a matching `Drop` order (future fields: an
+//! address space handle and the kernel stack top that goes into the TSS).
+
+use alloc::alloc::{alloc, dealloc, Layout};
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use super::lock::IrqSpinLock;
+use super::waitqueue::WaitQueue;
+
+/// Size of every kernel thread stack.
+pub const STACK_SIZE: usize = 64 * 1024;
+/// Written at the lowest address of every kernel stack; an overflow that
+/// reaches the bottom overwrites it.
+const STACK_CANARY: u64 = 0x5354_4143_4b5f_4f4b; // "STACK_OK"
+
+/// Scheduling states, stored in `Thread::state`.
+///
+/// Transitions (who makes them):
+/// * `RUNNING -> READY`   the thread itself, yielding or preempted (IF = 0);
+/// * `RUNNING -> BLOCKING` the thread itself, about to sleep (IF = 0, and
+///   under the wait queue lock when it waits on one);
+/// * `BLOCKING -> BLOCKED` the next thread on the same CPU, in `finish_switch`,
+///   once the old stack is no longer in use;
+/// * `BLOCKING -> WOKEN`  a waker that found the thread still on its CPU; the
+///   sleeper's CPU then makes it `READY` in `finish_switch`;
+/// * `BLOCKED -> READY`   a waker, which then puts it on a run queue;
+/// * `READY -> RUNNING`   the CPU that dequeues it;
+/// * `RUNNING -> DEAD`    the thread itself, as its last act.
+pub(super) mod state {
+    pub const RUNNING: u8 = 0;
+    pub const READY: u8 = 1;
+    pub const BLOCKING: u8 = 2;
+    pub const BLOCKED: u8 = 3;
+    pub const WOKEN: u8 = 4;
+    pub const DEAD: u8 = 5;
+}
+
+/// A heap-allocated kernel stack with a canary at its bottom.
+struct KernelStack {
+    base: NonNull<u8>,
+}
+
+impl KernelStack {
+    fn layout() -> Layout {
+        // 16-byte alignment is what the ABI needs; page alignment keeps the
+        // canary at a predictable place for a debugger.
+        Layout::from_size_align(STACK_SIZE, 4096).expect("constant stack layout is valid")
+    }
+
+    fn new() -> Option<Self> {
+        // SAFETY: the layout has a non-zero size.
+        let base = NonNull::new(unsafe { alloc(Self::layout()) })?;
+        // SAFETY: the allocation is at least 8 bytes and 4096-aligned.
+        unsafe { base.as_ptr().cast::<u64>().write(STACK_CANARY) };
+        Some(Self { base })
+    }
+
+    fn top(&self) -> usize {
+        self.base.as_ptr() as usize + STACK_SIZE
+    }
+
+    fn canary_intact(&self) -> bool {
+        // SAFETY: the first word was initialised in `new` and the stack is
+        // alive as long as `self`; a volatile read because a running thread
+        // (not the compiler) is what might have changed it.
+        unsafe { self.base.as_ptr().cast::<u64>().read_volatile() == STACK_CANARY }
+    }
+}
+
+impl Drop for KernelStack {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with the same layout; the owning thread
+        // is dead or never ran (see the module invariant), so no CPU runs on it.
+        unsafe { dealloc(self.base.as_ptr(), Self::layout()) }
+    }
+}
+
+// SAFETY: a KernelStack is plain memory owned by one Thread; moving the
+// owner between CPUs is fine.
+unsafe impl Send for KernelStack {}
+
+/// The closure a spawned thread runs.
+type Entry = Box<dyn FnOnce() + Send + 'static>;
+
+/// A kernel thread (ring 0 only for now).
+pub struct Thread {
+    id: u64,
+    name: String,
+    /// `Some(cpu)`: may only run on `cpu`; `None`: any CPU (can be stolen).
+    affinity: Option<usize>,
+    /// The per-CPU idle thread (boot stack); never queued, never stolen.
+    is_idle: bool,
+    /// One of the [`state`] constants.
+    pub(super) state: AtomicU8,
+    /// CPU whose run queue the thread goes to when it becomes ready
+    /// (its affinity, or the CPU it last ran on).
+    pub(super) home_cpu: AtomicUsize,
+    saved_rsp: UnsafeCell<usize>,
+    /// `None` for idle threads (they run on their CPU's boot stack) and
+    /// for dead threads once `release_after_exit` freed it.  The lock is
+    /// never contended: only the owning CPU touches it, with interrupts off.
+    stack: spin::Mutex<Option<KernelStack>>,
+    entry: IrqSpinLock<Option<Entry>>,
+    exited: AtomicBool,
+    exit_waiters: WaitQueue,
+}
+
+// SAFETY: every field is Sync except `saved_rsp`, whose accesses are
+// serialised by the hand-over protocol described in the module doc (only
+// the CPU switching the thread out writes it, only the CPU switching it in
+// reads it, with a release/acquire edge in between).
+unsafe impl Sync for Thread {}
+// SAFETY: as above; a Thread owns no CPU-local resource.
+unsafe impl Send for Thread {}
+
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Why a thread could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnError {
+    /// The affinity names a CPU that does not exist.
+    NoSuchCpu { cpu: usize, cpu_count: usize },
+    /// The kernel heap could not provide a stack.
+    OutOfMemory,
+    /// `sched::init` has not run yet.
+    NotInitialized,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::NoSuchCpu { cpu, cpu_count } => {
+                write!(f, "affinity cpu {cpu} does not exist ({cpu_count} CPUs)")
+            }
+            SpawnError::OutOfMemory => write!(f, "out of memory for a kernel stack"),
+            SpawnError::NotInitialized => write!(f, "scheduler not initialised"),
+        }
+    }
+}
+
+impl Thread {
+    /// A new thread that will run `entry` on a fresh stack; state READY.
+    pub(super) fn new_spawned(
+        name: &str,
+        affinity: Option<usize>,
+        home_cpu: usize,
+        entry: Entry,
+    ) -> Result<Arc<Thread>, SpawnError> {
+        let stack = KernelStack::new().ok_or(SpawnError::OutOfMemory)?;
+        // SAFETY: the stack is fresh, STACK_SIZE bytes long, and unused.
+        let rsp = unsafe { super::context::prepare_new_stack(stack.top()) };
+        Ok(Arc::new(Thread {
+            id: NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
+            name: String::from(name),
+            affinity,
+            is_idle: false,
+            state: AtomicU8::new(state::READY),
+            home_cpu: AtomicUsize::new(home_cpu),
+            saved_rsp: UnsafeCell::new(rsp),
+            stack: spin::Mutex::new(Some(stack)),
+            entry: IrqSpinLock::new(Some(entry)),
+            exited: AtomicBool::new(false),
+            exit_waiters: WaitQueue::new(),
+        }))
+    }
+
+    /// The idle thread of `cpu`: adopts the stack the CPU is running on.
+    pub(super) fn new_idle(cpu: usize) -> Arc<Thread> {
+        let mut name = String::from("idle/");
+        // `cpu` has at most a few digits; formatting into a String cannot fail.
+        let _ = fmt::write(&mut name, format_args!("{cpu}"));
+        Arc::new(Thread {
+            id: NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
+            name,
+            affinity: Some(cpu),
+            is_idle: true,
+            state: AtomicU8::new(state::RUNNING),
+            home_cpu: AtomicUsize::new(cpu),
+            saved_rsp: UnsafeCell::new(0),
+            stack: spin::Mutex::new(None),
+            entry: IrqSpinLock::new(None),
+            exited: AtomicBool::new(false),
+            exit_waiters: WaitQueue::new(),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn affinity(&self) -> Option<usize> {
+        self.affinity
+    }
+
+    pub(super) fn is_idle(&self) -> bool {
+        self.is_idle
+    }
+
+    /// Top of the thread's kernel stack (what the TSS `rsp0` must hold
+    /// while it runs, once user mode exists); `None` for idle threads and
+    /// dead threads whose stack was freed.
+    pub fn kernel_stack_top(&self) -> Option<usize> {
+        self.stack.lock().as_ref().map(KernelStack::top)
+    }
+
+    /// May this thread run on `cpu`?
+    pub(super) fn can_run_on(&self, cpu: usize) -> bool {
+        self.affinity.is_none_or(|pinned| pinned == cpu)
+    }
+
+    /// Where `switch_context` stores this thread's stack pointer.
+    pub(super) fn saved_rsp_slot(&self) -> *mut usize {
+        self.saved_rsp.get()
+    }
+
+    /// The stack pointer to resume this thread with.
+    ///
+    /// # Safety
+    /// The thread is switched out (not running on any CPU) and the caller
+    /// acquired it through the hand-over protocol (module doc).
+    pub(super) unsafe fn saved_rsp(&self) -> usize {
+        // SAFETY: per the caller's promise no CPU writes it concurrently.
+        unsafe { *self.saved_rsp.get() }
+    }
+
+    /// Panics with the thread's name when its stack overflowed.  Called with
+    /// the thread switched in, just before it is switched out.
+    pub(super) fn check_stack(&self) {
+        if let Some(stack) = &*self.stack.lock() {
+            if !stack.canary_intact() {
+                panic!("kernel stack overflow in thread {} ({})", self.id, self.name);
+            }
+        }
+    }
+
+    pub(super) fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
+    /// Frees the stack of a DEAD thread and wakes its joiners.  Called by
+    /// the next thread on the same CPU, once nothing runs on that stack.
+    pub(super) fn release_after_exit(&self) {
+        debug_assert_eq!(self.state.load(Ordering::SeqCst), state::DEAD);
+        let stack = self.stack.lock().take();
+        drop(stack);
+        self.exited.store(true, Ordering::Release);
+        self.exit_waiters.wake_all();
+    }
+}
+
+/// Handle to wait for a spawned thread's end.  Dropping it detaches the
+/// thread (it still runs to completion and is freed then).
+pub struct JoinHandle {
+    thread: Arc<Thread>,
+}
+
+impl JoinHandle {
+    pub(super) fn new(thread: Arc<Thread>) -> Self {
+        Self { thread }
+    }
+
+    /// Blocks until the thread's closure returned and its stack was freed.
+    pub fn join(self) {
+        let thread = &self.thread;
+        thread.exit_waiters.wait_until(|| thread.has_exited());
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.has_exited()
+    }
+
+    pub fn thread(&self) -> &Arc<Thread> {
+        &self.thread
+    }
+}
+
+/// First Rust code of every spawned thread (called by the trampoline right
+/// after the first switch to it, with interrupts still disabled).
+pub(super) extern "C" fn thread_start() -> ! {
+    // Finish the switch that brought us here (re-queue or retire the
+    // previous thread), then this thread starts with interrupts enabled:
+    // a new thread has no saved interrupt flag of its own, and kernel
+    // threads always run preemptible.
+    super::scheduler::finish_switch();
+    crate::arch::irq::enable();
+
+    run_entry_and_exit()
+}
+
+/// Runs the closure, then leaves the CPU for good (the next thread frees
+/// the stack and signals joiners).
+fn run_entry_and_exit() -> ! {
+    {
+        // Scoped so that this `Arc` is dropped before the final switch: the
+        // dying stack must hold no reference (it would never be released).
+        let me = super::scheduler::current_thread();
+        let entry = me.entry.lock().take();
+        if let Some(entry) = entry {
+            entry();
+        }
+    }
+    super::scheduler::exit_current()
+}

@@ -1,0 +1,430 @@
+//! The global binary buddy allocator over frame numbers.
+//!
+//! Owns: the regions of physical memory it was given, one byte of state per
+//! managed frame (kept in the first frames of each region), and one
+//! intrusive doubly linked free list per order (links live in the free
+//! frames themselves).
+//!
+//! Invariants (checked by the tests through the public API):
+//! * a free block of order `k` starts at a multiple of `1 << k`, lies wholly
+//!   inside one region, is on free list `k`, and its first frame's state is
+//!   `FREE | k`;
+//! * a block handed out by `alloc(k)` has first-frame state `ALLOC | k`
+//!   until `free(pfn, k)`; every other frame's state is `NONE`;
+//! * `free_frames()` is the number of frames on the free lists.
+//!
+//! Must not: lock (callers wrap it in their own lock), allocate, or touch a
+//! frame that is handed out (only free frames and metadata frames are
+//! written).
+
+use core::fmt;
+
+use crate::{FrameMemory, Pfn, FRAME_SIZE, MAX_ORDER};
+
+/// Most regions one allocator manages (Limine maps have a handful).
+pub const MAX_REGIONS: usize = 64;
+
+const NIL: u64 = u64::MAX;
+
+// Per-frame state byte.
+const NONE: u8 = 0;
+const FREE: u8 = 0x10;
+const ALLOC: u8 = 0x20;
+
+/// Header written into the first bytes of a free block's first frame.
+#[repr(C)]
+struct FreeLink {
+    next: u64,
+    prev: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Region {
+    /// First managed frame (after the state bytes' frames).
+    start: Pfn,
+    /// One past the last managed frame.
+    end: Pfn,
+    /// First frame holding this region's state bytes.
+    meta: Pfn,
+}
+
+/// Why a region was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionError {
+    /// `start + count` overflows.
+    InvalidRange,
+    /// Too small to hold its own metadata plus one frame.
+    TooSmall,
+    /// Overlaps a region added before.
+    Overlap,
+    /// Already `MAX_REGIONS` regions.
+    TooManyRegions,
+}
+
+/// Why a free was refused (the frame stays where it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeError {
+    /// Order above `MAX_ORDER`.
+    BadOrder,
+    /// `pfn` is not a multiple of `1 << order`.
+    Misaligned,
+    /// The block is not (wholly) in a managed region.
+    NotManaged,
+    /// The block is not currently allocated with this order (double free,
+    /// wrong order, or never allocated).
+    NotAllocated,
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RegionError::InvalidRange => "region range overflows",
+            RegionError::TooSmall => "region too small for its metadata",
+            RegionError::Overlap => "region overlaps an existing one",
+            RegionError::TooManyRegions => "too many memory regions",
+        })
+    }
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FreeError::BadOrder => "order out of range",
+            FreeError::Misaligned => "frame not aligned to its order",
+            FreeError::NotManaged => "frame outside managed memory",
+            FreeError::NotAllocated => "frame not allocated with this order",
+        })
+    }
+}
+
+/// Binary buddy allocator of frames, orders `0..=MAX_ORDER`.
+pub struct BuddyAllocator<M> {
+    mem: M,
+    regions: [Region; MAX_REGIONS],
+    region_count: usize,
+    heads: [u64; MAX_ORDER + 1],
+    blocks: [usize; MAX_ORDER + 1],
+    free: usize,
+    total: usize,
+}
+
+impl<M: FrameMemory> BuddyAllocator<M> {
+    /// An allocator with no memory yet.
+    pub const fn new(mem: M) -> Self {
+        BuddyAllocator {
+            mem,
+            regions: [Region {
+                start: 0,
+                end: 0,
+                meta: 0,
+            }; MAX_REGIONS],
+            region_count: 0,
+            heads: [NIL; MAX_ORDER + 1],
+            blocks: [0; MAX_ORDER + 1],
+            free: 0,
+            total: 0,
+        }
+    }
+
+    /// Adds frames `start..start + count`.  The first
+    /// `ceil(count / (FRAME_SIZE + 1))` of them hold this region's state
+    /// bytes; the rest become free.  Returns how many frames became free.
+    pub fn add_region(&mut self, start: Pfn, count: usize) -> Result<usize, RegionError> {
+        let end = start.checked_add(count).ok_or(RegionError::InvalidRange)?;
+        if end > (NIL as usize) / 2 {
+            return Err(RegionError::InvalidRange);
+        }
+        let meta_frames = count.div_ceil(FRAME_SIZE + 1);
+        if count <= meta_frames {
+            return Err(RegionError::TooSmall);
+        }
+        let existing = &self.regions[..self.region_count];
+        if existing.iter().any(|r| start < r.end && r.meta < end) {
+            return Err(RegionError::Overlap);
+        }
+        if self.region_count == MAX_REGIONS {
+            return Err(RegionError::TooManyRegions);
+        }
+        let region = Region {
+            start: start + meta_frames,
+            end,
+            meta: start,
+        };
+        let managed = region.end - region.start;
+        for i in 0..meta_frames {
+            // SAFETY: frames start..start+meta_frames belong to this new
+            // region (FrameMemory contract), and nobody else uses them.
+            unsafe { core::ptr::write_bytes(self.mem.frame_ptr(start + i), NONE, FRAME_SIZE) };
+        }
+        // Keep regions sorted by address so lookups can bisect.
+        let at = existing.partition_point(|r| r.end <= start);
+        self.regions.copy_within(at..self.region_count, at + 1);
+        self.regions[at] = region;
+        self.region_count += 1;
+
+        // Carve the managed range into maximal naturally aligned blocks.
+        let mut pfn = region.start;
+        while pfn < region.end {
+            let mut order = MAX_ORDER.min(pfn.trailing_zeros() as usize);
+            while pfn + (1 << order) > region.end {
+                order -= 1;
+            }
+            self.push(&region, pfn, order);
+            pfn += 1 << order;
+        }
+        self.free += managed;
+        self.total += managed;
+        Ok(managed)
+    }
+
+    /// Allocates `1 << order` contiguous frames aligned to `1 << order`.
+    pub fn alloc(&mut self, order: usize) -> Option<Pfn> {
+        if order > MAX_ORDER {
+            return None;
+        }
+        let found = (order..=MAX_ORDER).find(|&k| self.heads[k] != NIL)?;
+        let pfn = self.heads[found] as Pfn;
+        let region = self.region_of(pfn)?;
+        self.unlink(&region, pfn, found);
+        // Split: keep the lower half, free the upper halves.
+        let mut k = found;
+        while k > order {
+            k -= 1;
+            self.push(&region, pfn + (1 << k), k);
+        }
+        self.set_state(&region, pfn, ALLOC | order as u8);
+        self.free -= 1 << order;
+        Some(pfn)
+    }
+
+    /// Returns a block from `alloc(order)`, merging it with free buddies.
+    pub fn free(&mut self, pfn: Pfn, order: usize) -> Result<(), FreeError> {
+        let region = self.checked_region(pfn, order)?;
+        self.set_state(&region, pfn, NONE);
+        let mut pfn = pfn;
+        let mut k = order;
+        while k < MAX_ORDER {
+            let buddy = pfn ^ (1 << k);
+            if buddy < region.start || buddy + (1 << k) > region.end {
+                break;
+            }
+            if self.state(&region, buddy) != FREE | k as u8 {
+                break;
+            }
+            self.unlink(&region, buddy, k);
+            self.set_state(&region, buddy, NONE);
+            pfn = pfn.min(buddy);
+            k += 1;
+        }
+        self.push(&region, pfn, k);
+        self.free += 1 << order;
+        Ok(())
+    }
+
+    /// Checks that `pfn` heads a block handed out by `alloc(order)`.
+    pub fn check_allocated(&self, pfn: Pfn, order: usize) -> Result<(), FreeError> {
+        self.checked_region(pfn, order).map(|_| ())
+    }
+
+    fn checked_region(&self, pfn: Pfn, order: usize) -> Result<Region, FreeError> {
+        if order > MAX_ORDER {
+            return Err(FreeError::BadOrder);
+        }
+        if !pfn.is_multiple_of(1 << order) {
+            return Err(FreeError::Misaligned);
+        }
+        let region = self.region_of(pfn).ok_or(FreeError::NotManaged)?;
+        if pfn + (1 << order) > region.end {
+            return Err(FreeError::NotManaged);
+        }
+        if self.state(&region, pfn) != ALLOC | order as u8 {
+            return Err(FreeError::NotAllocated);
+        }
+        Ok(region)
+    }
+
+    /// Frames on the free lists.
+    pub fn free_frames(&self) -> usize {
+        self.free
+    }
+
+    /// Frames managed (free or handed out; metadata frames excluded).
+    pub fn total_frames(&self) -> usize {
+        self.total
+    }
+
+    /// Number of free blocks of `order` (0 for orders out of range).
+    pub fn free_blocks(&self, order: usize) -> usize {
+        self.blocks.get(order).copied().unwrap_or(0)
+    }
+
+    /// Whether `pfn` is a managed frame.
+    pub fn contains(&self, pfn: Pfn) -> bool {
+        self.region_of(pfn).is_some()
+    }
+
+    /// The frame memory this allocator writes through.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    fn region_of(&self, pfn: Pfn) -> Option<Region> {
+        let regions = &self.regions[..self.region_count];
+        let i = regions.partition_point(|r| r.end <= pfn);
+        regions
+            .get(i)
+            .copied()
+            .filter(|r| r.start <= pfn && pfn < r.end)
+    }
+
+    fn state_ptr(&self, region: &Region, pfn: Pfn) -> *mut u8 {
+        let index = pfn - region.start;
+        let frame = self.mem.frame_ptr(region.meta + index / FRAME_SIZE);
+        frame.wrapping_add(index % FRAME_SIZE)
+    }
+
+    fn state(&self, region: &Region, pfn: Pfn) -> u8 {
+        // SAFETY: pfn is in `region`, so its state byte is inside the
+        // region's metadata frames, which only this allocator uses.
+        unsafe { self.state_ptr(region, pfn).read() }
+    }
+
+    fn set_state(&mut self, region: &Region, pfn: Pfn, state: u8) {
+        // SAFETY: as in `state`; `&mut self` makes us the only writer.
+        unsafe { self.state_ptr(region, pfn).write(state) }
+    }
+
+    fn link(&self, pfn: u64) -> *mut FreeLink {
+        self.mem.frame_ptr(pfn as Pfn).cast()
+    }
+
+    /// Puts the free block `pfn` of `order` at the head of its list.
+    fn push(&mut self, region: &Region, pfn: Pfn, order: usize) {
+        let old = self.heads[order];
+        // SAFETY: the block is free, so its first frame is ours to write;
+        // `old`, if any, is the head of a free block on the same list.
+        unsafe {
+            self.link(pfn as u64).write(FreeLink {
+                next: old,
+                prev: NIL,
+            });
+            if old != NIL {
+                (*self.link(old)).prev = pfn as u64;
+            }
+        }
+        self.heads[order] = pfn as u64;
+        self.blocks[order] += 1;
+        self.set_state(region, pfn, FREE | order as u8);
+    }
+
+    /// Takes the free block `pfn` of `order` off its list.
+    fn unlink(&mut self, region: &Region, pfn: Pfn, order: usize) {
+        // SAFETY: `pfn` heads a free block on list `order` (state checked
+        // by callers or it came from the list head), so its link and its
+        // neighbours' links are valid free-frame headers.
+        unsafe {
+            let FreeLink { next, prev } = self.link(pfn as u64).read();
+            if prev == NIL {
+                self.heads[order] = next;
+            } else {
+                (*self.link(prev)).next = next;
+            }
+            if next != NIL {
+                (*self.link(next)).prev = prev;
+            }
+        }
+        self.blocks[order] -= 1;
+        self.set_state(region, pfn, NONE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::Arena;
+
+    fn buddy(frames: usize) -> (BuddyAllocator<&'static Arena>, Pfn) {
+        let arena = Arena::leak(frames);
+        let mut b = BuddyAllocator::new(arena);
+        b.add_region(arena.first_pfn(), frames).unwrap();
+        (b, arena.first_pfn())
+    }
+
+    #[test]
+    fn region_reserves_metadata_and_frees_the_rest() {
+        let (b, _) = buddy(4096);
+        // 4096 frames need 1 metadata frame.
+        assert_eq!(b.total_frames(), 4095);
+        assert_eq!(b.free_frames(), 4095);
+    }
+
+    #[test]
+    fn split_and_coalesce_back_to_max_blocks() {
+        let (mut b, _) = buddy(4096);
+        let max_blocks = b.free_blocks(MAX_ORDER);
+        let a = b.alloc(0).unwrap();
+        let c = b.alloc(3).unwrap();
+        assert_eq!(c % 8, 0);
+        assert_eq!(b.free_frames(), 4095 - 9);
+        b.free(a, 0).unwrap();
+        b.free(c, 3).unwrap();
+        assert_eq!(b.free_frames(), 4095);
+        assert_eq!(b.free_blocks(MAX_ORDER), max_blocks);
+    }
+
+    #[test]
+    fn bad_frees_are_refused() {
+        let (mut b, first) = buddy(2048);
+        let p = b.alloc(1).unwrap();
+        assert_eq!(b.free(p, 0), Err(FreeError::NotAllocated), "wrong order");
+        assert_eq!(b.free(p + 1, 0), Err(FreeError::NotAllocated), "tail frame");
+        assert_eq!(b.free(p, MAX_ORDER + 1), Err(FreeError::BadOrder));
+        assert_eq!(b.free(first + 2048 + 64, 0), Err(FreeError::NotManaged));
+        assert_eq!(
+            b.free(first, 0),
+            Err(FreeError::NotManaged),
+            "metadata frame"
+        );
+        b.free(p, 1).unwrap();
+        assert_eq!(b.free(p, 1), Err(FreeError::NotAllocated), "double free");
+        assert_eq!(b.free_frames(), 2047);
+    }
+
+    #[test]
+    fn exhaustion_returns_none_and_everything_comes_back() {
+        let (mut b, _) = buddy(300);
+        let mut got = Vec::new();
+        while let Some(p) = b.alloc(0) {
+            got.push(p);
+        }
+        assert_eq!(got.len(), b.total_frames());
+        assert_eq!(b.alloc(0), None);
+        assert_eq!(b.alloc(MAX_ORDER + 1), None);
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), b.total_frames(), "a frame was handed out twice");
+        for p in got {
+            b.free(p, 0).unwrap();
+        }
+        assert_eq!(b.free_frames(), b.total_frames());
+    }
+
+    #[test]
+    fn region_errors() {
+        let arena = Arena::leak(1024);
+        let f = arena.first_pfn();
+        let mut b = BuddyAllocator::new(arena);
+        assert_eq!(b.add_region(usize::MAX, 2), Err(RegionError::InvalidRange));
+        assert_eq!(b.add_region(f, 1), Err(RegionError::TooSmall));
+        assert_eq!(b.add_region(f, 512), Ok(511));
+        assert_eq!(b.add_region(f + 100, 10), Err(RegionError::Overlap));
+        assert_eq!(b.add_region(f + 600, 100), Ok(99));
+        // Blocks never straddle the gap 512..600.
+        let mut n = 0;
+        while let Some(p) = b.alloc(0) {
+            assert!(p < f + 512 || p >= f + 601, "frame {p} in gap or metadata");
+            n += 1;
+        }
+        assert_eq!(n, 511 + 99);
+    }
+}

@@ -1,0 +1,83 @@
+//! Magazines: bounded chains of free objects, and the per-CPU pair of them
+//! (Bonwick's "loaded" and "previous").
+//!
+//! A magazine here is intrusive: the free objects themselves are linked
+//! through their first word, so an empty magazine costs nothing and no
+//! memory is needed to hold magazines.  In the depot, a magazine's first
+//! object also stores the link to the next magazine (second word); depot
+//! magazines are always full, so their length is known.
+//!
+//! Invariants: every object in a chain is a free object of one size class;
+//! `count` is the chain's length.  In a CPU's cache, `prev` is either empty
+//! or full (Bonwick's invariant), which bounds depot traffic to one full
+//! magazine per `rounds` operations.
+//!
+//! Must not: lock, or follow a link of an object it does not own.
+
+use core::ptr::null_mut;
+
+/// The words a free object lends to the allocator (16 bytes: the
+/// smallest class).  `next` links objects within a chain; `next_mag` is
+/// used only in the first object of a full magazine parked in the depot.
+#[repr(C)]
+pub struct FreeObj {
+    pub next: *mut FreeObj,
+    pub next_mag: *mut FreeObj,
+}
+
+/// A chain of free objects (a magazine's rounds).
+pub struct Chain {
+    head: *mut FreeObj,
+    count: usize,
+}
+
+impl Chain {
+    pub const fn new() -> Self {
+        Chain {
+            head: null_mut(),
+            count: 0,
+        }
+    }
+
+    pub fn from_raw(head: *mut FreeObj, count: usize) -> Self {
+        Chain { head, count }
+    }
+
+    pub fn into_raw(self) -> (*mut FreeObj, usize) {
+        (self.head, self.count)
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds a free object.
+    ///
+    /// # Safety
+    /// `obj` is a free, unused object of this chain's class, at least
+    /// `size_of::<FreeObj>()` bytes, aligned for it; the chain owns it now.
+    pub unsafe fn push(&mut self, obj: *mut u8) {
+        let obj = obj.cast::<FreeObj>();
+        // SAFETY: per the caller's promise the object is ours to write.
+        unsafe { (*obj).next = self.head };
+        self.head = obj;
+        self.count += 1;
+    }
+
+    /// Takes a free object.
+    pub fn pop(&mut self) -> Option<*mut u8> {
+        if self.head.is_null() {
+            return None;
+        }
+        let obj = self.head;
+        // SAFETY: objects in the chain are owned by it and were written by
+        // `push`.
+        self.head = unsafe { (*obj).next };
+        self.count -= 1;
+        Some(obj.cast())
+    }
+}
