@@ -145,3 +145,27 @@ fn kernel_with_overlapping_segments() {
     let out = boot_kernel_bytes(kernel);
     expect_refusal(&out, "overlap");
 }
+
+/// A position-independent kernel (ET_DYN) is refused: the loader places
+/// kernels only at their link address (loader/README.md).
+#[test]
+fn position_independent_kernel() {
+    let mut kernel = real_kernel();
+    kernel[0x10..0x12].copy_from_slice(&3u16.to_le_bytes()); // e_type = ET_DYN
+    let out = boot_kernel_bytes(kernel);
+    expect_refusal(&out, "et_dyn");
+}
+
+/// QEMU started without `-initrd`: there is no boot bundle to read.
+#[test]
+fn no_boot_bundle_at_all() {
+    let vm = vm(1, 60);
+    let mut args = comparison::qemu::command_args(
+        &comparison::qemu::Medium::Builtin { loader: artifacts().loader.clone(), bundle: "unused".into() },
+        &vm,
+    );
+    let initrd = args.iter().position(|a| a == "-initrd").expect("-initrd in the QEMU arguments");
+    args.drain(initrd..initrd + 2);
+    let out = comparison::qemu::run_with_args(&args, &vm).expect("running QEMU");
+    expect_refusal(&out, "no boot bundle");
+}
