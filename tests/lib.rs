@@ -2,13 +2,18 @@
 //!
 //! Owns: building the bare-metal binaries once per test binary, booting the
 //! kernel with a command line on N vCPUs under TCG (never KVM: DESIGN.md §7),
-//! and assertions that print the serial log's tail when they fail.  Tests go
+//! building the static test programs of `userland/` and running them as PID 1
+//! on our kernel or on Linux (`comparison::run`), and assertions that print
+//! the serial log's tail when they fail.  Tests go
 //! through the same `comparison` library as the CLI, so they boot exactly
 //! what users boot.
 
 use comparison::boot::{self, BootRequest, LoaderChoice};
 use comparison::build::Artifacts;
 use comparison::qemu::{Accel, Ending, RunOutcome, VmConfig};
+use comparison::run::{Echo, RunRequest, RunResult, System, Systems, Verdict};
+use comparison::userland::Userland;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -79,4 +84,103 @@ pub fn field(outcome: &RunOutcome, marker: &str, key: &str) -> Option<u64> {
     line.split_whitespace()
         .find_map(|word| word.strip_prefix(&format!("{key}=")))
         .and_then(|v| v.parse().ok())
+}
+
+/// Build the static test programs once for this test binary.
+pub fn userland() -> &'static Userland {
+    static USERLAND: OnceLock<Userland> = OnceLock::new();
+    USERLAND.get_or_init(|| comparison::userland::build().expect("building the userland test programs"))
+}
+
+/// Host path of test program `name`.
+pub fn program(name: &str) -> PathBuf {
+    userland().program(name).expect("test program")
+}
+
+/// Our kernel, built once.
+pub fn ours() -> &'static Systems {
+    static OURS: OnceLock<Systems> = OnceLock::new();
+    OURS.get_or_init(|| {
+        let artifacts = artifacts().clone();
+        let scratch = artifacts.scratch_dir();
+        Systems { artifacts: Some(artifacts), linux: None, linux_init: None, scratch }
+    })
+}
+
+/// Debian's Linux with `linux-init`, fetched once; `Err(reason)` if it cannot
+/// be had on this machine (no apt, no network): callers print the reason.
+pub fn linux() -> Result<&'static Systems, String> {
+    static LINUX: OnceLock<Result<Systems, String>> = OnceLock::new();
+    LINUX
+        .get_or_init(|| {
+            comparison::qemu::ensure_available().map_err(|e| format!("{e:#}"))?;
+            Systems::prepare(System::Linux).map_err(|e| format!("{e:#}"))
+        })
+        .as_ref()
+        .map_err(|e| e.clone())
+}
+
+/// Run test program `name` as PID 1 with `args` and extra `files` on
+/// `cores` vCPUs (TCG).
+pub fn run_program(
+    systems: &Systems,
+    system: System,
+    name: &str,
+    cores: usize,
+    args: &[&str],
+    files: &[(PathBuf, &str)],
+    timeout_secs: u64,
+) -> RunResult {
+    run_path(systems, system, &program(name), cores, args, files, timeout_secs, false)
+}
+
+/// Like `run_program`, with a program path and the lock switch.
+#[allow(clippy::too_many_arguments)]
+pub fn run_path(
+    systems: &Systems,
+    system: System,
+    program: &std::path::Path,
+    cores: usize,
+    args: &[&str],
+    files: &[(PathBuf, &str)],
+    timeout_secs: u64,
+    global_locks: bool,
+) -> RunResult {
+    let request = RunRequest {
+        system,
+        program: program.to_path_buf(),
+        files: files.iter().map(|(h, g)| (h.clone(), g.to_string())).collect(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        global_locks,
+        extra_cmdline: String::new(),
+        vm: vm(cores, timeout_secs),
+        echo: Echo::Quiet,
+    };
+    comparison::run::run(systems, &request).expect("running the program")
+}
+
+/// Panic with the program's output and the serial tail unless `cond`.
+pub fn check_run(result: &RunResult, cond: bool, what: &str) {
+    if !cond {
+        panic!(
+            "{what}\nverdict: {:?}; {}\n--- program output ---\n{}\n--- serial (last 60 lines) ---\n{}\n--- QEMU stderr ---\n{}",
+            result.verdict,
+            result.outcome.describe_ending(),
+            result.output,
+            result.outcome.tail(60),
+            result.outcome.qemu_stderr
+        );
+    }
+}
+
+/// The program exited with `status`, and no kernel panic was seen.
+pub fn expect_exit(result: &RunResult, status: u32) {
+    check_run(result, result.verdict == Verdict::Exited(status), &format!("expected the program to exit with {status}"));
+}
+
+/// A self-checking program passed: exit 0, its `NAME: pass` line, no `WRONG`.
+pub fn expect_pass(result: &RunResult, name: &str) {
+    expect_exit(result, 0);
+    check_run(result, result.output.lines().any(|l| l == format!("{name}: pass")), &format!("expected `{name}: pass`"));
+    check_run(result, !result.output.contains("WRONG"), "a check printed WRONG");
 }

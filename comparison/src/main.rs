@@ -2,9 +2,13 @@
 //!
 //! `boot` builds the kernel and the built-in loader, boots the kernel in QEMU
 //! on N cores and reports whether every CPU came online and the kernel's
-//! self-check passed.  (The workload suite and Linux runs join as later
-//! subcommands.)  Exit status: 0 on success, 1 on any failure, with the tail of
-//! the serial log on stderr.
+//! self-check passed.  Exit status: 0 on success, 1 on any failure, with the
+//! tail of the serial log on stderr.
+//!
+//! `run` boots a static Linux program as PID 1 on our kernel or on Debian's
+//! Linux (same initramfs, same VM), streams the program's output and exits
+//! with its exit status; 124 on timeout, 125 when the system failed (kernel
+//! panic, loader or initramfs error), 1 for a usage or build error.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -24,6 +28,51 @@ struct Cli {
 enum Command {
     /// Boot the kernel on N cores, wait for every CPU and the self-check.
     Boot(BootArgs),
+    /// Run a static Linux program as PID 1 (on our kernel or on Linux) and
+    /// exit with its status (124: timeout, 125: kernel panic / boot error).
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum SystemArg {
+    /// This project's kernel.
+    Ours,
+    /// Debian's Linux cloud kernel (fetched with apt on first use).
+    Linux,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Number of virtual CPUs (1..=64).
+    #[arg(long, default_value_t = 1)]
+    cores: usize,
+    /// Extra file for the initramfs: HOST_PATH:GUEST_PATH (repeatable).
+    #[arg(long = "file", value_name = "HOST_PATH:GUEST_PATH")]
+    files: Vec<String>,
+    #[arg(long, value_enum, default_value = "ours")]
+    system: SystemArg,
+    /// Our kernel only: the lock ablation switch.
+    #[arg(long, value_enum, default_value = "percpu")]
+    locks: LocksArg,
+    #[arg(long, value_enum, default_value = "tcg")]
+    accel: AccelArg,
+    /// Seconds before QEMU is killed.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: usize,
+    /// Our kernel only: extra kernel command-line words (e.g. "log=debug").
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// Show the whole serial log (kernel lines too), not just the program's output.
+    #[arg(long, visible_alias = "verbose")]
+    serial: bool,
+    /// Host path of a static Linux executable; it becomes /init.
+    program: std::path::PathBuf,
+    /// Arguments for the program (after `--`).
+    #[arg(last = true)]
+    args: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -84,6 +133,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Boot(args) => boot_command(args),
+        Command::Run(args) => run_command(args),
     };
     match result {
         Ok(code) => code,
@@ -190,4 +240,79 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn run_command(args: RunArgs) -> Result<ExitCode> {
+    use comparison::run::{self, Echo, RunRequest, System, Systems, Verdict};
+    if args.cores == 0 || args.cores > 64 {
+        anyhow::bail!("--cores must be between 1 and 64");
+    }
+    if !args.program.is_file() {
+        anyhow::bail!("program {} does not exist", args.program.display());
+    }
+    run::read_program(&args.program)?;
+    run::check_args(&args.args)?;
+    let files = args
+        .files
+        .iter()
+        .map(|f| comparison::initramfs::parse_file_arg(f))
+        .collect::<Result<Vec<_>>>()?;
+    let system = match args.system {
+        SystemArg::Ours => System::Ours,
+        SystemArg::Linux => System::Linux,
+    };
+    if system == System::Linux && (args.locks == LocksArg::Global || !args.cmdline.is_empty()) {
+        anyhow::bail!("--locks and --cmdline apply to our kernel only, not to --system linux");
+    }
+    qemu::ensure_available()?;
+    let accel = match args.accel {
+        AccelArg::Tcg => Accel::Tcg,
+        AccelArg::Kvm => Accel::Kvm,
+    };
+    eprintln!("run: preparing {} ...", system.name());
+    let systems = Systems::prepare(system)?;
+    let request = RunRequest {
+        system,
+        program: args.program.clone(),
+        files,
+        args: args.args,
+        global_locks: args.locks == LocksArg::Global,
+        extra_cmdline: args.cmdline,
+        vm: VmConfig {
+            cores: args.cores,
+            memory_mib: args.memory,
+            accel,
+            timeout: Duration::from_secs(args.timeout),
+            echo: false,
+        },
+        echo: if args.serial { Echo::Serial } else { Echo::Program },
+    };
+    eprintln!(
+        "run: {} on {}, {} cores, accel {}{}",
+        args.program.display(),
+        match &systems.linux {
+            Some(linux) => linux.package.clone(),
+            None => "ours".to_string(),
+        },
+        args.cores,
+        accel.name(),
+        if request.global_locks { ", locks=global" } else { "" }
+    );
+    let result = run::run(&systems, &request)?;
+    match &result.verdict {
+        Verdict::Exited(status) => {
+            eprintln!("run: program exited with status {status} ({:.2} s)", result.outcome.elapsed.as_secs_f64())
+        }
+        Verdict::TimedOut => eprintln!("run: TIMED OUT after {} s (exit {})", args.timeout, run::EXIT_TIMED_OUT),
+        Verdict::KernelPanic(msg) | Verdict::SystemError(msg) => {
+            eprintln!("run: SYSTEM FAILED: {msg} (exit {})", run::EXIT_SYSTEM_FAILED)
+        }
+    }
+    if !matches!(result.verdict, Verdict::Exited(_)) && request.echo != Echo::Serial {
+        eprintln!("--- last serial lines ---\n{}\n---", result.outcome.tail(40));
+        if !result.outcome.qemu_stderr.trim().is_empty() {
+            eprintln!("--- QEMU stderr ---\n{}", result.outcome.qemu_stderr.trim());
+        }
+    }
+    Ok(ExitCode::from(result.verdict.exit_code()))
 }

@@ -3,7 +3,8 @@
 //! Owns one QEMU process per call.  Invariants: the process always ends
 //! (it exits, or it is killed when the timeout passes); stdin is closed so QEMU
 //! never waits on a terminal; the serial log is kept whole in memory and,
-//! when asked, echoed line by line as it arrives.  The guest's verdict comes
+//! when asked, echoed line by line as it arrives (all of it, or the view a
+//! caller's filter makes of it: `run_streaming`).  The guest's verdict comes
 //! from `isa-debug-exit` (docs/CONTRACTS.md §5) plus its `kernel exit:` line.
 
 use anyhow::{bail, Context, Result};
@@ -121,6 +122,30 @@ pub fn version() -> Result<String> {
 
 /// The full QEMU argument list for a run.
 pub fn command_args(medium: &Medium, vm: &VmConfig) -> Vec<String> {
+    let mut args = machine_args(vm);
+    let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+    match medium {
+        Medium::Builtin { loader, bundle } => {
+            push(&["-kernel", &loader.to_string_lossy(), "-initrd", &bundle.to_string_lossy()]);
+        }
+        Medium::Iso(iso) => push(&["-cdrom", &iso.to_string_lossy(), "-boot", "d"]),
+    }
+    args
+}
+
+/// The QEMU arguments for booting a Linux bzImage with an initramfs and a
+/// command line, on the same virtual machine as our kernel gets.
+pub fn linux_command_args(kernel: &Path, initrd: &Path, append: &str, vm: &VmConfig) -> Vec<String> {
+    let mut args = machine_args(vm);
+    for item in ["-kernel", &kernel.to_string_lossy(), "-initrd", &initrd.to_string_lossy(), "-append", append] {
+        args.push(item.to_string());
+    }
+    args
+}
+
+/// The machine every boot uses (accelerator, CPUs, memory, serial, exit
+/// device), whatever it boots.
+fn machine_args(vm: &VmConfig) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
     match vm.accel {
@@ -131,12 +156,6 @@ pub fn command_args(medium: &Medium, vm: &VmConfig) -> Vec<String> {
     push(&["-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio"]);
     push(&["-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     push(&["-net", "none"]);
-    match medium {
-        Medium::Builtin { loader, bundle } => {
-            push(&["-kernel", &loader.to_string_lossy(), "-initrd", &bundle.to_string_lossy()]);
-        }
-        Medium::Iso(iso) => push(&["-cdrom", &iso.to_string_lossy(), "-boot", "d"]),
-    }
     args
 }
 
@@ -146,7 +165,21 @@ pub fn run(medium: &Medium, vm: &VmConfig) -> Result<RunOutcome> {
 }
 
 /// Run QEMU with an explicit argument list (used for Linux boots too).
+/// With `vm.echo` every serial line is printed as it arrives.
 pub fn run_with_args(args: &[String], vm: &VmConfig) -> Result<RunOutcome> {
+    let echo = vm.echo;
+    run_streaming(args, vm, &mut |line: &str| if echo { Some(line.to_string()) } else { None })
+}
+
+/// Run QEMU with an explicit argument list; `show` sees every serial line
+/// (without `\r`, with its `\n`) as it arrives and returns what to print on
+/// our stdout for it, if anything.  The whole log is kept in the outcome
+/// either way.  (`vm.echo` is ignored here: `show` decides.)
+pub fn run_streaming(
+    args: &[String],
+    vm: &VmConfig,
+    show: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<RunOutcome> {
     let start = Instant::now();
     let mut child = Command::new(QEMU)
         .args(args)
@@ -187,10 +220,7 @@ pub fn run_with_args(args: &[String], vm: &VmConfig) -> Result<RunOutcome> {
     let deadline = start + vm.timeout;
     let status = loop {
         while let Ok(line) = line_rx.try_recv() {
-            if vm.echo {
-                print!("{line}");
-                let _ = std::io::stdout().flush();
-            }
+            emit(show, &line);
             serial.push_str(&line);
         }
         if let Some(status) = child.try_wait()? {
@@ -201,22 +231,14 @@ pub fn run_with_args(args: &[String], vm: &VmConfig) -> Result<RunOutcome> {
             let _ = child.wait();
             break None;
         }
-        match line_rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(line) => {
-                if vm.echo {
-                    print!("{line}");
-                    let _ = std::io::stdout().flush();
-                }
-                serial.push_str(&line);
-            }
-            Err(_) => {}
+        if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(20)) {
+            emit(show, &line);
+            serial.push_str(&line);
         }
     };
     let _ = reader.join();
     for line in line_rx.try_iter() {
-        if vm.echo {
-            print!("{line}");
-        }
+        emit(show, &line);
         serial.push_str(&line);
     }
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
@@ -230,6 +252,15 @@ pub fn run_with_args(args: &[String], vm: &VmConfig) -> Result<RunOutcome> {
         },
     };
     Ok(RunOutcome { serial, ending, elapsed: start.elapsed(), qemu_stderr })
+}
+
+/// Print what `show` makes of one serial line, at once.
+fn emit(show: &mut dyn FnMut(&str) -> Option<String>, line: &str) {
+    if let Some(text) = show(line) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
 }
 
 /// Check that QEMU can be started at all, with a helpful message if not.

@@ -1,7 +1,44 @@
-//! The VFS, tmpfs and page cache of the kernel: a `no_std` + `alloc` library
-//! that the kernel glues in and that `cargo test` exercises on the host.
+//! The VFS, tmpfs and page cache of the kernel: a `no_std` + `alloc`
+//! library that the kernel glues in and that `cargo test` exercises on the
+//! host with real threads standing in for CPUs.
 //!
-//! Not written yet: issue "fs/: a per-core scalable VFS" delivers it.  This
-//! crate must never depend on `kernel`; it asks for CPU id, pages and time
-//! through small traits the kernel implements.
-#![no_std]
+//! Owns: path resolution and the namespace operations (`vfs`), inodes with
+//! file data in 4 KiB page-cache pages and hashed directories (`inode`),
+//! inode numbers from per-CPU ranges (`ino`), lock statistics per class and
+//! CPU (`lockstat`), and the traits through which it asks its host for
+//! pages and time (`env`).
+//!
+//! Invariants: errors are Linux errno numbers (`Errno`); lookups of
+//! existing names take only per-bucket read locks; operations in different
+//! directories share no lock (`LockMode::PerCpu`); `LockMode::Global` runs
+//! the same code under one lock, for the ablation.
+//!
+//! Must not: depend on the kernel, block (every lock is a short spin lock),
+//! or panic on any input a user program can produce.
+#![cfg_attr(not(any(test, feature = "host")), no_std)]
+
+extern crate alloc;
+
+pub mod env;
+pub mod errno;
+mod ino;
+pub mod inode;
+pub mod lockstat;
+pub mod vfs;
+
+#[cfg(any(test, feature = "host"))]
+pub mod host;
+
+pub use env::{Clock, Page, PageAlloc, Timespec, PAGE_SIZE};
+pub use errno::{Errno, FsResult};
+pub use inode::{DirCursor, FileType, Inode, Stat, MAX_FILE_SIZE};
+pub use vfs::{oflags, Fs, FsConfig, FsStats, MAX_SYMLINKS, NAME_MAX, PATH_MAX};
+
+/// Which locking the file system uses (the ablation switch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// Partitioned locks, per-CPU inode ranges and counters.
+    PerCpu,
+    /// One lock around every operation; inode numbers from one counter.
+    Global,
+}

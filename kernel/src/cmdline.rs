@@ -5,6 +5,11 @@
 //! handed to a caller-supplied callback). Invariant: a known key with a bad
 //! value is an error, never silently replaced by the default, so a typo in
 //! `locks=` cannot turn a benchmark into a different experiment.
+//!
+//! User space (docs/USERSPACE.md): `run=init` runs PID 1 (the default when
+//! an initramfs is given and no `run=`), `init=/path` names it (default
+//! `/init`), and the words after a lone `--` are its arguments; the kernel
+//! does not interpret them.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -23,6 +28,10 @@ pub enum RunMode {
     Panic,
     /// Do nothing; stay up until killed.
     Idle,
+    /// Checks of the user address-space code (`vmcheck: pass`/`FAIL`).
+    VmCheck,
+    /// Run PID 1 from the initramfs; its exit status is the kernel's.
+    Init,
 }
 
 /// The ablation switch (`locks=`).
@@ -39,6 +48,9 @@ pub enum LockMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     pub run: RunMode,
+    /// Whether `run=` was on the command line (else an initramfs makes
+    /// the run mode `init`).
+    pub run_given: bool,
     pub locks: LockMode,
     pub log: LevelFilter,
 }
@@ -47,6 +59,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             run: RunMode::Selfcheck,
+            run_given: false,
             locks: LockMode::PerCpu,
             log: LevelFilter::Info,
         }
@@ -103,15 +116,34 @@ impl fmt::Display for CmdlineError<'_> {
     }
 }
 
-/// Parses space-separated `key=value` words. Words that are not known keys
-/// (including words without `=`) go to `on_unknown` and are otherwise ignored.
-/// A later occurrence of a key overrides an earlier one.
+/// The words before the first lone `--` (the kernel's own options).
+fn kernel_words(line: &str) -> impl Iterator<Item = &str> {
+    line.split_ascii_whitespace().take_while(|w| *w != "--")
+}
+
+/// PID 1's arguments: the words after the first lone `--`.
+pub fn init_args(line: &str) -> impl Iterator<Item = &str> {
+    line.split_ascii_whitespace().skip_while(|w| *w != "--").skip(1)
+}
+
+/// PID 1's path (`init=`, default `/init`); `parse` checked it.
+pub fn init_path(line: &str) -> &str {
+    kernel_words(line)
+        .filter_map(|w| w.strip_prefix("init="))
+        .last()
+        .unwrap_or("/init")
+}
+
+/// Parses space-separated `key=value` words (up to a lone `--`). Words
+/// that are not known keys (including words without `=`) go to
+/// `on_unknown` and are otherwise ignored. A later occurrence of a key
+/// overrides an earlier one.
 pub fn parse<'a>(
     line: &'a str,
     mut on_unknown: impl FnMut(&'a str),
 ) -> Result<Options, CmdlineError<'a>> {
     let mut opts = Options::default();
-    for word in line.split_ascii_whitespace() {
+    for word in kernel_words(line) {
         let Some((key, value)) = word.split_once('=') else {
             on_unknown(word);
             continue;
@@ -121,8 +153,14 @@ pub fn parse<'a>(
                 opts.run = parse_run(value).ok_or(CmdlineError {
                     key,
                     value,
-                    expected: "selfcheck, stress:SECS, bench, panic or idle",
-                })?
+                    expected: "selfcheck, stress:SECS, bench, panic, idle, vmcheck or init",
+                })?;
+                opts.run_given = true;
+            }
+            "init" => {
+                if !value.starts_with('/') || value.len() < 2 {
+                    return Err(CmdlineError { key, value, expected: "an absolute path such as /init" });
+                }
             }
             "locks" => {
                 opts.locks = match value {
@@ -165,6 +203,8 @@ fn parse_run(value: &str) -> Option<RunMode> {
         "bench" => Some(RunMode::Bench),
         "panic" => Some(RunMode::Panic),
         "idle" => Some(RunMode::Idle),
+        "vmcheck" => Some(RunMode::VmCheck),
+        "init" => Some(RunMode::Init),
         _ => {
             let secs = value.strip_prefix("stress:")?;
             // Digits only: `u64::from_str` would also accept a leading '+'.
@@ -185,6 +225,8 @@ impl fmt::Display for RunMode {
             RunMode::Bench => f.write_str("bench"),
             RunMode::Panic => f.write_str("panic"),
             RunMode::Idle => f.write_str("idle"),
+            RunMode::VmCheck => f.write_str("vmcheck"),
+            RunMode::Init => f.write_str("init"),
         }
     }
 }
@@ -236,6 +278,7 @@ mod tests {
             o,
             Options {
                 run: RunMode::Stress { secs: 30 },
+                run_given: true,
                 locks: LockMode::Global,
                 log: LevelFilter::Debug
             }
@@ -243,9 +286,25 @@ mod tests {
         assert_eq!(parse_ok("run=bench").run, RunMode::Bench);
         assert_eq!(parse_ok("run=panic").run, RunMode::Panic);
         assert_eq!(parse_ok("run=idle").run, RunMode::Idle);
+        assert_eq!(parse_ok("run=vmcheck").run, RunMode::VmCheck);
         assert_eq!(parse_ok("log=trace").log, LevelFilter::Trace);
         assert_eq!(parse_ok("log=error").log, LevelFilter::Error);
         assert_eq!(parse_ok("locks=percpu").locks, LockMode::PerCpu);
+    }
+
+    #[test]
+    fn init_options_and_arguments() {
+        let line = "run=init init=/bin/prog locks=global -- -v  run=bench --";
+        let o = parse_ok(line);
+        assert_eq!((o.run, o.run_given, o.locks), (RunMode::Init, true, LockMode::Global));
+        assert_eq!(init_path(line), "/bin/prog");
+        assert_eq!(init_args(line).collect::<Vec<_>>(), ["-v", "run=bench", "--"]);
+        assert_eq!(init_path("log=debug"), "/init");
+        assert_eq!(init_args("log=debug").count(), 0);
+        assert!(!parse_ok("log=debug").run_given);
+        for bad in ["init=", "init=init", "init=/"] {
+            assert_eq!(parse(bad, |_| {}).unwrap_err().key, "init", "{}", bad);
+        }
     }
 
     #[test]

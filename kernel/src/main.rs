@@ -15,11 +15,14 @@ extern crate alloc;
 mod arch;
 mod boot;
 mod cmdline;
+mod fs;
 mod log;
 mod mm;
 mod panic;
+mod proc;
 mod sched;
 mod selftest;
+mod syscall;
 
 use ::log::{info, warn, LevelFilter};
 
@@ -49,7 +52,11 @@ extern "C" fn kernel_entry() -> ! {
         Err(e) => fail(format_args!("boot: error: {}", e)),
     };
 
-    let opts = read_cmdline();
+    let mut opts = read_cmdline();
+    // An initramfs without `run=` means: run PID 1 (docs/USERSPACE.md).
+    if !opts.run_given && boot::modules().iter().any(|m| m.string().to_bytes() == b"initramfs") {
+        opts.run = cmdline::RunMode::Init;
+    }
     log::set_level(opts.log);
     cmdline::set_options(opts);
 

@@ -6,6 +6,15 @@
 //! its own record from `install` on and is never changed afterwards; `id()`
 //! is a single `gs:`-relative load. Must not: be used on a CPU before its
 //! `install` (GS base 0 would fault), or hold anything that needs a lock.
+//!
+//! User mode: while the kernel runs, GS base is the kernel's record and
+//! `IA32_KERNEL_GS_BASE` holds the user's GS base (always 0: user programs
+//! get TLS through FS); every entry from ring 3 (`syscall`, interrupts,
+//! exceptions) does `swapgs` first and every exit does it last.  The
+//! syscall entry reaches the running thread's kernel stack top through
+//! `gs:[KERNEL_RSP_OFFSET]` and parks the user stack pointer in
+//! `gs:[USER_RSP_OFFSET]`; the scheduler updates the former (and the TSS
+//! `rsp0`) whenever it switches in a user thread.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -15,14 +24,27 @@ use x86_64::VirtAddr;
 /// Most CPUs this kernel drives; extra CPUs in the MP response stay parked.
 pub const MAX_CPUS: usize = 64;
 
+/// Offset of `CpuLocal::kernel_rsp` (used by the syscall entry assembly).
+pub const KERNEL_RSP_OFFSET: usize = 16;
+/// Offset of `CpuLocal::user_rsp` (scratch slot of the syscall entry).
+pub const USER_RSP_OFFSET: usize = 24;
+
 /// Per-CPU record. `#[repr(C)]` fixes the offsets the `gs:` loads use:
-/// `self_ptr` at 0, `id` at 8.
+/// `self_ptr` at 0, `id` at 8, `kernel_rsp` at 16, `user_rsp` at 24,
+/// `current_task` at 32.
 #[repr(C, align(64))]
 pub struct CpuLocal {
     /// Address of this record (so `gs:[0]` yields a normal pointer).
     self_ptr: AtomicUsize,
     /// Dense CPU id.
     id: AtomicUsize,
+    /// Top of the running thread's kernel stack: where `syscall` switches to.
+    kernel_rsp: AtomicU64,
+    /// The user stack pointer, parked by the syscall entry for a moment.
+    user_rsp: AtomicU64,
+    /// The `proc` task running on this CPU (0 for kernel threads); set by
+    /// the scheduler on switch-in, read by `proc::current_task()`.
+    current_task: AtomicUsize,
     /// Local APIC id (from the MP response / MADT).
     lapic_id: AtomicU32,
     /// Timer interrupts taken on this CPU.
@@ -33,11 +55,20 @@ pub struct CpuLocal {
     online: AtomicBool,
 }
 
+// The assembly that uses these offsets cannot see the struct: check them.
+const _: () = assert!(core::mem::offset_of!(CpuLocal, id) == 8);
+const _: () = assert!(core::mem::offset_of!(CpuLocal, kernel_rsp) == KERNEL_RSP_OFFSET);
+const _: () = assert!(core::mem::offset_of!(CpuLocal, user_rsp) == USER_RSP_OFFSET);
+const _: () = assert!(core::mem::offset_of!(CpuLocal, current_task) == 32);
+
 impl CpuLocal {
     const fn new() -> Self {
         CpuLocal {
             self_ptr: AtomicUsize::new(0),
             id: AtomicUsize::new(0),
+            kernel_rsp: AtomicU64::new(0),
+            user_rsp: AtomicU64::new(0),
+            current_task: AtomicUsize::new(0),
             lapic_id: AtomicU32::new(0),
             ticks: AtomicU64::new(0),
             call_ipis: AtomicU64::new(0),
@@ -72,9 +103,31 @@ pub fn install(id: usize, lapic_id: u32) {
     rec.id.store(id, Ordering::Relaxed);
     rec.lapic_id.store(lapic_id, Ordering::Relaxed);
     GsBase::write(VirtAddr::from_ptr(rec));
-    // The "other" GS base is what `swapgs` brings in when entering from user
-    // mode; kernel-only for now, so it mirrors the kernel value.
-    KernelGsBase::write(VirtAddr::from_ptr(rec));
+    // The "other" GS base is the user's while the kernel runs (module doc):
+    // user programs start with GS base 0.
+    KernelGsBase::write(VirtAddr::zero());
+}
+
+/// Records the kernel stack top of the thread being switched in (for the
+/// syscall entry).  Called by the scheduler with interrupts off.
+pub fn set_kernel_rsp(top: u64) {
+    this().kernel_rsp.store(top, Ordering::Relaxed);
+}
+
+/// Records the `proc` task being switched in (0: a kernel thread).
+pub fn set_current_task(task: usize) {
+    this().current_task.store(task, Ordering::Relaxed);
+}
+
+/// The `proc` task running on this CPU (0 for kernel threads): one
+/// `gs:`-relative load, no lock.
+#[inline(always)]
+pub fn current_task() -> usize {
+    let task: usize;
+    // SAFETY: `install` pointed GS at a `CpuLocal` whose field at offset 32
+    // is `current_task`; reading it has no side effects.
+    unsafe { asm!("mov {}, gs:[32]", out(reg) task, options(nostack, preserves_flags, readonly)) };
+    task
 }
 
 /// Marks this CPU online: its GDT/IDT/APIC are ready for IPIs and NMIs.

@@ -1,8 +1,11 @@
-//! CPU exceptions (vectors 0..31): report everything, then panic.
+//! CPU exceptions (vectors 0..31): route them, or report and panic.
 //!
-//! Owns the exception names and the fatal report. Nothing is recoverable yet
-//! (no user mode, no demand paging), so every exception ends in a kernel
-//! panic. Must not: return to the faulting code.
+//! Owns the exception names, the routing of exceptions and the fatal
+//! report.  An exception raised in ring 3 becomes a signal for the current
+//! process (`proc::signal::user_exception`), never a panic; one raised in
+//! the kernel is fatal (after the page-fault hook of `mm::vm`, when that
+//! exists, had its chance).  Must not: return to faulting kernel code that
+//! no handler repaired.
 
 use super::idt::InterruptFrame;
 
@@ -34,6 +37,35 @@ pub fn name(vector: u64) -> (&'static str, &'static str) {
         30 => ("#SX", "security exception"),
         _ => ("#??", "reserved exception"),
     }
+}
+
+/// Handles exception `frame.vector`: user-mode faults become signals (the
+/// frame is then the one to return to user mode with); kernel faults are
+/// fatal.
+pub fn handle(frame: &mut InterruptFrame) {
+    if frame.vector == 2 {
+        fatal(frame);
+    }
+    // #PF: demand paging, copy-on-write and user-copy fixups first (mm::vm);
+    // what it cannot resolve in ring 3 goes on to become a SIGSEGV below.
+    if frame.vector == 14 {
+        use crate::mm::vm::FaultOutcome;
+        let cr2 = x86_64::registers::control::Cr2::read_raw();
+        match crate::mm::vm::page_fault(frame, cr2, frame.error_code) {
+            FaultOutcome::Handled => return,
+            FaultOutcome::Fixup(rip) => {
+                frame.rip = rip;
+                return;
+            }
+            FaultOutcome::UserSegv { .. } => {}
+            FaultOutcome::KernelBug => fatal(frame),
+        }
+    }
+    if frame.cs & 3 == 3 {
+        crate::proc::signal::user_exception(frame);
+        return;
+    }
+    fatal(frame)
 }
 
 /// Prints the exception and all registers, then panics.

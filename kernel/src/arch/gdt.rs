@@ -4,8 +4,10 @@
 //! Owns one `{GDT, TSS}` pair and its IST stacks per CPU (statics, so no heap
 //! is needed this early). Layout (fixed, `syscall`/`sysret`-compatible):
 //! 0x08 kernel code, 0x10 kernel data, 0x18 user data, 0x20 user code,
-//! 0x28 TSS. Invariant: CPU `n`'s slot is written only by CPU `n`, once, in
-//! `init`, before it is loaded. Must not: touch the FS/GS selectors (loading
+//! 0x28 TSS. Invariant: CPU `n`'s slot is written only by CPU `n`: once in
+//! `init` before it is loaded, then only its TSS `rsp0` by
+//! `set_kernel_stack` (with interrupts off), which is the stack the CPU
+//! switches to when an interrupt or exception arrives in ring 3. Must not: touch the FS/GS selectors (loading
 //! them would clobber the GS base the per-CPU area relies on).
 
 use core::cell::UnsafeCell;
@@ -90,5 +92,20 @@ pub fn init(cpu: usize) {
         DS::set_reg(KERNEL_DATA);
         ES::set_reg(KERNEL_DATA);
         load_tss(TSS);
+    }
+}
+
+/// Sets this CPU's TSS `rsp0`: the kernel stack an interrupt or exception
+/// from ring 3 lands on.  The scheduler calls it (interrupts off) whenever
+/// it switches in a user thread, with that thread's kernel stack top.
+pub fn set_kernel_stack(cpu: usize, top: u64) {
+    let slot = TABLES[cpu].0.get();
+    // SAFETY: slot `cpu` belongs to the calling CPU (`cpu` is its own id)
+    // and was initialised by `init`; interrupts are off, so nothing else on
+    // this CPU reads the TSS while the field changes (the CPU itself reads
+    // it only on a ring change, which cannot happen in the middle here).
+    unsafe {
+        let tables = (*slot).assume_init_mut();
+        tables.tss.privilege_stack_table[0] = VirtAddr::new(top);
     }
 }

@@ -18,7 +18,7 @@ pub fn dispatch(frame: &mut InterruptFrame) {
     let vector = frame.vector as u8;
     match vector {
         2 => nmi(frame),
-        0..=31 => exceptions::fatal(frame),
+        0..=31 => exceptions::handle(frame),
         TIMER_VECTOR => {
             cpu::this().ticks.fetch_add(1, Ordering::Relaxed);
             apic::eoi();
@@ -31,6 +31,8 @@ pub fn dispatch(frame: &mut InterruptFrame) {
         CALL_VECTOR => {
             cpu::this().call_ipis.fetch_add(1, Ordering::Relaxed);
             apic::eoi();
+            // TLB shootdown requests ride on this IPI (mm::vm::tlb).
+            crate::mm::vm::tlb::on_call_ipi();
         }
         APIC_ERROR_VECTOR => {
             let status = apic::read_error_status();
@@ -46,6 +48,11 @@ pub fn dispatch(frame: &mut InterruptFrame) {
             apic::eoi();
             log::warn!("unexpected interrupt vector {:#x}", vector);
         }
+    }
+    // An interrupt or exception that arrived in ring 3 returns there:
+    // pending signals (a fault, a kill, an exit_group) take effect now.
+    if vector != 2 && frame.cs & 3 == 3 {
+        crate::proc::return_to_user(frame);
     }
 }
 

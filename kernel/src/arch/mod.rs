@@ -14,8 +14,11 @@ pub mod idt;
 pub mod interrupts;
 pub mod irq;
 pub mod serial;
+pub mod rtc;
 pub mod smp;
+pub mod syscall;
 pub mod time;
+pub mod usermode;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use x86_64::instructions::port::Port;

@@ -3,7 +3,9 @@
 //!
 //! Owns the kernel's one `FrameAllocator` and one `Heap` (statics, usable
 //! before any heap exists) and the conversion of the boot memory map into
-//! allocator regions.  Invariants: `set_mode` only before `init`; `init`
+//! allocator regions.  User address spaces, page faults and user copies
+//! live in `vm/` (re-exported: `mm::uaccess`); `init` sets up its
+//! per-frame reference counts.  Invariants: `set_mode` only before `init`; `init`
 //! runs once, on the BSP, before anything allocates; every lock inside is
 //! taken with interrupts off (through `percpu::CpuGuard`), so interrupt
 //! handlers may allocate.  Until the arch code installs the percpu
@@ -14,6 +16,9 @@
 //! refused, logged and counted).
 
 mod hhdm;
+pub mod vm;
+
+pub use vm::uaccess;
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -127,6 +132,8 @@ pub fn init(regions: &[MemRegion], hhdm_offset: u64) -> Result<InitSummary, Init
         skipped: 0,
         frames: 0,
     };
+    // End of the highest managed frame (the VM's reference counts cover it).
+    let mut max_pfn = 0u64;
     for r in regions.iter().filter(|r| r.usable) {
         // Whole frames only, and never frame 0.
         let start = r.base.max(FRAME).div_ceil(FRAME);
@@ -138,6 +145,7 @@ pub fn init(regions: &[MemRegion], hhdm_offset: u64) -> Result<InitSummary, Init
             Ok(frames) => {
                 summary.regions += 1;
                 summary.frames += frames;
+                max_pfn = max_pfn.max(end);
             }
             Err(e) => {
                 summary.skipped += 1;
@@ -171,6 +179,11 @@ pub fn init(regions: &[MemRegion], hhdm_offset: u64) -> Result<InitSummary, Init
         summary.regions,
         FRAMES.mode()
     );
+    // Without the VM tables the kernel still runs its self-tests; user
+    // address spaces are then refused (ENOMEM) with an error logged.
+    if let Err(e) = vm::init(max_pfn) {
+        log::error!("vm: error: {}", e);
+    }
     Ok(summary)
 }
 

@@ -45,6 +45,15 @@ sched_switch_context:
     pop rbp
     ret
 
+    .global sched_run_on_stack
+    // sched_run_on_stack(stack_top: rdi, entry: rsi) -> !
+    // Moves this CPU onto another stack for good and calls `entry` there.
+sched_run_on_stack:
+    mov rsp, rdi
+    xor ebp, ebp
+    call rsi
+    ud2
+
     .global sched_thread_trampoline
     // First "return address" of every new thread.  Reached by the `ret` of
     // sched_switch_context with rsp 16-byte aligned, so after the `call` the
@@ -61,6 +70,20 @@ sched_thread_trampoline:
 unsafe extern "C" {
     fn sched_switch_context(save_rsp_to: *mut usize, load_rsp: usize);
     fn sched_thread_trampoline();
+    fn sched_run_on_stack(stack_top: usize, entry: extern "C" fn() -> !) -> !;
+}
+
+/// Abandons the current stack and runs `entry` on the stack ending at
+/// `stack_top` (16-byte aligned).  Used once per CPU to move its idle
+/// thread from the loader's boot stack (which may be identity-mapped low
+/// memory, absent from user address spaces) to a kernel heap stack.
+///
+/// # Safety
+/// `stack_top` ends a writable, unused stack that lives forever; nothing
+/// on the current stack is used again (its values are leaked).
+pub(super) unsafe fn run_on_stack(stack_top: usize, entry: extern "C" fn() -> !) -> ! {
+    // SAFETY: the caller's promise; the assembly never returns.
+    unsafe { sched_run_on_stack(stack_top & !0xf, entry) }
 }
 
 /// Number of words in a switch frame: six callee-saved registers + return.

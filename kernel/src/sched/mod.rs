@@ -21,7 +21,10 @@
 //! * Lock order: a wait-queue lock may be held while touching this CPU's
 //!   per-CPU state, never while taking a run-queue lock; no code holds two
 //!   run-queue locks; no lock is held across a switch.
-//! * Affinity: a thread pinned with `Some(cpu)` runs only on `cpu`; stealing
+//! * Affinity: a CPU bit mask per thread (`spawn`'s `Some(cpu)` is a
+//!   one-bit mask; `set_affinity` changes it, e.g. `sched_setaffinity`); a
+//!   thread runs only on CPUs of its mask, and leaves a CPU the mask no
+//!   longer allows at its next pass through the scheduler; stealing
 //!   and the global queue both respect it.
 //! * Ablation (`locks=global`): one run queue under one lock replaces the
 //!   per-CPU queues; everything else (wakeups, IPIs, preemption) is the same
@@ -29,6 +32,13 @@
 //! * Wakeups: a thread made ready goes to its home CPU's queue (affinity, or
 //!   where it last ran); if that CPU idles it gets a reschedule IPI, else an
 //!   idle CPU (if any) gets one to steal an unpinned thread.
+//!
+//! * User threads (`spawn_user`) carry a `UserContext` whose hooks the
+//!   scheduler calls around every switch (FPU state, address space, TSS
+//!   `rsp0`); the top `TRAP_FRAME_BYTES` of every kernel stack hold the
+//!   user trap frame.  Idle threads run on heap stacks too (the CPU moves
+//!   off the loader's boot stack in `start_*`), because the boot stack may
+//!   be identity-mapped low memory that user address spaces do not map.
 //!
 //! Must not: sleep or block from interrupt context or from an idle thread,
 //! or call into `mm` from the switch path other than through the heap
@@ -44,7 +54,9 @@ mod waitqueue;
 use alloc::boxed::Box;
 
 pub use crate::cmdline::LockMode;
-pub use thread::{JoinHandle, SpawnError};
+pub use lock::IrqSpinLock;
+pub use thread::{JoinHandle, SpawnError, Thread, UserContext, TRAP_FRAME_BYTES};
+use alloc::sync::Arc;
 pub use waitqueue::WaitQueue;
 
 /// Sets up the scheduler for `cpu_count` CPUs (on the BSP, after `mm::init`,
@@ -65,16 +77,19 @@ pub fn init(cpu_count: usize) {
     init_with_mode(cpu_count, crate::cmdline::lock_mode());
 }
 
-/// Entered by the BSP once every AP is up: the boot stack becomes CPU 0's
-/// idle thread and `kernel_main` runs in a new kernel thread ("main"),
+/// Entered by the BSP once every AP is up: CPU 0 moves to a fresh stack
+/// and becomes its idle thread and `kernel_main` runs in a new kernel thread ("main"),
 /// pinned to CPU 0, with interrupts enabled.
 pub fn start_bsp(kernel_main: fn() -> !) -> ! {
+    crate::arch::usermode::init_cpu();
     scheduler::start_bsp(kernel_main)
 }
 
-/// Entered by each AP after the BSP called `init`: its boot stack becomes
-/// its idle thread.
+/// Entered by each AP after the BSP called `init`: it sets up user mode
+/// (`arch::usermode::init_cpu`), moves to a fresh stack and becomes its
+/// idle thread.
 pub fn start_ap() -> ! {
+    crate::arch::usermode::init_cpu();
     scheduler::start_ap()
 }
 
@@ -108,6 +123,46 @@ pub fn try_spawn(
     f: impl FnOnce() + Send + 'static,
 ) -> Result<JoinHandle, SpawnError> {
     scheduler::spawn(name, affinity, Box::new(f)).map(JoinHandle::new)
+}
+
+/// Starts a thread that runs `entry` in the kernel and then (by `entry`'s
+/// own choice) in user mode, with `user`'s hooks called around every
+/// switch.  `mask`: the CPUs it may run on (bit n = CPU n; restricted to
+/// existing CPUs, must not end up empty).  The thread's trap frame area is
+/// the top `TRAP_FRAME_BYTES` of its kernel stack (`Thread::stack_top`).
+pub fn spawn_user(
+    name: &str,
+    mask: u64,
+    user: Arc<dyn UserContext>,
+    entry: impl FnOnce() + Send + 'static,
+) -> Result<Arc<Thread>, SpawnError> {
+    scheduler::spawn_with_mask(name, mask, Some(user), Box::new(entry))
+}
+
+/// The thread running on this CPU (`None` before the scheduler runs here).
+pub fn current() -> Option<Arc<Thread>> {
+    scheduler::try_get()?;
+    Some(scheduler::current_thread())
+}
+
+/// Makes `thread` runnable if it is blocked (a "kick": it re-checks the
+/// condition it waits for).  Does nothing to a running or ready thread.
+pub fn wake_thread(thread: &Arc<Thread>) {
+    scheduler::wake(thread.clone())
+}
+
+/// Changes the CPUs `thread` may run on (bit n = CPU n).  Err when no
+/// existing CPU is left in `mask`.  The caller moves at once if its CPU is
+/// no longer allowed.
+pub fn set_affinity(thread: &Arc<Thread>, mask: u64) -> Result<(), ()> {
+    scheduler::set_affinity(thread, mask)
+}
+
+/// Ends the calling thread now (its stack is freed by the next thread on
+/// this CPU).  Every `Arc` the caller still holds on its stack leaks: drop
+/// them first.
+pub fn exit_current() -> ! {
+    scheduler::exit_current()
 }
 
 /// Lets other ready threads on this CPU run first.

@@ -53,11 +53,11 @@ impl RunQueue {
         thread
     }
 
-    /// Removes the most recently queued thread that is not pinned to any
-    /// CPU: the tail is the thread that would wait longest on this queue.
-    pub(super) fn steal(&self) -> Option<Arc<Thread>> {
+    /// Removes the most recently queued thread that may run on `thief`:
+    /// the tail is the thread that would wait longest on this queue.
+    pub(super) fn steal(&self, thief: usize) -> Option<Arc<Thread>> {
         let mut threads = self.threads.lock();
-        let index = threads.iter().rposition(|t| t.affinity().is_none())?;
+        let index = threads.iter().rposition(|t| t.can_run_on(thief))?;
         let thread = threads.remove(index);
         self.len.store(threads.len(), Ordering::SeqCst);
         thread

@@ -49,7 +49,7 @@ struct Sleeper {
 struct Local {
     /// The thread running on this CPU (`None` before `start_*`).
     current: Option<Arc<Thread>>,
-    /// This CPU's idle thread (its boot stack).
+    /// This CPU's idle thread.
     idle: Option<Arc<Thread>>,
     /// The thread just switched away from, handed to `finish_switch`.
     prev: Option<Arc<Thread>>,
@@ -172,6 +172,15 @@ impl Scheduler {
         }
     }
 
+    /// Bit mask of the CPUs this scheduler runs on.
+    fn cpu_mask(&self) -> u64 {
+        if self.cpu_count >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.cpu_count) - 1
+        }
+    }
+
     fn is_idle(&self, cpu: usize) -> bool {
         self.cpus.remote(cpu).idle.load(Ordering::SeqCst)
     }
@@ -192,8 +201,13 @@ impl Scheduler {
     /// so an IPI pending from before cannot be lost in between).
     fn make_ready(&self, thread: Arc<Thread>) {
         debug_assert_eq!(thread.state.load(Ordering::SeqCst), state::READY);
-        let pinned = thread.affinity();
-        let home = pinned.unwrap_or_else(|| thread.home_cpu.load(Ordering::Relaxed));
+        let mask = thread.affinity_mask() & self.cpu_mask();
+        let last = thread.home_cpu.load(Ordering::Relaxed);
+        // Stay where it last ran when allowed (warm caches), else the first
+        // allowed CPU.
+        let home = if mask & (1 << last) != 0 { last } else { mask.trailing_zeros() as usize };
+        let pinned = (mask.count_ones() == 1).then_some(home);
+        thread.home_cpu.store(home, Ordering::Relaxed);
         self.queue_for(home).push(thread);
 
         let me = arch::cpu::id();
@@ -204,7 +218,7 @@ impl Scheduler {
         if pinned.is_none() {
             let stealer = (1..self.cpu_count)
                 .map(|i| (me + i) % self.cpu_count)
-                .find(|&cpu| cpu != home && self.is_idle(cpu));
+                .find(|&cpu| cpu != home && mask & (1 << cpu) != 0 && self.is_idle(cpu));
             if let Some(cpu) = stealer {
                 self.send_resched(cpu);
             }
@@ -233,10 +247,10 @@ impl Scheduler {
             .filter(|&(len, _)| len > 0)
             .max_by_key(|&(len, _)| len)?
             .1;
-        let stolen = self.queues.remote(busiest).steal().or_else(|| {
+        let stolen = self.queues.remote(busiest).steal(thief).or_else(|| {
             victims
                 .filter(|&cpu| cpu != busiest && self.queues.remote(cpu).len_hint() > 0)
-                .find_map(|cpu| self.queues.remote(cpu).steal())
+                .find_map(|cpu| self.queues.remote(cpu).steal(thief))
         });
         if stolen.is_some() {
             STEALS.inc();
@@ -286,10 +300,16 @@ fn schedule(reason: Reason) -> bool {
         return false;
     }
 
+    // A thread whose affinity no longer allows this CPU must leave it even
+    // when nothing else is ready here (it is re-queued on an allowed CPU).
+    let must_leave = !current.is_idle() && !current.can_run_on(cpu);
     let may_steal = matches!(reason, Reason::Block | Reason::Exit | Reason::Idle);
     let next = match scheduler.pick_next(cpu, may_steal) {
         Some(next) => next,
         None => match reason {
+            Reason::Yield | Reason::Preempt if must_leave => {
+                with_local(|l| l.idle.clone()).expect("sched: cpu has no idle thread")
+            }
             Reason::Yield | Reason::Preempt | Reason::Idle => {
                 with_local(|l| l.slice_left = TIME_SLICE_TICKS);
                 return false;
@@ -311,6 +331,15 @@ fn schedule(reason: Reason) -> bool {
         next.home_cpu.store(cpu, Ordering::Relaxed);
     }
     current.check_stack();
+    // User-mode state: the CPU holds the old thread's FPU registers until
+    // the new thread's are loaded; the kernel itself never touches them.
+    if let Some(user) = current.user_context() {
+        user.switch_out();
+    }
+    match next.user_context() {
+        Some(user) => user.switch_in(cpu, next.stack_top() as u64),
+        None => arch::cpu::set_current_task(0),
+    }
 
     let save_to = current.saved_rsp_slot();
     // SAFETY: `next` came off a run queue (READY, switched out, hand-over by
@@ -471,14 +500,34 @@ pub(super) fn spawn(
     entry: Box<dyn FnOnce() + Send + 'static>,
 ) -> Result<Arc<Thread>, SpawnError> {
     let scheduler = try_get().ok_or(SpawnError::NotInitialized)?;
-    if let Some(cpu) = affinity {
-        if cpu >= scheduler.cpu_count {
+    let mask = match affinity {
+        Some(cpu) if cpu >= scheduler.cpu_count => {
             return Err(SpawnError::NoSuchCpu { cpu, cpu_count: scheduler.cpu_count });
         }
+        Some(cpu) => 1u64 << cpu,
+        None => u64::MAX,
+    };
+    spawn_with_mask(name, mask, None, entry)
+}
+
+/// Creates a thread allowed on the CPUs of `mask` (restricted to existing
+/// CPUs; an empty result is an error), optionally a user thread.
+pub(super) fn spawn_with_mask(
+    name: &str,
+    mask: u64,
+    user: Option<Arc<dyn super::thread::UserContext>>,
+    entry: Box<dyn FnOnce() + Send + 'static>,
+) -> Result<Arc<Thread>, SpawnError> {
+    let scheduler = try_get().ok_or(SpawnError::NotInitialized)?;
+    let mask = mask & scheduler.cpu_mask();
+    if mask == 0 {
+        return Err(SpawnError::NoSuchCpu { cpu: 64, cpu_count: scheduler.cpu_count });
     }
-    // Unpinned threads start on the spawning CPU; idle CPUs steal them.
-    let home = affinity.unwrap_or_else(arch::cpu::id);
-    let thread = Thread::new_spawned(name, affinity, home, entry)?;
+    let affinity = (mask.count_ones() == 1).then(|| mask.trailing_zeros() as usize);
+    // Threads start on the spawning CPU when allowed; idle CPUs steal them.
+    let me = arch::cpu::id();
+    let home = if mask & (1 << me) != 0 { me } else { mask.trailing_zeros() as usize };
+    let thread = Thread::new_spawned(name, if mask == scheduler.cpu_mask() { u64::MAX } else { mask }, home, user, entry)?;
     log::debug!(
         "sched: spawned thread {} {:?}, affinity {:?}, stack top {:#x}",
         thread.id(),
@@ -490,11 +539,13 @@ pub(super) fn spawn(
     Ok(thread)
 }
 
-/// Turns the code running on this CPU's boot stack into its idle thread.
-fn become_idle() {
+/// Creates this CPU's idle thread and makes it current; returns the top of
+/// its stack, which the caller moves onto.
+fn become_idle() -> usize {
     let interrupts_were_enabled = arch::irq::save_disable();
     let cpu = arch::cpu::id();
     let idle = Thread::new_idle(cpu);
+    let top = idle.stack_top();
     with_local(|l| {
         assert!(l.current.is_none(), "sched: cpu {cpu} started twice");
         l.idle = Some(idle.clone());
@@ -502,6 +553,7 @@ fn become_idle() {
     });
     get().online.fetch_add(1, Ordering::AcqRel);
     arch::irq::restore(interrupts_were_enabled);
+    top
 }
 
 /// The idle thread: run whatever is ready (local, else stolen), else halt
@@ -523,8 +575,22 @@ fn idle_loop() -> ! {
     }
 }
 
+/// `kernel_main`, handed from `start_bsp` to `bsp_idle_entry` across the
+/// stack change.
+static KERNEL_MAIN: AtomicUsize = AtomicUsize::new(0);
+
 pub(super) fn start_bsp(kernel_main: fn() -> !) -> ! {
-    become_idle();
+    KERNEL_MAIN.store(kernel_main as usize, Ordering::Release);
+    let top = become_idle();
+    // SAFETY: the idle thread's stack is fresh and lives as long as the
+    // thread (forever); nothing on the boot stack is needed any more.
+    unsafe { context::run_on_stack(top, bsp_idle_entry) }
+}
+
+extern "C" fn bsp_idle_entry() -> ! {
+    let raw = KERNEL_MAIN.load(Ordering::Acquire);
+    // SAFETY: stored by `start_bsp` from a `fn() -> !` just before.
+    let kernel_main: fn() -> ! = unsafe { core::mem::transmute::<usize, fn() -> !>(raw) };
     // Pinned to the boot CPU: the lines it prints come from CPU 0, and a
     // test that wants "another CPU" can rely on it not being there.
     if let Err(err) = spawn("main", Some(0), Box::new(move || kernel_main())) {
@@ -534,7 +600,12 @@ pub(super) fn start_bsp(kernel_main: fn() -> !) -> ! {
 }
 
 pub(super) fn start_ap() -> ! {
-    become_idle();
+    let top = become_idle();
+    // SAFETY: as in `start_bsp`.
+    unsafe { context::run_on_stack(top, ap_idle_entry) }
+}
+
+extern "C" fn ap_idle_entry() -> ! {
     idle_loop()
 }
 
@@ -575,3 +646,30 @@ pub(super) fn on_timer_tick() {
 /// ends the target's `hlt`, and the idle loop then looks at the queues.  A
 /// busy CPU picks the new thread up at the end of the current time slice.
 pub(super) fn on_resched_ipi() {}
+
+/// Arms a timer wakeup of the current thread at `deadline_ns` (it must be
+/// about to block with interrupts off).  The entry may outlive the wait:
+/// a late wakeup of a thread that is no longer blocked does nothing, and a
+/// thread blocked on something else re-checks its condition (every wait
+/// loops), so a stale entry costs at most one spurious wakeup.
+pub(super) fn arm_wakeup(deadline_ns: u64, thread: Arc<Thread>) {
+    with_local(|l| l.sleepers.push(Sleeper { deadline_ns, thread }));
+}
+
+/// Changes a thread's allowed CPUs (`mask` restricted to existing CPUs;
+/// empty is refused).  The calling thread moves at once when its CPU is no
+/// longer allowed; another thread moves when it next passes the scheduler.
+pub(super) fn set_affinity(thread: &Arc<Thread>, mask: u64) -> Result<(), ()> {
+    let scheduler = get();
+    let mask = mask & scheduler.cpu_mask();
+    if mask == 0 || thread.is_idle() {
+        return Err(());
+    }
+    thread.set_affinity_mask(if mask == scheduler.cpu_mask() { u64::MAX } else { mask });
+    let me = current_thread();
+    if Arc::ptr_eq(&me, thread) && !me.can_run_on(arch::cpu::id()) {
+        drop(me);
+        yield_now();
+    }
+    Ok(())
+}

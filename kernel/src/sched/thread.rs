@@ -19,9 +19,19 @@
 //!   silently corrupting the heap (there is no guard page: the stacks come
 //!   from the heap, whose pages the scheduler does not own).
 //!
-//! Must not: touch run queues (that is `scheduler.rs`), or be extended with
-//! user-space state here without a matching `Drop` order (future fields: an
-//! address space handle and the kernel stack top that goes into the TSS).
+//! * The top `TRAP_FRAME_BYTES` of every kernel stack are reserved for the
+//!   user trap frame (`arch::idt::InterruptFrame`): a user thread's
+//!   syscalls, interrupts and exceptions from ring 3 all push their frame
+//!   exactly there (TSS `rsp0` and the syscall entry use the stack top), so
+//!   `proc` finds the user registers of any user thread at a fixed place.
+//! * A user thread carries a [`UserContext`] (set at creation, never
+//!   changed): the scheduler calls its `switch_out`/`switch_in` around every
+//!   switch (FPU state, address space, FS base, TSS `rsp0`).
+//! * The affinity is a CPU bit mask (`MAX_CPUS == 64`); it may change while
+//!   the thread lives (`set_affinity`), the scheduler re-reads it whenever it
+//!   queues or picks the thread.
+//!
+//! Must not: touch run queues (that is `scheduler.rs`).
 
 use alloc::alloc::{alloc, dealloc, Layout};
 use alloc::boxed::Box;
@@ -107,6 +117,22 @@ impl Drop for KernelStack {
 // owner between CPUs is fine.
 unsafe impl Send for KernelStack {}
 
+/// Bytes at the top of every kernel stack reserved for the user trap frame
+/// (22 quadwords: 15 registers, vector, error code and the 5-word hardware
+/// frame); a multiple of 16 so the stack below stays aligned.
+pub const TRAP_FRAME_BYTES: usize = 22 * 8;
+
+/// The user-mode half of a thread, implemented by `proc`.  The scheduler
+/// calls these with interrupts disabled, on the CPU doing the switch, and
+/// they must not block, allocate or take sleeping locks.
+pub trait UserContext: Send + Sync {
+    /// The thread leaves the CPU: save what only the CPU holds (FPU/SSE).
+    fn switch_out(&self);
+    /// The thread gets the CPU: load its FPU/SSE state, FS base, address
+    /// space, and point the TSS `rsp0`/syscall stack at `kernel_stack_top`.
+    fn switch_in(&self, cpu: usize, kernel_stack_top: u64);
+}
+
 /// The closure a spawned thread runs.
 type Entry = Box<dyn FnOnce() + Send + 'static>;
 
@@ -114,8 +140,10 @@ type Entry = Box<dyn FnOnce() + Send + 'static>;
 pub struct Thread {
     id: u64,
     name: String,
-    /// `Some(cpu)`: may only run on `cpu`; `None`: any CPU (can be stolen).
-    affinity: Option<usize>,
+    /// Bit `n` set: may run on CPU `n`.  All bits: any CPU (can be stolen).
+    affinity: AtomicU64,
+    /// The user-mode half (`None` for kernel threads).
+    user: Option<Arc<dyn UserContext>>,
     /// The per-CPU idle thread (boot stack); never queued, never stolen.
     is_idle: bool,
     /// One of the [`state`] constants.
@@ -124,8 +152,10 @@ pub struct Thread {
     /// (its affinity, or the CPU it last ran on).
     pub(super) home_cpu: AtomicUsize,
     saved_rsp: UnsafeCell<usize>,
-    /// `None` for idle threads (they run on their CPU's boot stack) and
-    /// for dead threads once `release_after_exit` freed it.  The lock is
+    /// Top of the kernel stack, cached so the switch path needs no lock
+    /// to find it.
+    stack_top: usize,
+    /// `None` for dead threads once `release_after_exit` freed it.  The lock is
     /// never contended: only the owning CPU touches it, with interrupts off.
     stack: spin::Mutex<Option<KernelStack>>,
     entry: IrqSpinLock<Option<Entry>>,
@@ -170,21 +200,25 @@ impl Thread {
     /// A new thread that will run `entry` on a fresh stack; state READY.
     pub(super) fn new_spawned(
         name: &str,
-        affinity: Option<usize>,
+        affinity: u64,
         home_cpu: usize,
+        user: Option<Arc<dyn UserContext>>,
         entry: Entry,
     ) -> Result<Arc<Thread>, SpawnError> {
         let stack = KernelStack::new().ok_or(SpawnError::OutOfMemory)?;
-        // SAFETY: the stack is fresh, STACK_SIZE bytes long, and unused.
-        let rsp = unsafe { super::context::prepare_new_stack(stack.top()) };
+        // SAFETY: the stack is fresh, STACK_SIZE bytes long, and unused; the
+        // trap frame area above the start point stays untouched.
+        let rsp = unsafe { super::context::prepare_new_stack(stack.top() - TRAP_FRAME_BYTES) };
         Ok(Arc::new(Thread {
             id: NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
             name: String::from(name),
-            affinity,
+            affinity: AtomicU64::new(affinity),
+            user,
             is_idle: false,
             state: AtomicU8::new(state::READY),
             home_cpu: AtomicUsize::new(home_cpu),
             saved_rsp: UnsafeCell::new(rsp),
+            stack_top: stack.top(),
             stack: spin::Mutex::new(Some(stack)),
             entry: IrqSpinLock::new(Some(entry)),
             exited: AtomicBool::new(false),
@@ -192,20 +226,26 @@ impl Thread {
         }))
     }
 
-    /// The idle thread of `cpu`: adopts the stack the CPU is running on.
+    /// The idle thread of `cpu`, with a fresh kernel stack that the CPU
+    /// moves onto right after (`scheduler::start_*`): the loader's boot
+    /// stack may live in identity-mapped low memory, which user address
+    /// spaces do not map.
     pub(super) fn new_idle(cpu: usize) -> Arc<Thread> {
+        let stack = KernelStack::new().expect("sched: no memory for an idle stack at boot");
         let mut name = String::from("idle/");
         // `cpu` has at most a few digits; formatting into a String cannot fail.
         let _ = fmt::write(&mut name, format_args!("{cpu}"));
         Arc::new(Thread {
             id: NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
             name,
-            affinity: Some(cpu),
+            affinity: AtomicU64::new(1 << cpu),
+            user: None,
             is_idle: true,
             state: AtomicU8::new(state::RUNNING),
             home_cpu: AtomicUsize::new(cpu),
             saved_rsp: UnsafeCell::new(0),
-            stack: spin::Mutex::new(None),
+            stack_top: stack.top(),
+            stack: spin::Mutex::new(Some(stack)),
             entry: IrqSpinLock::new(None),
             exited: AtomicBool::new(false),
             exit_waiters: WaitQueue::new(),
@@ -220,8 +260,21 @@ impl Thread {
         &self.name
     }
 
-    pub fn affinity(&self) -> Option<usize> {
-        self.affinity
+    /// The CPUs the thread may run on (bit `n` = CPU `n`).
+    pub fn affinity_mask(&self) -> u64 {
+        self.affinity.load(Ordering::Acquire)
+    }
+
+    /// Changes the CPUs the thread may run on (the caller checked the mask
+    /// is non-empty and names online CPUs).  A running thread moves at its
+    /// next pass through the scheduler (`sched::set_affinity` forces it).
+    pub(super) fn set_affinity_mask(&self, mask: u64) {
+        self.affinity.store(mask, Ordering::Release);
+    }
+
+    /// The user-mode half, if this is a user thread.
+    pub fn user_context(&self) -> Option<&Arc<dyn UserContext>> {
+        self.user.as_ref()
     }
 
     pub(super) fn is_idle(&self) -> bool {
@@ -235,9 +288,15 @@ impl Thread {
         self.stack.lock().as_ref().map(KernelStack::top)
     }
 
+    /// Top of the kernel stack as allocated; the user trap frame sits
+    /// right below it (`TRAP_FRAME_BYTES`).
+    pub fn stack_top(&self) -> usize {
+        self.stack_top
+    }
+
     /// May this thread run on `cpu`?
     pub(super) fn can_run_on(&self, cpu: usize) -> bool {
-        self.affinity.is_none_or(|pinned| pinned == cpu)
+        cpu < 64 && self.affinity_mask() & (1 << cpu) != 0
     }
 
     /// Where `switch_context` stores this thread's stack pointer.
@@ -320,16 +379,29 @@ pub(super) extern "C" fn thread_start() -> ! {
 }
 
 /// Runs the closure, then leaves the CPU for good (the next thread frees
-/// the stack and signals joiners).
+/// the stack and signals joiners) or, for a user thread, enters user mode
+/// with the trap frame the closure prepared at the top of the stack.
 fn run_entry_and_exit() -> ! {
-    {
-        // Scoped so that this `Arc` is dropped before the final switch: the
-        // dying stack must hold no reference (it would never be released).
+    let user_frame = {
+        // Scoped so that this `Arc` is dropped before the final switch (or
+        // the jump to user mode): the stack must hold no reference (it
+        // would never be released).
         let me = super::scheduler::current_thread();
         let entry = me.entry.lock().take();
         if let Some(entry) = entry {
             entry();
         }
+        me.user_context().is_some().then(|| (me.stack_top() - TRAP_FRAME_BYTES) as *mut crate::arch::idt::InterruptFrame)
+    };
+    if let Some(frame) = user_frame {
+        // SAFETY: the frame area at the top of this thread's own stack is
+        // reserved (module invariant) and was filled by the closure; no
+        // reference to it exists elsewhere while this thread runs.
+        let frame = unsafe { &mut *frame };
+        // Pending signals or an exit request take effect before the first
+        // user instruction.
+        crate::proc::return_to_user(frame);
+        crate::arch::usermode::enter_user(frame);
     }
     super::scheduler::exit_current()
 }

@@ -44,29 +44,57 @@ impl WaitQueue {
     /// Blocks the calling thread until `condition()` returns true.  Returns
     /// at once if it already holds.  Spurious wakeups are absorbed (the
     /// condition is re-checked under the lock each time).
-    pub fn wait_until(&self, mut condition: impl FnMut() -> bool) {
+    pub fn wait_until(&self, condition: impl FnMut() -> bool) {
+        self.wait_until_deadline(condition, None);
+    }
+
+    /// Like `wait_until`, but gives up once `arch::time::now_ns()` reaches
+    /// `deadline_ns` (tick resolution).  Returns whether the condition held.
+    ///
+    /// A thread kicked by `sched::wake_thread` while it waits (a signal, a
+    /// timer) re-checks the condition and waits again; it is on the queue at
+    /// most once, and leaves it when it returns, so a later `wake_one`
+    /// never spends itself on a thread that stopped waiting.
+    pub fn wait_until_deadline(
+        &self,
+        mut condition: impl FnMut() -> bool,
+        deadline_ns: Option<u64>,
+    ) -> bool {
+        let mut me: Option<Arc<Thread>> = None;
         loop {
             // Interrupts stay off from the check to the switch: a timer
             // preemption in between would turn BLOCKING back into READY.
             let interrupts_were_enabled = arch::irq::save_disable();
             let mut waiters = self.waiters.lock();
-            if condition() {
+            let done = condition();
+            let timed_out = !done && deadline_ns.is_some_and(|d| arch::time::now_ns() >= d);
+            if done || timed_out {
+                if let Some(me) = &me {
+                    waiters.retain(|t| !Arc::ptr_eq(t, me));
+                }
                 drop(waiters);
                 arch::irq::restore(interrupts_were_enabled);
-                return;
+                return done;
             }
             assert!(
                 interrupts_were_enabled,
                 "WaitQueue::wait_until with interrupts disabled (a spin lock held?): it would sleep holding it"
             );
-            let me = super::scheduler::current_thread();
+            let thread = me.get_or_insert_with(super::scheduler::current_thread).clone();
             assert!(
-                !me.is_idle(),
+                !thread.is_idle(),
                 "the idle thread must never block (wait queue used from idle/interrupt context)"
             );
-            me.state.store(state::BLOCKING, Ordering::SeqCst);
-            waiters.push_back(me);
+            thread.state.store(state::BLOCKING, Ordering::SeqCst);
+            if !waiters.iter().any(|t| Arc::ptr_eq(t, &thread)) {
+                waiters.push_back(thread.clone());
+            }
             drop(waiters);
+            if let Some(deadline) = deadline_ns {
+                super::scheduler::arm_wakeup(deadline, thread);
+            } else {
+                drop(thread);
+            }
             super::scheduler::block_current();
             arch::irq::restore(interrupts_were_enabled);
         }

@@ -1,5 +1,6 @@
 //! Run modes of the kernel (docs/CONTRACTS.md §3/§4): `selfcheck`,
-//! `stress:SECS`, `bench`, `panic`, `idle`.
+//! `stress:SECS`, `bench`, `panic`, `idle`, and `init` (handed to
+//! `proc::init`: PID 1 from the initramfs).
 //!
 //! Owns: the tests and benchmarks that run in the main kernel thread once
 //! every CPU is online, and the result lines the host parses
@@ -16,6 +17,7 @@ mod bench;
 mod mem;
 mod selfcheck;
 mod stress;
+mod vmcheck;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -33,6 +35,8 @@ pub fn run(mode: RunMode) -> u32 {
         RunMode::Bench => bench::run(),
         RunMode::Panic => panic_on_another_cpu(),
         RunMode::Idle => idle_forever(),
+        RunMode::VmCheck => vmcheck::run(),
+        RunMode::Init => crate::proc::init::run_init(),
     }
 }
 

@@ -1,0 +1,253 @@
+//! The Linux reference system: Debian's cloud kernel image, fetched once with
+//! apt and cached, its command line, and reading its serial output.
+//!
+//! Owns: choosing and extracting the kernel (`apt-get download
+//! linux-image-<ver>-cloud-amd64`, `dpkg-deb -x`), the cache under
+//! `<target>/linux/`, and turning Linux's console output into the program's
+//! output plus PID 1's exit status (from `Kernel panic - not syncing:
+//! Attempted to kill init! exitcode=0x...`).  `COMPARISON_LINUX_KERNEL=PATH`
+//! names a bzImage to use instead (machines without apt or network).
+//!
+//! It must never fall back silently: if no kernel can be had, the error says
+//! why.  It only ever downloads that one package.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The command line Linux gets; the program's arguments follow `--`.
+pub const BASE_APPEND: &str = "console=ttyS0 quiet panic=-1 rdinit=/linux-init";
+
+/// The environment variable naming a bzImage to use instead of Debian's.
+pub const KERNEL_ENV: &str = "COMPARISON_LINUX_KERNEL";
+
+/// A Linux kernel ready to boot.
+#[derive(Debug, Clone)]
+pub struct LinuxKernel {
+    pub vmlinuz: PathBuf,
+    /// E.g. `linux-image-6.1.0-56-cloud-amd64` (or the env override path).
+    pub package: String,
+}
+
+/// The cached kernel, fetching it on first use.
+pub fn ensure_kernel(target_dir: &Path) -> Result<LinuxKernel> {
+    if let Some(path) = std::env::var_os(KERNEL_ENV) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("{KERNEL_ENV}={} is not a file", path.display());
+        }
+        return Ok(LinuxKernel { package: path.display().to_string(), vmlinuz: path });
+    }
+    let cache = target_dir.join("linux");
+    if let Some(found) = cached(&cache)? {
+        return Ok(found);
+    }
+    fetch(&cache)
+}
+
+/// The newest kernel already in the cache (`vmlinuz-<package>` files).
+fn cached(cache: &Path) -> Result<Option<LinuxKernel>> {
+    let Ok(dir) = std::fs::read_dir(cache) else { return Ok(None) };
+    let mut found: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|name| name.strip_prefix("vmlinuz-").map(str::to_string))
+        .collect();
+    found.sort_by_key(|name| version_key(name));
+    Ok(found.pop().map(|package| LinuxKernel { vmlinuz: cache.join(format!("vmlinuz-{package}")), package }))
+}
+
+/// Numbers in a package name, for "newest" comparisons (6.1.0-56 > 6.1.0-9).
+fn version_key(name: &str) -> Vec<u64> {
+    name.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect()
+}
+
+/// Package names of the form `linux-image-<X.Y.Z-N>-cloud-amd64` in
+/// `apt-cache search` output (meta-packages like `linux-image-6.12-cloud-amd64`
+/// hold no kernel and are skipped).
+pub fn pick_package(search_output: &str) -> Option<String> {
+    let mut names: Vec<&str> = search_output
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| {
+            name.strip_prefix("linux-image-").and_then(|v| v.strip_suffix("-cloud-amd64")).is_some_and(|v| {
+                let mut parts = v.splitn(2, '-');
+                let (ver, abi) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                ver.split('.').count() == 3
+                    && ver.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    && !abi.is_empty()
+                    && abi.bytes().all(|b| b.is_ascii_digit())
+            })
+        })
+        .collect();
+    names.sort_by_key(|name| version_key(name));
+    names.pop().map(str::to_string)
+}
+
+fn apt_search() -> Result<String> {
+    let out = Command::new("apt-cache")
+        .args(["search", "--names-only", "^linux-image-[0-9.-]+-cloud-amd64$"])
+        .output()
+        .context("running apt-cache (is this a Debian machine?)")?;
+    if !out.status.success() {
+        bail!("apt-cache search failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Download and extract the newest Debian cloud kernel into `cache`.
+fn fetch(cache: &Path) -> Result<LinuxKernel> {
+    let mut package = pick_package(&apt_search()?);
+    if package.is_none() {
+        eprintln!("linux: no cloud kernel in the apt lists; running apt-get update ...");
+        let status = Command::new("apt-get").args(["update", "-q"]).status().context("running apt-get update")?;
+        if !status.success() {
+            bail!("apt-get update failed ({status}); set {KERNEL_ENV} to a bzImage instead");
+        }
+        package = pick_package(&apt_search()?);
+    }
+    let Some(package) = package else {
+        bail!("apt-cache knows no linux-image-<ver>-cloud-amd64 package; set {KERNEL_ENV} to a bzImage instead");
+    };
+    eprintln!("linux: fetching {package} (once; cached in {}) ...", cache.display());
+    // Per-process scratch directory, then an atomic rename into the cache, so
+    // that parallel first uses never see a half-written kernel.
+    let work = cache.join(format!("fetch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = download_and_extract(&package, &work, cache);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn download_and_extract(package: &str, work: &Path, cache: &Path) -> Result<LinuxKernel> {
+    let out = Command::new("apt-get")
+        .args(["download", "-q", package])
+        .current_dir(work)
+        .output()
+        .context("running apt-get download")?;
+    if !out.status.success() {
+        bail!(
+            "apt-get download {package} failed: {}; set {KERNEL_ENV} to a bzImage instead",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let deb = std::fs::read_dir(work)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .with_context(|| format!("apt-get download {package} left no .deb file"))?;
+    let root = work.join("root");
+    let status = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root).status().context("running dpkg-deb")?;
+    if !status.success() {
+        bail!("dpkg-deb -x {} failed ({status})", deb.display());
+    }
+    let vmlinuz = std::fs::read_dir(root.join("boot"))
+        .with_context(|| format!("{package} has no /boot directory"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))
+        .with_context(|| format!("{package} has no /boot/vmlinuz-*"))?;
+    let dest = cache.join(format!("vmlinuz-{package}"));
+    std::fs::rename(&vmlinuz, &dest).with_context(|| format!("moving the kernel to {}", dest.display()))?;
+    Ok(LinuxKernel { vmlinuz: dest, package: package.to_string() })
+}
+
+/// What Linux's console output says about PID 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinuxEnd {
+    /// PID 1 exited with this status (128 + N when killed by signal N).
+    Init(u32),
+    /// Linux panicked for another reason (the panic message).
+    Panic(String),
+    /// No panic line (yet).
+    Unknown,
+}
+
+/// Find the `Attempted to kill init! exitcode=0x0000XX00` line.
+pub fn parse_end(serial: &str) -> LinuxEnd {
+    for line in serial.lines() {
+        let Some(at) = line.find("Kernel panic - not syncing: ") else { continue };
+        let msg = line[at + "Kernel panic - not syncing: ".len()..].trim();
+        if let Some(code) = msg.strip_prefix("Attempted to kill init! exitcode=0x") {
+            if let Ok(code) = u32::from_str_radix(code.trim(), 16) {
+                let signal = code & 0x7f;
+                return LinuxEnd::Init(if signal != 0 { 128 + signal } else { (code >> 8) & 0xff });
+            }
+        }
+        return LinuxEnd::Panic(msg.to_string());
+    }
+    LinuxEnd::Unknown
+}
+
+/// A filter over console lines (without `\r`) that keeps only what the
+/// program printed: drops Linux's own log lines (`[    0.123456] ...`) and
+/// everything from the panic that ends the run.
+#[derive(Debug, Default)]
+pub struct OutputFilter {
+    ended: bool,
+}
+
+impl OutputFilter {
+    /// The part of `line` to show, if any.
+    pub fn keep(&mut self, line: &str) -> Option<String> {
+        if self.ended {
+            return None;
+        }
+        if line.contains("Kernel panic - not syncing") || line.contains("---[ end Kernel panic") {
+            self.ended = true;
+            return None;
+        }
+        if is_kernel_log_line(line) {
+            return None;
+        }
+        Some(line.to_string())
+    }
+}
+
+/// `[    1.234567] message`: a printk line with its timestamp.
+pub fn is_kernel_log_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix('[') else { return false };
+    let Some(close) = rest.find(']') else { return false };
+    let stamp = rest[..close].trim();
+    !stamp.is_empty() && stamp.contains('.') && stamp.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_newest_real_package() {
+        let search = "linux-image-6.1.0-9-cloud-amd64 - Linux 6.1\n\
+                      linux-image-6.1.0-56-cloud-amd64 - Linux 6.1\n\
+                      linux-image-6.12-cloud-amd64 - meta\n\
+                      linux-image-6.1.0-48-cloud-amd64 - Linux 6.1\n";
+        assert_eq!(pick_package(search).as_deref(), Some("linux-image-6.1.0-56-cloud-amd64"));
+        assert_eq!(pick_package("linux-image-6.12-cloud-amd64 - meta\n"), None);
+        assert_eq!(pick_package(""), None);
+    }
+
+    #[test]
+    fn reads_init_exit_status() {
+        let ok = "[    2.1] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000700\n";
+        assert_eq!(parse_end(ok), LinuxEnd::Init(7));
+        let zero = "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000";
+        assert_eq!(parse_end(zero), LinuxEnd::Init(0));
+        let segv = "[ 1.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b";
+        assert_eq!(parse_end(segv), LinuxEnd::Init(128 + 11));
+        let other = "[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root fs";
+        assert_eq!(parse_end(other), LinuxEnd::Panic("VFS: Unable to mount root fs".into()));
+        assert_eq!(parse_end("hello\n"), LinuxEnd::Unknown);
+    }
+
+    #[test]
+    fn filter_keeps_program_lines_only() {
+        let mut f = OutputFilter::default();
+        assert_eq!(f.keep("[    0.000000] Linux version 6.1\n"), None);
+        assert_eq!(f.keep("hello: started\n").as_deref(), Some("hello: started\n"));
+        assert_eq!(f.keep("[x] not a timestamp\n").as_deref(), Some("[x] not a timestamp\n"));
+        assert_eq!(f.keep("[    2.5] Kernel panic - not syncing: Attempted to kill init!\n"), None);
+        assert_eq!(f.keep("CPU: 0 PID: 1 Comm: init\n"), None);
+    }
+}

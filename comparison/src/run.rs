@@ -1,0 +1,396 @@
+//! `run`: one static Linux program as PID 1, on our kernel or on Linux, in
+//! the same virtual machine, with the program's output and exit status.
+//!
+//! Owns: the initramfs of a run (`/init` + extra files, plus `/linux-init` on
+//! Linux), the kernel command lines, streaming only the program's output
+//! (the loader's lines, our `[cpuN] ...` log lines, Linux's `[  0.1] ...`
+//! lines and its panic block are dropped unless asked for), and the verdict: the program's exit
+//! status, or why there is none (kernel panic, boot error, timeout).
+//!
+//! Invariants: the same archive bytes go to both systems; arguments reach
+//! PID 1 as `-- ARGS` on the kernel command line, so they may not contain
+//! whitespace (refused with an error); every run has a timeout.
+
+use crate::boot::{self, BootRequest, LoaderChoice};
+use crate::build::Artifacts;
+use crate::image::Module;
+use crate::initramfs::{self, InitramfsFile};
+use crate::linux::{self, LinuxEnd, LinuxKernel, OutputFilter};
+use crate::qemu::{self, Ending, RunOutcome, VmConfig};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Exit status of `comparison run` when the system (not the program) failed:
+/// kernel panic, loader/initramfs/command-line error, QEMU error, or no exit
+/// status from PID 1.
+pub const EXIT_SYSTEM_FAILED: u8 = 125;
+/// Exit status of `comparison run` when the timeout passed.
+pub const EXIT_TIMED_OUT: u8 = 124;
+
+/// Which kernel runs the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    Ours,
+    Linux,
+}
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Ours => "ours",
+            System::Linux => "linux",
+        }
+    }
+}
+
+/// What to print while the run goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// Nothing (tests read the result).
+    Quiet,
+    /// The program's output only.
+    Program,
+    /// The whole serial log, kernel lines included.
+    Serial,
+}
+
+/// One run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub system: System,
+    /// Host path of the static Linux executable that becomes `/init`.
+    pub program: PathBuf,
+    /// Extra files: (host path, absolute guest path).
+    pub files: Vec<(PathBuf, String)>,
+    /// PID 1's argv[1..].
+    pub args: Vec<String>,
+    /// Our kernel only: `locks=global` (the ablation).
+    pub global_locks: bool,
+    /// Our kernel only: extra kernel command-line words (e.g. `log=debug`).
+    pub extra_cmdline: String,
+    pub vm: VmConfig,
+    pub echo: Echo,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// PID 1 ended with this status (128 + N if killed by signal N).
+    Exited(u32),
+    /// The kernel panicked (ours: `KERNEL PANIC ...`; Linux: a panic other
+    /// than PID 1's exit).
+    KernelPanic(String),
+    /// The loader, initramfs or command line was refused, or QEMU failed.
+    SystemError(String),
+    TimedOut,
+}
+
+impl Verdict {
+    /// The exit status `comparison run` ends with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Verdict::Exited(s) => (*s).min(255) as u8,
+            Verdict::KernelPanic(_) | Verdict::SystemError(_) => EXIT_SYSTEM_FAILED,
+            Verdict::TimedOut => EXIT_TIMED_OUT,
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The program's output (kernel lines removed, no `\r`).
+    pub output: String,
+    pub verdict: Verdict,
+    /// The raw run: whole serial log, QEMU's ending, elapsed time.
+    pub outcome: RunOutcome,
+}
+
+/// What a run needs besides the request: built binaries and the Linux kernel.
+#[derive(Debug, Clone)]
+pub struct Systems {
+    /// Our kernel and loader (for `System::Ours`).
+    pub artifacts: Option<Artifacts>,
+    /// Linux (for `System::Linux`).
+    pub linux: Option<LinuxKernel>,
+    /// `linux-init` (for `System::Linux`).
+    pub linux_init: Option<PathBuf>,
+    /// Where scratch files go.
+    pub scratch: PathBuf,
+}
+
+impl Systems {
+    /// Build/fetch what `system` needs.
+    pub fn prepare(system: System) -> Result<Systems> {
+        let root = crate::build::workspace_root();
+        let target_dir = crate::build::target_dir(&root)?;
+        let scratch = target_dir.join("comparison").join("media");
+        match system {
+            System::Ours => {
+                let artifacts = crate::build::build_bare_metal(true)?;
+                Ok(Systems { artifacts: Some(artifacts), linux: None, linux_init: None, scratch })
+            }
+            System::Linux => {
+                let userland = crate::userland::build()?;
+                let linux_init = userland.program("linux-init")?;
+                let linux = linux::ensure_kernel(&target_dir)?;
+                Ok(Systems { artifacts: None, linux: Some(linux), linux_init: Some(linux_init), scratch })
+            }
+        }
+    }
+}
+
+/// Check arguments for the kernel command line.
+pub fn check_args(args: &[String]) -> Result<()> {
+    for arg in args {
+        if arg.is_empty() || arg.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            bail!("argument {arg:?}: arguments reach PID 1 through the kernel command line and cannot be empty or hold whitespace");
+        }
+    }
+    Ok(())
+}
+
+/// Check that `program` is a readable ELF file; returns its bytes.
+pub fn read_program(program: &Path) -> Result<Vec<u8>> {
+    let data = std::fs::read(program).with_context(|| format!("reading program {}", program.display()))?;
+    if data.len() < 4 || &data[..4] != b"\x7fELF" {
+        bail!("{} is not an ELF executable", program.display());
+    }
+    Ok(data)
+}
+
+/// The archive bytes shared by both systems.
+pub fn make_initramfs(program: &Path, files: &[(PathBuf, String)]) -> Result<Vec<u8>> {
+    let data = read_program(program)?;
+    let files = files
+        .iter()
+        .map(|(host, guest)| InitramfsFile::from_host(host, guest))
+        .collect::<Result<Vec<_>>>()?;
+    initramfs::build(&data, &files)
+}
+
+/// Our kernel's command line for a run.
+pub fn our_cmdline(req: &RunRequest) -> String {
+    let mut cmdline = String::from("run=init init=/init");
+    if req.global_locks {
+        cmdline.push_str(" locks=global");
+    }
+    if !req.extra_cmdline.trim().is_empty() {
+        cmdline.push(' ');
+        cmdline.push_str(req.extra_cmdline.trim());
+    }
+    cmdline.push_str(" --");
+    for arg in &req.args {
+        cmdline.push(' ');
+        cmdline.push_str(arg);
+    }
+    cmdline
+}
+
+/// Linux's command line for a run.
+pub fn linux_append(args: &[String]) -> String {
+    let mut append = format!("{} --", linux::BASE_APPEND);
+    for arg in args {
+        append.push(' ');
+        append.push_str(arg);
+    }
+    append
+}
+
+/// True for our kernel's own log lines (`[cpuN] LEVEL ...`).
+pub fn is_our_log_line(line: &str) -> bool {
+    line.strip_prefix("[cpu")
+        .and_then(|rest| rest.split_once(']'))
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The message after `marker` on our first kernel log line holding it.
+fn our_marker(serial: &str, marker: &str) -> Option<String> {
+    serial
+        .lines()
+        .filter(|l| is_our_log_line(l))
+        .find_map(|l| l.find(marker).map(|at| l[at + marker.len()..].trim().to_string()))
+}
+
+/// Run one program.
+pub fn run(systems: &Systems, req: &RunRequest) -> Result<RunResult> {
+    check_args(&req.args)?;
+    let cpio = make_initramfs(&req.program, &req.files)?;
+    match req.system {
+        System::Ours => run_ours(systems, req, cpio),
+        System::Linux => run_linux(systems, req, cpio),
+    }
+}
+
+fn run_ours(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunResult> {
+    let artifacts = systems.artifacts.as_ref().context("our kernel was not built (Systems::prepare(Ours))")?;
+    let request = BootRequest {
+        loader: LoaderChoice::Builtin,
+        cmdline: our_cmdline(req),
+        modules: vec![Module { guest_path: "boot/initramfs.cpio".into(), cmdline: "initramfs".into(), data: cpio }],
+        vm: req.vm.clone(),
+    };
+    let medium = boot::make_medium(artifacts, &request, std::fs::read(&artifacts.kernel)?)?;
+    let args = qemu::command_args(&medium, &req.vm);
+    let echo = req.echo;
+    let mut output = String::new();
+    // Before the kernel's first log line only the loader speaks.
+    let mut kernel_started = false;
+    let result = qemu::run_streaming(&args, &req.vm, &mut |line: &str| {
+        let kernel_line = is_our_log_line(line);
+        kernel_started |= kernel_line;
+        let program_line = kernel_started && !kernel_line;
+        if program_line {
+            output.push_str(line);
+        }
+        match echo {
+            Echo::Serial => Some(line.to_string()),
+            Echo::Program if program_line => Some(line.to_string()),
+            _ => None,
+        }
+    });
+    if let qemu::Medium::Builtin { bundle, .. } = &medium {
+        let _ = std::fs::remove_file(bundle);
+    }
+    let outcome = result?;
+    let verdict = our_verdict(&outcome);
+    Ok(RunResult { output, verdict, outcome })
+}
+
+/// Our kernel's verdict from its exit code and its serial markers.
+pub fn our_verdict(outcome: &RunOutcome) -> Verdict {
+    let serial = &outcome.serial;
+    if let Some(msg) = our_marker(serial, "KERNEL PANIC") {
+        return Verdict::KernelPanic(format!("KERNEL PANIC{msg}"));
+    }
+    for marker in ["loader: error: ", "initramfs: error: ", "cmdline: error: "] {
+        if let Some(msg) = serial.lines().find_map(|l| l.find(marker).map(|at| l[at..].trim().to_string())) {
+            return Verdict::SystemError(msg);
+        }
+    }
+    let init_exit = our_marker(serial, "init exit: ").and_then(|s| s.parse::<u32>().ok());
+    match (&outcome.ending, init_exit) {
+        (ending, Some(status)) if *ending == qemu_ending_for(status) => Verdict::Exited(status),
+        (ending, Some(status)) => Verdict::SystemError(format!(
+            "PID 1 exited with {status} but QEMU ended with {ending:?} (expected {:?})",
+            qemu_ending_for(status)
+        )),
+        (Ending::TimedOut, _) => Verdict::TimedOut,
+        (_, _) => Verdict::SystemError(format!("no `init exit:` line; {}", outcome.describe_ending())),
+    }
+}
+
+/// How QEMU ends when the kernel writes `status` to isa-debug-exit
+/// (docs/CONTRACTS.md §5).  QEMU's own exit status has 8 bits, so statuses
+/// from 112 up wrap around (139 reads as guest code 11): the full value
+/// comes from the `init exit:` line, and this only checks they agree.
+pub fn qemu_ending_for(status: u32) -> Ending {
+    let raw = (((status as u64 + 16) << 1) | 1) & 0xff;
+    if raw >= 33 {
+        Ending::GuestExit(((raw - 33) / 2) as u32)
+    } else {
+        Ending::QemuExit(Some(raw as i32))
+    }
+}
+
+fn run_linux(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunResult> {
+    let linux = systems.linux.as_ref().context("no Linux kernel (Systems::prepare(Linux))")?;
+    let init_path = systems.linux_init.as_ref().context("no linux-init (Systems::prepare(Linux))")?;
+    // The identical archive plus /linux-init: cpio archives concatenate (the
+    // Linux unpacker reads members past a trailer), so the program's bytes
+    // are exactly those our kernel gets.
+    let mut initrd = cpio;
+    let mut extra = bootfmt::cpio::NewcWriter::new();
+    let init = std::fs::read(init_path).with_context(|| format!("reading {}", init_path.display()))?;
+    extra.add_file("linux-init", 0o755, &init);
+    initrd.extend_from_slice(&extra.finish());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = qemu::write_media(&systems.scratch, &format!("linux-{}-{n}.cpio", std::process::id()), &initrd)?;
+    let args = qemu::linux_command_args(&linux.vmlinuz, &path, &linux_append(&req.args), &req.vm);
+    let echo = req.echo;
+    let mut output = String::new();
+    let mut filter = OutputFilter::default();
+    let result = qemu::run_streaming(&args, &req.vm, &mut |line: &str| {
+        let kept = filter.keep(line);
+        if let Some(text) = &kept {
+            output.push_str(text);
+        }
+        match echo {
+            Echo::Serial => Some(line.to_string()),
+            Echo::Program => kept,
+            Echo::Quiet => None,
+        }
+    });
+    let _ = std::fs::remove_file(&path);
+    let outcome = result?;
+    let verdict = match linux::parse_end(&outcome.serial) {
+        LinuxEnd::Init(status) => Verdict::Exited(status),
+        LinuxEnd::Panic(msg) => Verdict::KernelPanic(format!("Linux: {msg}")),
+        LinuxEnd::Unknown if outcome.ending == Ending::TimedOut => Verdict::TimedOut,
+        LinuxEnd::Unknown => Verdict::SystemError(format!("Linux printed no panic line; {}", outcome.describe_ending())),
+    };
+    Ok(RunResult { output, verdict, outcome })
+}
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_log_lines_are_recognised() {
+        assert!(is_our_log_line("[cpu0] INFO init exit: 0\n"));
+        assert!(is_our_log_line("[cpu12] WARN x"));
+        assert!(!is_our_log_line("[cpu] x"));
+        assert!(!is_our_log_line("hello [cpu0] x"));
+        assert!(!is_our_log_line("[cpux] y"));
+    }
+
+    #[test]
+    fn command_lines_carry_the_arguments() {
+        let req = RunRequest {
+            system: System::Ours,
+            program: "p".into(),
+            files: vec![],
+            args: vec!["a".into(), "exit=3".into()],
+            global_locks: true,
+            extra_cmdline: "log=debug".into(),
+            vm: VmConfig::default(),
+            echo: Echo::Quiet,
+        };
+        assert_eq!(our_cmdline(&req), "run=init init=/init locks=global log=debug -- a exit=3");
+        assert_eq!(linux_append(&req.args), format!("{} -- a exit=3", linux::BASE_APPEND));
+        assert!(check_args(&["a b".to_string()]).is_err());
+        assert!(check_args(&[String::new()]).is_err());
+        assert!(check_args(&["ok".to_string()]).is_ok());
+    }
+
+    fn outcome(serial: &str, ending: Ending) -> RunOutcome {
+        RunOutcome { serial: serial.into(), ending, elapsed: Default::default(), qemu_stderr: String::new() }
+    }
+
+    #[test]
+    fn verdicts_of_our_kernel() {
+        let ok = outcome("hi\n[cpu0] INFO init exit: 3\n[cpu0] INFO kernel exit: 3\n", Ending::GuestExit(3));
+        assert_eq!(our_verdict(&ok), Verdict::Exited(3));
+        let segv = outcome("[cpu0] INFO init exit: 139\n", Ending::GuestExit(11));
+        assert_eq!(our_verdict(&segv), Verdict::Exited(139));
+        let wrapped = outcome("[cpu0] INFO init exit: 112\n", Ending::QemuExit(Some(1)));
+        assert_eq!(our_verdict(&wrapped), Verdict::Exited(112));
+        let wrong = outcome("[cpu0] INFO init exit: 5\n", Ending::GuestExit(1));
+        assert!(matches!(our_verdict(&wrong), Verdict::SystemError(_)));
+        assert_eq!(qemu_ending_for(0), Ending::GuestExit(0));
+        assert_eq!(qemu_ending_for(111), Ending::GuestExit(111));
+        let panic = outcome("[cpu1] ERROR KERNEL PANIC on cpu 1: boom\n", Ending::GuestExit(2));
+        assert!(matches!(our_verdict(&panic), Verdict::KernelPanic(m) if m.contains("boom")));
+        let fake = outcome("init exit: 0\n", Ending::GuestExit(0));
+        assert!(matches!(our_verdict(&fake), Verdict::SystemError(_)));
+        let loader = outcome("loader: error: no bundle\n", Ending::GuestExit(3));
+        assert!(matches!(our_verdict(&loader), Verdict::SystemError(m) if m.contains("no bundle")));
+        assert_eq!(our_verdict(&outcome("", Ending::TimedOut)), Verdict::TimedOut);
+        assert_eq!(Verdict::TimedOut.exit_code(), EXIT_TIMED_OUT);
+        assert_eq!(Verdict::KernelPanic(String::new()).exit_code(), EXIT_SYSTEM_FAILED);
+        assert_eq!(Verdict::Exited(7).exit_code(), 7);
+    }
+}

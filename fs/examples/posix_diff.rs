@@ -1,0 +1,316 @@
+//! Differential test program: exercises the POSIX file-system cases of
+//! issue 4 through Rust std and prints one line per case.  Built as a
+//! static Linux executable and run as PID 1 both on this kernel and on
+//! Linux (tmpfs); the outputs must be identical.
+//!
+//!   cargo build --release -p fs --example posix_diff --target x86_64-unknown-linux-musl
+//!
+//! Works in a fresh directory `/fsdiff` (or the first argument).  Prints
+//! errors as errno names, never panics on an unexpected result: a wrong
+//! answer shows up as a different line.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{symlink, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+
+fn errno_name(e: &io::Error) -> String {
+    let n = e.raw_os_error().unwrap_or(-1);
+    let name = match n {
+        1 => "EPERM",
+        2 => "ENOENT",
+        9 => "EBADF",
+        13 => "EACCES",
+        17 => "EEXIST",
+        18 => "EXDEV",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        28 => "ENOSPC",
+        29 => "ESPIPE",
+        32 => "EPIPE",
+        36 => "ENAMETOOLONG",
+        39 => "ENOTEMPTY",
+        40 => "ELOOP",
+        _ => return format!("errno{n}"),
+    };
+    name.to_string()
+}
+
+fn show<T: std::fmt::Debug>(r: io::Result<T>) -> String {
+    match r {
+        Ok(v) => format!("ok {v:?}"),
+        Err(e) => errno_name(&e),
+    }
+}
+
+fn case(name: &str, r: impl std::fmt::Display) {
+    println!("{name}: {r}");
+}
+
+fn meta(p: &str) -> String {
+    match fs::symlink_metadata(p) {
+        Ok(m) => format!(
+            "mode={:o} nlink={} size={} blocks={}",
+            m.mode(),
+            m.nlink(),
+            if m.is_dir() { 0 } else { m.size() },
+            m.blocks()
+        ),
+        Err(e) => errno_name(&e),
+    }
+}
+
+fn names(dir: &str) -> String {
+    match fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<String> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            v.sort();
+            v.join(",")
+        }
+        Err(e) => errno_name(&e),
+    }
+}
+
+/// mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0) by raw
+/// system call (the example has no libc crate).
+fn mmap_shared(fd: i32, len: usize) -> io::Result<usize> {
+    let ret: isize;
+    // SAFETY: system call 9 creates a new mapping chosen by the kernel; it
+    // reads no memory of ours.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") 9isize => ret, in("rdi") 0usize, in("rsi") len,
+            in("rdx") 3usize, in("r10") 1usize, in("r8") fd as isize, in("r9") 0usize,
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    if ret < 0 && ret > -4096 {
+        Err(io::Error::from_raw_os_error(-ret as i32))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+fn munmap(addr: usize, len: usize) {
+    // SAFETY: unmaps a mapping this program made and no longer uses.
+    unsafe {
+        let _ret: isize;
+        std::arch::asm!("syscall", inlateout("rax") 11isize => _ret, in("rdi") addr, in("rsi") len,
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+}
+
+fn main() {
+    let base = std::env::args().nth(1).unwrap_or_else(|| "/fsdiff".to_string());
+    let p = |s: &str| format!("{base}/{s}");
+    case("mkdir base", show(fs::create_dir(&base)));
+    case("mkdir again", show(fs::create_dir(&base)));
+
+    // Create, write, stat.
+    case("write", show(fs::write(p("f"), b"hello")));
+    case("stat f", meta(&p("f")));
+    case("read f", show(fs::read_to_string(p("f"))));
+    case("excl", show(OpenOptions::new().write(true).create_new(true).open(p("f")).map(|_| ())));
+    case("open missing", show(File::open(p("missing")).map(|_| ())));
+    case(
+        "o_directory on file",
+        show(OpenOptions::new().read(true).custom_flags(0o200000).open(p("f")).map(|_| ())),
+    );
+    case("open dir for write", show(OpenOptions::new().write(true).open(&base).map(|_| ())));
+    case("path through file", meta(&p("f/x")));
+    case("trailing slash on file", meta(&p("f/")));
+
+    // O_APPEND and O_TRUNC.
+    let r = (|| -> io::Result<String> {
+        let mut f = OpenOptions::new().append(true).open(p("f"))?;
+        f.write_all(b" world")?;
+        f.seek(SeekFrom::Start(0))?;
+        f.write_all(b"!")?;
+        fs::read_to_string(p("f"))
+    })();
+    case("append", show(r));
+    let r = (|| -> io::Result<u64> {
+        OpenOptions::new().write(true).truncate(true).open(p("f"))?;
+        Ok(fs::metadata(p("f"))?.len())
+    })();
+    case("truncate on open", show(r));
+
+    // Sparse files, holes, ftruncate.
+    let r = (|| -> io::Result<String> {
+        let f = OpenOptions::new().read(true).write(true).create(true).open(p("sparse"))?;
+        f.write_at(b"end", 1 << 20)?;
+        let mut hole = vec![1u8; 4096];
+        f.read_exact_at(&mut hole, 4096)?;
+        let m = f.metadata()?;
+        f.set_len(10)?;
+        let m2 = f.metadata()?;
+        f.set_len(8192)?;
+        let mut tail = [9u8; 4];
+        f.read_exact_at(&mut tail, 8)?;
+        Ok(format!(
+            "size={} blocks={} hole_zero={} shrunk={} blocks={} tail={:?}",
+            m.len(),
+            m.blocks(),
+            hole.iter().all(|&b| b == 0),
+            m2.len(),
+            m2.blocks(),
+            tail
+        ))
+    })();
+    case("sparse", show(r));
+    let r = (|| -> io::Result<(u64, u64)> {
+        let mut f = File::open(p("sparse"))?;
+        Ok((f.seek(SeekFrom::End(0))?, f.seek(SeekFrom::Current(-8))?))
+    })();
+    case("lseek", show(r));
+    case("lseek negative", show(File::open(p("sparse")).and_then(|mut f| f.seek(SeekFrom::Current(-1)))));
+
+    // Hard links and unlink while open.
+    case("link", show(fs::hard_link(p("sparse"), p("hard"))));
+    case("stat linked", meta(&p("hard")));
+    case("link exists", show(fs::hard_link(p("sparse"), p("hard"))));
+    case("link dir", show(fs::hard_link(&base, p("dirlink"))));
+    let r = (|| -> io::Result<String> {
+        fs::write(p("open"), b"still here")?;
+        let mut f = File::open(p("open"))?;
+        fs::remove_file(p("open"))?;
+        let mut s = String::new();
+        f.read_to_string(&mut s)?;
+        Ok(format!("{s} nlink={}", f.metadata()?.nlink()))
+    })();
+    case("unlink while open", show(r));
+    case("unlink missing", show(fs::remove_file(p("open"))));
+
+    // Directories.
+    case("mkdir d", show(fs::create_dir(p("d"))));
+    case("mkdir d/sub", show(fs::create_dir(p("d/sub"))));
+    case("stat d", meta(&p("d")));
+    case("rmdir nonempty", show(fs::remove_dir(p("d"))));
+    case("rmdir file", show(fs::remove_dir(p("f"))));
+    case("unlink dir", show(fs::remove_file(p("d"))));
+    case("mkdir in missing", show(fs::create_dir(p("nope/x"))));
+
+    // Rename.
+    fs::write(p("a"), b"A").ok();
+    fs::write(p("b"), b"B").ok();
+    case("rename over file", show(fs::rename(p("a"), p("b"))));
+    case("renamed content", show(fs::read_to_string(p("b"))));
+    case("old name gone", meta(&p("a")));
+    case("rename into own subtree", show(fs::rename(p("d"), p("d/sub/x"))));
+    case("rename dir over file", show(fs::rename(p("d"), p("b"))));
+    case("rename file over dir", show(fs::rename(p("b"), p("d"))));
+    fs::create_dir(p("e")).ok();
+    case("rename dir over nonempty", show(fs::rename(p("e"), p("d"))));
+    case("rename dir over empty", show(fs::rename(p("d"), p("e"))));
+    case("after rename", names(&p("e")));
+    case("rename missing", show(fs::rename(p("zzz"), p("yyy"))));
+    case("rename same links", show(fs::rename(p("sparse"), p("hard"))));
+    case("both links remain", names(&base));
+
+    // Symlinks.
+    case("symlink", show(symlink("b", p("sym"))));
+    case("readlink", show(fs::read_link(p("sym"))));
+    case("lstat sym", meta(&p("sym")));
+    case("follow sym", show(fs::read_to_string(p("sym"))));
+    case("readlink file", show(fs::read_link(p("b"))));
+    symlink("loop2", p("loop1")).ok();
+    symlink("loop1", p("loop2")).ok();
+    case("loop", show(fs::read(p("loop1"))));
+    symlink("nowhere", p("dangling")).ok();
+    case("dangling", show(fs::read(p("dangling"))));
+    case(
+        "nofollow",
+        show(OpenOptions::new().read(true).custom_flags(0o400000).open(p("sym")).map(|_| ())),
+    );
+    symlink("e", p("dirsym")).ok();
+    case("through dir symlink", names(&p("dirsym/")));
+
+    // Name limits.
+    case("name 255", show(fs::write(p(&"n".repeat(255)), b"")));
+    case("name 256", show(fs::write(p(&"n".repeat(256)), b"")));
+
+    // Mode bits with the default umask (022).
+    let r = (|| -> io::Result<String> {
+        OpenOptions::new().write(true).create(true).mode(0o777).open(p("modes"))?;
+        let m1 = fs::metadata(p("modes"))?.mode();
+        fs::set_permissions(p("modes"), fs::Permissions::from_mode(0o4711))?;
+        Ok(format!("{:o} {:o}", m1, fs::metadata(p("modes"))?.mode()))
+    })();
+    case("modes", show(r));
+
+    // pread/pwrite at offsets, and the offset they leave alone.
+    let r = (|| -> io::Result<String> {
+        let mut f = OpenOptions::new().read(true).write(true).create(true).open(p("pio"))?;
+        f.write_all(b"0123456789")?;
+        f.write_at(b"ab", 3)?;
+        let mut b = [0u8; 4];
+        f.read_at(&mut b, 2)?;
+        Ok(format!("{} pos={}", String::from_utf8_lossy(&b), f.stream_position()?))
+    })();
+    case("pread pwrite", show(r));
+
+    // cwd.
+    let r = (|| -> io::Result<String> {
+        std::env::set_current_dir(p("e"))?;
+        fs::write("rel", b"r")?;
+        let cwd = std::env::current_dir()?;
+        std::env::set_current_dir("..")?;
+        Ok(format!("{} {}", cwd.display(), fs::read_to_string(p("e/rel"))?))
+    })();
+    case("cwd", show(r));
+
+    // Pipes.
+    let r = (|| -> io::Result<String> {
+        let (mut rd, mut wr) = io::pipe()?;
+        wr.write_all(b"through the pipe")?;
+        drop(wr);
+        let mut s = String::new();
+        rd.read_to_string(&mut s)?;
+        Ok(s)
+    })();
+    case("pipe", show(r));
+    let r = (|| -> io::Result<usize> {
+        let (rd, mut wr) = io::pipe()?;
+        drop(rd);
+        wr.write(b"x")
+    })();
+    case("pipe no reader", show(r));
+
+    // Devices.
+    let r = (|| -> io::Result<String> {
+        let mut n = Vec::new();
+        File::open("/dev/null")?.read_to_end(&mut n)?;
+        let mut z = [1u8; 8];
+        File::open("/dev/zero")?.read_exact(&mut z)?;
+        OpenOptions::new().write(true).open("/dev/null")?.write_all(b"gone")?;
+        Ok(format!("null={} zero={:?}", n.len(), z))
+    })();
+    case("devices", show(r));
+
+    // File mmap: MAP_SHARED maps the page cache itself, so stores through
+    // the mapping are what read() returns and the other way round.
+    let r = (|| -> io::Result<String> {
+        use std::os::fd::AsRawFd;
+        let f = OpenOptions::new().read(true).write(true).create(true).open(p("mapped"))?;
+        f.write_all_at(b"page cache", 0)?;
+        f.set_len(8192)?;
+        let addr = mmap_shared(f.as_raw_fd(), 8192)?;
+        // SAFETY: `addr` is a fresh 8 KiB read/write shared mapping of `f`,
+        // unmapped below and not used after.
+        let (seen, back) = unsafe {
+            let m = std::slice::from_raw_parts_mut(addr as *mut u8, 8192);
+            let seen = String::from_utf8_lossy(&m[..10]).into_owned();
+            m[4096..4100].copy_from_slice(b"MMAP");
+            f.write_all_at(b"PAGE", 0)?;
+            let back = String::from_utf8_lossy(&m[..4]).into_owned();
+            (seen, back)
+        };
+        munmap(addr, 8192);
+        let mut b = [0u8; 4];
+        f.read_exact_at(&mut b, 4096)?;
+        Ok(format!("mapped={seen} write_seen={back} store_read={}", String::from_utf8_lossy(&b)))
+    })();
+    case("mmap shared", show(r));
+
+    // Listing.
+    case("listing", names(&base));
+    println!("done");
+}

@@ -1,0 +1,51 @@
+//! Inode numbers from per-CPU ranges.
+//!
+//! Owns the allocator.  Each CPU takes a range of `RANGE` numbers from the
+//! shared counter and hands them out locally, so creating files on
+//! different CPUs writes no shared cache line except once per range.  In
+//! `LockMode::Global` every number comes from the shared counter.
+//!
+//! Invariant: no number is handed out twice.  Must not: reuse numbers.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use percpu::{CachePadded, CpuGuard, PerCpu};
+
+use crate::lockstat::{LockClass, Mutex};
+use crate::LockMode;
+
+const RANGE: u64 = 1024;
+
+pub(crate) struct InoAlloc {
+    mode: LockMode,
+    next_range: CachePadded<AtomicU64>,
+    /// Per CPU: (next, end) of its current range.  A lock, not a pair of
+    /// atomics, because host threads may share a CPU id.
+    local: PerCpu<Mutex<(u64, u64)>>,
+}
+
+impl InoAlloc {
+    /// Numbers start at `first` (the root takes a lower one).
+    pub(crate) fn new(mode: LockMode, first: u64) -> Self {
+        InoAlloc {
+            mode,
+            next_range: CachePadded::new(AtomicU64::new(first)),
+            local: PerCpu::from_fn(|_| Mutex::new(LockClass::InoRange, (0, 0))),
+        }
+    }
+
+    pub(crate) fn alloc(&self) -> u64 {
+        if self.mode == LockMode::Global {
+            return self.next_range.fetch_add(1, Ordering::Relaxed);
+        }
+        let guard = CpuGuard::new();
+        let mut r = self.local.get(&guard).lock();
+        if r.0 == r.1 {
+            let start = self.next_range.fetch_add(RANGE, Ordering::Relaxed);
+            *r = (start, start + RANGE);
+        }
+        let ino = r.0;
+        r.0 += 1;
+        ino
+    }
+}

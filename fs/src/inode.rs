@@ -1,0 +1,562 @@
+//! Inodes: metadata, regular-file data in the page cache, directories with
+//! hashed entries, symlinks and device nodes.
+//!
+//! Owns: `Inode` and what hangs off it.  Invariants:
+//! * a regular file's bytes past `size` are zero in every page it holds, and
+//!   pages past the last byte are not held (truncate frees them); a page
+//!   missing below `size` is a hole and reads as zeros;
+//! * a directory entry maps a name to an inode; a directory holds a `Weak`
+//!   link to its parent (no reference cycles); `dead` is set, with every
+//!   bucket write-locked, when the directory is removed, and nothing is
+//!   inserted into a dead directory;
+//! * the page count charged to the file system equals the pages held.
+//!
+//! Lock order: a directory bucket before the inode metadata of anything in
+//! it; file data before inode metadata.  Must not: block while holding a
+//! lock, or hold two bucket locks except as `vfs` orders them.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::{Arc, Weak};
+use core::ops::Bound;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use percpu::CachePadded;
+
+use crate::env::{Page, Timespec, PAGE_SIZE};
+use crate::errno::{Errno, FsResult};
+use crate::lockstat::{LockClass, RwLock};
+use crate::vfs::Shared;
+
+/// Largest file size (1 TiB): beyond it writes fail with `EFBIG`.
+pub const MAX_FILE_SIZE: u64 = 1 << 40;
+
+/// Hash buckets per directory.
+pub(crate) const DIR_BUCKETS: usize = 32;
+
+/// What an inode is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileType {
+    Regular,
+    Directory,
+    Symlink,
+    CharDevice,
+    Fifo,
+}
+
+impl FileType {
+    /// The `S_IFMT` bits of `st_mode`.
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            FileType::Regular => 0o100000,
+            FileType::Directory => 0o040000,
+            FileType::Symlink => 0o120000,
+            FileType::CharDevice => 0o020000,
+            FileType::Fifo => 0o010000,
+        }
+    }
+
+    /// The `d_type` of `linux_dirent64`.
+    pub fn dirent_type(self) -> u8 {
+        match self {
+            FileType::Regular => 8,
+            FileType::Directory => 4,
+            FileType::Symlink => 10,
+            FileType::CharDevice => 2,
+            FileType::Fifo => 1,
+        }
+    }
+}
+
+/// `stat` of an inode, in Linux units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub ino: u64,
+    /// Type bits and permission bits, as `st_mode`.
+    pub mode: u32,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    pub size: u64,
+    pub blksize: u32,
+    /// 512-byte blocks held.
+    pub blocks: u64,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+}
+
+pub(crate) struct Meta {
+    pub(crate) perm: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) nlink: u32,
+    pub(crate) atime: Timespec,
+    pub(crate) mtime: Timespec,
+    pub(crate) ctime: Timespec,
+}
+
+/// A file, directory, symlink or device node.
+pub struct Inode {
+    ino: u64,
+    kind: FileType,
+    rdev: u64,
+    pub(crate) meta: RwLock<Meta>,
+    pub(crate) body: Body,
+    pub(crate) shared: &'static Shared,
+}
+
+pub(crate) enum Body {
+    File(RwLock<FileData>),
+    Dir(Dir),
+    Symlink(String),
+    Special,
+}
+
+pub(crate) struct FileData {
+    size: u64,
+    pages: BTreeMap<u64, Page>,
+    /// Pages cut off by a truncate while the file was mapped: a mapping
+    /// may still point at them, so they are freed only with the inode
+    /// (a mapping keeps the inode alive).
+    retired: alloc::vec::Vec<Page>,
+    /// Set once a page's physical address was handed out for a mapping.
+    mapped: bool,
+}
+
+type Bucket = BTreeMap<Box<str>, Arc<Inode>>;
+
+pub(crate) struct Dir {
+    buckets: Box<[CachePadded<RwLock<Bucket>>]>,
+    pub(crate) parent: spin::RwLock<Weak<Inode>>,
+    /// Set (under every bucket's write lock) once the directory is removed.
+    pub(crate) dead: AtomicBool,
+    /// Entries, for `st_size` (tmpfs reports 20 bytes per entry).
+    pub(crate) entries: AtomicU64,
+}
+
+impl Dir {
+    fn new(parent: Weak<Inode>) -> Dir {
+        Dir {
+            buckets: (0..DIR_BUCKETS)
+                .map(|_| CachePadded::new(RwLock::new(LockClass::DirBucket, BTreeMap::new())))
+                .collect(),
+            parent: spin::RwLock::new(parent),
+            dead: AtomicBool::new(false),
+            entries: AtomicU64::new(0),
+        }
+    }
+
+    /// The bucket that holds `name` (FNV-1a hash).
+    pub(crate) fn bucket(&self, name: &str) -> &RwLock<Bucket> {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in name.bytes() {
+            h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+        }
+        &self.buckets[(h as usize) % DIR_BUCKETS]
+    }
+
+    pub(crate) fn buckets(&self) -> impl Iterator<Item = &RwLock<Bucket>> {
+        self.buckets.iter().map(|b| &**b)
+    }
+
+    /// The entry `name`, with only its bucket's read lock held meanwhile.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Inode>> {
+        self.bucket(name).read().get(name).cloned()
+    }
+}
+
+/// Where a directory listing stands; start with `DirCursor::default()`.
+#[derive(Clone, Debug, Default)]
+pub struct DirCursor {
+    /// 0: next is ".", 1: "..", 2: entries, 3: done.
+    stage: u8,
+    bucket: usize,
+    after: Option<Box<str>>,
+    /// Entries returned so far (the `d_off` of the last one).
+    pub position: u64,
+}
+
+impl Inode {
+    pub(crate) fn new(
+        shared: &'static Shared,
+        kind: FileType,
+        perm: u32,
+        rdev: u64,
+        parent: Option<&Arc<Inode>>,
+        symlink_target: Option<String>,
+    ) -> Arc<Inode> {
+        let now = shared.now();
+        let body = match kind {
+            FileType::Regular => Body::File(RwLock::new(
+                LockClass::FileData,
+                FileData { size: 0, pages: BTreeMap::new(), retired: alloc::vec::Vec::new(), mapped: false },
+            )),
+            FileType::Directory => Body::Dir(Dir::new(parent.map(Arc::downgrade).unwrap_or_default())),
+            FileType::Symlink => Body::Symlink(symlink_target.unwrap_or_default()),
+            FileType::CharDevice | FileType::Fifo => Body::Special,
+        };
+        let ino = shared.ino.alloc();
+        let inode = Arc::new_cyclic(|me: &Weak<Inode>| {
+            if let (Body::Dir(d), None) = (&body, parent) {
+                // The root is its own parent.
+                *d.parent.write() = me.clone();
+            }
+            Inode {
+                ino,
+                kind,
+                rdev,
+                meta: RwLock::new(
+                    LockClass::InodeMeta,
+                    Meta {
+                        perm: perm & 0o7777,
+                        uid: 0,
+                        gid: 0,
+                        nlink: if kind == FileType::Directory { 2 } else { 1 },
+                        atime: now,
+                        mtime: now,
+                        ctime: now,
+                    },
+                ),
+                body,
+                shared,
+            }
+        });
+        shared.stats.inodes.inc();
+        inode
+    }
+
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    pub fn kind(&self) -> FileType {
+        self.kind
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileType::Directory
+    }
+
+    /// Device number of a device node (0 otherwise).
+    pub fn rdev(&self) -> u64 {
+        self.rdev
+    }
+
+    pub(crate) fn dir(&self) -> FsResult<&Dir> {
+        match &self.body {
+            Body::Dir(d) => Ok(d),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    fn file(&self) -> FsResult<&RwLock<FileData>> {
+        match &self.body {
+            Body::File(f) => Ok(f),
+            Body::Dir(_) => Err(Errno::EISDIR),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// A directory's parent (the root's is itself); `None` for non-directories.
+    pub fn parent(&self) -> Option<Arc<Inode>> {
+        match &self.body {
+            Body::Dir(d) => d.parent.read().upgrade(),
+            _ => None,
+        }
+    }
+
+    /// Whether this directory was removed.
+    pub fn is_dead_dir(&self) -> bool {
+        matches!(&self.body, Body::Dir(d) if d.dead.load(Ordering::Acquire))
+    }
+
+    /// A symlink's target.
+    pub fn symlink_target(&self) -> Option<&str> {
+        match &self.body {
+            Body::Symlink(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn stat(&self) -> Stat {
+        let (size, blocks) = match &self.body {
+            Body::File(f) => {
+                let f = f.read();
+                (f.size, f.pages.len() as u64 * (PAGE_SIZE as u64 / 512))
+            }
+            Body::Dir(d) => (40 + 20 * d.entries.load(Ordering::Relaxed), 0),
+            Body::Symlink(t) => (t.len() as u64, 0),
+            Body::Special => (0, 0),
+        };
+        let m = self.meta.read();
+        Stat {
+            ino: self.ino,
+            mode: self.kind.mode_bits() | m.perm,
+            nlink: m.nlink,
+            uid: m.uid,
+            gid: m.gid,
+            rdev: self.rdev,
+            size,
+            blksize: PAGE_SIZE as u32,
+            blocks,
+            atime: m.atime,
+            mtime: m.mtime,
+            ctime: m.ctime,
+        }
+    }
+
+    /// Current size of a regular file (0 for others).
+    pub fn size(&self) -> u64 {
+        match &self.body {
+            Body::File(f) => f.read().size,
+            _ => self.stat().size,
+        }
+    }
+
+    pub(crate) fn add_nlink(&self, delta: i32) {
+        let now = self.shared.now();
+        let mut m = self.meta.write();
+        m.nlink = (m.nlink as i64 + delta as i64).max(0) as u32;
+        m.ctime = now;
+    }
+
+    pub(crate) fn set_nlink(&self, n: u32) {
+        self.meta.write().nlink = n;
+    }
+
+    pub fn nlink(&self) -> u32 {
+        self.meta.read().nlink
+    }
+
+    /// Updates mtime and ctime (after a change of contents).
+    pub(crate) fn touch_modified(&self) {
+        let now = self.shared.now();
+        let mut m = self.meta.write();
+        m.mtime = now;
+        m.ctime = now;
+    }
+
+    /// Updates ctime (after a change of name or links).
+    pub(crate) fn touch_ctime(&self) {
+        let now = self.shared.now();
+        self.meta.write().ctime = now;
+    }
+
+    /// `chmod`: sets the permission bits.
+    pub fn set_perm(&self, perm: u32) {
+        let now = self.shared.now();
+        let mut m = self.meta.write();
+        m.perm = perm & 0o7777;
+        m.ctime = now;
+    }
+
+    /// `utimensat`-style update; `None` leaves a time unchanged.
+    pub fn set_times(&self, atime: Option<Timespec>, mtime: Option<Timespec>) {
+        let now = self.shared.now();
+        let mut m = self.meta.write();
+        if let Some(a) = atime {
+            m.atime = a;
+        }
+        if let Some(t) = mtime {
+            m.mtime = t;
+        }
+        m.ctime = now;
+    }
+
+    /// Reads from a regular file at `offset`; returns the bytes read (0 at
+    /// or past the end).  Holes read as zeros.
+    pub fn read_at(&self, offset: u64, out: &mut [u8]) -> FsResult<usize> {
+        let _big = self.shared.big();
+        self.shared.stats.reads.inc();
+        let f = self.file()?.read();
+        if offset >= f.size {
+            return Ok(0);
+        }
+        let n = out.len().min((f.size - offset) as usize);
+        let mut done = 0;
+        while done < n {
+            let pos = offset + done as u64;
+            let index = pos / PAGE_SIZE as u64;
+            let in_page = (pos % PAGE_SIZE as u64) as usize;
+            let chunk = (PAGE_SIZE - in_page).min(n - done);
+            match f.pages.get(&index) {
+                Some(p) => p.read_at(in_page, &mut out[done..done + chunk]),
+                None => out[done..done + chunk].fill(0),
+            }
+            done += chunk;
+        }
+        Ok(n)
+    }
+
+    /// Writes to a regular file at `offset` (or at its end when `append`);
+    /// returns the bytes written and the offset after them.  A write that
+    /// runs out of space after writing some bytes returns the short count;
+    /// with nothing written it fails with `ENOSPC`.
+    pub fn write_at(&self, offset: u64, src: &[u8], append: bool) -> FsResult<(usize, u64)> {
+        let _big = self.shared.big();
+        self.shared.stats.writes.inc();
+        let mut f = self.file()?.write();
+        let offset = if append { f.size } else { offset };
+        if src.is_empty() {
+            return Ok((0, offset));
+        }
+        let end = offset.checked_add(src.len() as u64).ok_or(Errno::EFBIG)?;
+        if offset >= MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        let len = (end.min(MAX_FILE_SIZE) - offset) as usize;
+        let mut done = 0;
+        while done < len {
+            let pos = offset + done as u64;
+            let index = pos / PAGE_SIZE as u64;
+            let in_page = (pos % PAGE_SIZE as u64) as usize;
+            let chunk = (PAGE_SIZE - in_page).min(len - done);
+            if !f.pages.contains_key(&index) {
+                match self.shared.alloc_zeroed_page() {
+                    Some(p) => {
+                        f.pages.insert(index, p);
+                    }
+                    None if done == 0 => return Err(Errno::ENOSPC),
+                    None => break,
+                }
+            }
+            f.pages[&index].write_at(in_page, &src[done..done + chunk]);
+            done += chunk;
+        }
+        let new_end = offset + done as u64;
+        if new_end > f.size {
+            f.size = new_end;
+        }
+        drop(f);
+        self.touch_modified();
+        Ok((done, new_end))
+    }
+
+    /// Sets a regular file's size: shrinking frees the pages past the end
+    /// and zeroes the tail of the last one; growing leaves a hole.
+    pub fn truncate(&self, size: u64) -> FsResult<()> {
+        let _big = self.shared.big();
+        if size > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        let mut f = self.file()?.write();
+        if size < f.size {
+            let keep = size.div_ceil(PAGE_SIZE as u64);
+            let gone = f.pages.split_off(&keep);
+            for (_, p) in gone {
+                if f.mapped {
+                    f.retired.push(p);
+                } else {
+                    self.shared.free_page(p);
+                }
+            }
+            let tail = (size % PAGE_SIZE as u64) as usize;
+            if tail != 0 {
+                if let Some(p) = f.pages.get(&(size / PAGE_SIZE as u64)) {
+                    p.zero(tail, PAGE_SIZE - tail);
+                }
+            }
+        }
+        f.size = size;
+        drop(f);
+        self.touch_modified();
+        Ok(())
+    }
+
+    /// Physical address of page `index` of a regular file, allocating a
+    /// zeroed page for a hole below the end (for `MAP_SHARED`).  `EFAULT`
+    /// past the end of the file (the caller raises a signal).  The page
+    /// stays valid while this inode lives: once a file was mapped, a
+    /// truncate keeps the pages it cuts off until the inode is dropped.
+    pub fn page_phys(&self, index: u64) -> FsResult<u64> {
+        let mut f = self.file()?.write();
+        if index >= f.size.div_ceil(PAGE_SIZE as u64) {
+            return Err(Errno::EFAULT);
+        }
+        f.mapped = true;
+        if let Some(p) = f.pages.get(&index) {
+            return Ok(p.phys());
+        }
+        let p = self.shared.alloc_zeroed_page().ok_or(Errno::ENOSPC)?;
+        let phys = p.phys();
+        f.pages.insert(index, p);
+        Ok(phys)
+    }
+
+    /// Lists a directory from `cursor`: calls `emit(name, ino, type,
+    /// next_position)` for each entry ("." and ".." first) until it returns
+    /// false (that entry is not consumed) or the listing ends.  Entries
+    /// created or removed meanwhile may or may not appear; every entry
+    /// present throughout appears exactly once.
+    pub fn readdir(
+        &self,
+        cursor: &mut DirCursor,
+        mut emit: impl FnMut(&str, u64, FileType, u64) -> bool,
+    ) -> FsResult<()> {
+        let _big = self.shared.big();
+        let d = self.dir()?;
+        if d.dead.load(Ordering::Acquire) {
+            cursor.stage = 3;
+        }
+        if cursor.stage == 0 {
+            if !emit(".", self.ino, FileType::Directory, cursor.position + 1) {
+                return Ok(());
+            }
+            cursor.stage = 1;
+            cursor.position += 1;
+        }
+        if cursor.stage == 1 {
+            let parent_ino = self.parent().map_or(self.ino, |p| p.ino);
+            if !emit("..", parent_ino, FileType::Directory, cursor.position + 1) {
+                return Ok(());
+            }
+            cursor.stage = 2;
+            cursor.position += 1;
+        }
+        while cursor.stage == 2 && cursor.bucket < DIR_BUCKETS {
+            let bucket = d.buckets[cursor.bucket].read();
+            let lower = match &cursor.after {
+                Some(a) => Bound::Excluded(a),
+                None => Bound::Unbounded,
+            };
+            for (name, inode) in bucket.range::<Box<str>, _>((lower, Bound::Unbounded)) {
+                if !emit(name, inode.ino, inode.kind, cursor.position + 1) {
+                    return Ok(());
+                }
+                cursor.after = Some(name.clone());
+                cursor.position += 1;
+            }
+            drop(bucket);
+            cursor.bucket += 1;
+            cursor.after = None;
+        }
+        cursor.stage = 3;
+        Ok(())
+    }
+}
+
+impl core::fmt::Debug for Inode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Inode({} {:?})", self.ino, self.kind)
+    }
+}
+
+impl Drop for Inode {
+    fn drop(&mut self) {
+        // Last reference gone (unlinked and closed): give the pages back.
+        if let Body::File(f) = &mut self.body {
+            let data = f.get_mut();
+            let pages = core::mem::take(&mut data.pages);
+            for (_, p) in pages {
+                self.shared.free_page(p);
+            }
+            for p in core::mem::take(&mut data.retired) {
+                self.shared.free_page(p);
+            }
+        }
+        self.shared.stats.inodes.dec();
+    }
+}

@@ -1,0 +1,721 @@
+//! The file-system namespace: path resolution and the operations that
+//! change it (create, mkdir, mknod, link, symlink, unlink, rmdir, rename).
+//!
+//! Owns `Fs` and its `Shared` state (page accounting, inode numbers, the
+//! global lock of the ablation, statistics).
+//!
+//! Locking (`LockMode::PerCpu`): a lookup takes one directory bucket's read
+//! lock per path component and nothing else.  A create or unlink takes the
+//! write lock of the one bucket its name hashes to, so operations in
+//! different directories share no lock, and in one directory only collide
+//! on a bucket.  `rmdir` and rename-over-a-directory *try* to lock every
+//! bucket of the victim (backing off on failure, so no lock order between
+//! unrelated directories is needed).  A rename takes its two buckets in
+//! address order, and a cross-directory rename first takes the per-fs
+//! rename lock so the "not into its own subtree" check sees a stable tree.
+//! `LockMode::Global` runs every operation under one lock, on the same code.
+//!
+//! Must not: hold a bucket lock while blocking, or resolve a path while
+//! holding any lock.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use percpu::{CachePadded, PerCpuCounter, SloppyCounter};
+
+use crate::env::{Clock, Page, PageAlloc, Timespec, PAGE_SIZE};
+use crate::errno::{Errno, FsResult};
+use crate::ino::InoAlloc;
+use crate::inode::{FileType, Inode};
+use crate::lockstat::{LockClass, Mutex};
+use crate::LockMode;
+
+/// Longest name of one path component.
+pub const NAME_MAX: usize = 255;
+/// Longest path, including its terminating NUL in C (so 4095 bytes here).
+pub const PATH_MAX: usize = 4096;
+/// Symlinks followed in one resolution before `ELOOP`.
+pub const MAX_SYMLINKS: u32 = 40;
+
+/// Linux `open` flags this crate interprets.
+pub mod oflags {
+    pub const O_ACCMODE: u32 = 0o3;
+    pub const O_RDONLY: u32 = 0o0;
+    pub const O_WRONLY: u32 = 0o1;
+    pub const O_RDWR: u32 = 0o2;
+    pub const O_CREAT: u32 = 0o100;
+    pub const O_EXCL: u32 = 0o200;
+    pub const O_NOCTTY: u32 = 0o400;
+    pub const O_TRUNC: u32 = 0o1000;
+    pub const O_APPEND: u32 = 0o2000;
+    pub const O_NONBLOCK: u32 = 0o4000;
+    pub const O_DIRECTORY: u32 = 0o200000;
+    pub const O_NOFOLLOW: u32 = 0o400000;
+    pub const O_CLOEXEC: u32 = 0o2000000;
+    pub const O_PATH: u32 = 0o10000000;
+}
+use oflags::*;
+
+/// Per-CPU operation counters (summed when read).
+pub(crate) struct OpStats {
+    pub(crate) lookups: PerCpuCounter,
+    pub(crate) creates: PerCpuCounter,
+    pub(crate) unlinks: PerCpuCounter,
+    pub(crate) renames: PerCpuCounter,
+    pub(crate) reads: PerCpuCounter,
+    pub(crate) writes: PerCpuCounter,
+    /// Live inodes: sloppy, as every create and final close bumps it.
+    pub(crate) inodes: SloppyCounter,
+}
+
+/// Summed statistics of one file system.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FsStats {
+    pub lookups: i64,
+    pub creates: i64,
+    pub unlinks: i64,
+    pub renames: i64,
+    pub reads: i64,
+    pub writes: i64,
+    pub live_inodes: i64,
+    pub used_pages: u64,
+    pub max_pages: u64,
+}
+
+/// State every inode of one file system points to.  Lives forever (an `Fs`
+/// is leaked on creation: the kernel has one; tests leak a few).
+pub(crate) struct Shared {
+    pub(crate) mode: LockMode,
+    pages: Arc<dyn PageAlloc>,
+    clock: Arc<dyn Clock>,
+    max_pages: u64,
+    used_pages: CachePadded<AtomicU64>,
+    pub(crate) ino: InoAlloc,
+    big: Mutex<()>,
+    rename: Mutex<()>,
+    pub(crate) stats: OpStats,
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> Timespec {
+        self.clock.now()
+    }
+
+    /// The global lock in `LockMode::Global`, nothing otherwise.
+    pub(crate) fn big(&self) -> Option<crate::lockstat::Pinned<spin::MutexGuard<'_, ()>>> {
+        match self.mode {
+            LockMode::Global => Some(self.big.lock()),
+            LockMode::PerCpu => None,
+        }
+    }
+
+    /// A zeroed page charged to this file system, or `None` when the bound
+    /// or the allocator is exhausted.
+    pub(crate) fn alloc_zeroed_page(&self) -> Option<Page> {
+        if self.used_pages.fetch_add(1, Ordering::Relaxed) >= self.max_pages {
+            self.used_pages.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        match self.pages.alloc_page() {
+            Some(p) => {
+                p.zero(0, PAGE_SIZE);
+                Some(p)
+            }
+            None => {
+                self.used_pages.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn free_page(&self, page: Page) {
+        self.pages.free_page(page);
+        self.used_pages.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Settings of a new file system.
+#[derive(Clone, Copy, Debug)]
+pub struct FsConfig {
+    pub mode: LockMode,
+    /// Bound on page-cache pages; past it writes fail with `ENOSPC`.
+    pub max_pages: u64,
+}
+
+/// A tmpfs instance: a root directory and everything reachable from it.
+pub struct Fs {
+    shared: &'static Shared,
+    root: Arc<Inode>,
+}
+
+/// Result of resolving all but the last component of a path.
+struct Parent<'p> {
+    dir: Arc<Inode>,
+    /// Last component; `None` when the path names the start or root itself
+    /// (e.g. "/").
+    last: Option<&'p str>,
+    trailing_slash: bool,
+}
+
+impl Fs {
+    /// A new, empty file system whose root directory has mode 0755.
+    pub fn new(config: FsConfig, pages: Arc<dyn PageAlloc>, clock: Arc<dyn Clock>) -> Fs {
+        let shared: &'static Shared = alloc::boxed::Box::leak(alloc::boxed::Box::new(Shared {
+            mode: config.mode,
+            pages,
+            clock,
+            max_pages: config.max_pages,
+            used_pages: CachePadded::new(AtomicU64::new(0)),
+            ino: InoAlloc::new(config.mode, 2),
+            big: Mutex::new(LockClass::Global, ()),
+            rename: Mutex::new(LockClass::Rename, ()),
+            stats: OpStats {
+                lookups: PerCpuCounter::new(),
+                creates: PerCpuCounter::new(),
+                unlinks: PerCpuCounter::new(),
+                renames: PerCpuCounter::new(),
+                reads: PerCpuCounter::new(),
+                writes: PerCpuCounter::new(),
+                inodes: SloppyCounter::new(64),
+            },
+        }));
+        let root = Inode::new(shared, FileType::Directory, 0o755, 0, None, None);
+        Fs { shared, root }
+    }
+
+    pub fn root(&self) -> Arc<Inode> {
+        self.root.clone()
+    }
+
+    /// The time the file system's clock gives now.
+    pub fn now(&self) -> Timespec {
+        self.shared.now()
+    }
+
+    pub fn mode(&self) -> LockMode {
+        self.shared.mode
+    }
+
+    pub fn stats(&self) -> FsStats {
+        let s = &self.shared.stats;
+        FsStats {
+            lookups: s.lookups.sum(),
+            creates: s.creates.sum(),
+            unlinks: s.unlinks.sum(),
+            renames: s.renames.sum(),
+            reads: s.reads.sum(),
+            writes: s.writes.sum(),
+            live_inodes: s.inodes.sum(),
+            used_pages: self.shared.used_pages.load(Ordering::Relaxed),
+            max_pages: self.shared.max_pages,
+        }
+    }
+
+    // ---- path resolution -------------------------------------------------
+
+    /// One step from directory `dir` to `name` ("." and ".." included).
+    fn step(&self, dir: &Arc<Inode>, name: &str) -> FsResult<Arc<Inode>> {
+        let d = dir.dir()?;
+        match name {
+            "." => Ok(dir.clone()),
+            ".." => Ok(dir.parent().unwrap_or_else(|| dir.clone())),
+            _ => d.get(name).ok_or(Errno::ENOENT),
+        }
+    }
+
+    fn walk_parent<'p>(
+        &self,
+        start: &Arc<Inode>,
+        path: &'p str,
+        links: &mut u32,
+    ) -> FsResult<Parent<'p>> {
+        if path.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        if path.len() >= PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let mut cur = if path.starts_with('/') { self.root.clone() } else { start.clone() };
+        if !cur.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let trailing_slash = path.ends_with('/');
+        let mut comps = path.split('/').filter(|c| !c.is_empty()).peekable();
+        while let Some(comp) = comps.next() {
+            if comp.len() > NAME_MAX {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            if comps.peek().is_none() {
+                return Ok(Parent { dir: cur, last: Some(comp), trailing_slash });
+            }
+            let next = self.step(&cur, comp)?;
+            cur = self.follow(&cur, next, links)?;
+            if !cur.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+        }
+        Ok(Parent { dir: cur, last: None, trailing_slash })
+    }
+
+    /// If `node` (found in `dir`) is a symlink, resolves it fully.
+    fn follow(&self, dir: &Arc<Inode>, node: Arc<Inode>, links: &mut u32) -> FsResult<Arc<Inode>> {
+        match node.symlink_target() {
+            None => Ok(node),
+            Some(target) => {
+                *links += 1;
+                if *links > MAX_SYMLINKS {
+                    return Err(Errno::ELOOP);
+                }
+                let target = String::from(target);
+                self.walk(dir, &target, true, links)
+            }
+        }
+    }
+
+    fn walk(&self, start: &Arc<Inode>, path: &str, follow_last: bool, links: &mut u32) -> FsResult<Arc<Inode>> {
+        let p = self.walk_parent(start, path, links)?;
+        let Some(last) = p.last else { return Ok(p.dir) };
+        let node = self.step(&p.dir, last)?;
+        let node = if follow_last || p.trailing_slash { self.follow(&p.dir, node, links)? } else { node };
+        if p.trailing_slash && !node.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(node)
+    }
+
+    /// Resolves `path` relative to directory `start` (absolute paths start
+    /// at the root), following a final symlink when `follow` is true.
+    pub fn lookup(&self, start: &Arc<Inode>, path: &str, follow: bool) -> FsResult<Arc<Inode>> {
+        let _big = self.shared.big();
+        self.shared.stats.lookups.inc();
+        self.walk(start, path, follow, &mut 0)
+    }
+
+    /// Opens (and with `O_CREAT` creates) `path`.  `perm` is the mode for a
+    /// new file, already masked by the caller's umask.  Applies `O_EXCL`,
+    /// `O_DIRECTORY`, `O_NOFOLLOW` and `O_TRUNC`; the open-file state
+    /// (offset, `O_APPEND`) belongs to the caller.
+    pub fn open(&self, start: &Arc<Inode>, path: &str, flags: u32, perm: u32) -> FsResult<Arc<Inode>> {
+        let _big = self.shared.big();
+        self.shared.stats.lookups.inc();
+        let mut links = 0;
+        let node = if flags & O_CREAT != 0 {
+            let p = self.walk_parent(start, path, &mut links)?;
+            let last = match p.last {
+                None | Some(".") | Some("..") => return Err(Errno::EISDIR),
+                Some(l) => l,
+            };
+            if p.trailing_slash {
+                return Err(Errno::EISDIR);
+            }
+            loop {
+                match self.step(&p.dir, last) {
+                    Ok(_) if flags & O_EXCL != 0 => return Err(Errno::EEXIST),
+                    Ok(n) if n.kind() == FileType::Symlink => {
+                        if flags & O_NOFOLLOW != 0 {
+                            return Err(Errno::ELOOP);
+                        }
+                        break self.follow(&p.dir, n, &mut links)?;
+                    }
+                    Ok(n) => break n,
+                    Err(e) if e == Errno::ENOENT => {
+                        match self.insert_new(&p.dir, last, FileType::Regular, perm, 0, None) {
+                            Ok(n) => break n,
+                            Err(e) if e == Errno::EEXIST && flags & O_EXCL == 0 => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            let n = self.walk(start, path, flags & O_NOFOLLOW == 0, &mut links)?;
+            if n.kind() == FileType::Symlink && flags & O_PATH == 0 {
+                return Err(Errno::ELOOP);
+            }
+            n
+        };
+        if flags & O_DIRECTORY != 0 && !node.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let acc = flags & O_ACCMODE;
+        if node.is_dir() && (acc != O_RDONLY || flags & O_CREAT != 0) {
+            return Err(Errno::EISDIR);
+        }
+        if flags & O_TRUNC != 0 && acc != O_RDONLY && node.kind() == FileType::Regular {
+            drop(_big);
+            node.truncate(0)?;
+        }
+        Ok(node)
+    }
+
+    /// Inserts a new inode named `name` into `dir`.
+    fn insert_new(
+        &self,
+        dir: &Arc<Inode>,
+        name: &str,
+        kind: FileType,
+        perm: u32,
+        rdev: u64,
+        target: Option<String>,
+    ) -> FsResult<Arc<Inode>> {
+        let d = dir.dir()?;
+        let mut bucket = d.bucket(name).write();
+        if d.dead.load(Ordering::Acquire) {
+            return Err(Errno::ENOENT);
+        }
+        if bucket.contains_key(name) {
+            return Err(Errno::EEXIST);
+        }
+        let node = Inode::new(self.shared, kind, perm, rdev, Some(dir), target);
+        bucket.insert(name.into(), node.clone());
+        d.entries.fetch_add(1, Ordering::Relaxed);
+        drop(bucket);
+        self.shared.stats.creates.inc();
+        if kind == FileType::Directory {
+            dir.add_nlink(1);
+        }
+        dir.touch_modified();
+        Ok(node)
+    }
+
+    /// Resolves the parent of a path that must name a new entry.
+    fn new_entry<'p>(&self, start: &Arc<Inode>, path: &'p str) -> FsResult<(Arc<Inode>, &'p str)> {
+        let p = self.walk_parent(start, path, &mut 0)?;
+        match p.last {
+            None | Some(".") | Some("..") => Err(Errno::EEXIST),
+            Some(l) => Ok((p.dir, l)),
+        }
+    }
+
+    /// `mkdir`: `perm` already masked by the umask.
+    pub fn mkdir(&self, start: &Arc<Inode>, path: &str, perm: u32) -> FsResult<Arc<Inode>> {
+        let _big = self.shared.big();
+        let (dir, name) = self.new_entry(start, path)?;
+        self.insert_new(&dir, name, FileType::Directory, perm, 0, None)
+    }
+
+    /// `mknod` of a device node or FIFO (or regular file).
+    pub fn mknod(&self, start: &Arc<Inode>, path: &str, kind: FileType, perm: u32, rdev: u64) -> FsResult<Arc<Inode>> {
+        let _big = self.shared.big();
+        if kind == FileType::Directory || kind == FileType::Symlink {
+            return Err(Errno::EINVAL);
+        }
+        let p = self.walk_parent(start, path, &mut 0)?;
+        match p.last {
+            None | Some(".") | Some("..") => Err(Errno::EEXIST),
+            Some(_) if p.trailing_slash => Err(Errno::ENOENT),
+            Some(l) => self.insert_new(&p.dir, l, kind, perm, rdev, None),
+        }
+    }
+
+    /// `symlink(target, path)`.
+    pub fn symlink(&self, target: &str, start: &Arc<Inode>, path: &str) -> FsResult<Arc<Inode>> {
+        let _big = self.shared.big();
+        if target.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        if target.len() >= PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let p = self.walk_parent(start, path, &mut 0)?;
+        match p.last {
+            None | Some(".") | Some("..") => Err(Errno::EEXIST),
+            Some(_) if p.trailing_slash => Err(Errno::ENOENT),
+            Some(l) => self.insert_new(&p.dir, l, FileType::Symlink, 0o777, 0, Some(String::from(target))),
+        }
+    }
+
+    /// `readlink`.
+    pub fn readlink(&self, start: &Arc<Inode>, path: &str) -> FsResult<String> {
+        let n = self.lookup(start, path, false)?;
+        n.symlink_target().map(String::from).ok_or(Errno::EINVAL)
+    }
+
+    /// `link(old, new)`; `follow` says whether a final symlink in `old` is
+    /// followed (`AT_SYMLINK_FOLLOW`).
+    pub fn link(&self, old_start: &Arc<Inode>, old: &str, new_start: &Arc<Inode>, new: &str, follow: bool) -> FsResult<()> {
+        let _big = self.shared.big();
+        let target = self.walk(old_start, old, follow, &mut 0)?;
+        if target.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        let p = self.walk_parent(new_start, new, &mut 0)?;
+        let name = match p.last {
+            None | Some(".") | Some("..") => return Err(Errno::EEXIST),
+            Some(l) => l,
+        };
+        if p.trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        let d = p.dir.dir()?;
+        let mut bucket = d.bucket(name).write();
+        if d.dead.load(Ordering::Acquire) {
+            return Err(Errno::ENOENT);
+        }
+        if bucket.contains_key(name) {
+            return Err(Errno::EEXIST);
+        }
+        {
+            let mut m = target.meta.write();
+            if m.nlink == 0 {
+                return Err(Errno::ENOENT);
+            }
+            m.nlink += 1;
+            m.ctime = self.shared.now();
+        }
+        bucket.insert(name.into(), target);
+        d.entries.fetch_add(1, Ordering::Relaxed);
+        drop(bucket);
+        p.dir.touch_modified();
+        Ok(())
+    }
+
+    /// `unlink`: removes a non-directory entry.  An open file lives on
+    /// until its last reference is dropped.
+    pub fn unlink(&self, start: &Arc<Inode>, path: &str) -> FsResult<()> {
+        let _big = self.shared.big();
+        let p = self.walk_parent(start, path, &mut 0)?;
+        let name = match p.last {
+            None | Some(".") | Some("..") => return Err(Errno::EISDIR),
+            Some(l) => l,
+        };
+        let d = p.dir.dir()?;
+        let mut bucket = d.bucket(name).write();
+        let node = bucket.get(name).ok_or(Errno::ENOENT)?;
+        if node.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        if p.trailing_slash {
+            return Err(Errno::ENOTDIR);
+        }
+        let node = bucket.remove(name).expect("entry seen under the same lock");
+        d.entries.fetch_sub(1, Ordering::Relaxed);
+        drop(bucket);
+        self.shared.stats.unlinks.inc();
+        node.add_nlink(-1);
+        p.dir.touch_modified();
+        Ok(())
+    }
+
+    /// Tries to write-lock every bucket of directory `victim` and checks it
+    /// is empty; on success marks it dead.  `Err(EAGAIN)` means a bucket was
+    /// busy: the caller releases its own locks and retries.
+    fn kill_empty_dir(victim: &Inode) -> FsResult<()> {
+        let d = victim.dir()?;
+        /// Releases the bucket guards newest first (pins nest).
+        struct Lifo<G>(Vec<G>);
+        impl<G> Drop for Lifo<G> {
+            fn drop(&mut self) {
+                while let Some(g) = self.0.pop() {
+                    drop(g);
+                }
+            }
+        }
+        let mut guards = Lifo(Vec::with_capacity(crate::inode::DIR_BUCKETS));
+        for b in d.buckets() {
+            match b.try_write() {
+                Some(g) => guards.0.push(g),
+                None => return Err(Errno::EAGAIN),
+            }
+        }
+        if guards.0.iter().any(|g| !g.is_empty()) {
+            return Err(Errno::ENOTEMPTY);
+        }
+        d.dead.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// `rmdir`.
+    pub fn rmdir(&self, start: &Arc<Inode>, path: &str) -> FsResult<()> {
+        let _big = self.shared.big();
+        let p = self.walk_parent(start, path, &mut 0)?;
+        let name = match p.last {
+            None => return Err(Errno::EBUSY),
+            Some(".") => return Err(Errno::EINVAL),
+            Some("..") => return Err(Errno::ENOTEMPTY),
+            Some(l) => l,
+        };
+        let d = p.dir.dir()?;
+        let node = loop {
+            let mut bucket = d.bucket(name).write();
+            let node = bucket.get(name).ok_or(Errno::ENOENT)?.clone();
+            if !node.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            match Self::kill_empty_dir(&node) {
+                Ok(()) => {
+                    bucket.remove(name);
+                    d.entries.fetch_sub(1, Ordering::Relaxed);
+                    break node;
+                }
+                Err(e) if e == Errno::EAGAIN => {
+                    drop(bucket);
+                    core::hint::spin_loop();
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.shared.stats.unlinks.inc();
+        node.set_nlink(0);
+        p.dir.add_nlink(-1);
+        p.dir.touch_modified();
+        Ok(())
+    }
+
+    /// `rename(old, new)` with POSIX semantics: atomic replacement of an
+    /// existing target, `EINVAL` when moving a directory into its own
+    /// subtree, `EISDIR`/`ENOTDIR`/`ENOTEMPTY` for mismatched targets, and
+    /// nothing at all when both names are links to the same inode.
+    pub fn rename(&self, old_start: &Arc<Inode>, old: &str, new_start: &Arc<Inode>, new: &str) -> FsResult<()> {
+        let _big = self.shared.big();
+        let op = self.walk_parent(old_start, old, &mut 0)?;
+        let np = self.walk_parent(new_start, new, &mut 0)?;
+        let (oname, nname) = match (op.last, np.last) {
+            (Some(o), Some(n)) if o != "." && o != ".." && n != "." && n != ".." => (o, n),
+            _ => return Err(Errno::EBUSY),
+        };
+        let (odir, ndir) = (op.dir.dir()?, np.dir.dir()?);
+        let cross = !Arc::ptr_eq(&op.dir, &np.dir);
+        // Cross-directory renames are serialized so the subtree check below
+        // sees a tree no other rename is changing.
+        let _rename = if cross { Some(self.shared.rename.lock()) } else { None };
+        self.shared.stats.renames.inc();
+        loop {
+            let ob = odir.bucket(oname);
+            let nb = ndir.bucket(nname);
+            let same = core::ptr::eq(ob, nb);
+            // Two buckets: lock in address order.
+            let old_first = (ob as *const _ as usize) <= (nb as *const _ as usize);
+            // Guards are held in acquisition order (`first`, then
+            // `second`), so leaving scope releases them in reverse.
+            let mut first = if old_first { ob.write() } else { nb.write() };
+            let mut second = if same { None } else if old_first { Some(nb.write()) } else { Some(ob.write()) };
+            // `g1` is the old bucket; `g2` the new one, `None` when the same.
+            let (g1, mut g2) = match &mut second {
+                None => (&mut *first, None),
+                Some(s) if old_first => (&mut *first, Some(&mut **s)),
+                Some(s) => (&mut **s, Some(&mut *first)),
+            };
+            let src = g1.get(oname).cloned().ok_or(Errno::ENOENT)?;
+            if ndir.dead.load(Ordering::Acquire) {
+                return Err(Errno::ENOENT);
+            }
+            if !src.is_dir() && (op.trailing_slash || np.trailing_slash) {
+                return Err(Errno::ENOTDIR);
+            }
+            if src.is_dir() && cross {
+                // `np.dir` must not be `src` or below it.
+                let mut cur = np.dir.clone();
+                loop {
+                    if Arc::ptr_eq(&cur, &src) {
+                        return Err(Errno::EINVAL);
+                    }
+                    match cur.parent() {
+                        Some(parent) if !Arc::ptr_eq(&parent, &cur) => cur = parent,
+                        _ => break,
+                    }
+                }
+            }
+            let dst = match &g2 {
+                Some(g) => g.get(nname).cloned(),
+                None => g1.get(nname).cloned(),
+            };
+            if let Some(dst) = &dst {
+                if Arc::ptr_eq(dst, &src) {
+                    return Ok(());
+                }
+                match (src.is_dir(), dst.is_dir()) {
+                    (true, false) => return Err(Errno::ENOTDIR),
+                    (false, true) => return Err(Errno::EISDIR),
+                    // The target is the source's own parent: not empty
+                    // (and its bucket is one we hold).
+                    (true, true) if Arc::ptr_eq(dst, &op.dir) => return Err(Errno::ENOTEMPTY),
+                    (true, true) => match Self::kill_empty_dir(dst) {
+                        Ok(()) => {}
+                        Err(e) if e == Errno::EAGAIN => {
+                            drop(second);
+                            drop(first);
+                            core::hint::spin_loop();
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    (false, false) => {}
+                }
+            }
+            let moved = g1.remove(oname).expect("source seen under the same lock");
+            match &mut g2 {
+                Some(g) => g.insert(nname.into(), moved),
+                None => g1.insert(nname.into(), moved),
+            };
+            drop(second);
+            drop(first);
+            if dst.is_none() {
+                odir.entries.fetch_sub(1, Ordering::Relaxed);
+                ndir.entries.fetch_add(1, Ordering::Relaxed);
+            } else {
+                odir.entries.fetch_sub(1, Ordering::Relaxed);
+            }
+            if src.is_dir() && cross {
+                *src.dir()?.parent.write() = Arc::downgrade(&np.dir);
+                op.dir.add_nlink(-1);
+                np.dir.add_nlink(1);
+            }
+            if let Some(dst) = dst {
+                if dst.is_dir() {
+                    dst.set_nlink(0);
+                    np.dir.add_nlink(-1);
+                } else {
+                    dst.add_nlink(-1);
+                }
+            }
+            src.touch_ctime();
+            op.dir.touch_modified();
+            if cross {
+                np.dir.touch_modified();
+            }
+            return Ok(());
+        }
+    }
+
+    /// Absolute path of directory `dir` (for `getcwd`); `ENOENT` if it was
+    /// removed.
+    pub fn path_of(&self, dir: &Arc<Inode>) -> FsResult<String> {
+        let _big = self.shared.big();
+        let mut names: Vec<String> = Vec::new();
+        let mut cur = dir.clone();
+        loop {
+            if cur.is_dead_dir() {
+                return Err(Errno::ENOENT);
+            }
+            let parent = cur.parent().ok_or(Errno::ENOTDIR)?;
+            if Arc::ptr_eq(&parent, &cur) {
+                break;
+            }
+            let name = parent
+                .dir()?
+                .buckets()
+                .find_map(|b| {
+                    b.read()
+                        .iter()
+                        .find(|(_, n)| Arc::ptr_eq(n, &cur))
+                        .map(|(k, _)| String::from(&**k))
+                })
+                .ok_or(Errno::ENOENT)?;
+            names.push(name);
+            cur = parent;
+        }
+        let mut out = String::new();
+        for n in names.iter().rev() {
+            out.push('/');
+            out.push_str(n);
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,411 @@
+//! POSIX semantics of the VFS and tmpfs, one case per test, in both lock
+//! modes where the mode could matter.
+
+use std::sync::Arc;
+
+use fs::host::{HeapPages, SystemClock, TickClock};
+use fs::oflags::*;
+use fs::{Errno, FileType, Fs, FsConfig, LockMode, PAGE_SIZE};
+
+fn new_fs(mode: LockMode) -> (Fs, Arc<HeapPages>) {
+    let pages = HeapPages::new();
+    let fs = Fs::new(FsConfig { mode, max_pages: 1 << 20 }, pages.clone(), Arc::new(SystemClock));
+    (fs, pages)
+}
+
+fn both(f: impl Fn(&Fs)) {
+    for mode in [LockMode::PerCpu, LockMode::Global] {
+        let (fs, pages) = new_fs(mode);
+        f(&fs);
+        drop(fs);
+        let _ = pages;
+    }
+}
+
+fn create(fs: &Fs, path: &str) -> Arc<fs::Inode> {
+    fs.open(&fs.root(), path, O_CREAT | O_RDWR, 0o644).unwrap()
+}
+
+#[test]
+fn create_write_read_and_stat() {
+    both(|fs| {
+        let f = create(fs, "/a");
+        assert_eq!(f.write_at(0, b"hello", false).unwrap(), (5, 5));
+        let mut buf = [0u8; 16];
+        assert_eq!(f.read_at(0, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        assert_eq!(f.read_at(5, &mut buf).unwrap(), 0);
+        let st = f.stat();
+        assert_eq!(st.mode, 0o100644);
+        assert_eq!(st.size, 5);
+        assert_eq!(st.nlink, 1);
+        assert_eq!(st.blocks, 8);
+        assert_eq!(st.blksize, 4096);
+        let again = fs.lookup(&fs.root(), "a", true).unwrap();
+        assert!(Arc::ptr_eq(&again, &f));
+    });
+}
+
+#[test]
+fn open_flags() {
+    both(|fs| {
+        let r = fs.root();
+        assert_eq!(fs.open(&r, "/nope", O_RDONLY, 0).unwrap_err(), Errno::ENOENT);
+        create(fs, "/f").write_at(0, b"data", false).unwrap();
+        assert_eq!(fs.open(&r, "/f", O_CREAT | O_EXCL | O_WRONLY, 0o600).unwrap_err(), Errno::EEXIST);
+        assert_eq!(fs.open(&r, "/f", O_DIRECTORY, 0).unwrap_err(), Errno::ENOTDIR);
+        assert_eq!(fs.open(&r, "/", O_WRONLY, 0).unwrap_err(), Errno::EISDIR);
+        assert_eq!(fs.open(&r, "/", O_CREAT | O_RDWR, 0).unwrap_err(), Errno::EISDIR);
+        assert_eq!(fs.open(&r, "/f/", O_RDONLY, 0).unwrap_err(), Errno::ENOTDIR);
+        assert_eq!(fs.open(&r, "/f/x", O_RDONLY, 0).unwrap_err(), Errno::ENOTDIR);
+        // O_TRUNC with read-only access leaves the data.
+        fs.open(&r, "/f", O_RDONLY | O_TRUNC, 0).unwrap();
+        assert_eq!(fs.lookup(&r, "/f", true).unwrap().size(), 4);
+        let f = fs.open(&r, "/f", O_WRONLY | O_TRUNC, 0).unwrap();
+        assert_eq!(f.size(), 0);
+        // Append writes at the end whatever the offset.
+        f.write_at(0, b"ab", false).unwrap();
+        assert_eq!(f.write_at(0, b"cd", true).unwrap(), (2, 4));
+        let mut b = [0; 4];
+        f.read_at(0, &mut b).unwrap();
+        assert_eq!(&b, b"abcd");
+        fs.symlink("/f", &r, "/l").unwrap();
+        assert_eq!(fs.open(&r, "/l", O_RDONLY | O_NOFOLLOW, 0).unwrap_err(), Errno::ELOOP);
+        assert!(Arc::ptr_eq(&fs.open(&r, "/l", O_RDONLY, 0).unwrap(), &f));
+        assert_eq!(fs.open(&r, "/l", O_CREAT | O_EXCL | O_RDWR, 0).unwrap_err(), Errno::EEXIST);
+    });
+}
+
+#[test]
+fn sparse_files_holes_and_truncate() {
+    both(|fs| {
+        let f = create(fs, "/sparse");
+        let off = 10 * PAGE_SIZE as u64 + 100;
+        f.write_at(off, b"xyz", false).unwrap();
+        let st = f.stat();
+        assert_eq!(st.size, off + 3);
+        assert_eq!(st.blocks, 8, "only one page is held");
+        let mut buf = vec![0xffu8; 2 * PAGE_SIZE];
+        assert_eq!(f.read_at(PAGE_SIZE as u64, &mut buf).unwrap(), buf.len());
+        assert!(buf.iter().all(|&b| b == 0), "holes read as zeros");
+        // Shrink into the page: the tail is zeroed, so growing again reads zeros.
+        f.truncate(off + 1).unwrap();
+        f.truncate(off + 3).unwrap();
+        let mut t = [9u8; 3];
+        f.read_at(off, &mut t).unwrap();
+        assert_eq!(t, [b'x', 0, 0]);
+        f.truncate(0).unwrap();
+        assert_eq!(f.stat().blocks, 0);
+        assert_eq!(fs.stats().used_pages, 0);
+        f.truncate(1 << 30).unwrap();
+        assert_eq!(f.size(), 1 << 30);
+        assert_eq!(f.stat().blocks, 0);
+        assert_eq!(f.truncate(fs::MAX_FILE_SIZE + 1).unwrap_err(), Errno::EFBIG);
+    });
+}
+
+#[test]
+fn large_file_round_trips() {
+    let (fs, pages) = new_fs(LockMode::PerCpu);
+    let f = create(&fs, "/big");
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    for i in 0..64u64 {
+        f.write_at(i << 20, &chunk, false).unwrap();
+    }
+    assert_eq!(f.size(), 64 << 20);
+    let mut back = vec![0; 1 << 20];
+    f.read_at(37 << 20, &mut back).unwrap();
+    assert_eq!(back, chunk);
+    assert_eq!(pages.live(), 64 * 256);
+    fs.unlink(&fs.root(), "/big").unwrap();
+    assert_eq!(pages.live(), 64 * 256, "still open");
+    drop(f);
+    assert_eq!(pages.live(), 0, "last reference frees the pages");
+}
+
+#[test]
+fn enospc_bound_and_partial_write() {
+    let pages = HeapPages::new();
+    let fs = Fs::new(FsConfig { mode: LockMode::PerCpu, max_pages: 4 }, pages.clone(), Arc::new(SystemClock));
+    let f = create(&fs, "/f");
+    let data = vec![1u8; 6 * PAGE_SIZE];
+    assert_eq!(f.write_at(0, &data, false).unwrap(), (4 * PAGE_SIZE, 4 * PAGE_SIZE as u64));
+    assert_eq!(f.write_at(4 * PAGE_SIZE as u64, &data, false).unwrap_err(), Errno::ENOSPC);
+    // Rewriting held pages needs no new page.
+    f.write_at(0, &data[..PAGE_SIZE], false).unwrap();
+    f.truncate(PAGE_SIZE as u64).unwrap();
+    assert_eq!(fs.stats().used_pages, 1);
+    f.write_at(PAGE_SIZE as u64, &data[..PAGE_SIZE], false).unwrap();
+    // The allocator running out is ENOSPC too.
+    let tiny = HeapPages::with_cap(1);
+    let fs2 = Fs::new(FsConfig { mode: LockMode::PerCpu, max_pages: 100 }, tiny, Arc::new(SystemClock));
+    let g = create(&fs2, "/g");
+    assert_eq!(g.write_at(0, &data, false).unwrap().0, PAGE_SIZE);
+    assert_eq!(g.write_at(PAGE_SIZE as u64, &data, false).unwrap_err(), Errno::ENOSPC);
+}
+
+#[test]
+fn directories_nlink_and_rmdir() {
+    both(|fs| {
+        let r = fs.root();
+        assert_eq!(r.nlink(), 2);
+        let d = fs.mkdir(&r, "/d", 0o755).unwrap();
+        assert_eq!(r.nlink(), 3);
+        assert_eq!(d.stat().mode, 0o040755);
+        fs.mkdir(&r, "/d/e", 0o700).unwrap();
+        assert_eq!(d.nlink(), 3);
+        assert_eq!(fs.mkdir(&r, "/d", 0o755).unwrap_err(), Errno::EEXIST);
+        assert_eq!(fs.mkdir(&r, "/", 0o755).unwrap_err(), Errno::EEXIST);
+        assert_eq!(fs.mkdir(&r, "/x/y", 0o755).unwrap_err(), Errno::ENOENT);
+        assert_eq!(fs.rmdir(&r, "/d").unwrap_err(), Errno::ENOTEMPTY);
+        assert_eq!(fs.rmdir(&r, "/d/e/.").unwrap_err(), Errno::EINVAL);
+        assert_eq!(fs.rmdir(&r, "/d/e/..").unwrap_err(), Errno::ENOTEMPTY);
+        assert_eq!(fs.unlink(&r, "/d").unwrap_err(), Errno::EISDIR);
+        create(fs, "/d/file");
+        assert_eq!(fs.rmdir(&r, "/d/file").unwrap_err(), Errno::ENOTDIR);
+        fs.unlink(&r, "/d/file").unwrap();
+        let e = fs.lookup(&r, "/d/e", true).unwrap();
+        fs.rmdir(&r, "/d/e").unwrap();
+        assert_eq!(e.nlink(), 0);
+        assert_eq!(d.nlink(), 2);
+        // A removed directory accepts no new entries and lists nothing.
+        assert_eq!(fs.open(&e, "new", O_CREAT | O_RDWR, 0o644).unwrap_err(), Errno::ENOENT);
+        assert_eq!(fs.path_of(&e).unwrap_err(), Errno::ENOENT);
+        fs.rmdir(&r, "/d/").unwrap();
+        assert_eq!(r.nlink(), 2);
+        assert_eq!(fs.rmdir(&r, "/").unwrap_err(), Errno::EBUSY);
+    });
+}
+
+#[test]
+fn dot_dot_and_relative_paths() {
+    both(|fs| {
+        let r = fs.root();
+        let a = fs.mkdir(&r, "a", 0o755).unwrap();
+        let b = fs.mkdir(&a, "b", 0o755).unwrap();
+        assert!(Arc::ptr_eq(&fs.lookup(&b, "..", true).unwrap(), &a));
+        assert!(Arc::ptr_eq(&fs.lookup(&b, "../..", true).unwrap(), &r));
+        assert!(Arc::ptr_eq(&fs.lookup(&b, "../../../..", true).unwrap(), &r));
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/a/./b/../b/.", true).unwrap(), &b));
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "//a///b//", true).unwrap(), &b));
+        assert_eq!(fs.path_of(&b).unwrap(), "/a/b");
+        assert_eq!(fs.path_of(&r).unwrap(), "/");
+        assert_eq!(fs.lookup(&r, "", true).unwrap_err(), Errno::ENOENT);
+        let f = create(fs, "/a/f");
+        assert_eq!(fs.lookup(&f, "x", true).unwrap_err(), Errno::ENOTDIR);
+    });
+}
+
+#[test]
+fn name_and_path_limits() {
+    both(|fs| {
+        let r = fs.root();
+        let ok = "n".repeat(255);
+        fs.open(&r, &ok, O_CREAT | O_RDWR, 0o644).unwrap();
+        let long = "n".repeat(256);
+        assert_eq!(fs.open(&r, &long, O_CREAT | O_RDWR, 0o644).unwrap_err(), Errno::ENAMETOOLONG);
+        assert_eq!(fs.lookup(&r, &format!("/{long}/x"), true).unwrap_err(), Errno::ENAMETOOLONG);
+        let path = "a/".repeat(2048);
+        assert_eq!(path.len(), 4096);
+        assert_eq!(fs.lookup(&r, &path, true).unwrap_err(), Errno::ENAMETOOLONG);
+        assert_eq!(fs.symlink(&"t".repeat(4096), &r, "s").unwrap_err(), Errno::ENAMETOOLONG);
+    });
+}
+
+#[test]
+fn symlinks_and_loops() {
+    both(|fs| {
+        let r = fs.root();
+        fs.mkdir(&r, "/dir", 0o755).unwrap();
+        let f = create(fs, "/dir/f");
+        fs.symlink("dir", &r, "/rel").unwrap();
+        fs.symlink("/dir/f", &r, "/abs").unwrap();
+        fs.symlink("../dir/f", &r, "/dir/up").unwrap();
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/rel/f", true).unwrap(), &f));
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/abs", true).unwrap(), &f));
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/rel/up", true).unwrap(), &f));
+        let l = fs.lookup(&r, "/abs", false).unwrap();
+        assert_eq!(l.kind(), FileType::Symlink);
+        assert_eq!(l.stat().mode, 0o120777);
+        assert_eq!(l.stat().size, 6);
+        assert_eq!(fs.readlink(&r, "/abs").unwrap(), "/dir/f");
+        assert_eq!(fs.readlink(&r, "/dir/f").unwrap_err(), Errno::EINVAL);
+        fs.symlink("loop2", &r, "/loop1").unwrap();
+        fs.symlink("loop1", &r, "/loop2").unwrap();
+        assert_eq!(fs.lookup(&r, "/loop1", true).unwrap_err(), Errno::ELOOP);
+        assert_eq!(fs.lookup(&r, "/loop1/x", true).unwrap_err(), Errno::ELOOP);
+        fs.symlink("/nowhere", &r, "/dangling").unwrap();
+        assert_eq!(fs.lookup(&r, "/dangling", true).unwrap_err(), Errno::ENOENT);
+        assert_eq!(fs.symlink("", &r, "/empty").unwrap_err(), Errno::ENOENT);
+        // A chain of 40 links resolves; 41 does not.
+        for i in 0..41 {
+            fs.symlink(&format!("c{}", i + 1), &r, &format!("/c{i}")).unwrap();
+        }
+        create(fs, "/c41");
+        assert!(fs.lookup(&r, "/c1", true).is_ok());
+        assert_eq!(fs.lookup(&r, "/c0", true).unwrap_err(), Errno::ELOOP);
+    });
+}
+
+#[test]
+fn hard_links_and_unlink_while_open() {
+    both(|fs| {
+        let r = fs.root();
+        let f = create(fs, "/f");
+        f.write_at(0, b"keep", false).unwrap();
+        fs.link(&r, "/f", &r, "/g", false).unwrap();
+        assert_eq!(f.nlink(), 2);
+        assert_eq!(fs.link(&r, "/f", &r, "/g", false).unwrap_err(), Errno::EEXIST);
+        fs.mkdir(&r, "/d", 0o755).unwrap();
+        assert_eq!(fs.link(&r, "/d", &r, "/d2", false).unwrap_err(), Errno::EPERM);
+        fs.unlink(&r, "/f").unwrap();
+        assert_eq!(f.nlink(), 1);
+        fs.unlink(&r, "/g").unwrap();
+        assert_eq!(f.nlink(), 0);
+        assert_eq!(fs.lookup(&r, "/g", true).unwrap_err(), Errno::ENOENT);
+        let mut b = [0; 4];
+        f.read_at(0, &mut b).unwrap();
+        assert_eq!(&b, b"keep", "data lives until the last close");
+        assert_eq!(fs.unlink(&r, "/g").unwrap_err(), Errno::ENOENT);
+        create(fs, "/h");
+        assert_eq!(fs.unlink(&r, "/h/").unwrap_err(), Errno::ENOTDIR);
+    });
+}
+
+#[test]
+fn rename_cases() {
+    both(|fs| {
+        let r = fs.root();
+        let a = create(fs, "/a");
+        let b = create(fs, "/b");
+        fs.rename(&r, "/a", &r, "/b").unwrap();
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/b", true).unwrap(), &a));
+        assert_eq!(b.nlink(), 0, "replaced target loses its link");
+        assert_eq!(fs.lookup(&r, "/a", true).unwrap_err(), Errno::ENOENT);
+        // Same inode under both names: nothing happens.
+        fs.link(&r, "/b", &r, "/b2", false).unwrap();
+        fs.rename(&r, "/b", &r, "/b2").unwrap();
+        assert!(fs.lookup(&r, "/b", true).is_ok() && fs.lookup(&r, "/b2", true).is_ok());
+        let d = fs.mkdir(&r, "/d", 0o755).unwrap();
+        fs.mkdir(&r, "/d/sub", 0o755).unwrap();
+        fs.mkdir(&r, "/e", 0o755).unwrap();
+        assert_eq!(fs.rename(&r, "/d", &r, "/d/sub/x").unwrap_err(), Errno::EINVAL);
+        assert_eq!(fs.rename(&r, "/d", &r, "/d/x").unwrap_err(), Errno::EINVAL);
+        assert_eq!(fs.rename(&r, "/d", &r, "/b").unwrap_err(), Errno::ENOTDIR);
+        assert_eq!(fs.rename(&r, "/b", &r, "/d").unwrap_err(), Errno::EISDIR);
+        assert_eq!(fs.rename(&r, "/e", &r, "/d").unwrap_err(), Errno::ENOTEMPTY);
+        assert_eq!(fs.rename(&r, "/nope", &r, "/z").unwrap_err(), Errno::ENOENT);
+        // Onto its own (non-empty) parent.
+        assert_eq!(fs.rename(&r, "/d/sub", &r, "/d").unwrap_err(), Errno::ENOTEMPTY);
+        assert_eq!(fs.rename(&r, "/b/", &r, "/z").unwrap_err(), Errno::ENOTDIR);
+        assert_eq!(fs.rename(&r, "/d/.", &r, "/z").unwrap_err(), Errno::EBUSY);
+        // Directory over an empty directory, across parents.
+        let nlink_root = r.nlink();
+        fs.rename(&r, "/d", &r, "/e").unwrap();
+        assert_eq!(r.nlink(), nlink_root - 1);
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/e", true).unwrap(), &d));
+        fs.rename(&r, "/e/sub", &r, "/sub").unwrap();
+        assert_eq!(d.nlink(), 2);
+        assert_eq!(r.nlink(), nlink_root);
+        let sub = fs.lookup(&r, "/sub", true).unwrap();
+        assert!(Arc::ptr_eq(&fs.lookup(&sub, "..", true).unwrap(), &r));
+        assert_eq!(fs.path_of(&sub).unwrap(), "/sub");
+        // Same-directory rename of a directory.
+        fs.rename(&r, "/sub", &r, "/sub2/").unwrap();
+        assert_eq!(fs.path_of(&sub).unwrap(), "/sub2");
+    });
+}
+
+#[test]
+fn readdir_lists_every_entry_once_and_resumes() {
+    both(|fs| {
+        let r = fs.root();
+        let d = fs.mkdir(&r, "/d", 0o755).unwrap();
+        for i in 0..500 {
+            create(fs, &format!("/d/f{i}"));
+        }
+        fs.mkdir(&r, "/d/sub", 0o755).unwrap();
+        assert_eq!(d.stat().size, 40 + 20 * 501);
+        let mut cursor = fs::DirCursor::default();
+        let mut names = Vec::new();
+        // Small batches, to exercise resumption.
+        loop {
+            let before = names.len();
+            let mut batch = 0;
+            d.readdir(&mut cursor, |name, ino, kind, off| {
+                if batch == 7 {
+                    return false;
+                }
+                batch += 1;
+                assert!(ino != 0);
+                assert_eq!(off as usize, names.len() + 1);
+                names.push((name.to_string(), kind));
+                true
+            })
+            .unwrap();
+            if names.len() == before {
+                break;
+            }
+        }
+        assert_eq!(names.len(), 503);
+        assert_eq!(names[0].0, ".");
+        assert_eq!(names[1].0, "..");
+        let mut sorted: Vec<_> = names.iter().map(|n| n.0.clone()).collect();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 503, "no duplicates");
+        assert!(names.contains(&("sub".to_string(), FileType::Directory)));
+        let f = create(fs, "/x");
+        let mut c = fs::DirCursor::default();
+        assert_eq!(f.readdir(&mut c, |_, _, _, _| true).unwrap_err(), Errno::ENOTDIR);
+    });
+}
+
+#[test]
+fn timestamps_and_mode_bits() {
+    let fs = Fs::new(FsConfig { mode: LockMode::PerCpu, max_pages: 100 }, HeapPages::new(), TickClock::new());
+    let r = fs.root();
+    let d = fs.mkdir(&r, "/d", 0o755).unwrap();
+    let before = d.stat();
+    let f = fs.open(&r, "/d/f", O_CREAT | O_RDWR, 0o640).unwrap();
+    let st = f.stat();
+    assert_eq!(st.mode & 0o7777, 0o640);
+    assert!(d.stat().mtime > before.mtime, "create changes the directory");
+    f.write_at(0, b"x", false).unwrap();
+    assert!(f.stat().mtime > st.mtime);
+    let before = f.stat();
+    fs.link(&r, "/d/f", &r, "/d/g", false).unwrap();
+    assert!(f.stat().ctime > before.ctime, "link changes ctime");
+    assert_eq!(f.stat().mtime, before.mtime);
+    f.set_perm(0o4755);
+    assert_eq!(f.stat().mode, 0o104755);
+    assert_eq!(fs.mknod(&r, "/null", FileType::CharDevice, 0o666, 0x103).unwrap().stat().rdev, 0x103);
+    assert_eq!(fs.lookup(&r, "/null", true).unwrap().stat().mode, 0o020666);
+}
+
+#[test]
+fn page_phys_maps_pages_and_refuses_past_end() {
+    let (fs, _) = new_fs(LockMode::PerCpu);
+    let f = create(&fs, "/m");
+    f.truncate(2 * PAGE_SIZE as u64 + 1).unwrap();
+    let p0 = f.page_phys(0).unwrap();
+    assert_eq!(p0, f.page_phys(0).unwrap(), "stable");
+    assert!(f.page_phys(2).is_ok());
+    assert_eq!(f.page_phys(3).unwrap_err(), Errno::EFAULT);
+    // The mapped page is the page read and write use.
+    f.write_at(5, b"shared", false).unwrap();
+    let mut b = [0u8; 6];
+    // SAFETY: on the host the "physical" address is the heap address of a
+    // live page of this file, which holds at least 11 bytes.
+    unsafe { std::ptr::copy_nonoverlapping((p0 + 5) as *const u8, b.as_mut_ptr(), 6) };
+    assert_eq!(&b, b"shared");
+    // Truncation under a mapping keeps the page alive (a process may still
+    // map it) until the inode goes; reads see the new size.
+    let live = fs.stats().used_pages;
+    f.truncate(0).unwrap();
+    assert_eq!(fs.stats().used_pages, live);
+    assert_eq!(f.page_phys(0).unwrap_err(), Errno::EFAULT);
+    fs.unlink(&fs.root(), "/m").unwrap();
+    drop(f);
+    assert_eq!(fs.stats().used_pages, 0);
+}

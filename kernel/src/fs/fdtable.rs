@@ -1,0 +1,213 @@
+//! Per-process descriptor tables (`FdTable`) and file-system context
+//! (`FsContext`: current directory and umask).
+//!
+//! Owns the fd -> open-file mapping.  Invariants: an fd names at most one
+//! open file; new fds are the lowest free number (POSIX); at most
+//! `MAX_FDS` are open.  The table lock is a per-process reader-writer lock
+//! (class `fd_table`): processes never share it; threads of one process
+//! share it, and their lookups only read-lock it.
+//!
+//! Must not: drop an open file while holding the table lock (closing a
+//! pipe end wakes threads), or block.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use ::fs::lockstat::{LockClass, RwLock};
+use ::fs::Inode;
+
+use super::file::{File, FileRef};
+use crate::syscall::errno::Errno;
+
+/// Highest number of open descriptors (RLIMIT_NOFILE's usual soft limit).
+pub const MAX_FDS: usize = 1024;
+
+#[derive(Clone)]
+struct Slot {
+    file: FileRef,
+    cloexec: bool,
+}
+
+/// A process's open descriptors.
+pub struct FdTable {
+    /// Read-locked by lookups (`get`), so threads of one process look up
+    /// descriptors in parallel; written by open/close/dup.
+    slots: RwLock<Vec<Option<Slot>>>,
+}
+
+impl FdTable {
+    /// An empty table.
+    pub fn new() -> FdTable {
+        FdTable { slots: RwLock::new(LockClass::FdTable, Vec::new()) }
+    }
+
+    /// fds 0, 1, 2 open on `/dev/console` (read-only, write-only,
+    /// write-only), as PID 1 gets them.
+    pub fn new_console() -> FdTable {
+        let t = FdTable::new();
+        let root = super::root_fs();
+        if let Ok(console) = root.lookup(&root.root(), "/dev/console", true) {
+            for flags in [::fs::oflags::O_RDONLY, ::fs::oflags::O_WRONLY, ::fs::oflags::O_WRONLY] {
+                let _ = t.insert(File::open_inode(console.clone(), flags), false);
+            }
+        }
+        t
+    }
+
+    /// The table a forked child gets: the same open files (shared offsets),
+    /// its own table.
+    pub fn fork_copy(&self) -> FdTable {
+        FdTable { slots: RwLock::new(LockClass::FdTable, self.slots.read().clone()) }
+    }
+
+    /// `execve`: closes every close-on-exec descriptor.
+    pub fn close_on_exec(&self) {
+        let mut closed = Vec::new();
+        {
+            let mut slots = self.slots.write();
+            for s in slots.iter_mut() {
+                if s.as_ref().is_some_and(|s| s.cloexec) {
+                    closed.push(s.take());
+                }
+            }
+        }
+        drop(closed);
+    }
+
+    /// Closes every descriptor (process exit).
+    pub fn release(&self) {
+        let all = core::mem::take(&mut *self.slots.write());
+        drop(all);
+    }
+
+    /// The open file of `fd`.
+    pub fn get(&self, fd: i32) -> Result<FileRef, Errno> {
+        let slots = self.slots.read();
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| slots.get(i))
+            .and_then(|s| s.as_ref())
+            .map(|s| s.file.clone())
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Installs `file` at the lowest free fd `>= min`.
+    pub fn insert_from(&self, min: usize, file: FileRef, cloexec: bool) -> Result<i32, Errno> {
+        if min >= MAX_FDS {
+            return Err(Errno::EINVAL);
+        }
+        let mut slots = self.slots.write();
+        let fd = match (min..slots.len()).find(|&i| slots[i].is_none()) {
+            Some(fd) => fd,
+            None => slots.len().max(min),
+        };
+        if fd >= MAX_FDS {
+            return Err(Errno::EMFILE);
+        }
+        if fd >= slots.len() {
+            slots.resize(fd + 1, None);
+        }
+        slots[fd] = Some(Slot { file, cloexec });
+        Ok(fd as i32)
+    }
+
+    /// Installs `file` at the lowest free fd.
+    pub fn insert(&self, file: FileRef, cloexec: bool) -> Result<i32, Errno> {
+        self.insert_from(0, file, cloexec)
+    }
+
+    /// Installs `file` at exactly `fd`, closing what was there (dup2).
+    pub fn insert_at(&self, fd: i32, file: FileRef, cloexec: bool) -> Result<i32, Errno> {
+        let i = usize::try_from(fd).ok().filter(|&i| i < MAX_FDS).ok_or(Errno::EBADF)?;
+        let old = {
+            let mut slots = self.slots.write();
+            if i >= slots.len() {
+                slots.resize(i + 1, None);
+            }
+            slots[i].replace(Slot { file, cloexec })
+        };
+        drop(old);
+        Ok(fd)
+    }
+
+    /// Closes `fd`.
+    pub fn close(&self, fd: i32) -> Result<(), Errno> {
+        let old = {
+            let mut slots = self.slots.write();
+            usize::try_from(fd)
+                .ok()
+                .and_then(|i| slots.get_mut(i))
+                .and_then(|s| s.take())
+                .ok_or(Errno::EBADF)?
+        };
+        drop(old);
+        Ok(())
+    }
+
+    pub fn cloexec(&self, fd: i32) -> Result<bool, Errno> {
+        let slots = self.slots.read();
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| slots.get(i))
+            .and_then(|s| s.as_ref())
+            .map(|s| s.cloexec)
+            .ok_or(Errno::EBADF)
+    }
+
+    pub fn set_cloexec(&self, fd: i32, on: bool) -> Result<(), Errno> {
+        let mut slots = self.slots.write();
+        let s = usize::try_from(fd)
+            .ok()
+            .and_then(|i| slots.get_mut(i))
+            .and_then(|s| s.as_mut())
+            .ok_or(Errno::EBADF)?;
+        s.cloexec = on;
+        Ok(())
+    }
+}
+
+impl Default for FdTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A process's current directory and umask.
+pub struct FsContext {
+    /// Interrupts off while held: never preempted holding it.
+    cwd: crate::sched::IrqSpinLock<Arc<Inode>>,
+    umask: AtomicU32,
+}
+
+impl FsContext {
+    /// cwd `/`, umask 022.
+    pub fn new_root() -> FsContext {
+        FsContext { cwd: crate::sched::IrqSpinLock::new(super::root_fs().root()), umask: AtomicU32::new(0o022) }
+    }
+
+    pub fn fork_copy(&self) -> FsContext {
+        FsContext {
+            cwd: crate::sched::IrqSpinLock::new(self.cwd()),
+            umask: AtomicU32::new(self.umask.load(Ordering::Relaxed)),
+        }
+    }
+
+    pub fn cwd(&self) -> Arc<Inode> {
+        self.cwd.lock().clone()
+    }
+
+    pub fn set_cwd(&self, dir: Arc<Inode>) {
+        let old = core::mem::replace(&mut *self.cwd.lock(), dir);
+        drop(old);
+    }
+
+    pub fn umask(&self) -> u32 {
+        self.umask.load(Ordering::Relaxed)
+    }
+
+    /// Sets the umask; returns the previous one.
+    pub fn swap_umask(&self, mask: u32) -> u32 {
+        self.umask.swap(mask & 0o777, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,324 @@
+//! Open files (Linux "open file descriptions"): what an fd points to, with
+//! its offset and status flags, shared by `dup` and `fork`.
+//!
+//! Owns the per-open state: offset, `O_APPEND`/`O_NONBLOCK` status flags,
+//! directory-listing cursor, and which object the file reads and writes
+//! (a tmpfs inode, a device, a pipe end, a text snapshot).  Invariants:
+//! the offset only changes under its lock; a pipe end's reader/writer
+//! count is dropped exactly once, when the last reference goes.
+//!
+//! Must not: touch user memory, or hold a lock while blocking.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use ::fs::oflags::*;
+use ::fs::{DirCursor, FileType, Inode, Stat};
+
+use super::pipe::Pipe;
+use super::{dev, errno};
+use crate::syscall::errno::Errno;
+
+/// A shared reference to an open file.
+pub type FileRef = Arc<File>;
+
+/// What reads and writes go to.
+pub enum Kind {
+    /// A tmpfs inode: regular file, directory, symlink (O_PATH), FIFO node.
+    Inode,
+    Null,
+    Zero,
+    /// Serial console: writes go out unchanged, reads see end of file.
+    Console,
+    PipeRead(Arc<Pipe>),
+    PipeWrite(Arc<Pipe>),
+    /// Contents fixed at open (e.g. `/proc/lockstat`).
+    Text(Vec<u8>),
+}
+
+/// poll(2) event bits.
+pub const POLLIN: i16 = 0x001;
+pub const POLLOUT: i16 = 0x004;
+pub const POLLERR: i16 = 0x008;
+pub const POLLHUP: i16 = 0x010;
+pub const POLLNVAL: i16 = 0x020;
+
+/// Status flags `fcntl(F_SETFL)` may change.
+const SETTABLE: u32 = O_APPEND | O_NONBLOCK;
+
+pub struct File {
+    /// The inode opened (`None` for pipes).
+    pub inode: Option<Arc<Inode>>,
+    pub kind: Kind,
+    /// Access mode and status flags, as `fcntl(F_GETFL)` reports them.
+    flags: AtomicU32,
+    pos: spin::Mutex<u64>,
+    cursor: spin::Mutex<DirCursor>,
+}
+
+impl File {
+    fn new(inode: Option<Arc<Inode>>, kind: Kind, flags: u32) -> FileRef {
+        // 0o100000 is O_LARGEFILE, which open(2) sets on 64-bit Linux.
+        let keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECTORY | O_PATH | 0o100000;
+        Arc::new(File {
+            inode,
+            kind,
+            flags: AtomicU32::new(flags & keep),
+            pos: spin::Mutex::new(0),
+            cursor: spin::Mutex::new(DirCursor::default()),
+        })
+    }
+
+    /// Opens an inode already resolved (and created/truncated) by the VFS.
+    pub fn open_inode(inode: Arc<Inode>, flags: u32) -> FileRef {
+        let kind = if inode.kind() == FileType::CharDevice && flags & O_PATH == 0 {
+            match inode.rdev() {
+                dev::NULL => Kind::Null,
+                dev::ZERO => Kind::Zero,
+                dev::CONSOLE | dev::TTY => Kind::Console,
+                dev::LOCKSTAT => Kind::Text(::fs::lockstat::report().into_bytes()),
+                _ => Kind::Null,
+            }
+        } else {
+            Kind::Inode
+        };
+        File::new(Some(inode), kind, flags)
+    }
+
+    /// Both ends of a new pipe.
+    pub fn pipe(flags: u32) -> (FileRef, FileRef) {
+        let p = Pipe::new();
+        (
+            File::new(None, Kind::PipeRead(p.clone()), O_RDONLY | (flags & O_NONBLOCK)),
+            File::new(None, Kind::PipeWrite(p), O_WRONLY | (flags & O_NONBLOCK)),
+        )
+    }
+
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    /// `fcntl(F_SETFL)`: only `O_APPEND` and `O_NONBLOCK` change.
+    pub fn set_status_flags(&self, new: u32) {
+        let old = self.flags();
+        self.flags.store((old & !SETTABLE) | (new & SETTABLE), Ordering::Relaxed);
+    }
+
+    fn nonblock(&self) -> bool {
+        self.flags() & O_NONBLOCK != 0
+    }
+
+    pub fn readable(&self) -> bool {
+        self.flags() & O_PATH == 0 && self.flags() & O_ACCMODE != O_WRONLY
+    }
+
+    pub fn writable(&self) -> bool {
+        self.flags() & O_PATH == 0 && {
+            let acc = self.flags() & O_ACCMODE;
+            acc == O_WRONLY || acc == O_RDWR
+        }
+    }
+
+    /// A tmpfs regular file or directory (not a device or pipe).
+    pub fn is_plain(&self) -> bool {
+        matches!(self.kind, Kind::Inode)
+    }
+
+    pub fn is_console(&self) -> bool {
+        matches!(self.kind, Kind::Console)
+    }
+
+    /// Seekable: regular files, directories, /dev/null and /dev/zero, text.
+    fn seekable(&self) -> bool {
+        !matches!(self.kind, Kind::PipeRead(_) | Kind::PipeWrite(_) | Kind::Console)
+    }
+
+    /// Reads at `offset` (no offset change).  Pipes/console ignore it.
+    pub fn read_at(&self, out: &mut [u8], offset: u64) -> Result<usize, Errno> {
+        if !self.readable() {
+            return Err(Errno::EBADF);
+        }
+        match &self.kind {
+            Kind::Inode => {
+                let inode = self.inode.as_ref().ok_or(Errno::EBADF)?;
+                match inode.kind() {
+                    FileType::Directory => Err(Errno::EISDIR),
+                    FileType::Regular => inode.read_at(offset, out).map_err(errno),
+                    _ => Err(Errno::EINVAL),
+                }
+            }
+            Kind::Null | Kind::Console => Ok(0),
+            Kind::Zero => {
+                out.fill(0);
+                Ok(out.len())
+            }
+            Kind::PipeRead(p) => p.read(out, self.nonblock()),
+            Kind::PipeWrite(_) => Err(Errno::EBADF),
+            Kind::Text(t) => {
+                let start = (offset.min(t.len() as u64)) as usize;
+                let n = out.len().min(t.len() - start);
+                out[..n].copy_from_slice(&t[start..start + n]);
+                Ok(n)
+            }
+        }
+    }
+
+    /// Writes at `offset` (or at the end with `append`); returns the count
+    /// and the offset after the write.
+    pub fn write_at(&self, src: &[u8], offset: u64, append: bool) -> Result<(usize, u64), Errno> {
+        if !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        match &self.kind {
+            Kind::Inode => {
+                let inode = self.inode.as_ref().ok_or(Errno::EBADF)?;
+                match inode.kind() {
+                    FileType::Regular => inode.write_at(offset, src, append).map_err(errno),
+                    FileType::Directory => Err(Errno::EISDIR),
+                    _ => Err(Errno::EINVAL),
+                }
+            }
+            Kind::Null | Kind::Zero => Ok((src.len(), offset)),
+            Kind::Console => {
+                for &b in src {
+                    crate::arch::serial::write_byte(b);
+                }
+                Ok((src.len(), offset))
+            }
+            Kind::PipeWrite(p) => p.write(src, self.nonblock()).map(|n| (n, offset)),
+            Kind::PipeRead(_) | Kind::Text(_) => Err(Errno::EBADF),
+        }
+    }
+
+    /// `read`: at the file offset, advancing it.
+    pub fn read(&self, out: &mut [u8]) -> Result<usize, Errno> {
+        if !self.seekable() {
+            return self.read_at(out, 0);
+        }
+        let mut pos = self.pos.lock();
+        let n = self.read_at(out, *pos)?;
+        *pos += n as u64;
+        Ok(n)
+    }
+
+    /// `write`: at the file offset (or end with `O_APPEND`), advancing it.
+    pub fn write(&self, src: &[u8]) -> Result<usize, Errno> {
+        if !self.seekable() {
+            return self.write_at(src, 0, false).map(|(n, _)| n);
+        }
+        let append = self.flags() & O_APPEND != 0;
+        let mut pos = self.pos.lock();
+        let (n, end) = self.write_at(src, *pos, append)?;
+        if matches!(self.kind, Kind::Inode) {
+            *pos = end;
+        }
+        Ok(n)
+    }
+
+    /// `pread64`/`pwrite64` need a seekable file.
+    pub fn check_positional(&self) -> Result<(), Errno> {
+        if self.seekable() {
+            Ok(())
+        } else {
+            Err(Errno::ESPIPE)
+        }
+    }
+
+    /// `lseek`.
+    pub fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
+        const SEEK_SET: u32 = 0;
+        const SEEK_CUR: u32 = 1;
+        const SEEK_END: u32 = 2;
+        if !self.seekable() {
+            return Err(Errno::ESPIPE);
+        }
+        let mut pos = self.pos.lock();
+        let base: i64 = match whence {
+            SEEK_SET => 0,
+            SEEK_CUR => *pos as i64,
+            SEEK_END => match (&self.kind, &self.inode) {
+                (Kind::Text(t), _) => t.len() as i64,
+                (Kind::Inode, Some(i)) => i.size() as i64,
+                _ => 0,
+            },
+            _ => return Err(Errno::EINVAL),
+        };
+        // EOVERFLOW (75) is not among the shared errno constants.
+        let new = base.checked_add(offset).ok_or(Errno(75))?;
+        if new < 0 {
+            return Err(Errno::EINVAL);
+        }
+        let is_dir = self.inode.as_ref().is_some_and(|i| i.is_dir());
+        if is_dir {
+            // Only a rewind is meaningful for the hashed directory cursor.
+            if new != 0 {
+                return Err(Errno::EINVAL);
+            }
+            *self.cursor.lock() = DirCursor::default();
+        }
+        *pos = new as u64;
+        Ok(new as u64)
+    }
+
+    /// `fstat`.
+    pub fn stat(&self) -> Stat {
+        match &self.inode {
+            Some(i) => i.stat(),
+            None => Stat {
+                ino: pipe_ino(self),
+                mode: 0o010600,
+                nlink: 1,
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                size: 0,
+                blksize: 4096,
+                blocks: 0,
+                atime: Default::default(),
+                mtime: Default::default(),
+                ctime: Default::default(),
+            },
+        }
+    }
+
+    /// Lists directory entries from this open file's cursor; see
+    /// `fs::Inode::readdir`.
+    pub fn readdir(&self, emit: impl FnMut(&str, u64, FileType, u64) -> bool) -> Result<(), Errno> {
+        let inode = self.inode.as_ref().ok_or(Errno::ENOTDIR)?;
+        if self.flags() & O_PATH != 0 {
+            return Err(Errno::EBADF);
+        }
+        let mut cursor = self.cursor.lock();
+        inode.readdir(&mut cursor, emit).map_err(errno)
+    }
+
+    /// poll(2) readiness for `events`.
+    pub fn poll(&self, events: i16) -> i16 {
+        let ready = match &self.kind {
+            Kind::PipeRead(p) => p.poll_read(),
+            Kind::PipeWrite(p) => p.poll_write(),
+            // Console reads see EOF at once: readable.
+            _ => POLLIN | POLLOUT,
+        };
+        ready & (events | POLLERR | POLLHUP)
+    }
+}
+
+/// A stable number for a pipe (its buffer's address).
+fn pipe_ino(f: &File) -> u64 {
+    match &f.kind {
+        Kind::PipeRead(p) | Kind::PipeWrite(p) => Arc::as_ptr(p) as u64 & 0xffff_ffff,
+        _ => 0,
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        match &self.kind {
+            Kind::PipeRead(p) => p.close_reader(),
+            Kind::PipeWrite(p) => p.close_writer(),
+            _ => {}
+        }
+    }
+}

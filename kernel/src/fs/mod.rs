@@ -1,0 +1,193 @@
+//! Glue between the kernel and the `fs` crate: the root tmpfs with `/dev`,
+//! `/tmp` and `/proc/lockstat`, the initramfs, open files, descriptor
+//! tables, per-process file-system context and pipes.
+//!
+//! Owns the one `::fs::Fs` instance (created on first use with the boot's
+//! lock mode), the kernel's `PageAlloc` (frames through the HHDM) and
+//! `Clock` (RTC at boot plus the TSC).  Invariants: every errno from the
+//! crate is passed on unchanged (`errno`); device nodes are told apart by
+//! their device number only.
+//!
+//! Must not: touch user memory (the syscall layer copies), or hold a lock
+//! of the `fs` crate while blocking (pipes block on `WaitQueue`s only).
+
+mod fdtable;
+mod file;
+mod initramfs;
+mod pipe;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use ::fs::{Clock, FileType, Fs, FsConfig, LockMode as FsLockMode, Page, PageAlloc, Timespec};
+
+use crate::mm::PhysAddr;
+use crate::syscall::errno::Errno;
+
+pub use fdtable::{FdTable, FsContext};
+pub use file::{File, FileRef, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
+pub use initramfs::unpack_initramfs;
+
+/// Device numbers of the nodes the kernel serves itself (Linux's, and
+/// 240 = "local use" for the lock statistics).
+pub mod dev {
+    pub const fn makedev(major: u64, minor: u64) -> u64 {
+        (major << 8) | minor
+    }
+    pub const NULL: u64 = makedev(1, 3);
+    pub const ZERO: u64 = makedev(1, 5);
+    pub const TTY: u64 = makedev(5, 0);
+    pub const CONSOLE: u64 = makedev(5, 1);
+    pub const LOCKSTAT: u64 = makedev(240, 0);
+}
+
+/// The crate's errno as the kernel's (same Linux numbers).
+pub fn errno(e: ::fs::Errno) -> Errno {
+    Errno(e.0)
+}
+
+/// Page-cache pages are frames, reached through the HHDM.
+struct FramePages;
+
+impl PageAlloc for FramePages {
+    fn alloc_page(&self) -> Option<Page> {
+        let frame = crate::mm::alloc_frame()?;
+        let virt = crate::mm::phys_to_virt(frame);
+        // SAFETY: the frame is ours until `free_page`; its HHDM address maps
+        // its 4 KiB, page aligned.
+        unsafe { Page::from_raw(frame.as_u64(), virt) }
+    }
+
+    fn free_page(&self, page: Page) {
+        crate::mm::free_frame(PhysAddr::new(page.phys()));
+    }
+}
+
+/// Wall clock: the RTC read once, advanced by the TSC.
+struct KernelClock {
+    boot_secs: u64,
+    boot_ns: u64,
+}
+
+impl Clock for KernelClock {
+    fn now(&self) -> Timespec {
+        let ns = crate::arch::time::now_ns().saturating_sub(self.boot_ns);
+        Timespec {
+            sec: (self.boot_secs + ns / 1_000_000_000) as i64,
+            nsec: (ns % 1_000_000_000) as u32,
+        }
+    }
+}
+
+static FS: spin::Once<Fs> = spin::Once::new();
+
+/// The root file system, made (empty but for `/dev`, `/tmp`, `/proc`) on
+/// first use.
+pub fn root_fs() -> &'static Fs {
+    FS.call_once(make_root)
+}
+
+fn make_root() -> Fs {
+    ::fs::lockstat::set_wait_clock(crate::arch::time::now_ns);
+    let mode = match crate::cmdline::lock_mode() {
+        crate::cmdline::LockMode::PerCpu => FsLockMode::PerCpu,
+        crate::cmdline::LockMode::Global => FsLockMode::Global,
+    };
+    // tmpfs may use up to half of memory, like Linux's default.
+    let max_pages = (crate::mm::total_frames() as u64 / 2).max(1);
+    let clock = KernelClock {
+        boot_secs: crate::arch::rtc::read_unix_seconds(),
+        boot_ns: crate::arch::time::now_ns(),
+    };
+    let fs = Fs::new(FsConfig { mode, max_pages }, Arc::new(FramePages), Arc::new(clock));
+    let root = fs.root();
+    let made = (|| -> Result<(), ::fs::Errno> {
+        fs.mkdir(&root, "/dev", 0o755)?;
+        fs.mknod(&root, "/dev/null", FileType::CharDevice, 0o666, dev::NULL)?;
+        fs.mknod(&root, "/dev/zero", FileType::CharDevice, 0o666, dev::ZERO)?;
+        fs.mknod(&root, "/dev/console", FileType::CharDevice, 0o600, dev::CONSOLE)?;
+        fs.mknod(&root, "/dev/tty", FileType::CharDevice, 0o666, dev::TTY)?;
+        fs.mkdir(&root, "/tmp", 0o777)?.set_perm(0o1777);
+        fs.mkdir(&root, "/proc", 0o555)?;
+        fs.mknod(&root, "/proc/lockstat", FileType::CharDevice, 0o444, dev::LOCKSTAT)?;
+        Ok(())
+    })();
+    if let Err(e) = made {
+        // Only ENOSPC/ENOMEM could get here on an empty tmpfs.
+        log::error!("fs: making /dev, /tmp, /proc failed: errno {}", e.0);
+    }
+    crate::mm::vm::set_file_source(file_source);
+    fs
+}
+
+/// Makes the root file system and unpacks the initramfs module (cmdline
+/// `initramfs`) into it, if there is one.  Returns the number of archive
+/// members unpacked; a malformed archive is an error message for
+/// `initramfs: error: ...`.
+pub fn init_root() -> Result<usize, String> {
+    root_fs();
+    let Some(module) = crate::boot::modules().iter().find(|m| m.string().to_bytes() == b"initramfs") else {
+        return Ok(0);
+    };
+    // SAFETY: the loader gives the module's address and size; the bytes
+    // stay mapped (bootloader-reclaimable memory is never handed to `mm`)
+    // and are never written.
+    let archive = unsafe { core::slice::from_raw_parts(module.addr(), module.size() as usize) };
+    unpack_initramfs(archive)
+}
+
+/// The whole contents of a regular file.
+#[allow(dead_code)] // interface (docs/USERSPACE.md); exec reads through `open_exec`
+pub fn read_whole_file(ctx: &FsContext, path: &str) -> Result<Vec<u8>, Errno> {
+    let inode = root_fs().lookup(&ctx.cwd(), path, true).map_err(errno)?;
+    if inode.kind() != FileType::Regular {
+        return Err(Errno::EACCES);
+    }
+    let size = inode.size();
+    let len = usize::try_from(size).map_err(|_| Errno::ENOMEM)?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+    data.resize(len, 0);
+    let n = inode.read_at(0, &mut data).map_err(errno)?;
+    data.truncate(n);
+    Ok(data)
+}
+
+/// The regular file at `path` for `execve`: `EACCES` for a directory, a
+/// non-regular file or one without any execute bit (as for Linux's root).
+pub fn open_exec(ctx: &FsContext, path: &str) -> Result<Arc<::fs::Inode>, Errno> {
+    let inode = root_fs().lookup(&ctx.cwd(), path, true).map_err(errno)?;
+    if inode.kind() != FileType::Regular || inode.stat().mode & 0o111 == 0 {
+        return Err(Errno::EACCES);
+    }
+    Ok(inode)
+}
+
+/// The page-cache pages of a regular file, for file `mmap`.
+struct FilePages(Arc<::fs::Inode>);
+
+impl crate::mm::vm::vma::PageSource for FilePages {
+    fn page(&self, index: u64) -> Result<PhysAddr, Errno> {
+        self.0.page_phys(index).map(PhysAddr::new).map_err(errno)
+    }
+}
+
+/// `mmap` of descriptor `fd` of the calling process.
+fn file_source(fd: i32) -> Result<Arc<dyn crate::mm::vm::vma::PageSource>, Errno> {
+    let file = with_files(|fds, _| fds.get(fd))??;
+    match &file.inode {
+        Some(inode) if inode.kind() == FileType::Regular && file.is_plain() => {
+            Ok(Arc::new(FilePages(inode.clone())))
+        }
+        Some(inode) if inode.is_dir() => Err(Errno::ENODEV),
+        _ => Err(Errno::ENODEV),
+    }
+}
+
+/// Runs `f` on the calling process's descriptor table and fs context.
+/// `EBADF` in a kernel thread (no process).
+pub fn with_files<R>(f: impl FnOnce(&FdTable, &FsContext) -> R) -> Result<R, Errno> {
+    let p = crate::proc::current().ok_or(Errno::EBADF)?;
+    Ok(f(&p.files.fds, &p.files.ctx))
+}

@@ -1,0 +1,120 @@
+//! `VmLock`: the per-address-space lock.
+//!
+//! A spin lock held with interrupts off on the holding CPU, so that the
+//! holder is never preempted and the page-fault handler (which may run with
+//! interrupts off, e.g. a user copy inside some other spin lock) can wait
+//! for it without deadlocking against a preempted holder on its own CPU.
+//! While spinning it serves this CPU's TLB-shootdown mailbox: the holder may
+//! be waiting for our acknowledgement.
+//!
+//! Ablation: under `locks=global` every address space's lock also takes one
+//! global lock first (lock order: global, then per-address-space), so all
+//! VM operations of the system serialize.
+//!
+//! Statistics: acquisitions, contended acquisitions (the first try failed)
+//! and nanoseconds spent waiting, in per-CPU counters (`lock_stats`).
+//!
+//! Must not: be held across anything that blocks (wait queues, sleeps) or
+//! across calls into a `PageSource`.
+
+use core::ops::{Deref, DerefMut};
+
+use percpu::PerCpuCounter;
+
+use crate::arch;
+use crate::cmdline::{self, LockMode};
+
+static ACQUIRED: PerCpuCounter = PerCpuCounter::new();
+static CONTENDED: PerCpuCounter = PerCpuCounter::new();
+static WAIT_NS: PerCpuCounter = PerCpuCounter::new();
+
+/// Address-space lock statistics, summed over CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LockStats {
+    pub acquired: u64,
+    pub contended: u64,
+    pub wait_ns: u64,
+}
+
+/// Totals of the address-space locks (and, under `locks=global`, the
+/// global VM lock taken with them).
+pub fn lock_stats() -> LockStats {
+    let sum = |c: &PerCpuCounter| c.sum().max(0) as u64;
+    LockStats { acquired: sum(&ACQUIRED), contended: sum(&CONTENDED), wait_ns: sum(&WAIT_NS) }
+}
+
+static GLOBAL: spin::Mutex<()> = spin::Mutex::new(());
+
+/// A spin lock that disables interrupts while held.
+pub struct VmLock<T> {
+    inner: spin::Mutex<T>,
+}
+
+/// Guard: releases the lock(s), then restores the interrupt flag.
+pub struct VmGuard<'a, T> {
+    guard: Option<spin::MutexGuard<'a, T>>,
+    global: Option<spin::MutexGuard<'static, ()>>,
+    interrupts_were_enabled: bool,
+}
+
+/// Spins for `m` while serving TLB requests addressed to this CPU.
+fn acquire<U>(m: &spin::Mutex<U>) -> spin::MutexGuard<'_, U> {
+    ACQUIRED.inc();
+    if let Some(g) = m.try_lock() {
+        return g;
+    }
+    CONTENDED.inc();
+    let start = arch::time::now_ns();
+    loop {
+        if let Some(g) = m.try_lock() {
+            WAIT_NS.add(arch::time::now_ns().saturating_sub(start) as i64);
+            return g;
+        }
+        super::tlb::service_pending();
+        core::hint::spin_loop();
+    }
+}
+
+impl<T> VmLock<T> {
+    pub const fn new(value: T) -> Self {
+        VmLock { inner: spin::Mutex::new(value) }
+    }
+
+    pub fn lock(&self) -> VmGuard<'_, T> {
+        let interrupts_were_enabled = arch::irq::save_disable();
+        let global = match cmdline::lock_mode() {
+            LockMode::Global => Some(acquire(&GLOBAL)),
+            LockMode::PerCpu => None,
+        };
+        let guard = acquire(&self.inner);
+        VmGuard { guard: Some(guard), global, interrupts_were_enabled }
+    }
+}
+
+impl<T> Deref for VmGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.guard.as_ref().expect("guard emptied only in drop")
+    }
+}
+
+impl<T> DerefMut for VmGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.guard.as_mut().expect("guard emptied only in drop")
+    }
+}
+
+impl<T> Drop for VmGuard<'_, T> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        drop(self.global.take());
+        arch::irq::restore(self.interrupts_were_enabled);
+    }
+}
+
+impl<T> VmLock<T> {
+    /// Direct access when no one else can hold a reference (teardown).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+}

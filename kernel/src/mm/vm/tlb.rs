@@ -1,0 +1,229 @@
+//! TLB shootdowns: batched, and sent only to CPUs that ran the address space.
+//!
+//! Owns: one mailbox per CPU of pending flush requests, the handler run by
+//! the `CALL_VECTOR` IPI (`on_call_ipi`), and the statistics.
+//!
+//! Protocol: the initiator changes the PTEs (under the address-space lock),
+//! then reads the address space's CPU mask (SeqCst, after the PTE stores),
+//! posts one request per target CPU, sends `CALL_VECTOR`, flushes locally,
+//! and waits until every target acknowledged.  A CPU sets its bit in the
+//! mask *before* loading the root table (`aspace::activate`), so a CPU the
+//! initiator does not see loads the new PTEs anyway.  A target that no
+//! longer has the address space loaded has nothing to flush (its CR3 write
+//! flushed every non-global entry) and just acknowledges.
+//!
+//! No deadlock: whoever spins with interrupts off in vm code (waiting for
+//! acknowledgements, or for an address-space lock) serves its own mailbox
+//! meanwhile, so two CPUs shooting at each other both progress.
+//!
+//! Must not: allocate or take the address-space lock in the IPI handler;
+//! free a frame before the shootdown that unmapped it has completed (the
+//! callers' job: they free after `flush`).
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use percpu::PerCpuCounter;
+
+use super::aspace::{self, AddressSpace};
+use super::paging::PAGE;
+use crate::arch;
+use crate::arch::cpu::MAX_CPUS;
+
+/// Above this many pages a flush reloads CR3 instead of `invlpg` per page.
+const INVLPG_LIMIT: u64 = 32;
+/// Requests a mailbox holds; an initiator finding it full serves its own
+/// mailbox and retries.
+const SLOTS: usize = 8;
+
+/// One flush request: which address space, which range, whom to tell.
+#[derive(Clone, Copy)]
+struct Request {
+    /// `AddressSpace` identity (pointer value; never dereferenced).
+    aspace: usize,
+    start: u64,
+    end: u64,
+    /// Acknowledgement counter on the initiator's stack (it waits for it).
+    done: *const AtomicUsize,
+}
+
+// SAFETY: `done` points at an `AtomicUsize` that the initiator keeps alive
+// (on its stack) until every target has acknowledged; it is only used
+// atomically.
+unsafe impl Send for Request {}
+
+struct Mailbox {
+    slots: spin::Mutex<[Option<Request>; SLOTS]>,
+}
+
+static MAILBOXES: [Mailbox; MAX_CPUS] =
+    [const { Mailbox { slots: spin::Mutex::new([None; SLOTS]) } }; MAX_CPUS];
+
+/// Shootdown IPIs sent (counted on the sending CPU).
+static IPIS_SENT: PerCpuCounter = PerCpuCounter::new();
+/// Requests served (counted on the serving CPU).
+static REQUESTS_SERVED: PerCpuCounter = PerCpuCounter::new();
+/// Local flushes (counted on the flushing CPU).
+static LOCAL_FLUSHES: PerCpuCounter = PerCpuCounter::new();
+
+/// Shootdown counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlbStats {
+    pub ipis_sent: u64,
+    pub requests_served: u64,
+    pub local_flushes: u64,
+}
+
+/// Totals over all CPUs.
+pub fn stats() -> TlbStats {
+    TlbStats {
+        ipis_sent: IPIS_SENT.sum().max(0) as u64,
+        requests_served: REQUESTS_SERVED.sum().max(0) as u64,
+        local_flushes: LOCAL_FLUSHES.sum().max(0) as u64,
+    }
+}
+
+/// Requests served by `cpu` so far (tests check that CPUs which never ran
+/// an address space are never asked).
+pub fn served_by(cpu: usize) -> u64 {
+    REQUESTS_SERVED.local_value(cpu).max(0) as u64
+}
+
+/// A range of one address space whose stale translations must go; grows as
+/// an operation unmaps or write-protects pages, flushed once at its end.
+pub struct TlbBatch {
+    start: u64,
+    end: u64,
+}
+
+impl TlbBatch {
+    pub const fn new() -> Self {
+        TlbBatch { start: u64::MAX, end: 0 }
+    }
+
+    /// Adds the page at `va`.
+    pub fn add_page(&mut self, va: u64) {
+        self.add_range(va, va + PAGE);
+    }
+
+    /// Adds `[start, end)`.
+    pub fn add_range(&mut self, start: u64, end: u64) {
+        self.start = self.start.min(start);
+        self.end = self.end.max(end);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start >= self.end
+    }
+
+    /// Flushes the collected range on every CPU that may cache it.
+    pub fn flush(self, aspace: &AddressSpace) {
+        if !self.is_empty() {
+            flush_range(aspace, self.start, self.end - self.start);
+        }
+    }
+}
+
+/// Invalidates `[start, start + len)` of `aspace` on every CPU that ran it
+/// since it last switched away (and on this one), and returns once they all
+/// did.  Under `locks=global` every online CPU is asked (the ablation).
+pub fn flush_range(aspace: &AddressSpace, start: u64, len: u64) {
+    if len == 0 {
+        return;
+    }
+    let end = start.saturating_add(len);
+    let id = aspace as *const AddressSpace as usize;
+    let interrupts_were_enabled = arch::irq::save_disable();
+    let me = arch::cpu::id();
+    // After the caller's PTE stores (SeqCst pairs with `activate`).
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let mask = match crate::cmdline::lock_mode() {
+        crate::cmdline::LockMode::PerCpu => aspace.cpu_mask(),
+        crate::cmdline::LockMode::Global => online_mask(),
+    };
+    let done = AtomicUsize::new(0);
+    let mut targets = 0;
+    for cpu in (0..MAX_CPUS).filter(|&c| c != me && mask & (1u64 << c) != 0) {
+        post(cpu, Request { aspace: id, start, end, done: &done });
+        arch::apic::send_ipi(cpu, arch::CALL_VECTOR);
+        IPIS_SENT.inc();
+        targets += 1;
+    }
+    if aspace::active_id(me) == id {
+        flush_local(start, end);
+    }
+    while done.load(Ordering::Acquire) < targets {
+        service_pending();
+        core::hint::spin_loop();
+    }
+    arch::irq::restore(interrupts_were_enabled);
+}
+
+/// Every online CPU, as a mask.
+fn online_mask() -> u64 {
+    (0..arch::cpu::count().min(MAX_CPUS))
+        .filter(|&c| arch::cpu::get(c).is_online())
+        .fold(0, |m, c| m | 1u64 << c)
+}
+
+/// Puts `req` in `cpu`'s mailbox, serving our own while it is full.
+fn post(cpu: usize, req: Request) {
+    loop {
+        {
+            let mut slots = MAILBOXES[cpu].slots.lock();
+            if let Some(free) = slots.iter_mut().find(|s| s.is_none()) {
+                *free = Some(req);
+                return;
+            }
+        }
+        service_pending();
+        core::hint::spin_loop();
+    }
+}
+
+/// Serves this CPU's mailbox.  Call with interrupts disabled.
+pub fn service_pending() {
+    let me = arch::cpu::id();
+    let active = aspace::active_id(me);
+    loop {
+        let req = {
+            let mut slots = MAILBOXES[me].slots.lock();
+            slots.iter_mut().find_map(|s| s.take())
+        };
+        let Some(req) = req else { return };
+        if req.aspace == active {
+            flush_local(req.start, req.end);
+        }
+        REQUESTS_SERVED.inc();
+        // SAFETY: the initiator keeps `done` alive until it counted every
+        // acknowledgement, which includes this one (see `Request`).
+        unsafe { (*req.done).fetch_add(1, Ordering::Release) };
+    }
+}
+
+/// The `CALL_VECTOR` hook (interrupts disabled, after EOI).  Also makes
+/// sure this CPU's protections (SMEP/SMAP/WP/NXE) are on: the boot's
+/// `smp::ping_all` sends this IPI to every CPU, so each gets them at boot
+/// even if it never loads a user address space (`init_cpu` is idempotent).
+pub fn on_call_ipi() {
+    super::init_cpu();
+    service_pending();
+}
+
+/// Flushes `[start, end)` from this CPU's TLB.
+fn flush_local(start: u64, end: u64) {
+    LOCAL_FLUSHES.inc();
+    if (end - start) / PAGE > INVLPG_LIMIT {
+        flush_all_local();
+        return;
+    }
+    let mut va = start;
+    while va < end {
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new_truncate(va));
+        va += PAGE;
+    }
+}
+
+/// Drops every non-global translation of this CPU (CR3 reload).
+fn flush_all_local() {
+    x86_64::instructions::tlb::flush_all();
+}

@@ -1,0 +1,179 @@
+//! Copies between kernel memory and user memory of the loaded address space.
+//!
+//! Owns: the only kernel code allowed to touch user pages (two assembly
+//! routines, `rep movsb` and `rep stosb`), the exception table that lets a
+//! fault inside them return an error instead of panicking, and the SMAP
+//! bracket (`stac` before, `clac` after) around them.
+//!
+//! Invariants: every address range is checked against `USER_END` (with
+//! overflow) before any byte is touched, so a user pointer can never make
+//! the kernel read or write kernel memory; a fault inside a copy first goes
+//! through demand paging / copy-on-write (`vm::page_fault`) and, when that
+//! fails, resumes at the routine's fixup, which reports failure.
+//!
+//! Must not: be called with a kernel pointer as the "user" side, or hold a
+//! VM lock (a fault inside the copy takes the address-space lock).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::arch::{asm, global_asm};
+use core::mem::MaybeUninit;
+
+use super::{aspace, USER_END};
+use crate::syscall::errno::Errno;
+
+global_asm!(
+    r#"
+    .section .text.vm_uaccess, "ax"
+    // vm_uaccess_copy(dst: rdi, src: rsi, len: rdx) -> rax: 0 ok, 1 fault
+    .global vm_uaccess_copy
+vm_uaccess_copy:
+    mov rcx, rdx
+vm_uaccess_copy_insn:
+    rep movsb
+vm_uaccess_copy_end:
+    xor eax, eax
+    ret
+vm_uaccess_copy_fixup:
+    mov eax, 1
+    ret
+
+    // vm_uaccess_zero(dst: rdi, len: rsi) -> rax: 0 ok, 1 fault
+    .global vm_uaccess_zero
+vm_uaccess_zero:
+    mov rcx, rsi
+    xor eax, eax
+vm_uaccess_zero_insn:
+    rep stosb
+vm_uaccess_zero_end:
+    ret
+vm_uaccess_zero_fixup:
+    mov eax, 1
+    ret
+
+    // The exception table: (first byte, end, fixup) of each faulting range.
+    .section .rodata.vm_uaccess, "a"
+    .balign 8
+    .global vm_uaccess_table
+vm_uaccess_table:
+    .quad vm_uaccess_copy_insn, vm_uaccess_copy_end, vm_uaccess_copy_fixup
+    .quad vm_uaccess_zero_insn, vm_uaccess_zero_end, vm_uaccess_zero_fixup
+    "#
+);
+
+unsafe extern "C" {
+    fn vm_uaccess_copy(dst: *mut u8, src: *const u8, len: usize) -> u64;
+    fn vm_uaccess_zero(dst: *mut u8, len: usize) -> u64;
+    static vm_uaccess_table: [[u64; 3]; 2];
+}
+
+/// Where to resume when a fault hits `rip` inside a user copy.
+pub fn fixup_for(rip: u64) -> Option<u64> {
+    // SAFETY: a read-only table written by the assembler above.
+    let table = unsafe { &vm_uaccess_table };
+    table.iter().find(|e| e[0] <= rip && rip < e[1]).map(|e| e[2])
+}
+
+/// Checks that `[addr, addr + len)` lies in the user half.
+pub fn check_range(addr: u64, len: usize) -> Result<(), Errno> {
+    match addr.checked_add(len as u64) {
+        Some(end) if end <= USER_END => Ok(()),
+        _ => Err(Errno::EFAULT),
+    }
+}
+
+/// Runs `f` with supervisor access to user pages allowed (SMAP).
+fn with_user_access(f: impl FnOnce() -> u64) -> Result<(), Errno> {
+    let smap = aspace::smap_enabled();
+    if smap {
+        // SAFETY: `stac` only sets RFLAGS.AC (allowing supervisor access to
+        // user pages); it exists because CPUID reported SMAP.
+        unsafe { asm!("stac", options(nostack)) };
+    }
+    let faulted = f();
+    if smap {
+        // SAFETY: `clac` clears RFLAGS.AC again.
+        unsafe { asm!("clac", options(nostack)) };
+    }
+    if faulted == 0 { Ok(()) } else { Err(Errno::EFAULT) }
+}
+
+/// Copies `dst.len()` bytes from user address `src`.
+pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Errno> {
+    check_range(src, dst.len())?;
+    if dst.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: `dst` is a valid kernel buffer; `src..src+len` is in the user
+    // half (checked), where a fault is caught by the exception table.
+    with_user_access(|| unsafe { vm_uaccess_copy(dst.as_mut_ptr(), src as *const u8, dst.len()) })
+}
+
+/// Copies `src` to user address `dst`.
+pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
+    check_range(dst, src.len())?;
+    if src.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: as in `copy_from_user`, directions swapped.
+    with_user_access(|| unsafe { vm_uaccess_copy(dst as *mut u8, src.as_ptr(), src.len()) })
+}
+
+/// Zeroes `len` bytes at user address `dst`.
+pub fn zero_user(dst: u64, len: usize) -> Result<(), Errno> {
+    check_range(dst, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: user-half range (checked); faults are caught.
+    with_user_access(|| unsafe { vm_uaccess_zero(dst as *mut u8, len) })
+}
+
+/// Reads a `T` from user address `addr`.  `T` must be plain data for which
+/// every bit pattern is valid (integers, arrays and `repr(C)` structs of
+/// them — the Linux ABI structures); never `bool`, enums or references.
+pub fn read_user<T: Copy>(addr: u64) -> Result<T, Errno> {
+    let mut value = MaybeUninit::<T>::uninit();
+    // SAFETY: the bytes of a `MaybeUninit<T>` may be written freely.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(value.as_mut_ptr() as *mut u8, core::mem::size_of::<T>()) };
+    copy_from_user(bytes, addr)?;
+    // SAFETY: every byte was written, and `T` is plain data (doc above).
+    Ok(unsafe { value.assume_init() })
+}
+
+/// Writes `value` to user address `addr` (`T` plain data without padding
+/// that matters: its bytes are copied as they are).
+pub fn write_user<T: Copy>(addr: u64, value: &T) -> Result<(), Errno> {
+    // SAFETY: viewing a `T` as its bytes for the duration of the copy.
+    let bytes = unsafe { core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>()) };
+    copy_to_user(addr, bytes)
+}
+
+/// Reads a NUL-terminated string of at most `max` bytes (NUL excluded) as
+/// raw bytes.  `ENAMETOOLONG` when no NUL comes within `max`.
+pub fn read_user_cstr_bytes(addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+    let mut out = Vec::new();
+    let mut at = addr;
+    let mut chunk = [0u8; 256];
+    loop {
+        // Never cross a page in one copy: the string may end just before an
+        // unmapped page.
+        let to_page_end = (super::PAGE_SIZE - at % super::PAGE_SIZE) as usize;
+        let n = chunk.len().min(to_page_end).min(max.saturating_add(1) - out.len());
+        copy_from_user(&mut chunk[..n], at)?;
+        if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..nul]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() > max {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        at += n as u64;
+    }
+}
+
+/// Like `read_user_cstr_bytes`, as UTF-8 (`EINVAL` when it is not).
+pub fn read_user_cstr(addr: u64, max: usize) -> Result<String, Errno> {
+    String::from_utf8(read_user_cstr_bytes(addr, max)?).map_err(|_| Errno::EINVAL)
+}

@@ -1,0 +1,285 @@
+//! The process (thread group): identity, family, shared resources, exit
+//! state, credentials and resource limits; and the pid/tid tables.
+//!
+//! Owns: `Process`, pid/tid allocation (one atomic counter: tids and pids
+//! share a space, a process's pid is its first thread's tid), and the
+//! hashed tables that map a pid or tid to its object (a lock per bucket;
+//! entries are `Weak`, removed when the object goes away).
+//!
+//! Invariants: `live_threads` counts tasks of the process that have not
+//! exited; the one that brings it to zero finishes the process
+//! (`exit::finish_process`).  A zombie keeps its `exit_status` until its
+//! parent reaps it.  Lock order: `children` before any child's lock;
+//! table buckets are leaves.
+//!
+//! Must not: hold a table bucket lock while calling out.
+
+use alloc::string::String;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+
+use super::files::Files;
+use super::signal::ProcessSignals;
+use super::task::Task;
+use crate::mm::vm::AddressSpace;
+use crate::sched::{IrqSpinLock, WaitQueue};
+
+/// A process or thread id (Linux `pid_t`).
+pub type Pid = i32;
+
+/// Number of resource limits (`RLIMIT_*`, Linux has 16).
+pub const RLIMIT_COUNT: usize = 16;
+/// `RLIM_INFINITY`.
+pub const RLIM_INFINITY: u64 = u64::MAX;
+
+/// One resource limit (`struct rlimit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct Rlimit {
+    pub cur: u64,
+    pub max: u64,
+}
+
+/// Linux's defaults for a fresh init process.
+fn default_rlimits() -> [Rlimit; RLIMIT_COUNT] {
+    let inf = Rlimit { cur: RLIM_INFINITY, max: RLIM_INFINITY };
+    let mut limits = [inf; RLIMIT_COUNT];
+    limits[3] = Rlimit { cur: 8 << 20, max: RLIM_INFINITY }; // RLIMIT_STACK
+    limits[4] = Rlimit { cur: 0, max: RLIM_INFINITY }; // RLIMIT_CORE
+    limits[7] = Rlimit { cur: 1024, max: 4096 }; // RLIMIT_NOFILE
+    limits[8] = Rlimit { cur: 8 << 20, max: 8 << 20 }; // RLIMIT_MEMLOCK
+    limits
+}
+
+/// User and group ids (all root here; `set*id` may change them).
+pub struct Creds {
+    pub uid: AtomicU32,
+    pub euid: AtomicU32,
+    pub suid: AtomicU32,
+    pub gid: AtomicU32,
+    pub egid: AtomicU32,
+    pub sgid: AtomicU32,
+}
+
+impl Creds {
+    fn copy_of(other: &Creds) -> Creds {
+        let get = |a: &AtomicU32| AtomicU32::new(a.load(Ordering::Relaxed));
+        Creds {
+            uid: get(&other.uid),
+            euid: get(&other.euid),
+            suid: get(&other.suid),
+            gid: get(&other.gid),
+            egid: get(&other.egid),
+            sgid: get(&other.sgid),
+        }
+    }
+
+    fn root() -> Creds {
+        Creds {
+            uid: AtomicU32::new(0),
+            euid: AtomicU32::new(0),
+            suid: AtomicU32::new(0),
+            gid: AtomicU32::new(0),
+            egid: AtomicU32::new(0),
+            sgid: AtomicU32::new(0),
+        }
+    }
+}
+
+/// A process.
+pub struct Process {
+    pub pid: Pid,
+    /// Parent's pid (changes when the parent dies: reparented to 1).
+    pub ppid: AtomicI32,
+    parent: IrqSpinLock<Weak<Process>>,
+    /// Children, alive or zombie (removed when reaped).
+    pub children: IrqSpinLock<Vec<Arc<Process>>>,
+    /// Woken whenever a child changes state (wait4/waitid sleep here).
+    pub child_wait: WaitQueue,
+    /// The process's address space (tasks keep their own handle to it
+    /// for the switch path; `execve` replaces both).
+    aspace: IrqSpinLock<Option<Arc<AddressSpace>>>,
+    /// Files and file-system context (`fs` glue).
+    pub files: Files,
+    pub signals: ProcessSignals,
+    pub creds: Creds,
+    pub rlimits: IrqSpinLock<[Rlimit; RLIMIT_COUNT]>,
+    /// The threads (for kill, exit_group, execve).
+    pub tasks: IrqSpinLock<Vec<Weak<Task>>>,
+    pub live_threads: AtomicUsize,
+    /// Set by the first exit_group / fatal signal: the other threads exit.
+    pub exiting: AtomicBool,
+    /// Wait status (Linux encoding) once the process ended.
+    pub exit_status: AtomicI32,
+    /// True once every thread exited (a zombie until reaped).
+    pub zombie: AtomicBool,
+    /// vfork: the parent sleeps here until this child execs or exits.
+    pub vfork_done: AtomicBool,
+    pub vfork_wait: WaitQueue,
+    /// Program name (argv[0] of the last execve) for logs.
+    pub name: IrqSpinLock<String>,
+}
+
+impl Process {
+    /// A new process.  `parent` is `None` only for PID 1.
+    pub fn new(
+        pid: Pid,
+        parent: Option<&Arc<Process>>,
+        aspace: Arc<AddressSpace>,
+        files: Files,
+        signals: ProcessSignals,
+        name: String,
+    ) -> Arc<Process> {
+        let (ppid, weak_parent, creds, rlimits) = match parent {
+            Some(p) => (p.pid, Arc::downgrade(p), Creds::copy_of(&p.creds), *p.rlimits.lock()),
+            None => (0, Weak::new(), Creds::root(), default_rlimits()),
+        };
+        let process = Arc::new(Process {
+            pid,
+            ppid: AtomicI32::new(ppid),
+            parent: IrqSpinLock::new(weak_parent),
+            children: IrqSpinLock::new(Vec::new()),
+            child_wait: WaitQueue::new(),
+            aspace: IrqSpinLock::new(Some(aspace)),
+            files,
+            signals,
+            creds,
+            rlimits: IrqSpinLock::new(rlimits),
+            tasks: IrqSpinLock::new(Vec::new()),
+            live_threads: AtomicUsize::new(0),
+            exiting: AtomicBool::new(false),
+            exit_status: AtomicI32::new(0),
+            zombie: AtomicBool::new(false),
+            vfork_done: AtomicBool::new(false),
+            vfork_wait: WaitQueue::new(),
+            name: IrqSpinLock::new(name),
+        });
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        register_process(&process);
+        if let Some(p) = parent {
+            p.children.lock().push(process.clone());
+        }
+        process
+    }
+
+    /// The parent, if it still exists.
+    pub fn parent(&self) -> Option<Arc<Process>> {
+        self.parent.lock().upgrade()
+    }
+
+    /// Makes `new_parent` the parent (the old one died).
+    pub fn set_parent(&self, new_parent: &Arc<Process>) {
+        *self.parent.lock() = Arc::downgrade(new_parent);
+        self.ppid.store(new_parent.pid, Ordering::Release);
+    }
+
+    /// The address space (shared by the process's tasks); `None` once the
+    /// process ended.
+    #[allow(dead_code)] // interface for other subsystems (docs/USERSPACE.md)
+    pub fn aspace(&self) -> Option<Arc<AddressSpace>> {
+        self.aspace.lock().clone()
+    }
+
+    /// Records the address space installed by `execve`, or drops it
+    /// (`None`) when the process ends.
+    pub fn set_aspace(&self, aspace: Option<Arc<AddressSpace>>) {
+        let old = core::mem::replace(&mut *self.aspace.lock(), aspace);
+        drop(old);
+    }
+
+    /// Adds a task (before it first runs).
+    pub fn add_task(&self, task: &Arc<Task>) {
+        self.tasks.lock().push(Arc::downgrade(task));
+        self.live_threads.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The live tasks.
+    pub fn task_list(&self) -> Vec<Arc<Task>> {
+        let mut tasks = self.tasks.lock();
+        tasks.retain(|w| w.strong_count() > 0);
+        tasks.iter().filter_map(Weak::upgrade).collect()
+    }
+
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Processes in existence (zombies included).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Number of processes in existence (for `sysinfo`).
+pub fn live_processes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Next pid/tid (1 is PID 1).
+static NEXT_ID: AtomicI32 = AtomicI32::new(1);
+
+/// A fresh pid/tid.
+pub fn alloc_id() -> Pid {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Buckets of the pid and tid tables.
+const BUCKETS: usize = 64;
+
+type Bucket<T> = IrqSpinLock<Vec<(Pid, Weak<T>)>>;
+
+static PROCESSES: [Bucket<Process>; BUCKETS] = [const { IrqSpinLock::new(Vec::new()) }; BUCKETS];
+static TASKS: [Bucket<Task>; BUCKETS] = [const { IrqSpinLock::new(Vec::new()) }; BUCKETS];
+
+fn bucket_of(id: Pid) -> usize {
+    (id as u32 as usize) % BUCKETS
+}
+
+fn insert<T>(table: &[Bucket<T>; BUCKETS], id: Pid, item: &Arc<T>) {
+    let mut bucket = table[bucket_of(id)].lock();
+    bucket.retain(|(_, w)| w.strong_count() > 0);
+    bucket.push((id, Arc::downgrade(item)));
+}
+
+fn lookup<T>(table: &[Bucket<T>; BUCKETS], id: Pid) -> Option<Arc<T>> {
+    if id <= 0 {
+        return None;
+    }
+    let bucket = table[bucket_of(id)].lock();
+    bucket.iter().find(|(i, _)| *i == id).and_then(|(_, w)| w.upgrade())
+}
+
+fn remove<T>(table: &[Bucket<T>; BUCKETS], id: Pid) {
+    table[bucket_of(id)].lock().retain(|(i, w)| *i != id && w.strong_count() > 0);
+}
+
+fn register_process(p: &Arc<Process>) {
+    insert(&PROCESSES, p.pid, p);
+}
+
+/// Records a task in the tid table.
+pub fn register_task(t: &Arc<Task>) {
+    insert(&TASKS, t.tid, t);
+}
+
+/// Removes a task from the tid table (it exited).
+pub fn unregister_task(tid: Pid) {
+    remove(&TASKS, tid);
+}
+
+/// Removes a reaped process from the pid table.
+pub fn unregister_process(pid: Pid) {
+    remove(&PROCESSES, pid);
+}
+
+/// The process with this pid (alive or zombie).
+pub fn find_process(pid: Pid) -> Option<Arc<Process>> {
+    lookup(&PROCESSES, pid)
+}
+
+/// The live task with this tid.
+pub fn find_task(tid: Pid) -> Option<Arc<Task>> {
+    lookup(&TASKS, tid)
+}

@@ -1,0 +1,220 @@
+//! System calls: the dispatch table by Linux x86_64 number.
+//!
+//! Owns: the mapping from syscall number to handler, the decoding of the
+//! six argument registers (rdi, rsi, rdx, r10, r8, r9; `int` arguments are
+//! the low 32 bits), the result convention (`rax` = value, or `-errno`),
+//! and the name table used to log each unsupported call once (by name).
+//!
+//! Files: `errno.rs` (shared), `process.rs`, `signal.rs`, `time.rs`,
+//! `info.rs` (engineer "proc"); `mm.rs` (engineer "vm"); `fs.rs`
+//! (engineer "fs").  fork/clone/execve/exit/wait and futex are in `proc`.
+//!
+//! Invariants: every number without a handler returns `ENOSYS`; a handler
+//! never sees an unchecked user pointer dereferenced (they go through
+//! `mm::uaccess`).  Must not: block with interrupts off (the entry enables
+//! them before `dispatch`).
+
+pub mod errno;
+pub mod fs;
+pub mod info;
+pub mod mm;
+pub mod process;
+pub mod signal;
+pub mod time;
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::arch::idt::InterruptFrame;
+use errno::{Errno, SysResult};
+use process::Id;
+
+/// Linux x86_64 syscall names, indexed by number (0..=334).
+static NAMES: [&str; 335] = [
+    "read", "write", "open", "close", "stat", "fstat", "lstat", "poll", "lseek", "mmap",
+    "mprotect", "munmap", "brk", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "ioctl",
+    "pread64", "pwrite64", "readv", "writev", "access", "pipe", "select", "sched_yield", "mremap",
+    "msync", "mincore", "madvise", "shmget", "shmat", "shmctl", "dup", "dup2", "pause",
+    "nanosleep", "getitimer", "alarm", "setitimer", "getpid", "sendfile", "socket", "connect",
+    "accept", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "bind", "listen",
+    "getsockname", "getpeername", "socketpair", "setsockopt", "getsockopt", "clone", "fork",
+    "vfork", "execve", "exit", "wait4", "kill", "uname", "semget", "semop", "semctl", "shmdt",
+    "msgget", "msgsnd", "msgrcv", "msgctl", "fcntl", "flock", "fsync", "fdatasync", "truncate",
+    "ftruncate", "getdents", "getcwd", "chdir", "fchdir", "rename", "mkdir", "rmdir", "creat",
+    "link", "unlink", "symlink", "readlink", "chmod", "fchmod", "chown", "fchown", "lchown",
+    "umask", "gettimeofday", "getrlimit", "getrusage", "sysinfo", "times", "ptrace", "getuid",
+    "syslog", "getgid", "setuid", "setgid", "geteuid", "getegid", "setpgid", "getppid", "getpgrp",
+    "setsid", "setreuid", "setregid", "getgroups", "setgroups", "setresuid", "getresuid",
+    "setresgid", "getresgid", "getpgid", "setfsuid", "setfsgid", "getsid", "capget", "capset",
+    "rt_sigpending", "rt_sigtimedwait", "rt_sigqueueinfo", "rt_sigsuspend", "sigaltstack", "utime",
+    "mknod", "uselib", "personality", "ustat", "statfs", "fstatfs", "sysfs", "getpriority",
+    "setpriority", "sched_setparam", "sched_getparam", "sched_setscheduler", "sched_getscheduler",
+    "sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval", "mlock",
+    "munlock", "mlockall", "munlockall", "vhangup", "modify_ldt", "pivot_root", "_sysctl", "prctl",
+    "arch_prctl", "adjtimex", "setrlimit", "chroot", "sync", "acct", "settimeofday", "mount",
+    "umount2", "swapon", "swapoff", "reboot", "sethostname", "setdomainname", "iopl", "ioperm",
+    "create_module", "init_module", "delete_module", "get_kernel_syms", "query_module", "quotactl",
+    "nfsservctl", "getpmsg", "putpmsg", "afs_syscall", "tuxcall", "security", "gettid",
+    "readahead", "setxattr", "lsetxattr", "fsetxattr", "getxattr", "lgetxattr", "fgetxattr",
+    "listxattr", "llistxattr", "flistxattr", "removexattr", "lremovexattr", "fremovexattr",
+    "tkill", "time", "futex", "sched_setaffinity", "sched_getaffinity", "set_thread_area",
+    "io_setup", "io_destroy", "io_getevents", "io_submit", "io_cancel", "get_thread_area",
+    "lookup_dcookie", "epoll_create", "epoll_ctl_old", "epoll_wait_old", "remap_file_pages",
+    "getdents64", "set_tid_address", "restart_syscall", "semtimedop", "fadvise64", "timer_create",
+    "timer_settime", "timer_gettime", "timer_getoverrun", "timer_delete", "clock_settime",
+    "clock_gettime", "clock_getres", "clock_nanosleep", "exit_group", "epoll_wait", "epoll_ctl",
+    "tgkill", "utimes", "vserver", "mbind", "set_mempolicy", "get_mempolicy", "mq_open",
+    "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr", "kexec_load",
+    "waitid", "add_key", "request_key", "keyctl", "ioprio_set", "ioprio_get", "inotify_init",
+    "inotify_add_watch", "inotify_rm_watch", "migrate_pages", "openat", "mkdirat", "mknodat",
+    "fchownat", "futimesat", "newfstatat", "unlinkat", "renameat", "linkat", "symlinkat",
+    "readlinkat", "fchmodat", "faccessat", "pselect6", "ppoll", "unshare", "set_robust_list",
+    "get_robust_list", "splice", "tee", "sync_file_range", "vmsplice", "move_pages", "utimensat",
+    "epoll_pwait", "signalfd", "timerfd_create", "eventfd", "fallocate", "timerfd_settime",
+    "timerfd_gettime", "accept4", "signalfd4", "eventfd2", "epoll_create1", "dup3", "pipe2",
+    "inotify_init1", "preadv", "pwritev", "rt_tgsigqueueinfo", "perf_event_open", "recvmmsg",
+    "fanotify_init", "fanotify_mark", "prlimit64", "name_to_handle_at", "open_by_handle_at",
+    "clock_adjtime", "syncfs", "sendmmsg", "setns", "getcpu", "process_vm_readv",
+    "process_vm_writev", "kcmp", "finit_module", "sched_setattr", "sched_getattr", "renameat2",
+    "seccomp", "getrandom", "memfd_create", "kexec_file_load", "bpf", "execveat", "userfaultfd",
+    "membarrier", "mlock2", "copy_file_range", "preadv2", "pwritev2", "pkey_mprotect",
+    "pkey_alloc", "pkey_free", "statx", "io_pgetevents", "rseq",
+];
+
+/// Names of the newer calls (424 and up) that programs probe.
+fn name_of(nr: u64) -> &'static str {
+    if let Some(n) = NAMES.get(nr as usize) {
+        return n;
+    }
+    match nr {
+        424 => "pidfd_send_signal",
+        425 => "io_uring_setup",
+        426 => "io_uring_enter",
+        427 => "io_uring_register",
+        434 => "pidfd_open",
+        435 => "clone3",
+        436 => "close_range",
+        437 => "openat2",
+        438 => "pidfd_getfd",
+        439 => "faccessat2",
+        441 => "epoll_pwait2",
+        448 => "process_mrelease",
+        449 => "futex_waitv",
+        _ => "unknown",
+    }
+}
+
+/// One bit per syscall number below 512: already logged as unsupported.
+static LOGGED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+/// ENOSYS, logged once per number (by name).
+fn unsupported(nr: u64) -> SysResult {
+    let first = if nr < 512 {
+        let bit = 1u64 << (nr % 64);
+        LOGGED[(nr / 64) as usize].fetch_or(bit, Ordering::Relaxed) & bit == 0
+    } else {
+        LOGGED[7].fetch_or(1 << 63, Ordering::Relaxed) & (1 << 63) == 0
+    };
+    if first {
+        log::warn!("syscall: {} ({}) is not implemented: ENOSYS", name_of(nr), nr);
+    }
+    Err(Errno::ENOSYS)
+}
+
+/// The calling process's address space (for the `mm` calls).
+fn aspace() -> Result<alloc::sync::Arc<crate::mm::vm::AddressSpace>, Errno> {
+    crate::proc::task::current_aspace().ok_or(Errno::ENOSYS)
+}
+
+/// Runs the system call described by `frame` (number in `rax`) and puts
+/// the result in `rax`.
+pub fn dispatch(frame: &mut InterruptFrame) {
+    let nr = frame.rax;
+    let (a0, a1, a2, a3, a4, a5) = (frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9);
+    let result: SysResult = match nr {
+        // Memory (engineer "vm").
+        9 => aspace().and_then(|a| mm::sys_mmap(&a, a0, a1, a2, a3, a4, a5)),
+        10 => aspace().and_then(|a| mm::sys_mprotect(&a, a0, a1, a2)),
+        11 => aspace().and_then(|a| mm::sys_munmap(&a, a0, a1)),
+        12 => aspace().and_then(|a| mm::sys_brk(&a, a0)),
+        25 => aspace().and_then(|a| mm::sys_mremap(&a, a0, a1, a2, a3, a4)),
+        28 => aspace().and_then(|a| mm::sys_madvise(&a, a0, a1, a2)),
+
+        // Signals.
+        13 => signal::sys_rt_sigaction(a0 as i32, a1, a2, a3),
+        14 => signal::sys_rt_sigprocmask(a0 as i32, a1, a2, a3),
+        15 => signal::sys_rt_sigreturn(frame),
+        34 => signal::sys_pause(),
+        62 => signal::sys_kill(a0 as i32, a1 as i32),
+        127 => signal::sys_rt_sigpending(a0, a1),
+        130 => signal::sys_rt_sigsuspend(a0, a1),
+        131 => signal::sys_sigaltstack(frame, a0, a1),
+        200 => signal::sys_tkill(a0 as i32, a1 as i32),
+        234 => signal::sys_tgkill(a0 as i32, a1 as i32, a2 as i32),
+
+        // Processes and threads.
+        24 => process::sys_sched_yield(),
+        39 => process::sys_getpid(),
+        56 => crate::proc::clone::sys_clone(frame, a0, a1, a2, a3, a4),
+        57 => crate::proc::clone::sys_fork(frame),
+        58 => crate::proc::clone::sys_vfork(frame),
+        59 => crate::proc::exec::sys_execve(frame, a0, a1, a2),
+        60 => crate::proc::exit::sys_exit(a0 as i32),
+        61 => crate::proc::exit::sys_wait4(a0 as i32, a1, a2, a3),
+        97 => process::sys_getrlimit(a0 as u32, a1),
+        102 => process::sys_getid(Id::Uid),
+        104 => process::sys_getid(Id::Gid),
+        105 => process::sys_setid(a0 as u32, false),
+        106 => process::sys_setid(a0 as u32, true),
+        107 => process::sys_getid(Id::Euid),
+        108 => process::sys_getid(Id::Egid),
+        109 => process::sys_setpgid(a0 as i32, a1 as i32),
+        110 => process::sys_getppid(),
+        111 => process::sys_getpgid(0),
+        112 => process::sys_setsid(),
+        113 => process::sys_setresid(a0 as u32, a1 as u32, u32::MAX, false),
+        114 => process::sys_setresid(a0 as u32, a1 as u32, u32::MAX, true),
+        117 => process::sys_setresid(a0 as u32, a1 as u32, a2 as u32, false),
+        118 => process::sys_getresid(a0, a1, a2, false),
+        119 => process::sys_setresid(a0 as u32, a1 as u32, a2 as u32, true),
+        120 => process::sys_getresid(a0, a1, a2, true),
+        121 => process::sys_getpgid(a0 as i32),
+        124 => process::sys_getpgid(a0 as i32),
+        158 => process::sys_arch_prctl(a0, a1),
+        160 => process::sys_setrlimit(a0 as u32, a1),
+        186 => process::sys_gettid(),
+        202 => crate::proc::futex::sys_futex(a0, a1 as u32, a2 as u32, a3, a4, a5 as u32),
+        203 => process::sys_sched_setaffinity(a0 as i32, a1, a2),
+        204 => process::sys_sched_getaffinity(a0 as i32, a1, a2),
+        218 => process::sys_set_tid_address(a0),
+        231 => crate::proc::exit::sys_exit_group(a0 as i32),
+        247 => crate::proc::exit::sys_waitid(a0 as u32, a1 as i32, a2, a3, a4),
+        273 => process::sys_set_robust_list(a0, a1),
+        302 => process::sys_prlimit64(a0 as i32, a1 as u32, a2, a3),
+
+        // Time.
+        35 => time::sys_nanosleep(a0, a1),
+        96 => time::sys_gettimeofday(a0, a1),
+        228 => time::sys_clock_gettime(a0 as u32, a1),
+        229 => time::sys_clock_getres(a0 as u32, a1),
+        230 => time::sys_clock_nanosleep(a0 as u32, a1 as u32, a2, a3),
+
+        // Information.
+        63 => info::sys_uname(a0),
+        99 => info::sys_sysinfo(a0),
+        309 => info::sys_getcpu(a0, a1),
+        318 => info::sys_getrandom(a0, a1, a2 as u32),
+
+        _ => fs_call(nr, frame),
+    };
+    frame.rax = match result {
+        Ok(v) => v as u64,
+        Err(e) => e.to_return() as u64,
+    };
+}
+
+/// The file calls (engineer "fs": `syscall::fs::dispatch`); ENOSYS for
+/// every number nobody serves.
+fn fs_call(nr: u64, frame: &InterruptFrame) -> SysResult {
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    fs::dispatch(nr, args).unwrap_or_else(|| unsupported(nr))
+}

@@ -1,0 +1,273 @@
+//! Process and thread system calls that are thin over `proc`: identity
+//! (getpid, gettid, getppid, uid/gid families), set_tid_address,
+//! set_robust_list, arch_prctl, resource limits, scheduling (yield,
+//! affinity).  fork/clone/execve/exit/wait live in `proc` and are called
+//! from the table directly.
+//!
+//! Per-core rule: getpid and gettid read the running task through the
+//! per-CPU area; no lock.  Must not: change another process's state
+//! without a permission check (everyone is root here, so the check is the
+//! existence of the target).
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::mm::uaccess::{copy_from_user, copy_to_user, write_user};
+use crate::proc::process::{self, Rlimit, RLIMIT_COUNT};
+use crate::proc::{current_task, Task};
+use crate::sched;
+use crate::syscall::errno::{Errno, SysResult};
+
+/// The calling task (syscalls only come from user tasks).
+fn me() -> Result<&'static Task, Errno> {
+    current_task().ok_or(Errno::ENOSYS)
+}
+
+pub fn sys_getpid() -> SysResult {
+    Ok(me()?.process.pid as usize)
+}
+
+pub fn sys_gettid() -> SysResult {
+    Ok(me()?.tid as usize)
+}
+
+pub fn sys_getppid() -> SysResult {
+    Ok(me()?.process.ppid.load(Ordering::Acquire) as usize)
+}
+
+/// Which id of `Creds` a get call reads.
+pub enum Id {
+    Uid,
+    Euid,
+    Gid,
+    Egid,
+}
+
+pub fn sys_getid(which: Id) -> SysResult {
+    let c = &me()?.process.creds;
+    let v = match which {
+        Id::Uid => &c.uid,
+        Id::Euid => &c.euid,
+        Id::Gid => &c.gid,
+        Id::Egid => &c.egid,
+    };
+    Ok(v.load(Ordering::Relaxed) as usize)
+}
+
+/// `setuid`/`setgid`: root may set all three ids; others only to a value
+/// they already hold.
+pub fn sys_setid(id: u32, group: bool) -> SysResult {
+    let c = &me()?.process.creds;
+    let (real, eff, saved) = if group { (&c.gid, &c.egid, &c.sgid) } else { (&c.uid, &c.euid, &c.suid) };
+    if c.euid.load(Ordering::Relaxed) == 0 {
+        real.store(id, Ordering::Relaxed);
+        eff.store(id, Ordering::Relaxed);
+        saved.store(id, Ordering::Relaxed);
+        return Ok(0);
+    }
+    if id == real.load(Ordering::Relaxed) || id == saved.load(Ordering::Relaxed) {
+        eff.store(id, Ordering::Relaxed);
+        return Ok(0);
+    }
+    Err(Errno::EPERM)
+}
+
+/// `setresuid`/`setresgid` (-1 keeps a value).
+pub fn sys_setresid(r: u32, e: u32, s: u32, group: bool) -> SysResult {
+    let c = &me()?.process.creds;
+    let (real, eff, saved): (&AtomicU32, &AtomicU32, &AtomicU32) =
+        if group { (&c.gid, &c.egid, &c.sgid) } else { (&c.uid, &c.euid, &c.suid) };
+    let root = c.euid.load(Ordering::Relaxed) == 0;
+    let held = [real.load(Ordering::Relaxed), eff.load(Ordering::Relaxed), saved.load(Ordering::Relaxed)];
+    for v in [r, e, s] {
+        if v != u32::MAX && !root && !held.contains(&v) {
+            return Err(Errno::EPERM);
+        }
+    }
+    for (slot, v) in [(real, r), (eff, e), (saved, s)] {
+        if v != u32::MAX {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+    Ok(0)
+}
+
+/// `getresuid`/`getresgid`.
+pub fn sys_getresid(r: u64, e: u64, s: u64, group: bool) -> SysResult {
+    let c = &me()?.process.creds;
+    let (real, eff, saved) = if group { (&c.gid, &c.egid, &c.sgid) } else { (&c.uid, &c.euid, &c.suid) };
+    write_user(r, &real.load(Ordering::Relaxed))?;
+    write_user(e, &eff.load(Ordering::Relaxed))?;
+    write_user(s, &saved.load(Ordering::Relaxed))?;
+    Ok(0)
+}
+
+/// `getpgid(pid)` / `getsid(pid)` / `getpgrp()`: there are no process
+/// groups or sessions here; every process leads its own, so the answer is
+/// the pid asked about (ESRCH if it does not exist).
+pub fn sys_getpgid(pid: i32) -> SysResult {
+    let t = me()?;
+    if pid == 0 || pid == t.process.pid {
+        return Ok(t.process.pid as usize);
+    }
+    process::find_process(pid).map(|p| p.pid as usize).ok_or(Errno::ESRCH)
+}
+
+/// `setpgid(pid, pgid)`: accepted for the caller and existing processes
+/// (nothing changes: no process groups).
+pub fn sys_setpgid(pid: i32, pgid: i32) -> SysResult {
+    if pgid < 0 {
+        return Err(Errno::EINVAL);
+    }
+    sys_getpgid(pid).map(|_| 0)
+}
+
+/// `setsid()`: the caller's pid (it is a session leader already).
+pub fn sys_setsid() -> SysResult {
+    Ok(me()?.process.pid as usize)
+}
+
+/// `set_tid_address(tidptr)`: returns the caller's tid.
+pub fn sys_set_tid_address(tidptr: u64) -> SysResult {
+    let t = me()?;
+    t.clear_child_tid.store(tidptr, Ordering::Release);
+    Ok(t.tid as usize)
+}
+
+/// `set_robust_list(head, len)`: recorded (the list is not walked at exit).
+pub fn sys_set_robust_list(head: u64, len: u64) -> SysResult {
+    if len != 24 {
+        return Err(Errno::EINVAL);
+    }
+    me()?.robust_list.store(head, Ordering::Release);
+    Ok(0)
+}
+
+const ARCH_SET_GS: u64 = 0x1001;
+const ARCH_SET_FS: u64 = 0x1002;
+const ARCH_GET_FS: u64 = 0x1003;
+const ARCH_GET_GS: u64 = 0x1004;
+
+/// `arch_prctl(code, addr)`: FS base (TLS); GS is not supported.
+pub fn sys_arch_prctl(code: u64, addr: u64) -> SysResult {
+    let t = me()?;
+    match code {
+        ARCH_SET_FS => {
+            if addr >= crate::mm::vm::USER_END {
+                return Err(Errno::EPERM);
+            }
+            let saved = crate::arch::irq::save_disable();
+            t.fs_base.store(addr, Ordering::Release);
+            x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::new_truncate(addr));
+            crate::arch::irq::restore(saved);
+            Ok(0)
+        }
+        ARCH_GET_FS => {
+            write_user(addr, &t.fs_base.load(Ordering::Acquire))?;
+            Ok(0)
+        }
+        ARCH_GET_GS => {
+            write_user(addr, &0u64)?;
+            Ok(0)
+        }
+        ARCH_SET_GS => Err(Errno::EPERM),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `prlimit64(pid, resource, new, old)`.
+pub fn sys_prlimit64(pid: i32, resource: u32, new: u64, old: u64) -> SysResult {
+    let t = me()?;
+    let resource = resource as usize;
+    if resource >= RLIMIT_COUNT {
+        return Err(Errno::EINVAL);
+    }
+    let target = if pid == 0 || pid == t.process.pid {
+        t.process.clone()
+    } else {
+        process::find_process(pid).ok_or(Errno::ESRCH)?
+    };
+    let new_limit = if new != 0 {
+        let mut raw = [0u8; 16];
+        copy_from_user(&mut raw, new)?;
+        let lim = Rlimit {
+            cur: u64::from_le_bytes(raw[0..8].try_into().unwrap_or([0; 8])),
+            max: u64::from_le_bytes(raw[8..16].try_into().unwrap_or([0; 8])),
+        };
+        if lim.cur > lim.max {
+            return Err(Errno::EINVAL);
+        }
+        Some(lim)
+    } else {
+        None
+    };
+    let previous = {
+        let mut limits = target.rlimits.lock();
+        let previous = limits[resource];
+        if let Some(lim) = new_limit {
+            if lim.max > previous.max && target.creds.euid.load(Ordering::Relaxed) != 0 {
+                return Err(Errno::EPERM);
+            }
+            limits[resource] = lim;
+        }
+        previous
+    };
+    if old != 0 {
+        let mut raw = [0u8; 16];
+        raw[0..8].copy_from_slice(&previous.cur.to_le_bytes());
+        raw[8..16].copy_from_slice(&previous.max.to_le_bytes());
+        copy_to_user(old, &raw)?;
+    }
+    Ok(0)
+}
+
+pub fn sys_getrlimit(resource: u32, old: u64) -> SysResult {
+    sys_prlimit64(0, resource, 0, old)
+}
+
+pub fn sys_setrlimit(resource: u32, new: u64) -> SysResult {
+    sys_prlimit64(0, resource, new, 0)
+}
+
+pub fn sys_sched_yield() -> SysResult {
+    sched::yield_now();
+    Ok(0)
+}
+
+/// The scheduler thread of task `tid` (0 = the caller).
+fn thread_of(tid: i32) -> Result<alloc::sync::Arc<sched::Thread>, Errno> {
+    let t = me()?;
+    let task = if tid == 0 || tid == t.tid {
+        return sched::current().ok_or(Errno::ESRCH);
+    } else {
+        process::find_task(tid).ok_or(Errno::ESRCH)?
+    };
+    task.thread().ok_or(Errno::ESRCH)
+}
+
+/// `sched_getaffinity(pid, len, mask)`: returns the bytes written (8).
+pub fn sys_sched_getaffinity(tid: i32, len: u64, mask: u64) -> SysResult {
+    if len < 8 || len % 8 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let thread = thread_of(tid)?;
+    let cpus = sched::cpu_count();
+    let all = if cpus >= 64 { u64::MAX } else { (1u64 << cpus) - 1 };
+    let m = thread.affinity_mask() & all;
+    write_user(mask, &m)?;
+    Ok(8)
+}
+
+/// `sched_setaffinity(pid, len, mask)`: honoured by the scheduler (the
+/// caller moves at once when its CPU is no longer allowed).
+pub fn sys_sched_setaffinity(tid: i32, len: u64, mask: u64) -> SysResult {
+    let mut raw = [0u8; 8];
+    let n = (len as usize).min(8);
+    if n == 0 {
+        return Err(Errno::EINVAL);
+    }
+    copy_from_user(&mut raw[..n], mask)?;
+    let m = u64::from_le_bytes(raw);
+    let thread = thread_of(tid)?;
+    sched::set_affinity(&thread, m).map_err(|_| Errno::EINVAL)?;
+    Ok(0)
+}

@@ -1,0 +1,154 @@
+//! Time system calls: clock_gettime, clock_getres, gettimeofday,
+//! nanosleep, clock_nanosleep.
+//!
+//! Owns: the clocks user space sees.  `CLOCK_MONOTONIC` (and BOOTTIME,
+//! MONOTONIC_RAW, the COARSE variants, and the CPU-time clocks, which are
+//! approximated by it) is `arch::time::now_ns()`; `CLOCK_REALTIME` adds
+//! the RTC time read once at boot (`init_realtime`).  Per-core rule: reading
+//! a clock takes no lock (one atomic load plus the TSC).
+//!
+//! Must not: accept a `timespec` with `tv_nsec` outside 0..1e9 or a
+//! negative `tv_sec` (EINVAL).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::mm::uaccess::{read_user, write_user};
+use crate::syscall::errno::{Errno, SysResult};
+
+const CLOCK_REALTIME: u32 = 0;
+const CLOCK_MONOTONIC: u32 = 1;
+const CLOCK_PROCESS_CPUTIME_ID: u32 = 2;
+const CLOCK_THREAD_CPUTIME_ID: u32 = 3;
+const CLOCK_MONOTONIC_RAW: u32 = 4;
+const CLOCK_REALTIME_COARSE: u32 = 5;
+const CLOCK_MONOTONIC_COARSE: u32 = 6;
+const CLOCK_BOOTTIME: u32 = 7;
+const TIMER_ABSTIME: u32 = 1;
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// Unix time (ns) at monotonic time 0.
+static REALTIME_OFFSET_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Reads the RTC and fixes the offset of CLOCK_REALTIME.  Once, at boot.
+pub fn init_realtime() {
+    let secs = crate::arch::rtc::read_unix_seconds();
+    let now = crate::arch::time::now_ns();
+    REALTIME_OFFSET_NS.store((secs * NS_PER_SEC).saturating_sub(now), Ordering::Release);
+    log::info!("time: realtime clock from the RTC: {} s since the epoch", secs);
+}
+
+/// Unix time (ns) at monotonic time 0.
+pub fn realtime_offset_ns() -> u64 {
+    REALTIME_OFFSET_NS.load(Ordering::Acquire)
+}
+
+/// `struct timespec`.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct Timespec {
+    pub sec: i64,
+    pub nsec: i64,
+}
+
+impl Timespec {
+    fn from_ns(ns: u64) -> Timespec {
+        Timespec { sec: (ns / NS_PER_SEC) as i64, nsec: (ns % NS_PER_SEC) as i64 }
+    }
+}
+
+/// Reads and checks a user `timespec`; returns it in nanoseconds.
+pub fn read_timespec(addr: u64) -> Result<u64, Errno> {
+    let ts: Timespec = read_user(addr)?;
+    if ts.sec < 0 || !(0..NS_PER_SEC as i64).contains(&ts.nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok((ts.sec as u64).saturating_mul(NS_PER_SEC).saturating_add(ts.nsec as u64))
+}
+
+/// The value of clock `clock` in ns, or EINVAL for an unknown clock.
+fn clock_now(clock: u32) -> Result<u64, Errno> {
+    let mono = crate::arch::time::now_ns();
+    match clock {
+        CLOCK_REALTIME | CLOCK_REALTIME_COARSE => Ok(mono + realtime_offset_ns()),
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => Ok(mono),
+        // CPU-time clocks: wall time since boot is an upper bound.
+        CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => Ok(mono),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `clock_gettime(clock, tp)`.
+pub fn sys_clock_gettime(clock: u32, tp: u64) -> SysResult {
+    let ns = clock_now(clock)?;
+    write_user(tp, &Timespec::from_ns(ns))?;
+    Ok(0)
+}
+
+/// `clock_getres(clock, res)`: the TSC gives nanoseconds, the coarse
+/// clocks the tick.
+pub fn sys_clock_getres(clock: u32, res: u64) -> SysResult {
+    clock_now(clock)?;
+    let ns = match clock {
+        CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE => NS_PER_SEC / crate::arch::TICK_HZ,
+        _ => 1,
+    };
+    if res != 0 {
+        write_user(res, &Timespec::from_ns(ns))?;
+    }
+    Ok(0)
+}
+
+/// `gettimeofday(tv, tz)`.
+pub fn sys_gettimeofday(tv: u64, tz: u64) -> SysResult {
+    if tv != 0 {
+        let ns = clock_now(CLOCK_REALTIME)?;
+        let val: [i64; 2] = [(ns / NS_PER_SEC) as i64, ((ns % NS_PER_SEC) / 1000) as i64];
+        write_user(tv, &val)?;
+    }
+    if tz != 0 {
+        write_user(tz, &[0i32; 2])?;
+    }
+    Ok(0)
+}
+
+/// Sleeps until monotonic time `deadline`; EINTR (with the time left
+/// written to `rem` when non-zero) if a signal arrives first.
+fn sleep_until(deadline: u64, rem: u64) -> SysResult {
+    loop {
+        let now = crate::arch::time::now_ns();
+        if now >= deadline {
+            return Ok(0);
+        }
+        if crate::proc::signal_pending() {
+            if rem != 0 {
+                write_user(rem, &Timespec::from_ns(deadline - now))?;
+            }
+            return Err(Errno::EINTR);
+        }
+        // Slices, so a signal ends the sleep within one of them.
+        crate::sched::sleep_ns((deadline - now).min(10_000_000));
+    }
+}
+
+/// `nanosleep(req, rem)`.
+pub fn sys_nanosleep(req: u64, rem: u64) -> SysResult {
+    let ns = read_timespec(req)?;
+    sleep_until(crate::arch::time::now_ns().saturating_add(ns), rem)
+}
+
+/// `clock_nanosleep(clock, flags, req, rem)`.
+pub fn sys_clock_nanosleep(clock: u32, flags: u32, req: u64, rem: u64) -> SysResult {
+    if matches!(clock, CLOCK_THREAD_CPUTIME_ID) {
+        return Err(Errno::EINVAL);
+    }
+    clock_now(clock)?;
+    let ns = read_timespec(req)?;
+    let deadline = if flags & TIMER_ABSTIME != 0 {
+        let offset = if matches!(clock, CLOCK_REALTIME | CLOCK_REALTIME_COARSE) { realtime_offset_ns() } else { 0 };
+        ns.saturating_sub(offset)
+    } else {
+        crate::arch::time::now_ns().saturating_add(ns)
+    };
+    // Linux returns the error number directly here (not -1/errno).
+    sleep_until(deadline, if flags & TIMER_ABSTIME != 0 { 0 } else { rem })
+}
