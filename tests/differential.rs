@@ -94,3 +94,16 @@ fn timeclock() {
 fn badptr() {
     same_on_both("badptr", 2, &[]);
 }
+
+/// The POSIX file-system cases of the fs/ issue (rename, links, unlink of
+/// open files, holes, truncate, symlinks, errno cases, MAP_SHARED mmap):
+/// Linux tmpfs and our tmpfs must print the same lines.
+#[test]
+fn posix_file_system_cases() {
+    same_on_both("posix_diff", 1, &[]);
+}
+
+#[test]
+fn posix_file_system_cases_2_cpus() {
+    same_on_both("posix_diff", 2, &[]);
+}

@@ -136,3 +136,22 @@ fn init_killed_by_sigsegv_gives_139() {
     expect_exit(&result, 128 + 11);
     check_run(&result, result.output.contains("hello: writing to NULL"), "expected the line before the crash");
 }
+
+/// 8 threads on 4 vCPUs create, write, read, rename and unlink in private and
+/// shared directories and pass data through pipes; every directory must end
+/// up listing exactly what the threads' bookkeeping says.  Both lock modes.
+fn fs_stress(global_locks: bool) {
+    let result = run_path(ours(), System::Ours, &program("fs_stress"), 4, &["8"], &[], TIMEOUT, global_locks);
+    expect_exit(&result, 0);
+    check_run(&result, result.output.lines().any(|l| l.starts_with("fs_stress: pass")), "expected `fs_stress: pass`");
+}
+
+#[test]
+fn fs_stress_on_4_cpus() {
+    fs_stress(false);
+}
+
+#[test]
+fn fs_stress_on_4_cpus_with_global_locks() {
+    fs_stress(true);
+}

@@ -3,7 +3,7 @@
 //! static Linux executable and run as PID 1 both on this kernel and on
 //! Linux (tmpfs); the outputs must be identical.
 //!
-//!   cargo build --release -p fs --example posix_diff --target x86_64-unknown-linux-musl
+//!   cargo build --release -p userland --bin posix_diff --target x86_64-unknown-linux-musl
 //!
 //! Works in a fresh directory `/fsdiff` (or the first argument).  Prints
 //! errors as errno names, never panics on an unexpected result: a wrong

@@ -6,7 +6,7 @@
 //! Cases: open+close of a private file, create+unlink in a private and in a
 //! shared directory, 4 KiB pread of a private and of a shared file.
 //!
-//!   cargo build --release -p fs --example fs_bench --target x86_64-unknown-linux-musl
+//!   cargo build --release -p userland --bin fs_bench --target x86_64-unknown-linux-musl
 //!   ARGS: [max_threads] [millis per case]
 
 use std::fs::{self, File, OpenOptions};

@@ -4,7 +4,7 @@
 //! directory must list exactly what the threads' own bookkeeping says.
 //! Prints `fs_stress: pass ...` (exit 0) or `fs_stress: FAIL ...` (exit 1).
 //!
-//!   cargo build --release -p fs --example fs_stress --target x86_64-unknown-linux-musl
+//!   cargo build --release -p userland --bin fs_stress --target x86_64-unknown-linux-musl
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
