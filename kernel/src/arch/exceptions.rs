@@ -57,7 +57,13 @@ pub fn handle(frame: &mut InterruptFrame) {
                 frame.rip = rip;
                 return;
             }
-            FaultOutcome::UserSegv { .. } => {}
+            // The vm layer knows the faulting address and si_code (CR2 may
+            // have changed since: interrupts are on while it runs).
+            FaultOutcome::UserSegv { addr, code } if frame.cs & 3 == 3 => {
+                crate::proc::signal::user_page_fault(addr, code);
+                return;
+            }
+            FaultOutcome::UserSegv { .. } => fatal(frame),
             FaultOutcome::KernelBug => fatal(frame),
         }
     }

@@ -116,6 +116,7 @@ pub fn set_mode(mode: LockMode) -> Result<(), ModeError> {
 }
 
 /// The mode in force.
+#[allow(dead_code)] // diagnostics API (docs/KERNEL-MODULES.md); no caller yet
 pub fn mode() -> LockMode {
     FRAMES.mode()
 }
@@ -221,11 +222,13 @@ pub fn phys_to_virt(addr: PhysAddr) -> *mut u8 {
 }
 
 /// Counters of the frame allocator.
+#[allow(dead_code)] // diagnostics API (docs/KERNEL-MODULES.md); no caller yet
 pub fn frame_stats() -> FrameStats {
     FRAMES.stats()
 }
 
 /// Counters and holdings of the heap.
+#[allow(dead_code)] // diagnostics API (docs/KERNEL-MODULES.md); no caller yet
 pub fn heap_stats() -> HeapStats {
     HEAP.stats()
 }

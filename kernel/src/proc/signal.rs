@@ -317,6 +317,15 @@ pub fn force_sigsegv(addr: u64) {
     }
 }
 
+/// A ring-3 page fault that `mm::vm` could not resolve: SIGSEGV with the
+/// address and `si_code` (`SEGV_MAPERR`/`SEGV_ACCERR`) it determined.
+pub fn user_page_fault(addr: u64, code: i32) {
+    if let Some(task) = super::current_task() {
+        log::debug!("proc: pid {} tid {} page fault at {:#x}: SIGSEGV code {}", task.process.pid, task.tid, addr, code);
+        force_signal(task, SIGSEGV, addr, code);
+    }
+}
+
 /// An exception raised in ring 3 (vector in `frame.vector`): queue the
 /// matching signal; it is delivered on the way back to user mode.
 pub fn user_exception(frame: &mut InterruptFrame) {

@@ -26,7 +26,7 @@ pub mod vma;
 use alloc::sync::Arc;
 
 pub use aspace::{current, deactivate, init_cpu, live_count, AddressSpace, Fault};
-pub use lock::{lock_stats, LockStats};
+pub use lock::lock_stats;
 pub use vma::{PageSource, PROT_EXEC, PROT_READ, PROT_WRITE};
 
 use crate::arch::idt::InterruptFrame;
