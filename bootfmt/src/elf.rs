@@ -128,6 +128,27 @@ pub struct ProgramHeader {
 }
 
 impl ProgramHeader {
+    /// Size in bytes of one ELF64 program header table entry.
+    pub const SIZE: usize = PHDR_LEN;
+
+    /// Decodes one little-endian `Elf64_Phdr` (no validation: that is
+    /// [`parse`]'s job).  For callers that read the table piece by piece
+    /// instead of holding the whole file (the kernel's exec).
+    ///
+    /// Panics if `entry` is shorter than [`ProgramHeader::SIZE`].
+    pub fn from_bytes(entry: &[u8]) -> ProgramHeader {
+        ProgramHeader {
+            p_type: u32_at(entry, 0),
+            flags: u32_at(entry, 4),
+            offset: u64_at(entry, 8),
+            vaddr: u64_at(entry, 16),
+            paddr: u64_at(entry, 24),
+            filesz: u64_at(entry, 32),
+            memsz: u64_at(entry, 40),
+            align: u64_at(entry, 48),
+        }
+    }
+
     /// Whether this is a PT_LOAD segment.
     pub fn is_load(&self) -> bool {
         self.p_type == PT_LOAD
@@ -285,16 +306,7 @@ impl<'a> Elf64<'a> {
     /// All program headers in file order.
     pub fn program_headers(&self) -> impl Iterator<Item = ProgramHeader> + 'a {
         let table = &self.bytes[self.phoff..self.phoff + self.phnum * PHDR_LEN];
-        table.chunks_exact(PHDR_LEN).map(|p| ProgramHeader {
-            p_type: u32_at(p, 0),
-            flags: u32_at(p, 4),
-            offset: u64_at(p, 8),
-            vaddr: u64_at(p, 16),
-            paddr: u64_at(p, 24),
-            filesz: u64_at(p, 32),
-            memsz: u64_at(p, 40),
-            align: u64_at(p, 48),
-        })
+        table.chunks_exact(PHDR_LEN).map(ProgramHeader::from_bytes)
     }
 
     /// The PT_LOAD segments only.

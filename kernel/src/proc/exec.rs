@@ -139,28 +139,17 @@ fn read_headers(prog: &Program) -> Result<Headers, Errno> {
     }
     let phoff = u64_at(&ehdr, 32);
     let phnum = u64::from(u16_at(&ehdr, 56));
-    if phnum == 0 || phnum > MAX_PHNUM || u16_at(&ehdr, 54) != 56 {
+    if phnum == 0 || phnum > MAX_PHNUM || usize::from(u16_at(&ehdr, 54)) != ProgramHeader::SIZE {
         return Err(Errno::ENOEXEC);
     }
-    let table_end = phoff.checked_add(phnum * 56).ok_or(Errno::ENOEXEC)?;
+    let entry_size = ProgramHeader::SIZE as u64;
+    let table_end = phoff.checked_add(phnum * entry_size).ok_or(Errno::ENOEXEC)?;
     if table_end > len {
         return Err(Errno::ENOEXEC);
     }
-    let mut table = vec![0u8; (phnum * 56) as usize];
+    let mut table = vec![0u8; (phnum * entry_size) as usize];
     prog.read_at(phoff, &mut table)?;
-    let phdrs: Vec<ProgramHeader> = table
-        .chunks_exact(56)
-        .map(|p| ProgramHeader {
-            p_type: u32_at(p, 0),
-            flags: u32_at(p, 4),
-            offset: u64_at(p, 8),
-            vaddr: u64_at(p, 16),
-            paddr: u64_at(p, 24),
-            filesz: u64_at(p, 32),
-            memsz: u64_at(p, 40),
-            align: u64_at(p, 48),
-        })
-        .collect();
+    let phdrs: Vec<ProgramHeader> = table.chunks_exact(ProgramHeader::SIZE).map(ProgramHeader::from_bytes).collect();
     for ph in &phdrs {
         let inside = ph.offset.checked_add(ph.filesz).is_some_and(|end| end <= len);
         let wraps = ph.p_type == PT_LOAD && ph.vaddr.checked_add(ph.memsz).is_none();
