@@ -326,6 +326,16 @@ pub fn user_page_fault(addr: u64, code: i32) {
     }
 }
 
+/// A ring-3 access to a mapping whose object has no page there (a file
+/// mapping past the end of the file): SIGBUS with `addr` and `code`
+/// (`BUS_ADRERR`), as Linux.  Called by `mm::vm::page_fault`.
+pub fn user_bus_error(addr: u64, code: i32) {
+    if let Some(task) = super::current_task() {
+        log::debug!("proc: pid {} tid {} page fault at {:#x}: SIGBUS code {}", task.process.pid, task.tid, addr, code);
+        force_signal(task, SIGBUS, addr, code);
+    }
+}
+
 /// An exception raised in ring 3 (vector in `frame.vector`): queue the
 /// matching signal; it is delivered on the way back to user mode.
 pub fn user_exception(frame: &mut InterruptFrame) {

@@ -1,4 +1,5 @@
-//! Memory system calls: mmap, munmap, mprotect, mremap, madvise, brk.
+//! Memory system calls: mmap, munmap, mprotect, mremap, madvise, msync,
+//! brk (msync is routed through `syscall::fs::dispatch`).
 //!
 //! Owns: decoding the raw register arguments (Linux x86_64 ABI: `int`
 //! arguments use the low 32 bits) into calls on the caller's
@@ -45,6 +46,11 @@ pub fn sys_mremap(aspace: &AddressSpace, old: u64, old_len: u64, new_len: u64, f
 /// madvise(addr, length, advice) — syscall 28.
 pub fn sys_madvise(aspace: &AddressSpace, addr: u64, len: u64, advice: u64) -> SysResult {
     aspace.advise(addr, len, advice as u32).map(|()| 0)
+}
+
+/// msync(addr, length, flags) — syscall 26.
+pub fn sys_msync(aspace: &AddressSpace, addr: u64, len: u64, flags: u64) -> SysResult {
+    aspace.sync(addr, len, flags as u32).map(|()| 0)
 }
 
 /// brk(addr) — syscall 12: returns the break in force (never an error).

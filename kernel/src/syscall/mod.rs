@@ -137,6 +137,7 @@ pub fn dispatch(frame: &mut InterruptFrame) {
         11 => aspace().and_then(|a| mm::sys_munmap(&a, a0, a1)),
         12 => aspace().and_then(|a| mm::sys_brk(&a, a0)),
         25 => aspace().and_then(|a| mm::sys_mremap(&a, a0, a1, a2, a3, a4)),
+        26 => aspace().and_then(|a| mm::sys_msync(&a, a0, a1, a2)),
         28 => aspace().and_then(|a| mm::sys_madvise(&a, a0, a1, a2)),
 
         // Signals.

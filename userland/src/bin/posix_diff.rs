@@ -19,6 +19,7 @@ fn errno_name(e: &io::Error) -> String {
         1 => "EPERM",
         2 => "ENOENT",
         9 => "EBADF",
+        12 => "ENOMEM",
         13 => "EACCES",
         17 => "EEXIST",
         18 => "EXDEV",
@@ -86,6 +87,21 @@ fn mmap_shared(fd: i32, len: usize) -> io::Result<usize> {
         Err(io::Error::from_raw_os_error(-ret as i32))
     } else {
         Ok(ret as usize)
+    }
+}
+
+/// The address a SIGBUS must report (set by the child that expects one).
+static BUS_EXPECTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// SIGBUS handler: exits with 100 + si_code, plus 50 if si_addr is not the
+/// address touched.
+extern "C" fn on_sigbus(_sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler;
+    // `_exit` is async-signal-safe.
+    unsafe {
+        let addr = (*info).si_addr() as usize;
+        let wrong = if addr == BUS_EXPECTED.load(std::sync::atomic::Ordering::Relaxed) { 0 } else { 50 };
+        libc::_exit(100 + (*info).si_code + wrong)
     }
 }
 
@@ -309,6 +325,121 @@ fn main() {
         Ok(format!("mapped={seen} write_seen={back} store_read={}", String::from_utf8_lossy(&b)))
     })();
     case("mmap shared", show(r));
+
+    // Truncation under a mapping: a page wholly past the new end of the
+    // file gives SIGBUS (si_code BUS_ADRERR, si_addr the address touched);
+    // the partial last page stays accessible.
+    let r = (|| -> io::Result<String> {
+        use std::os::fd::AsRawFd;
+        let f = OpenOptions::new().read(true).write(true).create(true).open(p("shrunk"))?;
+        f.set_len(8192)?;
+        let addr = mmap_shared(f.as_raw_fd(), 8192)?;
+        f.set_len(100)?;
+        let touch = |off: usize| {
+            // SAFETY: `addr` is a live 8 KiB mapping; a read past the end
+            // of the file kills this (child) process with SIGBUS.
+            move || unsafe { std::ptr::read_volatile((addr + off) as *const u8) as i32 }
+        };
+        let inside = userland::fork_run(touch(200)).map(userland::wait_for);
+        let past = userland::fork_run(touch(4096)).map(userland::wait_for);
+        let info = userland::fork_run(move || {
+            BUS_EXPECTED.store(addr + 4100, std::sync::atomic::Ordering::Relaxed);
+            if userland::set_handler(libc::SIGBUS, on_sigbus as *const () as usize, libc::SA_SIGINFO).is_err() {
+                return 99;
+            }
+            touch(4100)()
+        })
+        .map(userland::wait_for);
+        munmap(addr, 8192);
+        let s = |r: Result<String, String>| r.unwrap_or_else(|e| e);
+        Ok(format!("inside={} past={} handler={}", s(inside), s(past), s(info)))
+    })();
+    case("mmap past eof", show(r));
+
+    // msync: tmpfs has no backing store, so it only validates (flags,
+    // alignment, a fully mapped range) and data stays where read() sees it.
+    let r = (|| -> io::Result<String> {
+        use std::os::fd::AsRawFd;
+        let f = OpenOptions::new().read(true).write(true).create(true).open(p("synced"))?;
+        f.set_len(3 * 4096)?;
+        let addr = mmap_shared(f.as_raw_fd(), 3 * 4096)?;
+        // SAFETY: `addr` is a fresh 12 KiB read/write shared mapping of `f`.
+        unsafe { std::ptr::copy_nonoverlapping(b"synced".as_ptr(), addr as *mut u8, 6) };
+        let sync = |at: usize, len: usize, flags: i32| {
+            // SAFETY: msync reads no memory of ours; bad ranges give errors.
+            let r = unsafe { libc::msync(at as *mut libc::c_void, len, flags) };
+            if r == 0 { "0".to_string() } else { errno_name(&io::Error::last_os_error()) }
+        };
+        let (s, a, i) = (libc::MS_SYNC, libc::MS_ASYNC, libc::MS_INVALIDATE);
+        let mut out = vec![
+            format!("sync={}", sync(addr, 3 * 4096, s)),
+            format!("async={}", sync(addr, 3 * 4096, a)),
+            format!("invalidate={}", sync(addr, 4096, i)),
+            format!("sync_inval={}", sync(addr, 4096, s | i)),
+            format!("none={}", sync(addr, 4096, 0)),
+            format!("both={}", sync(addr, 4096, s | a)),
+            format!("badflag={}", sync(addr, 4096, 8)),
+            format!("unaligned={}", sync(addr + 1, 4096, s)),
+            format!("len0={}", sync(addr, 0, s)),
+            format!("shortlen={}", sync(addr + 4096, 100, s)),
+        ];
+        munmap(addr + 4096, 4096);
+        out.push(format!("hole={}", sync(addr, 3 * 4096, s)));
+        out.push(format!("hole_async={}", sync(addr, 3 * 4096, a)));
+        out.push(format!("before_hole={}", sync(addr, 4096, s)));
+        out.push(format!("in_hole={}", sync(addr + 4096, 4096, s)));
+        munmap(addr, 3 * 4096);
+        out.push(format!("unmapped={}", sync(addr, 4096, s)));
+        let mut b = [0u8; 6];
+        f.read_exact_at(&mut b, 0)?;
+        out.push(format!("read={}", String::from_utf8_lossy(&b)));
+        Ok(out.join(" "))
+    })();
+    case("msync", show(r));
+
+    // MAP_PRIVATE is copy on write: a store through it is seen neither by
+    // read() nor by a shared mapping; pages not written still show the
+    // file's later changes.
+    let r = (|| -> io::Result<String> {
+        use std::os::fd::AsRawFd;
+        let f = OpenOptions::new().read(true).write(true).create(true).open(p("private"))?;
+        f.write_all_at(b"original", 0)?;
+        f.write_all_at(b"second", 4096)?;
+        f.set_len(8192)?;
+        // SAFETY: a new private mapping chosen by the kernel.
+        let private = unsafe {
+            libc::mmap(std::ptr::null_mut(), 8192, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, f.as_raw_fd(), 0)
+        };
+        if private == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let private = private as usize;
+        let shared = mmap_shared(f.as_raw_fd(), 8192)?;
+        let text = |at: usize, n: usize| {
+            // SAFETY: `at .. at + n` lies in one of the live 8 KiB mappings.
+            String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(at as *const u8, n) }).into_owned()
+        };
+        let before = text(private + 4096, 6);
+        // SAFETY: page 0 of the private read/write mapping.
+        unsafe { std::ptr::copy_nonoverlapping(b"PRIVATE!".as_ptr(), private as *mut u8, 8) };
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, 0)?;
+        let read = String::from_utf8_lossy(&b).into_owned();
+        let via_shared = text(shared, 8);
+        let stored = text(private, 8);
+        f.write_all_at(b"CHANGED!", 0)?;
+        f.write_all_at(b"LATER!", 4096)?;
+        let out = format!(
+            "private={stored} read={read} shared={via_shared} after_write: private={} untouched={} (was {before}) shared={}",
+            text(private, 8),
+            text(private + 4096, 6),
+            text(shared, 8)
+        );
+        munmap(private, 8192);
+        munmap(shared, 8192);
+        Ok(out)
+    })();
+    case("mmap private", show(r));
 
     // Listing.
     case("listing", names(&base));

@@ -49,23 +49,28 @@ static FEATURES_ON: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; 
 /// Address spaces alive (for leak checks in tests).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// Why a page fault could not be resolved (the si_code a SIGSEGV carries).
+/// Why a page fault could not be resolved (the signal and si_code the
+/// faulting thread gets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// No mapping at the address (SEGV_MAPERR).
+    /// No mapping at the address (SIGSEGV, SEGV_MAPERR).
     MapErr,
-    /// A mapping that forbids the access (SEGV_ACCERR).
+    /// A mapping that forbids the access (SIGSEGV, SEGV_ACCERR).
     AccErr,
     /// Out of memory while resolving it.
     NoMemory,
+    /// The mapping's `PageSource` has no page there, e.g. a file mapping
+    /// past the end of the file (SIGBUS, BUS_ADRERR, as on Linux).
+    BusErr,
 }
 
 impl Fault {
-    /// The Linux `si_code` for SIGSEGV.
+    /// The Linux `si_code` for the signal (`SEGV_*`, or `BUS_ADRERR`).
     pub fn si_code(self) -> i32 {
         match self {
             Fault::MapErr | Fault::NoMemory => 1,
             Fault::AccErr => 2,
+            Fault::BusErr => 2,
         }
     }
 }
@@ -735,6 +740,30 @@ impl AddressSpace {
         Ok(target)
     }
 
+    /// `msync`: the page cache is the file's only copy (tmpfs), so there is
+    /// nothing to write back or invalidate; validates as Linux does.
+    /// Errors: `EINVAL` for unknown flags, MS_SYNC with MS_ASYNC or an
+    /// unaligned `addr`; `ENOMEM` if part of the range is unmapped (or the
+    /// rounded range wraps).  A length that rounds to 0 succeeds.
+    pub fn sync(&self, addr: u64, len: u64, flags: u32) -> Result<(), Errno> {
+        if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+            || addr % PAGE != 0
+            || (flags & MS_ASYNC != 0 && flags & MS_SYNC != 0)
+        {
+            return Err(Errno::EINVAL);
+        }
+        // Linux rounds with wrap-around: a huge length may round to 0.
+        let len = len.wrapping_add(PAGE - 1) & !(PAGE - 1);
+        let end = addr.wrapping_add(len);
+        if end < addr {
+            return Err(Errno::ENOMEM);
+        }
+        if end == addr {
+            return Ok(());
+        }
+        if self.inner.lock().vmas.fully_mapped(addr, end) { Ok(()) } else { Err(Errno::ENOMEM) }
+    }
+
     /// `madvise`: DONTNEED/FREE drop the pages (private anonymous memory
     /// reads back as zeros); the other known advices are accepted hints.
     pub fn advise(&self, addr: u64, len: u64, advice: u32) -> Result<(), Errno> {
@@ -831,7 +860,7 @@ impl AddressSpace {
             match step {
                 Step::Done(frame) => return Ok(frame),
                 Step::NeedSource(source, index) => {
-                    let frame = source.page(index).map_err(|_| Fault::MapErr)?;
+                    let frame = source.page(index).map_err(|_| Fault::BusErr)?;
                     fetched = Some((source, index, frame));
                 }
             }

@@ -8,7 +8,7 @@
 //! COW-shared frames), `tlb.rs` (batched, targeted shootdowns), `lock.rs`
 //! (the per-address-space lock), `uaccess.rs` (user copies with fault
 //! fixups), and this file: the user-half layout, the Linux `MAP_*`,
-//! `MREMAP_*`, `MADV_*` constants and the page-fault entry.
+//! `MREMAP_*`, `MADV_*`, `MS_*` constants and the page-fault entry.
 //!
 //! Invariants: user addresses are below `USER_END`; a fault in kernel mode
 //! on a user address is legal only inside a user copy (`uaccess`), where
@@ -82,6 +82,10 @@ pub const MREMAP_MAYMOVE: u32 = 1;
 pub const MREMAP_FIXED: u32 = 2;
 pub const MREMAP_DONTUNMAP: u32 = 4;
 
+pub const MS_ASYNC: u32 = 1;
+pub const MS_INVALIDATE: u32 = 2;
+pub const MS_SYNC: u32 = 4;
+
 pub const MADV_DONTNEED: u32 = 4;
 pub const MADV_FREE: u32 = 8;
 
@@ -99,7 +103,8 @@ pub fn init(max_pfn: u64) -> Result<(), &'static str> {
 /// What the exception code does after `page_fault`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultOutcome {
-    /// Resolved: return to the faulting instruction.
+    /// Resolved, or a SIGBUS queued for the thread: return to user mode
+    /// (the signal, if any, is acted on first).
     Handled,
     /// A user copy faulted: resume at this address (it returns EFAULT).
     Fixup(u64),
@@ -147,6 +152,13 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
     }
     match result {
         Ok(()) => FaultOutcome::Handled,
+        // Past the end of a file mapping in user mode: SIGBUS, queued here
+        // and delivered on the way back to ring 3 (`proc::return_to_user`)
+        // before the faulting instruction can run again.
+        Err(f @ Fault::BusErr) if user_mode => {
+            crate::proc::signal::user_bus_error(cr2, f.si_code());
+            FaultOutcome::Handled
+        }
         Err(f) => fail(f.si_code()),
     }
 }

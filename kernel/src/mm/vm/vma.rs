@@ -34,7 +34,8 @@ pub const PROT_EXEC: u32 = 0x4;
 /// any page table may point into it.  Called without any VM lock held and
 /// with interrupts as the faulting context had them, so it may block.
 /// Errors: `EFAULT` (or any errno) for a page beyond the object, which the
-/// fault path turns into SIGSEGV/EFAULT.
+/// fault path turns into SIGBUS (`BUS_ADRERR`) in user mode, EFAULT in a
+/// user copy.
 pub trait PageSource: Send + Sync {
     fn page(&self, index: u64) -> Result<PhysAddr, Errno>;
 }
