@@ -18,4 +18,6 @@ pub mod initramfs;
 pub mod linux;
 pub mod qemu;
 pub mod run;
+pub mod suite;
 pub mod userland;
+pub mod workloads;

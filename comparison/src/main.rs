@@ -9,6 +9,10 @@
 //! Linux (same initramfs, same VM), streams the program's output and exits
 //! with its exit status; 124 on timeout, 125 when the system failed (kernel
 //! panic, loader or initramfs error), 1 for a usage or build error.
+//!
+//! `suite` runs the workload suite (`comparison::suite`) and prints the
+//! summary table and where the report is; exit 1 if any run gave no result
+//! or the suite could not start.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -31,6 +35,53 @@ enum Command {
     /// Run a static Linux program as PID 1 (on our kernel or on Linux) and
     /// exit with its status (124: timeout, 125: kernel panic / boot error).
     Run(RunArgs),
+    /// Run the workload suite on ours, ours-global and Linux at each core
+    /// count; write results.json/csv, report.md and plots (exit 1 if any run
+    /// gave no result).
+    Suite(SuiteArgs),
+}
+
+#[derive(clap::Args)]
+struct SuiteArgs {
+    /// Systems, comma-separated: ours, ours-global, linux.
+    #[arg(long, default_value = "ours,ours-global,linux")]
+    systems: String,
+    /// Core counts, comma-separated or ranges (1,2,4 or 1-4); default 1..host cores.
+    #[arg(long)]
+    cores: Option<String>,
+    /// Workloads, comma-separated; default: every workload `wis --list` names.
+    #[arg(long)]
+    workloads: Option<String>,
+    /// Worker kinds, comma-separated: threads, procs.
+    #[arg(long, default_value = "threads")]
+    modes: String,
+    /// Repetitions of every measurement (median and min-max are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    /// auto: KVM if a bounded probe boot with KVM works, else TCG.
+    #[arg(long, default_value = "auto")]
+    accel: String,
+    /// Measured interval of each run, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    ms: u64,
+    /// Warm-up before each interval, in milliseconds (default: the workload's).
+    #[arg(long)]
+    warmup_ms: Option<u64>,
+    /// Output directory; default target/comparison/<UTC timestamp> plus a `latest` link.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Add another system's records (same JSON) to tables and plots (repeatable).
+    #[arg(long = "import", value_name = "FILE")]
+    imports: Vec<std::path::PathBuf>,
+    /// Seconds before QEMU is killed, per run.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: usize,
+    /// Show the whole serial log of every run.
+    #[arg(long)]
+    serial: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -134,6 +185,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Boot(args) => boot_command(args),
         Command::Run(args) => run_command(args),
+        Command::Suite(args) => suite_command(args),
     };
     match result {
         Ok(code) => code,
@@ -315,4 +367,38 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(result.verdict.exit_code()))
+}
+
+fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
+    use comparison::suite::{options, AccelChoice, SuiteOptions};
+    let opts = SuiteOptions {
+        systems: options::parse_systems(&args.systems)?,
+        cores: match &args.cores {
+            Some(list) => options::parse_cores(list)?,
+            None => options::default_cores(),
+        },
+        workloads: args.workloads.as_deref().map(options::parse_workloads).transpose()?,
+        modes: options::parse_modes(&args.modes)?,
+        runs: args.runs,
+        accel: AccelChoice::parse(&args.accel)?,
+        ms: args.ms,
+        warmup_ms: args.warmup_ms,
+        out: args.out,
+        imports: args.imports,
+        timeout: Duration::from_secs(args.timeout),
+        memory_mib: args.memory,
+        verbose: args.serial,
+    };
+    let outcome = comparison::suite::run_suite(&opts)?;
+    println!("{}", outcome.summary);
+    println!("report: {}", outcome.out_dir.join("report.md").display());
+    if outcome.failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("suite: {} runs gave no result (listed in the report):", outcome.failures.len());
+        for f in &outcome.failures {
+            eprintln!("  {f}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
 }

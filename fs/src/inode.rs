@@ -72,6 +72,8 @@ impl FileType {
 /// `stat` of an inode, in Linux units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stat {
+    /// Device number of the inode's superblock (`st_dev`).
+    pub dev: u64,
     pub ino: u64,
     /// Type bits and permission bits, as `st_mode`.
     pub mode: u32,
@@ -135,6 +137,12 @@ pub(crate) struct Dir {
     pub(crate) dead: AtomicBool,
     /// Entries, for `st_size` (tmpfs reports 20 bytes per entry).
     pub(crate) entries: AtomicU64,
+    /// On a mount point: the root of the superblock mounted here.  Set
+    /// once, read with a plain load on every lookup that reaches it.
+    pub(crate) mounted: spin::Once<Arc<Inode>>,
+    /// On the root of a mounted superblock: its mount point (weak: the
+    /// point holds the root).
+    pub(crate) covers: spin::Once<Weak<Inode>>,
 }
 
 impl Dir {
@@ -146,6 +154,8 @@ impl Dir {
             parent: spin::RwLock::new(parent),
             dead: AtomicBool::new(false),
             entries: AtomicU64::new(0),
+            mounted: spin::Once::new(),
+            covers: spin::Once::new(),
         }
     }
 
@@ -268,6 +278,19 @@ impl Inode {
         }
     }
 
+    /// Device number of the superblock this inode belongs to.
+    pub fn dev(&self) -> u64 {
+        self.shared.dev
+    }
+
+    /// The root of the file system mounted on this directory, if any.
+    pub fn mounted_root(&self) -> Option<Arc<Inode>> {
+        match &self.body {
+            Body::Dir(d) => d.mounted.get().cloned(),
+            _ => None,
+        }
+    }
+
     /// Whether this directory was removed.
     pub fn is_dead_dir(&self) -> bool {
         matches!(&self.body, Body::Dir(d) if d.dead.load(Ordering::Acquire))
@@ -293,6 +316,7 @@ impl Inode {
         };
         let m = self.meta.read();
         Stat {
+            dev: self.shared.dev,
             ino: self.ino,
             mode: self.kind.mode_bits() | m.perm,
             nlink: m.nlink,

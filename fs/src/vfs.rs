@@ -15,6 +15,16 @@
 //! rename lock so the "not into its own subtree" check sees a stable tree.
 //! `LockMode::Global` runs every operation under one lock, on the same code.
 //!
+//! Mounts: every `Fs` is one superblock with its own device number
+//! (`st_dev`).  `Fs::mount` attaches another `Fs` on a directory: the
+//! mount-point directory records the child root (write-once) and the child
+//! root records the mount point, so the mount table is spread over the two
+//! inodes and a lookup consults it only on an inode flagged as a mount
+//! point or mount root, with plain loads (no shared line is written).
+//! Mounts are permanent (there is no umount).  Creates use the superblock
+//! of the directory they create in; `link`/`rename` between superblocks
+//! fail with `EXDEV`; removing or renaming a mount point fails with `EBUSY`.
+//!
 //! Must not: hold a bucket lock while blocking, or resolve a path while
 //! holding any lock.
 
@@ -93,7 +103,11 @@ pub(crate) struct Shared {
     max_pages: u64,
     used_pages: CachePadded<AtomicU64>,
     pub(crate) ino: InoAlloc,
-    big: Mutex<()>,
+    /// Device number of this superblock (`st_dev`).
+    pub(crate) dev: u64,
+    /// The ablation's one lock, shared by every superblock made with
+    /// `Fs::new_mount` from the same first `Fs`.
+    big: &'static Mutex<()>,
     rename: Mutex<()>,
     pub(crate) stats: OpStats,
 }
@@ -144,7 +158,12 @@ pub struct FsConfig {
     pub max_pages: u64,
 }
 
-/// A tmpfs instance: a root directory and everything reachable from it.
+/// Device numbers of superblocks: Linux's anonymous devices (major 0),
+/// handed out once each.
+static NEXT_DEV: AtomicU64 = AtomicU64::new(0x1a);
+
+/// A tmpfs instance (one superblock): a root directory and everything
+/// reachable from it, plus whatever is mounted below it.
 pub struct Fs {
     shared: &'static Shared,
     root: Arc<Inode>,
@@ -162,6 +181,20 @@ struct Parent<'p> {
 impl Fs {
     /// A new, empty file system whose root directory has mode 0755.
     pub fn new(config: FsConfig, pages: Arc<dyn PageAlloc>, clock: Arc<dyn Clock>) -> Fs {
+        let big: &'static Mutex<()> = alloc::boxed::Box::leak(alloc::boxed::Box::new(Mutex::new(LockClass::Global, ())));
+        Self::with_big(config, pages, clock, big)
+    }
+
+    /// Another superblock for mounting below this one: same lock mode,
+    /// page allocator and clock, and the same global lock (so
+    /// `LockMode::Global` stays one lock), its own device number, inode
+    /// numbers and page bound.
+    pub fn new_mount(&self, max_pages: u64) -> Fs {
+        let config = FsConfig { mode: self.shared.mode, max_pages };
+        Self::with_big(config, self.shared.pages.clone(), self.shared.clock.clone(), self.shared.big)
+    }
+
+    fn with_big(config: FsConfig, pages: Arc<dyn PageAlloc>, clock: Arc<dyn Clock>, big: &'static Mutex<()>) -> Fs {
         let shared: &'static Shared = alloc::boxed::Box::leak(alloc::boxed::Box::new(Shared {
             mode: config.mode,
             pages,
@@ -169,7 +202,8 @@ impl Fs {
             max_pages: config.max_pages,
             used_pages: CachePadded::new(AtomicU64::new(0)),
             ino: InoAlloc::new(config.mode, 2),
-            big: Mutex::new(LockClass::Global, ()),
+            dev: NEXT_DEV.fetch_add(1, Ordering::Relaxed),
+            big,
             rename: Mutex::new(LockClass::Rename, ()),
             stats: OpStats {
                 lookups: PerCpuCounter::new(),
@@ -198,6 +232,46 @@ impl Fs {
         self.shared.mode
     }
 
+    /// This superblock's device number (`st_dev` of its inodes).
+    pub fn dev(&self) -> u64 {
+        self.shared.dev
+    }
+
+    /// Mounts `child` on the directory `path` (resolved from `start`,
+    /// crossing existing mounts).  `EBUSY` if something is mounted there
+    /// already (no stacking) or `child` was mounted before; `ENOTDIR` if
+    /// it is not a directory.
+    pub fn mount(&self, start: &Arc<Inode>, path: &str, child: &Fs) -> FsResult<()> {
+        let _big = self.shared.big();
+        let point = self.walk(start, path, true, &mut 0)?;
+        let pd = point.dir()?;
+        let cd = child.root.dir()?;
+        if pd.dead.load(Ordering::Acquire) {
+            return Err(Errno::ENOENT);
+        }
+        // No stacking: not on the namespace root, not on a mounted root,
+        // and each superblock is mounted once.
+        if Arc::ptr_eq(&point, &self.root) || pd.covers.get().is_some() || cd.covers.get().is_some() {
+            return Err(Errno::EBUSY);
+        }
+        // Record the child's side first: once the point is flagged, a
+        // concurrent `..` from the child root must find its way back.
+        let mut fresh = false;
+        cd.covers.call_once(|| {
+            fresh = true;
+            Arc::downgrade(&point)
+        });
+        if !fresh {
+            return Err(Errno::EBUSY);
+        }
+        let mut placed = false;
+        pd.mounted.call_once(|| {
+            placed = true;
+            child.root.clone()
+        });
+        if placed { Ok(()) } else { Err(Errno::EBUSY) }
+    }
+
     pub fn stats(&self) -> FsStats {
         let s = &self.shared.stats;
         FsStats {
@@ -220,9 +294,25 @@ impl Fs {
         let d = dir.dir()?;
         match name {
             "." => Ok(dir.clone()),
-            ".." => Ok(dir.parent().unwrap_or_else(|| dir.clone())),
-            _ => d.get(name).ok_or(Errno::ENOENT),
+            ".." => {
+                // From the root of a mounted superblock, `..` leaves it
+                // through the mount point; the namespace root stays put.
+                let mut here = dir.clone();
+                while let Some(point) = here.dir()?.covers.get().and_then(|w| w.upgrade()) {
+                    here = point;
+                }
+                Ok(here.parent().unwrap_or(here))
+            }
+            _ => Ok(Self::cross(d.get(name).ok_or(Errno::ENOENT)?)),
         }
+    }
+
+    /// The root of what is mounted on `node`, or `node` itself.
+    fn cross(mut node: Arc<Inode>) -> Arc<Inode> {
+        while let Some(root) = node.mounted_root() {
+            node = root;
+        }
+        node
     }
 
     fn walk_parent<'p>(
@@ -369,7 +459,8 @@ impl Fs {
         if bucket.contains_key(name) {
             return Err(Errno::EEXIST);
         }
-        let node = Inode::new(self.shared, kind, perm, rdev, Some(dir), target);
+        // The new inode belongs to the superblock of its directory.
+        let node = Inode::new(dir.shared, kind, perm, rdev, Some(dir), target);
         bucket.insert(name.into(), node.clone());
         d.entries.fetch_add(1, Ordering::Relaxed);
         drop(bucket);
@@ -449,6 +540,12 @@ impl Fs {
         };
         if p.trailing_slash {
             return Err(Errno::ENOENT);
+        }
+        if !core::ptr::eq(target.shared, p.dir.shared) {
+            if p.dir.dir()?.get(name).is_some() {
+                return Err(Errno::EEXIST);
+            }
+            return Err(Errno::EXDEV);
         }
         let d = p.dir.dir()?;
         let mut bucket = d.bucket(name).write();
@@ -545,6 +642,9 @@ impl Fs {
             if !node.is_dir() {
                 return Err(Errno::ENOTDIR);
             }
+            if node.mounted_root().is_some() {
+                return Err(Errno::EBUSY);
+            }
             match Self::kill_empty_dir(&node) {
                 Ok(()) => {
                     bucket.remove(name);
@@ -578,6 +678,11 @@ impl Fs {
             _ => return Err(Errno::EBUSY),
         };
         let (odir, ndir) = (op.dir.dir()?, np.dir.dir()?);
+        // Like Linux, the superblocks are compared before the names are
+        // looked up.
+        if !core::ptr::eq(op.dir.shared, np.dir.shared) {
+            return Err(Errno::EXDEV);
+        }
         let cross = !Arc::ptr_eq(&op.dir, &np.dir);
         // Cross-directory renames are serialized so the subtree check below
         // sees a tree no other rename is changing.
@@ -600,6 +705,9 @@ impl Fs {
                 Some(s) => (&mut **s, Some(&mut *first)),
             };
             let src = g1.get(oname).cloned().ok_or(Errno::ENOENT)?;
+            if src.mounted_root().is_some() {
+                return Err(Errno::EBUSY);
+            }
             if ndir.dead.load(Ordering::Acquire) {
                 return Err(Errno::ENOENT);
             }
@@ -626,6 +734,9 @@ impl Fs {
             if let Some(dst) = &dst {
                 if Arc::ptr_eq(dst, &src) {
                     return Ok(());
+                }
+                if dst.mounted_root().is_some() {
+                    return Err(Errno::EBUSY);
                 }
                 match (src.is_dir(), dst.is_dir()) {
                     (true, false) => return Err(Errno::ENOTDIR),
@@ -693,7 +804,15 @@ impl Fs {
             }
             let parent = cur.parent().ok_or(Errno::ENOTDIR)?;
             if Arc::ptr_eq(&parent, &cur) {
-                break;
+                // A mounted root continues as its mount point, whose name
+                // is in the directory above.
+                match cur.dir()?.covers.get().and_then(|w| w.upgrade()) {
+                    Some(point) => {
+                        cur = point;
+                        continue;
+                    }
+                    None => break,
+                }
             }
             let name = parent
                 .dir()?

@@ -266,6 +266,7 @@ impl File {
         match &self.inode {
             Some(i) => i.stat(),
             None => Stat {
+                dev: PIPE_DEV,
                 ino: pipe_ino(self),
                 mode: 0o010600,
                 nlink: 1,
@@ -306,6 +307,10 @@ impl File {
 }
 
 /// A stable number for a pipe (its buffer's address).
+/// `st_dev` of pipes: an anonymous device of their own, like Linux's
+/// pipefs (below the numbers the `fs` crate hands to superblocks).
+const PIPE_DEV: u64 = 0x0c;
+
 fn pipe_ino(f: &File) -> u64 {
     match &f.kind {
         Kind::PipeRead(p) | Kind::PipeWrite(p) => Arc::as_ptr(p) as u64 & 0xffff_ffff,

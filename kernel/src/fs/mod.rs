@@ -1,12 +1,12 @@
 //! Glue between the kernel and the `fs` crate: the root tmpfs with `/dev`,
-//! `/tmp` and `/proc/lockstat`, the initramfs, open files, descriptor
-//! tables, per-process file-system context and pipes.
+//! `/tmp` and `/proc` mounted on it (separate superblocks), the initramfs,
+//! open files, descriptor tables, per-process file-system context and pipes.
 //!
-//! Owns the one `::fs::Fs` instance (created on first use with the boot's
-//! lock mode), the kernel's `PageAlloc` (frames through the HHDM) and
-//! `Clock` (RTC at boot plus the TSC).  Invariants: every errno from the
-//! crate is passed on unchanged (`errno`); device nodes are told apart by
-//! their device number only.
+//! Owns the root `::fs::Fs` and the superblocks mounted on it (created on
+//! first use with the boot's lock mode), the kernel's `PageAlloc` (frames
+//! through the HHDM) and `Clock` (RTC at boot plus the TSC).  Invariants:
+//! every errno from the crate is passed on unchanged (`errno`); device
+//! nodes are told apart by their device number only.
 //!
 //! Must not: touch user memory (the syscall layer copies), or hold a lock
 //! of the `fs` crate while blocking (pipes block on `WaitQueue`s only).
@@ -101,24 +101,37 @@ fn make_root() -> Fs {
         boot_ns: crate::arch::time::now_ns(),
     };
     let fs = Fs::new(FsConfig { mode, max_pages }, Arc::new(FramePages), Arc::new(clock));
-    let root = fs.root();
-    let made = (|| -> Result<(), ::fs::Errno> {
-        fs.mkdir(&root, "/dev", 0o755)?;
-        fs.mknod(&root, "/dev/null", FileType::CharDevice, 0o666, dev::NULL)?;
-        fs.mknod(&root, "/dev/zero", FileType::CharDevice, 0o666, dev::ZERO)?;
-        fs.mknod(&root, "/dev/console", FileType::CharDevice, 0o600, dev::CONSOLE)?;
-        fs.mknod(&root, "/dev/tty", FileType::CharDevice, 0o666, dev::TTY)?;
-        fs.mkdir(&root, "/tmp", 0o777)?.set_perm(0o1777);
-        fs.mkdir(&root, "/proc", 0o555)?;
-        fs.mknod(&root, "/proc/lockstat", FileType::CharDevice, 0o444, dev::LOCKSTAT)?;
-        Ok(())
-    })();
-    if let Err(e) = made {
+    if let Err(e) = make_mounts(&fs, max_pages) {
         // Only ENOSPC/ENOMEM could get here on an empty tmpfs.
-        log::error!("fs: making /dev, /tmp, /proc failed: errno {}", e.0);
+        log::error!("fs: mounting /dev, /tmp, /proc failed: errno {}", e.0);
     }
     crate::mm::vm::set_file_source(file_source);
     fs
+}
+
+/// Mounts the kernel's file systems below the root tmpfs, each its own
+/// superblock (own `st_dev`, inode numbers and page bound): `/dev` with the
+/// device nodes, `/tmp` (mode 1777) and `/proc` with the lock statistics.
+fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
+    let root = fs.root();
+    // /dev and /proc hold only device nodes: a few pages are plenty.
+    const SMALL: u64 = 64;
+    fs.mkdir(&root, "/dev", 0o755)?;
+    fs.mount(&root, "/dev", &fs.new_mount(SMALL))?;
+    fs.mknod(&root, "/dev/null", FileType::CharDevice, 0o666, dev::NULL)?;
+    fs.mknod(&root, "/dev/zero", FileType::CharDevice, 0o666, dev::ZERO)?;
+    fs.mknod(&root, "/dev/console", FileType::CharDevice, 0o600, dev::CONSOLE)?;
+    fs.mknod(&root, "/dev/tty", FileType::CharDevice, 0o666, dev::TTY)?;
+    fs.mkdir(&root, "/tmp", 0o777)?;
+    fs.mount(&root, "/tmp", &fs.new_mount(max_pages))?;
+    // The mounted root carries the mode, as for Linux's `mode=1777`.
+    fs.lookup(&root, "/tmp", true)?.set_perm(0o1777);
+    fs.mkdir(&root, "/proc", 0o555)?;
+    let proc_fs = fs.new_mount(SMALL);
+    proc_fs.root().set_perm(0o555);
+    fs.mount(&root, "/proc", &proc_fs)?;
+    fs.mknod(&root, "/proc/lockstat", FileType::CharDevice, 0o444, dev::LOCKSTAT)?;
+    Ok(())
 }
 
 /// Makes the root file system and unpacks the initramfs module (cmdline

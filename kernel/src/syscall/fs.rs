@@ -39,8 +39,6 @@ const PATH_MAX: usize = 4096;
 const CHUNK: usize = 64 * 1024;
 /// Most iovecs / pollfds accepted (UIO_MAXIOV / RLIMIT_NOFILE).
 const MAX_VEC: u64 = 1024;
-/// The device number `st_dev` reports for the tmpfs root.
-const ROOT_DEV: u64 = 0x1a;
 
 fn proc() -> Result<Arc<Process>, Errno> {
     crate::proc::current().ok_or(Errno::EBADF)
@@ -406,7 +404,7 @@ pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
 fn stat_bytes(st: &Stat) -> [u8; 144] {
     let mut b = [0u8; 144];
     let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
-    put(0, &ROOT_DEV.to_ne_bytes());
+    put(0, &st.dev.to_ne_bytes());
     put(8, &st.ino.to_ne_bytes());
     put(16, &(st.nlink as u64).to_ne_bytes());
     put(24, &st.mode.to_ne_bytes());
@@ -481,8 +479,9 @@ pub fn sys_statx(dirfd: i32, path: u64, flags: u32, _mask: u32, buf: u64) -> Sys
     }
     put(128, &((st.rdev >> 8) as u32).to_ne_bytes());
     put(132, &((st.rdev & 0xff) as u32).to_ne_bytes());
-    put(136, &((ROOT_DEV >> 8) as u32).to_ne_bytes());
-    put(140, &((ROOT_DEV & 0xff) as u32).to_ne_bytes());
+    // st_dev of the inode's superblock (each mount has its own).
+    put(136, &((st.dev >> 8) as u32).to_ne_bytes());
+    put(140, &((st.dev & 0xff) as u32).to_ne_bytes());
     copy_to_user(buf, &b).map(|_| 0)
 }
 

@@ -22,6 +22,7 @@ fn errno_name(e: &io::Error) -> String {
         12 => "ENOMEM",
         13 => "EACCES",
         17 => "EEXIST",
+        16 => "EBUSY",
         18 => "EXDEV",
         20 => "ENOTDIR",
         21 => "EISDIR",
@@ -440,6 +441,46 @@ fn main() {
         Ok(out)
     })();
     case("mmap private", show(r));
+
+    // Mounts.  The harness's Linux mounts devtmpfs on /dev and proc on
+    // /proc, but /tmp is a plain directory there, so the cases use /dev and
+    // /proc; only whether device numbers differ is printed.
+    let dev_of = |path: &str| fs::metadata(path).map(|m| m.dev());
+    let r = (|| -> io::Result<String> {
+        let root = dev_of("/")?;
+        Ok(format!(
+            "dev_differs={} proc_differs={} same_in_base={}",
+            dev_of("/dev")? != root,
+            dev_of("/proc")? != root,
+            dev_of(&p("b"))? == dev_of(&base)?
+        ))
+    })();
+    case("st_dev across mounts", show(r));
+    let r = (|| -> io::Result<String> {
+        let (up, root) = (fs::metadata("/dev/..")?, fs::metadata("/")?);
+        Ok(format!("dotdot_is_root={}", up.ino() == root.ino() && up.dev() == root.dev()))
+    })();
+    case("dotdot out of mount", show(r));
+    let in_dev = "/dev/posix_diff_x";
+    case("create in /dev", show(fs::write(in_dev, b"x")));
+    case("rename /dev/x to /", show(fs::rename(in_dev, p("from_dev"))));
+    case("rename to /dev", show(fs::rename(p("b"), "/dev/posix_diff_b")));
+    case("link /dev/x to /", show(fs::hard_link(in_dev, p("from_dev"))));
+    case("link to /dev", show(fs::hard_link(p("b"), "/dev/posix_diff_b")));
+    case("rename within /dev", show(fs::rename(in_dev, "/dev/posix_diff_y")));
+    case("unlink in /dev", show(fs::remove_file("/dev/posix_diff_y")));
+    case("rmdir mount point", show(fs::remove_dir("/proc")));
+    case("rename mount point", show(fs::rename("/dev", "/posix_diff_dev")));
+    case("rename over mount point", show(fs::rename(p("e"), "/dev")));
+    let r = (|| -> io::Result<String> {
+        std::env::set_current_dir("/dev")?;
+        let inside = std::env::current_dir()?;
+        std::env::set_current_dir("..")?;
+        let up = std::env::current_dir()?;
+        std::env::set_current_dir(&base)?;
+        Ok(format!("{} {}", inside.display(), up.display()))
+    })();
+    case("cwd across mount", show(r));
 
     // Listing.
     case("listing", names(&base));

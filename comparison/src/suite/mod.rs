@@ -1,0 +1,26 @@
+//! The workload suite: run the shared workloads (`wis`) on this kernel, on
+//! it with global locks (`ours-global`) and on Linux, at each core count,
+//! repeated; collect records; write `results.json`, `results.csv`,
+//! `report.md` and SVG plots.
+//!
+//! Files: `options.rs` (what the user asked for, parsed and checked),
+//! `record.rs` (one result and the result files), `stats.rs` (median,
+//! spread, efficiency, ratios), `report.rs` (markdown), `plot.rs` (SVG),
+//! `runner.rs` (builds, probes the accelerator, boots, measures, writes).
+//!
+//! Invariants: numbers from different accelerators never share a table or a
+//! plot; results are written after every run, so an interrupted suite leaves
+//! what it measured; a run that fails is reported, never turned into a
+//! number.  It must not change how `comparison run` boots a system: it goes
+//! through `crate::run` like a user does.
+
+pub mod options;
+pub mod plot;
+pub mod record;
+pub mod report;
+pub mod runner;
+pub mod stats;
+
+pub use options::{AccelChoice, SuiteOptions, SuiteSystem};
+pub use record::Record;
+pub use runner::{run_suite, SuiteOutcome};

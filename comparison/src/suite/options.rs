@@ -1,0 +1,298 @@
+//! What a suite run measures: systems, core counts, workloads, modes, runs,
+//! accelerator, interval, output directory, imports; parsing the CLI's
+//! comma-separated lists and checking them.
+//!
+//! Invariants: a checked `SuiteOptions` has at least one system, one core
+//! count (1..=64, ascending, no duplicates), one mode and one run; bad input
+//! is an error that says what was wrong.  No I/O here.
+
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A system the suite boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SuiteSystem {
+    /// This kernel, per-CPU structures (the design).
+    Ours,
+    /// This kernel with `locks=global` (the ablation).
+    OursGlobal,
+    /// Debian's Linux kernel, same VM and initramfs.
+    Linux,
+}
+
+impl SuiteSystem {
+    pub fn name(self) -> &'static str {
+        match self {
+            SuiteSystem::Ours => "ours",
+            SuiteSystem::OursGlobal => "ours-global",
+            SuiteSystem::Linux => "linux",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<SuiteSystem> {
+        Ok(match s {
+            "ours" => SuiteSystem::Ours,
+            "ours-global" => SuiteSystem::OursGlobal,
+            "linux" => SuiteSystem::Linux,
+            other => bail!("unknown system `{other}` (expected ours, ours-global or linux)"),
+        })
+    }
+}
+
+/// `--accel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelChoice {
+    /// KVM if a bounded probe boot with KVM succeeds, else TCG.
+    Auto,
+    Tcg,
+    Kvm,
+}
+
+impl AccelChoice {
+    pub fn parse(s: &str) -> Result<AccelChoice> {
+        Ok(match s {
+            "auto" => AccelChoice::Auto,
+            "tcg" => AccelChoice::Tcg,
+            "kvm" => AccelChoice::Kvm,
+            other => bail!("unknown accelerator `{other}` (expected auto, tcg or kvm)"),
+        })
+    }
+}
+
+/// Worker kind of a workload run: `wis --threads T` or `wis --threads T --procs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    Threads,
+    Procs,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Threads => "threads",
+            Mode::Procs => "procs",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Mode> {
+        Ok(match s {
+            "threads" => Mode::Threads,
+            "procs" => Mode::Procs,
+            other => bail!("unknown mode `{other}` (expected threads or procs)"),
+        })
+    }
+}
+
+/// Everything a suite run needs to know.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    pub systems: Vec<SuiteSystem>,
+    pub cores: Vec<usize>,
+    /// `None`: every workload `wis --list` names.
+    pub workloads: Option<Vec<String>>,
+    pub modes: Vec<Mode>,
+    pub runs: u32,
+    pub accel: AccelChoice,
+    /// Measured interval per run (`wis --ms`).
+    pub ms: u64,
+    /// Warm-up per run (`wis --warmup-ms`); `None`: the workload's default.
+    pub warmup_ms: Option<u64>,
+    /// `None`: `<target>/comparison/<UTC timestamp>` plus a `latest` link.
+    pub out: Option<PathBuf>,
+    pub imports: Vec<PathBuf>,
+    /// QEMU is killed after this, per run.
+    pub timeout: Duration,
+    pub memory_mib: usize,
+    /// Print the whole serial log of every run.
+    pub verbose: bool,
+}
+
+/// Split a comma-separated list; empty items are an error.
+pub fn split_list(what: &str, s: &str) -> Result<Vec<String>> {
+    let items: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();
+    if items.iter().any(String::is_empty) {
+        bail!("--{what} `{s}`: empty item in the comma-separated list");
+    }
+    Ok(items)
+}
+
+/// `--systems ours,linux`: known names, each once, in the order given.
+pub fn parse_systems(s: &str) -> Result<Vec<SuiteSystem>> {
+    let mut out = Vec::new();
+    for item in split_list("systems", s)? {
+        let sys = SuiteSystem::parse(&item)?;
+        if out.contains(&sys) {
+            bail!("--systems: `{item}` given twice");
+        }
+        out.push(sys);
+    }
+    Ok(out)
+}
+
+/// `--cores 1,2,4` (or a range `1-4`): 1..=64, sorted, no duplicates.
+pub fn parse_cores(s: &str) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for item in split_list("cores", s)? {
+        let (lo, hi) = match item.split_once('-') {
+            Some((a, b)) => (parse_core(a)?, parse_core(b)?),
+            None => (parse_core(&item)?, parse_core(&item)?),
+        };
+        if lo > hi {
+            bail!("--cores: range `{item}` runs backwards");
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    let before = out.len();
+    out.dedup();
+    if out.len() != before {
+        bail!("--cores `{s}`: a core count is given twice");
+    }
+    Ok(out)
+}
+
+fn parse_core(s: &str) -> Result<usize> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => bail!("--cores: `{s}` is not a core count between 1 and 64"),
+    }
+}
+
+/// `--workloads a,b`: names made of letters, digits, `_` and `-`.
+pub fn parse_workloads(s: &str) -> Result<Vec<String>> {
+    let items = split_list("workloads", s)?;
+    for w in &items {
+        if !w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            bail!("--workloads: `{w}` is not a workload name");
+        }
+    }
+    let mut seen = items.clone();
+    seen.sort();
+    seen.dedup();
+    if seen.len() != items.len() {
+        bail!("--workloads `{s}`: a workload is given twice");
+    }
+    Ok(items)
+}
+
+/// `--modes threads,procs`.
+pub fn parse_modes(s: &str) -> Result<Vec<Mode>> {
+    let mut out = Vec::new();
+    for item in split_list("modes", s)? {
+        let m = Mode::parse(&item)?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// Host cores as the default core list: 1..=N.
+pub fn default_cores() -> Vec<usize> {
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(64);
+    (1..=n).collect()
+}
+
+impl SuiteOptions {
+    /// Check the numbers that the parsers cannot see.
+    pub fn check(&self) -> Result<()> {
+        if self.systems.is_empty() {
+            bail!("--systems: give at least one system");
+        }
+        if self.cores.is_empty() {
+            bail!("--cores: give at least one core count");
+        }
+        if self.modes.is_empty() {
+            bail!("--modes: give at least one mode");
+        }
+        if self.runs == 0 || self.runs > 1000 {
+            bail!("--runs must be between 1 and 1000");
+        }
+        if self.ms == 0 || self.ms > 3_600_000 {
+            bail!("--ms must be between 1 and 3600000");
+        }
+        if self.timeout.is_zero() {
+            bail!("--timeout must be at least 1 second");
+        }
+        if self.memory_mib < 64 {
+            bail!("--memory must be at least 64 MiB");
+        }
+        Ok(())
+    }
+
+    /// How many boots the suite makes for `workloads` workloads.
+    pub fn total_runs(&self, workloads: usize) -> usize {
+        self.systems.len() * self.cores.len() * workloads * self.modes.len() * self.runs as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systems_parse_and_refuse_unknown_or_twice() {
+        assert_eq!(parse_systems("ours,ours-global,linux").unwrap(), vec![
+            SuiteSystem::Ours,
+            SuiteSystem::OursGlobal,
+            SuiteSystem::Linux
+        ]);
+        assert_eq!(parse_systems(" linux ").unwrap(), vec![SuiteSystem::Linux]);
+        assert!(parse_systems("ours,bsd").unwrap_err().to_string().contains("bsd"));
+        assert!(parse_systems("ours,ours").is_err());
+        assert!(parse_systems("ours,").is_err());
+        assert!(parse_systems("").is_err());
+    }
+
+    #[test]
+    fn cores_parse_lists_and_ranges() {
+        assert_eq!(parse_cores("1,2").unwrap(), vec![1, 2]);
+        assert_eq!(parse_cores("4,1-2").unwrap(), vec![1, 2, 4]);
+        assert_eq!(parse_cores("64").unwrap(), vec![64]);
+        for bad in ["0", "65", "1,1", "a", "2-1", "1,,2", "-1", "1-2,2"] {
+            assert!(parse_cores(bad).is_err(), "accepted {bad}");
+        }
+    }
+
+    #[test]
+    fn workloads_and_modes_parse() {
+        assert_eq!(parse_workloads("getppid,open_close_private").unwrap(), vec!["getppid", "open_close_private"]);
+        assert!(parse_workloads("a b").is_err());
+        assert!(parse_workloads("a,a").is_err());
+        assert!(parse_workloads("../x").is_err());
+        assert_eq!(parse_modes("threads,procs,threads").unwrap(), vec![Mode::Threads, Mode::Procs]);
+        assert!(parse_modes("fibers").is_err());
+        assert_eq!(AccelChoice::parse("auto").unwrap(), AccelChoice::Auto);
+        assert!(AccelChoice::parse("hvf").is_err());
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let mut o = SuiteOptions {
+            systems: vec![SuiteSystem::Ours],
+            cores: vec![1, 2],
+            workloads: None,
+            modes: vec![Mode::Threads],
+            runs: 3,
+            accel: AccelChoice::Tcg,
+            ms: 500,
+            warmup_ms: None,
+            out: None,
+            imports: vec![],
+            timeout: Duration::from_secs(120),
+            memory_mib: 512,
+            verbose: false,
+        };
+        assert!(o.check().is_ok());
+        assert_eq!(o.total_runs(5), 30);
+        o.runs = 0;
+        assert!(o.check().is_err());
+        o.runs = 1;
+        o.ms = 0;
+        assert!(o.check().is_err());
+        o.ms = 1;
+        o.systems.clear();
+        assert!(o.check().is_err());
+    }
+}

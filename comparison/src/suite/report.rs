@@ -1,0 +1,243 @@
+//! `report.md` and the summary table: per accelerator, per workload, ops/s
+//! by cores per system (median and min–max over runs), scaling efficiency
+//! ops(N)/(N·ops(1)), and the ratios ours/linux and ours/ours-global.
+//!
+//! Invariants: each accelerator gets its own section and tables (numbers from
+//! KVM and TCG are never side by side); a missing cell prints `–`, never 0.
+//! Pure text generation: no I/O here (the runner writes the files).
+
+use super::plot;
+use super::record::Record;
+use super::stats::{aggregate, Group, GroupKey};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// A rate with a metric prefix: `1.23 M`, `45.6 k`, `789`.
+pub fn fmt_rate(x: f64) -> String {
+    if x == 0.0 {
+        return "0".to_string();
+    }
+    let (v, p) = if x >= 1e9 {
+        (x / 1e9, " G")
+    } else if x >= 1e6 {
+        (x / 1e6, " M")
+    } else if x >= 1e3 {
+        (x / 1e3, " k")
+    } else {
+        (x, "")
+    };
+    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    format!("{v:.digits$}{p}")
+}
+
+fn fmt_opt(x: Option<f64>, digits: usize) -> String {
+    x.map_or("–".to_string(), |v| format!("{v:.digits$}"))
+}
+
+/// The unit a table's numbers are in.
+fn unit_label(unit: &str) -> String {
+    if unit == "ops" { "ops/s".to_string() } else { format!("{unit}/s") }
+}
+
+/// Distinct values of one record field, joined for a header line.
+fn distinct(records: &[&Record], field: impl Fn(&Record) -> &str) -> String {
+    let set: BTreeSet<&str> = records.iter().map(|r| field(r)).collect();
+    set.into_iter().collect::<Vec<_>>().join("; ")
+}
+
+/// The table of one group (markdown).
+pub fn group_table(group: &Group) -> String {
+    let systems = group.systems();
+    let mut out = String::new();
+    let mut head = vec!["cores".to_string()];
+    head.extend(systems.iter().map(|s| format!("{s} median (min–max, runs)")));
+    head.extend(systems.iter().map(|s| format!("eff. {s}")));
+    let has = |s: &str| systems.iter().any(|x| x == s);
+    let ratios: Vec<(&str, &str)> =
+        [("ours", "linux"), ("ours", "ours-global")].into_iter().filter(|(a, b)| has(a) && has(b)).collect();
+    head.extend(ratios.iter().map(|(a, b)| format!("{a}/{b}")));
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
+    for cores in group.core_counts() {
+        let mut row = vec![cores.to_string()];
+        for s in &systems {
+            row.push(match group.get(s, cores) {
+                Some(c) => format!("{} ({}–{}, {})", fmt_rate(c.median), fmt_rate(c.min), fmt_rate(c.max), c.runs),
+                None => "–".to_string(),
+            });
+        }
+        for s in &systems {
+            row.push(fmt_opt(group.efficiency(s, cores), 2));
+        }
+        for (a, b) in &ratios {
+            row.push(fmt_opt(group.ratio(a, b, cores), 2));
+        }
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+    out
+}
+
+/// One line per group at its largest core count: the summary table (markdown).
+pub fn summary_table(groups: &BTreeMap<GroupKey, Group>) -> String {
+    let mut out = String::new();
+    let accels: BTreeSet<&str> = groups.keys().map(|k| k.accel.as_str()).collect();
+    for accel in accels {
+        let in_accel: Vec<(&GroupKey, &Group)> = groups.iter().filter(|(k, _)| k.accel == accel).collect();
+        let mut systems: Vec<String> = in_accel.iter().flat_map(|(_, g)| g.systems()).collect();
+        systems.sort_by_key(|n| (super::stats::system_rank(n), n.clone()));
+        systems.dedup();
+        let has = |s: &str| systems.iter().any(|x| x == s);
+        let _ = writeln!(out, "accel {accel}: median rate at the largest core count; eff. = ops(N)/(N·ops(1))\n");
+        let mut head = vec!["workload".to_string(), "mode".into(), "unit".into(), "cores".into()];
+        head.extend(systems.iter().cloned());
+        if has("ours") {
+            head.push("eff. ours".into());
+        }
+        let ratios: Vec<(&str, &str)> =
+            [("ours", "linux"), ("ours", "ours-global")].into_iter().filter(|(a, b)| has(a) && has(b)).collect();
+        head.extend(ratios.iter().map(|(a, b)| format!("{a}/{b}")));
+        let _ = writeln!(out, "| {} |", head.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
+        for (key, group) in in_accel {
+            let Some(&cores) = group.core_counts().last() else { continue };
+            let mut row = vec![key.workload.clone(), key.mode.clone(), unit_label(&key.unit), cores.to_string()];
+            for s in &systems {
+                row.push(group.get(s, cores).map_or("–".to_string(), |c| fmt_rate(c.median)));
+            }
+            if has("ours") {
+                row.push(fmt_opt(group.efficiency("ours", cores), 2));
+            }
+            for (a, b) in &ratios {
+                row.push(fmt_opt(group.ratio(a, b, cores), 2));
+            }
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// What the report says besides the records.
+#[derive(Debug, Clone, Default)]
+pub struct ReportInfo {
+    /// UTC date and time of the suite.
+    pub date: String,
+    /// Runs that produced no record, one line each.
+    pub failures: Vec<String>,
+    /// Files of `--import` records.
+    pub imports: Vec<String>,
+}
+
+/// The whole `report.md`.  Plot paths are relative to the report.
+pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
+    let groups = aggregate(records);
+    let mut out = String::new();
+    let _ = writeln!(out, "# Workload suite report\n");
+    let all: Vec<&Record> = records.iter().collect();
+    let _ = writeln!(out, "- date (UTC): {}", info.date);
+    let _ = writeln!(out, "- accelerators: {}", distinct(&all, |r| &r.accel));
+    let _ = writeln!(out, "- QEMU: {}", distinct(&all, |r| &r.qemu_version));
+    let _ = writeln!(out, "- git commit: {}", distinct(&all, |r| &r.commit));
+    let _ = writeln!(out, "- records: {}", records.len());
+    for file in &info.imports {
+        let _ = writeln!(out, "- imported: `{file}`");
+    }
+    out.push_str(
+        "\nCells give the median rate over runs with (min–max, number of runs). \
+         Scaling efficiency is ops(N)/(N·ops(1)) of the medians (1.00 = perfect). \
+         Ratios compare medians at the same core count. \
+         Numbers from different accelerators are in separate sections and never compared.\n\n",
+    );
+    if !records.is_empty() {
+        let _ = writeln!(out, "## Summary\n");
+        out.push_str(&summary_table(&groups));
+    }
+    let accels: BTreeSet<&str> = groups.keys().map(|k| k.accel.as_str()).collect();
+    for accel in accels {
+        let in_accel: Vec<&Record> = records.iter().filter(|r| r.accel == accel).collect();
+        let _ = writeln!(out, "## Accelerator: {accel}\n");
+        let _ = writeln!(out, "- CPU model: {}", distinct(&in_accel, |r| &r.cpu_model));
+        let _ = writeln!(out, "- QEMU: {}", distinct(&in_accel, |r| &r.qemu_version));
+        let mut systems: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for r in &in_accel {
+            systems.entry(r.system.as_str()).or_default().insert(r.kernel_options.as_str());
+        }
+        for (system, options) in systems {
+            if options.iter().all(|o| o.is_empty()) {
+                continue;
+            }
+            let opts: Vec<String> = options.iter().map(|o| format!("`{o}`")).collect();
+            let _ = writeln!(out, "- {system} kernel options: {}", opts.join(", "));
+        }
+        let _ = writeln!(out, "\n![summary](plots/{})\n", plot::summary_file_name(accel));
+        for (key, group) in groups.iter().filter(|(k, _)| k.accel == accel) {
+            let _ = writeln!(out, "### {} ({}, {})\n", key.workload, key.mode, unit_label(&key.unit));
+            let _ = writeln!(out, "![{}](plots/{})\n", key.workload, plot::group_file_name(key));
+            out.push_str(&group_table(group));
+            out.push('\n');
+        }
+    }
+    if !info.failures.is_empty() {
+        let _ = writeln!(out, "## Runs without a result\n");
+        for f in &info.failures {
+            let _ = writeln!(out, "- {f}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::sample;
+    use super::*;
+
+    #[test]
+    fn rates_are_formatted_with_prefixes() {
+        assert_eq!(fmt_rate(1_020_000.0), "1.02 M");
+        assert_eq!(fmt_rate(45_100.0), "45.1 k");
+        assert_eq!(fmt_rate(789.0), "789");
+        assert_eq!(fmt_rate(2.5), "2.50");
+    }
+
+    fn records() -> Vec<Record> {
+        vec![
+            sample("ours", "getppid", 1, 0, 1000.0),
+            sample("ours", "getppid", 1, 1, 1200.0),
+            sample("ours", "getppid", 2, 0, 1800.0),
+            sample("ours-global", "getppid", 1, 0, 900.0),
+            sample("ours-global", "getppid", 2, 0, 900.0),
+            sample("linux", "getppid", 1, 0, 500.0),
+            sample("linux", "getppid", 2, 0, 1000.0),
+        ]
+    }
+
+    #[test]
+    fn group_table_has_medians_spread_efficiency_and_ratios() {
+        let groups = aggregate(&records());
+        let table = group_table(groups.values().next().unwrap());
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("ours median") && lines[0].contains("ours/linux") && lines[0].contains("ours/ours-global"));
+        // 1 core: ours median of 1000 and 1200 = 1100.
+        assert!(lines[2].starts_with("| 1 | 1.10 k (1.00 k–1.20 k, 2) |"), "{}", lines[2]);
+        // 2 cores: eff ours = 1800/(2*1100) = 0.82, ours/linux = 1.80, ours/global = 2.00.
+        assert!(lines[3].contains("| 0.82 |"), "{}", lines[3]);
+        assert!(lines[3].ends_with("| 1.80 | 2.00 |"), "{}", lines[3]);
+    }
+
+    #[test]
+    fn report_separates_accelerators_and_lists_failures() {
+        let mut recs = records();
+        let mut k = sample("ours", "getppid", 1, 0, 5.0);
+        k.accel = "kvm".into();
+        recs.push(k);
+        let info = ReportInfo { date: "2026-01-01 00:00".into(), failures: vec!["linux stat 2 cores: timed out".into()], imports: vec![] };
+        let md = report_markdown(&recs, &info);
+        assert!(md.contains("## Accelerator: tcg") && md.contains("## Accelerator: kvm"));
+        assert!(md.contains("accel kvm:") && md.contains("accel tcg:"));
+        assert!(md.contains("plots/tcg-getppid-threads.svg"));
+        assert!(md.contains("linux stat 2 cores: timed out"));
+        assert!(md.contains("QEMU emulator version 7.2.0") && md.contains("abc123"));
+        let summary = summary_table(&aggregate(&records()));
+        assert!(summary.contains("| getppid | threads | ops/s | 2 | 1.80 k | 900 | 1.00 k | 0.82 | 1.80 | 2.00 |"), "{summary}");
+    }
+}

@@ -1,0 +1,515 @@
+//! Running the suite: build the kernel, `wis` and (for Linux) `linux-init`
+//! and Debian's kernel; choose the accelerator; boot once per (run, system,
+//! cores, workload, mode) through `crate::run`, parse `wis`'s JSON line into
+//! a `Record`; write every result file after every run; print progress with
+//! the time left, then the summary table and where the report is.
+//!
+//! One boot per measurement: boots take ~1 s on ours and ~3 s on Linux under
+//! TCG, small next to the interval, and a fresh system per measurement keeps
+//! one workload's leftovers (files, page cache, fragmentation) out of the
+//! next one's numbers.  Runs are the outer loop, so an interrupted suite has
+//! whole rounds of every cell rather than many runs of a few cells.
+//!
+//! Invariants: every boot has a timeout; the KVM probe is bounded (20 s per
+//! system); a failed run becomes a line under "Runs without a result",
+//! never a record; files are replaced atomically (write, then rename), so
+//! Ctrl-C never leaves a half-written `results.json`.
+
+use super::options::{AccelChoice, Mode, SuiteOptions, SuiteSystem};
+use super::record::{self, parse_wis_output, Record};
+use super::report::{self, ReportInfo};
+use super::{plot, stats};
+use crate::boot::{self, BootRequest, LoaderChoice};
+use crate::qemu::{self, Accel, Ending, VmConfig};
+use crate::run::{self, Echo, RunRequest, System, Systems, Verdict};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a KVM probe boot may take before we fall back to TCG.
+pub const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Environment variable naming a prebuilt `wis` (skips the cargo build).
+pub const WIS_ENV: &str = "COMPARISON_WIS";
+
+/// What a finished (or partly failed) suite produced.
+#[derive(Debug, Clone)]
+pub struct SuiteOutcome {
+    pub out_dir: PathBuf,
+    pub records: Vec<Record>,
+    pub failures: Vec<String>,
+    /// The summary table that was printed.
+    pub summary: String,
+}
+
+/// Build `wis` (`crate::workloads`), or take the one `COMPARISON_WIS` names.
+pub fn build_wis() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(WIS_ENV) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("{WIS_ENV}={} is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    crate::workloads::build_workloads()
+}
+
+/// The workload names `wis --list` prints (it is a static Linux binary, so
+/// it runs on this Linux host too).
+pub fn list_workloads(wis: &Path) -> Result<Vec<String>> {
+    let out = Command::new(wis).arg("--list").output().with_context(|| format!("running {} --list", wis.display()))?;
+    if !out.status.success() {
+        bail!("{} --list failed: {}", wis.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        bail!("{} --list printed no workloads", wis.display());
+    }
+    Ok(names)
+}
+
+/// `git rev-parse HEAD` of the workspace, or `unknown`.
+pub fn git_commit(root: &Path) -> String {
+    Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (era arithmetic: 400-year cycles of 146097 days).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// (`20260126-134501`, `2026-01-26 13:45:01`) for a Unix time in seconds.
+pub fn utc_stamps(unix: u64) -> (String, String) {
+    let (y, m, d) = civil_from_days((unix / 86_400) as i64);
+    let s = unix % 86_400;
+    let (hh, mm, ss) = (s / 3600, s % 3600 / 60, s % 60);
+    (format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"), format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}"))
+}
+
+/// `m:ss` or `h:mm:ss`.
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Write every output file for `records` into `dir`: results.json,
+/// results.csv, report.md and plots/*.svg.
+pub fn write_outputs(dir: &Path, records: &[Record], info: &ReportInfo) -> Result<()> {
+    std::fs::create_dir_all(dir.join("plots")).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic(&dir.join("results.json"), record::to_json_text(records).as_bytes())?;
+    write_atomic(&dir.join("results.csv"), record::to_csv(records).as_bytes())?;
+    let groups = stats::aggregate(records);
+    for (key, group) in &groups {
+        write_atomic(&dir.join("plots").join(plot::group_file_name(key)), plot::group_svg(key, group)?.as_bytes())?;
+    }
+    let accels: std::collections::BTreeSet<&str> = groups.keys().map(|k| k.accel.as_str()).collect();
+    for accel in accels {
+        write_atomic(&dir.join("plots").join(plot::summary_file_name(accel)), plot::summary_svg(accel, &groups)?.as_bytes())?;
+    }
+    write_atomic(&dir.join("report.md"), report::report_markdown(records, info).as_bytes())?;
+    Ok(())
+}
+
+/// The default output directory, with `latest` pointing at it.
+fn default_out_dir(target_dir: &Path, stamp: &str) -> Result<PathBuf> {
+    let base = target_dir.join("comparison");
+    let dir = base.join(stamp);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let link = base.join("latest");
+    if std::fs::symlink_metadata(&link).is_ok() {
+        std::fs::remove_file(&link).with_context(|| format!("replacing {}", link.display()))?;
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(stamp, &link).with_context(|| format!("linking {}", link.display()))?;
+    Ok(dir)
+}
+
+fn vm(cores: usize, accel: Accel, opts: &SuiteOptions, timeout: Duration) -> VmConfig {
+    VmConfig { cores, memory_mib: opts.memory_mib, accel, timeout, echo: false }
+}
+
+/// Choose the accelerator.  `auto`: one bounded KVM boot per kind of system
+/// selected (ours: self-check; Linux: `wis --list`); any failure means TCG.
+fn resolve_accel(opts: &SuiteOptions, systems: &Systems, wis: &Path) -> Result<Accel> {
+    match opts.accel {
+        AccelChoice::Tcg => return Ok(Accel::Tcg),
+        AccelChoice::Kvm => return Ok(Accel::Kvm),
+        AccelChoice::Auto => {}
+    }
+    if !Path::new("/dev/kvm").exists() {
+        eprintln!("suite: accel auto: /dev/kvm is absent, using TCG");
+        return Ok(Accel::Tcg);
+    }
+    let start = Instant::now();
+    if let Some(artifacts) = &systems.artifacts {
+        eprintln!("suite: accel auto: probing KVM with our kernel (at most {} s) ...", KVM_PROBE_TIMEOUT.as_secs());
+        let req = BootRequest {
+            loader: LoaderChoice::Builtin,
+            cmdline: "run=selfcheck".into(),
+            modules: Vec::new(),
+            vm: vm(1, Accel::Kvm, opts, KVM_PROBE_TIMEOUT),
+        };
+        let ok = boot::boot(artifacts, &req).map(|o| o.ending == Ending::GuestExit(0) && o.has_line("selfcheck: pass"));
+        if !matches!(ok, Ok(true)) {
+            eprintln!("suite: accel auto: KVM probe with our kernel failed ({:.1} s), using TCG", start.elapsed().as_secs_f64());
+            return Ok(Accel::Tcg);
+        }
+    }
+    if systems.linux.is_some() {
+        eprintln!("suite: accel auto: probing KVM with Linux (at most {} s) ...", KVM_PROBE_TIMEOUT.as_secs());
+        let req = RunRequest {
+            system: System::Linux,
+            program: wis.to_path_buf(),
+            files: vec![],
+            args: vec!["--list".into()],
+            global_locks: false,
+            extra_cmdline: String::new(),
+            vm: vm(1, Accel::Kvm, opts, KVM_PROBE_TIMEOUT),
+            echo: Echo::Quiet,
+        };
+        if !matches!(run::run(systems, &req).map(|r| r.verdict), Ok(Verdict::Exited(0))) {
+            eprintln!("suite: accel auto: KVM probe with Linux failed ({:.1} s), using TCG", start.elapsed().as_secs_f64());
+            return Ok(Accel::Tcg);
+        }
+    }
+    eprintln!("suite: accel auto: KVM works ({:.1} s), using KVM", start.elapsed().as_secs_f64());
+    Ok(Accel::Kvm)
+}
+
+/// The `wis` arguments of one measurement.
+pub fn wis_args(workload: &str, threads: usize, mode: Mode, warmup_ms: Option<u64>, ms: u64) -> Vec<String> {
+    let mut args = vec![workload.to_string(), "--threads".into(), threads.to_string()];
+    if mode == Mode::Procs {
+        args.push("--procs".into());
+    }
+    if let Some(w) = warmup_ms {
+        args.extend(["--warmup-ms".into(), w.to_string()]);
+    }
+    args.extend(["--ms".into(), ms.to_string()]);
+    args
+}
+
+/// The system's kernel command line without the program's arguments (they
+/// are in the record's own fields), plus Linux's package name.
+fn kernel_options(req: &RunRequest, linux_package: &str) -> String {
+    match req.system {
+        System::Ours => {
+            let bare = RunRequest { args: Vec::new(), ..req.clone() };
+            run::our_cmdline(&bare).trim_end_matches(" --").to_string()
+        }
+        System::Linux => format!("{} ({linux_package})", run::linux_append(&[]).trim_end_matches(" --")),
+    }
+}
+
+/// Time left, from the mean duration of finished runs of the same system
+/// (systems differ: Linux boots take seconds longer than ours); a system not
+/// yet measured counts at the mean over all finished runs.
+pub fn eta_by_system(durations: &[(SuiteSystem, Duration)], remaining: &[SuiteSystem]) -> Option<Duration> {
+    if durations.is_empty() {
+        return None;
+    }
+    let mean = |of: Option<SuiteSystem>| -> Option<f64> {
+        let v: Vec<f64> =
+            durations.iter().filter(|(s, _)| of.is_none_or(|o| o == *s)).map(|(_, d)| d.as_secs_f64()).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let overall = mean(None)?;
+    let secs: f64 = remaining.iter().map(|s| mean(Some(*s)).unwrap_or(overall)).sum();
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// Check a parsed `wis` line against what was asked.
+fn check_line(line: &record::WisLine, workload: &str, mode: Mode, threads: usize) -> Result<()> {
+    if line.workload != workload {
+        bail!("wis reported workload `{}`, expected `{workload}`", line.workload);
+    }
+    if line.mode != mode.name() {
+        bail!("wis reported mode `{}`, expected `{}`", line.mode, mode.name());
+    }
+    if line.workers as usize != threads {
+        bail!("wis reported {} workers, expected {threads}", line.workers);
+    }
+    Ok(())
+}
+
+/// Run the whole suite.  Returns what was measured; an `Err` only for
+/// problems before the first boot (bad import, build failure, no QEMU) or
+/// when the output cannot be written.
+pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
+    opts.check()?;
+    let mut imported = Vec::new();
+    for path in &opts.imports {
+        imported.extend(record::import(path)?);
+    }
+    qemu::ensure_available()?;
+    let qemu_version = qemu::version()?;
+    let root = crate::build::workspace_root();
+    let target_dir = crate::build::target_dir(&root)?;
+    let commit = git_commit(&root);
+
+    eprintln!("suite: building the workloads (wis) ...");
+    let wis = build_wis()?;
+    let available = list_workloads(&wis)?;
+    let workloads = match &opts.workloads {
+        None => available.clone(),
+        Some(list) => {
+            for w in list {
+                if !available.contains(w) {
+                    bail!("unknown workload `{w}`; wis knows: {}", available.join(", "));
+                }
+            }
+            list.clone()
+        }
+    };
+
+    let wants_ours = opts.systems.iter().any(|s| matches!(s, SuiteSystem::Ours | SuiteSystem::OursGlobal));
+    let wants_linux = opts.systems.contains(&SuiteSystem::Linux);
+    let mut systems = Systems {
+        artifacts: None,
+        linux: None,
+        linux_init: None,
+        scratch: target_dir.join("comparison").join("media"),
+    };
+    if wants_ours {
+        eprintln!("suite: building our kernel and loader ...");
+        systems.artifacts = Systems::prepare(System::Ours)?.artifacts;
+    }
+    if wants_linux {
+        eprintln!("suite: preparing Linux (test programs, Debian's kernel) ...");
+        let linux = Systems::prepare(System::Linux)?;
+        systems.linux = linux.linux;
+        systems.linux_init = linux.linux_init;
+    }
+    let accel = resolve_accel(opts, &systems, &wis)?;
+    let cpu_model = match accel {
+        Accel::Tcg => "max",
+        Accel::Kvm => "host",
+    };
+
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (stamp, date) = utc_stamps(now);
+    let out_dir = match &opts.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.clone()
+        }
+        None => default_out_dir(&target_dir, &stamp)?,
+    };
+    let mut info = ReportInfo {
+        date,
+        failures: Vec::new(),
+        imports: opts.imports.iter().map(|p| p.display().to_string()).collect(),
+    };
+    let mut records = imported;
+    write_outputs(&out_dir, &records, &info)?;
+
+    let total = opts.total_runs(workloads.len());
+    eprintln!(
+        "suite: {total} runs ({} systems x cores {:?} x {} workloads x {} modes x {} runs), accel {}, {} ms each; results in {}",
+        opts.systems.len(),
+        opts.cores,
+        workloads.len(),
+        opts.modes.len(),
+        opts.runs,
+        accel.name(),
+        opts.ms,
+        out_dir.display()
+    );
+    let linux_package = systems.linux.as_ref().map(|l| l.package.clone()).unwrap_or_default();
+    // The order of the loops below, flattened: which system each run uses.
+    let mut schedule: Vec<SuiteSystem> = Vec::with_capacity(total);
+    for _ in 0..opts.runs {
+        for &system in &opts.systems {
+            schedule.extend(std::iter::repeat_n(system, opts.cores.len() * workloads.len() * opts.modes.len()));
+        }
+    }
+    let mut durations: Vec<(SuiteSystem, Duration)> = Vec::with_capacity(total);
+    let mut done = 0usize;
+    for run_index in 0..opts.runs {
+        for &system in &opts.systems {
+            for &cores in &opts.cores {
+                for workload in &workloads {
+                    for &mode in &opts.modes {
+                        let args = wis_args(workload, cores, mode, opts.warmup_ms, opts.ms);
+                        let req = RunRequest {
+                            system: if system == SuiteSystem::Linux { System::Linux } else { System::Ours },
+                            program: wis.clone(),
+                            files: vec![],
+                            args: args.clone(),
+                            global_locks: system == SuiteSystem::OursGlobal,
+                            extra_cmdline: String::new(),
+                            vm: vm(cores, accel, opts, opts.timeout),
+                            echo: if opts.verbose { Echo::Serial } else { Echo::Quiet },
+                        };
+                        let kernel_options = kernel_options(&req, &linux_package);
+                        let what = format!("{} {} {cores} cores {} run {}", system.name(), workload, mode.name(), run_index + 1);
+                        let t0 = Instant::now();
+                        let measured = run::run(&systems, &req).and_then(|res| match &res.verdict {
+                            Verdict::Exited(0) => {
+                                let line = parse_wis_output(&res.output)?;
+                                check_line(&line, workload, mode, cores)?;
+                                Ok(line)
+                            }
+                            Verdict::Exited(s) => bail!(
+                                "wis exited with status {s}; its output:\n{}",
+                                res.output.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                            ),
+                            Verdict::TimedOut => bail!("timed out after {} s", opts.timeout.as_secs()),
+                            Verdict::KernelPanic(m) | Verdict::SystemError(m) => bail!("system failed: {m}"),
+                        });
+                        done += 1;
+                        durations.push((system, t0.elapsed()));
+                        let left = eta_by_system(&durations, &schedule[done.min(total)..]).map(fmt_duration).unwrap_or_default();
+                        match measured {
+                            Ok(line) => {
+                                eprintln!(
+                                    "[{done}/{total}] {what}: {} {}/s ({:.1} s); about {left} left",
+                                    report::fmt_rate(line.ops_per_sec),
+                                    line.unit,
+                                    t0.elapsed().as_secs_f64()
+                                );
+                                records.push(Record {
+                                    system: system.name().to_string(),
+                                    workload: line.workload,
+                                    mode: line.mode,
+                                    cores: cores as u32,
+                                    workers: line.workers,
+                                    run: run_index,
+                                    ops: line.ops,
+                                    seconds: line.seconds,
+                                    ops_per_sec: line.ops_per_sec,
+                                    unit: line.unit,
+                                    accel: accel.name().to_string(),
+                                    qemu_version: qemu_version.clone(),
+                                    cpu_model: cpu_model.to_string(),
+                                    commit: commit.clone(),
+                                    kernel_options,
+                                });
+                            }
+                            Err(e) => {
+                                let first = format!("{e:#}").lines().next().unwrap_or("").to_string();
+                                eprintln!("[{done}/{total}] {what}: FAILED: {e:#}; about {left} left");
+                                info.failures.push(format!("{what}: {first}"));
+                            }
+                        }
+                        write_outputs(&out_dir, &records, &info)?;
+                    }
+                }
+            }
+        }
+    }
+    let summary = report::summary_table(&stats::aggregate(&records));
+    Ok(SuiteOutcome { out_dir, records, failures: info.failures, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::sample;
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_stamps(0), ("19700101-000000".into(), "1970-01-01 00:00:00".into()));
+        // 2000-02-29 12:34:56 UTC (a leap day in a year divisible by 400).
+        assert_eq!(utc_stamps(951_827_696).1, "2000-02-29 12:34:56");
+        // 2026-11-26 13:50:00 UTC.
+        assert_eq!(utc_stamps(1_795_701_000).0, "20261126-135000");
+    }
+
+    #[test]
+    fn time_left_and_durations() {
+        use SuiteSystem::*;
+        let secs = Duration::from_secs;
+        assert_eq!(eta_by_system(&[], &[Ours]), None);
+        let done = [(Ours, secs(1)), (Ours, secs(3)), (Linux, secs(6))];
+        // 2 ours at 2 s, 1 linux at 6 s, 1 ours-global at the overall mean 10/3 s.
+        let left = eta_by_system(&done, &[Ours, Ours, Linux, OursGlobal]).unwrap();
+        assert!((left.as_secs_f64() - (4.0 + 6.0 + 10.0 / 3.0)).abs() < 1e-6, "{left:?}");
+        assert_eq!(eta_by_system(&done, &[]), Some(Duration::ZERO));
+        assert_eq!(fmt_duration(Duration::from_secs(75)), "1:15");
+        assert_eq!(fmt_duration(Duration::from_secs(3725)), "1:02:05");
+    }
+
+    #[test]
+    fn wis_arguments() {
+        assert_eq!(wis_args("getppid", 2, Mode::Threads, None, 200), vec!["getppid", "--threads", "2", "--ms", "200"]);
+        assert_eq!(
+            wis_args("stat", 1, Mode::Procs, Some(50), 300),
+            vec!["stat", "--threads", "1", "--procs", "--warmup-ms", "50", "--ms", "300"]
+        );
+        let line = parse_wis_output("{\"workload\":\"stat\",\"mode\":\"procs\",\"workers\":2,\"ops_per_sec\":1}").unwrap();
+        assert!(check_line(&line, "stat", Mode::Procs, 2).is_ok());
+        assert!(check_line(&line, "stat", Mode::Threads, 2).is_err());
+        assert!(check_line(&line, "stat", Mode::Procs, 1).is_err());
+        assert!(check_line(&line, "getppid", Mode::Procs, 2).is_err());
+        let mut req = RunRequest {
+            system: System::Ours,
+            program: "wis".into(),
+            files: vec![],
+            args: wis_args("stat", 2, Mode::Threads, None, 100),
+            global_locks: true,
+            extra_cmdline: String::new(),
+            vm: VmConfig::default(),
+            echo: Echo::Quiet,
+        };
+        assert_eq!(kernel_options(&req, ""), "run=init init=/init locks=global");
+        req.system = System::Linux;
+        let linux = kernel_options(&req, "linux-image-x");
+        assert!(linux.ends_with("rdinit=/linux-init (linux-image-x)") && !linux.contains("stat"), "{linux}");
+    }
+
+    #[test]
+    fn outputs_are_written_for_synthetic_records() {
+        let dir = std::env::temp_dir().join(format!("suite-out-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let recs = vec![
+            sample("ours", "getppid", 1, 0, 100.0),
+            sample("ours", "getppid", 2, 0, 190.0),
+            sample("linux", "getppid", 1, 0, 90.0),
+            sample("linux", "getppid", 2, 0, 170.0),
+        ];
+        write_outputs(&dir, &recs, &ReportInfo::default()).unwrap();
+        let back = record::parse_records(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+        assert_eq!(back, recs);
+        assert_eq!(std::fs::read_to_string(dir.join("results.csv")).unwrap().lines().count(), 5);
+        assert!(std::fs::read_to_string(dir.join("report.md")).unwrap().contains("### getppid"));
+        assert!(std::fs::read_to_string(dir.join("plots/tcg-getppid-threads.svg")).unwrap().contains("</svg>"));
+        assert!(std::fs::read_to_string(dir.join("plots/tcg-summary.svg")).unwrap().contains("</svg>"));
+        assert!(!dir.join("results.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,135 @@
+//! `comparison suite` end to end: a short suite (two workloads, 1 and 2
+//! cores, ours and Linux, one run, 200 ms) under TCG writes results.json
+//! with sane numbers for every cell, results.csv, report.md and the SVG
+//! plots, and merges an imported system's records; bad arguments and bad
+//! import files are refused before anything boots.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn comparison(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_comparison"))
+        .args(args)
+        .output()
+        .expect("running the comparison binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("comparison-suite-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+#[test]
+fn short_suite_writes_results_report_and_plots() {
+    let dir = scratch("e2e");
+    let out = dir.join("out");
+    // Another system's results, as a microkernel design would feed them in.
+    let import = dir.join("mk.json");
+    std::fs::write(
+        &import,
+        r#"[{"system":"mk","workload":"getppid","mode":"threads","cores":1,"accel":"tcg","ops_per_sec":1000.0},
+            {"system":"mk","workload":"getppid","mode":"threads","cores":2,"accel":"tcg","ops_per_sec":1500.0}]"#,
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = comparison(&[
+        "suite",
+        "--systems",
+        "ours,linux",
+        "--cores",
+        "1,2",
+        "--workloads",
+        "getppid,open_close_private",
+        "--runs",
+        "1",
+        "--ms",
+        "200",
+        "--accel",
+        "tcg",
+        "--out",
+        out.to_str().unwrap(),
+        "--import",
+        import.to_str().unwrap(),
+    ]);
+    assert!(ok, "suite failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("[8/8]"), "progress lines count the runs:\n{stderr}");
+    assert!(stdout.contains("| getppid | threads | ops/s | 2 |"), "summary table printed:\n{stdout}");
+    assert!(stdout.contains(&format!("report: {}", out.join("report.md").display())), "{stdout}");
+
+    let json: serde_json::Value = serde_json::from_str(&read(&out.join("results.json"))).expect("results.json is JSON");
+    let records = json.as_array().expect("results.json is an array");
+    assert_eq!(records.len(), 10, "8 measured + 2 imported records");
+    for system in ["ours", "linux"] {
+        for workload in ["getppid", "open_close_private"] {
+            for cores in [1u64, 2] {
+                let r = records
+                    .iter()
+                    .find(|r| r["system"] == system && r["workload"] == workload && r["cores"] == cores)
+                    .unwrap_or_else(|| panic!("no record for {system} {workload} {cores} cores"));
+                let rate = r["ops_per_sec"].as_f64().unwrap();
+                assert!(rate > 0.0 && rate.is_finite(), "{r}");
+                assert_eq!(r["workers"], cores);
+                assert_eq!(r["accel"], "tcg");
+                assert_eq!(r["cpu_model"], "max");
+                assert_eq!(r["mode"], "threads");
+                assert!(r["qemu_version"].as_str().unwrap().contains("QEMU"), "{r}");
+                assert!(!r["commit"].as_str().unwrap().is_empty());
+                assert!(!r["kernel_options"].as_str().unwrap().is_empty());
+            }
+        }
+    }
+    let csv = read(&out.join("results.csv"));
+    assert_eq!(csv.lines().count(), 11, "header + 10 rows:\n{csv}");
+
+    let report = read(&out.join("report.md"));
+    for needle in ["## Accelerator: tcg", "### getppid (threads, ops/s)", "### open_close_private", "ours/linux", "eff. ours", "mk median"] {
+        assert!(report.contains(needle), "report lacks {needle}:\n{report}");
+    }
+    assert!(!report.contains("Runs without a result"), "{report}");
+    for plot in ["tcg-getppid-threads.svg", "tcg-open_close_private-threads.svg", "tcg-summary.svg"] {
+        let svg = read(&out.join("plots").join(plot));
+        assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"), "{plot} is not an SVG");
+        assert!(svg.contains("ours") && svg.contains("linux"), "{plot} lacks a system");
+    }
+    assert!(read(&out.join("plots/tcg-getppid-threads.svg")).contains("mk"), "imported system is plotted");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_suite_arguments_are_refused_before_booting() {
+    for (args, needle) in [
+        (vec!["suite", "--systems", "ours,bsd"], "bsd"),
+        (vec!["suite", "--cores", "0"], "between 1 and 64"),
+        (vec!["suite", "--cores", "1,1"], "twice"),
+        (vec!["suite", "--runs", "0"], "--runs"),
+        (vec!["suite", "--accel", "hvf"], "hvf"),
+        (vec!["suite", "--workloads", "a b"], "not a workload name"),
+    ] {
+        let (ok, _, stderr) = comparison(&args);
+        assert!(!ok, "{args:?} was accepted");
+        assert!(stderr.contains(needle), "{args:?}: stderr lacks {needle:?}:\n{stderr}");
+    }
+    let dir = scratch("badimport");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"[{"system":"mk","cores":1,"accel":"tcg","ops_per_sec":1}]"#).unwrap();
+    let (ok, _, stderr) = comparison(&["suite", "--import", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("workload") && stderr.contains("bad.json"), "{stderr}");
+    let (ok, _, stderr) = comparison(&["suite", "--import", dir.join("missing.json").to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("missing.json"), "{stderr}");
+    let (ok, _, stderr) = comparison(&["suite", "--workloads", "no_such_workload", "--systems", "ours"]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown workload `no_such_workload`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

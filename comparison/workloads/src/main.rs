@@ -1,0 +1,172 @@
+//! `wis`: the shared workload suite in one static Linux binary, in the
+//! will-it-scale style (comparison/WORKLOADS.md says what each workload does).
+//!
+//!   wis --list
+//!   wis WORKLOAD --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F]
+//!   wis all --threads T ...        every ready workload in turn
+//!
+//! Prints one JSON line per workload run, and nothing else on stdout:
+//!   {"workload":NAME,"mode":"threads|procs","workers":T,"ops":N,"seconds":S,"ops_per_sec":X}
+//! with `,"unit":"bytes"` before the `}` when the workload counts bytes.
+//! Exit status 0 on success; 1 (message on stderr) if the system lacks
+//! something or an operation failed; 2 for bad arguments.
+//!
+//! Runs unchanged on Linux, on this project's kernel and on any system with
+//! the Linux x86_64 system-call ABI.  It must not print anything on stdout
+//! but result lines, so harnesses can parse it line by line.
+
+mod files;
+mod runner;
+mod sys;
+mod system;
+mod workload;
+
+use std::time::Duration;
+use workload::{Ctx, Kind, Unit, Workload, WORKLOADS};
+
+const USAGE: &str = "usage: wis --list
+       wis WORKLOAD|all --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F]
+  --threads T    workers, worker w pinned to CPU w (1..=1024)
+  --procs        workers are processes (default: threads)
+  --warmup-ms W  warm-up before measuring (default 200)
+  --ms M         measured interval (default 1000)
+  --dir D        scratch directory for the file workloads (default /tmp/wis)
+  --file-mib F   size of the sequential read/write files (default 8)";
+
+struct Args {
+    workload: String,
+    threads: usize,
+    procs: bool,
+    warmup: Duration,
+    interval: Duration,
+    dir: String,
+    file_mib: u64,
+}
+
+fn parse_number(flag: &str, value: Option<String>, min: u64, max: u64) -> Result<u64, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
+    let n: u64 = value.parse().map_err(|_| format!("{flag}: `{value}` is not a number"))?;
+    if n < min || n > max {
+        return Err(format!("{flag}: {n} is outside {min}..={max}"));
+    }
+    Ok(n)
+}
+
+/// Parse the command line; `Ok(None)` for `--list`.
+fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut args = Args {
+        workload: String::new(),
+        threads: 0,
+        procs: false,
+        warmup: Duration::from_millis(200),
+        interval: Duration::from_millis(1000),
+        dir: "/tmp/wis".to_string(),
+        file_mib: 8,
+    };
+    while let Some(a) = argv.next() {
+        match a.as_str() {
+            "--list" => return Ok(None),
+            "--threads" => args.threads = parse_number("--threads", argv.next(), 1, 1024)? as usize,
+            "--procs" => args.procs = true,
+            "--warmup-ms" => args.warmup = Duration::from_millis(parse_number("--warmup-ms", argv.next(), 0, 3_600_000)?),
+            "--ms" => args.interval = Duration::from_millis(parse_number("--ms", argv.next(), 1, 3_600_000)?),
+            "--dir" => {
+                args.dir = argv.next().ok_or("--dir needs a value")?;
+                if !args.dir.starts_with('/') || args.dir.contains('\0') {
+                    return Err(format!("--dir: `{}` is not an absolute path", args.dir));
+                }
+            }
+            "--file-mib" => args.file_mib = parse_number("--file-mib", argv.next(), 1, 4096)?,
+            "-h" | "--help" => return Err(String::new()),
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
+            name if args.workload.is_empty() => args.workload = name.to_string(),
+            extra => return Err(format!("unexpected argument `{extra}` (one workload per run, or `all`)")),
+        }
+    }
+    if args.workload.is_empty() {
+        return Err("no workload named (see wis --list)".into());
+    }
+    if args.threads == 0 {
+        return Err("--threads T is required".into());
+    }
+    Ok(Some(args))
+}
+
+/// Run one workload in a fresh scratch directory and print its line.
+fn run_one(w: &Workload, args: &Args) -> Result<(), String> {
+    let Kind::Ready { setup, .. } = &w.kind else {
+        let Kind::NotYet(why) = &w.kind else { unreachable!() };
+        return Err(format!("{}: {why}", w.name));
+    };
+    let ctx = Ctx {
+        workers: args.threads,
+        procs: args.procs,
+        dir: format!("{}/{}", args.dir.trim_end_matches('/'), w.name),
+        big_file_bytes: args.file_mib << 20,
+    };
+    // A directory left by an interrupted run would make creates fail.
+    let _ = std::fs::remove_dir_all(&ctx.dir);
+    std::fs::create_dir_all(&ctx.dir).map_err(|e| format!("{}: making {}: {e}", w.name, ctx.dir))?;
+    let result = setup(&ctx).and_then(|()| runner::run(w, &ctx, args.warmup, args.interval));
+    let _ = std::fs::remove_dir_all(&ctx.dir);
+    let m = result.map_err(|f| format!("{}: {f}", w.name))?;
+    let rate = if m.seconds > 0.0 { m.ops as f64 / m.seconds } else { 0.0 };
+    let unit = if w.unit == Unit::Bytes { ",\"unit\":\"bytes\"" } else { "" };
+    println!(
+        "{{\"workload\":\"{}\",\"mode\":\"{}\",\"workers\":{},\"ops\":{},\"seconds\":{:.6},\"ops_per_sec\":{:.1}{unit}}}",
+        w.name,
+        if args.procs { "procs" } else { "threads" },
+        args.threads,
+        m.ops,
+        m.seconds,
+        rate
+    );
+    Ok(())
+}
+
+fn main() {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            for w in WORKLOADS.iter().filter(|w| matches!(w.kind, Kind::Ready { .. })) {
+                println!("{}", w.name);
+            }
+            return;
+        }
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("wis: {msg}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let chosen: Vec<&Workload> = if args.workload == "all" {
+        WORKLOADS.iter().filter(|w| matches!(w.kind, Kind::Ready { .. })).collect()
+    } else {
+        match workload::find(&args.workload) {
+            Some(w) => vec![w],
+            None => {
+                eprintln!("wis: unknown workload `{}` (see wis --list)", args.workload);
+                std::process::exit(2);
+            }
+        }
+    };
+    if let Some(cpu) = sys::first_unusable_cpu(args.threads) {
+        eprintln!(
+            "wis: --threads {}: worker {cpu} must run on CPU {cpu}, which this process may not use (too few CPUs?)",
+            args.threads
+        );
+        std::process::exit(1);
+    }
+    let mut failed = 0;
+    for w in chosen {
+        if let Err(msg) = run_one(w, &args) {
+            eprintln!("wis: {msg}");
+            failed += 1;
+        }
+    }
+    // Each run removed its own directory; the base goes too if now empty.
+    let _ = std::fs::remove_dir(&args.dir);
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}

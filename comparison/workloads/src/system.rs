@@ -1,0 +1,122 @@
+//! The system workloads: null system call, context switch, page fault.
+//!
+//! Nothing here is shared between workers: each worker has its own pipes,
+//! partner and mappings, so these measure how the kernel's paths scale when
+//! the work itself is private.  It must not touch files.
+
+use crate::sys::{self, Fail, Res};
+use crate::workload::{Ctx, Op};
+
+/// getppid: one operation = one getppid system call.
+pub fn getppid(_: &Ctx, _: usize) -> Res<Op> {
+    if sys::getppid() < 0 {
+        return Err(Fail::last("getppid"));
+    }
+    Ok(Box::new(|| {
+        sys::getppid();
+        Ok(1)
+    }))
+}
+
+/// A partner that echoes bytes from one pipe into another on the worker's
+/// CPU: a thread (threads mode) or a forked process (processes mode).  It
+/// ends when the worker closes its end of the first pipe (EOF).
+struct PingPong {
+    to_partner: i32,
+    from_partner: i32,
+    thread: Option<std::thread::JoinHandle<()>>,
+    child: Option<i32>,
+}
+
+impl PingPong {
+    /// One round trip.  A method, so the operation closure captures (and
+    /// keeps alive) the whole pair, not copies of its descriptors.
+    fn round_trip(&self, b: &mut [u8; 1]) -> Res<()> {
+        sys::write(self.to_partner, b)?;
+        if sys::read(self.from_partner, b)? != 1 {
+            return Err(Fail::msg("the ping-pong partner went away"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PingPong {
+    fn drop(&mut self) {
+        let _ = sys::close(self.to_partner);
+        let _ = sys::close(self.from_partner);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(pid) = self.child.take() {
+            let _ = sys::wait_child(pid);
+        }
+    }
+}
+
+/// The partner's loop: read one byte, write it back, until EOF or error.
+fn echo(from: i32, to: i32) {
+    let mut b = [0u8; 1];
+    while let Ok(1) = sys::read(from, &mut b) {
+        if sys::write(to, &b).is_err() {
+            break;
+        }
+    }
+}
+
+/// context_switch: one operation = one round trip of one byte through two
+/// pipes between the worker and its partner on the same CPU (two switches).
+pub fn context_switch(ctx: &Ctx, w: usize) -> Res<Op> {
+    let (a_read, a_write) = sys::pipe()?;
+    let (b_read, b_write) = sys::pipe()?;
+    let mut pair = PingPong { to_partner: a_write, from_partner: b_read, thread: None, child: None };
+    if ctx.procs {
+        // The worker process is single-threaded here, so fork is safe.
+        match sys::fork()? {
+            0 => {
+                let _ = sys::close(a_write);
+                let _ = sys::close(b_read);
+                echo(a_read, b_write);
+                sys::exit_now(0);
+            }
+            pid => pair.child = Some(pid),
+        }
+        sys::close(a_read)?;
+        sys::close(b_write)?;
+    } else {
+        let handle = std::thread::Builder::new()
+            .name(format!("partner{w}"))
+            .spawn(move || {
+                // Pinned like its worker; if pinning fails the pair still
+                // works, only on two CPUs, so the worker reports it below.
+                let _ = sys::pin_to_cpu(w);
+                echo(a_read, b_write);
+                let _ = sys::close(a_read);
+                let _ = sys::close(b_write);
+            })
+            .map_err(|e| Fail { what: format!("spawning the partner thread: {e}"), errno: e.raw_os_error().unwrap_or(0) })?;
+        pair.thread = Some(handle);
+    }
+    let mut b = [7u8; 1];
+    Ok(Box::new(move || {
+        pair.round_trip(&mut b)?;
+        Ok(1)
+    }))
+}
+
+/// Size of the page_fault mapping.
+const FAULT_BYTES: usize = 64 * 1024;
+
+/// page_fault: one operation = mmap 64 KiB anonymous private memory, write
+/// one byte in each of its 16 pages (16 faults), munmap it.
+pub fn page_fault(_: &Ctx, _: usize) -> Res<Op> {
+    Ok(Box::new(|| {
+        let p = sys::mmap(FAULT_BYTES, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)?;
+        for page in (0..FAULT_BYTES).step_by(4096) {
+            // SAFETY: `p` is a fresh private read-write mapping of
+            // FAULT_BYTES bytes that nothing else references.
+            unsafe { p.add(page).write_volatile(1) };
+        }
+        sys::munmap(p, FAULT_BYTES)?;
+        Ok(1)
+    }))
+}
