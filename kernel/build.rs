@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 fn main() {
-    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let script = dir.join("linker.ld");
     // Only the bare-metal build links with our script; a host `cargo check`
     // of the workspace must not try to place a Linux binary at -2 GiB.

@@ -5,12 +5,24 @@ use integration_tests::*;
 
 fn boots_with(cores: usize) {
     let out = boot_builtin(cores, "run=selfcheck", 120);
-    check(&out, cpus_online(&out) == Some(cores), &format!("expected `cpus online: {cores}`"));
-    check(&out, out.has_line("selfcheck: pass"), "expected `selfcheck: pass`");
+    check(
+        &out,
+        cpus_online(&out) == Some(cores),
+        &format!("expected `cpus online: {cores}`"),
+    );
+    check(
+        &out,
+        out.has_line("selfcheck: pass"),
+        "expected `selfcheck: pass`",
+    );
     expect_guest_exit(&out, 0);
     // Every CPU logged something under its own prefix.
     for cpu in 0..cores {
-        check(&out, out.serial.contains(&format!("[cpu{cpu}]")), &format!("no line from cpu{cpu}"));
+        check(
+            &out,
+            out.serial.contains(&format!("[cpu{cpu}]")),
+            &format!("no line from cpu{cpu}"),
+        );
     }
 }
 
@@ -37,7 +49,15 @@ fn boots_on_8_cpus() {
 #[test]
 fn boots_with_global_locks() {
     let out = boot_builtin(2, "run=selfcheck locks=global", 120);
-    check(&out, cpus_online(&out) == Some(2), "expected `cpus online: 2`");
-    check(&out, out.has_line("selfcheck: pass"), "expected `selfcheck: pass`");
+    check(
+        &out,
+        cpus_online(&out) == Some(2),
+        "expected `cpus online: 2`",
+    );
+    check(
+        &out,
+        out.has_line("selfcheck: pass"),
+        "expected `selfcheck: pass`",
+    );
     expect_guest_exit(&out, 0);
 }

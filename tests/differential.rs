@@ -15,28 +15,53 @@ fn same_on_both(name: &str, cores: usize, args: &[&str]) {
     let linux = match linux() {
         Ok(linux) => linux,
         Err(reason) => {
-            eprintln!("SKIPPED Linux side of {name}: the Debian kernel cannot be had here: {reason}");
+            eprintln!(
+                "SKIPPED Linux side of {name}: the Debian kernel cannot be had here: {reason}"
+            );
             return;
         }
     };
     let on_linux = run_program(linux, System::Linux, name, cores, args, &[], TIMEOUT);
     // The reference itself must be sane, or the comparison means nothing.
-    check_run(&on_linux, matches!(on_linux.verdict, Verdict::Exited(_)), &format!("{name} on Linux gave no exit status"));
-    check_run(&on_linux, !on_linux.output.contains("WRONG"), &format!("{name} fails its own checks on Linux"));
+    check_run(
+        &on_linux,
+        matches!(on_linux.verdict, Verdict::Exited(_)),
+        &format!("{name} on Linux gave no exit status"),
+    );
+    check_run(
+        &on_linux,
+        !on_linux.output.contains("WRONG"),
+        &format!("{name} fails its own checks on Linux"),
+    );
     let on_ours = run_program(ours(), System::Ours, name, cores, args, &[], TIMEOUT);
-    let (l, o): (Vec<&str>, Vec<&str>) = (on_linux.output.lines().collect(), on_ours.output.lines().collect());
+    let (l, o): (Vec<&str>, Vec<&str>) = (
+        on_linux.output.lines().collect(),
+        on_ours.output.lines().collect(),
+    );
     let mut diff = String::new();
     for i in 0..l.len().max(o.len()) {
         let (a, b) = (l.get(i).copied(), o.get(i).copied());
         if a != b {
-            diff.push_str(&format!("line {}:\n  linux: {}\n  ours:  {}\n", i + 1, a.unwrap_or("<none>"), b.unwrap_or("<none>")));
+            diff.push_str(&format!(
+                "line {}:\n  linux: {}\n  ours:  {}\n",
+                i + 1,
+                a.unwrap_or("<none>"),
+                b.unwrap_or("<none>")
+            ));
         }
     }
-    check_run(&on_ours, diff.is_empty(), &format!("{name} on {cores} vCPUs: outputs differ from Linux:\n{diff}"));
+    check_run(
+        &on_ours,
+        diff.is_empty(),
+        &format!("{name} on {cores} vCPUs: outputs differ from Linux:\n{diff}"),
+    );
     check_run(
         &on_ours,
         on_ours.verdict == on_linux.verdict,
-        &format!("{name}: status differs: linux {:?}, ours {:?}", on_linux.verdict, on_ours.verdict),
+        &format!(
+            "{name}: status differs: linux {:?}, ours {:?}",
+            on_linux.verdict, on_ours.verdict
+        ),
     );
 }
 

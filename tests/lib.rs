@@ -62,7 +62,11 @@ pub fn check(outcome: &RunOutcome, cond: bool, what: &str) {
 
 /// The kernel ended QEMU itself with `code` and printed its exit line.
 pub fn expect_guest_exit(outcome: &RunOutcome, code: u32) {
-    check(outcome, outcome.ending == Ending::GuestExit(code), &format!("expected guest exit code {code}"));
+    check(
+        outcome,
+        outcome.ending == Ending::GuestExit(code),
+        &format!("expected guest exit code {code}"),
+    );
     check(
         outcome,
         outcome.kernel_exit_line() == Some(code) || code == 3,
@@ -89,7 +93,8 @@ pub fn field(outcome: &RunOutcome, marker: &str, key: &str) -> Option<u64> {
 /// Build the static test programs once for this test binary.
 pub fn userland() -> &'static Userland {
     static USERLAND: OnceLock<Userland> = OnceLock::new();
-    USERLAND.get_or_init(|| comparison::userland::build().expect("building the userland test programs"))
+    USERLAND
+        .get_or_init(|| comparison::userland::build().expect("building the userland test programs"))
 }
 
 /// Host path of test program `name`.
@@ -103,7 +108,12 @@ pub fn ours() -> &'static Systems {
     OURS.get_or_init(|| {
         let artifacts = artifacts().clone();
         let scratch = artifacts.scratch_dir();
-        Systems { artifacts: Some(artifacts), linux: None, linux_init: None, scratch }
+        Systems {
+            artifacts: Some(artifacts),
+            linux: None,
+            linux_init: None,
+            scratch,
+        }
     })
 }
 
@@ -131,7 +141,16 @@ pub fn run_program(
     files: &[(PathBuf, &str)],
     timeout_secs: u64,
 ) -> RunResult {
-    run_path(systems, system, &program(name), cores, args, files, timeout_secs, false)
+    run_path(
+        systems,
+        system,
+        &program(name),
+        cores,
+        args,
+        files,
+        timeout_secs,
+        false,
+    )
 }
 
 /// Like `run_program`, with a program path and the lock switch.
@@ -149,7 +168,10 @@ pub fn run_path(
     let request = RunRequest {
         system,
         program: program.to_path_buf(),
-        files: files.iter().map(|(h, g)| (h.clone(), g.to_string())).collect(),
+        files: files
+            .iter()
+            .map(|(h, g)| (h.clone(), g.to_string()))
+            .collect(),
         args: args.iter().map(|a| a.to_string()).collect(),
         global_locks,
         extra_cmdline: String::new(),
@@ -175,12 +197,24 @@ pub fn check_run(result: &RunResult, cond: bool, what: &str) {
 
 /// The program exited with `status`, and no kernel panic was seen.
 pub fn expect_exit(result: &RunResult, status: u32) {
-    check_run(result, result.verdict == Verdict::Exited(status), &format!("expected the program to exit with {status}"));
+    check_run(
+        result,
+        result.verdict == Verdict::Exited(status),
+        &format!("expected the program to exit with {status}"),
+    );
 }
 
 /// A self-checking program passed: exit 0, its `NAME: pass` line, no `WRONG`.
 pub fn expect_pass(result: &RunResult, name: &str) {
     expect_exit(result, 0);
-    check_run(result, result.output.lines().any(|l| l == format!("{name}: pass")), &format!("expected `{name}: pass`"));
-    check_run(result, !result.output.contains("WRONG"), "a check printed WRONG");
+    check_run(
+        result,
+        result.output.lines().any(|l| l == format!("{name}: pass")),
+        &format!("expected `{name}: pass`"),
+    );
+    check_run(
+        result,
+        !result.output.contains("WRONG"),
+        "a check printed WRONG",
+    );
 }

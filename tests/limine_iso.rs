@@ -19,7 +19,15 @@ fn boots_from_limine_iso_when_limine_is_present() {
         vm: vm(2, 120),
     };
     let out = boot::boot(artifacts(), &request).expect("running QEMU");
-    check(&out, cpus_online(&out) == Some(2), "expected `cpus online: 2`");
-    check(&out, out.has_line("selfcheck: pass"), "expected `selfcheck: pass`");
+    check(
+        &out,
+        cpus_online(&out) == Some(2),
+        "expected `cpus online: 2`",
+    );
+    check(
+        &out,
+        out.has_line("selfcheck: pass"),
+        "expected `selfcheck: pass`",
+    );
     expect_guest_exit(&out, 0);
 }

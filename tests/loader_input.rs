@@ -30,9 +30,21 @@ fn expect_refusal(out: &RunOutcome, what: &str) {
     let line = out.serial.lines().find(|l| l.contains("loader: error:"));
     check(out, line.is_some(), "expected a `loader: error:` line");
     let line = line.unwrap().to_lowercase();
-    check(out, line.contains(what), &format!("the loader's error should mention `{what}`"));
-    check(out, out.ending == Ending::GuestExit(3), "expected the loader's exit code 3");
-    check(out, !out.has_line("cpus online"), "the kernel must not have run");
+    check(
+        out,
+        line.contains(what),
+        &format!("the loader's error should mention `{what}`"),
+    );
+    check(
+        out,
+        out.ending == Ending::GuestExit(3),
+        "expected the loader's exit code 3",
+    );
+    check(
+        out,
+        !out.has_line("cpus online"),
+        "the kernel must not have run",
+    );
 }
 
 /// Byte offsets of every 8-byte-aligned occurrence of the two magic words.
@@ -55,8 +67,12 @@ fn read_u16(image: &[u8], at: usize) -> u16 {
 
 #[test]
 fn bundle_that_is_not_a_cpio_archive() {
-    let out = boot::boot_raw_bundle(artifacts(), b"this is not a cpio archive at all, just text\n", &vm(1, 60))
-        .expect("running QEMU");
+    let out = boot::boot_raw_bundle(
+        artifacts(),
+        b"this is not a cpio archive at all, just text\n",
+        &vm(1, 60),
+    )
+    .expect("running QEMU");
     expect_refusal(&out, "cpio");
 }
 
@@ -64,7 +80,8 @@ fn bundle_that_is_not_a_cpio_archive() {
 fn bundle_without_limine_conf() {
     let mut writer = bootfmt::cpio::NewcWriter::new();
     writer.add_file("boot/kernel.elf", 0o755, &real_kernel());
-    let out = boot::boot_raw_bundle(artifacts(), &writer.finish(), &vm(1, 60)).expect("running QEMU");
+    let out =
+        boot::boot_raw_bundle(artifacts(), &writer.finish(), &vm(1, 60)).expect("running QEMU");
     expect_refusal(&out, "limine.conf");
 }
 
@@ -83,17 +100,30 @@ fn truncated_kernel() {
     let mut kernel = real_kernel();
     kernel.truncate(200);
     let out = boot_kernel_bytes(kernel);
-    check(&out, out.has_line("loader: error:"), "expected a `loader: error:` line");
-    check(&out, out.ending == Ending::GuestExit(3), "expected the loader's exit code 3");
+    check(
+        &out,
+        out.has_line("loader: error:"),
+        "expected a `loader: error:` line",
+    );
+    check(
+        &out,
+        out.ending == Ending::GuestExit(3),
+        "expected the loader's exit code 3",
+    );
 }
 
 /// An ELF with no Limine tag at all is not a Limine kernel: the loader says so.
 #[test]
 fn kernel_without_limine_requests() {
     let mut kernel = real_kernel();
-    let hits: Vec<usize> =
-        find_magic(&kernel, REQUEST_MAGIC).into_iter().chain(find_magic(&kernel, BASE_REVISION_MAGIC)).collect();
-    assert!(hits.len() > 1, "the real kernel has Limine requests and a base revision tag");
+    let hits: Vec<usize> = find_magic(&kernel, REQUEST_MAGIC)
+        .into_iter()
+        .chain(find_magic(&kernel, BASE_REVISION_MAGIC))
+        .collect();
+    assert!(
+        hits.len() > 1,
+        "the real kernel has Limine requests and a base revision tag"
+    );
     for at in hits {
         kernel[at..at + 16].fill(0);
     }
@@ -111,8 +141,16 @@ fn kernel_whose_requests_were_removed_refuses_to_boot() {
         kernel[at..at + 16].fill(0);
     }
     let out = boot_kernel_bytes(kernel);
-    check(&out, out.has_line("boot: error:"), "expected the kernel's `boot: error:` line");
-    check(&out, !out.has_line("cpus online"), "the kernel must stop before bringing up CPUs");
+    check(
+        &out,
+        out.has_line("boot: error:"),
+        "expected the kernel's `boot: error:` line",
+    );
+    check(
+        &out,
+        !out.has_line("cpus online"),
+        "the kernel must stop before bringing up CPUs",
+    );
     expect_guest_exit(&out, 1);
 }
 
@@ -136,7 +174,10 @@ fn kernel_with_overlapping_segments() {
         .map(|i| phoff + i * phentsize)
         .filter(|&ph| u32::from_le_bytes(kernel[ph..ph + 4].try_into().unwrap()) == 1)
         .collect();
-    assert!(loads.len() >= 2, "the real kernel has several PT_LOAD segments");
+    assert!(
+        loads.len() >= 2,
+        "the real kernel has several PT_LOAD segments"
+    );
     // Move the second segment onto the first one (vaddr and paddr).
     let first_vaddr = read_u64(&kernel, loads[0] + 0x10);
     let first_paddr = read_u64(&kernel, loads[0] + 0x18);
@@ -161,10 +202,16 @@ fn position_independent_kernel() {
 fn no_boot_bundle_at_all() {
     let vm = vm(1, 60);
     let mut args = comparison::qemu::command_args(
-        &comparison::qemu::Medium::Builtin { loader: artifacts().loader.clone(), bundle: "unused".into() },
+        &comparison::qemu::Medium::Builtin {
+            loader: artifacts().loader.clone(),
+            bundle: "unused".into(),
+        },
         &vm,
     );
-    let initrd = args.iter().position(|a| a == "-initrd").expect("-initrd in the QEMU arguments");
+    let initrd = args
+        .iter()
+        .position(|a| a == "-initrd")
+        .expect("-initrd in the QEMU arguments");
     args.drain(initrd..initrd + 2);
     let out = comparison::qemu::run_with_args(&args, &vm).expect("running QEMU");
     expect_refusal(&out, "no boot bundle");

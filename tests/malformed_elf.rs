@@ -35,7 +35,11 @@ const PT_INTERP: u32 = 3;
 
 /// Offsets of the program headers of type `kind`.
 fn phdrs(elf: &[u8], kind: u32) -> Vec<usize> {
-    let (phoff, phentsize, phnum) = (u64_at(elf, 0x20) as usize, u16_at(elf, 0x36) as usize, u16_at(elf, 0x38) as usize);
+    let (phoff, phentsize, phnum) = (
+        u64_at(elf, 0x20) as usize,
+        u16_at(elf, 0x36) as usize,
+        u16_at(elf, 0x38) as usize,
+    );
     (0..phnum)
         .map(|i| phoff + i * phentsize)
         .filter(|&at| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == kind)
@@ -46,13 +50,17 @@ fn phdrs(elf: &[u8], kind: u32) -> Vec<usize> {
 fn corpus(good: &[u8]) -> Vec<(&'static str, Vec<u8>, &'static [&'static str], bool)> {
     assert_eq!(&good[..4], b"\x7fELF", "hello is not ELF");
     let loads = phdrs(good, PT_LOAD);
-    assert!(loads.len() >= 2, "hello should have at least two PT_LOAD segments");
+    assert!(
+        loads.len() >= 2,
+        "hello should have at least two PT_LOAD segments"
+    );
     let mut out = Vec::new();
-    let mut mutate = |name, accept: &'static [&'static str], linux: bool, f: &dyn Fn(&mut Vec<u8>)| {
-        let mut b = good.to_vec();
-        f(&mut b);
-        out.push((name, b, accept, linux));
-    };
+    let mut mutate =
+        |name, accept: &'static [&'static str], linux: bool, f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = good.to_vec();
+            f(&mut b);
+            out.push((name, b, accept, linux));
+        };
     const NOEXEC: &[&str] = &["ENOEXEC"];
     mutate("empty", NOEXEC, true, &|b| b.clear());
     mutate("truncated-header", NOEXEC, true, &|b| b.truncate(40));
@@ -68,7 +76,9 @@ fn corpus(good: &[u8]) -> Vec<(&'static str, Vec<u8>, &'static [&'static str], b
         let len = b.len() as u64;
         put_u64(b, 0x20, len + 4096)
     });
-    mutate("truncated-in-segments", NOEXEC, false, &|b| b.truncate(0x6000));
+    mutate("truncated-in-segments", NOEXEC, false, &|b| {
+        b.truncate(0x6000)
+    });
     // PT_INTERP: the first non-LOAD header becomes an interpreter request
     // naming a string appended to the file.  Linux would look the
     // interpreter up (ENOENT); a static-only loader refuses with ENOEXEC.
@@ -94,17 +104,26 @@ fn corpus(good: &[u8]) -> Vec<(&'static str, Vec<u8>, &'static [&'static str], b
         put_u64(b, second + 0x18, vaddr);
         put_u64(b, second + 8, 0);
     });
-    mutate("huge-memsz", &["ENOEXEC", "ENOMEM", "EINVAL"], false, &|b| {
-        let at = *phdrs(b, PT_LOAD).last().unwrap();
-        put_u64(b, at + 0x28, 0x0000_7fff_ffff_0000);
-    });
+    mutate(
+        "huge-memsz",
+        &["ENOEXEC", "ENOMEM", "EINVAL"],
+        false,
+        &|b| {
+            let at = *phdrs(b, PT_LOAD).last().unwrap();
+            put_u64(b, at + 0x28, 0x0000_7fff_ffff_0000);
+        },
+    );
     mutate("memsz-below-filesz", NOEXEC, false, &|b| {
         let at = phdrs(b, PT_LOAD)[1];
         let filesz = u64_at(b, at + 0x20);
         put_u64(b, at + 0x28, filesz / 2);
     });
     mutate("entry-outside-segments", NOEXEC, false, &|b| {
-        let end = phdrs(b, PT_LOAD).iter().map(|&at| u64_at(b, at + 0x10) + u64_at(b, at + 0x28)).max().unwrap();
+        let end = phdrs(b, PT_LOAD)
+            .iter()
+            .map(|&at| u64_at(b, at + 0x10) + u64_at(b, at + 0x28))
+            .max()
+            .unwrap();
         put_u64(b, 0x18, end + 0x10_0000);
     });
     mutate("entry-in-non-exec-segment", NOEXEC, false, &|b| {
@@ -118,7 +137,9 @@ fn corpus(good: &[u8]) -> Vec<(&'static str, Vec<u8>, &'static [&'static str], b
 /// Write the corpus under the target directory; return (host, guest, name, accepted, on linux).
 fn write_corpus() -> Vec<(PathBuf, String, &'static str, &'static [&'static str], bool)> {
     let good = std::fs::read(program("hello")).expect("reading hello");
-    let dir = ours().scratch.join(format!("elf-corpus-{}", std::process::id()));
+    let dir = ours()
+        .scratch
+        .join(format!("elf-corpus-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("corpus dir");
     corpus(&good)
         .into_iter()
@@ -134,16 +155,29 @@ fn write_corpus() -> Vec<(PathBuf, String, &'static str, &'static [&'static str]
 }
 
 fn run_corpus(systems: &comparison::run::Systems, system: System, only_linux_cases: bool) {
-    let corpus: Vec<_> = write_corpus().into_iter().filter(|c| !only_linux_cases || c.4).collect();
-    let mut files: Vec<(PathBuf, &str)> = corpus.iter().map(|(h, g, ..)| (h.clone(), g.as_str())).collect();
+    let corpus: Vec<_> = write_corpus()
+        .into_iter()
+        .filter(|c| !only_linux_cases || c.4)
+        .collect();
+    let mut files: Vec<(PathBuf, &str)> = corpus
+        .iter()
+        .map(|(h, g, ..)| (h.clone(), g.as_str()))
+        .collect();
     let hello = program("hello");
     files.push((hello, "/good"));
     let mut args: Vec<&str> = corpus.iter().map(|c| c.1.as_str()).collect();
     args.push("/good");
     let result = run_program(systems, system, "execer", 2, &args, &files, TIMEOUT);
-    check_run(&result, result.verdict == Verdict::Exited(0), "execer must exit 0: the kernel survives every file");
+    check_run(
+        &result,
+        result.verdict == Verdict::Exited(0),
+        "execer must exit 0: the kernel survives every file",
+    );
     for (_, guest, name, accept, _) in &corpus {
-        let line = result.output.lines().find(|l| l.starts_with(&format!("{guest}: ")));
+        let line = result
+            .output
+            .lines()
+            .find(|l| l.starts_with(&format!("{guest}: ")));
         let errno = line.map(|l| l[guest.len() + 2..].to_string());
         check_run(
             &result,
@@ -151,8 +185,18 @@ fn run_corpus(systems: &comparison::run::Systems, system: System, only_linux_cas
             &format!("{name}: expected one of {accept:?}, got {:?}", line),
         );
     }
-    check_run(&result, result.output.contains("hello: started\nargc: 1\nargv[0]: /good\n"), "the good program must still run");
-    check_run(&result, result.output.contains("execer: done"), "expected `execer: done`");
+    check_run(
+        &result,
+        result
+            .output
+            .contains("hello: started\nargc: 1\nargv[0]: /good\n"),
+        "the good program must still run",
+    );
+    check_run(
+        &result,
+        result.output.contains("execer: done"),
+        "expected `execer: done`",
+    );
 }
 
 #[test]
@@ -164,7 +208,9 @@ fn our_kernel_refuses_every_malformed_elf() {
 fn linux_refuses_the_basic_malformations_too() {
     match linux() {
         Ok(linux) => run_corpus(linux, System::Linux, true),
-        Err(reason) => eprintln!("SKIPPED the Linux check of the corpus: the Debian kernel cannot be had here: {reason}"),
+        Err(reason) => eprintln!(
+            "SKIPPED the Linux check of the corpus: the Debian kernel cannot be had here: {reason}"
+        ),
     }
 }
 

@@ -7,13 +7,33 @@ use integration_tests::*;
 
 fn stress(cores: usize, extra: &str) {
     let out = boot_builtin(cores, &format!("run=stress:3 {extra}"), 240);
-    check(&out, cpus_online(&out) == Some(cores), &format!("expected `cpus online: {cores}`"));
-    check(&out, out.has_line("stress: pass"), "expected `stress: pass`");
+    check(
+        &out,
+        cpus_online(&out) == Some(cores),
+        &format!("expected `cpus online: {cores}`"),
+    );
+    check(
+        &out,
+        out.has_line("stress: pass"),
+        "expected `stress: pass`",
+    );
     let before = field(&out, "stress: pass", "frames_before");
     let after = field(&out, "stress: pass", "frames_after");
-    check(&out, before.is_some() && before == after, "free frames before and after must be equal");
-    check(&out, field(&out, "stress: pass", "ops").unwrap_or(0) > 0, "the stress run did no work");
-    check(&out, field(&out, "stress: pass", "threads").unwrap_or(0) >= cores as u64, "fewer threads than CPUs");
+    check(
+        &out,
+        before.is_some() && before == after,
+        "free frames before and after must be equal",
+    );
+    check(
+        &out,
+        field(&out, "stress: pass", "ops").unwrap_or(0) > 0,
+        "the stress run did no work",
+    );
+    check(
+        &out,
+        field(&out, "stress: pass", "threads").unwrap_or(0) >= cores as u64,
+        "fewer threads than CPUs",
+    );
     expect_guest_exit(&out, 0);
 }
 

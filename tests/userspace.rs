@@ -18,12 +18,24 @@ fn passes(name: &str, cores: usize, args: &[&str]) {
 
 #[test]
 fn hello_gets_args_env_and_exit_status() {
-    let result = run_program(ours(), System::Ours, "hello", 1, &["first", "second", "exit=5"], &[], TIMEOUT);
+    let result = run_program(
+        ours(),
+        System::Ours,
+        "hello",
+        1,
+        &["first", "second", "exit=5"],
+        &[],
+        TIMEOUT,
+    );
     expect_exit(&result, 5);
     let expected = "hello: started\nargc: 4\nargv[0]: /init\nargv[1]: first\nargv[2]: second\nargv[3]: exit=5\n\
                     env: HOME=/\nenv: PATH=/bin:/sbin:/usr/bin:/usr/sbin\nenv: TERM=linux\npid is 1: true\n\
                     AT_PAGESZ: 4096\nAT_RANDOM present: true\nAT_ENTRY present: true\nhello: exiting with 5\n";
-    check_run(&result, result.output == expected, &format!("expected exactly:\n{expected}"));
+    check_run(
+        &result,
+        result.output == expected,
+        &format!("expected exactly:\n{expected}"),
+    );
 }
 
 #[test]
@@ -31,7 +43,11 @@ fn hello_on_2_and_4_cpus() {
     for cores in [2, 4] {
         let result = run_program(ours(), System::Ours, "hello", cores, &[], &[], TIMEOUT);
         expect_exit(&result, 0);
-        check_run(&result, result.output.contains("hello: exiting with 0"), "expected the last line of hello");
+        check_run(
+            &result,
+            result.output.contains("hello: exiting with 0"),
+            "expected the last line of hello",
+        );
     }
 }
 
@@ -52,13 +68,26 @@ fn threads_on_4_cpus_run_on_their_cpus() {
     expect_pass(&result, "threads");
     for cpu in 0..4 {
         let line = format!("thread {cpu}: pinned to cpu {cpu}, runs on cpu {cpu}, still {cpu}: ok");
-        check_run(&result, result.output.lines().any(|l| l == line), &format!("expected `{line}`"));
+        check_run(
+            &result,
+            result.output.lines().any(|l| l == line),
+            &format!("expected `{line}`"),
+        );
     }
 }
 
 #[test]
 fn threads_with_global_locks() {
-    let result = run_path(ours(), System::Ours, &program("threads"), 2, &[], &[], TIMEOUT, true);
+    let result = run_path(
+        ours(),
+        System::Ours,
+        &program("threads"),
+        2,
+        &[],
+        &[],
+        TIMEOUT,
+        true,
+    );
     expect_pass(&result, "threads");
 }
 
@@ -68,7 +97,13 @@ fn more_threads_than_cpus() {
     // instead run 2 threads on a 1-vCPU machine... which must refuse CPU 1.
     let result = run_program(ours(), System::Ours, "threads", 1, &["2"], &[], TIMEOUT);
     expect_exit(&result, 1);
-    check_run(&result, result.output.contains("thread 1: sched_setaffinity failed: EINVAL"), "expected EINVAL for CPU 1 of 1");
+    check_run(
+        &result,
+        result
+            .output
+            .contains("thread 1: sched_setaffinity failed: EINVAL"),
+        "expected EINVAL for CPU 1 of 1",
+    );
 }
 
 #[test]
@@ -111,17 +146,39 @@ fn badptr_gets_efault_and_sigsegv_and_the_kernel_survives() {
     for cores in [1, 2] {
         let result = run_program(ours(), System::Ours, "badptr", cores, &[], &[], TIMEOUT);
         expect_pass(&result, "badptr");
-        check_run(&result, result.output.contains("badptr: survived"), "expected `badptr: survived`");
+        check_run(
+            &result,
+            result.output.contains("badptr: survived"),
+            "expected `badptr: survived`",
+        );
     }
 }
 
 #[test]
 fn extra_files_reach_the_guest() {
     // execer runs /bin/hello (an extra file, parent directory created).
-    let result = run_program(ours(), System::Ours, "execer", 1, &["/bin/hello"], &[(program("hello"), "/bin/hello")], TIMEOUT);
+    let result = run_program(
+        ours(),
+        System::Ours,
+        "execer",
+        1,
+        &["/bin/hello"],
+        &[(program("hello"), "/bin/hello")],
+        TIMEOUT,
+    );
     expect_exit(&result, 0);
-    check_run(&result, result.output.contains("hello: started\nargc: 1\nargv[0]: /bin/hello\n"), "expected hello's output");
-    check_run(&result, result.output.contains("execer: done"), "expected `execer: done`");
+    check_run(
+        &result,
+        result
+            .output
+            .contains("hello: started\nargc: 1\nargv[0]: /bin/hello\n"),
+        "expected hello's output",
+    );
+    check_run(
+        &result,
+        result.output.contains("execer: done"),
+        "expected `execer: done`",
+    );
 }
 
 #[test]
@@ -134,16 +191,36 @@ fn bad_exit_argument_gives_status_2() {
 fn init_killed_by_sigsegv_gives_139() {
     let result = run_program(ours(), System::Ours, "hello", 2, &["crash"], &[], TIMEOUT);
     expect_exit(&result, 128 + 11);
-    check_run(&result, result.output.contains("hello: writing to NULL"), "expected the line before the crash");
+    check_run(
+        &result,
+        result.output.contains("hello: writing to NULL"),
+        "expected the line before the crash",
+    );
 }
 
 /// 8 threads on 4 vCPUs create, write, read, rename and unlink in private and
 /// shared directories and pass data through pipes; every directory must end
 /// up listing exactly what the threads' bookkeeping says.  Both lock modes.
 fn fs_stress(global_locks: bool) {
-    let result = run_path(ours(), System::Ours, &program("fs_stress"), 4, &["8"], &[], TIMEOUT, global_locks);
+    let result = run_path(
+        ours(),
+        System::Ours,
+        &program("fs_stress"),
+        4,
+        &["8"],
+        &[],
+        TIMEOUT,
+        global_locks,
+    );
     expect_exit(&result, 0);
-    check_run(&result, result.output.lines().any(|l| l.starts_with("fs_stress: pass")), "expected `fs_stress: pass`");
+    check_run(
+        &result,
+        result
+            .output
+            .lines()
+            .any(|l| l.starts_with("fs_stress: pass")),
+        "expected `fs_stress: pass`",
+    );
 }
 
 #[test]

@@ -9,14 +9,30 @@ use integration_tests::*;
 
 fn vmcheck(cores: usize, extra: &str) {
     let out = boot_builtin(cores, &format!("run=vmcheck {extra}"), 240);
-    check(&out, cpus_online(&out) == Some(cores), &format!("expected `cpus online: {cores}`"));
-    check(&out, out.has_line("vmcheck: pass"), "expected `vmcheck: pass`");
+    check(
+        &out,
+        cpus_online(&out) == Some(cores),
+        &format!("expected `cpus online: {cores}`"),
+    );
+    check(
+        &out,
+        out.has_line("vmcheck: pass"),
+        "expected `vmcheck: pass`",
+    );
     let before = field(&out, "vmcheck: pass", "frames_before");
     let after = field(&out, "vmcheck: pass", "frames_after");
-    check(&out, before.is_some() && before == after, "free frames before and after must be equal");
+    check(
+        &out,
+        before.is_some() && before == after,
+        "free frames before and after must be equal",
+    );
     if cores > 1 {
         // The shootdown and stress parts must really have sent IPIs.
-        check(&out, field(&out, "vmcheck: pass", "shootdown_ipis").unwrap_or(0) > 0, "no shootdown IPI was sent");
+        check(
+            &out,
+            field(&out, "vmcheck: pass", "shootdown_ipis").unwrap_or(0) > 0,
+            "no shootdown IPI was sent",
+        );
     }
     expect_guest_exit(&out, 0);
 }

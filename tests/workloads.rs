@@ -28,13 +28,23 @@ fn names() -> Vec<String> {
 /// `{"workload":N,"mode":M,"workers":T,"ops":N,"seconds":S,"ops_per_sec":X}`
 /// optionally with `,"unit":"bytes"` last.  Returns (workload, ops) or why not.
 fn parse_line(line: &str, mode: &str, workers: usize) -> Result<(String, u64), String> {
-    let body = line.strip_prefix('{').and_then(|l| l.strip_suffix('}')).ok_or("not a JSON object")?;
+    let body = line
+        .strip_prefix('{')
+        .and_then(|l| l.strip_suffix('}'))
+        .ok_or("not a JSON object")?;
     let fields: Vec<(&str, &str)> = body
         .split(',')
         .map(|f| f.split_once(':').ok_or("a field without `:`"))
         .collect::<Result<_, _>>()?;
     let keys: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
-    let mut want = vec!["\"workload\"", "\"mode\"", "\"workers\"", "\"ops\"", "\"seconds\"", "\"ops_per_sec\""];
+    let mut want = vec![
+        "\"workload\"",
+        "\"mode\"",
+        "\"workers\"",
+        "\"ops\"",
+        "\"seconds\"",
+        "\"ops_per_sec\"",
+    ];
     if keys.len() == 7 {
         want.push("\"unit\"");
         if fields[6].1 != "\"bytes\"" {
@@ -44,7 +54,11 @@ fn parse_line(line: &str, mode: &str, workers: usize) -> Result<(String, u64), S
     if keys != want {
         return Err(format!("keys {keys:?}, expected {want:?}"));
     }
-    let name = fields[0].1.strip_prefix('"').and_then(|v| v.strip_suffix('"')).ok_or("workload is not a string")?;
+    let name = fields[0]
+        .1
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .ok_or("workload is not a string")?;
     if fields[1].1 != format!("\"{mode}\"") {
         return Err(format!("mode {} instead of {mode}", fields[1].1));
     }
@@ -53,14 +67,22 @@ fn parse_line(line: &str, mode: &str, workers: usize) -> Result<(String, u64), S
     }
     let ops: u64 = fields[3].1.parse().map_err(|_| "ops is not an integer")?;
     let seconds: f64 = fields[4].1.parse().map_err(|_| "seconds is not a number")?;
-    let rate: f64 = fields[5].1.parse().map_err(|_| "ops_per_sec is not a number")?;
+    let rate: f64 = fields[5]
+        .1
+        .parse()
+        .map_err(|_| "ops_per_sec is not a number")?;
     if ops == 0 {
         return Err("ops is 0".into());
     }
     if !(seconds > 0.05 && seconds < 60.0) {
-        return Err(format!("seconds {seconds} is not about the 0.1 s asked for"));
+        return Err(format!(
+            "seconds {seconds} is not about the 0.1 s asked for"
+        ));
     }
-    if rate.is_nan() || rate <= 0.0 || ((rate * seconds) - ops as f64).abs() > ops as f64 * 0.01 + 1.0 {
+    if rate.is_nan()
+        || rate <= 0.0
+        || ((rate * seconds) - ops as f64).abs() > ops as f64 * 0.01 + 1.0
+    {
         return Err(format!("ops_per_sec {rate} does not match ops / seconds"));
     }
     Ok((name.to_string(), ops))
@@ -71,14 +93,35 @@ fn every_workload_runs(workers: usize, procs: bool) {
     let names = names();
     assert!(names.len() >= 16, "wis --list names only {names:?}");
     let threads = workers.to_string();
-    let mut args = vec!["all", "--threads", &threads, "--warmup-ms", "20", "--ms", "100"];
+    let mut args = vec![
+        "all",
+        "--threads",
+        &threads,
+        "--warmup-ms",
+        "20",
+        "--ms",
+        "100",
+    ];
     if procs {
         args.push("--procs");
     }
-    let result = run_path(ours(), System::Ours, wis(), workers, &args, &[], TIMEOUT, false);
+    let result = run_path(
+        ours(),
+        System::Ours,
+        wis(),
+        workers,
+        &args,
+        &[],
+        TIMEOUT,
+        false,
+    );
     expect_exit(&result, 0);
     let mode = if procs { "procs" } else { "threads" };
-    let lines: Vec<&str> = result.output.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = result
+        .output
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     let mut seen = Vec::new();
     for line in &lines {
         match parse_line(line, mode, workers) {
@@ -86,7 +129,11 @@ fn every_workload_runs(workers: usize, procs: bool) {
             Err(why) => check_run(&result, false, &format!("bad result line `{line}`: {why}")),
         }
     }
-    check_run(&result, seen == names, &format!("expected one line per workload, in order: {names:?}, got {seen:?}"));
+    check_run(
+        &result,
+        seen == names,
+        &format!("expected one line per workload, in order: {names:?}, got {seen:?}"),
+    );
 }
 
 #[test]
@@ -108,7 +155,10 @@ fn every_workload_with_2_processes() {
 #[test]
 fn result_line_checker_rejects_bad_lines() {
     let good = r#"{"workload":"getppid","mode":"threads","workers":2,"ops":100,"seconds":0.1,"ops_per_sec":1000.0}"#;
-    assert_eq!(parse_line(good, "threads", 2), Ok(("getppid".to_string(), 100)));
+    assert_eq!(
+        parse_line(good, "threads", 2),
+        Ok(("getppid".to_string(), 100))
+    );
     let bytes = r#"{"workload":"seq_read","mode":"procs","workers":1,"ops":6553600,"seconds":0.1,"ops_per_sec":65536000.0,"unit":"bytes"}"#;
     assert!(parse_line(bytes, "procs", 1).is_ok());
     for bad in [
@@ -135,16 +185,38 @@ fn bad_arguments_give_clear_errors() {
         (vec!["getppid"], 2, "--threads T is required"),
         (vec!["getppid", "--threads", "0"], 2, "outside"),
         (vec!["getppid", "--threads", "x"], 2, "not a number"),
-        (vec!["getppid", "--threads", "1", "--bogus"], 2, "unknown option"),
-        (vec!["getppid", "--threads", "1", "--dir", "relative"], 2, "absolute"),
+        (
+            vec!["getppid", "--threads", "1", "--bogus"],
+            2,
+            "unknown option",
+        ),
+        (
+            vec!["getppid", "--threads", "1", "--dir", "relative"],
+            2,
+            "absolute",
+        ),
         (vec!["tcp_rr", "--threads", "1"], 1, "not yet"),
-        (vec!["getppid", "--threads", &too_many, "--ms", "10"], 1, "may not use"),
+        (
+            vec!["getppid", "--threads", &too_many, "--ms", "10"],
+            1,
+            "may not use",
+        ),
     ];
     for (args, code, message) in cases {
-        let out = Command::new(wis()).args(&args).output().expect("running wis");
+        let out = Command::new(wis())
+            .args(&args)
+            .output()
+            .expect("running wis");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(code), "wis {args:?}: stderr {stderr}");
-        assert!(stderr.contains(message), "wis {args:?}: expected `{message}` in stderr: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "wis {args:?}: stderr {stderr}"
+        );
+        assert!(
+            stderr.contains(message),
+            "wis {args:?}: expected `{message}` in stderr: {stderr}"
+        );
         assert!(out.stdout.is_empty(), "wis {args:?} printed on stdout");
     }
 }

@@ -47,8 +47,16 @@ pub fn resolve_loader(choice: LoaderChoice) -> Result<LoaderChoice> {
 }
 
 /// Make the boot medium for `request` with the given kernel image bytes.
-pub fn make_medium(artifacts: &Artifacts, request: &BootRequest, kernel_elf: Vec<u8>) -> Result<Medium> {
-    let spec = BootSpec { kernel_elf, cmdline: request.cmdline.clone(), modules: request.modules.clone() };
+pub fn make_medium(
+    artifacts: &Artifacts,
+    request: &BootRequest,
+    kernel_elf: Vec<u8>,
+) -> Result<Medium> {
+    let spec = BootSpec {
+        kernel_elf,
+        cmdline: request.cmdline.clone(),
+        modules: request.modules.clone(),
+    };
     let template = image::read_template(&artifacts.workspace_root)?;
     let cfg = image::render_limine_cfg(&template, &spec)?;
     let n = MEDIA_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -65,7 +73,10 @@ pub fn make_medium(artifacts: &Artifacts, request: &BootRequest, kernel_elf: Vec
         _ => {
             let bundle = image::make_bundle(&cfg, &spec)?;
             let bundle = qemu::write_media(&dir, &format!("{stem}.cpio"), &bundle)?;
-            Ok(Medium::Builtin { loader: artifacts.loader.clone(), bundle })
+            Ok(Medium::Builtin {
+                loader: artifacts.loader.clone(),
+                bundle,
+            })
         }
     }
 }
@@ -77,7 +88,11 @@ pub fn boot(artifacts: &Artifacts, request: &BootRequest) -> Result<RunOutcome> 
 }
 
 /// Boot with a given kernel image (tests hand in deliberately broken ones).
-pub fn boot_with_kernel_bytes(artifacts: &Artifacts, request: &BootRequest, kernel_elf: Vec<u8>) -> Result<RunOutcome> {
+pub fn boot_with_kernel_bytes(
+    artifacts: &Artifacts,
+    request: &BootRequest,
+    kernel_elf: Vec<u8>,
+) -> Result<RunOutcome> {
     let medium = make_medium(artifacts, request, kernel_elf)?;
     let outcome = qemu::run(&medium, &request.vm);
     // The media are scratch files: remove them whatever happened.
@@ -96,8 +111,15 @@ pub fn boot_with_kernel_bytes(artifacts: &Artifacts, request: &BootRequest, kern
 /// Boot with a raw bundle (tests of the built-in loader's input checks).
 pub fn boot_raw_bundle(artifacts: &Artifacts, bundle: &[u8], vm: &VmConfig) -> Result<RunOutcome> {
     let n = MEDIA_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let path = qemu::write_media(&artifacts.scratch_dir(), &format!("raw-{}-{n}.cpio", std::process::id()), bundle)?;
-    let medium = Medium::Builtin { loader: artifacts.loader.clone(), bundle: path.clone() };
+    let path = qemu::write_media(
+        &artifacts.scratch_dir(),
+        &format!("raw-{}-{n}.cpio", std::process::id()),
+        bundle,
+    )?;
+    let medium = Medium::Builtin {
+        loader: artifacts.loader.clone(),
+        bundle: path.clone(),
+    };
     let outcome = qemu::run(&medium, vm);
     let _ = std::fs::remove_file(path);
     outcome

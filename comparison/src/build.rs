@@ -48,7 +48,10 @@ pub fn target_dir(root: &Path) -> Result<PathBuf> {
         .output()
         .context("running `cargo metadata`")?;
     if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).context("parsing `cargo metadata` output")?;
@@ -63,12 +66,23 @@ pub fn target_dir(root: &Path) -> Result<PathBuf> {
 pub fn build_bare_metal(quiet: bool) -> Result<Artifacts> {
     let root = workspace_root();
     let mut cmd = Command::new(cargo());
-    cmd.args(["build", "--release", "-p", "kernel", "-p", "loader", "--target", BARE_METAL_TARGET])
-        .current_dir(&root);
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "kernel",
+        "-p",
+        "loader",
+        "--target",
+        BARE_METAL_TARGET,
+    ])
+    .current_dir(&root);
     if quiet {
         cmd.arg("--quiet");
     }
-    let out = cmd.output().context("running cargo to build the kernel and loader")?;
+    let out = cmd
+        .output()
+        .context("running cargo to build the kernel and loader")?;
     if !quiet {
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
     }

@@ -36,7 +36,11 @@ impl BootSpec {
     pub fn from_kernel_file(kernel: &Path, cmdline: &str) -> Result<Self> {
         let kernel_elf =
             std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;
-        Ok(BootSpec { kernel_elf, cmdline: cmdline.to_string(), modules: Vec::new() })
+        Ok(BootSpec {
+            kernel_elf,
+            cmdline: cmdline.to_string(),
+            modules: Vec::new(),
+        })
     }
 }
 
@@ -58,7 +62,10 @@ pub fn render_limine_cfg(template: &str, spec: &BootSpec) -> Result<String> {
                 if module.cmdline.contains('\n') || module.guest_path.contains('\n') {
                     bail!("module path and command line must be one line");
                 }
-                out.push_str(&format!("{indent}MODULE_PATH=boot:///{}\n", module.guest_path));
+                out.push_str(&format!(
+                    "{indent}MODULE_PATH=boot:///{}\n",
+                    module.guest_path
+                ));
                 out.push_str(&format!("{indent}MODULE_CMDLINE={}\n", module.cmdline));
             }
             cmdline_done = true;
@@ -133,7 +140,14 @@ pub fn make_iso(limine_dir: &Path, limine_cfg: &str, spec: &BootSpec, iso: &Path
         std::fs::write(dest, &module.data)?;
     }
     let status = Command::new("xorriso")
-        .args(["-as", "mkisofs", "-quiet", "-b", "boot/limine/limine-bios-cd.bin", "-no-emul-boot"])
+        .args([
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-b",
+            "boot/limine/limine-bios-cd.bin",
+            "-no-emul-boot",
+        ])
         .args(["-boot-load-size", "4", "-boot-info-table"])
         .arg(&root)
         .arg("-o")
@@ -168,7 +182,10 @@ mod tests {
     fn render_fills_cmdline_and_modules() {
         let template = read_template(&crate::build::workspace_root()).unwrap();
         let cfg = render_limine_cfg(&template, &spec("run=selfcheck locks=global", 2)).unwrap();
-        assert!(cfg.contains("    CMDLINE=run=selfcheck locks=global\n"), "{cfg}");
+        assert!(
+            cfg.contains("    CMDLINE=run=selfcheck locks=global\n"),
+            "{cfg}"
+        );
         assert!(cfg.contains("    MODULE_PATH=boot:///boot/mod1.bin\n    MODULE_CMDLINE=m1\n"));
         assert_eq!(cfg.matches("CMDLINE=").count(), 3);
     }
@@ -186,14 +203,20 @@ mod tests {
         let s = spec("run=idle", 1);
         let cfg = render_limine_cfg(&template, &s).unwrap();
         let bundle = make_bundle(&cfg, &s).unwrap();
-        let conf = bootfmt::cpio::find(&bundle, "limine.conf").unwrap().expect("limine.conf");
+        let conf = bootfmt::cpio::find(&bundle, "limine.conf")
+            .unwrap()
+            .expect("limine.conf");
         let conf = std::str::from_utf8(conf.data).unwrap();
         let entry = bootfmt::limine_conf::first_limine_entry(conf).unwrap();
         assert_eq!(entry.cmdline, "run=idle");
         let kernel_path = bootfmt::limine_conf::boot_uri_path(entry.kernel_path).unwrap();
-        let kernel = bootfmt::cpio::find(&bundle, kernel_path).unwrap().expect("kernel");
+        let kernel = bootfmt::cpio::find(&bundle, kernel_path)
+            .unwrap()
+            .expect("kernel");
         assert_eq!(kernel.data, &s.kernel_elf[..]);
-        let module = bootfmt::cpio::find(&bundle, "boot/mod0.bin").unwrap().expect("module");
+        let module = bootfmt::cpio::find(&bundle, "boot/mod0.bin")
+            .unwrap()
+            .expect("module");
         assert_eq!(module.data, &s.modules[0].data[..]);
     }
 }

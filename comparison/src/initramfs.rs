@@ -29,7 +29,11 @@ impl InitramfsFile {
             use std::os::unix::fs::PermissionsExt;
             std::fs::metadata(host)?.permissions().mode() & 0o7777
         };
-        Ok(InitramfsFile { guest_path: guest_path.to_string(), mode, data })
+        Ok(InitramfsFile {
+            guest_path: guest_path.to_string(),
+            mode,
+            data,
+        })
     }
 }
 
@@ -70,21 +74,30 @@ pub fn build(program: &[u8], files: &[InitramfsFile]) -> Result<Vec<u8>> {
     for file in files {
         let name = normalise(&file.guest_path)?;
         if !names.insert(name.clone()) {
-            bail!("guest path {} is given twice (or is /init)", file.guest_path);
+            bail!(
+                "guest path {} is given twice (or is /init)",
+                file.guest_path
+            );
         }
         // Parents first, each once.
         let components: Vec<&str> = name.split('/').collect();
         for depth in 1..components.len() {
             let dir = components[..depth].join("/");
             if names.contains(&dir) {
-                bail!("guest path {} needs {dir} to be a directory, but it is a file", file.guest_path);
+                bail!(
+                    "guest path {} needs {dir} to be a directory, but it is a file",
+                    file.guest_path
+                );
             }
             if dirs.insert(dir.clone()) {
                 writer.add_dir(&dir, 0o755);
             }
         }
         if dirs.contains(&name) {
-            bail!("guest path {} is also a directory of another file", file.guest_path);
+            bail!(
+                "guest path {} is also a directory of another file",
+                file.guest_path
+            );
         }
         writer.add_file(&name, file.mode, &file.data);
     }
@@ -96,7 +109,11 @@ mod tests {
     use super::*;
 
     fn file(path: &str, data: &[u8]) -> InitramfsFile {
-        InitramfsFile { guest_path: path.into(), mode: 0o644, data: data.to_vec() }
+        InitramfsFile {
+            guest_path: path.into(),
+            mode: 0o644,
+            data: data.to_vec(),
+        }
     }
 
     #[test]
@@ -131,6 +148,9 @@ mod tests {
         assert!(build(b"", &[file("/x/y", b""), file("/x", b"")]).is_err());
         assert!(parse_file_arg("nocolon").is_err());
         assert!(parse_file_arg("host:relative").is_err());
-        assert_eq!(parse_file_arg("h:/g").unwrap(), ("h".into(), "/g".to_string()));
+        assert_eq!(
+            parse_file_arg("h:/g").unwrap(),
+            ("h".into(), "/g".to_string())
+        );
     }
 }

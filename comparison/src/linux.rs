@@ -36,7 +36,10 @@ pub fn ensure_kernel(target_dir: &Path) -> Result<LinuxKernel> {
         if !path.is_file() {
             bail!("{KERNEL_ENV}={} is not a file", path.display());
         }
-        return Ok(LinuxKernel { package: path.display().to_string(), vmlinuz: path });
+        return Ok(LinuxKernel {
+            package: path.display().to_string(),
+            vmlinuz: path,
+        });
     }
     let cache = target_dir.join("linux");
     if let Some(found) = cached(&cache)? {
@@ -47,19 +50,27 @@ pub fn ensure_kernel(target_dir: &Path) -> Result<LinuxKernel> {
 
 /// The newest kernel already in the cache (`vmlinuz-<package>` files).
 fn cached(cache: &Path) -> Result<Option<LinuxKernel>> {
-    let Ok(dir) = std::fs::read_dir(cache) else { return Ok(None) };
+    let Ok(dir) = std::fs::read_dir(cache) else {
+        return Ok(None);
+    };
     let mut found: Vec<String> = dir
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
         .filter_map(|name| name.strip_prefix("vmlinuz-").map(str::to_string))
         .collect();
     found.sort_by_key(|name| version_key(name));
-    Ok(found.pop().map(|package| LinuxKernel { vmlinuz: cache.join(format!("vmlinuz-{package}")), package }))
+    Ok(found.pop().map(|package| LinuxKernel {
+        vmlinuz: cache.join(format!("vmlinuz-{package}")),
+        package,
+    }))
 }
 
 /// Numbers in a package name, for "newest" comparisons (6.1.0-56 > 6.1.0-9).
 fn version_key(name: &str) -> Vec<u64> {
-    name.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect()
+    name.split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect()
 }
 
 /// Package names of the form `linux-image-<X.Y.Z-N>-cloud-amd64` in
@@ -70,14 +81,18 @@ pub fn pick_package(search_output: &str) -> Option<String> {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|name| {
-            name.strip_prefix("linux-image-").and_then(|v| v.strip_suffix("-cloud-amd64")).is_some_and(|v| {
-                let mut parts = v.splitn(2, '-');
-                let (ver, abi) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                ver.split('.').count() == 3
-                    && ver.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                    && !abi.is_empty()
-                    && abi.bytes().all(|b| b.is_ascii_digit())
-            })
+            name.strip_prefix("linux-image-")
+                .and_then(|v| v.strip_suffix("-cloud-amd64"))
+                .is_some_and(|v| {
+                    let mut parts = v.splitn(2, '-');
+                    let (ver, abi) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    ver.split('.').count() == 3
+                        && ver
+                            .split('.')
+                            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                        && !abi.is_empty()
+                        && abi.bytes().all(|b| b.is_ascii_digit())
+                })
         })
         .collect();
     names.sort_by_key(|name| version_key(name));
@@ -86,11 +101,18 @@ pub fn pick_package(search_output: &str) -> Option<String> {
 
 fn apt_search() -> Result<String> {
     let out = Command::new("apt-cache")
-        .args(["search", "--names-only", "^linux-image-[0-9.-]+-cloud-amd64$"])
+        .args([
+            "search",
+            "--names-only",
+            "^linux-image-[0-9.-]+-cloud-amd64$",
+        ])
         .output()
         .context("running apt-cache (is this a Debian machine?)")?;
     if !out.status.success() {
-        bail!("apt-cache search failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "apt-cache search failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -100,7 +122,10 @@ fn fetch(cache: &Path) -> Result<LinuxKernel> {
     let mut package = pick_package(&apt_search()?);
     if package.is_none() {
         eprintln!("linux: no cloud kernel in the apt lists; running apt-get update ...");
-        let status = Command::new("apt-get").args(["update", "-q"]).status().context("running apt-get update")?;
+        let status = Command::new("apt-get")
+            .args(["update", "-q"])
+            .status()
+            .context("running apt-get update")?;
         if !status.success() {
             bail!("apt-get update failed ({status}); set {KERNEL_ENV} to a bzImage instead");
         }
@@ -109,7 +134,10 @@ fn fetch(cache: &Path) -> Result<LinuxKernel> {
     let Some(package) = package else {
         bail!("apt-cache knows no linux-image-<ver>-cloud-amd64 package; set {KERNEL_ENV} to a bzImage instead");
     };
-    eprintln!("linux: fetching {package} (once; cached in {}) ...", cache.display());
+    eprintln!(
+        "linux: fetching {package} (once; cached in {}) ...",
+        cache.display()
+    );
     // Per-process scratch directory, then an atomic rename into the cache, so
     // that parallel first uses never see a half-written kernel.
     let work = cache.join(format!("fetch-{}", std::process::id()));
@@ -138,7 +166,12 @@ fn download_and_extract(package: &str, work: &Path, cache: &Path) -> Result<Linu
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .with_context(|| format!("apt-get download {package} left no .deb file"))?;
     let root = work.join("root");
-    let status = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root).status().context("running dpkg-deb")?;
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .status()
+        .context("running dpkg-deb")?;
     if !status.success() {
         bail!("dpkg-deb -x {} failed ({status})", deb.display());
     }
@@ -146,11 +179,19 @@ fn download_and_extract(package: &str, work: &Path, cache: &Path) -> Result<Linu
         .with_context(|| format!("{package} has no /boot directory"))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
         .with_context(|| format!("{package} has no /boot/vmlinuz-*"))?;
     let dest = cache.join(format!("vmlinuz-{package}"));
-    std::fs::rename(&vmlinuz, &dest).with_context(|| format!("moving the kernel to {}", dest.display()))?;
-    Ok(LinuxKernel { vmlinuz: dest, package: package.to_string() })
+    std::fs::rename(&vmlinuz, &dest)
+        .with_context(|| format!("moving the kernel to {}", dest.display()))?;
+    Ok(LinuxKernel {
+        vmlinuz: dest,
+        package: package.to_string(),
+    })
 }
 
 /// What Linux's console output says about PID 1.
@@ -167,12 +208,18 @@ pub enum LinuxEnd {
 /// Find the `Attempted to kill init! exitcode=0x0000XX00` line.
 pub fn parse_end(serial: &str) -> LinuxEnd {
     for line in serial.lines() {
-        let Some(at) = line.find("Kernel panic - not syncing: ") else { continue };
+        let Some(at) = line.find("Kernel panic - not syncing: ") else {
+            continue;
+        };
         let msg = line[at + "Kernel panic - not syncing: ".len()..].trim();
         if let Some(code) = msg.strip_prefix("Attempted to kill init! exitcode=0x") {
             if let Ok(code) = u32::from_str_radix(code.trim(), 16) {
                 let signal = code & 0x7f;
-                return LinuxEnd::Init(if signal != 0 { 128 + signal } else { (code >> 8) & 0xff });
+                return LinuxEnd::Init(if signal != 0 {
+                    128 + signal
+                } else {
+                    (code >> 8) & 0xff
+                });
             }
         }
         return LinuxEnd::Panic(msg.to_string());
@@ -207,10 +254,16 @@ impl OutputFilter {
 
 /// `[    1.234567] message`: a printk line with its timestamp.
 pub fn is_kernel_log_line(line: &str) -> bool {
-    let Some(rest) = line.strip_prefix('[') else { return false };
-    let Some(close) = rest.find(']') else { return false };
+    let Some(rest) = line.strip_prefix('[') else {
+        return false;
+    };
+    let Some(close) = rest.find(']') else {
+        return false;
+    };
     let stamp = rest[..close].trim();
-    !stamp.is_empty() && stamp.contains('.') && stamp.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    !stamp.is_empty()
+        && stamp.contains('.')
+        && stamp.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 #[cfg(test)]
@@ -223,21 +276,28 @@ mod tests {
                       linux-image-6.1.0-56-cloud-amd64 - Linux 6.1\n\
                       linux-image-6.12-cloud-amd64 - meta\n\
                       linux-image-6.1.0-48-cloud-amd64 - Linux 6.1\n";
-        assert_eq!(pick_package(search).as_deref(), Some("linux-image-6.1.0-56-cloud-amd64"));
+        assert_eq!(
+            pick_package(search).as_deref(),
+            Some("linux-image-6.1.0-56-cloud-amd64")
+        );
         assert_eq!(pick_package("linux-image-6.12-cloud-amd64 - meta\n"), None);
         assert_eq!(pick_package(""), None);
     }
 
     #[test]
     fn reads_init_exit_status() {
-        let ok = "[    2.1] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000700\n";
+        let ok =
+            "[    2.1] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000700\n";
         assert_eq!(parse_end(ok), LinuxEnd::Init(7));
         let zero = "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000";
         assert_eq!(parse_end(zero), LinuxEnd::Init(0));
         let segv = "[ 1.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b";
         assert_eq!(parse_end(segv), LinuxEnd::Init(128 + 11));
         let other = "[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root fs";
-        assert_eq!(parse_end(other), LinuxEnd::Panic("VFS: Unable to mount root fs".into()));
+        assert_eq!(
+            parse_end(other),
+            LinuxEnd::Panic("VFS: Unable to mount root fs".into())
+        );
         assert_eq!(parse_end("hello\n"), LinuxEnd::Unknown);
     }
 
@@ -245,9 +305,18 @@ mod tests {
     fn filter_keeps_program_lines_only() {
         let mut f = OutputFilter::default();
         assert_eq!(f.keep("[    0.000000] Linux version 6.1\n"), None);
-        assert_eq!(f.keep("hello: started\n").as_deref(), Some("hello: started\n"));
-        assert_eq!(f.keep("[x] not a timestamp\n").as_deref(), Some("[x] not a timestamp\n"));
-        assert_eq!(f.keep("[    2.5] Kernel panic - not syncing: Attempted to kill init!\n"), None);
+        assert_eq!(
+            f.keep("hello: started\n").as_deref(),
+            Some("hello: started\n")
+        );
+        assert_eq!(
+            f.keep("[x] not a timestamp\n").as_deref(),
+            Some("[x] not a timestamp\n")
+        );
+        assert_eq!(
+            f.keep("[    2.5] Kernel panic - not syncing: Attempted to kill init!\n"),
+            None
+        );
         assert_eq!(f.keep("CPU: 0 PID: 1 Comm: init\n"), None);
     }
 }

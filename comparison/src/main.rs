@@ -22,7 +22,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "comparison", about = "Build, boot and measure the per-core kernel in QEMU")]
+#[command(
+    name = "comparison",
+    about = "Build, boot and measure the per-core kernel in QEMU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -205,7 +208,9 @@ fn cpus_online(serial: &str) -> Option<usize> {
 }
 
 fn boot_command(args: BootArgs) -> Result<ExitCode> {
-    let host_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let host_cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let cores = args.cores.unwrap_or(host_cores);
     if cores == 0 || cores > 64 {
         anyhow::bail!("--cores must be between 1 and 64");
@@ -240,7 +245,11 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
     let artifacts = comparison::build::build_bare_metal(true)?;
     eprintln!(
         "booting: {cores} cores, loader {}, accel {}, {} MiB, cmdline \"{cmdline}\"",
-        if loader == LoaderChoice::Limine { "limine" } else { "builtin" },
+        if loader == LoaderChoice::Limine {
+            "limine"
+        } else {
+            "builtin"
+        },
         accel.name(),
         args.memory
     );
@@ -248,15 +257,24 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
         loader,
         cmdline,
         modules: Vec::new(),
-        vm: VmConfig { cores, memory_mib: args.memory, accel, timeout, echo: args.serial || idle },
+        vm: VmConfig {
+            cores,
+            memory_mib: args.memory,
+            accel,
+            timeout,
+            echo: args.serial || idle,
+        },
     };
     let outcome = boot::boot(&artifacts, &request)?;
 
     let online = cpus_online(&outcome.serial);
     let check = args.run.split(':').next().unwrap_or("").to_string();
     let (pass, fail) = (format!("{check}: pass"), format!("{check}: FAIL"));
-    let verdict_line =
-        outcome.serial.lines().find(|l| l.contains(&pass) || l.contains(&fail)).map(str::to_string);
+    let verdict_line = outcome
+        .serial
+        .lines()
+        .find(|l| l.contains(&pass) || l.contains(&fail))
+        .map(str::to_string);
     let passed = outcome.ending == Ending::GuestExit(0)
         && online == Some(cores)
         && verdict_line.as_deref().is_none_or(|l| l.contains(&pass))
@@ -276,7 +294,11 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
         }
     }
     if passed {
-        eprintln!("ok: {} in {:.2} s", outcome.describe_ending(), outcome.elapsed.as_secs_f64());
+        eprintln!(
+            "ok: {} in {:.2} s",
+            outcome.describe_ending(),
+            outcome.elapsed.as_secs_f64()
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
@@ -337,7 +359,11 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
             timeout: Duration::from_secs(args.timeout),
             echo: false,
         },
-        echo: if args.serial { Echo::Serial } else { Echo::Program },
+        echo: if args.serial {
+            Echo::Serial
+        } else {
+            Echo::Program
+        },
     };
     eprintln!(
         "run: {} on {}, {} cores, accel {}{}",
@@ -348,20 +374,37 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         },
         args.cores,
         accel.name(),
-        if request.global_locks { ", locks=global" } else { "" }
+        if request.global_locks {
+            ", locks=global"
+        } else {
+            ""
+        }
     );
     let result = run::run(&systems, &request)?;
     match &result.verdict {
         Verdict::Exited(status) => {
-            eprintln!("run: program exited with status {status} ({:.2} s)", result.outcome.elapsed.as_secs_f64())
+            eprintln!(
+                "run: program exited with status {status} ({:.2} s)",
+                result.outcome.elapsed.as_secs_f64()
+            )
         }
-        Verdict::TimedOut => eprintln!("run: TIMED OUT after {} s (exit {})", args.timeout, run::EXIT_TIMED_OUT),
+        Verdict::TimedOut => eprintln!(
+            "run: TIMED OUT after {} s (exit {})",
+            args.timeout,
+            run::EXIT_TIMED_OUT
+        ),
         Verdict::KernelPanic(msg) | Verdict::SystemError(msg) => {
-            eprintln!("run: SYSTEM FAILED: {msg} (exit {})", run::EXIT_SYSTEM_FAILED)
+            eprintln!(
+                "run: SYSTEM FAILED: {msg} (exit {})",
+                run::EXIT_SYSTEM_FAILED
+            )
         }
     }
     if !matches!(result.verdict, Verdict::Exited(_)) && request.echo != Echo::Serial {
-        eprintln!("--- last serial lines ---\n{}\n---", result.outcome.tail(40));
+        eprintln!(
+            "--- last serial lines ---\n{}\n---",
+            result.outcome.tail(40)
+        );
         if !result.outcome.qemu_stderr.trim().is_empty() {
             eprintln!("--- QEMU stderr ---\n{}", result.outcome.qemu_stderr.trim());
         }
@@ -377,7 +420,11 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
             Some(list) => options::parse_cores(list)?,
             None => options::default_cores(),
         },
-        workloads: args.workloads.as_deref().map(options::parse_workloads).transpose()?,
+        workloads: args
+            .workloads
+            .as_deref()
+            .map(options::parse_workloads)
+            .transpose()?,
         modes: options::parse_modes(&args.modes)?,
         runs: args.runs,
         accel: AccelChoice::parse(&args.accel)?,
@@ -395,7 +442,10 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
     if outcome.failures.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("suite: {} runs gave no result (listed in the report):", outcome.failures.len());
+        eprintln!(
+            "suite: {} runs gave no result (listed in the report):",
+            outcome.failures.len()
+        );
         for f in &outcome.failures {
             eprintln!("  {f}");
         }

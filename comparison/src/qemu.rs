@@ -56,7 +56,13 @@ pub struct VmConfig {
 
 impl Default for VmConfig {
     fn default() -> Self {
-        VmConfig { cores: 1, memory_mib: 512, accel: Accel::Tcg, timeout: Duration::from_secs(60), echo: false }
+        VmConfig {
+            cores: 1,
+            memory_mib: 512,
+            accel: Accel::Tcg,
+            timeout: Duration::from_secs(60),
+            echo: false,
+        }
     }
 }
 
@@ -105,7 +111,9 @@ impl RunOutcome {
     pub fn describe_ending(&self) -> String {
         match &self.ending {
             Ending::GuestExit(code) => format!("guest exit code {code}"),
-            Ending::QemuExit(Some(status)) => format!("QEMU exited with status {status} (no guest exit code)"),
+            Ending::QemuExit(Some(status)) => {
+                format!("QEMU exited with status {status} (no guest exit code)")
+            }
             Ending::QemuExit(None) => "QEMU was killed by a signal".to_string(),
             Ending::TimedOut => "timed out".to_string(),
         }
@@ -114,10 +122,17 @@ impl RunOutcome {
 
 /// The QEMU version line, recorded with every result.
 pub fn version() -> Result<String> {
-    let out = Command::new(QEMU).arg("--version").output().with_context(|| {
-        format!("{QEMU} not found: run tools/setup.sh (installs Debian's qemu-system-x86)")
-    })?;
-    Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string())
+    let out = Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .with_context(|| {
+            format!("{QEMU} not found: run tools/setup.sh (installs Debian's qemu-system-x86)")
+        })?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string())
 }
 
 /// The full QEMU argument list for a run.
@@ -126,7 +141,12 @@ pub fn command_args(medium: &Medium, vm: &VmConfig) -> Vec<String> {
     let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
     match medium {
         Medium::Builtin { loader, bundle } => {
-            push(&["-kernel", &loader.to_string_lossy(), "-initrd", &bundle.to_string_lossy()]);
+            push(&[
+                "-kernel",
+                &loader.to_string_lossy(),
+                "-initrd",
+                &bundle.to_string_lossy(),
+            ]);
         }
         Medium::Iso(iso) => push(&["-cdrom", &iso.to_string_lossy(), "-boot", "d"]),
     }
@@ -135,9 +155,21 @@ pub fn command_args(medium: &Medium, vm: &VmConfig) -> Vec<String> {
 
 /// The QEMU arguments for booting a Linux bzImage with an initramfs and a
 /// command line, on the same virtual machine as our kernel gets.
-pub fn linux_command_args(kernel: &Path, initrd: &Path, append: &str, vm: &VmConfig) -> Vec<String> {
+pub fn linux_command_args(
+    kernel: &Path,
+    initrd: &Path,
+    append: &str,
+    vm: &VmConfig,
+) -> Vec<String> {
     let mut args = machine_args(vm);
-    for item in ["-kernel", &kernel.to_string_lossy(), "-initrd", &initrd.to_string_lossy(), "-append", append] {
+    for item in [
+        "-kernel",
+        &kernel.to_string_lossy(),
+        "-initrd",
+        &initrd.to_string_lossy(),
+        "-append",
+        append,
+    ] {
         args.push(item.to_string());
     }
     args
@@ -152,9 +184,20 @@ fn machine_args(vm: &VmConfig) -> Vec<String> {
         Accel::Tcg => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
     }
-    push(&["-smp", &vm.cores.to_string(), "-m", &format!("{}M", vm.memory_mib)]);
-    push(&["-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio"]);
-    push(&["-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    push(&[
+        "-smp",
+        &vm.cores.to_string(),
+        "-m",
+        &format!("{}M", vm.memory_mib),
+    ]);
+    push(&[
+        "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio",
+    ]);
+    push(&[
+        "-no-reboot",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    ]);
     push(&["-net", "none"]);
     args
 }
@@ -168,7 +211,13 @@ pub fn run(medium: &Medium, vm: &VmConfig) -> Result<RunOutcome> {
 /// With `vm.echo` every serial line is printed as it arrives.
 pub fn run_with_args(args: &[String], vm: &VmConfig) -> Result<RunOutcome> {
     let echo = vm.echo;
-    run_streaming(args, vm, &mut |line: &str| if echo { Some(line.to_string()) } else { None })
+    run_streaming(args, vm, &mut |line: &str| {
+        if echo {
+            Some(line.to_string())
+        } else {
+            None
+        }
+    })
 }
 
 /// Run QEMU with an explicit argument list; `show` sees every serial line
@@ -247,11 +296,18 @@ pub fn run_streaming(
         Some(status) => match status.code() {
             // isa-debug-exit: the guest writes CODE + 16 and QEMU exits with
             // ((CODE + 16) << 1) | 1 (docs/CONTRACTS.md §5).
-            Some(status) if status >= 33 && status % 2 == 1 => Ending::GuestExit((status as u32 - 33) / 2),
+            Some(status) if status >= 33 && status % 2 == 1 => {
+                Ending::GuestExit((status as u32 - 33) / 2)
+            }
             other => Ending::QemuExit(other),
         },
     };
-    Ok(RunOutcome { serial, ending, elapsed: start.elapsed(), qemu_stderr })
+    Ok(RunOutcome {
+        serial,
+        ending,
+        elapsed: start.elapsed(),
+        qemu_stderr,
+    })
 }
 
 /// Print what `show` makes of one serial line, at once.
@@ -265,9 +321,15 @@ fn emit(show: &mut dyn FnMut(&str) -> Option<String>, line: &str) {
 
 /// Check that QEMU can be started at all, with a helpful message if not.
 pub fn ensure_available() -> Result<()> {
-    match Command::new(QEMU).arg("--version").stdout(Stdio::null()).status() {
+    match Command::new(QEMU)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+    {
         Ok(s) if s.success() => Ok(()),
-        _ => bail!("{QEMU} is not installed: run tools/setup.sh (it installs Debian's qemu-system-x86)"),
+        _ => bail!(
+            "{QEMU} is not installed: run tools/setup.sh (it installs Debian's qemu-system-x86)"
+        ),
     }
 }
 

@@ -128,13 +128,23 @@ impl Systems {
         match system {
             System::Ours => {
                 let artifacts = crate::build::build_bare_metal(true)?;
-                Ok(Systems { artifacts: Some(artifacts), linux: None, linux_init: None, scratch })
+                Ok(Systems {
+                    artifacts: Some(artifacts),
+                    linux: None,
+                    linux_init: None,
+                    scratch,
+                })
             }
             System::Linux => {
                 let userland = crate::userland::build()?;
                 let linux_init = userland.program("linux-init")?;
                 let linux = linux::ensure_kernel(&target_dir)?;
-                Ok(Systems { artifacts: None, linux: Some(linux), linux_init: Some(linux_init), scratch })
+                Ok(Systems {
+                    artifacts: None,
+                    linux: Some(linux),
+                    linux_init: Some(linux_init),
+                    scratch,
+                })
             }
         }
     }
@@ -152,7 +162,8 @@ pub fn check_args(args: &[String]) -> Result<()> {
 
 /// Check that `program` is a readable ELF file; returns its bytes.
 pub fn read_program(program: &Path) -> Result<Vec<u8>> {
-    let data = std::fs::read(program).with_context(|| format!("reading program {}", program.display()))?;
+    let data =
+        std::fs::read(program).with_context(|| format!("reading program {}", program.display()))?;
     if data.len() < 4 || &data[..4] != b"\x7fELF" {
         bail!("{} is not an ELF executable", program.display());
     }
@@ -206,10 +217,10 @@ pub fn is_our_log_line(line: &str) -> bool {
 
 /// The message after `marker` on our first kernel log line holding it.
 fn our_marker(serial: &str, marker: &str) -> Option<String> {
-    serial
-        .lines()
-        .filter(|l| is_our_log_line(l))
-        .find_map(|l| l.find(marker).map(|at| l[at + marker.len()..].trim().to_string()))
+    serial.lines().filter(|l| is_our_log_line(l)).find_map(|l| {
+        l.find(marker)
+            .map(|at| l[at + marker.len()..].trim().to_string())
+    })
 }
 
 /// Run one program.
@@ -223,11 +234,18 @@ pub fn run(systems: &Systems, req: &RunRequest) -> Result<RunResult> {
 }
 
 fn run_ours(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunResult> {
-    let artifacts = systems.artifacts.as_ref().context("our kernel was not built (Systems::prepare(Ours))")?;
+    let artifacts = systems
+        .artifacts
+        .as_ref()
+        .context("our kernel was not built (Systems::prepare(Ours))")?;
     let request = BootRequest {
         loader: LoaderChoice::Builtin,
         cmdline: our_cmdline(req),
-        modules: vec![Module { guest_path: "boot/initramfs.cpio".into(), cmdline: "initramfs".into(), data: cpio }],
+        modules: vec![Module {
+            guest_path: "boot/initramfs.cpio".into(),
+            cmdline: "initramfs".into(),
+            data: cpio,
+        }],
         vm: req.vm.clone(),
     };
     let medium = boot::make_medium(artifacts, &request, std::fs::read(&artifacts.kernel)?)?;
@@ -254,7 +272,11 @@ fn run_ours(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunRes
     }
     let outcome = result?;
     let verdict = our_verdict(&outcome);
-    Ok(RunResult { output, verdict, outcome })
+    Ok(RunResult {
+        output,
+        verdict,
+        outcome,
+    })
 }
 
 /// Our kernel's verdict from its exit code and its serial markers.
@@ -264,7 +286,10 @@ pub fn our_verdict(outcome: &RunOutcome) -> Verdict {
         return Verdict::KernelPanic(format!("KERNEL PANIC{msg}"));
     }
     for marker in ["loader: error: ", "initramfs: error: ", "cmdline: error: "] {
-        if let Some(msg) = serial.lines().find_map(|l| l.find(marker).map(|at| l[at..].trim().to_string())) {
+        if let Some(msg) = serial
+            .lines()
+            .find_map(|l| l.find(marker).map(|at| l[at..].trim().to_string()))
+        {
             return Verdict::SystemError(msg);
         }
     }
@@ -276,7 +301,10 @@ pub fn our_verdict(outcome: &RunOutcome) -> Verdict {
             qemu_ending_for(status)
         )),
         (Ending::TimedOut, _) => Verdict::TimedOut,
-        (_, _) => Verdict::SystemError(format!("no `init exit:` line; {}", outcome.describe_ending())),
+        (_, _) => Verdict::SystemError(format!(
+            "no `init exit:` line; {}",
+            outcome.describe_ending()
+        )),
     }
 }
 
@@ -294,18 +322,29 @@ pub fn qemu_ending_for(status: u32) -> Ending {
 }
 
 fn run_linux(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunResult> {
-    let linux = systems.linux.as_ref().context("no Linux kernel (Systems::prepare(Linux))")?;
-    let init_path = systems.linux_init.as_ref().context("no linux-init (Systems::prepare(Linux))")?;
+    let linux = systems
+        .linux
+        .as_ref()
+        .context("no Linux kernel (Systems::prepare(Linux))")?;
+    let init_path = systems
+        .linux_init
+        .as_ref()
+        .context("no linux-init (Systems::prepare(Linux))")?;
     // The identical archive plus /linux-init: cpio archives concatenate (the
     // Linux unpacker reads members past a trailer), so the program's bytes
     // are exactly those our kernel gets.
     let mut initrd = cpio;
     let mut extra = bootfmt::cpio::NewcWriter::new();
-    let init = std::fs::read(init_path).with_context(|| format!("reading {}", init_path.display()))?;
+    let init =
+        std::fs::read(init_path).with_context(|| format!("reading {}", init_path.display()))?;
     extra.add_file("linux-init", 0o755, &init);
     initrd.extend_from_slice(&extra.finish());
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = qemu::write_media(&systems.scratch, &format!("linux-{}-{n}.cpio", std::process::id()), &initrd)?;
+    let path = qemu::write_media(
+        &systems.scratch,
+        &format!("linux-{}-{n}.cpio", std::process::id()),
+        &initrd,
+    )?;
     let args = qemu::linux_command_args(&linux.vmlinuz, &path, &linux_append(&req.args), &req.vm);
     let echo = req.echo;
     let mut output = String::new();
@@ -327,9 +366,16 @@ fn run_linux(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunRe
         LinuxEnd::Init(status) => Verdict::Exited(status),
         LinuxEnd::Panic(msg) => Verdict::KernelPanic(format!("Linux: {msg}")),
         LinuxEnd::Unknown if outcome.ending == Ending::TimedOut => Verdict::TimedOut,
-        LinuxEnd::Unknown => Verdict::SystemError(format!("Linux printed no panic line; {}", outcome.describe_ending())),
+        LinuxEnd::Unknown => Verdict::SystemError(format!(
+            "Linux printed no panic line; {}",
+            outcome.describe_ending()
+        )),
     };
-    Ok(RunResult { output, verdict, outcome })
+    Ok(RunResult {
+        output,
+        verdict,
+        outcome,
+    })
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -359,20 +405,34 @@ mod tests {
             vm: VmConfig::default(),
             echo: Echo::Quiet,
         };
-        assert_eq!(our_cmdline(&req), "run=init init=/init locks=global log=debug -- a exit=3");
-        assert_eq!(linux_append(&req.args), format!("{} -- a exit=3", linux::BASE_APPEND));
+        assert_eq!(
+            our_cmdline(&req),
+            "run=init init=/init locks=global log=debug -- a exit=3"
+        );
+        assert_eq!(
+            linux_append(&req.args),
+            format!("{} -- a exit=3", linux::BASE_APPEND)
+        );
         assert!(check_args(&["a b".to_string()]).is_err());
         assert!(check_args(&[String::new()]).is_err());
         assert!(check_args(&["ok".to_string()]).is_ok());
     }
 
     fn outcome(serial: &str, ending: Ending) -> RunOutcome {
-        RunOutcome { serial: serial.into(), ending, elapsed: Default::default(), qemu_stderr: String::new() }
+        RunOutcome {
+            serial: serial.into(),
+            ending,
+            elapsed: Default::default(),
+            qemu_stderr: String::new(),
+        }
     }
 
     #[test]
     fn verdicts_of_our_kernel() {
-        let ok = outcome("hi\n[cpu0] INFO init exit: 3\n[cpu0] INFO kernel exit: 3\n", Ending::GuestExit(3));
+        let ok = outcome(
+            "hi\n[cpu0] INFO init exit: 3\n[cpu0] INFO kernel exit: 3\n",
+            Ending::GuestExit(3),
+        );
         assert_eq!(our_verdict(&ok), Verdict::Exited(3));
         let segv = outcome("[cpu0] INFO init exit: 139\n", Ending::GuestExit(11));
         assert_eq!(our_verdict(&segv), Verdict::Exited(139));
@@ -382,15 +442,24 @@ mod tests {
         assert!(matches!(our_verdict(&wrong), Verdict::SystemError(_)));
         assert_eq!(qemu_ending_for(0), Ending::GuestExit(0));
         assert_eq!(qemu_ending_for(111), Ending::GuestExit(111));
-        let panic = outcome("[cpu1] ERROR KERNEL PANIC on cpu 1: boom\n", Ending::GuestExit(2));
+        let panic = outcome(
+            "[cpu1] ERROR KERNEL PANIC on cpu 1: boom\n",
+            Ending::GuestExit(2),
+        );
         assert!(matches!(our_verdict(&panic), Verdict::KernelPanic(m) if m.contains("boom")));
         let fake = outcome("init exit: 0\n", Ending::GuestExit(0));
         assert!(matches!(our_verdict(&fake), Verdict::SystemError(_)));
         let loader = outcome("loader: error: no bundle\n", Ending::GuestExit(3));
         assert!(matches!(our_verdict(&loader), Verdict::SystemError(m) if m.contains("no bundle")));
-        assert_eq!(our_verdict(&outcome("", Ending::TimedOut)), Verdict::TimedOut);
+        assert_eq!(
+            our_verdict(&outcome("", Ending::TimedOut)),
+            Verdict::TimedOut
+        );
         assert_eq!(Verdict::TimedOut.exit_code(), EXIT_TIMED_OUT);
-        assert_eq!(Verdict::KernelPanic(String::new()).exit_code(), EXIT_SYSTEM_FAILED);
+        assert_eq!(
+            Verdict::KernelPanic(String::new()).exit_code(),
+            EXIT_SYSTEM_FAILED
+        );
         assert_eq!(Verdict::Exited(7).exit_code(), 7);
     }
 }

@@ -23,7 +23,10 @@ impl Userland {
     pub fn program(&self, name: &str) -> Result<PathBuf> {
         let path = self.bin_dir.join(name);
         if !path.is_file() {
-            bail!("test program {name} was not built ({} is missing)", path.display());
+            bail!(
+                "test program {name} was not built ({} is missing)",
+                path.display()
+            );
         }
         Ok(path)
     }
@@ -35,7 +38,15 @@ pub fn build() -> Result<Userland> {
     let root = crate::build::workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let out = Command::new(&cargo)
-        .args(["build", "--release", "--quiet", "-p", "userland", "--target", USER_TARGET])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "userland",
+            "--target",
+            USER_TARGET,
+        ])
         .current_dir(&root)
         .output()
         .context("running cargo to build the userland test programs")?;
@@ -46,7 +57,9 @@ pub fn build() -> Result<Userland> {
         );
     }
     let target_dir = crate::build::target_dir(&root)?;
-    Ok(Userland { bin_dir: bin_dir(&target_dir) })
+    Ok(Userland {
+        bin_dir: bin_dir(&target_dir),
+    })
 }
 
 /// `<target>/x86_64-unknown-linux-musl/release`.

@@ -20,7 +20,15 @@ pub fn build_workloads() -> Result<PathBuf> {
     let root = crate::build::workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let out = Command::new(&cargo)
-        .args(["build", "--release", "--quiet", "-p", "workloads", "--target", USER_TARGET])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "workloads",
+            "--target",
+            USER_TARGET,
+        ])
         .current_dir(&root)
         .output()
         .context("running cargo to build the workloads")?;
@@ -40,11 +48,21 @@ pub fn build_workloads() -> Result<PathBuf> {
 /// The ready workloads, as `wis --list` prints them (run on the host: the
 /// binary is a static Linux program).
 pub fn list_workloads(wis: &Path) -> Result<Vec<String>> {
-    let out = Command::new(wis).arg("--list").output().with_context(|| format!("running {} --list", wis.display()))?;
+    let out = Command::new(wis)
+        .arg("--list")
+        .output()
+        .with_context(|| format!("running {} --list", wis.display()))?;
     if !out.status.success() {
-        bail!("{} --list failed: {}", wis.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} --list failed: {}",
+            wis.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     if names.is_empty() {
         bail!("{} --list printed no workload", wis.display());
     }

@@ -22,16 +22,30 @@ fn comparison(args: &[&str]) -> (bool, String, String) {
 fn boot_reports_every_cpu_online_and_exits_zero() {
     let (ok, stdout, stderr) = comparison(&["boot", "--cores", "2", "--loader", "builtin"]);
     assert!(ok, "boot failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.lines().any(|l| l == "cpus online: 2"), "stdout:\n{stdout}");
-    assert!(stdout.lines().any(|l| l == "selfcheck: pass"), "stdout:\n{stdout}");
+    assert!(
+        stdout.lines().any(|l| l == "cpus online: 2"),
+        "stdout:\n{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l == "selfcheck: pass"),
+        "stdout:\n{stdout}"
+    );
 }
 
 #[test]
 fn failing_boot_exits_nonzero_with_the_serial_tail() {
-    let (ok, stdout, stderr) = comparison(&["boot", "--cores", "1", "--loader", "builtin", "--run", "panic"]);
-    assert!(!ok, "a kernel panic must fail the command\nstdout:\n{stdout}");
+    let (ok, stdout, stderr) = comparison(&[
+        "boot", "--cores", "1", "--loader", "builtin", "--run", "panic",
+    ]);
+    assert!(
+        !ok,
+        "a kernel panic must fail the command\nstdout:\n{stdout}"
+    );
     assert!(stderr.contains("FAILED"), "stderr:\n{stderr}");
-    assert!(stderr.contains("KERNEL PANIC on cpu 0"), "the serial tail should show the panic:\n{stderr}");
+    assert!(
+        stderr.contains("KERNEL PANIC on cpu 0"),
+        "the serial tail should show the panic:\n{stderr}"
+    );
 }
 
 #[test]
@@ -43,7 +57,10 @@ fn bad_arguments_are_refused() {
 
 /// Path of a userland test program, built for the musl target.
 fn user_program(name: &str) -> std::path::PathBuf {
-    comparison::userland::build().expect("building userland").program(name).expect("program")
+    comparison::userland::build()
+        .expect("building userland")
+        .program(name)
+        .expect("program")
 }
 
 fn comparison_status(args: &[&str]) -> (Option<i32>, String, String) {
@@ -61,12 +78,28 @@ fn comparison_status(args: &[&str]) -> (Option<i32>, String, String) {
 #[test]
 fn run_on_ours_streams_only_the_program_and_exits_with_its_status() {
     let hello = user_program("hello");
-    let (code, stdout, stderr) =
-        comparison_status(&["run", "--cores", "2", hello.to_str().unwrap(), "--", "x", "exit=9"]);
+    let (code, stdout, stderr) = comparison_status(&[
+        "run",
+        "--cores",
+        "2",
+        hello.to_str().unwrap(),
+        "--",
+        "x",
+        "exit=9",
+    ]);
     assert_eq!(code, Some(9), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.starts_with("hello: started\nargc: 3\nargv[0]: /init\nargv[1]: x\n"), "stdout:\n{stdout}");
-    assert!(!stdout.contains("[cpu"), "kernel log lines leaked into the program output:\n{stdout}");
-    assert!(!stdout.contains("loader:"), "loader lines leaked into the program output:\n{stdout}");
+    assert!(
+        stdout.starts_with("hello: started\nargc: 3\nargv[0]: /init\nargv[1]: x\n"),
+        "stdout:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("[cpu"),
+        "kernel log lines leaked into the program output:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("loader:"),
+        "loader lines leaked into the program output:\n{stdout}"
+    );
 }
 
 #[test]
@@ -74,21 +107,39 @@ fn run_with_serial_shows_the_kernel_log_too() {
     let hello = user_program("hello");
     let (code, stdout, _) = comparison_status(&["run", "--serial", hello.to_str().unwrap()]);
     assert_eq!(code, Some(0), "stdout:\n{stdout}");
-    assert!(stdout.contains("[cpu0]") && stdout.contains("init exit: 0"), "stdout:\n{stdout}");
+    assert!(
+        stdout.contains("[cpu0]") && stdout.contains("init exit: 0"),
+        "stdout:\n{stdout}"
+    );
 }
 
 #[test]
 fn run_on_linux_gives_the_same_output() {
     let hello = user_program("hello");
-    let (code, stdout, stderr) =
-        comparison_status(&["run", "--system", "linux", "--cores", "2", hello.to_str().unwrap(), "--", "x", "exit=9"]);
+    let (code, stdout, stderr) = comparison_status(&[
+        "run",
+        "--system",
+        "linux",
+        "--cores",
+        "2",
+        hello.to_str().unwrap(),
+        "--",
+        "x",
+        "exit=9",
+    ]);
     if stderr.contains("apt") && code == Some(1) {
         eprintln!("SKIPPED: the Debian kernel cannot be fetched here:\n{stderr}");
         return;
     }
     assert_eq!(code, Some(9), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.starts_with("hello: started\nargc: 3\nargv[0]: /init\nargv[1]: x\n"), "stdout:\n{stdout}");
-    assert!(!stdout.contains("Kernel panic") && !stdout.contains('\r'), "stdout:\n{stdout}");
+    assert!(
+        stdout.starts_with("hello: started\nargc: 3\nargv[0]: /init\nargv[1]: x\n"),
+        "stdout:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("Kernel panic") && !stdout.contains('\r'),
+        "stdout:\n{stdout}"
+    );
 }
 
 #[test]

@@ -20,7 +20,10 @@ fn comparison(args: &[&str]) -> (bool, String, String) {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("comparison-suite-test-{name}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "comparison-suite-test-{name}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -62,11 +65,21 @@ fn short_suite_writes_results_report_and_plots() {
         import.to_str().unwrap(),
     ]);
     assert!(ok, "suite failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stderr.contains("[8/8]"), "progress lines count the runs:\n{stderr}");
-    assert!(stdout.contains("| getppid | threads | ops/s | 2 |"), "summary table printed:\n{stdout}");
-    assert!(stdout.contains(&format!("report: {}", out.join("report.md").display())), "{stdout}");
+    assert!(
+        stderr.contains("[8/8]"),
+        "progress lines count the runs:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("| getppid | threads | ops/s | 2 |"),
+        "summary table printed:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("report: {}", out.join("report.md").display())),
+        "{stdout}"
+    );
 
-    let json: serde_json::Value = serde_json::from_str(&read(&out.join("results.json"))).expect("results.json is JSON");
+    let json: serde_json::Value =
+        serde_json::from_str(&read(&out.join("results.json"))).expect("results.json is JSON");
     let records = json.as_array().expect("results.json is an array");
     assert_eq!(records.len(), 10, "8 measured + 2 imported records");
     for system in ["ours", "linux"] {
@@ -74,7 +87,9 @@ fn short_suite_writes_results_report_and_plots() {
             for cores in [1u64, 2] {
                 let r = records
                     .iter()
-                    .find(|r| r["system"] == system && r["workload"] == workload && r["cores"] == cores)
+                    .find(|r| {
+                        r["system"] == system && r["workload"] == workload && r["cores"] == cores
+                    })
                     .unwrap_or_else(|| panic!("no record for {system} {workload} {cores} cores"));
                 let rate = r["ops_per_sec"].as_f64().unwrap();
                 assert!(rate > 0.0 && rate.is_finite(), "{r}");
@@ -92,16 +107,36 @@ fn short_suite_writes_results_report_and_plots() {
     assert_eq!(csv.lines().count(), 11, "header + 10 rows:\n{csv}");
 
     let report = read(&out.join("report.md"));
-    for needle in ["## Accelerator: tcg", "### getppid (threads, ops/s)", "### open_close_private", "ours/linux", "eff. ours", "mk median"] {
+    for needle in [
+        "## Accelerator: tcg",
+        "### getppid (threads, ops/s)",
+        "### open_close_private",
+        "ours/linux",
+        "eff. ours",
+        "mk median",
+    ] {
         assert!(report.contains(needle), "report lacks {needle}:\n{report}");
     }
     assert!(!report.contains("Runs without a result"), "{report}");
-    for plot in ["tcg-getppid-threads.svg", "tcg-open_close_private-threads.svg", "tcg-summary.svg"] {
+    for plot in [
+        "tcg-getppid-threads.svg",
+        "tcg-open_close_private-threads.svg",
+        "tcg-summary.svg",
+    ] {
         let svg = read(&out.join("plots").join(plot));
-        assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"), "{plot} is not an SVG");
-        assert!(svg.contains("ours") && svg.contains("linux"), "{plot} lacks a system");
+        assert!(
+            svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{plot} is not an SVG"
+        );
+        assert!(
+            svg.contains("ours") && svg.contains("linux"),
+            "{plot} lacks a system"
+        );
     }
-    assert!(read(&out.join("plots/tcg-getppid-threads.svg")).contains("mk"), "imported system is plotted");
+    assert!(
+        read(&out.join("plots/tcg-getppid-threads.svg")).contains("mk"),
+        "imported system is plotted"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -117,19 +152,42 @@ fn bad_suite_arguments_are_refused_before_booting() {
     ] {
         let (ok, _, stderr) = comparison(&args);
         assert!(!ok, "{args:?} was accepted");
-        assert!(stderr.contains(needle), "{args:?}: stderr lacks {needle:?}:\n{stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: stderr lacks {needle:?}:\n{stderr}"
+        );
     }
     let dir = scratch("badimport");
     let bad = dir.join("bad.json");
-    std::fs::write(&bad, r#"[{"system":"mk","cores":1,"accel":"tcg","ops_per_sec":1}]"#).unwrap();
+    std::fs::write(
+        &bad,
+        r#"[{"system":"mk","cores":1,"accel":"tcg","ops_per_sec":1}]"#,
+    )
+    .unwrap();
     let (ok, _, stderr) = comparison(&["suite", "--import", bad.to_str().unwrap()]);
     assert!(!ok);
-    assert!(stderr.contains("workload") && stderr.contains("bad.json"), "{stderr}");
-    let (ok, _, stderr) = comparison(&["suite", "--import", dir.join("missing.json").to_str().unwrap()]);
+    assert!(
+        stderr.contains("workload") && stderr.contains("bad.json"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = comparison(&[
+        "suite",
+        "--import",
+        dir.join("missing.json").to_str().unwrap(),
+    ]);
     assert!(!ok);
     assert!(stderr.contains("missing.json"), "{stderr}");
-    let (ok, _, stderr) = comparison(&["suite", "--workloads", "no_such_workload", "--systems", "ours"]);
+    let (ok, _, stderr) = comparison(&[
+        "suite",
+        "--workloads",
+        "no_such_workload",
+        "--systems",
+        "ours",
+    ]);
     assert!(!ok);
-    assert!(stderr.contains("unknown workload `no_such_workload`"), "{stderr}");
+    assert!(
+        stderr.contains("unknown workload `no_such_workload`"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -16,10 +16,19 @@ use fs::{Fs, FsConfig, LockMode};
 const RUN: Duration = Duration::from_millis(400);
 
 fn case(name: &str, mode: LockMode, threads: usize, op: impl Fn(&Fs, usize, u64) + Sync) {
-    let fs = Fs::new(FsConfig { mode, max_pages: 1 << 20 }, HeapPages::new(), Arc::new(SystemClock));
+    let fs = Fs::new(
+        FsConfig {
+            mode,
+            max_pages: 1 << 20,
+        },
+        HeapPages::new(),
+        Arc::new(SystemClock),
+    );
     let r = fs.root();
     fs.mkdir(&r, "/shared", 0o755).unwrap();
-    let f = fs.open(&r, "/shared/data", O_CREAT | O_RDWR, 0o644).unwrap();
+    let f = fs
+        .open(&r, "/shared/data", O_CREAT | O_RDWR, 0o644)
+        .unwrap();
     f.write_at(0, &vec![7u8; 1 << 20], false).unwrap();
     for t in 0..threads {
         fs.mkdir(&r, &format!("/p{t}"), 0o755).unwrap();

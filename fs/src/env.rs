@@ -58,7 +58,11 @@ impl Page {
         // valid memory for its lifetime (constructor contract); `out` is a
         // distinct Rust buffer, so the ranges do not overlap.
         unsafe {
-            core::ptr::copy_nonoverlapping(self.virt.as_ptr().add(offset), out.as_mut_ptr(), out.len())
+            core::ptr::copy_nonoverlapping(
+                self.virt.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            )
         }
     }
 

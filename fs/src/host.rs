@@ -24,7 +24,10 @@ impl HeapPages {
 
     /// At most `cap` live pages (the allocator then returns `None`).
     pub fn with_cap(cap: u64) -> Arc<Self> {
-        Arc::new(HeapPages { live: AtomicI64::new(0), cap })
+        Arc::new(HeapPages {
+            live: AtomicI64::new(0),
+            cap,
+        })
     }
 
     /// Pages handed out and not yet freed.
@@ -74,14 +77,20 @@ impl Clock for SystemClock {
         let d = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() }
+        Timespec {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        }
     }
 }
 
 /// Monotonic nanoseconds since the first call (for `lockstat`).
 pub fn monotonic_ns() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
 }
 
 /// A counter-based clock for deterministic tests: every call is one
@@ -96,6 +105,9 @@ impl TickClock {
 
 impl Clock for TickClock {
     fn now(&self) -> Timespec {
-        Timespec { sec: self.0.fetch_add(1, Ordering::SeqCst) as i64, nsec: 0 }
+        Timespec {
+            sec: self.0.fetch_add(1, Ordering::SeqCst) as i64,
+            nsec: 0,
+        }
     }
 }

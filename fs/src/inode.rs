@@ -202,9 +202,16 @@ impl Inode {
         let body = match kind {
             FileType::Regular => Body::File(RwLock::new(
                 LockClass::FileData,
-                FileData { size: 0, pages: BTreeMap::new(), retired: alloc::vec::Vec::new(), mapped: false },
+                FileData {
+                    size: 0,
+                    pages: BTreeMap::new(),
+                    retired: alloc::vec::Vec::new(),
+                    mapped: false,
+                },
             )),
-            FileType::Directory => Body::Dir(Dir::new(parent.map(Arc::downgrade).unwrap_or_default())),
+            FileType::Directory => {
+                Body::Dir(Dir::new(parent.map(Arc::downgrade).unwrap_or_default()))
+            }
             FileType::Symlink => Body::Symlink(symlink_target.unwrap_or_default()),
             FileType::CharDevice | FileType::Fifo => Body::Special,
         };

@@ -220,7 +220,11 @@ impl<G: core::ops::DerefMut> core::ops::DerefMut for Pinned<G> {
 }
 
 /// Takes a lock through `try_take`/`take`, pinned, and counts it.
-fn acquire<G>(class: LockClass, try_take: impl FnOnce() -> Option<G>, take: impl FnOnce() -> G) -> Pinned<G> {
+fn acquire<G>(
+    class: LockClass,
+    try_take: impl FnOnce() -> Option<G>,
+    take: impl FnOnce() -> G,
+) -> Pinned<G> {
     let pin = CpuGuard::new();
     if let Some(guard) = try_take() {
         record_pinned(&pin, class, false, 0);
@@ -241,7 +245,10 @@ pub struct RwLock<T> {
 
 impl<T> RwLock<T> {
     pub const fn new(class: LockClass, value: T) -> Self {
-        RwLock { inner: spin::RwLock::new(value), class }
+        RwLock {
+            inner: spin::RwLock::new(value),
+            class,
+        }
     }
 
     pub fn read(&self) -> Pinned<spin::RwLockReadGuard<'_, T>> {
@@ -275,7 +282,10 @@ pub struct Mutex<T> {
 
 impl<T> Mutex<T> {
     pub const fn new(class: LockClass, value: T) -> Self {
-        Mutex { inner: spin::Mutex::new(value), class }
+        Mutex {
+            inner: spin::Mutex::new(value),
+            class,
+        }
     }
 
     pub fn lock(&self) -> Pinned<spin::MutexGuard<'_, T>> {

@@ -181,7 +181,8 @@ struct Parent<'p> {
 impl Fs {
     /// A new, empty file system whose root directory has mode 0755.
     pub fn new(config: FsConfig, pages: Arc<dyn PageAlloc>, clock: Arc<dyn Clock>) -> Fs {
-        let big: &'static Mutex<()> = alloc::boxed::Box::leak(alloc::boxed::Box::new(Mutex::new(LockClass::Global, ())));
+        let big: &'static Mutex<()> =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(Mutex::new(LockClass::Global, ())));
         Self::with_big(config, pages, clock, big)
     }
 
@@ -190,11 +191,24 @@ impl Fs {
     /// `LockMode::Global` stays one lock), its own device number, inode
     /// numbers and page bound.
     pub fn new_mount(&self, max_pages: u64) -> Fs {
-        let config = FsConfig { mode: self.shared.mode, max_pages };
-        Self::with_big(config, self.shared.pages.clone(), self.shared.clock.clone(), self.shared.big)
+        let config = FsConfig {
+            mode: self.shared.mode,
+            max_pages,
+        };
+        Self::with_big(
+            config,
+            self.shared.pages.clone(),
+            self.shared.clock.clone(),
+            self.shared.big,
+        )
     }
 
-    fn with_big(config: FsConfig, pages: Arc<dyn PageAlloc>, clock: Arc<dyn Clock>, big: &'static Mutex<()>) -> Fs {
+    fn with_big(
+        config: FsConfig,
+        pages: Arc<dyn PageAlloc>,
+        clock: Arc<dyn Clock>,
+        big: &'static Mutex<()>,
+    ) -> Fs {
         let shared: &'static Shared = alloc::boxed::Box::leak(alloc::boxed::Box::new(Shared {
             mode: config.mode,
             pages,
@@ -251,7 +265,8 @@ impl Fs {
         }
         // No stacking: not on the namespace root, not on a mounted root,
         // and each superblock is mounted once.
-        if Arc::ptr_eq(&point, &self.root) || pd.covers.get().is_some() || cd.covers.get().is_some() {
+        if Arc::ptr_eq(&point, &self.root) || pd.covers.get().is_some() || cd.covers.get().is_some()
+        {
             return Err(Errno::EBUSY);
         }
         // Record the child's side first: once the point is flagged, a
@@ -269,7 +284,11 @@ impl Fs {
             placed = true;
             child.root.clone()
         });
-        if placed { Ok(()) } else { Err(Errno::EBUSY) }
+        if placed {
+            Ok(())
+        } else {
+            Err(Errno::EBUSY)
+        }
     }
 
     pub fn stats(&self) -> FsStats {
@@ -327,7 +346,11 @@ impl Fs {
         if path.len() >= PATH_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
-        let mut cur = if path.starts_with('/') { self.root.clone() } else { start.clone() };
+        let mut cur = if path.starts_with('/') {
+            self.root.clone()
+        } else {
+            start.clone()
+        };
         if !cur.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -338,7 +361,11 @@ impl Fs {
                 return Err(Errno::ENAMETOOLONG);
             }
             if comps.peek().is_none() {
-                return Ok(Parent { dir: cur, last: Some(comp), trailing_slash });
+                return Ok(Parent {
+                    dir: cur,
+                    last: Some(comp),
+                    trailing_slash,
+                });
             }
             let next = self.step(&cur, comp)?;
             cur = self.follow(&cur, next, links)?;
@@ -346,7 +373,11 @@ impl Fs {
                 return Err(Errno::ENOTDIR);
             }
         }
-        Ok(Parent { dir: cur, last: None, trailing_slash })
+        Ok(Parent {
+            dir: cur,
+            last: None,
+            trailing_slash,
+        })
     }
 
     /// If `node` (found in `dir`) is a symlink, resolves it fully.
@@ -364,11 +395,21 @@ impl Fs {
         }
     }
 
-    fn walk(&self, start: &Arc<Inode>, path: &str, follow_last: bool, links: &mut u32) -> FsResult<Arc<Inode>> {
+    fn walk(
+        &self,
+        start: &Arc<Inode>,
+        path: &str,
+        follow_last: bool,
+        links: &mut u32,
+    ) -> FsResult<Arc<Inode>> {
         let p = self.walk_parent(start, path, links)?;
         let Some(last) = p.last else { return Ok(p.dir) };
         let node = self.step(&p.dir, last)?;
-        let node = if follow_last || p.trailing_slash { self.follow(&p.dir, node, links)? } else { node };
+        let node = if follow_last || p.trailing_slash {
+            self.follow(&p.dir, node, links)?
+        } else {
+            node
+        };
         if p.trailing_slash && !node.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -387,7 +428,13 @@ impl Fs {
     /// new file, already masked by the caller's umask.  Applies `O_EXCL`,
     /// `O_DIRECTORY`, `O_NOFOLLOW` and `O_TRUNC`; the open-file state
     /// (offset, `O_APPEND`) belongs to the caller.
-    pub fn open(&self, start: &Arc<Inode>, path: &str, flags: u32, perm: u32) -> FsResult<Arc<Inode>> {
+    pub fn open(
+        &self,
+        start: &Arc<Inode>,
+        path: &str,
+        flags: u32,
+        perm: u32,
+    ) -> FsResult<Arc<Inode>> {
         let _big = self.shared.big();
         self.shared.stats.lookups.inc();
         let mut links = 0;
@@ -489,7 +536,14 @@ impl Fs {
     }
 
     /// `mknod` of a device node or FIFO (or regular file).
-    pub fn mknod(&self, start: &Arc<Inode>, path: &str, kind: FileType, perm: u32, rdev: u64) -> FsResult<Arc<Inode>> {
+    pub fn mknod(
+        &self,
+        start: &Arc<Inode>,
+        path: &str,
+        kind: FileType,
+        perm: u32,
+        rdev: u64,
+    ) -> FsResult<Arc<Inode>> {
         let _big = self.shared.big();
         if kind == FileType::Directory || kind == FileType::Symlink {
             return Err(Errno::EINVAL);
@@ -515,7 +569,14 @@ impl Fs {
         match p.last {
             None | Some(".") | Some("..") => Err(Errno::EEXIST),
             Some(_) if p.trailing_slash => Err(Errno::ENOENT),
-            Some(l) => self.insert_new(&p.dir, l, FileType::Symlink, 0o777, 0, Some(String::from(target))),
+            Some(l) => self.insert_new(
+                &p.dir,
+                l,
+                FileType::Symlink,
+                0o777,
+                0,
+                Some(String::from(target)),
+            ),
         }
     }
 
@@ -527,7 +588,14 @@ impl Fs {
 
     /// `link(old, new)`; `follow` says whether a final symlink in `old` is
     /// followed (`AT_SYMLINK_FOLLOW`).
-    pub fn link(&self, old_start: &Arc<Inode>, old: &str, new_start: &Arc<Inode>, new: &str, follow: bool) -> FsResult<()> {
+    pub fn link(
+        &self,
+        old_start: &Arc<Inode>,
+        old: &str,
+        new_start: &Arc<Inode>,
+        new: &str,
+        follow: bool,
+    ) -> FsResult<()> {
         let _big = self.shared.big();
         let target = self.walk(old_start, old, follow, &mut 0)?;
         if target.is_dir() {
@@ -669,7 +737,13 @@ impl Fs {
     /// existing target, `EINVAL` when moving a directory into its own
     /// subtree, `EISDIR`/`ENOTDIR`/`ENOTEMPTY` for mismatched targets, and
     /// nothing at all when both names are links to the same inode.
-    pub fn rename(&self, old_start: &Arc<Inode>, old: &str, new_start: &Arc<Inode>, new: &str) -> FsResult<()> {
+    pub fn rename(
+        &self,
+        old_start: &Arc<Inode>,
+        old: &str,
+        new_start: &Arc<Inode>,
+        new: &str,
+    ) -> FsResult<()> {
         let _big = self.shared.big();
         let op = self.walk_parent(old_start, old, &mut 0)?;
         let np = self.walk_parent(new_start, new, &mut 0)?;
@@ -686,7 +760,11 @@ impl Fs {
         let cross = !Arc::ptr_eq(&op.dir, &np.dir);
         // Cross-directory renames are serialized so the subtree check below
         // sees a tree no other rename is changing.
-        let _rename = if cross { Some(self.shared.rename.lock()) } else { None };
+        let _rename = if cross {
+            Some(self.shared.rename.lock())
+        } else {
+            None
+        };
         self.shared.stats.renames.inc();
         loop {
             let ob = odir.bucket(oname);
@@ -697,7 +775,13 @@ impl Fs {
             // Guards are held in acquisition order (`first`, then
             // `second`), so leaving scope releases them in reverse.
             let mut first = if old_first { ob.write() } else { nb.write() };
-            let mut second = if same { None } else if old_first { Some(nb.write()) } else { Some(ob.write()) };
+            let mut second = if same {
+                None
+            } else if old_first {
+                Some(nb.write())
+            } else {
+                Some(ob.write())
+            };
             // `g1` is the old bucket; `g2` the new one, `None` when the same.
             let (g1, mut g2) = match &mut second {
                 None => (&mut *first, None),

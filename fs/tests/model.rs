@@ -39,7 +39,10 @@ impl Model {
     }
     fn get(&mut self, p: &[String]) -> R<MNode> {
         let (last, parent) = p.split_last().unwrap();
-        self.dir_mut(parent)?.get(last).cloned().ok_or(Errno::ENOENT)
+        self.dir_mut(parent)?
+            .get(last)
+            .cloned()
+            .ok_or(Errno::ENOENT)
     }
     fn create(&mut self, p: &[String]) -> R<()> {
         let id = self.data.len();
@@ -152,7 +155,10 @@ enum Op {
 }
 
 fn path() -> impl Strategy<Value = Vec<String>> {
-    prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from), 1..4)
+    prop::collection::vec(
+        prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from),
+        1..4,
+    )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -206,22 +212,45 @@ fn check_tree(fs: &Fs, dir: &Arc<fs::Inode>, m: &BTreeMap<String, MNode>, model:
 
 fn run(ops: Vec<Op>, mode: LockMode) {
     let pages = HeapPages::new();
-    let fs = Fs::new(FsConfig { mode, max_pages: 1 << 16 }, pages.clone(), Arc::new(SystemClock));
+    let fs = Fs::new(
+        FsConfig {
+            mode,
+            max_pages: 1 << 16,
+        },
+        pages.clone(),
+        Arc::new(SystemClock),
+    );
     let r = fs.root();
     let mut m = Model::default();
     for op in ops {
         match op {
             Op::Create(p) => {
-                let got = fs.open(&r, &s(&p), O_CREAT | O_EXCL | O_RDWR, 0o644).map(|_| ());
+                let got = fs
+                    .open(&r, &s(&p), O_CREAT | O_EXCL | O_RDWR, 0o644)
+                    .map(|_| ());
                 assert_eq!(got, m.create(&p), "create {p:?}");
             }
-            Op::Mkdir(p) => assert_eq!(fs.mkdir(&r, &s(&p), 0o755).map(|_| ()), m.mkdir(&p), "mkdir {p:?}"),
+            Op::Mkdir(p) => assert_eq!(
+                fs.mkdir(&r, &s(&p), 0o755).map(|_| ()),
+                m.mkdir(&p),
+                "mkdir {p:?}"
+            ),
             Op::Unlink(p) => assert_eq!(fs.unlink(&r, &s(&p)), m.unlink(&p), "unlink {p:?}"),
             Op::Rmdir(p) => assert_eq!(fs.rmdir(&r, &s(&p)), m.rmdir(&p), "rmdir {p:?}"),
-            Op::Link(a, b) => assert_eq!(fs.link(&r, &s(&a), &r, &s(&b), false), m.link(&a, &b), "link {a:?} {b:?}"),
-            Op::Rename(a, b) => assert_eq!(fs.rename(&r, &s(&a), &r, &s(&b)), m.rename(&a, &b), "rename {a:?} {b:?}"),
+            Op::Link(a, b) => assert_eq!(
+                fs.link(&r, &s(&a), &r, &s(&b), false),
+                m.link(&a, &b),
+                "link {a:?} {b:?}"
+            ),
+            Op::Rename(a, b) => assert_eq!(
+                fs.rename(&r, &s(&a), &r, &s(&b)),
+                m.rename(&a, &b),
+                "rename {a:?} {b:?}"
+            ),
             Op::Write(p, off, len, byte) => {
-                let got = fs.open(&r, &s(&p), O_RDWR, 0).and_then(|f| f.write_at(off as u64, &vec![byte; len as usize], false));
+                let got = fs
+                    .open(&r, &s(&p), O_RDWR, 0)
+                    .and_then(|f| f.write_at(off as u64, &vec![byte; len as usize], false));
                 let want = m.file(&p).map(|id| {
                     let d = &mut m.data[id];
                     let end = off as usize + len as usize;
@@ -234,7 +263,9 @@ fn run(ops: Vec<Op>, mode: LockMode) {
                 assert_eq!(got, want, "write {p:?}");
             }
             Op::Truncate(p, size) => {
-                let got = fs.open(&r, &s(&p), O_RDWR, 0).and_then(|f| f.truncate(size as u64));
+                let got = fs
+                    .open(&r, &s(&p), O_RDWR, 0)
+                    .and_then(|f| f.truncate(size as u64));
                 let want = m.file(&p).map(|id| m.data[id].resize(size as usize, 0));
                 assert_eq!(got, want, "truncate {p:?}");
             }
@@ -280,7 +311,11 @@ fn run(ops: Vec<Op>, mode: LockMode) {
     };
     // Reachable files hold at most one page per 4 KiB (holes hold none);
     // unreachable ones hold none.
-    assert!(fs.stats().used_pages as usize <= held, "{} > {held}", fs.stats().used_pages);
+    assert!(
+        fs.stats().used_pages as usize <= held,
+        "{} > {held}",
+        fs.stats().used_pages
+    );
     drop(r);
     drop(fs);
 }

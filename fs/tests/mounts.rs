@@ -11,7 +11,14 @@ use fs::{Errno, Fs, FsConfig, LockMode};
 
 /// A root with `/tmp` mounted as its own superblock; returns (root, tmp).
 fn with_tmp(mode: LockMode) -> (Fs, Fs) {
-    let root = Fs::new(FsConfig { mode, max_pages: 1 << 16 }, HeapPages::new(), Arc::new(SystemClock));
+    let root = Fs::new(
+        FsConfig {
+            mode,
+            max_pages: 1 << 16,
+        },
+        HeapPages::new(),
+        Arc::new(SystemClock),
+    );
     root.mkdir(&root.root(), "/tmp", 0o777).unwrap();
     let tmp = root.new_mount(1 << 16);
     root.mount(&root.root(), "/tmp", &tmp).unwrap();
@@ -30,11 +37,20 @@ fn lookup_crosses_into_the_mount_and_dotdot_leaves_it() {
     both(|fs, tmp| {
         let r = fs.root();
         let t = fs.lookup(&r, "/tmp", true).unwrap();
-        assert!(Arc::ptr_eq(&t, &tmp.root()), "/tmp resolves to the mounted root");
-        assert!(Arc::ptr_eq(&fs.lookup(&r, "/tmp/", true).unwrap(), &tmp.root()));
+        assert!(
+            Arc::ptr_eq(&t, &tmp.root()),
+            "/tmp resolves to the mounted root"
+        );
+        assert!(Arc::ptr_eq(
+            &fs.lookup(&r, "/tmp/", true).unwrap(),
+            &tmp.root()
+        ));
         assert!(Arc::ptr_eq(&fs.lookup(&t, "..", true).unwrap(), &r));
         assert!(Arc::ptr_eq(&fs.lookup(&r, "/tmp/..", true).unwrap(), &r));
-        assert!(Arc::ptr_eq(&fs.lookup(&r, "/tmp/../tmp/.", true).unwrap(), &t));
+        assert!(Arc::ptr_eq(
+            &fs.lookup(&r, "/tmp/../tmp/.", true).unwrap(),
+            &t
+        ));
         fs.mkdir(&r, "/tmp/d", 0o755).unwrap();
         let d = fs.lookup(&r, "/tmp/d", true).unwrap();
         assert!(Arc::ptr_eq(&fs.lookup(&d, "../..", true).unwrap(), &r));
@@ -60,7 +76,10 @@ fn st_dev_differs_between_mounts_and_creates_use_the_directory_superblock() {
         let g = fs.open(&r, "/g", O_CREAT | O_RDWR, 0o644).unwrap();
         assert_eq!(g.stat().dev, fs.dev());
         // The new file is found through the tmp superblock as well.
-        assert!(Arc::ptr_eq(&tmp.lookup(&tmp.root(), "f", true).unwrap(), &f));
+        assert!(Arc::ptr_eq(
+            &tmp.lookup(&tmp.root(), "f", true).unwrap(),
+            &f
+        ));
     });
 }
 
@@ -154,7 +173,10 @@ fn concurrent_lookups_and_creates_across_a_mount() {
                     assert_eq!(f.stat().dev, tmp_dev);
                     let back = fs.lookup(&r, &format!("{dir}/../t{t}/f{i}"), true).unwrap();
                     assert!(Arc::ptr_eq(&f, &back));
-                    assert!(Arc::ptr_eq(&fs.lookup(&r, &format!("{dir}/../.."), true).unwrap(), &r));
+                    assert!(Arc::ptr_eq(
+                        &fs.lookup(&r, &format!("{dir}/../.."), true).unwrap(),
+                        &r
+                    ));
                     if i % 2 == 0 {
                         fs.unlink(&r, &p).unwrap();
                     }

@@ -9,7 +9,14 @@ use fs::{Errno, FileType, Fs, FsConfig, LockMode, PAGE_SIZE};
 
 fn new_fs(mode: LockMode) -> (Fs, Arc<HeapPages>) {
     let pages = HeapPages::new();
-    let fs = Fs::new(FsConfig { mode, max_pages: 1 << 20 }, pages.clone(), Arc::new(SystemClock));
+    let fs = Fs::new(
+        FsConfig {
+            mode,
+            max_pages: 1 << 20,
+        },
+        pages.clone(),
+        Arc::new(SystemClock),
+    );
     (fs, pages)
 }
 
@@ -50,14 +57,30 @@ fn create_write_read_and_stat() {
 fn open_flags() {
     both(|fs| {
         let r = fs.root();
-        assert_eq!(fs.open(&r, "/nope", O_RDONLY, 0).unwrap_err(), Errno::ENOENT);
+        assert_eq!(
+            fs.open(&r, "/nope", O_RDONLY, 0).unwrap_err(),
+            Errno::ENOENT
+        );
         create(fs, "/f").write_at(0, b"data", false).unwrap();
-        assert_eq!(fs.open(&r, "/f", O_CREAT | O_EXCL | O_WRONLY, 0o600).unwrap_err(), Errno::EEXIST);
-        assert_eq!(fs.open(&r, "/f", O_DIRECTORY, 0).unwrap_err(), Errno::ENOTDIR);
+        assert_eq!(
+            fs.open(&r, "/f", O_CREAT | O_EXCL | O_WRONLY, 0o600)
+                .unwrap_err(),
+            Errno::EEXIST
+        );
+        assert_eq!(
+            fs.open(&r, "/f", O_DIRECTORY, 0).unwrap_err(),
+            Errno::ENOTDIR
+        );
         assert_eq!(fs.open(&r, "/", O_WRONLY, 0).unwrap_err(), Errno::EISDIR);
-        assert_eq!(fs.open(&r, "/", O_CREAT | O_RDWR, 0).unwrap_err(), Errno::EISDIR);
+        assert_eq!(
+            fs.open(&r, "/", O_CREAT | O_RDWR, 0).unwrap_err(),
+            Errno::EISDIR
+        );
         assert_eq!(fs.open(&r, "/f/", O_RDONLY, 0).unwrap_err(), Errno::ENOTDIR);
-        assert_eq!(fs.open(&r, "/f/x", O_RDONLY, 0).unwrap_err(), Errno::ENOTDIR);
+        assert_eq!(
+            fs.open(&r, "/f/x", O_RDONLY, 0).unwrap_err(),
+            Errno::ENOTDIR
+        );
         // O_TRUNC with read-only access leaves the data.
         fs.open(&r, "/f", O_RDONLY | O_TRUNC, 0).unwrap();
         assert_eq!(fs.lookup(&r, "/f", true).unwrap().size(), 4);
@@ -70,9 +93,15 @@ fn open_flags() {
         f.read_at(0, &mut b).unwrap();
         assert_eq!(&b, b"abcd");
         fs.symlink("/f", &r, "/l").unwrap();
-        assert_eq!(fs.open(&r, "/l", O_RDONLY | O_NOFOLLOW, 0).unwrap_err(), Errno::ELOOP);
+        assert_eq!(
+            fs.open(&r, "/l", O_RDONLY | O_NOFOLLOW, 0).unwrap_err(),
+            Errno::ELOOP
+        );
         assert!(Arc::ptr_eq(&fs.open(&r, "/l", O_RDONLY, 0).unwrap(), &f));
-        assert_eq!(fs.open(&r, "/l", O_CREAT | O_EXCL | O_RDWR, 0).unwrap_err(), Errno::EEXIST);
+        assert_eq!(
+            fs.open(&r, "/l", O_CREAT | O_EXCL | O_RDWR, 0).unwrap_err(),
+            Errno::EEXIST
+        );
     });
 }
 
@@ -126,22 +155,46 @@ fn large_file_round_trips() {
 #[test]
 fn enospc_bound_and_partial_write() {
     let pages = HeapPages::new();
-    let fs = Fs::new(FsConfig { mode: LockMode::PerCpu, max_pages: 4 }, pages.clone(), Arc::new(SystemClock));
+    let fs = Fs::new(
+        FsConfig {
+            mode: LockMode::PerCpu,
+            max_pages: 4,
+        },
+        pages.clone(),
+        Arc::new(SystemClock),
+    );
     let f = create(&fs, "/f");
     let data = vec![1u8; 6 * PAGE_SIZE];
-    assert_eq!(f.write_at(0, &data, false).unwrap(), (4 * PAGE_SIZE, 4 * PAGE_SIZE as u64));
-    assert_eq!(f.write_at(4 * PAGE_SIZE as u64, &data, false).unwrap_err(), Errno::ENOSPC);
+    assert_eq!(
+        f.write_at(0, &data, false).unwrap(),
+        (4 * PAGE_SIZE, 4 * PAGE_SIZE as u64)
+    );
+    assert_eq!(
+        f.write_at(4 * PAGE_SIZE as u64, &data, false).unwrap_err(),
+        Errno::ENOSPC
+    );
     // Rewriting held pages needs no new page.
     f.write_at(0, &data[..PAGE_SIZE], false).unwrap();
     f.truncate(PAGE_SIZE as u64).unwrap();
     assert_eq!(fs.stats().used_pages, 1);
-    f.write_at(PAGE_SIZE as u64, &data[..PAGE_SIZE], false).unwrap();
+    f.write_at(PAGE_SIZE as u64, &data[..PAGE_SIZE], false)
+        .unwrap();
     // The allocator running out is ENOSPC too.
     let tiny = HeapPages::with_cap(1);
-    let fs2 = Fs::new(FsConfig { mode: LockMode::PerCpu, max_pages: 100 }, tiny, Arc::new(SystemClock));
+    let fs2 = Fs::new(
+        FsConfig {
+            mode: LockMode::PerCpu,
+            max_pages: 100,
+        },
+        tiny,
+        Arc::new(SystemClock),
+    );
     let g = create(&fs2, "/g");
     assert_eq!(g.write_at(0, &data, false).unwrap().0, PAGE_SIZE);
-    assert_eq!(g.write_at(PAGE_SIZE as u64, &data, false).unwrap_err(), Errno::ENOSPC);
+    assert_eq!(
+        g.write_at(PAGE_SIZE as u64, &data, false).unwrap_err(),
+        Errno::ENOSPC
+    );
 }
 
 #[test]
@@ -169,7 +222,10 @@ fn directories_nlink_and_rmdir() {
         assert_eq!(e.nlink(), 0);
         assert_eq!(d.nlink(), 2);
         // A removed directory accepts no new entries and lists nothing.
-        assert_eq!(fs.open(&e, "new", O_CREAT | O_RDWR, 0o644).unwrap_err(), Errno::ENOENT);
+        assert_eq!(
+            fs.open(&e, "new", O_CREAT | O_RDWR, 0o644).unwrap_err(),
+            Errno::ENOENT
+        );
         assert_eq!(fs.path_of(&e).unwrap_err(), Errno::ENOENT);
         fs.rmdir(&r, "/d/").unwrap();
         assert_eq!(r.nlink(), 2);
@@ -185,8 +241,14 @@ fn dot_dot_and_relative_paths() {
         let b = fs.mkdir(&a, "b", 0o755).unwrap();
         assert!(Arc::ptr_eq(&fs.lookup(&b, "..", true).unwrap(), &a));
         assert!(Arc::ptr_eq(&fs.lookup(&b, "../..", true).unwrap(), &r));
-        assert!(Arc::ptr_eq(&fs.lookup(&b, "../../../..", true).unwrap(), &r));
-        assert!(Arc::ptr_eq(&fs.lookup(&r, "/a/./b/../b/.", true).unwrap(), &b));
+        assert!(Arc::ptr_eq(
+            &fs.lookup(&b, "../../../..", true).unwrap(),
+            &r
+        ));
+        assert!(Arc::ptr_eq(
+            &fs.lookup(&r, "/a/./b/../b/.", true).unwrap(),
+            &b
+        ));
         assert!(Arc::ptr_eq(&fs.lookup(&r, "//a///b//", true).unwrap(), &b));
         assert_eq!(fs.path_of(&b).unwrap(), "/a/b");
         assert_eq!(fs.path_of(&r).unwrap(), "/");
@@ -203,12 +265,21 @@ fn name_and_path_limits() {
         let ok = "n".repeat(255);
         fs.open(&r, &ok, O_CREAT | O_RDWR, 0o644).unwrap();
         let long = "n".repeat(256);
-        assert_eq!(fs.open(&r, &long, O_CREAT | O_RDWR, 0o644).unwrap_err(), Errno::ENAMETOOLONG);
-        assert_eq!(fs.lookup(&r, &format!("/{long}/x"), true).unwrap_err(), Errno::ENAMETOOLONG);
+        assert_eq!(
+            fs.open(&r, &long, O_CREAT | O_RDWR, 0o644).unwrap_err(),
+            Errno::ENAMETOOLONG
+        );
+        assert_eq!(
+            fs.lookup(&r, &format!("/{long}/x"), true).unwrap_err(),
+            Errno::ENAMETOOLONG
+        );
         let path = "a/".repeat(2048);
         assert_eq!(path.len(), 4096);
         assert_eq!(fs.lookup(&r, &path, true).unwrap_err(), Errno::ENAMETOOLONG);
-        assert_eq!(fs.symlink(&"t".repeat(4096), &r, "s").unwrap_err(), Errno::ENAMETOOLONG);
+        assert_eq!(
+            fs.symlink(&"t".repeat(4096), &r, "s").unwrap_err(),
+            Errno::ENAMETOOLONG
+        );
     });
 }
 
@@ -239,7 +310,8 @@ fn symlinks_and_loops() {
         assert_eq!(fs.symlink("", &r, "/empty").unwrap_err(), Errno::ENOENT);
         // A chain of 40 links resolves; 41 does not.
         for i in 0..41 {
-            fs.symlink(&format!("c{}", i + 1), &r, &format!("/c{i}")).unwrap();
+            fs.symlink(&format!("c{}", i + 1), &r, &format!("/c{i}"))
+                .unwrap();
         }
         create(fs, "/c41");
         assert!(fs.lookup(&r, "/c1", true).is_ok());
@@ -255,9 +327,15 @@ fn hard_links_and_unlink_while_open() {
         f.write_at(0, b"keep", false).unwrap();
         fs.link(&r, "/f", &r, "/g", false).unwrap();
         assert_eq!(f.nlink(), 2);
-        assert_eq!(fs.link(&r, "/f", &r, "/g", false).unwrap_err(), Errno::EEXIST);
+        assert_eq!(
+            fs.link(&r, "/f", &r, "/g", false).unwrap_err(),
+            Errno::EEXIST
+        );
         fs.mkdir(&r, "/d", 0o755).unwrap();
-        assert_eq!(fs.link(&r, "/d", &r, "/d2", false).unwrap_err(), Errno::EPERM);
+        assert_eq!(
+            fs.link(&r, "/d", &r, "/d2", false).unwrap_err(),
+            Errno::EPERM
+        );
         fs.unlink(&r, "/f").unwrap();
         assert_eq!(f.nlink(), 1);
         fs.unlink(&r, "/g").unwrap();
@@ -289,14 +367,20 @@ fn rename_cases() {
         let d = fs.mkdir(&r, "/d", 0o755).unwrap();
         fs.mkdir(&r, "/d/sub", 0o755).unwrap();
         fs.mkdir(&r, "/e", 0o755).unwrap();
-        assert_eq!(fs.rename(&r, "/d", &r, "/d/sub/x").unwrap_err(), Errno::EINVAL);
+        assert_eq!(
+            fs.rename(&r, "/d", &r, "/d/sub/x").unwrap_err(),
+            Errno::EINVAL
+        );
         assert_eq!(fs.rename(&r, "/d", &r, "/d/x").unwrap_err(), Errno::EINVAL);
         assert_eq!(fs.rename(&r, "/d", &r, "/b").unwrap_err(), Errno::ENOTDIR);
         assert_eq!(fs.rename(&r, "/b", &r, "/d").unwrap_err(), Errno::EISDIR);
         assert_eq!(fs.rename(&r, "/e", &r, "/d").unwrap_err(), Errno::ENOTEMPTY);
         assert_eq!(fs.rename(&r, "/nope", &r, "/z").unwrap_err(), Errno::ENOENT);
         // Onto its own (non-empty) parent.
-        assert_eq!(fs.rename(&r, "/d/sub", &r, "/d").unwrap_err(), Errno::ENOTEMPTY);
+        assert_eq!(
+            fs.rename(&r, "/d/sub", &r, "/d").unwrap_err(),
+            Errno::ENOTEMPTY
+        );
         assert_eq!(fs.rename(&r, "/b/", &r, "/z").unwrap_err(), Errno::ENOTDIR);
         assert_eq!(fs.rename(&r, "/d/.", &r, "/z").unwrap_err(), Errno::EBUSY);
         // Directory over an empty directory, across parents.
@@ -357,20 +441,33 @@ fn readdir_lists_every_entry_once_and_resumes() {
         assert!(names.contains(&("sub".to_string(), FileType::Directory)));
         let f = create(fs, "/x");
         let mut c = fs::DirCursor::default();
-        assert_eq!(f.readdir(&mut c, |_, _, _, _| true).unwrap_err(), Errno::ENOTDIR);
+        assert_eq!(
+            f.readdir(&mut c, |_, _, _, _| true).unwrap_err(),
+            Errno::ENOTDIR
+        );
     });
 }
 
 #[test]
 fn timestamps_and_mode_bits() {
-    let fs = Fs::new(FsConfig { mode: LockMode::PerCpu, max_pages: 100 }, HeapPages::new(), TickClock::new());
+    let fs = Fs::new(
+        FsConfig {
+            mode: LockMode::PerCpu,
+            max_pages: 100,
+        },
+        HeapPages::new(),
+        TickClock::new(),
+    );
     let r = fs.root();
     let d = fs.mkdir(&r, "/d", 0o755).unwrap();
     let before = d.stat();
     let f = fs.open(&r, "/d/f", O_CREAT | O_RDWR, 0o640).unwrap();
     let st = f.stat();
     assert_eq!(st.mode & 0o7777, 0o640);
-    assert!(d.stat().mtime > before.mtime, "create changes the directory");
+    assert!(
+        d.stat().mtime > before.mtime,
+        "create changes the directory"
+    );
     f.write_at(0, b"x", false).unwrap();
     assert!(f.stat().mtime > st.mtime);
     let before = f.stat();
@@ -379,7 +476,13 @@ fn timestamps_and_mode_bits() {
     assert_eq!(f.stat().mtime, before.mtime);
     f.set_perm(0o4755);
     assert_eq!(f.stat().mode, 0o104755);
-    assert_eq!(fs.mknod(&r, "/null", FileType::CharDevice, 0o666, 0x103).unwrap().stat().rdev, 0x103);
+    assert_eq!(
+        fs.mknod(&r, "/null", FileType::CharDevice, 0o666, 0x103)
+            .unwrap()
+            .stat()
+            .rdev,
+        0x103
+    );
     assert_eq!(fs.lookup(&r, "/null", true).unwrap().stat().mode, 0o020666);
 }
 

@@ -15,7 +15,17 @@ const ROUNDS: usize = 1500;
 
 fn new_fs(mode: LockMode) -> (Fs, Arc<HeapPages>) {
     let pages = HeapPages::new();
-    (Fs::new(FsConfig { mode, max_pages: 1 << 20 }, pages.clone(), Arc::new(SystemClock)), pages)
+    (
+        Fs::new(
+            FsConfig {
+                mode,
+                max_pages: 1 << 20,
+            },
+            pages.clone(),
+            Arc::new(SystemClock),
+        ),
+        pages,
+    )
 }
 
 fn listing(dir: &fs::Inode) -> BTreeSet<String> {
@@ -54,7 +64,9 @@ fn stress(fs: &Fs, dir_of: impl Fn(usize) -> String + Sync) -> Vec<BTreeSet<Stri
         let mut mine = BTreeSet::new();
         let mut seed = t as u64 * 7919 + 1;
         for i in 0..ROUNDS {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let k = (seed >> 33) % 16;
             let name = format!("t{t}-{k}");
             match i % 5 {
@@ -176,7 +188,9 @@ fn directory_shuffle(mode: LockMode) {
             let find = |n: u64| -> Option<String> {
                 let mut stack = vec!["".to_string()];
                 while let Some(p) = stack.pop() {
-                    let dir = fs.lookup(&r, if p.is_empty() { "/" } else { &p }, true).ok()?;
+                    let dir = fs
+                        .lookup(&r, if p.is_empty() { "/" } else { &p }, true)
+                        .ok()?;
                     for name in listing(&dir) {
                         let full = format!("{p}/{name}");
                         if name == format!("d{n}") {
@@ -187,7 +201,9 @@ fn directory_shuffle(mode: LockMode) {
                 }
                 None
             };
-            let (Some(pa), Some(pb)) = (find(a), find(b)) else { continue };
+            let (Some(pa), Some(pb)) = (find(a), find(b)) else {
+                continue;
+            };
             match t % 3 {
                 0 | 1 => {
                     let _ = fs.rename(&r, &pa, &r, &format!("{pb}/d{a}"));
@@ -236,7 +252,9 @@ fn directory_shuffle_global() {
 #[test]
 fn concurrent_appends_and_reads() {
     let (fs, _) = new_fs(LockMode::PerCpu);
-    let f = fs.open(&fs.root(), "/log", O_CREAT | O_RDWR, 0o644).unwrap();
+    let f = fs
+        .open(&fs.root(), "/log", O_CREAT | O_RDWR, 0o644)
+        .unwrap();
     run_threads(|t| {
         let rec = [b'a' + t as u8; 100];
         for _ in 0..200 {

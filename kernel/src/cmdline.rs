@@ -123,7 +123,9 @@ fn kernel_words(line: &str) -> impl Iterator<Item = &str> {
 
 /// PID 1's arguments: the words after the first lone `--`.
 pub fn init_args(line: &str) -> impl Iterator<Item = &str> {
-    line.split_ascii_whitespace().skip_while(|w| *w != "--").skip(1)
+    line.split_ascii_whitespace()
+        .skip_while(|w| *w != "--")
+        .skip(1)
 }
 
 /// PID 1's path (`init=`, default `/init`); `parse` checked it.
@@ -159,7 +161,11 @@ pub fn parse<'a>(
             }
             "init" => {
                 if !value.starts_with('/') || value.len() < 2 {
-                    return Err(CmdlineError { key, value, expected: "an absolute path such as /init" });
+                    return Err(CmdlineError {
+                        key,
+                        value,
+                        expected: "an absolute path such as /init",
+                    });
                 }
             }
             "locks" => {
@@ -296,9 +302,15 @@ mod tests {
     fn init_options_and_arguments() {
         let line = "run=init init=/bin/prog locks=global -- -v  run=bench --";
         let o = parse_ok(line);
-        assert_eq!((o.run, o.run_given, o.locks), (RunMode::Init, true, LockMode::Global));
+        assert_eq!(
+            (o.run, o.run_given, o.locks),
+            (RunMode::Init, true, LockMode::Global)
+        );
         assert_eq!(init_path(line), "/bin/prog");
-        assert_eq!(init_args(line).collect::<Vec<_>>(), ["-v", "run=bench", "--"]);
+        assert_eq!(
+            init_args(line).collect::<Vec<_>>(),
+            ["-v", "run=bench", "--"]
+        );
         assert_eq!(init_path("log=debug"), "/init");
         assert_eq!(init_args("log=debug").count(), 0);
         assert!(!parse_ok("log=debug").run_given);

@@ -54,7 +54,11 @@ extern "C" fn kernel_entry() -> ! {
 
     let mut opts = read_cmdline();
     // An initramfs without `run=` means: run PID 1 (docs/USERSPACE.md).
-    if !opts.run_given && boot::modules().iter().any(|m| m.string().to_bytes() == b"initramfs") {
+    if !opts.run_given
+        && boot::modules()
+            .iter()
+            .any(|m| m.string().to_bytes() == b"initramfs")
+    {
         opts.run = cmdline::RunMode::Init;
     }
     log::set_level(opts.log);

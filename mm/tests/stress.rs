@@ -80,7 +80,8 @@ fn stress(mode: LockMode) {
             s.spawn(move || {
                 host::bind_current_thread(cpu).unwrap();
                 let mem = *frames.memory();
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((cpu as u64 + 1) * 0x1234_5678_9abc_def1));
+                let mut rng =
+                    Rng(0x9e37_79b9_7f4a_7c15 ^ ((cpu as u64 + 1) * 0x1234_5678_9abc_def1));
                 let mut my_frames: Vec<(usize, u8)> = Vec::new();
                 let mut my_objs: Vec<(*mut u8, Layout, u8)> = Vec::new();
                 for step in 0..STEPS {

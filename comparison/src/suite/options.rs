@@ -163,7 +163,10 @@ fn parse_core(s: &str) -> Result<usize> {
 pub fn parse_workloads(s: &str) -> Result<Vec<String>> {
     let items = split_list("workloads", s)?;
     for w in &items {
-        if !w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if !w
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             bail!("--workloads: `{w}` is not a workload name");
         }
     }
@@ -190,7 +193,10 @@ pub fn parse_modes(s: &str) -> Result<Vec<Mode>> {
 
 /// Host cores as the default core list: 1..=N.
 pub fn default_cores() -> Vec<usize> {
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(64);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(64);
     (1..=n).collect()
 }
 
@@ -233,13 +239,19 @@ mod tests {
 
     #[test]
     fn systems_parse_and_refuse_unknown_or_twice() {
-        assert_eq!(parse_systems("ours,ours-global,linux").unwrap(), vec![
-            SuiteSystem::Ours,
-            SuiteSystem::OursGlobal,
-            SuiteSystem::Linux
-        ]);
+        assert_eq!(
+            parse_systems("ours,ours-global,linux").unwrap(),
+            vec![
+                SuiteSystem::Ours,
+                SuiteSystem::OursGlobal,
+                SuiteSystem::Linux
+            ]
+        );
         assert_eq!(parse_systems(" linux ").unwrap(), vec![SuiteSystem::Linux]);
-        assert!(parse_systems("ours,bsd").unwrap_err().to_string().contains("bsd"));
+        assert!(parse_systems("ours,bsd")
+            .unwrap_err()
+            .to_string()
+            .contains("bsd"));
         assert!(parse_systems("ours,ours").is_err());
         assert!(parse_systems("ours,").is_err());
         assert!(parse_systems("").is_err());
@@ -257,11 +269,17 @@ mod tests {
 
     #[test]
     fn workloads_and_modes_parse() {
-        assert_eq!(parse_workloads("getppid,open_close_private").unwrap(), vec!["getppid", "open_close_private"]);
+        assert_eq!(
+            parse_workloads("getppid,open_close_private").unwrap(),
+            vec!["getppid", "open_close_private"]
+        );
         assert!(parse_workloads("a b").is_err());
         assert!(parse_workloads("a,a").is_err());
         assert!(parse_workloads("../x").is_err());
-        assert_eq!(parse_modes("threads,procs,threads").unwrap(), vec![Mode::Threads, Mode::Procs]);
+        assert_eq!(
+            parse_modes("threads,procs,threads").unwrap(),
+            vec![Mode::Threads, Mode::Procs]
+        );
         assert!(parse_modes("fibers").is_err());
         assert_eq!(AccelChoice::parse("auto").unwrap(), AccelChoice::Auto);
         assert!(AccelChoice::parse("hvf").is_err());

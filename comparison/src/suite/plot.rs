@@ -30,13 +30,30 @@ fn color(index: usize) -> RGBColor {
 
 /// Keep file names portable: letters, digits, `-`, `_`, `.`.
 fn clean(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// `<accel>-<workload>-<mode>.svg`.
 pub fn group_file_name(key: &GroupKey) -> String {
-    let unit = if key.unit == "ops" { String::new() } else { format!("-{}", clean(&key.unit)) };
-    format!("{}-{}-{}{unit}.svg", clean(&key.accel), clean(&key.workload), clean(&key.mode))
+    let unit = if key.unit == "ops" {
+        String::new()
+    } else {
+        format!("-{}", clean(&key.unit))
+    };
+    format!(
+        "{}-{}-{}{unit}.svg",
+        clean(&key.accel),
+        clean(&key.workload),
+        clean(&key.mode)
+    )
 }
 
 /// `<accel>-summary.svg`.
@@ -56,11 +73,22 @@ pub fn group_svg(key: &GroupKey, group: &Group) -> Result<String> {
         root.fill(&WHITE).map_err(err)?;
         let cores = group.core_counts();
         let max_cores = cores.last().copied().unwrap_or(1);
-        let y_max = group.cells.values().flat_map(|m| m.values().map(|s| s.max)).fold(0.0f64, f64::max);
+        let y_max = group
+            .cells
+            .values()
+            .flat_map(|m| m.values().map(|s| s.max))
+            .fold(0.0f64, f64::max);
         let y_top = if y_max > 0.0 { y_max * 1.15 } else { 1.0 };
-        let unit = if key.unit == "ops" { "ops/s".to_string() } else { format!("{}/s", key.unit) };
+        let unit = if key.unit == "ops" {
+            "ops/s".to_string()
+        } else {
+            format!("{}/s", key.unit)
+        };
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{} ({}), accel {}", key.workload, key.mode, key.accel), ("sans-serif", 22))
+            .caption(
+                format!("{} ({}), accel {}", key.workload, key.mode, key.accel),
+                ("sans-serif", 22),
+            )
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(80)
@@ -79,18 +107,27 @@ pub fn group_svg(key: &GroupKey, group: &Group) -> Result<String> {
             .map_err(err)?;
         for (i, system) in group.systems().iter().enumerate() {
             let c = color(i);
-            let points: Vec<(f64, f64)> =
-                group.cells[system].iter().map(|(n, s)| (*n as f64, s.median)).collect();
+            let points: Vec<(f64, f64)> = group.cells[system]
+                .iter()
+                .map(|(n, s)| (*n as f64, s.median))
+                .collect();
             chart
                 .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
                 .map_err(err)?
                 .label(system.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-            chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled()))).map_err(err)?;
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled())))
+                .map_err(err)?;
             // The spread over runs: a vertical bar from min to max.
             chart
                 .draw_series(group.cells[system].iter().map(|(n, s)| {
-                    PathElement::new(vec![(*n as f64, s.min), (*n as f64, s.max)], c.stroke_width(1))
+                    PathElement::new(
+                        vec![(*n as f64, s.min), (*n as f64, s.max)],
+                        c.stroke_width(1),
+                    )
                 }))
                 .map_err(err)?;
         }
@@ -110,30 +147,56 @@ pub fn group_svg(key: &GroupKey, group: &Group) -> Result<String> {
 /// Per system, the geometric mean over `groups` of ops(N)/ops(1) at each
 /// core count N (groups without a 1-core result for that system are left
 /// out).
-pub fn speedups<'a>(groups: impl Iterator<Item = &'a Group>) -> BTreeMap<String, BTreeMap<u32, f64>> {
+pub fn speedups<'a>(
+    groups: impl Iterator<Item = &'a Group>,
+) -> BTreeMap<String, BTreeMap<u32, f64>> {
     let mut raw: BTreeMap<String, BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
     for g in groups {
         for (system, cells) in &g.cells {
-            let Some(base) = cells.get(&1).map(|s| s.median).filter(|b| *b > 0.0) else { continue };
+            let Some(base) = cells.get(&1).map(|s| s.median).filter(|b| *b > 0.0) else {
+                continue;
+            };
             for (n, s) in cells {
-                raw.entry(system.clone()).or_default().entry(*n).or_default().push(s.median / base);
+                raw.entry(system.clone())
+                    .or_default()
+                    .entry(*n)
+                    .or_default()
+                    .push(s.median / base);
             }
         }
     }
     raw.into_iter()
-        .map(|(sys, m)| (sys, m.into_iter().filter_map(|(n, v)| geomean(&v).map(|g| (n, g))).collect()))
+        .map(|(sys, m)| {
+            (
+                sys,
+                m.into_iter()
+                    .filter_map(|(n, v)| geomean(&v).map(|g| (n, g)))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
 /// The SVG text of one accelerator's summary plot.
 pub fn summary_svg(accel: &str, groups: &BTreeMap<GroupKey, Group>) -> Result<String> {
-    let in_accel: Vec<&Group> = groups.iter().filter(|(k, _)| k.accel == accel).map(|(_, g)| g).collect();
+    let in_accel: Vec<&Group> = groups
+        .iter()
+        .filter(|(k, _)| k.accel == accel)
+        .map(|(_, g)| g)
+        .collect();
     let workloads = in_accel.len();
     let speed = speedups(in_accel.into_iter());
     let mut systems: Vec<&String> = speed.keys().collect();
     systems.sort_by_key(|n| (super::stats::system_rank(n), (*n).clone()));
-    let max_cores = speed.values().flat_map(|m| m.keys().copied()).max().unwrap_or(1);
-    let y_max = speed.values().flat_map(|m| m.values().copied()).fold(max_cores as f64, f64::max);
+    let max_cores = speed
+        .values()
+        .flat_map(|m| m.keys().copied())
+        .max()
+        .unwrap_or(1);
+    let y_max = speed
+        .values()
+        .flat_map(|m| m.values().copied())
+        .fold(max_cores as f64, f64::max);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -160,19 +223,31 @@ pub fn summary_svg(accel: &str, groups: &BTreeMap<GroupKey, Group>) -> Result<St
             .map_err(err)?;
         let grey = RGBColor(0x99, 0x99, 0x99);
         chart
-            .draw_series(LineSeries::new(vec![(1.0, 1.0), (max_cores as f64, max_cores as f64)], grey.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                vec![(1.0, 1.0), (max_cores as f64, max_cores as f64)],
+                grey.stroke_width(1),
+            ))
             .map_err(err)?
             .label("ideal")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1))
+            });
         for (i, system) in systems.iter().enumerate() {
             let c = color(i);
-            let points: Vec<(f64, f64)> = speed[*system].iter().map(|(n, v)| (*n as f64, *v)).collect();
+            let points: Vec<(f64, f64)> = speed[*system]
+                .iter()
+                .map(|(n, v)| (*n as f64, *v))
+                .collect();
             chart
                 .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
                 .map_err(err)?
                 .label(system.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-            chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled()))).map_err(err)?;
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled())))
+                .map_err(err)?;
         }
         chart
             .configure_series_labels()
@@ -211,9 +286,16 @@ mod tests {
         let (key, group) = g.iter().next().unwrap();
         assert_eq!(group_file_name(key), "tcg-getppid-threads.svg");
         let svg = group_svg(key, group).unwrap();
-        assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{}", &svg[..100.min(svg.len())]);
+        assert!(
+            svg.starts_with("<svg") || svg.contains("<svg"),
+            "{}",
+            &svg[..100.min(svg.len())]
+        );
         assert!(svg.contains("ours") && svg.contains("linux") && svg.contains("getppid"));
-        assert!(svg.contains("<polyline") || svg.contains("<path"), "lines are drawn");
+        assert!(
+            svg.contains("<polyline") || svg.contains("<path"),
+            "lines are drawn"
+        );
         assert!(svg.trim_end().ends_with("</svg>"));
     }
 
@@ -236,6 +318,8 @@ mod tests {
         assert_eq!(group_file_name(key), "tcg-x_y_z-threads.svg");
         assert!(group_svg(key, group).unwrap().contains("</svg>"));
         assert!(summary_svg("tcg", &g).unwrap().contains("</svg>"));
-        assert!(summary_svg("kvm", &BTreeMap::new()).unwrap().contains("</svg>"));
+        assert!(summary_svg("kvm", &BTreeMap::new())
+            .unwrap()
+            .contains("</svg>"));
     }
 }

@@ -60,17 +60,31 @@ pub fn parse_wis_output(output: &str) -> Result<WisLine> {
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('{') && l.contains("\"workload\""))
-        .with_context(|| format!("no JSON result line in the workload's output:\n{}", tail(output, 10)))?;
-    let v: Value = serde_json::from_str(line).with_context(|| format!("bad JSON result line: {line}"))?;
+        .with_context(|| {
+            format!(
+                "no JSON result line in the workload's output:\n{}",
+                tail(output, 10)
+            )
+        })?;
+    let v: Value =
+        serde_json::from_str(line).with_context(|| format!("bad JSON result line: {line}"))?;
     let rate = get_f64(&v, "ops_per_sec")?;
     Ok(WisLine {
         workload: get_str(&v, "workload")?,
-        mode: v.get("mode").and_then(Value::as_str).unwrap_or("threads").to_string(),
+        mode: v
+            .get("mode")
+            .and_then(Value::as_str)
+            .unwrap_or("threads")
+            .to_string(),
         workers: get_u64(&v, "workers")? as u32,
         ops: v.get("ops").and_then(Value::as_u64).unwrap_or(0),
         seconds: v.get("seconds").and_then(Value::as_f64).unwrap_or(0.0),
         ops_per_sec: rate,
-        unit: v.get("unit").and_then(Value::as_str).unwrap_or("ops").to_string(),
+        unit: v
+            .get("unit")
+            .and_then(Value::as_str)
+            .unwrap_or("ops")
+            .to_string(),
     })
 }
 
@@ -87,11 +101,16 @@ fn get_str(v: &Value, key: &str) -> Result<String> {
 }
 
 fn get_u64(v: &Value, key: &str) -> Result<u64> {
-    v.get(key).and_then(Value::as_u64).with_context(|| format!("field `{key}` is missing or not a whole number"))
+    v.get(key)
+        .and_then(Value::as_u64)
+        .with_context(|| format!("field `{key}` is missing or not a whole number"))
 }
 
 fn get_f64(v: &Value, key: &str) -> Result<f64> {
-    let x = v.get(key).and_then(Value::as_f64).with_context(|| format!("field `{key}` is missing or not a number"))?;
+    let x = v
+        .get(key)
+        .and_then(Value::as_f64)
+        .with_context(|| format!("field `{key}` is missing or not a number"))?;
     if !x.is_finite() || x < 0.0 {
         bail!("field `{key}` is {x}: must be a finite number >= 0");
     }
@@ -124,7 +143,12 @@ impl Record {
     /// `threads`, workers = cores, run 0, unit `ops`, texts `unknown`).
     pub fn from_json(v: &Value) -> Result<Record> {
         let obj: &Map<String, Value> = v.as_object().context("a record must be a JSON object")?;
-        let text = |key: &str| obj.get(key).and_then(Value::as_str).unwrap_or("unknown").to_string();
+        let text = |key: &str| {
+            obj.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string()
+        };
         let cores = get_u64(v, "cores")?;
         if cores == 0 || cores > 1024 {
             bail!("field `cores` is {cores}: must be 1..=1024");
@@ -132,19 +156,31 @@ impl Record {
         Ok(Record {
             system: get_str(v, "system")?,
             workload: get_str(v, "workload")?,
-            mode: obj.get("mode").and_then(Value::as_str).unwrap_or("threads").to_string(),
+            mode: obj
+                .get("mode")
+                .and_then(Value::as_str)
+                .unwrap_or("threads")
+                .to_string(),
             cores: cores as u32,
             workers: obj.get("workers").and_then(Value::as_u64).unwrap_or(cores) as u32,
             run: obj.get("run").and_then(Value::as_u64).unwrap_or(0) as u32,
             ops: obj.get("ops").and_then(Value::as_u64).unwrap_or(0),
             seconds: obj.get("seconds").and_then(Value::as_f64).unwrap_or(0.0),
             ops_per_sec: get_f64(v, "ops_per_sec")?,
-            unit: obj.get("unit").and_then(Value::as_str).unwrap_or("ops").to_string(),
+            unit: obj
+                .get("unit")
+                .and_then(Value::as_str)
+                .unwrap_or("ops")
+                .to_string(),
             accel: get_str(v, "accel")?,
             qemu_version: text("qemu_version"),
             cpu_model: text("cpu_model"),
             commit: text("commit"),
-            kernel_options: obj.get("kernel_options").and_then(Value::as_str).unwrap_or("").to_string(),
+            kernel_options: obj
+                .get("kernel_options")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
         })
     }
 }
@@ -155,13 +191,18 @@ pub fn parse_records(text: &str) -> Result<Vec<Record>> {
     if trimmed.starts_with('[') {
         let v: Value = serde_json::from_str(text).context("not a JSON array of records")?;
         let items = v.as_array().context("not a JSON array")?;
-        items.iter().enumerate().map(|(i, r)| Record::from_json(r).with_context(|| format!("record {i}"))).collect()
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Record::from_json(r).with_context(|| format!("record {i}")))
+            .collect()
     } else {
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
-                let v: Value = serde_json::from_str(l).with_context(|| format!("line {}: not JSON", i + 1))?;
+                let v: Value =
+                    serde_json::from_str(l).with_context(|| format!("line {}: not JSON", i + 1))?;
                 Record::from_json(&v).with_context(|| format!("line {}", i + 1))
             })
             .collect()
@@ -170,7 +211,8 @@ pub fn parse_records(text: &str) -> Result<Vec<Record>> {
 
 /// Read an `--import` file.
 pub fn import(path: &Path) -> Result<Vec<Record>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let records = parse_records(&text).with_context(|| format!("importing {}", path.display()))?;
     if records.is_empty() {
         bail!("importing {}: no records", path.display());
@@ -260,7 +302,10 @@ mod tests {
         assert_eq!(l.unit, "ops");
         let bytes = "{\"workload\":\"seq_write\",\"mode\":\"procs\",\"workers\":1,\"ops\":9,\"seconds\":1,\"ops_per_sec\":9,\"unit\":\"bytes\"}";
         let l = parse_wis_output(bytes).unwrap();
-        assert_eq!((l.mode.as_str(), l.unit.as_str(), l.ops_per_sec), ("procs", "bytes", 9.0));
+        assert_eq!(
+            (l.mode.as_str(), l.unit.as_str(), l.ops_per_sec),
+            ("procs", "bytes", 9.0)
+        );
     }
 
     #[test]
@@ -275,18 +320,28 @@ mod tests {
 
     #[test]
     fn records_round_trip_through_json() {
-        let recs = vec![sample("ours", "getppid", 1, 0, 10.5), sample("linux", "stat", 2, 1, 3.0)];
+        let recs = vec![
+            sample("ours", "getppid", 1, 0, 10.5),
+            sample("linux", "stat", 2, 1, 3.0),
+        ];
         let back = parse_records(&to_json_text(&recs)).unwrap();
         assert_eq!(back, recs);
-        let lines: String = recs.iter().map(|r| r.to_json().to_string() + "\n").collect();
+        let lines: String = recs
+            .iter()
+            .map(|r| r.to_json().to_string() + "\n")
+            .collect();
         assert_eq!(parse_records(&lines).unwrap(), recs);
     }
 
     #[test]
     fn imports_fill_defaults_and_refuse_bad_records() {
-        let minimal = r#"[{"system":"mk","workload":"getppid","cores":2,"accel":"tcg","ops_per_sec":5}]"#;
+        let minimal =
+            r#"[{"system":"mk","workload":"getppid","cores":2,"accel":"tcg","ops_per_sec":5}]"#;
         let r = &parse_records(minimal).unwrap()[0];
-        assert_eq!((r.mode.as_str(), r.workers, r.run, r.commit.as_str()), ("threads", 2, 0, "unknown"));
+        assert_eq!(
+            (r.mode.as_str(), r.workers, r.run, r.commit.as_str()),
+            ("threads", 2, 0, "unknown")
+        );
         for bad in [
             r#"[{"workload":"getppid","cores":2,"accel":"tcg","ops_per_sec":5}]"#,
             r#"[{"system":"mk","workload":"getppid","cores":0,"accel":"tcg","ops_per_sec":5}]"#,

@@ -26,7 +26,13 @@ pub fn fmt_rate(x: f64) -> String {
     } else {
         (x, "")
     };
-    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
     format!("{v:.digits$}{p}")
 }
 
@@ -36,7 +42,11 @@ fn fmt_opt(x: Option<f64>, digits: usize) -> String {
 
 /// The unit a table's numbers are in.
 fn unit_label(unit: &str) -> String {
-    if unit == "ops" { "ops/s".to_string() } else { format!("{unit}/s") }
+    if unit == "ops" {
+        "ops/s".to_string()
+    } else {
+        format!("{unit}/s")
+    }
 }
 
 /// Distinct values of one record field, joined for a header line.
@@ -50,11 +60,17 @@ pub fn group_table(group: &Group) -> String {
     let systems = group.systems();
     let mut out = String::new();
     let mut head = vec!["cores".to_string()];
-    head.extend(systems.iter().map(|s| format!("{s} median (min–max, runs)")));
+    head.extend(
+        systems
+            .iter()
+            .map(|s| format!("{s} median (min–max, runs)")),
+    );
     head.extend(systems.iter().map(|s| format!("eff. {s}")));
     let has = |s: &str| systems.iter().any(|x| x == s);
-    let ratios: Vec<(&str, &str)> =
-        [("ours", "linux"), ("ours", "ours-global")].into_iter().filter(|(a, b)| has(a) && has(b)).collect();
+    let ratios: Vec<(&str, &str)> = [("ours", "linux"), ("ours", "ours-global")]
+        .into_iter()
+        .filter(|(a, b)| has(a) && has(b))
+        .collect();
     head.extend(ratios.iter().map(|(a, b)| format!("{a}/{b}")));
     let _ = writeln!(out, "| {} |", head.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
@@ -62,7 +78,13 @@ pub fn group_table(group: &Group) -> String {
         let mut row = vec![cores.to_string()];
         for s in &systems {
             row.push(match group.get(s, cores) {
-                Some(c) => format!("{} ({}–{}, {})", fmt_rate(c.median), fmt_rate(c.min), fmt_rate(c.max), c.runs),
+                Some(c) => format!(
+                    "{} ({}–{}, {})",
+                    fmt_rate(c.median),
+                    fmt_rate(c.min),
+                    fmt_rate(c.max),
+                    c.runs
+                ),
                 None => "–".to_string(),
             });
         }
@@ -82,27 +104,49 @@ pub fn summary_table(groups: &BTreeMap<GroupKey, Group>) -> String {
     let mut out = String::new();
     let accels: BTreeSet<&str> = groups.keys().map(|k| k.accel.as_str()).collect();
     for accel in accels {
-        let in_accel: Vec<(&GroupKey, &Group)> = groups.iter().filter(|(k, _)| k.accel == accel).collect();
+        let in_accel: Vec<(&GroupKey, &Group)> =
+            groups.iter().filter(|(k, _)| k.accel == accel).collect();
         let mut systems: Vec<String> = in_accel.iter().flat_map(|(_, g)| g.systems()).collect();
         systems.sort_by_key(|n| (super::stats::system_rank(n), n.clone()));
         systems.dedup();
         let has = |s: &str| systems.iter().any(|x| x == s);
-        let _ = writeln!(out, "accel {accel}: median rate at the largest core count; eff. = ops(N)/(N·ops(1))\n");
-        let mut head = vec!["workload".to_string(), "mode".into(), "unit".into(), "cores".into()];
+        let _ = writeln!(
+            out,
+            "accel {accel}: median rate at the largest core count; eff. = ops(N)/(N·ops(1))\n"
+        );
+        let mut head = vec![
+            "workload".to_string(),
+            "mode".into(),
+            "unit".into(),
+            "cores".into(),
+        ];
         head.extend(systems.iter().cloned());
         if has("ours") {
             head.push("eff. ours".into());
         }
-        let ratios: Vec<(&str, &str)> =
-            [("ours", "linux"), ("ours", "ours-global")].into_iter().filter(|(a, b)| has(a) && has(b)).collect();
+        let ratios: Vec<(&str, &str)> = [("ours", "linux"), ("ours", "ours-global")]
+            .into_iter()
+            .filter(|(a, b)| has(a) && has(b))
+            .collect();
         head.extend(ratios.iter().map(|(a, b)| format!("{a}/{b}")));
         let _ = writeln!(out, "| {} |", head.join(" | "));
         let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
         for (key, group) in in_accel {
-            let Some(&cores) = group.core_counts().last() else { continue };
-            let mut row = vec![key.workload.clone(), key.mode.clone(), unit_label(&key.unit), cores.to_string()];
+            let Some(&cores) = group.core_counts().last() else {
+                continue;
+            };
+            let mut row = vec![
+                key.workload.clone(),
+                key.mode.clone(),
+                unit_label(&key.unit),
+                cores.to_string(),
+            ];
             for s in &systems {
-                row.push(group.get(s, cores).map_or("–".to_string(), |c| fmt_rate(c.median)));
+                row.push(
+                    group
+                        .get(s, cores)
+                        .map_or("–".to_string(), |c| fmt_rate(c.median)),
+                );
             }
             if has("ours") {
                 row.push(fmt_opt(group.efficiency("ours", cores), 2));
@@ -156,11 +200,18 @@ pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
     for accel in accels {
         let in_accel: Vec<&Record> = records.iter().filter(|r| r.accel == accel).collect();
         let _ = writeln!(out, "## Accelerator: {accel}\n");
-        let _ = writeln!(out, "- CPU model: {}", distinct(&in_accel, |r| &r.cpu_model));
+        let _ = writeln!(
+            out,
+            "- CPU model: {}",
+            distinct(&in_accel, |r| &r.cpu_model)
+        );
         let _ = writeln!(out, "- QEMU: {}", distinct(&in_accel, |r| &r.qemu_version));
         let mut systems: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for r in &in_accel {
-            systems.entry(r.system.as_str()).or_default().insert(r.kernel_options.as_str());
+            systems
+                .entry(r.system.as_str())
+                .or_default()
+                .insert(r.kernel_options.as_str());
         }
         for (system, options) in systems {
             if options.iter().all(|o| o.is_empty()) {
@@ -169,10 +220,25 @@ pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
             let opts: Vec<String> = options.iter().map(|o| format!("`{o}`")).collect();
             let _ = writeln!(out, "- {system} kernel options: {}", opts.join(", "));
         }
-        let _ = writeln!(out, "\n![summary](plots/{})\n", plot::summary_file_name(accel));
+        let _ = writeln!(
+            out,
+            "\n![summary](plots/{})\n",
+            plot::summary_file_name(accel)
+        );
         for (key, group) in groups.iter().filter(|(k, _)| k.accel == accel) {
-            let _ = writeln!(out, "### {} ({}, {})\n", key.workload, key.mode, unit_label(&key.unit));
-            let _ = writeln!(out, "![{}](plots/{})\n", key.workload, plot::group_file_name(key));
+            let _ = writeln!(
+                out,
+                "### {} ({}, {})\n",
+                key.workload,
+                key.mode,
+                unit_label(&key.unit)
+            );
+            let _ = writeln!(
+                out,
+                "![{}](plots/{})\n",
+                key.workload,
+                plot::group_file_name(key)
+            );
             out.push_str(&group_table(group));
             out.push('\n');
         }
@@ -216,9 +282,17 @@ mod tests {
         let groups = aggregate(&records());
         let table = group_table(groups.values().next().unwrap());
         let lines: Vec<&str> = table.lines().collect();
-        assert!(lines[0].contains("ours median") && lines[0].contains("ours/linux") && lines[0].contains("ours/ours-global"));
+        assert!(
+            lines[0].contains("ours median")
+                && lines[0].contains("ours/linux")
+                && lines[0].contains("ours/ours-global")
+        );
         // 1 core: ours median of 1000 and 1200 = 1100.
-        assert!(lines[2].starts_with("| 1 | 1.10 k (1.00 k–1.20 k, 2) |"), "{}", lines[2]);
+        assert!(
+            lines[2].starts_with("| 1 | 1.10 k (1.00 k–1.20 k, 2) |"),
+            "{}",
+            lines[2]
+        );
         // 2 cores: eff ours = 1800/(2*1100) = 0.82, ours/linux = 1.80, ours/global = 2.00.
         assert!(lines[3].contains("| 0.82 |"), "{}", lines[3]);
         assert!(lines[3].ends_with("| 1.80 | 2.00 |"), "{}", lines[3]);
@@ -230,7 +304,11 @@ mod tests {
         let mut k = sample("ours", "getppid", 1, 0, 5.0);
         k.accel = "kvm".into();
         recs.push(k);
-        let info = ReportInfo { date: "2026-01-01 00:00".into(), failures: vec!["linux stat 2 cores: timed out".into()], imports: vec![] };
+        let info = ReportInfo {
+            date: "2026-01-01 00:00".into(),
+            failures: vec!["linux stat 2 cores: timed out".into()],
+            imports: vec![],
+        };
         let md = report_markdown(&recs, &info);
         assert!(md.contains("## Accelerator: tcg") && md.contains("## Accelerator: kvm"));
         assert!(md.contains("accel kvm:") && md.contains("accel tcg:"));
@@ -238,6 +316,11 @@ mod tests {
         assert!(md.contains("linux stat 2 cores: timed out"));
         assert!(md.contains("QEMU emulator version 7.2.0") && md.contains("abc123"));
         let summary = summary_table(&aggregate(&records()));
-        assert!(summary.contains("| getppid | threads | ops/s | 2 | 1.80 k | 900 | 1.00 k | 0.82 | 1.80 | 2.00 |"), "{summary}");
+        assert!(
+            summary.contains(
+                "| getppid | threads | ops/s | 2 | 1.80 k | 900 | 1.00 k | 0.82 | 1.80 | 2.00 |"
+            ),
+            "{summary}"
+        );
     }
 }

@@ -58,9 +58,16 @@ pub fn build_wis() -> Result<PathBuf> {
 /// The workload names `wis --list` prints (it is a static Linux binary, so
 /// it runs on this Linux host too).
 pub fn list_workloads(wis: &Path) -> Result<Vec<String>> {
-    let out = Command::new(wis).arg("--list").output().with_context(|| format!("running {} --list", wis.display()))?;
+    let out = Command::new(wis)
+        .arg("--list")
+        .output()
+        .with_context(|| format!("running {} --list", wis.display()))?;
     if !out.status.success() {
-        bail!("{} --list failed: {}", wis.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} --list failed: {}",
+            wis.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -106,7 +113,10 @@ pub fn utc_stamps(unix: u64) -> (String, String) {
     let (y, m, d) = civil_from_days((unix / 86_400) as i64);
     let s = unix % 86_400;
     let (hh, mm, ss) = (s / 3600, s % 3600 / 60, s % 60);
-    (format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"), format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}"))
+    (
+        format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"),
+        format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}"),
+    )
 }
 
 /// `m:ss` or `h:mm:ss`.
@@ -123,24 +133,39 @@ pub fn fmt_duration(d: Duration) -> String {
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// Write every output file for `records` into `dir`: results.json,
 /// results.csv, report.md and plots/*.svg.
 pub fn write_outputs(dir: &Path, records: &[Record], info: &ReportInfo) -> Result<()> {
-    std::fs::create_dir_all(dir.join("plots")).with_context(|| format!("creating {}", dir.display()))?;
-    write_atomic(&dir.join("results.json"), record::to_json_text(records).as_bytes())?;
+    std::fs::create_dir_all(dir.join("plots"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic(
+        &dir.join("results.json"),
+        record::to_json_text(records).as_bytes(),
+    )?;
     write_atomic(&dir.join("results.csv"), record::to_csv(records).as_bytes())?;
     let groups = stats::aggregate(records);
     for (key, group) in &groups {
-        write_atomic(&dir.join("plots").join(plot::group_file_name(key)), plot::group_svg(key, group)?.as_bytes())?;
+        write_atomic(
+            &dir.join("plots").join(plot::group_file_name(key)),
+            plot::group_svg(key, group)?.as_bytes(),
+        )?;
     }
-    let accels: std::collections::BTreeSet<&str> = groups.keys().map(|k| k.accel.as_str()).collect();
+    let accels: std::collections::BTreeSet<&str> =
+        groups.keys().map(|k| k.accel.as_str()).collect();
     for accel in accels {
-        write_atomic(&dir.join("plots").join(plot::summary_file_name(accel)), plot::summary_svg(accel, &groups)?.as_bytes())?;
+        write_atomic(
+            &dir.join("plots").join(plot::summary_file_name(accel)),
+            plot::summary_svg(accel, &groups)?.as_bytes(),
+        )?;
     }
-    write_atomic(&dir.join("report.md"), report::report_markdown(records, info).as_bytes())?;
+    write_atomic(
+        &dir.join("report.md"),
+        report::report_markdown(records, info).as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -154,12 +179,19 @@ fn default_out_dir(target_dir: &Path, stamp: &str) -> Result<PathBuf> {
         std::fs::remove_file(&link).with_context(|| format!("replacing {}", link.display()))?;
     }
     #[cfg(unix)]
-    std::os::unix::fs::symlink(stamp, &link).with_context(|| format!("linking {}", link.display()))?;
+    std::os::unix::fs::symlink(stamp, &link)
+        .with_context(|| format!("linking {}", link.display()))?;
     Ok(dir)
 }
 
 fn vm(cores: usize, accel: Accel, opts: &SuiteOptions, timeout: Duration) -> VmConfig {
-    VmConfig { cores, memory_mib: opts.memory_mib, accel, timeout, echo: false }
+    VmConfig {
+        cores,
+        memory_mib: opts.memory_mib,
+        accel,
+        timeout,
+        echo: false,
+    }
 }
 
 /// Choose the accelerator.  `auto`: one bounded KVM boot per kind of system
@@ -176,21 +208,31 @@ fn resolve_accel(opts: &SuiteOptions, systems: &Systems, wis: &Path) -> Result<A
     }
     let start = Instant::now();
     if let Some(artifacts) = &systems.artifacts {
-        eprintln!("suite: accel auto: probing KVM with our kernel (at most {} s) ...", KVM_PROBE_TIMEOUT.as_secs());
+        eprintln!(
+            "suite: accel auto: probing KVM with our kernel (at most {} s) ...",
+            KVM_PROBE_TIMEOUT.as_secs()
+        );
         let req = BootRequest {
             loader: LoaderChoice::Builtin,
             cmdline: "run=selfcheck".into(),
             modules: Vec::new(),
             vm: vm(1, Accel::Kvm, opts, KVM_PROBE_TIMEOUT),
         };
-        let ok = boot::boot(artifacts, &req).map(|o| o.ending == Ending::GuestExit(0) && o.has_line("selfcheck: pass"));
+        let ok = boot::boot(artifacts, &req)
+            .map(|o| o.ending == Ending::GuestExit(0) && o.has_line("selfcheck: pass"));
         if !matches!(ok, Ok(true)) {
-            eprintln!("suite: accel auto: KVM probe with our kernel failed ({:.1} s), using TCG", start.elapsed().as_secs_f64());
+            eprintln!(
+                "suite: accel auto: KVM probe with our kernel failed ({:.1} s), using TCG",
+                start.elapsed().as_secs_f64()
+            );
             return Ok(Accel::Tcg);
         }
     }
     if systems.linux.is_some() {
-        eprintln!("suite: accel auto: probing KVM with Linux (at most {} s) ...", KVM_PROBE_TIMEOUT.as_secs());
+        eprintln!(
+            "suite: accel auto: probing KVM with Linux (at most {} s) ...",
+            KVM_PROBE_TIMEOUT.as_secs()
+        );
         let req = RunRequest {
             system: System::Linux,
             program: wis.to_path_buf(),
@@ -201,18 +243,37 @@ fn resolve_accel(opts: &SuiteOptions, systems: &Systems, wis: &Path) -> Result<A
             vm: vm(1, Accel::Kvm, opts, KVM_PROBE_TIMEOUT),
             echo: Echo::Quiet,
         };
-        if !matches!(run::run(systems, &req).map(|r| r.verdict), Ok(Verdict::Exited(0))) {
-            eprintln!("suite: accel auto: KVM probe with Linux failed ({:.1} s), using TCG", start.elapsed().as_secs_f64());
+        if !matches!(
+            run::run(systems, &req).map(|r| r.verdict),
+            Ok(Verdict::Exited(0))
+        ) {
+            eprintln!(
+                "suite: accel auto: KVM probe with Linux failed ({:.1} s), using TCG",
+                start.elapsed().as_secs_f64()
+            );
             return Ok(Accel::Tcg);
         }
     }
-    eprintln!("suite: accel auto: KVM works ({:.1} s), using KVM", start.elapsed().as_secs_f64());
+    eprintln!(
+        "suite: accel auto: KVM works ({:.1} s), using KVM",
+        start.elapsed().as_secs_f64()
+    );
     Ok(Accel::Kvm)
 }
 
 /// The `wis` arguments of one measurement.
-pub fn wis_args(workload: &str, threads: usize, mode: Mode, warmup_ms: Option<u64>, ms: u64) -> Vec<String> {
-    let mut args = vec![workload.to_string(), "--threads".into(), threads.to_string()];
+pub fn wis_args(
+    workload: &str,
+    threads: usize,
+    mode: Mode,
+    warmup_ms: Option<u64>,
+    ms: u64,
+) -> Vec<String> {
+    let mut args = vec![
+        workload.to_string(),
+        "--threads".into(),
+        threads.to_string(),
+    ];
     if mode == Mode::Procs {
         args.push("--procs".into());
     }
@@ -228,37 +289,59 @@ pub fn wis_args(workload: &str, threads: usize, mode: Mode, warmup_ms: Option<u6
 fn kernel_options(req: &RunRequest, linux_package: &str) -> String {
     match req.system {
         System::Ours => {
-            let bare = RunRequest { args: Vec::new(), ..req.clone() };
+            let bare = RunRequest {
+                args: Vec::new(),
+                ..req.clone()
+            };
             run::our_cmdline(&bare).trim_end_matches(" --").to_string()
         }
-        System::Linux => format!("{} ({linux_package})", run::linux_append(&[]).trim_end_matches(" --")),
+        System::Linux => format!(
+            "{} ({linux_package})",
+            run::linux_append(&[]).trim_end_matches(" --")
+        ),
     }
 }
 
 /// Time left, from the mean duration of finished runs of the same system
 /// (systems differ: Linux boots take seconds longer than ours); a system not
 /// yet measured counts at the mean over all finished runs.
-pub fn eta_by_system(durations: &[(SuiteSystem, Duration)], remaining: &[SuiteSystem]) -> Option<Duration> {
+pub fn eta_by_system(
+    durations: &[(SuiteSystem, Duration)],
+    remaining: &[SuiteSystem],
+) -> Option<Duration> {
     if durations.is_empty() {
         return None;
     }
     let mean = |of: Option<SuiteSystem>| -> Option<f64> {
-        let v: Vec<f64> =
-            durations.iter().filter(|(s, _)| of.is_none_or(|o| o == *s)).map(|(_, d)| d.as_secs_f64()).collect();
+        let v: Vec<f64> = durations
+            .iter()
+            .filter(|(s, _)| of.is_none_or(|o| o == *s))
+            .map(|(_, d)| d.as_secs_f64())
+            .collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
     let overall = mean(None)?;
-    let secs: f64 = remaining.iter().map(|s| mean(Some(*s)).unwrap_or(overall)).sum();
+    let secs: f64 = remaining
+        .iter()
+        .map(|s| mean(Some(*s)).unwrap_or(overall))
+        .sum();
     Some(Duration::from_secs_f64(secs))
 }
 
 /// Check a parsed `wis` line against what was asked.
 fn check_line(line: &record::WisLine, workload: &str, mode: Mode, threads: usize) -> Result<()> {
     if line.workload != workload {
-        bail!("wis reported workload `{}`, expected `{workload}`", line.workload);
+        bail!(
+            "wis reported workload `{}`, expected `{workload}`",
+            line.workload
+        );
     }
     if line.mode != mode.name() {
-        bail!("wis reported mode `{}`, expected `{}`", line.mode, mode.name());
+        bail!(
+            "wis reported mode `{}`, expected `{}`",
+            line.mode,
+            mode.name()
+        );
     }
     if line.workers as usize != threads {
         bail!("wis reported {} workers, expected {threads}", line.workers);
@@ -289,14 +372,20 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
         Some(list) => {
             for w in list {
                 if !available.contains(w) {
-                    bail!("unknown workload `{w}`; wis knows: {}", available.join(", "));
+                    bail!(
+                        "unknown workload `{w}`; wis knows: {}",
+                        available.join(", ")
+                    );
                 }
             }
             list.clone()
         }
     };
 
-    let wants_ours = opts.systems.iter().any(|s| matches!(s, SuiteSystem::Ours | SuiteSystem::OursGlobal));
+    let wants_ours = opts
+        .systems
+        .iter()
+        .any(|s| matches!(s, SuiteSystem::Ours | SuiteSystem::OursGlobal));
     let wants_linux = opts.systems.contains(&SuiteSystem::Linux);
     let mut systems = Systems {
         artifacts: None,
@@ -320,7 +409,10 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
         Accel::Kvm => "host",
     };
 
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (stamp, date) = utc_stamps(now);
     let out_dir = match &opts.out {
         Some(dir) => {
@@ -332,7 +424,11 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
     let mut info = ReportInfo {
         date,
         failures: Vec::new(),
-        imports: opts.imports.iter().map(|p| p.display().to_string()).collect(),
+        imports: opts
+            .imports
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
     };
     let mut records = imported;
     write_outputs(&out_dir, &records, &info)?;
@@ -349,12 +445,19 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
         opts.ms,
         out_dir.display()
     );
-    let linux_package = systems.linux.as_ref().map(|l| l.package.clone()).unwrap_or_default();
+    let linux_package = systems
+        .linux
+        .as_ref()
+        .map(|l| l.package.clone())
+        .unwrap_or_default();
     // The order of the loops below, flattened: which system each run uses.
     let mut schedule: Vec<SuiteSystem> = Vec::with_capacity(total);
     for _ in 0..opts.runs {
         for &system in &opts.systems {
-            schedule.extend(std::iter::repeat_n(system, opts.cores.len() * workloads.len() * opts.modes.len()));
+            schedule.extend(std::iter::repeat_n(
+                system,
+                opts.cores.len() * workloads.len() * opts.modes.len(),
+            ));
         }
     }
     let mut durations: Vec<(SuiteSystem, Duration)> = Vec::with_capacity(total);
@@ -366,34 +469,63 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                     for &mode in &opts.modes {
                         let args = wis_args(workload, cores, mode, opts.warmup_ms, opts.ms);
                         let req = RunRequest {
-                            system: if system == SuiteSystem::Linux { System::Linux } else { System::Ours },
+                            system: if system == SuiteSystem::Linux {
+                                System::Linux
+                            } else {
+                                System::Ours
+                            },
                             program: wis.clone(),
                             files: vec![],
                             args: args.clone(),
                             global_locks: system == SuiteSystem::OursGlobal,
                             extra_cmdline: String::new(),
                             vm: vm(cores, accel, opts, opts.timeout),
-                            echo: if opts.verbose { Echo::Serial } else { Echo::Quiet },
+                            echo: if opts.verbose {
+                                Echo::Serial
+                            } else {
+                                Echo::Quiet
+                            },
                         };
                         let kernel_options = kernel_options(&req, &linux_package);
-                        let what = format!("{} {} {cores} cores {} run {}", system.name(), workload, mode.name(), run_index + 1);
+                        let what = format!(
+                            "{} {} {cores} cores {} run {}",
+                            system.name(),
+                            workload,
+                            mode.name(),
+                            run_index + 1
+                        );
                         let t0 = Instant::now();
-                        let measured = run::run(&systems, &req).and_then(|res| match &res.verdict {
-                            Verdict::Exited(0) => {
-                                let line = parse_wis_output(&res.output)?;
-                                check_line(&line, workload, mode, cores)?;
-                                Ok(line)
-                            }
-                            Verdict::Exited(s) => bail!(
-                                "wis exited with status {s}; its output:\n{}",
-                                res.output.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-                            ),
-                            Verdict::TimedOut => bail!("timed out after {} s", opts.timeout.as_secs()),
-                            Verdict::KernelPanic(m) | Verdict::SystemError(m) => bail!("system failed: {m}"),
-                        });
+                        let measured =
+                            run::run(&systems, &req).and_then(|res| match &res.verdict {
+                                Verdict::Exited(0) => {
+                                    let line = parse_wis_output(&res.output)?;
+                                    check_line(&line, workload, mode, cores)?;
+                                    Ok(line)
+                                }
+                                Verdict::Exited(s) => bail!(
+                                    "wis exited with status {s}; its output:\n{}",
+                                    res.output
+                                        .lines()
+                                        .rev()
+                                        .take(5)
+                                        .collect::<Vec<_>>()
+                                        .into_iter()
+                                        .rev()
+                                        .collect::<Vec<_>>()
+                                        .join("\n")
+                                ),
+                                Verdict::TimedOut => {
+                                    bail!("timed out after {} s", opts.timeout.as_secs())
+                                }
+                                Verdict::KernelPanic(m) | Verdict::SystemError(m) => {
+                                    bail!("system failed: {m}")
+                                }
+                            });
                         done += 1;
                         durations.push((system, t0.elapsed()));
-                        let left = eta_by_system(&durations, &schedule[done.min(total)..]).map(fmt_duration).unwrap_or_default();
+                        let left = eta_by_system(&durations, &schedule[done.min(total)..])
+                            .map(fmt_duration)
+                            .unwrap_or_default();
                         match measured {
                             Ok(line) => {
                                 eprintln!(
@@ -421,8 +553,11 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                                 });
                             }
                             Err(e) => {
-                                let first = format!("{e:#}").lines().next().unwrap_or("").to_string();
-                                eprintln!("[{done}/{total}] {what}: FAILED: {e:#}; about {left} left");
+                                let first =
+                                    format!("{e:#}").lines().next().unwrap_or("").to_string();
+                                eprintln!(
+                                    "[{done}/{total}] {what}: FAILED: {e:#}; about {left} left"
+                                );
                                 info.failures.push(format!("{what}: {first}"));
                             }
                         }
@@ -433,7 +568,12 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
         }
     }
     let summary = report::summary_table(&stats::aggregate(&records));
-    Ok(SuiteOutcome { out_dir, records, failures: info.failures, summary })
+    Ok(SuiteOutcome {
+        out_dir,
+        records,
+        failures: info.failures,
+        summary,
+    })
 }
 
 #[cfg(test)]
@@ -443,7 +583,10 @@ mod tests {
 
     #[test]
     fn utc_dates() {
-        assert_eq!(utc_stamps(0), ("19700101-000000".into(), "1970-01-01 00:00:00".into()));
+        assert_eq!(
+            utc_stamps(0),
+            ("19700101-000000".into(), "1970-01-01 00:00:00".into())
+        );
         // 2000-02-29 12:34:56 UTC (a leap day in a year divisible by 400).
         assert_eq!(utc_stamps(951_827_696).1, "2000-02-29 12:34:56");
         // 2026-11-26 13:50:00 UTC.
@@ -458,7 +601,10 @@ mod tests {
         let done = [(Ours, secs(1)), (Ours, secs(3)), (Linux, secs(6))];
         // 2 ours at 2 s, 1 linux at 6 s, 1 ours-global at the overall mean 10/3 s.
         let left = eta_by_system(&done, &[Ours, Ours, Linux, OursGlobal]).unwrap();
-        assert!((left.as_secs_f64() - (4.0 + 6.0 + 10.0 / 3.0)).abs() < 1e-6, "{left:?}");
+        assert!(
+            (left.as_secs_f64() - (4.0 + 6.0 + 10.0 / 3.0)).abs() < 1e-6,
+            "{left:?}"
+        );
         assert_eq!(eta_by_system(&done, &[]), Some(Duration::ZERO));
         assert_eq!(fmt_duration(Duration::from_secs(75)), "1:15");
         assert_eq!(fmt_duration(Duration::from_secs(3725)), "1:02:05");
@@ -466,12 +612,27 @@ mod tests {
 
     #[test]
     fn wis_arguments() {
-        assert_eq!(wis_args("getppid", 2, Mode::Threads, None, 200), vec!["getppid", "--threads", "2", "--ms", "200"]);
+        assert_eq!(
+            wis_args("getppid", 2, Mode::Threads, None, 200),
+            vec!["getppid", "--threads", "2", "--ms", "200"]
+        );
         assert_eq!(
             wis_args("stat", 1, Mode::Procs, Some(50), 300),
-            vec!["stat", "--threads", "1", "--procs", "--warmup-ms", "50", "--ms", "300"]
+            vec![
+                "stat",
+                "--threads",
+                "1",
+                "--procs",
+                "--warmup-ms",
+                "50",
+                "--ms",
+                "300"
+            ]
         );
-        let line = parse_wis_output("{\"workload\":\"stat\",\"mode\":\"procs\",\"workers\":2,\"ops_per_sec\":1}").unwrap();
+        let line = parse_wis_output(
+            "{\"workload\":\"stat\",\"mode\":\"procs\",\"workers\":2,\"ops_per_sec\":1}",
+        )
+        .unwrap();
         assert!(check_line(&line, "stat", Mode::Procs, 2).is_ok());
         assert!(check_line(&line, "stat", Mode::Threads, 2).is_err());
         assert!(check_line(&line, "stat", Mode::Procs, 1).is_err());
@@ -489,7 +650,10 @@ mod tests {
         assert_eq!(kernel_options(&req, ""), "run=init init=/init locks=global");
         req.system = System::Linux;
         let linux = kernel_options(&req, "linux-image-x");
-        assert!(linux.ends_with("rdinit=/linux-init (linux-image-x)") && !linux.contains("stat"), "{linux}");
+        assert!(
+            linux.ends_with("rdinit=/linux-init (linux-image-x)") && !linux.contains("stat"),
+            "{linux}"
+        );
     }
 
     #[test]
@@ -503,12 +667,28 @@ mod tests {
             sample("linux", "getppid", 2, 0, 170.0),
         ];
         write_outputs(&dir, &recs, &ReportInfo::default()).unwrap();
-        let back = record::parse_records(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+        let back =
+            record::parse_records(&std::fs::read_to_string(dir.join("results.json")).unwrap())
+                .unwrap();
         assert_eq!(back, recs);
-        assert_eq!(std::fs::read_to_string(dir.join("results.csv")).unwrap().lines().count(), 5);
-        assert!(std::fs::read_to_string(dir.join("report.md")).unwrap().contains("### getppid"));
-        assert!(std::fs::read_to_string(dir.join("plots/tcg-getppid-threads.svg")).unwrap().contains("</svg>"));
-        assert!(std::fs::read_to_string(dir.join("plots/tcg-summary.svg")).unwrap().contains("</svg>"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("results.csv"))
+                .unwrap()
+                .lines()
+                .count(),
+            5
+        );
+        assert!(std::fs::read_to_string(dir.join("report.md"))
+            .unwrap()
+            .contains("### getppid"));
+        assert!(
+            std::fs::read_to_string(dir.join("plots/tcg-getppid-threads.svg"))
+                .unwrap()
+                .contains("</svg>")
+        );
+        assert!(std::fs::read_to_string(dir.join("plots/tcg-summary.svg"))
+            .unwrap()
+            .contains("</svg>"));
         assert!(!dir.join("results.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -27,8 +27,17 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
-    Some(Summary { median, min: v[0], max: v[n - 1], runs: n })
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Summary {
+        median,
+        min: v[0],
+        max: v[n - 1],
+        runs: n,
+    })
 }
 
 /// Scaling efficiency ops(N) / (N · ops(1)): 1.0 is perfect scaling.
@@ -63,7 +72,11 @@ pub struct Group {
 impl Group {
     /// Every core count that any system has, ascending.
     pub fn core_counts(&self) -> Vec<u32> {
-        let mut all: Vec<u32> = self.cells.values().flat_map(|m| m.keys().copied()).collect();
+        let mut all: Vec<u32> = self
+            .cells
+            .values()
+            .flat_map(|m| m.keys().copied())
+            .collect();
         all.sort_unstable();
         all.dedup();
         all
@@ -75,7 +88,11 @@ impl Group {
 
     /// Scaling efficiency of `system` at `cores` (medians), if it has 1 core.
     pub fn efficiency(&self, system: &str, cores: u32) -> Option<f64> {
-        efficiency(self.get(system, cores)?.median, cores, self.get(system, 1)?.median)
+        efficiency(
+            self.get(system, cores)?.median,
+            cores,
+            self.get(system, 1)?.median,
+        )
     }
 
     /// Ratio of the medians of two systems at `cores`.
@@ -112,14 +129,23 @@ pub fn aggregate(records: &[Record]) -> BTreeMap<GroupKey, Group> {
             mode: r.mode.clone(),
             unit: r.unit.clone(),
         };
-        raw.entry(key).or_default().entry(r.system.clone()).or_default().entry(r.cores).or_default().push(r.ops_per_sec);
+        raw.entry(key)
+            .or_default()
+            .entry(r.system.clone())
+            .or_default()
+            .entry(r.cores)
+            .or_default()
+            .push(r.ops_per_sec);
     }
     raw.into_iter()
         .map(|(key, systems)| {
             let cells = systems
                 .into_iter()
                 .map(|(sys, by_cores)| {
-                    let m = by_cores.into_iter().filter_map(|(c, v)| summarize(&v).map(|s| (c, s))).collect();
+                    let m = by_cores
+                        .into_iter()
+                        .filter_map(|(c, v)| summarize(&v).map(|s| (c, s)))
+                        .collect();
                     (sys, m)
                 })
                 .collect();
@@ -130,7 +156,11 @@ pub fn aggregate(records: &[Record]) -> BTreeMap<GroupKey, Group> {
 
 /// Geometric mean of positive values; `None` if there are none.
 pub fn geomean(values: &[f64]) -> Option<f64> {
-    let logs: Vec<f64> = values.iter().filter(|v| **v > 0.0 && v.is_finite()).map(|v| v.ln()).collect();
+    let logs: Vec<f64> = values
+        .iter()
+        .filter(|v| **v > 0.0 && v.is_finite())
+        .map(|v| v.ln())
+        .collect();
     if logs.is_empty() {
         return None;
     }

@@ -31,11 +31,17 @@ fn private_dir(ctx: &Ctx, w: usize) -> String {
 }
 
 fn write_file(path: &str, bytes: usize, fill: u8) -> Res<()> {
-    std::fs::write(path, vec![fill; bytes]).map_err(|e| Fail { what: format!("writing {path}: {e}"), errno: e.raw_os_error().unwrap_or(0) })
+    std::fs::write(path, vec![fill; bytes]).map_err(|e| Fail {
+        what: format!("writing {path}: {e}"),
+        errno: e.raw_os_error().unwrap_or(0),
+    })
 }
 
 fn make_dir(path: &str) -> Res<()> {
-    std::fs::create_dir(path).map_err(|e| Fail { what: format!("mkdir {path}: {e}"), errno: e.raw_os_error().unwrap_or(0) })
+    std::fs::create_dir(path).map_err(|e| Fail {
+        what: format!("mkdir {path}: {e}"),
+        errno: e.raw_os_error().unwrap_or(0),
+    })
 }
 
 /// The shared directory and file, and each worker's directory and file.
@@ -44,7 +50,11 @@ pub fn setup_small(ctx: &Ctx) -> Res<()> {
     write_file(&format!("{}/shared/file", ctx.dir), SMALL_BYTES, 0x5a)?;
     for w in 0..ctx.workers {
         make_dir(&private_dir(ctx, w))?;
-        write_file(&format!("{}/file", private_dir(ctx, w)), SMALL_BYTES, w as u8)?;
+        write_file(
+            &format!("{}/file", private_dir(ctx, w)),
+            SMALL_BYTES,
+            w as u8,
+        )?;
     }
     Ok(())
 }
@@ -53,7 +63,11 @@ pub fn setup_small(ctx: &Ctx) -> Res<()> {
 pub fn setup_big(ctx: &Ctx) -> Res<()> {
     setup_small(ctx)?;
     for w in 0..ctx.workers {
-        write_file(&format!("{}/big", private_dir(ctx, w)), ctx.big_file_bytes as usize, 0x33)?;
+        write_file(
+            &format!("{}/big", private_dir(ctx, w)),
+            ctx.big_file_bytes as usize,
+            0x33,
+        )?;
     }
     Ok(())
 }
@@ -86,7 +100,10 @@ impl Drop for Fd {
 }
 
 fn open_at(path: &str, flags: i32) -> Res<Fd> {
-    sys::open(&cpath(path), flags).map(Fd).map_err(|f| Fail { what: format!("open {path}"), ..f })
+    sys::open(&cpath(path), flags).map(Fd).map_err(|f| Fail {
+        what: format!("open {path}"),
+        ..f
+    })
 }
 
 fn open_close(path: CString) -> Op {
@@ -99,22 +116,34 @@ fn open_close(path: CString) -> Op {
 
 /// open_close_private: open(O_RDONLY) + close of the worker's own file.
 pub fn open_close_private(ctx: &Ctx, w: usize) -> Res<Op> {
-    drop(open_at(&format!("{}/file", private_dir(ctx, w)), libc::O_RDONLY)?);
+    drop(open_at(
+        &format!("{}/file", private_dir(ctx, w)),
+        libc::O_RDONLY,
+    )?);
     Ok(open_close(cpath(&format!("{}/file", private_dir(ctx, w)))))
 }
 
 /// open_close_shared: open(O_RDONLY) + close of the one shared file.
 pub fn open_close_shared(ctx: &Ctx, _: usize) -> Res<Op> {
-    drop(open_at(&format!("{}/shared/file", ctx.dir), libc::O_RDONLY)?);
+    drop(open_at(
+        &format!("{}/shared/file", ctx.dir),
+        libc::O_RDONLY,
+    )?);
     Ok(open_close(cpath(&format!("{}/shared/file", ctx.dir))))
 }
 
 fn create_unlink(path: String) -> Res<Op> {
     let c = cpath(&path);
     // One try outside the loop, so a missing feature names the path.
-    let fd = sys::open(&c, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL).map_err(|f| Fail { what: format!("create {path}"), ..f })?;
+    let fd = sys::open(&c, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL).map_err(|f| Fail {
+        what: format!("create {path}"),
+        ..f
+    })?;
     sys::close(fd)?;
-    sys::unlink(&c).map_err(|f| Fail { what: format!("unlink {path}"), ..f })?;
+    sys::unlink(&c).map_err(|f| Fail {
+        what: format!("unlink {path}"),
+        ..f
+    })?;
     Ok(Box::new(move || {
         let fd = sys::open(&c, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)?;
         sys::close(fd)?;
@@ -137,7 +166,10 @@ pub fn create_unlink_shared(ctx: &Ctx, w: usize) -> Res<Op> {
 
 fn stat_path(path: String) -> Res<Op> {
     let c = cpath(&path);
-    sys::stat(&c).map_err(|f| Fail { what: format!("stat {path}"), ..f })?;
+    sys::stat(&c).map_err(|f| Fail {
+        what: format!("stat {path}"),
+        ..f
+    })?;
     Ok(Box::new(move || {
         sys::stat(&c)?;
         Ok(1)
@@ -171,11 +203,17 @@ pub fn readdir_1000(ctx: &Ctx, _: usize) -> Res<Op> {
             entries += sys::count_dirents(&buf, n)?;
         }
         if entries < 1000 {
-            return Err(Fail::msg(format!("readdir of {} entries gave only {entries}", 1000)));
+            return Err(Fail::msg(format!(
+                "readdir of {} entries gave only {entries}",
+                1000
+            )));
         }
         Ok(1)
     };
-    op().map_err(|f| Fail { what: format!("readdir {path}: {}", f.what), ..f })?;
+    op().map_err(|f| Fail {
+        what: format!("readdir {path}: {}", f.what),
+        ..f
+    })?;
     Ok(Box::new(op))
 }
 
@@ -185,7 +223,9 @@ fn pread4k(path: String) -> Res<Op> {
     let mut page = 0u64;
     Ok(Box::new(move || {
         if sys::pread(fd.raw(), &mut buf, page * 4096)? != 4096 {
-            return Err(Fail::msg("pread returned less than 4096 bytes inside the file"));
+            return Err(Fail::msg(
+                "pread returned less than 4096 bytes inside the file",
+            ));
         }
         page = (page + 1) % SMALL_PAGES;
         Ok(1)
@@ -206,7 +246,10 @@ pub fn pread4k_shared(ctx: &Ctx, _: usize) -> Res<Op> {
 /// append4k: write 4 KiB to the worker's own O_APPEND file; every 256th
 /// operation also truncates it to 0, so it stays at most 1 MiB.
 pub fn append4k(ctx: &Ctx, w: usize) -> Res<Op> {
-    let fd = open_at(&format!("{}/append", private_dir(ctx, w)), libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND)?;
+    let fd = open_at(
+        &format!("{}/append", private_dir(ctx, w)),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
+    )?;
     let buf = [0xa5u8; 4096];
     let mut done = 0u64;
     Ok(Box::new(move || {
@@ -224,7 +267,10 @@ pub fn append4k(ctx: &Ctx, w: usize) -> Res<Op> {
 /// seq_write: write the worker's own new file in 64 KiB blocks up to the
 /// big-file size, then truncate it to 0 and start again.  Counts bytes.
 pub fn seq_write(ctx: &Ctx, w: usize) -> Res<Op> {
-    let fd = open_at(&format!("{}/seq", private_dir(ctx, w)), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?;
+    let fd = open_at(
+        &format!("{}/seq", private_dir(ctx, w)),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+    )?;
     let buf = vec![0x77u8; SEQ_BLOCK];
     let limit = ctx.big_file_bytes.max(SEQ_BLOCK as u64);
     let mut at = 0u64;
@@ -289,8 +335,15 @@ impl Drop for Mapping {
 pub fn mmap_read_shared(ctx: &Ctx, _: usize) -> Res<Op> {
     let path = format!("{}/shared/file", ctx.dir);
     let fd = open_at(&path, libc::O_RDONLY)?;
-    let base = sys::mmap(SMALL_BYTES, libc::PROT_READ, libc::MAP_SHARED, fd.raw()).map_err(|f| Fail { what: format!("mmap of {path}"), ..f })?;
-    let map = Mapping { base, len: SMALL_BYTES };
+    let base =
+        sys::mmap(SMALL_BYTES, libc::PROT_READ, libc::MAP_SHARED, fd.raw()).map_err(|f| Fail {
+            what: format!("mmap of {path}"),
+            ..f
+        })?;
+    let map = Mapping {
+        base,
+        len: SMALL_BYTES,
+    };
     drop(fd);
     let mut page = 0usize;
     let mut sum = 0u64;
@@ -299,7 +352,9 @@ pub fn mmap_read_shared(ctx: &Ctx, _: usize) -> Res<Op> {
             // SAFETY: the mapping is SMALL_BYTES long, readable, and lives
             // as long as this closure (it owns `map`); page < 256 and
             // line < 4096 keep the 8-byte aligned load inside it.
-            sum = sum.wrapping_add(unsafe { (map.base().add(page * 4096 + line) as *const u64).read_volatile() });
+            sum = sum.wrapping_add(unsafe {
+                (map.base().add(page * 4096 + line) as *const u64).read_volatile()
+            });
         }
         // Keeps the loads from being optimised away.
         std::hint::black_box(sum);

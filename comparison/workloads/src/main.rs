@@ -45,7 +45,9 @@ struct Args {
 
 fn parse_number(flag: &str, value: Option<String>, min: u64, max: u64) -> Result<u64, String> {
     let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
-    let n: u64 = value.parse().map_err(|_| format!("{flag}: `{value}` is not a number"))?;
+    let n: u64 = value
+        .parse()
+        .map_err(|_| format!("{flag}: `{value}` is not a number"))?;
     if n < min || n > max {
         return Err(format!("{flag}: {n} is outside {min}..={max}"));
     }
@@ -68,8 +70,14 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
             "--list" => return Ok(None),
             "--threads" => args.threads = parse_number("--threads", argv.next(), 1, 1024)? as usize,
             "--procs" => args.procs = true,
-            "--warmup-ms" => args.warmup = Duration::from_millis(parse_number("--warmup-ms", argv.next(), 0, 3_600_000)?),
-            "--ms" => args.interval = Duration::from_millis(parse_number("--ms", argv.next(), 1, 3_600_000)?),
+            "--warmup-ms" => {
+                args.warmup =
+                    Duration::from_millis(parse_number("--warmup-ms", argv.next(), 0, 3_600_000)?)
+            }
+            "--ms" => {
+                args.interval =
+                    Duration::from_millis(parse_number("--ms", argv.next(), 1, 3_600_000)?)
+            }
             "--dir" => {
                 args.dir = argv.next().ok_or("--dir needs a value")?;
                 if !args.dir.starts_with('/') || args.dir.contains('\0') {
@@ -80,7 +88,11 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
             name if args.workload.is_empty() => args.workload = name.to_string(),
-            extra => return Err(format!("unexpected argument `{extra}` (one workload per run, or `all`)")),
+            extra => {
+                return Err(format!(
+                    "unexpected argument `{extra}` (one workload per run, or `all`)"
+                ))
+            }
         }
     }
     if args.workload.is_empty() {
@@ -95,7 +107,9 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
 /// Run one workload in a fresh scratch directory and print its line.
 fn run_one(w: &Workload, args: &Args) -> Result<(), String> {
     let Kind::Ready { setup, .. } = &w.kind else {
-        let Kind::NotYet(why) = &w.kind else { unreachable!() };
+        let Kind::NotYet(why) = &w.kind else {
+            unreachable!()
+        };
         return Err(format!("{}: {why}", w.name));
     };
     let ctx = Ctx {
@@ -106,12 +120,21 @@ fn run_one(w: &Workload, args: &Args) -> Result<(), String> {
     };
     // A directory left by an interrupted run would make creates fail.
     let _ = std::fs::remove_dir_all(&ctx.dir);
-    std::fs::create_dir_all(&ctx.dir).map_err(|e| format!("{}: making {}: {e}", w.name, ctx.dir))?;
+    std::fs::create_dir_all(&ctx.dir)
+        .map_err(|e| format!("{}: making {}: {e}", w.name, ctx.dir))?;
     let result = setup(&ctx).and_then(|()| runner::run(w, &ctx, args.warmup, args.interval));
     let _ = std::fs::remove_dir_all(&ctx.dir);
     let m = result.map_err(|f| format!("{}: {f}", w.name))?;
-    let rate = if m.seconds > 0.0 { m.ops as f64 / m.seconds } else { 0.0 };
-    let unit = if w.unit == Unit::Bytes { ",\"unit\":\"bytes\"" } else { "" };
+    let rate = if m.seconds > 0.0 {
+        m.ops as f64 / m.seconds
+    } else {
+        0.0
+    };
+    let unit = if w.unit == Unit::Bytes {
+        ",\"unit\":\"bytes\""
+    } else {
+        ""
+    };
     println!(
         "{{\"workload\":\"{}\",\"mode\":\"{}\",\"workers\":{},\"ops\":{},\"seconds\":{:.6},\"ops_per_sec\":{:.1}{unit}}}",
         w.name,
@@ -128,7 +151,10 @@ fn main() {
     let args = match parse(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
-            for w in WORKLOADS.iter().filter(|w| matches!(w.kind, Kind::Ready { .. })) {
+            for w in WORKLOADS
+                .iter()
+                .filter(|w| matches!(w.kind, Kind::Ready { .. }))
+            {
                 println!("{}", w.name);
             }
             return;
@@ -142,7 +168,10 @@ fn main() {
         }
     };
     let chosen: Vec<&Workload> = if args.workload == "all" {
-        WORKLOADS.iter().filter(|w| matches!(w.kind, Kind::Ready { .. })).collect()
+        WORKLOADS
+            .iter()
+            .filter(|w| matches!(w.kind, Kind::Ready { .. }))
+            .collect()
     } else {
         match workload::find(&args.workload) {
             Some(w) => vec![w],

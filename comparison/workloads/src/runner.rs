@@ -52,8 +52,16 @@ unsafe impl Send for Shared {}
 impl Shared {
     fn new(workers: usize) -> Res<Shared> {
         let len = std::mem::size_of::<Control>() + workers * std::mem::size_of::<Line<AtomicU64>>();
-        let base = sys::mmap(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1)
-            .map_err(|f| Fail { what: "mmap of the shared counter region (MAP_SHARED|MAP_ANONYMOUS)".into(), ..f })?;
+        let base = sys::mmap(
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+        )
+        .map_err(|f| Fail {
+            what: "mmap of the shared counter region (MAP_SHARED|MAP_ANONYMOUS)".into(),
+            ..f
+        })?;
         Ok(Shared { base, len, workers })
     }
 
@@ -74,7 +82,9 @@ impl Shared {
     }
 
     fn total(&self) -> u64 {
-        (0..self.workers).map(|w| self.counter(w).load(Ordering::Relaxed)).sum()
+        (0..self.workers)
+            .map(|w| self.counter(w).load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -101,7 +111,11 @@ pub fn run(workload: &Workload, ctx: &Ctx, warmup: Duration, interval: Duration)
         for w in 0..ctx.workers {
             match sys::fork() {
                 Ok(0) => {
-                    let code = if worker(&shared, workload, ctx, w) { 0 } else { 1 };
+                    let code = if worker(&shared, workload, ctx, w) {
+                        0
+                    } else {
+                        1
+                    };
                     sys::exit_now(code);
                 }
                 Ok(pid) => pids.push(pid),
@@ -127,7 +141,9 @@ pub fn run(workload: &Workload, ctx: &Ctx, warmup: Duration, interval: Duration)
         }
         let measured = measured?;
         if let Some(code) = bad_exit {
-            return Err(Fail::msg(format!("a worker process exited with status {code}")));
+            return Err(Fail::msg(format!(
+                "a worker process exited with status {code}"
+            )));
         }
         Ok(measured)
     } else {
@@ -137,7 +153,10 @@ pub fn run(workload: &Workload, ctx: &Ctx, warmup: Duration, interval: Duration)
                 std::thread::Builder::new()
                     .name(format!("worker{w}"))
                     .spawn_scoped(s, move || worker(shared, workload, ctx, w))
-                    .map_err(|e| Fail { what: format!("spawning worker thread {w}: {e}"), errno: e.raw_os_error().unwrap_or(0) })
+                    .map_err(|e| Fail {
+                        what: format!("spawning worker thread {w}: {e}"),
+                        errno: e.raw_os_error().unwrap_or(0),
+                    })
                     .inspect_err(|_| shared.control().stop.0.store(1, Ordering::SeqCst))?;
             }
             control(&shared, warmup, interval)
@@ -155,7 +174,10 @@ fn control(shared: &Shared, warmup: Duration, interval: Duration) -> Res<Measure
                 return Err(Fail::msg("a worker failed while getting ready"));
             }
             if asked.elapsed() > READY_LIMIT {
-                return Err(Fail::msg(format!("the workers were not ready after {} s", READY_LIMIT.as_secs())));
+                return Err(Fail::msg(format!(
+                    "the workers were not ready after {} s",
+                    READY_LIMIT.as_secs()
+                )));
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -164,7 +186,10 @@ fn control(shared: &Shared, warmup: Duration, interval: Duration) -> Res<Measure
         let (start_ops, start) = (shared.total(), Instant::now());
         std::thread::sleep(interval);
         let (end_ops, seconds) = (shared.total(), start.elapsed().as_secs_f64());
-        Ok(Measured { ops: end_ops - start_ops, seconds })
+        Ok(Measured {
+            ops: end_ops - start_ops,
+            seconds,
+        })
     })();
     c.stop.0.store(1, Ordering::Release);
     if c.failed.0.load(Ordering::Acquire) != 0 {

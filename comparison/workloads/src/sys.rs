@@ -20,12 +20,18 @@ pub struct Fail {
 impl Fail {
     /// `what` failed with the calling thread's current errno.
     pub fn last(what: impl Into<String>) -> Fail {
-        Fail { what: what.into(), errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0) }
+        Fail {
+            what: what.into(),
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        }
     }
 
     /// A failure that is not a system call error (errno 0).
     pub fn msg(what: impl Into<String>) -> Fail {
-        Fail { what: what.into(), errno: 0 }
+        Fail {
+            what: what.into(),
+            errno: 0,
+        }
     }
 }
 
@@ -41,7 +47,10 @@ impl fmt::Display for Fail {
 
 impl From<std::io::Error> for Fail {
     fn from(e: std::io::Error) -> Fail {
-        Fail { what: e.to_string(), errno: e.raw_os_error().unwrap_or(0) }
+        Fail {
+            what: e.to_string(),
+            errno: e.raw_os_error().unwrap_or(0),
+        }
     }
 }
 
@@ -128,7 +137,13 @@ pub fn getppid() -> i64 {
 /// open(path, flags, 0644).
 pub fn open(path: &CString, flags: i32) -> Res<i32> {
     // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
-    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644 as libc::c_uint) };
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    };
     check(fd as i64, "open").map(|fd| fd as i32)
 }
 
@@ -172,7 +187,14 @@ pub fn write(fd: i32, buf: &[u8]) -> Res<usize> {
 /// pread(fd, buf, offset): bytes read.
 pub fn pread(fd: i32, buf: &mut [u8], offset: u64) -> Res<usize> {
     // SAFETY: the kernel writes at most buf.len() bytes into `buf`.
-    let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
+    let n = unsafe {
+        libc::pread(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            offset as libc::off_t,
+        )
+    };
     check(n as i64, "pread").map(|n| n as usize)
 }
 
@@ -218,7 +240,10 @@ pub fn count_dirents(buf: &[u8], len: usize) -> Res<usize> {
 pub fn pipe() -> Res<(i32, i32)> {
     let mut fds = [0i32; 2];
     // SAFETY: the kernel writes two ints into `fds`.
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as i64, "pipe2")?;
+    check(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as i64,
+        "pipe2",
+    )?;
     Ok((fds[0], fds[1]))
 }
 

@@ -68,7 +68,12 @@ fn echo(from: i32, to: i32) {
 pub fn context_switch(ctx: &Ctx, w: usize) -> Res<Op> {
     let (a_read, a_write) = sys::pipe()?;
     let (b_read, b_write) = sys::pipe()?;
-    let mut pair = PingPong { to_partner: a_write, from_partner: b_read, thread: None, child: None };
+    let mut pair = PingPong {
+        to_partner: a_write,
+        from_partner: b_read,
+        thread: None,
+        child: None,
+    };
     if ctx.procs {
         // The worker process is single-threaded here, so fork is safe.
         match sys::fork()? {
@@ -93,7 +98,10 @@ pub fn context_switch(ctx: &Ctx, w: usize) -> Res<Op> {
                 let _ = sys::close(a_read);
                 let _ = sys::close(b_write);
             })
-            .map_err(|e| Fail { what: format!("spawning the partner thread: {e}"), errno: e.raw_os_error().unwrap_or(0) })?;
+            .map_err(|e| Fail {
+                what: format!("spawning the partner thread: {e}"),
+                errno: e.raw_os_error().unwrap_or(0),
+            })?;
         pair.thread = Some(handle);
     }
     let mut b = [7u8; 1];
@@ -110,7 +118,12 @@ const FAULT_BYTES: usize = 64 * 1024;
 /// one byte in each of its 16 pages (16 faults), munmap it.
 pub fn page_fault(_: &Ctx, _: usize) -> Res<Op> {
     Ok(Box::new(|| {
-        let p = sys::mmap(FAULT_BYTES, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)?;
+        let p = sys::mmap(
+            FAULT_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+        )?;
         for page in (0..FAULT_BYTES).step_by(4096) {
             // SAFETY: `p` is a fresh private read-write mapping of
             // FAULT_BYTES bytes that nothing else references.

@@ -37,7 +37,10 @@ pub struct Ctx {
 
 /// How a workload is run, or why it cannot be yet.
 pub enum Kind {
-    Ready { setup: fn(&Ctx) -> Res<()>, worker: fn(&Ctx, usize) -> Res<Op> },
+    Ready {
+        setup: fn(&Ctx) -> Res<()>,
+        worker: fn(&Ctx, usize) -> Res<Op>,
+    },
     /// A slot reserved for a workload that needs a part the systems lack
     /// so far (the network workloads, until net/ lands).
     NotYet(&'static str),
@@ -63,29 +66,157 @@ const NET_NOT_YET: &str = "not yet: the network workloads join when the kernel's
 /// Every workload, in the order `wis --list` prints the ready ones.
 pub static WORKLOADS: &[Workload] = &[
     // system
-    Workload { name: "getppid", unit: Unit::Ops, kind: Kind::Ready { setup: no_setup, worker: system::getppid } },
-    Workload { name: "context_switch", unit: Unit::Ops, kind: Kind::Ready { setup: no_setup, worker: system::context_switch } },
-    Workload { name: "page_fault", unit: Unit::Ops, kind: Kind::Ready { setup: no_setup, worker: system::page_fault } },
+    Workload {
+        name: "getppid",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: no_setup,
+            worker: system::getppid,
+        },
+    },
+    Workload {
+        name: "context_switch",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: no_setup,
+            worker: system::context_switch,
+        },
+    },
+    Workload {
+        name: "page_fault",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: no_setup,
+            worker: system::page_fault,
+        },
+    },
     // file metadata
-    Workload { name: "open_close_private", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_small, worker: files::open_close_private } },
-    Workload { name: "open_close_shared", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_small, worker: files::open_close_shared } },
-    Workload { name: "create_unlink_private", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_small, worker: files::create_unlink_private } },
-    Workload { name: "create_unlink_shared", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_small, worker: files::create_unlink_shared } },
-    Workload { name: "stat_private", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_small, worker: files::stat_private } },
-    Workload { name: "stat_shared", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_small, worker: files::stat_shared } },
-    Workload { name: "readdir_1000", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_dir_1000, worker: files::readdir_1000 } },
+    Workload {
+        name: "open_close_private",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::open_close_private,
+        },
+    },
+    Workload {
+        name: "open_close_shared",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::open_close_shared,
+        },
+    },
+    Workload {
+        name: "create_unlink_private",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::create_unlink_private,
+        },
+    },
+    Workload {
+        name: "create_unlink_shared",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::create_unlink_shared,
+        },
+    },
+    Workload {
+        name: "stat_private",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::stat_private,
+        },
+    },
+    Workload {
+        name: "stat_shared",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::stat_shared,
+        },
+    },
+    Workload {
+        name: "readdir_1000",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_dir_1000,
+            worker: files::readdir_1000,
+        },
+    },
     // file data
-    Workload { name: "pread4k_private", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_small, worker: files::pread4k_private } },
-    Workload { name: "pread4k_shared", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_small, worker: files::pread4k_shared } },
-    Workload { name: "append4k", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_small, worker: files::append4k } },
-    Workload { name: "seq_write", unit: Unit::Bytes, kind: Kind::Ready { setup: files::setup_small, worker: files::seq_write } },
-    Workload { name: "seq_read", unit: Unit::Bytes, kind: Kind::Ready { setup: files::setup_big, worker: files::seq_read } },
-    Workload { name: "mmap_read_shared", unit: Unit::Ops, kind: Kind::Ready { setup: files::setup_small, worker: files::mmap_read_shared } },
+    Workload {
+        name: "pread4k_private",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::pread4k_private,
+        },
+    },
+    Workload {
+        name: "pread4k_shared",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::pread4k_shared,
+        },
+    },
+    Workload {
+        name: "append4k",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::append4k,
+        },
+    },
+    Workload {
+        name: "seq_write",
+        unit: Unit::Bytes,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::seq_write,
+        },
+    },
+    Workload {
+        name: "seq_read",
+        unit: Unit::Bytes,
+        kind: Kind::Ready {
+            setup: files::setup_big,
+            worker: files::seq_read,
+        },
+    },
+    Workload {
+        name: "mmap_read_shared",
+        unit: Unit::Ops,
+        kind: Kind::Ready {
+            setup: files::setup_small,
+            worker: files::mmap_read_shared,
+        },
+    },
     // network (slots; see WORKLOADS.md)
-    Workload { name: "tcp_rr", unit: Unit::Ops, kind: Kind::NotYet(NET_NOT_YET) },
-    Workload { name: "tcp_stream", unit: Unit::Bytes, kind: Kind::NotYet(NET_NOT_YET) },
-    Workload { name: "tcp_connect", unit: Unit::Ops, kind: Kind::NotYet(NET_NOT_YET) },
-    Workload { name: "udp_rr", unit: Unit::Ops, kind: Kind::NotYet(NET_NOT_YET) },
+    Workload {
+        name: "tcp_rr",
+        unit: Unit::Ops,
+        kind: Kind::NotYet(NET_NOT_YET),
+    },
+    Workload {
+        name: "tcp_stream",
+        unit: Unit::Bytes,
+        kind: Kind::NotYet(NET_NOT_YET),
+    },
+    Workload {
+        name: "tcp_connect",
+        unit: Unit::Ops,
+        kind: Kind::NotYet(NET_NOT_YET),
+    },
+    Workload {
+        name: "udp_rr",
+        unit: Unit::Ops,
+        kind: Kind::NotYet(NET_NOT_YET),
+    },
 ];
 
 fn no_setup(_: &Ctx) -> Res<()> {

@@ -26,7 +26,8 @@ use super::idt::InterruptFrame;
 
 /// RFLAGS bits a user program may set for itself: CF PF AF ZF SF TF DF OF
 /// AC ID (and the always-one bit 1).  IF is forced on, IOPL/NT/RF/VM off.
-const USER_RFLAGS_MASK: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x40000 | 0x200000;
+const USER_RFLAGS_MASK: u64 =
+    0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x40000 | 0x200000;
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 0x200;
 /// Bit 1 of RFLAGS always reads as one.
@@ -78,7 +79,9 @@ impl FpuState {
         // SAFETY: FXSAVE64 writes exactly 512 bytes to a 16-byte aligned
         // address, which `self` is (repr align 16); CR4.OSFXSR is set by
         // `init_cpu` on every CPU.
-        unsafe { asm!("fxsave64 [{}]", in(reg) self.0.as_mut_ptr(), options(nostack, preserves_flags)) };
+        unsafe {
+            asm!("fxsave64 [{}]", in(reg) self.0.as_mut_ptr(), options(nostack, preserves_flags))
+        };
     }
 
     /// Loads `self` into this CPU's FPU/SSE registers.
@@ -86,7 +89,9 @@ impl FpuState {
         // SAFETY: as in `save`; the image came from `initial`, `save` or a
         // user signal frame whose reserved MXCSR bits were cleared by
         // `sanitize_mxcsr` (FXRSTOR faults on them).
-        unsafe { asm!("fxrstor64 [{}]", in(reg) self.0.as_ptr(), options(nostack, preserves_flags)) };
+        unsafe {
+            asm!("fxrstor64 [{}]", in(reg) self.0.as_ptr(), options(nostack, preserves_flags))
+        };
     }
 
     /// The raw 512-byte image (signal frames carry it to user space).

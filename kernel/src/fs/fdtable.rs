@@ -39,7 +39,9 @@ pub struct FdTable {
 impl FdTable {
     /// An empty table.
     pub fn new() -> FdTable {
-        FdTable { slots: RwLock::new(LockClass::FdTable, Vec::new()) }
+        FdTable {
+            slots: RwLock::new(LockClass::FdTable, Vec::new()),
+        }
     }
 
     /// fds 0, 1, 2 open on `/dev/console` (read-only, write-only,
@@ -48,7 +50,11 @@ impl FdTable {
         let t = FdTable::new();
         let root = super::root_fs();
         if let Ok(console) = root.lookup(&root.root(), "/dev/console", true) {
-            for flags in [::fs::oflags::O_RDONLY, ::fs::oflags::O_WRONLY, ::fs::oflags::O_WRONLY] {
+            for flags in [
+                ::fs::oflags::O_RDONLY,
+                ::fs::oflags::O_WRONLY,
+                ::fs::oflags::O_WRONLY,
+            ] {
                 let _ = t.insert(File::open_inode(console.clone(), flags), false);
             }
         }
@@ -58,7 +64,9 @@ impl FdTable {
     /// The table a forked child gets: the same open files (shared offsets),
     /// its own table.
     pub fn fork_copy(&self) -> FdTable {
-        FdTable { slots: RwLock::new(LockClass::FdTable, self.slots.read().clone()) }
+        FdTable {
+            slots: RwLock::new(LockClass::FdTable, self.slots.read().clone()),
+        }
     }
 
     /// `execve`: closes every close-on-exec descriptor.
@@ -119,7 +127,10 @@ impl FdTable {
 
     /// Installs `file` at exactly `fd`, closing what was there (dup2).
     pub fn insert_at(&self, fd: i32, file: FileRef, cloexec: bool) -> Result<i32, Errno> {
-        let i = usize::try_from(fd).ok().filter(|&i| i < MAX_FDS).ok_or(Errno::EBADF)?;
+        let i = usize::try_from(fd)
+            .ok()
+            .filter(|&i| i < MAX_FDS)
+            .ok_or(Errno::EBADF)?;
         let old = {
             let mut slots = self.slots.write();
             if i >= slots.len() {
@@ -183,7 +194,10 @@ pub struct FsContext {
 impl FsContext {
     /// cwd `/`, umask 022.
     pub fn new_root() -> FsContext {
-        FsContext { cwd: crate::sched::IrqSpinLock::new(super::root_fs().root()), umask: AtomicU32::new(0o022) }
+        FsContext {
+            cwd: crate::sched::IrqSpinLock::new(super::root_fs().root()),
+            umask: AtomicU32::new(0o022),
+        }
     }
 
     pub fn fork_copy(&self) -> FsContext {

@@ -90,7 +90,11 @@ impl File {
     pub fn pipe(flags: u32) -> (FileRef, FileRef) {
         let p = Pipe::new();
         (
-            File::new(None, Kind::PipeRead(p.clone()), O_RDONLY | (flags & O_NONBLOCK)),
+            File::new(
+                None,
+                Kind::PipeRead(p.clone()),
+                O_RDONLY | (flags & O_NONBLOCK),
+            ),
             File::new(None, Kind::PipeWrite(p), O_WRONLY | (flags & O_NONBLOCK)),
         )
     }
@@ -102,7 +106,8 @@ impl File {
     /// `fcntl(F_SETFL)`: only `O_APPEND` and `O_NONBLOCK` change.
     pub fn set_status_flags(&self, new: u32) {
         let old = self.flags();
-        self.flags.store((old & !SETTABLE) | (new & SETTABLE), Ordering::Relaxed);
+        self.flags
+            .store((old & !SETTABLE) | (new & SETTABLE), Ordering::Relaxed);
     }
 
     fn nonblock(&self) -> bool {
@@ -131,7 +136,10 @@ impl File {
 
     /// Seekable: regular files, directories, /dev/null and /dev/zero, text.
     fn seekable(&self) -> bool {
-        !matches!(self.kind, Kind::PipeRead(_) | Kind::PipeWrite(_) | Kind::Console)
+        !matches!(
+            self.kind,
+            Kind::PipeRead(_) | Kind::PipeWrite(_) | Kind::Console
+        )
     }
 
     /// Reads at `offset` (no offset change).  Pipes/console ignore it.

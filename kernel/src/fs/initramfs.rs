@@ -49,7 +49,10 @@ pub fn unpack_initramfs(archive: &[u8]) -> Result<usize, String> {
             at += 1 + i;
         }
         let perm = entry.mode & 0o7777;
-        let mtime = Timespec { sec: entry.mtime as i64, nsec: 0 };
+        let mtime = Timespec {
+            sec: entry.mtime as i64,
+            nsec: 0,
+        };
         let inode = match entry.mode & S_IFMT {
             S_IFDIR => match fs.mkdir(&root, &path, perm) {
                 Ok(d) => d,
@@ -61,11 +64,18 @@ pub fn unpack_initramfs(archive: &[u8]) -> Result<usize, String> {
             },
             S_IFREG => {
                 let f = fs
-                    .open(&root, &path, O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW, perm)
+                    .open(
+                        &root,
+                        &path,
+                        O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW,
+                        perm,
+                    )
                     .map_err(|e| fail("create", e))?;
                 f.set_perm(perm);
                 if !entry.data.is_empty() {
-                    let (n, _) = f.write_at(0, entry.data, false).map_err(|e| fail("write", e))?;
+                    let (n, _) = f
+                        .write_at(0, entry.data, false)
+                        .map_err(|e| fail("write", e))?;
                     if n != entry.data.len() {
                         return Err(fail("write", FsErrno::ENOSPC));
                     }
@@ -75,7 +85,8 @@ pub fn unpack_initramfs(archive: &[u8]) -> Result<usize, String> {
             S_IFLNK => {
                 let target = core::str::from_utf8(entry.data)
                     .map_err(|_| format!("{path}: symlink target is not UTF-8"))?;
-                fs.symlink(target, &root, &path).map_err(|e| fail("symlink", e))?
+                fs.symlink(target, &root, &path)
+                    .map_err(|e| fail("symlink", e))?
             }
             other => {
                 log::warn!("initramfs: {path}: file type {:#o} skipped", other);

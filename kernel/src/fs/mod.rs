@@ -100,7 +100,11 @@ fn make_root() -> Fs {
         boot_secs: crate::arch::rtc::read_unix_seconds(),
         boot_ns: crate::arch::time::now_ns(),
     };
-    let fs = Fs::new(FsConfig { mode, max_pages }, Arc::new(FramePages), Arc::new(clock));
+    let fs = Fs::new(
+        FsConfig { mode, max_pages },
+        Arc::new(FramePages),
+        Arc::new(clock),
+    );
     if let Err(e) = make_mounts(&fs, max_pages) {
         // Only ENOSPC/ENOMEM could get here on an empty tmpfs.
         log::error!("fs: mounting /dev, /tmp, /proc failed: errno {}", e.0);
@@ -120,7 +124,13 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
     fs.mount(&root, "/dev", &fs.new_mount(SMALL))?;
     fs.mknod(&root, "/dev/null", FileType::CharDevice, 0o666, dev::NULL)?;
     fs.mknod(&root, "/dev/zero", FileType::CharDevice, 0o666, dev::ZERO)?;
-    fs.mknod(&root, "/dev/console", FileType::CharDevice, 0o600, dev::CONSOLE)?;
+    fs.mknod(
+        &root,
+        "/dev/console",
+        FileType::CharDevice,
+        0o600,
+        dev::CONSOLE,
+    )?;
     fs.mknod(&root, "/dev/tty", FileType::CharDevice, 0o666, dev::TTY)?;
     fs.mkdir(&root, "/tmp", 0o777)?;
     fs.mount(&root, "/tmp", &fs.new_mount(max_pages))?;
@@ -130,7 +140,13 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
     let proc_fs = fs.new_mount(SMALL);
     proc_fs.root().set_perm(0o555);
     fs.mount(&root, "/proc", &proc_fs)?;
-    fs.mknod(&root, "/proc/lockstat", FileType::CharDevice, 0o444, dev::LOCKSTAT)?;
+    fs.mknod(
+        &root,
+        "/proc/lockstat",
+        FileType::CharDevice,
+        0o444,
+        dev::LOCKSTAT,
+    )?;
     Ok(())
 }
 
@@ -140,7 +156,10 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
 /// `initramfs: error: ...`.
 pub fn init_root() -> Result<usize, String> {
     root_fs();
-    let Some(module) = crate::boot::modules().iter().find(|m| m.string().to_bytes() == b"initramfs") else {
+    let Some(module) = crate::boot::modules()
+        .iter()
+        .find(|m| m.string().to_bytes() == b"initramfs")
+    else {
         return Ok(0);
     };
     // SAFETY: the loader gives the module's address and size; the bytes

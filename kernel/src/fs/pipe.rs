@@ -41,7 +41,11 @@ impl Pipe {
     /// A pipe with one read end and one write end open.
     pub fn new() -> Arc<Pipe> {
         Arc::new(Pipe {
-            state: IrqSpinLock::new(State { buf: VecDeque::new(), readers: 1, writers: 1 }),
+            state: IrqSpinLock::new(State {
+                buf: VecDeque::new(),
+                readers: 1,
+                writers: 1,
+            }),
             readable: WaitQueue::new(),
             writable: WaitQueue::new(),
         })
@@ -84,7 +88,11 @@ impl Pipe {
         let mut done = 0;
         while done < src.len() || src.is_empty() {
             // Small writes go in whole; large ones in whatever room there is.
-            let need = if src.len() <= PIPE_BUF { src.len() - done } else { 1 };
+            let need = if src.len() <= PIPE_BUF {
+                src.len() - done
+            } else {
+                1
+            };
             {
                 let mut s = self.state.lock();
                 if s.readers == 0 {
@@ -92,7 +100,11 @@ impl Pipe {
                     if let Some(p) = crate::proc::current() {
                         crate::proc::signal::send_to_process(&p, crate::proc::signal::SIGPIPE);
                     }
-                    return if done > 0 { Ok(done) } else { Err(Errno::EPIPE) };
+                    return if done > 0 {
+                        Ok(done)
+                    } else {
+                        Err(Errno::EPIPE)
+                    };
                 }
                 if src.is_empty() {
                     return Ok(0);
@@ -107,11 +119,19 @@ impl Pipe {
                     continue;
                 }
                 if nonblock {
-                    return if done > 0 { Ok(done) } else { Err(Errno::EAGAIN) };
+                    return if done > 0 {
+                        Ok(done)
+                    } else {
+                        Err(Errno::EAGAIN)
+                    };
                 }
             }
             if crate::proc::signal_pending() {
-                return if done > 0 { Ok(done) } else { Err(Errno::EINTR) };
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EINTR)
+                };
             }
             self.writable.wait_until(|| {
                 let s = self.state.lock();

@@ -61,7 +61,12 @@ const SUPPORTED: u64 = CSIGNAL
 /// Starts `task` on a new scheduler thread: it begins in kernel mode,
 /// writes its first user frame (`frame`) and CHILD_SETTID word, then
 /// enters user mode.
-pub fn start_task(task: Arc<Task>, frame: InterruptFrame, settid: Option<u64>, mask: u64) -> Result<(), Errno> {
+pub fn start_task(
+    task: Arc<Task>,
+    frame: InterruptFrame,
+    settid: Option<u64>,
+    mask: u64,
+) -> Result<(), Errno> {
     let name = {
         let mut n = String::from("user/");
         n.push_str(&task.process.name.lock());
@@ -106,7 +111,14 @@ fn current_mask() -> u64 {
 }
 
 /// `clone(flags, newsp, parent_tid, child_tid, tls)` (x86_64 order).
-pub fn sys_clone(frame: &InterruptFrame, flags: u64, newsp: u64, parent_tid: u64, child_tid: u64, tls: u64) -> SysResult {
+pub fn sys_clone(
+    frame: &InterruptFrame,
+    flags: u64,
+    newsp: u64,
+    parent_tid: u64,
+    child_tid: u64,
+    tls: u64,
+) -> SysResult {
     let parent = super::current_task().ok_or(Errno::ENOSYS)?;
     if flags & !SUPPORTED != 0 {
         log::debug!("proc: clone flags {:#x} not supported", flags & !SUPPORTED);
@@ -121,7 +133,11 @@ pub fn sys_clone(frame: &InterruptFrame, flags: u64, newsp: u64, parent_tid: u64
     }
 
     let tid = process::alloc_id();
-    let aspace = if flags & CLONE_VM != 0 { parent.aspace() } else { parent.aspace().fork_cow()? };
+    let aspace = if flags & CLONE_VM != 0 {
+        parent.aspace()
+    } else {
+        parent.aspace().fork_cow()?
+    };
     let process: Arc<Process> = if flags & CLONE_THREAD != 0 {
         parent.process.clone()
     } else {
@@ -129,20 +145,40 @@ pub fn sys_clone(frame: &InterruptFrame, flags: u64, newsp: u64, parent_tid: u64
         let signals = parent.process.signals.fork_copy();
         let name = parent.process.name.lock().clone();
         let real_parent = if flags & CLONE_PARENT != 0 {
-            parent.process.parent().unwrap_or_else(|| parent.process.clone())
+            parent
+                .process
+                .parent()
+                .unwrap_or_else(|| parent.process.clone())
         } else {
             parent.process.clone()
         };
-        Process::new(tid, Some(&real_parent), aspace.clone(), files, signals, name)
+        Process::new(
+            tid,
+            Some(&real_parent),
+            aspace.clone(),
+            files,
+            signals,
+            name,
+        )
     };
     if process.exiting.load(Ordering::Acquire) {
         return Err(Errno::EAGAIN);
     }
 
-    let task = Arc::new(Task::new(tid, process.clone(), aspace, parent.fpu_snapshot()));
-    task.signals.set_mask(parent.signals.mask.load(Ordering::Acquire));
+    let task = Arc::new(Task::new(
+        tid,
+        process.clone(),
+        aspace,
+        parent.fpu_snapshot(),
+    ));
+    task.signals
+        .set_mask(parent.signals.mask.load(Ordering::Acquire));
     task.fs_base.store(
-        if flags & CLONE_SETTLS != 0 { tls } else { parent.fs_base.load(Ordering::Acquire) },
+        if flags & CLONE_SETTLS != 0 {
+            tls
+        } else {
+            parent.fs_base.load(Ordering::Acquire)
+        },
         Ordering::Release,
     );
     if flags & CLONE_CHILD_CLEARTID != 0 {
@@ -161,7 +197,9 @@ pub fn sys_clone(frame: &InterruptFrame, flags: u64, newsp: u64, parent_tid: u64
     start_task(task, child_frame, settid, current_mask())?;
 
     if flags & CLONE_VFORK != 0 && flags & CLONE_THREAD == 0 {
-        process.vfork_wait.wait_until(|| process.vfork_done.load(Ordering::Acquire));
+        process
+            .vfork_wait
+            .wait_until(|| process.vfork_done.load(Ordering::Acquire));
     }
     Ok(tid as usize)
 }

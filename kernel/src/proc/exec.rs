@@ -80,7 +80,8 @@ pub struct Image {
 }
 
 fn page_up(x: u64) -> Option<u64> {
-    x.checked_add(vm::PAGE_SIZE - 1).map(|v| v & !(vm::PAGE_SIZE - 1))
+    x.checked_add(vm::PAGE_SIZE - 1)
+        .map(|v| v & !(vm::PAGE_SIZE - 1))
 }
 
 /// The parts of an ELF file the loader uses, read from its first bytes.
@@ -129,9 +130,19 @@ fn read_headers(prog: &Program) -> Result<Headers, Errno> {
             log::debug!("exec: {}", e);
             Errno::ENOEXEC
         })?;
-        return Ok(Headers { e_type: file.e_type, entry: file.entry, phoff: u64_at(&ehdr, 32), phdrs: file.program_headers().collect() });
+        return Ok(Headers {
+            e_type: file.e_type,
+            entry: file.entry,
+            phoff: u64_at(&ehdr, 32),
+            phdrs: file.program_headers().collect(),
+        });
     }
-    if &ehdr[..4] != b"\x7fELF" || ehdr[4] != 2 || ehdr[5] != 1 || ehdr[6] != 1 || u32_at(&ehdr, 20) != 1 {
+    if &ehdr[..4] != b"\x7fELF"
+        || ehdr[4] != 2
+        || ehdr[5] != 1
+        || ehdr[6] != 1
+        || u32_at(&ehdr, 20) != 1
+    {
         return Err(Errno::ENOEXEC);
     }
     if u16_at(&ehdr, 18) != elf::EM_X86_64 {
@@ -143,27 +154,46 @@ fn read_headers(prog: &Program) -> Result<Headers, Errno> {
         return Err(Errno::ENOEXEC);
     }
     let entry_size = ProgramHeader::SIZE as u64;
-    let table_end = phoff.checked_add(phnum * entry_size).ok_or(Errno::ENOEXEC)?;
+    let table_end = phoff
+        .checked_add(phnum * entry_size)
+        .ok_or(Errno::ENOEXEC)?;
     if table_end > len {
         return Err(Errno::ENOEXEC);
     }
     let mut table = vec![0u8; (phnum * entry_size) as usize];
     prog.read_at(phoff, &mut table)?;
-    let phdrs: Vec<ProgramHeader> = table.chunks_exact(ProgramHeader::SIZE).map(ProgramHeader::from_bytes).collect();
+    let phdrs: Vec<ProgramHeader> = table
+        .chunks_exact(ProgramHeader::SIZE)
+        .map(ProgramHeader::from_bytes)
+        .collect();
     for ph in &phdrs {
-        let inside = ph.offset.checked_add(ph.filesz).is_some_and(|end| end <= len);
+        let inside = ph
+            .offset
+            .checked_add(ph.filesz)
+            .is_some_and(|end| end <= len);
         let wraps = ph.p_type == PT_LOAD && ph.vaddr.checked_add(ph.memsz).is_none();
         if !inside || ph.filesz > ph.memsz || wraps {
             return Err(Errno::ENOEXEC);
         }
     }
-    let loads: Vec<&ProgramHeader> = phdrs.iter().filter(|p| p.p_type == PT_LOAD && p.memsz > 0).collect();
+    let loads: Vec<&ProgramHeader> = phdrs
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && p.memsz > 0)
+        .collect();
     for (i, a) in loads.iter().enumerate() {
-        if loads[i + 1..].iter().any(|b| a.vaddr < b.vaddr_end() && b.vaddr < a.vaddr_end()) {
+        if loads[i + 1..]
+            .iter()
+            .any(|b| a.vaddr < b.vaddr_end() && b.vaddr < a.vaddr_end())
+        {
             return Err(Errno::ENOEXEC);
         }
     }
-    Ok(Headers { e_type: u16_at(&ehdr, 16), entry: u64_at(&ehdr, 24), phoff, phdrs })
+    Ok(Headers {
+        e_type: u16_at(&ehdr, 16),
+        entry: u64_at(&ehdr, 24),
+        phoff,
+        phdrs,
+    })
 }
 
 /// Checks the program and maps its loadable segments into `aspace`.
@@ -176,21 +206,39 @@ pub fn load_elf(aspace: &AddressSpace, prog: &Program) -> Result<Image, Errno> {
         log::debug!("exec: dynamically linked programs (PT_INTERP) are not supported");
         return Err(Errno::ENOEXEC);
     }
-    let loads = || h.phdrs.iter().filter(|p| p.p_type == PT_LOAD && p.memsz > 0);
+    let loads = || {
+        h.phdrs
+            .iter()
+            .filter(|p| p.p_type == PT_LOAD && p.memsz > 0)
+    };
     let lo = loads().map(|p| p.vaddr).min().ok_or(Errno::ENOEXEC)?;
     let hi = loads().map(|p| p.vaddr_end()).max().ok_or(Errno::ENOEXEC)?;
     if hi - lo > MAX_IMAGE_SPAN {
         return Err(Errno::ENOEXEC);
     }
-    let bias = if h.e_type == ET_DYN { PIE_BASE - (lo & !(vm::PAGE_SIZE - 1)) } else { 0 };
-    let (lo_b, hi_b) = (lo.checked_add(bias).ok_or(Errno::ENOEXEC)?, hi.checked_add(bias).ok_or(Errno::ENOEXEC)?);
+    let bias = if h.e_type == ET_DYN {
+        PIE_BASE - (lo & !(vm::PAGE_SIZE - 1))
+    } else {
+        0
+    };
+    let (lo_b, hi_b) = (
+        lo.checked_add(bias).ok_or(Errno::ENOEXEC)?,
+        hi.checked_add(bias).ok_or(Errno::ENOEXEC)?,
+    );
     if lo_b < vm::MMAP_MIN || hi_b > vm::MMAP_TOP {
-        log::debug!("exec: segments at {:#x}..{:#x} are outside user space", lo_b, hi_b);
+        log::debug!(
+            "exec: segments at {:#x}..{:#x} are outside user space",
+            lo_b,
+            hi_b
+        );
         return Err(Errno::ENOEXEC);
     }
     let entry = h.entry.checked_add(bias).ok_or(Errno::ENOEXEC)?;
     if !loads().any(|p| p.flags & PF_X != 0 && h.entry >= p.vaddr && h.entry < p.vaddr_end()) {
-        log::debug!("exec: entry point {:#x} is not in an executable segment", h.entry);
+        log::debug!(
+            "exec: entry point {:#x} is not in an executable segment",
+            h.entry
+        );
         return Err(Errno::ENOEXEC);
     }
 
@@ -211,16 +259,24 @@ pub fn load_elf(aspace: &AddressSpace, prog: &Program) -> Result<Image, Errno> {
         let vaddr = ph.vaddr + bias;
         let data_end = page_up(vaddr + ph.filesz).ok_or(Errno::ENOEXEC)?;
         let seg_end = vaddr + ph.memsz;
-        let mapped = aspace.map_fixed_with_data(vaddr, seg_end.min(data_end) - vaddr, &[], prot).and_then(|()| {
-            if seg_end > data_end {
-                let len = page_up(seg_end).ok_or(Errno::ENOEXEC)? - data_end;
-                let flags = vm::MAP_FIXED | vm::MAP_PRIVATE | vm::MAP_ANONYMOUS;
-                aspace.map_anonymous(data_end, len, prot, flags).map(|_| ())
+        let mapped = aspace
+            .map_fixed_with_data(vaddr, seg_end.min(data_end) - vaddr, &[], prot)
+            .and_then(|()| {
+                if seg_end > data_end {
+                    let len = page_up(seg_end).ok_or(Errno::ENOEXEC)? - data_end;
+                    let flags = vm::MAP_FIXED | vm::MAP_PRIVATE | vm::MAP_ANONYMOUS;
+                    aspace.map_anonymous(data_end, len, prot, flags).map(|_| ())
+                } else {
+                    Ok(())
+                }
+            });
+        mapped.map_err(|e| {
+            if e == Errno::ENOMEM {
+                Errno::ENOMEM
             } else {
-                Ok(())
+                Errno::ENOEXEC
             }
-        });
-        mapped.map_err(|e| if e == Errno::ENOMEM { Errno::ENOMEM } else { Errno::ENOEXEC })?;
+        })?;
         let mut done = 0u64;
         while done < ph.filesz {
             let n = (ph.filesz - done).min(CHUNK as u64) as usize;
@@ -238,11 +294,18 @@ pub fn load_elf(aspace: &AddressSpace, prog: &Program) -> Result<Image, Errno> {
         .find(|p| p.p_type == PT_PHDR)
         .map(|p| p.vaddr)
         .or_else(|| {
-            loads().find(|p| h.phoff >= p.offset && h.phoff < p.offset + p.filesz).map(|p| p.vaddr + (h.phoff - p.offset))
+            loads()
+                .find(|p| h.phoff >= p.offset && h.phoff < p.offset + p.filesz)
+                .map(|p| p.vaddr + (h.phoff - p.offset))
         })
         .map_or(0, |v| v + bias);
     let brk = page_up(hi_b).ok_or(Errno::ENOEXEC)?;
-    Ok(Image { entry, phdr, phnum: h.phdrs.len() as u64, brk })
+    Ok(Image {
+        entry,
+        phdr,
+        phnum: h.phdrs.len() as u64,
+        brk,
+    })
 }
 
 /// CPUID leaf 1 EDX (what Linux reports as AT_HWCAP on x86).
@@ -355,12 +418,21 @@ pub struct Loaded {
 const PT_PHDR: u32 = 6;
 
 /// Builds a new address space holding `prog` with its initial stack.
-pub fn load_program(prog: &Program, argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8]) -> Result<Loaded, Errno> {
+pub fn load_program(
+    prog: &Program,
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    execfn: &[u8],
+) -> Result<Loaded, Errno> {
     let aspace = AddressSpace::new_user()?;
     let image = load_elf(&aspace, prog)?;
     aspace.set_brk_base(image.brk);
     let sp = build_stack(&aspace, &image, argv, envp, execfn)?;
-    Ok(Loaded { aspace, entry: image.entry, sp })
+    Ok(Loaded {
+        aspace,
+        entry: image.entry,
+        sp,
+    })
 }
 
 /// Reads a NULL-terminated array of user string pointers.
@@ -401,7 +473,10 @@ pub fn sys_execve(frame: &mut InterruptFrame, path: u64, argv: u64, envp: u64) -
     let prog = super::files::open_program(&task.process.files, &path)?;
     let loaded = load_program(&prog, &argv, &envp, path.as_bytes())?;
     drop(prog);
-    let name = argv.first().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_else(|| path.clone());
+    let name = argv
+        .first()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .unwrap_or_else(|| path.clone());
     let (entry, sp) = (loaded.entry, loaded.sp);
     commit(task, loaded, name);
     *frame = crate::arch::usermode::initial_frame(entry, sp);
@@ -422,7 +497,12 @@ fn commit(task: &Task, loaded: Loaded, name: String) {
     process.set_aspace(Some(loaded.aspace));
     process.files.close_on_exec();
     process.signals.reset_on_exec();
-    *task.signals.altstack.lock() = super::signal::AltStack { sp: 0, flags: super::signal::SS_DISABLE, pad: 0, size: 0 };
+    *task.signals.altstack.lock() = super::signal::AltStack {
+        sp: 0,
+        flags: super::signal::SS_DISABLE,
+        pad: 0,
+        size: 0,
+    };
     task.fs_base.store(0, Ordering::Release);
     x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::zero());
     task.fpu_load(&crate::arch::usermode::FpuState::initial());

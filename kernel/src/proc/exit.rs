@@ -26,7 +26,8 @@ use crate::syscall::errno::{Errno, SysResult};
 pub const WNOHANG: u64 = 1;
 pub const WEXITED: u64 = 4;
 pub const WNOWAIT: u64 = 0x0100_0000;
-const WAIT_KNOWN: u64 = WNOHANG | 2 | WEXITED | 8 | WNOWAIT | 0x2000_0000 | 0x4000_0000 | 0x8000_0000;
+const WAIT_KNOWN: u64 =
+    WNOHANG | 2 | WEXITED | 8 | WNOWAIT | 0x2000_0000 | 0x4000_0000 | 0x8000_0000;
 
 /// Starts the end of `process` with wait status `status` (first caller
 /// wins): every thread is told to exit and woken.
@@ -119,8 +120,12 @@ fn finish_process(process: &Arc<Process>) {
 /// if it is the last thread.
 pub fn sys_exit(code: i32) -> ! {
     let task = super::current_task().expect("exit from a user task");
-    if task.process.live_threads.load(Ordering::Acquire) == 1 && !task.process.exiting.load(Ordering::Acquire) {
-        task.process.exit_status.store((code & 0xff) << 8, Ordering::Release);
+    if task.process.live_threads.load(Ordering::Acquire) == 1
+        && !task.process.exiting.load(Ordering::Acquire)
+    {
+        task.process
+            .exit_status
+            .store((code & 0xff) << 8, Ordering::Release);
     }
     exit_thread_now(task)
 }
@@ -150,12 +155,19 @@ impl Which {
 
 /// Takes a matching zombie child (or only looks, `consume == false`).
 /// `Err(ECHILD)` when no child matches at all.
-fn find_zombie(parent: &Process, which: Which, consume: bool) -> Result<Option<Arc<Process>>, Errno> {
+fn find_zombie(
+    parent: &Process,
+    which: Which,
+    consume: bool,
+) -> Result<Option<Arc<Process>>, Errno> {
     let mut children = parent.children.lock();
     if !children.iter().any(|c| which.matches(c)) {
         return Err(Errno::ECHILD);
     }
-    let Some(index) = children.iter().position(|c| which.matches(c) && c.zombie.load(Ordering::Acquire)) else {
+    let Some(index) = children
+        .iter()
+        .position(|c| which.matches(c) && c.zombie.load(Ordering::Acquire))
+    else {
         return Ok(None);
     };
     if consume {
@@ -168,7 +180,11 @@ fn find_zombie(parent: &Process, which: Which, consume: bool) -> Result<Option<A
 }
 
 /// Waits for a zombie child; `Ok(None)` for WNOHANG with none ready.
-fn wait_for_child(which: Which, nohang: bool, consume: bool) -> Result<Option<Arc<Process>>, Errno> {
+fn wait_for_child(
+    which: Which,
+    nohang: bool,
+    consume: bool,
+) -> Result<Option<Arc<Process>>, Errno> {
     let task = super::current_task().ok_or(Errno::ECHILD)?;
     let parent = task.process.clone();
     loop {
@@ -227,7 +243,11 @@ pub fn sys_waitid(idtype: u32, id: i32, infop: u64, options: u64, rusage: u64) -
     let mut info = [0u8; 128];
     if let Some(child) = &child {
         let status = child.exit_status.load(Ordering::Acquire);
-        let (code, value) = if status & 0x7f != 0 { (2, status & 0x7f) } else { (1, (status >> 8) & 0xff) };
+        let (code, value) = if status & 0x7f != 0 {
+            (2, status & 0x7f)
+        } else {
+            (1, (status >> 8) & 0xff)
+        };
         info[0..4].copy_from_slice(&(SIGCHLD as i32).to_le_bytes());
         info[8..12].copy_from_slice(&(code as i32).to_le_bytes());
         info[16..20].copy_from_slice(&child.pid.to_le_bytes());

@@ -25,12 +25,18 @@ pub struct Files {
 impl Files {
     /// fds 0, 1, 2 on the console, cwd `/`.
     pub fn new_console() -> Files {
-        Files { fds: FdTable::new_console(), ctx: FsContext::new_root() }
+        Files {
+            fds: FdTable::new_console(),
+            ctx: FsContext::new_root(),
+        }
     }
 
     /// The copy a forked child gets (same open files, own table).
     pub fn fork_copy(&self) -> Files {
-        Files { fds: self.fds.fork_copy(), ctx: self.ctx.fork_copy() }
+        Files {
+            fds: self.fds.fork_copy(),
+            ctx: self.ctx.fork_copy(),
+        }
     }
 
     /// execve: closes the close-on-exec descriptors.
@@ -70,5 +76,7 @@ impl Program {
 /// directory) for exec: EACCES for a directory or a file without an
 /// execute bit, ENOENT when missing.
 pub fn open_program(files: &Files, path: &str) -> Result<Program, Errno> {
-    Ok(Program { inode: crate::fs::open_exec(&files.ctx, path)? })
+    Ok(Program {
+        inode: crate::fs::open_exec(&files.ctx, path)?,
+    })
 }

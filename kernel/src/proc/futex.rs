@@ -53,7 +53,8 @@ struct Waiter {
     queue: WaitQueue,
 }
 
-static TABLE: [IrqSpinLock<Vec<Arc<Waiter>>>; BUCKETS] = [const { IrqSpinLock::new(Vec::new()) }; BUCKETS];
+static TABLE: [IrqSpinLock<Vec<Arc<Waiter>>>; BUCKETS] =
+    [const { IrqSpinLock::new(Vec::new()) }; BUCKETS];
 
 fn bucket_of(space: usize, addr: u64) -> usize {
     let mut h = (space as u64) ^ addr.rotate_left(17);
@@ -107,7 +108,9 @@ fn dequeue(waiter: &Arc<Waiter>) -> bool {
         let addr = waiter.addr.load(Ordering::Acquire);
         let mut bucket = TABLE[bucket_of(space, addr)].lock();
         // The key may have moved (requeue) between the loads and the lock.
-        if waiter.space.load(Ordering::Acquire) != space || waiter.addr.load(Ordering::Acquire) != addr {
+        if waiter.space.load(Ordering::Acquire) != space
+            || waiter.addr.load(Ordering::Acquire) != addr
+        {
             continue;
         }
         let before = bucket.len();
@@ -171,7 +174,14 @@ fn wait(task: &Task, addr: u64, expected: u32, deadline_ns: Option<u64>, bitset:
 }
 
 /// FUTEX_REQUEUE / FUTEX_CMP_REQUEUE.
-fn requeue(task: &Task, addr: u64, wake: usize, limit: usize, addr2: u64, cmp: Option<u32>) -> SysResult {
+fn requeue(
+    task: &Task,
+    addr: u64,
+    wake: usize,
+    limit: usize,
+    addr2: u64,
+    cmp: Option<u32>,
+) -> SysResult {
     if addr % 4 != 0 || addr2 % 4 != 0 {
         return Err(Errno::EINVAL);
     }
@@ -236,7 +246,11 @@ pub fn sys_futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3:
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     match cmd {
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
-            let bitset = if cmd == FUTEX_WAIT { FUTEX_BITSET_MATCH_ANY } else { val3 };
+            let bitset = if cmd == FUTEX_WAIT {
+                FUTEX_BITSET_MATCH_ANY
+            } else {
+                val3
+            };
             let deadline = if timeout == 0 {
                 None
             } else {
@@ -254,15 +268,33 @@ pub fn sys_futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3:
             wait(task, uaddr, val, deadline, bitset)
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
-            let bitset = if cmd == FUTEX_WAKE { FUTEX_BITSET_MATCH_ANY } else { val3 };
+            let bitset = if cmd == FUTEX_WAKE {
+                FUTEX_BITSET_MATCH_ANY
+            } else {
+                val3
+            };
             if bitset == 0 {
                 return Err(Errno::EINVAL);
             }
             Ok(wake_key(space_of(task), uaddr, val as usize, bitset))
         }
         // For the requeue operations the "timeout" argument is val2.
-        FUTEX_REQUEUE => requeue(task, uaddr, val as usize, timeout as u32 as usize, uaddr2, None),
-        FUTEX_CMP_REQUEUE => requeue(task, uaddr, val as usize, timeout as u32 as usize, uaddr2, Some(val3)),
+        FUTEX_REQUEUE => requeue(
+            task,
+            uaddr,
+            val as usize,
+            timeout as u32 as usize,
+            uaddr2,
+            None,
+        ),
+        FUTEX_CMP_REQUEUE => requeue(
+            task,
+            uaddr,
+            val as usize,
+            timeout as u32 as usize,
+            uaddr2,
+            Some(val3),
+        ),
         _ => Err(Errno::ENOSYS),
     }
 }

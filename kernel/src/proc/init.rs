@@ -35,8 +35,18 @@ pub fn spawn_init(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<Pid,
     let loaded = load_program(&prog, argv, envp, path.as_bytes())?;
     drop(prog);
     let pid = process::alloc_id();
-    let name = argv.first().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_else(|| String::from(path));
-    let process: Arc<Process> = Process::new(pid, None, loaded.aspace.clone(), files, ProcessSignals::new(), name);
+    let name = argv
+        .first()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .unwrap_or_else(|| String::from(path));
+    let process: Arc<Process> = Process::new(
+        pid,
+        None,
+        loaded.aspace.clone(),
+        files,
+        ProcessSignals::new(),
+        name,
+    );
     let task = Arc::new(Task::new(pid, process, loaded.aspace, FpuState::initial()));
     start_task(task, initial_frame(loaded.entry, loaded.sp), None, u64::MAX)?;
     Ok(pid)
@@ -63,7 +73,10 @@ pub fn run_init() -> u32 {
     match spawn_init(path, &argv, &envp) {
         Ok(pid) => log::info!("init: started {} as pid {}", path, pid),
         Err(e) => {
-            crate::log::report(format_args!("init: error: cannot run {}: errno {}", path, e.0));
+            crate::log::report(format_args!(
+                "init: error: cannot run {}: errno {}",
+                path, e.0
+            ));
             return EXIT_FAILURE;
         }
     }

@@ -43,12 +43,27 @@ pub struct Rlimit {
 
 /// Linux's defaults for a fresh init process.
 fn default_rlimits() -> [Rlimit; RLIMIT_COUNT] {
-    let inf = Rlimit { cur: RLIM_INFINITY, max: RLIM_INFINITY };
+    let inf = Rlimit {
+        cur: RLIM_INFINITY,
+        max: RLIM_INFINITY,
+    };
     let mut limits = [inf; RLIMIT_COUNT];
-    limits[3] = Rlimit { cur: 8 << 20, max: RLIM_INFINITY }; // RLIMIT_STACK
-    limits[4] = Rlimit { cur: 0, max: RLIM_INFINITY }; // RLIMIT_CORE
-    limits[7] = Rlimit { cur: 1024, max: 4096 }; // RLIMIT_NOFILE
-    limits[8] = Rlimit { cur: 8 << 20, max: 8 << 20 }; // RLIMIT_MEMLOCK
+    limits[3] = Rlimit {
+        cur: 8 << 20,
+        max: RLIM_INFINITY,
+    }; // RLIMIT_STACK
+    limits[4] = Rlimit {
+        cur: 0,
+        max: RLIM_INFINITY,
+    }; // RLIMIT_CORE
+    limits[7] = Rlimit {
+        cur: 1024,
+        max: 4096,
+    }; // RLIMIT_NOFILE
+    limits[8] = Rlimit {
+        cur: 8 << 20,
+        max: 8 << 20,
+    }; // RLIMIT_MEMLOCK
     limits
 }
 
@@ -132,7 +147,12 @@ impl Process {
         name: String,
     ) -> Arc<Process> {
         let (ppid, weak_parent, creds, rlimits) = match parent {
-            Some(p) => (p.pid, Arc::downgrade(p), Creds::copy_of(&p.creds), *p.rlimits.lock()),
+            Some(p) => (
+                p.pid,
+                Arc::downgrade(p),
+                Creds::copy_of(&p.creds),
+                *p.rlimits.lock(),
+            ),
             None => (0, Weak::new(), Creds::root(), default_rlimits()),
         };
         let process = Arc::new(Process {
@@ -200,7 +220,6 @@ impl Process {
         tasks.retain(|w| w.strong_count() > 0);
         tasks.iter().filter_map(Weak::upgrade).collect()
     }
-
 }
 
 impl Drop for Process {
@@ -248,11 +267,16 @@ fn lookup<T>(table: &[Bucket<T>; BUCKETS], id: Pid) -> Option<Arc<T>> {
         return None;
     }
     let bucket = table[bucket_of(id)].lock();
-    bucket.iter().find(|(i, _)| *i == id).and_then(|(_, w)| w.upgrade())
+    bucket
+        .iter()
+        .find(|(i, _)| *i == id)
+        .and_then(|(_, w)| w.upgrade())
 }
 
 fn remove<T>(table: &[Bucket<T>; BUCKETS], id: Pid) {
-    table[bucket_of(id)].lock().retain(|(i, w)| *i != id && w.strong_count() > 0);
+    table[bucket_of(id)]
+        .lock()
+        .retain(|(i, w)| *i != id && w.strong_count() > 0);
 }
 
 fn register_process(p: &Arc<Process>) {

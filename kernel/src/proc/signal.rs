@@ -185,7 +185,12 @@ impl TaskSignals {
         TaskSignals {
             mask: AtomicU64::new(0),
             pending: AtomicU64::new(0),
-            altstack: IrqSpinLock::new(AltStack { sp: 0, flags: SS_DISABLE, pad: 0, size: 0 }),
+            altstack: IrqSpinLock::new(AltStack {
+                sp: 0,
+                flags: SS_DISABLE,
+                pad: 0,
+                size: 0,
+            }),
             fault: IrqSpinLock::new((0, 0)),
             senders: [const { AtomicI32::new(0) }; NSIG],
             saved_mask: AtomicU64::new(0),
@@ -212,7 +217,8 @@ pub fn has_deliverable(task: &Task) -> bool {
     if task.must_exit.load(Ordering::Acquire) {
         return true;
     }
-    let pending = task.signals.pending.load(Ordering::Acquire) | task.process.signals.pending.load(Ordering::Acquire);
+    let pending = task.signals.pending.load(Ordering::Acquire)
+        | task.process.signals.pending.load(Ordering::Acquire);
     pending & !task.signals.mask.load(Ordering::Acquire) != 0
 }
 
@@ -236,7 +242,8 @@ fn mask_for_frame(task: &Task) -> u64 {
 
 /// Every pending signal of `task` (thread- and process-directed).
 pub fn pending_set(task: &Task) -> u64 {
-    task.signals.pending.load(Ordering::Acquire) | task.process.signals.pending.load(Ordering::Acquire)
+    task.signals.pending.load(Ordering::Acquire)
+        | task.process.signals.pending.load(Ordering::Acquire)
 }
 
 /// Whether `sig` would be ignored by `process` (SIG_IGN, or the default
@@ -321,7 +328,13 @@ pub fn force_sigsegv(addr: u64) {
 /// address and `si_code` (`SEGV_MAPERR`/`SEGV_ACCERR`) it determined.
 pub fn user_page_fault(addr: u64, code: i32) {
     if let Some(task) = super::current_task() {
-        log::debug!("proc: pid {} tid {} page fault at {:#x}: SIGSEGV code {}", task.process.pid, task.tid, addr, code);
+        log::debug!(
+            "proc: pid {} tid {} page fault at {:#x}: SIGSEGV code {}",
+            task.process.pid,
+            task.tid,
+            addr,
+            code
+        );
         force_signal(task, SIGSEGV, addr, code);
     }
 }
@@ -331,7 +344,13 @@ pub fn user_page_fault(addr: u64, code: i32) {
 /// (`BUS_ADRERR`), as Linux.  Called by `mm::vm::page_fault`.
 pub fn user_bus_error(addr: u64, code: i32) {
     if let Some(task) = super::current_task() {
-        log::debug!("proc: pid {} tid {} page fault at {:#x}: SIGBUS code {}", task.process.pid, task.tid, addr, code);
+        log::debug!(
+            "proc: pid {} tid {} page fault at {:#x}: SIGBUS code {}",
+            task.process.pid,
+            task.tid,
+            addr,
+            code
+        );
         force_signal(task, SIGBUS, addr, code);
     }
 }
@@ -350,7 +369,11 @@ pub fn user_exception(frame: &mut InterruptFrame) {
         7 | 16 | 19 => (SIGFPE, frame.rip, 0),
         14 => {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
-            let code = if frame.error_code & 1 != 0 { SEGV_ACCERR } else { SEGV_MAPERR };
+            let code = if frame.error_code & 1 != 0 {
+                SEGV_ACCERR
+            } else {
+                SEGV_MAPERR
+            };
             log::debug!(
                 "proc: pid {} tid {} page fault at {:#x} (rip {:#x}, error {:#x}): SIGSEGV",
                 task.process.pid,
@@ -381,7 +404,10 @@ pub fn user_exception(frame: &mut InterruptFrame) {
 /// (thread-directed first), with whether it was thread-directed.
 fn take_signal(task: &Task) -> Option<(u32, bool)> {
     let mask = task.signals.mask.load(Ordering::Acquire);
-    for (set, own) in [(&task.signals.pending, true), (&task.process.signals.pending, false)] {
+    for (set, own) in [
+        (&task.signals.pending, true),
+        (&task.process.signals.pending, false),
+    ] {
         loop {
             let pending = set.load(Ordering::Acquire);
             let ready = pending & !mask;
@@ -389,7 +415,15 @@ fn take_signal(task: &Task) -> Option<(u32, bool)> {
                 break;
             }
             let sig = ready.trailing_zeros() + 1;
-            if set.compare_exchange(pending, pending & !bit(sig), Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if set
+                .compare_exchange(
+                    pending,
+                    pending & !bit(sig),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
                 return Some((sig, own));
             }
         }
@@ -400,7 +434,10 @@ fn take_signal(task: &Task) -> Option<(u32, bool)> {
 /// Whether the default action of `sig` is to ignore it (there is no job
 /// control here, so stop signals are ignored too).
 fn default_ignores(sig: u32) -> bool {
-    matches!(sig, SIGCHLD | SIGURG | SIGWINCH | SIGCONT | SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU)
+    matches!(
+        sig,
+        SIGCHLD | SIGURG | SIGWINCH | SIGCONT | SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU
+    )
 }
 
 /// Acts on pending signals before returning to ring 3 (see module doc).
@@ -423,18 +460,32 @@ pub fn deliver_pending(task: &Task, frame: &mut InterruptFrame) {
             }
             _ => {
                 let (fault_addr, fault_code) = *task.signals.fault.lock();
-                let senders = if own { &task.signals.senders } else { &task.process.signals.senders };
+                let senders = if own {
+                    &task.signals.senders
+                } else {
+                    &task.process.signals.senders
+                };
                 let pid = senders[(sig - 1) as usize].load(Ordering::Relaxed);
                 let info = match sig {
-                    SIGSEGV | SIGBUS | SIGFPE | SIGILL | SIGTRAP if pid == 0 => Info::Fault { addr: fault_addr, code: fault_code },
-                    _ => Info::Sender { pid, code: if own { SI_TKILL } else { SI_USER } },
+                    SIGSEGV | SIGBUS | SIGFPE | SIGILL | SIGTRAP if pid == 0 => Info::Fault {
+                        addr: fault_addr,
+                        code: fault_code,
+                    },
+                    _ => Info::Sender {
+                        pid,
+                        code: if own { SI_TKILL } else { SI_USER },
+                    },
                 };
                 if action.flags & SA_RESTART != 0 {
                     restart_if_interrupted(frame);
                 }
                 if setup_frame(task, frame, sig, &action, info).is_err() {
                     // No room for the frame: the process dies of SIGSEGV.
-                    log::debug!("proc: pid {} cannot take signal {}: bad stack", task.process.pid, sig);
+                    log::debug!(
+                        "proc: pid {} cannot take signal {}: bad stack",
+                        task.process.pid,
+                        sig
+                    );
                     super::exit::kill_process(&task.process, SIGSEGV as i32);
                     super::exit::exit_thread_now(task);
                 }
@@ -465,7 +516,10 @@ fn restartable(nr: u64) -> bool {
 /// restarted, rewinds it so the call runs again when the handler returns.
 fn restart_if_interrupted(frame: &mut InterruptFrame) {
     let eintr = crate::syscall::errno::Errno::EINTR.to_return() as u64;
-    if frame.vector == crate::arch::syscall::SYSCALL_VECTOR && frame.rax == eintr && restartable(frame.error_code) {
+    if frame.vector == crate::arch::syscall::SYSCALL_VECTOR
+        && frame.rax == eintr
+        && restartable(frame.error_code)
+    {
         frame.rax = frame.error_code;
         // `syscall` is two bytes long (0f 05).
         frame.rip -= 2;
@@ -489,8 +543,8 @@ const SC_BASE: usize = 40;
 
 fn save_registers(uc: &mut [u8], f: &InterruptFrame) {
     let regs = [
-        f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15, f.rdi, f.rsi, f.rbp, f.rbx, f.rdx, f.rax, f.rcx, f.rsp,
-        f.rip, f.rflags,
+        f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15, f.rdi, f.rsi, f.rbp, f.rbx, f.rdx,
+        f.rax, f.rcx, f.rsp, f.rip, f.rflags,
     ];
     for (i, r) in regs.iter().enumerate() {
         put(uc, SC_BASE + i * 8, *r);
@@ -537,7 +591,13 @@ enum Info {
     Sender { pid: i32, code: i32 },
 }
 
-fn setup_frame(task: &Task, frame: &mut InterruptFrame, sig: u32, action: &SigAction, info: Info) -> Result<(), Errno> {
+fn setup_frame(
+    task: &Task,
+    frame: &mut InterruptFrame,
+    sig: u32,
+    action: &SigAction,
+    info: Info,
+) -> Result<(), Errno> {
     let fault_addr = match info {
         Info::Fault { addr, .. } => addr,
         Info::Sender { .. } => 0,
@@ -547,7 +607,8 @@ fn setup_frame(task: &Task, frame: &mut InterruptFrame, sig: u32, action: &SigAc
         return Err(Errno::EFAULT);
     }
     let alt = *task.signals.altstack.lock();
-    let on_alt = alt.flags & SS_DISABLE == 0 && frame.rsp > alt.sp && frame.rsp <= alt.sp + alt.size;
+    let on_alt =
+        alt.flags & SS_DISABLE == 0 && frame.rsp > alt.sp && frame.rsp <= alt.sp + alt.size;
     let mut sp = if action.flags & SA_ONSTACK != 0 && alt.flags & SS_DISABLE == 0 && !on_alt {
         alt.sp + alt.size
     } else {
@@ -563,12 +624,24 @@ fn setup_frame(task: &Task, frame: &mut InterruptFrame, sig: u32, action: &SigAc
     {
         let uc = &mut buf[8..8 + UCONTEXT_BYTES as usize];
         put(uc, 16, alt.sp);
-        put(uc, 24, (if on_alt { SS_ONSTACK } else { alt.flags }) as u32 as u64);
+        put(
+            uc,
+            24,
+            (if on_alt { SS_ONSTACK } else { alt.flags }) as u32 as u64,
+        );
         put(uc, 32, alt.size);
         save_registers(uc, frame);
         let saved_mask = mask_for_frame(task);
         put(uc, SC_BASE + 168, saved_mask); // oldmask
-        put(uc, SC_BASE + 176, if sig == SIGSEGV || sig == SIGBUS { fault_addr } else { 0 }); // cr2
+        put(
+            uc,
+            SC_BASE + 176,
+            if sig == SIGSEGV || sig == SIGBUS {
+                fault_addr
+            } else {
+                0
+            },
+        ); // cr2
         put(uc, SC_BASE + 184, fpstate);
         put(uc, 296, saved_mask);
     }

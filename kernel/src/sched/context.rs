@@ -125,6 +125,10 @@ pub(super) unsafe fn prepare_new_stack(stack_top: usize) -> usize {
         unsafe { words.add(i).write(0) };
     }
     // SAFETY: as above; the last word is the return address slot.
-    unsafe { words.add(SWITCH_FRAME_WORDS - 1).write(sched_thread_trampoline as *const () as usize) };
+    unsafe {
+        words
+            .add(SWITCH_FRAME_WORDS - 1)
+            .write(sched_thread_trampoline as *const () as usize)
+    };
     frame
 }

@@ -34,14 +34,19 @@ pub struct IrqSpinGuard<'a, T> {
 
 impl<T> IrqSpinLock<T> {
     pub const fn new(value: T) -> Self {
-        Self { inner: spin::Mutex::new(value) }
+        Self {
+            inner: spin::Mutex::new(value),
+        }
     }
 
     /// Disables interrupts on this CPU, then spins until the lock is ours.
     pub fn lock(&self) -> IrqSpinGuard<'_, T> {
         let interrupts_were_enabled = arch::irq::save_disable();
         let guard = self.inner.lock();
-        IrqSpinGuard { guard: Some(guard), interrupts_were_enabled }
+        IrqSpinGuard {
+            guard: Some(guard),
+            interrupts_were_enabled,
+        }
     }
 }
 

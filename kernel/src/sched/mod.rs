@@ -54,9 +54,9 @@ mod waitqueue;
 use alloc::boxed::Box;
 
 pub use crate::cmdline::LockMode;
+use alloc::sync::Arc;
 pub use lock::IrqSpinLock;
 pub use thread::{JoinHandle, SpawnError, Thread, UserContext, TRAP_FRAME_BYTES};
-use alloc::sync::Arc;
 pub use waitqueue::WaitQueue;
 
 /// Sets up the scheduler for `cpu_count` CPUs (on the BSP, after `mm::init`,

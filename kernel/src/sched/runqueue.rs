@@ -30,7 +30,10 @@ pub(super) struct RunQueue {
 
 impl RunQueue {
     pub(super) fn with_capacity(capacity: usize) -> Self {
-        Self { threads: IrqSpinLock::new(VecDeque::with_capacity(capacity)), len: AtomicUsize::new(0) }
+        Self {
+            threads: IrqSpinLock::new(VecDeque::with_capacity(capacity)),
+            len: AtomicUsize::new(0),
+        }
     }
 
     /// Lock-free snapshot of the number of queued threads.

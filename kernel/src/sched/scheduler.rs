@@ -106,7 +106,9 @@ pub(super) fn init(cpu_count: usize, mode: LockMode) -> bool {
     let scheduler = Box::new(Scheduler {
         cpu_count,
         mode,
-        queues: PerCpu::from_fn(|cpu| RunQueue::with_capacity(if cpu < cpu_count { QUEUE_RESERVED } else { 0 })),
+        queues: PerCpu::from_fn(|cpu| {
+            RunQueue::with_capacity(if cpu < cpu_count { QUEUE_RESERVED } else { 0 })
+        }),
         global_queue: RunQueue::with_capacity(QUEUE_RESERVED * cpu_count),
         cpus: PerCpu::from_fn(|cpu| CpuState {
             idle: AtomicBool::new(false),
@@ -118,14 +120,23 @@ pub(super) fn init(cpu_count: usize, mode: LockMode) -> bool {
                 // Reserved up front so that normal use never grows it:
                 // memory that a scheduler structure grabs in the middle of
                 // a test would look like a leak to its frame accounting.
-                sleepers: Vec::with_capacity(if cpu < cpu_count { SLEEPERS_RESERVED } else { 0 }),
+                sleepers: Vec::with_capacity(if cpu < cpu_count {
+                    SLEEPERS_RESERVED
+                } else {
+                    0
+                }),
             }),
         }),
         online: AtomicUsize::new(0),
     });
     let ptr = Box::into_raw(scheduler);
     if SCHEDULER
-        .compare_exchange(core::ptr::null_mut(), ptr, Ordering::AcqRel, Ordering::Acquire)
+        .compare_exchange(
+            core::ptr::null_mut(),
+            ptr,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
         .is_err()
     {
         // SAFETY: `ptr` came from Box::into_raw above and was not published.
@@ -205,7 +216,11 @@ impl Scheduler {
         let last = thread.home_cpu.load(Ordering::Relaxed);
         // Stay where it last ran when allowed (warm caches), else the first
         // allowed CPU.
-        let home = if mask & (1 << last) != 0 { last } else { mask.trailing_zeros() as usize };
+        let home = if mask & (1 << last) != 0 {
+            last
+        } else {
+            mask.trailing_zeros() as usize
+        };
         let pinned = (mask.count_ones() == 1).then_some(home);
         thread.home_cpu.store(home, Ordering::Relaxed);
         self.queue_for(home).push(thread);
@@ -293,7 +308,12 @@ fn schedule(reason: Reason) -> bool {
     if reason == Reason::Block
         && current
             .state
-            .compare_exchange(state::WOKEN, state::RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            .compare_exchange(
+                state::WOKEN,
+                state::RUNNING,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
             .is_ok()
     {
         // Woken between queueing itself and getting here: keep running.
@@ -324,7 +344,11 @@ fn schedule(reason: Reason) -> bool {
         current.state.store(state::READY, Ordering::SeqCst);
     }
     if current.is_idle() {
-        scheduler.cpus.remote(cpu).idle.store(false, Ordering::SeqCst);
+        scheduler
+            .cpus
+            .remote(cpu)
+            .idle
+            .store(false, Ordering::SeqCst);
     }
     next.state.store(state::RUNNING, Ordering::SeqCst);
     if !next.is_idle() {
@@ -384,7 +408,12 @@ pub(super) fn finish_switch() {
         state::BLOCKING => {
             if prev
                 .state
-                .compare_exchange(state::BLOCKING, state::BLOCKED, Ordering::SeqCst, Ordering::SeqCst)
+                .compare_exchange(
+                    state::BLOCKING,
+                    state::BLOCKED,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
                 .is_err()
             {
                 // A waker saw it still on this CPU and marked it WOKEN.
@@ -399,7 +428,10 @@ pub(super) fn finish_switch() {
         // Its stack is freed here, on a stack that is not its own; then
         // joiners are told.  The record goes with the last `Arc`.
         state::DEAD => prev.release_after_exit(),
-        other => panic!("sched: thread {} switched out in state {other}", prev.name()),
+        other => panic!(
+            "sched: thread {} switched out in state {other}",
+            prev.name()
+        ),
     }
 }
 
@@ -411,7 +443,12 @@ pub(super) fn wake(thread: Arc<Thread>) {
             state::BLOCKING => {
                 if thread
                     .state
-                    .compare_exchange(state::BLOCKING, state::WOKEN, Ordering::SeqCst, Ordering::SeqCst)
+                    .compare_exchange(
+                        state::BLOCKING,
+                        state::WOKEN,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    )
                     .is_ok()
                 {
                     // Its CPU re-queues it in `finish_switch` (or it never
@@ -422,7 +459,12 @@ pub(super) fn wake(thread: Arc<Thread>) {
             state::BLOCKED => {
                 if thread
                     .state
-                    .compare_exchange(state::BLOCKED, state::READY, Ordering::SeqCst, Ordering::SeqCst)
+                    .compare_exchange(
+                        state::BLOCKED,
+                        state::READY,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    )
                     .is_ok()
                 {
                     get().make_ready(thread);
@@ -436,7 +478,8 @@ pub(super) fn wake(thread: Arc<Thread>) {
 
 /// The thread running on this CPU.
 pub(super) fn current_thread() -> Arc<Thread> {
-    with_local(|l| l.current.clone()).expect("sched: no current thread (scheduler not started on this cpu)")
+    with_local(|l| l.current.clone())
+        .expect("sched: no current thread (scheduler not started on this cpu)")
 }
 
 /// Blocks the current thread, which has set itself BLOCKING and put itself
@@ -473,11 +516,19 @@ pub(super) fn sleep_ns(ns: u64) {
     }
     while arch::time::now_ns() < deadline_ns {
         let interrupts_were_enabled = arch::irq::save_disable();
-        assert!(interrupts_were_enabled, "sched: sleep_ns with interrupts disabled (a spin lock held?)");
+        assert!(
+            interrupts_were_enabled,
+            "sched: sleep_ns with interrupts disabled (a spin lock held?)"
+        );
         let me = current_thread();
         assert!(!me.is_idle(), "sched: the idle thread must never sleep");
         me.state.store(state::BLOCKING, Ordering::SeqCst);
-        with_local(|l| l.sleepers.push(Sleeper { deadline_ns, thread: me }));
+        with_local(|l| {
+            l.sleepers.push(Sleeper {
+                deadline_ns,
+                thread: me,
+            })
+        });
         block_current();
         arch::irq::restore(interrupts_were_enabled);
     }
@@ -502,7 +553,10 @@ pub(super) fn spawn(
     let scheduler = try_get().ok_or(SpawnError::NotInitialized)?;
     let mask = match affinity {
         Some(cpu) if cpu >= scheduler.cpu_count => {
-            return Err(SpawnError::NoSuchCpu { cpu, cpu_count: scheduler.cpu_count });
+            return Err(SpawnError::NoSuchCpu {
+                cpu,
+                cpu_count: scheduler.cpu_count,
+            });
         }
         Some(cpu) => 1u64 << cpu,
         None => u64::MAX,
@@ -521,13 +575,30 @@ pub(super) fn spawn_with_mask(
     let scheduler = try_get().ok_or(SpawnError::NotInitialized)?;
     let mask = mask & scheduler.cpu_mask();
     if mask == 0 {
-        return Err(SpawnError::NoSuchCpu { cpu: 64, cpu_count: scheduler.cpu_count });
+        return Err(SpawnError::NoSuchCpu {
+            cpu: 64,
+            cpu_count: scheduler.cpu_count,
+        });
     }
     let affinity = (mask.count_ones() == 1).then(|| mask.trailing_zeros() as usize);
     // Threads start on the spawning CPU when allowed; idle CPUs steal them.
     let me = arch::cpu::id();
-    let home = if mask & (1 << me) != 0 { me } else { mask.trailing_zeros() as usize };
-    let thread = Thread::new_spawned(name, if mask == scheduler.cpu_mask() { u64::MAX } else { mask }, home, user, entry)?;
+    let home = if mask & (1 << me) != 0 {
+        me
+    } else {
+        mask.trailing_zeros() as usize
+    };
+    let thread = Thread::new_spawned(
+        name,
+        if mask == scheduler.cpu_mask() {
+            u64::MAX
+        } else {
+            mask
+        },
+        home,
+        user,
+        entry,
+    )?;
     log::debug!(
         "sched: spawned thread {} {:?}, affinity {:?}, stack top {:#x}",
         thread.id(),
@@ -565,7 +636,11 @@ fn idle_loop() -> ! {
     loop {
         arch::irq::save_disable();
         // Flag first, then look (idle protocol in `make_ready`).
-        scheduler.cpus.remote(cpu).idle.store(true, Ordering::SeqCst);
+        scheduler
+            .cpus
+            .remote(cpu)
+            .idle
+            .store(true, Ordering::SeqCst);
         if schedule(Reason::Idle) {
             // Back because the thread(s) we ran blocked or exited: look again.
             continue;
@@ -653,7 +728,12 @@ pub(super) fn on_resched_ipi() {}
 /// thread blocked on something else re-checks its condition (every wait
 /// loops), so a stale entry costs at most one spurious wakeup.
 pub(super) fn arm_wakeup(deadline_ns: u64, thread: Arc<Thread>) {
-    with_local(|l| l.sleepers.push(Sleeper { deadline_ns, thread }));
+    with_local(|l| {
+        l.sleepers.push(Sleeper {
+            deadline_ns,
+            thread,
+        })
+    });
 }
 
 /// Changes a thread's allowed CPUs (`mask` restricted to existing CPUs;
@@ -665,7 +745,11 @@ pub(super) fn set_affinity(thread: &Arc<Thread>, mask: u64) -> Result<(), ()> {
     if mask == 0 || thread.is_idle() {
         return Err(());
     }
-    thread.set_affinity_mask(if mask == scheduler.cpu_mask() { u64::MAX } else { mask });
+    thread.set_affinity_mask(if mask == scheduler.cpu_mask() {
+        u64::MAX
+    } else {
+        mask
+    });
     let me = current_thread();
     if Arc::ptr_eq(&me, thread) && !me.can_run_on(arch::cpu::id()) {
         drop(me);

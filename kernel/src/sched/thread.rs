@@ -319,7 +319,10 @@ impl Thread {
     pub(super) fn check_stack(&self) {
         if let Some(stack) = &*self.stack.lock() {
             if !stack.canary_intact() {
-                panic!("kernel stack overflow in thread {} ({})", self.id, self.name);
+                panic!(
+                    "kernel stack overflow in thread {} ({})",
+                    self.id, self.name
+                );
             }
         }
     }
@@ -391,7 +394,9 @@ fn run_entry_and_exit() -> ! {
         if let Some(entry) = entry {
             entry();
         }
-        me.user_context().is_some().then(|| (me.stack_top() - TRAP_FRAME_BYTES) as *mut crate::arch::idt::InterruptFrame)
+        me.user_context()
+            .is_some()
+            .then(|| (me.stack_top() - TRAP_FRAME_BYTES) as *mut crate::arch::idt::InterruptFrame)
     };
     if let Some(frame) = user_frame {
         // SAFETY: the frame area at the top of this thread's own stack is

@@ -38,7 +38,9 @@ impl Default for WaitQueue {
 
 impl WaitQueue {
     pub const fn new() -> Self {
-        Self { waiters: spin::Mutex::new(VecDeque::new()) }
+        Self {
+            waiters: spin::Mutex::new(VecDeque::new()),
+        }
     }
 
     /// Blocks the calling thread until `condition()` returns true.  Returns
@@ -80,7 +82,9 @@ impl WaitQueue {
                 interrupts_were_enabled,
                 "WaitQueue::wait_until with interrupts disabled (a spin lock held?): it would sleep holding it"
             );
-            let thread = me.get_or_insert_with(super::scheduler::current_thread).clone();
+            let thread = me
+                .get_or_insert_with(super::scheduler::current_thread)
+                .clone();
             assert!(
                 !thread.is_idle(),
                 "the idle thread must never block (wait queue used from idle/interrupt context)"

@@ -40,7 +40,10 @@ fn heap_alloc_free() -> bool {
 pub fn run() -> u32 {
     let cpus = sched::cpu_count();
     let locks = sched::lock_mode();
-    let cases: [(&str, Op); 2] = [("frame_alloc_free", frame_alloc_free), ("heap_alloc_free", heap_alloc_free)];
+    let cases: [(&str, Op); 2] = [
+        ("frame_alloc_free", frame_alloc_free),
+        ("heap_alloc_free", heap_alloc_free),
+    ];
     for (name, op) in cases {
         for threads in [1usize, 2, 4].into_iter().filter(|&t| t <= cpus) {
             match measure(threads, op) {

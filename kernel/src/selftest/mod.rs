@@ -51,9 +51,14 @@ fn report(args: fmt::Arguments<'_>) {
 fn panic_on_another_cpu() -> ! {
     let cpus = sched::cpu_count();
     let target = cpus - 1;
-    report(format_args!("panic: deliberate panic on cpu {target} of {cpus}"));
+    report(format_args!(
+        "panic: deliberate panic on cpu {target} of {cpus}"
+    ));
     let handle = sched::spawn("panic-test", Some(target), move || {
-        panic!("deliberate panic (run=panic) on cpu {}", sched::current_cpu());
+        panic!(
+            "deliberate panic (run=panic) on cpu {}",
+            sched::current_cpu()
+        );
     });
     handle.join();
     // The panic handler halts the machine; reaching this line means it
@@ -63,7 +68,9 @@ fn panic_on_another_cpu() -> ! {
 
 /// `run=idle`: stays up (every CPU halts between ticks) until QEMU is killed.
 fn idle_forever() -> ! {
-    report(format_args!("idle: kernel is up; nothing to run, sleeping until killed"));
+    report(format_args!(
+        "idle: kernel is up; nothing to run, sleeping until killed"
+    ));
     loop {
         sched::sleep_ns(1_000_000_000);
     }

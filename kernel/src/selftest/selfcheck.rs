@@ -45,7 +45,10 @@ pub fn run() -> u32 {
             return 1;
         }
     }
-    log::info!("selfcheck: all checks done in {} ms", (now_ns() - start) / 1_000_000);
+    log::info!(
+        "selfcheck: all checks done in {} ms",
+        (now_ns() - start) / 1_000_000
+    );
     report(format_args!("selfcheck: pass"));
     0
 }
@@ -53,7 +56,8 @@ pub fn run() -> u32 {
 /// A thread pinned on each CPU writes the id it runs on.
 fn roll_call() -> Result<(), String> {
     let cpus = sched::cpu_count();
-    let answers: Arc<Vec<AtomicUsize>> = Arc::new((0..cpus).map(|_| AtomicUsize::new(usize::MAX)).collect());
+    let answers: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..cpus).map(|_| AtomicUsize::new(usize::MAX)).collect());
     let handles = (0..cpus)
         .map(|cpu| {
             let answers = answers.clone();
@@ -62,7 +66,8 @@ fn roll_call() -> Result<(), String> {
             })
         })
         .collect();
-    join_all_within(handles, PHASE_TIMEOUT_NS).map_err(|stuck| format!("no answer from {stuck}"))?;
+    join_all_within(handles, PHASE_TIMEOUT_NS)
+        .map_err(|stuck| format!("no answer from {stuck}"))?;
     for (cpu, answer) in answers.iter().enumerate() {
         let got = answer.load(Ordering::SeqCst);
         if got != cpu {
@@ -87,10 +92,13 @@ fn preemption() -> Result<(), String> {
     };
     let releaser = {
         let released = released.clone();
-        sched::spawn("releaser", Some(cpu), move || released.store(1, Ordering::SeqCst))
+        sched::spawn("releaser", Some(cpu), move || {
+            released.store(1, Ordering::SeqCst)
+        })
     };
-    join_all_within(alloc::vec![spinner, releaser], PHASE_TIMEOUT_NS)
-        .map_err(|stuck| format!("a busy thread was never preempted on cpu {cpu}: {stuck} still running"))
+    join_all_within(alloc::vec![spinner, releaser], PHASE_TIMEOUT_NS).map_err(|stuck| {
+        format!("a busy thread was never preempted on cpu {cpu}: {stuck} still running")
+    })
 }
 
 /// On each CPU: 64 frames and 64 heap blocks of assorted sizes, filled,
@@ -100,7 +108,9 @@ fn memory_on_every_cpu() -> Result<(), String> {
     memory_round()?;
     let after = super::mem::free_frames_settled(before);
     if after != before {
-        return Err(format!("free frames {before} before, {after} after: frames lost"));
+        return Err(format!(
+            "free frames {before} before, {after} after: frames lost"
+        ));
     }
     Ok(())
 }
@@ -118,7 +128,8 @@ fn memory_round() -> Result<(), String> {
             })
         })
         .collect();
-    join_all_within(handles, PHASE_TIMEOUT_NS).map_err(|stuck| format!("did not finish: {stuck}"))?;
+    join_all_within(handles, PHASE_TIMEOUT_NS)
+        .map_err(|stuck| format!("did not finish: {stuck}"))?;
     let first_error = errors.lock().first().cloned();
     first_error.map_or(Ok(()), Err)
 }
@@ -168,7 +179,11 @@ fn ping_pong() -> Result<(), String> {
     };
     let handles = alloc::vec![player(0, 0), player(1, cpus - 1)];
     join_all_within(handles, PHASE_TIMEOUT_NS).map_err(|stuck| {
-        format!("stuck after {} of {} passes: {stuck}", turn.load(Ordering::SeqCst), 2 * ROUNDS)
+        format!(
+            "stuck after {} of {} passes: {stuck}",
+            turn.load(Ordering::SeqCst),
+            2 * ROUNDS
+        )
     })?;
     let passes = turn.load(Ordering::SeqCst);
     if passes != 2 * ROUNDS {
@@ -192,10 +207,14 @@ fn bad_affinity() -> Result<(), String> {
     let cpus = sched::cpu_count();
     match sched::try_spawn("bad-affinity", Some(cpus), || {}) {
         Err(SpawnError::NoSuchCpu { cpu, .. }) if cpu == cpus => Ok(()),
-        Err(other) => Err(format!("affinity {cpus} refused with the wrong error: {other}")),
+        Err(other) => Err(format!(
+            "affinity {cpus} refused with the wrong error: {other}"
+        )),
         Ok(handle) => {
             handle.join();
-            Err(format!("a thread pinned on cpu {cpus} (of {cpus}) was accepted"))
+            Err(format!(
+                "a thread pinned on cpu {cpus} (of {cpus}) was accepted"
+            ))
         }
     }
 }
@@ -221,7 +240,8 @@ fn unpinned_threads_spread() -> Result<(), String> {
             })
         })
         .collect();
-    join_all_within(handles, PHASE_TIMEOUT_NS).map_err(|stuck| format!("did not finish: {stuck}"))?;
+    join_all_within(handles, PHASE_TIMEOUT_NS)
+        .map_err(|stuck| format!("did not finish: {stuck}"))?;
     let used = seen.load(Ordering::SeqCst).count_ones();
     if used < 2 {
         return Err(format!("{} unpinned threads all ran on one cpu", 2 * cpus));

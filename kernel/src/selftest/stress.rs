@@ -159,7 +159,11 @@ fn run_threads(threads: usize, secs: u64) -> Result<Outcome, String> {
 
     let first_error = shared.first_error.lock().clone();
     Ok(Outcome {
-        per_thread_ops: shared.thread_ops.iter().map(|c| c.load(Ordering::SeqCst)).sum(),
+        per_thread_ops: shared
+            .thread_ops
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .sum(),
         per_cpu_ops: shared.ops.sum(),
         first_error,
         switches: stats_after.context_switches - stats_before.context_switches,
@@ -206,7 +210,11 @@ fn worker(index: usize, shared: &Shared) {
                     check(victim.free());
                 } else {
                     // Mostly small objects, sometimes multi-page ones.
-                    let words = if rng.below(10) == 0 { 1 + rng.below(4096) } else { 1 + rng.below(64) };
+                    let words = if rng.below(10) == 0 {
+                        1 + rng.below(4096)
+                    } else {
+                        1 + rng.below(64)
+                    };
                     blocks.push(TestBlock::alloc(words as usize, pattern));
                 }
             }
@@ -222,7 +230,9 @@ fn worker(index: usize, shared: &Shared) {
                 shared.queue.wake_one();
             }
             _ => {
-                shared.queue.wait_until(|| shared.stop.load(Ordering::SeqCst) || shared.take_token());
+                shared
+                    .queue
+                    .wait_until(|| shared.stop.load(Ordering::SeqCst) || shared.take_token());
             }
         }
         ops += 1;

@@ -43,7 +43,10 @@ macro_rules! ensure {
 fn expect_err<T: core::fmt::Debug>(what: &str, r: Result<T, Errno>, want: Errno) -> Check {
     match r {
         Err(e) if e == want => Ok(()),
-        other => Err(format!("{what}: expected errno {}, got {:?}", want.0, other)),
+        other => Err(format!(
+            "{what}: expected errno {}, got {:?}",
+            want.0, other
+        )),
     }
 }
 
@@ -94,7 +97,10 @@ fn run_all() -> Check {
     // Every CPU got its protections at boot (the boot IPI check reaches
     // each), before any of them loaded a user address space.
     for cpu in 0..sched::cpu_count() {
-        ensure!(vm::aspace::cpu_features_on(cpu), "SMEP/SMAP/NX setup did not run on cpu {cpu}");
+        ensure!(
+            vm::aspace::cpu_features_on(cpu),
+            "SMEP/SMAP/NX setup did not run on cpu {cpu}"
+        );
     }
     on_cpu(0, basics)?;
     on_cpu(0, errors)?;
@@ -120,7 +126,8 @@ fn on_cpu(cpu: usize, f: fn() -> Check) -> Check {
         vm::deactivate();
         *slot.lock() = Some(r);
     });
-    join_all_within(alloc::vec![h], 60_000_000_000).map_err(|s| format!("thread {s} did not finish"))?;
+    join_all_within(alloc::vec![h], 60_000_000_000)
+        .map_err(|s| format!("thread {s} did not finish"))?;
     let r = out.lock().take();
     r.unwrap_or_else(|| Err(String::from("thread gave no result")))
 }
@@ -135,11 +142,20 @@ fn basics() -> Check {
     let a = new_active()?;
     let len = 16 * PAGE;
     let addr = ok("mmap anon", a.map_anonymous(0, len, RW, ANON))?;
-    ensure!(addr % PAGE == 0 && addr >= vm::MMAP_MIN && addr + len <= vm::MMAP_TOP, "mmap gave {addr:#x}");
-    ensure!(a.resident_pages(addr, addr + len) == 0, "anonymous memory populated before use");
+    ensure!(
+        addr % PAGE == 0 && addr >= vm::MMAP_MIN && addr + len <= vm::MMAP_TOP,
+        "mmap gave {addr:#x}"
+    );
+    ensure!(
+        a.resident_pages(addr, addr + len) == 0,
+        "anonymous memory populated before use"
+    );
     let mut buf = [0xffu8; 32];
     ok("read untouched", copy_from_user(&mut buf, addr + 5 * PAGE))?;
-    ensure!(buf.iter().all(|&b| b == 0), "fresh anonymous memory is not zero");
+    ensure!(
+        buf.iter().all(|&b| b == 0),
+        "fresh anonymous memory is not zero"
+    );
     ok("write", copy_to_user(addr + 100, b"hello, user"))?;
     let mut back = [0u8; 11];
     ok("read back", copy_from_user(&mut back, addr + 100))?;
@@ -148,26 +164,59 @@ fn basics() -> Check {
     let big: Vec<u8> = (0..3 * PAGE as usize).map(|i| i as u8).collect();
     ok("write 3 pages", copy_to_user(addr + 2 * PAGE + 7, &big))?;
     let mut big_back = alloc::vec![0u8; big.len()];
-    ok("read 3 pages", copy_from_user(&mut big_back, addr + 2 * PAGE + 7))?;
+    ok(
+        "read 3 pages",
+        copy_from_user(&mut big_back, addr + 2 * PAGE + 7),
+    )?;
     ensure!(big == big_back, "multi-page copy differs");
-    ok("write_user", write_user(addr + 8 * PAGE, &0x1122_3344_5566_7788u64))?;
-    ensure!(read_user::<u64>(addr + 8 * PAGE) == Ok(0x1122_3344_5566_7788), "read_user/write_user round trip");
+    ok(
+        "write_user",
+        write_user(addr + 8 * PAGE, &0x1122_3344_5566_7788u64),
+    )?;
+    ensure!(
+        read_user::<u64>(addr + 8 * PAGE) == Ok(0x1122_3344_5566_7788),
+        "read_user/write_user round trip"
+    );
     ok("cstr write", copy_to_user(addr + 2 * PAGE - 3, b"ab\0"))?;
-    ensure!(crate::mm::uaccess::read_user_cstr(addr + 2 * PAGE - 3, 64) == Ok(String::from("ab")), "read_user_cstr");
-    expect_err("cstr too long", crate::mm::uaccess::read_user_cstr(addr + 100, 4), Errno::ENAMETOOLONG)?;
+    ensure!(
+        crate::mm::uaccess::read_user_cstr(addr + 2 * PAGE - 3, 64) == Ok(String::from("ab")),
+        "read_user_cstr"
+    );
+    expect_err(
+        "cstr too long",
+        crate::mm::uaccess::read_user_cstr(addr + 100, 4),
+        Errno::ENAMETOOLONG,
+    )?;
     ok("zero_user", crate::mm::uaccess::zero_user(addr + 100, 5))?;
     ok("read zeroed", copy_from_user(&mut back, addr + 100))?;
     ensure!(&back == b"\0\0\0\0\0, user", "zero_user: {:?}", back);
-    expect_err("zero_user kernel", crate::mm::uaccess::zero_user(vm::USER_END, 1), Errno::EFAULT)?;
+    expect_err(
+        "zero_user kernel",
+        crate::mm::uaccess::zero_user(vm::USER_END, 1),
+        Errno::EFAULT,
+    )?;
     // MAP_POPULATE.
-    let p = ok("populate", a.map_anonymous(0, 4 * PAGE, RW, ANON | vm::MAP_POPULATE))?;
-    ensure!(a.resident_pages(p, p + 4 * PAGE) == 4, "MAP_POPULATE left pages out");
+    let p = ok(
+        "populate",
+        a.map_anonymous(0, 4 * PAGE, RW, ANON | vm::MAP_POPULATE),
+    )?;
+    ensure!(
+        a.resident_pages(p, p + 4 * PAGE) == 4,
+        "MAP_POPULATE left pages out"
+    );
     ok("munmap", a.unmap(addr, len))?;
-    expect_err("read after munmap", copy_from_user(&mut buf, addr + 100), Errno::EFAULT)?;
+    expect_err(
+        "read after munmap",
+        copy_from_user(&mut buf, addr + 100),
+        Errno::EFAULT,
+    )?;
     ensure!(a.resident_pages(addr, addr + len) == 0, "munmap left pages");
     // A hint is honoured when free.
     let hint = 0x5000_0000;
-    ensure!(a.map_anonymous(hint, PAGE, RW, ANON) == Ok(hint), "free hint not used");
+    ensure!(
+        a.map_anonymous(hint, PAGE, RW, ANON) == Ok(hint),
+        "free hint not used"
+    );
     Ok(())
 }
 
@@ -176,37 +225,107 @@ fn errors() -> Check {
     let mut buf = [0u8; 8];
     expect_err("unmapped", copy_from_user(&mut buf, 0x1000), Errno::EFAULT)?;
     expect_err("null", copy_to_user(0, &buf), Errno::EFAULT)?;
-    expect_err("kernel address", copy_from_user(&mut buf, 0xffff_8000_0000_0000), Errno::EFAULT)?;
-    expect_err("kernel data", copy_from_user(&mut buf, &PAGE as *const u64 as u64), Errno::EFAULT)?;
-    expect_err("straddles USER_END", copy_from_user(&mut buf, vm::USER_END - 4), Errno::EFAULT)?;
+    expect_err(
+        "kernel address",
+        copy_from_user(&mut buf, 0xffff_8000_0000_0000),
+        Errno::EFAULT,
+    )?;
+    expect_err(
+        "kernel data",
+        copy_from_user(&mut buf, &PAGE as *const u64 as u64),
+        Errno::EFAULT,
+    )?;
+    expect_err(
+        "straddles USER_END",
+        copy_from_user(&mut buf, vm::USER_END - 4),
+        Errno::EFAULT,
+    )?;
     expect_err("wraps", copy_to_user(u64::MAX - 2, &buf), Errno::EFAULT)?;
     expect_err("len 0", a.map_anonymous(0, 0, RW, ANON), Errno::EINVAL)?;
-    expect_err("no type", a.map_anonymous(0, PAGE, RW, vm::MAP_ANONYMOUS), Errno::EINVAL)?;
-    expect_err("bad prot", a.map_anonymous(0, PAGE, 0x80, ANON), Errno::EINVAL)?;
-    expect_err("fixed unaligned", a.map_anonymous(0x10_0001, PAGE, RW, ANON | vm::MAP_FIXED), Errno::EINVAL)?;
+    expect_err(
+        "no type",
+        a.map_anonymous(0, PAGE, RW, vm::MAP_ANONYMOUS),
+        Errno::EINVAL,
+    )?;
+    expect_err(
+        "bad prot",
+        a.map_anonymous(0, PAGE, 0x80, ANON),
+        Errno::EINVAL,
+    )?;
+    expect_err(
+        "fixed unaligned",
+        a.map_anonymous(0x10_0001, PAGE, RW, ANON | vm::MAP_FIXED),
+        Errno::EINVAL,
+    )?;
     expect_err("huge", a.map_anonymous(0, 1 << 47, RW, ANON), Errno::ENOMEM)?;
-    expect_err("fixed beyond", a.map_anonymous(vm::USER_TOP, 2 * PAGE, RW, ANON | vm::MAP_FIXED), Errno::ENOMEM)?;
-    expect_err("file without fs", a.mmap(0, PAGE, PROT_READ, vm::MAP_PRIVATE, None), Errno::EBADF)?;
+    expect_err(
+        "fixed beyond",
+        a.map_anonymous(vm::USER_TOP, 2 * PAGE, RW, ANON | vm::MAP_FIXED),
+        Errno::ENOMEM,
+    )?;
+    expect_err(
+        "file without fs",
+        a.mmap(0, PAGE, PROT_READ, vm::MAP_PRIVATE, None),
+        Errno::EBADF,
+    )?;
     let fixed = 0x2000_0000;
-    ok("fixed", a.map_anonymous(fixed, 4 * PAGE, RW, ANON | vm::MAP_FIXED))?;
+    ok(
+        "fixed",
+        a.map_anonymous(fixed, 4 * PAGE, RW, ANON | vm::MAP_FIXED),
+    )?;
     ok("write fixed", copy_to_user(fixed + PAGE, b"old"))?;
-    expect_err("noreplace", a.map_anonymous(fixed + PAGE, PAGE, RW, ANON | vm::MAP_FIXED_NOREPLACE), Errno::EEXIST)?;
-    ensure!(a.map_anonymous(fixed + PAGE, PAGE, RW, ANON | vm::MAP_FIXED) == Ok(fixed + PAGE), "MAP_FIXED over a mapping");
+    expect_err(
+        "noreplace",
+        a.map_anonymous(fixed + PAGE, PAGE, RW, ANON | vm::MAP_FIXED_NOREPLACE),
+        Errno::EEXIST,
+    )?;
+    ensure!(
+        a.map_anonymous(fixed + PAGE, PAGE, RW, ANON | vm::MAP_FIXED) == Ok(fixed + PAGE),
+        "MAP_FIXED over a mapping"
+    );
     let mut b3 = [0xffu8; 3];
     ok("read replaced", copy_from_user(&mut b3, fixed + PAGE))?;
     ensure!(b3 == [0; 3], "MAP_FIXED kept the old contents");
     expect_err("munmap unaligned", a.unmap(fixed + 1, PAGE), Errno::EINVAL)?;
     expect_err("munmap len 0", a.unmap(fixed, 0), Errno::EINVAL)?;
     ok("munmap nothing", a.unmap(0x3000_0000, PAGE))?;
-    expect_err("mprotect unmapped", a.protect(0x3000_0000, PAGE, PROT_READ), Errno::ENOMEM)?;
-    expect_err("mprotect unaligned", a.protect(fixed + 3, PAGE, PROT_READ), Errno::EINVAL)?;
-    expect_err("madvise bad advice", a.advise(fixed, PAGE, 999), Errno::EINVAL)?;
-    expect_err("madvise unmapped", a.advise(0x3000_0000, PAGE, vm::MADV_DONTNEED), Errno::ENOMEM)?;
+    expect_err(
+        "mprotect unmapped",
+        a.protect(0x3000_0000, PAGE, PROT_READ),
+        Errno::ENOMEM,
+    )?;
+    expect_err(
+        "mprotect unaligned",
+        a.protect(fixed + 3, PAGE, PROT_READ),
+        Errno::EINVAL,
+    )?;
+    expect_err(
+        "madvise bad advice",
+        a.advise(fixed, PAGE, 999),
+        Errno::EINVAL,
+    )?;
+    expect_err(
+        "madvise unmapped",
+        a.advise(0x3000_0000, PAGE, vm::MADV_DONTNEED),
+        Errno::ENOMEM,
+    )?;
     ok("madvise hint", a.advise(fixed, PAGE, 0))?;
-    expect_err("mremap unmapped", a.remap(0x3000_0000, PAGE, 2 * PAGE, vm::MREMAP_MAYMOVE, 0), Errno::EFAULT)?;
-    expect_err("mremap fixed without maymove", a.remap(fixed, PAGE, PAGE, vm::MREMAP_FIXED, 0x4000_0000), Errno::EINVAL)?;
+    expect_err(
+        "mremap unmapped",
+        a.remap(0x3000_0000, PAGE, 2 * PAGE, vm::MREMAP_MAYMOVE, 0),
+        Errno::EFAULT,
+    )?;
+    expect_err(
+        "mremap fixed without maymove",
+        a.remap(fixed, PAGE, PAGE, vm::MREMAP_FIXED, 0x4000_0000),
+        Errno::EINVAL,
+    )?;
     let fault = a.handle_fault(0x3000_0000, false, true, false);
-    ensure!(fault == Err(vm::Fault::MapErr), "fault on unmapped: {:?}", fault);
+    ensure!(
+        fault == Err(vm::Fault::MapErr),
+        "fault on unmapped: {:?}",
+        fault
+    );
     Ok(())
 }
 
@@ -215,26 +334,51 @@ fn protections() -> Check {
     let addr = ok("mmap", a.map_anonymous(0, 4 * PAGE, RW, ANON))?;
     ok("write", copy_to_user(addr, b"keep me"))?;
     ok("mprotect R", a.protect(addr, PAGE, PROT_READ))?;
-    ensure!(a.vma_count() == 2, "mprotect of a part should split the VMA ({} VMAs)", a.vma_count());
-    expect_err("write to read-only", copy_to_user(addr, b"x"), Errno::EFAULT)?;
+    ensure!(
+        a.vma_count() == 2,
+        "mprotect of a part should split the VMA ({} VMAs)",
+        a.vma_count()
+    );
+    expect_err(
+        "write to read-only",
+        copy_to_user(addr, b"x"),
+        Errno::EFAULT,
+    )?;
     let mut b = [0u8; 7];
     ok("read read-only", copy_from_user(&mut b, addr))?;
     ensure!(&b == b"keep me", "contents changed by mprotect");
     ok("mprotect NONE", a.protect(addr, PAGE, 0))?;
-    expect_err("read PROT_NONE", copy_from_user(&mut b, addr), Errno::EFAULT)?;
-    ensure!(a.handle_fault(addr, false, true, false) == Err(vm::Fault::AccErr), "PROT_NONE fault is not ACCERR");
+    expect_err(
+        "read PROT_NONE",
+        copy_from_user(&mut b, addr),
+        Errno::EFAULT,
+    )?;
+    ensure!(
+        a.handle_fault(addr, false, true, false) == Err(vm::Fault::AccErr),
+        "PROT_NONE fault is not ACCERR"
+    );
     ok("mprotect RW", a.protect(addr, PAGE, RW))?;
-    ensure!(a.vma_count() == 1, "equal neighbours should merge again ({} VMAs)", a.vma_count());
+    ensure!(
+        a.vma_count() == 1,
+        "equal neighbours should merge again ({} VMAs)",
+        a.vma_count()
+    );
     ok("read again", copy_from_user(&mut b, addr))?;
     ensure!(&b == b"keep me", "contents lost across PROT_NONE");
-    ensure!(a.handle_fault(addr, false, true, true) == Err(vm::Fault::AccErr), "exec of non-exec memory allowed");
+    ensure!(
+        a.handle_fault(addr, false, true, true) == Err(vm::Fault::AccErr),
+        "exec of non-exec memory allowed"
+    );
     Ok(())
 }
 
 fn fork_and_sharing() -> Check {
     let parent = new_active()?;
     let private = ok("mmap private", parent.map_anonymous(0, 4 * PAGE, RW, ANON))?;
-    let shared = ok("mmap shared", parent.map_anonymous(0, 4 * PAGE, RW, vm::MAP_SHARED | vm::MAP_ANONYMOUS))?;
+    let shared = ok(
+        "mmap shared",
+        parent.map_anonymous(0, 4 * PAGE, RW, vm::MAP_SHARED | vm::MAP_ANONYMOUS),
+    )?;
     ok("write A", copy_to_user(private, b"AAAA"))?;
     ok("write S", copy_to_user(shared, b"S1"))?;
     let frames_before_fork = kmm::free_frames();
@@ -255,15 +399,25 @@ fn fork_and_sharing() -> Check {
     ok("child writes C", copy_to_user(private, b"CCCC"))?;
     // Shared memory: both directions, including a page first touched after fork.
     ok("child writes shared", copy_to_user(shared, b"S2"))?;
-    ok("child touches new shared page", copy_to_user(shared + 2 * PAGE, b"N"))?;
+    ok(
+        "child touches new shared page",
+        copy_to_user(shared + 2 * PAGE, b"N"),
+    )?;
     parent.activate();
     ok("parent read", copy_from_user(&mut b, private))?;
     ensure!(&b == b"BBBB", "parent sees {:?}", b);
     let mut s = [0u8; 2];
     ok("parent read shared", copy_from_user(&mut s, shared))?;
-    ensure!(&s == b"S2", "MAP_SHARED write of the child not seen: {:?}", s);
+    ensure!(
+        &s == b"S2",
+        "MAP_SHARED write of the child not seen: {:?}",
+        s
+    );
     let mut n = [0u8; 1];
-    ok("parent read new shared", copy_from_user(&mut n, shared + 2 * PAGE))?;
+    ok(
+        "parent read new shared",
+        copy_from_user(&mut n, shared + 2 * PAGE),
+    )?;
     ensure!(&n == b"N", "shared page touched after fork not shared");
     // A grandchild of an untouched COW page, then the parent unmaps.
     let grandchild = ok("fork again", child.fork_cow())?;
@@ -271,7 +425,10 @@ fn fork_and_sharing() -> Check {
     ok("grandchild read", grandchild.read_bytes(private, &mut b))?;
     ensure!(&b == b"CCCC", "grandchild sees {:?}", b);
     drop(child);
-    ok("grandchild read after child died", grandchild.read_bytes(private, &mut b))?;
+    ok(
+        "grandchild read after child died",
+        grandchild.read_bytes(private, &mut b),
+    )?;
     ensure!(&b == b"CCCC", "grandchild lost its page: {:?}", b);
     Ok(())
 }
@@ -281,17 +438,38 @@ fn remap_advise_brk() -> Check {
     let addr = ok("mmap", a.map_anonymous(0, 2 * PAGE, RW, ANON))?;
     ok("write", copy_to_user(addr + PAGE, b"moved"))?;
     // Block growth in place so the grow has to move.
-    ok("blocker", a.map_anonymous(addr + 2 * PAGE, PAGE, PROT_READ, ANON | vm::MAP_FIXED))?;
-    expect_err("grow without MAYMOVE", a.remap(addr, 2 * PAGE, 8 * PAGE, 0, 0), Errno::ENOMEM)?;
-    let new = ok("mremap move", a.remap(addr, 2 * PAGE, 8 * PAGE, vm::MREMAP_MAYMOVE, 0))?;
+    ok(
+        "blocker",
+        a.map_anonymous(addr + 2 * PAGE, PAGE, PROT_READ, ANON | vm::MAP_FIXED),
+    )?;
+    expect_err(
+        "grow without MAYMOVE",
+        a.remap(addr, 2 * PAGE, 8 * PAGE, 0, 0),
+        Errno::ENOMEM,
+    )?;
+    let new = ok(
+        "mremap move",
+        a.remap(addr, 2 * PAGE, 8 * PAGE, vm::MREMAP_MAYMOVE, 0),
+    )?;
     ensure!(new != addr, "mremap did not move");
     let mut b = [0u8; 5];
     ok("read moved", copy_from_user(&mut b, new + PAGE))?;
     ensure!(&b == b"moved", "mremap lost contents: {:?}", b);
-    expect_err("old range gone", copy_from_user(&mut b, addr + PAGE), Errno::EFAULT)?;
+    expect_err(
+        "old range gone",
+        copy_from_user(&mut b, addr + PAGE),
+        Errno::EFAULT,
+    )?;
     ok("write grown part", copy_to_user(new + 7 * PAGE, b"x"))?;
-    ensure!(a.remap(new, 8 * PAGE, PAGE, 0, 0) == Ok(new), "mremap shrink");
-    expect_err("shrunk tail gone", copy_from_user(&mut b, new + 7 * PAGE), Errno::EFAULT)?;
+    ensure!(
+        a.remap(new, 8 * PAGE, PAGE, 0, 0) == Ok(new),
+        "mremap shrink"
+    );
+    expect_err(
+        "shrunk tail gone",
+        copy_from_user(&mut b, new + 7 * PAGE),
+        Errno::EFAULT,
+    )?;
     // Growth in place.
     let g = ok("mmap", a.map_anonymous(0x6000_0000, PAGE, RW, ANON))?;
     ensure!(a.remap(g, PAGE, 3 * PAGE, 0, 0) == Ok(g), "mremap in place");
@@ -300,7 +478,10 @@ fn remap_advise_brk() -> Check {
     ok("write", copy_to_user(g, b"gone"))?;
     let resident = a.resident_pages(g, g + 3 * PAGE);
     ok("madvise", a.advise(g, 3 * PAGE, vm::MADV_DONTNEED))?;
-    ensure!(resident > 0 && a.resident_pages(g, g + 3 * PAGE) == 0, "DONTNEED kept pages");
+    ensure!(
+        resident > 0 && a.resident_pages(g, g + 3 * PAGE) == 0,
+        "DONTNEED kept pages"
+    );
     let mut z = [0xffu8; 4];
     ok("read after DONTNEED", copy_from_user(&mut z, g))?;
     ensure!(z == [0; 4], "DONTNEED did not zero: {:?}", z);
@@ -316,9 +497,16 @@ fn remap_advise_brk() -> Check {
     ok("write heap start", copy_to_user(heap, b"h"))?;
     let shrunk = base + PAGE + 10;
     ensure!(a.brk(shrunk) == shrunk, "brk shrink");
-    expect_err("above shrunk brk", copy_to_user(top - 8, b"x"), Errno::EFAULT)?;
+    expect_err(
+        "above shrunk brk",
+        copy_to_user(top - 8, b"x"),
+        Errno::EFAULT,
+    )?;
     ok("below shrunk brk", copy_to_user(heap, b"h"))?;
-    ok("blocker above brk", a.map_anonymous(0x0100_4000, PAGE, RW, ANON | vm::MAP_FIXED))?;
+    ok(
+        "blocker above brk",
+        a.map_anonymous(0x0100_4000, PAGE, RW, ANON | vm::MAP_FIXED),
+    )?;
     ensure!(a.brk(base + 8 * PAGE) == shrunk, "brk grew over a mapping");
     Ok(())
 }
@@ -327,10 +515,20 @@ fn elf_segments() -> Check {
     let a = AddressSpace::new_user().map_err(|e| format!("new_user: {}", e.0))?;
     // Written while not loaded (exec builds the image first).
     let text: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-    ok("text", a.map_fixed_with_data(0x40_0123, 0x2000, &text, PROT_READ | PROT_EXEC))?;
+    ok(
+        "text",
+        a.map_fixed_with_data(0x40_0123, 0x2000, &text, PROT_READ | PROT_EXEC),
+    )?;
     // Data shares the text's last page, with a bss tail.
-    ok("data", a.map_fixed_with_data(0x40_2200, 0x3000, b"data!", RW))?;
-    expect_err("data larger than memsz", a.map_fixed_with_data(0x50_0000, 2, b"abc", RW), Errno::EINVAL)?;
+    ok(
+        "data",
+        a.map_fixed_with_data(0x40_2200, 0x3000, b"data!", RW),
+    )?;
+    expect_err(
+        "data larger than memsz",
+        a.map_fixed_with_data(0x50_0000, 2, b"abc", RW),
+        Errno::EINVAL,
+    )?;
     a.activate();
     let mut back = alloc::vec![0u8; text.len()];
     ok("read text", copy_from_user(&mut back, 0x40_0123))?;
@@ -343,8 +541,14 @@ fn elf_segments() -> Check {
     ensure!(bss.iter().all(|&x| x == 0), "bss not zero");
     expect_err("write text", copy_to_user(0x40_0200, b"x"), Errno::EFAULT)?;
     ok("write data", copy_to_user(0x40_4000, b"x"))?;
-    ensure!(a.handle_fault(0x40_0200, false, true, true).is_ok(), "text not executable");
-    ensure!(a.handle_fault(0x40_4000, false, true, true) == Err(vm::Fault::AccErr), "data executable");
+    ensure!(
+        a.handle_fault(0x40_0200, false, true, true).is_ok(),
+        "text not executable"
+    );
+    ensure!(
+        a.handle_fault(0x40_4000, false, true, true) == Err(vm::Fault::AccErr),
+        "data executable"
+    );
     Ok(())
 }
 
@@ -372,10 +576,14 @@ fn shootdown() -> Check {
             core::hint::spin_loop();
         }
         if copy_from_user(&mut b, addr) != Err(Errno::EFAULT) {
-            fail(String::from("cpu 1 still reads a page cpu 0 unmapped (stale TLB)"));
+            fail(String::from(
+                "cpu 1 still reads a page cpu 0 unmapped (stale TLB)",
+            ));
         }
         if copy_to_user(addr + PAGE, b"late") != Err(Errno::EFAULT) {
-            fail(String::from("cpu 1 still writes a page cpu 0 made read-only (stale TLB)"));
+            fail(String::from(
+                "cpu 1 still writes a page cpu 0 made read-only (stale TLB)",
+            ));
         }
         drop(a1);
         vm::deactivate();
@@ -385,8 +593,15 @@ fn shootdown() -> Check {
     while step.load(Ordering::SeqCst) < 1 && crate::arch::time::now_ns() < deadline {
         sched::sleep_ns(1_000_000);
     }
-    ensure!(a.cpu_mask() & 0b10 != 0, "cpu 1 not in the address space's mask");
-    ensure!(a.cpu_mask() & !0b11 == 0, "cpus that never ran it are in the mask: {:#x}", a.cpu_mask());
+    ensure!(
+        a.cpu_mask() & 0b10 != 0,
+        "cpu 1 not in the address space's mask"
+    );
+    ensure!(
+        a.cpu_mask() & !0b11 == 0,
+        "cpus that never ran it are in the mask: {:#x}",
+        a.cpu_mask()
+    );
     ok("munmap", a.unmap(addr, PAGE))?;
     ok("mprotect", a.protect(addr + PAGE, PAGE, PROT_READ))?;
     step.store(2, Ordering::SeqCst);
@@ -394,13 +609,19 @@ fn shootdown() -> Check {
     if let Some(m) = failure.lock().take() {
         return Err(m);
     }
-    ensure!(step.load(Ordering::SeqCst) == 3, "cpu 1 did not finish its checks");
+    ensure!(
+        step.load(Ordering::SeqCst) == 3,
+        "cpu 1 did not finish its checks"
+    );
     let mut b = [0u8; 4];
     ok("contents kept", a.read_bytes(addr + PAGE, &mut b))?;
     ensure!(&b == b"more", "write of cpu 1 lost: {:?}", b);
     if crate::cmdline::lock_mode() == crate::cmdline::LockMode::PerCpu {
         let now: Vec<u64> = (2..sched::cpu_count()).map(tlb::served_by).collect();
-        ensure!(now == others, "cpus 2.. got shootdowns for an address space they never ran");
+        ensure!(
+            now == others,
+            "cpus 2.. got shootdowns for an address space they never ran"
+        );
     }
     Ok(())
 }
@@ -418,7 +639,9 @@ fn stress() -> Check {
         handles.push(sched::spawn("vm-stress", Some(cpu), move || {
             a.activate();
             if !vm::aspace::protections_in_force() {
-                errors.lock().push(format!("cpu {cpu}: SMEP/SMAP/WP/NXE not all in force"));
+                errors
+                    .lock()
+                    .push(format!("cpu {cpu}: SMEP/SMAP/WP/NXE not all in force"));
             }
             let mut rng = super::Rng::new(cpu as u64 + 1);
             for round in 0..150u64 {
@@ -428,20 +651,29 @@ fn stress() -> Check {
                     let addr = ok("mmap", a.map_anonymous(0, len, RW, ANON))?;
                     let tag = (cpu as u64) << 32 | round;
                     for p in 0..pages {
-                        ok("write", write_user(addr + p * PAGE + 8 * (p % 7), &(tag ^ p)))?;
+                        ok(
+                            "write",
+                            write_user(addr + p * PAGE + 8 * (p % 7), &(tag ^ p)),
+                        )?;
                     }
                     if cpu == 0 && round % 10 == 0 {
                         let child = ok("fork", a.fork_cow())?;
                         ok("write after fork", write_user(addr, &!tag))?;
                         let mut v = [0u8; 8];
                         ok("child read", child.read_bytes(addr, &mut v))?;
-                        ensure!(u64::from_le_bytes(v) == tag, "child saw a write made after fork");
+                        ensure!(
+                            u64::from_le_bytes(v) == tag,
+                            "child saw a write made after fork"
+                        );
                         ok("write back", write_user(addr, &tag))?;
                     }
                     sched::yield_now();
                     for p in 0..pages {
                         let v: u64 = ok("read", read_user(addr + p * PAGE + 8 * (p % 7)))?;
-                        ensure!(v == tag ^ p, "cpu {cpu} round {round}: page {p} holds {v:#x}");
+                        ensure!(
+                            v == tag ^ p,
+                            "cpu {cpu} round {round}: page {p} holds {v:#x}"
+                        );
                     }
                     // (No read-after-unmap check here: another CPU may map
                     // the same range again at once.)
@@ -457,12 +689,16 @@ fn stress() -> Check {
             vm::deactivate();
         }));
     }
-    join_all_within(handles, 120_000_000_000).map_err(|s| format!("stress threads {s} did not finish"))?;
+    join_all_within(handles, 120_000_000_000)
+        .map_err(|s| format!("stress threads {s} did not finish"))?;
     if let Some(e) = errors.lock().first() {
         return Err(format!("stress: {e}"));
     }
     ensure!(a.vma_count() == 0, "stress left {} VMAs", a.vma_count());
-    ensure!(ops.load(Ordering::Relaxed) == 150 * cpus as u64, "stress did not complete every round");
+    ensure!(
+        ops.load(Ordering::Relaxed) == 150 * cpus as u64,
+        "stress did not complete every round"
+    );
     Ok(())
 }
 
@@ -476,7 +712,8 @@ impl TestSource {
     fn new(pages: usize) -> Result<Arc<TestSource>, String> {
         let mut frames = Vec::new();
         for i in 0..pages {
-            let f = kmm::alloc_frame().ok_or_else(|| String::from("no frame for the test source"))?;
+            let f =
+                kmm::alloc_frame().ok_or_else(|| String::from("no frame for the test source"))?;
             // SAFETY: a fresh frame, HHDM-mapped, owned by this source.
             unsafe { core::ptr::write_bytes(kmm::phys_to_virt(f), i as u8 + 1, PAGE as usize) };
             frames.push(f);
@@ -493,7 +730,10 @@ impl TestSource {
 
 impl vm::PageSource for TestSource {
     fn page(&self, index: u64) -> Result<kmm::PhysAddr, Errno> {
-        self.frames.get(index as usize).copied().ok_or(Errno::EFAULT)
+        self.frames
+            .get(index as usize)
+            .copied()
+            .ok_or(Errno::EFAULT)
     }
 }
 
@@ -511,7 +751,10 @@ impl Drop for TestSource {
 fn file_mappings() -> Check {
     let a = new_active()?;
     let src = TestSource::new(2)?;
-    let private = ok("map private", a.map_source(0, 3 * PAGE, RW, vm::MAP_PRIVATE, src.clone(), 0))?;
+    let private = ok(
+        "map private",
+        a.map_source(0, 3 * PAGE, RW, vm::MAP_PRIVATE, src.clone(), 0),
+    )?;
     let mut b = [0u8; 2];
     ok("read private", copy_from_user(&mut b, private + PAGE))?;
     ensure!(b == [2, 2], "private file page 1 reads {:?}", b);
@@ -519,18 +762,42 @@ fn file_mappings() -> Check {
     ensure!(src.byte(0, 0) == 1, "a private mapping wrote to the file");
     ok("read private copy", copy_from_user(&mut b, private))?;
     ensure!(&b == b"pp", "private copy reads {:?}", b);
-    expect_err("beyond the file", copy_from_user(&mut b, private + 2 * PAGE), Errno::EFAULT)?;
-    let shared = ok("map shared", a.map_source(0, PAGE, RW, vm::MAP_SHARED, src.clone(), PAGE))?;
+    expect_err(
+        "beyond the file",
+        copy_from_user(&mut b, private + 2 * PAGE),
+        Errno::EFAULT,
+    )?;
+    let shared = ok(
+        "map shared",
+        a.map_source(0, PAGE, RW, vm::MAP_SHARED, src.clone(), PAGE),
+    )?;
     ok("write shared", copy_to_user(shared + 10, b"ss"))?;
-    ensure!(src.byte(1, 10) == b's', "a shared mapping did not write to the file");
-    ok("read through private", copy_from_user(&mut b, private + PAGE + 10))?;
-    ensure!(&b == b"ss", "the private mapping of an untouched page misses the file's change: {:?}", b);
-    expect_err("unaligned offset", a.map_source(0, PAGE, RW, vm::MAP_SHARED, src.clone(), 5), Errno::EINVAL)?;
+    ensure!(
+        src.byte(1, 10) == b's',
+        "a shared mapping did not write to the file"
+    );
+    ok(
+        "read through private",
+        copy_from_user(&mut b, private + PAGE + 10),
+    )?;
+    ensure!(
+        &b == b"ss",
+        "the private mapping of an untouched page misses the file's change: {:?}",
+        b
+    );
+    expect_err(
+        "unaligned offset",
+        a.map_source(0, PAGE, RW, vm::MAP_SHARED, src.clone(), 5),
+        Errno::EINVAL,
+    )?;
     let child = ok("fork", a.fork_cow())?;
     ok("child read", child.read_bytes(private, &mut b))?;
     ensure!(&b == b"pp", "child sees {:?} in the private copy", b);
     ok("child writes shared", child.write_bytes(shared, b"cc"))?;
-    ensure!(src.byte(1, 0) == b'c', "child's shared write missed the file");
+    ensure!(
+        src.byte(1, 0) == b'c',
+        "child's shared write missed the file"
+    );
     ok("parent reads shared", copy_from_user(&mut b, shared))?;
     ensure!(&b == b"cc", "parent sees {:?}", b);
     Ok(())
@@ -564,7 +831,10 @@ fn random_run(seed: u64) -> Check {
         let ctx = |m: &str| format!("step {step} ({m} pages {i}..{})", i + n);
         match what {
             0 => {
-                ok(&ctx("mmap"), a.map_anonymous(va(i), n as u64 * PAGE, RW, ANON | vm::MAP_FIXED))?;
+                ok(
+                    &ctx("mmap"),
+                    a.map_anonymous(va(i), n as u64 * PAGE, RW, ANON | vm::MAP_FIXED),
+                )?;
                 model[i..i + n].iter_mut().for_each(|m| *m = Some((RW, 0)));
             }
             1 => {
@@ -576,7 +846,9 @@ fn random_run(seed: u64) -> Check {
                 let r = a.protect(va(i), n as u64 * PAGE, prot);
                 if model[i..i + n].iter().all(|m| m.is_some()) {
                     ok(&ctx("mprotect"), r)?;
-                    model[i..i + n].iter_mut().for_each(|m| m.as_mut().expect("mapped").0 = prot);
+                    model[i..i + n]
+                        .iter_mut()
+                        .for_each(|m| m.as_mut().expect("mapped").0 = prot);
                 } else {
                     expect_err(&ctx("mprotect over a hole"), r, Errno::ENOMEM)?;
                 }
@@ -585,7 +857,11 @@ fn random_run(seed: u64) -> Check {
                 let r = a.advise(va(i), n as u64 * PAGE, vm::MADV_DONTNEED);
                 let all = model[i..i + n].iter().all(|m| m.is_some());
                 model[i..i + n].iter_mut().flatten().for_each(|m| m.1 = 0);
-                if all { ok(&ctx("madvise"), r)? } else { expect_err(&ctx("madvise over a hole"), r, Errno::ENOMEM)? }
+                if all {
+                    ok(&ctx("madvise"), r)?
+                } else {
+                    expect_err(&ctx("madvise over a hole"), r, Errno::ENOMEM)?
+                }
             }
             5 | 6 => {
                 let v = 1 + rng.below(255) as u8;
@@ -604,7 +880,13 @@ fn random_run(seed: u64) -> Check {
                 match model[i] {
                     Some((prot, val)) if prot != 0 => {
                         ok(&ctx("read"), r)?;
-                        ensure!(b[0] == val, "{}: read {} expected {}", ctx("read"), b[0], val);
+                        ensure!(
+                            b[0] == val,
+                            "{}: read {} expected {}",
+                            ctx("read"),
+                            b[0],
+                            val
+                        );
                     }
                     _ => expect_err(&ctx("read unmapped or PROT_NONE"), r, Errno::EFAULT)?,
                 }
@@ -626,13 +908,27 @@ fn random_run(seed: u64) -> Check {
             match m {
                 Some((_, val)) => {
                     ok("child read", r)?;
-                    ensure!(b[0] == *val, "fork snapshot page {p}: {} expected {}", b[0], val);
+                    ensure!(
+                        b[0] == *val,
+                        "fork snapshot page {p}: {} expected {}",
+                        b[0],
+                        val
+                    );
                 }
                 None => expect_err("child read unmapped", r, Errno::EFAULT)?,
             }
         }
     }
-    let runs = (0..PAGES).filter(|&p| model[p].is_some() && (p == 0 || model[p - 1].map(|m| m.0) != model[p].map(|m| m.0))).count();
-    ensure!(a.vma_count() == runs, "{} VMAs for {} runs of equal pages (merging broken)", a.vma_count(), runs);
+    let runs = (0..PAGES)
+        .filter(|&p| {
+            model[p].is_some() && (p == 0 || model[p - 1].map(|m| m.0) != model[p].map(|m| m.0))
+        })
+        .count();
+    ensure!(
+        a.vma_count() == runs,
+        "{} VMAs for {} runs of equal pages (merging broken)",
+        a.vma_count(),
+        runs
+    );
     Ok(())
 }

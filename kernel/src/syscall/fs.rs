@@ -138,7 +138,9 @@ fn do_write(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
             return if done == 0 { Err(e) } else { Ok(done) };
         }
         let res = match offset {
-            Some(o) => f.write_at(&kbuf[..want], o + done as u64, false).map(|(n, _)| n),
+            Some(o) => f
+                .write_at(&kbuf[..want], o + done as u64, false)
+                .map(|(n, _)| n),
             None => f.write(&kbuf[..want]),
         };
         let n = match res {
@@ -188,7 +190,10 @@ fn iovecs(iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno> {
     let mut total: u64 = 0;
     for i in 0..cnt {
         let [base, len]: [u64; 2] = read_user(iov + i * 16)?;
-        total = total.checked_add(len).filter(|&t| t <= isize::MAX as u64).ok_or(Errno::EINVAL)?;
+        total = total
+            .checked_add(len)
+            .filter(|&t| t <= isize::MAX as u64)
+            .ok_or(Errno::EINVAL)?;
         v.push((base, len));
     }
     Ok(v)
@@ -246,7 +251,10 @@ pub fn sys_openat(dirfd: i32, path: u64, flags: u32, mode: u32) -> SysResult {
     let perm = mode & 0o7777 & !p.files.ctx.umask();
     let inode = root_fs().open(&start, &path, flags, perm).map_err(fs_err)?;
     let f = File::open_inode(inode, flags | O_LARGEFILE);
-    p.files.fds.insert(f, flags & O_CLOEXEC != 0).map(|fd| fd as usize)
+    p.files
+        .fds
+        .insert(f, flags & O_CLOEXEC != 0)
+        .map(|fd| fd as usize)
 }
 
 pub fn sys_open(path: u64, flags: u32, mode: u32) -> SysResult {
@@ -282,7 +290,10 @@ pub fn sys_dup3(old: i32, new: i32, flags: u32) -> SysResult {
     }
     let p = proc()?;
     let f = p.files.fds.get(old)?;
-    p.files.fds.insert_at(new, f, flags & O_CLOEXEC != 0).map(|fd| fd as usize)
+    p.files
+        .fds
+        .insert_at(new, f, flags & O_CLOEXEC != 0)
+        .map(|fd| fd as usize)
 }
 
 pub fn sys_pipe2(fds: u64, flags: u32) -> SysResult {
@@ -326,10 +337,21 @@ pub fn sys_fcntl(fd: i32, cmd: u32, arg: u64) -> SysResult {
     match cmd {
         F_DUPFD | F_DUPFD_CLOEXEC => {
             let min = usize::try_from(arg).map_err(|_| Errno::EINVAL)?;
-            p.files.fds.insert_from(min, f, cmd == F_DUPFD_CLOEXEC).map(|fd| fd as usize)
+            p.files
+                .fds
+                .insert_from(min, f, cmd == F_DUPFD_CLOEXEC)
+                .map(|fd| fd as usize)
         }
-        F_GETFD => Ok(if p.files.fds.cloexec(fd)? { FD_CLOEXEC as usize } else { 0 }),
-        F_SETFD => p.files.fds.set_cloexec(fd, arg & FD_CLOEXEC != 0).map(|_| 0),
+        F_GETFD => Ok(if p.files.fds.cloexec(fd)? {
+            FD_CLOEXEC as usize
+        } else {
+            0
+        }),
+        F_SETFD => p
+            .files
+            .fds
+            .set_cloexec(fd, arg & FD_CLOEXEC != 0)
+            .map(|_| 0),
         F_GETFL => Ok(f.flags() as usize),
         F_SETFL => {
             f.set_status_flags(arg as u32);
@@ -356,7 +378,11 @@ pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
     match cmd {
         FIONBIO => {
             let on: i32 = read_user(arg)?;
-            let flags = if on != 0 { f.flags() | O_NONBLOCK } else { f.flags() & !O_NONBLOCK };
+            let flags = if on != 0 {
+                f.flags() | O_NONBLOCK
+            } else {
+                f.flags() & !O_NONBLOCK
+            };
             f.set_status_flags(flags);
             return Ok(0);
         }
@@ -376,7 +402,9 @@ pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
             t[4..8].copy_from_slice(&0o000005u32.to_ne_bytes()); // OPOST | ONLCR
             t[8..12].copy_from_slice(&0o010262u32.to_ne_bytes()); // B115200 | CS8 | CREAD
             t[12..16].copy_from_slice(&0o105073u32.to_ne_bytes()); // ISIG ICANON ECHO ECHOE ECHOK ECHOCTL ECHOKE IEXTEN
-            let cc: [u8; 19] = [3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0, 0, 0];
+            let cc: [u8; 19] = [
+                3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0, 0, 0,
+            ];
             t[17..36].copy_from_slice(&cc);
             copy_to_user(arg, &t).map(|_| 0)
         }
@@ -535,7 +563,10 @@ pub fn sys_utimensat(dirfd: i32, path: u64, times: u64, flags: u32) -> SysResult
             match nsec {
                 UTIME_OMIT => Ok(None),
                 UTIME_NOW => Ok(Some(now)),
-                0..=999_999_999 => Ok(Some(Timespec { sec, nsec: nsec as u32 })),
+                0..=999_999_999 => Ok(Some(Timespec {
+                    sec,
+                    nsec: nsec as u32,
+                })),
                 _ => Err(Errno::EINVAL),
             }
         };
@@ -625,7 +656,10 @@ fn at(dirfd: i32, path: u64) -> Result<(Arc<Inode>, String), Errno> {
 pub fn sys_mkdirat(dirfd: i32, path: u64, mode: u32) -> SysResult {
     let umask = proc()?.files.ctx.umask();
     let (start, path) = at(dirfd, path)?;
-    root_fs().mkdir(&start, &path, mode & 0o1777 & !umask).map_err(fs_err).map(|_| 0)
+    root_fs()
+        .mkdir(&start, &path, mode & 0o1777 & !umask)
+        .map_err(fs_err)
+        .map(|_| 0)
 }
 
 pub fn sys_mkdir(path: u64, mode: u32) -> SysResult {
@@ -643,7 +677,10 @@ pub fn sys_mknodat(dirfd: i32, path: u64, mode: u32, dev: u64) -> SysResult {
     };
     let umask = proc()?.files.ctx.umask();
     let (start, path) = at(dirfd, path)?;
-    root_fs().mknod(&start, &path, kind, mode & 0o7777 & !umask, dev).map_err(fs_err).map(|_| 0)
+    root_fs()
+        .mknod(&start, &path, kind, mode & 0o7777 & !umask, dev)
+        .map_err(fs_err)
+        .map(|_| 0)
 }
 
 pub fn sys_mknod(path: u64, mode: u32, dev: u64) -> SysResult {
@@ -677,7 +714,10 @@ pub fn sys_renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -
     }
     let (os, op) = at(olddir, old)?;
     let (ns, np) = at(newdir, new)?;
-    root_fs().rename(&os, &op, &ns, &np).map_err(fs_err).map(|_| 0)
+    root_fs()
+        .rename(&os, &op, &ns, &np)
+        .map_err(fs_err)
+        .map(|_| 0)
 }
 
 pub fn sys_rename(old: u64, new: u64) -> SysResult {
@@ -690,7 +730,10 @@ pub fn sys_linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> S
     }
     let (os, op) = at(olddir, old)?;
     let (ns, np) = at(newdir, new)?;
-    root_fs().link(&os, &op, &ns, &np, flags & AT_SYMLINK_FOLLOW != 0).map_err(fs_err).map(|_| 0)
+    root_fs()
+        .link(&os, &op, &ns, &np, flags & AT_SYMLINK_FOLLOW != 0)
+        .map_err(fs_err)
+        .map(|_| 0)
 }
 
 pub fn sys_link(old: u64, new: u64) -> SysResult {
@@ -700,7 +743,10 @@ pub fn sys_link(old: u64, new: u64) -> SysResult {
 pub fn sys_symlinkat(target: u64, newdir: i32, path: u64) -> SysResult {
     let target = user_path(target)?;
     let (start, path) = at(newdir, path)?;
-    root_fs().symlink(&target, &start, &path).map_err(fs_err).map(|_| 0)
+    root_fs()
+        .symlink(&target, &start, &path)
+        .map_err(fs_err)
+        .map(|_| 0)
 }
 
 pub fn sys_symlink(target: u64, path: u64) -> SysResult {
@@ -728,7 +774,9 @@ pub fn sys_ftruncate(fd: i32, len: i64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     match &f.inode {
-        Some(i) if i.kind() == FileType::Regular => i.truncate(len as u64).map_err(fs_err).map(|_| 0),
+        Some(i) if i.kind() == FileType::Regular => {
+            i.truncate(len as u64).map_err(fs_err).map(|_| 0)
+        }
         Some(i) if i.is_dir() => Err(Errno::EISDIR),
         _ => Err(Errno::EINVAL),
     }
@@ -801,7 +849,11 @@ fn read_timespec(addr: u64) -> Result<Option<u64>, Errno> {
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
         return Err(Errno::EINVAL);
     }
-    Ok(Some((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64)))
+    Ok(Some(
+        (sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(nsec as u64),
+    ))
 }
 
 fn do_poll(fds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
@@ -841,7 +893,11 @@ fn do_poll(fds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
 }
 
 pub fn sys_poll(fds: u64, nfds: u64, timeout_ms: i32) -> SysResult {
-    let ns = if timeout_ms < 0 { None } else { Some(timeout_ms as u64 * 1_000_000) };
+    let ns = if timeout_ms < 0 {
+        None
+    } else {
+        Some(timeout_ms as u64 * 1_000_000)
+    };
     do_poll(fds, nfds, deadline_after(ns))
 }
 
@@ -870,7 +926,11 @@ fn do_select(nfds: i32, rp: u64, wp: u64, ep: u64, deadline: Option<u64>) -> Sys
     let mut files: Vec<Option<FileRef>> = Vec::with_capacity(nfds as usize);
     for fd in 0..nfds as usize {
         let wanted = (rin[fd / 64] | win[fd / 64] | ein[fd / 64]) & (1 << (fd % 64)) != 0;
-        files.push(if wanted { Some(p.files.fds.get(fd as i32)?) } else { None });
+        files.push(if wanted {
+            Some(p.files.fds.get(fd as i32)?)
+        } else {
+            None
+        });
     }
     let (mut rout, mut wout, mut eout) = (vec![0u64; words], vec![0u64; words], vec![0u64; words]);
     let n = wait_ready(deadline, || {
@@ -879,7 +939,8 @@ fn do_select(nfds: i32, rp: u64, wp: u64, ep: u64, deadline: Option<u64>) -> Sys
             let Some(f) = f else { continue };
             let (w, bit) = (fd / 64, 1u64 << (fd % 64));
             let ev = f.poll(crate::fs::POLLIN | crate::fs::POLLOUT);
-            let r = rin[w] & bit != 0 && ev & (crate::fs::POLLIN | crate::fs::POLLHUP | crate::fs::POLLERR) != 0;
+            let r = rin[w] & bit != 0
+                && ev & (crate::fs::POLLIN | crate::fs::POLLHUP | crate::fs::POLLERR) != 0;
             let wr = win[w] & bit != 0 && ev & (crate::fs::POLLOUT | crate::fs::POLLERR) != 0;
             rout[w] = if r { rout[w] | bit } else { rout[w] & !bit };
             wout[w] = if wr { wout[w] | bit } else { wout[w] & !bit };
@@ -906,7 +967,11 @@ pub fn sys_select(nfds: i32, rp: u64, wp: u64, ep: u64, tv: u64) -> SysResult {
         if sec < 0 || !(0..1_000_000).contains(&usec) {
             return Err(Errno::EINVAL);
         }
-        Some((sec as u64).saturating_mul(1_000_000_000).saturating_add(usec as u64 * 1000))
+        Some(
+            (sec as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(usec as u64 * 1000),
+        )
     };
     do_select(nfds, rp, wp, ep, deadline_after(ns))
 }
@@ -990,17 +1055,63 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
 /// (number, name) of every call `dispatch` serves.
 #[allow(dead_code)] // for the dispatch table's owner and tests
 pub const CALLS: &[(u64, &str)] = &[
-    (0, "read"), (1, "write"), (2, "open"), (3, "close"), (4, "stat"), (5, "fstat"),
-    (6, "lstat"), (7, "poll"), (8, "lseek"), (16, "ioctl"), (17, "pread64"),
-    (18, "pwrite64"), (19, "readv"), (20, "writev"), (21, "access"), (22, "pipe"),
-    (23, "select"), (32, "dup"), (33, "dup2"), (72, "fcntl"), (74, "fsync"),
-    (75, "fdatasync"), (76, "truncate"), (77, "ftruncate"), (79, "getcwd"), (80, "chdir"),
-    (81, "fchdir"), (82, "rename"), (83, "mkdir"), (84, "rmdir"), (85, "creat"),
-    (86, "link"), (87, "unlink"), (88, "symlink"), (89, "readlink"), (90, "chmod"),
-    (91, "fchmod"), (95, "umask"), (133, "mknod"), (217, "getdents64"), (257, "openat"),
-    (258, "mkdirat"), (259, "mknodat"), (262, "newfstatat"), (263, "unlinkat"),
-    (264, "renameat"), (265, "linkat"), (266, "symlinkat"), (267, "readlinkat"),
-    (268, "fchmodat"), (269, "faccessat"), (270, "pselect6"), (271, "ppoll"),
-    (280, "utimensat"), (292, "dup3"), (293, "pipe2"), (316, "renameat2"), (332, "statx"),
+    (0, "read"),
+    (1, "write"),
+    (2, "open"),
+    (3, "close"),
+    (4, "stat"),
+    (5, "fstat"),
+    (6, "lstat"),
+    (7, "poll"),
+    (8, "lseek"),
+    (16, "ioctl"),
+    (17, "pread64"),
+    (18, "pwrite64"),
+    (19, "readv"),
+    (20, "writev"),
+    (21, "access"),
+    (22, "pipe"),
+    (23, "select"),
+    (32, "dup"),
+    (33, "dup2"),
+    (72, "fcntl"),
+    (74, "fsync"),
+    (75, "fdatasync"),
+    (76, "truncate"),
+    (77, "ftruncate"),
+    (79, "getcwd"),
+    (80, "chdir"),
+    (81, "fchdir"),
+    (82, "rename"),
+    (83, "mkdir"),
+    (84, "rmdir"),
+    (85, "creat"),
+    (86, "link"),
+    (87, "unlink"),
+    (88, "symlink"),
+    (89, "readlink"),
+    (90, "chmod"),
+    (91, "fchmod"),
+    (95, "umask"),
+    (133, "mknod"),
+    (217, "getdents64"),
+    (257, "openat"),
+    (258, "mkdirat"),
+    (259, "mknodat"),
+    (262, "newfstatat"),
+    (263, "unlinkat"),
+    (264, "renameat"),
+    (265, "linkat"),
+    (266, "symlinkat"),
+    (267, "readlinkat"),
+    (268, "fchmodat"),
+    (269, "faccessat"),
+    (270, "pselect6"),
+    (271, "ppoll"),
+    (280, "utimensat"),
+    (292, "dup3"),
+    (293, "pipe2"),
+    (316, "renameat2"),
+    (332, "statx"),
     (439, "faccessat2"),
 ];

@@ -57,7 +57,8 @@ pub fn sys_sysinfo(info: u64) -> SysResult {
     put(&mut b, 0, crate::arch::time::now_ns() / 1_000_000_000);
     put(&mut b, 32, (crate::mm::total_frames() as u64) * 4096);
     put(&mut b, 40, (crate::mm::free_frames() as u64) * 4096);
-    b[80..82].copy_from_slice(&(crate::proc::process::live_processes().min(65535) as u16).to_le_bytes());
+    b[80..82]
+        .copy_from_slice(&(crate::proc::process::live_processes().min(65535) as u16).to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes());
     copy_to_user(info, &b)?;
     Ok(0)
@@ -95,7 +96,10 @@ fn fallback_next() -> u64 {
     let slot = &STATE[crate::arch::cpu::id()];
     let mut x = slot.load(Ordering::Relaxed);
     if x == 0 {
-        x = crate::arch::time::rdtsc() ^ 0x9e37_79b9_7f4a_7c15 ^ ((crate::arch::cpu::id() as u64) << 56) | 1;
+        x = crate::arch::time::rdtsc()
+            ^ 0x9e37_79b9_7f4a_7c15
+            ^ ((crate::arch::cpu::id() as u64) << 56)
+            | 1;
     }
     x ^= x >> 12;
     x ^= x << 25;
@@ -109,7 +113,11 @@ fn fallback_next() -> u64 {
 pub fn fill_random(buf: &mut [u8]) {
     let hw = has_rdrand();
     for chunk in buf.chunks_mut(8) {
-        let v = if hw { rdrand().unwrap_or_else(fallback_next) } else { fallback_next() };
+        let v = if hw {
+            rdrand().unwrap_or_else(fallback_next)
+        } else {
+            fallback_next()
+        };
         chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
     }
 }

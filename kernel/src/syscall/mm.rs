@@ -13,7 +13,15 @@ use crate::mm::vm::{self, AddressSpace};
 use crate::syscall::errno::SysResult;
 
 /// mmap(addr, length, prot, flags, fd, offset) — syscall 9.
-pub fn sys_mmap(aspace: &AddressSpace, addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {
+pub fn sys_mmap(
+    aspace: &AddressSpace,
+    addr: u64,
+    len: u64,
+    prot: u64,
+    flags: u64,
+    fd: u64,
+    offset: u64,
+) -> SysResult {
     let (prot, flags, fd) = (prot as u32, flags as u32, fd as i32);
     let addr = if flags & vm::MAP_ANONYMOUS != 0 {
         aspace.mmap(addr, len, prot, flags, None)?
@@ -39,8 +47,17 @@ pub fn sys_mprotect(aspace: &AddressSpace, addr: u64, len: u64, prot: u64) -> Sy
 }
 
 /// mremap(old_address, old_size, new_size, flags, new_address) — syscall 25.
-pub fn sys_mremap(aspace: &AddressSpace, old: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64) -> SysResult {
-    aspace.remap(old, old_len, new_len, flags as u32, new_addr).map(|a| a as usize)
+pub fn sys_mremap(
+    aspace: &AddressSpace,
+    old: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u64,
+    new_addr: u64,
+) -> SysResult {
+    aspace
+        .remap(old, old_len, new_len, flags as u32, new_addr)
+        .map(|a| a as usize)
 }
 
 /// madvise(addr, length, advice) — syscall 28.

@@ -57,7 +57,11 @@ pub fn sys_getid(which: Id) -> SysResult {
 /// they already hold.
 pub fn sys_setid(id: u32, group: bool) -> SysResult {
     let c = &me()?.process.creds;
-    let (real, eff, saved) = if group { (&c.gid, &c.egid, &c.sgid) } else { (&c.uid, &c.euid, &c.suid) };
+    let (real, eff, saved) = if group {
+        (&c.gid, &c.egid, &c.sgid)
+    } else {
+        (&c.uid, &c.euid, &c.suid)
+    };
     if c.euid.load(Ordering::Relaxed) == 0 {
         real.store(id, Ordering::Relaxed);
         eff.store(id, Ordering::Relaxed);
@@ -74,10 +78,17 @@ pub fn sys_setid(id: u32, group: bool) -> SysResult {
 /// `setresuid`/`setresgid` (-1 keeps a value).
 pub fn sys_setresid(r: u32, e: u32, s: u32, group: bool) -> SysResult {
     let c = &me()?.process.creds;
-    let (real, eff, saved): (&AtomicU32, &AtomicU32, &AtomicU32) =
-        if group { (&c.gid, &c.egid, &c.sgid) } else { (&c.uid, &c.euid, &c.suid) };
+    let (real, eff, saved): (&AtomicU32, &AtomicU32, &AtomicU32) = if group {
+        (&c.gid, &c.egid, &c.sgid)
+    } else {
+        (&c.uid, &c.euid, &c.suid)
+    };
     let root = c.euid.load(Ordering::Relaxed) == 0;
-    let held = [real.load(Ordering::Relaxed), eff.load(Ordering::Relaxed), saved.load(Ordering::Relaxed)];
+    let held = [
+        real.load(Ordering::Relaxed),
+        eff.load(Ordering::Relaxed),
+        saved.load(Ordering::Relaxed),
+    ];
     for v in [r, e, s] {
         if v != u32::MAX && !root && !held.contains(&v) {
             return Err(Errno::EPERM);
@@ -94,7 +105,11 @@ pub fn sys_setresid(r: u32, e: u32, s: u32, group: bool) -> SysResult {
 /// `getresuid`/`getresgid`.
 pub fn sys_getresid(r: u64, e: u64, s: u64, group: bool) -> SysResult {
     let c = &me()?.process.creds;
-    let (real, eff, saved) = if group { (&c.gid, &c.egid, &c.sgid) } else { (&c.uid, &c.euid, &c.suid) };
+    let (real, eff, saved) = if group {
+        (&c.gid, &c.egid, &c.sgid)
+    } else {
+        (&c.uid, &c.euid, &c.suid)
+    };
     write_user(r, &real.load(Ordering::Relaxed))?;
     write_user(e, &eff.load(Ordering::Relaxed))?;
     write_user(s, &saved.load(Ordering::Relaxed))?;
@@ -109,7 +124,9 @@ pub fn sys_getpgid(pid: i32) -> SysResult {
     if pid == 0 || pid == t.process.pid {
         return Ok(t.process.pid as usize);
     }
-    process::find_process(pid).map(|p| p.pid as usize).ok_or(Errno::ESRCH)
+    process::find_process(pid)
+        .map(|p| p.pid as usize)
+        .ok_or(Errno::ESRCH)
 }
 
 /// `setpgid(pid, pgid)`: accepted for the caller and existing processes
@@ -251,7 +268,11 @@ pub fn sys_sched_getaffinity(tid: i32, len: u64, mask: u64) -> SysResult {
     }
     let thread = thread_of(tid)?;
     let cpus = sched::cpu_count();
-    let all = if cpus >= 64 { u64::MAX } else { (1u64 << cpus) - 1 };
+    let all = if cpus >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << cpus) - 1
+    };
     let m = thread.affinity_mask() & all;
     write_user(mask, &m)?;
     Ok(8)

@@ -9,7 +9,9 @@ use core::sync::atomic::Ordering;
 
 use crate::arch::idt::InterruptFrame;
 use crate::mm::uaccess::{read_user, write_user};
-use crate::proc::signal::{self, AltStack, SigAction, MINSIGSTKSZ, NSIG, SIGKILL, SIGSTOP, SS_DISABLE, SS_ONSTACK};
+use crate::proc::signal::{
+    self, AltStack, SigAction, MINSIGSTKSZ, NSIG, SIGKILL, SIGSTOP, SS_DISABLE, SS_ONSTACK,
+};
 use crate::proc::{current_task, process, Task};
 use crate::syscall::errno::{Errno, SysResult};
 
@@ -32,7 +34,11 @@ pub fn sys_rt_sigaction(sig: i32, act: u64, old: u64, sigsetsize: u64) -> SysRes
     }
     let sig = valid(sig)?;
     let t = me()?;
-    let new: Option<SigAction> = if act != 0 { Some(read_user(act)?) } else { None };
+    let new: Option<SigAction> = if act != 0 {
+        Some(read_user(act)?)
+    } else {
+        None
+    };
     if new.is_some() && (sig == SIGKILL || sig == SIGSTOP) {
         return Err(Errno::EINVAL);
     }
@@ -122,11 +128,16 @@ pub fn sys_rt_sigreturn(frame: &mut InterruptFrame) -> SysResult {
 pub fn sys_sigaltstack(frame: &InterruptFrame, ss: u64, old: u64) -> SysResult {
     let t = me()?;
     let current = *t.signals.altstack.lock();
-    let on_stack =
-        current.flags & SS_DISABLE == 0 && frame.rsp > current.sp && frame.rsp <= current.sp.wrapping_add(current.size);
+    let on_stack = current.flags & SS_DISABLE == 0
+        && frame.rsp > current.sp
+        && frame.rsp <= current.sp.wrapping_add(current.size);
     if old != 0 {
         let mut report = current;
-        report.flags = if on_stack { SS_ONSTACK } else { current.flags & SS_DISABLE };
+        report.flags = if on_stack {
+            SS_ONSTACK
+        } else {
+            current.flags & SS_DISABLE
+        };
         write_user(old, &report)?;
     }
     if ss != 0 {
@@ -137,12 +148,22 @@ pub fn sys_sigaltstack(frame: &InterruptFrame, ss: u64, old: u64) -> SysResult {
         // SS_AUTODISARM (1 << 31) is accepted and ignored.
         let flags = new.flags & !(1 << 31);
         let stored = match flags {
-            SS_DISABLE => AltStack { sp: 0, flags: SS_DISABLE, pad: 0, size: 0 },
+            SS_DISABLE => AltStack {
+                sp: 0,
+                flags: SS_DISABLE,
+                pad: 0,
+                size: 0,
+            },
             0 | SS_ONSTACK => {
                 if new.size < MINSIGSTKSZ {
                     return Err(Errno::ENOMEM);
                 }
-                AltStack { sp: new.sp, flags: 0, pad: 0, size: new.size }
+                AltStack {
+                    sp: new.sp,
+                    flags: 0,
+                    pad: 0,
+                    size: new.size,
+                }
             }
             _ => return Err(Errno::EINVAL),
         };

@@ -34,7 +34,10 @@ pub fn init_realtime() {
     let secs = crate::arch::rtc::read_unix_seconds();
     let now = crate::arch::time::now_ns();
     REALTIME_OFFSET_NS.store((secs * NS_PER_SEC).saturating_sub(now), Ordering::Release);
-    log::info!("time: realtime clock from the RTC: {} s since the epoch", secs);
+    log::info!(
+        "time: realtime clock from the RTC: {} s since the epoch",
+        secs
+    );
 }
 
 /// Unix time (ns) at monotonic time 0.
@@ -52,7 +55,10 @@ pub struct Timespec {
 
 impl Timespec {
     fn from_ns(ns: u64) -> Timespec {
-        Timespec { sec: (ns / NS_PER_SEC) as i64, nsec: (ns % NS_PER_SEC) as i64 }
+        Timespec {
+            sec: (ns / NS_PER_SEC) as i64,
+            nsec: (ns % NS_PER_SEC) as i64,
+        }
     }
 }
 
@@ -62,7 +68,9 @@ pub fn read_timespec(addr: u64) -> Result<u64, Errno> {
     if ts.sec < 0 || !(0..NS_PER_SEC as i64).contains(&ts.nsec) {
         return Err(Errno::EINVAL);
     }
-    Ok((ts.sec as u64).saturating_mul(NS_PER_SEC).saturating_add(ts.nsec as u64))
+    Ok((ts.sec as u64)
+        .saturating_mul(NS_PER_SEC)
+        .saturating_add(ts.nsec as u64))
 }
 
 /// The value of clock `clock` in ns, or EINVAL for an unknown clock.
@@ -144,7 +152,11 @@ pub fn sys_clock_nanosleep(clock: u32, flags: u32, req: u64, rem: u64) -> SysRes
     clock_now(clock)?;
     let ns = read_timespec(req)?;
     let deadline = if flags & TIMER_ABSTIME != 0 {
-        let offset = if matches!(clock, CLOCK_REALTIME | CLOCK_REALTIME_COARSE) { realtime_offset_ns() } else { 0 };
+        let offset = if matches!(clock, CLOCK_REALTIME | CLOCK_REALTIME_COARSE) {
+            realtime_offset_ns()
+        } else {
+            0
+        };
         ns.saturating_sub(offset)
     } else {
         crate::arch::time::now_ns().saturating_add(ns)

@@ -27,7 +27,10 @@ fn main() {
     let mut ok = true;
     let mut expect = |what: &str, got: String, want: &str| {
         let good = got == want;
-        say(&format!("{what}: {got}{}", if good { "" } else { "  <-- WRONG" }));
+        say(&format!(
+            "{what}: {got}{}",
+            if good { "" } else { "  <-- WRONG" }
+        ));
         ok &= good;
     };
     let path = std::ffi::CString::new("/").unwrap();
@@ -40,43 +43,134 @@ fn main() {
     let (prd, pwr) = (fds[0] as u64, fds[1] as u64);
 
     for (name, addr) in BAD {
-        expect(&format!("write(pipe, {name})"), sys(libc::SYS_write, [pwr, addr, 16, 0]), "EFAULT");
-        expect(&format!("read(/dev/zero, {name})"), sys(libc::SYS_read, [zfd, addr, 16, 0]), "EFAULT");
-        expect(&format!("open({name})"), sys(libc::SYS_open, [addr, libc::O_RDONLY as u64, 0, 0]), "EFAULT");
-        expect(&format!("stat({name}, buf)"), {
-            let mut st = [0u8; 256];
-            sys(libc::SYS_stat, [addr, st.as_mut_ptr() as u64, 0, 0])
-        }, "EFAULT");
-        expect(&format!("stat(\"/\", {name})"), sys(libc::SYS_stat, [path.as_ptr() as u64, addr, 0, 0]), "EFAULT");
-        expect(&format!("fstat(0, {name})"), sys(libc::SYS_fstat, [0, addr, 0, 0]), "EFAULT");
-        expect(&format!("clock_gettime({name})"), sys(libc::SYS_clock_gettime, [libc::CLOCK_MONOTONIC as u64, addr, 0, 0]), "EFAULT");
-        expect(&format!("uname({name})"), sys(libc::SYS_uname, [addr, 0, 0, 0]), "EFAULT");
-        expect(&format!("pipe({name})"), sys(libc::SYS_pipe, [addr, 0, 0, 0]), "EFAULT");
-        expect(&format!("getcwd({name})"), sys(libc::SYS_getcwd, [addr, 64, 0, 0]), "EFAULT");
+        expect(
+            &format!("write(pipe, {name})"),
+            sys(libc::SYS_write, [pwr, addr, 16, 0]),
+            "EFAULT",
+        );
+        expect(
+            &format!("read(/dev/zero, {name})"),
+            sys(libc::SYS_read, [zfd, addr, 16, 0]),
+            "EFAULT",
+        );
+        expect(
+            &format!("open({name})"),
+            sys(libc::SYS_open, [addr, libc::O_RDONLY as u64, 0, 0]),
+            "EFAULT",
+        );
+        expect(
+            &format!("stat({name}, buf)"),
+            {
+                let mut st = [0u8; 256];
+                sys(libc::SYS_stat, [addr, st.as_mut_ptr() as u64, 0, 0])
+            },
+            "EFAULT",
+        );
+        expect(
+            &format!("stat(\"/\", {name})"),
+            sys(libc::SYS_stat, [path.as_ptr() as u64, addr, 0, 0]),
+            "EFAULT",
+        );
+        expect(
+            &format!("fstat(0, {name})"),
+            sys(libc::SYS_fstat, [0, addr, 0, 0]),
+            "EFAULT",
+        );
+        expect(
+            &format!("clock_gettime({name})"),
+            sys(
+                libc::SYS_clock_gettime,
+                [libc::CLOCK_MONOTONIC as u64, addr, 0, 0],
+            ),
+            "EFAULT",
+        );
+        expect(
+            &format!("uname({name})"),
+            sys(libc::SYS_uname, [addr, 0, 0, 0]),
+            "EFAULT",
+        );
+        expect(
+            &format!("pipe({name})"),
+            sys(libc::SYS_pipe, [addr, 0, 0, 0]),
+            "EFAULT",
+        );
+        expect(
+            &format!("getcwd({name})"),
+            sys(libc::SYS_getcwd, [addr, 64, 0, 0]),
+            "EFAULT",
+        );
         if addr != 0 {
             // (A NULL action is a valid query.)
-            expect(&format!("rt_sigaction(SIGUSR1, {name})"), sys(libc::SYS_rt_sigaction, [libc::SIGUSR1 as u64, addr, 0, 8]), "EFAULT");
+            expect(
+                &format!("rt_sigaction(SIGUSR1, {name})"),
+                sys(libc::SYS_rt_sigaction, [libc::SIGUSR1 as u64, addr, 0, 8]),
+                "EFAULT",
+            );
         }
-        expect(&format!("writev(pipe, iov={name})"), sys(libc::SYS_writev, [pwr, addr, 1, 0]), "EFAULT");
-        let iov = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: 16 };
-        expect(&format!("writev(pipe, iov.base={name})"), sys(libc::SYS_writev, [pwr, &iov as *const _ as u64, 1, 0]), "EFAULT");
-        expect(&format!("nanosleep({name})"), sys(libc::SYS_nanosleep, [addr, 0, 0, 0]), "EFAULT");
-        expect(&format!("futex({name}, WAIT)"), sys(libc::SYS_futex, [addr, libc::FUTEX_WAIT as u64, 0, 0]), "EFAULT");
-        expect(&format!("execve({name})"), sys(libc::SYS_execve, [addr, 0, 0, 0]), "EFAULT");
+        expect(
+            &format!("writev(pipe, iov={name})"),
+            sys(libc::SYS_writev, [pwr, addr, 1, 0]),
+            "EFAULT",
+        );
+        let iov = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: 16,
+        };
+        expect(
+            &format!("writev(pipe, iov.base={name})"),
+            sys(libc::SYS_writev, [pwr, &iov as *const _ as u64, 1, 0]),
+            "EFAULT",
+        );
+        expect(
+            &format!("nanosleep({name})"),
+            sys(libc::SYS_nanosleep, [addr, 0, 0, 0]),
+            "EFAULT",
+        );
+        expect(
+            &format!("futex({name}, WAIT)"),
+            sys(libc::SYS_futex, [addr, libc::FUTEX_WAIT as u64, 0, 0]),
+            "EFAULT",
+        );
+        expect(
+            &format!("execve({name})"),
+            sys(libc::SYS_execve, [addr, 0, 0, 0]),
+            "EFAULT",
+        );
     }
     // A string that runs off the end of a mapping.
     // SAFETY: one fresh page; we fill it completely with non-NUL bytes, so a
     // path read from it runs into the unmapped page after it.
     unsafe {
-        let p = libc::mmap(std::ptr::null_mut(), 8192, libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) as *mut u8;
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        ) as *mut u8;
         libc::munmap(p.add(4096).cast(), 4096);
         std::ptr::write_bytes(p, b'a', 4096);
-        expect("open(path running into an unmapped page)", sys(libc::SYS_open, [p as u64 + 4000, 0, 0, 0]), "EFAULT");
+        expect(
+            "open(path running into an unmapped page)",
+            sys(libc::SYS_open, [p as u64 + 4000, 0, 0, 0]),
+            "EFAULT",
+        );
         // Writing into a read-only page from the kernel.
         libc::mprotect(p.cast(), 4096, libc::PROT_READ);
-        expect("read(/dev/zero) into a read-only page", sys(libc::SYS_read, [zfd, p as u64, 16, 0]), "EFAULT");
-        expect("clock_gettime into a read-only page", sys(libc::SYS_clock_gettime, [libc::CLOCK_MONOTONIC as u64, p as u64, 0, 0]), "EFAULT");
+        expect(
+            "read(/dev/zero) into a read-only page",
+            sys(libc::SYS_read, [zfd, p as u64, 16, 0]),
+            "EFAULT",
+        );
+        expect(
+            "clock_gettime into a read-only page",
+            sys(
+                libc::SYS_clock_gettime,
+                [libc::CLOCK_MONOTONIC as u64, p as u64, 0, 0],
+            ),
+            "EFAULT",
+        );
         libc::munmap(p.cast(), 4096);
     }
     // The pipe still works after all that.
@@ -87,22 +181,38 @@ fn main() {
         libc::write(pwr as i32, msg.as_ptr().cast(), msg.len());
         libc::read(prd as i32, back.as_mut_ptr().cast(), back.len());
     }
-    expect("pipe after the attacks", String::from_utf8_lossy(&back).replace('\0', "\\0"), "still fine");
+    expect(
+        "pipe after the attacks",
+        String::from_utf8_lossy(&back).replace('\0', "\\0"),
+        "still fine",
+    );
 
     // Children that touch what they must not: each dies of SIGSEGV.
     // SAFETY (all five): deliberately unsound accesses, each in a forked
     // child; the kernel must kill the child, which is what is tested.
     let cases: [(&str, fn()); 5] = [
-        ("child reads kernel text", || unsafe { std::ptr::read_volatile(0xffff_ffff_8000_0000 as *const u64); }),
-        ("child writes the kernel direct map", || unsafe { std::ptr::write_volatile(0xffff_8000_0000_1000 as *mut u64, 1); }),
-        ("child writes NULL", || unsafe { std::ptr::write_volatile(std::ptr::null_mut::<u64>(), 1); }),
+        ("child reads kernel text", || unsafe {
+            std::ptr::read_volatile(0xffff_ffff_8000_0000 as *const u64);
+        }),
+        ("child writes the kernel direct map", || unsafe {
+            std::ptr::write_volatile(0xffff_8000_0000_1000 as *mut u64, 1);
+        }),
+        ("child writes NULL", || unsafe {
+            std::ptr::write_volatile(std::ptr::null_mut::<u64>(), 1);
+        }),
         ("child jumps into the kernel", || unsafe {
             let f: extern "C" fn() = std::mem::transmute(0xffff_ffff_8000_0000usize);
             f();
         }),
         ("child executes a non-executable page", || unsafe {
-            let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
             *(p as *mut u8) = 0xc3; // ret
             let f: extern "C" fn() = std::mem::transmute(p);
             f();

@@ -53,9 +53,10 @@ fn case(name: &str, threads: usize, run: Duration, op: &(dyn Fn(usize, u64) + Sy
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let max: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    });
+    let max: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let run = Duration::from_millis(args.next().and_then(|a| a.parse().ok()).unwrap_or(1000));
     let base = "/fsbench";
     let _ = fs::create_dir(base);
@@ -73,19 +74,31 @@ fn main() {
         });
         case("create_unlink_private", threads, run, &|t, i| {
             let p = format!("{base}/p{t}/n{}", i % 16);
-            OpenOptions::new().write(true).create(true).open(&p).expect("create");
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .open(&p)
+                .expect("create");
             fs::remove_file(&p).expect("unlink");
         });
         case("create_unlink_shared", threads, run, &|t, i| {
             let p = format!("{base}/shared/t{t}-{}", i % 16);
-            OpenOptions::new().write(true).create(true).open(&p).expect("create");
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .open(&p)
+                .expect("create");
             fs::remove_file(&p).expect("unlink");
         });
         {
-            let files: Vec<File> = (0..threads).map(|t| File::open(format!("{base}/p{t}/file")).expect("open")).collect();
+            let files: Vec<File> = (0..threads)
+                .map(|t| File::open(format!("{base}/p{t}/file")).expect("open"))
+                .collect();
             case("pread4k_private", threads, run, &|t, i| {
                 let mut b = [0u8; 4096];
-                files[t].read_exact_at(&mut b, (i % 256) * 4096).expect("pread");
+                files[t]
+                    .read_exact_at(&mut b, (i % 256) * 4096)
+                    .expect("pread");
             });
         }
         {
@@ -98,7 +111,10 @@ fn main() {
         threads *= 2;
     }
     if let Ok(s) = fs::read_to_string("/proc/lockstat") {
-        for line in s.lines().filter(|l| l.contains("cpu=all") && !l.contains("acquired=0")) {
+        for line in s
+            .lines()
+            .filter(|l| l.contains("cpu=all") && !l.contains("acquired=0"))
+        {
             println!("{line}");
         }
     }

@@ -20,12 +20,19 @@ fn worker(t: usize, base: &str) -> io::Result<(BTreeSet<String>, BTreeSet<String
     let mut shared = BTreeSet::new();
     let mut seed = t as u64 * 7919 + 1;
     for i in 0..ROUNDS {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let k = (seed >> 33) % 12;
         let name = format!("{private}/f{k}");
         match i % 6 {
             0 | 1 => {
-                match OpenOptions::new().read(true).write(true).create_new(true).open(&name) {
+                match OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&name)
+                {
                     Ok(f) => {
                         let data = format!("{name}:{i}");
                         f.write_all_at(data.as_bytes(), 100)?;
@@ -38,7 +45,9 @@ fn worker(t: usize, base: &str) -> io::Result<(BTreeSet<String>, BTreeSet<String
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         if !mine.contains(&format!("f{k}")) {
-                            return Err(io::Error::other(format!("{name}: EEXIST but not created")));
+                            return Err(io::Error::other(format!(
+                                "{name}: EEXIST but not created"
+                            )));
                         }
                     }
                     Err(e) => return Err(e),
@@ -84,28 +93,44 @@ fn worker(t: usize, base: &str) -> io::Result<(BTreeSet<String>, BTreeSet<String
 }
 
 fn listing(dir: &str) -> io::Result<BTreeSet<String>> {
-    fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned())).collect()
+    fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect()
 }
 
 fn main() {
     let threads: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get()).max(4));
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(4, |n| n.get())
+                .max(4)
+        });
     let base = "/fsstress";
     let run = || -> io::Result<String> {
         fs::create_dir(base)?;
         fs::create_dir(format!("{base}/shared"))?;
-        let results: Vec<io::Result<(BTreeSet<String>, BTreeSet<String>)>> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads).map(|t| s.spawn(move || worker(t, base))).collect();
-            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("thread panicked")))).collect()
-        });
+        let results: Vec<io::Result<(BTreeSet<String>, BTreeSet<String>)>> =
+            std::thread::scope(|s| {
+                let hs: Vec<_> = (0..threads)
+                    .map(|t| s.spawn(move || worker(t, base)))
+                    .collect();
+                hs.into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(io::Error::other("thread panicked")))
+                    })
+                    .collect()
+            });
         let mut all_shared = BTreeSet::new();
         for (t, r) in results.into_iter().enumerate() {
             let (mine, shared) = r?;
             let got = listing(&format!("{base}/p{t}"))?;
             if got != mine {
-                return Err(io::Error::other(format!("p{t}: listed {got:?}, expected {mine:?}")));
+                return Err(io::Error::other(format!(
+                    "p{t}: listed {got:?}, expected {mine:?}"
+                )));
             }
             for n in &mine {
                 let m = fs::metadata(format!("{base}/p{t}/{n}"))?;
@@ -117,7 +142,11 @@ fn main() {
         }
         let got = listing(&format!("{base}/shared"))?;
         if got != all_shared {
-            return Err(io::Error::other(format!("shared: {} listed, {} expected", got.len(), all_shared.len())));
+            return Err(io::Error::other(format!(
+                "shared: {} listed, {} expected",
+                got.len(),
+                all_shared.len()
+            )));
         }
         Ok(format!("threads={threads} shared_entries={}", got.len()))
     };

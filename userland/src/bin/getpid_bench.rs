@@ -21,8 +21,16 @@ fn pin_to(cpu: usize) -> bool {
 
 fn main() {
     let args = userland::args();
-    let threads: usize = args.first().and_then(|a| a.parse().ok()).filter(|&n| n >= 1).unwrap_or(1);
-    let seconds: f64 = args.get(1).and_then(|a| a.parse().ok()).filter(|&s: &f64| s > 0.0).unwrap_or(2.0);
+    let threads: usize = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1);
+    let seconds: f64 = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .filter(|&s: &f64| s > 0.0)
+        .unwrap_or(2.0);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
@@ -53,7 +61,10 @@ fn main() {
     start.wait();
     std::thread::sleep(Duration::from_secs_f64(seconds + 0.2));
     stop.store(true, Ordering::Relaxed);
-    let results: Vec<(bool, f64)> = handles.into_iter().map(|h| h.join().unwrap_or((false, 0.0))).collect();
+    let results: Vec<(bool, f64)> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap_or((false, 0.0)))
+        .collect();
     let total: f64 = results.iter().map(|r| r.1).sum();
     let per: Vec<String> = results.iter().map(|r| format!("{:.0}", r.1)).collect();
     println!(

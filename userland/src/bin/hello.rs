@@ -24,7 +24,11 @@ fn main() {
     // The auxiliary vector: values that must be present and sane.
     // SAFETY: getauxval only reads the process's auxv.
     let (pagesz, random, entry) = unsafe {
-        (libc::getauxval(libc::AT_PAGESZ), libc::getauxval(libc::AT_RANDOM), libc::getauxval(libc::AT_ENTRY))
+        (
+            libc::getauxval(libc::AT_PAGESZ),
+            libc::getauxval(libc::AT_RANDOM),
+            libc::getauxval(libc::AT_ENTRY),
+        )
     };
     say(&format!("AT_PAGESZ: {pagesz}"));
     say(&format!("AT_RANDOM present: {}", random != 0));

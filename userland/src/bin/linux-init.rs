@@ -23,7 +23,10 @@
 use std::ffi::CString;
 
 fn warn(what: &str) {
-    let msg = format!("linux-init: {what}: {}\n", userland::errno_name(userland::errno()));
+    let msg = format!(
+        "linux-init: {what}: {}\n",
+        userland::errno_name(userland::errno())
+    );
     // SAFETY: writes a valid buffer to fd 2 (the console, if open).
     unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
 }
@@ -37,7 +40,11 @@ fn mkdir(path: &str, mode: libc::mode_t) {
 }
 
 fn mount(source: &str, target: &str, fstype: &str) {
-    let (s, t, f) = (CString::new(source).unwrap(), CString::new(target).unwrap(), CString::new(fstype).unwrap());
+    let (s, t, f) = (
+        CString::new(source).unwrap(),
+        CString::new(target).unwrap(),
+        CString::new(fstype).unwrap(),
+    );
     // SAFETY: valid C strings, no data argument.
     if unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) } != 0
         && userland::errno() != libc::EBUSY

@@ -21,26 +21,52 @@ extern "C" fn on_segv(_sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c_
     // Make the page writable so that the faulting write succeeds on return.
     let page = FAULT_PAGE.load(Ordering::SeqCst);
     // SAFETY: `page` is the page this program mapped and made read-only.
-    unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, libc::PROT_READ | libc::PROT_WRITE) };
+    unsafe {
+        libc::mprotect(
+            page as *mut libc::c_void,
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
 }
 
 fn map(len: usize, prot: i32, flags: i32) -> Result<*mut u8, String> {
     // SAFETY: an anonymous mapping at an address the kernel chooses.
-    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags | libc::MAP_ANONYMOUS, -1, 0) };
-    if p == libc::MAP_FAILED { Err(errno_name(errno())) } else { Ok(p.cast()) }
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            flags | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno_name(errno()))
+    } else {
+        Ok(p.cast())
+    }
 }
 
 fn main() {
     let mut ok = true;
     let mut expect = |what: &str, got: String, want: &str| {
         let good = got == want;
-        say(&format!("{what}: {got}{}", if good { "" } else { "  <-- WRONG" }));
+        say(&format!(
+            "{what}: {got}{}",
+            if good { "" } else { "  <-- WRONG" }
+        ));
         ok &= good;
     };
 
     // 1. Anonymous memory: zero-filled, every page writable and read back.
     let pages = 1024; // 4 MiB
-    match map(pages * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE) {
+    match map(
+        pages * PAGE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE,
+    ) {
         Ok(p) => {
             // SAFETY: `p` maps `pages` pages read-write.
             let mem = unsafe { std::slice::from_raw_parts_mut(p, pages * PAGE) };
@@ -49,7 +75,9 @@ fn main() {
                 mem[i * PAGE] = (i % 251) as u8;
                 mem[i * PAGE + PAGE - 1] = (i % 13) as u8;
             }
-            let back = (0..pages).all(|i| mem[i * PAGE] == (i % 251) as u8 && mem[i * PAGE + PAGE - 1] == (i % 13) as u8);
+            let back = (0..pages).all(|i| {
+                mem[i * PAGE] == (i % 251) as u8 && mem[i * PAGE + PAGE - 1] == (i % 13) as u8
+            });
             expect("anonymous pages start zeroed", zero.to_string(), "true");
             expect("4 MiB written and read back", back.to_string(), "true");
             // Unmap the middle, map it again: fresh zero page.
@@ -58,18 +86,32 @@ fn main() {
             expect("munmap a middle page", userland::outcome(r as i64), "ok");
             // SAFETY: MAP_FIXED over the hole we just made.
             let again = unsafe {
-                libc::mmap(p.add(10 * PAGE).cast(), PAGE, libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)
+                libc::mmap(
+                    p.add(10 * PAGE).cast(),
+                    PAGE,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
             };
             // SAFETY: the page is mapped again (checked first).
             let fresh = again != libc::MAP_FAILED && unsafe { *p.add(10 * PAGE) } == 0;
-            expect("MAP_FIXED into the hole is zeroed", fresh.to_string(), "true");
+            expect(
+                "MAP_FIXED into the hole is zeroed",
+                fresh.to_string(),
+                "true",
+            );
             // madvise(DONTNEED) on private anonymous memory drops the contents.
             // SAFETY: our own mapping.
             let r = unsafe { libc::madvise(p.cast(), PAGE, libc::MADV_DONTNEED) };
             expect("madvise DONTNEED", userland::outcome(r as i64), "ok");
             // SAFETY: still mapped.
-            expect("page after DONTNEED is zero", (unsafe { *p } == 0).to_string(), "true");
+            expect(
+                "page after DONTNEED is zero",
+                (unsafe { *p } == 0).to_string(),
+                "true",
+            );
             // SAFETY: our own mapping.
             let r = unsafe { libc::munmap(p.cast(), pages * PAGE) };
             expect("munmap all", userland::outcome(r as i64), "ok");
@@ -78,14 +120,30 @@ fn main() {
     }
 
     // 2. Bad arguments.
-    expect("mmap length 0", map(0, libc::PROT_READ, libc::MAP_PRIVATE).map(|_| "ok".to_string()).unwrap_or_else(|e| e), "EINVAL");
+    expect(
+        "mmap length 0",
+        map(0, libc::PROT_READ, libc::MAP_PRIVATE)
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(|e| e),
+        "EINVAL",
+    );
     // SAFETY: an unaligned munmap only fails.
     let r = unsafe { libc::munmap((PAGE + 1) as *mut libc::c_void, PAGE) };
     expect("munmap unaligned", userland::outcome(r as i64), "EINVAL");
-    expect("mmap without PRIVATE/SHARED", map(PAGE, libc::PROT_READ, 0).map(|_| "ok".to_string()).unwrap_or_else(|e| e), "EINVAL");
+    expect(
+        "mmap without PRIVATE/SHARED",
+        map(PAGE, libc::PROT_READ, 0)
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(|e| e),
+        "EINVAL",
+    );
 
     // 3. mprotect: a write to a read-only page raises SIGSEGV at that address.
-    if let Err(e) = set_handler(libc::SIGSEGV, on_segv as *const () as usize, libc::SA_SIGINFO) {
+    if let Err(e) = set_handler(
+        libc::SIGSEGV,
+        on_segv as *const () as usize,
+        libc::SA_SIGINFO,
+    ) {
         expect("sigaction SIGSEGV", e, "ok");
     }
     match map(PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE) {
@@ -104,7 +162,11 @@ fn main() {
             // SAFETY: the page is readable.
             let after = unsafe { p.add(100).read_volatile() };
             expect("read of a read-only page", before.to_string(), "0");
-            expect("SIGSEGV at the written address", (FAULT_ADDR.load(Ordering::SeqCst) == p as usize + 100).to_string(), "true");
+            expect(
+                "SIGSEGV at the written address",
+                (FAULT_ADDR.load(Ordering::SeqCst) == p as usize + 100).to_string(),
+                "true",
+            );
             expect("write retried after the handler", after.to_string(), "42");
             // SAFETY: our own page.
             unsafe { libc::munmap(p.cast(), PAGE) };
@@ -113,7 +175,11 @@ fn main() {
     }
 
     // 4. mremap: grow with MREMAP_MAYMOVE keeps the contents.
-    match map(2 * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE) {
+    match map(
+        2 * PAGE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE,
+    ) {
         Ok(p) => {
             // SAFETY: two writable pages.
             unsafe {
@@ -137,7 +203,11 @@ fn main() {
                 // Shrink in place.
                 // SAFETY: shrinking our own mapping.
                 let s = unsafe { libc::mremap(q.cast(), 8 * PAGE, PAGE, 0) };
-                expect("mremap shrink in place", (s == q.cast()).to_string(), "true");
+                expect(
+                    "mremap shrink in place",
+                    (s == q.cast()).to_string(),
+                    "true",
+                );
                 // SAFETY: our own (shrunk or moved) mapping.
                 unsafe { libc::munmap(if s == libc::MAP_FAILED { q.cast() } else { s }, PAGE) };
             }
@@ -184,7 +254,11 @@ fn main() {
                     let saw = (pv_addr as *mut u8).read_volatile();
                     (pv_addr as *mut u8).write_volatile(2);
                     (sh_addr as *mut u8).write_volatile(3);
-                    if saw == 1 { 0 } else { 1 }
+                    if saw == 1 {
+                        0
+                    } else {
+                        1
+                    }
                 }
             });
             match child {
@@ -193,15 +267,28 @@ fn main() {
             }
             // SAFETY: still our pages.
             let (p, s) = unsafe { (pv.read_volatile(), sh.read_volatile()) };
-            expect("private page after child wrote (copy-on-write)", p.to_string(), "1");
+            expect(
+                "private page after child wrote (copy-on-write)",
+                p.to_string(),
+                "1",
+            );
             expect("shared page after child wrote", s.to_string(), "3");
         }
-        (p, s) => expect("mmap private+shared", format!("{:?} {:?}", p.err(), s.err()), "ok"),
+        (p, s) => expect(
+            "mmap private+shared",
+            format!("{:?} {:?}", p.err(), s.err()),
+            "ok",
+        ),
     }
 
     // 7. Heap through malloc: many allocations, freed, contents intact.
-    let blocks: Vec<Vec<u8>> = (0..200).map(|i| vec![(i % 256) as u8; 1000 + i * 37]).collect();
-    let intact = blocks.iter().enumerate().all(|(i, b)| b.iter().all(|&x| x == (i % 256) as u8));
+    let blocks: Vec<Vec<u8>> = (0..200)
+        .map(|i| vec![(i % 256) as u8; 1000 + i * 37])
+        .collect();
+    let intact = blocks
+        .iter()
+        .enumerate()
+        .all(|(i, b)| b.iter().all(|&x| x == (i % 256) as u8));
     expect("200 heap blocks intact", intact.to_string(), "true");
     drop(blocks);
 

@@ -65,7 +65,10 @@ fn meta(p: &str) -> String {
 fn names(dir: &str) -> String {
     match fs::read_dir(dir) {
         Ok(rd) => {
-            let mut v: Vec<String> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let mut v: Vec<String> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
             v.sort();
             v.join(",")
         }
@@ -101,7 +104,11 @@ extern "C" fn on_sigbus(_sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::
     // `_exit` is async-signal-safe.
     unsafe {
         let addr = (*info).si_addr() as usize;
-        let wrong = if addr == BUS_EXPECTED.load(std::sync::atomic::Ordering::Relaxed) { 0 } else { 50 };
+        let wrong = if addr == BUS_EXPECTED.load(std::sync::atomic::Ordering::Relaxed) {
+            0
+        } else {
+            50
+        };
         libc::_exit(100 + (*info).si_code + wrong)
     }
 }
@@ -116,7 +123,9 @@ fn munmap(addr: usize, len: usize) {
 }
 
 fn main() {
-    let base = std::env::args().nth(1).unwrap_or_else(|| "/fsdiff".to_string());
+    let base = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "/fsdiff".to_string());
     let p = |s: &str| format!("{base}/{s}");
     case("mkdir base", show(fs::create_dir(&base)));
     case("mkdir again", show(fs::create_dir(&base)));
@@ -125,13 +134,31 @@ fn main() {
     case("write", show(fs::write(p("f"), b"hello")));
     case("stat f", meta(&p("f")));
     case("read f", show(fs::read_to_string(p("f"))));
-    case("excl", show(OpenOptions::new().write(true).create_new(true).open(p("f")).map(|_| ())));
+    case(
+        "excl",
+        show(
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p("f"))
+                .map(|_| ()),
+        ),
+    );
     case("open missing", show(File::open(p("missing")).map(|_| ())));
     case(
         "o_directory on file",
-        show(OpenOptions::new().read(true).custom_flags(0o200000).open(p("f")).map(|_| ())),
+        show(
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(0o200000)
+                .open(p("f"))
+                .map(|_| ()),
+        ),
     );
-    case("open dir for write", show(OpenOptions::new().write(true).open(&base).map(|_| ())));
+    case(
+        "open dir for write",
+        show(OpenOptions::new().write(true).open(&base).map(|_| ())),
+    );
     case("path through file", meta(&p("f/x")));
     case("trailing slash on file", meta(&p("f/")));
 
@@ -152,7 +179,11 @@ fn main() {
 
     // Sparse files, holes, ftruncate.
     let r = (|| -> io::Result<String> {
-        let f = OpenOptions::new().read(true).write(true).create(true).open(p("sparse"))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(p("sparse"))?;
         f.write_at(b"end", 1 << 20)?;
         let mut hole = vec![1u8; 4096];
         f.read_exact_at(&mut hole, 4096)?;
@@ -178,7 +209,10 @@ fn main() {
         Ok((f.seek(SeekFrom::End(0))?, f.seek(SeekFrom::Current(-8))?))
     })();
     case("lseek", show(r));
-    case("lseek negative", show(File::open(p("sparse")).and_then(|mut f| f.seek(SeekFrom::Current(-1)))));
+    case(
+        "lseek negative",
+        show(File::open(p("sparse")).and_then(|mut f| f.seek(SeekFrom::Current(-1)))),
+    );
 
     // Hard links and unlink while open.
     case("link", show(fs::hard_link(p("sparse"), p("hard"))));
@@ -211,7 +245,10 @@ fn main() {
     case("rename over file", show(fs::rename(p("a"), p("b"))));
     case("renamed content", show(fs::read_to_string(p("b"))));
     case("old name gone", meta(&p("a")));
-    case("rename into own subtree", show(fs::rename(p("d"), p("d/sub/x"))));
+    case(
+        "rename into own subtree",
+        show(fs::rename(p("d"), p("d/sub/x"))),
+    );
     case("rename dir over file", show(fs::rename(p("d"), p("b"))));
     case("rename file over dir", show(fs::rename(p("b"), p("d"))));
     fs::create_dir(p("e")).ok();
@@ -219,7 +256,10 @@ fn main() {
     case("rename dir over empty", show(fs::rename(p("d"), p("e"))));
     case("after rename", names(&p("e")));
     case("rename missing", show(fs::rename(p("zzz"), p("yyy"))));
-    case("rename same links", show(fs::rename(p("sparse"), p("hard"))));
+    case(
+        "rename same links",
+        show(fs::rename(p("sparse"), p("hard"))),
+    );
     case("both links remain", names(&base));
 
     // Symlinks.
@@ -235,7 +275,13 @@ fn main() {
     case("dangling", show(fs::read(p("dangling"))));
     case(
         "nofollow",
-        show(OpenOptions::new().read(true).custom_flags(0o400000).open(p("sym")).map(|_| ())),
+        show(
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(0o400000)
+                .open(p("sym"))
+                .map(|_| ()),
+        ),
     );
     symlink("e", p("dirsym")).ok();
     case("through dir symlink", names(&p("dirsym/")));
@@ -246,7 +292,11 @@ fn main() {
 
     // Mode bits with the default umask (022).
     let r = (|| -> io::Result<String> {
-        OpenOptions::new().write(true).create(true).mode(0o777).open(p("modes"))?;
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o777)
+            .open(p("modes"))?;
         let m1 = fs::metadata(p("modes"))?.mode();
         fs::set_permissions(p("modes"), fs::Permissions::from_mode(0o4711))?;
         Ok(format!("{:o} {:o}", m1, fs::metadata(p("modes"))?.mode()))
@@ -255,12 +305,20 @@ fn main() {
 
     // pread/pwrite at offsets, and the offset they leave alone.
     let r = (|| -> io::Result<String> {
-        let mut f = OpenOptions::new().read(true).write(true).create(true).open(p("pio"))?;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(p("pio"))?;
         f.write_all(b"0123456789")?;
         f.write_at(b"ab", 3)?;
         let mut b = [0u8; 4];
         f.read_at(&mut b, 2)?;
-        Ok(format!("{} pos={}", String::from_utf8_lossy(&b), f.stream_position()?))
+        Ok(format!(
+            "{} pos={}",
+            String::from_utf8_lossy(&b),
+            f.stream_position()?
+        ))
     })();
     case("pread pwrite", show(r));
 
@@ -270,7 +328,11 @@ fn main() {
         fs::write("rel", b"r")?;
         let cwd = std::env::current_dir()?;
         std::env::set_current_dir("..")?;
-        Ok(format!("{} {}", cwd.display(), fs::read_to_string(p("e/rel"))?))
+        Ok(format!(
+            "{} {}",
+            cwd.display(),
+            fs::read_to_string(p("e/rel"))?
+        ))
     })();
     case("cwd", show(r));
 
@@ -297,7 +359,10 @@ fn main() {
         File::open("/dev/null")?.read_to_end(&mut n)?;
         let mut z = [1u8; 8];
         File::open("/dev/zero")?.read_exact(&mut z)?;
-        OpenOptions::new().write(true).open("/dev/null")?.write_all(b"gone")?;
+        OpenOptions::new()
+            .write(true)
+            .open("/dev/null")?
+            .write_all(b"gone")?;
         Ok(format!("null={} zero={:?}", n.len(), z))
     })();
     case("devices", show(r));
@@ -306,7 +371,11 @@ fn main() {
     // the mapping are what read() returns and the other way round.
     let r = (|| -> io::Result<String> {
         use std::os::fd::AsRawFd;
-        let f = OpenOptions::new().read(true).write(true).create(true).open(p("mapped"))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(p("mapped"))?;
         f.write_all_at(b"page cache", 0)?;
         f.set_len(8192)?;
         let addr = mmap_shared(f.as_raw_fd(), 8192)?;
@@ -323,7 +392,10 @@ fn main() {
         munmap(addr, 8192);
         let mut b = [0u8; 4];
         f.read_exact_at(&mut b, 4096)?;
-        Ok(format!("mapped={seen} write_seen={back} store_read={}", String::from_utf8_lossy(&b)))
+        Ok(format!(
+            "mapped={seen} write_seen={back} store_read={}",
+            String::from_utf8_lossy(&b)
+        ))
     })();
     case("mmap shared", show(r));
 
@@ -332,7 +404,11 @@ fn main() {
     // the partial last page stays accessible.
     let r = (|| -> io::Result<String> {
         use std::os::fd::AsRawFd;
-        let f = OpenOptions::new().read(true).write(true).create(true).open(p("shrunk"))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(p("shrunk"))?;
         f.set_len(8192)?;
         let addr = mmap_shared(f.as_raw_fd(), 8192)?;
         f.set_len(100)?;
@@ -345,7 +421,13 @@ fn main() {
         let past = userland::fork_run(touch(4096)).map(userland::wait_for);
         let info = userland::fork_run(move || {
             BUS_EXPECTED.store(addr + 4100, std::sync::atomic::Ordering::Relaxed);
-            if userland::set_handler(libc::SIGBUS, on_sigbus as *const () as usize, libc::SA_SIGINFO).is_err() {
+            if userland::set_handler(
+                libc::SIGBUS,
+                on_sigbus as *const () as usize,
+                libc::SA_SIGINFO,
+            )
+            .is_err()
+            {
                 return 99;
             }
             touch(4100)()
@@ -353,7 +435,12 @@ fn main() {
         .map(userland::wait_for);
         munmap(addr, 8192);
         let s = |r: Result<String, String>| r.unwrap_or_else(|e| e);
-        Ok(format!("inside={} past={} handler={}", s(inside), s(past), s(info)))
+        Ok(format!(
+            "inside={} past={} handler={}",
+            s(inside),
+            s(past),
+            s(info)
+        ))
     })();
     case("mmap past eof", show(r));
 
@@ -361,7 +448,11 @@ fn main() {
     // alignment, a fully mapped range) and data stays where read() sees it.
     let r = (|| -> io::Result<String> {
         use std::os::fd::AsRawFd;
-        let f = OpenOptions::new().read(true).write(true).create(true).open(p("synced"))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(p("synced"))?;
         f.set_len(3 * 4096)?;
         let addr = mmap_shared(f.as_raw_fd(), 3 * 4096)?;
         // SAFETY: `addr` is a fresh 12 KiB read/write shared mapping of `f`.
@@ -369,7 +460,11 @@ fn main() {
         let sync = |at: usize, len: usize, flags: i32| {
             // SAFETY: msync reads no memory of ours; bad ranges give errors.
             let r = unsafe { libc::msync(at as *mut libc::c_void, len, flags) };
-            if r == 0 { "0".to_string() } else { errno_name(&io::Error::last_os_error()) }
+            if r == 0 {
+                "0".to_string()
+            } else {
+                errno_name(&io::Error::last_os_error())
+            }
         };
         let (s, a, i) = (libc::MS_SYNC, libc::MS_ASYNC, libc::MS_INVALIDATE);
         let mut out = vec![
@@ -403,13 +498,24 @@ fn main() {
     // file's later changes.
     let r = (|| -> io::Result<String> {
         use std::os::fd::AsRawFd;
-        let f = OpenOptions::new().read(true).write(true).create(true).open(p("private"))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(p("private"))?;
         f.write_all_at(b"original", 0)?;
         f.write_all_at(b"second", 4096)?;
         f.set_len(8192)?;
         // SAFETY: a new private mapping chosen by the kernel.
         let private = unsafe {
-            libc::mmap(std::ptr::null_mut(), 8192, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, f.as_raw_fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
         };
         if private == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
@@ -418,7 +524,8 @@ fn main() {
         let shared = mmap_shared(f.as_raw_fd(), 8192)?;
         let text = |at: usize, n: usize| {
             // SAFETY: `at .. at + n` lies in one of the live 8 KiB mappings.
-            String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(at as *const u8, n) }).into_owned()
+            String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(at as *const u8, n) })
+                .into_owned()
         };
         let before = text(private + 4096, 6);
         // SAFETY: page 0 of the private read/write mapping.
@@ -458,19 +565,40 @@ fn main() {
     case("st_dev across mounts", show(r));
     let r = (|| -> io::Result<String> {
         let (up, root) = (fs::metadata("/dev/..")?, fs::metadata("/")?);
-        Ok(format!("dotdot_is_root={}", up.ino() == root.ino() && up.dev() == root.dev()))
+        Ok(format!(
+            "dotdot_is_root={}",
+            up.ino() == root.ino() && up.dev() == root.dev()
+        ))
     })();
     case("dotdot out of mount", show(r));
     let in_dev = "/dev/posix_diff_x";
     case("create in /dev", show(fs::write(in_dev, b"x")));
-    case("rename /dev/x to /", show(fs::rename(in_dev, p("from_dev"))));
-    case("rename to /dev", show(fs::rename(p("b"), "/dev/posix_diff_b")));
-    case("link /dev/x to /", show(fs::hard_link(in_dev, p("from_dev"))));
-    case("link to /dev", show(fs::hard_link(p("b"), "/dev/posix_diff_b")));
-    case("rename within /dev", show(fs::rename(in_dev, "/dev/posix_diff_y")));
+    case(
+        "rename /dev/x to /",
+        show(fs::rename(in_dev, p("from_dev"))),
+    );
+    case(
+        "rename to /dev",
+        show(fs::rename(p("b"), "/dev/posix_diff_b")),
+    );
+    case(
+        "link /dev/x to /",
+        show(fs::hard_link(in_dev, p("from_dev"))),
+    );
+    case(
+        "link to /dev",
+        show(fs::hard_link(p("b"), "/dev/posix_diff_b")),
+    );
+    case(
+        "rename within /dev",
+        show(fs::rename(in_dev, "/dev/posix_diff_y")),
+    );
     case("unlink in /dev", show(fs::remove_file("/dev/posix_diff_y")));
     case("rmdir mount point", show(fs::remove_dir("/proc")));
-    case("rename mount point", show(fs::rename("/dev", "/posix_diff_dev")));
+    case(
+        "rename mount point",
+        show(fs::rename("/dev", "/posix_diff_dev")),
+    );
     case("rename over mount point", show(fs::rename(p("e"), "/dev")));
     let r = (|| -> io::Result<String> {
         std::env::set_current_dir("/dev")?;

@@ -25,12 +25,22 @@ fn pipe() -> (std::fs::File, std::fs::File) {
         std::process::exit(1);
     }
     // SAFETY: both descriptors are fresh and owned by nobody else.
-    unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) }
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
 }
 
 fn exec_self(args: &[&str]) -> ! {
-    let me = std::env::args().next().unwrap_or_else(|| "/init".to_string());
-    let c: Vec<CString> = std::iter::once(me.as_str()).chain(args.iter().copied()).map(|s| CString::new(s).unwrap()).collect();
+    let me = std::env::args()
+        .next()
+        .unwrap_or_else(|| "/init".to_string());
+    let c: Vec<CString> = std::iter::once(me.as_str())
+        .chain(args.iter().copied())
+        .map(|s| CString::new(s).unwrap())
+        .collect();
     let mut argv: Vec<*const libc::c_char> = c.iter().map(|s| s.as_ptr()).collect();
     argv.push(std::ptr::null());
     let env = [CString::new("FROM=procs").unwrap()];
@@ -45,18 +55,32 @@ fn exec_self(args: &[&str]) -> ! {
 fn main() {
     let args = userland::args();
     if args.first().map(String::as_str) == Some("child-exec") {
-        say(&format!("exec'd child: args {:?}, FROM={}", &args[1..], std::env::var("FROM").unwrap_or_default()));
+        say(&format!(
+            "exec'd child: args {:?}, FROM={}",
+            &args[1..],
+            std::env::var("FROM").unwrap_or_default()
+        ));
         // SAFETY: getppid takes no arguments.
-        say(&format!("exec'd child: parent is pid 1: {}", unsafe { libc::getppid() } == 1));
+        say(&format!(
+            "exec'd child: parent is pid 1: {}",
+            unsafe { libc::getppid() } == 1
+        ));
         std::process::exit(3);
     }
     let mut ok = true;
     let mut expect = |what: &str, got: String, want: &str| {
         let good = got == want;
-        say(&format!("{what}: {got}{}", if good { "" } else { "  <-- WRONG" }));
+        say(&format!(
+            "{what}: {got}{}",
+            if good { "" } else { "  <-- WRONG" }
+        ));
         ok &= good;
     };
-    if let Err(e) = set_handler(libc::SIGCHLD, on_sigchld as *const () as usize, libc::SA_RESTART) {
+    if let Err(e) = set_handler(
+        libc::SIGCHLD,
+        on_sigchld as *const () as usize,
+        libc::SA_RESTART,
+    ) {
         say(&format!("sigaction SIGCHLD failed: {e}"));
     }
 
@@ -73,12 +97,20 @@ fn main() {
     drop(wr);
     let mut text = String::new();
     let _ = rd.read_to_string(&mut text);
-    expect("pipe from child", text, "hello through the pipe (ppid ok: true)");
+    expect(
+        "pipe from child",
+        text,
+        "hello through the pipe (ppid ok: true)",
+    );
     match child {
         Ok(pid) => expect("fork child", wait_for(pid), "exited 7"),
         Err(e) => expect("fork", e, "ok"),
     }
-    expect("SIGCHLD delivered", (SIGCHLD_COUNT.load(Ordering::SeqCst) >= 1).to_string(), "true");
+    expect(
+        "SIGCHLD delivered",
+        (SIGCHLD_COUNT.load(Ordering::SeqCst) >= 1).to_string(),
+        "true",
+    );
 
     // 2. fork + execve of ourselves with arguments; status 3.
     match fork_run(|| exec_self(&["child-exec", "alpha", "beta"])) {
@@ -87,15 +119,29 @@ fn main() {
     }
 
     // 3. Several children reaped by pid, in reverse order.
-    let pids: Vec<_> = (0..3).filter_map(|i| fork_run(move || 10 + i).ok()).collect();
+    let pids: Vec<_> = (0..3)
+        .filter_map(|i| fork_run(move || 10 + i).ok())
+        .collect();
     for (i, pid) in pids.iter().enumerate().rev() {
-        expect(&format!("child {i}"), wait_for(*pid), &format!("exited {}", 10 + i));
+        expect(
+            &format!("child {i}"),
+            wait_for(*pid),
+            &format!("exited {}", 10 + i),
+        );
     }
     // No children left: wait4 says ECHILD.
     let mut status = 0;
     // SAFETY: `status` is a valid out-pointer.
     let r = unsafe { libc::waitpid(-1, &mut status, 0) };
-    expect("wait with no children", if r < 0 { errno_name(errno()) } else { format!("pid {r}") }, "ECHILD");
+    expect(
+        "wait with no children",
+        if r < 0 {
+            errno_name(errno())
+        } else {
+            format!("pid {r}")
+        },
+        "ECHILD",
+    );
     // WNOHANG on a running child returns 0.
     let (mut rd2, wr2) = pipe();
     let wr2_fd = std::os::fd::AsRawFd::as_raw_fd(&wr2);
@@ -118,12 +164,28 @@ fn main() {
     }
 
     // 4. std::process::Command: spawn + pipes for stdout (posix_spawn/vfork in musl).
-    let me = std::env::args().next().unwrap_or_else(|| "/init".to_string());
-    match std::process::Command::new(&me).args(["child-exec", "gamma"]).output() {
+    let me = std::env::args()
+        .next()
+        .unwrap_or_else(|| "/init".to_string());
+    match std::process::Command::new(&me)
+        .args(["child-exec", "gamma"])
+        .output()
+    {
         Ok(out) => {
-            expect("Command output", String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string(),
-                "exec'd child: args [\"gamma\"], FROM=");
-            expect("Command status", format!("{:?}", out.status.code()), "Some(3)");
+            expect(
+                "Command output",
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                "exec'd child: args [\"gamma\"], FROM=",
+            );
+            expect(
+                "Command status",
+                format!("{:?}", out.status.code()),
+                "Some(3)",
+            );
         }
         Err(e) => expect("Command spawn", e.to_string(), "ok"),
     }
@@ -134,7 +196,12 @@ fn main() {
     let (rd3, mut wr3) = pipe();
     drop(rd3);
     let r = wr3.write(b"x");
-    expect("write to a pipe without readers", r.map(|n| n.to_string()).unwrap_or_else(|e| errno_name(e.raw_os_error().unwrap_or(0))), "EPIPE");
+    expect(
+        "write to a pipe without readers",
+        r.map(|n| n.to_string())
+            .unwrap_or_else(|e| errno_name(e.raw_os_error().unwrap_or(0))),
+        "EPIPE",
+    );
 
     let _ = std::io::stdout().flush();
     say(&format!("procs: {}", if ok { "pass" } else { "FAIL" }));

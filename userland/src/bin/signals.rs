@@ -49,7 +49,10 @@ fn pipe() -> (std::fs::File, std::fs::File) {
     // SAFETY: room for two descriptors; both become owned Files.
     unsafe {
         libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC);
-        (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1]))
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
     }
 }
 
@@ -67,55 +70,120 @@ fn main() {
     let mut ok = true;
     let mut expect = |what: &str, got: String, want: &str| {
         let good = got == want;
-        say(&format!("{what}: {got}{}", if good { "" } else { "  <-- WRONG" }));
+        say(&format!(
+            "{what}: {got}{}",
+            if good { "" } else { "  <-- WRONG" }
+        ));
         ok &= good;
     };
     // SAFETY: getpid/gettid take no arguments.
     let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
 
     // 1. A handler runs on kill(self).
-    expect("sigaction SIGUSR1", set_handler(libc::SIGUSR1, on_usr1 as *const () as usize, 0).map(|_| "ok".into()).unwrap_or_else(|e| e), "ok");
+    expect(
+        "sigaction SIGUSR1",
+        set_handler(libc::SIGUSR1, on_usr1 as *const () as usize, 0)
+            .map(|_| "ok".into())
+            .unwrap_or_else(|e| e),
+        "ok",
+    );
     // SAFETY: signalling ourselves.
     unsafe { libc::kill(pid, libc::SIGUSR1) };
-    expect("handler ran after kill", USR1.load(Ordering::SeqCst).to_string(), "1");
+    expect(
+        "handler ran after kill",
+        USR1.load(Ordering::SeqCst).to_string(),
+        "1",
+    );
 
     // 2. Blocked: pending, not delivered; delivered on unblock.
-    expect("block SIGUSR1", userland::outcome(mask(libc::SIG_BLOCK, libc::SIGUSR1)), "ok");
+    expect(
+        "block SIGUSR1",
+        userland::outcome(mask(libc::SIG_BLOCK, libc::SIGUSR1)),
+        "ok",
+    );
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGUSR1) };
-    expect("handler while blocked", USR1.load(Ordering::SeqCst).to_string(), "1");
-    expect("unblock SIGUSR1", userland::outcome(mask(libc::SIG_UNBLOCK, libc::SIGUSR1)), "ok");
-    expect("handler after unblock", USR1.load(Ordering::SeqCst).to_string(), "2");
+    expect(
+        "handler while blocked",
+        USR1.load(Ordering::SeqCst).to_string(),
+        "1",
+    );
+    expect(
+        "unblock SIGUSR1",
+        userland::outcome(mask(libc::SIG_UNBLOCK, libc::SIGUSR1)),
+        "ok",
+    );
+    expect(
+        "handler after unblock",
+        USR1.load(Ordering::SeqCst).to_string(),
+        "2",
+    );
 
     // 3. SA_SIGINFO through tgkill to this thread.
-    let _ = set_handler(libc::SIGUSR2, on_usr2_info as *const () as usize, libc::SA_SIGINFO);
+    let _ = set_handler(
+        libc::SIGUSR2,
+        on_usr2_info as *const () as usize,
+        libc::SA_SIGINFO,
+    );
     // SAFETY: signalling our own thread.
     let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGUSR2) };
     expect("tgkill self", userland::outcome(r), "ok");
-    expect("SA_SIGINFO handler ran", USR2.load(Ordering::SeqCst).to_string(), "1");
-    expect("si_signo", INFO_SIGNO.load(Ordering::SeqCst).to_string(), &libc::SIGUSR2.to_string());
-    expect("si_pid is ours", (INFO_PID.load(Ordering::SeqCst) == pid).to_string(), "true");
+    expect(
+        "SA_SIGINFO handler ran",
+        USR2.load(Ordering::SeqCst).to_string(),
+        "1",
+    );
+    expect(
+        "si_signo",
+        INFO_SIGNO.load(Ordering::SeqCst).to_string(),
+        &libc::SIGUSR2.to_string(),
+    );
+    expect(
+        "si_pid is ours",
+        (INFO_PID.load(Ordering::SeqCst) == pid).to_string(),
+        "true",
+    );
 
     // 4. SIG_IGN: the signal is dropped.
     // SAFETY: setting a disposition.
     unsafe { libc::signal(libc::SIGUSR1, libc::SIG_IGN) };
     // SAFETY: signalling ourselves.
     unsafe { libc::kill(pid, libc::SIGUSR1) };
-    expect("ignored signal", USR1.load(Ordering::SeqCst).to_string(), "2");
+    expect(
+        "ignored signal",
+        USR1.load(Ordering::SeqCst).to_string(),
+        "2",
+    );
 
     // 5. sigaltstack: an SA_ONSTACK handler runs on the alternate stack.
     let mut alt = vec![0u8; 64 * 1024];
     ALT_LOW.store(alt.as_ptr() as usize, Ordering::SeqCst);
     ALT_HIGH.store(alt.as_ptr() as usize + alt.len(), Ordering::SeqCst);
-    let ss = libc::stack_t { ss_sp: alt.as_mut_ptr().cast(), ss_flags: 0, ss_size: alt.len() };
+    let ss = libc::stack_t {
+        ss_sp: alt.as_mut_ptr().cast(),
+        ss_flags: 0,
+        ss_size: alt.len(),
+    };
     // SAFETY: `ss` describes `alt`, which lives until after the signal.
     let r = unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
     expect("sigaltstack", userland::outcome(r as i64), "ok");
-    let _ = set_handler(libc::SIGUSR1, on_alt as *const () as usize, libc::SA_ONSTACK);
+    let _ = set_handler(
+        libc::SIGUSR1,
+        on_alt as *const () as usize,
+        libc::SA_ONSTACK,
+    );
     // SAFETY: signalling ourselves.
     unsafe { libc::kill(pid, libc::SIGUSR1) };
-    expect("handler on the alternate stack", (ON_ALT.load(Ordering::SeqCst) == 1).to_string(), "true");
-    let off = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+    expect(
+        "handler on the alternate stack",
+        (ON_ALT.load(Ordering::SeqCst) == 1).to_string(),
+        "true",
+    );
+    let off = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
     // SAFETY: disabling the alternate stack before `alt` is freed.
     unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) };
     drop(alt);
@@ -128,13 +196,32 @@ fn main() {
     let r = unsafe { libc::kill(999_999, 0) };
     expect("kill a missing pid", userland::outcome(r as i64), "ESRCH");
     let r = set_handler(libc::SIGKILL, on_usr1 as *const () as usize, 0);
-    expect("handler for SIGKILL", r.map(|_| "ok".into()).unwrap_or_else(|e| e), "EINVAL");
+    expect(
+        "handler for SIGKILL",
+        r.map(|_| "ok".into()).unwrap_or_else(|e| e),
+        "EINVAL",
+    );
 
     // 7. Children: default SIGTERM, handled SIGTERM, SIGKILL, self-signal.
     for (what, handled, sig, want) in [
-        ("SIGTERM to a child (default action)", false, libc::SIGTERM, "killed by SIGTERM"),
-        ("SIGTERM to a child with a handler", true, libc::SIGTERM, "exited 42"),
-        ("SIGKILL to a child", false, libc::SIGKILL, "killed by SIGKILL"),
+        (
+            "SIGTERM to a child (default action)",
+            false,
+            libc::SIGTERM,
+            "killed by SIGTERM",
+        ),
+        (
+            "SIGTERM to a child with a handler",
+            true,
+            libc::SIGTERM,
+            "exited 42",
+        ),
+        (
+            "SIGKILL to a child",
+            false,
+            libc::SIGKILL,
+            "killed by SIGKILL",
+        ),
     ] {
         let (mut rd, mut wr) = pipe();
         let child = fork_run(move || {
@@ -150,7 +237,7 @@ fn main() {
             Ok(cpid) => {
                 let mut b = [0u8; 1];
                 let _ = rd.read(&mut b); // the child is ready
-                // SAFETY: signalling our own child.
+                                         // SAFETY: signalling our own child.
                 unsafe { libc::kill(cpid, sig) };
                 expect(what, wait_for(cpid), want);
             }
@@ -162,7 +249,11 @@ fn main() {
         unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
         0
     }) {
-        Ok(cpid) => expect("child that SIGTERMs itself", wait_for(cpid), "killed by SIGTERM"),
+        Ok(cpid) => expect(
+            "child that SIGTERMs itself",
+            wait_for(cpid),
+            "killed by SIGTERM",
+        ),
         Err(e) => expect("fork", e, "ok"),
     }
 
@@ -179,7 +270,12 @@ fn main() {
     });
     let mut b = [0u8; 1];
     let r = rd.read(&mut b);
-    expect("blocking read interrupted", r.map(|n| n.to_string()).unwrap_or_else(|e| errno_name(e.raw_os_error().unwrap_or(errno()))), "EINTR");
+    expect(
+        "blocking read interrupted",
+        r.map(|n| n.to_string())
+            .unwrap_or_else(|e| errno_name(e.raw_os_error().unwrap_or(errno()))),
+        "EINTR",
+    );
     drop(wr);
     if let Ok(cpid) = child {
         expect("signalling child", wait_for(cpid), "exited 0");

@@ -19,23 +19,38 @@ fn pin_to(cpu: usize) -> Result<(), String> {
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size we pass.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if r != 0 { Err(errno_name(errno())) } else { Ok(()) }
+    if r != 0 {
+        Err(errno_name(errno()))
+    } else {
+        Ok(())
+    }
 }
 
 fn allowed_cpus() -> usize {
     // SAFETY: as in pin_to; sched_getaffinity fills the set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
         return 1;
     }
     // SAFETY: CPU_ISSET reads inside `set` for c < CPU_SETSIZE.
-    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).count()
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .count()
 }
 
 fn futex(word: &AtomicU32, op: i32, val: u32) -> i64 {
     // SAFETY: `word` is a live, aligned u32; no timeout, no second word.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), op | libc::FUTEX_PRIVATE_FLAG, val, std::ptr::null::<u8>(), 0, 0)
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op | libc::FUTEX_PRIVATE_FLAG,
+            val,
+            std::ptr::null::<u8>(),
+            0,
+            0,
+        )
     }
 }
 
@@ -77,7 +92,12 @@ fn main() {
     let turn = Arc::new((Mutex::new((0usize, Vec::<String>::new())), Condvar::new()));
     let mut handles = Vec::new();
     for i in 0..n {
-        let (barrier, counter, atomic, turn) = (barrier.clone(), counter.clone(), atomic.clone(), turn.clone());
+        let (barrier, counter, atomic, turn) = (
+            barrier.clone(),
+            counter.clone(),
+            atomic.clone(),
+            turn.clone(),
+        );
         handles.push(std::thread::spawn(move || {
             let pinned = pin_to(i);
             barrier.wait();
@@ -95,13 +115,16 @@ fn main() {
             while state.0 != i {
                 state = cv.wait(state).unwrap();
             }
-            let line = match pinned {
-                Ok(()) => format!(
+            let line =
+                match pinned {
+                    Ok(()) => {
+                        format!(
                     "thread {i}: pinned to cpu {i}, runs on cpu {cpu}, still {cpu_after}: {}",
                     if cpu == i as i32 && cpu_after == i as i32 { "ok" } else { "WRONG" }
-                ),
-                Err(e) => format!("thread {i}: sched_setaffinity failed: {e}"),
-            };
+                )
+                    }
+                    Err(e) => format!("thread {i}: sched_setaffinity failed: {e}"),
+                };
             state.1.push(line);
             state.0 += 1;
             cv.notify_all();
@@ -109,7 +132,10 @@ fn main() {
         }));
     }
     // Join every thread (no short-circuit), then combine.
-    let each: Vec<bool> = handles.into_iter().map(|h| h.join().unwrap_or(false)).collect();
+    let each: Vec<bool> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap_or(false))
+        .collect();
     let all_on_their_cpu = each.iter().all(|&on| on);
     for line in &turn.0.lock().unwrap().1 {
         say(line);
@@ -117,15 +143,29 @@ fn main() {
     let expected = n as u64 * ROUNDS;
     let (mutex_sum, atomic_sum) = (*counter.lock().unwrap(), atomic.load(Ordering::Relaxed));
     say(&format!("mutex counter: {mutex_sum} (expected {expected})"));
-    say(&format!("atomic counter: {atomic_sum} (expected {expected})"));
+    say(&format!(
+        "atomic counter: {atomic_sum} (expected {expected})"
+    ));
     let handoff = futex_handoff();
-    say(&format!("futex wait/wake hand-off: {}", if handoff { "ok" } else { "FAILED" }));
+    say(&format!(
+        "futex wait/wake hand-off: {}",
+        if handoff { "ok" } else { "FAILED" }
+    ));
     // A thread's id differs from the process id; the main thread's equals it.
     // SAFETY: gettid/getpid take no arguments.
     let main_tid_is_pid = unsafe { libc::gettid() == libc::getpid() };
-    let other_tid_differs = std::thread::spawn(|| unsafe { libc::gettid() != libc::getpid() }).join().unwrap_or(false);
-    say(&format!("main tid == pid: {main_tid_is_pid}, other thread tid != pid: {other_tid_differs}"));
-    let ok = all_on_their_cpu && mutex_sum == expected && atomic_sum == expected && handoff && main_tid_is_pid && other_tid_differs;
+    let other_tid_differs = std::thread::spawn(|| unsafe { libc::gettid() != libc::getpid() })
+        .join()
+        .unwrap_or(false);
+    say(&format!(
+        "main tid == pid: {main_tid_is_pid}, other thread tid != pid: {other_tid_differs}"
+    ));
+    let ok = all_on_their_cpu
+        && mutex_sum == expected
+        && atomic_sum == expected
+        && handoff
+        && main_tid_is_pid
+        && other_tid_differs;
     say(&format!("threads: {}", if ok { "pass" } else { "FAIL" }));
     std::process::exit(if ok { 0 } else { 1 });
 }

@@ -9,7 +9,10 @@
 use userland::say;
 
 fn now(clock: libc::clockid_t) -> libc::timespec {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts
@@ -22,7 +25,10 @@ fn ns(ts: libc::timespec) -> i128 {
 fn main() {
     let mut ok = true;
     let mut expect = |what: &str, got: bool| {
-        say(&format!("{what}: {got}{}", if got { "" } else { "  <-- WRONG" }));
+        say(&format!(
+            "{what}: {got}{}",
+            if got { "" } else { "  <-- WRONG" }
+        ));
         ok &= got;
     };
 
@@ -35,16 +41,28 @@ fn main() {
     }
     expect("CLOCK_MONOTONIC never goes back (10000 reads)", monotonic);
     let t = now(libc::CLOCK_MONOTONIC);
-    expect("tv_nsec below 1e9", t.tv_nsec >= 0 && t.tv_nsec < 1_000_000_000);
+    expect(
+        "tv_nsec below 1e9",
+        t.tv_nsec >= 0 && t.tv_nsec < 1_000_000_000,
+    );
 
-    let mut res = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut res = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `res` is a valid out-pointer.
     let r = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut res) };
-    expect("clock_getres MONOTONIC is positive and at most 1 ms", r == 0 && ns(res) > 0 && ns(res) <= 1_000_000);
+    expect(
+        "clock_getres MONOTONIC is positive and at most 1 ms",
+        r == 0 && ns(res) > 0 && ns(res) <= 1_000_000,
+    );
 
     // nanosleep 50 ms: at least 50 ms pass on the monotonic clock.
     let before = ns(now(libc::CLOCK_MONOTONIC));
-    let req = libc::timespec { tv_sec: 0, tv_nsec: 50_000_000 };
+    let req = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 50_000_000,
+    };
     // SAFETY: valid request, no remainder asked for.
     let r = unsafe { libc::nanosleep(&req, std::ptr::null_mut()) };
     let slept = ns(now(libc::CLOCK_MONOTONIC)) - before;
@@ -54,33 +72,70 @@ fn main() {
 
     // clock_nanosleep, relative and absolute.
     let before = ns(now(libc::CLOCK_MONOTONIC));
-    let req = libc::timespec { tv_sec: 0, tv_nsec: 20_000_000 };
+    let req = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 20_000_000,
+    };
     // SAFETY: as above.
     let r = unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, 0, &req, std::ptr::null_mut()) };
-    expect("clock_nanosleep relative 20 ms", r == 0 && ns(now(libc::CLOCK_MONOTONIC)) - before >= 20_000_000);
+    expect(
+        "clock_nanosleep relative 20 ms",
+        r == 0 && ns(now(libc::CLOCK_MONOTONIC)) - before >= 20_000_000,
+    );
     let target = ns(now(libc::CLOCK_MONOTONIC)) + 30_000_000;
-    let abs = libc::timespec { tv_sec: (target / 1_000_000_000) as i64, tv_nsec: (target % 1_000_000_000) as i64 };
+    let abs = libc::timespec {
+        tv_sec: (target / 1_000_000_000) as i64,
+        tv_nsec: (target % 1_000_000_000) as i64,
+    };
     // SAFETY: as above.
-    let r = unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &abs, std::ptr::null_mut()) };
-    expect("clock_nanosleep absolute reaches its deadline", r == 0 && ns(now(libc::CLOCK_MONOTONIC)) >= target);
+    let r = unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &abs,
+            std::ptr::null_mut(),
+        )
+    };
+    expect(
+        "clock_nanosleep absolute reaches its deadline",
+        r == 0 && ns(now(libc::CLOCK_MONOTONIC)) >= target,
+    );
     // A bad request is refused.
-    let bad = libc::timespec { tv_sec: 0, tv_nsec: 2_000_000_000 };
+    let bad = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 2_000_000_000,
+    };
     // SAFETY: as above; the kernel refuses tv_nsec >= 1e9.
     let r = unsafe { libc::nanosleep(&bad, std::ptr::null_mut()) };
-    expect("nanosleep with tv_nsec >= 1e9 gives EINVAL", r == -1 && userland::errno() == libc::EINVAL);
+    expect(
+        "nanosleep with tv_nsec >= 1e9 gives EINVAL",
+        r == -1 && userland::errno() == libc::EINVAL,
+    );
 
     // std's sleep and Instant agree.
     let i = std::time::Instant::now();
     std::thread::sleep(std::time::Duration::from_millis(30));
-    expect("thread::sleep 30 ms measured by Instant", i.elapsed() >= std::time::Duration::from_millis(30));
+    expect(
+        "thread::sleep 30 ms measured by Instant",
+        i.elapsed() >= std::time::Duration::from_millis(30),
+    );
 
     // Wall clock: after 2020, and gettimeofday agrees with CLOCK_REALTIME.
     let real = now(libc::CLOCK_REALTIME);
-    expect("CLOCK_REALTIME is after 2020-01-01", real.tv_sec > 1_577_836_800);
-    let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+    expect(
+        "CLOCK_REALTIME is after 2020-01-01",
+        real.tv_sec > 1_577_836_800,
+    );
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
     // SAFETY: valid out-pointer, no timezone.
     unsafe { libc::gettimeofday(&mut tv, std::ptr::null_mut()) };
-    expect("gettimeofday within 2 s of CLOCK_REALTIME", (tv.tv_sec - real.tv_sec).abs() <= 2);
+    expect(
+        "gettimeofday within 2 s of CLOCK_REALTIME",
+        (tv.tv_sec - real.tv_sec).abs() <= 2,
+    );
 
     // SAFETY: no arguments.
     expect("sched_yield returns 0", unsafe { libc::sched_yield() } == 0);

@@ -25,7 +25,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::lock::VmLock;
-use super::paging::{self, frame_of, holds_frame, PAGE, PTE_ANON, PTE_NX, PTE_P, PTE_PROTNONE, PTE_U, PTE_W};
+use super::paging::{
+    self, frame_of, holds_frame, PAGE, PTE_ANON, PTE_NX, PTE_P, PTE_PROTNONE, PTE_U, PTE_W,
+};
 use super::refcount;
 use super::tlb::{self, TlbBatch};
 use super::vma::{Backing, PageSource, SharedAnon, Vma, VmaMap, PROT_EXEC, PROT_READ, PROT_WRITE};
@@ -140,7 +142,9 @@ fn release_active(old: usize, me: usize) {
 fn load_root(root: PhysAddr) {
     // SAFETY: `root` is a valid PML4 whose kernel half equals the kernel's
     // (copied from it), so the code, stack and data in use stay mapped.
-    unsafe { core::arch::asm!("mov cr3, {}", in(reg) root.as_u64(), options(nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov cr3, {}", in(reg) root.as_u64(), options(nostack, preserves_flags))
+    };
 }
 
 /// CPU feature bits this module cares about.
@@ -154,8 +158,17 @@ fn features() -> Features {
     // SAFETY (of the calls): CPUID is available on every x86_64 CPU; leaf 7
     // and 0x80000001 exist on every CPU with long mode worth running.
     #[allow(unused_unsafe)]
-    let (l7, ext) = unsafe { (core::arch::x86_64::__cpuid_count(7, 0), core::arch::x86_64::__cpuid(0x8000_0001)) };
-    Features { smep: l7.ebx & (1 << 7) != 0, smap: l7.ebx & (1 << 20) != 0, nx: ext.edx & (1 << 20) != 0 }
+    let (l7, ext) = unsafe {
+        (
+            core::arch::x86_64::__cpuid_count(7, 0),
+            core::arch::x86_64::__cpuid(0x8000_0001),
+        )
+    };
+    Features {
+        smep: l7.ebx & (1 << 7) != 0,
+        smap: l7.ebx & (1 << 20) != 0,
+        nx: ext.edx & (1 << 20) != 0,
+    }
 }
 
 /// Whether `stac`/`clac` exist (SMAP in CPUID); set by `init_cpu`.
@@ -201,7 +214,12 @@ pub fn init_cpu() {
     FEATURES_ON[me].store(true, Ordering::Relaxed);
     arch::irq::restore(saved);
     if me == 0 {
-        log::info!("vm: cpu features SMEP {} SMAP {} NX {}", f.smep, f.smap, f.nx);
+        log::info!(
+            "vm: cpu features SMEP {} SMAP {} NX {}",
+            f.smep,
+            f.smap,
+            f.nx
+        );
     }
 }
 
@@ -294,7 +312,11 @@ impl AddressSpace {
         LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(AddressSpace {
             root,
-            inner: VmLock::new(Inner { vmas: VmaMap::new(), brk_base: 0, brk: 0 }),
+            inner: VmLock::new(Inner {
+                vmas: VmaMap::new(),
+                brk_base: 0,
+                brk: 0,
+            }),
             cpus: AtomicU64::new(0),
         }))
     }
@@ -361,7 +383,13 @@ impl AddressSpace {
         source: Arc<dyn PageSource>,
         offset: u64,
     ) -> Result<u64, Errno> {
-        self.mmap(hint, len, prot, flags & !MAP_ANONYMOUS, Some((source, offset)))
+        self.mmap(
+            hint,
+            len,
+            prot,
+            flags & !MAP_ANONYMOUS,
+            Some((source, offset)),
+        )
     }
 
     /// The common part of `mmap` (Linux semantics and errno values).
@@ -397,7 +425,10 @@ impl AddressSpace {
         let backing = match source {
             _ if flags & MAP_ANONYMOUS != 0 => {
                 if shared {
-                    Backing::Source { source: SharedAnon::new(), pgoff: 0 }
+                    Backing::Source {
+                        source: SharedAnon::new(),
+                        pgoff: 0,
+                    }
                 } else {
                     Backing::Anon
                 }
@@ -407,7 +438,10 @@ impl AddressSpace {
                     return Err(Errno::EINVAL);
                 }
                 offset.checked_add(len).ok_or(EOVERFLOW)?;
-                Backing::Source { source, pgoff: offset / PAGE }
+                Backing::Source {
+                    source,
+                    pgoff: offset / PAGE,
+                }
             }
             None => return Err(Errno::EBADF),
         };
@@ -429,12 +463,21 @@ impl AddressSpace {
             }
             hint
         } else {
-            let (low, high) = if flags & MAP_32BIT != 0 { (MMAP_MIN.max(0x4000_0000), 0x8000_0000) } else { (MMAP_MIN, MMAP_TOP) };
+            let (low, high) = if flags & MAP_32BIT != 0 {
+                (MMAP_MIN.max(0x4000_0000), 0x8000_0000)
+            } else {
+                (MMAP_MIN, MMAP_TOP)
+            };
             let wanted = hint.checked_add(PAGE - 1).map(page_down).unwrap_or(0);
-            if wanted >= MMAP_MIN && wanted.checked_add(len).is_some_and(|e| e <= USER_TOP) && g.vmas.is_free(wanted, wanted + len) {
+            if wanted >= MMAP_MIN
+                && wanted.checked_add(len).is_some_and(|e| e <= USER_TOP)
+                && g.vmas.is_free(wanted, wanted + len)
+            {
                 wanted
             } else {
-                g.vmas.find_free_top_down(len, low, high).ok_or(Errno::ENOMEM)?
+                g.vmas
+                    .find_free_top_down(len, low, high)
+                    .ok_or(Errno::ENOMEM)?
             }
         };
         let end = start + len;
@@ -445,7 +488,13 @@ impl AddressSpace {
         if !removed.is_empty() {
             self.zap(start, end, &mut batch, &mut frames);
         }
-        g.vmas.insert(Vma { start, end, prot, shared, backing });
+        g.vmas.insert(Vma {
+            start,
+            end,
+            prot,
+            shared,
+            backing,
+        });
         // Flushed before unlocking: once the lock is free, nobody may
         // still use the old translations.
         batch.flush(self);
@@ -471,14 +520,23 @@ impl AddressSpace {
     /// Pages shared with an earlier segment keep their contents and get the
     /// union of both protections.  Works on an address space that is not
     /// loaded (writes go through the HHDM).
-    pub fn map_fixed_with_data(&self, vaddr: u64, memsz: u64, data: &[u8], prot: u32) -> Result<(), Errno> {
+    pub fn map_fixed_with_data(
+        &self,
+        vaddr: u64,
+        memsz: u64,
+        data: &[u8],
+        prot: u32,
+    ) -> Result<(), Errno> {
         if data.len() as u64 > memsz || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
             return Err(Errno::EINVAL);
         }
         if memsz == 0 {
             return Ok(());
         }
-        let end = vaddr.checked_add(memsz).filter(|&e| e <= USER_TOP).ok_or(Errno::ENOMEM)?;
+        let end = vaddr
+            .checked_add(memsz)
+            .filter(|&e| e <= USER_TOP)
+            .ok_or(Errno::ENOMEM)?;
         let (start, end) = (page_down(vaddr), page_len(end).ok_or(Errno::ENOMEM)?);
         if start < MMAP_MIN {
             return Err(Errno::EPERM);
@@ -487,10 +545,20 @@ impl AddressSpace {
             let mut g = self.inner.lock();
             // Fill the holes with the new mapping; widen what is there.
             let mut at = start;
-            let existing: Vec<(u64, u64, u32)> = g.vmas.overlapping(start, end).map(|v| (v.start, v.end, v.prot)).collect();
+            let existing: Vec<(u64, u64, u32)> = g
+                .vmas
+                .overlapping(start, end)
+                .map(|v| (v.start, v.end, v.prot))
+                .collect();
             for (s, e, p) in existing {
                 if s > at {
-                    g.vmas.insert(Vma { start: at, end: s, prot, shared: false, backing: Backing::Anon });
+                    g.vmas.insert(Vma {
+                        start: at,
+                        end: s,
+                        prot,
+                        shared: false,
+                        backing: Backing::Anon,
+                    });
                 }
                 if p | prot != p {
                     let (lo, hi) = (s.max(start), e.min(end));
@@ -501,7 +569,13 @@ impl AddressSpace {
                 at = e;
             }
             if at < end {
-                g.vmas.insert(Vma { start: at, end, prot, shared: false, backing: Backing::Anon });
+                g.vmas.insert(Vma {
+                    start: at,
+                    end,
+                    prot,
+                    shared: false,
+                    backing: Backing::Anon,
+                });
             }
         }
         self.write_bytes(vaddr, data)?;
@@ -521,13 +595,17 @@ impl AddressSpace {
 
     /// Zeroes `len` bytes at user address `va` (like `write_bytes`).
     pub fn zero_bytes(&self, va: u64, len: u64) -> Result<(), Errno> {
-        self.each_page(va, len, true, |frame, off, range| paging::zero_frame(frame, off, range.len()))
+        self.each_page(va, len, true, |frame, off, range| {
+            paging::zero_frame(frame, off, range.len())
+        })
     }
 
     /// Reads user memory at `va` through the HHDM (populating it).
     pub fn read_bytes(&self, va: u64, out: &mut [u8]) -> Result<(), Errno> {
         let len = out.len() as u64;
-        self.each_page(va, len, false, |frame, off, range| paging::read_frame(frame, off, &mut out[range]))
+        self.each_page(va, len, false, |frame, off, range| {
+            paging::read_frame(frame, off, &mut out[range])
+        })
     }
 
     /// Calls `f(frame, offset_in_page, range_of_the_buffer)` for each page of
@@ -539,13 +617,22 @@ impl AddressSpace {
         write: bool,
         mut f: impl FnMut(PhysAddr, usize, core::ops::Range<usize>),
     ) -> Result<(), Errno> {
-        let end = va.checked_add(len).filter(|&e| e <= USER_END).ok_or(Errno::EFAULT)?;
+        let end = va
+            .checked_add(len)
+            .filter(|&e| e <= USER_END)
+            .ok_or(Errno::EFAULT)?;
         let mut at = va;
         while at < end {
             let page = page_down(at);
             let chunk_end = end.min(page + PAGE);
-            let frame = self.resolve(page, write, false, true).map_err(|_| Errno::EFAULT)?;
-            f(frame, (at - page) as usize, (at - va) as usize..(chunk_end - va) as usize);
+            let frame = self
+                .resolve(page, write, false, true)
+                .map_err(|_| Errno::EFAULT)?;
+            f(
+                frame,
+                (at - page) as usize,
+                (at - va) as usize..(chunk_end - va) as usize,
+            );
             at = chunk_end;
         }
         Ok(())
@@ -559,7 +646,10 @@ impl AddressSpace {
             return Err(Errno::EINVAL);
         }
         let len = page_len(len).ok_or(Errno::EINVAL)?;
-        let end = addr.checked_add(len).filter(|&e| e <= USER_TOP).ok_or(Errno::EINVAL)?;
+        let end = addr
+            .checked_add(len)
+            .filter(|&e| e <= USER_TOP)
+            .ok_or(Errno::EINVAL)?;
         let mut batch = TlbBatch::new();
         let mut frames = Vec::new();
         let mut g = self.inner.lock();
@@ -585,7 +675,10 @@ impl AddressSpace {
             return Ok(());
         }
         let len = page_len(len).ok_or(Errno::ENOMEM)?;
-        let end = addr.checked_add(len).filter(|&e| e <= USER_TOP).ok_or(Errno::ENOMEM)?;
+        let end = addr
+            .checked_add(len)
+            .filter(|&e| e <= USER_TOP)
+            .ok_or(Errno::ENOMEM)?;
         let mut batch = TlbBatch::new();
         let mut g = self.inner.lock();
         if !g.vmas.fully_mapped(addr, end) {
@@ -602,7 +695,10 @@ impl AddressSpace {
                 let cur = e.load(Ordering::Relaxed);
                 if holds_frame(cur) {
                     let anon = cur & PTE_ANON != 0;
-                    e.store(make_leaf(frame_of(cur), anon, prot, may_write(&vma, cur)), Ordering::Release);
+                    e.store(
+                        make_leaf(frame_of(cur), anon, prot, may_write(&vma, cur)),
+                        Ordering::Release,
+                    );
                     batch.add_page(va);
                 }
             });
@@ -620,7 +716,14 @@ impl AddressSpace {
     }
 
     /// `mremap` (flags: MREMAP_MAYMOVE, MREMAP_FIXED).
-    pub fn remap(&self, old: u64, old_len: u64, new_len: u64, flags: u32, new_addr: u64) -> Result<u64, Errno> {
+    pub fn remap(
+        &self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u32,
+        new_addr: u64,
+    ) -> Result<u64, Errno> {
         if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 || old % PAGE != 0 {
             return Err(Errno::EINVAL);
         }
@@ -636,12 +739,18 @@ impl AddressSpace {
         if new_len == 0 || old_len == 0 {
             return Err(Errno::EINVAL);
         }
-        let old_end = old.checked_add(old_len).filter(|&e| e <= USER_TOP).ok_or(Errno::EINVAL)?;
+        let old_end = old
+            .checked_add(old_len)
+            .filter(|&e| e <= USER_TOP)
+            .ok_or(Errno::EINVAL)?;
         let fixed_target = if flags & MREMAP_FIXED != 0 {
             if new_addr % PAGE != 0 {
                 return Err(Errno::EINVAL);
             }
-            let e = new_addr.checked_add(new_len).filter(|&e| e <= USER_TOP).ok_or(Errno::EINVAL)?;
+            let e = new_addr
+                .checked_add(new_len)
+                .filter(|&e| e <= USER_TOP)
+                .ok_or(Errno::EINVAL)?;
             if new_addr < old_end && old < e {
                 return Err(Errno::EINVAL);
             }
@@ -684,14 +793,23 @@ impl AddressSpace {
         }
         let target = {
             let g = self.inner.lock();
-            g.vmas.find_free_top_down(new_len, MMAP_MIN, MMAP_TOP).ok_or(Errno::ENOMEM)?
+            g.vmas
+                .find_free_top_down(new_len, MMAP_MIN, MMAP_TOP)
+                .ok_or(Errno::ENOMEM)?
         };
         self.move_pages(&vma, old, old_len, new_len, target)
     }
 
     /// Moves `[old, old + old_len)` (inside `vma`) to `target`, growing it
     /// to `new_len`; page-table entries move, frames stay.
-    fn move_pages(&self, vma: &Vma, old: u64, old_len: u64, new_len: u64, target: u64) -> Result<u64, Errno> {
+    fn move_pages(
+        &self,
+        vma: &Vma,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        target: u64,
+    ) -> Result<u64, Errno> {
         let mut g = self.inner.lock();
         // The range may have changed since the caller looked.
         match g.vmas.find(old) {
@@ -761,7 +879,11 @@ impl AddressSpace {
         if end == addr {
             return Ok(());
         }
-        if self.inner.lock().vmas.fully_mapped(addr, end) { Ok(()) } else { Err(Errno::ENOMEM) }
+        if self.inner.lock().vmas.fully_mapped(addr, end) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
+        }
     }
 
     /// `madvise`: DONTNEED/FREE drop the pages (private anonymous memory
@@ -779,13 +901,20 @@ impl AddressSpace {
             return Ok(());
         }
         let len = page_len(len).ok_or(Errno::EINVAL)?;
-        let end = addr.checked_add(len).filter(|&e| e <= USER_TOP).ok_or(Errno::EINVAL)?;
+        let end = addr
+            .checked_add(len)
+            .filter(|&e| e <= USER_TOP)
+            .ok_or(Errno::EINVAL)?;
         let mut batch = TlbBatch::new();
         let mut frames = Vec::new();
         let g = self.inner.lock();
         let mapped = g.vmas.fully_mapped(addr, end);
         if drop_pages {
-            let ranges: Vec<(u64, u64)> = g.vmas.overlapping(addr, end).map(|v| (v.start.max(addr), v.end.min(end))).collect();
+            let ranges: Vec<(u64, u64)> = g
+                .vmas
+                .overlapping(addr, end)
+                .map(|v| (v.start.max(addr), v.end.min(end)))
+                .collect();
             for (s, e) in ranges {
                 self.zap(s, e, &mut batch, &mut frames);
             }
@@ -795,7 +924,11 @@ impl AddressSpace {
         batch.flush(self);
         drop(g);
         release(frames);
-        if mapped { Ok(()) } else { Err(Errno::ENOMEM) }
+        if mapped {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
+        }
     }
 
     /// Sets the start of the program break (exec: end of the data segment).
@@ -813,12 +946,21 @@ impl AddressSpace {
         if new == 0 || new < g.brk_base || g.brk_base == 0 || new > MMAP_TOP {
             return cur;
         }
-        let (old_top, new_top) = (page_len(cur).unwrap_or(USER_TOP), page_len(new).unwrap_or(USER_TOP));
+        let (old_top, new_top) = (
+            page_len(cur).unwrap_or(USER_TOP),
+            page_len(new).unwrap_or(USER_TOP),
+        );
         if new_top > old_top {
             if !g.vmas.is_free(old_top, new_top) {
                 return cur;
             }
-            g.vmas.insert(Vma { start: old_top, end: new_top, prot: PROT_READ | PROT_WRITE, shared: false, backing: Backing::Anon });
+            g.vmas.insert(Vma {
+                start: old_top,
+                end: new_top,
+                prot: PROT_READ | PROT_WRITE,
+                shared: false,
+                backing: Backing::Anon,
+            });
         } else if new_top < old_top {
             let mut batch = TlbBatch::new();
             let mut frames = Vec::new();
@@ -840,17 +982,30 @@ impl AddressSpace {
     /// Resolves a fault at `addr` (`write`: a write access; `exec`: an
     /// instruction fetch; `user`: on behalf of user mode, so protections
     /// apply).  Ok when the access can be retried.
-    pub fn handle_fault(&self, addr: u64, write: bool, user: bool, exec: bool) -> Result<(), Fault> {
+    pub fn handle_fault(
+        &self,
+        addr: u64,
+        write: bool,
+        user: bool,
+        exec: bool,
+    ) -> Result<(), Fault> {
         if addr >= USER_END {
             return Err(Fault::MapErr);
         }
-        self.resolve(page_down(addr), write, exec, !user).map(|_| ())
+        self.resolve(page_down(addr), write, exec, !user)
+            .map(|_| ())
     }
 
     /// Makes the page at `va` present for the access; returns its frame.
     /// `kernel_write`: the kernel writes through the HHDM whatever the
     /// protection (exec setting up a read-only segment).
-    fn resolve(&self, va: u64, write: bool, exec: bool, kernel_write: bool) -> Result<PhysAddr, Fault> {
+    fn resolve(
+        &self,
+        va: u64,
+        write: bool,
+        exec: bool,
+        kernel_write: bool,
+    ) -> Result<PhysAddr, Fault> {
         let mut fetched: Option<(Arc<dyn PageSource>, u64, PhysAddr)> = None;
         loop {
             let step = {
@@ -926,7 +1081,10 @@ impl AddressSpace {
                     _ => return Ok(Step::NeedSource(source, index)),
                 };
                 if vma.shared || !write {
-                    entry.store(make_leaf(frame, false, vma.prot, vma.shared), Ordering::Release);
+                    entry.store(
+                        make_leaf(frame, false, vma.prot, vma.shared),
+                        Ordering::Release,
+                    );
                     frame
                 } else {
                     let copy = paging::alloc_zeroed_frame().map_err(|_| Fault::NoMemory)?;
@@ -951,7 +1109,10 @@ impl AddressSpace {
         let result = {
             let g = self.inner.lock();
             // The child is ours alone: no lock (and no nested global lock).
-            let cg = Arc::get_mut(&mut child).expect("fresh address space").inner.get_mut();
+            let cg = Arc::get_mut(&mut child)
+                .expect("fresh address space")
+                .inner
+                .get_mut();
             cg.vmas = g.vmas.clone();
             cg.brk_base = g.brk_base;
             cg.brk = g.brk;

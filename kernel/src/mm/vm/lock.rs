@@ -40,7 +40,11 @@ pub struct LockStats {
 /// global VM lock taken with them).
 pub fn lock_stats() -> LockStats {
     let sum = |c: &PerCpuCounter| c.sum().max(0) as u64;
-    LockStats { acquired: sum(&ACQUIRED), contended: sum(&CONTENDED), wait_ns: sum(&WAIT_NS) }
+    LockStats {
+        acquired: sum(&ACQUIRED),
+        contended: sum(&CONTENDED),
+        wait_ns: sum(&WAIT_NS),
+    }
 }
 
 static GLOBAL: spin::Mutex<()> = spin::Mutex::new(());
@@ -77,7 +81,9 @@ fn acquire<U>(m: &spin::Mutex<U>) -> spin::MutexGuard<'_, U> {
 
 impl<T> VmLock<T> {
     pub const fn new(value: T) -> Self {
-        VmLock { inner: spin::Mutex::new(value) }
+        VmLock {
+            inner: spin::Mutex::new(value),
+        }
     }
 
     pub fn lock(&self) -> VmGuard<'_, T> {
@@ -87,7 +93,11 @@ impl<T> VmLock<T> {
             LockMode::PerCpu => None,
         };
         let guard = acquire(&self.inner);
-        VmGuard { guard: Some(guard), global, interrupts_were_enabled }
+        VmGuard {
+            guard: Some(guard),
+            global,
+            interrupts_were_enabled,
+        }
     }
 }
 

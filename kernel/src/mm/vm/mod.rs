@@ -96,7 +96,11 @@ pub fn init(max_pfn: u64) -> Result<(), &'static str> {
     aspace::init_kernel_root();
     init_cpu();
     let chunks = refcount::init(max_pfn)?;
-    log::info!("vm: reference counts for {} frames in {} frames", max_pfn, chunks);
+    log::info!(
+        "vm: reference counts for {} frames in {} frames",
+        max_pfn,
+        chunks
+    );
     Ok(())
 }
 
@@ -136,7 +140,11 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
         // User copies never pass a kernel address as the user side
         // (`uaccess::check_range`): in kernel mode this is a bad kernel
         // buffer, a bug to report, not an EFAULT to hide.
-        return if user_mode { fail(SEGV_MAPERR) } else { FaultOutcome::KernelBug };
+        return if user_mode {
+            fail(SEGV_MAPERR)
+        } else {
+            FaultOutcome::KernelBug
+        };
     }
     let Some(aspace) = current() else {
         return fail(SEGV_MAPERR);
@@ -145,7 +153,12 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
     if interrupts {
         crate::arch::irq::enable();
     }
-    let result = aspace.handle_fault(cr2, error_code & ERR_WRITE != 0, true, error_code & ERR_FETCH != 0);
+    let result = aspace.handle_fault(
+        cr2,
+        error_code & ERR_WRITE != 0,
+        true,
+        error_code & ERR_FETCH != 0,
+    );
     drop(aspace);
     if interrupts {
         crate::arch::irq::disable();

@@ -127,9 +127,20 @@ pub fn for_each_leaf(root: PhysAddr, start: u64, end: u64, mut f: impl FnMut(u64
 
 /// Recursive part of `for_each_leaf`: `table` at `level` covers the
 /// addresses from `base`.
-fn walk(table: PhysAddr, level: u32, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, &AtomicU64)) {
+fn walk(
+    table: PhysAddr,
+    level: u32,
+    base: u64,
+    start: u64,
+    end: u64,
+    f: &mut dyn FnMut(u64, &AtomicU64),
+) {
     let span = 1u64 << (12 + 9 * (level - 1));
-    let first = if start > base { ((start - base) / span) as usize } else { 0 };
+    let first = if start > base {
+        ((start - base) / span) as usize
+    } else {
+        0
+    };
     let tab = entries(table);
     for (i, slot) in tab.iter().enumerate().skip(first) {
         let lo = base + i as u64 * span;
@@ -177,10 +188,19 @@ pub fn copy_frame(dst: PhysAddr, src: PhysAddr) {
 
 /// Writes `data` into frame `frame` at byte `offset` (`offset + len <= 4096`).
 pub fn write_frame(frame: PhysAddr, offset: usize, data: &[u8]) {
-    assert!(offset + data.len() <= PAGE as usize, "write_frame beyond the page");
+    assert!(
+        offset + data.len() <= PAGE as usize,
+        "write_frame beyond the page"
+    );
     // SAFETY: in bounds of one HHDM-mapped frame (checked above); the caller
     // owns the frame's contents (holds the address-space lock).
-    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), mm::phys_to_virt(frame).add(offset), data.len()) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            data.as_ptr(),
+            mm::phys_to_virt(frame).add(offset),
+            data.len(),
+        )
+    };
 }
 
 /// Zeroes `len` bytes of frame `frame` from byte `offset`.
@@ -192,7 +212,16 @@ pub fn zero_frame(frame: PhysAddr, offset: usize, len: usize) {
 
 /// Reads `out.len()` bytes of frame `frame` from byte `offset`.
 pub fn read_frame(frame: PhysAddr, offset: usize, out: &mut [u8]) {
-    assert!(offset + out.len() <= PAGE as usize, "read_frame beyond the page");
+    assert!(
+        offset + out.len() <= PAGE as usize,
+        "read_frame beyond the page"
+    );
     // SAFETY: as in `write_frame` (read only).
-    unsafe { core::ptr::copy_nonoverlapping(mm::phys_to_virt(frame).add(offset), out.as_mut_ptr(), out.len()) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            mm::phys_to_virt(frame).add(offset),
+            out.as_mut_ptr(),
+            out.len(),
+        )
+    };
 }

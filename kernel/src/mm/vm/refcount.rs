@@ -37,7 +37,8 @@ pub fn init(max_pfn: u64) -> Result<usize, &'static str> {
         return Err("physical memory beyond 64 GiB: no reference counts for the rest");
     }
     for slot in CHUNKS.iter().take(chunks) {
-        let frame = super::paging::alloc_zeroed_frame().map_err(|_| "out of memory for reference counts")?;
+        let frame = super::paging::alloc_zeroed_frame()
+            .map_err(|_| "out of memory for reference counts")?;
         slot.store(frame.as_u64(), Ordering::Release);
     }
     READY.store(true, Ordering::Release);
@@ -56,7 +57,11 @@ fn counter(frame: PhysAddr) -> &'static AtomicU32 {
         .get((pfn / PER_CHUNK) as usize)
         .map(|c| c.load(Ordering::Acquire))
         .unwrap_or(0);
-    assert!(chunk != 0, "vm: no reference count for frame {:#x}", frame.as_u64());
+    assert!(
+        chunk != 0,
+        "vm: no reference count for frame {:#x}",
+        frame.as_u64()
+    );
     let base = mm::phys_to_virt(PhysAddr::new(chunk)) as *const AtomicU32;
     // SAFETY: the chunk is a frame of 1024 `AtomicU32`, allocated in `init`
     // and never freed; the index is below 1024.
@@ -76,7 +81,11 @@ pub fn inc(frame: PhysAddr) {
 /// One PTE fewer; frees the frame when it was the last one.
 pub fn dec_and_free(frame: PhysAddr) {
     let before = counter(frame).fetch_sub(1, Ordering::AcqRel);
-    assert!(before != 0, "vm: reference count of frame {:#x} underflows", frame.as_u64());
+    assert!(
+        before != 0,
+        "vm: reference count of frame {:#x} underflows",
+        frame.as_u64()
+    );
     if before == 1 {
         mm::free_frame(frame);
     }

@@ -55,8 +55,11 @@ struct Mailbox {
     slots: spin::Mutex<[Option<Request>; SLOTS]>,
 }
 
-static MAILBOXES: [Mailbox; MAX_CPUS] =
-    [const { Mailbox { slots: spin::Mutex::new([None; SLOTS]) } }; MAX_CPUS];
+static MAILBOXES: [Mailbox; MAX_CPUS] = [const {
+    Mailbox {
+        slots: spin::Mutex::new([None; SLOTS]),
+    }
+}; MAX_CPUS];
 
 /// Shootdown IPIs sent (counted on the sending CPU).
 static IPIS_SENT: PerCpuCounter = PerCpuCounter::new();
@@ -97,7 +100,10 @@ pub struct TlbBatch {
 
 impl TlbBatch {
     pub const fn new() -> Self {
-        TlbBatch { start: u64::MAX, end: 0 }
+        TlbBatch {
+            start: u64::MAX,
+            end: 0,
+        }
     }
 
     /// Adds the page at `va`.
@@ -143,7 +149,15 @@ pub fn flush_range(aspace: &AddressSpace, start: u64, len: u64) {
     let done = AtomicUsize::new(0);
     let mut targets = 0;
     for cpu in (0..MAX_CPUS).filter(|&c| c != me && mask & (1u64 << c) != 0) {
-        post(cpu, Request { aspace: id, start, end, done: &done });
+        post(
+            cpu,
+            Request {
+                aspace: id,
+                start,
+                end,
+                done: &done,
+            },
+        );
         arch::apic::send_ipi(cpu, arch::CALL_VECTOR);
         IPIS_SENT.inc();
         targets += 1;

@@ -71,7 +71,10 @@ unsafe extern "C" {
 pub fn fixup_for(rip: u64) -> Option<u64> {
     // SAFETY: a read-only table written by the assembler above.
     let table = unsafe { &vm_uaccess_table };
-    table.iter().find(|e| e[0] <= rip && rip < e[1]).map(|e| e[2])
+    table
+        .iter()
+        .find(|e| e[0] <= rip && rip < e[1])
+        .map(|e| e[2])
 }
 
 /// Checks that `[addr, addr + len)` lies in the user half.
@@ -95,7 +98,11 @@ fn with_user_access(f: impl FnOnce() -> u64) -> Result<(), Errno> {
         // SAFETY: `clac` clears RFLAGS.AC again.
         unsafe { asm!("clac", options(nostack)) };
     }
-    if faulted == 0 { Ok(()) } else { Err(Errno::EFAULT) }
+    if faulted == 0 {
+        Ok(())
+    } else {
+        Err(Errno::EFAULT)
+    }
 }
 
 /// Copies `dst.len()` bytes from user address `src`.
@@ -135,7 +142,9 @@ pub fn zero_user(dst: u64, len: usize) -> Result<(), Errno> {
 pub fn read_user<T: Copy>(addr: u64) -> Result<T, Errno> {
     let mut value = MaybeUninit::<T>::uninit();
     // SAFETY: the bytes of a `MaybeUninit<T>` may be written freely.
-    let bytes = unsafe { core::slice::from_raw_parts_mut(value.as_mut_ptr() as *mut u8, core::mem::size_of::<T>()) };
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(value.as_mut_ptr() as *mut u8, core::mem::size_of::<T>())
+    };
     copy_from_user(bytes, addr)?;
     // SAFETY: every byte was written, and `T` is plain data (doc above).
     Ok(unsafe { value.assume_init() })
@@ -145,7 +154,9 @@ pub fn read_user<T: Copy>(addr: u64) -> Result<T, Errno> {
 /// that matters: its bytes are copied as they are).
 pub fn write_user<T: Copy>(addr: u64, value: &T) -> Result<(), Errno> {
     // SAFETY: viewing a `T` as its bytes for the duration of the copy.
-    let bytes = unsafe { core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>()) };
+    let bytes = unsafe {
+        core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>())
+    };
     copy_to_user(addr, bytes)
 }
 
@@ -159,7 +170,10 @@ pub fn read_user_cstr_bytes(addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
         // Never cross a page in one copy: the string may end just before an
         // unmapped page.
         let to_page_end = (super::PAGE_SIZE - at % super::PAGE_SIZE) as usize;
-        let n = chunk.len().min(to_page_end).min(max.saturating_add(1) - out.len());
+        let n = chunk
+            .len()
+            .min(to_page_end)
+            .min(max.saturating_add(1) - out.len());
         copy_from_user(&mut chunk[..n], at)?;
         if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
             out.extend_from_slice(&chunk[..nul]);

@@ -46,7 +46,10 @@ pub enum Backing {
     /// Zero-filled on first touch; private (copy-on-write across fork).
     Anon,
     /// From `source`, starting at source page `pgoff`.
-    Source { source: Arc<dyn PageSource>, pgoff: u64 },
+    Source {
+        source: Arc<dyn PageSource>,
+        pgoff: u64,
+    },
 }
 
 /// One mapping.
@@ -70,7 +73,9 @@ impl Vma {
     pub fn source_index(&self, va: u64) -> Option<(Arc<dyn PageSource>, u64)> {
         match &self.backing {
             Backing::Anon => None,
-            Backing::Source { source, pgoff } => Some((source.clone(), pgoff + (va - self.start) / PAGE)),
+            Backing::Source { source, pgoff } => {
+                Some((source.clone(), pgoff + (va - self.start) / PAGE))
+            }
         }
     }
 
@@ -79,7 +84,10 @@ impl Vma {
         self.end == other.start
             && self.prot == other.prot
             && self.shared == other.shared
-            && matches!((&self.backing, &other.backing), (Backing::Anon, Backing::Anon))
+            && matches!(
+                (&self.backing, &other.backing),
+                (Backing::Anon, Backing::Anon)
+            )
     }
 
     /// Splits at `at` (strictly inside): `self` keeps the low part, the high
@@ -105,7 +113,9 @@ pub struct SharedAnon {
 
 impl SharedAnon {
     pub fn new() -> Arc<SharedAnon> {
-        Arc::new(SharedAnon { pages: spin::Mutex::new(BTreeMap::new()) })
+        Arc::new(SharedAnon {
+            pages: spin::Mutex::new(BTreeMap::new()),
+        })
     }
 }
 
@@ -142,7 +152,9 @@ pub struct VmaMap {
 
 impl VmaMap {
     pub fn new() -> Self {
-        VmaMap { map: BTreeMap::new() }
+        VmaMap {
+            map: BTreeMap::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -155,7 +167,11 @@ impl VmaMap {
 
     /// The VMA containing `va`.
     pub fn find(&self, va: u64) -> Option<&Vma> {
-        self.map.range(..=va).next_back().map(|(_, v)| v).filter(|v| v.contains(va))
+        self.map
+            .range(..=va)
+            .next_back()
+            .map(|(_, v)| v)
+            .filter(|v| v.contains(va))
     }
 
     /// VMAs overlapping `[start, end)`, in order.
@@ -168,7 +184,10 @@ impl VmaMap {
             .filter(|(_, v)| v.end > start)
             .map(|(k, _)| *k)
             .unwrap_or(start);
-        self.map.range(first..end).map(|(_, v)| v).filter(move |v| v.end > start && v.start < end)
+        self.map
+            .range(first..end)
+            .map(|(_, v)| v)
+            .filter(move |v| v.end > start && v.start < end)
     }
 
     pub fn is_free(&self, start: u64, end: u64) -> bool {
@@ -189,7 +208,9 @@ impl VmaMap {
 
     /// Makes `at` a VMA boundary (splits the VMA containing it).
     pub fn split_at(&mut self, at: u64) {
-        let Some(start) = self.find(at).map(|v| v.start) else { return };
+        let Some(start) = self.find(at).map(|v| v.start) else {
+            return;
+        };
         if start == at {
             return;
         }
@@ -203,7 +224,9 @@ impl VmaMap {
         self.split_at(start);
         self.split_at(end);
         let keys: Vec<u64> = self.map.range(start..end).map(|(k, _)| *k).collect();
-        keys.into_iter().filter_map(|k| self.map.remove(&k)).collect()
+        keys.into_iter()
+            .filter_map(|k| self.map.remove(&k))
+            .collect()
     }
 
     /// Inserts `vma` (the caller made room), merging with anonymous
