@@ -199,11 +199,18 @@ fn iovecs(iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno> {
     Ok(v)
 }
 
-pub fn sys_readv(fd: i32, iov: u64, cnt: u64) -> SysResult {
+/// readv/writev: `transfer` each buffer in turn; stop at the first short
+/// transfer; an error after some progress returns the progress (as Linux).
+fn vectored(
+    fd: i32,
+    iov: u64,
+    cnt: u64,
+    transfer: fn(&File, u64, u64, Option<u64>) -> SysResult,
+) -> SysResult {
     let f = file(fd)?;
     let mut total = 0;
     for (base, len) in iovecs(iov, cnt)? {
-        match do_read(&f, base, len, None) {
+        match transfer(&f, base, len, None) {
             Ok(n) => {
                 total += n;
                 if (n as u64) < len {
@@ -217,22 +224,12 @@ pub fn sys_readv(fd: i32, iov: u64, cnt: u64) -> SysResult {
     Ok(total)
 }
 
+pub fn sys_readv(fd: i32, iov: u64, cnt: u64) -> SysResult {
+    vectored(fd, iov, cnt, do_read)
+}
+
 pub fn sys_writev(fd: i32, iov: u64, cnt: u64) -> SysResult {
-    let f = file(fd)?;
-    let mut total = 0;
-    for (base, len) in iovecs(iov, cnt)? {
-        match do_write(&f, base, len, None) {
-            Ok(n) => {
-                total += n;
-                if (n as u64) < len {
-                    break;
-                }
-            }
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(total)
+    vectored(fd, iov, cnt, do_write)
 }
 
 pub fn sys_lseek(fd: i32, offset: i64, whence: u32) -> SysResult {
