@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# The main job: set up what is missing, then boot the kernel on every core of
-# this machine under TCG and report (`comparison boot`).  Extra arguments go to
-# `comparison boot` (see README.md).
+# The main job: set up what is missing, then run the default workload suite
+# (ours, ours-global and Linux at 1..host cores under TCG, about 10 minutes
+# on a 2-core machine), print the summary table and where the report is.
+#   ./run-comparison.sh                      the default suite
+#   ./run-comparison.sh --runs 1 --cores 2   the suite with other options
+#   ./run-comparison.sh boot --cores 4       any other `comparison` command
+#   ./run-comparison.sh run ... / suite ...
+# See README.md for the options and what the output means.
 set -euo pipefail
 cd "$(dirname "$0")"
 tools/setup.sh
-exec cargo run --release --quiet -p comparison -- boot "$@"
+case "${1:-}" in
+    boot | run | suite | help | --help | -h)
+        exec cargo run --release --quiet -p comparison -- "$@" ;;
+    *)
+        exec cargo run --release --quiet -p comparison -- suite "$@" ;;
+esac

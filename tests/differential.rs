@@ -115,6 +115,12 @@ fn timeclock() {
     same_on_both("timeclock", 1, &[]);
 }
 
+/// AF_UNIX socket pairs, poll/select/epoll: the same lines as Linux.
+#[test]
+fn sockets() {
+    same_on_both("sockets", 2, &[]);
+}
+
 #[test]
 fn badptr() {
     same_on_both("badptr", 2, &[]);
@@ -131,4 +137,23 @@ fn posix_file_system_cases() {
 #[test]
 fn posix_file_system_cases_2_cpus() {
     same_on_both("posix_diff", 2, &[]);
+}
+
+/// AF_INET over loopback (TCP and UDP, the errno cases of the net/ issue,
+/// socket options, non-blocking connect, epoll on a socket): Linux's stack
+/// and our per-core stack must print the same lines.
+#[test]
+fn net_loopback_cases() {
+    same_on_both("net_diff", 2, &[]);
+}
+
+#[test]
+fn net_loopback_cases_1_cpu() {
+    same_on_both("net_diff", 1, &[]);
+}
+
+/// Many concurrent loopback connections with a thread on every CPU.
+#[test]
+fn net_stress_4_cpus() {
+    same_on_both("net_stress", 4, &[]);
 }

@@ -34,6 +34,7 @@ pub fn vm(cores: usize, timeout_secs: u64) -> VmConfig {
         accel: Accel::Tcg,
         timeout: Duration::from_secs(timeout_secs),
         echo: false,
+        nic: None,
     }
 }
 
@@ -217,4 +218,87 @@ pub fn expect_pass(result: &RunResult, name: &str) {
         !result.output.contains("WRONG"),
         "a check printed WRONG",
     );
+}
+
+/// A network namespace with a multiqueue tap at 10.0.3.1/24; deleted (with
+/// the tap) on drop.
+pub struct Namespace {
+    pub name: String,
+}
+
+impl Namespace {
+    pub fn create(name: &str, tap: &str, queues: usize) -> Result<Namespace, String> {
+        let run = |args: &[&str]| -> Result<(), String> {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        // A leftover from a killed run would make `add` fail.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", name])
+            .output();
+        run(&["netns", "add", name])?;
+        let ns = Namespace {
+            name: name.to_string(),
+        };
+        let mut tuntap = vec![
+            "netns", "exec", name, "ip", "tuntap", "add", "dev", tap, "mode", "tap",
+        ];
+        if queues > 1 {
+            tuntap.push("multi_queue");
+        }
+        run(&tuntap)?;
+        run(&[
+            "netns",
+            "exec",
+            name,
+            "ip",
+            "addr",
+            "add",
+            "10.0.3.1/24",
+            "dev",
+            tap,
+        ])?;
+        run(&["netns", "exec", name, "ip", "link", "set", tap, "up"])?;
+        run(&["netns", "exec", name, "ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Why the tap test cannot run here, if it cannot.
+pub fn tap_unavailable() -> Option<String> {
+    // The effective user, through `id -u` (no libc needed).
+    let uid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if uid.as_deref() != Some("0") {
+        return Some("not root (creating a network namespace and a tap needs it)".into());
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        return Some("/dev/net/tun is missing".into());
+    }
+    if std::process::Command::new("ip").arg("-V").output().is_err() {
+        return Some("the `ip` command (iproute2) is missing".into());
+    }
+    None
 }

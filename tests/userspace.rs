@@ -141,6 +141,14 @@ fn timeclock_on_1_and_2_cpus() {
     }
 }
 
+/// More cases (4 vCPUs, global locks, repeats) are in `sockets.rs`.
+#[test]
+fn sockets_on_1_and_2_cpus() {
+    for cores in [1, 2] {
+        passes("sockets", cores, &[]);
+    }
+}
+
 #[test]
 fn badptr_gets_efault_and_sigsegv_and_the_kernel_survives() {
     for cores in [1, 2] {

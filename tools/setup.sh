@@ -3,6 +3,7 @@
 # what was installed.  Idempotent: a second run changes nothing.
 #   - the pinned Rust toolchain with its targets (rust-toolchain.toml)
 #   - QEMU (Debian's qemu-system-x86) and xorriso (for Limine ISOs)
+#   - a TrueType font for the suite's plots (Debian's fonts-dejavu-core)
 # Limine itself is not packaged by Debian: the built-in loader is used unless
 # LIMINE_DIR (or /usr/share/limine) holds Limine's BIOS files.
 set -euo pipefail
@@ -25,6 +26,8 @@ done
 missing=()
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 command -v xorriso >/dev/null || missing+=(xorriso)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || [ -n "${COMPARISON_FONT:-}" ] \
+    || missing+=(fonts-dejavu-core)
 if ((${#missing[@]})); then
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi

@@ -52,24 +52,25 @@ struct SuiteArgs {
     /// Core counts, comma-separated or ranges (1,2,4 or 1-4); default 1..host cores.
     #[arg(long)]
     cores: Option<String>,
-    /// Workloads, comma-separated; default: every workload `wis --list` names.
+    /// Workloads, comma-separated, or `all` (every workload `wis --list`
+    /// names); default: the 12 of the ~10-minute default suite.
     #[arg(long)]
     workloads: Option<String>,
     /// Worker kinds, comma-separated: threads, procs.
     #[arg(long, default_value = "threads")]
     modes: String,
     /// Repetitions of every measurement (median and min-max are reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = comparison::suite::options::DEFAULT_RUNS)]
     runs: u32,
     /// auto: KVM if a bounded probe boot with KVM works, else TCG.
     #[arg(long, default_value = "auto")]
     accel: String,
     /// Measured interval of each run, in milliseconds.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = comparison::suite::options::DEFAULT_MS)]
     ms: u64,
-    /// Warm-up before each interval, in milliseconds (default: the workload's).
-    #[arg(long)]
-    warmup_ms: Option<u64>,
+    /// Warm-up before each interval, in milliseconds.
+    #[arg(long, default_value_t = comparison::suite::options::DEFAULT_WARMUP_MS)]
+    warmup_ms: u64,
     /// Output directory; default target/comparison/<UTC timestamp> plus a `latest` link.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -122,6 +123,11 @@ struct RunArgs {
     /// Show the whole serial log (kernel lines too), not just the program's output.
     #[arg(long, visible_alias = "verbose")]
     serial: bool,
+    /// Network card: user[:HOST=GUEST,...] (QEMU user networking, restrict=on,
+    /// TCP 127.0.0.1:HOST forwarded to guest port GUEST), tap:IFNAME[:QUEUES]
+    /// (an existing tap device; multiqueue with QUEUES > 1), or none.
+    #[arg(long, default_value = "none")]
+    nic: String,
     /// Host path of a static Linux executable; it becomes /init.
     program: std::path::PathBuf,
     /// Arguments for the program (after `--`).
@@ -166,7 +172,7 @@ struct BootArgs {
     #[arg(long, value_enum, default_value = "percpu")]
     locks: LocksArg,
     /// What the kernel runs once all CPUs are online:
-    /// selfcheck, stress:SECS, bench, panic, idle.
+    /// selfcheck, stress:SECS, bench, panic, idle, vmcheck, nettest.
     #[arg(long, default_value = "selfcheck")]
     run: String,
     /// Extra kernel command-line words (e.g. "log=debug").
@@ -181,6 +187,11 @@ struct BootArgs {
     /// Print the whole serial log as it arrives.
     #[arg(long)]
     serial: bool,
+    /// Network card: user[:HOST=GUEST,...] (QEMU user networking, restrict=on,
+    /// TCP 127.0.0.1:HOST forwarded to guest port GUEST), tap:IFNAME[:QUEUES]
+    /// (an existing tap device; multiqueue with QUEUES > 1), or none.
+    #[arg(long, default_value = "none")]
+    nic: String,
 }
 
 fn main() -> ExitCode {
@@ -263,6 +274,7 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
             accel,
             timeout,
             echo: args.serial || idle,
+            nic: qemu::Nic::parse(&args.nic)?,
         },
     };
     let outcome = boot::boot(&artifacts, &request)?;
@@ -358,6 +370,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
             accel,
             timeout: Duration::from_secs(args.timeout),
             echo: false,
+            nic: qemu::Nic::parse(&args.nic)?,
         },
         echo: if args.serial {
             Echo::Serial
@@ -429,7 +442,7 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
         runs: args.runs,
         accel: AccelChoice::parse(&args.accel)?,
         ms: args.ms,
-        warmup_ms: args.warmup_ms,
+        warmup_ms: Some(args.warmup_ms),
         out: args.out,
         imports: args.imports,
         timeout: Duration::from_secs(args.timeout),
@@ -439,6 +452,14 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
     let outcome = comparison::suite::run_suite(&opts)?;
     println!("{}", outcome.summary);
     println!("report: {}", outcome.out_dir.join("report.md").display());
+    println!(
+        "plots:  {} (SVG and PNG)",
+        outcome.out_dir.join("plots").display()
+    );
+    if let Some(why) = &outcome.interrupted {
+        eprintln!("suite: interrupted: {why}; the files above hold what finished");
+        return Ok(ExitCode::from(130));
+    }
     if outcome.failures.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {

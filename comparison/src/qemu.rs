@@ -43,6 +43,132 @@ pub enum Medium {
     Iso(PathBuf),
 }
 
+/// The network card of the virtual machine (a virtio-net PCI device,
+/// modern only).  Both backends keep all traffic on this machine: user-mode
+/// networking runs with `restrict=on` (the guest reaches only QEMU's own
+/// gateway and the `hostfwd` ports), and a tap device lives wherever its
+/// creator put it (the tests put it in a private network namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nic {
+    /// QEMU user-mode networking (slirp) on 10.0.2.0/24; each `(host,
+    /// guest)` pair forwards TCP `127.0.0.1:host` to the guest's port.
+    ///
+    /// Each `guestfwd` pair `(guest, host)` lets the guest reach
+    /// `127.0.0.1:host` on this machine at `10.0.2.100:guest` (QEMU opens the
+    /// host connection when it starts, so the host side must be listening
+    /// first, and it carries one connection).
+    User {
+        hostfwd: Vec<(u16, u16)>,
+        guestfwd: Vec<(u16, u16)>,
+    },
+    /// An existing tap device with `queues` queue pairs (multiqueue when
+    /// more than one).  With `netns`, QEMU runs inside that network
+    /// namespace (`ip netns exec`), where the tap must be.
+    Tap {
+        ifname: String,
+        queues: usize,
+        netns: Option<String>,
+    },
+}
+
+impl Nic {
+    /// Parses `user[:H=G,...]`, `tap:IFNAME[:QUEUES]` or `none`.
+    pub fn parse(spec: &str) -> Result<Option<Nic>> {
+        let spec = spec.trim();
+        if spec == "none" {
+            return Ok(None);
+        }
+        if spec == "user" {
+            return Ok(Some(Nic::User {
+                hostfwd: Vec::new(),
+                guestfwd: Vec::new(),
+            }));
+        }
+        if let Some(rest) = spec.strip_prefix("user:") {
+            let mut hostfwd = Vec::new();
+            for pair in rest.split(',') {
+                let (host, guest) = pair
+                    .split_once('=')
+                    .with_context(|| format!("bad port forward {pair:?} (want HOST=GUEST)"))?;
+                let port = |text: &str| -> Result<u16> {
+                    match text.parse::<u16>() {
+                        Ok(p) if p != 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(p),
+                        _ => bail!("bad port {text:?} in --nic {spec:?}"),
+                    }
+                };
+                hostfwd.push((port(host)?, port(guest)?));
+            }
+            return Ok(Some(Nic::User {
+                hostfwd,
+                guestfwd: Vec::new(),
+            }));
+        }
+        if let Some(rest) = spec.strip_prefix("tap:") {
+            let (ifname, queues) = match rest.split_once(':') {
+                Some((name, q)) => (
+                    name,
+                    match q.parse::<usize>() {
+                        Ok(n) if (1..=16).contains(&n) && q.bytes().all(|b| b.is_ascii_digit()) => {
+                            n
+                        }
+                        _ => bail!("bad queue count {q:?} in --nic {spec:?} (1..16)"),
+                    },
+                ),
+                None => (rest, 1),
+            };
+            let valid = !ifname.is_empty()
+                && ifname.len() < 16
+                && ifname
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            if !valid {
+                bail!("bad tap interface name {ifname:?}");
+            }
+            return Ok(Some(Nic::Tap {
+                ifname: ifname.to_string(),
+                queues,
+                netns: None,
+            }));
+        }
+        bail!("bad --nic {spec:?} (want user[:HOST=GUEST,...], tap:IFNAME[:QUEUES] or none)")
+    }
+
+    /// The QEMU arguments for this card.
+    pub fn qemu_args(&self) -> Vec<String> {
+        let (netdev, device) = match self {
+            Nic::User { hostfwd, guestfwd } => {
+                let mut netdev = "user,id=n0,net=10.0.2.0/24,restrict=on".to_string();
+                for (host, guest) in hostfwd {
+                    netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+                }
+                for (guest, host) in guestfwd {
+                    netdev.push_str(&format!(
+                        ",guestfwd=tcp:10.0.2.100:{guest}-tcp:127.0.0.1:{host}"
+                    ));
+                }
+                (
+                    netdev,
+                    "virtio-net-pci,netdev=n0,disable-legacy=on".to_string(),
+                )
+            }
+            Nic::Tap { ifname, queues, .. } => {
+                let mut netdev = format!("tap,id=n0,ifname={ifname},script=no,downscript=no");
+                if *queues > 1 {
+                    netdev.push_str(&format!(",queues={queues}"));
+                }
+                (
+                    netdev,
+                    format!(
+                        "virtio-net-pci,netdev=n0,mq=on,vectors={},disable-legacy=on",
+                        2 * queues + 2
+                    ),
+                )
+            }
+        };
+        vec!["-netdev".into(), netdev, "-device".into(), device]
+    }
+}
+
 /// How to run the virtual machine.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
@@ -52,6 +178,8 @@ pub struct VmConfig {
     pub timeout: Duration,
     /// Echo the serial log to our stdout as it arrives.
     pub echo: bool,
+    /// The network card; `None` gives QEMU `-net none`.
+    pub nic: Option<Nic>,
 }
 
 impl Default for VmConfig {
@@ -62,6 +190,7 @@ impl Default for VmConfig {
             accel: Accel::Tcg,
             timeout: Duration::from_secs(60),
             echo: false,
+            nic: None,
         }
     }
 }
@@ -198,7 +327,10 @@ fn machine_args(vm: &VmConfig) -> Vec<String> {
         "-device",
         "isa-debug-exit,iobase=0xf4,iosize=0x04",
     ]);
-    push(&["-net", "none"]);
+    match &vm.nic {
+        Some(nic) => args.extend(nic.qemu_args()),
+        None => push(&["-net", "none"]),
+    }
     args
 }
 
@@ -230,7 +362,18 @@ pub fn run_streaming(
     show: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<RunOutcome> {
     let start = Instant::now();
-    let mut child = Command::new(QEMU)
+    // A tap in a network namespace: QEMU must run inside that namespace.
+    let mut command = match &vm.nic {
+        Some(Nic::Tap {
+            netns: Some(ns), ..
+        }) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, QEMU]);
+            c
+        }
+        _ => Command::new(QEMU),
+    };
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -339,4 +482,85 @@ pub fn write_media(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     let path = dir.join(name);
     std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nic_specs_parse() {
+        assert_eq!(Nic::parse("none").unwrap(), None);
+        assert_eq!(
+            Nic::parse("user").unwrap(),
+            Some(Nic::User {
+                hostfwd: vec![],
+                guestfwd: vec![]
+            })
+        );
+        assert_eq!(
+            Nic::parse("user:8080=80,2222=22").unwrap(),
+            Some(Nic::User {
+                hostfwd: vec![(8080, 80), (2222, 22)],
+                guestfwd: vec![]
+            })
+        );
+        assert_eq!(
+            Nic::parse("tap:tap0:2").unwrap(),
+            Some(Nic::Tap {
+                ifname: "tap0".into(),
+                queues: 2,
+                netns: None
+            })
+        );
+        for bad in [
+            "",
+            "usr",
+            "user:",
+            "user:80",
+            "user:0=1",
+            "user:1=70000",
+            "tap:",
+            "tap:t:0",
+            "tap:a b",
+            "tap:t:x",
+        ] {
+            assert!(Nic::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nic_arguments() {
+        let vm = VmConfig::default();
+        assert!(machine_args(&vm).windows(2).any(|w| w == ["-net", "none"]));
+        let vm = VmConfig {
+            nic: Some(Nic::User {
+                hostfwd: vec![(5555, 7)],
+                guestfwd: vec![(80, 8080)],
+            }),
+            ..VmConfig::default()
+        };
+        let args = machine_args(&vm);
+        assert!(!args.windows(2).any(|w| w == ["-net", "none"]));
+        assert!(args.contains(
+            &"user,id=n0,net=10.0.2.0/24,restrict=on,hostfwd=tcp:127.0.0.1:5555-:7,\
+              guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:8080"
+                .to_string()
+        ));
+        assert!(args.contains(&"virtio-net-pci,netdev=n0,disable-legacy=on".to_string()));
+        let tap = Nic::Tap {
+            ifname: "tap0".into(),
+            queues: 2,
+            netns: None,
+        };
+        assert_eq!(
+            tap.qemu_args(),
+            [
+                "-netdev",
+                "tap,id=n0,ifname=tap0,script=no,downscript=no,queues=2",
+                "-device",
+                "virtio-net-pci,netdev=n0,mq=on,vectors=6,disable-legacy=on"
+            ]
+        );
+    }
 }

@@ -1,8 +1,10 @@
 //! `comparison suite` end to end: a short suite (two workloads, 1 and 2
 //! cores, ours and Linux, one run, 200 ms) under TCG writes results.json
 //! with sane numbers for every cell, results.csv, report.md and the SVG
-//! plots, and merges an imported system's records; bad arguments and bad
-//! import files are refused before anything boots.
+//! and PNG plots, and merges an imported system's records; Ctrl-C (SIGINT)
+//! after the first result stops the suite and leaves every file for what
+//! finished; bad arguments and bad import files are refused before
+//! anything boots.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,6 +139,115 @@ fn short_suite_writes_results_report_and_plots() {
         read(&out.join("plots/tcg-getppid-threads.svg")).contains("mk"),
         "imported system is plotted"
     );
+    for plot in ["tcg-getppid-threads.png", "tcg-summary.png"] {
+        assert_png(&out.join("plots").join(plot));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The file is a PNG of the plots' size that decodes.
+fn assert_png(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut reader = png::Decoder::new(&bytes[..])
+        .read_info()
+        .unwrap_or_else(|e| panic!("{} is not a PNG: {e}", path.display()));
+    let mut buf = vec![0; reader.output_buffer_size()];
+    reader
+        .next_frame(&mut buf)
+        .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
+    let info = reader.info();
+    assert_eq!(
+        (info.width, info.height),
+        comparison::suite::plot::SIZE,
+        "{}",
+        path.display()
+    );
+}
+
+#[test]
+fn ctrl_c_keeps_what_was_measured() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = scratch("ctrlc");
+    let out = dir.join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comparison"))
+        .args([
+            "suite",
+            "--systems",
+            "ours",
+            "--cores",
+            "1",
+            "--workloads",
+            "getppid,stat_private",
+            "--runs",
+            "20",
+            "--ms",
+            "200",
+            "--accel",
+            "tcg",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the suite");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    // Wait for the first result, then press Ctrl-C.
+    loop {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("the suite ended before its first result:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.starts_with("[1/40]") {
+            break;
+        }
+    }
+    // SAFETY: kill only sends a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    seen.push_str(&rest);
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exit status\nstderr:\n{seen}");
+    assert!(seen.contains("Ctrl-C"), "{seen}");
+    assert!(seen.contains("interrupted"), "{seen}");
+    assert!(stdout.contains("report: "), "summary printed:\n{stdout}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&read(&out.join("results.json"))).expect("results.json is JSON");
+    let records = json.as_array().expect("an array");
+    assert!(
+        !records.is_empty() && records.len() < 40,
+        "{} records",
+        records.len()
+    );
+    for r in records {
+        assert!(r["ops_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!(
+        read(&out.join("results.csv")).lines().count(),
+        records.len() + 1
+    );
+    let report = read(&out.join("report.md"));
+    assert!(
+        report.contains("**Interrupted:** stopped by Ctrl-C after"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("Runs without a result"),
+        "the killed run is no failure:\n{report}"
+    );
+    assert!(read(&out.join("plots/tcg-getppid-threads.svg")).contains("</svg>"));
+    assert_png(&out.join("plots/tcg-getppid-threads.png"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -5,11 +5,16 @@
 //! * a regular file's bytes past `size` are zero in every page it holds, and
 //!   pages past the last byte are not held (truncate frees them); a page
 //!   missing below `size` is a hole and reads as zeros;
-//! * a directory entry maps a name to an inode; a directory holds a `Weak`
+//! * a directory entry (`Entry`) maps a name to an inode and is immutable
+//!   once published; entries live in per-bucket sorted lists changed only
+//!   under the bucket lock and freed only after an RCU grace period, so
+//!   lookups need no lock (`Bucket`); a directory holds a `Weak`
 //!   link to its parent (no reference cycles); `dead` is set, with every
 //!   bucket write-locked, when the directory is removed, and nothing is
 //!   inserted into a dead directory;
-//! * the page count charged to the file system equals the pages held.
+//! * the page count charged to the file system equals the pages held;
+//! * a regular file's reverse map (`FileMapper`s, weak) names every live
+//!   address space that may map its pages; truncate unmaps there.
 //!
 //! Lock order: a directory bucket before the inode metadata of anything in
 //! it; file data before inode metadata.  Must not: block while holding a
@@ -19,14 +24,14 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
-use core::ops::Bound;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use percpu::CachePadded;
 
 use crate::env::{Page, Timespec, PAGE_SIZE};
 use crate::errno::{Errno, FsResult};
-use crate::lockstat::{LockClass, RwLock};
+use crate::lockstat::{LockClass, Mutex, RwLock};
+use crate::rcu::ReadGuard;
 use crate::vfs::Shared;
 
 /// Largest file size (1 TiB): beyond it writes fail with `EFBIG`.
@@ -126,12 +131,249 @@ pub(crate) struct FileData {
     retired: alloc::vec::Vec<Page>,
     /// Set once a page's physical address was handed out for a mapping.
     mapped: bool,
+    /// Reverse map: the address spaces that mapped this file (registered
+    /// at mmap and fork, pruned when they die).  A truncate asks each to
+    /// drop its translations past the new end.
+    rmap: alloc::vec::Vec<Weak<dyn FileMapper>>,
 }
 
-type Bucket = BTreeMap<Box<str>, Arc<Inode>>;
+/// An address space that maps pages of regular files (the kernel
+/// implements it; the file system only keeps `Weak` references in each
+/// file's reverse map, so it never keeps an address space alive).
+pub trait FileMapper: Send + Sync {
+    /// Removes every translation of page `first_gone` and later of the
+    /// file whose `Inode::map_key` is `file_key` (including private
+    /// copy-on-write copies, as Linux does on truncate), with the TLB
+    /// shootdown done before returning.  Called with no file-system lock
+    /// held.
+    fn unmap_file_pages(&self, file_key: usize, first_gone: u64);
+}
+
+/// One directory entry.  Immutable once published except for `next`; it
+/// holds a strong reference to its inode until it is freed, which happens
+/// only after an RCU grace period (`rcu`) once it was unlinked.
+pub(crate) struct Entry {
+    pub(crate) name: Box<str>,
+    pub(crate) inode: Arc<Inode>,
+    next: AtomicPtr<Entry>,
+}
+
+/// One hash bucket: a singly linked list of entries sorted by name.
+///
+/// Writers hold `lock`, bump `seq` to odd, make their one pointer store,
+/// and bump `seq` back to even.  Readers (`Dir::lookup`) take no lock:
+/// inside an RCU read section they read `seq`, walk the list with acquire
+/// loads, and retry if `seq` was odd or changed, so each lookup answers
+/// for one instant of the bucket.  Every entry a reader can reach stays
+/// allocated until its section ends (entries are freed only after a grace
+/// period), and a reader reads only immutable fields and atomic links, so
+/// a concurrent writer never makes it read freed or torn memory.
+pub(crate) struct Bucket {
+    lock: Mutex<()>,
+    seq: AtomicU64,
+    head: AtomicPtr<Entry>,
+}
+
+impl Bucket {
+    fn new() -> Bucket {
+        Bucket {
+            lock: Mutex::new(LockClass::DirBucket, ()),
+            seq: AtomicU64::new(0),
+            head: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    /// Takes the bucket's writer lock.
+    pub(crate) fn write(&self, shared: &'static Shared) -> BucketGuard<'_> {
+        BucketGuard {
+            bucket: self,
+            shared,
+            _lock: self.lock.lock(),
+        }
+    }
+
+    /// One attempt at the writer lock.
+    pub(crate) fn try_write(&self, shared: &'static Shared) -> Option<BucketGuard<'_>> {
+        Some(BucketGuard {
+            bucket: self,
+            shared,
+            _lock: self.lock.try_lock()?,
+        })
+    }
+
+    /// Lock-free lookup inside the read section `_rcu`: the entry's inode
+    /// stays valid as long as the section.
+    fn lookup<'g>(&self, _rcu: &'g ReadGuard<'_>, name: &str) -> Option<&'g Arc<Inode>> {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before & 1 == 1 {
+                core::hint::spin_loop();
+                continue;
+            }
+            let mut found: *const Entry = core::ptr::null();
+            let mut cur = self.head.load(Ordering::Acquire);
+            while !cur.is_null() {
+                // SAFETY: `cur` was published (release store of a link)
+                // and is freed only after a grace period that waits for
+                // `_rcu`; its name and inode never change.
+                let e = unsafe { &*cur };
+                match (*e.name).cmp(name) {
+                    core::cmp::Ordering::Less => cur = e.next.load(Ordering::Acquire),
+                    core::cmp::Ordering::Equal => {
+                        found = cur;
+                        break;
+                    }
+                    core::cmp::Ordering::Greater => break,
+                }
+            }
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) != before {
+                continue;
+            }
+            // SAFETY: as above, `found` outlives the read section `'g`.
+            return unsafe { found.as_ref() }.map(|e| &e.inode);
+        }
+    }
+}
+
+/// A bucket's writer lock and the mutations made under it.
+pub(crate) struct BucketGuard<'a> {
+    bucket: &'a Bucket,
+    shared: &'static Shared,
+    _lock: crate::lockstat::Pinned<spin::MutexGuard<'a, ()>>,
+}
+
+/// An entry unlinked from its bucket: its inode can still be read; when
+/// dropped, the entry is handed to RCU and freed after a grace period.
+/// Drop it after releasing bucket locks (a grace period may run then).
+pub(crate) struct Unlinked {
+    entry: Option<Box<Entry>>,
+    shared: &'static Shared,
+}
+
+impl Unlinked {
+    pub(crate) fn inode(&self) -> &Arc<Inode> {
+        &self.entry.as_ref().expect("entry until dropped").inode
+    }
+}
+
+impl Drop for Unlinked {
+    fn drop(&mut self) {
+        if let Some(e) = self.entry.take() {
+            // Weighted by the pages it may keep alive, so unlinked files'
+            // data comes back within a bounded amount (and at once when
+            // tmpfs runs out of pages: `Shared::alloc_zeroed_page`).
+            let weight = match &e.inode.body {
+                Body::File(f) => {
+                    let f = f.read();
+                    f.pages.len() + f.retired.len()
+                }
+                _ => 0,
+            };
+            self.shared.rcu.retire(e, weight);
+        }
+    }
+}
+
+impl BucketGuard<'_> {
+    /// The link that points at the first entry whose name is not below
+    /// `name`, and that entry (null at the end).
+    fn find(&self, name: &str) -> (&AtomicPtr<Entry>, *mut Entry) {
+        let mut link = &self.bucket.head;
+        loop {
+            let cur = link.load(Ordering::Acquire);
+            if cur.is_null() {
+                return (link, cur);
+            }
+            // SAFETY: entries reachable under the writer lock are live (only
+            // lock holders unlink, and freeing waits a grace period).
+            let e = unsafe { &*cur };
+            if *e.name >= *name {
+                return (link, cur);
+            }
+            link = &e.next;
+        }
+    }
+
+    /// Publishes `to` in `link` as one seqlock-protected store.
+    fn publish(&self, link: &AtomicPtr<Entry>, to: *mut Entry) {
+        let s = self.bucket.seq.load(Ordering::Relaxed);
+        self.bucket.seq.store(s + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        link.store(to, Ordering::Release);
+        self.bucket.seq.store(s + 2, Ordering::Release);
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Inode>> {
+        let (_, cur) = self.find(name);
+        // SAFETY: as in `find`; the entry lives while we hold the lock.
+        let e = unsafe { cur.as_ref() }?;
+        (*e.name == *name).then_some(&e.inode)
+    }
+
+    pub(crate) fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bucket.head.load(Ordering::Acquire).is_null()
+    }
+
+    /// Adds `name -> inode`, replacing an entry of that name (returned).
+    pub(crate) fn insert(&mut self, name: &str, inode: Arc<Inode>) -> Option<Unlinked> {
+        let (link, cur) = self.find(name);
+        // SAFETY: as in `find`.
+        let replaced = unsafe { cur.as_ref() }.is_some_and(|e| *e.name == *name);
+        let next = if replaced {
+            // SAFETY: as in `find`.
+            unsafe { &*cur }.next.load(Ordering::Acquire)
+        } else {
+            cur
+        };
+        let fresh = Box::into_raw(Box::new(Entry {
+            name: name.into(),
+            inode,
+            next: AtomicPtr::new(next),
+        }));
+        self.publish(link, fresh);
+        replaced.then(|| Unlinked {
+            // SAFETY: `cur` came from `Box::into_raw` and is now unlinked;
+            // readers may still see it, which `Unlinked` defers freeing for.
+            entry: Some(unsafe { Box::from_raw(cur) }),
+            shared: self.shared,
+        })
+    }
+
+    /// Unlinks the entry `name`.
+    pub(crate) fn remove(&mut self, name: &str) -> Option<Unlinked> {
+        let (link, cur) = self.find(name);
+        // SAFETY: as in `find`.
+        let e = unsafe { cur.as_ref() }?;
+        if *e.name != *name {
+            return None;
+        }
+        self.publish(link, e.next.load(Ordering::Acquire));
+        Some(Unlinked {
+            // SAFETY: as in `insert`.
+            entry: Some(unsafe { Box::from_raw(cur) }),
+            shared: self.shared,
+        })
+    }
+
+    /// Entries in name order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> {
+        let mut cur = self.bucket.head.load(Ordering::Acquire);
+        core::iter::from_fn(move || {
+            // SAFETY: as in `find`.
+            let e = unsafe { cur.as_ref() }?;
+            cur = e.next.load(Ordering::Acquire);
+            Some(e)
+        })
+    }
+}
 
 pub(crate) struct Dir {
-    buckets: Box<[CachePadded<RwLock<Bucket>>]>,
+    buckets: Box<[CachePadded<Bucket>]>,
     pub(crate) parent: spin::RwLock<Weak<Inode>>,
     /// Set (under every bucket's write lock) once the directory is removed.
     pub(crate) dead: AtomicBool,
@@ -149,7 +391,7 @@ impl Dir {
     fn new(parent: Weak<Inode>) -> Dir {
         Dir {
             buckets: (0..DIR_BUCKETS)
-                .map(|_| CachePadded::new(RwLock::new(LockClass::DirBucket, BTreeMap::new())))
+                .map(|_| CachePadded::new(Bucket::new()))
                 .collect(),
             parent: spin::RwLock::new(parent),
             dead: AtomicBool::new(false),
@@ -160,7 +402,7 @@ impl Dir {
     }
 
     /// The bucket that holds `name` (FNV-1a hash).
-    pub(crate) fn bucket(&self, name: &str) -> &RwLock<Bucket> {
+    pub(crate) fn bucket(&self, name: &str) -> &Bucket {
         let mut h: u32 = 0x811c_9dc5;
         for b in name.bytes() {
             h = (h ^ b as u32).wrapping_mul(0x0100_0193);
@@ -168,13 +410,13 @@ impl Dir {
         &self.buckets[(h as usize) % DIR_BUCKETS]
     }
 
-    pub(crate) fn buckets(&self) -> impl Iterator<Item = &RwLock<Bucket>> {
+    pub(crate) fn buckets(&self) -> impl Iterator<Item = &Bucket> {
         self.buckets.iter().map(|b| &**b)
     }
 
-    /// The entry `name`, with only its bucket's read lock held meanwhile.
-    pub(crate) fn get(&self, name: &str) -> Option<Arc<Inode>> {
-        self.bucket(name).read().get(name).cloned()
+    /// The entry `name`, without any lock: valid for the read section.
+    pub(crate) fn lookup<'g>(&self, rcu: &'g ReadGuard<'_>, name: &str) -> Option<&'g Arc<Inode>> {
+        self.bucket(name).lookup(rcu, name)
     }
 }
 
@@ -207,6 +449,7 @@ impl Inode {
                     pages: BTreeMap::new(),
                     retired: alloc::vec::Vec::new(),
                     mapped: false,
+                    rmap: alloc::vec::Vec::new(),
                 },
             )),
             FileType::Directory => {
@@ -467,13 +710,33 @@ impl Inode {
     }
 
     /// Sets a regular file's size: shrinking frees the pages past the end
-    /// and zeroes the tail of the last one; growing leaves a hole.
+    /// and zeroes the tail of the last one; growing leaves a hole.  When
+    /// the file was mapped, every registered `FileMapper` then drops its
+    /// translations of the pages cut off (so a later touch faults and
+    /// gets SIGBUS), after every file-system lock is released.
     pub fn truncate(&self, size: u64) -> FsResult<()> {
+        let mappers = self.truncate_locked(size)?;
+        if let Some((first_gone, mappers)) = mappers {
+            for m in mappers {
+                m.unmap_file_pages(self.map_key(), first_gone);
+            }
+        }
+        Ok(())
+    }
+
+    /// The locked part of `truncate`: returns the first page cut off and
+    /// the live mappers to notify, when the file shrank while mapped.
+    #[allow(clippy::type_complexity)]
+    fn truncate_locked(
+        &self,
+        size: u64,
+    ) -> FsResult<Option<(u64, alloc::vec::Vec<Arc<dyn FileMapper>>)>> {
         let _big = self.shared.big();
         if size > MAX_FILE_SIZE {
             return Err(Errno::EFBIG);
         }
         let mut f = self.file()?.write();
+        let mut notify = None;
         if size < f.size {
             let keep = size.div_ceil(PAGE_SIZE as u64);
             let gone = f.pages.split_off(&keep);
@@ -490,11 +753,48 @@ impl Inode {
                     p.zero(tail, PAGE_SIZE - tail);
                 }
             }
+            if f.mapped && keep < f.size.div_ceil(PAGE_SIZE as u64) {
+                f.rmap.retain(|w| w.strong_count() > 0);
+                let live: alloc::vec::Vec<_> = f.rmap.iter().filter_map(Weak::upgrade).collect();
+                notify = Some((keep, live));
+            }
         }
         f.size = size;
         drop(f);
         self.touch_modified();
+        Ok(notify)
+    }
+
+    /// The key by which a `FileMapper` recognises this file's mappings
+    /// (the inode's address: unique while the inode lives, and a mapping
+    /// keeps it alive).
+    pub fn map_key(&self) -> usize {
+        self as *const Inode as usize
+    }
+
+    /// Records that `mapper` maps (or may map) pages of this regular file,
+    /// so that a truncate unmaps them there.  Registering the same mapper
+    /// twice keeps one entry; dead mappers are pruned here and at truncate.
+    pub fn register_mapper(&self, mapper: Weak<dyn FileMapper>) -> FsResult<()> {
+        let mut f = self.file()?.write();
+        f.rmap.retain(|w| w.strong_count() > 0);
+        if !f.rmap.iter().any(|w| Weak::ptr_eq(w, &mapper)) {
+            f.rmap.push(mapper);
+        }
         Ok(())
+    }
+
+    /// Mappers currently registered and alive (for tests and debugging).
+    pub fn mapper_count(&self) -> usize {
+        match self.file() {
+            Ok(f) => f
+                .read()
+                .rmap
+                .iter()
+                .filter(|w| w.strong_count() > 0)
+                .count(),
+            Err(_) => 0,
+        }
     }
 
     /// Physical address of page `index` of a regular file, allocating a
@@ -548,16 +848,15 @@ impl Inode {
             cursor.position += 1;
         }
         while cursor.stage == 2 && cursor.bucket < DIR_BUCKETS {
-            let bucket = d.buckets[cursor.bucket].read();
-            let lower = match &cursor.after {
-                Some(a) => Bound::Excluded(a),
-                None => Bound::Unbounded,
-            };
-            for (name, inode) in bucket.range::<Box<str>, _>((lower, Bound::Unbounded)) {
-                if !emit(name, inode.ino, inode.kind, cursor.position + 1) {
+            let bucket = d.buckets[cursor.bucket].write(self.shared);
+            for e in bucket.iter() {
+                if cursor.after.as_deref().is_some_and(|a| *e.name <= *a) {
+                    continue;
+                }
+                if !emit(&e.name, e.inode.ino, e.inode.kind, cursor.position + 1) {
                     return Ok(());
                 }
-                cursor.after = Some(name.clone());
+                cursor.after = Some(e.name.clone());
                 cursor.position += 1;
             }
             drop(bucket);
@@ -586,6 +885,20 @@ impl Drop for Inode {
             }
             for p in core::mem::take(&mut data.retired) {
                 self.shared.free_page(p);
+            }
+        }
+        // A directory still holding entries (only a superblock's root
+        // could): readers may be walking them, so they go through RCU.
+        if let Body::Dir(d) = &self.body {
+            for b in d.buckets() {
+                let mut cur = b.head.swap(core::ptr::null_mut(), Ordering::AcqRel);
+                while !cur.is_null() {
+                    // SAFETY: each entry came from `Box::into_raw` and is
+                    // now unreachable; RCU frees it after a grace period.
+                    let e = unsafe { Box::from_raw(cur) };
+                    cur = e.next.load(Ordering::Acquire);
+                    self.shared.rcu.retire(e, 0);
+                }
             }
         }
         self.shared.stats.inodes.dec();

@@ -4,12 +4,14 @@
 //!
 //! Owns: path resolution and the namespace operations (`vfs`), inodes with
 //! file data in 4 KiB page-cache pages and hashed directories (`inode`),
-//! inode numbers from per-CPU ranges (`ino`), lock statistics per class and
+//! inode numbers from per-CPU ranges (`ino`), RCU read sections and
+//! deferred freeing of directory entries (`rcu`), lock statistics per class and
 //! CPU (`lockstat`), and the traits through which it asks its host for
 //! pages and time (`env`).
 //!
 //! Invariants: errors are Linux errno numbers (`Errno`); lookups of
-//! existing names take only per-bucket read locks; operations in different
+//! existing names take no lock and write only a per-CPU line (`rcu`,
+//! per-bucket seqlocks in `inode`); operations in different
 //! directories share no lock (`LockMode::PerCpu`); `LockMode::Global` runs
 //! the same code under one lock, for the ablation.
 //!
@@ -24,6 +26,7 @@ pub mod errno;
 mod ino;
 pub mod inode;
 pub mod lockstat;
+mod rcu;
 pub mod vfs;
 
 #[cfg(any(test, feature = "host"))]
@@ -31,7 +34,7 @@ pub mod host;
 
 pub use env::{Clock, Page, PageAlloc, Timespec, PAGE_SIZE};
 pub use errno::{Errno, FsResult};
-pub use inode::{DirCursor, FileType, Inode, Stat, MAX_FILE_SIZE};
+pub use inode::{DirCursor, FileMapper, FileType, Inode, Stat, MAX_FILE_SIZE};
 pub use vfs::{oflags, Fs, FsConfig, FsStats, MAX_SYMLINKS, NAME_MAX, PATH_MAX};
 
 /// Which locking the file system uses (the ablation switch).

@@ -291,6 +291,14 @@ impl<T> Mutex<T> {
     pub fn lock(&self) -> Pinned<spin::MutexGuard<'_, T>> {
         acquire(self.class, || self.inner.try_lock(), || self.inner.lock())
     }
+
+    /// One attempt at the lock (counted only when it succeeds).
+    pub fn try_lock(&self) -> Option<Pinned<spin::MutexGuard<'_, T>>> {
+        let pin = CpuGuard::new();
+        let guard = self.inner.try_lock()?;
+        record_pinned(&pin, self.class, false, 0);
+        Some(Pinned { guard, _pin: pin })
+    }
 }
 
 #[cfg(test)]

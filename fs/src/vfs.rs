@@ -4,8 +4,12 @@
 //! Owns `Fs` and its `Shared` state (page accounting, inode numbers, the
 //! global lock of the ablation, statistics).
 //!
-//! Locking (`LockMode::PerCpu`): a lookup takes one directory bucket's read
-//! lock per path component and nothing else.  A create or unlink takes the
+//! Locking (`LockMode::PerCpu`): a lookup takes no lock: a path walk runs
+//! in one RCU read section (`rcu`: it writes only a per-CPU counter), reads
+//! each bucket under its seqlock, and borrows intermediate inodes from the
+//! directory entries, so only the result gets an `Arc` count (`Node`).
+//! Unlinked entries are freed after a grace period, in per-CPU batches
+//! (`Fs::flush_deferred` forces one).  A create or unlink takes the
 //! write lock of the one bucket its name hashes to, so operations in
 //! different directories share no lock, and in one directory only collide
 //! on a bucket.  `rmdir` and rename-over-a-directory *try* to lock every
@@ -38,8 +42,9 @@ use percpu::{CachePadded, PerCpuCounter, SloppyCounter};
 use crate::env::{Clock, Page, PageAlloc, Timespec, PAGE_SIZE};
 use crate::errno::{Errno, FsResult};
 use crate::ino::InoAlloc;
-use crate::inode::{FileType, Inode};
+use crate::inode::{Entry, FileType, Inode};
 use crate::lockstat::{LockClass, Mutex};
+use crate::rcu::{Rcu, ReadGuard};
 use crate::LockMode;
 
 /// Longest name of one path component.
@@ -110,6 +115,10 @@ pub(crate) struct Shared {
     big: &'static Mutex<()>,
     rename: Mutex<()>,
     pub(crate) stats: OpStats,
+    /// Read sections and deferred freeing of directory entries, shared
+    /// (like `big`) by every superblock mounted together, since one path
+    /// walk crosses them under one read section.
+    pub(crate) rcu: &'static Rcu<Entry>,
 }
 
 impl Shared {
@@ -128,6 +137,15 @@ impl Shared {
     /// A zeroed page charged to this file system, or `None` when the bound
     /// or the allocator is exhausted.
     pub(crate) fn alloc_zeroed_page(&self) -> Option<Page> {
+        self.try_alloc_zeroed_page().or_else(|| {
+            // Unlinked files may still wait for a grace period: free them
+            // and try once more.
+            self.rcu.flush();
+            self.try_alloc_zeroed_page()
+        })
+    }
+
+    fn try_alloc_zeroed_page(&self) -> Option<Page> {
         if self.used_pages.fetch_add(1, Ordering::Relaxed) >= self.max_pages {
             self.used_pages.fetch_sub(1, Ordering::Relaxed);
             return None;
@@ -169,9 +187,36 @@ pub struct Fs {
     root: Arc<Inode>,
 }
 
+/// An inode reached by a walk: borrowed from a directory entry (valid for
+/// the walk's read section) or owned (the start, `.`/`..` results).
+enum Node<'g> {
+    Ref(&'g Arc<Inode>),
+    Own(Arc<Inode>),
+}
+
+impl Node<'_> {
+    /// The inode as an owned reference (the one count a walk takes).
+    fn into_arc(self) -> Arc<Inode> {
+        match self {
+            Node::Ref(a) => a.clone(),
+            Node::Own(a) => a,
+        }
+    }
+}
+
+impl core::ops::Deref for Node<'_> {
+    type Target = Arc<Inode>;
+    fn deref(&self) -> &Arc<Inode> {
+        match self {
+            Node::Ref(a) => a,
+            Node::Own(a) => a,
+        }
+    }
+}
+
 /// Result of resolving all but the last component of a path.
-struct Parent<'p> {
-    dir: Arc<Inode>,
+struct Parent<'p, D = Arc<Inode>> {
+    dir: D,
     /// Last component; `None` when the path names the start or root itself
     /// (e.g. "/").
     last: Option<&'p str>,
@@ -183,7 +228,9 @@ impl Fs {
     pub fn new(config: FsConfig, pages: Arc<dyn PageAlloc>, clock: Arc<dyn Clock>) -> Fs {
         let big: &'static Mutex<()> =
             alloc::boxed::Box::leak(alloc::boxed::Box::new(Mutex::new(LockClass::Global, ())));
-        Self::with_big(config, pages, clock, big)
+        let rcu: &'static Rcu<Entry> =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(Rcu::new(config.mode)));
+        Self::with_big(config, pages, clock, big, rcu)
     }
 
     /// Another superblock for mounting below this one: same lock mode,
@@ -200,6 +247,7 @@ impl Fs {
             self.shared.pages.clone(),
             self.shared.clock.clone(),
             self.shared.big,
+            self.shared.rcu,
         )
     }
 
@@ -208,6 +256,7 @@ impl Fs {
         pages: Arc<dyn PageAlloc>,
         clock: Arc<dyn Clock>,
         big: &'static Mutex<()>,
+        rcu: &'static Rcu<Entry>,
     ) -> Fs {
         let shared: &'static Shared = alloc::boxed::Box::leak(alloc::boxed::Box::new(Shared {
             mode: config.mode,
@@ -228,6 +277,7 @@ impl Fs {
                 writes: PerCpuCounter::new(),
                 inodes: SloppyCounter::new(64),
             },
+            rcu,
         }));
         let root = Inode::new(shared, FileType::Directory, 0o755, 0, None, None);
         Fs { shared, root }
@@ -291,6 +341,14 @@ impl Fs {
         }
     }
 
+    /// Runs an RCU grace period and frees the directory entries retired
+    /// by unlink/rename/rmdir so far (and the inodes only they held).  The
+    /// file system does this by itself in batches and when memory runs
+    /// short; tests call it before counting live inodes.
+    pub fn flush_deferred(&self) {
+        self.shared.rcu.flush();
+    }
+
     pub fn stats(&self) -> FsStats {
         let s = &self.shared.stats;
         FsStats {
@@ -307,12 +365,18 @@ impl Fs {
     }
 
     // ---- path resolution -------------------------------------------------
+    //
+    // A walk runs inside one RCU read section (`ReadGuard`): each step
+    // finds the next component without a lock and borrows its inode from
+    // the directory entry (valid until the section ends), so walking
+    // through hot directories such as `/tmp` touches no reference count.
+    // Only the result leaves the section as an `Arc`.
 
     /// One step from directory `dir` to `name` ("." and ".." included).
-    fn step(&self, dir: &Arc<Inode>, name: &str) -> FsResult<Arc<Inode>> {
+    fn step<'g>(&self, rcu: &'g ReadGuard<'_>, dir: &Arc<Inode>, name: &str) -> FsResult<Node<'g>> {
         let d = dir.dir()?;
         match name {
-            "." => Ok(dir.clone()),
+            "." => Ok(Node::Own(dir.clone())),
             ".." => {
                 // From the root of a mounted superblock, `..` leaves it
                 // through the mount point; the namespace root stays put.
@@ -320,36 +384,57 @@ impl Fs {
                 while let Some(point) = here.dir()?.covers.get().and_then(|w| w.upgrade()) {
                     here = point;
                 }
-                Ok(here.parent().unwrap_or(here))
+                Ok(Node::Own(here.parent().unwrap_or(here)))
             }
-            _ => Ok(Self::cross(d.get(name).ok_or(Errno::ENOENT)?)),
+            _ => Ok(Node::Ref(Self::cross(
+                d.lookup(rcu, name).ok_or(Errno::ENOENT)?,
+            ))),
         }
     }
 
     /// The root of what is mounted on `node`, or `node` itself.
-    fn cross(mut node: Arc<Inode>) -> Arc<Inode> {
-        while let Some(root) = node.mounted_root() {
+    fn cross(mut node: &Arc<Inode>) -> &Arc<Inode> {
+        while let Some(root) = node.dir().ok().and_then(|d| d.mounted.get()) {
             node = root;
         }
         node
     }
 
+    /// `walk_parent_in` in its own read section, with an owned result.
     fn walk_parent<'p>(
         &self,
         start: &Arc<Inode>,
         path: &'p str,
         links: &mut u32,
     ) -> FsResult<Parent<'p>> {
+        let rcu = self.shared.rcu.read();
+        let p = self.walk_parent_in(&rcu, start, path, links)?;
+        Ok(Parent {
+            dir: p.dir.into_arc(),
+            last: p.last,
+            trailing_slash: p.trailing_slash,
+        })
+    }
+
+    fn walk_parent_in<'p, 'g>(
+        &'g self,
+        rcu: &'g ReadGuard<'_>,
+        start: &Arc<Inode>,
+        path: &'p str,
+        links: &mut u32,
+    ) -> FsResult<Parent<'p, Node<'g>>> {
         if path.is_empty() {
             return Err(Errno::ENOENT);
         }
         if path.len() >= PATH_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
+        // The root is borrowed (it lives as long as the `Fs`): absolute
+        // walks touch no reference count until their result.
         let mut cur = if path.starts_with('/') {
-            self.root.clone()
+            Node::Ref(&self.root)
         } else {
-            start.clone()
+            Node::Own(start.clone())
         };
         if !cur.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -367,8 +452,8 @@ impl Fs {
                     trailing_slash,
                 });
             }
-            let next = self.step(&cur, comp)?;
-            cur = self.follow(&cur, next, links)?;
+            let next = self.step(rcu, &cur, comp)?;
+            cur = self.follow_in(rcu, &cur, next, links)?;
             if !cur.is_dir() {
                 return Err(Errno::ENOTDIR);
             }
@@ -381,7 +466,13 @@ impl Fs {
     }
 
     /// If `node` (found in `dir`) is a symlink, resolves it fully.
-    fn follow(&self, dir: &Arc<Inode>, node: Arc<Inode>, links: &mut u32) -> FsResult<Arc<Inode>> {
+    fn follow_in<'g>(
+        &'g self,
+        rcu: &'g ReadGuard<'_>,
+        dir: &Arc<Inode>,
+        node: Node<'g>,
+        links: &mut u32,
+    ) -> FsResult<Node<'g>> {
         match node.symlink_target() {
             None => Ok(node),
             Some(target) => {
@@ -390,11 +481,26 @@ impl Fs {
                     return Err(Errno::ELOOP);
                 }
                 let target = String::from(target);
-                self.walk(dir, &target, true, links)
+                self.walk_in(rcu, dir, &target, true, links)
             }
         }
     }
 
+    /// `follow_in` in its own read section, with an owned result.
+    fn follow(&self, dir: &Arc<Inode>, node: Arc<Inode>, links: &mut u32) -> FsResult<Arc<Inode>> {
+        let rcu = self.shared.rcu.read();
+        Ok(self
+            .follow_in(&rcu, dir, Node::Own(node), links)?
+            .into_arc())
+    }
+
+    /// One lookup of `name` in `dir`, in its own read section.
+    fn step_owned(&self, dir: &Arc<Inode>, name: &str) -> FsResult<Arc<Inode>> {
+        let rcu = self.shared.rcu.read();
+        Ok(self.step(&rcu, dir, name)?.into_arc())
+    }
+
+    /// `walk_in` in its own read section, with an owned result.
     fn walk(
         &self,
         start: &Arc<Inode>,
@@ -402,11 +508,25 @@ impl Fs {
         follow_last: bool,
         links: &mut u32,
     ) -> FsResult<Arc<Inode>> {
-        let p = self.walk_parent(start, path, links)?;
+        let rcu = self.shared.rcu.read();
+        Ok(self
+            .walk_in(&rcu, start, path, follow_last, links)?
+            .into_arc())
+    }
+
+    fn walk_in<'g>(
+        &'g self,
+        rcu: &'g ReadGuard<'_>,
+        start: &Arc<Inode>,
+        path: &str,
+        follow_last: bool,
+        links: &mut u32,
+    ) -> FsResult<Node<'g>> {
+        let p = self.walk_parent_in(rcu, start, path, links)?;
         let Some(last) = p.last else { return Ok(p.dir) };
-        let node = self.step(&p.dir, last)?;
+        let node = self.step(rcu, &p.dir, last)?;
         let node = if follow_last || p.trailing_slash {
-            self.follow(&p.dir, node, links)?
+            self.follow_in(rcu, &p.dir, node, links)?
         } else {
             node
         };
@@ -448,7 +568,7 @@ impl Fs {
                 return Err(Errno::EISDIR);
             }
             loop {
-                match self.step(&p.dir, last) {
+                match self.step_owned(&p.dir, last) {
                     Ok(_) if flags & O_EXCL != 0 => return Err(Errno::EEXIST),
                     Ok(n) if n.kind() == FileType::Symlink => {
                         if flags & O_NOFOLLOW != 0 {
@@ -499,7 +619,7 @@ impl Fs {
         target: Option<String>,
     ) -> FsResult<Arc<Inode>> {
         let d = dir.dir()?;
-        let mut bucket = d.bucket(name).write();
+        let mut bucket = d.bucket(name).write(dir.shared);
         if d.dead.load(Ordering::Acquire) {
             return Err(Errno::ENOENT);
         }
@@ -508,7 +628,8 @@ impl Fs {
         }
         // The new inode belongs to the superblock of its directory.
         let node = Inode::new(dir.shared, kind, perm, rdev, Some(dir), target);
-        bucket.insert(name.into(), node.clone());
+        let replaced = bucket.insert(name, node.clone());
+        debug_assert!(replaced.is_none(), "checked under the same lock");
         d.entries.fetch_add(1, Ordering::Relaxed);
         drop(bucket);
         self.shared.stats.creates.inc();
@@ -610,13 +731,13 @@ impl Fs {
             return Err(Errno::ENOENT);
         }
         if !core::ptr::eq(target.shared, p.dir.shared) {
-            if p.dir.dir()?.get(name).is_some() {
+            if self.step_owned(&p.dir, name).is_ok() {
                 return Err(Errno::EEXIST);
             }
             return Err(Errno::EXDEV);
         }
         let d = p.dir.dir()?;
-        let mut bucket = d.bucket(name).write();
+        let mut bucket = d.bucket(name).write(p.dir.shared);
         if d.dead.load(Ordering::Acquire) {
             return Err(Errno::ENOENT);
         }
@@ -631,7 +752,8 @@ impl Fs {
             m.nlink += 1;
             m.ctime = self.shared.now();
         }
-        bucket.insert(name.into(), target);
+        let replaced = bucket.insert(name, target);
+        debug_assert!(replaced.is_none(), "checked under the same lock");
         d.entries.fetch_add(1, Ordering::Relaxed);
         drop(bucket);
         p.dir.touch_modified();
@@ -648,7 +770,7 @@ impl Fs {
             Some(l) => l,
         };
         let d = p.dir.dir()?;
-        let mut bucket = d.bucket(name).write();
+        let mut bucket = d.bucket(name).write(p.dir.shared);
         let node = bucket.get(name).ok_or(Errno::ENOENT)?;
         if node.is_dir() {
             return Err(Errno::EISDIR);
@@ -656,12 +778,14 @@ impl Fs {
         if p.trailing_slash {
             return Err(Errno::ENOTDIR);
         }
-        let node = bucket.remove(name).expect("entry seen under the same lock");
+        let gone = bucket.remove(name).expect("entry seen under the same lock");
         d.entries.fetch_sub(1, Ordering::Relaxed);
         drop(bucket);
         self.shared.stats.unlinks.inc();
-        node.add_nlink(-1);
+        gone.inode().add_nlink(-1);
         p.dir.touch_modified();
+        // Freed after a grace period (may run one: no lock is held).
+        drop(gone);
         Ok(())
     }
 
@@ -681,7 +805,7 @@ impl Fs {
         }
         let mut guards = Lifo(Vec::with_capacity(crate::inode::DIR_BUCKETS));
         for b in d.buckets() {
-            match b.try_write() {
+            match b.try_write(victim.shared) {
                 Some(g) => guards.0.push(g),
                 None => return Err(Errno::EAGAIN),
             }
@@ -704,8 +828,8 @@ impl Fs {
             Some(l) => l,
         };
         let d = p.dir.dir()?;
-        let node = loop {
-            let mut bucket = d.bucket(name).write();
+        let (node, gone) = loop {
+            let mut bucket = d.bucket(name).write(p.dir.shared);
             let node = bucket.get(name).ok_or(Errno::ENOENT)?.clone();
             if !node.is_dir() {
                 return Err(Errno::ENOTDIR);
@@ -715,9 +839,9 @@ impl Fs {
             }
             match Self::kill_empty_dir(&node) {
                 Ok(()) => {
-                    bucket.remove(name);
+                    let gone = bucket.remove(name);
                     d.entries.fetch_sub(1, Ordering::Relaxed);
-                    break node;
+                    break (node, gone);
                 }
                 Err(e) if e == Errno::EAGAIN => {
                     drop(bucket);
@@ -730,6 +854,7 @@ impl Fs {
         node.set_nlink(0);
         p.dir.add_nlink(-1);
         p.dir.touch_modified();
+        drop(gone);
         Ok(())
     }
 
@@ -774,19 +899,24 @@ impl Fs {
             let old_first = (ob as *const _ as usize) <= (nb as *const _ as usize);
             // Guards are held in acquisition order (`first`, then
             // `second`), so leaving scope releases them in reverse.
-            let mut first = if old_first { ob.write() } else { nb.write() };
+            let sh = op.dir.shared;
+            let mut first = if old_first {
+                ob.write(sh)
+            } else {
+                nb.write(sh)
+            };
             let mut second = if same {
                 None
             } else if old_first {
-                Some(nb.write())
+                Some(nb.write(sh))
             } else {
-                Some(ob.write())
+                Some(ob.write(sh))
             };
             // `g1` is the old bucket; `g2` the new one, `None` when the same.
             let (g1, mut g2) = match &mut second {
-                None => (&mut *first, None),
-                Some(s) if old_first => (&mut *first, Some(&mut **s)),
-                Some(s) => (&mut **s, Some(&mut *first)),
+                None => (&mut first, None),
+                Some(s) if old_first => (&mut first, Some(s)),
+                Some(s) => (s, Some(&mut first)),
             };
             let src = g1.get(oname).cloned().ok_or(Errno::ENOENT)?;
             if src.mounted_root().is_some() {
@@ -841,13 +971,18 @@ impl Fs {
                     (false, false) => {}
                 }
             }
-            let moved = g1.remove(oname).expect("source seen under the same lock");
-            match &mut g2 {
-                Some(g) => g.insert(nname.into(), moved),
-                None => g1.insert(nname.into(), moved),
+            // The new name appears before the old one goes, so the file is
+            // never missing from both for a lock-free lookup.
+            let replaced = match &mut g2 {
+                Some(g) => g.insert(nname, src.clone()),
+                None => g1.insert(nname, src.clone()),
             };
+            let moved = g1.remove(oname).expect("source seen under the same lock");
             drop(second);
             drop(first);
+            // Freed after a grace period, with no bucket lock held.
+            drop(moved);
+            drop(replaced);
             if dst.is_none() {
                 odir.entries.fetch_sub(1, Ordering::Relaxed);
                 ndir.entries.fetch_add(1, Ordering::Relaxed);
@@ -902,10 +1037,10 @@ impl Fs {
                 .dir()?
                 .buckets()
                 .find_map(|b| {
-                    b.read()
+                    b.write(parent.shared)
                         .iter()
-                        .find(|(_, n)| Arc::ptr_eq(n, &cur))
-                        .map(|(k, _)| String::from(&**k))
+                        .find(|e| Arc::ptr_eq(&e.inode, &cur))
+                        .map(|e| String::from(&*e.name))
                 })
                 .ok_or(Errno::ENOENT)?;
             names.push(name);

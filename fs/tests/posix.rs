@@ -510,5 +510,7 @@ fn page_phys_maps_pages_and_refuses_past_end() {
     assert_eq!(f.page_phys(0).unwrap_err(), Errno::EFAULT);
     fs.unlink(&fs.root(), "/m").unwrap();
     drop(f);
+    // The unlinked entry is freed after an RCU grace period.
+    fs.flush_deferred();
     assert_eq!(fs.stats().used_pages, 0);
 }

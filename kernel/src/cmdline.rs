@@ -30,6 +30,9 @@ pub enum RunMode {
     Idle,
     /// Checks of the user address-space code (`vmcheck: pass`/`FAIL`).
     VmCheck,
+    /// Frame-level NIC test: ARP and ICMP echo with the gateway
+    /// (`nettest: pass`/`FAIL`).
+    NetTest,
     /// Run PID 1 from the initramfs; its exit status is the kernel's.
     Init,
 }
@@ -136,6 +139,65 @@ pub fn init_path(line: &str) -> &str {
         .unwrap_or("/init")
 }
 
+/// The interface address from `net=IP/PREFIX[,gw=IP]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetConfig {
+    pub ip: [u8; 4],
+    pub prefix_len: u8,
+    pub gateway: Option<[u8; 4]>,
+}
+
+impl NetConfig {
+    /// QEMU user-mode networking's guest address: 10.0.2.15/24 via 10.0.2.2.
+    pub const USER_MODE_DEFAULT: NetConfig = NetConfig {
+        ip: [10, 0, 2, 15],
+        prefix_len: 24,
+        gateway: Some([10, 0, 2, 2]),
+    };
+}
+
+/// Parses a dotted-quad IPv4 address (four decimal bytes, digits only).
+fn parse_ipv4(text: &str) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut parts = text.split('.');
+    for byte in out.iter_mut() {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *byte = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// Parses the value of `net=`: `IP/PREFIX` optionally followed by `,gw=IP`.
+pub fn parse_net(value: &str) -> Option<NetConfig> {
+    let (address, gateway) = match value.split_once(',') {
+        Some((address, rest)) => (address, Some(parse_ipv4(rest.strip_prefix("gw=")?)?)),
+        None => (value, None),
+    };
+    let (ip, prefix) = address.split_once('/')?;
+    if prefix.is_empty() || prefix.len() > 2 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let prefix_len: u8 = prefix.parse().ok()?;
+    (prefix_len <= 32).then_some(())?;
+    Some(NetConfig {
+        ip: parse_ipv4(ip)?,
+        prefix_len,
+        gateway,
+    })
+}
+
+/// The `net=` setting (the last one wins; `parse` checked them all), or
+/// `None` when the command line has none.
+pub fn net_config(line: &str) -> Option<NetConfig> {
+    kernel_words(line)
+        .filter_map(|w| w.strip_prefix("net="))
+        .last()
+        .and_then(parse_net)
+}
+
 /// Parses space-separated `key=value` words (up to a lone `--`). Words
 /// that are not known keys (including words without `=`) go to
 /// `on_unknown` and are otherwise ignored. A later occurrence of a key
@@ -155,7 +217,8 @@ pub fn parse<'a>(
                 opts.run = parse_run(value).ok_or(CmdlineError {
                     key,
                     value,
-                    expected: "selfcheck, stress:SECS, bench, panic, idle, vmcheck or init",
+                    expected:
+                        "selfcheck, stress:SECS, bench, panic, idle, vmcheck, nettest or init",
                 })?;
                 opts.run_given = true;
             }
@@ -165,6 +228,15 @@ pub fn parse<'a>(
                         key,
                         value,
                         expected: "an absolute path such as /init",
+                    });
+                }
+            }
+            "net" => {
+                if parse_net(value).is_none() {
+                    return Err(CmdlineError {
+                        key,
+                        value,
+                        expected: "IP/PREFIX or IP/PREFIX,gw=IP such as 10.0.2.15/24,gw=10.0.2.2",
                     });
                 }
             }
@@ -210,6 +282,7 @@ fn parse_run(value: &str) -> Option<RunMode> {
         "panic" => Some(RunMode::Panic),
         "idle" => Some(RunMode::Idle),
         "vmcheck" => Some(RunMode::VmCheck),
+        "nettest" => Some(RunMode::NetTest),
         "init" => Some(RunMode::Init),
         _ => {
             let secs = value.strip_prefix("stress:")?;
@@ -232,6 +305,7 @@ impl fmt::Display for RunMode {
             RunMode::Panic => f.write_str("panic"),
             RunMode::Idle => f.write_str("idle"),
             RunMode::VmCheck => f.write_str("vmcheck"),
+            RunMode::NetTest => f.write_str("nettest"),
             RunMode::Init => f.write_str("init"),
         }
     }
@@ -316,6 +390,39 @@ mod tests {
         assert!(!parse_ok("log=debug").run_given);
         for bad in ["init=", "init=init", "init=/"] {
             assert_eq!(parse(bad, |_| {}).unwrap_err().key, "init", "{}", bad);
+        }
+    }
+
+    #[test]
+    fn net_option() {
+        assert_eq!(parse_ok("run=nettest").run, RunMode::NetTest);
+        let line = "net=10.0.3.2/24 run=nettest";
+        parse_ok(line);
+        assert_eq!(
+            net_config(line),
+            Some(NetConfig {
+                ip: [10, 0, 3, 2],
+                prefix_len: 24,
+                gateway: None
+            })
+        );
+        assert_eq!(
+            net_config("net=10.0.2.15/24,gw=10.0.2.2"),
+            Some(NetConfig::USER_MODE_DEFAULT)
+        );
+        assert_eq!(net_config("log=debug"), None);
+        for bad in [
+            "net=",
+            "net=10.0.2.15",
+            "net=10.0.2.15/33",
+            "net=10.0.2/24",
+            "net=10.0.2.256/24",
+            "net=10.0.2.15/24,gw=",
+            "net=10.0.2.15/24,gateway=10.0.2.2",
+            "net=10.0.2.15/24,gw=10.0.2.2.1",
+            "net=+1.0.2.15/24",
+        ] {
+            assert_eq!(parse(bad, |_| {}).unwrap_err().key, "net", "{}", bad);
         }
     }
 

@@ -15,9 +15,11 @@ extern crate alloc;
 mod arch;
 mod boot;
 mod cmdline;
+mod drivers;
 mod fs;
 mod log;
 mod mm;
+mod net;
 mod panic;
 mod proc;
 mod sched;
@@ -155,7 +157,16 @@ fn kernel_main() -> ! {
         )),
     };
     log::report(format_args!("cpus online: {}", online));
-    let code = selftest::run(cmdline::options().run);
+    drivers::init();
+    let run = cmdline::options().run;
+    // The TCP/IP stack serves user programs.  The self-test modes run
+    // without it: `nettest` owns the NIC's queues at the frame level, and
+    // `stress`/`selfcheck` account for every frame, which the stack's
+    // threads would allocate behind their back.
+    if run == cmdline::RunMode::Init {
+        net::inet::init();
+    }
+    let code = selftest::run(run);
     arch::qemu_exit(code)
 }
 

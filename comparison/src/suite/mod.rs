@@ -1,11 +1,12 @@
 //! The workload suite: run the shared workloads (`wis`) on this kernel, on
 //! it with global locks (`ours-global`) and on Linux, at each core count,
 //! repeated; collect records; write `results.json`, `results.csv`,
-//! `report.md` and SVG plots.
+//! `report.md` and plots (SVG and PNG).
 //!
 //! Files: `options.rs` (what the user asked for, parsed and checked),
 //! `record.rs` (one result and the result files), `stats.rs` (median,
-//! spread, efficiency, ratios), `report.rs` (markdown), `plot.rs` (SVG),
+//! spread, efficiency, ratios), `report.rs` (markdown), `plot.rs` (SVG and
+//! PNG), `interrupt.rs` (Ctrl-C),
 //! `runner.rs` (builds, probes the accelerator, boots, measures, writes).
 //!
 //! Invariants: numbers from different accelerators never share a table or a
@@ -14,6 +15,7 @@
 //! number.  It must not change how `comparison run` boots a system: it goes
 //! through `crate::run` like a user does.
 
+pub mod interrupt;
 pub mod options;
 pub mod plot;
 pub mod record;

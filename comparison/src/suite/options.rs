@@ -84,12 +84,40 @@ impl Mode {
     }
 }
 
+/// The workloads of the default suite: sized, with the other defaults
+/// below, so that `./run-comparison.sh` (ours, ours-global and Linux at 1
+/// and 2 cores, 3 runs) takes about 10 minutes under TCG on a 2-core host.
+/// One or two of each kind: system, file metadata (private and shared),
+/// file data, network.  `--workloads all` runs every workload `wis --list` names.
+pub const DEFAULT_WORKLOADS: &[&str] = &[
+    "getppid",
+    "context_switch",
+    "page_fault",
+    "open_close_private",
+    "open_close_shared",
+    "create_unlink_private",
+    "create_unlink_shared",
+    "pread4k_shared",
+    "seq_write",
+    "seq_read",
+    "tcp_rr",
+    "tcp_stream",
+];
+
+/// Default repetitions of every measurement.
+pub const DEFAULT_RUNS: u32 = 3;
+/// Default measured interval of each run (`wis --ms`).
+pub const DEFAULT_MS: u64 = 300;
+/// Default warm-up of each run (`wis --warmup-ms`).
+pub const DEFAULT_WARMUP_MS: u64 = 100;
+
 /// Everything a suite run needs to know.
 #[derive(Debug, Clone)]
 pub struct SuiteOptions {
     pub systems: Vec<SuiteSystem>,
     pub cores: Vec<usize>,
-    /// `None`: every workload `wis --list` names.
+    /// `None`: `DEFAULT_WORKLOADS`; `Some(["all"])`: every workload
+    /// `wis --list` names.
     pub workloads: Option<Vec<String>>,
     pub modes: Vec<Mode>,
     pub runs: u32,

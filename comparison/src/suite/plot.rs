@@ -1,19 +1,117 @@
-//! SVG plots with `plotters`: ops/s vs cores per system for one workload
-//! (median, with a min–max bar per point), and a summary per accelerator
-//! (geometric mean over workloads of each system's speed-up ops(N)/ops(1),
-//! beside the ideal line).
+//! Plots with `plotters`, as SVG and PNG: ops/s vs cores per system for
+//! one workload (median, with a min–max bar per point), and a summary per
+//! accelerator (geometric mean over workloads of each system's speed-up
+//! ops(N)/ops(1), beside the ideal line).
 //!
-//! SVG only: text in SVG is drawn by the viewer, so no font files are
-//! needed.  Invariants: a plot only ever holds one accelerator's numbers;
-//! empty or degenerate data still gives a valid (if empty) plot, never a
-//! panic.  It must not read records from disk or run anything.
+//! Text is laid out (both formats) and drawn (PNG) with `ab_glyph` from a
+//! TrueType file found at run time (`font()`: `COMPARISON_FONT`, Debian's
+//! DejaVu Sans from fonts-dejavu-core, a few other usual places, then
+//! `fc-match`).  Invariants: a plot only ever holds one accelerator's
+//! numbers; empty or degenerate data still gives a valid (if empty) plot,
+//! never a panic; without a font every plot call is an error that says
+//! which package to install.  It must not read records from disk (except the
+//! font file) or run anything but `fc-match`.
 
 use super::stats::{geomean, Group, GroupKey};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
-const SIZE: (u32, u32) = (800, 500);
+/// Width and height of every plot, in pixels (SVG user units).
+pub const SIZE: (u32, u32) = (800, 500);
+
+/// Environment variable naming a TrueType font file for the plots.
+pub const FONT_ENV: &str = "COMPARISON_FONT";
+
+/// Where Linux distributions put a sans-serif TrueType font; Debian's
+/// fonts-dejavu-core first.
+const FONT_CANDIDATES: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+];
+
+fn find_font_file() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(FONT_ENV) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("{FONT_ENV}={} is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    if let Some(found) = FONT_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+    {
+        return Ok(found);
+    }
+    let from_fontconfig = std::process::Command::new("fc-match")
+        .args(["-f", "%{file}", "sans-serif:fontformat=TrueType"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_file());
+    from_fontconfig.with_context(|| {
+        format!(
+            "no TrueType font for the plots: install Debian's fonts-dejavu-core \
+             (tools/setup.sh does) or set {FONT_ENV}=/path/to/font.ttf"
+        )
+    })
+}
+
+/// Find a font and register it as plotters' `sans-serif` (once per
+/// process); the path of the font file.
+pub fn font() -> Result<&'static PathBuf> {
+    static FONT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let load = || -> Result<PathBuf> {
+            let path = find_font_file()?;
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("reading the font {}", path.display()))?;
+            // The font table wants 'static bytes: one font per process.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+                .map_err(|_| anyhow!("{} is not a TrueType/OpenType font", path.display()))?;
+            Ok(path)
+        };
+        load().map_err(|e| format!("{e:#}"))
+    })
+    .as_ref()
+    .map_err(|e| anyhow!("{e}"))
+}
+
+/// Draw with `draw` into an SVG string.
+fn to_svg(draw: impl FnOnce(DrawingArea<SVGBackend, Shift>) -> Result<()>) -> Result<String> {
+    font()?;
+    let mut svg = String::new();
+    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())?;
+    Ok(svg)
+}
+
+/// Draw with `draw` into an RGB image and encode it as PNG.
+fn to_png(draw: impl FnOnce(DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<Vec<u8>> {
+    font()?;
+    let (w, h) = SIZE;
+    let mut rgb = vec![0u8; (w * h * 3) as usize];
+    draw(BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area())?;
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, w, h);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().context("encoding a PNG")?;
+        writer.write_image_data(&rgb).context("encoding a PNG")?;
+    }
+    Ok(out)
+}
 
 /// Colours for systems, in display order.
 fn color(index: usize) -> RGBColor {
@@ -41,7 +139,7 @@ fn clean(name: &str) -> String {
         .collect()
 }
 
-/// `<accel>-<workload>-<mode>.svg`.
+/// `<accel>-<workload>-<mode>[-<unit>].svg`; the PNG has the same stem.
 pub fn group_file_name(key: &GroupKey) -> String {
     let unit = if key.unit == "ops" {
         String::new()
@@ -56,7 +154,7 @@ pub fn group_file_name(key: &GroupKey) -> String {
     )
 }
 
-/// `<accel>-summary.svg`.
+/// `<accel>-summary.svg`; the PNG has the same stem.
 pub fn summary_file_name(accel: &str) -> String {
     format!("{}-summary.svg", clean(accel))
 }
@@ -67,9 +165,20 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 
 /// The SVG text of one workload's plot.
 pub fn group_svg(key: &GroupKey, group: &Group) -> Result<String> {
-    let mut svg = String::new();
+    to_svg(|root| draw_group(root, key, group))
+}
+
+/// The PNG file of one workload's plot.
+pub fn group_png(key: &GroupKey, group: &Group) -> Result<Vec<u8>> {
+    to_png(|root| draw_group(root, key, group))
+}
+
+fn draw_group<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    key: &GroupKey,
+    group: &Group,
+) -> Result<()> {
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let cores = group.core_counts();
         let max_cores = cores.last().copied().unwrap_or(1);
@@ -141,7 +250,7 @@ pub fn group_svg(key: &GroupKey, group: &Group) -> Result<String> {
             .map_err(err)?;
         root.present().map_err(err)?;
     }
-    Ok(svg)
+    Ok(())
 }
 
 /// Per system, the geometric mean over `groups` of ops(N)/ops(1) at each
@@ -179,6 +288,19 @@ pub fn speedups<'a>(
 
 /// The SVG text of one accelerator's summary plot.
 pub fn summary_svg(accel: &str, groups: &BTreeMap<GroupKey, Group>) -> Result<String> {
+    to_svg(|root| draw_summary(root, accel, groups))
+}
+
+/// The PNG file of one accelerator's summary plot.
+pub fn summary_png(accel: &str, groups: &BTreeMap<GroupKey, Group>) -> Result<Vec<u8>> {
+    to_png(|root| draw_summary(root, accel, groups))
+}
+
+fn draw_summary<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    accel: &str,
+    groups: &BTreeMap<GroupKey, Group>,
+) -> Result<()> {
     let in_accel: Vec<&Group> = groups
         .iter()
         .filter(|(k, _)| k.accel == accel)
@@ -197,9 +319,7 @@ pub fn summary_svg(accel: &str, groups: &BTreeMap<GroupKey, Group>) -> Result<St
         .values()
         .flat_map(|m| m.values().copied())
         .fold(max_cores as f64, f64::max);
-    let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
@@ -259,7 +379,7 @@ pub fn summary_svg(accel: &str, groups: &BTreeMap<GroupKey, Group>) -> Result<St
             .map_err(err)?;
         root.present().map_err(err)?;
     }
-    Ok(svg)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -311,6 +431,39 @@ mod tests {
         assert_eq!(summary_file_name("tcg"), "tcg-summary.svg");
     }
 
+    /// Decode a PNG: (width, height, RGB or RGBA bytes per pixel, pixels).
+    fn decode(bytes: &[u8]) -> (u32, u32, usize, Vec<u8>) {
+        let mut reader = png::Decoder::new(bytes).read_info().expect("a PNG header");
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).expect("PNG image data");
+        buf.truncate(info.buffer_size());
+        (info.width, info.height, info.color_type.samples(), buf)
+    }
+
+    #[test]
+    fn png_plots_decode_at_the_plot_size() {
+        font().expect("a font for the plots (tools/setup.sh installs fonts-dejavu-core)");
+        let g = groups();
+        let (key, group) = g.iter().next().unwrap();
+        for bytes in [
+            group_png(key, group).unwrap(),
+            summary_png("tcg", &g).unwrap(),
+        ] {
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+            let (w, h, samples, pixels) = decode(&bytes);
+            assert_eq!((w, h), SIZE);
+            assert_eq!(samples, 3);
+            assert_eq!(pixels.len(), (w * h * 3) as usize);
+            // White background with lines, points and text drawn on it.
+            let white = pixels.chunks(3).filter(|p| p == &[255, 255, 255]).count();
+            let total = (w * h) as usize;
+            assert!(white > total / 2, "mostly background: {white}/{total}");
+            assert!(white < total - 2000, "something is drawn: {white}/{total}");
+            // Some pixel has the first system's colour (lines or points).
+            assert!(pixels.chunks(3).any(|p| p == [0x1f, 0x77, 0xb4]));
+        }
+    }
+
     #[test]
     fn degenerate_data_still_plots() {
         let g = aggregate(&[sample("ours", "x/y z", 3, 0, 0.0)]);
@@ -321,5 +474,10 @@ mod tests {
         assert!(summary_svg("kvm", &BTreeMap::new())
             .unwrap()
             .contains("</svg>"));
+        assert_eq!(decode(&group_png(key, group).unwrap()).0, SIZE.0);
+        assert_eq!(
+            decode(&summary_png("kvm", &BTreeMap::new()).unwrap()).1,
+            SIZE.1
+        );
     }
 }

@@ -170,6 +170,8 @@ pub struct ReportInfo {
     pub failures: Vec<String>,
     /// Files of `--import` records.
     pub imports: Vec<String>,
+    /// Set when the suite was stopped early (Ctrl-C): what was left undone.
+    pub interrupted: Option<String>,
 }
 
 /// The whole `report.md`.  Plot paths are relative to the report.
@@ -185,6 +187,12 @@ pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
     let _ = writeln!(out, "- records: {}", records.len());
     for file in &info.imports {
         let _ = writeln!(out, "- imported: `{file}`");
+    }
+    if let Some(why) = &info.interrupted {
+        let _ = writeln!(
+            out,
+            "\n**Interrupted:** {why}.  The tables hold only the runs that finished.\n"
+        );
     }
     out.push_str(
         "\nCells give the median rate over runs with (min–max, number of runs). \
@@ -308,12 +316,14 @@ mod tests {
             date: "2026-01-01 00:00".into(),
             failures: vec!["linux stat 2 cores: timed out".into()],
             imports: vec![],
+            interrupted: Some("stopped by Ctrl-C after 3 of 12 runs".into()),
         };
         let md = report_markdown(&recs, &info);
         assert!(md.contains("## Accelerator: tcg") && md.contains("## Accelerator: kvm"));
         assert!(md.contains("accel kvm:") && md.contains("accel tcg:"));
         assert!(md.contains("plots/tcg-getppid-threads.svg"));
         assert!(md.contains("linux stat 2 cores: timed out"));
+        assert!(md.contains("**Interrupted:** stopped by Ctrl-C after 3 of 12 runs"));
         assert!(md.contains("QEMU emulator version 7.2.0") && md.contains("abc123"));
         let summary = summary_table(&aggregate(&records()));
         assert!(

@@ -15,10 +15,10 @@
 //! never a record; files are replaced atomically (write, then rename), so
 //! Ctrl-C never leaves a half-written `results.json`.
 
-use super::options::{AccelChoice, Mode, SuiteOptions, SuiteSystem};
+use super::options::{AccelChoice, Mode, SuiteOptions, SuiteSystem, DEFAULT_WORKLOADS};
 use super::record::{self, parse_wis_output, Record};
 use super::report::{self, ReportInfo};
-use super::{plot, stats};
+use super::{interrupt, plot, stats};
 use crate::boot::{self, BootRequest, LoaderChoice};
 use crate::qemu::{self, Accel, Ending, VmConfig};
 use crate::run::{self, Echo, RunRequest, System, Systems, Verdict};
@@ -41,6 +41,8 @@ pub struct SuiteOutcome {
     pub failures: Vec<String>,
     /// The summary table that was printed.
     pub summary: String,
+    /// Set when Ctrl-C stopped the suite early: what was left undone.
+    pub interrupted: Option<String>,
 }
 
 /// Build `wis` (`crate::workloads`), or take the one `COMPARISON_WIS` names.
@@ -138,7 +140,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Write every output file for `records` into `dir`: results.json,
-/// results.csv, report.md and plots/*.svg.
+/// results.csv, report.md, then plots/*.svg and plots/*.png.  The plots
+/// come last: without a font (`plot::font`) they are an error, and the
+/// results and the report are already written then.
 pub fn write_outputs(dir: &Path, records: &[Record], info: &ReportInfo) -> Result<()> {
     std::fs::create_dir_all(dir.join("plots"))
         .with_context(|| format!("creating {}", dir.display()))?;
@@ -147,25 +151,26 @@ pub fn write_outputs(dir: &Path, records: &[Record], info: &ReportInfo) -> Resul
         record::to_json_text(records).as_bytes(),
     )?;
     write_atomic(&dir.join("results.csv"), record::to_csv(records).as_bytes())?;
-    let groups = stats::aggregate(records);
-    for (key, group) in &groups {
-        write_atomic(
-            &dir.join("plots").join(plot::group_file_name(key)),
-            plot::group_svg(key, group)?.as_bytes(),
-        )?;
-    }
-    let accels: std::collections::BTreeSet<&str> =
-        groups.keys().map(|k| k.accel.as_str()).collect();
-    for accel in accels {
-        write_atomic(
-            &dir.join("plots").join(plot::summary_file_name(accel)),
-            plot::summary_svg(accel, &groups)?.as_bytes(),
-        )?;
-    }
     write_atomic(
         &dir.join("report.md"),
         report::report_markdown(records, info).as_bytes(),
     )?;
+    let groups = stats::aggregate(records);
+    for (key, group) in &groups {
+        let svg = dir.join("plots").join(plot::group_file_name(key));
+        write_atomic(&svg, plot::group_svg(key, group)?.as_bytes())?;
+        write_atomic(&svg.with_extension("png"), &plot::group_png(key, group)?)?;
+    }
+    let accels: std::collections::BTreeSet<&str> =
+        groups.keys().map(|k| k.accel.as_str()).collect();
+    for accel in accels {
+        let svg = dir.join("plots").join(plot::summary_file_name(accel));
+        write_atomic(&svg, plot::summary_svg(accel, &groups)?.as_bytes())?;
+        write_atomic(
+            &svg.with_extension("png"),
+            &plot::summary_png(accel, &groups)?,
+        )?;
+    }
     Ok(())
 }
 
@@ -191,6 +196,7 @@ fn vm(cores: usize, accel: Accel, opts: &SuiteOptions, timeout: Duration) -> VmC
         accel,
         timeout,
         echo: false,
+        nic: None,
     }
 }
 
@@ -302,29 +308,47 @@ fn kernel_options(req: &RunRequest, linux_package: &str) -> String {
     }
 }
 
-/// Time left, from the mean duration of finished runs of the same system
-/// (systems differ: Linux boots take seconds longer than ours); a system not
-/// yet measured counts at the mean over all finished runs.
+/// `wis`'s own warm-up when `--warmup-ms` is not given.
+const WIS_DEFAULT_WARMUP_MS: u64 = 200;
+
+/// A first guess of one run's duration before any run of `system` is
+/// measured: boot and shutdown (measured on an idle 2-core host under TCG:
+/// ~0.6 s for ours, ~5 s for Linux; the accelerator is not used, since KVM
+/// boots are not faster on nested KVM) plus the warm-up and interval
+/// (`interval_ms`) and the workload's set-up.
+pub fn prior_run_seconds(system: SuiteSystem, _accel: Accel, interval_ms: u64) -> f64 {
+    let boot = match system {
+        SuiteSystem::Ours | SuiteSystem::OursGlobal => 0.6,
+        SuiteSystem::Linux => 5.0,
+    };
+    boot + interval_ms as f64 / 1000.0 + 0.2
+}
+
+/// Time left: for each remaining run, the mean duration of the finished
+/// runs of the same system (systems differ: Linux boots take seconds longer
+/// than ours), or `prior(system)` while none of that system has finished.
+/// `None` only when there is neither a finished run nor a remaining one.
 pub fn eta_by_system(
     durations: &[(SuiteSystem, Duration)],
     remaining: &[SuiteSystem],
+    prior: impl Fn(SuiteSystem) -> f64,
 ) -> Option<Duration> {
-    if durations.is_empty() {
+    if durations.is_empty() && remaining.is_empty() {
         return None;
     }
-    let mean = |of: Option<SuiteSystem>| -> Option<f64> {
+    let mean = |of: SuiteSystem| -> f64 {
         let v: Vec<f64> = durations
             .iter()
-            .filter(|(s, _)| of.is_none_or(|o| o == *s))
+            .filter(|(s, _)| *s == of)
             .map(|(_, d)| d.as_secs_f64())
             .collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        if v.is_empty() {
+            prior(of)
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
     };
-    let overall = mean(None)?;
-    let secs: f64 = remaining
-        .iter()
-        .map(|s| mean(Some(*s)).unwrap_or(overall))
-        .sum();
+    let secs: f64 = remaining.iter().map(|s| mean(*s)).sum();
     Some(Duration::from_secs_f64(secs))
 }
 
@@ -354,6 +378,8 @@ fn check_line(line: &record::WisLine, workload: &str, mode: Mode, threads: usize
 /// when the output cannot be written.
 pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
     opts.check()?;
+    // The plots need a font; say so before anything is built or booted.
+    plot::font()?;
     let mut imported = Vec::new();
     for path in &opts.imports {
         imported.extend(record::import(path)?);
@@ -368,7 +394,12 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
     let wis = build_wis()?;
     let available = list_workloads(&wis)?;
     let workloads = match &opts.workloads {
-        None => available.clone(),
+        None => DEFAULT_WORKLOADS
+            .iter()
+            .filter(|w| available.iter().any(|a| a == *w))
+            .map(|w| w.to_string())
+            .collect(),
+        Some(list) if list.len() == 1 && list[0] == "all" => available.clone(),
         Some(list) => {
             for w in list {
                 if !available.contains(w) {
@@ -429,6 +460,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
             .iter()
             .map(|p| p.display().to_string())
             .collect(),
+        interrupted: None,
     };
     let mut records = imported;
     write_outputs(&out_dir, &records, &info)?;
@@ -460,13 +492,22 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
             ));
         }
     }
+    let interval = opts.ms + opts.warmup_ms.unwrap_or(WIS_DEFAULT_WARMUP_MS);
+    let prior = |s: SuiteSystem| prior_run_seconds(s, accel, interval);
+    if let Some(all) = eta_by_system(&[], &schedule, prior) {
+        eprintln!("suite: expected to take about {}", fmt_duration(all));
+    }
+    interrupt::install()?;
     let mut durations: Vec<(SuiteSystem, Duration)> = Vec::with_capacity(total);
     let mut done = 0usize;
-    for run_index in 0..opts.runs {
+    'measuring: for run_index in 0..opts.runs {
         for &system in &opts.systems {
             for &cores in &opts.cores {
                 for workload in &workloads {
                     for &mode in &opts.modes {
+                        if interrupt::interrupted() {
+                            break 'measuring;
+                        }
                         let args = wis_args(workload, cores, mode, opts.warmup_ms, opts.ms);
                         let req = RunRequest {
                             system: if system == SuiteSystem::Linux {
@@ -503,7 +544,11 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                                     Ok(line)
                                 }
                                 Verdict::Exited(s) => bail!(
-                                    "wis exited with status {s}; its output:\n{}",
+                                    "wis exited with status {s}: {}\n{}",
+                                    res.output
+                                        .lines()
+                                        .find(|l| l.starts_with("wis: "))
+                                        .unwrap_or("(no message)"),
                                     res.output
                                         .lines()
                                         .rev()
@@ -521,9 +566,14 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                                     bail!("system failed: {m}")
                                 }
                             });
+                        if interrupt::interrupted() && measured.is_err() {
+                            // QEMU was killed by the Ctrl-C handler: not a result.
+                            eprintln!("[-/{total}] {what}: interrupted");
+                            break 'measuring;
+                        }
                         done += 1;
                         durations.push((system, t0.elapsed()));
-                        let left = eta_by_system(&durations, &schedule[done.min(total)..])
+                        let left = eta_by_system(&durations, &schedule[done.min(total)..], prior)
                             .map(fmt_duration)
                             .unwrap_or_default();
                         match measured {
@@ -555,8 +605,10 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                             Err(e) => {
                                 let first =
                                     format!("{e:#}").lines().next().unwrap_or("").to_string();
+                                // The first line names the cause (wis's first
+                                // error line); --serial shows everything.
                                 eprintln!(
-                                    "[{done}/{total}] {what}: FAILED: {e:#}; about {left} left"
+                                    "[{done}/{total}] {what}: FAILED: {first}; about {left} left"
                                 );
                                 info.failures.push(format!("{what}: {first}"));
                             }
@@ -567,12 +619,17 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
             }
         }
     }
+    if interrupt::interrupted() {
+        info.interrupted = Some(format!("stopped by Ctrl-C after {done} of {total} runs"));
+        write_outputs(&out_dir, &records, &info)?;
+    }
     let summary = report::summary_table(&stats::aggregate(&records));
     Ok(SuiteOutcome {
         out_dir,
         records,
         failures: info.failures,
         summary,
+        interrupted: info.interrupted,
     })
 }
 
@@ -597,15 +654,21 @@ mod tests {
     fn time_left_and_durations() {
         use SuiteSystem::*;
         let secs = Duration::from_secs;
-        assert_eq!(eta_by_system(&[], &[Ours]), None);
+        let prior = |s: SuiteSystem| if s == Linux { 5.0 } else { 1.0 };
+        assert_eq!(eta_by_system(&[], &[], prior), None);
+        // Nothing measured yet: the priors.
+        let first = eta_by_system(&[], &[Ours, Linux, Linux], prior).unwrap();
+        assert!((first.as_secs_f64() - 11.0).abs() < 1e-6, "{first:?}");
         let done = [(Ours, secs(1)), (Ours, secs(3)), (Linux, secs(6))];
-        // 2 ours at 2 s, 1 linux at 6 s, 1 ours-global at the overall mean 10/3 s.
-        let left = eta_by_system(&done, &[Ours, Ours, Linux, OursGlobal]).unwrap();
+        // 2 ours at 2 s, 1 linux at 6 s, 1 ours-global at its prior 1 s.
+        let left = eta_by_system(&done, &[Ours, Ours, Linux, OursGlobal], prior).unwrap();
         assert!(
-            (left.as_secs_f64() - (4.0 + 6.0 + 10.0 / 3.0)).abs() < 1e-6,
+            (left.as_secs_f64() - (4.0 + 6.0 + 1.0)).abs() < 1e-6,
             "{left:?}"
         );
-        assert_eq!(eta_by_system(&done, &[]), Some(Duration::ZERO));
+        assert_eq!(eta_by_system(&done, &[], prior), Some(Duration::ZERO));
+        let tcg = prior_run_seconds(Linux, Accel::Tcg, 400);
+        assert!(tcg > prior_run_seconds(Ours, Accel::Tcg, 400) && tcg > 0.4);
         assert_eq!(fmt_duration(Duration::from_secs(75)), "1:15");
         assert_eq!(fmt_duration(Duration::from_secs(3725)), "1:02:05");
     }
@@ -689,6 +752,11 @@ mod tests {
         assert!(std::fs::read_to_string(dir.join("plots/tcg-summary.svg"))
             .unwrap()
             .contains("</svg>"));
+        for png in ["plots/tcg-getppid-threads.png", "plots/tcg-summary.png"] {
+            let bytes = std::fs::read(dir.join(png)).unwrap();
+            let info = png::Decoder::new(&bytes[..]).read_info().unwrap();
+            assert_eq!((info.info().width, info.info().height), plot::SIZE, "{png}");
+        }
         assert!(!dir.join("results.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -3,7 +3,8 @@
 //!
 //!   wis --list
 //!   wis WORKLOAD --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F]
-//!   wis all --threads T ...        every ready workload in turn
+//!   wis all --threads T ...        every workload in turn
+//!   wis A,B,C --threads T ...      the named workloads in turn
 //!
 //! Prints one JSON line per workload run, and nothing else on stdout:
 //!   {"workload":NAME,"mode":"threads|procs","workers":T,"ops":N,"seconds":S,"ops_per_sec":X}
@@ -16,16 +17,17 @@
 //! but result lines, so harnesses can parse it line by line.
 
 mod files;
+mod net;
 mod runner;
 mod sys;
 mod system;
 mod workload;
 
 use std::time::Duration;
-use workload::{Ctx, Kind, Unit, Workload, WORKLOADS};
+use workload::{Ctx, Unit, Workload, WORKLOADS};
 
 const USAGE: &str = "usage: wis --list
-       wis WORKLOAD|all --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F]
+       wis WORKLOAD[,WORKLOAD...]|all --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F]
   --threads T    workers, worker w pinned to CPU w (1..=1024)
   --procs        workers are processes (default: threads)
   --warmup-ms W  warm-up before measuring (default 200)
@@ -90,7 +92,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
             name if args.workload.is_empty() => args.workload = name.to_string(),
             extra => {
                 return Err(format!(
-                    "unexpected argument `{extra}` (one workload per run, or `all`)"
+                    "unexpected argument `{extra}` (name workloads as A,B,C, or `all`)"
                 ))
             }
         }
@@ -106,12 +108,6 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
 
 /// Run one workload in a fresh scratch directory and print its line.
 fn run_one(w: &Workload, args: &Args) -> Result<(), String> {
-    let Kind::Ready { setup, .. } = &w.kind else {
-        let Kind::NotYet(why) = &w.kind else {
-            unreachable!()
-        };
-        return Err(format!("{}: {why}", w.name));
-    };
     let ctx = Ctx {
         workers: args.threads,
         procs: args.procs,
@@ -122,7 +118,7 @@ fn run_one(w: &Workload, args: &Args) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&ctx.dir);
     std::fs::create_dir_all(&ctx.dir)
         .map_err(|e| format!("{}: making {}: {e}", w.name, ctx.dir))?;
-    let result = setup(&ctx).and_then(|()| runner::run(w, &ctx, args.warmup, args.interval));
+    let result = (w.setup)(&ctx).and_then(|()| runner::run(w, &ctx, args.warmup, args.interval));
     let _ = std::fs::remove_dir_all(&ctx.dir);
     let m = result.map_err(|f| format!("{}: {f}", w.name))?;
     let rate = if m.seconds > 0.0 {
@@ -151,10 +147,7 @@ fn main() {
     let args = match parse(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
-            for w in WORKLOADS
-                .iter()
-                .filter(|w| matches!(w.kind, Kind::Ready { .. }))
-            {
+            for w in WORKLOADS {
                 println!("{}", w.name);
             }
             return;
@@ -168,18 +161,19 @@ fn main() {
         }
     };
     let chosen: Vec<&Workload> = if args.workload == "all" {
-        WORKLOADS
-            .iter()
-            .filter(|w| matches!(w.kind, Kind::Ready { .. }))
-            .collect()
+        WORKLOADS.iter().collect()
     } else {
-        match workload::find(&args.workload) {
-            Some(w) => vec![w],
-            None => {
-                eprintln!("wis: unknown workload `{}` (see wis --list)", args.workload);
-                std::process::exit(2);
+        let mut chosen = Vec::new();
+        for name in args.workload.split(',') {
+            match workload::find(name) {
+                Some(w) => chosen.push(w),
+                None => {
+                    eprintln!("wis: unknown workload `{name}` (see wis --list)");
+                    std::process::exit(2);
+                }
             }
         }
+        chosen
     };
     if let Some(cpu) = sys::first_unusable_cpu(args.threads) {
         eprintln!(

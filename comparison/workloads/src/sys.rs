@@ -1,7 +1,8 @@
 //! Thin checked wrappers over the raw system calls the workloads use.
 //!
 //! Owns every `unsafe` block of the crate except the shared counter region
-//! (`runner.rs`) and the file mapping (`files.rs`).  Each wrapper turns a
+//! (`runner.rs`) and the file mapping (`files.rs`), including the socket
+//! calls of the network workloads (`net.rs`).  Each wrapper turns a
 //! failed call into a `Fail` carrying the call's name and the errno, so a
 //! missing feature (ENOSYS) becomes a clear message, never a panic.
 //! It must not allocate in the per-operation wrappers (they run in the
@@ -80,6 +81,20 @@ pub fn errno_name(e: i32) -> String {
         libc::EPIPE => "EPIPE",
         libc::ENOSYS => "ENOSYS (the system does not implement this call)",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EINPROGRESS => "EINPROGRESS",
         _ => return format!("errno {e}"),
     };
     name.to_string()
@@ -307,4 +322,160 @@ pub fn munmap(addr: *mut u8, len: usize) -> Res<()> {
 pub fn yield_cpu() {
     // SAFETY: sched_yield touches no memory.
     unsafe { libc::sched_yield() };
+}
+
+/// socket(AF_INET, kind | SOCK_CLOEXEC | extra_flags, 0).
+pub fn socket_inet(kind: i32, extra_flags: i32) -> Res<i32> {
+    let what = if kind == libc::SOCK_STREAM {
+        "socket(AF_INET, SOCK_STREAM)"
+    } else {
+        "socket(AF_INET, SOCK_DGRAM)"
+    };
+    // SAFETY: socket touches no memory of ours.
+    let fd = unsafe { libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC | extra_flags, 0) };
+    check(fd as i64, what).map(|fd| fd as i32)
+}
+
+/// 127.0.0.1:`port` as a sockaddr_in.
+fn loopback(port: u16) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is plain data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = port.to_be();
+    sa.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+    sa
+}
+
+const SOCKADDR_IN_LEN: libc::socklen_t =
+    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+
+/// bind(fd, 127.0.0.1:0) and return the port the system chose.
+pub fn bind_loopback_ephemeral(fd: i32) -> Res<u16> {
+    let sa = loopback(0);
+    // SAFETY: `sa` is a valid sockaddr_in of the length passed.
+    let ret = unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            SOCKADDR_IN_LEN,
+        )
+    };
+    check(ret as i64, "bind to 127.0.0.1:0")?;
+    // SAFETY: sockaddr_in is plain data; all-zero is a valid value.
+    let mut out: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = SOCKADDR_IN_LEN;
+    // SAFETY: the kernel writes at most `len` bytes into `out` and updates `len`.
+    let ret =
+        unsafe { libc::getsockname(fd, (&mut out as *mut libc::sockaddr_in).cast(), &mut len) };
+    check(ret as i64, "getsockname")?;
+    let port = u16::from_be(out.sin_port);
+    if port == 0 {
+        return Err(Fail::msg("getsockname after bind to port 0 gave port 0"));
+    }
+    Ok(port)
+}
+
+/// listen(fd, backlog).
+pub fn listen(fd: i32, backlog: i32) -> Res<()> {
+    // SAFETY: listen touches no memory of ours.
+    check(unsafe { libc::listen(fd, backlog) } as i64, "listen").map(|_| ())
+}
+
+/// connect(fd, 127.0.0.1:port).
+pub fn connect_loopback(fd: i32, port: u16) -> Res<()> {
+    let sa = loopback(port);
+    // SAFETY: `sa` is a valid sockaddr_in of the length passed.
+    let ret = unsafe {
+        libc::connect(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            SOCKADDR_IN_LEN,
+        )
+    };
+    check(ret as i64, "connect to 127.0.0.1").map(|_| ())
+}
+
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC): the new connection.
+pub fn accept(fd: i32) -> Res<i32> {
+    // SAFETY: with NULL address pointers the kernel writes no memory of ours.
+    let c = unsafe {
+        libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    check(c as i64, "accept4").map(|c| c as i32)
+}
+
+/// setsockopt(fd, level, name, &value, sizeof(int)).
+pub fn set_int_option(fd: i32, level: i32, name: i32, value: i32, what: &str) -> Res<()> {
+    // SAFETY: the kernel reads one int from `value`.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    check(ret as i64, what).map(|_| ())
+}
+
+/// setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, ms).
+pub fn set_receive_timeout(fd: i32, ms: u64) -> Res<()> {
+    // SAFETY: timeval is plain data; all-zero is a valid value.
+    let mut tv: libc::timeval = unsafe { std::mem::zeroed() };
+    tv.tv_sec = (ms / 1000) as _;
+    tv.tv_usec = (ms % 1000 * 1000) as _;
+    // SAFETY: the kernel reads one timeval from `tv`.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    check(ret as i64, "setsockopt(SO_RCVTIMEO)").map(|_| ())
+}
+
+/// poll(fds, -1) on descriptors for reading: which of them are readable
+/// (or in error/hang-up), as a bit mask of their positions.
+pub fn poll_readable(fds: &[i32]) -> Res<u32> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: the kernel reads and writes `pfds.len()` pollfd entries.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        if n >= 0 {
+            break;
+        }
+        let fail = Fail::last("poll");
+        if fail.errno != libc::EINTR {
+            return Err(fail);
+        }
+    }
+    Ok(pfds
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.revents != 0)
+        .fold(0, |mask, (i, _)| mask | 1 << i))
+}
+
+/// send(fd, buf, MSG_NOSIGNAL): bytes sent (a zero-length datagram for an
+/// empty `buf` on a UDP socket).
+pub fn send(fd: i32, buf: &[u8]) -> Res<usize> {
+    // SAFETY: the kernel reads at most buf.len() bytes from `buf`.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    check(n as i64, "send").map(|n| n as usize)
 }

@@ -2,7 +2,9 @@
 //!
 //! Owns the vector -> handler mapping and the two hooks into the scheduler
 //! (`sched::on_timer_tick` after the timer EOI, `sched::on_resched_ipi`
-//! after the reschedule EOI). Runs with interrupts disabled. Must not:
+//! after the reschedule EOI), plus the device hook (`drivers::handle_interrupt`
+//! after the EOI of an MSI-X vector in the drivers' range). Runs with
+//! interrupts disabled. Must not:
 //! block, allocate, or log on the timer/IPI fast paths.
 
 use core::sync::atomic::Ordering;
@@ -38,6 +40,14 @@ pub fn dispatch(frame: &mut InterruptFrame) {
             let status = apic::read_error_status();
             apic::eoi();
             log::warn!("local APIC error, status {:#x}", status);
+        }
+        // Device MSI-X messages (drivers: acknowledge and flag only).
+        v if (crate::drivers::DEVICE_VECTOR_BASE
+            ..crate::drivers::DEVICE_VECTOR_BASE + crate::drivers::DEVICE_VECTOR_COUNT)
+            .contains(&v) =>
+        {
+            apic::eoi();
+            crate::drivers::handle_interrupt(v);
         }
         // A spurious APIC interrupt is not in service: no EOI.
         SPURIOUS_VECTOR => {}

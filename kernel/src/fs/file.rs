@@ -3,21 +3,26 @@
 //!
 //! Owns the per-open state: offset, `O_APPEND`/`O_NONBLOCK` status flags,
 //! directory-listing cursor, and which object the file reads and writes
-//! (a tmpfs inode, a device, a pipe end, a text snapshot).  Invariants:
-//! the offset only changes under its lock; a pipe end's reader/writer
-//! count is dropped exactly once, when the last reference goes.
+//! (a tmpfs inode, a device, a pipe end, a socket, an epoll instance, a
+//! text snapshot), and its readiness for poll/select/epoll (`poll_mask`,
+//! `poll_waiters`).  Invariants: the offset only changes under its lock; a
+//! pipe end's reader/writer count is dropped exactly once, and a socket's
+//! `on_close` runs exactly once, when the last reference goes.
 //!
 //! Must not: touch user memory, or hold a lock while blocking.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use ::fs::oflags::*;
 use ::fs::{DirCursor, FileType, Inode, Stat};
 
+use super::epoll::Epoll;
 use super::pipe::Pipe;
+use super::pollwait::PollWaiters;
 use super::{dev, errno};
+use crate::net::Socket;
 use crate::syscall::errno::Errno;
 
 /// A shared reference to an open file.
@@ -35,6 +40,10 @@ pub enum Kind {
     PipeWrite(Arc<Pipe>),
     /// Contents fixed at open (e.g. `/proc/lockstat`).
     Text(Vec<u8>),
+    /// A socket of any family (`crate::net`).
+    Socket(Arc<dyn Socket>),
+    /// An epoll instance.
+    Epoll(Arc<Epoll>),
 }
 
 /// poll(2) event bits.
@@ -43,6 +52,9 @@ pub const POLLOUT: i16 = 0x004;
 pub const POLLERR: i16 = 0x008;
 pub const POLLHUP: i16 = 0x010;
 pub const POLLNVAL: i16 = 0x020;
+/// Peer closed or shut down writing (epoll/poll `POLLRDHUP`).
+#[allow(dead_code)]
+pub const POLLRDHUP: u32 = 0x2000;
 
 /// Status flags `fcntl(F_SETFL)` may change.
 const SETTABLE: u32 = O_APPEND | O_NONBLOCK;
@@ -55,6 +67,8 @@ pub struct File {
     flags: AtomicU32,
     pos: spin::Mutex<u64>,
     cursor: spin::Mutex<DirCursor>,
+    /// Sockets: `SO_RCVTIMEO`, `SO_SNDTIMEO` in ns (0 = none).
+    socket_timeouts: [AtomicU64; 2],
 }
 
 impl File {
@@ -67,7 +81,51 @@ impl File {
             flags: AtomicU32::new(flags & keep),
             pos: spin::Mutex::new(0),
             cursor: spin::Mutex::new(DirCursor::default()),
+            socket_timeouts: [AtomicU64::new(0), AtomicU64::new(0)],
         })
+    }
+
+    /// A file for a new socket (read-write; `O_NONBLOCK` from `flags`).
+    pub fn socket(sock: Arc<dyn Socket>, flags: u32) -> FileRef {
+        File::new(None, Kind::Socket(sock), O_RDWR | (flags & O_NONBLOCK))
+    }
+
+    /// A file for a new epoll instance.
+    pub fn epoll(ep: Arc<Epoll>) -> FileRef {
+        File::new(None, Kind::Epoll(ep), O_RDWR)
+    }
+
+    /// The socket this file is, if it is one.
+    pub fn as_socket(&self) -> Option<&Arc<dyn Socket>> {
+        match &self.kind {
+            Kind::Socket(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A pipe read end's buffered bytes (`FIONREAD`).
+    pub fn pipe_bytes_readable(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::PipeRead(p) => Some(p.bytes_buffered()),
+            _ => None,
+        }
+    }
+
+    /// The epoll instance this file is, if it is one.
+    pub fn as_epoll(&self) -> Option<&Arc<Epoll>> {
+        match &self.kind {
+            Kind::Epoll(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// `SO_SNDTIMEO` (`send`) or `SO_RCVTIMEO` in ns; 0 means none.
+    pub fn socket_timeout(&self, send: bool) -> u64 {
+        self.socket_timeouts[send as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn set_socket_timeout(&self, send: bool, ns: u64) {
+        self.socket_timeouts[send as usize].store(ns, Ordering::Relaxed);
     }
 
     /// Opens an inode already resolved (and created/truncated) by the VFS.
@@ -110,7 +168,7 @@ impl File {
             .store((old & !SETTABLE) | (new & SETTABLE), Ordering::Relaxed);
     }
 
-    fn nonblock(&self) -> bool {
+    pub fn nonblocking(&self) -> bool {
         self.flags() & O_NONBLOCK != 0
     }
 
@@ -138,7 +196,11 @@ impl File {
     fn seekable(&self) -> bool {
         !matches!(
             self.kind,
-            Kind::PipeRead(_) | Kind::PipeWrite(_) | Kind::Console
+            Kind::PipeRead(_)
+                | Kind::PipeWrite(_)
+                | Kind::Console
+                | Kind::Socket(_)
+                | Kind::Epoll(_)
         )
     }
 
@@ -161,8 +223,10 @@ impl File {
                 out.fill(0);
                 Ok(out.len())
             }
-            Kind::PipeRead(p) => p.read(out, self.nonblock()),
+            Kind::PipeRead(p) => p.read(out, self.nonblocking()),
             Kind::PipeWrite(_) => Err(Errno::EBADF),
+            Kind::Socket(sock) => crate::net::socket::recv(self, &**sock, out, 0).map(|r| r.len),
+            Kind::Epoll(_) => Err(Errno::EINVAL),
             Kind::Text(t) => {
                 let start = (offset.min(t.len() as u64)) as usize;
                 let n = out.len().min(t.len() - start);
@@ -194,7 +258,11 @@ impl File {
                 }
                 Ok((src.len(), offset))
             }
-            Kind::PipeWrite(p) => p.write(src, self.nonblock()).map(|n| (n, offset)),
+            Kind::PipeWrite(p) => p.write(src, self.nonblocking()).map(|n| (n, offset)),
+            Kind::Socket(sock) => {
+                crate::net::socket::send(self, &**sock, src, 0, None).map(|n| (n, offset))
+            }
+            Kind::Epoll(_) => Err(Errno::EINVAL),
             Kind::PipeRead(_) | Kind::Text(_) => Err(Errno::EBADF),
         }
     }
@@ -276,7 +344,11 @@ impl File {
             None => Stat {
                 dev: PIPE_DEV,
                 ino: pipe_ino(self),
-                mode: 0o010600,
+                mode: match self.kind {
+                    Kind::Socket(_) => 0o140777,
+                    Kind::Epoll(_) => 0o600,
+                    _ => 0o010600,
+                },
                 nlink: 1,
                 uid: 0,
                 gid: 0,
@@ -304,13 +376,45 @@ impl File {
 
     /// poll(2) readiness for `events`.
     pub fn poll(&self, events: i16) -> i16 {
-        let ready = match &self.kind {
-            Kind::PipeRead(p) => p.poll_read(),
-            Kind::PipeWrite(p) => p.poll_write(),
-            // Console reads see EOF at once: readable.
-            _ => POLLIN | POLLOUT,
-        };
+        let ready = self.poll_mask() as i16;
         ready & (events | POLLERR | POLLHUP)
+    }
+
+    /// Every readiness bit that holds now (poll/epoll bits, `POLLRDHUP`
+    /// included), before filtering by what a caller asked for.
+    pub fn poll_mask(&self) -> u32 {
+        match &self.kind {
+            Kind::PipeRead(p) => p.poll_read() as u16 as u32,
+            Kind::PipeWrite(p) => p.poll_write() as u16 as u32,
+            Kind::Socket(s) => s.poll(),
+            Kind::Epoll(e) => e.poll_mask(),
+            // Files and devices are always ready; console reads see EOF.
+            _ => (POLLIN | POLLOUT) as u32,
+        }
+    }
+
+    /// Where this file announces readiness changes; `None` for files that
+    /// are always ready.
+    pub fn poll_waiters(&self) -> Option<&PollWaiters> {
+        match &self.kind {
+            Kind::PipeRead(p) | Kind::PipeWrite(p) => Some(p.waiters()),
+            Kind::Socket(s) => Some(s.waiters()),
+            Kind::Epoll(e) => Some(e.waiters()),
+            _ => None,
+        }
+    }
+
+    /// Whether epoll may watch this file (Linux: `EPERM` for regular files,
+    /// directories and devices without a poll method).
+    pub fn epoll_watchable(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::PipeRead(_)
+                | Kind::PipeWrite(_)
+                | Kind::Socket(_)
+                | Kind::Epoll(_)
+                | Kind::Console
+        )
     }
 }
 
@@ -322,6 +426,8 @@ const PIPE_DEV: u64 = 0x0c;
 fn pipe_ino(f: &File) -> u64 {
     match &f.kind {
         Kind::PipeRead(p) | Kind::PipeWrite(p) => Arc::as_ptr(p) as u64 & 0xffff_ffff,
+        Kind::Socket(s) => Arc::as_ptr(s) as *const u8 as u64 & 0xffff_ffff,
+        Kind::Epoll(e) => Arc::as_ptr(e) as u64 & 0xffff_ffff,
         _ => 0,
     }
 }
@@ -331,6 +437,7 @@ impl Drop for File {
         match &self.kind {
             Kind::PipeRead(p) => p.close_reader(),
             Kind::PipeWrite(p) => p.close_writer(),
+            Kind::Socket(s) => s.on_close(),
             _ => {}
         }
     }

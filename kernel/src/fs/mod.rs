@@ -9,12 +9,15 @@
 //! nodes are told apart by their device number only.
 //!
 //! Must not: touch user memory (the syscall layer copies), or hold a lock
-//! of the `fs` crate while blocking (pipes block on `WaitQueue`s only).
+//! of the `fs` crate while blocking (pipes, sockets and epoll block on
+//! `pollwait::PollWaiters` only).
 
+pub mod epoll;
 mod fdtable;
 mod file;
 mod initramfs;
 mod pipe;
+pub mod pollwait;
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -203,6 +206,25 @@ impl crate::mm::vm::vma::PageSource for FilePages {
     fn page(&self, index: u64) -> Result<PhysAddr, Errno> {
         self.0.page_phys(index).map(PhysAddr::new).map_err(errno)
     }
+
+    fn object_key(&self) -> usize {
+        self.0.map_key()
+    }
+
+    fn mapped_into(&self, aspace: &Arc<crate::mm::vm::AddressSpace>) {
+        let weak: alloc::sync::Weak<dyn ::fs::FileMapper> =
+            Arc::downgrade(aspace) as alloc::sync::Weak<dyn ::fs::FileMapper>;
+        // Only regular files reach here, so this cannot fail.
+        let _ = self.0.register_mapper(weak);
+    }
+}
+
+/// Address spaces are what file truncates unmap from (the reverse map of
+/// each file holds them weakly).
+impl ::fs::FileMapper for crate::mm::vm::AddressSpace {
+    fn unmap_file_pages(&self, file_key: usize, first_gone: u64) {
+        self.unmap_source_pages(file_key, first_gone);
+    }
 }
 
 /// `mmap` of descriptor `fd` of the calling process.
@@ -210,7 +232,14 @@ fn file_source(fd: i32) -> Result<Arc<dyn crate::mm::vm::vma::PageSource>, Errno
     let file = with_files(|fds, _| fds.get(fd))??;
     match &file.inode {
         Some(inode) if inode.kind() == FileType::Regular && file.is_plain() => {
-            Ok(Arc::new(FilePages(inode.clone())))
+            let source = FilePages(inode.clone());
+            // The caller maps it into its own address space: enter that
+            // in the file's reverse map (a failed mmap leaves a harmless
+            // entry, pruned when the address space dies).
+            if let Some(aspace) = crate::mm::vm::current() {
+                crate::mm::vm::vma::PageSource::mapped_into(&source, &aspace);
+            }
+            Ok(Arc::new(source))
         }
         Some(inode) if inode.is_dir() => Err(Errno::ENODEV),
         _ => Err(Errno::ENODEV),

@@ -6,9 +6,10 @@
 //! file only when no writer is left and the buffer is empty; a writer with
 //! no reader left gets `EPIPE` and its process SIGPIPE.
 //!
-//! Blocking: readers wait on `readable`, writers on `writable`; the state
-//! changes under `state` and wakers wake *after* releasing it (the wait
-//! condition takes `state` under the queue lock).  A pending signal ends a
+//! Blocking: readers and writers wait on the pipe's `PollWaiters` (which
+//! also wakes poll/select/epoll subscribers); the state changes under
+//! `state` and `notify` runs *after* releasing it (the wait condition takes
+//! `state` under the queue lock; see `pollwait`).  A pending signal ends a
 //! wait with `EINTR` (or the count done so far).
 //!
 //! Must not: block while holding `state`.
@@ -17,7 +18,8 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 
 use super::file::{POLLERR, POLLHUP, POLLIN, POLLOUT};
-use crate::sched::{IrqSpinLock, WaitQueue};
+use super::pollwait::PollWaiters;
+use crate::sched::IrqSpinLock;
 use crate::syscall::errno::Errno;
 
 /// Bytes a pipe buffers (Linux's default, 16 pages).
@@ -33,8 +35,7 @@ struct State {
 
 pub struct Pipe {
     state: IrqSpinLock<State>,
-    readable: WaitQueue,
-    writable: WaitQueue,
+    waiters: PollWaiters,
 }
 
 impl Pipe {
@@ -46,8 +47,7 @@ impl Pipe {
                 readers: 1,
                 writers: 1,
             }),
-            readable: WaitQueue::new(),
-            writable: WaitQueue::new(),
+            waiters: PollWaiters::new(),
         })
     }
 
@@ -64,7 +64,7 @@ impl Pipe {
                         *dst = src;
                     }
                     drop(s);
-                    self.writable.wake_all();
+                    self.waiters.notify();
                     return Ok(n);
                 }
                 if s.writers == 0 {
@@ -77,10 +77,13 @@ impl Pipe {
             if crate::proc::signal_pending() {
                 return Err(Errno::EINTR);
             }
-            self.readable.wait_until(|| {
-                let s = self.state.lock();
-                !s.buf.is_empty() || s.writers == 0 || crate::proc::signal_pending()
-            });
+            self.waiters.wait_until_deadline(
+                || {
+                    let s = self.state.lock();
+                    !s.buf.is_empty() || s.writers == 0 || crate::proc::signal_pending()
+                },
+                None,
+            );
         }
     }
 
@@ -115,7 +118,7 @@ impl Pipe {
                     s.buf.extend(&src[done..done + n]);
                     done += n;
                     drop(s);
-                    self.readable.wake_all();
+                    self.waiters.notify();
                     continue;
                 }
                 if nonblock {
@@ -133,22 +136,37 @@ impl Pipe {
                     Err(Errno::EINTR)
                 };
             }
-            self.writable.wait_until(|| {
-                let s = self.state.lock();
-                CAPACITY - s.buf.len() >= need || s.readers == 0 || crate::proc::signal_pending()
-            });
+            self.waiters.wait_until_deadline(
+                || {
+                    let s = self.state.lock();
+                    CAPACITY - s.buf.len() >= need
+                        || s.readers == 0
+                        || crate::proc::signal_pending()
+                },
+                None,
+            );
         }
         Ok(done)
     }
 
     pub fn close_reader(&self) {
         self.state.lock().readers -= 1;
-        self.writable.wake_all();
+        self.waiters.notify();
     }
 
     pub fn close_writer(&self) {
         self.state.lock().writers -= 1;
-        self.readable.wake_all();
+        self.waiters.notify();
+    }
+
+    /// Where readiness changes of this pipe (both ends) are announced.
+    pub fn waiters(&self) -> &PollWaiters {
+        &self.waiters
+    }
+
+    /// Bytes waiting to be read.
+    pub fn bytes_buffered(&self) -> usize {
+        self.state.lock().buf.len()
     }
 
     pub fn poll_read(&self) -> i16 {

@@ -15,6 +15,7 @@
 
 mod bench;
 mod mem;
+mod nettest;
 mod selfcheck;
 mod stress;
 mod vmcheck;
@@ -36,6 +37,7 @@ pub fn run(mode: RunMode) -> u32 {
         RunMode::Panic => panic_on_another_cpu(),
         RunMode::Idle => idle_forever(),
         RunMode::VmCheck => vmcheck::run(),
+        RunMode::NetTest => nettest::run(),
         RunMode::Init => crate::proc::init::run_init(),
     }
 }

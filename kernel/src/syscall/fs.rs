@@ -19,6 +19,7 @@ use ::fs::oflags::*;
 use ::fs::{FileType, Inode, Stat, Timespec};
 
 use super::errno::{Errno, SysResult};
+use crate::fs::pollwait::PollWaker;
 use crate::fs::{errno as fs_err, root_fs, File, FileRef};
 use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, read_user_cstr, write_user};
 use crate::proc::Process;
@@ -368,6 +369,7 @@ pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
     const TIOCGWINSZ: u32 = 0x5413;
     const TIOCSWINSZ: u32 = 0x5414;
     const FIONBIO: u32 = 0x5421;
+    const FIONREAD: u32 = 0x541B;
     const FIONCLEX: u32 = 0x5450;
     const FIOCLEX: u32 = 0x5451;
     let p = proc()?;
@@ -382,6 +384,17 @@ pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
             };
             f.set_status_flags(flags);
             return Ok(0);
+        }
+        FIONREAD => {
+            // Sockets and pipes: bytes a read could return now.
+            let n = if let Some(sock) = f.as_socket() {
+                sock.bytes_readable()
+            } else if let Some(n) = f.pipe_bytes_readable() {
+                n
+            } else {
+                return Err(Errno::ENOTTY);
+            };
+            return write_user(arg, &(n.min(i32::MAX as usize) as i32)).map(|_| 0);
         }
         FIOCLEX => return p.files.fds.set_cloexec(fd, true).map(|_| 0),
         FIONCLEX => return p.files.fds.set_cloexec(fd, false).map(|_| 0),
@@ -809,29 +822,74 @@ pub fn sys_umask(mask: u32) -> SysResult {
 
 /// Waits until `check` finds something ready (returns > 0), the deadline
 /// (absolute ns, `None` = forever) passes, or a signal arrives (`EINTR`).
-fn wait_ready(deadline: Option<u64>, mut check: impl FnMut() -> Result<usize, Errno>) -> SysResult {
-    let mut spins = 0u32;
-    loop {
+///
+/// Blocks on a `PollWaker` subscribed to every file's `PollWaiters` (only
+/// once a first check found nothing): the sequence number is read before
+/// each check, so a readiness change after the check ends the sleep (see
+/// `fs::pollwait`).  Files without waiters are always ready.
+fn wait_ready(
+    files: &[Option<FileRef>],
+    deadline: Option<u64>,
+    mut check: impl FnMut() -> Result<usize, Errno>,
+) -> SysResult {
+    let waker = PollWaker::new();
+    let sub = waker.as_subscriber();
+    let mut subscribed = false;
+    let result = loop {
+        let seen = waker.sequence();
         let n = check()?;
         if n > 0 {
-            return Ok(n);
+            break Ok(n);
         }
-        let now = crate::arch::time::now_ns();
-        if deadline.is_some_and(|d| now >= d) {
-            return Ok(0);
+        if deadline.is_some_and(|d| crate::arch::time::now_ns() >= d) {
+            break Ok(0);
         }
         if crate::proc::signal_pending() {
-            return Err(Errno::EINTR);
+            break Err(Errno::EINTR);
         }
-        // No wait queue spans several files: yield a while, then sleep a
-        // tick at a time.
-        if spins < 64 {
-            spins += 1;
-            crate::sched::yield_now();
-        } else {
-            crate::sched::sleep_ns(1_000_000);
+        if !subscribed {
+            for w in files.iter().flatten().filter_map(|f| f.poll_waiters()) {
+                w.subscribe(sub.clone());
+            }
+            subscribed = true;
+            continue;
+        }
+        waker.wait_change(seen, deadline);
+    };
+    if subscribed {
+        for w in files.iter().flatten().filter_map(|f| f.poll_waiters()) {
+            w.unsubscribe(&sub);
         }
     }
+    result
+}
+
+/// Runs `call` with the signal mask at `mask_addr` (ppoll, pselect6,
+/// epoll_pwait): the old mask comes back when it returns, or, when it was
+/// interrupted by a signal, after that signal's handler (as Linux does).
+pub fn with_sigmask(mask_addr: u64, size: u64, call: impl FnOnce() -> SysResult) -> SysResult {
+    if mask_addr == 0 {
+        return call();
+    }
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let new: u64 = read_user(mask_addr)?;
+    let Some(task) = crate::proc::current_task() else {
+        return call();
+    };
+    let old = task
+        .signals
+        .mask
+        .load(core::sync::atomic::Ordering::Acquire);
+    task.signals.set_mask(new);
+    let result = call();
+    if result == Err(Errno::EINTR) {
+        crate::proc::signal::set_temporary_mask(task, new, old);
+    } else {
+        task.signals.set_mask(old);
+    }
+    result
 }
 
 fn deadline_after(ns: Option<u64>) -> Option<u64> {
@@ -865,16 +923,28 @@ fn do_poll(fds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
         let events = i16::from_ne_bytes([raw[4], raw[5]]);
         entries.push((fd, events));
     }
+    // Resolved once: a file closed meanwhile stays polled (as on Linux,
+    // where poll holds its file references for the call).
+    let files: Vec<Option<FileRef>> = entries
+        .iter()
+        .map(|&(fd, _)| {
+            if fd < 0 {
+                None
+            } else {
+                p.files.fds.get(fd).ok()
+            }
+        })
+        .collect();
     let mut revents = vec![0i16; entries.len()];
-    let n = wait_ready(deadline, || {
+    let n = wait_ready(&files, deadline, || {
         let mut ready = 0;
         for (i, &(fd, events)) in entries.iter().enumerate() {
             revents[i] = if fd < 0 {
                 0
             } else {
-                match p.files.fds.get(fd) {
-                    Ok(f) => f.poll(events),
-                    Err(_) => crate::fs::POLLNVAL,
+                match &files[i] {
+                    Some(f) => f.poll(events),
+                    None => crate::fs::POLLNVAL,
                 }
             };
             if revents[i] != 0 {
@@ -898,10 +968,11 @@ pub fn sys_poll(fds: u64, nfds: u64, timeout_ms: i32) -> SysResult {
     do_poll(fds, nfds, deadline_after(ns))
 }
 
-/// ppoll; the signal mask argument is not applied (signals are checked).
-pub fn sys_ppoll(fds: u64, nfds: u64, tmo: u64, _sigmask: u64, _size: u64) -> SysResult {
+/// ppoll, with its signal mask in force while it waits.
+pub fn sys_ppoll(fds: u64, nfds: u64, tmo: u64, sigmask: u64, size: u64) -> SysResult {
     let ns = read_timespec(tmo)?;
-    do_poll(fds, nfds, deadline_after(ns))
+    let deadline = deadline_after(ns);
+    with_sigmask(sigmask, size, || do_poll(fds, nfds, deadline))
 }
 
 fn do_select(nfds: i32, rp: u64, wp: u64, ep: u64, deadline: Option<u64>) -> SysResult {
@@ -930,7 +1001,7 @@ fn do_select(nfds: i32, rp: u64, wp: u64, ep: u64, deadline: Option<u64>) -> Sys
         });
     }
     let (mut rout, mut wout, mut eout) = (vec![0u64; words], vec![0u64; words], vec![0u64; words]);
-    let n = wait_ready(deadline, || {
+    let n = wait_ready(&files, deadline, || {
         let mut ready = 0;
         for (fd, f) in files.iter().enumerate() {
             let Some(f) = f else { continue };
@@ -973,10 +1044,18 @@ pub fn sys_select(nfds: i32, rp: u64, wp: u64, ep: u64, tv: u64) -> SysResult {
     do_select(nfds, rp, wp, ep, deadline_after(ns))
 }
 
-/// pselect6; the signal mask argument is not applied (signals are checked).
-pub fn sys_pselect6(nfds: i32, rp: u64, wp: u64, ep: u64, ts: u64, _sig: u64) -> SysResult {
+/// pselect6, with its signal mask in force while it waits.  The sixth
+/// argument points to `{ const sigset_t *ss; size_t ss_len; }`.
+pub fn sys_pselect6(nfds: i32, rp: u64, wp: u64, ep: u64, ts: u64, sig: u64) -> SysResult {
     let ns = read_timespec(ts)?;
-    do_select(nfds, rp, wp, ep, deadline_after(ns))
+    let deadline = deadline_after(ns);
+    let (mask_addr, size) = if sig == 0 {
+        (0, 0)
+    } else {
+        let [addr, len]: [u64; 2] = read_user(sig)?;
+        (addr, len)
+    };
+    with_sigmask(mask_addr, size, || do_select(nfds, rp, wp, ep, deadline))
 }
 
 // ---- dispatch ---------------------------------------------------------------

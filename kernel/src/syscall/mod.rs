@@ -18,6 +18,7 @@ pub mod errno;
 pub mod fs;
 pub mod info;
 pub mod mm;
+pub mod net;
 pub mod process;
 pub mod signal;
 pub mod time;
@@ -512,5 +513,7 @@ fn fs_call(nr: u64, frame: &InterruptFrame) -> SysResult {
     let args = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
-    fs::dispatch(nr, args).unwrap_or_else(|| unsupported(nr))
+    fs::dispatch(nr, args)
+        .or_else(|| net::dispatch(nr, args))
+        .unwrap_or_else(|| unsupported(nr))
 }

@@ -444,6 +444,85 @@ fn main() {
     })();
     case("mmap past eof", show(r));
 
+    // Truncation of pages already mapped and touched: the translations of
+    // pages past the new end go away in every address space (here, a fork
+    // child that inherited the mapping before the truncate, and the
+    // parent), so a later touch gives SIGBUS.  Linux drops private
+    // copy-on-write copies past the end too.
+    let r = (|| -> io::Result<String> {
+        use std::os::fd::AsRawFd;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(p("shrunk_mapped"))?;
+        f.set_len(8192)?;
+        let shared = mmap_shared(f.as_raw_fd(), 8192)?;
+        // SAFETY: a new private mapping chosen by the kernel.
+        let private = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if private == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let private = private as usize;
+        // SAFETY: both mappings are live and 8 KiB long: fault in both
+        // pages of each, the private page 1 as a copy-on-write copy.
+        unsafe {
+            std::ptr::write_volatile((shared + 4096) as *mut u8, b'S');
+            std::ptr::write_volatile(shared as *mut u8, b's');
+            std::ptr::write_volatile((private + 4096) as *mut u8, b'P');
+            let _ = std::ptr::read_volatile(private as *const u8);
+        }
+        let mut go = [0i32; 2];
+        // SAFETY: `go` is a valid out-array of two descriptors.
+        if unsafe { libc::pipe(go.as_mut_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Inherits the mapping, then touches it after the parent truncated.
+        let waiter = userland::fork_run(move || {
+            let mut b = [0u8; 1];
+            // SAFETY: reads one byte from the pipe into `b`.
+            unsafe { libc::read(go[0], b.as_mut_ptr() as *mut libc::c_void, 1) };
+            // SAFETY: page 1 of the inherited mapping; SIGBUS once cut off.
+            unsafe { std::ptr::read_volatile((shared + 4096) as *const u8) as i32 }
+        });
+        f.set_len(100)?;
+        // SAFETY: writes one byte to the pipe the child waits on.
+        unsafe { libc::write(go[1], b"g".as_ptr() as *const libc::c_void, 1) };
+        let child_after = waiter.map(userland::wait_for);
+        // SAFETY: closes the two pipe descriptors made above.
+        unsafe {
+            libc::close(go[0]);
+            libc::close(go[1]);
+        }
+        let touch = |at: usize| {
+            // SAFETY: `at` lies in a live 8 KiB mapping; past the end of
+            // the file this (child) process gets SIGBUS.
+            move || unsafe { std::ptr::read_volatile(at as *const u8) as i32 }
+        };
+        let s = |r: Result<String, String>| r.unwrap_or_else(|e| e);
+        let out = format!(
+            "shared_first={} shared_cut={} private_first={} private_copy_cut={} forked_cut={}",
+            s(userland::fork_run(touch(shared)).map(userland::wait_for)),
+            s(userland::fork_run(touch(shared + 4096)).map(userland::wait_for)),
+            s(userland::fork_run(touch(private)).map(userland::wait_for)),
+            s(userland::fork_run(touch(private + 4096)).map(userland::wait_for)),
+            s(child_after),
+        );
+        munmap(shared, 8192);
+        munmap(private, 8192);
+        Ok(out)
+    })();
+    case("truncate under mapping", show(r));
+
     // msync: tmpfs has no backing store, so it only validates (flags,
     // alignment, a fully mapped range) and data stays where read() sees it.
     let r = (|| -> io::Result<String> {

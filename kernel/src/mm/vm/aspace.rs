@@ -1153,7 +1153,55 @@ impl AddressSpace {
             batch.flush(self);
             result
         };
-        result.map(|()| child)
+        result?;
+        // The child maps the same files: enter it in their reverse maps so
+        // a truncate unmaps there too.
+        // Sources are called without the lock held (module rule).
+        let sources: Vec<Arc<dyn PageSource>> = child
+            .inner
+            .lock()
+            .vmas
+            .iter()
+            .filter_map(|vma| match &vma.backing {
+                Backing::Source { source, .. } => Some(source.clone()),
+                Backing::Anon => None,
+            })
+            .collect();
+        for source in sources {
+            source.mapped_into(&child);
+        }
+        Ok(child)
+    }
+
+    // ----- truncate --------------------------------------------------------
+
+    /// Drops the translations of source pages `first_gone` and later of
+    /// every VMA whose source has `object_key() == key` (a file shrank):
+    /// shared pages and private copy-on-write copies alike, as Linux's
+    /// truncate does, so a later touch faults and gets SIGBUS.  The TLB
+    /// shootdown completes before this returns; anonymous copies are
+    /// released after it.  Must be called with no file-system lock held.
+    pub fn unmap_source_pages(&self, key: usize, first_gone: u64) {
+        let mut batch = TlbBatch::new();
+        let mut frames = Vec::new();
+        let g = self.inner.lock();
+        for vma in g.vmas.iter() {
+            let Backing::Source { source, pgoff } = &vma.backing else {
+                continue;
+            };
+            if key == 0 || source.object_key() != key {
+                continue;
+            }
+            let pages = (vma.end - vma.start) / PAGE;
+            if first_gone >= pgoff + pages {
+                continue;
+            }
+            let from = vma.start + first_gone.saturating_sub(*pgoff) * PAGE;
+            self.zap(from, vma.end, &mut batch, &mut frames);
+        }
+        batch.flush(self);
+        drop(g);
+        release(frames);
     }
 
     // ----- helpers -----------------------------------------------------------

@@ -38,6 +38,17 @@ pub const PROT_EXEC: u32 = 0x4;
 /// user copy.
 pub trait PageSource: Send + Sync {
     fn page(&self, index: u64) -> Result<PhysAddr, Errno>;
+
+    /// Identity of the object behind this source, for truncate-unmap:
+    /// `AddressSpace::unmap_source_pages(key, ..)` matches VMAs whose
+    /// source has this key.  0 (the default) for objects that never shrink.
+    fn object_key(&self) -> usize {
+        0
+    }
+
+    /// Called when `aspace` gains VMAs of this source (mmap, fork), so a
+    /// source that can shrink records it in its reverse map.
+    fn mapped_into(&self, _aspace: &Arc<super::AddressSpace>) {}
 }
 
 /// How a VMA's pages come to be.

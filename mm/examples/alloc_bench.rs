@@ -6,7 +6,7 @@
 //! counts alloc+free pairs; the lock counters (acquisitions, and those that
 //! found the lock held) explain the difference between the modes.
 //!
-//! Run: `cargo run --release -p mm --example bench [-- SECONDS]`
+//! Run: `cargo run --release -p mm --example alloc_bench [-- SECONDS]`
 //! (default 0.5 s per measurement).
 
 use std::alloc::Layout;

@@ -1,0 +1,55 @@
+//! Device drivers: PCI enumeration and the virtio-net NIC.
+//!
+//! Owns the device interrupt vectors `DEVICE_VECTOR_BASE ..
+//! DEVICE_VECTOR_BASE + DEVICE_VECTOR_COUNT` (MSI-X targets) and the one
+//! probe at boot (`init`), which logs every PCI function and whether a NIC
+//! was found.  The network glue reaches the card through `net::nic()`
+//! (docs/KERNEL-MODULES.md, "drivers -> net glue").
+//!
+//! Must not: fail the boot (a missing or broken NIC is logged, and the
+//! kernel runs without one); do more than acknowledge-and-flag work in
+//! `handle_interrupt`.
+
+pub mod dma;
+mod mcfg;
+pub mod pci;
+pub mod virtio_net;
+pub mod virtqueue;
+
+/// First interrupt vector for device MSI-X messages.
+pub const DEVICE_VECTOR_BASE: u8 = 0x40;
+/// Vectors reserved for devices (config + one per rx queue of the NIC).
+pub const DEVICE_VECTOR_COUNT: u8 = virtio_net::VECTORS_USED;
+
+/// The interface the network glue uses.
+pub mod net {
+    pub use super::virtio_net::{nic, Nic, NicCounters, TxError, MAX_FRAME_BYTES};
+}
+
+/// The interface address: `net=` from the command line, else QEMU
+/// user-mode networking's 10.0.2.15/24 via 10.0.2.2.
+pub fn net_config() -> crate::cmdline::NetConfig {
+    crate::boot::cmdline()
+        .ok()
+        .and_then(crate::cmdline::net_config)
+        .unwrap_or(crate::cmdline::NetConfig::USER_MODE_DEFAULT)
+}
+
+/// Scans PCI and starts the NIC if there is one.  Thread context, after
+/// every CPU is online (MSI-X targets need their APIC ids) and before the
+/// run mode starts.
+pub fn init() {
+    pci::init_config_access();
+    let functions = pci::scan();
+    match virtio_net::probe(&functions) {
+        Ok(Some(_)) => {}
+        Ok(None) => log::info!("net: no NIC found (no virtio-net PCI function)"),
+        Err(e) => log::warn!("net: virtio-net found but not started: {}", e),
+    }
+}
+
+/// Called by `arch::interrupts::dispatch` after the EOI for a vector in the
+/// device range.  Interrupt context: no allocation, blocking or logging.
+pub fn handle_interrupt(vector: u8) {
+    virtio_net::on_interrupt(vector - DEVICE_VECTOR_BASE);
+}

@@ -1,0 +1,425 @@
+//! Loopback TCP/UDP through the per-CPU stack (and the global ablation),
+//! with real threads standing in for CPUs.
+mod common;
+
+use common::*;
+use net::consts::*;
+use net::{errno, Mode, SockType};
+use std::sync::Arc;
+use std::thread;
+
+const MODES: [Mode; 2] = [Mode::PerCpu, Mode::Global];
+
+fn echo_pairs(mode: Mode, cpus: usize) {
+    let st = stack(cpus, mode);
+    let l = Arc::new(listener(&st, 7000, 64));
+    let mut handles = Vec::new();
+    for c in 0..cpus {
+        let (st2, l2) = (st.clone(), l.clone());
+        handles.push(thread::spawn(move || {
+            set_cpu(c);
+            let (s, _) = accept(&st2, &l2);
+            let mut buf = [0u8; 64];
+            while recv_exact(&st2, &s, &mut buf) {
+                send_all(&st2, &s, &buf);
+            }
+            s.close();
+        }));
+        let st2 = st.clone();
+        handles.push(thread::spawn(move || {
+            set_cpu(c);
+            let s = connect(&st2, lo(7000)).unwrap();
+            for i in 0..300u32 {
+                let msg = [(i as u8) ^ (c as u8); 64];
+                send_all(&st2, &s, &msg);
+                let mut back = [0u8; 64];
+                assert!(recv_exact(&st2, &s, &mut back));
+                assert_eq!(back, msg);
+            }
+            s.close();
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    if mode == Mode::PerCpu {
+        // Every flow was steered to its own CPU's instance.
+        assert_eq!(st.stats().cross_instance_packets, 0);
+    }
+    l.close();
+    settle(&st, |s| s.stats().smoltcp_sockets == 0);
+    let stats = st.stats();
+    assert_eq!((stats.open_sockets, stats.bound_ports), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn echo_one_pair_per_cpu() {
+    for mode in MODES {
+        echo_pairs(mode, 4);
+        echo_pairs(mode, 8);
+    }
+}
+
+fn many_connections(mode: Mode) {
+    const N: usize = 200;
+    let st = stack(4, mode);
+    let l = Arc::new(listener(&st, 7001, 256));
+    let server = {
+        let (st, l) = (st.clone(), l.clone());
+        thread::spawn(move || {
+            set_cpu(0);
+            let mut conns = Vec::new();
+            for _ in 0..N {
+                let (s, peer) = accept(&st, &l);
+                assert_eq!(*peer.ip(), net::Ipv4Addr::LOCALHOST);
+                conns.push(s);
+            }
+            for s in &conns {
+                let mut b = [0u8; 4];
+                assert!(recv_exact(&st, s, &mut b));
+                send_all(&st, s, &b);
+            }
+            conns
+        })
+    };
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let st = st.clone();
+            thread::spawn(move || {
+                set_cpu(c);
+                let conns: Vec<_> = (0..N / 4)
+                    .map(|_| connect(&st, lo(7001)).unwrap())
+                    .collect();
+                for (i, s) in conns.iter().enumerate() {
+                    send_all(&st, s, &(i as u32).to_le_bytes());
+                }
+                for (i, s) in conns.iter().enumerate() {
+                    let mut b = [0u8; 4];
+                    assert!(recv_exact(&st, s, &mut b));
+                    assert_eq!(u32::from_le_bytes(b), i as u32);
+                }
+                conns
+            })
+        })
+        .collect();
+    let mut all: Vec<_> = clients
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.extend(server.join().unwrap());
+    assert_eq!(st.stats().open_sockets, 2 * N + 1);
+    drop(all); // dropping the last reference closes
+    l.close();
+    settle(&st, |s| s.stats().smoltcp_sockets == 0);
+    assert_eq!(st.stats().open_sockets, 0);
+    assert_eq!(st.stats().bound_ports, 0);
+}
+
+#[test]
+fn two_hundred_concurrent_connections_and_teardown_frees_everything() {
+    for mode in MODES {
+        many_connections(mode);
+    }
+}
+
+#[test]
+fn accept_steals_from_other_cpus() {
+    let st = stack(4, Mode::PerCpu);
+    set_cpu(0);
+    let l = listener(&st, 7002, 8);
+    let c = {
+        let st = st.clone();
+        thread::spawn(move || {
+            set_cpu(3);
+            connect(&st, lo(7002)).unwrap()
+        })
+        .join()
+        .unwrap()
+    };
+    // Connection lives in CPU 3's instance; CPU 0's queue is empty.
+    assert_ne!(l.poll_events() & EPOLLIN, 0);
+    let (s, peer) = l.accept().unwrap();
+    assert_eq!(peer, c.local_addr().unwrap());
+    assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+    assert_eq!(c.peer_addr().unwrap(), lo(7002));
+    assert_eq!(l.accept().err(), Some(errno::EAGAIN));
+}
+
+fn udp_echo(mode: Mode) {
+    let st = stack(4, mode);
+    set_cpu(1);
+    let srv = st.socket(SockType::Dgram).unwrap();
+    srv.bind(lo(9000)).unwrap();
+    let t = {
+        let (st, srv) = (st.clone(), srv.clone());
+        thread::spawn(move || {
+            set_cpu(1);
+            for _ in 0..50 {
+                let mut b = [0u8; 100];
+                let (n, from) = loop {
+                    match srv.recv(&mut b, false) {
+                        Ok(r) => break r,
+                        Err(errno::EAGAIN) => {
+                            wait(&st, &srv, EPOLLIN);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                srv.send(&b[..n], from).unwrap();
+            }
+        })
+    };
+    set_cpu(2);
+    let cli = st.socket(SockType::Dgram).unwrap();
+    for i in 0..50u8 {
+        cli.send(&[i; 33], Some(lo(9000))).unwrap();
+        wait(&st, &cli, EPOLLIN);
+        let mut b = [0u8; 100];
+        let (n, from) = cli.recv(&mut b, false).unwrap();
+        assert_eq!((n, from), (33, Some(lo(9000))));
+        assert_eq!(b[..n], [i; 33]);
+    }
+    t.join().unwrap();
+    // Connected UDP: default peer, send without address.
+    cli.connect(lo(9000)).unwrap();
+    assert_eq!(cli.peer_addr().unwrap(), lo(9000));
+    assert_eq!(cli.recv(&mut [0u8; 4], false).err(), Some(errno::EAGAIN));
+    let lonely = st.socket(SockType::Dgram).unwrap();
+    assert_eq!(lonely.send(b"x", None).err(), Some(errno::EDESTADDRREQ));
+    cli.close();
+    srv.close();
+    lonely.close();
+    assert_eq!(st.stats().smoltcp_sockets, 0);
+    assert_eq!(st.stats().bound_ports, 0);
+}
+
+#[test]
+fn udp_echo_across_cpus() {
+    for mode in MODES {
+        udp_echo(mode);
+    }
+}
+
+#[test]
+fn connection_refused_and_addr_in_use() {
+    for mode in MODES {
+        let st = stack(2, mode);
+        assert_eq!(connect(&st, lo(7999)).err(), Some(errno::ECONNREFUSED));
+        let r = st.socket(SockType::Stream).unwrap();
+        assert_eq!(r.connect(lo(7999)), Err(errno::EINPROGRESS));
+        wait(&st, &r, EPOLLERR);
+        assert_eq!(so_error(&r), errno::ECONNREFUSED);
+        assert_eq!(so_error(&r), 0);
+        let a = st.socket(SockType::Stream).unwrap();
+        a.bind(lo(7003)).unwrap();
+        let b = st.socket(SockType::Stream).unwrap();
+        assert_eq!(b.bind(lo(7003)), Err(errno::EADDRINUSE));
+        a.listen(4).unwrap();
+        let c = st.socket(SockType::Stream).unwrap();
+        c.setsockopt(SOL_SOCKET, SO_REUSEADDR, &1i32.to_ne_bytes())
+            .unwrap();
+        assert_eq!(c.bind(lo(7003)), Err(errno::EADDRINUSE));
+        // A bound, connected socket: EISCONN on a second connect.
+        let d = connect(&st, lo(7003)).unwrap();
+        assert_eq!(d.connect(lo(7003)), Err(errno::EISCONN));
+        assert_eq!(a.connect(lo(7003)), Err(errno::EINVAL));
+        let e = st.socket(SockType::Stream).unwrap();
+        assert_eq!(e.recv(&mut [0u8; 1], false).err(), Some(errno::ENOTCONN));
+        assert_eq!(e.send(b"x", None).err(), Some(errno::EPIPE));
+        assert_eq!(e.shutdown(SHUT_WR).err(), Some(errno::ENOTCONN));
+        let mut opt = [0u8; 4];
+        assert_eq!(
+            e.getsockopt(SOL_SOCKET, 9999, &mut opt).err(),
+            Some(errno::ENOPROTOOPT)
+        );
+        e.getsockopt(SOL_SOCKET, SO_TYPE, &mut opt).unwrap();
+        assert_eq!(i32::from_ne_bytes(opt), SOCK_STREAM);
+    }
+}
+
+#[test]
+fn reset_gives_econnreset_then_eof() {
+    for mode in MODES {
+        let st = stack(2, mode);
+        let l = listener(&st, 7004, 4);
+        let c = connect(&st, lo(7004)).unwrap();
+        let (s, _) = accept(&st, &l);
+        let linger0 = [1i32.to_ne_bytes(), 0i32.to_ne_bytes()].concat();
+        s.setsockopt(SOL_SOCKET, SO_LINGER, &linger0).unwrap();
+        s.close();
+        let ev = wait(&st, &c, EPOLLERR | EPOLLHUP);
+        assert_ne!(ev & EPOLLHUP, 0);
+        assert_eq!(c.recv(&mut [0u8; 8], false).err(), Some(errno::ECONNRESET));
+        assert_eq!(c.recv(&mut [0u8; 8], false), Ok((0, None)));
+        assert_eq!(c.send(b"x", None).err(), Some(errno::EPIPE));
+    }
+}
+
+#[test]
+fn shutdown_write_gives_peer_eof_and_epipe_locally() {
+    for mode in MODES {
+        let st = stack(2, mode);
+        let l = listener(&st, 7005, 4);
+        let c = connect(&st, lo(7005)).unwrap();
+        let (s, _) = accept(&st, &l);
+        send_all(&st, &c, b"bye");
+        c.shutdown(SHUT_WR).unwrap();
+        assert_eq!(c.send(b"x", None).err(), Some(errno::EPIPE));
+        let mut b = [0u8; 3];
+        assert!(recv_exact(&st, &s, &mut b));
+        assert_eq!(&b, b"bye");
+        wait(&st, &s, EPOLLRDHUP);
+        assert_eq!(s.recv(&mut b, false), Ok((0, None)));
+        // The other direction still works.
+        send_all(&st, &s, b"ok!");
+        assert!(recv_exact(&st, &c, &mut b));
+        assert_eq!(&b, b"ok!");
+        // peek leaves data in place
+        send_all(&st, &s, b"pk");
+        wait(&st, &c, EPOLLIN);
+        let mut p = [0u8; 2];
+        assert_eq!(c.recv(&mut p, true), Ok((2, None)));
+        assert_eq!(c.recv(&mut p, false), Ok((2, None)));
+        s.close();
+        c.close();
+        l.close();
+        settle(&st, |s| s.stats().smoltcp_sockets == 0);
+    }
+}
+
+#[test]
+fn peer_that_never_reads_is_bounded_and_others_keep_working() {
+    for mode in MODES {
+        let st = stack(2, mode);
+        let buf = st.config().tcp_buffer_bytes;
+        let l = listener(&st, 7006, 8);
+        let hog = connect(&st, lo(7006)).unwrap();
+        let (_idle, _) = accept(&st, &l);
+        let chunk = vec![7u8; 4096];
+        let mut sent = 0;
+        loop {
+            match hog.send(&chunk, None) {
+                Ok(n) => sent += n,
+                Err(errno::EAGAIN) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(sent <= 4 * buf, "unbounded: {sent}");
+        }
+        // At most the peer's receive buffer plus our send buffer.
+        assert!(sent <= 2 * buf, "sent {sent}");
+        assert_eq!(hog.poll_events() & EPOLLOUT, 0);
+        let c = connect(&st, lo(7006)).unwrap();
+        let (s, _) = accept(&st, &l);
+        send_all(&st, &c, b"still alive");
+        let mut b = [0u8; 11];
+        assert!(recv_exact(&st, &s, &mut b));
+        assert_eq!(&b, b"still alive");
+    }
+}
+
+#[test]
+fn syn_flood_on_full_listener_is_bounded() {
+    for mode in MODES {
+        let st = stack(2, mode);
+        set_cpu(0);
+        let l = listener(&st, 7007, 4);
+        let base = st.stats().smoltcp_sockets;
+        let mut clients = Vec::new();
+        for _ in 0..100 {
+            let s = st.socket(SockType::Stream).unwrap();
+            assert_eq!(s.connect(lo(7007)).err(), Some(errno::EINPROGRESS));
+            clients.push(s);
+        }
+        for c in 0..2 {
+            st.poll(c);
+        }
+        let stats = st.stats();
+        // Clients + at most (backlog + 1) per instance held by the listener.
+        let instances = if mode == Mode::PerCpu { 2 } else { 1 };
+        assert!(
+            stats.smoltcp_sockets <= 100 + base + 5 * instances,
+            "{stats:?}"
+        );
+        // The first ones were accepted into the queue; the rest wait (SYN dropped).
+        let mut accepted = 0;
+        while l.accept().is_ok() {
+            accepted += 1;
+        }
+        assert!(
+            accepted >= 1 && accepted <= 5 * instances,
+            "accepted {accepted}"
+        );
+    }
+}
+
+#[test]
+fn nonblocking_connect_reports_once_then_eisconn() {
+    let st = stack(2, Mode::PerCpu);
+    let _l = listener(&st, 7008, 4);
+    let s = st.socket(SockType::Stream).unwrap();
+    assert_eq!(s.connect(lo(7008)), Err(errno::EINPROGRESS));
+    wait(&st, &s, EPOLLOUT);
+    assert_eq!(so_error(&s), 0);
+    assert_eq!(s.connect(lo(7008)), Ok(()));
+    assert_eq!(s.connect(lo(7008)), Err(errno::EISCONN));
+    let name = s.local_addr().unwrap();
+    assert_eq!(*name.ip(), net::Ipv4Addr::LOCALHOST);
+    assert!(name.port() >= 32768);
+    let mut b = [0u8; 4];
+    s.setsockopt(IPPROTO_TCP, TCP_NODELAY, &1i32.to_ne_bytes())
+        .unwrap();
+    s.getsockopt(IPPROTO_TCP, TCP_NODELAY, &mut b).unwrap();
+    assert_eq!(i32::from_ne_bytes(b), 1);
+}
+
+#[test]
+fn closed_socket_with_unread_data_at_a_silent_peer_is_freed() {
+    for mode in MODES {
+        let st = stack(2, mode);
+        let l = listener(&st, 7009, 4);
+        let c = connect(&st, lo(7009)).unwrap();
+        let (peer, _) = accept(&st, &l);
+        let chunk = vec![1u8; 8192];
+        while c.send(&chunk, None).is_ok() {}
+        let before = st.stats().smoltcp_sockets;
+        c.close(); // orphan: FIN queued behind data the peer never reads
+        assert_eq!(st.stats().smoltcp_sockets, before);
+        advance(&st, 31_000);
+        for cpu in 0..2 {
+            st.poll(cpu);
+        }
+        assert_eq!(st.stats().smoltcp_sockets, before - 1, "orphan freed");
+        drop(peer);
+        l.close();
+        settle(&st, |s| s.stats().smoltcp_sockets == 0);
+    }
+}
+
+#[test]
+fn close_while_another_thread_waits_in_recv() {
+    for mode in MODES {
+        let st = stack(2, mode);
+        let l = listener(&st, 7010, 4);
+        let c = connect(&st, lo(7010)).unwrap();
+        let (_s, _) = accept(&st, &l);
+        let waiter = {
+            let (st, c) = (st.clone(), c.clone());
+            thread::spawn(move || {
+                set_cpu(1);
+                loop {
+                    match c.recv(&mut [0u8; 8], false) {
+                        Err(errno::EAGAIN) => {
+                            wait(&st, &c, EPOLLIN | EPOLLHUP | EPOLLERR);
+                        }
+                        other => return other,
+                    }
+                }
+            })
+        };
+        thread::sleep(std::time::Duration::from_millis(20));
+        c.close();
+        assert_eq!(waiter.join().unwrap(), Err(errno::EBADF));
+        assert_eq!(c.send(b"x", None), Err(errno::EBADF));
+        assert_eq!(c.poll_events() & EPOLLHUP, EPOLLHUP);
+    }
+}

@@ -1,0 +1,281 @@
+//! TCP between the guest and this machine's own Linux stack, both ways: a
+//! host client talks to an echo server in the guest (`net_echo serve`), and
+//! a client in the guest (`net_echo call`) talks to an echo server on the
+//! host.  Over QEMU user-mode networking (`hostfwd` for host→guest,
+//! `guestfwd` for guest→host, always with `restrict=on`), and, when this
+//! machine allows it (root, /dev/net/tun), over a tap device in a network
+//! namespace the test creates and deletes, with the host side running in a
+//! thread that entered that namespace.  No packet leaves this machine.
+
+use comparison::qemu::Nic;
+use comparison::run::{Echo, RunRequest, RunResult, System};
+use integration_tests::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 20;
+const GUEST_PORT: u16 = 7;
+
+/// The bytes of round `round`, as `net_echo` makes them.
+fn message(round: usize) -> Vec<u8> {
+    let len = 1 + (round * 97) % 1400;
+    (0..len).map(|i| (i * 31 + round * 7) as u8).collect()
+}
+
+/// Runs `net_echo ARGS` as PID 1 of our kernel on 2 vCPUs with `nic`.
+fn run_guest(nic: Nic, cmdline: &str, args: &[&str]) -> RunResult {
+    let mut vm = vm(2, 120);
+    vm.nic = Some(nic);
+    let request = RunRequest {
+        system: System::Ours,
+        program: program("net_echo"),
+        files: Vec::new(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        global_locks: false,
+        extra_cmdline: cmdline.to_string(),
+        vm,
+        echo: Echo::Quiet,
+    };
+    comparison::run::run(ours(), &request).expect("running the program")
+}
+
+/// One echo session as a client: every round's echo must match.  Errors in
+/// the first round are retryable (the guest may not be listening yet).
+fn echo_session(addr: SocketAddr) -> Result<usize, (bool, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| (true, format!("connect {addr}: {e}")))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| (true, e.to_string()))?;
+    let mut total = 0;
+    for round in 0..ROUNDS {
+        let msg = message(round);
+        let mut echo = vec![0u8; msg.len()];
+        let io = stream
+            .write_all(&msg)
+            .and_then(|_| stream.read_exact(&mut echo));
+        if let Err(e) = io {
+            return Err((round == 0, format!("round {round}: {e}")));
+        }
+        if echo != msg {
+            return Err((false, format!("round {round}: echo differs")));
+        }
+        total += msg.len();
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    Ok(total)
+}
+
+/// Client side, retrying until the guest listens (at most 90 s).
+fn host_client(addr: SocketAddr) -> JoinHandle<Result<usize, String>> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        loop {
+            match echo_session(addr) {
+                Ok(total) => return Ok(total),
+                Err((true, why)) if start.elapsed() < Duration::from_secs(90) => {
+                    let _ = why;
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err((_, why)) => return Err(why),
+            }
+        }
+    })
+}
+
+/// Server side: serves one connection, echoing until the peer stops
+/// sending, and returns the bytes echoed.
+fn host_server(listener: TcpListener) -> JoinHandle<Result<usize, String>> {
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| e.to_string())?;
+        let expected: usize = (0..ROUNDS).map(|r| message(r).len()).sum();
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < expected {
+            let n = stream.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            stream
+                .write_all(&buf[..n])
+                .map_err(|e| format!("write: {e}"))?;
+            total += n;
+        }
+        Ok(total)
+    })
+}
+
+fn free_local_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
+fn expected_bytes() -> usize {
+    (0..ROUNDS).map(|r| message(r).len()).sum()
+}
+
+#[test]
+fn host_client_to_guest_echo_server_over_user_networking() {
+    let host_port = free_local_port();
+    let client = host_client(SocketAddr::from(([127, 0, 0, 1], host_port)));
+    let result = run_guest(
+        Nic::User {
+            hostfwd: vec![(host_port, GUEST_PORT)],
+            guestfwd: Vec::new(),
+        },
+        "",
+        &["serve", &GUEST_PORT.to_string(), "1"],
+    );
+    let client = client.join().expect("client thread");
+    check_run(
+        &result,
+        client.as_ref().is_ok_and(|&n| n == expected_bytes()),
+        &format!("host client: {client:?}"),
+    );
+    expect_exit(&result, 0);
+    check_run(
+        &result,
+        result
+            .output
+            .contains(&format!("net_echo: served 0 bytes={}", expected_bytes())),
+        "expected the guest's `served` line",
+    );
+}
+
+#[test]
+fn guest_client_to_host_echo_server_over_user_networking() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("host listener");
+    let host_port = listener.local_addr().unwrap().port();
+    let server = host_server(listener);
+    let result = run_guest(
+        Nic::User {
+            hostfwd: Vec::new(),
+            guestfwd: vec![(GUEST_PORT, host_port)],
+        },
+        "",
+        &[
+            "call",
+            "10.0.2.100",
+            &GUEST_PORT.to_string(),
+            &ROUNDS.to_string(),
+        ],
+    );
+    expect_exit(&result, 0);
+    check_run(
+        &result,
+        result.output.contains(&format!(
+            "net_echo: call ok rounds={ROUNDS} bytes={}",
+            expected_bytes()
+        )),
+        "expected the guest's `call ok` line",
+    );
+    let server = server.join().expect("server thread");
+    check_run(
+        &result,
+        server.as_ref().is_ok_and(|&n| n == expected_bytes()),
+        &format!("host server: {server:?}"),
+    );
+}
+
+/// Moves the calling thread into network namespace `name` (setns affects
+/// only this thread).
+fn enter_netns(name: &str) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(format!("/run/netns/{name}"))
+        .map_err(|e| format!("open /run/netns/{name}: {e}"))?;
+    // SAFETY: setns only reads the descriptor and changes this thread's
+    // namespace; the file stays open across the call.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(format!("setns: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// A namespace with a tap at 10.0.3.1/24, or why the test is skipped.
+fn tap_namespace(tag: &str) -> Option<(Namespace, String)> {
+    if let Some(why) = tap_unavailable() {
+        println!("SKIPPED: tap test: {why}");
+        return None;
+    }
+    let name = format!("pck{tag}{}", std::process::id());
+    let tap = format!("{tag}tap0");
+    match Namespace::create(&name, &tap, 1) {
+        Ok(ns) => Some((ns, tap)),
+        Err(why) => {
+            println!("SKIPPED: tap test: cannot set up the namespace: {why}");
+            None
+        }
+    }
+}
+
+fn tap_nic(ns: &Namespace, tap: &str) -> Nic {
+    Nic::Tap {
+        ifname: tap.to_string(),
+        queues: 1,
+        netns: Some(ns.name.clone()),
+    }
+}
+
+#[test]
+fn host_client_to_guest_echo_server_over_tap() {
+    let Some((ns, tap)) = tap_namespace("hc") else {
+        return;
+    };
+    let ns_name = ns.name.clone();
+    let client = std::thread::spawn(move || {
+        enter_netns(&ns_name)?;
+        host_client(SocketAddr::from(([10, 0, 3, 2], GUEST_PORT)))
+            .join()
+            .expect("client thread")
+    });
+    let result = run_guest(
+        tap_nic(&ns, &tap),
+        "net=10.0.3.2/24",
+        &["serve", &GUEST_PORT.to_string(), "1"],
+    );
+    let client = client.join().expect("client thread");
+    check_run(
+        &result,
+        client.as_ref().is_ok_and(|&n| n == expected_bytes()),
+        &format!("host client in the namespace: {client:?}"),
+    );
+    expect_exit(&result, 0);
+    drop(ns);
+}
+
+#[test]
+fn guest_client_to_host_echo_server_over_tap() {
+    let Some((ns, tap)) = tap_namespace("gc") else {
+        return;
+    };
+    let ns_name = ns.name.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || -> Result<usize, String> {
+        enter_netns(&ns_name)?;
+        let listener = TcpListener::bind("10.0.3.1:7007").map_err(|e| format!("bind: {e}"))?;
+        let _ = ready_tx.send(());
+        host_server(listener).join().expect("server thread")
+    });
+    let _ = ready_rx.recv_timeout(Duration::from_secs(10));
+    let result = run_guest(
+        tap_nic(&ns, &tap),
+        "net=10.0.3.2/24",
+        &["call", "10.0.3.1", "7007", &ROUNDS.to_string()],
+    );
+    expect_exit(&result, 0);
+    let server = server.join().expect("server thread");
+    check_run(
+        &result,
+        server.as_ref().is_ok_and(|&n| n == expected_bytes()),
+        &format!("host server in the namespace: {server:?}"),
+    );
+    drop(ns);
+}
