@@ -42,7 +42,7 @@ use percpu::{CachePadded, PerCpuCounter, SloppyCounter};
 use crate::env::{Clock, Page, PageAlloc, Timespec, PAGE_SIZE};
 use crate::errno::{Errno, FsResult};
 use crate::ino::InoAlloc;
-use crate::inode::{Entry, FileType, Inode};
+use crate::inode::{Entry, FileType, Inode, Stat};
 use crate::lockstat::{LockClass, Mutex};
 use crate::rcu::{Rcu, ReadGuard};
 use crate::LockMode;
@@ -285,6 +285,12 @@ impl Fs {
 
     pub fn root(&self) -> Arc<Inode> {
         self.root.clone()
+    }
+
+    /// The root, borrowed: path walks from `/` start here without touching
+    /// the root's reference count (a line every core would write).
+    pub fn root_ref(&self) -> &Arc<Inode> {
+        &self.root
     }
 
     /// The time the file system's clock gives now.
@@ -542,6 +548,17 @@ impl Fs {
         let _big = self.shared.big();
         self.shared.stats.lookups.inc();
         self.walk(start, path, follow, &mut 0)
+    }
+
+    /// `stat` of what `path` names, read inside the walk's read section:
+    /// unlike `lookup(..).stat()`, no reference to the result is taken, so
+    /// stat of a file every core looks at writes no shared line.
+    pub fn stat_path(&self, start: &Arc<Inode>, path: &str, follow: bool) -> FsResult<Stat> {
+        let _big = self.shared.big();
+        self.shared.stats.lookups.inc();
+        let rcu = self.shared.rcu.read();
+        let node = self.walk_in(&rcu, start, path, follow, &mut 0)?;
+        Ok(node.stat())
     }
 
     /// Opens (and with `O_CREAT` creates) `path`.  `perm` is the mode for a

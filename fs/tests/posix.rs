@@ -514,3 +514,31 @@ fn page_phys_maps_pages_and_refuses_past_end() {
     fs.flush_deferred();
     assert_eq!(fs.stats().used_pages, 0);
 }
+
+/// `stat_path` (no reference taken) agrees with `lookup(..).stat()`,
+/// follows or not a final symlink, and gives the same errors.
+#[test]
+fn stat_path_matches_lookup() {
+    both(|fs| {
+        let r = fs.root();
+        fs.mkdir(&r, "/d", 0o755).unwrap();
+        let f = create(fs, "/d/f");
+        f.write_at(0, b"abc", false).unwrap();
+        fs.symlink("/d/f", &r, "/d/link").unwrap();
+        for (path, follow) in [
+            ("/d/f", true),
+            ("/d/link", true),
+            ("/d/link", false),
+            ("d", true),
+        ] {
+            assert_eq!(
+                fs.stat_path(&r, path, follow).unwrap(),
+                fs.lookup(&r, path, follow).unwrap().stat(),
+                "{path} follow={follow}"
+            );
+        }
+        assert_eq!(fs.stat_path(&r, "/d/link", true).unwrap().size, 3);
+        assert_eq!(fs.stat_path(&r, "/d/missing", true), Err(Errno::ENOENT));
+        assert_eq!(fs.stat_path(&r, "/d/f/x", true), Err(Errno::ENOTDIR));
+    });
+}

@@ -55,17 +55,36 @@ fn user_path(addr: u64) -> Result<String, Errno> {
 }
 
 /// The directory a `*at` path starts from.
-fn start_dir(p: &Process, dirfd: i32, path: &str) -> Result<Arc<Inode>, Errno> {
+fn start_dir(p: &Process, dirfd: i32, path: &str) -> Result<StartDir, Errno> {
     if path.starts_with('/') {
-        return Ok(root_fs().root());
+        return Ok(StartDir::Root(root_fs().root_ref()));
     }
     if dirfd == AT_FDCWD {
-        return Ok(p.files.ctx.cwd());
+        return Ok(StartDir::Owned(p.files.ctx.cwd()));
     }
     let f = p.files.fds.get(dirfd)?;
     match &f.inode {
-        Some(i) if i.is_dir() => Ok(i.clone()),
+        Some(i) if i.is_dir() => Ok(StartDir::Owned(i.clone())),
         _ => Err(Errno::ENOTDIR),
+    }
+}
+
+/// Where a path walk starts.  Absolute paths borrow the root instead of
+/// cloning its `Arc`: every core resolves absolute paths, and a clone per
+/// call would make the root's reference count a cache line they all write.
+enum StartDir {
+    Root(&'static Arc<Inode>),
+    Owned(Arc<Inode>),
+}
+
+impl core::ops::Deref for StartDir {
+    type Target = Arc<Inode>;
+
+    fn deref(&self) -> &Arc<Inode> {
+        match self {
+            StartDir::Root(root) => root,
+            StartDir::Owned(dir) => dir,
+        }
     }
 }
 
@@ -490,7 +509,13 @@ fn stat_at(dirfd: i32, path: u64, flags: u32) -> Result<Stat, Errno> {
         // A pipe or device opened without an inode still has a stat.
         return Ok(p.files.fds.get(dirfd)?.stat());
     }
-    Ok(resolve(dirfd, path, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?.stat())
+    if s.is_empty() {
+        return Ok(resolve(dirfd, path, flags, false)?.stat());
+    }
+    let start = start_dir(&p, dirfd, &s)?;
+    root_fs()
+        .stat_path(&start, &s, flags & AT_SYMLINK_NOFOLLOW == 0)
+        .map_err(fs_err)
 }
 
 pub fn sys_statx(dirfd: i32, path: u64, flags: u32, _mask: u32, buf: u64) -> SysResult {
@@ -654,7 +679,7 @@ pub fn sys_fchdir(fd: i32) -> SysResult {
 }
 
 /// The start directory and path of a `*at` call.
-fn at(dirfd: i32, path: u64) -> Result<(Arc<Inode>, String), Errno> {
+fn at(dirfd: i32, path: u64) -> Result<(StartDir, String), Errno> {
     let p = proc()?;
     let path = user_path(path)?;
     if path.is_empty() {
