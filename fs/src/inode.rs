@@ -48,6 +48,9 @@ pub enum FileType {
     Symlink,
     CharDevice,
     Fifo,
+    /// A bound AF_UNIX socket's name (`S_IFSOCK`): no data, the kernel's
+    /// socket layer maps the inode to the socket.
+    Socket,
 }
 
 impl FileType {
@@ -59,6 +62,7 @@ impl FileType {
             FileType::Symlink => 0o120000,
             FileType::CharDevice => 0o020000,
             FileType::Fifo => 0o010000,
+            FileType::Socket => 0o140000,
         }
     }
 
@@ -70,6 +74,7 @@ impl FileType {
             FileType::Symlink => 10,
             FileType::CharDevice => 2,
             FileType::Fifo => 1,
+            FileType::Socket => 12,
         }
     }
 }
@@ -456,7 +461,7 @@ impl Inode {
                 Body::Dir(Dir::new(parent.map(Arc::downgrade).unwrap_or_default()))
             }
             FileType::Symlink => Body::Symlink(symlink_target.unwrap_or_default()),
-            FileType::CharDevice | FileType::Fifo => Body::Special,
+            FileType::CharDevice | FileType::Fifo | FileType::Socket => Body::Special,
         };
         let ino = shared.ino.alloc();
         let inode = Arc::new_cyclic(|me: &Weak<Inode>| {

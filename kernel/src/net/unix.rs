@@ -10,11 +10,16 @@
 //! change notifies *both* ends after the lock is released; buffered bytes
 //! per direction never exceed `BUFFER_BYTES`.
 //!
-//! Named sockets: Linux's abstract namespace (`sun_path[0] == 0`) works
-//! for SOCK_STREAM and SOCK_SEQPACKET (bind, listen, connect, accept,
-//! getsockname/getpeername; connect completes at once, as on Linux).
-//! Path names need socket inodes in the VFS and are not implemented
-//! (EOPNOTSUPP, logged once); so are datagram sendto/connect by name.
+//! Named sockets, for SOCK_STREAM and SOCK_SEQPACKET (bind, listen,
+//! connect, accept, getsockname/getpeername; connect completes at once, as
+//! on Linux): Linux's abstract namespace (`sun_path[0] == 0`), and path
+//! names: bind creates a socket inode (`S_IFSOCK`) at the path
+//! (`EADDRINUSE` if the path exists) and the name table maps that inode to
+//! the socket; connect resolves the path (`ENOENT`...) and finds the
+//! listener through the inode (`ECONNREFUSED` if it is not a socket or
+//! nobody listens).  Unlinking the file makes the name unreachable, as on
+//! Linux.  Datagram sendto/connect by name and autobind are not
+//! implemented (EOPNOTSUPP, logged once).
 //!
 //! Must not: block (the framework in `socket.rs` does), or notify with the
 //! pair's lock held.
@@ -327,20 +332,92 @@ impl Socket for PairEnd {
 
 static NAMED_LOGGED: AtomicBool = AtomicBool::new(false);
 
-/// Path names need socket inodes in the VFS: not implemented.
+/// What is not implemented: logged once, EOPNOTSUPP.
 fn path_unsupported<T>(what: &str) -> Result<T, Errno> {
     if !NAMED_LOGGED.swap(true, Ordering::Relaxed) {
-        log::warn!(
-            "net: AF_UNIX {what} on a path name is not implemented (no socket inodes): EOPNOTSUPP"
-        );
+        log::warn!("net: AF_UNIX {what} is not implemented: EOPNOTSUPP");
     }
     Err(EOPNOTSUPP)
 }
 
-/// The abstract namespace: name -> bound socket.  Entries of closed
-/// sockets are removed by their `on_close` (and skipped if dead).
-static ABSTRACT_NAMES: spin::Mutex<BTreeMap<Vec<u8>, Weak<UnixSocket>>> =
-    spin::Mutex::new(BTreeMap::new());
+/// The name a socket is bound to (or, for an accepted socket, its
+/// listener's).
+#[derive(Clone)]
+enum Name {
+    Abstract(Vec<u8>),
+    /// The path as bound (what getsockname reports) and the socket inode
+    /// bind created there.  Holding the inode keeps its address, the table
+    /// key, from being reused while the name is bound.
+    Path(Vec<u8>, Arc<::fs::Inode>),
+}
+
+/// The name table's key: abstract names by their bytes, path names by
+/// their socket inode (so renames and other paths to it keep working).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum NameKey {
+    Abstract(Vec<u8>),
+    Inode(usize),
+}
+
+impl Name {
+    fn key(&self) -> NameKey {
+        match self {
+            Name::Abstract(n) => NameKey::Abstract(n.clone()),
+            Name::Path(_, inode) => NameKey::Inode(Arc::as_ptr(inode) as usize),
+        }
+    }
+
+    fn addr(&self) -> UnixAddr {
+        match self {
+            Name::Abstract(n) => UnixAddr::Abstract(n.clone()),
+            Name::Path(p, _) => UnixAddr::Path(p.clone()),
+        }
+    }
+}
+
+/// Bound names -> bound socket.  Entries of closed sockets are removed by
+/// their `on_close` (and skipped if dead).  One table for the whole
+/// system, like the file-system namespace it mirrors: binds and connects
+/// by name are rare next to the data path, which never takes this lock.
+static NAMES: spin::Mutex<BTreeMap<NameKey, Weak<UnixSocket>>> = spin::Mutex::new(BTreeMap::new());
+
+/// The directory a path name is resolved from, the path as text, and the
+/// caller's umask.
+fn path_start(path: &[u8]) -> Result<(Arc<::fs::Inode>, &str, u32), Errno> {
+    let text = core::str::from_utf8(path).map_err(|_| Errno::EINVAL)?;
+    crate::fs::with_files(|_, ctx| {
+        let start = if text.starts_with('/') {
+            crate::fs::root_fs().root()
+        } else {
+            ctx.cwd()
+        };
+        (start, text, ctx.umask())
+    })
+}
+
+/// Creates the socket inode of `bind(path)`.
+fn create_path_name(path: &[u8]) -> Result<Name, Errno> {
+    let (start, text, umask) = path_start(path)?;
+    let inode = crate::fs::root_fs()
+        .mknod(&start, text, ::fs::FileType::Socket, 0o777 & !umask, 0)
+        .map_err(|e| match crate::fs::errno(e) {
+            e if e == Errno::EEXIST => EADDRINUSE,
+            e => e,
+        })?;
+    Ok(Name::Path(path.to_vec(), inode))
+}
+
+/// The table key of the socket inode `connect(path)` names.
+fn resolve_path_name(path: &[u8]) -> Result<NameKey, Errno> {
+    let (start, text, _) = path_start(path)?;
+    let inode = crate::fs::root_fs()
+        .lookup(&start, text, true)
+        .map_err(crate::fs::errno)?;
+    if inode.kind() != ::fs::FileType::Socket {
+        return Err(ECONNREFUSED);
+    }
+    Ok(NameKey::Inode(Arc::as_ptr(&inode) as usize))
+}
 
 /// Connection requests a listener queues at most (Linux caps the backlog
 /// at `somaxconn`, 4096).
@@ -356,20 +433,20 @@ enum State {
     },
     Connected {
         end: PairEnd,
-        peer_name: Option<Vec<u8>>,
+        peer_name: Option<Name>,
     },
     /// After on_close.
     Closed,
 }
 
 /// An AF_UNIX socket of any state.  Lock order: `state`, then the pair's
-/// lock; `ABSTRACT_NAMES` before either.
+/// lock; `NAMES` before either.
 pub struct UnixSocket {
     sock_type: u32,
     me: Weak<UnixSocket>,
     waiters: Arc<PollWaiters>,
-    /// Abstract name this socket is bound to.
-    name: spin::Mutex<Option<Vec<u8>>>,
+    /// The name this socket is bound to.
+    name: spin::Mutex<Option<Name>>,
     state: IrqSpinLock<State>,
 }
 
@@ -378,11 +455,8 @@ pub fn create(sock_type: u32) -> Arc<dyn Socket> {
     UnixSocket::new(sock_type)
 }
 
-fn abstract_addr(name: Option<Vec<u8>>) -> SockAddr {
-    SockAddr::Unix(match name {
-        Some(n) => UnixAddr::Abstract(n),
-        None => UnixAddr::Unnamed,
-    })
+fn name_addr(name: Option<&Name>) -> SockAddr {
+    SockAddr::Unix(name.map_or(UnixAddr::Unnamed, Name::addr))
 }
 
 impl UnixSocket {
@@ -419,22 +493,27 @@ impl Socket for UnixSocket {
     }
 
     fn bind(&self, addr: &SockAddr) -> Result<(), Errno> {
+        if self.name.lock().is_some() {
+            return Err(Errno::EINVAL);
+        }
         let name = match addr {
-            SockAddr::Unix(UnixAddr::Abstract(n)) => n.clone(),
-            SockAddr::Unix(UnixAddr::Path(_)) => return path_unsupported("bind"),
+            SockAddr::Unix(UnixAddr::Abstract(n)) => Name::Abstract(n.clone()),
+            // Creating the file is the path's claim (EADDRINUSE if taken).
+            SockAddr::Unix(UnixAddr::Path(p)) => create_path_name(p)?,
             // Linux autobinds to a generated abstract name here.
             SockAddr::Unix(UnixAddr::Unnamed) => return path_unsupported("autobind"),
             SockAddr::Inet { .. } => return Err(Errno::EINVAL),
         };
-        let mut names = ABSTRACT_NAMES.lock();
+        let key = name.key();
+        let mut names = NAMES.lock();
         let mut mine = self.name.lock();
         if mine.is_some() {
             return Err(Errno::EINVAL);
         }
-        if names.get(&name).is_some_and(|w| w.strong_count() > 0) {
+        if names.get(&key).is_some_and(|w| w.strong_count() > 0) {
             return Err(EADDRINUSE);
         }
-        names.insert(name.clone(), self.me.clone());
+        names.insert(key, self.me.clone());
         *mine = Some(name);
         Ok(())
     }
@@ -475,25 +554,26 @@ impl Socket for UnixSocket {
     }
 
     fn connect(&self, addr: &SockAddr) -> Result<(), Errno> {
-        let name = match addr {
-            SockAddr::Unix(UnixAddr::Abstract(n)) => n.clone(),
-            SockAddr::Unix(UnixAddr::Path(_)) => return path_unsupported("connect"),
+        let key = match addr {
+            SockAddr::Unix(UnixAddr::Abstract(n)) => NameKey::Abstract(n.clone()),
+            SockAddr::Unix(UnixAddr::Path(p)) => resolve_path_name(p)?,
             SockAddr::Unix(UnixAddr::Unnamed) => return Err(Errno::EINVAL),
             SockAddr::Inet { .. } => return Err(Errno::EINVAL),
         };
         if !self.connection_oriented() {
-            return path_unsupported("datagram connect");
+            return path_unsupported("datagram connect by name");
         }
         match &*self.state.lock() {
             State::Unconnected => {}
             State::Connected { .. } => return Err(EISCONN),
             _ => return Err(Errno::EINVAL),
         }
-        let listener = ABSTRACT_NAMES
+        let listener = NAMES
             .lock()
-            .get(&name)
+            .get(&key)
             .and_then(|w| w.upgrade())
             .ok_or(ECONNREFUSED)?;
+        let name = listener.name.lock().clone().ok_or(ECONNREFUSED)?;
         if listener.sock_type != self.sock_type {
             return Err(EPROTOTYPE);
         }
@@ -533,7 +613,7 @@ impl Socket for UnixSocket {
     fn send(&self, data: &[u8], flags: u32, to: Option<&SockAddr>) -> Result<usize, Errno> {
         match self.end() {
             Some(end) => end.send(data, flags, to),
-            None if self.sock_type == SOCK_DGRAM => path_unsupported("sendto"),
+            None if self.sock_type == SOCK_DGRAM => path_unsupported("datagram sendto by name"),
             None => Err(ENOTCONN),
         }
     }
@@ -555,12 +635,12 @@ impl Socket for UnixSocket {
     }
 
     fn local_addr(&self) -> Result<SockAddr, Errno> {
-        Ok(abstract_addr(self.name.lock().clone()))
+        Ok(name_addr(self.name.lock().as_ref()))
     }
 
     fn peer_addr(&self) -> Result<SockAddr, Errno> {
         match &*self.state.lock() {
-            State::Connected { peer_name, .. } => Ok(abstract_addr(peer_name.clone())),
+            State::Connected { peer_name, .. } => Ok(name_addr(peer_name.as_ref())),
             _ => Err(ENOTCONN),
         }
     }
@@ -599,12 +679,13 @@ impl Socket for UnixSocket {
         // is (bind takes the table's lock, then the name's).
         let name = self.name.lock().take();
         if let Some(name) = name {
-            let mut names = ABSTRACT_NAMES.lock();
+            let key = name.key();
+            let mut names = NAMES.lock();
             if names
-                .get(&name)
+                .get(&key)
                 .is_some_and(|w| core::ptr::eq(w.as_ptr(), self as *const UnixSocket))
             {
-                names.remove(&name);
+                names.remove(&key);
             }
         }
         let old = core::mem::replace(&mut *self.state.lock(), State::Closed);

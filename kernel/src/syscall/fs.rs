@@ -267,6 +267,10 @@ pub fn sys_openat(dirfd: i32, path: u64, flags: u32, mode: u32) -> SysResult {
     let start = start_dir(&p, dirfd, &path)?;
     let perm = mode & 0o7777 & !p.files.ctx.umask();
     let inode = root_fs().open(&start, &path, flags, perm).map_err(fs_err)?;
+    // A socket's name cannot be opened (Linux: ENXIO), except with O_PATH.
+    if inode.kind() == FileType::Socket && flags & O_PATH == 0 {
+        return Err(Errno::ENXIO);
+    }
     let f = File::open_inode(inode, flags | O_LARGEFILE);
     p.files
         .fds
@@ -707,6 +711,7 @@ pub fn sys_mknodat(dirfd: i32, path: u64, mode: u32, dev: u64) -> SysResult {
         0 | 0o100000 => FileType::Regular,
         0o010000 => FileType::Fifo,
         0o020000 => FileType::CharDevice,
+        0o140000 => FileType::Socket,
         0o040000 => return Err(Errno::EPERM),
         _ => return Err(Errno::EINVAL),
     };

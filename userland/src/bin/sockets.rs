@@ -6,7 +6,8 @@
 //! iovecs, datagram and seqpacket boundaries, socket option and errno
 //! cases; poll/select/epoll (level, edge, one-shot, timeouts 0 and 50 ms,
 //! a thread writing while another waits, EINTR), epoll_ctl errnos, named
-//! sockets in the abstract namespace (bind, listen, connect, accept).
+//! sockets in the abstract namespace and at paths (bind, listen, connect,
+//! accept; the socket file, unlink, ENOENT/ECONNREFUSED/ENXIO cases).
 //! AF_INET is another program's job: nothing about it is printed here.
 //! Exit 0 when every check held.
 
@@ -1384,6 +1385,134 @@ fn named_sockets() {
     }
 }
 
+/// A path address and its length (`sun_path` NUL-terminated, as libc does).
+fn path_addr(path: &str) -> (libc::sockaddr_un, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (i, b) in path.bytes().enumerate() {
+        a.sun_path[i] = b as libc::c_char;
+    }
+    (a, (2 + path.len() + 1) as libc::socklen_t)
+}
+
+/// Path-named sockets: bind creates an `S_IFSOCK` file, connect finds the
+/// listener through it, unlink makes the name unreachable.
+fn path_sockets() {
+    let dir = "/tmp/sockets-path-test";
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let path = format!("{dir}/srv.sock");
+    let (addr, alen) = path_addr(&path);
+    let sa = (&addr as *const libc::sockaddr_un).cast::<libc::sockaddr>();
+    // SAFETY: plain socket calls with live address buffers.
+    unsafe {
+        let l = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        expect("bind a path", res(libc::bind(l, sa, alen) as i64), "ok");
+        let meta = std::fs::symlink_metadata(&path);
+        expect(
+            "the path is a socket file",
+            format!(
+                "{:?}",
+                meta.map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+            ),
+            "Ok(true)",
+        );
+        let other = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        expect(
+            "bind the same path again",
+            res(libc::bind(other, sa, alen) as i64),
+            "EADDRINUSE",
+        );
+        close(other);
+        let c0 = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        expect(
+            "connect to the path before listen",
+            res(libc::connect(c0, sa, alen) as i64),
+            "ECONNREFUSED",
+        );
+        close(c0);
+        expect("listen on the path", res(libc::listen(l, 5) as i64), "ok");
+        let mut got: libc::sockaddr_un = std::mem::zeroed();
+        let mut glen = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        libc::getsockname(l, (&mut got as *mut libc::sockaddr_un).cast(), &mut glen);
+        let name: Vec<u8> = got.sun_path[..(glen as usize - 3)]
+            .iter()
+            .map(|&c| c as u8)
+            .collect();
+        expect(
+            "getsockname of the path listener",
+            format!("len {glen} {:?}", String::from_utf8_lossy(&name)),
+            &format!("len {alen} {path:?}"),
+        );
+        let c = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        expect(
+            "connect to the path",
+            res(libc::connect(c, sa, alen) as i64),
+            "ok",
+        );
+        let a = libc::accept(l, std::ptr::null_mut(), std::ptr::null_mut());
+        expect("accept on the path", (a >= 0).to_string(), "true");
+        expect("send over the path", res(send(c, b"ping", 0)), "ok(4)");
+        let mut buf = [0u8; 8];
+        expect("recv over the path", res(recv(a, &mut buf, 0)), "ok(4)");
+        let mut plen = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        libc::getpeername(c, (&mut got as *mut libc::sockaddr_un).cast(), &mut plen);
+        expect(
+            "getpeername is the path",
+            (plen == alen).to_string(),
+            "true",
+        );
+        expect(
+            "open() of a socket file",
+            res(libc::open(addr.sun_path.as_ptr(), libc::O_RDONLY) as i64),
+            "ENXIO",
+        );
+        let (missing, mlen) = path_addr(&format!("{dir}/missing.sock"));
+        let c2 = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        expect(
+            "connect to a missing path",
+            res(libc::connect(c2, (&missing as *const libc::sockaddr_un).cast(), mlen) as i64),
+            "ENOENT",
+        );
+        let plain = format!("{dir}/plain");
+        std::fs::write(&plain, b"x").unwrap();
+        let (paddr, palen) = path_addr(&plain);
+        expect(
+            "connect to a regular file",
+            res(libc::connect(c2, (&paddr as *const libc::sockaddr_un).cast(), palen) as i64),
+            "ECONNREFUSED",
+        );
+        close(c2);
+        close(a);
+        close(c);
+        std::fs::remove_file(&path).unwrap();
+        let c3 = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        expect(
+            "connect after unlink",
+            res(libc::connect(c3, sa, alen) as i64),
+            "ENOENT",
+        );
+        close(c3);
+        close(l);
+        let l2 = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        expect(
+            "bind the path again after unlink",
+            res(libc::bind(l2, sa, alen) as i64),
+            "ok",
+        );
+        close(l2);
+        let c4 = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        expect(
+            "connect to a closed socket's file",
+            res(libc::connect(c4, sa, alen) as i64),
+            "ECONNREFUSED",
+        );
+        close(c4);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn main() {
     set_handler(libc::SIGPIPE, libc::SIG_IGN, 0).unwrap();
     stream_basics();
@@ -1395,6 +1524,7 @@ fn main() {
     poll_and_select();
     epoll_checks();
     named_sockets();
+    path_sockets();
     if FAILED.load(Ordering::SeqCst) {
         say("sockets: FAIL");
         std::process::exit(1);
