@@ -5,7 +5,9 @@
 //! `guestfwd` for guest→host, always with `restrict=on`), and, when this
 //! machine allows it (root, /dev/net/tun), over a tap device in a network
 //! namespace the test creates and deletes, with the host side running in a
-//! thread that entered that namespace.  No packet leaves this machine.
+//! thread that entered that namespace; over the tap, the host also throws
+//! thousands of malformed frames at the guest (raw AF_PACKET) before the
+//! echo, which must then still work.  No packet leaves this machine.
 
 use comparison::qemu::Nic;
 use comparison::run::{Echo, RunRequest, RunResult, System};
@@ -277,5 +279,155 @@ fn guest_client_to_host_echo_server_over_tap() {
         server.as_ref().is_ok_and(|&n| n == expected_bytes()),
         &format!("host server in the namespace: {server:?}"),
     );
+    drop(ns);
+}
+
+/// A small deterministic generator for the garbage frames.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Malformed frames for the guest at 10.0.3.2, all sent to the broadcast
+/// MAC so that the guest's stack looks at them: random bytes, IPv4 headers
+/// with random version/IHL/lengths, TCP and UDP to the echo port with
+/// random headers and checksums, truncated and odd ARP.
+fn garbage_frames(count: usize) -> Vec<Vec<u8>> {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut frames = Vec::new();
+    for i in 0..count {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+        match i % 5 {
+            0 => {
+                let len = 2 + (rng.next() % 1498) as usize;
+                f.extend(rng.bytes(len));
+            }
+            1 | 2 | 3 => {
+                f.extend_from_slice(&[0x08, 0x00]);
+                let mut ip = rng.bytes(20);
+                ip[0] = if i % 5 == 1 { rng.next() as u8 } else { 0x45 };
+                if i % 5 != 1 {
+                    // A plausible total length half the time.
+                    if rng.next() % 2 == 0 {
+                        let total = 20 + 20 + (rng.next() % 200) as u16;
+                        ip[2..4].copy_from_slice(&total.to_be_bytes());
+                    }
+                    ip[9] = if i % 5 == 2 { 6 } else { 17 };
+                }
+                ip[12..16].copy_from_slice(&[10, 0, 3, 1]);
+                ip[16..20].copy_from_slice(&[10, 0, 3, 2]);
+                f.extend(ip);
+                let l4_len = (rng.next() % 220) as usize;
+                let mut l4 = rng.bytes(l4_len);
+                if l4.len() >= 4 && rng.next() % 2 == 0 {
+                    l4[2..4].copy_from_slice(&GUEST_PORT.to_be_bytes());
+                }
+                f.extend(l4);
+            }
+            _ => {
+                f.extend_from_slice(&[0x08, 0x06]);
+                let len = (rng.next() % 40) as usize;
+                f.extend(rng.bytes(len));
+            }
+        }
+        frames.push(f);
+    }
+    frames
+}
+
+/// Sends `frames` out of `ifname` through a raw AF_PACKET socket (this
+/// thread must be in the interface's namespace).  Returns how many went.
+fn send_raw_frames(ifname: &str, frames: &[Vec<u8>]) -> Result<usize, String> {
+    let name = std::ffi::CString::new(ifname).unwrap();
+    // SAFETY: plain libc calls on a socket this function owns, with
+    // buffers that outlive each call.
+    unsafe {
+        let index = libc::if_nametoindex(name.as_ptr());
+        if index == 0 {
+            return Err(format!("if_nametoindex({ifname}) failed"));
+        }
+        let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto);
+        if fd < 0 {
+            return Err(format!(
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto as u16;
+        addr.sll_ifindex = index as i32;
+        let mut sent = 0;
+        for frame in frames {
+            let n = libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            if n > 0 {
+                sent += 1;
+            }
+        }
+        libc::close(fd);
+        Ok(sent)
+    }
+}
+
+#[test]
+fn malformed_frames_then_echo_over_tap() {
+    let Some((ns, tap)) = tap_namespace("mf") else {
+        return;
+    };
+    let ns_name = ns.name.clone();
+    let tap_name = tap.clone();
+    let host = std::thread::spawn(move || -> Result<(usize, usize), String> {
+        enter_netns(&ns_name)?;
+        // The guest answers ARP once it is up: wait for that by connecting
+        // (refused or not), then throw the garbage, then the real echo.
+        let start = Instant::now();
+        while TcpStream::connect_timeout(
+            &SocketAddr::from(([10, 0, 3, 2], 9)),
+            Duration::from_secs(2),
+        )
+        .is_err_and(|e| e.kind() != std::io::ErrorKind::ConnectionRefused)
+        {
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err("the guest never answered".into());
+            }
+        }
+        let sent = send_raw_frames(&tap_name, &garbage_frames(5000))?;
+        let echoed = host_client(SocketAddr::from(([10, 0, 3, 2], GUEST_PORT)))
+            .join()
+            .expect("client thread")?;
+        Ok((sent, echoed))
+    });
+    let result = run_guest(
+        tap_nic(&ns, &tap),
+        "net=10.0.3.2/24",
+        &["serve", &GUEST_PORT.to_string(), "1"],
+    );
+    let host = host.join().expect("host thread");
+    check_run(
+        &result,
+        host.as_ref()
+            .is_ok_and(|&(sent, echoed)| sent > 4000 && echoed == expected_bytes()),
+        &format!("host side (frames sent, bytes echoed): {host:?}"),
+    );
+    expect_exit(&result, 0);
     drop(ns);
 }
