@@ -7,7 +7,8 @@
 //! namespace the test creates and deletes, with the host side running in a
 //! thread that entered that namespace; over the tap, the host also throws
 //! thousands of malformed frames at the guest (raw AF_PACKET) before the
-//! echo, which must then still work.  No packet leaves this machine.
+//! echo, which must then still work, and pings the guest's stack (raw ICMP
+//! socket).  No packet leaves this machine.
 
 use comparison::qemu::Nic;
 use comparison::run::{Echo, RunRequest, RunResult, System};
@@ -427,6 +428,124 @@ fn malformed_frames_then_echo_over_tap() {
         host.as_ref()
             .is_ok_and(|&(sent, echoed)| sent > 4000 && echoed == expected_bytes()),
         &format!("host side (frames sent, bytes echoed): {host:?}"),
+    );
+    expect_exit(&result, 0);
+    drop(ns);
+}
+
+/// The Internet checksum of `data`.
+fn inet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in data.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += word as u32;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Sends ICMP echo requests to `dst` (raw socket; this thread must be in
+/// the right namespace) until one is answered or `timeout` passes.
+/// Returns the sequence number that was answered.
+fn icmp_echo(dst: [u8; 4], timeout: Duration) -> Result<u16, String> {
+    const ID: u16 = 0x5a5a;
+    // SAFETY: plain libc calls on a socket this function owns, with
+    // buffers that outlive each call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+        if fd < 0 {
+            return Err(format!(
+                "raw ICMP socket: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 500_000,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
+        let mut to: libc::sockaddr_in = std::mem::zeroed();
+        to.sin_family = libc::AF_INET as u16;
+        to.sin_addr.s_addr = u32::from_ne_bytes(dst);
+        let start = Instant::now();
+        let mut seq: u16 = 0;
+        let result = loop {
+            if start.elapsed() > timeout {
+                break Err(format!("no ICMP echo reply from {dst:?}"));
+            }
+            seq += 1;
+            let mut req = vec![8u8, 0, 0, 0];
+            req.extend_from_slice(&ID.to_be_bytes());
+            req.extend_from_slice(&seq.to_be_bytes());
+            req.extend_from_slice(b"percpu-kernel ping payload");
+            let sum = inet_checksum(&req);
+            req[2..4].copy_from_slice(&sum.to_be_bytes());
+            libc::sendto(
+                fd,
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&to as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            );
+            let mut buf = [0u8; 1500];
+            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n < 28 {
+                continue;
+            }
+            // The raw socket gives the IP header first.
+            let ihl = ((buf[0] & 0x0f) as usize) * 4;
+            let icmp = &buf[ihl..n as usize];
+            if buf[12..16] == dst
+                && icmp.len() >= 8
+                && icmp[0] == 0
+                && icmp[4..6] == ID.to_be_bytes()
+                && icmp[8..] == req[8..]
+            {
+                break Ok(u16::from_be_bytes([icmp[6], icmp[7]]));
+            }
+        };
+        libc::close(fd);
+        result
+    }
+}
+
+/// The guest's stack answers ping on its NIC address (ICMP echo by the
+/// stack itself, not the frame-level self-test).
+#[test]
+fn guest_answers_ping_over_tap() {
+    let Some((ns, tap)) = tap_namespace("pg") else {
+        return;
+    };
+    let ns_name = ns.name.clone();
+    let host = std::thread::spawn(move || -> Result<u16, String> {
+        enter_netns(&ns_name)?;
+        let seq = icmp_echo([10, 0, 3, 2], Duration::from_secs(90))?;
+        // The guest's echo server is waiting for one connection: give it
+        // one, so it exits.
+        host_client(SocketAddr::from(([10, 0, 3, 2], GUEST_PORT)))
+            .join()
+            .expect("client thread")?;
+        Ok(seq)
+    });
+    let result = run_guest(
+        tap_nic(&ns, &tap),
+        "net=10.0.3.2/24",
+        &["serve", &GUEST_PORT.to_string(), "1"],
+    );
+    let host = host.join().expect("host thread");
+    check_run(
+        &result,
+        host.is_ok(),
+        &format!("ping from the host: {host:?}"),
     );
     expect_exit(&result, 0);
     drop(ns);
