@@ -14,7 +14,7 @@ use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 
 /// Physical memory access through the higher-half direct map.
 #[derive(Clone, Copy)]
-struct HhdmHandler {
+pub struct HhdmHandler {
     offset: u64,
 }
 
@@ -72,15 +72,24 @@ fn rsdp_physical(reported: usize, hhdm_offset: u64) -> usize {
     }
 }
 
-/// Walks the MADT, logging every entry at `debug` and a summary at `info`.
-pub fn scan_madt(rsdp_reported: usize, hhdm_offset: u64) -> Result<MadtSummary, acpi::AcpiError> {
+/// The ACPI tables behind the RSDP the loader reported, read through the
+/// HHDM at `hhdm_offset` (shared with the MCFG lookup of `drivers`).
+pub fn tables(
+    rsdp_reported: usize,
+    hhdm_offset: u64,
+) -> Result<AcpiTables<HhdmHandler>, acpi::AcpiError> {
     let handler = HhdmHandler {
         offset: hhdm_offset,
     };
     let rsdp = rsdp_physical(rsdp_reported, hhdm_offset);
     // SAFETY: the loader promised an RSDP at this address; the crate checks
     // its signature and checksum before trusting it.
-    let tables = unsafe { AcpiTables::from_rsdp(handler, rsdp)? };
+    unsafe { AcpiTables::from_rsdp(handler, rsdp) }
+}
+
+/// Walks the MADT, logging every entry at `debug` and a summary at `info`.
+pub fn scan_madt(rsdp_reported: usize, hhdm_offset: u64) -> Result<MadtSummary, acpi::AcpiError> {
+    let tables = tables(rsdp_reported, hhdm_offset)?;
     let madt = tables.find_table::<Madt>()?;
     let mut sum = MadtSummary {
         local_apic_address: madt.get().local_apic_address as u64,

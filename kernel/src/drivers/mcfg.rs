@@ -1,15 +1,12 @@
 //! The PCI Express ECAM window from the ACPI MCFG table, if the firmware
 //! has one (QEMU's `q35` does; its `pc` machine does not).
 //!
-//! Owns a read-only `AcpiHandler` over the HHDM for this one lookup.
+//! Reads the tables through `arch::acpi`'s HHDM handler.
 //! Invariants: only segment group 0 is used (the only one QEMU has), and
 //! only a window that lies wholly below 4 GiB, where the HHDM maps it.
 //! Must not: write any ACPI table, or fail the boot (no MCFG is normal).
 
-use core::ptr::NonNull;
-
 use acpi::mcfg::Mcfg;
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 
 use crate::mm::{self, PhysAddr};
 
@@ -26,48 +23,11 @@ pub struct EcamWindow {
     pub end_bus: u8,
 }
 
-/// Physical tables through the HHDM (read-only use).
-#[derive(Clone, Copy)]
-struct HhdmTables;
-
-impl AcpiHandler for HhdmTables {
-    unsafe fn map_physical_region<T>(
-        &self,
-        physical_address: usize,
-        size: usize,
-    ) -> PhysicalMapping<Self, T> {
-        let virt = mm::phys_to_virt(PhysAddr::new(physical_address as u64)) as *mut T;
-        // SAFETY: the HHDM maps the first 4 GiB, where firmware puts ACPI
-        // tables; the pointer is in the higher half, hence non-null.
-        unsafe {
-            PhysicalMapping::new(
-                physical_address,
-                NonNull::new_unchecked(virt),
-                size,
-                size,
-                *self,
-            )
-        }
-    }
-
-    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {
-        // The HHDM is permanent: nothing to undo.
-    }
-}
-
 /// The ECAM window of segment group 0, if ACPI lists a usable one.
 pub fn find() -> Option<EcamWindow> {
     let reported = crate::boot::rsdp_address()?;
     let hhdm = mm::phys_to_virt(PhysAddr::new(0)) as u64;
-    // Below base revision 3 the loader reports an HHDM pointer.
-    let rsdp = if reported as u64 >= hhdm {
-        (reported as u64 - hhdm) as usize
-    } else {
-        reported
-    };
-    // SAFETY: the loader promised an RSDP here; the crate checks signatures
-    // and checksums before trusting any table.
-    let tables = unsafe { AcpiTables::from_rsdp(HhdmTables, rsdp) }.ok()?;
+    let tables = crate::arch::acpi::tables(reported, hhdm).ok()?;
     let mcfg = tables.find_table::<Mcfg>().ok()?;
     let entry = mcfg
         .get()
