@@ -88,7 +88,7 @@ impl Mode {
 /// below, so that `./run-comparison.sh` (ours, ours-global and Linux at 1
 /// and 2 cores, 3 runs) takes about 10 minutes under TCG on a 2-core host.
 /// One or two of each kind: system, file metadata (private and shared),
-/// file data, network.  `--workloads all` runs every workload `wis --list` names.
+/// file data, network (all four).  `--workloads all` runs every workload `wis --list` names.
 pub const DEFAULT_WORKLOADS: &[&str] = &[
     "getppid",
     "context_switch",
@@ -102,6 +102,8 @@ pub const DEFAULT_WORKLOADS: &[&str] = &[
     "seq_read",
     "tcp_rr",
     "tcp_stream",
+    "tcp_connect",
+    "udp_rr",
 ];
 
 /// Default repetitions of every measurement.
