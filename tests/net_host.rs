@@ -124,6 +124,16 @@ fn expected_bytes() -> usize {
     (0..ROUNDS).map(|r| message(r).len()).sum()
 }
 
+/// The guest exited 0 and the host side moved every byte of the session.
+fn expect_echoed(result: &RunResult, host: &Result<usize, String>, who: &str) {
+    check_run(
+        result,
+        host.as_ref().is_ok_and(|&n| n == expected_bytes()),
+        &format!("{who}: {host:?}"),
+    );
+    expect_exit(result, 0);
+}
+
 #[test]
 fn host_client_to_guest_echo_server_over_user_networking() {
     let host_port = free_local_port();
@@ -137,12 +147,7 @@ fn host_client_to_guest_echo_server_over_user_networking() {
         &["serve", &GUEST_PORT.to_string(), "1"],
     );
     let client = client.join().expect("client thread");
-    check_run(
-        &result,
-        client.as_ref().is_ok_and(|&n| n == expected_bytes()),
-        &format!("host client: {client:?}"),
-    );
-    expect_exit(&result, 0);
+    expect_echoed(&result, &client, "host client");
     check_run(
         &result,
         result
@@ -170,7 +175,8 @@ fn guest_client_to_host_echo_server_over_user_networking() {
             &ROUNDS.to_string(),
         ],
     );
-    expect_exit(&result, 0);
+    let server = server.join().expect("server thread");
+    expect_echoed(&result, &server, "host server");
     check_run(
         &result,
         result.output.contains(&format!(
@@ -178,12 +184,6 @@ fn guest_client_to_host_echo_server_over_user_networking() {
             expected_bytes()
         )),
         "expected the guest's `call ok` line",
-    );
-    let server = server.join().expect("server thread");
-    check_run(
-        &result,
-        server.as_ref().is_ok_and(|&n| n == expected_bytes()),
-        &format!("host server: {server:?}"),
     );
 }
 
@@ -245,12 +245,7 @@ fn host_client_to_guest_echo_server_over_tap() {
         &["serve", &GUEST_PORT.to_string(), "1"],
     );
     let client = client.join().expect("client thread");
-    check_run(
-        &result,
-        client.as_ref().is_ok_and(|&n| n == expected_bytes()),
-        &format!("host client in the namespace: {client:?}"),
-    );
-    expect_exit(&result, 0);
+    expect_echoed(&result, &client, "host client in the namespace");
     drop(ns);
 }
 
@@ -273,13 +268,8 @@ fn guest_client_to_host_echo_server_over_tap() {
         "net=10.0.3.2/24",
         &["call", "10.0.3.1", "7007", &ROUNDS.to_string()],
     );
-    expect_exit(&result, 0);
     let server = server.join().expect("server thread");
-    check_run(
-        &result,
-        server.as_ref().is_ok_and(|&n| n == expected_bytes()),
-        &format!("host server in the namespace: {server:?}"),
-    );
+    expect_echoed(&result, &server, "host server in the namespace");
     drop(ns);
 }
 

@@ -14,6 +14,7 @@
 
 use super::stats::{geomean, Group, GroupKey};
 use anyhow::{anyhow, bail, Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -173,6 +174,25 @@ pub fn group_png(key: &GroupKey, group: &Group) -> Result<Vec<u8>> {
     to_png(|root| draw_group(root, key, group))
 }
 
+/// One system's line on a plot: the line with its legend entry and a dot
+/// at every core count.
+fn draw_system_line<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    system: &str,
+    c: RGBColor,
+    points: Vec<(f64, f64)>,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+        .map_err(err)?
+        .label(system)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    chart
+        .draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled())))
+        .map_err(err)?;
+    Ok(())
+}
+
 fn draw_group<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     key: &GroupKey,
@@ -220,16 +240,7 @@ fn draw_group<DB: DrawingBackend>(
                 .iter()
                 .map(|(n, s)| (*n as f64, s.median))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(err)?
-                .label(system.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled())))
-                .map_err(err)?;
+            draw_system_line(&mut chart, system, c, points)?;
             // The spread over runs: a vertical bar from min to max.
             chart
                 .draw_series(group.cells[system].iter().map(|(n, s)| {
@@ -358,16 +369,7 @@ fn draw_summary<DB: DrawingBackend>(
                 .iter()
                 .map(|(n, v)| (*n as f64, *v))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(err)?
-                .label(system.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled())))
-                .map_err(err)?;
+            draw_system_line(&mut chart, system, c, points)?;
         }
         chart
             .configure_series_labels()

@@ -101,6 +101,31 @@ struct Pair {
     farewell: Option<fn(&Pair)>,
 }
 
+impl Pair {
+    /// The pair of one worker once its partner was (or failed to be)
+    /// started: on failure both descriptors are closed here, so that every
+    /// workload's set-up has one cleanup path.
+    fn start(
+        partner: Res<Partner>,
+        worker_fd: i32,
+        partner_fd: i32,
+        farewell: Option<fn(&Pair)>,
+    ) -> Res<Pair> {
+        match partner {
+            Ok(partner) => Ok(Pair {
+                fds: vec![worker_fd],
+                partner: Some(partner),
+                farewell,
+            }),
+            Err(f) => {
+                let _ = sys::close(worker_fd);
+                let _ = sys::close(partner_fd);
+                Err(f)
+            }
+        }
+    }
+}
+
 impl Drop for Pair {
     fn drop(&mut self) {
         if let Some(f) = self.farewell {
@@ -206,19 +231,7 @@ pub fn tcp_rr(ctx: &Ctx, w: usize) -> Res<Op> {
         }
         Ok(())
     });
-    let partner = match partner {
-        Ok(p) => p,
-        Err(f) => {
-            let _ = sys::close(client);
-            let _ = sys::close(server);
-            return Err(f);
-        }
-    };
-    let pair = Pair {
-        fds: vec![client],
-        partner: Some(partner),
-        farewell: None,
-    };
+    let pair = Pair::start(partner, client, server, None)?;
     let request = [w as u8; MESSAGE_BYTES];
     let mut response = [0u8; MESSAGE_BYTES];
     Ok(Box::new(move || {
@@ -241,19 +254,7 @@ pub fn tcp_stream(ctx: &Ctx, w: usize) -> Res<Op> {
         while sys::read(server, &mut buf)? > 0 {}
         Ok(())
     });
-    let partner = match partner {
-        Ok(p) => p,
-        Err(f) => {
-            let _ = sys::close(client);
-            let _ = sys::close(server);
-            return Err(f);
-        }
-    };
-    let pair = Pair {
-        fds: vec![client],
-        partner: Some(partner),
-        farewell: None,
-    };
+    let pair = Pair::start(partner, client, server, None)?;
     let block = vec![0x5au8; STREAM_BLOCK];
     Ok(Box::new(move || {
         let n = sys::write(pair.fds[0], &block)?;
@@ -343,20 +344,8 @@ pub fn tcp_connect(ctx: &Ctx, w: usize) -> Res<Op> {
         &[stop_read],
         move || accept_loop(listener, stop_read),
     );
-    let partner = match partner {
-        Ok(p) => p,
-        Err(f) => {
-            let _ = sys::close(stop_read);
-            let _ = sys::close(stop_write);
-            return Err(f);
-        }
-    };
     // Closing the pipe's write end (Pair's drop) ends the accept loop.
-    let pair = Pair {
-        fds: vec![stop_write],
-        partner: Some(partner),
-        farewell: None,
-    };
+    let pair = Pair::start(partner, stop_write, stop_read, None)?;
     let mut byte = [0u8; 1];
     Ok(Box::new(move || {
         let _owned_until_the_worker_ends = &pair;
@@ -416,19 +405,7 @@ pub fn udp_rr(ctx: &Ctx, w: usize) -> Res<Op> {
             }
         })
     });
-    let partner = match made {
-        Ok(p) => p,
-        Err(f) => {
-            let _ = sys::close(client);
-            let _ = sys::close(server);
-            return Err(f);
-        }
-    };
-    let pair = Pair {
-        fds: vec![client],
-        partner: Some(partner),
-        farewell: Some(udp_farewell),
-    };
+    let pair = Pair::start(made, client, server, Some(udp_farewell))?;
     let request = [w as u8; MESSAGE_BYTES];
     let mut response = [0u8; MESSAGE_BYTES];
     Ok(Box::new(move || {
