@@ -3,37 +3,66 @@
 //! once on our kernel; the program outputs (kernel lines removed) must be
 //! equal line by line and the exit statuses equal.
 //!
-//! Linux is fetched once with apt (`comparison::linux`).  Only if it cannot
-//! be fetched is the Linux side skipped, and then the reason is printed.
+//! Our kernel always runs and must pass on its own: the expected exit
+//! status, the program's closing line (`NAME: pass` for the self-checking
+//! programs), no `WRONG`.  Linux is fetched once with apt
+//! (`comparison::linux`) and must do the same; only if it cannot be had is
+//! the Linux side skipped (`skip_or_fail`: a failure under `CI`).
 
-use comparison::run::{System, Verdict};
+use comparison::run::{RunResult, System, Verdict};
 use integration_tests::*;
 
 const TIMEOUT: u64 = 180;
 
-fn same_on_both(name: &str, cores: usize, args: &[&str]) {
-    let linux = match linux() {
-        Ok(linux) => linux,
-        Err(reason) => {
-            eprintln!(
-                "SKIPPED Linux side of {name}: the Debian kernel cannot be had here: {reason}"
-            );
-            return;
+/// What a run must end with on either system.
+struct Expect {
+    status: u32,
+    /// A line the output must contain (the program's closing line).
+    line: String,
+}
+
+impl Expect {
+    /// A self-checking program: exit 0 and `NAME: pass`.
+    fn pass(name: &str) -> Expect {
+        Expect {
+            status: 0,
+            line: format!("{name}: pass"),
         }
+    }
+}
+
+/// `result` (on `system`) ended as `expect` says, with no `WRONG` line.
+fn check_alone(result: &RunResult, system: &str, name: &str, expect: &Expect) {
+    check_run(
+        result,
+        result.verdict == Verdict::Exited(expect.status),
+        &format!("{name} on {system}: expected exit status {}", expect.status),
+    );
+    check_run(
+        result,
+        result.output.lines().any(|l| l == expect.line),
+        &format!("{name} on {system}: expected the line `{}`", expect.line),
+    );
+    check_run(
+        result,
+        !result.output.contains("WRONG"),
+        &format!("{name} fails its own checks on {system}"),
+    );
+}
+
+fn same_on_both(name: &str, cores: usize, args: &[&str]) {
+    expect_on_both(name, cores, args, Expect::pass(name));
+}
+
+fn expect_on_both(name: &str, cores: usize, args: &[&str], expect: Expect) {
+    let on_ours = run_program(ours(), System::Ours, name, cores, args, &[], TIMEOUT);
+    check_alone(&on_ours, "our kernel", name, &expect);
+    let Some(linux) = linux_or_skip(&format!("the Linux side of {name}")) else {
+        return;
     };
     let on_linux = run_program(linux, System::Linux, name, cores, args, &[], TIMEOUT);
     // The reference itself must be sane, or the comparison means nothing.
-    check_run(
-        &on_linux,
-        matches!(on_linux.verdict, Verdict::Exited(_)),
-        &format!("{name} on Linux gave no exit status"),
-    );
-    check_run(
-        &on_linux,
-        !on_linux.output.contains("WRONG"),
-        &format!("{name} fails its own checks on Linux"),
-    );
-    let on_ours = run_program(ours(), System::Ours, name, cores, args, &[], TIMEOUT);
+    check_alone(&on_linux, "Linux", name, &expect);
     let (l, o): (Vec<&str>, Vec<&str>) = (
         on_linux.output.lines().collect(),
         on_ours.output.lines().collect(),
@@ -67,12 +96,21 @@ fn same_on_both(name: &str, cores: usize, args: &[&str]) {
 
 #[test]
 fn hello() {
-    same_on_both("hello", 1, &["one", "two", "exit=7"]);
+    let expect = Expect {
+        status: 7,
+        line: "hello: exiting with 7".into(),
+    };
+    expect_on_both("hello", 1, &["one", "two", "exit=7"], expect);
 }
 
 #[test]
 fn hello_crash() {
-    same_on_both("hello", 2, &["crash"]);
+    // Killed by SIGSEGV: 128 + 11, after its last line.
+    let expect = Expect {
+        status: 139,
+        line: "hello: writing to NULL".into(),
+    };
+    expect_on_both("hello", 2, &["crash"], expect);
 }
 
 #[test]
@@ -126,17 +164,26 @@ fn badptr() {
     same_on_both("badptr", 2, &[]);
 }
 
+/// `posix_diff` checks nothing itself (Linux is its reference): it must
+/// reach its last line, `done`, and exit 0.
+fn posix_diff_done() -> Expect {
+    Expect {
+        status: 0,
+        line: "done".into(),
+    }
+}
+
 /// The POSIX file-system cases of the fs/ issue (rename, links, unlink of
 /// open files, holes, truncate, symlinks, errno cases, MAP_SHARED mmap):
 /// Linux tmpfs and our tmpfs must print the same lines.
 #[test]
 fn posix_file_system_cases() {
-    same_on_both("posix_diff", 1, &[]);
+    expect_on_both("posix_diff", 1, &[], posix_diff_done());
 }
 
 #[test]
 fn posix_file_system_cases_2_cpus() {
-    same_on_both("posix_diff", 2, &[]);
+    expect_on_both("posix_diff", 2, &[], posix_diff_done());
 }
 
 /// AF_INET over loopback (TCP and UDP, the errno cases of the net/ issue,

@@ -12,6 +12,7 @@ use comparison::boot::{self, BootRequest, LoaderChoice};
 use comparison::build::Artifacts;
 use comparison::qemu::{Accel, Ending, RunOutcome, VmConfig};
 use comparison::run::{Echo, RunRequest, RunResult, System, Systems, Verdict};
+pub use comparison::skip::{skip_even_in_ci, skip_or_fail};
 use comparison::userland::Userland;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -118,17 +119,40 @@ pub fn ours() -> &'static Systems {
     })
 }
 
-/// Debian's Linux with `linux-init`, fetched once; `Err(reason)` if it cannot
-/// be had on this machine (no apt, no network): callers print the reason.
+/// Debian's Linux with `linux-init`, fetched once.  `Err(reason)` only when
+/// the kernel image cannot be had (no apt, no network, a bad
+/// `COMPARISON_LINUX_KERNEL`); a missing QEMU or a failed userland build
+/// panics: those are failures, never skips.  Callers that can do without
+/// Linux use `linux_or_skip`.
 pub fn linux() -> Result<&'static Systems, String> {
     static LINUX: OnceLock<Result<Systems, String>> = OnceLock::new();
     LINUX
         .get_or_init(|| {
-            comparison::qemu::ensure_available().map_err(|e| format!("{e:#}"))?;
-            Systems::prepare(System::Linux).map_err(|e| format!("{e:#}"))
+            comparison::qemu::ensure_available().expect("QEMU is needed: run tools/setup.sh");
+            userland();
+            let root = comparison::build::workspace_root();
+            let target = comparison::build::target_dir(&root).expect("cargo's target directory");
+            comparison::linux::ensure_kernel(&target).map_err(|e| {
+                format!(
+                    "the Linux kernel image (Debian's cloud kernel via apt, or {}): {e:#}",
+                    comparison::linux::KERNEL_ENV
+                )
+            })?;
+            Ok(Systems::prepare(System::Linux).expect("preparing the Linux side"))
         })
         .as_ref()
         .map_err(|e| e.clone())
+}
+
+/// Linux, or `None` after `skip_or_fail` said why not (a failure under `CI`).
+pub fn linux_or_skip(what: &str) -> Option<&'static Systems> {
+    match linux() {
+        Ok(linux) => Some(linux),
+        Err(reason) => {
+            skip_or_fail(&format!("{what} needs {reason}"));
+            None
+        }
+    }
 }
 
 /// Run test program `name` as PID 1 with `args` and extra `files` on
@@ -301,4 +325,21 @@ pub fn tap_unavailable() -> Option<String> {
         return Some("the `ip` command (iproute2) is missing".into());
     }
     None
+}
+
+/// A namespace with tap `tap` (see `Namespace::create`), or `None` after
+/// `skip_or_fail` named what is missing (not root, no /dev/net/tun, no
+/// `ip`, or the namespace could not be made): a failure under `CI`.
+pub fn tap_namespace_or_skip(name: &str, tap: &str, queues: usize) -> Option<Namespace> {
+    if let Some(why) = tap_unavailable() {
+        skip_or_fail(&format!("the tap test needs {why}"));
+        return None;
+    }
+    match Namespace::create(name, tap, queues) {
+        Ok(ns) => Some(ns),
+        Err(why) => {
+            skip_or_fail(&format!("the tap test cannot set up its namespace: {why}"));
+            None
+        }
+    }
 }

@@ -206,11 +206,8 @@ fn our_kernel_refuses_every_malformed_elf() {
 
 #[test]
 fn linux_refuses_the_basic_malformations_too() {
-    match linux() {
-        Ok(linux) => run_corpus(linux, System::Linux, true),
-        Err(reason) => eprintln!(
-            "SKIPPED the Linux check of the corpus: the Debian kernel cannot be had here: {reason}"
-        ),
+    if let Some(linux) = linux_or_skip("the Linux check of the corpus") {
+        run_corpus(linux, System::Linux, true);
     }
 }
 

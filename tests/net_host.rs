@@ -202,21 +202,11 @@ fn enter_netns(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A namespace with a tap at 10.0.3.1/24, or why the test is skipped.
+/// A namespace with a tap at 10.0.3.1/24, or `None` after `skip_or_fail`.
 fn tap_namespace(tag: &str) -> Option<(Namespace, String)> {
-    if let Some(why) = tap_unavailable() {
-        println!("SKIPPED: tap test: {why}");
-        return None;
-    }
     let name = format!("pck{tag}{}", std::process::id());
     let tap = format!("{tag}tap0");
-    match Namespace::create(&name, &tap, 1) {
-        Ok(ns) => Some((ns, tap)),
-        Err(why) => {
-            println!("SKIPPED: tap test: cannot set up the namespace: {why}");
-            None
-        }
-    }
+    tap_namespace_or_skip(&name, &tap, 1).map(|ns| (ns, tap))
 }
 
 fn tap_nic(ns: &Namespace, tap: &str) -> Nic {

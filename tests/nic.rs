@@ -123,18 +123,10 @@ fn bad_net_option_is_a_cmdline_error() {
 
 #[test]
 fn nettest_tap_multiqueue_with_host_linux() {
-    if let Some(why) = tap_unavailable() {
-        println!("SKIPPED: tap test: {why}");
-        return;
-    }
     let name = format!("pcknic{}", std::process::id());
     let tap = "nictap0";
-    let ns = match Namespace::create(&name, tap, 2) {
-        Ok(ns) => ns,
-        Err(why) => {
-            println!("SKIPPED: tap test: cannot set up the namespace: {why}");
-            return;
-        }
+    let Some(ns) = tap_namespace_or_skip(&name, tap, 2) else {
+        return;
     };
     let out = boot_with_nic(
         2,

@@ -2,9 +2,8 @@
 //! under TCG: every file and system workload runs for 100 ms with 1 and 2
 //! workers (threads, and processes for 2) and must print exactly one
 //! well-formed result line with ops > 0 and exit 0.  The network workloads
-//! run the same way on Linux (same VM), and on our kernel once it has
-//! sockets (until then the test says it skipped them: `socket` gives
-//! ENOSYS or EAFNOSUPPORT).  Not a timing test: no rate is compared with
+//! run the same way on Linux (same VM) and on our kernel (which has
+//! sockets: a `socket` failure is a test failure).  Not a timing test: no rate is compared with
 //! anything.  Also checks, on the host, that bad arguments give clear
 //! errors.
 
@@ -98,8 +97,7 @@ fn is_network(name: &str) -> bool {
 
 /// Run the `network` (or all other) workloads on `system` with `workers`
 /// workers on as many vCPUs; each must print its line.  Returns false,
-/// without checking, if the system has no sockets (`socket` gives ENOSYS
-/// or EAFNOSUPPORT) or Linux cannot be had.
+/// without checking, only if Linux cannot be had (after `skip_or_fail`).
 fn workloads_run(system: System, network: bool, workers: usize, procs: bool) -> bool {
     let names: Vec<String> = names()
         .into_iter()
@@ -118,12 +116,9 @@ fn workloads_run(system: System, network: bool, workers: usize, procs: bool) -> 
     let threads = workers.to_string();
     let systems = match system {
         System::Ours => ours(),
-        System::Linux => match linux() {
-            Ok(linux) => linux,
-            Err(reason) => {
-                eprintln!("SKIPPED on Linux: the Debian kernel cannot be had here: {reason}");
-                return false;
-            }
+        System::Linux => match linux_or_skip("the workloads on Linux") {
+            Some(linux) => linux,
+            None => return false,
         },
     };
     let mut args = vec![
@@ -139,15 +134,6 @@ fn workloads_run(system: System, network: bool, workers: usize, procs: bool) -> 
         args.push("--procs");
     }
     let result = run_path(systems, system, wis(), workers, &args, &[], TIMEOUT, false);
-    if network
-        && ["ENOSYS", "EAFNOSUPPORT"].iter().any(|e| {
-            result
-                .output
-                .contains(&format!("socket(AF_INET, SOCK_STREAM) failed: {e}"))
-        })
-    {
-        return false;
-    }
     expect_exit(&result, 0);
     let mode = if procs { "procs" } else { "threads" };
     let lines: Vec<&str> = result
@@ -197,13 +183,7 @@ fn network_workloads_on_linux() {
 #[test]
 fn network_workloads_on_ours() {
     for (workers, procs) in [(1, false), (2, false), (2, true)] {
-        if !workloads_run(System::Ours, true, workers, procs) {
-            eprintln!(
-                "SKIPPED the network workloads on our kernel: it has no sockets yet \
-                 (socket gives ENOSYS or EAFNOSUPPORT)"
-            );
-            return;
-        }
+        assert!(workloads_run(System::Ours, true, workers, procs));
     }
 }
 

@@ -4,6 +4,8 @@
 #   - the pinned Rust toolchain with its targets (rust-toolchain.toml)
 #   - QEMU (Debian's qemu-system-x86) and xorriso (for Limine ISOs)
 #   - a TrueType font for the suite's plots (Debian's fonts-dejavu-core)
+#   - iproute2 (`ip`, for the tap tests) and the Linux kernel image the
+#     differential tests compare with (fetched as the harness does)
 # Limine itself is not packaged by Debian: the built-in loader is used unless
 # LIMINE_DIR (or /usr/share/limine) holds Limine's BIOS files.
 set -euo pipefail
@@ -26,6 +28,7 @@ done
 missing=()
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 command -v xorriso >/dev/null || missing+=(xorriso)
+command -v ip >/dev/null || missing+=(iproute2) # the tap tests' namespaces
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || [ -n "${COMPARISON_FONT:-}" ] \
     || missing+=(fonts-dejavu-core)
 if ((${#missing[@]})); then
@@ -36,3 +39,15 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 say "ready: $(qemu-system-x86_64 --version | head -1); $(rustc --version)"
+
+# The Linux side of the differential tests: fetched once (apt-get download,
+# cached under target/linux/) exactly as the harness does, so no test skips
+# for it.  A failure here is reported; under CI those tests then fail.
+if linux=$(cargo run -q -p comparison --example fetch_linux); then
+    say "Linux for the differential tests: $linux"
+else
+    say "the Linux kernel image cannot be had: the Linux side of the tests will skip (fail under CI)"
+fi
+# Limine is not packaged by Debian: the limine_iso test stays a counted skip
+# (even under CI) unless ../shared/limine or LIMINE_DIR has it.
+if [ -d ../shared/limine ]; then say "Limine: ../shared/limine is present"; fi

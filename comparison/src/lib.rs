@@ -18,6 +18,7 @@ pub mod initramfs;
 pub mod linux;
 pub mod qemu;
 pub mod run;
+pub mod skip;
 pub mod suite;
 pub mod userland;
 pub mod workloads;

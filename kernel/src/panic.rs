@@ -1,17 +1,86 @@
 //! The panic handler: stop every other CPU, report, end QEMU with code 2.
 //!
-//! Owns the "panicking" state. Invariants: only the first panic reports; a
-//! later panic on another CPU halts that CPU (it is about to be stopped
-//! anyway); a panic while reporting (same CPU) skips straight to the exit.
-//! Must not: allocate, wait for other CPUs, or take a lock without a bound.
+//! Owns the "panicking" state and the record of which CPUs took the stop
+//! NMI. Invariants: only the first panic reports; a later panic on another
+//! CPU halts that CPU (it is about to be stopped anyway); a panic while
+//! reporting (same CPU) skips straight to the exit. The report says which
+//! other CPUs acknowledged the stop (`panic: other cpus stopped: K of N
+//! (ids)`), so a test can check that every CPU stopped.
+//! Must not: allocate, wait for other CPUs without a bound, or take a lock
+//! without a bound.
 
 use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch;
+use crate::arch::cpu::MAX_CPUS;
 
 /// CPU id + 1 of the CPU that owns the panic; 0 = no panic yet.
 static PANIC_CPU: AtomicUsize = AtomicUsize::new(0);
+
+/// Bit n: CPU n took the stop NMI and is halted. Shared by design: it is
+/// written once per CPU, only while the machine goes down.
+static STOPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How long the panicking CPU waits for the others to acknowledge the stop.
+const STOP_WAIT_NS: u64 = 2_000_000_000;
+/// The same bound in spins, for a panic before the TSC is calibrated.
+const STOP_WAIT_SPINS: u64 = 200_000_000;
+
+const _: () = assert!(MAX_CPUS <= 64, "STOPPED is one 64-bit mask");
+
+/// The NMI handler's "halt here" while the system goes down: records that
+/// this CPU stopped, then halts it for good.
+pub fn stopped_here() -> ! {
+    STOPPED.fetch_or(1 << arch::cpu::id(), Ordering::AcqRel);
+    arch::halt_forever();
+}
+
+/// Waits (bounded) until every other online CPU acknowledged the stop NMI;
+/// returns (online others, those that stopped) as masks.
+fn wait_for_others(me: usize) -> (u64, u64) {
+    let others = (0..MAX_CPUS)
+        .filter(|&id| id != me && arch::cpu::get(id).is_online())
+        .fold(0u64, |mask, id| mask | 1 << id);
+    let start = arch::time::now_ns();
+    let mut spins = 0u64;
+    loop {
+        let stopped = STOPPED.load(Ordering::Acquire) & others;
+        let waited = arch::time::now_ns().saturating_sub(start);
+        if stopped == others || waited >= STOP_WAIT_NS || spins >= STOP_WAIT_SPINS {
+            return (others, stopped);
+        }
+        core::hint::spin_loop();
+        spins += 1;
+    }
+}
+
+/// `panic: other cpus stopped: K of N (ids)`, ids in increasing order.
+fn report_stopped(others: u64, stopped: u64) {
+    struct Ids(u64);
+    impl core::fmt::Display for Ids {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            let mut first = true;
+            for id in (0..64).filter(|id| self.0 & (1 << id) != 0) {
+                if !first {
+                    f.write_str(" ")?;
+                }
+                write!(f, "{id}")?;
+                first = false;
+            }
+            Ok(())
+        }
+    }
+    crate::log::print_always(
+        log::Level::Error,
+        format_args!(
+            "panic: other cpus stopped: {} of {} ({})",
+            stopped.count_ones(),
+            others.count_ones(),
+            Ids(stopped)
+        ),
+    );
+}
 
 /// Exit code of a kernel panic (docs/CONTRACTS.md §5).
 pub const PANIC_EXIT_CODE: u32 = 2;
@@ -28,6 +97,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         arch::halt_forever();
     }
     arch::stop_other_cpus();
+    let (others, stopped) = wait_for_others(me);
     crate::log::print_always(
         log::Level::Error,
         format_args!("KERNEL PANIC on cpu {}: {}", me, info.message()),
@@ -39,6 +109,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         ),
         None => crate::log::print_always(log::Level::Error, format_args!("  at unknown location")),
     }
+    report_stopped(others, stopped);
     print_backtrace();
     arch::qemu_exit(PANIC_EXIT_CODE);
 }

@@ -70,7 +70,7 @@ pub fn dispatch(frame: &mut InterruptFrame) {
 /// problem and fatal.
 fn nmi(frame: &InterruptFrame) {
     if super::is_stopping() {
-        super::halt_forever();
+        crate::panic::stopped_here();
     }
     exceptions::fatal(frame);
 }
