@@ -304,10 +304,31 @@ impl<T> Mutex<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::cell::Cell;
+    use core::sync::atomic::AtomicU64;
+
+    std::thread_local! {
+        /// Set on the thread that contends for the lock in the test.
+        static CONTENDER: Cell<bool> = const { Cell::new(false) };
+    }
+    /// When the contender started waiting (its first clock reading after a
+    /// failed `try_lock`); 0 = not yet.
+    static WAIT_STARTED: AtomicU64 = AtomicU64::new(0);
+
+    /// The host clock, noting when the contender starts to wait: the
+    /// handshake that tells the test the contender is blocked.
+    fn handshake_clock() -> u64 {
+        let now = crate::host::monotonic_ns().max(1);
+        if CONTENDER.with(Cell::get) {
+            let _ = WAIT_STARTED.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        now
+    }
 
     #[test]
     fn contended_acquisition_is_counted_with_wait_time() {
-        set_wait_clock(crate::host::monotonic_ns);
+        const HELD_NS: u64 = 20_000_000;
+        set_wait_clock(handshake_clock);
         let lock = Mutex::new(LockClass::Rename, 0u32);
         let cpu = 37;
         let before = cpu_stats(LockClass::Rename, cpu);
@@ -315,16 +336,29 @@ mod tests {
             let g = lock.lock();
             let h = s.spawn(|| {
                 percpu::host::bind_current_thread(cpu).unwrap();
+                CONTENDER.with(|c| c.set(true));
                 *lock.lock() += 1;
             });
-            std::thread::sleep(std::time::Duration::from_millis(30));
+            // Wait (bounded) until the contender is waiting for the lock,
+            // then keep holding it for HELD_NS of its wait.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let started = loop {
+                match WAIT_STARTED.load(Ordering::SeqCst) {
+                    0 if std::time::Instant::now() < deadline => std::thread::yield_now(),
+                    0 => panic!("the contender never started waiting for the lock (30 s)"),
+                    t => break t,
+                }
+            };
+            while crate::host::monotonic_ns() < started + HELD_NS {
+                std::thread::yield_now();
+            }
             drop(g);
             h.join().unwrap();
         });
         let after = cpu_stats(LockClass::Rename, cpu);
         assert_eq!(after.acquired - before.acquired, 1);
         assert_eq!(after.contended - before.contended, 1);
-        assert!(after.wait_ns - before.wait_ns >= 10_000_000, "{after:?}");
+        assert!(after.wait_ns - before.wait_ns >= HELD_NS, "{after:?}");
         assert!(report().contains("lock class=rename cpu=37"));
     }
 }

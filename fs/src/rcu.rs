@@ -222,8 +222,23 @@ mod tests {
         entered_rx.recv().unwrap();
         let d2 = dropped.clone();
         let writer = std::thread::spawn(move || rcu.retire(Box::new(Canary(d2)), RETIRE_WEIGHT));
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!dropped.load(Ordering::SeqCst), "freed under a reader");
+        // Handshake: the writer's grace period flips the phase, then waits
+        // for the reader's counter.  Wait (bounded) for the flip.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while rcu.phase.load(Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never started a grace period (30 s)"
+            );
+            std::thread::yield_now();
+        }
+        // The writer is inside its grace period: it may not finish, nor
+        // free the object, while the reader stays in its section.
+        for _ in 0..1000 {
+            assert!(!dropped.load(Ordering::SeqCst), "freed under a reader");
+            assert!(!writer.is_finished(), "grace period ended under a reader");
+            std::thread::yield_now();
+        }
         leave_tx.send(()).unwrap();
         reader.join().unwrap();
         writer.join().unwrap();

@@ -6,7 +6,7 @@
 //! it, so every line is deterministic.  Exit 0 when every check held.
 
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use userland::{errno, errno_name, fork_run, say, set_handler, wait_for};
 
@@ -259,26 +259,47 @@ fn main() {
 
     // 8. A signal interrupts a blocking read: EINTR (handler without SA_RESTART).
     let _ = set_handler(libc::SIGUSR1, on_usr1 as *const () as usize, 0);
+    // The child signals every 200 ms until the parent closes `done_wr`
+    // (its read returned), so a signal that lands before the read blocks
+    // is followed by one that interrupts it.  Bounded: after 100 tries the
+    // child writes a byte, ending the read with a wrong result, not a hang.
     let (mut rd, wr) = pipe();
+    let (done_rd, done_wr) = pipe();
+    let (wr_fd, done_wr_fd) = (wr.as_raw_fd(), done_wr.as_raw_fd());
     // SAFETY: getpid has no arguments.
     let parent = unsafe { libc::getpid() };
     let child = fork_run(move || {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        // SAFETY: signalling our parent.
-        unsafe { libc::kill(parent, libc::SIGUSR1) };
-        0
+        // SAFETY: closes the child's copy, so the parent's close is a hangup.
+        unsafe { libc::close(done_wr_fd) };
+        for _ in 0..100 {
+            let mut p = libc::pollfd {
+                fd: done_rd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: `p` is one live pollfd.
+            if unsafe { libc::poll(&mut p, 1, 200) } > 0 {
+                return 0;
+            }
+            // SAFETY: signalling our parent.
+            unsafe { libc::kill(parent, libc::SIGUSR1) };
+        }
+        // SAFETY: writes one byte from a live buffer.
+        unsafe { libc::write(wr_fd, b"!".as_ptr().cast(), 1) };
+        1
     });
     let mut b = [0u8; 1];
     let r = rd.read(&mut b);
-    expect(
-        "blocking read interrupted",
-        r.map(|n| n.to_string())
-            .unwrap_or_else(|e| errno_name(e.raw_os_error().unwrap_or(errno()))),
-        "EINTR",
-    );
+    let r = r
+        .map(|n| n.to_string())
+        .unwrap_or_else(|e| errno_name(e.raw_os_error().unwrap_or(errno())));
+    drop(done_wr);
+    // Reaped before printing: no late signal arrives after this point.
+    let status = child.map(wait_for);
+    expect("blocking read interrupted", r, "EINTR");
     drop(wr);
-    if let Ok(cpid) = child {
-        expect("signalling child", wait_for(cpid), "exited 0");
+    if let Ok(status) = status {
+        expect("signalling child", status, "exited 0");
     }
 
     let _ = std::io::stdout().flush();

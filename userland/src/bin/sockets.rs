@@ -12,6 +12,7 @@
 //! Exit 0 when every check held.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 use userland::{errno, errno_name, say, set_handler};
@@ -232,12 +233,27 @@ fn gettid() -> i32 {
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
-fn tgkill_later(tid: i32, ms: u64) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        thread::sleep(Duration::from_millis(ms));
-        // SAFETY: signals our own process's thread.
-        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR1) };
-    })
+/// Interrupts thread `tid`'s coming blocking call: sends SIGUSR1 every 50 ms
+/// until the caller sets the returned flag (its call returned), so a signal
+/// that lands before the call blocks is followed by one that interrupts it.
+/// Bounded: after 100 tries it writes a byte to `unblock_fd`, which ends the
+/// call with a wrong result (a failed check) instead of a hang.  Join the
+/// thread before the next blocking call: a last signal may still arrive.
+fn interrupt_until_done(tid: i32, unblock_fd: i32) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let seen = done.clone();
+    let killer = thread::spawn(move || {
+        for _ in 0..100 {
+            thread::sleep(Duration::from_millis(50));
+            if seen.load(Ordering::SeqCst) {
+                return;
+            }
+            // SAFETY: signals our own process's thread.
+            unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR1) };
+        }
+        write(unblock_fd, b"!");
+    });
+    (done, killer)
 }
 
 fn stream_basics() {
@@ -941,17 +957,17 @@ fn poll_and_select() {
     // A signal interrupts poll.
     let (r3, w3) = pipe();
     set_handler(libc::SIGUSR1, on_sigusr1 as *const () as usize, 0).unwrap();
-    let killer = tgkill_later(gettid(), 50);
-    expect(
-        "poll interrupted by a signal",
-        poll1(r3, libc::POLLIN, -1),
-        "EINTR",
-    );
+    let (done, killer) = interrupt_until_done(gettid(), w3);
+    let got = poll1(r3, libc::POLLIN, -1);
+    done.store(true, Ordering::SeqCst);
     killer.join().unwrap();
+    expect("poll interrupted by a signal", got, "EINTR");
+    // At least once: a signal may land before poll blocks (then another
+    // one interrupts it).
     expect(
         "handler ran",
-        SIGUSR1S.load(Ordering::SeqCst).to_string(),
-        "1",
+        (SIGUSR1S.load(Ordering::SeqCst) >= 1).to_string(),
+        "true",
     );
     close(r3);
     close(w3);
@@ -1152,13 +1168,11 @@ fn epoll_checks() {
     read(r, &mut one);
 
     // A signal interrupts epoll_wait.
-    let killer = tgkill_later(gettid(), 50);
-    expect(
-        "epoll_wait interrupted by a signal",
-        ewait(ep, 8, -1),
-        "EINTR",
-    );
+    let (done, killer) = interrupt_until_done(gettid(), w);
+    let got = ewait(ep, 8, -1);
+    done.store(true, Ordering::SeqCst);
     killer.join().unwrap();
+    expect("epoll_wait interrupted by a signal", got, "EINTR");
 
     // Sockets in epoll.
     let (a, b) = socketpair(libc::SOCK_STREAM);
