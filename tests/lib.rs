@@ -115,6 +115,7 @@ pub fn ours() -> &'static Systems {
             linux: None,
             linux_init: None,
             scratch,
+            loader: LoaderChoice::Builtin,
         }
     })
 }

@@ -272,8 +272,10 @@ mod convert {
     /// Convert a Limine 7 `limine.cfg` to Limine 8 `limine.conf` syntax.
     ///
     /// `KEY=value` becomes `key: value` (indented inside entries), `:Name`
-    /// becomes `/Name` (`::Name` becomes `//Name`), `KERNEL_PATH` becomes
-    /// `path`, `KERNEL_CMDLINE` becomes `cmdline`, `boot:///x` URIs become
+    /// becomes `/Name` (`::Name` becomes `//Name`), `KERNEL_PATH`/`PATH`
+    /// become `kernel_path` and `CMDLINE`/`KERNEL_CMDLINE` become
+    /// `kernel_cmdline` (the names Limine 8 reads: 8.2.0 ignores `path:` and
+    /// `cmdline:`, which later releases use), `boot:///x` URIs become
     /// `boot():/x`; comments and blank lines are kept.
     pub fn cfg_to_conf(limine_cfg_v7: &str) -> Result<String, ConfError> {
         let mut out = String::new();
@@ -311,8 +313,8 @@ mod convert {
                 lower.push(c.to_ascii_lowercase());
             }
             let new_key = match lower.as_str() {
-                "kernel_path" => "path",
-                "kernel_cmdline" => "cmdline",
+                "kernel_path" | "path" => "kernel_path",
+                "kernel_cmdline" | "cmdline" => "kernel_cmdline",
                 other => other,
             };
             let indent = if in_entry { "    " } else { "" };
@@ -466,8 +468,8 @@ serial: yes
 
 /percpu-kernel
     protocol: limine
-    path: boot():/boot/kernel.elf
-    cmdline: run=selfcheck locks=global
+    kernel_path: boot():/boot/kernel.elf
+    kernel_cmdline: run=selfcheck locks=global
     module_path: boot():/boot/initramfs.cpio
     module_cmdline: initramfs
 "

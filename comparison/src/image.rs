@@ -5,7 +5,8 @@
 //! reads (docs/CONTRACTS.md §2).  Both media carry the same rendered
 //! configuration, so the kernel sees the same Limine answers on either path.
 //! It must not guess at Limine's location beyond `LIMINE_DIR` and
-//! `/usr/share/limine`, and never downloads anything.
+//! `/usr/share/limine` (callers may name another folder), and never
+//! downloads anything.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -86,19 +87,36 @@ pub fn read_template(workspace_root: &Path) -> Result<String> {
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Name of the built-in loader's own switches in the boot bundle (see
+/// loader/README.md); absent means the defaults.
+pub const LOADER_OPTIONS_MEMBER: &str = "loader-options";
+
 /// The boot bundle for the built-in loader: a newc cpio with `limine.conf`
-/// (Limine 8 syntax) and every file it names.
-pub fn make_bundle(limine_cfg: &str, spec: &BootSpec) -> Result<Vec<u8>> {
+/// (Limine 8 syntax), every file it names, and `loader-options` when
+/// `loader_options` is given (e.g. `revision-answer=supported-only`).
+pub fn make_bundle(
+    limine_cfg: &str,
+    spec: &BootSpec,
+    loader_options: Option<&str>,
+) -> Result<Vec<u8>> {
     let conf = bootfmt::limine_conf::cfg_to_conf(limine_cfg)
         .map_err(|e| anyhow::anyhow!("converting limine.cfg to limine.conf: {e}"))?;
     let mut writer = bootfmt::cpio::NewcWriter::new();
     writer.add_file("limine.conf", 0o644, conf.as_bytes());
+    if let Some(options) = loader_options {
+        writer.add_file(LOADER_OPTIONS_MEMBER, 0o644, options.as_bytes());
+    }
     writer.add_dir("boot", 0o755);
     writer.add_file(KERNEL_GUEST_PATH, 0o755, &spec.kernel_elf);
     for module in &spec.modules {
         writer.add_file(&module.guest_path, 0o644, &module.data);
     }
     Ok(writer.finish())
+}
+
+/// True if `dir` holds Limine's BIOS CD files.
+pub fn is_limine_dir(dir: &Path) -> bool {
+    dir.join("limine-bios.sys").is_file() && dir.join("limine-bios-cd.bin").is_file()
 }
 
 /// Limine's BIOS files, if this machine has them: `LIMINE_DIR`, else
@@ -109,13 +127,73 @@ pub fn find_limine() -> Option<PathBuf> {
         .into_iter()
         .chain(std::iter::once(PathBuf::from("/usr/share/limine")))
         .collect();
-    candidates.into_iter().find(|dir| {
-        dir.join("limine-bios.sys").is_file() && dir.join("limine-bios-cd.bin").is_file()
+    candidates.into_iter().find(|dir| is_limine_dir(dir))
+}
+
+/// The release of the Limine in `dir` (e.g. `8.2.0`), read from the version
+/// string `limine-bios.sys` carries (`Limine 8.2.0 (x86-64, BIOS)`).
+pub fn limine_version(dir: &Path) -> Option<String> {
+    let data = std::fs::read(dir.join("limine-bios.sys")).ok()?;
+    let needle = b"Limine ";
+    data.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .find_map(|(at, _)| {
+            let rest = &data[at + needle.len()..];
+            let len = rest
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || **b == b'.')
+                .count();
+            let version = std::str::from_utf8(&rest[..len]).ok()?;
+            let parts: Vec<&str> = version.split('.').collect();
+            let ok = parts.len() >= 2 && parts.iter().all(|p| !p.is_empty());
+            ok.then(|| version.to_string())
+        })
+}
+
+/// Major release number of a version string (`"8.2.0"` gives 8).
+pub fn major(version: &str) -> Option<u32> {
+    version.split('.').next()?.parse().ok()
+}
+
+/// Which configuration files go on the ISO for Limine release `version`:
+/// Limine 7 reads `limine.cfg`; Limine 8 reads `limine.conf` with
+/// `kernel_path:`/`kernel_cmdline:`; later releases name those keys
+/// `path:`/`cmdline:`.  Unknown releases get `limine.cfg` and the Limine 8
+/// `limine.conf`.  Returns (file name, contents) pairs.
+pub fn iso_configs(limine_cfg: &str, version: Option<&str>) -> Result<Vec<(&'static str, String)>> {
+    let conf = bootfmt::limine_conf::cfg_to_conf(limine_cfg)
+        .map_err(|e| anyhow::anyhow!("converting limine.cfg to limine.conf: {e}"))?;
+    Ok(match version.and_then(major) {
+        Some(7) => vec![("limine.cfg", limine_cfg.to_string())],
+        Some(8) => vec![("limine.conf", conf)],
+        Some(m) if m > 8 => {
+            let renamed: String = conf
+                .lines()
+                .map(|line| {
+                    let text = line.trim_start();
+                    let indent = &line[..line.len() - text.len()];
+                    let text = if let Some(v) = text.strip_prefix("kernel_path:") {
+                        format!("path:{v}")
+                    } else if let Some(v) = text.strip_prefix("kernel_cmdline:") {
+                        format!("cmdline:{v}")
+                    } else {
+                        text.to_string()
+                    };
+                    format!("{indent}{text}\n")
+                })
+                .collect();
+            vec![("limine.conf", renamed)]
+        }
+        _ => vec![
+            ("limine.cfg", limine_cfg.to_string()),
+            ("limine.conf", conf),
+        ],
     })
 }
 
 /// Build a BIOS-bootable ISO with real Limine: `boot/limine/` holds Limine's
-/// files with both `limine.cfg` (Limine 7) and `limine.conf` (Limine 8+).
+/// files with the configuration that release reads ([`iso_configs`]).
 pub fn make_iso(limine_dir: &Path, limine_cfg: &str, spec: &BootSpec, iso: &Path) -> Result<()> {
     let root = iso.with_extension("root");
     if root.exists() {
@@ -124,13 +202,15 @@ pub fn make_iso(limine_dir: &Path, limine_cfg: &str, spec: &BootSpec, iso: &Path
     let limine_sub = root.join("boot").join("limine");
     std::fs::create_dir_all(&limine_sub)?;
     for name in ["limine-bios.sys", "limine-bios-cd.bin"] {
-        std::fs::copy(limine_dir.join(name), limine_sub.join(name))
-            .with_context(|| format!("copying {name} from {}", limine_dir.display()))?;
+        // Copy the bytes, not the mode: the files may be read-only.
+        let data = std::fs::read(limine_dir.join(name))
+            .with_context(|| format!("reading {name} from {}", limine_dir.display()))?;
+        std::fs::write(limine_sub.join(name), data)?;
     }
-    let conf = bootfmt::limine_conf::cfg_to_conf(limine_cfg)
-        .map_err(|e| anyhow::anyhow!("converting limine.cfg to limine.conf: {e}"))?;
-    std::fs::write(limine_sub.join("limine.cfg"), limine_cfg)?;
-    std::fs::write(limine_sub.join("limine.conf"), conf)?;
+    let version = limine_version(limine_dir);
+    for (name, text) in iso_configs(limine_cfg, version.as_deref())? {
+        std::fs::write(limine_sub.join(name), text)?;
+    }
     std::fs::write(root.join(KERNEL_GUEST_PATH), &spec.kernel_elf)?;
     for module in &spec.modules {
         let dest = root.join(&module.guest_path);
@@ -139,7 +219,7 @@ pub fn make_iso(limine_dir: &Path, limine_cfg: &str, spec: &BootSpec, iso: &Path
         }
         std::fs::write(dest, &module.data)?;
     }
-    let status = Command::new("xorriso")
+    let out = Command::new("xorriso")
         .args([
             "-as",
             "mkisofs",
@@ -152,10 +232,14 @@ pub fn make_iso(limine_dir: &Path, limine_cfg: &str, spec: &BootSpec, iso: &Path
         .arg(&root)
         .arg("-o")
         .arg(iso)
-        .status()
+        .output()
         .context("running xorriso (install it with tools/setup.sh)")?;
-    if !status.success() {
-        bail!("xorriso failed with {status}");
+    if !out.status.success() {
+        bail!(
+            "xorriso failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -202,7 +286,7 @@ mod tests {
         let template = read_template(&crate::build::workspace_root()).unwrap();
         let s = spec("run=idle", 1);
         let cfg = render_limine_cfg(&template, &s).unwrap();
-        let bundle = make_bundle(&cfg, &s).unwrap();
+        let bundle = make_bundle(&cfg, &s, None).unwrap();
         let conf = bootfmt::cpio::find(&bundle, "limine.conf")
             .unwrap()
             .expect("limine.conf");
@@ -218,5 +302,54 @@ mod tests {
             .unwrap()
             .expect("module");
         assert_eq!(module.data, &s.modules[0].data[..]);
+        assert!(bootfmt::cpio::find(&bundle, LOADER_OPTIONS_MEMBER)
+            .unwrap()
+            .is_none());
+        let bundle = make_bundle(&cfg, &s, Some("revision-answer=supported-only")).unwrap();
+        let options = bootfmt::cpio::find(&bundle, LOADER_OPTIONS_MEMBER)
+            .unwrap()
+            .expect("loader-options");
+        assert_eq!(options.data, b"revision-answer=supported-only");
+    }
+
+    #[test]
+    fn iso_gets_the_config_its_limine_reads() {
+        let template = read_template(&crate::build::workspace_root()).unwrap();
+        let cfg = render_limine_cfg(&template, &spec("run=idle", 0)).unwrap();
+        let names = |v: Option<&str>| -> Vec<&str> {
+            iso_configs(&cfg, v)
+                .unwrap()
+                .iter()
+                .map(|(n, _)| *n)
+                .collect()
+        };
+        assert_eq!(names(Some("7.13.3")), ["limine.cfg"]);
+        assert_eq!(names(Some("8.2.0")), ["limine.conf"]);
+        assert_eq!(names(None), ["limine.cfg", "limine.conf"]);
+        let v8 = &iso_configs(&cfg, Some("8.2.0")).unwrap()[0].1;
+        assert!(
+            v8.contains("    kernel_path: boot():/boot/kernel.elf\n"),
+            "{v8}"
+        );
+        assert!(v8.contains("    kernel_cmdline: run=idle\n"), "{v8}");
+        let v9 = &iso_configs(&cfg, Some("9.0.0")).unwrap()[0].1;
+        assert!(v9.contains("    path: boot():/boot/kernel.elf\n"), "{v9}");
+        assert!(v9.contains("    cmdline: run=idle\n"), "{v9}");
+        assert_eq!(major("10.1.2"), Some(10));
+    }
+
+    #[test]
+    fn limine_version_is_read_from_the_bios_file() {
+        let dir = std::env::temp_dir().join(format!("limine-version-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("limine-bios.sys"),
+            b"\0\0Limine v\0Limine 8.2.0 (x86-64, BIOS)\0",
+        )
+        .unwrap();
+        assert_eq!(limine_version(&dir).as_deref(), Some("8.2.0"));
+        std::fs::write(dir.join("limine-bios.sys"), b"no version here").unwrap();
+        assert_eq!(limine_version(&dir), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

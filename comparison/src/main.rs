@@ -86,6 +86,9 @@ struct SuiteArgs {
     /// Show the whole serial log of every run.
     #[arg(long)]
     serial: bool,
+    /// Which loader boots our kernel (as for `boot`; `auto` probes Limine once).
+    #[arg(long, value_enum, default_value = "builtin")]
+    loader: LoaderArg,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -106,6 +109,9 @@ struct RunArgs {
     files: Vec<String>,
     #[arg(long, value_enum, default_value = "ours")]
     system: SystemArg,
+    /// Our kernel only: which loader boots it (as for `boot`).
+    #[arg(long, value_enum, default_value = "auto")]
+    loader: LoaderArg,
     /// Our kernel only: the lock ablation switch.
     #[arg(long, value_enum, default_value = "percpu")]
     locks: LocksArg,
@@ -137,12 +143,27 @@ struct RunArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LoaderArg {
-    /// Real Limine when LIMINE_DIR or /usr/share/limine has it, else builtin.
+    /// Real Limine when LIMINE_DIR or /usr/share/limine has it and a probe
+    /// boot (cached) showed it boots this kernel, else builtin.
     Auto,
     /// The project's own loader through QEMU's -kernel (PVH).
     Builtin,
-    /// Real Limine from an ISO.
+    /// The built-in loader answering the base revision tag as Limine 7.x/8.x
+    /// releases do (supported, loaded revision not reported).
+    BuiltinSupportedOnly,
+    /// Real Limine from an ISO (LIMINE_DIR or /usr/share/limine).
     Limine,
+}
+
+impl LoaderArg {
+    fn choice(self) -> LoaderChoice {
+        match self {
+            LoaderArg::Auto => LoaderChoice::Auto,
+            LoaderArg::Builtin => LoaderChoice::Builtin,
+            LoaderArg::BuiltinSupportedOnly => LoaderChoice::BuiltinSupportedOnly,
+            LoaderArg::Limine => LoaderChoice::Limine,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -227,12 +248,6 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
         anyhow::bail!("--cores must be between 1 and 64");
     }
     qemu::ensure_available()?;
-    let loader = match args.loader {
-        LoaderArg::Auto => LoaderChoice::Auto,
-        LoaderArg::Builtin => LoaderChoice::Builtin,
-        LoaderArg::Limine => LoaderChoice::Limine,
-    };
-    let loader = boot::resolve_loader(loader)?;
     let accel = match args.accel {
         AccelArg::Tcg => Accel::Tcg,
         AccelArg::Kvm => Accel::Kvm,
@@ -254,13 +269,10 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
 
     eprintln!("building kernel and loader ...");
     let artifacts = comparison::build::build_bare_metal(true)?;
+    let loader = boot::resolve_loader(&artifacts, &args.loader.choice())?;
     eprintln!(
         "booting: {cores} cores, loader {}, accel {}, {} MiB, cmdline \"{cmdline}\"",
-        if loader == LoaderChoice::Limine {
-            "limine"
-        } else {
-            "builtin"
-        },
+        loader.describe(),
         accel.name(),
         args.memory
     );
@@ -314,9 +326,10 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
-            "FAILED: {}; cpus online: {}; expected {cores}",
+            "FAILED: {}; cpus online: {}; expected {cores}; loader {}",
             outcome.describe_ending(),
-            online.map_or("never printed".to_string(), |n| n.to_string())
+            online.map_or("never printed".to_string(), |n| n.to_string()),
+            request.loader.describe()
         );
         if !request.vm.echo {
             eprintln!("--- last serial lines ---\n{}\n---", outcome.tail(40));
@@ -356,7 +369,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         AccelArg::Kvm => Accel::Kvm,
     };
     eprintln!("run: preparing {} ...", system.name());
-    let systems = Systems::prepare(system)?;
+    let systems = Systems::prepare_with_loader(system, args.loader.choice())?;
     let request = RunRequest {
         system,
         program: args.program.clone(),
@@ -383,7 +396,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         args.program.display(),
         match &systems.linux {
             Some(linux) => linux.package.clone(),
-            None => "ours".to_string(),
+            None => format!("ours (loader {})", systems.loader.describe()),
         },
         args.cores,
         accel.name(),
@@ -448,6 +461,7 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout),
         memory_mib: args.memory,
         verbose: args.serial,
+        loader: args.loader.choice(),
     };
     let outcome = comparison::suite::run_suite(&opts)?;
     println!("{}", outcome.summary);

@@ -117,22 +117,32 @@ pub struct Systems {
     pub linux_init: Option<PathBuf>,
     /// Where scratch files go.
     pub scratch: PathBuf,
+    /// Which loader boots our kernel (resolved: see `prepare_with_loader`).
+    pub loader: LoaderChoice,
 }
 
 impl Systems {
-    /// Build/fetch what `system` needs.
+    /// Build/fetch what `system` needs; our kernel boots with the built-in loader.
     pub fn prepare(system: System) -> Result<Systems> {
+        Systems::prepare_with_loader(system, LoaderChoice::Builtin)
+    }
+
+    /// Like `prepare`, with the loader for our kernel resolved once here
+    /// (`auto` probes Limine: `boot::resolve_loader`).
+    pub fn prepare_with_loader(system: System, loader: LoaderChoice) -> Result<Systems> {
         let root = crate::build::workspace_root();
         let target_dir = crate::build::target_dir(&root)?;
         let scratch = target_dir.join("comparison").join("media");
         match system {
             System::Ours => {
                 let artifacts = crate::build::build_bare_metal(true)?;
+                let loader = boot::resolve_loader(&artifacts, &loader)?;
                 Ok(Systems {
                     artifacts: Some(artifacts),
                     linux: None,
                     linux_init: None,
                     scratch,
+                    loader,
                 })
             }
             System::Linux => {
@@ -144,6 +154,7 @@ impl Systems {
                     linux: Some(linux),
                     linux_init: Some(linux_init),
                     scratch,
+                    loader,
                 })
             }
         }
@@ -239,7 +250,7 @@ fn run_ours(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunRes
         .as_ref()
         .context("our kernel was not built (Systems::prepare(Ours))")?;
     let request = BootRequest {
-        loader: LoaderChoice::Builtin,
+        loader: systems.loader.clone(),
         cmdline: our_cmdline(req),
         modules: vec![Module {
             guest_path: "boot/initramfs.cpio".into(),
@@ -267,16 +278,31 @@ fn run_ours(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunRes
             _ => None,
         }
     });
-    if let qemu::Medium::Builtin { bundle, .. } = &medium {
-        let _ = std::fs::remove_file(bundle);
-    }
+    boot::remove_medium(&medium);
     let outcome = result?;
-    let verdict = our_verdict(&outcome);
+    let verdict = with_loader(our_verdict(&outcome), &outcome, &request.loader);
     Ok(RunResult {
         output,
         verdict,
         outcome,
     })
+}
+
+/// A failed boot through real Limine names that Limine (version, folder);
+/// a timeout before the kernel's first log line is Limine's failure.
+fn with_loader(verdict: Verdict, outcome: &RunOutcome, loader: &LoaderChoice) -> Verdict {
+    if !loader.is_limine() {
+        return verdict;
+    }
+    let loader = loader.describe();
+    match verdict {
+        Verdict::SystemError(msg) => Verdict::SystemError(format!("{msg} (loader: {loader})")),
+        Verdict::KernelPanic(msg) => Verdict::KernelPanic(format!("{msg} (loader: {loader})")),
+        Verdict::TimedOut if !outcome.serial.lines().any(is_our_log_line) => Verdict::SystemError(
+            format!("{loader} did not start the kernel: no kernel log line before the timeout"),
+        ),
+        other => other,
+    }
 }
 
 /// Our kernel's verdict from its exit code and its serial markers.

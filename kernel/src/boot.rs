@@ -79,10 +79,12 @@ static END_MARKER: RequestsEndMarker = RequestsEndMarker::new();
 /// Why the boot information is unusable.
 #[derive(Debug, Clone, Copy)]
 pub enum BootError {
-    /// The loader did not acknowledge base revision 2 at all.
+    /// The base revision tag is as the kernel left it: the loader is not a
+    /// Limine-protocol loader, or one too old to know base revisions.
     NotLimine,
-    /// The loader speaks Limine but not revision 2 (it reports this one).
-    RevisionUnsupported(Option<u64>),
+    /// The loader speaks Limine but not revision 2; it reports the revision
+    /// it loaded the kernel with.
+    RevisionUnsupported(u64),
     /// A response the kernel cannot run without is missing.
     Missing(&'static str),
 }
@@ -90,10 +92,16 @@ pub enum BootError {
 impl core::fmt::Display for BootError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            BootError::NotLimine => write!(f, "loader did not answer the Limine base revision tag"),
+            BootError::NotLimine => write!(
+                f,
+                "loader did not answer the Limine base revision tag (not a Limine loader, \
+                 or one without base revision {} support)",
+                REQUESTED_BASE_REVISION
+            ),
             BootError::RevisionUnsupported(r) => write!(
                 f,
-                "loader does not support Limine base revision {} (loaded revision: {:?})",
+                "loader does not support Limine base revision {} (it loaded the kernel \
+                 with revision {})",
                 REQUESTED_BASE_REVISION, r
             ),
             BootError::Missing(what) => write!(f, "loader gave no {} response", what),
@@ -101,19 +109,51 @@ impl core::fmt::Display for BootError {
     }
 }
 
+/// The loader's answer to the base revision tag, when it supports ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handshake {
+    /// The revision the loader says it loaded the kernel with.  Loaders of
+    /// the protocol's later revisions write it; Limine 7.x/8.x releases only
+    /// mark the request supported and leave it out (`None`).
+    pub loaded: Option<u64>,
+}
+
+impl Handshake {
+    /// The revision the responses follow: the loaded one when reported,
+    /// else the requested one (a loader that supports it answers in it).
+    pub fn revision(&self) -> u64 {
+        self.loaded.unwrap_or(REQUESTED_BASE_REVISION)
+    }
+}
+
+impl core::fmt::Display for Handshake {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "base revision {} supported ", REQUESTED_BASE_REVISION)?;
+        match self.loaded {
+            Some(r) => write!(f, "(loader reported loaded revision {})", r),
+            None => write!(f, "(loader did not report the loaded revision)"),
+        }
+    }
+}
+
+/// The base revision handshake as pure logic over the tag's answer:
+/// `supported` is `BaseRevision::is_supported()` (third word zeroed),
+/// `loaded` is `BaseRevision::loaded_revision()` (second word overwritten).
+/// `is_supported()` is the handshake; the loaded revision is information.
+pub fn classify_revision(supported: bool, loaded: Option<u64>) -> Result<Handshake, BootError> {
+    match (supported, loaded) {
+        (true, loaded) => Ok(Handshake { loaded }),
+        (false, Some(r)) => Err(BootError::RevisionUnsupported(r)),
+        (false, None) => Err(BootError::NotLimine),
+    }
+}
+
 /// Checks the base revision handshake. Must be the first use of any response.
-pub fn check_revision() -> Result<u64, BootError> {
-    if !BASE_REVISION.is_valid() {
-        return Err(BootError::NotLimine);
-    }
-    if !BASE_REVISION.is_supported() {
-        return Err(BootError::RevisionUnsupported(
-            BASE_REVISION.loaded_revision(),
-        ));
-    }
-    Ok(BASE_REVISION
-        .loaded_revision()
-        .unwrap_or(REQUESTED_BASE_REVISION))
+pub fn check_revision() -> Result<Handshake, BootError> {
+    classify_revision(
+        BASE_REVISION.is_supported(),
+        BASE_REVISION.loaded_revision(),
+    )
 }
 
 /// Bootloader name and version, when the loader answered.

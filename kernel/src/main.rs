@@ -49,10 +49,12 @@ extern "C" fn kernel_entry() -> ! {
     arch::cpu::install_percpu_platform();
     log::init(LevelFilter::Info);
 
-    let revision = match boot::check_revision() {
-        Ok(r) => r,
+    let handshake = match boot::check_revision() {
+        Ok(h) => h,
         Err(e) => fail(format_args!("boot: error: {}", e)),
     };
+    info!("boot: {}", handshake);
+    let revision = handshake.revision();
 
     let mut opts = read_cmdline();
     // An initramfs without `run=` means: run PID 1 (docs/USERSPACE.md).

@@ -106,6 +106,44 @@ fn bundle_file<'a>(bundle: &'a [u8], path: &str, what: &str) -> &'a [u8] {
     }
 }
 
+/// Optional bundle member with the loader's own switches (not Limine's:
+/// `limine.conf` stays exactly what real Limine would read).
+const OPTIONS_MEMBER: &str = "loader-options";
+
+/// Switches of the built-in loader, read from [`OPTIONS_MEMBER`].
+struct LoaderOptions {
+    /// Write the loaded revision into the base revision tag's second word
+    /// (`revision-answer=full`, the default).  `revision-answer=supported-only`
+    /// only zeroes the third word, as Limine 7.x/8.x releases do, so the
+    /// kernel's handshake can be tested against their behaviour.
+    report_loaded_revision: bool,
+}
+
+/// Read [`OPTIONS_MEMBER`] (whitespace-separated `key=value` words); an
+/// unknown word stops the boot rather than being ignored.
+fn loader_options(bundle: &[u8]) -> LoaderOptions {
+    let mut options = LoaderOptions {
+        report_loaded_revision: true,
+    };
+    let data = match cpio::find(bundle, OPTIONS_MEMBER) {
+        Ok(None) => return options,
+        Ok(Some(e)) if e.is_file() => e.data,
+        Ok(Some(_)) => fail!("{OPTIONS_MEMBER} in the boot bundle is not a regular file"),
+        Err(err) => fail!("boot bundle is not a valid cpio archive: {err}"),
+    };
+    let Ok(text) = core::str::from_utf8(data) else {
+        fail!("{OPTIONS_MEMBER} is not UTF-8 text")
+    };
+    for word in text.split_whitespace() {
+        match word {
+            "revision-answer=full" => options.report_loaded_revision = true,
+            "revision-answer=supported-only" => options.report_loaded_revision = false,
+            other => fail!("{OPTIONS_MEMBER}: unknown option {other:?}"),
+        }
+    }
+    options
+}
+
 /// Called by the PVH stub in long mode with the start info address.
 #[unsafe(no_mangle)]
 extern "C" fn loader_main(start_info: u32) -> ! {
@@ -148,6 +186,7 @@ extern "C" fn loader_main(start_info: u32) -> ! {
         fail!("limine.conf is not UTF-8 text")
     };
     let entry = limine_conf::first_limine_entry(conf_text).unwrap_or_else(|e| fail!("{e}"));
+    let options = loader_options(bundle);
     let kernel_path = limine_conf::boot_uri_path(entry.kernel_path)
         .unwrap_or_else(|e| fail!("kernel path {:?}: {e}", entry.kernel_path));
     let kernel_file = bundle_file(bundle, kernel_path, "kernel");
@@ -192,7 +231,7 @@ extern "C" fn loader_main(start_info: u32) -> ! {
     if req.base_revision_tag.is_none() && req.count() == 0 && req.unknown == 0 {
         fail!("kernel {kernel_path} has no Limine base revision tag and no Limine requests");
     }
-    let revision = req.accept_base_revision();
+    let revision = req.accept_base_revision(options.report_loaded_revision);
 
     // Kernel and AP stacks.
     let stack_size = phys::align_up(
@@ -494,7 +533,12 @@ extern "C" fn loader_main(start_info: u32) -> ! {
         _ => kernel.entry,
     };
     say!(
-        "booting {kernel_path} (base revision {revision}, {cpu_count} cpu{}, {} module{})",
+        "booting {kernel_path} (base revision {revision}{}, {cpu_count} cpu{}, {} module{})",
+        if options.report_loaded_revision {
+            ""
+        } else {
+            " supported, loaded revision not reported"
+        },
         if cpu_count == 1 { "" } else { "s" },
         modules.len(),
         if modules.len() == 1 { "" } else { "s" }

@@ -188,8 +188,11 @@ impl Requests {
     }
 
     /// Check the base revision tag and mark it as supported.  Returns the
-    /// revision the kernel is loaded with.
-    pub fn accept_base_revision(&self) -> u64 {
+    /// revision the kernel is loaded with.  With `report_loaded` the second
+    /// tag word is overwritten with that revision (later protocol
+    /// revisions); without it the second word is left alone, as Limine's
+    /// 7.x/8.x releases do.
+    pub fn accept_base_revision(&self, report_loaded: bool) -> u64 {
         let Some(tag) = self.base_revision_tag else {
             return 0;
         };
@@ -199,10 +202,11 @@ impl Requests {
                 "unsupported base revision {wanted} (this loader supports 0..={MAX_BASE_REVISION})"
             );
         }
-        // Supported: revision word becomes 0, the second word reports the
-        // revision actually used.
+        // Supported: the revision word becomes 0.
         write_u64(tag + 16, 0);
-        write_u64(tag + 8, wanted);
+        if report_loaded {
+            write_u64(tag + 8, wanted);
+        }
         wanted
     }
 

@@ -136,6 +136,8 @@ pub struct SuiteOptions {
     pub memory_mib: usize,
     /// Print the whole serial log of every run.
     pub verbose: bool,
+    /// Which loader boots our kernel (`auto` is resolved once, with a probe).
+    pub loader: crate::boot::LoaderChoice,
 }
 
 /// Split a comma-separated list; empty items are an error.
@@ -331,6 +333,7 @@ mod tests {
             timeout: Duration::from_secs(120),
             memory_mib: 512,
             verbose: false,
+            loader: crate::boot::LoaderChoice::Builtin,
         };
         assert!(o.check().is_ok());
         assert_eq!(o.total_runs(5), 30);

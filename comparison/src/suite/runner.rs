@@ -219,7 +219,7 @@ fn resolve_accel(opts: &SuiteOptions, systems: &Systems, wis: &Path) -> Result<A
             KVM_PROBE_TIMEOUT.as_secs()
         );
         let req = BootRequest {
-            loader: LoaderChoice::Builtin,
+            loader: systems.loader.clone(),
             cmdline: "run=selfcheck".into(),
             modules: Vec::new(),
             vm: vm(1, Accel::Kvm, opts, KVM_PROBE_TIMEOUT),
@@ -423,10 +423,14 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
         linux: None,
         linux_init: None,
         scratch: target_dir.join("comparison").join("media"),
+        loader: LoaderChoice::Builtin,
     };
     if wants_ours {
         eprintln!("suite: building our kernel and loader ...");
-        systems.artifacts = Systems::prepare(System::Ours)?.artifacts;
+        let ours = Systems::prepare_with_loader(System::Ours, opts.loader.clone())?;
+        eprintln!("suite: our kernel boots with {}", ours.loader.describe());
+        systems.artifacts = ours.artifacts;
+        systems.loader = ours.loader;
     }
     if wants_linux {
         eprintln!("suite: preparing Linux (test programs, Debian's kernel) ...");
