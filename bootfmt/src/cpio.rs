@@ -40,6 +40,8 @@ impl Entry<'_> {
     pub const S_IFDIR: u32 = 0o040000;
     /// Mask of the file type bits of `mode`.
     pub const S_IFMT: u32 = 0o170000;
+    /// File type bits of `mode` for a symbolic link (data: the target).
+    pub const S_IFLNK: u32 = 0o120000;
 
     /// Whether the member is a regular file.
     pub fn is_file(&self) -> bool {
@@ -49,6 +51,11 @@ impl Entry<'_> {
     /// Whether the member is a directory.
     pub fn is_dir(&self) -> bool {
         self.mode & Self::S_IFMT == Self::S_IFDIR
+    }
+
+    /// Whether the member is a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        self.mode & Self::S_IFMT == Self::S_IFLNK
     }
 }
 
@@ -369,6 +376,13 @@ mod writer {
         pub fn add_file(&mut self, name: &str, mode: u32, data: &[u8]) {
             let mode = (mode & !Entry::S_IFMT) | Entry::S_IFREG;
             self.add(name, mode, 1, data);
+        }
+
+        /// Add a symbolic link to `target`; `mode` holds the permission
+        /// bits (the type bits are set here).
+        pub fn add_symlink(&mut self, name: &str, mode: u32, target: &str) {
+            let mode = (mode & !Entry::S_IFMT) | Entry::S_IFLNK;
+            self.add(name, mode, 1, target.as_bytes());
         }
 
         /// Append the trailer and return the archive bytes.

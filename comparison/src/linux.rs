@@ -8,15 +8,39 @@
 //! Attempted to kill init! exitcode=0x...`).  `COMPARISON_LINUX_KERNEL=PATH`
 //! names a bzImage to use instead (machines without apt or network).
 //!
+//! With a NIC, Linux also needs the package's virtio modules (`virtio_pci`,
+//! `virtio_net` and what they depend on): they are kept in the cache as
+//! `modules-<package>/<release>/kernel/...` plus a `modules.dep` made here
+//! from each module's `depends=` (the package has no `modules.dep`; depmod
+//! makes it on install), and go into the Linux initramfs, where `linux-init`
+//! loads them.  `COMPARISON_LINUX_MODULES=DIR` names a `lib/modules/<release>`
+//! tree to use with `COMPARISON_LINUX_KERNEL`.
+//!
+//! `linux-init` prints Linux's `/sys/devices/system/cpu/vulnerabilities/*`
+//! lines with the prefix `VULN_PREFIX`: `vulnerabilities` extracts them and
+//! the output filter drops them.
+//!
 //! It must never fall back silently: if no kernel can be had, the error says
 //! why.  It only ever downloads that one package.
 
+use crate::initramfs::{Content, InitramfsFile};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The command line Linux gets; the program's arguments follow `--`.
+/// The command line Linux gets (the program's arguments are in the initramfs).
 pub const BASE_APPEND: &str = "console=ttyS0 quiet panic=-1 rdinit=/linux-init";
+
+/// The environment variable naming a `lib/modules/<release>` directory for
+/// the kernel of `KERNEL_ENV` (needed only with a NIC).
+pub const MODULES_ENV: &str = "COMPARISON_LINUX_MODULES";
+
+/// The modules a virtio-net NIC needs (their dependencies come along).
+pub const NET_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
+
+/// Prefix of `linux-init`'s lines that give one CPU vulnerability file:
+/// `linux-init: vulnerability: NAME: TEXT`.
+pub const VULN_PREFIX: &str = "linux-init: vulnerability: ";
 
 /// The environment variable naming a bzImage to use instead of Debian's.
 pub const KERNEL_ENV: &str = "COMPARISON_LINUX_KERNEL";
@@ -149,6 +173,30 @@ fn fetch(cache: &Path) -> Result<LinuxKernel> {
 }
 
 fn download_and_extract(package: &str, work: &Path, cache: &Path) -> Result<LinuxKernel> {
+    let root = download_package(package, work)?;
+    let vmlinuz = std::fs::read_dir(root.join("boot"))
+        .with_context(|| format!("{package} has no /boot directory"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+        .with_context(|| format!("{package} has no /boot/vmlinuz-*"))?;
+    store_modules(&root, package, work, cache)?;
+    let dest = cache.join(format!("vmlinuz-{package}"));
+    std::fs::rename(&vmlinuz, &dest)
+        .with_context(|| format!("moving the kernel to {}", dest.display()))?;
+    Ok(LinuxKernel {
+        vmlinuz: dest,
+        package: package.to_string(),
+    })
+}
+
+/// `apt-get download` `package` into `work` and extract it; returns the
+/// extracted root.
+fn download_package(package: &str, work: &Path) -> Result<PathBuf> {
     let out = Command::new("apt-get")
         .args(["download", "-q", package])
         .current_dir(work)
@@ -175,23 +223,226 @@ fn download_and_extract(package: &str, work: &Path, cache: &Path) -> Result<Linu
     if !status.success() {
         bail!("dpkg-deb -x {} failed ({status})", deb.display());
     }
-    let vmlinuz = std::fs::read_dir(root.join("boot"))
-        .with_context(|| format!("{package} has no /boot directory"))?
+    Ok(root)
+}
+
+/// Copy `NET_MODULES` and their dependencies from an extracted package
+/// (`root`) into `<cache>/modules-<package>/<release>/`, with a `modules.dep`.
+fn store_modules(root: &Path, package: &str, work: &Path, cache: &Path) -> Result<()> {
+    let lib = root.join("lib/modules");
+    let release = std::fs::read_dir(&lib)
+        .with_context(|| format!("{package} has no /lib/modules"))?
         .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        .find(|e| e.path().join("kernel").is_dir())
+        .with_context(|| format!("{package} has no /lib/modules/<release>/kernel"))?
+        .file_name();
+    let src = lib.join(&release);
+    let modules = select_modules(&src, NET_MODULES)?;
+    let staged = work.join("modules").join(&release);
+    for m in &modules {
+        let to = staged.join(&m.path);
+        std::fs::create_dir_all(to.parent().expect("module paths have a parent"))?;
+        std::fs::copy(src.join(&m.path), &to).with_context(|| format!("copying {}", m.path))?;
+    }
+    std::fs::write(staged.join("modules.dep"), modules_dep(&modules))?;
+    let dest = cache.join(format!("modules-{package}"));
+    // Atomic: a parallel first use may have put them there already.
+    match std::fs::rename(work.join("modules"), &dest) {
+        Err(_) if dest.is_dir() => Ok(()),
+        other => other.with_context(|| format!("moving the modules to {}", dest.display())),
+    }
+}
+
+/// One kernel module: its path below `lib/modules/<release>/` and the
+/// names of the modules it depends on (its `.modinfo` `depends=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelModule {
+    pub name: String,
+    pub path: String,
+    pub depends: Vec<String>,
+}
+
+/// The `depends=` entry of a module's `.modinfo` section: NUL-separated
+/// `key=value` strings, found by their text (a `depends=` string preceded by
+/// a NUL byte occurs nowhere else in a module).
+pub fn modinfo_depends(ko: &[u8]) -> Vec<String> {
+    const KEY: &[u8] = b"\0depends=";
+    let Some(at) = ko.windows(KEY.len()).position(|w| w == KEY) else {
+        return Vec::new();
+    };
+    let value = &ko[at + KEY.len()..];
+    let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
+    String::from_utf8_lossy(&value[..end])
+        .split(',')
+        .filter(|d| !d.is_empty())
+        .map(|d| d.replace('-', "_"))
+        .collect()
+}
+
+/// `wanted` and every module they depend on, found under `dir`
+/// (`lib/modules/<release>`), dependencies before their users.
+pub fn select_modules(dir: &Path, wanted: &[&str]) -> Result<Vec<KernelModule>> {
+    let mut index = std::collections::BTreeMap::new();
+    index_modules(dir, &dir.join("kernel"), &mut index)?;
+    let mut out: Vec<KernelModule> = Vec::new();
+    fn visit(
+        name: &str,
+        dir: &Path,
+        index: &std::collections::BTreeMap<String, String>,
+        out: &mut Vec<KernelModule>,
+        stack: &mut Vec<String>,
+    ) -> Result<()> {
+        if out.iter().any(|m| m.name == name) {
+            return Ok(());
+        }
+        if stack.iter().any(|s| s == name) {
+            bail!("module dependency cycle through {name}");
+        }
+        let Some(path) = index.get(name) else {
+            bail!("kernel module {name} not found in {}", dir.display());
+        };
+        if !path.ends_with(".ko") {
+            bail!("kernel module {path} is compressed; only plain .ko modules are supported");
+        }
+        let data = std::fs::read(dir.join(path)).with_context(|| format!("reading {path}"))?;
+        let depends = modinfo_depends(&data);
+        stack.push(name.to_string());
+        for d in &depends {
+            visit(d, dir, index, out, stack)?;
+        }
+        stack.pop();
+        out.push(KernelModule {
+            name: name.to_string(),
+            path: path.clone(),
+            depends,
+        });
+        Ok(())
+    }
+    for name in wanted {
+        visit(name, dir, &index, &mut out, &mut Vec::new())?;
+    }
+    Ok(out)
+}
+
+/// name (with `_` for `-`) -> path below `base` of every `.ko[.xz|.zst|.gz]`.
+fn index_modules(
+    base: &Path,
+    dir: &Path,
+    index: &mut std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            index_modules(base, &path, index)?;
+            continue;
+        }
+        let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+            .iter()
+            .find_map(|ext| file.strip_suffix(ext));
+        if let (Some(stem), Ok(rel)) = (stem, path.strip_prefix(base)) {
+            index.insert(stem.replace('-', "_"), rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// `modules.dep` lines (`path: dep-path ...`, dependencies as paths, direct
+/// ones only; `linux-init` follows them recursively).
+pub fn modules_dep(modules: &[KernelModule]) -> String {
+    let mut out = String::new();
+    for m in modules {
+        out.push_str(&m.path);
+        out.push(':');
+        for d in &m.depends {
+            if let Some(dep) = modules.iter().find(|x| &x.name == d) {
+                out.push(' ');
+                out.push_str(&dep.path);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The `lib/modules/<release>` directory holding the NIC modules of `linux`.
+fn modules_dir(linux: &LinuxKernel) -> Result<PathBuf> {
+    if std::env::var_os(KERNEL_ENV).is_some() {
+        let Some(dir) = std::env::var_os(MODULES_ENV) else {
+            bail!("--nic with {KERNEL_ENV}: set {MODULES_ENV} to that kernel's lib/modules/<release> directory (with virtio_pci and virtio_net)");
+        };
+        return Ok(PathBuf::from(dir));
+    }
+    let cache = linux
+        .vmlinuz
+        .parent()
+        .context("the kernel path has no directory")?;
+    let base = cache.join(format!("modules-{}", linux.package));
+    if !base.is_dir() {
+        // A cache from before modules were kept: fetch the package again.
+        eprintln!(
+            "linux: fetching the modules of {} (once) ...",
+            linux.package
+        );
+        let work = cache.join(format!("fetch-modules-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)?;
+        let result = (|| {
+            let root = download_package(&linux.package, &work)?;
+            store_modules(&root, &linux.package, &work, cache)
+        })();
+        let _ = std::fs::remove_dir_all(&work);
+        result?;
+    }
+    let release = std::fs::read_dir(&base)
+        .with_context(|| format!("reading {}", base.display()))?
+        .filter_map(|e| e.ok())
+        .next()
+        .with_context(|| format!("{} is empty", base.display()))?;
+    Ok(release.path())
+}
+
+/// The initramfs members that give Linux a virtio-net NIC:
+/// `/lib/modules/<release>/{kernel/...,modules.dep}` (`linux-init` loads
+/// every module listed in `modules.dep`, dependencies first).
+pub fn net_modules(linux: &LinuxKernel) -> Result<Vec<InitramfsFile>> {
+    let dir = modules_dir(linux)?;
+    let release = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("module directory name is not UTF-8")?
+        .to_string();
+    let modules = select_modules(&dir, NET_MODULES)?;
+    let base = format!("/lib/modules/{release}");
+    let mut out = Vec::new();
+    for m in &modules {
+        let data =
+            std::fs::read(dir.join(&m.path)).with_context(|| format!("reading {}", m.path))?;
+        out.push(InitramfsFile::file(
+            &format!("{base}/{}", m.path),
+            0o644,
+            data,
+        ));
+    }
+    out.push(InitramfsFile {
+        guest_path: format!("{base}/modules.dep"),
+        mode: 0o644,
+        content: Content::File(modules_dep(&modules).into_bytes()),
+    });
+    Ok(out)
+}
+
+/// Linux's CPU vulnerability lines (`NAME: TEXT`) that `linux-init` printed.
+pub fn vulnerabilities(serial: &str) -> Vec<String> {
+    serial
+        .lines()
+        .filter_map(|l| {
+            l.find(VULN_PREFIX)
+                .map(|at| l[at + VULN_PREFIX.len()..].trim().to_string())
         })
-        .with_context(|| format!("{package} has no /boot/vmlinuz-*"))?;
-    let dest = cache.join(format!("vmlinuz-{package}"));
-    std::fs::rename(&vmlinuz, &dest)
-        .with_context(|| format!("moving the kernel to {}", dest.display()))?;
-    Ok(LinuxKernel {
-        vmlinuz: dest,
-        package: package.to_string(),
-    })
+        .collect()
 }
 
 /// What Linux's console output says about PID 1.
@@ -245,7 +496,7 @@ impl OutputFilter {
             self.ended = true;
             return None;
         }
-        if is_kernel_log_line(line) {
+        if is_kernel_log_line(line) || line.starts_with(VULN_PREFIX) {
             return None;
         }
         Some(line.to_string())
@@ -318,5 +569,15 @@ mod tests {
             None
         );
         assert_eq!(f.keep("CPU: 0 PID: 1 Comm: init\n"), None);
+        let mut f = OutputFilter::default();
+        let vuln = "linux-init: vulnerability: spectre_v2: Mitigation: Retpolines\n";
+        assert_eq!(f.keep(vuln), None);
+        assert_eq!(
+            vulnerabilities(&format!("x\n{vuln}y\n")),
+            ["spectre_v2: Mitigation: Retpolines"]
+        );
+        let ko = b"\x7fELF...\0license=GPL\0depends=virtio_ring,net-failover\0intree=Y\0";
+        assert_eq!(modinfo_depends(ko), ["virtio_ring", "net_failover"]);
+        assert!(modinfo_depends(b"\0depends=\0").is_empty());
     }
 }

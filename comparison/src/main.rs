@@ -46,7 +46,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct SuiteArgs {
-    /// Systems, comma-separated: ours, ours-global, linux.
+    /// Systems, comma-separated: ours, ours-global, linux, linux-nomitig
+    /// (Linux booted with `mitigations=off`).
     #[arg(long, default_value = "ours,ours-global,linux")]
     systems: String,
     /// Core counts, comma-separated or ranges (1,2,4 or 1-4); default 1..host cores.
@@ -107,6 +108,14 @@ struct RunArgs {
     /// Extra file for the initramfs: HOST_PATH:GUEST_PATH (repeatable).
     #[arg(long = "file", value_name = "HOST_PATH:GUEST_PATH")]
     files: Vec<String>,
+    /// A host directory tree for the initramfs: HOST_DIR:GUEST_DIR
+    /// (repeatable; files, directories, symlinks, modes kept; GUEST_DIR may be /).
+    #[arg(long = "dir", value_name = "HOST_DIR:GUEST_DIR")]
+    dirs: Vec<String>,
+    /// Set a variable in the program's environment (repeatable; adds to or
+    /// replaces HOME=/ TERM=linux PATH=/bin:/sbin:/usr/bin:/usr/sbin).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
     #[arg(long, value_enum, default_value = "ours")]
     system: SystemArg,
     /// Our kernel only: which loader boots it (as for `boot`).
@@ -123,7 +132,8 @@ struct RunArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     memory: usize,
-    /// Our kernel only: extra kernel command-line words (e.g. "log=debug").
+    /// Extra kernel command-line words (e.g. "log=debug" for ours,
+    /// "mitigations=off" for Linux, "net=IP/PREFIX,gw=IP" for both).
     #[arg(long, default_value = "")]
     cmdline: String,
     /// Show the whole serial log (kernel lines too), not just the program's output.
@@ -136,7 +146,7 @@ struct RunArgs {
     nic: String,
     /// Host path of a static Linux executable; it becomes /init.
     program: std::path::PathBuf,
-    /// Arguments for the program (after `--`).
+    /// Arguments for the program (after `--`), passed byte for byte.
     #[arg(last = true)]
     args: Vec<String>,
 }
@@ -356,12 +366,22 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|f| comparison::initramfs::parse_file_arg(f))
         .collect::<Result<Vec<_>>>()?;
+    let dirs = args
+        .dirs
+        .iter()
+        .map(|d| comparison::initramfs::parse_dir_arg(d))
+        .collect::<Result<Vec<_>>>()?;
+    comparison::initramfs::environment(&args.env)?;
+    let extras = run::RunExtras {
+        env: args.env.clone(),
+        dirs,
+    };
     let system = match args.system {
         SystemArg::Ours => System::Ours,
         SystemArg::Linux => System::Linux,
     };
-    if system == System::Linux && (args.locks == LocksArg::Global || !args.cmdline.is_empty()) {
-        anyhow::bail!("--locks and --cmdline apply to our kernel only, not to --system linux");
+    if system == System::Linux && args.locks == LocksArg::Global {
+        anyhow::bail!("--locks applies to our kernel only, not to --system linux");
     }
     qemu::ensure_available()?;
     let accel = match args.accel {
@@ -406,7 +426,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
             ""
         }
     );
-    let result = run::run(&systems, &request)?;
+    let result = run::run_with(&systems, &request, &extras)?;
     match &result.verdict {
         Verdict::Exited(status) => {
             eprintln!(

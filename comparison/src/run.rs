@@ -1,15 +1,16 @@
 //! `run`: one static Linux program as PID 1, on our kernel or on Linux, in
 //! the same virtual machine, with the program's output and exit status.
 //!
-//! Owns: the initramfs of a run (`/init` + extra files, plus `/linux-init` on
-//! Linux), the kernel command lines, streaming only the program's output
+//! Owns: the initramfs of a run (`/init` + extra files and trees, PID 1's
+//! argv/envp files, plus `/linux-init` and the virtio modules on Linux), the kernel command lines, streaming only the program's output
 //! (the loader's lines, our `[cpuN] ...` log lines, Linux's `[  0.1] ...`
 //! lines and its panic block are dropped unless asked for), and the verdict: the program's exit
 //! status, or why there is none (kernel panic, boot error, timeout).
 //!
-//! Invariants: the same archive bytes go to both systems; arguments reach
-//! PID 1 as `-- ARGS` on the kernel command line, so they may not contain
-//! whitespace (refused with an error); every run has a timeout.
+//! Invariants: the same archive bytes go to both systems; arguments and the
+//! environment reach PID 1 byte for byte through `/.init/argv` and
+//! `/.init/envp` in the archive (`initramfs`), never the kernel command
+//! line (only a NUL byte is refused); every run has a timeout.
 
 use crate::boot::{self, BootRequest, LoaderChoice};
 use crate::build::Artifacts;
@@ -66,10 +67,21 @@ pub struct RunRequest {
     pub args: Vec<String>,
     /// Our kernel only: `locks=global` (the ablation).
     pub global_locks: bool,
-    /// Our kernel only: extra kernel command-line words (e.g. `log=debug`).
+    /// Extra kernel command-line words (e.g. `log=debug` for ours,
+    /// `mitigations=off` for Linux; `net=IP/PREFIX[,gw=IP]` for both).
     pub extra_cmdline: String,
     pub vm: VmConfig,
     pub echo: Echo,
+}
+
+/// What a run takes besides its `RunRequest` (kept apart so that callers
+/// that build a `RunRequest` literally need not change): `--env` and `--dir`.
+#[derive(Debug, Clone, Default)]
+pub struct RunExtras {
+    /// `KEY=VALUE` entries added to (or replacing in) the default environment.
+    pub env: Vec<String>,
+    /// Host directory trees: (host dir, absolute guest dir, `/` allowed).
+    pub dirs: Vec<(PathBuf, String)>,
 }
 
 /// How the run ended.
@@ -161,14 +173,9 @@ impl Systems {
     }
 }
 
-/// Check arguments for the kernel command line.
+/// Check arguments: any string but one with a NUL byte (argv cannot hold it).
 pub fn check_args(args: &[String]) -> Result<()> {
-    for arg in args {
-        if arg.is_empty() || arg.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            bail!("argument {arg:?}: arguments reach PID 1 through the kernel command line and cannot be empty or hold whitespace");
-        }
-    }
-    Ok(())
+    initramfs::nul_list(args).map(|_| ())
 }
 
 /// Check that `program` is a readable ELF file; returns its bytes.
@@ -181,13 +188,20 @@ pub fn read_program(program: &Path) -> Result<Vec<u8>> {
     Ok(data)
 }
 
-/// The archive bytes shared by both systems.
-pub fn make_initramfs(program: &Path, files: &[(PathBuf, String)]) -> Result<Vec<u8>> {
-    let data = read_program(program)?;
-    let files = files
+/// The archive bytes shared by both systems: `/init`, the `--file`s, the
+/// `--dir` trees, then `/.init/argv` and `/.init/envp`.
+pub fn make_initramfs(req: &RunRequest, extras: &RunExtras) -> Result<Vec<u8>> {
+    let data = read_program(&req.program)?;
+    let mut files = req
+        .files
         .iter()
         .map(|(host, guest)| InitramfsFile::from_host(host, guest))
         .collect::<Result<Vec<_>>>()?;
+    for (host, guest) in &extras.dirs {
+        files.extend(initramfs::tree_from_host(host, guest)?);
+    }
+    let env = initramfs::environment(&extras.env)?;
+    files.extend(initramfs::argv_files(&req.args, &env)?);
     initramfs::build(&data, &files)
 }
 
@@ -201,20 +215,15 @@ pub fn our_cmdline(req: &RunRequest) -> String {
         cmdline.push(' ');
         cmdline.push_str(req.extra_cmdline.trim());
     }
-    cmdline.push_str(" --");
-    for arg in &req.args {
-        cmdline.push(' ');
-        cmdline.push_str(arg);
-    }
     cmdline
 }
 
-/// Linux's command line for a run.
-pub fn linux_append(args: &[String]) -> String {
-    let mut append = format!("{} --", linux::BASE_APPEND);
-    for arg in args {
+/// Linux's command line for a run: the base plus `extra_cmdline`.
+pub fn linux_append(req: &RunRequest) -> String {
+    let mut append = linux::BASE_APPEND.to_string();
+    if !req.extra_cmdline.trim().is_empty() {
         append.push(' ');
-        append.push_str(arg);
+        append.push_str(req.extra_cmdline.trim());
     }
     append
 }
@@ -236,8 +245,13 @@ fn our_marker(serial: &str, marker: &str) -> Option<String> {
 
 /// Run one program.
 pub fn run(systems: &Systems, req: &RunRequest) -> Result<RunResult> {
+    run_with(systems, req, &RunExtras::default())
+}
+
+/// Run one program with `--env`/`--dir` extras.
+pub fn run_with(systems: &Systems, req: &RunRequest, extras: &RunExtras) -> Result<RunResult> {
     check_args(&req.args)?;
-    let cpio = make_initramfs(&req.program, &req.files)?;
+    let cpio = make_initramfs(req, extras)?;
     match req.system {
         System::Ours => run_ours(systems, req, cpio),
         System::Linux => run_linux(systems, req, cpio),
@@ -365,13 +379,18 @@ fn run_linux(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunRe
         std::fs::read(init_path).with_context(|| format!("reading {}", init_path.display()))?;
     extra.add_file("linux-init", 0o755, &init);
     initrd.extend_from_slice(&extra.finish());
+    // A NIC needs Debian's virtio modules, which linux-init loads.
+    if req.vm.nic.is_some() {
+        let modules = linux::net_modules(linux)?;
+        initrd.extend_from_slice(&initramfs::build_members(&modules)?);
+    }
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = qemu::write_media(
         &systems.scratch,
         &format!("linux-{}-{n}.cpio", std::process::id()),
         &initrd,
     )?;
-    let args = qemu::linux_command_args(&linux.vmlinuz, &path, &linux_append(&req.args), &req.vm);
+    let args = qemu::linux_command_args(&linux.vmlinuz, &path, &linux_append(req), &req.vm);
     let echo = req.echo;
     let mut output = String::new();
     let mut filter = OutputFilter::default();
@@ -433,15 +452,30 @@ mod tests {
         };
         assert_eq!(
             our_cmdline(&req),
-            "run=init init=/init locks=global log=debug -- a exit=3"
+            "run=init init=/init locks=global log=debug"
         );
         assert_eq!(
-            linux_append(&req.args),
-            format!("{} -- a exit=3", linux::BASE_APPEND)
+            linux_append(&req),
+            format!("{} log=debug", linux::BASE_APPEND)
         );
-        assert!(check_args(&["a b".to_string()]).is_err());
-        assert!(check_args(&[String::new()]).is_err());
-        assert!(check_args(&["ok".to_string()]).is_ok());
+        assert!(check_args(&["a b".to_string(), String::new()]).is_ok());
+        assert!(check_args(&["a\0b".to_string()]).is_err());
+        let cpio = make_initramfs(
+            &RunRequest {
+                program: std::env::current_exe().unwrap(),
+                args: vec!["a b".into(), String::new()],
+                ..req.clone()
+            },
+            &RunExtras {
+                env: vec!["X=1".into()],
+                dirs: vec![],
+            },
+        )
+        .unwrap();
+        let argv = bootfmt::cpio::find(&cpio, ".init/argv").unwrap().unwrap();
+        assert_eq!(argv.data, b"/init\0a b\0\0");
+        let envp = bootfmt::cpio::find(&cpio, ".init/envp").unwrap().unwrap();
+        assert!(envp.data.ends_with(b"\0X=1\0"));
     }
 
     fn outcome(serial: &str, ending: Ending) -> RunOutcome {

@@ -9,7 +9,9 @@
 //! User space (docs/USERSPACE.md): `run=init` runs PID 1 (the default when
 //! an initramfs is given and no `run=`), `init=/path` names it (default
 //! `/init`), and the words after a lone `--` are its arguments; the kernel
-//! does not interpret them.
+//! does not interpret them.  Arguments of any shape (spaces, empty, any
+//! byte but NUL) come instead in the initramfs file `/.init/argv`, the
+//! environment in `/.init/envp` (`split_nul_list` reads both).
 
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -196,6 +198,54 @@ pub fn net_config(line: &str) -> Option<NetConfig> {
         .filter_map(|w| w.strip_prefix("net="))
         .last()
         .and_then(parse_net)
+}
+
+/// Where a run's harness puts PID 1's argument vector inside the initramfs
+/// (docs/USERSPACE.md "Boot to PID 1"): the whole argv, argv[0] included.
+pub const INIT_ARGV_FILE: &str = "/.init/argv";
+/// Where it puts PID 1's whole environment.
+pub const INIT_ENVP_FILE: &str = "/.init/envp";
+/// The directory holding both (removed once read, when empty).
+pub const INIT_ARGS_DIR: &str = "/.init";
+
+/// A malformed `/.init/argv` or `/.init/envp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NulListError {
+    /// The last entry has no terminating NUL byte (a truncated file).
+    Unterminated,
+    /// The file holds no entry (argv needs at least argv[0]).
+    Empty,
+}
+
+impl fmt::Display for NulListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NulListError::Unterminated => "the last entry lacks its terminating NUL byte",
+            NulListError::Empty => "no entries (argv[0] at least is needed)",
+        })
+    }
+}
+
+/// Splits the contents of an argv/envp file: every entry is a byte string
+/// followed by one NUL byte, as in Linux's `/proc/PID/cmdline` (so an empty
+/// argument is a lone NUL, and any other byte, spaces and UTF-8 included,
+/// is kept as is).  An empty file is an empty list; `nonempty` refuses it.
+pub fn split_nul_list(
+    data: &[u8],
+    nonempty: bool,
+) -> Result<impl Iterator<Item = &[u8]>, NulListError> {
+    if nonempty && data.is_empty() {
+        return Err(NulListError::Empty);
+    }
+    let body = match data.split_last() {
+        None => data,
+        Some((0, body)) => body,
+        Some(_) => return Err(NulListError::Unterminated),
+    };
+    // `split` of an empty slice yields one empty item: skip it for an empty file.
+    Ok(body
+        .split(|b| *b == 0)
+        .take(if data.is_empty() { 0 } else { usize::MAX }))
 }
 
 /// Parses space-separated `key=value` words (up to a lone `--`). Words
@@ -424,6 +474,28 @@ mod tests {
         ] {
             assert_eq!(parse(bad, |_| {}).unwrap_err().key, "net", "{}", bad);
         }
+    }
+
+    #[test]
+    fn nul_separated_argument_files() {
+        fn list(d: &[u8], ne: bool) -> Result<Vec<&[u8]>, NulListError> {
+            split_nul_list(d, ne).map(|it| it.collect())
+        }
+        assert_eq!(
+            list(b"/init\0a b\0\0x\"y\0\xc3\xa9\0", true).unwrap(),
+            [&b"/init"[..], b"a b", b"", b"x\"y", "\u{e9}".as_bytes()]
+        );
+        assert_eq!(list(b"\0", true).unwrap(), [&b""[..]]);
+        assert_eq!(list(b"", false).unwrap(), Vec::<&[u8]>::new());
+        assert_eq!(list(b"", true).unwrap_err(), NulListError::Empty);
+        assert_eq!(
+            list(b"/init\0a", true).unwrap_err(),
+            NulListError::Unterminated
+        );
+        assert_eq!(
+            list(b"HOME=/", false).unwrap_err(),
+            NulListError::Unterminated
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum SuiteSystem {
     OursGlobal,
     /// Debian's Linux kernel, same VM and initramfs.
     Linux,
+    /// The same Linux booted with `mitigations=off` (no Spectre/Meltdown
+    /// mitigations: the fair bound for a kernel that has none).
+    LinuxNoMitig,
 }
 
 impl SuiteSystem {
@@ -27,6 +30,23 @@ impl SuiteSystem {
             SuiteSystem::Ours => "ours",
             SuiteSystem::OursGlobal => "ours-global",
             SuiteSystem::Linux => "linux",
+            SuiteSystem::LinuxNoMitig => "linux-nomitig",
+        }
+    }
+
+    /// The kernel that runs (`linux-nomitig` is Linux with other options).
+    pub fn kernel(self) -> crate::run::System {
+        match self {
+            SuiteSystem::Ours | SuiteSystem::OursGlobal => crate::run::System::Ours,
+            SuiteSystem::Linux | SuiteSystem::LinuxNoMitig => crate::run::System::Linux,
+        }
+    }
+
+    /// Extra kernel command-line words of this system.
+    pub fn extra_cmdline(self) -> &'static str {
+        match self {
+            SuiteSystem::LinuxNoMitig => "mitigations=off",
+            _ => "",
         }
     }
 
@@ -35,7 +55,10 @@ impl SuiteSystem {
             "ours" => SuiteSystem::Ours,
             "ours-global" => SuiteSystem::OursGlobal,
             "linux" => SuiteSystem::Linux,
-            other => bail!("unknown system `{other}` (expected ours, ours-global or linux)"),
+            "linux-nomitig" => SuiteSystem::LinuxNoMitig,
+            other => bail!(
+                "unknown system `{other}` (expected ours, ours-global, linux or linux-nomitig)"
+            ),
         })
     }
 }
@@ -280,6 +303,10 @@ mod tests {
             ]
         );
         assert_eq!(parse_systems(" linux ").unwrap(), vec![SuiteSystem::Linux]);
+        assert_eq!(
+            parse_systems("linux,linux-nomitig").unwrap(),
+            vec![SuiteSystem::Linux, SuiteSystem::LinuxNoMitig]
+        );
         assert!(parse_systems("ours,bsd")
             .unwrap_err()
             .to_string()

@@ -39,6 +39,9 @@ pub struct Record {
     pub commit: String,
     /// The kernel command line (ours) or Linux's `-append` plus its package.
     pub kernel_options: String,
+    /// Linux: its `/sys/devices/system/cpu/vulnerabilities/*` lines
+    /// (`NAME: TEXT`, joined by `; `) as that boot reported them; empty for ours.
+    pub vulnerabilities: String,
 }
 
 /// What one `wis` run printed: its JSON result line.
@@ -135,6 +138,7 @@ impl Record {
             "cpu_model": self.cpu_model,
             "commit": self.commit,
             "kernel_options": self.kernel_options,
+            "vulnerabilities": self.vulnerabilities,
         })
     }
 
@@ -178,6 +182,11 @@ impl Record {
             commit: text("commit"),
             kernel_options: obj
                 .get("kernel_options")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            vulnerabilities: obj
+                .get("vulnerabilities")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
@@ -227,7 +236,7 @@ pub fn to_json_text(records: &[Record]) -> String {
 }
 
 /// The CSV header, in the column order of `to_csv`.
-pub const CSV_HEADER: &str = "system,workload,mode,cores,workers,run,ops,seconds,ops_per_sec,unit,accel,qemu_version,cpu_model,commit,kernel_options";
+pub const CSV_HEADER: &str = "system,workload,mode,cores,workers,run,ops,seconds,ops_per_sec,unit,accel,qemu_version,cpu_model,commit,kernel_options,vulnerabilities";
 
 /// `results.csv` (RFC 4180 quoting where needed).
 pub fn to_csv(records: &[Record]) -> String {
@@ -250,6 +259,7 @@ pub fn to_csv(records: &[Record]) -> String {
             r.cpu_model.clone(),
             r.commit.clone(),
             r.kernel_options.clone(),
+            r.vulnerabilities.clone(),
         ];
         let quoted: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         out.push_str(&quoted.join(","));
@@ -284,6 +294,7 @@ pub(crate) fn sample(system: &str, workload: &str, cores: u32, run: u32, rate: f
         cpu_model: "max".into(),
         commit: "abc123".into(),
         kernel_options: "run=init".into(),
+        vulnerabilities: String::new(),
     }
 }
 

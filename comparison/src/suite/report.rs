@@ -67,10 +67,14 @@ pub fn group_table(group: &Group) -> String {
     );
     head.extend(systems.iter().map(|s| format!("eff. {s}")));
     let has = |s: &str| systems.iter().any(|x| x == s);
-    let ratios: Vec<(&str, &str)> = [("ours", "linux"), ("ours", "ours-global")]
-        .into_iter()
-        .filter(|(a, b)| has(a) && has(b))
-        .collect();
+    let ratios: Vec<(&str, &str)> = [
+        ("ours", "linux"),
+        ("ours", "linux-nomitig"),
+        ("ours", "ours-global"),
+    ]
+    .into_iter()
+    .filter(|(a, b)| has(a) && has(b))
+    .collect();
     head.extend(ratios.iter().map(|(a, b)| format!("{a}/{b}")));
     let _ = writeln!(out, "| {} |", head.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
@@ -124,10 +128,14 @@ pub fn summary_table(groups: &BTreeMap<GroupKey, Group>) -> String {
         if has("ours") {
             head.push("eff. ours".into());
         }
-        let ratios: Vec<(&str, &str)> = [("ours", "linux"), ("ours", "ours-global")]
-            .into_iter()
-            .filter(|(a, b)| has(a) && has(b))
-            .collect();
+        let ratios: Vec<(&str, &str)> = [
+            ("ours", "linux"),
+            ("ours", "linux-nomitig"),
+            ("ours", "ours-global"),
+        ]
+        .into_iter()
+        .filter(|(a, b)| has(a) && has(b))
+        .collect();
         head.extend(ratios.iter().map(|(a, b)| format!("{a}/{b}")));
         let _ = writeln!(out, "| {} |", head.join(" | "));
         let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
@@ -227,6 +235,21 @@ pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
             }
             let opts: Vec<String> = options.iter().map(|o| format!("`{o}`")).collect();
             let _ = writeln!(out, "- {system} kernel options: {}", opts.join(", "));
+        }
+        let mut vulns: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for r in in_accel.iter().filter(|r| !r.vulnerabilities.is_empty()) {
+            vulns
+                .entry(r.system.as_str())
+                .or_default()
+                .insert(r.vulnerabilities.as_str());
+        }
+        for (system, lines) in vulns {
+            for line in lines {
+                let _ = writeln!(
+                    out,
+                    "- {system} CPU vulnerabilities (/sys/devices/system/cpu/vulnerabilities): {line}"
+                );
+            }
         }
         let _ = writeln!(
             out,

@@ -301,10 +301,7 @@ fn kernel_options(req: &RunRequest, linux_package: &str) -> String {
             };
             run::our_cmdline(&bare).trim_end_matches(" --").to_string()
         }
-        System::Linux => format!(
-            "{} ({linux_package})",
-            run::linux_append(&[]).trim_end_matches(" --")
-        ),
+        System::Linux => format!("{} ({linux_package})", run::linux_append(req)),
     }
 }
 
@@ -319,7 +316,7 @@ const WIS_DEFAULT_WARMUP_MS: u64 = 200;
 pub fn prior_run_seconds(system: SuiteSystem, _accel: Accel, interval_ms: u64) -> f64 {
     let boot = match system {
         SuiteSystem::Ours | SuiteSystem::OursGlobal => 0.6,
-        SuiteSystem::Linux => 5.0,
+        SuiteSystem::Linux | SuiteSystem::LinuxNoMitig => 5.0,
     };
     boot + interval_ms as f64 / 1000.0 + 0.2
 }
@@ -417,7 +414,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
         .systems
         .iter()
         .any(|s| matches!(s, SuiteSystem::Ours | SuiteSystem::OursGlobal));
-    let wants_linux = opts.systems.contains(&SuiteSystem::Linux);
+    let wants_linux = opts.systems.iter().any(|s| s.kernel() == System::Linux);
     let mut systems = Systems {
         artifacts: None,
         linux: None,
@@ -514,16 +511,12 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                         }
                         let args = wis_args(workload, cores, mode, opts.warmup_ms, opts.ms);
                         let req = RunRequest {
-                            system: if system == SuiteSystem::Linux {
-                                System::Linux
-                            } else {
-                                System::Ours
-                            },
+                            system: system.kernel(),
                             program: wis.clone(),
                             files: vec![],
                             args: args.clone(),
                             global_locks: system == SuiteSystem::OursGlobal,
-                            extra_cmdline: String::new(),
+                            extra_cmdline: system.extra_cmdline().to_string(),
                             vm: vm(cores, accel, opts, opts.timeout),
                             echo: if opts.verbose {
                                 Echo::Serial
@@ -545,7 +538,8 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                                 Verdict::Exited(0) => {
                                     let line = parse_wis_output(&res.output)?;
                                     check_line(&line, workload, mode, cores)?;
-                                    Ok(line)
+                                    let vulns = crate::linux::vulnerabilities(&res.outcome.serial);
+                                    Ok((line, vulns.join("; ")))
                                 }
                                 Verdict::Exited(s) => bail!(
                                     "wis exited with status {s}: {}\n{}",
@@ -581,7 +575,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                             .map(fmt_duration)
                             .unwrap_or_default();
                         match measured {
-                            Ok(line) => {
+                            Ok((line, vulnerabilities)) => {
                                 eprintln!(
                                     "[{done}/{total}] {what}: {} {}/s ({:.1} s); about {left} left",
                                     report::fmt_rate(line.ops_per_sec),
@@ -604,6 +598,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                                     cpu_model: cpu_model.to_string(),
                                     commit: commit.clone(),
                                     kernel_options,
+                                    vulnerabilities,
                                 });
                             }
                             Err(e) => {

@@ -115,7 +115,8 @@ pub fn system_rank(name: &str) -> usize {
         "ours" => 0,
         "ours-global" => 1,
         "linux" => 2,
-        _ => 3,
+        "linux-nomitig" => 3,
+        _ => 4,
     }
 }
 

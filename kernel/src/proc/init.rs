@@ -1,17 +1,23 @@
 //! PID 1: from the kernel command line to the first user process.
 //!
 //! Owns the `run=init` mode: set up the root file system with the
-//! initramfs (`fs::init_root`), start `init=`
-//! (default `/init`) with the arguments after `--` and the standard
-//! environment, then let the main kernel thread sleep; the end of PID 1
-//! ends the kernel (`exit::finish_process`).
+//! initramfs (`fs::init_root`), start `init=` (default `/init`) with its
+//! argv and environment, then let the main kernel thread sleep; the end of
+//! PID 1 ends the kernel (`exit::finish_process`).
 //!
-//! Must not: return while PID 1 runs, or start it when the initramfs is
-//! malformed (`initramfs: error: ...`, exit code 1).
+//! argv and envp come from the initramfs files `/.init/argv` and
+//! `/.init/envp` when present (NUL-terminated entries, byte for byte; read,
+//! then removed so the program sees only its own files), else from the words
+//! after `--` on the command line and the standard environment.
+//!
+//! Must not: return while PID 1 runs, or start it when the initramfs or its
+//! argv/envp files are malformed (`initramfs: error: ...`, exit code 1).
 
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+
+use alloc::format;
 
 use super::clone::start_task;
 use super::exec::load_program;
@@ -66,10 +72,13 @@ pub fn run_init() -> u32 {
     crate::syscall::time::init_realtime();
     let line = crate::boot::cmdline().unwrap_or("");
     let path = crate::cmdline::init_path(line);
-    let mut argv: Vec<Vec<u8>> = Vec::new();
-    argv.push(path.as_bytes().to_vec());
-    argv.extend(crate::cmdline::init_args(line).map(|a| a.as_bytes().to_vec()));
-    let envp: Vec<Vec<u8>> = INIT_ENV.iter().map(|e| e.as_bytes().to_vec()).collect();
+    let (argv, envp) = match init_vectors(line, path) {
+        Ok(vectors) => vectors,
+        Err(msg) => {
+            crate::log::report(format_args!("initramfs: error: {}", msg));
+            return EXIT_FAILURE;
+        }
+    };
     match spawn_init(path, &argv, &envp) {
         Ok(pid) => log::info!("init: started {} as pid {}", path, pid),
         Err(e) => {
@@ -83,4 +92,76 @@ pub fn run_init() -> u32 {
     loop {
         crate::sched::sleep_ns(1_000_000_000);
     }
+}
+
+/// The contents of `path` in the root, `None` if it does not exist.
+fn read_optional(path: &str) -> Result<Option<Vec<u8>>, String> {
+    let ctx = crate::fs::FsContext::new_root();
+    match crate::fs::read_whole_file(&ctx, path) {
+        Ok(data) => Ok(Some(data)),
+        Err(e) if e == Errno::ENOENT => Ok(None),
+        Err(e) if e == Errno::EACCES => Err(format!("{path}: not a regular file")),
+        Err(e) => Err(format!("{path}: cannot be read (errno {})", e.0)),
+    }
+}
+
+/// One NUL-list file (`/.init/argv` or `/.init/envp`) as owned entries.
+fn nul_list(path: &str, data: &[u8], nonempty: bool) -> Result<Vec<Vec<u8>>, String> {
+    let entries =
+        crate::cmdline::split_nul_list(data, nonempty).map_err(|e| format!("{path}: {e}"))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let mut owned = Vec::new();
+        owned
+            .try_reserve_exact(entry.len())
+            .map_err(|_| format!("{path}: out of memory"))?;
+        owned.extend_from_slice(entry);
+        out.try_reserve(1)
+            .map_err(|_| format!("{path}: out of memory"))?;
+        out.push(owned);
+    }
+    Ok(out)
+}
+
+/// PID 1's argv and envp: from `/.init/argv` and `/.init/envp` when the
+/// initramfs has them (then the command line may not also give arguments),
+/// else `path` plus the words after `--`, and `INIT_ENV`.
+fn init_vectors(line: &str, path: &str) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), String> {
+    use crate::cmdline::{INIT_ARGS_DIR, INIT_ARGV_FILE, INIT_ENVP_FILE};
+    let argv_file = read_optional(INIT_ARGV_FILE)?;
+    let envp_file = read_optional(INIT_ENVP_FILE)?;
+    let argv = match &argv_file {
+        Some(data) => {
+            if crate::cmdline::init_args(line).next().is_some() {
+                return Err(format!(
+                    "{INIT_ARGV_FILE} and arguments after `--` on the command line: give only one"
+                ));
+            }
+            nul_list(INIT_ARGV_FILE, data, true)?
+        }
+        None => {
+            let mut argv: Vec<Vec<u8>> = Vec::new();
+            argv.push(path.as_bytes().to_vec());
+            argv.extend(crate::cmdline::init_args(line).map(|a| a.as_bytes().to_vec()));
+            argv
+        }
+    };
+    let envp = match &envp_file {
+        Some(data) => nul_list(INIT_ENVP_FILE, data, false)?,
+        None => INIT_ENV.iter().map(|e| e.as_bytes().to_vec()).collect(),
+    };
+    // The files were for us: the program sees only its own. The directory
+    // stays if the user put other files in it.
+    let fs = crate::fs::root_fs();
+    let root = fs.root();
+    if argv_file.is_some() {
+        let _ = fs.unlink(&root, INIT_ARGV_FILE);
+    }
+    if envp_file.is_some() {
+        let _ = fs.unlink(&root, INIT_ENVP_FILE);
+    }
+    if argv_file.is_some() || envp_file.is_some() {
+        let _ = fs.rmdir(&root, INIT_ARGS_DIR);
+    }
+    Ok((argv, envp))
 }
