@@ -68,3 +68,8 @@ pub fn cpu_ticks(cpu: usize) -> (u64, u64, u64) {
 pub fn load_hundredths() -> [u64; 3] {
     core::array::from_fn(|i| (LOAD[i].load(Ordering::Relaxed) * 100 + FIXED_1 / 2) / FIXED_1)
 }
+
+/// CPUs whose last tick found them running something other than idle.
+pub fn busy_cpus() -> usize {
+    BUSY.iter().filter(|b| b.load(Ordering::Relaxed)).count()
+}

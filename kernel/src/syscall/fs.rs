@@ -271,7 +271,7 @@ pub fn sys_openat(dirfd: i32, path: u64, flags: u32, mode: u32) -> SysResult {
     if inode.kind() == FileType::Socket && flags & O_PATH == 0 {
         return Err(Errno::ENXIO);
     }
-    let f = File::open_inode(inode, flags | O_LARGEFILE);
+    let f = File::open_inode(inode, flags | O_LARGEFILE)?;
     p.files
         .fds
         .insert(f, flags & O_CLOEXEC != 0)
