@@ -32,6 +32,7 @@ use crate::env::{Page, Timespec, PAGE_SIZE};
 use crate::errno::{Errno, FsResult};
 use crate::lockstat::{LockClass, Mutex, RwLock};
 use crate::rcu::ReadGuard;
+use crate::synth::{Gen, Payload};
 use crate::vfs::Shared;
 
 /// Largest file size (1 TiB): beyond it writes fail with `EFBIG`.
@@ -125,6 +126,13 @@ pub(crate) enum Body {
     Dir(Dir),
     Symlink(String),
     Special,
+    /// A generated regular file: its bytes come from the provider at open.
+    Generated(Gen),
+    /// A magic link: reads as `text`, follows to `target` (`synth`).
+    Magic { text: String, target: Arc<Inode> },
+    /// A proxy for an object of the host (`synth`), with the `stat` it
+    /// reports.
+    Proxy(Payload, Stat),
 }
 
 pub(crate) struct FileData {
@@ -390,6 +398,8 @@ pub(crate) struct Dir {
     /// On the root of a mounted superblock: its mount point (weak: the
     /// point holds the root).
     pub(crate) covers: spin::Once<Weak<Inode>>,
+    /// A generated directory: its provider answers every lookup (`synth`).
+    pub(crate) gen: Option<Gen>,
 }
 
 impl Dir {
@@ -403,6 +413,7 @@ impl Dir {
             entries: AtomicU64::new(0),
             mounted: spin::Once::new(),
             covers: spin::Once::new(),
+            gen: None,
         }
     }
 
@@ -428,8 +439,10 @@ impl Dir {
 /// Where a directory listing stands; start with `DirCursor::default()`.
 #[derive(Clone, Debug, Default)]
 pub struct DirCursor {
-    /// 0: next is ".", 1: "..", 2: entries, 3: done.
+    /// 0: next is ".", 1: "..", 2: entries, 4: generated entries, 3: done.
     stage: u8,
+    /// Generated entries returned so far.
+    gen_index: usize,
     bucket: usize,
     after: Option<Box<str>>,
     /// Entries returned so far (the `d_off` of the last one).
@@ -445,7 +458,6 @@ impl Inode {
         parent: Option<&Arc<Inode>>,
         symlink_target: Option<String>,
     ) -> Arc<Inode> {
-        let now = shared.now();
         let body = match kind {
             FileType::Regular => Body::File(RwLock::new(
                 LockClass::FileData,
@@ -463,7 +475,20 @@ impl Inode {
             FileType::Symlink => Body::Symlink(symlink_target.unwrap_or_default()),
             FileType::CharDevice | FileType::Fifo | FileType::Socket => Body::Special,
         };
-        let ino = shared.ino.alloc();
+        Inode::with_body(shared, kind, perm, rdev, parent, body, shared.ino.alloc())
+    }
+
+    /// A new inode with a given body and number.
+    fn with_body(
+        shared: &'static Shared,
+        kind: FileType,
+        perm: u32,
+        rdev: u64,
+        parent: Option<&Arc<Inode>>,
+        body: Body,
+        ino: u64,
+    ) -> Arc<Inode> {
+        let now = shared.now();
         let inode = Arc::new_cyclic(|me: &Weak<Inode>| {
             if let (Body::Dir(d), None) = (&body, parent) {
                 // The root is its own parent.
@@ -555,11 +580,15 @@ impl Inode {
     pub fn symlink_target(&self) -> Option<&str> {
         match &self.body {
             Body::Symlink(t) => Some(t),
+            Body::Magic { text, .. } => Some(text),
             _ => None,
         }
     }
 
     pub fn stat(&self) -> Stat {
+        if let Body::Proxy(_, st) = &self.body {
+            return *st;
+        }
         let (size, blocks) = match &self.body {
             Body::File(f) => {
                 let f = f.read();
@@ -567,7 +596,8 @@ impl Inode {
             }
             Body::Dir(d) => (40 + 20 * d.entries.load(Ordering::Relaxed), 0),
             Body::Symlink(t) => (t.len() as u64, 0),
-            Body::Special => (0, 0),
+            Body::Magic { text, .. } => (text.len() as u64, 0),
+            Body::Special | Body::Generated(_) | Body::Proxy(..) => (0, 0),
         };
         let m = self.meta.read();
         Stat {
@@ -632,6 +662,33 @@ impl Inode {
         m.ctime = now;
     }
 
+    /// `chown`: sets the owner and/or group (`None` keeps it); on a
+    /// non-directory clears set-user-ID, and set-group-ID when group
+    /// execute is set, as Linux does for every chown; updates ctime.
+    pub fn set_owner(&self, uid: Option<u32>, gid: Option<u32>) {
+        let now = self.shared.now();
+        let mut m = self.meta.write();
+        if let Some(u) = uid {
+            m.uid = u;
+        }
+        if let Some(g) = gid {
+            m.gid = g;
+        }
+        if self.kind != FileType::Directory {
+            m.perm &= !0o4000;
+            if m.perm & 0o010 != 0 {
+                m.perm &= !0o2000;
+            }
+        }
+        m.ctime = now;
+    }
+
+    /// (uid, gid) of the owner.
+    pub fn owner(&self) -> (u32, u32) {
+        let m = self.meta.read();
+        (m.uid, m.gid)
+    }
+
     /// `utimensat`-style update; `None` leaves a time unchanged.
     pub fn set_times(&self, atime: Option<Timespec>, mtime: Option<Timespec>) {
         let now = self.shared.now();
@@ -643,6 +700,86 @@ impl Inode {
             m.mtime = t;
         }
         m.ctime = now;
+    }
+
+    // ---- generated inodes (`synth`) ----------------------------------
+
+    /// A generated directory below this one (`synth`).
+    pub fn gen_dir(self: &Arc<Inode>, ino: u64, perm: u32, gen: Gen) -> Arc<Inode> {
+        let mut d = Dir::new(Arc::downgrade(self));
+        d.gen = Some(gen);
+        Inode::with_body(
+            self.shared,
+            FileType::Directory,
+            perm,
+            0,
+            Some(self),
+            Body::Dir(d),
+            ino,
+        )
+    }
+
+    /// A generated regular file of this directory's superblock.
+    pub fn gen_file(&self, ino: u64, perm: u32, gen: Gen) -> Arc<Inode> {
+        let body = Body::Generated(gen);
+        Inode::with_body(self.shared, FileType::Regular, perm, 0, None, body, ino)
+    }
+
+    /// A symlink to `target` of this directory's superblock.
+    pub fn gen_symlink(&self, ino: u64, target: String) -> Arc<Inode> {
+        let body = Body::Symlink(target);
+        Inode::with_body(self.shared, FileType::Symlink, 0o777, 0, None, body, ino)
+    }
+
+    /// A magic link: `readlink` gives `text`, following gives `target`.
+    pub fn gen_magic(&self, ino: u64, perm: u32, text: String, target: Arc<Inode>) -> Arc<Inode> {
+        let body = Body::Magic { text, target };
+        Inode::with_body(self.shared, FileType::Symlink, perm, 0, None, body, ino)
+    }
+
+    /// A proxy for a host object that `stat` reports as `st` (its type
+    /// from `st.mode`: FIFO, socket, else an anonymous regular inode).
+    pub fn gen_proxy(&self, st: Stat, payload: Payload) -> Arc<Inode> {
+        let kind = match st.mode & 0o170000 {
+            0o010000 => FileType::Fifo,
+            0o140000 => FileType::Socket,
+            _ => FileType::Regular,
+        };
+        let body = Body::Proxy(payload, st);
+        Inode::with_body(self.shared, kind, st.mode, 0, None, body, st.ino)
+    }
+
+    /// The provider and key of a generated directory or file.
+    pub fn gen(&self) -> Option<&Gen> {
+        match &self.body {
+            Body::Dir(d) => d.gen.as_ref(),
+            Body::Generated(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// A generated regular file's bytes, made now; `None` for other inodes.
+    pub fn generated_contents(&self) -> Option<FsResult<alloc::vec::Vec<u8>>> {
+        match &self.body {
+            Body::Generated(g) => Some(g.provider.contents(g.key)),
+            _ => None,
+        }
+    }
+
+    /// Where a magic link leads.
+    pub fn magic_target(&self) -> Option<&Arc<Inode>> {
+        match &self.body {
+            Body::Magic { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// The host object behind a proxy.
+    pub fn payload(&self) -> Option<&Payload> {
+        match &self.body {
+            Body::Proxy(p, _) => Some(p),
+            _ => None,
+        }
     }
 
     /// Reads from a regular file at `offset`; returns the bytes read (0 at
@@ -851,6 +988,21 @@ impl Inode {
             }
             cursor.stage = 2;
             cursor.position += 1;
+        }
+        // A generated directory has no entries of its own (`synth`).
+        if cursor.stage == 2 && d.gen.is_some() {
+            cursor.stage = 4;
+        }
+        if let (4, Some(g)) = (cursor.stage, &d.gen) {
+            let list = g.provider.list(g.key);
+            for (name, ino, kind) in list.iter().skip(cursor.gen_index) {
+                if !emit(name, *ino, *kind, cursor.position + 1) {
+                    return Ok(());
+                }
+                cursor.gen_index += 1;
+                cursor.position += 1;
+            }
+            cursor.stage = 3;
         }
         while cursor.stage == 2 && cursor.bucket < DIR_BUCKETS {
             let bucket = d.buckets[cursor.bucket].write(self.shared);

@@ -27,6 +27,7 @@ mod ino;
 pub mod inode;
 pub mod lockstat;
 mod rcu;
+pub mod synth;
 pub mod vfs;
 
 #[cfg(any(test, feature = "host"))]
@@ -35,6 +36,7 @@ pub mod host;
 pub use env::{Clock, Page, PageAlloc, Timespec, PAGE_SIZE};
 pub use errno::{Errno, FsResult};
 pub use inode::{DirCursor, FileMapper, FileType, Inode, Stat, MAX_FILE_SIZE};
+pub use synth::{Gen, Payload, Provider};
 pub use vfs::{oflags, Fs, FsConfig, FsStats, MAX_SYMLINKS, NAME_MAX, PATH_MAX};
 
 /// Which locking the file system uses (the ablation switch).

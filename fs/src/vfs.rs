@@ -251,6 +251,22 @@ impl Fs {
         )
     }
 
+    /// Like `new_mount`, with a generated root directory (`synth`):
+    /// `provider` answers every name in it, with `key` for the root.
+    pub fn new_generated_mount(&self, provider: Arc<dyn crate::synth::Provider>, key: u64) -> Fs {
+        let plain = self.new_mount(0);
+        let gen = crate::synth::Gen { provider, key };
+        let root = plain.root.gen_dir(1, 0o555, gen);
+        // The root is its own parent, as `Inode::new` makes a root.
+        if let Ok(d) = root.dir() {
+            *d.parent.write() = Arc::downgrade(&root);
+        }
+        Fs {
+            shared: plain.shared,
+            root,
+        }
+    }
+
     fn with_big(
         config: FsConfig,
         pages: Arc<dyn PageAlloc>,
@@ -392,9 +408,11 @@ impl Fs {
                 }
                 Ok(Node::Own(here.parent().unwrap_or(here)))
             }
-            _ => Ok(Node::Ref(Self::cross(
-                d.lookup(rcu, name).ok_or(Errno::ENOENT)?,
-            ))),
+            _ => match (d.lookup(rcu, name), &d.gen) {
+                (Some(node), _) => Ok(Node::Ref(Self::cross(node))),
+                (None, Some(g)) => Ok(Node::Own(g.provider.lookup(dir, g.key, name)?)),
+                (None, None) => Err(Errno::ENOENT),
+            },
         }
     }
 
@@ -479,6 +497,13 @@ impl Fs {
         node: Node<'g>,
         links: &mut u32,
     ) -> FsResult<Node<'g>> {
+        if let Some(target) = node.magic_target() {
+            *links += 1;
+            if *links > MAX_SYMLINKS {
+                return Err(Errno::ELOOP);
+            }
+            return Ok(Node::Own(target.clone()));
+        }
         match node.symlink_target() {
             None => Ok(node),
             Some(target) => {
@@ -636,6 +661,9 @@ impl Fs {
         target: Option<String>,
     ) -> FsResult<Arc<Inode>> {
         let d = dir.dir()?;
+        if d.gen.is_some() {
+            return Err(Errno::EACCES);
+        }
         let mut bucket = d.bucket(name).write(dir.shared);
         if d.dead.load(Ordering::Acquire) {
             return Err(Errno::ENOENT);

@@ -24,6 +24,11 @@ pub fn dispatch(frame: &mut InterruptFrame) {
         TIMER_VECTOR => {
             cpu::this().ticks.fetch_add(1, Ordering::Relaxed);
             apic::eoi();
+            crate::sched::cputime::account_tick(
+                cpu::id(),
+                frame.cs & 3 == 3,
+                crate::sched::running_idle(),
+            );
             on_timer_tick();
         }
         RESCHED_VECTOR => {

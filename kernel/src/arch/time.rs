@@ -197,3 +197,8 @@ pub fn now_ns() -> u64 {
     let delta = rdtsc().saturating_sub(TSC_BASE.load(Ordering::Relaxed));
     ((delta as u128 * 1_000_000_000) / hz as u128) as u64
 }
+
+/// The TSC rate measured at boot (0 before calibration).
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Acquire)
+}

@@ -55,7 +55,9 @@ impl FdTable {
                 ::fs::oflags::O_WRONLY,
                 ::fs::oflags::O_WRONLY,
             ] {
-                let _ = t.insert(File::open_inode(console.clone(), flags), false);
+                if let Ok(f) = File::open_inode(console.clone(), flags) {
+                    let _ = t.insert(f, false);
+                }
             }
         }
         t
@@ -87,6 +89,20 @@ impl FdTable {
     pub fn release(&self) {
         let all = core::mem::take(&mut *self.slots.write());
         drop(all);
+    }
+
+    /// The open descriptors, ascending (for `/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> Vec<i32> {
+        let slots = self.slots.read();
+        (0..slots.len())
+            .filter(|&i| slots[i].is_some())
+            .map(|i| i as i32)
+            .collect()
+    }
+
+    /// Slots in the table (Linux's `FDSize`: at least 64).
+    pub fn capacity(&self) -> usize {
+        self.slots.read().len().next_multiple_of(64).max(64)
     }
 
     /// The open file of `fd`.

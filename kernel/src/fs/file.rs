@@ -34,11 +34,15 @@ pub enum Kind {
     Inode,
     Null,
     Zero,
+    /// `/dev/full`: reads zeros, writes fail with `ENOSPC`.
+    Full,
+    /// `/dev/random`, `/dev/urandom`: the kernel's random source.
+    Random,
     /// Serial console: writes go out unchanged, reads see end of file.
     Console,
     PipeRead(Arc<Pipe>),
     PipeWrite(Arc<Pipe>),
-    /// Contents fixed at open (e.g. `/proc/lockstat`).
+    /// Contents fixed at open (the generated files of `/proc`).
     Text(Vec<u8>),
     /// A socket of any family (`crate::net`).
     Socket(Arc<dyn Socket>),
@@ -129,19 +133,53 @@ impl File {
     }
 
     /// Opens an inode already resolved (and created/truncated) by the VFS.
-    pub fn open_inode(inode: Arc<Inode>, flags: u32) -> FileRef {
-        let kind = if inode.kind() == FileType::CharDevice && flags & O_PATH == 0 {
+    /// A generated `/proc` file is read once, now; a proxy (a pipe reached
+    /// through `/proc/<pid>/fd`) opens the pipe again, as the end `flags`
+    /// ask for; other proxies (sockets, epoll) cannot be opened (`ENXIO`).
+    pub fn open_inode(inode: Arc<Inode>, flags: u32) -> Result<FileRef, Errno> {
+        if flags & O_PATH != 0 {
+            return Ok(File::new(Some(inode), Kind::Inode, flags));
+        }
+        if let Some(payload) = inode.payload() {
+            let file = payload
+                .clone()
+                .downcast::<File>()
+                .map_err(|_| Errno::ENXIO)?;
+            let pipe = match &file.kind {
+                Kind::PipeRead(p) | Kind::PipeWrite(p) => p.clone(),
+                _ => return Err(Errno::ENXIO),
+            };
+            let kind = if flags & O_ACCMODE == O_RDONLY {
+                pipe.open_reader();
+                Kind::PipeRead(pipe)
+            } else {
+                pipe.open_writer();
+                Kind::PipeWrite(pipe)
+            };
+            let acc = if flags & O_ACCMODE == O_RDONLY {
+                O_RDONLY
+            } else {
+                O_WRONLY
+            };
+            return Ok(File::new(None, kind, (flags & !O_ACCMODE) | acc));
+        }
+        if let Some(text) = inode.generated_contents() {
+            let text = text.map_err(errno)?;
+            return Ok(File::new(Some(inode), Kind::Text(text), flags));
+        }
+        let kind = if inode.kind() == FileType::CharDevice {
             match inode.rdev() {
                 dev::NULL => Kind::Null,
                 dev::ZERO => Kind::Zero,
+                dev::FULL => Kind::Full,
+                dev::RANDOM | dev::URANDOM => Kind::Random,
                 dev::CONSOLE | dev::TTY => Kind::Console,
-                dev::LOCKSTAT => Kind::Text(::fs::lockstat::report().into_bytes()),
                 _ => Kind::Null,
             }
         } else {
             Kind::Inode
         };
-        File::new(Some(inode), kind, flags)
+        Ok(File::new(Some(inode), kind, flags))
     }
 
     /// Both ends of a new pipe.
@@ -219,8 +257,12 @@ impl File {
                 }
             }
             Kind::Null | Kind::Console => Ok(0),
-            Kind::Zero => {
+            Kind::Zero | Kind::Full => {
                 out.fill(0);
+                Ok(out.len())
+            }
+            Kind::Random => {
+                crate::syscall::info::fill_random(out);
                 Ok(out.len())
             }
             Kind::PipeRead(p) => p.read(out, self.nonblocking()),
@@ -251,7 +293,8 @@ impl File {
                     _ => Err(Errno::EINVAL),
                 }
             }
-            Kind::Null | Kind::Zero => Ok((src.len(), offset)),
+            Kind::Null | Kind::Zero | Kind::Random => Ok((src.len(), offset)),
+            Kind::Full => Err(Errno::ENOSPC),
             Kind::Console => {
                 for &b in src {
                     crate::arch::serial::write_byte(b);

@@ -1,5 +1,6 @@
 //! Glue between the kernel and the `fs` crate: the root tmpfs with `/dev`,
-//! `/tmp` and `/proc` mounted on it (separate superblocks), the initramfs,
+//! `/tmp` (tmpfs) and `/proc` (generated, `procfs`) mounted on it
+//! (separate superblocks), the initramfs,
 //! open files, descriptor tables, per-process file-system context and pipes.
 //!
 //! Owns the root `::fs::Fs` and the superblocks mounted on it (created on
@@ -18,6 +19,7 @@ mod file;
 mod initramfs;
 mod pipe;
 pub mod pollwait;
+pub mod procfs;
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -32,18 +34,31 @@ pub use fdtable::{FdTable, FsContext};
 pub use file::{File, FileRef, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
 pub use initramfs::unpack_initramfs;
 
-/// Device numbers of the nodes the kernel serves itself (Linux's, and
-/// 240 = "local use" for the lock statistics).
+/// Device numbers of the nodes the kernel serves itself (Linux's).
 pub mod dev {
     pub const fn makedev(major: u64, minor: u64) -> u64 {
         (major << 8) | minor
     }
     pub const NULL: u64 = makedev(1, 3);
     pub const ZERO: u64 = makedev(1, 5);
+    pub const FULL: u64 = makedev(1, 7);
+    pub const RANDOM: u64 = makedev(1, 8);
+    pub const URANDOM: u64 = makedev(1, 9);
     pub const TTY: u64 = makedev(5, 0);
     pub const CONSOLE: u64 = makedev(5, 1);
-    pub const LOCKSTAT: u64 = makedev(240, 0);
 }
+
+/// Pages held by the tmpfs superblocks (root, `/dev`, `/tmp`): Linux's
+/// `Shmem` of `/proc/meminfo`.
+pub fn tmpfs_pages() -> u64 {
+    let root = root_fs().stats().used_pages;
+    root + TMPFS
+        .get()
+        .map_or(0, |all| all.iter().map(|f| f.stats().used_pages).sum::<u64>())
+}
+
+/// The tmpfs superblocks, for their statistics.
+static TMPFS: spin::Once<Vec<&'static Fs>> = spin::Once::new();
 
 /// The crate's errno as the kernel's (same Linux numbers).
 pub fn errno(e: ::fs::Errno) -> Errno {
@@ -118,15 +133,24 @@ fn make_root() -> Fs {
 
 /// Mounts the kernel's file systems below the root tmpfs, each its own
 /// superblock (own `st_dev`, inode numbers and page bound): `/dev` with the
-/// device nodes, `/tmp` (mode 1777) and `/proc` with the lock statistics.
+/// device nodes and the `/proc/self/fd` links, `/tmp` (mode 1777) and
+/// `/proc` (`procfs`).
 fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
     let root = fs.root();
-    // /dev and /proc hold only device nodes: a few pages are plenty.
+    // /dev holds only device nodes and links: a few pages are plenty.
     const SMALL: u64 = 64;
     fs.mkdir(&root, "/dev", 0o755)?;
-    fs.mount(&root, "/dev", &fs.new_mount(SMALL))?;
+    let dev_fs: &'static Fs = alloc::boxed::Box::leak(alloc::boxed::Box::new(fs.new_mount(SMALL)));
+    fs.mount(&root, "/dev", dev_fs)?;
     fs.mknod(&root, "/dev/null", FileType::CharDevice, 0o666, dev::NULL)?;
     fs.mknod(&root, "/dev/zero", FileType::CharDevice, 0o666, dev::ZERO)?;
+    fs.mknod(&root, "/dev/full", FileType::CharDevice, 0o666, dev::FULL)?;
+    fs.mknod(&root, "/dev/random", FileType::CharDevice, 0o666, dev::RANDOM)?;
+    fs.mknod(&root, "/dev/urandom", FileType::CharDevice, 0o666, dev::URANDOM)?;
+    fs.symlink("/proc/self/fd", &root, "/dev/fd")?;
+    fs.symlink("/proc/self/fd/0", &root, "/dev/stdin")?;
+    fs.symlink("/proc/self/fd/1", &root, "/dev/stdout")?;
+    fs.symlink("/proc/self/fd/2", &root, "/dev/stderr")?;
     fs.mknod(
         &root,
         "/dev/console",
@@ -136,20 +160,14 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
     )?;
     fs.mknod(&root, "/dev/tty", FileType::CharDevice, 0o666, dev::TTY)?;
     fs.mkdir(&root, "/tmp", 0o777)?;
-    fs.mount(&root, "/tmp", &fs.new_mount(max_pages))?;
+    let tmp_fs: &'static Fs = alloc::boxed::Box::leak(alloc::boxed::Box::new(fs.new_mount(max_pages)));
+    fs.mount(&root, "/tmp", tmp_fs)?;
     // The mounted root carries the mode, as for Linux's `mode=1777`.
     fs.lookup(&root, "/tmp", true)?.set_perm(0o1777);
     fs.mkdir(&root, "/proc", 0o555)?;
-    let proc_fs = fs.new_mount(SMALL);
-    proc_fs.root().set_perm(0o555);
-    fs.mount(&root, "/proc", &proc_fs)?;
-    fs.mknod(
-        &root,
-        "/proc/lockstat",
-        FileType::CharDevice,
-        0o444,
-        dev::LOCKSTAT,
-    )?;
+    let (provider, key) = procfs::ProcFs::root();
+    fs.mount(&root, "/proc", &fs.new_generated_mount(provider, key))?;
+    TMPFS.call_once(|| alloc::vec![dev_fs, tmp_fs]);
     Ok(())
 }
 
@@ -209,6 +227,10 @@ impl crate::mm::vm::vma::PageSource for FilePages {
 
     fn object_key(&self) -> usize {
         self.0.map_key()
+    }
+
+    fn file_id(&self) -> Option<(u64, u64)> {
+        Some((self.0.dev(), self.0.ino()))
     }
 
     fn mapped_into(&self, aspace: &Arc<crate::mm::vm::AddressSpace>) {

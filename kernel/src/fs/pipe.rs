@@ -149,6 +149,16 @@ impl Pipe {
         Ok(done)
     }
 
+    /// Another read end (an open of `/proc/<pid>/fd/N`).
+    pub fn open_reader(&self) {
+        self.state.lock().readers += 1;
+    }
+
+    /// Another write end.
+    pub fn open_writer(&self) {
+        self.state.lock().writers += 1;
+    }
+
     pub fn close_reader(&self) {
         self.state.lock().readers -= 1;
         self.waiters.notify();

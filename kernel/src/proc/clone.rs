@@ -152,14 +152,16 @@ pub fn sys_clone(
         } else {
             parent.process.clone()
         };
-        Process::new(
+        let child = Process::new(
             tid,
             Some(&real_parent),
             aspace.clone(),
             files,
             signals,
             name,
-        )
+        );
+        *child.image.lock() = parent.process.image.lock().clone();
+        child
     };
     if process.exiting.load(Ordering::Acquire) {
         return Err(Errno::EAGAIN);
@@ -173,6 +175,7 @@ pub fn sys_clone(
     ));
     task.signals
         .set_mask(parent.signals.mask.load(Ordering::Acquire));
+    *task.comm.lock() = *parent.comm.lock();
     task.fs_base.store(
         if flags & CLONE_SETTLS != 0 {
             tls

@@ -24,6 +24,7 @@ pub mod exit;
 pub mod files;
 pub mod futex;
 pub mod init;
+pub mod itimer;
 pub mod process;
 pub mod signal;
 pub mod task;

@@ -134,6 +134,17 @@ pub struct Process {
     pub vfork_wait: WaitQueue,
     /// Program name (argv[0] of the last execve) for logs.
     pub name: IrqSpinLock<String>,
+    /// What `/proc/<pid>` shows of the running program (set by execve).
+    pub image: IrqSpinLock<ImageInfo>,
+}
+
+/// The program a process runs, as `/proc/<pid>/{exe,cmdline}` show it.
+#[derive(Clone, Default)]
+pub struct ImageInfo {
+    /// Absolute path of the executable ("" when unknown).
+    pub exe: String,
+    /// The arguments, each followed by a NUL.
+    pub cmdline: Vec<u8>,
 }
 
 impl Process {
@@ -173,6 +184,14 @@ impl Process {
             zombie: AtomicBool::new(false),
             vfork_done: AtomicBool::new(false),
             vfork_wait: WaitQueue::new(),
+            image: IrqSpinLock::new(ImageInfo {
+                exe: if name.starts_with('/') {
+                    name.clone()
+                } else {
+                    String::new()
+                },
+                cmdline: name.bytes().chain([0]).collect(),
+            }),
             name: IrqSpinLock::new(name),
         });
         LIVE.fetch_add(1, Ordering::Relaxed);
@@ -230,6 +249,28 @@ impl Drop for Process {
 
 /// Processes in existence (zombies included).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Ids handed out so far (Linux's `processes` of `/proc/stat`: forks
+/// and clones since boot, plus PID 1).
+pub fn ids_allocated() -> u64 {
+    (NEXT_ID.load(Ordering::Relaxed) - 1) as u64
+}
+
+/// The pids of every process in existence (zombies included), ascending.
+pub fn all_pids() -> Vec<Pid> {
+    let mut pids: Vec<Pid> = PROCESSES
+        .iter()
+        .flat_map(|b| {
+            b.lock()
+                .iter()
+                .filter(|(_, w)| w.strong_count() > 0)
+                .map(|(pid, _)| *pid)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
 
 /// Number of processes in existence (for `sysinfo`).
 pub fn live_processes() -> usize {

@@ -701,3 +701,24 @@ pub fn sigreturn(task: &Task, frame: &mut InterruptFrame) -> SysResult {
     }
     Ok(frame.rax as usize)
 }
+
+/// (thread-directed, process-directed) pending signals of `task`, and
+/// (ignored, caught) of its process, as `/proc/<pid>/status` shows them
+/// (bit n-1 for signal n).
+pub fn status_sets(task: &Task) -> (u64, u64, u64, u64) {
+    let mut ignored = 0;
+    let mut caught = 0;
+    for sig in 1..=NSIG as u32 {
+        match task.process.signals.action(sig).handler {
+            SIG_DFL => {}
+            SIG_IGN => ignored |= bit(sig),
+            _ => caught |= bit(sig),
+        }
+    }
+    (
+        task.signals.pending.load(Ordering::Acquire),
+        task.process.signals.pending.load(Ordering::Acquire),
+        ignored,
+        caught,
+    )
+}

@@ -49,6 +49,18 @@ pub struct Task {
     pub must_exit: AtomicBool,
     /// The scheduler thread running this task (set right after spawning).
     thread: spin::Once<Weak<Thread>>,
+    /// The thread's name (Linux `comm`: `prctl(PR_SET_NAME)`, the
+    /// executable's base name after execve), NUL-padded, at most 15 bytes.
+    pub comm: spin::Mutex<[u8; 16]>,
+}
+
+/// `comm` for a program path or name: its base name, cut to 15 bytes.
+pub fn comm_of(path: &str) -> [u8; 16] {
+    let base = path.rsplit('/').next().unwrap_or(path).as_bytes();
+    let mut comm = [0u8; 16];
+    let n = base.len().min(15);
+    comm[..n].copy_from_slice(&base[..n]);
+    comm
 }
 
 // SAFETY: `aspace` and `fpu` follow the access rule of the module
@@ -60,6 +72,7 @@ unsafe impl Send for Task {}
 impl Task {
     /// A new task of `process` on `aspace`, with the given FPU image.
     pub fn new(tid: Pid, process: Arc<Process>, aspace: Arc<AddressSpace>, fpu: FpuState) -> Task {
+        let comm = comm_of(&process.name.lock());
         Task {
             tid,
             process,
@@ -71,6 +84,7 @@ impl Task {
             signals: TaskSignals::new(),
             must_exit: AtomicBool::new(false),
             thread: spin::Once::new(),
+            comm: spin::Mutex::new(comm),
         }
     }
 

@@ -45,6 +45,7 @@
 //! (dropping a dead thread frees its stack).
 
 mod context;
+pub mod cputime;
 mod lock;
 mod runqueue;
 mod scheduler;
@@ -97,6 +98,12 @@ pub fn start_ap() -> ! {
 /// May switch threads; the interrupted thread resumes here later.
 pub fn on_timer_tick() {
     scheduler::on_timer_tick()
+}
+
+/// Whether this CPU runs its idle thread now (interrupts off: for the
+/// tick's time accounting, `cputime`).
+pub fn running_idle() -> bool {
+    scheduler::running_idle()
 }
 
 /// Called by the reschedule IPI handler (after EOI, interrupts disabled).

@@ -689,6 +689,11 @@ fn started_here() -> bool {
     try_get().is_some() && with_local(|l| l.current.is_some())
 }
 
+/// Whether this CPU runs its idle thread (false before it schedules).
+pub(super) fn running_idle() -> bool {
+    try_get().is_some() && with_local(|l| l.current.as_ref().is_none_or(|t| t.is_idle()))
+}
+
 /// Timer tick (interrupts disabled, on the interrupted thread's stack).
 pub(super) fn on_timer_tick() {
     if !started_here() {

@@ -271,7 +271,7 @@ pub fn sys_openat(dirfd: i32, path: u64, flags: u32, mode: u32) -> SysResult {
     if inode.kind() == FileType::Socket && flags & O_PATH == 0 {
         return Err(Errno::ENXIO);
     }
-    let f = File::open_inode(inode, flags | O_LARGEFILE);
+    let f = File::open_inode(inode, flags | O_LARGEFILE)?;
     p.files
         .fds
         .insert(f, flags & O_CLOEXEC != 0)
@@ -1154,6 +1154,11 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
         316 => sys_renameat2(fd(0), a[1], fd(2), a[3], a[4] as u32),
         332 => sys_statx(fd(0), a[1], a[2] as u32, a[3] as u32, a[4]),
         439 => sys_faccessat2(fd(0), a[1], a[2] as u32, a[3] as u32),
+        40 => sys_sendfile(fd(0), fd(1), a[2], a[3]),
+        92 => sys_chown(a[0], a[1] as u32, a[2] as u32),
+        93 => sys_fchown(fd(0), a[1] as u32, a[2] as u32),
+        94 => sys_lchown(a[0], a[1] as u32, a[2] as u32),
+        260 => sys_fchownat(fd(0), a[1], a[2] as u32, a[3] as u32, a[4] as u32),
         _ => return None,
     })
 }
@@ -1220,4 +1225,143 @@ pub const CALLS: &[(u64, &str)] = &[
     (316, "renameat2"),
     (332, "statx"),
     (439, "faccessat2"),
+    (40, "sendfile"),
+    (92, "chown"),
+    (93, "fchown"),
+    (94, "lchown"),
+    (260, "fchownat"),
 ];
+
+// ---- owners and sendfile ---------------------------------------------------
+
+/// Changes the owner of `inode` for the calling process: root may set any
+/// ids; others only the group of a file they own, to their own group
+/// (`EPERM` otherwise).  `u32::MAX` (-1) leaves an id unchanged.
+fn chown_inode(inode: &Inode, uid: u32, gid: u32) -> SysResult {
+    let p = proc()?;
+    let euid = p.creds.euid.load(core::sync::atomic::Ordering::Relaxed);
+    let egid = p.creds.egid.load(core::sync::atomic::Ordering::Relaxed);
+    let uid = (uid != u32::MAX).then_some(uid);
+    let gid = (gid != u32::MAX).then_some(gid);
+    if euid != 0 {
+        let (owner, _) = inode.owner();
+        let uid_ok = uid.is_none_or(|u| u == owner);
+        let gid_ok = gid.is_none_or(|g| g == egid);
+        if owner != euid || !uid_ok || !gid_ok {
+            return Err(Errno::EPERM);
+        }
+    }
+    inode.set_owner(uid, gid);
+    Ok(0)
+}
+
+pub fn sys_fchownat(dirfd: i32, path: u64, uid: u32, gid: u32, flags: u32) -> SysResult {
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let inode = resolve(dirfd, path, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+    chown_inode(&inode, uid, gid)
+}
+
+pub fn sys_chown(path: u64, uid: u32, gid: u32) -> SysResult {
+    sys_fchownat(AT_FDCWD, path, uid, gid, 0)
+}
+
+pub fn sys_lchown(path: u64, uid: u32, gid: u32) -> SysResult {
+    sys_fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW)
+}
+
+pub fn sys_fchown(fd: i32, uid: u32, gid: u32) -> SysResult {
+    let f = file(fd)?;
+    if f.flags() & O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
+    match &f.inode {
+        Some(inode) => chown_inode(inode, uid, gid),
+        // Pipes, sockets and epoll files keep no owner here.
+        None => Ok(0),
+    }
+}
+
+/// `sendfile(out_fd, in_fd, offset, count)`: copies from a regular file
+/// (at `*offset`, updated, or at its file position, advanced) to any
+/// writable file or socket; stops at the first short write.  Errors in
+/// Linux's order: `EFAULT` for `offset`, `EBADF` for a descriptor not
+/// open for reading / writing, `ESPIPE`/`EINVAL` for an input that is
+/// not a seekable file, `EINVAL` for an `O_APPEND` output.
+pub fn sys_sendfile(out_fd: i32, in_fd: i32, offset: u64, count: u64) -> SysResult {
+    const SEEK_CUR: u32 = 1;
+    const MAX_RW_COUNT: u64 = 0x7fff_f000;
+    let start: Option<i64> = if offset != 0 {
+        Some(read_user(offset)?)
+    } else {
+        None
+    };
+    let input = file(in_fd)?;
+    if !input.readable() {
+        return Err(Errno::EBADF);
+    }
+    if start.is_some() && input.check_positional().is_err() {
+        return Err(Errno::ESPIPE);
+    }
+    let output = file(out_fd)?;
+    if !output.writable() {
+        return Err(Errno::EBADF);
+    }
+    if output.flags() & O_APPEND != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let regular = input
+        .inode
+        .as_ref()
+        .is_some_and(|i| i.kind() == FileType::Regular);
+    if !regular {
+        return Err(Errno::EINVAL);
+    }
+    let mut pos = match start {
+        Some(p) if p < 0 => return Err(Errno::EINVAL),
+        Some(p) => p as u64,
+        None => input.seek(0, SEEK_CUR)?,
+    };
+    let count = count.min(MAX_RW_COUNT) as usize;
+    let mut kbuf = vec![0u8; count.clamp(1, CHUNK)];
+    let mut done = 0usize;
+    let mut failure = None;
+    while done < count {
+        let want = (count - done).min(kbuf.len());
+        let n = match input.read_at(&mut kbuf[..want], pos) {
+            Ok(n) => n,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let w = match output.write(&kbuf[..n]) {
+            Ok(w) => w,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        done += w;
+        pos += w as u64;
+        if w < n {
+            break;
+        }
+    }
+    if done == 0 {
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
+    match start {
+        Some(_) => write_user(offset, &(pos as i64))?,
+        None => {
+            input.seek(pos as i64, 0)?;
+        }
+    }
+    Ok(done)
+}

@@ -292,3 +292,80 @@ pub fn sys_sched_setaffinity(tid: i32, len: u64, mask: u64) -> SysResult {
     sched::set_affinity(&thread, m).map_err(|_| Errno::EINVAL)?;
     Ok(0)
 }
+
+/// `prctl(option, ...)`: the thread name (`PR_SET_NAME`, `PR_GET_NAME`,
+/// which Rust std and glibc use); every other option is `EINVAL`, as
+/// Linux answers options it does not know.
+pub fn sys_prctl(option: u32, arg2: u64) -> SysResult {
+    const PR_SET_NAME: u32 = 15;
+    const PR_GET_NAME: u32 = 16;
+    let task = me()?;
+    match option {
+        PR_SET_NAME => {
+            // Up to 15 bytes, stopping at a NUL (Linux copies at most
+            // `TASK_COMM_LEN - 1` and terminates).
+            let mut comm = [0u8; 16];
+            for (i, slot) in comm.iter_mut().take(15).enumerate() {
+                let b: u8 = crate::mm::uaccess::read_user(arg2 + i as u64)?;
+                if b == 0 {
+                    break;
+                }
+                *slot = b;
+            }
+            *task.comm.lock() = comm;
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            let comm = *task.comm.lock();
+            copy_to_user(arg2, &comm).map(|_| 0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `execve`, recording what `/proc/<pid>/{exe,cmdline,status}` show of
+/// the new program: its absolute path, its arguments (read back from the
+/// new stack) and its name.
+pub fn sys_execve(
+    frame: &mut crate::arch::idt::InterruptFrame,
+    path: u64,
+    argv: u64,
+    envp: u64,
+) -> SysResult {
+    let name = crate::mm::uaccess::read_user_cstr(path, 4095)?;
+    let task = me()?;
+    let cwd = task.process.files.ctx.cwd();
+    crate::proc::exec::sys_execve(frame, path, argv, envp)?;
+    // The new image runs: its stack starts with argc, then argv pointers.
+    let exe = if name.starts_with('/') {
+        name.clone()
+    } else {
+        let dir = crate::fs::root_fs()
+            .path_of(&cwd)
+            .unwrap_or_else(|_| "/".into());
+        alloc::format!("{}/{}", dir.trim_end_matches('/'), name)
+    };
+    let cmdline = read_cmdline(frame.rsp).unwrap_or_default();
+    *task.comm.lock() = crate::proc::task::comm_of(&name);
+    *task.process.image.lock() = crate::proc::process::ImageInfo { exe, cmdline };
+    Ok(0)
+}
+
+/// The argument strings of a fresh stack at `sp` (argc, argv[]), each
+/// followed by a NUL; at most one page, as Linux shows at most that much
+/// of a long command line in one read here.
+fn read_cmdline(sp: u64) -> Result<alloc::vec::Vec<u8>, Errno> {
+    use crate::mm::uaccess::{read_user, read_user_cstr_bytes};
+    let argc: u64 = read_user(sp)?;
+    let mut out = alloc::vec::Vec::new();
+    for i in 0..argc.min(1024) {
+        let ptr: u64 = read_user(sp + 8 + i * 8)?;
+        let arg = read_user_cstr_bytes(ptr, 128 * 1024)?;
+        out.extend_from_slice(&arg);
+        out.push(0);
+        if out.len() >= 4096 {
+            break;
+        }
+    }
+    Ok(out)
+}

@@ -164,3 +164,91 @@ pub fn sys_clock_nanosleep(clock: u32, flags: u32, req: u64, rem: u64) -> SysRes
     // Linux returns the error number directly here (not -1/errno).
     sleep_until(deadline, if flags & TIMER_ABSTIME != 0 { 0 } else { rem })
 }
+
+// ---- time, alarm, interval timers -------------------------------------------
+
+/// `time(tloc)`: seconds since the epoch, also stored at `tloc` if set.
+pub fn sys_time(tloc: u64) -> SysResult {
+    let secs = (crate::arch::time::now_ns() + realtime_offset_ns()) / NS_PER_SEC;
+    if tloc != 0 {
+        write_user(tloc, &(secs as i64))?;
+    }
+    Ok(secs as usize)
+}
+
+const ITIMER_REAL: u32 = 0;
+const ITIMER_VIRTUAL: u32 = 1;
+const ITIMER_PROF: u32 = 2;
+const NS_PER_USEC: u64 = 1000;
+
+/// `struct itimerval` (two `timeval`s: interval, then value) in ns.
+fn itimerval_ns(addr: u64) -> Result<(u64, u64), Errno> {
+    let [isec, iusec, vsec, vusec]: [i64; 4] = read_user(addr)?;
+    let ns = |sec: i64, usec: i64| -> Result<u64, Errno> {
+        if sec < 0 || !(0..1_000_000).contains(&usec) {
+            return Err(Errno::EINVAL);
+        }
+        Ok((sec as u64)
+            .saturating_mul(NS_PER_SEC)
+            .saturating_add(usec as u64 * NS_PER_USEC))
+    };
+    Ok((ns(isec, iusec)?, ns(vsec, vusec)?))
+}
+
+fn write_itimerval(addr: u64, interval: u64, value: u64) -> Result<(), Errno> {
+    // Rounded up to whole microseconds, so a running timer never reads 0.
+    let tv = |ns: u64| {
+        let us = ns.div_ceil(NS_PER_USEC);
+        [(us / 1_000_000) as i64, (us % 1_000_000) as i64]
+    };
+    let (i, v) = (tv(interval), tv(value));
+    write_user(addr, &[i[0], i[1], v[0], v[1]])
+}
+
+fn me() -> Result<&'static crate::proc::Task, Errno> {
+    crate::proc::current_task().ok_or(Errno::ENOSYS)
+}
+
+/// `getitimer(which, curr)`: `ITIMER_REAL` only; the CPU-time timers
+/// (`ITIMER_VIRTUAL`, `ITIMER_PROF`) are not kept and read as disarmed.
+pub fn sys_getitimer(which: u32, curr: u64) -> SysResult {
+    let (value, interval) = match which {
+        ITIMER_REAL => crate::proc::itimer::get(me()?.process.pid),
+        ITIMER_VIRTUAL | ITIMER_PROF => (0, 0),
+        _ => return Err(Errno::EINVAL),
+    };
+    write_itimerval(curr, interval, value).map(|_| 0)
+}
+
+/// `setitimer(which, new, old)`: `ITIMER_REAL` delivers SIGALRM; the
+/// CPU-time timers are refused with `EINVAL` (not implemented).  A null
+/// `new` disarms, as Linux still accepts.
+pub fn sys_setitimer(which: u32, new: u64, old: u64) -> SysResult {
+    let (interval, value) = if new == 0 {
+        (0, 0)
+    } else {
+        itimerval_ns(new)?
+    };
+    if which != ITIMER_REAL {
+        return Err(Errno::EINVAL);
+    }
+    let (old_value, old_interval) = crate::proc::itimer::set(&me()?.process, value, interval);
+    if old != 0 {
+        write_itimerval(old, old_interval, old_value)?;
+    }
+    Ok(0)
+}
+
+/// `alarm(seconds)`: the real timer as a one-shot; returns the seconds
+/// that were left (rounded to nearest, at least 1 if any time was left,
+/// as Linux does).
+pub fn sys_alarm(seconds: u32) -> SysResult {
+    let value = seconds as u64 * NS_PER_SEC;
+    let (old, _) = crate::proc::itimer::set(&me()?.process, value, 0);
+    if old == 0 {
+        return Ok(0);
+    }
+    let us = old.div_ceil(NS_PER_USEC);
+    let secs = us / 1_000_000 + (us % 1_000_000 >= 500_000) as u64;
+    Ok(secs.max(1) as usize)
+}

@@ -293,6 +293,22 @@ struct Inner {
     brk: u64,
 }
 
+/// One line of `/proc/<pid>/maps`.
+pub struct MapLine {
+    pub start: u64,
+    pub end: u64,
+    pub prot: u32,
+    pub shared: bool,
+    /// Offset in the file (bytes) for file mappings.
+    pub offset: u64,
+    /// (device, inode) of the mapped file.
+    pub file: Option<(u64, u64)>,
+    /// Inside the `brk` area.
+    pub heap: bool,
+    /// The initial stack.
+    pub stack: bool,
+}
+
 /// One user address space.
 pub struct AddressSpace {
     root: PhysAddr,
@@ -351,6 +367,35 @@ impl AddressSpace {
     /// Number of VMAs (tests, /proc-like reports).
     pub fn vma_count(&self) -> usize {
         self.inner.lock().vmas.len()
+    }
+
+    /// The mappings in address order, as `/proc/<pid>/maps` lists them.
+    pub fn map_report(&self) -> alloc::vec::Vec<MapLine> {
+        let g = self.inner.lock();
+        g.vmas
+            .iter()
+            .map(|v| {
+                let (offset, file) = match &v.backing {
+                    super::vma::Backing::Anon => (0, None),
+                    super::vma::Backing::Source { source, pgoff } => {
+                        (pgoff * 4096, source.file_id())
+                    }
+                };
+                MapLine {
+                    start: v.start,
+                    end: v.end,
+                    prot: v.prot,
+                    shared: v.shared,
+                    offset,
+                    file,
+                    heap: file.is_none()
+                        && g.brk_base != 0
+                        && v.start >= g.brk_base
+                        && v.start < g.brk.next_multiple_of(4096),
+                    stack: v.end == super::USER_TOP,
+                }
+            })
+            .collect()
     }
 
     /// Leaf entries holding a frame in `[start, end)` (tests).

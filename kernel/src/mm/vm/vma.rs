@@ -49,6 +49,12 @@ pub trait PageSource: Send + Sync {
     /// Called when `aspace` gains VMAs of this source (mmap, fork), so a
     /// source that can shrink records it in its reverse map.
     fn mapped_into(&self, _aspace: &Arc<super::AddressSpace>) {}
+
+    /// (device, inode number) of the file behind this source, for
+    /// `/proc/<pid>/maps`; `None` (the default) for anonymous objects.
+    fn file_id(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// How a VMA's pages come to be.
