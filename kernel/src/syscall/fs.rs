@@ -1095,7 +1095,7 @@ pub fn sys_pselect6(nfds: i32, rp: u64, wp: u64, ep: u64, ts: u64, sig: u64) -> 
 /// rdx, r10, r8, r9.
 pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
     let fd = |i: usize| a[i] as i32;
-    Some(match nr {
+    Some(super::count::syscall_match!(nr, {
         0 => sys_read(fd(0), a[1], a[2]),
         1 => sys_write(fd(0), a[1], a[2]),
         2 => sys_open(a[0], a[1] as u32, a[2] as u32),
@@ -1155,7 +1155,7 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
         332 => sys_statx(fd(0), a[1], a[2] as u32, a[3] as u32, a[4]),
         439 => sys_faccessat2(fd(0), a[1], a[2] as u32, a[3] as u32),
         _ => return None,
-    })
+    }))
 }
 
 /// (number, name) of every call `dispatch` serves.

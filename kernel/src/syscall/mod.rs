@@ -14,6 +14,7 @@
 //! `mm::uaccess`).  Must not: block with interrupts off (the entry enables
 //! them before `dispatch`).
 
+pub mod count;
 pub mod errno;
 pub mod fs;
 pub mod info;
@@ -396,6 +397,9 @@ static LOGGED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
 /// ENOSYS, logged once per number (by name).
 fn unsupported(nr: u64) -> SysResult {
+    if count::probing() {
+        return Err(Errno::ENOSYS); // a probe, not a call: nothing to log
+    }
     let first = if nr < 512 {
         let bit = 1u64 << (nr % 64);
         LOGGED[(nr / 64) as usize].fetch_or(bit, Ordering::Relaxed) & bit == 0
@@ -420,11 +424,18 @@ fn aspace() -> Result<alloc::sync::Arc<crate::mm::vm::AddressSpace>, Errno> {
 /// Runs the system call described by `frame` (number in `rax`) and puts
 /// the result in `rax`.
 pub fn dispatch(frame: &mut InterruptFrame) {
+    count::record(frame.rax);
+    route(frame);
+}
+
+/// The dispatch table: `dispatch` without the count (`count::probe` runs
+/// it to learn which numbers are served).
+fn route(frame: &mut InterruptFrame) {
     let nr = frame.rax;
     let (a0, a1, a2, a3, a4, a5) = (
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     );
-    let result: SysResult = match nr {
+    let result: SysResult = count::syscall_match!(nr, {
         // Memory (engineer "vm").
         9 => aspace().and_then(|a| mm::sys_mmap(&a, a0, a1, a2, a3, a4, a5)),
         10 => aspace().and_then(|a| mm::sys_mprotect(&a, a0, a1, a2)),
@@ -500,7 +511,7 @@ pub fn dispatch(frame: &mut InterruptFrame) {
         318 => info::sys_getrandom(a0, a1, a2 as u32),
 
         _ => fs_call(nr, frame),
-    };
+    });
     frame.rax = match result {
         Ok(v) => v as u64,
         Err(e) => e.to_return() as u64,
