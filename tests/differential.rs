@@ -204,3 +204,10 @@ fn net_loopback_cases_1_cpu() {
 fn net_stress_4_cpus() {
     same_on_both("net_stress", 4, &[]);
 }
+
+/// The system calls no other program reaches (issue 14): ids, groups and
+/// sessions, limits, waitid, vfork, signal waits, the *at file calls.
+#[test]
+fn sysgaps() {
+    same_on_both("sysgaps", 2, &[]);
+}

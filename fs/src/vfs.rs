@@ -914,6 +914,22 @@ impl Fs {
         new_start: &Arc<Inode>,
         new: &str,
     ) -> FsResult<()> {
+        self.rename_with(old_start, old, new_start, new, RenameMode::Replace)
+    }
+
+    /// `renameat2`: `rename` with Linux's flags (`RenameMode`).  With
+    /// `NoReplace` an existing target (even a link to the source) gives
+    /// `EEXIST`; with `Exchange` both names must exist and swap atomically
+    /// (each name always names one of the two inodes for a lock-free
+    /// lookup).
+    pub fn rename_with(
+        &self,
+        old_start: &Arc<Inode>,
+        old: &str,
+        new_start: &Arc<Inode>,
+        new: &str,
+        mode: RenameMode,
+    ) -> FsResult<()> {
         let _big = self.shared.big();
         let op = self.walk_parent(old_start, old, &mut 0)?;
         let np = self.walk_parent(new_start, new, &mut 0)?;
@@ -990,6 +1006,60 @@ impl Fs {
                 Some(g) => g.get(nname).cloned(),
                 None => g1.get(nname).cloned(),
             };
+            match (mode, &dst) {
+                (RenameMode::NoReplace, Some(_)) => return Err(Errno::EEXIST),
+                (RenameMode::Exchange, None) => return Err(Errno::ENOENT),
+                (RenameMode::Exchange, Some(dst)) => {
+                    if Arc::ptr_eq(dst, &src) {
+                        return Ok(());
+                    }
+                    if dst.mounted_root().is_some() {
+                        return Err(Errno::EBUSY);
+                    }
+                    if dst.is_dir() && cross {
+                        // `op.dir` must not be `dst` or below it.
+                        let mut cur = op.dir.clone();
+                        loop {
+                            if Arc::ptr_eq(&cur, dst) {
+                                return Err(Errno::EINVAL);
+                            }
+                            match cur.parent() {
+                                Some(parent) if !Arc::ptr_eq(&parent, &cur) => cur = parent,
+                                _ => break,
+                            }
+                        }
+                    }
+                    // Each insert replaces the other inode: both names
+                    // exist throughout.
+                    let out_new = match &mut g2 {
+                        Some(g) => g.insert(nname, src.clone()),
+                        None => g1.insert(nname, src.clone()),
+                    };
+                    let out_old = g1.insert(oname, dst.clone());
+                    drop(second);
+                    drop(first);
+                    drop(out_new);
+                    drop(out_old);
+                    if cross {
+                        for (node, from, to) in [(&src, &op.dir, &np.dir), (dst, &np.dir, &op.dir)]
+                        {
+                            if node.is_dir() {
+                                *node.dir()?.parent.write() = Arc::downgrade(to);
+                                from.add_nlink(-1);
+                                to.add_nlink(1);
+                            }
+                        }
+                    }
+                    src.touch_ctime();
+                    dst.touch_ctime();
+                    op.dir.touch_modified();
+                    if cross {
+                        np.dir.touch_modified();
+                    }
+                    return Ok(());
+                }
+                _ => {}
+            }
             if let Some(dst) = &dst {
                 if Arc::ptr_eq(dst, &src) {
                     return Ok(());
@@ -1101,4 +1171,15 @@ impl Fs {
         }
         Ok(out)
     }
+}
+
+/// How `rename_with` treats an existing target (`renameat2` flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenameMode {
+    /// `rename`: an existing target is replaced.
+    Replace,
+    /// `RENAME_NOREPLACE`: an existing target is `EEXIST`.
+    NoReplace,
+    /// `RENAME_EXCHANGE`: both names must exist; they swap inodes.
+    Exchange,
 }

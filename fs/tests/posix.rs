@@ -542,3 +542,49 @@ fn stat_path_matches_lookup() {
         assert_eq!(fs.stat_path(&r, "/d/f/x", true), Err(Errno::ENOTDIR));
     });
 }
+
+/// renameat2's RENAME_NOREPLACE and RENAME_EXCHANGE (`rename_with`).
+#[test]
+fn rename_noreplace_and_exchange() {
+    use fs::vfs::RenameMode::{Exchange, NoReplace};
+    both(|fs| {
+        let r = fs.root();
+        let a = create(fs, "/a");
+        let b = create(fs, "/b");
+        assert_eq!(
+            fs.rename_with(&r, "/a", &r, "/b", NoReplace).unwrap_err(),
+            Errno::EEXIST
+        );
+        fs.rename_with(&r, "/a", &r, "/b", Exchange).unwrap();
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/b", true).unwrap(), &a));
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/a", true).unwrap(), &b));
+        assert_eq!((a.nlink(), b.nlink()), (1, 1), "nobody loses a link");
+        assert_eq!(
+            fs.rename_with(&r, "/a", &r, "/c", Exchange).unwrap_err(),
+            Errno::ENOENT
+        );
+        fs.rename_with(&r, "/a", &r, "/c", NoReplace).unwrap();
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/c", true).unwrap(), &b));
+        // A directory and a file in different directories swap; the
+        // directory's parent and the link counts follow.
+        let d = fs.mkdir(&r, "/d", 0o755).unwrap();
+        let sub = fs.mkdir(&r, "/d/sub", 0o755).unwrap();
+        fs.rename_with(&r, "/d/sub", &r, "/c", Exchange).unwrap();
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/c", true).unwrap(), &sub));
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/d/sub", true).unwrap(), &b));
+        assert!(Arc::ptr_eq(&fs.lookup(&r, "/c/..", true).unwrap(), &r));
+        assert_eq!(d.nlink(), 2, "/d lost the subdirectory's `..`");
+        // A directory cannot be swapped into its own subtree.
+        assert_eq!(
+            fs.rename_with(&r, "/c", &r, "/d/sub", Exchange).map(|_| ()),
+            Ok(()),
+            "siblings' subtrees are fine"
+        );
+        fs.mkdir(&r, "/d/sub/in", 0o755).unwrap();
+        assert_eq!(
+            fs.rename_with(&r, "/d", &r, "/d/sub/in", Exchange)
+                .unwrap_err(),
+            Errno::EINVAL
+        );
+    });
+}

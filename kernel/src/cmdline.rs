@@ -248,6 +248,15 @@ pub fn split_nul_list(
         .take(if data.is_empty() { 0 } else { usize::MAX }))
 }
 
+/// Known words without a value: `syscount` (PID 1's exit prints the
+/// per-syscall call counts, `syscall::count`).
+const FLAGS: &[&str] = &["syscount"];
+
+/// Whether the kernel's own words (before `--`) include `word`.
+pub fn has_word(line: &str, word: &str) -> bool {
+    kernel_words(line).any(|w| w == word)
+}
+
 /// Parses space-separated `key=value` words (up to a lone `--`). Words
 /// that are not known keys (including words without `=`) go to
 /// `on_unknown` and are otherwise ignored. A later occurrence of a key
@@ -259,7 +268,9 @@ pub fn parse<'a>(
     let mut opts = Options::default();
     for word in kernel_words(line) {
         let Some((key, value)) = word.split_once('=') else {
-            on_unknown(word);
+            if !FLAGS.contains(&word) {
+                on_unknown(word);
+            }
             continue;
         };
         match key {

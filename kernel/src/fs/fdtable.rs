@@ -12,7 +12,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use ::fs::lockstat::{LockClass, RwLock};
 use ::fs::Inode;
@@ -34,6 +34,9 @@ pub struct FdTable {
     /// Read-locked by lookups (`get`), so threads of one process look up
     /// descriptors in parallel; written by open/close/dup.
     slots: RwLock<Vec<Option<Slot>>>,
+    /// RLIMIT_NOFILE's soft limit (at most `MAX_FDS`): new fds stay below
+    /// it.  Set by setrlimit/prlimit64, copied at fork.
+    limit: AtomicUsize,
 }
 
 impl FdTable {
@@ -41,6 +44,7 @@ impl FdTable {
     pub fn new() -> FdTable {
         FdTable {
             slots: RwLock::new(LockClass::FdTable, Vec::new()),
+            limit: AtomicUsize::new(MAX_FDS),
         }
     }
 
@@ -68,6 +72,7 @@ impl FdTable {
     pub fn fork_copy(&self) -> FdTable {
         FdTable {
             slots: RwLock::new(LockClass::FdTable, self.slots.read().clone()),
+            limit: AtomicUsize::new(self.limit()),
         }
     }
 
@@ -116,9 +121,22 @@ impl FdTable {
             .ok_or(Errno::EBADF)
     }
 
+    /// The highest fd plus one that new descriptors may get.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Applies RLIMIT_NOFILE's soft limit `n` (clamped to `MAX_FDS`; open
+    /// fds above it stay open, as on Linux).
+    pub fn set_limit(&self, n: u64) {
+        self.limit
+            .store(n.min(MAX_FDS as u64) as usize, Ordering::Relaxed);
+    }
+
     /// Installs `file` at the lowest free fd `>= min`.
     pub fn insert_from(&self, min: usize, file: FileRef, cloexec: bool) -> Result<i32, Errno> {
-        if min >= MAX_FDS {
+        let limit = self.limit();
+        if min >= limit {
             return Err(Errno::EINVAL);
         }
         let mut slots = self.slots.write();
@@ -126,7 +144,7 @@ impl FdTable {
             Some(fd) => fd,
             None => slots.len().max(min),
         };
-        if fd >= MAX_FDS {
+        if fd >= limit {
             return Err(Errno::EMFILE);
         }
         if fd >= slots.len() {
@@ -145,7 +163,7 @@ impl FdTable {
     pub fn insert_at(&self, fd: i32, file: FileRef, cloexec: bool) -> Result<i32, Errno> {
         let i = usize::try_from(fd)
             .ok()
-            .filter(|&i| i < MAX_FDS)
+            .filter(|&i| i < self.limit())
             .ok_or(Errno::EBADF)?;
         let old = {
             let mut slots = self.slots.write();

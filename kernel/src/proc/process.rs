@@ -134,6 +134,10 @@ pub struct Process {
     pub vfork_wait: WaitQueue,
     /// Program name (argv[0] of the last execve) for logs.
     pub name: IrqSpinLock<String>,
+    /// Process group and session ids (`setpgid`, `setsid`), inherited at
+    /// fork; PID 1 starts in group 0 and session 0, as on Linux.
+    pub pgid: AtomicI32,
+    pub sid: AtomicI32,
     /// What `/proc/<pid>` shows of the running program (set by execve).
     pub image: IrqSpinLock<ImageInfo>,
 }
@@ -166,6 +170,12 @@ impl Process {
             ),
             None => (0, Weak::new(), Creds::root(), default_rlimits()),
         };
+        let (pgid, sid) = parent.map_or((0, 0), |p| {
+            (
+                p.pgid.load(Ordering::Acquire),
+                p.sid.load(Ordering::Acquire),
+            )
+        });
         let process = Arc::new(Process {
             pid,
             ppid: AtomicI32::new(ppid),
@@ -193,6 +203,8 @@ impl Process {
                 cmdline: name.bytes().chain([0]).collect(),
             }),
             name: IrqSpinLock::new(name),
+            pgid: AtomicI32::new(pgid),
+            sid: AtomicI32::new(sid),
         });
         LIVE.fetch_add(1, Ordering::Relaxed);
         register_process(&process);
@@ -342,6 +354,17 @@ pub fn unregister_process(pid: Pid) {
 /// The process with this pid (alive or zombie).
 pub fn find_process(pid: Pid) -> Option<Arc<Process>> {
     lookup(&PROCESSES, pid)
+}
+
+/// Whether some process (alive or zombie) satisfies `pred` (walks every
+/// bucket: for the rare process-group checks of setsid/setpgid).
+pub fn any_process(pred: impl Fn(&Process) -> bool) -> bool {
+    PROCESSES.iter().any(|bucket| {
+        bucket
+            .lock()
+            .iter()
+            .any(|(_, w)| w.upgrade().is_some_and(|p| pred(&p)))
+    })
 }
 
 /// The live task with this tid.

@@ -522,8 +522,12 @@ fn stat_at(dirfd: i32, path: u64, flags: u32) -> Result<Stat, Errno> {
         .map_err(fs_err)
 }
 
-pub fn sys_statx(dirfd: i32, path: u64, flags: u32, _mask: u32, buf: u64) -> SysResult {
-    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) != 0 {
+pub fn sys_statx(dirfd: i32, path: u64, flags: u32, mask: u32, buf: u64) -> SysResult {
+    const STATX_RESERVED: u32 = 0x8000_0000;
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) != 0
+        || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
+        || mask & STATX_RESERVED != 0
+    {
         return Err(Errno::EINVAL);
     }
     let st = stat_at(dirfd, path, flags)?;
@@ -558,10 +562,37 @@ pub fn sys_faccessat2(dirfd: i32, path: u64, mode: u32, flags: u32) -> SysResult
         return Err(Errno::EINVAL);
     }
     let inode = resolve(dirfd, path, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?;
-    // Every process runs as root: read and write are always allowed;
-    // execute needs an x bit (or a directory), as for Linux's root.
     let st = inode.stat();
-    if mode & X_OK != 0 && !inode.is_dir() && st.mode & 0o111 == 0 {
+    // The real ids, or the effective ones with AT_EACCESS (as on Linux).
+    let creds = &crate::proc::current_task()
+        .ok_or(Errno::ENOSYS)?
+        .process
+        .creds;
+    let (uid, gid) = if flags & AT_EACCESS != 0 {
+        (&creds.euid, &creds.egid)
+    } else {
+        (&creds.uid, &creds.gid)
+    };
+    let relaxed = core::sync::atomic::Ordering::Relaxed;
+    let (uid, gid) = (uid.load(relaxed), gid.load(relaxed));
+    if uid == 0 {
+        // Root reads and writes anything; execute needs an x bit (or a
+        // directory), as for Linux's root.
+        if mode & X_OK != 0 && !inode.is_dir() && st.mode & 0o111 == 0 {
+            return Err(Errno::EACCES);
+        }
+        return Ok(0);
+    }
+    // Owner, else group, else other permission bits (no supplementary
+    // groups here).
+    let shift = if st.uid == uid {
+        6
+    } else if st.gid == gid {
+        3
+    } else {
+        0
+    };
+    if (st.mode >> shift) & mode & 7 != mode & 7 {
         return Err(Errno::EACCES);
     }
     Ok(0)
@@ -588,6 +619,9 @@ pub fn sys_fchmod(fd: i32, mode: u32) -> SysResult {
 pub fn sys_utimensat(dirfd: i32, path: u64, times: u64, flags: u32) -> SysResult {
     const UTIME_NOW: i64 = (1 << 30) - 1;
     const UTIME_OMIT: i64 = (1 << 30) - 2;
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
     let inode = if path == 0 {
         file(dirfd)?.inode.clone().ok_or(Errno::EBADF)?
     } else {
@@ -749,13 +783,19 @@ pub fn sys_rmdir(path: u64) -> SysResult {
 }
 
 pub fn sys_renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> SysResult {
-    if flags != 0 {
-        return Err(Errno::EINVAL);
-    }
+    const RENAME_NOREPLACE: u32 = 1;
+    const RENAME_EXCHANGE: u32 = 2;
+    let mode = match flags {
+        0 => ::fs::vfs::RenameMode::Replace,
+        RENAME_NOREPLACE => ::fs::vfs::RenameMode::NoReplace,
+        RENAME_EXCHANGE => ::fs::vfs::RenameMode::Exchange,
+        // RENAME_WHITEOUT (overlay file systems) and combinations.
+        _ => return Err(Errno::EINVAL),
+    };
     let (os, op) = at(olddir, old)?;
     let (ns, np) = at(newdir, new)?;
     root_fs()
-        .rename(&os, &op, &ns, &np)
+        .rename_with(&os, &op, &ns, &np, mode)
         .map_err(fs_err)
         .map(|_| 0)
 }
@@ -1095,7 +1135,7 @@ pub fn sys_pselect6(nfds: i32, rp: u64, wp: u64, ep: u64, ts: u64, sig: u64) -> 
 /// rdx, r10, r8, r9.
 pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
     let fd = |i: usize| a[i] as i32;
-    Some(match nr {
+    Some(super::count::syscall_match!(nr, {
         0 => sys_read(fd(0), a[1], a[2]),
         1 => sys_write(fd(0), a[1], a[2]),
         2 => sys_open(a[0], a[1] as u32, a[2] as u32),
@@ -1160,7 +1200,7 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
         94 => sys_lchown(a[0], a[1] as u32, a[2] as u32),
         260 => sys_fchownat(fd(0), a[1], a[2] as u32, a[3] as u32, a[4] as u32),
         _ => return None,
-    })
+    }))
 }
 
 /// (number, name) of every call `dispatch` serves.

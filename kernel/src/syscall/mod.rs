@@ -15,6 +15,7 @@
 //! `mm::uaccess`).  Must not: block with interrupts off (the entry enables
 //! them before `dispatch`).
 
+pub mod count;
 pub mod errno;
 pub mod fs;
 pub mod info;
@@ -37,6 +38,9 @@ static LOGGED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 /// ENOSYS, logged once per number with its name and the first caller
 /// (`comparison run` gathers these lines into its summary).
 fn unsupported(nr: u64) -> SysResult {
+    if count::probing() {
+        return Err(Errno::ENOSYS); // a probe, not a call: nothing to log
+    }
     let first = if nr < 512 {
         let bit = 1u64 << (nr % 64);
         LOGGED[(nr / 64) as usize].fetch_or(bit, Ordering::Relaxed) & bit == 0
@@ -63,11 +67,18 @@ fn aspace() -> Result<alloc::sync::Arc<crate::mm::vm::AddressSpace>, Errno> {
 /// Runs the system call described by `frame` (number in `rax`) and puts
 /// the result in `rax`.
 pub fn dispatch(frame: &mut InterruptFrame) {
+    count::record(frame.rax);
+    route(frame);
+}
+
+/// The dispatch table: `dispatch` without the count (`count::probe` runs
+/// it to learn which numbers are served).
+fn route(frame: &mut InterruptFrame) {
     let nr = frame.rax;
     let (a0, a1, a2, a3, a4, a5) = (
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     );
-    let result: SysResult = match nr {
+    let result: SysResult = count::syscall_match!(nr, {
         // Memory (engineer "vm").
         9 => aspace().and_then(|a| mm::sys_mmap(&a, a0, a1, a2, a3, a4, a5)),
         10 => aspace().and_then(|a| mm::sys_mprotect(&a, a0, a1, a2)),
@@ -109,14 +120,14 @@ pub fn dispatch(frame: &mut InterruptFrame) {
         110 => process::sys_getppid(),
         111 => process::sys_getpgid(0),
         112 => process::sys_setsid(),
-        113 => process::sys_setresid(a0 as u32, a1 as u32, u32::MAX, false),
-        114 => process::sys_setresid(a0 as u32, a1 as u32, u32::MAX, true),
+        113 => process::sys_setreid(a0 as u32, a1 as u32, false),
+        114 => process::sys_setreid(a0 as u32, a1 as u32, true),
         117 => process::sys_setresid(a0 as u32, a1 as u32, a2 as u32, false),
         118 => process::sys_getresid(a0, a1, a2, false),
         119 => process::sys_setresid(a0 as u32, a1 as u32, a2 as u32, true),
         120 => process::sys_getresid(a0, a1, a2, true),
         121 => process::sys_getpgid(a0 as i32),
-        124 => process::sys_getpgid(a0 as i32),
+        124 => process::sys_getsid(a0 as i32),
         158 => process::sys_arch_prctl(a0, a1),
         160 => process::sys_setrlimit(a0 as u32, a1),
         186 => process::sys_gettid(),
@@ -151,7 +162,7 @@ pub fn dispatch(frame: &mut InterruptFrame) {
         318 => info::sys_getrandom(a0, a1, a2 as u32),
 
         _ => fs_call(nr, frame),
-    };
+    });
     frame.rax = match result {
         Ok(v) => v as u64,
         Err(e) => e.to_return() as u64,

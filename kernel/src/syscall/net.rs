@@ -363,7 +363,7 @@ pub fn sys_epoll_pwait(
 /// rdx, r10, r8, r9.
 pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
     let fd = |i: usize| a[i] as i32;
-    Some(match nr {
+    Some(super::count::syscall_match!(nr, {
         41 => sys_socket(a[0] as u32, a[1] as u32, a[2] as u32),
         42 => sys_connect(fd(0), a[1], a[2] as u32),
         43 => sys_accept4(fd(0), a[1], a[2], 0),
@@ -386,5 +386,5 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
         288 => sys_accept4(fd(0), a[1], a[2], a[3] as u32),
         291 => sys_epoll_create1(a[0] as u32),
         _ => return None,
-    })
+    }))
 }

@@ -102,6 +102,43 @@ pub fn sys_setresid(r: u32, e: u32, s: u32, group: bool) -> SysResult {
     Ok(0)
 }
 
+/// `setreuid`/`setregid` (-1 keeps a value).  Unprivileged, the real id
+/// may become the effective one and the effective id any of the three;
+/// as on Linux, the saved id becomes the new effective id whenever the real
+/// id is set or the effective id is set to something other than the old
+/// real id.
+pub fn sys_setreid(r: u32, e: u32, group: bool) -> SysResult {
+    let c = &me()?.process.creds;
+    let (real, eff, saved): (&AtomicU32, &AtomicU32, &AtomicU32) = if group {
+        (&c.gid, &c.egid, &c.sgid)
+    } else {
+        (&c.uid, &c.euid, &c.suid)
+    };
+    let root = c.euid.load(Ordering::Relaxed) == 0;
+    let (old_r, old_e, old_s) = (
+        real.load(Ordering::Relaxed),
+        eff.load(Ordering::Relaxed),
+        saved.load(Ordering::Relaxed),
+    );
+    if !root {
+        if r != u32::MAX && r != old_r && r != old_e {
+            return Err(Errno::EPERM);
+        }
+        if e != u32::MAX && e != old_r && e != old_e && e != old_s {
+            return Err(Errno::EPERM);
+        }
+    }
+    let new_e = if e != u32::MAX { e } else { old_e };
+    if r != u32::MAX {
+        real.store(r, Ordering::Relaxed);
+    }
+    eff.store(new_e, Ordering::Relaxed);
+    if r != u32::MAX || (e != u32::MAX && e != old_r) {
+        saved.store(new_e, Ordering::Relaxed);
+    }
+    Ok(0)
+}
+
 /// `getresuid`/`getresgid`.
 pub fn sys_getresid(r: u64, e: u64, s: u64, group: bool) -> SysResult {
     let c = &me()?.process.creds;
@@ -116,31 +153,71 @@ pub fn sys_getresid(r: u64, e: u64, s: u64, group: bool) -> SysResult {
     Ok(0)
 }
 
-/// `getpgid(pid)` / `getsid(pid)` / `getpgrp()`: there are no process
-/// groups or sessions here; every process leads its own, so the answer is
-/// the pid asked about (ESRCH if it does not exist).
-pub fn sys_getpgid(pid: i32) -> SysResult {
+/// The process `pid` names (0: the caller's), or ESRCH.
+fn process_of(pid: i32) -> Result<alloc::sync::Arc<process::Process>, Errno> {
     let t = me()?;
     if pid == 0 || pid == t.process.pid {
-        return Ok(t.process.pid as usize);
+        return Ok(t.process.clone());
     }
-    process::find_process(pid)
-        .map(|p| p.pid as usize)
-        .ok_or(Errno::ESRCH)
+    process::find_process(pid).ok_or(Errno::ESRCH)
 }
 
-/// `setpgid(pid, pgid)`: accepted for the caller and existing processes
-/// (nothing changes: no process groups).
+/// `getpgid(pid)` / `getpgrp()` (pid 0): the process group of `pid`.
+pub fn sys_getpgid(pid: i32) -> SysResult {
+    Ok(process_of(pid)?.pgid.load(Ordering::Acquire) as usize)
+}
+
+/// `getsid(pid)`: the session of `pid`.
+pub fn sys_getsid(pid: i32) -> SysResult {
+    Ok(process_of(pid)?.sid.load(Ordering::Acquire) as usize)
+}
+
+/// `setpgid(pid, pgid)` (0 = the caller / the target's own pid), with
+/// Linux's rules: the target is the caller or one of its children, in the
+/// caller's session and not a session leader; the group joined is a new
+/// one named by the target or one that exists in that session.  (Not
+/// checked: EACCES for a child that has already called execve.)
 pub fn sys_setpgid(pid: i32, pgid: i32) -> SysResult {
     if pgid < 0 {
         return Err(Errno::EINVAL);
     }
-    sys_getpgid(pid).map(|_| 0)
+    let caller = me()?.process.clone();
+    let target = process_of(pid)?;
+    if !alloc::sync::Arc::ptr_eq(&target, &caller)
+        && target.ppid.load(Ordering::Acquire) != caller.pid
+    {
+        return Err(Errno::ESRCH);
+    }
+    let sid = caller.sid.load(Ordering::Acquire);
+    if target.sid.load(Ordering::Acquire) == target.pid {
+        return Err(Errno::EPERM); // a session leader stays in its group
+    }
+    if target.sid.load(Ordering::Acquire) != sid {
+        return Err(Errno::EPERM);
+    }
+    let pgid = if pgid == 0 { target.pid } else { pgid };
+    if pgid != target.pid
+        && !process::any_process(|p| {
+            p.pgid.load(Ordering::Acquire) == pgid && p.sid.load(Ordering::Acquire) == sid
+        })
+    {
+        return Err(Errno::EPERM);
+    }
+    target.pgid.store(pgid, Ordering::Release);
+    Ok(0)
 }
 
-/// `setsid()`: the caller's pid (it is a session leader already).
+/// `setsid()`: the caller leads a new session and group named by its pid,
+/// unless a process group with that id exists (EPERM), as on Linux.
 pub fn sys_setsid() -> SysResult {
-    Ok(me()?.process.pid as usize)
+    let caller = me()?.process.clone();
+    let pid = caller.pid;
+    if process::any_process(|p| p.pgid.load(Ordering::Acquire) == pid) {
+        return Err(Errno::EPERM);
+    }
+    caller.sid.store(pid, Ordering::Release);
+    caller.pgid.store(pid, Ordering::Release);
+    Ok(pid as usize)
 }
 
 /// `set_tid_address(tidptr)`: returns the caller's tid.
@@ -191,6 +268,9 @@ pub fn sys_arch_prctl(code: u64, addr: u64) -> SysResult {
     }
 }
 
+/// RLIMIT_NOFILE: the descriptor table enforces its soft limit.
+const RLIMIT_NOFILE: usize = 7;
+
 /// `prlimit64(pid, resource, new, old)`.
 pub fn sys_prlimit64(pid: i32, resource: u32, new: u64, old: u64) -> SysResult {
     let t = me()?;
@@ -225,6 +305,9 @@ pub fn sys_prlimit64(pid: i32, resource: u32, new: u64, old: u64) -> SysResult {
                 return Err(Errno::EPERM);
             }
             limits[resource] = lim;
+            if resource == RLIMIT_NOFILE {
+                target.files.fds.set_limit(lim.cur);
+            }
         }
         previous
     };

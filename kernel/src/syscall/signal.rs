@@ -80,16 +80,17 @@ pub fn sys_rt_sigprocmask(how: i32, set: u64, old: u64, sigsetsize: u64) -> SysR
     Ok(0)
 }
 
-/// `rt_sigpending(set, sigsetsize)`.
+/// `rt_sigpending(set, sigsetsize)`: like Linux, any size up to the
+/// kernel's 8-byte set is accepted and that many bytes are written.
 pub fn sys_rt_sigpending(set: u64, sigsetsize: u64) -> SysResult {
-    if sigsetsize != 8 {
+    if sigsetsize > 8 {
         return Err(Errno::EINVAL);
     }
     // Pending-and-blocked signals: the deliverable ones are taken on the
     // way out of this very call, so report what stays blocked.
     let t = me()?;
     let blocked = signal::pending_set(t) & t.signals.mask.load(Ordering::Acquire);
-    write_user(set, &blocked)?;
+    crate::mm::uaccess::copy_to_user(set, &blocked.to_le_bytes()[..sigsetsize as usize])?;
     Ok(0)
 }
 

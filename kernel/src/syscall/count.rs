@@ -1,0 +1,133 @@
+//! Per-syscall call counts and the set of dispatched numbers (`syscount`).
+//!
+//! Owns: one counter per syscall number per CPU (bumped by `dispatch` on
+//! every call), the `syscall_match!` macro every dispatch table is written
+//! with, and the probe that asks those same tables which numbers they serve
+//! (so the "dispatched" set follows the tables, with no second list).  With
+//! the kernel command-line word `syscount`, PID 1's exit prints (before
+//! `init exit:`) `syscount: dispatched=N,N,...` and
+//! `syscount: called=N:COUNT,...`; the syscall-coverage test reads them.
+//!
+//! Invariants: the hot path writes only the calling CPU's own counter line
+//! (a migration between reading the CPU id and the add only makes that one
+//! add land on another CPU's line, still atomically); numbers at or above
+//! `COUNTED` are not counted.  A probe runs no handler: while the probing
+//! task runs a table, every arm answers "served" without running, and
+//! `unsupported` answers ENOSYS without logging.
+//!
+//! Must not: take a lock or allocate on the counting path; change what any
+//! call does outside a probe.
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use percpu::PerCpu;
+
+use crate::arch::idt::InterruptFrame;
+
+/// Numbers below this are counted (Linux x86_64 numbers end near 460).
+pub const COUNTED: usize = 512;
+
+/// Calls per number, one array per CPU (each on its own cache lines).
+static COUNTS: PerCpu<[AtomicU64; COUNTED]> =
+    percpu::per_cpu!([const { AtomicU64::new(0) }; COUNTED]);
+
+/// Counts one call of `nr` on this CPU.  The hot path: one relaxed add to
+/// this CPU's own slot.
+#[inline]
+pub fn record(nr: u64) {
+    if let Some(slot) = COUNTS.remote(crate::arch::cpu::id()).get(nr as usize) {
+        slot.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Calls of `nr` summed over every CPU.
+pub fn calls(nr: usize) -> u64 {
+    COUNTS.iter().map(|c| c[nr].load(Ordering::Relaxed)).sum()
+}
+
+/// The probing task (its `current_task` pointer with bit 0 set), or 0.
+///
+/// Shared, not per-CPU, because a probe belongs to a task, not a CPU (a
+/// thread preempted between reading a per-CPU flag and acting on it could
+/// see another CPU's probe).  It is written twice per boot, and only in a
+/// `syscount` run at PID 1's exit, so on the hot path it is a read of a
+/// line nobody writes: it never bounces between CPUs.
+static PROBER: AtomicUsize = AtomicUsize::new(0);
+
+/// This task's identity for `PROBER` (task pointers are aligned, so bit 0
+/// is free; syscalls only come from tasks, never from kernel threads).
+fn me() -> usize {
+    crate::arch::cpu::current_task() | 1
+}
+
+/// Whether the calling task is probing the tables (then no handler runs).
+#[inline]
+pub fn probing() -> bool {
+    let prober = PROBER.load(Ordering::Relaxed);
+    prober != 0 && prober == me()
+}
+
+/// What a served arm answers during a probe (a value no real call returns
+/// through this path: the probe's fake frame never reaches user space).
+pub const PROBE_SERVED: usize = 0x5359_5343_4f55_4e54; // "SYSCOUNT"
+
+/// The `match` of a dispatch table: `syscall_match!(nr, { N | M => expr,
+/// ... _ => default })`.  Expands to that `match`, except that while the
+/// calling task probes (`probing`) a numbered arm yields
+/// `Ok(PROBE_SERVED)` instead of running; the `_` arm runs as usual (it
+/// hands the number on to the next table, or says "not mine").  Arms are
+/// plain integer literals (or `|` of them), each ending with a comma.
+macro_rules! syscall_match {
+    ($nr:expr, { $($($n:literal)|+ => $e:expr,)* _ => $default:expr $(,)? }) => {
+        match $nr {
+            $($($n)|+ => {
+                if $crate::syscall::count::probing() {
+                    Ok($crate::syscall::count::PROBE_SERVED)
+                } else {
+                    $e
+                }
+            })*
+            _ => $default,
+        }
+    };
+}
+pub(crate) use syscall_match;
+
+/// Whether `dispatch` serves `nr` (asks every table, runs no handler).
+/// Must be called from a task (PID 1's exit path is one).
+fn served(nr: u64) -> bool {
+    // SAFETY: `InterruptFrame` is `repr(C)` and all `u64`: all-zero is a
+    // valid value.
+    let mut frame: InterruptFrame = unsafe { core::mem::zeroed() };
+    frame.rax = nr;
+    super::route(&mut frame);
+    frame.rax == PROBE_SERVED as u64
+}
+
+/// Prints the `syscount:` lines when the command line asks for them.
+/// Called on PID 1's exit, before `init exit:`.
+pub fn report_if_asked() {
+    let asked = crate::boot::cmdline().is_ok_and(|line| crate::cmdline::has_word(line, "syscount"));
+    if !asked {
+        return;
+    }
+    PROBER.store(me(), Ordering::Relaxed);
+    let mut dispatched = alloc::string::String::new();
+    for nr in 0..COUNTED as u64 {
+        if served(nr) {
+            let sep = if dispatched.is_empty() { "" } else { "," };
+            dispatched.push_str(&alloc::format!("{sep}{nr}"));
+        }
+    }
+    PROBER.store(0, Ordering::Relaxed);
+    let mut called = alloc::string::String::new();
+    for nr in 0..COUNTED {
+        let n = calls(nr);
+        if n != 0 {
+            let sep = if called.is_empty() { "" } else { "," };
+            called.push_str(&alloc::format!("{sep}{nr}:{n}"));
+        }
+    }
+    crate::log::report(format_args!("syscount: dispatched={dispatched}"));
+    crate::log::report(format_args!("syscount: called={called}"));
+}
