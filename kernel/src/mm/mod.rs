@@ -16,6 +16,7 @@
 //! refused, logged and counted).
 
 mod hhdm;
+pub mod kbuf;
 pub mod vm;
 
 pub use vm::uaccess;

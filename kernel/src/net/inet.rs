@@ -18,7 +18,6 @@
 //! stack lock while calling into the scheduler (the stack never does).
 
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -325,7 +324,10 @@ impl Socket for InetSocket {
     }
 
     fn bytes_readable(&self) -> usize {
-        let mut peek = vec![0u8; 64 * 1024];
+        // FIONREAD answers 0 rather than panic when the heap is short.
+        let Ok(mut peek) = crate::mm::kbuf::zeroed(64 * 1024) else {
+            return 0;
+        };
         self.sock.recv(&mut peek, true).map(|(n, _)| n).unwrap_or(0)
     }
 

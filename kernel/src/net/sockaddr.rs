@@ -83,8 +83,10 @@ pub fn read_sockaddr(addr: u64, len: u32) -> Result<SockAddr, Errno> {
     if !(2..=SOCKADDR_MAX).contains(&len) {
         return Err(Errno::EINVAL);
     }
-    let mut raw = vec![0u8; len as usize];
-    copy_from_user(&mut raw, addr)?;
+    // `len` is at most SOCKADDR_MAX here.
+    let mut raw = [0u8; SOCKADDR_MAX as usize];
+    let raw = &mut raw[..len as usize];
+    copy_from_user(raw, addr)?;
     let family = u16::from_ne_bytes([raw[0], raw[1]]) as u32;
     match family {
         AF_UNIX => {
@@ -187,14 +189,27 @@ pub fn finish_recvmsg(
     write_user(addr + MSG_FLAGS_OFFSET, &msg_flags)
 }
 
-/// Copies user iovecs into one kernel buffer (sendmsg).
-pub fn gather(iov: &[(u64, u64)]) -> Result<Vec<u8>, Errno> {
-    let total: u64 = iov.iter().map(|&(_, l)| l).sum();
-    let mut buf = vec![0u8; total as usize];
+/// Copies the first `limit` bytes of user iovecs into one kernel buffer
+/// (sendmsg).  The iovec lengths are the user's: they may add up to
+/// terabytes (each total is only checked against `isize::MAX`), so the
+/// buffer is sized by `limit` (at most `kbuf::MAX_KBUF`), never by their
+/// sum, and comes from `kbuf::zeroed` (`ENOMEM`, not a panic, when the heap
+/// is short).  Bytes past `limit` are not read, as Linux sends no more than
+/// a socket buffer's worth of a stream per call.
+pub fn gather(iov: &[(u64, u64)], limit: usize) -> Result<Vec<u8>, Errno> {
+    let total = iov
+        .iter()
+        .fold(0u64, |t, &(_, l)| t.saturating_add(l))
+        .min(limit as u64) as usize;
+    let mut buf = crate::mm::kbuf::zeroed(total)?;
     let mut at = 0usize;
     for &(base, len) in iov {
-        copy_from_user(&mut buf[at..at + len as usize], base)?;
-        at += len as usize;
+        if at == total {
+            break;
+        }
+        let n = (len as usize).min(total - at);
+        copy_from_user(&mut buf[at..at + n], base)?;
+        at += n;
     }
     Ok(buf)
 }

@@ -150,7 +150,7 @@ fn do_write(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
             None => f.write(&[]),
         };
     }
-    let mut kbuf = vec![0u8; count.min(CHUNK)];
+    let mut kbuf = crate::mm::kbuf::zeroed(count.min(CHUNK))?;
     let mut done = 0;
     while done < count {
         let want = (count - done).min(kbuf.len());
@@ -660,7 +660,8 @@ pub fn sys_getdents64(fd: i32, dirp: u64, count: u64) -> SysResult {
         _ => return Err(Errno::ENOTDIR),
     }
     let cap = count.min(CHUNK as u64) as usize;
-    let mut out: Vec<u8> = Vec::with_capacity(cap);
+    let mut out: Vec<u8> = Vec::new();
+    out.try_reserve_exact(cap).map_err(|_| Errno::ENOMEM)?;
     let mut too_small = false;
     f.readdir(|name, ino, kind, next| {
         let reclen = (19 + name.len() + 1).next_multiple_of(8);

@@ -14,7 +14,7 @@
 //! lock while copying user memory.
 
 use alloc::sync::Arc;
-use alloc::vec;
+use crate::mm::kbuf;
 use alloc::vec::Vec;
 
 use ::fs::oflags::{O_CLOEXEC, O_NONBLOCK};
@@ -154,7 +154,7 @@ const MAX_TRANSFER: usize = 1 << 20;
 pub fn sys_sendto(fd: i32, buf: u64, len: u64, flags: u32, addr: u64, addrlen: u32) -> SysResult {
     let (f, s) = socket_of(fd)?;
     let len = (len as usize).min(MAX_TRANSFER);
-    let mut data = vec![0u8; len];
+    let mut data = kbuf::zeroed(len)?;
     copy_from_user(&mut data, buf)?;
     let to = if addr != 0 {
         Some(sockaddr::read_sockaddr(addr, addrlen)?)
@@ -166,7 +166,7 @@ pub fn sys_sendto(fd: i32, buf: u64, len: u64, flags: u32, addr: u64, addrlen: u
 
 pub fn sys_recvfrom(fd: i32, buf: u64, len: u64, flags: u32, addr: u64, addrlen: u64) -> SysResult {
     let (f, s) = socket_of(fd)?;
-    let mut data = vec![0u8; (len as usize).min(MAX_TRANSFER)];
+    let mut data = kbuf::zeroed((len as usize).min(MAX_TRANSFER))?;
     let r = socket::recv(&f, &*s, &mut data, flags)?;
     copy_to_user(buf, &data[..r.len])?;
     if addr != 0 {
@@ -185,7 +185,7 @@ pub fn sys_recvfrom(fd: i32, buf: u64, len: u64, flags: u32, addr: u64, addrlen:
 pub fn sys_sendmsg(fd: i32, msg: u64, flags: u32) -> SysResult {
     let (f, s) = socket_of(fd)?;
     let hdr = sockaddr::read_msghdr(msg)?;
-    let data = sockaddr::gather(&hdr.iov)?;
+    let data = sockaddr::gather(&hdr.iov, MAX_TRANSFER)?;
     let to = if hdr.name != 0 && hdr.namelen != 0 {
         Some(sockaddr::read_sockaddr(hdr.name, hdr.namelen)?)
     } else {
@@ -204,7 +204,7 @@ pub fn sys_recvmsg(fd: i32, msg: u64, flags: u32) -> SysResult {
     let (f, s) = socket_of(fd)?;
     let hdr = sockaddr::read_msghdr(msg)?;
     let total: u64 = hdr.iov.iter().map(|&(_, l)| l).sum();
-    let mut data = vec![0u8; (total as usize).min(MAX_TRANSFER)];
+    let mut data = kbuf::zeroed((total as usize).min(MAX_TRANSFER))?;
     let r = socket::recv(&f, &*s, &mut data, flags)?;
     sockaddr::scatter(&hdr.iov, &data[..r.len])?;
     let msg_flags = if r.full_len > r.len { MSG_TRUNC } else { 0 };
@@ -244,7 +244,7 @@ pub fn sys_setsockopt(fd: i32, level: i32, name: i32, value: u64, len: i32) -> S
     if len < 0 {
         return Err(Errno::EINVAL);
     }
-    let mut v = vec![0u8; (len as u32).min(MAX_OPTION) as usize];
+    let mut v = kbuf::zeroed((len as u32).min(MAX_OPTION) as usize)?;
     copy_from_user(&mut v, value)?;
     socket::setsockopt(&f, &*s, level, name, &v).map(|_| 0)
 }
