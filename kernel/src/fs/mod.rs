@@ -241,6 +241,12 @@ impl crate::mm::vm::vma::PageSource for FilePages {
     }
 }
 
+/// The page-cache pages of the program file `inode`, for `execve` to map
+/// its segments privately (copy-on-write) instead of copying them.
+pub fn program_pages(inode: &Arc<::fs::Inode>) -> Arc<dyn crate::mm::vm::vma::PageSource> {
+    Arc::new(FilePages(inode.clone()))
+}
+
 /// Address spaces are what file truncates unmap from (the reverse map of
 /// each file holds them weakly).
 impl ::fs::FileMapper for crate::mm::vm::AddressSpace {

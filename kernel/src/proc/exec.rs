@@ -197,7 +197,7 @@ fn read_headers(prog: &Program) -> Result<Headers, Errno> {
 }
 
 /// Checks the program and maps its loadable segments into `aspace`.
-pub fn load_elf(aspace: &AddressSpace, prog: &Program) -> Result<Image, Errno> {
+pub fn load_elf(aspace: &Arc<AddressSpace>, prog: &Program) -> Result<Image, Errno> {
     let h = read_headers(prog)?;
     if h.e_type != ET_EXEC && h.e_type != ET_DYN {
         return Err(Errno::ENOEXEC);
@@ -242,47 +242,19 @@ pub fn load_elf(aspace: &AddressSpace, prog: &Program) -> Result<Image, Errno> {
         return Err(Errno::ENOEXEC);
     }
 
-    let mut buf = vec![0u8; CHUNK];
-    for ph in loads() {
-        let mut prot = 0;
-        if ph.flags & PF_R != 0 {
-            prot |= PROT_READ;
+    let segments: Vec<&ProgramHeader> = loads().collect();
+    if can_map_lazily(&segments) {
+        let source = prog.pages();
+        for ph in &segments {
+            map_segment(aspace, &source, ph, bias).map_err(load_errno)?;
         }
-        if ph.flags & PF_W != 0 {
-            prot |= PROT_WRITE;
-        }
-        if ph.flags & PF_X != 0 {
-            prot |= PROT_EXEC;
-        }
-        // The pages holding file bytes are mapped (zeroed) and filled now; a
-        // larger bss is an anonymous mapping, populated on demand.
-        let vaddr = ph.vaddr + bias;
-        let data_end = page_up(vaddr + ph.filesz).ok_or(Errno::ENOEXEC)?;
-        let seg_end = vaddr + ph.memsz;
-        let mapped = aspace
-            .map_fixed_with_data(vaddr, seg_end.min(data_end) - vaddr, &[], prot)
-            .and_then(|()| {
-                if seg_end > data_end {
-                    let len = page_up(seg_end).ok_or(Errno::ENOEXEC)? - data_end;
-                    let flags = vm::MAP_FIXED | vm::MAP_PRIVATE | vm::MAP_ANONYMOUS;
-                    aspace.map_anonymous(data_end, len, prot, flags).map(|_| ())
-                } else {
-                    Ok(())
-                }
-            });
-        mapped.map_err(|e| {
-            if e == Errno::ENOMEM {
-                Errno::ENOMEM
-            } else {
-                Errno::ENOEXEC
-            }
-        })?;
-        let mut done = 0u64;
-        while done < ph.filesz {
-            let n = (ph.filesz - done).min(CHUNK as u64) as usize;
-            prog.read_at(ph.offset + done, &mut buf[..n])?;
-            aspace.write_bytes(vaddr + done, &buf[..n])?;
-            done += n as u64;
+        // Enter the new address space in the file's reverse map, so that
+        // truncating the program unmaps its pages here too.
+        source.mapped_into(aspace);
+    } else {
+        let mut buf = vec![0u8; CHUNK];
+        for ph in &segments {
+            copy_segment(aspace, prog, ph, bias, &mut buf)?;
         }
     }
 
@@ -306,6 +278,128 @@ pub fn load_elf(aspace: &AddressSpace, prog: &Program) -> Result<Image, Errno> {
         phnum: h.phdrs.len() as u64,
         brk,
     })
+}
+
+/// `PROT_*` bits of a segment.
+fn segment_prot(ph: &ProgramHeader) -> u32 {
+    let mut prot = 0;
+    if ph.flags & PF_R != 0 {
+        prot |= PROT_READ;
+    }
+    if ph.flags & PF_W != 0 {
+        prot |= PROT_WRITE;
+    }
+    if ph.flags & PF_X != 0 {
+        prot |= PROT_EXEC;
+    }
+    prot
+}
+
+/// A mapping failure as exec reports it: ENOMEM stays, the rest means the
+/// file asked for something impossible.
+fn load_errno(e: Errno) -> Errno {
+    if e == Errno::ENOMEM {
+        Errno::ENOMEM
+    } else {
+        Errno::ENOEXEC
+    }
+}
+
+/// Whether every segment can be a private mapping of the file's pages, as
+/// Linux maps them: file offset and address congruent modulo the page size,
+/// and no page shared by two segments (which would need both contents).
+fn can_map_lazily(segments: &[&ProgramHeader]) -> bool {
+    let pages = |p: &ProgramHeader| {
+        (
+            p.vaddr & !(vm::PAGE_SIZE - 1),
+            page_up(p.vaddr_end()).unwrap_or(u64::MAX),
+        )
+    };
+    segments.iter().enumerate().all(|(i, a)| {
+        let (a_lo, a_hi) = pages(a);
+        a.vaddr % vm::PAGE_SIZE == a.offset % vm::PAGE_SIZE
+            && segments[i + 1..].iter().all(|b| {
+                let (b_lo, b_hi) = pages(b);
+                a_hi <= b_lo || b_hi <= a_lo
+            })
+    })
+}
+
+/// Maps one segment copy-on-write from the file's page cache (nothing is
+/// read now; pages come in on first touch): the pages holding file bytes
+/// from `source`, the rest of the last such page zeroed (that page becomes
+/// a private copy), and a larger bss as anonymous memory.
+fn map_segment(
+    aspace: &AddressSpace,
+    source: &Arc<dyn vm::PageSource>,
+    ph: &ProgramHeader,
+    bias: u64,
+) -> Result<(), Errno> {
+    let prot = segment_prot(ph);
+    let flags = vm::MAP_FIXED | vm::MAP_PRIVATE;
+    let vaddr = ph.vaddr.checked_add(bias).ok_or(Errno::ENOEXEC)?;
+    let start = vaddr & !(vm::PAGE_SIZE - 1);
+    let file_end = vaddr + ph.filesz;
+    let seg_end = vaddr + ph.memsz;
+    let mut anon_from = start;
+    if ph.filesz > 0 {
+        let data_end = page_up(file_end).ok_or(Errno::ENOEXEC)?;
+        let offset = ph.offset & !(vm::PAGE_SIZE - 1);
+        aspace.map_source(start, data_end - start, prot, flags, source.clone(), offset)?;
+        if ph.memsz > ph.filesz && file_end < data_end {
+            // The bss starts inside the last file page: zero that page's
+            // tail, as Linux does (`padzero`).
+            aspace.zero_bytes(file_end, data_end - file_end)?;
+        }
+        anon_from = data_end;
+    }
+    let anon_end = page_up(seg_end).ok_or(Errno::ENOEXEC)?;
+    if anon_end > anon_from {
+        aspace.map_anonymous(
+            anon_from,
+            anon_end - anon_from,
+            prot,
+            flags | vm::MAP_ANONYMOUS,
+        )?;
+    }
+    Ok(())
+}
+
+/// Maps one segment as anonymous memory and copies its file bytes in (for
+/// files whose segments cannot be mapped from the page cache).
+fn copy_segment(
+    aspace: &AddressSpace,
+    prog: &Program,
+    ph: &ProgramHeader,
+    bias: u64,
+    buf: &mut [u8],
+) -> Result<(), Errno> {
+    let prot = segment_prot(ph);
+    // The pages holding file bytes are mapped (zeroed) and filled now; a
+    // larger bss is an anonymous mapping, populated on demand.
+    let vaddr = ph.vaddr + bias;
+    let data_end = page_up(vaddr + ph.filesz).ok_or(Errno::ENOEXEC)?;
+    let seg_end = vaddr + ph.memsz;
+    aspace
+        .map_fixed_with_data(vaddr, seg_end.min(data_end) - vaddr, &[], prot)
+        .and_then(|()| {
+            if seg_end > data_end {
+                let len = page_up(seg_end).ok_or(Errno::ENOEXEC)? - data_end;
+                let flags = vm::MAP_FIXED | vm::MAP_PRIVATE | vm::MAP_ANONYMOUS;
+                aspace.map_anonymous(data_end, len, prot, flags).map(|_| ())
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(load_errno)?;
+    let mut done = 0u64;
+    while done < ph.filesz {
+        let n = (ph.filesz - done).min(buf.len() as u64) as usize;
+        prog.read_at(ph.offset + done, &mut buf[..n])?;
+        aspace.write_bytes(vaddr + done, &buf[..n])?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// CPUID leaf 1 EDX (what Linux reports as AT_HWCAP on x86).
@@ -428,6 +522,7 @@ pub fn load_program(
     let image = load_elf(&aspace, prog)?;
     aspace.set_brk_base(image.brk);
     let sp = build_stack(&aspace, &image, argv, envp, execfn)?;
+
     Ok(Loaded {
         aspace,
         entry: image.entry,

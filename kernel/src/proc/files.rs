@@ -61,6 +61,11 @@ impl Program {
         self.inode.size()
     }
 
+    /// The file's pages, for mapping segments copy-on-write (exec).
+    pub fn pages(&self) -> Arc<dyn crate::mm::vm::PageSource> {
+        crate::fs::program_pages(&self.inode)
+    }
+
     /// Fills `buf` from file offset `offset`; EIO when the file is shorter.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let n = self.inode.read_at(offset, buf).map_err(crate::fs::errno)?;
