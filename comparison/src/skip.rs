@@ -52,7 +52,12 @@ pub fn current_test() -> String {
 /// and the caller returns without checking its subject.
 #[track_caller]
 pub fn skip_or_fail(what_is_missing: &str) {
-    if in_ci() {
+    skip_or_fail_in(in_ci(), what_is_missing);
+}
+
+#[track_caller]
+fn skip_or_fail_in(ci: bool, what_is_missing: &str) {
+    if ci {
         panic!(
             "CI is set, so this test may not skip: {what_is_missing} \
              (tools/setup.sh installs what the tests need)"
@@ -93,5 +98,11 @@ mod tests {
             "{name}"
         );
         assert!(!name.contains('-'), "{name}");
+    }
+
+    #[test]
+    #[should_panic(expected = "CI is set, so this test may not skip: the moon")]
+    fn under_ci_a_missing_prerequisite_fails_naming_it() {
+        skip_or_fail_in(true, "the moon");
     }
 }
