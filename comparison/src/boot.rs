@@ -37,19 +37,6 @@ pub enum LoaderChoice {
 }
 
 impl LoaderChoice {
-    /// Parse the CLI's `--loader` value.
-    pub fn parse(text: &str) -> Result<LoaderChoice> {
-        Ok(match text {
-            "auto" => LoaderChoice::Auto,
-            "builtin" => LoaderChoice::Builtin,
-            "builtin-supported-only" => LoaderChoice::BuiltinSupportedOnly,
-            "limine" => LoaderChoice::Limine,
-            other => {
-                bail!("unknown loader `{other}` (auto, builtin, builtin-supported-only, limine)")
-            }
-        })
-    }
-
     /// True for real Limine (either form).
     pub fn is_limine(&self) -> bool {
         matches!(self, LoaderChoice::Limine | LoaderChoice::LimineAt(_))
