@@ -216,3 +216,119 @@ fn no_boot_bundle_at_all() {
     let out = comparison::qemu::run_with_args(&args, &vm).expect("running QEMU");
     expect_refusal(&out, "no boot bundle");
 }
+
+/// Boot the real kernel through `loader` on one vCPU with the self-check.
+fn boot_with(loader: LoaderChoice) -> RunOutcome {
+    let request = BootRequest {
+        loader,
+        cmdline: "run=selfcheck".into(),
+        modules: Vec::new(),
+        vm: vm(1, 90),
+    };
+    boot::boot(artifacts(), &request).expect("running QEMU")
+}
+
+/// The default answer (third word zeroed, second word = loaded revision):
+/// the kernel says the loader reported the revision.
+#[test]
+fn full_revision_answer_is_logged_as_reported() {
+    let out = boot_with(LoaderChoice::Builtin);
+    check(
+        &out,
+        out.has_line("boot: base revision 2 supported (loader reported loaded revision 2)"),
+        "expected the handshake line with the reported revision",
+    );
+    check(
+        &out,
+        out.has_line("selfcheck: pass"),
+        "expected `selfcheck: pass`",
+    );
+    expect_guest_exit(&out, 0);
+}
+
+/// The answer of Limine's 7.x/8.x releases (third word zeroed, second word
+/// left alone): the kernel boots and says the revision was not reported.
+#[test]
+fn supported_only_revision_answer_boots_like_limine_releases() {
+    let out = boot_with(LoaderChoice::BuiltinSupportedOnly);
+    check(
+        &out,
+        out.has_line("base revision 2 supported, loaded revision not reported"),
+        "expected the loader to say it answered in the releases' way",
+    );
+    check(
+        &out,
+        out.has_line("boot: base revision 2 supported (loader did not report the loaded revision)"),
+        "expected the handshake line without a reported revision",
+    );
+    check(
+        &out,
+        out.has_line("selfcheck: pass"),
+        "expected `selfcheck: pass`",
+    );
+    expect_guest_exit(&out, 0);
+}
+
+/// A base revision tag the loader never answered (here: the loader cannot
+/// find it, its first magic word is broken) stops the kernel with NotLimine.
+#[test]
+fn unanswered_base_revision_tag_stops_the_kernel() {
+    let mut kernel = real_kernel();
+    let hits = find_magic(&kernel, BASE_REVISION_MAGIC);
+    assert_eq!(hits.len(), 1, "the real kernel has one base revision tag");
+    kernel[hits[0]..hits[0] + 8].fill(0);
+    let out = boot_kernel_bytes(kernel);
+    check(
+        &out,
+        out.has_line("boot: error: loader did not answer the Limine base revision tag"),
+        "expected the kernel's NotLimine error",
+    );
+    check(
+        &out,
+        !out.has_line("cpus online"),
+        "the kernel must stop at once",
+    );
+    expect_guest_exit(&out, 1);
+}
+
+/// A loader that reports a loaded revision without marking ours supported
+/// (simulated: the tag is hidden from the loader and its second word says 1)
+/// stops the kernel with RevisionUnsupported, naming that revision.
+#[test]
+fn reported_revision_without_support_stops_the_kernel() {
+    let mut kernel = real_kernel();
+    let hits = find_magic(&kernel, BASE_REVISION_MAGIC);
+    assert_eq!(hits.len(), 1, "the real kernel has one base revision tag");
+    kernel[hits[0]..hits[0] + 8].fill(0);
+    kernel[hits[0] + 8..hits[0] + 16].copy_from_slice(&1u64.to_le_bytes());
+    let out = boot_kernel_bytes(kernel);
+    check(
+        &out,
+        out.has_line(
+            "does not support Limine base revision 2 (it loaded the kernel with revision 1)",
+        ),
+        "expected the kernel's RevisionUnsupported error",
+    );
+    check(
+        &out,
+        !out.has_line("cpus online"),
+        "the kernel must stop at once",
+    );
+    expect_guest_exit(&out, 1);
+}
+
+/// An unknown word in the bundle's `loader-options` is refused, not ignored.
+#[test]
+fn unknown_loader_option_is_refused() {
+    let template = comparison::image::read_template(&artifacts().workspace_root).unwrap();
+    let spec = comparison::image::BootSpec {
+        kernel_elf: real_kernel(),
+        cmdline: "run=selfcheck".into(),
+        modules: Vec::new(),
+    };
+    let cfg = comparison::image::render_limine_cfg(&template, &spec).unwrap();
+    let bundle =
+        comparison::image::make_bundle(&cfg, &spec, Some("revision-answer=maybe")).unwrap();
+    let out = boot::boot_raw_bundle(artifacts(), &bundle, &vm(1, 60)).expect("running QEMU");
+    expect_refusal(&out, "loader-options");
+}

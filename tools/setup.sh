@@ -7,7 +7,10 @@
 #   - iproute2 (`ip`, for the tap tests) and the Linux kernel image the
 #     differential tests compare with (fetched as the harness does)
 # Limine itself is not packaged by Debian: the built-in loader is used unless
-# LIMINE_DIR (or /usr/share/limine) holds Limine's BIOS files.
+# LIMINE_DIR (or /usr/share/limine) holds Limine's BIOS files.  This script
+# only says which Limine it sees (LIMINE_DIR, else ../shared/limine next to
+# the repository); it never copies Limine into the repository, and says
+# nothing when there is none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +51,23 @@ if linux=$(cargo run -q -p comparison --example fetch_linux); then
 else
     say "the Linux kernel image cannot be had: the Linux side of the tests will skip (fail under CI)"
 fi
-# Limine is not packaged by Debian: the limine_iso test stays a counted skip
-# (even under CI) unless ../shared/limine or LIMINE_DIR has it.
-if [ -d ../shared/limine ]; then say "Limine: ../shared/limine is present"; fi
+# Limine (optional): report what the CLI (LIMINE_DIR) and the tests
+# (LIMINE_DIR, else ../shared/limine) will boot through.
+limine_files() { [ -f "$1/limine-bios.sys" ] && [ -f "$1/limine-bios-cd.bin" ]; }
+limine_version() { grep -aoE -m1 'Limine [0-9]+\.[0-9]+(\.[0-9]+)?' "$1/limine-bios.sys" | head -1; }
+if [ -n "${LIMINE_DIR:-}" ]; then
+    if limine_files "$LIMINE_DIR"; then
+        say "Limine: $(limine_version "$LIMINE_DIR") in LIMINE_DIR=$LIMINE_DIR"
+    else
+        say "LIMINE_DIR=$LIMINE_DIR lacks limine-bios.sys or limine-bios-cd.bin; the built-in loader is used"
+    fi
+elif [ -d ../shared/limine ]; then
+    found=()
+    for dir in ../shared/limine ../shared/limine/*/; do
+        dir="${dir%/}"
+        if limine_files "$dir"; then found+=("$(limine_version "$dir") ($(cd "$dir" && pwd))"); fi
+    done
+    if ((${#found[@]})); then
+        say "Limine found for the tests: ${found[*]}; for the CLI: export LIMINE_DIR=<one of those folders>"
+    fi
+fi

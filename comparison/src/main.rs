@@ -342,7 +342,10 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
             request.loader.describe()
         );
         if !request.vm.echo {
-            eprintln!("--- last serial lines ---\n{}\n---", outcome.tail(40));
+            match outcome.tail(40) {
+                tail if tail.trim().is_empty() => eprintln!("--- the serial log is empty ---"),
+                tail => eprintln!("--- last serial lines ---\n{tail}\n---"),
+            }
         }
         if !outcome.qemu_stderr.trim().is_empty() {
             eprintln!("--- QEMU stderr ---\n{}", outcome.qemu_stderr.trim());
