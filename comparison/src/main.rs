@@ -358,6 +358,11 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|d| comparison::initramfs::parse_dir_arg(d))
         .collect::<Result<Vec<_>>>()?;
+    for (host, _) in &dirs {
+        if !host.is_dir() {
+            anyhow::bail!("--dir: {} is not a directory", host.display());
+        }
+    }
     comparison::initramfs::environment(&args.env)?;
     let extras = run::RunExtras {
         env: args.env.clone(),

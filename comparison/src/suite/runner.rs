@@ -535,7 +535,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                                     let line = parse_wis_output(&res.output)?;
                                     check_line(&line, workload, mode, cores)?;
                                     let vulns = crate::linux::vulnerabilities(&res.outcome.serial);
-                                    Ok((line, vulns.join("; ")))
+                                    Ok((line, vulns.join(" | ")))
                                 }
                                 Verdict::Exited(s) => bail!(
                                     "wis exited with status {s}: {}\n{}",
