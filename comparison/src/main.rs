@@ -113,6 +113,9 @@ struct RunArgs {
     /// replaces HOME=/ TERM=linux PATH=/bin:/sbin:/usr/bin:/usr/sbin).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// argv[0] of the program (default /init; e.g. `sh` to run busybox's shell).
+    #[arg(long)]
+    argv0: Option<String>,
     #[arg(long, value_enum, default_value = "ours")]
     system: SystemArg,
     /// Our kernel only: the lock ablation switch.
@@ -367,6 +370,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
     let extras = run::RunExtras {
         env: args.env.clone(),
         dirs,
+        argv0: args.argv0.clone(),
     };
     let system = match args.system {
         SystemArg::Ours => System::Ours,
