@@ -712,6 +712,13 @@ mod tests {
             linux.ends_with("rdinit=/linux-init (linux-image-x)") && !linux.contains("stat"),
             "{linux}"
         );
+        req.extra_cmdline = SuiteSystem::LinuxNoMitig.extra_cmdline().to_string();
+        assert_eq!(SuiteSystem::LinuxNoMitig.kernel(), System::Linux);
+        let nomitig = kernel_options(&req, "linux-image-x");
+        assert!(
+            nomitig.ends_with("rdinit=/linux-init mitigations=off (linux-image-x)"),
+            "{nomitig}"
+        );
     }
 
     #[test]
