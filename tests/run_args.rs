@@ -134,12 +134,13 @@ fn argv_env_and_dir_reach_pid1_byte_for_byte_on_both_systems() {
             "SPACED=a b  c".into(),
         ],
         dirs: vec![(tree.clone(), "/data".into())],
+        argv0: Some("my prog".into()),
     };
     let ours = run(ours(), System::Ours, "argv", ARGS, &extras, None);
     expect_pass(&ours, "argv");
     let expected_head = [
         "argc: 9",
-        "argv[0]: \"/init\"",
+        "argv[0]: \"my prog\"",
         "argv[1]: \"a b\"",
         "argv[2]: \"\"",
         "argv[3]: \"x\\\"y\"",

@@ -591,4 +591,15 @@ mod tests {
         let e = find(&ours, "a.txt").unwrap().unwrap();
         assert_eq!((e.name, e.data, e.mode), ("a.txt", &b"hello"[..], 0o100644));
     }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn writer_stores_symlinks() {
+        let mut w = NewcWriter::new();
+        w.add_symlink("link", 0o777, "target/file");
+        let archive = w.finish();
+        let e = find(&archive, "link").unwrap().unwrap();
+        assert!(e.is_symlink() && !e.is_file() && !e.is_dir());
+        assert_eq!((e.data, e.mode), (&b"target/file"[..], 0o120777));
+    }
 }

@@ -211,9 +211,9 @@ pub fn nul_list(entries: &[String]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The `/.init/argv` and `/.init/envp` members for argv[1..] = `args`.
-pub fn argv_files(args: &[String], env: &[String]) -> Result<Vec<InitramfsFile>> {
-    let mut argv = vec!["/init".to_string()];
+/// The `/.init/argv` and `/.init/envp` members for argv = `argv0`, `args`.
+pub fn argv_files(argv0: &str, args: &[String], env: &[String]) -> Result<Vec<InitramfsFile>> {
+    let mut argv = vec![argv0.to_string()];
     argv.extend(args.iter().cloned());
     Ok(vec![
         InitramfsFile::file(ARGV_FILE, 0o644, nul_list(&argv)?),
@@ -341,6 +341,7 @@ mod tests {
     fn argv_and_env_files() {
         let args = vec!["a b".to_string(), String::new(), "x\"y".into(), "é".into()];
         let files = argv_files(
+            "/init",
             &args,
             &environment(&["TERM=dumb".into(), "K=v=w".into()]).unwrap(),
         )
@@ -356,7 +357,9 @@ mod tests {
                 b"HOME=/\0TERM=dumb\0PATH=/bin:/sbin:/usr/bin:/usr/sbin\0K=v=w\0".to_vec()
             )
         );
-        assert!(argv_files(&["a\0b".into()], &[]).is_err());
+        assert!(argv_files("/init", &["a\0b".into()], &[]).is_err());
+        let sh = argv_files("sh", &[], &[]).unwrap();
+        assert_eq!(sh[0].content, Content::File(b"sh\0".to_vec()));
         assert!(environment(&["NOEQUALS".into()]).is_err());
         assert!(environment(&["=v".into()]).is_err());
         assert_eq!(environment(&["E=".into()]).unwrap()[3], "E=");

@@ -580,4 +580,47 @@ mod tests {
         assert_eq!(modinfo_depends(ko), ["virtio_ring", "net_failover"]);
         assert!(modinfo_depends(b"\0depends=\0").is_empty());
     }
+
+    #[test]
+    fn modules_come_with_their_dependencies_first() {
+        let dir = std::env::temp_dir().join(format!("linux-modules-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("kernel/net")).unwrap();
+        std::fs::create_dir_all(dir.join("kernel/virtio")).unwrap();
+        let ko = |deps: &str| format!("\x7fELF\0name=x\0depends={deps}\0vermagic=6\0").into_bytes();
+        std::fs::write(
+            dir.join("kernel/net/virtio_net.ko"),
+            ko("virtio,net-failover"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("kernel/net/net_failover.ko"), ko("failover")).unwrap();
+        std::fs::write(dir.join("kernel/net/failover.ko"), ko("")).unwrap();
+        std::fs::write(dir.join("kernel/virtio/virtio.ko"), ko("")).unwrap();
+        std::fs::write(dir.join("kernel/virtio/virtio_pci.ko"), ko("virtio")).unwrap();
+        std::fs::write(dir.join("kernel/virtio/packed.ko.xz"), b"xz").unwrap();
+        let mods = select_modules(&dir, NET_MODULES).unwrap();
+        let names: Vec<&str> = mods.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "virtio",
+                "virtio_pci",
+                "failover",
+                "net_failover",
+                "virtio_net"
+            ]
+        );
+        let dep = modules_dep(&mods);
+        assert!(
+            dep.contains(
+                "kernel/net/virtio_net.ko: kernel/virtio/virtio.ko kernel/net/net_failover.ko\n"
+            ),
+            "{dep}"
+        );
+        assert!(dep.contains("kernel/virtio/virtio.ko:\n"), "{dep}");
+        assert!(select_modules(&dir, &["missing"]).is_err());
+        let err = select_modules(&dir, &["packed"]).unwrap_err().to_string();
+        assert!(err.contains("compressed"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

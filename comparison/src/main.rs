@@ -116,6 +116,9 @@ struct RunArgs {
     /// replaces HOME=/ TERM=linux PATH=/bin:/sbin:/usr/bin:/usr/sbin).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// argv[0] of the program (default /init; e.g. `sh` to run busybox's shell).
+    #[arg(long)]
+    argv0: Option<String>,
     #[arg(long, value_enum, default_value = "ours")]
     system: SystemArg,
     /// Our kernel only: which loader boots it (as for `boot`).
@@ -374,10 +377,16 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|d| comparison::initramfs::parse_dir_arg(d))
         .collect::<Result<Vec<_>>>()?;
+    for (host, _) in &dirs {
+        if !host.is_dir() {
+            anyhow::bail!("--dir: {} is not a directory", host.display());
+        }
+    }
     comparison::initramfs::environment(&args.env)?;
     let extras = run::RunExtras {
         env: args.env.clone(),
         dirs,
+        argv0: args.argv0.clone(),
     };
     let system = match args.system {
         SystemArg::Ours => System::Ours,

@@ -82,6 +82,8 @@ pub struct RunExtras {
     pub env: Vec<String>,
     /// Host directory trees: (host dir, absolute guest dir, `/` allowed).
     pub dirs: Vec<(PathBuf, String)>,
+    /// argv[0] instead of `/init` (e.g. `sh` for a multi-call busybox).
+    pub argv0: Option<String>,
 }
 
 /// How the run ended.
@@ -201,7 +203,8 @@ pub fn make_initramfs(req: &RunRequest, extras: &RunExtras) -> Result<Vec<u8>> {
         files.extend(initramfs::tree_from_host(host, guest)?);
     }
     let env = initramfs::environment(&extras.env)?;
-    files.extend(initramfs::argv_files(&req.args, &env)?);
+    let argv0 = extras.argv0.as_deref().unwrap_or("/init");
+    files.extend(initramfs::argv_files(argv0, &req.args, &env)?);
     initramfs::build(&data, &files)
 }
 
@@ -469,6 +472,7 @@ mod tests {
             &RunExtras {
                 env: vec!["X=1".into()],
                 dirs: vec![],
+                argv0: None,
             },
         )
         .unwrap();

@@ -40,7 +40,7 @@ pub struct Record {
     /// The kernel command line (ours) or Linux's `-append` plus its package.
     pub kernel_options: String,
     /// Linux: its `/sys/devices/system/cpu/vulnerabilities/*` lines
-    /// (`NAME: TEXT`, joined by `; `) as that boot reported them; empty for ours.
+    /// (`NAME: TEXT`, joined by ` | `: the texts hold `;`) as that boot reported them; empty for ours.
     pub vulnerabilities: String,
 }
 
@@ -375,6 +375,7 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         let row = lines.next().unwrap();
         assert!(row.starts_with("ours,getppid,threads,1,1,0,1,"), "{row}");
-        assert!(row.ends_with(",\"a,b \"\"c\"\"\""), "{row}");
+        // kernel_options, then the (empty) vulnerabilities column.
+        assert!(row.ends_with(",\"a,b \"\"c\"\"\","), "{row}");
     }
 }

@@ -539,7 +539,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                                     let line = parse_wis_output(&res.output)?;
                                     check_line(&line, workload, mode, cores)?;
                                     let vulns = crate::linux::vulnerabilities(&res.outcome.serial);
-                                    Ok((line, vulns.join("; ")))
+                                    Ok((line, vulns.join(" | ")))
                                 }
                                 Verdict::Exited(s) => bail!(
                                     "wis exited with status {s}: {}\n{}",
@@ -715,6 +715,13 @@ mod tests {
         assert!(
             linux.ends_with("rdinit=/linux-init (linux-image-x)") && !linux.contains("stat"),
             "{linux}"
+        );
+        req.extra_cmdline = SuiteSystem::LinuxNoMitig.extra_cmdline().to_string();
+        assert_eq!(SuiteSystem::LinuxNoMitig.kernel(), System::Linux);
+        let nomitig = kernel_options(&req, "linux-image-x");
+        assert!(
+            nomitig.ends_with("rdinit=/linux-init mitigations=off (linux-image-x)"),
+            "{nomitig}"
         );
     }
 

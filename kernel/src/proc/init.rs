@@ -123,10 +123,13 @@ fn nul_list(path: &str, data: &[u8], nonempty: bool) -> Result<Vec<Vec<u8>>, Str
     Ok(out)
 }
 
+/// An argument or environment vector (each entry without its NUL).
+type Vector = Vec<Vec<u8>>;
+
 /// PID 1's argv and envp: from `/.init/argv` and `/.init/envp` when the
 /// initramfs has them (then the command line may not also give arguments),
 /// else `path` plus the words after `--`, and `INIT_ENV`.
-fn init_vectors(line: &str, path: &str) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), String> {
+fn init_vectors(line: &str, path: &str) -> Result<(Vector, Vector), String> {
     use crate::cmdline::{INIT_ARGS_DIR, INIT_ARGV_FILE, INIT_ENVP_FILE};
     let argv_file = read_optional(INIT_ARGV_FILE)?;
     let envp_file = read_optional(INIT_ENVP_FILE)?;
