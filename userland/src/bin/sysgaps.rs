@@ -1,11 +1,12 @@
 //! `sysgaps`: differential cases for the system calls no other test program
-//! reached (issue 14 item 4): uid/gid calls, process groups and sessions,
-//! resource limits, sysinfo, getrandom, gettimeofday, set_robust_list, vfork, waitid,
-//! tkill, pause, rt_sigpending, rt_sigsuspend, readv, dup/dup3,
-//! fsync/fdatasync, truncate, creat, fchdir, link, fchmod/fchmodat, umask,
-//! mknod/mknodat, mkdirat, newfstatat, statx, renameat/renameat2,
-//! symlinkat, readlinkat, faccessat/faccessat2, utimensat, epoll_create,
-//! epoll_wait.
+//! reached (issue 14 item 4): uid/gid calls, process groups and sessions
+//! (with kill(0)/kill(-pgid), wait4(0)/wait4(-pgid), waitid(P_PGID)),
+//! resource limits, sysinfo, getrandom, gettimeofday, set_robust_list,
+//! vfork, waitid, tkill, pause, rt_sigpending, rt_sigsuspend, readv,
+//! dup/dup3, fsync/fdatasync, truncate, creat, fchdir, link,
+//! fchmod/fchmodat, umask, mknod/mknodat, mkdirat, newfstatat, statx,
+//! renameat/renameat2 (NOREPLACE, EXCHANGE), symlinkat, readlinkat,
+//! faccessat/faccessat2, utimensat, epoll_create, epoll_wait.
 //!
 //! Each case calls the raw system call (`libc::syscall`, or inline `asm!`
 //! for vfork) so that no libc emulation hides what the kernel does, and
