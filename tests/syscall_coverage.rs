@@ -171,6 +171,15 @@ fn every_dispatched_syscall_is_called_by_a_differential_program() {
             matches!(run.verdict, Verdict::Exited(_)) && !run.output.contains("WRONG"),
             &format!("{name} did not run cleanly on our kernel"),
         );
+        // Every table answered the probe (none ran a handler instead).
+        if let Some(line) = run
+            .outcome
+            .serial
+            .lines()
+            .find(|l| l.contains("syscount: unprobed="))
+        {
+            panic!("{name}: {line}");
+        }
         let served: BTreeSet<u64> = syscount(&run, "dispatched")
             .unwrap_or_else(|| panic!("{name}: no `syscount: dispatched=` line"))
             .into_keys()

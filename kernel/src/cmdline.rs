@@ -531,6 +531,19 @@ mod tests {
     }
 
     #[test]
+    fn syscount_is_a_known_word() {
+        let mut unknown = 0;
+        parse("syscount run=init -- syscount", |_| unknown += 1).unwrap();
+        assert_eq!(unknown, 0, "`syscount` is not reported as unknown");
+        assert!(has_word("log=debug syscount", "syscount"));
+        assert!(
+            !has_word("run=init -- syscount", "syscount"),
+            "PID 1's word"
+        );
+        assert!(!has_word("syscounts", "syscount"));
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         for bad in [
             "run=",

@@ -143,6 +143,9 @@ pub fn sys_exit_group(code: i32) -> ! {
 enum Which {
     Any,
     Pid(Pid),
+    /// Children in this process group (read at each check: a child may
+    /// move while we wait).
+    Group(Pid),
 }
 
 impl Which {
@@ -150,8 +153,14 @@ impl Which {
         match self {
             Which::Any => true,
             Which::Pid(p) => child.pid == p,
+            Which::Group(g) => child.pgid.load(Ordering::Acquire) == g,
         }
     }
+}
+
+/// The caller's process group (for wait4(0) and waitid(P_PGID, 0)).
+fn own_group() -> Pid {
+    super::current_task().map_or(0, |t| t.process.pgid.load(Ordering::Acquire))
 }
 
 /// Takes a matching zombie child (or only looks, `consume == false`).
@@ -214,8 +223,12 @@ pub fn sys_wait4(pid: i32, wstatus: u64, options: u64, rusage: u64) -> SysResult
     if options & !WAIT_KNOWN != 0 {
         return Err(Errno::EINVAL);
     }
-    // No process groups: 0 and < -1 mean "any child" as well.
-    let which = if pid > 0 { Which::Pid(pid) } else { Which::Any };
+    let which = match pid {
+        -1 => Which::Any,
+        0 => Which::Group(own_group()),
+        p if p > 0 => Which::Pid(p),
+        p => Which::Group(p.checked_neg().ok_or(Errno::ESRCH)?),
+    };
     let Some(child) = wait_for_child(which, options & WNOHANG != 0, true)? else {
         return Ok(0);
     };
@@ -235,9 +248,10 @@ pub fn sys_waitid(idtype: u32, id: i32, infop: u64, options: u64, rusage: u64) -
         return Err(Errno::EINVAL);
     }
     let which = match idtype {
-        0 => Which::Any,               // P_ALL
-        1 if id > 0 => Which::Pid(id), // P_PID
-        2 => Which::Any,               // P_PGID: no process groups
+        0 => Which::Any,                           // P_ALL
+        1 if id > 0 => Which::Pid(id),             // P_PID
+        2 if id == 0 => Which::Group(own_group()), // P_PGID
+        2 if id > 0 => Which::Group(id),
         _ => return Err(Errno::EINVAL),
     };
     let child = wait_for_child(which, options & WNOHANG != 0, options & WNOWAIT == 0)?;

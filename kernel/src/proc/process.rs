@@ -367,6 +367,22 @@ pub fn any_process(pred: impl Fn(&Process) -> bool) -> bool {
     })
 }
 
+/// Every process (alive or zombie) that satisfies `pred`, e.g. the
+/// members of a process group for `kill(-pgid)`.
+pub fn processes_where(pred: impl Fn(&Process) -> bool) -> Vec<Arc<Process>> {
+    let mut out = Vec::new();
+    for bucket in PROCESSES.iter() {
+        out.extend(
+            bucket
+                .lock()
+                .iter()
+                .filter_map(|(_, w)| w.upgrade())
+                .filter(|p| pred(p)),
+        );
+    }
+    out
+}
+
 /// The live task with this tid.
 pub fn find_task(tid: Pid) -> Option<Arc<Task>> {
     lookup(&TASKS, tid)

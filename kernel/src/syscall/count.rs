@@ -12,8 +12,11 @@
 //! (a migration between reading the CPU id and the add only makes that one
 //! add land on another CPU's line, still atomically); numbers at or above
 //! `COUNTED` are not counted.  A probe runs no handler: while the probing
-//! task runs a table, every arm answers "served" without running, and
-//! `unsupported` answers ENOSYS without logging.
+//! task runs the tables, every numbered arm answers `PROBE_SERVED` without
+//! running, and `unsupported` (the end of the chain) answers
+//! `PROBE_UNSERVED` without logging; any other answer means a table in the
+//! chain is not a `syscall_match!`, and the report names those numbers
+//! (`syscount: unprobed=`).
 //!
 //! Must not: take a lock or allocate on the counting path; change what any
 //! call does outside a probe.
@@ -71,6 +74,9 @@ pub fn probing() -> bool {
 /// through this path: the probe's fake frame never reaches user space).
 pub const PROBE_SERVED: usize = 0x5359_5343_4f55_4e54; // "SYSCOUNT"
 
+/// What `unsupported` (the end of the chain) answers during a probe.
+pub const PROBE_UNSERVED: usize = 0x554e_5345_5256_4544; // "UNSERVED"
+
 /// The `match` of a dispatch table: `syscall_match!(nr, { N | M => expr,
 /// ... _ => default })`.  Expands to that `match`, except that while the
 /// calling task probes (`probing`) a numbered arm yields
@@ -93,15 +99,22 @@ macro_rules! syscall_match {
 }
 pub(crate) use syscall_match;
 
-/// Whether `dispatch` serves `nr` (asks every table, runs no handler).
-/// Must be called from a task (PID 1's exit path is one).
-fn served(nr: u64) -> bool {
+/// Whether `dispatch` serves `nr` (asks every table, runs no handler);
+/// `None` when the answer was neither: a table not written with
+/// `syscall_match!` ran a real handler (with zero arguments), which the
+/// report names so that the coverage test fails.  Must be called from a
+/// task (PID 1's exit path is one).
+fn served(nr: u64) -> Option<bool> {
     // SAFETY: `InterruptFrame` is `repr(C)` and all `u64`: all-zero is a
     // valid value.
     let mut frame: InterruptFrame = unsafe { core::mem::zeroed() };
     frame.rax = nr;
     super::route(&mut frame);
-    frame.rax == PROBE_SERVED as u64
+    match frame.rax as usize {
+        PROBE_SERVED => Some(true),
+        PROBE_UNSERVED => Some(false),
+        _ => None,
+    }
 }
 
 /// Prints the `syscount:` lines when the command line asks for them.
@@ -113,13 +126,22 @@ pub fn report_if_asked() {
     }
     PROBER.store(me(), Ordering::Relaxed);
     let mut dispatched = alloc::string::String::new();
+    let mut unprobed = alloc::string::String::new();
     for nr in 0..COUNTED as u64 {
-        if served(nr) {
-            let sep = if dispatched.is_empty() { "" } else { "," };
-            dispatched.push_str(&alloc::format!("{sep}{nr}"));
-        }
+        let list = match served(nr) {
+            Some(true) => &mut dispatched,
+            Some(false) => continue,
+            None => &mut unprobed,
+        };
+        let sep = if list.is_empty() { "" } else { "," };
+        list.push_str(&alloc::format!("{sep}{nr}"));
     }
     PROBER.store(0, Ordering::Relaxed);
+    if !unprobed.is_empty() {
+        crate::log::report(format_args!(
+            "syscount: unprobed={unprobed} (a dispatch table without syscall_match!)"
+        ));
+    }
     let mut called = alloc::string::String::new();
     for nr in 0..COUNTED {
         let n = calls(nr);

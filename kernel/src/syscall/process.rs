@@ -208,7 +208,10 @@ pub fn sys_setpgid(pid: i32, pgid: i32) -> SysResult {
 }
 
 /// `setsid()`: the caller leads a new session and group named by its pid,
-/// unless a process group with that id exists (EPERM), as on Linux.
+/// unless a process group with that id exists (EPERM), as on Linux.  The
+/// check and the store are not one atomic step against a concurrent
+/// `setpgid` into that id (there is no process-table lock to hold; Linux
+/// holds `tasklist_lock`).
 pub fn sys_setsid() -> SysResult {
     let caller = me()?.process.clone();
     let pid = caller.pid;

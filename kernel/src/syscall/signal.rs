@@ -173,16 +173,33 @@ pub fn sys_sigaltstack(frame: &InterruptFrame, ss: u64, old: u64) -> SysResult {
     Ok(0)
 }
 
-/// `kill(pid, sig)`: pid > 0 a process; 0 and -1 and < -1 (no process
-/// groups here) the caller's own process, or every process for -1.
+/// `kill(pid, sig)`: pid > 0 a process; 0 the caller's process group,
+/// < -1 the group -pid (ESRCH when it has no member); -1 (every process)
+/// is refused with EPERM.
 pub fn sys_kill(pid: i32, sig: i32) -> SysResult {
     let t = me()?;
     let sig_num = if sig == 0 { 0 } else { valid(sig)? };
     let target = match pid {
         p if p > 0 => process::find_process(p).ok_or(Errno::ESRCH)?,
-        0 => t.process.clone(),
         -1 => return Err(Errno::EPERM),
-        p => process::find_process(-p).ok_or(Errno::ESRCH)?,
+        p => {
+            let group = if p == 0 {
+                t.process.pgid.load(Ordering::Acquire)
+            } else {
+                p.checked_neg().ok_or(Errno::ESRCH)?
+            };
+            // Zombies are still members (as on Linux) but get nothing.
+            let members = process::processes_where(|m| m.pgid.load(Ordering::Acquire) == group);
+            if members.is_empty() {
+                return Err(Errno::ESRCH);
+            }
+            if sig_num != 0 {
+                for m in members.iter().filter(|m| !m.zombie.load(Ordering::Acquire)) {
+                    signal::send_to_process(m, sig_num);
+                }
+            }
+            return Ok(0);
+        }
     };
     if target.zombie.load(Ordering::Acquire) {
         return Ok(0);

@@ -1,11 +1,12 @@
 //! `sysgaps`: differential cases for the system calls no other test program
-//! reached (issue 14 item 4): uid/gid calls, process groups and sessions,
-//! resource limits, sysinfo, getrandom, gettimeofday, set_robust_list, vfork, waitid,
-//! tkill, pause, rt_sigpending, rt_sigsuspend, readv, dup/dup3,
-//! fsync/fdatasync, truncate, creat, fchdir, link, fchmod/fchmodat, umask,
-//! mknod/mknodat, mkdirat, newfstatat, statx, renameat/renameat2,
-//! symlinkat, readlinkat, faccessat/faccessat2, utimensat, epoll_create,
-//! epoll_wait.
+//! reached (issue 14 item 4): uid/gid calls, process groups and sessions
+//! (with kill(0)/kill(-pgid), wait4(0)/wait4(-pgid), waitid(P_PGID)),
+//! resource limits, sysinfo, getrandom, gettimeofday, set_robust_list,
+//! vfork, waitid, tkill, pause, rt_sigpending, rt_sigsuspend, readv,
+//! dup/dup3, fsync/fdatasync, truncate, creat, fchdir, link,
+//! fchmod/fchmodat, umask, mknod/mknodat, mkdirat, newfstatat, statx,
+//! renameat/renameat2 (NOREPLACE, EXCHANGE), symlinkat, readlinkat,
+//! faccessat/faccessat2, utimensat, epoll_create, epoll_wait.
 //!
 //! Each case calls the raw system call (`libc::syscall`, or inline `asm!`
 //! for vfork) so that no libc emulation hides what the kernel does, and
@@ -434,6 +435,152 @@ fn groups_and_sessions() {
         child.map(wait_for).unwrap_or_else(|e| e),
         Some("exited 0"),
     );
+
+    // Signals and waits by process group, from a child leading its own.
+    let child = fork_run(group_leader);
+    case(
+        "group leader child",
+        child.map(wait_for).unwrap_or_else(|e| e),
+        Some("exited 0"),
+    );
+}
+
+/// Leads a new group with two members, kills the group with kill(0),
+/// reaps it with wait4(0) and waitid(P_PGID); then moves a child into a
+/// group of its own and kills and reaps that with kill/wait4(-pgid).
+fn group_leader() -> i32 {
+    expect(
+        "leader setpgid(0, 0)",
+        raw(libc::SYS_setpgid, &[0, 0]),
+        "ok",
+    );
+    // SAFETY: ignoring SIGTERM for this process only.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    let (mut ready, mut block) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: arrays of two fds.
+    unsafe {
+        libc::pipe(ready.as_mut_ptr());
+        libc::pipe(block.as_mut_ptr());
+    }
+    let member = move || {
+        // SAFETY: default action back; one-byte buffers.
+        unsafe {
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            libc::write(ready[1], [1u8].as_ptr().cast(), 1);
+            let mut b = [0u8];
+            libc::read(block[0], b.as_mut_ptr().cast(), 1);
+        }
+        9
+    };
+    let members = [fork_run(member), fork_run(member)];
+    let mut b = [0u8; 2];
+    let mut got = 0;
+    while got < 2 {
+        // SAFETY: valid buffer.
+        let n = unsafe { libc::read(ready[0], b.as_mut_ptr().cast(), 2 - got) };
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    let me = raw(libc::SYS_getpid, &[]);
+    case(
+        "leader: members in the group",
+        members.iter().all(|m| {
+            m.as_ref()
+                .is_ok_and(|&p| raw(libc::SYS_getpgid, &[p as u64]) == me)
+        }),
+        Some("true"),
+    );
+    expect(
+        "leader kill(0, SIGTERM)",
+        raw(libc::SYS_kill, &[0, libc::SIGTERM as u64]),
+        "ok",
+    );
+    for _ in 0..2 {
+        let mut status = 0i32;
+        let r = raw(libc::SYS_wait4, &[0, &mut status as *mut i32 as u64, 0, 0]);
+        case(
+            "leader wait4(0)",
+            if r > 0 {
+                userland::describe_status(status)
+            } else {
+                show(r)
+            },
+            Some("killed by SIGTERM"),
+        );
+    }
+    expect(
+        "leader wait4(0) with none left",
+        raw(libc::SYS_wait4, &[0, 0, 0, 0]),
+        "ECHILD",
+    );
+    let k3 = fork_run(|| 5).unwrap_or(-1);
+    let mut info = [0u8; 128];
+    expect(
+        "leader waitid(P_PGID, 0)",
+        raw(libc::SYS_waitid, &[2, 0, info.as_mut_ptr() as u64, 4]),
+        "ok",
+    );
+    let (_, code, spid, status) = siginfo_of(&info);
+    case(
+        "leader waitid(P_PGID) info",
+        format!("code={code} pid_match={} status={status}", spid == k3),
+        Some("code=1 pid_match=true status=5"),
+    );
+    let k4 = fork_run(move || {
+        let mut b = [0u8];
+        // SAFETY: one-byte buffer.
+        unsafe { libc::read(block[0], b.as_mut_ptr().cast(), 1) };
+        0
+    })
+    .unwrap_or(-1) as u64;
+    expect(
+        "leader setpgid(child, child)",
+        raw(libc::SYS_setpgid, &[k4, k4]),
+        "ok",
+    );
+    let neg = (k4 as i64).wrapping_neg() as u64;
+    expect(
+        "leader wait4(-pgid, WNOHANG) alive",
+        raw(libc::SYS_wait4, &[neg, 0, 1, 0]),
+        "ok",
+    );
+    expect(
+        "leader kill(-pgid, 0)",
+        raw(libc::SYS_kill, &[neg, 0]),
+        "ok",
+    );
+    expect(
+        "leader kill(-pgid, SIGKILL)",
+        raw(libc::SYS_kill, &[neg, 9]),
+        "ok",
+    );
+    let mut status = 0i32;
+    let r = raw(
+        libc::SYS_wait4,
+        &[neg, &mut status as *mut i32 as u64, 0, 0],
+    );
+    case(
+        "leader wait4(-pgid)",
+        format!(
+            "pid_match={} {}",
+            r == k4 as i64,
+            userland::describe_status(status)
+        ),
+        Some("pid_match=true killed by SIGKILL"),
+    );
+    expect(
+        "leader kill(-pgid) after reaping",
+        raw(libc::SYS_kill, &[neg, 0]),
+        "ESRCH",
+    );
+    expect(
+        "leader kill(-999999, 0)",
+        raw(libc::SYS_kill, &[-999_999i64 as u64, 0]),
+        "ESRCH",
+    );
+    0
 }
 
 // --------------------------------------------------------- resource limits
