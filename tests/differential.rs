@@ -157,3 +157,8 @@ fn net_loopback_cases_1_cpu() {
 fn net_stress_4_cpus() {
     same_on_both("net_stress", 4, &[]);
 }
+
+#[test]
+fn sysmisc() {
+    same_on_both("sysmisc", 2, &[]);
+}

@@ -129,7 +129,10 @@ pub(crate) enum Body {
     /// A generated regular file: its bytes come from the provider at open.
     Generated(Gen),
     /// A magic link: reads as `text`, follows to `target` (`synth`).
-    Magic { text: String, target: Arc<Inode> },
+    Magic {
+        text: String,
+        target: Arc<Inode>,
+    },
     /// A proxy for an object of the host (`synth`), with the `stat` it
     /// reports.
     Proxy(Payload, Stat),

@@ -215,7 +215,11 @@ impl Provider for ProcFs {
                 for (n, f) in PID_FILES {
                     out.push((n.into(), ino(key(pid, f)), FileType::Regular));
                 }
-                out.push(("fd".into(), ino(key(pid, item::FD_DIR)), FileType::Directory));
+                out.push((
+                    "fd".into(),
+                    ino(key(pid, item::FD_DIR)),
+                    FileType::Directory,
+                ));
                 out.push(("exe".into(), ino(key(pid, item::EXE)), FileType::Symlink));
                 out.push(("cwd".into(), ino(key(pid, item::CWD)), FileType::Symlink));
             }
@@ -268,8 +272,16 @@ fn fd_link(dir: &Arc<Inode>, pid: Pid, fd: i32, file: super::FileRef) -> FsResul
     let perm = {
         let f = file.flags();
         let acc = f & ::fs::oflags::O_ACCMODE;
-        let r = if acc != ::fs::oflags::O_WRONLY { 0o400 } else { 0 };
-        let w = if acc != ::fs::oflags::O_RDONLY { 0o200 } else { 0 };
+        let r = if acc != ::fs::oflags::O_WRONLY {
+            0o400
+        } else {
+            0
+        };
+        let w = if acc != ::fs::oflags::O_RDONLY {
+            0o200
+        } else {
+            0
+        };
         r | w
     };
     if let Some(inode) = &file.inode {
@@ -406,8 +418,16 @@ fn cpuinfo() -> String {
         (30, "rdrand"),
     ];
     let mut flags: Vec<&str> = Vec::new();
-    flags.extend(EDX.iter().filter(|(b, _)| edx & (1 << b) != 0).map(|(_, n)| *n));
-    flags.extend(ECX.iter().filter(|(b, _)| ecx & (1 << b) != 0).map(|(_, n)| *n));
+    flags.extend(
+        EDX.iter()
+            .filter(|(b, _)| edx & (1 << b) != 0)
+            .map(|(_, n)| *n),
+    );
+    flags.extend(
+        ECX.iter()
+            .filter(|(b, _)| ecx & (1 << b) != 0)
+            .map(|(_, n)| *n),
+    );
     if ecx & (1 << 31) != 0 {
         flags.push("hypervisor");
     }
@@ -504,7 +524,9 @@ fn mounts() -> String {
 fn stat() -> String {
     let cpus = crate::sched::cpu_count().max(1);
     let per: Vec<(u64, u64, u64)> = (0..cpus).map(crate::sched::cputime::cpu_ticks).collect();
-    let (u, sy, i) = per.iter().fold((0, 0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
+    let (u, sy, i) = per
+        .iter()
+        .fold((0, 0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
     let mut s = String::new();
     let _ = writeln!(s, "cpu  {u} 0 {sy} {i} 0 0 0 0 0 0");
     for (n, (u, sy, i)) in per.iter().enumerate() {
@@ -555,7 +577,14 @@ fn net_dev() -> String {
     line("lo", 0, 0, 0, 0, 0);
     if let Some(nic) = crate::drivers::virtio_net::nic() {
         let c = nic.counters();
-        line("eth0", c.rx_bytes, c.rx_frames, c.rx_drops, c.tx_bytes, c.tx_frames);
+        line(
+            "eth0",
+            c.rx_bytes,
+            c.rx_frames,
+            c.rx_drops,
+            c.tx_bytes,
+            c.tx_frames,
+        );
     }
     s
 }

@@ -334,21 +334,51 @@ pub fn sys_execve(
 ) -> SysResult {
     let name = crate::mm::uaccess::read_user_cstr(path, 4095)?;
     let task = me()?;
-    let cwd = task.process.files.ctx.cwd();
     crate::proc::exec::sys_execve(frame, path, argv, envp)?;
     // The new image runs: its stack starts with argc, then argv pointers.
-    let exe = if name.starts_with('/') {
-        name.clone()
-    } else {
-        let dir = crate::fs::root_fs()
-            .path_of(&cwd)
-            .unwrap_or_else(|_| "/".into());
-        alloc::format!("{}/{}", dir.trim_end_matches('/'), name)
-    };
+    let cwd = task.process.files.ctx.cwd();
+    let exe = canonical_path(&cwd, &name).unwrap_or_default();
     let cmdline = read_cmdline(frame.rsp).unwrap_or_default();
     *task.comm.lock() = crate::proc::task::comm_of(&name);
     *task.process.image.lock() = crate::proc::process::ImageInfo { exe, cmdline };
     Ok(0)
+}
+
+/// The absolute path without symlinks of the file `path` names from
+/// `cwd` (a magic link such as `/proc/self/exe` gives its own text,
+/// which is already such a path).
+fn canonical_path(
+    cwd: &alloc::sync::Arc<::fs::Inode>,
+    path: &str,
+) -> Option<alloc::string::String> {
+    use alloc::string::String;
+    let root = crate::fs::root_fs();
+    let mut path = String::from(path);
+    let mut start = cwd.clone();
+    for _ in 0..::fs::MAX_SYMLINKS {
+        let (dir, last) = match path.rsplit_once('/') {
+            Some(("", last)) => (String::from("/"), String::from(last)),
+            Some((dir, last)) => (String::from(dir), String::from(last)),
+            None => (String::from("."), path.clone()),
+        };
+        let dir = root.lookup(&start, &dir, true).ok()?;
+        let node = root.lookup(&dir, &last, false).ok()?;
+        match node.symlink_target() {
+            Some(target) if node.magic_target().is_some() || target.starts_with('/') => {
+                path = String::from(target);
+                start = root.root();
+            }
+            Some(target) => {
+                path = String::from(target);
+                start = dir;
+            }
+            None => {
+                let base = root.path_of(&dir).ok()?;
+                return Some(alloc::format!("{}/{}", base.trim_end_matches('/'), last));
+            }
+        }
+    }
+    None
 }
 
 /// The argument strings of a fresh stack at `sp` (argc, argv[]), each
