@@ -394,6 +394,9 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         }
     );
     let result = run::run(&systems, &request)?;
+    if let Some(summary) = run::unsupported_summary(&result.outcome.serial) {
+        eprintln!("{summary}");
+    }
     match &result.verdict {
         Verdict::Exited(status) => {
             eprintln!(

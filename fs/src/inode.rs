@@ -561,6 +561,12 @@ impl Inode {
         }
     }
 
+    /// (pages used, page bound, live inodes) of this inode's superblock,
+    /// for `statfs`.
+    pub fn superblock_usage(&self) -> (u64, u64, i64) {
+        self.shared.usage()
+    }
+
     /// Device number of the superblock this inode belongs to.
     pub fn dev(&self) -> u64 {
         self.shared.dev

@@ -122,6 +122,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// (pages used, page bound, live inodes) of this superblock.
+    pub(crate) fn usage(&self) -> (u64, u64, i64) {
+        (
+            self.used_pages.load(Ordering::Relaxed),
+            self.max_pages,
+            self.stats.inodes.read(),
+        )
+    }
+
     pub(crate) fn now(&self) -> Timespec {
         self.clock.now()
     }

@@ -57,6 +57,15 @@ pub fn tmpfs_pages() -> u64 {
     })
 }
 
+/// Device number of the `/proc` superblock.
+static PROC_DEV: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Device number of the `/proc` superblock (`statfs` tells it apart).
+pub fn proc_dev() -> u64 {
+    root_fs();
+    PROC_DEV.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// The tmpfs superblocks, for their statistics.
 static TMPFS: spin::Once<Vec<&'static Fs>> = spin::Once::new();
 
@@ -179,7 +188,9 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
     fs.lookup(&root, "/tmp", true)?.set_perm(0o1777);
     fs.mkdir(&root, "/proc", 0o555)?;
     let (provider, key) = procfs::ProcFs::root();
-    fs.mount(&root, "/proc", &fs.new_generated_mount(provider, key))?;
+    let proc_fs = fs.new_generated_mount(provider, key);
+    PROC_DEV.store(proc_fs.dev(), core::sync::atomic::Ordering::Relaxed);
+    fs.mount(&root, "/proc", &proc_fs)?;
     TMPFS.call_once(|| alloc::vec![dev_fs, tmp_fs]);
     Ok(())
 }

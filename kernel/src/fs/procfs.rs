@@ -50,6 +50,7 @@ mod item {
     pub const COMM: u64 = 0x15;
     pub const EXE: u64 = 0x16;
     pub const CWD: u64 = 0x17;
+    pub const PID_STAT: u64 = 0x18;
 }
 
 /// The files of the root: (name, item).
@@ -64,7 +65,8 @@ const ROOT_FILES: [(&str, u64); 7] = [
 ];
 
 /// The files of a process directory.
-const PID_FILES: [(&str, u64); 4] = [
+const PID_FILES: [(&str, u64); 5] = [
+    ("stat", item::PID_STAT),
     ("status", item::STATUS),
     ("maps", item::MAPS),
     ("cmdline", item::CMDLINE),
@@ -248,6 +250,7 @@ impl Provider for ProcFs {
             item::NET_DEV => net_dev(),
             item::STATUS => status(&process(pid)?),
             item::MAPS => maps(&process(pid)?),
+            item::PID_STAT => pid_stat(&process(pid)?),
             item::CMDLINE => return Ok(process(pid)?.image.lock().cmdline.clone()),
             item::COMM => {
                 let p = process(pid)?;
@@ -650,6 +653,47 @@ fn status(p: &Arc<Process>) -> String {
         pid = p.pid,
     );
     s
+}
+
+/// `/proc/<pid>/stat`: Linux's 52 fields.  Times are the ticks the
+/// process's live threads were found running (`sched::cputime`); children's
+/// times, fault counts and scheduling fields that this kernel does not keep
+/// are 0; there are no process groups (pgrp and session are the pid).
+fn pid_stat(p: &Arc<Process>) -> String {
+    let leader = leader(p);
+    let comm = leader.as_ref().map_or([0; 16], |t| *t.comm.lock());
+    let n = comm.iter().position(|&b| b == 0).unwrap_or(16);
+    let name = String::from_utf8_lossy(&comm[..n]).into_owned();
+    let state = if p.zombie.load(Ordering::Acquire) {
+        'Z'
+    } else if caller_pid() == Some(p.pid) {
+        'R'
+    } else {
+        'S'
+    };
+    let tasks = p.task_list();
+    let utime: u64 = tasks.iter().map(|t| t.utime.load(Ordering::Relaxed)).sum();
+    let stime: u64 = tasks.iter().map(|t| t.stime.load(Ordering::Relaxed)).sum();
+    let start = p.start_ns / (1_000_000_000 / crate::arch::TICK_HZ);
+    let (vsize, rss) = p.aspace().map_or((0, 0), |a| {
+        let v: u64 = a.map_report().iter().map(|m| m.end - m.start).sum();
+        (v, a.resident_pages(0, crate::mm::vm::USER_TOP) as u64)
+    });
+    let (_, _, ign, cgt) = leader
+        .as_ref()
+        .map_or((0, 0, 0, 0), |t| crate::proc::signal::status_sets(t));
+    let (pending, blocked) = leader.as_ref().map_or((0, 0), |t| {
+        (
+            crate::proc::signal::pending_set(t),
+            t.signals.mask.load(Ordering::Acquire),
+        )
+    });
+    let pid = p.pid;
+    format!(
+        "{pid} ({name}) {state} {} {pid} {pid} 0 -1 0 0 0 0 0 {utime} {stime} 0 0 20 0 {} 0 {start} {vsize} {rss} 18446744073709551615 0 0 0 0 0 {pending} {blocked} {ign} {cgt} 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+        p.ppid.load(Ordering::Acquire),
+        tasks.len().max(1),
+    )
 }
 
 fn maps(p: &Arc<Process>) -> String {

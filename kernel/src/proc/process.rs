@@ -136,6 +136,8 @@ pub struct Process {
     pub name: IrqSpinLock<String>,
     /// What `/proc/<pid>` shows of the running program (set by execve).
     pub image: IrqSpinLock<ImageInfo>,
+    /// `arch::time::now_ns` when the process was made.
+    pub start_ns: u64,
 }
 
 /// The program a process runs, as `/proc/<pid>/{exe,cmdline}` show it.
@@ -193,6 +195,7 @@ impl Process {
                 cmdline: name.bytes().chain([0]).collect(),
             }),
             name: IrqSpinLock::new(name),
+            start_ns: crate::arch::time::now_ns(),
         });
         LIVE.fetch_add(1, Ordering::Relaxed);
         register_process(&process);
