@@ -1087,8 +1087,20 @@ impl Fs {
                     None => break,
                 }
             }
-            let name = parent
-                .dir()?
+            let pd = parent.dir()?;
+            if let Some(g) = &pd.gen {
+                // A generated directory's names come from its provider.
+                let (name, _, _) = g
+                    .provider
+                    .list(g.key)
+                    .into_iter()
+                    .find(|(_, ino, _)| *ino == cur.ino())
+                    .ok_or(Errno::ENOENT)?;
+                names.push(name);
+                cur = parent;
+                continue;
+            }
+            let name = pd
                 .buckets()
                 .find_map(|b| {
                     b.write(parent.shared)
