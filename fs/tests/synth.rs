@@ -37,7 +37,9 @@ impl Provider for Test {
             (ROOT, "file") => Ok(dir.gen_file(100, 0o444, self.gen(FILE))),
             (ROOT, "sub") => Ok(dir.gen_dir(101, 0o555, self.gen(SUB))),
             (ROOT, "link") => Ok(dir.gen_symlink(102, "file".into())),
-            (ROOT, "magic") => Ok(dir.gen_magic(103, 0o777, "/data".into(), self.target.clone())),
+            (ROOT, "magic") => {
+                Ok(dir.gen_magic(103, 0o777, self.target.clone(), None, Some(self.gen(9))))
+            }
             (ROOT, "proxy") => {
                 let mut st = self.target.stat();
                 st.mode = 0o010600;
@@ -59,6 +61,12 @@ impl Provider for Test {
             ],
             _ => vec![("file".into(), 105, FileType::Regular)],
         }
+    }
+
+    fn link_text(&self, key: u64, target: &Arc<Inode>) -> String {
+        assert_eq!(key, 9);
+        assert!(Arc::ptr_eq(target, &self.target));
+        "/data".into()
     }
 
     fn contents(&self, key: u64) -> FsResult<Vec<u8>> {
@@ -136,6 +144,7 @@ fn links_and_magic_links() {
         assert_eq!(fs.lookup(&r, "/gen/link", true).unwrap().ino(), 100);
         let magic = fs.lookup(&r, "/gen/magic", false).unwrap();
         assert_eq!(magic.kind(), FileType::Symlink);
+        assert_eq!(magic.stat().size, 64);
         assert_eq!(fs.readlink(&r, "/gen/magic").unwrap(), "/data");
         let followed = fs.lookup(&r, "/gen/magic", true).unwrap();
         assert!(Arc::ptr_eq(&followed, &test.target));

@@ -51,6 +51,8 @@ mod item {
     pub const EXE: u64 = 0x16;
     pub const CWD: u64 = 0x17;
     pub const PID_STAT: u64 = 0x18;
+    /// A magic link whose text is its target's path.
+    pub const LINK_PATH: u64 = 0x19;
 }
 
 /// The files of the root: (name, item).
@@ -168,18 +170,15 @@ impl Provider for ProcFs {
                         Ok(dir.gen_dir(ino(k), 0o500, Self::gen(k)))
                     }
                     "exe" => {
-                        let exe = p.image.lock().exe.clone();
-                        if exe.is_empty() {
-                            return Err(FsErrno::ENOENT);
-                        }
-                        let root = super::root_fs();
-                        let target = root.lookup(root.root_ref(), &exe, true)?;
-                        Ok(dir.gen_magic(ino(key(pid, item::EXE)), 0o777, exe, target))
+                        let image = p.image.lock();
+                        let target = image.exe_inode.clone().ok_or(FsErrno::ENOENT)?;
+                        let text = Some(image.exe.clone());
+                        Ok(dir.gen_magic(ino(key(pid, item::EXE)), 0o777, target, text, None))
                     }
                     "cwd" => {
                         let cwd = p.files.ctx.cwd();
-                        let text = super::root_fs().path_of(&cwd)?;
-                        Ok(dir.gen_magic(ino(key(pid, item::CWD)), 0o777, text, cwd))
+                        let gen = Some(Self::gen(item::LINK_PATH));
+                        Ok(dir.gen_magic(ino(key(pid, item::CWD)), 0o777, cwd, None, gen))
                     }
                     _ => Err(FsErrno::ENOENT),
                 }
@@ -237,6 +236,15 @@ impl Provider for ProcFs {
         out
     }
 
+    fn link_text(&self, _key: u64, target: &Arc<Inode>) -> String {
+        if target.is_dir() {
+            super::root_fs().path_of(target).ok()
+        } else {
+            path_of_file(target)
+        }
+        .unwrap_or_else(|| format!("/ (inode {})", target.ino()))
+    }
+
     fn contents(&self, k: u64) -> FsResult<Vec<u8>> {
         let (pid, it) = ((k >> 16) as Pid, k & 0xffff);
         let text = match it {
@@ -288,13 +296,9 @@ fn fd_link(dir: &Arc<Inode>, pid: Pid, fd: i32, file: super::FileRef) -> FsResul
         r | w
     };
     if let Some(inode) = &file.inode {
-        let text = match inode.kind() {
-            FileType::Directory => super::root_fs().path_of(inode).ok(),
-            _ => None,
-        }
-        .or_else(|| path_of_file(inode))
-        .unwrap_or_else(|| format!("/ (inode {})", inode.ino()));
-        return Ok(dir.gen_magic(n, perm, text, inode.clone()));
+        // The path is found when the link is read, outside the walk.
+        let gen = Some(ProcFs::gen(item::LINK_PATH));
+        return Ok(dir.gen_magic(n, perm, inode.clone(), None, gen));
     }
     let st = file.stat();
     let text = match st.mode & 0o170000 {
@@ -303,7 +307,7 @@ fn fd_link(dir: &Arc<Inode>, pid: Pid, fd: i32, file: super::FileRef) -> FsResul
         _ => String::from("anon_inode:[eventpoll]"),
     };
     let proxy = dir.gen_proxy(st, file);
-    Ok(dir.gen_magic(n, perm, text, proxy))
+    Ok(dir.gen_magic(n, perm, proxy, Some(text), None))
 }
 
 /// The path of a non-directory inode: found by searching the directories
@@ -701,14 +705,10 @@ fn maps(p: &Arc<Process>) -> String {
         return String::new();
     };
     // The executable's identity, to name its mappings.
-    let exe = p.image.lock().exe.clone();
-    let exe_id = if exe.is_empty() {
-        None
-    } else {
-        let root = super::root_fs();
-        root.lookup(root.root_ref(), &exe, true)
-            .ok()
-            .map(|i| (i.dev(), i.ino()))
+    let (exe, exe_id) = {
+        let image = p.image.lock();
+        let id = image.exe_inode.as_ref().map(|i| (i.dev(), i.ino()));
+        (image.exe.clone(), id)
     };
     let mut s = String::new();
     for m in aspace.map_report() {

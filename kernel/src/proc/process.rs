@@ -147,6 +147,8 @@ pub struct ImageInfo {
     pub exe: String,
     /// The arguments, each followed by a NUL.
     pub cmdline: Vec<u8>,
+    /// The executable's inode (`/proc/<pid>/exe` leads to it).
+    pub exe_inode: Option<Arc<::fs::Inode>>,
 }
 
 impl Process {
@@ -186,14 +188,7 @@ impl Process {
             zombie: AtomicBool::new(false),
             vfork_done: AtomicBool::new(false),
             vfork_wait: WaitQueue::new(),
-            image: IrqSpinLock::new(ImageInfo {
-                exe: if name.starts_with('/') {
-                    name.clone()
-                } else {
-                    String::new()
-                },
-                cmdline: name.bytes().chain([0]).collect(),
-            }),
+            image: IrqSpinLock::new(image_of_first(&name)),
             name: IrqSpinLock::new(name),
             start_ns: crate::arch::time::now_ns(),
         });
@@ -252,6 +247,26 @@ impl Drop for Process {
 
 /// Processes in existence (zombies included).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// What PID 1 shows in `/proc` before any execve: its program, by the
+/// absolute name it was started with (its arguments are not kept).
+fn image_of_first(name: &str) -> ImageInfo {
+    let root = crate::fs::root_fs();
+    let exe_inode = if name.starts_with('/') {
+        root.lookup(root.root_ref(), name, true).ok()
+    } else {
+        None
+    };
+    ImageInfo {
+        exe: if exe_inode.is_some() {
+            String::from(name)
+        } else {
+            String::new()
+        },
+        cmdline: name.bytes().chain([0]).collect(),
+        exe_inode,
+    }
+}
 
 /// Ids handed out so far (Linux's `processes` of `/proc/stat`: forks
 /// and clones since boot, plus PID 1).

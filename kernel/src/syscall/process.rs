@@ -338,9 +338,15 @@ pub fn sys_execve(
     // The new image runs: its stack starts with argc, then argv pointers.
     let cwd = task.process.files.ctx.cwd();
     let exe = canonical_path(&cwd, &name).unwrap_or_default();
+    let root = crate::fs::root_fs();
+    let exe_inode = root.lookup(root.root_ref(), &exe, true).ok();
     let cmdline = read_cmdline(frame.rsp).unwrap_or_default();
     *task.comm.lock() = crate::proc::task::comm_of(&name);
-    *task.process.image.lock() = crate::proc::process::ImageInfo { exe, cmdline };
+    *task.process.image.lock() = crate::proc::process::ImageInfo {
+        exe,
+        cmdline,
+        exe_inode,
+    };
     Ok(0)
 }
 
