@@ -423,6 +423,11 @@ pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
         FIONCLEX => return p.files.fds.set_cloexec(fd, false).map(|_| 0),
         _ => {}
     }
+    if f.as_socket().is_some() {
+        if let Some(r) = crate::net::ifconf::ioctl(cmd, arg) {
+            return r;
+        }
+    }
     if !f.is_console() {
         return Err(Errno::ENOTTY);
     }

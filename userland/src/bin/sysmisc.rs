@@ -1027,6 +1027,75 @@ fn proc_system(r: &mut Report) {
     );
 }
 
+/// The interface ioctls `ifconfig` uses, on `lo` (up on both systems).
+fn interfaces(r: &mut Report) {
+    // SAFETY: a plain socket.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    let ifreq = |cmd: u64, name: &str| -> Result<[u8; 40], String> {
+        let mut req = [0u8; 40];
+        req[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: `req` is a 40-byte `struct ifreq`.
+        let ret = unsafe { libc::ioctl(s, cmd as _, req.as_mut_ptr()) };
+        if ret < 0 {
+            Err(errno_name(userland::errno()))
+        } else {
+            Ok(req)
+        }
+    };
+    let flags = ifreq(0x8913, "lo").map(|q| u16::from_ne_bytes([q[16], q[17]]));
+    say(&format!("SIOCGIFFLAGS lo: {flags:x?}"));
+    let addr = ifreq(0x8915, "lo").map(|q| q[20..24].to_vec());
+    say(&format!("SIOCGIFADDR lo: {addr:?}"));
+    let mask = ifreq(0x891b, "lo").map(|q| q[20..24].to_vec());
+    say(&format!("SIOCGIFNETMASK lo: {mask:?}"));
+    let mtu = ifreq(0x8921, "lo").map(|q| i32::from_ne_bytes([q[16], q[17], q[18], q[19]]));
+    say(&format!("SIOCGIFMTU lo: {mtu:?}"));
+    let index = ifreq(0x8933, "lo").map(|q| i32::from_ne_bytes([q[16], q[17], q[18], q[19]]));
+    say(&format!("SIOCGIFINDEX lo: {index:?}"));
+    let hw = ifreq(0x8927, "lo").map(|q| u16::from_ne_bytes([q[16], q[17]]));
+    say(&format!("SIOCGIFHWADDR lo family: {hw:?}"));
+    say(&format!(
+        "SIOCGIFFLAGS nosuch0: {:?}",
+        ifreq(0x8913, "nosuch0").map(|_| ())
+    ));
+    let mut req = [0u8; 40];
+    req[16..20].copy_from_slice(&1i32.to_ne_bytes());
+    // SAFETY: as above.
+    let ret = unsafe { libc::ioctl(s, 0x8910 as _, req.as_mut_ptr()) };
+    let end = req[..16].iter().position(|&b| b == 0).unwrap_or(16);
+    say(&format!(
+        "SIOCGIFNAME 1: {} {:?}",
+        sys(ret as i64),
+        String::from_utf8_lossy(&req[..end])
+    ));
+    // SIOCGIFCONF: the length needed, then the entries.
+    let mut conf = [0u64; 2];
+    // SAFETY: `conf` is a `struct ifconf` with a null buffer.
+    unsafe { libc::ioctl(s, 0x8912 as _, conf.as_mut_ptr()) };
+    let need = conf[0] as i32;
+    let mut buf = vec![0u8; need.max(0) as usize];
+    conf[0] = need as u64;
+    conf[1] = buf.as_mut_ptr() as u64;
+    // SAFETY: `buf` holds `need` bytes.
+    let ret = unsafe { libc::ioctl(s, 0x8912 as _, conf.as_mut_ptr()) };
+    let names: Vec<String> = buf
+        .chunks(40)
+        .map(|c| {
+            let end = c[..16].iter().position(|&b| b == 0).unwrap_or(16);
+            String::from_utf8_lossy(&c[..end]).into_owned()
+        })
+        .collect();
+    r.expect(
+        "SIOCGIFCONF lists lo with its address",
+        ret == 0
+            && names
+                .iter()
+                .zip(buf.chunks(40))
+                .any(|(n, c)| n == "lo" && c[20..24] == [127, 0, 0, 1]),
+    );
+    close(s);
+}
+
 fn devices(r: &mut Report) {
     let full = open("/dev/full", libc::O_RDWR, 0);
     say(&format!("write /dev/full: {}", sys(write_fd(full, b"x"))));
@@ -1084,6 +1153,7 @@ fn main() {
     sendfile(&mut r);
     proc_self(&mut r);
     proc_system(&mut r);
+    interfaces(&mut r);
     devices(&mut r);
     let _ = std::fs::remove_dir_all("/tmp/sysmisc");
     say(&format!("sysmisc: {}", if r.ok { "pass" } else { "FAIL" }));
