@@ -172,8 +172,10 @@ impl Provider for ProcFs {
                     "exe" => {
                         let image = p.image.lock();
                         let target = image.exe_inode.clone().ok_or(FsErrno::ENOENT)?;
-                        let text = Some(image.exe.clone());
-                        Ok(dir.gen_magic(ino(key(pid, item::EXE)), 0o777, target, text, None))
+                        // The path is worked out when read, outside the walk.
+                        let text = (!image.exe.is_empty()).then(|| image.exe.clone());
+                        let gen = Some(Self::gen(key(pid, item::EXE)));
+                        Ok(dir.gen_magic(ino(key(pid, item::EXE)), 0o777, target, text, gen))
                     }
                     "cwd" => {
                         let cwd = p.files.ctx.cwd();
@@ -236,7 +238,12 @@ impl Provider for ProcFs {
         out
     }
 
-    fn link_text(&self, _key: u64, target: &Arc<Inode>) -> String {
+    fn link_text(&self, k: u64, target: &Arc<Inode>) -> String {
+        if k & 0xffff == item::EXE {
+            return process((k >> 16) as Pid)
+                .map(|p| exe_path(&p))
+                .unwrap_or_default();
+        }
         if target.is_dir() {
             super::root_fs().path_of(target).ok()
         } else {
@@ -345,6 +352,67 @@ fn path_of_file(inode: &Arc<Inode>) -> Option<String> {
             }
             if child.is_dir() {
                 stack.push((child, child_path));
+            }
+        }
+    }
+    None
+}
+
+/// The canonical path of `p`'s executable, worked out (once) from the
+/// path and cwd execve was given.  Not to be called inside a file-system
+/// walk (it resolves paths).
+pub fn exe_path(p: &Process) -> String {
+    let request = {
+        let image = p.image.lock();
+        if !image.exe.is_empty() {
+            return image.exe.clone();
+        }
+        image.exe_request.clone()
+    };
+    let Some((cwd, name)) = request else {
+        return String::new();
+    };
+    let exe = canonical_path(&cwd, &name).unwrap_or_default();
+    p.image.lock().exe = exe.clone();
+    exe
+}
+
+/// The absolute path without symlinks of the file `path` names from
+/// `cwd` (through a magic link such as `/proc/self/exe`: the path of the
+/// file it leads to).
+fn canonical_path(cwd: &Arc<::fs::Inode>, path: &str) -> Option<String> {
+    let root = super::root_fs();
+    let mut path = String::from(path);
+    let mut start = cwd.clone();
+    for _ in 0..::fs::MAX_SYMLINKS {
+        let (dir, last) = match path.rsplit_once('/') {
+            Some(("", last)) => (String::from("/"), String::from(last)),
+            Some((dir, last)) => (String::from(dir), String::from(last)),
+            None => (String::from("."), path.clone()),
+        };
+        let dir = root.lookup(&start, &dir, true).ok()?;
+        let node = root.lookup(&dir, &last, false).ok()?;
+        // A magic link's text may itself be worked out by this function
+        // (`/proc/self/exe`): its target's path is found directly instead.
+        if let Some(target) = node.magic_target() {
+            return if target.is_dir() {
+                root.path_of(target).ok()
+            } else {
+                path_of_file(target)
+            };
+        }
+        match node.symlink_target() {
+            Some(target) if target.starts_with('/') => {
+                path = String::from(target);
+                start = root.root();
+            }
+            Some(target) => {
+                path = String::from(target);
+                start = dir;
+            }
+            None => {
+                let base = root.path_of(&dir).ok()?;
+                return Some(format!("{}/{}", base.trim_end_matches('/'), last));
             }
         }
     }
@@ -705,11 +773,13 @@ fn maps(p: &Arc<Process>) -> String {
         return String::new();
     };
     // The executable's identity, to name its mappings.
-    let (exe, exe_id) = {
-        let image = p.image.lock();
-        let id = image.exe_inode.as_ref().map(|i| (i.dev(), i.ino()));
-        (image.exe.clone(), id)
-    };
+    let exe_id = p
+        .image
+        .lock()
+        .exe_inode
+        .as_ref()
+        .map(|i| (i.dev(), i.ino()));
+    let exe = exe_path(p);
     let mut s = String::new();
     for m in aspace.map_report() {
         let (dev, inode) = m.file.unwrap_or((0, 0));

@@ -143,8 +143,11 @@ pub struct Process {
 /// The program a process runs, as `/proc/<pid>/{exe,cmdline}` show it.
 #[derive(Clone, Default)]
 pub struct ImageInfo {
-    /// Absolute path of the executable ("" when unknown).
+    /// Absolute path of the executable without symlinks ("" when unknown
+    /// or not worked out yet from `exe_request`).
     pub exe: String,
+    /// The (cwd, path) execve was given, until `exe` is worked out.
+    pub exe_request: Option<(Arc<::fs::Inode>, String)>,
     /// The arguments, each followed by a NUL.
     pub cmdline: Vec<u8>,
     /// The executable's inode (`/proc/<pid>/exe` leads to it).
@@ -263,6 +266,7 @@ fn image_of_first(name: &str) -> ImageInfo {
         } else {
             String::new()
         },
+        exe_request: None,
         cmdline: name.bytes().chain([0]).collect(),
         exe_inode,
     }

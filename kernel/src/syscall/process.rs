@@ -324,8 +324,8 @@ pub fn sys_prctl(option: u32, arg2: u64) -> SysResult {
 }
 
 /// `execve`, recording what `/proc/<pid>/{exe,cmdline,status}` show of
-/// the new program: its absolute path, its arguments (read back from the
-/// new stack) and its name.
+/// the new program: its inode and the path it was started by, its
+/// arguments (read back from the new stack) and its name.
 pub fn sys_execve(
     frame: &mut crate::arch::idt::InterruptFrame,
     path: u64,
@@ -337,54 +337,18 @@ pub fn sys_execve(
     crate::proc::exec::sys_execve(frame, path, argv, envp)?;
     // The new image runs: its stack starts with argc, then argv pointers.
     let cwd = task.process.files.ctx.cwd();
-    let exe = canonical_path(&cwd, &name).unwrap_or_default();
-    let root = crate::fs::root_fs();
-    let exe_inode = root.lookup(root.root_ref(), &exe, true).ok();
+    // One lock-free lookup now; the canonical path is worked out only
+    // when `/proc` is asked for it (`fs::procfs::exe_path`).
+    let exe_inode = crate::fs::root_fs().lookup(&cwd, &name, true).ok();
     let cmdline = read_cmdline(frame.rsp).unwrap_or_default();
     *task.comm.lock() = crate::proc::task::comm_of(&name);
     *task.process.image.lock() = crate::proc::process::ImageInfo {
-        exe,
+        exe: alloc::string::String::new(),
+        exe_request: Some((cwd, name)),
         cmdline,
         exe_inode,
     };
     Ok(0)
-}
-
-/// The absolute path without symlinks of the file `path` names from
-/// `cwd` (a magic link such as `/proc/self/exe` gives its own text,
-/// which is already such a path).
-fn canonical_path(
-    cwd: &alloc::sync::Arc<::fs::Inode>,
-    path: &str,
-) -> Option<alloc::string::String> {
-    use alloc::string::String;
-    let root = crate::fs::root_fs();
-    let mut path = String::from(path);
-    let mut start = cwd.clone();
-    for _ in 0..::fs::MAX_SYMLINKS {
-        let (dir, last) = match path.rsplit_once('/') {
-            Some(("", last)) => (String::from("/"), String::from(last)),
-            Some((dir, last)) => (String::from(dir), String::from(last)),
-            None => (String::from("."), path.clone()),
-        };
-        let dir = root.lookup(&start, &dir, true).ok()?;
-        let node = root.lookup(&dir, &last, false).ok()?;
-        match node.symlink_target() {
-            Some(target) if node.magic_target().is_some() || target.starts_with('/') => {
-                path = String::from(target);
-                start = root.root();
-            }
-            Some(target) => {
-                path = String::from(target);
-                start = dir;
-            }
-            None => {
-                let base = root.path_of(&dir).ok()?;
-                return Some(alloc::format!("{}/{}", base.trim_end_matches('/'), last));
-            }
-        }
-    }
-    None
 }
 
 /// The argument strings of a fresh stack at `sp` (argc, argv[]), each
