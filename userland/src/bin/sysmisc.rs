@@ -1096,6 +1096,64 @@ fn interfaces(r: &mut Report) {
     close(s);
 }
 
+/// `/proc/self/stat` and `statfs` of the kernel's file systems.
+fn stat_and_statfs(r: &mut Report) {
+    let stat = read_text("/proc/self/stat");
+    let me = readlink("/proc/self").unwrap_or_default();
+    let (head, rest) = stat.rsplit_once(") ").unwrap_or(("", ""));
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    r.expect(
+        "/proc/self/stat: pid (comm) then 50 more fields",
+        head == format!("{me} (sysmisc") && fields.len() == 50,
+    );
+    say(&format!(
+        "/proc/self/stat state: {}",
+        fields.first().unwrap_or(&"?")
+    ));
+    r.expect(
+        "/proc/self/stat: utime, stime, starttime, vsize are numbers",
+        [11, 12, 19, 20]
+            .iter()
+            .all(|&i| fields.get(i).is_some_and(|f| f.parse::<u64>().is_ok())),
+    );
+    let magic = |path: &str| {
+        // SAFETY: zeroed statfs is valid plain data.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let p = cstr(path);
+        // SAFETY: valid path and out-pointer.
+        let ret = unsafe { libc::statfs(p.as_ptr(), &mut st) };
+        if ret < 0 {
+            errno_name(userland::errno())
+        } else {
+            format!(
+                "{:#x} bsize {} namelen {}",
+                st.f_type, st.f_bsize, st.f_namelen
+            )
+        }
+    };
+    say(&format!("statfs /proc: {}", magic("/proc")));
+    say(&format!("statfs /dev: {}", magic("/dev")));
+    say(&format!("statfs /nonexistent: {}", magic("/nonexistent")));
+    let fmagic = |fd: i32| {
+        // SAFETY: as above.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointer.
+        let ret = unsafe { libc::fstatfs(fd, &mut st) };
+        if ret < 0 {
+            errno_name(userland::errno())
+        } else {
+            format!("{:#x}", st.f_type)
+        }
+    };
+    let mut p = [0i32; 2];
+    // SAFETY: valid array.
+    unsafe { libc::pipe(p.as_mut_ptr()) };
+    say(&format!("fstatfs of a pipe: {}", fmagic(p[0])));
+    close(p[0]);
+    close(p[1]);
+    say(&format!("fstatfs of fd 999: {}", fmagic(999)));
+}
+
 fn devices(r: &mut Report) {
     let full = open("/dev/full", libc::O_RDWR, 0);
     say(&format!("write /dev/full: {}", sys(write_fd(full, b"x"))));
@@ -1154,6 +1212,7 @@ fn main() {
     proc_self(&mut r);
     proc_system(&mut r);
     interfaces(&mut r);
+    stat_and_statfs(&mut r);
     devices(&mut r);
     let _ = std::fs::remove_dir_all("/tmp/sysmisc");
     say(&format!("sysmisc: {}", if r.ok { "pass" } else { "FAIL" }));
