@@ -191,7 +191,13 @@ impl Process {
             zombie: AtomicBool::new(false),
             vfork_done: AtomicBool::new(false),
             vfork_wait: WaitQueue::new(),
-            image: IrqSpinLock::new(image_of_first(&name)),
+            // A fork copies its parent's (`clone.rs`); PID 1 starts with
+            // what its name says.
+            image: IrqSpinLock::new(if parent.is_none() {
+                image_of_first(&name)
+            } else {
+                ImageInfo::default()
+            }),
             name: IrqSpinLock::new(name),
             start_ns: crate::arch::time::now_ns(),
         });
