@@ -211,3 +211,10 @@ fn net_stress_4_cpus() {
 fn sysgaps() {
     same_on_both("sysgaps", 2, &[]);
 }
+
+/// time, alarm, itimers, sendfile, the chown family, prctl, rseq, /proc and /dev
+/// files, interface ioctls (issue 13).
+#[test]
+fn sysmisc() {
+    same_on_both("sysmisc", 2, &[]);
+}

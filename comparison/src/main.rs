@@ -439,6 +439,9 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         }
     );
     let result = run::run_with(&systems, &request, &extras)?;
+    if let Some(summary) = run::unsupported_summary(&result.outcome.serial) {
+        eprintln!("{summary}");
+    }
     match &result.verdict {
         Verdict::Exited(status) => {
             eprintln!(

@@ -246,6 +246,24 @@ fn our_marker(serial: &str, marker: &str) -> Option<String> {
     })
 }
 
+/// The system calls our kernel answered `ENOSYS` because it lacks them,
+/// from its log lines `syscall: unsupported: NR NAME (first call ...)`
+/// (one per number): `run: unsupported system calls: rseq(334), ...`, or
+/// `None` when there were none.
+pub fn unsupported_summary(serial: &str) -> Option<String> {
+    let calls: Vec<String> = serial
+        .lines()
+        .filter(|l| is_our_log_line(l))
+        .filter_map(|l| {
+            let rest = &l[l.find("syscall: unsupported: ")? + 22..];
+            let mut words = rest.split_whitespace();
+            let (nr, name) = (words.next()?, words.next()?);
+            Some(format!("{name}({nr})"))
+        })
+        .collect();
+    (!calls.is_empty()).then(|| format!("run: unsupported system calls: {}", calls.join(", ")))
+}
+
 /// Run one program.
 pub fn run(systems: &Systems, req: &RunRequest) -> Result<RunResult> {
     run_with(systems, req, &RunExtras::default())
@@ -525,5 +543,17 @@ mod tests {
             EXIT_SYSTEM_FAILED
         );
         assert_eq!(Verdict::Exited(7).exit_code(), 7);
+    }
+
+    #[test]
+    fn unsupported_calls_are_summed_up() {
+        let serial = "[cpu0] WARN syscall: unsupported: 334 rseq (first call from pid 1)\n\
+                      hello\n\
+                      [cpu1] WARN syscall: unsupported: 425 io_uring_setup (first call from pid 7)\n";
+        assert_eq!(
+            unsupported_summary(serial).as_deref(),
+            Some("run: unsupported system calls: rseq(334), io_uring_setup(425)")
+        );
+        assert_eq!(unsupported_summary("hello\n"), None);
     }
 }

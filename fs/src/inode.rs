@@ -128,8 +128,13 @@ pub(crate) enum Body {
     Special,
     /// A generated regular file: its bytes come from the provider at open.
     Generated(Gen),
-    /// A magic link: reads as `text`, follows to `target` (`synth`).
-    Magic { text: String, target: Arc<Inode> },
+    /// A magic link: follows to `target`; reads as `text`, made by
+    /// `gen`'s provider on first read when not given (`synth`).
+    Magic {
+        target: Arc<Inode>,
+        text: spin::Once<String>,
+        gen: Option<Gen>,
+    },
     /// A proxy for an object of the host (`synth`), with the `stat` it
     /// reports.
     Proxy(Payload, Stat),
@@ -558,6 +563,12 @@ impl Inode {
         }
     }
 
+    /// (pages used, page bound, live inodes) of this inode's superblock,
+    /// for `statfs`.
+    pub fn superblock_usage(&self) -> (u64, u64, i64) {
+        self.shared.usage()
+    }
+
     /// Device number of the superblock this inode belongs to.
     pub fn dev(&self) -> u64 {
         self.shared.dev
@@ -580,7 +591,11 @@ impl Inode {
     pub fn symlink_target(&self) -> Option<&str> {
         match &self.body {
             Body::Symlink(t) => Some(t),
-            Body::Magic { text, .. } => Some(text),
+            Body::Magic { target, text, gen } => Some(text.call_once(|| {
+                gen.as_ref()
+                    .map(|g| g.provider.link_text(g.key, target))
+                    .unwrap_or_default()
+            })),
             _ => None,
         }
     }
@@ -596,7 +611,9 @@ impl Inode {
             }
             Body::Dir(d) => (40 + 20 * d.entries.load(Ordering::Relaxed), 0),
             Body::Symlink(t) => (t.len() as u64, 0),
-            Body::Magic { text, .. } => (text.len() as u64, 0),
+            // Linux reports 64 for its magic links; the text may not be
+            // made yet (it is not made under the file system's locks).
+            Body::Magic { .. } => (64, 0),
             Body::Special | Body::Generated(_) | Body::Proxy(..) => (0, 0),
         };
         let m = self.meta.read();
@@ -731,9 +748,26 @@ impl Inode {
         Inode::with_body(self.shared, FileType::Symlink, 0o777, 0, None, body, ino)
     }
 
-    /// A magic link: `readlink` gives `text`, following gives `target`.
-    pub fn gen_magic(&self, ino: u64, perm: u32, text: String, target: Arc<Inode>) -> Arc<Inode> {
-        let body = Body::Magic { text, target };
+    /// A magic link: following gives `target`; `readlink` gives `text`,
+    /// or, when it is `None`, what `gen`'s `Provider::link_text` makes on
+    /// the first read.
+    pub fn gen_magic(
+        &self,
+        ino: u64,
+        perm: u32,
+        target: Arc<Inode>,
+        text: Option<String>,
+        gen: Option<Gen>,
+    ) -> Arc<Inode> {
+        let once = spin::Once::new();
+        if let Some(t) = text {
+            once.call_once(|| t);
+        }
+        let body = Body::Magic {
+            target,
+            text: once,
+            gen,
+        };
         Inode::with_body(self.shared, FileType::Symlink, perm, 0, None, body, ino)
     }
 

@@ -14,9 +14,10 @@
 //! Invariants: a generated directory never holds real entries (creating
 //! in one fails with `EACCES`); generated inodes take their numbers from
 //! the provider (stable across lookups), never from the superblock's
-//! allocator.  Must not: call the provider while holding a lock of this
-//! crate (lookups call it inside an RCU read section only, which does not
-//! block anything).
+//! allocator.  `Provider::lookup` and `Provider::list` run inside the file
+//! system (a path walk, a listing; in `LockMode::Global` under its one
+//! lock), so they must not call back into `Fs`: work that needs paths or
+//! lookups belongs in `link_text` and `contents`, which run outside it.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -35,8 +36,12 @@ pub trait Provider: Send + Sync {
     /// The entries of generated directory `key` now: (name, inode number,
     /// type), "." and ".." excluded.
     fn list(&self, key: u64) -> Vec<(String, u64, FileType)>;
-    /// The bytes of generated regular file `key`, made now (at open).
+    /// The bytes of generated regular file `key`, made now (at open,
+    /// outside the file system's locks).
     fn contents(&self, key: u64) -> FsResult<Vec<u8>>;
+    /// The text of magic link `key` (to `target`) made without one, on
+    /// its first read (outside the file system's locks).
+    fn link_text(&self, key: u64, target: &Arc<Inode>) -> String;
 }
 
 /// A generated directory or file: which provider answers and its key.

@@ -122,6 +122,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// (pages used, page bound, live inodes) of this superblock.
+    pub(crate) fn usage(&self) -> (u64, u64, i64) {
+        (
+            self.used_pages.load(Ordering::Relaxed),
+            self.max_pages,
+            self.stats.inodes.read(),
+        )
+    }
+
     pub(crate) fn now(&self) -> Timespec {
         self.clock.now()
     }
@@ -1148,8 +1157,20 @@ impl Fs {
                     None => break,
                 }
             }
-            let name = parent
-                .dir()?
+            let pd = parent.dir()?;
+            if let Some(g) = &pd.gen {
+                // A generated directory's names come from its provider.
+                let (name, _, _) = g
+                    .provider
+                    .list(g.key)
+                    .into_iter()
+                    .find(|(_, ino, _)| *ino == cur.ino())
+                    .ok_or(Errno::ENOENT)?;
+                names.push(name);
+                cur = parent;
+                continue;
+            }
+            let name = pd
                 .buckets()
                 .find_map(|b| {
                     b.write(parent.shared)

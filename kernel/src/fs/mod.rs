@@ -52,9 +52,18 @@ pub mod dev {
 /// `Shmem` of `/proc/meminfo`.
 pub fn tmpfs_pages() -> u64 {
     let root = root_fs().stats().used_pages;
-    root + TMPFS
-        .get()
-        .map_or(0, |all| all.iter().map(|f| f.stats().used_pages).sum::<u64>())
+    root + TMPFS.get().map_or(0, |all| {
+        all.iter().map(|f| f.stats().used_pages).sum::<u64>()
+    })
+}
+
+/// Device number of the `/proc` superblock.
+static PROC_DEV: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Device number of the `/proc` superblock (`statfs` tells it apart).
+pub fn proc_dev() -> u64 {
+    root_fs();
+    PROC_DEV.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// The tmpfs superblocks, for their statistics.
@@ -145,8 +154,20 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
     fs.mknod(&root, "/dev/null", FileType::CharDevice, 0o666, dev::NULL)?;
     fs.mknod(&root, "/dev/zero", FileType::CharDevice, 0o666, dev::ZERO)?;
     fs.mknod(&root, "/dev/full", FileType::CharDevice, 0o666, dev::FULL)?;
-    fs.mknod(&root, "/dev/random", FileType::CharDevice, 0o666, dev::RANDOM)?;
-    fs.mknod(&root, "/dev/urandom", FileType::CharDevice, 0o666, dev::URANDOM)?;
+    fs.mknod(
+        &root,
+        "/dev/random",
+        FileType::CharDevice,
+        0o666,
+        dev::RANDOM,
+    )?;
+    fs.mknod(
+        &root,
+        "/dev/urandom",
+        FileType::CharDevice,
+        0o666,
+        dev::URANDOM,
+    )?;
     fs.symlink("/proc/self/fd", &root, "/dev/fd")?;
     fs.symlink("/proc/self/fd/0", &root, "/dev/stdin")?;
     fs.symlink("/proc/self/fd/1", &root, "/dev/stdout")?;
@@ -160,13 +181,16 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
     )?;
     fs.mknod(&root, "/dev/tty", FileType::CharDevice, 0o666, dev::TTY)?;
     fs.mkdir(&root, "/tmp", 0o777)?;
-    let tmp_fs: &'static Fs = alloc::boxed::Box::leak(alloc::boxed::Box::new(fs.new_mount(max_pages)));
+    let tmp_fs: &'static Fs =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(fs.new_mount(max_pages)));
     fs.mount(&root, "/tmp", tmp_fs)?;
     // The mounted root carries the mode, as for Linux's `mode=1777`.
     fs.lookup(&root, "/tmp", true)?.set_perm(0o1777);
     fs.mkdir(&root, "/proc", 0o555)?;
     let (provider, key) = procfs::ProcFs::root();
-    fs.mount(&root, "/proc", &fs.new_generated_mount(provider, key))?;
+    let proc_fs = fs.new_generated_mount(provider, key);
+    PROC_DEV.store(proc_fs.dev(), core::sync::atomic::Ordering::Relaxed);
+    fs.mount(&root, "/proc", &proc_fs)?;
     TMPFS.call_once(|| alloc::vec![dev_fs, tmp_fs]);
     Ok(())
 }

@@ -50,6 +50,9 @@ mod item {
     pub const COMM: u64 = 0x15;
     pub const EXE: u64 = 0x16;
     pub const CWD: u64 = 0x17;
+    pub const PID_STAT: u64 = 0x18;
+    /// A magic link whose text is its target's path.
+    pub const LINK_PATH: u64 = 0x19;
 }
 
 /// The files of the root: (name, item).
@@ -64,7 +67,8 @@ const ROOT_FILES: [(&str, u64); 7] = [
 ];
 
 /// The files of a process directory.
-const PID_FILES: [(&str, u64); 4] = [
+const PID_FILES: [(&str, u64); 5] = [
+    ("stat", item::PID_STAT),
     ("status", item::STATUS),
     ("maps", item::MAPS),
     ("cmdline", item::CMDLINE),
@@ -166,18 +170,17 @@ impl Provider for ProcFs {
                         Ok(dir.gen_dir(ino(k), 0o500, Self::gen(k)))
                     }
                     "exe" => {
-                        let exe = p.image.lock().exe.clone();
-                        if exe.is_empty() {
-                            return Err(FsErrno::ENOENT);
-                        }
-                        let root = super::root_fs();
-                        let target = root.lookup(root.root_ref(), &exe, true)?;
-                        Ok(dir.gen_magic(ino(key(pid, item::EXE)), 0o777, exe, target))
+                        let image = p.image.lock();
+                        let target = image.exe_inode.clone().ok_or(FsErrno::ENOENT)?;
+                        // The path is worked out when read, outside the walk.
+                        let text = (!image.exe.is_empty()).then(|| image.exe.clone());
+                        let gen = Some(Self::gen(key(pid, item::EXE)));
+                        Ok(dir.gen_magic(ino(key(pid, item::EXE)), 0o777, target, text, gen))
                     }
                     "cwd" => {
                         let cwd = p.files.ctx.cwd();
-                        let text = super::root_fs().path_of(&cwd)?;
-                        Ok(dir.gen_magic(ino(key(pid, item::CWD)), 0o777, text, cwd))
+                        let gen = Some(Self::gen(item::LINK_PATH));
+                        Ok(dir.gen_magic(ino(key(pid, item::CWD)), 0o777, cwd, None, gen))
                     }
                     _ => Err(FsErrno::ENOENT),
                 }
@@ -215,7 +218,11 @@ impl Provider for ProcFs {
                 for (n, f) in PID_FILES {
                     out.push((n.into(), ino(key(pid, f)), FileType::Regular));
                 }
-                out.push(("fd".into(), ino(key(pid, item::FD_DIR)), FileType::Directory));
+                out.push((
+                    "fd".into(),
+                    ino(key(pid, item::FD_DIR)),
+                    FileType::Directory,
+                ));
                 out.push(("exe".into(), ino(key(pid, item::EXE)), FileType::Symlink));
                 out.push(("cwd".into(), ino(key(pid, item::CWD)), FileType::Symlink));
             }
@@ -231,6 +238,20 @@ impl Provider for ProcFs {
         out
     }
 
+    fn link_text(&self, k: u64, target: &Arc<Inode>) -> String {
+        if k & 0xffff == item::EXE {
+            return process((k >> 16) as Pid)
+                .map(|p| exe_path(&p))
+                .unwrap_or_default();
+        }
+        if target.is_dir() {
+            super::root_fs().path_of(target).ok()
+        } else {
+            path_of_file(target)
+        }
+        .unwrap_or_else(|| format!("/ (inode {})", target.ino()))
+    }
+
     fn contents(&self, k: u64) -> FsResult<Vec<u8>> {
         let (pid, it) = ((k >> 16) as Pid, k & 0xffff);
         let text = match it {
@@ -244,6 +265,7 @@ impl Provider for ProcFs {
             item::NET_DEV => net_dev(),
             item::STATUS => status(&process(pid)?),
             item::MAPS => maps(&process(pid)?),
+            item::PID_STAT => pid_stat(&process(pid)?),
             item::CMDLINE => return Ok(process(pid)?.image.lock().cmdline.clone()),
             item::COMM => {
                 let p = process(pid)?;
@@ -268,18 +290,22 @@ fn fd_link(dir: &Arc<Inode>, pid: Pid, fd: i32, file: super::FileRef) -> FsResul
     let perm = {
         let f = file.flags();
         let acc = f & ::fs::oflags::O_ACCMODE;
-        let r = if acc != ::fs::oflags::O_WRONLY { 0o400 } else { 0 };
-        let w = if acc != ::fs::oflags::O_RDONLY { 0o200 } else { 0 };
+        let r = if acc != ::fs::oflags::O_WRONLY {
+            0o400
+        } else {
+            0
+        };
+        let w = if acc != ::fs::oflags::O_RDONLY {
+            0o200
+        } else {
+            0
+        };
         r | w
     };
     if let Some(inode) = &file.inode {
-        let text = match inode.kind() {
-            FileType::Directory => super::root_fs().path_of(inode).ok(),
-            _ => None,
-        }
-        .or_else(|| path_of_file(inode))
-        .unwrap_or_else(|| format!("/ (inode {})", inode.ino()));
-        return Ok(dir.gen_magic(n, perm, text, inode.clone()));
+        // The path is found when the link is read, outside the walk.
+        let gen = Some(ProcFs::gen(item::LINK_PATH));
+        return Ok(dir.gen_magic(n, perm, inode.clone(), None, gen));
     }
     let st = file.stat();
     let text = match st.mode & 0o170000 {
@@ -288,7 +314,7 @@ fn fd_link(dir: &Arc<Inode>, pid: Pid, fd: i32, file: super::FileRef) -> FsResul
         _ => String::from("anon_inode:[eventpoll]"),
     };
     let proxy = dir.gen_proxy(st, file);
-    Ok(dir.gen_magic(n, perm, text, proxy))
+    Ok(dir.gen_magic(n, perm, proxy, Some(text), None))
 }
 
 /// The path of a non-directory inode: found by searching the directories
@@ -326,6 +352,67 @@ fn path_of_file(inode: &Arc<Inode>) -> Option<String> {
             }
             if child.is_dir() {
                 stack.push((child, child_path));
+            }
+        }
+    }
+    None
+}
+
+/// The canonical path of `p`'s executable, worked out (once) from the
+/// path and cwd execve was given.  Not to be called inside a file-system
+/// walk (it resolves paths).
+pub fn exe_path(p: &Process) -> String {
+    let request = {
+        let image = p.image.lock();
+        if !image.exe.is_empty() {
+            return image.exe.clone();
+        }
+        image.exe_request.clone()
+    };
+    let Some((cwd, name)) = request else {
+        return String::new();
+    };
+    let exe = canonical_path(&cwd, &name).unwrap_or_default();
+    p.image.lock().exe = exe.clone();
+    exe
+}
+
+/// The absolute path without symlinks of the file `path` names from
+/// `cwd` (through a magic link such as `/proc/self/exe`: the path of the
+/// file it leads to).
+fn canonical_path(cwd: &Arc<::fs::Inode>, path: &str) -> Option<String> {
+    let root = super::root_fs();
+    let mut path = String::from(path);
+    let mut start = cwd.clone();
+    for _ in 0..::fs::MAX_SYMLINKS {
+        let (dir, last) = match path.rsplit_once('/') {
+            Some(("", last)) => (String::from("/"), String::from(last)),
+            Some((dir, last)) => (String::from(dir), String::from(last)),
+            None => (String::from("."), path.clone()),
+        };
+        let dir = root.lookup(&start, &dir, true).ok()?;
+        let node = root.lookup(&dir, &last, false).ok()?;
+        // A magic link's text may itself be worked out by this function
+        // (`/proc/self/exe`): its target's path is found directly instead.
+        if let Some(target) = node.magic_target() {
+            return if target.is_dir() {
+                root.path_of(target).ok()
+            } else {
+                path_of_file(target)
+            };
+        }
+        match node.symlink_target() {
+            Some(target) if target.starts_with('/') => {
+                path = String::from(target);
+                start = root.root();
+            }
+            Some(target) => {
+                path = String::from(target);
+                start = dir;
+            }
+            None => {
+                let base = root.path_of(&dir).ok()?;
+                return Some(format!("{}/{}", base.trim_end_matches('/'), last));
             }
         }
     }
@@ -406,8 +493,16 @@ fn cpuinfo() -> String {
         (30, "rdrand"),
     ];
     let mut flags: Vec<&str> = Vec::new();
-    flags.extend(EDX.iter().filter(|(b, _)| edx & (1 << b) != 0).map(|(_, n)| *n));
-    flags.extend(ECX.iter().filter(|(b, _)| ecx & (1 << b) != 0).map(|(_, n)| *n));
+    flags.extend(
+        EDX.iter()
+            .filter(|(b, _)| edx & (1 << b) != 0)
+            .map(|(_, n)| *n),
+    );
+    flags.extend(
+        ECX.iter()
+            .filter(|(b, _)| ecx & (1 << b) != 0)
+            .map(|(_, n)| *n),
+    );
     if ecx & (1 << 31) != 0 {
         flags.push("hypervisor");
     }
@@ -504,7 +599,9 @@ fn mounts() -> String {
 fn stat() -> String {
     let cpus = crate::sched::cpu_count().max(1);
     let per: Vec<(u64, u64, u64)> = (0..cpus).map(crate::sched::cputime::cpu_ticks).collect();
-    let (u, sy, i) = per.iter().fold((0, 0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
+    let (u, sy, i) = per
+        .iter()
+        .fold((0, 0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
     let mut s = String::new();
     let _ = writeln!(s, "cpu  {u} 0 {sy} {i} 0 0 0 0 0 0");
     for (n, (u, sy, i)) in per.iter().enumerate() {
@@ -555,7 +652,14 @@ fn net_dev() -> String {
     line("lo", 0, 0, 0, 0, 0);
     if let Some(nic) = crate::drivers::virtio_net::nic() {
         let c = nic.counters();
-        line("eth0", c.rx_bytes, c.rx_frames, c.rx_drops, c.tx_bytes, c.tx_frames);
+        line(
+            "eth0",
+            c.rx_bytes,
+            c.rx_frames,
+            c.rx_drops,
+            c.tx_bytes,
+            c.tx_frames,
+        );
     }
     s
 }
@@ -623,20 +727,59 @@ fn status(p: &Arc<Process>) -> String {
     s
 }
 
+/// `/proc/<pid>/stat`: Linux's 52 fields.  Times are the ticks the
+/// process's live threads were found running (`sched::cputime`); children's
+/// times, fault counts and scheduling fields that this kernel does not keep
+/// are 0; there are no process groups (pgrp and session are the pid).
+fn pid_stat(p: &Arc<Process>) -> String {
+    let leader = leader(p);
+    let comm = leader.as_ref().map_or([0; 16], |t| *t.comm.lock());
+    let n = comm.iter().position(|&b| b == 0).unwrap_or(16);
+    let name = String::from_utf8_lossy(&comm[..n]).into_owned();
+    let state = if p.zombie.load(Ordering::Acquire) {
+        'Z'
+    } else if caller_pid() == Some(p.pid) {
+        'R'
+    } else {
+        'S'
+    };
+    let tasks = p.task_list();
+    let utime: u64 = tasks.iter().map(|t| t.utime.load(Ordering::Relaxed)).sum();
+    let stime: u64 = tasks.iter().map(|t| t.stime.load(Ordering::Relaxed)).sum();
+    let start = p.start_ns / (1_000_000_000 / crate::arch::TICK_HZ);
+    let (vsize, rss) = p.aspace().map_or((0, 0), |a| {
+        let v: u64 = a.map_report().iter().map(|m| m.end - m.start).sum();
+        (v, a.resident_pages(0, crate::mm::vm::USER_TOP) as u64)
+    });
+    let (_, _, ign, cgt) = leader
+        .as_ref()
+        .map_or((0, 0, 0, 0), |t| crate::proc::signal::status_sets(t));
+    let (pending, blocked) = leader.as_ref().map_or((0, 0), |t| {
+        (
+            crate::proc::signal::pending_set(t),
+            t.signals.mask.load(Ordering::Acquire),
+        )
+    });
+    let pid = p.pid;
+    format!(
+        "{pid} ({name}) {state} {} {pid} {pid} 0 -1 0 0 0 0 0 {utime} {stime} 0 0 20 0 {} 0 {start} {vsize} {rss} 18446744073709551615 0 0 0 0 0 {pending} {blocked} {ign} {cgt} 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+        p.ppid.load(Ordering::Acquire),
+        tasks.len().max(1),
+    )
+}
+
 fn maps(p: &Arc<Process>) -> String {
     let Some(aspace) = p.aspace() else {
         return String::new();
     };
     // The executable's identity, to name its mappings.
-    let exe = p.image.lock().exe.clone();
-    let exe_id = if exe.is_empty() {
-        None
-    } else {
-        let root = super::root_fs();
-        root.lookup(root.root_ref(), &exe, true)
-            .ok()
-            .map(|i| (i.dev(), i.ino()))
-    };
+    let exe_id = p
+        .image
+        .lock()
+        .exe_inode
+        .as_ref()
+        .map(|i| (i.dev(), i.ino()));
+    let exe = exe_path(p);
     let mut s = String::new();
     for m in aspace.map_report() {
         let (dev, inode) = m.file.unwrap_or((0, 0));

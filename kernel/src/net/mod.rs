@@ -8,6 +8,7 @@
 //! Must not: touch user memory outside `sockaddr.rs` and the syscall layer,
 //! or block anywhere but in `socket.rs`'s wait helpers.
 
+pub mod ifconf;
 pub mod inet;
 pub mod sockaddr;
 pub mod socket;

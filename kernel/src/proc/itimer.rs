@@ -61,9 +61,9 @@ pub fn set(process: &Arc<Process>, value: u64, interval: u64) -> (u64, u64) {
     let old = {
         let mut timers = TIMERS.lock();
         timers.retain(|_, a| a.process.strong_count() > 0);
-        let old = timers
-            .get(&process.pid)
-            .map_or((0, 0), |a| (a.deadline.saturating_sub(now).max(1), a.interval));
+        let old = timers.get(&process.pid).map_or((0, 0), |a| {
+            (a.deadline.saturating_sub(now).max(1), a.interval)
+        });
         if value == 0 {
             timers.remove(&process.pid);
         } else {

@@ -140,15 +140,22 @@ pub struct Process {
     pub sid: AtomicI32,
     /// What `/proc/<pid>` shows of the running program (set by execve).
     pub image: IrqSpinLock<ImageInfo>,
+    /// `arch::time::now_ns` when the process was made.
+    pub start_ns: u64,
 }
 
 /// The program a process runs, as `/proc/<pid>/{exe,cmdline}` show it.
 #[derive(Clone, Default)]
 pub struct ImageInfo {
-    /// Absolute path of the executable ("" when unknown).
+    /// Absolute path of the executable without symlinks ("" when unknown
+    /// or not worked out yet from `exe_request`).
     pub exe: String,
+    /// The (cwd, path) execve was given, until `exe` is worked out.
+    pub exe_request: Option<(Arc<::fs::Inode>, String)>,
     /// The arguments, each followed by a NUL.
     pub cmdline: Vec<u8>,
+    /// The executable's inode (`/proc/<pid>/exe` leads to it).
+    pub exe_inode: Option<Arc<::fs::Inode>>,
 }
 
 impl Process {
@@ -194,17 +201,17 @@ impl Process {
             zombie: AtomicBool::new(false),
             vfork_done: AtomicBool::new(false),
             vfork_wait: WaitQueue::new(),
-            image: IrqSpinLock::new(ImageInfo {
-                exe: if name.starts_with('/') {
-                    name.clone()
-                } else {
-                    String::new()
-                },
-                cmdline: name.bytes().chain([0]).collect(),
+            // A fork copies its parent's (`clone.rs`); PID 1 starts with
+            // what its name says.
+            image: IrqSpinLock::new(if parent.is_none() {
+                image_of_first(&name)
+            } else {
+                ImageInfo::default()
             }),
             name: IrqSpinLock::new(name),
             pgid: AtomicI32::new(pgid),
             sid: AtomicI32::new(sid),
+            start_ns: crate::arch::time::now_ns(),
         });
         LIVE.fetch_add(1, Ordering::Relaxed);
         register_process(&process);
@@ -261,6 +268,27 @@ impl Drop for Process {
 
 /// Processes in existence (zombies included).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// What PID 1 shows in `/proc` before any execve: its program, by the
+/// absolute name it was started with (its arguments are not kept).
+fn image_of_first(name: &str) -> ImageInfo {
+    let root = crate::fs::root_fs();
+    let exe_inode = if name.starts_with('/') {
+        root.lookup(root.root_ref(), name, true).ok()
+    } else {
+        None
+    };
+    ImageInfo {
+        exe: if exe_inode.is_some() {
+            String::from(name)
+        } else {
+            String::new()
+        },
+        exe_request: None,
+        cmdline: name.bytes().chain([0]).collect(),
+        exe_inode,
+    }
+}
 
 /// Ids handed out so far (Linux's `processes` of `/proc/stat`: forks
 /// and clones since boot, plus PID 1).

@@ -52,6 +52,10 @@ pub struct Task {
     /// The thread's name (Linux `comm`: `prctl(PR_SET_NAME)`, the
     /// executable's base name after execve), NUL-padded, at most 15 bytes.
     pub comm: spin::Mutex<[u8; 16]>,
+    /// Timer ticks that found this thread in user mode / in the kernel
+    /// (`sched::cputime`; written only by the CPU running it).
+    pub utime: AtomicU64,
+    pub stime: AtomicU64,
 }
 
 /// `comm` for a program path or name: its base name, cut to 15 bytes.
@@ -85,6 +89,8 @@ impl Task {
             must_exit: AtomicBool::new(false),
             thread: spin::Once::new(),
             comm: spin::Mutex::new(comm),
+            utime: AtomicU64::new(0),
+            stime: AtomicU64::new(0),
         }
     }
 

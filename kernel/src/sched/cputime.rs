@@ -45,6 +45,10 @@ pub fn account_tick(cpu: usize, user: bool, idle: bool) {
     } else {
         SYSTEM.inc();
     }
+    if let Some(task) = crate::proc::current_task().filter(|_| !idle) {
+        let which = if user { &task.utime } else { &task.stime };
+        which.fetch_add(1, Ordering::Relaxed);
+    }
     if let Some(b) = BUSY.get(cpu) {
         b.store(!idle, Ordering::Relaxed);
     }

@@ -423,6 +423,11 @@ pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
         FIONCLEX => return p.files.fds.set_cloexec(fd, false).map(|_| 0),
         _ => {}
     }
+    if f.as_socket().is_some() {
+        if let Some(r) = crate::net::ifconf::ioctl(cmd, arg) {
+            return r;
+        }
+    }
     if !f.is_console() {
         return Err(Errno::ENOTTY);
     }
@@ -1200,6 +1205,8 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
         93 => sys_fchown(fd(0), a[1] as u32, a[2] as u32),
         94 => sys_lchown(a[0], a[1] as u32, a[2] as u32),
         260 => sys_fchownat(fd(0), a[1], a[2] as u32, a[3] as u32, a[4] as u32),
+        137 => sys_statfs(a[0], a[1]),
+        138 => sys_fstatfs(fd(0), a[1]),
         _ => return None,
     }))
 }
@@ -1271,6 +1278,8 @@ pub const CALLS: &[(u64, &str)] = &[
     (93, "fchown"),
     (94, "lchown"),
     (260, "fchownat"),
+    (137, "statfs"),
+    (138, "fstatfs"),
 ];
 
 // ---- owners and sendfile ---------------------------------------------------
@@ -1405,4 +1414,58 @@ pub fn sys_sendfile(out_fd: i32, in_fd: i32, offset: u64, count: u64) -> SysResu
         }
     }
     Ok(done)
+}
+
+// ---- statfs ------------------------------------------------------------------
+
+/// Linux x86_64 `struct statfs` (120 bytes) of the superblock `inode` is
+/// in: tmpfs (size bound, pages and inodes used), `/proc` (empty), or the
+/// pseudo file systems of pipes and sockets (`inode` `None`, `magic`).
+fn statfs_bytes(inode: Option<&Inode>, magic: i64) -> [u8; 120] {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const ST_VALID: i64 = 0x20;
+    let mut v = [0i64; 15];
+    v[1] = 4096; // f_bsize
+    v[9] = 4096; // f_frsize
+    v[8] = 255; // f_namelen
+    v[10] = ST_VALID;
+    v[0] = magic;
+    if let Some(inode) = inode {
+        v[7] = (inode.dev() & 0xffff_ffff) as i64; // f_fsid[0]
+        if inode.dev() == crate::fs::proc_dev() {
+            v[0] = PROC_SUPER_MAGIC;
+        } else {
+            let (used, max, inodes) = inode.superblock_usage();
+            v[0] = TMPFS_MAGIC;
+            v[2] = max as i64; // f_blocks
+            v[3] = max.saturating_sub(used) as i64; // f_bfree
+            v[4] = v[3]; // f_bavail
+            v[5] = max as i64; // f_files
+            v[6] = (max as i64 - inodes.max(0)).max(0); // f_ffree
+        }
+    }
+    let mut b = [0u8; 120];
+    for (i, x) in v.iter().enumerate() {
+        b[i * 8..i * 8 + 8].copy_from_slice(&x.to_ne_bytes());
+    }
+    b
+}
+
+pub fn sys_statfs(path: u64, buf: u64) -> SysResult {
+    let inode = resolve(AT_FDCWD, path, 0, true)?;
+    copy_to_user(buf, &statfs_bytes(Some(&inode), 0)).map(|_| 0)
+}
+
+pub fn sys_fstatfs(fd: i32, buf: u64) -> SysResult {
+    const PIPEFS_MAGIC: i64 = 0x5049_5045;
+    const SOCKFS_MAGIC: i64 = 0x534f_434b;
+    const ANON_INODE_FS_MAGIC: i64 = 0x0904_1934;
+    let f = file(fd)?;
+    let magic = match f.stat().mode & 0o170000 {
+        0o010000 => PIPEFS_MAGIC,
+        0o140000 => SOCKFS_MAGIC,
+        _ => ANON_INODE_FS_MAGIC,
+    };
+    copy_to_user(buf, &statfs_bytes(f.inode.as_deref(), magic)).map(|_| 0)
 }

@@ -366,4 +366,3 @@ pub fn name_of(nr: u64) -> &'static str {
         _ => "unknown",
     }
 }
-

@@ -410,8 +410,8 @@ pub fn sys_prctl(option: u32, arg2: u64) -> SysResult {
 }
 
 /// `execve`, recording what `/proc/<pid>/{exe,cmdline,status}` show of
-/// the new program: its absolute path, its arguments (read back from the
-/// new stack) and its name.
+/// the new program: its inode and the path it was started by, its
+/// arguments (read back from the new stack) and its name.
 pub fn sys_execve(
     frame: &mut crate::arch::idt::InterruptFrame,
     path: u64,
@@ -420,20 +420,20 @@ pub fn sys_execve(
 ) -> SysResult {
     let name = crate::mm::uaccess::read_user_cstr(path, 4095)?;
     let task = me()?;
-    let cwd = task.process.files.ctx.cwd();
     crate::proc::exec::sys_execve(frame, path, argv, envp)?;
     // The new image runs: its stack starts with argc, then argv pointers.
-    let exe = if name.starts_with('/') {
-        name.clone()
-    } else {
-        let dir = crate::fs::root_fs()
-            .path_of(&cwd)
-            .unwrap_or_else(|_| "/".into());
-        alloc::format!("{}/{}", dir.trim_end_matches('/'), name)
-    };
+    let cwd = task.process.files.ctx.cwd();
+    // One lock-free lookup now; the canonical path is worked out only
+    // when `/proc` is asked for it (`fs::procfs::exe_path`).
+    let exe_inode = crate::fs::root_fs().lookup(&cwd, &name, true).ok();
     let cmdline = read_cmdline(frame.rsp).unwrap_or_default();
     *task.comm.lock() = crate::proc::task::comm_of(&name);
-    *task.process.image.lock() = crate::proc::process::ImageInfo { exe, cmdline };
+    *task.process.image.lock() = crate::proc::process::ImageInfo {
+        exe: alloc::string::String::new(),
+        exe_request: Some((cwd, name)),
+        cmdline,
+        exe_inode,
+    };
     Ok(0)
 }
 

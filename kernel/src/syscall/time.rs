@@ -224,11 +224,7 @@ pub fn sys_getitimer(which: u32, curr: u64) -> SysResult {
 /// CPU-time timers are refused with `EINVAL` (not implemented).  A null
 /// `new` disarms, as Linux still accepts.
 pub fn sys_setitimer(which: u32, new: u64, old: u64) -> SysResult {
-    let (interval, value) = if new == 0 {
-        (0, 0)
-    } else {
-        itimerval_ns(new)?
-    };
+    let (interval, value) = if new == 0 { (0, 0) } else { itimerval_ns(new)? };
     if which != ITIMER_REAL {
         return Err(Errno::EINVAL);
     }
