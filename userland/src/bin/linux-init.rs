@@ -2,7 +2,8 @@
 //!
 //! Linux starts it as `rdinit=/linux-init`.  It prepares what this project's
 //! kernel provides by itself to PID 1 (DESIGN.md §6, docs/USERSPACE.md
-//! "Boot to PID 1"): `/dev` (devtmpfs: null, zero, console), `/proc`, `/tmp`,
+//! "Boot to PID 1"): `/dev` (devtmpfs: null, zero, console, plus the links
+//! fd, stdin, stdout, stderr into /proc/self/fd), `/proc`, `/tmp`,
 //! fds 0–2 on the console, umask 022, the loopback interface up, and with a
 //! NIC `eth0` configured from `net=IP/PREFIX[,gw=IP]` on the command line
 //! (default 10.0.2.15/24 via 10.0.2.2, as ours): it first loads the modules
@@ -421,12 +422,33 @@ fn reset_signals() {
     }
 }
 
+/// The links a distribution's init (udev, systemd) makes in /dev and that
+/// devtmpfs lacks; our kernel's /dev has them too (bash's `<(...)` needs
+/// /dev/fd).
+fn dev_links() {
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        let (l, t) = (CString::new(link).unwrap(), CString::new(target).unwrap());
+        // SAFETY: both are valid C strings.
+        if unsafe { libc::symlink(t.as_ptr(), l.as_ptr()) } != 0
+            && userland::errno() != libc::EEXIST
+        {
+            warn(&format!("symlink {link}"));
+        }
+    }
+}
+
 fn main() {
     mkdir("/dev", 0o755);
     mount("devtmpfs", "/dev", "devtmpfs");
     console_fds();
     mkdir("/proc", 0o555);
     mount("proc", "/proc", "proc");
+    dev_links();
     mkdir("/tmp", 0o1777);
     // SAFETY: umask only changes this process's creation mask.
     unsafe { libc::umask(0o022) };
