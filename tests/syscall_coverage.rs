@@ -92,12 +92,13 @@ fn syscall_name(nr: u64) -> String {
 }
 
 /// Every distinct program of `differential.rs`, with the arguments of its
-/// first `same_on_both("NAME", CORES, &["ARG", ...])` call.
+/// first `same_on_both("NAME", CORES, &["ARG", ...])` or
+/// `expect_on_both("NAME", ...)` call.
 fn differential_programs() -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for call in DIFFERENTIAL.split("same_on_both(").skip(1) {
+    for call in DIFFERENTIAL.split("_on_both(").skip(1) {
         let Some(rest) = call.trim_start().strip_prefix('"') else {
-            continue; // the definition `fn same_on_both(name: ...`
+            continue; // a definition `fn same_on_both(name: ...` or a call by variable
         };
         let Some((name, rest)) = rest.split_once('"') else {
             continue;
