@@ -302,3 +302,22 @@ pub fn tap_unavailable() -> Option<String> {
     }
     None
 }
+
+/// A program from a Debian package (`comparison::debian::BUSYBOX`, `BASH`),
+/// fetched once and cached under `target/debian/`.  Where it cannot be had:
+/// `None` after a `SKIPPED` line on stdout, or, when env `CI` is set, a
+/// failure naming the package (a test never passes by skipping in CI).
+pub fn debian_program(test: &str, (package, path): (&str, &str)) -> Option<PathBuf> {
+    let got = comparison::build::target_dir(&comparison::build::workspace_root())
+        .and_then(|target| comparison::debian::ensure_file(&target, package, path));
+    match got {
+        Ok(file) => Some(file),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("{test}: Debian package {package} cannot be had: {e:#}")
+        }
+        Err(e) => {
+            println!("SKIPPED {test}: Debian package {package} cannot be had here: {e:#}");
+            None
+        }
+    }
+}

@@ -93,6 +93,8 @@ pub const DEFAULT_WORKLOADS: &[&str] = &[
     "getppid",
     "context_switch",
     "page_fault",
+    "exec_static",
+    "spawn_shell",
     "open_close_private",
     "open_close_shared",
     "create_unlink_private",
