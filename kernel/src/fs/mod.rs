@@ -211,6 +211,10 @@ impl crate::mm::vm::vma::PageSource for FilePages {
         self.0.map_key()
     }
 
+    fn fault_around(&self) -> bool {
+        true
+    }
+
     fn mapped_into(&self, aspace: &Arc<crate::mm::vm::AddressSpace>) {
         let weak: alloc::sync::Weak<dyn ::fs::FileMapper> =
             Arc::downgrade(aspace) as alloc::sync::Weak<dyn ::fs::FileMapper>;

@@ -49,6 +49,14 @@ pub trait PageSource: Send + Sync {
     /// Called when `aspace` gains VMAs of this source (mmap, fork), so a
     /// source that can shrink records it in its reverse map.
     fn mapped_into(&self, _aspace: &Arc<super::AddressSpace>) {}
+
+    /// Whether a read fault may map neighbouring pages too (fault-around):
+    /// true for files, whose `page` looks up page-cache pages (a hole
+    /// below the end gets the zeroed page a read would see), false (the
+    /// default) where it would allocate memory nobody asked for.
+    fn fault_around(&self) -> bool {
+        false
+    }
 }
 
 /// How a VMA's pages come to be.
