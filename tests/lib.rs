@@ -344,3 +344,19 @@ pub fn tap_namespace_or_skip(name: &str, tap: &str, queues: usize) -> Option<Nam
         }
     }
 }
+
+/// A program from a Debian package (`comparison::debian::BUSYBOX`, `BASH`),
+/// fetched once and cached under `target/debian/`.  Where it cannot be had:
+/// `None` after `skip_or_fail` (a counted skip; a failure naming the package
+/// when env `CI` is set).
+pub fn debian_program(test: &str, (package, path): (&str, &str)) -> Option<PathBuf> {
+    let got = comparison::build::target_dir(&comparison::build::workspace_root())
+        .and_then(|target| comparison::debian::ensure_file(&target, package, path));
+    match got {
+        Ok(file) => Some(file),
+        Err(e) => {
+            skip_or_fail(&format!("{test} needs Debian package {package}: {e:#}"));
+            None
+        }
+    }
+}

@@ -95,13 +95,18 @@ fn is_network(name: &str) -> bool {
     name.starts_with("tcp_") || name.starts_with("udp_")
 }
 
+/// The workloads that start programs (`program_workloads_on_both`).
+fn starts_programs(name: &str) -> bool {
+    name == "exec_static" || name == "spawn_shell"
+}
+
 /// Run the `network` (or all other) workloads on `system` with `workers`
 /// workers on as many vCPUs; each must print its line.  Returns false,
 /// without checking, only if Linux cannot be had (after `skip_or_fail`).
 fn workloads_run(system: System, network: bool, workers: usize, procs: bool) -> bool {
     let names: Vec<String> = names()
         .into_iter()
-        .filter(|n| is_network(n) == network)
+        .filter(|n| is_network(n) == network && !starts_programs(n))
         .collect();
     if network {
         assert_eq!(
@@ -184,6 +189,81 @@ fn network_workloads_on_linux() {
 fn network_workloads_on_ours() {
     for (workers, procs) in [(1, false), (2, false), (2, true)] {
         assert!(workloads_run(System::Ours, true, workers, procs));
+    }
+}
+
+/// exec_static and spawn_shell (`/bin/sh` is Debian's busybox-static, as
+/// the suite puts it) on our kernel and on Linux, with 1 and 2 threads and
+/// 2 processes: one well-formed line each, exit 0.
+#[test]
+fn program_workloads_on_both() {
+    let Some(busybox) = debian_program("program_workloads_on_both", comparison::debian::BUSYBOX)
+    else {
+        return;
+    };
+    let names: Vec<String> = names().into_iter().filter(|n| starts_programs(n)).collect();
+    assert_eq!(
+        names,
+        ["exec_static", "spawn_shell"],
+        "the program workloads"
+    );
+    let list = names.join(",");
+    let files = [(busybox, "/bin/sh")];
+    let mut systems = vec![(System::Ours, ours())];
+    match linux() {
+        Ok(linux) => systems.push((System::Linux, linux)),
+        Err(reason) if std::env::var_os("CI").is_some() => {
+            panic!("the Debian Linux kernel cannot be had: {reason}")
+        }
+        Err(reason) => {
+            println!("SKIPPED the Linux side: the Debian kernel cannot be had here: {reason}")
+        }
+    }
+    for (system, systems) in systems {
+        for (workers, procs) in [(1, false), (2, false), (2, true)] {
+            let threads = workers.to_string();
+            let mut args = vec![
+                list.as_str(),
+                "--threads",
+                &threads,
+                "--warmup-ms",
+                "20",
+                "--ms",
+                "100",
+            ];
+            if procs {
+                args.push("--procs");
+            }
+            let result = run_path(
+                systems,
+                system,
+                wis(),
+                workers,
+                &args,
+                &files,
+                TIMEOUT,
+                false,
+            );
+            expect_exit(&result, 0);
+            let mode = if procs { "procs" } else { "threads" };
+            let seen: Vec<String> = result
+                .output
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|line| match parse_line(line, mode, workers) {
+                    Ok((name, _)) => name,
+                    Err(why) => {
+                        check_run(&result, false, &format!("bad result line `{line}`: {why}"));
+                        unreachable!()
+                    }
+                })
+                .collect();
+            check_run(
+                &result,
+                seen == names,
+                &format!("{}: expected {names:?}, got {seen:?}", system.name()),
+            );
+        }
     }
 }
 

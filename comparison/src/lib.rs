@@ -7,12 +7,14 @@
 //!
 //! Invariants: every QEMU run has a timeout and is killed when it expires;
 //! nothing here talks to the network except `linux`, which fetches Debian's
-//! kernel package once with apt (and says so); the kernel's verdict is read from its
+//! kernel package once with apt (and says so), and `debian`, which fetches
+//! busybox-static and bash-static the same way; the kernel's verdict is read from its
 //! exit code *and* its serial markers (docs/CONTRACTS.md §4–5), never from
 //! one alone.
 
 pub mod boot;
 pub mod build;
+pub mod debian;
 pub mod image;
 pub mod initramfs;
 pub mod linux;

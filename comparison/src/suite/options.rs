@@ -110,12 +110,14 @@ impl Mode {
 /// The workloads of the default suite: sized, with the other defaults
 /// below, so that `./run-comparison.sh` (ours, ours-global and Linux at 1
 /// and 2 cores, 3 runs) takes about 10 minutes under TCG on a 2-core host.
-/// One or two of each kind: system, file metadata (private and shared),
+/// One or two of each kind: system, program start, file metadata (private and shared),
 /// file data, network (all four).  `--workloads all` runs every workload `wis --list` names.
 pub const DEFAULT_WORKLOADS: &[&str] = &[
     "getppid",
     "context_switch",
     "page_fault",
+    "exec_static",
+    "spawn_shell",
     "open_close_private",
     "open_close_shared",
     "create_unlink_private",

@@ -267,6 +267,28 @@ fn resolve_accel(opts: &SuiteOptions, systems: &Systems, wis: &Path) -> Result<A
     Ok(Accel::Kvm)
 }
 
+/// Whether workload `name` starts `/bin/sh`.
+pub fn needs_shell(name: &str) -> bool {
+    name == "spawn_shell"
+}
+
+/// Extra initramfs files of one run of `workload`: busybox-static as
+/// `/bin/sh` for the shell workloads (`shell`: where it is, or why it
+/// cannot be had).
+fn run_files(
+    workload: &str,
+    shell: Option<&Result<PathBuf, String>>,
+) -> Result<Vec<(PathBuf, String)>> {
+    if !needs_shell(workload) {
+        return Ok(vec![]);
+    }
+    match shell {
+        Some(Ok(path)) => Ok(vec![(path.clone(), "/bin/sh".to_string())]),
+        Some(Err(why)) => bail!("no /bin/sh for {workload}: {why}"),
+        None => bail!("no /bin/sh for {workload}"),
+    }
+}
+
 /// The `wis` arguments of one measurement.
 pub fn wis_args(
     workload: &str,
@@ -493,6 +515,11 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
             ));
         }
     }
+    // Debian's busybox-static as /bin/sh, for the workloads that start it.
+    let shell: Option<Result<PathBuf, String>> = workloads
+        .iter()
+        .any(|w| needs_shell(w))
+        .then(|| crate::debian::busybox(&target_dir).map_err(|e| format!("{e:#}")));
     let interval = opts.ms + opts.warmup_ms.unwrap_or(WIS_DEFAULT_WARMUP_MS);
     let prior = |s: SuiteSystem| prior_run_seconds(s, accel, interval);
     if let Some(all) = eta_by_system(&[], &schedule, prior) {
@@ -510,10 +537,11 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                             break 'measuring;
                         }
                         let args = wis_args(workload, cores, mode, opts.warmup_ms, opts.ms);
+                        let files = run_files(workload, shell.as_ref());
                         let req = RunRequest {
                             system: system.kernel(),
                             program: wis.clone(),
-                            files: vec![],
+                            files: files.as_ref().cloned().unwrap_or_default(),
                             args: args.clone(),
                             global_locks: system == SuiteSystem::OursGlobal,
                             extra_cmdline: system.extra_cmdline().to_string(),
@@ -534,36 +562,39 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                         );
                         let t0 = Instant::now();
                         let measured =
-                            run::run(&systems, &req).and_then(|res| match &res.verdict {
-                                Verdict::Exited(0) => {
-                                    let line = parse_wis_output(&res.output)?;
-                                    check_line(&line, workload, mode, cores)?;
-                                    let vulns = crate::linux::vulnerabilities(&res.outcome.serial);
-                                    Ok((line, vulns.join(" | ")))
-                                }
-                                Verdict::Exited(s) => bail!(
-                                    "wis exited with status {s}: {}\n{}",
-                                    res.output
-                                        .lines()
-                                        .find(|l| l.starts_with("wis: "))
-                                        .unwrap_or("(no message)"),
-                                    res.output
-                                        .lines()
-                                        .rev()
-                                        .take(5)
-                                        .collect::<Vec<_>>()
-                                        .into_iter()
-                                        .rev()
-                                        .collect::<Vec<_>>()
-                                        .join("\n")
-                                ),
-                                Verdict::TimedOut => {
-                                    bail!("timed out after {} s", opts.timeout.as_secs())
-                                }
-                                Verdict::KernelPanic(m) | Verdict::SystemError(m) => {
-                                    bail!("system failed: {m}")
-                                }
-                            });
+                            files
+                                .and_then(|_| run::run(&systems, &req))
+                                .and_then(|res| match &res.verdict {
+                                    Verdict::Exited(0) => {
+                                        let line = parse_wis_output(&res.output)?;
+                                        check_line(&line, workload, mode, cores)?;
+                                        let vulns =
+                                            crate::linux::vulnerabilities(&res.outcome.serial);
+                                        Ok((line, vulns.join(" | ")))
+                                    }
+                                    Verdict::Exited(s) => bail!(
+                                        "wis exited with status {s}: {}\n{}",
+                                        res.output
+                                            .lines()
+                                            .find(|l| l.starts_with("wis: "))
+                                            .unwrap_or("(no message)"),
+                                        res.output
+                                            .lines()
+                                            .rev()
+                                            .take(5)
+                                            .collect::<Vec<_>>()
+                                            .into_iter()
+                                            .rev()
+                                            .collect::<Vec<_>>()
+                                            .join("\n")
+                                    ),
+                                    Verdict::TimedOut => {
+                                        bail!("timed out after {} s", opts.timeout.as_secs())
+                                    }
+                                    Verdict::KernelPanic(m) | Verdict::SystemError(m) => {
+                                        bail!("system failed: {m}")
+                                    }
+                                });
                         if interrupt::interrupted() && measured.is_err() {
                             // QEMU was killed by the Ctrl-C handler: not a result.
                             eprintln!("[-/{total}] {what}: interrupted");

@@ -19,6 +19,7 @@
 mod files;
 mod net;
 mod runner;
+mod spawn;
 mod sys;
 mod system;
 mod workload;

@@ -299,6 +299,53 @@ pub fn wait_child(pid: i32) -> Res<i32> {
     }
 }
 
+/// A program to start: its path and argument vector, built once so that
+/// starting it allocates nothing.
+pub struct Program {
+    path: CString,
+    _args: Vec<CString>,
+    /// `_args` as a NULL-terminated pointer array (points into `_args`).
+    argv: Vec<*const libc::c_char>,
+}
+
+impl Program {
+    pub fn new(path: &str, args: &[&str]) -> Res<Program> {
+        let cstr = |s: &str| CString::new(s).map_err(|_| Fail::msg(format!("NUL in `{s}`")));
+        let path = cstr(path)?;
+        let args: Vec<CString> = args.iter().map(|a| cstr(a)).collect::<Res<_>>()?;
+        let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        Ok(Program {
+            path,
+            _args: args,
+            argv,
+        })
+    }
+
+    pub fn path(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+}
+
+/// fork, `execve(program)` with an empty environment in the child (exit
+/// status 127 if that fails), and wait: the child's exit code.  The child
+/// makes only these two system calls, so this is safe from any thread.
+pub fn spawn_wait(program: &Program) -> Res<i32> {
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: the child runs only execve and _exit (async-signal-safe);
+    // every pointer passed is a NUL-terminated string or NULL-terminated
+    // array that `program` and `envp` keep alive across the call.
+    let pid = check(unsafe { libc::fork() } as i64, "fork")? as i32;
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::execve(program.path.as_ptr(), program.argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127)
+        }
+    }
+    wait_child(pid)
+}
+
 /// mmap of `len` bytes (anonymous when `fd` is -1), returning the address.
 pub fn mmap(len: usize, prot: i32, flags: i32, fd: i32) -> Res<*mut u8> {
     // SAFETY: a mapping at an address the kernel chooses cannot overlap any

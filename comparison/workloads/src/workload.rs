@@ -8,7 +8,7 @@
 //! not measure time or print (runner.rs and main.rs do).
 
 use crate::sys::Res;
-use crate::{files, net, system};
+use crate::{files, net, spawn, system};
 
 /// One operation of a worker: returns the amount to count.
 pub type Op = Box<dyn FnMut() -> Res<u64>>;
@@ -69,6 +69,18 @@ pub static WORKLOADS: &[Workload] = &[
         unit: Unit::Ops,
         setup: no_setup,
         worker: system::page_fault,
+    },
+    Workload {
+        name: "exec_static",
+        unit: Unit::Ops,
+        setup: spawn::setup_exec,
+        worker: spawn::exec_static,
+    },
+    Workload {
+        name: "spawn_shell",
+        unit: Unit::Ops,
+        setup: no_setup,
+        worker: spawn::spawn_shell,
     },
     // file metadata
     Workload {

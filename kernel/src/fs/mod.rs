@@ -257,6 +257,10 @@ impl crate::mm::vm::vma::PageSource for FilePages {
         Some((self.0.dev(), self.0.ino()))
     }
 
+    fn fault_around(&self) -> bool {
+        true
+    }
+
     fn mapped_into(&self, aspace: &Arc<crate::mm::vm::AddressSpace>) {
         let weak: alloc::sync::Weak<dyn ::fs::FileMapper> =
             Arc::downgrade(aspace) as alloc::sync::Weak<dyn ::fs::FileMapper>;

@@ -3,6 +3,10 @@
 //!
 //! Owns: the checks that make a file acceptable, the placement of a
 //! static-pie (load bias `PIE_BASE`; the program relocates itself), the
+//! mapping of segments (copy-on-write from the file's page cache, as
+//! Linux does: nothing is read at exec, the pages holding the bss start are
+//! zeroed past the file bytes; files whose segments share pages or are not
+//! page-congruent are copied instead), the
 //! stack layout of the x86_64 SysV ABI (argc, argv, envp, auxv, then the
 //! strings and AT_RANDOM bytes at the top; `rsp` 16-byte aligned at argc),
 //! and the point of no return of `execve`.

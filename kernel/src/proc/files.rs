@@ -3,8 +3,9 @@
 //! program for `execve` (`Program`).
 //!
 //! Owns nothing of the file system itself; it only names the glue's types
-//! so that the rest of `proc` does not.  Invariant: `exec` reads programs
-//! piece by piece through `Program::read_at` (the kernel heap cannot give
+//! so that the rest of `proc` does not.  Invariant: `exec` maps programs
+//! from their pages (`Program::pages`) or reads them piece by piece through
+//! `Program::read_at` (the kernel heap cannot give
 //! more than 4 MiB contiguous, and programs with debug info are larger).
 //!
 //! Must not: panic on a bad path or a short read (errors are errno values).

@@ -279,6 +279,10 @@ fn page_len(len: u64) -> Option<u64> {
     (l <= USER_TOP).then_some(l)
 }
 
+/// Pages mapped around a read fault in a private file mapping (Linux's
+/// default `fault_around_bytes`: 64 KiB).
+const FAULT_AROUND_PAGES: u64 = 16;
+
 /// Result of one locked step of fault handling.
 enum Step {
     /// The page is mapped; its frame.
@@ -1052,18 +1056,101 @@ impl AddressSpace {
         kernel_write: bool,
     ) -> Result<PhysAddr, Fault> {
         let mut fetched: Option<(Arc<dyn PageSource>, u64, PhysAddr)> = None;
+        let mut from_source = None;
         loop {
             let step = {
                 let mut g = self.inner.lock();
                 self.resolve_locked(&mut g, va, write, exec, kernel_write, fetched.take())?
             };
             match step {
-                Step::Done(frame) => return Ok(frame),
+                Step::Done(frame) => {
+                    if let Some(source) = from_source {
+                        if !write && !kernel_write {
+                            self.fault_around(va, &source);
+                        }
+                    }
+                    return Ok(frame);
+                }
                 Step::NeedSource(source, index) => {
                     let frame = source.page(index).map_err(|_| Fault::BusErr)?;
+                    from_source = Some(source.clone());
                     fetched = Some((source, index, frame));
                 }
             }
+        }
+    }
+
+    /// After a read or execute fault filled page `va` of a private mapping
+    /// of `source`: maps the other pages of its `FAULT_AROUND_PAGES`-page
+    /// aligned window (inside the VMA) that have no entry yet, read-only
+    /// (a write still faults and copies), as Linux's fault-around does, so
+    /// a program's start-up takes one fault per window instead of one per
+    /// page.  Only for sources that say it is cheap (`PageSource::
+    /// fault_around`: page-cache pages that exist anyway).  The source is
+    /// called without the lock; entries are filled only where still empty
+    /// and the VMA still maps the same source pages.
+    fn fault_around(&self, va: u64, source: &Arc<dyn PageSource>) {
+        if !source.fault_around() {
+            return;
+        }
+        const WINDOW: u64 = FAULT_AROUND_PAGES * PAGE;
+        let lo = va & !(WINDOW - 1);
+        // Which pages of the window to fetch: same VMA, no entry yet.
+        let mut wanted = [None::<u64>; FAULT_AROUND_PAGES as usize];
+        {
+            let g = self.inner.lock();
+            let Some(vma) = g.vmas.find(va) else {
+                return;
+            };
+            if vma.shared || vma.prot & (PROT_READ | PROT_EXEC) == 0 {
+                return;
+            }
+            match &vma.backing {
+                Backing::Source { source: s, .. } if Arc::ptr_eq(s, source) => {}
+                _ => return,
+            }
+            for (i, slot) in wanted.iter_mut().enumerate() {
+                let at = lo + i as u64 * PAGE;
+                let empty =
+                    paging::leaf(self.root, at).is_none_or(|e| e.load(Ordering::Acquire) == 0);
+                if at != va && vma.contains(at) && empty {
+                    *slot = vma.source_index(at).map(|(_, index)| index);
+                }
+            }
+        }
+        let mut frames = [None::<(u64, PhysAddr)>; FAULT_AROUND_PAGES as usize];
+        for (slot, index) in frames.iter_mut().zip(wanted) {
+            if let Some(index) = index {
+                // Past the end of the file: leave it to a real fault.
+                *slot = source.page(index).ok().map(|f| (index, f));
+            }
+        }
+        let g = self.inner.lock();
+        for (i, got) in frames.iter().enumerate() {
+            let Some((index, frame)) = *got else {
+                continue;
+            };
+            let at = lo + i as u64 * PAGE;
+            let Some(vma) = g.vmas.find(at) else {
+                continue;
+            };
+            let same = !vma.shared
+                && vma
+                    .source_index(at)
+                    .is_some_and(|(s, ix)| Arc::ptr_eq(&s, source) && ix == index);
+            if !same || vma.prot & (PROT_READ | PROT_EXEC) == 0 {
+                continue;
+            }
+            let Ok(entry) = paging::leaf_alloc(self.root, at) else {
+                break;
+            };
+            // Filling an empty entry needs no TLB flush.
+            let _ = entry.compare_exchange(
+                0,
+                make_leaf(frame, false, vma.prot, false),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
     }
 
@@ -1102,8 +1189,7 @@ impl AddressSpace {
                 return Ok(Step::Done(frame));
             }
             // Copy on write: a private copy for this address space.
-            let copy = paging::alloc_zeroed_frame().map_err(|_| Fault::NoMemory)?;
-            paging::copy_frame(copy, frame);
+            let copy = paging::alloc_copy_frame(frame).map_err(|_| Fault::NoMemory)?;
             refcount::set_one(copy);
             entry.store(make_leaf(copy, true, vma.prot, true), Ordering::Release);
             tlb::flush_range(self, va, PAGE);
@@ -1132,8 +1218,7 @@ impl AddressSpace {
                     );
                     frame
                 } else {
-                    let copy = paging::alloc_zeroed_frame().map_err(|_| Fault::NoMemory)?;
-                    paging::copy_frame(copy, frame);
+                    let copy = paging::alloc_copy_frame(frame).map_err(|_| Fault::NoMemory)?;
                     refcount::set_one(copy);
                     entry.store(make_leaf(copy, true, vma.prot, true), Ordering::Release);
                     copy

@@ -79,6 +79,14 @@ pub fn alloc_zeroed_frame() -> Result<PhysAddr, Errno> {
     Ok(frame)
 }
 
+/// Allocates a frame holding a copy of `src` (copy-on-write): no zeroing
+/// first, the copy overwrites every byte.
+pub fn alloc_copy_frame(src: PhysAddr) -> Result<PhysAddr, Errno> {
+    let frame = mm::alloc_frame().ok_or(Errno::ENOMEM)?;
+    copy_frame(frame, src);
+    Ok(frame)
+}
+
 /// A new root table: empty user half, kernel half copied from `kernel_root`.
 pub fn new_root(kernel_root: PhysAddr) -> Result<PhysAddr, Errno> {
     let root = alloc_zeroed_frame()?;

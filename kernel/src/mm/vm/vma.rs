@@ -55,6 +55,14 @@ pub trait PageSource: Send + Sync {
     fn file_id(&self) -> Option<(u64, u64)> {
         None
     }
+
+    /// Whether a read fault may map neighbouring pages too (fault-around):
+    /// true for files, whose `page` looks up page-cache pages (a hole
+    /// below the end gets the zeroed page a read would see), false (the
+    /// default) where it would allocate memory nobody asked for.
+    fn fault_around(&self) -> bool {
+        false
+    }
 }
 
 /// How a VMA's pages come to be.
