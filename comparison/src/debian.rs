@@ -39,6 +39,13 @@ pub fn ensure_file(target_dir: &Path, package: &str, path: &str) -> Result<PathB
     if dest.is_file() {
         return Ok(dest);
     }
+    // Test threads of one process fetch at once: one fetch at a time per
+    // process (the work folder is per process), then look again.
+    static FETCHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = FETCHING.lock().unwrap_or_else(|e| e.into_inner());
+    if dest.is_file() {
+        return Ok(dest);
+    }
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     eprintln!(
         "debian: fetching {package} (once; cached in {}) ...",
