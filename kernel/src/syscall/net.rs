@@ -13,8 +13,8 @@
 //! wait below (both end on signals with EINTR), or hold a socket or epoll
 //! lock while copying user memory.
 
-use alloc::sync::Arc;
 use crate::mm::kbuf;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use ::fs::oflags::{O_CLOEXEC, O_NONBLOCK};
