@@ -277,8 +277,8 @@ const OURS: &[u64] = &[
 
 /// Calls that return a new descriptor (made non-blocking and kept).
 const FD_MAKERS: &[u64] = &[
-    2, 32, 33, 41, 43, 85, 213, 253, 257, 282, 283, 284, 288, 289, 290, 291, 292, 294, 319, 434,
-    437, 438, 447,
+    2, 32, 33, 41, 43, 85, 213, 253, 257, 282, 283, 284, 288, 289, 290, 291, 292, 294, 317, 319,
+    434, 437, 438, 444, 447,
 ];
 
 // Constants (x86_64 Linux).
@@ -967,8 +967,10 @@ impl World {
             }
             21 => a = [r.path_any(), r.int(), 0, 0, 0, 0],
             269 | 439 => a = [r.fd(), r.path_any(), r.int(), r.int(), 0, 0],
-            22 => a[0] = r.ptr(),
-            293 => a = [r.ptr(), r.int() | O_NONBLOCK, 0, 0, 0, 0],
+            // pipe: the descriptors land where `after` can read them back
+            // (to make them non-blocking), or nowhere (a bad pointer).
+            22 => a[0] = r.fd_out(),
+            293 => a = [r.fd_out(), r.int() | O_NONBLOCK, 0, 0, 0, 0],
             // select, pselect6: never NULL timeouts
             23 | 270 => {
                 let sets = [r.ptr(), r.ptr(), r.ptr()];
@@ -1014,7 +1016,7 @@ impl World {
                     r.domain(),
                     r.int() | O_NONBLOCK,
                     r.int() % 300,
-                    r.ptr(),
+                    r.fd_out(),
                     0,
                     0,
                 ]
@@ -1110,12 +1112,14 @@ impl World {
                 if r.rng.one_in(4) {
                     cmd = r.int();
                 }
-                cmd = match cmd {
+                // The kernel reads the command as a 32-bit int: sandbox by
+                // the low half.
+                cmd = match cmd as u32 {
                     7 => 6,
                     38 => 37,
-                    c => c,
+                    _ => cmd,
                 };
-                let arg = match cmd {
+                let arg = match cmd as u32 {
                     4 => r.int() | O_NONBLOCK,
                     5 | 6 | 36 | 37 => {
                         let at = r.alloc(32);
@@ -1317,6 +1321,16 @@ impl World {
         a
     }
 
+    /// Where pipe/socketpair put their two descriptors: the data area, or a
+    /// bad pointer (then the kernel keeps none).
+    fn fd_out(&mut self) -> u64 {
+        if self.rng.one_in(5) {
+            self.bad().max(1)
+        } else {
+            self.data + self.rng.below(DATA_LEN - 8)
+        }
+    }
+
     fn pick_size(&mut self, items: &[u64]) -> u64 {
         self.rng.pick(items)
     }
@@ -1367,7 +1381,7 @@ impl World {
         if r < 0 {
             return;
         }
-        let fd_result = FD_MAKERS.contains(&nr) || (nr == 72 && matches!(a[1], 0 | 1030));
+        let fd_result = FD_MAKERS.contains(&nr) || (nr == 72 && matches!(a[1] as u32, 0 | 1030));
         if fd_result && r < 1024 {
             self.keep_fd(r as i32);
         }
@@ -1513,6 +1527,41 @@ fn trace(i: u64, nr: u64, a: &[u64; 6]) {
     unsafe { raw(1, [TRACE_FD, b.0.as_ptr() as u64, b.1 as u64, 0, 0, 0]) };
 }
 
+/// Writes ` = R` after a traced call.
+fn trace_result(r: i64) {
+    let mut b = [0u8; 32];
+    let mut n = 0;
+    for c in b" = " {
+        b[n] = *c;
+        n += 1;
+    }
+    let neg = r < 0;
+    let mut v = r.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if neg {
+        b[n] = b'-';
+        n += 1;
+    }
+    while d > 0 {
+        d -= 1;
+        b[n] = digits[d];
+        n += 1;
+    }
+    b[n] = b'\n';
+    n += 1;
+    // SAFETY: a write of our own buffer.
+    unsafe { raw(1, [TRACE_FD, b.as_ptr() as u64, n as u64, 0, 0, 0]) };
+}
+
 fn child(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64, tracing: bool) -> ! {
     // Own session, so that "my process group" means this child only.
     // SAFETY: raw calls on this process.
@@ -1524,9 +1573,13 @@ fn child(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64, tracing: boo
         if tracing {
             raw(33, [1, TRACE_FD, 0, 0, 0, 0]);
         }
-        // No output from a child: its standard descriptors go.
-        for fd in 0..3 {
-            raw(3, [fd, 0, 0, 0, 0, 0]);
+        // No output from a child: its standard descriptors go, and so does
+        // every other inherited one, so that a replay numbers its
+        // descriptors the same way.
+        for fd in 0..1024 {
+            if fd != TRACE_FD {
+                raw(3, [fd, 0, 0, 0, 0, 0]);
+            }
         }
         // Most signals ignored at first, so that the first kill of itself
         // does not end the run of calls (the fuzzer may change this).
@@ -1699,6 +1752,9 @@ fn child(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64, tracing: boo
         };
         slot.calls.fetch_add(1, Ordering::AcqRel);
         slot.phase.store(2, Ordering::Release);
+        if tracing {
+            trace_result(r);
+        }
         w.after(nr, &a, r);
     }
     slot.phase.store(3, Ordering::Release);
@@ -1717,6 +1773,8 @@ struct Config {
     child: Option<u64>,
     verbose: bool,
     trace: bool,
+    /// With `trace=1` in a whole run: the child whose calls are traced.
+    verbose_child: Option<u64>,
 }
 
 fn parse_args() -> Config {
@@ -1731,6 +1789,7 @@ fn parse_args() -> Config {
         child: None,
         verbose: false,
         trace: false,
+        verbose_child: None,
     };
     for arg in userland::args() {
         let Some((k, v)) = arg.split_once('=') else {
@@ -1757,6 +1816,10 @@ fn parse_args() -> Config {
             "child" => c.child = Some(num()),
             "verbose" => c.verbose = num() != 0,
             "trace" => c.trace = num() != 0,
+            "trace_child" => {
+                c.trace = true;
+                c.verbose_child = Some(num());
+            }
             _ => {
                 say(&format!("fuzz: unknown argument {arg:?}"));
                 std::process::exit(2);
@@ -1938,7 +2001,8 @@ fn main() {
                 }
                 slots[s].calls.store(0, Ordering::Release);
                 slots[s].phase.store(0, Ordering::Release);
-                let pid = spawn(&slots[s], seed, s % cpus, &dir, quota, false);
+                let tracing = cfg.trace && cfg.verbose_child == Some(seed);
+                let pid = spawn(&slots[s], seed, s % cpus, &dir, quota, tracing);
                 if pid < 0 {
                     failures.push("fork failed".to_string());
                     continue;
