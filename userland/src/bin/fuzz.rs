@@ -1886,6 +1886,18 @@ fn system_check() -> Result<(), String> {
 /// Removes `path` and everything under it, whatever the fuzzer did to the
 /// modes (this runs as root, and tries chmod once where removal fails).
 fn remove_tree(path: &str) {
+    match std::fs::symlink_metadata(path) {
+        Err(_) => return, // nothing there
+        // A child may empty its directory, remove it and create a file (or
+        // a FIFO, a socket, a link) by the same name.
+        Ok(m) if !m.is_dir() => {
+            if let Err(e) = std::fs::remove_file(path) {
+                say(&format!("fuzz: cannot remove {path}: {e}"));
+            }
+            return;
+        }
+        Ok(_) => {}
+    }
     if std::fs::remove_dir_all(path).is_err() {
         use std::os::unix::fs::PermissionsExt;
         fn open_up(p: &std::path::Path) {
@@ -1899,7 +1911,27 @@ fn remove_tree(path: &str) {
             }
         }
         open_up(std::path::Path::new(path));
-        let _ = std::fs::remove_dir_all(path);
+        if let Err(e) = std::fs::remove_dir_all(path) {
+            // Say what is left, for the failure that follows.
+            say(&format!("fuzz: cannot remove {path}: {e}"));
+            fn show(p: &std::path::Path, depth: usize) {
+                if let Ok(rd) = std::fs::read_dir(p) {
+                    for e in rd.flatten().take(20) {
+                        let kind = e.file_type().map(|t| format!("{t:?}")).unwrap_or_default();
+                        let err = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                            std::fs::remove_dir(e.path()).err()
+                        } else {
+                            std::fs::remove_file(e.path()).err()
+                        };
+                        say(&format!("fuzz:   left: {:?} {kind} {err:?}", e.path()));
+                        if depth < 3 && e.file_type().is_ok_and(|t| t.is_dir()) {
+                            show(&e.path(), depth + 1);
+                        }
+                    }
+                }
+            }
+            show(std::path::Path::new(path), 0);
+        }
     }
 }
 
