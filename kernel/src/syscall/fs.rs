@@ -116,7 +116,7 @@ fn do_read(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
             None => f.read(&mut []),
         };
     }
-    let mut kbuf = vec![0u8; count.min(CHUNK)];
+    let mut kbuf = crate::mm::kbuf::zeroed(count.min(CHUNK))?;
     let mut done = 0;
     while done < count {
         let want = (count - done).min(kbuf.len());

@@ -2,9 +2,10 @@
 //! by forked children pinned on every CPU while PID 1 watches them.
 //!
 //! Usage: `fuzz [seed=S] [calls=N] [per_child=K] [procs=P] [timeout=SECS]
-//! [mem_slack_kib=KIB]` runs until the children have made N calls in all
+//! [mem_slack_kib=KIB] [verbose=1]` runs until the children have made N calls in all
 //! (K per child, P children at a time, default two per CPU); `fuzz child=X
-//! calls=K` replays the one child whose seed PID 1 printed as X.
+//! calls=K [trace=1]` replays the one child whose seed PID 1 printed as X
+//! (with `trace=1` it prints each call before making it).
 //!
 //! Each child has a seed derived from `seed`, its slot and its generation,
 //! so a sequence of calls is reproducible; scheduling is not.  Before each
@@ -276,8 +277,8 @@ const OURS: &[u64] = &[
 
 /// Calls that return a new descriptor (made non-blocking and kept).
 const FD_MAKERS: &[u64] = &[
-    2, 32, 33, 41, 43, 85, 213, 253, 257, 282, 283, 284, 288, 289, 290, 291, 292, 294, 319, 434,
-    437, 438, 447,
+    2, 32, 33, 41, 43, 85, 213, 253, 257, 282, 283, 284, 288, 289, 290, 291, 292, 294, 317, 319,
+    434, 437, 438, 444, 447,
 ];
 
 // Constants (x86_64 Linux).
@@ -286,9 +287,13 @@ const F_GETFL: u64 = 3;
 const F_SETFL: u64 = 4;
 const PAGE: u64 = 4096;
 const DATA_LEN: u64 = 192 * 1024;
-const STRUCT_LEN: u64 = 64 * 1024;
+const STRUCT_LEN: u64 = 256 * 1024;
 const SANDBOX_LEN: u64 = 16 << 20;
-const MAP_LIMIT: u64 = 16 << 20;
+/// Largest mapping the fuzzer keeps and reads into (with up to 8 of them
+/// per child and 2 children per CPU, the fuzzer's own memory stays far
+/// below the VM's; running the kernel out of memory is a different test).
+const MAP_LIMIT: u64 = 4 << 20;
+const MAX_MAPS: usize = 8;
 
 // ---- the child's world -----------------------------------------------------
 
@@ -300,7 +305,12 @@ struct World {
     data: u64,
     structs: u64,
     guard: u64,
+    /// The struct area is handed out afresh for each call: from its start
+    /// (`bump`), and at most once from its last page, so that a struct ends
+    /// exactly at the guard page.  Structs of one call never overlap (a
+    /// timeout overwritten by a pointer would make a long wait).
     bump: u64,
+    end_used: bool,
     /// A read-only page.
     ro: u64,
     /// A PROT_NONE reservation inside which MAP_FIXED, munmap, mprotect &c.
@@ -324,6 +334,9 @@ struct World {
     fs_base: u64,
 }
 
+/// Addresses no pointer may use.  From index 3 to 10 they are also never
+/// mapped by anyone (the memory calls may aim at them); the last two are
+/// the top of the user address space, where the stack may be.
 const BAD_ADDRS: &[u64] = &[
     0,
     1,
@@ -333,11 +346,11 @@ const BAD_ADDRS: &[u64] = &[
     0xffff_ffff_ffff_f000,
     0xffff_ffff_ffff_ffff,
     0x0000_8000_0000_0000,
-    0x0000_7fff_ffff_f000,
-    0x0000_7fff_ffff_fffc,
     0x8000_0000_0000_0000,
     0x1234_5678_9abc_def0,
     0x0000_0100_0000_0000,
+    0x0000_7fff_ffff_f000,
+    0x0000_7fff_ffff_fffc,
 ];
 
 impl World {
@@ -361,12 +374,13 @@ impl World {
     /// `len` bytes in the struct area; sometimes ending exactly at the
     /// guard page, so that reading past what was written faults.
     fn alloc(&mut self, len: u64) -> u64 {
-        let len = len.min(STRUCT_LEN);
-        if self.rng.one_in(8) {
+        if len <= PAGE && !self.end_used && self.rng.one_in(8) {
+            self.end_used = true;
             return self.guard - len;
         }
-        if self.bump + len > STRUCT_LEN {
-            self.bump = 0;
+        let len = len.min(STRUCT_LEN - PAGE);
+        if self.bump + len > STRUCT_LEN - PAGE {
+            self.bump = 0; // not reached: a call uses far less
         }
         let at = self.structs + self.bump;
         self.bump = (self.bump + len + 7) & !7;
@@ -529,7 +543,8 @@ impl World {
                 let off = self.rng.below(SANDBOX_LEN);
                 (self.sandbox + off, SANDBOX_LEN - off)
             }
-            _ => (self.rng.pick(&BAD_ADDRS[3..]), u64::MAX),
+            // Kernel, non-canonical, and a never-mapped user address.
+            _ => (self.rng.pick(&BAD_ADDRS[3..11]), u64::MAX),
         }
     }
 
@@ -550,7 +565,7 @@ impl World {
     /// an invalid one, or a bad pointer.  Never NULL (NULL is "forever").
     fn ts(&mut self) -> u64 {
         if self.rng.one_in(6) {
-            return self.bad();
+            return self.bad().max(1);
         }
         let at = self.alloc(16);
         let (s, ns): (i64, i64) = match self.rng.below(6) {
@@ -710,7 +725,7 @@ impl World {
     /// A NULL-terminated (or not) array of string pointers (argv, envp).
     fn strv(&mut self) -> u64 {
         let n = match self.rng.below(8) {
-            0 => 7000,
+            0 => 3000,
             1 => self.rng.below(300),
             _ => self.rng.below(6),
         };
@@ -746,6 +761,8 @@ impl World {
 
     /// The next system call: its number and arguments.
     fn next_call(&mut self) -> (u64, [u64; 6]) {
+        self.bump = 0;
+        self.end_used = false;
         loop {
             let nr = match self.rng.below(100) {
                 0..=59 => self.rng.pick(OURS),
@@ -846,7 +863,9 @@ impl World {
                 } else {
                     (r.ptr(), u64::MAX)
                 };
-                let len = if r.rng.one_in(8) {
+                // A terabyte (lazily, never touched) only where it cannot
+                // replace the child's own memory.
+                let len = if !fixed && r.rng.one_in(8) {
                     1 << 40
                 } else {
                     r.mm_len(room)
@@ -886,8 +905,8 @@ impl World {
             25 => {
                 let (addr, room) = r.mm_addr();
                 let old = r.mm_len(room);
-                let new = r.mm_len(MAP_LIMIT);
-                let (dst, _) = r.mm_addr();
+                let (dst, dst_room) = r.mm_addr();
+                let new = r.mm_len(dst_room);
                 a = [addr, old, new, r.int() & 7, dst, 0];
             }
             // rt_sigaction
@@ -948,8 +967,10 @@ impl World {
             }
             21 => a = [r.path_any(), r.int(), 0, 0, 0, 0],
             269 | 439 => a = [r.fd(), r.path_any(), r.int(), r.int(), 0, 0],
-            22 => a[0] = r.ptr(),
-            293 => a = [r.ptr(), r.int() | O_NONBLOCK, 0, 0, 0, 0],
+            // pipe: the descriptors land where `after` can read them back
+            // (to make them non-blocking), or nowhere (a bad pointer).
+            22 => a[0] = r.fd_out(),
+            293 => a = [r.fd_out(), r.int() | O_NONBLOCK, 0, 0, 0, 0],
             // select, pselect6: never NULL timeouts
             23 | 270 => {
                 let sets = [r.ptr(), r.ptr(), r.ptr()];
@@ -995,7 +1016,7 @@ impl World {
                     r.domain(),
                     r.int() | O_NONBLOCK,
                     r.int() % 300,
-                    r.ptr(),
+                    r.fd_out(),
                     0,
                     0,
                 ]
@@ -1091,12 +1112,14 @@ impl World {
                 if r.rng.one_in(4) {
                     cmd = r.int();
                 }
-                cmd = match cmd {
+                // The kernel reads the command as a 32-bit int: sandbox by
+                // the low half.
+                cmd = match cmd as u32 {
                     7 => 6,
                     38 => 37,
-                    c => c,
+                    _ => cmd,
                 };
-                let arg = match cmd {
+                let arg = match cmd as u32 {
                     4 => r.int() | O_NONBLOCK,
                     5 | 6 | 36 | 37 => {
                         let at = r.alloc(32);
@@ -1298,6 +1321,16 @@ impl World {
         a
     }
 
+    /// Where pipe/socketpair put their two descriptors: the data area, or a
+    /// bad pointer (then the kernel keeps none).
+    fn fd_out(&mut self) -> u64 {
+        if self.rng.one_in(5) {
+            self.bad().max(1)
+        } else {
+            self.data + self.rng.below(DATA_LEN - 8)
+        }
+    }
+
     fn pick_size(&mut self, items: &[u64]) -> u64 {
         self.rng.pick(items)
     }
@@ -1348,7 +1381,7 @@ impl World {
         if r < 0 {
             return;
         }
-        let fd_result = FD_MAKERS.contains(&nr) || (nr == 72 && matches!(a[1], 0 | 1030));
+        let fd_result = FD_MAKERS.contains(&nr) || (nr == 72 && matches!(a[1] as u32, 0 | 1030));
         if fd_result && r < 1024 {
             self.keep_fd(r as i32);
         }
@@ -1370,7 +1403,7 @@ impl World {
             self.kids.push(r as i32);
         }
         if nr == 9 && a[1] > 0 && a[1] <= MAP_LIMIT && (r as u64) < (1 << 47) {
-            if self.maps.len() >= 16 {
+            if self.maps.len() >= MAX_MAPS {
                 self.maps.remove(0);
             }
             self.maps.push((r as u64, a[1]));
@@ -1458,7 +1491,78 @@ fn put_str(at: &mut u64, s: &[u8]) -> u64 {
 }
 
 /// The fuzz child: set up, make `calls` calls, exit 0.  Never returns.
-fn child(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64) -> ! {
+/// Where `trace=1` (with `child=`) writes each call before making it: a
+/// high descriptor the fuzzer is unlikely to close (debugging only).
+const TRACE_FD: u64 = 1013;
+
+/// Writes `call I: NR [ARGS]` to `TRACE_FD` without allocating.
+fn trace(i: u64, nr: u64, a: &[u64; 6]) {
+    struct Buf([u8; 256], usize);
+    impl std::fmt::Write for Buf {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let n = s.len().min(self.0.len() - self.1);
+            self.0[self.1..self.1 + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.1 += n;
+            Ok(())
+        }
+    }
+    let mut b = Buf([0; 256], 0);
+    let mut si = [0u64; 14];
+    // SAFETY: sysinfo fills our 112-byte buffer.
+    unsafe { raw(99, [si.as_mut_ptr() as u64, 0, 0, 0, 0, 0]) };
+    let _ = std::fmt::Write::write_fmt(
+        &mut b,
+        format_args!(
+            "call {i}: {nr} [{:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}] free {} KiB\n",
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            a[4],
+            a[5],
+            si[5] / 1024
+        ),
+    );
+    // SAFETY: a write of our own buffer.
+    unsafe { raw(1, [TRACE_FD, b.0.as_ptr() as u64, b.1 as u64, 0, 0, 0]) };
+}
+
+/// Writes ` = R` after a traced call.
+fn trace_result(r: i64) {
+    let mut b = [0u8; 32];
+    let mut n = 0;
+    for c in b" = " {
+        b[n] = *c;
+        n += 1;
+    }
+    let neg = r < 0;
+    let mut v = r.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if neg {
+        b[n] = b'-';
+        n += 1;
+    }
+    while d > 0 {
+        d -= 1;
+        b[n] = digits[d];
+        n += 1;
+    }
+    b[n] = b'\n';
+    n += 1;
+    // SAFETY: a write of our own buffer.
+    unsafe { raw(1, [TRACE_FD, b.as_ptr() as u64, n as u64, 0, 0, 0]) };
+}
+
+fn child(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64, tracing: bool) -> ! {
     // Own session, so that "my process group" means this child only.
     // SAFETY: raw calls on this process.
     unsafe {
@@ -1466,9 +1570,16 @@ fn child(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64) -> ! {
         let mut mask = [0u64; 16];
         mask[cpu / 64] |= 1 << (cpu % 64);
         raw(203, [0, 128, mask.as_ptr() as u64, 0, 0, 0]);
-        // No output from a child: its standard descriptors go.
-        for fd in 0..3 {
-            raw(3, [fd, 0, 0, 0, 0, 0]);
+        if tracing {
+            raw(33, [1, TRACE_FD, 0, 0, 0, 0]);
+        }
+        // No output from a child: its standard descriptors go, and so does
+        // every other inherited one, so that a replay numbers its
+        // descriptors the same way.
+        for fd in 0..1024 {
+            if fd != TRACE_FD {
+                raw(3, [fd, 0, 0, 0, 0, 0]);
+            }
         }
         // Most signals ignored at first, so that the first kill of itself
         // does not end the run of calls (the fuzzer may change this).
@@ -1495,9 +1606,10 @@ fn child(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64) -> ! {
         structs: data + DATA_LEN,
         guard,
         bump: 0,
+        end_used: false,
         ro,
         sandbox,
-        maps: Vec::with_capacity(16),
+        maps: Vec::with_capacity(MAX_MAPS),
         own: Vec::new(),
         any: Vec::new(),
         bad_strs: Vec::new(),
@@ -1619,8 +1731,11 @@ fn child(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64) -> ! {
     }
 
     slot.phase.store(2, Ordering::Release);
-    for _ in 0..calls {
+    for i in 0..calls {
         let (nr, a) = w.next_call();
+        if tracing {
+            trace(i, nr, &a);
+        }
         slot.nr.store(nr, Ordering::Relaxed);
         for (s, v) in slot.args.iter().zip(a) {
             s.store(v, Ordering::Relaxed);
@@ -1637,6 +1752,9 @@ fn child(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64) -> ! {
         };
         slot.calls.fetch_add(1, Ordering::AcqRel);
         slot.phase.store(2, Ordering::Release);
+        if tracing {
+            trace_result(r);
+        }
         w.after(nr, &a, r);
     }
     slot.phase.store(3, Ordering::Release);
@@ -1653,6 +1771,10 @@ struct Config {
     timeout: Duration,
     mem_slack_kib: u64,
     child: Option<u64>,
+    verbose: bool,
+    trace: bool,
+    /// With `trace=1` in a whole run: the child whose calls are traced.
+    verbose_child: Option<u64>,
 }
 
 fn parse_args() -> Config {
@@ -1665,6 +1787,9 @@ fn parse_args() -> Config {
         timeout: Duration::from_secs(60),
         mem_slack_kib: 4096,
         child: None,
+        verbose: false,
+        trace: false,
+        verbose_child: None,
     };
     for arg in userland::args() {
         let Some((k, v)) = arg.split_once('=') else {
@@ -1689,6 +1814,12 @@ fn parse_args() -> Config {
             "timeout" => c.timeout = Duration::from_secs(num().max(1)),
             "mem_slack_kib" => c.mem_slack_kib = num(),
             "child" => c.child = Some(num()),
+            "verbose" => c.verbose = num() != 0,
+            "trace" => c.trace = num() != 0,
+            "trace_child" => {
+                c.trace = true;
+                c.verbose_child = Some(num());
+            }
             _ => {
                 say(&format!("fuzz: unknown argument {arg:?}"));
                 std::process::exit(2);
@@ -1755,6 +1886,18 @@ fn system_check() -> Result<(), String> {
 /// Removes `path` and everything under it, whatever the fuzzer did to the
 /// modes (this runs as root, and tries chmod once where removal fails).
 fn remove_tree(path: &str) {
+    match std::fs::symlink_metadata(path) {
+        Err(_) => return, // nothing there
+        // A child may empty its directory, remove it and create a file (or
+        // a FIFO, a socket, a link) by the same name.
+        Ok(m) if !m.is_dir() => {
+            if let Err(e) = std::fs::remove_file(path) {
+                say(&format!("fuzz: cannot remove {path}: {e}"));
+            }
+            return;
+        }
+        Ok(_) => {}
+    }
     if std::fs::remove_dir_all(path).is_err() {
         use std::os::unix::fs::PermissionsExt;
         fn open_up(p: &std::path::Path) {
@@ -1768,7 +1911,27 @@ fn remove_tree(path: &str) {
             }
         }
         open_up(std::path::Path::new(path));
-        let _ = std::fs::remove_dir_all(path);
+        if let Err(e) = std::fs::remove_dir_all(path) {
+            // Say what is left, for the failure that follows.
+            say(&format!("fuzz: cannot remove {path}: {e}"));
+            fn show(p: &std::path::Path, depth: usize) {
+                if let Ok(rd) = std::fs::read_dir(p) {
+                    for e in rd.flatten().take(20) {
+                        let kind = e.file_type().map(|t| format!("{t:?}")).unwrap_or_default();
+                        let err = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                            std::fs::remove_dir(e.path()).err()
+                        } else {
+                            std::fs::remove_file(e.path()).err()
+                        };
+                        say(&format!("fuzz:   left: {:?} {kind} {err:?}", e.path()));
+                        if depth < 3 && e.file_type().is_ok_and(|t| t.is_dir()) {
+                            show(&e.path(), depth + 1);
+                        }
+                    }
+                }
+            }
+            show(std::path::Path::new(path), 0);
+        }
     }
 }
 
@@ -1813,7 +1976,7 @@ fn main() {
         // Replay one child's sequence, on CPU 0, with the same watchdog.
         say(&format!("fuzz child={seed:#x} calls={}", cfg.calls));
         let _ = std::fs::create_dir(dir_of(0));
-        let pid = spawn(&slots[0], seed, 0, &dir_of(0), cfg.calls);
+        let pid = spawn(&slots[0], seed, 0, &dir_of(0), cfg.calls, cfg.trace);
         let (code, ok) = watch_one(pid, &slots[0], cfg.timeout);
         say(&format!(
             "fuzz: child {code}, calls={}",
@@ -1870,13 +2033,20 @@ fn main() {
                 }
                 slots[s].calls.store(0, Ordering::Release);
                 slots[s].phase.store(0, Ordering::Release);
-                let pid = spawn(&slots[s], seed, s % cpus, &dir, quota);
+                let tracing = cfg.trace && cfg.verbose_child == Some(seed);
+                let pid = spawn(&slots[s], seed, s % cpus, &dir, quota, tracing);
                 if pid < 0 {
                     failures.push("fork failed".to_string());
                     continue;
                 }
                 launched += quota;
                 children += 1;
+                if cfg.verbose {
+                    say(&format!(
+                        "fuzz: slot {s} cpu {} child={seed:#x} pid {pid}",
+                        s % cpus
+                    ));
+                }
                 running[s] = Some(Running {
                     pid,
                     seed,
@@ -2077,14 +2247,14 @@ fn settle_free(before: Option<u64>, slack_kib: u64) -> u64 {
 }
 
 /// Forks a fuzz child; returns its pid (or -1).
-fn spawn(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64) -> i32 {
+fn spawn(slot: &Slot, seed: u64, cpu: usize, dir: &str, calls: u64, tracing: bool) -> i32 {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     // SAFETY: PID 1 is single-threaded; the child runs `child` and never
     // returns.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        child(slot, seed, cpu, dir, calls);
+        child(slot, seed, cpu, dir, calls, tracing);
     }
     pid
 }
