@@ -157,3 +157,10 @@ fn net_loopback_cases_1_cpu() {
 fn net_stress_4_cpus() {
     same_on_both("net_stress", 4, &[]);
 }
+
+/// read/pread/readv of a regular file: page boundaries, end of file, holes,
+/// untouched, copy-on-write and file-mapped buffers, inaccessible pages.
+#[test]
+fn read_path() {
+    same_on_both("readpath", 2, &[]);
+}
