@@ -218,3 +218,10 @@ fn sysgaps() {
 fn sysmisc() {
     same_on_both("sysmisc", 2, &[]);
 }
+
+/// read/pread/readv of a regular file: page boundaries, end of file, holes,
+/// untouched, copy-on-write and file-mapped buffers, inaccessible pages.
+#[test]
+fn read_path() {
+    same_on_both("readpath", 2, &[]);
+}

@@ -24,7 +24,7 @@ pub struct Page {
 // Page; it is not tied to a thread.  Concurrent access to its bytes is
 // ordered by the lock of the file that holds it.
 unsafe impl Send for Page {}
-// SAFETY: as above; shared references only read through `read_at`, and
+// SAFETY: as above; shared references only read through `bytes`, and
 // writes (`write_at`, `zero`) are made under the owning file's write lock.
 unsafe impl Sync for Page {}
 
@@ -50,20 +50,18 @@ impl Page {
         self.virt.as_ptr()
     }
 
-    /// Copies `out.len()` bytes starting at `offset` into `out`.
+    /// The `len` bytes from `offset`, borrowed: valid while the page is
+    /// (callers hold the owning file's lock, which keeps writers out).
     /// Panics if the range leaves the page (a caller bug).
-    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) {
-        assert!(offset <= PAGE_SIZE && out.len() <= PAGE_SIZE - offset);
-        // SAFETY: the range is inside the page (checked above); the page is
-        // valid memory for its lifetime (constructor contract); `out` is a
-        // distinct Rust buffer, so the ranges do not overlap.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                self.virt.as_ptr().add(offset),
-                out.as_mut_ptr(),
-                out.len(),
-            )
-        }
+    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        assert!(offset <= PAGE_SIZE && len <= PAGE_SIZE - offset);
+        // SAFETY: the range is inside the page (checked above), valid
+        // memory for the page's lifetime (constructor contract), which the
+        // returned borrow cannot outlive; the file system writes a page's
+        // bytes only under the owning file's write lock, which excludes the
+        // readers that borrow them.  (A user store through a shared mapping
+        // may change them meanwhile, as on Linux; readers only copy them.)
+        unsafe { core::slice::from_raw_parts(self.virt.as_ptr().add(offset), len) }
     }
 
     /// Copies `src` into the page at `offset`.  Callers hold the owning

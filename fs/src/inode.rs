@@ -35,6 +35,10 @@ use crate::rcu::ReadGuard;
 use crate::synth::{Gen, Payload};
 use crate::vfs::Shared;
 
+/// What a hole reads as.  Read-only, so sharing it between CPUs writes no
+/// shared cache line.
+static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+
 /// Largest file size (1 TiB): beyond it writes fail with `EFBIG`.
 pub const MAX_FILE_SIZE: u64 = 1 << 40;
 
@@ -819,26 +823,55 @@ impl Inode {
     /// Reads from a regular file at `offset`; returns the bytes read (0 at
     /// or past the end).  Holes read as zeros.
     pub fn read_at(&self, offset: u64, out: &mut [u8]) -> FsResult<usize> {
+        let mut done = 0;
+        self.read_with(offset, out.len(), |piece| {
+            out[done..done + piece.len()].copy_from_slice(piece);
+            done += piece.len();
+            piece.len()
+        })
+    }
+
+    /// Reads up to `len` bytes of a regular file from `offset` without an
+    /// intermediate buffer: hands `sink` the file's bytes in order, one
+    /// piece per page (a hole as zeros), straight from the page cache.
+    /// `sink` returns how many bytes of its piece it took; a short count
+    /// ends the read.  Returns the bytes taken in all (0 at or past the
+    /// end).
+    ///
+    /// `sink` runs under the file's read lock (and, in `LockMode::Global`,
+    /// the global lock), with the CPU pinned: it must not block, take a
+    /// file-system lock or fault into code that does (the kernel copies to
+    /// user memory with page faults turned into a short count).
+    pub fn read_with(
+        &self,
+        offset: u64,
+        len: usize,
+        mut sink: impl FnMut(&[u8]) -> usize,
+    ) -> FsResult<usize> {
         let _big = self.shared.big();
         self.shared.stats.reads.inc();
         let f = self.file()?.read();
         if offset >= f.size {
             return Ok(0);
         }
-        let n = out.len().min((f.size - offset) as usize);
+        let n = len.min((f.size - offset) as usize);
         let mut done = 0;
         while done < n {
             let pos = offset + done as u64;
             let index = pos / PAGE_SIZE as u64;
             let in_page = (pos % PAGE_SIZE as u64) as usize;
             let chunk = (PAGE_SIZE - in_page).min(n - done);
-            match f.pages.get(&index) {
-                Some(p) => p.read_at(in_page, &mut out[done..done + chunk]),
-                None => out[done..done + chunk].fill(0),
+            let piece = match f.pages.get(&index) {
+                Some(p) => p.bytes(in_page, chunk),
+                None => &ZERO_PAGE[..chunk],
+            };
+            let took = sink(piece).min(chunk);
+            done += took;
+            if took < chunk {
+                break;
             }
-            done += chunk;
         }
-        Ok(n)
+        Ok(done)
     }
 
     /// Writes to a regular file at `offset` (or at its end when `append`);

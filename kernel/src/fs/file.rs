@@ -9,7 +9,8 @@
 //! pipe end's reader/writer count is dropped exactly once, and a socket's
 //! `on_close` runs exactly once, when the last reference goes.
 //!
-//! Must not: touch user memory, or hold a lock while blocking.
+//! Must not: touch user memory (`read_direct` hands page-cache bytes to
+//! its caller's sink), or hold a lock while blocking.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -319,6 +320,34 @@ impl File {
         let n = self.read_at(out, *pos)?;
         *pos += n as u64;
         Ok(n)
+    }
+
+    /// Reads a readable regular file straight from the page cache into
+    /// `sink` (see `fs::Inode::read_with`: it runs under the file's lock
+    /// and must not fault into code that takes it): at `offset`, or at the
+    /// file offset, advancing it by what `sink` took.  `None` when this is
+    /// not a readable regular file: `read_at`/`read` then do the work (and
+    /// report the error).
+    pub fn read_direct(
+        &self,
+        offset: Option<u64>,
+        len: usize,
+        sink: impl FnMut(&[u8]) -> usize,
+    ) -> Option<Result<usize, Errno>> {
+        let inode = match (&self.kind, &self.inode) {
+            (Kind::Inode, Some(i)) if i.kind() == FileType::Regular && self.readable() => i,
+            _ => return None,
+        };
+        Some(match offset {
+            Some(o) => inode.read_with(o, len, sink).map_err(errno),
+            None => {
+                let mut pos = self.pos.lock();
+                inode.read_with(*pos, len, sink).map_err(errno).map(|n| {
+                    *pos += n as u64;
+                    n
+                })
+            }
+        })
     }
 
     /// `write`: at the file offset (or end with `O_APPEND`), advancing it.

@@ -21,7 +21,10 @@ use ::fs::{FileType, Inode, Stat, Timespec};
 use super::errno::{Errno, SysResult};
 use crate::fs::pollwait::PollWaker;
 use crate::fs::{errno as fs_err, root_fs, File, FileRef};
-use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, read_user_cstr, write_user};
+use crate::mm::uaccess::{
+    copy_from_user, copy_to_user, copy_to_user_nofault, fault_in_writable, read_user,
+    read_user_cstr, write_user,
+};
 use crate::proc::Process;
 
 const AT_FDCWD: i32 = -100;
@@ -46,7 +49,10 @@ fn proc() -> Result<Arc<Process>, Errno> {
 }
 
 fn file(fd: i32) -> Result<FileRef, Errno> {
-    proc()?.files.fds.get(fd)
+    // The process is borrowed through the running task, not cloned: the
+    // threads of a process would all write its reference count.
+    let task = crate::proc::current_task().ok_or(Errno::EBADF)?;
+    task.process.files.fds.get(fd)
 }
 
 fn user_path(addr: u64) -> Result<String, Errno> {
@@ -116,7 +122,10 @@ fn do_read(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
             None => f.read(&mut []),
         };
     }
-    let mut kbuf = crate::mm::kbuf::zeroed(count.min(CHUNK))?;
+    if let Some(res) = read_regular(f, buf, count, offset) {
+        return res;
+    }
+        let mut kbuf = crate::mm::kbuf::zeroed(count.min(CHUNK))?;
     let mut done = 0;
     while done < count {
         let want = (count - done).min(kbuf.len());
@@ -140,6 +149,58 @@ fn do_read(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
         }
     }
     Ok(done)
+}
+
+/// `read`/`pread64` of a regular file (`None` for anything else): one
+/// copy, from the page cache straight to the user buffer, with no kernel
+/// buffer.  That copy runs under the file's lock, so it never pages in
+/// (`copy_to_user_nofault`): where the destination page is not mapped
+/// writable yet (never touched, copy-on-write, a file mapping), the lock
+/// is dropped, the page is faulted in as a user write would, and the read
+/// goes on from there.  As on Linux, a buffer that runs into memory that
+/// cannot be written gives the bytes copied before it, or `EFAULT`.
+fn read_regular(f: &File, buf: u64, count: usize, offset: Option<u64>) -> Option<SysResult> {
+    /// Rounds in a row that may fault in a page and still copy nothing
+    /// (another thread unmapping it again meanwhile) before giving up.
+    const MAX_STUCK: u32 = 4;
+    const PAGE: u64 = 4096;
+    let mut done = 0;
+    let mut stuck = 0;
+    loop {
+        let before = done;
+        let mut faulted = false;
+        let res = f.read_direct(offset.map(|o| o + done as u64), count - done, |piece| {
+            // One copy per destination page, so that a fault leaves every
+            // byte before that page copied and counted (as Linux counts).
+            let mut took = 0;
+            while took < piece.len() {
+                let dst = buf + done as u64;
+                let room = (PAGE - dst % PAGE) as usize;
+                let n = room.min(piece.len() - took);
+                if copy_to_user_nofault(dst, &piece[took..took + n]).is_err() {
+                    faulted = true;
+                    break;
+                }
+                took += n;
+                done += n;
+            }
+            took
+        })?;
+        if let Err(e) = res {
+            return Some(if done == 0 { Err(e) } else { Ok(done) });
+        }
+        if !faulted || done == count {
+            return Some(Ok(done));
+        }
+        stuck = if done == before { stuck + 1 } else { 0 };
+        if stuck > MAX_STUCK || fault_in_writable(buf + done as u64).is_err() {
+            return Some(if done == 0 {
+                Err(Errno::EFAULT)
+            } else {
+                Ok(done)
+            });
+        }
+    }
 }
 
 fn do_write(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {

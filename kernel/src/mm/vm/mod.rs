@@ -146,6 +146,11 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
             FaultOutcome::KernelBug
         };
     }
+    // The no-paging copy (its caller holds file-system locks) gets EFAULT
+    // at once; it retries the ordinary way.
+    if !user_mode && uaccess::no_paging(frame.rip) {
+        return fail(SEGV_MAPERR);
+    }
     let Some(aspace) = current() else {
         return fail(SEGV_MAPERR);
     };
