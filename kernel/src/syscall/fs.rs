@@ -125,7 +125,7 @@ fn do_read(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
     if let Some(res) = read_regular(f, buf, count, offset) {
         return res;
     }
-        let mut kbuf = crate::mm::kbuf::zeroed(count.min(CHUNK))?;
+    let mut kbuf = crate::mm::kbuf::zeroed(count.min(CHUNK))?;
     let mut done = 0;
     while done < count {
         let want = (count - done).min(kbuf.len());
