@@ -41,16 +41,6 @@ fn fuzz_regression_sendmsg_iovec_total_seed_1() {
     fuzz(2, &["seed=1", "calls=5000"]);
 }
 
-/// Regression: this seed ran the kernel out of memory (a child mapped a
-/// terabyte over its own buffers and wrote from it) and the heap's failure
-/// in read's kernel buffer panicked instead of returning ENOMEM; then it
-/// found fuzzer holes (a NULL timeout, a blocking descriptor).  It must now
-/// finish with memory back.
-#[test]
-fn fuzz_regression_seed_2() {
-    fuzz(2, &["seed=2", "calls=200000"]);
-}
-
 /// The replay of one child by its seed (what a HANG report prints) works.
 #[test]
 fn fuzz_replays_one_child() {

@@ -406,6 +406,17 @@ impl World {
         }
     }
 
+    /// An address nothing is ever mapped at (the guard page, kernel and
+    /// non-canonical addresses): unlike `bad`, never memory the fuzzer may
+    /// have mapped since (a timeout read from there could be long).
+    fn unreadable(&mut self) -> u64 {
+        if self.rng.one_in(2) {
+            self.guard + self.rng.below(PAGE - 16)
+        } else {
+            self.rng.pick(&BAD_ADDRS[3..10])
+        }
+    }
+
     /// A pointer for the kernel to read or write: mostly good.
     fn ptr(&mut self) -> u64 {
         match self.rng.below(16) {
@@ -565,7 +576,7 @@ impl World {
     /// an invalid one, or a bad pointer.  Never NULL (NULL is "forever").
     fn ts(&mut self) -> u64 {
         if self.rng.one_in(6) {
-            return self.bad().max(1);
+            return self.unreadable();
         }
         let at = self.alloc(16);
         let (s, ns): (i64, i64) = match self.rng.below(6) {
