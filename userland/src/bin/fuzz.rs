@@ -1241,17 +1241,23 @@ impl World {
                 }
                 a = [r.fd(), iov, n, advice, r.int(), 0];
             }
-            // prctl: not PR_SET_MM (it can move brk under the allocator)
+            // prctl: not PR_SET_MM (it can move brk under the allocator),
+            // and only a short timer slack
             157 => {
                 let mut op = if r.rng.one_in(4) {
                     r.int()
                 } else {
                     r.rng.below(80)
                 };
-                if op == 35 {
+                if op as u32 == 35 {
                     op = 36;
                 }
                 a = [op, r.any(), r.any(), r.any(), r.any(), 0];
+                // PR_SET_TIMERSLACK: Linux adds the slack to every sleep,
+                // so a random one turns a 1 ms timeout into hours.
+                if op as u32 == 29 {
+                    a[1] = r.rng.below(1_000_000);
+                }
             }
             // arch_prctl: FS stays where TLS is
             158 => {
