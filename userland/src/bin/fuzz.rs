@@ -986,7 +986,14 @@ impl World {
             23 | 270 => {
                 let sets = [r.ptr(), r.ptr(), r.ptr()];
                 let n = r.pick_size(&[0, 1, 16, 64, 1024, 1025, u64::MAX]);
-                let tmo = if nr == 23 { r.ts() } else { r.ts() };
+                let tmo = r.ts();
+                if nr == 23 && r.in_data(tmo, 16) {
+                    // A timeval: Linux takes any microseconds and carries
+                    // them into seconds (1e9 of them is 1000 s), so keep
+                    // them below a second; negative ones stay (EINVAL).
+                    let usec: i64 = r.get(tmo + 8);
+                    r.put(tmo + 8, usec % 1_000_000);
+                }
                 let mask = r.alloc(16);
                 let v = r.sigset();
                 r.put(mask, v);
