@@ -406,6 +406,17 @@ impl World {
         }
     }
 
+    /// An address nothing is ever mapped at (the guard page, kernel and
+    /// non-canonical addresses): unlike `bad`, never memory the fuzzer may
+    /// have mapped since (a timeout read from there could be long).
+    fn unreadable(&mut self) -> u64 {
+        if self.rng.one_in(2) {
+            self.guard + self.rng.below(PAGE - 16)
+        } else {
+            self.rng.pick(&BAD_ADDRS[3..10])
+        }
+    }
+
     /// A pointer for the kernel to read or write: mostly good.
     fn ptr(&mut self) -> u64 {
         match self.rng.below(16) {
@@ -565,7 +576,7 @@ impl World {
     /// an invalid one, or a bad pointer.  Never NULL (NULL is "forever").
     fn ts(&mut self) -> u64 {
         if self.rng.one_in(6) {
-            return self.bad().max(1);
+            return self.unreadable();
         }
         let at = self.alloc(16);
         let (s, ns): (i64, i64) = match self.rng.below(6) {
@@ -975,7 +986,14 @@ impl World {
             23 | 270 => {
                 let sets = [r.ptr(), r.ptr(), r.ptr()];
                 let n = r.pick_size(&[0, 1, 16, 64, 1024, 1025, u64::MAX]);
-                let tmo = if nr == 23 { r.ts() } else { r.ts() };
+                let tmo = r.ts();
+                if nr == 23 && r.in_data(tmo, 16) {
+                    // A timeval: Linux takes any microseconds and carries
+                    // them into seconds (1e9 of them is 1000 s), so keep
+                    // them below a second; negative ones stay (EINVAL).
+                    let usec: i64 = r.get(tmo + 8);
+                    r.put(tmo + 8, usec % 1_000_000);
+                }
                 let mask = r.alloc(16);
                 let v = r.sigset();
                 r.put(mask, v);
@@ -1230,17 +1248,23 @@ impl World {
                 }
                 a = [r.fd(), iov, n, advice, r.int(), 0];
             }
-            // prctl: not PR_SET_MM (it can move brk under the allocator)
+            // prctl: not PR_SET_MM (it can move brk under the allocator),
+            // and only a short timer slack
             157 => {
                 let mut op = if r.rng.one_in(4) {
                     r.int()
                 } else {
                     r.rng.below(80)
                 };
-                if op == 35 {
+                if op as u32 == 35 {
                     op = 36;
                 }
                 a = [op, r.any(), r.any(), r.any(), r.any(), 0];
+                // PR_SET_TIMERSLACK: Linux adds the slack to every sleep,
+                // so a random one turns a 1 ms timeout into hours.
+                if op as u32 == 29 {
+                    a[1] = r.rng.below(1_000_000);
+                }
             }
             // arch_prctl: FS stays where TLS is
             158 => {
