@@ -1169,13 +1169,16 @@ pub fn sys_select(nfds: i32, rp: u64, wp: u64, ep: u64, tv: u64) -> SysResult {
         None
     } else {
         let [sec, usec]: [i64; 2] = read_user(tv)?;
-        if sec < 0 || !(0..1_000_000).contains(&usec) {
+        // Linux refuses only negative parts; whole seconds in tv_usec carry
+        // into tv_sec (fs/select.c), unlike pselect6's timespec.
+        if sec < 0 || usec < 0 {
             return Err(Errno::EINVAL);
         }
         Some(
             (sec as u64)
+                .saturating_add(usec as u64 / 1_000_000)
                 .saturating_mul(1_000_000_000)
-                .saturating_add(usec as u64 * 1000),
+                .saturating_add(usec as u64 % 1_000_000 * 1000),
         )
     };
     do_select(nfds, rp, wp, ep, deadline_after(ns))

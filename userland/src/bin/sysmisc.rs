@@ -307,6 +307,21 @@ fn time_and_timers(r: &mut Report) {
     ));
     set_real(0, 0);
     block_alarm(false);
+
+    // select's timeval: whole seconds in tv_usec carry into tv_sec (Linux's
+    // fs/select.c); only negative parts are EINVAL.
+    let select_after = |sec: i64, usec: i64| {
+        let mut tv = libc::timeval {
+            tv_sec: sec,
+            tv_usec: usec,
+        };
+        let null = std::ptr::null_mut::<libc::fd_set>();
+        // SAFETY: no fd sets; `tv` is a valid timeval for the call's duration.
+        sys(unsafe { libc::syscall(libc::SYS_select, 0, null, null, null, &mut tv) })
+    };
+    r.value("select, tv_usec 1000000", &select_after(0, 1_000_000), "ok");
+    r.value("select, tv_usec -1", &select_after(0, -1), "EINVAL");
+    r.value("select, tv_sec -1", &select_after(-1, 0), "EINVAL");
 }
 
 fn prctl_names(r: &mut Report) {
