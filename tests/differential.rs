@@ -63,22 +63,7 @@ fn expect_on_both(name: &str, cores: usize, args: &[&str], expect: Expect) {
     let on_linux = run_program(linux, System::Linux, name, cores, args, &[], TIMEOUT);
     // The reference itself must be sane, or the comparison means nothing.
     check_alone(&on_linux, "Linux", name, &expect);
-    let (l, o): (Vec<&str>, Vec<&str>) = (
-        on_linux.output.lines().collect(),
-        on_ours.output.lines().collect(),
-    );
-    let mut diff = String::new();
-    for i in 0..l.len().max(o.len()) {
-        let (a, b) = (l.get(i).copied(), o.get(i).copied());
-        if a != b {
-            diff.push_str(&format!(
-                "line {}:\n  linux: {}\n  ours:  {}\n",
-                i + 1,
-                a.unwrap_or("<none>"),
-                b.unwrap_or("<none>")
-            ));
-        }
-    }
+    let diff = line_diff(&on_linux.output, &on_ours.output);
     check_run(
         &on_ours,
         diff.is_empty(),

@@ -360,3 +360,22 @@ pub fn debian_program(test: &str, (package, path): (&str, &str)) -> Option<PathB
         }
     }
 }
+
+/// The lines in which two program outputs differ, as `line N:` with the
+/// Linux line and ours (`<none>` past the end of one); empty when equal.
+pub fn line_diff(linux: &str, ours: &str) -> String {
+    let (l, o): (Vec<&str>, Vec<&str>) = (linux.lines().collect(), ours.lines().collect());
+    let mut diff = String::new();
+    for i in 0..l.len().max(o.len()) {
+        let (a, b) = (l.get(i).copied(), o.get(i).copied());
+        if a != b {
+            diff.push_str(&format!(
+                "line {}:\n  linux: {}\n  ours:  {}\n",
+                i + 1,
+                a.unwrap_or("<none>"),
+                b.unwrap_or("<none>")
+            ));
+        }
+    }
+    diff
+}

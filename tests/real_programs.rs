@@ -114,24 +114,6 @@ fn check_sane(result: &RunResult, what: &str) {
     );
 }
 
-/// Lines that differ, as `line N: linux: ... / ours: ...`.
-fn line_diff(linux: &str, ours: &str) -> String {
-    let (l, o): (Vec<&str>, Vec<&str>) = (linux.lines().collect(), ours.lines().collect());
-    let mut diff = String::new();
-    for i in 0..l.len().max(o.len()) {
-        let (a, b) = (l.get(i).copied(), o.get(i).copied());
-        if a != b {
-            diff.push_str(&format!(
-                "line {}:\n  linux: {}\n  ours:  {}\n",
-                i + 1,
-                a.unwrap_or("<none>"),
-                b.unwrap_or("<none>")
-            ));
-        }
-    }
-    diff
-}
-
 #[test]
 fn battery_under_bash() {
     battery_on_both("battery_under_bash", 2, &["/battery.sh"]);

@@ -61,22 +61,7 @@ fn run(
 
 /// The two outputs are identical, line by line (else the differing lines).
 fn expect_same(linux: &RunResult, ours: &RunResult, what: &str) {
-    let (l, o): (Vec<&str>, Vec<&str>) = (
-        linux.output.lines().collect(),
-        ours.output.lines().collect(),
-    );
-    let mut diff = String::new();
-    for i in 0..l.len().max(o.len()) {
-        let (a, b) = (l.get(i).copied(), o.get(i).copied());
-        if a != b {
-            diff.push_str(&format!(
-                "line {}:\n  linux: {}\n  ours:  {}\n",
-                i + 1,
-                a.unwrap_or("<none>"),
-                b.unwrap_or("<none>")
-            ));
-        }
-    }
+    let diff = line_diff(&linux.output, &ours.output);
     check_run(
         ours,
         diff.is_empty(),

@@ -3,11 +3,11 @@
 //! fetches the kernel), one file extracted with `dpkg-deb -x`, and cached as
 //! `<target>/debian/<package>/<file name>`.
 //!
-//! Owns the download, the extraction and the cache.  Parallel first uses are
-//! safe: each works in its own scratch directory and renames the file into
-//! the cache atomically.  It never falls back silently: when a program
-//! cannot be had the error names the package and says why.  It downloads
-//! only the package asked for, never a package list.
+//! Owns the download, the extraction (also for `linux`) and the cache.
+//! Parallel first uses are safe: one fetch at a time per process, each
+//! process in its own scratch directory, the file renamed into the cache
+//! atomically.  It never falls back silently: when a program cannot be had
+//! the error names the package and says why.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -61,6 +61,19 @@ pub fn ensure_file(target_dir: &Path, package: &str, path: &str) -> Result<PathB
 }
 
 fn fetch(package: &str, path: &str, work: &Path, dest: &Path) -> Result<()> {
+    let root = download_package(package, work)?;
+    let file = root.join(path);
+    if !file.is_file() {
+        bail!("{package} has no /{path}");
+    }
+    std::fs::rename(&file, dest).with_context(|| format!("moving {path} to {}", dest.display()))
+}
+
+/// `apt-get download` `package` into `work` (after an `apt-get update` if the
+/// first try fails: a fresh machine may have empty package lists) and
+/// extract it with `dpkg-deb -x`; returns the extracted root, `work/root`.
+/// Also how `linux` gets Debian's kernel package.
+pub fn download_package(package: &str, work: &Path) -> Result<PathBuf> {
     let download = || {
         Command::new("apt-get")
             .args(["download", "-q", package])
@@ -70,7 +83,6 @@ fn fetch(package: &str, path: &str, work: &Path, dest: &Path) -> Result<()> {
     };
     let mut out = download()?;
     if !out.status.success() {
-        // A fresh machine may have empty apt lists.
         eprintln!("debian: apt-get download {package} failed; running apt-get update ...");
         let status = Command::new("apt-get")
             .args(["update", "-q"])
@@ -101,11 +113,7 @@ fn fetch(package: &str, path: &str, work: &Path, dest: &Path) -> Result<()> {
     if !status.success() {
         bail!("dpkg-deb -x {} failed ({status})", deb.display());
     }
-    let file = root.join(path);
-    if !file.is_file() {
-        bail!("{package} has no /{path}");
-    }
-    std::fs::rename(&file, dest).with_context(|| format!("moving {path} to {}", dest.display()))
+    Ok(root)
 }
 
 #[cfg(test)]

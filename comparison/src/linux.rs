@@ -194,36 +194,11 @@ fn download_and_extract(package: &str, work: &Path, cache: &Path) -> Result<Linu
     })
 }
 
-/// `apt-get download` `package` into `work` and extract it; returns the
-/// extracted root.
+/// `apt-get download` `package` into `work` and extract it
+/// (`debian::download_package`); returns the extracted root.
 fn download_package(package: &str, work: &Path) -> Result<PathBuf> {
-    let out = Command::new("apt-get")
-        .args(["download", "-q", package])
-        .current_dir(work)
-        .output()
-        .context("running apt-get download")?;
-    if !out.status.success() {
-        bail!(
-            "apt-get download {package} failed: {}; set {KERNEL_ENV} to a bzImage instead",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let deb = std::fs::read_dir(work)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .with_context(|| format!("apt-get download {package} left no .deb file"))?;
-    let root = work.join("root");
-    let status = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&root)
-        .status()
-        .context("running dpkg-deb")?;
-    if !status.success() {
-        bail!("dpkg-deb -x {} failed ({status})", deb.display());
-    }
-    Ok(root)
+    crate::debian::download_package(package, work)
+        .with_context(|| format!("set {KERNEL_ENV} to a bzImage instead"))
 }
 
 /// Copy `NET_MODULES` and their dependencies from an extracted package
