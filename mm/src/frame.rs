@@ -273,9 +273,14 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
             self.free(pfn)
         } else {
             let _pin = CpuGuard::new();
-            self.lock_buddy()
-                .free(pfn, order)
-                .inspect_err(|_| self.reject())
+            // Bound to a local, not the block's tail expression: a tail
+            // expression's temporaries (here the buddy guard) are dropped
+            // after the block's locals (edition 2021), so `_pin` would turn
+            // interrupts back on while the lock is still held, and a timer
+            // preemption there left the buddy locked with its holder off-CPU
+            // (every CPU then spun on it: the fuzzer's 4-vCPU stall).
+            let freed = self.lock_buddy().free(pfn, order);
+            freed.inspect_err(|_| self.reject())
         }
     }
 
@@ -290,13 +295,17 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
     /// Frames on the per-CPU list of CPU `cpu`.
     pub fn cpu_list_len(&self, cpu: usize) -> usize {
         let _pin = CpuGuard::new();
-        self.pcp.remote(cpu).lock().count
+        // A local, so the list guard drops before `_pin` (see `free_order`).
+        let count = self.pcp.remote(cpu).lock().count;
+        count
     }
 
     /// Frames managed (free or not).
     pub fn total_frames(&self) -> usize {
         let _pin = CpuGuard::new();
-        self.lock_buddy().total_frames()
+        // A local, so the buddy guard drops before `_pin` (see `free_order`).
+        let total = self.lock_buddy().total_frames();
+        total
     }
 
     /// Gives every per-CPU list back to the buddy (so that its free blocks
@@ -335,7 +344,9 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
     /// Takes the buddy lock, counting the acquisition and whether it was
     /// contended.  Callers hold a `CpuGuard` for as long as the lock is
     /// held, so that (in the kernel) no interrupt handler on this CPU can
-    /// try to take it again.
+    /// try to take it again (nor preempt the holder).  The returned guard
+    /// must be dropped before that `CpuGuard`: never leave it as a
+    /// temporary of a block's tail expression (see `free_order`).
     fn lock_buddy(&self) -> spin::MutexGuard<'_, BuddyAllocator<M>> {
         let guard = CpuGuard::new();
         self.lock_buddy_local(&guard)
