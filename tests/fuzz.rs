@@ -56,6 +56,30 @@ fn fuzz_replays_one_child() {
     );
 }
 
+/// Regression case: this child (seed=2 on 2 vCPUs) maps 1 TiB shared
+/// anonymous with MAP_POPULATE at its 49th call; populating took every free
+/// frame and the kernel panicked on its next allocation (`memory allocation
+/// of 4096 bytes failed`).  Now such a mapping is refused (ENOMEM, Linux's
+/// overcommit heuristic) and MAP_POPULATE leaves a reserve.
+#[test]
+fn fuzz_replay_of_the_populate_oom() {
+    let result = run_program(
+        ours(),
+        System::Ours,
+        "fuzz",
+        2,
+        &["child=0xcec3d1d51a8cb39d", "calls=1000"],
+        &[],
+        TIMEOUT,
+    );
+    expect_pass(&result, "fuzz");
+    check_run(
+        &result,
+        result.output.contains("fuzz: child "),
+        "expected the replay's `fuzz: child ...` line",
+    );
+}
+
 /// The same fuzzer on Linux: shows that the fuzzer never waits for itself
 /// (a hang there would be the sandbox's fault, not a kernel's).  Linux's
 /// free memory moves with its caches, hence the wider bound.

@@ -530,6 +530,22 @@ impl AddressSpace {
             }
         };
         let end = start + len;
+        // Linux's default overcommit heuristic (`vm.overcommit_memory=0`):
+        // a mapping that commits memory (shared anonymous, or private
+        // writable; not MAP_NORESERVE) larger than all RAM is refused with
+        // ENOMEM.  Without it a 1 TiB shared MAP_POPULATE mapping (found by
+        // the fuzzer) took every free frame and the kernel then panicked
+        // on its next allocation.  Checked here, after the address checks,
+        // as Linux does it in `mmap_region`.
+        let commits = flags & MAP_NORESERVE == 0
+            && if shared {
+                flags & MAP_ANONYMOUS != 0
+            } else {
+                prot & PROT_WRITE != 0
+            };
+        if commits && len / PAGE > crate::mm::total_frames() as u64 {
+            return Err(Errno::ENOMEM);
+        }
         // MAP_FIXED replaces whatever was there.
         let mut batch = TlbBatch::new();
         let mut frames = Vec::new();
@@ -552,9 +568,16 @@ impl AddressSpace {
         drop(removed);
         if flags & MAP_POPULATE != 0 && prot != 0 {
             // Best effort, like Linux: a failure leaves pages to demand faults.
+            // It also stops while a reserve of free frames (1/16 of RAM) is
+            // left: populating must not starve the kernel's own allocations
+            // (they panic when memory is out).  Checked every 64 pages.
             let write = prot & PROT_WRITE != 0;
+            let reserve = crate::mm::total_frames() / 16;
             let mut va = start;
             while va < end {
+                if (va - start) / PAGE % 64 == 0 && crate::mm::free_frames() < reserve {
+                    break;
+                }
                 if self.resolve(va, write, false, false).is_err() {
                     break;
                 }
