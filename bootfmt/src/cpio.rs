@@ -489,6 +489,34 @@ mod tests {
     }
 
     #[test]
+    fn file_type_predicates_use_the_type_bits_only() {
+        let with_mode = |mode| Entry {
+            name: "x",
+            mode,
+            ino: 0,
+            nlink: 1,
+            mtime: 0,
+            data: b"",
+        };
+        // (mode, is_file, is_dir, is_symlink); permission bits must not
+        // matter, and a socket (0o140000) shares bits with each type.
+        let cases = [
+            (0o100644, true, false, false),
+            (0o040755, false, true, false),
+            (0o120777, false, false, true),
+            (0o140755, false, false, false),
+            (0o060644, false, false, false),
+            (0o000777, false, false, false),
+        ];
+        for (mode, file, dir, link) in cases {
+            let e = with_mode(mode);
+            assert_eq!(e.is_file(), file, "is_file {mode:o}");
+            assert_eq!(e.is_dir(), dir, "is_dir {mode:o}");
+            assert_eq!(e.is_symlink(), link, "is_symlink {mode:o}");
+        }
+    }
+
+    #[test]
     fn find_ignores_leading_slash_and_dot() {
         let archive = manual_archive();
         assert_eq!(find(&archive, "/a.txt").unwrap().unwrap().data, b"hello");
@@ -547,6 +575,48 @@ mod tests {
             CpioError::MissingTrailer { offset: 124 }
         );
         assert!(it.next().is_none());
+    }
+
+    #[test]
+    fn hex_fields_accept_both_cases_and_every_digit() {
+        let mut archive = manual_archive();
+        archive[6..14].copy_from_slice(b"ABCDEF09"); // c_ino, upper case
+        archive[14..22].copy_from_slice(b"000081A4"); // c_mode
+        let e = entries(&archive).next().unwrap().unwrap();
+        assert_eq!(e.ino, 0xABCD_EF09);
+        assert_eq!(e.mode, 0o100644);
+        archive[6..14].copy_from_slice(b"abcdef78");
+        assert_eq!(entries(&archive).next().unwrap().unwrap().ino, 0xabcd_ef78);
+    }
+
+    #[test]
+    fn crc_magic_is_read_like_newc() {
+        let mut archive = manual_archive();
+        archive[5] = b'2'; // 070702 on the first member only
+        let names: Vec<_> = entries(&archive).map(|e| e.unwrap().name).collect();
+        assert_eq!(names, ["a.txt"]);
+        archive[5] = b'3';
+        assert_eq!(
+            entries(&archive).next().unwrap().unwrap_err(),
+            CpioError::BadMagic { offset: 0 }
+        );
+    }
+
+    #[test]
+    fn a_bare_header_is_read_and_its_name_is_missing() {
+        // Exactly HEADER_LEN bytes: the header is whole, the name is not.
+        let archive = manual_archive();
+        assert_eq!(
+            entries(&archive[..HEADER_LEN]).next().unwrap().unwrap_err(),
+            CpioError::TruncatedName { offset: 110 }
+        );
+        assert_eq!(
+            entries(&archive[..HEADER_LEN - 1])
+                .next()
+                .unwrap()
+                .unwrap_err(),
+            CpioError::TruncatedHeader { offset: 0 }
+        );
     }
 
     #[test]
