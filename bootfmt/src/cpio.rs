@@ -647,6 +647,10 @@ mod tests {
         assert_eq!(archive.len() % 4, 0);
         let names: Vec<_> = entries(&archive).map(|e| e.unwrap().name).collect();
         assert_eq!(names, ["boot", "boot/kernel.elf", "limine.conf", "empty"]);
+        // Inode numbers count up from 1 (and the trailer's is 0: checked by
+        // the hand-written archive comparison below).
+        let inos: Vec<_> = entries(&archive).map(|e| e.unwrap().ino).collect();
+        assert_eq!(inos, [1, 2, 3, 4]);
         let dir = find(&archive, "boot").unwrap().unwrap();
         assert!(dir.is_dir());
         assert_eq!(dir.mode & 0o777, 0o755);
@@ -658,6 +662,9 @@ mod tests {
         let mut w = NewcWriter::new();
         w.add_file("a.txt", 0o644, b"hello");
         let ours = w.finish();
+        let mut manual = manual_archive();
+        manual[46..54].copy_from_slice(b"00000000"); // the writer's mtime is 0
+        assert_eq!(ours, manual, "byte for byte");
         let e = find(&ours, "a.txt").unwrap().unwrap();
         assert_eq!((e.name, e.data, e.mode), ("a.txt", &b"hello"[..], 0o100644));
     }
