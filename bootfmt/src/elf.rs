@@ -476,6 +476,28 @@ mod tests {
     }
 
     #[test]
+    fn only_pt_load_segments_are_loaded() {
+        let base = 0xffff_ffff_8000_0000;
+        let note = ProgramHeader {
+            p_type: 4, // PT_NOTE
+            flags: PF_R,
+            offset: 0x200,
+            vaddr: base + 0x8000,
+            paddr: 0,
+            filesz: 0x10,
+            memsz: 0x10,
+            align: 4,
+        };
+        assert!(!note.is_load());
+        let bytes = build(ET_EXEC, &[note, load(base, 0x200, 0x80, 0x80, PF_R | PF_X)]);
+        let elf = parse(&bytes).unwrap();
+        let segs: Vec<_> = elf.load_segments().collect();
+        assert_eq!(segs.len(), 1);
+        assert!(segs[0].is_load());
+        assert_eq!(elf.load_span(), Some((base, base + 0x80)));
+    }
+
+    #[test]
     fn header_errors() {
         let good = build(ET_EXEC, &[]);
         assert_eq!(parse(b"\x7fEL").unwrap_err(), ElfError::NotElf);
@@ -489,6 +511,13 @@ mod tests {
         let mut b = good.clone();
         b[18] = 3;
         assert_eq!(parse(&b).unwrap_err(), ElfError::NotX86_64 { machine: 3 });
+        // Both bytes of a 16-bit field count: 0x013e is not EM_X86_64 (0x3e).
+        let mut b = good.clone();
+        b[19] = 1;
+        assert_eq!(
+            parse(&b).unwrap_err(),
+            ElfError::NotX86_64 { machine: 0x013e }
+        );
         let mut b = build(ET_EXEC, &[load(0, 0, 0, 0, 0)]);
         b[32..40].copy_from_slice(&0x3f0u64.to_le_bytes());
         assert!(matches!(
