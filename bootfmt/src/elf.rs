@@ -502,12 +502,23 @@ mod tests {
         let good = build(ET_EXEC, &[]);
         assert_eq!(parse(b"\x7fEL").unwrap_err(), ElfError::NotElf);
         assert_eq!(parse(&[0u8; 64]).unwrap_err(), ElfError::NotElf);
+        // The 64-byte header alone (no segments) is a whole file; one byte
+        // less is not.
+        assert!(parse(&good[..EHDR_LEN]).is_ok());
+        assert_eq!(parse(&good[..EHDR_LEN - 1]).unwrap_err(), ElfError::NotElf);
         let mut b = good.clone();
         b[4] = 1;
         assert_eq!(parse(&b).unwrap_err(), ElfError::Not64Bit);
         let mut b = good.clone();
         b[5] = 2;
         assert_eq!(parse(&b).unwrap_err(), ElfError::NotLittleEndian);
+        // Either version field alone being wrong is refused.
+        let mut b = good.clone();
+        b[6] = 2;
+        assert_eq!(parse(&b).unwrap_err(), ElfError::BadVersion);
+        let mut b = good.clone();
+        b[20] = 2;
+        assert_eq!(parse(&b).unwrap_err(), ElfError::BadVersion);
         let mut b = good.clone();
         b[18] = 3;
         assert_eq!(parse(&b).unwrap_err(), ElfError::NotX86_64 { machine: 3 });
