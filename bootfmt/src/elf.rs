@@ -512,6 +512,14 @@ mod tests {
         let mut b = good.clone();
         b[5] = 2;
         assert_eq!(parse(&b).unwrap_err(), ElfError::NotLittleEndian);
+        // A program header entry size other than 56 is refused when there
+        // are program headers, and ignored when there are none.
+        let mut b = build(ET_EXEC, &[load(0, 0x200, 0, 0, 0)]);
+        b[54] = 64;
+        assert_eq!(parse(&b).unwrap_err(), ElfError::BadHeaderSize);
+        let mut b = good.clone();
+        b[54] = 0;
+        assert!(parse(&b).is_ok());
         // Either version field alone being wrong is refused.
         let mut b = good.clone();
         b[6] = 2;
@@ -585,6 +593,30 @@ mod tests {
             ],
         );
         assert!(parse(&b).is_ok());
+        // In either order, and overlapping by one byte in either order is not.
+        let b = build(
+            ET_EXEC,
+            &[
+                load(0x2000, 0x200, 0x10, 0x10, PF_R),
+                load(0x1000, 0x200, 0x10, 0x1000, PF_R),
+            ],
+        );
+        assert!(parse(&b).is_ok());
+        let b = build(
+            ET_EXEC,
+            &[
+                load(0x2000, 0x200, 0x10, 0x10, PF_R),
+                load(0x1000, 0x200, 0x10, 0x1001, PF_R),
+            ],
+        );
+        assert!(matches!(
+            parse(&b).unwrap_err(),
+            ElfError::OverlappingSegments { .. }
+        ));
+        // A segment ending exactly at the end of the file is in range.
+        let n = build(ET_EXEC, &[]).len() as u64;
+        let b = build(ET_EXEC, &[load(0x1000, n - 0x10, 0x10, 0x10, PF_R)]);
+        assert!(parse(&b).is_ok(), "segment ending at byte {n}");
     }
 
     #[test]
