@@ -482,18 +482,26 @@ mod tests {
             p_type: 4, // PT_NOTE
             flags: PF_R,
             offset: 0x200,
-            vaddr: base + 0x8000,
+            vaddr: base + 0x10, // inside the PT_LOAD: not an overlap
             paddr: 0,
             filesz: 0x10,
             memsz: 0x10,
             align: 4,
         };
         assert!(!note.is_load());
-        let bytes = build(ET_EXEC, &[note, load(base, 0x200, 0x80, 0x80, PF_R | PF_X)]);
+        let bytes = build(
+            ET_EXEC,
+            &[
+                note,
+                load(base, 0x200, 0x80, 0x80, PF_R | PF_X),
+                note,
+                load(base + 0x20, 0x200, 0, 0, PF_R), // empty: no overlap
+            ],
+        );
         let elf = parse(&bytes).unwrap();
         let segs: Vec<_> = elf.load_segments().collect();
-        assert_eq!(segs.len(), 1);
-        assert!(segs[0].is_load());
+        assert_eq!(segs.len(), 2);
+        assert!(segs.iter().all(|s| s.is_load()));
         assert_eq!(elf.load_span(), Some((base, base + 0x80)));
     }
 
