@@ -493,14 +493,15 @@ mod tests {
             ET_EXEC,
             &[
                 note,
+                load(base + 0x20, 0x200, 0, 0, PF_R), // empty: no overlap
                 load(base, 0x200, 0x80, 0x80, PF_R | PF_X),
                 note,
-                load(base + 0x20, 0x200, 0, 0, PF_R), // empty: no overlap
+                load(base + 0x30, 0x200, 0, 0, PF_R),
             ],
         );
         let elf = parse(&bytes).unwrap();
         let segs: Vec<_> = elf.load_segments().collect();
-        assert_eq!(segs.len(), 2);
+        assert_eq!(segs.len(), 3);
         assert!(segs.iter().all(|s| s.is_load()));
         assert_eq!(elf.load_span(), Some((base, base + 0x80)));
     }
