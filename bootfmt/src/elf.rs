@@ -629,6 +629,64 @@ mod tests {
     }
 
     #[test]
+    fn section_table_checks() {
+        let good = build(ET_EXEC, &[]);
+        let names: Vec<_> = parse(&good)
+            .unwrap()
+            .sections()
+            .unwrap()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["", ".text", ".requests", ".shstrtab"]);
+        // Wrong entry size with sections present.
+        let mut b = good.clone();
+        b[58..60].copy_from_slice(&40u16.to_le_bytes());
+        assert_eq!(
+            parse(&b).unwrap().section_by_name(".text").unwrap_err(),
+            ElfError::BadHeaderSize
+        );
+        // No section table (shoff 0): no sections, whatever the other fields say.
+        b[40..48].copy_from_slice(&0u64.to_le_bytes());
+        assert!(parse(&b).unwrap().sections().unwrap().next().is_none());
+        // A table running past the end of the file.
+        let mut b = good.clone();
+        let end = b.len() as u64;
+        b[40..48].copy_from_slice(&(end - 64).to_le_bytes());
+        assert_eq!(
+            parse(&b).unwrap().section_by_name(".text").unwrap_err(),
+            ElfError::SectionHeadersOutOfRange
+        );
+        // The name table's own range past the end of the file.
+        let mut b = good.clone();
+        let strtab = 0x320 + 3 * 64;
+        b[strtab + 32..strtab + 40].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        assert_eq!(
+            parse(&b).unwrap().section_by_name(".text").unwrap_err(),
+            ElfError::SectionHeadersOutOfRange
+        );
+    }
+
+    #[test]
+    fn load_span_covers_every_nonempty_segment() {
+        let bytes = build(
+            ET_EXEC,
+            &[
+                load(0x5000, 0x200, 0x10, 0x10, PF_R),
+                load(0x1000, 0x200, 0x10, 0x800, PF_R),
+                load(0x9000, 0x200, 0, 0, PF_R),
+            ],
+        );
+        let elf = parse(&bytes).unwrap();
+        assert_eq!(elf.load_span(), Some((0x1000, 0x5010)));
+        assert_eq!(
+            elf.segment_data(&elf.load_segments().next().unwrap()).len(),
+            0x10
+        );
+        let empty = build(ET_EXEC, &[load(0x9000, 0x200, 0, 0, PF_R)]);
+        assert_eq!(parse(&empty).unwrap().load_span(), None);
+    }
+
+    #[test]
     fn bad_section_table_is_an_error_not_a_panic() {
         let mut b = build(ET_EXEC, &[]);
         b[62..64].copy_from_slice(&90u16.to_le_bytes()); // shstrndx out of range
