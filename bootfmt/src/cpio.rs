@@ -620,6 +620,27 @@ mod tests {
     }
 
     #[test]
+    fn errors_display_their_offsets() {
+        use std::string::ToString;
+        let m = CpioError::TruncatedData {
+            offset: 116,
+            needed: 5,
+            available: 2,
+        }
+        .to_string();
+        assert!(
+            m.starts_with("cpio: ") && m.contains("116") && m.contains('5'),
+            "{m}"
+        );
+        let m = CpioError::BadHex {
+            offset: 14,
+            field: "c_mode",
+        }
+        .to_string();
+        assert!(m.contains("c_mode") && m.contains("14"), "{m}");
+    }
+
+    #[test]
     fn name_must_be_terminated_and_utf8() {
         let mut archive = manual_archive();
         archive[115] = b'!'; // overwrite the NUL of "a.txt\0"

@@ -507,6 +507,20 @@ mod tests {
     }
 
     #[test]
+    fn errors_display_their_numbers() {
+        use std::string::ToString;
+        let m = ElfError::NotX86_64 { machine: 183 }.to_string();
+        assert!(m.starts_with("elf: ") && m.contains("183"), "{m}");
+        let m = ElfError::OverlappingSegments {
+            first: 3,
+            second: 7,
+        }
+        .to_string();
+        assert!(m.contains('3') && m.contains('7'), "{m}");
+        assert!(ElfError::NotElf.to_string().contains("ELF"));
+    }
+
+    #[test]
     fn header_errors() {
         let good = build(ET_EXEC, &[]);
         assert_eq!(parse(b"\x7fEL").unwrap_err(), ElfError::NotElf);

@@ -424,6 +424,16 @@ serial: yes
     }
 
     #[test]
+    fn errors_display_their_lines() {
+        extern crate std;
+        use std::string::ToString;
+        let m = ConfError::Syntax { line: 42 }.to_string();
+        assert!(m.starts_with("limine.conf: ") && m.contains("42"), "{m}");
+        let m = ConfError::MissingKernelPath { entry_line: 9 }.to_string();
+        assert!(m.contains('9') && m.contains("path"), "{m}");
+    }
+
+    #[test]
     fn uris() {
         assert_eq!(
             boot_uri_path("boot():/boot/kernel.elf"),
