@@ -408,6 +408,15 @@ serial: yes
             first_limine_entry("/x\nthis is not a key\n"),
             Err(ConfError::Syntax { line: 2 })
         );
+        // A key must be non-empty and one word.
+        assert_eq!(
+            first_limine_entry("/x\n  : value\n"),
+            Err(ConfError::Syntax { line: 2 })
+        );
+        assert_eq!(
+            first_limine_entry("/x\nprotocol: limine\nkernel path: boot():/k\n"),
+            Err(ConfError::Syntax { line: 3 })
+        );
         let mut many = [0u8; 1024];
         let mut len = 0;
         for chunk in core::iter::once(&b"/x\nprotocol: limine\npath: boot():/k\n"[..])
