@@ -501,5 +501,11 @@ serial: yes
             cfg_to_conf("TIMEOUT 0\n"),
             Err(ConfError::Syntax { line: 1 })
         );
+        // An empty key, or a key of two words, is refused too.
+        assert_eq!(cfg_to_conf("=0\n"), Err(ConfError::Syntax { line: 1 }));
+        assert_eq!(
+            cfg_to_conf(":x\nKERNEL PATH=boot:///k\n"),
+            Err(ConfError::Syntax { line: 2 })
+        );
     }
 }
