@@ -356,6 +356,16 @@ mod tests {
         // 4096 frames need 1 metadata frame.
         assert_eq!(b.total_frames(), 4095);
         assert_eq!(b.free_frames(), 4095);
+        // One state byte per frame: a metadata frame covers itself and
+        // FRAME_SIZE managed frames, so 4097 frames still need only one...
+        let (b, _) = buddy(FRAME_SIZE + 1);
+        assert_eq!(b.total_frames(), FRAME_SIZE);
+        // ...and one more frame needs a second.
+        let (b, _) = buddy(FRAME_SIZE + 2);
+        assert_eq!(b.total_frames(), FRAME_SIZE);
+        // The smallest region: one metadata frame and one free frame.
+        let (b, _) = buddy(2);
+        assert_eq!(b.total_frames(), 1);
     }
 
     #[test]
@@ -410,11 +420,44 @@ mod tests {
     }
 
     #[test]
+    fn errors_have_distinct_messages() {
+        let msgs: Vec<String> = [
+            RegionError::InvalidRange,
+            RegionError::TooSmall,
+            RegionError::Overlap,
+            RegionError::TooManyRegions,
+        ]
+        .iter()
+        .map(|e| e.to_string())
+        .chain(
+            [
+                FreeError::BadOrder,
+                FreeError::Misaligned,
+                FreeError::NotManaged,
+                FreeError::NotAllocated,
+            ]
+            .iter()
+            .map(|e| e.to_string()),
+        )
+        .collect();
+        assert!(msgs.iter().all(|m| !m.is_empty()), "{msgs:?}");
+        let mut unique = msgs.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), msgs.len(), "{msgs:?}");
+    }
+
+    #[test]
     fn region_errors() {
         let arena = Arena::leak(1024);
         let f = arena.first_pfn();
         let mut b = BuddyAllocator::new(arena);
         assert_eq!(b.add_region(usize::MAX, 2), Err(RegionError::InvalidRange));
+        // No overflow, but past the frame numbers the free lists can encode.
+        assert_eq!(
+            b.add_region(usize::MAX / 2, 2),
+            Err(RegionError::InvalidRange)
+        );
         assert_eq!(b.add_region(f, 1), Err(RegionError::TooSmall));
         assert_eq!(b.add_region(f, 512), Ok(511));
         assert_eq!(b.add_region(f + 100, 10), Err(RegionError::Overlap));
