@@ -448,6 +448,24 @@ mod tests {
     }
 
     #[test]
+    fn touching_regions_are_not_overlaps() {
+        let arena = Arena::leak(512);
+        let f = arena.first_pfn();
+        let mut b = BuddyAllocator::new(arena);
+        assert_eq!(b.add_region(f + 100, 100), Ok(99));
+        assert_eq!(b.add_region(f + 200, 100), Ok(99), "right after");
+        assert_eq!(b.add_region(f, 100), Ok(99), "right before");
+        assert_eq!(b.add_region(f + 299, 10), Err(RegionError::Overlap));
+        assert_eq!(b.add_region(f + 95, 6), Err(RegionError::Overlap));
+        assert_eq!(b.total_frames(), 3 * 99);
+        let mut n = 0;
+        while b.alloc(0).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3 * 99);
+    }
+
+    #[test]
     fn region_errors() {
         let arena = Arena::leak(1024);
         let f = arena.first_pfn();
