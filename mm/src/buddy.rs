@@ -383,6 +383,25 @@ mod tests {
     }
 
     #[test]
+    fn freeing_the_upper_buddy_last_coalesces() {
+        let (mut b, _) = buddy(4096);
+        let before: Vec<_> = (0..=MAX_ORDER).map(|k| b.free_blocks(k)).collect();
+        let mut got: Vec<_> = (0..8).map(|_| b.alloc(0).unwrap()).collect();
+        got.sort();
+        assert!(
+            got.windows(2).any(|w| w[0] % 2 == 0 && w[1] == w[0] + 1),
+            "no buddy pair among {got:?}"
+        );
+        // Ascending: each upper buddy is freed after its lower one and must
+        // find it free and merge.
+        for p in got {
+            b.free(p, 0).unwrap();
+        }
+        let after: Vec<_> = (0..=MAX_ORDER).map(|k| b.free_blocks(k)).collect();
+        assert_eq!(after, before, "free blocks per order");
+    }
+
+    #[test]
     fn bad_frees_are_refused() {
         let (mut b, first) = buddy(2048);
         let p = b.alloc(1).unwrap();
