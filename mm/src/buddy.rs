@@ -402,6 +402,31 @@ mod tests {
     }
 
     #[test]
+    fn blocks_at_both_ends_of_an_aligned_region_merge() {
+        // A region whose managed frames are exactly one aligned 64-frame block.
+        let arena = Arena::leak(256);
+        let f = arena.first_pfn();
+        let s = (f + 64 + 63) & !63;
+        let mut b = BuddyAllocator::new(arena);
+        assert_eq!(b.add_region(s - 1, 65), Ok(64));
+        assert_eq!(b.free_blocks(6), 1);
+        for descending in [false, true] {
+            let mut got: Vec<_> = (0..64).map(|_| b.alloc(0).unwrap()).collect();
+            assert_eq!(b.alloc(0), None);
+            got.sort();
+            assert_eq!((got[0], got[63]), (s, s + 63));
+            if descending {
+                got.reverse();
+            }
+            for p in got {
+                b.free(p, 0).unwrap();
+            }
+            assert_eq!(b.free_blocks(6), 1, "descending {descending}");
+            assert!((0..6).all(|k| b.free_blocks(k) == 0));
+        }
+    }
+
+    #[test]
     fn bad_frees_are_refused() {
         let (mut b, first) = buddy(2048);
         let p = b.alloc(1).unwrap();
