@@ -427,6 +427,34 @@ mod tests {
     }
 
     #[test]
+    fn blocks_running_past_the_region_end_are_not_managed() {
+        let arena = Arena::leak(256);
+        let f = arena.first_pfn();
+        let s = (f + 64 + 63) & !63;
+        let mut b = BuddyAllocator::new(arena);
+        assert_eq!(b.add_region(s - 1, 64), Ok(63)); // frames s..s+63
+        assert_eq!(b.free(s + 62, 1), Err(FreeError::NotManaged));
+        assert_eq!(b.check_allocated(s + 62, 1), Err(FreeError::NotManaged));
+        assert_eq!(b.free(s + 60, 2), Err(FreeError::NotManaged));
+    }
+
+    #[test]
+    fn check_allocated_matches_what_free_would_accept() {
+        let (mut b, _) = buddy(1024);
+        let p = b.alloc(2).unwrap();
+        assert_eq!(b.check_allocated(p, 2), Ok(()));
+        assert_eq!(b.check_allocated(p, 1), Err(FreeError::NotAllocated));
+        assert_eq!(b.check_allocated(p + 1, 0), Err(FreeError::NotAllocated));
+        assert_eq!(b.check_allocated(p + 1, 2), Err(FreeError::Misaligned));
+        assert_eq!(
+            b.check_allocated(p, MAX_ORDER + 1),
+            Err(FreeError::BadOrder)
+        );
+        b.free(p, 2).unwrap();
+        assert_eq!(b.check_allocated(p, 2), Err(FreeError::NotAllocated));
+    }
+
+    #[test]
     fn bad_frees_are_refused() {
         let (mut b, first) = buddy(2048);
         let p = b.alloc(1).unwrap();
