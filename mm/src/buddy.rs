@@ -433,6 +433,9 @@ mod tests {
         let s = (f + 64 + 63) & !63;
         let mut b = BuddyAllocator::new(arena);
         assert_eq!(b.add_region(s - 1, 64), Ok(63)); // frames s..s+63
+        assert!(!b.contains(s - 1), "metadata frame");
+        assert!(b.contains(s) && b.contains(s + 62));
+        assert!(!b.contains(s + 63), "one past the end");
         assert_eq!(b.free(s + 62, 1), Err(FreeError::NotManaged));
         assert_eq!(b.check_allocated(s + 62, 1), Err(FreeError::NotManaged));
         assert_eq!(b.free(s + 60, 2), Err(FreeError::NotManaged));
