@@ -368,6 +368,23 @@ mod tests {
     }
 
     #[test]
+    fn high_below_batch_is_raised_to_batch() {
+        std::thread::spawn(|| {
+            host::bind_current_thread(11).unwrap();
+            let arena = Arena::leak(256);
+            let fa = Box::leak(Box::new(FrameAllocator::with_params(arena, 8, 2)));
+            fa.add_region(arena.first_pfn(), 256).unwrap();
+            let p = fa.alloc().unwrap();
+            assert_eq!(fa.cpu_list_len(11), 7, "refilled 8, handed out 1");
+            fa.free(p).unwrap();
+            assert_eq!(fa.cpu_list_len(11), 8, "high is 8 (= batch), not 2");
+            assert!(!ModeError.to_string().is_empty());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn mode_is_fixed_once_memory_exists() {
         let fa = frames(64, LockMode::Global);
         assert_eq!(fa.mode(), LockMode::Global);
