@@ -490,6 +490,11 @@ mod tests {
         let fa = frames(256, LockMode::PerCpu);
         assert_eq!(fa.free(3), Err(FreeError::NotManaged));
         assert_eq!(fa.free(usize::MAX), Err(FreeError::NotManaged));
+        // Just outside the region on either side.
+        let first = fa.memory().first_pfn();
+        assert_eq!(fa.free(first + 256), Err(FreeError::NotManaged));
+        assert_eq!(fa.free(first - 1), Err(FreeError::NotManaged));
+        assert_eq!(fa.stats().rejected_frees, 4);
         assert_eq!(fa.free_frames(), fa.total_frames());
     }
 
