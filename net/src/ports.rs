@@ -214,6 +214,24 @@ mod tests {
     }
 
     #[test]
+    fn ephemeral_range_is_inclusive_and_exhaustible() {
+        let lo = Ipv4Addr::LOCALHOST;
+        let mut t = PortTable::default();
+        let edge = |p| p == EPHEMERAL_FIRST || p == EPHEMERAL_LAST;
+        let a = t.bind_ephemeral(Proto::Udp, lo, 1, edge).unwrap();
+        let b = t.bind_ephemeral(Proto::Udp, lo, 2, edge).unwrap();
+        let mut got = [a, b];
+        got.sort();
+        assert_eq!(got, [EPHEMERAL_FIRST, EPHEMERAL_LAST]);
+        assert_eq!(
+            t.bind_ephemeral(Proto::Udp, lo, 3, edge),
+            Err(crate::errno::EADDRNOTAVAIL)
+        );
+        // The other protocol has its own ports.
+        assert!(t.bind_ephemeral(Proto::Tcp, lo, 4, edge).is_ok());
+    }
+
+    #[test]
     fn ephemeral_ports_are_distinct_and_filtered() {
         let mut t = PortTable::default();
         let a = t
