@@ -385,6 +385,28 @@ mod tests {
     }
 
     #[test]
+    fn a_block_held_up_by_parked_frames_is_still_found() {
+        std::thread::spawn(|| {
+            host::bind_current_thread(13).unwrap();
+            // Memory is exactly one aligned 16-frame block.
+            let arena = Arena::leak(64);
+            let s = (arena.first_pfn() + 16 + 15) & !15;
+            let fa = Box::leak(Box::new(FrameAllocator::with_params(arena, 8, 16)));
+            assert_eq!(fa.add_region(s - 1, 17), Ok(16));
+            let p = fa.alloc().unwrap();
+            fa.free(p).unwrap();
+            assert_eq!(fa.cpu_list_len(13), 8, "half the block parked on this CPU");
+            assert_eq!(fa.alloc_order(4), Some(s), "lists drained for the block");
+            assert_eq!(fa.cpu_list_len(13), 0);
+            assert_eq!(fa.alloc_order(4), None);
+            fa.free_order(s, 4).unwrap();
+            assert_eq!(fa.free_frames(), 16);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn mode_is_fixed_once_memory_exists() {
         let fa = frames(64, LockMode::Global);
         assert_eq!(fa.mode(), LockMode::Global);
