@@ -194,3 +194,32 @@ fn out_of_memory_gives_null() {
     h.flush();
     assert_eq!(h.frames().free_frames(), h.frames().total_frames());
 }
+
+#[test]
+fn frames_held_counts_slabs_and_large_blocks() {
+    let h = heap(1024, LockMode::Global);
+    let fa_free = |h: &Heap<'static, &'static Arena>| h.frames.free_frames();
+    let free0 = fa_free(h);
+    let small = layout(64, 8);
+    let p = h.alloc(small);
+    let big = layout(4 * FRAME_SIZE, 8);
+    let q = h.alloc(big);
+    assert!(!p.is_null() && !q.is_null());
+    let s = h.stats();
+    assert!(s.slab_frames >= 1, "{s:?}");
+    assert_eq!(s.large_frames, 4, "{s:?}");
+    assert_eq!(h.frames_held(), s.slab_frames + 4);
+    assert_eq!(
+        h.frames_held(),
+        free0 - fa_free(h),
+        "every frame taken is held"
+    );
+    // SAFETY: both are live allocations with their own layouts.
+    unsafe {
+        h.dealloc(p, small);
+        h.dealloc(q, big);
+    }
+    h.flush();
+    assert_eq!(h.frames_held(), 0);
+    assert_eq!(fa_free(h), free0);
+}
