@@ -223,3 +223,10 @@ fn frames_held_counts_slabs_and_large_blocks() {
     assert_eq!(h.frames_held(), 0);
     assert_eq!(fa_free(h), free0);
 }
+
+#[test]
+fn magazine_rounds_hold_at_most_16_kib_and_8_to_64_objects() {
+    let got: Vec<_> = (0..NCLASSES).map(rounds).collect();
+    // 16, 32, 64, 128, 256 bytes: capped at 64; then 16 KiB / size.
+    assert_eq!(got, [64, 64, 64, 64, 64, 32, 16, 8]);
+}
