@@ -205,6 +205,13 @@ mod tests {
         t.set_listening(80, 2).unwrap();
         t.set_listening(81, 3).unwrap();
         assert_eq!(t.set_listening(81, 4), Err(EADDRINUSE));
+        // SO_REUSEPORT on the listener only is not enough either.
+        t.bind(Proto::Tcp, 83, lo, 5, true, true).unwrap();
+        t.bind(Proto::Tcp, 83, lo, 6, true, false).unwrap();
+        t.set_listening(83, 5).unwrap();
+        assert_eq!(t.set_listening(83, 6), Err(EADDRINUSE));
+        t.release(Proto::Tcp, 83, 5);
+        t.release(Proto::Tcp, 83, 6);
         assert_eq!(t.set_listening(82, 4), Err(crate::errno::EINVAL));
         assert_eq!(t.set_listening(80, 9), Err(crate::errno::EINVAL));
         assert_eq!(t.len(), 2);
