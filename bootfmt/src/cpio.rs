@@ -489,6 +489,34 @@ mod tests {
     }
 
     #[test]
+    fn file_type_predicates_use_the_type_bits_only() {
+        let with_mode = |mode| Entry {
+            name: "x",
+            mode,
+            ino: 0,
+            nlink: 1,
+            mtime: 0,
+            data: b"",
+        };
+        // (mode, is_file, is_dir, is_symlink); permission bits must not
+        // matter, and a socket (0o140000) shares bits with each type.
+        let cases = [
+            (0o100644, true, false, false),
+            (0o040755, false, true, false),
+            (0o120777, false, false, true),
+            (0o140755, false, false, false),
+            (0o060644, false, false, false),
+            (0o000777, false, false, false),
+        ];
+        for (mode, file, dir, link) in cases {
+            let e = with_mode(mode);
+            assert_eq!(e.is_file(), file, "is_file {mode:o}");
+            assert_eq!(e.is_dir(), dir, "is_dir {mode:o}");
+            assert_eq!(e.is_symlink(), link, "is_symlink {mode:o}");
+        }
+    }
+
+    #[test]
     fn find_ignores_leading_slash_and_dot() {
         let archive = manual_archive();
         assert_eq!(find(&archive, "/a.txt").unwrap().unwrap().data, b"hello");
@@ -550,6 +578,69 @@ mod tests {
     }
 
     #[test]
+    fn hex_fields_accept_both_cases_and_every_digit() {
+        let mut archive = manual_archive();
+        archive[6..14].copy_from_slice(b"ABCDEF09"); // c_ino, upper case
+        archive[14..22].copy_from_slice(b"000081A4"); // c_mode
+        let e = entries(&archive).next().unwrap().unwrap();
+        assert_eq!(e.ino, 0xABCD_EF09);
+        assert_eq!(e.mode, 0o100644);
+        archive[6..14].copy_from_slice(b"abcdef78");
+        assert_eq!(entries(&archive).next().unwrap().unwrap().ino, 0xabcd_ef78);
+    }
+
+    #[test]
+    fn crc_magic_is_read_like_newc() {
+        let mut archive = manual_archive();
+        archive[5] = b'2'; // 070702 on the first member only
+        let names: Vec<_> = entries(&archive).map(|e| e.unwrap().name).collect();
+        assert_eq!(names, ["a.txt"]);
+        archive[5] = b'3';
+        assert_eq!(
+            entries(&archive).next().unwrap().unwrap_err(),
+            CpioError::BadMagic { offset: 0 }
+        );
+    }
+
+    #[test]
+    fn a_bare_header_is_read_and_its_name_is_missing() {
+        // Exactly HEADER_LEN bytes: the header is whole, the name is not.
+        let archive = manual_archive();
+        assert_eq!(
+            entries(&archive[..HEADER_LEN]).next().unwrap().unwrap_err(),
+            CpioError::TruncatedName { offset: 110 }
+        );
+        assert_eq!(
+            entries(&archive[..HEADER_LEN - 1])
+                .next()
+                .unwrap()
+                .unwrap_err(),
+            CpioError::TruncatedHeader { offset: 0 }
+        );
+    }
+
+    #[test]
+    fn errors_display_their_offsets() {
+        use std::string::ToString;
+        let m = CpioError::TruncatedData {
+            offset: 116,
+            needed: 5,
+            available: 2,
+        }
+        .to_string();
+        assert!(
+            m.starts_with("cpio: ") && m.contains("116") && m.contains('5'),
+            "{m}"
+        );
+        let m = CpioError::BadHex {
+            offset: 14,
+            field: "c_mode",
+        }
+        .to_string();
+        assert!(m.contains("c_mode") && m.contains("14"), "{m}");
+    }
+
+    #[test]
     fn name_must_be_terminated_and_utf8() {
         let mut archive = manual_archive();
         archive[115] = b'!'; // overwrite the NUL of "a.txt\0"
@@ -577,6 +668,10 @@ mod tests {
         assert_eq!(archive.len() % 4, 0);
         let names: Vec<_> = entries(&archive).map(|e| e.unwrap().name).collect();
         assert_eq!(names, ["boot", "boot/kernel.elf", "limine.conf", "empty"]);
+        // Inode numbers count up from 1 (and the trailer's is 0: checked by
+        // the hand-written archive comparison below).
+        let inos: Vec<_> = entries(&archive).map(|e| e.unwrap().ino).collect();
+        assert_eq!(inos, [1, 2, 3, 4]);
         let dir = find(&archive, "boot").unwrap().unwrap();
         assert!(dir.is_dir());
         assert_eq!(dir.mode & 0o777, 0o755);
@@ -588,6 +683,9 @@ mod tests {
         let mut w = NewcWriter::new();
         w.add_file("a.txt", 0o644, b"hello");
         let ours = w.finish();
+        let mut manual = manual_archive();
+        manual[46..54].copy_from_slice(b"00000000"); // the writer's mtime is 0
+        assert_eq!(ours, manual, "byte for byte");
         let e = find(&ours, "a.txt").unwrap().unwrap();
         assert_eq!((e.name, e.data, e.mode), ("a.txt", &b"hello"[..], 0o100644));
     }

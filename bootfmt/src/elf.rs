@@ -476,19 +476,90 @@ mod tests {
     }
 
     #[test]
+    fn only_pt_load_segments_are_loaded() {
+        let base = 0xffff_ffff_8000_0000;
+        let note = ProgramHeader {
+            p_type: 4, // PT_NOTE
+            flags: PF_R,
+            offset: 0x200,
+            vaddr: base + 0x10, // inside the PT_LOAD: not an overlap
+            paddr: 0,
+            filesz: 0x10,
+            memsz: 0x10,
+            align: 4,
+        };
+        assert!(!note.is_load());
+        let bytes = build(
+            ET_EXEC,
+            &[
+                note,
+                load(base + 0x20, 0x200, 0, 0, PF_R), // empty: no overlap
+                load(base, 0x200, 0x80, 0x80, PF_R | PF_X),
+                note,
+                load(base + 0x30, 0x200, 0, 0, PF_R),
+            ],
+        );
+        let elf = parse(&bytes).unwrap();
+        let segs: Vec<_> = elf.load_segments().collect();
+        assert_eq!(segs.len(), 3);
+        assert!(segs.iter().all(|s| s.is_load()));
+        assert_eq!(elf.load_span(), Some((base, base + 0x80)));
+    }
+
+    #[test]
+    fn errors_display_their_numbers() {
+        use std::string::ToString;
+        let m = ElfError::NotX86_64 { machine: 183 }.to_string();
+        assert!(m.starts_with("elf: ") && m.contains("183"), "{m}");
+        let m = ElfError::OverlappingSegments {
+            first: 3,
+            second: 7,
+        }
+        .to_string();
+        assert!(m.contains('3') && m.contains('7'), "{m}");
+        assert!(ElfError::NotElf.to_string().contains("ELF"));
+    }
+
+    #[test]
     fn header_errors() {
         let good = build(ET_EXEC, &[]);
         assert_eq!(parse(b"\x7fEL").unwrap_err(), ElfError::NotElf);
         assert_eq!(parse(&[0u8; 64]).unwrap_err(), ElfError::NotElf);
+        // The 64-byte header alone (no segments) is a whole file; one byte
+        // less is not.
+        assert!(parse(&good[..EHDR_LEN]).is_ok());
+        assert_eq!(parse(&good[..EHDR_LEN - 1]).unwrap_err(), ElfError::NotElf);
         let mut b = good.clone();
         b[4] = 1;
         assert_eq!(parse(&b).unwrap_err(), ElfError::Not64Bit);
         let mut b = good.clone();
         b[5] = 2;
         assert_eq!(parse(&b).unwrap_err(), ElfError::NotLittleEndian);
+        // A program header entry size other than 56 is refused when there
+        // are program headers, and ignored when there are none.
+        let mut b = build(ET_EXEC, &[load(0, 0x200, 0, 0, 0)]);
+        b[54] = 64;
+        assert_eq!(parse(&b).unwrap_err(), ElfError::BadHeaderSize);
+        let mut b = good.clone();
+        b[54] = 0;
+        assert!(parse(&b).is_ok());
+        // Either version field alone being wrong is refused.
+        let mut b = good.clone();
+        b[6] = 2;
+        assert_eq!(parse(&b).unwrap_err(), ElfError::BadVersion);
+        let mut b = good.clone();
+        b[20] = 2;
+        assert_eq!(parse(&b).unwrap_err(), ElfError::BadVersion);
         let mut b = good.clone();
         b[18] = 3;
         assert_eq!(parse(&b).unwrap_err(), ElfError::NotX86_64 { machine: 3 });
+        // Both bytes of a 16-bit field count: 0x013e is not EM_X86_64 (0x3e).
+        let mut b = good.clone();
+        b[19] = 1;
+        assert_eq!(
+            parse(&b).unwrap_err(),
+            ElfError::NotX86_64 { machine: 0x013e }
+        );
         let mut b = build(ET_EXEC, &[load(0, 0, 0, 0, 0)]);
         b[32..40].copy_from_slice(&0x3f0u64.to_le_bytes());
         assert!(matches!(
@@ -545,6 +616,88 @@ mod tests {
             ],
         );
         assert!(parse(&b).is_ok());
+        // In either order, and overlapping by one byte in either order is not.
+        let b = build(
+            ET_EXEC,
+            &[
+                load(0x2000, 0x200, 0x10, 0x10, PF_R),
+                load(0x1000, 0x200, 0x10, 0x1000, PF_R),
+            ],
+        );
+        assert!(parse(&b).is_ok());
+        let b = build(
+            ET_EXEC,
+            &[
+                load(0x2000, 0x200, 0x10, 0x10, PF_R),
+                load(0x1000, 0x200, 0x10, 0x1001, PF_R),
+            ],
+        );
+        assert!(matches!(
+            parse(&b).unwrap_err(),
+            ElfError::OverlappingSegments { .. }
+        ));
+        // A segment ending exactly at the end of the file is in range.
+        let n = build(ET_EXEC, &[]).len() as u64;
+        let b = build(ET_EXEC, &[load(0x1000, n - 0x10, 0x10, 0x10, PF_R)]);
+        assert!(parse(&b).is_ok(), "segment ending at byte {n}");
+    }
+
+    #[test]
+    fn section_table_checks() {
+        let good = build(ET_EXEC, &[]);
+        let names: Vec<_> = parse(&good)
+            .unwrap()
+            .sections()
+            .unwrap()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["", ".text", ".requests", ".shstrtab"]);
+        // Wrong entry size with sections present.
+        let mut b = good.clone();
+        b[58..60].copy_from_slice(&40u16.to_le_bytes());
+        assert_eq!(
+            parse(&b).unwrap().section_by_name(".text").unwrap_err(),
+            ElfError::BadHeaderSize
+        );
+        // No section table (shoff 0): no sections, whatever the other fields say.
+        b[40..48].copy_from_slice(&0u64.to_le_bytes());
+        assert!(parse(&b).unwrap().sections().unwrap().next().is_none());
+        // A table running past the end of the file.
+        let mut b = good.clone();
+        let end = b.len() as u64;
+        b[40..48].copy_from_slice(&(end - 64).to_le_bytes());
+        assert_eq!(
+            parse(&b).unwrap().section_by_name(".text").unwrap_err(),
+            ElfError::SectionHeadersOutOfRange
+        );
+        // The name table's own range past the end of the file.
+        let mut b = good.clone();
+        let strtab = 0x320 + 3 * 64;
+        b[strtab + 32..strtab + 40].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        assert_eq!(
+            parse(&b).unwrap().section_by_name(".text").unwrap_err(),
+            ElfError::SectionHeadersOutOfRange
+        );
+    }
+
+    #[test]
+    fn load_span_covers_every_nonempty_segment() {
+        let bytes = build(
+            ET_EXEC,
+            &[
+                load(0x5000, 0x200, 0x10, 0x10, PF_R),
+                load(0x1000, 0x200, 0x10, 0x800, PF_R),
+                load(0x9000, 0x200, 0, 0, PF_R),
+            ],
+        );
+        let elf = parse(&bytes).unwrap();
+        assert_eq!(elf.load_span(), Some((0x1000, 0x5010)));
+        assert_eq!(
+            elf.segment_data(&elf.load_segments().next().unwrap()).len(),
+            0x10
+        );
+        let empty = build(ET_EXEC, &[load(0x9000, 0x200, 0, 0, PF_R)]);
+        assert_eq!(parse(&empty).unwrap().load_span(), None);
     }
 
     #[test]

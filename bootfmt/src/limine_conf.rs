@@ -408,6 +408,15 @@ serial: yes
             first_limine_entry("/x\nthis is not a key\n"),
             Err(ConfError::Syntax { line: 2 })
         );
+        // A key must be non-empty and one word.
+        assert_eq!(
+            first_limine_entry("/x\n  : value\n"),
+            Err(ConfError::Syntax { line: 2 })
+        );
+        assert_eq!(
+            first_limine_entry("/x\nprotocol: limine\nkernel path: boot():/k\n"),
+            Err(ConfError::Syntax { line: 3 })
+        );
         let mut many = [0u8; 1024];
         let mut len = 0;
         for chunk in core::iter::once(&b"/x\nprotocol: limine\npath: boot():/k\n"[..])
@@ -421,6 +430,16 @@ serial: yes
             first_limine_entry(text),
             Err(ConfError::TooManyModules { line: 20 })
         );
+    }
+
+    #[test]
+    fn errors_display_their_lines() {
+        extern crate std;
+        use std::string::ToString;
+        let m = ConfError::Syntax { line: 42 }.to_string();
+        assert!(m.starts_with("limine.conf: ") && m.contains("42"), "{m}");
+        let m = ConfError::MissingKernelPath { entry_line: 9 }.to_string();
+        assert!(m.contains('9') && m.contains("path"), "{m}");
     }
 
     #[test]
@@ -481,6 +500,12 @@ serial: yes
         assert_eq!(
             cfg_to_conf("TIMEOUT 0\n"),
             Err(ConfError::Syntax { line: 1 })
+        );
+        // An empty key, or a key of two words, is refused too.
+        assert_eq!(cfg_to_conf("=0\n"), Err(ConfError::Syntax { line: 1 }));
+        assert_eq!(
+            cfg_to_conf(":x\nKERNEL PATH=boot:///k\n"),
+            Err(ConfError::Syntax { line: 2 })
         );
     }
 }

@@ -356,6 +356,16 @@ mod tests {
         // 4096 frames need 1 metadata frame.
         assert_eq!(b.total_frames(), 4095);
         assert_eq!(b.free_frames(), 4095);
+        // One state byte per frame: a metadata frame covers itself and
+        // FRAME_SIZE managed frames, so 4097 frames still need only one...
+        let (b, _) = buddy(FRAME_SIZE + 1);
+        assert_eq!(b.total_frames(), FRAME_SIZE);
+        // ...and one more frame needs a second.
+        let (b, _) = buddy(FRAME_SIZE + 2);
+        assert_eq!(b.total_frames(), FRAME_SIZE);
+        // The smallest region: one metadata frame and one free frame.
+        let (b, _) = buddy(2);
+        assert_eq!(b.total_frames(), 1);
     }
 
     #[test]
@@ -370,6 +380,81 @@ mod tests {
         b.free(c, 3).unwrap();
         assert_eq!(b.free_frames(), 4095);
         assert_eq!(b.free_blocks(MAX_ORDER), max_blocks);
+    }
+
+    #[test]
+    fn freeing_the_upper_buddy_last_coalesces() {
+        let (mut b, _) = buddy(4096);
+        let before: Vec<_> = (0..=MAX_ORDER).map(|k| b.free_blocks(k)).collect();
+        let mut got: Vec<_> = (0..8).map(|_| b.alloc(0).unwrap()).collect();
+        got.sort();
+        assert!(
+            got.windows(2).any(|w| w[0] % 2 == 0 && w[1] == w[0] + 1),
+            "no buddy pair among {got:?}"
+        );
+        // Ascending: each upper buddy is freed after its lower one and must
+        // find it free and merge.
+        for p in got {
+            b.free(p, 0).unwrap();
+        }
+        let after: Vec<_> = (0..=MAX_ORDER).map(|k| b.free_blocks(k)).collect();
+        assert_eq!(after, before, "free blocks per order");
+    }
+
+    #[test]
+    fn blocks_at_both_ends_of_an_aligned_region_merge() {
+        // A region whose managed frames are exactly one aligned 64-frame block.
+        let arena = Arena::leak(256);
+        let f = arena.first_pfn();
+        let s = (f + 64 + 63) & !63;
+        let mut b = BuddyAllocator::new(arena);
+        assert_eq!(b.add_region(s - 1, 65), Ok(64));
+        assert_eq!(b.free_blocks(6), 1);
+        for descending in [false, true] {
+            let mut got: Vec<_> = (0..64).map(|_| b.alloc(0).unwrap()).collect();
+            assert_eq!(b.alloc(0), None);
+            got.sort();
+            assert_eq!((got[0], got[63]), (s, s + 63));
+            if descending {
+                got.reverse();
+            }
+            for p in got {
+                b.free(p, 0).unwrap();
+            }
+            assert_eq!(b.free_blocks(6), 1, "descending {descending}");
+            assert!((0..6).all(|k| b.free_blocks(k) == 0));
+        }
+    }
+
+    #[test]
+    fn blocks_running_past_the_region_end_are_not_managed() {
+        let arena = Arena::leak(256);
+        let f = arena.first_pfn();
+        let s = (f + 64 + 63) & !63;
+        let mut b = BuddyAllocator::new(arena);
+        assert_eq!(b.add_region(s - 1, 64), Ok(63)); // frames s..s+63
+        assert!(!b.contains(s - 1), "metadata frame");
+        assert!(b.contains(s) && b.contains(s + 62));
+        assert!(!b.contains(s + 63), "one past the end");
+        assert_eq!(b.free(s + 62, 1), Err(FreeError::NotManaged));
+        assert_eq!(b.check_allocated(s + 62, 1), Err(FreeError::NotManaged));
+        assert_eq!(b.free(s + 60, 2), Err(FreeError::NotManaged));
+    }
+
+    #[test]
+    fn check_allocated_matches_what_free_would_accept() {
+        let (mut b, _) = buddy(1024);
+        let p = b.alloc(2).unwrap();
+        assert_eq!(b.check_allocated(p, 2), Ok(()));
+        assert_eq!(b.check_allocated(p, 1), Err(FreeError::NotAllocated));
+        assert_eq!(b.check_allocated(p + 1, 0), Err(FreeError::NotAllocated));
+        assert_eq!(b.check_allocated(p + 1, 2), Err(FreeError::Misaligned));
+        assert_eq!(
+            b.check_allocated(p, MAX_ORDER + 1),
+            Err(FreeError::BadOrder)
+        );
+        b.free(p, 2).unwrap();
+        assert_eq!(b.check_allocated(p, 2), Err(FreeError::NotAllocated));
     }
 
     #[test]
@@ -410,11 +495,62 @@ mod tests {
     }
 
     #[test]
+    fn errors_have_distinct_messages() {
+        let msgs: Vec<String> = [
+            RegionError::InvalidRange,
+            RegionError::TooSmall,
+            RegionError::Overlap,
+            RegionError::TooManyRegions,
+        ]
+        .iter()
+        .map(|e| e.to_string())
+        .chain(
+            [
+                FreeError::BadOrder,
+                FreeError::Misaligned,
+                FreeError::NotManaged,
+                FreeError::NotAllocated,
+            ]
+            .iter()
+            .map(|e| e.to_string()),
+        )
+        .collect();
+        assert!(msgs.iter().all(|m| !m.is_empty()), "{msgs:?}");
+        let mut unique = msgs.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), msgs.len(), "{msgs:?}");
+    }
+
+    #[test]
+    fn touching_regions_are_not_overlaps() {
+        let arena = Arena::leak(512);
+        let f = arena.first_pfn();
+        let mut b = BuddyAllocator::new(arena);
+        assert_eq!(b.add_region(f + 100, 100), Ok(99));
+        assert_eq!(b.add_region(f + 200, 100), Ok(99), "right after");
+        assert_eq!(b.add_region(f, 100), Ok(99), "right before");
+        assert_eq!(b.add_region(f + 299, 10), Err(RegionError::Overlap));
+        assert_eq!(b.add_region(f + 95, 6), Err(RegionError::Overlap));
+        assert_eq!(b.total_frames(), 3 * 99);
+        let mut n = 0;
+        while b.alloc(0).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3 * 99);
+    }
+
+    #[test]
     fn region_errors() {
         let arena = Arena::leak(1024);
         let f = arena.first_pfn();
         let mut b = BuddyAllocator::new(arena);
         assert_eq!(b.add_region(usize::MAX, 2), Err(RegionError::InvalidRange));
+        // No overflow, but past the frame numbers the free lists can encode.
+        assert_eq!(
+            b.add_region(usize::MAX / 2, 2),
+            Err(RegionError::InvalidRange)
+        );
         assert_eq!(b.add_region(f, 1), Err(RegionError::TooSmall));
         assert_eq!(b.add_region(f, 512), Ok(511));
         assert_eq!(b.add_region(f + 100, 10), Err(RegionError::Overlap));

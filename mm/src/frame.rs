@@ -379,6 +379,45 @@ mod tests {
     }
 
     #[test]
+    fn high_below_batch_is_raised_to_batch() {
+        std::thread::spawn(|| {
+            host::bind_current_thread(11).unwrap();
+            let arena = Arena::leak(256);
+            let fa = Box::leak(Box::new(FrameAllocator::with_params(arena, 8, 2)));
+            fa.add_region(arena.first_pfn(), 256).unwrap();
+            let p = fa.alloc().unwrap();
+            assert_eq!(fa.cpu_list_len(11), 7, "refilled 8, handed out 1");
+            fa.free(p).unwrap();
+            assert_eq!(fa.cpu_list_len(11), 8, "high is 8 (= batch), not 2");
+            assert!(!ModeError.to_string().is_empty());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_block_held_up_by_parked_frames_is_still_found() {
+        std::thread::spawn(|| {
+            host::bind_current_thread(13).unwrap();
+            // Memory is exactly one aligned 16-frame block.
+            let arena = Arena::leak(64);
+            let s = (arena.first_pfn() + 16 + 15) & !15;
+            let fa = Box::leak(Box::new(FrameAllocator::with_params(arena, 8, 16)));
+            assert_eq!(fa.add_region(s - 1, 17), Ok(16));
+            let p = fa.alloc().unwrap();
+            fa.free(p).unwrap();
+            assert_eq!(fa.cpu_list_len(13), 8, "half the block parked on this CPU");
+            assert_eq!(fa.alloc_order(4), Some(s), "lists drained for the block");
+            assert_eq!(fa.cpu_list_len(13), 0);
+            assert_eq!(fa.alloc_order(4), None);
+            fa.free_order(s, 4).unwrap();
+            assert_eq!(fa.free_frames(), 16);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn mode_is_fixed_once_memory_exists() {
         let fa = frames(64, LockMode::Global);
         assert_eq!(fa.mode(), LockMode::Global);
@@ -484,6 +523,11 @@ mod tests {
         let fa = frames(256, LockMode::PerCpu);
         assert_eq!(fa.free(3), Err(FreeError::NotManaged));
         assert_eq!(fa.free(usize::MAX), Err(FreeError::NotManaged));
+        // Just outside the region on either side.
+        let first = fa.memory().first_pfn();
+        assert_eq!(fa.free(first + 256), Err(FreeError::NotManaged));
+        assert_eq!(fa.free(first - 1), Err(FreeError::NotManaged));
+        assert_eq!(fa.stats().rejected_frees, 4);
         assert_eq!(fa.free_frames(), fa.total_frames());
     }
 

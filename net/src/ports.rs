@@ -170,6 +170,75 @@ mod tests {
     }
 
     #[test]
+    fn distinct_addresses_and_reuse_port_on_both() {
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let b = Ipv4Addr::new(10, 0, 0, 2);
+        let mut t = PortTable::default();
+        // Different specific addresses never conflict; the wildcard does.
+        t.bind(Proto::Tcp, 80, a, 1, false, false).unwrap();
+        t.bind(Proto::Tcp, 80, b, 2, false, false).unwrap();
+        assert_eq!(
+            t.bind(Proto::Tcp, 80, Ipv4Addr::UNSPECIFIED, 3, false, false),
+            Err(EADDRINUSE)
+        );
+        // SO_REUSEPORT must be set on both sides.
+        t.bind(Proto::Udp, 53, a, 4, false, true).unwrap();
+        assert_eq!(t.bind(Proto::Udp, 53, a, 5, false, false), Err(EADDRINUSE));
+        t.bind(Proto::Udp, 53, a, 6, false, true).unwrap();
+        t.bind(Proto::Udp, 54, a, 7, false, false).unwrap();
+        assert_eq!(t.bind(Proto::Udp, 54, a, 8, false, true), Err(EADDRINUSE));
+        // SO_REUSEADDR on both is enough for UDP, not on one side only.
+        t.bind(Proto::Udp, 55, a, 9, true, false).unwrap();
+        assert_eq!(t.bind(Proto::Udp, 55, a, 10, false, false), Err(EADDRINUSE));
+        t.bind(Proto::Udp, 55, a, 11, true, false).unwrap();
+    }
+
+    #[test]
+    fn listening_needs_reuse_port_on_both() {
+        let lo = Ipv4Addr::LOCALHOST;
+        let mut t = PortTable::default();
+        t.bind(Proto::Tcp, 80, lo, 1, true, true).unwrap();
+        t.bind(Proto::Tcp, 80, lo, 2, true, true).unwrap();
+        t.bind(Proto::Tcp, 81, lo, 3, true, false).unwrap();
+        t.bind(Proto::Tcp, 81, lo, 4, true, false).unwrap();
+        t.set_listening(80, 1).unwrap();
+        t.set_listening(80, 2).unwrap();
+        t.set_listening(81, 3).unwrap();
+        assert_eq!(t.set_listening(81, 4), Err(EADDRINUSE));
+        // SO_REUSEPORT on the listener only is not enough either.
+        t.bind(Proto::Tcp, 83, lo, 5, true, true).unwrap();
+        t.bind(Proto::Tcp, 83, lo, 6, true, false).unwrap();
+        t.set_listening(83, 5).unwrap();
+        assert_eq!(t.set_listening(83, 6), Err(EADDRINUSE));
+        t.release(Proto::Tcp, 83, 5);
+        t.release(Proto::Tcp, 83, 6);
+        assert_eq!(t.set_listening(82, 4), Err(crate::errno::EINVAL));
+        assert_eq!(t.set_listening(80, 9), Err(crate::errno::EINVAL));
+        assert_eq!(t.len(), 2);
+        t.release(Proto::Tcp, 80, 1);
+        t.release(Proto::Tcp, 80, 2);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn ephemeral_range_is_inclusive_and_exhaustible() {
+        let lo = Ipv4Addr::LOCALHOST;
+        let mut t = PortTable::default();
+        let edge = |p| p == EPHEMERAL_FIRST || p == EPHEMERAL_LAST;
+        let a = t.bind_ephemeral(Proto::Udp, lo, 1, edge).unwrap();
+        let b = t.bind_ephemeral(Proto::Udp, lo, 2, edge).unwrap();
+        let mut got = [a, b];
+        got.sort();
+        assert_eq!(got, [EPHEMERAL_FIRST, EPHEMERAL_LAST]);
+        assert_eq!(
+            t.bind_ephemeral(Proto::Udp, lo, 3, edge),
+            Err(crate::errno::EADDRNOTAVAIL)
+        );
+        // The other protocol has its own ports.
+        assert!(t.bind_ephemeral(Proto::Tcp, lo, 4, edge).is_ok());
+    }
+
+    #[test]
     fn ephemeral_ports_are_distinct_and_filtered() {
         let mut t = PortTable::default();
         let a = t

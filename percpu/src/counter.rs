@@ -219,6 +219,7 @@ mod tests {
         std::thread::spawn(|| {
             host::bind_current_thread(9).unwrap();
             let c = SloppyCounter::new(10);
+            assert_eq!(c.threshold(), 10);
             for _ in 0..9 {
                 c.inc();
             }

@@ -138,4 +138,43 @@ mod tests {
         drop(a);
         drop(b);
     }
+
+    #[test]
+    fn install_is_idempotent() {
+        assert!(install());
+        assert!(
+            install(),
+            "a second install of the host platform is not a refusal"
+        );
+        assert!(is_installed());
+    }
+
+    #[test]
+    fn bound_thread_reports_its_cpu_id() {
+        std::thread::spawn(|| {
+            bind_current_thread(5).unwrap();
+            assert_eq!(crate::cpu_id(), 5);
+            bind_current_thread(2).unwrap();
+            assert_eq!(crate::cpu_id(), 2);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn binding_the_last_id_counts_every_cpu() {
+        std::thread::spawn(|| {
+            bind_current_thread(MAX_CPUS - 1).unwrap();
+            assert_eq!(crate::cpu_count(), MAX_CPUS);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn out_of_range_error_names_the_id() {
+        let msg = CpuOutOfRange(MAX_CPUS + 3).to_string();
+        assert!(msg.contains(&(MAX_CPUS + 3).to_string()), "{msg}");
+        assert!(msg.contains("out of range"), "{msg}");
+    }
 }

@@ -125,11 +125,16 @@ fn depot_moves_magazines_between_cpus() {
             // SAFETY: allocated above with l, freed once.
             unsafe { h.dealloc(*p as *mut u8, l) };
         }
-        assert!(h.stats().depot_magazines >= 1, "full magazines parked");
+        let parked = h.stats().depot_magazines;
+        assert!(parked >= 1, "full magazines parked");
         let slabs_before = h.stats().slab_frames;
         // CPU 4 reuses what it freed without new slabs.
         let again: Vec<_> = (0..n).map(|_| h.alloc(l)).collect();
         assert_eq!(h.stats().slab_frames, slabs_before);
+        assert!(
+            h.stats().depot_magazines < parked,
+            "magazines taken back out of the depot"
+        );
         for p in again {
             // SAFETY: allocated just above with l.
             unsafe { h.dealloc(p, l) };
@@ -193,4 +198,65 @@ fn out_of_memory_gives_null() {
     }
     h.flush();
     assert_eq!(h.frames().free_frames(), h.frames().total_frames());
+}
+
+#[test]
+fn frames_held_counts_slabs_and_large_blocks() {
+    let h = heap(1024, LockMode::Global);
+    let fa_free = |h: &Heap<'static, &'static Arena>| h.frames.free_frames();
+    let free0 = fa_free(h);
+    let small = layout(1024, 8); // slabs of order 2
+    let p = h.alloc(small);
+    let big = layout(4 * FRAME_SIZE, 8);
+    let q = h.alloc(big);
+    assert!(!p.is_null() && !q.is_null());
+    let s = h.stats();
+    assert_eq!(s.slab_frames, 4, "one order-2 slab: {s:?}");
+    assert_eq!(s.large_frames, 4, "{s:?}");
+    assert_eq!(h.frames_held(), s.slab_frames + 4);
+    assert_eq!(
+        h.frames_held(),
+        free0 - fa_free(h),
+        "every frame taken is held"
+    );
+    // SAFETY: both are live allocations with their own layouts.
+    unsafe {
+        h.dealloc(p, small);
+        h.dealloc(q, big);
+    }
+    h.flush();
+    assert_eq!(h.frames_held(), 0);
+    assert_eq!(fa_free(h), free0);
+}
+
+#[test]
+fn magazine_rounds_hold_at_most_16_kib_and_8_to_64_objects() {
+    let got: Vec<_> = (0..NCLASSES).map(rounds).collect();
+    // 16, 32, 64, 128, 256 bytes: capped at 64; then 16 KiB / size.
+    assert_eq!(got, [64, 64, 64, 64, 64, 32, 16, 8]);
+}
+
+#[test]
+fn depot_keeps_at_most_depot_max_magazines() {
+    let h = heap(4096, LockMode::PerCpu);
+    std::thread::spawn(move || {
+        host::bind_current_thread(5).unwrap();
+        let l = layout(2048, 8);
+        let n = rounds(7) * (super::slab::DEPOT_MAX + 10);
+        let ptrs: Vec<_> = (0..n).map(|_| h.alloc(l)).collect();
+        assert!(ptrs.iter().all(|p| !p.is_null()));
+        for p in ptrs {
+            // SAFETY: allocated just above with l, freed once.
+            unsafe { h.dealloc(p, l) };
+        }
+        let parked = h.stats().depot_magazines;
+        assert!(
+            (1..=super::slab::DEPOT_MAX).contains(&parked),
+            "{parked} magazines parked"
+        );
+    })
+    .join()
+    .unwrap();
+    h.flush();
+    assert_eq!(h.frames_held(), 0);
 }
