@@ -379,3 +379,39 @@ pub fn line_diff(linux: &str, ours: &str) -> String {
     }
     diff
 }
+
+/// The bytes of host<->guest echo round `round`, as `net_echo` makes them.
+pub fn echo_message(round: usize) -> Vec<u8> {
+    let len = 1 + (round * 97) % 1400;
+    (0..len).map(|i| (i * 31 + round * 7) as u8).collect()
+}
+
+/// One TCP echo session from the host against a guest `net_echo serve`:
+/// `rounds` messages, each echo must match; returns the bytes echoed.
+/// `Err((retryable, why))`: errors in the first round are retryable (the
+/// guest may not be listening yet).
+pub fn echo_session(addr: std::net::SocketAddr, rounds: usize) -> Result<usize, (bool, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| (true, format!("connect {addr}: {e}")))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| (true, e.to_string()))?;
+    let mut total = 0;
+    for round in 0..rounds {
+        let msg = echo_message(round);
+        let mut echo = vec![0u8; msg.len()];
+        let io = stream
+            .write_all(&msg)
+            .and_then(|_| stream.read_exact(&mut echo));
+        if let Err(e) = io {
+            return Err((round == 0, format!("round {round}: {e}")));
+        }
+        if echo != msg {
+            return Err((false, format!("round {round}: echo differs")));
+        }
+        total += msg.len();
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(total)
+}

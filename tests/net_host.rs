@@ -14,18 +14,12 @@ use comparison::qemu::Nic;
 use comparison::run::{Echo, RunRequest, RunResult, System};
 use integration_tests::*;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 20;
 const GUEST_PORT: u16 = 7;
-
-/// The bytes of round `round`, as `net_echo` makes them.
-fn message(round: usize) -> Vec<u8> {
-    let len = 1 + (round * 97) % 1400;
-    (0..len).map(|i| (i * 31 + round * 7) as u8).collect()
-}
 
 /// Runs `net_echo ARGS` as PID 1 of our kernel on 2 vCPUs with `nic`.
 fn run_guest(nic: Nic, cmdline: &str, args: &[&str]) -> RunResult {
@@ -44,39 +38,12 @@ fn run_guest(nic: Nic, cmdline: &str, args: &[&str]) -> RunResult {
     comparison::run::run(ours(), &request).expect("running the program")
 }
 
-/// One echo session as a client: every round's echo must match.  Errors in
-/// the first round are retryable (the guest may not be listening yet).
-fn echo_session(addr: SocketAddr) -> Result<usize, (bool, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| (true, format!("connect {addr}: {e}")))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(|e| (true, e.to_string()))?;
-    let mut total = 0;
-    for round in 0..ROUNDS {
-        let msg = message(round);
-        let mut echo = vec![0u8; msg.len()];
-        let io = stream
-            .write_all(&msg)
-            .and_then(|_| stream.read_exact(&mut echo));
-        if let Err(e) = io {
-            return Err((round == 0, format!("round {round}: {e}")));
-        }
-        if echo != msg {
-            return Err((false, format!("round {round}: echo differs")));
-        }
-        total += msg.len();
-    }
-    let _ = stream.shutdown(Shutdown::Write);
-    Ok(total)
-}
-
 /// Client side, retrying until the guest listens (at most 90 s).
 fn host_client(addr: SocketAddr) -> JoinHandle<Result<usize, String>> {
     std::thread::spawn(move || {
         let start = Instant::now();
         loop {
-            match echo_session(addr) {
+            match echo_session(addr, ROUNDS) {
                 Ok(total) => return Ok(total),
                 Err((true, why)) if start.elapsed() < Duration::from_secs(90) => {
                     let _ = why;
@@ -96,7 +63,7 @@ fn host_server(listener: TcpListener) -> JoinHandle<Result<usize, String>> {
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .map_err(|e| e.to_string())?;
-        let expected: usize = (0..ROUNDS).map(|r| message(r).len()).sum();
+        let expected: usize = (0..ROUNDS).map(|r| echo_message(r).len()).sum();
         let mut buf = [0u8; 4096];
         let mut total = 0;
         while total < expected {
@@ -121,7 +88,7 @@ fn free_local_port() -> u16 {
 }
 
 fn expected_bytes() -> usize {
-    (0..ROUNDS).map(|r| message(r).len()).sum()
+    (0..ROUNDS).map(|r| echo_message(r).len()).sum()
 }
 
 /// The guest exited 0 and the host side moved every byte of the session.

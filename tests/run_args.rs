@@ -13,8 +13,7 @@ use comparison::image::Module;
 use comparison::qemu::{Nic, RunOutcome};
 use comparison::run::{Echo, RunExtras, RunRequest, RunResult, System, Systems, Verdict};
 use integration_tests::*;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -334,40 +333,7 @@ fn linux_results_carry_cpu_vulnerability_lines() {
     );
 }
 
-/// The bytes of echo round `round`, as `net_echo` makes them.
-fn message(round: usize) -> Vec<u8> {
-    let len = 1 + (round * 97) % 1400;
-    (0..len).map(|i| (i * 31 + round * 7) as u8).collect()
-}
-
 const ROUNDS: usize = 10;
-
-/// One echo session; `Err((retry, why))`, retryable while the guest is not
-/// listening yet (first round).
-fn echo_session(addr: SocketAddr) -> Result<usize, (bool, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| (true, format!("connect: {e}")))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| (true, e.to_string()))?;
-    let mut total = 0;
-    for round in 0..ROUNDS {
-        let msg = message(round);
-        let mut echo = vec![0u8; msg.len()];
-        if let Err(e) = stream
-            .write_all(&msg)
-            .and_then(|_| stream.read_exact(&mut echo))
-        {
-            return Err((round == 0, format!("round {round}: {e}")));
-        }
-        if echo != msg {
-            return Err((false, format!("round {round}: echo differs")));
-        }
-        total += msg.len();
-    }
-    let _ = stream.shutdown(Shutdown::Write);
-    Ok(total)
-}
 
 #[test]
 fn linux_with_nic_serves_a_tcp_port_the_host_reaches() {
@@ -385,7 +351,7 @@ fn linux_with_nic_serves_a_tcp_port_the_host_reaches() {
     let client = std::thread::spawn(move || {
         let start = Instant::now();
         loop {
-            match echo_session(addr) {
+            match echo_session(addr, ROUNDS) {
                 Ok(total) => return Ok(total),
                 Err((true, _)) if start.elapsed() < Duration::from_secs(150) => {
                     std::thread::sleep(Duration::from_millis(300))
@@ -406,7 +372,7 @@ fn linux_with_nic_serves_a_tcp_port_the_host_reaches() {
         }),
     );
     let client = client.join().expect("client thread");
-    let expected: usize = (0..ROUNDS).map(|r| message(r).len()).sum();
+    let expected: usize = (0..ROUNDS).map(|r| echo_message(r).len()).sum();
     check_run(
         &result,
         client.as_ref().is_ok_and(|&n| n == expected),
