@@ -21,6 +21,7 @@
 
 extern crate alloc;
 
+pub mod block;
 pub mod env;
 pub mod errno;
 mod ino;
