@@ -309,6 +309,13 @@ impl Fs {
         crate::ext2::sync_shared(self.shared)
     }
 
+    /// Final write-back of a superblock that is not mounted below another
+    /// (a disk namespace root at shutdown): `sync`, then the image is
+    /// marked cleanly unmounted.
+    pub fn umount_root(&self) -> FsResult<()> {
+        crate::ext2::unmount_shared(self.shared)
+    }
+
     /// The block cache of a disk superblock (statistics, tests).
     pub fn block_cache(&self) -> Option<&crate::block::BlockCache> {
         self.shared.disk.as_ref().map(|b| b.disk.cache())
