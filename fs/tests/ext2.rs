@@ -148,8 +148,11 @@ fn host_tree(root: &Path) {
     for i in 0..400 {
         std::fs::write(root.join(format!("many/file-{i:04}")), format!("{i}\n")).unwrap();
     }
-    std::fs::set_permissions(root.join("small.txt"), std::fs::Permissions::from_mode(0o640))
-        .unwrap();
+    std::fs::set_permissions(
+        root.join("small.txt"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
 }
 
 /// Compares the host tree at `host` with the directory `dir` of `fs`.
@@ -188,7 +191,10 @@ fn compare(fs: &Fs, host: &Path, dir: &Arc<Inode>) {
             ),
             _ => {
                 assert_eq!(node.size(), md.len(), "{name} size");
-                assert!(read_all(&node) == std::fs::read(&hp).unwrap(), "{name} data");
+                assert!(
+                    read_all(&node) == std::fs::read(&hp).unwrap(),
+                    "{name} data"
+                );
             }
         }
     }
@@ -227,7 +233,11 @@ fn htree_directories_read_linearly_and_stay_valid_when_written() {
     let src = d.join("src");
     std::fs::create_dir_all(src.join("big")).unwrap();
     for i in 0..3000 {
-        std::fs::write(src.join(format!("big/a-rather-long-file-name-{i:05}")), b"x").unwrap();
+        std::fs::write(
+            src.join(format!("big/a-rather-long-file-name-{i:05}")),
+            b"x",
+        )
+        .unwrap();
     }
     let img = d.join("img");
     if !mke2fs(&img, 32768, &["-b", "1024"], Some(&src)) {
@@ -240,7 +250,10 @@ fn htree_directories_read_linearly_and_stay_valid_when_written() {
     {
         let fs = mount(&img, false);
         let r = fs.root();
-        assert_eq!(names(&fs, &fs.lookup(&r, "/big", true).unwrap()).len(), 3000);
+        assert_eq!(
+            names(&fs, &fs.lookup(&r, "/big", true).unwrap()).len(),
+            3000
+        );
         fs.unlink(&r, "/big/a-rather-long-file-name-00007").unwrap();
         fs.open(&r, "/big/new", O_CREAT | O_WRONLY, 0o644).unwrap();
         fs.umount_root().unwrap();
@@ -271,18 +284,31 @@ fn write_tree(fs: &Fs) -> BTreeMap<String, Vec<u8>> {
         deep.push_str(&format!("/lvl{i}"));
         fs.mkdir(&r, &deep, 0o755).unwrap();
     }
-    put(&mut want, &format!("{deep}/leaf"), b"deep leaf\n".to_vec(), 0);
+    put(
+        &mut want,
+        &format!("{deep}/leaf"),
+        b"deep leaf\n".to_vec(),
+        0,
+    );
     for i in 0..300 {
-        put(&mut want, &format!("/d1/f{i}"), pattern(i, (i as usize * 37) % 5000), 0);
+        put(
+            &mut want,
+            &format!("/d1/f{i}"),
+            pattern(i, (i as usize * 37) % 5000),
+            0,
+        );
     }
     put(&mut want, "/big", pattern(99, 5 << 20), 0);
     put(&mut want, "/sparse", b"tail".to_vec(), 40 << 20);
     put(&mut want, "/d1/d2/moved", pattern(5, 10_000), 0);
-    fs.rename(&r, "/d1/d2/moved", &r, "/renamed", ).unwrap();
+    fs.rename(&r, "/d1/d2/moved", &r, "/renamed").unwrap();
     let v = want.remove("/d1/d2/moved").unwrap();
     want.insert("/renamed".into(), v);
     put(&mut want, "/trunc", pattern(6, 100_000), 0);
-    fs.lookup(&r, "/trunc", true).unwrap().truncate(12_345).unwrap();
+    fs.lookup(&r, "/trunc", true)
+        .unwrap()
+        .truncate(12_345)
+        .unwrap();
     want.get_mut("/trunc").unwrap().truncate(12_345);
     fs.symlink("renamed", &r, "/fastlink").unwrap();
     fs.symlink(&"y".repeat(300), &r, "/slowlink").unwrap();
@@ -319,7 +345,7 @@ fn a_tree_written_here_passes_e2fsck_and_debugfs_agrees() {
         }
         let ls = String::from_utf8(debugfs(&img, "ls -l /d1")).unwrap();
         assert!(ls.contains("hardlink") && ls.contains("f299") && !ls.contains("f297 "));
-        let link = String::from_utf8(debugfs(&img, "stat /slowlink")).unwrap();
+        let link = String::from_utf8_lossy(&debugfs(&img, "cat /slowlink")).into_owned();
         assert!(link.contains("yyyyyyyy"), "{link}");
         // Our own second mount sees the same.
         let fs = mount(&img, true);
@@ -327,7 +353,10 @@ fn a_tree_written_here_passes_e2fsck_and_debugfs_agrees() {
             let n = fs.lookup(&fs.root(), path, true).unwrap();
             assert!(read_all(&n) == *data, "{bs}: remount {path}");
         }
-        assert_eq!(fs.readlink(&fs.root(), "/slowlink").unwrap(), "y".repeat(300));
+        assert_eq!(
+            fs.readlink(&fs.root(), "/slowlink").unwrap(),
+            "y".repeat(300)
+        );
         let st = fs.lookup(&fs.root(), "/renamed", true).unwrap().stat();
         assert_eq!(st.nlink, 2);
     }
@@ -342,7 +371,9 @@ fn fsync_and_sync_reach_the_device_and_data_survives_a_remount() {
         return;
     }
     let fs = mount(&img, false);
-    let f = fs.open(&fs.root(), "/log", O_CREAT | O_WRONLY, 0o600).unwrap();
+    let f = fs
+        .open(&fs.root(), "/log", O_CREAT | O_WRONLY, 0o600)
+        .unwrap();
     for i in 0..50u64 {
         f.write_at(i * 4096, &pattern(i, 4096), false).unwrap();
         f.fsync().unwrap();
@@ -397,7 +428,14 @@ fn unknown_features_refuse_or_force_read_only() {
     let img4 = d.join("img4");
     if mke2fs(&img4, 4096, &["-O", "extent"], None) {
         let disk = FileDisk::open(&img4, true).unwrap();
-        assert!(Fs::new_ext2(config(), HeapPages::new(), Arc::new(SystemClock), disk, true).is_err());
+        assert!(Fs::new_ext2(
+            config(),
+            HeapPages::new(),
+            Arc::new(SystemClock),
+            disk,
+            true
+        )
+        .is_err());
     }
     // mke2fs -t ext2 defaults mount read-write.
     let fs = mount(&img, false);
@@ -419,9 +457,14 @@ fn mount_and_umount_in_a_tmpfs_namespace() {
         .new_ext2_mount(FileDisk::open(&img, false).unwrap(), false, 1 << 16)
         .unwrap();
     root.mount(&r, "/mnt", &disk).unwrap();
-    let f = root.open(&r, "/mnt/hello", O_CREAT | O_WRONLY, 0o644).unwrap();
+    let f = root
+        .open(&r, "/mnt/hello", O_CREAT | O_WRONLY, 0o644)
+        .unwrap();
     f.write_at(0, b"persisted\n", false).unwrap();
-    assert_eq!(root.stat_path(&r, "/mnt/hello", true).unwrap().dev, disk.dev());
+    assert_eq!(
+        root.stat_path(&r, "/mnt/hello", true).unwrap().dev,
+        disk.dev()
+    );
     // Busy while a file is open; a mount below also makes it busy.
     assert_eq!(root.umount(&r, "/mnt"), Err(Errno::EBUSY));
     drop(f);
@@ -523,8 +566,13 @@ fn corrupted_images_give_errors_not_panics() {
             img[at] ^= 1 << (next() % 8);
         }
         let disk = MemDisk::new(img, false);
-        let Ok(fs) = Fs::new_ext2(config(), HeapPages::new(), Arc::new(SystemClock), disk, false)
-        else {
+        let Ok(fs) = Fs::new_ext2(
+            config(),
+            HeapPages::new(),
+            Arc::new(SystemClock),
+            disk,
+            false,
+        ) else {
             continue;
         };
         let r = fs.root();

@@ -275,6 +275,9 @@ pub(crate) fn sync_shared(shared: &'static Shared) -> FsResult<()> {
     if b.disk.read_only() {
         return Ok(());
     }
+    // Unlinked entries wait for a grace period before they drop their
+    // inodes: run one, so inodes with no name left are freed now.
+    shared.rcu.flush();
     let Some(root) = b.root.get().and_then(Weak::upgrade) else {
         return Ok(());
     };
