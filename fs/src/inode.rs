@@ -720,11 +720,28 @@ impl Inode {
         if let Body::Proxy(_, st) = &self.body {
             return *st;
         }
+        // A disk inode's block count (and a disk directory's size) come
+        // from the disk (one engine lock): only for directories and
+        // files whose data is not read yet.
+        let disk = || {
+            self.shared
+                .disk
+                .as_ref()
+                .and_then(|b| b.disk.read_inode(self.ino as u32).ok())
+        };
         let (size, blocks) = match &self.body {
             Body::File(f) => {
                 let f = f.read();
-                (f.size, f.pages.len() as u64 * (PAGE_SIZE as u64 / 512))
+                match f.unloaded.then(disk).flatten() {
+                    Some(di) => (f.size, di.i_blocks() as u64),
+                    None => (f.size, f.pages.len() as u64 * (PAGE_SIZE as u64 / 512)),
+                }
             }
+            // A disk directory has the size of its blocks, as on Linux.
+            Body::Dir(_) if self.shared.disk.is_some() => match disk() {
+                Some(di) => (di.size(), di.i_blocks() as u64),
+                None => (0, 0),
+            },
             Body::Dir(d) => (40 + 20 * d.entries.load(Ordering::Relaxed), 0),
             Body::Symlink(t) => (t.len() as u64, 0),
             // Linux reports 64 for its magic links; the text may not be

@@ -169,7 +169,7 @@ impl DiskInode {
     pub fn flags(&self) -> u32 {
         le32(&self.raw, 32)
     }
-    fn i_blocks(&self) -> u32 {
+    pub fn i_blocks(&self) -> u32 {
         le32(&self.raw, 28)
     }
     fn block(&self, i: usize) -> u32 {
