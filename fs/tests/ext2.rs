@@ -86,8 +86,13 @@ fn config() -> FsConfig {
 }
 
 fn mount(img: &Path, ro: bool) -> Fs {
+    mount_mode(img, ro, LockMode::PerCpu)
+}
+
+fn mount_mode(img: &Path, ro: bool, mode: LockMode) -> Fs {
     let disk = FileDisk::open(img, ro).unwrap();
-    Fs::new_ext2(config(), HeapPages::new(), Arc::new(SystemClock), disk, ro).unwrap()
+    let c = FsConfig { mode, ..config() };
+    Fs::new_ext2(c, HeapPages::new(), Arc::new(SystemClock), disk, ro).unwrap()
 }
 
 /// A deterministic byte pattern.
@@ -327,13 +332,13 @@ fn write_tree(fs: &Fs) -> BTreeMap<String, Vec<u8>> {
 #[test]
 fn a_tree_written_here_passes_e2fsck_and_debugfs_agrees() {
     let d = tmpdir("write");
-    for bs in ["1024", "4096"] {
+    for (bs, mode) in [("1024", LockMode::PerCpu), ("4096", LockMode::Global)] {
         let img = d.join(format!("img-{bs}"));
         if !mke2fs(&img, 65536, &["-b", bs], None) {
             return;
         }
         let want = {
-            let fs = mount(&img, false);
+            let fs = mount_mode(&img, false, mode);
             let want = write_tree(&fs);
             fs.umount_root().unwrap();
             want
@@ -589,6 +594,60 @@ fn corrupted_images_give_errors_not_panics() {
             let _ = n.truncate(100);
         }
         let _ = fs.sync();
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn concurrent_writers_leave_a_clean_image() {
+    let d = tmpdir("threads");
+    let img = d.join("img");
+    if !mke2fs(&img, 32768, &["-b", "1024"], None) {
+        return;
+    }
+    let fs = Arc::new(mount(&img, false));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let fs = fs.clone();
+            std::thread::spawn(move || {
+                let r = fs.root();
+                fs.mkdir(&r, &format!("/t{t}"), 0o755).unwrap();
+                for i in 0..100u64 {
+                    let p = format!("/t{t}/f{i}");
+                    let f = fs.open(&r, &p, O_CREAT | O_WRONLY, 0o644).unwrap();
+                    f.write_at(0, &pattern(t * 1000 + i, 3000), false).unwrap();
+                    if i % 10 == 0 {
+                        f.fsync().unwrap();
+                    }
+                    if i % 3 == 0 {
+                        fs.rename(&r, &p, &r, &format!("/t{t}/g{i}")).unwrap();
+                    }
+                    if i % 7 == 0 {
+                        let q = if i % 3 == 0 { format!("/t{t}/g{i}") } else { p };
+                        fs.unlink(&r, &q).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    fs.umount_root().unwrap();
+    fsck_clean(&img);
+    let again = mount(&img, true);
+    for t in 0..4u64 {
+        let n = names(
+            &again,
+            &again
+                .lookup(&again.root(), &format!("/t{t}"), true)
+                .unwrap(),
+        );
+        assert_eq!(n.len(), 100 - 15, "t{t}");
+        let f = again
+            .lookup(&again.root(), &format!("/t{t}/f1"), true)
+            .unwrap();
+        assert!(read_all(&f) == pattern(t * 1000 + 1, 3000));
     }
     let _ = std::fs::remove_dir_all(&d);
 }
