@@ -1076,16 +1076,17 @@ impl Inode {
             let index = pos / PAGE_SIZE as u64;
             let in_page = (pos % PAGE_SIZE as u64) as usize;
             let chunk = (PAGE_SIZE - in_page).min(len - done);
-            if !f.pages.contains_key(&index) {
-                match self.shared.alloc_zeroed_page() {
-                    Some(p) => {
-                        f.pages.insert(index, p);
+            let page = match f.pages.entry(index) {
+                alloc::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                alloc::collections::btree_map::Entry::Vacant(v) => {
+                    match self.shared.alloc_zeroed_page() {
+                        Some(p) => v.insert(p),
+                        None if done == 0 => return Err(Errno::ENOSPC),
+                        None => break,
                     }
-                    None if done == 0 => return Err(Errno::ENOSPC),
-                    None => break,
                 }
-            }
-            f.pages[&index].write_at(in_page, &src[done..done + chunk]);
+            };
+            page.write_at(in_page, &src[done..done + chunk]);
             if self.shared.disk.is_some() {
                 f.dirty.insert(index);
             }

@@ -267,6 +267,9 @@ pub struct Attrs {
     pub ctime: Timespec,
 }
 
+/// A directory record: (offset, record length, inode, name).
+type Record = (usize, usize, u32, Vec<u8>);
+
 /// One directory entry read from disk.
 pub struct DirEnt {
     pub name: Vec<u8>,
@@ -995,7 +998,7 @@ impl Ext2 {
 
     /// Parses one directory block: (offset, rec_len, inode, name) of every
     /// record, or `EIO` when a record is malformed.
-    fn parse_block(&self, b: &[u8]) -> FsResult<Vec<(usize, usize, u32, Vec<u8>)>> {
+    fn parse_block(&self, b: &[u8]) -> FsResult<Vec<Record>> {
         let mut out = Vec::new();
         let mut off = 0;
         while off < b.len() {
@@ -1009,7 +1012,11 @@ impl Ext2 {
             } else {
                 le16(b, off + 6) as usize
             };
-            if rec < 8 || rec % 4 != 0 || off + rec > b.len() || (ino != 0 && 8 + nlen > rec) {
+            if rec < 8
+                || !rec.is_multiple_of(4)
+                || off + rec > b.len()
+                || (ino != 0 && 8 + nlen > rec)
+            {
                 return Err(Errno::EIO);
             }
             if ino > self.geo.inodes_count {
@@ -1029,7 +1036,7 @@ impl Ext2 {
     fn dir_blocks(&self, di: &DiskInode) -> FsResult<u64> {
         let bs = self.geo.block_size as u64;
         let n = di.size() / bs;
-        if di.size() % bs != 0 || n > self.geo.blocks_count {
+        if !di.size().is_multiple_of(bs) || n > self.geo.blocks_count {
             return Err(Errno::EIO);
         }
         Ok(n)
