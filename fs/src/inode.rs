@@ -163,9 +163,14 @@ pub(crate) struct FileData {
     /// at mmap and fork, pruned when they die).  A truncate asks each to
     /// drop its translations past the new end.
     rmap: alloc::vec::Vec<Weak<dyn FileMapper>>,
-    /// On a disk file system: the data is still only on disk (loaded on
-    /// first access, `ext2`).
+    /// On a disk file system: which pages are on disk has not been read
+    /// yet (`absent` is filled on first access, `ext2`).
     pub(crate) unloaded: bool,
+    /// On a disk file system: pages mapped on disk and not yet read into
+    /// `pages` (each is read on first access).
+    pub(crate) absent: crate::ext2::Absent,
+    /// On a disk file system: `i_blocks` as last read or written.
+    pub(crate) disk_blocks: u64,
     /// On a disk file system: pages written since the last write-back.
     pub(crate) dirty: alloc::collections::BTreeSet<u64>,
     /// On a disk file system: the smallest size truncated to since the
@@ -435,7 +440,7 @@ pub(crate) struct Dir {
 
 impl FileData {
     /// A disk file's data before it is read (`ext2`).
-    pub(crate) fn unloaded(size: u64) -> FileData {
+    pub(crate) fn unloaded(size: u64, disk_blocks: u64) -> FileData {
         FileData {
             size,
             pages: BTreeMap::new(),
@@ -443,6 +448,8 @@ impl FileData {
             mapped: false,
             rmap: alloc::vec::Vec::new(),
             unloaded: true,
+            absent: Default::default(),
+            disk_blocks,
             dirty: Default::default(),
             shrunk: None,
         }
@@ -463,6 +470,9 @@ impl FileData {
     }
     pub(crate) fn page_bytes(&self, index: u64) -> Option<&[u8]> {
         self.pages.get(&index).map(|p| p.bytes(0, PAGE_SIZE))
+    }
+    pub(crate) fn resident_pages(&self) -> u64 {
+        self.pages.len() as u64
     }
 }
 
@@ -560,6 +570,8 @@ impl Inode {
                     mapped: false,
                     rmap: alloc::vec::Vec::new(),
                     unloaded: false,
+                    absent: Default::default(),
+                    disk_blocks: 0,
                     dirty: Default::default(),
                     shrunk: None,
                 },
@@ -732,10 +744,7 @@ impl Inode {
         let (size, blocks) = match &self.body {
             Body::File(f) => {
                 let f = f.read();
-                match f.unloaded.then(disk).flatten() {
-                    Some(di) => (f.size, di.i_blocks() as u64),
-                    None => (f.size, f.pages.len() as u64 * (PAGE_SIZE as u64 / 512)),
-                }
+                (f.size, crate::ext2::file_blocks(self, &f))
             }
             // A disk directory has the size of its blocks, as on Linux.
             Body::Dir(_) if self.shared.disk.is_some() => match disk() {
@@ -1026,8 +1035,19 @@ impl Inode {
     ) -> FsResult<usize> {
         let _big = self.shared.big();
         self.shared.stats.reads.inc();
-        crate::ext2::load_file(self)?;
-        let f = self.file()?.read();
+        let lock = self.file()?;
+        let f = loop {
+            let f = lock.read();
+            // A disk file: pages of the range still on disk are read
+            // first, under the write lock.
+            match crate::ext2::missing(self, &f, offset, len) {
+                None => break f,
+                Some((first, end)) => {
+                    drop(f);
+                    crate::ext2::fill(self, &mut lock.write(), first, end)?;
+                }
+            }
+        };
         if offset >= f.size {
             return Ok(0);
         }
@@ -1059,7 +1079,6 @@ impl Inode {
         let _big = self.shared.big();
         self.shared.stats.writes.inc();
         self.writable()?;
-        crate::ext2::load_file(self)?;
         let mut f = self.file()?.write();
         let offset = if append { f.size } else { offset };
         if src.is_empty() {
@@ -1069,6 +1088,8 @@ impl Inode {
         if offset >= MAX_FILE_SIZE {
             return Err(Errno::EFBIG);
         }
+        let last = end.min(MAX_FILE_SIZE).div_ceil(PAGE_SIZE as u64);
+        crate::ext2::fill(self, &mut f, offset / PAGE_SIZE as u64, last)?;
         let len = (end.min(MAX_FILE_SIZE) - offset) as usize;
         let mut done = 0;
         while done < len {
@@ -1128,11 +1149,14 @@ impl Inode {
             return Err(Errno::EFBIG);
         }
         self.writable()?;
-        crate::ext2::load_file(self)?;
         let mut f = self.file()?.write();
         let mut notify = None;
         if size < f.size {
             let keep = size.div_ceil(PAGE_SIZE as u64);
+            // A disk file: the kept partial page must be in memory to be
+            // cut, and the pages past it no longer come from disk.
+            crate::ext2::fill(self, &mut f, size / PAGE_SIZE as u64, keep)?;
+            f.absent.truncate(keep);
             let gone = f.pages.split_off(&keep);
             for (_, p) in gone {
                 if f.mapped {
@@ -1201,11 +1225,11 @@ impl Inode {
     /// stays valid while this inode lives: once a file was mapped, a
     /// truncate keeps the pages it cuts off until the inode is dropped.
     pub fn page_phys(&self, index: u64) -> FsResult<u64> {
-        crate::ext2::load_file(self)?;
         let mut f = self.file()?.write();
         if index >= f.size.div_ceil(PAGE_SIZE as u64) {
             return Err(Errno::EFAULT);
         }
+        crate::ext2::fill(self, &mut f, index, index + 1)?;
         f.mapped = true;
         if let Some(p) = f.pages.get(&index) {
             return Ok(p.phys());

@@ -651,3 +651,54 @@ fn concurrent_writers_leave_a_clean_image() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn pages_are_read_from_disk_only_when_touched() {
+    let d = tmpdir("lazy");
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), pattern(7, 8 << 20)).unwrap();
+    std::fs::write(src.join("cut"), pattern(8, 3 * 4096)).unwrap();
+    let img = d.join("img");
+    if !mke2fs(&img, 32768, &["-b", "1024"], Some(&src)) {
+        return;
+    }
+    let want = pattern(7, 8 << 20);
+    {
+        let fs = mount(&img, false);
+        let r = fs.root();
+        let big = fs.lookup(&r, "/big", true).unwrap();
+        let before = fs.stats().used_pages;
+        let mut buf = vec![0u8; 100];
+        big.read_at(5 << 20, &mut buf).unwrap();
+        assert!(buf[..] == want[5 << 20..(5 << 20) + 100]);
+        assert_eq!(fs.stats().used_pages - before, 1, "one page read");
+        assert_eq!(
+            big.stat().blocks,
+            fs.lookup(&r, "/big", true).unwrap().stat().blocks
+        );
+        // A write in the middle reads that page, keeps the rest on disk.
+        big.write_at((3 << 20) + 10, b"XYZ", false).unwrap();
+        assert_eq!(fs.stats().used_pages - before, 2);
+        // Cut inside a page that is still on disk, then grow: the cut
+        // bytes read as zeros, before and after write-back.
+        let cut = fs.lookup(&r, "/cut", true).unwrap();
+        cut.truncate(5000).unwrap();
+        cut.truncate(3 * 4096).unwrap();
+        let mut c = vec![0u8; 3 * 4096];
+        cut.read_at(0, &mut c).unwrap();
+        assert!(c[..5000] == pattern(8, 5000)[..]);
+        assert!(c[5000..].iter().all(|&b| b == 0), "cut bytes are zero");
+        fs.umount_root().unwrap();
+    }
+    fsck_clean(&img);
+    let fs = mount(&img, true);
+    let big = fs.lookup(&fs.root(), "/big", true).unwrap();
+    let mut w = want.clone();
+    w[(3 << 20) + 10..(3 << 20) + 13].copy_from_slice(b"XYZ");
+    assert!(read_all(&big) == w);
+    let cut = read_all(&fs.lookup(&fs.root(), "/cut", true).unwrap());
+    assert_eq!(cut.len(), 3 * 4096);
+    assert!(cut[..5000] == pattern(8, 5000)[..] && cut[5000..].iter().all(|&b| b == 0));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -5,10 +5,10 @@
 //! a `Backing` (the on-disk engine `disk::Ext2` over a `BlockCache`, and
 //! an inode cache).  Inodes are made from disk lazily: a directory's
 //! entries are read on its first use (`Inode::dir` → `load_dir`), making
-//! an `Inode` per entry from its on-disk inode; a regular file's data is
-//! read into page-cache pages on its first read, write or mapping
-//! (`load_file`: only mapped blocks, so sparse files stay sparse).  After
-//! that, lookups, reads and writes run on the same per-CPU fast paths as
+//! an `Inode` per entry from its on-disk inode; a regular file learns on
+//! first access which of its pages are on disk (`Absent`: ranges, from
+//! the block map) and reads each page when a read, write or mapping first
+//! touches it (`fill`; holes stay holes).  After that, lookups, reads and writes run on the same per-CPU fast paths as
 //! tmpfs (RCU lookups, per-bucket locks, the file lock), touching no disk
 //! state.  Namespace changes (create, link, unlink, rmdir, rename) are
 //! applied to the image at once, in the block cache, under the bucket
@@ -19,8 +19,8 @@
 //! block cache is written and the device flushed.  An inode whose last
 //! name is gone is freed on disk once its last in-memory user drops it.
 //!
-//! Trade-offs: a file is cached whole from its first data access (no
-//! eviction of clean pages yet); write-back walks the loaded tree (cost
+//! Trade-offs: pages read stay cached until the inode goes (no eviction
+//! of clean pages yet); write-back walks the loaded tree (cost
 //! proportional to the inodes in memory, not to the dirty ones); the
 //! engine serialises all disk metadata changes on one lock (bitmaps and
 //! counts are shared by nature).  Names that are not UTF-8 are shown with
@@ -100,7 +100,7 @@ impl Backing {
         let body = match kind {
             FileType::Regular => Body::File(RwLock::new(
                 LockClass::FileData,
-                FileData::unloaded(di.size()),
+                FileData::unloaded(di.size(), di.i_blocks() as u64),
             )),
             FileType::Directory => {
                 let d = Dir::new(parent.map(Arc::downgrade).unwrap_or_default());
@@ -177,30 +177,143 @@ pub(crate) fn load_dir(node: &Inode, d: &Dir) -> FsResult<()> {
     Ok(())
 }
 
-/// Reads a regular file's data from disk into its pages, once.
-pub(crate) fn load_file(node: &Inode) -> FsResult<()> {
+/// Pages of a disk file that are on disk but not in memory, as sorted
+/// disjoint ranges `start -> end` (exclusive), so a big file costs a few
+/// entries, not one per page.
+#[derive(Default)]
+pub(crate) struct Absent(BTreeMap<u64, u64>);
+
+impl Absent {
+    /// From page numbers in increasing order.
+    fn from_sorted(pages: &[u64]) -> Absent {
+        let mut m = BTreeMap::new();
+        let mut run: Option<(u64, u64)> = None;
+        for &p in pages {
+            run = match run {
+                Some((s, e)) if p == e => Some((s, e + 1)),
+                Some((s, e)) => {
+                    m.insert(s, e);
+                    Some((p, p + 1))
+                }
+                None => Some((p, p + 1)),
+            };
+        }
+        if let Some((s, e)) = run {
+            m.insert(s, e);
+        }
+        Absent(m)
+    }
+
+    /// Whether any page in `[first, end)` is absent.
+    fn any_in(&self, first: u64, end: u64) -> bool {
+        first < end
+            && self
+                .0
+                .range(..end)
+                .next_back()
+                .is_some_and(|(_, &e)| e > first)
+    }
+
+    /// The absent pages in `[first, end)`.
+    fn pages_in(&self, first: u64, end: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (&s, &e) in self.0.range(..end) {
+            for p in s.max(first)..e.min(end) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn remove(&mut self, p: u64) {
+        if let Some((&s, &e)) = self.0.range(..=p).next_back() {
+            if p < e {
+                self.0.remove(&s);
+                if s < p {
+                    self.0.insert(s, p);
+                }
+                if p + 1 < e {
+                    self.0.insert(p + 1, e);
+                }
+            }
+        }
+    }
+
+    /// Forgets every page from `keep` on.
+    pub(crate) fn truncate(&mut self, keep: u64) {
+        let tail = self.0.split_off(&keep);
+        drop(tail);
+        if let Some((_, e)) = self.0.iter_mut().next_back() {
+            *e = (*e).min(keep);
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.0.iter().map(|(s, e)| e - s).sum()
+    }
+}
+
+/// For a read of `len` bytes at `offset` of disk file `f` (read-locked):
+/// the page range to `fill` first, or `None` when it is all in memory.
+pub(crate) fn missing(node: &Inode, f: &FileData, offset: u64, len: usize) -> Option<(u64, u64)> {
+    node.shared.disk.as_ref()?;
+    let size = f.size();
+    if offset >= size {
+        return None;
+    }
+    let first = offset / PAGE_SIZE as u64;
+    let end = offset
+        .saturating_add(len as u64)
+        .min(size)
+        .div_ceil(PAGE_SIZE as u64);
+    (f.unloaded || f.absent.any_in(first, end)).then_some((first, end))
+}
+
+/// Reads the pages in `[first, end)` of disk file `node` (its data `f`,
+/// write-locked) that are still only on disk.  Nothing for tmpfs.
+pub(crate) fn fill(node: &Inode, f: &mut FileData, first: u64, end: u64) -> FsResult<()> {
     let Some(b) = &node.shared.disk else {
         return Ok(());
     };
-    let lock = node.file()?;
-    if !lock.read().unloaded {
+    let ino = node.ino() as u32;
+    if f.unloaded {
+        let di = b.disk.read_inode(ino)?;
+        let pages = f.size().div_ceil(PAGE_SIZE as u64);
+        f.absent = Absent::from_sorted(&b.disk.mapped_pages(&di, pages)?);
+        f.unloaded = false;
+    }
+    if !f.absent.any_in(first, end) {
         return Ok(());
     }
-    let mut f = lock.write();
-    if !f.unloaded {
-        return Ok(());
-    }
-    let di = b.disk.read_inode(node.ino() as u32)?;
-    let pages = f.size().div_ceil(PAGE_SIZE as u64);
+    let di = b.disk.read_inode(ino)?;
     let mut buf = vec![0u8; PAGE_SIZE];
-    for p in b.disk.mapped_pages(&di, pages)? {
+    let size = f.size();
+    for p in f.absent.pages_in(first, end) {
         b.disk.read_data(&di, p * PAGE_SIZE as u64, &mut buf)?;
+        // Bytes past the end read as zeros, whatever the block holds.
+        let start = p * PAGE_SIZE as u64;
+        if size < start + PAGE_SIZE as u64 {
+            buf[(size.saturating_sub(start)) as usize..].fill(0);
+        }
         let page = node.shared.alloc_zeroed_page().ok_or(Errno::ENOMEM)?;
         page.write_at(0, &buf);
         f.insert_page(p, page);
+        f.absent.remove(p);
     }
-    f.unloaded = false;
     Ok(())
+}
+
+/// `st_blocks` of a disk file: exact (the disk's count) when nothing is
+/// waiting for write-back, else the pages it will hold.
+pub(crate) fn file_blocks(node: &Inode, f: &FileData) -> u64 {
+    let per_page = (PAGE_SIZE / 512) as u64;
+    if node.shared.disk.is_none() {
+        return f.resident_pages() * per_page;
+    }
+    if f.unloaded || (f.dirty.is_empty() && f.shrunk.is_none() && !f.is_mapped()) {
+        return f.disk_blocks;
+    }
+    (f.resident_pages() + f.absent.count()) * per_page
 }
 
 /// Writes one inode's dirty pages and attributes into the block cache.
@@ -244,6 +357,7 @@ pub(crate) fn write_back(node: &Inode) -> FsResult<()> {
                 return Err(e);
             }
             b.disk.set_size(ino, size)?;
+            f.disk_blocks = b.disk.read_inode(ino)?.i_blocks() as u64;
         }
     }
     if node.dirty.swap(false, Ordering::AcqRel) {
