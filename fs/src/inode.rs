@@ -1085,12 +1085,13 @@ impl Inode {
             return Ok((0, offset));
         }
         let end = offset.checked_add(src.len() as u64).ok_or(Errno::EFBIG)?;
-        if offset >= MAX_FILE_SIZE {
+        let max = self.shared.max_file_size();
+        if offset >= max {
             return Err(Errno::EFBIG);
         }
-        let last = end.min(MAX_FILE_SIZE).div_ceil(PAGE_SIZE as u64);
+        let last = end.min(max).div_ceil(PAGE_SIZE as u64);
         crate::ext2::fill(self, &mut f, offset / PAGE_SIZE as u64, last)?;
-        let len = (end.min(MAX_FILE_SIZE) - offset) as usize;
+        let len = (end.min(max) - offset) as usize;
         let mut done = 0;
         while done < len {
             let pos = offset + done as u64;
@@ -1145,7 +1146,7 @@ impl Inode {
         size: u64,
     ) -> FsResult<Option<(u64, alloc::vec::Vec<Arc<dyn FileMapper>>)>> {
         let _big = self.shared.big();
-        if size > MAX_FILE_SIZE {
+        if size > self.shared.max_file_size() {
             return Err(Errno::EFBIG);
         }
         self.writable()?;

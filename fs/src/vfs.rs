@@ -126,6 +126,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Largest regular file: the disk format's limit, else `MAX_FILE_SIZE`.
+    pub(crate) fn max_file_size(&self) -> u64 {
+        match &self.disk {
+            Some(b) => b.disk.max_file_size().min(crate::inode::MAX_FILE_SIZE),
+            None => crate::inode::MAX_FILE_SIZE,
+        }
+    }
+
     /// Whether writes are refused (a read-only disk mount).
     pub(crate) fn read_only(&self) -> bool {
         self.disk.as_ref().is_some_and(|b| b.disk.read_only())

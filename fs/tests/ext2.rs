@@ -384,6 +384,9 @@ fn fsync_and_sync_reach_the_device_and_data_survives_a_remount() {
         f.fsync().unwrap();
     }
     assert_eq!(fs.block_cache().unwrap().dirty_count(), 0);
+    // Past what 1 KiB blocks can map (about 16 GiB): EFBIG at the write.
+    assert_eq!(f.write_at(17 << 30, b"x", false), Err(Errno::EFBIG));
+    assert_eq!(f.truncate(17 << 30), Err(Errno::EFBIG));
     // Without umount: what fsync wrote is on the image.
     let other = mount(&img, true);
     let n = other.lookup(&other.root(), "/log", true).unwrap();

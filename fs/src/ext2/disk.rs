@@ -465,6 +465,15 @@ impl Ext2 {
         self.ro
     }
 
+    /// Largest file the block map can address (and `i_blocks`, counted in
+    /// 512-byte units in 32 bits, can count).
+    pub fn max_file_size(&self) -> u64 {
+        let p = self.ptrs();
+        let blocks = 12 + p + p * p + p * p * p;
+        let by_map = blocks.saturating_mul(self.geo.block_size as u64);
+        by_map.min((1u64 << 32) * 512 - self.geo.block_size as u64)
+    }
+
     pub fn cache(&self) -> &BlockCache {
         &self.cache
     }
@@ -587,11 +596,21 @@ impl Ext2 {
         Ok(())
     }
 
-    /// A free block, preferably in group `goal`, marked used and zeroed in
-    /// the cache.
-    fn alloc_block(&self, st: &mut State, goal: usize) -> FsResult<u64> {
+    /// A free block, preferably `near` (the block after the file's
+    /// previous one, so files stay contiguous) or else in group `goal`,
+    /// marked used and zeroed in the cache.
+    fn alloc_block(&self, st: &mut State, goal: usize, near: u64) -> FsResult<u64> {
         self.writable()?;
         let n = st.groups.len();
+        let (goal, from) = if self.block_ok(near) {
+            let rel = near - self.geo.first_data_block;
+            (
+                (rel / self.geo.blocks_per_group) as usize,
+                (rel % self.geo.blocks_per_group) as usize,
+            )
+        } else {
+            (goal, 0)
+        };
         for k in 0..n {
             let g = (goal + k) % n;
             if st.groups[g].free_blocks == 0 {
@@ -600,10 +619,15 @@ impl Ext2 {
             let start = self.geo.first_data_block + g as u64 * self.geo.blocks_per_group;
             let count = self.geo.blocks_per_group.min(self.geo.blocks_count - start) as usize;
             let bitmap = st.groups[g].block_bitmap;
+            // In the goal group, first from the hint on, then from its start.
+            let first = if k == 0 { from.min(count) } else { 0 };
             let found = self.cache.read(bitmap, |b| {
-                (0..count).find(|&i| {
+                let free = |i: usize| {
                     b[i / 8] & (1 << (i % 8)) == 0 && !self.is_meta(st, start + i as u64)
-                })
+                };
+                (first..count)
+                    .find(|&i| free(i))
+                    .or_else(|| (0..first).find(|&i| free(i)))
             })?;
             let Some(i) = found else { continue };
             self.cache.write(bitmap, |b| b[i / 8] |= 1 << (i % 8))?;
@@ -752,10 +776,16 @@ impl Ext2 {
     fn bmap_alloc(&self, st: &mut State, di: &mut DiskInode, lblk: u64) -> FsResult<u64> {
         let (slot, idx) = self.path(lblk)?;
         let goal = self.group_of(di.ino);
+        // Next to the previous logical block, when it is mapped.
+        let mut near = match lblk.checked_sub(1) {
+            Some(prev) => self.bmap(di, prev)?.wrapping_add(1),
+            None => 0,
+        };
         let sectors = (self.geo.block_size / 512) as u32;
         let mut blk = self.check_block(di.block(slot))?;
         if blk == 0 {
-            blk = self.alloc_block(st, goal)?;
+            blk = self.alloc_block(st, goal, near)?;
+            near = blk + 1;
             di.set_block(slot, blk as u32);
             let nb = di.i_blocks().wrapping_add(sectors);
             put32(&mut di.raw, 28, nb);
@@ -764,7 +794,8 @@ impl Ext2 {
             let at = i as usize * 4;
             let mut next = self.check_block(self.cache.read(blk, |b| le32(b, at))?)?;
             if next == 0 {
-                next = self.alloc_block(st, goal)?;
+                next = self.alloc_block(st, goal, near)?;
+                near = next + 1;
                 self.cache.write(blk, |b| put32(b, at, next as u32))?;
                 let nb = di.i_blocks().wrapping_add(sectors);
                 put32(&mut di.raw, 28, nb);
@@ -955,6 +986,14 @@ impl Ext2 {
         let mut di = self.read_inode_locked(&st, ino)?;
         if size == di.size() {
             return Ok(());
+        }
+        if size > 0x7fff_ffff {
+            // Sizes past 2 GiB need `large_file` (Linux sets it the same way).
+            self.patch_super(|sb| {
+                if le32(sb, 76) >= 1 {
+                    put32(sb, 100, le32(sb, 100) | RO_COMPAT_LARGE_FILE);
+                }
+            })?;
         }
         if size < di.size() {
             let first = size.div_ceil(self.geo.block_size as u64);
