@@ -129,6 +129,10 @@ pub struct Inode {
     pub(crate) shared: &'static Shared,
     /// Metadata changed since the last write-back to a disk (`ext2`).
     pub(crate) dirty: AtomicBool,
+    /// On a disk: the inode is on a per-CPU dirty list (`ext2`).
+    pub(crate) queued: AtomicBool,
+    /// This inode (for the dirty lists, which hold it weakly).
+    pub(crate) me: Weak<Inode>,
 }
 
 pub(crate) enum Body {
@@ -630,6 +634,8 @@ impl Inode {
                 body,
                 shared,
                 dirty: AtomicBool::new(false),
+                queued: AtomicBool::new(false),
+                me: me.clone(),
             }
         });
         shared.stats.inodes.inc();
@@ -776,6 +782,22 @@ impl Inode {
         }
     }
 
+    /// Records a change of metadata (or data) for write-back: on a disk,
+    /// the inode joins this CPU's dirty list once (`ext2`).
+    pub(crate) fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+        self.queue();
+    }
+
+    /// Puts a disk inode on this CPU's dirty list if it is not on one.
+    pub(crate) fn queue(&self) {
+        if let Some(b) = &self.shared.disk {
+            if !self.queued.load(Ordering::Relaxed) && !self.queued.swap(true, Ordering::AcqRel) {
+                b.queue(self.me.clone());
+            }
+        }
+    }
+
     /// Whether this inode's file system is mounted read-only (the kernel
     /// checks it before `set_perm`, `set_owner`, `set_times`).
     pub fn read_only(&self) -> bool {
@@ -829,12 +851,12 @@ impl Inode {
         let mut m = self.meta.write();
         m.nlink = (m.nlink as i64 + delta as i64).max(0) as u32;
         m.ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     pub(crate) fn set_nlink(&self, n: u32) {
         self.meta.write().nlink = n;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     pub fn nlink(&self) -> u32 {
@@ -847,14 +869,14 @@ impl Inode {
         let mut m = self.meta.write();
         m.mtime = now;
         m.ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     /// Updates ctime (after a change of name or links).
     pub(crate) fn touch_ctime(&self) {
         let now = self.shared.now();
         self.meta.write().ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     /// `chmod`: sets the permission bits.
@@ -863,7 +885,7 @@ impl Inode {
         let mut m = self.meta.write();
         m.perm = perm & 0o7777;
         m.ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     /// `chown`: sets the owner and/or group (`None` keeps it); on a
@@ -885,7 +907,7 @@ impl Inode {
             }
         }
         m.ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     /// (uid, gid) of the owner.
@@ -905,7 +927,7 @@ impl Inode {
             m.mtime = t;
         }
         m.ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     // ---- generated inodes (`synth`) ----------------------------------
@@ -1231,6 +1253,10 @@ impl Inode {
             return Err(Errno::EFAULT);
         }
         crate::ext2::fill(self, &mut f, index, index + 1)?;
+        if !f.mapped {
+            // Written back at every sync while mapped (`ext2`).
+            self.queue();
+        }
         f.mapped = true;
         if let Some(p) = f.pages.get(&index) {
             return Ok(p.phys());

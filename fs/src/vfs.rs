@@ -317,6 +317,13 @@ impl Fs {
         crate::ext2::sync_shared(self.shared)
     }
 
+    /// The per-CPU flusher's step for this superblock: writes the inodes
+    /// dirtied on this CPU into the block cache and the cache's dirty
+    /// blocks to the device, without waiting for a device flush.
+    pub fn write_back_local(&self) -> FsResult<()> {
+        crate::ext2::write_back_local(self.shared)
+    }
+
     /// Final write-back of a superblock that is not mounted below another
     /// (a disk namespace root at shutdown): `sync`, then the image is
     /// marked cleanly unmounted.
@@ -875,6 +882,8 @@ impl Fs {
         let node = Inode::new(dir.shared, kind, perm, rdev, Some(dir), target, ino);
         if let Some(b) = &dir.shared.disk {
             b.remember(&node);
+            // Its times and owner as the VFS set them reach the disk.
+            node.mark_dirty();
         }
         let replaced = bucket.insert(name, node.clone());
         debug_assert!(replaced.is_none(), "checked under the same lock");
@@ -1002,7 +1011,7 @@ impl Fs {
             let mut m = target.meta.write();
             m.nlink += 1;
             m.ctime = self.shared.now();
-            target.dirty.store(true, Ordering::Relaxed);
+            target.mark_dirty();
         }
         let replaced = bucket.insert(name, target);
         debug_assert!(replaced.is_none(), "checked under the same lock");

@@ -1483,18 +1483,31 @@ impl Ext2 {
         if self.ro {
             return Ok(());
         }
-        {
-            let mut st = self.state.lock();
-            self.reap(&mut st);
-            let (fb, fi) = (st.free_blocks, st.free_inodes);
-            self.patch_super(|sb| {
-                put32(sb, 12, fb as u32);
-                put32(sb, 16, fi as u32);
-                put32(sb, 48, now.sec as u32);
-            })?;
-            st.gd_dirty = false;
-        }
+        self.put_counts(now)?;
         self.cache.sync()
+    }
+
+    /// Writes the free counts into the superblock and every dirty block to
+    /// the device, without a flush (the per-CPU flusher's step).
+    pub fn write_back(&self, now: Timespec) -> FsResult<()> {
+        if self.ro {
+            return Ok(());
+        }
+        self.put_counts(now)?;
+        self.cache.write_back()
+    }
+
+    fn put_counts(&self, now: Timespec) -> FsResult<()> {
+        let mut st = self.state.lock();
+        self.reap(&mut st);
+        let (fb, fi) = (st.free_blocks, st.free_inodes);
+        self.patch_super(|sb| {
+            put32(sb, 12, fb as u32);
+            put32(sb, 16, fi as u32);
+            put32(sb, 48, now.sec as u32);
+        })?;
+        st.gd_dirty = false;
+        Ok(())
     }
 
     /// `sync`, then marks the image cleanly unmounted.

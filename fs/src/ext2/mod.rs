@@ -13,16 +13,16 @@
 //! state.  Namespace changes (create, link, unlink, rmdir, rename) are
 //! applied to the image at once, in the block cache, under the bucket
 //! locks the VFS holds; file data and inode attributes are written back
-//! by `sync_shared` (`Fs::sync`, `Inode::fsync`, `syncfs`, the kernel's
-//! flusher): dirty pages become blocks (allocated then: delayed
+//! from per-CPU dirty lists (an inode joins the list of the CPU that
+//! first changes it) by `sync_shared` (`Fs::sync`, `syncfs`; `fsync` does
+//! one inode) and `write_back_local` (the kernel's per-CPU flusher, one
+//! CPU's list): dirty pages become blocks (allocated then: delayed
 //! allocation), attributes are copied into the on-disk inode, and the
 //! block cache is written and the device flushed.  An inode whose last
 //! name is gone is freed on disk once its last in-memory user drops it.
 //!
 //! Trade-offs: pages read stay cached until the inode goes (no eviction
-//! of clean pages yet); write-back walks the loaded tree (cost
-//! proportional to the inodes in memory, not to the dirty ones); the
-//! engine serialises all disk metadata changes on one lock (bitmaps and
+//! of clean pages yet); the engine serialises all disk metadata changes on one lock (bitmaps and
 //! counts are shared by nature).  Names that are not UTF-8 are shown with
 //! replacement characters and cannot be removed.
 //!
@@ -46,6 +46,7 @@ use crate::errno::{Errno, FsResult};
 use crate::inode::{Body, Dir, FileData, FileType, Inode};
 use crate::lockstat::{LockClass, Mutex, RwLock};
 use crate::vfs::Shared;
+use percpu::{CpuGuard, PerCpu};
 
 /// The disk side of an ext2 superblock.
 pub struct Backing {
@@ -55,6 +56,10 @@ pub struct Backing {
     icache: Mutex<BTreeMap<u32, Weak<Inode>>>,
     /// The root (for write-back from any inode's superblock).
     pub(crate) root: spin::Once<Weak<Inode>>,
+    /// Inodes with changes not yet written back, listed on the CPU that
+    /// first changed them (a change takes only that CPU's list lock; the
+    /// flusher of each CPU drains its own list).
+    dirty: PerCpu<Mutex<Vec<Weak<Inode>>>>,
 }
 
 impl Backing {
@@ -63,6 +68,26 @@ impl Backing {
             disk,
             icache: Mutex::new(LockClass::DiskFs, BTreeMap::new()),
             root: spin::Once::new(),
+            dirty: PerCpu::from_fn(|_| Mutex::new(LockClass::DiskFs, Vec::new())),
+        }
+    }
+
+    /// Adds `node` to this CPU's dirty list.
+    pub(crate) fn queue(&self, node: Weak<Inode>) {
+        let cpu = CpuGuard::new();
+        self.dirty.get(&cpu).lock().push(node);
+    }
+
+    /// Takes the dirty lists of every CPU (`all`) or of this one.
+    fn take_dirty(&self, all: bool) -> Vec<Weak<Inode>> {
+        if all {
+            self.dirty
+                .iter()
+                .flat_map(|l| core::mem::take(&mut *l.lock()))
+                .collect()
+        } else {
+            let cpu = CpuGuard::new();
+            core::mem::take(&mut *self.dirty.get(&cpu).lock())
         }
     }
 
@@ -380,8 +405,36 @@ pub(crate) fn write_back(node: &Inode) -> FsResult<()> {
     Ok(())
 }
 
-/// Writes back every loaded inode of the superblock `shared` and its
-/// free counts, then writes the block cache and flushes the device.
+/// Writes back the inodes on the dirty lists (every CPU's, or this
+/// CPU's) into the block cache; returns the first error (the inode that
+/// failed stays listed).
+fn write_back_listed(shared: &'static Shared, b: &Backing, all: bool) -> FsResult<()> {
+    // Unlinked entries wait for a grace period before they drop their
+    // inodes: run one, so inodes with no name left are freed now.
+    shared.rcu.flush();
+    let mut first_err = None;
+    for w in b.take_dirty(all) {
+        let Some(n) = w.upgrade() else { continue };
+        n.queued.store(false, Ordering::Release);
+        let r = write_back(&n);
+        let mapped = matches!(&n.body, Body::File(f) if f.read().is_mapped());
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+            n.queue();
+        } else if mapped {
+            // Stores through a shared mapping are not seen: write its
+            // pages at every write-back while mapped.
+            n.queue();
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Writes back every dirty inode of the superblock `shared` and its free
+/// counts, then writes the block cache and flushes the device.
 pub(crate) fn sync_shared(shared: &'static Shared) -> FsResult<()> {
     let Some(b) = &shared.disk else {
         return Ok(());
@@ -389,41 +442,23 @@ pub(crate) fn sync_shared(shared: &'static Shared) -> FsResult<()> {
     if b.disk.read_only() {
         return Ok(());
     }
-    // Unlinked entries wait for a grace period before they drop their
-    // inodes: run one, so inodes with no name left are freed now.
-    shared.rcu.flush();
-    let Some(root) = b.root.get().and_then(Weak::upgrade) else {
+    let first = write_back_listed(shared, b, true);
+    let r = b.disk.sync(shared.now());
+    first.and(r)
+}
+
+/// The per-CPU flusher's step: this CPU's dirty inodes into the cache,
+/// then the cache's dirty blocks to the device (no flush).
+pub(crate) fn write_back_local(shared: &'static Shared) -> FsResult<()> {
+    let Some(b) = &shared.disk else {
         return Ok(());
     };
-    let mut first_err = None;
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![root];
-    while let Some(n) = stack.pop() {
-        if !seen.insert(Arc::as_ptr(&n) as usize) {
-            continue;
-        }
-        if let Err(e) = write_back(&n) {
-            first_err.get_or_insert(e);
-        }
-        if let Body::Dir(d) = &n.body {
-            if d.pending.load(Ordering::Acquire) {
-                continue;
-            }
-            for bucket in d.buckets() {
-                let g = bucket.write(shared);
-                for e in g.iter() {
-                    if core::ptr::eq(e.inode.shared, shared) {
-                        stack.push(e.inode.clone());
-                    }
-                }
-            }
-        }
+    if b.disk.read_only() {
+        return Ok(());
     }
-    let r = b.disk.sync(shared.now());
-    match first_err {
-        Some(e) => Err(e),
-        None => r,
-    }
+    let first = write_back_listed(shared, b, false);
+    let r = b.disk.write_back(shared.now());
+    first.and(r)
 }
 
 /// Final write-back at umount: `sync_shared`, then the image is marked
