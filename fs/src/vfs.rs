@@ -413,6 +413,7 @@ impl Fs {
                         reason: "cannot read the root directory",
                     })?;
                 b.root.call_once(|| Arc::downgrade(&root));
+                crate::ext2::register(shared);
                 root
             }
         };

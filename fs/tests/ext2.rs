@@ -481,6 +481,10 @@ fn mount_and_umount_in_a_tmpfs_namespace() {
         .open(&r, "/mnt/hello", O_CREAT | O_WRONLY, 0o644)
         .unwrap();
     f.write_at(0, b"persisted\n", false).unwrap();
+    // sync(2) reaches every disk superblock (other tests' too: their
+    // errors, e.g. the fuzzed images', are theirs).
+    let _ = fs::ext2::sync_all();
+    assert_eq!(debugfs(&img, "cat /hello"), b"persisted\n");
     assert_eq!(
         root.stat_path(&r, "/mnt/hello", true).unwrap().dev,
         disk.dev()

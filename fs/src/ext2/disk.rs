@@ -282,6 +282,9 @@ pub struct Ext2 {
     pub geo: Geometry,
     ro: bool,
     state: Mutex<State>,
+    /// Set by `unmount`: the image may be mounted anew by another `Ext2`,
+    /// so this one never writes again.
+    detached: core::sync::atomic::AtomicBool,
 }
 
 impl Ext2 {
@@ -438,6 +441,7 @@ impl Ext2 {
                     orphans: Vec::new(),
                 },
             ),
+            detached: core::sync::atomic::AtomicBool::new(false),
         };
         let root = fs.read_inode(ROOT_INO).map_err(|e| MountError {
             errno: e,
@@ -481,9 +485,16 @@ impl Ext2 {
     fn writable(&self) -> FsResult<()> {
         if self.ro {
             Err(Errno::EROFS)
+        } else if self.is_detached() {
+            Err(Errno::EIO)
         } else {
             Ok(())
         }
+    }
+
+    /// Whether the image was unmounted (this `Ext2` no longer writes).
+    pub fn is_detached(&self) -> bool {
+        self.detached.load(core::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs `f` on the superblock's bytes in the cache (marks it dirty).
@@ -1448,7 +1459,7 @@ impl Ext2 {
 
     /// Queues inode `ino` (no links left, last user gone) to be freed.
     pub fn release(&self, ino: u32) {
-        if !self.ro {
+        if !self.ro && !self.is_detached() {
             self.state.lock().orphans.push(ino);
         }
     }
@@ -1480,7 +1491,7 @@ impl Ext2 {
     /// Writes the free counts into the superblock, then every dirty block
     /// to the device, then flushes it.
     pub fn sync(&self, now: Timespec) -> FsResult<()> {
-        if self.ro {
+        if self.ro || self.is_detached() {
             return Ok(());
         }
         self.put_counts(now)?;
@@ -1490,7 +1501,7 @@ impl Ext2 {
     /// Writes the free counts into the superblock and every dirty block to
     /// the device, without a flush (the per-CPU flusher's step).
     pub fn write_back(&self, now: Timespec) -> FsResult<()> {
-        if self.ro {
+        if self.ro || self.is_detached() {
             return Ok(());
         }
         self.put_counts(now)?;
@@ -1512,12 +1523,17 @@ impl Ext2 {
 
     /// `sync`, then marks the image cleanly unmounted.
     pub fn unmount(&self, now: Timespec) -> FsResult<()> {
-        if self.ro {
+        if self.ro || self.is_detached() {
+            self.detached
+                .store(true, core::sync::atomic::Ordering::Release);
             return Ok(());
         }
         self.sync(now)?;
         self.patch_super(|sb| put16(sb, 58, le16(sb, 58) | STATE_VALID))?;
-        self.cache.sync()
+        self.cache.sync()?;
+        self.detached
+            .store(true, core::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// (total blocks, free blocks, total inodes, free inodes, block size).

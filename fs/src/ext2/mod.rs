@@ -462,13 +462,59 @@ pub(crate) fn write_back_local(shared: &'static Shared) -> FsResult<()> {
 }
 
 /// Final write-back at umount: `sync_shared`, then the image is marked
-/// cleanly unmounted.
+/// cleanly unmounted and this superblock never writes to it again.
 pub(crate) fn unmount_shared(shared: &'static Shared) -> FsResult<()> {
     sync_shared(shared)?;
     match &shared.disk {
-        Some(b) => b.disk.unmount(shared.now()),
+        Some(b) => {
+            b.disk.unmount(shared.now())?;
+            MOUNTED
+                .lock()
+                .retain(|s| !core::ptr::eq(*s as *const Shared, shared as *const Shared));
+            Ok(())
+        }
         None => Ok(()),
     }
+}
+
+/// Disk superblocks not yet unmounted (for `sync(2)`); a rare lock.
+static MOUNTED: spin::Mutex<Vec<&'static Shared>> = spin::Mutex::new(Vec::new());
+
+/// Records a new disk superblock for `sync_all`.
+pub(crate) fn register(shared: &'static Shared) {
+    if shared.disk.is_some() {
+        MOUNTED.lock().push(shared);
+    }
+}
+
+fn registered() -> Vec<&'static Shared> {
+    MOUNTED.lock().clone()
+}
+
+/// `sync(2)`: `Fs::sync` of every disk superblock not unmounted; the
+/// first error is returned after all were tried.
+pub fn sync_all() -> FsResult<()> {
+    let mut first = Ok(());
+    for s in registered() {
+        let r = sync_shared(s);
+        if first.is_ok() {
+            first = r;
+        }
+    }
+    first
+}
+
+/// The per-CPU flusher's step over every disk superblock not unmounted
+/// (`Fs::write_back_local` of each).
+pub fn write_back_local_all() -> FsResult<()> {
+    let mut first = Ok(());
+    for s in registered() {
+        let r = write_back_local(s);
+        if first.is_ok() {
+            first = r;
+        }
+    }
+    first
 }
 
 /// `statfs` numbers of a disk superblock: (blocks, free blocks, inodes,
