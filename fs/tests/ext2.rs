@@ -721,3 +721,50 @@ fn pages_are_read_from_disk_only_when_touched() {
     assert!(cut[..5000] == pattern(8, 5000)[..] && cut[5000..].iter().all(|&b| b == 0));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn removing_files_with_extended_attributes_keeps_the_image_clean() {
+    let d = tmpdir("xattr");
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for n in ["one", "two", "three"] {
+        let p = src.join(n);
+        std::fs::write(&p, n).unwrap();
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        let name = c"user.test";
+        // SAFETY: valid NUL-terminated strings and a 5-byte value.
+        let r = unsafe { libc_setxattr(c.as_ptr(), name.as_ptr(), b"hello".as_ptr().cast(), 5, 0) };
+        if r != 0 {
+            eprintln!("skipping: the host file system has no user xattrs");
+            return;
+        }
+    }
+    let img = d.join("img");
+    // 128-byte inodes: no room inside, so the attributes go to a block.
+    if !mke2fs(&img, 4096, &["-b", "1024", "-I", "128"], Some(&src)) {
+        return;
+    }
+    let stat = String::from_utf8(debugfs(&img, "stat /one")).unwrap();
+    assert!(
+        stat.contains("File ACL: ") && !stat.contains("File ACL: 0\n"),
+        "{stat}"
+    );
+    for victim in ["/one", "/two", "/three"] {
+        let fs = mount(&img, false);
+        fs.unlink(&fs.root(), victim).unwrap();
+        fs.umount_root().unwrap();
+        fsck_clean(&img);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+extern "C" {
+    #[link_name = "setxattr"]
+    fn libc_setxattr(
+        path: *const std::ffi::c_char,
+        name: *const std::ffi::c_char,
+        value: *const std::ffi::c_void,
+        size: usize,
+        flags: i32,
+    ) -> i32;
+}

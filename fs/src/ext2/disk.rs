@@ -1481,6 +1481,20 @@ impl Ext2 {
             if has_blocks {
                 let _ = self.free_from(st, &mut di, 0);
             }
+            // An extended-attribute block is shared by reference count.
+            let acl = le32(&di.raw, 104) as u64;
+            if acl != 0 && self.block_ok(acl) {
+                if let Ok((magic, refs)) = self.cache.read(acl, |b| (le32(b, 0), le32(b, 4))) {
+                    if magic == 0xEA02_0000 {
+                        if refs <= 1 {
+                            let _ = self.free_block(st, acl);
+                        } else {
+                            let _ = self.cache.write(acl, |b| put32(b, 4, refs - 1));
+                        }
+                    }
+                }
+                put32(&mut di.raw, 104, 0);
+            }
             let dtime = le32(&di.raw, 12).max(1);
             put32(&mut di.raw, 20, dtime);
             let _ = self.write_inode_locked(st, &di);
