@@ -275,6 +275,7 @@ impl Fs {
             alloc::boxed::Box::leak(alloc::boxed::Box::new(Mutex::new(LockClass::Global, ())));
         let rcu: &'static Rcu<Entry> =
             alloc::boxed::Box::leak(alloc::boxed::Box::new(Rcu::new(config.mode)));
+        crate::ext2::check_unused(&dev)?;
         let disk = crate::ext2::Ext2::open(dev, read_only)?;
         Self::with_big(config, pages, clock, big, rcu, Some(disk))
     }
@@ -282,7 +283,8 @@ impl Fs {
     /// A superblock for the ext2 image on `dev`, for mounting below this
     /// one (like `new_mount`); its page cache may hold `max_pages` pages.
     /// Refuses images with unknown incompatible features (`EINVAL`, with
-    /// the reason); mounts read-only when `read_only`, when the device is,
+    /// the reason) and a device that is already mounted (`EBUSY`: the
+    /// kernel keeps one superblock per device); mounts read-only when `read_only`, when the device is,
     /// or when the image has unknown read-only-compatible features.
     pub fn new_ext2_mount(
         &self,
@@ -294,6 +296,7 @@ impl Fs {
             mode: self.shared.mode,
             max_pages,
         };
+        crate::ext2::check_unused(&dev)?;
         let disk = crate::ext2::Ext2::open(dev, read_only)?;
         Self::with_big(
             config,

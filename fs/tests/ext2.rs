@@ -473,9 +473,13 @@ fn mount_and_umount_in_a_tmpfs_namespace() {
     let root = Fs::new(config(), HeapPages::new(), Arc::new(SystemClock));
     let r = root.root();
     root.mkdir(&r, "/mnt", 0o755).unwrap();
-    let disk = root
-        .new_ext2_mount(FileDisk::open(&img, false).unwrap(), false, 1 << 16)
-        .unwrap();
+    // The same device twice: refused while the first is mounted.
+    let dev = FileDisk::open(&img, false).unwrap();
+    let first = root.new_ext2_mount(dev.clone(), false, 16).unwrap();
+    let again = root.new_ext2_mount(dev.clone(), false, 16);
+    assert_eq!(again.err().map(|e| e.errno), Some(Errno::EBUSY));
+    first.umount_root().unwrap();
+    let disk = root.new_ext2_mount(dev, false, 1 << 16).unwrap();
     root.mount(&r, "/mnt", &disk).unwrap();
     let f = root
         .open(&r, "/mnt/hello", O_CREAT | O_WRONLY, 0o644)

@@ -487,6 +487,24 @@ pub(crate) fn register(shared: &'static Shared) {
     }
 }
 
+/// `EBUSY` if the device under `dev` backs a disk superblock that is
+/// still mounted: two engines over one image would corrupt it.
+pub(crate) fn check_unused(dev: &Arc<dyn crate::block::BlockDevice>) -> Result<(), MountError> {
+    let key = Arc::as_ptr(dev) as *const u8;
+    let busy = MOUNTED.lock().iter().any(|s| {
+        s.disk
+            .as_ref()
+            .is_some_and(|b| Arc::as_ptr(b.disk.cache().device()) as *const u8 == key)
+    });
+    if busy {
+        return Err(MountError {
+            errno: Errno::EBUSY,
+            reason: "the device is already mounted",
+        });
+    }
+    Ok(())
+}
+
 fn registered() -> Vec<&'static Shared> {
     MOUNTED.lock().clone()
 }
