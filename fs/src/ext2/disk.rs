@@ -248,9 +248,14 @@ impl DiskInode {
         ((major as u64) << 8) | (minor as u64 & 0xff) | ((minor as u64 & !0xff) << 12)
     }
     /// Whether a symlink keeps its target in `i_block` (no data block).
-    fn fast_symlink(&self) -> bool {
-        let acl = if le32(&self.raw, 104) != 0 { 1 } else { 0 };
-        self.i_blocks() as u64 <= acl * 8 && self.size() < 60
+    /// As Linux: no blocks besides an extended-attribute block.
+    fn fast_symlink(&self, block_size: usize) -> bool {
+        let ea = if le32(&self.raw, 104) != 0 {
+            (block_size / 512) as u32
+        } else {
+            0
+        };
+        self.i_blocks() == ea && self.size() < 60
     }
 }
 
@@ -426,6 +431,19 @@ impl Ext2 {
             free_blocks += gr.free_blocks as u64;
             free_inodes += gr.free_inodes as u64;
             gs.push(gr);
+        }
+        // Bitmaps and inode tables must not overlap each other or the
+        // primary superblock and descriptors: else a bitmap update could
+        // land in an inode table.
+        let mut ranges: Vec<(u64, u64)> = vec![(0, gdt_start + gdt_blocks + reserved_gdt)];
+        for gr in &gs {
+            ranges.push((gr.block_bitmap, 1));
+            ranges.push((gr.inode_bitmap, 1));
+            ranges.push((gr.inode_table, itable_blocks));
+        }
+        ranges.sort_unstable();
+        if ranges.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0) {
+            return Err(bad("group metadata overlaps"));
         }
         let fs = Ext2 {
             cache,
@@ -883,6 +901,15 @@ impl Ext2 {
 
     // ---- file data ---------------------------------------------------
 
+    /// `b`, checked before a data or directory write: a pointer to a
+    /// bitmap, an inode table or a descriptor (a corrupt image) is `EIO`.
+    fn data_block(&self, st: &State, b: u64) -> FsResult<u64> {
+        if self.is_meta(st, b) {
+            return Err(Errno::EIO);
+        }
+        Ok(b)
+    }
+
     /// Pages (4 KiB) below `pages` holding at least one mapped block of
     /// `di`, found by walking only the non-zero pointers.
     pub fn mapped_pages(&self, di: &DiskInode, pages: u64) -> FsResult<Vec<u64>> {
@@ -981,7 +1008,7 @@ impl Ext2 {
                 b = self.bmap_alloc(&mut st, &mut di, lblk)?;
                 changed = true;
             }
-            self.cache.overwrite(b, chunk)?;
+            self.cache.overwrite(self.data_block(&st, b)?, chunk)?;
         }
         if changed {
             self.write_inode_locked(&st, &di)?;
@@ -1015,6 +1042,7 @@ impl Ext2 {
             if tail != 0 {
                 let b = self.bmap(&di, size / self.geo.block_size as u64)?;
                 if b != 0 {
+                    let b = self.data_block(&st, b)?;
                     self.cache.write(b, |d| d[tail..].fill(0))?;
                 }
             }
@@ -1162,6 +1190,7 @@ impl Ext2 {
                     Self::rec_size(ename.len())
                 };
                 if rec - used >= need {
+                    let b = self.data_block(st, b)?;
                     self.cache.write(b, |d| {
                         if used == 0 {
                             self.put_entry(d, off, rec, ino, name, ty);
@@ -1210,6 +1239,7 @@ impl Ext2 {
 
     fn remove_entry(&self, st: &State, dir: u32, name: &[u8]) -> FsResult<u32> {
         let (b, off, prev, ino) = self.find_entry(st, dir, name)?;
+        let b = self.data_block(st, b)?;
         self.cache.write(b, |d| match prev {
             Some(p) => {
                 let merged = le16(d, p + 4) as usize + le16(d, off + 4) as usize;
@@ -1222,6 +1252,7 @@ impl Ext2 {
 
     fn retarget_entry(&self, st: &State, dir: u32, name: &[u8], ino: u32, ty: u8) -> FsResult<()> {
         let (b, off, _, _) = self.find_entry(st, dir, name)?;
+        let b = self.data_block(st, b)?;
         let ft = self.geo.filetype;
         self.cache.write(b, |d| {
             put32(d, off, ino);
@@ -1352,7 +1383,7 @@ impl Ext2 {
         if size > 4096 {
             return Err(Errno::EIO);
         }
-        let bytes = if di.fast_symlink() {
+        let bytes = if di.fast_symlink(self.geo.block_size) {
             di.raw[40..40 + size as usize].to_vec()
         } else {
             let bs = self.geo.block_size as u64;
@@ -1473,7 +1504,8 @@ impl Ext2 {
             if di.links() != 0 || di.mode() == 0 {
                 continue;
             }
-            let fast = di.mode() & mode::S_IFMT == mode::S_IFLNK && di.fast_symlink();
+            let fast =
+                di.mode() & mode::S_IFMT == mode::S_IFLNK && di.fast_symlink(self.geo.block_size);
             let has_blocks = matches!(
                 di.mode() & mode::S_IFMT,
                 mode::S_IFREG | mode::S_IFDIR | mode::S_IFLNK
