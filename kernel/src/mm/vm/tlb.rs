@@ -22,7 +22,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use percpu::PerCpuCounter;
+use percpu::{PerCpu, PerCpuCounter};
 
 use super::aspace::{self, AddressSpace};
 use super::paging::PAGE;
@@ -55,11 +55,9 @@ struct Mailbox {
     slots: spin::Mutex<[Option<Request>; SLOTS]>,
 }
 
-static MAILBOXES: [Mailbox; MAX_CPUS] = [const {
-    Mailbox {
-        slots: spin::Mutex::new([None; SLOTS]),
-    }
-}; MAX_CPUS];
+static MAILBOXES: PerCpu<Mailbox> = percpu::per_cpu!(Mailbox {
+    slots: spin::Mutex::new([None; SLOTS]),
+});
 
 /// Shootdown IPIs sent (counted on the sending CPU).
 static IPIS_SENT: PerCpuCounter = PerCpuCounter::new();
@@ -183,7 +181,7 @@ fn online_mask() -> u64 {
 fn post(cpu: usize, req: Request) {
     loop {
         {
-            let mut slots = MAILBOXES[cpu].slots.lock();
+            let mut slots = MAILBOXES.remote(cpu).slots.lock();
             if let Some(free) = slots.iter_mut().find(|s| s.is_none()) {
                 *free = Some(req);
                 return;
@@ -200,7 +198,7 @@ pub fn service_pending() {
     let active = aspace::active_id(me);
     loop {
         let req = {
-            let mut slots = MAILBOXES[me].slots.lock();
+            let mut slots = MAILBOXES.remote(me).slots.lock();
             slots.iter_mut().find_map(|s| s.take())
         };
         let Some(req) = req else { return };
