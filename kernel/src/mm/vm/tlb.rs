@@ -119,10 +119,11 @@ impl TlbBatch {
         self.start >= self.end
     }
 
-    /// Flushes the collected range on every CPU that may cache it.
+    /// Drops the collected range's translations on every CPU that may hold
+    /// them (`AddressSpace::invalidate`), and returns once all did.
     pub fn flush(self, aspace: &AddressSpace) {
         if !self.is_empty() {
-            flush_range(aspace, self.start, self.end - self.start);
+            aspace.invalidate(self.start, self.end);
         }
     }
 }
@@ -131,6 +132,19 @@ impl TlbBatch {
 /// since it last switched away (and on this one), and returns once they all
 /// did.  Under `locks=global` every online CPU is asked (the ablation).
 pub fn flush_range(aspace: &AddressSpace, start: u64, len: u64) {
+    let all = match crate::cmdline::lock_mode() {
+        crate::cmdline::LockMode::PerCpu => u64::MAX,
+        crate::cmdline::LockMode::Global => online_mask(),
+    };
+    flush_on(aspace, start, len, all);
+}
+
+/// Invalidates `[start, start + len)` of `aspace` on the CPUs of `cpus`
+/// that have it loaded (its mask, read after the caller's PTE stores), on
+/// this one if it has it loaded, and returns once they all did.  Per-core
+/// mode passes the range's CPU set: a range only this CPU touched costs no
+/// IPI.
+pub fn flush_on(aspace: &AddressSpace, start: u64, len: u64, cpus: u64) {
     if len == 0 {
         return;
     }
@@ -141,8 +155,8 @@ pub fn flush_range(aspace: &AddressSpace, start: u64, len: u64) {
     // After the caller's PTE stores (SeqCst pairs with `activate`).
     core::sync::atomic::fence(Ordering::SeqCst);
     let mask = match crate::cmdline::lock_mode() {
-        crate::cmdline::LockMode::PerCpu => aspace.cpu_mask(),
-        crate::cmdline::LockMode::Global => online_mask(),
+        crate::cmdline::LockMode::PerCpu => aspace.cpu_mask() & cpus,
+        crate::cmdline::LockMode::Global => cpus,
     };
     let done = AtomicUsize::new(0);
     let mut targets = 0;

@@ -194,6 +194,33 @@ impl AddressSpace {
     /// Loads this address space on the calling CPU (CR3) and marks the CPU
     /// in its mask.  The CPU keeps a reference until another address space
     /// (or `deactivate`) replaces it.  Cheap when already loaded.
+    /// The table CPU `me` loads: the shared one (`locks=global`), or its
+    /// own, allocated on its first activation (per-core).  If that
+    /// allocation fails the CPU loads the canonical table and the address
+    /// space falls back to shooting down every CPU that runs it.  Called
+    /// with interrupts off on CPU `me` (the only writer of its slot).
+    fn root_for(&self, me: usize) -> PhysAddr {
+        if !self.per_core {
+            return self.root;
+        }
+        let slot = self.core_roots.remote(me);
+        let cur = slot.load(Ordering::Acquire);
+        if cur != 0 {
+            return PhysAddr::new(cur);
+        }
+        match super::paging::new_root(PhysAddr::new(KERNEL_ROOT.load(Ordering::Acquire))) {
+            Ok(root) => {
+                slot.store(root.as_u64(), Ordering::Release);
+                root
+            }
+            Err(_) => {
+                log::warn!("vm: no frame for a per-core table; shared table on cpu {me}");
+                self.canonical_loaded.store(true, Ordering::SeqCst);
+                self.root
+            }
+        }
+    }
+
     pub fn activate(self: &Arc<Self>) {
         init_cpu();
         let saved = arch::irq::save_disable();
@@ -204,13 +231,14 @@ impl AddressSpace {
             arch::irq::restore(saved);
             return;
         }
+        let root = self.root_for(me);
         // Mask first, then CR3: see `tlb` (a shootdown that misses us ran
         // before we read the tables).
         self.cpus.fetch_or(1u64 << me, Ordering::SeqCst);
         ACTIVE
             .remote(me)
             .store(Arc::into_raw(self.clone()) as usize, Ordering::Release);
-        load_root(self.root);
+        load_root(root);
         arch::irq::restore(saved);
         release_active(old, me);
     }

@@ -59,7 +59,14 @@ impl AddressSpace {
         loop {
             let step = {
                 let mut g = self.inner.lock();
-                self.resolve_locked(&mut g, va, write, exec, kernel_write, fetched.take())?
+                let step =
+                    self.resolve_locked(&mut g, va, write, exec, kernel_write, fetched.take())?;
+                // A fault (not the kernel's HHDM access): the faulting CPU
+                // gets the translation in its own table (per-core mode).
+                if !kernel_write && matches!(step, Step::Done(_)) {
+                    self.install_local(&mut g, va)?;
+                }
+                step
             };
             match step {
                 Step::Done(frame) => {
@@ -124,7 +131,7 @@ impl AddressSpace {
                 *slot = source.page(index).ok().map(|f| (index, f));
             }
         }
-        let g = self.inner.lock();
+        let mut g = self.inner.lock();
         for (i, got) in frames.iter().enumerate() {
             let Some((index, frame)) = *got else {
                 continue;
@@ -143,13 +150,19 @@ impl AddressSpace {
             let Ok(entry) = paging::leaf_alloc(self.root, at) else {
                 break;
             };
-            // Filling an empty entry needs no TLB flush.
-            let _ = entry.compare_exchange(
-                0,
-                make_leaf(frame, false, vma.prot, false),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            // Filling an empty entry needs no TLB flush (and no per-core
+            // table has a copy of an empty canonical entry).
+            let filled = entry
+                .compare_exchange(
+                    0,
+                    make_leaf(frame, false, vma.prot, false),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok();
+            if filled && self.install_local(&mut g, at).is_err() {
+                break;
+            }
         }
     }
 
@@ -191,7 +204,7 @@ impl AddressSpace {
             let copy = paging::alloc_copy_frame(frame).map_err(|_| Fault::NoMemory)?;
             refcount::set_one(copy);
             entry.store(make_leaf(copy, true, vma.prot, true), Ordering::Release);
-            tlb::flush_range(self, va, PAGE);
+            self.invalidate(va, va + PAGE);
             if anon {
                 refcount::dec_and_free(frame);
             }

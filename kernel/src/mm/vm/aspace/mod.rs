@@ -11,11 +11,34 @@
 //!   it is anonymous with count 1 (else the first write copies it).
 //! * Frames leave an address space (unmap, COW break, zap) only after the
 //!   TLB shootdown of their old translation has completed.
-//! * `cpus` has bit `n` set while CPU `n` has this root loaded, or may
-//!   still cache translations from it (set before CR3 is written, cleared
-//!   after another root replaced it).  Each CPU keeps a strong reference to
-//!   the address space it has loaded (`ACTIVE`), so a root table is never
-//!   freed while some CR3 points to it.
+//! * `cpus` has bit `n` set while CPU `n` has this address space loaded,
+//!   or may still cache translations from it (set before CR3 is written,
+//!   cleared after another root replaced it).  Each CPU keeps a strong
+//!   reference to the address space it has loaded (`ACTIVE`), so a root
+//!   table is never freed while some CR3 points to it.
+//!
+//! Two ways to hold translations, fixed at creation by the lock switch:
+//! * `locks=global` (the ablation, today's design): `root` is the one
+//!   table every CPU loads; a shootdown goes to every CPU that runs it.
+//! * per-core (the design, after RadixVM): `root` is the *canonical*
+//!   table, never loaded; it owns the frames (and their counts) exactly as
+//!   in the shared design.  Each CPU that runs the address space loads its
+//!   own table (`core_roots`), filled only by its own faults with copies of
+//!   canonical leaves, and records itself in the page's CPU set
+//!   (`cpu_sets`: a radix tree of the same shape as a page table, one
+//!   64-bit CPU mask per page).  A CPU therefore holds a translation only
+//!   if it faulted on that page itself, and a change to a range clears the
+//!   copies of, and shoots down, only the CPUs in the range's sets (those
+//!   still running the address space get an IPI).  A thread that unmaps
+//!   what only it touched sends no IPI.  Chosen over per-range CPU sets on
+//!   one shared table: with a shared table any CPU running the process may
+//!   walk (even speculatively) to any present entry, so a set recorded at
+//!   fault time would not bound who caches it; and per-page sets, unlike
+//!   per-VMA ones, are not widened when VMAs merge.
+//!   Invariant: every copy in a core table equals the canonical leaf it was
+//!   copied from and its CPU is in the page's set, until both are cleared
+//!   (under the lock, before the shootdown) when that canonical leaf loses
+//!   its frame or permissions.
 //!
 //! Files: this one (the type, its reports, teardown, zap/release and the
 //! shootdown entry `invalidate`), `cpu.rs` (activation: CR3, the per-CPU
@@ -40,7 +63,9 @@ pub use cpu::{
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use percpu::PerCpu;
 
 use super::lock::VmLock;
 use super::paging::{
@@ -154,9 +179,23 @@ pub struct MapLine {
 
 /// One user address space.
 pub struct AddressSpace {
+    /// The shared table (`locks=global`) or the canonical one (per-core).
     root: PhysAddr,
     inner: VmLock<Inner>,
     cpus: AtomicU64,
+    /// Per-core tables are in use (chosen at creation: `locks=percpu`).
+    per_core: bool,
+    /// Per-core mode: per page, the CPUs whose own table holds a copy of
+    /// its canonical leaf (a page-table-shaped radix tree whose leaf slots
+    /// are CPU masks).
+    cpu_sets: PhysAddr,
+    /// Per CPU: its own root table for this address space (0: none yet).
+    /// Written only by that CPU (in `activate`); read by shootdowns.
+    core_roots: PerCpu<AtomicU64>,
+    /// Some CPU ran the canonical table because its own could not be
+    /// allocated: from then on every shootdown also goes to every CPU in
+    /// `cpus`, as in the shared design.
+    canonical_loaded: AtomicBool,
 }
 
 impl AddressSpace {
@@ -168,6 +207,13 @@ impl AddressSpace {
             return Err(Errno::ENOMEM);
         }
         let root = paging::new_root(PhysAddr::new(kernel_root))?;
+        let cpu_sets = match paging::alloc_zeroed_frame() {
+            Ok(f) => f,
+            Err(e) => {
+                paging::free_tables(root);
+                return Err(e);
+            }
+        };
         LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(AddressSpace {
             root,
@@ -177,6 +223,10 @@ impl AddressSpace {
                 brk: 0,
             }),
             cpus: AtomicU64::new(0),
+            cpu_sets,
+            per_core: crate::cmdline::lock_mode() == crate::cmdline::LockMode::PerCpu,
+            core_roots: PerCpu::from_fn(|_| AtomicU64::new(0)),
+            canonical_loaded: AtomicBool::new(false),
         }))
     }
 
@@ -243,6 +293,72 @@ impl AddressSpace {
     }
 }
 
+impl AddressSpace {
+    /// Drops the translations of `[start, end)` wherever they may be cached
+    /// and returns once they are gone, so the caller may then free frames.
+    /// Call under the lock, after changing the canonical (or shared)
+    /// leaves.  Shared design: `tlb::flush_range` (every CPU running it).
+    /// Per-core: takes the union of the pages' CPU sets (clearing them),
+    /// clears those CPUs' copies in the range, then flushes those of them
+    /// that have the address space loaded (`tlb::flush_on`).
+    pub(super) fn invalidate(&self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        if !self.per_core {
+            tlb::flush_range(self, start, end - start);
+            return;
+        }
+        let mut cpus = 0u64;
+        paging::for_each_leaf(self.cpu_sets, start, end, |_, set| {
+            if set.load(Ordering::Relaxed) != 0 {
+                cpus |= set.swap(0, Ordering::AcqRel);
+            }
+        });
+        for cpu in (0..crate::arch::cpu::MAX_CPUS).filter(|c| cpus & (1u64 << c) != 0) {
+            let root = self.core_roots.remote(cpu).load(Ordering::Acquire);
+            if root != 0 {
+                paging::for_each_leaf(PhysAddr::new(root), start, end, |_, e| {
+                    e.store(0, Ordering::Release);
+                });
+            }
+        }
+        let targets = if self.canonical_loaded.load(Ordering::Acquire) {
+            u64::MAX
+        } else {
+            cpus
+        };
+        tlb::flush_on(self, start, end - start, targets);
+    }
+
+    /// Per-core mode: copies the canonical leaf of `va` into this CPU's own
+    /// table (when this CPU runs the address space) and enters the CPU in
+    /// the page's CPU set.  Call under the lock (interrupts are off: the CPU
+    /// cannot change).  ENOMEM when a table could not be allocated.
+    fn install_local(&self, _g: &mut Inner, va: u64) -> Result<(), Fault> {
+        if !self.per_core {
+            return Ok(());
+        }
+        let me = crate::arch::cpu::id();
+        let root = self.core_roots.remote(me).load(Ordering::Relaxed);
+        if root == 0 || active_id(me) != self as *const AddressSpace as usize {
+            return Ok(());
+        }
+        let Some(canon) = paging::leaf(self.root, va).map(|e| e.load(Ordering::Acquire)) else {
+            return Ok(());
+        };
+        if canon & PTE_P == 0 {
+            return Ok(());
+        }
+        let set = paging::leaf_alloc(self.cpu_sets, va).map_err(|_| Fault::NoMemory)?;
+        let slot = paging::leaf_alloc(PhysAddr::new(root), va).map_err(|_| Fault::NoMemory)?;
+        set.fetch_or(1u64 << me, Ordering::AcqRel);
+        slot.store(canon, Ordering::Release);
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new_truncate(va));
+        Ok(())
+    }
+}
+
 /// Drops one reference of each anonymous frame (after the shootdown).
 fn release(frames: Vec<PhysAddr>) {
     for f in frames {
@@ -263,6 +379,16 @@ impl Drop for AddressSpace {
             }
         });
         paging::free_tables(root);
+        // The CPU-set tree holds masks, not frames: its tables alone.
+        paging::free_tables(self.cpu_sets);
+        // The per-core tables only borrow frames (the canonical leaves
+        // owned them): free the tables alone.
+        for core_root in self.core_roots.iter() {
+            let r = core_root.load(Ordering::Acquire);
+            if r != 0 {
+                paging::free_tables(PhysAddr::new(r));
+            }
+        }
         inner.vmas = VmaMap::new();
         LIVE.fetch_sub(1, Ordering::Relaxed);
     }
