@@ -25,8 +25,9 @@
 //!   in the shared design.  Each CPU that runs the address space loads its
 //!   own table (`core_roots`), filled only by its own faults with copies of
 //!   canonical leaves, and records itself in the page's CPU set
-//!   (`cpu_sets`: a radix tree of the same shape as a page table, one
-//!   64-bit CPU mask per page).  A CPU therefore holds a translation only
+//!   (`cpu_sets`: `::mm::radix::PageRadix`, a lock-free radix tree of the
+//!   same shape as a page table, one 64-bit CPU mask per page; its nodes
+//!   are freed when the address space is).  A CPU therefore holds a translation only
 //!   if it faulted on that page itself, and a change to a range clears the
 //!   copies of, and shoots down, only the CPUs in the range's sets (those
 //!   still running the address space get an IPI).  A thread that unmaps
@@ -65,6 +66,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use ::mm::radix::PageRadix;
 use percpu::PerCpu;
 
 use super::lock::VmLock;
@@ -188,7 +190,7 @@ pub struct AddressSpace {
     /// Per-core mode: per page, the CPUs whose own table holds a copy of
     /// its canonical leaf (a page-table-shaped radix tree whose leaf slots
     /// are CPU masks).
-    cpu_sets: PhysAddr,
+    cpu_sets: PageRadix<paging::FrameNodes>,
     /// Per CPU: its own root table for this address space (0: none yet).
     /// Written only by that CPU (in `activate`); read by shootdowns.
     core_roots: PerCpu<AtomicU64>,
@@ -207,12 +209,9 @@ impl AddressSpace {
             return Err(Errno::ENOMEM);
         }
         let root = paging::new_root(PhysAddr::new(kernel_root))?;
-        let cpu_sets = match paging::alloc_zeroed_frame() {
-            Ok(f) => f,
-            Err(e) => {
-                paging::free_tables(root);
-                return Err(e);
-            }
+        let Ok(cpu_sets) = PageRadix::new(paging::FrameNodes) else {
+            paging::free_tables(root);
+            return Err(Errno::ENOMEM);
         };
         LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(AddressSpace {
@@ -309,12 +308,7 @@ impl AddressSpace {
             tlb::flush_range(self, start, end - start);
             return;
         }
-        let mut cpus = 0u64;
-        paging::for_each_leaf(self.cpu_sets, start, end, |_, set| {
-            if set.load(Ordering::Relaxed) != 0 {
-                cpus |= set.swap(0, Ordering::AcqRel);
-            }
-        });
+        let cpus = self.cpu_sets.take_range(start, end);
         for cpu in (0..crate::arch::cpu::MAX_CPUS).filter(|c| cpus & (1u64 << c) != 0) {
             let root = self.core_roots.remote(cpu).load(Ordering::Acquire);
             if root != 0 {
@@ -350,9 +344,11 @@ impl AddressSpace {
         if canon & PTE_P == 0 {
             return Ok(());
         }
-        let set = paging::leaf_alloc(self.cpu_sets, va).map_err(|_| Fault::NoMemory)?;
         let slot = paging::leaf_alloc(PhysAddr::new(root), va).map_err(|_| Fault::NoMemory)?;
-        set.fetch_or(1u64 << me, Ordering::AcqRel);
+        // The CPU enters the set before its copy exists.
+        self.cpu_sets
+            .fetch_or(va, 1u64 << me)
+            .map_err(|_| Fault::NoMemory)?;
         slot.store(canon, Ordering::Release);
         x86_64::instructions::tlb::flush(x86_64::VirtAddr::new_truncate(va));
         Ok(())
@@ -379,8 +375,6 @@ impl Drop for AddressSpace {
             }
         });
         paging::free_tables(root);
-        // The CPU-set tree holds masks, not frames: its tables alone.
-        paging::free_tables(self.cpu_sets);
         // The per-core tables only borrow frames (the canonical leaves
         // owned them): free the tables alone.
         for core_root in self.core_roots.iter() {
