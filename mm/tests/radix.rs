@@ -175,7 +175,7 @@ fn no_bit_is_lost_under_contention() {
                         for i in 0..20_000u64 {
                             let p = (i * 7 + t as u64) % PAGES;
                             let page = base + p * PAGE;
-                            if (i + t as u64) % 3 == 0 {
+                            if (i + t as u64).is_multiple_of(3) {
                                 taken[p as usize] |= tree.take_range(page, page + PAGE);
                             } else {
                                 tree.fetch_or(page, 1 << t).unwrap();

@@ -151,8 +151,27 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
     if !user_mode && uaccess::no_paging(frame.rip) {
         return fail(SEGV_MAPERR);
     }
-    let Some(aspace) = current() else {
-        return fail(SEGV_MAPERR);
+    // A fault from user mode borrows the address space without touching
+    // its reference count (a line every faulting CPU of the process would
+    // write): the faulting task holds its own `Arc` of the address space
+    // it runs (`proc::Task`), which only the task itself replaces (execve,
+    // never during a fault), so the one loaded here outlives this call.
+    // A kernel-mode fault (a user copy, maybe by a kernel thread that
+    // borrowed whatever was loaded) takes a counted reference.
+    let counted;
+    let aspace: &AddressSpace = if user_mode {
+        let Some(ptr) = aspace::current_ptr() else {
+            return fail(SEGV_MAPERR);
+        };
+        // SAFETY: see above: the current task keeps this address space
+        // alive until after the fault returns.
+        unsafe { &*ptr }
+    } else {
+        let Some(a) = current() else {
+            return fail(SEGV_MAPERR);
+        };
+        counted = a;
+        &counted
     };
     let interrupts = frame.rflags & (1 << 9) != 0;
     if interrupts {
@@ -165,7 +184,6 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
         true,
         error_code & ERR_FETCH != 0,
     );
-    drop(aspace);
     if interrupts {
         crate::arch::irq::disable();
     }

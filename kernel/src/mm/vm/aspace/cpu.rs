@@ -37,6 +37,14 @@ pub fn active_id(cpu: usize) -> usize {
     ACTIVE.remote(cpu).load(Ordering::Acquire)
 }
 
+/// The address space loaded on this CPU, uncounted (null: none).  Call
+/// with interrupts off (else the CPU may change under the read); the
+/// caller must know something else keeps it alive (`vm::page_fault`).
+pub fn current_ptr() -> Option<*const AddressSpace> {
+    let raw = ACTIVE.remote(arch::cpu::id()).load(Ordering::Acquire) as *const AddressSpace;
+    (!raw.is_null()).then_some(raw)
+}
+
 /// The address space loaded on this CPU (a user thread's own, in a syscall).
 pub fn current() -> Option<Arc<AddressSpace>> {
     let saved = arch::irq::save_disable();

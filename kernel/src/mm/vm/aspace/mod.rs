@@ -58,7 +58,7 @@ mod map;
 
 use cpu::KERNEL_ROOT;
 pub use cpu::{
-    active_id, cpu_features_on, current, deactivate, init_cpu, init_kernel_root,
+    active_id, cpu_features_on, current, current_ptr, deactivate, init_cpu, init_kernel_root,
     protections_in_force, smap_enabled,
 };
 
