@@ -95,7 +95,7 @@ impl AddressSpace {
             None => return Err(Errno::EBADF),
         };
         let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
-        if fixed && hint % PAGE != 0 {
+        if fixed && !hint.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
         let mut g = self.inner.lock();
@@ -175,7 +175,7 @@ impl AddressSpace {
             let reserve = crate::mm::total_frames() / 16;
             let mut va = start;
             while va < end {
-                if (va - start) / PAGE % 64 == 0 && crate::mm::free_frames() < reserve {
+                if ((va - start) / PAGE).is_multiple_of(64) && crate::mm::free_frames() < reserve {
                     break;
                 }
                 if self.resolve(va, write, false, false).is_err() {
@@ -314,7 +314,7 @@ impl AddressSpace {
 
     /// `munmap`: unmapping nothing is fine; EINVAL for a bad range.
     pub fn unmap(&self, addr: u64, len: u64) -> Result<(), Errno> {
-        if addr % PAGE != 0 || len == 0 {
+        if !addr.is_multiple_of(PAGE) || len == 0 {
             return Err(Errno::EINVAL);
         }
         let len = page_len(len).ok_or(Errno::EINVAL)?;
@@ -340,7 +340,7 @@ impl AddressSpace {
 
     /// `mprotect`: ENOMEM when part of the range is not mapped.
     pub fn protect(&self, addr: u64, len: u64, prot: u32) -> Result<(), Errno> {
-        if addr % PAGE != 0 || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+        if !addr.is_multiple_of(PAGE) || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
             return Err(Errno::EINVAL);
         }
         if len == 0 {
@@ -396,7 +396,9 @@ impl AddressSpace {
         flags: u32,
         new_addr: u64,
     ) -> Result<u64, Errno> {
-        if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 || old % PAGE != 0 {
+        if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
+            || !old.is_multiple_of(PAGE)
+        {
             return Err(Errno::EINVAL);
         }
         if flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0 {
@@ -416,7 +418,7 @@ impl AddressSpace {
             .filter(|&e| e <= USER_TOP)
             .ok_or(Errno::EINVAL)?;
         let fixed_target = if flags & MREMAP_FIXED != 0 {
-            if new_addr % PAGE != 0 {
+            if !new_addr.is_multiple_of(PAGE) {
                 return Err(Errno::EINVAL);
             }
             let e = new_addr
@@ -537,7 +539,7 @@ impl AddressSpace {
     /// rounded range wraps).  A length that rounds to 0 succeeds.
     pub fn sync(&self, addr: u64, len: u64, flags: u32) -> Result<(), Errno> {
         if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
-            || addr % PAGE != 0
+            || !addr.is_multiple_of(PAGE)
             || (flags & MS_ASYNC != 0 && flags & MS_SYNC != 0)
         {
             return Err(Errno::EINVAL);
@@ -561,7 +563,7 @@ impl AddressSpace {
     /// `madvise`: DONTNEED/FREE drop the pages (private anonymous memory
     /// reads back as zeros); the other known advices are accepted hints.
     pub fn advise(&self, addr: u64, len: u64, advice: u32) -> Result<(), Errno> {
-        if addr % PAGE != 0 {
+        if !addr.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
         let drop_pages = match advice {
