@@ -2,7 +2,8 @@
 //! copy-on-write, user copies and TLB shootdowns (docs/USERSPACE.md,
 //! "vm -> everyone").
 //!
-//! Files: `aspace.rs` (AddressSpace and every operation on it),
+//! Files: `aspace/` (AddressSpace and every operation on it: `cpu.rs`
+//! activation, `map.rs` mapping calls, `fault.rs` faults, `fork.rs`),
 //! `vma.rs` (VMAs, `PageSource`, shared anonymous memory), `paging.rs`
 //! (page-table walks over the HHDM), `refcount.rs` (per-frame counts of
 //! COW-shared frames), `tlb.rs` (batched, targeted shootdowns), `lock.rs`

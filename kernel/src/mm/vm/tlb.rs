@@ -1,4 +1,6 @@
-//! TLB shootdowns: batched, and sent only to CPUs that ran the address space.
+//! TLB shootdowns: batched, and sent only to CPUs that ran the address space
+//! (per-core mode: only to those of them whose own tables hold copies of
+//! the range, `AddressSpace::invalidate` -> `flush_on`).
 //!
 //! Owns: one mailbox per CPU of pending flush requests, the handler run by
 //! the `CALL_VECTOR` IPI (`on_call_ipi`), and the statistics.
