@@ -2,8 +2,10 @@
 //! memory, user copies and EFAULT, mmap/munmap/mprotect/mremap/madvise/brk
 //! semantics, ELF-style segments, copy-on-write fork, shared anonymous
 //! memory, TLB shootdowns only to the CPUs that ran an address space, a
-//! multi-CPU stress, and no frame lost.  On 1 and 4 vCPUs, and once with
-//! the global-lock switch.
+//! multi-CPU stress (threads mapping, faulting, unmapping and forking at
+//! once; every CPU faulting one shared region that one of them unmaps),
+//! and no frame lost.  On 1, 4 and 8 vCPUs, and once with the global-lock
+//! switch.
 
 use integration_tests::*;
 
@@ -45,6 +47,11 @@ fn vmcheck_on_1_cpu() {
 #[test]
 fn vmcheck_on_4_cpus() {
     vmcheck(4, "");
+}
+
+#[test]
+fn vmcheck_on_8_cpus() {
+    vmcheck(8, "");
 }
 
 #[test]

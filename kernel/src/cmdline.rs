@@ -249,8 +249,9 @@ pub fn split_nul_list(
 }
 
 /// Known words without a value: `syscount` (PID 1's exit prints the
-/// per-syscall call counts, `syscall::count`).
-const FLAGS: &[&str] = &["syscount"];
+/// per-syscall call counts, `syscall::count`), `vmstat` (PID 1's exit
+/// prints the VM's fault and shootdown counters, `mm::vm`).
+const FLAGS: &[&str] = &["syscount", "vmstat"];
 
 /// Whether the kernel's own words (before `--`) include `word`.
 pub fn has_word(line: &str, word: &str) -> bool {

@@ -75,3 +75,43 @@ unsafe impl FrameMemory for &Arena {
         FIRST_PFN + (ptr as usize).wrapping_sub(self.base as usize) / FRAME_SIZE
     }
 }
+
+/// Host nodes for `PageRadix`: boxed arrays from the std heap, counted so
+/// tests can check that a dropped tree gave every node back.
+#[derive(Default)]
+pub struct HeapNodes {
+    live: std::sync::atomic::AtomicUsize,
+}
+
+impl HeapNodes {
+    /// Nodes allocated and not yet freed.
+    pub fn live(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+type Node = [std::sync::atomic::AtomicU64; crate::radix::SLOTS];
+
+// SAFETY: a node is a fresh zeroed boxed array, leaked until `free_node`
+// turns the same pointer back into its box; `slots` dereferences only
+// handles that `alloc_node` returned (the tree never keeps freed ones).
+unsafe impl crate::radix::NodeMemory for &HeapNodes {
+    fn alloc_node(&self) -> Option<u64> {
+        let node: Box<Node> =
+            Box::new([const { std::sync::atomic::AtomicU64::new(0) }; crate::radix::SLOTS]);
+        self.live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(Box::into_raw(node) as u64)
+    }
+
+    fn free_node(&self, node: u64) {
+        // SAFETY: `node` came from `Box::into_raw` in `alloc_node` and the
+        // tree gives each node back once.
+        drop(unsafe { Box::from_raw(node as *mut Node) });
+        self.live.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn slots(&self, node: u64) -> &Node {
+        // SAFETY: a live node from `alloc_node` (trait contract).
+        unsafe { &*(node as *const Node) }
+    }
+}

@@ -7,7 +7,8 @@
 //! ([`FrameAllocator`], Linux `per_cpu_pages` style); the heap
 //! ([`Heap`]: size classes, slabs carved from frames, per-CPU magazine
 //! caches over a per-class depot, large allocations straight from frames);
-//! and the ablation switch [`LockMode`].
+//! the ablation switch [`LockMode`]; and [`radix::PageRadix`], the
+//! concurrent page-keyed radix tree of the VM's per-page CPU sets.
 //!
 //! Invariants: every managed frame is, at any time, in exactly one place:
 //! a buddy free list, a per-CPU page list, a slab, or handed out.  Lock
@@ -22,6 +23,7 @@
 mod buddy;
 mod frame;
 pub mod heap;
+pub mod radix;
 
 #[cfg(any(test, feature = "host"))]
 pub mod host;

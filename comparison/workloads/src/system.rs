@@ -133,3 +133,62 @@ pub fn page_fault(_: &Ctx, _: usize) -> Res<Op> {
         Ok(1)
     }))
 }
+
+/// Pages of the munmap_shared_region mapping, and how many of them
+/// worker 0 replaces in each of its operations.
+const SHARED_PAGES: usize = 16;
+const REPLACED_PAGES: usize = 8;
+
+/// The munmap_shared_region mapping (made by the set-up, before workers).
+static SHARED_REGION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// munmap_shared_region set-up: one 64 KiB anonymous private read-write
+/// mapping that every worker touches.
+pub fn setup_shared_region(_: &Ctx) -> Res<()> {
+    let p = sys::mmap(
+        SHARED_PAGES * 4096,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+    )?;
+    SHARED_REGION.store(p as usize, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
+/// munmap_shared_region: one operation = write one byte in each of the 16
+/// pages of the shared mapping (a fault for each page that is not mapped
+/// for this worker any more), then replace its first 8 pages with fresh
+/// memory (`mmap` MAP_FIXED, which unmaps the old pages: every other CPU
+/// that faulted them since must drop its translations, the case that
+/// needs IPIs).  Replacing instead of munmap + mmap keeps the
+/// range mapped at every instant, so the other workers never touch a hole
+/// and nothing waits for anything.  Threads share the one mapping; with
+/// `--procs` each process has its own copy (nothing is shared).
+pub fn munmap_shared_region(_: &Ctx, w: usize) -> Res<Op> {
+    let base = SHARED_REGION.load(std::sync::atomic::Ordering::SeqCst) as *mut u8;
+    Ok(Box::new(move || {
+        for page in 0..SHARED_PAGES {
+            // SAFETY: the set-up mapped SHARED_PAGES read-write pages at
+            // `base` for the whole run; the replacement below keeps the
+            // range mapped read-write at every instant.  Bytes written
+            // here are never read as Rust values.
+            unsafe { base.add(page * 4096 + w % 4096).write_volatile(1) };
+        }
+        // SAFETY: MAP_FIXED over the start of the workload's own mapping,
+        // which no Rust reference points into.
+        let p = unsafe {
+            libc::mmap(
+                base.cast(),
+                REPLACED_PAGES * 4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Fail::last("mmap MAP_FIXED"));
+        }
+        Ok(1)
+    }))
+}

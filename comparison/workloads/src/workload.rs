@@ -71,6 +71,12 @@ pub static WORKLOADS: &[Workload] = &[
         worker: system::page_fault,
     },
     Workload {
+        name: "munmap_shared_region",
+        unit: Unit::Ops,
+        setup: system::setup_shared_region,
+        worker: system::munmap_shared_region,
+    },
+    Workload {
         name: "exec_static",
         unit: Unit::Ops,
         setup: spawn::setup_exec,

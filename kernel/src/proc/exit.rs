@@ -92,6 +92,7 @@ fn finish_process(process: &Arc<Process>) {
     if process.pid == 1 {
         let code = init_exit_code(status);
         crate::syscall::count::report_if_asked();
+        crate::mm::vm::report_if_asked();
         crate::log::report(format_args!("init exit: {}", code));
         crate::arch::qemu_exit(code);
     }

@@ -4,7 +4,9 @@
 //! errno values, ELF-style fixed mappings, copy-on-write fork, shared
 //! anonymous memory across fork, file mappings through a `PageSource`
 //! (private and shared), TLB shootdowns to exactly the CPUs that
-//! ran an address space, a multi-CPU stress, and that every frame comes
+//! ran an address space, a multi-CPU stress, a shared-region stress (every
+//! CPU faults one mapping, one CPU unmaps half of it: no CPU may still
+//! reach the old pages), and that every frame comes
 //! back (`vmcheck: pass frames_before=.. frames_after=..`).
 //!
 //! Threads activate address spaces only while pinned (the scheduler does
@@ -114,6 +116,9 @@ fn run_all() -> Check {
         shootdown()?;
     }
     stress()?;
+    if sched::cpu_count() >= 2 {
+        shared_stress()?;
+    }
     Ok(())
 }
 
@@ -699,6 +704,116 @@ fn stress() -> Check {
         ops.load(Ordering::Relaxed) == 150 * cpus as u64,
         "stress did not complete every round"
     );
+    Ok(())
+}
+
+/// Every CPU faults every page of one shared mapping; CPU 0 unmaps its
+/// first half (the others must then fault with EFAULT there: a stale
+/// translation in some CPU's own table or TLB would let the read through)
+/// and maps it again; CPU 1 forks and drops a child meanwhile.  Rounds are
+/// separated by barriers (spin and yield).
+fn shared_stress() -> Check {
+    const PAGES: u64 = 16;
+    const HALF: u64 = PAGES / 2;
+    const ROUNDS: u64 = 40;
+    let cpus = sched::cpu_count();
+    let a = ok("new_user", AddressSpace::new_user())?;
+    let region = ok("mmap", a.map_anonymous(0, PAGES * PAGE, RW, ANON))?;
+    let arrived = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(spin::Mutex::new(Vec::<String>::new()));
+    let mut handles = Vec::new();
+    for cpu in 0..cpus {
+        let (a, arrived, errors) = (a.clone(), arrived.clone(), errors.clone());
+        handles.push(sched::spawn("vm-shared", Some(cpu), move || {
+            a.activate();
+            // Barrier number `n` (1-based): wait until all reached it, or
+            // until some thread gave up (it records an error).
+            let barrier = |n: u64| {
+                arrived.fetch_add(1, Ordering::SeqCst);
+                while arrived.load(Ordering::SeqCst) < n * cpus as u64 {
+                    if !errors.lock().is_empty() {
+                        return false;
+                    }
+                    sched::yield_now();
+                }
+                true
+            };
+            let mut n = 0;
+            let slot = 8 * cpu as u64;
+            for round in 0..ROUNDS {
+                let tag = (cpu as u64) << 32 | round;
+                let r = (|| -> Check {
+                    for p in 0..PAGES {
+                        ok("write", write_user(region + p * PAGE + slot, &(tag ^ p)))?;
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = r {
+                    errors.lock().push(format!("cpu {cpu} round {round}: {e}"));
+                }
+                n += 1;
+                if !barrier(n) {
+                    break;
+                }
+                if cpu == 0 {
+                    if let Err(e) = a.unmap(region, HALF * PAGE) {
+                        errors.lock().push(format!("munmap: {e:?}"));
+                    }
+                }
+                if cpu == 1 && round % 8 == 0 {
+                    match a.fork_cow() {
+                        Ok(child) => drop(child),
+                        Err(e) => errors.lock().push(format!("fork: {e:?}")),
+                    }
+                }
+                n += 1;
+                if !barrier(n) {
+                    break;
+                }
+                let r = (|| -> Check {
+                    for p in 0..HALF {
+                        let r = read_user::<u64>(region + p * PAGE + slot);
+                        ensure!(
+                            r == Err(Errno::EFAULT),
+                            "cpu {cpu} round {round}: unmapped page {p} still reads {r:?} (stale translation)"
+                        );
+                    }
+                    for p in HALF..PAGES {
+                        let v: u64 = ok("read", read_user(region + p * PAGE + slot))?;
+                        ensure!(
+                            v == tag ^ p,
+                            "cpu {cpu} round {round}: page {p} holds {v:#x}"
+                        );
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = r {
+                    errors.lock().push(e);
+                }
+                n += 1;
+                if !barrier(n) {
+                    break;
+                }
+                if cpu == 0 {
+                    let flags = ANON | vm::MAP_FIXED;
+                    if let Err(e) = a.map_anonymous(region, HALF * PAGE, RW, flags) {
+                        errors.lock().push(format!("mmap again: {e:?}"));
+                    }
+                }
+                n += 1;
+                if !barrier(n) {
+                    break;
+                }
+            }
+            vm::deactivate();
+        }));
+    }
+    join_all_within(handles, 120_000_000_000)
+        .map_err(|s| format!("shared stress threads {s} did not finish"))?;
+    if let Some(e) = errors.lock().first() {
+        return Err(format!("shared stress: {e}"));
+    }
+    ok("munmap all", a.unmap(region, PAGES * PAGE))?;
     Ok(())
 }
 

@@ -11,6 +11,10 @@
 //! global lock first (lock order: global, then per-address-space), so all
 //! VM operations of the system serialize.
 //!
+//! Waiting: a waiter whose caller had interrupts on spins with short
+//! interrupt windows (`acquire`), so it can be preempted or take IPIs
+//! while the holder (perhaps a vCPU the host descheduled) finishes.
+//!
 //! Statistics: acquisitions, contended acquisitions (the first try failed)
 //! and nanoseconds spent waiting, in per-CPU counters (`lock_stats`).
 //!
@@ -61,8 +65,14 @@ pub struct VmGuard<'a, T> {
     interrupts_were_enabled: bool,
 }
 
-/// Spins for `m` while serving TLB requests addressed to this CPU.
-fn acquire<U>(m: &spin::Mutex<U>) -> spin::MutexGuard<'_, U> {
+/// Spins for `m` while serving TLB requests addressed to this CPU.  Called
+/// with interrupts off; returns with them off and `m` held.  When
+/// `may_enable` (the caller had interrupts on and holds no other VM lock),
+/// each retry opens an interrupt window: a waiter whose holder's vCPU the
+/// host descheduled can then take its timer tick (and be preempted in
+/// favour of other threads) and its IPIs the ordinary way, instead of
+/// spinning blind with interrupts off for milliseconds.
+fn acquire<U>(m: &spin::Mutex<U>, may_enable: bool) -> spin::MutexGuard<'_, U> {
     ACQUIRED.inc();
     if let Some(g) = m.try_lock() {
         return g;
@@ -75,7 +85,13 @@ fn acquire<U>(m: &spin::Mutex<U>) -> spin::MutexGuard<'_, U> {
             return g;
         }
         super::tlb::service_pending();
-        core::hint::spin_loop();
+        if may_enable {
+            arch::irq::enable();
+            core::hint::spin_loop();
+            arch::irq::disable();
+        } else {
+            core::hint::spin_loop();
+        }
     }
 }
 
@@ -89,10 +105,12 @@ impl<T> VmLock<T> {
     pub fn lock(&self) -> VmGuard<'_, T> {
         let interrupts_were_enabled = arch::irq::save_disable();
         let global = match cmdline::lock_mode() {
-            LockMode::Global => Some(acquire(&GLOBAL)),
+            LockMode::Global => Some(acquire(&GLOBAL, interrupts_were_enabled)),
             LockMode::PerCpu => None,
         };
-        let guard = acquire(&self.inner);
+        // Holding the global lock: wait for ours with interrupts off (the
+        // holder must not be preempted).
+        let guard = acquire(&self.inner, interrupts_were_enabled && global.is_none());
         VmGuard {
             guard: Some(guard),
             global,

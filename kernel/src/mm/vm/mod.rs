@@ -2,7 +2,8 @@
 //! copy-on-write, user copies and TLB shootdowns (docs/USERSPACE.md,
 //! "vm -> everyone").
 //!
-//! Files: `aspace.rs` (AddressSpace and every operation on it),
+//! Files: `aspace/` (AddressSpace and every operation on it: `cpu.rs`
+//! activation, `map.rs` mapping calls, `fault.rs` faults, `fork.rs`),
 //! `vma.rs` (VMAs, `PageSource`, shared anonymous memory), `paging.rs`
 //! (page-table walks over the HHDM), `refcount.rs` (per-frame counts of
 //! COW-shared frames), `tlb.rs` (batched, targeted shootdowns), `lock.rs`
@@ -151,20 +152,39 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
     if !user_mode && uaccess::no_paging(frame.rip) {
         return fail(SEGV_MAPERR);
     }
-    let Some(aspace) = current() else {
-        return fail(SEGV_MAPERR);
+    // A fault from user mode borrows the address space without touching
+    // its reference count (a line every faulting CPU of the process would
+    // write): the faulting task holds its own `Arc` of the address space
+    // it runs (`proc::Task`), which only the task itself replaces (execve,
+    // never during a fault), so the one loaded here outlives this call.
+    // A kernel-mode fault (a user copy, maybe by a kernel thread that
+    // borrowed whatever was loaded) takes a counted reference.
+    let counted;
+    let aspace: &AddressSpace = if user_mode {
+        let Some(ptr) = aspace::current_ptr() else {
+            return fail(SEGV_MAPERR);
+        };
+        // SAFETY: see above: the current task keeps this address space
+        // alive until after the fault returns.
+        unsafe { &*ptr }
+    } else {
+        let Some(a) = current() else {
+            return fail(SEGV_MAPERR);
+        };
+        counted = a;
+        &counted
     };
     let interrupts = frame.rflags & (1 << 9) != 0;
     if interrupts {
         crate::arch::irq::enable();
     }
+    FAULTS.inc();
     let result = aspace.handle_fault(
         cr2,
         error_code & ERR_WRITE != 0,
         true,
         error_code & ERR_FETCH != 0,
     );
-    drop(aspace);
     if interrupts {
         crate::arch::irq::disable();
     }
@@ -179,6 +199,39 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
         }
         Err(f) => fail(f.si_code()),
     }
+}
+
+/// Page faults on user addresses taken (counted on the faulting CPU).
+static FAULTS: percpu::PerCpuCounter = percpu::PerCpuCounter::new();
+
+/// With the kernel command-line word `vmstat`, prints on PID 1's exit
+/// (before `init exit:`) one line of VM counters summed over CPUs:
+/// `vmstat: faults=N munmaps=N shootdown_ipis=N requests_served=N
+/// local_flushes=N ipis_per_munmap=X lock_acquired=N lock_contended=N
+/// lock_wait_us=N` (munmaps: calls of munmap, from the syscall counts).
+pub fn report_if_asked() {
+    let asked = crate::boot::cmdline().is_ok_and(|line| crate::cmdline::has_word(line, "vmstat"));
+    if !asked {
+        return;
+    }
+    const SYS_MUNMAP: usize = 11;
+    let t = tlb::stats();
+    let l = lock_stats();
+    let munmaps = crate::syscall::count::calls(SYS_MUNMAP);
+    let per = (t.ipis_sent * 1000).checked_div(munmaps).unwrap_or(0);
+    crate::log::report(format_args!(
+        "vmstat: faults={} munmaps={} shootdown_ipis={} requests_served={} local_flushes={} ipis_per_munmap={}.{:03} lock_acquired={} lock_contended={} lock_wait_us={}",
+        FAULTS.sum().max(0),
+        munmaps,
+        t.ipis_sent,
+        t.requests_served,
+        t.local_flushes,
+        per / 1000,
+        per % 1000,
+        l.acquired,
+        l.contended,
+        l.wait_ns / 1000
+    ));
 }
 
 /// Resolves a file descriptor to the pages `mmap` maps (set by the file

@@ -70,6 +70,26 @@ fn index(va: u64, level: u32) -> usize {
     ((va >> (12 + 9 * (level - 1))) & 0x1ff) as usize
 }
 
+/// Nodes of `::mm::radix::PageRadix` trees (the per-page CPU sets) in
+/// frames, reached through the HHDM; a node's handle is its frame address.
+pub struct FrameNodes;
+
+// SAFETY: nodes are fresh zeroed frames, owned by the tree until it frees
+// them; `slots` reads a node through the HHDM like any table (`entries`).
+unsafe impl ::mm::radix::NodeMemory for FrameNodes {
+    fn alloc_node(&self) -> Option<u64> {
+        alloc_zeroed_frame().ok().map(|f| f.as_u64())
+    }
+
+    fn free_node(&self, node: u64) {
+        mm::free_frame(PhysAddr::new(node));
+    }
+
+    fn slots(&self, node: u64) -> &[AtomicU64; 512] {
+        entries(PhysAddr::new(node))
+    }
+}
+
 /// Allocates a zeroed frame (tables, anonymous pages).
 pub fn alloc_zeroed_frame() -> Result<PhysAddr, Errno> {
     let frame = mm::alloc_frame().ok_or(Errno::ENOMEM)?;

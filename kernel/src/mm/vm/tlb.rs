@@ -1,4 +1,6 @@
-//! TLB shootdowns: batched, and sent only to CPUs that ran the address space.
+//! TLB shootdowns: batched, and sent only to CPUs that ran the address space
+//! (per-core mode: only to those of them whose own tables hold copies of
+//! the range, `AddressSpace::invalidate` -> `flush_on`).
 //!
 //! Owns: one mailbox per CPU of pending flush requests, the handler run by
 //! the `CALL_VECTOR` IPI (`on_call_ipi`), and the statistics.
@@ -22,7 +24,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use percpu::PerCpuCounter;
+use percpu::{PerCpu, PerCpuCounter};
 
 use super::aspace::{self, AddressSpace};
 use super::paging::PAGE;
@@ -55,11 +57,9 @@ struct Mailbox {
     slots: spin::Mutex<[Option<Request>; SLOTS]>,
 }
 
-static MAILBOXES: [Mailbox; MAX_CPUS] = [const {
-    Mailbox {
-        slots: spin::Mutex::new([None; SLOTS]),
-    }
-}; MAX_CPUS];
+static MAILBOXES: PerCpu<Mailbox> = percpu::per_cpu!(Mailbox {
+    slots: spin::Mutex::new([None; SLOTS]),
+});
 
 /// Shootdown IPIs sent (counted on the sending CPU).
 static IPIS_SENT: PerCpuCounter = PerCpuCounter::new();
@@ -121,10 +121,11 @@ impl TlbBatch {
         self.start >= self.end
     }
 
-    /// Flushes the collected range on every CPU that may cache it.
+    /// Drops the collected range's translations on every CPU that may hold
+    /// them (`AddressSpace::invalidate`), and returns once all did.
     pub fn flush(self, aspace: &AddressSpace) {
         if !self.is_empty() {
-            flush_range(aspace, self.start, self.end - self.start);
+            aspace.invalidate(self.start, self.end);
         }
     }
 }
@@ -133,6 +134,19 @@ impl TlbBatch {
 /// since it last switched away (and on this one), and returns once they all
 /// did.  Under `locks=global` every online CPU is asked (the ablation).
 pub fn flush_range(aspace: &AddressSpace, start: u64, len: u64) {
+    let all = match crate::cmdline::lock_mode() {
+        crate::cmdline::LockMode::PerCpu => u64::MAX,
+        crate::cmdline::LockMode::Global => online_mask(),
+    };
+    flush_on(aspace, start, len, all);
+}
+
+/// Invalidates `[start, start + len)` of `aspace` on the CPUs of `cpus`
+/// that have it loaded (its mask, read after the caller's PTE stores), on
+/// this one if it has it loaded, and returns once they all did.  Per-core
+/// mode passes the range's CPU set: a range only this CPU touched costs no
+/// IPI.
+pub fn flush_on(aspace: &AddressSpace, start: u64, len: u64, cpus: u64) {
     if len == 0 {
         return;
     }
@@ -143,8 +157,8 @@ pub fn flush_range(aspace: &AddressSpace, start: u64, len: u64) {
     // After the caller's PTE stores (SeqCst pairs with `activate`).
     core::sync::atomic::fence(Ordering::SeqCst);
     let mask = match crate::cmdline::lock_mode() {
-        crate::cmdline::LockMode::PerCpu => aspace.cpu_mask(),
-        crate::cmdline::LockMode::Global => online_mask(),
+        crate::cmdline::LockMode::PerCpu => aspace.cpu_mask() & cpus,
+        crate::cmdline::LockMode::Global => cpus,
     };
     let done = AtomicUsize::new(0);
     let mut targets = 0;
@@ -183,7 +197,7 @@ fn online_mask() -> u64 {
 fn post(cpu: usize, req: Request) {
     loop {
         {
-            let mut slots = MAILBOXES[cpu].slots.lock();
+            let mut slots = MAILBOXES.remote(cpu).slots.lock();
             if let Some(free) = slots.iter_mut().find(|s| s.is_none()) {
                 *free = Some(req);
                 return;
@@ -200,7 +214,7 @@ pub fn service_pending() {
     let active = aspace::active_id(me);
     loop {
         let req = {
-            let mut slots = MAILBOXES[me].slots.lock();
+            let mut slots = MAILBOXES.remote(me).slots.lock();
             slots.iter_mut().find_map(|s| s.take())
         };
         let Some(req) = req else { return };
