@@ -1,0 +1,8 @@
+//! `comparison sharing`: cache lines shared between CPUs per operation,
+//! counted by the QEMU TCG plugin of `tools/sharing-plugin` inside windows
+//! that the workload binary marks (docs/SHARING.md).
+//!
+//! Owns the plugin's harness side (`plugin`).  Must not time anything:
+//! only the access pattern matters here.
+
+pub mod plugin;
