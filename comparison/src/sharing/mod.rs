@@ -5,4 +5,5 @@
 //! Owns the plugin's harness side (`plugin`).  Must not time anything:
 //! only the access pattern matters here.
 
+pub mod pairs;
 pub mod plugin;
