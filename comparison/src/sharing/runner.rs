@@ -221,16 +221,20 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
         systems.artifacts = ours.artifacts;
     }
     if wants_linux {
-        eprintln!("sharing: preparing Linux (test programs, Debian's kernel, System.map) ...");
+        eprintln!("sharing: preparing Linux (test programs, Debian's kernel, its symbols) ...");
         let linux = Systems::prepare(System::Linux)?;
-        if let Some(l) = &linux.linux {
-            linux_symbols = symbols::linux(&target_dir, &l.package).unwrap_or_else(|e| {
-                eprintln!("sharing: Linux's System.map: {e:#}; writer PCs stay hex");
-                Symbols::default()
-            });
-        }
         systems.linux = linux.linux;
         systems.linux_init = linux.linux_init;
+        linux_symbols = match symbols::linux(&target_dir, &systems) {
+            Ok((s, from)) => {
+                eprintln!("sharing: Linux's symbols from {from}");
+                s
+            }
+            Err(e) => {
+                eprintln!("sharing: Linux's symbols: {e:#}; writer PCs stay hex");
+                Symbols::default()
+            }
+        };
     }
 
     let now = SystemTime::now()

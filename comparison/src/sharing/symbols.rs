@@ -1,7 +1,8 @@
 //! Naming the writer PCs of conflict lines: our kernel's ELF symbol table,
-//! Linux's `System.map` from the same Debian package as its `vmlinuz`
-//! (fetched once with apt, cached under `target/debian/`), and user PCs as
-//! `user+0x...` (static-PIE binaries load at a random base on Linux).
+//! Linux's text symbols as `/proc/kallsyms` of the same kernel gives them
+//! (Debian's `System.map` is a stub; see `linux`), cached under
+//! `target/linux/`, and user PCs as `user:0x...` (static-PIE binaries load
+//! at a random base on Linux).
 //!
 //! Owns the symbol tables and a small demangler for Rust's legacy symbols.
 //! Invariants: a lookup never fails: an address no symbol covers prints as
@@ -173,21 +174,74 @@ pub fn ours(kernel_elf: &Path) -> Result<Symbols> {
     Symbols::from_elf(&bytes).with_context(|| format!("symbols of {}", kernel_elf.display()))
 }
 
-/// Linux's `System.map` for Debian package `package`
-/// (`linux-image-<release>`), fetched once into `target/debian/`.
-pub fn linux(target_dir: &Path, package: &str) -> Result<Symbols> {
-    let release = package
-        .strip_prefix("linux-image-")
-        .with_context(|| format!("{package} is not a Debian linux-image package"))?;
-    let map =
-        crate::debian::ensure_file(target_dir, package, &format!("boot/System.map-{release}"))?;
-    let text =
-        std::fs::read_to_string(&map).with_context(|| format!("reading {}", map.display()))?;
+/// Linux's text symbols for Debian package `package`.  Debian's
+/// `System.map` is a stub (the real one is in the `-dbg` package, hundreds
+/// of MB), so the symbols come from the kernel itself: one boot with
+/// `nokaslr` (the addresses the sharing runs have) running busybox's
+/// `grep -i " t " /proc/kallsyms`; cached as `kallsyms-<package>` next to
+/// the kernel image.  Returns the symbols and where they came from.
+pub fn linux(target_dir: &Path, systems: &crate::run::Systems) -> Result<(Symbols, String)> {
+    let linux = systems
+        .linux
+        .as_ref()
+        .context("no Linux kernel (Systems::prepare(Linux))")?;
+    let file = linux.package.replace('/', "_");
+    let cache = target_dir.join("linux").join(format!("kallsyms-{file}"));
+    let text = match std::fs::read_to_string(&cache) {
+        Ok(t) if !t.trim().is_empty() => t,
+        _ => {
+            let text = kallsyms_from_guest(target_dir, systems)?;
+            std::fs::create_dir_all(target_dir.join("linux"))?;
+            std::fs::write(&cache, &text)
+                .with_context(|| format!("writing {}", cache.display()))?;
+            text
+        }
+    };
     let symbols = Symbols::from_system_map(&text);
     if symbols.is_empty() {
-        bail!("{} holds no symbols", map.display());
+        bail!("{} holds no symbols", cache.display());
     }
-    Ok(symbols)
+    Ok((symbols, cache.display().to_string()))
+}
+
+fn kallsyms_from_guest(target_dir: &Path, systems: &crate::run::Systems) -> Result<String> {
+    use crate::run::{Echo, RunExtras, RunRequest, System, Verdict};
+    eprintln!("sharing: reading Linux's /proc/kallsyms (one boot, nokaslr) ...");
+    let busybox = crate::debian::busybox(target_dir)?;
+    let request = RunRequest {
+        system: System::Linux,
+        program: busybox,
+        files: vec![],
+        args: vec!["-i".into(), " t ".into(), "/proc/kallsyms".into()],
+        global_locks: false,
+        extra_cmdline: super::plugin::LINUX_NOKASLR.into(),
+        vm: crate::qemu::VmConfig {
+            cores: 1,
+            timeout: std::time::Duration::from_secs(300),
+            ..Default::default()
+        },
+        echo: Echo::Quiet,
+    };
+    let extras = RunExtras {
+        argv0: Some("grep".into()),
+        ..Default::default()
+    };
+    let result = crate::run::run_with(systems, &request, &extras)?;
+    if result.verdict != Verdict::Exited(0) {
+        bail!(
+            "grep /proc/kallsyms on Linux ended with {:?}",
+            result.verdict
+        );
+    }
+    if result
+        .output
+        .lines()
+        .take(10)
+        .all(|l| l.starts_with("0000000000000000"))
+    {
+        bail!("Linux hid the addresses in /proc/kallsyms (kptr_restrict)");
+    }
+    Ok(result.output)
 }
 
 #[cfg(test)]
