@@ -94,6 +94,8 @@ pub struct Line {
     pub pa: u64,
     pub readers: u64,
     pub writers: u64,
+    /// Operations that touched the line.
+    pub ops: u64,
     pub writer_pcs: Vec<u64>,
 }
 
@@ -107,6 +109,10 @@ pub struct Record {
     pub lines_touched: u64,
     pub conflict_lines: u64,
     pub shared_written_lines: u64,
+    /// Sum over conflict lines of the operations touching each.
+    pub conflict_op_lines: u64,
+    /// Sum over lines written by 2+ vCPUs of the operations touching each.
+    pub shared_written_op_lines: u64,
     pub at_exit: bool,
     pub lines: Vec<Line>,
 }
@@ -128,6 +134,7 @@ pub fn parse_record(text: &str) -> Result<Record> {
             pa: hex(&l["pa"]).context("line without a hex \"pa\"")?,
             readers: l["readers"].as_u64().context("line without \"readers\"")?,
             writers: l["writers"].as_u64().context("line without \"writers\"")?,
+            ops: l["ops"].as_u64().context("line without \"ops\"")?,
             writer_pcs: l["writer_pcs"]
                 .as_array()
                 .context("line without \"writer_pcs\"")?
@@ -144,6 +151,8 @@ pub fn parse_record(text: &str) -> Result<Record> {
         lines_touched: num("lines_touched")?,
         conflict_lines: num("conflict_lines")?,
         shared_written_lines: num("shared_written_lines")?,
+        conflict_op_lines: num("conflict_op_lines")?,
+        shared_written_op_lines: num("shared_written_op_lines")?,
         at_exit: v["at_exit"].as_bool().unwrap_or(false),
         lines,
     })
@@ -170,7 +179,7 @@ mod tests {
     #[test]
     fn records_parse() {
         let r = parse_record(
-            r#"{"label":3,"seq":0,"ops":2,"cpus":2,"lines_touched":5,"conflict_lines":1,"shared_written_lines":1,"lines":[{"pa":"0x1040","readers":0,"writers":3,"writer_pcs":["0x401000","0xffffffff80001234"]}]}"#,
+            r#"{"label":3,"seq":0,"ops":2,"cpus":2,"lines_touched":5,"conflict_lines":1,"shared_written_lines":1,"conflict_op_lines":2,"shared_written_op_lines":2,"lines":[{"pa":"0x1040","readers":0,"writers":3,"ops":2,"writer_pcs":["0x401000","0xffffffff80001234"]}]}"#,
         )
         .unwrap();
         assert_eq!(

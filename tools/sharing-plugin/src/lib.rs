@@ -111,7 +111,10 @@ mod plugin {
                 return;
             };
             match Marker::from_disp(udata as usize as u32) {
-                Some(Marker::Begin) => slot.in_window.store(true, Ordering::Relaxed),
+                Some(Marker::Begin) => {
+                    lock(&slot.table).begin();
+                    slot.in_window.store(true, Ordering::Relaxed);
+                }
                 Some(Marker::End) => {
                     if slot.in_window.swap(false, Ordering::Relaxed) {
                         lock(&slot.table).ops += 1;

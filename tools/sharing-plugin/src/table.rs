@@ -96,6 +96,9 @@ pub const PCS_PER_VCPU: usize = 4;
 pub struct LineUse {
     pub read: bool,
     pub written: bool,
+    /// Windows (operations) of this vCPU that touched the line.
+    pub windows: u32,
+    last_window: u64,
     npcs: u8,
     pcs: [u64; PCS_PER_VCPU],
 }
@@ -111,6 +114,8 @@ impl LineUse {
 #[derive(Debug, Default)]
 pub struct VcpuTable {
     pub ops: u64,
+    /// Windows begun on this vCPU (never reset: it only tells windows apart).
+    pub window: u64,
     pub lines: HashMap<u64, LineUse, BuildHasherDefault<LineHasher>>,
 }
 
@@ -122,6 +127,10 @@ impl VcpuTable {
         let last = pa.saturating_add(size.max(1) - 1) >> LINE_SHIFT;
         for line in first..=last {
             let u = self.lines.entry(line).or_default();
+            if u.last_window != self.window {
+                u.last_window = self.window;
+                u.windows += 1;
+            }
             if store {
                 u.written = true;
                 if usize::from(u.npcs) < PCS_PER_VCPU && !u.pcs().contains(&pc) {
@@ -132,6 +141,11 @@ impl VcpuTable {
                 u.read = true;
             }
         }
+    }
+
+    /// A window begins on this vCPU.
+    pub fn begin(&mut self) {
+        self.window += 1;
     }
 
     pub fn clear(&mut self) {
@@ -147,6 +161,8 @@ pub struct MergedLine {
     pub readers: u64,
     pub writers: u64,
     pub writer_pcs: Vec<u64>,
+    /// Operations (windows, all vCPUs) that touched the line.
+    pub ops: u64,
 }
 
 impl MergedLine {
@@ -170,7 +186,12 @@ pub struct Dump {
     pub lines_touched: u64,
     pub conflict_lines: u64,
     pub shared_written_lines: u64,
-    /// Conflict lines, most vCPUs first.
+    /// Sum over conflict lines of the operations that touched each: the
+    /// conflict lines an average operation touches is this over `ops`.
+    pub conflict_op_lines: u64,
+    /// The same sum over lines written by two or more vCPUs.
+    pub shared_written_op_lines: u64,
+    /// Conflict lines, most operations first.
     pub top: Vec<MergedLine>,
     /// Written at QEMU's exit (not by a dump marker).
     pub at_exit: bool,
@@ -193,7 +214,9 @@ pub fn merge<'a>(tables: impl IntoIterator<Item = &'a VcpuTable>, top: usize) ->
                 readers: 0,
                 writers: 0,
                 writer_pcs: Vec::new(),
+                ops: 0,
             });
+            m.ops += u64::from(u.windows);
             if u.read {
                 m.readers |= bit;
             }
@@ -214,13 +237,16 @@ pub fn merge<'a>(tables: impl IntoIterator<Item = &'a VcpuTable>, top: usize) ->
         .filter(|m| {
             if m.writers.count_ones() >= 2 {
                 dump.shared_written_lines += 1;
+                dump.shared_written_op_lines += m.ops;
             }
             m.is_conflict()
         })
         .collect();
     dump.conflict_lines = conflicts.len() as u64;
+    dump.conflict_op_lines = conflicts.iter().map(|m| m.ops).sum();
     conflicts.sort_by_key(|m| {
         (
+            std::cmp::Reverse(m.ops),
             std::cmp::Reverse((m.readers | m.writers).count_ones()),
             std::cmp::Reverse(m.writers.count_ones()),
             m.line,
@@ -241,14 +267,17 @@ impl Dump {
         let _ = write!(
             s,
             "{{\"label\":{},\"seq\":{},\"ops\":{},\"cpus\":{},\"lines_touched\":{},\
-             \"conflict_lines\":{},\"shared_written_lines\":{},",
+             \"conflict_lines\":{},\"shared_written_lines\":{},\
+             \"conflict_op_lines\":{},\"shared_written_op_lines\":{},",
             self.label,
             self.seq,
             self.ops,
             self.cpus,
             self.lines_touched,
             self.conflict_lines,
-            self.shared_written_lines
+            self.shared_written_lines,
+            self.conflict_op_lines,
+            self.shared_written_op_lines
         );
         if self.at_exit {
             s.push_str("\"at_exit\":true,");
@@ -260,10 +289,11 @@ impl Dump {
             }
             let _ = write!(
                 s,
-                "{{\"pa\":\"{:#x}\",\"readers\":{},\"writers\":{},\"writer_pcs\":[",
+                "{{\"pa\":\"{:#x}\",\"readers\":{},\"writers\":{},\"ops\":{},\"writer_pcs\":[",
                 m.line << LINE_SHIFT,
                 m.readers,
-                m.writers
+                m.writers,
+                m.ops
             );
             for (j, pc) in m.writer_pcs.iter().enumerate() {
                 if j > 0 {
@@ -383,6 +413,8 @@ mod tests {
     #[test]
     fn one_line_written_by_two_cpus_is_one_conflict() {
         let mut t = [VcpuTable::default(), VcpuTable::default()];
+        t[0].begin();
+        t[1].begin();
         t[0].access(0x1000, 8, true, 0xa);
         t[1].access(0x1008, 8, true, 0xb);
         t[0].access(0x2000, 8, true, 0xc); // private
@@ -395,6 +427,12 @@ mod tests {
             (2, 2, 1, 1)
         );
         assert_eq!(d.lines_touched, 3);
+        assert_eq!((d.conflict_op_lines, d.shared_written_op_lines), (2, 2));
+        // A second operation on CPU 0 touching the line again counts once more.
+        t[0].begin();
+        t[0].access(0x1010, 8, false, 0xa);
+        t[0].access(0x1018, 8, false, 0xa);
+        assert_eq!(merge(&t, 16).conflict_op_lines, 3);
         assert_eq!(d.top[0].writers, 0b11);
         assert_eq!(d.top[0].writer_pcs, vec![0xa, 0xb]);
         assert!(d.to_json().contains("\"pa\":\"0x1000\""), "{}", d.to_json());
