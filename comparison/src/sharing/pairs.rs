@@ -15,6 +15,7 @@
 //! to the counts.  Must not: change the plugin's records or time anything.
 
 use super::plugin::{self, Record};
+use super::symbols;
 use crate::qemu::{Accel, VmConfig};
 use crate::run::{self, Echo, RunExtras, RunRequest, System, Systems, Verdict};
 use crate::suite::options::SuiteSystem;
@@ -122,131 +123,41 @@ pub fn verdicts(output: &str, names: &[String]) -> BTreeMap<String, String> {
     out
 }
 
-/// Symbol names for guest PCs.
+/// Names for guest PCs.
 pub trait Symbolize {
-    /// `name+0xoff` for `pc`, or `None`.
-    fn symbol(&self, pc: u64) -> Option<String>;
+    fn symbol(&self, pc: u64) -> String;
 }
 
-/// Sorted (address, name) symbols from an ELF `.symtab` or a `System.map`.
-#[derive(Default)]
-pub struct SymbolTable {
-    syms: Vec<(u64, String)>,
-}
+/// Kernel PCs through `symbols` as function names (no offset, generic
+/// arguments dropped for the table); every user PC is `user` (the test program is a static PIE
+/// loaded at a base the records do not carry).
+pub struct KernelSymbols(pub symbols::Symbols);
 
-impl SymbolTable {
-    /// Function and object symbols of an ELF file's `.symtab`.
-    pub fn from_elf(bytes: &[u8]) -> Result<SymbolTable> {
-        let elf = bootfmt::elf::parse(bytes).map_err(|e| anyhow::anyhow!("ELF: {e:?}"))?;
-        let section = |name: &str| {
-            elf.section_by_name(name)
-                .map_err(|e| anyhow::anyhow!("ELF sections: {e:?}"))
-        };
-        let (Some(symtab), Some(strtab)) = (section(".symtab")?, section(".strtab")?) else {
-            return Ok(SymbolTable::default());
-        };
-        let data = |s: &bootfmt::elf::Section| {
-            let (at, len) = (s.offset as usize, s.size as usize);
-            elf.bytes().get(at..at.saturating_add(len)).unwrap_or(&[])
-        };
-        let (symtab, strtab) = (data(&symtab), data(&strtab));
-        let mut syms = Vec::new();
-        for entry in symtab.chunks_exact(24) {
-            let name_at = u32::from_le_bytes(entry[0..4].try_into().unwrap()) as usize;
-            let kind = entry[4] & 0xf;
-            let value = u64::from_le_bytes(entry[8..16].try_into().unwrap());
-            // STT_OBJECT = 1, STT_FUNC = 2.
-            if !(kind == 1 || kind == 2) || value == 0 || name_at >= strtab.len() {
-                continue;
-            }
-            let end = strtab[name_at..]
-                .iter()
-                .position(|&b| b == 0)
-                .map_or(strtab.len(), |p| name_at + p);
-            let name = String::from_utf8_lossy(&strtab[name_at..end]).to_string();
-            syms.push((value, demangle_short(&name)));
+impl Symbolize for KernelSymbols {
+    fn symbol(&self, pc: u64) -> String {
+        if pc >= 0xffff_8000_0000_0000 {
+            let name = symbols::name_pc(&self.0, pc);
+            // The function, not the instruction: writers are counted per function.
+            let function = match name.rsplit_once("+0x") {
+                Some((f, _)) if !f.is_empty() => f,
+                _ => &name,
+            };
+            drop_generics(function)
+        } else {
+            "user".to_string()
         }
-        syms.sort();
-        Ok(SymbolTable { syms })
-    }
-
-    /// `ADDRESS TYPE NAME` lines (Linux's System.map, `nm` output).
-    pub fn from_system_map(text: &str) -> SymbolTable {
-        let mut syms: Vec<(u64, String)> = text
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-                let kind = it.next()?;
-                let name = it.next()?;
-                matches!(kind, "t" | "T" | "w" | "W").then(|| (addr, name.to_string()))
-            })
-            .collect();
-        syms.sort();
-        SymbolTable { syms }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.syms.is_empty()
-    }
-}
-
-impl Symbolize for SymbolTable {
-    fn symbol(&self, pc: u64) -> Option<String> {
-        let at = self.syms.partition_point(|(a, _)| *a <= pc);
-        let (addr, name) = self.syms.get(at.checked_sub(1)?)?;
-        // A PC more than 1 MiB past the nearest symbol is not in it.
-        (pc - addr < 1 << 20).then(|| name.clone())
-    }
-}
-
-/// A Rust legacy-mangled name (`_ZN4core3fmt5write17h..E`) as
-/// `core::fmt::write`; other names unchanged.
-pub fn demangle_short(name: &str) -> String {
-    let Some(mut rest) = name.strip_prefix("_ZN") else {
-        return name.to_string();
-    };
-    let mut parts = Vec::new();
-    while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()) {
-        let Ok(len) = rest[..digits].parse::<usize>() else {
-            break;
-        };
-        let body = &rest[digits..];
-        if len > body.len() {
-            break;
-        }
-        let part = &body[..len];
-        rest = &body[len..];
-        if !(part.len() == 17 && part.starts_with('h')) {
-            parts.push(
-                part.replace("$LT$", "<")
-                    .replace("$GT$", ">")
-                    .replace("$u20$", " ")
-                    .replace("$C$", ",")
-                    .replace("$RF$", "&")
-                    .replace("$BP$", "*")
-                    .replace("..", "::"),
-            );
-        }
-    }
-    if parts.is_empty() {
-        name.to_string()
-    } else {
-        drop_generics(&parts.join("::"))
     }
 }
 
 /// `a::B<T>::c` as `a::B::c`: generic arguments after a name go (the
 /// `<X as Y>` of a trait method stays).
-fn drop_generics(name: &str) -> String {
+pub fn drop_generics(name: &str) -> String {
     let mut out = String::new();
     let mut skip = 0usize;
     let mut prev = ' ';
     for c in name.chars() {
         match c {
-            '<' if skip > 0 || prev.is_alphanumeric() || prev == '_' && !out.ends_with("_") => {
-                skip += 1
-            }
+            '<' if skip > 0 || prev.is_alphanumeric() || prev == '_' => skip += 1,
             '>' if skip > 0 => skip -= 1,
             _ if skip > 0 => {}
             _ => out.push(c),
@@ -254,22 +165,6 @@ fn drop_generics(name: &str) -> String {
         prev = c;
     }
     out
-}
-
-/// Kernel symbols; every lower PC is `user` (the test program is a
-/// static PIE loaded at a base the records do not carry).
-pub struct Symbols {
-    pub kernel: SymbolTable,
-}
-
-impl Symbolize for Symbols {
-    fn symbol(&self, pc: u64) -> Option<String> {
-        if pc >= 0xffff_8000_0000_0000 {
-            self.kernel.symbol(pc)
-        } else {
-            Some("user".to_string())
-        }
-    }
 }
 
 /// One pair's cell from its records (all with its label).
@@ -280,7 +175,7 @@ pub fn cell(verdict: String, records: &[&Record], symbols: &dyn Symbolize) -> Ce
         for line in &best.lines {
             let mut seen = Vec::new();
             for &pc in &line.writer_pcs {
-                let name = symbols.symbol(pc).unwrap_or_else(|| format!("{pc:#x}"));
+                let name = symbols.symbol(pc);
                 if !seen.contains(&name) {
                     seen.push(name);
                 }
@@ -445,24 +340,14 @@ pub fn render(names: &[String], columns: &[Column], cores: usize) -> (String, St
     (md, csv)
 }
 
-/// Kernel symbols of `system`: our kernel's ELF, or Linux's `System.map`
-/// if one lies next to its `vmlinuz` (`System.map-<package>`); empty
-/// (PCs printed in hex) otherwise.
-fn kernel_symbols(systems: &Systems) -> Result<SymbolTable> {
+/// Kernel symbols of `system`: our kernel's ELF, or Linux's kallsyms
+/// (`symbols::linux`, one extra boot the first time, then cached).
+fn kernel_symbols(systems: &Systems) -> Result<symbols::Symbols> {
     if let Some(a) = &systems.artifacts {
-        let bytes =
-            std::fs::read(&a.kernel).with_context(|| format!("reading {}", a.kernel.display()))?;
-        return SymbolTable::from_elf(&bytes);
+        return symbols::ours(&a.kernel);
     }
-    if let Some(linux) = &systems.linux {
-        let map = linux
-            .vmlinuz
-            .with_file_name(format!("System.map-{}", linux.package));
-        if let Ok(text) = std::fs::read_to_string(&map) {
-            return Ok(SymbolTable::from_system_map(&text));
-        }
-    }
-    Ok(SymbolTable::default())
+    let target = crate::build::target_dir(&crate::build::workspace_root())?;
+    Ok(symbols::linux(&target, systems)?.0)
 }
 
 /// Run `commuter` on one system with the plugin; its column.
@@ -524,9 +409,7 @@ fn run_system(
         );
     }
     let records = plugin::read_records(&out)?;
-    let symbols = Symbols {
-        kernel: kernel_symbols(&systems)?,
-    };
+    let symbols = KernelSymbols(kernel_symbols(&systems)?);
     Ok(column(
         system.name(),
         names,
@@ -584,6 +467,8 @@ mod tests {
             lines_touched: 10,
             conflict_lines: conflicts,
             shared_written_lines: 0,
+            conflict_op_lines: conflicts,
+            shared_written_op_lines: 0,
             at_exit: false,
             lines: pcs
                 .iter()
@@ -591,6 +476,7 @@ mod tests {
                     pa: 0x1000,
                     readers: 1,
                     writers: 2,
+                    ops: 2,
                     writer_pcs: vec![pc],
                 })
                 .collect(),
@@ -612,9 +498,9 @@ mod tests {
 
     #[test]
     fn cells_take_the_quietest_run_and_name_its_writer() {
-        let map = SymbolTable::from_system_map(
+        let map = KernelSymbols(symbols::Symbols::from_system_map(
             "ffffffff81000000 T lock_acquire\nffffffff81000100 T other\n",
-        );
+        ));
         let records = [
             record(0, 2, &[0xffff_ffff_8100_0010, 0xffff_ffff_8100_0020]),
             record(0, 1, &[0xffff_ffff_8100_0110]),
@@ -644,25 +530,23 @@ mod tests {
 
     #[test]
     fn a_pair_without_records_is_not_conflict_free() {
-        let c = cell("0 0 commutes".into(), &[], &SymbolTable::default());
+        let none = KernelSymbols(symbols::Symbols::default());
+        let c = cell("0 0 commutes".into(), &[], &none);
         assert!(!c.conflict_free());
         assert_eq!(cell_text(Some(&c)), "no record");
     }
 
     #[test]
-    fn rust_names_shorten() {
+    fn generic_arguments_drop() {
         assert_eq!(
-            demangle_short("_ZN4core3fmt5write17h0123456789abcdefE"),
-            "core::fmt::write"
-        );
-        assert_eq!(demangle_short("memcpy"), "memcpy");
-        assert_eq!(
-            demangle_short("_ZN5alloc5btree4node43Handle$LT$NodeRef$LT$Mut$C$K$GT$$C$Edge$GT$16insert_recursing17h0123456789abcdefE"),
+            drop_generics("alloc::btree::node::Handle<NodeRef<Mut,K>,Edge>::insert_recursing"),
             "alloc::btree::node::Handle::insert_recursing"
         );
         assert_eq!(
-            demangle_short("_ZN72_$LT$kernel..lock..VmGuard$LT$T$GT$$u20$as$u20$core..ops..drop..Drop$GT$4drop17h0123456789abcdefE"),
-            "_<kernel::lock::VmGuard as core::ops::drop::Drop>::drop"
+            drop_generics("<kernel::lock::VmGuard<T> as core::ops::drop::Drop>::drop"),
+            "<kernel::lock::VmGuard as core::ops::drop::Drop>::drop"
         );
+        let none = KernelSymbols(symbols::Symbols::default());
+        assert_eq!(none.symbol(0x5555_5555_0000), "user");
     }
 }
