@@ -94,3 +94,59 @@ fn plugin_counts_a_known_pattern_on_linux() {
     };
     check_pattern(&probe(linux, System::Linux, true), "linux, direct map");
 }
+
+/// One small `comparison sharing` run: our kernel, 2 vCPUs, `getppid`
+/// (a system call that shares nothing on this kernel), 10 marked
+/// operations per worker; every output file is written.
+#[test]
+fn a_small_sharing_run_writes_its_outputs() {
+    if let Err(e) = comparison::suite::plot::font() {
+        integration_tests::skip_or_fail(&format!("the plots' font: {e:#}"));
+        return;
+    }
+    let root = comparison::build::workspace_root();
+    let out = comparison::build::target_dir(&root)
+        .unwrap()
+        .join("sharing-tests")
+        .join("small-run");
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = comparison::sharing::SharingOptions {
+        systems: vec![comparison::suite::options::SuiteSystem::Ours],
+        cores: vec![2],
+        workloads: Some(vec!["getppid".into()]),
+        ops: 10,
+        warmup_ms: 50,
+        timeout: std::time::Duration::from_secs(300),
+        memory_mib: 512,
+        out: Some(out.clone()),
+        top: 8,
+        direct: true,
+        verbose: false,
+    };
+    let outcome = comparison::sharing::run_sharing(&opts).expect("comparison sharing");
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(outcome.cells.len(), 1, "{:?}", outcome.cells);
+    let cell = &outcome.cells[0];
+    assert_eq!(
+        (cell.system.as_str(), cell.cores, cell.workload.as_str()),
+        ("ours", 2, "getppid")
+    );
+    assert_eq!(cell.ops, 20, "2 workers x 10 marked operations: {cell:?}");
+    assert_eq!(cell.cpus, 2, "{cell:?}");
+    assert!(cell.lines_touched > 0, "{cell:?}");
+    // getppid shares no line on this kernel; a timer tick in a window
+    // may add a fraction, never one line per operation.
+    assert!(cell.conflicts_per_op() < 0.5, "{cell:?}");
+    for file in [
+        "sharing.json",
+        "sharing.csv",
+        "sharing.md",
+        "plots/sharing-ours.svg",
+        "plots/sharing-ours.png",
+        "plots/sharing-workload-getppid.svg",
+    ] {
+        assert!(out.join(file).is_file(), "{file} is missing");
+    }
+    let md = std::fs::read_to_string(out.join("sharing.md")).unwrap();
+    assert!(md.contains("| getppid |"), "{md}");
+}

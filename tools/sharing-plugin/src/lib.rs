@@ -115,11 +115,10 @@ mod plugin {
                     lock(&slot.table).begin();
                     slot.in_window.store(true, Ordering::Relaxed);
                 }
-                Some(Marker::End) => {
-                    if slot.in_window.swap(false, Ordering::Relaxed) {
-                        lock(&slot.table).ops += 1;
-                    }
+                Some(Marker::End) if slot.in_window.swap(false, Ordering::Relaxed) => {
+                    lock(&slot.table).ops += 1;
                 }
+                Some(Marker::End) => {}
                 Some(Marker::Label(l)) => state.label.store(u32::from(l), Ordering::Relaxed),
                 Some(Marker::Dump) => dump(state, false),
                 None => {}
