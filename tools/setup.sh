@@ -53,6 +53,13 @@ if linux=$(cargo run -q -p comparison --example fetch_linux); then
 else
     say "the Linux kernel image cannot be had: the Linux side of the tests will skip (fail under CI)"
 fi
+# The sharing plugin (docs/SHARING.md): a host cdylib for QEMU's plugin API
+# v1; its tests fail (never skip) when it does not build or QEMU cannot load it.
+if cargo build --release -q -p sharing-plugin; then
+    say "sharing plugin: built (QEMU plugin API v1)"
+else
+    say "the sharing plugin (tools/sharing-plugin) does not build: tests/sharing.rs will fail"
+fi
 # Limine (optional): report what the CLI (LIMINE_DIR) and the tests
 # (LIMINE_DIR, else ../shared/limine) will boot through.
 limine_files() { [ -f "$1/limine-bios.sys" ] && [ -f "$1/limine-bios-cd.bin" ]; }

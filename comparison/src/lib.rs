@@ -20,6 +20,7 @@ pub mod initramfs;
 pub mod linux;
 pub mod qemu;
 pub mod run;
+pub mod sharing;
 pub mod skip;
 pub mod suite;
 pub mod userland;

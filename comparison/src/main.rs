@@ -42,6 +42,85 @@ enum Command {
     /// count; write results.json/csv, report.md and plots (exit 1 if any run
     /// gave no result).
     Suite(SuiteArgs),
+    /// Count the cache lines each operation shares between vCPUs (QEMU TCG
+    /// plugin, docs/SHARING.md) for each system, vCPU count and workload;
+    /// write sharing.json/csv, sharing.md and plots (exit 1 if any workload
+    /// gave no result).
+    Sharing(SharingArgs),
+    /// COMMUTER-style pair table: run `commuter` under the sharing plugin
+    /// on each system and write pairs.md/csv (conflict-free pairs, top
+    /// conflict symbol otherwise); exit 1 if a system gave no table.
+    Commuter(CommuterArgs),
+}
+
+#[derive(clap::Args)]
+struct CommuterArgs {
+    /// Systems, comma-separated: ours, ours-global, linux, linux-nomitig.
+    #[arg(long, default_value = "ours,ours-global,linux")]
+    systems: String,
+    /// Number of virtual CPUs (the pairs use CPUs 0 and 1).
+    #[arg(long, default_value_t = 2)]
+    cores: usize,
+    /// Concurrent runs of each pair (the table takes the quietest).
+    #[arg(long, default_value_t = 3)]
+    reps: u32,
+    /// Only these pairs, comma-separated (names as in `commuter --list`).
+    #[arg(long)]
+    only: Option<String>,
+    /// Output directory; default target/comparison/commuter-<cores>.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Seconds before QEMU is killed, per system.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: usize,
+    /// Show the whole serial log.
+    #[arg(long)]
+    serial: bool,
+}
+
+#[derive(clap::Args)]
+struct SharingArgs {
+    /// Systems, comma-separated: ours, ours-global, linux, linux-nomitig.
+    #[arg(long, default_value = "ours,ours-global,linux")]
+    systems: String,
+    /// vCPU counts, comma-separated or ranges (1..=64).
+    #[arg(long, default_value = "1,2,4,8,16,32,64")]
+    cores: String,
+    /// Workloads, comma-separated, or `all`; default: the suite's default
+    /// workloads but spawn_shell.
+    #[arg(long)]
+    workloads: Option<String>,
+    /// Marked operations per worker (`wis --mark-ops`).
+    #[arg(long, default_value_t = comparison::sharing::runner::DEFAULT_OPS)]
+    ops: u64,
+    /// Warm-up before the marked operations, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    warmup_ms: u64,
+    /// Seconds before QEMU is killed, per boot (one boot per system and
+    /// vCPU count runs every workload).
+    #[arg(long, default_value_t = 1200)]
+    timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: usize,
+    /// Output directory; default target/comparison/sharing/<UTC timestamp>
+    /// plus a `latest` link.  A directory holding the suite's report.md gets
+    /// the section appended to it.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Conflict lines kept per workload.
+    #[arg(long, default_value_t = 8)]
+    top: usize,
+    /// Every address through QEMU's physical-address lookup (slower; the
+    /// default computes the kernel's direct map in the plugin).
+    #[arg(long)]
+    no_direct_map: bool,
+    /// Show the whole serial log of every boot.
+    #[arg(long)]
+    serial: bool,
 }
 
 #[derive(clap::Args)]
@@ -234,6 +313,8 @@ fn main() -> ExitCode {
         Command::Boot(args) => boot_command(args),
         Command::Run(args) => run_command(args),
         Command::Suite(args) => suite_command(args),
+        Command::Sharing(args) => sharing_command(args),
+        Command::Commuter(args) => commuter_command(args),
     };
     match result {
         Ok(code) => code,
@@ -521,4 +602,75 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn sharing_command(args: SharingArgs) -> Result<ExitCode> {
+    use comparison::suite::options;
+    let opts = comparison::sharing::SharingOptions {
+        systems: options::parse_systems(&args.systems)?,
+        cores: options::parse_cores(&args.cores)?,
+        workloads: args
+            .workloads
+            .as_deref()
+            .map(options::parse_workloads)
+            .transpose()?,
+        ops: args.ops,
+        warmup_ms: args.warmup_ms,
+        timeout: Duration::from_secs(args.timeout),
+        memory_mib: args.memory,
+        out: args.out,
+        top: args.top,
+        direct: !args.no_direct_map,
+        verbose: args.serial,
+    };
+    let outcome = comparison::sharing::run_sharing(&opts)?;
+    println!("{}", outcome.summary);
+    println!("report: {}", outcome.out_dir.join("sharing.md").display());
+    println!(
+        "plots:  {} (SVG and PNG)",
+        outcome.out_dir.join("plots").display()
+    );
+    if outcome.failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "sharing: {} workloads gave no result:",
+            outcome.failures.len()
+        );
+        for f in &outcome.failures {
+            eprintln!("  {f}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn commuter_command(args: CommuterArgs) -> Result<ExitCode> {
+    use comparison::sharing::pairs::{run_pairs, PairsOptions};
+    if args.cores < 2 || args.cores > 64 {
+        anyhow::bail!("--cores must be between 2 and 64 (the pairs use CPUs 0 and 1)");
+    }
+    qemu::ensure_available()?;
+    let out = match args.out {
+        Some(dir) => dir,
+        None => comparison::build::target_dir(&comparison::build::workspace_root())?
+            .join("comparison")
+            .join(format!("commuter-{}", args.cores)),
+    };
+    let outcome = run_pairs(&PairsOptions {
+        systems: comparison::suite::options::parse_systems(&args.systems)?,
+        cores: args.cores,
+        reps: args.reps,
+        only: args.only,
+        out: out.clone(),
+        timeout: Duration::from_secs(args.timeout),
+        memory_mib: args.memory,
+        verbose: args.serial,
+    })?;
+    println!("{}", outcome.markdown);
+    println!("table: {}", out.join("pairs.md").display());
+    Ok(if outcome.columns.iter().any(|c| c.failure.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

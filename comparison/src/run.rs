@@ -271,15 +271,31 @@ pub fn run(systems: &Systems, req: &RunRequest) -> Result<RunResult> {
 
 /// Run one program with `--env`/`--dir` extras.
 pub fn run_with(systems: &Systems, req: &RunRequest, extras: &RunExtras) -> Result<RunResult> {
+    run_with_qemu_args(systems, req, extras, &[])
+}
+
+/// Run one program with extras and extra QEMU arguments after the
+/// machine's (`-plugin ...` for `comparison sharing`).
+pub fn run_with_qemu_args(
+    systems: &Systems,
+    req: &RunRequest,
+    extras: &RunExtras,
+    qemu_args: &[String],
+) -> Result<RunResult> {
     check_args(&req.args)?;
     let cpio = make_initramfs(req, extras)?;
     match req.system {
-        System::Ours => run_ours(systems, req, cpio),
-        System::Linux => run_linux(systems, req, cpio),
+        System::Ours => run_ours(systems, req, cpio, qemu_args),
+        System::Linux => run_linux(systems, req, cpio, qemu_args),
     }
 }
 
-fn run_ours(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunResult> {
+fn run_ours(
+    systems: &Systems,
+    req: &RunRequest,
+    cpio: Vec<u8>,
+    qemu_args: &[String],
+) -> Result<RunResult> {
     let artifacts = systems
         .artifacts
         .as_ref()
@@ -295,7 +311,8 @@ fn run_ours(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunRes
         vm: req.vm.clone(),
     };
     let medium = boot::make_medium(artifacts, &request, std::fs::read(&artifacts.kernel)?)?;
-    let args = qemu::command_args(&medium, &req.vm);
+    let mut args = qemu::command_args(&medium, &req.vm);
+    args.extend_from_slice(qemu_args);
     let echo = req.echo;
     let mut output = String::new();
     // Before the kernel's first log line only the loader speaks.
@@ -382,7 +399,12 @@ pub fn qemu_ending_for(status: u32) -> Ending {
     }
 }
 
-fn run_linux(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunResult> {
+fn run_linux(
+    systems: &Systems,
+    req: &RunRequest,
+    cpio: Vec<u8>,
+    qemu_args: &[String],
+) -> Result<RunResult> {
     let linux = systems
         .linux
         .as_ref()
@@ -411,7 +433,8 @@ fn run_linux(systems: &Systems, req: &RunRequest, cpio: Vec<u8>) -> Result<RunRe
         &format!("linux-{}-{n}.cpio", std::process::id()),
         &initrd,
     )?;
-    let args = qemu::linux_command_args(&linux.vmlinuz, &path, &linux_append(req), &req.vm);
+    let mut args = qemu::linux_command_args(&linux.vmlinuz, &path, &linux_append(req), &req.vm);
+    args.extend_from_slice(qemu_args);
     let echo = req.echo;
     let mut output = String::new();
     let mut filter = OutputFilter::default();

@@ -11,6 +11,10 @@
 
 use std::io::Write;
 
+/// Sharing-plugin window markers (one file with `wis`'s, the same protocol).
+#[path = "../../comparison/workloads/src/marker.rs"]
+pub mod marker;
+
 /// The calling thread's `errno` after a failed libc call.
 pub fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -56,6 +60,7 @@ pub fn errno_name(e: i32) -> String {
         libc::ELOOP => "ELOOP",
         libc::ETIMEDOUT => "ETIMEDOUT",
         libc::EOVERFLOW => "EOVERFLOW",
+        libc::EADDRINUSE => "EADDRINUSE",
         _ => return format!("E?{e}"),
     };
     name.to_string()

@@ -90,7 +90,9 @@ pub fn font() -> Result<&'static PathBuf> {
 }
 
 /// Draw with `draw` into an SVG string.
-fn to_svg(draw: impl FnOnce(DrawingArea<SVGBackend, Shift>) -> Result<()>) -> Result<String> {
+pub(crate) fn to_svg(
+    draw: impl FnOnce(DrawingArea<SVGBackend, Shift>) -> Result<()>,
+) -> Result<String> {
     font()?;
     let mut svg = String::new();
     draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())?;
@@ -98,7 +100,9 @@ fn to_svg(draw: impl FnOnce(DrawingArea<SVGBackend, Shift>) -> Result<()>) -> Re
 }
 
 /// Draw with `draw` into an RGB image and encode it as PNG.
-fn to_png(draw: impl FnOnce(DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<Vec<u8>> {
+pub(crate) fn to_png(
+    draw: impl FnOnce(DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+) -> Result<Vec<u8>> {
     font()?;
     let (w, h) = SIZE;
     let mut rgb = vec![0u8; (w * h * 3) as usize];
@@ -115,7 +119,7 @@ fn to_png(draw: impl FnOnce(DrawingArea<BitMapBackend, Shift>) -> Result<()>) ->
 }
 
 /// Colours for systems, in display order.
-fn color(index: usize) -> RGBColor {
+pub(crate) fn color(index: usize) -> RGBColor {
     const PALETTE: [RGBColor; 6] = [
         RGBColor(0x1f, 0x77, 0xb4),
         RGBColor(0xd6, 0x27, 0x28),
@@ -128,7 +132,7 @@ fn color(index: usize) -> RGBColor {
 }
 
 /// Keep file names portable: letters, digits, `-`, `_`, `.`.
-fn clean(name: &str) -> String {
+pub(crate) fn clean(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {
@@ -160,7 +164,7 @@ pub fn summary_file_name(accel: &str) -> String {
     format!("{}-summary.svg", clean(accel))
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+pub(crate) fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing a plot: {e:?}")
 }
 
@@ -176,7 +180,7 @@ pub fn group_png(key: &GroupKey, group: &Group) -> Result<Vec<u8>> {
 
 /// One system's line on a plot: the line with its legend entry and a dot
 /// at every core count.
-fn draw_system_line<DB: DrawingBackend>(
+pub(crate) fn draw_system_line<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     system: &str,
     c: RGBColor,

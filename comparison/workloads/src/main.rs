@@ -2,7 +2,7 @@
 //! will-it-scale style (comparison/WORKLOADS.md says what each workload does).
 //!
 //!   wis --list
-//!   wis WORKLOAD --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F]
+//!   wis WORKLOAD --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F] [--mark-ops N]
 //!   wis all --threads T ...        every workload in turn
 //!   wis A,B,C --threads T ...      the named workloads in turn
 //!
@@ -17,6 +17,7 @@
 //! but result lines, so harnesses can parse it line by line.
 
 mod files;
+mod marker;
 mod net;
 mod runner;
 mod spawn;
@@ -34,7 +35,11 @@ const USAGE: &str = "usage: wis --list
   --warmup-ms W  warm-up before measuring (default 200)
   --ms M         measured interval (default 1000)
   --dir D        scratch directory for the file workloads (default /tmp/wis)
-  --file-mib F   size of the sequential read/write files (default 8)";
+  --file-mib F   size of the sequential read/write files (default 8)
+  --mark-ops N   after the warm-up, each worker wraps its next N operations in
+                 sharing-plugin windows; worker 0 then dumps the table labelled
+                 with the workload's index in `wis --list` (docs/SHARING.md);
+                 the markers are NOPs without the plugin";
 
 struct Args {
     workload: String,
@@ -44,6 +49,8 @@ struct Args {
     interval: Duration,
     dir: String,
     file_mib: u64,
+    /// `--mark-ops`: operations each worker marks (0: no markers).
+    mark_ops: u64,
 }
 
 fn parse_number(flag: &str, value: Option<String>, min: u64, max: u64) -> Result<u64, String> {
@@ -67,6 +74,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
         interval: Duration::from_millis(1000),
         dir: "/tmp/wis".to_string(),
         file_mib: 8,
+        mark_ops: 0,
     };
     while let Some(a) = argv.next() {
         match a.as_str() {
@@ -88,6 +96,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
                 }
             }
             "--file-mib" => args.file_mib = parse_number("--file-mib", argv.next(), 1, 4096)?,
+            "--mark-ops" => args.mark_ops = parse_number("--mark-ops", argv.next(), 1, 1 << 20)?,
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
             name if args.workload.is_empty() => args.workload = name.to_string(),
@@ -119,7 +128,15 @@ fn run_one(w: &Workload, args: &Args) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&ctx.dir);
     std::fs::create_dir_all(&ctx.dir)
         .map_err(|e| format!("{}: making {}: {e}", w.name, ctx.dir))?;
-    let result = (w.setup)(&ctx).and_then(|()| runner::run(w, &ctx, args.warmup, args.interval));
+    let marking = (args.mark_ops > 0).then(|| runner::Marking {
+        ops: args.mark_ops,
+        label: workload::index(w),
+    });
+    if marking.is_some_and(|m| m.label >= marker::LABELS) {
+        return Err(format!("{}: no marker label for its index", w.name));
+    }
+    let result =
+        (w.setup)(&ctx).and_then(|()| runner::run(w, &ctx, args.warmup, args.interval, marking));
     let _ = std::fs::remove_dir_all(&ctx.dir);
     let m = result.map_err(|f| format!("{}: {f}", w.name))?;
     let rate = if m.seconds > 0.0 {

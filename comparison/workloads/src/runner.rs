@@ -8,7 +8,17 @@
 //! count is read at the start and at the end of the interval, so warm-up
 //! operations are never counted.  It must not print the result (main.rs does)
 //! and never leaves a worker running: all are joined or waited for.
+//!
+//! With `--mark-ops N` (`Marking`), each worker wraps its first N operations
+//! after the warm-up in a sharing-plugin window (marker.rs), and writes its
+//! counter only outside the window; worker 0, once every worker has closed
+//! its last window, labels and dumps the plugin's table; the main thread
+//! stops the workers only after that dump.  Workers keep operating
+//! (unmarked) after their own windows, so a worker whose operation needs a
+//! peer (tcp_rr) never waits for one that already stopped.  Without marking
+//! the worker loop is the unmarked one, unchanged.
 
+use crate::marker;
 use crate::sys::{self, Fail, Res};
 use crate::workload::{Ctx, Workload};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -16,6 +26,18 @@ use std::time::{Duration, Instant};
 
 /// How long the workers may take to get ready (pinning, opening files).
 const READY_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long the marked operations may take after the interval (the sharing
+/// plugin slows the guest several times).
+const MARK_LIMIT: Duration = Duration::from_secs(900);
+
+/// `--mark-ops`: how many operations each worker marks, and the label of the
+/// dump that follows them.
+#[derive(Clone, Copy)]
+pub struct Marking {
+    pub ops: u64,
+    pub label: u16,
+}
 
 /// One cache line of the shared region.
 #[repr(C, align(64))]
@@ -33,6 +55,12 @@ struct Control {
     stop: Line<AtomicU32>,
     /// Set by a worker whose operation failed (it printed why).
     failed: Line<AtomicU32>,
+    /// Set by the main thread after the warm-up: start the marked operations.
+    mark: Line<AtomicU32>,
+    /// Workers that closed their last window.
+    marked: Line<AtomicU32>,
+    /// Set by worker 0 after it dumped the plugin's table.
+    dumped: Line<AtomicU32>,
 }
 
 /// The shared region: control block and counters, zero-filled by the kernel.
@@ -103,7 +131,13 @@ pub struct Measured {
 }
 
 /// Run `workload` in `ctx`; the workload's set-up must have been done.
-pub fn run(workload: &Workload, ctx: &Ctx, warmup: Duration, interval: Duration) -> Res<Measured> {
+pub fn run(
+    workload: &Workload,
+    ctx: &Ctx,
+    warmup: Duration,
+    interval: Duration,
+    marking: Option<Marking>,
+) -> Res<Measured> {
     let shared = Shared::new(ctx.workers)?;
     if ctx.procs {
         let mut pids = Vec::new();
@@ -111,7 +145,7 @@ pub fn run(workload: &Workload, ctx: &Ctx, warmup: Duration, interval: Duration)
         for w in 0..ctx.workers {
             match sys::fork() {
                 Ok(0) => {
-                    let code = if worker(&shared, workload, ctx, w) {
+                    let code = if worker(&shared, workload, ctx, w, marking) {
                         0
                     } else {
                         1
@@ -130,7 +164,7 @@ pub fn run(workload: &Workload, ctx: &Ctx, warmup: Duration, interval: Duration)
                 shared.control().stop.0.store(1, Ordering::SeqCst);
                 Err(f)
             }
-            None => control(&shared, warmup, interval),
+            None => control(&shared, warmup, interval, marking.is_some()),
         };
         let mut bad_exit = None;
         for pid in pids {
@@ -152,20 +186,20 @@ pub fn run(workload: &Workload, ctx: &Ctx, warmup: Duration, interval: Duration)
                 let shared = &shared;
                 std::thread::Builder::new()
                     .name(format!("worker{w}"))
-                    .spawn_scoped(s, move || worker(shared, workload, ctx, w))
+                    .spawn_scoped(s, move || worker(shared, workload, ctx, w, marking))
                     .map_err(|e| Fail {
                         what: format!("spawning worker thread {w}: {e}"),
                         errno: e.raw_os_error().unwrap_or(0),
                     })
                     .inspect_err(|_| shared.control().stop.0.store(1, Ordering::SeqCst))?;
             }
-            control(&shared, warmup, interval)
+            control(&shared, warmup, interval, marking.is_some())
         })
     }
 }
 
 /// The main thread's part: wait for the workers, start them, measure, stop.
-fn control(shared: &Shared, warmup: Duration, interval: Duration) -> Res<Measured> {
+fn control(shared: &Shared, warmup: Duration, interval: Duration, marking: bool) -> Res<Measured> {
     let c = shared.control();
     let result = (|| {
         let asked = Instant::now();
@@ -183,9 +217,27 @@ fn control(shared: &Shared, warmup: Duration, interval: Duration) -> Res<Measure
         }
         c.go.0.store(1, Ordering::Release);
         std::thread::sleep(warmup);
+        if marking {
+            c.mark.0.store(1, Ordering::Release);
+        }
         let (start_ops, start) = (shared.total(), Instant::now());
         std::thread::sleep(interval);
         let (end_ops, seconds) = (shared.total(), start.elapsed().as_secs_f64());
+        if marking {
+            let asked = Instant::now();
+            while c.dumped.0.load(Ordering::Acquire) == 0 {
+                if c.failed.0.load(Ordering::Acquire) != 0 {
+                    return Err(Fail::msg("a worker failed during its marked operations"));
+                }
+                if asked.elapsed() > MARK_LIMIT {
+                    return Err(Fail::msg(format!(
+                        "the marked operations were not done {} s after the interval",
+                        MARK_LIMIT.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         Ok(Measured {
             ops: end_ops - start_ops,
             seconds,
@@ -200,7 +252,13 @@ fn control(shared: &Shared, warmup: Duration, interval: Duration) -> Res<Measure
 
 /// One worker: pin, set up, wait for the start, operate until told to stop.
 /// Returns false (after printing why) if anything failed.
-fn worker(shared: &Shared, workload: &Workload, ctx: &Ctx, w: usize) -> bool {
+fn worker(
+    shared: &Shared,
+    workload: &Workload,
+    ctx: &Ctx,
+    w: usize,
+    marking: Option<Marking>,
+) -> bool {
     let c = shared.control();
     let result = (|| -> Res<()> {
         sys::pin_to_cpu(w)?;
@@ -214,6 +272,36 @@ fn worker(shared: &Shared, workload: &Workload, ctx: &Ctx, w: usize) -> bool {
         }
         let counter = shared.counter(w);
         let mut done = 0u64;
+        if let Some(m) = marking {
+            let running = || c.stop.0.load(Ordering::Relaxed) == 0;
+            while c.mark.0.load(Ordering::Acquire) == 0 && running() {
+                done += op()?;
+                counter.store(done, Ordering::Relaxed);
+            }
+            for _ in 0..m.ops {
+                if !running() {
+                    break;
+                }
+                marker::begin();
+                let result = op();
+                marker::end();
+                done += result?;
+                counter.store(done, Ordering::Relaxed);
+            }
+            c.marked.0.fetch_add(1, Ordering::AcqRel);
+            if w == 0 {
+                while running() {
+                    if c.marked.0.load(Ordering::Acquire) as usize == shared.workers {
+                        marker::label(m.label);
+                        marker::dump();
+                        c.dumped.0.store(1, Ordering::Release);
+                        break;
+                    }
+                    done += op()?;
+                    counter.store(done, Ordering::Relaxed);
+                }
+            }
+        }
         while c.stop.0.load(Ordering::Relaxed) == 0 {
             done += op()?;
             counter.store(done, Ordering::Relaxed);

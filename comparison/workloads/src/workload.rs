@@ -203,3 +203,11 @@ fn no_setup(_: &Ctx) -> Res<()> {
 pub fn find(name: &str) -> Option<&'static Workload> {
     WORKLOADS.iter().find(|w| w.name == name)
 }
+
+/// The position of `w` in `WORKLOADS` (the `--mark-ops` dump label).
+pub fn index(w: &Workload) -> u16 {
+    WORKLOADS
+        .iter()
+        .position(|x| std::ptr::eq(x, w))
+        .expect("a workload of the table") as u16
+}

@@ -1,0 +1,443 @@
+//! Running `comparison sharing`: for each system and vCPU count, one boot
+//! of `wis W1,W2,... --threads N --mark-ops K` with the sharing plugin
+//! loaded; each workload's dump (labelled with its index in `wis --list`)
+//! becomes one `Cell`; every output file is rewritten after every boot.
+//!
+//! One boot runs all workloads in turn (boots under the plugin at 32+ vCPUs
+//! take minutes); a boot that ends early (timeout, panic) keeps the dumps it
+//! wrote (the plugin flushes each one) and the workloads it did not reach
+//! run again in a new boot, as long as each boot makes progress.
+//!
+//! Invariants: a workload without a dump is a failure line naming the
+//! system, the vCPU count and why (wis's own message when it printed one),
+//! never a cell; time is never measured or reported here.  Must not parse
+//! the plugin's JSON (`plugin` does) or format the report (`report`).
+
+use super::plugin::{self, Record};
+use super::report::{self, Cell, SharingInfo, TopLine};
+use super::symbols::{self, Symbols};
+use crate::qemu::{self, Accel, VmConfig};
+use crate::run::{Echo, RunExtras, RunRequest, System, Systems, Verdict};
+use crate::suite::options::SuiteSystem;
+use crate::suite::runner::{build_wis, git_commit, list_workloads, utc_stamps};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The default vCPU counts (the N).
+pub const DEFAULT_CORES: &[usize] = &[1, 2, 4, 8, 16, 32, 64];
+/// Marked operations per worker by default.
+pub const DEFAULT_OPS: u64 = 20;
+/// The default workloads: the suite's, less `spawn_shell` (it needs
+/// busybox as `/bin/sh`, which this command does not add).
+pub fn default_workloads() -> Vec<String> {
+    crate::suite::options::DEFAULT_WORKLOADS
+        .iter()
+        .filter(|w| !crate::suite::runner::needs_shell(w))
+        .map(|w| w.to_string())
+        .collect()
+}
+
+/// What `comparison sharing` does.
+#[derive(Debug, Clone)]
+pub struct SharingOptions {
+    pub systems: Vec<SuiteSystem>,
+    pub cores: Vec<usize>,
+    /// `None`: `default_workloads()`; `Some(["all"])`: every workload.
+    pub workloads: Option<Vec<String>>,
+    /// Marked operations per worker (`wis --mark-ops`).
+    pub ops: u64,
+    /// Warm-up before the marked operations (`wis --warmup-ms`).
+    pub warmup_ms: u64,
+    /// Per boot.
+    pub timeout: Duration,
+    pub memory_mib: usize,
+    pub out: Option<PathBuf>,
+    /// Conflict lines kept per cell.
+    pub top: usize,
+    /// Translate each system's direct map in the plugin (else every
+    /// address goes through QEMU's lookup: slower, same counts).
+    pub direct: bool,
+    pub verbose: bool,
+}
+
+impl SharingOptions {
+    pub fn check(&self) -> Result<()> {
+        if self.systems.is_empty() || self.cores.is_empty() {
+            bail!("sharing needs at least one system and one vCPU count");
+        }
+        if let Some(&n) = self.cores.iter().find(|&&n| n == 0 || n > 64) {
+            bail!("--cores: {n} is outside 1..=64 (the plugin's vCPU masks)");
+        }
+        if self.ops == 0 {
+            bail!("--ops must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// What a `comparison sharing` run produced.
+#[derive(Debug, Clone)]
+pub struct SharingOutcome {
+    pub out_dir: PathBuf,
+    pub cells: Vec<Cell>,
+    pub failures: Vec<String>,
+    pub summary: String,
+}
+
+/// The `wis` arguments of one boot.
+pub fn wis_args(workloads: &[String], threads: usize, ops: u64, warmup_ms: u64) -> Vec<String> {
+    vec![
+        workloads.join(","),
+        "--threads".into(),
+        threads.to_string(),
+        "--mark-ops".into(),
+        ops.to_string(),
+        "--warmup-ms".into(),
+        warmup_ms.to_string(),
+        // The interval is not used: time does not matter here.
+        "--ms".into(),
+        "10".into(),
+    ]
+}
+
+/// The cell of one dump, with writer PCs named.
+pub fn cell_of(
+    system: &str,
+    cores: usize,
+    workload: &str,
+    record: &Record,
+    names: &Symbols,
+) -> Cell {
+    Cell {
+        system: system.to_string(),
+        cores,
+        workload: workload.to_string(),
+        ops: record.ops,
+        cpus: record.cpus,
+        lines_touched: record.lines_touched,
+        conflict_lines: record.conflict_lines,
+        shared_written_lines: record.shared_written_lines,
+        conflict_op_lines: record.conflict_op_lines,
+        shared_written_op_lines: record.shared_written_op_lines,
+        top: record
+            .lines
+            .iter()
+            .map(|l| TopLine {
+                pa: l.pa,
+                readers: l.readers,
+                writers: l.writers,
+                ops: l.ops,
+                writer_symbols: l
+                    .writer_pcs
+                    .iter()
+                    .map(|&pc| symbols::name_pc(names, pc))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// wis's message about `workload` in a run's output, if it printed one.
+fn wis_message(output: &str, workload: &str) -> Option<String> {
+    let prefix = format!("wis: {workload}:");
+    output
+        .lines()
+        .find(|l| l.contains(&prefix))
+        .map(|l| l.trim().to_string())
+}
+
+fn out_dir(opts: &SharingOptions, target_dir: &Path, stamp: &str) -> Result<PathBuf> {
+    if let Some(dir) = &opts.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        return Ok(dir.clone());
+    }
+    let base = target_dir.join("comparison").join("sharing");
+    let dir = base.join(stamp);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let link = base.join("latest");
+    if std::fs::symlink_metadata(&link).is_ok() {
+        std::fs::remove_file(&link).with_context(|| format!("replacing {}", link.display()))?;
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(stamp, &link)
+        .with_context(|| format!("linking {}", link.display()))?;
+    Ok(dir)
+}
+
+/// Run `comparison sharing`.  An `Err` only before the first boot (build,
+/// QEMU, options) or when the output cannot be written.
+pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
+    opts.check()?;
+    crate::suite::plot::font()?;
+    qemu::ensure_available()?;
+    let qemu_version = qemu::version()?;
+    let root = crate::build::workspace_root();
+    let target_dir = crate::build::target_dir(&root)?;
+    eprintln!("sharing: building the plugin and the workloads ...");
+    let plugin_path = plugin::build_plugin()?;
+    let wis = build_wis()?;
+    let available = list_workloads(&wis)?;
+    let workloads = match &opts.workloads {
+        None => default_workloads()
+            .into_iter()
+            .filter(|w| available.contains(w))
+            .collect(),
+        Some(list) if list.len() == 1 && list[0] == "all" => available.clone(),
+        Some(list) => {
+            for w in list {
+                if !available.contains(w) {
+                    bail!(
+                        "unknown workload `{w}`; wis knows: {}",
+                        available.join(", ")
+                    );
+                }
+            }
+            list.clone()
+        }
+    };
+    let label_of = |w: &str| available.iter().position(|a| a == w).map(|i| i as u32);
+
+    let wants_ours = opts.systems.iter().any(|s| s.kernel() == System::Ours);
+    let wants_linux = opts.systems.iter().any(|s| s.kernel() == System::Linux);
+    let mut systems = Systems {
+        artifacts: None,
+        linux: None,
+        linux_init: None,
+        scratch: target_dir.join("comparison").join("media"),
+        loader: crate::boot::LoaderChoice::Builtin,
+    };
+    let mut our_symbols = Symbols::default();
+    let mut linux_symbols = Symbols::default();
+    if wants_ours {
+        eprintln!("sharing: building our kernel and loader ...");
+        let ours = Systems::prepare(System::Ours)?;
+        if let Some(a) = &ours.artifacts {
+            our_symbols = symbols::ours(&a.kernel).unwrap_or_else(|e| {
+                eprintln!("sharing: our kernel's symbols: {e:#}; writer PCs stay hex");
+                Symbols::default()
+            });
+        }
+        systems.artifacts = ours.artifacts;
+    }
+    if wants_linux {
+        eprintln!("sharing: preparing Linux (test programs, Debian's kernel, its symbols) ...");
+        let linux = Systems::prepare(System::Linux)?;
+        systems.linux = linux.linux;
+        systems.linux_init = linux.linux_init;
+        linux_symbols = match symbols::linux(&target_dir, &systems) {
+            Ok((s, from)) => {
+                eprintln!("sharing: Linux's symbols from {from}");
+                s
+            }
+            Err(e) => {
+                eprintln!("sharing: Linux's symbols: {e:#}; writer PCs stay hex");
+                Symbols::default()
+            }
+        };
+    }
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (stamp, date) = utc_stamps(now);
+    let out_dir = out_dir(opts, &target_dir, &stamp)?;
+    let raw_dir = out_dir.join("raw");
+    std::fs::create_dir_all(&raw_dir).with_context(|| format!("creating {}", raw_dir.display()))?;
+    let info = SharingInfo {
+        date,
+        commit: git_commit(&root),
+        qemu: qemu_version,
+        linux: systems.linux.as_ref().map(|l| l.package.clone()),
+        ops_per_worker: opts.ops,
+        warmup_ms: opts.warmup_ms,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    report::write_outputs(&out_dir, &cells, &failures, &info)?;
+    eprintln!(
+        "sharing: {} systems x vCPUs {:?} x {} workloads, {} marked ops per worker; results in {}",
+        opts.systems.len(),
+        opts.cores,
+        workloads.len(),
+        opts.ops,
+        out_dir.display()
+    );
+
+    let started = Instant::now();
+    for &system in &opts.systems {
+        let kernel = system.kernel();
+        let names = match kernel {
+            System::Ours => &our_symbols,
+            System::Linux => &linux_symbols,
+        };
+        for &cores in &opts.cores {
+            let mut remaining = workloads.clone();
+            let mut boot = 0;
+            while !remaining.is_empty() {
+                boot += 1;
+                let raw = raw_dir.join(format!("{}-{cores}-{boot}.jsonl", system.name()));
+                let _ = std::fs::remove_file(&raw);
+                let direct = opts.direct.then(|| plugin::direct_map(kernel));
+                let qemu_args = plugin::qemu_args(&plugin_path, &raw, direct, opts.top)?;
+                let mut cmdline = system.extra_cmdline().to_string();
+                if kernel == System::Linux {
+                    cmdline = format!("{cmdline} {}", plugin::LINUX_NOKASLR);
+                }
+                let request = RunRequest {
+                    system: kernel,
+                    program: wis.clone(),
+                    files: vec![],
+                    args: wis_args(&remaining, cores, opts.ops, opts.warmup_ms),
+                    global_locks: system == SuiteSystem::OursGlobal,
+                    extra_cmdline: cmdline.trim().to_string(),
+                    vm: VmConfig {
+                        cores,
+                        memory_mib: opts.memory_mib,
+                        accel: Accel::Tcg,
+                        timeout: opts.timeout,
+                        echo: false,
+                        nic: None,
+                    },
+                    echo: if opts.verbose {
+                        Echo::Serial
+                    } else {
+                        Echo::Quiet
+                    },
+                };
+                eprintln!(
+                    "sharing: [{}] {} at {cores} vCPUs: {} ...",
+                    crate::suite::runner::fmt_duration(started.elapsed()),
+                    system.name(),
+                    remaining.join(",")
+                );
+                let t0 = Instant::now();
+                let result = crate::run::run_with_qemu_args(
+                    &systems,
+                    &request,
+                    &RunExtras::default(),
+                    &qemu_args,
+                );
+                let records = plugin::read_records(&raw).unwrap_or_else(|e| {
+                    failures.push(format!(
+                        "{} {cores} vCPUs: unreadable plugin records: {e:#}",
+                        system.name()
+                    ));
+                    Vec::new()
+                });
+                let (verdict, output) = match &result {
+                    Ok(r) => (Some(r.verdict.clone()), r.output.clone()),
+                    Err(e) => {
+                        failures.push(format!("{} {cores} vCPUs: {e:#}", system.name()));
+                        (None, String::new())
+                    }
+                };
+                let mut done = Vec::new();
+                for w in &remaining {
+                    let label = label_of(w);
+                    // The last dump with this label (a retried workload
+                    // may have dumped before its boot ended).
+                    if let Some(r) = records
+                        .iter()
+                        .rev()
+                        .find(|r| !r.at_exit && Some(r.label) == label)
+                    {
+                        cells.push(cell_of(system.name(), cores, w, r, names));
+                        done.push(w.clone());
+                    }
+                }
+                eprintln!(
+                    "sharing:   {} of {} dumped in {:.0} s ({})",
+                    done.len(),
+                    remaining.len(),
+                    t0.elapsed().as_secs_f64(),
+                    match &verdict {
+                        Some(v) => format!("{v:?}"),
+                        None => "no run".into(),
+                    }
+                );
+                let ended_early = !matches!(verdict, Some(Verdict::Exited(_)));
+                let progressed = !done.is_empty();
+                remaining.retain(|w| !done.contains(w));
+                if ended_early && progressed && !remaining.is_empty() {
+                    // Leave out the workload that was running when the boot
+                    // ended: the first one without a dump.
+                    let stuck = remaining.remove(0);
+                    failures.push(format!(
+                        "{} {cores} vCPUs {stuck}: no dump; the boot ended with {:?}",
+                        system.name(),
+                        verdict
+                    ));
+                    continue;
+                }
+                for w in &remaining {
+                    let why = wis_message(&output, w).unwrap_or_else(|| match &verdict {
+                        Some(Verdict::Exited(s)) => format!("no dump (wis exited with {s})"),
+                        Some(v) => format!("no dump; the boot ended with {v:?}"),
+                        None => "no dump; QEMU did not run".into(),
+                    });
+                    failures.push(format!("{} {cores} vCPUs {w}: {why}", system.name()));
+                }
+                remaining.clear();
+            }
+            report::write_outputs(&out_dir, &cells, &failures, &info)?;
+        }
+    }
+    let summary = report::summary_table(&cells);
+    Ok(SharingOutcome {
+        out_dir,
+        cells,
+        failures,
+        summary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wis_is_asked_for_marked_operations() {
+        let args = wis_args(&["getppid".into(), "page_fault".into()], 8, 20, 100);
+        assert_eq!(
+            args.join(" "),
+            "getppid,page_fault --threads 8 --mark-ops 20 --warmup-ms 100 --ms 10"
+        );
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let mut o = SharingOptions {
+            systems: vec![SuiteSystem::Ours],
+            cores: vec![2],
+            workloads: None,
+            ops: 1,
+            warmup_ms: 0,
+            timeout: Duration::from_secs(1),
+            memory_mib: 512,
+            out: None,
+            top: 8,
+            direct: true,
+            verbose: false,
+        };
+        assert!(o.check().is_ok());
+        o.cores = vec![65];
+        assert!(o.check().is_err());
+        o.cores = vec![2];
+        o.ops = 0;
+        assert!(o.check().is_err());
+        assert!(!default_workloads().iter().any(|w| w == "spawn_shell"));
+    }
+
+    #[test]
+    fn wis_messages_are_found() {
+        let out = "x\nwis: tcp_rr: worker 1: connect: ECONNREFUSED\n";
+        assert_eq!(
+            wis_message(out, "tcp_rr").as_deref(),
+            Some("wis: tcp_rr: worker 1: connect: ECONNREFUSED")
+        );
+        assert_eq!(wis_message(out, "udp_rr"), None);
+    }
+}
