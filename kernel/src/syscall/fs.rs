@@ -18,7 +18,6 @@ use alloc::vec::Vec;
 use ::fs::oflags::*;
 use ::fs::{FileType, Inode, Stat, Timespec};
 
-use super::errno::{Errno, SysResult};
 use crate::fs::pollwait::PollWaker;
 use crate::fs::{errno as fs_err, root_fs, File, FileRef};
 use crate::mm::uaccess::{
@@ -26,19 +25,17 @@ use crate::mm::uaccess::{
     read_user_cstr, write_user,
 };
 use crate::proc::Process;
+use abi::fcntl::{
+    ANON_INODE_FS_MAGIC, AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_REMOVEDIR,
+    AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO,
+    FIONCLEX, FIONREAD, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, O_DIRECT,
+    O_LARGEFILE, PATH_MAX, PIPEFS_MAGIC, PROC_SUPER_MAGIC, RENAME_EXCHANGE, RENAME_NOREPLACE,
+    SEEK_CUR, SOCKFS_MAGIC, STATX_BASIC_STATS, STATX_RESERVED, ST_VALID, S_IFMT, TCGETS, TCSETS,
+    TCSETSF, TCSETSW, TIOCGPGRP, TIOCGWINSZ, TIOCSPGRP, TIOCSWINSZ, TMPFS_MAGIC, UTIME_NOW,
+    UTIME_OMIT, X_OK,
+};
+use abi::{Errno, SysResult};
 
-const AT_FDCWD: i32 = -100;
-const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
-const AT_REMOVEDIR: u32 = 0x200;
-const AT_EACCESS: u32 = 0x200;
-const AT_SYMLINK_FOLLOW: u32 = 0x400;
-const AT_NO_AUTOMOUNT: u32 = 0x800;
-const AT_EMPTY_PATH: u32 = 0x1000;
-const AT_STATX_SYNC_TYPE: u32 = 0x6000;
-/// Reported by F_GETFL for files opened with open(2) on 64-bit Linux.
-const O_LARGEFILE: u32 = 0o100000;
-/// Longest path read from user space (PATH_MAX includes the NUL).
-const PATH_MAX: usize = 4096;
 /// Most bytes moved through one kernel bounce buffer at a time.
 const CHUNK: usize = 64 * 1024;
 /// Most iovecs / pollfds accepted (UIO_MAXIOV / RLIMIT_NOFILE).
@@ -379,7 +376,6 @@ pub fn sys_dup3(old: i32, new: i32, flags: u32) -> SysResult {
 }
 
 pub fn sys_pipe2(fds: u64, flags: u32) -> SysResult {
-    const O_DIRECT: u32 = 0o40000;
     if flags & !(O_CLOEXEC | O_NONBLOCK | O_DIRECT) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -407,13 +403,6 @@ pub fn sys_pipe(fds: u64) -> SysResult {
 }
 
 pub fn sys_fcntl(fd: i32, cmd: u32, arg: u64) -> SysResult {
-    const F_DUPFD: u32 = 0;
-    const F_GETFD: u32 = 1;
-    const F_SETFD: u32 = 2;
-    const F_GETFL: u32 = 3;
-    const F_SETFL: u32 = 4;
-    const F_DUPFD_CLOEXEC: u32 = 1030;
-    const FD_CLOEXEC: u64 = 1;
     let p = proc()?;
     let f = p.files.fds.get(fd)?;
     match cmd {
@@ -444,18 +433,6 @@ pub fn sys_fcntl(fd: i32, cmd: u32, arg: u64) -> SysResult {
 }
 
 pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
-    const TCGETS: u32 = 0x5401;
-    const TCSETS: u32 = 0x5402;
-    const TCSETSW: u32 = 0x5403;
-    const TCSETSF: u32 = 0x5404;
-    const TIOCGPGRP: u32 = 0x540F;
-    const TIOCSPGRP: u32 = 0x5410;
-    const TIOCGWINSZ: u32 = 0x5413;
-    const TIOCSWINSZ: u32 = 0x5414;
-    const FIONBIO: u32 = 0x5421;
-    const FIONREAD: u32 = 0x541B;
-    const FIONCLEX: u32 = 0x5450;
-    const FIOCLEX: u32 = 0x5451;
     let p = proc()?;
     let f = p.files.fds.get(fd)?;
     match cmd {
@@ -589,7 +566,6 @@ fn stat_at(dirfd: i32, path: u64, flags: u32) -> Result<Stat, Errno> {
 }
 
 pub fn sys_statx(dirfd: i32, path: u64, flags: u32, mask: u32, buf: u64) -> SysResult {
-    const STATX_RESERVED: u32 = 0x8000_0000;
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) != 0
         || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
         || mask & STATX_RESERVED != 0
@@ -597,7 +573,6 @@ pub fn sys_statx(dirfd: i32, path: u64, flags: u32, mask: u32, buf: u64) -> SysR
         return Err(Errno::EINVAL);
     }
     let st = stat_at(dirfd, path, flags)?;
-    const STATX_BASIC_STATS: u32 = 0x7ff;
     let mut b = [0u8; 256];
     let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
     put(0, &STATX_BASIC_STATS.to_ne_bytes());
@@ -623,7 +598,6 @@ pub fn sys_statx(dirfd: i32, path: u64, flags: u32, mask: u32, buf: u64) -> SysR
 }
 
 pub fn sys_faccessat2(dirfd: i32, path: u64, mode: u32, flags: u32) -> SysResult {
-    const X_OK: u32 = 1;
     if mode & !7 != 0 || flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -683,8 +657,6 @@ pub fn sys_fchmod(fd: i32, mode: u32) -> SysResult {
 }
 
 pub fn sys_utimensat(dirfd: i32, path: u64, times: u64, flags: u32) -> SysResult {
-    const UTIME_NOW: i64 = (1 << 30) - 1;
-    const UTIME_OMIT: i64 = (1 << 30) - 2;
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -807,7 +779,6 @@ pub fn sys_mkdir(path: u64, mode: u32) -> SysResult {
 }
 
 pub fn sys_mknodat(dirfd: i32, path: u64, mode: u32, dev: u64) -> SysResult {
-    const S_IFMT: u32 = 0o170000;
     let kind = match mode & S_IFMT {
         0 | 0o100000 => FileType::Regular,
         0o010000 => FileType::Fifo,
@@ -850,8 +821,6 @@ pub fn sys_rmdir(path: u64) -> SysResult {
 }
 
 pub fn sys_renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> SysResult {
-    const RENAME_NOREPLACE: u32 = 1;
-    const RENAME_EXCHANGE: u32 = 2;
     let mode = match flags {
         0 => ::fs::vfs::RenameMode::Replace,
         RENAME_NOREPLACE => ::fs::vfs::RenameMode::NoReplace,
@@ -1404,7 +1373,6 @@ pub fn sys_fchown(fd: i32, uid: u32, gid: u32) -> SysResult {
 /// open for reading / writing, `ESPIPE`/`EINVAL` for an input that is
 /// not a seekable file, `EINVAL` for an `O_APPEND` output.
 pub fn sys_sendfile(out_fd: i32, in_fd: i32, offset: u64, count: u64) -> SysResult {
-    const SEEK_CUR: u32 = 1;
     const MAX_RW_COUNT: u64 = 0x7fff_f000;
     let start: Option<i64> = if offset != 0 {
         Some(read_user(offset)?)
@@ -1486,9 +1454,6 @@ pub fn sys_sendfile(out_fd: i32, in_fd: i32, offset: u64, count: u64) -> SysResu
 /// in: tmpfs (size bound, pages and inodes used), `/proc` (empty), or the
 /// pseudo file systems of pipes and sockets (`inode` `None`, `magic`).
 fn statfs_bytes(inode: Option<&Inode>, magic: i64) -> [u8; 120] {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
-    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-    const ST_VALID: i64 = 0x20;
     let mut v = [0i64; 15];
     v[1] = 4096; // f_bsize
     v[9] = 4096; // f_frsize
@@ -1522,9 +1487,6 @@ pub fn sys_statfs(path: u64, buf: u64) -> SysResult {
 }
 
 pub fn sys_fstatfs(fd: i32, buf: u64) -> SysResult {
-    const PIPEFS_MAGIC: i64 = 0x5049_5045;
-    const SOCKFS_MAGIC: i64 = 0x534f_434b;
-    const ANON_INODE_FS_MAGIC: i64 = 0x0904_1934;
     let f = file(fd)?;
     let magic = match f.stat().mode & 0o170000 {
         0o010000 => PIPEFS_MAGIC,

@@ -1,17 +1,14 @@
 //! Information system calls: uname, sysinfo, getcpu, getrandom.
 //!
 //! Owns: what the kernel says about itself (`uname`: a Linux-looking
-//! release so C libraries that check the version are content), the
-//! random source (`RDRAND` when the CPU has it, else a per-CPU xorshift
-//! generator seeded from the TSC), and `getcpu` (per-CPU id, no lock).
+//! release so C libraries that check the version are content), `getrandom`
+//! (over `crate::random`), and `getcpu` (per-CPU id, no lock).
 //!
 //! Must not: block in `getrandom` (the generator never runs dry).
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
-use crate::arch::cpu::MAX_CPUS;
 use crate::mm::uaccess::{copy_to_user, write_user};
-use crate::syscall::errno::{Errno, SysResult};
+use crate::random::fill_random;
+use abi::{Errno, SysResult};
 
 /// `struct utsname` field length.
 const UTS_LEN: usize = 65;
@@ -62,64 +59,6 @@ pub fn sys_sysinfo(info: u64) -> SysResult {
     b[104..108].copy_from_slice(&1u32.to_le_bytes());
     copy_to_user(info, &b)?;
     Ok(0)
-}
-
-/// Per-CPU generator state for CPUs without RDRAND.
-static STATE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-
-fn has_rdrand() -> bool {
-    let r = core::arch::x86_64::__cpuid(1);
-    r.ecx & (1 << 30) != 0
-}
-
-fn rdrand() -> Option<u64> {
-    for _ in 0..10 {
-        let value: u64;
-        let ok: u8;
-        // SAFETY: RDRAND only writes its output register and CF; callers
-        // checked CPUID first.
-        unsafe {
-            core::arch::asm!("rdrand {0}", "setc {1}", out(reg) value, out(reg_byte) ok, options(nomem, nostack));
-        }
-        if ok != 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-/// The next 64 random bits of this CPU's fallback generator (xorshift64*
-/// over a TSC-seeded state; good enough for AT_RANDOM and hash seeds, not
-/// for cryptography).
-fn fallback_next() -> u64 {
-    let saved = crate::arch::irq::save_disable();
-    let slot = &STATE[crate::arch::cpu::id()];
-    let mut x = slot.load(Ordering::Relaxed);
-    if x == 0 {
-        x = crate::arch::time::rdtsc()
-            ^ 0x9e37_79b9_7f4a_7c15
-            ^ ((crate::arch::cpu::id() as u64) << 56)
-            | 1;
-    }
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    slot.store(x, Ordering::Relaxed);
-    crate::arch::irq::restore(saved);
-    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-}
-
-/// Fills `buf` with random bytes.
-pub fn fill_random(buf: &mut [u8]) {
-    let hw = has_rdrand();
-    for chunk in buf.chunks_mut(8) {
-        let v = if hw {
-            rdrand().unwrap_or_else(fallback_next)
-        } else {
-            fallback_next()
-        };
-        chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
-    }
 }
 
 /// `getrandom(buf, len, flags)`.

@@ -16,7 +16,12 @@
 //! them before `dispatch`).
 
 pub mod count;
-pub mod errno;
+/// The errno type is the ABI's (`abi::Errno`); this path is kept for code
+/// that still names it here.
+pub mod errno {
+    #[allow(unused_imports)]
+    pub use abi::{Errno, SysResult};
+}
 pub mod fs;
 pub mod info;
 pub mod mm;
@@ -29,7 +34,7 @@ pub mod time;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::idt::InterruptFrame;
-use errno::{Errno, SysResult};
+use abi::{Errno, SysResult};
 use process::Id;
 
 /// One bit per syscall number below 512: already logged as unsupported.

@@ -14,17 +14,18 @@
 //! lock while copying user memory.
 
 use crate::mm::kbuf;
+use abi::poll::EPOLL_CLOEXEC;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use ::fs::oflags::{O_CLOEXEC, O_NONBLOCK};
+use ::fs::oflags::O_NONBLOCK;
 
-use super::errno::{Errno, SysResult};
 use crate::fs::epoll::{Epoll, EPOLL_CTL_DEL};
 use crate::fs::{File, FileRef};
 use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::*;
+use abi::{Errno, SysResult};
 
 fn proc() -> Result<Arc<crate::proc::Process>, Errno> {
     crate::proc::current().ok_or(Errno::EBADF)
@@ -263,8 +264,6 @@ pub fn sys_getsockopt(fd: i32, level: i32, name: i32, value: u64, lenp: u64) -> 
 
 // ---- epoll -------------------------------------------------------------------
 
-/// `EPOLL_CLOEXEC` is `O_CLOEXEC`.
-const EPOLL_CLOEXEC: u32 = O_CLOEXEC;
 /// Most events one epoll_wait returns (Linux: INT_MAX / sizeof(epoll_event)).
 const EP_MAX_EVENTS: i32 = i32::MAX / 12;
 

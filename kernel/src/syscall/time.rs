@@ -10,68 +10,14 @@
 //! Must not: accept a `timespec` with `tv_nsec` outside 0..1e9 or a
 //! negative `tv_sec` (EINVAL).
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use crate::mm::uaccess::{read_user, write_user};
-use crate::syscall::errno::{Errno, SysResult};
-
-const CLOCK_REALTIME: u32 = 0;
-const CLOCK_MONOTONIC: u32 = 1;
-const CLOCK_PROCESS_CPUTIME_ID: u32 = 2;
-const CLOCK_THREAD_CPUTIME_ID: u32 = 3;
-const CLOCK_MONOTONIC_RAW: u32 = 4;
-const CLOCK_REALTIME_COARSE: u32 = 5;
-const CLOCK_MONOTONIC_COARSE: u32 = 6;
-const CLOCK_BOOTTIME: u32 = 7;
-const TIMER_ABSTIME: u32 = 1;
-const NS_PER_SEC: u64 = 1_000_000_000;
-
-/// Unix time (ns) at monotonic time 0.
-static REALTIME_OFFSET_NS: AtomicU64 = AtomicU64::new(0);
-
-/// Reads the RTC and fixes the offset of CLOCK_REALTIME.  Once, at boot.
-pub fn init_realtime() {
-    let secs = crate::arch::rtc::read_unix_seconds();
-    let now = crate::arch::time::now_ns();
-    REALTIME_OFFSET_NS.store((secs * NS_PER_SEC).saturating_sub(now), Ordering::Release);
-    log::info!(
-        "time: realtime clock from the RTC: {} s since the epoch",
-        secs
-    );
-}
-
-/// Unix time (ns) at monotonic time 0.
-pub fn realtime_offset_ns() -> u64 {
-    REALTIME_OFFSET_NS.load(Ordering::Acquire)
-}
-
-/// `struct timespec`.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-pub struct Timespec {
-    pub sec: i64,
-    pub nsec: i64,
-}
-
-impl Timespec {
-    fn from_ns(ns: u64) -> Timespec {
-        Timespec {
-            sec: (ns / NS_PER_SEC) as i64,
-            nsec: (ns % NS_PER_SEC) as i64,
-        }
-    }
-}
-
-/// Reads and checks a user `timespec`; returns it in nanoseconds.
-pub fn read_timespec(addr: u64) -> Result<u64, Errno> {
-    let ts: Timespec = read_user(addr)?;
-    if ts.sec < 0 || !(0..NS_PER_SEC as i64).contains(&ts.nsec) {
-        return Err(Errno::EINVAL);
-    }
-    Ok((ts.sec as u64)
-        .saturating_mul(NS_PER_SEC)
-        .saturating_add(ts.nsec as u64))
-}
+use crate::time::{read_timespec, realtime_offset_ns, timespec_from_ns};
+use abi::time::{
+    CLOCK_BOOTTIME, CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, CLOCK_MONOTONIC_RAW,
+    CLOCK_PROCESS_CPUTIME_ID, CLOCK_REALTIME, CLOCK_REALTIME_COARSE, CLOCK_THREAD_CPUTIME_ID,
+    ITIMER_PROF, ITIMER_REAL, ITIMER_VIRTUAL, NS_PER_SEC, NS_PER_USEC, TIMER_ABSTIME,
+};
+use abi::{Errno, SysResult};
 
 /// The value of clock `clock` in ns, or EINVAL for an unknown clock.
 fn clock_now(clock: u32) -> Result<u64, Errno> {
@@ -88,7 +34,7 @@ fn clock_now(clock: u32) -> Result<u64, Errno> {
 /// `clock_gettime(clock, tp)`.
 pub fn sys_clock_gettime(clock: u32, tp: u64) -> SysResult {
     let ns = clock_now(clock)?;
-    write_user(tp, &Timespec::from_ns(ns))?;
+    write_user(tp, &timespec_from_ns(ns))?;
     Ok(0)
 }
 
@@ -101,7 +47,7 @@ pub fn sys_clock_getres(clock: u32, res: u64) -> SysResult {
         _ => 1,
     };
     if res != 0 {
-        write_user(res, &Timespec::from_ns(ns))?;
+        write_user(res, &timespec_from_ns(ns))?;
     }
     Ok(0)
 }
@@ -129,7 +75,7 @@ fn sleep_until(deadline: u64, rem: u64) -> SysResult {
         }
         if crate::proc::signal_pending() {
             if rem != 0 {
-                write_user(rem, &Timespec::from_ns(deadline - now))?;
+                write_user(rem, &timespec_from_ns(deadline - now))?;
             }
             return Err(Errno::EINTR);
         }
@@ -175,11 +121,6 @@ pub fn sys_time(tloc: u64) -> SysResult {
     }
     Ok(secs as usize)
 }
-
-const ITIMER_REAL: u32 = 0;
-const ITIMER_VIRTUAL: u32 = 1;
-const ITIMER_PROF: u32 = 2;
-const NS_PER_USEC: u64 = 1000;
 
 /// `struct itimerval` (two `timeval`s: interval, then value) in ns.
 fn itimerval_ns(addr: u64) -> Result<(u64, u64), Errno> {

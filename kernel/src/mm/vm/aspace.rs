@@ -35,12 +35,7 @@ use super::*;
 use crate::arch;
 use crate::arch::cpu::MAX_CPUS;
 use crate::mm::PhysAddr;
-use crate::syscall::errno::Errno;
-
-/// Linux's EOVERFLOW (not in the shared errno list).
-const EOVERFLOW: Errno = Errno(75);
-/// Linux's EOPNOTSUPP (== ENOTSUP on x86_64).
-const EOPNOTSUPP: Errno = Errno::ENOTSUP;
+use abi::Errno;
 
 /// The kernel's own root table (the loader's), template of the kernel half.
 static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
@@ -458,7 +453,7 @@ impl AddressSpace {
             MAP_PRIVATE => false,
             MAP_SHARED_VALIDATE => {
                 if flags & !MAP_KNOWN != 0 {
-                    return Err(EOPNOTSUPP);
+                    return Err(Errno::EOPNOTSUPP);
                 }
                 true
             }
@@ -486,7 +481,7 @@ impl AddressSpace {
                 if offset % PAGE != 0 {
                     return Err(Errno::EINVAL);
                 }
-                offset.checked_add(len).ok_or(EOVERFLOW)?;
+                offset.checked_add(len).ok_or(Errno::EOVERFLOW)?;
                 Backing::Source {
                     source,
                     pgoff: offset / PAGE,
