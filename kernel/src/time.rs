@@ -7,9 +7,11 @@
 //! `timespec` with `tv_nsec` outside 0..1e9 or a negative `tv_sec` is
 //! `EINVAL`.  Must not: read the RTC after boot.
 
+#![deny(unsafe_code)]
+
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::mm::uaccess::read_user;
+use crate::mm::uaccess::UserAddr;
 use abi::structs::Timespec;
 use abi::time::NS_PER_SEC;
 use abi::Errno;
@@ -42,8 +44,8 @@ pub fn timespec_from_ns(ns: u64) -> Timespec {
 }
 
 /// Reads and checks a user `timespec`; returns it in nanoseconds.
-pub fn read_timespec(addr: u64) -> Result<u64, Errno> {
-    let ts: Timespec = read_user(addr)?;
+pub fn read_timespec(addr: UserAddr) -> Result<u64, Errno> {
+    let ts: Timespec = addr.ptr()?.read()?;
     if ts.tv_sec < 0 || !(0..NS_PER_SEC as i64).contains(&ts.tv_nsec) {
         return Err(Errno::EINVAL);
     }

@@ -254,7 +254,7 @@ pub fn sys_futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3:
             let deadline = if timeout == 0 {
                 None
             } else {
-                let ts = crate::time::read_timespec(timeout)?;
+                let ts = crate::time::read_timespec(crate::mm::uaccess::UserAddr(timeout))?;
                 let now = crate::arch::time::now_ns();
                 Some(if cmd == FUTEX_WAIT {
                     now.saturating_add(ts)

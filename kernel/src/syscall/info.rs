@@ -6,46 +6,47 @@
 //!
 //! Must not: block in `getrandom` (the generator never runs dry).
 
-use crate::mm::uaccess::{copy_to_user, write_user};
+use crate::mm::uaccess::UserAddr;
 use crate::random::fill_random;
+use abi::structs::{Utsname, UTSNAME_LEN};
 use abi::{Errno, SysResult};
 
-/// `struct utsname` field length.
-const UTS_LEN: usize = 65;
-
-fn put_field(buf: &mut [u8], index: usize, value: &str) {
-    let field = &mut buf[index * UTS_LEN..(index + 1) * UTS_LEN];
-    let n = value.len().min(UTS_LEN - 1);
-    field[..n].copy_from_slice(&value.as_bytes()[..n]);
+/// `value` as a NUL-terminated `utsname` field (cut to fit).
+fn field(value: &str) -> [u8; UTSNAME_LEN] {
+    let mut f = [0u8; UTSNAME_LEN];
+    let n = value.len().min(UTSNAME_LEN - 1);
+    f[..n].copy_from_slice(&value.as_bytes()[..n]);
+    f
 }
 
 /// `uname(buf)`.
-pub fn sys_uname(buf: u64) -> SysResult {
-    let mut u = [0u8; UTS_LEN * 6];
-    put_field(&mut u, 0, "Linux");
-    put_field(&mut u, 1, "percpu");
-    put_field(&mut u, 2, "6.1.0-percpu");
-    put_field(&mut u, 3, "#1 SMP percpu-kernel");
-    put_field(&mut u, 4, "x86_64");
-    put_field(&mut u, 5, "(none)");
-    copy_to_user(buf, &u)?;
+pub fn sys_uname(buf: UserAddr) -> SysResult {
+    let u = Utsname {
+        sysname: field("Linux"),
+        nodename: field("percpu"),
+        release: field("6.1.0-percpu"),
+        version: field("#1 SMP percpu-kernel"),
+        machine: field("x86_64"),
+        domainname: field("(none)"),
+    };
+    buf.ptr()?.write(&u)?;
     Ok(0)
 }
 
 /// `getcpu(cpu, node, cache)`.
-pub fn sys_getcpu(cpu: u64, node: u64) -> SysResult {
+pub fn sys_getcpu(cpu: UserAddr, node: UserAddr) -> SysResult {
     let id = crate::arch::cpu::id() as u32;
-    if cpu != 0 {
-        write_user(cpu, &id)?;
+    if !cpu.is_null() {
+        cpu.ptr()?.write(&id)?;
     }
-    if node != 0 {
-        write_user(node, &0u32)?;
+    if !node.is_null() {
+        node.ptr()?.write(&0u32)?;
     }
     Ok(0)
 }
 
 /// `sysinfo(info)`.
-pub fn sys_sysinfo(info: u64) -> SysResult {
+pub fn sys_sysinfo(info: UserAddr) -> SysResult {
     // struct sysinfo (x86_64): uptime, loads[3], totalram, freeram,
     // sharedram, bufferram, totalswap, freeswap (all long), procs (u16),
     // pad, totalhigh, freehigh, mem_unit (u32), padding: 112 bytes.
@@ -57,12 +58,12 @@ pub fn sys_sysinfo(info: u64) -> SysResult {
     b[80..82]
         .copy_from_slice(&(crate::proc::process::live_processes().min(65535) as u16).to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes());
-    copy_to_user(info, &b)?;
+    info.slice(b.len())?.write_from(&b)?;
     Ok(0)
 }
 
 /// `getrandom(buf, len, flags)`.
-pub fn sys_getrandom(buf: u64, len: u64, flags: u32) -> SysResult {
+pub fn sys_getrandom(buf: UserAddr, len: u64, flags: u32) -> SysResult {
     const KNOWN: u32 = 0x1 | 0x2 | 0x4; // GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE
     if flags & !KNOWN != 0 {
         return Err(Errno::EINVAL);
@@ -73,7 +74,7 @@ pub fn sys_getrandom(buf: u64, len: u64, flags: u32) -> SysResult {
     while done < len {
         let n = (len - done).min(chunk.len());
         fill_random(&mut chunk[..n]);
-        copy_to_user(buf + done as u64, &chunk[..n])?;
+        buf.offset(done as u64).slice(n)?.write_from(&chunk[..n])?;
         done += n;
     }
     Ok(len)

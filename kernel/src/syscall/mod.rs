@@ -6,14 +6,21 @@
 //! and the log of each unsupported call, once per number (by name from
 //! `names.rs`).
 //!
-//! Files: `errno.rs` (shared), `process.rs`, `signal.rs`, `time.rs`,
-//! `info.rs` (engineer "proc"); `mm.rs` (engineer "vm"); `fs.rs`
-//! (engineer "fs").  fork/clone/execve/exit/wait and futex are in `proc`.
+//! Files, one per family: `process.rs`, `signal.rs`, `time.rs`, `info.rs`,
+//! `mm.rs`, `fs.rs` (files, with its own table), `net.rs` (sockets, with
+//! its own table); `count.rs` (per-CPU call counts), `names.rs` (names for
+//! the log).  fork/clone/execve/exit/wait and futex are in `proc`; errno
+//! values, flags and user structures in the `abi` crate; user memory is
+//! reached through `mm::uaccess` (`UserAddr` -> `UserPtr`/`UserSlice`).
+//! No `unsafe` here (`deny(unsafe_code)`), except one marked blank frame in
+//! `count.rs`.
 //!
 //! Invariants: every number without a handler returns `ENOSYS`; a handler
 //! never sees an unchecked user pointer dereferenced (they go through
 //! `mm::uaccess`).  Must not: block with interrupts off (the entry enables
 //! them before `dispatch`).
+
+#![deny(unsafe_code)]
 
 pub mod count;
 /// The errno type is the ABI's (`abi::Errno`); this path is kept for code
@@ -34,6 +41,7 @@ pub mod time;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::idt::InterruptFrame;
+use crate::mm::uaccess::UserAddr;
 use abi::{Errno, SysResult};
 use process::Id;
 
@@ -85,7 +93,7 @@ fn route(frame: &mut InterruptFrame) {
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     );
     let result: SysResult = count::syscall_match!(nr, {
-        // Memory (engineer "vm").
+        // Memory.
         9 => aspace().and_then(|a| mm::sys_mmap(&a, a0, a1, a2, a3, a4, a5)),
         10 => aspace().and_then(|a| mm::sys_mprotect(&a, a0, a1, a2)),
         11 => aspace().and_then(|a| mm::sys_munmap(&a, a0, a1)),
@@ -151,21 +159,21 @@ fn route(frame: &mut InterruptFrame) {
         334 => unsupported(nr),
 
         // Time.
-        35 => time::sys_nanosleep(a0, a1),
-        96 => time::sys_gettimeofday(a0, a1),
-        228 => time::sys_clock_gettime(a0 as u32, a1),
-        229 => time::sys_clock_getres(a0 as u32, a1),
-        230 => time::sys_clock_nanosleep(a0 as u32, a1 as u32, a2, a3),
-        201 => time::sys_time(a0),
-        36 => time::sys_getitimer(a0 as u32, a1),
+        35 => time::sys_nanosleep(UserAddr(a0), UserAddr(a1)),
+        96 => time::sys_gettimeofday(UserAddr(a0), UserAddr(a1)),
+        228 => time::sys_clock_gettime(a0 as u32, UserAddr(a1)),
+        229 => time::sys_clock_getres(a0 as u32, UserAddr(a1)),
+        230 => time::sys_clock_nanosleep(a0 as u32, a1 as u32, UserAddr(a2), UserAddr(a3)),
+        201 => time::sys_time(UserAddr(a0)),
+        36 => time::sys_getitimer(a0 as u32, UserAddr(a1)),
         37 => time::sys_alarm(a0 as u32),
-        38 => time::sys_setitimer(a0 as u32, a1, a2),
+        38 => time::sys_setitimer(a0 as u32, UserAddr(a1), UserAddr(a2)),
 
         // Information.
-        63 => info::sys_uname(a0),
-        99 => info::sys_sysinfo(a0),
-        309 => info::sys_getcpu(a0, a1),
-        318 => info::sys_getrandom(a0, a1, a2 as u32),
+        63 => info::sys_uname(UserAddr(a0)),
+        99 => info::sys_sysinfo(UserAddr(a0)),
+        309 => info::sys_getcpu(UserAddr(a0), UserAddr(a1)),
+        318 => info::sys_getrandom(UserAddr(a0), a1, a2 as u32),
 
         _ => fs_call(nr, frame),
     });
@@ -175,7 +183,7 @@ fn route(frame: &mut InterruptFrame) {
     };
 }
 
-/// The file calls (engineer "fs": `syscall::fs::dispatch`); ENOSYS for
+/// The file calls (`syscall::fs::dispatch`), then the socket calls; ENOSYS for
 /// every number nobody serves.
 fn fs_call(nr: u64, frame: &InterruptFrame) -> SysResult {
     let args = [

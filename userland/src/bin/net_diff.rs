@@ -1,5 +1,5 @@
-//! `net_diff`: the AF_INET (TCP/UDP over loopback) and AF_UNIX socket cases
-//! of issue 6, one deterministic line per check, so that Linux and this
+//! `net_diff`: AF_INET (TCP/UDP over loopback) and AF_UNIX socket cases,
+//! one deterministic line per check, so that Linux and this
 //! kernel can be diffed.  Raw `libc` calls throughout, so every errno is
 //! visible.  Prints no port numbers, addresses that vary, or timings; a
 //! wrong answer ends in `<-- WRONG`.  Ends with `net_diff: pass` and exit 0

@@ -1,5 +1,5 @@
-//! Differential test program: exercises the POSIX file-system cases of
-//! issue 4 through Rust std and prints one line per case.  Built as a
+//! Differential test program: exercises POSIX file-system cases
+//! through Rust std and prints one line per case.  Built as a
 //! static Linux executable and run as PID 1 both on this kernel and on
 //! Linux (tmpfs); the outputs must be identical.
 //!
