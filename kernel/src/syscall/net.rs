@@ -356,34 +356,3 @@ pub fn sys_epoll_pwait(
 }
 
 // ---- dispatch ----------------------------------------------------------------
-
-/// The socket and epoll calls by Linux number: `Some(result)` for the
-/// numbers this file serves, `None` for every other.  `a` holds rdi, rsi,
-/// rdx, r10, r8, r9.
-pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
-    let fd = |i: usize| a[i] as i32;
-    Some(super::count::syscall_match!(nr, {
-        41 => sys_socket(a[0] as u32, a[1] as u32, a[2] as u32),
-        42 => sys_connect(fd(0), a[1], a[2] as u32),
-        43 => sys_accept4(fd(0), a[1], a[2], 0),
-        44 => sys_sendto(fd(0), a[1], a[2], a[3] as u32, a[4], a[5] as u32),
-        45 => sys_recvfrom(fd(0), a[1], a[2], a[3] as u32, a[4], a[5]),
-        46 => sys_sendmsg(fd(0), a[1], a[2] as u32),
-        47 => sys_recvmsg(fd(0), a[1], a[2] as u32),
-        48 => sys_shutdown(fd(0), a[1] as u32),
-        49 => sys_bind(fd(0), a[1], a[2] as u32),
-        50 => sys_listen(fd(0), a[1] as i32),
-        51 => sys_getsockname(fd(0), a[1], a[2]),
-        52 => sys_getpeername(fd(0), a[1], a[2]),
-        53 => sys_socketpair(a[0] as u32, a[1] as u32, a[2] as u32, a[3]),
-        54 => sys_setsockopt(fd(0), a[1] as i32, a[2] as i32, a[3], a[4] as i32),
-        55 => sys_getsockopt(fd(0), a[1] as i32, a[2] as i32, a[3], a[4]),
-        213 => sys_epoll_create(a[0] as i32),
-        232 => sys_epoll_wait(fd(0), a[1], a[2] as i32, a[3] as i32),
-        233 => sys_epoll_ctl(fd(0), a[1] as i32, fd(2), a[3]),
-        281 => sys_epoll_pwait(fd(0), a[1], a[2] as i32, a[3] as i32, a[4], a[5]),
-        288 => sys_accept4(fd(0), a[1], a[2], a[3] as u32),
-        291 => sys_epoll_create1(a[0] as u32),
-        _ => return None,
-    }))
-}
