@@ -1,5 +1,5 @@
 //! Memory system calls: mmap, munmap, mprotect, mremap, madvise, msync,
-//! brk (msync is routed through `syscall::fs::dispatch`).
+//! brk (rows of `table.rs`).
 //!
 //! Owns: decoding the raw register arguments (Linux x86_64 ABI: `int`
 //! arguments use the low 32 bits) into calls on the caller's
