@@ -27,8 +27,13 @@ use crate::net::sockaddr::{self, SockAddr};
 use crate::net::*;
 use abi::{Errno, SysResult};
 
-fn proc() -> Result<Arc<crate::proc::Process>, Errno> {
-    crate::proc::current().ok_or(Errno::EBADF)
+/// The calling process, borrowed through the running task (which keeps it
+/// alive for the whole call), not cloned: the threads of a process would
+/// all write its reference count on every call.
+fn proc() -> Result<&'static crate::proc::Process, Errno> {
+    crate::proc::current_task()
+        .map(|t| &*t.process)
+        .ok_or(Errno::EBADF)
 }
 
 /// The open file `fd` and its socket: `EBADF`, or `ENOTSOCK`.

@@ -43,8 +43,13 @@ const CHUNK: usize = 64 * 1024;
 /// Most iovecs / pollfds accepted (UIO_MAXIOV / RLIMIT_NOFILE).
 const MAX_VEC: u64 = 1024;
 
-fn proc() -> Result<Arc<Process>, Errno> {
-    crate::proc::current().ok_or(Errno::EBADF)
+/// The calling process, borrowed through the running task (which keeps it
+/// alive for the whole call), not cloned: the threads of a process would
+/// all write its reference count on every call.
+fn proc() -> Result<&'static crate::proc::Process, Errno> {
+    crate::proc::current_task()
+        .map(|t| &*t.process)
+        .ok_or(Errno::EBADF)
 }
 
 fn file(fd: i32) -> Result<FileRef, Errno> {
