@@ -24,7 +24,14 @@ extern crate alloc;
 
 pub mod block;
 pub mod env;
-pub mod errno;
+/// The errno type of this crate is the ABI's (`abi::Errno`); this module
+/// keeps the `fs::errno::{Errno, FsResult}` path.
+pub mod errno {
+    pub use abi::Errno;
+
+    /// What every fallible file-system operation returns.
+    pub type FsResult<T> = Result<T, Errno>;
+}
 pub mod ext2;
 mod ino;
 pub mod inode;

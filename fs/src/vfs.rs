@@ -47,29 +47,18 @@ use crate::lockstat::{LockClass, Mutex};
 use crate::rcu::{Rcu, ReadGuard};
 use crate::LockMode;
 
-/// Longest name of one path component.
-pub const NAME_MAX: usize = 255;
-/// Longest path, including its terminating NUL in C (so 4095 bytes here).
-pub const PATH_MAX: usize = 4096;
+/// Longest name of one path component; longest path, including its
+/// terminating NUL in C (so 4095 bytes here).
+pub use abi::fcntl::{NAME_MAX, PATH_MAX};
 /// Symlinks followed in one resolution before `ELOOP`.
 pub const MAX_SYMLINKS: u32 = 40;
 
 /// Linux `open` flags this crate interprets.
 pub mod oflags {
-    pub const O_ACCMODE: u32 = 0o3;
-    pub const O_RDONLY: u32 = 0o0;
-    pub const O_WRONLY: u32 = 0o1;
-    pub const O_RDWR: u32 = 0o2;
-    pub const O_CREAT: u32 = 0o100;
-    pub const O_EXCL: u32 = 0o200;
-    pub const O_NOCTTY: u32 = 0o400;
-    pub const O_TRUNC: u32 = 0o1000;
-    pub const O_APPEND: u32 = 0o2000;
-    pub const O_NONBLOCK: u32 = 0o4000;
-    pub const O_DIRECTORY: u32 = 0o200000;
-    pub const O_NOFOLLOW: u32 = 0o400000;
-    pub const O_CLOEXEC: u32 = 0o2000000;
-    pub const O_PATH: u32 = 0o10000000;
+    pub use abi::fcntl::{
+        O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW,
+        O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY,
+    };
 }
 use oflags::*;
 

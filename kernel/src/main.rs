@@ -22,9 +22,11 @@ mod mm;
 mod net;
 mod panic;
 mod proc;
+mod random;
 mod sched;
 mod selftest;
 mod syscall;
+mod time;
 
 use ::log::{info, warn, LevelFilter};
 

@@ -347,11 +347,11 @@ impl<P: Platform> Core<P> {
                             tcp::State::SynSent
                                 if w.connect_deadline_ms.is_some_and(|d| now_ms >= d) =>
                             {
-                                w.error = ETIMEDOUT
+                                w.error = ETIMEDOUT.0
                             }
-                            tcp::State::SynSent => w.error = ECONNREFUSED,
+                            tcp::State::SynSent => w.error = ECONNREFUSED.0,
                             tcp::State::TimeWait | tcp::State::LastAck | tcp::State::Closed => {}
-                            _ => w.error = ECONNRESET,
+                            _ => w.error = ECONNRESET.0,
                         }
                     }
                     if w.last_state == tcp::State::SynSent && st != tcp::State::Closed {

@@ -22,7 +22,6 @@ extern crate alloc;
 extern crate std;
 
 mod device;
-pub mod errno;
 mod instance;
 mod packet;
 mod ports;
@@ -33,8 +32,14 @@ pub use core::net::{Ipv4Addr, SocketAddrV4};
 pub use socket::{Socket, SocketRef};
 pub use stack::{Stack, StackStats};
 
-/// A Linux errno value, positive (`errno::EAGAIN` is 11).
-pub type Errno = i32;
+/// A Linux errno value, positive: the ABI's one errno type.
+pub use abi::Errno;
+
+/// The errno values as free constants (`errno::EAGAIN`), from the ABI's
+/// one table.
+pub mod errno {
+    pub use abi::errno::*;
+}
 
 /// What the kernel provides to the stack.  Implemented by the kernel, and by
 /// a `std` shim (threads + Condvar) in the host tests.
@@ -121,28 +126,17 @@ pub enum SockType {
 
 /// Linux constants used by the socket API (values as Linux x86_64).
 pub mod consts {
-    pub const SOCK_STREAM: i32 = 1;
-    pub const SOCK_DGRAM: i32 = 2;
-    pub const SOL_SOCKET: i32 = 1;
-    pub const IPPROTO_TCP: i32 = 6;
-    pub const SO_REUSEADDR: i32 = 2;
-    pub const SO_TYPE: i32 = 3;
-    pub const SO_ERROR: i32 = 4;
-    pub const SO_SNDBUF: i32 = 7;
-    pub const SO_RCVBUF: i32 = 8;
-    pub const SO_KEEPALIVE: i32 = 9;
-    pub const SO_LINGER: i32 = 13;
-    pub const SO_REUSEPORT: i32 = 15;
-    pub const TCP_NODELAY: i32 = 1;
-    pub const SHUT_RD: i32 = 0;
-    pub const SHUT_WR: i32 = 1;
-    pub const SHUT_RDWR: i32 = 2;
-    pub const EPOLLIN: u32 = 0x001;
-    pub const EPOLLPRI: u32 = 0x002;
-    pub const EPOLLOUT: u32 = 0x004;
-    pub const EPOLLERR: u32 = 0x008;
-    pub const EPOLLHUP: u32 = 0x010;
-    pub const EPOLLRDNORM: u32 = 0x040;
-    pub const EPOLLWRNORM: u32 = 0x100;
-    pub const EPOLLRDHUP: u32 = 0x2000;
+    pub use abi::poll::{
+        EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLPRI, EPOLLRDHUP, EPOLLRDNORM, EPOLLWRNORM,
+    };
+    pub use abi::socket::{
+        IPPROTO_TCP, SOL_SOCKET, SO_ERROR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_REUSEADDR,
+        SO_REUSEPORT, SO_SNDBUF, SO_TYPE, TCP_NODELAY,
+    };
+    // The socket API takes these as C `int`s.
+    pub const SOCK_STREAM: i32 = abi::socket::SOCK_STREAM as i32;
+    pub const SOCK_DGRAM: i32 = abi::socket::SOCK_DGRAM as i32;
+    pub const SHUT_RD: i32 = abi::socket::SHUT_RD as i32;
+    pub const SHUT_WR: i32 = abi::socket::SHUT_WR as i32;
+    pub const SHUT_RDWR: i32 = abi::socket::SHUT_RDWR as i32;
 }

@@ -506,7 +506,7 @@ impl<P: Platform> Socket<P> {
                     (e, core.sockets.get::<tcp::Socket>(h).state())
                 });
                 if err != 0 {
-                    return Err(err);
+                    return Err(Errno(err));
                 }
                 return match state {
                     tcp::State::SynSent | tcp::State::SynReceived => Err(EALREADY),
@@ -608,7 +608,7 @@ impl<P: Platform> Socket<P> {
                         .get_mut(&handle)
                         .expect("live socket has a watch");
                     if w.error != 0 {
-                        return Err(core::mem::take(&mut w.error));
+                        return Err(Errno(core::mem::take(&mut w.error)));
                     }
                     let s = core.sockets.get_mut::<tcp::Socket>(handle);
                     if !s.may_send() {
@@ -690,7 +690,7 @@ impl<P: Platform> Socket<P> {
                 me.on(i, afters, |core| {
                     let w = core.watches.get_mut(&h).expect("live socket has a watch");
                     if w.error != 0 {
-                        return Err(core::mem::take(&mut w.error));
+                        return Err(Errno(core::mem::take(&mut w.error)));
                     }
                     let s = core.sockets.get_mut::<tcp::Socket>(h);
                     if s.can_recv() && !buf.is_empty() {

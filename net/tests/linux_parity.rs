@@ -7,13 +7,13 @@ use common::*;
 use net::consts::*;
 use net::{errno, Ipv4Addr, Mode, SockType};
 
-fn int(s: &Sock, level: i32, name: i32) -> Result<i32, i32> {
+fn int(s: &Sock, level: i32, name: i32) -> Result<i32, net::Errno> {
     let mut b = [0u8; 4];
     s.getsockopt(level, name, &mut b)
         .map(|_| i32::from_ne_bytes(b))
 }
 
-fn set(s: &Sock, level: i32, name: i32, v: i32) -> Result<(), i32> {
+fn set(s: &Sock, level: i32, name: i32, v: i32) -> Result<(), net::Errno> {
     s.setsockopt(level, name, &v.to_ne_bytes())
 }
 
@@ -99,7 +99,7 @@ fn parity(mode: Mode) {
     let nbr = st.socket(SockType::Stream).unwrap();
     assert_eq!(nbr.connect(free), Err(errno::EINPROGRESS));
     assert_ne!(wait(&st, &nbr, EPOLLOUT | EPOLLERR) & EPOLLERR, 0);
-    assert_eq!(int(&nbr, SOL_SOCKET, SO_ERROR), Ok(errno::ECONNREFUSED));
+    assert_eq!(int(&nbr, SOL_SOCKET, SO_ERROR), Ok(errno::ECONNREFUSED.0));
     l.close();
 
     let us = st.socket(SockType::Dgram).unwrap();

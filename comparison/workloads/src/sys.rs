@@ -59,45 +59,13 @@ pub type Res<T> = Result<T, Fail>;
 
 /// The Linux name of an errno value, or `errno N`.
 pub fn errno_name(e: i32) -> String {
-    let name = match e {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ESRCH => "ESRCH",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::ECHILD => "ECHILD",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EISDIR => "EISDIR",
-        libc::EINVAL => "EINVAL",
-        libc::EMFILE => "EMFILE",
-        libc::ENOSPC => "ENOSPC",
-        libc::EPIPE => "EPIPE",
-        libc::ENOSYS => "ENOSYS (the system does not implement this call)",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ENOTSOCK => "ENOTSOCK",
-        libc::ENOPROTOOPT => "ENOPROTOOPT",
-        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
-        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
-        libc::EADDRINUSE => "EADDRINUSE",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::ECONNABORTED => "ECONNABORTED",
-        libc::ECONNRESET => "ECONNRESET",
-        libc::ENOBUFS => "ENOBUFS",
-        libc::ENOTCONN => "ENOTCONN",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::EINPROGRESS => "EINPROGRESS",
-        _ => return format!("errno {e}"),
-    };
-    name.to_string()
+    match abi::Errno(e) {
+        abi::Errno::ENOSYS => "ENOSYS (the system does not implement this call)".to_string(),
+        errno => match errno.name() {
+            Some(name) => name.to_string(),
+            None => format!("errno {e}"),
+        },
+    }
 }
 
 /// A path as a C string (paths here never hold NUL bytes).

@@ -21,6 +21,10 @@
 //! Must not: touch user memory (the syscall layer copies events), hold the
 //! interest lock while polling files or notifying.
 
+pub use abi::poll::{
+    EPOLLERR, EPOLLET, EPOLLEXCLUSIVE, EPOLLHUP, EPOLLIN, EPOLLONESHOT, EPOLLWAKEUP, EPOLL_CTL_ADD,
+    EPOLL_CTL_DEL, EPOLL_CTL_MOD,
+};
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -28,23 +32,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::file::{File, Kind};
 use super::pollwait::{PollSubscriber, PollWaiters};
-use crate::syscall::errno::Errno;
-
-pub const EPOLLIN: u32 = 0x001;
-#[allow(dead_code)]
-pub const EPOLLOUT: u32 = 0x004;
-pub const EPOLLERR: u32 = 0x008;
-pub const EPOLLHUP: u32 = 0x010;
-#[allow(dead_code)]
-pub const EPOLLRDHUP: u32 = 0x2000;
-pub const EPOLLEXCLUSIVE: u32 = 1 << 28;
-pub const EPOLLWAKEUP: u32 = 1 << 29;
-pub const EPOLLONESHOT: u32 = 1 << 30;
-pub const EPOLLET: u32 = 1 << 31;
-
-pub const EPOLL_CTL_ADD: i32 = 1;
-pub const EPOLL_CTL_DEL: i32 = 2;
-pub const EPOLL_CTL_MOD: i32 = 3;
+use abi::Errno;
 
 const ELOOP: Errno = Errno::ELOOP;
 /// Bits of `epoll_event.events` that are modes, not events.

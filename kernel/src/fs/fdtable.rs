@@ -18,7 +18,7 @@ use ::fs::lockstat::{LockClass, RwLock};
 use ::fs::Inode;
 
 use super::file::{File, FileRef};
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// Highest number of open descriptors (RLIMIT_NOFILE's usual soft limit).
 pub const MAX_FDS: usize = 1024;

@@ -12,6 +12,8 @@
 //! Must not: touch user memory (`read_direct` hands page-cache bytes to
 //! its caller's sink), or hold a lock while blocking.
 
+use abi::fcntl::{SEEK_CUR, SEEK_END, SEEK_SET};
+pub use abi::poll::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -24,7 +26,7 @@ use super::pipe::Pipe;
 use super::pollwait::PollWaiters;
 use super::{dev, errno};
 use crate::net::Socket;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// A shared reference to an open file.
 pub type FileRef = Arc<File>;
@@ -50,16 +52,6 @@ pub enum Kind {
     /// An epoll instance.
     Epoll(Arc<Epoll>),
 }
-
-/// poll(2) event bits.
-pub const POLLIN: i16 = 0x001;
-pub const POLLOUT: i16 = 0x004;
-pub const POLLERR: i16 = 0x008;
-pub const POLLHUP: i16 = 0x010;
-pub const POLLNVAL: i16 = 0x020;
-/// Peer closed or shut down writing (epoll/poll `POLLRDHUP`).
-#[allow(dead_code)]
-pub const POLLRDHUP: u32 = 0x2000;
 
 /// Status flags `fcntl(F_SETFL)` may change.
 const SETTABLE: u32 = O_APPEND | O_NONBLOCK;
@@ -263,7 +255,7 @@ impl File {
                 Ok(out.len())
             }
             Kind::Random => {
-                crate::syscall::info::fill_random(out);
+                crate::random::fill_random(out);
                 Ok(out.len())
             }
             Kind::PipeRead(p) => p.read(out, self.nonblocking()),
@@ -375,9 +367,6 @@ impl File {
 
     /// `lseek`.
     pub fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
-        const SEEK_SET: u32 = 0;
-        const SEEK_CUR: u32 = 1;
-        const SEEK_END: u32 = 2;
         if !self.seekable() {
             return Err(Errno::ESPIPE);
         }
@@ -393,7 +382,7 @@ impl File {
             _ => return Err(Errno::EINVAL),
         };
         // EOVERFLOW (75) is not among the shared errno constants.
-        let new = base.checked_add(offset).ok_or(Errno(75))?;
+        let new = base.checked_add(offset).ok_or(Errno::EOVERFLOW)?;
         if new < 0 {
             return Err(Errno::EINVAL);
         }

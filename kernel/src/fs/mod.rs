@@ -28,7 +28,7 @@ use alloc::vec::Vec;
 use ::fs::{Clock, FileType, Fs, FsConfig, LockMode as FsLockMode, Page, PageAlloc, Timespec};
 
 use crate::mm::PhysAddr;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 pub use fdtable::{FdTable, FsContext};
 pub use file::{File, FileRef, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};

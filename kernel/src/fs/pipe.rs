@@ -20,7 +20,7 @@ use alloc::sync::Arc;
 use super::file::{POLLERR, POLLHUP, POLLIN, POLLOUT};
 use super::pollwait::PollWaiters;
 use crate::sched::IrqSpinLock;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// Bytes a pipe buffers (Linux's default, 16 pages).
 pub const CAPACITY: usize = 65536;

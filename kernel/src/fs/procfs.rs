@@ -608,7 +608,7 @@ fn stat() -> String {
         let _ = writeln!(s, "cpu{n} {u} 0 {sy} {i} 0 0 0 0 0 0");
     }
     let _ = writeln!(s, "ctxt {}", crate::sched::stats().context_switches);
-    let btime = crate::syscall::time::realtime_offset_ns() / 1_000_000_000;
+    let btime = crate::time::realtime_offset_ns() / 1_000_000_000;
     let _ = writeln!(s, "btime {btime}");
     let _ = writeln!(s, "processes {}", process::ids_allocated());
     let _ = writeln!(

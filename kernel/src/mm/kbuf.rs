@@ -11,7 +11,7 @@
 
 use alloc::vec::Vec;
 
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// Largest buffer handed out (a bound on top of the caller's own; 1 MiB is
 /// the largest any system call here moves through one kernel buffer).

@@ -11,7 +11,7 @@
 use alloc::vec::Vec;
 
 use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
-use crate::syscall::errno::{Errno, SysResult};
+use abi::{Errno, SysResult};
 
 const SIOCGIFNAME: u32 = 0x8910;
 const SIOCGIFCONF: u32 = 0x8912;

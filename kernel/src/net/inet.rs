@@ -29,7 +29,7 @@ use crate::arch::cpu::MAX_CPUS;
 use crate::drivers::net::nic;
 use crate::fs::pollwait::PollWaiters;
 use crate::sched::WaitQueue;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// The kernel side of `::net::Platform`.
 pub struct KernelPlatform;
@@ -59,7 +59,7 @@ impl ::net::Platform for KernelPlatform {
 
     fn random_u64(&self) -> u64 {
         let mut bytes = [0u8; 8];
-        crate::syscall::info::fill_random(&mut bytes);
+        crate::random::fill_random(&mut bytes);
         u64::from_le_bytes(bytes)
     }
 }
@@ -194,7 +194,7 @@ pub fn create(sock_type: u32, protocol: u32) -> Result<Arc<dyn Socket>, Errno> {
         }
         _ => return Err(ESOCKTNOSUPPORT),
     };
-    let sock = stack()?.socket(kind).map_err(Errno)?;
+    let sock = stack()?.socket(kind)?;
     Ok(Arc::new(InetSocket::new(sock, sock_type)))
 }
 
@@ -248,32 +248,32 @@ impl Socket for InetSocket {
     }
 
     fn bind(&self, addr: &SockAddr) -> Result<(), Errno> {
-        self.sock.bind(inet_addr(addr)?).map_err(Errno)
+        self.sock.bind(inet_addr(addr)?)
     }
 
     fn listen(&self, backlog: i32) -> Result<(), Errno> {
-        self.sock.listen(backlog).map_err(Errno)?;
+        self.sock.listen(backlog)?;
         self.listening.store(true, Ordering::Release);
         Ok(())
     }
 
     fn accept(&self) -> Result<(Arc<dyn Socket>, Option<SockAddr>), Errno> {
-        let (sock, peer) = self.sock.accept().map_err(Errno)?;
+        let (sock, peer) = self.sock.accept()?;
         let accepted: Arc<dyn Socket> = Arc::new(InetSocket::new(sock, self.sock_type));
         Ok((accepted, Some(sockaddr(peer))))
     }
 
     fn connect(&self, addr: &SockAddr) -> Result<(), Errno> {
-        self.sock.connect(inet_addr(addr)?).map_err(Errno)
+        self.sock.connect(inet_addr(addr)?)
     }
 
     fn send(&self, data: &[u8], _flags: u32, to: Option<&SockAddr>) -> Result<usize, Errno> {
         let dest = to.map(inet_addr).transpose()?;
-        self.sock.send(data, dest).map_err(Errno)
+        self.sock.send(data, dest)
     }
 
     fn recv(&self, out: &mut [u8], flags: u32) -> Result<Received, Errno> {
-        let (len, from) = self.sock.recv(out, flags & MSG_PEEK != 0).map_err(Errno)?;
+        let (len, from) = self.sock.recv(out, flags & MSG_PEEK != 0)?;
         Ok(Received {
             len,
             full_len: len,
@@ -282,24 +282,24 @@ impl Socket for InetSocket {
     }
 
     fn shutdown(&self, how: u32) -> Result<(), Errno> {
-        self.sock.shutdown(how as i32).map_err(Errno)
+        self.sock.shutdown(how as i32)
     }
 
     fn local_addr(&self) -> Result<SockAddr, Errno> {
-        self.sock.local_addr().map(sockaddr).map_err(Errno)
+        self.sock.local_addr().map(sockaddr)
     }
 
     fn peer_addr(&self) -> Result<SockAddr, Errno> {
-        self.sock.peer_addr().map(sockaddr).map_err(Errno)
+        self.sock.peer_addr().map(sockaddr)
     }
 
     fn setsockopt(&self, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
-        self.sock.setsockopt(level, name, value).map_err(Errno)
+        self.sock.setsockopt(level, name, value)
     }
 
     fn getsockopt(&self, level: i32, name: i32) -> Result<Vec<u8>, Errno> {
         let mut out = [0u8; 16];
-        let n = self.sock.getsockopt(level, name, &mut out).map_err(Errno)?;
+        let n = self.sock.getsockopt(level, name, &mut out)?;
         Ok(out[..n].to_vec())
     }
 

@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 
 use super::{AF_INET, AF_UNIX};
 use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// Largest address Linux accepts (`sizeof(struct sockaddr_storage)`).
 const SOCKADDR_MAX: u32 = 128;

@@ -21,7 +21,7 @@ use super::sockaddr::SockAddr;
 use super::*;
 use crate::fs::pollwait::{PollWaiters, PollWaker};
 use crate::fs::File;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// What `recv` returns: bytes copied, the datagram's full length (bigger
 /// than `len` when it was truncated), and the sender's address if the
@@ -225,7 +225,7 @@ fn timeval_ns(value: &[u8]) -> Result<u64, Errno> {
     let sec = i64::from_ne_bytes(value[0..8].try_into().map_err(|_| Errno::EINVAL)?);
     let usec = i64::from_ne_bytes(value[8..16].try_into().map_err(|_| Errno::EINVAL)?);
     if !(0..1_000_000).contains(&usec) {
-        return Err(Errno(33)); // EDOM, as Linux
+        return Err(Errno::EDOM); // as Linux
     }
     if sec < 0 {
         return Ok(0);

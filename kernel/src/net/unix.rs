@@ -34,7 +34,7 @@ use super::socket::{Received, Socket};
 use super::*;
 use crate::fs::pollwait::PollWaiters;
 use crate::sched::IrqSpinLock;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// Bytes buffered per direction (Linux's `net.core.wmem_default`).
 pub const BUFFER_BYTES: usize = 212_992;

@@ -21,7 +21,7 @@ use super::task::Task;
 use crate::arch::idt::InterruptFrame;
 use crate::mm::uaccess::write_user;
 use crate::sched;
-use crate::syscall::errno::{Errno, SysResult};
+use abi::{Errno, SysResult};
 
 pub const CSIGNAL: u64 = 0x0000_00ff;
 pub const CLONE_VM: u64 = 0x0000_0100;

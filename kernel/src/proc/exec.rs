@@ -32,7 +32,7 @@ use super::task::Task;
 use crate::arch::idt::InterruptFrame;
 use crate::mm::uaccess::{read_user, read_user_cstr, read_user_cstr_bytes};
 use crate::mm::vm::{self, AddressSpace, PROT_EXEC, PROT_READ, PROT_WRITE};
-use crate::syscall::errno::{Errno, SysResult};
+use abi::{Errno, SysResult};
 
 /// Where a static-pie is loaded (Linux's ELF_ET_DYN_BASE on x86_64).
 pub const PIE_BASE: u64 = 0x5555_5555_4000;
@@ -451,7 +451,7 @@ pub fn build_stack(
     }
     let random_off = strings.len();
     let mut random = [0u8; 16];
-    crate::syscall::info::fill_random(&mut random);
+    crate::random::fill_random(&mut random);
     strings.extend_from_slice(&random);
     if strings.len() > MAX_ARG_BYTES {
         return Err(Errno::E2BIG);

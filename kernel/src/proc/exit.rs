@@ -20,7 +20,7 @@ use super::process::{self, Pid, Process};
 use super::signal::{self, SIGCHLD};
 use super::task::Task;
 use crate::mm::uaccess::{copy_to_user, write_user};
-use crate::syscall::errno::{Errno, SysResult};
+use abi::{Errno, SysResult};
 
 /// `wait4`/`waitid` options.
 pub const WNOHANG: u64 = 1;

@@ -13,7 +13,7 @@
 use alloc::sync::Arc;
 
 use crate::fs::{FdTable, FsContext};
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// A process's open files and file-system context.
 pub struct Files {

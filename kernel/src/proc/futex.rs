@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use super::task::Task;
 use crate::mm::uaccess::read_user;
 use crate::sched::{IrqSpinLock, WaitQueue};
-use crate::syscall::errno::{Errno, SysResult};
+use abi::{Errno, SysResult};
 
 const FUTEX_WAIT: u32 = 0;
 const FUTEX_WAKE: u32 = 1;
@@ -254,13 +254,13 @@ pub fn sys_futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3:
             let deadline = if timeout == 0 {
                 None
             } else {
-                let ts = crate::syscall::time::read_timespec(timeout)?;
+                let ts = crate::time::read_timespec(crate::mm::uaccess::UserAddr(timeout))?;
                 let now = crate::arch::time::now_ns();
                 Some(if cmd == FUTEX_WAIT {
                     now.saturating_add(ts)
                 } else if op & FUTEX_CLOCK_REALTIME != 0 {
                     // Absolute CLOCK_REALTIME: convert to the monotonic clock.
-                    ts.saturating_sub(crate::syscall::time::realtime_offset_ns())
+                    ts.saturating_sub(crate::time::realtime_offset_ns())
                 } else {
                     ts
                 })

@@ -26,7 +26,7 @@ use super::process::{self, Pid, Process};
 use super::signal::ProcessSignals;
 use super::task::Task;
 use crate::arch::usermode::{initial_frame, FpuState};
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// PID 1's environment (docs/USERSPACE.md).
 const INIT_ENV: [&str; 3] = ["HOME=/", "TERM=linux", "PATH=/bin:/sbin:/usr/bin:/usr/sbin"];
@@ -69,7 +69,7 @@ pub fn run_init() -> u32 {
             return EXIT_FAILURE;
         }
     }
-    crate::syscall::time::init_realtime();
+    crate::time::init_realtime();
     let line = crate::boot::cmdline().unwrap_or("");
     let path = crate::cmdline::init_path(line);
     let (argv, envp) = match init_vectors(line, path) {

@@ -26,6 +26,12 @@
 //! Must not: trust anything read back from user space in `rt_sigreturn`
 //! (selectors and flags are forced to ring-3 values on the way out).
 
+pub use abi::signal::{
+    MINSIGSTKSZ, NSIG, SA_NODEFER, SA_ONSTACK, SA_RESETHAND, SA_RESTART, SA_RESTORER, SEGV_ACCERR,
+    SEGV_MAPERR, SIGBUS, SIGCHLD, SIGCONT, SIGFPE, SIGILL, SIGKILL, SIGPIPE, SIGSEGV, SIGSTOP,
+    SIGTRAP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH, SIG_DFL, SIG_IGN, SS_DISABLE, SS_ONSTACK,
+};
+use abi::signal::{SI_TKILL, SI_USER};
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use super::task::Task;
@@ -33,49 +39,7 @@ use crate::arch::idt::InterruptFrame;
 use crate::arch::usermode::FpuState;
 use crate::mm::uaccess::{copy_from_user, copy_to_user};
 use crate::sched::IrqSpinLock;
-use crate::syscall::errno::{Errno, SysResult};
-
-/// Number of signals (1..=64).
-pub const NSIG: usize = 64;
-
-pub const SIGILL: u32 = 4;
-pub const SIGTRAP: u32 = 5;
-pub const SIGBUS: u32 = 7;
-pub const SIGFPE: u32 = 8;
-pub const SIGKILL: u32 = 9;
-pub const SIGSEGV: u32 = 11;
-/// Sent by the fs glue on a write to a pipe without readers.
-#[allow(dead_code)]
-pub const SIGPIPE: u32 = 13;
-pub const SIGCHLD: u32 = 17;
-pub const SIGCONT: u32 = 18;
-pub const SIGSTOP: u32 = 19;
-pub const SIGTSTP: u32 = 20;
-pub const SIGTTIN: u32 = 21;
-pub const SIGTTOU: u32 = 22;
-pub const SIGURG: u32 = 23;
-pub const SIGWINCH: u32 = 28;
-
-pub const SIG_DFL: u64 = 0;
-pub const SIG_IGN: u64 = 1;
-
-pub const SA_ONSTACK: u64 = 0x0800_0000;
-pub const SA_RESTORER: u64 = 0x0400_0000;
-pub const SA_NODEFER: u64 = 0x4000_0000;
-pub const SA_RESETHAND: u64 = 0x8000_0000;
-pub const SA_RESTART: u64 = 0x1000_0000;
-
-/// `ss_flags` values of `sigaltstack`.
-pub const SS_ONSTACK: i32 = 1;
-pub const SS_DISABLE: i32 = 2;
-/// Smallest alternate stack Linux accepts.
-pub const MINSIGSTKSZ: u64 = 2048;
-
-/// `si_code` values.
-const SI_USER: i32 = 0;
-const SI_TKILL: i32 = -6;
-pub const SEGV_MAPERR: i32 = 1;
-pub const SEGV_ACCERR: i32 = 2;
+use abi::{Errno, SysResult};
 
 /// Bytes of the frame pieces (module doc).
 const UCONTEXT_BYTES: u64 = 304;
@@ -515,7 +479,7 @@ fn restartable(nr: u64) -> bool {
 /// If `frame` is a syscall that just failed with EINTR and may be
 /// restarted, rewinds it so the call runs again when the handler returns.
 fn restart_if_interrupted(frame: &mut InterruptFrame) {
-    let eintr = crate::syscall::errno::Errno::EINTR.to_return() as u64;
+    let eintr = abi::Errno::EINTR.to_return() as u64;
     if frame.vector == crate::arch::syscall::SYSCALL_VECTOR
         && frame.rax == eintr
         && restartable(frame.error_code)

@@ -25,7 +25,7 @@ use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
 use crate::mm::vm::{self, tlb, AddressSpace, PROT_EXEC, PROT_READ, PROT_WRITE};
 use crate::mm::{self as kmm};
 use crate::sched;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 const RW: u32 = PROT_READ | PROT_WRITE;
 const ANON: u32 = vm::MAP_PRIVATE | vm::MAP_ANONYMOUS;

@@ -1,9 +1,9 @@
 //! Per-syscall call counts and the set of dispatched numbers (`syscount`).
 //!
 //! Owns: one counter per syscall number per CPU (bumped by `dispatch` on
-//! every call), the `syscall_match!` macro every dispatch table is written
-//! with, and the probe that asks those same tables which numbers they serve
-//! (so the "dispatched" set follows the tables, with no second list).  With
+//! every call), and the probe that asks the syscall table (`table.rs`)
+//! which numbers it serves (so the "dispatched" set follows the table, with
+//! no second list).  With
 //! the kernel command-line word `syscount`, PID 1's exit prints (before
 //! `init exit:`) `syscount: dispatched=N,N,...` and
 //! `syscount: called=N:COUNT,...`; the syscall-coverage test reads them.
@@ -12,10 +12,10 @@
 //! (a migration between reading the CPU id and the add only makes that one
 //! add land on another CPU's line, still atomically); numbers at or above
 //! `COUNTED` are not counted.  A probe runs no handler: while the probing
-//! task runs the tables, every numbered arm answers `PROBE_SERVED` without
-//! running, and `unsupported` (the end of the chain) answers
-//! `PROBE_UNSERVED` without logging; any other answer means a table in the
-//! chain is not a `syscall_match!`, and the report names those numbers
+//! task runs the table, every served row answers `PROBE_SERVED` without
+//! running, and `unsupported` (unserved rows) answers `PROBE_UNSERVED`
+//! without logging; any other answer means a row bypassed the table's
+//! probe check, and the report names those numbers
 //! (`syscount: unprobed=`).
 //!
 //! Must not: take a lock or allocate on the counting path; change what any
@@ -63,7 +63,7 @@ fn me() -> usize {
     crate::arch::cpu::current_task() | 1
 }
 
-/// Whether the calling task is probing the tables (then no handler runs).
+/// Whether the calling task is probing the table (then no handler runs).
 #[inline]
 pub fn probing() -> bool {
     let prober = PROBER.load(Ordering::Relaxed);
@@ -77,39 +77,19 @@ pub const PROBE_SERVED: usize = 0x5359_5343_4f55_4e54; // "SYSCOUNT"
 /// What `unsupported` (the end of the chain) answers during a probe.
 pub const PROBE_UNSERVED: usize = 0x554e_5345_5256_4544; // "UNSERVED"
 
-/// The `match` of a dispatch table: `syscall_match!(nr, { N | M => expr,
-/// ... _ => default })`.  Expands to that `match`, except that while the
-/// calling task probes (`probing`) a numbered arm yields
-/// `Ok(PROBE_SERVED)` instead of running; the `_` arm runs as usual (it
-/// hands the number on to the next table, or says "not mine").  Arms are
-/// plain integer literals (or `|` of them), each ending with a comma.
-macro_rules! syscall_match {
-    ($nr:expr, { $($($n:literal)|+ => $e:expr,)* _ => $default:expr $(,)? }) => {
-        match $nr {
-            $($($n)|+ => {
-                if $crate::syscall::count::probing() {
-                    Ok($crate::syscall::count::PROBE_SERVED)
-                } else {
-                    $e
-                }
-            })*
-            _ => $default,
-        }
-    };
-}
-pub(crate) use syscall_match;
-
 /// Whether `dispatch` serves `nr` (asks every table, runs no handler);
 /// `None` when the answer was neither: a table not written with
-/// `syscall_match!` ran a real handler (with zero arguments), which the
+/// table row ran a real handler (with zero arguments), which the
 /// report names so that the coverage test fails.  Must be called from a
 /// task (PID 1's exit path is one).
+// The one exception to `syscall/`'s `deny(unsafe_code)`: a blank frame.
+#[allow(unsafe_code)]
 fn served(nr: u64) -> Option<bool> {
     // SAFETY: `InterruptFrame` is `repr(C)` and all `u64`: all-zero is a
     // valid value.
     let mut frame: InterruptFrame = unsafe { core::mem::zeroed() };
     frame.rax = nr;
-    super::route(&mut frame);
+    super::table::route(&mut frame);
     match frame.rax as usize {
         PROBE_SERVED => Some(true),
         PROBE_UNSERVED => Some(false),
@@ -139,7 +119,7 @@ pub fn report_if_asked() {
     PROBER.store(0, Ordering::Relaxed);
     if !unprobed.is_empty() {
         crate::log::report(format_args!(
-            "syscount: unprobed={unprobed} (a dispatch table without syscall_match!)"
+            "syscount: unprobed={unprobed} (a table row without the probe check)"
         ));
     }
     let mut called = alloc::string::String::new();

@@ -1,5 +1,5 @@
 //! Memory system calls: mmap, munmap, mprotect, mremap, madvise, msync,
-//! brk (msync is routed through `syscall::fs::dispatch`).
+//! brk (rows of `table.rs`).
 //!
 //! Owns: decoding the raw register arguments (Linux x86_64 ABI: `int`
 //! arguments use the low 32 bits) into calls on the caller's
@@ -10,7 +10,7 @@
 //! Must not: touch page tables or VMAs itself, or trust any argument.
 
 use crate::mm::vm::{self, AddressSpace};
-use crate::syscall::errno::SysResult;
+use abi::SysResult;
 
 /// mmap(addr, length, prot, flags, fd, offset) — syscall 9.
 pub fn sys_mmap(
@@ -28,7 +28,7 @@ pub fn sys_mmap(
     } else {
         // Validate what needs no file first, as Linux does (EINVAL before EBADF).
         if len == 0 || offset % vm::PAGE_SIZE != 0 {
-            return Err(crate::syscall::errno::Errno::EINVAL);
+            return Err(abi::Errno::EINVAL);
         }
         let source = vm::file_source(fd)?;
         aspace.mmap(addr, len, prot, flags, Some((source, offset)))?

@@ -14,20 +14,26 @@
 //! lock while copying user memory.
 
 use crate::mm::kbuf;
+use abi::poll::EPOLL_CLOEXEC;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use ::fs::oflags::{O_CLOEXEC, O_NONBLOCK};
+use ::fs::oflags::O_NONBLOCK;
 
-use super::errno::{Errno, SysResult};
 use crate::fs::epoll::{Epoll, EPOLL_CTL_DEL};
 use crate::fs::{File, FileRef};
 use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::*;
+use abi::{Errno, SysResult};
 
-fn proc() -> Result<Arc<crate::proc::Process>, Errno> {
-    crate::proc::current().ok_or(Errno::EBADF)
+/// The calling process, borrowed through the running task (which keeps it
+/// alive for the whole call), not cloned: the threads of a process would
+/// all write its reference count on every call.
+fn proc() -> Result<&'static crate::proc::Process, Errno> {
+    crate::proc::current_task()
+        .map(|t| &*t.process)
+        .ok_or(Errno::EBADF)
 }
 
 /// The open file `fd` and its socket: `EBADF`, or `ENOTSOCK`.
@@ -263,8 +269,6 @@ pub fn sys_getsockopt(fd: i32, level: i32, name: i32, value: u64, lenp: u64) -> 
 
 // ---- epoll -------------------------------------------------------------------
 
-/// `EPOLL_CLOEXEC` is `O_CLOEXEC`.
-const EPOLL_CLOEXEC: u32 = O_CLOEXEC;
 /// Most events one epoll_wait returns (Linux: INT_MAX / sizeof(epoll_event)).
 const EP_MAX_EVENTS: i32 = i32::MAX / 12;
 
@@ -357,34 +361,3 @@ pub fn sys_epoll_pwait(
 }
 
 // ---- dispatch ----------------------------------------------------------------
-
-/// The socket and epoll calls by Linux number: `Some(result)` for the
-/// numbers this file serves, `None` for every other.  `a` holds rdi, rsi,
-/// rdx, r10, r8, r9.
-pub fn dispatch(nr: u64, a: [u64; 6]) -> Option<SysResult> {
-    let fd = |i: usize| a[i] as i32;
-    Some(super::count::syscall_match!(nr, {
-        41 => sys_socket(a[0] as u32, a[1] as u32, a[2] as u32),
-        42 => sys_connect(fd(0), a[1], a[2] as u32),
-        43 => sys_accept4(fd(0), a[1], a[2], 0),
-        44 => sys_sendto(fd(0), a[1], a[2], a[3] as u32, a[4], a[5] as u32),
-        45 => sys_recvfrom(fd(0), a[1], a[2], a[3] as u32, a[4], a[5]),
-        46 => sys_sendmsg(fd(0), a[1], a[2] as u32),
-        47 => sys_recvmsg(fd(0), a[1], a[2] as u32),
-        48 => sys_shutdown(fd(0), a[1] as u32),
-        49 => sys_bind(fd(0), a[1], a[2] as u32),
-        50 => sys_listen(fd(0), a[1] as i32),
-        51 => sys_getsockname(fd(0), a[1], a[2]),
-        52 => sys_getpeername(fd(0), a[1], a[2]),
-        53 => sys_socketpair(a[0] as u32, a[1] as u32, a[2] as u32, a[3]),
-        54 => sys_setsockopt(fd(0), a[1] as i32, a[2] as i32, a[3], a[4] as i32),
-        55 => sys_getsockopt(fd(0), a[1] as i32, a[2] as i32, a[3], a[4]),
-        213 => sys_epoll_create(a[0] as i32),
-        232 => sys_epoll_wait(fd(0), a[1], a[2] as i32, a[3] as i32),
-        233 => sys_epoll_ctl(fd(0), a[1] as i32, fd(2), a[3]),
-        281 => sys_epoll_pwait(fd(0), a[1], a[2] as i32, a[3] as i32, a[4], a[5]),
-        288 => sys_accept4(fd(0), a[1], a[2], a[3] as u32),
-        291 => sys_epoll_create1(a[0] as u32),
-        _ => return None,
-    }))
-}

@@ -15,7 +15,7 @@ use crate::mm::uaccess::{copy_from_user, copy_to_user, write_user};
 use crate::proc::process::{self, Rlimit, RLIMIT_COUNT};
 use crate::proc::{current_task, Task};
 use crate::sched;
-use crate::syscall::errno::{Errno, SysResult};
+use abi::{Errno, SysResult};
 
 /// The calling task (syscalls only come from user tasks).
 fn me() -> Result<&'static Task, Errno> {

@@ -13,7 +13,7 @@ use crate::proc::signal::{
     self, AltStack, SigAction, MINSIGSTKSZ, NSIG, SIGKILL, SIGSTOP, SS_DISABLE, SS_ONSTACK,
 };
 use crate::proc::{current_task, process, Task};
-use crate::syscall::errno::{Errno, SysResult};
+use abi::{Errno, SysResult};
 
 fn me() -> Result<&'static Task, Errno> {
     current_task().ok_or(Errno::ENOSYS)
@@ -35,7 +35,7 @@ pub fn sys_rt_sigaction(sig: i32, act: u64, old: u64, sigsetsize: u64) -> SysRes
     let sig = valid(sig)?;
     let t = me()?;
     let new: Option<SigAction> = if act != 0 {
-        Some(read_user(act)?)
+        Some(from_user_action(read_user(act)?))
     } else {
         None
     };
@@ -48,9 +48,29 @@ pub fn sys_rt_sigaction(sig: i32, act: u64, old: u64, sigsetsize: u64) -> SysRes
         t.process.signals.set_action(sig, a);
     }
     if old != 0 {
-        write_user(old, &previous)?;
+        write_user(old, &to_user_action(&previous))?;
     }
     Ok(0)
+}
+
+/// The user's `struct sigaction` as the process keeps it.
+fn from_user_action(a: abi::structs::Sigaction) -> SigAction {
+    SigAction {
+        handler: a.sa_handler,
+        flags: a.sa_flags,
+        restorer: a.sa_restorer,
+        mask: a.sa_mask,
+    }
+}
+
+/// A kept action as the user's `struct sigaction`.
+fn to_user_action(a: &SigAction) -> abi::structs::Sigaction {
+    abi::structs::Sigaction {
+        sa_handler: a.handler,
+        sa_flags: a.flags,
+        sa_restorer: a.restorer,
+        sa_mask: a.mask,
+    }
 }
 
 const SIG_BLOCK: i32 = 0;
@@ -139,10 +159,22 @@ pub fn sys_sigaltstack(frame: &InterruptFrame, ss: u64, old: u64) -> SysResult {
         } else {
             current.flags & SS_DISABLE
         };
-        write_user(old, &report)?;
+        let user = abi::structs::StackT {
+            ss_sp: report.sp,
+            ss_flags: report.flags,
+            __pad0: report.pad as u32,
+            ss_size: report.size,
+        };
+        write_user(old, &user)?;
     }
     if ss != 0 {
-        let new: AltStack = read_user(ss)?;
+        let user: abi::structs::StackT = read_user(ss)?;
+        let new = AltStack {
+            sp: user.ss_sp,
+            flags: user.ss_flags,
+            pad: user.__pad0 as i32,
+            size: user.ss_size,
+        };
         if on_stack {
             return Err(Errno::EPERM);
         }

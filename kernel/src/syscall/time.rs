@@ -10,68 +10,15 @@
 //! Must not: accept a `timespec` with `tv_nsec` outside 0..1e9 or a
 //! negative `tv_sec` (EINVAL).
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
-use crate::mm::uaccess::{read_user, write_user};
-use crate::syscall::errno::{Errno, SysResult};
-
-const CLOCK_REALTIME: u32 = 0;
-const CLOCK_MONOTONIC: u32 = 1;
-const CLOCK_PROCESS_CPUTIME_ID: u32 = 2;
-const CLOCK_THREAD_CPUTIME_ID: u32 = 3;
-const CLOCK_MONOTONIC_RAW: u32 = 4;
-const CLOCK_REALTIME_COARSE: u32 = 5;
-const CLOCK_MONOTONIC_COARSE: u32 = 6;
-const CLOCK_BOOTTIME: u32 = 7;
-const TIMER_ABSTIME: u32 = 1;
-const NS_PER_SEC: u64 = 1_000_000_000;
-
-/// Unix time (ns) at monotonic time 0.
-static REALTIME_OFFSET_NS: AtomicU64 = AtomicU64::new(0);
-
-/// Reads the RTC and fixes the offset of CLOCK_REALTIME.  Once, at boot.
-pub fn init_realtime() {
-    let secs = crate::arch::rtc::read_unix_seconds();
-    let now = crate::arch::time::now_ns();
-    REALTIME_OFFSET_NS.store((secs * NS_PER_SEC).saturating_sub(now), Ordering::Release);
-    log::info!(
-        "time: realtime clock from the RTC: {} s since the epoch",
-        secs
-    );
-}
-
-/// Unix time (ns) at monotonic time 0.
-pub fn realtime_offset_ns() -> u64 {
-    REALTIME_OFFSET_NS.load(Ordering::Acquire)
-}
-
-/// `struct timespec`.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-pub struct Timespec {
-    pub sec: i64,
-    pub nsec: i64,
-}
-
-impl Timespec {
-    fn from_ns(ns: u64) -> Timespec {
-        Timespec {
-            sec: (ns / NS_PER_SEC) as i64,
-            nsec: (ns % NS_PER_SEC) as i64,
-        }
-    }
-}
-
-/// Reads and checks a user `timespec`; returns it in nanoseconds.
-pub fn read_timespec(addr: u64) -> Result<u64, Errno> {
-    let ts: Timespec = read_user(addr)?;
-    if ts.sec < 0 || !(0..NS_PER_SEC as i64).contains(&ts.nsec) {
-        return Err(Errno::EINVAL);
-    }
-    Ok((ts.sec as u64)
-        .saturating_mul(NS_PER_SEC)
-        .saturating_add(ts.nsec as u64))
-}
+use crate::mm::uaccess::UserAddr;
+use crate::time::{read_timespec, realtime_offset_ns, timespec_from_ns};
+use abi::structs::{Itimerval, Timeval};
+use abi::time::{
+    CLOCK_BOOTTIME, CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, CLOCK_MONOTONIC_RAW,
+    CLOCK_PROCESS_CPUTIME_ID, CLOCK_REALTIME, CLOCK_REALTIME_COARSE, CLOCK_THREAD_CPUTIME_ID,
+    ITIMER_PROF, ITIMER_REAL, ITIMER_VIRTUAL, NS_PER_SEC, NS_PER_USEC, TIMER_ABSTIME,
+};
+use abi::{Errno, SysResult};
 
 /// The value of clock `clock` in ns, or EINVAL for an unknown clock.
 fn clock_now(clock: u32) -> Result<u64, Errno> {
@@ -86,50 +33,54 @@ fn clock_now(clock: u32) -> Result<u64, Errno> {
 }
 
 /// `clock_gettime(clock, tp)`.
-pub fn sys_clock_gettime(clock: u32, tp: u64) -> SysResult {
+pub fn sys_clock_gettime(clock: u32, tp: UserAddr) -> SysResult {
     let ns = clock_now(clock)?;
-    write_user(tp, &Timespec::from_ns(ns))?;
+    tp.ptr()?.write(&timespec_from_ns(ns))?;
     Ok(0)
 }
 
 /// `clock_getres(clock, res)`: the TSC gives nanoseconds, the coarse
 /// clocks the tick.
-pub fn sys_clock_getres(clock: u32, res: u64) -> SysResult {
+pub fn sys_clock_getres(clock: u32, res: UserAddr) -> SysResult {
     clock_now(clock)?;
     let ns = match clock {
         CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE => NS_PER_SEC / crate::arch::TICK_HZ,
         _ => 1,
     };
-    if res != 0 {
-        write_user(res, &Timespec::from_ns(ns))?;
+    if !res.is_null() {
+        res.ptr()?.write(&timespec_from_ns(ns))?;
     }
     Ok(0)
 }
 
 /// `gettimeofday(tv, tz)`.
-pub fn sys_gettimeofday(tv: u64, tz: u64) -> SysResult {
-    if tv != 0 {
+pub fn sys_gettimeofday(tv: UserAddr, tz: UserAddr) -> SysResult {
+    if !tv.is_null() {
         let ns = clock_now(CLOCK_REALTIME)?;
-        let val: [i64; 2] = [(ns / NS_PER_SEC) as i64, ((ns % NS_PER_SEC) / 1000) as i64];
-        write_user(tv, &val)?;
+        let val = Timeval {
+            tv_sec: (ns / NS_PER_SEC) as i64,
+            tv_usec: ((ns % NS_PER_SEC) / 1000) as i64,
+        };
+        tv.ptr()?.write(&val)?;
     }
-    if tz != 0 {
-        write_user(tz, &[0i32; 2])?;
+    if !tz.is_null() {
+        // struct timezone: minutes west, DST type; both 0.
+        tz.ptr()?.write(&[0i32; 2])?;
     }
     Ok(0)
 }
 
 /// Sleeps until monotonic time `deadline`; EINTR (with the time left
 /// written to `rem` when non-zero) if a signal arrives first.
-fn sleep_until(deadline: u64, rem: u64) -> SysResult {
+fn sleep_until(deadline: u64, rem: UserAddr) -> SysResult {
     loop {
         let now = crate::arch::time::now_ns();
         if now >= deadline {
             return Ok(0);
         }
         if crate::proc::signal_pending() {
-            if rem != 0 {
-                write_user(rem, &Timespec::from_ns(deadline - now))?;
+            if !rem.is_null() {
+                rem.ptr()?.write(&timespec_from_ns(deadline - now))?;
             }
             return Err(Errno::EINTR);
         }
@@ -139,13 +90,13 @@ fn sleep_until(deadline: u64, rem: u64) -> SysResult {
 }
 
 /// `nanosleep(req, rem)`.
-pub fn sys_nanosleep(req: u64, rem: u64) -> SysResult {
+pub fn sys_nanosleep(req: UserAddr, rem: UserAddr) -> SysResult {
     let ns = read_timespec(req)?;
     sleep_until(crate::arch::time::now_ns().saturating_add(ns), rem)
 }
 
 /// `clock_nanosleep(clock, flags, req, rem)`.
-pub fn sys_clock_nanosleep(clock: u32, flags: u32, req: u64, rem: u64) -> SysResult {
+pub fn sys_clock_nanosleep(clock: u32, flags: u32, req: UserAddr, rem: UserAddr) -> SysResult {
     if matches!(clock, CLOCK_THREAD_CPUTIME_ID) {
         return Err(Errno::EINVAL);
     }
@@ -162,28 +113,32 @@ pub fn sys_clock_nanosleep(clock: u32, flags: u32, req: u64, rem: u64) -> SysRes
         crate::arch::time::now_ns().saturating_add(ns)
     };
     // Linux returns the error number directly here (not -1/errno).
-    sleep_until(deadline, if flags & TIMER_ABSTIME != 0 { 0 } else { rem })
+    sleep_until(
+        deadline,
+        if flags & TIMER_ABSTIME != 0 {
+            UserAddr(0)
+        } else {
+            rem
+        },
+    )
 }
 
 // ---- time, alarm, interval timers -------------------------------------------
 
 /// `time(tloc)`: seconds since the epoch, also stored at `tloc` if set.
-pub fn sys_time(tloc: u64) -> SysResult {
+pub fn sys_time(tloc: UserAddr) -> SysResult {
     let secs = (crate::arch::time::now_ns() + realtime_offset_ns()) / NS_PER_SEC;
-    if tloc != 0 {
-        write_user(tloc, &(secs as i64))?;
+    if !tloc.is_null() {
+        tloc.ptr()?.write(&(secs as i64))?;
     }
     Ok(secs as usize)
 }
 
-const ITIMER_REAL: u32 = 0;
-const ITIMER_VIRTUAL: u32 = 1;
-const ITIMER_PROF: u32 = 2;
-const NS_PER_USEC: u64 = 1000;
-
 /// `struct itimerval` (two `timeval`s: interval, then value) in ns.
-fn itimerval_ns(addr: u64) -> Result<(u64, u64), Errno> {
-    let [isec, iusec, vsec, vusec]: [i64; 4] = read_user(addr)?;
+fn itimerval_ns(addr: UserAddr) -> Result<(u64, u64), Errno> {
+    let v: Itimerval = addr.ptr()?.read()?;
+    let (isec, iusec) = (v.it_interval.tv_sec, v.it_interval.tv_usec);
+    let (vsec, vusec) = (v.it_value.tv_sec, v.it_value.tv_usec);
     let ns = |sec: i64, usec: i64| -> Result<u64, Errno> {
         if sec < 0 || !(0..1_000_000).contains(&usec) {
             return Err(Errno::EINVAL);
@@ -195,14 +150,20 @@ fn itimerval_ns(addr: u64) -> Result<(u64, u64), Errno> {
     Ok((ns(isec, iusec)?, ns(vsec, vusec)?))
 }
 
-fn write_itimerval(addr: u64, interval: u64, value: u64) -> Result<(), Errno> {
+fn write_itimerval(addr: UserAddr, interval: u64, value: u64) -> Result<(), Errno> {
     // Rounded up to whole microseconds, so a running timer never reads 0.
     let tv = |ns: u64| {
         let us = ns.div_ceil(NS_PER_USEC);
-        [(us / 1_000_000) as i64, (us % 1_000_000) as i64]
+        Timeval {
+            tv_sec: (us / 1_000_000) as i64,
+            tv_usec: (us % 1_000_000) as i64,
+        }
     };
-    let (i, v) = (tv(interval), tv(value));
-    write_user(addr, &[i[0], i[1], v[0], v[1]])
+    let v = Itimerval {
+        it_interval: tv(interval),
+        it_value: tv(value),
+    };
+    addr.ptr()?.write(&v)
 }
 
 fn me() -> Result<&'static crate::proc::Task, Errno> {
@@ -211,7 +172,7 @@ fn me() -> Result<&'static crate::proc::Task, Errno> {
 
 /// `getitimer(which, curr)`: `ITIMER_REAL` only; the CPU-time timers
 /// (`ITIMER_VIRTUAL`, `ITIMER_PROF`) are not kept and read as disarmed.
-pub fn sys_getitimer(which: u32, curr: u64) -> SysResult {
+pub fn sys_getitimer(which: u32, curr: UserAddr) -> SysResult {
     let (value, interval) = match which {
         ITIMER_REAL => crate::proc::itimer::get(me()?.process.pid),
         ITIMER_VIRTUAL | ITIMER_PROF => (0, 0),
@@ -223,13 +184,17 @@ pub fn sys_getitimer(which: u32, curr: u64) -> SysResult {
 /// `setitimer(which, new, old)`: `ITIMER_REAL` delivers SIGALRM; the
 /// CPU-time timers are refused with `EINVAL` (not implemented).  A null
 /// `new` disarms, as Linux still accepts.
-pub fn sys_setitimer(which: u32, new: u64, old: u64) -> SysResult {
-    let (interval, value) = if new == 0 { (0, 0) } else { itimerval_ns(new)? };
+pub fn sys_setitimer(which: u32, new: UserAddr, old: UserAddr) -> SysResult {
+    let (interval, value) = if new.is_null() {
+        (0, 0)
+    } else {
+        itimerval_ns(new)?
+    };
     if which != ITIMER_REAL {
         return Err(Errno::EINVAL);
     }
     let (old_value, old_interval) = crate::proc::itimer::set(&me()?.process, value, interval);
-    if old != 0 {
+    if !old.is_null() {
         write_itimerval(old, old_interval, old_value)?;
     }
     Ok(0)

@@ -1,4 +1,4 @@
-//! File-system benchmark program (issue 4), run the same on this kernel and
+//! File-system benchmark program, run the same on this kernel and
 //! on Linux: operations per second with T = 1..N threads, each pinned to
 //! CPU t, for a fixed interval.  One JSON line per case:
 //! `{"bench":NAME,"threads":T,"ops_per_sec":X}`.  Numbers only.

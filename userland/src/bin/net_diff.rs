@@ -1,5 +1,5 @@
-//! `net_diff`: the AF_INET (TCP/UDP over loopback) and AF_UNIX socket cases
-//! of issue 6, one deterministic line per check, so that Linux and this
+//! `net_diff`: AF_INET (TCP/UDP over loopback) and AF_UNIX socket cases,
+//! one deterministic line per check, so that Linux and this
 //! kernel can be diffed.  Raw `libc` calls throughout, so every errno is
 //! visible.  Prints no port numbers, addresses that vary, or timings; a
 //! wrong answer ends in `<-- WRONG`.  Ends with `net_diff: pass` and exit 0
@@ -27,28 +27,9 @@ impl Checker {
     }
 }
 
-/// Errno names, the network ones included.
+/// Errno names (the ABI's one table).
 fn name(e: i32) -> String {
-    let n = match e {
-        libc::EAGAIN => "EAGAIN",
-        libc::EINPROGRESS => "EINPROGRESS",
-        libc::EALREADY => "EALREADY",
-        libc::EISCONN => "EISCONN",
-        libc::ENOTCONN => "ENOTCONN",
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::ECONNRESET => "ECONNRESET",
-        libc::EADDRINUSE => "EADDRINUSE",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::ENOPROTOOPT => "ENOPROTOOPT",
-        libc::EDESTADDRREQ => "EDESTADDRREQ",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
-        libc::ENOTSOCK => "ENOTSOCK",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        _ => return userland::errno_name(e),
-    };
-    n.to_string()
+    userland::errno_name(e)
 }
 
 /// `ok`, `ok(N)` or the errno name of a raw return value.

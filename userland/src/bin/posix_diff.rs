@@ -1,5 +1,5 @@
-//! Differential test program: exercises the POSIX file-system cases of
-//! issue 4 through Rust std and prints one line per case.  Built as a
+//! Differential test program: exercises POSIX file-system cases
+//! through Rust std and prints one line per case.  Built as a
 //! static Linux executable and run as PID 1 both on this kernel and on
 //! Linux (tmpfs); the outputs must be identical.
 //!
@@ -15,27 +15,10 @@ use std::os::unix::fs::{symlink, FileExt, MetadataExt, OpenOptionsExt, Permissio
 
 fn errno_name(e: &io::Error) -> String {
     let n = e.raw_os_error().unwrap_or(-1);
-    let name = match n {
-        1 => "EPERM",
-        2 => "ENOENT",
-        9 => "EBADF",
-        12 => "ENOMEM",
-        13 => "EACCES",
-        17 => "EEXIST",
-        16 => "EBUSY",
-        18 => "EXDEV",
-        20 => "ENOTDIR",
-        21 => "EISDIR",
-        22 => "EINVAL",
-        28 => "ENOSPC",
-        29 => "ESPIPE",
-        32 => "EPIPE",
-        36 => "ENAMETOOLONG",
-        39 => "ENOTEMPTY",
-        40 => "ELOOP",
-        _ => return format!("errno{n}"),
-    };
-    name.to_string()
+    match abi::Errno(n).name() {
+        Some(name) => name.to_string(),
+        None => format!("errno{n}"),
+    }
 }
 
 fn show<T: std::fmt::Debug>(r: io::Result<T>) -> String {

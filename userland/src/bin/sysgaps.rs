@@ -1,5 +1,5 @@
 //! `sysgaps`: differential cases for the system calls no other test program
-//! reached (issue 14 item 4): uid/gid calls, process groups and sessions
+//! reached: uid/gid calls, process groups and sessions
 //! (with kill(0)/kill(-pgid), wait4(0)/wait4(-pgid), waitid(P_PGID)),
 //! resource limits, sysinfo, getrandom, gettimeofday, set_robust_list,
 //! vfork, waitid, tkill, pause, rt_sigpending, rt_sigsuspend, readv,

@@ -31,7 +31,7 @@ pub use lock::lock_stats;
 pub use vma::{PageSource, PROT_EXEC, PROT_READ, PROT_WRITE};
 
 use crate::arch::idt::InterruptFrame;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// First address that is not user space (canonical lower half end).
 pub const USER_END: u64 = 0x0000_8000_0000_0000;

@@ -19,7 +19,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::mm::{self, PhysAddr};
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// Present.
 pub const PTE_P: u64 = 1 << 0;

@@ -6,8 +6,17 @@
 //! fault inside them return an error instead of panicking, and the SMAP
 //! bracket (`stac` before, `clac` after) around them.
 //!
-//! Invariants: every address range is checked against `USER_END` (with
-//! overflow) before any byte is touched, so a user pointer can never make
+//! Typed user memory (after Hubris's `USlice`): a user address arrives as a
+//! [`UserAddr`], which is only what user space *alleges* and has no way to
+//! touch memory; [`UserAddr::slice`] / [`UserAddr::ptr`] check the range and
+//! give a [`UserSlice`] / [`UserPtr<T>`], and only those reach the copy
+//! routines.  A `UserPtr<T>` reads and writes `T: Pod` (plain data, every
+//! byte pattern valid, no padding).  The `u64` helpers (`copy_from_user`,
+//! `read_user`, ...) build these types first and are kept for callers not
+//! yet converted.
+//!
+//! Invariants: a `UserSlice`/`UserPtr` exists only for a range checked
+//! against `USER_END` (with overflow), so a user pointer can never make
 //! the kernel read or write kernel memory; a fault inside a copy first goes
 //! through demand paging / copy-on-write (`vm::page_fault`) and, when that
 //! fails, resumes at the routine's fixup, which reports failure.
@@ -18,10 +27,11 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::arch::{asm, global_asm};
-use core::mem::MaybeUninit;
+use core::marker::PhantomData;
+use core::mem::{size_of, MaybeUninit};
 
 use super::{aspace, USER_END};
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 // The copy: 64-byte blocks through eight registers, then the tail in
 // quadwords and bytes.  Not one `rep movsb`: under QEMU's TCG (where the
@@ -182,25 +192,213 @@ fn with_user_access(f: impl FnOnce() -> u64) -> Result<(), Errno> {
     }
 }
 
+/// A user address as a system call received it: an allegation, not yet
+/// checked, with no way to reach memory.  `slice`/`ptr` check it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserAddr(pub u64);
+
+impl UserAddr {
+    /// Whether user space passed NULL.
+    pub fn is_null(self) -> bool {
+        self.0 == 0
+    }
+
+    /// `len` bytes at this address, if they lie in the user half (`EFAULT`
+    /// otherwise).
+    pub fn slice(self, len: usize) -> Result<UserSlice, Errno> {
+        UserSlice::new(self.0, len)
+    }
+
+    /// One `T` at this address, if it lies in the user half.
+    pub fn ptr<T: Pod>(self) -> Result<UserPtr<T>, Errno> {
+        UserPtr::new(self.0)
+    }
+
+    /// This address plus `bytes` (wrapping is caught when it is checked).
+    pub fn offset(self, bytes: u64) -> UserAddr {
+        UserAddr(self.0.wrapping_add(bytes))
+    }
+}
+
+/// A checked range of user memory: `[addr, addr + len)` lies below
+/// `USER_END`.  The only way to the copy routines.  The pages may still be
+/// unmapped: a copy then returns `EFAULT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserSlice {
+    addr: u64,
+    len: usize,
+}
+
+impl UserSlice {
+    /// The one constructor: refuses a range that wraps or reaches the
+    /// kernel half.
+    pub fn new(addr: u64, len: usize) -> Result<UserSlice, Errno> {
+        check_range(addr, len)?;
+        Ok(UserSlice { addr, len })
+    }
+
+    /// Copies the slice's bytes into `dst` (`dst.len() == self.len()`).
+    pub fn read_into(&self, dst: &mut [u8]) -> Result<(), Errno> {
+        if dst.len() != self.len {
+            return Err(Errno::EFAULT);
+        }
+        if dst.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: `dst` is a valid kernel buffer; `addr..addr+len` is in the
+        // user half (checked when `self` was made), where a fault is caught
+        // by the exception table.
+        with_user_access(|| unsafe {
+            vm_uaccess_copy(dst.as_mut_ptr(), self.addr as *const u8, dst.len())
+        })
+    }
+
+    /// Copies `src` into the slice (`src.len() == self.len()`).
+    pub fn write_from(&self, src: &[u8]) -> Result<(), Errno> {
+        if src.len() != self.len {
+            return Err(Errno::EFAULT);
+        }
+        if src.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: as in `read_into`, directions swapped.
+        with_user_access(|| unsafe {
+            vm_uaccess_copy(self.addr as *mut u8, src.as_ptr(), src.len())
+        })
+    }
+
+    /// Like `write_from`, without paging in (see `copy_to_user_nofault`).
+    pub fn write_from_nofault(&self, src: &[u8]) -> Result<(), Errno> {
+        if src.len() != self.len {
+            return Err(Errno::EFAULT);
+        }
+        if src.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: as in `write_from`; a fault is never resolved, only fixed
+        // up (`no_paging`), so the copy takes no lock.
+        with_user_access(|| unsafe {
+            vm_uaccess_copy_nofault(self.addr as *mut u8, src.as_ptr(), src.len())
+        })
+    }
+
+    /// Zeroes the slice.
+    pub fn zero(&self) -> Result<(), Errno> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        // SAFETY: user-half range (checked); faults are caught.
+        with_user_access(|| unsafe { vm_uaccess_zero(self.addr as *mut u8, self.len) })
+    }
+}
+
+/// Plain data that may be copied to and from user memory byte for byte.
+///
+/// # Safety
+/// Implement only for types with no padding bytes, no pointers or
+/// references, and for which every byte pattern is a valid value (integers,
+/// arrays of them, `#[repr(C)]` structures of them with padding spelled out,
+/// as in the `abi` crate).
+pub unsafe trait Pod: Copy + 'static {}
+
+macro_rules! pod {
+    ($($t:ty),* $(,)?) => { $(
+        // SAFETY: integers and the `abi` structures (every padding byte a
+        // named field, sizes asserted there) are plain data.
+        unsafe impl Pod for $t {}
+    )* };
+}
+pod!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+pod!(
+    abi::structs::Timespec,
+    abi::structs::Timeval,
+    abi::structs::Itimerval,
+    abi::structs::Itimerspec,
+    abi::structs::Stat,
+    abi::structs::StatxTimestamp,
+    abi::structs::Statx,
+    abi::structs::Statfs,
+    abi::structs::Iovec,
+    abi::structs::SockaddrIn,
+    abi::structs::SockaddrUn,
+    abi::structs::Msghdr,
+    abi::structs::Cmsghdr,
+    abi::structs::Sigaction,
+    abi::structs::StackT,
+    abi::structs::EpollEvent,
+    abi::structs::Pollfd,
+    abi::structs::Rlimit,
+    abi::structs::Rusage,
+    abi::structs::Winsize,
+    abi::structs::Utsname,
+);
+// SAFETY: an array of plain data is plain data (no padding between elements
+// of a `Pod` type, whose size is a multiple of its alignment).
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+/// A checked user address of one `T`: `[addr, addr + size_of::<T>())` lies
+/// in the user half.
+pub struct UserPtr<T> {
+    addr: u64,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for UserPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for UserPtr<T> {}
+
+impl<T: Pod> UserPtr<T> {
+    /// The one constructor: refuses a range that wraps or reaches the
+    /// kernel half.  No alignment is required (x86 user pointers need none).
+    pub fn new(addr: u64) -> Result<UserPtr<T>, Errno> {
+        check_range(addr, size_of::<T>())?;
+        Ok(UserPtr {
+            addr,
+            _t: PhantomData,
+        })
+    }
+
+    fn bytes(&self) -> UserSlice {
+        UserSlice {
+            addr: self.addr,
+            len: size_of::<T>(),
+        }
+    }
+
+    /// Reads the `T`.
+    pub fn read(&self) -> Result<T, Errno> {
+        let mut value = MaybeUninit::<T>::uninit();
+        // SAFETY: the bytes of a `MaybeUninit<T>` may be written freely.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(value.as_mut_ptr() as *mut u8, size_of::<T>())
+        };
+        self.bytes().read_into(bytes)?;
+        // SAFETY: every byte was written, and any byte pattern is a valid
+        // `T` (`Pod`).
+        Ok(unsafe { value.assume_init() })
+    }
+
+    /// Writes `value`.
+    pub fn write(&self, value: &T) -> Result<(), Errno> {
+        // SAFETY: a `Pod` value has no padding, so all its bytes are
+        // initialised; viewed as bytes for the duration of the copy.
+        let bytes =
+            unsafe { core::slice::from_raw_parts(value as *const T as *const u8, size_of::<T>()) };
+        self.bytes().write_from(bytes)
+    }
+}
+
 /// Copies `dst.len()` bytes from user address `src`.
 pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Errno> {
-    check_range(src, dst.len())?;
-    if dst.is_empty() {
-        return Ok(());
-    }
-    // SAFETY: `dst` is a valid kernel buffer; `src..src+len` is in the user
-    // half (checked), where a fault is caught by the exception table.
-    with_user_access(|| unsafe { vm_uaccess_copy(dst.as_mut_ptr(), src as *const u8, dst.len()) })
+    UserSlice::new(src, dst.len())?.read_into(dst)
 }
 
 /// Copies `src` to user address `dst`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
-    check_range(dst, src.len())?;
-    if src.is_empty() {
-        return Ok(());
-    }
-    // SAFETY: as in `copy_from_user`, directions swapped.
-    with_user_access(|| unsafe { vm_uaccess_copy(dst as *mut u8, src.as_ptr(), src.len()) })
+    UserSlice::new(dst, src.len())?.write_from(src)
 }
 
 /// Copies `src` to user address `dst` without paging in: a destination
@@ -210,13 +408,7 @@ pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
 /// hold file-system locks (the page-cache read path), which a fault on a
 /// file mapping would take again; they retry the rest the ordinary way.
 pub fn copy_to_user_nofault(dst: u64, src: &[u8]) -> Result<(), Errno> {
-    check_range(dst, src.len())?;
-    if src.is_empty() {
-        return Ok(());
-    }
-    // SAFETY: as in `copy_to_user`; a fault is never resolved, only fixed
-    // up (`no_paging`), so the copy takes no lock.
-    with_user_access(|| unsafe { vm_uaccess_copy_nofault(dst as *mut u8, src.as_ptr(), src.len()) })
+    UserSlice::new(dst, src.len())?.write_from_nofault(src)
 }
 
 /// Makes the user page holding `addr` present and writable, as a write
@@ -233,36 +425,17 @@ pub fn fault_in_writable(addr: u64) -> Result<(), Errno> {
 
 /// Zeroes `len` bytes at user address `dst`.
 pub fn zero_user(dst: u64, len: usize) -> Result<(), Errno> {
-    check_range(dst, len)?;
-    if len == 0 {
-        return Ok(());
-    }
-    // SAFETY: user-half range (checked); faults are caught.
-    with_user_access(|| unsafe { vm_uaccess_zero(dst as *mut u8, len) })
+    UserSlice::new(dst, len)?.zero()
 }
 
-/// Reads a `T` from user address `addr`.  `T` must be plain data for which
-/// every bit pattern is valid (integers, arrays and `repr(C)` structs of
-/// them — the Linux ABI structures); never `bool`, enums or references.
-pub fn read_user<T: Copy>(addr: u64) -> Result<T, Errno> {
-    let mut value = MaybeUninit::<T>::uninit();
-    // SAFETY: the bytes of a `MaybeUninit<T>` may be written freely.
-    let bytes = unsafe {
-        core::slice::from_raw_parts_mut(value.as_mut_ptr() as *mut u8, core::mem::size_of::<T>())
-    };
-    copy_from_user(bytes, addr)?;
-    // SAFETY: every byte was written, and `T` is plain data (doc above).
-    Ok(unsafe { value.assume_init() })
+/// Reads a `T` from user address `addr`.
+pub fn read_user<T: Pod>(addr: u64) -> Result<T, Errno> {
+    UserPtr::<T>::new(addr)?.read()
 }
 
-/// Writes `value` to user address `addr` (`T` plain data without padding
-/// that matters: its bytes are copied as they are).
-pub fn write_user<T: Copy>(addr: u64, value: &T) -> Result<(), Errno> {
-    // SAFETY: viewing a `T` as its bytes for the duration of the copy.
-    let bytes = unsafe {
-        core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>())
-    };
-    copy_to_user(addr, bytes)
+/// Writes `value` to user address `addr`.
+pub fn write_user<T: Pod>(addr: u64, value: &T) -> Result<(), Errno> {
+    UserPtr::<T>::new(addr)?.write(value)
 }
 
 /// Reads a NUL-terminated string of at most `max` bytes (NUL excluded) as

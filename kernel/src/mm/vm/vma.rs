@@ -20,7 +20,7 @@ use alloc::vec::Vec;
 
 use super::paging::{self, PAGE};
 use crate::mm::PhysAddr;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 pub const PROT_READ: u32 = 0x1;
 pub const PROT_WRITE: u32 = 0x2;

@@ -58,7 +58,7 @@ impl AddressSpace {
             MAP_PRIVATE => false,
             MAP_SHARED_VALIDATE => {
                 if flags & !MAP_KNOWN != 0 {
-                    return Err(EOPNOTSUPP);
+                    return Err(Errno::EOPNOTSUPP);
                 }
                 true
             }
@@ -86,7 +86,7 @@ impl AddressSpace {
                 if offset % PAGE != 0 {
                     return Err(Errno::EINVAL);
                 }
-                offset.checked_add(len).ok_or(EOVERFLOW)?;
+                offset.checked_add(len).ok_or(Errno::EOVERFLOW)?;
                 Backing::Source {
                     source,
                     pgoff: offset / PAGE,

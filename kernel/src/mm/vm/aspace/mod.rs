@@ -78,12 +78,8 @@ use super::tlb::{self, TlbBatch};
 use super::vma::{Backing, PageSource, SharedAnon, Vma, VmaMap, PROT_EXEC, PROT_READ, PROT_WRITE};
 use super::*;
 use crate::mm::PhysAddr;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
-/// Linux's EOVERFLOW (not in the shared errno list).
-const EOVERFLOW: Errno = Errno(75);
-/// Linux's EOPNOTSUPP (== ENOTSUP on x86_64).
-const EOPNOTSUPP: Errno = Errno::ENOTSUP;
 
 /// Address spaces alive (for leak checks in tests).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
