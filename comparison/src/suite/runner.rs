@@ -21,7 +21,7 @@ use super::report::{self, ReportInfo};
 use super::{interrupt, plot, stats};
 use crate::boot::{self, BootRequest, LoaderChoice};
 use crate::qemu::{self, Accel, Ending, VmConfig};
-use crate::run::{self, Echo, RunRequest, System, Systems, Verdict};
+use crate::run::{self, Echo, LockMode, RunRequest, System, Systems, Verdict};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,31 +55,6 @@ pub fn build_wis() -> Result<PathBuf> {
         return Ok(path);
     }
     crate::workloads::build_workloads()
-}
-
-/// The workload names `wis --list` prints (it is a static Linux binary, so
-/// it runs on this Linux host too).
-pub fn list_workloads(wis: &Path) -> Result<Vec<String>> {
-    let out = Command::new(wis)
-        .arg("--list")
-        .output()
-        .with_context(|| format!("running {} --list", wis.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} --list failed: {}",
-            wis.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect();
-    if names.is_empty() {
-        bail!("{} --list printed no workloads", wis.display());
-    }
-    Ok(names)
 }
 
 /// `git rev-parse HEAD` of the workspace, or `unknown`.
@@ -244,7 +219,7 @@ fn resolve_accel(opts: &SuiteOptions, systems: &Systems, wis: &Path) -> Result<A
             program: wis.to_path_buf(),
             files: vec![],
             args: vec!["--list".into()],
-            global_locks: false,
+            locks: LockMode::PerCpu,
             extra_cmdline: String::new(),
             vm: vm(1, Accel::Kvm, opts, KVM_PROBE_TIMEOUT),
             echo: Echo::Quiet,
@@ -411,7 +386,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
 
     eprintln!("suite: building the workloads (wis) ...");
     let wis = build_wis()?;
-    let available = list_workloads(&wis)?;
+    let available = crate::workloads::list_workloads(&wis)?;
     let workloads = match &opts.workloads {
         None => DEFAULT_WORKLOADS
             .iter()
@@ -543,7 +518,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                             program: wis.clone(),
                             files: files.as_ref().cloned().unwrap_or_default(),
                             args: args.clone(),
-                            global_locks: system == SuiteSystem::OursGlobal,
+                            locks: system.locks(),
                             extra_cmdline: system.extra_cmdline().to_string(),
                             vm: vm(cores, accel, opts, opts.timeout),
                             echo: if opts.verbose {
@@ -735,7 +710,7 @@ mod tests {
             program: "wis".into(),
             files: vec![],
             args: wis_args("stat", 2, Mode::Threads, None, 100),
-            global_locks: true,
+            locks: LockMode::Global,
             extra_cmdline: String::new(),
             vm: VmConfig::default(),
             echo: Echo::Quiet,
