@@ -30,7 +30,7 @@ fn run_guest(nic: Nic, cmdline: &str, args: &[&str]) -> RunResult {
         program: program("net_echo"),
         files: Vec::new(),
         args: args.iter().map(|a| a.to_string()).collect(),
-        global_locks: false,
+        locks: LockMode::PerCpu,
         extra_cmdline: cmdline.to_string(),
         vm,
         echo: Echo::Quiet,

@@ -39,11 +39,8 @@ pub use inode::{DirCursor, FileMapper, FileType, Inode, Stat, MAX_FILE_SIZE};
 pub use synth::{Gen, Payload, Provider};
 pub use vfs::{oflags, Fs, FsConfig, FsStats, MAX_SYMLINKS, NAME_MAX, PATH_MAX};
 
-/// Which locking the file system uses (the ablation switch).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockMode {
-    /// Partitioned locks, per-CPU inode ranges and counters.
-    PerCpu,
-    /// One lock around every operation; inode numbers from one counter.
-    Global,
-}
+/// Which locking the file system uses (the ablation switch, the one
+/// `percpu::LockMode`).  `PerCpu`: partitioned locks, per-CPU inode ranges
+/// and counters.  `Global`: one lock around every operation; inode numbers
+/// from one counter.
+pub use percpu::LockMode;

@@ -25,7 +25,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use ::fs::{Clock, FileType, Fs, FsConfig, LockMode as FsLockMode, Page, PageAlloc, Timespec};
+use ::fs::{Clock, FileType, Fs, FsConfig, Page, PageAlloc, Timespec};
 
 use crate::mm::PhysAddr;
 use crate::syscall::errno::Errno;
@@ -117,10 +117,7 @@ pub fn root_fs() -> &'static Fs {
 
 fn make_root() -> Fs {
     ::fs::lockstat::set_wait_clock(crate::arch::time::now_ns);
-    let mode = match crate::cmdline::lock_mode() {
-        crate::cmdline::LockMode::PerCpu => FsLockMode::PerCpu,
-        crate::cmdline::LockMode::Global => FsLockMode::Global,
-    };
+    let mode = percpu::lock_mode();
     // tmpfs may use up to half of memory, like Linux's default.
     let max_pages = (crate::mm::total_frames() as u64 / 2).max(1);
     let clock = KernelClock {
