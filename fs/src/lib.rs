@@ -18,9 +18,14 @@
 //! Must not: depend on the kernel, block (every lock is a short spin lock),
 //! or panic on any input a user program can produce.
 #![cfg_attr(not(any(test, feature = "host")), no_std)]
+// The compiler fences `unsafe`: only `env` (a `Page` over raw frame
+// memory), `inode::bucket` (the lock-free entry lists) and the host test
+// shim `host` may use it, each block with a `// SAFETY:` line.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
+#[allow(unsafe_code)]
 pub mod env;
 pub mod errno;
 mod ino;
@@ -31,6 +36,7 @@ pub mod synth;
 pub mod vfs;
 
 #[cfg(any(test, feature = "host"))]
+#[allow(unsafe_code)]
 pub mod host;
 
 pub use env::{Clock, Page, PageAlloc, Timespec, PAGE_SIZE};

@@ -16,6 +16,8 @@
 //! handler (its locks are spin locks taken with interrupts enabled).  The
 //! contract for the kernel glue is in `docs/NET.md`.
 #![no_std]
+// No `unsafe` anywhere in this crate, and the compiler keeps it so.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 #[cfg(test)]

@@ -153,6 +153,23 @@ pub fn current() -> Option<Arc<Thread>> {
     Some(scheduler::current_thread())
 }
 
+/// Fills the calling thread's own trap frame area (the top
+/// `TRAP_FRAME_BYTES` of its kernel stack) with `frame`: what a new user
+/// thread's entry closure does before it enters user mode.  Does nothing
+/// outside a thread or in a thread without a user context.
+pub fn write_own_trap_frame(frame: crate::arch::idt::InterruptFrame) {
+    let Some(me) = current().filter(|t| t.user_context().is_some()) else {
+        return;
+    };
+    let ptr = (me.stack_top() - TRAP_FRAME_BYTES) as *mut crate::arch::idt::InterruptFrame;
+    drop(me);
+    // SAFETY: the frame area at the top of this (the calling) thread's own
+    // kernel stack is reserved for it (thread.rs invariant) and is not in
+    // use while the thread runs kernel code before entering user mode;
+    // nothing else refers to it.
+    unsafe { ptr.write(frame) };
+}
+
 /// Makes `thread` runnable if it is blocked (a "kick": it re-checks the
 /// condition it waits for).  Does nothing to a running or ready thread.
 pub fn wake_thread(thread: &Arc<Thread>) {
