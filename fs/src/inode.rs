@@ -680,16 +680,17 @@ impl Inode {
             let index = pos / PAGE_SIZE as u64;
             let in_page = (pos % PAGE_SIZE as u64) as usize;
             let chunk = (PAGE_SIZE - in_page).min(len - done);
-            if !f.pages.contains_key(&index) {
-                match self.shared.alloc_zeroed_page() {
-                    Some(p) => {
-                        f.pages.insert(index, p);
+            let page = match f.pages.entry(index) {
+                alloc::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                alloc::collections::btree_map::Entry::Vacant(e) => {
+                    match self.shared.alloc_zeroed_page() {
+                        Some(p) => e.insert(p),
+                        None if done == 0 => return Err(Errno::ENOSPC),
+                        None => break,
                     }
-                    None if done == 0 => return Err(Errno::ENOSPC),
-                    None => break,
                 }
-            }
-            f.pages[&index].write_at(in_page, &src[done..done + chunk]);
+            };
+            page.write_at(in_page, &src[done..done + chunk]);
             done += chunk;
         }
         let new_end = offset + done as u64;
