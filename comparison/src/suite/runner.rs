@@ -70,29 +70,14 @@ pub fn git_commit(root: &Path) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (era arithmetic: 400-year cycles of 146097 days).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// (`20260126-134501`, `2026-01-26 13:45:01`) for a Unix time in seconds.
+/// (`20260126-134501`, `2026-01-26 13:45:01`) for a Unix time in seconds
+/// (UTC; a time beyond jiff's range, year 9999, is clamped to its maximum).
 pub fn utc_stamps(unix: u64) -> (String, String) {
-    let (y, m, d) = civil_from_days((unix / 86_400) as i64);
-    let s = unix % 86_400;
-    let (hh, mm, ss) = (s / 3600, s % 3600 / 60, s % 60);
+    let secs = i64::try_from(unix).unwrap_or(i64::MAX);
+    let t = jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::MAX);
     (
-        format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"),
-        format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}"),
+        t.strftime("%Y%m%d-%H%M%S").to_string(),
+        t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
     )
 }
 

@@ -183,6 +183,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("sparse"))?;
         f.write_at(b"end", 1 << 20)?;
         let mut hole = vec![1u8; 4096];
@@ -295,6 +296,7 @@ fn main() {
         OpenOptions::new()
             .write(true)
             .create(true)
+            .truncate(false)
             .mode(0o777)
             .open(p("modes"))?;
         let m1 = fs::metadata(p("modes"))?.mode();
@@ -309,6 +311,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("pio"))?;
         f.write_all(b"0123456789")?;
         f.write_at(b"ab", 3)?;
@@ -375,6 +378,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("mapped"))?;
         f.write_all_at(b"page cache", 0)?;
         f.set_len(8192)?;
@@ -408,6 +412,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("shrunk"))?;
         f.set_len(8192)?;
         let addr = mmap_shared(f.as_raw_fd(), 8192)?;
@@ -455,6 +460,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("shrunk_mapped"))?;
         f.set_len(8192)?;
         let shared = mmap_shared(f.as_raw_fd(), 8192)?;
@@ -531,6 +537,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("synced"))?;
         f.set_len(3 * 4096)?;
         let addr = mmap_shared(f.as_raw_fd(), 3 * 4096)?;
@@ -581,6 +588,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("private"))?;
         f.write_all_at(b"original", 0)?;
         f.write_all_at(b"second", 4096)?;

@@ -937,7 +937,7 @@ fn poll_and_select() {
             &mut rs,
             std::ptr::null_mut(),
             std::ptr::null_mut(),
-            &mut ts,
+            &ts,
             &mask,
         );
         expect("pselect with a mask", n.to_string(), "1");
