@@ -924,7 +924,7 @@ fn poll_and_select() {
             "2 true true",
         );
         // pselect6 with a signal mask argument.
-        let mut ts = libc::timespec {
+        let ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
