@@ -11,6 +11,7 @@
 use comparison::boot::{self, BootRequest, LoaderChoice};
 use comparison::build::Artifacts;
 use comparison::qemu::{Accel, Ending, RunOutcome, VmConfig};
+pub use comparison::run::LockMode;
 use comparison::run::{Echo, RunRequest, RunResult, System, Systems, Verdict};
 pub use comparison::skip::{skip_even_in_ci, skip_or_fail};
 use comparison::userland::Userland;
@@ -175,7 +176,7 @@ pub fn run_program(
         args,
         files,
         timeout_secs,
-        false,
+        LockMode::PerCpu,
     )
 }
 
@@ -189,7 +190,7 @@ pub fn run_path(
     args: &[&str],
     files: &[(PathBuf, &str)],
     timeout_secs: u64,
-    global_locks: bool,
+    locks: LockMode,
 ) -> RunResult {
     let request = RunRequest {
         system,
@@ -199,7 +200,7 @@ pub fn run_path(
             .map(|(h, g)| (h.clone(), g.to_string()))
             .collect(),
         args: args.iter().map(|a| a.to_string()).collect(),
-        global_locks,
+        locks,
         extra_cmdline: String::new(),
         vm: vm(cores, timeout_secs),
         echo: Echo::Quiet,

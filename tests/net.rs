@@ -10,7 +10,7 @@ use integration_tests::*;
 
 const TIMEOUT: u64 = 240;
 
-fn stress(cores: usize, global_locks: bool) {
+fn stress(cores: usize, locks: LockMode) {
     let result = run_path(
         ours(),
         System::Ours,
@@ -19,7 +19,7 @@ fn stress(cores: usize, global_locks: bool) {
         &[],
         &[],
         TIMEOUT,
-        global_locks,
+        locks,
     );
     expect_pass(&result, "net_stress");
     check_run(
@@ -33,20 +33,20 @@ fn stress(cores: usize, global_locks: bool) {
 
 #[test]
 fn net_stress_on_1_cpu() {
-    stress(1, false);
+    stress(1, LockMode::PerCpu);
 }
 
 #[test]
 fn net_stress_on_2_cpus() {
-    stress(2, false);
+    stress(2, LockMode::PerCpu);
 }
 
 #[test]
 fn net_stress_on_4_cpus() {
-    stress(4, false);
+    stress(4, LockMode::PerCpu);
 }
 
 #[test]
 fn net_stress_on_2_cpus_with_global_locks() {
-    stress(2, true);
+    stress(2, LockMode::Global);
 }

@@ -30,7 +30,7 @@ fn run_guest(nic: Nic, cmdline: &str, args: &[&str]) -> RunResult {
         program: program("net_echo"),
         files: Vec::new(),
         args: args.iter().map(|a| a.to_string()).collect(),
-        global_locks: false,
+        locks: LockMode::PerCpu,
         extra_cmdline: cmdline.to_string(),
         vm,
         echo: Echo::Quiet,
@@ -261,13 +261,13 @@ fn garbage_frames(count: usize) -> Vec<Vec<u8>> {
                 let len = 2 + (rng.next() % 1498) as usize;
                 f.extend(rng.bytes(len));
             }
-            1 | 2 | 3 => {
+            1..=3 => {
                 f.extend_from_slice(&[0x08, 0x00]);
                 let mut ip = rng.bytes(20);
                 ip[0] = if i % 5 == 1 { rng.next() as u8 } else { 0x45 };
                 if i % 5 != 1 {
                     // A plausible total length half the time.
-                    if rng.next() % 2 == 0 {
+                    if rng.next().is_multiple_of(2) {
                         let total = 20 + 20 + (rng.next() % 200) as u16;
                         ip[2..4].copy_from_slice(&total.to_be_bytes());
                     }
@@ -278,7 +278,7 @@ fn garbage_frames(count: usize) -> Vec<Vec<u8>> {
                 f.extend(ip);
                 let l4_len = (rng.next() % 220) as usize;
                 let mut l4 = rng.bytes(l4_len);
-                if l4.len() >= 4 && rng.next() % 2 == 0 {
+                if l4.len() >= 4 && rng.next().is_multiple_of(2) {
                     l4[2..4].copy_from_slice(&GUEST_PORT.to_be_bytes());
                 }
                 f.extend(l4);

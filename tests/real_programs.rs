@@ -71,7 +71,7 @@ fn battery_on_both(test: &str, cores: usize, args: &[&str]) {
         args,
         &files,
         TIMEOUT,
-        false,
+        LockMode::PerCpu,
     );
     check_sane(&on_linux, &format!("{test} on Linux"));
     let on_ours = run_path(
@@ -82,7 +82,7 @@ fn battery_on_both(test: &str, cores: usize, args: &[&str]) {
         args,
         &files,
         TIMEOUT,
-        false,
+        LockMode::PerCpu,
     );
     let diff = line_diff(&on_linux.output, &on_ours.output);
     check_run(

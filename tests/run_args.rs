@@ -50,7 +50,7 @@ fn run(
         program: program(name),
         files: Vec::new(),
         args: args.iter().map(|a| a.to_string()).collect(),
-        global_locks: false,
+        locks: LockMode::PerCpu,
         extra_cmdline: String::new(),
         vm,
         echo: Echo::Quiet,

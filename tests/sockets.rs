@@ -9,7 +9,7 @@ use integration_tests::*;
 
 const TIMEOUT: u64 = 180;
 
-fn sockets(cores: usize, global_locks: bool) {
+fn sockets(cores: usize, locks: LockMode) {
     let result = run_path(
         ours(),
         System::Ours,
@@ -18,7 +18,7 @@ fn sockets(cores: usize, global_locks: bool) {
         &[],
         &[],
         TIMEOUT,
-        global_locks,
+        locks,
     );
     expect_pass(&result, "sockets");
 }
@@ -26,18 +26,18 @@ fn sockets(cores: usize, global_locks: bool) {
 #[test]
 fn sockets_on_1_2_4_cpus() {
     for cores in [1, 2, 4] {
-        sockets(cores, false);
+        sockets(cores, LockMode::PerCpu);
     }
 }
 
 #[test]
 fn sockets_with_global_locks() {
-    sockets(2, true);
+    sockets(2, LockMode::Global);
 }
 
 #[test]
 fn sockets_repeated_on_2_cpus() {
     for _ in 0..3 {
-        sockets(2, false);
+        sockets(2, LockMode::PerCpu);
     }
 }

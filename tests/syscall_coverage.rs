@@ -148,7 +148,7 @@ fn run_counted(name: &str, args: &[String]) -> RunResult {
         program: program(name),
         files: Vec::new(),
         args: args.to_vec(),
-        global_locks: false,
+        locks: LockMode::PerCpu,
         extra_cmdline: "syscount".into(),
         vm: vm(CORES, TIMEOUT),
         echo: comparison::run::Echo::Quiet,

@@ -86,7 +86,7 @@ fn threads_with_global_locks() {
         &[],
         &[],
         TIMEOUT,
-        true,
+        LockMode::Global,
     );
     expect_pass(&result, "threads");
 }
@@ -209,7 +209,7 @@ fn init_killed_by_sigsegv_gives_139() {
 /// 8 threads on 4 vCPUs create, write, read, rename and unlink in private and
 /// shared directories and pass data through pipes; every directory must end
 /// up listing exactly what the threads' bookkeeping says.  Both lock modes.
-fn fs_stress(global_locks: bool) {
+fn fs_stress(locks: LockMode) {
     let result = run_path(
         ours(),
         System::Ours,
@@ -218,7 +218,7 @@ fn fs_stress(global_locks: bool) {
         &["8"],
         &[],
         TIMEOUT,
-        global_locks,
+        locks,
     );
     expect_exit(&result, 0);
     check_run(
@@ -233,10 +233,10 @@ fn fs_stress(global_locks: bool) {
 
 #[test]
 fn fs_stress_on_4_cpus() {
-    fs_stress(false);
+    fs_stress(LockMode::PerCpu);
 }
 
 #[test]
 fn fs_stress_on_4_cpus_with_global_locks() {
-    fs_stress(true);
+    fs_stress(LockMode::Global);
 }

@@ -138,7 +138,16 @@ fn workloads_run(system: System, network: bool, workers: usize, procs: bool) -> 
     if procs {
         args.push("--procs");
     }
-    let result = run_path(systems, system, wis(), workers, &args, &[], TIMEOUT, false);
+    let result = run_path(
+        systems,
+        system,
+        wis(),
+        workers,
+        &args,
+        &[],
+        TIMEOUT,
+        LockMode::PerCpu,
+    );
     expect_exit(&result, 0);
     let mode = if procs { "procs" } else { "threads" };
     let lines: Vec<&str> = result
@@ -242,7 +251,7 @@ fn program_workloads_on_both() {
                 &args,
                 &files,
                 TIMEOUT,
-                false,
+                LockMode::PerCpu,
             );
             expect_exit(&result, 0);
             let mode = if procs { "procs" } else { "threads" };

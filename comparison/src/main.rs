@@ -18,6 +18,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use comparison::boot::{self, BootRequest, LoaderChoice};
 use comparison::qemu::{self, Accel, Ending, VmConfig};
+use comparison::run::LockMode;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -204,8 +205,8 @@ struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     loader: LoaderArg,
     /// Our kernel only: the lock ablation switch.
-    #[arg(long, value_enum, default_value = "percpu")]
-    locks: LocksArg,
+    #[arg(long, default_value = "percpu", value_parser = locks_parser())]
+    locks: LockMode,
     #[arg(long, value_enum, default_value = "tcg")]
     accel: AccelArg,
     /// Seconds before QEMU is killed.
@@ -264,12 +265,11 @@ enum AccelArg {
     Kvm,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum LocksArg {
-    /// Per-CPU caches and partitioned locks (the design).
-    Percpu,
-    /// One global lock each: the ablation.
-    Global,
+/// `--locks`: the kernel's own `LockMode` and spelling (percpu, global).
+fn locks_parser() -> impl clap::builder::TypedValueParser<Value = LockMode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(LockMode::ALL.map(LockMode::name))
+        .map(|name| name.parse::<LockMode>().expect("a possible value"))
 }
 
 #[derive(clap::Args)]
@@ -282,8 +282,10 @@ struct BootArgs {
     /// TCG works everywhere; KVM only where it is not nested (DESIGN.md §7).
     #[arg(long, value_enum, default_value = "tcg")]
     accel: AccelArg,
-    #[arg(long, value_enum, default_value = "percpu")]
-    locks: LocksArg,
+    /// Per-CPU caches and partitioned locks (the design), or one global lock
+    /// each (the ablation).
+    #[arg(long, default_value = "percpu", value_parser = locks_parser())]
+    locks: LockMode,
     /// What the kernel runs once all CPUs are online:
     /// selfcheck, stress:SECS, bench, panic, idle, vmcheck, nettest.
     #[arg(long, default_value = "selfcheck")]
@@ -348,8 +350,9 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
     };
     let idle = args.run == "idle";
     let mut cmdline = format!("run={}", args.run);
-    if args.locks == LocksArg::Global {
-        cmdline.push_str(" locks=global");
+    if let Some(word) = args.locks.cmdline_word() {
+        cmdline.push(' ');
+        cmdline.push_str(word);
     }
     if !args.cmdline.trim().is_empty() {
         cmdline.push(' ');
@@ -473,7 +476,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         SystemArg::Ours => System::Ours,
         SystemArg::Linux => System::Linux,
     };
-    if system == System::Linux && args.locks == LocksArg::Global {
+    if system == System::Linux && args.locks != LockMode::PerCpu {
         anyhow::bail!("--locks applies to our kernel only, not to --system linux");
     }
     qemu::ensure_available()?;
@@ -488,7 +491,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         program: args.program.clone(),
         files,
         args: args.args,
-        global_locks: args.locks == LocksArg::Global,
+        locks: args.locks,
         extra_cmdline: args.cmdline,
         vm: VmConfig {
             cores: args.cores,
@@ -513,10 +516,9 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         },
         args.cores,
         accel.name(),
-        if request.global_locks {
-            ", locks=global"
-        } else {
-            ""
+        match request.locks.cmdline_word() {
+            Some(word) => format!(", {word}"),
+            None => String::new(),
         }
     );
     let result = run::run_with(&systems, &request, &extras)?;

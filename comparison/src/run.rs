@@ -19,6 +19,8 @@ use crate::initramfs::{self, InitramfsFile};
 use crate::linux::{self, LinuxEnd, LinuxKernel, OutputFilter};
 use crate::qemu::{self, Ending, RunOutcome, VmConfig};
 use anyhow::{bail, Context, Result};
+/// The lock switch of a run (`RunRequest::locks`), the kernel's own type.
+pub use percpu::LockMode;
 use std::path::{Path, PathBuf};
 
 /// Exit status of `comparison run` when the system (not the program) failed:
@@ -65,8 +67,9 @@ pub struct RunRequest {
     pub files: Vec<(PathBuf, String)>,
     /// PID 1's argv[1..].
     pub args: Vec<String>,
-    /// Our kernel only: `locks=global` (the ablation).
-    pub global_locks: bool,
+    /// Our kernel only: the lock switch (`Global` adds `locks=global`, the
+    /// ablation).
+    pub locks: LockMode,
     /// Extra kernel command-line words (e.g. `log=debug` for ours,
     /// `mitigations=off` for Linux; `net=IP/PREFIX[,gw=IP]` for both).
     pub extra_cmdline: String,
@@ -211,8 +214,9 @@ pub fn make_initramfs(req: &RunRequest, extras: &RunExtras) -> Result<Vec<u8>> {
 /// Our kernel's command line for a run.
 pub fn our_cmdline(req: &RunRequest) -> String {
     let mut cmdline = String::from("run=init init=/init");
-    if req.global_locks {
-        cmdline.push_str(" locks=global");
+    if let Some(word) = req.locks.cmdline_word() {
+        cmdline.push(' ');
+        cmdline.push_str(word);
     }
     if !req.extra_cmdline.trim().is_empty() {
         cmdline.push(' ');
@@ -489,7 +493,7 @@ mod tests {
             program: "p".into(),
             files: vec![],
             args: vec!["a".into(), "exit=3".into()],
-            global_locks: true,
+            locks: LockMode::Global,
             extra_cmdline: "log=debug".into(),
             vm: VmConfig::default(),
             echo: Echo::Quiet,

@@ -59,12 +59,33 @@ pub fn list_workloads(wis: &Path) -> Result<Vec<String>> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let names = parse_list(&String::from_utf8_lossy(&out.stdout));
     if names.is_empty() {
-        bail!("{} --list printed no workload", wis.display());
+        bail!("{} --list printed no workloads", wis.display());
     }
     Ok(names)
+}
+
+/// The names in `wis --list` output: the first word of each non-blank line
+/// (a line may carry a description after the name).
+fn parse_list(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_list;
+
+    #[test]
+    fn list_takes_the_first_word_of_non_blank_lines() {
+        assert_eq!(
+            parse_list("stat\n  getppid  one call\n\n   \npipe\r\n"),
+            ["stat", "getppid", "pipe"]
+        );
+        assert!(parse_list("").is_empty());
+    }
 }

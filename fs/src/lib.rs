@@ -19,10 +19,15 @@
 //! Must not: depend on the kernel, block (every lock is a short spin lock),
 //! or panic on any input a user program can produce.
 #![cfg_attr(not(any(test, feature = "host")), no_std)]
+// The compiler fences `unsafe`: only `env` (a `Page` over raw frame
+// memory), `inode::bucket` (the lock-free entry lists) and the host test
+// shim `host` may use it, each block with a `// SAFETY:` line.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
 pub mod block;
+#[allow(unsafe_code)]
 pub mod env;
 /// The errno type of this crate is the ABI's (`abi::Errno`); this module
 /// keeps the `fs::errno::{Errno, FsResult}` path.
@@ -41,6 +46,7 @@ pub mod synth;
 pub mod vfs;
 
 #[cfg(any(test, feature = "host"))]
+#[allow(unsafe_code)]
 pub mod host;
 
 pub use env::{Clock, Page, PageAlloc, Timespec, PAGE_SIZE};
@@ -49,11 +55,8 @@ pub use inode::{DirCursor, FileMapper, FileType, Inode, Stat, MAX_FILE_SIZE};
 pub use synth::{Gen, Payload, Provider};
 pub use vfs::{oflags, Fs, FsConfig, FsStats, MAX_SYMLINKS, NAME_MAX, PATH_MAX};
 
-/// Which locking the file system uses (the ablation switch).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockMode {
-    /// Partitioned locks, per-CPU inode ranges and counters.
-    PerCpu,
-    /// One lock around every operation; inode numbers from one counter.
-    Global,
-}
+/// Which locking the file system uses (the ablation switch, the one
+/// `percpu::LockMode`).  `PerCpu`: partitioned locks, per-CPU inode ranges
+/// and counters.  `Global`: one lock around every operation; inode numbers
+/// from one counter.
+pub use percpu::LockMode;

@@ -210,6 +210,14 @@ pub fn modules() -> &'static [&'static limine::file::File] {
     MODULES.get_response().map(|r| r.modules()).unwrap_or(&[])
 }
 
+/// The bytes of a boot module (e.g. the initramfs), read-only.
+pub fn module_bytes(module: &'static limine::file::File) -> &'static [u8] {
+    // SAFETY: the loader gives the module's address and size; the bytes
+    // stay mapped (bootloader-reclaimable memory is never handed to `mm`)
+    // and are never written.
+    unsafe { core::slice::from_raw_parts(module.addr(), module.size() as usize) }
+}
+
 /// The MP (SMP) response: every CPU, the BSP included.
 pub fn mp() -> Option<&'static limine::response::MpResponse> {
     MP.get_response()

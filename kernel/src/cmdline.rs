@@ -14,7 +14,6 @@
 //! environment in `/.init/envp` (`split_nul_list` reads both).
 
 use core::fmt;
-use core::sync::atomic::{AtomicU8, Ordering};
 use log::LevelFilter;
 
 /// What the kernel does once every CPU is online (`run=`).
@@ -39,15 +38,10 @@ pub enum RunMode {
     Init,
 }
 
-/// The ablation switch (`locks=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum LockMode {
-    /// Per-CPU caches and partitioned locks (the design under study).
-    PerCpu = 0,
-    /// One global lock / cache per structure (the baseline).
-    Global = 1,
-}
+/// The ablation switch (`locks=`) lives in `percpu`; its boot-time value is
+/// read through `percpu::lock_mode()` (re-exported here for the modules that
+/// still name it `cmdline::lock_mode`).
+pub use percpu::{lock_mode, LockMode};
 
 /// Parsed boot options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,33 +68,17 @@ impl Default for Options {
 /// The options parsed at boot (set once by `main`).
 static OPTIONS: spin::Once<Options> = spin::Once::new();
 
-/// Records the boot options (first call wins) and their lock mode.
+/// Records the boot options (first call wins) and installs their lock mode
+/// as the one boot-time value (`percpu::lock_mode()`).
 pub fn set_options(opts: Options) {
     let opts = *OPTIONS.call_once(|| opts);
-    set_lock_mode(opts.locks);
+    // The first call fixed OPTIONS, so its mode is the one `percpu` holds.
+    let _ = percpu::set_lock_mode(opts.locks);
 }
 
 /// The boot options; the defaults until `set_options` ran.
 pub fn options() -> Options {
     OPTIONS.get().copied().unwrap_or_default()
-}
-
-/// The lock mode chosen at boot, readable from anywhere (`PerCpu` until
-/// `set_lock_mode` runs).
-static LOCK_MODE: AtomicU8 = AtomicU8::new(0);
-
-/// Records the boot-time lock mode (`set_options` does it).
-fn set_lock_mode(mode: LockMode) {
-    LOCK_MODE.store(mode as u8, Ordering::Release);
-}
-
-/// The lock mode chosen on the command line (`locks=`).
-pub fn lock_mode() -> LockMode {
-    if LOCK_MODE.load(Ordering::Acquire) == LockMode::Global as u8 {
-        LockMode::Global
-    } else {
-        LockMode::PerCpu
-    }
 }
 
 /// A known key with a value we do not understand.
@@ -303,10 +281,9 @@ pub fn parse<'a>(
                 }
             }
             "locks" => {
-                opts.locks = match value {
-                    "percpu" => LockMode::PerCpu,
-                    "global" => LockMode::Global,
-                    _ => {
+                opts.locks = match LockMode::from_name(value) {
+                    Some(mode) => mode,
+                    None => {
                         return Err(CmdlineError {
                             key,
                             value,
@@ -382,15 +359,6 @@ pub fn level_name(level: LevelFilter) -> &'static str {
         LevelFilter::Info => "info",
         LevelFilter::Debug => "debug",
         LevelFilter::Trace => "trace",
-    }
-}
-
-impl fmt::Display for LockMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LockMode::PerCpu => "percpu",
-            LockMode::Global => "global",
-        })
     }
 }
 
@@ -569,10 +537,9 @@ mod tests {
     }
 
     #[test]
-    fn lock_mode_store_round_trips() {
-        set_lock_mode(LockMode::Global);
+    fn set_options_installs_the_one_lock_mode() {
+        set_options(parse_ok("locks=global"));
         assert_eq!(lock_mode(), LockMode::Global);
-        set_lock_mode(LockMode::PerCpu);
-        assert_eq!(lock_mode(), LockMode::PerCpu);
+        assert_eq!(percpu::lock_mode(), LockMode::Global);
     }
 }

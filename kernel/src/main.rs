@@ -30,7 +30,7 @@ mod time;
 
 use ::log::{info, warn, LevelFilter};
 
-use cmdline::{LockMode, Options};
+use cmdline::Options;
 
 /// How long the BSP waits for the APs to come online.
 const AP_BOOT_TIMEOUT_NS: u64 = 5_000_000_000;
@@ -76,7 +76,7 @@ extern "C" fn kernel_entry() -> ! {
 
     let hhdm = boot::hhdm_offset().unwrap_or_else(|e| fail(format_args!("boot: error: {}", e)));
     log_boot_info(revision, hhdm, &opts);
-    init_memory(hhdm, opts.locks);
+    init_memory(hhdm);
 
     // Interrupt controllers and time.
     match boot::rsdp_address() {
@@ -145,7 +145,7 @@ extern "C" fn kernel_entry() -> ! {
 
     // Scheduler: every boot stack becomes its CPU's idle thread, and
     // `kernel_main` runs as the first kernel thread.
-    sched::init(expected);
+    sched::init();
     arch::smp::release_aps(sched::start_ap);
     sched::start_bsp(kernel_main)
 }
@@ -174,12 +174,10 @@ fn kernel_main() -> ! {
     arch::qemu_exit(code)
 }
 
-/// Hands the usable memory to `mm` (in the mode chosen by `locks=`).
-fn init_memory(hhdm: u64, locks: LockMode) {
-    let mode = match locks {
-        LockMode::PerCpu => mm::LockMode::PerCpu,
-        LockMode::Global => mm::LockMode::Global,
-    };
+/// Hands the usable memory to `mm` (in the mode chosen by `locks=`, which
+/// `cmdline::set_options` installed as `percpu::lock_mode()`).
+fn init_memory(hhdm: u64) {
+    let mode = percpu::lock_mode();
     if let Err(e) = mm::set_mode(mode) {
         fail(format_args!(
             "mm: error: cannot set mode {:?}: {:?}",

@@ -7,10 +7,9 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::cpu::MAX_CPUS;
 
 /// Per-CPU generator state for CPUs without RDRAND.
-static STATE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static STATE: percpu::PerCpu<AtomicU64> = percpu::per_cpu!(AtomicU64::new(0));
 
 fn has_rdrand() -> bool {
     let r = core::arch::x86_64::__cpuid(1);
@@ -38,7 +37,7 @@ fn rdrand() -> Option<u64> {
 /// for cryptography).
 fn fallback_next() -> u64 {
     let saved = crate::arch::irq::save_disable();
-    let slot = &STATE[crate::arch::cpu::id()];
+    let slot = STATE.remote(crate::arch::cpu::id());
     let mut x = slot.load(Ordering::Relaxed);
     if x == 0 {
         x = crate::arch::time::rdtsc()

@@ -63,13 +63,9 @@ pub unsafe trait FrameMemory: Sync {
     fn pfn_of(&self, ptr: *const u8) -> Pfn;
 }
 
-/// The ablation switch, chosen once at initialization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockMode {
-    /// Per-CPU page lists and per-CPU heap magazines: the common
-    /// alloc/free path takes no lock shared between CPUs.
-    PerCpu,
-    /// Every frame alloc/free goes straight to the buddy under its one lock;
-    /// every heap alloc/free goes to the slabs under one global heap lock.
-    Global,
-}
+/// The ablation switch (the one `percpu::LockMode`), chosen once at
+/// initialization.  `PerCpu`: per-CPU page lists and per-CPU heap
+/// magazines, the common alloc/free path takes no lock shared between CPUs.
+/// `Global`: every frame alloc/free goes straight to the buddy under its one
+/// lock; every heap alloc/free goes to the slabs under one global heap lock.
+pub use percpu::LockMode;

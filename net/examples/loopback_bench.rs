@@ -7,7 +7,7 @@
 //! than threads the curve flattens.
 
 use net::consts::*;
-use net::{errno, Config, Mode, Platform, SockType, SocketAddrV4, SocketRef, Stack};
+use net::{errno, Config, LockMode, Platform, SockType, SocketAddrV4, SocketRef, Stack};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
@@ -99,7 +99,7 @@ fn connect(st: &St, addr: SocketAddrV4) -> Sock {
     s
 }
 
-fn new_stack(cpus: usize, mode: Mode) -> St {
+fn new_stack(cpus: usize, mode: LockMode) -> St {
     Stack::new(
         BenchPlatform {
             start: Instant::now(),
@@ -126,7 +126,7 @@ fn accept(st: &St, l: &Sock) -> Sock {
     }
 }
 
-fn rr(mode: Mode, pairs: usize, secs: f64) -> f64 {
+fn rr(mode: LockMode, pairs: usize, secs: f64) -> f64 {
     let st = new_stack(pairs.max(1), mode);
     let l = Arc::new(listener(&st, 5000));
     let stop = Arc::new(AtomicBool::new(false));
@@ -174,7 +174,7 @@ fn rr(mode: Mode, pairs: usize, secs: f64) -> f64 {
     ops as f64 / el
 }
 
-fn stream(mode: Mode, secs: f64) -> f64 {
+fn stream(mode: LockMode, secs: f64) -> f64 {
     let st = new_stack(1, mode);
     let l = listener(&st, 5001);
     let st2 = st.clone();
@@ -207,7 +207,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1.0);
-    for (mode, name) in [(Mode::PerCpu, "percpu"), (Mode::Global, "global")] {
+    for (mode, name) in [(LockMode::PerCpu, "percpu"), (LockMode::Global, "global")] {
         for t in [1, 2, 4] {
             let ops = rr(mode, t, secs);
             println!(

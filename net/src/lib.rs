@@ -16,6 +16,8 @@
 //! handler (its locks are spin locks taken with interrupts enabled).  The
 //! contract for the kernel glue is in `docs/NET.md`.
 #![no_std]
+// No `unsafe` anywhere in this crate, and the compiler keeps it so.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 #[cfg(test)]
@@ -63,15 +65,12 @@ pub trait Platform: Send + Sync + 'static {
     fn random_u64(&self) -> u64;
 }
 
-/// Per-CPU instances (the design) or one global instance (the ablation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// One loopback TCP/IP instance per CPU, each behind its own lock;
-    /// connections steered by a symmetric flow hash.
-    PerCpu,
-    /// Exactly one loopback instance behind one lock, used by every CPU.
-    Global,
-}
+/// Per-CPU instances (the design) or one global instance (the ablation):
+/// the one `percpu::LockMode`.  `PerCpu`: one loopback TCP/IP instance per
+/// CPU, each behind its own lock; connections steered by a symmetric flow
+/// hash.  `Global`: exactly one loopback instance behind one lock, used by
+/// every CPU.
+pub use percpu::LockMode;
 
 /// The NIC's addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +86,7 @@ pub struct EthConfig {
 pub struct Config {
     /// Number of CPUs (instances in `PerCpu` mode); at least 1, at most 255.
     pub cpus: usize,
-    pub mode: Mode,
+    pub mode: LockMode,
     /// The NIC, if any.
     pub eth: Option<EthConfig>,
     /// Receive and send buffer of every TCP socket, each (bytes).
@@ -104,7 +103,7 @@ pub struct Config {
 impl Config {
     /// Defaults: 64 KiB TCP buffers, 16 KiB UDP buffers, 4096 sockets,
     /// backlog 1024, no NIC.
-    pub fn new(cpus: usize, mode: Mode) -> Self {
+    pub fn new(cpus: usize, mode: LockMode) -> Self {
         Config {
             cpus,
             mode,

@@ -29,7 +29,7 @@ use crate::instance::{
 };
 use crate::ports::Proto;
 use crate::stack::{After, Shared};
-use crate::{Errno, Mode, Platform, SockType};
+use crate::{Errno, LockMode, Platform, SockType};
 
 /// A reference to an open socket (what the kernel stores in an fd).
 pub type SocketRef<P> = Arc<Socket<P>>;
@@ -547,7 +547,7 @@ impl<P: Platform> Socket<P> {
                 // Affinity: pick a port whose flow hashes to this CPU's
                 // instance, so the whole connection stays on this CPU.
                 let cur = s.local_instance();
-                let steer = is_loop && s.config.mode == Mode::PerCpu && s.loops > 1;
+                let steer = is_loop && s.config.mode == LockMode::PerCpu && s.loops > 1;
                 let shared = s.clone();
                 let l =
                     self.take_port(st, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), move |p| {

@@ -30,7 +30,7 @@ use crate::instance::{Core, Instance};
 use crate::packet::{flow_hash, parse_ipv4, PROTO_TCP, PROTO_UDP};
 use crate::ports::PortTable;
 use crate::socket::{Socket, SocketRef};
-use crate::{Config, Errno, Mode, Platform, SockType};
+use crate::{Config, Errno, LockMode, Platform, SockType};
 
 /// Largest frame `receive_frame` accepts (jumbo frames are dropped).
 const MAX_FRAME: usize = 9018;
@@ -138,8 +138,8 @@ impl<P: Platform> Stack<P> {
         config.cpus = config.cpus.clamp(1, 255);
         config.max_backlog = config.max_backlog.max(1);
         let loops = match config.mode {
-            Mode::PerCpu => config.cpus,
-            Mode::Global => 1,
+            LockMode::PerCpu => config.cpus,
+            LockMode::Global => 1,
         };
         let now = Instant::from_millis(platform.now_ms() as i64);
         let mut instances = Vec::new();

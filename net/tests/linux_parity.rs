@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use net::consts::*;
-use net::{errno, Ipv4Addr, Mode, SockType};
+use net::{errno, Ipv4Addr, LockMode, SockType};
 
 fn int(s: &Sock, level: i32, name: i32) -> Result<i32, net::Errno> {
     let mut b = [0u8; 4];
@@ -17,7 +17,7 @@ fn set(s: &Sock, level: i32, name: i32, v: i32) -> Result<(), net::Errno> {
     s.setsockopt(level, name, &v.to_ne_bytes())
 }
 
-fn parity(mode: Mode) {
+fn parity(mode: LockMode) {
     let st = stack(2, mode);
     set_cpu(1);
     let l = st.socket(SockType::Stream).unwrap();
@@ -125,13 +125,13 @@ fn parity(mode: Mode) {
 
 #[test]
 fn net_diff_cases_match_linux() {
-    parity(Mode::PerCpu);
-    parity(Mode::Global);
+    parity(LockMode::PerCpu);
+    parity(LockMode::Global);
 }
 
 #[test]
 fn next_poll_ms_tracks_pending_timers() {
-    let st = stack(2, Mode::PerCpu);
+    let st = stack(2, LockMode::PerCpu);
     assert_eq!(st.next_poll_ms(0), None);
     let l = listener(&st, 7100, 4);
     let c = connect(&st, lo(7100)).unwrap();

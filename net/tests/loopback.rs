@@ -4,13 +4,13 @@ mod common;
 
 use common::*;
 use net::consts::*;
-use net::{errno, Mode, SockType};
+use net::{errno, LockMode, SockType};
 use std::sync::Arc;
 use std::thread;
 
-const MODES: [Mode; 2] = [Mode::PerCpu, Mode::Global];
+const MODES: [LockMode; 2] = [LockMode::PerCpu, LockMode::Global];
 
-fn echo_pairs(mode: Mode, cpus: usize) {
+fn echo_pairs(mode: LockMode, cpus: usize) {
     let st = stack(cpus, mode);
     let l = Arc::new(listener(&st, 7000, 64));
     let mut handles = Vec::new();
@@ -42,7 +42,7 @@ fn echo_pairs(mode: Mode, cpus: usize) {
     for h in handles {
         h.join().unwrap();
     }
-    if mode == Mode::PerCpu {
+    if mode == LockMode::PerCpu {
         // Every flow was steered to its own CPU's instance.
         assert_eq!(st.stats().cross_instance_packets, 0);
     }
@@ -60,7 +60,7 @@ fn echo_one_pair_per_cpu() {
     }
 }
 
-fn many_connections(mode: Mode) {
+fn many_connections(mode: LockMode) {
     const N: usize = 200;
     let st = stack(4, mode);
     let l = Arc::new(listener(&st, 7001, 256));
@@ -124,7 +124,7 @@ fn two_hundred_concurrent_connections_and_teardown_frees_everything() {
 
 #[test]
 fn accept_steals_from_other_cpus() {
-    let st = stack(4, Mode::PerCpu);
+    let st = stack(4, LockMode::PerCpu);
     set_cpu(0);
     let l = listener(&st, 7002, 8);
     let c = {
@@ -145,7 +145,7 @@ fn accept_steals_from_other_cpus() {
     assert_eq!(l.accept().err(), Some(errno::EAGAIN));
 }
 
-fn udp_echo(mode: Mode) {
+fn udp_echo(mode: LockMode) {
     let st = stack(4, mode);
     set_cpu(1);
     let srv = st.socket(SockType::Dgram).unwrap();
@@ -335,7 +335,7 @@ fn syn_flood_on_full_listener_is_bounded() {
         }
         let stats = st.stats();
         // Clients + at most (backlog + 1) per instance held by the listener.
-        let instances = if mode == Mode::PerCpu { 2 } else { 1 };
+        let instances = if mode == LockMode::PerCpu { 2 } else { 1 };
         assert!(
             stats.smoltcp_sockets <= 100 + base + 5 * instances,
             "{stats:?}"
@@ -354,7 +354,7 @@ fn syn_flood_on_full_listener_is_bounded() {
 
 #[test]
 fn nonblocking_connect_reports_once_then_eisconn() {
-    let st = stack(2, Mode::PerCpu);
+    let st = stack(2, LockMode::PerCpu);
     let _l = listener(&st, 7008, 4);
     let s = st.socket(SockType::Stream).unwrap();
     assert_eq!(s.connect(lo(7008)), Err(errno::EINPROGRESS));

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use net::consts::*;
-use net::{errno, Config, EthConfig, Ipv4Addr, Mode, SockType, SocketAddrV4, Stack};
+use net::{errno, Config, EthConfig, Ipv4Addr, LockMode, SockType, SocketAddrV4, Stack};
 use proptest::prelude::*;
 
 const MAC_A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xa];
@@ -13,7 +13,7 @@ const MAC_B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xb];
 const IP_A: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
 const IP_B: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 
-fn eth_stack(mac: [u8; 6], addr: Ipv4Addr, mode: Mode) -> S {
+fn eth_stack(mac: [u8; 6], addr: Ipv4Addr, mode: LockMode) -> S {
     let mut cfg = Config::new(2, mode);
     cfg.eth = Some(EthConfig {
         mac,
@@ -110,7 +110,7 @@ fn is_echo_reply(f: &[u8], seq: u16) -> bool {
 
 #[test]
 fn arp_and_icmp_echo_are_answered() {
-    let a = eth_stack(MAC_A, IP_A, Mode::PerCpu);
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
     a.receive_frame(&arp_request(IP_A));
     assert!(take_frames(&a).iter().any(|f| is_arp_reply(f)));
     a.receive_frame(&icmp_echo(MAC_A, IP_A, 7));
@@ -119,7 +119,7 @@ fn arp_and_icmp_echo_are_answered() {
 
 #[test]
 fn tcp_over_ethernet_and_wildcard_listener() {
-    for mode in [Mode::PerCpu, Mode::Global] {
+    for mode in [LockMode::PerCpu, LockMode::Global] {
         let a = eth_stack(MAC_A, IP_A, mode);
         let b = eth_stack(MAC_B, IP_B, mode);
         set_cpu(0);
@@ -169,11 +169,11 @@ fn tcp_over_ethernet_and_wildcard_listener() {
 
 fn valid_frames() -> Vec<Vec<u8>> {
     // A TCP SYN as the peer would send it, captured from a real stack.
-    let b = eth_stack(MAC_B, IP_B, Mode::PerCpu);
+    let b = eth_stack(MAC_B, IP_B, LockMode::PerCpu);
     let c = b.socket(SockType::Stream).unwrap();
     let _ = c.connect(SocketAddrV4::new(IP_A, 80));
     let mut frames = take_frames(&b); // ARP request
-    let a = eth_stack(MAC_A, IP_A, Mode::PerCpu);
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
     for f in &frames {
         a.receive_frame(f);
     }
@@ -192,7 +192,7 @@ proptest! {
 
     #[test]
     fn random_frames_never_panic(frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..1600), 1..20)) {
-        let a = eth_stack(MAC_A, IP_A, Mode::PerCpu);
+        let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
         for f in &frames {
             a.receive_frame(f);
         }
@@ -211,7 +211,7 @@ proptest! {
             f[pos % n] = val;
         }
         let keep = cut % (f.len() + 1);
-        let a = eth_stack(MAC_A, IP_A, Mode::PerCpu);
+        let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
         let l = a.socket(SockType::Stream).unwrap();
         l.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80)).unwrap();
         l.listen(4).unwrap();
@@ -259,7 +259,7 @@ fn syn_from_b(sport: u16) -> Vec<u8> {
 
 #[test]
 fn syn_flood_from_the_wire_is_bounded_and_times_out() {
-    let a = eth_stack(MAC_A, IP_A, Mode::PerCpu);
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
     a.receive_frame(&arp_request(IP_A));
     let l = a.socket(SockType::Stream).unwrap();
     l.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80))
@@ -287,7 +287,7 @@ fn syn_flood_from_the_wire_is_bounded_and_times_out() {
 
 #[test]
 fn connect_to_silent_peer_times_out() {
-    let a = eth_stack(MAC_A, IP_A, Mode::PerCpu);
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
     a.receive_frame(&arp_request(IP_A)); // learns B's MAC
     take_frames(&a);
     let c = a.socket(SockType::Stream).unwrap();

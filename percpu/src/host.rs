@@ -11,7 +11,6 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::platform::{set_platform, PinToken, Platform};
 use crate::MAX_CPUS;
@@ -21,9 +20,6 @@ std::thread_local! {
     static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Highest CPU id bound so far, plus one.
-static COUNT: AtomicUsize = AtomicUsize::new(1);
-
 struct HostPlatform;
 
 static HOST: HostPlatform = HostPlatform;
@@ -31,9 +27,6 @@ static HOST: HostPlatform = HostPlatform;
 impl Platform for HostPlatform {
     fn cpu_id(&self) -> usize {
         CPU.with(Cell::get)
-    }
-    fn cpu_count(&self) -> usize {
-        COUNT.load(Ordering::Relaxed)
     }
     fn pin(&self) -> PinToken {
         DEPTH.with(|d| {
@@ -93,7 +86,8 @@ pub fn bind_current_thread(cpu: usize) -> Result<(), CpuOutOfRange> {
     }
     install();
     CPU.with(|c| c.set(cpu));
-    COUNT.fetch_max(cpu + 1, Ordering::Relaxed);
+    // The count is the highest id bound so far, plus one.
+    crate::platform::raise_cpu_count(cpu + 1);
     Ok(())
 }
 

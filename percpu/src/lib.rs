@@ -5,7 +5,9 @@
 //! kernel (or the host test shim in [`host`]) says which CPU is running and
 //! how to pin the current task to it; the guard that holds such a pin
 //! (`CpuGuard`); cache-line padded per-CPU slots (`PerCpu<T>`); counters built
-//! on them (`PerCpuCounter`, `SloppyCounter`).
+//! on them (`PerCpuCounter`, `SloppyCounter`); the ablation switch
+//! (`LockMode`, read through `lock_mode`) and the CPU count (`cpu_count`,
+//! fixed by the kernel's SMP bring-up), which every crate reads from here.
 //!
 //! Invariants: a CPU id is always `< MAX_CPUS`; every slot of a `PerCpu<T>`
 //! sits on its own cache line(s), so writes by different CPUs to their own
@@ -20,6 +22,7 @@
 
 mod counter;
 mod guard;
+mod lock_mode;
 mod per_cpu;
 mod platform;
 
@@ -29,8 +32,9 @@ pub mod host;
 pub use counter::{PerCpuCounter, SloppyCounter};
 pub use crossbeam_utils::CachePadded;
 pub use guard::CpuGuard;
+pub use lock_mode::{lock_mode, set_lock_mode, BadLockMode, LockMode, LockModeAlreadySet};
 pub use per_cpu::PerCpu;
-pub use platform::{cpu_count, cpu_id, set_platform, PinToken, Platform};
+pub use platform::{cpu_count, cpu_id, set_cpu_count, set_platform, PinToken, Platform};
 
 /// Largest number of CPUs the per-CPU structures have room for.
 pub const MAX_CPUS: usize = 64;

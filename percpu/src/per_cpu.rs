@@ -50,6 +50,13 @@ impl<T> PerCpu<T> {
         &self.slots[cpu]
     }
 
+    /// The slot of CPU `cpu`, or `None` if `cpu >= MAX_CPUS` (for ids that
+    /// come from outside, e.g. a device's queue number).
+    #[inline]
+    pub fn try_remote(&self, cpu: usize) -> Option<&T> {
+        self.slots.get(cpu).map(|slot| &**slot)
+    }
+
     /// All `MAX_CPUS` slots in CPU order (including CPUs not online, whose
     /// slots keep their initial value).
     pub fn iter(&self) -> impl Iterator<Item = &T> {

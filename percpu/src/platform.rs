@@ -1,15 +1,19 @@
 //! The platform hook: how this crate learns the current CPU id and pins the
 //! current task to its CPU.
 //!
-//! Owns the single, set-once reference to the installed `Platform`.  Until
-//! `set_platform` is called, a built-in boot platform answers: CPU 0 of 1,
-//! pinning does nothing (early boot runs on one CPU with interrupts off).
+//! Owns the single, set-once reference to the installed `Platform`, and the
+//! one CPU count of the machine (`cpu_count`, fixed by the kernel's SMP
+//! bring-up with `set_cpu_count`).  Until `set_platform` is called, a
+//! built-in boot platform answers: CPU 0, pinning does nothing (early boot
+//! runs on one CPU with interrupts off); the count is 1 until set.
 //!
 //! Must not: allow the platform to change once set (guards and per-CPU slots
 //! rely on ids staying meaningful), or block.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use crate::MAX_CPUS;
 
 /// What the per-CPU structures need from the machine.
 ///
@@ -17,10 +21,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 /// interrupt flag, then `cli`" / "restore it" (`pin` / `unpin`), so neither
 /// preemption nor an interrupt handler runs on this CPU while pinned.
 pub trait Platform: Sync {
-    /// Dense id of the CPU running the caller, `0..MAX_CPUS`.
+    /// Dense id of the CPU running the caller, `0..cpu_count()`.
     fn cpu_id(&self) -> usize;
-    /// Number of CPUs online (ids are `0..cpu_count()`).
-    fn cpu_count(&self) -> usize;
     /// Pins the caller to its current CPU; returns what `unpin` must restore.
     fn pin(&self) -> PinToken;
     /// Undoes the matching `pin`.  Pins nest: tokens are given back in
@@ -50,9 +52,6 @@ struct BootPlatform;
 impl Platform for BootPlatform {
     fn cpu_id(&self) -> usize {
         0
-    }
-    fn cpu_count(&self) -> usize {
-        1
     }
     fn pin(&self) -> PinToken {
         PinToken(0)
@@ -114,9 +113,29 @@ pub fn cpu_id() -> usize {
     platform().cpu_id()
 }
 
-/// Number of CPUs online according to the platform (1 before one is set).
+/// The machine's CPU count: ids `0..cpu_count()` are valid.  1 until
+/// `set_cpu_count`; the one place every module reads it from.
+static CPU_COUNT: AtomicUsize = AtomicUsize::new(1);
+
+/// Number of CPUs (1 before `set_cpu_count`).  A plain atomic load, cheap
+/// enough for hot paths (work stealing walks `0..cpu_count()`).
+#[inline]
 pub fn cpu_count() -> usize {
-    platform().cpu_count()
+    CPU_COUNT.load(Ordering::Acquire)
+}
+
+/// Fixes the CPU count: the kernel's SMP bring-up, once it knows how many
+/// CPUs it starts (before any of them uses its id).  Values are clamped to
+/// `1..=MAX_CPUS`.
+pub fn set_cpu_count(n: usize) {
+    CPU_COUNT.store(n.clamp(1, MAX_CPUS), Ordering::Release);
+}
+
+/// Raises the count to at least `n` (the host platform, as threads bind to
+/// higher ids).
+#[cfg(any(test, feature = "host"))]
+pub(crate) fn raise_cpu_count(n: usize) {
+    CPU_COUNT.fetch_max(n.clamp(1, MAX_CPUS), Ordering::AcqRel);
 }
 
 #[cfg(test)]
@@ -126,7 +145,6 @@ mod tests {
     #[test]
     fn boot_platform_is_cpu_zero_of_one() {
         assert_eq!(BOOT.cpu_id(), 0);
-        assert_eq!(BOOT.cpu_count(), 1);
         let t = BOOT.pin();
         BOOT.unpin(t);
     }

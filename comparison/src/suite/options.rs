@@ -42,6 +42,14 @@ impl SuiteSystem {
         }
     }
 
+    /// The lock switch this system runs with (`ours-global`: the ablation).
+    pub fn locks(self) -> crate::run::LockMode {
+        match self {
+            SuiteSystem::OursGlobal => crate::run::LockMode::Global,
+            _ => crate::run::LockMode::PerCpu,
+        }
+    }
+
     /// Extra kernel command-line words of this system.
     pub fn extra_cmdline(self) -> &'static str {
         match self {

@@ -238,42 +238,46 @@ pub fn to_json_text(records: &[Record]) -> String {
 /// The CSV header, in the column order of `to_csv`.
 pub const CSV_HEADER: &str = "system,workload,mode,cores,workers,run,ops,seconds,ops_per_sec,unit,accel,qemu_version,cpu_model,commit,kernel_options,vulnerabilities";
 
-/// `results.csv` (RFC 4180 quoting where needed).
+/// `results.csv` (RFC 4180 quoting where needed, by the `csv` crate).
 pub fn to_csv(records: &[Record]) -> String {
-    let mut out = String::from(CSV_HEADER);
-    out.push('\n');
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut write = |fields: &[&str]| {
+        out.write_record(fields)
+            .expect("writing CSV to memory cannot fail")
+    };
+    write(&CSV_HEADER.split(',').collect::<Vec<_>>());
     for r in records {
-        let fields = [
-            r.system.clone(),
-            r.workload.clone(),
-            r.mode.clone(),
+        let numbers = [
             r.cores.to_string(),
             r.workers.to_string(),
             r.run.to_string(),
             r.ops.to_string(),
             format!("{:.6}", r.seconds),
             format!("{:.3}", r.ops_per_sec),
-            r.unit.clone(),
-            r.accel.clone(),
-            r.qemu_version.clone(),
-            r.cpu_model.clone(),
-            r.commit.clone(),
-            r.kernel_options.clone(),
-            r.vulnerabilities.clone(),
         ];
-        let quoted: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&quoted.join(","));
-        out.push('\n');
+        write(&[
+            &r.system,
+            &r.workload,
+            &r.mode,
+            &numbers[0],
+            &numbers[1],
+            &numbers[2],
+            &numbers[3],
+            &numbers[4],
+            &numbers[5],
+            &r.unit,
+            &r.accel,
+            &r.qemu_version,
+            &r.cpu_model,
+            &r.commit,
+            &r.kernel_options,
+            &r.vulnerabilities,
+        ]);
     }
-    out
-}
-
-fn csv_field(f: &str) -> String {
-    if f.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", f.replace('"', "\"\""))
-    } else {
-        f.to_string()
-    }
+    let bytes = out
+        .into_inner()
+        .expect("flushing CSV to memory cannot fail");
+    String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::report::{self, ReportInfo};
 use super::{interrupt, plot, stats};
 use crate::boot::{self, BootRequest, LoaderChoice};
 use crate::qemu::{self, Accel, Ending, VmConfig};
-use crate::run::{self, Echo, RunRequest, System, Systems, Verdict};
+use crate::run::{self, Echo, LockMode, RunRequest, System, Systems, Verdict};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,31 +57,6 @@ pub fn build_wis() -> Result<PathBuf> {
     crate::workloads::build_workloads()
 }
 
-/// The workload names `wis --list` prints (it is a static Linux binary, so
-/// it runs on this Linux host too).
-pub fn list_workloads(wis: &Path) -> Result<Vec<String>> {
-    let out = Command::new(wis)
-        .arg("--list")
-        .output()
-        .with_context(|| format!("running {} --list", wis.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} --list failed: {}",
-            wis.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect();
-    if names.is_empty() {
-        bail!("{} --list printed no workloads", wis.display());
-    }
-    Ok(names)
-}
-
 /// `git rev-parse HEAD` of the workspace, or `unknown`.
 pub fn git_commit(root: &Path) -> String {
     Command::new("git")
@@ -95,29 +70,14 @@ pub fn git_commit(root: &Path) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (era arithmetic: 400-year cycles of 146097 days).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// (`20260126-134501`, `2026-01-26 13:45:01`) for a Unix time in seconds.
+/// (`20260126-134501`, `2026-01-26 13:45:01`) for a Unix time in seconds
+/// (UTC; a time beyond jiff's range, year 9999, is clamped to its maximum).
 pub fn utc_stamps(unix: u64) -> (String, String) {
-    let (y, m, d) = civil_from_days((unix / 86_400) as i64);
-    let s = unix % 86_400;
-    let (hh, mm, ss) = (s / 3600, s % 3600 / 60, s % 60);
+    let secs = i64::try_from(unix).unwrap_or(i64::MAX);
+    let t = jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::MAX);
     (
-        format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"),
-        format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}"),
+        t.strftime("%Y%m%d-%H%M%S").to_string(),
+        t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
     )
 }
 
@@ -244,7 +204,7 @@ fn resolve_accel(opts: &SuiteOptions, systems: &Systems, wis: &Path) -> Result<A
             program: wis.to_path_buf(),
             files: vec![],
             args: vec!["--list".into()],
-            global_locks: false,
+            locks: LockMode::PerCpu,
             extra_cmdline: String::new(),
             vm: vm(1, Accel::Kvm, opts, KVM_PROBE_TIMEOUT),
             echo: Echo::Quiet,
@@ -411,7 +371,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
 
     eprintln!("suite: building the workloads (wis) ...");
     let wis = build_wis()?;
-    let available = list_workloads(&wis)?;
+    let available = crate::workloads::list_workloads(&wis)?;
     let workloads = match &opts.workloads {
         None => DEFAULT_WORKLOADS
             .iter()
@@ -543,7 +503,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                             program: wis.clone(),
                             files: files.as_ref().cloned().unwrap_or_default(),
                             args: args.clone(),
-                            global_locks: system == SuiteSystem::OursGlobal,
+                            locks: system.locks(),
                             extra_cmdline: system.extra_cmdline().to_string(),
                             vm: vm(cores, accel, opts, opts.timeout),
                             echo: if opts.verbose {
@@ -735,7 +695,7 @@ mod tests {
             program: "wis".into(),
             files: vec![],
             args: wis_args("stat", 2, Mode::Threads, None, 100),
-            global_locks: true,
+            locks: LockMode::Global,
             extra_cmdline: String::new(),
             vm: VmConfig::default(),
             echo: Echo::Quiet,

@@ -222,8 +222,8 @@ pub fn count_dirents(buf: &[u8], len: usize) -> Res<usize> {
 /// pipe2(O_CLOEXEC): (read end, write end).
 pub fn pipe() -> Res<(i32, i32)> {
     let mut fds = [0i32; 2];
-    // SAFETY: the kernel writes two ints into `fds`.
     check(
+        // SAFETY: the kernel writes two ints into `fds`.
         unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as i64,
         "pipe2",
     )?;

@@ -16,6 +16,8 @@ use x2apic::lapic::{LocalApic, LocalApicBuilder, TimerDivide, TimerMode};
 use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;
 
+use percpu::PerCpu;
+
 use super::cpu::{self, MAX_CPUS};
 use super::{irq, APIC_ERROR_VECTOR, PIC_BASE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
 
@@ -33,7 +35,7 @@ struct ApicSlot(UnsafeCell<Option<LocalApic>>);
 // `with_local`), so there is never concurrent access.
 unsafe impl Sync for ApicSlot {}
 
-static LOCAL: [ApicSlot; MAX_CPUS] = [const { ApicSlot(UnsafeCell::new(None)) }; MAX_CPUS];
+static LOCAL: PerCpu<ApicSlot> = percpu::per_cpu!(ApicSlot(UnsafeCell::new(None)));
 
 /// Runs `f` on this CPU's local APIC handle with interrupts disabled.
 /// Returns `None` if this CPU's APIC is not initialised yet.
@@ -41,7 +43,7 @@ fn with_local<R>(f: impl FnOnce(&mut LocalApic) -> R) -> Option<R> {
     let was_enabled = irq::save_disable();
     // SAFETY: only this CPU uses its slot, and with interrupts off no handler
     // on this CPU can re-enter here while the reference is alive.
-    let slot = unsafe { &mut *LOCAL[cpu::id()].0.get() };
+    let slot = unsafe { &mut *LOCAL.remote(cpu::id()).0.get() };
     let result = slot.as_mut().map(f);
     irq::restore(was_enabled);
     result
@@ -173,7 +175,7 @@ pub fn init_local() {
     REG_LVT_LINT0.write(LVT_MASKED);
     REG_LVT_LINT1.write(LVT_MASKED);
     // SAFETY: this CPU's slot, interrupts off (see `with_local`).
-    unsafe { *LOCAL[cpu::id()].0.get() = Some(lapic) };
+    unsafe { *LOCAL.remote(cpu::id()).0.get() = Some(lapic) };
     irq::restore(was_enabled);
 }
 

@@ -21,17 +21,18 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 use x86_64::VirtAddr;
 
-/// Most CPUs this kernel drives; extra CPUs in the MP response stay parked.
-pub const MAX_CPUS: usize = 64;
+/// Most CPUs this kernel drives (the `percpu` crate's bound); extra CPUs in
+/// the MP response stay parked.
+pub use percpu::MAX_CPUS;
 
 /// Offset of `CpuLocal::kernel_rsp` (used by the syscall entry assembly).
-pub const KERNEL_RSP_OFFSET: usize = 16;
+pub const KERNEL_RSP_OFFSET: usize = core::mem::offset_of!(CpuLocal, kernel_rsp);
 /// Offset of `CpuLocal::user_rsp` (scratch slot of the syscall entry).
-pub const USER_RSP_OFFSET: usize = 24;
+pub const USER_RSP_OFFSET: usize = core::mem::offset_of!(CpuLocal, user_rsp);
 
-/// Per-CPU record. `#[repr(C)]` fixes the offsets the `gs:` loads use:
-/// `self_ptr` at 0, `id` at 8, `kernel_rsp` at 16, `user_rsp` at 24,
-/// `current_task` at 32.
+/// Per-CPU record. `#[repr(C)]` fixes the offsets the `gs:` loads use; the
+/// assembly takes them from `offset_of!` (`const` operands), never as
+/// literals.
 #[repr(C, align(64))]
 pub struct CpuLocal {
     /// Address of this record (so `gs:[0]` yields a normal pointer).
@@ -54,12 +55,6 @@ pub struct CpuLocal {
     /// Set by the CPU itself once its tables, IDT and APIC are up.
     online: AtomicBool,
 }
-
-// The assembly that uses these offsets cannot see the struct: check them.
-const _: () = assert!(core::mem::offset_of!(CpuLocal, id) == 8);
-const _: () = assert!(core::mem::offset_of!(CpuLocal, kernel_rsp) == KERNEL_RSP_OFFSET);
-const _: () = assert!(core::mem::offset_of!(CpuLocal, user_rsp) == USER_RSP_OFFSET);
-const _: () = assert!(core::mem::offset_of!(CpuLocal, current_task) == 32);
 
 impl CpuLocal {
     const fn new() -> Self {
@@ -87,17 +82,15 @@ impl CpuLocal {
     }
 }
 
-static CPUS: [CpuLocal; MAX_CPUS] = [const { CpuLocal::new() }; MAX_CPUS];
-
-/// CPUs in the system: 1 until SMP bring-up starts, then the number of CPUs
-/// being started (ids `0..count` are valid from then on), fixed afterwards.
-static COUNT: AtomicUsize = AtomicUsize::new(1);
+/// Each record in its own `CachePadded` slot: no two CPUs' records share a
+/// cache line (nor an adjacent-line prefetch pair).
+static CPUS: percpu::PerCpu<CpuLocal> = percpu::per_cpu!(CpuLocal::new());
 
 /// Points this CPU's GS base at record `id` and fills it in. Called once per
 /// CPU, by that CPU, before anything calls `id()` on it.
 pub fn install(id: usize, lapic_id: u32) {
     assert!(id < MAX_CPUS, "cpu id {} beyond MAX_CPUS", id);
-    let rec = &CPUS[id];
+    let rec = CPUS.remote(id);
     rec.self_ptr
         .store(rec as *const CpuLocal as usize, Ordering::Relaxed);
     rec.id.store(id, Ordering::Relaxed);
@@ -124,9 +117,16 @@ pub fn set_current_task(task: usize) {
 #[inline(always)]
 pub fn current_task() -> usize {
     let task: usize;
-    // SAFETY: `install` pointed GS at a `CpuLocal` whose field at offset 32
-    // is `current_task`; reading it has no side effects.
-    unsafe { asm!("mov {}, gs:[32]", out(reg) task, options(nostack, preserves_flags, readonly)) };
+    // SAFETY: `install` pointed GS at a `CpuLocal`; the offset is that of
+    // its `current_task`; reading it has no side effects.
+    unsafe {
+        asm!(
+            "mov {}, gs:[{off}]",
+            out(reg) task,
+            off = const core::mem::offset_of!(CpuLocal, current_task),
+            options(nostack, preserves_flags, readonly)
+        )
+    };
     task
 }
 
@@ -137,16 +137,23 @@ pub fn set_online() {
 
 /// Records the local APIC id of CPU `id` (the BSP learns it after `install`).
 pub fn set_lapic_id(id: usize, lapic_id: u32) {
-    CPUS[id].lapic_id.store(lapic_id, Ordering::Relaxed);
+    CPUS.remote(id).lapic_id.store(lapic_id, Ordering::Relaxed);
 }
 
 /// This CPU's dense id, one `gs:`-relative load.
 #[inline(always)]
 pub fn id() -> usize {
     let id: usize;
-    // SAFETY: `install` pointed GS at a `CpuLocal` whose field at offset 8 is
-    // `id`; reading it has no side effects.
-    unsafe { asm!("mov {}, gs:[8]", out(reg) id, options(nostack, preserves_flags, readonly)) };
+    // SAFETY: `install` pointed GS at a `CpuLocal`; the offset is that of
+    // its `id`; reading it has no side effects.
+    unsafe {
+        asm!(
+            "mov {}, gs:[{off}]",
+            out(reg) id,
+            off = const core::mem::offset_of!(CpuLocal, id),
+            options(nostack, preserves_flags, readonly)
+        )
+    };
     id
 }
 
@@ -154,26 +161,29 @@ pub fn id() -> usize {
 #[inline(always)]
 pub fn this() -> &'static CpuLocal {
     let ptr: usize;
-    // SAFETY: offset 0 of the installed record is its own address.
-    unsafe { asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, preserves_flags, readonly)) };
+    // SAFETY: `self_ptr` of the installed record holds its own address.
+    unsafe {
+        asm!(
+            "mov {}, gs:[{off}]",
+            out(reg) ptr,
+            off = const core::mem::offset_of!(CpuLocal, self_ptr),
+            options(nostack, preserves_flags, readonly)
+        )
+    };
     // SAFETY: the pointer was stored by `install` from a `&'static CpuLocal`.
     unsafe { &*(ptr as *const CpuLocal) }
 }
 
 /// Record of CPU `id` (for cross-CPU reads such as tick counts).
 pub fn get(id: usize) -> &'static CpuLocal {
-    &CPUS[id]
+    CPUS.remote(id)
 }
 
-/// CPUs online (fixed once boot finished).
-pub fn count() -> usize {
-    COUNT.load(Ordering::Acquire)
-}
-
-/// Fixes the CPU count once every CPU is online.
-pub fn set_count(n: usize) {
-    COUNT.store(n, Ordering::Release);
-}
+/// CPUs in the system: 1 until SMP bring-up starts, then the number of CPUs
+/// being started (ids `0..count` are valid from then on), fixed afterwards.
+/// The one count lives in `percpu` (`smp::start_aps` sets it); this is its
+/// name inside `arch`.
+pub use percpu::cpu_count as count;
 
 /// The `percpu` crate's view of this machine: ids from GS, and pinning by
 /// turning interrupts off (no preemption, no interrupt handler on this CPU
@@ -183,10 +193,6 @@ struct KernelPlatform;
 impl percpu::Platform for KernelPlatform {
     fn cpu_id(&self) -> usize {
         id()
-    }
-
-    fn cpu_count(&self) -> usize {
-        count()
     }
 
     fn pin(&self) -> percpu::PinToken {
@@ -202,10 +208,5 @@ static PLATFORM: KernelPlatform = KernelPlatform;
 
 /// Installs the kernel platform into `percpu`. BSP, right after `install`.
 pub fn install_percpu_platform() {
-    assert_eq!(
-        MAX_CPUS,
-        percpu::MAX_CPUS,
-        "arch and percpu disagree on MAX_CPUS"
-    );
     percpu::set_platform(&PLATFORM);
 }

@@ -19,7 +19,7 @@ use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::{PrivilegeLevel, VirtAddr};
 
-use super::cpu::MAX_CPUS;
+use percpu::PerCpu;
 
 /// IST slot (1-based, as the IDT encodes it) of the double-fault stack.
 pub const IST_DOUBLE_FAULT: u8 = 1;
@@ -50,13 +50,13 @@ struct TablesSlot(UnsafeCell<MaybeUninit<CpuTables>>);
 // SAFETY: slot `n` is only ever accessed by CPU `n` (module invariant).
 unsafe impl Sync for TablesSlot {}
 
-static TABLES: [TablesSlot; MAX_CPUS] =
-    [const { TablesSlot(UnsafeCell::new(MaybeUninit::uninit())) }; MAX_CPUS];
+static TABLES: PerCpu<TablesSlot> =
+    percpu::per_cpu!(TablesSlot(UnsafeCell::new(MaybeUninit::uninit())));
 
 /// Builds and loads CPU `cpu`'s GDT and TSS, reloads CS/DS/ES/SS.
 /// Must be called once per CPU, on that CPU.
 pub fn init(cpu: usize) {
-    let slot = TABLES[cpu].0.get();
+    let slot = TABLES.remote(cpu).0.get();
     // SAFETY: this CPU is the only one touching slot `cpu`, and it does so once
     // (module invariant); the statics live forever, so `'static` is right.
     let tables: &'static mut CpuTables = unsafe {
@@ -99,7 +99,7 @@ pub fn init(cpu: usize) {
 /// from ring 3 lands on.  The scheduler calls it (interrupts off) whenever
 /// it switches in a user thread, with that thread's kernel stack top.
 pub fn set_kernel_stack(cpu: usize, top: u64) {
-    let slot = TABLES[cpu].0.get();
+    let slot = TABLES.remote(cpu).0.get();
     // SAFETY: slot `cpu` belongs to the calling CPU (`cpu` is its own id)
     // and was initialised by `init`; interrupts are off, so nothing else on
     // this CPU reads the TSS while the field changes (the CPU itself reads

@@ -9,40 +9,12 @@
 //! Must not: allocate or take sleeping locks in dispatch (it runs with
 //! interrupts off, possibly on an IST stack).
 
-use core::arch::global_asm;
 use core::cell::UnsafeCell;
 
+use super::frame::{self, frame_global_asm, restore_gprs, save_gprs};
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 
-/// Everything the entry path saved, lowest address first.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct InterruptFrame {
-    pub rax: u64,
-    pub rbx: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub rbp: u64,
-    pub r8: u64,
-    pub r9: u64,
-    pub r10: u64,
-    pub r11: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
-    pub vector: u64,
-    /// The CPU's error code, or 0 for vectors without one.
-    pub error_code: u64,
-    // Pushed by the CPU:
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
+pub use super::frame::InterruptFrame;
 
 impl InterruptFrame {
     /// Logs every saved register, one `[cpuN] ERROR` line per row.
@@ -87,7 +59,8 @@ impl InterruptFrame {
 
 // Vectors where the CPU pushes an error code: #DF 8, #TS 10, #NP 11, #SS 12,
 // #GP 13, #PF 14, #AC 17, #CP 21, #VC 29, #SX 30.
-global_asm!(
+// The register save/restore text and its offsets come from `frame`.
+frame_global_asm!(
     r#"
     .section .text.isr, "ax"
     .balign 16
@@ -108,53 +81,30 @@ isr_stubs:
 isr_common:
     // Stack: vector, error code, rip, cs, rflags, rsp, ss.
     // Coming from user mode (CS.RPL != 0) the GS bases must be swapped.
-    test qword ptr [rsp + 24], 3
+    test qword ptr [rsp + {cs_from_vector}], 3
     jz 1f
     swapgs
 1:
-    push r15
-    push r14
-    push r13
-    push r12
-    push r11
-    push r10
-    push r9
-    push r8
-    push rbp
-    push rdi
-    push rsi
-    push rdx
-    push rcx
-    push rbx
-    push rax
-    // The CPU aligned RSP to 16 before pushing its 5 quadwords; with the error
-    // code, the vector and 15 registers that makes 22 quadwords, so RSP is
-    // 16-byte aligned here, as the ABI wants before a call.
+"#,
+    save_gprs!(),
+    r#"
+    // RSP is 16-byte aligned here (frame::FRAME_BYTES is a multiple of 16
+    // and the CPU aligned RSP before pushing), as the ABI wants for a call.
     mov rdi, rsp
     cld
     call {dispatch}
-    pop rax
-    pop rbx
-    pop rcx
-    pop rdx
-    pop rsi
-    pop rdi
-    pop rbp
-    pop r8
-    pop r9
-    pop r10
-    pop r11
-    pop r12
-    pop r13
-    pop r14
-    pop r15
-    test qword ptr [rsp + 24], 3
+"#,
+    restore_gprs!(),
+    r#"
+    test qword ptr [rsp + {cs_from_vector}], 3
     jz 2f
     swapgs
 2:
-    add rsp, 16
+    add rsp, {hw_from_vector}
     iretq
-    "#,
+    "#;
+    cs_from_vector = const frame::CS - frame::VECTOR,
+    hw_from_vector = const frame::RIP - frame::VECTOR,
     dispatch = sym interrupt_dispatch,
 );
 

@@ -9,6 +9,7 @@ pub mod acpi;
 pub mod apic;
 pub mod cpu;
 pub mod exceptions;
+pub mod frame;
 pub mod gdt;
 pub mod idt;
 pub mod interrupts;

@@ -15,22 +15,23 @@ use limine::response::MpResponse;
 use super::cpu::{self, MAX_CPUS};
 use super::{apic, gdt, idt, irq, time};
 
-/// CPUs (BSP included) that finished their bring-up.
-static ONLINE: AtomicUsize = AtomicUsize::new(0);
 /// Set by the BSP when APs may leave their bring-up wait.
 static RELEASE: AtomicBool = AtomicBool::new(false);
 /// What each AP runs once released (the BSP stores it before releasing).
 static AP_MAIN: AtomicUsize = AtomicUsize::new(0);
 
-/// Number of CPUs that are online.
+/// Number of CPUs that are online (BSP included): those of `0..count()`
+/// whose record says so (no separate counter to keep in step).
 pub fn online_count() -> usize {
-    ONLINE.load(Ordering::Acquire)
+    (0..cpu::count())
+        .filter(|&id| cpu::get(id).is_online())
+        .count()
 }
 
-/// Marks the calling CPU online (counts it and lets IPIs/NMIs target it).
+/// Marks the calling CPU online (lets IPIs/NMIs target it; `online_count`
+/// sees it).
 pub fn mark_online() {
     cpu::set_online();
-    ONLINE.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Releases the parked APs into `ap_main` (which must not return).
@@ -50,7 +51,7 @@ pub fn start_aps(mp: &MpResponse) -> usize {
     let total = listed.min(MAX_CPUS);
     let skipped = listed - total;
     // Ids 0..total are valid from now on (APs use `count()` right away).
-    cpu::set_count(total);
+    percpu::set_cpu_count(total);
     for (id, ap) in (1..total).zip(aps) {
         cpu::set_lapic_id(id, ap.lapic_id);
         ap.extra.store(id as u64, Ordering::Relaxed);

@@ -18,15 +18,13 @@
 //! disables them again before the exit path.  Must not: touch the stack
 //! before switching to the kernel stack (the user stack is untrusted).
 
-use core::arch::global_asm;
-
 use x86_64::registers::model_specific::{Efer, EferFlags, LStar, Msr, SFMask};
 use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
 
 use super::cpu::{KERNEL_RSP_OFFSET, USER_RSP_OFFSET};
+use super::frame::{self, frame_global_asm, restore_gprs_for_sysret, save_gprs, InterruptFrame};
 use super::gdt::{KERNEL_CODE, USER_CODE, USER_DATA};
-use super::idt::InterruptFrame;
 
 /// The `vector` of a frame built by the syscall entry (not a real vector).
 pub const SYSCALL_VECTOR: u64 = 0x1_0000;
@@ -36,7 +34,11 @@ const MSR_STAR: u32 = 0xC000_0081;
 /// make it fault in ring 0 (on Intel), so such returns go through `iretq`.
 const SYSRET_RIP_LIMIT: u64 = 0x0000_7fff_ffff_f000;
 
-global_asm!(
+// The register save/restore text and its offsets come from `frame`; the
+// five quadwords pushed first are what an interrupt from ring 3 would have
+// pushed, in the order `frame` asserts (ss, rsp, rflags, cs, rip), then the
+// error code (the syscall number) and the vector.
+frame_global_asm!(
     r#"
     .text
     .global syscall_entry
@@ -51,58 +53,32 @@ syscall_entry:
     push rcx
     push rax
     push {vector}
-    push r15
-    push r14
-    push r13
-    push r12
-    push r11
-    push r10
-    push r9
-    push r8
-    push rbp
-    push rdi
-    push rsi
-    push rdx
-    push rcx
-    push rbx
-    push rax
+"#,
+    save_gprs!(),
+    r#"
     mov rdi, rsp
     cld
     call {handler}
     test al, al
     jnz 1f
-    // sysret path: rcx/r11 are reloaded from rip/rflags below.
-    pop rax
-    pop rbx
-    add rsp, 8
-    pop rdx
-    pop rsi
-    pop rdi
-    pop rbp
-    pop r8
-    pop r9
-    pop r10
-    add rsp, 8
-    pop r12
-    pop r13
-    pop r14
-    pop r15
-    add rsp, 16
-    pop rcx
-    add rsp, 8
-    pop r11
-    pop rsp
+    // sysret path: rcx/r11 come from the frame's rip/rflags, rsp from its rsp.
+"#,
+    restore_gprs_for_sysret!(),
+    r#"
     swapgs
     sysretq
 1:
     jmp user_iret_from_frame
-    "#,
+    "#;
     user_rsp = const USER_RSP_OFFSET,
     kernel_rsp = const KERNEL_RSP_OFFSET,
     user_ss = const USER_DATA.0 as u64,
     user_cs = const USER_CODE.0 as u64,
     vector = const SYSCALL_VECTOR,
     handler = sym syscall_from_user,
+    f_rip = const frame::RIP,
+    f_rflags = const frame::RFLAGS,
+    f_rsp = const frame::RSP,
 );
 
 unsafe extern "C" {

@@ -19,10 +19,10 @@
 //! always ends in `swapgs; iretq`), or let a user frame choose its own
 //! privilege level or IOPL.
 
-use core::arch::{asm, global_asm};
+use core::arch::asm;
 
+use super::frame::{self, frame_global_asm, restore_gprs, InterruptFrame};
 use super::gdt::{USER_CODE, USER_DATA};
-use super::idt::InterruptFrame;
 
 /// RFLAGS bits a user program may set for itself: CF PF AF ZF SF TF DF OF
 /// AC ID (and the always-one bit 1).  IF is forced on, IOPL/NT/RF/VM off.
@@ -161,32 +161,22 @@ pub fn initial_frame(rip: u64, rsp: u64) -> InterruptFrame {
     frame
 }
 
-global_asm!(
+// The register restore text and its offsets come from `frame`.
+frame_global_asm!(
     r#"
     .text
     .global user_iret_from_frame
     // rsp points at an InterruptFrame with user selectors; interrupts off,
     // kernel GS base active.  Loads every register and returns to ring 3.
 user_iret_from_frame:
-    pop rax
-    pop rbx
-    pop rcx
-    pop rdx
-    pop rsi
-    pop rdi
-    pop rbp
-    pop r8
-    pop r9
-    pop r10
-    pop r11
-    pop r12
-    pop r13
-    pop r14
-    pop r15
-    add rsp, 16
+"#,
+    restore_gprs!(),
+    r#"
+    add rsp, {hw_from_vector}
     swapgs
     iretq
-    "#
+    "#;
+    hw_from_vector = const frame::RIP - frame::VECTOR,
 );
 
 unsafe extern "C" {

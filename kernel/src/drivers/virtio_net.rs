@@ -264,7 +264,7 @@ impl Nic {
             }
             for &(id, len) in &batch[..taken] {
                 let len = len as usize;
-                if len < NET_HDR_BYTES + MIN_FRAME_BYTES || len > BUFFER_BYTES {
+                if !(NET_HDR_BYTES + MIN_FRAME_BYTES..=BUFFER_BYTES).contains(&len) {
                     pair.counters.rx_drops.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }

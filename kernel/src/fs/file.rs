@@ -334,10 +334,10 @@ impl File {
             Some(o) => inode.read_with(o, len, sink).map_err(errno),
             None => {
                 let mut pos = self.pos.lock();
-                inode.read_with(*pos, len, sink).map_err(errno).map(|n| {
-                    *pos += n as u64;
-                    n
-                })
+                inode
+                    .read_with(*pos, len, sink)
+                    .map_err(errno)
+                    .inspect(|&n| *pos += n as u64)
             }
         })
     }

@@ -13,10 +13,15 @@
 //! of the `fs` crate while blocking (pipes, sockets and epoll block on
 //! `pollwait::PollWaiters` only).
 
+#![deny(unsafe_code)]
+
 pub mod epoll;
 mod fdtable;
 mod file;
 mod initramfs;
+// The one place of this module allowed `unsafe` (frames as `::fs::Page`s).
+#[allow(unsafe_code)]
+mod pages;
 mod pipe;
 pub mod pollwait;
 pub mod procfs;
@@ -25,7 +30,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use ::fs::{Clock, FileType, Fs, FsConfig, LockMode as FsLockMode, Page, PageAlloc, Timespec};
+use ::fs::{Clock, FileType, Fs, FsConfig, Timespec};
 
 use crate::mm::PhysAddr;
 use abi::Errno;
@@ -74,23 +79,6 @@ pub fn errno(e: ::fs::Errno) -> Errno {
     Errno(e.0)
 }
 
-/// Page-cache pages are frames, reached through the HHDM.
-struct FramePages;
-
-impl PageAlloc for FramePages {
-    fn alloc_page(&self) -> Option<Page> {
-        let frame = crate::mm::alloc_frame()?;
-        let virt = crate::mm::phys_to_virt(frame);
-        // SAFETY: the frame is ours until `free_page`; its HHDM address maps
-        // its 4 KiB, page aligned.
-        unsafe { Page::from_raw(frame.as_u64(), virt) }
-    }
-
-    fn free_page(&self, page: Page) {
-        crate::mm::free_frame(PhysAddr::new(page.phys()));
-    }
-}
-
 /// Wall clock: the RTC read once, advanced by the TSC.
 struct KernelClock {
     boot_secs: u64,
@@ -117,10 +105,7 @@ pub fn root_fs() -> &'static Fs {
 
 fn make_root() -> Fs {
     ::fs::lockstat::set_wait_clock(crate::arch::time::now_ns);
-    let mode = match crate::cmdline::lock_mode() {
-        crate::cmdline::LockMode::PerCpu => FsLockMode::PerCpu,
-        crate::cmdline::LockMode::Global => FsLockMode::Global,
-    };
+    let mode = percpu::lock_mode();
     // tmpfs may use up to half of memory, like Linux's default.
     let max_pages = (crate::mm::total_frames() as u64 / 2).max(1);
     let clock = KernelClock {
@@ -129,7 +114,7 @@ fn make_root() -> Fs {
     };
     let fs = Fs::new(
         FsConfig { mode, max_pages },
-        Arc::new(FramePages),
+        Arc::new(pages::FramePages),
         Arc::new(clock),
     );
     if let Err(e) = make_mounts(&fs, max_pages) {
@@ -207,11 +192,7 @@ pub fn init_root() -> Result<usize, String> {
     else {
         return Ok(0);
     };
-    // SAFETY: the loader gives the module's address and size; the bytes
-    // stay mapped (bootloader-reclaimable memory is never handed to `mm`)
-    // and are never written.
-    let archive = unsafe { core::slice::from_raw_parts(module.addr(), module.size() as usize) };
-    unpack_initramfs(archive)
+    unpack_initramfs(crate::boot::module_bytes(module))
 }
 
 /// The whole contents of a regular file.

@@ -25,11 +25,11 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::sockaddr::SockAddr;
 use super::socket::Received;
 use super::*;
-use crate::arch::cpu::MAX_CPUS;
 use crate::drivers::net::nic;
 use crate::fs::pollwait::PollWaiters;
 use crate::sched::WaitQueue;
 use abi::Errno;
+use percpu::PerCpu;
 
 /// The kernel side of `::net::Platform`.
 pub struct KernelPlatform;
@@ -76,12 +76,10 @@ struct NetCpu {
     wait: WaitQueue,
 }
 
-static NET_CPUS: [NetCpu; MAX_CPUS] = [const {
-    NetCpu {
-        rx_pending: AtomicBool::new(false),
-        wait: WaitQueue::new(),
-    }
-}; MAX_CPUS];
+static NET_CPUS: PerCpu<NetCpu> = percpu::per_cpu!(NetCpu {
+    rx_pending: AtomicBool::new(false),
+    wait: WaitQueue::new(),
+});
 
 /// How long a net thread sleeps at most between timer polls (one tick).
 const POLL_PERIOD_NS: u64 = 10_000_000;
@@ -97,11 +95,8 @@ fn stack() -> Result<&'static Stack, Errno> {
 /// Builds the stack and starts the per-CPU net threads.  Called once from
 /// `kernel_main` after `drivers::init` (the NIC's MAC is needed).
 pub fn init() {
-    let cpus = crate::sched::cpu_count().max(1);
-    let mode = match crate::cmdline::lock_mode() {
-        crate::cmdline::LockMode::PerCpu => ::net::Mode::PerCpu,
-        crate::cmdline::LockMode::Global => ::net::Mode::Global,
-    };
+    let cpus = percpu::cpu_count();
+    let mode = percpu::lock_mode();
     let mut config = ::net::Config::new(cpus, mode);
     // Bounded memory: socket buffers take at most a quarter of RAM
     // (`ENFILE` beyond, as Linux's file limit would).
@@ -140,7 +135,7 @@ pub fn init() {
 /// to CPU `queue` (interrupt context: no allocation, no stack locks):
 /// remember the work and wake that CPU's net thread.
 fn on_nic_rx(queue: usize) {
-    if let Some(cpu) = NET_CPUS.get(queue) {
+    if let Some(cpu) = NET_CPUS.try_remote(queue) {
         cpu.rx_pending.store(true, Ordering::Release);
         cpu.wait.wake_one();
     }
@@ -151,7 +146,7 @@ fn on_nic_rx(queue: usize) {
 /// (CPU 0 also runs the NIC instance's).
 fn net_thread(cpu: usize) -> ! {
     let stack = STACK.get().expect("net thread started before the stack");
-    let this = &NET_CPUS[cpu];
+    let this = NET_CPUS.remote(cpu);
     let nic_queue = nic().filter(|nic| cpu < nic.queues());
     let mut frames: Vec<Vec<u8>> = Vec::new();
     loop {

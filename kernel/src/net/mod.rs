@@ -8,6 +8,8 @@
 //! Must not: touch user memory outside `sockaddr.rs` and the syscall layer,
 //! or block anywhere but in `socket.rs`'s wait helpers.
 
+#![deny(unsafe_code)]
+
 pub mod ifconf;
 pub mod inet;
 pub mod sockaddr;

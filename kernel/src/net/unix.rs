@@ -298,7 +298,7 @@ impl Socket for PairEnd {
     }
 
     fn waiters(&self) -> &PollWaiters {
-        &*self.pair.waiters[self.side]
+        &self.pair.waiters[self.side]
     }
 
     fn bytes_readable(&self) -> usize {

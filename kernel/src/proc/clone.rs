@@ -81,11 +81,8 @@ pub fn start_task(
         };
         // The parent records the thread too, but may not have yet.
         me.set_thread(&thread);
-        let ptr = (thread.stack_top() - sched::TRAP_FRAME_BYTES) as *mut InterruptFrame;
         drop(thread);
-        // SAFETY: the trap frame area at the top of this thread's own
-        // kernel stack; nothing else refers to it while we run.
-        unsafe { ptr.write(frame) };
+        sched::write_own_trap_frame(frame);
         if let Some(addr) = settid {
             // A bad pointer is ignored, as on Linux.
             let _ = write_user::<i32>(addr, &tid);

@@ -260,12 +260,12 @@ pub fn sys_waitid(idtype: u32, id: i32, infop: u64, options: u64, rusage: u64) -
     if let Some(child) = &child {
         let status = child.exit_status.load(Ordering::Acquire);
         let (code, value) = if status & 0x7f != 0 {
-            (2, status & 0x7f)
+            (2i32, status & 0x7f)
         } else {
             (1, (status >> 8) & 0xff)
         };
         info[0..4].copy_from_slice(&(SIGCHLD as i32).to_le_bytes());
-        info[8..12].copy_from_slice(&(code as i32).to_le_bytes());
+        info[8..12].copy_from_slice(&code.to_le_bytes());
         info[16..20].copy_from_slice(&child.pid.to_le_bytes());
         info[24..28].copy_from_slice(&value.to_le_bytes());
     }

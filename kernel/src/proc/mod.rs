@@ -18,6 +18,8 @@
 //! Must not: touch page tables directly (`mm::vm` does), or hold a
 //! spin lock across anything that can block.
 
+#![deny(unsafe_code)]
+
 pub mod clone;
 pub mod exec;
 pub mod exit;
@@ -27,6 +29,9 @@ pub mod init;
 pub mod itimer;
 pub mod process;
 pub mod signal;
+// The per-task cells (address space, FPU image) and the `gs:` task
+// pointer: the one module of `proc` allowed `unsafe`.
+#[allow(unsafe_code)]
 pub mod task;
 
 use alloc::sync::Arc;

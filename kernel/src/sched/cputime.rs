@@ -21,8 +21,7 @@ pub static IDLE: PerCpuCounter = PerCpuCounter::new();
 
 /// Per CPU: whether its last tick found it busy (read by CPU 0's sampler;
 /// each CPU writes only its own flag).
-static BUSY: [AtomicBool; crate::arch::cpu::MAX_CPUS] =
-    [const { AtomicBool::new(false) }; crate::arch::cpu::MAX_CPUS];
+static BUSY: percpu::PerCpu<AtomicBool> = percpu::per_cpu!(AtomicBool::new(false));
 
 /// Load averages over 1, 5 and 15 minutes, fixed point with 11 bits of
 /// fraction (Linux's `FSHIFT`).
@@ -49,7 +48,7 @@ pub fn account_tick(cpu: usize, user: bool, idle: bool) {
         let which = if user { &task.utime } else { &task.stime };
         which.fetch_add(1, Ordering::Relaxed);
     }
-    if let Some(b) = BUSY.get(cpu) {
+    if let Some(b) = BUSY.try_remote(cpu) {
         b.store(!idle, Ordering::Relaxed);
     }
     if cpu == 0 && TICKS0.fetch_add(1, Ordering::Relaxed) % SAMPLE_TICKS == SAMPLE_TICKS - 1 {

@@ -54,28 +54,29 @@ mod waitqueue;
 
 use alloc::boxed::Box;
 
-pub use crate::cmdline::LockMode;
 use alloc::sync::Arc;
 pub use lock::IrqSpinLock;
+pub use percpu::{cpu_count, LockMode};
 pub use thread::{JoinHandle, SpawnError, Thread, UserContext, TRAP_FRAME_BYTES};
 pub use waitqueue::WaitQueue;
 
-/// Sets up the scheduler for `cpu_count` CPUs (on the BSP, after `mm::init`,
-/// before any `start_*`), with the run-queue layout of `mode`.  A second
-/// call changes nothing and returns false.
-pub fn init_with_mode(cpu_count: usize, mode: LockMode) -> bool {
-    let fresh = scheduler::init(cpu_count, mode);
+/// Sets up the scheduler (on the BSP, after `mm::init`, before any
+/// `start_*`) for `percpu::cpu_count()` CPUs, with the run-queue layout of
+/// the boot option `locks=` (`percpu::lock_mode()`,
+/// docs/KERNEL-MODULES.md).  A second call changes nothing and returns
+/// false.
+pub fn init() -> bool {
+    let fresh = scheduler::init();
     if fresh {
-        log::info!("sched: {cpu_count} cpus, run queues: {mode}");
+        log::info!(
+            "sched: {} cpus, run queues: {}",
+            cpu_count(),
+            percpu::lock_mode()
+        );
     } else {
         log::warn!("sched: init called twice; keeping the first configuration");
     }
     fresh
-}
-
-/// Sets up the scheduler with the boot option `locks=` (docs/KERNEL-MODULES.md).
-pub fn init(cpu_count: usize) {
-    init_with_mode(cpu_count, crate::cmdline::lock_mode());
 }
 
 /// Entered by the BSP once every AP is up: CPU 0 moves to a fresh stack
@@ -152,6 +153,23 @@ pub fn current() -> Option<Arc<Thread>> {
     Some(scheduler::current_thread())
 }
 
+/// Fills the calling thread's own trap frame area (the top
+/// `TRAP_FRAME_BYTES` of its kernel stack) with `frame`: what a new user
+/// thread's entry closure does before it enters user mode.  Does nothing
+/// outside a thread or in a thread without a user context.
+pub fn write_own_trap_frame(frame: crate::arch::idt::InterruptFrame) {
+    let Some(me) = current().filter(|t| t.user_context().is_some()) else {
+        return;
+    };
+    let ptr = (me.stack_top() - TRAP_FRAME_BYTES) as *mut crate::arch::idt::InterruptFrame;
+    drop(me);
+    // SAFETY: the frame area at the top of this (the calling) thread's own
+    // kernel stack is reserved for it (thread.rs invariant) and is not in
+    // use while the thread runs kernel code before entering user mode;
+    // nothing else refers to it.
+    unsafe { ptr.write(frame) };
+}
+
 /// Makes `thread` runnable if it is blocked (a "kick": it re-checks the
 /// condition it waits for).  Does nothing to a running or ready thread.
 pub fn wake_thread(thread: &Arc<Thread>) {
@@ -192,16 +210,6 @@ pub fn current_cpu() -> usize {
 /// Number of CPUs that entered the scheduler so far.
 pub fn cpus_online() -> usize {
     scheduler::try_get().map_or(0, |s| s.online())
-}
-
-/// Number of CPUs the scheduler was set up for (0 before `init`).
-pub fn cpu_count() -> usize {
-    scheduler::try_get().map_or(0, |s| s.cpu_count())
-}
-
-/// The run-queue layout in use (`PerCpu` before `init`).
-pub fn lock_mode() -> LockMode {
-    scheduler::try_get().map_or(LockMode::PerCpu, |s| s.mode())
 }
 
 /// Waits until every CPU runs the scheduler (for the main thread, before it

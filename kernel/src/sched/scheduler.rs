@@ -70,12 +70,13 @@ struct CpuState {
 // interrupts disabled, never concurrently (see `with_local`); `idle` is atomic.
 unsafe impl Sync for CpuState {}
 
+/// The CPU count and the run-queue layout are not kept here: they are read
+/// from their one owner, `percpu::cpu_count()` and `percpu::lock_mode()`,
+/// both fixed before `init`.
 pub(super) struct Scheduler {
-    cpu_count: usize,
-    mode: LockMode,
-    /// Per-CPU run queues (used when `mode == PerCpu`).
+    /// Per-CPU run queues (used under `LockMode::PerCpu`).
     queues: PerCpu<RunQueue>,
-    /// The single run queue (used when `mode == Global`).
+    /// The single run queue (used under `LockMode::Global`).
     global_queue: RunQueue,
     cpus: PerCpu<CpuState>,
     /// CPUs that entered the scheduler (`start_bsp` / `start_ap`).
@@ -95,17 +96,16 @@ fn get() -> &'static Scheduler {
     try_get().expect("sched: used before sched::init")
 }
 
-/// Creates the run queues and per-CPU state.  Returns false (and changes
-/// nothing) if called twice.
-pub(super) fn init(cpu_count: usize, mode: LockMode) -> bool {
+/// Creates the run queues and per-CPU state for `percpu::cpu_count()` CPUs.
+/// Returns false (and changes nothing) if called twice.
+pub(super) fn init() -> bool {
+    let cpu_count = percpu::cpu_count();
     assert!(
         (1..=percpu::MAX_CPUS).contains(&cpu_count),
         "sched::init: cpu_count {cpu_count} not in 1..={}",
         percpu::MAX_CPUS
     );
     let scheduler = Box::new(Scheduler {
-        cpu_count,
-        mode,
         queues: PerCpu::from_fn(|cpu| {
             RunQueue::with_capacity(if cpu < cpu_count { QUEUE_RESERVED } else { 0 })
         }),
@@ -163,12 +163,8 @@ fn with_local<R>(f: impl FnOnce(&mut Local) -> R) -> R {
 }
 
 impl Scheduler {
-    pub(super) fn cpu_count(&self) -> usize {
-        self.cpu_count
-    }
-
-    pub(super) fn mode(&self) -> LockMode {
-        self.mode
+    fn cpu_count(&self) -> usize {
+        percpu::cpu_count()
     }
 
     pub(super) fn online(&self) -> usize {
@@ -177,7 +173,7 @@ impl Scheduler {
 
     /// The run queue threads homed on `cpu` go to.
     fn queue_for(&self, cpu: usize) -> &RunQueue {
-        match self.mode {
+        match percpu::lock_mode() {
             LockMode::PerCpu => self.queues.remote(cpu),
             LockMode::Global => &self.global_queue,
         }
@@ -185,10 +181,11 @@ impl Scheduler {
 
     /// Bit mask of the CPUs this scheduler runs on.
     fn cpu_mask(&self) -> u64 {
-        if self.cpu_count >= 64 {
+        let cpu_count = self.cpu_count();
+        if cpu_count >= 64 {
             u64::MAX
         } else {
-            (1u64 << self.cpu_count) - 1
+            (1u64 << cpu_count) - 1
         }
     }
 
@@ -231,8 +228,9 @@ impl Scheduler {
             return;
         }
         if pinned.is_none() {
-            let stealer = (1..self.cpu_count)
-                .map(|i| (me + i) % self.cpu_count)
+            let cpu_count = self.cpu_count();
+            let stealer = (1..cpu_count)
+                .map(|i| (me + i) % cpu_count)
                 .find(|&cpu| cpu != home && mask & (1 << cpu) != 0 && self.is_idle(cpu));
             if let Some(cpu) = stealer {
                 self.send_resched(cpu);
@@ -246,7 +244,7 @@ impl Scheduler {
         if let Some(thread) = self.queue_for(cpu).pop_for(cpu) {
             return Some(thread);
         }
-        if may_steal && self.mode == LockMode::PerCpu {
+        if may_steal && percpu::lock_mode() == LockMode::PerCpu {
             return self.steal(cpu);
         }
         None
@@ -255,7 +253,8 @@ impl Scheduler {
     /// Takes an unpinned thread from another CPU's queue: the longest queue
     /// first, then any other non-empty one.  Pinned threads are never taken.
     fn steal(&self, thief: usize) -> Option<Arc<Thread>> {
-        let victims = (1..self.cpu_count).map(|i| (thief + i) % self.cpu_count);
+        let cpu_count = self.cpu_count();
+        let victims = (1..cpu_count).map(|i| (thief + i) % cpu_count);
         let busiest = victims
             .clone()
             .map(|cpu| (self.queues.remote(cpu).len_hint(), cpu))
@@ -552,10 +551,10 @@ pub(super) fn spawn(
 ) -> Result<Arc<Thread>, SpawnError> {
     let scheduler = try_get().ok_or(SpawnError::NotInitialized)?;
     let mask = match affinity {
-        Some(cpu) if cpu >= scheduler.cpu_count => {
+        Some(cpu) if cpu >= scheduler.cpu_count() => {
             return Err(SpawnError::NoSuchCpu {
                 cpu,
-                cpu_count: scheduler.cpu_count,
+                cpu_count: scheduler.cpu_count(),
             });
         }
         Some(cpu) => 1u64 << cpu,
@@ -577,7 +576,7 @@ pub(super) fn spawn_with_mask(
     if mask == 0 {
         return Err(SpawnError::NoSuchCpu {
             cpu: 64,
-            cpu_count: scheduler.cpu_count,
+            cpu_count: scheduler.cpu_count(),
         });
     }
     let affinity = (mask.count_ones() == 1).then(|| mask.trailing_zeros() as usize);

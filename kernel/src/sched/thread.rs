@@ -120,7 +120,7 @@ unsafe impl Send for KernelStack {}
 /// Bytes at the top of every kernel stack reserved for the user trap frame
 /// (22 quadwords: 15 registers, vector, error code and the 5-word hardware
 /// frame); a multiple of 16 so the stack below stays aligned.
-pub const TRAP_FRAME_BYTES: usize = 22 * 8;
+pub const TRAP_FRAME_BYTES: usize = crate::arch::frame::FRAME_BYTES;
 
 /// The user-mode half of a thread, implemented by `proc`.  The scheduler
 /// calls these with interrupts disabled, on the CPU doing the switch, and

@@ -39,7 +39,7 @@ fn heap_alloc_free() -> bool {
 
 pub fn run() -> u32 {
     let cpus = sched::cpu_count();
-    let locks = sched::lock_mode();
+    let locks = percpu::lock_mode();
     let cases: [(&str, Op); 2] = [
         ("frame_alloc_free", frame_alloc_free),
         ("heap_alloc_free", heap_alloc_free),

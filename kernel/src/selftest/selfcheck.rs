@@ -28,8 +28,11 @@ use crate::sched::{self, SpawnError, WaitQueue};
 /// Bound on each phase; generous for 8 vCPUs sharing 2 host cores.
 const PHASE_TIMEOUT_NS: u64 = 5_000_000_000;
 
+/// One named check: `Err(reason)` fails the self-check.
+type Check = (&'static str, fn() -> Result<(), String>);
+
 pub fn run() -> u32 {
-    let checks: [(&str, fn() -> Result<(), String>); 7] = [
+    let checks: [Check; 7] = [
         ("roll call", roll_call),
         ("preemption", preemption),
         ("memory on every cpu", memory_on_every_cpu),

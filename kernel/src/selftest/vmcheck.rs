@@ -621,7 +621,7 @@ fn shootdown() -> Check {
     let mut b = [0u8; 4];
     ok("contents kept", a.read_bytes(addr + PAGE, &mut b))?;
     ensure!(&b == b"more", "write of cpu 1 lost: {:?}", b);
-    if crate::cmdline::lock_mode() == crate::cmdline::LockMode::PerCpu {
+    if percpu::lock_mode() == percpu::LockMode::PerCpu {
         let now: Vec<u64> = (2..sched::cpu_count()).map(tlb::served_by).collect();
         ensure!(
             now == others,

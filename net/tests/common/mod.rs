@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use net::consts::*;
-use net::{errno, Config, Errno, Mode, Platform, SockType, SocketAddrV4, SocketRef, Stack};
+use net::{errno, Config, Errno, LockMode, Platform, SockType, SocketAddrV4, SocketRef, Stack};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -77,7 +77,7 @@ impl Platform for TestPlatform {
 pub type S = Stack<TestPlatform>;
 pub type Sock = SocketRef<TestPlatform>;
 
-pub fn stack(cpus: usize, mode: Mode) -> S {
+pub fn stack(cpus: usize, mode: LockMode) -> S {
     Stack::new(TestPlatform::new(), Config::new(cpus, mode))
 }
 

@@ -191,19 +191,24 @@ fn main() {
     // SAFETY (all five): deliberately unsound accesses, each in a forked
     // child; the kernel must kill the child, which is what is tested.
     let cases: [(&str, fn()); 5] = [
+        // SAFETY: deliberately unsound, in a forked child (see above).
         ("child reads kernel text", || unsafe {
             std::ptr::read_volatile(0xffff_ffff_8000_0000 as *const u64);
         }),
+        // SAFETY: deliberately unsound, in a forked child (see above).
         ("child writes the kernel direct map", || unsafe {
             std::ptr::write_volatile(0xffff_8000_0000_1000 as *mut u64, 1);
         }),
+        // SAFETY: deliberately unsound, in a forked child (see above).
         ("child writes NULL", || unsafe {
             std::ptr::write_volatile(std::ptr::null_mut::<u64>(), 1);
         }),
+        // SAFETY: deliberately unsound, in a forked child (see above).
         ("child jumps into the kernel", || unsafe {
             let f: extern "C" fn() = std::mem::transmute(0xffff_ffff_8000_0000usize);
             f();
         }),
+        // SAFETY: deliberately unsound, in a forked child (see above).
         ("child executes a non-executable page", || unsafe {
             let p = libc::mmap(
                 std::ptr::null_mut(),

@@ -335,6 +335,7 @@ fn main() {
     );
     c.expect(
         "access missing",
+        // SAFETY: `p` is a NUL-terminated path.
         raw("/tmp/none", |p| unsafe { libc::access(p, libc::F_OK) }),
         "ENOENT",
     );

@@ -77,6 +77,7 @@ fn main() {
             OpenOptions::new()
                 .write(true)
                 .create(true)
+                .truncate(false)
                 .open(&p)
                 .expect("create");
             fs::remove_file(&p).expect("unlink");
@@ -86,6 +87,7 @@ fn main() {
             OpenOptions::new()
                 .write(true)
                 .create(true)
+                .truncate(false)
                 .open(&p)
                 .expect("create");
             fs::remove_file(&p).expect("unlink");

@@ -232,8 +232,9 @@ fn print_vulnerabilities() {
 /// Load every module of `/lib/modules/<release>/modules.dep`, dependencies
 /// first, then remove the modules from the root.
 fn load_modules() {
-    // SAFETY: `uts` is a valid out-pointer.
+    // SAFETY: utsname is plain data: all-zero is a valid value.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid out-pointer.
     unsafe { libc::uname(&mut uts) };
     // SAFETY: uname NUL-terminates `release`.
     let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) }

@@ -166,6 +166,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("sparse"))?;
         f.write_at(b"end", 1 << 20)?;
         let mut hole = vec![1u8; 4096];
@@ -278,6 +279,7 @@ fn main() {
         OpenOptions::new()
             .write(true)
             .create(true)
+            .truncate(false)
             .mode(0o777)
             .open(p("modes"))?;
         let m1 = fs::metadata(p("modes"))?.mode();
@@ -292,6 +294,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("pio"))?;
         f.write_all(b"0123456789")?;
         f.write_at(b"ab", 3)?;
@@ -358,6 +361,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("mapped"))?;
         f.write_all_at(b"page cache", 0)?;
         f.set_len(8192)?;
@@ -391,6 +395,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("shrunk"))?;
         f.set_len(8192)?;
         let addr = mmap_shared(f.as_raw_fd(), 8192)?;
@@ -438,6 +443,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("shrunk_mapped"))?;
         f.set_len(8192)?;
         let shared = mmap_shared(f.as_raw_fd(), 8192)?;
@@ -514,6 +520,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("synced"))?;
         f.set_len(3 * 4096)?;
         let addr = mmap_shared(f.as_raw_fd(), 3 * 4096)?;
@@ -564,6 +571,7 @@ fn main() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(p("private"))?;
         f.write_all_at(b"original", 0)?;
         f.write_all_at(b"second", 4096)?;

@@ -60,9 +60,9 @@ fn main() {
             &args[1..],
             std::env::var("FROM").unwrap_or_default()
         ));
-        // SAFETY: getppid takes no arguments.
         say(&format!(
             "exec'd child: parent is pid 1: {}",
+            // SAFETY: getppid takes no arguments.
             unsafe { libc::getppid() } == 1
         ));
         std::process::exit(3);

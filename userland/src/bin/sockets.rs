@@ -909,7 +909,7 @@ fn poll_and_select() {
             "2 true true",
         );
         // pselect6 with a signal mask argument.
-        let mut ts = libc::timespec {
+        let ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
@@ -922,7 +922,7 @@ fn poll_and_select() {
             &mut rs,
             std::ptr::null_mut(),
             std::ptr::null_mut(),
-            &mut ts,
+            &ts,
             &mask,
         );
         expect("pselect with a mask", n.to_string(), "1");

@@ -599,7 +599,11 @@ fn sendfile(r: &mut Report) {
     say(&format!("sendfile(offset -1): {}", e(p[1], src, &mut neg)));
     say(&format!(
         "sendfile(bad offset pointer): {}",
-        e(p[1], src, 8 as *mut libc::off_t)
+        e(
+            p[1],
+            src,
+            std::ptr::without_provenance_mut::<libc::off_t>(8)
+        )
     ));
     for fd in [src, wronly, append, p[0], p[1], s[0], s[1]] {
         close(fd);

@@ -16,6 +16,7 @@ const ROUNDS: u64 = 2000;
 fn pin_to(cpu: usize) -> Result<(), String> {
     // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes one bit inside `set` (`cpu` < CPU_SETSIZE).
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size we pass.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
@@ -29,6 +30,7 @@ fn pin_to(cpu: usize) -> Result<(), String> {
 fn allowed_cpus() -> usize {
     // SAFETY: as in pin_to; sched_getaffinity fills the set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid out-pointer of the size we pass.
     if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
     {
         return 1;
@@ -154,6 +156,7 @@ fn main() {
     // A thread's id differs from the process id; the main thread's equals it.
     // SAFETY: gettid/getpid take no arguments.
     let main_tid_is_pid = unsafe { libc::gettid() == libc::getpid() };
+    // SAFETY: as above.
     let other_tid_differs = std::thread::spawn(|| unsafe { libc::gettid() != libc::getpid() })
         .join()
         .unwrap_or(false);

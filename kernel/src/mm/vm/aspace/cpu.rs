@@ -107,7 +107,7 @@ struct Features {
 }
 
 fn features() -> Features {
-    // SAFETY (of the calls): CPUID is available on every x86_64 CPU; leaf 7
+    // SAFETY: (of the calls) CPUID is available on every x86_64 CPU; leaf 7
     // and 0x80000001 exist on every CPU with long mode worth running.
     #[allow(unused_unsafe)]
     let (l7, ext) = unsafe {
