@@ -30,7 +30,7 @@ use percpu::CachePadded;
 
 use crate::env::{Page, Timespec, PAGE_SIZE};
 use crate::errno::{Errno, FsResult};
-use crate::lockstat::{LockClass, RwLock};
+use crate::lockstat::{LockClass, Mutex, RwLock};
 use crate::rcu::ReadGuard;
 use crate::synth::{Gen, Payload};
 use crate::vfs::Shared;
@@ -198,7 +198,7 @@ pub trait FileMapper: Send + Sync {
 // live in their own module, the only one here allowed `unsafe`.
 #[allow(unsafe_code)]
 mod bucket;
-pub(crate) use bucket::{Bucket, Entry};
+pub(crate) use bucket::{Bucket, Entry, MountSlot};
 
 pub(crate) struct Dir {
     buckets: Box<[CachePadded<Bucket>]>,
@@ -211,7 +211,7 @@ pub(crate) struct Dir {
     /// once, read with a plain load on every lookup that reaches it.
     /// An `Entry` (name unused) holding the root, retired through RCU at
     /// umount, so a lookup in a read section may use it without a count.
-    pub(crate) mounted: AtomicPtr<Entry>,
+    pub(crate) mounted: MountSlot,
     /// On the root of a mounted superblock: its mount point (weak: the
     /// point holds the root).
     pub(crate) covers: spin::RwLock<Option<Weak<Inode>>>,
@@ -297,7 +297,7 @@ impl Dir {
             parent: spin::RwLock::new(parent),
             dead: AtomicBool::new(false),
             entries: AtomicU64::new(0),
-            mounted: AtomicPtr::new(core::ptr::null_mut()),
+            mounted: MountSlot::new(),
             covers: spin::RwLock::new(None),
             gen: None,
             pending: AtomicBool::new(false),
@@ -320,11 +320,8 @@ impl Dir {
     }
 
     /// The root mounted here, borrowed for the read section `_rcu`.
-    pub(crate) fn mounted_in<'g>(&self, _rcu: &'g ReadGuard<'_>) -> Option<&'g Arc<Inode>> {
-        let p = self.mounted.load(Ordering::Acquire);
-        // SAFETY: a published mount entry is freed only after a grace
-        // period that waits for `_rcu` (umount retires it through RCU).
-        unsafe { p.as_ref() }.map(|e| &e.inode)
+    pub(crate) fn mounted_in<'g>(&self, rcu: &'g ReadGuard<'_>) -> Option<&'g Arc<Inode>> {
+        self.mounted.get(rcu)
     }
 
     /// The mount point this root covers, if mounted.
@@ -349,17 +346,6 @@ pub struct DirCursor {
     after: Option<Box<str>>,
     /// Entries returned so far (the `d_off` of the last one).
     pub position: u64,
-}
-
-impl Entry {
-    /// A detached entry holding `inode` (mount-table entries).
-    pub(crate) fn detached(inode: Arc<Inode>) -> Box<Entry> {
-        Box::new(Entry {
-            name: "".into(),
-            inode,
-            next: AtomicPtr::new(core::ptr::null_mut()),
-        })
-    }
 }
 
 impl Inode {

@@ -454,15 +454,14 @@ impl Fs {
         if Arc::ptr_eq(&point, &self.root)
             || pd.covers.read().is_some()
             || cd.covers.read().is_some()
-            || !pd.mounted.load(Ordering::Acquire).is_null()
+            || !pd.mounted.is_empty()
         {
             return Err(Errno::EBUSY);
         }
         // Record the child's side first: once the point is flagged, a
         // concurrent `..` from the child root must find its way back.
         *cd.covers.write() = Some(Arc::downgrade(&point));
-        let entry = alloc::boxed::Box::into_raw(Entry::detached(child.root.clone()));
-        pd.mounted.store(entry, Ordering::Release);
+        pd.mounted.publish(child.root.clone());
         point.shared.mounts_below.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -495,15 +494,9 @@ impl Fs {
         }
         crate::ext2::unmount_shared(root.shared)?;
         let pd = point.dir_body().ok_or(Errno::EINVAL)?;
-        let entry = pd.mounted.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        pd.mounted.retire(self.shared);
         *rd.covers.write() = None;
         point.shared.mounts_below.fetch_sub(1, Ordering::Relaxed);
-        if !entry.is_null() {
-            // SAFETY: `entry` came from `Box::into_raw` in `mount` and is
-            // unpublished now; RCU frees it after readers are done.
-            let e = unsafe { alloc::boxed::Box::from_raw(entry) };
-            self.shared.rcu.retire(e, 0);
-        }
         Ok(())
     }
 
@@ -524,7 +517,7 @@ impl Fs {
                 continue;
             }
             if let Some(d) = n.dir_body() {
-                if !d.mounted.load(Ordering::Acquire).is_null() {
+                if !d.mounted.is_empty() {
                     return true;
                 }
                 for b in d.buckets() {

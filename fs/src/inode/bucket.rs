@@ -256,3 +256,50 @@ impl Bucket {
         }
     }
 }
+
+/// The root of the file system mounted on a directory: one detached
+/// `Entry` (name unused), published with a release store, read without a
+/// lock inside RCU read sections, and retired through RCU at umount, so a
+/// reader may use the root for its section without taking a count.
+pub(crate) struct MountSlot(AtomicPtr<Entry>);
+
+impl MountSlot {
+    pub(crate) fn new() -> MountSlot {
+        MountSlot(AtomicPtr::new(core::ptr::null_mut()))
+    }
+
+    /// Whether nothing is mounted here.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.load(Ordering::Acquire).is_null()
+    }
+
+    /// The root mounted here, borrowed for the read section `_rcu`.
+    pub(crate) fn get<'g>(&self, _rcu: &'g ReadGuard<'_>) -> Option<&'g Arc<Inode>> {
+        let p = self.0.load(Ordering::Acquire);
+        // SAFETY: a published mount entry is freed only after a grace
+        // period that waits for `_rcu` (`retire` hands it to RCU).
+        unsafe { p.as_ref() }.map(|e| &e.inode)
+    }
+
+    /// Publishes `root`.  The caller holds the mount-table lock and saw
+    /// the slot empty.
+    pub(crate) fn publish(&self, root: Arc<Inode>) {
+        let entry = Box::into_raw(Box::new(Entry {
+            name: "".into(),
+            inode: root,
+            next: AtomicPtr::new(core::ptr::null_mut()),
+        }));
+        self.0.store(entry, Ordering::Release);
+    }
+
+    /// Unpublishes the mounted root and hands its entry to RCU.
+    pub(crate) fn retire(&self, shared: &'static Shared) {
+        let entry = self.0.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !entry.is_null() {
+            // SAFETY: `entry` came from `Box::into_raw` in `publish` and is
+            // unpublished now; RCU frees it after readers are done.
+            let e = unsafe { Box::from_raw(entry) };
+            shared.rcu.retire(e, 0);
+        }
+    }
+}
