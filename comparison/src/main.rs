@@ -90,6 +90,10 @@ struct SuiteArgs {
     /// Which loader boots our kernel (as for `boot`; `auto` probes Limine once).
     #[arg(long, value_enum, default_value = "builtin")]
     loader: LoaderArg,
+    /// Disk image as a virtio-blk device on every run, on every system
+    /// (IMAGE or IMAGE:ro; repeatable: /dev/vda, /dev/vdb...).
+    #[arg(long = "disk", value_name = "IMAGE[:ro]")]
+    disks: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -147,6 +151,10 @@ struct RunArgs {
     /// (an existing tap device; multiqueue with QUEUES > 1), or none.
     #[arg(long, default_value = "none")]
     nic: String,
+    /// Disk image (raw, e.g. made by `mke2fs`) as a virtio-blk device:
+    /// IMAGE or IMAGE:ro (read-only); repeatable: /dev/vda, /dev/vdb...
+    #[arg(long = "disk", value_name = "IMAGE[:ro]")]
+    disks: Vec<String>,
     /// Host path of a static Linux executable; it becomes /init.
     program: std::path::PathBuf,
     /// Arguments for the program (after `--`), passed byte for byte.
@@ -226,6 +234,10 @@ struct BootArgs {
     /// (an existing tap device; multiqueue with QUEUES > 1), or none.
     #[arg(long, default_value = "none")]
     nic: String,
+    /// Disk image (raw, e.g. made by `mke2fs`) as a virtio-blk device:
+    /// IMAGE or IMAGE:ro (read-only); repeatable: /dev/vda, /dev/vdb...
+    #[arg(long = "disk", value_name = "IMAGE[:ro]")]
+    disks: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -300,6 +312,7 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
             timeout,
             echo: args.serial || idle,
             nic: qemu::Nic::parse(&args.nic)?,
+            disks: parse_disks(&args.disks)?,
         },
     };
     let outcome = boot::boot(&artifacts, &request)?;
@@ -355,6 +368,11 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// The `--disk` arguments, in order.
+fn parse_disks(specs: &[String]) -> Result<Vec<qemu::Disk>> {
+    specs.iter().map(|s| qemu::Disk::parse(s)).collect()
 }
 
 fn run_command(args: RunArgs) -> Result<ExitCode> {
@@ -416,6 +434,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
             timeout: Duration::from_secs(args.timeout),
             echo: false,
             nic: qemu::Nic::parse(&args.nic)?,
+            disks: parse_disks(&args.disks)?,
         },
         echo: if args.serial {
             Echo::Serial
@@ -497,6 +516,7 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
         memory_mib: args.memory,
         verbose: args.serial,
         loader: args.loader.choice(),
+        disks: parse_disks(&args.disks)?,
     };
     let outcome = comparison::suite::run_suite(&opts)?;
     println!("{}", outcome.summary);

@@ -52,6 +52,8 @@ pub enum FileType {
     Directory,
     Symlink,
     CharDevice,
+    /// A block device node (`S_IFBLK`): the kernel maps its `rdev` to a disk.
+    BlockDevice,
     Fifo,
     /// A bound AF_UNIX socket's name (`S_IFSOCK`): no data, the kernel's
     /// socket layer maps the inode to the socket.
@@ -66,6 +68,7 @@ impl FileType {
             FileType::Directory => 0o040000,
             FileType::Symlink => 0o120000,
             FileType::CharDevice => 0o020000,
+            FileType::BlockDevice => 0o060000,
             FileType::Fifo => 0o010000,
             FileType::Socket => 0o140000,
         }
@@ -78,6 +81,7 @@ impl FileType {
             FileType::Directory => 4,
             FileType::Symlink => 10,
             FileType::CharDevice => 2,
+            FileType::BlockDevice => 6,
             FileType::Fifo => 1,
             FileType::Socket => 12,
         }
@@ -482,7 +486,9 @@ impl Inode {
                 Body::Dir(Dir::new(parent.map(Arc::downgrade).unwrap_or_default()))
             }
             FileType::Symlink => Body::Symlink(symlink_target.unwrap_or_default()),
-            FileType::CharDevice | FileType::Fifo | FileType::Socket => Body::Special,
+            FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket => {
+                Body::Special
+            }
         };
         Inode::with_body(shared, kind, perm, rdev, parent, body, shared.ino.alloc())
     }

@@ -197,6 +197,7 @@ fn vm(cores: usize, accel: Accel, opts: &SuiteOptions, timeout: Duration) -> VmC
         timeout,
         echo: false,
         nic: None,
+        disks: opts.disks.clone(),
     }
 }
 

@@ -13,6 +13,7 @@
 //! of the `fs` crate while blocking (pipes, sockets and epoll block on
 //! `pollwait::PollWaiters` only).
 
+pub mod blockdev;
 pub mod epoll;
 mod fdtable;
 mod file;
@@ -180,6 +181,12 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
         dev::CONSOLE,
     )?;
     fs.mknod(&root, "/dev/tty", FileType::CharDevice, 0o666, dev::TTY)?;
+    // The virtio disks probed at boot (drivers run before the root exists).
+    for disk in crate::drivers::virtio_blk::disks() {
+        let path = alloc::format!("/dev/{}", disk.name());
+        let rdev = blockdev::rdev_of(disk.index());
+        fs.mknod(&root, &path, FileType::BlockDevice, 0o660, rdev)?;
+    }
     fs.mkdir(&root, "/tmp", 0o777)?;
     let tmp_fs: &'static Fs =
         alloc::boxed::Box::leak(alloc::boxed::Box::new(fs.new_mount(max_pages)));

@@ -20,6 +20,7 @@ pub mod errno;
 pub mod fs;
 pub mod info;
 pub mod mm;
+pub mod mount;
 pub mod names;
 pub mod net;
 pub mod process;
@@ -161,6 +162,11 @@ fn route(frame: &mut InterruptFrame) {
         99 => info::sys_sysinfo(a0),
         309 => info::sys_getcpu(a0, a1),
         318 => info::sys_getrandom(a0, a1, a2 as u32),
+
+        // Mounts and write-back (mount.rs).
+        74 | 75 => mount::sys_fsync(a0 as i32),
+        162 => mount::sys_sync(),
+        306 => mount::sys_syncfs(a0 as i32),
 
         _ => fs_call(nr, frame),
     });
