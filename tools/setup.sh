@@ -34,6 +34,8 @@ command -v xorriso >/dev/null || missing+=(xorriso)
 command -v ip >/dev/null || missing+=(iproute2) # the tap tests' namespaces
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || [ -n "${COMPARISON_FONT:-}" ] \
     || missing+=(fonts-dejavu-core)
+[ -x /usr/sbin/mke2fs ] && [ -x /usr/sbin/e2fsck ] && [ -x /usr/sbin/debugfs ] \
+    || missing+=(e2fsprogs) # ext2 images in the fs tests and disk tests
 if ((${#missing[@]})); then
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi

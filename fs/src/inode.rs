@@ -52,7 +52,7 @@ pub enum FileType {
     Directory,
     Symlink,
     CharDevice,
-    /// A block device node (`S_IFBLK`): the kernel maps its `rdev` to a disk.
+    /// A block device node (`S_IFBLK`), e.g. one found on a disk image.
     BlockDevice,
     Fifo,
     /// A bound AF_UNIX socket's name (`S_IFSOCK`): no data, the kernel's
@@ -127,6 +127,8 @@ pub struct Inode {
     pub(crate) meta: RwLock<Meta>,
     pub(crate) body: Body,
     pub(crate) shared: &'static Shared,
+    /// Metadata changed since the last write-back to a disk (`ext2`).
+    pub(crate) dirty: AtomicBool,
 }
 
 pub(crate) enum Body {
@@ -161,6 +163,14 @@ pub(crate) struct FileData {
     /// at mmap and fork, pruned when they die).  A truncate asks each to
     /// drop its translations past the new end.
     rmap: alloc::vec::Vec<Weak<dyn FileMapper>>,
+    /// On a disk file system: the data is still only on disk (loaded on
+    /// first access, `ext2`).
+    pub(crate) unloaded: bool,
+    /// On a disk file system: pages written since the last write-back.
+    pub(crate) dirty: alloc::collections::BTreeSet<u64>,
+    /// On a disk file system: the smallest size truncated to since the
+    /// last write-back (blocks past it are freed on disk first).
+    pub(crate) shrunk: Option<u64>,
 }
 
 /// An address space that maps pages of regular files (the kernel
@@ -407,16 +417,57 @@ pub(crate) struct Dir {
     pub(crate) entries: AtomicU64,
     /// On a mount point: the root of the superblock mounted here.  Set
     /// once, read with a plain load on every lookup that reaches it.
-    pub(crate) mounted: spin::Once<Arc<Inode>>,
+    /// An `Entry` (name unused) holding the root, retired through RCU at
+    /// umount, so a lookup in a read section may use it without a count.
+    pub(crate) mounted: AtomicPtr<Entry>,
     /// On the root of a mounted superblock: its mount point (weak: the
     /// point holds the root).
-    pub(crate) covers: spin::Once<Weak<Inode>>,
+    pub(crate) covers: spin::RwLock<Option<Weak<Inode>>>,
     /// A generated directory: its provider answers every lookup (`synth`).
     pub(crate) gen: Option<Gen>,
+    /// On a disk file system: the entries are still only on disk (read on
+    /// first use by `Inode::dir`, under `load`).
+    pub(crate) pending: AtomicBool,
+    pub(crate) load: Mutex<()>,
+    /// The directory's own inode (for its children's parent links).
+    pub(crate) this: Weak<Inode>,
+}
+
+impl FileData {
+    /// A disk file's data before it is read (`ext2`).
+    pub(crate) fn unloaded(size: u64) -> FileData {
+        FileData {
+            size,
+            pages: BTreeMap::new(),
+            retired: alloc::vec::Vec::new(),
+            mapped: false,
+            rmap: alloc::vec::Vec::new(),
+            unloaded: true,
+            dirty: Default::default(),
+            shrunk: None,
+        }
+    }
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+    pub(crate) fn insert_page(&mut self, index: u64, page: Page) {
+        if let Some(old) = self.pages.insert(index, page) {
+            self.retired.push(old);
+        }
+    }
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.mapped
+    }
+    pub(crate) fn page_indices(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pages.keys().copied()
+    }
+    pub(crate) fn page_bytes(&self, index: u64) -> Option<&[u8]> {
+        self.pages.get(&index).map(|p| p.bytes(0, PAGE_SIZE))
+    }
 }
 
 impl Dir {
-    fn new(parent: Weak<Inode>) -> Dir {
+    pub(crate) fn new(parent: Weak<Inode>) -> Dir {
         Dir {
             buckets: (0..DIR_BUCKETS)
                 .map(|_| CachePadded::new(Bucket::new()))
@@ -424,9 +475,12 @@ impl Dir {
             parent: spin::RwLock::new(parent),
             dead: AtomicBool::new(false),
             entries: AtomicU64::new(0),
-            mounted: spin::Once::new(),
-            covers: spin::Once::new(),
+            mounted: AtomicPtr::new(core::ptr::null_mut()),
+            covers: spin::RwLock::new(None),
             gen: None,
+            pending: AtomicBool::new(false),
+            load: Mutex::new(LockClass::DirBucket, ()),
+            this: Weak::new(),
         }
     }
 
@@ -441,6 +495,19 @@ impl Dir {
 
     pub(crate) fn buckets(&self) -> impl Iterator<Item = &Bucket> {
         self.buckets.iter().map(|b| &**b)
+    }
+
+    /// The root mounted here, borrowed for the read section `_rcu`.
+    pub(crate) fn mounted_in<'g>(&self, _rcu: &'g ReadGuard<'_>) -> Option<&'g Arc<Inode>> {
+        let p = self.mounted.load(Ordering::Acquire);
+        // SAFETY: a published mount entry is freed only after a grace
+        // period that waits for `_rcu` (umount retires it through RCU).
+        unsafe { p.as_ref() }.map(|e| &e.inode)
+    }
+
+    /// The mount point this root covers, if mounted.
+    pub(crate) fn covered(&self) -> Option<Arc<Inode>> {
+        self.covers.read().as_ref().and_then(Weak::upgrade)
     }
 
     /// The entry `name`, without any lock: valid for the read section.
@@ -462,6 +529,17 @@ pub struct DirCursor {
     pub position: u64,
 }
 
+impl Entry {
+    /// A detached entry holding `inode` (mount-table entries).
+    pub(crate) fn detached(inode: Arc<Inode>) -> Box<Entry> {
+        Box::new(Entry {
+            name: "".into(),
+            inode,
+            next: AtomicPtr::new(core::ptr::null_mut()),
+        })
+    }
+}
+
 impl Inode {
     pub(crate) fn new(
         shared: &'static Shared,
@@ -470,6 +548,7 @@ impl Inode {
         rdev: u64,
         parent: Option<&Arc<Inode>>,
         symlink_target: Option<String>,
+        ino: Option<u64>,
     ) -> Arc<Inode> {
         let body = match kind {
             FileType::Regular => Body::File(RwLock::new(
@@ -480,6 +559,9 @@ impl Inode {
                     retired: alloc::vec::Vec::new(),
                     mapped: false,
                     rmap: alloc::vec::Vec::new(),
+                    unloaded: false,
+                    dirty: Default::default(),
+                    shrunk: None,
                 },
             )),
             FileType::Directory => {
@@ -490,11 +572,15 @@ impl Inode {
                 Body::Special
             }
         };
-        Inode::with_body(shared, kind, perm, rdev, parent, body, shared.ino.alloc())
+        let ino = match ino {
+            Some(i) => i,
+            None => shared.ino.alloc(),
+        };
+        Inode::with_body(shared, kind, perm, rdev, parent, body, ino)
     }
 
     /// A new inode with a given body and number.
-    fn with_body(
+    pub(crate) fn with_body(
         shared: &'static Shared,
         kind: FileType,
         perm: u32,
@@ -504,10 +590,14 @@ impl Inode {
         ino: u64,
     ) -> Arc<Inode> {
         let now = shared.now();
+        let mut body = body;
         let inode = Arc::new_cyclic(|me: &Weak<Inode>| {
-            if let (Body::Dir(d), None) = (&body, parent) {
-                // The root is its own parent.
-                *d.parent.write() = me.clone();
+            if let Body::Dir(d) = &mut body {
+                d.this = me.clone();
+                if parent.is_none() {
+                    // The root is its own parent.
+                    *d.parent.write() = me.clone();
+                }
             }
             Inode {
                 ino,
@@ -527,6 +617,7 @@ impl Inode {
                 ),
                 body,
                 shared,
+                dirty: AtomicBool::new(false),
             }
         });
         shared.stats.inodes.inc();
@@ -550,14 +641,30 @@ impl Inode {
         self.rdev
     }
 
+    /// The directory, its entries read from disk first if they are not
+    /// yet (a disk file system); `EIO` if the disk is unreadable.
     pub(crate) fn dir(&self) -> FsResult<&Dir> {
         match &self.body {
-            Body::Dir(d) => Ok(d),
+            Body::Dir(d) => {
+                if d.pending.load(Ordering::Acquire) {
+                    crate::ext2::load_dir(self, d)?;
+                }
+                Ok(d)
+            }
             _ => Err(Errno::ENOTDIR),
         }
     }
 
-    fn file(&self) -> FsResult<&RwLock<FileData>> {
+    /// The directory as it is in memory (no disk read): for mount-table
+    /// checks, which must not load a directory they only pass through.
+    pub(crate) fn dir_body(&self) -> Option<&Dir> {
+        match &self.body {
+            Body::Dir(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn file(&self) -> FsResult<&RwLock<FileData>> {
         match &self.body {
             Body::File(f) => Ok(f),
             Body::Dir(_) => Err(Errno::EISDIR),
@@ -586,10 +693,9 @@ impl Inode {
 
     /// The root of the file system mounted on this directory, if any.
     pub fn mounted_root(&self) -> Option<Arc<Inode>> {
-        match &self.body {
-            Body::Dir(d) => d.mounted.get().cloned(),
-            _ => None,
-        }
+        let d = self.dir_body()?;
+        let rcu = self.shared.rcu.read();
+        d.mounted_in(&rcu).cloned()
     }
 
     /// Whether this directory was removed.
@@ -614,11 +720,28 @@ impl Inode {
         if let Body::Proxy(_, st) = &self.body {
             return *st;
         }
+        // A disk inode's block count (and a disk directory's size) come
+        // from the disk (one engine lock): only for directories and
+        // files whose data is not read yet.
+        let disk = || {
+            self.shared
+                .disk
+                .as_ref()
+                .and_then(|b| b.disk.read_inode(self.ino as u32).ok())
+        };
         let (size, blocks) = match &self.body {
             Body::File(f) => {
                 let f = f.read();
-                (f.size, f.pages.len() as u64 * (PAGE_SIZE as u64 / 512))
+                match f.unloaded.then(disk).flatten() {
+                    Some(di) => (f.size, di.i_blocks() as u64),
+                    None => (f.size, f.pages.len() as u64 * (PAGE_SIZE as u64 / 512)),
+                }
             }
+            // A disk directory has the size of its blocks, as on Linux.
+            Body::Dir(_) if self.shared.disk.is_some() => match disk() {
+                Some(di) => (di.size(), di.i_blocks() as u64),
+                None => (0, 0),
+            },
             Body::Dir(d) => (40 + 20 * d.entries.load(Ordering::Relaxed), 0),
             Body::Symlink(t) => (t.len() as u64, 0),
             // Linux reports 64 for its magic links; the text may not be
@@ -644,6 +767,46 @@ impl Inode {
         }
     }
 
+    /// Whether this inode's file system is mounted read-only (the kernel
+    /// checks it before `set_perm`, `set_owner`, `set_times`).
+    pub fn read_only(&self) -> bool {
+        self.shared.read_only()
+    }
+
+    /// `EROFS` on a read-only file system.
+    pub fn writable(&self) -> FsResult<()> {
+        if self.read_only() {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `fsync`/`fdatasync`: writes this inode's data and attributes and
+    /// then every dirty block of its disk, and waits for the device's
+    /// flush.  Nothing to do on tmpfs.
+    pub fn fsync(&self) -> FsResult<()> {
+        let Some(b) = &self.shared.disk else {
+            return Ok(());
+        };
+        if b.disk.read_only() {
+            return Ok(());
+        }
+        crate::ext2::write_back(self)?;
+        b.disk.sync(self.shared.now())
+    }
+
+    /// `syncfs`: writes back the whole superblock this inode is on.
+    pub fn sync_fs(&self) -> FsResult<()> {
+        crate::ext2::sync_shared(self.shared)
+    }
+
+    /// `statfs` of a disk superblock: (blocks, free blocks, inodes, free
+    /// inodes, block size); `None` for memory file systems.
+    pub fn disk_usage(&self) -> Option<(u64, u64, u64, u64, usize)> {
+        crate::ext2::statfs(self.shared)
+    }
+
     /// Current size of a regular file (0 for others).
     pub fn size(&self) -> u64 {
         match &self.body {
@@ -657,10 +820,12 @@ impl Inode {
         let mut m = self.meta.write();
         m.nlink = (m.nlink as i64 + delta as i64).max(0) as u32;
         m.ctime = now;
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn set_nlink(&self, n: u32) {
         self.meta.write().nlink = n;
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     pub fn nlink(&self) -> u32 {
@@ -673,12 +838,14 @@ impl Inode {
         let mut m = self.meta.write();
         m.mtime = now;
         m.ctime = now;
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// Updates ctime (after a change of name or links).
     pub(crate) fn touch_ctime(&self) {
         let now = self.shared.now();
         self.meta.write().ctime = now;
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// `chmod`: sets the permission bits.
@@ -687,6 +854,7 @@ impl Inode {
         let mut m = self.meta.write();
         m.perm = perm & 0o7777;
         m.ctime = now;
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// `chown`: sets the owner and/or group (`None` keeps it); on a
@@ -708,6 +876,7 @@ impl Inode {
             }
         }
         m.ctime = now;
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// (uid, gid) of the owner.
@@ -727,6 +896,7 @@ impl Inode {
             m.mtime = t;
         }
         m.ctime = now;
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     // ---- generated inodes (`synth`) ----------------------------------
@@ -856,6 +1026,7 @@ impl Inode {
     ) -> FsResult<usize> {
         let _big = self.shared.big();
         self.shared.stats.reads.inc();
+        crate::ext2::load_file(self)?;
         let f = self.file()?.read();
         if offset >= f.size {
             return Ok(0);
@@ -887,6 +1058,8 @@ impl Inode {
     pub fn write_at(&self, offset: u64, src: &[u8], append: bool) -> FsResult<(usize, u64)> {
         let _big = self.shared.big();
         self.shared.stats.writes.inc();
+        self.writable()?;
+        crate::ext2::load_file(self)?;
         let mut f = self.file()?.write();
         let offset = if append { f.size } else { offset };
         if src.is_empty() {
@@ -913,6 +1086,9 @@ impl Inode {
                 }
             }
             f.pages[&index].write_at(in_page, &src[done..done + chunk]);
+            if self.shared.disk.is_some() {
+                f.dirty.insert(index);
+            }
             done += chunk;
         }
         let new_end = offset + done as u64;
@@ -950,6 +1126,8 @@ impl Inode {
         if size > MAX_FILE_SIZE {
             return Err(Errno::EFBIG);
         }
+        self.writable()?;
+        crate::ext2::load_file(self)?;
         let mut f = self.file()?.write();
         let mut notify = None;
         if size < f.size {
@@ -967,6 +1145,10 @@ impl Inode {
                 if let Some(p) = f.pages.get(&(size / PAGE_SIZE as u64)) {
                     p.zero(tail, PAGE_SIZE - tail);
                 }
+            }
+            if self.shared.disk.is_some() {
+                f.shrunk = Some(f.shrunk.map_or(size, |s| s.min(size)));
+                f.dirty.retain(|&i| i < keep);
             }
             if f.mapped && keep < f.size.div_ceil(PAGE_SIZE as u64) {
                 f.rmap.retain(|w| w.strong_count() > 0);
@@ -1018,6 +1200,7 @@ impl Inode {
     /// stays valid while this inode lives: once a file was mapped, a
     /// truncate keeps the pages it cuts off until the inode is dropped.
     pub fn page_phys(&self, index: u64) -> FsResult<u64> {
+        crate::ext2::load_file(self)?;
         let mut f = self.file()?.write();
         if index >= f.size.div_ceil(PAGE_SIZE as u64) {
             return Err(Errno::EFAULT);
@@ -1106,6 +1289,13 @@ impl core::fmt::Debug for Inode {
 
 impl Drop for Inode {
     fn drop(&mut self) {
+        // A disk inode with no name left: its blocks go at the next
+        // operation of the disk (not here: a drop may run anywhere).
+        if let Some(disk) = &self.shared.disk {
+            if self.meta.get_mut().nlink == 0 {
+                disk.disk.release(self.ino as u32);
+            }
+        }
         // Last reference gone (unlinked and closed): give the pages back.
         if let Body::File(f) = &mut self.body {
             let data = f.get_mut();

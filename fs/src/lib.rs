@@ -21,8 +21,10 @@
 
 extern crate alloc;
 
+pub mod block;
 pub mod env;
 pub mod errno;
+pub mod ext2;
 mod ino;
 pub mod inode;
 pub mod lockstat;

@@ -43,10 +43,15 @@ pub enum LockClass {
     FdTable,
     /// A pipe buffer (used by the kernel glue).
     Pipe,
+    /// A shard of a block cache (`block`).
+    BlockCache,
+    /// The allocation and on-disk metadata lock of one disk file system
+    /// (`ext2`).
+    DiskFs,
 }
 
 /// Number of lock classes.
-pub const NUM_CLASSES: usize = 8;
+pub const NUM_CLASSES: usize = 10;
 
 /// Every class, in index order.
 pub const CLASSES: [LockClass; NUM_CLASSES] = [
@@ -58,6 +63,8 @@ pub const CLASSES: [LockClass; NUM_CLASSES] = [
     LockClass::InoRange,
     LockClass::FdTable,
     LockClass::Pipe,
+    LockClass::BlockCache,
+    LockClass::DiskFs,
 ];
 
 impl LockClass {
@@ -72,6 +79,8 @@ impl LockClass {
             LockClass::InoRange => "ino_range",
             LockClass::FdTable => "fd_table",
             LockClass::Pipe => "pipe",
+            LockClass::BlockCache => "block_cache",
+            LockClass::DiskFs => "disk_fs",
         }
     }
 }

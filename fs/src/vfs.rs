@@ -119,9 +119,18 @@ pub(crate) struct Shared {
     /// (like `big`) by every superblock mounted together, since one path
     /// walk crosses them under one read section.
     pub(crate) rcu: &'static Rcu<Entry>,
+    /// The disk behind a disk file system (`ext2`); `None` for tmpfs.
+    pub(crate) disk: Option<crate::ext2::Backing>,
+    /// Submounts below this superblock (umount of it is `EBUSY`).
+    mounts_below: AtomicU64,
 }
 
 impl Shared {
+    /// Whether writes are refused (a read-only disk mount).
+    pub(crate) fn read_only(&self) -> bool {
+        self.disk.as_ref().is_some_and(|b| b.disk.read_only())
+    }
+
     /// (pages used, page bound, live inodes) of this superblock.
     pub(crate) fn usage(&self) -> (u64, u64, i64) {
         (
@@ -189,6 +198,10 @@ pub struct FsConfig {
 /// handed out once each.
 static NEXT_DEV: AtomicU64 = AtomicU64::new(0x1a);
 
+/// Serialises mount and umount (rare; lookups never take it: they read
+/// the per-inode mount links in their RCU section).
+static MOUNT_TABLE: spin::Mutex<()> = spin::Mutex::new(());
+
 /// A tmpfs instance (one superblock): a root directory and everything
 /// reachable from it, plus whatever is mounted below it.
 pub struct Fs {
@@ -239,7 +252,73 @@ impl Fs {
             alloc::boxed::Box::leak(alloc::boxed::Box::new(Mutex::new(LockClass::Global, ())));
         let rcu: &'static Rcu<Entry> =
             alloc::boxed::Box::leak(alloc::boxed::Box::new(Rcu::new(config.mode)));
-        Self::with_big(config, pages, clock, big, rcu)
+        Self::with_big(config, pages, clock, big, rcu, None).expect("a tmpfs root")
+    }
+
+    /// A namespace whose root is the ext2 image on `dev` (`root=/dev/vda`).
+    pub fn new_ext2(
+        config: FsConfig,
+        pages: Arc<dyn PageAlloc>,
+        clock: Arc<dyn Clock>,
+        dev: Arc<dyn crate::block::BlockDevice>,
+        read_only: bool,
+    ) -> Result<Fs, crate::ext2::MountError> {
+        let big: &'static Mutex<()> =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(Mutex::new(LockClass::Global, ())));
+        let rcu: &'static Rcu<Entry> =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(Rcu::new(config.mode)));
+        let disk = crate::ext2::Ext2::open(dev, read_only)?;
+        Self::with_big(config, pages, clock, big, rcu, Some(disk))
+    }
+
+    /// A superblock for the ext2 image on `dev`, for mounting below this
+    /// one (like `new_mount`); its page cache may hold `max_pages` pages.
+    /// Refuses images with unknown incompatible features (`EINVAL`, with
+    /// the reason); mounts read-only when `read_only`, when the device is,
+    /// or when the image has unknown read-only-compatible features.
+    pub fn new_ext2_mount(
+        &self,
+        dev: Arc<dyn crate::block::BlockDevice>,
+        read_only: bool,
+        max_pages: u64,
+    ) -> Result<Fs, crate::ext2::MountError> {
+        let config = FsConfig {
+            mode: self.shared.mode,
+            max_pages,
+        };
+        let disk = crate::ext2::Ext2::open(dev, read_only)?;
+        Self::with_big(
+            config,
+            self.shared.pages.clone(),
+            self.shared.clock.clone(),
+            self.shared.big,
+            self.shared.rcu,
+            Some(disk),
+        )
+    }
+
+    /// Whether this superblock refuses writes.
+    pub fn read_only(&self) -> bool {
+        self.shared.read_only()
+    }
+
+    /// Writes back this superblock (a disk file system): dirty file data
+    /// and attributes, free counts, every dirty block, then a device
+    /// flush.  Nothing to do for tmpfs.
+    pub fn sync(&self) -> FsResult<()> {
+        crate::ext2::sync_shared(self.shared)
+    }
+
+    /// Final write-back of a superblock that is not mounted below another
+    /// (a disk namespace root at shutdown): `sync`, then the image is
+    /// marked cleanly unmounted.
+    pub fn umount_root(&self) -> FsResult<()> {
+        crate::ext2::unmount_shared(self.shared)
+    }
+
+    /// The block cache of a disk superblock (statistics, tests).
+    pub fn block_cache(&self) -> Option<&crate::block::BlockCache> {
+        self.shared.disk.as_ref().map(|b| b.disk.cache())
     }
 
     /// Another superblock for mounting below this one: same lock mode,
@@ -257,7 +336,9 @@ impl Fs {
             self.shared.clock.clone(),
             self.shared.big,
             self.shared.rcu,
+            None,
         )
+        .expect("a tmpfs root")
     }
 
     /// Like `new_mount`, with a generated root directory (`synth`):
@@ -282,7 +363,8 @@ impl Fs {
         clock: Arc<dyn Clock>,
         big: &'static Mutex<()>,
         rcu: &'static Rcu<Entry>,
-    ) -> Fs {
+        disk: Option<crate::ext2::Ext2>,
+    ) -> Result<Fs, crate::ext2::MountError> {
         let shared: &'static Shared = alloc::boxed::Box::leak(alloc::boxed::Box::new(Shared {
             mode: config.mode,
             pages,
@@ -303,9 +385,23 @@ impl Fs {
                 inodes: SloppyCounter::new(64),
             },
             rcu,
+            disk: disk.map(crate::ext2::Backing::new),
+            mounts_below: AtomicU64::new(0),
         }));
-        let root = Inode::new(shared, FileType::Directory, 0o755, 0, None, None);
-        Fs { shared, root }
+        let root = match &shared.disk {
+            None => Inode::new(shared, FileType::Directory, 0o755, 0, None, None, None),
+            Some(b) => {
+                let root = b
+                    .inode(shared, crate::ext2::disk::ROOT_INO, None)
+                    .map_err(|e| crate::ext2::MountError {
+                        errno: e,
+                        reason: "cannot read the root directory",
+                    })?;
+                b.root.call_once(|| Arc::downgrade(&root));
+                root
+            }
+        };
+        Ok(Fs { shared, root })
     }
 
     pub fn root(&self) -> Arc<Inode> {
@@ -339,37 +435,107 @@ impl Fs {
     pub fn mount(&self, start: &Arc<Inode>, path: &str, child: &Fs) -> FsResult<()> {
         let _big = self.shared.big();
         let point = self.walk(start, path, true, &mut 0)?;
-        let pd = point.dir()?;
-        let cd = child.root.dir()?;
+        let pd = point.dir_body().ok_or(Errno::ENOTDIR)?;
+        let cd = child.root.dir_body().ok_or(Errno::ENOTDIR)?;
         if pd.dead.load(Ordering::Acquire) {
             return Err(Errno::ENOENT);
         }
+        let _table = MOUNT_TABLE.lock();
         // No stacking: not on the namespace root, not on a mounted root,
         // and each superblock is mounted once.
-        if Arc::ptr_eq(&point, &self.root) || pd.covers.get().is_some() || cd.covers.get().is_some()
+        if Arc::ptr_eq(&point, &self.root)
+            || pd.covers.read().is_some()
+            || cd.covers.read().is_some()
+            || !pd.mounted.load(Ordering::Acquire).is_null()
         {
             return Err(Errno::EBUSY);
         }
         // Record the child's side first: once the point is flagged, a
         // concurrent `..` from the child root must find its way back.
-        let mut fresh = false;
-        cd.covers.call_once(|| {
-            fresh = true;
-            Arc::downgrade(&point)
-        });
-        if !fresh {
+        *cd.covers.write() = Some(Arc::downgrade(&point));
+        let entry = alloc::boxed::Box::into_raw(Entry::detached(child.root.clone()));
+        pd.mounted.store(entry, Ordering::Release);
+        point.shared.mounts_below.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Unmounts the file system whose root `path` names (resolved from
+    /// `start`, following symlinks, as `umount2` without flags): `EINVAL`
+    /// if it is not a mount's root, `EBUSY` if something is mounted below
+    /// it or any of its inodes is in use (an open file, a working
+    /// directory, a mapping: any reference besides the tree's own).  A
+    /// disk file system is written back and marked clean first (its
+    /// error, e.g. `EIO`, fails the umount).  The superblock stays usable
+    /// by its owner (`child` of `mount`) but is no longer reachable.
+    pub fn umount(&self, start: &Arc<Inode>, path: &str) -> FsResult<()> {
+        let _big = self.shared.big();
+        let root = self.walk(start, path, true, &mut 0)?;
+        let rd = root.dir_body().ok_or(Errno::EINVAL)?;
+        let _table = MOUNT_TABLE.lock();
+        let point = match rd.covered() {
+            Some(p) => p,
+            None => return Err(Errno::EINVAL),
+        };
+        if root.shared.mounts_below.load(Ordering::Relaxed) != 0 {
             return Err(Errno::EBUSY);
         }
-        let mut placed = false;
-        pd.mounted.call_once(|| {
-            placed = true;
-            child.root.clone()
-        });
-        if placed {
-            Ok(())
-        } else {
-            Err(Errno::EBUSY)
+        // Entries retired by unlink still hold inodes: free them first.
+        self.shared.rcu.flush();
+        // The walk's own reference to the root is the one extra we hold.
+        if Self::busy(&root, 1) {
+            return Err(Errno::EBUSY);
         }
+        crate::ext2::unmount_shared(root.shared)?;
+        let pd = point.dir_body().ok_or(Errno::EINVAL)?;
+        let entry = pd.mounted.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        *rd.covers.write() = None;
+        point.shared.mounts_below.fetch_sub(1, Ordering::Relaxed);
+        if !entry.is_null() {
+            // SAFETY: `entry` came from `Box::into_raw` in `mount` and is
+            // unpublished now; RCU frees it after readers are done.
+            let e = unsafe { alloc::boxed::Box::from_raw(entry) };
+            self.shared.rcu.retire(e, 0);
+        }
+        Ok(())
+    }
+
+    /// Whether any inode of the tree under mounted root `root` is
+    /// referenced from outside the tree (beyond `extra` references to the
+    /// root held by the caller, the superblock and the mount table).
+    fn busy(root: &Arc<Inode>, extra: usize) -> bool {
+        use alloc::collections::BTreeMap;
+        // Expected references: one per directory entry naming an inode,
+        // plus, for the root, the `Fs` and the mount-table entry.
+        let mut names: BTreeMap<usize, (Arc<Inode>, usize)> = BTreeMap::new();
+        let key = |n: &Arc<Inode>| Arc::as_ptr(n) as usize;
+        names.insert(key(root), (root.clone(), 2 + extra));
+        let mut stack = alloc::vec![root.clone()];
+        let mut seen = alloc::collections::BTreeSet::new();
+        while let Some(n) = stack.pop() {
+            if !seen.insert(key(&n)) {
+                continue;
+            }
+            if let Some(d) = n.dir_body() {
+                if !d.mounted.load(Ordering::Acquire).is_null() {
+                    return true;
+                }
+                for b in d.buckets() {
+                    let g = b.write(n.shared);
+                    for e in g.iter() {
+                        names
+                            .entry(key(&e.inode))
+                            .or_insert_with(|| (e.inode.clone(), 0))
+                            .1 += 1;
+                        stack.push(e.inode.clone());
+                    }
+                }
+            }
+        }
+        drop(stack);
+        // Each `names` value holds one more reference itself.
+        names
+            .values()
+            .any(|(n, expected)| Arc::strong_count(n) > expected + 1)
     }
 
     /// Runs an RCU grace period and frees the directory entries retired
@@ -412,13 +578,13 @@ impl Fs {
                 // From the root of a mounted superblock, `..` leaves it
                 // through the mount point; the namespace root stays put.
                 let mut here = dir.clone();
-                while let Some(point) = here.dir()?.covers.get().and_then(|w| w.upgrade()) {
+                while let Some(point) = here.dir_body().and_then(|d| d.covered()) {
                     here = point;
                 }
                 Ok(Node::Own(here.parent().unwrap_or(here)))
             }
             _ => match (d.lookup(rcu, name), &d.gen) {
-                (Some(node), _) => Ok(Node::Ref(Self::cross(node))),
+                (Some(node), _) => Ok(Node::Ref(Self::cross(rcu, node))),
                 (None, Some(g)) => Ok(Node::Own(g.provider.lookup(dir, g.key, name)?)),
                 (None, None) => Err(Errno::ENOENT),
             },
@@ -426,8 +592,8 @@ impl Fs {
     }
 
     /// The root of what is mounted on `node`, or `node` itself.
-    fn cross(mut node: &Arc<Inode>) -> &Arc<Inode> {
-        while let Some(root) = node.dir().ok().and_then(|d| d.mounted.get()) {
+    fn cross<'g>(rcu: &'g ReadGuard<'_>, mut node: &'g Arc<Inode>) -> &'g Arc<Inode> {
+        while let Some(root) = node.dir_body().and_then(|d| d.mounted_in(rcu)) {
             node = root;
         }
         node
@@ -652,6 +818,9 @@ impl Fs {
         if node.is_dir() && (acc != O_RDONLY || flags & O_CREAT != 0) {
             return Err(Errno::EISDIR);
         }
+        if acc != O_RDONLY && node.kind() == FileType::Regular {
+            node.writable()?;
+        }
         if flags & O_TRUNC != 0 && acc != O_RDONLY && node.kind() == FileType::Regular {
             drop(_big);
             node.truncate(0)?;
@@ -680,8 +849,25 @@ impl Fs {
         if bucket.contains_key(name) {
             return Err(Errno::EEXIST);
         }
-        // The new inode belongs to the superblock of its directory.
-        let node = Inode::new(dir.shared, kind, perm, rdev, Some(dir), target);
+        // The new inode belongs to the superblock of its directory; on a
+        // disk it is made there first, which gives its number.
+        let ino = match &dir.shared.disk {
+            None => None,
+            Some(b) => Some(b.disk.create(
+                dir.ino() as u32,
+                name,
+                crate::ext2::disk_mode(kind, perm),
+                0,
+                0,
+                rdev,
+                target.as_deref(),
+                dir.shared.now(),
+            )? as u64),
+        };
+        let node = Inode::new(dir.shared, kind, perm, rdev, Some(dir), target, ino);
+        if let Some(b) = &dir.shared.disk {
+            b.remember(&node);
+        }
         let replaced = bucket.insert(name, node.clone());
         debug_assert!(replaced.is_none(), "checked under the same lock");
         d.entries.fetch_add(1, Ordering::Relaxed);
@@ -798,13 +984,17 @@ impl Fs {
         if bucket.contains_key(name) {
             return Err(Errno::EEXIST);
         }
+        if target.nlink() == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if let Some(b) = &p.dir.shared.disk {
+            b.disk.link(p.dir.ino() as u32, name, target.ino() as u32)?;
+        }
         {
             let mut m = target.meta.write();
-            if m.nlink == 0 {
-                return Err(Errno::ENOENT);
-            }
             m.nlink += 1;
             m.ctime = self.shared.now();
+            target.dirty.store(true, Ordering::Relaxed);
         }
         let replaced = bucket.insert(name, target);
         debug_assert!(replaced.is_none(), "checked under the same lock");
@@ -831,6 +1021,9 @@ impl Fs {
         }
         if p.trailing_slash {
             return Err(Errno::ENOTDIR);
+        }
+        if let Some(b) = &p.dir.shared.disk {
+            b.disk.unlink(p.dir.ino() as u32, name, false)?;
         }
         let gone = bucket.remove(name).expect("entry seen under the same lock");
         d.entries.fetch_sub(1, Ordering::Relaxed);
@@ -893,6 +1086,12 @@ impl Fs {
             }
             match Self::kill_empty_dir(&node) {
                 Ok(()) => {
+                    if let Some(b) = &p.dir.shared.disk {
+                        if let Err(e) = b.disk.unlink(p.dir.ino() as u32, name, true) {
+                            node.dir()?.dead.store(false, Ordering::Release);
+                            return Err(e);
+                        }
+                    }
                     let gone = bucket.remove(name);
                     d.entries.fetch_sub(1, Ordering::Relaxed);
                     break (node, gone);
@@ -1038,6 +1237,10 @@ impl Fs {
                             }
                         }
                     }
+                    if let Some(b) = &sh.disk {
+                        b.disk
+                            .exchange(op.dir.ino() as u32, oname, np.dir.ino() as u32, nname)?;
+                    }
                     // Each insert replaces the other inode: both names
                     // exist throughout.
                     let out_new = match &mut g2 {
@@ -1095,6 +1298,22 @@ impl Fs {
                     (false, false) => {}
                 }
             }
+            if let Some(b) = &sh.disk {
+                let r = b.disk.rename(
+                    op.dir.ino() as u32,
+                    oname,
+                    np.dir.ino() as u32,
+                    nname,
+                    dst.as_ref().map(|d| d.is_dir()),
+                    src.is_dir(),
+                );
+                if let Err(e) = r {
+                    if let Some(d) = dst.as_ref().and_then(|d| d.dir_body()) {
+                        d.dead.store(false, Ordering::Release);
+                    }
+                    return Err(e);
+                }
+            }
             // The new name appears before the old one goes, so the file is
             // never missing from both for a lock-free lookup.
             let replaced = match &mut g2 {
@@ -1149,7 +1368,7 @@ impl Fs {
             if Arc::ptr_eq(&parent, &cur) {
                 // A mounted root continues as its mount point, whose name
                 // is in the directory above.
-                match cur.dir()?.covers.get().and_then(|w| w.upgrade()) {
+                match cur.dir_body().and_then(|d| d.covered()) {
                     Some(point) => {
                         cur = point;
                         continue;

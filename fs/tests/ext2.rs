@@ -1,0 +1,594 @@
+//! ext2 against e2fsprogs: images made by `mke2fs -d` read back
+//! identically; trees written through the VFS pass `e2fsck -fn` and
+//! `debugfs` shows the same contents; feature checks; umount rules; a
+//! byte-flipping fuzz test that mounts and walks corrupted images.
+//!
+//! e2fsprogs is a prerequisite: missing, these tests print why and
+//! return, except under `CI`, where they fail naming it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use fs::block::{FileDisk, MemDisk};
+use fs::host::{HeapPages, SystemClock};
+use fs::oflags::*;
+use fs::{DirCursor, Errno, FileType, Fs, FsConfig, Inode, LockMode};
+
+/// Path of e2fsprogs tool `name`, or `None` (a failure under `CI`).
+fn tool(name: &str) -> Option<PathBuf> {
+    for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{name} (e2fsprogs) is missing: install e2fsprogs (tools/setup.sh)");
+    }
+    eprintln!("skipping: {name} (e2fsprogs) is not installed");
+    None
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fs-ext2-{}-{}", tag, std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().expect("run e2fsprogs");
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), s)
+}
+
+fn mke2fs(img: &Path, size_k: u64, extra: &[&str], src: Option<&Path>) -> bool {
+    let Some(mk) = tool("mke2fs") else {
+        return false;
+    };
+    let _ = std::fs::remove_file(img);
+    let mut c = Command::new(mk);
+    c.args(["-q", "-F", "-t", "ext2"]).args(extra);
+    if let Some(s) = src {
+        c.arg("-d").arg(s);
+    }
+    c.arg(img).arg(format!("{size_k}k"));
+    let (code, out) = run(&mut c);
+    assert_eq!(code, 0, "mke2fs failed: {out}");
+    true
+}
+
+fn fsck_clean(img: &Path) {
+    let Some(ck) = tool("e2fsck") else { return };
+    let (code, out) = run(Command::new(ck).arg("-fn").arg(img));
+    assert_eq!(code, 0, "e2fsck -fn not clean:\n{out}");
+}
+
+fn debugfs(img: &Path, req: &str) -> Vec<u8> {
+    let d = tool("debugfs").expect("debugfs");
+    let out = Command::new(d)
+        .arg("-R")
+        .arg(req)
+        .arg(img)
+        .output()
+        .unwrap();
+    out.stdout
+}
+
+fn config() -> FsConfig {
+    FsConfig {
+        mode: LockMode::PerCpu,
+        max_pages: 1 << 20,
+    }
+}
+
+fn mount(img: &Path, ro: bool) -> Fs {
+    let disk = FileDisk::open(img, ro).unwrap();
+    Fs::new_ext2(config(), HeapPages::new(), Arc::new(SystemClock), disk, ro).unwrap()
+}
+
+/// A deterministic byte pattern.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn names(fs: &Fs, dir: &Arc<Inode>) -> Vec<(String, u8)> {
+    let _ = fs;
+    let mut out = Vec::new();
+    let mut c = DirCursor::default();
+    dir.readdir(&mut c, |n, _, t, _| {
+        if n != "." && n != ".." {
+            out.push((n.to_string(), t.dirent_type()));
+        }
+        true
+    })
+    .unwrap();
+    out.sort();
+    out
+}
+
+fn read_all(node: &Inode) -> Vec<u8> {
+    let mut buf = vec![0u8; node.size() as usize];
+    let n = node.read_at(0, &mut buf).unwrap();
+    assert_eq!(n, buf.len());
+    buf
+}
+
+/// Builds a host tree with every kind of thing ext2 holds.
+fn host_tree(root: &Path) {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    std::fs::create_dir_all(root.join("a/b/c/d/e")).unwrap();
+    std::fs::write(root.join("small.txt"), b"hello ext2\n").unwrap();
+    std::fs::write(root.join("a/b/c/d/e/deep"), pattern(1, 5000)).unwrap();
+    // Past the direct blocks, the indirect and double-indirect ones (1 KiB blocks).
+    std::fs::write(root.join("big"), pattern(2, 300_000)).unwrap();
+    let f = std::fs::File::create(root.join("sparse")).unwrap();
+    f.set_len(3 << 20).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(b"middle", 1 << 20).unwrap();
+        f.write_all_at(b"end", (3 << 20) - 3).unwrap();
+    }
+    symlink("small.txt", root.join("fast")).unwrap();
+    let long: String = "x/".repeat(70) + "target";
+    symlink(&long, root.join("slow")).unwrap();
+    std::fs::hard_link(root.join("small.txt"), root.join("a/hard")).unwrap();
+    std::fs::create_dir(root.join("many")).unwrap();
+    for i in 0..400 {
+        std::fs::write(root.join(format!("many/file-{i:04}")), format!("{i}\n")).unwrap();
+    }
+    std::fs::set_permissions(
+        root.join("small.txt"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+}
+
+/// Compares the host tree at `host` with the directory `dir` of `fs`.
+fn compare(fs: &Fs, host: &Path, dir: &Arc<Inode>) {
+    use std::os::unix::fs::MetadataExt;
+    let mut want: Vec<(String, u8)> = Vec::new();
+    for e in std::fs::read_dir(host).unwrap() {
+        let e = e.unwrap();
+        let t = e.file_type().unwrap();
+        let kind = if t.is_dir() {
+            FileType::Directory
+        } else if t.is_symlink() {
+            FileType::Symlink
+        } else {
+            FileType::Regular
+        };
+        want.push((e.file_name().into_string().unwrap(), kind.dirent_type()));
+    }
+    want.sort();
+    let mut got = names(fs, dir);
+    got.retain(|(n, _)| n != "lost+found");
+    assert_eq!(got, want, "listing of {}", host.display());
+    for (name, _) in want {
+        let hp = host.join(&name);
+        let node = fs.lookup(dir, &name, false).unwrap();
+        let md = std::fs::symlink_metadata(&hp).unwrap();
+        let st = node.stat();
+        assert_eq!(st.mode & 0o7777, md.mode() & 0o7777, "{name} mode");
+        assert_eq!(st.nlink as u64, md.nlink(), "{name} links");
+        assert_eq!(st.mtime.sec, md.mtime(), "{name} mtime");
+        match node.kind() {
+            FileType::Directory => compare(fs, &hp, &node),
+            FileType::Symlink => assert_eq!(
+                node.symlink_target().unwrap(),
+                std::fs::read_link(&hp).unwrap().to_str().unwrap()
+            ),
+            _ => {
+                assert_eq!(node.size(), md.len(), "{name} size");
+                assert!(
+                    read_all(&node) == std::fs::read(&hp).unwrap(),
+                    "{name} data"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn mke2fs_images_read_back_identically() {
+    let d = tmpdir("read");
+    let src = d.join("src");
+    host_tree(&src);
+    let variants: [&[&str]; 4] = [
+        &["-b", "1024"],
+        &["-b", "4096"],
+        &["-b", "2048", "-I", "128"],
+        &["-b", "1024", "-r", "0"],
+    ];
+    for (i, extra) in variants.iter().enumerate() {
+        let img = d.join(format!("img{i}"));
+        if !mke2fs(&img, 16384, extra, Some(&src)) {
+            return;
+        }
+        let fs = mount(&img, true);
+        compare(&fs, &src, &fs.root());
+        // Hard links are one inode.
+        let a = fs.lookup(&fs.root(), "/small.txt", true).unwrap();
+        let b = fs.lookup(&fs.root(), "/a/hard", true).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "{extra:?}: hard links share an inode");
+        assert_eq!(fs.lookup(&fs.root(), "/fast", true).unwrap().ino(), a.ino());
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn htree_directories_read_linearly_and_stay_valid_when_written() {
+    let d = tmpdir("htree");
+    let src = d.join("src");
+    std::fs::create_dir_all(src.join("big")).unwrap();
+    for i in 0..3000 {
+        std::fs::write(
+            src.join(format!("big/a-rather-long-file-name-{i:05}")),
+            b"x",
+        )
+        .unwrap();
+    }
+    let img = d.join("img");
+    if !mke2fs(&img, 32768, &["-b", "1024"], Some(&src)) {
+        return;
+    }
+    let Some(ck) = tool("e2fsck") else { return };
+    // Make sure the directory really is indexed (e2fsck -D builds it).
+    let _ = run(Command::new(&ck).arg("-fyD").arg(&img));
+    fsck_clean(&img);
+    {
+        let fs = mount(&img, false);
+        let r = fs.root();
+        assert_eq!(
+            names(&fs, &fs.lookup(&r, "/big", true).unwrap()).len(),
+            3000
+        );
+        fs.unlink(&r, "/big/a-rather-long-file-name-00007").unwrap();
+        fs.open(&r, "/big/new", O_CREAT | O_WRONLY, 0o644).unwrap();
+        fs.umount_root().unwrap();
+    }
+    fsck_clean(&img);
+    let fs = mount(&img, true);
+    let list = names(&fs, &fs.lookup(&fs.root(), "/big", true).unwrap());
+    assert_eq!(list.len(), 3000);
+    assert!(list.iter().any(|(n, _)| n == "new"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Expected contents of the tree `write_tree` makes.
+fn write_tree(fs: &Fs) -> BTreeMap<String, Vec<u8>> {
+    let r = fs.root();
+    let mut want = BTreeMap::new();
+    let put = |want: &mut BTreeMap<String, Vec<u8>>, path: &str, data: Vec<u8>, at: u64| {
+        let f = fs.open(&r, path, O_CREAT | O_WRONLY, 0o644).unwrap();
+        f.write_at(at, &data, false).unwrap();
+        let mut full = vec![0u8; at as usize];
+        full.extend_from_slice(&data);
+        want.insert(path.to_string(), full);
+    };
+    fs.mkdir(&r, "/d1", 0o755).unwrap();
+    fs.mkdir(&r, "/d1/d2", 0o700).unwrap();
+    let mut deep = String::new();
+    for i in 0..20 {
+        deep.push_str(&format!("/lvl{i}"));
+        fs.mkdir(&r, &deep, 0o755).unwrap();
+    }
+    put(
+        &mut want,
+        &format!("{deep}/leaf"),
+        b"deep leaf\n".to_vec(),
+        0,
+    );
+    for i in 0..300 {
+        put(
+            &mut want,
+            &format!("/d1/f{i}"),
+            pattern(i, (i as usize * 37) % 5000),
+            0,
+        );
+    }
+    put(&mut want, "/big", pattern(99, 5 << 20), 0);
+    put(&mut want, "/sparse", b"tail".to_vec(), 40 << 20);
+    put(&mut want, "/d1/d2/moved", pattern(5, 10_000), 0);
+    fs.rename(&r, "/d1/d2/moved", &r, "/renamed").unwrap();
+    let v = want.remove("/d1/d2/moved").unwrap();
+    want.insert("/renamed".into(), v);
+    put(&mut want, "/trunc", pattern(6, 100_000), 0);
+    fs.lookup(&r, "/trunc", true)
+        .unwrap()
+        .truncate(12_345)
+        .unwrap();
+    want.get_mut("/trunc").unwrap().truncate(12_345);
+    fs.symlink("renamed", &r, "/fastlink").unwrap();
+    fs.symlink(&"y".repeat(300), &r, "/slowlink").unwrap();
+    fs.link(&r, "/renamed", &r, "/d1/hardlink", false).unwrap();
+    want.insert("/d1/hardlink".into(), want["/renamed"].clone());
+    for i in 0..100 {
+        fs.unlink(&r, &format!("/d1/f{}", i * 3)).unwrap();
+        want.remove(&format!("/d1/f{}", i * 3));
+    }
+    fs.mkdir(&r, "/gone", 0o755).unwrap();
+    fs.rmdir(&r, "/gone").unwrap();
+    fs.rename(&r, "/d1/d2", &r, "/lvl0/d2").unwrap();
+    want
+}
+
+#[test]
+fn a_tree_written_here_passes_e2fsck_and_debugfs_agrees() {
+    let d = tmpdir("write");
+    for bs in ["1024", "4096"] {
+        let img = d.join(format!("img-{bs}"));
+        if !mke2fs(&img, 65536, &["-b", bs], None) {
+            return;
+        }
+        let want = {
+            let fs = mount(&img, false);
+            let want = write_tree(&fs);
+            fs.umount_root().unwrap();
+            want
+        };
+        fsck_clean(&img);
+        for (path, data) in &want {
+            let got = debugfs(&img, &format!("cat {path}"));
+            assert!(got == *data, "{bs}: debugfs cat {path} differs");
+        }
+        let ls = String::from_utf8(debugfs(&img, "ls -l /d1")).unwrap();
+        assert!(ls.contains("hardlink") && ls.contains("f299") && !ls.contains("f297 "));
+        let link = String::from_utf8_lossy(&debugfs(&img, "cat /slowlink")).into_owned();
+        assert!(link.contains("yyyyyyyy"), "{link}");
+        // Our own second mount sees the same.
+        let fs = mount(&img, true);
+        for (path, data) in &want {
+            let n = fs.lookup(&fs.root(), path, true).unwrap();
+            assert!(read_all(&n) == *data, "{bs}: remount {path}");
+        }
+        assert_eq!(
+            fs.readlink(&fs.root(), "/slowlink").unwrap(),
+            "y".repeat(300)
+        );
+        let st = fs.lookup(&fs.root(), "/renamed", true).unwrap().stat();
+        assert_eq!(st.nlink, 2);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn fsync_and_sync_reach_the_device_and_data_survives_a_remount() {
+    let d = tmpdir("fsync");
+    let img = d.join("img");
+    if !mke2fs(&img, 8192, &["-b", "1024"], None) {
+        return;
+    }
+    let fs = mount(&img, false);
+    let f = fs
+        .open(&fs.root(), "/log", O_CREAT | O_WRONLY, 0o600)
+        .unwrap();
+    for i in 0..50u64 {
+        f.write_at(i * 4096, &pattern(i, 4096), false).unwrap();
+        f.fsync().unwrap();
+    }
+    assert_eq!(fs.block_cache().unwrap().dirty_count(), 0);
+    // Without umount: what fsync wrote is on the image.
+    let other = mount(&img, true);
+    let n = other.lookup(&other.root(), "/log", true).unwrap();
+    assert_eq!(n.size(), 50 * 4096);
+    assert!(read_all(&n)[49 * 4096..] == pattern(49, 4096)[..]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn unknown_features_refuse_or_force_read_only() {
+    let d = tmpdir("feat");
+    let img = d.join("img");
+    if !mke2fs(&img, 4096, &["-b", "1024"], None) {
+        return;
+    }
+    let image = std::fs::read(&img).unwrap();
+    // Unknown incompatible feature: refused with a reason.
+    let mut bad = image.clone();
+    bad[1024 + 96 + 3] |= 0x40;
+    let e = Fs::new_ext2(
+        config(),
+        HeapPages::new(),
+        Arc::new(SystemClock),
+        MemDisk::new(bad, false),
+        false,
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(e.errno, Errno::EINVAL);
+    assert!(e.reason.contains("incompatible"), "{}", e.reason);
+    // Unknown read-only-compatible feature: mounted read-only.
+    let mut rof = image.clone();
+    rof[1024 + 100 + 3] |= 0x40;
+    let fs = Fs::new_ext2(
+        config(),
+        HeapPages::new(),
+        Arc::new(SystemClock),
+        MemDisk::new(rof, false),
+        false,
+    )
+    .unwrap();
+    assert!(fs.read_only());
+    let r = fs.root();
+    assert_eq!(fs.mkdir(&r, "/x", 0o755).err(), Some(Errno::EROFS));
+    assert!(fs.lookup(&r, "/lost+found", true).is_ok());
+    // ext4-only features (extents): refused.
+    let img4 = d.join("img4");
+    if mke2fs(&img4, 4096, &["-O", "extent"], None) {
+        let disk = FileDisk::open(&img4, true).unwrap();
+        assert!(Fs::new_ext2(
+            config(),
+            HeapPages::new(),
+            Arc::new(SystemClock),
+            disk,
+            true
+        )
+        .is_err());
+    }
+    // mke2fs -t ext2 defaults mount read-write.
+    let fs = mount(&img, false);
+    assert!(!fs.read_only());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn mount_and_umount_in_a_tmpfs_namespace() {
+    let d = tmpdir("mnt");
+    let img = d.join("img");
+    if !mke2fs(&img, 4096, &["-b", "4096"], None) {
+        return;
+    }
+    let root = Fs::new(config(), HeapPages::new(), Arc::new(SystemClock));
+    let r = root.root();
+    root.mkdir(&r, "/mnt", 0o755).unwrap();
+    let disk = root
+        .new_ext2_mount(FileDisk::open(&img, false).unwrap(), false, 1 << 16)
+        .unwrap();
+    root.mount(&r, "/mnt", &disk).unwrap();
+    let f = root
+        .open(&r, "/mnt/hello", O_CREAT | O_WRONLY, 0o644)
+        .unwrap();
+    f.write_at(0, b"persisted\n", false).unwrap();
+    assert_eq!(
+        root.stat_path(&r, "/mnt/hello", true).unwrap().dev,
+        disk.dev()
+    );
+    // Busy while a file is open; a mount below also makes it busy.
+    assert_eq!(root.umount(&r, "/mnt"), Err(Errno::EBUSY));
+    drop(f);
+    root.mkdir(&r, "/mnt/sub", 0o755).unwrap();
+    let sub = root.new_mount(16);
+    root.mount(&r, "/mnt/sub", &sub).unwrap();
+    assert_eq!(root.umount(&r, "/mnt"), Err(Errno::EBUSY));
+    root.umount(&r, "/mnt/sub").unwrap();
+    let cwd = root.lookup(&r, "/mnt/sub", true).unwrap();
+    assert_eq!(root.umount(&r, "/mnt"), Err(Errno::EBUSY), "a cwd inside");
+    drop(cwd);
+    assert_eq!(root.umount(&r, "/"), Err(Errno::EINVAL));
+    assert_eq!(root.umount(&r, "/nope"), Err(Errno::ENOENT));
+    root.umount(&r, "/mnt").unwrap();
+    assert_eq!(root.umount(&r, "/mnt"), Err(Errno::EINVAL));
+    assert!(root.lookup(&r, "/mnt/hello", true).is_err(), "unmounted");
+    fsck_clean(&img);
+    assert_eq!(debugfs(&img, "cat /hello"), b"persisted\n");
+    // Mounted again: the data is there.
+    let again = root
+        .new_ext2_mount(FileDisk::open(&img, true).unwrap(), true, 1 << 16)
+        .unwrap();
+    root.mount(&r, "/mnt", &again).unwrap();
+    let n = root.lookup(&r, "/mnt/hello", true).unwrap();
+    assert_eq!(read_all(&n), b"persisted\n");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Walks everything reachable (bounded), reading files and links; errors
+/// are fine, panics and hangs are not.
+fn walk_bounded(fs: &Fs, dir: &Arc<Inode>, depth: u32, budget: &mut u32) {
+    if depth > 12 || *budget == 0 {
+        return;
+    }
+    let mut list = Vec::new();
+    let mut c = DirCursor::default();
+    if dir
+        .readdir(&mut c, |n, _, _, _| {
+            list.push(n.to_string());
+            true
+        })
+        .is_err()
+    {
+        return;
+    }
+    for n in list {
+        if n == "." || n == ".." || *budget == 0 {
+            continue;
+        }
+        *budget -= 1;
+        let Ok(node) = fs.lookup(dir, &n, false) else {
+            continue;
+        };
+        let _ = node.stat();
+        match node.kind() {
+            FileType::Directory => walk_bounded(fs, &node, depth + 1, budget),
+            FileType::Regular => {
+                let mut buf = vec![0u8; 8192];
+                let _ = node.read_at(0, &mut buf);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn corrupted_images_give_errors_not_panics() {
+    let d = tmpdir("fuzz");
+    let src = d.join("src");
+    host_tree(&src);
+    let img = d.join("img");
+    if !mke2fs(&img, 2048, &["-b", "1024", "-N", "600"], Some(&src)) {
+        return;
+    }
+    let image = std::fs::read(&img).unwrap();
+    // Metadata lives in the first blocks (superblock, descriptors,
+    // bitmaps, inode table) and in directory blocks: flip bytes there.
+    let hot = 1024 * 200;
+    let seeds: u64 = std::env::var("EXT2_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    for seed in 0..seeds {
+        let mut img = image.clone();
+        let mut x = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let flips = 1 + next() % 24;
+        for _ in 0..flips {
+            let at = if next() % 4 == 0 {
+                1024 + (next() % 1024) as usize
+            } else {
+                (next() % hot as u64) as usize
+            };
+            img[at] ^= 1 << (next() % 8);
+        }
+        let disk = MemDisk::new(img, false);
+        let Ok(fs) = Fs::new_ext2(
+            config(),
+            HeapPages::new(),
+            Arc::new(SystemClock),
+            disk,
+            false,
+        ) else {
+            continue;
+        };
+        let r = fs.root();
+        let mut budget = 2000;
+        walk_bounded(&fs, &r, 0, &mut budget);
+        // Some writes, then a sync: errors allowed.
+        if let Ok(f) = fs.open(&r, "/newfile", O_CREAT | O_WRONLY, 0o644) {
+            let _ = f.write_at(0, &pattern(seed, 20_000), false);
+        }
+        let _ = fs.mkdir(&r, "/newdir", 0o755);
+        let _ = fs.unlink(&r, "/small.txt");
+        let _ = fs.rename(&r, "/big", &r, "/a/big2");
+        if let Ok(n) = fs.lookup(&r, "/sparse", true) {
+            let _ = n.truncate(100);
+        }
+        let _ = fs.sync();
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
