@@ -8,6 +8,10 @@
 //! goes to the queue of the CPU that submits it, so its completion interrupt
 //! comes back to that CPU.  The configuration-change interrupt is not used.
 //!
+//! A caller with interrupts disabled (every lock of the `fs` crate keeps
+//! them off, and ext2 reads and writes under its locks) cannot sleep: it
+//! polls its queue's used ring instead (`reap`), with the same timeout.
+//!
 //! A request owns one *slot* of its queue from submission to completion: a
 //! fixed descriptor chain (header, up to `SEGMENTS` 4 KiB data frames,
 //! status byte) and its bounce frames.  At most `slots` requests per queue
@@ -275,11 +279,30 @@ impl Disk {
     /// submit, sleep until it is done, copy out, give the slot back.
     fn transfer(&self, dir: Dir, sector: u64, chunk: &mut Chunk<'_>) -> Result<(), Errno> {
         let q = self.queue();
+        // A caller with interrupts off (the `fs` crate's locks keep them
+        // off, and ext2 reads under them) cannot sleep: it polls the ring.
+        let may_sleep = x86_64::instructions::interrupts::are_enabled();
         let mut slot = None;
-        q.slot_wait.wait_until(|| {
-            slot = q.ring.lock().take_free(q.slots);
-            slot.is_some()
-        });
+        if may_sleep {
+            q.slot_wait.wait_until(|| {
+                slot = q.ring.lock().take_free(q.slots);
+                slot.is_some()
+            });
+        } else {
+            // Slots are given back by their owners; with interrupts off here
+            // an owner on this CPU cannot run, so this spins only while the
+            // owners on other CPUs finish (the ext2 code does its I/O under
+            // its locks, so polled requests are the common case).
+            while slot.is_none() {
+                let mut ring = q.ring.lock();
+                reap(q, &mut ring);
+                slot = ring.take_free(q.slots);
+                drop(ring);
+                if slot.is_none() {
+                    core::hint::spin_loop();
+                }
+            }
+        }
         let Some(s) = slot else {
             return Err(Errno::EIO);
         };
@@ -343,16 +366,37 @@ impl Disk {
         }
         let deadline = crate::arch::time::now_ns() + REQUEST_TIMEOUT_NS;
         let mut status = None;
-        let finished = q.done_wait.wait_until_deadline(
-            || match q.ring.lock().state[s] {
-                SlotState::Done(st) => {
-                    status = Some(st);
-                    true
+        let finished = if may_sleep {
+            q.done_wait.wait_until_deadline(
+                || match q.ring.lock().state[s] {
+                    SlotState::Done(st) => {
+                        status = Some(st);
+                        true
+                    }
+                    _ => false,
+                },
+                Some(deadline),
+            )
+        } else {
+            loop {
+                let mut ring = q.ring.lock();
+                if reap(q, &mut ring) > 0 {
+                    // Others' requests may have finished too.
+                    drop(ring);
+                    wake_done(q);
+                    ring = q.ring.lock();
                 }
-                _ => false,
-            },
-            Some(deadline),
-        );
+                if let SlotState::Done(st) = ring.state[s] {
+                    status = Some(st);
+                    break true;
+                }
+                drop(ring);
+                if crate::arch::time::now_ns() > deadline {
+                    break false;
+                }
+                core::hint::spin_loop();
+            }
+        };
         let c = &q.counters;
         if !finished {
             let mut ring = q.ring.lock();
@@ -458,37 +502,46 @@ pub fn on_interrupt(index: u8) {
         return;
     };
     q.counters.interrupts.fetch_add(1, Ordering::Relaxed);
-    let mut finished = 0;
-    {
-        let mut ring = q.ring.lock();
-        while let Some((id, _len)) = ring.vq.pop_used() {
-            let s = id as usize / SLOT_DESCS;
-            if id == u16::MAX || id as usize % SLOT_DESCS != 0 || s >= q.slots {
-                q.counters.errors.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            if ring.state[s] != SlotState::InFlight {
-                // A retired (timed-out) slot coming back late stays retired.
-                continue;
-            }
-            // SAFETY: the status byte of slot `s`, written by the device
-            // before it returned the chain.
-            let status = unsafe {
-                q.headers
-                    .virt(s * SLOT_HEADER_BYTES + STATUS_OFFSET)
-                    .read_volatile()
-            };
-            ring.state[s] = SlotState::Done(status);
-            finished += 1;
-        }
-    }
+    let finished = reap(q, &mut q.ring.lock());
     if finished > 0 {
-        // At most `slots` threads wait here (one per slot in flight), each
-        // once: waking that many wakes every one whose slot is done.
-        for _ in 0..q.slots {
-            if !q.done_wait.wake_one() {
-                break;
-            }
+        wake_done(q);
+    }
+}
+
+/// Pops every chain the device returned on `q`, records its status in its
+/// slot, and returns how many requests finished.  Under the ring lock.
+fn reap(q: &Queue, ring: &mut Ring) -> usize {
+    let mut finished = 0;
+    while let Some((id, _len)) = ring.vq.pop_used() {
+        let s = id as usize / SLOT_DESCS;
+        if id == u16::MAX || id as usize % SLOT_DESCS != 0 || s >= q.slots {
+            q.counters.errors.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if ring.state[s] != SlotState::InFlight {
+            // A retired (timed-out) slot coming back late stays retired.
+            continue;
+        }
+        // SAFETY: the status byte of slot `s`, written by the device
+        // before it returned the chain.
+        let status = unsafe {
+            q.headers
+                .virt(s * SLOT_HEADER_BYTES + STATUS_OFFSET)
+                .read_volatile()
+        };
+        ring.state[s] = SlotState::Done(status);
+        finished += 1;
+    }
+    finished
+}
+
+/// Wakes the threads sleeping on `q`'s requests.  At most `slots` threads
+/// wait there (one per slot in flight), each once: waking that many wakes
+/// every one whose slot is done.  Not under the ring lock.
+fn wake_done(q: &Queue) {
+    for _ in 0..q.slots {
+        if !q.done_wait.wake_one() {
+            break;
         }
     }
 }

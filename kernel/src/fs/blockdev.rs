@@ -114,3 +114,25 @@ pub fn write_at(disk: &Disk, offset: u64, src: &[u8]) -> Result<usize, Errno> {
     }
     Ok(len)
 }
+
+/// A disk as the `fs` crate's `BlockDevice` (what ext2 mounts read and
+/// write through its block cache).
+pub struct DiskDevice(pub &'static Disk);
+
+impl ::fs::block::BlockDevice for DiskDevice {
+    fn sector_count(&self) -> u64 {
+        self.0.sector_count()
+    }
+    fn read_sectors(&self, lba: u64, buf: &mut [u8]) -> Result<(), ::fs::Errno> {
+        self.0.read_sectors(lba, buf)
+    }
+    fn write_sectors(&self, lba: u64, buf: &[u8]) -> Result<(), ::fs::Errno> {
+        self.0.write_sectors(lba, buf)
+    }
+    fn flush(&self) -> Result<(), ::fs::Errno> {
+        self.0.flush()
+    }
+    fn read_only(&self) -> bool {
+        self.0.read_only()
+    }
+}

@@ -18,6 +18,7 @@ pub mod epoll;
 mod fdtable;
 mod file;
 mod initramfs;
+pub mod mounts;
 mod pipe;
 pub mod pollwait;
 pub mod procfs;

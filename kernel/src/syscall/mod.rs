@@ -167,6 +167,8 @@ fn route(frame: &mut InterruptFrame) {
         74 | 75 => mount::sys_fsync(a0 as i32),
         162 => mount::sys_sync(),
         306 => mount::sys_syncfs(a0 as i32),
+        165 => mount::sys_mount(a0, a1, a2, a3, a4),
+        166 => mount::sys_umount2(a0, a1),
 
         _ => fs_call(nr, frame),
     });

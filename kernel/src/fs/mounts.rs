@@ -1,0 +1,165 @@
+//! The file systems mounted by `mount(2)` (ext2 on a virtio disk, tmpfs),
+//! and their write-back: the periodic flusher and `sync`.
+//!
+//! Owns the table of mounted superblocks (which disk each one uses, so a
+//! disk is mounted at most once: two superblocks over one image would
+//! overwrite each other's metadata) and the one write-back thread.
+//! Invariants: the table lock is never held across I/O (`sync_all` copies
+//! the list first); a superblock leaves the table only after the VFS
+//! unmounted it (written back and marked clean).
+//!
+//! Why one table and one flusher, not per-CPU: mounts are rare and not on
+//! any hot path, and each disk's block cache is one shared object (two
+//! copies of a metadata block could not both be written back), so the
+//! write-back work is per disk, as Linux's per-device flushers are.
+//!
+//! Must not: sleep holding the table lock; let a user mount the same disk
+//! twice.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use ::fs::{Fs, Inode};
+
+use super::blockdev::DiskDevice;
+use super::root_fs;
+use crate::drivers::virtio_blk::Disk;
+use crate::syscall::errno::Errno;
+
+/// Dirty buffers are written back at least this often (Linux's
+/// `dirty_writeback_centisecs` default, 5 s).
+const WRITEBACK_INTERVAL_NS: u64 = 5_000_000_000;
+
+struct Mounted {
+    fs: Arc<Fs>,
+    /// Index of the disk (`None`: tmpfs).
+    disk: Option<usize>,
+}
+
+static MOUNTS: spin::Mutex<Vec<Mounted>> = spin::Mutex::new(Vec::new());
+static FLUSHER: spin::Once<()> = spin::Once::new();
+
+fn fs_errno(e: ::fs::Errno) -> Errno {
+    Errno(e.0)
+}
+
+/// Mounts the ext2 image on `disk` at `path` (from `start`); read-only
+/// when `read_only` or the disk is.
+pub fn mount_ext2(
+    disk: &'static Disk,
+    start: &Arc<Inode>,
+    path: &str,
+    read_only: bool,
+) -> Result<(), Errno> {
+    if MOUNTS.lock().iter().any(|m| m.disk == Some(disk.index())) {
+        return Err(Errno::EBUSY);
+    }
+    let max_pages = (crate::mm::total_frames() as u64 / 4).max(1);
+    let fs = root_fs()
+        .new_ext2_mount(Arc::new(DiskDevice(disk)), read_only, max_pages)
+        .map_err(|e| {
+            log::info!("ext2: /dev/{} not mounted: {}", disk.name(), e.reason);
+            Errno(e.errno.0)
+        })?;
+    let fs = Arc::new(fs);
+    {
+        // Reserve the disk before mounting (the walk to `path` may read a
+        // disk, so it runs without the table lock).
+        let mut table = MOUNTS.lock();
+        if table.iter().any(|m| m.disk == Some(disk.index())) {
+            return Err(Errno::EBUSY);
+        }
+        table.push(Mounted {
+            fs: fs.clone(),
+            disk: Some(disk.index()),
+        });
+    }
+    if let Err(e) = root_fs().mount(start, path, &fs) {
+        MOUNTS.lock().retain(|m| !Arc::ptr_eq(&m.fs, &fs));
+        return Err(fs_errno(e));
+    }
+    log::info!(
+        "ext2: /dev/{} mounted on {}{}",
+        disk.name(),
+        path,
+        if fs.read_only() { " (read-only)" } else { "" }
+    );
+    if !fs.read_only() {
+        FLUSHER.call_once(|| {
+            crate::sched::spawn("writeback", None, flusher);
+        });
+    }
+    Ok(())
+}
+
+/// Mounts a new, empty tmpfs at `path` (from `start`), bounded like
+/// `/tmp` (half of memory).
+pub fn mount_tmpfs(start: &Arc<Inode>, path: &str) -> Result<(), Errno> {
+    let max_pages = (crate::mm::total_frames() as u64 / 2).max(1);
+    let fs = Arc::new(root_fs().new_mount(max_pages));
+    root_fs().mount(start, path, &fs).map_err(fs_errno)?;
+    MOUNTS.lock().push(Mounted { fs, disk: None });
+    Ok(())
+}
+
+/// Unmounts the file system whose root `path` names; a disk file system
+/// is written back and marked clean first (`fs::Fs::umount`).
+pub fn umount(start: &Arc<Inode>, path: &str) -> Result<(), Errno> {
+    let dev = root_fs().lookup(start, path, true).map_err(fs_errno)?.dev();
+    root_fs().umount(start, path).map_err(fs_errno)?;
+    MOUNTS.lock().retain(|m| m.fs.dev() != dev);
+    Ok(())
+}
+
+/// Writes back every mounted disk file system and flushes every disk
+/// (`sync`).  Returns the first error.
+pub fn sync_all() -> Result<(), Errno> {
+    let list: Vec<Arc<Fs>> = MOUNTS.lock().iter().map(|m| m.fs.clone()).collect();
+    let mut result = Ok(());
+    for fs in list {
+        if let Err(e) = fs.sync() {
+            result = result.and(Err(fs_errno(e)));
+        }
+    }
+    for disk in crate::drivers::virtio_blk::disks() {
+        if let Err(e) = disk.flush() {
+            result = result.and(Err(fs_errno(e)));
+        }
+    }
+    result
+}
+
+/// Writes back every writable disk file system (at shutdown: the kernel
+/// calls it before QEMU exits, so a clean exit leaves clean images).
+pub fn unmount_all_at_exit() {
+    let list: Vec<Arc<Fs>> = MOUNTS
+        .lock()
+        .iter()
+        .filter(|m| m.disk.is_some() && !m.fs.read_only())
+        .map(|m| m.fs.clone())
+        .collect();
+    for fs in list {
+        if let Err(e) = fs.sync() {
+            log::warn!("ext2: write-back at exit failed: errno {}", e.0);
+        }
+    }
+}
+
+/// The write-back thread: every `WRITEBACK_INTERVAL_NS`, each mounted disk
+/// file system's dirty data and buffers go to the disk.
+fn flusher() {
+    loop {
+        crate::sched::sleep_ns(WRITEBACK_INTERVAL_NS);
+        let list: Vec<Arc<Fs>> = MOUNTS
+            .lock()
+            .iter()
+            .filter(|m| m.disk.is_some() && !m.fs.read_only())
+            .map(|m| m.fs.clone())
+            .collect();
+        for fs in list {
+            if let Err(e) = fs.sync() {
+                log::warn!("ext2: periodic write-back failed: errno {}", e.0);
+            }
+        }
+    }
+}
