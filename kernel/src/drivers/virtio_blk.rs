@@ -176,11 +176,6 @@ pub fn disks() -> &'static [Disk] {
     DISKS.get().map_or(&[], |d| d.as_slice())
 }
 
-/// The disk called `name` (`"vda"`...).
-pub fn disk_by_name(name: &str) -> Option<&'static Disk> {
-    disks().iter().find(|d| d.name() == name)
-}
-
 /// Direction of a data transfer.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Dir {

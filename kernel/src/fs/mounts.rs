@@ -130,7 +130,8 @@ pub fn sync_all() -> Result<(), Errno> {
 }
 
 /// Writes back every writable disk file system (at shutdown: the kernel
-/// calls it before QEMU exits, so a clean exit leaves clean images).
+/// calls it before QEMU exits, so a clean exit leaves clean images), and
+/// logs each disk's counters.
 pub fn unmount_all_at_exit() {
     let list: Vec<Arc<Fs>> = MOUNTS
         .lock()
@@ -142,6 +143,21 @@ pub fn unmount_all_at_exit() {
         if let Err(e) = fs.sync() {
             log::warn!("ext2: write-back at exit failed: errno {}", e.0);
         }
+    }
+    for disk in crate::drivers::virtio_blk::disks() {
+        let c = disk.counters();
+        log::info!(
+            "virtio-blk: /dev/{}: {} reads ({} KiB), {} writes ({} KiB), {} flushes, {} errors, {} interrupts on {} queue(s)",
+            disk.name(),
+            c.reads,
+            c.bytes_read / 1024,
+            c.writes,
+            c.bytes_written / 1024,
+            c.flushes,
+            c.errors,
+            c.interrupts,
+            disk.queue_count()
+        );
     }
 }
 
