@@ -7,7 +7,8 @@
 //! read-modify-write of partial sectors.  Invariants: nothing is cached
 //! here: a write reaches the device before it returns and `fsync` on the
 //! node flushes the device's cache; reads past the end return 0 bytes,
-//! writes there `ENOSPC` (Linux's answers).
+//! writes there `ENOSPC`, writes to a read-only disk `EPERM` (Linux's
+//! answers).
 //!
 //! Must not: hold a lock across a device request (requests sleep), or
 //! allocate more than `CHUNK` bytes per request whatever the user asked.
@@ -74,10 +75,11 @@ pub fn read_at(disk: &Disk, offset: u64, out: &mut [u8]) -> Result<usize, Errno>
 }
 
 /// Writes `src` at byte `offset` (partial sectors read, patched, written
-/// back); `ENOSPC` at or past the end, a short count across it.
+/// back); `ENOSPC` at or past the end, a short count across it; `EPERM`
+/// on a read-only disk.
 pub fn write_at(disk: &Disk, offset: u64, src: &[u8]) -> Result<usize, Errno> {
     if disk.read_only() {
-        return Err(Errno::EROFS);
+        return Err(Errno::EPERM);
     }
     let end = size(disk);
     if src.is_empty() {

@@ -18,6 +18,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use ::fs::{Fs, Inode};
 
@@ -37,6 +38,26 @@ struct Mounted {
 }
 
 static MOUNTS: spin::Mutex<Vec<Mounted>> = spin::Mutex::new(Vec::new());
+/// Write-back passes running now (`flusher`, `sync_all`): while one runs,
+/// it holds inodes of the file system it writes, and `umount` would see
+/// them as in use.
+static WRITING_BACK: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one write-back pass while alive.
+struct WritebackPass;
+
+impl WritebackPass {
+    fn start() -> WritebackPass {
+        WRITING_BACK.fetch_add(1, Ordering::AcqRel);
+        WritebackPass
+    }
+}
+
+impl Drop for WritebackPass {
+    fn drop(&mut self) {
+        WRITING_BACK.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 static FLUSHER: spin::Once<()> = spin::Once::new();
 
 fn fs_errno(e: ::fs::Errno) -> Errno {
@@ -106,7 +127,15 @@ pub fn mount_tmpfs(start: &Arc<Inode>, path: &str) -> Result<(), Errno> {
 /// is written back and marked clean first (`fs::Fs::umount`).
 pub fn umount(start: &Arc<Inode>, path: &str) -> Result<(), Errno> {
     let dev = root_fs().lookup(start, path, true).map_err(fs_errno)?.dev();
-    root_fs().umount(start, path).map_err(fs_errno)?;
+    let mut result = root_fs().umount(start, path);
+    if result == Err(::fs::Errno::EBUSY) && WRITING_BACK.load(Ordering::Acquire) > 0 {
+        // A write-back pass holds inodes for a moment: wait it out, once.
+        while WRITING_BACK.load(Ordering::Acquire) > 0 {
+            crate::sched::sleep_ns(1_000_000);
+        }
+        result = root_fs().umount(start, path);
+    }
+    result.map_err(fs_errno)?;
     MOUNTS.lock().retain(|m| m.fs.dev() != dev);
     Ok(())
 }
@@ -114,6 +143,7 @@ pub fn umount(start: &Arc<Inode>, path: &str) -> Result<(), Errno> {
 /// Writes back every mounted disk file system and flushes every disk
 /// (`sync`).  Returns the first error.
 pub fn sync_all() -> Result<(), Errno> {
+    let _pass = WritebackPass::start();
     let list: Vec<Arc<Fs>> = MOUNTS.lock().iter().map(|m| m.fs.clone()).collect();
     let mut result = Ok(());
     for fs in list {
@@ -166,6 +196,7 @@ pub fn unmount_all_at_exit() {
 fn flusher() {
     loop {
         crate::sched::sleep_ns(WRITEBACK_INTERVAL_NS);
+        let _pass = WritebackPass::start();
         let list: Vec<Arc<Fs>> = MOUNTS
             .lock()
             .iter()
