@@ -3,6 +3,7 @@
 //!
 //!   wis --list
 //!   wis WORKLOAD --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F]
+//!       [--mount DEV:DIR]   (mounts ext2 from DEV at DIR first, unmounts at the end)
 //!   wis all --threads T ...        every workload in turn
 //!   wis A,B,C --threads T ...      the named workloads in turn
 //!
@@ -34,7 +35,9 @@ const USAGE: &str = "usage: wis --list
   --warmup-ms W  warm-up before measuring (default 200)
   --ms M         measured interval (default 1000)
   --dir D        scratch directory for the file workloads (default /tmp/wis)
-  --file-mib F   size of the sequential read/write files (default 8)";
+  --file-mib F   size of the sequential read/write files (default 8)
+  --mount DEV:DIR  mount the ext2 file system on DEV at DIR before the runs,
+                 unmount it (writing it back) after them";
 
 struct Args {
     workload: String,
@@ -44,6 +47,8 @@ struct Args {
     interval: Duration,
     dir: String,
     file_mib: u64,
+    /// `--mount DEV:DIR`.
+    mount: Option<(String, String)>,
 }
 
 fn parse_number(flag: &str, value: Option<String>, min: u64, max: u64) -> Result<u64, String> {
@@ -67,6 +72,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
         interval: Duration::from_millis(1000),
         dir: "/tmp/wis".to_string(),
         file_mib: 8,
+        mount: None,
     };
     while let Some(a) = argv.next() {
         match a.as_str() {
@@ -88,6 +94,14 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
                 }
             }
             "--file-mib" => args.file_mib = parse_number("--file-mib", argv.next(), 1, 4096)?,
+            "--mount" => {
+                let v = argv.next().ok_or("--mount needs DEV:DIR")?;
+                let (dev, dir) = v
+                    .split_once(':')
+                    .filter(|(d, m)| d.starts_with('/') && m.starts_with('/'))
+                    .ok_or_else(|| format!("--mount: `{v}` is not DEV:DIR (absolute paths)"))?;
+                args.mount = Some((dev.to_string(), dir.to_string()));
+            }
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
             name if args.workload.is_empty() => args.workload = name.to_string(),
@@ -183,6 +197,12 @@ fn main() {
         );
         std::process::exit(1);
     }
+    if let Some((dev, dir)) = &args.mount {
+        if let Err(msg) = sys::mount_ext2(dev, dir) {
+            eprintln!("wis: --mount {dev}:{dir}: {msg}");
+            std::process::exit(1);
+        }
+    }
     let mut failed = 0;
     for w in chosen {
         if let Err(msg) = run_one(w, &args) {
@@ -192,5 +212,11 @@ fn main() {
     }
     // Each run removed its own directory; the base goes too if now empty.
     let _ = std::fs::remove_dir(&args.dir);
+    if let Some((_, dir)) = &args.mount {
+        if let Err(msg) = sys::umount(dir) {
+            eprintln!("wis: unmounting {dir}: {msg}");
+            failed += 1;
+        }
+    }
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
