@@ -13,6 +13,7 @@
 //!   and symbolic links, truncates, unlinks); `e2fsck -fn` finds nothing,
 //!   `debugfs rdump` gives the host the same listing, and Linux mounting
 //!   that image prints the same listing too.
+//! - `ext2_root`: `root=/dev/vda` boots with the image as `/`.
 //! - `crash_consistency`: QEMU is killed at seeded random moments of an
 //!   fsync-per-file workload; after `e2fsck -fy` (and a clean `-fn`), every
 //!   file the guest reported durable before the kill has its data.
@@ -130,6 +131,21 @@ fn run_with_disks(
     cores: usize,
     timeout_secs: u64,
 ) -> RunResult {
+    run_with_cmdline(systems, system, name, args, disks, cores, timeout_secs, "")
+}
+
+/// `run_with_disks` with extra kernel command-line words.
+#[allow(clippy::too_many_arguments)]
+fn run_with_cmdline(
+    systems: &Systems,
+    system: System,
+    name: &str,
+    args: &[&str],
+    disks: &[Disk],
+    cores: usize,
+    timeout_secs: u64,
+    cmdline: &str,
+) -> RunResult {
     let mut vm = vm(cores, timeout_secs);
     vm.disks = disks.to_vec();
     let request = RunRequest {
@@ -138,7 +154,7 @@ fn run_with_disks(
         files: Vec::new(),
         args: args.iter().map(|a| a.to_string()).collect(),
         global_locks: false,
-        extra_cmdline: String::new(),
+        extra_cmdline: cmdline.to_string(),
         vm,
         echo: Echo::Quiet,
     };
@@ -404,6 +420,50 @@ fn guest_tree_is_clean_and_linux_reads_it() {
     );
     let (code, report) = fsck_check(&image);
     assert_eq!(code, 0, "e2fsck -fn at the end:\n{report}");
+}
+
+/// `root=/dev/vda`: the ext2 image is `/`, PID 1 is its `/init` (the
+/// initramfs gives only the arguments), what it writes stays on the image.
+#[test]
+fn ext2_root() {
+    if !have_e2fsprogs() {
+        return;
+    }
+    let dir = scratch("root");
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(&tree).expect("tree");
+    std::fs::copy(program("disk_check"), tree.join("init")).expect("copying /init");
+    host_disk_check(&[format!("write:{}/w:3", tree.display())]);
+    let host = listing(&host_disk_check(&[format!("list:{}/w", tree.display())]));
+    let image = dir.join("root.img");
+    mke2fs(&image, 128, Some(&tree));
+    // `hello` is the initramfs's /init, which a disk root ignores.
+    let steps = ["list:/w", "write:/new:5", "sync"];
+    let ours = run_with_cmdline(
+        ours(),
+        System::Ours,
+        "hello",
+        &steps,
+        &[disk(&image, false)],
+        2,
+        TIMEOUT,
+        "root=/dev/vda",
+    );
+    expect_pass(&ours, "disk_check");
+    let diff = line_diff(&host, &listing(&ours.output));
+    assert!(
+        diff.is_empty(),
+        "the disk root lists /w differently from the host (\"linux\" = host):\n{diff}"
+    );
+    let (code, report) = fsck_check(&image);
+    assert_eq!(
+        code, 0,
+        "e2fsck -fn after running on a disk root:\n{report}"
+    );
+    let dumped = dir.join("dump");
+    rdump(&image, "/new", &dumped);
+    let written = host_disk_check(&[format!("list:{}", dumped.display())]);
+    assert!(written.contains("entries: "), "debugfs found /new");
 }
 
 // ---- crash consistency ----------------------------------------------------------

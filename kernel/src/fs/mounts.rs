@@ -106,9 +106,7 @@ pub fn mount_ext2(
         if fs.read_only() { " (read-only)" } else { "" }
     );
     if !fs.read_only() {
-        FLUSHER.call_once(|| {
-            crate::sched::spawn("writeback", None, flusher);
-        });
+        start_flusher();
     }
     Ok(())
 }
@@ -146,6 +144,9 @@ pub fn sync_all() -> Result<(), Errno> {
     let _pass = WritebackPass::start();
     let list: Vec<Arc<Fs>> = MOUNTS.lock().iter().map(|m| m.fs.clone()).collect();
     let mut result = Ok(());
+    if super::root_on_disk() {
+        result = root_fs().sync().map_err(fs_errno);
+    }
     for fs in list {
         if let Err(e) = fs.sync() {
             result = result.and(Err(fs_errno(e)));
@@ -174,6 +175,12 @@ pub fn unmount_all_at_exit() {
             log::warn!("ext2: write-back at exit failed: errno {}", e.0);
         }
     }
+    if super::root_on_disk() {
+        // The root is never unmounted: write it back and mark it clean.
+        if let Err(e) = root_fs().umount_root() {
+            log::warn!("ext2: write-back of the root at exit failed: errno {}", e.0);
+        }
+    }
     for disk in crate::drivers::virtio_blk::disks() {
         let c = disk.counters();
         log::info!(
@@ -191,6 +198,13 @@ pub fn unmount_all_at_exit() {
     }
 }
 
+/// Starts the write-back thread (once).
+pub fn start_flusher() {
+    FLUSHER.call_once(|| {
+        crate::sched::spawn("writeback", None, flusher);
+    });
+}
+
 /// The write-back thread: every `WRITEBACK_INTERVAL_NS`, each mounted disk
 /// file system's dirty data and buffers go to the disk.
 fn flusher() {
@@ -203,6 +217,14 @@ fn flusher() {
             .filter(|m| m.disk.is_some() && !m.fs.read_only())
             .map(|m| m.fs.clone())
             .collect();
+        if super::root_on_disk() {
+            if let Err(e) = root_fs().sync() {
+                log::warn!(
+                    "ext2: periodic write-back of the root failed: errno {}",
+                    e.0
+                );
+            }
+        }
         for fs in list {
             if let Err(e) = fs.sync() {
                 log::warn!("ext2: periodic write-back failed: errno {}", e.0);
