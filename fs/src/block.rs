@@ -56,7 +56,7 @@ pub trait BlockDevice: Send + Sync {
 /// Checks that `len` bytes at sector `lba` are whole sectors inside a
 /// device of `sectors` sectors.
 pub fn check_range(sectors: u64, lba: u64, len: usize) -> FsResult<()> {
-    if len % SECTOR_SIZE != 0 {
+    if !len.is_multiple_of(SECTOR_SIZE) {
         return Err(Errno::EINVAL);
     }
     let n = (len / SECTOR_SIZE) as u64;
@@ -213,7 +213,7 @@ impl BlockCache {
     /// A cache of at most about `capacity` blocks of `block_size` bytes (a
     /// multiple of 512) over `dev`.
     pub fn new(dev: Arc<dyn BlockDevice>, block_size: usize, capacity: usize) -> FsResult<Self> {
-        if block_size == 0 || block_size % SECTOR_SIZE != 0 {
+        if block_size == 0 || !block_size.is_multiple_of(SECTOR_SIZE) {
             return Err(Errno::EINVAL);
         }
         let blocks = dev.sector_count() / (block_size / SECTOR_SIZE) as u64;

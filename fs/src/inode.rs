@@ -129,6 +129,10 @@ pub struct Inode {
     pub(crate) shared: &'static Shared,
     /// Metadata changed since the last write-back to a disk (`ext2`).
     pub(crate) dirty: AtomicBool,
+    /// On a disk: the inode is on a per-CPU dirty list (`ext2`).
+    pub(crate) queued: AtomicBool,
+    /// This inode (for the dirty lists, which hold it weakly).
+    pub(crate) me: Weak<Inode>,
 }
 
 pub(crate) enum Body {
@@ -163,9 +167,14 @@ pub(crate) struct FileData {
     /// at mmap and fork, pruned when they die).  A truncate asks each to
     /// drop its translations past the new end.
     rmap: alloc::vec::Vec<Weak<dyn FileMapper>>,
-    /// On a disk file system: the data is still only on disk (loaded on
-    /// first access, `ext2`).
+    /// On a disk file system: which pages are on disk has not been read
+    /// yet (`absent` is filled on first access, `ext2`).
     pub(crate) unloaded: bool,
+    /// On a disk file system: pages mapped on disk and not yet read into
+    /// `pages` (each is read on first access).
+    pub(crate) absent: crate::ext2::Absent,
+    /// On a disk file system: `i_blocks` as last read or written.
+    pub(crate) disk_blocks: u64,
     /// On a disk file system: pages written since the last write-back.
     pub(crate) dirty: alloc::collections::BTreeSet<u64>,
     /// On a disk file system: the smallest size truncated to since the
@@ -435,7 +444,7 @@ pub(crate) struct Dir {
 
 impl FileData {
     /// A disk file's data before it is read (`ext2`).
-    pub(crate) fn unloaded(size: u64) -> FileData {
+    pub(crate) fn unloaded(size: u64, disk_blocks: u64) -> FileData {
         FileData {
             size,
             pages: BTreeMap::new(),
@@ -443,6 +452,8 @@ impl FileData {
             mapped: false,
             rmap: alloc::vec::Vec::new(),
             unloaded: true,
+            absent: Default::default(),
+            disk_blocks,
             dirty: Default::default(),
             shrunk: None,
         }
@@ -463,6 +474,9 @@ impl FileData {
     }
     pub(crate) fn page_bytes(&self, index: u64) -> Option<&[u8]> {
         self.pages.get(&index).map(|p| p.bytes(0, PAGE_SIZE))
+    }
+    pub(crate) fn resident_pages(&self) -> u64 {
+        self.pages.len() as u64
     }
 }
 
@@ -560,6 +574,8 @@ impl Inode {
                     mapped: false,
                     rmap: alloc::vec::Vec::new(),
                     unloaded: false,
+                    absent: Default::default(),
+                    disk_blocks: 0,
                     dirty: Default::default(),
                     shrunk: None,
                 },
@@ -618,6 +634,8 @@ impl Inode {
                 body,
                 shared,
                 dirty: AtomicBool::new(false),
+                queued: AtomicBool::new(false),
+                me: me.clone(),
             }
         });
         shared.stats.inodes.inc();
@@ -732,10 +750,7 @@ impl Inode {
         let (size, blocks) = match &self.body {
             Body::File(f) => {
                 let f = f.read();
-                match f.unloaded.then(disk).flatten() {
-                    Some(di) => (f.size, di.i_blocks() as u64),
-                    None => (f.size, f.pages.len() as u64 * (PAGE_SIZE as u64 / 512)),
-                }
+                (f.size, crate::ext2::file_blocks(self, &f))
             }
             // A disk directory has the size of its blocks, as on Linux.
             Body::Dir(_) if self.shared.disk.is_some() => match disk() {
@@ -764,6 +779,22 @@ impl Inode {
             atime: m.atime,
             mtime: m.mtime,
             ctime: m.ctime,
+        }
+    }
+
+    /// Records a change of metadata (or data) for write-back: on a disk,
+    /// the inode joins this CPU's dirty list once (`ext2`).
+    pub(crate) fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+        self.queue();
+    }
+
+    /// Puts a disk inode on this CPU's dirty list if it is not on one.
+    pub(crate) fn queue(&self) {
+        if let Some(b) = &self.shared.disk {
+            if !self.queued.load(Ordering::Relaxed) && !self.queued.swap(true, Ordering::AcqRel) {
+                b.queue(self.me.clone());
+            }
         }
     }
 
@@ -820,12 +851,12 @@ impl Inode {
         let mut m = self.meta.write();
         m.nlink = (m.nlink as i64 + delta as i64).max(0) as u32;
         m.ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     pub(crate) fn set_nlink(&self, n: u32) {
         self.meta.write().nlink = n;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     pub fn nlink(&self) -> u32 {
@@ -838,14 +869,14 @@ impl Inode {
         let mut m = self.meta.write();
         m.mtime = now;
         m.ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     /// Updates ctime (after a change of name or links).
     pub(crate) fn touch_ctime(&self) {
         let now = self.shared.now();
         self.meta.write().ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     /// `chmod`: sets the permission bits.
@@ -854,7 +885,7 @@ impl Inode {
         let mut m = self.meta.write();
         m.perm = perm & 0o7777;
         m.ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     /// `chown`: sets the owner and/or group (`None` keeps it); on a
@@ -876,7 +907,7 @@ impl Inode {
             }
         }
         m.ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     /// (uid, gid) of the owner.
@@ -896,7 +927,7 @@ impl Inode {
             m.mtime = t;
         }
         m.ctime = now;
-        self.dirty.store(true, Ordering::Relaxed);
+        self.mark_dirty();
     }
 
     // ---- generated inodes (`synth`) ----------------------------------
@@ -1026,8 +1057,19 @@ impl Inode {
     ) -> FsResult<usize> {
         let _big = self.shared.big();
         self.shared.stats.reads.inc();
-        crate::ext2::load_file(self)?;
-        let f = self.file()?.read();
+        let lock = self.file()?;
+        let f = loop {
+            let f = lock.read();
+            // A disk file: pages of the range still on disk are read
+            // first, under the write lock.
+            match crate::ext2::missing(self, &f, offset, len) {
+                None => break f,
+                Some((first, end)) => {
+                    drop(f);
+                    crate::ext2::fill(self, &mut lock.write(), first, end)?;
+                }
+            }
+        };
         if offset >= f.size {
             return Ok(0);
         }
@@ -1059,33 +1101,36 @@ impl Inode {
         let _big = self.shared.big();
         self.shared.stats.writes.inc();
         self.writable()?;
-        crate::ext2::load_file(self)?;
         let mut f = self.file()?.write();
         let offset = if append { f.size } else { offset };
         if src.is_empty() {
             return Ok((0, offset));
         }
         let end = offset.checked_add(src.len() as u64).ok_or(Errno::EFBIG)?;
-        if offset >= MAX_FILE_SIZE {
+        let max = self.shared.max_file_size();
+        if offset >= max {
             return Err(Errno::EFBIG);
         }
-        let len = (end.min(MAX_FILE_SIZE) - offset) as usize;
+        let last = end.min(max).div_ceil(PAGE_SIZE as u64);
+        crate::ext2::fill(self, &mut f, offset / PAGE_SIZE as u64, last)?;
+        let len = (end.min(max) - offset) as usize;
         let mut done = 0;
         while done < len {
             let pos = offset + done as u64;
             let index = pos / PAGE_SIZE as u64;
             let in_page = (pos % PAGE_SIZE as u64) as usize;
             let chunk = (PAGE_SIZE - in_page).min(len - done);
-            if !f.pages.contains_key(&index) {
-                match self.shared.alloc_zeroed_page() {
-                    Some(p) => {
-                        f.pages.insert(index, p);
+            let page = match f.pages.entry(index) {
+                alloc::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                alloc::collections::btree_map::Entry::Vacant(v) => {
+                    match self.shared.alloc_zeroed_page() {
+                        Some(p) => v.insert(p),
+                        None if done == 0 => return Err(Errno::ENOSPC),
+                        None => break,
                     }
-                    None if done == 0 => return Err(Errno::ENOSPC),
-                    None => break,
                 }
-            }
-            f.pages[&index].write_at(in_page, &src[done..done + chunk]);
+            };
+            page.write_at(in_page, &src[done..done + chunk]);
             if self.shared.disk.is_some() {
                 f.dirty.insert(index);
             }
@@ -1123,15 +1168,18 @@ impl Inode {
         size: u64,
     ) -> FsResult<Option<(u64, alloc::vec::Vec<Arc<dyn FileMapper>>)>> {
         let _big = self.shared.big();
-        if size > MAX_FILE_SIZE {
+        if size > self.shared.max_file_size() {
             return Err(Errno::EFBIG);
         }
         self.writable()?;
-        crate::ext2::load_file(self)?;
         let mut f = self.file()?.write();
         let mut notify = None;
         if size < f.size {
             let keep = size.div_ceil(PAGE_SIZE as u64);
+            // A disk file: the kept partial page must be in memory to be
+            // cut, and the pages past it no longer come from disk.
+            crate::ext2::fill(self, &mut f, size / PAGE_SIZE as u64, keep)?;
+            f.absent.truncate(keep);
             let gone = f.pages.split_off(&keep);
             for (_, p) in gone {
                 if f.mapped {
@@ -1200,10 +1248,14 @@ impl Inode {
     /// stays valid while this inode lives: once a file was mapped, a
     /// truncate keeps the pages it cuts off until the inode is dropped.
     pub fn page_phys(&self, index: u64) -> FsResult<u64> {
-        crate::ext2::load_file(self)?;
         let mut f = self.file()?.write();
         if index >= f.size.div_ceil(PAGE_SIZE as u64) {
             return Err(Errno::EFAULT);
+        }
+        crate::ext2::fill(self, &mut f, index, index + 1)?;
+        if !f.mapped {
+            // Written back at every sync while mapped (`ext2`).
+            self.queue();
         }
         f.mapped = true;
         if let Some(p) = f.pages.get(&index) {

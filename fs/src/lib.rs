@@ -6,8 +6,9 @@
 //! file data in 4 KiB page-cache pages and hashed directories (`inode`),
 //! inode numbers from per-CPU ranges (`ino`), RCU read sections and
 //! deferred freeing of directory entries (`rcu`), lock statistics per class and
-//! CPU (`lockstat`), and the traits through which it asks its host for
-//! pages and time (`env`).
+//! CPU (`lockstat`), the traits through which it asks its host for
+//! pages and time (`env`), block devices and the write-back block cache
+//! (`block`), and ext2 as a disk-backed file-system type (`ext2`).
 //!
 //! Invariants: errors are Linux errno numbers (`Errno`); lookups of
 //! existing names take no lock and write only a per-CPU line (`rcu`,

@@ -126,6 +126,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Largest regular file: the disk format's limit, else `MAX_FILE_SIZE`.
+    pub(crate) fn max_file_size(&self) -> u64 {
+        match &self.disk {
+            Some(b) => b.disk.max_file_size().min(crate::inode::MAX_FILE_SIZE),
+            None => crate::inode::MAX_FILE_SIZE,
+        }
+    }
+
     /// Whether writes are refused (a read-only disk mount).
     pub(crate) fn read_only(&self) -> bool {
         self.disk.as_ref().is_some_and(|b| b.disk.read_only())
@@ -267,6 +275,7 @@ impl Fs {
             alloc::boxed::Box::leak(alloc::boxed::Box::new(Mutex::new(LockClass::Global, ())));
         let rcu: &'static Rcu<Entry> =
             alloc::boxed::Box::leak(alloc::boxed::Box::new(Rcu::new(config.mode)));
+        crate::ext2::check_unused(&dev)?;
         let disk = crate::ext2::Ext2::open(dev, read_only)?;
         Self::with_big(config, pages, clock, big, rcu, Some(disk))
     }
@@ -274,7 +283,8 @@ impl Fs {
     /// A superblock for the ext2 image on `dev`, for mounting below this
     /// one (like `new_mount`); its page cache may hold `max_pages` pages.
     /// Refuses images with unknown incompatible features (`EINVAL`, with
-    /// the reason); mounts read-only when `read_only`, when the device is,
+    /// the reason) and a device that is already mounted (`EBUSY`: the
+    /// kernel keeps one superblock per device); mounts read-only when `read_only`, when the device is,
     /// or when the image has unknown read-only-compatible features.
     pub fn new_ext2_mount(
         &self,
@@ -286,6 +296,7 @@ impl Fs {
             mode: self.shared.mode,
             max_pages,
         };
+        crate::ext2::check_unused(&dev)?;
         let disk = crate::ext2::Ext2::open(dev, read_only)?;
         Self::with_big(
             config,
@@ -307,6 +318,13 @@ impl Fs {
     /// flush.  Nothing to do for tmpfs.
     pub fn sync(&self) -> FsResult<()> {
         crate::ext2::sync_shared(self.shared)
+    }
+
+    /// The per-CPU flusher's step for this superblock: writes the inodes
+    /// dirtied on this CPU into the block cache and the cache's dirty
+    /// blocks to the device, without waiting for a device flush.
+    pub fn write_back_local(&self) -> FsResult<()> {
+        crate::ext2::write_back_local(self.shared)
     }
 
     /// Final write-back of a superblock that is not mounted below another
@@ -398,6 +416,7 @@ impl Fs {
                         reason: "cannot read the root directory",
                     })?;
                 b.root.call_once(|| Arc::downgrade(&root));
+                crate::ext2::register(shared);
                 root
             }
         };
@@ -867,6 +886,8 @@ impl Fs {
         let node = Inode::new(dir.shared, kind, perm, rdev, Some(dir), target, ino);
         if let Some(b) = &dir.shared.disk {
             b.remember(&node);
+            // Its times and owner as the VFS set them reach the disk.
+            node.mark_dirty();
         }
         let replaced = bucket.insert(name, node.clone());
         debug_assert!(replaced.is_none(), "checked under the same lock");
@@ -994,7 +1015,7 @@ impl Fs {
             let mut m = target.meta.write();
             m.nlink += 1;
             m.ctime = self.shared.now();
-            target.dirty.store(true, Ordering::Relaxed);
+            target.mark_dirty();
         }
         let replaced = bucket.insert(name, target);
         debug_assert!(replaced.is_none(), "checked under the same lock");

@@ -248,9 +248,14 @@ impl DiskInode {
         ((major as u64) << 8) | (minor as u64 & 0xff) | ((minor as u64 & !0xff) << 12)
     }
     /// Whether a symlink keeps its target in `i_block` (no data block).
-    fn fast_symlink(&self) -> bool {
-        let acl = if le32(&self.raw, 104) != 0 { 1 } else { 0 };
-        self.i_blocks() as u64 <= acl * 8 && self.size() < 60
+    /// As Linux: no blocks besides an extended-attribute block.
+    fn fast_symlink(&self, block_size: usize) -> bool {
+        let ea = if le32(&self.raw, 104) != 0 {
+            (block_size / 512) as u32
+        } else {
+            0
+        };
+        self.i_blocks() == ea && self.size() < 60
     }
 }
 
@@ -267,6 +272,9 @@ pub struct Attrs {
     pub ctime: Timespec,
 }
 
+/// A directory record: (offset, record length, inode, name).
+type Record = (usize, usize, u32, Vec<u8>);
+
 /// One directory entry read from disk.
 pub struct DirEnt {
     pub name: Vec<u8>,
@@ -279,6 +287,9 @@ pub struct Ext2 {
     pub geo: Geometry,
     ro: bool,
     state: Mutex<State>,
+    /// Set by `unmount`: the image may be mounted anew by another `Ext2`,
+    /// so this one never writes again.
+    detached: core::sync::atomic::AtomicBool,
 }
 
 impl Ext2 {
@@ -421,6 +432,19 @@ impl Ext2 {
             free_inodes += gr.free_inodes as u64;
             gs.push(gr);
         }
+        // Bitmaps and inode tables must not overlap each other or the
+        // primary superblock and descriptors: else a bitmap update could
+        // land in an inode table.
+        let mut ranges: Vec<(u64, u64)> = vec![(0, gdt_start + gdt_blocks + reserved_gdt)];
+        for gr in &gs {
+            ranges.push((gr.block_bitmap, 1));
+            ranges.push((gr.inode_bitmap, 1));
+            ranges.push((gr.inode_table, itable_blocks));
+        }
+        ranges.sort_unstable();
+        if ranges.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0) {
+            return Err(bad("group metadata overlaps"));
+        }
         let fs = Ext2 {
             cache,
             geo,
@@ -435,6 +459,7 @@ impl Ext2 {
                     orphans: Vec::new(),
                 },
             ),
+            detached: core::sync::atomic::AtomicBool::new(false),
         };
         let root = fs.read_inode(ROOT_INO).map_err(|e| MountError {
             errno: e,
@@ -462,6 +487,15 @@ impl Ext2 {
         self.ro
     }
 
+    /// Largest file the block map can address (and `i_blocks`, counted in
+    /// 512-byte units in 32 bits, can count).
+    pub fn max_file_size(&self) -> u64 {
+        let p = self.ptrs();
+        let blocks = 12 + p + p * p + p * p * p;
+        let by_map = blocks.saturating_mul(self.geo.block_size as u64);
+        by_map.min((1u64 << 32) * 512 - self.geo.block_size as u64)
+    }
+
     pub fn cache(&self) -> &BlockCache {
         &self.cache
     }
@@ -469,9 +503,16 @@ impl Ext2 {
     fn writable(&self) -> FsResult<()> {
         if self.ro {
             Err(Errno::EROFS)
+        } else if self.is_detached() {
+            Err(Errno::EIO)
         } else {
             Ok(())
         }
+    }
+
+    /// Whether the image was unmounted (this `Ext2` no longer writes).
+    pub fn is_detached(&self) -> bool {
+        self.detached.load(core::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs `f` on the superblock's bytes in the cache (marks it dirty).
@@ -584,11 +625,21 @@ impl Ext2 {
         Ok(())
     }
 
-    /// A free block, preferably in group `goal`, marked used and zeroed in
-    /// the cache.
-    fn alloc_block(&self, st: &mut State, goal: usize) -> FsResult<u64> {
+    /// A free block, preferably `near` (the block after the file's
+    /// previous one, so files stay contiguous) or else in group `goal`,
+    /// marked used and zeroed in the cache.
+    fn alloc_block(&self, st: &mut State, goal: usize, near: u64) -> FsResult<u64> {
         self.writable()?;
         let n = st.groups.len();
+        let (goal, from) = if self.block_ok(near) {
+            let rel = near - self.geo.first_data_block;
+            (
+                (rel / self.geo.blocks_per_group) as usize,
+                (rel % self.geo.blocks_per_group) as usize,
+            )
+        } else {
+            (goal, 0)
+        };
         for k in 0..n {
             let g = (goal + k) % n;
             if st.groups[g].free_blocks == 0 {
@@ -597,10 +648,15 @@ impl Ext2 {
             let start = self.geo.first_data_block + g as u64 * self.geo.blocks_per_group;
             let count = self.geo.blocks_per_group.min(self.geo.blocks_count - start) as usize;
             let bitmap = st.groups[g].block_bitmap;
+            // In the goal group, first from the hint on, then from its start.
+            let first = if k == 0 { from.min(count) } else { 0 };
             let found = self.cache.read(bitmap, |b| {
-                (0..count).find(|&i| {
+                let free = |i: usize| {
                     b[i / 8] & (1 << (i % 8)) == 0 && !self.is_meta(st, start + i as u64)
-                })
+                };
+                (first..count)
+                    .find(|&i| free(i))
+                    .or_else(|| (0..first).find(|&i| free(i)))
             })?;
             let Some(i) = found else { continue };
             self.cache.write(bitmap, |b| b[i / 8] |= 1 << (i % 8))?;
@@ -749,10 +805,16 @@ impl Ext2 {
     fn bmap_alloc(&self, st: &mut State, di: &mut DiskInode, lblk: u64) -> FsResult<u64> {
         let (slot, idx) = self.path(lblk)?;
         let goal = self.group_of(di.ino);
+        // Next to the previous logical block, when it is mapped.
+        let mut near = match lblk.checked_sub(1) {
+            Some(prev) => self.bmap(di, prev)?.wrapping_add(1),
+            None => 0,
+        };
         let sectors = (self.geo.block_size / 512) as u32;
         let mut blk = self.check_block(di.block(slot))?;
         if blk == 0 {
-            blk = self.alloc_block(st, goal)?;
+            blk = self.alloc_block(st, goal, near)?;
+            near = blk + 1;
             di.set_block(slot, blk as u32);
             let nb = di.i_blocks().wrapping_add(sectors);
             put32(&mut di.raw, 28, nb);
@@ -761,7 +823,8 @@ impl Ext2 {
             let at = i as usize * 4;
             let mut next = self.check_block(self.cache.read(blk, |b| le32(b, at))?)?;
             if next == 0 {
-                next = self.alloc_block(st, goal)?;
+                next = self.alloc_block(st, goal, near)?;
+                near = next + 1;
                 self.cache.write(blk, |b| put32(b, at, next as u32))?;
                 let nb = di.i_blocks().wrapping_add(sectors);
                 put32(&mut di.raw, 28, nb);
@@ -837,6 +900,15 @@ impl Ext2 {
     }
 
     // ---- file data ---------------------------------------------------
+
+    /// `b`, checked before a data or directory write: a pointer to a
+    /// bitmap, an inode table or a descriptor (a corrupt image) is `EIO`.
+    fn data_block(&self, st: &State, b: u64) -> FsResult<u64> {
+        if self.is_meta(st, b) {
+            return Err(Errno::EIO);
+        }
+        Ok(b)
+    }
 
     /// Pages (4 KiB) below `pages` holding at least one mapped block of
     /// `di`, found by walking only the non-zero pointers.
@@ -936,7 +1008,7 @@ impl Ext2 {
                 b = self.bmap_alloc(&mut st, &mut di, lblk)?;
                 changed = true;
             }
-            self.cache.overwrite(b, chunk)?;
+            self.cache.overwrite(self.data_block(&st, b)?, chunk)?;
         }
         if changed {
             self.write_inode_locked(&st, &di)?;
@@ -953,6 +1025,14 @@ impl Ext2 {
         if size == di.size() {
             return Ok(());
         }
+        if size > 0x7fff_ffff {
+            // Sizes past 2 GiB need `large_file` (Linux sets it the same way).
+            self.patch_super(|sb| {
+                if le32(sb, 76) >= 1 {
+                    put32(sb, 100, le32(sb, 100) | RO_COMPAT_LARGE_FILE);
+                }
+            })?;
+        }
         if size < di.size() {
             let first = size.div_ceil(self.geo.block_size as u64);
             self.free_from(&mut st, &mut di, first)?;
@@ -962,6 +1042,7 @@ impl Ext2 {
             if tail != 0 {
                 let b = self.bmap(&di, size / self.geo.block_size as u64)?;
                 if b != 0 {
+                    let b = self.data_block(&st, b)?;
                     self.cache.write(b, |d| d[tail..].fill(0))?;
                 }
             }
@@ -995,7 +1076,7 @@ impl Ext2 {
 
     /// Parses one directory block: (offset, rec_len, inode, name) of every
     /// record, or `EIO` when a record is malformed.
-    fn parse_block(&self, b: &[u8]) -> FsResult<Vec<(usize, usize, u32, Vec<u8>)>> {
+    fn parse_block(&self, b: &[u8]) -> FsResult<Vec<Record>> {
         let mut out = Vec::new();
         let mut off = 0;
         while off < b.len() {
@@ -1009,7 +1090,11 @@ impl Ext2 {
             } else {
                 le16(b, off + 6) as usize
             };
-            if rec < 8 || rec % 4 != 0 || off + rec > b.len() || (ino != 0 && 8 + nlen > rec) {
+            if rec < 8
+                || !rec.is_multiple_of(4)
+                || off + rec > b.len()
+                || (ino != 0 && 8 + nlen > rec)
+            {
                 return Err(Errno::EIO);
             }
             if ino > self.geo.inodes_count {
@@ -1029,7 +1114,7 @@ impl Ext2 {
     fn dir_blocks(&self, di: &DiskInode) -> FsResult<u64> {
         let bs = self.geo.block_size as u64;
         let n = di.size() / bs;
-        if di.size() % bs != 0 || n > self.geo.blocks_count {
+        if !di.size().is_multiple_of(bs) || n > self.geo.blocks_count {
             return Err(Errno::EIO);
         }
         Ok(n)
@@ -1105,6 +1190,7 @@ impl Ext2 {
                     Self::rec_size(ename.len())
                 };
                 if rec - used >= need {
+                    let b = self.data_block(st, b)?;
                     self.cache.write(b, |d| {
                         if used == 0 {
                             self.put_entry(d, off, rec, ino, name, ty);
@@ -1153,6 +1239,7 @@ impl Ext2 {
 
     fn remove_entry(&self, st: &State, dir: u32, name: &[u8]) -> FsResult<u32> {
         let (b, off, prev, ino) = self.find_entry(st, dir, name)?;
+        let b = self.data_block(st, b)?;
         self.cache.write(b, |d| match prev {
             Some(p) => {
                 let merged = le16(d, p + 4) as usize + le16(d, off + 4) as usize;
@@ -1165,6 +1252,7 @@ impl Ext2 {
 
     fn retarget_entry(&self, st: &State, dir: u32, name: &[u8], ino: u32, ty: u8) -> FsResult<()> {
         let (b, off, _, _) = self.find_entry(st, dir, name)?;
+        let b = self.data_block(st, b)?;
         let ft = self.geo.filetype;
         self.cache.write(b, |d| {
             put32(d, off, ino);
@@ -1295,7 +1383,7 @@ impl Ext2 {
         if size > 4096 {
             return Err(Errno::EIO);
         }
-        let bytes = if di.fast_symlink() {
+        let bytes = if di.fast_symlink(self.geo.block_size) {
             di.raw[40..40 + size as usize].to_vec()
         } else {
             let bs = self.geo.block_size as u64;
@@ -1402,7 +1490,7 @@ impl Ext2 {
 
     /// Queues inode `ino` (no links left, last user gone) to be freed.
     pub fn release(&self, ino: u32) {
-        if !self.ro {
+        if !self.ro && !self.is_detached() {
             self.state.lock().orphans.push(ino);
         }
     }
@@ -1416,13 +1504,28 @@ impl Ext2 {
             if di.links() != 0 || di.mode() == 0 {
                 continue;
             }
-            let fast = di.mode() & mode::S_IFMT == mode::S_IFLNK && di.fast_symlink();
+            let fast =
+                di.mode() & mode::S_IFMT == mode::S_IFLNK && di.fast_symlink(self.geo.block_size);
             let has_blocks = matches!(
                 di.mode() & mode::S_IFMT,
                 mode::S_IFREG | mode::S_IFDIR | mode::S_IFLNK
             ) && !fast;
             if has_blocks {
                 let _ = self.free_from(st, &mut di, 0);
+            }
+            // An extended-attribute block is shared by reference count.
+            let acl = le32(&di.raw, 104) as u64;
+            if acl != 0 && self.block_ok(acl) {
+                if let Ok((magic, refs)) = self.cache.read(acl, |b| (le32(b, 0), le32(b, 4))) {
+                    if magic == 0xEA02_0000 {
+                        if refs <= 1 {
+                            let _ = self.free_block(st, acl);
+                        } else {
+                            let _ = self.cache.write(acl, |b| put32(b, 4, refs - 1));
+                        }
+                    }
+                }
+                put32(&mut di.raw, 104, 0);
             }
             let dtime = le32(&di.raw, 12).max(1);
             put32(&mut di.raw, 20, dtime);
@@ -1434,31 +1537,49 @@ impl Ext2 {
     /// Writes the free counts into the superblock, then every dirty block
     /// to the device, then flushes it.
     pub fn sync(&self, now: Timespec) -> FsResult<()> {
-        if self.ro {
+        if self.ro || self.is_detached() {
             return Ok(());
         }
-        {
-            let mut st = self.state.lock();
-            self.reap(&mut st);
-            let (fb, fi) = (st.free_blocks, st.free_inodes);
-            self.patch_super(|sb| {
-                put32(sb, 12, fb as u32);
-                put32(sb, 16, fi as u32);
-                put32(sb, 48, now.sec as u32);
-            })?;
-            st.gd_dirty = false;
-        }
+        self.put_counts(now)?;
         self.cache.sync()
+    }
+
+    /// Writes the free counts into the superblock and every dirty block to
+    /// the device, without a flush (the per-CPU flusher's step).
+    pub fn write_back(&self, now: Timespec) -> FsResult<()> {
+        if self.ro || self.is_detached() {
+            return Ok(());
+        }
+        self.put_counts(now)?;
+        self.cache.write_back()
+    }
+
+    fn put_counts(&self, now: Timespec) -> FsResult<()> {
+        let mut st = self.state.lock();
+        self.reap(&mut st);
+        let (fb, fi) = (st.free_blocks, st.free_inodes);
+        self.patch_super(|sb| {
+            put32(sb, 12, fb as u32);
+            put32(sb, 16, fi as u32);
+            put32(sb, 48, now.sec as u32);
+        })?;
+        st.gd_dirty = false;
+        Ok(())
     }
 
     /// `sync`, then marks the image cleanly unmounted.
     pub fn unmount(&self, now: Timespec) -> FsResult<()> {
-        if self.ro {
+        if self.ro || self.is_detached() {
+            self.detached
+                .store(true, core::sync::atomic::Ordering::Release);
             return Ok(());
         }
         self.sync(now)?;
         self.patch_super(|sb| put16(sb, 58, le16(sb, 58) | STATE_VALID))?;
-        self.cache.sync()
+        self.cache.sync()?;
+        self.detached
+            .store(true, core::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// (total blocks, free blocks, total inodes, free inodes, block size).

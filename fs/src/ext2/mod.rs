@@ -5,24 +5,24 @@
 //! a `Backing` (the on-disk engine `disk::Ext2` over a `BlockCache`, and
 //! an inode cache).  Inodes are made from disk lazily: a directory's
 //! entries are read on its first use (`Inode::dir` → `load_dir`), making
-//! an `Inode` per entry from its on-disk inode; a regular file's data is
-//! read into page-cache pages on its first read, write or mapping
-//! (`load_file`: only mapped blocks, so sparse files stay sparse).  After
-//! that, lookups, reads and writes run on the same per-CPU fast paths as
+//! an `Inode` per entry from its on-disk inode; a regular file learns on
+//! first access which of its pages are on disk (`Absent`: ranges, from
+//! the block map) and reads each page when a read, write or mapping first
+//! touches it (`fill`; holes stay holes).  After that, lookups, reads and writes run on the same per-CPU fast paths as
 //! tmpfs (RCU lookups, per-bucket locks, the file lock), touching no disk
 //! state.  Namespace changes (create, link, unlink, rmdir, rename) are
 //! applied to the image at once, in the block cache, under the bucket
 //! locks the VFS holds; file data and inode attributes are written back
-//! by `sync_shared` (`Fs::sync`, `Inode::fsync`, `syncfs`, the kernel's
-//! flusher): dirty pages become blocks (allocated then: delayed
+//! from per-CPU dirty lists (an inode joins the list of the CPU that
+//! first changes it) by `sync_shared` (`Fs::sync`, `syncfs`; `fsync` does
+//! one inode) and `write_back_local` (the kernel's per-CPU flusher, one
+//! CPU's list): dirty pages become blocks (allocated then: delayed
 //! allocation), attributes are copied into the on-disk inode, and the
 //! block cache is written and the device flushed.  An inode whose last
 //! name is gone is freed on disk once its last in-memory user drops it.
 //!
-//! Trade-offs: a file is cached whole from its first data access (no
-//! eviction of clean pages yet); write-back walks the loaded tree (cost
-//! proportional to the inodes in memory, not to the dirty ones); the
-//! engine serialises all disk metadata changes on one lock (bitmaps and
+//! Trade-offs: pages read stay cached until the inode goes (no eviction
+//! of clean pages yet); the engine serialises all disk metadata changes on one lock (bitmaps and
 //! counts are shared by nature).  Names that are not UTF-8 are shown with
 //! replacement characters and cannot be removed.
 //!
@@ -46,6 +46,7 @@ use crate::errno::{Errno, FsResult};
 use crate::inode::{Body, Dir, FileData, FileType, Inode};
 use crate::lockstat::{LockClass, Mutex, RwLock};
 use crate::vfs::Shared;
+use percpu::{CpuGuard, PerCpu};
 
 /// The disk side of an ext2 superblock.
 pub struct Backing {
@@ -55,6 +56,10 @@ pub struct Backing {
     icache: Mutex<BTreeMap<u32, Weak<Inode>>>,
     /// The root (for write-back from any inode's superblock).
     pub(crate) root: spin::Once<Weak<Inode>>,
+    /// Inodes with changes not yet written back, listed on the CPU that
+    /// first changed them (a change takes only that CPU's list lock; the
+    /// flusher of each CPU drains its own list).
+    dirty: PerCpu<Mutex<Vec<Weak<Inode>>>>,
 }
 
 impl Backing {
@@ -63,6 +68,26 @@ impl Backing {
             disk,
             icache: Mutex::new(LockClass::DiskFs, BTreeMap::new()),
             root: spin::Once::new(),
+            dirty: PerCpu::from_fn(|_| Mutex::new(LockClass::DiskFs, Vec::new())),
+        }
+    }
+
+    /// Adds `node` to this CPU's dirty list.
+    pub(crate) fn queue(&self, node: Weak<Inode>) {
+        let cpu = CpuGuard::new();
+        self.dirty.get(&cpu).lock().push(node);
+    }
+
+    /// Takes the dirty lists of every CPU (`all`) or of this one.
+    fn take_dirty(&self, all: bool) -> Vec<Weak<Inode>> {
+        if all {
+            self.dirty
+                .iter()
+                .flat_map(|l| core::mem::take(&mut *l.lock()))
+                .collect()
+        } else {
+            let cpu = CpuGuard::new();
+            core::mem::take(&mut *self.dirty.get(&cpu).lock())
         }
     }
 
@@ -100,7 +125,7 @@ impl Backing {
         let body = match kind {
             FileType::Regular => Body::File(RwLock::new(
                 LockClass::FileData,
-                FileData::unloaded(di.size()),
+                FileData::unloaded(di.size(), di.i_blocks() as u64),
             )),
             FileType::Directory => {
                 let d = Dir::new(parent.map(Arc::downgrade).unwrap_or_default());
@@ -177,30 +202,143 @@ pub(crate) fn load_dir(node: &Inode, d: &Dir) -> FsResult<()> {
     Ok(())
 }
 
-/// Reads a regular file's data from disk into its pages, once.
-pub(crate) fn load_file(node: &Inode) -> FsResult<()> {
+/// Pages of a disk file that are on disk but not in memory, as sorted
+/// disjoint ranges `start -> end` (exclusive), so a big file costs a few
+/// entries, not one per page.
+#[derive(Default)]
+pub(crate) struct Absent(BTreeMap<u64, u64>);
+
+impl Absent {
+    /// From page numbers in increasing order.
+    fn from_sorted(pages: &[u64]) -> Absent {
+        let mut m = BTreeMap::new();
+        let mut run: Option<(u64, u64)> = None;
+        for &p in pages {
+            run = match run {
+                Some((s, e)) if p == e => Some((s, e + 1)),
+                Some((s, e)) => {
+                    m.insert(s, e);
+                    Some((p, p + 1))
+                }
+                None => Some((p, p + 1)),
+            };
+        }
+        if let Some((s, e)) = run {
+            m.insert(s, e);
+        }
+        Absent(m)
+    }
+
+    /// Whether any page in `[first, end)` is absent.
+    fn any_in(&self, first: u64, end: u64) -> bool {
+        first < end
+            && self
+                .0
+                .range(..end)
+                .next_back()
+                .is_some_and(|(_, &e)| e > first)
+    }
+
+    /// The absent pages in `[first, end)`.
+    fn pages_in(&self, first: u64, end: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (&s, &e) in self.0.range(..end) {
+            for p in s.max(first)..e.min(end) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn remove(&mut self, p: u64) {
+        if let Some((&s, &e)) = self.0.range(..=p).next_back() {
+            if p < e {
+                self.0.remove(&s);
+                if s < p {
+                    self.0.insert(s, p);
+                }
+                if p + 1 < e {
+                    self.0.insert(p + 1, e);
+                }
+            }
+        }
+    }
+
+    /// Forgets every page from `keep` on.
+    pub(crate) fn truncate(&mut self, keep: u64) {
+        let tail = self.0.split_off(&keep);
+        drop(tail);
+        if let Some((_, e)) = self.0.iter_mut().next_back() {
+            *e = (*e).min(keep);
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.0.iter().map(|(s, e)| e - s).sum()
+    }
+}
+
+/// For a read of `len` bytes at `offset` of disk file `f` (read-locked):
+/// the page range to `fill` first, or `None` when it is all in memory.
+pub(crate) fn missing(node: &Inode, f: &FileData, offset: u64, len: usize) -> Option<(u64, u64)> {
+    node.shared.disk.as_ref()?;
+    let size = f.size();
+    if offset >= size {
+        return None;
+    }
+    let first = offset / PAGE_SIZE as u64;
+    let end = offset
+        .saturating_add(len as u64)
+        .min(size)
+        .div_ceil(PAGE_SIZE as u64);
+    (f.unloaded || f.absent.any_in(first, end)).then_some((first, end))
+}
+
+/// Reads the pages in `[first, end)` of disk file `node` (its data `f`,
+/// write-locked) that are still only on disk.  Nothing for tmpfs.
+pub(crate) fn fill(node: &Inode, f: &mut FileData, first: u64, end: u64) -> FsResult<()> {
     let Some(b) = &node.shared.disk else {
         return Ok(());
     };
-    let lock = node.file()?;
-    if !lock.read().unloaded {
+    let ino = node.ino() as u32;
+    if f.unloaded {
+        let di = b.disk.read_inode(ino)?;
+        let pages = f.size().div_ceil(PAGE_SIZE as u64);
+        f.absent = Absent::from_sorted(&b.disk.mapped_pages(&di, pages)?);
+        f.unloaded = false;
+    }
+    if !f.absent.any_in(first, end) {
         return Ok(());
     }
-    let mut f = lock.write();
-    if !f.unloaded {
-        return Ok(());
-    }
-    let di = b.disk.read_inode(node.ino() as u32)?;
-    let pages = f.size().div_ceil(PAGE_SIZE as u64);
+    let di = b.disk.read_inode(ino)?;
     let mut buf = vec![0u8; PAGE_SIZE];
-    for p in b.disk.mapped_pages(&di, pages)? {
+    let size = f.size();
+    for p in f.absent.pages_in(first, end) {
         b.disk.read_data(&di, p * PAGE_SIZE as u64, &mut buf)?;
+        // Bytes past the end read as zeros, whatever the block holds.
+        let start = p * PAGE_SIZE as u64;
+        if size < start + PAGE_SIZE as u64 {
+            buf[(size.saturating_sub(start)) as usize..].fill(0);
+        }
         let page = node.shared.alloc_zeroed_page().ok_or(Errno::ENOMEM)?;
         page.write_at(0, &buf);
         f.insert_page(p, page);
+        f.absent.remove(p);
     }
-    f.unloaded = false;
     Ok(())
+}
+
+/// `st_blocks` of a disk file: exact (the disk's count) when nothing is
+/// waiting for write-back, else the pages it will hold.
+pub(crate) fn file_blocks(node: &Inode, f: &FileData) -> u64 {
+    let per_page = (PAGE_SIZE / 512) as u64;
+    if node.shared.disk.is_none() {
+        return f.resident_pages() * per_page;
+    }
+    if f.unloaded || (f.dirty.is_empty() && f.shrunk.is_none() && !f.is_mapped()) {
+        return f.disk_blocks;
+    }
+    (f.resident_pages() + f.absent.count()) * per_page
 }
 
 /// Writes one inode's dirty pages and attributes into the block cache.
@@ -244,6 +382,7 @@ pub(crate) fn write_back(node: &Inode) -> FsResult<()> {
                 return Err(e);
             }
             b.disk.set_size(ino, size)?;
+            f.disk_blocks = b.disk.read_inode(ino)?.i_blocks() as u64;
         }
     }
     if node.dirty.swap(false, Ordering::AcqRel) {
@@ -266,8 +405,36 @@ pub(crate) fn write_back(node: &Inode) -> FsResult<()> {
     Ok(())
 }
 
-/// Writes back every loaded inode of the superblock `shared` and its
-/// free counts, then writes the block cache and flushes the device.
+/// Writes back the inodes on the dirty lists (every CPU's, or this
+/// CPU's) into the block cache; returns the first error (the inode that
+/// failed stays listed).
+fn write_back_listed(shared: &'static Shared, b: &Backing, all: bool) -> FsResult<()> {
+    // Unlinked entries wait for a grace period before they drop their
+    // inodes: run one, so inodes with no name left are freed now.
+    shared.rcu.flush();
+    let mut first_err = None;
+    for w in b.take_dirty(all) {
+        let Some(n) = w.upgrade() else { continue };
+        n.queued.store(false, Ordering::Release);
+        let r = write_back(&n);
+        let mapped = matches!(&n.body, Body::File(f) if f.read().is_mapped());
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+            n.queue();
+        } else if mapped {
+            // Stores through a shared mapping are not seen: write its
+            // pages at every write-back while mapped.
+            n.queue();
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Writes back every dirty inode of the superblock `shared` and its free
+/// counts, then writes the block cache and flushes the device.
 pub(crate) fn sync_shared(shared: &'static Shared) -> FsResult<()> {
     let Some(b) = &shared.disk else {
         return Ok(());
@@ -275,51 +442,97 @@ pub(crate) fn sync_shared(shared: &'static Shared) -> FsResult<()> {
     if b.disk.read_only() {
         return Ok(());
     }
-    // Unlinked entries wait for a grace period before they drop their
-    // inodes: run one, so inodes with no name left are freed now.
-    shared.rcu.flush();
-    let Some(root) = b.root.get().and_then(Weak::upgrade) else {
+    let first = write_back_listed(shared, b, true);
+    let r = b.disk.sync(shared.now());
+    first.and(r)
+}
+
+/// The per-CPU flusher's step: this CPU's dirty inodes into the cache,
+/// then the cache's dirty blocks to the device (no flush).
+pub(crate) fn write_back_local(shared: &'static Shared) -> FsResult<()> {
+    let Some(b) = &shared.disk else {
         return Ok(());
     };
-    let mut first_err = None;
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![root];
-    while let Some(n) = stack.pop() {
-        if !seen.insert(Arc::as_ptr(&n) as usize) {
-            continue;
-        }
-        if let Err(e) = write_back(&n) {
-            first_err.get_or_insert(e);
-        }
-        if let Body::Dir(d) = &n.body {
-            if d.pending.load(Ordering::Acquire) {
-                continue;
-            }
-            for bucket in d.buckets() {
-                let g = bucket.write(shared);
-                for e in g.iter() {
-                    if core::ptr::eq(e.inode.shared, shared) {
-                        stack.push(e.inode.clone());
-                    }
-                }
-            }
-        }
+    if b.disk.read_only() {
+        return Ok(());
     }
-    let r = b.disk.sync(shared.now());
-    match first_err {
-        Some(e) => Err(e),
-        None => r,
-    }
+    let first = write_back_listed(shared, b, false);
+    let r = b.disk.write_back(shared.now());
+    first.and(r)
 }
 
 /// Final write-back at umount: `sync_shared`, then the image is marked
-/// cleanly unmounted.
+/// cleanly unmounted and this superblock never writes to it again.
 pub(crate) fn unmount_shared(shared: &'static Shared) -> FsResult<()> {
     sync_shared(shared)?;
     match &shared.disk {
-        Some(b) => b.disk.unmount(shared.now()),
+        Some(b) => {
+            b.disk.unmount(shared.now())?;
+            MOUNTED
+                .lock()
+                .retain(|s| !core::ptr::eq(*s as *const Shared, shared as *const Shared));
+            Ok(())
+        }
         None => Ok(()),
     }
+}
+
+/// Disk superblocks not yet unmounted (for `sync(2)`); a rare lock.
+static MOUNTED: spin::Mutex<Vec<&'static Shared>> = spin::Mutex::new(Vec::new());
+
+/// Records a new disk superblock for `sync_all`.
+pub(crate) fn register(shared: &'static Shared) {
+    if shared.disk.is_some() {
+        MOUNTED.lock().push(shared);
+    }
+}
+
+/// `EBUSY` if the device under `dev` backs a disk superblock that is
+/// still mounted: two engines over one image would corrupt it.
+pub(crate) fn check_unused(dev: &Arc<dyn crate::block::BlockDevice>) -> Result<(), MountError> {
+    let key = Arc::as_ptr(dev) as *const u8;
+    let busy = MOUNTED.lock().iter().any(|s| {
+        s.disk
+            .as_ref()
+            .is_some_and(|b| Arc::as_ptr(b.disk.cache().device()) as *const u8 == key)
+    });
+    if busy {
+        return Err(MountError {
+            errno: Errno::EBUSY,
+            reason: "the device is already mounted",
+        });
+    }
+    Ok(())
+}
+
+fn registered() -> Vec<&'static Shared> {
+    MOUNTED.lock().clone()
+}
+
+/// `sync(2)`: `Fs::sync` of every disk superblock not unmounted; the
+/// first error is returned after all were tried.
+pub fn sync_all() -> FsResult<()> {
+    let mut first = Ok(());
+    for s in registered() {
+        let r = sync_shared(s);
+        if first.is_ok() {
+            first = r;
+        }
+    }
+    first
+}
+
+/// The per-CPU flusher's step over every disk superblock not unmounted
+/// (`Fs::write_back_local` of each).
+pub fn write_back_local_all() -> FsResult<()> {
+    let mut first = Ok(());
+    for s in registered() {
+        let r = write_back_local(s);
+        if first.is_ok() {
+            first = r;
+        }
+    }
+    first
 }
 
 /// `statfs` numbers of a disk superblock: (blocks, free blocks, inodes,
