@@ -3,15 +3,14 @@
 //!
 //! Owns the table of mounted superblocks (which disk each one uses, so a
 //! disk is mounted at most once: two superblocks over one image would
-//! overwrite each other's metadata) and the one write-back thread.
+//! overwrite each other's metadata) and the per-CPU write-back threads.
 //! Invariants: the table lock is never held across I/O (`sync_all` copies
 //! the list first); a superblock leaves the table only after the VFS
 //! unmounted it (written back and marked clean).
 //!
-//! Why one table and one flusher, not per-CPU: mounts are rare and not on
-//! any hot path, and each disk's block cache is one shared object (two
-//! copies of a metadata block could not both be written back), so the
-//! write-back work is per disk, as Linux's per-device flushers are.
+//! Why one table, not per-CPU: mounts are rare and not on any hot path.
+//! The write-back is per CPU: each CPU's thread writes the inodes dirtied
+//! on that CPU (the `fs` crate keeps per-CPU dirty lists).
 //!
 //! Must not: sleep holding the table lock; let a user mount the same disk
 //! twice.
@@ -142,16 +141,8 @@ pub fn umount(start: &Arc<Inode>, path: &str) -> Result<(), Errno> {
 /// (`sync`).  Returns the first error.
 pub fn sync_all() -> Result<(), Errno> {
     let _pass = WritebackPass::start();
-    let list: Vec<Arc<Fs>> = MOUNTS.lock().iter().map(|m| m.fs.clone()).collect();
-    let mut result = Ok(());
-    if super::root_on_disk() {
-        result = root_fs().sync().map_err(fs_errno);
-    }
-    for fs in list {
-        if let Err(e) = fs.sync() {
-            result = result.and(Err(fs_errno(e)));
-        }
-    }
+    // Every disk superblock, the root's included (`fs::ext2::sync_all`).
+    let mut result = ::fs::ext2::sync_all().map_err(fs_errno);
     for disk in crate::drivers::virtio_blk::disks() {
         if let Err(e) = disk.flush() {
             result = result.and(Err(fs_errno(e)));
@@ -198,37 +189,25 @@ pub fn unmount_all_at_exit() {
     }
 }
 
-/// Starts the write-back thread (once).
+/// Starts the write-back threads, one per CPU (once).
 pub fn start_flusher() {
     FLUSHER.call_once(|| {
-        crate::sched::spawn("writeback", None, flusher);
+        for cpu in 0..crate::sched::cpu_count() {
+            crate::sched::spawn("writeback", Some(cpu), flusher);
+        }
     });
 }
 
-/// The write-back thread: every `WRITEBACK_INTERVAL_NS`, each mounted disk
-/// file system's dirty data and buffers go to the disk.
+/// A CPU's write-back thread: every `WRITEBACK_INTERVAL_NS`, the inodes
+/// dirtied on this CPU go into their block caches and the caches' dirty
+/// blocks to the disks (`fs::ext2::write_back_local_all`; no device flush:
+/// that is `fsync`'s and `sync`'s job).
 fn flusher() {
     loop {
         crate::sched::sleep_ns(WRITEBACK_INTERVAL_NS);
         let _pass = WritebackPass::start();
-        let list: Vec<Arc<Fs>> = MOUNTS
-            .lock()
-            .iter()
-            .filter(|m| m.disk.is_some() && !m.fs.read_only())
-            .map(|m| m.fs.clone())
-            .collect();
-        if super::root_on_disk() {
-            if let Err(e) = root_fs().sync() {
-                log::warn!(
-                    "ext2: periodic write-back of the root failed: errno {}",
-                    e.0
-                );
-            }
-        }
-        for fs in list {
-            if let Err(e) = fs.sync() {
-                log::warn!("ext2: periodic write-back failed: errno {}", e.0);
-            }
+        if let Err(e) = ::fs::ext2::write_back_local_all() {
+            log::warn!("ext2: periodic write-back failed: errno {}", e.0);
         }
     }
 }
