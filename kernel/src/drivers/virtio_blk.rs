@@ -254,7 +254,7 @@ impl Disk {
     }
 
     fn check_range(&self, lba: u64, len: usize) -> Result<(), Errno> {
-        if len % SECTOR_BYTES != 0 {
+        if !len.is_multiple_of(SECTOR_BYTES) {
             return Err(Errno::EINVAL);
         }
         let end = lba
@@ -509,7 +509,7 @@ fn reap(q: &Queue, ring: &mut Ring) -> usize {
     let mut finished = 0;
     while let Some((id, _len)) = ring.vq.pop_used() {
         let s = id as usize / SLOT_DESCS;
-        if id == u16::MAX || id as usize % SLOT_DESCS != 0 || s >= q.slots {
+        if id == u16::MAX || !(id as usize).is_multiple_of(SLOT_DESCS) || s >= q.slots {
             q.counters.errors.fetch_add(1, Ordering::Relaxed);
             continue;
         }

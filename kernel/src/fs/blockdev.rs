@@ -100,7 +100,7 @@ pub fn write_at(disk: &Disk, offset: u64, src: &[u8]) -> Result<usize, Errno> {
         bounce.clear();
         bounce.try_reserve_exact(span).map_err(|_| Errno::ENOMEM)?;
         bounce.resize(span, 0);
-        if skip != 0 || n % SECTOR_BYTES != 0 {
+        if skip != 0 || !n.is_multiple_of(SECTOR_BYTES) {
             // Partial first or last sector: keep the bytes around ours.
             disk.read_sectors(first, &mut bounce[..SECTOR_BYTES])
                 .map_err(eio)?;
