@@ -587,6 +587,34 @@ mod tests {
     }
 
     #[test]
+    fn disk_arguments() {
+        let dir = std::env::temp_dir().join(format!("qemu-disk-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("a.img");
+        std::fs::write(&image, [0u8; 512]).unwrap();
+        let spec = image.to_string_lossy().to_string();
+        let rw = Disk::parse(&spec).unwrap();
+        assert!(!rw.read_only);
+        let ro = Disk::parse(&format!("{spec}:ro")).unwrap();
+        assert!(ro.read_only && ro.path == image);
+        assert!(Disk::parse(&dir.join("missing.img").to_string_lossy()).is_err());
+        let vm = VmConfig {
+            cores: 2,
+            disks: vec![rw, ro],
+            ..VmConfig::default()
+        };
+        let args = machine_args(&vm);
+        let drive0 = format!("file={spec},if=none,id=vd0,format=raw,cache=writeback");
+        let drive1 = format!("file={spec},if=none,id=vd1,format=raw,cache=writeback,readonly=on");
+        assert!(args.windows(2).any(|w| w == ["-drive", drive0.as_str()]));
+        assert!(args.windows(2).any(|w| w == ["-drive", drive1.as_str()]));
+        assert!(
+            args.contains(&"virtio-blk-pci,drive=vd1,num-queues=2,disable-legacy=on".to_string())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn nic_arguments() {
         let vm = VmConfig::default();
         assert!(machine_args(&vm).windows(2).any(|w| w == ["-net", "none"]));
