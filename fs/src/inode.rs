@@ -478,6 +478,31 @@ impl FileData {
     pub(crate) fn resident_pages(&self) -> u64 {
         self.pages.len() as u64
     }
+
+    /// A disk file short of pages: drops up to `want` of its pages outside
+    /// `[lo, hi)` whose contents are on disk unchanged (not dirty, no
+    /// truncate pending, not mapped), to be read again when touched.
+    /// Returns how many went.
+    pub(crate) fn evict_clean(&mut self, shared: &Shared, lo: u64, hi: u64, want: usize) -> usize {
+        // Only a disk holds another copy: tmpfs pages are the data.
+        if shared.disk.is_none() || self.unloaded || self.mapped || self.shrunk.is_some() {
+            return 0;
+        }
+        let victims: alloc::vec::Vec<u64> = self
+            .pages
+            .keys()
+            .copied()
+            .filter(|p| (*p < lo || *p >= hi) && !self.dirty.contains(p))
+            .take(want)
+            .collect();
+        for p in &victims {
+            if let Some(page) = self.pages.remove(p) {
+                shared.free_page(page);
+                self.absent.add(*p);
+            }
+        }
+        victims.len()
+    }
 }
 
 impl Dir {
@@ -1058,39 +1083,54 @@ impl Inode {
         let _big = self.shared.big();
         self.shared.stats.reads.inc();
         let lock = self.file()?;
-        let f = loop {
-            let f = lock.read();
-            // A disk file: pages of the range still on disk are read
-            // first, under the write lock.
-            match crate::ext2::missing(self, &f, offset, len) {
-                None => break f,
-                Some((first, end)) => {
-                    drop(f);
-                    crate::ext2::fill(self, &mut lock.write(), first, end)?;
+        // A disk file is read in windows, each made resident first (under
+        // the write lock), so a read larger than the page bound works;
+        // tmpfs reads in one pass.
+        let window = if self.shared.disk.is_some() {
+            32 * PAGE_SIZE
+        } else {
+            usize::MAX
+        };
+        let mut total = 0;
+        while total < len {
+            let start = offset.saturating_add(total as u64);
+            let want = (len - total).min(window);
+            let f = loop {
+                let f = lock.read();
+                match crate::ext2::missing(self, &f, start, want) {
+                    None => break f,
+                    Some((first, end)) => {
+                        drop(f);
+                        crate::ext2::fill(self, &mut lock.write(), first, end)?;
+                    }
+                }
+            };
+            if start >= f.size {
+                break;
+            }
+            let n = want.min((f.size - start) as usize);
+            let mut done = 0;
+            while done < n {
+                let pos = start + done as u64;
+                let index = pos / PAGE_SIZE as u64;
+                let in_page = (pos % PAGE_SIZE as u64) as usize;
+                let chunk = (PAGE_SIZE - in_page).min(n - done);
+                let piece = match f.pages.get(&index) {
+                    Some(p) => p.bytes(in_page, chunk),
+                    None => &ZERO_PAGE[..chunk],
+                };
+                let took = sink(piece).min(chunk);
+                done += took;
+                if took < chunk {
+                    break;
                 }
             }
-        };
-        if offset >= f.size {
-            return Ok(0);
-        }
-        let n = len.min((f.size - offset) as usize);
-        let mut done = 0;
-        while done < n {
-            let pos = offset + done as u64;
-            let index = pos / PAGE_SIZE as u64;
-            let in_page = (pos % PAGE_SIZE as u64) as usize;
-            let chunk = (PAGE_SIZE - in_page).min(n - done);
-            let piece = match f.pages.get(&index) {
-                Some(p) => p.bytes(in_page, chunk),
-                None => &ZERO_PAGE[..chunk],
-            };
-            let took = sink(piece).min(chunk);
-            done += took;
-            if took < chunk {
+            total += done;
+            if done < want {
                 break;
             }
         }
-        Ok(done)
+        Ok(total)
     }
 
     /// Writes to a regular file at `offset` (or at its end when `append`);
@@ -1122,9 +1162,14 @@ impl Inode {
             let chunk = (PAGE_SIZE - in_page).min(len - done);
             let page = match f.pages.entry(index) {
                 alloc::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                alloc::collections::btree_map::Entry::Vacant(v) => {
-                    match self.shared.alloc_zeroed_page() {
-                        Some(p) => v.insert(p),
+                alloc::collections::btree_map::Entry::Vacant(_) => {
+                    let mut page = self.shared.alloc_zeroed_page();
+                    // A disk file may give back clean pages and retry.
+                    if page.is_none() && f.evict_clean(self.shared, index, last, 64) > 0 {
+                        page = self.shared.alloc_zeroed_page();
+                    }
+                    match page {
+                        Some(p) => f.pages.entry(index).or_insert(p),
                         None if done == 0 => return Err(Errno::ENOSPC),
                         None => break,
                     }

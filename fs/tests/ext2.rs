@@ -772,3 +772,46 @@ extern "C" {
         flags: i32,
     ) -> i32;
 }
+
+#[test]
+fn a_file_larger_than_the_page_bound_streams_through_clean_pages() {
+    let d = tmpdir("evict");
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let want = pattern(11, 4 << 20);
+    std::fs::write(src.join("huge"), &want).unwrap();
+    let img = d.join("img");
+    if !mke2fs(&img, 16384, &["-b", "4096"], Some(&src)) {
+        return;
+    }
+    let disk = FileDisk::open(&img, false).unwrap();
+    let c = FsConfig {
+        mode: LockMode::PerCpu,
+        max_pages: 64,
+    };
+    let fs = Fs::new_ext2(c, HeapPages::new(), Arc::new(SystemClock), disk, false).unwrap();
+    let f = fs.lookup(&fs.root(), "/huge", true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut off = 0u64;
+    loop {
+        let n = f.read_at(off, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        off += n as u64;
+        assert!(fs.stats().used_pages <= 64);
+    }
+    assert!(got == want, "4 MiB read through a 64-page cache");
+    // Dirty pages stay until written back; after a sync they may go too.
+    f.write_at(0, b"HEAD", false).unwrap();
+    fs.sync().unwrap();
+    let mut again = vec![0u8; 4 << 20];
+    assert_eq!(f.read_at(0, &mut again).unwrap(), 4 << 20);
+    assert_eq!(&again[..4], b"HEAD");
+    assert!(again[4..] == want[4..]);
+    fs.umount_root().unwrap();
+    fsck_clean(&img);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -21,8 +21,10 @@
 //! block cache is written and the device flushed.  An inode whose last
 //! name is gone is freed on disk once its last in-memory user drops it.
 //!
-//! Trade-offs: pages read stay cached until the inode goes (no eviction
-//! of clean pages yet); the engine serialises all disk metadata changes on one lock (bitmaps and
+//! Memory: a disk file short of pages gives back its own clean pages
+//! (`FileData::evict_clean`; they are read again when touched), and
+//! reads go in windows, so a file larger than the page bound streams;
+//! there is no eviction across files yet.  Trade-offs: the engine serialises all disk metadata changes on one lock (bitmaps and
 //! counts are shared by nature).  Names that are not UTF-8 are shown with
 //! replacement characters and cannot be removed.
 //!
@@ -250,6 +252,13 @@ impl Absent {
         out
     }
 
+    /// Marks page `p` absent again (it was dropped from memory).
+    pub(crate) fn add(&mut self, p: u64) {
+        if !self.any_in(p, p + 1) {
+            self.0.insert(p, p + 1);
+        }
+    }
+
     fn remove(&mut self, p: u64) {
         if let Some((&s, &e)) = self.0.range(..=p).next_back() {
             if p < e {
@@ -320,7 +329,15 @@ pub(crate) fn fill(node: &Inode, f: &mut FileData, first: u64, end: u64) -> FsRe
         if size < start + PAGE_SIZE as u64 {
             buf[(size.saturating_sub(start)) as usize..].fill(0);
         }
-        let page = node.shared.alloc_zeroed_page().ok_or(Errno::ENOMEM)?;
+        let page = match node.shared.alloc_zeroed_page() {
+            Some(p) => p,
+            // Short of pages: give back clean pages of this file outside
+            // the range and retry once.
+            None if f.evict_clean(node.shared, first, end, 64) > 0 => {
+                node.shared.alloc_zeroed_page().ok_or(Errno::ENOMEM)?
+            }
+            None => return Err(Errno::ENOMEM),
+        };
         page.write_at(0, &buf);
         f.insert_page(p, page);
         f.absent.remove(p);
