@@ -37,6 +37,7 @@ pub fn vm(cores: usize, timeout_secs: u64) -> VmConfig {
         timeout: Duration::from_secs(timeout_secs),
         echo: false,
         nic: None,
+        disks: Vec::new(),
     }
 }
 

@@ -197,6 +197,7 @@ fn probe(artifacts: &Artifacts, dir: &Path) -> (Result<(), String>, bool) {
             timeout: PROBE_TIMEOUT,
             echo: false,
             nic: None,
+            disks: Vec::new(),
         },
     };
     match boot(artifacts, &request) {

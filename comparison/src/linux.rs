@@ -38,6 +38,11 @@ pub const MODULES_ENV: &str = "COMPARISON_LINUX_MODULES";
 /// The modules a virtio-net NIC needs (their dependencies come along).
 pub const NET_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
 
+/// The modules virtio disks need; plus `ext4` (which serves `-t ext2`) when
+/// the package has it as a module rather than built in.
+pub const BLK_MODULES: &[&str] = &["virtio_pci", "virtio_blk"];
+const OPTIONAL_BLK_MODULES: &[&str] = &["ext4", "ext2"];
+
 /// Prefix of `linux-init`'s lines that give one CPU vulnerability file:
 /// `linux-init: vulnerability: NAME: TEXT`.
 pub const VULN_PREFIX: &str = "linux-init: vulnerability: ";
@@ -212,7 +217,15 @@ fn store_modules(root: &Path, package: &str, work: &Path, cache: &Path) -> Resul
         .with_context(|| format!("{package} has no /lib/modules/<release>/kernel"))?
         .file_name();
     let src = lib.join(&release);
-    let modules = select_modules(&src, NET_MODULES)?;
+    let mut modules = select_modules(&src, NET_MODULES)?;
+    for m in select_modules(&src, BLK_MODULES)?
+        .into_iter()
+        .chain(optional_modules(&src))
+    {
+        if !modules.iter().any(|x| x.name == m.name) {
+            modules.push(m);
+        }
+    }
     let staged = work.join("modules").join(&release);
     for m in &modules {
         let to = staged.join(&m.path);
@@ -220,12 +233,26 @@ fn store_modules(root: &Path, package: &str, work: &Path, cache: &Path) -> Resul
         std::fs::copy(src.join(&m.path), &to).with_context(|| format!("copying {}", m.path))?;
     }
     std::fs::write(staged.join("modules.dep"), modules_dep(&modules))?;
-    let dest = cache.join(format!("modules-{package}"));
+    let dest = cache.join(format!("modules2-{package}"));
     // Atomic: a parallel first use may have put them there already.
     match std::fs::rename(work.join("modules"), &dest) {
         Err(_) if dest.is_dir() => Ok(()),
         other => other.with_context(|| format!("moving the modules to {}", dest.display())),
     }
+}
+
+/// `OPTIONAL_BLK_MODULES` (with their dependencies) that exist as modules
+/// under `dir`; built-in ones are simply absent.
+fn optional_modules(dir: &Path) -> Vec<KernelModule> {
+    let mut out: Vec<KernelModule> = Vec::new();
+    for name in OPTIONAL_BLK_MODULES {
+        for m in select_modules(dir, &[name]).unwrap_or_default() {
+            if !out.iter().any(|x| x.name == m.name) {
+                out.push(m);
+            }
+        }
+    }
+    out
 }
 
 /// One kernel module: its path below `lib/modules/<release>/` and the
@@ -354,7 +381,9 @@ fn modules_dir(linux: &LinuxKernel) -> Result<PathBuf> {
         .vmlinuz
         .parent()
         .context("the kernel path has no directory")?;
-    let base = cache.join(format!("modules-{}", linux.package));
+    // `modules2-`: the set with the disk modules (a `modules-` cache has
+    // the NIC's only).
+    let base = cache.join(format!("modules2-{}", linux.package));
     if !base.is_dir() {
         // A cache from before modules were kept: fetch the package again.
         eprintln!(
@@ -383,13 +412,32 @@ fn modules_dir(linux: &LinuxKernel) -> Result<PathBuf> {
 /// `/lib/modules/<release>/{kernel/...,modules.dep}` (`linux-init` loads
 /// every module listed in `modules.dep`, dependencies first).
 pub fn net_modules(linux: &LinuxKernel) -> Result<Vec<InitramfsFile>> {
+    modules_for(linux, true, false)
+}
+
+/// The initramfs members for a NIC (`net`), disks (`disks`: virtio_blk,
+/// and ext4 where it is a module) or both, as for `net_modules`.
+pub fn modules_for(linux: &LinuxKernel, net: bool, disks: bool) -> Result<Vec<InitramfsFile>> {
     let dir = modules_dir(linux)?;
     let release = dir
         .file_name()
         .and_then(|n| n.to_str())
         .context("module directory name is not UTF-8")?
         .to_string();
-    let modules = select_modules(&dir, NET_MODULES)?;
+    let mut modules: Vec<KernelModule> = Vec::new();
+    let mut wanted = Vec::new();
+    if net {
+        wanted.extend(select_modules(&dir, NET_MODULES)?);
+    }
+    if disks {
+        wanted.extend(select_modules(&dir, BLK_MODULES)?);
+        wanted.extend(optional_modules(&dir));
+    }
+    for m in wanted {
+        if !modules.iter().any(|x| x.name == m.name) {
+            modules.push(m);
+        }
+    }
     let base = format!("/lib/modules/{release}");
     let mut out = Vec::new();
     for m in &modules {

@@ -170,6 +170,10 @@ struct SuiteArgs {
     /// Which loader boots our kernel (as for `boot`; `auto` probes Limine once).
     #[arg(long, value_enum, default_value = "builtin")]
     loader: LoaderArg,
+    /// Disk image as a virtio-blk device on every run, on every system
+    /// (IMAGE or IMAGE:ro; repeatable: /dev/vda, /dev/vdb...).
+    #[arg(long = "disk", value_name = "IMAGE[:ro]")]
+    disks: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -227,6 +231,10 @@ struct RunArgs {
     /// (an existing tap device; multiqueue with QUEUES > 1), or none.
     #[arg(long, default_value = "none")]
     nic: String,
+    /// Disk image (raw, e.g. made by `mke2fs`) as a virtio-blk device:
+    /// IMAGE or IMAGE:ro (read-only); repeatable: /dev/vda, /dev/vdb...
+    #[arg(long = "disk", value_name = "IMAGE[:ro]")]
+    disks: Vec<String>,
     /// Host path of a static Linux executable; it becomes /init.
     program: std::path::PathBuf,
     /// Arguments for the program (after `--`), passed byte for byte.
@@ -307,6 +315,10 @@ struct BootArgs {
     /// (an existing tap device; multiqueue with QUEUES > 1), or none.
     #[arg(long, default_value = "none")]
     nic: String,
+    /// Disk image (raw, e.g. made by `mke2fs`) as a virtio-blk device:
+    /// IMAGE or IMAGE:ro (read-only); repeatable: /dev/vda, /dev/vdb...
+    #[arg(long = "disk", value_name = "IMAGE[:ro]")]
+    disks: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -384,6 +396,7 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
             timeout,
             echo: args.serial || idle,
             nic: qemu::Nic::parse(&args.nic)?,
+            disks: parse_disks(&args.disks)?,
         },
     };
     let outcome = boot::boot(&artifacts, &request)?;
@@ -439,6 +452,11 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// The `--disk` arguments, in order.
+fn parse_disks(specs: &[String]) -> Result<Vec<qemu::Disk>> {
+    specs.iter().map(|s| qemu::Disk::parse(s)).collect()
 }
 
 fn run_command(args: RunArgs) -> Result<ExitCode> {
@@ -500,6 +518,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
             timeout: Duration::from_secs(args.timeout),
             echo: false,
             nic: qemu::Nic::parse(&args.nic)?,
+            disks: parse_disks(&args.disks)?,
         },
         echo: if args.serial {
             Echo::Serial
@@ -580,6 +599,7 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
         memory_mib: args.memory,
         verbose: args.serial,
         loader: args.loader.choice(),
+        disks: parse_disks(&args.disks)?,
     };
     let outcome = comparison::suite::run_suite(&opts)?;
     println!("{}", outcome.summary);

@@ -426,9 +426,9 @@ fn run_linux(
         std::fs::read(init_path).with_context(|| format!("reading {}", init_path.display()))?;
     extra.add_file("linux-init", 0o755, &init);
     initrd.extend_from_slice(&extra.finish());
-    // A NIC needs Debian's virtio modules, which linux-init loads.
-    if req.vm.nic.is_some() {
-        let modules = linux::net_modules(linux)?;
+    // A NIC or a disk needs Debian's virtio modules, which linux-init loads.
+    if req.vm.nic.is_some() || !req.vm.disks.is_empty() {
+        let modules = linux::modules_for(linux, req.vm.nic.is_some(), !req.vm.disks.is_empty())?;
         initrd.extend_from_slice(&initramfs::build_members(&modules)?);
     }
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

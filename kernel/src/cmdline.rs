@@ -111,6 +111,14 @@ pub fn init_args(line: &str) -> impl Iterator<Item = &str> {
         .skip(1)
 }
 
+/// The root device (`root=/dev/vdX`): an ext2 disk as `/` instead of the
+/// initramfs; `None` when not given.
+pub fn root_device(line: &str) -> Option<&str> {
+    kernel_words(line)
+        .filter_map(|w| w.strip_prefix("root="))
+        .last()
+}
+
 /// PID 1's path (`init=`, default `/init`); `parse` checked it.
 pub fn init_path(line: &str) -> &str {
     kernel_words(line)

@@ -171,6 +171,8 @@ pub struct SuiteOptions {
     pub verbose: bool,
     /// Which loader boots our kernel (`auto` is resolved once, with a probe).
     pub loader: crate::boot::LoaderChoice,
+    /// Disk images every run gets (`--disk`), on every system.
+    pub disks: Vec<crate::qemu::Disk>,
 }
 
 /// Split a comma-separated list; empty items are an error.
@@ -371,6 +373,7 @@ mod tests {
             memory_mib: 512,
             verbose: false,
             loader: crate::boot::LoaderChoice::Builtin,
+            disks: vec![],
         };
         assert!(o.check().is_ok());
         assert_eq!(o.total_runs(5), 30);

@@ -157,6 +157,7 @@ fn vm(cores: usize, accel: Accel, opts: &SuiteOptions, timeout: Duration) -> VmC
         timeout,
         echo: false,
         nic: None,
+        disks: opts.disks.clone(),
     }
 }
 
@@ -248,6 +249,10 @@ fn run_files(
         None => bail!("no /bin/sh for {workload}"),
     }
 }
+
+/// What `wis` gets besides `wis_args` when the suite has `--disk`: mount
+/// the first disk (ext2) and put the file workloads' directory on it.
+pub const DISK_WIS_ARGS: &[&str] = &["--mount", "/dev/vda:/mnt/disk", "--dir", "/mnt/disk/wis"];
 
 /// The `wis` arguments of one measurement.
 pub fn wis_args(
@@ -496,7 +501,11 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                         if interrupt::interrupted() {
                             break 'measuring;
                         }
-                        let args = wis_args(workload, cores, mode, opts.warmup_ms, opts.ms);
+                        let mut args = wis_args(workload, cores, mode, opts.warmup_ms, opts.ms);
+                        if !opts.disks.is_empty() {
+                            // The file workloads run on the first disk (ext2).
+                            args.extend(DISK_WIS_ARGS.iter().map(|a| a.to_string()));
+                        }
                         let files = run_files(workload, shell.as_ref());
                         let req = RunRequest {
                             system: system.kernel(),

@@ -10,8 +10,8 @@
 //!   D/pW/big         the sequential-read file (seq_read only)
 //!   D/dir1000/       1000 empty files f0000..f0999 (readdir_1000 only)
 //! Invariants: an operation allocates nothing (paths are made before the
-//! loop) and leaves the tree as it found it, except append4k and seq_write,
-//! which keep their file below a bound.  It must not write a shared file.
+//! loop) and leaves the tree as it found it, except append4k, seq_write and
+//! write4k_fsync, which keep their file below a bound.  It must not write a shared file.
 
 use crate::sys::{self, cpath, Fail, Res};
 use crate::workload::{Ctx, Op};
@@ -260,6 +260,27 @@ pub fn append4k(ctx: &Ctx, w: usize) -> Res<Op> {
         if done.is_multiple_of(APPENDS_PER_TRUNCATE) {
             sys::truncate_to_zero(fd.raw())?;
         }
+        Ok(1)
+    }))
+}
+
+/// write4k_fsync: overwrite 4 KiB of the worker's own file and fsync it,
+/// one block after another over 1 MiB (FxMark's DWSL: data write + sync,
+/// private file, low contention).  On a disk each operation waits for the
+/// device's flush.
+pub fn write4k_fsync(ctx: &Ctx, w: usize) -> Res<Op> {
+    let fd = open_at(
+        &format!("{}/synced", private_dir(ctx, w)),
+        libc::O_WRONLY | libc::O_CREAT,
+    )?;
+    let buf = [0x3cu8; 4096];
+    let mut block = 0u64;
+    Ok(Box::new(move || {
+        if sys::pwrite(fd.raw(), &buf, block * 4096)? != 4096 {
+            return Err(Fail::msg("a 4 KiB pwrite wrote less"));
+        }
+        sys::fsync(fd.raw())?;
+        block = (block + 1) % SMALL_PAGES;
         Ok(1)
     }))
 }

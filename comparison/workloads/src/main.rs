@@ -3,6 +3,7 @@
 //!
 //!   wis --list
 //!   wis WORKLOAD --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F] [--mark-ops N]
+//!       [--mount DEV:DIR]   (mounts ext2 from DEV at DIR first, unmounts at the end)
 //!   wis all --threads T ...        every workload in turn
 //!   wis A,B,C --threads T ...      the named workloads in turn
 //!
@@ -39,7 +40,9 @@ const USAGE: &str = "usage: wis --list
   --mark-ops N   after the warm-up, each worker wraps its next N operations in
                  sharing-plugin windows; worker 0 then dumps the table labelled
                  with the workload's index in `wis --list` (docs/SHARING.md);
-                 the markers are NOPs without the plugin";
+                 the markers are NOPs without the plugin
+  --mount DEV:DIR  mount the ext2 file system on DEV at DIR before the runs,
+                 unmount it (writing it back) after them";
 
 struct Args {
     workload: String,
@@ -51,6 +54,8 @@ struct Args {
     file_mib: u64,
     /// `--mark-ops`: operations each worker marks (0: no markers).
     mark_ops: u64,
+    /// `--mount DEV:DIR`.
+    mount: Option<(String, String)>,
 }
 
 fn parse_number(flag: &str, value: Option<String>, min: u64, max: u64) -> Result<u64, String> {
@@ -75,6 +80,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
         dir: "/tmp/wis".to_string(),
         file_mib: 8,
         mark_ops: 0,
+        mount: None,
     };
     while let Some(a) = argv.next() {
         match a.as_str() {
@@ -97,6 +103,14 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
             }
             "--file-mib" => args.file_mib = parse_number("--file-mib", argv.next(), 1, 4096)?,
             "--mark-ops" => args.mark_ops = parse_number("--mark-ops", argv.next(), 1, 1 << 20)?,
+            "--mount" => {
+                let v = argv.next().ok_or("--mount needs DEV:DIR")?;
+                let (dev, dir) = v
+                    .split_once(':')
+                    .filter(|(d, m)| d.starts_with('/') && m.starts_with('/'))
+                    .ok_or_else(|| format!("--mount: `{v}` is not DEV:DIR (absolute paths)"))?;
+                args.mount = Some((dev.to_string(), dir.to_string()));
+            }
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
             name if args.workload.is_empty() => args.workload = name.to_string(),
@@ -200,6 +214,12 @@ fn main() {
         );
         std::process::exit(1);
     }
+    if let Some((dev, dir)) = &args.mount {
+        if let Err(msg) = sys::mount_ext2(dev, dir) {
+            eprintln!("wis: --mount {dev}:{dir}: {msg}");
+            std::process::exit(1);
+        }
+    }
     let mut failed = 0;
     for w in chosen {
         if let Err(msg) = run_one(w, &args) {
@@ -209,5 +229,11 @@ fn main() {
     }
     // Each run removed its own directory; the base goes too if now empty.
     let _ = std::fs::remove_dir(&args.dir);
+    if let Some((_, dir)) = &args.mount {
+        if let Err(msg) = sys::umount(dir) {
+            eprintln!("wis: unmounting {dir}: {msg}");
+            failed += 1;
+        }
+    }
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

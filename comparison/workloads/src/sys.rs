@@ -187,6 +187,41 @@ pub fn rewind(fd: i32) -> Res<()> {
     check(unsafe { libc::lseek(fd, 0, libc::SEEK_SET) }, "lseek").map(|_| ())
 }
 
+/// pwrite(fd, buf, offset): bytes written.
+pub fn pwrite(fd: i32, buf: &[u8], offset: u64) -> Res<usize> {
+    // SAFETY: the kernel reads at most buf.len() bytes from `buf`.
+    let n = unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), offset as libc::off_t) };
+    check(n as i64, "pwrite").map(|n| n as usize)
+}
+
+/// fsync(fd).
+pub fn fsync(fd: i32) -> Res<()> {
+    // SAFETY: fsync touches no memory of ours.
+    check(unsafe { libc::fsync(fd) } as i64, "fsync").map(|_| ())
+}
+
+/// Makes `dir` (and its parents) and mounts the ext2 file system on `dev`
+/// there (`--mount`).
+pub fn mount_ext2(dev: &str, dir: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
+    let (d, t, k) = (cpath(dev), cpath(dir), cpath("ext2"));
+    // SAFETY: valid C strings; no mount data.
+    let r = unsafe { libc::mount(d.as_ptr(), t.as_ptr(), k.as_ptr(), 0, std::ptr::null()) };
+    check(r as i64, "mount")
+        .map(|_| ())
+        .map_err(|f| f.to_string())
+}
+
+/// umount2(dir, 0): writes the file system back and unmounts it.
+pub fn umount(dir: &str) -> Result<(), String> {
+    let t = cpath(dir);
+    // SAFETY: a valid C string.
+    let r = unsafe { libc::umount2(t.as_ptr(), 0) };
+    check(r as i64, "umount2")
+        .map(|_| ())
+        .map_err(|f| f.to_string())
+}
+
 /// ftruncate(fd, 0).
 pub fn truncate_to_zero(fd: i32) -> Res<()> {
     // SAFETY: ftruncate touches no memory of ours.

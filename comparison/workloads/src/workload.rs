@@ -151,6 +151,12 @@ pub static WORKLOADS: &[Workload] = &[
         worker: files::append4k,
     },
     Workload {
+        name: "write4k_fsync",
+        unit: Unit::Ops,
+        setup: files::setup_small,
+        worker: files::write4k_fsync,
+    },
+    Workload {
         name: "seq_write",
         unit: Unit::Bytes,
         setup: files::setup_small,

@@ -1,9 +1,9 @@
-//! Device drivers: PCI enumeration and the virtio-net NIC.
+//! Device drivers: PCI enumeration, the virtio-net NIC and virtio-blk disks.
 //!
 //! Owns the device interrupt vectors `DEVICE_VECTOR_BASE ..
 //! DEVICE_VECTOR_BASE + DEVICE_VECTOR_COUNT` (MSI-X targets) and the one
 //! probe at boot (`init`), which logs every PCI function and whether a NIC
-//! was found.  The network glue reaches the card through `net::nic()`
+//! was found, then starts every virtio disk.  The network glue reaches the card through `net::nic()`
 //! (docs/KERNEL-MODULES.md, "drivers -> net glue").
 //!
 //! Must not: fail the boot (a missing or broken NIC is logged, and the
@@ -13,13 +13,18 @@
 pub mod dma;
 mod mcfg;
 pub mod pci;
+pub mod virtio_blk;
 pub mod virtio_net;
+mod virtio_pci;
 pub mod virtqueue;
 
 /// First interrupt vector for device MSI-X messages.
 pub const DEVICE_VECTOR_BASE: u8 = 0x40;
-/// Vectors reserved for devices (config + one per rx queue of the NIC).
-pub const DEVICE_VECTOR_COUNT: u8 = virtio_net::VECTORS_USED;
+/// First vector of the disks (one per request queue of each disk).
+const BLK_VECTOR_BASE: u8 = DEVICE_VECTOR_BASE + virtio_net::VECTORS_USED;
+/// Vectors reserved for devices (config + one per rx queue of the NIC,
+/// then the disks' queues).
+pub const DEVICE_VECTOR_COUNT: u8 = virtio_net::VECTORS_USED + virtio_blk::VECTORS_USED;
 
 /// The interface the network glue uses.
 pub mod net {
@@ -35,7 +40,7 @@ pub fn net_config() -> crate::cmdline::NetConfig {
         .unwrap_or(crate::cmdline::NetConfig::USER_MODE_DEFAULT)
 }
 
-/// Scans PCI and starts the NIC if there is one.  Thread context, after
+/// Scans PCI and starts the NIC and the disks.  Thread context, after
 /// every CPU is online (MSI-X targets need their APIC ids) and before the
 /// run mode starts.
 pub fn init() {
@@ -46,10 +51,15 @@ pub fn init() {
         Ok(None) => log::info!("net: no NIC found (no virtio-net PCI function)"),
         Err(e) => log::warn!("net: virtio-net found but not started: {}", e),
     }
+    virtio_blk::probe(&functions, BLK_VECTOR_BASE);
 }
 
 /// Called by `arch::interrupts::dispatch` after the EOI for a vector in the
 /// device range.  Interrupt context: no allocation, blocking or logging.
 pub fn handle_interrupt(vector: u8) {
-    virtio_net::on_interrupt(vector - DEVICE_VECTOR_BASE);
+    if vector >= BLK_VECTOR_BASE {
+        virtio_blk::on_interrupt(vector - BLK_VECTOR_BASE);
+    } else {
+        virtio_net::on_interrupt(vector - DEVICE_VECTOR_BASE);
+    }
 }

@@ -243,6 +243,7 @@ impl Function {
     pub fn name(&self) -> &'static str {
         match (self.vendor, self.device, self.class, self.subclass) {
             (0x1af4, 0x1041, _, _) | (0x1af4, 0x1000, _, _) => "virtio-net",
+            (0x1af4, 0x1042, _, _) | (0x1af4, 0x1001, _, _) => "virtio-blk",
             (0x1af4, _, _, _) => "virtio",
             (_, _, 0x06, 0x00) => "host bridge",
             (_, _, 0x06, 0x01) => "ISA bridge",

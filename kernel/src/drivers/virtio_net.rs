@@ -23,6 +23,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::dma::{DmaFrame, FRAME_BYTES};
 use super::pci::{self, Function, MsiX};
+use super::virtio_pci::*;
 use super::virtqueue::{Virtqueue, DESC_F_NEXT, DESC_F_WRITE, MAX_QUEUE_SIZE};
 use super::DEVICE_VECTOR_BASE;
 use crate::sched::IrqSpinLock;
@@ -33,44 +34,10 @@ const VIRTIO_VENDOR: u16 = 0x1af4;
 const VIRTIO_NET_MODERN: u16 = 0x1041;
 const VIRTIO_NET_TRANSITIONAL: u16 = 0x1000;
 
-/// virtio PCI capability types (`cfg_type`).
-const CAP_COMMON_CFG: u8 = 1;
-const CAP_NOTIFY_CFG: u8 = 2;
-const CAP_DEVICE_CFG: u8 = 4;
-
 /// Feature bits.
 const F_MAC: u64 = 1 << 5;
 const F_CTRL_VQ: u64 = 1 << 17;
 const F_MQ: u64 = 1 << 22;
-const F_VERSION_1: u64 = 1 << 32;
-
-/// Device status bits.
-const STATUS_ACKNOWLEDGE: u8 = 1;
-const STATUS_DRIVER: u8 = 2;
-const STATUS_DRIVER_OK: u8 = 4;
-const STATUS_FEATURES_OK: u8 = 8;
-const STATUS_FAILED: u8 = 128;
-
-/// Common configuration registers (virtio 1.x §4.1.4.3).
-const COMMON_DEVICE_FEATURE_SELECT: usize = 0x00;
-const COMMON_DEVICE_FEATURE: usize = 0x04;
-const COMMON_DRIVER_FEATURE_SELECT: usize = 0x08;
-const COMMON_DRIVER_FEATURE: usize = 0x0C;
-const COMMON_CONFIG_MSIX_VECTOR: usize = 0x10;
-const COMMON_NUM_QUEUES: usize = 0x12;
-const COMMON_DEVICE_STATUS: usize = 0x14;
-const COMMON_QUEUE_SELECT: usize = 0x16;
-const COMMON_QUEUE_SIZE: usize = 0x18;
-const COMMON_QUEUE_MSIX_VECTOR: usize = 0x1A;
-const COMMON_QUEUE_ENABLE: usize = 0x1C;
-const COMMON_QUEUE_NOTIFY_OFF: usize = 0x1E;
-const COMMON_QUEUE_DESC: usize = 0x20;
-const COMMON_QUEUE_DRIVER: usize = 0x28;
-const COMMON_QUEUE_DEVICE: usize = 0x30;
-const COMMON_CFG_BYTES: u64 = 0x38;
-
-/// "No MSI-X vector" for a queue or the configuration interrupt.
-const NO_VECTOR: u16 = 0xFFFF;
 
 /// Device configuration: MAC at 0, status at 6, max queue pairs at 8.
 const NET_CFG_MAX_PAIRS: usize = 8;
@@ -382,151 +349,6 @@ pub fn on_interrupt(index: u8) {
 /// MSI-X vectors the NIC may use: config + one per pair.
 pub const VECTORS_USED: u8 = 1 + MAX_PAIRS as u8;
 
-/// The modern transport's register windows of one function.
-struct Transport {
-    common: *mut u8,
-    device_cfg: *mut u8,
-    notify_base: *mut u8,
-    notify_multiplier: u32,
-    notify_len: u64,
-}
-
-impl Transport {
-    fn find(f: &Function) -> Option<Transport> {
-        let (mut common, mut device_cfg, mut notify) = (None, None, None);
-        for cap in f.capabilities_with_id(pci::CAP_VENDOR) {
-            let a = f.address;
-            let cfg_type = a.read8(cap + 3);
-            let bar = a.read8(cap + 4) as usize;
-            let offset = a.read32(cap + 8) as u64;
-            let length = a.read32(cap + 12) as u64;
-            match cfg_type {
-                CAP_COMMON_CFG if common.is_none() && length >= COMMON_CFG_BYTES => {
-                    common = f.bar_pointer(bar, offset, COMMON_CFG_BYTES)
-                }
-                CAP_DEVICE_CFG if device_cfg.is_none() && length >= NET_CFG_BYTES => {
-                    device_cfg = f.bar_pointer(bar, offset, NET_CFG_BYTES)
-                }
-                CAP_NOTIFY_CFG if notify.is_none() => {
-                    let multiplier = a.read32(cap + 16);
-                    notify = f
-                        .bar_pointer(bar, offset, length)
-                        .map(|p| (p, multiplier, length));
-                }
-                _ => {}
-            }
-        }
-        let (notify_base, notify_multiplier, notify_len) = notify?;
-        Some(Transport {
-            common: common?,
-            device_cfg: device_cfg?,
-            notify_base,
-            notify_multiplier,
-            notify_len,
-        })
-    }
-
-    // Register accessors.  SAFETY (all): offsets are inside the common
-    // configuration window (`COMMON_CFG_BYTES`) checked by `find`; device
-    // memory is accessed with volatile operations of the register's width.
-    fn r8(&self, off: usize) -> u8 {
-        // SAFETY: see above.
-        unsafe { self.common.add(off).read_volatile() }
-    }
-    fn w8(&self, off: usize, v: u8) {
-        // SAFETY: see above.
-        unsafe { self.common.add(off).write_volatile(v) }
-    }
-    fn r16(&self, off: usize) -> u16 {
-        // SAFETY: see above.
-        unsafe { (self.common.add(off) as *const u16).read_volatile() }
-    }
-    fn w16(&self, off: usize, v: u16) {
-        // SAFETY: see above.
-        unsafe { (self.common.add(off) as *mut u16).write_volatile(v) }
-    }
-    fn r32(&self, off: usize) -> u32 {
-        // SAFETY: see above.
-        unsafe { (self.common.add(off) as *const u32).read_volatile() }
-    }
-    fn w32(&self, off: usize, v: u32) {
-        // SAFETY: see above.
-        unsafe { (self.common.add(off) as *mut u32).write_volatile(v) }
-    }
-    fn w64(&self, off: usize, v: u64) {
-        self.w32(off, v as u32);
-        self.w32(off + 4, (v >> 32) as u32);
-    }
-
-    fn device_cfg_u8(&self, off: usize) -> u8 {
-        assert!((off as u64) < NET_CFG_BYTES);
-        // SAFETY: inside the device configuration window checked by `find`.
-        unsafe { self.device_cfg.add(off).read_volatile() }
-    }
-
-    fn device_cfg_u16(&self, off: usize) -> u16 {
-        assert!((off as u64) + 2 <= NET_CFG_BYTES);
-        // SAFETY: as in `device_cfg_u8`.
-        unsafe { (self.device_cfg.add(off) as *const u16).read_volatile() }
-    }
-
-    fn add_status(&self, bits: u8) {
-        let status = self.r8(COMMON_DEVICE_STATUS);
-        self.w8(COMMON_DEVICE_STATUS, status | bits);
-    }
-
-    fn device_features(&self) -> u64 {
-        self.w32(COMMON_DEVICE_FEATURE_SELECT, 0);
-        let low = self.r32(COMMON_DEVICE_FEATURE) as u64;
-        self.w32(COMMON_DEVICE_FEATURE_SELECT, 1);
-        let high = self.r32(COMMON_DEVICE_FEATURE) as u64;
-        high << 32 | low
-    }
-
-    fn set_driver_features(&self, features: u64) {
-        self.w32(COMMON_DRIVER_FEATURE_SELECT, 0);
-        self.w32(COMMON_DRIVER_FEATURE, features as u32);
-        self.w32(COMMON_DRIVER_FEATURE_SELECT, 1);
-        self.w32(COMMON_DRIVER_FEATURE, (features >> 32) as u32);
-    }
-
-    /// Sets up queue `index` with up to `max_size` entries and MSI-X entry
-    /// `vector` (`NO_VECTOR`: none); enables it.
-    fn setup_queue(
-        &self,
-        index: u16,
-        max_size: u16,
-        vector: u16,
-    ) -> Result<Virtqueue, &'static str> {
-        self.w16(COMMON_QUEUE_SELECT, index);
-        let device_max = self.r16(COMMON_QUEUE_SIZE);
-        if device_max == 0 {
-            return Err("queue not available");
-        }
-        let mut size = device_max.min(max_size);
-        // Power of two (split rings want it), rounded down.
-        size = 1 << (15 - size.leading_zeros());
-        let mut vq = Virtqueue::new(index, size).ok_or("out of memory for a ring")?;
-        self.w16(COMMON_QUEUE_SIZE, size);
-        self.w16(COMMON_QUEUE_MSIX_VECTOR, vector);
-        if self.r16(COMMON_QUEUE_MSIX_VECTOR) != vector {
-            return Err("device refused the queue's MSI-X vector");
-        }
-        let (desc, avail, used) = vq.addresses();
-        self.w64(COMMON_QUEUE_DESC, desc);
-        self.w64(COMMON_QUEUE_DRIVER, avail);
-        self.w64(COMMON_QUEUE_DEVICE, used);
-        let notify_off = self.r16(COMMON_QUEUE_NOTIFY_OFF) as u64 * self.notify_multiplier as u64;
-        if notify_off + 2 > self.notify_len {
-            return Err("notify offset outside the notify window");
-        }
-        // SAFETY: inside the notify window (checked just above).
-        vq.set_notify(unsafe { self.notify_base.add(notify_off as usize) }.cast());
-        self.w16(COMMON_QUEUE_ENABLE, 1);
-        Ok(vq)
-    }
-}
-
 /// Finds the first virtio-net function among `functions` and starts it.
 /// Logs what it did; returns an error message on failure (the kernel then
 /// runs without a NIC).
@@ -537,7 +359,7 @@ pub fn probe(functions: &[Function]) -> Result<Option<&'static Nic>, &'static st
     }) else {
         return Ok(None);
     };
-    let transport = Transport::find(f)
+    let transport = Transport::find(f, NET_CFG_BYTES)
         .ok_or("no modern virtio capabilities (common/notify/device config) in mapped BARs")?;
     let msix = MsiX::new(f).map_err(|e| match e {
         pci::MsiXError::NoCapability => "no MSI-X capability",

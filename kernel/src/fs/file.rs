@@ -51,6 +51,8 @@ pub enum Kind {
     Socket(Arc<dyn Socket>),
     /// An epoll instance.
     Epoll(Arc<Epoll>),
+    /// A virtio disk's node (`/dev/vda`...): bytes go to the device.
+    Block(&'static crate::drivers::virtio_blk::Disk),
 }
 
 /// Status flags `fcntl(F_SETFL)` may change.
@@ -169,6 +171,10 @@ impl File {
                 dev::CONSOLE | dev::TTY => Kind::Console,
                 _ => Kind::Null,
             }
+        } else if inode.kind() == FileType::BlockDevice {
+            // A read-only disk opens for writing too; writes fail (EPERM),
+            // as on Linux 6.1.
+            Kind::Block(super::blockdev::disk_of(inode.rdev()).ok_or(Errno::ENXIO)?)
         } else {
             Kind::Inode
         };
@@ -219,6 +225,14 @@ impl File {
         matches!(self.kind, Kind::Inode)
     }
 
+    /// The disk this file is the node of, if it is one.
+    pub fn as_disk(&self) -> Option<&'static crate::drivers::virtio_blk::Disk> {
+        match self.kind {
+            Kind::Block(disk) => Some(disk),
+            _ => None,
+        }
+    }
+
     pub fn is_console(&self) -> bool {
         matches!(self.kind, Kind::Console)
     }
@@ -260,6 +274,7 @@ impl File {
             }
             Kind::PipeRead(p) => p.read(out, self.nonblocking()),
             Kind::PipeWrite(_) => Err(Errno::EBADF),
+            Kind::Block(disk) => super::blockdev::read_at(disk, offset, out),
             Kind::Socket(sock) => crate::net::socket::recv(self, &**sock, out, 0).map(|r| r.len),
             Kind::Epoll(_) => Err(Errno::EINVAL),
             Kind::Text(t) => {
@@ -288,6 +303,9 @@ impl File {
             }
             Kind::Null | Kind::Zero | Kind::Random => Ok((src.len(), offset)),
             Kind::Full => Err(Errno::ENOSPC),
+            Kind::Block(disk) => {
+                super::blockdev::write_at(disk, offset, src).map(|n| (n, offset + n as u64))
+            }
             Kind::Console => {
                 for &b in src {
                     crate::arch::serial::write_byte(b);
@@ -350,7 +368,7 @@ impl File {
         let append = self.flags() & O_APPEND != 0;
         let mut pos = self.pos.lock();
         let (n, end) = self.write_at(src, *pos, append)?;
-        if matches!(self.kind, Kind::Inode) {
+        if matches!(self.kind, Kind::Inode | Kind::Block(_)) {
             *pos = end;
         }
         Ok(n)
@@ -377,6 +395,7 @@ impl File {
             SEEK_END => match (&self.kind, &self.inode) {
                 (Kind::Text(t), _) => t.len() as i64,
                 (Kind::Inode, Some(i)) => i.size() as i64,
+                (Kind::Block(disk), _) => super::blockdev::size(disk) as i64,
                 _ => 0,
             },
             _ => return Err(Errno::EINVAL),

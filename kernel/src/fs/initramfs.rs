@@ -23,6 +23,12 @@ const S_IFLNK: u32 = 0o120000;
 
 /// Unpacks `archive` into the root; returns the number of members stored.
 pub fn unpack_initramfs(archive: &[u8]) -> Result<usize, String> {
+    unpack_matching(archive, |_| true)
+}
+
+/// Unpacks only the members whose name (without a leading `/` or `./`)
+/// `keep` accepts (`root=`: just PID 1's `/.init/` files).
+pub fn unpack_matching(archive: &[u8], keep: impl Fn(&str) -> bool) -> Result<usize, String> {
     let fs = root_fs();
     let root = fs.root();
     let mut count = 0;
@@ -32,7 +38,7 @@ pub fn unpack_initramfs(archive: &[u8]) -> Result<usize, String> {
         while let Some(rest) = name.strip_prefix("./").or_else(|| name.strip_prefix('/')) {
             name = rest;
         }
-        if name.is_empty() || name == "." {
+        if name.is_empty() || name == "." || !keep(name) {
             continue;
         }
         let path = format!("/{name}");

@@ -15,6 +15,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod blockdev;
 pub mod epoll;
 mod fdtable;
 mod file;
@@ -22,6 +23,7 @@ mod initramfs;
 // The one place of this module allowed `unsafe` (frames as `::fs::Page`s).
 #[allow(unsafe_code)]
 mod pages;
+pub mod mounts;
 mod pipe;
 pub mod pollwait;
 pub mod procfs;
@@ -103,6 +105,35 @@ pub fn root_fs() -> &'static Fs {
     FS.call_once(make_root)
 }
 
+/// Whether the root is the ext2 file system of `root=`.
+static ROOT_ON_DISK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether `/` is a disk (`root=/dev/vdX` mounted).
+pub fn root_on_disk() -> bool {
+    ROOT_ON_DISK.load(core::sync::atomic::Ordering::Acquire)
+}
+
+/// The disk `root=/dev/vdX` names, if given and present (else logged).
+fn disk_root() -> Option<&'static crate::drivers::virtio_blk::Disk> {
+    let dev = crate::boot::cmdline()
+        .ok()
+        .and_then(crate::cmdline::root_device)?;
+    let disk = crate::drivers::virtio_blk::disks()
+        .iter()
+        .find(|d| dev.strip_prefix("/dev/") == Some(d.name()));
+    if disk.is_none() {
+        log::error!("fs: root={}: no such disk; the root is a tmpfs", dev);
+    }
+    disk
+}
+
+fn clock_now() -> KernelClock {
+    KernelClock {
+        boot_secs: crate::arch::rtc::read_unix_seconds(),
+        boot_ns: crate::arch::time::now_ns(),
+    }
+}
+
 fn make_root() -> Fs {
     ::fs::lockstat::set_wait_clock(crate::arch::time::now_ns);
     let mode = percpu::lock_mode();
@@ -112,11 +143,31 @@ fn make_root() -> Fs {
         boot_secs: crate::arch::rtc::read_unix_seconds(),
         boot_ns: crate::arch::time::now_ns(),
     };
-    let fs = Fs::new(
-        FsConfig { mode, max_pages },
-        Arc::new(pages::FramePages),
-        Arc::new(clock),
-    );
+    let config = FsConfig { mode, max_pages };
+    let fs = match disk_root() {
+        Some(disk) => match Fs::new_ext2(
+            config,
+            Arc::new(pages::FramePages),
+            Arc::new(clock),
+            Arc::new(blockdev::DiskDevice(disk)),
+            false,
+        ) {
+            Ok(fs) => {
+                ROOT_ON_DISK.store(true, core::sync::atomic::Ordering::Release);
+                log::info!("fs: root is the ext2 file system on /dev/{}", disk.name());
+                fs
+            }
+            Err(e) => {
+                log::error!(
+                    "fs: root=/dev/{}: cannot mount ext2 ({}); the root is a tmpfs",
+                    disk.name(),
+                    e.reason
+                );
+                Fs::new(config, Arc::new(pages::FramePages), Arc::new(clock_now()))
+            }
+        },
+        None => Fs::new(config, Arc::new(pages::FramePages), Arc::new(clock)),
+    };
     if let Err(e) = make_mounts(&fs, max_pages) {
         // Only ENOSPC/ENOMEM could get here on an empty tmpfs.
         log::error!("fs: mounting /dev, /tmp, /proc failed: errno {}", e.0);
@@ -133,7 +184,7 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
     let root = fs.root();
     // /dev holds only device nodes and links: a few pages are plenty.
     const SMALL: u64 = 64;
-    fs.mkdir(&root, "/dev", 0o755)?;
+    mkdir_if_missing(fs, &root, "/dev", 0o755)?;
     let dev_fs: &'static Fs = alloc::boxed::Box::leak(alloc::boxed::Box::new(fs.new_mount(SMALL)));
     fs.mount(&root, "/dev", dev_fs)?;
     fs.mknod(&root, "/dev/null", FileType::CharDevice, 0o666, dev::NULL)?;
@@ -165,13 +216,19 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
         dev::CONSOLE,
     )?;
     fs.mknod(&root, "/dev/tty", FileType::CharDevice, 0o666, dev::TTY)?;
-    fs.mkdir(&root, "/tmp", 0o777)?;
+    // The virtio disks probed at boot (drivers run before the root exists).
+    for disk in crate::drivers::virtio_blk::disks() {
+        let path = alloc::format!("/dev/{}", disk.name());
+        let rdev = blockdev::rdev_of(disk.index());
+        fs.mknod(&root, &path, FileType::BlockDevice, 0o660, rdev)?;
+    }
+    mkdir_if_missing(fs, &root, "/tmp", 0o777)?;
     let tmp_fs: &'static Fs =
         alloc::boxed::Box::leak(alloc::boxed::Box::new(fs.new_mount(max_pages)));
     fs.mount(&root, "/tmp", tmp_fs)?;
     // The mounted root carries the mode, as for Linux's `mode=1777`.
     fs.lookup(&root, "/tmp", true)?.set_perm(0o1777);
-    fs.mkdir(&root, "/proc", 0o555)?;
+    mkdir_if_missing(fs, &root, "/proc", 0o555)?;
     let (provider, key) = procfs::ProcFs::root();
     let proc_fs = fs.new_generated_mount(provider, key);
     PROC_DEV.store(proc_fs.dev(), core::sync::atomic::Ordering::Relaxed);
@@ -180,19 +237,43 @@ fn make_mounts(fs: &Fs, max_pages: u64) -> Result<(), ::fs::Errno> {
     Ok(())
 }
 
+/// `mkdir`, where an existing directory is fine (a disk root has them).
+fn mkdir_if_missing(
+    fs: &Fs,
+    root: &Arc<::fs::Inode>,
+    path: &str,
+    mode: u32,
+) -> Result<(), ::fs::Errno> {
+    match fs.mkdir(root, path, mode) {
+        Err(e) if e == ::fs::Errno::EEXIST => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 /// Makes the root file system and unpacks the initramfs module (cmdline
 /// `initramfs`) into it, if there is one.  Returns the number of archive
 /// members unpacked; a malformed archive is an error message for
 /// `initramfs: error: ...`.
 pub fn init_root() -> Result<usize, String> {
     root_fs();
+    if root_on_disk() {
+        mounts::start_flusher();
+    }
     let Some(module) = crate::boot::modules()
         .iter()
         .find(|m| m.string().to_bytes() == b"initramfs")
     else {
         return Ok(0);
     };
-    unpack_initramfs(crate::boot::module_bytes(module))
+    let archive = crate::boot::module_bytes(module);
+    if root_on_disk() {
+        // The disk is the root: only PID 1's argv and environment files
+        // come from the archive (init removes them before it starts).
+        return initramfs::unpack_matching(archive, |name| {
+            name == ".init" || name.starts_with(".init/")
+        });
+    }
+    unpack_initramfs(archive)
 }
 
 /// The whole contents of a regular file.

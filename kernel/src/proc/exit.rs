@@ -93,6 +93,8 @@ fn finish_process(process: &Arc<Process>) {
         let code = init_exit_code(status);
         crate::syscall::count::report_if_asked();
         crate::mm::vm::report_if_asked();
+        // Mounted disks keep what the program wrote (fs/mounts.rs).
+        crate::fs::mounts::unmount_all_at_exit();
         crate::log::report(format_args!("init exit: {}", code));
         crate::arch::qemu_exit(code);
     }

@@ -45,8 +45,13 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering}
 use super::lock::IrqSpinLock;
 use super::waitqueue::WaitQueue;
 
-/// Size of every kernel thread stack.
-pub const STACK_SIZE: usize = 64 * 1024;
+/// Size of every kernel thread stack.  256 KiB since the ext2 merge: the
+/// `fs` crate builds a superblock (`Shared`, with `Ext2` and its block
+/// cache inline) by value, and `Fs::new_ext2_mount` -> `Ext2::open` ->
+/// `Fs::with_big` take about 160 KiB of frames (72 + 48 + 36 KiB, measured
+/// with objdump); `Fs::new` alone overflowed 64 KiB at boot.  Back to 64 KiB
+/// once those are boxed early in `fs`.
+pub const STACK_SIZE: usize = 256 * 1024;
 /// Written at the lowest address of every kernel stack; an overflow that
 /// reaches the bottom overwrites it.
 const STACK_CANARY: u64 = 0x5354_4143_4b5f_4f4b; // "STACK_OK"

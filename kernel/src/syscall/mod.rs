@@ -31,6 +31,7 @@ pub mod errno {
 pub mod fs;
 pub mod info;
 pub mod mm;
+pub mod mount;
 pub mod net;
 pub mod process;
 pub mod signal;

@@ -11,7 +11,7 @@
 //! not: decide anything from a name (names are for people to read).
 
 use super::{aspace, fd, info, mm, net, process, signal, time, unsupported};
-use super::{count, fs};
+use super::{count, fs, mount};
 use crate::arch::idt::InterruptFrame;
 use crate::mm::uaccess::UserAddr;
 use abi::SysResult;
@@ -140,8 +140,8 @@ syscall_table!(|a, frame, nr| {
     71 msgctl;
     72 fcntl => fs::sys_fcntl(fd(a, 0), a[1] as u32, a[2]);
     73 flock;
-    74 fsync => fs::sys_fsync(fd(a, 0));
-    75 fdatasync => fs::sys_fsync(fd(a, 0));
+    74 fsync => mount::sys_fsync(fd(a, 0));
+    75 fdatasync => mount::sys_fsync(fd(a, 0));
     76 truncate => fs::sys_truncate(a[0], a[1] as i64);
     77 ftruncate => fs::sys_ftruncate(fd(a, 0), a[1] as i64);
     78 getdents;
@@ -228,11 +228,11 @@ syscall_table!(|a, frame, nr| {
     159 adjtimex;
     160 setrlimit => process::sys_setrlimit(a[0] as u32, a[1]);
     161 chroot;
-    162 sync;
+    162 sync => mount::sys_sync();
     163 acct;
     164 settimeofday;
-    165 mount;
-    166 umount2;
+    165 mount => mount::sys_mount(a[0], a[1], a[2], a[3], a[4]);
+    166 umount2 => mount::sys_umount2(a[0], a[1]);
     167 swapon;
     168 swapoff;
     169 reboot;
@@ -372,7 +372,7 @@ syscall_table!(|a, frame, nr| {
     303 name_to_handle_at;
     304 open_by_handle_at;
     305 clock_adjtime;
-    306 syncfs;
+    306 syncfs => mount::sys_syncfs(fd(a, 0));
     307 sendmmsg;
     308 setns;
     309 getcpu => info::sys_getcpu(UserAddr(a[0]), UserAddr(a[1]));

@@ -225,16 +225,6 @@ pub fn sys_truncate(path: u64, len: i64) -> SysResult {
     }
 }
 
-/// tmpfs has nothing to write back; pipes and the console refuse, as on
-/// Linux.
-pub fn sys_fsync(fd: i32) -> SysResult {
-    let f = file(fd)?;
-    if f.inode.is_none() || f.is_console() {
-        return Err(Errno::EINVAL);
-    }
-    Ok(0)
-}
-
 pub fn sys_umask(mask: u32) -> SysResult {
     Ok(proc()?.files.ctx.swap_umask(mask) as usize)
 }

@@ -34,9 +34,9 @@ fn do_read(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
             return if done == 0 { Err(e) } else { Ok(done) };
         }
         done += n;
-        // Only regular files fill a long read from several chunks; a pipe
+        // Only regular files and disks fill a long read from several chunks; a pipe
         // returns what it has.
-        if n < want || !f.is_plain() {
+        if n < want || !(f.is_plain() || f.as_disk().is_some()) {
             break;
         }
     }

@@ -1,0 +1,151 @@
+//! Mounting and writing back: `mount`, `umount2`, `sync`, `syncfs`,
+//! `fsync`, `fdatasync`.
+//!
+//! Owns the system-call side of mounts (argument decoding, which file
+//! systems a source may be) and of durability: a call that promises data
+//! is on the disk returns only after the disk's cache was flushed
+//! (`VIRTIO_BLK_T_FLUSH`).  Invariants: a block device node is written
+//! through (`fs::blockdev`), so `fsync` on it is one device flush;
+//! `sync` flushes every disk.
+//!
+//! Must not: hold a lock across a device request (they sleep), or trust a
+//! user pointer (everything goes through `copy_from_user`/`read_user_str`).
+
+use alloc::string::String;
+use alloc::sync::Arc;
+
+use ::fs::{FileType, Inode};
+
+use abi::{Errno, SysResult};
+use crate::fs::{blockdev, mounts, root_fs};
+use crate::mm::uaccess::read_user_cstr;
+
+/// Longest path read from user space (PATH_MAX includes the NUL).
+const PATH_MAX: usize = 4096;
+/// Longest file-system type name read.
+const TYPE_MAX: usize = 64;
+
+/// `mount` flags: the ones honoured, and the ones accepted and ignored
+/// (they restrict what a root-only, single-user system does anyway).
+const MS_RDONLY: u64 = 1;
+const MS_IGNORED: u64 = 2 | 4 | 8 | 1024 | 2048 | (1 << 15) | (1 << 21) | (1 << 24);
+/// The magic number old callers put in the top half of `flags`.
+const MS_MGC_MASK: u64 = 0xffff_0000;
+const MS_MGC_VAL: u64 = 0xC0ED_0000;
+
+/// `umount2` flags Linux knows (MNT_FORCE, MNT_DETACH, MNT_EXPIRE,
+/// UMOUNT_NOFOLLOW); only a plain unmount is done.
+const UMOUNT_KNOWN: u64 = 1 | 2 | 4 | 8;
+
+fn file(fd: i32) -> Result<crate::fs::FileRef, Errno> {
+    crate::fs::with_files(|fds, _| fds.get(fd))?
+}
+
+fn flush_err(e: ::fs::Errno) -> Errno {
+    Errno(e.0)
+}
+
+/// The directory relative paths start from, and the root-only check.
+fn caller_cwd() -> Result<Arc<Inode>, Errno> {
+    let p = crate::proc::current().ok_or(Errno::EPERM)?;
+    if p.creds.euid.load(core::sync::atomic::Ordering::Relaxed) != 0 {
+        return Err(Errno::EPERM);
+    }
+    Ok(p.files.ctx.cwd())
+}
+
+fn path_arg(addr: u64, max: usize) -> Result<String, Errno> {
+    let s = read_user_cstr(addr, max)?;
+    if s.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    Ok(s)
+}
+
+/// `mount(source, target, fstype, flags, data)`: `ext2` from a virtio
+/// disk node (`MS_RDONLY` honoured) or a new `tmpfs`; no options (`data`
+/// is ignored), no remount, bind or move (`EINVAL`).
+pub fn sys_mount(source: u64, target: u64, fstype: u64, flags: u64, _data: u64) -> SysResult {
+    let cwd = caller_cwd()?;
+    let flags = if flags & MS_MGC_MASK == MS_MGC_VAL {
+        flags & !MS_MGC_MASK
+    } else {
+        flags
+    };
+    if flags & !(MS_RDONLY | MS_IGNORED) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = path_arg(target, PATH_MAX - 1)?;
+    let kind = read_user_cstr(fstype, TYPE_MAX)?;
+    match kind.as_str() {
+        "ext2" => {
+            let source = path_arg(source, PATH_MAX - 1)?;
+            let node = root_fs().lookup(&cwd, &source, true).map_err(flush_err)?;
+            if node.kind() != FileType::BlockDevice {
+                return Err(Errno::ENOTBLK);
+            }
+            let disk = blockdev::disk_of(node.rdev()).ok_or(Errno::ENXIO)?;
+            mounts::mount_ext2(disk, &cwd, &target, flags & MS_RDONLY != 0)?;
+        }
+        "tmpfs" => {
+            if flags & MS_RDONLY != 0 {
+                // A read-only empty tmpfs is of no use; not supported.
+                return Err(Errno::EINVAL);
+            }
+            mounts::mount_tmpfs(&cwd, &target)?;
+        }
+        _ => return Err(Errno::ENODEV),
+    }
+    Ok(0)
+}
+
+/// `umount2(target, flags)`: a plain unmount whatever the flags (`EBUSY`
+/// while in use); unknown flags are `EINVAL`.
+pub fn sys_umount2(target: u64, flags: u64) -> SysResult {
+    let cwd = caller_cwd()?;
+    if flags & !UMOUNT_KNOWN != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = path_arg(target, PATH_MAX - 1)?;
+    mounts::umount(&cwd, &target)?;
+    Ok(0)
+}
+
+/// `fsync`/`fdatasync`: a file on a disk file system is written back and
+/// the disk flushed (`fs::Inode::fsync`); a disk node flushes its disk;
+/// tmpfs has nothing to write back; pipes, sockets and the console refuse
+/// (`EINVAL`), as on Linux.
+pub fn sys_fsync(fd: i32) -> SysResult {
+    let f = file(fd)?;
+    if let Some(disk) = f.as_disk() {
+        disk.flush().map_err(flush_err)?;
+        return Ok(0);
+    }
+    match &f.inode {
+        Some(inode) if !f.is_console() => {
+            inode.fsync().map_err(flush_err)?;
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `sync`: every mounted disk file system written back, every disk
+/// flushed (errors are not reported, as on Linux).
+pub fn sys_sync() -> SysResult {
+    let _ = mounts::sync_all();
+    Ok(0)
+}
+
+/// `syncfs`: the file system of `fd` written back and its disk flushed.
+pub fn sys_syncfs(fd: i32) -> SysResult {
+    let f = file(fd)?;
+    if let Some(disk) = f.as_disk() {
+        disk.flush().map_err(flush_err)?;
+        return Ok(0);
+    }
+    if let Some(inode) = &f.inode {
+        inode.sync_fs().map_err(flush_err)?;
+    }
+    Ok(0)
+}
