@@ -153,7 +153,7 @@ fn run_with_cmdline(
         program: program(name),
         files: Vec::new(),
         args: args.iter().map(|a| a.to_string()).collect(),
-        global_locks: false,
+        locks: percpu::LockMode::PerCpu,
         extra_cmdline: cmdline.to_string(),
         vm,
         echo: Echo::Quiet,

@@ -33,7 +33,7 @@ fn probe(systems: &Systems, system: System, direct: bool) -> Vec<Record> {
         program: program("sharing_probe"),
         files: vec![],
         args: vec![],
-        global_locks: false,
+        locks: percpu::LockMode::PerCpu,
         extra_cmdline: if system == System::Linux {
             plugin::LINUX_NOKASLR.into()
         } else {

@@ -31,7 +31,7 @@ fn run(
         program: wis.to_path_buf(),
         files: vec![],
         args: args.iter().map(|s| s.to_string()).collect(),
-        global_locks: false,
+        locks: percpu::LockMode::PerCpu,
         extra_cmdline: if system == System::Linux {
             plugin::LINUX_NOKASLR.into()
         } else {

@@ -380,9 +380,10 @@ fn run_system(
         program: commuter.to_path_buf(),
         files: vec![],
         args,
-        global_locks: system == SuiteSystem::OursGlobal,
+        locks: system.locks(),
         extra_cmdline: cmdline,
         vm: VmConfig {
+            disks: Vec::new(),
             cores: opts.cores,
             memory_mib: opts.memory_mib,
             accel: Accel::Tcg,

@@ -19,7 +19,8 @@ use super::symbols::{self, Symbols};
 use crate::qemu::{self, Accel, VmConfig};
 use crate::run::{Echo, RunExtras, RunRequest, System, Systems, Verdict};
 use crate::suite::options::SuiteSystem;
-use crate::suite::runner::{build_wis, git_commit, list_workloads, utc_stamps};
+use crate::suite::runner::{build_wis, git_commit, utc_stamps};
+use crate::workloads::list_workloads;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -291,9 +292,10 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                     program: wis.clone(),
                     files: vec![],
                     args: wis_args(&remaining, cores, opts.ops, opts.warmup_ms),
-                    global_locks: system == SuiteSystem::OursGlobal,
+                    locks: system.locks(),
                     extra_cmdline: cmdline.trim().to_string(),
                     vm: VmConfig {
+                        disks: Vec::new(),
                         cores,
                         memory_mib: opts.memory_mib,
                         accel: Accel::Tcg,

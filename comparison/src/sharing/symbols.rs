@@ -213,7 +213,7 @@ fn kallsyms_from_guest(target_dir: &Path, systems: &crate::run::Systems) -> Resu
         program: busybox,
         files: vec![],
         args: vec!["-i".into(), " t ".into(), "/proc/kallsyms".into()],
-        global_locks: false,
+        locks: percpu::LockMode::PerCpu,
         extra_cmdline: super::plugin::LINUX_NOKASLR.into(),
         vm: crate::qemu::VmConfig {
             cores: 1,
