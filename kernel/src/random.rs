@@ -7,7 +7,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-
 /// Per-CPU generator state for CPUs without RDRAND.
 static STATE: percpu::PerCpu<AtomicU64> = percpu::per_cpu!(AtomicU64::new(0));
 

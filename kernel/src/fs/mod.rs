@@ -21,9 +21,9 @@ mod fdtable;
 mod file;
 mod initramfs;
 // The one place of this module allowed `unsafe` (frames as `::fs::Page`s).
+pub mod mounts;
 #[allow(unsafe_code)]
 mod pages;
-pub mod mounts;
 mod pipe;
 pub mod pollwait;
 pub mod procfs;

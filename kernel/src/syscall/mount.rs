@@ -16,9 +16,9 @@ use alloc::sync::Arc;
 
 use ::fs::{FileType, Inode};
 
-use abi::{Errno, SysResult};
 use crate::fs::{blockdev, mounts, root_fs};
 use crate::mm::uaccess::read_user_cstr;
+use abi::{Errno, SysResult};
 
 /// Longest path read from user space (PATH_MAX includes the NUL).
 const PATH_MAX: usize = 4096;

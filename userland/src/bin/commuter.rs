@@ -550,8 +550,9 @@ fn handlers(_: &State) -> String {
     [libc::SIGUSR1, libc::SIGUSR2]
         .iter()
         .map(|&sig| {
-            // SAFETY: sigaction writes the old action into `old`.
+            // SAFETY: `struct sigaction` is plain data; zeroes are valid.
             let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: sigaction only writes the old action into `old`.
             unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
             (if old.sa_sigaction == libc::SIG_IGN {
                 "ign"
@@ -1106,8 +1107,9 @@ struct Shared {
 
 /// Pin the calling thread to `cpu`.
 fn pin_to(cpu: usize) -> Result<(), String> {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it (cpu < 2).
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes one bit inside `set` (cpu < 2).
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size we pass.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };

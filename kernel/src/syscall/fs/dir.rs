@@ -77,7 +77,7 @@ fn at(dirfd: i32, path: u64) -> Result<(StartDir, String), Errno> {
     if path.is_empty() {
         return Err(Errno::ENOENT);
     }
-    Ok((start_dir(&p, dirfd, &path)?, path))
+    Ok((start_dir(p, dirfd, &path)?, path))
 }
 
 pub fn sys_mkdirat(dirfd: i32, path: u64, mode: u32) -> SysResult {

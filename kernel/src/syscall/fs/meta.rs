@@ -61,7 +61,7 @@ fn stat_at(dirfd: i32, path: u64, flags: u32) -> Result<Stat, Errno> {
     if s.is_empty() {
         return Ok(resolve(dirfd, path, flags, false)?.stat());
     }
-    let start = start_dir(&p, dirfd, &s)?;
+    let start = start_dir(p, dirfd, &s)?;
     root_fs()
         .stat_path(&start, &s, flags & AT_SYMLINK_NOFOLLOW == 0)
         .map_err(fs_err)

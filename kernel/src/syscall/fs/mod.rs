@@ -112,7 +112,7 @@ fn resolve(dirfd: i32, path_addr: u64, flags: u32, follow: bool) -> Result<Arc<I
         }
         return p.files.fds.get(dirfd)?.inode.clone().ok_or(Errno::EBADF);
     }
-    let start = start_dir(&p, dirfd, &path)?;
+    let start = start_dir(p, dirfd, &path)?;
     root_fs().lookup(&start, &path, follow).map_err(fs_err)
 }
 

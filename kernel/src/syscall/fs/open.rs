@@ -12,7 +12,7 @@ pub fn sys_openat(dirfd: i32, path: u64, flags: u32, mode: u32) -> SysResult {
     if path.is_empty() {
         return Err(Errno::ENOENT);
     }
-    let start = start_dir(&p, dirfd, &path)?;
+    let start = start_dir(p, dirfd, &path)?;
     let perm = mode & 0o7777 & !p.files.ctx.umask();
     let inode = root_fs().open(&start, &path, flags, perm).map_err(fs_err)?;
     // A socket's name cannot be opened (Linux: ENXIO), except with O_PATH.

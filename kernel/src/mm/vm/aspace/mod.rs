@@ -80,7 +80,6 @@ use super::*;
 use crate::mm::PhysAddr;
 use abi::Errno;
 
-
 /// Address spaces alive (for leak checks in tests).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
