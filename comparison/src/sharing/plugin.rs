@@ -209,7 +209,7 @@ mod tests {
             args,
             [
                 "-plugin",
-                "/p.so,arg=out=/o,arg=top=8,arg=direct=0xffff800000000000"
+                "/p.so,arg=out=/o,arg=top=8,arg=direct=0xffff800000000000:0x20000000"
             ]
         );
         assert!(qemu_args(Path::new("/a,b"), Path::new("/o"), None, 8).is_err());
