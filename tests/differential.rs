@@ -210,3 +210,11 @@ fn sysmisc() {
 fn read_path() {
     same_on_both("readpath", 2, &[]);
 }
+
+/// COMMUTER-style pairs (userland/src/bin/commuter.rs): each pair's results
+/// in both orders and together on CPUs 0 and 1; the sharing markers are
+/// NOPs without the plugin.
+#[test]
+fn commuter_pairs() {
+    same_on_both("commuter", 2, &[]);
+}

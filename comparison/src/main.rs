@@ -47,6 +47,38 @@ enum Command {
     /// write sharing.json/csv, sharing.md and plots (exit 1 if any workload
     /// gave no result).
     Sharing(SharingArgs),
+    /// COMMUTER-style pair table: run `commuter` under the sharing plugin
+    /// on each system and write pairs.md/csv (conflict-free pairs, top
+    /// conflict symbol otherwise); exit 1 if a system gave no table.
+    Commuter(CommuterArgs),
+}
+
+#[derive(clap::Args)]
+struct CommuterArgs {
+    /// Systems, comma-separated: ours, ours-global, linux, linux-nomitig.
+    #[arg(long, default_value = "ours,ours-global,linux")]
+    systems: String,
+    /// Number of virtual CPUs (the pairs use CPUs 0 and 1).
+    #[arg(long, default_value_t = 2)]
+    cores: usize,
+    /// Concurrent runs of each pair (the table takes the quietest).
+    #[arg(long, default_value_t = 3)]
+    reps: u32,
+    /// Only these pairs, comma-separated (names as in `commuter --list`).
+    #[arg(long)]
+    only: Option<String>,
+    /// Output directory; default target/comparison/commuter-<cores>.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Seconds before QEMU is killed, per system.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: usize,
+    /// Show the whole serial log.
+    #[arg(long)]
+    serial: bool,
 }
 
 #[derive(clap::Args)]
@@ -282,6 +314,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_command(args),
         Command::Suite(args) => suite_command(args),
         Command::Sharing(args) => sharing_command(args),
+        Command::Commuter(args) => commuter_command(args),
     };
     match result {
         Ok(code) => code,
@@ -609,4 +642,35 @@ fn sharing_command(args: SharingArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn commuter_command(args: CommuterArgs) -> Result<ExitCode> {
+    use comparison::sharing::pairs::{run_pairs, PairsOptions};
+    if args.cores < 2 || args.cores > 64 {
+        anyhow::bail!("--cores must be between 2 and 64 (the pairs use CPUs 0 and 1)");
+    }
+    qemu::ensure_available()?;
+    let out = match args.out {
+        Some(dir) => dir,
+        None => comparison::build::target_dir(&comparison::build::workspace_root())?
+            .join("comparison")
+            .join(format!("commuter-{}", args.cores)),
+    };
+    let outcome = run_pairs(&PairsOptions {
+        systems: comparison::suite::options::parse_systems(&args.systems)?,
+        cores: args.cores,
+        reps: args.reps,
+        only: args.only,
+        out: out.clone(),
+        timeout: Duration::from_secs(args.timeout),
+        memory_mib: args.memory,
+        verbose: args.serial,
+    })?;
+    println!("{}", outcome.markdown);
+    println!("table: {}", out.join("pairs.md").display());
+    Ok(if outcome.columns.iter().any(|c| c.failure.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -6,6 +6,7 @@
 //! (`symbols`), the runs (`runner`) and the output files (`report`).  Must
 //! not time anything: only the access pattern matters here.
 
+pub mod pairs;
 pub mod plugin;
 pub mod report;
 pub mod runner;

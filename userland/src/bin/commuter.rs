@@ -616,7 +616,7 @@ static PAIRS: &[Pair] = &[
         Fd,
         two_new_names,
         listing,
-        |s, t, b| { sys3(libc::SYS_open, p(s, t), O_NEW, 0o644) }
+        |s, t, b| sys3(libc::SYS_open, p(s, t), O_NEW, 0o644)
     ),
     pair!("unlink_diff_names", Value, two_files, listing, |s, t, b| {
         sys1(libc::SYS_unlink, p(s, t))
@@ -626,35 +626,35 @@ static PAIRS: &[Pair] = &[
         Value,
         two_new_names,
         listing,
-        |s, t, b| { sys2(libc::SYS_mkdir, p(s, t), 0o755) }
+        |s, t, b| sys2(libc::SYS_mkdir, p(s, t), 0o755)
     ),
     pair!(
         "rmdir_diff_dirs",
         Value,
         two_empty_dirs,
         listing,
-        |s, t, b| { sys1(libc::SYS_rmdir, p(s, t)) }
+        |s, t, b| sys1(libc::SYS_rmdir, p(s, t))
     ),
     pair!(
         "link_diff_names",
         Value,
         files_and_new_names,
         listing,
-        |s, t, b| { sys2(libc::SYS_link, p(s, t), p(s, 2 + t)) }
+        |s, t, b| sys2(libc::SYS_link, p(s, t), p(s, 2 + t))
     ),
     pair!(
         "rename_in_diff_dirs",
         Value,
         two_dirs,
         listing,
-        |s, t, b| { sys2(libc::SYS_rename, p(s, 2 * t), p(s, 2 * t + 1)) }
+        |s, t, b| sys2(libc::SYS_rename, p(s, 2 * t), p(s, 2 * t + 1))
     ),
     pair!(
         "rename_diff_names_one_dir",
         Value,
         one_dir_renames,
         listing,
-        |s, t, b| { sys2(libc::SYS_rename, p(s, 2 * t), p(s, 2 * t + 1)) }
+        |s, t, b| sys2(libc::SYS_rename, p(s, 2 * t), p(s, 2 * t + 1))
     ),
     // ---- files: lookups and data
     pair!("open_diff_files", Fd, two_files, listing, |s, t, b| {
@@ -677,28 +677,28 @@ static PAIRS: &[Pair] = &[
         Value,
         two_open_files,
         listing,
-        |s, t, b| { st_size(sys2(libc::SYS_fstat, s.fds[0] as usize, buf_ptr(b)), b) }
+        |s, t, b| st_size(sys2(libc::SYS_fstat, s.fds[0] as usize, buf_ptr(b)), b)
     ),
     pair!(
         "fstat_diff_fds",
         Value,
         two_open_files,
         listing,
-        |s, t, b| { st_size(sys2(libc::SYS_fstat, s.fds[t] as usize, buf_ptr(b)), b) }
+        |s, t, b| st_size(sys2(libc::SYS_fstat, s.fds[t] as usize, buf_ptr(b)), b)
     ),
     pair!(
         "pread_same_fd",
         Value,
         two_open_files,
         listing,
-        |s, t, b| { sys4(libc::SYS_pread64, s.fds[0] as usize, buf_ptr(b), 4096, 4096) }
+        |s, t, b| sys4(libc::SYS_pread64, s.fds[0] as usize, buf_ptr(b), 4096, 4096)
     ),
     pair!(
         "pread_diff_files",
         Value,
         two_open_files,
         listing,
-        |s, t, b| { sys4(libc::SYS_pread64, s.fds[t] as usize, buf_ptr(b), 4096, 4096) }
+        |s, t, b| sys4(libc::SYS_pread64, s.fds[t] as usize, buf_ptr(b), 4096, 4096)
     ),
     pair!(
         "pwrite_diff_files",
@@ -720,14 +720,14 @@ static PAIRS: &[Pair] = &[
         Value,
         two_open_files,
         listing,
-        |s, t, b| { sys3(libc::SYS_write, s.fds[t] as usize, buf_ptr(b), 4096) }
+        |s, t, b| sys3(libc::SYS_write, s.fds[t] as usize, buf_ptr(b), 4096)
     ),
     pair!(
         "read_diff_fds_one_file",
         Value,
         one_file_two_fds,
         offsets,
-        |s, t, b| { sys3(libc::SYS_read, s.fds[t] as usize, buf_ptr(b), 4096) }
+        |s, t, b| sys3(libc::SYS_read, s.fds[t] as usize, buf_ptr(b), 4096)
     ),
     pair!(
         "lseek_diff_fds_one_file",
@@ -748,14 +748,14 @@ static PAIRS: &[Pair] = &[
         Value,
         two_open_files,
         listing,
-        |s, t, b| { sys2(libc::SYS_ftruncate, s.fds[t] as usize, 8192) }
+        |s, t, b| sys2(libc::SYS_ftruncate, s.fds[t] as usize, 8192)
     ),
     pair!(
         "close_diff_fds",
         Value,
         two_open_files,
         listing,
-        |s, t, b| { sys1(libc::SYS_close, s.fds[t] as usize) }
+        |s, t, b| sys1(libc::SYS_close, s.fds[t] as usize)
     ),
     pair!("dup_diff_fds", Fd, two_open_files, listing, |s, t, b| {
         sys1(libc::SYS_dup, s.fds[t] as usize)
@@ -810,7 +810,7 @@ static PAIRS: &[Pair] = &[
         Value,
         touched_anon,
         nothing,
-        |s, t, b| { sys2(libc::SYS_munmap, s.mem + t * STRIDE, 4096) }
+        |s, t, b| sys2(libc::SYS_munmap, s.mem + t * STRIDE, 4096)
     ),
     pair!(
         "mprotect_diff_regions",
@@ -950,7 +950,7 @@ static PAIRS: &[Pair] = &[
         Value,
         no_setup,
         nothing,
-        |s, t, b| { sys3(libc::SYS_sched_getaffinity, 0, 128, buf_ptr(b)) }
+        |s, t, b| sys3(libc::SYS_sched_getaffinity, 0, 128, buf_ptr(b))
     ),
     // ---- sockets
     pair!("socket_udp", Fd, no_setup, nothing, |s, t, b| {
@@ -986,7 +986,7 @@ static PAIRS: &[Pair] = &[
         Value,
         two_bound_tcp,
         nothing,
-        |s, t, b| { sys2(libc::SYS_listen, s.fds[t] as usize, 8) }
+        |s, t, b| sys2(libc::SYS_listen, s.fds[t] as usize, 8)
     ),
     pair!(
         "sendto_udp_diff_sockets",
@@ -1047,14 +1047,14 @@ static PAIRS: &[Pair] = &[
         Value,
         no_setup,
         shared_value,
-        |s, t, b| { s.shared.fetch_add(1 + t as u64, Ordering::Relaxed) as i64 }
+        |s, t, b| s.shared.fetch_add(1 + t as u64, Ordering::Relaxed) as i64
     ),
     control!(
         "control_create_same_name",
         Fd,
         one_new_name,
         listing,
-        |s, t, b| { sys3(libc::SYS_open, p(s, t), O_NEW, 0o644) }
+        |s, t, b| sys3(libc::SYS_open, p(s, t), O_NEW, 0o644)
     ),
     control!(
         "control_bind_same_port",
