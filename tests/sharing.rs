@@ -26,7 +26,7 @@ fn probe(systems: &Systems, system: System, direct: bool) -> Vec<Record> {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("probe-{}-{direct}.jsonl", system.name()));
     let _ = std::fs::remove_file(&out);
-    let direct = direct.then(|| plugin::direct_map(system));
+    let direct = direct.then(|| plugin::direct_map(system, 512));
     let qemu_args = plugin::qemu_args(&plugin_path(), &out, direct, 16).unwrap();
     let request = RunRequest {
         system,

@@ -3,12 +3,13 @@
 //! kernel (default) or `linux`, 2 vCPUs, TCG, with `wis WORKLOAD` (default
 //! getppid):
 //!
-//! - outside windows: `wis` ops/s over 3 s without the plugin and with it
-//!   loaded (no marker runs, so every memory callback returns at once);
-//! - inside windows: the time for 2 x 3000 marked operations (`--mark-ops`)
-//!   beyond a boot that runs nothing (`wis --list`), without the plugin
-//!   (the markers are NOPs), with it and the direct map, and with it and
-//!   every address through QEMU's lookup.
+//! - outside windows: QEMU's CPU time per `wis` operation over 3 s (less a
+//!   boot that runs nothing) without the plugin and with it loaded (no
+//!   marker runs, so every memory callback returns at once);
+//! - inside windows: QEMU's CPU time for 2 x 50000 marked operations
+//!   (`--mark-ops`) beyond a boot that runs nothing (`wis --list`), without
+//!   the plugin (the markers are NOPs), with it and the direct map, and
+//!   with it and every address through QEMU's lookup.
 //!
 //! Prints one line per measurement and the ratios.  Timing under TCG on a
 //! shared host is noisy: run it on an idle machine, more than once.
@@ -51,6 +52,20 @@ fn run(
     (r.outcome.elapsed.as_secs_f64(), r.output)
 }
 
+/// CPU seconds (user + system) the children of this process used in `f`.
+fn cpu_seconds<T>(f: impl FnOnce() -> T) -> f64 {
+    let used = || {
+        // SAFETY: getrusage fills the zeroed struct we pass.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(u.ru_utime) + t(u.ru_stime)
+    };
+    let before = used();
+    f();
+    used() - before
+}
+
 fn ops_per_sec(output: &str) -> f64 {
     output
         .lines()
@@ -79,7 +94,7 @@ fn main() {
         plugin::qemu_args(
             &plugin_path,
             &out,
-            direct.then(|| plugin::direct_map(system)),
+            direct.then(|| plugin::direct_map(system, 512)),
             8,
         )
         .unwrap()
@@ -87,15 +102,30 @@ fn main() {
     let none: Vec<String> = Vec::new();
     let w = workload.as_str();
 
+    // Outside windows: QEMU CPU time per operation over a 3 s interval
+    // (less a boot that runs nothing), without and with the plugin.
     let free = ["--threads", "2", "--warmup-ms", "300", "--ms", "3000"];
     let args: Vec<&str> = [w].into_iter().chain(free).collect();
-    let base = ops_per_sec(&run(&systems, system, &wis, &args, &none).1);
-    let loaded = ops_per_sec(&run(&systems, system, &wis, &args, &with(true)).1);
+    let mut per_op = Vec::new();
+    for pa in [&none, &with(true)] {
+        let boot = cpu_seconds(|| run(&systems, system, &wis, &["--list"], pa));
+        let mut out = String::new();
+        let total = cpu_seconds(|| out = run(&systems, system, &wis, &args, pa).1);
+        let ops = ops_per_sec(&out) * 3.0;
+        per_op.push(((total - boot).max(0.01) / ops * 1e9, ops / 3.0));
+    }
     println!(
-        "outside windows: {w} {base:.0} ops/s without the plugin, {loaded:.0} with it: slowdown {:.2}x",
-        base / loaded
+        "outside windows: {w} {:.0} ns of QEMU CPU per op ({:.0} ops/s) without the plugin, {:.0} ns ({:.0} ops/s) with it: slowdown {:.2}x",
+        per_op[0].0,
+        per_op[0].1,
+        per_op[1].0,
+        per_op[1].1,
+        per_op[1].0 / per_op[0].0
     );
 
+    // A fixed amount of work: 2 x 50000 marked getppid (and the boot),
+    // less a boot that runs nothing; measured as QEMU's CPU time, which the
+    // other processes of a loaded host disturb less than wall time.
     let marked = [
         "--threads",
         "2",
@@ -104,26 +134,21 @@ fn main() {
         "--ms",
         "10",
         "--mark-ops",
-        "3000",
+        "50000",
     ];
     let args: Vec<&str> = [w].into_iter().chain(marked).collect();
-    let mut line = String::from("inside windows (2 x 3000 marked ops beyond an empty boot):");
-    let mut times = Vec::new();
-    for (name, pa) in [
-        ("no plugin", &none),
-        ("direct map", &with(true)),
-        ("QEMU lookup", &with(false)),
-    ] {
-        let (boot, _) = run(&systems, system, &wis, &["--list"], pa);
-        let (total, _) = run(&systems, system, &wis, &args, pa);
-        let work = (total - boot).max(0.001);
-        times.push(work);
-        line.push_str(&format!(" {name} {work:.2} s;"));
+    let mut cpu = Vec::new();
+    for pa in [&none, &with(true), &with(false)] {
+        let boot = cpu_seconds(|| run(&systems, system, &wis, &["--list"], pa));
+        let total = cpu_seconds(|| run(&systems, system, &wis, &args, pa));
+        cpu.push((total - boot).max(0.01));
     }
-    println!("{line}");
     println!(
-        "inside windows: slowdown {:.1}x with the direct map, {:.1}x with QEMU's lookup",
-        times[1] / times[0],
-        times[2] / times[0]
+        "inside windows: {w} 2 x 50000 marked ops cost {:.2} s of QEMU CPU time without the plugin, {:.2} s with the direct map, {:.2} s with QEMU's lookup: slowdown {:.1}x and {:.1}x",
+        cpu[0],
+        cpu[1],
+        cpu[2],
+        cpu[1] / cpu[0],
+        cpu[2] / cpu[0]
     );
 }

@@ -362,7 +362,12 @@ fn run_system(
     let systems = Systems::prepare(kernel)?;
     let out = opts.out.join(format!("records-{}.jsonl", system.name()));
     let _ = std::fs::remove_file(&out);
-    let qemu_args = plugin::qemu_args(plugin_so, &out, Some(plugin::direct_map(kernel)), 16)?;
+    let qemu_args = plugin::qemu_args(
+        plugin_so,
+        &out,
+        Some(plugin::direct_map(kernel, opts.memory_mib)),
+        16,
+    )?;
     let mut cmdline = system.extra_cmdline().to_string();
     if kernel == System::Linux {
         // `no_timer_check`: under the plugin the guest runs several times

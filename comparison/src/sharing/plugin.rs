@@ -61,20 +61,25 @@ pub fn build_plugin() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The direct map of `system`, which the plugin translates itself.
-pub fn direct_map(system: System) -> u64 {
-    match system {
+/// The direct map of `system` over `memory_mib` of RAM, which the plugin
+/// translates itself.
+pub fn direct_map(system: System, memory_mib: usize) -> (u64, u64) {
+    let base = match system {
         System::Ours => OURS_DIRECT_MAP,
         System::Linux => LINUX_DIRECT_MAP,
-    }
+    };
+    (base, (memory_mib as u64) << 20)
 }
 
 /// QEMU's `-plugin` arguments: records to `out`, `direct` as the linear
-/// map (or every address through QEMU's lookup when `None`).
+/// map `(base, guest RAM bytes)` (or every address through QEMU's lookup
+/// when `None`).  The map's size is the RAM, so that device memory seen
+/// through the direct map (the local APIC at 0xfee00000) goes through
+/// QEMU's lookup, which leaves I/O out.
 pub fn qemu_args(
     plugin: &Path,
     out: &Path,
-    direct: Option<u64>,
+    direct: Option<(u64, u64)>,
     top: usize,
 ) -> Result<Vec<String>> {
     let (p, o) = (plugin.to_string_lossy(), out.to_string_lossy());
@@ -82,8 +87,8 @@ pub fn qemu_args(
         bail!("the plugin path and the output path may not contain a comma (QEMU's option syntax)");
     }
     let mut spec = format!("{p},arg=out={o},arg=top={top}");
-    if let Some(base) = direct {
-        spec.push_str(&format!(",arg=direct={base:#x}"));
+    if let Some((base, size)) = direct {
+        spec.push_str(&format!(",arg=direct={base:#x}:{size:#x}"));
     }
     Ok(vec!["-plugin".into(), spec])
 }
@@ -196,7 +201,7 @@ mod tests {
         let args = qemu_args(
             Path::new("/p.so"),
             Path::new("/o"),
-            Some(OURS_DIRECT_MAP),
+            Some(direct_map(System::Ours, 512)),
             8,
         )
         .unwrap();
@@ -204,7 +209,7 @@ mod tests {
             args,
             [
                 "-plugin",
-                "/p.so,arg=out=/o,arg=top=8,arg=direct=0xffff800000000000"
+                "/p.so,arg=out=/o,arg=top=8,arg=direct=0xffff800000000000:0x20000000"
             ]
         );
         assert!(qemu_args(Path::new("/a,b"), Path::new("/o"), None, 8).is_err());

@@ -281,7 +281,9 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                 boot += 1;
                 let raw = raw_dir.join(format!("{}-{cores}-{boot}.jsonl", system.name()));
                 let _ = std::fs::remove_file(&raw);
-                let direct = opts.direct.then(|| plugin::direct_map(kernel));
+                let direct = opts
+                    .direct
+                    .then(|| plugin::direct_map(kernel, opts.memory_mib));
                 let qemu_args = plugin::qemu_args(&plugin_path, &raw, direct, opts.top)?;
                 let mut cmdline = system.extra_cmdline().to_string();
                 if kernel == System::Linux {
