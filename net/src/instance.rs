@@ -440,10 +440,17 @@ impl<P: Platform> Core<P> {
 /// 2 h; smoltcp has one interval for idle time and probes).
 pub(crate) const KEEPALIVE: Duration = Duration::from_secs(7200);
 
-/// `n` zero bytes, or `None` when the heap cannot give them.
+/// `n` zero bytes, or `None` when the heap cannot give them.  Filled by
+/// copies of a zero page (memcpy even in unoptimised builds, where a
+/// byte-by-byte `resize` of every socket's buffers slowed the host tests
+/// enough for their handshake timers to fire).
 fn try_zeroed(n: usize) -> Option<Vec<u8>> {
+    static ZEROS: [u8; 4096] = [0; 4096];
     let mut v = Vec::new();
     v.try_reserve_exact(n).ok()?;
-    v.resize(n, 0);
+    while v.len() < n {
+        let k = (n - v.len()).min(ZEROS.len());
+        v.extend_from_slice(&ZEROS[..k]);
+    }
     Some(v)
 }
