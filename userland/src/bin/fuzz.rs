@@ -1305,7 +1305,7 @@ impl World {
             }
             // futex: every wait has a short timeout
             202 => {
-                let op = r.int() % 14 | (r.int() & 0x180);
+                let op = (r.int() % 14) | (r.int() & 0x180);
                 a = [r.ptr(), op, r.int(), r.ts(), r.ptr(), r.int()];
             }
             449 => {
