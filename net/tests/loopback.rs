@@ -439,6 +439,13 @@ fn full_listener_still_passes_its_connections_segments() {
         // Two more fill the accept queue and take the last listening socket.
         let _b = connect(&st, lo(7011)).unwrap();
         let _c = connect(&st, lo(7011)).unwrap();
+        // A new SYN is dropped, not refused: the client keeps trying, as
+        // against a full Linux listener (no RST, no error yet).
+        let d = st.socket(SockType::Stream).unwrap();
+        assert_eq!(d.connect(lo(7011)).err(), Some(errno::EINPROGRESS));
+        st.poll(0);
+        assert_eq!(d.poll_events() & (EPOLLERR | EPOLLHUP), 0);
+        assert_eq!(so_error(&d), 0);
         let mut buf = [0u8; 4];
         send_all(&st, &a, b"ping");
         assert!(recv_exact(&st, &sa, &mut buf));
