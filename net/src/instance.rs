@@ -15,7 +15,6 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -174,22 +173,32 @@ pub(crate) fn udp_events(s: &udp::Socket<'_>) -> u32 {
 }
 
 impl<P: Platform> Core<P> {
-    /// A fresh TCP socket with this instance's buffer sizes.
-    pub fn new_tcp(&self) -> tcp::Socket<'static> {
+    /// A fresh TCP socket with this instance's buffer sizes; `None` when
+    /// the heap cannot give its buffers (the caller's `ENOMEM`/`ENOBUFS`,
+    /// never the allocator's panic: sockets are made on system-call paths,
+    /// as many as a user asks for).
+    pub fn new_tcp(&self) -> Option<tcp::Socket<'static>> {
         let n = self.tcp_buffer_bytes;
-        tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; n]),
-            tcp::SocketBuffer::new(vec![0u8; n]),
-        )
+        Some(tcp::Socket::new(
+            tcp::SocketBuffer::new(try_zeroed(n)?),
+            tcp::SocketBuffer::new(try_zeroed(n)?),
+        ))
     }
 
-    pub fn new_udp(&self) -> udp::Socket<'static> {
+    /// A fresh UDP socket; `None` when the heap cannot give its buffers.
+    pub fn new_udp(&self) -> Option<udp::Socket<'static>> {
         let n = self.udp_buffer_bytes;
         let slots = (n / 256).clamp(8, 256);
-        udp::Socket::new(
-            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; slots], vec![0u8; n]),
-            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; slots], vec![0u8; n]),
-        )
+        let meta = || {
+            let mut v = Vec::new();
+            v.try_reserve_exact(slots).ok()?;
+            v.resize(slots, udp::PacketMetadata::EMPTY);
+            Some(v)
+        };
+        Some(udp::Socket::new(
+            udp::PacketBuffer::new(meta()?, try_zeroed(n)?),
+            udp::PacketBuffer::new(meta()?, try_zeroed(n)?),
+        ))
     }
 
     /// Add a socket if the per-instance cap allows.
@@ -222,7 +231,7 @@ impl<P: Platform> Core<P> {
                 return;
             }
             let (endpoint, nodelay) = (slot.endpoint, slot.nodelay);
-            let mut s = self.new_tcp();
+            let Some(mut s) = self.new_tcp() else { return };
             s.set_nagle_enabled(!nodelay);
             // A half-open handshake gives its pool slot back after this long.
             s.set_timeout(Some(HANDSHAKE_TIMEOUT));
@@ -430,3 +439,18 @@ impl<P: Platform> Core<P> {
 /// Keep-alive interval set by SO_KEEPALIVE (Linux's default idle time is
 /// 2 h; smoltcp has one interval for idle time and probes).
 pub(crate) const KEEPALIVE: Duration = Duration::from_secs(7200);
+
+/// `n` zero bytes, or `None` when the heap cannot give them.  Filled by
+/// copies of a zero page (memcpy even in unoptimised builds, where a
+/// byte-by-byte `resize` of every socket's buffers slowed the host tests
+/// enough for their handshake timers to fire).
+fn try_zeroed(n: usize) -> Option<Vec<u8>> {
+    static ZEROS: [u8; 4096] = [0; 4096];
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    while v.len() < n {
+        let k = (n - v.len()).min(ZEROS.len());
+        v.extend_from_slice(&ZEROS[..k]);
+    }
+    Some(v)
+}

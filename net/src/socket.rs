@@ -269,7 +269,7 @@ impl<P: Platform> Socket<P> {
             };
             let (id, waiters) = (self.id, self.waiters.clone());
             let h = self.on(i, afters, |core| {
-                let mut s = core.new_udp();
+                let mut s = core.new_udp()?;
                 s.bind(ep).ok()?;
                 let h = core.add_socket(s)?;
                 core.watches
@@ -567,7 +567,7 @@ impl<P: Platform> Socket<P> {
         let (id, waiters, opts) = (self.id, self.waiters.clone(), st.opts);
         let (now_ms, _) = s.now();
         let h = self.on(inst, afters, |core| {
-            let mut sock = core.new_tcp();
+            let mut sock = core.new_tcp().ok_or(ENOMEM)?;
             sock.set_nagle_enabled(!opts.nodelay);
             if opts.keepalive {
                 sock.set_keep_alive(Some(KEEPALIVE));

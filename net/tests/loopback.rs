@@ -423,3 +423,35 @@ fn close_while_another_thread_waits_in_recv() {
         assert_eq!(c.poll_events() & EPOLLHUP, EPOLLHUP);
     }
 }
+
+/// A listener whose accept queue is full drops new SYNs, and only SYNs:
+/// the segments of its accepted connections (same local port) still pass
+/// (a filter that took every segment to the port for a SYN would stall
+/// them once the queue filled).
+#[test]
+fn full_listener_still_passes_its_connections_segments() {
+    for mode in MODES {
+        let st = stack(1, mode);
+        set_cpu(0);
+        let l = listener(&st, 7011, 1);
+        let a = connect(&st, lo(7011)).unwrap();
+        let (sa, _) = accept(&st, &l);
+        // Two more fill the accept queue and take the last listening socket.
+        let _b = connect(&st, lo(7011)).unwrap();
+        let _c = connect(&st, lo(7011)).unwrap();
+        // A new SYN is dropped, not refused: the client keeps trying, as
+        // against a full Linux listener (no RST, no error yet).
+        let d = st.socket(SockType::Stream).unwrap();
+        assert_eq!(d.connect(lo(7011)).err(), Some(errno::EINPROGRESS));
+        st.poll(0);
+        assert_eq!(d.poll_events() & (EPOLLERR | EPOLLHUP), 0);
+        assert_eq!(so_error(&d), 0);
+        let mut buf = [0u8; 4];
+        send_all(&st, &a, b"ping");
+        assert!(recv_exact(&st, &sa, &mut buf));
+        assert_eq!(&buf, b"ping");
+        send_all(&st, &sa, b"pong");
+        assert!(recv_exact(&st, &a, &mut buf));
+        assert_eq!(&buf, b"pong");
+    }
+}

@@ -29,3 +29,18 @@ pub fn zeroed(len: usize) -> Result<Vec<u8>, Errno> {
     buf.resize(len, 0);
     Ok(buf)
 }
+
+/// An empty vector with room for `n` elements, for a buffer whose size the
+/// caller has already bounded by `max_bytes` (its own limit, such as
+/// exec's argument bytes, which may exceed `MAX_KBUF`): `E2BIG`-style
+/// limits are the caller's, so a size above `max_bytes` is `ENOMEM` here
+/// only as a last guard; `ENOMEM` when the heap cannot give it.
+pub fn with_capacity<T>(n: usize, max_bytes: usize) -> Result<Vec<T>, Errno> {
+    if n.saturating_mul(core::mem::size_of::<T>()) > max_bytes {
+        debug_assert!(false, "kbuf::with_capacity({n}): bound before allocating");
+        return Err(Errno::ENOMEM);
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Errno::ENOMEM)?;
+    Ok(v)
+}

@@ -229,7 +229,6 @@ pub fn frame_stats() -> FrameStats {
 }
 
 /// Counters and holdings of the heap.
-#[allow(dead_code)] // diagnostics API (docs/KERNEL-MODULES.md); no caller yet
 pub fn heap_stats() -> HeapStats {
     HEAP.stats()
 }

@@ -185,7 +185,12 @@ pub fn sys_clone(
         task.clear_child_tid.store(child_tid, Ordering::Release);
     }
     if flags & CLONE_PARENT_SETTID != 0 {
-        write_user::<i32>(parent_tid, &tid)?;
+        // Linux ignores a bad pointer here too (`put_user` unchecked).  An
+        // early return would also leave a new process that never runs in
+        // its parent's children: a zombie never, so never reaped (the
+        // fuzzer's leak of about 450 bytes of heap and a copied address
+        // space per such clone).
+        let _ = write_user::<i32>(parent_tid, &tid);
     }
 
     let mut child_frame = *frame;
@@ -194,7 +199,12 @@ pub fn sys_clone(
         child_frame.rsp = newsp;
     }
     let settid = (flags & CLONE_CHILD_SETTID != 0).then_some(child_tid);
-    start_task(task, child_frame, settid, current_mask())?;
+    if let Err(e) = start_task(task, child_frame, settid, current_mask()) {
+        if flags & CLONE_THREAD == 0 {
+            abandon(&process);
+        }
+        return Err(e);
+    }
 
     if flags & CLONE_VFORK != 0 && flags & CLONE_THREAD == 0 {
         process
@@ -202,6 +212,18 @@ pub fn sys_clone(
             .wait_until(|| process.vfork_done.load(Ordering::Acquire));
     }
     Ok(tid as usize)
+}
+
+/// Undoes `Process::new` for a child whose first thread could not start:
+/// out of its parent's children and the pid table, its files and address
+/// space released (nobody will ever reap it).
+fn abandon(process: &Arc<Process>) {
+    if let Some(parent) = process.parent() {
+        parent.children.lock().retain(|c| !Arc::ptr_eq(c, process));
+    }
+    process::unregister_process(process.pid);
+    process.files.release();
+    process.set_aspace(None);
 }
 
 /// `fork()`: a copy-on-write child process.

@@ -30,6 +30,7 @@ use super::files::Program;
 
 use super::task::Task;
 use crate::arch::idt::InterruptFrame;
+use crate::mm::kbuf;
 use crate::mm::uaccess::{read_user, read_user_cstr, read_user_cstr_bytes};
 use crate::mm::vm::{self, AddressSpace, PROT_EXEC, PROT_READ, PROT_WRITE};
 use abi::{Errno, SysResult};
@@ -46,6 +47,9 @@ const MAX_IMAGE_SPAN: u64 = 1 << 32;
 /// Most bytes of argument and environment strings (Linux: a quarter of the
 /// stack limit).
 const MAX_ARG_BYTES: usize = 2 << 20;
+/// Longest single argument or environment string, NUL included (Linux's
+/// MAX_ARG_STRLEN, 32 pages).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
 /// Most argv or envp entries.
 const MAX_ARGS: usize = 1 << 16;
 /// Longest path.
@@ -428,14 +432,23 @@ pub fn build_stack(
     )?;
 
     // Strings block: argv strings, envp strings, execfn, "x86_64", random.
-    let mut strings: Vec<u8> = Vec::new();
-    let mut argv_off = Vec::with_capacity(argv.len());
+    // Sized by the caller's strings (bounded by MAX_ARG_BYTES and MAX_ARGS
+    // when they came from a user), so every buffer is reserved fallibly up
+    // front (ENOMEM, not a panic) and the pushes below never reallocate.
+    let len_of = |v: &[Vec<u8>]| v.iter().map(|s| s.len() + 1).sum::<usize>();
+    let strings_len = len_of(argv) + len_of(envp) + execfn.len() + 1 + 7 + 15 + 16;
+    if strings_len > MAX_ARG_BYTES + PATH_MAX + 64 {
+        return Err(Errno::E2BIG);
+    }
+    let mut strings: Vec<u8> = kbuf::with_capacity(strings_len, strings_len)?;
+    let args_bytes = (argv.len() + envp.len()) * 8;
+    let mut argv_off: Vec<usize> = kbuf::with_capacity(argv.len(), args_bytes)?;
     for a in argv {
         argv_off.push(strings.len());
         strings.extend_from_slice(a);
         strings.push(0);
     }
-    let mut envp_off = Vec::with_capacity(envp.len());
+    let mut envp_off: Vec<usize> = kbuf::with_capacity(envp.len(), args_bytes)?;
     for e in envp {
         envp_off.push(strings.len());
         strings.extend_from_slice(e);
@@ -481,7 +494,8 @@ pub fn build_stack(
         (AT_EXECFN, at(execfn_off)),
         (AT_NULL, 0),
     ];
-    let mut words: Vec<u64> = Vec::with_capacity(3 + argv.len() + envp.len() + 2 * auxv.len());
+    let nwords = 3 + argv.len() + envp.len() + 2 * auxv.len();
+    let mut words: Vec<u64> = kbuf::with_capacity(nwords, nwords * 8)?;
     words.push(argv.len() as u64);
     words.extend(argv_off.iter().map(|&o| at(o)));
     words.push(0);
@@ -495,7 +509,9 @@ pub fn build_stack(
     if STACK_TOP - sp > STACK_SIZE / 2 {
         return Err(Errno::E2BIG);
     }
-    let mut block = vec![0u8; (STACK_TOP - sp) as usize];
+    let block_len = (STACK_TOP - sp) as usize;
+    let mut block: Vec<u8> = kbuf::with_capacity(block_len, block_len)?;
+    block.resize(block_len, 0);
     for (i, w) in words.iter().enumerate() {
         block[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
     }
@@ -548,11 +564,18 @@ fn read_string_array(mut ptr: u64, total: &mut usize) -> Result<Vec<Vec<u8>>, Er
         if out.len() >= MAX_ARGS {
             return Err(Errno::E2BIG);
         }
-        let s = read_user_cstr_bytes(p, MAX_ARG_BYTES)?;
+        // Linux: a string longer than MAX_ARG_STRLEN, or one past the total,
+        // is E2BIG; only what is left of the total is ever read.
+        let room = MAX_ARG_STRLEN.min(MAX_ARG_BYTES.saturating_sub(*total));
+        let s = match read_user_cstr_bytes(p, room.saturating_sub(1)) {
+            Err(Errno::ENAMETOOLONG) => return Err(Errno::E2BIG),
+            r => r?,
+        };
         *total += s.len() + 1;
         if *total > MAX_ARG_BYTES {
             return Err(Errno::E2BIG);
         }
+        out.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
         out.push(s);
         ptr = ptr.checked_add(8).ok_or(Errno::EFAULT)?;
     }

@@ -2,8 +2,11 @@
 //! by forked children pinned on every CPU while PID 1 watches them.
 //!
 //! Usage: `fuzz [seed=S] [calls=N] [per_child=K] [procs=P] [timeout=SECS]
-//! [mem_slack_kib=KIB] [verbose=1]` runs until the children have made N calls in all
-//! (K per child, P children at a time, default two per CPU); `fuzz child=X
+//! [mem_slack_kib=KIB] [only=N,N..] [skip=N,N..] [verbose=1]` runs until the children
+//! have made N calls in all (K per child, P children at a time, default two
+//! per CPU); `only=` restricts the calls to the listed numbers (`A-B` is a
+//! range), `skip=` never makes the listed ones (both for bisecting a leak or
+//! a panic to a few calls; the child's setup calls are always made); `fuzz child=X
 //! calls=K [trace=1]` replays the one child whose seed PID 1 printed as X
 //! (with `trace=1` it prints each call before making it).
 //!
@@ -262,6 +265,28 @@ const EXCLUDED: &[(u64, &str)] = &[
     (426, "io_uring"),
     (427, "io_uring"),
 ];
+
+/// The `only=` and `skip=` lists, set by PID 1 before the first fork (read,
+/// never changed, by the children).
+static ONLY: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+static SKIP: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+
+/// Whether the `only=` / `skip=` lists let the fuzzer make `nr`.
+fn allowed(nr: u64) -> bool {
+    ONLY.get().is_none_or(|l| l.contains(&nr)) && SKIP.get().is_none_or(|l| !l.contains(&nr))
+}
+
+/// Parses `N,N,A-B,...` (decimal) for `only=` / `skip=`.
+fn parse_list(v: &str) -> Option<Vec<u64>> {
+    let mut out = Vec::new();
+    for part in v.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.parse::<u64>().ok()?..=b.parse::<u64>().ok()?),
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
+}
 
 /// Numbers the kernels here implement (ours, from its dispatch tables): made
 /// more often than the rest.
@@ -777,10 +802,13 @@ impl World {
         loop {
             let nr = match self.rng.below(100) {
                 0..=59 => self.rng.pick(OURS),
-                60..=64 => return (self.unknown_nr(), self.generic()),
+                60..=64 if ONLY.get().is_none() => {
+                    return (self.unknown_nr(), self.generic());
+                }
+                60..=64 => continue,
                 _ => self.rng.below(451),
             };
-            if EXCLUDED.iter().any(|&(n, _)| n == nr) {
+            if EXCLUDED.iter().any(|&(n, _)| n == nr) || !allowed(nr) {
                 continue;
             }
             if matches!(nr, 60 | 231 | 15) && !self.rng.one_in(20) {
@@ -1840,6 +1868,15 @@ fn parse_args() -> Config {
             "child" => c.child = Some(num()),
             "verbose" => c.verbose = num() != 0,
             "trace" => c.trace = num() != 0,
+            "only" | "skip" => {
+                let Some(list) = parse_list(v) else {
+                    say(&format!(
+                        "fuzz: {k}= needs numbers like 0,1,9-11, not {v:?}"
+                    ));
+                    std::process::exit(2)
+                };
+                let _ = if k == "only" { &ONLY } else { &SKIP }.set(list);
+            }
             "trace_child" => {
                 c.trace = true;
                 c.verbose_child = Some(num());
@@ -1850,7 +1887,39 @@ fn parse_args() -> Config {
             }
         }
     }
+    if !(0..451).any(|nr| allowed(nr) && !EXCLUDED.iter().any(|&(n, _)| n == nr)) {
+        say("fuzz: only=/skip= leave no call to make");
+        std::process::exit(2);
+    }
     c
+}
+
+/// `procs` and Slab at the baseline (printed with the memory check).
+static PROCS_BEFORE: AtomicU64 = AtomicU64::new(0);
+static SLAB_BEFORE: AtomicU64 = AtomicU64::new(0);
+
+/// Processes in existence (sysinfo's `procs`).
+fn procs_now() -> u64 {
+    // SAFETY: sysinfo fills the struct it is given.
+    unsafe {
+        let mut si: libc::sysinfo = std::mem::zeroed();
+        if libc::sysinfo(&mut si) != 0 {
+            return 0;
+        }
+        u64::from(si.procs)
+    }
+}
+
+/// `Slab:` of /proc/meminfo in kB (0 when absent).
+fn slab_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("Slab:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Free memory in bytes, by sysinfo(2) (the same call on both systems).
@@ -2023,6 +2092,12 @@ fn main() {
         cpus,
         cfg.timeout.as_secs()
     ));
+    if let Some(l) = ONLY.get() {
+        say(&format!("fuzz: only {l:?}"));
+    }
+    if let Some(l) = SKIP.get() {
+        say(&format!("fuzz: skip {l:?}"));
+    }
     // Warm up what a first fork and the check allocate for good, then take
     // the memory baseline.
     if let Err(e) = system_check() {
@@ -2032,6 +2107,8 @@ fn main() {
         std::process::exit(1);
     }
     let free_before = settle_free(None, 0);
+    PROCS_BEFORE.store(procs_now(), Ordering::Relaxed);
+    SLAB_BEFORE.store(slab_kib(), Ordering::Relaxed);
 
     let start = Instant::now();
     let mut running: Vec<Option<Running>> = (0..cfg.procs).map(|_| None).collect();
@@ -2235,6 +2312,15 @@ fn finish_checks(free_before: Option<u64>, cfg: &Config) {
     if let Some(before) = free_before {
         let after = settle_free(Some(before), cfg.mem_slack_kib);
         let lost_kib = before.saturating_sub(after) / 1024;
+        // Where it went (for a leak hunt): processes in existence and the
+        // kernel heap's share, as sysinfo and /proc/meminfo's Slab say.
+        say(&format!(
+            "fuzz: procs before={} after={}; Slab before={} kB after={} kB",
+            PROCS_BEFORE.load(Ordering::Relaxed),
+            procs_now(),
+            SLAB_BEFORE.load(Ordering::Relaxed),
+            slab_kib()
+        ));
         let ok = lost_kib <= cfg.mem_slack_kib;
         say(&format!(
             "fuzz: free memory before={} KiB after={} KiB lost={lost_kib} KiB (bound {} KiB){}",

@@ -453,6 +453,9 @@ pub fn read_user_cstr_bytes(addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
             .min(to_page_end)
             .min(max.saturating_add(1) - out.len());
         copy_from_user(&mut chunk[..n], at)?;
+        // `max` is the caller's bound (up to exec's 2 MiB): grow fallibly,
+        // so a heap that cannot give it is ENOMEM, not a panic.
+        out.try_reserve(n).map_err(|_| Errno::ENOMEM)?;
         if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
             out.extend_from_slice(&chunk[..nul]);
             return Ok(out);
