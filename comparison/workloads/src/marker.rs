@@ -21,11 +21,12 @@ pub const LABELS: u16 = 128;
 macro_rules! tagged_nop {
     ($disp:expr) => {
         // SAFETY: a NOP: reads no register value, touches no memory, no
-        // stack, no flags.
+        // stack, no flags.  Not `nomem`: the compiler must not move the
+        // window's loads and stores across a marker.
         unsafe {
             core::arch::asm!(
                 concat!(".byte 0x0f,0x1f,0x80\n.long ", $disp),
-                options(nomem, nostack, preserves_flags)
+                options(nostack, preserves_flags)
             )
         }
     };

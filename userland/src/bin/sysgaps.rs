@@ -6,7 +6,8 @@
 //! dup/dup3, fsync/fdatasync, truncate, creat, fchdir, link,
 //! fchmod/fchmodat, umask, mknod/mknodat, mkdirat, newfstatat, statx,
 //! renameat/renameat2 (NOREPLACE, EXCHANGE), symlinkat, readlinkat,
-//! faccessat/faccessat2, utimensat, epoll_create, epoll_wait.
+//! faccessat/faccessat2, utimensat, epoll_create, epoll_wait, and
+//! mount/umount2 of a tmpfs with sync/syncfs/fsync on it.
 //!
 //! Each case calls the raw system call (`libc::syscall`, or inline `asm!`
 //! for vfork) so that no libc emulation hides what the kernel does, and
@@ -2359,6 +2360,58 @@ fn files() {
     close(dirfd);
 }
 
+// ------------------------------------------------------------------ mounts
+
+/// mount/umount2 of a tmpfs on a fresh directory, the write-back calls on
+/// it (sync, syncfs, fsync), and the errors both kernels give.
+fn mounts() {
+    let dir = c("mnt");
+    let none = c("none");
+    let tmpfs = c("tmpfs");
+    expect("mkdir mnt", raw(libc::SYS_mkdir, &[p(&dir), 0o755]), "ok");
+    expect(
+        "mount tmpfs on mnt",
+        raw(libc::SYS_mount, &[p(&none), p(&dir), p(&tmpfs), 0, 0]),
+        "ok",
+    );
+    write_file("mnt/f", b"kept in tmpfs");
+    case(
+        "mnt/f after mount",
+        read_file("mnt/f"),
+        Some("kept in tmpfs"),
+    );
+    let fd = open("mnt/f", libc::O_RDONLY, 0);
+    expect("fsync on tmpfs", raw(libc::SYS_fsync, &[fd as u64]), "ok");
+    expect("syncfs on tmpfs", raw(libc::SYS_syncfs, &[fd as u64]), "ok");
+    expect("sync", raw(libc::SYS_sync, &[]), "ok");
+    expect("syncfs bad fd", raw(libc::SYS_syncfs, &[999]), "EBADF");
+    expect(
+        "umount2 busy (open file)",
+        raw(libc::SYS_umount2, &[p(&dir), 0]),
+        "EBUSY",
+    );
+    close(fd);
+    expect("umount2 mnt", raw(libc::SYS_umount2, &[p(&dir), 0]), "ok");
+    case("mnt/f after umount", read_file("mnt/f"), Some("ENOENT"));
+    expect(
+        "umount2 not a mount point",
+        raw(libc::SYS_umount2, &[p(&dir), 0]),
+        "EINVAL",
+    );
+    let unknown = c("nosuchfs");
+    expect(
+        "mount unknown type",
+        raw(libc::SYS_mount, &[p(&none), p(&dir), p(&unknown), 0, 0]),
+        "ENODEV",
+    );
+    expect(
+        "mount bad target pointer",
+        raw(libc::SYS_mount, &[p(&none), BAD, p(&tmpfs), 0, 0]),
+        "EFAULT",
+    );
+    expect("rmdir mnt", raw(libc::SYS_rmdir, &[p(&dir)]), "ok");
+}
+
 fn main() {
     let dir = userland::args()
         .into_iter()
@@ -2376,6 +2429,7 @@ fn main() {
     processes();
     signals();
     files();
+    mounts();
     let failed = FAILED.load(Ordering::Relaxed);
     if failed == 0 {
         say("sysgaps: pass");
