@@ -55,8 +55,9 @@ fn run(
 /// CPU seconds (user + system) the children of this process used in `f`.
 fn cpu_seconds<T>(f: impl FnOnce() -> T) -> f64 {
     let used = || {
-        // SAFETY: getrusage fills the zeroed struct we pass.
+        // SAFETY: `rusage` is plain data; all zeroes is a valid value.
         let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage only fills the struct we pass.
         unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
         let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
         t(u.ru_utime) + t(u.ru_stime)
