@@ -408,7 +408,6 @@ pub(crate) fn write_back(node: &Inode) -> FsResult<()> {
             perm: m.perm,
             uid: m.uid,
             gid: m.gid,
-            links: m.nlink,
             atime: m.atime,
             mtime: m.mtime,
             ctime: m.ctime,
