@@ -45,13 +45,12 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering}
 use super::lock::IrqSpinLock;
 use super::waitqueue::WaitQueue;
 
-/// Size of every kernel thread stack.  256 KiB since the ext2 merge: the
-/// `fs` crate builds a superblock (`Shared`, with `Ext2` and its block
-/// cache inline) by value, and `Fs::new_ext2_mount` -> `Ext2::open` ->
-/// `Fs::with_big` take about 160 KiB of frames (72 + 48 + 36 KiB, measured
-/// with objdump); `Fs::new` alone overflowed 64 KiB at boot.  Back to 64 KiB
-/// once those are boxed early in `fs`.
-pub const STACK_SIZE: usize = 256 * 1024;
+/// Size of every kernel thread stack.  The `fs` crate keeps its per-CPU
+/// arrays (8 KiB each) boxed so no superblock is built by value on a
+/// kernel stack: the largest frames on a mount are `Fs::new_ext2` and
+/// `Fs::with_big`, 8.5 KiB each (measured with objdump: `sub $N,%rsp` in
+/// the prologues).  An overflow is caught by the canary below.
+pub const STACK_SIZE: usize = 64 * 1024;
 /// Written at the lowest address of every kernel stack; an overflow that
 /// reaches the bottom overwrites it.
 const STACK_CANARY: u64 = 0x5354_4143_4b5f_4f4b; // "STACK_OK"
