@@ -71,6 +71,9 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
+/// One CPU's retired objects and the sum of their weights.
+type Retired<T> = (Vec<Box<T>>, usize);
+
 pub(crate) struct Rcu<T: Send> {
     mode: LockMode,
     /// Phase new readers count themselves in (0 or 1).
@@ -83,7 +86,7 @@ pub(crate) struct Rcu<T: Send> {
     gp: spin::Mutex<()>,
     /// Per CPU: retired objects waiting for a grace period, and the sum
     /// of their weights.
-    retired: Box<PerCpu<spin::Mutex<(Vec<Box<T>>, usize)>>>,
+    retired: Box<PerCpu<spin::Mutex<Retired<T>>>>,
 }
 
 impl<T: Send> Rcu<T> {
