@@ -7,6 +7,7 @@
 //!
 //! Invariant: no number is handed out twice.  Must not: reuse numbers.
 
+use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use percpu::{CachePadded, CpuGuard, PerCpu};
@@ -21,7 +22,8 @@ pub(crate) struct InoAlloc {
     next_range: CachePadded<AtomicU64>,
     /// Per CPU: (next, end) of its current range.  A lock, not a pair of
     /// atomics, because host threads may share a CPU id.
-    local: PerCpu<Mutex<(u64, u64)>>,
+    /// Boxed: 8 KiB would otherwise be built on the kernel stack.
+    local: Box<PerCpu<Mutex<(u64, u64)>>>,
 }
 
 impl InoAlloc {
@@ -30,7 +32,7 @@ impl InoAlloc {
         InoAlloc {
             mode,
             next_range: CachePadded::new(AtomicU64::new(first)),
-            local: PerCpu::from_fn(|_| Mutex::new(LockClass::InoRange, (0, 0))),
+            local: Box::new(percpu::per_cpu!(Mutex::new(LockClass::InoRange, (0, 0)))),
         }
     }
 

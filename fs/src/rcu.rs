@@ -71,17 +71,22 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
+/// One CPU's retired objects and the sum of their weights.
+type Retired<T> = (Vec<Box<T>>, usize);
+
 pub(crate) struct Rcu<T: Send> {
     mode: LockMode,
     /// Phase new readers count themselves in (0 or 1).
     phase: CachePadded<AtomicUsize>,
     /// Per CPU: readers inside a section, by the phase they entered in.
-    readers: PerCpu<[AtomicUsize; 2]>,
+    /// (Boxed, as `retired`: per-CPU arrays are 8 KiB each, too big to be
+    /// built on a 64 KiB kernel stack inside the superblock.)
+    readers: Box<PerCpu<[AtomicUsize; 2]>>,
     /// Serializes grace periods (taken once per `RETIRE_BATCH` retires).
     gp: spin::Mutex<()>,
     /// Per CPU: retired objects waiting for a grace period, and the sum
     /// of their weights.
-    retired: PerCpu<spin::Mutex<(Vec<Box<T>>, usize)>>,
+    retired: Box<PerCpu<spin::Mutex<Retired<T>>>>,
 }
 
 impl<T: Send> Rcu<T> {
@@ -89,9 +94,9 @@ impl<T: Send> Rcu<T> {
         Rcu {
             mode,
             phase: CachePadded::new(AtomicUsize::new(0)),
-            readers: PerCpu::from_fn(|_| [AtomicUsize::new(0), AtomicUsize::new(0)]),
+            readers: Box::new(percpu::per_cpu!([AtomicUsize::new(0), AtomicUsize::new(0)])),
             gp: spin::Mutex::new(()),
-            retired: PerCpu::from_fn(|_| spin::Mutex::new((Vec::new(), 0))),
+            retired: Box::new(percpu::per_cpu!(spin::Mutex::new((Vec::new(), 0)))),
         }
     }
 

@@ -103,7 +103,10 @@ pub(crate) struct Shared {
     /// `Fs::new_mount` from the same first `Fs`.
     big: &'static Mutex<()>,
     rename: Mutex<()>,
-    pub(crate) stats: OpStats,
+    /// Boxed, like every per-CPU array of a superblock: `Shared` is built
+    /// on the kernel stack before it moves to the heap, and a kernel stack
+    /// is 64 KiB (one `PerCpuCounter` is 8 KiB).
+    pub(crate) stats: alloc::boxed::Box<OpStats>,
     /// Read sections and deferred freeing of directory entries, shared
     /// (like `big`) by every superblock mounted together, since one path
     /// walk crosses them under one read section.
@@ -382,7 +385,7 @@ impl Fs {
             dev: NEXT_DEV.fetch_add(1, Ordering::Relaxed),
             big,
             rename: Mutex::new(LockClass::Rename, ()),
-            stats: OpStats {
+            stats: alloc::boxed::Box::new(OpStats {
                 lookups: PerCpuCounter::new(),
                 creates: PerCpuCounter::new(),
                 unlinks: PerCpuCounter::new(),
@@ -390,7 +393,7 @@ impl Fs {
                 reads: PerCpuCounter::new(),
                 writes: PerCpuCounter::new(),
                 inodes: SloppyCounter::new(64),
-            },
+            }),
             rcu,
             disk: disk.map(crate::ext2::Backing::new),
             mounts_below: AtomicU64::new(0),

@@ -815,3 +815,55 @@ fn a_file_larger_than_the_page_bound_streams_through_clean_pages() {
     fsck_clean(&img);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Write-back running on another thread while files are unlinked must
+/// never write back a link count the unlink already took away: a stale
+/// count left on disk is an unattached inode for `e2fsck` (seen once
+/// after `wis` on 2 vCPUs).  One thread creates, writes and unlinks
+/// files; another runs `sync` and the per-CPU `write_back_local` in a
+/// loop, so write-backs of each file overlap its unlink.
+#[test]
+fn write_back_racing_unlink_leaves_no_unattached_inode() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let d = tmpdir("wb-unlink");
+    let img = d.join("img");
+    if !mke2fs(&img, 16384, &["-b", "1024", "-N", "4096"], None) {
+        return;
+    }
+    const ITERS: u64 = 12000;
+    const SIZE: usize = 2048;
+    for mode in [LockMode::Global, LockMode::PerCpu] {
+        let fs = Arc::new(mount_mode(&img, false, mode));
+        let done = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (fs, done) = (fs.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut rounds = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    fs.sync().unwrap();
+                    fs.write_back_local().unwrap();
+                    rounds += 1;
+                }
+                rounds
+            })
+        };
+        let r = fs.root();
+        for i in 0..ITERS {
+            let p = format!("/f{}", i % 8);
+            let f = fs.open(&r, &p, O_CREAT | O_WRONLY, 0o644).unwrap();
+            f.write_at(0, &pattern(i, SIZE), false).unwrap();
+            // Dirty attributes too, so the write-back has them to copy.
+            f.set_perm(0o600);
+            drop(f);
+            fs.unlink(&r, &p).unwrap();
+        }
+        done.store(true, Ordering::Release);
+        let rounds = flusher.join().unwrap();
+        assert!(rounds > 0);
+        eprintln!("{mode:?}: {rounds} write-back rounds");
+        fs.umount_root().unwrap();
+        drop(fs);
+        fsck_clean(&img);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -259,14 +259,19 @@ impl DiskInode {
     }
 }
 
-/// What the VFS sets on an inode at write-back.
+/// What the VFS sets on an inode at write-back.  Not the link count:
+/// the namespace operations (`create`, `link`, `unlink`, `rename`,
+/// `exchange`) keep it on disk, under the engine lock, at the moment
+/// they change a name.  A write-back copies a snapshot of the in-memory
+/// inode taken without that lock, so its count may predate an unlink
+/// that already reached the disk: writing it back would leave an inode
+/// with a link and no name (unattached) that `release` never frees.
 #[derive(Clone, Copy, Debug)]
 pub struct Attrs {
     /// Permission bits (the type bits stay).
     pub perm: u32,
     pub uid: u32,
     pub gid: u32,
-    pub links: u32,
     pub atime: Timespec,
     pub mtime: Timespec,
     pub ctime: Timespec,
@@ -1051,12 +1056,14 @@ impl Ext2 {
         self.write_inode_locked(&st, &di)
     }
 
-    /// Writes the VFS's attributes into inode `ino`.
+    /// Writes the VFS's attributes into inode `ino` (not its link count:
+    /// see `Attrs`).  Nothing for an inode with no name left: it is freed
+    /// once its last user is gone.
     pub fn set_attrs(&self, ino: u32, a: &Attrs) -> FsResult<()> {
         self.writable()?;
         let st = self.state.lock();
         let mut di = self.read_inode_locked(&st, ino)?;
-        if di.links() == 0 && a.links == 0 {
+        if di.links() == 0 {
             return Ok(());
         }
         let m = (di.mode() & mode::S_IFMT) | (a.perm & 0o7777) as u16;
@@ -1065,7 +1072,6 @@ impl Ext2 {
         put16(&mut di.raw, 120, (a.uid >> 16) as u16);
         put16(&mut di.raw, 24, a.gid as u16);
         put16(&mut di.raw, 122, (a.gid >> 16) as u16);
-        put16(&mut di.raw, 26, a.links.min(u16::MAX as u32) as u16);
         di.set_time(8, 140, a.atime);
         di.set_time(16, 136, a.mtime);
         di.set_time(12, 132, a.ctime);

@@ -61,7 +61,9 @@ pub struct Backing {
     /// Inodes with changes not yet written back, listed on the CPU that
     /// first changed them (a change takes only that CPU's list lock; the
     /// flusher of each CPU drains its own list).
-    dirty: PerCpu<Mutex<Vec<Weak<Inode>>>>,
+    /// Boxed: the 8 KiB array must not sit in `Shared`, which is built on
+    /// the kernel stack.
+    dirty: alloc::boxed::Box<PerCpu<Mutex<Vec<Weak<Inode>>>>>,
 }
 
 impl Backing {
@@ -70,7 +72,10 @@ impl Backing {
             disk,
             icache: Mutex::new(LockClass::DiskFs, BTreeMap::new()),
             root: spin::Once::new(),
-            dirty: PerCpu::from_fn(|_| Mutex::new(LockClass::DiskFs, Vec::new())),
+            dirty: alloc::boxed::Box::new(percpu::per_cpu!(Mutex::new(
+                LockClass::DiskFs,
+                Vec::new()
+            ))),
         }
     }
 
@@ -408,7 +413,6 @@ pub(crate) fn write_back(node: &Inode) -> FsResult<()> {
             perm: m.perm,
             uid: m.uid,
             gid: m.gid,
-            links: m.nlink,
             atime: m.atime,
             mtime: m.mtime,
             ctime: m.ctime,

@@ -353,7 +353,7 @@ fn schedule(reason: Reason) -> bool {
     if !next.is_idle() {
         next.home_cpu.store(cpu, Ordering::Relaxed);
     }
-    current.check_stack();
+    current.check_stack(reason == Reason::Exit);
     // User-mode state: the CPU holds the old thread's FPU registers until
     // the new thread's are loaded; the kernel itself never touches them.
     if let Some(user) = current.user_context() {

@@ -14,10 +14,14 @@
 //!   the thread out, and read only by the CPU that later switches it in; the
 //!   hand-over always goes through a run-queue lock or the state word
 //!   (release/acquire), which orders the write before the read.
-//! * A stack canary at the lowest word of each stack is checked on every
-//!   switch-out, so an overflow is reported with the thread's name instead of
-//!   silently corrupting the heap (there is no guard page: the stacks come
-//!   from the heap, whose pages the scheduler does not own).
+//! * The lowest `GUARD_BYTES` of each stack are filled with a canary and
+//!   never used: the lowest word is checked on every switch-out and the
+//!   whole band at the thread's last one, so an overflow is reported with
+//!   the thread's name instead of silently corrupting the heap (there is no
+//!   unmapped guard page: the stacks come from the heap, whose pages the
+//!   scheduler does not own).  A frame larger than a page that jumps over
+//!   the lowest word still writes the band: the compiler's stack probes
+//!   touch every page a frame spans.
 //!
 //! * The top `TRAP_FRAME_BYTES` of every kernel stack are reserved for the
 //!   user trap frame (`arch::idt::InterruptFrame`): a user thread's
@@ -45,16 +49,18 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering}
 use super::lock::IrqSpinLock;
 use super::waitqueue::WaitQueue;
 
-/// Size of every kernel thread stack.  256 KiB since the ext2 merge: the
-/// `fs` crate builds a superblock (`Shared`, with `Ext2` and its block
-/// cache inline) by value, and `Fs::new_ext2_mount` -> `Ext2::open` ->
-/// `Fs::with_big` take about 160 KiB of frames (72 + 48 + 36 KiB, measured
-/// with objdump); `Fs::new` alone overflowed 64 KiB at boot.  Back to 64 KiB
-/// once those are boxed early in `fs`.
-pub const STACK_SIZE: usize = 256 * 1024;
-/// Written at the lowest address of every kernel stack; an overflow that
-/// reaches the bottom overwrites it.
+/// Size of every kernel thread stack.  The `fs` crate keeps its per-CPU
+/// arrays (8 KiB each) boxed so no superblock is built by value on a
+/// kernel stack: the largest frames on a mount are `Fs::new_ext2` and
+/// `Fs::with_big`, 8.5 KiB each (measured with objdump: `sub $N,%rsp` in
+/// the prologues).  An overflow is caught by the canary below.
+pub const STACK_SIZE: usize = 64 * 1024;
+/// Written over the lowest `GUARD_BYTES` of every kernel stack; an
+/// overflow that reaches the bottom overwrites it.
 const STACK_CANARY: u64 = 0x5354_4143_4b5f_4f4b; // "STACK_OK"
+/// The band at the bottom of every kernel stack kept for the canary: one
+/// page, so that the stack probe of any frame reaching it writes into it.
+const GUARD_BYTES: usize = 4096;
 
 /// Scheduling states, stored in `Thread::state`.
 ///
@@ -93,8 +99,11 @@ impl KernelStack {
     fn new() -> Option<Self> {
         // SAFETY: the layout has a non-zero size.
         let base = NonNull::new(unsafe { alloc(Self::layout()) })?;
-        // SAFETY: the allocation is at least 8 bytes and 4096-aligned.
-        unsafe { base.as_ptr().cast::<u64>().write(STACK_CANARY) };
+        let words = GUARD_BYTES / 8;
+        // SAFETY: the allocation is STACK_SIZE >= GUARD_BYTES bytes and
+        // 4096-aligned, and nothing else refers to it yet.
+        unsafe { core::slice::from_raw_parts_mut(base.as_ptr().cast::<u64>(), words) }
+            .fill(STACK_CANARY);
         Some(Self { base })
     }
 
@@ -107,6 +116,17 @@ impl KernelStack {
         // alive as long as `self`; a volatile read because a running thread
         // (not the compiler) is what might have changed it.
         unsafe { self.base.as_ptr().cast::<u64>().read_volatile() == STACK_CANARY }
+    }
+
+    /// Whether the whole guard band still holds the canary (a page of reads:
+    /// done once, at the thread's last switch-out).
+    fn guard_intact(&self) -> bool {
+        let p = self.base.as_ptr().cast::<u64>();
+        (0..GUARD_BYTES / 8).all(|i| {
+            // SAFETY: as in `canary_intact`; `i` stays inside the band
+            // initialised in `new`.
+            unsafe { p.add(i).read_volatile() == STACK_CANARY }
+        })
     }
 }
 
@@ -321,9 +341,10 @@ impl Thread {
 
     /// Panics with the thread's name when its stack overflowed.  Called with
     /// the thread switched in, just before it is switched out.
-    pub(super) fn check_stack(&self) {
+    /// `last`: the thread is exiting, so the whole guard band is checked.
+    pub(super) fn check_stack(&self, last: bool) {
         if let Some(stack) = &*self.stack.lock() {
-            if !stack.canary_intact() {
+            if !stack.canary_intact() || (last && !stack.guard_intact()) {
                 panic!(
                     "kernel stack overflow in thread {} ({})",
                     self.id, self.name
