@@ -88,6 +88,7 @@ unsafe extern "C" {
 
 /// Programs this CPU's syscall MSRs.  Called by `usermode::init_cpu`.
 pub fn init_cpu() {
+    crate::proc::exit::set_init_exit_report(crate::syscall::count::report_if_asked);
     // STAR: kernel CS at 47:32 (SS = CS + 8); for sysret, bits 63:48 hold a
     // base such that base + 16 = user CS and base + 8 = user SS (the GDT
     // layout in `gdt` is built for this: 0x18 user data, 0x20 user code).

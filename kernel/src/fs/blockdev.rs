@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 
 use super::dev::makedev;
 use crate::drivers::virtio_blk::{self, Disk, SECTOR_BYTES};
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// Major number of virtio disks (Linux allocates it dynamically; 254 is
 /// what Debian's kernels get).

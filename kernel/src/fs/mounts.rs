@@ -24,7 +24,7 @@ use ::fs::{Fs, Inode};
 use super::blockdev::DiskDevice;
 use super::root_fs;
 use crate::drivers::virtio_blk::Disk;
-use crate::syscall::errno::Errno;
+use abi::Errno;
 
 /// Dirty buffers are written back at least this often (Linux's
 /// `dirty_writeback_centisecs` default, 5 s).

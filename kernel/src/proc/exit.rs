@@ -22,6 +22,16 @@ use super::task::Task;
 use crate::mm::uaccess::{copy_to_user, write_user};
 use abi::{Errno, SysResult};
 
+/// What PID 1's exit prints first (before `init exit:`) from a layer this
+/// module must not import: the system-call counters, set once at boot by
+/// the system-call entry path (`arch::syscall::init_cpu`).
+static INIT_EXIT_REPORT: spin::Once<fn()> = spin::Once::new();
+
+/// Sets the report PID 1's exit prints first; later calls change nothing.
+pub fn set_init_exit_report(report: fn()) {
+    INIT_EXIT_REPORT.call_once(|| report);
+}
+
 /// `wait4`/`waitid` options.
 pub const WNOHANG: u64 = 1;
 pub const WEXITED: u64 = 4;
@@ -91,7 +101,9 @@ fn finish_process(process: &Arc<Process>) {
 
     if process.pid == 1 {
         let code = init_exit_code(status);
-        crate::syscall::count::report_if_asked();
+        if let Some(report) = INIT_EXIT_REPORT.get() {
+            report();
+        }
         crate::mm::vm::report_if_asked();
         // Mounted disks keep what the program wrote (fs/mounts.rs).
         crate::fs::mounts::unmount_all_at_exit();

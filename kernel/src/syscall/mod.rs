@@ -22,12 +22,6 @@
 #![deny(unsafe_code)]
 
 pub mod count;
-/// The errno type is the ABI's (`abi::Errno`); this path is kept for code
-/// that still names it here.
-pub mod errno {
-    #[allow(unused_imports)]
-    pub use abi::{Errno, SysResult};
-}
 pub mod fs;
 pub mod info;
 pub mod mm;

@@ -204,20 +204,22 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
 /// Page faults on user addresses taken (counted on the faulting CPU).
 static FAULTS: percpu::PerCpuCounter = percpu::PerCpuCounter::new();
 
+/// `munmap` calls (counted on the calling CPU).
+pub(crate) static MUNMAPS: percpu::PerCpuCounter = percpu::PerCpuCounter::new();
+
 /// With the kernel command-line word `vmstat`, prints on PID 1's exit
 /// (before `init exit:`) one line of VM counters summed over CPUs:
 /// `vmstat: faults=N munmaps=N shootdown_ipis=N requests_served=N
 /// local_flushes=N ipis_per_munmap=X lock_acquired=N lock_contended=N
-/// lock_wait_us=N` (munmaps: calls of munmap, from the syscall counts).
+/// lock_wait_us=N` (munmaps: calls of munmap).
 pub fn report_if_asked() {
     let asked = crate::boot::cmdline().is_ok_and(|line| crate::cmdline::has_word(line, "vmstat"));
     if !asked {
         return;
     }
-    const SYS_MUNMAP: usize = 11;
     let t = tlb::stats();
     let l = lock_stats();
-    let munmaps = crate::syscall::count::calls(SYS_MUNMAP);
+    let munmaps = MUNMAPS.sum().max(0) as u64;
     let per = (t.ipis_sent * 1000).checked_div(munmaps).unwrap_or(0);
     crate::log::report(format_args!(
         "vmstat: faults={} munmaps={} shootdown_ipis={} requests_served={} local_flushes={} ipis_per_munmap={}.{:03} lock_acquired={} lock_contended={} lock_wait_us={}",

@@ -314,6 +314,7 @@ impl AddressSpace {
 
     /// `munmap`: unmapping nothing is fine; EINVAL for a bad range.
     pub fn unmap(&self, addr: u64, len: u64) -> Result<(), Errno> {
+        super::MUNMAPS.inc();
         if !addr.is_multiple_of(PAGE) || len == 0 {
             return Err(Errno::EINVAL);
         }
