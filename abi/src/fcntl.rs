@@ -92,6 +92,7 @@ pub const FIOCLEX: u32 = 0x5451;
 
 /// `f_type` values of statfs (`linux/magic.h`).
 pub const TMPFS_MAGIC: i64 = 0x0102_1994;
+pub const EXT2_SUPER_MAGIC: i64 = 0xef53;
 pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 pub const PIPEFS_MAGIC: i64 = 0x5049_5045;
 pub const SOCKFS_MAGIC: i64 = 0x534f_434b;

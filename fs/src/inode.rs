@@ -348,6 +348,40 @@ pub struct DirCursor {
     pub position: u64,
 }
 
+impl DirCursor {
+    /// The cursor as plain data, for a client that keeps it between calls
+    /// (the file server's protocol, `servers/fsproto`): the position
+    /// (`d_off` of the last entry returned), a packed state word, and the
+    /// name to resume after inside the current bucket.
+    pub fn to_parts(&self) -> (u64, u64, Option<&str>) {
+        let state =
+            self.stage as u64 | (self.bucket as u64) << 8 | (self.gen_index as u64 & 0xffff_ffff) << 16;
+        (self.position, state, self.after.as_deref())
+    }
+
+    /// A cursor from `to_parts`'s values.  `EINVAL` if the state word
+    /// cannot come from `to_parts` (the name is any name: a forged one only
+    /// makes the listing skip or repeat entries of one bucket).
+    pub fn from_parts(position: u64, state: u64, after: Option<&str>) -> FsResult<DirCursor> {
+        let stage = (state & 0xff) as u8;
+        let bucket = ((state >> 8) & 0xff) as usize;
+        let gen_index = (state >> 16) as usize;
+        if stage > 4 || bucket > DIR_BUCKETS || state >> 48 != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if after.is_some_and(|a| a.is_empty() || a.len() > crate::vfs::NAME_MAX) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(DirCursor {
+            stage,
+            gen_index,
+            bucket,
+            after: after.map(Box::from),
+            position,
+        })
+    }
+}
+
 impl Inode {
     pub(crate) fn new(
         shared: &'static Shared,

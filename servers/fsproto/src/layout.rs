@@ -1,0 +1,264 @@
+//! Byte layouts that travel in payloads: `struct stat` (144 bytes) and
+//! `struct statfs` (120 bytes) as Linux x86_64 lays them out, and
+//! `linux_dirent64` records, so the kernel copies a reply's payload to
+//! user memory as it is.
+//!
+//! Invariants: encoders write every byte (padding as zero); decoders take
+//! any bytes of the right length and parsers of records any bytes at all,
+//! and return an errno rather than panic.
+//!
+//! Must not: use `unsafe` (fields are copied one by one).
+
+use abi::structs::{Stat, Statfs};
+use abi::Errno;
+
+/// Size of `struct stat`.
+pub const STAT_SIZE: usize = 144;
+/// Size of `struct statfs`.
+pub const STATFS_SIZE: usize = 120;
+/// Bytes of a `linux_dirent64` before its name (`d_ino`, `d_off`,
+/// `d_reclen`, `d_type`).
+pub const DIRENT_HEADER: usize = 19;
+
+const _: () = assert!(core::mem::size_of::<Stat>() == STAT_SIZE);
+const _: () = assert!(core::mem::size_of::<Statfs>() == STATFS_SIZE);
+
+/// Little-endian writer over a fixed buffer.
+struct Put<'b> {
+    buf: &'b mut [u8],
+    at: usize,
+}
+
+impl Put<'_> {
+    fn u64(&mut self, v: u64) {
+        self.buf[self.at..self.at + 8].copy_from_slice(&v.to_le_bytes());
+        self.at += 8;
+    }
+    fn u32(&mut self, v: u32) {
+        self.buf[self.at..self.at + 4].copy_from_slice(&v.to_le_bytes());
+        self.at += 4;
+    }
+}
+
+/// Little-endian reader over a buffer whose length was checked.
+struct Get<'b> {
+    buf: &'b [u8],
+    at: usize,
+}
+
+impl Get<'_> {
+    fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.buf[self.at..self.at + 8]);
+        self.at += 8;
+        u64::from_le_bytes(b)
+    }
+    fn u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.buf[self.at..self.at + 4]);
+        self.at += 4;
+        u32::from_le_bytes(b)
+    }
+    fn i64(&mut self) -> i64 {
+        self.u64() as i64
+    }
+}
+
+/// `struct stat`'s bytes, field by field in declaration order.
+pub fn encode_stat(st: &Stat) -> [u8; STAT_SIZE] {
+    let mut b = [0u8; STAT_SIZE];
+    let mut w = Put { buf: &mut b, at: 0 };
+    w.u64(st.st_dev);
+    w.u64(st.st_ino);
+    w.u64(st.st_nlink);
+    w.u32(st.st_mode);
+    w.u32(st.st_uid);
+    w.u32(st.st_gid);
+    w.u32(st.__pad0);
+    w.u64(st.st_rdev);
+    for v in [
+        st.st_size,
+        st.st_blksize,
+        st.st_blocks,
+        st.st_atime,
+        st.st_atime_nsec,
+        st.st_mtime,
+        st.st_mtime_nsec,
+        st.st_ctime,
+        st.st_ctime_nsec,
+    ] {
+        w.u64(v as u64);
+    }
+    for v in st.__unused {
+        w.u64(v as u64);
+    }
+    debug_assert_eq!(w.at, STAT_SIZE);
+    b
+}
+
+/// The `struct stat` in `b` (`EINVAL` unless it is `STAT_SIZE` bytes).
+pub fn decode_stat(b: &[u8]) -> Result<Stat, Errno> {
+    if b.len() != STAT_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let mut r = Get { buf: b, at: 0 };
+    Ok(Stat {
+        st_dev: r.u64(),
+        st_ino: r.u64(),
+        st_nlink: r.u64(),
+        st_mode: r.u32(),
+        st_uid: r.u32(),
+        st_gid: r.u32(),
+        __pad0: r.u32(),
+        st_rdev: r.u64(),
+        st_size: r.i64(),
+        st_blksize: r.i64(),
+        st_blocks: r.i64(),
+        st_atime: r.i64(),
+        st_atime_nsec: r.i64(),
+        st_mtime: r.i64(),
+        st_mtime_nsec: r.i64(),
+        st_ctime: r.i64(),
+        st_ctime_nsec: r.i64(),
+        __unused: [r.i64(), r.i64(), r.i64()],
+    })
+}
+
+/// `struct statfs`'s bytes.
+pub fn encode_statfs(s: &Statfs) -> [u8; STATFS_SIZE] {
+    let mut b = [0u8; STATFS_SIZE];
+    let mut w = Put { buf: &mut b, at: 0 };
+    w.u64(s.f_type as u64);
+    w.u64(s.f_bsize as u64);
+    for v in [s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree] {
+        w.u64(v);
+    }
+    w.u32(s.f_fsid[0] as u32);
+    w.u32(s.f_fsid[1] as u32);
+    for v in [s.f_namelen, s.f_frsize, s.f_flags] {
+        w.u64(v as u64);
+    }
+    for v in s.f_spare {
+        w.u64(v as u64);
+    }
+    debug_assert_eq!(w.at, STATFS_SIZE);
+    b
+}
+
+/// The `struct statfs` in `b` (`EINVAL` unless it is `STATFS_SIZE` bytes).
+pub fn decode_statfs(b: &[u8]) -> Result<Statfs, Errno> {
+    if b.len() != STATFS_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let mut r = Get { buf: b, at: 0 };
+    Ok(Statfs {
+        f_type: r.i64(),
+        f_bsize: r.i64(),
+        f_blocks: r.u64(),
+        f_bfree: r.u64(),
+        f_bavail: r.u64(),
+        f_files: r.u64(),
+        f_ffree: r.u64(),
+        f_fsid: [r.u32() as i32, r.u32() as i32],
+        f_namelen: r.i64(),
+        f_frsize: r.i64(),
+        f_flags: r.i64(),
+        f_spare: [r.i64(), r.i64(), r.i64(), r.i64()],
+    })
+}
+
+/// Appends one `linux_dirent64` record to `out` if it fits in `cap`
+/// bytes; returns whether it did.  The record is padded to 8 bytes, its
+/// name NUL-terminated.
+pub fn put_dirent(
+    out: &mut alloc::vec::Vec<u8>,
+    cap: usize,
+    ino: u64,
+    off: u64,
+    kind: u8,
+    name: &str,
+) -> bool {
+    let reclen = (DIRENT_HEADER + name.len() + 1).next_multiple_of(8);
+    if out.len() + reclen > cap || reclen > u16::MAX as usize {
+        return false;
+    }
+    let start = out.len();
+    out.resize(start + reclen, 0);
+    let rec = &mut out[start..];
+    rec[0..8].copy_from_slice(&ino.to_le_bytes());
+    rec[8..16].copy_from_slice(&off.to_le_bytes());
+    rec[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+    rec[18] = kind;
+    rec[DIRENT_HEADER..DIRENT_HEADER + name.len()].copy_from_slice(name.as_bytes());
+    true
+}
+
+/// One parsed `linux_dirent64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dirent<'a> {
+    pub ino: u64,
+    pub off: u64,
+    pub kind: u8,
+    pub name: &'a str,
+}
+
+/// The records of a `Getdents` reply, checked one by one: each yields a
+/// record or `EINVAL` (and then the iteration ends).
+pub struct Dirents<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Dirents<'a> {
+    pub fn new(records: &'a [u8]) -> Dirents<'a> {
+        Dirents { rest: records }
+    }
+}
+
+impl<'a> Iterator for Dirents<'a> {
+    type Item = Result<Dirent<'a>, Errno>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let r = self.rest;
+        let bad = || {
+            // Nothing more after a malformed record.
+            Some(Err(Errno::EINVAL))
+        };
+        if r.len() < DIRENT_HEADER + 1 {
+            self.rest = &[];
+            return bad();
+        }
+        let le64 = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&r[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let reclen = u16::from_le_bytes([r[16], r[17]]) as usize;
+        if reclen < DIRENT_HEADER + 1 || reclen % 8 != 0 || reclen > r.len() {
+            self.rest = &[];
+            return bad();
+        }
+        let name_area = &r[DIRENT_HEADER..reclen];
+        let Some(nul) = name_area.iter().position(|&c| c == 0) else {
+            self.rest = &[];
+            return bad();
+        };
+        let Ok(name) = core::str::from_utf8(&name_area[..nul]) else {
+            self.rest = &[];
+            return bad();
+        };
+        if name.is_empty() {
+            self.rest = &[];
+            return bad();
+        }
+        self.rest = &r[reclen..];
+        Some(Ok(Dirent {
+            ino: le64(0),
+            off: le64(8),
+            kind: r[18],
+            name,
+        }))
+    }
+}
