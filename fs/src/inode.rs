@@ -354,8 +354,9 @@ impl DirCursor {
     /// (`d_off` of the last entry returned), a packed state word, and the
     /// name to resume after inside the current bucket.
     pub fn to_parts(&self) -> (u64, u64, Option<&str>) {
-        let state =
-            self.stage as u64 | (self.bucket as u64) << 8 | (self.gen_index as u64 & 0xffff_ffff) << 16;
+        let state = self.stage as u64
+            | (self.bucket as u64) << 8
+            | (self.gen_index as u64 & 0xffff_ffff) << 16;
         (self.position, state, self.after.as_deref())
     }
 

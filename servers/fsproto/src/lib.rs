@@ -482,7 +482,10 @@ pub enum Reply<'a> {
     Statfs(Statfs),
     /// `Getdents`: `linux_dirent64` records (empty at the end) and the
     /// cursor after them.
-    Dents { records: &'a [u8], cursor: Cursor<'a> },
+    Dents {
+        records: &'a [u8],
+        cursor: Cursor<'a>,
+    },
     /// `Readlink`, `PathOf`.
     Text(&'a str),
 }
@@ -646,9 +649,7 @@ impl<'a> Request<'a> {
                 data,
             } => msg(label, [handle.0, offset, append as u64, 0], data.into())?,
             // w0 dir, w1 at-flags; payload path.
-            Request::Stat { at }
-            | Request::Readlink { at }
-            | Request::Statfs { at } => {
+            Request::Stat { at } | Request::Readlink { at } | Request::Statfs { at } => {
                 check_path(at.path)?;
                 msg(
                     label,

@@ -98,10 +98,7 @@ fn request(o: &Owned) -> Request<'_> {
             data: &o.data,
         },
         5 => Request::Stat { at },
-        6 => Request::Truncate {
-            at,
-            size: n0 >> 1,
-        },
+        6 => Request::Truncate { at, size: n0 >> 1 },
         7 => Request::Mkdir {
             dir: o.h[0],
             path: &o.p[0],
@@ -346,7 +343,10 @@ fn malformed_requests_are_refused() {
         Err(Errno::EINVAL)
     );
     let big = vec![0u8; MAX_PAYLOAD + 1];
-    assert_eq!(raw(Op::Write as u64, [1, 0, 0, 0], &big), Err(Errno::EINVAL));
+    assert_eq!(
+        raw(Op::Write as u64, [1, 0, 0, 0], &big),
+        Err(Errno::EINVAL)
+    );
     // Two paths whose split point is past the payload.
     assert_eq!(
         raw(Op::Rename as u64, [1, 1, 0, 5], b"abc"),
@@ -358,14 +358,24 @@ fn malformed_requests_are_refused() {
         Err(Errno::EINVAL)
     );
     assert_eq!(
-        raw(Op::Unlink as u64, [1, AT_SYMLINK_NOFOLLOW as u64, 0, 0], b"a"),
+        raw(
+            Op::Unlink as u64,
+            [1, AT_SYMLINK_NOFOLLOW as u64, 0, 0],
+            b"a"
+        ),
         Err(Errno::EINVAL)
     );
     // utimensat: short time block, nanoseconds out of range.
-    assert_eq!(raw(Op::Utimens as u64, [1, 0, 0, 0], &[0; 31]), Err(Errno::EINVAL));
+    assert_eq!(
+        raw(Op::Utimens as u64, [1, 0, 0, 0], &[0; 31]),
+        Err(Errno::EINVAL)
+    );
     let mut t = vec![0u8; 32];
     t[8..16].copy_from_slice(&1_000_000_000i64.to_le_bytes());
-    assert_eq!(raw(Op::Utimens as u64, [1, 0, 0, 0], &t), Err(Errno::EINVAL));
+    assert_eq!(
+        raw(Op::Utimens as u64, [1, 0, 0, 0], &t),
+        Err(Errno::EINVAL)
+    );
     // Encoders refuse what decoders refuse.
     let long = "a".repeat(PATH_MAX);
     assert_eq!(
