@@ -544,3 +544,104 @@ fn mount_and_umount_tmpfs() {
     drop(c);
     s.finish();
 }
+
+/// `mke2fs`, or `None` when e2fsprogs is missing (a failure under `CI`).
+fn mke2fs() -> Option<std::path::PathBuf> {
+    for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        let p = std::path::Path::new(dir).join("mke2fs");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("mke2fs (e2fsprogs) is missing: install e2fsprogs (tools/setup.sh)");
+    }
+    eprintln!("skipping: mke2fs (e2fsprogs) is not installed");
+    None
+}
+
+#[test]
+fn mount_ext2_write_sync_and_read_back() {
+    let Some(mk) = mke2fs() else { return };
+    let img = std::env::temp_dir().join(format!("fsd-ext2-{}.img", std::process::id()));
+    let _ = std::fs::remove_file(&img);
+    let out = std::process::Command::new(mk)
+        .args(["-q", "-F", "-t", "ext2", "-b", "1024"])
+        .arg(&img)
+        .arg("4096k")
+        .output()
+        .expect("run mke2fs");
+    assert!(out.status.success(), "mke2fs: {out:?}");
+    let bytes = std::fs::read(&img).unwrap();
+    let _ = std::fs::remove_file(&img);
+    let disk = fs::block::MemDisk::new(bytes, false);
+    let s = Setup::with(common::new_fs(fs::LockMode::PerCpu), vec![disk.clone()], 1);
+    let c = s.client(0);
+    let r = c.root();
+    c.mkdir(r, "disk", 0o755).unwrap();
+    c.mount(
+        r,
+        "disk",
+        MountKind::Ext2 {
+            device: 0,
+            read_only: false,
+        },
+    )
+    .unwrap();
+    let sf = c.statfs(At::path(r, "disk")).unwrap();
+    assert_eq!((sf.f_type, sf.f_bsize), (EXT2_SUPER_MAGIC, 1024));
+    assert!(c.stat(At::path(r, "disk/lost+found")).is_ok());
+    let (h, _) = c.open(r, "disk/hello", O_CREAT | O_RDWR, 0o644).unwrap();
+    let data: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
+    assert_eq!(c.pwrite(h, 0, &data, false).unwrap().0, data.len());
+    c.fsync(h, false).unwrap();
+    c.close(h).unwrap();
+    c.sync().unwrap();
+    // The same device cannot be mounted twice.
+    c.mkdir(r, "again", 0o755).unwrap();
+    assert_eq!(
+        c.mount(
+            r,
+            "again",
+            MountKind::Ext2 {
+                device: 0,
+                read_only: true
+            }
+        ),
+        Err(Errno::EBUSY)
+    );
+    c.umount(r, "disk").unwrap();
+    drop(c);
+    s.finish();
+    // A new server on the written image reads the file back.
+    let s = Setup::with(
+        common::new_fs(fs::LockMode::PerCpu),
+        vec![fs::block::MemDisk::new(disk.contents(), false)],
+        1,
+    );
+    let c = s.client(0);
+    let r = c.root();
+    c.mkdir(r, "d", 0o755).unwrap();
+    c.mount(
+        r,
+        "d",
+        MountKind::Ext2 {
+            device: 0,
+            read_only: true,
+        },
+    )
+    .unwrap();
+    let (h, _) = c.open(r, "d/hello", O_RDONLY, 0).unwrap();
+    assert!(c.pread(h, 0, 60_000).unwrap() == data);
+    assert_eq!(
+        c.open(r, "d/new", O_CREAT | O_WRONLY, 0o644),
+        Err(Errno::EROFS)
+    );
+    assert_eq!(
+        c.access(At::path(r, "d/hello"), W_OK, ROOT),
+        Err(Errno::EROFS)
+    );
+    c.close(h).unwrap();
+    drop(c);
+    s.finish();
+}
