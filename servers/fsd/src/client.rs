@@ -129,12 +129,14 @@ impl<C: Call> Client<C> {
     }
 
     /// `pread` of up to `len` bytes, in `MAX_PAYLOAD` pieces; stops at the
-    /// end of the file.
+    /// end of the file.  A zero-length read is one call (the handle and
+    /// its access mode are checked).
     pub fn pread(&self, handle: Handle, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
         let mut out = Vec::with_capacity(len);
-        while out.len() < len {
+        // At least one call, so a zero-length read still checks the handle.
+        loop {
             let want = (len - out.len()).min(MAX_PAYLOAD);
-            let at = offset + out.len() as u64;
+            let at = offset.saturating_add(out.len() as u64);
             let piece = self.with(
                 &Request::Read {
                     handle,
@@ -150,7 +152,7 @@ impl<C: Call> Client<C> {
                 Ok(p) => {
                     let short = p.len() < want;
                     out.extend_from_slice(&p);
-                    if short {
+                    if short || out.len() >= len {
                         break;
                     }
                 }
