@@ -114,16 +114,19 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| seed.wrapping_add((i / 7) as u8)).collect()
 }
 
+/// An inode "opened" on the direct side: (inode, read, write, path only).
+type Opened = (Arc<Inode>, bool, bool, bool);
+
 /// The direct side: an `fs::Fs` and the inodes "opened" on it.
 struct Direct {
     fs: Fs,
     root: Arc<Inode>,
-    /// (inode, read, write, path only), `None` once closed.
-    slots: Vec<Option<(Arc<Inode>, bool, bool, bool)>>,
+    /// `None` once closed.
+    slots: Vec<Option<Opened>>,
 }
 
 impl Direct {
-    fn slot(&self, i: usize) -> Option<Result<&(Arc<Inode>, bool, bool, bool), Errno>> {
+    fn slot(&self, i: usize) -> Option<Result<&Opened, Errno>> {
         if self.slots.is_empty() {
             return None;
         }
