@@ -1,7 +1,8 @@
 //! Running QEMU: the command line, the timeout, and reading the serial log.
 //!
 //! Owns one QEMU process per call.  Invariants: the process always ends
-//! (it exits, or it is killed when the timeout passes); stdin is closed so QEMU
+//! (it exits, or it is killed when the timeout passes or, with a
+//! `Watchdog`, when no progress line came for its idle time); stdin is closed so QEMU
 //! never waits on a terminal; the serial log is kept whole in memory and,
 //! when asked, echoed line by line as it arrives (all of it, or the view a
 //! caller's filter makes of it: `run_streaming`).  The guest's verdict comes
