@@ -134,7 +134,7 @@ struct SuiteArgs {
     #[arg(long)]
     cores: Option<String>,
     /// Workloads, comma-separated, or `all` (every workload `wis --list`
-    /// names); default: the 16 of the ~10-minute default suite.
+    /// names); default: the 16 of the default suite (a few minutes).
     #[arg(long)]
     workloads: Option<String>,
     /// Worker kinds, comma-separated: threads, procs.

@@ -168,7 +168,9 @@ impl Mode {
 
 /// The workloads of the default suite: sized, with the other defaults
 /// below, so that `./run-comparison.sh` (ours, ours-global and Linux at 1
-/// and 2 cores, 3 runs) takes about 10 minutes under TCG on a 2-core host.
+/// and 2 cores, 3 runs: 18 boots of 16 workloads each) takes about 3–4
+/// minutes under TCG on a 2-core host, and a fourth system stays well
+/// under 10.
 /// One or two of each kind: system, program start, file metadata (private and shared),
 /// file data, network (all four).  `--workloads all` runs every workload `wis --list` names.
 pub const DEFAULT_WORKLOADS: &[&str] = &[

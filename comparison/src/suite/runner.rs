@@ -508,10 +508,16 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
     if let Some(all) = eta_by_system(&[], &schedule, prior) {
         eprintln!("suite: expected to take about {}", fmt_duration(all));
     }
+    let sharing = if per_boot == 1 {
+        "one boot per measurement".to_string()
+    } else {
+        format!(
+            "each boot runs up to {per_boot} workloads in turn, each in a fresh scratch directory"
+        )
+    };
     info.schedule = Some(format!(
-        "{planned_boots} boots planned for {total} measurements: each boot runs up to {per_boot} \
-         workloads in turn, each in a fresh scratch directory; the order is shuffled per run \
-         (the same for every system and core count of a run) with seed {seed} \
+        "{planned_boots} boots planned for {total} measurements: {sharing}; the order is \
+         shuffled per run (the same for every system and core count of a run) with seed {seed} \
          (`--seed {seed}` repeats it)"
     ));
     interrupt::install()?;
