@@ -134,7 +134,7 @@ struct SuiteArgs {
     #[arg(long)]
     cores: Option<String>,
     /// Workloads, comma-separated, or `all` (every workload `wis --list`
-    /// names); default: the 16 of the ~10-minute default suite.
+    /// names); default: the 16 of the default suite (a few minutes).
     #[arg(long)]
     workloads: Option<String>,
     /// Worker kinds, comma-separated: threads, procs.
@@ -158,9 +158,18 @@ struct SuiteArgs {
     /// Add another system's records (same JSON) to tables and plots (repeatable).
     #[arg(long = "import", value_name = "FILE")]
     imports: Vec<std::path::PathBuf>,
-    /// Seconds before QEMU is killed, per run.
+    /// Seconds one workload may take (the first of a boot: with the boot);
+    /// QEMU is killed when a boot makes no progress for that long.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// Workloads per boot; 0: all workloads of a (run, system, cores, mode)
+    /// in one boot; 1: one boot per measurement.
+    #[arg(long, default_value_t = 0)]
+    per_boot: usize,
+    /// Seed of the workload order within boots (shuffled per run); default
+    /// from the clock; the report names it.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     memory: usize,
@@ -489,6 +498,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         env: args.env.clone(),
         dirs,
         argv0: args.argv0.clone(),
+        watchdog: None,
     };
     let system = match args.system {
         SystemArg::Ours => System::Ours,
@@ -600,6 +610,8 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
         verbose: args.serial,
         loader: args.loader.choice(),
         disks: parse_disks(&args.disks)?,
+        seed: args.seed,
+        per_boot: args.per_boot,
     };
     let outcome = comparison::suite::run_suite(&opts)?;
     println!("{}", outcome.summary);
@@ -616,7 +628,7 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
-            "suite: {} runs gave no result (listed in the report):",
+            "suite: {} measurements gave no result (listed in the report):",
             outcome.failures.len()
         );
         for f in &outcome.failures {

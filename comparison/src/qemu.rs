@@ -1,7 +1,8 @@
 //! Running QEMU: the command line, the timeout, and reading the serial log.
 //!
 //! Owns one QEMU process per call.  Invariants: the process always ends
-//! (it exits, or it is killed when the timeout passes); stdin is closed so QEMU
+//! (it exits, or it is killed when the timeout passes or, with a
+//! `Watchdog`, when no progress line came for its idle time); stdin is closed so QEMU
 //! never waits on a terminal; the serial log is kept whole in memory and,
 //! when asked, echoed line by line as it arrives (all of it, or the view a
 //! caller's filter makes of it: `run_streaming`).  The guest's verdict comes
@@ -409,6 +410,16 @@ pub fn run_with_args(args: &[String], vm: &VmConfig) -> Result<RunOutcome> {
     })
 }
 
+/// A progress watchdog for a run that does many things in turn: QEMU is
+/// killed (the run ends `TimedOut`) when `idle` passes without a serial
+/// line for which `progress` is true (the start of the run counts as one).
+/// `vm.timeout` still bounds the whole run.
+#[derive(Debug, Clone, Copy)]
+pub struct Watchdog {
+    pub idle: Duration,
+    pub progress: fn(&str) -> bool,
+}
+
 /// Run QEMU with an explicit argument list; `show` sees every serial line
 /// (without `\r`, with its `\n`) as it arrives and returns what to print on
 /// our stdout for it, if anything.  The whole log is kept in the outcome
@@ -416,6 +427,16 @@ pub fn run_with_args(args: &[String], vm: &VmConfig) -> Result<RunOutcome> {
 pub fn run_streaming(
     args: &[String],
     vm: &VmConfig,
+    show: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<RunOutcome> {
+    run_watched(args, vm, None, show)
+}
+
+/// `run_streaming` with an optional progress watchdog.
+pub fn run_watched(
+    args: &[String],
+    vm: &VmConfig,
+    watchdog: Option<Watchdog>,
     show: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<RunOutcome> {
     let start = Instant::now();
@@ -467,28 +488,35 @@ pub fn run_streaming(
 
     let mut serial = String::new();
     let deadline = start + vm.timeout;
+    let last_progress = std::cell::Cell::new(start);
+    let mut take = |line: &str, serial: &mut String| {
+        if watchdog.is_some_and(|w| (w.progress)(line)) {
+            last_progress.set(Instant::now());
+        }
+        emit(show, line);
+        serial.push_str(line);
+    };
     let status = loop {
         while let Ok(line) = line_rx.try_recv() {
-            emit(show, &line);
-            serial.push_str(&line);
+            take(&line, &mut serial);
         }
         if let Some(status) = child.try_wait()? {
             break Some(status);
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        let idle_passed = watchdog.is_some_and(|w| now >= last_progress.get() + w.idle);
+        if now >= deadline || idle_passed {
             let _ = child.kill();
             let _ = child.wait();
             break None;
         }
         if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(20)) {
-            emit(show, &line);
-            serial.push_str(&line);
+            take(&line, &mut serial);
         }
     };
     let _ = reader.join();
     for line in line_rx.try_iter() {
-        emit(show, &line);
-        serial.push_str(&line);
+        take(&line, &mut serial);
     }
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
     let ending = match status {

@@ -87,6 +87,10 @@ pub struct RunExtras {
     pub dirs: Vec<(PathBuf, String)>,
     /// argv[0] instead of `/init` (e.g. `sh` for a multi-call busybox).
     pub argv0: Option<String>,
+    /// Kill the run when the program makes no progress for a while (the
+    /// suite's boots that run many workloads in turn); `vm.timeout` still
+    /// bounds the whole run.
+    pub watchdog: Option<qemu::Watchdog>,
 }
 
 /// How the run ended.
@@ -289,8 +293,8 @@ pub fn run_with_qemu_args(
     check_args(&req.args)?;
     let cpio = make_initramfs(req, extras)?;
     match req.system {
-        System::Ours => run_ours(systems, req, cpio, qemu_args),
-        System::Linux => run_linux(systems, req, cpio, qemu_args),
+        System::Ours => run_ours(systems, req, cpio, qemu_args, extras.watchdog),
+        System::Linux => run_linux(systems, req, cpio, qemu_args, extras.watchdog),
     }
 }
 
@@ -299,6 +303,7 @@ fn run_ours(
     req: &RunRequest,
     cpio: Vec<u8>,
     qemu_args: &[String],
+    watchdog: Option<qemu::Watchdog>,
 ) -> Result<RunResult> {
     let artifacts = systems
         .artifacts
@@ -321,7 +326,7 @@ fn run_ours(
     let mut output = String::new();
     // Before the kernel's first log line only the loader speaks.
     let mut kernel_started = false;
-    let result = qemu::run_streaming(&args, &req.vm, &mut |line: &str| {
+    let result = qemu::run_watched(&args, &req.vm, watchdog, &mut |line: &str| {
         let kernel_line = is_our_log_line(line);
         kernel_started |= kernel_line;
         let program_line = kernel_started && !kernel_line;
@@ -408,6 +413,7 @@ fn run_linux(
     req: &RunRequest,
     cpio: Vec<u8>,
     qemu_args: &[String],
+    watchdog: Option<qemu::Watchdog>,
 ) -> Result<RunResult> {
     let linux = systems
         .linux
@@ -442,7 +448,7 @@ fn run_linux(
     let echo = req.echo;
     let mut output = String::new();
     let mut filter = OutputFilter::default();
-    let result = qemu::run_streaming(&args, &req.vm, &mut |line: &str| {
+    let result = qemu::run_watched(&args, &req.vm, watchdog, &mut |line: &str| {
         let kept = filter.keep(line);
         if let Some(text) = &kept {
             output.push_str(text);
@@ -518,6 +524,7 @@ mod tests {
                 env: vec!["X=1".into()],
                 dirs: vec![],
                 argv0: None,
+                watchdog: None,
             },
         )
         .unwrap();

@@ -1,10 +1,12 @@
 //! `comparison suite` end to end: a short suite (two workloads, 1 and 2
 //! cores, ours and Linux, one run, 200 ms) under TCG writes results.json
 //! with sane numbers for every cell, results.csv, report.md and the SVG
-//! and PNG plots, and merges an imported system's records; Ctrl-C (SIGINT)
-//! after the first result stops the suite and leaves every file for what
-//! finished; bad arguments and bad import files are refused before
-//! anything boots.
+//! and PNG plots, and merges an imported system's records; both workloads
+//! of a (system, cores) share one boot; Ctrl-C (SIGINT) after the first
+//! result stops the suite and leaves every file for what finished; a
+//! workload that outlives `--timeout` is reported as timed out and the
+//! next runs in a fresh boot; bad arguments and bad import files are
+//! refused before anything boots.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,6 +122,30 @@ fn short_suite_writes_results_report_and_plots() {
         assert!(report.contains(needle), "report lacks {needle}:\n{report}");
     }
     assert!(!report.contains("Runs without a result"), "{report}");
+    assert!(
+        report.contains("- boots made: 4; 4 boots planned for 8 measurements"),
+        "two workloads per boot:\n{report}"
+    );
+    assert!(
+        stderr.contains("suite: 8 of 8 measurements in 4 boots"),
+        "{stderr}"
+    );
+    // Each boot ran both workloads: one at place 0, the other at place 1.
+    for system in ["ours", "linux"] {
+        for cores in [1u64, 2] {
+            let mut places: Vec<u64> = records
+                .iter()
+                .filter(|r| r["system"] == system && r["cores"] == cores)
+                .map(|r| {
+                    r["position"]
+                        .as_u64()
+                        .expect("a measured record has a position")
+                })
+                .collect();
+            places.sort_unstable();
+            assert_eq!(places, [0, 1], "{system} {cores} cores");
+        }
+    }
     for plot in [
         "tcg-getppid-threads.svg",
         "tcg-open_close_private-threads.svg",
@@ -246,6 +272,59 @@ fn ctrl_c_keeps_what_was_measured() {
     );
     assert!(read(&out.join("plots/tcg-getppid-threads.svg")).contains("</svg>"));
     assert_png(&out.join("plots/tcg-getppid-threads.png"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Each workload's interval (8 s) is longer than `--timeout 4`, so the
+/// watchdog kills each boot while its first workload runs: that workload
+/// is reported as timed out, the other one runs in a fresh boot (and times
+/// out too); the suite goes on to the end and exits 1.
+#[test]
+fn a_workload_that_outlives_the_timeout_fails_alone() {
+    let dir = scratch("timeout");
+    let out = dir.join("out");
+    let (ok, stdout, stderr) = comparison(&[
+        "suite",
+        "--systems",
+        "ours",
+        "--cores",
+        "1",
+        "--workloads",
+        "getppid,page_fault",
+        "--runs",
+        "1",
+        "--ms",
+        "8000",
+        "--warmup-ms",
+        "0",
+        "--timeout",
+        "4",
+        "--accel",
+        "tcg",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok,
+        "the suite reported success\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let report = read(&out.join("report.md"));
+    assert!(report.contains("Runs without a result"), "{report}");
+    for w in ["getppid", "page_fault"] {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(&format!("- ours {w} 1 cores threads run 1: ")))
+            .unwrap_or_else(|| panic!("no failure line for {w}:\n{report}"));
+        assert!(
+            line.contains("timed out") && line.contains("while it ran"),
+            "{line}"
+        );
+    }
+    assert!(
+        report.contains("- boots made: 2;"),
+        "the second workload got a fresh boot:\n{report}"
+    );
+    assert!(stderr.contains("go to a fresh boot"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -7,7 +7,9 @@
 //! `record.rs` (one result and the result files), `stats.rs` (median,
 //! spread, efficiency, ratios), `report.rs` (markdown), `plot.rs` (SVG and
 //! PNG), `interrupt.rs` (Ctrl-C),
-//! `runner.rs` (builds, probes the accelerator, boots, measures, writes).
+//! `batch.rs` (several workloads per boot: order, progress, one outcome
+//! per workload), `runner.rs` (builds, probes the accelerator, boots,
+//! measures, writes).
 //!
 //! Invariants: numbers from different accelerators never share a table or a
 //! plot; results are written after every run, so an interrupted suite leaves
@@ -15,6 +17,7 @@
 //! number.  It must not change how `comparison run` boots a system: it goes
 //! through `crate::run` like a user does.
 
+pub mod batch;
 pub mod interrupt;
 pub mod options;
 pub mod plot;

@@ -11,6 +11,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// A system the suite boots.
+///
+/// Adding one (say `ours-servers`, this kernel with `structure=servers`):
+/// a variant here, its arm in `spec` (name, kernel, lock switch, extra
+/// kernel command-line words) and its place in `ALL` (display order); add
+/// it to `RATIO_BASES` if the tables should give ours/it.  Everything else
+/// (parsing, boots, records, tables, plots) goes through `spec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SuiteSystem {
     /// This kernel, per-CPU structures (the design).
@@ -24,51 +30,96 @@ pub enum SuiteSystem {
     LinuxNoMitig,
 }
 
+/// What defines a suite system: how it is named and booted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SystemSpec {
+    /// The name in `--systems`, records, tables and plots.
+    pub name: &'static str,
+    /// The kernel that runs.
+    pub kernel: crate::run::System,
+    /// The lock switch (our kernel only; `Global` adds `locks=global`).
+    pub locks: crate::run::LockMode,
+    /// Extra kernel command-line words.
+    pub cmdline: &'static str,
+}
+
+/// Every system, in display order (tables, plots, `--systems` help).
+pub const ALL: &[SuiteSystem] = &[
+    SuiteSystem::Ours,
+    SuiteSystem::OursGlobal,
+    SuiteSystem::Linux,
+    SuiteSystem::LinuxNoMitig,
+];
+
+/// The tables give ours/X for each of these that was measured, in this order.
+pub const RATIO_BASES: &[SuiteSystem] = &[
+    SuiteSystem::Linux,
+    SuiteSystem::LinuxNoMitig,
+    SuiteSystem::OursGlobal,
+];
+
 impl SuiteSystem {
-    pub fn name(self) -> &'static str {
-        match self {
-            SuiteSystem::Ours => "ours",
-            SuiteSystem::OursGlobal => "ours-global",
-            SuiteSystem::Linux => "linux",
-            SuiteSystem::LinuxNoMitig => "linux-nomitig",
+    /// The one place that says what each system is.
+    pub fn spec(self) -> SystemSpec {
+        use crate::run::{LockMode, System};
+        let (name, kernel, locks, cmdline) = match self {
+            SuiteSystem::Ours => ("ours", System::Ours, LockMode::PerCpu, ""),
+            SuiteSystem::OursGlobal => ("ours-global", System::Ours, LockMode::Global, ""),
+            SuiteSystem::Linux => ("linux", System::Linux, LockMode::PerCpu, ""),
+            SuiteSystem::LinuxNoMitig => (
+                "linux-nomitig",
+                System::Linux,
+                LockMode::PerCpu,
+                "mitigations=off",
+            ),
+        };
+        SystemSpec {
+            name,
+            kernel,
+            locks,
+            cmdline,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.spec().name
     }
 
     /// The kernel that runs (`linux-nomitig` is Linux with other options).
     pub fn kernel(self) -> crate::run::System {
-        match self {
-            SuiteSystem::Ours | SuiteSystem::OursGlobal => crate::run::System::Ours,
-            SuiteSystem::Linux | SuiteSystem::LinuxNoMitig => crate::run::System::Linux,
-        }
+        self.spec().kernel
     }
 
     /// The lock switch this system runs with (`ours-global`: the ablation).
     pub fn locks(self) -> crate::run::LockMode {
-        match self {
-            SuiteSystem::OursGlobal => crate::run::LockMode::Global,
-            _ => crate::run::LockMode::PerCpu,
-        }
+        self.spec().locks
     }
 
     /// Extra kernel command-line words of this system.
     pub fn extra_cmdline(self) -> &'static str {
-        match self {
-            SuiteSystem::LinuxNoMitig => "mitigations=off",
-            _ => "",
-        }
+        self.spec().cmdline
     }
 
     pub fn parse(s: &str) -> Result<SuiteSystem> {
-        Ok(match s {
-            "ours" => SuiteSystem::Ours,
-            "ours-global" => SuiteSystem::OursGlobal,
-            "linux" => SuiteSystem::Linux,
-            "linux-nomitig" => SuiteSystem::LinuxNoMitig,
-            other => bail!(
-                "unknown system `{other}` (expected ours, ours-global, linux or linux-nomitig)"
-            ),
-        })
+        match ALL.iter().find(|sys| sys.name() == s) {
+            Some(&sys) => Ok(sys),
+            None => {
+                let names: Vec<&str> = ALL.iter().map(|sys| sys.name()).collect();
+                bail!(
+                    "unknown system `{s}` (expected one of {})",
+                    names.join(", ")
+                )
+            }
+        }
     }
+}
+
+/// Display rank of a system name: its place in `ALL`, other (imported)
+/// names after them.
+pub fn system_rank(name: &str) -> usize {
+    ALL.iter()
+        .position(|s| s.name() == name)
+        .unwrap_or(ALL.len())
 }
 
 /// `--accel`.
@@ -117,7 +168,9 @@ impl Mode {
 
 /// The workloads of the default suite: sized, with the other defaults
 /// below, so that `./run-comparison.sh` (ours, ours-global and Linux at 1
-/// and 2 cores, 3 runs) takes about 10 minutes under TCG on a 2-core host.
+/// and 2 cores, 3 runs: 18 boots of 16 workloads each) takes about 3–4
+/// minutes under TCG on a 2-core host, and a fourth system stays well
+/// under 10.
 /// One or two of each kind: system, program start, file metadata (private and shared),
 /// file data, network (all four).  `--workloads all` runs every workload `wis --list` names.
 pub const DEFAULT_WORKLOADS: &[&str] = &[
@@ -173,6 +226,10 @@ pub struct SuiteOptions {
     pub loader: crate::boot::LoaderChoice,
     /// Disk images every run gets (`--disk`), on every system.
     pub disks: Vec<crate::qemu::Disk>,
+    /// Seed of the per-run workload order (`--seed`); `None`: from the clock.
+    pub seed: Option<u64>,
+    /// Workloads per boot (`--per-boot`); 0: all of a run in one boot.
+    pub per_boot: usize,
 }
 
 /// Split a comma-separated list; empty items are an error.
@@ -294,9 +351,25 @@ impl SuiteOptions {
         Ok(())
     }
 
-    /// How many boots the suite makes for `workloads` workloads.
+    /// How many measurements the suite makes for `workloads` workloads.
     pub fn total_runs(&self, workloads: usize) -> usize {
         self.systems.len() * self.cores.len() * workloads * self.modes.len() * self.runs as usize
+    }
+
+    /// How many boots the suite plans for `workloads` workloads (one per
+    /// run, system, core count and mode, or more with `--per-boot`; a boot
+    /// that ends early adds one for the workloads it did not reach).
+    pub fn total_boots(&self, workloads: usize) -> usize {
+        let per_boot = if self.per_boot == 0 {
+            workloads.max(1)
+        } else {
+            self.per_boot
+        };
+        self.systems.len()
+            * self.cores.len()
+            * self.modes.len()
+            * self.runs as usize
+            * workloads.div_ceil(per_boot)
     }
 }
 
@@ -326,6 +399,33 @@ mod tests {
         assert!(parse_systems("ours,ours").is_err());
         assert!(parse_systems("ours,").is_err());
         assert!(parse_systems("").is_err());
+    }
+
+    #[test]
+    fn every_system_is_listed_once_and_parses_back_by_name() {
+        use crate::run::{LockMode, System};
+        for (i, &sys) in ALL.iter().enumerate() {
+            assert_eq!(SuiteSystem::parse(sys.name()).unwrap(), sys);
+            assert_eq!(system_rank(sys.name()), i);
+            assert_eq!(ALL.iter().filter(|s| s.name() == sys.name()).count(), 1);
+        }
+        assert_eq!(system_rank("mk"), ALL.len(), "imported names come last");
+        assert!(RATIO_BASES.iter().all(|b| ALL.contains(b)));
+        let msg = SuiteSystem::parse("bsd").unwrap_err().to_string();
+        assert!(
+            msg.contains("ours-global") && msg.contains("linux-nomitig"),
+            "{msg}"
+        );
+        let global = SuiteSystem::OursGlobal.spec();
+        assert_eq!(
+            (global.kernel, global.locks, global.cmdline),
+            (System::Ours, LockMode::Global, "")
+        );
+        let nomitig = SuiteSystem::LinuxNoMitig.spec();
+        assert_eq!(
+            (nomitig.kernel, nomitig.cmdline),
+            (System::Linux, "mitigations=off")
+        );
     }
 
     #[test]
@@ -374,9 +474,16 @@ mod tests {
             verbose: false,
             loader: crate::boot::LoaderChoice::Builtin,
             disks: vec![],
+            seed: None,
+            per_boot: 0,
         };
         assert!(o.check().is_ok());
         assert_eq!(o.total_runs(5), 30);
+        assert_eq!(o.total_boots(5), 6, "one boot per run and core count");
+        o.per_boot = 2;
+        assert_eq!(o.total_boots(5), 18, "5 workloads in boots of 2, 3, ...");
+        o.per_boot = 1;
+        assert_eq!(o.total_boots(5), 30, "one boot per measurement");
         o.runs = 0;
         assert!(o.check().is_err());
         o.runs = 1;

@@ -42,6 +42,9 @@ pub struct Record {
     /// Linux: its `/sys/devices/system/cpu/vulnerabilities/*` lines
     /// (`NAME: TEXT`, joined by ` | `: the texts hold `;`) as that boot reported them; empty for ours.
     pub vulnerabilities: String,
+    /// Place of the workload in its boot's order (0: first after the
+    /// boot); `None` for imported records that do not say.
+    pub position: Option<u32>,
 }
 
 /// What one `wis` run printed: its JSON result line.
@@ -139,6 +142,7 @@ impl Record {
             "commit": self.commit,
             "kernel_options": self.kernel_options,
             "vulnerabilities": self.vulnerabilities,
+            "position": self.position,
         })
     }
 
@@ -190,6 +194,10 @@ impl Record {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
+            position: obj
+                .get("position")
+                .and_then(Value::as_u64)
+                .map(|p| p as u32),
         })
     }
 }
@@ -236,7 +244,7 @@ pub fn to_json_text(records: &[Record]) -> String {
 }
 
 /// The CSV header, in the column order of `to_csv`.
-pub const CSV_HEADER: &str = "system,workload,mode,cores,workers,run,ops,seconds,ops_per_sec,unit,accel,qemu_version,cpu_model,commit,kernel_options,vulnerabilities";
+pub const CSV_HEADER: &str = "system,workload,mode,cores,workers,run,ops,seconds,ops_per_sec,unit,accel,qemu_version,cpu_model,commit,kernel_options,vulnerabilities,position";
 
 /// `results.csv` (RFC 4180 quoting where needed, by the `csv` crate).
 pub fn to_csv(records: &[Record]) -> String {
@@ -254,6 +262,7 @@ pub fn to_csv(records: &[Record]) -> String {
             r.ops.to_string(),
             format!("{:.6}", r.seconds),
             format!("{:.3}", r.ops_per_sec),
+            r.position.map(|p| p.to_string()).unwrap_or_default(),
         ];
         write(&[
             &r.system,
@@ -272,6 +281,7 @@ pub fn to_csv(records: &[Record]) -> String {
             &r.commit,
             &r.kernel_options,
             &r.vulnerabilities,
+            &numbers[6],
         ]);
     }
     let bytes = out
@@ -299,6 +309,7 @@ pub(crate) fn sample(system: &str, workload: &str, cores: u32, run: u32, rate: f
         commit: "abc123".into(),
         kernel_options: "run=init".into(),
         vulnerabilities: String::new(),
+        position: Some(run),
     }
 }
 
@@ -379,7 +390,7 @@ mod tests {
         assert_eq!(lines.next(), Some(CSV_HEADER));
         let row = lines.next().unwrap();
         assert!(row.starts_with("ours,getppid,threads,1,1,0,1,"), "{row}");
-        // kernel_options, then the (empty) vulnerabilities column.
-        assert!(row.ends_with(",\"a,b \"\"c\"\"\","), "{row}");
+        // kernel_options, the (empty) vulnerabilities column, the position.
+        assert!(row.ends_with(",\"a,b \"\"c\"\"\",,0"), "{row}");
     }
 }

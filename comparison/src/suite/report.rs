@@ -67,14 +67,7 @@ pub fn group_table(group: &Group) -> String {
     );
     head.extend(systems.iter().map(|s| format!("eff. {s}")));
     let has = |s: &str| systems.iter().any(|x| x == s);
-    let ratios: Vec<(&str, &str)> = [
-        ("ours", "linux"),
-        ("ours", "linux-nomitig"),
-        ("ours", "ours-global"),
-    ]
-    .into_iter()
-    .filter(|(a, b)| has(a) && has(b))
-    .collect();
+    let ratios = ratio_pairs(&has);
     head.extend(ratios.iter().map(|(a, b)| format!("{a}/{b}")));
     let _ = writeln!(out, "| {} |", head.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
@@ -103,6 +96,17 @@ pub fn group_table(group: &Group) -> String {
     out
 }
 
+/// The ratio columns: ours/X for each X of `options::RATIO_BASES`, when
+/// both were measured (`has`).
+fn ratio_pairs(has: &dyn Fn(&str) -> bool) -> Vec<(&'static str, &'static str)> {
+    let ours = super::options::SuiteSystem::Ours.name();
+    super::options::RATIO_BASES
+        .iter()
+        .map(|b| (ours, b.name()))
+        .filter(|(a, b)| has(a) && has(b))
+        .collect()
+}
+
 /// One line per group at its largest core count: the summary table (markdown).
 pub fn summary_table(groups: &BTreeMap<GroupKey, Group>) -> String {
     let mut out = String::new();
@@ -128,14 +132,7 @@ pub fn summary_table(groups: &BTreeMap<GroupKey, Group>) -> String {
         if has("ours") {
             head.push("eff. ours".into());
         }
-        let ratios: Vec<(&str, &str)> = [
-            ("ours", "linux"),
-            ("ours", "linux-nomitig"),
-            ("ours", "ours-global"),
-        ]
-        .into_iter()
-        .filter(|(a, b)| has(a) && has(b))
-        .collect();
+        let ratios = ratio_pairs(&has);
         head.extend(ratios.iter().map(|(a, b)| format!("{a}/{b}")));
         let _ = writeln!(out, "| {} |", head.join(" | "));
         let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
@@ -180,6 +177,10 @@ pub struct ReportInfo {
     pub imports: Vec<String>,
     /// Set when the suite was stopped early (Ctrl-C): what was left undone.
     pub interrupted: Option<String>,
+    /// How the measurements were spread over boots (order, seed).
+    pub schedule: Option<String>,
+    /// Boots made so far.
+    pub boots: usize,
 }
 
 /// The whole `report.md`.  Plot paths are relative to the report.
@@ -193,6 +194,9 @@ pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
     let _ = writeln!(out, "- QEMU: {}", distinct(&all, |r| &r.qemu_version));
     let _ = writeln!(out, "- git commit: {}", distinct(&all, |r| &r.commit));
     let _ = writeln!(out, "- records: {}", records.len());
+    if let Some(schedule) = &info.schedule {
+        let _ = writeln!(out, "- boots made: {}; {schedule}", info.boots);
+    }
     for file in &info.imports {
         let _ = writeln!(out, "- imported: `{file}`");
     }
@@ -340,6 +344,8 @@ mod tests {
             failures: vec!["linux stat 2 cores: timed out".into()],
             imports: vec![],
             interrupted: Some("stopped by Ctrl-C after 3 of 12 runs".into()),
+            schedule: Some("2 boots planned; seed 5".into()),
+            boots: 2,
         };
         let md = report_markdown(&recs, &info);
         assert!(md.contains("## Accelerator: tcg") && md.contains("## Accelerator: kvm"));
@@ -347,6 +353,7 @@ mod tests {
         assert!(md.contains("plots/tcg-getppid-threads.svg"));
         assert!(md.contains("linux stat 2 cores: timed out"));
         assert!(md.contains("**Interrupted:** stopped by Ctrl-C after 3 of 12 runs"));
+        assert!(md.contains("- boots made: 2; 2 boots planned; seed 5"));
         assert!(md.contains("QEMU emulator version 7.2.0") && md.contains("abc123"));
         let summary = summary_table(&aggregate(&records()));
         assert!(

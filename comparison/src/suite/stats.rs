@@ -109,16 +109,8 @@ impl Group {
     }
 }
 
-/// Display rank of a system name (known systems first).
-pub fn system_rank(name: &str) -> usize {
-    match name {
-        "ours" => 0,
-        "ours-global" => 1,
-        "linux" => 2,
-        "linux-nomitig" => 3,
-        _ => 4,
-    }
-}
+/// Display rank of a system name (known systems first, in `options::ALL`'s order).
+pub use super::options::system_rank;
 
 /// Group the records and summarise each (system, cores) cell over its runs.
 pub fn aggregate(records: &[Record]) -> BTreeMap<GroupKey, Group> {

@@ -6,6 +6,14 @@
 //!       [--mount DEV:DIR]   (mounts ext2 from DEV at DIR first, unmounts at the end)
 //!   wis all --threads T ...        every workload in turn
 //!   wis A,B,C --threads T ...      the named workloads in turn
+//!   wis A,B,C --threads T --announce ...   and `wis: running NAME` on
+//!                                  stderr before each (for harnesses)
+//!
+//! Each workload runs in its own fresh scratch directory (`--dir`/NAME,
+//! made before it and removed after it) and releases what it shared with
+//! its workers (`workload::release`), so one workload's files and sockets
+//! never reach the next; a workload that fails prints `wis: NAME: ...` on
+//! stderr and the others still run.
 //!
 //! Prints one JSON line per workload run, and nothing else on stdout:
 //!   {"workload":NAME,"mode":"threads|procs","workers":T,"ops":N,"seconds":S,"ops_per_sec":X}
@@ -29,6 +37,10 @@ mod workload;
 use std::time::Duration;
 use workload::{Ctx, Unit, Workload, WORKLOADS};
 
+/// `--announce`'s line before each workload (the suite's harness parses it:
+/// comparison/src/suite/batch.rs).
+const ANNOUNCE: &str = "wis: running ";
+
 const USAGE: &str = "usage: wis --list
        wis WORKLOAD[,WORKLOAD...]|all --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F]
   --threads T    workers, worker w pinned to CPU w (1..=1024)
@@ -42,7 +54,8 @@ const USAGE: &str = "usage: wis --list
                  with the workload's index in `wis --list` (docs/SHARING.md);
                  the markers are NOPs without the plugin
   --mount DEV:DIR  mount the ext2 file system on DEV at DIR before the runs,
-                 unmount it (writing it back) after them";
+                 unmount it (writing it back) after them
+  --announce     print `wis: running NAME` on stderr before each workload";
 
 struct Args {
     workload: String,
@@ -56,6 +69,8 @@ struct Args {
     mark_ops: u64,
     /// `--mount DEV:DIR`.
     mount: Option<(String, String)>,
+    /// `--announce`: `wis: running NAME` on stderr before each workload.
+    announce: bool,
 }
 
 fn parse_number(flag: &str, value: Option<String>, min: u64, max: u64) -> Result<u64, String> {
@@ -81,12 +96,14 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
         file_mib: 8,
         mark_ops: 0,
         mount: None,
+        announce: false,
     };
     while let Some(a) = argv.next() {
         match a.as_str() {
             "--list" => return Ok(None),
             "--threads" => args.threads = parse_number("--threads", argv.next(), 1, 1024)? as usize,
             "--procs" => args.procs = true,
+            "--announce" => args.announce = true,
             "--warmup-ms" => {
                 args.warmup =
                     Duration::from_millis(parse_number("--warmup-ms", argv.next(), 0, 3_600_000)?)
@@ -151,6 +168,7 @@ fn run_one(w: &Workload, args: &Args) -> Result<(), String> {
     }
     let result =
         (w.setup)(&ctx).and_then(|()| runner::run(w, &ctx, args.warmup, args.interval, marking));
+    workload::release();
     let _ = std::fs::remove_dir_all(&ctx.dir);
     let m = result.map_err(|f| format!("{}: {f}", w.name))?;
     let rate = if m.seconds > 0.0 {
@@ -222,6 +240,9 @@ fn main() {
     }
     let mut failed = 0;
     for w in chosen {
+        if args.announce {
+            eprintln!("{ANNOUNCE}{}", w.name);
+        }
         if let Err(msg) = run_one(w, &args) {
             eprintln!("wis: {msg}");
             failed += 1;

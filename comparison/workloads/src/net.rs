@@ -269,15 +269,21 @@ pub fn tcp_stream(ctx: &Ctx, w: usize) -> Res<Op> {
 static SHARED_LISTENER: AtomicI32 = AtomicI32::new(-1);
 static SHARED_PORT: AtomicI32 = AtomicI32::new(0);
 
+/// Close tcp_connect's shared listener, if there is one (after its run;
+/// connections still queued on it go with it).
+pub fn close_shared_listener() {
+    let old = SHARED_LISTENER.swap(-1, Ordering::SeqCst);
+    if old >= 0 {
+        let _ = sys::close(old);
+    }
+}
+
 /// tcp_connect's set-up (main thread, before any worker): one non-blocking
 /// listening socket on 127.0.0.1, an ephemeral port, SO_REUSEADDR.  Workers
 /// (threads, or processes forked later) all use it.  A listener left by an
 /// earlier run in this process (`wis all`) is closed first.
 pub fn setup_shared_listener(_: &Ctx) -> Res<()> {
-    let old = SHARED_LISTENER.swap(-1, Ordering::SeqCst);
-    if old >= 0 {
-        let _ = sys::close(old);
-    }
+    close_shared_listener();
     let fd = sys::socket_inet(libc::SOCK_STREAM, libc::SOCK_NONBLOCK)?;
     let made = (|| {
         sys::set_int_option(

@@ -205,6 +205,13 @@ fn no_setup(_: &Ctx) -> Res<()> {
     Ok(())
 }
 
+/// Release what a workload's set-up keeps for its workers beyond its
+/// directory (tcp_connect's shared listener), so nothing of one workload
+/// is left when the next starts.  main.rs calls it after every workload.
+pub fn release() {
+    net::close_shared_listener();
+}
+
 /// The workload called `name`.
 pub fn find(name: &str) -> Option<&'static Workload> {
     WORKLOADS.iter().find(|w| w.name == name)
