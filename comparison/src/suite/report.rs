@@ -181,6 +181,8 @@ pub struct ReportInfo {
     pub schedule: Option<String>,
     /// Boots made so far.
     pub boots: usize,
+    /// Disk images every run had (`--disk`), as the user named them.
+    pub disks: Vec<String>,
 }
 
 /// The whole `report.md`.  Plot paths are relative to the report.
@@ -196,6 +198,12 @@ pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
     let _ = writeln!(out, "- records: {}", records.len());
     if let Some(schedule) = &info.schedule {
         let _ = writeln!(out, "- boots made: {}; {schedule}", info.boots);
+    }
+    for disk in &info.disks {
+        let _ = writeln!(
+            out,
+            "- disk: `{disk}` (the file workloads ran on it, mounted as ext2 at /mnt/disk)"
+        );
     }
     for file in &info.imports {
         let _ = writeln!(out, "- imported: `{file}`");
@@ -346,6 +354,7 @@ mod tests {
             interrupted: Some("stopped by Ctrl-C after 3 of 12 runs".into()),
             schedule: Some("2 boots planned; seed 5".into()),
             boots: 2,
+            disks: vec!["/tmp/d.img".into()],
         };
         let md = report_markdown(&recs, &info);
         assert!(md.contains("## Accelerator: tcg") && md.contains("## Accelerator: kvm"));
@@ -354,6 +363,7 @@ mod tests {
         assert!(md.contains("linux stat 2 cores: timed out"));
         assert!(md.contains("**Interrupted:** stopped by Ctrl-C after 3 of 12 runs"));
         assert!(md.contains("- boots made: 2; 2 boots planned; seed 5"));
+        assert!(md.contains("- disk: `/tmp/d.img`"));
         assert!(md.contains("QEMU emulator version 7.2.0") && md.contains("abc123"));
         let summary = summary_table(&aggregate(&records()));
         assert!(

@@ -458,6 +458,17 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
         interrupted: None,
         schedule: None,
         boots: 0,
+        disks: opts
+            .disks
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}{}",
+                    d.path.display(),
+                    if d.read_only { ":ro" } else { "" }
+                )
+            })
+            .collect(),
     };
     let mut records = imported;
     write_outputs(&out_dir, &records, &info)?;
