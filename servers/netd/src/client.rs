@@ -147,7 +147,8 @@ impl<C: Call> Client<C> {
             data,
         };
         self.with(&req, |r| match r {
-            Reply::Sent { count } if count as usize <= data.len() => Some(count as usize),
+            // The last piece of a staged datagram sends all of it.
+            Reply::Sent { count } if count as usize <= offset + data.len() => Some(count as usize),
             _ => None,
         })
     }
@@ -193,8 +194,7 @@ impl<C: Call> Client<C> {
         for off in (0..last).step_by(MAX_PAYLOAD) {
             self.send_piece(handle, None, true, off, &data[off..off + MAX_PAYLOAD])?;
         }
-        let n = self.send_piece(handle, dest, false, last, &data[last..])?;
-        Ok(if n == 0 { 0 } else { data.len() })
+        self.send_piece(handle, dest, false, last, &data[last..])
     }
 
     /// `send`/`sendto` by the socket's kind.
