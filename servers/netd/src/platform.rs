@@ -62,6 +62,9 @@ pub struct ServerPlatform {
     start: Instant,
     rng: AtomicU64,
     nic: Option<Arc<dyn FrameSink>>,
+    /// A clock that moves only when told (tests, simulations); `None`:
+    /// the monotonic clock.
+    manual: Option<Arc<AtomicU64>>,
 }
 
 impl ServerPlatform {
@@ -72,6 +75,16 @@ impl ServerPlatform {
             start: Instant::now(),
             rng: AtomicU64::new(h.finish() | 1),
             nic,
+            manual: None,
+        }
+    }
+
+    /// A platform whose clock reads `ms` (milliseconds), for runs that
+    /// must not depend on timing (the differential test).
+    pub fn with_manual_clock(nic: Option<Arc<dyn FrameSink>>, ms: Arc<AtomicU64>) -> Self {
+        ServerPlatform {
+            manual: Some(ms),
+            ..ServerPlatform::new(nic)
         }
     }
 }
@@ -80,7 +93,10 @@ impl net::Platform for ServerPlatform {
     type Waiters = Tag;
 
     fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        match &self.manual {
+            Some(ms) => ms.load(Ordering::Acquire),
+            None => self.start.elapsed().as_millis() as u64,
+        }
     }
 
     fn current_cpu(&self) -> usize {

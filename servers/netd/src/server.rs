@@ -100,11 +100,16 @@ impl NetServer {
     /// A server whose readiness notifications go to `signal`, with the NIC
     /// behind `nic` if `config.stack.eth` is set.
     pub fn new(config: Config, signal: Arc<dyn Signal>, nic: Option<Arc<dyn FrameSink>>) -> Self {
+        Self::with_platform(config, signal, ServerPlatform::new(nic))
+    }
+
+    /// A server over a given platform (a manual clock in tests).
+    pub fn with_platform(config: Config, signal: Arc<dyn Signal>, platform: ServerPlatform) -> Self {
         let mut sc = config.stack;
         sc.cpus = config.workers.max(1);
         sc.mode = config.mode;
         NetServer {
-            stack: Stack::new(ServerPlatform::new(nic), sc),
+            stack: Stack::new(platform, sc),
             handles: HandleTable::new(config.workers, config.handles_per_worker),
             clients: RwLock::new(HashMap::new()),
             signal,
