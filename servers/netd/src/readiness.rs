@@ -32,6 +32,9 @@ use percpu::CachePadded;
 use crate::platform::worker;
 use crate::Signal;
 
+/// Reports `(handle, armed bits)` queued by one server thread.
+type Reports = Mutex<Vec<(Handle, u32)>>;
+
 /// One client generation's readiness state.
 pub struct ClientState {
     id: u64,
@@ -40,7 +43,7 @@ pub struct ClientState {
     /// Signalled and not yet collected.
     pending: AtomicBool,
     /// Reports `(handle, armed bits)`, one shard per server thread.
-    shards: Box<[CachePadded<Mutex<Vec<(Handle, u32)>>>]>,
+    shards: Box<[CachePadded<Reports>]>,
 }
 
 impl ClientState {

@@ -104,7 +104,11 @@ impl NetServer {
     }
 
     /// A server over a given platform (a manual clock in tests).
-    pub fn with_platform(config: Config, signal: Arc<dyn Signal>, platform: ServerPlatform) -> Self {
+    pub fn with_platform(
+        config: Config,
+        signal: Arc<dyn Signal>,
+        platform: ServerPlatform,
+    ) -> Self {
         let mut sc = config.stack;
         sc.cpus = config.workers.max(1);
         sc.mode = config.mode;

@@ -133,15 +133,20 @@ struct ModelSide {
 impl ModelSide {
     fn run(&mut self, op: &Op) -> Out {
         let n = self.socks.len();
-        let get = |socks: &Vec<Option<SocketRef<Model>>>, i: usize| -> Result<SocketRef<Model>, Errno> {
-            socks[i % n].clone().ok_or(Errno::EBADF)
-        };
+        let get =
+            |socks: &Vec<Option<SocketRef<Model>>>, i: usize| -> Result<SocketRef<Model>, Errno> {
+                socks[i % n].clone().ok_or(Errno::EBADF)
+            };
         if n == 0 && !matches!(op, Op::New(_)) {
             return Out::Skip;
         }
         match *op {
             Op::New(stream) => {
-                let t = if stream { SockType::Stream } else { SockType::Dgram };
+                let t = if stream {
+                    SockType::Stream
+                } else {
+                    SockType::Dgram
+                };
                 out(self.stack.socket(t), |s| {
                     self.socks.push(Some(s));
                     Out::Unit
@@ -154,7 +159,9 @@ impl ModelSide {
                 }
                 None => Out::Err(Errno::EBADF),
             },
-            Op::Bind(i, p) => out(get(&self.socks, i).and_then(|s| s.bind(port(p))), |_| Out::Unit),
+            Op::Bind(i, p) => out(get(&self.socks, i).and_then(|s| s.bind(port(p))), |_| {
+                Out::Unit
+            }),
             Op::Listen(i, b) => out(get(&self.socks, i).and_then(|s| s.listen(b)), |_| Out::Unit),
             Op::Accept(i) => match get(&self.socks, i).and_then(|s| s.accept()) {
                 Ok((new, peer)) => {
@@ -164,7 +171,9 @@ impl ModelSide {
                 }
                 Err(e) => Out::Err(e),
             },
-            Op::Connect(i, p) => out(get(&self.socks, i).and_then(|s| s.connect(port(p))), |_| Out::Unit),
+            Op::Connect(i, p) => out(get(&self.socks, i).and_then(|s| s.connect(port(p))), |_| {
+                Out::Unit
+            }),
             Op::Send(i, len, dest, seed) => {
                 let r = get(&self.socks, i).and_then(|s| {
                     let d = data(len, seed);
@@ -186,12 +195,22 @@ impl ModelSide {
                 });
                 out(r, |(d, f)| Out::Data(d, f))
             }
-            Op::Shutdown(i, how) => out(get(&self.socks, i).and_then(|s| s.shutdown(how as i32)), |_| Out::Unit),
+            Op::Shutdown(i, how) => out(
+                get(&self.socks, i).and_then(|s| s.shutdown(how as i32)),
+                |_| Out::Unit,
+            ),
             Op::SockName(i) => out(get(&self.socks, i).and_then(|s| s.local_addr()), Out::Addr),
             Op::PeerName(i) => out(get(&self.socks, i).and_then(|s| s.peer_addr()), Out::Addr),
             Op::SetOpt(i, which, v) => {
-                let (l, o) = if which { (SOL_SOCKET, SO_REUSEADDR) } else { (IPPROTO_TCP, TCP_NODELAY) };
-                out(get(&self.socks, i).and_then(|s| s.setsockopt(l, o, &(v as i32).to_ne_bytes())), |_| Out::Unit)
+                let (l, o) = if which {
+                    (SOL_SOCKET, SO_REUSEADDR)
+                } else {
+                    (IPPROTO_TCP, TCP_NODELAY)
+                };
+                out(
+                    get(&self.socks, i).and_then(|s| s.setsockopt(l, o, &(v as i32).to_ne_bytes())),
+                    |_| Out::Unit,
+                )
             }
             Op::GetOpt(i, w) => {
                 let (l, o) = opt(w);
@@ -202,7 +221,10 @@ impl ModelSide {
                 });
                 out(r, Out::Value)
             }
-            Op::Poll(i) => out(get(&self.socks, i).map(|s| s.poll_events() & EVENT_BITS), Out::Events),
+            Op::Poll(i) => out(
+                get(&self.socks, i).map(|s| s.poll_events() & EVENT_BITS),
+                Out::Events,
+            ),
         }
     }
 }
@@ -253,8 +275,14 @@ impl ServerSide {
             Op::SockName(i) => out(c.sock_name(h(i)), Out::Addr),
             Op::PeerName(i) => out(c.peer_name(h(i)), Out::Addr),
             Op::SetOpt(i, which, v) => {
-                let (l, o) = if which { (SOL_SOCKET, SO_REUSEADDR) } else { (IPPROTO_TCP, TCP_NODELAY) };
-                out(c.setsockopt(h(i), l, o, &(v as i32).to_ne_bytes()), |_| Out::Unit)
+                let (l, o) = if which {
+                    (SOL_SOCKET, SO_REUSEADDR)
+                } else {
+                    (IPPROTO_TCP, TCP_NODELAY)
+                };
+                out(c.setsockopt(h(i), l, o, &(v as i32).to_ne_bytes()), |_| {
+                    Out::Unit
+                })
             }
             Op::GetOpt(i, w) => {
                 let (l, o) = opt(w);

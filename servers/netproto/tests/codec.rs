@@ -263,10 +263,19 @@ fn malformed_requests_are_refused() {
         e
     );
     assert_eq!(
-        raw(Op::Send as u64, [5, 0, SEND_MORE, MAX_DATAGRAM as u64], b"x"),
+        raw(
+            Op::Send as u64,
+            [5, 0, SEND_MORE, MAX_DATAGRAM as u64],
+            b"x"
+        ),
         Err(Errno::EMSGSIZE)
     );
-    assert!(raw(Op::Send as u64, [5, 0, SEND_MORE, MAX_DATAGRAM as u64 - 1], b"x").is_ok());
+    assert!(raw(
+        Op::Send as u64,
+        [5, 0, SEND_MORE, MAX_DATAGRAM as u64 - 1],
+        b"x"
+    )
+    .is_ok());
     // Recv over MAX_RECV, unknown flags; RecvMore without a token.
     assert_eq!(raw(Op::Recv as u64, [5, MAX_RECV as u64 + 1, 0, 0], &[]), e);
     assert_eq!(raw(Op::Recv as u64, [5, 10, 2, 0], &[]), e);
@@ -274,18 +283,28 @@ fn malformed_requests_are_refused() {
     // Shutdown beyond SHUT_RDWR; option values and buffers over MAX_OPT.
     assert_eq!(raw(Op::Shutdown as u64, [5, 3, 0, 0], &[]), e);
     assert_eq!(raw(Op::SetOpt as u64, [5, 1, 2, 0], &[0; MAX_OPT + 1]), e);
-    assert_eq!(raw(Op::GetOpt as u64, [5, 1, 2, MAX_OPT as u64 + 1], &[]), e);
+    assert_eq!(
+        raw(Op::GetOpt as u64, [5, 1, 2, MAX_OPT as u64 + 1], &[]),
+        e
+    );
     // Poll: arming bits that are not readiness (EPOLLET, EPOLLONESHOT).
     assert_eq!(raw(Op::Poll as u64, [5, 1 << 31, 0, 0], &[]), e);
     assert_eq!(raw(Op::Poll as u64, [5, 1 << 30, 0, 0], &[]), e);
     // PollChanged of 0 or more than a reply holds.
     assert_eq!(raw(Op::PollChanged as u64, [0, 0, 0, 0], &[]), e);
     assert_eq!(
-        raw(Op::PollChanged as u64, [MAX_CHANGES as u64 + 1, 0, 0, 0], &[]),
+        raw(
+            Op::PollChanged as u64,
+            [MAX_CHANGES as u64 + 1, 0, 0, 0],
+            &[]
+        ),
         e
     );
     // Any payload over MAX_PAYLOAD.
-    assert_eq!(raw(Op::Send as u64, [5, 0, 0, 0], &vec![0; MAX_PAYLOAD + 1]), e);
+    assert_eq!(
+        raw(Op::Send as u64, [5, 0, 0, 0], &vec![0; MAX_PAYLOAD + 1]),
+        e
+    );
 }
 
 #[test]
@@ -304,8 +323,18 @@ fn malformed_replies_are_refused() {
     // A receive whose payload is not the head, or a token without a rest.
     assert!(dec(Op::Recv, [10, 0, 0, 0], &[0; 9]).is_err());
     assert!(dec(Op::Recv, [10, 0, 0, 7], &[0; 10]).is_err());
-    assert!(dec(Op::Recv, [MAX_PAYLOAD as u64 + 1, 0, 0, 0], &[0; MAX_PAYLOAD]).is_err());
-    assert!(dec(Op::Recv, [MAX_PAYLOAD as u64 + 1, 0, 0, 3], &[0; MAX_PAYLOAD]).is_ok());
+    assert!(dec(
+        Op::Recv,
+        [MAX_PAYLOAD as u64 + 1, 0, 0, 0],
+        &[0; MAX_PAYLOAD]
+    )
+    .is_err());
+    assert!(dec(
+        Op::Recv,
+        [MAX_PAYLOAD as u64 + 1, 0, 0, 3],
+        &[0; MAX_PAYLOAD]
+    )
+    .is_ok());
     // Change records: a count that disagrees, a reserved word, bad events.
     let mut rec = Vec::new();
     put_change(&mut rec, Handle(9), 1);
