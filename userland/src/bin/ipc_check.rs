@@ -84,6 +84,9 @@ fn serve(ep: u64) -> i32 {
         }
     };
     loop {
+        if std::env::var_os("IPC_TRACE").is_some() {
+            say(&format!("trace: server got {}", got.label));
+        }
         let (label, words) = match got.label {
             ECHO => (
                 got.label.wrapping_add(1),
@@ -132,6 +135,9 @@ fn serve(ep: u64) -> i32 {
 fn echo_rounds(ep: u64, n: u64, seed: u64) -> bool {
     let mut none = [0u8; 0];
     (0..n).all(|i| {
+        if std::env::var_os("IPC_TRACE").is_some() {
+            say(&format!("trace: echo {i}"));
+        }
         let w = [seed + i, seed * 2 + i, i, u64::MAX - 1 - i];
         match ipc::call(ep, ECHO, w, &[], &mut none) {
             Ok(r) => {
