@@ -177,8 +177,7 @@ pub fn ipc_call_null(handle: u64, label: u64) -> Res<()> {
 pub fn ipc_serve_null(handle: u64, quit: u64) {
     let mut token = 0u64;
     loop {
-        let (rax, rdi, label) =
-            ipc_null(abi::ipc::SYS_IPC_REPLY_RECV, (token << 32) | handle, 0);
+        let (rax, rdi, label) = ipc_null(abi::ipc::SYS_IPC_REPLY_RECV, (token << 32) | handle, 0);
         if rax < 0 {
             return;
         }

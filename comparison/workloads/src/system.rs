@@ -51,7 +51,8 @@ impl Drop for IpcPair {
 /// made and the workload fails with ENOSYS: it does not apply there.
 pub fn ipc_call(_: &Ctx, _: usize) -> Res<Op> {
     let handle = sys::ipc_endpoint_create().map_err(|f| Fail {
-        what: "ipc_call does not apply on this system (it has no such IPC): ipc_endpoint_create".into(),
+        what: "ipc_call does not apply on this system (it has no such IPC): ipc_endpoint_create"
+            .into(),
         errno: f.errno,
     })?;
     // The child runs raw system calls only, then `_exit`: safe after a
