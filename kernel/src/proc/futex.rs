@@ -62,9 +62,11 @@ fn bucket_of(space: usize, addr: u64) -> usize {
     (h >> 56) as usize % BUCKETS
 }
 
-/// The identity of the caller's address space (its `Arc` pointer).
+/// The identity of the caller's address space (its `Arc` pointer), read
+/// without a clone: threads of one process share the `Arc`, and a count
+/// write per futex call would be a line they all write.
 fn space_of(task: &Task) -> usize {
-    Arc::as_ptr(&task.aspace()) as usize
+    task.aspace_id()
 }
 
 /// Wakes up to `count` waiters on `addr` whose bitset meets `bitset`.
