@@ -9,7 +9,7 @@
 //! `sync` flushes every disk.
 //!
 //! Must not: hold a lock across a device request (they sleep), or trust a
-//! user pointer (everything goes through `copy_from_user`/`read_user_str`).
+//! user pointer (everything goes through `mm::uaccess::UserAddr`).
 
 use alloc::string::String;
 use alloc::sync::Arc;
