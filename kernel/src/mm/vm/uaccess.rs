@@ -274,11 +274,6 @@ impl UserAddr {
     }
 }
 
-impl core::fmt::LowerHex for UserAddr {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        core::fmt::LowerHex::fmt(&self.0, f)
-    }
-}
 
 /// A checked range of user memory: `[addr, addr + len)` lies below
 /// `USER_END`.  The only way to the copy routines.  The pages may still be
@@ -459,8 +454,8 @@ impl<T: Pod> UserPtr<T> {
 
 /// Makes the user page holding `addr` present and writable, as a write
 /// fault there would (demand paging, copy-on-write, a file page), for a
-/// caller whose `UserSlice::write_from_nofault` stopped there and that holds no lock
-/// now.  `EFAULT` where a write would fault for good.
+/// caller whose `UserSlice::write_from_nofault` stopped there and that
+/// holds no lock now.  `EFAULT` where a write would fault for good.
 pub fn fault_in_writable(addr: UserAddr) -> Result<(), Errno> {
     let addr = addr.slice(1)?.addr;
     let aspace = super::current().ok_or(Errno::EFAULT)?;
