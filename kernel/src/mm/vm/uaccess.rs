@@ -274,7 +274,6 @@ impl UserAddr {
     }
 }
 
-
 /// A checked range of user memory: `[addr, addr + len)` lies below
 /// `USER_END`.  The only way to the copy routines.  The pages may still be
 /// unmapped: a copy then returns `EFAULT`.
