@@ -111,6 +111,32 @@ impl FdTable {
     }
 
     /// The open file of `fd`.
+    ///
+    /// Cost today: the table's read lock (two writes of one line every
+    /// thread of the process shares) and an `Arc` clone and drop (the
+    /// file's line, shared by threads using the same fd) per call.  The
+    /// `Arc` is what keeps the `File` alive when another thread closes
+    /// `fd` mid-call.  A refcount-free design that keeps that guarantee
+    /// (not built yet, issue 15):
+    ///
+    /// * the table gets a generation counter, bumped (under the write
+    ///   lock) whenever a slot that held a file changes (close, dup2 over,
+    ///   close-on-exec, exit);
+    /// * each task keeps a small cache `(table, fd, generation, Arc<File>)`
+    ///   filled by this slow path, plus a `busy` flag on its own line;
+    /// * fast path: store `busy = true` (SeqCst), load the generation; if
+    ///   it equals the cached one, borrow `&File` from the cache, with no
+    ///   shared write; clear `busy` when the call ends, then drop the entry
+    ///   if the generation moved meanwhile;
+    /// * a closer, after bumping the generation, looks (read only) at the
+    ///   caches of the tasks sharing the table; for an entry holding the
+    ///   closed file whose task is not `busy` (SeqCst load; Dekker with the
+    ///   fast path's store-then-load), it takes the entry out under that
+    ///   cache's lock and drops it, so the last reference goes at once as
+    ///   now; a `busy` task drops it itself at the end of its call, as
+    ///   Linux drops an in-flight `fget` reference.
+    ///
+    /// `LockMode::Global` keeps this slow path (the ablation).
     pub fn get(&self, fd: i32) -> Result<FileRef, Errno> {
         let slots = self.slots.read();
         usize::try_from(fd)

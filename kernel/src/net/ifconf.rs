@@ -10,7 +10,7 @@
 
 use alloc::vec::Vec;
 
-use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
+use crate::mm::uaccess::UserAddr;
 use abi::{Errno, SysResult};
 
 const SIOCGIFNAME: u32 = 0x8910;
@@ -95,7 +95,7 @@ fn sockaddr_in(addr: [u8; 4]) -> [u8; 16] {
 }
 
 /// Serves interface ioctl `cmd` on a socket; `None` for other commands.
-pub fn ioctl(cmd: u32, arg: u64) -> Option<SysResult> {
+pub fn ioctl(cmd: u32, arg: UserAddr) -> Option<SysResult> {
     Some(match cmd {
         SIOCGIFCONF => ifconf(arg),
         SIOCGIFNAME | SIOCGIFFLAGS | SIOCGIFADDR | SIOCGIFBRDADDR | SIOCGIFNETMASK
@@ -107,12 +107,12 @@ pub fn ioctl(cmd: u32, arg: u64) -> Option<SysResult> {
 
 /// `SIOCGIFCONF`: one `ifreq` (name, address) per interface, as many as
 /// fit in `ifc_len`; with a null buffer, the length needed.
-fn ifconf(arg: u64) -> SysResult {
-    let len: i32 = read_user(arg)?;
-    let buf: u64 = read_user(arg + 8)?;
+fn ifconf(arg: UserAddr) -> SysResult {
+    let len: i32 = arg.read()?;
+    let buf = UserAddr(arg.offset(8).read()?);
     let all = interfaces();
-    if buf == 0 {
-        write_user(arg, &((all.len() * IFREQ) as i32))?;
+    if buf.is_null() {
+        arg.write(&((all.len() * IFREQ) as i32))?;
         return Ok(0);
     }
     let fit = (len.max(0) as usize / IFREQ).min(all.len());
@@ -120,17 +120,17 @@ fn ifconf(arg: u64) -> SysResult {
         let mut req = [0u8; IFREQ];
         req[..iface.name.len()].copy_from_slice(iface.name.as_bytes());
         req[16..32].copy_from_slice(&sockaddr_in(iface.addr));
-        copy_to_user(buf + (i * IFREQ) as u64, &req)?;
+        buf.offset((i * IFREQ) as u64).write_bytes(&req)?;
     }
-    write_user(arg, &((fit * IFREQ) as i32))?;
+    arg.write(&((fit * IFREQ) as i32))?;
     Ok(0)
 }
 
 /// The `ifreq` calls: the interface named in `ifr_name` (or, for
 /// `SIOCGIFNAME`, numbered by `ifr_ifindex`).
-fn ifreq(cmd: u32, arg: u64) -> SysResult {
+fn ifreq(cmd: u32, arg: UserAddr) -> SysResult {
     let mut req = [0u8; IFREQ];
-    copy_from_user(&mut req, arg)?;
+    arg.read_bytes(&mut req)?;
     let all = interfaces();
     let iface = if cmd == SIOCGIFNAME {
         let index = i32::from_ne_bytes([req[16], req[17], req[18], req[19]]);
@@ -163,5 +163,5 @@ fn ifreq(cmd: u32, arg: u64) -> SysResult {
     if cmd != SIOCGIFNAME {
         req[16..].copy_from_slice(&out);
     }
-    copy_to_user(arg, &req).map(|_| 0)
+    arg.write_bytes(&req).map(|_| 0)
 }

@@ -14,8 +14,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::{AF_INET, AF_UNIX};
-use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
+use crate::mm::uaccess::UserAddr;
+use abi::structs::{Iovec, Msghdr};
 use abi::Errno;
+use core::mem::{offset_of, size_of};
 
 /// Largest address Linux accepts (`sizeof(struct sockaddr_storage)`).
 const SOCKADDR_MAX: u32 = 128;
@@ -79,14 +81,14 @@ impl SockAddr {
 /// Reads the address `(addr, len)` a caller passed to bind/connect/sendto.
 /// `EINVAL` for a length outside 2..=128 or too short for its family,
 /// `EFAULT` for a bad pointer, `EAFNOSUPPORT` for an unknown family.
-pub fn read_sockaddr(addr: u64, len: u32) -> Result<SockAddr, Errno> {
+pub fn read_sockaddr(addr: UserAddr, len: u32) -> Result<SockAddr, Errno> {
     if !(2..=SOCKADDR_MAX).contains(&len) {
         return Err(Errno::EINVAL);
     }
     // `len` is at most SOCKADDR_MAX here.
     let mut raw = [0u8; SOCKADDR_MAX as usize];
     let raw = &mut raw[..len as usize];
-    copy_from_user(raw, addr)?;
+    addr.read_bytes(raw)?;
     let family = u16::from_ne_bytes([raw[0], raw[1]]) as u32;
     match family {
         AF_UNIX => {
@@ -118,44 +120,50 @@ pub fn read_sockaddr(addr: u64, len: u32) -> Result<SockAddr, Errno> {
 /// `EINVAL`); at most that many bytes are copied; `*addrlen` out is the
 /// full length.  Callers with an optional address skip the call when
 /// `addr` is 0; a bad pointer is `EFAULT`.
-pub fn write_sockaddr(addr: u64, addrlen_ptr: u64, sa: &SockAddr) -> Result<(), Errno> {
-    let room: i32 = read_user(addrlen_ptr)?;
+pub fn write_sockaddr(addr: UserAddr, addrlen_ptr: UserAddr, sa: &SockAddr) -> Result<(), Errno> {
+    let room: i32 = addrlen_ptr.read()?;
     let bytes = sa.encode();
     let n = (room as i64).min(bytes.len() as i64);
     if n < 0 {
         return Err(Errno::EINVAL);
     }
     if n > 0 {
-        copy_to_user(addr, &bytes[..n as usize])?;
+        addr.write_bytes(&bytes[..n as usize])?;
     }
-    write_user(addrlen_ptr, &(bytes.len() as u32))
+    addrlen_ptr.write(&(bytes.len() as u32))
 }
 
 /// The parts of a user `struct msghdr` (56 bytes) the calls use.
 pub struct MsgHdr {
-    pub name: u64,
+    pub name: UserAddr,
     pub namelen: u32,
     /// (base, len) of each iovec.
-    pub iov: Vec<(u64, u64)>,
+    pub iov: Vec<(UserAddr, u64)>,
 }
 
-/// Offsets inside `struct msghdr` on x86_64.
-const MSG_NAMELEN_OFFSET: u64 = 8;
-const MSG_CONTROLLEN_OFFSET: u64 = 40;
-const MSG_FLAGS_OFFSET: u64 = 48;
+/// Offsets of the fields recvmsg writes back inside `struct msghdr`.
+const MSG_NAMELEN_OFFSET: u64 = offset_of!(Msghdr, msg_namelen) as u64;
+const MSG_CONTROLLEN_OFFSET: u64 = offset_of!(Msghdr, msg_controllen) as u64;
+const MSG_FLAGS_OFFSET: u64 = offset_of!(Msghdr, msg_flags) as u64;
 
 /// Reads a `struct msghdr` and its iovec array.  `EMSGSIZE` for more than
 /// `UIO_MAXIOV` entries, `EINVAL` for a total length over `isize::MAX`.
-pub fn read_msghdr(addr: u64) -> Result<MsgHdr, Errno> {
-    let raw: [u64; 7] = read_user(addr)?;
-    let (name, namelen, iov_addr, iov_len) = (raw[0], raw[1] as u32, raw[2], raw[3]);
+pub fn read_msghdr(addr: UserAddr) -> Result<MsgHdr, Errno> {
+    let raw: Msghdr = addr.read()?;
+    let (name, namelen, iov_addr, iov_len) = (
+        UserAddr(raw.msg_name),
+        raw.msg_namelen,
+        UserAddr(raw.msg_iov),
+        raw.msg_iovlen,
+    );
     if iov_len > MAX_IOV {
         return Err(super::EMSGSIZE);
     }
     let mut iov = Vec::with_capacity(iov_len as usize);
     let mut total: u64 = 0;
     for i in 0..iov_len {
-        let [base, len]: [u64; 2] = read_user(iov_addr + i * 16)?;
+        let one: Iovec = iov_addr.offset(i * size_of::<Iovec>() as u64).read()?;
+        let (base, len) = (UserAddr(one.iov_base), one.iov_len);
         total = total
             .checked_add(len)
             .filter(|&t| t <= isize::MAX as u64)
@@ -168,25 +176,25 @@ pub fn read_msghdr(addr: u64) -> Result<MsgHdr, Errno> {
 /// After recvmsg: the source address length (if a name buffer was given),
 /// `msg_controllen = 0` (no control messages) and `msg_flags`.
 pub fn finish_recvmsg(
-    addr: u64,
+    addr: UserAddr,
     hdr: &MsgHdr,
     from: Option<&SockAddr>,
     msg_flags: u32,
 ) -> Result<(), Errno> {
-    if hdr.name != 0 {
+    if !hdr.name.is_null() {
         let full = match from {
             Some(sa) => {
                 let bytes = sa.encode();
                 let n = bytes.len().min(hdr.namelen as usize);
-                copy_to_user(hdr.name, &bytes[..n])?;
+                hdr.name.write_bytes(&bytes[..n])?;
                 bytes.len() as u32
             }
             None => 0,
         };
-        write_user(addr + MSG_NAMELEN_OFFSET, &full)?;
+        addr.offset(MSG_NAMELEN_OFFSET).write(&full)?;
     }
-    write_user(addr + MSG_CONTROLLEN_OFFSET, &0u64)?;
-    write_user(addr + MSG_FLAGS_OFFSET, &msg_flags)
+    addr.offset(MSG_CONTROLLEN_OFFSET).write(&0u64)?;
+    addr.offset(MSG_FLAGS_OFFSET).write(&msg_flags)
 }
 
 /// Copies the first `limit` bytes of user iovecs into one kernel buffer
@@ -196,7 +204,7 @@ pub fn finish_recvmsg(
 /// sum, and comes from `kbuf::zeroed` (`ENOMEM`, not a panic, when the heap
 /// is short).  Bytes past `limit` are not read, as Linux sends no more than
 /// a socket buffer's worth of a stream per call.
-pub fn gather(iov: &[(u64, u64)], limit: usize) -> Result<Vec<u8>, Errno> {
+pub fn gather(iov: &[(UserAddr, u64)], limit: usize) -> Result<Vec<u8>, Errno> {
     let total = iov
         .iter()
         .fold(0u64, |t, &(_, l)| t.saturating_add(l))
@@ -208,21 +216,21 @@ pub fn gather(iov: &[(u64, u64)], limit: usize) -> Result<Vec<u8>, Errno> {
             break;
         }
         let n = (len as usize).min(total - at);
-        copy_from_user(&mut buf[at..at + n], base)?;
+        base.read_bytes(&mut buf[at..at + n])?;
         at += n;
     }
     Ok(buf)
 }
 
 /// Copies `data` out over user iovecs in order (recvmsg).
-pub fn scatter(iov: &[(u64, u64)], data: &[u8]) -> Result<(), Errno> {
+pub fn scatter(iov: &[(UserAddr, u64)], data: &[u8]) -> Result<(), Errno> {
     let mut at = 0usize;
     for &(base, len) in iov {
         if at >= data.len() {
             break;
         }
         let n = (len as usize).min(data.len() - at);
-        copy_to_user(base, &data[at..at + n])?;
+        base.write_bytes(&data[at..at + n])?;
         at += n;
     }
     Ok(())

@@ -19,7 +19,7 @@ use core::sync::atomic::Ordering;
 use super::process::{self, Process};
 use super::task::Task;
 use crate::arch::idt::InterruptFrame;
-use crate::mm::uaccess::write_user;
+use crate::mm::uaccess::UserAddr;
 use crate::sched;
 use abi::{Errno, SysResult};
 
@@ -64,7 +64,7 @@ const SUPPORTED: u64 = CSIGNAL
 pub fn start_task(
     task: Arc<Task>,
     frame: InterruptFrame,
-    settid: Option<u64>,
+    settid: Option<UserAddr>,
     mask: u64,
 ) -> Result<(), Errno> {
     let name = {
@@ -85,7 +85,7 @@ pub fn start_task(
         sched::write_own_trap_frame(frame);
         if let Some(addr) = settid {
             // A bad pointer is ignored, as on Linux.
-            let _ = write_user::<i32>(addr, &tid);
+            let _ = addr.write::<i32>(&tid);
         }
     });
     match thread {
@@ -112,8 +112,8 @@ pub fn sys_clone(
     frame: &InterruptFrame,
     flags: u64,
     newsp: u64,
-    parent_tid: u64,
-    child_tid: u64,
+    parent_tid: UserAddr,
+    child_tid: UserAddr,
     tls: u64,
 ) -> SysResult {
     let parent = super::current_task().ok_or(Errno::ENOSYS)?;
@@ -183,7 +183,8 @@ pub fn sys_clone(
         Ordering::Release,
     );
     if flags & CLONE_CHILD_CLEARTID != 0 {
-        task.clear_child_tid.store(child_tid, Ordering::Release);
+        task.clear_child_tid
+            .store(child_tid.raw(), Ordering::Release);
     }
     if flags & CLONE_PARENT_SETTID != 0 {
         // Linux ignores a bad pointer here too (`put_user` unchecked).  An
@@ -191,7 +192,7 @@ pub fn sys_clone(
         // its parent's children: a zombie never, so never reaped (the
         // fuzzer's leak of about 450 bytes of heap and a copied address
         // space per such clone).
-        let _ = write_user::<i32>(parent_tid, &tid);
+        let _ = parent_tid.write::<i32>(&tid);
     }
 
     let mut child_frame = *frame;
@@ -230,11 +231,18 @@ fn abandon(process: &Arc<Process>) {
 
 /// `fork()`: a copy-on-write child process.
 pub fn sys_fork(frame: &InterruptFrame) -> SysResult {
-    sys_clone(frame, 17 /* SIGCHLD */, 0, 0, 0, 0)
+    sys_clone(frame, 17 /* SIGCHLD */, 0, UserAddr(0), UserAddr(0), 0)
 }
 
 /// `vfork()`: the child shares memory; the parent waits until it execs or
 /// exits.
 pub fn sys_vfork(frame: &InterruptFrame) -> SysResult {
-    sys_clone(frame, CLONE_VM | CLONE_VFORK | 17, 0, 0, 0, 0)
+    sys_clone(
+        frame,
+        CLONE_VM | CLONE_VFORK | 17,
+        0,
+        UserAddr(0),
+        UserAddr(0),
+        0,
+    )
 }

@@ -31,7 +31,7 @@ use super::files::Program;
 use super::task::Task;
 use crate::arch::idt::InterruptFrame;
 use crate::mm::kbuf;
-use crate::mm::uaccess::{read_user, read_user_cstr, read_user_cstr_bytes};
+use crate::mm::uaccess::UserAddr;
 use crate::mm::vm::{self, AddressSpace, PROT_EXEC, PROT_READ, PROT_WRITE};
 use abi::{Errno, SysResult};
 
@@ -551,14 +551,14 @@ pub fn load_program(
 }
 
 /// Reads a NULL-terminated array of user string pointers.
-fn read_string_array(mut ptr: u64, total: &mut usize) -> Result<Vec<Vec<u8>>, Errno> {
+fn read_string_array(mut ptr: UserAddr, total: &mut usize) -> Result<Vec<Vec<u8>>, Errno> {
     let mut out = Vec::new();
-    if ptr == 0 {
+    if ptr.is_null() {
         return Ok(out);
     }
     loop {
-        let p: u64 = read_user(ptr)?;
-        if p == 0 {
+        let p = UserAddr(ptr.read()?);
+        if p.is_null() {
             return Ok(out);
         }
         if out.len() >= MAX_ARGS {
@@ -567,7 +567,7 @@ fn read_string_array(mut ptr: u64, total: &mut usize) -> Result<Vec<Vec<u8>>, Er
         // Linux: a string longer than MAX_ARG_STRLEN, or one past the total,
         // is E2BIG; only what is left of the total is ever read.
         let room = MAX_ARG_STRLEN.min(MAX_ARG_BYTES.saturating_sub(*total));
-        let s = match read_user_cstr_bytes(p, room.saturating_sub(1)) {
+        let s = match p.read_cstr_bytes(room.saturating_sub(1)) {
             Err(Errno::ENAMETOOLONG) => return Err(Errno::E2BIG),
             r => r?,
         };
@@ -577,15 +577,20 @@ fn read_string_array(mut ptr: u64, total: &mut usize) -> Result<Vec<Vec<u8>>, Er
         }
         out.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
         out.push(s);
-        ptr = ptr.checked_add(8).ok_or(Errno::EFAULT)?;
+        ptr = UserAddr(ptr.raw().checked_add(8).ok_or(Errno::EFAULT)?);
     }
 }
 
 /// `execve(path, argv, envp)`.  On success the frame is the new program's
 /// first user frame.
-pub fn sys_execve(frame: &mut InterruptFrame, path: u64, argv: u64, envp: u64) -> SysResult {
+pub fn sys_execve(
+    frame: &mut InterruptFrame,
+    path: UserAddr,
+    argv: UserAddr,
+    envp: UserAddr,
+) -> SysResult {
     let task = super::current_task().ok_or(Errno::ENOSYS)?;
-    let path = read_user_cstr(path, PATH_MAX)?;
+    let path = path.read_cstr(PATH_MAX)?;
     if path.is_empty() {
         return Err(Errno::ENOENT);
     }

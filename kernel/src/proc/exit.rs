@@ -19,7 +19,8 @@ use core::sync::atomic::Ordering;
 use super::process::{self, Pid, Process};
 use super::signal::{self, SIGCHLD};
 use super::task::Task;
-use crate::mm::uaccess::{copy_to_user, write_user};
+use crate::mm::uaccess::UserAddr;
+use abi::structs::Rusage;
 use abi::{Errno, SysResult};
 
 /// What PID 1's exit prints first (before `init exit:`) from a layer this
@@ -78,9 +79,9 @@ pub fn exit_thread_now(task: &Task) -> ! {
 fn retire(task: &Task) {
     let process = task.process.clone();
     // CLONE_CHILD_CLEARTID / set_tid_address: tell a joiner.
-    let ctid = task.clear_child_tid.swap(0, Ordering::AcqRel);
-    if ctid != 0 && write_user::<u32>(ctid, &0).is_ok() {
-        super::futex::wake_address(task, ctid, 1);
+    let ctid = UserAddr(task.clear_child_tid.swap(0, Ordering::AcqRel));
+    if !ctid.is_null() && ctid.write::<u32>(&0).is_ok() {
+        super::futex::wake_address(task, ctid.raw(), 1);
     }
     process::unregister_task(task.tid);
     if process.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -237,7 +238,7 @@ fn wait_for_child(
 }
 
 /// `wait4(pid, wstatus, options, rusage)`.
-pub fn sys_wait4(pid: i32, wstatus: u64, options: u64, rusage: u64) -> SysResult {
+pub fn sys_wait4(pid: i32, wstatus: UserAddr, options: u64, rusage: UserAddr) -> SysResult {
     if options & !WAIT_KNOWN != 0 {
         return Err(Errno::EINVAL);
     }
@@ -251,17 +252,23 @@ pub fn sys_wait4(pid: i32, wstatus: u64, options: u64, rusage: u64) -> SysResult
         return Ok(0);
     };
     let status = child.exit_status.load(Ordering::Acquire);
-    if wstatus != 0 {
-        write_user::<i32>(wstatus, &status)?;
+    if !wstatus.is_null() {
+        wstatus.write::<i32>(&status)?;
     }
-    if rusage != 0 {
-        copy_to_user(rusage, &[0u8; 144])?;
+    if !rusage.is_null() {
+        rusage.write(&Rusage::default())?;
     }
     Ok(child.pid as usize)
 }
 
 /// `waitid(idtype, id, infop, options, rusage)`.
-pub fn sys_waitid(idtype: u32, id: i32, infop: u64, options: u64, rusage: u64) -> SysResult {
+pub fn sys_waitid(
+    idtype: u32,
+    id: i32,
+    infop: UserAddr,
+    options: u64,
+    rusage: UserAddr,
+) -> SysResult {
     if options & !WAIT_KNOWN != 0 || options & WEXITED == 0 {
         return Err(Errno::EINVAL);
     }
@@ -286,11 +293,11 @@ pub fn sys_waitid(idtype: u32, id: i32, infop: u64, options: u64, rusage: u64) -
         info[16..20].copy_from_slice(&child.pid.to_le_bytes());
         info[24..28].copy_from_slice(&value.to_le_bytes());
     }
-    if infop != 0 {
-        copy_to_user(infop, &info)?;
+    if !infop.is_null() {
+        infop.write_bytes(&info)?;
     }
-    if rusage != 0 {
-        copy_to_user(rusage, &[0u8; 144])?;
+    if !rusage.is_null() {
+        rusage.write(&Rusage::default())?;
     }
     Ok(0)
 }

@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::task::Task;
-use crate::mm::uaccess::read_user;
+use crate::mm::uaccess::UserAddr;
 use crate::sched::{IrqSpinLock, WaitQueue};
 use abi::{Errno, SysResult};
 
@@ -62,9 +62,11 @@ fn bucket_of(space: usize, addr: u64) -> usize {
     (h >> 56) as usize % BUCKETS
 }
 
-/// The identity of the caller's address space (its `Arc` pointer).
+/// The identity of the caller's address space (its `Arc` pointer), read
+/// without a clone: threads of one process share the `Arc`, and a count
+/// write per futex call would be a line they all write.
 fn space_of(task: &Task) -> usize {
-    Arc::as_ptr(&task.aspace()) as usize
+    task.aspace_id()
 }
 
 /// Wakes up to `count` waiters on `addr` whose bitset meets `bitset`.
@@ -120,7 +122,15 @@ fn dequeue(waiter: &Arc<Waiter>) -> bool {
 }
 
 /// FUTEX_WAIT / FUTEX_WAIT_BITSET.
-fn wait(task: &Task, addr: u64, expected: u32, deadline_ns: Option<u64>, bitset: u32) -> SysResult {
+fn wait(
+    task: &Task,
+    uaddr: UserAddr,
+    expected: u32,
+    deadline_ns: Option<u64>,
+    bitset: u32,
+) -> SysResult {
+    // The word's address is also the waiter's key.
+    let addr = uaddr.raw();
     if bitset == 0 {
         return Err(Errno::EINVAL);
     }
@@ -128,7 +138,7 @@ fn wait(task: &Task, addr: u64, expected: u32, deadline_ns: Option<u64>, bitset:
         return Err(Errno::EINVAL);
     }
     // Fault the word in (and check it) before taking the bucket lock.
-    if read_user::<u32>(addr)? != expected {
+    if uaddr.read::<u32>()? != expected {
         return Err(Errno::EAGAIN);
     }
     let space = space_of(task);
@@ -142,7 +152,7 @@ fn wait(task: &Task, addr: u64, expected: u32, deadline_ns: Option<u64>, bitset:
     TABLE[bucket_of(space, addr)].lock().push(waiter.clone());
     // Re-check after enqueueing: a waker that changed the word before we
     // were queued would otherwise be missed.
-    match read_user::<u32>(addr) {
+    match uaddr.read::<u32>() {
         Ok(v) if v == expected => {}
         other => {
             if dequeue(&waiter) {
@@ -176,17 +186,18 @@ fn wait(task: &Task, addr: u64, expected: u32, deadline_ns: Option<u64>, bitset:
 /// FUTEX_REQUEUE / FUTEX_CMP_REQUEUE.
 fn requeue(
     task: &Task,
-    addr: u64,
+    uaddr: UserAddr,
     wake: usize,
     limit: usize,
-    addr2: u64,
+    uaddr2: UserAddr,
     cmp: Option<u32>,
 ) -> SysResult {
+    let (addr, addr2) = (uaddr.raw(), uaddr2.raw());
     if addr % 4 != 0 || addr2 % 4 != 0 {
         return Err(Errno::EINVAL);
     }
     if let Some(expected) = cmp {
-        if read_user::<u32>(addr)? != expected {
+        if uaddr.read::<u32>()? != expected {
             return Err(Errno::EAGAIN);
         }
     }
@@ -241,7 +252,16 @@ fn requeue(
 }
 
 /// `futex(uaddr, op, val, timeout/val2, uaddr2, val3)`.
-pub fn sys_futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3: u32) -> SysResult {
+/// `timeout` is a `struct timespec *` for the waits and the number `val2`
+/// for the requeues, so it stays an integer until the command is known.
+pub fn sys_futex(
+    uaddr: UserAddr,
+    op: u32,
+    val: u32,
+    timeout: u64,
+    uaddr2: UserAddr,
+    val3: u32,
+) -> SysResult {
     let task = super::current_task().ok_or(Errno::ENOSYS)?;
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     match cmd {
@@ -254,7 +274,7 @@ pub fn sys_futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3:
             let deadline = if timeout == 0 {
                 None
             } else {
-                let ts = crate::time::read_timespec(crate::mm::uaccess::UserAddr(timeout))?;
+                let ts = crate::time::read_timespec(UserAddr(timeout))?;
                 let now = crate::arch::time::now_ns();
                 Some(if cmd == FUTEX_WAIT {
                     now.saturating_add(ts)
@@ -276,7 +296,7 @@ pub fn sys_futex(uaddr: u64, op: u32, val: u32, timeout: u64, uaddr2: u64, val3:
             if bitset == 0 {
                 return Err(Errno::EINVAL);
             }
-            Ok(wake_key(space_of(task), uaddr, val as usize, bitset))
+            Ok(wake_key(space_of(task), uaddr.raw(), val as usize, bitset))
         }
         // For the requeue operations the "timeout" argument is val2.
         FUTEX_REQUEUE => requeue(

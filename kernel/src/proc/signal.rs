@@ -37,7 +37,7 @@ use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use super::task::Task;
 use crate::arch::idt::InterruptFrame;
 use crate::arch::usermode::FpuState;
-use crate::mm::uaccess::{copy_from_user, copy_to_user};
+use crate::mm::uaccess::UserAddr;
 use crate::sched::IrqSpinLock;
 use abi::{Errno, SysResult};
 
@@ -625,8 +625,10 @@ fn setup_frame(
         }
     }
     let fpu = task.fpu_snapshot();
-    copy_to_user(fpstate, fpu.bytes())?;
-    copy_to_user(frame_addr, &buf)?;
+    // Both addresses come from the user's stack pointer (or its
+    // sigaltstack): allegations, checked by the copies.
+    UserAddr(fpstate).write_bytes(fpu.bytes())?;
+    UserAddr(frame_addr).write_bytes(&buf)?;
 
     frame.rsp = frame_addr;
     frame.rip = action.handler;
@@ -648,7 +650,7 @@ fn setup_frame(
 pub fn sigreturn(task: &Task, frame: &mut InterruptFrame) -> SysResult {
     let uc_addr = frame.rsp;
     let mut uc = [0u8; UCONTEXT_BYTES as usize];
-    if copy_from_user(&mut uc, uc_addr).is_err() {
+    if UserAddr(uc_addr).read_bytes(&mut uc).is_err() {
         super::exit::kill_process(&task.process, SIGSEGV as i32);
         super::exit::exit_thread_now(task);
     }
@@ -657,7 +659,7 @@ pub fn sigreturn(task: &Task, frame: &mut InterruptFrame) -> SysResult {
     let fpstate = get(&uc, SC_BASE + 184);
     if fpstate != 0 {
         let mut image = [0u8; FPSTATE_BYTES as usize];
-        if copy_from_user(&mut image, fpstate).is_ok() {
+        if UserAddr(fpstate).read_bytes(&mut image).is_ok() {
             let mut state = FpuState::initial();
             state.set_bytes(&image);
             task.fpu_load(&state);

@@ -18,7 +18,8 @@
 
 use alloc::sync::{Arc, Weak};
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::FsBase;
 use x86_64::VirtAddr;
@@ -35,6 +36,10 @@ pub struct Task {
     pub tid: Pid,
     pub process: Arc<Process>,
     aspace: UnsafeCell<Arc<AddressSpace>>,
+    /// Live `AspaceRef`s of this task (written only by the task itself:
+    /// loads and stores, no shared read-modify-write).  `replace_aspace`
+    /// requires zero.
+    aspace_borrows: AtomicU32,
     fpu: UnsafeCell<FpuState>,
     /// FS base (TLS pointer, `arch_prctl(ARCH_SET_FS)` / `CLONE_SETTLS`).
     pub fs_base: AtomicU64,
@@ -83,6 +88,7 @@ impl Task {
             tid,
             process,
             aspace: UnsafeCell::new(aspace),
+            aspace_borrows: AtomicU32::new(0),
             fpu: UnsafeCell::new(fpu),
             fs_base: AtomicU64::new(0),
             clear_child_tid: AtomicU64::new(0),
@@ -141,9 +147,24 @@ impl Task {
         a
     }
 
+    /// The identity (pointer value) of the task's address space, without
+    /// a reference count (futex keys).  Called by the task itself.
+    pub fn aspace_id(&self) -> usize {
+        let saved = arch::irq::save_disable();
+        // SAFETY: as in `aspace`: only the task itself replaces the `Arc`.
+        let id = unsafe { Arc::as_ptr(&*self.aspace.get()) } as usize;
+        arch::irq::restore(saved);
+        id
+    }
+
     /// Switches the calling task to a new address space (execve).  Must be
-    /// called by the task itself.
+    /// called by the task itself, with no `AspaceRef` of it alive.
     pub fn replace_aspace(&self, new: Arc<AddressSpace>) {
+        assert_eq!(
+            self.aspace_borrows.load(Ordering::Relaxed),
+            0,
+            "replace_aspace under a borrow of the old address space"
+        );
         let saved = arch::irq::save_disable();
         new.activate();
         // SAFETY: the task runs here with interrupts off (invariant).
@@ -209,7 +230,47 @@ pub fn current_task() -> Option<&'static Task> {
     unsafe { ptr.as_ref() }
 }
 
-/// The calling task's address space (no lock; `None` in kernel threads).
-pub fn current_aspace() -> Option<Arc<AddressSpace>> {
-    current_task().map(Task::aspace)
+/// The calling task's address space, borrowed for (part of) a system call
+/// without writing its reference count: the threads of a process share
+/// one `AddressSpace`, so an `Arc` clone per `mmap`/`munmap`/`brk` would
+/// be one cache line that every core running them writes.
+///
+/// Sound because only the task itself replaces its `aspace` (execve,
+/// `replace_aspace`), which checks that no borrow is alive, and the task
+/// keeps the `Arc` (so the address space) until then.  Not `Send`: it
+/// lives on the calling thread's stack.
+pub struct AspaceRef {
+    task: &'static Task,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl core::ops::Deref for AspaceRef {
+    type Target = Arc<AddressSpace>;
+
+    fn deref(&self) -> &Arc<AddressSpace> {
+        // SAFETY: the `Arc` is replaced only by `replace_aspace`, which
+        // the task runs itself and which refuses while `aspace_borrows`
+        // counts this borrow; the scheduler only reads it (`switch_in`).
+        unsafe { &*self.task.aspace.get() }
+    }
+}
+
+impl Drop for AspaceRef {
+    fn drop(&mut self) {
+        let n = self.task.aspace_borrows.load(Ordering::Relaxed);
+        self.task.aspace_borrows.store(n - 1, Ordering::Relaxed);
+    }
+}
+
+/// Borrows the calling task's address space (`None` in kernel threads).
+pub fn current_aspace_ref() -> Option<AspaceRef> {
+    let task = current_task()?;
+    // Only this task writes its count (and it runs here), so a load and a
+    // store suffice: no atomic read-modify-write.
+    let n = task.aspace_borrows.load(Ordering::Relaxed);
+    task.aspace_borrows.store(n + 1, Ordering::Relaxed);
+    Some(AspaceRef {
+        task,
+        _not_send: PhantomData,
+    })
 }

@@ -21,7 +21,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{join_all_within, report};
-use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
+use crate::mm::uaccess::{Pod, UserAddr};
 use crate::mm::vm::{self, tlb, AddressSpace, PROT_EXEC, PROT_READ, PROT_WRITE};
 use crate::mm::{self as kmm};
 use crate::sched;
@@ -184,20 +184,20 @@ fn basics() -> Check {
     );
     ok("cstr write", copy_to_user(addr + 2 * PAGE - 3, b"ab\0"))?;
     ensure!(
-        crate::mm::uaccess::read_user_cstr(addr + 2 * PAGE - 3, 64) == Ok(String::from("ab")),
+        read_user_cstr(addr + 2 * PAGE - 3, 64) == Ok(String::from("ab")),
         "read_user_cstr"
     );
     expect_err(
         "cstr too long",
-        crate::mm::uaccess::read_user_cstr(addr + 100, 4),
+        read_user_cstr(addr + 100, 4),
         Errno::ENAMETOOLONG,
     )?;
-    ok("zero_user", crate::mm::uaccess::zero_user(addr + 100, 5))?;
+    ok("zero_user", zero_user(addr + 100, 5))?;
     ok("read zeroed", copy_from_user(&mut back, addr + 100))?;
     ensure!(&back == b"\0\0\0\0\0, user", "zero_user: {:?}", back);
     expect_err(
         "zero_user kernel",
-        crate::mm::uaccess::zero_user(vm::USER_END, 1),
+        zero_user(vm::USER_END, 1),
         Errno::EFAULT,
     )?;
     // MAP_POPULATE.
@@ -1046,4 +1046,32 @@ fn random_run(seed: u64) -> Check {
         runs
     );
     Ok(())
+}
+
+// The checks name user addresses as numbers (they build the mappings
+// themselves); these turn each into a `UserAddr` and go through the same
+// typed path the system calls use.
+
+fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Errno> {
+    UserAddr(src).read_bytes(dst)
+}
+
+fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
+    UserAddr(dst).write_bytes(src)
+}
+
+fn read_user<T: Pod>(addr: u64) -> Result<T, Errno> {
+    UserAddr(addr).read()
+}
+
+fn write_user<T: Pod>(addr: u64, value: &T) -> Result<(), Errno> {
+    UserAddr(addr).write(value)
+}
+
+fn read_user_cstr(addr: u64, max: usize) -> Result<String, Errno> {
+    UserAddr(addr).read_cstr(max)
+}
+
+fn zero_user(dst: u64, len: usize) -> Result<(), Errno> {
+    UserAddr(dst).zero(len)
 }

@@ -66,9 +66,10 @@ fn unsupported(nr: u64) -> SysResult {
     Err(Errno::ENOSYS)
 }
 
-/// The calling process's address space (for the `mm` calls).
-fn aspace() -> Result<alloc::sync::Arc<crate::mm::vm::AddressSpace>, Errno> {
-    crate::proc::task::current_aspace().ok_or(Errno::ENOSYS)
+/// The calling process's address space (for the `mm` calls), borrowed for
+/// the call: no reference-count write (`proc::task::AspaceRef`).
+fn aspace() -> Result<crate::proc::task::AspaceRef, Errno> {
+    crate::proc::task::current_aspace_ref().ok_or(Errno::ENOSYS)
 }
 
 /// Runs the system call described by `frame` (number in `rax`) and puts

@@ -9,7 +9,7 @@
 //! `sync` flushes every disk.
 //!
 //! Must not: hold a lock across a device request (they sleep), or trust a
-//! user pointer (everything goes through `copy_from_user`/`read_user_str`).
+//! user pointer (everything goes through `mm::uaccess::UserAddr`).
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -17,7 +17,7 @@ use alloc::sync::Arc;
 use ::fs::{FileType, Inode};
 
 use crate::fs::{blockdev, mounts, root_fs};
-use crate::mm::uaccess::read_user_cstr;
+use crate::mm::uaccess::UserAddr;
 use abi::{Errno, SysResult};
 
 /// Longest path read from user space (PATH_MAX includes the NUL).
@@ -54,8 +54,8 @@ fn caller_cwd() -> Result<Arc<Inode>, Errno> {
     Ok(p.files.ctx.cwd())
 }
 
-fn path_arg(addr: u64, max: usize) -> Result<String, Errno> {
-    let s = read_user_cstr(addr, max)?;
+fn path_arg(addr: UserAddr, max: usize) -> Result<String, Errno> {
+    let s = addr.read_cstr(max)?;
     if s.is_empty() {
         return Err(Errno::ENOENT);
     }
@@ -65,7 +65,13 @@ fn path_arg(addr: u64, max: usize) -> Result<String, Errno> {
 /// `mount(source, target, fstype, flags, data)`: `ext2` from a virtio
 /// disk node (`MS_RDONLY` honoured) or a new `tmpfs`; no options (`data`
 /// is ignored), no remount, bind or move (`EINVAL`).
-pub fn sys_mount(source: u64, target: u64, fstype: u64, flags: u64, _data: u64) -> SysResult {
+pub fn sys_mount(
+    source: UserAddr,
+    target: UserAddr,
+    fstype: UserAddr,
+    flags: u64,
+    _data: UserAddr,
+) -> SysResult {
     let cwd = caller_cwd()?;
     let flags = if flags & MS_MGC_MASK == MS_MGC_VAL {
         flags & !MS_MGC_MASK
@@ -76,7 +82,7 @@ pub fn sys_mount(source: u64, target: u64, fstype: u64, flags: u64, _data: u64) 
         return Err(Errno::EINVAL);
     }
     let target = path_arg(target, PATH_MAX - 1)?;
-    let kind = read_user_cstr(fstype, TYPE_MAX)?;
+    let kind = fstype.read_cstr(TYPE_MAX)?;
     match kind.as_str() {
         "ext2" => {
             let source = path_arg(source, PATH_MAX - 1)?;
@@ -101,7 +107,7 @@ pub fn sys_mount(source: u64, target: u64, fstype: u64, flags: u64, _data: u64) 
 
 /// `umount2(target, flags)`: a plain unmount whatever the flags (`EBUSY`
 /// while in use); unknown flags are `EINVAL`.
-pub fn sys_umount2(target: u64, flags: u64) -> SysResult {
+pub fn sys_umount2(target: UserAddr, flags: u64) -> SysResult {
     let cwd = caller_cwd()?;
     if flags & !UMOUNT_KNOWN != 0 {
         return Err(Errno::EINVAL);

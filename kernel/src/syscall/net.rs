@@ -22,9 +22,10 @@ use ::fs::oflags::O_NONBLOCK;
 
 use crate::fs::epoll::{Epoll, EPOLL_CTL_DEL};
 use crate::fs::{File, FileRef};
-use crate::mm::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
+use crate::mm::uaccess::UserAddr;
 use crate::net::sockaddr::{self, SockAddr};
 use crate::net::*;
+use abi::structs::EpollEvent;
 use abi::{Errno, SysResult};
 
 /// The calling process, borrowed through the running task (which keeps it
@@ -88,7 +89,7 @@ pub fn sys_socket(domain: u32, raw_type: u32, protocol: u32) -> SysResult {
     install(sock, flags).map(|fd| fd as usize)
 }
 
-pub fn sys_socketpair(domain: u32, raw_type: u32, protocol: u32, fds: u64) -> SysResult {
+pub fn sys_socketpair(domain: u32, raw_type: u32, protocol: u32, fds: UserAddr) -> SysResult {
     let (sock_type, flags) = split_type(raw_type)?;
     match domain {
         AF_UNIX => {}
@@ -106,7 +107,7 @@ pub fn sys_socketpair(domain: u32, raw_type: u32, protocol: u32, fds: u64) -> Sy
             return Err(e);
         }
     };
-    if let Err(e) = write_user(fds, &[fa, fb]) {
+    if let Err(e) = fds.write(&[fa, fb]) {
         let _ = p.files.fds.close(fa);
         let _ = p.files.fds.close(fb);
         return Err(e);
@@ -114,7 +115,7 @@ pub fn sys_socketpair(domain: u32, raw_type: u32, protocol: u32, fds: u64) -> Sy
     Ok(0)
 }
 
-pub fn sys_bind(fd: i32, addr: u64, len: u32) -> SysResult {
+pub fn sys_bind(fd: i32, addr: UserAddr, len: u32) -> SysResult {
     let (_, s) = socket_of(fd)?;
     let sa = sockaddr::read_sockaddr(addr, len)?;
     s.bind(&sa).map(|_| 0)
@@ -125,20 +126,20 @@ pub fn sys_listen(fd: i32, backlog: i32) -> SysResult {
     s.listen(backlog).map(|_| 0)
 }
 
-pub fn sys_accept4(fd: i32, addr: u64, addrlen: u64, flags: u32) -> SysResult {
+pub fn sys_accept4(fd: i32, addr: UserAddr, addrlen: UserAddr, flags: u32) -> SysResult {
     if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
         return Err(Errno::EINVAL);
     }
     let (f, s) = socket_of(fd)?;
-    if addr != 0 {
+    if !addr.is_null() {
         // Fail before taking a connection off the queue.
-        let room: i32 = read_user(addrlen)?;
+        let room: i32 = addrlen.read()?;
         if room < 0 {
             return Err(Errno::EINVAL);
         }
     }
     let (new, peer) = socket::accept(&f, &*s)?;
-    if addr != 0 {
+    if !addr.is_null() {
         let peer = match peer {
             Some(p) => p,
             None => new.peer_addr()?,
@@ -148,7 +149,7 @@ pub fn sys_accept4(fd: i32, addr: u64, addrlen: u64, flags: u32) -> SysResult {
     install(new, flags).map(|fd| fd as usize)
 }
 
-pub fn sys_connect(fd: i32, addr: u64, len: u32) -> SysResult {
+pub fn sys_connect(fd: i32, addr: UserAddr, len: u32) -> SysResult {
     let (f, s) = socket_of(fd)?;
     let sa = sockaddr::read_sockaddr(addr, len)?;
     socket::connect(&f, &*s, &sa).map(|_| 0)
@@ -157,12 +158,19 @@ pub fn sys_connect(fd: i32, addr: u64, len: u32) -> SysResult {
 /// Bytes moved through one kernel buffer per send/recv call at most.
 const MAX_TRANSFER: usize = 1 << 20;
 
-pub fn sys_sendto(fd: i32, buf: u64, len: u64, flags: u32, addr: u64, addrlen: u32) -> SysResult {
+pub fn sys_sendto(
+    fd: i32,
+    buf: UserAddr,
+    len: u64,
+    flags: u32,
+    addr: UserAddr,
+    addrlen: u32,
+) -> SysResult {
     let (f, s) = socket_of(fd)?;
     let len = (len as usize).min(MAX_TRANSFER);
     let mut data = kbuf::zeroed(len)?;
-    copy_from_user(&mut data, buf)?;
-    let to = if addr != 0 {
+    buf.read_bytes(&mut data)?;
+    let to = if !addr.is_null() {
         Some(sockaddr::read_sockaddr(addr, addrlen)?)
     } else {
         None
@@ -170,15 +178,22 @@ pub fn sys_sendto(fd: i32, buf: u64, len: u64, flags: u32, addr: u64, addrlen: u
     socket::send(&f, &*s, &data, flags, to.as_ref())
 }
 
-pub fn sys_recvfrom(fd: i32, buf: u64, len: u64, flags: u32, addr: u64, addrlen: u64) -> SysResult {
+pub fn sys_recvfrom(
+    fd: i32,
+    buf: UserAddr,
+    len: u64,
+    flags: u32,
+    addr: UserAddr,
+    addrlen: UserAddr,
+) -> SysResult {
     let (f, s) = socket_of(fd)?;
     let mut data = kbuf::zeroed((len as usize).min(MAX_TRANSFER))?;
     let r = socket::recv(&f, &*s, &mut data, flags)?;
-    copy_to_user(buf, &data[..r.len])?;
-    if addr != 0 {
+    buf.write_bytes(&data[..r.len])?;
+    if !addr.is_null() {
         match &r.from {
             Some(sa) => sockaddr::write_sockaddr(addr, addrlen, sa)?,
-            None => write_user(addrlen, &0u32)?,
+            None => addrlen.write(&0u32)?,
         }
     }
     Ok(if flags & MSG_TRUNC != 0 {
@@ -188,11 +203,11 @@ pub fn sys_recvfrom(fd: i32, buf: u64, len: u64, flags: u32, addr: u64, addrlen:
     })
 }
 
-pub fn sys_sendmsg(fd: i32, msg: u64, flags: u32) -> SysResult {
+pub fn sys_sendmsg(fd: i32, msg: UserAddr, flags: u32) -> SysResult {
     let (f, s) = socket_of(fd)?;
     let hdr = sockaddr::read_msghdr(msg)?;
     let data = sockaddr::gather(&hdr.iov, MAX_TRANSFER)?;
-    let to = if hdr.name != 0 && hdr.namelen != 0 {
+    let to = if !hdr.name.is_null() && hdr.namelen != 0 {
         Some(sockaddr::read_sockaddr(hdr.name, hdr.namelen)?)
     } else {
         None
@@ -206,7 +221,7 @@ pub fn sys_sendmsg(fd: i32, msg: u64, flags: u32) -> SysResult {
     )
 }
 
-pub fn sys_recvmsg(fd: i32, msg: u64, flags: u32) -> SysResult {
+pub fn sys_recvmsg(fd: i32, msg: UserAddr, flags: u32) -> SysResult {
     let (f, s) = socket_of(fd)?;
     let hdr = sockaddr::read_msghdr(msg)?;
     let total: u64 = hdr.iov.iter().map(|&(_, l)| l).sum();
@@ -230,13 +245,13 @@ pub fn sys_shutdown(fd: i32, how: u32) -> SysResult {
     s.shutdown(how).map(|_| 0)
 }
 
-pub fn sys_getsockname(fd: i32, addr: u64, addrlen: u64) -> SysResult {
+pub fn sys_getsockname(fd: i32, addr: UserAddr, addrlen: UserAddr) -> SysResult {
     let (_, s) = socket_of(fd)?;
     let sa: SockAddr = s.local_addr()?;
     sockaddr::write_sockaddr(addr, addrlen, &sa).map(|_| 0)
 }
 
-pub fn sys_getpeername(fd: i32, addr: u64, addrlen: u64) -> SysResult {
+pub fn sys_getpeername(fd: i32, addr: UserAddr, addrlen: UserAddr) -> SysResult {
     let (_, s) = socket_of(fd)?;
     let sa = s.peer_addr()?;
     sockaddr::write_sockaddr(addr, addrlen, &sa).map(|_| 0)
@@ -245,26 +260,32 @@ pub fn sys_getpeername(fd: i32, addr: u64, addrlen: u64) -> SysResult {
 /// Longest option value read from user space.
 const MAX_OPTION: u32 = 256;
 
-pub fn sys_setsockopt(fd: i32, level: i32, name: i32, value: u64, len: i32) -> SysResult {
+pub fn sys_setsockopt(fd: i32, level: i32, name: i32, value: UserAddr, len: i32) -> SysResult {
     let (f, s) = socket_of(fd)?;
     if len < 0 {
         return Err(Errno::EINVAL);
     }
     let mut v = kbuf::zeroed((len as u32).min(MAX_OPTION) as usize)?;
-    copy_from_user(&mut v, value)?;
+    value.read_bytes(&mut v)?;
     socket::setsockopt(&f, &*s, level, name, &v).map(|_| 0)
 }
 
-pub fn sys_getsockopt(fd: i32, level: i32, name: i32, value: u64, lenp: u64) -> SysResult {
+pub fn sys_getsockopt(
+    fd: i32,
+    level: i32,
+    name: i32,
+    value: UserAddr,
+    lenp: UserAddr,
+) -> SysResult {
     let (f, s) = socket_of(fd)?;
-    let room: i32 = read_user(lenp)?;
+    let room: i32 = lenp.read()?;
     if room < 0 {
         return Err(Errno::EINVAL);
     }
     let v = socket::getsockopt(&f, &*s, level, name)?;
     let n = v.len().min(room as usize);
-    copy_to_user(value, &v[..n])?;
-    write_user(lenp, &(n as u32)).map(|_| 0)
+    value.write_bytes(&v[..n])?;
+    lenp.write(&(n as u32)).map(|_| 0)
 }
 
 // ---- epoll -------------------------------------------------------------------
@@ -292,15 +313,12 @@ pub fn sys_epoll_create(size: i32) -> SysResult {
 }
 
 /// Reads a packed `struct epoll_event` (u32 events, u64 data: 12 bytes).
-fn read_event(addr: u64) -> Result<(u32, u64), Errno> {
-    let raw: [u8; 12] = read_user(addr)?;
-    let events = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]);
-    let mut data = [0u8; 8];
-    data.copy_from_slice(&raw[4..12]);
-    Ok((events, u64::from_ne_bytes(data)))
+fn read_event(addr: UserAddr) -> Result<(u32, u64), Errno> {
+    let e: EpollEvent = addr.read()?;
+    Ok((e.events, e.data))
 }
 
-pub fn sys_epoll_ctl(epfd: i32, op: i32, fd: i32, event: u64) -> SysResult {
+pub fn sys_epoll_ctl(epfd: i32, op: i32, fd: i32, event: UserAddr) -> SysResult {
     let (events, data) = if op != EPOLL_CTL_DEL {
         read_event(event)?
     } else {
@@ -319,7 +337,7 @@ pub fn sys_epoll_ctl(epfd: i32, op: i32, fd: i32, event: u64) -> SysResult {
     ep.ctl(op, fd, &target, events, data).map(|_| 0)
 }
 
-pub fn sys_epoll_wait(epfd: i32, events: u64, max: i32, timeout_ms: i32) -> SysResult {
+pub fn sys_epoll_wait(epfd: i32, events: UserAddr, max: i32, timeout_ms: i32) -> SysResult {
     if max <= 0 || max > EP_MAX_EVENTS {
         return Err(Errno::EINVAL);
     }
@@ -331,12 +349,14 @@ pub fn sys_epoll_wait(epfd: i32, events: u64, max: i32, timeout_ms: i32) -> SysR
         let seen = ep.generation();
         let ready = ep.scan(max as usize, false);
         if !ready.is_empty() {
-            let mut out = Vec::with_capacity(ready.len() * 12);
-            for e in &ready {
-                out.extend_from_slice(&e.events.to_ne_bytes());
-                out.extend_from_slice(&e.data.to_ne_bytes());
-            }
-            copy_to_user(events, &out)?;
+            let out: Vec<EpollEvent> = ready
+                .iter()
+                .map(|e| EpollEvent {
+                    events: e.events,
+                    data: e.data,
+                })
+                .collect();
+            events.write_array(&out)?;
             return Ok(ready.len());
         }
         if deadline.is_some_and(|d| crate::arch::time::now_ns() >= d) {
@@ -351,10 +371,10 @@ pub fn sys_epoll_wait(epfd: i32, events: u64, max: i32, timeout_ms: i32) -> SysR
 
 pub fn sys_epoll_pwait(
     epfd: i32,
-    events: u64,
+    events: UserAddr,
     max: i32,
     timeout_ms: i32,
-    mask: u64,
+    mask: UserAddr,
     size: u64,
 ) -> SysResult {
     super::fs::with_sigmask(mask, size, || sys_epoll_wait(epfd, events, max, timeout_ms))

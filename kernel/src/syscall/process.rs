@@ -11,7 +11,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::mm::uaccess::{copy_from_user, copy_to_user, write_user};
+use crate::mm::uaccess::UserAddr;
 use crate::proc::process::{self, Rlimit, RLIMIT_COUNT};
 use crate::proc::{current_task, Task};
 use crate::sched;
@@ -140,16 +140,16 @@ pub fn sys_setreid(r: u32, e: u32, group: bool) -> SysResult {
 }
 
 /// `getresuid`/`getresgid`.
-pub fn sys_getresid(r: u64, e: u64, s: u64, group: bool) -> SysResult {
+pub fn sys_getresid(r: UserAddr, e: UserAddr, s: UserAddr, group: bool) -> SysResult {
     let c = &me()?.process.creds;
     let (real, eff, saved) = if group {
         (&c.gid, &c.egid, &c.sgid)
     } else {
         (&c.uid, &c.euid, &c.suid)
     };
-    write_user(r, &real.load(Ordering::Relaxed))?;
-    write_user(e, &eff.load(Ordering::Relaxed))?;
-    write_user(s, &saved.load(Ordering::Relaxed))?;
+    r.write(&real.load(Ordering::Relaxed))?;
+    e.write(&eff.load(Ordering::Relaxed))?;
+    s.write(&saved.load(Ordering::Relaxed))?;
     Ok(0)
 }
 
@@ -224,18 +224,18 @@ pub fn sys_setsid() -> SysResult {
 }
 
 /// `set_tid_address(tidptr)`: returns the caller's tid.
-pub fn sys_set_tid_address(tidptr: u64) -> SysResult {
+pub fn sys_set_tid_address(tidptr: UserAddr) -> SysResult {
     let t = me()?;
-    t.clear_child_tid.store(tidptr, Ordering::Release);
+    t.clear_child_tid.store(tidptr.raw(), Ordering::Release);
     Ok(t.tid as usize)
 }
 
 /// `set_robust_list(head, len)`: recorded (the list is not walked at exit).
-pub fn sys_set_robust_list(head: u64, len: u64) -> SysResult {
+pub fn sys_set_robust_list(head: UserAddr, len: u64) -> SysResult {
     if len != 24 {
         return Err(Errno::EINVAL);
     }
-    me()?.robust_list.store(head, Ordering::Release);
+    me()?.robust_list.store(head.raw(), Ordering::Release);
     Ok(0)
 }
 
@@ -245,25 +245,27 @@ const ARCH_GET_FS: u64 = 0x1003;
 const ARCH_GET_GS: u64 = 0x1004;
 
 /// `arch_prctl(code, addr)`: FS base (TLS); GS is not supported.
-pub fn sys_arch_prctl(code: u64, addr: u64) -> SysResult {
+pub fn sys_arch_prctl(code: u64, addr: UserAddr) -> SysResult {
     let t = me()?;
     match code {
         ARCH_SET_FS => {
-            if addr >= crate::mm::vm::USER_END {
+            // A base, not memory the kernel touches: the number itself.
+            let base = addr.raw();
+            if base >= crate::mm::vm::USER_END {
                 return Err(Errno::EPERM);
             }
             let saved = crate::arch::irq::save_disable();
-            t.fs_base.store(addr, Ordering::Release);
-            x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::new_truncate(addr));
+            t.fs_base.store(base, Ordering::Release);
+            x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::new_truncate(base));
             crate::arch::irq::restore(saved);
             Ok(0)
         }
         ARCH_GET_FS => {
-            write_user(addr, &t.fs_base.load(Ordering::Acquire))?;
+            addr.write(&t.fs_base.load(Ordering::Acquire))?;
             Ok(0)
         }
         ARCH_GET_GS => {
-            write_user(addr, &0u64)?;
+            addr.write(&0u64)?;
             Ok(0)
         }
         ARCH_SET_GS => Err(Errno::EPERM),
@@ -275,7 +277,7 @@ pub fn sys_arch_prctl(code: u64, addr: u64) -> SysResult {
 const RLIMIT_NOFILE: usize = 7;
 
 /// `prlimit64(pid, resource, new, old)`.
-pub fn sys_prlimit64(pid: i32, resource: u32, new: u64, old: u64) -> SysResult {
+pub fn sys_prlimit64(pid: i32, resource: u32, new: UserAddr, old: UserAddr) -> SysResult {
     let t = me()?;
     let resource = resource as usize;
     if resource >= RLIMIT_COUNT {
@@ -286,12 +288,11 @@ pub fn sys_prlimit64(pid: i32, resource: u32, new: u64, old: u64) -> SysResult {
     } else {
         process::find_process(pid).ok_or(Errno::ESRCH)?
     };
-    let new_limit = if new != 0 {
-        let mut raw = [0u8; 16];
-        copy_from_user(&mut raw, new)?;
+    let new_limit = if !new.is_null() {
+        let raw: abi::structs::Rlimit = new.read()?;
         let lim = Rlimit {
-            cur: u64::from_le_bytes(raw[0..8].try_into().unwrap_or([0; 8])),
-            max: u64::from_le_bytes(raw[8..16].try_into().unwrap_or([0; 8])),
+            cur: raw.rlim_cur,
+            max: raw.rlim_max,
         };
         if lim.cur > lim.max {
             return Err(Errno::EINVAL);
@@ -314,21 +315,21 @@ pub fn sys_prlimit64(pid: i32, resource: u32, new: u64, old: u64) -> SysResult {
         }
         previous
     };
-    if old != 0 {
-        let mut raw = [0u8; 16];
-        raw[0..8].copy_from_slice(&previous.cur.to_le_bytes());
-        raw[8..16].copy_from_slice(&previous.max.to_le_bytes());
-        copy_to_user(old, &raw)?;
+    if !old.is_null() {
+        old.write(&abi::structs::Rlimit {
+            rlim_cur: previous.cur,
+            rlim_max: previous.max,
+        })?;
     }
     Ok(0)
 }
 
-pub fn sys_getrlimit(resource: u32, old: u64) -> SysResult {
-    sys_prlimit64(0, resource, 0, old)
+pub fn sys_getrlimit(resource: u32, old: UserAddr) -> SysResult {
+    sys_prlimit64(0, resource, UserAddr(0), old)
 }
 
-pub fn sys_setrlimit(resource: u32, new: u64) -> SysResult {
-    sys_prlimit64(0, resource, new, 0)
+pub fn sys_setrlimit(resource: u32, new: UserAddr) -> SysResult {
+    sys_prlimit64(0, resource, new, UserAddr(0))
 }
 
 pub fn sys_sched_yield() -> SysResult {
@@ -348,7 +349,7 @@ fn thread_of(tid: i32) -> Result<alloc::sync::Arc<sched::Thread>, Errno> {
 }
 
 /// `sched_getaffinity(pid, len, mask)`: returns the bytes written (8).
-pub fn sys_sched_getaffinity(tid: i32, len: u64, mask: u64) -> SysResult {
+pub fn sys_sched_getaffinity(tid: i32, len: u64, mask: UserAddr) -> SysResult {
     if len < 8 || len % 8 != 0 {
         return Err(Errno::EINVAL);
     }
@@ -360,19 +361,19 @@ pub fn sys_sched_getaffinity(tid: i32, len: u64, mask: u64) -> SysResult {
         (1u64 << cpus) - 1
     };
     let m = thread.affinity_mask() & all;
-    write_user(mask, &m)?;
+    mask.write(&m)?;
     Ok(8)
 }
 
 /// `sched_setaffinity(pid, len, mask)`: honoured by the scheduler (the
 /// caller moves at once when its CPU is no longer allowed).
-pub fn sys_sched_setaffinity(tid: i32, len: u64, mask: u64) -> SysResult {
+pub fn sys_sched_setaffinity(tid: i32, len: u64, mask: UserAddr) -> SysResult {
     let mut raw = [0u8; 8];
     let n = (len as usize).min(8);
     if n == 0 {
         return Err(Errno::EINVAL);
     }
-    copy_from_user(&mut raw[..n], mask)?;
+    mask.read_bytes(&mut raw[..n])?;
     let m = u64::from_le_bytes(raw);
     let thread = thread_of(tid)?;
     sched::set_affinity(&thread, m).map_err(|_| Errno::EINVAL)?;
@@ -382,7 +383,7 @@ pub fn sys_sched_setaffinity(tid: i32, len: u64, mask: u64) -> SysResult {
 /// `prctl(option, ...)`: the thread name (`PR_SET_NAME`, `PR_GET_NAME`,
 /// which Rust std and glibc use); every other option is `EINVAL`, as
 /// Linux answers options it does not know.
-pub fn sys_prctl(option: u32, arg2: u64) -> SysResult {
+pub fn sys_prctl(option: u32, arg2: UserAddr) -> SysResult {
     const PR_SET_NAME: u32 = 15;
     const PR_GET_NAME: u32 = 16;
     let task = me()?;
@@ -392,7 +393,7 @@ pub fn sys_prctl(option: u32, arg2: u64) -> SysResult {
             // `TASK_COMM_LEN - 1` and terminates).
             let mut comm = [0u8; 16];
             for (i, slot) in comm.iter_mut().take(15).enumerate() {
-                let b: u8 = crate::mm::uaccess::read_user(arg2 + i as u64)?;
+                let b: u8 = arg2.offset(i as u64).read()?;
                 if b == 0 {
                     break;
                 }
@@ -403,7 +404,7 @@ pub fn sys_prctl(option: u32, arg2: u64) -> SysResult {
         }
         PR_GET_NAME => {
             let comm = *task.comm.lock();
-            copy_to_user(arg2, &comm).map(|_| 0)
+            arg2.write_bytes(&comm).map(|_| 0)
         }
         _ => Err(Errno::EINVAL),
     }
@@ -414,11 +415,11 @@ pub fn sys_prctl(option: u32, arg2: u64) -> SysResult {
 /// arguments (read back from the new stack) and its name.
 pub fn sys_execve(
     frame: &mut crate::arch::idt::InterruptFrame,
-    path: u64,
-    argv: u64,
-    envp: u64,
+    path: UserAddr,
+    argv: UserAddr,
+    envp: UserAddr,
 ) -> SysResult {
-    let name = crate::mm::uaccess::read_user_cstr(path, 4095)?;
+    let name = path.read_cstr(4095)?;
     let task = me()?;
     crate::proc::exec::sys_execve(frame, path, argv, envp)?;
     // The new image runs: its stack starts with argc, then argv pointers.
@@ -426,7 +427,7 @@ pub fn sys_execve(
     // One lock-free lookup now; the canonical path is worked out only
     // when `/proc` is asked for it (`fs::procfs::exe_path`).
     let exe_inode = crate::fs::root_fs().lookup(&cwd, &name, true).ok();
-    let cmdline = read_cmdline(frame.rsp).unwrap_or_default();
+    let cmdline = read_cmdline(UserAddr(frame.rsp)).unwrap_or_default();
     *task.comm.lock() = crate::proc::task::comm_of(&name);
     *task.process.image.lock() = crate::proc::process::ImageInfo {
         exe: alloc::string::String::new(),
@@ -440,13 +441,12 @@ pub fn sys_execve(
 /// The argument strings of a fresh stack at `sp` (argc, argv[]), each
 /// followed by a NUL; at most one page, as Linux shows at most that much
 /// of a long command line in one read here.
-fn read_cmdline(sp: u64) -> Result<alloc::vec::Vec<u8>, Errno> {
-    use crate::mm::uaccess::{read_user, read_user_cstr_bytes};
-    let argc: u64 = read_user(sp)?;
+fn read_cmdline(sp: UserAddr) -> Result<alloc::vec::Vec<u8>, Errno> {
+    let argc: u64 = sp.read()?;
     let mut out = alloc::vec::Vec::new();
     for i in 0..argc.min(1024) {
-        let ptr: u64 = read_user(sp + 8 + i * 8)?;
-        let arg = read_user_cstr_bytes(ptr, 128 * 1024)?;
+        let ptr = UserAddr(sp.offset(8 + i * 8).read()?);
+        let arg = ptr.read_cstr_bytes(128 * 1024)?;
         out.extend_from_slice(&arg);
         out.push(0);
         if out.len() >= 4096 {

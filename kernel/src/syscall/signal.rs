@@ -8,7 +8,7 @@
 use core::sync::atomic::Ordering;
 
 use crate::arch::idt::InterruptFrame;
-use crate::mm::uaccess::{read_user, write_user};
+use crate::mm::uaccess::UserAddr;
 use crate::proc::signal::{
     self, AltStack, SigAction, MINSIGSTKSZ, NSIG, SIGKILL, SIGSTOP, SS_DISABLE, SS_ONSTACK,
 };
@@ -28,14 +28,14 @@ fn valid(sig: i32) -> Result<u32, Errno> {
 }
 
 /// `rt_sigaction(sig, act, oldact, sigsetsize)`.
-pub fn sys_rt_sigaction(sig: i32, act: u64, old: u64, sigsetsize: u64) -> SysResult {
+pub fn sys_rt_sigaction(sig: i32, act: UserAddr, old: UserAddr, sigsetsize: u64) -> SysResult {
     if sigsetsize != 8 {
         return Err(Errno::EINVAL);
     }
     let sig = valid(sig)?;
     let t = me()?;
-    let new: Option<SigAction> = if act != 0 {
-        Some(from_user_action(read_user(act)?))
+    let new: Option<SigAction> = if !act.is_null() {
+        Some(from_user_action(act.read()?))
     } else {
         None
     };
@@ -47,8 +47,8 @@ pub fn sys_rt_sigaction(sig: i32, act: u64, old: u64, sigsetsize: u64) -> SysRes
         a.mask &= !(signal::bit(SIGKILL) | signal::bit(SIGSTOP));
         t.process.signals.set_action(sig, a);
     }
-    if old != 0 {
-        write_user(old, &to_user_action(&previous))?;
+    if !old.is_null() {
+        old.write(&to_user_action(&previous))?;
     }
     Ok(0)
 }
@@ -78,14 +78,14 @@ const SIG_UNBLOCK: i32 = 1;
 const SIG_SETMASK: i32 = 2;
 
 /// `rt_sigprocmask(how, set, oldset, sigsetsize)`.
-pub fn sys_rt_sigprocmask(how: i32, set: u64, old: u64, sigsetsize: u64) -> SysResult {
+pub fn sys_rt_sigprocmask(how: i32, set: UserAddr, old: UserAddr, sigsetsize: u64) -> SysResult {
     if sigsetsize != 8 {
         return Err(Errno::EINVAL);
     }
     let t = me()?;
     let current = t.signals.mask.load(Ordering::Acquire);
-    if set != 0 {
-        let s: u64 = read_user(set)?;
+    if !set.is_null() {
+        let s: u64 = set.read()?;
         let new = match how {
             SIG_BLOCK => current | s,
             SIG_UNBLOCK => current & !s,
@@ -94,15 +94,15 @@ pub fn sys_rt_sigprocmask(how: i32, set: u64, old: u64, sigsetsize: u64) -> SysR
         };
         t.signals.set_mask(new);
     }
-    if old != 0 {
-        write_user(old, &current)?;
+    if !old.is_null() {
+        old.write(&current)?;
     }
     Ok(0)
 }
 
 /// `rt_sigpending(set, sigsetsize)`: like Linux, any size up to the
 /// kernel's 8-byte set is accepted and that many bytes are written.
-pub fn sys_rt_sigpending(set: u64, sigsetsize: u64) -> SysResult {
+pub fn sys_rt_sigpending(set: UserAddr, sigsetsize: u64) -> SysResult {
     if sigsetsize > 8 {
         return Err(Errno::EINVAL);
     }
@@ -110,7 +110,7 @@ pub fn sys_rt_sigpending(set: u64, sigsetsize: u64) -> SysResult {
     // way out of this very call, so report what stays blocked.
     let t = me()?;
     let blocked = signal::pending_set(t) & t.signals.mask.load(Ordering::Acquire);
-    crate::mm::uaccess::copy_to_user(set, &blocked.to_le_bytes()[..sigsetsize as usize])?;
+    set.write_bytes(&blocked.to_le_bytes()[..sigsetsize as usize])?;
     Ok(0)
 }
 
@@ -129,12 +129,12 @@ pub fn sys_pause() -> SysResult {
 
 /// `rt_sigsuspend(mask, sigsetsize)`: waits with `mask` in force; the
 /// handler's frame records the old mask, so it is back after the handler.
-pub fn sys_rt_sigsuspend(mask: u64, sigsetsize: u64) -> SysResult {
+pub fn sys_rt_sigsuspend(mask: UserAddr, sigsetsize: u64) -> SysResult {
     if sigsetsize != 8 {
         return Err(Errno::EINVAL);
     }
     let t = me()?;
-    let new: u64 = read_user(mask)?;
+    let new: u64 = mask.read()?;
     let old = t.signals.mask.load(Ordering::Acquire);
     signal::set_temporary_mask(t, new, old);
     wait_for_signal(t)
@@ -146,13 +146,13 @@ pub fn sys_rt_sigreturn(frame: &mut InterruptFrame) -> SysResult {
 }
 
 /// `sigaltstack(ss, old)`.
-pub fn sys_sigaltstack(frame: &InterruptFrame, ss: u64, old: u64) -> SysResult {
+pub fn sys_sigaltstack(frame: &InterruptFrame, ss: UserAddr, old: UserAddr) -> SysResult {
     let t = me()?;
     let current = *t.signals.altstack.lock();
     let on_stack = current.flags & SS_DISABLE == 0
         && frame.rsp > current.sp
         && frame.rsp <= current.sp.wrapping_add(current.size);
-    if old != 0 {
+    if !old.is_null() {
         let mut report = current;
         report.flags = if on_stack {
             SS_ONSTACK
@@ -165,10 +165,10 @@ pub fn sys_sigaltstack(frame: &InterruptFrame, ss: u64, old: u64) -> SysResult {
             __pad0: report.pad as u32,
             ss_size: report.size,
         };
-        write_user(old, &user)?;
+        old.write(&user)?;
     }
-    if ss != 0 {
-        let user: abi::structs::StackT = read_user(ss)?;
+    if !ss.is_null() {
+        let user: abi::structs::StackT = ss.read()?;
         let new = AltStack {
             sp: user.ss_sp,
             flags: user.ss_flags,

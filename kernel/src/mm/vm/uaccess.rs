@@ -11,9 +11,11 @@
 //! touch memory; [`UserAddr::slice`] / [`UserAddr::ptr`] check the range and
 //! give a [`UserSlice`] / [`UserPtr<T>`], and only those reach the copy
 //! routines.  A `UserPtr<T>` reads and writes `T: Pod` (plain data, every
-//! byte pattern valid, no padding).  The `u64` helpers (`copy_from_user`,
-//! `read_user`, ...) build these types first and are kept for callers not
-//! yet converted.
+//! byte pattern valid, no padding).  System-call handlers receive
+//! `UserAddr`s from the table (`syscall/table.rs`) and never a bare integer
+//! that could reach a copy; the `UserAddr` shorthands (`read`, `write`,
+//! `read_bytes`, `write_bytes`, `read_cstr`, ...) go through a `UserPtr` /
+//! `UserSlice` too.  No function here takes a `u64` user address.
 //!
 //! Invariants: a `UserSlice`/`UserPtr` exists only for a range checked
 //! against `USER_END` (with overflow), so a user pointer can never make
@@ -28,7 +30,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::arch::{asm, global_asm};
 use core::marker::PhantomData;
-use core::mem::{size_of, MaybeUninit};
+use core::mem::{size_of, size_of_val, MaybeUninit};
 
 use super::{aspace, USER_END};
 use abi::Errno;
@@ -146,7 +148,7 @@ unsafe extern "C" {
 }
 
 /// Whether a fault at `rip` is in the copy that must not page in
-/// (`copy_to_user_nofault`): the fault handler then goes straight to the
+/// (`UserSlice::write_from_nofault`): the fault handler then goes straight to the
 /// fixup.
 pub fn no_paging(rip: u64) -> bool {
     // SAFETY: a read-only table written by the assembler above.
@@ -165,7 +167,7 @@ pub fn fixup_for(rip: u64) -> Option<u64> {
 }
 
 /// Checks that `[addr, addr + len)` lies in the user half.
-pub fn check_range(addr: u64, len: usize) -> Result<(), Errno> {
+fn check_range(addr: u64, len: usize) -> Result<(), Errno> {
     match addr.checked_add(len as u64) {
         Some(end) if end <= USER_END => Ok(()),
         _ => Err(Errno::EFAULT),
@@ -218,6 +220,58 @@ impl UserAddr {
     pub fn offset(self, bytes: u64) -> UserAddr {
         UserAddr(self.0.wrapping_add(bytes))
     }
+
+    /// The alleged number itself (for arithmetic, alignment checks and
+    /// `mmap`-style calls that name addresses without touching them).
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// Reads one `T` here: `self.ptr::<T>()?.read()`.
+    pub fn read<T: Pod>(self) -> Result<T, Errno> {
+        self.ptr::<T>()?.read()
+    }
+
+    /// Writes one `T` here: `self.ptr::<T>()?.write(value)`.
+    pub fn write<T: Pod>(self, value: &T) -> Result<(), Errno> {
+        self.ptr::<T>()?.write(value)
+    }
+
+    /// Writes the array `values` here (one copy).
+    pub fn write_array<T: Pod>(self, values: &[T]) -> Result<(), Errno> {
+        // SAFETY: `Pod` values have no padding, so every byte of the slice
+        // is initialised; viewed as bytes for the duration of the copy.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(values.as_ptr() as *const u8, size_of_val(values))
+        };
+        self.write_bytes(bytes)
+    }
+
+    /// Fills `dst` from the `dst.len()` bytes here.
+    pub fn read_bytes(self, dst: &mut [u8]) -> Result<(), Errno> {
+        self.slice(dst.len())?.read_into(dst)
+    }
+
+    /// Copies `src` here.
+    pub fn write_bytes(self, src: &[u8]) -> Result<(), Errno> {
+        self.slice(src.len())?.write_from(src)
+    }
+
+    /// Zeroes `len` bytes here.
+    pub fn zero(self, len: usize) -> Result<(), Errno> {
+        self.slice(len)?.zero()
+    }
+
+    /// The NUL-terminated string here, at most `max` bytes (NUL excluded),
+    /// as raw bytes.  `ENAMETOOLONG` when no NUL comes within `max`.
+    pub fn read_cstr_bytes(self, max: usize) -> Result<Vec<u8>, Errno> {
+        read_cstr_bytes(self, max)
+    }
+
+    /// Like `read_cstr_bytes`, as UTF-8 (`EINVAL` when it is not).
+    pub fn read_cstr(self, max: usize) -> Result<String, Errno> {
+        String::from_utf8(read_cstr_bytes(self, max)?).map_err(|_| Errno::EINVAL)
+    }
 }
 
 /// A checked range of user memory: `[addr, addr + len)` lies below
@@ -267,7 +321,13 @@ impl UserSlice {
         })
     }
 
-    /// Like `write_from`, without paging in (see `copy_to_user_nofault`).
+    /// Like `write_from`, without paging in: a destination page that is
+    /// not mapped writable now (not yet faulted in, copy-on-write, swapped
+    /// by another thread's munmap) gives `EFAULT` and leaves the copy partly
+    /// done, instead of running the fault handler.  For callers that hold
+    /// file-system locks (the page-cache read path), which a fault on a file
+    /// mapping would take again; they retry the rest the ordinary way
+    /// (`fault_in_writable`).
     pub fn write_from_nofault(&self, src: &[u8]) -> Result<(), Errno> {
         if src.len() != self.len {
             return Err(Errno::EFAULT);
@@ -391,68 +451,33 @@ impl<T: Pod> UserPtr<T> {
     }
 }
 
-/// Copies `dst.len()` bytes from user address `src`.
-pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Errno> {
-    UserSlice::new(src, dst.len())?.read_into(dst)
-}
-
-/// Copies `src` to user address `dst`.
-pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
-    UserSlice::new(dst, src.len())?.write_from(src)
-}
-
-/// Copies `src` to user address `dst` without paging in: a destination
-/// page that is not mapped writable now (not yet faulted in, copy-on-write,
-/// swapped by another thread's munmap) gives `EFAULT` and leaves the copy
-/// partly done, instead of running the fault handler.  For callers that
-/// hold file-system locks (the page-cache read path), which a fault on a
-/// file mapping would take again; they retry the rest the ordinary way.
-pub fn copy_to_user_nofault(dst: u64, src: &[u8]) -> Result<(), Errno> {
-    UserSlice::new(dst, src.len())?.write_from_nofault(src)
-}
-
 /// Makes the user page holding `addr` present and writable, as a write
 /// fault there would (demand paging, copy-on-write, a file page), for a
-/// caller whose `copy_to_user_nofault` stopped there and that holds no lock
-/// now.  `EFAULT` where a write would fault for good.
-pub fn fault_in_writable(addr: u64) -> Result<(), Errno> {
-    check_range(addr, 1)?;
+/// caller whose `UserSlice::write_from_nofault` stopped there and that
+/// holds no lock now.  `EFAULT` where a write would fault for good.
+pub fn fault_in_writable(addr: UserAddr) -> Result<(), Errno> {
+    let addr = addr.slice(1)?.addr;
     let aspace = super::current().ok_or(Errno::EFAULT)?;
     aspace
         .handle_fault(addr, true, true, false)
         .map_err(|_| Errno::EFAULT)
 }
 
-/// Zeroes `len` bytes at user address `dst`.
-pub fn zero_user(dst: u64, len: usize) -> Result<(), Errno> {
-    UserSlice::new(dst, len)?.zero()
-}
-
-/// Reads a `T` from user address `addr`.
-pub fn read_user<T: Pod>(addr: u64) -> Result<T, Errno> {
-    UserPtr::<T>::new(addr)?.read()
-}
-
-/// Writes `value` to user address `addr`.
-pub fn write_user<T: Pod>(addr: u64, value: &T) -> Result<(), Errno> {
-    UserPtr::<T>::new(addr)?.write(value)
-}
-
-/// Reads a NUL-terminated string of at most `max` bytes (NUL excluded) as
-/// raw bytes.  `ENAMETOOLONG` when no NUL comes within `max`.
-pub fn read_user_cstr_bytes(addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+/// Reads a NUL-terminated string of at most `max` bytes (NUL excluded) at
+/// `addr` as raw bytes.  `ENAMETOOLONG` when no NUL comes within `max`.
+fn read_cstr_bytes(addr: UserAddr, max: usize) -> Result<Vec<u8>, Errno> {
     let mut out = Vec::new();
     let mut at = addr;
     let mut chunk = [0u8; 256];
     loop {
         // Never cross a page in one copy: the string may end just before an
         // unmapped page.
-        let to_page_end = (super::PAGE_SIZE - at % super::PAGE_SIZE) as usize;
+        let to_page_end = (super::PAGE_SIZE - at.0 % super::PAGE_SIZE) as usize;
         let n = chunk
             .len()
             .min(to_page_end)
             .min(max.saturating_add(1) - out.len());
-        copy_from_user(&mut chunk[..n], at)?;
+        at.read_bytes(&mut chunk[..n])?;
         // `max` is the caller's bound (up to exec's 2 MiB): grow fallibly,
         // so a heap that cannot give it is ENOMEM, not a panic.
         out.try_reserve(n).map_err(|_| Errno::ENOMEM)?;
@@ -464,11 +489,6 @@ pub fn read_user_cstr_bytes(addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
         if out.len() > max {
             return Err(Errno::ENAMETOOLONG);
         }
-        at += n as u64;
+        at = at.offset(n as u64);
     }
-}
-
-/// Like `read_user_cstr_bytes`, as UTF-8 (`EINVAL` when it is not).
-pub fn read_user_cstr(addr: u64, max: usize) -> Result<String, Errno> {
-    String::from_utf8(read_user_cstr_bytes(addr, max)?).map_err(|_| Errno::EINVAL)
 }

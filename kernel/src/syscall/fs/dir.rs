@@ -6,7 +6,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-pub fn sys_getdents64(fd: i32, dirp: u64, count: u64) -> SysResult {
+pub fn sys_getdents64(fd: i32, dirp: UserAddr, count: u64) -> SysResult {
     let f = file(fd)?;
     match &f.inode {
         Some(i) if i.is_dir() => {}
@@ -35,11 +35,11 @@ pub fn sys_getdents64(fd: i32, dirp: u64, count: u64) -> SysResult {
     if too_small {
         return Err(Errno::EINVAL);
     }
-    copy_to_user(dirp, &out)?;
+    dirp.write_bytes(&out)?;
     Ok(out.len())
 }
 
-pub fn sys_getcwd(buf: u64, size: u64) -> SysResult {
+pub fn sys_getcwd(buf: UserAddr, size: u64) -> SysResult {
     let p = proc()?;
     let path = root_fs().path_of(&p.files.ctx.cwd()).map_err(fs_err)?;
     let len = path.len() + 1;
@@ -48,11 +48,11 @@ pub fn sys_getcwd(buf: u64, size: u64) -> SysResult {
     }
     let mut bytes = path.into_bytes();
     bytes.push(0);
-    copy_to_user(buf, &bytes)?;
+    buf.write_bytes(&bytes)?;
     Ok(len)
 }
 
-pub fn sys_chdir(path: u64) -> SysResult {
+pub fn sys_chdir(path: UserAddr) -> SysResult {
     let dir = resolve(AT_FDCWD, path, 0, true)?;
     if !dir.is_dir() {
         return Err(Errno::ENOTDIR);
@@ -71,7 +71,7 @@ pub fn sys_fchdir(fd: i32) -> SysResult {
 }
 
 /// The start directory and path of a `*at` call.
-fn at(dirfd: i32, path: u64) -> Result<(StartDir, String), Errno> {
+fn at(dirfd: i32, path: UserAddr) -> Result<(StartDir, String), Errno> {
     let p = proc()?;
     let path = user_path(path)?;
     if path.is_empty() {
@@ -80,7 +80,7 @@ fn at(dirfd: i32, path: u64) -> Result<(StartDir, String), Errno> {
     Ok((start_dir(p, dirfd, &path)?, path))
 }
 
-pub fn sys_mkdirat(dirfd: i32, path: u64, mode: u32) -> SysResult {
+pub fn sys_mkdirat(dirfd: i32, path: UserAddr, mode: u32) -> SysResult {
     let umask = proc()?.files.ctx.umask();
     let (start, path) = at(dirfd, path)?;
     root_fs()
@@ -89,11 +89,11 @@ pub fn sys_mkdirat(dirfd: i32, path: u64, mode: u32) -> SysResult {
         .map(|_| 0)
 }
 
-pub fn sys_mkdir(path: u64, mode: u32) -> SysResult {
+pub fn sys_mkdir(path: UserAddr, mode: u32) -> SysResult {
     sys_mkdirat(AT_FDCWD, path, mode)
 }
 
-pub fn sys_mknodat(dirfd: i32, path: u64, mode: u32, dev: u64) -> SysResult {
+pub fn sys_mknodat(dirfd: i32, path: UserAddr, mode: u32, dev: u64) -> SysResult {
     let kind = match mode & S_IFMT {
         0 | 0o100000 => FileType::Regular,
         0o010000 => FileType::Fifo,
@@ -110,11 +110,11 @@ pub fn sys_mknodat(dirfd: i32, path: u64, mode: u32, dev: u64) -> SysResult {
         .map(|_| 0)
 }
 
-pub fn sys_mknod(path: u64, mode: u32, dev: u64) -> SysResult {
+pub fn sys_mknod(path: UserAddr, mode: u32, dev: u64) -> SysResult {
     sys_mknodat(AT_FDCWD, path, mode, dev)
 }
 
-pub fn sys_unlinkat(dirfd: i32, path: u64, flags: u32) -> SysResult {
+pub fn sys_unlinkat(dirfd: i32, path: UserAddr, flags: u32) -> SysResult {
     if flags & !AT_REMOVEDIR != 0 {
         return Err(Errno::EINVAL);
     }
@@ -127,15 +127,21 @@ pub fn sys_unlinkat(dirfd: i32, path: u64, flags: u32) -> SysResult {
     r.map_err(fs_err).map(|_| 0)
 }
 
-pub fn sys_unlink(path: u64) -> SysResult {
+pub fn sys_unlink(path: UserAddr) -> SysResult {
     sys_unlinkat(AT_FDCWD, path, 0)
 }
 
-pub fn sys_rmdir(path: u64) -> SysResult {
+pub fn sys_rmdir(path: UserAddr) -> SysResult {
     sys_unlinkat(AT_FDCWD, path, AT_REMOVEDIR)
 }
 
-pub fn sys_renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> SysResult {
+pub fn sys_renameat2(
+    olddir: i32,
+    old: UserAddr,
+    newdir: i32,
+    new: UserAddr,
+    flags: u32,
+) -> SysResult {
     let mode = match flags {
         0 => ::fs::vfs::RenameMode::Replace,
         RENAME_NOREPLACE => ::fs::vfs::RenameMode::NoReplace,
@@ -151,11 +157,11 @@ pub fn sys_renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -
         .map(|_| 0)
 }
 
-pub fn sys_rename(old: u64, new: u64) -> SysResult {
+pub fn sys_rename(old: UserAddr, new: UserAddr) -> SysResult {
     sys_renameat2(AT_FDCWD, old, AT_FDCWD, new, 0)
 }
 
-pub fn sys_linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> SysResult {
+pub fn sys_linkat(olddir: i32, old: UserAddr, newdir: i32, new: UserAddr, flags: u32) -> SysResult {
     if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -167,11 +173,11 @@ pub fn sys_linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> S
         .map(|_| 0)
 }
 
-pub fn sys_link(old: u64, new: u64) -> SysResult {
+pub fn sys_link(old: UserAddr, new: UserAddr) -> SysResult {
     sys_linkat(AT_FDCWD, old, AT_FDCWD, new, 0)
 }
 
-pub fn sys_symlinkat(target: u64, newdir: i32, path: u64) -> SysResult {
+pub fn sys_symlinkat(target: UserAddr, newdir: i32, path: UserAddr) -> SysResult {
     let target = user_path(target)?;
     let (start, path) = at(newdir, path)?;
     root_fs()
@@ -180,22 +186,22 @@ pub fn sys_symlinkat(target: u64, newdir: i32, path: u64) -> SysResult {
         .map(|_| 0)
 }
 
-pub fn sys_symlink(target: u64, path: u64) -> SysResult {
+pub fn sys_symlink(target: UserAddr, path: UserAddr) -> SysResult {
     sys_symlinkat(target, AT_FDCWD, path)
 }
 
-pub fn sys_readlinkat(dirfd: i32, path: u64, buf: u64, size: i64) -> SysResult {
+pub fn sys_readlinkat(dirfd: i32, path: UserAddr, buf: UserAddr, size: i64) -> SysResult {
     if size <= 0 {
         return Err(Errno::EINVAL);
     }
     let inode = resolve(dirfd, path, 0, false)?;
     let target = inode.symlink_target().ok_or(Errno::EINVAL)?;
     let n = target.len().min(size as usize);
-    copy_to_user(buf, &target.as_bytes()[..n])?;
+    buf.write_bytes(&target.as_bytes()[..n])?;
     Ok(n)
 }
 
-pub fn sys_readlink(path: u64, buf: u64, size: i64) -> SysResult {
+pub fn sys_readlink(path: UserAddr, buf: UserAddr, size: i64) -> SysResult {
     sys_readlinkat(AT_FDCWD, path, buf, size)
 }
 
@@ -213,7 +219,7 @@ pub fn sys_ftruncate(fd: i32, len: i64) -> SysResult {
     }
 }
 
-pub fn sys_truncate(path: u64, len: i64) -> SysResult {
+pub fn sys_truncate(path: UserAddr, len: i64) -> SysResult {
     if len < 0 {
         return Err(Errno::EINVAL);
     }

@@ -27,23 +27,23 @@ fn stat_bytes(st: &Stat) -> [u8; 144] {
     b
 }
 
-fn put_stat(buf: u64, st: &Stat) -> SysResult {
-    copy_to_user(buf, &stat_bytes(st)).map(|_| 0)
+fn put_stat(buf: UserAddr, st: &Stat) -> SysResult {
+    buf.write_bytes(&stat_bytes(st)).map(|_| 0)
 }
 
-pub fn sys_stat(path: u64, buf: u64) -> SysResult {
+pub fn sys_stat(path: UserAddr, buf: UserAddr) -> SysResult {
     put_stat(buf, &resolve(AT_FDCWD, path, 0, true)?.stat())
 }
 
-pub fn sys_lstat(path: u64, buf: u64) -> SysResult {
+pub fn sys_lstat(path: UserAddr, buf: UserAddr) -> SysResult {
     put_stat(buf, &resolve(AT_FDCWD, path, 0, false)?.stat())
 }
 
-pub fn sys_fstat(fd: i32, buf: u64) -> SysResult {
+pub fn sys_fstat(fd: i32, buf: UserAddr) -> SysResult {
     put_stat(buf, &file(fd)?.stat())
 }
 
-pub fn sys_newfstatat(dirfd: i32, path: u64, buf: u64, flags: u32) -> SysResult {
+pub fn sys_newfstatat(dirfd: i32, path: UserAddr, buf: UserAddr, flags: u32) -> SysResult {
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -51,7 +51,7 @@ pub fn sys_newfstatat(dirfd: i32, path: u64, buf: u64, flags: u32) -> SysResult 
     put_stat(buf, &st)
 }
 
-fn stat_at(dirfd: i32, path: u64, flags: u32) -> Result<Stat, Errno> {
+fn stat_at(dirfd: i32, path: UserAddr, flags: u32) -> Result<Stat, Errno> {
     let p = proc()?;
     let s = user_path(path)?;
     if s.is_empty() && flags & AT_EMPTY_PATH != 0 && dirfd != AT_FDCWD {
@@ -67,7 +67,7 @@ fn stat_at(dirfd: i32, path: u64, flags: u32) -> Result<Stat, Errno> {
         .map_err(fs_err)
 }
 
-pub fn sys_statx(dirfd: i32, path: u64, flags: u32, mask: u32, buf: u64) -> SysResult {
+pub fn sys_statx(dirfd: i32, path: UserAddr, flags: u32, mask: u32, buf: UserAddr) -> SysResult {
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) != 0
         || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
         || mask & STATX_RESERVED != 0
@@ -96,10 +96,10 @@ pub fn sys_statx(dirfd: i32, path: u64, flags: u32, mask: u32, buf: u64) -> SysR
     // st_dev of the inode's superblock (each mount has its own).
     put(136, &((st.dev >> 8) as u32).to_ne_bytes());
     put(140, &((st.dev & 0xff) as u32).to_ne_bytes());
-    copy_to_user(buf, &b).map(|_| 0)
+    buf.write_bytes(&b).map(|_| 0)
 }
 
-pub fn sys_faccessat2(dirfd: i32, path: u64, mode: u32, flags: u32) -> SysResult {
+pub fn sys_faccessat2(dirfd: i32, path: UserAddr, mode: u32, flags: u32) -> SysResult {
     if mode & !7 != 0 || flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -140,16 +140,16 @@ pub fn sys_faccessat2(dirfd: i32, path: u64, mode: u32, flags: u32) -> SysResult
     Ok(0)
 }
 
-pub fn sys_access(path: u64, mode: u32) -> SysResult {
+pub fn sys_access(path: UserAddr, mode: u32) -> SysResult {
     sys_faccessat2(AT_FDCWD, path, mode, 0)
 }
 
-pub fn sys_fchmodat(dirfd: i32, path: u64, mode: u32) -> SysResult {
+pub fn sys_fchmodat(dirfd: i32, path: UserAddr, mode: u32) -> SysResult {
     resolve(dirfd, path, 0, true)?.set_perm(mode);
     Ok(0)
 }
 
-pub fn sys_chmod(path: u64, mode: u32) -> SysResult {
+pub fn sys_chmod(path: UserAddr, mode: u32) -> SysResult {
     sys_fchmodat(AT_FDCWD, path, mode)
 }
 
@@ -158,20 +158,20 @@ pub fn sys_fchmod(fd: i32, mode: u32) -> SysResult {
     Ok(0)
 }
 
-pub fn sys_utimensat(dirfd: i32, path: u64, times: u64, flags: u32) -> SysResult {
+pub fn sys_utimensat(dirfd: i32, path: UserAddr, times: UserAddr, flags: u32) -> SysResult {
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
-    let inode = if path == 0 {
+    let inode = if path.is_null() {
         file(dirfd)?.inode.clone().ok_or(Errno::EBADF)?
     } else {
         resolve(dirfd, path, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?
     };
     let now = root_fs().now();
-    let (a, m) = if times == 0 {
+    let (a, m) = if times.is_null() {
         (Some(now), Some(now))
     } else {
-        let ts: [i64; 4] = read_user(times)?;
+        let ts: [i64; 4] = times.read()?;
         let pick = |sec: i64, nsec: i64| -> Result<Option<Timespec>, Errno> {
             match nsec {
                 UTIME_OMIT => Ok(None),
@@ -212,7 +212,7 @@ fn chown_inode(inode: &Inode, uid: u32, gid: u32) -> SysResult {
     Ok(0)
 }
 
-pub fn sys_fchownat(dirfd: i32, path: u64, uid: u32, gid: u32, flags: u32) -> SysResult {
+pub fn sys_fchownat(dirfd: i32, path: UserAddr, uid: u32, gid: u32, flags: u32) -> SysResult {
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -220,11 +220,11 @@ pub fn sys_fchownat(dirfd: i32, path: u64, uid: u32, gid: u32, flags: u32) -> Sy
     chown_inode(&inode, uid, gid)
 }
 
-pub fn sys_chown(path: u64, uid: u32, gid: u32) -> SysResult {
+pub fn sys_chown(path: UserAddr, uid: u32, gid: u32) -> SysResult {
     sys_fchownat(AT_FDCWD, path, uid, gid, 0)
 }
 
-pub fn sys_lchown(path: u64, uid: u32, gid: u32) -> SysResult {
+pub fn sys_lchown(path: UserAddr, uid: u32, gid: u32) -> SysResult {
     sys_fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW)
 }
 
@@ -271,17 +271,18 @@ fn statfs_bytes(inode: Option<&Inode>, magic: i64) -> [u8; 120] {
     b
 }
 
-pub fn sys_statfs(path: u64, buf: u64) -> SysResult {
+pub fn sys_statfs(path: UserAddr, buf: UserAddr) -> SysResult {
     let inode = resolve(AT_FDCWD, path, 0, true)?;
-    copy_to_user(buf, &statfs_bytes(Some(&inode), 0)).map(|_| 0)
+    buf.write_bytes(&statfs_bytes(Some(&inode), 0)).map(|_| 0)
 }
 
-pub fn sys_fstatfs(fd: i32, buf: u64) -> SysResult {
+pub fn sys_fstatfs(fd: i32, buf: UserAddr) -> SysResult {
     let f = file(fd)?;
     let magic = match f.stat().mode & 0o170000 {
         0o010000 => PIPEFS_MAGIC,
         0o140000 => SOCKFS_MAGIC,
         _ => ANON_INODE_FS_MAGIC,
     };
-    copy_to_user(buf, &statfs_bytes(f.inode.as_deref(), magic)).map(|_| 0)
+    buf.write_bytes(&statfs_bytes(f.inode.as_deref(), magic))
+        .map(|_| 0)
 }

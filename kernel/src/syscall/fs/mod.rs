@@ -22,10 +22,7 @@ use ::fs::{FileType, Inode, Stat, Timespec};
 
 use crate::fs::pollwait::PollWaker;
 use crate::fs::{errno as fs_err, root_fs, File, FileRef};
-use crate::mm::uaccess::{
-    copy_from_user, copy_to_user, copy_to_user_nofault, fault_in_writable, read_user,
-    read_user_cstr, write_user,
-};
+use crate::mm::uaccess::{fault_in_writable, UserAddr};
 use crate::proc::Process;
 use abi::fcntl::{
     ANON_INODE_FS_MAGIC, AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_REMOVEDIR,
@@ -36,7 +33,9 @@ use abi::fcntl::{
     TCSETSF, TCSETSW, TIOCGPGRP, TIOCGWINSZ, TIOCSPGRP, TIOCSWINSZ, TMPFS_MAGIC, UTIME_NOW,
     UTIME_OMIT, X_OK,
 };
+use abi::structs::Iovec;
 use abi::{Errno, SysResult};
+use core::mem::size_of;
 
 /// Most bytes moved through one kernel bounce buffer at a time.
 const CHUNK: usize = 64 * 1024;
@@ -59,8 +58,8 @@ fn file(fd: i32) -> Result<FileRef, Errno> {
     task.process.files.fds.get(fd)
 }
 
-fn user_path(addr: u64) -> Result<String, Errno> {
-    let p = read_user_cstr(addr, PATH_MAX - 1)?;
+fn user_path(addr: UserAddr) -> Result<String, Errno> {
+    let p = addr.read_cstr(PATH_MAX - 1)?;
     Ok(p)
 }
 
@@ -100,7 +99,7 @@ impl core::ops::Deref for StartDir {
 
 /// Resolves `dirfd` + `path`; with `AT_EMPTY_PATH` and an empty path, the
 /// inode of `dirfd` itself.
-fn resolve(dirfd: i32, path_addr: u64, flags: u32, follow: bool) -> Result<Arc<Inode>, Errno> {
+fn resolve(dirfd: i32, path_addr: UserAddr, flags: u32, follow: bool) -> Result<Arc<Inode>, Errno> {
     let p = proc()?;
     let path = user_path(path_addr)?;
     if path.is_empty() {

@@ -6,7 +6,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-pub fn sys_openat(dirfd: i32, path: u64, flags: u32, mode: u32) -> SysResult {
+pub fn sys_openat(dirfd: i32, path: UserAddr, flags: u32, mode: u32) -> SysResult {
     let p = proc()?;
     let path = user_path(path)?;
     if path.is_empty() {
@@ -26,11 +26,11 @@ pub fn sys_openat(dirfd: i32, path: u64, flags: u32, mode: u32) -> SysResult {
         .map(|fd| fd as usize)
 }
 
-pub fn sys_open(path: u64, flags: u32, mode: u32) -> SysResult {
+pub fn sys_open(path: UserAddr, flags: u32, mode: u32) -> SysResult {
     sys_openat(AT_FDCWD, path, flags, mode)
 }
 
-pub fn sys_creat(path: u64, mode: u32) -> SysResult {
+pub fn sys_creat(path: UserAddr, mode: u32) -> SysResult {
     sys_openat(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode)
 }
 
@@ -65,7 +65,7 @@ pub fn sys_dup3(old: i32, new: i32, flags: u32) -> SysResult {
         .map(|fd| fd as usize)
 }
 
-pub fn sys_pipe2(fds: u64, flags: u32) -> SysResult {
+pub fn sys_pipe2(fds: UserAddr, flags: u32) -> SysResult {
     if flags & !(O_CLOEXEC | O_NONBLOCK | O_DIRECT) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -80,7 +80,7 @@ pub fn sys_pipe2(fds: u64, flags: u32) -> SysResult {
             return Err(e);
         }
     };
-    if let Err(e) = write_user(fds, &[rfd, wfd]) {
+    if let Err(e) = fds.write(&[rfd, wfd]) {
         let _ = p.files.fds.close(rfd);
         let _ = p.files.fds.close(wfd);
         return Err(e);
@@ -88,7 +88,7 @@ pub fn sys_pipe2(fds: u64, flags: u32) -> SysResult {
     Ok(0)
 }
 
-pub fn sys_pipe(fds: u64) -> SysResult {
+pub fn sys_pipe(fds: UserAddr) -> SysResult {
     sys_pipe2(fds, 0)
 }
 
@@ -122,12 +122,12 @@ pub fn sys_fcntl(fd: i32, cmd: u32, arg: u64) -> SysResult {
     }
 }
 
-pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
+pub fn sys_ioctl(fd: i32, cmd: u32, arg: UserAddr) -> SysResult {
     let p = proc()?;
     let f = p.files.fds.get(fd)?;
     match cmd {
         FIONBIO => {
-            let on: i32 = read_user(arg)?;
+            let on: i32 = arg.read()?;
             let flags = if on != 0 {
                 f.flags() | O_NONBLOCK
             } else {
@@ -145,7 +145,7 @@ pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
             } else {
                 return Err(Errno::ENOTTY);
             };
-            return write_user(arg, &(n.min(i32::MAX as usize) as i32)).map(|_| 0);
+            return arg.write(&(n.min(i32::MAX as usize) as i32)).map(|_| 0);
         }
         FIOCLEX => return p.files.fds.set_cloexec(fd, true).map(|_| 0),
         FIONCLEX => return p.files.fds.set_cloexec(fd, false).map(|_| 0),
@@ -172,20 +172,20 @@ pub fn sys_ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
                 3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0, 0, 0,
             ];
             t[17..36].copy_from_slice(&cc);
-            copy_to_user(arg, &t).map(|_| 0)
+            arg.write_bytes(&t).map(|_| 0)
         }
         TCSETS | TCSETSW | TCSETSF => {
             let mut t = [0u8; 36];
-            copy_from_user(&mut t, arg).map(|_| 0)
+            arg.read_bytes(&mut t).map(|_| 0)
         }
-        TIOCGWINSZ => write_user(arg, &[0u16; 4]).map(|_| 0),
+        TIOCGWINSZ => arg.write(&[0u16; 4]).map(|_| 0),
         TIOCSWINSZ => {
-            let _: [u16; 4] = read_user(arg)?;
+            let _: [u16; 4] = arg.read()?;
             Ok(0)
         }
-        TIOCGPGRP => write_user(arg, &p.pid).map(|_| 0),
+        TIOCGPGRP => arg.write(&p.pid).map(|_| 0),
         TIOCSPGRP => {
-            let _: i32 = read_user(arg)?;
+            let _: i32 = arg.read()?;
             Ok(0)
         }
         _ => Err(Errno::ENOTTY),

@@ -5,6 +5,11 @@
 
 #[allow(unused_imports)]
 use super::*;
+use abi::structs::Pollfd;
+
+/// `sizeof(struct pollfd)`, and where its `revents` lies.
+const POLLFD: u64 = size_of::<Pollfd>() as u64;
+const REVENTS: u64 = core::mem::offset_of!(Pollfd, revents) as u64;
 
 /// Waits until `check` finds something ready (returns > 0), the deadline
 /// (absolute ns, `None` = forever) passes, or a signal arrives (`EINTR`).
@@ -53,14 +58,14 @@ fn wait_ready(
 /// Runs `call` with the signal mask at `mask_addr` (ppoll, pselect6,
 /// epoll_pwait): the old mask comes back when it returns, or, when it was
 /// interrupted by a signal, after that signal's handler (as Linux does).
-pub fn with_sigmask(mask_addr: u64, size: u64, call: impl FnOnce() -> SysResult) -> SysResult {
-    if mask_addr == 0 {
+pub fn with_sigmask(mask_addr: UserAddr, size: u64, call: impl FnOnce() -> SysResult) -> SysResult {
+    if mask_addr.is_null() {
         return call();
     }
     if size != 8 {
         return Err(Errno::EINVAL);
     }
-    let new: u64 = read_user(mask_addr)?;
+    let new: u64 = mask_addr.read()?;
     let Some(task) = crate::proc::current_task() else {
         return call();
     };
@@ -82,11 +87,14 @@ fn deadline_after(ns: Option<u64>) -> Option<u64> {
     ns.map(|ns| crate::arch::time::now_ns().saturating_add(ns))
 }
 
-fn read_timespec(addr: u64) -> Result<Option<u64>, Errno> {
-    if addr == 0 {
+fn read_timespec(addr: UserAddr) -> Result<Option<u64>, Errno> {
+    if addr.is_null() {
         return Ok(None);
     }
-    let [sec, nsec]: [i64; 2] = read_user(addr)?;
+    let abi::structs::Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    } = addr.read()?;
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
         return Err(Errno::EINVAL);
     }
@@ -97,17 +105,15 @@ fn read_timespec(addr: u64) -> Result<Option<u64>, Errno> {
     ))
 }
 
-fn do_poll(fds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
+fn do_poll(fds: UserAddr, nfds: u64, deadline: Option<u64>) -> SysResult {
     if nfds > MAX_VEC {
         return Err(Errno::EINVAL);
     }
     let p = proc()?;
     let mut entries: Vec<(i32, i16)> = Vec::with_capacity(nfds as usize);
     for i in 0..nfds {
-        let raw: [u8; 8] = read_user(fds + i * 8)?;
-        let fd = i32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]);
-        let events = i16::from_ne_bytes([raw[4], raw[5]]);
-        entries.push((fd, events));
+        let pfd: Pollfd = fds.offset(i * POLLFD).read()?;
+        entries.push((pfd.fd, pfd.events));
     }
     // Resolved once: a file closed meanwhile stays polled (as on Linux,
     // where poll holds its file references for the call).
@@ -140,12 +146,13 @@ fn do_poll(fds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
         Ok(ready)
     })?;
     for (i, r) in revents.iter().enumerate() {
-        write_user(fds + i as u64 * 8 + 6, r)?;
+        // Only `revents`, as Linux writes it.
+        fds.offset(i as u64 * POLLFD + REVENTS).write(r)?;
     }
     Ok(n)
 }
 
-pub fn sys_poll(fds: u64, nfds: u64, timeout_ms: i32) -> SysResult {
+pub fn sys_poll(fds: UserAddr, nfds: u64, timeout_ms: i32) -> SysResult {
     let ns = if timeout_ms < 0 {
         None
     } else {
@@ -155,22 +162,34 @@ pub fn sys_poll(fds: u64, nfds: u64, timeout_ms: i32) -> SysResult {
 }
 
 /// ppoll, with its signal mask in force while it waits.
-pub fn sys_ppoll(fds: u64, nfds: u64, tmo: u64, sigmask: u64, size: u64) -> SysResult {
+pub fn sys_ppoll(
+    fds: UserAddr,
+    nfds: u64,
+    tmo: UserAddr,
+    sigmask: UserAddr,
+    size: u64,
+) -> SysResult {
     let ns = read_timespec(tmo)?;
     let deadline = deadline_after(ns);
     with_sigmask(sigmask, size, || do_poll(fds, nfds, deadline))
 }
 
-fn do_select(nfds: i32, rp: u64, wp: u64, ep: u64, deadline: Option<u64>) -> SysResult {
+fn do_select(
+    nfds: i32,
+    rp: UserAddr,
+    wp: UserAddr,
+    ep: UserAddr,
+    deadline: Option<u64>,
+) -> SysResult {
     if !(0..=1024).contains(&nfds) {
         return Err(Errno::EINVAL);
     }
     let words = (nfds as usize).div_ceil(64);
-    let read_set = |addr: u64| -> Result<Vec<u64>, Errno> {
+    let read_set = |addr: UserAddr| -> Result<Vec<u64>, Errno> {
         let mut v = vec![0u64; words];
-        if addr != 0 {
+        if !addr.is_null() {
             for (i, w) in v.iter_mut().enumerate() {
-                *w = read_user(addr + i as u64 * 8)?;
+                *w = addr.offset(i as u64 * 8).read()?;
             }
         }
         Ok(v)
@@ -204,20 +223,23 @@ fn do_select(nfds: i32, rp: u64, wp: u64, ep: u64, deadline: Option<u64>) -> Sys
         Ok(ready)
     })?;
     for (addr, set) in [(rp, &rout), (wp, &wout), (ep, &eout)] {
-        if addr != 0 {
+        if !addr.is_null() {
             for (i, w) in set.iter().enumerate() {
-                write_user(addr + i as u64 * 8, w)?;
+                addr.offset(i as u64 * 8).write(w)?;
             }
         }
     }
     Ok(n)
 }
 
-pub fn sys_select(nfds: i32, rp: u64, wp: u64, ep: u64, tv: u64) -> SysResult {
-    let ns = if tv == 0 {
+pub fn sys_select(nfds: i32, rp: UserAddr, wp: UserAddr, ep: UserAddr, tv: UserAddr) -> SysResult {
+    let ns = if tv.is_null() {
         None
     } else {
-        let [sec, usec]: [i64; 2] = read_user(tv)?;
+        let abi::structs::Timeval {
+            tv_sec: sec,
+            tv_usec: usec,
+        } = tv.read()?;
         // Linux refuses only negative parts; whole seconds in tv_usec carry
         // into tv_sec (fs/select.c), unlike pselect6's timespec.
         if sec < 0 || usec < 0 {
@@ -235,14 +257,21 @@ pub fn sys_select(nfds: i32, rp: u64, wp: u64, ep: u64, tv: u64) -> SysResult {
 
 /// pselect6, with its signal mask in force while it waits.  The sixth
 /// argument points to `{ const sigset_t *ss; size_t ss_len; }`.
-pub fn sys_pselect6(nfds: i32, rp: u64, wp: u64, ep: u64, ts: u64, sig: u64) -> SysResult {
+pub fn sys_pselect6(
+    nfds: i32,
+    rp: UserAddr,
+    wp: UserAddr,
+    ep: UserAddr,
+    ts: UserAddr,
+    sig: UserAddr,
+) -> SysResult {
     let ns = read_timespec(ts)?;
     let deadline = deadline_after(ns);
-    let (mask_addr, size) = if sig == 0 {
-        (0, 0)
+    let (mask_addr, size) = if sig.is_null() {
+        (UserAddr(0), 0)
     } else {
-        let [addr, len]: [u64; 2] = read_user(sig)?;
-        (addr, len)
+        let [addr, len]: [u64; 2] = sig.read()?;
+        (UserAddr(addr), len)
     };
     with_sigmask(mask_addr, size, || do_select(nfds, rp, wp, ep, deadline))
 }

@@ -6,7 +6,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-fn do_read(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
+fn do_read(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResult {
     let count = count.min(isize::MAX as u64 & !0xfff) as usize;
     if count == 0 {
         return match offset {
@@ -30,7 +30,7 @@ fn do_read(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
-        if let Err(e) = copy_to_user(buf + done as u64, &kbuf[..n]) {
+        if let Err(e) = buf.offset(done as u64).write_bytes(&kbuf[..n]) {
             return if done == 0 { Err(e) } else { Ok(done) };
         }
         done += n;
@@ -51,7 +51,7 @@ fn do_read(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
 /// is dropped, the page is faulted in as a user write would, and the read
 /// goes on from there.  As on Linux, a buffer that runs into memory that
 /// cannot be written gives the bytes copied before it, or `EFAULT`.
-fn read_regular(f: &File, buf: u64, count: usize, offset: Option<u64>) -> Option<SysResult> {
+fn read_regular(f: &File, buf: UserAddr, count: usize, offset: Option<u64>) -> Option<SysResult> {
     /// Rounds in a row that may fault in a page and still copy nothing
     /// (another thread unmapping it again meanwhile) before giving up.
     const MAX_STUCK: u32 = 4;
@@ -66,10 +66,13 @@ fn read_regular(f: &File, buf: u64, count: usize, offset: Option<u64>) -> Option
             // byte before that page copied and counted (as Linux counts).
             let mut took = 0;
             while took < piece.len() {
-                let dst = buf + done as u64;
-                let room = (PAGE - dst % PAGE) as usize;
+                let dst = buf.offset(done as u64);
+                let room = (PAGE - dst.raw() % PAGE) as usize;
                 let n = room.min(piece.len() - took);
-                if copy_to_user_nofault(dst, &piece[took..took + n]).is_err() {
+                let copied = dst
+                    .slice(n)
+                    .and_then(|d| d.write_from_nofault(&piece[took..took + n]));
+                if copied.is_err() {
                     faulted = true;
                     break;
                 }
@@ -85,7 +88,7 @@ fn read_regular(f: &File, buf: u64, count: usize, offset: Option<u64>) -> Option
             return Some(Ok(done));
         }
         stuck = if done == before { stuck + 1 } else { 0 };
-        if stuck > MAX_STUCK || fault_in_writable(buf + done as u64).is_err() {
+        if stuck > MAX_STUCK || fault_in_writable(buf.offset(done as u64)).is_err() {
             return Some(if done == 0 {
                 Err(Errno::EFAULT)
             } else {
@@ -95,7 +98,7 @@ fn read_regular(f: &File, buf: u64, count: usize, offset: Option<u64>) -> Option
     }
 }
 
-fn do_write(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
+fn do_write(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResult {
     let count = count.min(isize::MAX as u64 & !0xfff) as usize;
     if count == 0 {
         return match offset {
@@ -107,7 +110,7 @@ fn do_write(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
     let mut done = 0;
     while done < count {
         let want = (count - done).min(kbuf.len());
-        if let Err(e) = copy_from_user(&mut kbuf[..want], buf + done as u64) {
+        if let Err(e) = buf.offset(done as u64).read_bytes(&mut kbuf[..want]) {
             return if done == 0 { Err(e) } else { Ok(done) };
         }
         let res = match offset {
@@ -129,15 +132,15 @@ fn do_write(f: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
     Ok(done)
 }
 
-pub fn sys_read(fd: i32, buf: u64, count: u64) -> SysResult {
+pub fn sys_read(fd: i32, buf: UserAddr, count: u64) -> SysResult {
     do_read(&*file(fd)?, buf, count, None)
 }
 
-pub fn sys_write(fd: i32, buf: u64, count: u64) -> SysResult {
+pub fn sys_write(fd: i32, buf: UserAddr, count: u64) -> SysResult {
     do_write(&*file(fd)?, buf, count, None)
 }
 
-pub fn sys_pread64(fd: i32, buf: u64, count: u64, offset: i64) -> SysResult {
+pub fn sys_pread64(fd: i32, buf: UserAddr, count: u64, offset: i64) -> SysResult {
     let f = file(fd)?;
     if offset < 0 {
         return Err(Errno::EINVAL);
@@ -146,7 +149,7 @@ pub fn sys_pread64(fd: i32, buf: u64, count: u64, offset: i64) -> SysResult {
     do_read(&f, buf, count, Some(offset as u64))
 }
 
-pub fn sys_pwrite64(fd: i32, buf: u64, count: u64, offset: i64) -> SysResult {
+pub fn sys_pwrite64(fd: i32, buf: UserAddr, count: u64, offset: i64) -> SysResult {
     let f = file(fd)?;
     if offset < 0 {
         return Err(Errno::EINVAL);
@@ -155,14 +158,15 @@ pub fn sys_pwrite64(fd: i32, buf: u64, count: u64, offset: i64) -> SysResult {
     do_write(&f, buf, count, Some(offset as u64))
 }
 
-fn iovecs(iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno> {
+fn iovecs(iov: UserAddr, cnt: u64) -> Result<Vec<(UserAddr, u64)>, Errno> {
     if cnt > MAX_VEC {
         return Err(Errno::EINVAL);
     }
     let mut v = Vec::with_capacity(cnt as usize);
     let mut total: u64 = 0;
     for i in 0..cnt {
-        let [base, len]: [u64; 2] = read_user(iov + i * 16)?;
+        let one: Iovec = iov.offset(i * size_of::<Iovec>() as u64).read()?;
+        let (base, len) = (UserAddr(one.iov_base), one.iov_len);
         total = total
             .checked_add(len)
             .filter(|&t| t <= isize::MAX as u64)
@@ -176,9 +180,9 @@ fn iovecs(iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno> {
 /// transfer; an error after some progress returns the progress (as Linux).
 fn vectored(
     fd: i32,
-    iov: u64,
+    iov: UserAddr,
     cnt: u64,
-    transfer: fn(&File, u64, u64, Option<u64>) -> SysResult,
+    transfer: fn(&File, UserAddr, u64, Option<u64>) -> SysResult,
 ) -> SysResult {
     let f = file(fd)?;
     let mut total = 0;
@@ -197,11 +201,11 @@ fn vectored(
     Ok(total)
 }
 
-pub fn sys_readv(fd: i32, iov: u64, cnt: u64) -> SysResult {
+pub fn sys_readv(fd: i32, iov: UserAddr, cnt: u64) -> SysResult {
     vectored(fd, iov, cnt, do_read)
 }
 
-pub fn sys_writev(fd: i32, iov: u64, cnt: u64) -> SysResult {
+pub fn sys_writev(fd: i32, iov: UserAddr, cnt: u64) -> SysResult {
     vectored(fd, iov, cnt, do_write)
 }
 
@@ -215,10 +219,10 @@ pub fn sys_lseek(fd: i32, offset: i64, whence: u32) -> SysResult {
 /// Linux's order: `EFAULT` for `offset`, `EBADF` for a descriptor not
 /// open for reading / writing, `ESPIPE`/`EINVAL` for an input that is
 /// not a seekable file, `EINVAL` for an `O_APPEND` output.
-pub fn sys_sendfile(out_fd: i32, in_fd: i32, offset: u64, count: u64) -> SysResult {
+pub fn sys_sendfile(out_fd: i32, in_fd: i32, offset: UserAddr, count: u64) -> SysResult {
     const MAX_RW_COUNT: u64 = 0x7fff_f000;
-    let start: Option<i64> = if offset != 0 {
-        Some(read_user(offset)?)
+    let start: Option<i64> = if !offset.is_null() {
+        Some(offset.read()?)
     } else {
         None
     };
@@ -283,7 +287,7 @@ pub fn sys_sendfile(out_fd: i32, in_fd: i32, offset: u64, count: u64) -> SysResu
         }
     }
     match start {
-        Some(_) => write_user(offset, &(pos as i64))?,
+        Some(_) => offset.write(&(pos as i64))?,
         None => {
             input.seek(pos as i64, 0)?;
         }
