@@ -295,6 +295,13 @@ impl ClassState {
             return false;
         };
         let base = frames.memory().frame_ptr(pfn);
+        // A new slab is written whole once (Linux's init_on_alloc does the
+        // same for every page): no stale data reaches an object, and under
+        // QEMU's TCG the frame sheds any translated code it held as a user
+        // page, without which every store to it would take TCG's slow
+        // self-modifying-code path for as long as the slab lives.
+        // SAFETY: the block is ours (just allocated) and `slab_bytes` long.
+        unsafe { base.write_bytes(0, slab_bytes(self.class)) };
         let size = CLASS_SIZES[self.class];
         let first = first_object_offset(self.class);
         let mut free: *mut FreeObj = null_mut();
