@@ -17,6 +17,7 @@ mod boot;
 mod cmdline;
 mod drivers;
 mod fs;
+mod ipc;
 mod log;
 mod mm;
 mod net;

@@ -11,6 +11,9 @@
 
 use std::io::Write;
 
+/// This kernel's IPC calls (`abi::ipc`, docs/IPC.md).
+pub mod ipc;
+
 /// Sharing-plugin window markers (one file with `wis`'s, the same protocol).
 #[path = "../../comparison/workloads/src/marker.rs"]
 pub mod marker;

@@ -158,6 +158,7 @@ pub fn sys_clone(
             name,
         );
         *child.image.lock() = parent.process.image.lock().clone();
+        child.ipc.inherit(&parent.process.ipc);
         child
     };
     if process.exiting.load(Ordering::Acquire) {
@@ -223,6 +224,7 @@ fn abandon(process: &Arc<Process>) {
     }
     process::unregister_process(process.pid);
     process.files.release();
+    process.ipc.release();
     process.set_aspace(None);
 }
 

@@ -97,6 +97,9 @@ fn finish_process(process: &Arc<Process>) {
     }
     let status = process.exit_status.load(Ordering::Acquire);
     process.files.release();
+    // Callers waiting on this process's reply tokens get EPIPE; endpoints
+    // it was the last receiver of fail their queued callers.
+    process.ipc.release();
     process.set_aspace(None);
 
     if process.pid == 1 {

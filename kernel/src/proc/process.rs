@@ -117,6 +117,9 @@ pub struct Process {
     aspace: IrqSpinLock<Option<Arc<AddressSpace>>>,
     /// Files and file-system context (`fs` glue).
     pub files: Files,
+    /// IPC handles (`crate::ipc`): endpoints, notifications, reply
+    /// tokens; per process, inherited at fork, released at exit.
+    pub ipc: crate::ipc::HandleTable,
     pub signals: ProcessSignals,
     pub creds: Creds,
     pub rlimits: IrqSpinLock<[Rlimit; RLIMIT_COUNT]>,
@@ -191,6 +194,7 @@ impl Process {
             child_wait: WaitQueue::new(),
             aspace: IrqSpinLock::new(Some(aspace)),
             files,
+            ipc: crate::ipc::HandleTable::new(),
             signals,
             creds,
             rlimits: IrqSpinLock::new(rlimits),

@@ -56,6 +56,8 @@ pub struct Task {
     /// (`sched::cputime`; written only by the CPU running it).
     pub utime: AtomicU64,
     pub stime: AtomicU64,
+    /// The thread's IPC record (`crate::ipc`), made on its first IPC.
+    ipc: spin::Once<Arc<crate::ipc::Waiter>>,
 }
 
 /// `comm` for a program path or name: its base name, cut to 15 bytes.
@@ -91,7 +93,21 @@ impl Task {
             comm: spin::Mutex::new(comm),
             utime: AtomicU64::new(0),
             stime: AtomicU64::new(0),
+            ipc: spin::Once::new(),
         }
+    }
+
+    /// The thread's IPC record (`None` before its scheduler thread exists).
+    pub fn ipc_waiter(&self) -> Option<Arc<crate::ipc::Waiter>> {
+        if let Some(w) = self.ipc.get() {
+            return Some(w.clone());
+        }
+        let thread = self.thread()?;
+        Some(
+            self.ipc
+                .call_once(|| crate::ipc::Waiter::new(&thread))
+                .clone(),
+        )
     }
 
     /// Records the scheduler thread (once, right after `sched::spawn_user`).

@@ -2,8 +2,9 @@
 //!
 //! Owns: kernel threads (`spawn`, `JoinHandle`), the run queues (one per CPU,
 //! or one global queue under `locks=global`), work stealing, timer
-//! preemption, sleeping, wait queues with cross-CPU wakeups, the per-CPU
-//! idle threads, and the scheduler statistics.
+//! preemption, sleeping, wait queues with cross-CPU wakeups, the direct
+//! hand-off switch of synchronous IPC (`wait_once`), the per-CPU idle
+//! threads, and the scheduler statistics.
 //!
 //! Files: `thread.rs` (thread record, stack, join), `context.rs` (the only
 //! assembly: stack switch), `runqueue.rs`, `waitqueue.rs`, `lock.rs`
@@ -29,6 +30,12 @@
 //! * Ablation (`locks=global`): one run queue under one lock replaces the
 //!   per-CPU queues; everything else (wakeups, IPIs, preemption) is the same
 //!   code, and there is nothing to steal.
+//! * Direct hand-off (`wait_once` with a target, the IPC fastpath): a
+//!   blocking thread may switch straight to a BLOCKED thread it woke,
+//!   claiming it by compare-and-swap BLOCKED -> RUNNING (so no waker or
+//!   queue can hold it), only when the target's affinity allows this CPU;
+//!   interrupts are off and no lock is held, as for any switch, and the
+//!   target inherits the rest of the time slice.
 //! * Wakeups: a thread made ready goes to its home CPU's queue (affinity, or
 //!   where it last ran); if that CPU idles it gets a reschedule IPI, else an
 //!   idle CPU (if any) gets one to steal an unpinned thread.
@@ -176,6 +183,26 @@ pub fn wake_thread(thread: &Arc<Thread>) {
     scheduler::wake(thread.clone())
 }
 
+/// One wait for a condition that some other thread makes true and then
+/// announces with [`wake_thread`] (the primitive of synchronous IPC, which
+/// keeps its own queues).  Sets the caller BLOCKING, then evaluates
+/// `done` (interrupts off: it must be short and not block; it reads the
+/// condition under the lock its waker writes it under).  When `done`
+/// holds, returns true at once.  Otherwise blocks until woken (by the
+/// condition's waker, or a kick such as a signal) and returns false: the
+/// caller re-checks and loops.
+///
+/// `hand_off`: a thread the caller just gave work to (an IPC server it
+/// sent a message, a client it replied to).  It is woken in every case;
+/// when it is fully blocked and may run on this CPU, this CPU switches
+/// straight to it instead of passing through the run queues (the IPC
+/// fastpath), donating the rest of the caller's time slice.
+///
+/// Must be called with interrupts enabled and no spin lock held.
+pub fn wait_once(done: &dyn Fn() -> bool, hand_off: Option<Arc<Thread>>) -> bool {
+    scheduler::wait_once(done, hand_off)
+}
+
 /// Changes the CPUs `thread` may run on (bit n = CPU n).  Err when no
 /// existing CPU is left in `mask`.  The caller moves at once if its CPU is
 /// no longer allowed.
@@ -237,6 +264,8 @@ pub struct SchedStats {
     pub steals: u64,
     pub ipis_sent: u64,
     pub idle_halts: u64,
+    /// Direct IPC hand-offs (`wait_once` switching straight to its target).
+    pub handoffs: u64,
 }
 
 /// Current totals of the scheduler statistics.
@@ -247,6 +276,7 @@ pub fn stats() -> SchedStats {
         steals: sum(&scheduler::STEALS),
         ipis_sent: sum(&scheduler::IPIS_SENT),
         idle_halts: sum(&scheduler::IDLE_HALTS),
+        handoffs: sum(&scheduler::HANDOFFS),
     }
 }
 
@@ -258,5 +288,6 @@ pub fn cpu_stats(cpu: usize) -> SchedStats {
         steals: local(&scheduler::STEALS),
         ipis_sent: local(&scheduler::IPIS_SENT),
         idle_halts: local(&scheduler::IDLE_HALTS),
+        handoffs: local(&scheduler::HANDOFFS),
     }
 }

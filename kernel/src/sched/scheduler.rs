@@ -38,6 +38,7 @@ pub(super) static CONTEXT_SWITCHES: PerCpuCounter = PerCpuCounter::new();
 pub(super) static STEALS: PerCpuCounter = PerCpuCounter::new();
 pub(super) static IPIS_SENT: PerCpuCounter = PerCpuCounter::new();
 pub(super) static IDLE_HALTS: PerCpuCounter = PerCpuCounter::new();
+pub(super) static HANDOFFS: PerCpuCounter = PerCpuCounter::new();
 
 /// A thread sleeping until `deadline_ns` (`arch::time::now_ns` clock).
 struct Sleeper {
@@ -342,6 +343,23 @@ fn schedule(reason: Reason) -> bool {
     if matches!(reason, Reason::Yield | Reason::Preempt) {
         current.state.store(state::READY, Ordering::SeqCst);
     }
+    switch_to(scheduler, cpu, current, next, false);
+    true
+}
+
+/// The switch itself, from `current` (already READY, BLOCKING, WOKEN or
+/// DEAD, or the idle thread) to `next` (claimed: RUNNING, off every run
+/// queue).  `donate`: `next` runs on what is left of `current`'s time
+/// slice (a direct hand-off) instead of a fresh one.  Returns on
+/// `current`'s stack once some CPU switches it back in.
+fn switch_to(
+    scheduler: &Scheduler,
+    cpu: usize,
+    current: Arc<Thread>,
+    next: Arc<Thread>,
+    donate: bool,
+) {
+    let exiting = current.state.load(Ordering::SeqCst) == state::DEAD;
     if current.is_idle() {
         scheduler
             .cpus
@@ -353,7 +371,7 @@ fn schedule(reason: Reason) -> bool {
     if !next.is_idle() {
         next.home_cpu.store(cpu, Ordering::Relaxed);
     }
-    current.check_stack(reason == Reason::Exit);
+    current.check_stack(exiting);
     // User-mode state: the CPU holds the old thread's FPU registers until
     // the new thread's are loaded; the kernel itself never touches them.
     if let Some(user) = current.user_context() {
@@ -378,7 +396,9 @@ fn schedule(reason: Reason) -> bool {
         assert!(l.prev.is_none(), "sched: previous switch not finished");
         l.prev = previous;
         l.current = Some(next);
-        l.slice_left = TIME_SLICE_TICKS;
+        if !donate {
+            l.slice_left = TIME_SLICE_TICKS;
+        }
     });
     CONTEXT_SWITCHES.inc();
 
@@ -389,7 +409,74 @@ fn schedule(reason: Reason) -> bool {
     unsafe { context::switch_context(save_to, load) };
 
     finish_switch();
-    true
+}
+
+/// The direct hand-off of synchronous IPC (`sched::wait_once`): the
+/// calling thread is BLOCKING (or already WOKEN) and `target` is a thread
+/// it just gave work to.  When `target` is fully switched out (BLOCKED)
+/// and may run on this CPU, this CPU switches straight to it, without a
+/// run-queue pass, and `target` runs on the rest of the caller's time
+/// slice (so two threads handing off to each other cannot starve the
+/// others: the slice still ends).  Otherwise `target` is woken the normal
+/// way (its home CPU's queue, an IPI if that CPU idles) and the caller
+/// blocks.  Interrupts must be disabled.
+fn block_and_hand_off(target: Arc<Thread>) {
+    let cpu = arch::cpu::id();
+    let claimed = !target.is_idle()
+        && target.can_run_on(cpu)
+        && target
+            .state
+            .compare_exchange(
+                state::BLOCKED,
+                state::RUNNING,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok();
+    if !claimed {
+        wake(target);
+        block_current();
+        return;
+    }
+    // `target` is ours now: RUNNING, on no queue, its stack switched out
+    // (BLOCKED is only set once its CPU finished the switch), and no waker
+    // acts on a RUNNING thread.
+    HANDOFFS.inc();
+    let current = current_thread();
+    switch_to(get(), cpu, current, target, true);
+}
+
+/// One wait of `sched::wait_once` (see there).
+pub(super) fn wait_once(done: &dyn Fn() -> bool, hand_off: Option<Arc<Thread>>) -> bool {
+    let interrupts_were_enabled = arch::irq::save_disable();
+    assert!(
+        interrupts_were_enabled,
+        "sched: wait_once with interrupts disabled (a spin lock held?)"
+    );
+    let me = current_thread();
+    assert!(!me.is_idle(), "sched: the idle thread must never block");
+    // Dekker with the waker: we publish BLOCKING, then look; the waker
+    // publishes its condition, then looks at our state (both SeqCst, and
+    // the condition is read and written under the caller's lock).
+    me.state.store(state::BLOCKING, Ordering::SeqCst);
+    if done() {
+        // A waker may have turned BLOCKING into WOKEN meanwhile: either
+        // way we keep running.
+        me.state.store(state::RUNNING, Ordering::SeqCst);
+        drop(me);
+        if let Some(target) = hand_off {
+            wake(target);
+        }
+        arch::irq::restore(interrupts_were_enabled);
+        return true;
+    }
+    drop(me);
+    match hand_off {
+        Some(target) => block_and_hand_off(target),
+        None => block_current(),
+    }
+    arch::irq::restore(interrupts_were_enabled);
+    false
 }
 
 /// Completes a switch on the thread that was just switched in: hands the

@@ -7,7 +7,8 @@
 //! name from the table).
 //!
 //! Files, one per family: `process.rs`, `signal.rs`, `time.rs`, `info.rs`,
-//! `mm.rs`, `fs.rs` (files), `net.rs` (sockets, epoll); `table.rs` (the
+//! `mm.rs`, `fs.rs` (files), `net.rs` (sockets, epoll), `ipc.rs` (this
+//! kernel's own IPC calls, numbered from 1000); `table.rs` (the
 //! table), `count.rs` (per-CPU call counts).  fork/clone/execve/exit/wait and futex are in `proc`; errno
 //! values, flags and user structures in the `abi` crate; user memory is
 //! reached through `mm::uaccess` (`UserAddr` -> `UserPtr`/`UserSlice`).
@@ -24,6 +25,7 @@
 pub mod count;
 pub mod fs;
 pub mod info;
+pub mod ipc;
 pub mod mm;
 pub mod mount;
 pub mod net;

@@ -7,11 +7,12 @@
 //! sees `a` (the six argument registers rdi, rsi, rdx, r10, r8, r9; `int`
 //! arguments are the low 32 bits, `fd(a, i)`), `frame` (the saved user
 //! registers) and `nr`.  Invariants: numbers appear once, in order;
-//! names are Linux's (`arch/x86/entry/syscalls/syscall_64.tbl`).  Must
+//! names are Linux's (`arch/x86/entry/syscalls/syscall_64.tbl`), except
+//! this kernel's IPC calls from 1000 on (`abi::ipc`).  Must
 //! not: decide anything from a name (names are for people to read).
 
 use super::{aspace, fd, info, mm, net, process, signal, time, unsupported};
-use super::{count, fs, mount};
+use super::{count, fs, ipc, mount};
 use crate::arch::idt::InterruptFrame;
 use crate::mm::uaccess::UserAddr;
 use abi::SysResult;
@@ -417,4 +418,18 @@ syscall_table!(|a, frame, nr| {
     441 epoll_pwait2;
     448 process_mrelease;
     449 futex_waitv;
+    // This kernel's own IPC (abi::ipc, docs/IPC.md): above every Linux
+    // number, so Linux answers these with ENOSYS.
+    1000 ipc_call => ipc::sys_ipc_call(frame);
+    1001 ipc_recv => ipc::sys_ipc_recv(frame);
+    1002 ipc_reply_recv => ipc::sys_ipc_reply_recv(frame);
+    1003 ipc_reply => ipc::sys_ipc_reply(frame);
+    1004 ipc_endpoint_create => ipc::sys_ipc_endpoint_create();
+    1005 ipc_close => ipc::sys_ipc_close(a[0]);
+    1006 ipc_mint => ipc::sys_ipc_mint(a[0], a[1], a[2]);
+    1007 ipc_notification_create => ipc::sys_ipc_notification_create();
+    1008 ipc_notify => ipc::sys_ipc_notify(a[0], a[1]);
+    1009 ipc_wait => ipc::sys_ipc_wait(a[0], a[1]);
+    1010 ipc_register_service => ipc::sys_ipc_register_service(a[0], a[1]);
+    1011 ipc_service_call => ipc::sys_ipc_service_call(frame);
 });

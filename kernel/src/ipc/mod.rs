@@ -1,0 +1,166 @@
+//! Microkernel IPC inside this kernel: the objects that user-mode OS
+//! servers (`structure=servers`) and the kernel's system-call delegation
+//! talk through.  docs/IPC.md is the user's guide.
+//!
+//! Owns: endpoints with synchronous call/reply and a direct-switch
+//! fastpath (`endpoint.rs`), notifications (`notify.rs`), per-process
+//! handle tables (`handle.rs`), each thread's IPC record, the kernel-side
+//! client (`kernel_call`) and the registry of named kernel services
+//! (`register_service` / `service`).  The system calls are in
+//! `syscall/ipc.rs`; their numbers and registers in `abi::ipc`.
+//!
+//! Invariants: a process reaches an object only through a handle of its
+//! own table; nothing a user passes (handle numbers, lengths, replies)
+//! can panic the kernel: it gets an errno, and a kernel caller gets `EIO`
+//! for a reply it cannot use.  The kernel never waits for a server with a
+//! lock held.
+//!
+//! Per-core: the call path takes the calling process's handle-table lock
+//! (per process), the endpoint's lock (per endpoint) and the two threads'
+//! records; nothing global.  The service registry is global but written
+//! only when a server registers; delegation reads it (see `service`).
+//!
+//! Must not: use `unsafe` (nothing here needs it), copy user memory (the
+//! system-call layer does, before and after), or trust a server.
+
+#![deny(unsafe_code)]
+
+pub mod endpoint;
+pub mod handle;
+pub mod notify;
+
+use alloc::sync::Arc;
+
+pub use endpoint::{Endpoint, Message, ReplyCap, Waiter};
+pub use handle::{EndpointRef, HandleTable, Object};
+pub use notify::Notification;
+
+use crate::sched::Thread;
+use abi::ipc::{IPC_MAX_BYTES, SERVICES_ALL, SERVICE_FS, SERVICE_NET};
+use abi::Errno;
+
+/// The badge of calls the kernel makes for a user thread: this bit, plus
+/// the pid of the process on whose behalf it calls.  User handles cannot
+/// carry it (`mint` refuses badges with it set).
+pub const KERNEL_BADGE: u64 = 1 << 63;
+
+/// The calling thread's IPC record (made on first use; a kernel thread
+/// without a task gets a fresh one per call).
+pub fn current_waiter() -> Result<Arc<Waiter>, Errno> {
+    match crate::proc::current_task() {
+        Some(task) => task.ipc_waiter().ok_or(Errno::ESRCH),
+        None => {
+            let thread = crate::sched::current().ok_or(Errno::ESRCH)?;
+            Ok(Waiter::new(&thread))
+        }
+    }
+}
+
+/// Whether the calling thread must stop waiting (a signal, or its process
+/// is exiting).
+pub fn interrupted() -> bool {
+    crate::proc::signal_pending()
+}
+
+/// Answers a call with `reply`.  A reply longer than the caller accepts
+/// gives the caller `EIO` and the replier `EMSGSIZE`.  Returns the
+/// caller's thread when it was waiting for this reply (to hand off to).
+pub fn reply(cap: ReplyCap, reply: Message) -> Result<Option<Arc<Thread>>, Errno> {
+    if reply.bytes.len() > cap.reply_capacity() {
+        if let Some(t) = cap.complete(Err(Errno::EIO)) {
+            crate::sched::wake_thread(&t);
+        }
+        return Err(Errno::EMSGSIZE);
+    }
+    Ok(cap.complete(Ok(reply)))
+}
+
+/// What `kernel_call` returns: the reply's label and words, and how many
+/// bytes it wrote into the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelReply {
+    pub label: u64,
+    pub words: [u64; 4],
+    pub len: usize,
+}
+
+/// The kernel calls a server on behalf of the current user thread (the
+/// system-call delegation of `structure=servers`): sends `label`, `words`
+/// and `send` on `endpoint` and waits for the reply, whose bytes land in
+/// `recv`.  The server sees the badge `KERNEL_BADGE | pid`.
+///
+/// Errors: `EINVAL` when `send` or `recv` exceed `IPC_MAX_BYTES`; `EPIPE`
+/// when no server receives there (or it died before answering); `EINTR`
+/// when a signal came first; `EIO` when the server's reply is malformed
+/// (too long for `recv`).  Whether the reply's label and words make sense is the caller's to
+/// check (and `EIO` too).
+pub fn kernel_call(
+    endpoint: &Endpoint,
+    label: u64,
+    words: [u64; 4],
+    send: &[u8],
+    recv: &mut [u8],
+) -> Result<KernelReply, Errno> {
+    if send.len() > IPC_MAX_BYTES || recv.len() > IPC_MAX_BYTES {
+        return Err(Errno::EINVAL);
+    }
+    let me = current_waiter()?;
+    let pid = crate::proc::current_task().map_or(0, |t| t.process.pid as u32 as u64);
+    let msg = Message {
+        label,
+        words,
+        bytes: send.to_vec(),
+    };
+    let reply = endpoint.call(&me, msg, KERNEL_BADGE | pid, recv.len(), &interrupted)?;
+    let Some(dst) = recv.get_mut(..reply.bytes.len()) else {
+        return Err(Errno::EIO);
+    };
+    dst.copy_from_slice(&reply.bytes);
+    Ok(KernelReply {
+        label: reply.label,
+        words: reply.words,
+        len: reply.bytes.len(),
+    })
+}
+
+/// Registered kernel services, by bit of `SERVICES_ALL`.
+///
+/// Global, not per-CPU: it is written when a server registers (rare) and
+/// read by delegation on every delegated call; the read takes the lock in
+/// shared mode.  A per-CPU cache validated by a generation number is the
+/// next step once delegation measures it (docs/IPC.md).
+static SERVICES: spin::RwLock<[Option<Arc<Endpoint>>; 2]> = spin::RwLock::new([None, None]);
+
+fn service_slot(service: u32) -> Option<usize> {
+    match service {
+        SERVICE_FS => Some(0),
+        SERVICE_NET => Some(1),
+        _ => None,
+    }
+}
+
+/// Makes `endpoint` the server of every service in `services` (bits of
+/// `SERVICES_ALL`), replacing an earlier one.  `EINVAL` for no or unknown
+/// bits.
+pub fn register_service(endpoint: &Arc<Endpoint>, services: u32) -> Result<(), Errno> {
+    if services == 0 || services & !SERVICES_ALL != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut table = SERVICES.write();
+    for bit in [SERVICE_FS, SERVICE_NET] {
+        if services & bit != 0 {
+            if let Some(slot) = service_slot(bit) {
+                table[slot] = Some(endpoint.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The endpoint registered for `service` (one bit), if any and if some
+/// server still receives on it.
+pub fn service(service: u32) -> Option<Arc<Endpoint>> {
+    let slot = service_slot(service)?;
+    let endpoint = SERVICES.read()[slot].clone()?;
+    endpoint.alive().then_some(endpoint)
+}
