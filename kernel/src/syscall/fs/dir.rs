@@ -8,6 +8,7 @@ use super::*;
 
 pub fn sys_getdents64(fd: i32, dirp: u64, count: u64) -> SysResult {
     let f = file(fd)?;
+    delegated!(delegate::getdents64(&f, dirp, count));
     match &f.inode {
         Some(i) if i.is_dir() => {}
         _ => return Err(Errno::ENOTDIR),
@@ -40,6 +41,7 @@ pub fn sys_getdents64(fd: i32, dirp: u64, count: u64) -> SysResult {
 }
 
 pub fn sys_getcwd(buf: u64, size: u64) -> SysResult {
+    delegated!(delegate::getcwd(buf, size));
     let p = proc()?;
     let path = root_fs().path_of(&p.files.ctx.cwd()).map_err(fs_err)?;
     let len = path.len() + 1;
@@ -53,6 +55,7 @@ pub fn sys_getcwd(buf: u64, size: u64) -> SysResult {
 }
 
 pub fn sys_chdir(path: u64) -> SysResult {
+    delegated!(delegate::chdir(path));
     let dir = resolve(AT_FDCWD, path, 0, true)?;
     if !dir.is_dir() {
         return Err(Errno::ENOTDIR);
@@ -62,6 +65,7 @@ pub fn sys_chdir(path: u64) -> SysResult {
 }
 
 pub fn sys_fchdir(fd: i32) -> SysResult {
+    delegated!(delegate::fchdir(fd));
     let dir = file(fd)?.inode.clone().ok_or(Errno::ENOTDIR)?;
     if !dir.is_dir() {
         return Err(Errno::ENOTDIR);
@@ -81,6 +85,7 @@ fn at(dirfd: i32, path: u64) -> Result<(StartDir, String), Errno> {
 }
 
 pub fn sys_mkdirat(dirfd: i32, path: u64, mode: u32) -> SysResult {
+    delegated!(delegate::mkdirat(dirfd, path, mode));
     let umask = proc()?.files.ctx.umask();
     let (start, path) = at(dirfd, path)?;
     root_fs()
@@ -102,6 +107,7 @@ pub fn sys_mknodat(dirfd: i32, path: u64, mode: u32, dev: u64) -> SysResult {
         0o040000 => return Err(Errno::EPERM),
         _ => return Err(Errno::EINVAL),
     };
+    delegated!(delegate::mknodat(dirfd, path, mode, dev));
     let umask = proc()?.files.ctx.umask();
     let (start, path) = at(dirfd, path)?;
     root_fs()
@@ -118,6 +124,7 @@ pub fn sys_unlinkat(dirfd: i32, path: u64, flags: u32) -> SysResult {
     if flags & !AT_REMOVEDIR != 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::unlinkat(dirfd, path, flags));
     let (start, path) = at(dirfd, path)?;
     let r = if flags & AT_REMOVEDIR != 0 {
         root_fs().rmdir(&start, &path)
@@ -143,6 +150,7 @@ pub fn sys_renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -
         // RENAME_WHITEOUT (overlay file systems) and combinations.
         _ => return Err(Errno::EINVAL),
     };
+    delegated!(delegate::renameat2(olddir, old, newdir, new, flags));
     let (os, op) = at(olddir, old)?;
     let (ns, np) = at(newdir, new)?;
     root_fs()
@@ -159,6 +167,7 @@ pub fn sys_linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> S
     if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::linkat(olddir, old, newdir, new, flags));
     let (os, op) = at(olddir, old)?;
     let (ns, np) = at(newdir, new)?;
     root_fs()
@@ -172,6 +181,7 @@ pub fn sys_link(old: u64, new: u64) -> SysResult {
 }
 
 pub fn sys_symlinkat(target: u64, newdir: i32, path: u64) -> SysResult {
+    delegated!(delegate::symlinkat(target, newdir, path));
     let target = user_path(target)?;
     let (start, path) = at(newdir, path)?;
     root_fs()
@@ -188,6 +198,7 @@ pub fn sys_readlinkat(dirfd: i32, path: u64, buf: u64, size: i64) -> SysResult {
     if size <= 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::readlinkat(dirfd, path, buf, size));
     let inode = resolve(dirfd, path, 0, false)?;
     let target = inode.symlink_target().ok_or(Errno::EINVAL)?;
     let n = target.len().min(size as usize);
@@ -200,6 +211,7 @@ pub fn sys_readlink(path: u64, buf: u64, size: i64) -> SysResult {
 }
 
 pub fn sys_ftruncate(fd: i32, len: i64) -> SysResult {
+    delegated!(delegate::ftruncate(fd, len));
     let f = file(fd)?;
     if len < 0 || !f.writable() || !f.is_plain() {
         return Err(Errno::EINVAL);
@@ -217,6 +229,7 @@ pub fn sys_truncate(path: u64, len: i64) -> SysResult {
     if len < 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::truncate(path, len));
     let inode = resolve(AT_FDCWD, path, 0, true)?;
     match inode.kind() {
         FileType::Regular => inode.truncate(len as u64).map_err(fs_err).map(|_| 0),

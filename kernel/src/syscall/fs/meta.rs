@@ -32,15 +32,19 @@ fn put_stat(buf: u64, st: &Stat) -> SysResult {
 }
 
 pub fn sys_stat(path: u64, buf: u64) -> SysResult {
+    delegated!(delegate::stat_at(AT_FDCWD, path, 0).map(|r| put_stat(buf, &r?)));
     put_stat(buf, &resolve(AT_FDCWD, path, 0, true)?.stat())
 }
 
 pub fn sys_lstat(path: u64, buf: u64) -> SysResult {
+    delegated!(
+        delegate::stat_at(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW).map(|r| put_stat(buf, &r?))
+    );
     put_stat(buf, &resolve(AT_FDCWD, path, 0, false)?.stat())
 }
 
 pub fn sys_fstat(fd: i32, buf: u64) -> SysResult {
-    put_stat(buf, &file(fd)?.stat())
+    put_stat(buf, &file(fd)?.try_stat()?)
 }
 
 pub fn sys_newfstatat(dirfd: i32, path: u64, buf: u64, flags: u32) -> SysResult {
@@ -52,6 +56,7 @@ pub fn sys_newfstatat(dirfd: i32, path: u64, buf: u64, flags: u32) -> SysResult 
 }
 
 fn stat_at(dirfd: i32, path: u64, flags: u32) -> Result<Stat, Errno> {
+    delegated!(delegate::stat_at(dirfd, path, flags));
     let p = proc()?;
     let s = user_path(path)?;
     if s.is_empty() && flags & AT_EMPTY_PATH != 0 && dirfd != AT_FDCWD {
@@ -103,6 +108,7 @@ pub fn sys_faccessat2(dirfd: i32, path: u64, mode: u32, flags: u32) -> SysResult
     if mode & !7 != 0 || flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::faccessat(dirfd, path, mode, flags));
     let inode = resolve(dirfd, path, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?;
     let st = inode.stat();
     // The real ids, or the effective ones with AT_EACCESS (as on Linux).
@@ -145,6 +151,7 @@ pub fn sys_access(path: u64, mode: u32) -> SysResult {
 }
 
 pub fn sys_fchmodat(dirfd: i32, path: u64, mode: u32) -> SysResult {
+    delegated!(delegate::fchmodat(dirfd, path, mode));
     resolve(dirfd, path, 0, true)?.set_perm(mode);
     Ok(0)
 }
@@ -154,6 +161,7 @@ pub fn sys_chmod(path: u64, mode: u32) -> SysResult {
 }
 
 pub fn sys_fchmod(fd: i32, mode: u32) -> SysResult {
+    delegated!(delegate::fchmod(fd, mode));
     file(fd)?.inode.clone().ok_or(Errno::EBADF)?.set_perm(mode);
     Ok(0)
 }
@@ -162,6 +170,7 @@ pub fn sys_utimensat(dirfd: i32, path: u64, times: u64, flags: u32) -> SysResult
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::utimensat(dirfd, path, times, flags));
     let inode = if path == 0 {
         file(dirfd)?.inode.clone().ok_or(Errno::EBADF)?
     } else {
@@ -216,6 +225,7 @@ pub fn sys_fchownat(dirfd: i32, path: u64, uid: u32, gid: u32, flags: u32) -> Sy
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::fchownat(dirfd, path, uid, gid, flags));
     let inode = resolve(dirfd, path, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?;
     chown_inode(&inode, uid, gid)
 }
@@ -229,6 +239,7 @@ pub fn sys_lchown(path: u64, uid: u32, gid: u32) -> SysResult {
 }
 
 pub fn sys_fchown(fd: i32, uid: u32, gid: u32) -> SysResult {
+    delegated!(delegate::fchown(fd, uid, gid));
     let f = file(fd)?;
     if f.flags() & O_PATH != 0 {
         return Err(Errno::EBADF);
@@ -272,11 +283,13 @@ fn statfs_bytes(inode: Option<&Inode>, magic: i64) -> [u8; 120] {
 }
 
 pub fn sys_statfs(path: u64, buf: u64) -> SysResult {
+    delegated!(delegate::statfs(path, buf));
     let inode = resolve(AT_FDCWD, path, 0, true)?;
     copy_to_user(buf, &statfs_bytes(Some(&inode), 0)).map(|_| 0)
 }
 
 pub fn sys_fstatfs(fd: i32, buf: u64) -> SysResult {
+    delegated!(delegate::fstatfs(fd, buf));
     let f = file(fd)?;
     let magic = match f.stat().mode & 0o170000 {
         0o010000 => PIPEFS_MAGIC,
