@@ -14,7 +14,11 @@ const TIMEOUT: u64 = 300;
 fn ipc_check_on_one_cpu() {
     let result = run_program(ours(), System::Ours, "ipc_check", 1, &[], &[], TIMEOUT);
     expect_pass(&result, "ipc_check");
-    check_run(&result, result.output.contains("cpus: one"), "expected one CPU");
+    check_run(
+        &result,
+        result.output.contains("cpus: one"),
+        "expected one CPU",
+    );
 }
 
 #[test]
@@ -23,7 +27,9 @@ fn ipc_check_on_two_cpus() {
     expect_pass(&result, "ipc_check");
     check_run(
         &result,
-        result.output.contains("ok: cross cpu: 2000 echo round trips"),
+        result
+            .output
+            .contains("ok: cross cpu: 2000 echo round trips"),
         "expected the cross-CPU round trips to run",
     );
 }

@@ -90,7 +90,9 @@ pub fn call_raw(
     send: (u64, u64),
     recv: (u64, u64),
 ) -> Result<Reply, i32> {
-    let mut regs = [handle, label, words[0], words[1], words[2], words[3], send.0];
+    let mut regs = [
+        handle, label, words[0], words[1], words[2], words[3], send.0,
+    ];
     let len = result(raw(SYS_IPC_CALL, &mut regs, send.1, recv.0, recv.1))?;
     Ok(Reply {
         len: len as usize,

@@ -117,6 +117,78 @@ pub fn getppid() -> i64 {
     unsafe { libc::syscall(libc::SYS_getppid) }
 }
 
+/// This kernel's `ipc_endpoint_create` (abi::ipc; `ENOSYS` on Linux, which
+/// has no such call: the `ipc_call` workload then reports that it does not
+/// apply).
+pub fn ipc_endpoint_create() -> Res<u64> {
+    // SAFETY: the call takes no arguments and touches no user memory.
+    let r = unsafe { libc::syscall(abi::ipc::SYS_IPC_ENDPOINT_CREATE as libc::c_long) };
+    check(r, "ipc_endpoint_create").map(|h| h as u64)
+}
+
+/// A message-passing IPC call with no payload: `nr` with `rdi`, `rsi`
+/// (label) and the four words zero, no buffers (r12..r15 zero); returns
+/// `rax`, `rdi` (a receive's reply token) and `rsi` (its label).
+fn ipc_null(nr: u64, rdi: u64, label: u64) -> (i64, u64, u64) {
+    let rax: i64;
+    let out_rdi: u64;
+    let out_rsi: u64;
+    // SAFETY: with zero buffer lengths the IPC calls touch no user memory;
+    // they change only the registers named here (rcx and r11 by
+    // `syscall` itself).
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as i64 => rax,
+            inlateout("rdi") rdi => out_rdi,
+            inlateout("rsi") label => out_rsi,
+            inlateout("rdx") 0u64 => _,
+            inlateout("r10") 0u64 => _,
+            inlateout("r8") 0u64 => _,
+            inlateout("r9") 0u64 => _,
+            inlateout("r12") 0u64 => _,
+            inlateout("r13") 0u64 => _,
+            inlateout("r14") 0u64 => _,
+            inlateout("r15") 0u64 => _,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    (rax, out_rdi, out_rsi)
+}
+
+/// `ipc_call(handle, label)` with no words or bytes: the null round trip.
+pub fn ipc_call_null(handle: u64, label: u64) -> Res<()> {
+    let (rax, _, _) = ipc_null(abi::ipc::SYS_IPC_CALL, handle, label);
+    if (-4095..0).contains(&rax) {
+        return Err(Fail {
+            what: "ipc_call".into(),
+            errno: -rax as i32,
+        });
+    }
+    Ok(())
+}
+
+/// The null server: answers every call on `handle` with an empty reply
+/// (`ipc_reply_recv`: one system call per request) until a call labelled
+/// `quit` (answered too) or an error.  Raw system calls only, so it is
+/// safe in a child forked from a threaded process.
+pub fn ipc_serve_null(handle: u64, quit: u64) {
+    let mut token = 0u64;
+    loop {
+        let (rax, rdi, label) = ipc_null(abi::ipc::SYS_IPC_REPLY_RECV, (token << 32) | handle, 0);
+        if rax < 0 {
+            return;
+        }
+        token = rdi;
+        if label == quit {
+            let _ = ipc_null(abi::ipc::SYS_IPC_REPLY, token, 0);
+            return;
+        }
+    }
+}
+
 /// open(path, flags, 0644).
 pub fn open(path: &CString, flags: i32) -> Res<i32> {
     // SAFETY: `path` is a valid NUL-terminated string that outlives the call.

@@ -1,4 +1,5 @@
-//! The system workloads: null system call, context switch, page fault.
+//! The system workloads: null system call, null IPC round trip (this
+//! kernel's own IPC), context switch, page fault.
 //!
 //! Nothing here is shared between workers: each worker has its own pipes,
 //! partner and mappings, so these measure how the kernel's paths scale when
@@ -14,6 +15,62 @@ pub fn getppid(_: &Ctx, _: usize) -> Res<Op> {
     }
     Ok(Box::new(|| {
         sys::getppid();
+        Ok(1)
+    }))
+}
+
+/// The label that ends the `ipc_call` server.
+const IPC_QUIT: u64 = 1;
+
+/// The worker's end of `ipc_call`: its endpoint and server process, which
+/// is told to quit and reaped when the worker's operation is dropped.
+struct IpcPair {
+    handle: u64,
+    server: i32,
+}
+
+impl IpcPair {
+    /// One null round trip.  A method, so the operation closure captures
+    /// (and keeps alive) the whole pair, not a copy of its handle.
+    fn round_trip(&self) -> Res<()> {
+        sys::ipc_call_null(self.handle, 0)
+    }
+}
+
+impl Drop for IpcPair {
+    fn drop(&mut self) {
+        let _ = sys::ipc_call_null(self.handle, IPC_QUIT);
+        let _ = sys::wait_child(self.server);
+    }
+}
+
+/// ipc_call: one operation = one null IPC round trip (this kernel's
+/// `ipc_call` with no words or bytes, answered by `ipc_reply_recv`) to a
+/// server process on the worker's CPU: the IPC counterpart of getppid.
+/// On a system without this kernel's IPC (Linux) the endpoint cannot be
+/// made and the workload fails with ENOSYS: it does not apply there.
+pub fn ipc_call(_: &Ctx, _: usize) -> Res<Op> {
+    let handle = sys::ipc_endpoint_create().map_err(|f| Fail {
+        what: "ipc_call does not apply on this system (it has no such IPC): ipc_endpoint_create"
+            .into(),
+        errno: f.errno,
+    })?;
+    // The child runs raw system calls only, then `_exit`: safe after a
+    // fork from a threaded worker (no allocation, no lock).  It inherits
+    // the worker's CPU affinity (worker w is pinned to CPU w), so the
+    // server runs on the worker's CPU.
+    let server = match sys::fork()? {
+        0 => {
+            sys::ipc_serve_null(handle, IPC_QUIT);
+            sys::exit_now(0);
+        }
+        pid => pid,
+    };
+    let pair = IpcPair { handle, server };
+    // One call before measuring: the server is there and answers.
+    pair.round_trip()?;
+    Ok(Box::new(move || {
+        pair.round_trip()?;
         Ok(1)
     }))
 }

@@ -59,6 +59,12 @@ pub static WORKLOADS: &[Workload] = &[
         worker: system::getppid,
     },
     Workload {
+        name: "ipc_call",
+        unit: Unit::Ops,
+        setup: no_setup,
+        worker: system::ipc_call,
+    },
+    Workload {
         name: "context_switch",
         unit: Unit::Ops,
         setup: no_setup,

@@ -242,6 +242,10 @@ impl Endpoint {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Message, Errno> {
         let request = Request { msg, badge };
+        // A blocked thread lives by the references others hold to it; our
+        // queues hold the `Waiter`, which names its thread weakly, so the
+        // waiting thread keeps itself alive until it returns.
+        let _alive = me.thread.upgrade().ok_or(Errno::ESRCH)?;
         let hand_off = {
             let mut g = self.inner.lock();
             if g.recv_rights == 0 {
@@ -326,6 +330,13 @@ impl Endpoint {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<(Request, ReplyCap), Errno> {
         let mut hand_off = hand_off;
+        // As in `call`: the waiting thread keeps itself alive.
+        let Some(_alive) = me.thread.upgrade() else {
+            if let Some(t) = hand_off {
+                sched::wake_thread(&t);
+            }
+            return Err(Errno::ESRCH);
+        };
         {
             let mut g = self.inner.lock();
             if let Some(caller) = g.callers.pop_front() {

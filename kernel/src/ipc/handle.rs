@@ -86,6 +86,9 @@ struct Slot {
     entry: Option<Entry>,
 }
 
+/// An entry copied for a child: object, rights, badge.
+type Copied = (Object, u32, u64);
+
 /// A process's handles.
 pub struct HandleTable {
     slots: IrqSpinLock<Vec<Slot>>,
@@ -263,7 +266,7 @@ impl HandleTable {
         let this = parent;
         // Collect the clones' ingredients under the lock, then count the
         // receive rights outside it.
-        let copied: Vec<(u32, Option<(Object, u32, u64)>)> = {
+        let copied: Vec<(u32, Option<Copied>)> = {
             let slots = this.slots.lock();
             slots
                 .iter()

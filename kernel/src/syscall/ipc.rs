@@ -23,14 +23,15 @@ use crate::arch::idt::InterruptFrame;
 use crate::ipc::{self, Endpoint, EndpointRef, HandleTable, Message, Notification, Object};
 use crate::mm::uaccess::UserAddr;
 use crate::sched::{self, Thread};
-use abi::ipc::{
-    IPC_MAX_BYTES, IPC_NONBLOCK, RIGHTS_ALL, RIGHT_RECV, RIGHT_SEND,
-};
+use abi::ipc::{IPC_MAX_BYTES, IPC_NONBLOCK, RIGHTS_ALL, RIGHT_RECV, RIGHT_SEND};
 use abi::{Errno, SysResult};
 
 /// The calling process's handle table.
 fn table() -> Result<&'static HandleTable, Errno> {
-    Ok(&crate::proc::current_task().ok_or(Errno::ENOSYS)?.process.ipc)
+    Ok(&crate::proc::current_task()
+        .ok_or(Errno::ENOSYS)?
+        .process
+        .ipc)
 }
 
 /// Reads `len` bytes of user memory at `addr` (none: no allocation).
@@ -164,7 +165,11 @@ pub fn sys_ipc_recv(frame: &mut InterruptFrame) -> SysResult {
 
 /// Takes the reply token `token` and answers with the message in `frame`
 /// (`rsi`, words, `r12`/`r13`).  The caller's thread when it waited.
-fn answer(frame: &InterruptFrame, table: &HandleTable, token: u64) -> Result<Option<Arc<Thread>>, Errno> {
+fn answer(
+    frame: &InterruptFrame,
+    table: &HandleTable,
+    token: u64,
+) -> Result<Option<Arc<Thread>>, Errno> {
     // Bytes first: a bad buffer leaves the token for another try.
     let bytes = read_payload(frame.r12, frame.r13)?;
     let cap = table.take_reply(token)?;
@@ -259,7 +264,13 @@ pub fn sys_ipc_wait(handle: u64, flags: u64) -> SysResult {
 /// `ipc_register_service`: root only; the handle must be able to receive.
 pub fn sys_ipc_register_service(handle: u64, services: u64) -> SysResult {
     let task = crate::proc::current_task().ok_or(Errno::ENOSYS)?;
-    if task.process.creds.euid.load(core::sync::atomic::Ordering::Relaxed) != 0 {
+    if task
+        .process
+        .creds
+        .euid
+        .load(core::sync::atomic::Ordering::Relaxed)
+        != 0
+    {
         return Err(Errno::EPERM);
     }
     let services = u32::try_from(services).map_err(|_| Errno::EINVAL)?;

@@ -84,6 +84,9 @@ fn serve(ep: u64) -> i32 {
         }
     };
     loop {
+        if std::env::var_os("IPC_TRACE").is_some() {
+            say(&format!("trace: server got {}", got.label));
+        }
         let (label, words) = match got.label {
             ECHO => (
                 got.label.wrapping_add(1),
@@ -107,7 +110,11 @@ fn serve(ep: u64) -> i32 {
                 out.clear();
                 out.resize(got.words[0] as usize, 7);
                 let r = ipc::reply(got.token, LONG, [0; 4], &out);
-                expect_err(r, libc::EMSGSIZE, "a reply longer than the caller takes: EMSGSIZE to the server");
+                expect_err(
+                    r,
+                    libc::EMSGSIZE,
+                    "a reply longer than the caller takes: EMSGSIZE to the server",
+                );
                 out.clear();
                 got = match ipc::recv(ep, &mut buf) {
                     Ok(r) => r,
@@ -121,7 +128,10 @@ fn serve(ep: u64) -> i32 {
         got = match ipc::reply_recv(ep, got.token, label, words, reply, &mut buf) {
             Ok(r) => r,
             Err(e) => {
-                say(&format!("WRONG: server reply_recv: {}", userland::errno_name(e)));
+                say(&format!(
+                    "WRONG: server reply_recv: {}",
+                    userland::errno_name(e)
+                ));
                 return 1;
             }
         };
@@ -132,6 +142,9 @@ fn serve(ep: u64) -> i32 {
 fn echo_rounds(ep: u64, n: u64, seed: u64) -> bool {
     let mut none = [0u8; 0];
     (0..n).all(|i| {
+        if std::env::var_os("IPC_TRACE").is_some() {
+            say(&format!("trace: echo {i}"));
+        }
         let w = [seed + i, seed * 2 + i, i, u64::MAX - 1 - i];
         match ipc::call(ep, ECHO, w, &[], &mut none) {
             Ok(r) => {
@@ -159,7 +172,10 @@ fn round_trips(ep: u64, server_cpu: usize, what: &str) {
         expect(false, "fork a server");
         return;
     };
-    expect(echo_rounds(ep, 2000, 7), &format!("{what}: 2000 echo round trips"));
+    expect(
+        echo_rounds(ep, 2000, 7),
+        &format!("{what}: 2000 echo round trips"),
+    );
     // Bulk both ways, at sizes around page and limit boundaries.
     for size in [1usize, 4095, 4096, 4097, 65536] {
         let send: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
@@ -170,7 +186,10 @@ fn round_trips(ep: u64, server_cpu: usize, what: &str) {
         expect(right, &format!("{what}: {size} bytes each way"));
     }
     expect(quit(ep), &format!("{what}: server quits"));
-    expect(wait_for(server) == "exited 0", &format!("{what}: server exit 0"));
+    expect(
+        wait_for(server) == "exited 0",
+        &format!("{what}: server exit 0"),
+    );
 }
 
 fn many_clients(ep: u64) {
@@ -189,7 +208,10 @@ fn many_clients(ep: u64) {
     let all = clients
         .into_iter()
         .all(|c| c.is_ok_and(|pid| wait_for(pid) == "exited 0"));
-    expect(all, "4 clients x 300 calls on one server, every answer right");
+    expect(
+        all,
+        "4 clients x 300 calls on one server, every answer right",
+    );
     expect(quit(ep), "server quits after the clients");
     if let Ok(s) = server {
         expect(wait_for(s) == "exited 0", "server exit 0");
@@ -203,7 +225,11 @@ fn handles(ep: u64) {
         libc::EBADF,
         "a forged handle: EBADF",
     );
-    expect_err(ipc::call(0, ECHO, [0; 4], &[], &mut none), libc::EBADF, "handle 0: EBADF");
+    expect_err(
+        ipc::call(0, ECHO, [0; 4], &[], &mut none),
+        libc::EBADF,
+        "handle 0: EBADF",
+    );
     expect_err(
         ipc::call(u64::MAX, ECHO, [0; 4], &[], &mut none),
         libc::EBADF,
@@ -211,17 +237,40 @@ fn handles(ep: u64) {
     );
     let gone = ipc::endpoint_create().unwrap_or(0);
     expect(ipc::close(gone).is_ok(), "close an endpoint");
-    expect_err(ipc::call(gone, ECHO, [0; 4], &[], &mut none), libc::EBADF, "a closed handle: EBADF");
+    expect_err(
+        ipc::call(gone, ECHO, [0; 4], &[], &mut none),
+        libc::EBADF,
+        "a closed handle: EBADF",
+    );
     expect_err(ipc::close(gone), libc::EBADF, "closing it twice: EBADF");
     let again = ipc::endpoint_create().unwrap_or(0);
-    expect(again != gone, "a reused slot gets a new number (stale ones stay dead)");
+    expect(
+        again != gone,
+        "a reused slot gets a new number (stale ones stay dead)",
+    );
     let _ = ipc::close(again);
 
     let send_only = ipc::mint(ep, RIGHT_SEND, 42).unwrap_or(0);
-    expect_err(ipc::recv(send_only, &mut none), libc::EPERM, "recv on a send-only handle: EPERM");
-    expect_err(ipc::mint(send_only, RIGHT_SEND, 1), libc::EPERM, "mint without the mint right: EPERM");
-    expect_err(ipc::notify(ep, 1), libc::EBADF, "notify on an endpoint: EBADF");
-    expect_err(ipc::reply(send_only, 0, [0; 4], &[]), libc::EBADF, "reply with a non-token: EBADF");
+    expect_err(
+        ipc::recv(send_only, &mut none),
+        libc::EPERM,
+        "recv on a send-only handle: EPERM",
+    );
+    expect_err(
+        ipc::mint(send_only, RIGHT_SEND, 1),
+        libc::EPERM,
+        "mint without the mint right: EPERM",
+    );
+    expect_err(
+        ipc::notify(ep, 1),
+        libc::EBADF,
+        "notify on an endpoint: EBADF",
+    );
+    expect_err(
+        ipc::reply(send_only, 0, [0; 4], &[]),
+        libc::EBADF,
+        "reply with a non-token: EBADF",
+    );
     expect_err(
         ipc::reply_recv(ep, 0x7777, 0, [0; 4], &[], &mut none),
         libc::EBADF,
@@ -232,13 +281,23 @@ fn handles(ep: u64) {
     // of the minted handle reaches the server.
     let server = fork_run(move || serve(ep));
     let theirs = ipc::call(send_only, HANDLE, [0; 4], &[], &mut none).map(|r| r.words[0]);
-    expect(theirs.is_ok_and(|h| h != 0), "server made a handle of its own");
+    expect(
+        theirs.is_ok_and(|h| h != 0),
+        "server made a handle of its own",
+    );
     if let Ok(h) = theirs {
-        expect_err(ipc::call(h, ECHO, [0; 4], &[], &mut none), libc::EBADF, "a handle never given: EBADF");
+        expect_err(
+            ipc::call(h, ECHO, [0; 4], &[], &mut none),
+            libc::EBADF,
+            "a handle never given: EBADF",
+        );
     }
     let mut back = [0u8; 3];
     let badge = ipc::call(send_only, FLIP, [0; 4], b"abc", &mut back).map(|r| r.words[1]);
-    expect(badge == Ok(42), "the server sees the badge of the caller's handle");
+    expect(
+        badge == Ok(42),
+        "the server sees the badge of the caller's handle",
+    );
     // Reply tokens are one-shot and never leave the server.
     expect(quit(ep), "server quits");
     if let Ok(s) = server {
@@ -288,7 +347,10 @@ fn bad_buffers(ep: u64) {
         libc::EIO,
         "a server's reply longer than the reply buffer: EIO to the caller",
     );
-    expect(echo_rounds(ep, 10, 3), "the server still serves after bad buffers");
+    expect(
+        echo_rounds(ep, 10, 3),
+        "the server still serves after bad buffers",
+    );
     expect(quit(ep), "server quits");
     if let Ok(s) = server {
         expect(wait_for(s) == "exited 0", "server exit 0");
@@ -337,8 +399,14 @@ fn interrupted_callers(ep: u64) {
     // A signal handler without SA_RESTART: the call returns EINTR.
     let _ = userland::set_handler(libc::SIGALRM, on_alarm as *const () as usize, 0);
     let tick = libc::itimerval {
-        it_interval: libc::timeval { tv_sec: 0, tv_usec: 20_000 },
-        it_value: libc::timeval { tv_sec: 0, tv_usec: 20_000 },
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 20_000,
+        },
+        it_value: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 20_000,
+        },
     };
     // SAFETY: valid itimerval; the old value is not asked for.
     unsafe { libc::setitimer(libc::ITIMER_REAL, &tick, std::ptr::null_mut()) };
@@ -346,8 +414,14 @@ fn interrupted_callers(ep: u64) {
     // waits until the timer's signal.
     let r = ipc::call(ep, 99, [0; 4], &[], &mut none);
     let stop = libc::itimerval {
-        it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },
-        it_value: libc::timeval { tv_sec: 0, tv_usec: 0 },
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
     };
     // SAFETY: as above.
     unsafe { libc::setitimer(libc::ITIMER_REAL, &stop, std::ptr::null_mut()) };
@@ -368,7 +442,10 @@ fn interrupted_callers(ep: u64) {
     if let Ok(v) = victim {
         // SAFETY: plain kill of our own child.
         unsafe { libc::kill(v, libc::SIGKILL) };
-        expect(wait_for(v) == "killed by SIGKILL", "victim killed while calling");
+        expect(
+            wait_for(v) == "killed by SIGKILL",
+            "victim killed while calling",
+        );
     }
     // A client killed while its call is held by the server.
     let held = fork_run(move || {
@@ -377,15 +454,25 @@ fn interrupted_callers(ep: u64) {
     });
     let mut buf = [0u8; 16];
     let got = ipc::recv(ep, &mut buf);
-    expect(got.is_ok_and(|g| g.label == 97), "server holds the next live call (not the killed or interrupted ones)");
+    expect(
+        got.is_ok_and(|g| g.label == 97),
+        "server holds the next live call (not the killed or interrupted ones)",
+    );
     if let Ok(h) = held {
         // SAFETY: as above.
         unsafe { libc::kill(h, libc::SIGKILL) };
         expect(wait_for(h) == "killed by SIGKILL", "held caller killed");
     }
     if let Ok(g) = got {
-        expect(ipc::reply(g.token, 0, [0; 4], &[]).is_ok(), "a reply to a caller that is gone is harmless");
-        expect_err(ipc::reply(g.token, 0, [0; 4], &[]), libc::EBADF, "a token answers once: EBADF");
+        expect(
+            ipc::reply(g.token, 0, [0; 4], &[]).is_ok(),
+            "a reply to a caller that is gone is harmless",
+        );
+        expect_err(
+            ipc::reply(g.token, 0, [0; 4], &[]),
+            libc::EBADF,
+            "a token answers once: EBADF",
+        );
     }
     let _ = ipc::close(n);
     // Nothing stale is left: the next call is the first one served.
@@ -402,10 +489,24 @@ fn notifications() {
         expect(false, "notifications created");
         return;
     };
-    expect_err(ipc::wait(ping, IPC_NONBLOCK), libc::EAGAIN, "nothing pending: EAGAIN");
-    expect(ipc::notify(ping, 1).is_ok() && ipc::notify(ping, 4).is_ok(), "notify twice");
-    expect(ipc::wait(ping, IPC_NONBLOCK) == Ok(5), "bits accumulate and are taken together");
-    expect_err(ipc::wait(ping, IPC_NONBLOCK), libc::EAGAIN, "taking clears them");
+    expect_err(
+        ipc::wait(ping, IPC_NONBLOCK),
+        libc::EAGAIN,
+        "nothing pending: EAGAIN",
+    );
+    expect(
+        ipc::notify(ping, 1).is_ok() && ipc::notify(ping, 4).is_ok(),
+        "notify twice",
+    );
+    expect(
+        ipc::wait(ping, IPC_NONBLOCK) == Ok(5),
+        "bits accumulate and are taken together",
+    );
+    expect_err(
+        ipc::wait(ping, IPC_NONBLOCK),
+        libc::EAGAIN,
+        "taking clears them",
+    );
     expect_err(ipc::notify(ping, 1 << 63), libc::EINVAL, "bit 63: EINVAL");
     let other = cpus() - 1;
     let peer = fork_run(move || {
@@ -422,10 +523,12 @@ fn notifications() {
         0
     });
     pin(0);
-    let all = (0..200u64).all(|round| {
-        ipc::notify(ping, round + 1).is_ok() && ipc::wait(pong, 0) == Ok(round + 1)
-    });
-    expect(all, &format!("200 notification ping-pongs with cpu {other}"));
+    let all = (0..200u64)
+        .all(|round| ipc::notify(ping, round + 1).is_ok() && ipc::wait(pong, 0) == Ok(round + 1));
+    expect(
+        all,
+        &format!("200 notification ping-pongs with cpu {other}"),
+    );
     if let Ok(p) = peer {
         expect(wait_for(p) == "exited 0", "notification peer exit 0");
     }
@@ -433,15 +536,29 @@ fn notifications() {
 
 fn kernel_client(ep: u64) {
     let mut none = [0u8; 0];
-    expect(ipc::register_service(ep, SERVICE_FS).is_ok(), "register an endpoint as the fs service");
-    expect_err(ipc::register_service(ep, 1 << 20), libc::EINVAL, "an unknown service: EINVAL");
+    expect(
+        ipc::register_service(ep, SERVICE_FS).is_ok(),
+        "register an endpoint as the fs service",
+    );
+    expect_err(
+        ipc::register_service(ep, 1 << 20),
+        libc::EINVAL,
+        "an unknown service: EINVAL",
+    );
     let send_only = ipc::mint(ep, RIGHT_SEND, 0).unwrap_or(0);
-    expect_err(ipc::register_service(send_only, SERVICE_FS), libc::EPERM, "registering without the receive right: EPERM");
+    expect_err(
+        ipc::register_service(send_only, SERVICE_FS),
+        libc::EPERM,
+        "registering without the receive right: EPERM",
+    );
     let _ = ipc::close(send_only);
     let server = fork_run(move || serve(ep));
     let w = [1, 2, 3, 4];
     let r = ipc::service_call(SERVICE_FS, ECHO, w, &[], &mut none);
-    expect(r.is_ok_and(|r| r.label == ECHO + 1 && r.words == [2, 3, 4, 5]), "the kernel's client: echo");
+    expect(
+        r.is_ok_and(|r| r.label == ECHO + 1 && r.words == [2, 3, 4, 5]),
+        "the kernel's client: echo",
+    );
     let mut back = [0u8; 5];
     let r = ipc::service_call(SERVICE_FS, FLIP, [0; 4], b"hello", &mut back);
     let badge = r.map(|r| r.words[1]).unwrap_or(0);
@@ -451,7 +568,10 @@ fn kernel_client(ep: u64) {
     );
     // SAFETY: getpid has no arguments.
     let pid = unsafe { libc::getpid() } as u64;
-    expect(badge == (1 << 63) | pid, "the server sees the kernel's badge with our pid");
+    expect(
+        badge == (1 << 63) | pid,
+        "the server sees the kernel's badge with our pid",
+    );
     let mut small = [0u8; 8];
     expect_err(
         ipc::service_call(SERVICE_FS, LONG, [64, 0, 0, 0], &[], &mut small),
@@ -468,7 +588,10 @@ fn main() {
     let ep = match ipc::endpoint_create() {
         Ok(ep) => ep,
         Err(e) => {
-            say(&format!("ipc_check: no IPC here ({})", userland::errno_name(e)));
+            say(&format!(
+                "ipc_check: no IPC here ({})",
+                userland::errno_name(e)
+            ));
             std::process::exit(2);
         }
     };
