@@ -79,7 +79,6 @@ pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, 
         }
         crate::sched::sleep_ns(1_000_000);
     }
-    log::debug!("servers: SERVICE_FS registered; attaching");
     crate::fs::remote::attach().map_err(|e| format!("attach to the file server: errno {}", e.0))?;
     log::info!(
         "servers: file server /{} is pid {}, SERVICE_FS registered after {} ms",

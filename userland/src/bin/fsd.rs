@@ -62,7 +62,6 @@ impl Transport for IpcTransport {
             );
             match got {
                 Ok(r) => {
-                    eprintln!("fsd: DEBUG got label {} token {:#x} badge {:#x}", r.label, r.token, r.badge);
                     let client = if r.badge & KERNEL_BADGE != 0 {
                         KERNEL_CLIENT
                     } else {
@@ -113,7 +112,6 @@ fn main() {
             mode = LockMode::from_name(v).unwrap_or(LockMode::PerCpu);
         }
     }
-    eprintln!("fsd: DEBUG start");
     let _ = percpu::set_lock_mode(mode);
     let fs = Fs::new(
         FsConfig {
@@ -156,7 +154,6 @@ fn main() {
             Err(e) => eprintln!("fsd: mkdir {dir}: errno {}", e.0),
         }
     }
-    eprintln!("fsd: DEBUG unpacked");
     let server = FileServer::new(fs, Vec::new(), Config::default());
     let endpoint = match ipc::endpoint_create() {
         Ok(h) => h,
