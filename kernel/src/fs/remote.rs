@@ -472,3 +472,11 @@ pub fn kernel_path(path: &str) -> bool {
     let first = rest.split('/').next().unwrap_or("");
     KERNEL_PREFIXES.contains(&first)
 }
+
+/// Whether the absolute path `path` is one of the kernel's mount points
+/// itself (`/dev`, `/proc`): renaming it or over it is `EBUSY`, as for a
+/// mount point on Linux.
+pub fn kernel_mount_point(path: &str) -> bool {
+    let rest = path.trim_start_matches('/').trim_end_matches('/');
+    path.starts_with('/') && KERNEL_PREFIXES.contains(&rest)
+}

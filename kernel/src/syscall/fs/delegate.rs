@@ -457,6 +457,11 @@ fn two_routes(
         (Route::Server(oh, ohold), Route::Server(nh, nhold)) => {
             Ok(Some(((os, oh, ohold), (ns, nh, nhold))))
         }
+        // Across the kernel's mount points: the points themselves are
+        // busy, anything else is another file system.
+        _ if remote::kernel_mount_point(&os) || remote::kernel_mount_point(&ns) => {
+            Err(Errno::EBUSY)
+        }
         _ => Err(Errno::EXDEV),
     }
 }
