@@ -100,7 +100,11 @@ fn files_matches_monolithic_on_one_cpu() {
     let base = monolithic("files", 1);
     expect_pass(&base, "files");
     if let Err(diff) = same_output(&base.output, &ours.output, &[]) {
-        check_run(&ours, false, &format!("files differs from monolithic:\n{diff}"));
+        check_run(
+            &ours,
+            false,
+            &format!("files differs from monolithic:\n{diff}"),
+        );
     }
 }
 
@@ -116,7 +120,10 @@ fn fs_stress_on_two_cpus() {
     expect_exit(&result, 0);
     check_run(
         &result,
-        result.output.lines().any(|l| l.starts_with("fs_stress: pass")),
+        result
+            .output
+            .lines()
+            .any(|l| l.starts_with("fs_stress: pass")),
         "expected `fs_stress: pass`",
     );
 }

@@ -428,10 +428,7 @@ mod tests {
                 structure: Structure::Monolithic,
             }
         );
-        assert_eq!(
-            parse_ok("structure=servers").structure,
-            Structure::Servers
-        );
+        assert_eq!(parse_ok("structure=servers").structure, Structure::Servers);
         assert!(parse("structure=micro", |_| {}).is_err());
         assert_eq!(parse_ok("run=bench").run, RunMode::Bench);
         assert_eq!(parse_ok("run=panic").run, RunMode::Panic);

@@ -19,8 +19,8 @@ use ::fs::Inode;
 
 use super::file::{File, FileRef};
 use super::remote::RemoteHandle;
-use fsproto::Handle;
 use abi::Errno;
+use fsproto::Handle;
 
 /// Highest number of open descriptors (RLIMIT_NOFILE's usual soft limit).
 pub const MAX_FDS: usize = 1024;

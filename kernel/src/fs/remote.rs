@@ -245,7 +245,12 @@ pub fn pread(handle: Handle, offset: u64, out: &mut [u8]) -> Result<usize, Errno
 
 /// `pwrite` (or an append) in `MAX_PAYLOAD` pieces: bytes written and the
 /// offset after them.
-pub fn pwrite(handle: Handle, offset: u64, data: &[u8], append: bool) -> Result<(usize, u64), Errno> {
+pub fn pwrite(
+    handle: Handle,
+    offset: u64,
+    data: &[u8],
+    append: bool,
+) -> Result<(usize, u64), Errno> {
     let mut written = 0usize;
     let mut end = offset;
     loop {
@@ -353,7 +358,13 @@ pub fn rename(
     })
 }
 
-pub fn link(old_dir: Handle, old: &str, new_dir: Handle, new: &str, flags: u32) -> Result<(), Errno> {
+pub fn link(
+    old_dir: Handle,
+    old: &str,
+    new_dir: Handle,
+    new: &str,
+    flags: u32,
+) -> Result<(), Errno> {
     done(&Request::Link {
         old_dir,
         old,
@@ -374,13 +385,16 @@ pub fn readlink(at: At<'_>) -> Result<String, Errno> {
     })
 }
 
+/// A directory cursor as plain parts: position, state word, resume name.
+pub type CursorParts = (u64, u64, String);
+
 /// One `getdents64` call from the cursor (`position`, `state`, resume
 /// name): the `linux_dirent64` records and the cursor after them.
 pub fn getdents(
     handle: Handle,
     cursor: (u64, u64, &str),
     max: usize,
-) -> Result<(Vec<u8>, (u64, u64, String)), Errno> {
+) -> Result<(Vec<u8>, CursorParts), Errno> {
     with(
         &Request::Getdents {
             handle,

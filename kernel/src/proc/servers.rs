@@ -39,7 +39,9 @@ const REGISTER_TIMEOUT_NS: u64 = 20_000_000_000;
 pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, String> {
     let entry = bootfmt::cpio::find(archive, FSD_PATH)
         .map_err(|e| format!("initramfs: {e}"))?
-        .ok_or_else(|| format!("/{FSD_PATH} is not in the initramfs (structure=servers needs it)"))?;
+        .ok_or_else(|| {
+            format!("/{FSD_PATH} is not in the initramfs (structure=servers needs it)")
+        })?;
     let prog = Program::Bytes(entry.data);
     let argv: Vec<Vec<u8>> = vec![
         b"fsd".to_vec(),
@@ -68,7 +70,9 @@ pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, 
         if process.zombie.load(core::sync::atomic::Ordering::Acquire) {
             return Err(format!(
                 "/{FSD_PATH} (pid {pid}) exited (status {:#x}) before it registered SERVICE_FS",
-                process.exit_status.load(core::sync::atomic::Ordering::Acquire)
+                process
+                    .exit_status
+                    .load(core::sync::atomic::Ordering::Acquire)
             ));
         }
         if crate::arch::time::now_ns() - started > REGISTER_TIMEOUT_NS {

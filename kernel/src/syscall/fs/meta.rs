@@ -37,9 +37,7 @@ pub fn sys_stat(path: u64, buf: u64) -> SysResult {
 }
 
 pub fn sys_lstat(path: u64, buf: u64) -> SysResult {
-    delegated!(
-        delegate::stat_at(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW).map(|r| put_stat(buf, &r?))
-    );
+    delegated!(delegate::stat_at(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW).map(|r| put_stat(buf, &r?)));
     put_stat(buf, &resolve(AT_FDCWD, path, 0, false)?.stat())
 }
 
