@@ -209,6 +209,38 @@ pub fn run_path(
     comparison::run::run(systems, &request).expect("running the program")
 }
 
+/// Like `run_path` on our kernel in `structure` (`--structure`), with
+/// argv[0] `argv0` when given.
+pub fn run_structure(
+    program: &std::path::Path,
+    cores: usize,
+    args: &[&str],
+    files: &[(PathBuf, &str)],
+    timeout_secs: u64,
+    structure: comparison::run::Structure,
+    argv0: Option<&str>,
+) -> RunResult {
+    let request = RunRequest {
+        system: System::Ours,
+        program: program.to_path_buf(),
+        files: files
+            .iter()
+            .map(|(h, g)| (h.clone(), g.to_string()))
+            .collect(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        locks: LockMode::PerCpu,
+        extra_cmdline: String::new(),
+        vm: vm(cores, timeout_secs),
+        echo: Echo::Quiet,
+    };
+    let extras = comparison::run::RunExtras {
+        structure,
+        argv0: argv0.map(str::to_string),
+        ..Default::default()
+    };
+    comparison::run::run_with(ours(), &request, &extras).expect("running the program")
+}
+
 /// Panic with the program's output and the serial tail unless `cond`.
 pub fn check_run(result: &RunResult, cond: bool, what: &str) {
     if !cond {

@@ -119,7 +119,7 @@ fn argv_env_and_dir_reach_pid1_byte_for_byte_on_both_systems() {
         ],
         dirs: vec![(tree.clone(), "/data".into())],
         argv0: Some("my prog".into()),
-        watchdog: None,
+        ..Default::default()
     };
     let ours = run(ours(), System::Ours, "argv", ARGS, &extras, None);
     expect_pass(&ours, "argv");

@@ -18,7 +18,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use comparison::boot::{self, BootRequest, LoaderChoice};
 use comparison::qemu::{self, Accel, Ending, VmConfig};
-use comparison::run::LockMode;
+use comparison::run::{self, LockMode};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -220,6 +220,10 @@ struct RunArgs {
     /// Our kernel only: the lock ablation switch.
     #[arg(long, default_value = "percpu", value_parser = locks_parser())]
     locks: LockMode,
+    /// Our kernel only: the file system in the kernel (monolithic) or in
+    /// the user-mode file server fsd, started before /init (servers).
+    #[arg(long, value_enum, default_value = "monolithic")]
+    structure: StructureArg,
     #[arg(long, value_enum, default_value = "tcg")]
     accel: AccelArg,
     /// Seconds before QEMU is killed.
@@ -277,6 +281,23 @@ impl LoaderArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum StructureArg {
+    /// The file system runs in the kernel.
+    Monolithic,
+    /// The file system runs in the user-mode file server (docs/SERVERS.md).
+    Servers,
+}
+
+impl StructureArg {
+    fn structure(self) -> run::Structure {
+        match self {
+            StructureArg::Monolithic => run::Structure::Monolithic,
+            StructureArg::Servers => run::Structure::Servers,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum AccelArg {
     Tcg,
     Kvm,
@@ -303,6 +324,11 @@ struct BootArgs {
     /// each (the ablation).
     #[arg(long, default_value = "percpu", value_parser = locks_parser())]
     locks: LockMode,
+    /// The file system in the kernel (monolithic) or in the user-mode file
+    /// server (servers: `structure=servers`, the fsd program in an
+    /// initramfs; the kernel starts it with `--run init` only).
+    #[arg(long, value_enum, default_value = "monolithic")]
+    structure: StructureArg,
     /// What the kernel runs once all CPUs are online:
     /// selfcheck, stress:SECS, bench, panic, idle, vmcheck, nettest.
     #[arg(long, default_value = "selfcheck")]
@@ -375,6 +401,11 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
         cmdline.push(' ');
         cmdline.push_str(word);
     }
+    let structure = args.structure.structure();
+    if let Some(word) = structure.cmdline_word() {
+        cmdline.push(' ');
+        cmdline.push_str(word);
+    }
     if !args.cmdline.trim().is_empty() {
         cmdline.push(' ');
         cmdline.push_str(args.cmdline.trim());
@@ -394,10 +425,18 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
         accel.name(),
         args.memory
     );
+    let modules = match structure {
+        run::Structure::Monolithic => Vec::new(),
+        run::Structure::Servers => vec![comparison::image::Module {
+            guest_path: "boot/initramfs.cpio".into(),
+            cmdline: "initramfs".into(),
+            data: comparison::initramfs::build_members(&[run::fsd_member()?])?,
+        }],
+    };
     let request = BootRequest {
         loader,
         cmdline,
-        modules: Vec::new(),
+        modules,
         vm: VmConfig {
             cores,
             memory_mib: args.memory,
@@ -499,6 +538,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         dirs,
         argv0: args.argv0.clone(),
         watchdog: None,
+        structure: args.structure.structure(),
     };
     let system = match args.system {
         SystemArg::Ours => System::Ours,
@@ -506,6 +546,9 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
     };
     if system == System::Linux && args.locks != LockMode::PerCpu {
         anyhow::bail!("--locks applies to our kernel only, not to --system linux");
+    }
+    if system == System::Linux && extras.structure != run::Structure::Monolithic {
+        anyhow::bail!("--structure applies to our kernel only, not to --system linux");
     }
     qemu::ensure_available()?;
     let accel = match args.accel {

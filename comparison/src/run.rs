@@ -46,6 +46,44 @@ impl System {
     }
 }
 
+/// How our kernel is structured (`--structure`, the boot option
+/// `structure=`; docs/SERVERS.md): the file system in the kernel, or in the
+/// user-mode file server `fsd` that the kernel starts before `/init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Structure {
+    #[default]
+    Monolithic,
+    Servers,
+}
+
+impl Structure {
+    pub fn name(self) -> &'static str {
+        match self {
+            Structure::Monolithic => "monolithic",
+            Structure::Servers => "servers",
+        }
+    }
+
+    /// The command-line word (none for the default).
+    pub fn cmdline_word(self) -> Option<&'static str> {
+        match self {
+            Structure::Monolithic => None,
+            Structure::Servers => Some("structure=servers"),
+        }
+    }
+}
+
+/// Guest path of the file server's program in the initramfs (the kernel
+/// loads it from the archive in memory: `kernel/src/servers.rs`).
+pub const FSD_GUEST_PATH: &str = "/.servers/fsd";
+
+/// The initramfs member of the file server (built with the userland
+/// programs), for `structure=servers`.
+pub fn fsd_member() -> Result<InitramfsFile> {
+    let userland = crate::userland::build()?;
+    InitramfsFile::from_host(&userland.program("fsd")?, FSD_GUEST_PATH)
+}
+
 /// What to print while the run goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Echo {
@@ -91,6 +129,9 @@ pub struct RunExtras {
     /// suite's boots that run many workloads in turn); `vm.timeout` still
     /// bounds the whole run.
     pub watchdog: Option<qemu::Watchdog>,
+    /// Our kernel only: monolithic, or the file system in a user-mode
+    /// server (`--structure servers`; the archive then holds `fsd`).
+    pub structure: Structure,
 }
 
 /// How the run ended.
@@ -209,6 +250,9 @@ pub fn make_initramfs(req: &RunRequest, extras: &RunExtras) -> Result<Vec<u8>> {
     for (host, guest) in &extras.dirs {
         files.extend(initramfs::tree_from_host(host, guest)?);
     }
+    if extras.structure == Structure::Servers && req.system == System::Ours {
+        files.push(fsd_member()?);
+    }
     let env = initramfs::environment(&extras.env)?;
     let argv0 = extras.argv0.as_deref().unwrap_or("/init");
     files.extend(initramfs::argv_files(argv0, &req.args, &env)?);
@@ -217,7 +261,16 @@ pub fn make_initramfs(req: &RunRequest, extras: &RunExtras) -> Result<Vec<u8>> {
 
 /// Our kernel's command line for a run.
 pub fn our_cmdline(req: &RunRequest) -> String {
+    our_cmdline_for(req, Structure::Monolithic)
+}
+
+/// Our kernel's command line for a run in `structure`.
+pub fn our_cmdline_for(req: &RunRequest, structure: Structure) -> String {
     let mut cmdline = String::from("run=init init=/init");
+    if let Some(word) = structure.cmdline_word() {
+        cmdline.push(' ');
+        cmdline.push_str(word);
+    }
     if let Some(word) = req.locks.cmdline_word() {
         cmdline.push(' ');
         cmdline.push_str(word);
@@ -293,7 +346,7 @@ pub fn run_with_qemu_args(
     check_args(&req.args)?;
     let cpio = make_initramfs(req, extras)?;
     match req.system {
-        System::Ours => run_ours(systems, req, cpio, qemu_args, extras.watchdog),
+        System::Ours => run_ours(systems, req, extras, cpio, qemu_args, extras.watchdog),
         System::Linux => run_linux(systems, req, cpio, qemu_args, extras.watchdog),
     }
 }
@@ -301,6 +354,7 @@ pub fn run_with_qemu_args(
 fn run_ours(
     systems: &Systems,
     req: &RunRequest,
+    extras: &RunExtras,
     cpio: Vec<u8>,
     qemu_args: &[String],
     watchdog: Option<qemu::Watchdog>,
@@ -311,7 +365,7 @@ fn run_ours(
         .context("our kernel was not built (Systems::prepare(Ours))")?;
     let request = BootRequest {
         loader: systems.loader.clone(),
-        cmdline: our_cmdline(req),
+        cmdline: our_cmdline_for(req, extras.structure),
         modules: vec![Module {
             guest_path: "boot/initramfs.cpio".into(),
             cmdline: "initramfs".into(),
@@ -525,6 +579,7 @@ mod tests {
                 dirs: vec![],
                 argv0: None,
                 watchdog: None,
+                structure: Structure::Monolithic,
             },
         )
         .unwrap();

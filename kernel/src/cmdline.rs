@@ -52,6 +52,18 @@ pub struct Options {
     pub run_given: bool,
     pub locks: LockMode,
     pub log: LevelFilter,
+    /// `structure=`: where the file system runs.
+    pub structure: Structure,
+}
+
+/// How the kernel is structured (`structure=`, docs/SERVERS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Structure {
+    /// The file system runs in the kernel (the default).
+    Monolithic,
+    /// The file system runs in a user-mode file server (`fsd`), started
+    /// before `/init`; file-system calls are delegated to it over IPC.
+    Servers,
 }
 
 impl Default for Options {
@@ -61,6 +73,7 @@ impl Default for Options {
             run_given: false,
             locks: LockMode::PerCpu,
             log: LevelFilter::Info,
+            structure: Structure::Monolithic,
         }
     }
 }
@@ -300,6 +313,19 @@ pub fn parse<'a>(
                     }
                 }
             }
+            "structure" => {
+                opts.structure = match value {
+                    "monolithic" => Structure::Monolithic,
+                    "servers" => Structure::Servers,
+                    _ => {
+                        return Err(CmdlineError {
+                            key,
+                            value,
+                            expected: "monolithic or servers",
+                        })
+                    }
+                }
+            }
             "log" => {
                 opts.log = match value {
                     "error" => LevelFilter::Error,
@@ -398,9 +424,12 @@ mod tests {
                 run: RunMode::Stress { secs: 30 },
                 run_given: true,
                 locks: LockMode::Global,
-                log: LevelFilter::Debug
+                log: LevelFilter::Debug,
+                structure: Structure::Monolithic,
             }
         );
+        assert_eq!(parse_ok("structure=servers").structure, Structure::Servers);
+        assert!(parse("structure=micro", |_| {}).is_err());
         assert_eq!(parse_ok("run=bench").run, RunMode::Bench);
         assert_eq!(parse_ok("run=panic").run, RunMode::Panic);
         assert_eq!(parse_ok("run=idle").run, RunMode::Idle);

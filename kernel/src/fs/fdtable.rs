@@ -18,7 +18,9 @@ use ::fs::lockstat::{LockClass, RwLock};
 use ::fs::Inode;
 
 use super::file::{File, FileRef};
+use super::remote::RemoteHandle;
 use abi::Errno;
+use fsproto::Handle;
 
 /// Highest number of open descriptors (RLIMIT_NOFILE's usual soft limit).
 pub const MAX_FDS: usize = 1024;
@@ -248,14 +250,19 @@ impl Default for FdTable {
 pub struct FsContext {
     /// Interrupts off while held: never preempted holding it.
     cwd: crate::sched::IrqSpinLock<Arc<Inode>>,
+    /// `structure=servers`: the working directory as a file-server handle
+    /// (`None` when it is in one of the kernel's own file systems, `cwd`).
+    remote_cwd: crate::sched::IrqSpinLock<Option<Arc<RemoteHandle>>>,
     umask: AtomicU32,
 }
 
 impl FsContext {
     /// cwd `/`, umask 022.
     pub fn new_root() -> FsContext {
+        let remote = super::remote::active().then(|| Arc::new(RemoteHandle::root()));
         FsContext {
             cwd: crate::sched::IrqSpinLock::new(super::root_fs().root()),
+            remote_cwd: crate::sched::IrqSpinLock::new(remote),
             umask: AtomicU32::new(0o022),
         }
     }
@@ -263,6 +270,7 @@ impl FsContext {
     pub fn fork_copy(&self) -> FsContext {
         FsContext {
             cwd: crate::sched::IrqSpinLock::new(self.cwd()),
+            remote_cwd: crate::sched::IrqSpinLock::new(self.remote_cwd()),
             umask: AtomicU32::new(self.umask.load(Ordering::Relaxed)),
         }
     }
@@ -271,9 +279,36 @@ impl FsContext {
         self.cwd.lock().clone()
     }
 
+    /// The working directory's server handle, if it is on the server.
+    pub fn remote_cwd(&self) -> Option<Arc<RemoteHandle>> {
+        self.remote_cwd.lock().clone()
+    }
+
+    /// A working directory in the kernel's file systems.
     pub fn set_cwd(&self, dir: Arc<Inode>) {
         let old = core::mem::replace(&mut *self.cwd.lock(), dir);
         drop(old);
+        // Dropped after the lock: the last reference closes it (a call).
+        let old_remote = self.remote_cwd.lock().take();
+        drop(old_remote);
+    }
+
+    /// A working directory on the file server.
+    pub fn set_remote_cwd(&self, dir: Arc<RemoteHandle>) {
+        let old = self.remote_cwd.lock().replace(dir);
+        drop(old);
+    }
+
+    /// Where `path` (relative to the working directory, or absolute)
+    /// starts on the file server, with what keeps that handle alive;
+    /// `None` when the kernel resolves it (`/dev`, `/proc`, or a working
+    /// directory there).
+    pub fn remote_start(&self, path: &str) -> Option<(Handle, Option<Arc<RemoteHandle>>)> {
+        if path.starts_with('/') {
+            return (!super::remote::kernel_path(path)).then(|| (super::remote::root(), None));
+        }
+        let cwd = self.remote_cwd()?;
+        Some((cwd.handle, Some(cwd)))
     }
 
     pub fn umask(&self) -> u32 {

@@ -24,6 +24,7 @@ use ::fs::{DirCursor, FileType, Inode, Stat};
 use super::epoll::Epoll;
 use super::pipe::Pipe;
 use super::pollwait::PollWaiters;
+use super::remote::{self, RemoteHandle};
 use super::{dev, errno};
 use crate::net::Socket;
 use abi::Errno;
@@ -53,6 +54,10 @@ pub enum Kind {
     Epoll(Arc<Epoll>),
     /// A virtio disk's node (`/dev/vda`...): bytes go to the device.
     Block(&'static crate::drivers::virtio_blk::Disk),
+    /// A file of the user-mode file server (`structure=servers`): every
+    /// operation is a call with this handle (`super::remote`); the offset
+    /// and status flags stay here.
+    Remote(RemoteHandle),
 }
 
 /// Status flags `fcntl(F_SETFL)` may change.
@@ -92,6 +97,43 @@ impl File {
     /// A file for a new epoll instance.
     pub fn epoll(ep: Arc<Epoll>) -> FileRef {
         File::new(None, Kind::Epoll(ep), O_RDWR)
+    }
+
+    /// A file opened on the file server (`structure=servers`).
+    pub fn open_remote(handle: RemoteHandle, flags: u32) -> FileRef {
+        File::new(None, Kind::Remote(handle), flags)
+    }
+
+    /// The file-server handle this file is, if it is one.
+    pub fn as_remote(&self) -> Option<&RemoteHandle> {
+        match &self.kind {
+            Kind::Remote(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// A directory listing's cursor as plain parts (the file server's
+    /// `Getdents` cursor).
+    pub fn cursor_parts(&self) -> (u64, u64, alloc::string::String) {
+        let c = self.cursor.lock();
+        let (pos, state, after) = c.to_parts();
+        (pos, state, alloc::string::String::from(after.unwrap_or("")))
+    }
+
+    /// Sets the cursor from the parts the file server returned.
+    pub fn set_cursor_parts(&self, pos: u64, state: u64, after: &str) -> Result<(), Errno> {
+        let after = (!after.is_empty()).then_some(after);
+        let c = DirCursor::from_parts(pos, state, after).map_err(|_| Errno::EIO)?;
+        *self.cursor.lock() = c;
+        Ok(())
+    }
+
+    /// `fstat`, asking the file server for its files.
+    pub fn try_stat(&self) -> Result<Stat, Errno> {
+        match &self.kind {
+            Kind::Remote(r) => remote::stat(fsproto::At::handle(r.handle)),
+            _ => Ok(self.stat()),
+        }
     }
 
     /// The socket this file is, if it is one.
@@ -277,6 +319,7 @@ impl File {
             Kind::Block(disk) => super::blockdev::read_at(disk, offset, out),
             Kind::Socket(sock) => crate::net::socket::recv(self, &**sock, out, 0).map(|r| r.len),
             Kind::Epoll(_) => Err(Errno::EINVAL),
+            Kind::Remote(r) => remote::pread(r.handle, offset, out),
             Kind::Text(t) => {
                 let start = (offset.min(t.len() as u64)) as usize;
                 let n = out.len().min(t.len() - start);
@@ -317,6 +360,7 @@ impl File {
                 crate::net::socket::send(self, &**sock, src, 0, None).map(|n| (n, offset))
             }
             Kind::Epoll(_) => Err(Errno::EINVAL),
+            Kind::Remote(r) => remote::pwrite(r.handle, offset, src, append),
             Kind::PipeRead(_) | Kind::Text(_) => Err(Errno::EBADF),
         }
     }
@@ -325,6 +369,15 @@ impl File {
     pub fn read(&self, out: &mut [u8]) -> Result<usize, Errno> {
         if !self.seekable() {
             return self.read_at(out, 0);
+        }
+        if let Kind::Remote(_) = self.kind {
+            // No spin lock across a call: the offset is read, then
+            // advanced (threads sharing a description race on it, as on
+            // Linux without `f_pos_lock`; docs/SERVERS.md).
+            let at = *self.pos.lock();
+            let n = self.read_at(out, at)?;
+            *self.pos.lock() = at + n as u64;
+            return Ok(n);
         }
         let mut pos = self.pos.lock();
         let n = self.read_at(out, *pos)?;
@@ -366,6 +419,12 @@ impl File {
             return self.write_at(src, 0, false).map(|(n, _)| n);
         }
         let append = self.flags() & O_APPEND != 0;
+        if let Kind::Remote(_) = self.kind {
+            let at = *self.pos.lock();
+            let (n, end) = self.write_at(src, at, append)?;
+            *self.pos.lock() = end;
+            return Ok(n);
+        }
         let mut pos = self.pos.lock();
         let (n, end) = self.write_at(src, *pos, append)?;
         if matches!(self.kind, Kind::Inode | Kind::Block(_)) {
@@ -388,6 +447,13 @@ impl File {
         if !self.seekable() {
             return Err(Errno::ESPIPE);
         }
+        // The file server's size, asked before the offset lock is taken.
+        let remote_size = match (&self.kind, whence) {
+            (Kind::Remote(r), SEEK_END) => {
+                Some(remote::stat(fsproto::At::handle(r.handle))?.size as i64)
+            }
+            _ => None,
+        };
         let mut pos = self.pos.lock();
         let base: i64 = match whence {
             SEEK_SET => 0,
@@ -396,6 +462,7 @@ impl File {
                 (Kind::Text(t), _) => t.len() as i64,
                 (Kind::Inode, Some(i)) => i.size() as i64,
                 (Kind::Block(disk), _) => super::blockdev::size(disk) as i64,
+                (Kind::Remote(_), _) => remote_size.unwrap_or(0),
                 _ => 0,
             },
             _ => return Err(Errno::EINVAL),
@@ -405,7 +472,8 @@ impl File {
         if new < 0 {
             return Err(Errno::EINVAL);
         }
-        let is_dir = self.inode.as_ref().is_some_and(|i| i.is_dir());
+        let is_dir = self.inode.as_ref().is_some_and(|i| i.is_dir())
+            || self.as_remote().is_some_and(|r| r.is_dir());
         if is_dir {
             // Only a rewind is meaningful for the hashed directory cursor.
             if new != 0 {
@@ -419,6 +487,24 @@ impl File {
 
     /// `fstat`.
     pub fn stat(&self) -> Stat {
+        if let Kind::Remote(r) = &self.kind {
+            // What is known without a call (`try_stat` asks the server).
+            return Stat {
+                dev: r.dev,
+                ino: r.ino,
+                mode: r.mode,
+                nlink: 1,
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                size: 0,
+                blksize: 4096,
+                blocks: 0,
+                atime: Default::default(),
+                mtime: Default::default(),
+                ctime: Default::default(),
+            };
+        }
         match &self.inode {
             Some(i) => i.stat(),
             None => Stat {

@@ -27,6 +27,7 @@ mod pages;
 mod pipe;
 pub mod pollwait;
 pub mod procfs;
+pub mod remote;
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -256,6 +257,10 @@ fn mkdir_if_missing(
 /// `initramfs: error: ...`.
 pub fn init_root() -> Result<usize, String> {
     root_fs();
+    if remote::active() {
+        // The file server unpacks the archive into its own root.
+        return Ok(0);
+    }
     if root_on_disk() {
         mounts::start_flusher();
     }
@@ -360,6 +365,12 @@ fn file_source(fd: i32) -> Result<Arc<dyn crate::mm::vm::vma::PageSource>, Errno
             Ok(Arc::new(source))
         }
         Some(inode) if inode.is_dir() => Err(Errno::ENODEV),
+        None if file.as_remote().is_some() => {
+            // Mapping a file-server file needs page grants (a later
+            // step): refused for now, docs/SERVERS.md.
+            log::warn!("servers: mmap of a file-server file is not supported yet (ENODEV)");
+            Err(Errno::ENODEV)
+        }
         _ => Err(Errno::ENODEV),
     }
 }

@@ -251,8 +251,7 @@ pub fn load_elf(aspace: &Arc<AddressSpace>, prog: &Program) -> Result<Image, Err
     }
 
     let segments: Vec<&ProgramHeader> = loads().collect();
-    if can_map_lazily(&segments) {
-        let source = prog.pages();
+    if let (true, Some(source)) = (can_map_lazily(&segments), prog.pages()) {
         for ph in &segments {
             map_segment(aspace, &source, ph, bias).map_err(load_errno)?;
         }

@@ -21,7 +21,7 @@ use alloc::format;
 
 use super::clone::start_task;
 use super::exec::load_program;
-use super::files::{open_program, Files};
+use super::files::{open_program, Files, Program};
 use super::process::{self, Pid, Process};
 use super::signal::ProcessSignals;
 use super::task::Task;
@@ -34,13 +34,45 @@ const INIT_ENV: [&str; 3] = ["HOME=/", "TERM=linux", "PATH=/bin:/sbin:/usr/bin:/
 /// Exit code when PID 1 cannot be started.
 const EXIT_FAILURE: u32 = 1;
 
-/// Starts `path` as PID 1 with `argv` and `envp`.
-pub fn spawn_init(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<Pid, Errno> {
+/// Starts `path` as PID 1 with `argv` and `envp` (pid `pid` when one was
+/// set aside, else the next).
+pub fn spawn_init(
+    path: &str,
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    pid: Option<Pid>,
+) -> Result<Pid, Errno> {
     let files = Files::new_console();
     let prog = open_program(&files, path)?;
-    let loaded = load_program(&prog, argv, envp, path.as_bytes())?;
-    drop(prog);
-    let pid = process::alloc_id();
+    spawn_with_files(&prog, path, argv, envp, pid, files, |_| Ok(()))
+}
+
+/// Starts `prog` as a new process without a parent (fds 0-2 on the
+/// console, cwd `/`); `prepare` may map more into its address space
+/// before it runs (the file server's copy of the initramfs).
+pub fn spawn_program(
+    prog: &Program,
+    path: &str,
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    pid: Option<Pid>,
+    prepare: impl FnOnce(&crate::mm::vm::AddressSpace) -> Result<(), Errno>,
+) -> Result<Pid, Errno> {
+    spawn_with_files(prog, path, argv, envp, pid, Files::new_console(), prepare)
+}
+
+fn spawn_with_files(
+    prog: &Program,
+    path: &str,
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    pid: Option<Pid>,
+    files: Files,
+    prepare: impl FnOnce(&crate::mm::vm::AddressSpace) -> Result<(), Errno>,
+) -> Result<Pid, Errno> {
+    let loaded = load_program(prog, argv, envp, path.as_bytes())?;
+    prepare(&loaded.aspace)?;
+    let pid = pid.unwrap_or_else(process::alloc_id);
     let name = argv
         .first()
         .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -61,6 +93,11 @@ pub fn spawn_init(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<Pid,
 /// `run=init`: starts PID 1 and sleeps; returns an exit code only when PID
 /// 1 could not be started.
 pub fn run_init() -> u32 {
+    let servers = crate::cmdline::options().structure == crate::cmdline::Structure::Servers;
+    if servers {
+        // Before the root is made: the archive is the file server's.
+        crate::fs::remote::set_active();
+    }
     // The root tmpfs with /dev and /tmp, and the initramfs unpacked in it.
     match crate::fs::init_root() {
         Ok(n) => log::info!("initramfs: {} entries unpacked", n),
@@ -70,6 +107,16 @@ pub fn run_init() -> u32 {
         }
     }
     crate::time::init_realtime();
+    // structure=servers: the file server first (PID 1 stays /init's).
+    let mut init_pid = None;
+    if servers {
+        let archive = initramfs_archive().unwrap_or(&[]);
+        init_pid = Some(process::alloc_id());
+        if let Err(msg) = super::servers::start_file_server(archive) {
+            crate::log::report(format_args!("servers: error: {}", msg));
+            return EXIT_FAILURE;
+        }
+    }
     let line = crate::boot::cmdline().unwrap_or("");
     let path = crate::cmdline::init_path(line);
     let (argv, envp) = match init_vectors(line, path) {
@@ -79,7 +126,7 @@ pub fn run_init() -> u32 {
             return EXIT_FAILURE;
         }
     };
-    match spawn_init(path, &argv, &envp) {
+    match spawn_init(path, &argv, &envp, init_pid) {
         Ok(pid) => log::info!("init: started {} as pid {}", path, pid),
         Err(e) => {
             crate::log::report(format_args!(
@@ -94,8 +141,23 @@ pub fn run_init() -> u32 {
     }
 }
 
-/// The contents of `path` in the root, `None` if it does not exist.
+/// The initramfs module's bytes, if there is one.
+fn initramfs_archive() -> Option<&'static [u8]> {
+    crate::boot::modules()
+        .iter()
+        .find(|m| m.string().to_bytes() == b"initramfs")
+        .map(|m| crate::boot::module_bytes(m))
+}
+
+/// The contents of `path` in the root, `None` if it does not exist (with
+/// the file server, from the archive: the kernel has no copy of it).
 fn read_optional(path: &str) -> Result<Option<Vec<u8>>, String> {
+    if crate::fs::remote::active() {
+        let archive = initramfs_archive().unwrap_or(&[]);
+        return super::servers::archive_member(archive, path)
+            .map(|d| d.map(<[u8]>::to_vec))
+            .map_err(|_| format!("{path}: the initramfs is malformed"));
+    }
     let ctx = crate::fs::FsContext::new_root();
     match crate::fs::read_whole_file(&ctx, path) {
         Ok(data) => Ok(Some(data)),
@@ -155,6 +217,19 @@ fn init_vectors(line: &str, path: &str) -> Result<(Vector, Vector), String> {
     };
     // The files were for us: the program sees only its own. The directory
     // stays if the user put other files in it.
+    if crate::fs::remote::active() {
+        let root = crate::fs::remote::root();
+        if argv_file.is_some() {
+            let _ = crate::fs::remote::unlink(root, INIT_ARGV_FILE, 0);
+        }
+        if envp_file.is_some() {
+            let _ = crate::fs::remote::unlink(root, INIT_ENVP_FILE, 0);
+        }
+        if argv_file.is_some() || envp_file.is_some() {
+            let _ = crate::fs::remote::unlink(root, INIT_ARGS_DIR, abi::fcntl::AT_REMOVEDIR);
+        }
+        return Ok((argv, envp));
+    }
     let fs = crate::fs::root_fs();
     let root = fs.root();
     if argv_file.is_some() {

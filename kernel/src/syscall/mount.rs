@@ -123,6 +123,9 @@ pub fn sys_umount2(target: UserAddr, flags: u64) -> SysResult {
 /// (`EINVAL`), as on Linux.
 pub fn sys_fsync(fd: i32) -> SysResult {
     let f = file(fd)?;
+    if let Some(r) = f.as_remote() {
+        return crate::fs::remote::fsync(r.handle, false).map(|_| 0);
+    }
     if let Some(disk) = f.as_disk() {
         disk.flush().map_err(flush_err)?;
         return Ok(0);
@@ -140,12 +143,18 @@ pub fn sys_fsync(fd: i32) -> SysResult {
 /// flushed (errors are not reported, as on Linux).
 pub fn sys_sync() -> SysResult {
     let _ = mounts::sync_all();
+    if crate::fs::remote::active() {
+        let _ = crate::fs::remote::sync();
+    }
     Ok(0)
 }
 
 /// `syncfs`: the file system of `fd` written back and its disk flushed.
 pub fn sys_syncfs(fd: i32) -> SysResult {
     let f = file(fd)?;
+    if let Some(r) = f.as_remote() {
+        return crate::fs::remote::fsync(r.handle, true).map(|_| 0);
+    }
     if let Some(disk) = f.as_disk() {
         disk.flush().map_err(flush_err)?;
         return Ok(0);

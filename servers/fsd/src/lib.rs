@@ -7,7 +7,8 @@
 //! block devices it may mount, the handle table), the dispatch of decoded
 //! requests to the VFS ([`server`]), the handle table ([`handles`]), the
 //! [`Transport`] trait with an in-process channel implementation
-//! ([`channel`]) and a protocol client ([`client`]) used by the tests and
+//! ([`channel`]), the unpacking of the initramfs into the root
+//! ([`initramfs`]) and a protocol client ([`client`]) used by the tests and
 //! as the model of the kernel's side.
 //!
 //! Invariants: a message from a client gets exactly one reply, an errno
@@ -24,6 +25,7 @@
 pub mod channel;
 pub mod client;
 pub mod handles;
+pub mod initramfs;
 pub mod server;
 
 pub use server::{Config, FileServer};

@@ -8,6 +8,7 @@ use super::*;
 
 pub fn sys_getdents64(fd: i32, dirp: UserAddr, count: u64) -> SysResult {
     let f = file(fd)?;
+    delegated!(delegate::getdents64(&f, dirp, count));
     match &f.inode {
         Some(i) if i.is_dir() => {}
         _ => return Err(Errno::ENOTDIR),
@@ -40,6 +41,7 @@ pub fn sys_getdents64(fd: i32, dirp: UserAddr, count: u64) -> SysResult {
 }
 
 pub fn sys_getcwd(buf: UserAddr, size: u64) -> SysResult {
+    delegated!(delegate::getcwd(buf, size));
     let p = proc()?;
     let path = root_fs().path_of(&p.files.ctx.cwd()).map_err(fs_err)?;
     let len = path.len() + 1;
@@ -53,6 +55,7 @@ pub fn sys_getcwd(buf: UserAddr, size: u64) -> SysResult {
 }
 
 pub fn sys_chdir(path: UserAddr) -> SysResult {
+    delegated!(delegate::chdir(path));
     let dir = resolve(AT_FDCWD, path, 0, true)?;
     if !dir.is_dir() {
         return Err(Errno::ENOTDIR);
@@ -62,6 +65,7 @@ pub fn sys_chdir(path: UserAddr) -> SysResult {
 }
 
 pub fn sys_fchdir(fd: i32) -> SysResult {
+    delegated!(delegate::fchdir(fd));
     let dir = file(fd)?.inode.clone().ok_or(Errno::ENOTDIR)?;
     if !dir.is_dir() {
         return Err(Errno::ENOTDIR);
@@ -81,6 +85,7 @@ fn at(dirfd: i32, path: UserAddr) -> Result<(StartDir, String), Errno> {
 }
 
 pub fn sys_mkdirat(dirfd: i32, path: UserAddr, mode: u32) -> SysResult {
+    delegated!(delegate::mkdirat(dirfd, path, mode));
     let umask = proc()?.files.ctx.umask();
     let (start, path) = at(dirfd, path)?;
     root_fs()
@@ -102,6 +107,7 @@ pub fn sys_mknodat(dirfd: i32, path: UserAddr, mode: u32, dev: u64) -> SysResult
         0o040000 => return Err(Errno::EPERM),
         _ => return Err(Errno::EINVAL),
     };
+    delegated!(delegate::mknodat(dirfd, path, mode, dev));
     let umask = proc()?.files.ctx.umask();
     let (start, path) = at(dirfd, path)?;
     root_fs()
@@ -118,6 +124,7 @@ pub fn sys_unlinkat(dirfd: i32, path: UserAddr, flags: u32) -> SysResult {
     if flags & !AT_REMOVEDIR != 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::unlinkat(dirfd, path, flags));
     let (start, path) = at(dirfd, path)?;
     let r = if flags & AT_REMOVEDIR != 0 {
         root_fs().rmdir(&start, &path)
@@ -149,6 +156,7 @@ pub fn sys_renameat2(
         // RENAME_WHITEOUT (overlay file systems) and combinations.
         _ => return Err(Errno::EINVAL),
     };
+    delegated!(delegate::renameat2(olddir, old, newdir, new, flags));
     let (os, op) = at(olddir, old)?;
     let (ns, np) = at(newdir, new)?;
     root_fs()
@@ -165,6 +173,7 @@ pub fn sys_linkat(olddir: i32, old: UserAddr, newdir: i32, new: UserAddr, flags:
     if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::linkat(olddir, old, newdir, new, flags));
     let (os, op) = at(olddir, old)?;
     let (ns, np) = at(newdir, new)?;
     root_fs()
@@ -178,6 +187,7 @@ pub fn sys_link(old: UserAddr, new: UserAddr) -> SysResult {
 }
 
 pub fn sys_symlinkat(target: UserAddr, newdir: i32, path: UserAddr) -> SysResult {
+    delegated!(delegate::symlinkat(target, newdir, path));
     let target = user_path(target)?;
     let (start, path) = at(newdir, path)?;
     root_fs()
@@ -194,6 +204,7 @@ pub fn sys_readlinkat(dirfd: i32, path: UserAddr, buf: UserAddr, size: i64) -> S
     if size <= 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::readlinkat(dirfd, path, buf, size));
     let inode = resolve(dirfd, path, 0, false)?;
     let target = inode.symlink_target().ok_or(Errno::EINVAL)?;
     let n = target.len().min(size as usize);
@@ -206,6 +217,7 @@ pub fn sys_readlink(path: UserAddr, buf: UserAddr, size: i64) -> SysResult {
 }
 
 pub fn sys_ftruncate(fd: i32, len: i64) -> SysResult {
+    delegated!(delegate::ftruncate(fd, len));
     let f = file(fd)?;
     if len < 0 || !f.writable() || !f.is_plain() {
         return Err(Errno::EINVAL);
@@ -223,6 +235,7 @@ pub fn sys_truncate(path: UserAddr, len: i64) -> SysResult {
     if len < 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::truncate(path, len));
     let inode = resolve(AT_FDCWD, path, 0, true)?;
     match inode.kind() {
         FileType::Regular => inode.truncate(len as u64).map_err(fs_err).map(|_| 0),

@@ -32,15 +32,17 @@ fn put_stat(buf: UserAddr, st: &Stat) -> SysResult {
 }
 
 pub fn sys_stat(path: UserAddr, buf: UserAddr) -> SysResult {
+    delegated!(delegate::stat_at(AT_FDCWD, path, 0).map(|r| put_stat(buf, &r?)));
     put_stat(buf, &resolve(AT_FDCWD, path, 0, true)?.stat())
 }
 
 pub fn sys_lstat(path: UserAddr, buf: UserAddr) -> SysResult {
+    delegated!(delegate::stat_at(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW).map(|r| put_stat(buf, &r?)));
     put_stat(buf, &resolve(AT_FDCWD, path, 0, false)?.stat())
 }
 
 pub fn sys_fstat(fd: i32, buf: UserAddr) -> SysResult {
-    put_stat(buf, &file(fd)?.stat())
+    put_stat(buf, &file(fd)?.try_stat()?)
 }
 
 pub fn sys_newfstatat(dirfd: i32, path: UserAddr, buf: UserAddr, flags: u32) -> SysResult {
@@ -52,6 +54,7 @@ pub fn sys_newfstatat(dirfd: i32, path: UserAddr, buf: UserAddr, flags: u32) -> 
 }
 
 fn stat_at(dirfd: i32, path: UserAddr, flags: u32) -> Result<Stat, Errno> {
+    delegated!(delegate::stat_at(dirfd, path, flags));
     let p = proc()?;
     let s = user_path(path)?;
     if s.is_empty() && flags & AT_EMPTY_PATH != 0 && dirfd != AT_FDCWD {
@@ -103,6 +106,7 @@ pub fn sys_faccessat2(dirfd: i32, path: UserAddr, mode: u32, flags: u32) -> SysR
     if mode & !7 != 0 || flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::faccessat(dirfd, path, mode, flags));
     let inode = resolve(dirfd, path, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?;
     let st = inode.stat();
     // The real ids, or the effective ones with AT_EACCESS (as on Linux).
@@ -145,6 +149,7 @@ pub fn sys_access(path: UserAddr, mode: u32) -> SysResult {
 }
 
 pub fn sys_fchmodat(dirfd: i32, path: UserAddr, mode: u32) -> SysResult {
+    delegated!(delegate::fchmodat(dirfd, path, mode));
     resolve(dirfd, path, 0, true)?.set_perm(mode);
     Ok(0)
 }
@@ -154,6 +159,7 @@ pub fn sys_chmod(path: UserAddr, mode: u32) -> SysResult {
 }
 
 pub fn sys_fchmod(fd: i32, mode: u32) -> SysResult {
+    delegated!(delegate::fchmod(fd, mode));
     file(fd)?.inode.clone().ok_or(Errno::EBADF)?.set_perm(mode);
     Ok(0)
 }
@@ -163,6 +169,7 @@ pub fn sys_utimensat(dirfd: i32, path: UserAddr, times: UserAddr, flags: u32) ->
         return Err(Errno::EINVAL);
     }
     let inode = if path.is_null() {
+        delegated!(delegate::utimensat(dirfd, path, times, flags));
         file(dirfd)?.inode.clone().ok_or(Errno::EBADF)?
     } else {
         resolve(dirfd, path, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?
@@ -216,6 +223,7 @@ pub fn sys_fchownat(dirfd: i32, path: UserAddr, uid: u32, gid: u32, flags: u32) 
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::fchownat(dirfd, path, uid, gid, flags));
     let inode = resolve(dirfd, path, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?;
     chown_inode(&inode, uid, gid)
 }
@@ -229,6 +237,7 @@ pub fn sys_lchown(path: UserAddr, uid: u32, gid: u32) -> SysResult {
 }
 
 pub fn sys_fchown(fd: i32, uid: u32, gid: u32) -> SysResult {
+    delegated!(delegate::fchown(fd, uid, gid));
     let f = file(fd)?;
     if f.flags() & O_PATH != 0 {
         return Err(Errno::EBADF);
@@ -272,11 +281,13 @@ fn statfs_bytes(inode: Option<&Inode>, magic: i64) -> [u8; 120] {
 }
 
 pub fn sys_statfs(path: UserAddr, buf: UserAddr) -> SysResult {
+    delegated!(delegate::statfs(path, buf));
     let inode = resolve(AT_FDCWD, path, 0, true)?;
     buf.write_bytes(&statfs_bytes(Some(&inode), 0)).map(|_| 0)
 }
 
 pub fn sys_fstatfs(fd: i32, buf: UserAddr) -> SysResult {
+    delegated!(delegate::fstatfs(fd, buf));
     let f = file(fd)?;
     let magic = match f.stat().mode & 0o170000 {
         0o010000 => PIPEFS_MAGIC,

@@ -115,6 +115,20 @@ fn resolve(dirfd: i32, path_addr: UserAddr, flags: u32, follow: bool) -> Result<
     root_fs().lookup(&start, &path, follow).map_err(fs_err)
 }
 
+/// `structure=servers`: runs the delegated version of a call when the
+/// file system is the server's and the call is not the kernel's (one
+/// predictable branch on a boot-time flag in the monolithic structure).
+macro_rules! delegated {
+    ($e:expr) => {
+        if crate::fs::remote::active() {
+            if let Some(r) = $e {
+                return r;
+            }
+        }
+    };
+}
+
+mod delegate;
 mod dir;
 mod meta;
 mod open;

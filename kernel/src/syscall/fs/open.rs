@@ -7,6 +7,7 @@
 use super::*;
 
 pub fn sys_openat(dirfd: i32, path: UserAddr, flags: u32, mode: u32) -> SysResult {
+    delegated!(delegate::openat(dirfd, path, flags, mode));
     let p = proc()?;
     let path = user_path(path)?;
     if path.is_empty() {

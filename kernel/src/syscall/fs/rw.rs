@@ -36,7 +36,7 @@ fn do_read(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResul
         done += n;
         // Only regular files and disks fill a long read from several chunks; a pipe
         // returns what it has.
-        if n < want || !(f.is_plain() || f.as_disk().is_some()) {
+        if n < want || !(f.is_plain() || f.as_disk().is_some() || f.as_remote().is_some()) {
             break;
         }
     }
@@ -243,7 +243,8 @@ pub fn sys_sendfile(out_fd: i32, in_fd: i32, offset: UserAddr, count: u64) -> Sy
     let regular = input
         .inode
         .as_ref()
-        .is_some_and(|i| i.kind() == FileType::Regular);
+        .is_some_and(|i| i.kind() == FileType::Regular)
+        || input.as_remote().is_some_and(|r| r.is_regular());
     if !regular {
         return Err(Errno::EINVAL);
     }

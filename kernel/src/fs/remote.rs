@@ -1,0 +1,496 @@
+//! The kernel's client of the user-mode file server (`structure=servers`,
+//! docs/SERVERS.md "Kernel side / boot"): `fsproto` requests sent with
+//! `ipc::kernel_call` to the endpoint registered as `SERVICE_FS`, on
+//! behalf of the calling user thread.
+//!
+//! Owns: the boot-time switch (`active`), the root handle of the kernel's
+//! client generation (`attach`), the server's pid (its own file calls are
+//! refused, `EDEADLK`, instead of calling itself), server handles held by
+//! the kernel (`RemoteHandle`: closed when the last reference goes, or
+//! later if that close could not be sent), and one typed function per
+//! operation.
+//!
+//! Invariants: a server that is gone, or a reply that is not one the
+//! operation can have, is `EIO` for the caller, never a panic; `EINTR`
+//! (a signal during the wait) is passed on.  Handles are the kernel's
+//! (one client for every process: the server sees `KERNEL_BADGE | pid`
+//! and the file server maps every kernel badge to one client).
+//!
+//! Per-core: nothing here is per-CPU yet; the service lookup takes the
+//! IPC registry's lock in shared mode (see `ipc::service`), and the
+//! deferred-close list is a global lock touched only when a close could
+//! not be sent (a counter is read on each call instead).
+//!
+//! Must not: hold a lock across a call, touch user memory (the system-call
+//! layer copies), or use `unsafe`.
+
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+
+use abi::ipc::SERVICE_FS;
+use abi::structs::{Stat as AbiStat, Statfs};
+use abi::Errno;
+use fsproto::{At, Cred, Cursor, Handle, MsgRef, NodeInfo, Reply, Request, Time, MAX_PAYLOAD};
+
+/// Whether file-system calls go to the server (`structure=servers`); set
+/// once at boot, before any user process runs.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The root handle of the kernel's client generation (0: not attached).
+static ROOT: AtomicU64 = AtomicU64::new(0);
+/// The file server's pid (0: none yet).
+static SERVER_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Whether the file system runs in the server: the one branch the
+/// monolithic hot paths pay.
+#[inline(always)]
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// Turns delegation on (boot, `structure=servers`).
+pub fn set_active() {
+    ACTIVE.store(true, Ordering::Relaxed);
+}
+
+/// Records the server's pid (its own file calls are refused).
+pub fn set_server_pid(pid: i32) {
+    SERVER_PID.store(pid, Ordering::Relaxed);
+}
+
+/// The root directory's handle.
+pub fn root() -> Handle {
+    Handle(ROOT.load(Ordering::Acquire))
+}
+
+/// Handles whose close could not be sent (the caller was interrupted, as
+/// an exiting process is); sent before the next call.
+static DEFERRED: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
+static DEFERRED_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// One call: `req` out, the reply decoded and handed to `f` (`None` from
+/// `f`, or a malformed reply, is `EIO`).
+fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<T, Errno> {
+    let me = crate::proc::current_task().map_or(0, |t| t.process.pid);
+    if me != 0 && me == SERVER_PID.load(Ordering::Relaxed) {
+        // The server would wait for itself.
+        return Err(Errno::EDEADLK);
+    }
+    if DEFERRED_COUNT.load(Ordering::Relaxed) != 0 {
+        flush_deferred();
+    }
+    let m = req.encode()?;
+    let endpoint = crate::ipc::service(SERVICE_FS).ok_or(Errno::EIO)?;
+    let mut buf = vec![0u8; MAX_PAYLOAD];
+    let r = match crate::ipc::kernel_call(&endpoint, m.label, m.words, &m.payload, &mut buf) {
+        Ok(r) => r,
+        Err(e) if e == Errno::EINTR => return Err(e),
+        Err(e) => {
+            log::debug!("servers: call {:?} failed: errno {}", req.op(), e.0);
+            return Err(Errno::EIO);
+        }
+    };
+    let msg = MsgRef {
+        label: r.label,
+        words: r.words,
+        payload: buf.get(..r.len).ok_or(Errno::EIO)?,
+    };
+    match Reply::decode(req.op(), msg) {
+        Ok(Ok(reply)) => f(reply).ok_or(Errno::EIO),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            log::warn!("servers: malformed reply to {:?} (EIO)", req.op());
+            Err(Errno::EIO)
+        }
+    }
+}
+
+fn done(req: &Request<'_>) -> Result<(), Errno> {
+    with(req, |r| matches!(r, Reply::Done).then_some(()))
+}
+
+/// Sends the closes that could not be sent earlier.
+fn flush_deferred() {
+    let handles = core::mem::take(&mut *DEFERRED.lock());
+    DEFERRED_COUNT.fetch_sub(handles.len(), Ordering::Relaxed);
+    for h in handles {
+        close(Handle(h));
+    }
+}
+
+/// Drops a handle at the server; when the close cannot be sent now (a
+/// signal, an exiting caller), it is sent before the next call.
+pub fn close(handle: Handle) {
+    match done(&Request::Close { handle }) {
+        Err(e) if e == Errno::EINTR || e == Errno::EDEADLK => {
+            DEFERRED.lock().push(handle.0);
+            DEFERRED_COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
+
+/// A handle the kernel holds for an open file description or a working
+/// directory: closed at the server when the last reference goes (the root
+/// handle is never closed).
+#[derive(Debug)]
+pub struct RemoteHandle {
+    pub handle: Handle,
+    /// `st_mode` when it was opened (the type does not change).
+    pub mode: u32,
+    pub ino: u64,
+    pub dev: u64,
+    owned: bool,
+}
+
+impl RemoteHandle {
+    pub fn new(handle: Handle, info: NodeInfo) -> RemoteHandle {
+        RemoteHandle {
+            handle,
+            mode: info.mode,
+            ino: info.ino,
+            dev: info.dev,
+            owned: true,
+        }
+    }
+
+    /// The root directory (not closed on drop).
+    pub fn root() -> RemoteHandle {
+        RemoteHandle {
+            handle: root(),
+            mode: 0o040755,
+            ino: 0,
+            dev: 0,
+            owned: false,
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == 0o040000
+    }
+
+    pub fn is_regular(&self) -> bool {
+        self.mode & 0o170000 == 0o100000
+    }
+}
+
+impl Drop for RemoteHandle {
+    fn drop(&mut self) {
+        if self.owned {
+            close(self.handle);
+        }
+    }
+}
+
+/// Starts the kernel's client generation: every handle of an earlier one
+/// goes stale; the new root handle is kept.
+pub fn attach() -> Result<Handle, Errno> {
+    let (h, _) = handle_reply(&Request::Attach)?;
+    ROOT.store(h.0, Ordering::Release);
+    Ok(h)
+}
+
+fn handle_reply(req: &Request<'_>) -> Result<(Handle, NodeInfo), Errno> {
+    with(req, |r| match r {
+        Reply::Handle { handle, info } => Some((handle, info)),
+        _ => None,
+    })
+}
+
+pub fn open(dir: Handle, path: &str, flags: u32, mode: u32) -> Result<RemoteHandle, Errno> {
+    let (h, info) = handle_reply(&Request::Open {
+        dir,
+        path,
+        flags: flags & fsproto::OPEN_FLAGS,
+        mode,
+    })?;
+    Ok(RemoteHandle::new(h, info))
+}
+
+/// `pread` of at most `out.len()` bytes, in `MAX_PAYLOAD` pieces; stops at
+/// the end of the file (an error after some bytes is a short read).
+pub fn pread(handle: Handle, offset: u64, out: &mut [u8]) -> Result<usize, Errno> {
+    let mut done_bytes = 0usize;
+    loop {
+        let want = (out.len() - done_bytes).min(MAX_PAYLOAD);
+        let at = offset.saturating_add(done_bytes as u64);
+        let dst = &mut out[done_bytes..done_bytes + want];
+        let got = with(
+            &Request::Read {
+                handle,
+                offset: at,
+                len: want as u32,
+            },
+            |r| match r {
+                Reply::Data(d) if d.len() <= dst.len() => {
+                    dst[..d.len()].copy_from_slice(d);
+                    Some(d.len())
+                }
+                _ => None,
+            },
+        );
+        match got {
+            Ok(n) => {
+                done_bytes += n;
+                if n < want || done_bytes >= out.len() {
+                    return Ok(done_bytes);
+                }
+            }
+            Err(_) if done_bytes > 0 => return Ok(done_bytes),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `pwrite` (or an append) in `MAX_PAYLOAD` pieces: bytes written and the
+/// offset after them.
+pub fn pwrite(
+    handle: Handle,
+    offset: u64,
+    data: &[u8],
+    append: bool,
+) -> Result<(usize, u64), Errno> {
+    let mut written = 0usize;
+    let mut end = offset;
+    loop {
+        let piece = &data[written..(written + MAX_PAYLOAD).min(data.len())];
+        let r = with(
+            &Request::Write {
+                handle,
+                offset: end,
+                append,
+                data: piece,
+            },
+            |r| match r {
+                Reply::Written { count, end } if count as usize <= piece.len() => {
+                    Some((count as usize, end))
+                }
+                _ => None,
+            },
+        );
+        match r {
+            Ok((n, e)) => {
+                written += n;
+                end = e;
+                if n < piece.len() || written >= data.len() {
+                    return Ok((written, end));
+                }
+            }
+            Err(_) if written > 0 => return Ok((written, end)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The server's `struct stat` as the `fs` crate's `Stat` (what the
+/// system-call layer formats for `stat` and `statx`).
+fn fs_stat(st: &AbiStat) -> ::fs::Stat {
+    let ts = |sec: i64, nsec: i64| ::fs::Timespec {
+        sec,
+        nsec: nsec.clamp(0, 999_999_999) as u32,
+    };
+    ::fs::Stat {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        mode: st.st_mode,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev,
+        size: st.st_size.max(0) as u64,
+        blksize: st.st_blksize.clamp(0, u32::MAX as i64) as u32,
+        blocks: st.st_blocks.max(0) as u64,
+        atime: ts(st.st_atime, st.st_atime_nsec),
+        mtime: ts(st.st_mtime, st.st_mtime_nsec),
+        ctime: ts(st.st_ctime, st.st_ctime_nsec),
+    }
+}
+
+pub fn stat(at: At<'_>) -> Result<::fs::Stat, Errno> {
+    with(&Request::Stat { at }, |r| match r {
+        Reply::Stat(s) => Some(fs_stat(&s)),
+        _ => None,
+    })
+}
+
+pub fn statfs(at: At<'_>) -> Result<Statfs, Errno> {
+    with(&Request::Statfs { at }, |r| match r {
+        Reply::Statfs(s) => Some(s),
+        _ => None,
+    })
+}
+
+pub fn truncate(at: At<'_>, size: u64) -> Result<(), Errno> {
+    done(&Request::Truncate { at, size })
+}
+
+pub fn mkdir(dir: Handle, path: &str, mode: u32) -> Result<(), Errno> {
+    done(&Request::Mkdir { dir, path, mode })
+}
+
+pub fn mknod(dir: Handle, path: &str, mode: u32, rdev: u64) -> Result<(), Errno> {
+    done(&Request::Mknod {
+        dir,
+        path,
+        mode,
+        rdev,
+    })
+}
+
+pub fn unlink(dir: Handle, path: &str, flags: u32) -> Result<(), Errno> {
+    done(&Request::Unlink { dir, path, flags })
+}
+
+pub fn rename(
+    old_dir: Handle,
+    old: &str,
+    new_dir: Handle,
+    new: &str,
+    flags: u32,
+) -> Result<(), Errno> {
+    done(&Request::Rename {
+        old_dir,
+        old,
+        new_dir,
+        new,
+        flags,
+    })
+}
+
+pub fn link(
+    old_dir: Handle,
+    old: &str,
+    new_dir: Handle,
+    new: &str,
+    flags: u32,
+) -> Result<(), Errno> {
+    done(&Request::Link {
+        old_dir,
+        old,
+        new_dir,
+        new,
+        flags,
+    })
+}
+
+pub fn symlink(target: &str, dir: Handle, path: &str) -> Result<(), Errno> {
+    done(&Request::Symlink { target, dir, path })
+}
+
+pub fn readlink(at: At<'_>) -> Result<String, Errno> {
+    with(&Request::Readlink { at }, |r| match r {
+        Reply::Text(t) => Some(t.to_string()),
+        _ => None,
+    })
+}
+
+/// A directory cursor as plain parts: position, state word, resume name.
+pub type CursorParts = (u64, u64, String);
+
+/// One `getdents64` call from the cursor (`position`, `state`, resume
+/// name): the `linux_dirent64` records and the cursor after them.
+pub fn getdents(
+    handle: Handle,
+    cursor: (u64, u64, &str),
+    max: usize,
+) -> Result<(Vec<u8>, CursorParts), Errno> {
+    with(
+        &Request::Getdents {
+            handle,
+            cursor: Cursor {
+                position: cursor.0,
+                state: cursor.1,
+                after: cursor.2,
+            },
+            max: max.min(fsproto::MAX_DENTS) as u32,
+        },
+        |r| match r {
+            Reply::Dents { records, cursor } => Some((
+                records.to_vec(),
+                (cursor.position, cursor.state, cursor.after.to_string()),
+            )),
+            _ => None,
+        },
+    )
+}
+
+pub fn chmod(at: At<'_>, mode: u32) -> Result<(), Errno> {
+    done(&Request::Chmod { at, mode })
+}
+
+pub fn chown(at: At<'_>, uid: Option<u32>, gid: Option<u32>, cred: Cred) -> Result<(), Errno> {
+    done(&Request::Chown { at, uid, gid, cred })
+}
+
+pub fn utimens(at: At<'_>, atime: Time, mtime: Time) -> Result<(), Errno> {
+    done(&Request::Utimens { at, atime, mtime })
+}
+
+pub fn fsync(handle: Handle, whole_fs: bool) -> Result<(), Errno> {
+    done(&Request::Fsync { handle, whole_fs })
+}
+
+pub fn sync() -> Result<(), Errno> {
+    done(&Request::Sync)
+}
+
+pub fn access(at: At<'_>, mode: u32, cred: Cred) -> Result<(), Errno> {
+    done(&Request::Access { at, mode, cred })
+}
+
+pub fn path_of(handle: Handle) -> Result<String, Errno> {
+    with(&Request::PathOf { handle }, |r| match r {
+        Reply::Text(t) => Some(t.to_string()),
+        _ => None,
+    })
+}
+
+/// The whole regular file `path` (from `dir`) for `execve`, in pieces of
+/// at most 1 MiB (the kernel heap gives no larger contiguous blocks):
+/// `EACCES` for a directory, a non-regular file or one without an execute
+/// bit.
+pub fn read_program(dir: Handle, path: &str) -> Result<Vec<Vec<u8>>, Errno> {
+    const PIECE: usize = 1 << 20;
+    let file = open(dir, path, abi::fcntl::O_RDONLY, 0)?;
+    if !file.is_regular() || file.mode & 0o111 == 0 {
+        return Err(Errno::EACCES);
+    }
+    let size = stat(At::handle(file.handle))?.size;
+    let mut pieces = Vec::new();
+    let mut at = 0u64;
+    while at < size {
+        let n = ((size - at) as usize).min(PIECE);
+        let mut piece = Vec::new();
+        piece.try_reserve_exact(n).map_err(|_| Errno::ENOMEM)?;
+        piece.resize(n, 0);
+        let got = pread(file.handle, at, &mut piece)?;
+        if got == 0 {
+            break;
+        }
+        piece.truncate(got);
+        at += got as u64;
+        pieces.push(piece);
+    }
+    Ok(pieces)
+}
+
+/// The prefix mount table of the delegation layer: absolute paths under
+/// these directories stay with the kernel's own file systems (devices and
+/// `/proc`); every other path goes to the server.
+pub const KERNEL_PREFIXES: [&str; 2] = ["dev", "proc"];
+
+/// Whether the absolute path `path` names something the kernel serves.
+pub fn kernel_path(path: &str) -> bool {
+    let rest = path.trim_start_matches('/');
+    let first = rest.split('/').next().unwrap_or("");
+    KERNEL_PREFIXES.contains(&first)
+}
+
+/// Whether the absolute path `path` is one of the kernel's mount points
+/// itself (`/dev`, `/proc`): renaming it or over it is `EBUSY`, as for a
+/// mount point on Linux.
+pub fn kernel_mount_point(path: &str) -> bool {
+    let rest = path.trim_start_matches('/').trim_end_matches('/');
+    path.starts_with('/') && KERNEL_PREFIXES.contains(&rest)
+}
