@@ -402,7 +402,15 @@ fn run_system(
             Echo::Quiet
         },
     };
-    let result = run::run_with_qemu_args(&systems, &request, &RunExtras::default(), &qemu_args)?;
+    let result = run::run_with_qemu_args(
+        &systems,
+        &request,
+        &RunExtras {
+            structure: system.structure(),
+            ..RunExtras::default()
+        },
+        &qemu_args,
+    )?;
     std::fs::write(
         opts.out.join(format!("output-{}.txt", system.name())),
         &result.output,

@@ -321,7 +321,10 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                 let result = crate::run::run_with_qemu_args(
                     &systems,
                     &request,
-                    &RunExtras::default(),
+                    &RunExtras {
+                        structure: system.structure(),
+                        ..RunExtras::default()
+                    },
                     &qemu_args,
                 );
                 let records = plugin::read_records(&raw).unwrap_or_else(|e| {

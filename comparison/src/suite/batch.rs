@@ -81,6 +81,33 @@ pub enum Outcome {
     Measured(WisLine),
     /// Why there is no result (one line).
     Failed(String),
+    /// The workload cannot run on this system (one line: why).  Not a
+    /// failure and never a number: the report shows "n/a" and the reason.
+    NotApplicable(String),
+}
+
+/// What a workload prints (in its `wis: NAME: ...` error) when the system
+/// lacks what it measures, e.g. `ipc_call` on Linux
+/// (comparison/workloads/src/system.rs).
+pub const DOES_NOT_APPLY: &str = "does not apply on this system";
+
+/// A failure that means the workload does not apply: wis said so
+/// (`DOES_NOT_APPLY`), or `known` (the system's known limits,
+/// `SuiteSystem::unsupported_reason`) recognises the message.  Other
+/// outcomes are returned unchanged.
+pub fn classify(outcome: Outcome, known: impl Fn(&str) -> Option<&'static str>) -> Outcome {
+    match outcome {
+        Outcome::Failed(why) if why.contains(DOES_NOT_APPLY) => Outcome::NotApplicable(
+            why.strip_prefix("wis: ")
+                .unwrap_or(why.as_str())
+                .to_string(),
+        ),
+        Outcome::Failed(why) => match known(&why) {
+            Some(reason) => Outcome::NotApplicable(format!("{reason} (`{why}`)")),
+            None => Outcome::Failed(why),
+        },
+        other => other,
+    }
 }
 
 /// What one boot settled.
@@ -227,15 +254,57 @@ mod tests {
     fn rate(o: &Outcome) -> Option<f64> {
         match o {
             Outcome::Measured(l) => Some(l.ops_per_sec),
-            Outcome::Failed(_) => None,
+            Outcome::Failed(_) | Outcome::NotApplicable(_) => None,
         }
     }
 
     fn failure(o: &Outcome) -> &str {
         match o {
             Outcome::Failed(why) => why,
-            Outcome::Measured(l) => panic!("measured {l:?}"),
+            other => panic!("not a failure: {other:?}"),
         }
+    }
+
+    #[test]
+    fn does_not_apply_is_its_own_outcome() {
+        // What wis prints for ipc_call on Linux, between two measured workloads.
+        let batch = names(&["getppid", "ipc_call", "seq_read"]);
+        let out = format!(
+            "wis: running getppid\n{}\nwis: running ipc_call\nwis: ipc_call: worker 0: ipc_call does not apply on this system (it has no such IPC): ipc_endpoint_create failed: ENOSYS\nwis: ipc_call: a worker failed (see above)\nwis: running seq_read\n{}\n",
+            result("getppid", 1, 1.0),
+            result("seq_read", 1, 2.0)
+        );
+        let s = settle(&batch, &out, &BootEnd::Exited(1), Mode::Threads, 1);
+        let none = |_: &str| None;
+        let got: Vec<Outcome> = s
+            .outcomes
+            .into_iter()
+            .map(|(_, _, o)| classify(o, none))
+            .collect();
+        assert_eq!(rate(&got[0]), Some(1.0));
+        assert_eq!(
+            got[1],
+            Outcome::NotApplicable(
+                "ipc_call: worker 0: ipc_call does not apply on this system (it has no such IPC): ipc_endpoint_create failed: ENOSYS".into()
+            )
+        );
+        assert_eq!(rate(&got[2]), Some(2.0));
+        // A system's known limit: only the messages it names.
+        let servers = |m: &str| {
+            (m.contains("mmap") && m.contains("ENODEV")).then_some("file mmap is not delegated")
+        };
+        let mmap = "wis: mmap_read_shared: worker 0: mmap of /tmp/x failed: ENODEV";
+        assert_eq!(
+            classify(Outcome::Failed(mmap.into()), servers),
+            Outcome::NotApplicable(format!("file mmap is not delegated (`{mmap}`)"))
+        );
+        let other = "wis: seq_read: worker 0: read failed: EIO";
+        assert_eq!(
+            classify(Outcome::Failed(other.into()), servers),
+            Outcome::Failed(other.into())
+        );
+        let measured = Outcome::Measured(parse_wis_output(&result("a", 1, 3.0)).unwrap());
+        assert_eq!(classify(measured.clone(), servers), measured);
     }
 
     #[test]

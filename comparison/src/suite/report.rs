@@ -1,9 +1,14 @@
 //! `report.md` and the summary table: per accelerator, per workload, ops/s
 //! by cores per system (median and min–max over runs), scaling efficiency
-//! ops(N)/(N·ops(1)), and the ratios ours/linux and ours/ours-global.
+//! ops(N)/(N·ops(1)), and the ratios ours/linux and ours/ours-global; the
+//! per-structure table (ours, ours-servers, linux and servers/monolithic,
+//! servers/linux per core count) and the null IPC round trip beside
+//! getppid.
 //!
 //! Invariants: each accelerator gets its own section and tables (numbers from
-//! KVM and TCG are never side by side); a missing cell prints `–`, never 0.
+//! KVM and TCG are never side by side); a missing cell prints `–`, never 0;
+//! a workload that does not apply on a system prints `n/a` (the reason is
+//! listed under "Does not apply"), never a number and never a failure.
 //! Pure text generation: no I/O here (the runner writes the files).
 
 use super::plot;
@@ -55,9 +60,83 @@ fn distinct(records: &[&Record], field: impl Fn(&Record) -> &str) -> String {
     set.into_iter().collect::<Vec<_>>().join("; ")
 }
 
+/// A workload that cannot run on a system (`batch::Outcome::NotApplicable`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NotApplicable {
+    pub accel: String,
+    pub system: String,
+    pub workload: String,
+    pub mode: String,
+    /// Why (one line, as the run said it).
+    pub why: String,
+}
+
+/// The (system, workload, mode) cells that do not apply, per accelerator.
+#[derive(Debug, Clone, Copy)]
+pub struct Na<'a>(pub &'a [NotApplicable]);
+
+impl Na<'_> {
+    /// Whether `workload` in `mode` does not apply on `system` (on `accel`).
+    pub fn has(&self, accel: &str, system: &str, workload: &str, mode: &str) -> bool {
+        self.0.iter().any(|n| {
+            n.accel == accel && n.system == system && n.workload == workload && n.mode == mode
+        })
+    }
+
+    /// Systems with a cell that does not apply for this workload and mode.
+    fn systems(&self, accel: &str, workload: &str, mode: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|n| n.accel == accel && n.workload == workload && n.mode == mode)
+            .map(|n| n.system.clone())
+            .collect()
+    }
+
+    /// One line per (accelerator, system, workload, mode), with the first
+    /// reason given, in that order.
+    pub fn lines(&self) -> Vec<String> {
+        let mut seen = BTreeMap::new();
+        for n in self.0 {
+            seen.entry((&n.accel, system_rank(&n.system), &n.system, &n.workload, &n.mode))
+                .or_insert(&n.why);
+        }
+        seen.into_iter()
+            .map(|((accel, _, system, workload, mode), why)| {
+                format!("{accel}: {system} {workload} ({mode}): {why}")
+            })
+            .collect()
+    }
+}
+
+use super::options::system_rank;
+
+/// Sort system names in display order and drop duplicates.
+fn in_display_order(mut names: Vec<String>) -> Vec<String> {
+    names.sort_by_key(|n| (system_rank(n), n.clone()));
+    names.dedup();
+    names
+}
+
+/// A median cell: the rate, `n/a`, or `–`.
+fn median_cell(
+    key: &GroupKey,
+    group: Option<&Group>,
+    na: Na,
+    system: &str,
+    cores: u32,
+) -> String {
+    match group.and_then(|g| g.get(system, cores)) {
+        Some(c) => fmt_rate(c.median),
+        None if na.has(&key.accel, system, &key.workload, &key.mode) => "n/a".to_string(),
+        None => "–".to_string(),
+    }
+}
+
 /// The table of one group (markdown).
-pub fn group_table(group: &Group) -> String {
-    let systems = group.systems();
+pub fn group_table(key: &GroupKey, group: &Group, na: Na) -> String {
+    let mut names = group.systems();
+    names.extend(na.systems(&key.accel, &key.workload, &key.mode));
+    let systems = in_display_order(names);
     let mut out = String::new();
     let mut head = vec!["cores".to_string()];
     head.extend(
@@ -82,7 +161,7 @@ pub fn group_table(group: &Group) -> String {
                     fmt_rate(c.max),
                     c.runs
                 ),
-                None => "–".to_string(),
+                None => median_cell(key, Some(group), na, s, cores),
             });
         }
         for s in &systems {
@@ -108,15 +187,19 @@ fn ratio_pairs(has: &dyn Fn(&str) -> bool) -> Vec<(&'static str, &'static str)> 
 }
 
 /// One line per group at its largest core count: the summary table (markdown).
-pub fn summary_table(groups: &BTreeMap<GroupKey, Group>) -> String {
+pub fn summary_table(groups: &BTreeMap<GroupKey, Group>, na: Na) -> String {
     let mut out = String::new();
     let accels: BTreeSet<&str> = groups.keys().map(|k| k.accel.as_str()).collect();
     for accel in accels {
         let in_accel: Vec<(&GroupKey, &Group)> =
             groups.iter().filter(|(k, _)| k.accel == accel).collect();
-        let mut systems: Vec<String> = in_accel.iter().flat_map(|(_, g)| g.systems()).collect();
-        systems.sort_by_key(|n| (super::stats::system_rank(n), n.clone()));
-        systems.dedup();
+        let mut names: Vec<String> = in_accel.iter().flat_map(|(_, g)| g.systems()).collect();
+        names.extend(
+            na.0.iter()
+                .filter(|n| n.accel == accel)
+                .map(|n| n.system.clone()),
+        );
+        let systems = in_display_order(names);
         let has = |s: &str| systems.iter().any(|x| x == s);
         let _ = writeln!(
             out,
@@ -147,11 +230,7 @@ pub fn summary_table(groups: &BTreeMap<GroupKey, Group>) -> String {
                 cores.to_string(),
             ];
             for s in &systems {
-                row.push(
-                    group
-                        .get(s, cores)
-                        .map_or("–".to_string(), |c| fmt_rate(c.median)),
-                );
+                row.push(median_cell(key, Some(group), na, s, cores));
             }
             if has("ours") {
                 row.push(fmt_opt(group.efficiency("ours", cores), 2));
@@ -160,6 +239,159 @@ pub fn summary_table(groups: &BTreeMap<GroupKey, Group>) -> String {
                 row.push(fmt_opt(group.ratio(a, b, cores), 2));
             }
             let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The systems of the per-structure table: monolithic, servers, Linux.
+const STRUCTURE_SYSTEMS: [&str; 3] = ["ours", "ours-servers", "linux"];
+
+/// The per-structure table (markdown), one per accelerator that has
+/// `ours-servers` results or n/a cells: a row per workload, mode and core
+/// count; the medians of ours (monolithic), ours-servers and linux; and
+/// servers/monolithic and servers/linux (rates: above 1 the servers are
+/// faster).  Empty when no `ours-servers` was measured.
+pub fn structure_table(groups: &BTreeMap<GroupKey, Group>, na: Na) -> String {
+    let [mono, servers, linux] = STRUCTURE_SYSTEMS;
+    let mut out = String::new();
+    let accels: BTreeSet<&str> = groups
+        .iter()
+        .filter(|(_, g)| g.cells.contains_key(servers))
+        .map(|(k, _)| k.accel.as_str())
+        .chain(
+            na.0.iter()
+                .filter(|n| n.system == servers)
+                .map(|n| n.accel.as_str()),
+        )
+        .collect();
+    for accel in accels {
+        let _ = writeln!(
+            out,
+            "accel {accel}: median rates; {servers}/{mono} and {servers}/{linux} are ratios of rates \
+             at the same core count (above 1: the servers are faster)\n"
+        );
+        let head = [
+            "workload".to_string(),
+            "mode".into(),
+            "unit".into(),
+            "cores".into(),
+            format!("{mono} (monolithic)"),
+            servers.into(),
+            linux.into(),
+            format!("{servers}/{mono}"),
+            format!("{servers}/{linux}"),
+        ];
+        let _ = writeln!(out, "| {} |", head.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
+        for (key, group) in groups.iter().filter(|(k, _)| k.accel == accel) {
+            for cores in group.core_counts() {
+                let mut row = vec![
+                    key.workload.clone(),
+                    key.mode.clone(),
+                    unit_label(&key.unit),
+                    cores.to_string(),
+                ];
+                for s in STRUCTURE_SYSTEMS {
+                    row.push(median_cell(key, Some(group), na, s, cores));
+                }
+                for base in [mono, linux] {
+                    row.push(fmt_opt(group.ratio(servers, base, cores), 2));
+                }
+                let _ = writeln!(out, "| {} |", row.join(" | "));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The goal of the null IPC round trip (issue 19): at most this many
+/// getppid round trips.
+pub const IPC_GOAL: f64 = 2.0;
+
+/// The null IPC round trip beside getppid (markdown), per accelerator and
+/// mode that has either: a row per system and core count with both medians
+/// and ipc/getppid, the time of one IPC round trip in getppid round trips
+/// (getppid rate / ipc_call rate; the goal is at most `IPC_GOAL`).  Empty
+/// when neither was measured.
+pub fn ipc_table(groups: &BTreeMap<GroupKey, Group>, na: Na) -> String {
+    const GETPPID: &str = "getppid";
+    const IPC: &str = "ipc_call";
+    let mut out = String::new();
+    let find = |accel: &str, mode: &str, workload: &str| {
+        groups
+            .iter()
+            .find(|(k, _)| k.accel == accel && k.mode == mode && k.workload == workload)
+    };
+    // (accel, mode) pairs with an ipc_call result or n/a.
+    let mut pairs: BTreeSet<(String, String)> = groups
+        .keys()
+        .filter(|k| k.workload == IPC)
+        .map(|k| (k.accel.clone(), k.mode.clone()))
+        .collect();
+    pairs.extend(
+        na.0.iter()
+            .filter(|n| n.workload == IPC)
+            .map(|n| (n.accel.clone(), n.mode.clone())),
+    );
+    for (accel, mode) in pairs {
+        let ipc = find(&accel, &mode, IPC);
+        let getppid = find(&accel, &mode, GETPPID);
+        let mut names: Vec<String> = [ipc, getppid]
+            .iter()
+            .flatten()
+            .flat_map(|(_, g)| g.systems())
+            .collect();
+        names.extend(na.systems(&accel, IPC, &mode));
+        names.extend(na.systems(&accel, GETPPID, &mode));
+        let systems = in_display_order(names);
+        let mut cores: Vec<u32> = [ipc, getppid]
+            .iter()
+            .flatten()
+            .flat_map(|(_, g)| g.core_counts())
+            .collect();
+        cores.sort_unstable();
+        cores.dedup();
+        let _ = writeln!(
+            out,
+            "accel {accel}, {mode}: median rates; ipc/getppid = getppid rate / ipc_call rate, the \
+             time of one null IPC round trip in getppid round trips (goal: at most {IPC_GOAL:.0})\n"
+        );
+        let _ = writeln!(
+            out,
+            "| system | cores | {GETPPID} ops/s | {IPC} ops/s | ipc/getppid | goal met |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        let key_of = |workload: &str| GroupKey {
+            accel: accel.clone(),
+            workload: workload.to_string(),
+            mode: mode.clone(),
+            unit: "ops".into(),
+        };
+        for system in &systems {
+            for &c in &cores {
+                let rate = |g: Option<(&GroupKey, &Group)>| {
+                    g.and_then(|(_, g)| g.get(system, c)).map(|s| s.median)
+                };
+                let ratio = match (rate(getppid), rate(ipc)) {
+                    (Some(g), Some(i)) => super::stats::ratio(g, i),
+                    _ => None,
+                };
+                let met = match ratio {
+                    Some(r) if r <= IPC_GOAL => "yes",
+                    Some(_) => "no",
+                    None => "–",
+                };
+                let _ = writeln!(
+                    out,
+                    "| {system} | {c} | {} | {} | {} | {met} |",
+                    median_cell(&key_of(GETPPID), getppid.map(|(_, g)| g), na, system, c),
+                    median_cell(&key_of(IPC), ipc.map(|(_, g)| g), na, system, c),
+                    fmt_opt(ratio, 2),
+                );
+            }
         }
         out.push('\n');
     }
@@ -183,6 +415,8 @@ pub struct ReportInfo {
     pub boots: usize,
     /// Disk images every run had (`--disk`), as the user named them.
     pub disks: Vec<String>,
+    /// Workloads that cannot run on a system (shown as n/a).
+    pub not_applicable: Vec<NotApplicable>,
 }
 
 /// The whole `report.md`.  Plot paths are relative to the report.
@@ -218,11 +452,28 @@ pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
         "\nCells give the median rate over runs with (min–max, number of runs). \
          Scaling efficiency is ops(N)/(N·ops(1)) of the medians (1.00 = perfect). \
          Ratios compare medians at the same core count. \
-         Numbers from different accelerators are in separate sections and never compared.\n\n",
+         Numbers from different accelerators are in separate sections and never compared. \
+         `n/a`: the workload does not apply on that system (see \"Does not apply\").\n\n",
     );
+    let na = Na(&info.not_applicable);
     if !records.is_empty() {
         let _ = writeln!(out, "## Summary\n");
-        out.push_str(&summary_table(&groups));
+        out.push_str(&summary_table(&groups, na));
+    }
+    let structure = structure_table(&groups, na);
+    if !structure.is_empty() {
+        let _ = writeln!(out, "## Per structure: monolithic, servers, Linux\n");
+        out.push_str(
+            "The same kernel with the file system linked in (`ours`) and in the user-mode file \
+             server (`ours-servers`, `structure=servers`: file system calls are delegated by IPC; \
+             docs/SERVERS.md), and Linux, with the same workload binaries.\n\n",
+        );
+        out.push_str(&structure);
+    }
+    let ipc = ipc_table(&groups, na);
+    if !ipc.is_empty() {
+        let _ = writeln!(out, "## Null IPC round trip vs getppid\n");
+        out.push_str(&ipc);
     }
     let accels: BTreeSet<&str> = groups.keys().map(|k| k.accel.as_str()).collect();
     for accel in accels {
@@ -282,9 +533,18 @@ pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
                 key.workload,
                 plot::group_file_name(key)
             );
-            out.push_str(&group_table(group));
+            out.push_str(&group_table(key, group, na));
             out.push('\n');
         }
+    }
+    let na_lines = na.lines();
+    if !na_lines.is_empty() {
+        let _ = writeln!(out, "## Does not apply\n");
+        out.push_str("Workloads that cannot run on a system (shown as `n/a`; not failures):\n\n");
+        for line in na_lines {
+            let _ = writeln!(out, "- {line}");
+        }
+        out.push('\n');
     }
     if !info.failures.is_empty() {
         let _ = writeln!(out, "## Runs without a result\n");
@@ -323,7 +583,8 @@ mod tests {
     #[test]
     fn group_table_has_medians_spread_efficiency_and_ratios() {
         let groups = aggregate(&records());
-        let table = group_table(groups.values().next().unwrap());
+        let (key, group) = groups.iter().next().unwrap();
+        let table = group_table(key, group, Na(&[]));
         let lines: Vec<&str> = table.lines().collect();
         assert!(
             lines[0].contains("ours median")
@@ -355,6 +616,7 @@ mod tests {
             schedule: Some("2 boots planned; seed 5".into()),
             boots: 2,
             disks: vec!["/tmp/d.img".into()],
+            not_applicable: vec![],
         };
         let md = report_markdown(&recs, &info);
         assert!(md.contains("## Accelerator: tcg") && md.contains("## Accelerator: kvm"));
@@ -365,7 +627,7 @@ mod tests {
         assert!(md.contains("- boots made: 2; 2 boots planned; seed 5"));
         assert!(md.contains("- disk: `/tmp/d.img`"));
         assert!(md.contains("QEMU emulator version 7.2.0") && md.contains("abc123"));
-        let summary = summary_table(&aggregate(&records()));
+        let summary = summary_table(&aggregate(&records()), Na(&[]));
         assert!(
             summary.contains(
                 "| getppid | threads | ops/s | 2 | 1.80 k | 900 | 1.00 k | 0.82 | 1.80 | 2.00 |"

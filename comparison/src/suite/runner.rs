@@ -32,7 +32,9 @@ use super::report::{self, ReportInfo};
 use super::{interrupt, plot, stats};
 use crate::boot::{self, BootRequest, LoaderChoice};
 use crate::qemu::{self, Accel, Ending, VmConfig, Watchdog};
-use crate::run::{self, Echo, LockMode, RunExtras, RunRequest, System, Systems, Verdict};
+use crate::run::{
+    self, Echo, LockMode, RunExtras, RunRequest, Structure, System, Systems, Verdict,
+};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -290,14 +292,16 @@ pub fn wis_args(
 
 /// The system's kernel command line without the program's arguments (they
 /// are in the record's own fields), plus Linux's package name.
-fn kernel_options(req: &RunRequest, linux_package: &str) -> String {
+fn kernel_options(req: &RunRequest, structure: Structure, linux_package: &str) -> String {
     match req.system {
         System::Ours => {
             let bare = RunRequest {
                 args: Vec::new(),
                 ..req.clone()
             };
-            run::our_cmdline(&bare).trim_end_matches(" --").to_string()
+            run::our_cmdline_for(&bare, structure)
+                .trim_end_matches(" --")
+                .to_string()
         }
         System::Linux => format!("{} ({linux_package})", run::linux_append(req)),
     }
@@ -469,6 +473,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                 )
             })
             .collect(),
+        not_applicable: Vec::new(),
     };
     let mut records = imported;
     write_outputs(&out_dir, &records, &info)?;
@@ -599,9 +604,12 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                                     idle: opts.timeout,
                                     progress: batch::is_progress,
                                 }),
+                                // ours-servers: `structure=servers` and fsd in the initramfs.
+                                structure: system.structure(),
                                 ..RunExtras::default()
                             };
-                            let kernel_options = kernel_options(&req, &linux_package);
+                            let kernel_options =
+                                kernel_options(&req, extras.structure, &linux_package);
                             boots += 1;
                             let t0 = Instant::now();
                             let (output, end, vulnerabilities) =
@@ -625,6 +633,9 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                             let stopped = interrupt::interrupted();
                             let share = elapsed / settled.outcomes.len().max(1) as u32;
                             for (w, position, outcome) in settled.outcomes {
+                                let outcome = batch::classify(outcome, |m| {
+                                    system.unsupported_reason(m)
+                                });
                                 if stopped && matches!(outcome, Outcome::Failed(_)) {
                                     continue;
                                 }
@@ -669,6 +680,19 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                                         );
                                         info.failures.push(format!("{}: {why}", what(&w)));
                                     }
+                                    Outcome::NotApplicable(why) => {
+                                        eprintln!(
+                                            "[{done}/{total}] {}: n/a: {why}; about {left} left",
+                                            what(&w)
+                                        );
+                                        info.not_applicable.push(report::NotApplicable {
+                                            accel: accel.name().to_string(),
+                                            system: system.name().to_string(),
+                                            workload: w.clone(),
+                                            mode: mode.name().to_string(),
+                                            why,
+                                        });
+                                    }
                                 }
                             }
                             eprintln!(
@@ -706,7 +730,17 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
         ));
         write_outputs(&out_dir, &records, &info)?;
     }
-    let summary = report::summary_table(&stats::aggregate(&records));
+    let groups = stats::aggregate(&records);
+    let na = report::Na(&info.not_applicable);
+    let mut summary = report::summary_table(&groups, na);
+    for (title, table) in [
+        ("per structure", report::structure_table(&groups, na)),
+        ("null IPC round trip vs getppid", report::ipc_table(&groups, na)),
+    ] {
+        if !table.is_empty() {
+            summary.push_str(&format!("{title}:\n\n{table}"));
+        }
+    }
     Ok(SuiteOutcome {
         out_dir,
         records,
@@ -788,16 +822,28 @@ mod tests {
             vm: VmConfig::default(),
             echo: Echo::Quiet,
         };
-        assert_eq!(kernel_options(&req, ""), "run=init init=/init locks=global");
+        let mono = Structure::Monolithic;
+        assert_eq!(
+            kernel_options(&req, mono, ""),
+            "run=init init=/init locks=global"
+        );
+        // ours-servers: its record says structure=servers.
+        let servers = SuiteSystem::OursServers;
+        req.locks = servers.locks();
+        assert_eq!(
+            kernel_options(&req, servers.structure(), ""),
+            "run=init init=/init structure=servers"
+        );
+        req.locks = LockMode::Global;
         req.system = System::Linux;
-        let linux = kernel_options(&req, "linux-image-x");
+        let linux = kernel_options(&req, mono, "linux-image-x");
         assert!(
             linux.ends_with("rdinit=/linux-init (linux-image-x)") && !linux.contains("stat"),
             "{linux}"
         );
         req.extra_cmdline = SuiteSystem::LinuxNoMitig.extra_cmdline().to_string();
         assert_eq!(SuiteSystem::LinuxNoMitig.kernel(), System::Linux);
-        let nomitig = kernel_options(&req, "linux-image-x");
+        let nomitig = kernel_options(&req, mono, "linux-image-x");
         assert!(
             nomitig.ends_with("rdinit=/linux-init mitigations=off (linux-image-x)"),
             "{nomitig}"
@@ -813,6 +859,11 @@ mod tests {
             sample("ours", "getppid", 2, 0, 190.0),
             sample("linux", "getppid", 1, 0, 90.0),
             sample("linux", "getppid", 2, 0, 170.0),
+            // The default suite's four systems share the plots.
+            sample("ours-global", "getppid", 1, 0, 95.0),
+            sample("ours-global", "getppid", 2, 0, 100.0),
+            sample("ours-servers", "getppid", 1, 0, 98.0),
+            sample("ours-servers", "getppid", 2, 0, 185.0),
         ];
         write_outputs(&dir, &recs, &ReportInfo::default()).unwrap();
         let back =
@@ -824,7 +875,7 @@ mod tests {
                 .unwrap()
                 .lines()
                 .count(),
-            5
+            9
         );
         assert!(std::fs::read_to_string(dir.join("report.md"))
             .unwrap()
