@@ -6,7 +6,9 @@
 //! result stops the suite and leaves every file for what finished; a
 //! workload that outlives `--timeout` is reported as timed out and the
 //! next runs in a fresh boot; bad arguments and bad import files are
-//! refused before anything boots.
+//! refused before anything boots; `ours-servers` boots with the file
+//! server and its per-structure table is written, and a workload that does
+//! not apply (ipc_call on Linux) is n/a, neither a number nor a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -325,6 +327,94 @@ fn a_workload_that_outlives_the_timeout_fails_alone() {
         "the second workload got a fresh boot:\n{report}"
     );
     assert!(stderr.contains("go to a fresh boot"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn servers_structure_and_workloads_that_do_not_apply() {
+    let dir = scratch("servers");
+    let out = dir.join("out");
+    let (ok, stdout, stderr) = comparison(&[
+        "suite",
+        "--systems",
+        "ours,ours-servers,linux",
+        "--cores",
+        "1",
+        "--workloads",
+        "getppid,ipc_call,open_close_private,mmap_read_shared",
+        "--runs",
+        "1",
+        "--ms",
+        "100",
+        "--warmup-ms",
+        "50",
+        "--accel",
+        "tcg",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    // n/a is not a failure: the suite succeeds.
+    assert!(ok, "suite failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(&read(&out.join("results.json"))).expect("results.json is JSON");
+    let records = json.as_array().expect("an array");
+    let find = |system: &str, workload: &str| {
+        records
+            .iter()
+            .find(|r| r["system"] == system && r["workload"] == workload)
+    };
+    for system in ["ours", "ours-servers"] {
+        for workload in ["getppid", "ipc_call", "open_close_private"] {
+            let r = find(system, workload)
+                .unwrap_or_else(|| panic!("no record for {system} {workload}:\n{stderr}"));
+            assert!(r["ops_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+        }
+    }
+    // ours-servers booted our kernel with the file server.
+    let servers = find("ours-servers", "open_close_private").unwrap();
+    assert!(
+        servers["kernel_options"]
+            .as_str()
+            .unwrap()
+            .contains("structure=servers"),
+        "{servers}"
+    );
+    assert!(!find("ours", "getppid").unwrap()["kernel_options"]
+        .as_str()
+        .unwrap()
+        .contains("structure="));
+    assert!(find("linux", "getppid").is_some());
+    assert!(
+        find("linux", "ipc_call").is_none(),
+        "ipc_call on Linux is never a number"
+    );
+    let report = read(&out.join("report.md"));
+    for needle in [
+        "## Per structure: monolithic, servers, Linux",
+        "| ours-servers/ours | ours-servers/linux |",
+        "## Null IPC round trip vs getppid",
+        "## Does not apply",
+        "- tcg: linux ipc_call (threads): ipc_call: worker 0: ipc_call does not apply on this system",
+    ] {
+        assert!(report.contains(needle), "report lacks {needle}:\n{report}");
+    }
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("| ipc_call | threads | ops/s | 1 |") && l.contains("| n/a |")),
+        "{report}"
+    );
+    // A file mapping on ours-servers is measured once delegated, n/a until
+    // then; never a failure.
+    assert!(
+        find("ours-servers", "mmap_read_shared").is_some()
+            || report.contains(
+                "- tcg: ours-servers mmap_read_shared (threads): file mmap is not delegated"
+            ),
+        "{report}"
+    );
+    assert!(!report.contains("Runs without a result"), "{report}");
+    assert!(stdout.contains("per structure:"), "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -11,6 +11,9 @@
 //! was running when the boot ended early (timeout, panic) failed with why
 //! the boot ended; those not started by then go to a fresh boot, as long
 //! as the boot made progress (so retries are bounded by the workload count).
+//! `classify` turns a failure that means "this system cannot run that"
+//! (wis says `does not apply on this system`, or a system's known limit
+//! matches) into its own outcome, shown as n/a and never as a number.
 //!
 //! Invariants: every workload of a boot gets exactly one outcome or goes
 //! to the retry list, never both; a result line is only accepted for the

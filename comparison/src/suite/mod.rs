@@ -1,5 +1,6 @@
 //! The workload suite: run the shared workloads (`wis`) on this kernel, on
-//! it with global locks (`ours-global`) and on Linux, at each core count,
+//! it with global locks (`ours-global`), on it with the file system in a
+//! user-mode server (`ours-servers`) and on Linux, at each core count,
 //! repeated; collect records; write `results.json`, `results.csv`,
 //! `report.md` and plots (SVG and PNG).
 //!

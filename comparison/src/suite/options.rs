@@ -455,7 +455,7 @@ mod tests {
 
     #[test]
     fn every_system_is_listed_once_and_parses_back_by_name() {
-        use crate::run::{LockMode, System};
+        use crate::run::{LockMode, Structure, System};
         for (i, &sys) in ALL.iter().enumerate() {
             assert_eq!(SuiteSystem::parse(sys.name()).unwrap(), sys);
             assert_eq!(system_rank(sys.name()), i);
@@ -478,6 +478,32 @@ mod tests {
             (nomitig.kernel, nomitig.cmdline),
             (System::Linux, "mitigations=off")
         );
+        let servers = SuiteSystem::parse("ours-servers").unwrap().spec();
+        assert_eq!(
+            (servers.kernel, servers.locks, servers.structure),
+            (System::Ours, LockMode::PerCpu, Structure::Servers)
+        );
+        for sys in ALL.iter().filter(|s| **s != SuiteSystem::OursServers) {
+            assert_eq!(sys.structure(), Structure::Monolithic, "{sys:?}");
+        }
+        // The default systems parse, in display order.
+        let defaults = parse_systems(DEFAULT_SYSTEMS).unwrap();
+        assert!(defaults.contains(&SuiteSystem::OursServers) && defaults.len() == 4);
+        assert!(defaults
+            .windows(2)
+            .all(|w| system_rank(w[0].name()) < system_rank(w[1].name())));
+    }
+
+    #[test]
+    fn known_limits_are_matched_on_the_message() {
+        let enodev = "wis: mmap_read_shared: worker 0: mmap of /tmp/wis/x/f failed: ENODEV";
+        let why = SuiteSystem::OursServers.unsupported_reason(enodev).unwrap();
+        assert!(why.contains("not delegated"), "{why}");
+        // Another error of the same workload is a failure; other systems have no such limit.
+        let eio = "wis: mmap_read_shared: worker 0: mmap of /tmp/wis/x/f failed: EIO";
+        assert_eq!(SuiteSystem::OursServers.unsupported_reason(eio), None);
+        assert_eq!(SuiteSystem::Ours.unsupported_reason(enodev), None);
+        assert_eq!(SuiteSystem::Linux.unsupported_reason(enodev), None);
     }
 
     #[test]

@@ -97,8 +97,14 @@ impl Na<'_> {
     pub fn lines(&self) -> Vec<String> {
         let mut seen = BTreeMap::new();
         for n in self.0 {
-            seen.entry((&n.accel, system_rank(&n.system), &n.system, &n.workload, &n.mode))
-                .or_insert(&n.why);
+            seen.entry((
+                &n.accel,
+                system_rank(&n.system),
+                &n.system,
+                &n.workload,
+                &n.mode,
+            ))
+            .or_insert(&n.why);
         }
         seen.into_iter()
             .map(|((accel, _, system, workload, mode), why)| {
@@ -118,13 +124,7 @@ fn in_display_order(mut names: Vec<String>) -> Vec<String> {
 }
 
 /// A median cell: the rate, `n/a`, or `–`.
-fn median_cell(
-    key: &GroupKey,
-    group: Option<&Group>,
-    na: Na,
-    system: &str,
-    cores: u32,
-) -> String {
+fn median_cell(key: &GroupKey, group: Option<&Group>, na: Na, system: &str, cores: u32) -> String {
     match group.and_then(|g| g.get(system, cores)) {
         Some(c) => fmt_rate(c.median),
         None if na.has(&key.accel, system, &key.workload, &key.mode) => "n/a".to_string(),
@@ -632,6 +632,162 @@ mod tests {
             summary.contains(
                 "| getppid | threads | ops/s | 2 | 1.80 k | 900 | 1.00 k | 0.82 | 1.80 | 2.00 |"
             ),
+            "{summary}"
+        );
+    }
+
+    fn na(system: &str, workload: &str, why: &str) -> NotApplicable {
+        NotApplicable {
+            accel: "tcg".into(),
+            system: system.into(),
+            workload: workload.into(),
+            mode: "threads".into(),
+            why: why.into(),
+        }
+    }
+
+    /// ours, ours-servers and linux on a file workload and on getppid and
+    /// ipc_call; ipc_call does not apply on Linux, mmap_read_shared not on
+    /// ours-servers.
+    fn structures() -> (Vec<Record>, Vec<NotApplicable>) {
+        let recs = vec![
+            sample("ours", "stat_private", 1, 0, 1000.0),
+            sample("ours", "stat_private", 2, 0, 2000.0),
+            sample("ours-servers", "stat_private", 1, 0, 500.0),
+            sample("ours-servers", "stat_private", 2, 0, 800.0),
+            sample("linux", "stat_private", 1, 0, 250.0),
+            sample("linux", "stat_private", 2, 0, 400.0),
+            sample("ours", "getppid", 1, 0, 3000.0),
+            sample("ours-servers", "getppid", 1, 0, 3000.0),
+            sample("linux", "getppid", 1, 0, 900.0),
+            sample("ours", "ipc_call", 1, 0, 2000.0),
+            sample("ours-servers", "ipc_call", 1, 0, 1000.0),
+            sample("ours", "mmap_read_shared", 1, 0, 70.0),
+        ];
+        let na = vec![
+            na(
+                "linux",
+                "ipc_call",
+                "ipc_call: worker 0: ipc_call does not apply on this system",
+            ),
+            na(
+                "linux",
+                "ipc_call",
+                "ipc_call: worker 1: ipc_call does not apply on this system",
+            ),
+            na(
+                "ours-servers",
+                "mmap_read_shared",
+                "file mmap is not delegated",
+            ),
+        ];
+        (recs, na)
+    }
+
+    #[test]
+    fn structure_table_gives_each_structure_and_the_servers_ratios() {
+        let (recs, not) = structures();
+        let table = structure_table(&aggregate(&recs), Na(&not));
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("accel tcg:"), "{table}");
+        assert_eq!(
+            lines[2],
+            "| workload | mode | unit | cores | ours (monolithic) | ours-servers | linux | ours-servers/ours | ours-servers/linux |"
+        );
+        let row = |prefix: &str| {
+            *lines
+                .iter()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no row {prefix} in\n{table}"))
+        };
+        // servers/mono = 500/1000, servers/linux = 500/250; at 2 cores 0.40 and 2.00.
+        assert_eq!(
+            row("| stat_private | threads | ops/s | 1 |"),
+            "| stat_private | threads | ops/s | 1 | 1.00 k | 500 | 250 | 0.50 | 2.00 |"
+        );
+        assert!(row("| stat_private | threads | ops/s | 2 |").ends_with("| 0.40 | 2.00 |"));
+        // Does not apply: n/a, and no ratio; never a number.
+        assert_eq!(
+            row("| ipc_call |"),
+            "| ipc_call | threads | ops/s | 1 | 2.00 k | 1.00 k | n/a | 0.50 | – |"
+        );
+        assert_eq!(
+            row("| mmap_read_shared |"),
+            "| mmap_read_shared | threads | ops/s | 1 | 70.0 | n/a | – | – | – |"
+        );
+        // Without ours-servers there is no per-structure table.
+        let mono: Vec<Record> = recs
+            .iter()
+            .filter(|r| r.system != "ours-servers")
+            .cloned()
+            .collect();
+        assert_eq!(structure_table(&aggregate(&mono), Na(&[])), "");
+    }
+
+    #[test]
+    fn ipc_table_sets_the_round_trip_beside_getppid() {
+        let (recs, not) = structures();
+        let table = ipc_table(&aggregate(&recs), Na(&not));
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("goal: at most 2"), "{table}");
+        // ours: 3000/2000 = 1.5 getppid round trips (goal met); servers: 3.0 (not met).
+        assert!(
+            lines.contains(&"| ours | 1 | 3.00 k | 2.00 k | 1.50 | yes |"),
+            "{table}"
+        );
+        assert!(
+            lines.contains(&"| ours-servers | 1 | 3.00 k | 1.00 k | 3.00 | no |"),
+            "{table}"
+        );
+        assert!(
+            lines.contains(&"| linux | 1 | 900 | n/a | – | – |"),
+            "{table}"
+        );
+        // No ipc_call anywhere: no table.
+        let plain: Vec<Record> = recs
+            .iter()
+            .filter(|r| r.workload != "ipc_call")
+            .cloned()
+            .collect();
+        assert_eq!(ipc_table(&aggregate(&plain), Na(&[])), "");
+    }
+
+    #[test]
+    fn report_shows_not_applicable_apart_from_failures() {
+        let (recs, not) = structures();
+        let info = ReportInfo {
+            not_applicable: not,
+            failures: vec!["ours-servers seq_read 1 cores threads run 1: EIO".into()],
+            ..ReportInfo::default()
+        };
+        let md = report_markdown(&recs, &info);
+        assert!(md.contains("## Per structure: monolithic, servers, Linux"));
+        assert!(md.contains("## Null IPC round trip vs getppid"));
+        let na_section = &md[md.find("## Does not apply").expect("a section")..];
+        let failures = md.find("## Runs without a result").unwrap();
+        assert!(md.find("## Does not apply").unwrap() < failures);
+        // One line per system and workload (the first reason), not per run.
+        assert!(na_section.contains(
+            "- tcg: ours-servers mmap_read_shared (threads): file mmap is not delegated\n"
+        ));
+        assert!(na_section.contains(
+            "- tcg: linux ipc_call (threads): ipc_call: worker 0: ipc_call does not apply on this system\n"
+        ));
+        assert!(!na_section.contains("worker 1"));
+        // The ipc_call group table and the summary print n/a for Linux.
+        let group = &md[md.find("### ipc_call").unwrap()..];
+        let group = &group[..group.find("\n### ").unwrap()];
+        assert!(
+            group
+                .lines()
+                .any(|l| l.starts_with("| 1 |") && l.contains("| n/a |")),
+            "{group}"
+        );
+        let summary = summary_table(&aggregate(&recs), Na(&info.not_applicable));
+        assert!(
+            summary
+                .lines()
+                .any(|l| l.starts_with("| ipc_call |") && l.contains("n/a")),
             "{summary}"
         );
     }

@@ -633,9 +633,8 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
                             let stopped = interrupt::interrupted();
                             let share = elapsed / settled.outcomes.len().max(1) as u32;
                             for (w, position, outcome) in settled.outcomes {
-                                let outcome = batch::classify(outcome, |m| {
-                                    system.unsupported_reason(m)
-                                });
+                                let outcome =
+                                    batch::classify(outcome, |m| system.unsupported_reason(m));
                                 if stopped && matches!(outcome, Outcome::Failed(_)) {
                                     continue;
                                 }
@@ -735,7 +734,10 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
     let mut summary = report::summary_table(&groups, na);
     for (title, table) in [
         ("per structure", report::structure_table(&groups, na)),
-        ("null IPC round trip vs getppid", report::ipc_table(&groups, na)),
+        (
+            "null IPC round trip vs getppid",
+            report::ipc_table(&groups, na),
+        ),
     ] {
         if !table.is_empty() {
             summary.push_str(&format!("{title}:\n\n{table}"));
