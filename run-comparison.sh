@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up what is missing, then run the default workload suite
-# (ours, ours-global and Linux at 1..host cores under TCG, several workloads
-# per boot: about 3-4 minutes on a 2-core machine), print the summary table
-# and where the report is.
+# (ours, ours-global, ours-servers and Linux at 1..host cores under TCG,
+# several workloads per boot: about 4-5 minutes on a 2-core machine), print
+# the summary, per-structure and null-IPC tables and where the report is.
 #   ./run-comparison.sh                      the default suite
 #   ./run-comparison.sh --runs 1 --cores 2   the suite with other options
 #   ./run-comparison.sh boot --cores 4       any other `comparison` command

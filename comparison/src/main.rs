@@ -56,7 +56,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct CommuterArgs {
-    /// Systems, comma-separated: ours, ours-global, linux, linux-nomitig.
+    /// Systems, comma-separated: ours, ours-global, ours-servers, linux, linux-nomitig.
     #[arg(long, default_value = "ours,ours-global,linux")]
     systems: String,
     /// Number of virtual CPUs (the pairs use CPUs 0 and 1).
@@ -84,7 +84,7 @@ struct CommuterArgs {
 
 #[derive(clap::Args)]
 struct SharingArgs {
-    /// Systems, comma-separated: ours, ours-global, linux, linux-nomitig.
+    /// Systems, comma-separated: ours, ours-global, ours-servers, linux, linux-nomitig.
     #[arg(long, default_value = "ours,ours-global,linux")]
     systems: String,
     /// vCPU counts, comma-separated or ranges (1..=64).
