@@ -26,9 +26,9 @@
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
-use core::any::Any;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use abi::ipc::SERVICE_FS;

@@ -181,7 +181,9 @@ impl RemoteFile {
             let frame = match server.pin_anon_page(addr) {
                 Ok(f) => f,
                 Err(e) => {
-                    log::warn!("servers: MapPages named {addr:#x}, not a page of the server ({e:?})");
+                    log::warn!(
+                        "servers: MapPages named {addr:#x}, not a page of the server ({e:?})"
+                    );
                     if i == index {
                         return Err(Errno::EIO);
                     }

@@ -23,11 +23,11 @@ use abi::Errno;
 use fs::block::BlockDevice;
 use fs::vfs::RenameMode;
 use fs::{DirCursor, FileType, Fs, Inode, Timespec};
+use fsproto::encode_page_addrs;
 use fsproto::{
     put_dirent, reply_message, At, Cred, Cursor, Handle, Message, MountKind, MsgRef, NodeInfo,
     Reply, Request, Time, MAX_PAYLOAD,
 };
-use fsproto::encode_page_addrs;
 
 use crate::handles::{Access, Entry, HandleTable};
 use crate::Transport;

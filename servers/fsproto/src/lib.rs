@@ -1108,7 +1108,10 @@ impl<'a> Request<'a> {
                     return Err(Errno::EINVAL);
                 }
                 // The last page must have an offset `lseek` could name.
-                if w1.checked_add(w2).is_none_or(|e| e > i64::MAX as u64 / PAGE_SIZE) {
+                if w1
+                    .checked_add(w2)
+                    .is_none_or(|e| e > i64::MAX as u64 / PAGE_SIZE)
+                {
                     return Err(Errno::EINVAL);
                 }
                 Request::MapPages {

@@ -471,7 +471,12 @@ fn map_pages_requests_and_replies() {
     };
     assert_eq!(page_addrs(back).collect::<Vec<_>>(), addrs);
     // Unaligned, zero, a count that disagrees, none at all: malformed.
-    for (n, addrs) in [(1, vec![0x1001u64]), (1, vec![0]), (2, vec![0x1000]), (0, vec![])] {
+    for (n, addrs) in [
+        (1, vec![0x1001u64]),
+        (1, vec![0]),
+        (2, vec![0x1000]),
+        (0, vec![]),
+    ] {
         let bad = Message {
             label: 0,
             words: [n, 0, 0, 0],

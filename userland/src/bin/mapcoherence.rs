@@ -114,7 +114,12 @@ fn main() {
         if cfd < 0 {
             return 90;
         }
-        let m = map(SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, cfd);
+        let m = map(
+            SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            cfd,
+        );
         // Fault in every page before the parent writes.
         let mut sum = 0u32;
         for p in 0..PAGES {
@@ -161,7 +166,12 @@ fn main() {
     // private one: both see the store (the private page is untouched).
     let rfd = open(&path, libc::O_RDONLY);
     let shared = map(SIZE, libc::PROT_READ, libc::MAP_SHARED, rfd);
-    let private = map(SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, rfd);
+    let private = map(
+        SIZE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE,
+        rfd,
+    );
     let s = text(&peek(shared + 9 * PAGE + 100, 11));
     let p = text(&peek(private + 9 * PAGE + 100, 11));
     fact(

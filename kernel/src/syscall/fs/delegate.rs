@@ -534,7 +534,9 @@ pub fn truncate(path: UserAddr, len: i64) -> Option<SysResult> {
         // A mapped file's mappings must lose the pages cut off: which
         // file the path names is asked first (only if anything is mapped).
         let id = if remote_map::any_mapped() {
-            remote::stat(At::path(dir, &s)).ok().map(|st| (st.dev, st.ino))
+            remote::stat(At::path(dir, &s))
+                .ok()
+                .map(|st| (st.dev, st.ino))
         } else {
             None
         };

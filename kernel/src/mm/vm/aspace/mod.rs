@@ -59,11 +59,11 @@ mod grant;
 mod map;
 
 use cpu::KERNEL_ROOT;
-pub use grant::unpin_frame;
 pub use cpu::{
     active_id, cpu_features_on, current, current_ptr, deactivate, init_cpu, init_kernel_root,
     protections_in_force, smap_enabled,
 };
+pub use grant::unpin_frame;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
