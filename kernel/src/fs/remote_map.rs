@@ -178,6 +178,14 @@ impl RemoteFile {
             .ok_or(Errno::EIO)?;
         let mut wanted = Err(Errno::EFAULT);
         for (i, addr) in (lo..).zip(addrs) {
+            // Pages of the window granted before (the file grew, or a
+            // truncate kept them) are not pinned again.
+            if let Some(&have) = self.grants.lock().live.get(&i) {
+                if i == index {
+                    wanted = Ok(have);
+                }
+                continue;
+            }
             let frame = match server.pin_anon_page(addr) {
                 Ok(f) => f,
                 Err(e) => {
