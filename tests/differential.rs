@@ -211,6 +211,13 @@ fn read_path() {
     same_on_both("readpath", 2, &[]);
 }
 
+/// Shared file mappings against write/read of another process, other
+/// mappings, truncates by path, descriptor and O_TRUNC under them, unlink.
+#[test]
+fn map_coherence() {
+    same_on_both("mapcoherence", 2, &[]);
+}
+
 /// COMMUTER-style pairs (userland/src/bin/commuter.rs): each pair's results
 /// in both orders and together on CPUs 0 and 1; the sharing markers are
 /// NOPs without the plugin.

@@ -5,26 +5,18 @@
 //!
 //! Checked: `hello`, `files`, `fs_stress` and `posix_diff` on 1 and 2
 //! vCPUs; `files` and `posix_diff` print the same lines as in the
-//! monolithic structure, except the cases listed in `NOT_YET` (file
-//! `mmap`, which needs page grants: `ENODEV` for now); Debian's
-//! busybox-static runs `sh -c 'echo a; ls /'` with its root listed by the
-//! server.  A kernel panic, a missing `servers:` start line or any other
-//! difference fails.
+//! monolithic structure (file mappings included: page grants of the
+//! server's page cache); `readpath` passes and `mapcoherence` (shared
+//! mappings against `write`/`read` of another process through the server,
+//! truncates under mappings) passes with the monolithic output, on 1 and 2
+//! vCPUs; Debian's busybox-static runs `sh -c 'echo a; ls /'` with its
+//! root listed by the server.  A kernel panic, a missing `servers:` start
+//! line or any other difference fails.
 
 use comparison::run::{Structure, Verdict};
 use integration_tests::*;
 
 const TIMEOUT: u64 = 300;
-
-/// `posix_diff` cases that differ in this structure for a known reason:
-/// mapping a file-server file is refused (`ENODEV`) until page grants.
-const NOT_YET: [&str; 5] = [
-    "mmap shared:",
-    "mmap past eof:",
-    "truncate under mapping:",
-    "msync:",
-    "mmap private:",
-];
 
 fn servers(name: &str, cores: usize) -> comparison::run::RunResult {
     let result = run_structure(
@@ -59,15 +51,9 @@ fn monolithic(name: &str, cores: usize) -> comparison::run::RunResult {
     )
 }
 
-/// `ours` (servers) must print `base`'s (monolithic) lines, except lines
-/// starting with one of `skip`.
-fn same_output(base: &str, ours: &str, skip: &[&str]) -> Result<(), String> {
-    let keep = |text: &str| -> Vec<String> {
-        text.lines()
-            .filter(|l| !skip.iter().any(|s| l.starts_with(s)))
-            .map(str::to_string)
-            .collect()
-    };
+/// `ours` (servers) must print `base`'s (monolithic) lines.
+fn same_output(base: &str, ours: &str) -> Result<(), String> {
+    let keep = |text: &str| -> Vec<String> { text.lines().map(str::to_string).collect() };
     let (a, b) = (keep(base), keep(ours));
     if a == b {
         Ok(())
@@ -99,7 +85,7 @@ fn files_matches_monolithic_on_one_cpu() {
     expect_pass(&ours, "files");
     let base = monolithic("files", 1);
     expect_pass(&base, "files");
-    if let Err(diff) = same_output(&base.output, &ours.output, &[]) {
+    if let Err(diff) = same_output(&base.output, &ours.output) {
         check_run(
             &ours,
             false,
@@ -135,21 +121,37 @@ fn posix_diff_matches_monolithic() {
         expect_exit(&ours, 0);
         let base = monolithic("posix_diff", cores);
         expect_exit(&base, 0);
-        if let Err(diff) = same_output(&base.output, &ours.output, &NOT_YET) {
+        if let Err(diff) = same_output(&base.output, &ours.output) {
             check_run(
                 &ours,
                 false,
                 &format!("posix_diff on {cores} vCPUs differs from monolithic:\n{diff}"),
             );
         }
-        // The known differences are what they are said to be.
-        for case in NOT_YET {
+    }
+}
+
+#[test]
+fn readpath_passes() {
+    let result = servers("readpath", 1);
+    expect_pass(&result, "readpath");
+}
+
+/// Mappings of server files against `write`/`read` of another process
+/// through the server, other mappings and truncates: the monolithic
+/// kernel's lines (which are Linux's).
+#[test]
+fn mapcoherence_matches_monolithic() {
+    for cores in [1, 2] {
+        let ours = servers("mapcoherence", cores);
+        expect_pass(&ours, "mapcoherence");
+        let base = monolithic("mapcoherence", cores);
+        expect_pass(&base, "mapcoherence");
+        if let Err(diff) = same_output(&base.output, &ours.output) {
             check_run(
                 &ours,
-                ours.output
-                    .lines()
-                    .any(|l| l.starts_with(case) && l.ends_with("ENODEV")),
-                &format!("expected `{case} ENODEV` (file mmap not delegated yet)"),
+                false,
+                &format!("mapcoherence on {cores} vCPUs differs from monolithic:\n{diff}"),
             );
         }
     }

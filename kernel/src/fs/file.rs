@@ -385,6 +385,36 @@ impl File {
         Ok(n)
     }
 
+    /// One read of a file-server file into `kbuf`, handed to `sink`, which
+    /// returns how many bytes it took (fewer when the user buffer faults):
+    /// at `offset`, or at the file offset, advancing it by what `sink`
+    /// took.  Returns (bytes read, bytes taken); `None` when this is not a
+    /// file-server file.
+    pub fn read_remote(
+        &self,
+        offset: Option<u64>,
+        kbuf: &mut [u8],
+        sink: impl FnOnce(&[u8]) -> usize,
+    ) -> Option<Result<(usize, usize), Errno>> {
+        let Kind::Remote(r) = &self.kind else {
+            return None;
+        };
+        if !self.readable() {
+            return Some(Err(Errno::EBADF));
+        }
+        // No spin lock across the call (see `read`).
+        let at = offset.unwrap_or_else(|| *self.pos.lock());
+        let n = match remote::pread(r.handle, at, kbuf) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        let took = sink(&kbuf[..n]).min(n);
+        if offset.is_none() {
+            *self.pos.lock() = at + took as u64;
+        }
+        Some(Ok((n, took)))
+    }
+
     /// Reads a readable regular file straight from the page cache into
     /// `sink` (see `fs::Inode::read_with`: it runs under the file's lock
     /// and must not fault into code that takes it): at `offset`, or at the

@@ -28,6 +28,7 @@ mod pipe;
 pub mod pollwait;
 pub mod procfs;
 pub mod remote;
+pub mod remote_map;
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -365,12 +366,8 @@ fn file_source(fd: i32) -> Result<Arc<dyn crate::mm::vm::vma::PageSource>, Errno
             Ok(Arc::new(source))
         }
         Some(inode) if inode.is_dir() => Err(Errno::ENODEV),
-        None if file.as_remote().is_some() => {
-            // Mapping a file-server file needs page grants (a later
-            // step): refused for now, docs/SERVERS.md.
-            log::warn!("servers: mmap of a file-server file is not supported yet (ENODEV)");
-            Err(Errno::ENODEV)
-        }
+        // A file-server file: page grants (docs/SERVERS.md).
+        None if file.as_remote().is_some() => remote_map::source(&file),
         _ => Err(Errno::ENODEV),
     }
 }

@@ -24,9 +24,11 @@
 //! Must not: hold a lock across a call, touch user memory (the system-call
 //! layer copies), or use `unsafe`.
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use abi::ipc::SERVICE_FS;
@@ -59,6 +61,12 @@ pub fn set_server_pid(pid: i32) {
     SERVER_PID.store(pid, Ordering::Relaxed);
 }
 
+/// The file server's pid (0: none yet): whose address space holds the
+/// pages `MapPages` names.
+pub fn server_pid() -> i32 {
+    SERVER_PID.load(Ordering::Relaxed)
+}
+
 /// The root directory's handle.
 pub fn root() -> Handle {
     Handle(ROOT.load(Ordering::Acquire))
@@ -68,6 +76,11 @@ pub fn root() -> Handle {
 /// an exiting process is); sent before the next call.
 static DEFERRED: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
 static DEFERRED_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Objects holding handles whose drop would call the server, dropped from
+/// a context that must not (`remote_map`: a mapping's file, freed with
+/// the last VMA, maybe while an address space is torn down in the
+/// scheduler); dropped before the next call.
+static DEFERRED_DROPS: spin::Mutex<Vec<Box<dyn Any + Send>>> = spin::Mutex::new(Vec::new());
 
 /// One call: `req` out, the reply decoded and handed to `f` (`None` from
 /// `f`, or a malformed reply, is `EIO`).
@@ -112,11 +125,46 @@ fn done(req: &Request<'_>) -> Result<(), Errno> {
 
 /// Sends the closes that could not be sent earlier.
 fn flush_deferred() {
+    let drops = {
+        let saved = crate::arch::irq::save_disable();
+        let d = core::mem::take(&mut *DEFERRED_DROPS.lock());
+        crate::arch::irq::restore(saved);
+        d
+    };
+    DEFERRED_COUNT.fetch_sub(drops.len(), Ordering::Relaxed);
+    drop(drops);
     let handles = core::mem::take(&mut *DEFERRED.lock());
     DEFERRED_COUNT.fetch_sub(handles.len(), Ordering::Relaxed);
     for h in handles {
         close(Handle(h));
     }
+}
+
+/// Drops `obj` (which holds server handles) before the next call to the
+/// server instead of now: for drops in contexts that must not block.
+pub fn defer_drop(obj: Box<dyn Any + Send>) {
+    let saved = crate::arch::irq::save_disable();
+    DEFERRED_DROPS.lock().push(obj);
+    crate::arch::irq::restore(saved);
+    DEFERRED_COUNT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `MapPages`: the server's addresses of pages `index ..` (at most
+/// `count`, at least one; fewer at the end of the file) of `handle`.
+pub fn map_pages(handle: Handle, index: u64, count: u32) -> Result<Vec<u64>, Errno> {
+    with(
+        &Request::MapPages {
+            handle,
+            index,
+            count,
+        },
+        |r| match r {
+            Reply::Pages(p) if p.len() / 8 <= count as usize => {
+                Some(fsproto::page_addrs(p).collect())
+            }
+            _ => None,
+        },
+    )
 }
 
 /// Drops a handle at the server; when the close cannot be sent now (a

@@ -400,4 +400,20 @@ impl<C: Call> Client<C> {
     pub fn umount(&self, dir: Handle, path: &str) -> Result<(), Errno> {
         self.done(&Request::Umount { dir, path })
     }
+
+    /// The server's addresses of pages `index ..` (at most `count`, fewer
+    /// at the end of the file) of the regular file `handle`.
+    pub fn map_pages(&self, handle: Handle, index: u64, count: u32) -> Result<Vec<u64>, Errno> {
+        self.with(
+            &Request::MapPages {
+                handle,
+                index,
+                count,
+            },
+            |r| match r {
+                Reply::Pages(p) => Some(fsproto::page_addrs(p).collect()),
+                _ => None,
+            },
+        )
+    }
 }

@@ -23,6 +23,7 @@ use abi::Errno;
 use fs::block::BlockDevice;
 use fs::vfs::RenameMode;
 use fs::{DirCursor, FileType, Fs, Inode, Timespec};
+use fsproto::encode_page_addrs;
 use fsproto::{
     put_dirent, reply_message, At, Cred, Cursor, Handle, Message, MountKind, MsgRef, NodeInfo,
     Reply, Request, Time, MAX_PAYLOAD,
@@ -453,6 +454,36 @@ impl FileServer {
                 self.fs.umount(&start, path)?;
                 mounts.retain(|m| Arc::as_ptr(m.root_ref()) as usize != key);
                 done()
+            }
+            Request::MapPages {
+                handle,
+                index,
+                count,
+            } => {
+                // A mapping reads the file: a handle open for reading
+                // (`mmap` of a write-only file is EACCES on Linux).
+                let e = self.entry(client, handle)?;
+                if e.access.path_only {
+                    return Err(Errno::EBADF);
+                }
+                if !e.access.read {
+                    return Err(Errno::EACCES);
+                }
+                if e.inode.kind() != FileType::Regular {
+                    return Err(Errno::ENODEV);
+                }
+                // `page_phys` is the page's address in this process (the
+                // host page allocator has no other); once a page was
+                // handed out, the file keeps it until the inode goes.
+                let mut addrs = Vec::with_capacity(count as usize);
+                for i in index..index + count as u64 {
+                    match e.inode.page_phys(i) {
+                        Ok(a) => addrs.push(a),
+                        Err(err) if addrs.is_empty() => return Err(err),
+                        Err(_) => break,
+                    }
+                }
+                Reply::Pages(&encode_page_addrs(&addrs)).encode()
             }
         }
     }

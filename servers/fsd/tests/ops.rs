@@ -645,3 +645,59 @@ fn mount_ext2_write_sync_and_read_back() {
     drop(c);
     s.finish();
 }
+
+/// Reads `n` bytes at `addr` in this process (the in-process server's
+/// page-cache page that `map_pages` named).
+fn peek(addr: u64, n: usize) -> Vec<u8> {
+    // SAFETY: `addr` is a page-cache page of the in-process server, kept
+    // by the file while the handle is open (the test holds it open), and
+    // `n` is at most a page; only read while no write is in flight.
+    unsafe { std::slice::from_raw_parts(addr as *const u8, n).to_vec() }
+}
+
+#[test]
+fn map_pages_names_the_page_cache() {
+    let s = Setup::new(1);
+    let c = s.client(0);
+    let r = c.root();
+    let (h, _) = c.open(r, "m", O_CREAT | O_RDWR, 0o600).unwrap();
+    c.pwrite(h, 0, b"first", false).unwrap();
+    c.pwrite(h, 4096, b"second", false).unwrap();
+    // Two pages below the end, however many are asked for.
+    let pages = c.map_pages(h, 0, 16).unwrap();
+    assert_eq!(pages.len(), 2);
+    assert!(pages.iter().all(|a| a % 4096 == 0));
+    assert_eq!(peek(pages[0], 5), b"first");
+    assert_eq!(peek(pages[1], 6), b"second");
+    // The same pages again; writes land in them.
+    assert_eq!(c.map_pages(h, 1, 1).unwrap(), vec![pages[1]]);
+    c.pwrite(h, 4096, b"SECOND", false).unwrap();
+    assert_eq!(peek(pages[1], 6), b"SECOND");
+    // At or past the end: EFAULT (the kernel's SIGBUS).
+    assert_eq!(c.map_pages(h, 2, 1), Err(Errno::EFAULT));
+    // A hole below the end gets a zeroed page.
+    c.truncate(At::handle(h), 5 * 4096).unwrap();
+    let hole = c.map_pages(h, 3, 1).unwrap();
+    assert_eq!(peek(hole[0], 4096), vec![0u8; 4096]);
+    // A truncate retires mapped pages (their memory stays the file's):
+    // growing again gives a new page, the old one is not reused.
+    c.truncate(At::handle(h), 4096).unwrap();
+    assert_eq!(c.map_pages(h, 1, 1), Err(Errno::EFAULT));
+    c.truncate(At::handle(h), 2 * 4096).unwrap();
+    let again = c.map_pages(h, 1, 1).unwrap();
+    assert_ne!(again[0], pages[1]);
+    assert_eq!(peek(again[0], 6), vec![0u8; 6]);
+    // Access: O_PATH is EBADF, write-only EACCES, a directory ENODEV.
+    let (p, _) = c.open(r, "m", O_PATH, 0).unwrap();
+    assert_eq!(c.map_pages(p, 0, 1), Err(Errno::EBADF));
+    let (wo, _) = c.open(r, "m", O_WRONLY, 0).unwrap();
+    assert_eq!(c.map_pages(wo, 0, 1), Err(Errno::EACCES));
+    c.mkdir(r, "d", 0o755).unwrap();
+    let (d, _) = c.open(r, "d", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    assert_eq!(c.map_pages(d, 0, 1), Err(Errno::ENODEV));
+    for x in [h, p, wo, d] {
+        c.close(x).unwrap();
+    }
+    drop(c);
+    s.finish();
+}

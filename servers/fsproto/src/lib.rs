@@ -57,6 +57,13 @@ pub const LABEL_OK: u64 = 0;
 /// Largest errno a reply label may carry (Linux's `MAX_ERRNO`).
 pub const MAX_ERRNO: u64 = 4095;
 
+/// Most pages one `MapPages` request asks for (and its reply names): the
+/// fault-around window of the kernel's file mappings (64 KiB).
+pub const MAX_MAP_PAGES: usize = 16;
+
+/// Page size of `MapPages` addresses.
+pub const PAGE_SIZE: u64 = 4096;
+
 /// One message as it travels: what the IPC copies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {
@@ -134,11 +141,12 @@ pub enum Op {
     PathOf = 23,
     Mount = 24,
     Umount = 25,
+    MapPages = 26,
 }
 
 impl Op {
     /// Every operation, in label order.
-    pub const ALL: [Op; 25] = [
+    pub const ALL: [Op; 26] = [
         Op::Attach,
         Op::Open,
         Op::Close,
@@ -164,12 +172,13 @@ impl Op {
         Op::PathOf,
         Op::Mount,
         Op::Umount,
+        Op::MapPages,
     ];
 
     /// The operation a label names; `ENOSYS` for an unknown one.
     pub fn from_label(label: u64) -> Result<Op, Errno> {
         match label {
-            1..=25 => Ok(Op::ALL[label as usize - 1]),
+            1..=26 => Ok(Op::ALL[label as usize - 1]),
             _ => Err(Errno::ENOSYS),
         }
     }
@@ -454,6 +463,19 @@ pub enum Request<'a> {
     },
     /// `umount2` of the file system whose root `path` names; `flags` 0.
     Umount { dir: Handle, path: &'a str },
+    /// Page grants for file mappings (`mmap`): the server's own virtual
+    /// addresses of the page-cache pages `index .. index + count` of the
+    /// regular file `handle` (`count` in `1..=MAX_MAP_PAGES`), allocating
+    /// zeroed pages for holes below the end of the file.  The reply names
+    /// the pages below the end (at least one: `EFAULT` when `index` is at
+    /// or past it).  The kernel maps the frames behind those addresses into
+    /// its clients; the server keeps each page where it is while the
+    /// handle is open (a truncate retires pages instead of reusing them).
+    MapPages {
+        handle: Handle,
+        index: u64,
+        count: u32,
+    },
 }
 
 /// What `Open` and `Attach` say about the inode behind the new handle.
@@ -488,6 +510,23 @@ pub enum Reply<'a> {
     },
     /// `Readlink`, `PathOf`.
     Text(&'a str),
+    /// `MapPages`: the page addresses (little-endian `u64`s, each page
+    /// aligned and not 0; 1..=`MAX_MAP_PAGES` of them), see `page_addrs`.
+    Pages(&'a [u8]),
+}
+
+/// The addresses of a `Reply::Pages` payload, in page order.
+pub fn page_addrs(p: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    p.chunks_exact(8).map(|c| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        u64::from_le_bytes(b)
+    })
+}
+
+/// A `Reply::Pages` payload for `addrs`.
+pub fn encode_page_addrs(addrs: &[u64]) -> Vec<u8> {
+    addrs.iter().flat_map(|a| a.to_le_bytes()).collect()
 }
 
 // ---- helpers ------------------------------------------------------------
@@ -608,6 +647,7 @@ impl<'a> Request<'a> {
             Request::PathOf { .. } => Op::PathOf,
             Request::Mount { .. } => Op::Mount,
             Request::Umount { .. } => Op::Umount,
+            Request::MapPages { .. } => Op::MapPages,
         }
     }
 
@@ -792,6 +832,12 @@ impl<'a> Request<'a> {
                 check_path(path)?;
                 msg(label, [dir.0, 0, 0, 0], path.as_bytes().into())?
             }
+            // w0 handle, w1 first page index, w2 count.
+            Request::MapPages {
+                handle,
+                index,
+                count,
+            } => msg(label, [handle.0, index, count as u64, 0], Vec::new())?,
         };
         // What the encoder produced must be what the decoder accepts.
         Request::decode(m.view())?;
@@ -1055,6 +1101,25 @@ impl<'a> Request<'a> {
                     path: path_from(p)?,
                 }
             }
+            Op::MapPages => {
+                zero(&[w3])?;
+                no_payload(p)?;
+                if w2 == 0 || w2 > MAX_MAP_PAGES as u64 {
+                    return Err(Errno::EINVAL);
+                }
+                // The last page must have an offset `lseek` could name.
+                if w1
+                    .checked_add(w2)
+                    .is_none_or(|e| e > i64::MAX as u64 / PAGE_SIZE)
+                {
+                    return Err(Errno::EINVAL);
+                }
+                Request::MapPages {
+                    handle: Handle(w0),
+                    index: w1,
+                    count: w2 as u32,
+                }
+            }
         })
     }
 }
@@ -1117,6 +1182,17 @@ impl<'a> Reply<'a> {
                         cursor.after.len() as u64,
                     ],
                     payload: concat_bytes(records, cursor.after.as_bytes()),
+                }
+            }
+            // w0 count; payload the addresses.
+            Reply::Pages(p) => {
+                if p.is_empty() || p.len() % 8 != 0 || p.len() > MAX_MAP_PAGES * 8 {
+                    return Err(Errno::EINVAL);
+                }
+                Message {
+                    label: ok,
+                    words: [(p.len() / 8) as u64, 0, 0, 0],
+                    payload: p.into(),
                 }
             }
             // w0 length; payload text.
@@ -1211,6 +1287,17 @@ impl<'a> Reply<'a> {
                 zero(&[w1, w2, w3])?;
                 len_is(w0)?;
                 Reply::Text(core::str::from_utf8(p).map_err(|_| Errno::EINVAL)?)
+            }
+            Op::MapPages => {
+                zero(&[w1, w2, w3])?;
+                let n = usize::try_from(w0).map_err(|_| Errno::EINVAL)?;
+                if n == 0 || n > MAX_MAP_PAGES || p.len() != n * 8 {
+                    return Err(Errno::EINVAL);
+                }
+                if page_addrs(p).any(|a| a == 0 || a % PAGE_SIZE != 0) {
+                    return Err(Errno::EINVAL);
+                }
+                Reply::Pages(p)
             }
             _ => {
                 zero(&m.words)?;

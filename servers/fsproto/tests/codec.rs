@@ -51,7 +51,7 @@ struct Owned {
 
 fn owned() -> impl Strategy<Value = Owned> {
     (
-        0u8..25,
+        0u8..26,
         [handle(), handle()],
         [path(), path()],
         [any::<u64>(), any::<u64>(), any::<u64>()],
@@ -189,9 +189,14 @@ fn request(o: &Owned) -> Request<'_> {
                 }
             },
         },
-        _ => Request::Umount {
+        24 => Request::Umount {
             dir: o.h[0],
             path: &o.p[0],
+        },
+        _ => Request::MapPages {
+            handle: o.h[0],
+            index: n0 % (1 << 40),
+            count: 1 + (n1 % MAX_MAP_PAGES as u64) as u32,
         },
     }
 }
@@ -252,7 +257,7 @@ proptest! {
     }
 
     #[test]
-    fn random_replies_decode_or_fail(m in any_msg(), op in 0usize..25) {
+    fn random_replies_decode_or_fail(m in any_msg(), op in 0usize..26) {
         let op = Op::ALL[op];
         if let Ok(Ok(r)) = Reply::decode(op, m.view()) {
             prop_assert_eq!(r.encode().expect("a decoded reply encodes"), m);
@@ -312,7 +317,7 @@ fn raw(label: u64, words: [u64; 4], payload: &[u8]) -> Result<Request<'_>, Errno
 
 #[test]
 fn unknown_operations_are_enosys() {
-    for label in [0, 26, 1000, u64::MAX] {
+    for label in [0, 27, 1000, u64::MAX] {
         assert_eq!(raw(label, [0; 4], b""), Err(Errno::ENOSYS));
     }
 }
@@ -438,4 +443,46 @@ fn error_replies() {
         payload: vec![1, 2],
     };
     assert_eq!(Reply::decode(Op::Read, bad.view()), Err(Errno::EINVAL));
+}
+
+#[test]
+fn map_pages_requests_and_replies() {
+    let r = Request::MapPages {
+        handle: Handle(7),
+        index: 3,
+        count: MAX_MAP_PAGES as u32,
+    };
+    let m = r.encode().unwrap();
+    assert_eq!(Request::decode(m.view()), Ok(r));
+    // No pages, too many, or an index whose end no offset can name.
+    for (index, count) in [(0, 0), (0, MAX_MAP_PAGES as u64 + 1), (u64::MAX - 1, 1)] {
+        let bad = Message {
+            label: Op::MapPages as u64,
+            words: [7, index, count, 0],
+            payload: Vec::new(),
+        };
+        assert_eq!(Request::decode(bad.view()), Err(Errno::EINVAL));
+    }
+    let addrs = [0x1000u64, 0x7f00_0000_3000];
+    let p = encode_page_addrs(&addrs);
+    let m = Reply::Pages(&p).encode().unwrap();
+    let Ok(Ok(Reply::Pages(back))) = Reply::decode(Op::MapPages, m.view()) else {
+        panic!("a pages reply decodes");
+    };
+    assert_eq!(page_addrs(back).collect::<Vec<_>>(), addrs);
+    // Unaligned, zero, a count that disagrees, none at all: malformed.
+    for (n, addrs) in [
+        (1, vec![0x1001u64]),
+        (1, vec![0]),
+        (2, vec![0x1000]),
+        (0, vec![]),
+    ] {
+        let bad = Message {
+            label: 0,
+            words: [n, 0, 0, 0],
+            payload: encode_page_addrs(&addrs),
+        };
+        assert_eq!(Reply::decode(Op::MapPages, bad.view()), Err(Errno::EINVAL));
+    }
+    assert_eq!(Reply::Pages(&[]).encode(), Err(Errno::EINVAL));
 }

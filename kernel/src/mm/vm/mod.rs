@@ -26,7 +26,7 @@ pub mod vma;
 
 use alloc::sync::Arc;
 
-pub use aspace::{current, deactivate, init_cpu, live_count, AddressSpace, Fault};
+pub use aspace::{current, deactivate, init_cpu, live_count, unpin_frame, AddressSpace, Fault};
 pub use lock::lock_stats;
 pub use vma::{PageSource, PROT_EXEC, PROT_READ, PROT_WRITE};
 
@@ -193,6 +193,9 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
         // Past the end of a file mapping in user mode: SIGBUS, queued here
         // and delivered on the way back to ring 3 (`proc::return_to_user`)
         // before the faulting instruction can run again.
+        // A page source interrupted by a signal: back to user mode, where
+        // the signal is acted on and the access then faults again.
+        Err(Fault::Interrupted) if user_mode => FaultOutcome::Handled,
         Err(f @ Fault::BusErr) if user_mode => {
             crate::proc::signal::user_bus_error(cr2, f.si_code());
             FaultOutcome::Handled

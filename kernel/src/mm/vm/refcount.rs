@@ -10,8 +10,13 @@
 //! users of neighbouring frames.
 //!
 //! Semantics: the count of an anonymous frame is the number of leaf PTEs
-//! (in all address spaces) that point to it with `PTE_ANON`.  The frame is
-//! freed by whoever brings the count to zero.
+//! (in all address spaces) that point to it with `PTE_ANON` (the low
+//! `PIN_SHIFT` bits) plus, in the high bits, its **pins**: references of
+//! page grants (`grant.rs`: a file server's page-cache page mapped into
+//! its clients), which keep the frame from being freed but are not PTEs,
+//! so they do not make the owner's own pages copy-on-write (`get` counts
+//! PTEs only).  The frame is freed by whoever brings the whole word to
+//! zero.
 //!
 //! Must not: count frames that belong to a `PageSource` (those are only
 //! borrowed by page tables), or be used before `init`.
@@ -68,6 +73,11 @@ fn counter(frame: PhysAddr) -> &'static AtomicU32 {
     unsafe { &*base.add((pfn % PER_CHUNK) as usize) }
 }
 
+/// Where pins start in a frame's word: up to 2^24 - 1 PTEs and 255 pins.
+const PIN_SHIFT: u32 = 24;
+const PIN: u32 = 1 << PIN_SHIFT;
+const PTES: u32 = PIN - 1;
+
 /// A freshly allocated anonymous frame gets its first reference.
 pub fn set_one(frame: PhysAddr) {
     counter(frame).store(1, Ordering::Release);
@@ -78,11 +88,12 @@ pub fn inc(frame: PhysAddr) {
     counter(frame).fetch_add(1, Ordering::AcqRel);
 }
 
-/// One PTE fewer; frees the frame when it was the last one.
+/// One PTE fewer; frees the frame when it was the last one (and no pin
+/// holds it).
 pub fn dec_and_free(frame: PhysAddr) {
     let before = counter(frame).fetch_sub(1, Ordering::AcqRel);
     assert!(
-        before != 0,
+        before & PTES != 0,
         "vm: reference count of frame {:#x} underflows",
         frame.as_u64()
     );
@@ -91,7 +102,33 @@ pub fn dec_and_free(frame: PhysAddr) {
     }
 }
 
-/// The current count (1 means the caller's PTE is the only one).
+/// The current count of PTEs (1 means the caller's PTE is the only one);
+/// pins do not count.
 pub fn get(frame: PhysAddr) -> u32 {
-    counter(frame).load(Ordering::Acquire)
+    counter(frame).load(Ordering::Acquire) & PTES
+}
+
+/// Pins `frame`, which must have a PTE now (the caller holds the lock of
+/// an address space whose entry points to it): it is not freed until
+/// `unpin`.  `false` when the frame has 255 pins already.
+pub fn pin(frame: PhysAddr) -> bool {
+    counter(frame)
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+            debug_assert!(c & PTES != 0);
+            c.checked_add(PIN)
+        })
+        .is_ok()
+}
+
+/// Drops a pin; frees the frame when no PTE and no other pin holds it.
+pub fn unpin(frame: PhysAddr) {
+    let before = counter(frame).fetch_sub(PIN, Ordering::AcqRel);
+    assert!(
+        before >= PIN,
+        "vm: pin count of frame {:#x} underflows",
+        frame.as_u64()
+    );
+    if before == PIN {
+        mm::free_frame(frame);
+    }
 }

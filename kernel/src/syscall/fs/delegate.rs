@@ -20,6 +20,7 @@
 
 use super::*;
 use crate::fs::remote::{self, RemoteHandle};
+use crate::fs::remote_map;
 use fsproto::{At, Cred, Handle, Time};
 
 /// What keeps a handle alive during a call.
@@ -125,6 +126,10 @@ pub fn openat(dirfd: i32, path: UserAddr, flags: u32, mode: u32) -> Option<SysRe
         let p = proc()?;
         let perm = mode & 0o7777 & !p.files.ctx.umask();
         let h = remote::open(dir, &s, flags, perm)?;
+        if flags & O_TRUNC != 0 && h.is_regular() {
+            // Emptied: mappings of it lose their pages (SIGBUS).
+            remote_map::truncated(h.dev, h.ino, 0);
+        }
         // A socket's name cannot be opened (Linux: ENXIO), except O_PATH.
         if h.mode & S_IFMT == 0o140000 && flags & O_PATH == 0 {
             return Err(Errno::ENXIO);
@@ -526,7 +531,19 @@ pub fn truncate(path: UserAddr, len: i64) -> Option<SysResult> {
         let Some((s, dir, _hold)) = path_route(AT_FDCWD, path)? else {
             return Ok(None);
         };
+        // A mapped file's mappings must lose the pages cut off: which
+        // file the path names is asked first (only if anything is mapped).
+        let id = if remote_map::any_mapped() {
+            remote::stat(At::path(dir, &s))
+                .ok()
+                .map(|st| (st.dev, st.ino))
+        } else {
+            None
+        };
         remote::truncate(At::path(dir, &s), len as u64)?;
+        if let Some((dev, ino)) = id {
+            remote_map::truncated(dev, ino, len as u64);
+        }
         Ok(Some(0))
     })
 }
@@ -540,6 +557,9 @@ pub fn ftruncate(fd: i32, len: i64) -> Option<SysResult> {
             return Err(Errno::EINVAL);
         }
         remote::truncate(At::handle(h), len as u64)?;
+        if let Some(r) = f.as_remote() {
+            remote_map::truncated(r.dev, r.ino, len as u64);
+        }
         Ok(Some(0))
     })
 }

@@ -17,6 +17,9 @@ fn do_read(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResul
     if let Some(res) = read_regular(f, buf, count, offset) {
         return res;
     }
+    if f.as_remote().is_some() {
+        return read_remote(f, buf, count, offset);
+    }
     let mut kbuf = crate::mm::kbuf::zeroed(count.min(CHUNK))?;
     let mut done = 0;
     while done < count {
@@ -37,6 +40,50 @@ fn do_read(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResul
         // Only regular files and disks fill a long read from several chunks; a pipe
         // returns what it has.
         if n < want || !(f.is_plain() || f.as_disk().is_some() || f.as_remote().is_some()) {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// `read`/`pread64` of a file-server file: pieces read through the server
+/// into a kernel buffer and copied out one destination page at a time, so
+/// that a buffer running into memory that cannot be written gives the
+/// bytes before that page (and `read` advances the offset by them), or
+/// `EFAULT`, as for the kernel's own files.
+fn read_remote(f: &File, buf: UserAddr, count: usize, offset: Option<u64>) -> SysResult {
+    const PAGE: u64 = 4096;
+    let mut kbuf = crate::mm::kbuf::zeroed(count.min(CHUNK))?;
+    let mut done = 0;
+    while done < count {
+        let want = (count - done).min(kbuf.len());
+        let res = f.read_remote(offset.map(|o| o + done as u64), &mut kbuf[..want], |data| {
+            let mut took = 0;
+            while took < data.len() {
+                let dst = buf.offset((done + took) as u64);
+                let n = ((PAGE - dst.raw() % PAGE) as usize).min(data.len() - took);
+                if dst.write_bytes(&data[took..took + n]).is_err() {
+                    break;
+                }
+                took += n;
+            }
+            took
+        });
+        let (n, took) = match res {
+            Some(Ok(r)) => r,
+            Some(Err(e)) if done == 0 => return Err(e),
+            Some(Err(_)) => break,
+            None => return Err(Errno::EBADF),
+        };
+        done += took;
+        if took < n {
+            return if done == 0 {
+                Err(Errno::EFAULT)
+            } else {
+                Ok(done)
+            };
+        }
+        if n < want {
             break;
         }
     }

@@ -78,7 +78,13 @@ impl AddressSpace {
                     return Ok(frame);
                 }
                 Step::NeedSource(source, index) => {
-                    let frame = source.page(index).map_err(|_| Fault::BusErr)?;
+                    let frame = source.page(index).map_err(|e| {
+                        if e == Errno::EINTR {
+                            Fault::Interrupted
+                        } else {
+                            Fault::BusErr
+                        }
+                    })?;
                     from_source = Some(source.clone());
                     fetched = Some((source, index, frame));
                 }

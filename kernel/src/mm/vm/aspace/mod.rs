@@ -46,7 +46,8 @@
 //! `ACTIVE` slots, CPU protection features), `map.rs` (mmap, munmap,
 //! mprotect, mremap, madvise, msync, brk, exec's writes), `fault.rs`
 //! (demand paging, copy-on-write breaks, fault-around), `fork.rs`
-//! (copy-on-write fork and truncate-unmap).
+//! (copy-on-write fork and truncate-unmap), `grant.rs` (pinning a file
+//! server's page-cache frames for page grants).
 //!
 //! Must not: call a `PageSource` while holding `inner` (it may block), or
 //! touch the kernel half of the tables.
@@ -54,6 +55,7 @@
 mod cpu;
 mod fault;
 mod fork;
+mod grant;
 mod map;
 
 use cpu::KERNEL_ROOT;
@@ -61,6 +63,7 @@ pub use cpu::{
     active_id, cpu_features_on, current, current_ptr, deactivate, init_cpu, init_kernel_root,
     protections_in_force, smap_enabled,
 };
+pub use grant::unpin_frame;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -96,13 +99,17 @@ pub enum Fault {
     /// The mapping's `PageSource` has no page there, e.g. a file mapping
     /// past the end of the file (SIGBUS, BUS_ADRERR, as on Linux).
     BusErr,
+    /// The `PageSource` was interrupted by a signal (`EINTR`: a file
+    /// server's page asked for while a signal is pending): from user mode
+    /// the access is retried after the signal; a user copy gets EFAULT.
+    Interrupted,
 }
 
 impl Fault {
     /// The Linux `si_code` for the signal (`SEGV_*`, or `BUS_ADRERR`).
     pub fn si_code(self) -> i32 {
         match self {
-            Fault::MapErr | Fault::NoMemory => 1,
+            Fault::MapErr | Fault::NoMemory | Fault::Interrupted => 1,
             Fault::AccErr => 2,
             Fault::BusErr => 2,
         }
