@@ -404,13 +404,9 @@ fn servers_structure_and_workloads_that_do_not_apply() {
             .any(|l| l.starts_with("| ipc_call | threads | ops/s | 1 |") && l.contains("| n/a |")),
         "{report}"
     );
-    // A file mapping on ours-servers is measured once delegated, n/a until
-    // then; never a failure.
+    // File mappings are delegated (page grants): measured, never n/a.
     assert!(
-        find("ours-servers", "mmap_read_shared").is_some()
-            || report.contains(
-                "- tcg: ours-servers mmap_read_shared (threads): file mmap is not delegated"
-            ),
+        find("ours-servers", "mmap_read_shared").is_some(),
         "{report}"
     );
     assert!(!report.contains("Runs without a result"), "{report}");
