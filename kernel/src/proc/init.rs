@@ -112,7 +112,9 @@ pub fn run_init() -> u32 {
     if servers {
         let archive = initramfs_archive().unwrap_or(&[]);
         init_pid = Some(process::alloc_id());
-        if let Err(msg) = super::servers::start_file_server(archive) {
+        if let Err(msg) = super::servers::start_file_server(archive)
+            .and_then(|_| super::servers::start_net_server(archive))
+        {
             crate::log::report(format_args!("servers: error: {}", msg));
             return EXIT_FAILURE;
         }
