@@ -68,6 +68,8 @@ const WRITABLE: u32 = POLLOUT | POLLERR | POLLHUP;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static SERVER_PID: AtomicI32 = AtomicI32::new(0);
+/// Whether the first delegated socket was logged (tests look for it).
+static LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Live remote sockets by server handle (for readiness reports).
 static SOCKETS: spin::Mutex<BTreeMap<u64, Weak<RemoteInet>>> = spin::Mutex::new(BTreeMap::new());
@@ -212,6 +214,12 @@ pub fn create(sock_type: u32, protocol: u32) -> Result<Arc<dyn Socket>, Errno> {
         Reply::Handle(h) => Some(h),
         _ => None,
     })?;
+    if !LOGGED.swap(true, Ordering::Relaxed) {
+        log::info!(
+            "servers: first AF_INET socket made by the network server (handle {:#x})",
+            handle.0
+        );
+    }
     Ok(RemoteInet::adopt(handle, sock_type))
 }
 
