@@ -49,8 +49,7 @@ use crate::ipc::Notification;
 use abi::ipc::SERVICE_NET;
 use abi::Errno;
 use netproto::{
-    Handle, Kind, MsgRef, Reply, Request, MAX_CHANGES, MAX_DATAGRAM, MAX_OPT, MAX_PAYLOAD,
-    MAX_RECV,
+    Handle, Kind, MsgRef, Reply, Request, MAX_CHANGES, MAX_DATAGRAM, MAX_OPT, MAX_PAYLOAD, MAX_RECV,
 };
 
 const POLLIN: u32 = 0x001;
@@ -289,7 +288,12 @@ impl RemoteInet {
 
     /// Runs `op`; on `EAGAIN` arms `bits` first (`again` also counts as
     /// waiting, for connect's `EINPROGRESS`/`EALREADY`).
-    fn op<T>(&self, bits: u32, again: &[Errno], op: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+    fn op<T>(
+        &self,
+        bits: u32,
+        again: &[Errno],
+        op: impl FnOnce() -> Result<T, Errno>,
+    ) -> Result<T, Errno> {
         let r = op();
         if let Err(e) = r {
             if e == Errno::EAGAIN || again.contains(&e) {

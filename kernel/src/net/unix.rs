@@ -405,7 +405,10 @@ fn path_start(path: &[u8]) -> Result<(Arc<::fs::Inode>, &str, u32), Errno> {
 /// `structure=servers`: the file-server directory handle a path name is
 /// resolved from (`None`: the kernel's tree, as `/dev`, `/proc`), with
 /// what keeps a working-directory handle alive during the call.
-type ServerStart = (fsproto::Handle, Option<Arc<crate::fs::remote::RemoteHandle>>);
+type ServerStart = (
+    fsproto::Handle,
+    Option<Arc<crate::fs::remote::RemoteHandle>>,
+);
 
 fn server_start(text: &str) -> Option<ServerStart> {
     if !crate::fs::remote::active() {

@@ -123,7 +123,13 @@ fn start_server(
     argv: &[Vec<u8>],
     prepare: impl FnOnce(&crate::mm::vm::AddressSpace) -> Result<(), Errno>,
     started: impl FnOnce(super::process::Pid),
-) -> Result<(super::process::Pid, alloc::sync::Arc<super::process::Process>), String> {
+) -> Result<
+    (
+        super::process::Pid,
+        alloc::sync::Arc<super::process::Process>,
+    ),
+    String,
+> {
     let entry = bootfmt::cpio::find(archive, member)
         .map_err(|e| format!("initramfs: {e}"))?
         .ok_or_else(|| format!("/{member} is not in the initramfs (structure=servers needs it)"))?;

@@ -267,7 +267,11 @@ fn blocking_cases(c: &mut Checker) {
     c.expect("tcp recv interrupted by a signal", r_intr, "EINTR");
     // A receiver blocked until another thread sends.
     let writer = std::thread::spawn(move || send(a, b"wake"));
-    c.expect("tcp blocking recv woken by a send", r(recv(b, &mut buf, 0)), "ok(4)");
+    c.expect(
+        "tcp blocking recv woken by a send",
+        r(recv(b, &mut buf, 0)),
+        "ok(4)",
+    );
     let _ = writer.join();
     // 300 KB through the pair: the sender blocks on a full buffer.
     const BIG: usize = 300 * 1024;
