@@ -96,7 +96,16 @@ fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<
     }
     let m = req.encode()?;
     let endpoint = crate::ipc::service(SERVICE_NET).ok_or(Errno::EIO)?;
-    let mut buf = vec![0u8; MAX_PAYLOAD];
+    // Only replies that carry bytes get a buffer (most carry words only:
+    // an 8 KiB buffer made for each would cost more than the call).
+    let capacity = match req {
+        Request::Recv { .. } | Request::RecvMore { .. } | Request::PollChanged { .. } => {
+            MAX_PAYLOAD
+        }
+        Request::GetOpt { .. } => MAX_OPT,
+        _ => 0,
+    };
+    let mut buf = vec![0u8; capacity];
     let r = match crate::ipc::kernel_call(&endpoint, m.label, m.words, &m.payload, &mut buf) {
         Ok(r) => r,
         Err(e) if e == Errno::EINTR => return Err(e),
