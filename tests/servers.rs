@@ -10,7 +10,10 @@
 //! mappings against `write`/`read` of another process through the server,
 //! truncates under mappings) passes with the monolithic output, on 1 and 2
 //! vCPUs; Debian's busybox-static runs `sh -c 'echo a; ls /'` with its
-//! root listed by the server.  A kernel panic, a missing `servers:` start
+//! root listed by the server.  Sockets (the network server `netd`):
+//! `net_diff` and `sockets` print the same lines as in the monolithic
+//! structure on 1 and 2 vCPUs, `net_stress` passes on both, and AF_INET
+//! sockets were made by netd.  A kernel panic, a missing `servers:` start
 //! line or any other difference fails.
 
 use comparison::run::{Structure, Verdict};
@@ -36,7 +39,28 @@ fn servers(name: &str, cores: usize) -> comparison::run::RunResult {
             .contains("servers: file server /.servers/fsd is pid"),
         "expected the kernel to start the file server",
     );
+    check_run(
+        &result,
+        result
+            .outcome
+            .serial
+            .contains("servers: network server /.servers/netd is pid"),
+        "expected the kernel to start the network server",
+    );
     result
+}
+
+/// The kernel logs the first AF_INET socket the network server made: the
+/// sockets of a run went there, not to the kernel's own stack.
+fn expect_net_delegated(result: &comparison::run::RunResult) {
+    check_run(
+        result,
+        result
+            .outcome
+            .serial
+            .contains("servers: first AF_INET socket made by the network server"),
+        "expected AF_INET sockets to be delegated to netd",
+    );
 }
 
 fn monolithic(name: &str, cores: usize) -> comparison::run::RunResult {
@@ -154,6 +178,55 @@ fn mapcoherence_matches_monolithic() {
                 &format!("mapcoherence on {cores} vCPUs differs from monolithic:\n{diff}"),
             );
         }
+    }
+}
+
+/// `name` prints the same lines in both structures on `cores` vCPUs.
+fn same_as_monolithic(name: &str, cores: usize) -> comparison::run::RunResult {
+    let ours = servers(name, cores);
+    expect_pass(&ours, name);
+    let base = monolithic(name, cores);
+    expect_pass(&base, name);
+    if let Err(diff) = same_output(&base.output, &ours.output) {
+        check_run(
+            &ours,
+            false,
+            &format!("{name} on {cores} vCPUs differs from monolithic:\n{diff}"),
+        );
+    }
+    ours
+}
+
+#[test]
+fn net_diff_matches_monolithic() {
+    for cores in [1, 2] {
+        let ours = same_as_monolithic("net_diff", cores);
+        expect_net_delegated(&ours);
+    }
+}
+
+/// Mostly AF_UNIX (which stays in the kernel; path names are socket
+/// nodes on the file server) plus AF_INET errnos and epoll on sockets.
+#[test]
+fn sockets_matches_monolithic() {
+    for cores in [1, 2] {
+        same_as_monolithic("sockets", cores);
+    }
+}
+
+#[test]
+fn net_stress_on_one_and_two_cpus() {
+    for cores in [1, 2] {
+        let result = servers("net_stress", cores);
+        expect_pass(&result, "net_stress");
+        check_run(
+            &result,
+            result.output.contains(&format!(
+                "tcp: {cores} threads x 50 concurrent connections echoed"
+            )),
+            "expected the TCP line with one thread per CPU",
+        );
+        expect_net_delegated(&result);
     }
 }
 

@@ -431,7 +431,7 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
         run::Structure::Servers => vec![comparison::image::Module {
             guest_path: "boot/initramfs.cpio".into(),
             cmdline: "initramfs".into(),
-            data: comparison::initramfs::build_members(&[run::fsd_member()?])?,
+            data: comparison::initramfs::build_members(&run::server_members()?)?,
         }],
     };
     let request = BootRequest {

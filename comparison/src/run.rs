@@ -84,6 +84,19 @@ pub fn fsd_member() -> Result<InitramfsFile> {
     InitramfsFile::from_host(&userland.program("fsd")?, FSD_GUEST_PATH)
 }
 
+/// Guest path of the network server's program (started after `fsd`).
+pub const NETD_GUEST_PATH: &str = "/.servers/netd";
+
+/// The initramfs members of the OS servers of `structure=servers`: the
+/// file server and the network server.
+pub fn server_members() -> Result<Vec<InitramfsFile>> {
+    let userland = crate::userland::build()?;
+    Ok(vec![
+        InitramfsFile::from_host(&userland.program("fsd")?, FSD_GUEST_PATH)?,
+        InitramfsFile::from_host(&userland.program("netd")?, NETD_GUEST_PATH)?,
+    ])
+}
+
 /// What to print while the run goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Echo {
@@ -251,7 +264,7 @@ pub fn make_initramfs(req: &RunRequest, extras: &RunExtras) -> Result<Vec<u8>> {
         files.extend(initramfs::tree_from_host(host, guest)?);
     }
     if extras.structure == Structure::Servers && req.system == System::Ours {
-        files.push(fsd_member()?);
+        files.extend(server_members()?);
     }
     let env = initramfs::environment(&extras.env)?;
     let argv0 = extras.argv0.as_deref().unwrap_or("/init");

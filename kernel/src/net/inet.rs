@@ -177,6 +177,10 @@ fn net_thread(cpu: usize) -> ! {
 /// A new AF_INET socket of `sock_type` (SOCK_STREAM, SOCK_DGRAM; the
 /// SOCK_NONBLOCK/SOCK_CLOEXEC flags already removed) and `protocol`.
 pub fn create(sock_type: u32, protocol: u32) -> Result<Arc<dyn Socket>, Errno> {
+    if super::remote::active() {
+        // structure=servers: the network server's socket.
+        return super::remote::create(sock_type, protocol);
+    }
     const IPPROTO_TCP: u32 = 6;
     const IPPROTO_UDP: u32 = 17;
     let kind = match (sock_type, protocol) {

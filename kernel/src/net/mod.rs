@@ -1,7 +1,8 @@
 //! Sockets in the kernel: the socket framework (`socket.rs`: the `Socket`
 //! trait and the blocking/timeout/SIGPIPE rules common to every family),
 //! address and message-header translation (`sockaddr.rs`), AF_UNIX
-//! (`unix.rs`) and the entry to AF_INET (`inet.rs`, over the `net` crate).
+//! (`unix.rs`) and the entry to AF_INET (`inet.rs`, over the `net` crate;
+//! `remote.rs`: the user-mode network server's sockets in `structure=servers`).
 //!
 //! Owns the Linux constants of the socket ABI (families, types, flags,
 //! option names) and the socket errno values the shared errno table lacks.
@@ -12,6 +13,7 @@
 
 pub mod ifconf;
 pub mod inet;
+pub mod remote;
 pub mod sockaddr;
 pub mod socket;
 pub mod unix;

@@ -349,6 +349,11 @@ enum Name {
     /// bind created there.  Holding the inode keeps its address, the table
     /// key, from being reused while the name is bound.
     Path(Vec<u8>, Arc<::fs::Inode>),
+    /// A path on the user-mode file server (`structure=servers`): the
+    /// path as bound and the socket node's (`st_dev`, `st_ino`) there.
+    /// The server's tmpfs does not reuse inode numbers, so the pair names
+    /// the node as long as the name is bound.
+    Remote(Vec<u8>, u64, u64),
 }
 
 /// The name table's key: abstract names by their bytes, path names by
@@ -357,6 +362,7 @@ enum Name {
 enum NameKey {
     Abstract(Vec<u8>),
     Inode(usize),
+    Remote(u64, u64),
 }
 
 impl Name {
@@ -364,13 +370,14 @@ impl Name {
         match self {
             Name::Abstract(n) => NameKey::Abstract(n.clone()),
             Name::Path(_, inode) => NameKey::Inode(Arc::as_ptr(inode) as usize),
+            Name::Remote(_, dev, ino) => NameKey::Remote(*dev, *ino),
         }
     }
 
     fn addr(&self) -> UnixAddr {
         match self {
             Name::Abstract(n) => UnixAddr::Abstract(n.clone()),
-            Name::Path(p, _) => UnixAddr::Path(p.clone()),
+            Name::Path(p, _) | Name::Remote(p, ..) => UnixAddr::Path(p.clone()),
         }
     }
 }
@@ -395,8 +402,54 @@ fn path_start(path: &[u8]) -> Result<(Arc<::fs::Inode>, &str, u32), Errno> {
     })
 }
 
+/// `structure=servers`: the file-server directory handle a path name is
+/// resolved from (`None`: the kernel's tree, as `/dev`, `/proc`), with
+/// what keeps a working-directory handle alive during the call.
+type ServerStart = (
+    fsproto::Handle,
+    Option<Arc<crate::fs::remote::RemoteHandle>>,
+);
+
+fn server_start(text: &str) -> Option<ServerStart> {
+    if !crate::fs::remote::active() {
+        return None;
+    }
+    if text.starts_with('/') {
+        return (!crate::fs::remote::kernel_path(text)).then(|| (crate::fs::remote::root(), None));
+    }
+    let cwd = crate::fs::with_files(|_, ctx| ctx.remote_cwd()).ok()??;
+    Some((cwd.handle, Some(cwd)))
+}
+
+/// The (`st_dev`, `st_ino`) of the socket node `text` names on the file
+/// server; `ECONNREFUSED` if it is not a socket.
+fn remote_socket_node(dir: fsproto::Handle, text: &str) -> Result<(u64, u64), Errno> {
+    let st = crate::fs::remote::stat(fsproto::At {
+        dir,
+        path: text,
+        flags: 0,
+    })?;
+    if st.mode & 0o170000 != 0o140000 {
+        return Err(ECONNREFUSED);
+    }
+    Ok((st.dev, st.ino))
+}
+
 /// Creates the socket inode of `bind(path)`.
 fn create_path_name(path: &[u8]) -> Result<Name, Errno> {
+    let text = core::str::from_utf8(path).map_err(|_| Errno::EINVAL)?;
+    if let Some((dir, _hold)) = server_start(text) {
+        let umask = crate::fs::with_files(|_, ctx| ctx.umask())?;
+        crate::fs::remote::mknod(dir, text, 0o140000 | (0o777 & !umask), 0).map_err(|e| {
+            if e == Errno::EEXIST {
+                EADDRINUSE
+            } else {
+                e
+            }
+        })?;
+        let (dev, ino) = remote_socket_node(dir, text)?;
+        return Ok(Name::Remote(path.to_vec(), dev, ino));
+    }
     let (start, text, umask) = path_start(path)?;
     let inode = crate::fs::root_fs()
         .mknod(&start, text, ::fs::FileType::Socket, 0o777 & !umask, 0)
@@ -409,6 +462,11 @@ fn create_path_name(path: &[u8]) -> Result<Name, Errno> {
 
 /// The table key of the socket inode `connect(path)` names.
 fn resolve_path_name(path: &[u8]) -> Result<NameKey, Errno> {
+    let text = core::str::from_utf8(path).map_err(|_| Errno::EINVAL)?;
+    if let Some((dir, _hold)) = server_start(text) {
+        let (dev, ino) = remote_socket_node(dir, text)?;
+        return Ok(NameKey::Remote(dev, ino));
+    }
     let (start, text, _) = path_start(path)?;
     let inode = crate::fs::root_fs()
         .lookup(&start, text, true)

@@ -44,7 +44,7 @@ pub fn spawn_init(
 ) -> Result<Pid, Errno> {
     let files = Files::new_console();
     let prog = open_program(&files, path)?;
-    spawn_with_files(&prog, path, argv, envp, pid, files, |_| Ok(()))
+    spawn_with_files(&prog, path, argv, envp, pid, files, true, |_| Ok(()))
 }
 
 /// Starts `prog` as a new process without a parent (fds 0-2 on the
@@ -58,9 +58,19 @@ pub fn spawn_program(
     pid: Option<Pid>,
     prepare: impl FnOnce(&crate::mm::vm::AddressSpace) -> Result<(), Errno>,
 ) -> Result<Pid, Errno> {
-    spawn_with_files(prog, path, argv, envp, pid, Files::new_console(), prepare)
+    spawn_with_files(
+        prog,
+        path,
+        argv,
+        envp,
+        pid,
+        Files::new_console(),
+        false,
+        prepare,
+    )
 }
 
+#[allow(clippy::too_many_arguments)] // private; each argument is one part of the new process
 fn spawn_with_files(
     prog: &Program,
     path: &str,
@@ -68,6 +78,7 @@ fn spawn_with_files(
     envp: &[Vec<u8>],
     pid: Option<Pid>,
     files: Files,
+    announce: bool,
     prepare: impl FnOnce(&crate::mm::vm::AddressSpace) -> Result<(), Errno>,
 ) -> Result<Pid, Errno> {
     let loaded = load_program(prog, argv, envp, path.as_bytes())?;
@@ -86,6 +97,11 @@ fn spawn_with_files(
         name,
     );
     let task = Arc::new(Task::new(pid, process, loaded.aspace, FpuState::initial()));
+    if announce {
+        // Before it runs: a log line written while /init prints would cut
+        // one of its output lines in two (the console is shared).
+        log::info!("init: started {} as pid {}", path, pid);
+    }
     start_task(task, initial_frame(loaded.entry, loaded.sp), None, u64::MAX)?;
     Ok(pid)
 }
@@ -112,7 +128,9 @@ pub fn run_init() -> u32 {
     if servers {
         let archive = initramfs_archive().unwrap_or(&[]);
         init_pid = Some(process::alloc_id());
-        if let Err(msg) = super::servers::start_file_server(archive) {
+        if let Err(msg) = super::servers::start_file_server(archive)
+            .and_then(|_| super::servers::start_net_server(archive))
+        {
             crate::log::report(format_args!("servers: error: {}", msg));
             return EXIT_FAILURE;
         }
@@ -127,7 +145,7 @@ pub fn run_init() -> u32 {
         }
     };
     match spawn_init(path, &argv, &envp, init_pid) {
-        Ok(pid) => log::info!("init: started {} as pid {}", path, pid),
+        Ok(_) => {}
         Err(e) => {
             crate::log::report(format_args!(
                 "init: error: cannot run {}: errno {}",

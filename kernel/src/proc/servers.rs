@@ -2,7 +2,9 @@
 //! "Kernel side / boot"): the file server `fsd` is loaded straight from the
 //! initramfs archive in memory (no file system is involved: the file system
 //! is what it brings), given a copy of the archive, and waited for until it
-//! registered `SERVICE_FS`; then the kernel attaches as its client.
+//! registered `SERVICE_FS`; then the kernel attaches as its client.  The
+//! network server `netd` follows the same way (`SERVICE_NET`), and the
+//! kernel gives it the notification for its readiness reports.
 //!
 //! Owns: where the server's program is in the archive (`FSD_PATH`), where
 //! the archive copy goes in its address space (`ARCHIVE_BASE`) and how it
@@ -25,6 +27,9 @@ use abi::Errno;
 /// there with `--structure servers`).
 pub const FSD_PATH: &str = ".servers/fsd";
 
+/// The network server's program in the initramfs.
+pub const NETD_PATH: &str = ".servers/netd";
+
 /// Where the copy of the archive is mapped (read-only) in the server; it
 /// unmaps it once unpacked.  Below `MMAP_TOP`, far from where `mmap`
 /// places mappings (top down) and from a static program's image.
@@ -37,52 +42,27 @@ const REGISTER_TIMEOUT_NS: u64 = 20_000_000_000;
 /// it registered `SERVICE_FS` and the kernel attached.  Errors are
 /// messages for `servers: error: ...`.
 pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, String> {
-    let entry = bootfmt::cpio::find(archive, FSD_PATH)
-        .map_err(|e| format!("initramfs: {e}"))?
-        .ok_or_else(|| {
-            format!("/{FSD_PATH} is not in the initramfs (structure=servers needs it)")
-        })?;
-    let prog = Program::Bytes(entry.data);
     let argv: Vec<Vec<u8>> = vec![
         b"fsd".to_vec(),
         format!("initramfs={ARCHIVE_BASE:x},{}", archive.len()).into_bytes(),
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
     ];
-    let path = format!("/{FSD_PATH}");
     let started = crate::arch::time::now_ns();
-    let pid = super::init::spawn_program(&prog, &path, &argv, &[], None, |aspace| {
-        aspace.map_fixed_with_data(
-            ARCHIVE_BASE,
-            archive.len() as u64,
-            archive,
-            crate::mm::vm::PROT_READ,
-        )
-    })
-    .map_err(|e| format!("cannot start /{FSD_PATH}: errno {}", e.0))?;
-    crate::fs::remote::set_server_pid(pid);
-    let process = super::process::find_process(pid)
-        .ok_or_else(|| format!("/{FSD_PATH} (pid {pid}) is gone at once"))?;
-    // The handshake: the server registers once its root is populated.
-    loop {
-        if crate::ipc::service(abi::ipc::SERVICE_FS).is_some() {
-            break;
-        }
-        if process.zombie.load(core::sync::atomic::Ordering::Acquire) {
-            return Err(format!(
-                "/{FSD_PATH} (pid {pid}) exited (status {:#x}) before it registered SERVICE_FS",
-                process
-                    .exit_status
-                    .load(core::sync::atomic::Ordering::Acquire)
-            ));
-        }
-        if crate::arch::time::now_ns() - started > REGISTER_TIMEOUT_NS {
-            return Err(format!(
-                "/{FSD_PATH} (pid {pid}) did not register SERVICE_FS within {} s",
-                REGISTER_TIMEOUT_NS / 1_000_000_000
-            ));
-        }
-        crate::sched::sleep_ns(1_000_000);
-    }
+    let (pid, _) = start_server(
+        archive,
+        FSD_PATH,
+        abi::ipc::SERVICE_FS,
+        &argv,
+        |aspace| {
+            aspace.map_fixed_with_data(
+                ARCHIVE_BASE,
+                archive.len() as u64,
+                archive,
+                crate::mm::vm::PROT_READ,
+            )
+        },
+        crate::fs::remote::set_server_pid,
+    )?;
     crate::fs::remote::attach().map_err(|e| format!("attach to the file server: errno {}", e.0))?;
     log::info!(
         "servers: file server /{} is pid {}, SERVICE_FS registered after {} ms",
@@ -91,6 +71,98 @@ pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, 
         (crate::arch::time::now_ns() - started) / 1_000_000
     );
     Ok(pid)
+}
+
+/// Loads and starts the network server from `archive` (after the file
+/// server); returns its pid once it registered `SERVICE_NET` and the
+/// kernel attached.  The kernel makes the notification for readiness
+/// reports, puts a handle to it (notify right only) into the server's
+/// table and names it in `Attach { notify }`; it keeps the object itself
+/// for its collector thread (`net::remote`).
+pub fn start_net_server(archive: &'static [u8]) -> Result<super::process::Pid, String> {
+    let argv: Vec<Vec<u8>> = vec![
+        b"netd".to_vec(),
+        format!("locks={}", percpu::lock_mode().name()).into_bytes(),
+    ];
+    let started = crate::arch::time::now_ns();
+    let (pid, process) = start_server(
+        archive,
+        NETD_PATH,
+        abi::ipc::SERVICE_NET,
+        &argv,
+        |_| Ok(()),
+        |_| {},
+    )?;
+    let notification = alloc::sync::Arc::new(crate::ipc::Notification::new());
+    let notify = process
+        .ipc
+        .insert_or_drop(
+            crate::ipc::Object::Notification(notification.clone()),
+            abi::ipc::RIGHT_SEND,
+            0,
+        )
+        .map_err(|e| format!("a notification for /{NETD_PATH}: errno {}", e.0))?;
+    crate::net::remote::attach(pid, notify, notification)
+        .map_err(|e| format!("attach to the network server: errno {}", e.0))?;
+    log::info!(
+        "servers: network server /{} is pid {}, SERVICE_NET registered after {} ms",
+        NETD_PATH,
+        pid,
+        (crate::arch::time::now_ns() - started) / 1_000_000
+    );
+    Ok(pid)
+}
+
+/// Starts the server program `member` of `archive` with `argv` (`prepare`
+/// sets up its address space, `started` learns its pid before it can
+/// call) and waits until it registered `service`.
+fn start_server(
+    archive: &'static [u8],
+    member: &str,
+    service: u32,
+    argv: &[Vec<u8>],
+    prepare: impl FnOnce(&crate::mm::vm::AddressSpace) -> Result<(), Errno>,
+    started: impl FnOnce(super::process::Pid),
+) -> Result<
+    (
+        super::process::Pid,
+        alloc::sync::Arc<super::process::Process>,
+    ),
+    String,
+> {
+    let entry = bootfmt::cpio::find(archive, member)
+        .map_err(|e| format!("initramfs: {e}"))?
+        .ok_or_else(|| format!("/{member} is not in the initramfs (structure=servers needs it)"))?;
+    let prog = Program::Bytes(entry.data);
+    let path = format!("/{member}");
+    let begin = crate::arch::time::now_ns();
+    let pid = super::init::spawn_program(&prog, &path, argv, &[], None, prepare)
+        .map_err(|e| format!("cannot start /{member}: errno {}", e.0))?;
+    started(pid);
+    let process = super::process::find_process(pid)
+        .ok_or_else(|| format!("/{member} (pid {pid}) is gone at once"))?;
+    // The handshake: the server registers once it is ready to serve.
+    loop {
+        if crate::ipc::service(service).is_some() {
+            break;
+        }
+        if process.zombie.load(core::sync::atomic::Ordering::Acquire) {
+            return Err(format!(
+                "/{member} (pid {pid}) exited (status {:#x}) before it registered service {service}",
+                process
+                    .exit_status
+                    .load(core::sync::atomic::Ordering::Acquire)
+            ));
+        }
+        if crate::arch::time::now_ns() - begin > REGISTER_TIMEOUT_NS {
+            return Err(format!(
+                "/{member} (pid {pid}) did not register service {service} within {} s",
+                REGISTER_TIMEOUT_NS / 1_000_000_000
+            ));
+        }
+        crate::sched::sleep_ns(1_000_000);
+    }
+    Ok((pid, process))
 }
 
 /// The contents of archive member `name` (`/.init/argv` and `/.init/envp`

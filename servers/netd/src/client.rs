@@ -62,7 +62,7 @@ impl<C: Call> Client<C> {
 
     /// Starts a new client generation: every handle so far goes stale.
     pub fn reattach(&self) -> Result<(), Errno> {
-        self.done(&Request::Attach)
+        self.done(&Request::Attach { notify: 0 })
     }
 
     pub fn conn(&self) -> &C {

@@ -68,4 +68,9 @@ pub trait Transport {
 /// no lock of the server's or of `net` held; must not block.
 pub trait Signal: Send + Sync {
     fn signal(&self, client: u64, bits: u64);
+
+    /// `Attach { notify }` from `client`: where its signals go from now on
+    /// (a notification handle in the server's IPC handle table; 0 keeps
+    /// the transport's own way).  Called before the generation starts.
+    fn attach(&self, _client: u64, _notify: u64) {}
 }

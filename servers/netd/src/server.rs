@@ -263,7 +263,8 @@ impl NetServer {
         let ok = |r: Reply<'_>| Ok(reply_message(Ok(r)));
         let done = || Ok(Message::default());
         match *req {
-            Request::Attach => {
+            Request::Attach { notify } => {
+                self.signal.attach(client, notify);
                 for s in self.handles.drop_client(client) {
                     self.close(&s);
                 }

@@ -165,7 +165,12 @@ pub enum Request<'a> {
     /// Starts a client generation: the server closes every socket this
     /// client held (its handles go stale) and forgets its pending
     /// readiness reports.
-    Attach,
+    /// w0: the client's notification for readiness reports, as a handle
+    /// in the server's own IPC handle table (the kernel puts it there
+    /// before attaching); 0 = the transport's own signalling (tests).
+    Attach {
+        notify: u64,
+    },
     /// `socket(AF_INET, kind, protocol)`: a new handle.  `protocol` is
     /// 0 or the kind's (6 TCP, 17 UDP), else `EPROTONOSUPPORT`.
     Socket {
@@ -398,7 +403,7 @@ fn msg(label: u64, words: [u64; 4], payload: Vec<u8>) -> Result<Message, Errno> 
 impl<'a> Request<'a> {
     pub fn op(&self) -> Op {
         match self {
-            Request::Attach => Op::Attach,
+            Request::Attach { .. } => Op::Attach,
             Request::Socket { .. } => Op::Socket,
             Request::Close { .. } => Op::Close,
             Request::Bind { .. } => Op::Bind,
@@ -424,7 +429,7 @@ impl<'a> Request<'a> {
         let label = self.op() as u64;
         let none = Vec::new;
         let m = match *self {
-            Request::Attach => msg(label, [0; 4], none())?,
+            Request::Attach { notify } => msg(label, [notify, 0, 0, 0], none())?,
             // w0 kind, w1 protocol.
             Request::Socket { kind, protocol } => {
                 msg(label, [kind as u64, protocol as u64, 0, 0], none())?
@@ -524,9 +529,9 @@ impl<'a> Request<'a> {
         let h = Handle(w0);
         Ok(match op {
             Op::Attach => {
-                zero(&m.words)?;
+                zero(&[w1, w2, w3])?;
                 no_payload(p)?;
-                Request::Attach
+                Request::Attach { notify: w0 }
             }
             Op::Socket => {
                 zero(&[w2, w3])?;

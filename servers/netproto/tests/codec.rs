@@ -47,7 +47,7 @@ fn request(o: &Owned) -> Request<'_> {
     let handle = o.h;
     let [x, y, z] = o.n;
     match Op::ALL[o.op] {
-        Op::Attach => Request::Attach,
+        Op::Attach => Request::Attach { notify: x },
         Op::Socket => Request::Socket {
             kind: if o.b[0] { Kind::Stream } else { Kind::Dgram },
             protocol: x as u32,
@@ -246,7 +246,7 @@ fn unknown_operations_are_enosys() {
 fn malformed_requests_are_refused() {
     let e = Err(Errno::EINVAL);
     // Unused words must be zero; payloads only where an operation has one.
-    assert_eq!(raw(Op::Attach as u64, [1, 0, 0, 0], &[]), e);
+    assert_eq!(raw(Op::Attach as u64, [1, 2, 0, 0], &[]), e);
     assert_eq!(raw(Op::Close as u64, [5, 0, 0, 1], &[]), e);
     assert_eq!(raw(Op::Accept as u64, [5, 0, 0, 0], b"x"), e);
     // Socket kinds other than stream and datagram.

@@ -183,6 +183,151 @@ fn accept(fd: i32) -> i32 {
     unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) }
 }
 
+extern "C" fn on_alarm(_: i32) {}
+
+/// A connected TCP pair on loopback: (client, server).
+fn tcp_pair() -> (i32, i32) {
+    let l = sock(libc::SOCK_STREAM);
+    bind(l, 0);
+    // SAFETY: listen on an owned fd.
+    unsafe { libc::listen(l, 4) };
+    let port = name_of(l, false).map_or(0, |(_, p)| p);
+    let a = sock(libc::SOCK_STREAM);
+    connect(a, port);
+    let b = accept(l);
+    close(l);
+    (a, b)
+}
+
+/// Blocking behaviour: `SO_RCVTIMEO`, a signal during a blocking `recv`
+/// (`EINTR`, handler without `SA_RESTART`), a receiver woken by another
+/// thread's send, a large stream in both blocking directions, and a UDP
+/// datagram larger than one IPC message (the servers structure stages it).
+fn blocking_cases(c: &mut Checker) {
+    let (a, b) = tcp_pair();
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 50_000,
+    };
+    // SAFETY: the option value is a valid timeval.
+    let ret = unsafe {
+        libc::setsockopt(
+            b,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    c.expect("tcp setsockopt SO_RCVTIMEO 50 ms", r(ret as isize), "ok");
+    let mut buf = [0u8; 16];
+    c.expect("tcp recv times out", r(recv(b, &mut buf, 0)), "EAGAIN");
+    let zero = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    // SAFETY: as above.
+    unsafe {
+        libc::setsockopt(
+            b,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&zero as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    // SIGALRM every 20 ms until the blocked recv is interrupted.
+    // SAFETY: a handler that does nothing; sigaction and setitimer with
+    // valid structures.
+    let r_intr = unsafe {
+        let mut sa: libc::sigaction = zeroed();
+        sa.sa_sigaction = on_alarm as extern "C" fn(i32) as usize;
+        libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
+        let t = libc::itimerval {
+            it_interval: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 20_000,
+            },
+            it_value: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 20_000,
+            },
+        };
+        libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut());
+        let n = recv(b, &mut buf, 0);
+        let e = errno();
+        let off: libc::itimerval = zeroed();
+        libc::setitimer(libc::ITIMER_REAL, &off, std::ptr::null_mut());
+        if n < 0 {
+            name(e)
+        } else {
+            format!("ok({n})")
+        }
+    };
+    c.expect("tcp recv interrupted by a signal", r_intr, "EINTR");
+    // A receiver blocked until another thread sends.
+    let writer = std::thread::spawn(move || send(a, b"wake"));
+    c.expect(
+        "tcp blocking recv woken by a send",
+        r(recv(b, &mut buf, 0)),
+        "ok(4)",
+    );
+    let _ = writer.join();
+    // 300 KB through the pair: the sender blocks on a full buffer.
+    const BIG: usize = 300 * 1024;
+    let writer = std::thread::spawn(move || {
+        let data: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+        let mut sent = 0;
+        while sent < BIG {
+            let n = send(a, &data[sent..]);
+            if n <= 0 {
+                break;
+            }
+            sent += n as usize;
+        }
+        sent
+    });
+    let mut got = vec![0u8; BIG];
+    let whole = recv_exact(b, &mut got);
+    let sent = writer.join().unwrap_or(0);
+    let same = got.iter().enumerate().all(|(i, &v)| v == (i % 251) as u8);
+    c.expect(
+        "tcp 300 KB both ways blocking",
+        format!("{} {} {}", sent == BIG, whole, same),
+        "true true true",
+    );
+    close(a);
+    close(b);
+    // A 12000-byte datagram.
+    let u = sock(libc::SOCK_DGRAM);
+    bind(u, 0);
+    let port = name_of(u, false).map_or(0, |(_, p)| p);
+    let v = sock(libc::SOCK_DGRAM);
+    let to = addr(port);
+    let data: Vec<u8> = (0..12000).map(|i| (i % 253) as u8).collect();
+    // SAFETY: buffer and address are valid for their lengths.
+    let n = unsafe {
+        libc::sendto(
+            v,
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+            (&to as *const libc::sockaddr_in).cast(),
+            SLEN,
+        )
+    };
+    c.expect("udp sendto 12000 bytes", r(n), "ok(12000)");
+    let mut back = vec![0u8; 30000];
+    let n = recv(u, &mut back, 0);
+    c.expect(
+        "udp recv 12000 bytes whole",
+        format!("{} {}", r(n), n == 12000 && back[..12000] == data[..]),
+        "ok(12000) true",
+    );
+    close(u);
+    close(v);
+}
+
 fn main() {
     let mut c = Checker { ok: true };
 
@@ -560,6 +705,8 @@ fn main() {
         c.expect("unix EOF after close", r(recv(sv2[0], &mut b, 0)), "ok");
         close(sv2[0]);
     }
+
+    blocking_cases(&mut c);
 
     say(if c.ok {
         "net_diff: pass"

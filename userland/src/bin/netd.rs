@@ -1,0 +1,182 @@
+//! netd: the user-mode network server of `structure=servers`
+//! (docs/SERVERS.md, "Network service" and "Sockets in servers mode").
+//! The kernel starts it after the file server and before `/init`; it runs
+//! the same `net` crate the monolithic kernel links (loopback only: the
+//! NIC stays with the kernel for now), creates an endpoint, registers it
+//! as `SERVICE_NET` and answers the kernel's delegated AF_INET socket
+//! calls (`netproto` messages) in an `ipc_reply_recv` loop.
+//!
+//! Readiness reports go to the notification the kernel put into this
+//! process's handle table and named in `Attach { notify }`: `ipc_notify`
+//! raises the ready bit there, and the kernel's collector thread answers
+//! with `PollChanged`.
+//!
+//! Timers: the kernel's IPC has no receive timeout, so a second thread
+//! (the timer thread) sleeps until the stack's next timer (at most one
+//! 10 ms tick) and runs it (`NetServer::tick`).  `net::Stack` is shared
+//! by design (its instances are locked; the kernel's net threads run
+//! timers while system calls on other CPUs use the same instances), so
+//! the timer thread and the server thread may use instance 0 at once.
+//!
+//! Arguments (the kernel writes them): `locks=percpu|global`.
+//!
+//! Owns: the IPC `Transport` (one endpoint, one server thread), the IPC
+//! `Signal` (client → notification handle), the timer thread, mapping the
+//! kernel's badge to the one client id the server knows.
+//!
+//! Must not: make socket calls itself (the kernel would delegate them to
+//! this very server), or exit while the kernel needs it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use abi::ipc::SERVICE_NET;
+use net::LockMode;
+use netd::{Config, Incoming, NetServer, Signal, Transport};
+use netproto::{Message, MAX_PAYLOAD};
+use userland::ipc;
+
+/// The badge bit of calls the kernel makes for user threads
+/// (`kernel/src/ipc/mod.rs` `KERNEL_BADGE`).  All of them are one client.
+const KERNEL_BADGE: u64 = 1 << 63;
+/// The client id of the kernel.
+const KERNEL_CLIENT: u64 = 1;
+
+/// The server's endpoint: requests in, replies out through
+/// `ipc_reply_recv` (a reply is sent with the next receive).  The
+/// timeout `serve` asks for is not honoured (no receive timeout in the
+/// IPC): the timer thread runs the timers instead.
+struct IpcTransport {
+    endpoint: u64,
+    buf: Vec<u8>,
+    pending: Option<(u64, Message)>,
+}
+
+impl Transport for IpcTransport {
+    type Caller = u64;
+
+    fn recv(&mut self, _timeout_ms: Option<u64>) -> Incoming<u64> {
+        loop {
+            let (token, reply) = self.pending.take().unwrap_or((0, Message::default()));
+            let got = ipc::reply_recv(
+                self.endpoint,
+                token,
+                reply.label,
+                reply.words,
+                &reply.payload,
+                &mut self.buf,
+            );
+            match got {
+                Ok(r) => {
+                    let client = if r.badge & KERNEL_BADGE != 0 {
+                        KERNEL_CLIENT
+                    } else {
+                        r.badge | 1 << 62
+                    };
+                    let msg = Message {
+                        label: r.label,
+                        words: r.words,
+                        payload: self.buf[..r.len.min(self.buf.len())].to_vec(),
+                    };
+                    return Incoming::Request(r.token, client, msg);
+                }
+                Err(e) if e == libc::EINTR || e == libc::EPIPE => continue,
+                Err(e) => {
+                    eprintln!("netd: ipc_reply_recv failed: errno {e}");
+                    return Incoming::Closed;
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, caller: u64, reply: Message) {
+        self.pending = Some((caller, reply));
+    }
+}
+
+/// Readiness signals through IPC notifications: each client's handle,
+/// given by its `Attach`.
+#[derive(Default)]
+struct IpcSignal {
+    handles: Mutex<HashMap<u64, u64>>,
+}
+
+impl Signal for IpcSignal {
+    fn signal(&self, client: u64, bits: u64) {
+        let h = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&client)
+            .copied();
+        if let Some(h) = h {
+            if let Err(e) = ipc::notify(h, bits) {
+                eprintln!("netd: ipc_notify({h:#x}) failed: errno {e}");
+            }
+        }
+    }
+
+    fn attach(&self, client: u64, notify: u64) {
+        let mut map = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        if notify == 0 {
+            map.remove(&client);
+        } else {
+            map.insert(client, notify);
+        }
+    }
+}
+
+fn main() {
+    let mut mode = LockMode::PerCpu;
+    for arg in std::env::args().skip(1) {
+        if let Some(v) = arg.strip_prefix("locks=") {
+            mode = LockMode::from_name(v).unwrap_or(LockMode::PerCpu);
+        }
+    }
+    let _ = percpu::set_lock_mode(mode);
+    // One server thread (one loopback instance) in M2.
+    let server = Arc::new(NetServer::new(
+        Config::new(1, mode),
+        Arc::new(IpcSignal::default()),
+        None,
+    ));
+    let endpoint = match ipc::endpoint_create() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("netd: ipc_endpoint_create failed: errno {e}");
+            std::process::exit(1);
+        }
+    };
+    let timers = server.clone();
+    let spawned = std::thread::Builder::new()
+        .name("netd-timers".into())
+        .spawn(move || loop {
+            let now = net::Platform::now_ms(timers.stack().platform());
+            let wait = timers
+                .stack()
+                .next_poll_ms(0)
+                .map_or(netd::server::TICK_MS, |t| {
+                    t.saturating_sub(now).min(netd::server::TICK_MS)
+                })
+                .max(1);
+            std::thread::sleep(Duration::from_millis(wait));
+            timers.tick(0);
+        });
+    if let Err(e) = spawned {
+        eprintln!("netd: cannot start the timer thread: {e}");
+        std::process::exit(1);
+    }
+    if let Err(e) = ipc::register_service(endpoint, SERVICE_NET) {
+        eprintln!("netd: ipc_register_service failed: errno {e}");
+        std::process::exit(1);
+    }
+    let mut transport = IpcTransport {
+        endpoint,
+        buf: vec![0; MAX_PAYLOAD],
+        pending: None,
+    };
+    server.serve(0, &mut transport);
+    eprintln!("netd: endpoint closed, exiting");
+    std::process::exit(1);
+}
