@@ -472,7 +472,7 @@ pub(super) fn wait_once(done: &dyn Fn() -> bool, hand_off: Option<Arc<Thread>>) 
     assert!(!me.is_idle(), "sched: the idle thread must never block");
     // Dekker with the waker: we publish BLOCKING, then look; the waker
     // publishes its condition, then looks at our state (both SeqCst, and
-    // the condition is read and written under the caller's lock).
+    // the condition is read and written under a lock or SeqCst itself).
     me.state.store(state::BLOCKING, Ordering::SeqCst);
     if done() {
         // A waker may have turned BLOCKING into WOKEN meanwhile: either
