@@ -434,8 +434,9 @@ fn switch_to(
 /// slice (so two threads handing off to each other cannot starve the
 /// others: the slice still ends).  Otherwise `target` is woken the normal
 /// way (its home CPU's queue, an IPI if that CPU idles) and the caller
-/// blocks.  Interrupts must be disabled.
-fn block_and_hand_off(target: Arc<Thread>) {
+/// blocks.  `current` is the calling thread (`wait_once` has it already).
+/// Interrupts must be disabled.
+fn block_and_hand_off(current: Arc<Thread>, target: Arc<Thread>) {
     let cpu = arch::cpu::id();
     let claimed = !target.is_idle()
         && target.can_run_on(cpu)
@@ -449,6 +450,7 @@ fn block_and_hand_off(target: Arc<Thread>) {
             )
             .is_ok();
     if !claimed {
+        drop(current);
         wake(target);
         block_current();
         return;
@@ -457,7 +459,6 @@ fn block_and_hand_off(target: Arc<Thread>) {
     // (BLOCKED is only set once its CPU finished the switch), and no waker
     // acts on a RUNNING thread.
     count(&HANDOFFS);
-    let current = current_thread();
     switch_to(get(), cpu, current, target, true);
 }
 
@@ -485,10 +486,13 @@ pub(super) fn wait_once(done: &dyn Fn() -> bool, hand_off: Option<Arc<Thread>>) 
         arch::irq::restore(interrupts_were_enabled);
         return true;
     }
-    drop(me);
     match hand_off {
-        Some(target) => block_and_hand_off(target),
-        None => block_current(),
+        // `me` goes on to the switch (no second look-up of this thread).
+        Some(target) => block_and_hand_off(me, target),
+        None => {
+            drop(me);
+            block_current()
+        }
     }
     arch::irq::restore(interrupts_were_enabled);
     false
