@@ -54,6 +54,16 @@ impl PerCpuCounter {
         self.add(1);
     }
 
+    /// Adds `delta` on CPU `cpu`, which the caller knows to be its own and
+    /// cannot leave meanwhile (a kernel path with interrupts off that read
+    /// its CPU id anyway): no pin through the platform.  A wrong `cpu` only
+    /// moves the delta to another slot (the add stays atomic).  Panics if
+    /// `cpu >= MAX_CPUS`.
+    #[inline]
+    pub fn add_on(&self, cpu: usize, delta: i64) {
+        self.slots.remote(cpu).fetch_add(delta, Ordering::Relaxed);
+    }
+
     /// Sum over all CPUs.  Exact when no update runs concurrently; otherwise
     /// some concurrent updates may or may not be included.
     pub fn sum(&self) -> i64 {

@@ -38,6 +38,7 @@
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::sched::{self, IrqSpinLock, Thread};
 use abi::Errno;
@@ -58,6 +59,7 @@ pub struct Request {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 enum Phase {
     Idle,
     /// On an endpoint's caller queue, message in `request`.
@@ -75,7 +77,6 @@ enum Phase {
 struct WaiterState {
     /// Number of the caller's current call (replies name it).
     seq: u64,
-    phase: Phase,
     request: Option<Request>,
     /// Most reply bytes the current call accepts.
     reply_cap: usize,
@@ -85,8 +86,16 @@ struct WaiterState {
 
 /// A thread's IPC record (one per thread, reused).  It names its thread
 /// weakly: the task keeps its record, and the thread keeps the task.
+///
+/// The phase lives beside the lock: it is written only with `st` held, so
+/// the waiting thread polls it without the lock and takes the lock once,
+/// to collect what the phase says is there.  Both sides are SeqCst: the
+/// phase is the condition of `sched::wait_once`'s Dekker handshake (the
+/// waiter stores its thread state then loads the phase; the waker stores
+/// the phase then loads the thread state).
 pub struct Waiter {
     thread: Weak<Thread>,
+    phase: AtomicU8,
     st: IrqSpinLock<WaiterState>,
 }
 
@@ -94,9 +103,9 @@ impl Waiter {
     pub fn new(thread: &Arc<Thread>) -> Arc<Waiter> {
         Arc::new(Waiter {
             thread: Arc::downgrade(thread),
+            phase: AtomicU8::new(Phase::Idle as u8),
             st: IrqSpinLock::new(WaiterState {
                 seq: 0,
-                phase: Phase::Idle,
                 request: None,
                 reply_cap: 0,
                 reply: None,
@@ -105,8 +114,14 @@ impl Waiter {
         })
     }
 
+    /// Whether the phase is `phase` (no lock: see the type's doc).
     fn phase_is(&self, phase: Phase) -> bool {
-        self.st.lock().phase == phase
+        self.phase.load(Ordering::SeqCst) == phase as u8
+    }
+
+    /// Sets the phase; only with `st` held (the guard proves it).
+    fn set_phase(&self, _held: &WaiterState, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::SeqCst);
     }
 }
 
@@ -131,9 +146,9 @@ impl ReplyCap {
         let caller = self.caller.take()?;
         let delivered = {
             let mut st = caller.st.lock();
-            if st.seq == self.seq && st.phase == Phase::AwaitReply {
+            if st.seq == self.seq && caller.phase_is(Phase::AwaitReply) {
                 st.reply = Some(result);
-                st.phase = Phase::Done;
+                caller.set_phase(&st, Phase::Done);
                 true
             } else {
                 false
@@ -178,12 +193,12 @@ pub struct Endpoint {
 /// wake once the lock is dropped.
 fn fail_queued(caller: &Arc<Waiter>, err: Errno) -> Option<Arc<Thread>> {
     let mut st = caller.st.lock();
-    if st.phase != Phase::Queued {
+    if !caller.phase_is(Phase::Queued) {
         return None;
     }
     st.request = None;
     st.reply = Some(Err(err));
-    st.phase = Phase::Done;
+    caller.set_phase(&st, Phase::Done);
     drop(st);
     caller.thread.upgrade()
 }
@@ -258,7 +273,7 @@ impl Endpoint {
             let seq = st.seq;
             match g.receivers.pop_front() {
                 Some(receiver) => {
-                    st.phase = Phase::AwaitReply;
+                    me.set_phase(&st, Phase::AwaitReply);
                     drop(st);
                     let cap = ReplyCap {
                         caller: Some(me.clone()),
@@ -267,12 +282,12 @@ impl Endpoint {
                     };
                     let mut rs = receiver.st.lock();
                     rs.incoming = Some((request, cap));
-                    rs.phase = Phase::Got;
+                    receiver.set_phase(&rs, Phase::Got);
                     drop(rs);
                     receiver.thread.upgrade()
                 }
                 None => {
-                    st.phase = Phase::Queued;
+                    me.set_phase(&st, Phase::Queued);
                     st.request = Some(request);
                     drop(st);
                     g.callers.push_back(me.clone());
@@ -293,7 +308,7 @@ impl Endpoint {
             }
         }
         let mut st = me.st.lock();
-        st.phase = Phase::Idle;
+        me.set_phase(&st, Phase::Idle);
         st.reply.take().unwrap_or(Err(Errno::EIO))
     }
 
@@ -303,21 +318,16 @@ impl Endpoint {
     fn cancel_call(&self, me: &Arc<Waiter>) -> bool {
         let mut g = self.inner.lock();
         let mut st = me.st.lock();
-        match st.phase {
-            Phase::Done => false,
-            Phase::Queued => {
-                g.callers.retain(|c| !Arc::ptr_eq(c, me));
-                st.request = None;
-                st.phase = Phase::Idle;
-                st.seq = st.seq.wrapping_add(1);
-                true
-            }
-            _ => {
-                st.phase = Phase::Idle;
-                st.seq = st.seq.wrapping_add(1);
-                true
-            }
+        if me.phase_is(Phase::Done) {
+            return false;
         }
+        if me.phase_is(Phase::Queued) {
+            g.callers.retain(|c| !Arc::ptr_eq(c, me));
+            st.request = None;
+        }
+        me.set_phase(&st, Phase::Idle);
+        st.seq = st.seq.wrapping_add(1);
+        true
     }
 
     /// Receives the next call; `hand_off` (a caller just replied to) is
@@ -344,7 +354,7 @@ impl Endpoint {
                 let request = cs.request.take();
                 let seq = cs.seq;
                 let reply_cap = cs.reply_cap;
-                cs.phase = Phase::AwaitReply;
+                caller.set_phase(&cs, Phase::AwaitReply);
                 drop(cs);
                 drop(g);
                 if let Some(t) = hand_off.take() {
@@ -364,7 +374,7 @@ impl Endpoint {
                 return Ok((request, cap));
             }
             let mut st = me.st.lock();
-            st.phase = Phase::Receiving;
+            me.set_phase(&st, Phase::Receiving);
             st.incoming = None;
             drop(st);
             g.receivers.push_back(me.clone());
@@ -378,16 +388,16 @@ impl Endpoint {
             }
             if interrupted() {
                 let mut g = self.inner.lock();
-                let mut st = me.st.lock();
-                if st.phase != Phase::Got {
+                let st = me.st.lock();
+                if !me.phase_is(Phase::Got) {
                     g.receivers.retain(|r| !Arc::ptr_eq(r, me));
-                    st.phase = Phase::Idle;
+                    me.set_phase(&st, Phase::Idle);
                     return Err(Errno::EINTR);
                 }
             }
         }
         let mut st = me.st.lock();
-        st.phase = Phase::Idle;
+        me.set_phase(&st, Phase::Idle);
         st.incoming.take().ok_or(Errno::EIO)
     }
 }

@@ -112,6 +112,45 @@ fn next_generation(g: u32) -> u32 {
     }
 }
 
+/// The entry `handle` names in `slots` (its generation must match).
+fn lookup(slots: &[Slot], handle: u64) -> Option<&Entry> {
+    let index = (handle & INDEX_MASK) as usize;
+    let generation = handle >> INDEX_BITS;
+    match slots.get(index) {
+        Some(Slot {
+            generation: g,
+            entry: Some(entry),
+        }) if u64::from(*g) == generation => Some(entry),
+        _ => None,
+    }
+}
+
+/// Takes the reply token `handle` names out of `slots` (locked); `EBADF`
+/// for anything else, which stays.
+fn take_reply_locked(slots: &mut [Slot], handle: u64) -> Result<ReplyCap, Errno> {
+    let index = (handle & INDEX_MASK) as usize;
+    let generation = handle >> INDEX_BITS;
+    let slot = slots.get_mut(index).ok_or(Errno::EBADF)?;
+    if u64::from(slot.generation) != generation
+        || !matches!(
+            slot.entry,
+            Some(Entry {
+                object: Object::Reply(_),
+                ..
+            })
+        )
+    {
+        return Err(Errno::EBADF);
+    }
+    match slot.entry.take() {
+        Some(Entry {
+            object: Object::Reply(cap),
+            ..
+        }) => Ok(cap),
+        _ => Err(Errno::EBADF),
+    }
+}
+
 impl HandleTable {
     pub const fn new() -> HandleTable {
         HandleTable {
@@ -121,16 +160,8 @@ impl HandleTable {
 
     /// Runs `f` on the entry `handle` names, or `EBADF`.
     fn with_entry<R>(&self, handle: u64, f: impl FnOnce(&Entry) -> R) -> Result<R, Errno> {
-        let index = (handle & INDEX_MASK) as usize;
-        let generation = handle >> INDEX_BITS;
         let slots = self.slots.lock();
-        match slots.get(index) {
-            Some(Slot {
-                generation: g,
-                entry: Some(entry),
-            }) if u64::from(*g) == generation => Ok(f(entry)),
-            _ => Err(Errno::EBADF),
-        }
+        lookup(&slots, handle).map(f).ok_or(Errno::EBADF)
     }
 
     /// Adds an object; `EMFILE` when the table is full.  On error the
@@ -185,31 +216,42 @@ impl HandleTable {
         })?
     }
 
+    /// `ipc_reply_recv`'s look-ups in one pass under the lock (the
+    /// fastpath takes the table lock once before the switch, not twice):
+    /// the endpoint `handle` names, if the handle has `right`, with its
+    /// badge; and, when `token` is not 0, the reply token it names, taken
+    /// out.  On any error nothing is taken.
+    pub fn endpoint_and_reply(
+        &self,
+        handle: u64,
+        right: u32,
+        token: u64,
+    ) -> Result<(Arc<Endpoint>, u64, Option<ReplyCap>), Errno> {
+        let mut slots = self.slots.lock();
+        let (ep, badge) = match lookup(&slots, handle) {
+            Some(Entry {
+                object: Object::Endpoint(r),
+                rights,
+                badge,
+            }) if rights & right == right => (&r.ep, *badge),
+            Some(Entry {
+                object: Object::Endpoint(_),
+                ..
+            }) => return Err(Errno::EPERM),
+            _ => return Err(Errno::EBADF),
+        };
+        let ep = ep.clone();
+        if token == 0 {
+            return Ok((ep, badge, None));
+        }
+        let cap = take_reply_locked(&mut slots, token)?;
+        Ok((ep, badge, Some(cap)))
+    }
+
     /// Removes and returns the reply token `handle` names (`EBADF` for
     /// anything else, which stays).
     pub fn take_reply(&self, handle: u64) -> Result<ReplyCap, Errno> {
-        let index = (handle & INDEX_MASK) as usize;
-        let generation = handle >> INDEX_BITS;
-        let mut slots = self.slots.lock();
-        let slot = slots.get_mut(index).ok_or(Errno::EBADF)?;
-        if u64::from(slot.generation) != generation
-            || !matches!(
-                slot.entry,
-                Some(Entry {
-                    object: Object::Reply(_),
-                    ..
-                })
-            )
-        {
-            return Err(Errno::EBADF);
-        }
-        match slot.entry.take() {
-            Some(Entry {
-                object: Object::Reply(cap),
-                ..
-            }) => Ok(cap),
-            _ => Err(Errno::EBADF),
-        }
+        take_reply_locked(&mut self.slots.lock(), handle)
     }
 
     /// Closes `handle`.

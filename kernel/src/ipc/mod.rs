@@ -48,12 +48,22 @@ pub const KERNEL_BADGE: u64 = 1 << 63;
 /// without a task gets a fresh one per call).
 pub fn current_waiter() -> Result<Arc<Waiter>, Errno> {
     match crate::proc::current_task() {
-        Some(task) => task.ipc_waiter().ok_or(Errno::ESRCH),
+        Some(task) => task.ipc_waiter().cloned().ok_or(Errno::ESRCH),
         None => {
             let thread = crate::sched::current().ok_or(Errno::ESRCH)?;
             Ok(Waiter::new(&thread))
         }
     }
+}
+
+/// The calling user thread's IPC record, borrowed from its task (which
+/// outlives the system call): `ENOSYS` in a kernel thread, as the IPC
+/// system calls answer there.
+pub fn task_waiter() -> Result<&'static Arc<Waiter>, Errno> {
+    crate::proc::current_task()
+        .ok_or(Errno::ENOSYS)?
+        .ipc_waiter()
+        .ok_or(Errno::ESRCH)
 }
 
 /// Whether the calling thread must stop waiting (a signal, or its process

@@ -104,16 +104,14 @@ impl Task {
     }
 
     /// The thread's IPC record (`None` before its scheduler thread exists).
-    pub fn ipc_waiter(&self) -> Option<Arc<crate::ipc::Waiter>> {
+    /// Borrowed: the task keeps it, so the IPC fastpath pays no
+    /// reference count for it.
+    pub fn ipc_waiter(&self) -> Option<&Arc<crate::ipc::Waiter>> {
         if let Some(w) = self.ipc.get() {
-            return Some(w.clone());
+            return Some(w);
         }
         let thread = self.thread()?;
-        Some(
-            self.ipc
-                .call_once(|| crate::ipc::Waiter::new(&thread))
-                .clone(),
-        )
+        Some(self.ipc.call_once(|| crate::ipc::Waiter::new(&thread)))
     }
 
     /// Records the scheduler thread (once, right after `sched::spawn_user`).

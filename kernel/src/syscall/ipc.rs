@@ -79,8 +79,8 @@ pub fn sys_ipc_call(frame: &mut InterruptFrame) -> SysResult {
         words: words_in(frame),
         bytes: read_payload(frame.r12, frame.r13)?,
     };
-    let me = ipc::current_waiter()?;
-    let reply = endpoint.call(&me, msg, badge, cap, &ipc::interrupted)?;
+    let me = ipc::task_waiter()?;
+    let reply = endpoint.call(me, msg, badge, cap, &ipc::interrupted)?;
     deliver_reply(frame, buf, &reply)
 }
 
@@ -106,7 +106,7 @@ fn receive_into(
     hand_off: Option<Arc<Thread>>,
 ) -> SysResult {
     let mut hand_off = hand_off;
-    let ready = receive_buffer(frame).and_then(|b| Ok((b, ipc::current_waiter()?)));
+    let ready = receive_buffer(frame).and_then(|b| Ok((b, ipc::task_waiter()?)));
     let ((buf, cap), me) = match ready {
         Ok(ready) => ready,
         Err(e) => {
@@ -118,7 +118,7 @@ fn receive_into(
         }
     };
     loop {
-        let (request, reply) = endpoint.receive(&me, hand_off.take(), &ipc::interrupted)?;
+        let (request, reply) = endpoint.receive(me, hand_off.take(), &ipc::interrupted)?;
         let len = request.msg.bytes.len();
         if len > cap {
             // The caller sent more than this receiver takes: it hears so,
@@ -184,18 +184,31 @@ fn answer(
 }
 
 /// `ipc_reply_recv`: `rdi` = token << 32 | handle (token 0: nothing to
-/// answer).
+/// answer).  The server's half of the fastpath: the endpoint and the
+/// token come out of the table under one lock, after the buffers are
+/// checked (a bad receive buffer or reply payload is refused before the
+/// reply is spent, and the token stays for another try).
 pub fn sys_ipc_reply_recv(frame: &mut InterruptFrame) -> SysResult {
     let table = table()?;
     let handle = frame.rdi & 0xffff_ffff;
     let token = frame.rdi >> 32;
-    let (endpoint, _) = table.endpoint(handle, RIGHT_RECV)?;
-    // A bad receive buffer is refused before the reply is spent.
     receive_buffer(frame)?;
-    let hand_off = if token == 0 {
-        None
+    let bytes = if token == 0 {
+        Vec::new()
     } else {
-        answer(frame, table, token)?
+        read_payload(frame.r12, frame.r13)?
+    };
+    let (endpoint, _, cap) = table.endpoint_and_reply(handle, RIGHT_RECV, token)?;
+    let hand_off = match cap {
+        None => None,
+        Some(cap) => ipc::reply(
+            cap,
+            Message {
+                label: frame.rsi,
+                words: words_in(frame),
+                bytes,
+            },
+        )?,
     };
     receive_into(frame, table, &endpoint, hand_off)
 }
