@@ -190,7 +190,7 @@ fn net_stress_4_cpus() {
     same_on_both("net_stress", 4, &[]);
 }
 
-/// The system calls no other program reaches (issue 14): ids, groups and
+/// The system calls no other program reaches: ids, groups and
 /// sessions, limits, waitid, vfork, signal waits, the *at file calls.
 #[test]
 fn sysgaps() {
@@ -198,7 +198,7 @@ fn sysgaps() {
 }
 
 /// time, alarm, itimers, sendfile, the chown family, prctl, rseq, /proc and /dev
-/// files, interface ioctls (issue 13).
+/// files, interface ioctls.
 #[test]
 fn sysmisc() {
     same_on_both("sysmisc", 2, &[]);

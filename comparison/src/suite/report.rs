@@ -307,7 +307,7 @@ pub fn structure_table(groups: &BTreeMap<GroupKey, Group>, na: Na) -> String {
     out
 }
 
-/// The goal of the null IPC round trip (issue 19): at most this many
+/// The goal of the null IPC round trip (the design target of the OS-server structure): at most this many
 /// getppid round trips.
 pub const IPC_GOAL: f64 = 2.0;
 

@@ -119,7 +119,7 @@ impl FdTable {
     /// file's line, shared by threads using the same fd) per call.  The
     /// `Arc` is what keeps the `File` alive when another thread closes
     /// `fd` mid-call.  A refcount-free design that keeps that guarantee
-    /// (not built yet, issue 15):
+    /// (not built yet):
     ///
     /// * the table gets a generation counter, bumped (under the write
     ///   lock) whenever a slot that held a file changes (close, dup2 over,
