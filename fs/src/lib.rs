@@ -8,7 +8,8 @@
 //! deferred freeing of directory entries (`rcu`), lock statistics per class and
 //! CPU (`lockstat`), the traits through which it asks its host for
 //! pages and time (`env`), block devices and the write-back block cache
-//! (`block`), and ext2 as a disk-backed file-system type (`ext2`).
+//! (`block`), ext2 as a disk-backed file-system type (`ext2`), and the
+//! initramfs unpacker the kernel and the file server share (`initramfs`).
 //!
 //! Invariants: errors are Linux errno numbers (`Errno`); lookups of
 //! existing names take no lock and write only a per-CPU line (`rcu`,
@@ -38,6 +39,7 @@ pub mod errno {
     pub type FsResult<T> = Result<T, Errno>;
 }
 pub mod ext2;
+pub mod initramfs;
 mod ino;
 pub mod inode;
 pub mod lockstat;

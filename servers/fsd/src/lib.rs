@@ -25,7 +25,8 @@
 pub mod channel;
 pub mod client;
 pub mod handles;
-pub mod initramfs;
+/// The initramfs unpacker is the `fs` crate's (shared with the kernel).
+pub use fs::initramfs;
 pub mod server;
 
 pub use server::{Config, FileServer};

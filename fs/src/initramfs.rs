@@ -1,17 +1,20 @@
-//! Populating the server's root tmpfs from the initramfs (a newc cpio
-//! archive, parsed by `bootfmt::cpio`), by the rules of the monolithic
-//! kernel's `kernel/src/fs/initramfs.rs`.
+//! Unpacking an initramfs (a newc cpio archive, parsed by `bootfmt::cpio`)
+//! into a file system: the monolithic kernel's root tmpfs
+//! (`kernel/src/fs/initramfs.rs`) and the file server's (`fsd`) both use it.
 //!
 //! Owns nothing after it returns.  Invariants: directories are made before
 //! their contents (missing parents are created, mode 0755); regular files,
 //! directories and symlinks keep their permission bits and mtime; an entry
-//! that already exists as a directory is kept (`.`); other file types are
-//! skipped (and counted as such).
+//! that already exists as a directory is kept and takes the member's mode
+//! (as Linux's unpacker does); other file types are skipped (and counted).
 //!
 //! Must not: panic on any archive (a malformed one is an error message).
 
-use fs::oflags::*;
-use fs::{Errno as FsErrno, Fs, Timespec};
+use alloc::format;
+use alloc::string::String;
+
+use crate::oflags::*;
+use crate::{Errno as FsErrno, Fs, Timespec};
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
