@@ -529,27 +529,75 @@ pub fn encode_page_addrs(addrs: &[u64]) -> Vec<u8> {
     addrs.iter().flat_map(|a| a.to_le_bytes()).collect()
 }
 
+/// The checks every message of this protocol and of the network protocol
+/// (`netproto`, which shares the message shape) makes on the wire.
+pub mod wire {
+    use super::{Message, MsgRef, LABEL_OK, MAX_ERRNO, MAX_PAYLOAD};
+    use abi::Errno;
+    use alloc::vec::Vec;
+
+    /// A word that must hold a `u32`.
+    pub fn u32_word(w: u64) -> Result<u32, Errno> {
+        u32::try_from(w).map_err(|_| Errno::EINVAL)
+    }
+
+    /// An `i32` travels as its 32 bits, zero-extended.
+    pub fn i32_word(w: u64) -> Result<i32, Errno> {
+        Ok(u32_word(w)? as i32)
+    }
+
+    /// Words a message must leave zero.
+    pub fn zero(words: &[u64]) -> Result<(), Errno> {
+        if words.iter().all(|&w| w == 0) {
+            Ok(())
+        } else {
+            Err(Errno::EINVAL)
+        }
+    }
+
+    /// A message that must carry no payload.
+    pub fn no_payload(p: &[u8]) -> Result<(), Errno> {
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(Errno::EINVAL)
+        }
+    }
+
+    /// Checks a payload fits, and builds the message.
+    pub fn msg(label: u64, words: [u64; 4], payload: Vec<u8>) -> Result<Message, Errno> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Message {
+            label,
+            words,
+            payload,
+        })
+    }
+
+    /// The status of a reply: `Ok(Ok(()))` for a success whose payload
+    /// fits, `Ok(Err(errno))` for a well-formed error reply (no words, no
+    /// payload), `Err(EINVAL)` for anything else.
+    pub fn reply_status(m: &MsgRef<'_>) -> Result<Result<(), Errno>, Errno> {
+        if m.label != LABEL_OK {
+            if m.label > MAX_ERRNO {
+                return Err(Errno::EINVAL);
+            }
+            zero(&m.words)?;
+            no_payload(m.payload)?;
+            return Ok(Err(Errno(m.label as i32)));
+        }
+        if m.payload.len() > MAX_PAYLOAD {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Ok(()))
+    }
+}
+
 // ---- helpers ------------------------------------------------------------
 
-fn u32_word(w: u64) -> Result<u32, Errno> {
-    u32::try_from(w).map_err(|_| Errno::EINVAL)
-}
-
-fn zero(words: &[u64]) -> Result<(), Errno> {
-    if words.iter().all(|&w| w == 0) {
-        Ok(())
-    } else {
-        Err(Errno::EINVAL)
-    }
-}
-
-fn no_payload(p: &[u8]) -> Result<(), Errno> {
-    if p.is_empty() {
-        Ok(())
-    } else {
-        Err(Errno::EINVAL)
-    }
-}
+use wire::{msg, no_payload, u32_word, zero};
 
 /// A path from payload bytes: UTF-8 without NUL, shorter than `PATH_MAX`.
 pub fn path_from(bytes: &[u8]) -> Result<&str, Errno> {
@@ -593,18 +641,6 @@ fn at_of(dir: u64, flags: u64, payload: &[u8]) -> Result<At<'_>, Errno> {
         dir: Handle(dir),
         flags: at_flags(flags)?,
         path: path_from(payload)?,
-    })
-}
-
-/// Checks a payload fits, and builds the message.
-fn msg(label: u64, words: [u64; 4], payload: Vec<u8>) -> Result<Message, Errno> {
-    if payload.len() > MAX_PAYLOAD {
-        return Err(Errno::EINVAL);
-    }
-    Ok(Message {
-        label,
-        words,
-        payload,
     })
 }
 
@@ -1213,16 +1249,8 @@ impl<'a> Reply<'a> {
     pub fn decode(op: Op, m: MsgRef<'a>) -> Result<Result<Reply<'a>, Errno>, Errno> {
         let [w0, w1, w2, w3] = m.words;
         let p = m.payload;
-        if m.label != LABEL_OK {
-            if m.label > MAX_ERRNO {
-                return Err(Errno::EINVAL);
-            }
-            zero(&m.words)?;
-            no_payload(p)?;
-            return Ok(Err(Errno(m.label as i32)));
-        }
-        if p.len() > MAX_PAYLOAD {
-            return Err(Errno::EINVAL);
+        if let Err(errno) = wire::reply_status(&m)? {
+            return Ok(Err(errno));
         }
         let len_is = |n: u64| {
             if n == p.len() as u64 {

@@ -364,41 +364,7 @@ fn le_u32(b: &[u8]) -> u32 {
 
 // ---- helpers ------------------------------------------------------------
 
-fn u32_word(w: u64) -> Result<u32, Errno> {
-    u32::try_from(w).map_err(|_| Errno::EINVAL)
-}
-
-/// An `i32` travels as its 32 bits, zero-extended.
-fn i32_word(w: u64) -> Result<i32, Errno> {
-    Ok(u32_word(w)? as i32)
-}
-
-fn zero(words: &[u64]) -> Result<(), Errno> {
-    if words.iter().all(|&w| w == 0) {
-        Ok(())
-    } else {
-        Err(Errno::EINVAL)
-    }
-}
-
-fn no_payload(p: &[u8]) -> Result<(), Errno> {
-    if p.is_empty() {
-        Ok(())
-    } else {
-        Err(Errno::EINVAL)
-    }
-}
-
-fn msg(label: u64, words: [u64; 4], payload: Vec<u8>) -> Result<Message, Errno> {
-    if payload.len() > MAX_PAYLOAD {
-        return Err(Errno::EINVAL);
-    }
-    Ok(Message {
-        label,
-        words,
-        payload,
-    })
-}
+use fsproto::wire::{i32_word, msg, no_payload, u32_word, zero};
 
 impl<'a> Request<'a> {
     pub fn op(&self) -> Op {
@@ -738,16 +704,8 @@ impl<'a> Reply<'a> {
     pub fn decode(op: Op, m: MsgRef<'a>) -> Result<Result<Reply<'a>, Errno>, Errno> {
         let [w0, w1, w2, w3] = m.words;
         let p = m.payload;
-        if m.label != LABEL_OK {
-            if m.label > MAX_ERRNO {
-                return Err(Errno::EINVAL);
-            }
-            zero(&m.words)?;
-            no_payload(p)?;
-            return Ok(Err(Errno(m.label as i32)));
-        }
-        if p.len() > MAX_PAYLOAD {
-            return Err(Errno::EINVAL);
+        if let Err(errno) = fsproto::wire::reply_status(&m)? {
+            return Ok(Err(errno));
         }
         let len_is = |n: u64| {
             if n == p.len() as u64 {
