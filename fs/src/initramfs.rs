@@ -1,6 +1,6 @@
 //! Unpacking an initramfs (a newc cpio archive, parsed by `bootfmt::cpio`)
 //! into a file system: the monolithic kernel's root tmpfs
-//! (`kernel/src/fs/initramfs.rs`) and the file server's (`fsd`) both use it.
+//! (`kernel/src/files/initramfs.rs`) and the file server's (`fsd`) both use it.
 //!
 //! Owns nothing after it returns.  Invariants: directories are made before
 //! their contents (missing parents are created, mode 0755); regular files,

@@ -249,7 +249,7 @@ pub fn split_nul_list(
 
 /// Known words without a value: `syscount` (PID 1's exit prints the
 /// per-syscall call counts, `syscall::count`), `vmstat` (PID 1's exit
-/// prints the VM's fault and shootdown counters, `mm::vm`).
+/// prints the VM's fault and shootdown counters, `memory::vm`).
 const FLAGS: &[&str] = &["syscount", "vmstat"];
 
 /// Whether the kernel's own words (before `--`) include `word`.

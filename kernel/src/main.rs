@@ -16,16 +16,16 @@ mod arch;
 mod boot;
 mod cmdline;
 mod drivers;
-mod fs;
+mod files;
 mod ipc;
 mod log;
-mod mm;
-mod net;
+mod memory;
 mod panic;
 mod proc;
 mod random;
 mod sched;
 mod selftest;
+mod sockets;
 mod syscall;
 mod time;
 
@@ -169,7 +169,7 @@ fn kernel_main() -> ! {
     // `stress`/`selfcheck` account for every frame, which the stack's
     // threads would allocate behind their back.
     if run == cmdline::RunMode::Init {
-        net::inet::init();
+        sockets::inet::init();
     }
     let code = selftest::run(run);
     arch::qemu_exit(code)
@@ -179,7 +179,7 @@ fn kernel_main() -> ! {
 /// `cmdline::set_options` installed as `percpu::lock_mode()`).
 fn init_memory(hhdm: u64) {
     let mode = percpu::lock_mode();
-    if let Err(e) = mm::set_mode(mode) {
+    if let Err(e) = memory::set_mode(mode) {
         fail(format_args!(
             "mm: error: cannot set mode {:?}: {:?}",
             mode, e
@@ -187,7 +187,7 @@ fn init_memory(hhdm: u64) {
     }
     let entries = boot::memory_map().unwrap_or_else(|e| fail(format_args!("boot: error: {}", e)));
     // No heap yet: copy the map into a fixed array on the boot stack.
-    let mut regions = [mm::MemRegion {
+    let mut regions = [memory::MemRegion {
         base: 0,
         len: 0,
         usable: false,
@@ -201,13 +201,13 @@ fn init_memory(hhdm: u64) {
     }
     let n = entries.len().min(MAX_MEMORY_REGIONS);
     for (region, e) in regions.iter_mut().zip(entries.iter()) {
-        *region = mm::MemRegion {
+        *region = memory::MemRegion {
             base: e.base,
             len: e.length,
             usable: e.entry_type == limine::memory_map::EntryType::USABLE,
         };
     }
-    if let Err(e) = mm::init(&regions[..n], hhdm) {
+    if let Err(e) = memory::init(&regions[..n], hhdm) {
         fail(format_args!("mm: error: {}", e));
     }
 }

@@ -11,7 +11,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::mm::uaccess::UserAddr;
+use crate::memory::uaccess::UserAddr;
 use abi::structs::Timespec;
 use abi::time::NS_PER_SEC;
 use abi::Errno;

@@ -3,7 +3,7 @@
 //! Owns the exception names, the routing of exceptions and the fatal
 //! report.  An exception raised in ring 3 becomes a signal for the current
 //! process (`proc::signal::user_exception`), never a panic; one raised in
-//! the kernel is fatal (after the page-fault hook of `mm::vm`, when that
+//! the kernel is fatal (after the page-fault hook of `memory::vm`, when that
 //! exists, had its chance).  Must not: return to faulting kernel code that
 //! no handler repaired.
 
@@ -46,12 +46,12 @@ pub fn handle(frame: &mut InterruptFrame) {
     if frame.vector == 2 {
         fatal(frame);
     }
-    // #PF: demand paging, copy-on-write and user-copy fixups first (mm::vm);
+    // #PF: demand paging, copy-on-write and user-copy fixups first (memory::vm);
     // what it cannot resolve in ring 3 goes on to become a SIGSEGV below.
     if frame.vector == 14 {
-        use crate::mm::vm::FaultOutcome;
+        use crate::memory::vm::FaultOutcome;
         let cr2 = x86_64::registers::control::Cr2::read_raw();
-        match crate::mm::vm::page_fault(frame, cr2, frame.error_code) {
+        match crate::memory::vm::page_fault(frame, cr2, frame.error_code) {
             FaultOutcome::Handled => return,
             FaultOutcome::Fixup(rip) => {
                 frame.rip = rip;

@@ -38,8 +38,8 @@ pub fn dispatch(frame: &mut InterruptFrame) {
         CALL_VECTOR => {
             cpu::this().call_ipis.fetch_add(1, Ordering::Relaxed);
             apic::eoi();
-            // TLB shootdown requests ride on this IPI (mm::vm::tlb).
-            crate::mm::vm::tlb::on_call_ipi();
+            // TLB shootdown requests ride on this IPI (memory::vm::tlb).
+            crate::memory::vm::tlb::on_call_ipi();
         }
         APIC_ERROR_VECTOR => {
             let status = apic::read_error_status();

@@ -10,7 +10,7 @@
 //! rings and buffers for the kernel's life, so frames are never returned;
 //! `DmaFrame` therefore has no `Drop`.
 
-use crate::mm::{self, PhysAddr};
+use crate::memory::{self, PhysAddr};
 
 /// Bytes in one DMA frame.
 pub const FRAME_BYTES: usize = 4096;
@@ -31,8 +31,8 @@ unsafe impl Sync for DmaFrame {}
 impl DmaFrame {
     /// Allocates and zeroes a frame; `None` when memory is out.
     pub fn alloc() -> Option<DmaFrame> {
-        let phys = mm::alloc_frame()?;
-        let virt = mm::phys_to_virt(phys);
+        let phys = memory::alloc_frame()?;
+        let virt = memory::phys_to_virt(phys);
         // SAFETY: a fresh frame from the allocator, mapped by the HHDM, owned
         // by nobody else.
         unsafe { core::ptr::write_bytes(virt, 0, FRAME_BYTES) };

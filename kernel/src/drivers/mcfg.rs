@@ -8,7 +8,7 @@
 
 use acpi::mcfg::Mcfg;
 
-use crate::mm::{self, PhysAddr};
+use crate::memory::{self, PhysAddr};
 
 /// Bytes of ECAM space per bus (32 devices x 8 functions x 4 KiB).
 pub const BYTES_PER_BUS: u64 = 1 << 20;
@@ -26,7 +26,7 @@ pub struct EcamWindow {
 /// The ECAM window of segment group 0, if ACPI lists a usable one.
 pub fn find() -> Option<EcamWindow> {
     let reported = crate::boot::rsdp_address()?;
-    let hhdm = mm::phys_to_virt(PhysAddr::new(0)) as u64;
+    let hhdm = memory::phys_to_virt(PhysAddr::new(0)) as u64;
     let tables = crate::arch::acpi::tables(reported, hhdm).ok()?;
     let mcfg = tables.find_table::<Mcfg>().ok()?;
     let entry = mcfg

@@ -115,7 +115,7 @@ impl Address {
             + ((self.device as u64) << 15)
             + ((self.function as u64) << 12)
             + (offset as u64 & 0xFFC);
-        Some(crate::mm::phys_to_virt(crate::mm::PhysAddr::new(at)).cast())
+        Some(crate::memory::phys_to_virt(crate::memory::PhysAddr::new(at)).cast())
     }
 
     /// Reads the aligned dword holding `offset`.
@@ -224,7 +224,7 @@ impl Function {
                     && offset.checked_add(len)? <= *size
                     && address + size <= HHDM_MAPPED_LIMIT =>
             {
-                Some(crate::mm::phys_to_virt(crate::mm::PhysAddr::new(
+                Some(crate::memory::phys_to_virt(crate::memory::PhysAddr::new(
                     address + offset,
                 )))
             }

@@ -19,7 +19,7 @@ use core::sync::atomic::Ordering;
 use super::process::{self, Process};
 use super::task::Task;
 use crate::arch::idt::InterruptFrame;
-use crate::mm::uaccess::UserAddr;
+use crate::memory::uaccess::UserAddr;
 use crate::sched;
 use abi::{Errno, SysResult};
 

@@ -30,9 +30,9 @@ use super::files::Program;
 
 use super::task::Task;
 use crate::arch::idt::InterruptFrame;
-use crate::mm::kbuf;
-use crate::mm::uaccess::UserAddr;
-use crate::mm::vm::{self, AddressSpace, PROT_EXEC, PROT_READ, PROT_WRITE};
+use crate::memory::kbuf;
+use crate::memory::uaccess::UserAddr;
+use crate::memory::vm::{self, AddressSpace, PROT_EXEC, PROT_READ, PROT_WRITE};
 use abi::{Errno, SysResult};
 
 /// Where a static-pie is loaded (Linux's ELF_ET_DYN_BASE on x86_64).

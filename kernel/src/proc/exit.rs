@@ -19,7 +19,7 @@ use core::sync::atomic::Ordering;
 use super::process::{self, Pid, Process};
 use super::signal::{self, SIGCHLD};
 use super::task::Task;
-use crate::mm::uaccess::UserAddr;
+use crate::memory::uaccess::UserAddr;
 use abi::structs::Rusage;
 use abi::{Errno, SysResult};
 
@@ -108,9 +108,9 @@ fn finish_process(process: &Arc<Process>) {
         if let Some(report) = INIT_EXIT_REPORT.get() {
             report();
         }
-        crate::mm::vm::report_if_asked();
+        crate::memory::vm::report_if_asked();
         // Mounted disks keep what the program wrote (fs/mounts.rs).
-        crate::fs::mounts::unmount_all_at_exit();
+        crate::files::mounts::unmount_all_at_exit();
         crate::log::report(format_args!("init exit: {}", code));
         crate::arch::qemu_exit(code);
     }

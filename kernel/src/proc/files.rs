@@ -1,4 +1,4 @@
-//! The adapter between processes and the file-system glue (`crate::fs`):
+//! The adapter between processes and the file-system glue (`crate::files`):
 //! a process's open files and file-system context (`Files`), and reading a
 //! program for `execve` (`Program`).
 //!
@@ -13,7 +13,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::fs::{FdTable, FsContext};
+use crate::files::{FdTable, FsContext};
 use abi::Errno;
 
 /// A process's open files and file-system context.
@@ -75,9 +75,9 @@ impl Program {
 
     /// The file's pages, for mapping segments copy-on-write (exec);
     /// `None` for programs in memory (their segments are copied).
-    pub fn pages(&self) -> Option<Arc<dyn crate::mm::vm::PageSource>> {
+    pub fn pages(&self) -> Option<Arc<dyn crate::memory::vm::PageSource>> {
         match self {
-            Program::Inode(inode) => Some(crate::fs::program_pages(inode)),
+            Program::Inode(inode) => Some(crate::files::program_pages(inode)),
             _ => None,
         }
     }
@@ -86,7 +86,7 @@ impl Program {
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         match self {
             Program::Inode(inode) => {
-                let n = inode.read_at(offset, buf).map_err(crate::fs::errno)?;
+                let n = inode.read_at(offset, buf).map_err(crate::files::errno)?;
                 if n == buf.len() {
                     Ok(())
                 } else {
@@ -131,10 +131,10 @@ impl Program {
 /// execute bit, ENOENT when missing.  In `structure=servers` a program
 /// outside the kernel's own file systems is read through the file server.
 pub fn open_program(files: &Files, path: &str) -> Result<Program, Errno> {
-    if crate::fs::remote::active() {
+    if crate::files::remote::active() {
         if let Some((dir, _hold)) = files.ctx.remote_start(path) {
-            return crate::fs::remote::read_program(dir, path).map(Program::Pieces);
+            return crate::files::remote::read_program(dir, path).map(Program::Pieces);
         }
     }
-    Ok(Program::Inode(crate::fs::open_exec(&files.ctx, path)?))
+    Ok(Program::Inode(crate::files::open_exec(&files.ctx, path)?))
 }

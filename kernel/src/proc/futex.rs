@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::task::Task;
-use crate::mm::uaccess::UserAddr;
+use crate::memory::uaccess::UserAddr;
 use crate::sched::{IrqSpinLock, WaitQueue};
 use abi::{Errno, SysResult};
 

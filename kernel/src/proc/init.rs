@@ -56,7 +56,7 @@ pub fn spawn_program(
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
     pid: Option<Pid>,
-    prepare: impl FnOnce(&crate::mm::vm::AddressSpace) -> Result<(), Errno>,
+    prepare: impl FnOnce(&crate::memory::vm::AddressSpace) -> Result<(), Errno>,
 ) -> Result<Pid, Errno> {
     spawn_with_files(
         prog,
@@ -79,7 +79,7 @@ fn spawn_with_files(
     pid: Option<Pid>,
     files: Files,
     announce: bool,
-    prepare: impl FnOnce(&crate::mm::vm::AddressSpace) -> Result<(), Errno>,
+    prepare: impl FnOnce(&crate::memory::vm::AddressSpace) -> Result<(), Errno>,
 ) -> Result<Pid, Errno> {
     let loaded = load_program(prog, argv, envp, path.as_bytes())?;
     prepare(&loaded.aspace)?;
@@ -112,10 +112,10 @@ pub fn run_init() -> u32 {
     let servers = crate::cmdline::options().structure == crate::cmdline::Structure::Servers;
     if servers {
         // Before the root is made: the archive is the file server's.
-        crate::fs::remote::set_active();
+        crate::files::remote::set_active();
     }
     // The root tmpfs with /dev and /tmp, and the initramfs unpacked in it.
-    match crate::fs::init_root() {
+    match crate::files::init_root() {
         Ok(n) => log::info!("initramfs: {} entries unpacked", n),
         Err(e) => {
             crate::log::report(format_args!("initramfs: error: {}", e));
@@ -170,14 +170,14 @@ fn initramfs_archive() -> Option<&'static [u8]> {
 /// The contents of `path` in the root, `None` if it does not exist (with
 /// the file server, from the archive: the kernel has no copy of it).
 fn read_optional(path: &str) -> Result<Option<Vec<u8>>, String> {
-    if crate::fs::remote::active() {
+    if crate::files::remote::active() {
         let archive = initramfs_archive().unwrap_or(&[]);
         return super::servers::archive_member(archive, path)
             .map(|d| d.map(<[u8]>::to_vec))
             .map_err(|_| format!("{path}: the initramfs is malformed"));
     }
-    let ctx = crate::fs::FsContext::new_root();
-    match crate::fs::read_whole_file(&ctx, path) {
+    let ctx = crate::files::FsContext::new_root();
+    match crate::files::read_whole_file(&ctx, path) {
         Ok(data) => Ok(Some(data)),
         Err(e) if e == Errno::ENOENT => Ok(None),
         Err(e) if e == Errno::EACCES => Err(format!("{path}: not a regular file")),
@@ -235,20 +235,20 @@ fn init_vectors(line: &str, path: &str) -> Result<(Vector, Vector), String> {
     };
     // The files were for us: the program sees only its own. The directory
     // stays if the user put other files in it.
-    if crate::fs::remote::active() {
-        let root = crate::fs::remote::root();
+    if crate::files::remote::active() {
+        let root = crate::files::remote::root();
         if argv_file.is_some() {
-            let _ = crate::fs::remote::unlink(root, INIT_ARGV_FILE, 0);
+            let _ = crate::files::remote::unlink(root, INIT_ARGV_FILE, 0);
         }
         if envp_file.is_some() {
-            let _ = crate::fs::remote::unlink(root, INIT_ENVP_FILE, 0);
+            let _ = crate::files::remote::unlink(root, INIT_ENVP_FILE, 0);
         }
         if argv_file.is_some() || envp_file.is_some() {
-            let _ = crate::fs::remote::unlink(root, INIT_ARGS_DIR, abi::fcntl::AT_REMOVEDIR);
+            let _ = crate::files::remote::unlink(root, INIT_ARGS_DIR, abi::fcntl::AT_REMOVEDIR);
         }
         return Ok((argv, envp));
     }
-    let fs = crate::fs::root_fs();
+    let fs = crate::files::root_fs();
     let root = fs.root();
     if argv_file.is_some() {
         let _ = fs.unlink(&root, INIT_ARGV_FILE);

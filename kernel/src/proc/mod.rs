@@ -15,7 +15,7 @@
 //! counter; the pid/tid tables and futexes are hashed with a lock per
 //! bucket.
 //!
-//! Must not: touch page tables directly (`mm::vm` does), or hold a
+//! Must not: touch page tables directly (`memory::vm` does), or hold a
 //! spin lock across anything that can block.
 
 #![deny(unsafe_code)]

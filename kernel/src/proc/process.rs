@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering
 use super::files::Files;
 use super::signal::ProcessSignals;
 use super::task::Task;
-use crate::mm::vm::AddressSpace;
+use crate::memory::vm::AddressSpace;
 use crate::sched::{IrqSpinLock, WaitQueue};
 
 /// A process or thread id (Linux `pid_t`).
@@ -276,7 +276,7 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 /// What PID 1 shows in `/proc` before any execve: its program, by the
 /// absolute name it was started with (its arguments are not kept).
 fn image_of_first(name: &str) -> ImageInfo {
-    let root = crate::fs::root_fs();
+    let root = crate::files::root_fs();
     let exe_inode = if name.starts_with('/') {
         root.lookup(root.root_ref(), name, true).ok()
     } else {

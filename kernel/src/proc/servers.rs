@@ -58,12 +58,13 @@ pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, 
                 ARCHIVE_BASE,
                 archive.len() as u64,
                 archive,
-                crate::mm::vm::PROT_READ,
+                crate::memory::vm::PROT_READ,
             )
         },
-        crate::fs::remote::set_server_pid,
+        crate::files::remote::set_server_pid,
     )?;
-    crate::fs::remote::attach().map_err(|e| format!("attach to the file server: errno {}", e.0))?;
+    crate::files::remote::attach()
+        .map_err(|e| format!("attach to the file server: errno {}", e.0))?;
     log::info!(
         "servers: file server /{} is pid {}, SERVICE_FS registered after {} ms",
         FSD_PATH,
@@ -78,7 +79,7 @@ pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, 
 /// kernel attached.  The kernel makes the notification for readiness
 /// reports, puts a handle to it (notify right only) into the server's
 /// table and names it in `Attach { notify }`; it keeps the object itself
-/// for its collector thread (`net::remote`).
+/// for its collector thread (`sockets::remote`).
 pub fn start_net_server(archive: &'static [u8]) -> Result<super::process::Pid, String> {
     let argv: Vec<Vec<u8>> = vec![
         b"netd".to_vec(),
@@ -102,7 +103,7 @@ pub fn start_net_server(archive: &'static [u8]) -> Result<super::process::Pid, S
             0,
         )
         .map_err(|e| format!("a notification for /{NETD_PATH}: errno {}", e.0))?;
-    crate::net::remote::attach(pid, notify, notification)
+    crate::sockets::remote::attach(pid, notify, notification)
         .map_err(|e| format!("attach to the network server: errno {}", e.0))?;
     log::info!(
         "servers: network server /{} is pid {}, SERVICE_NET registered after {} ms",
@@ -121,7 +122,7 @@ fn start_server(
     member: &str,
     service: u32,
     argv: &[Vec<u8>],
-    prepare: impl FnOnce(&crate::mm::vm::AddressSpace) -> Result<(), Errno>,
+    prepare: impl FnOnce(&crate::memory::vm::AddressSpace) -> Result<(), Errno>,
     started: impl FnOnce(super::process::Pid),
 ) -> Result<
     (

@@ -37,7 +37,7 @@ use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use super::task::Task;
 use crate::arch::idt::InterruptFrame;
 use crate::arch::usermode::FpuState;
-use crate::mm::uaccess::UserAddr;
+use crate::memory::uaccess::UserAddr;
 use crate::sched::IrqSpinLock;
 use abi::{Errno, SysResult};
 
@@ -288,7 +288,7 @@ pub fn force_sigsegv(addr: u64) {
     }
 }
 
-/// A ring-3 page fault that `mm::vm` could not resolve: SIGSEGV with the
+/// A ring-3 page fault that `memory::vm` could not resolve: SIGSEGV with the
 /// address and `si_code` (`SEGV_MAPERR`/`SEGV_ACCERR`) it determined.
 pub fn user_page_fault(addr: u64, code: i32) {
     if let Some(task) = super::current_task() {
@@ -305,7 +305,7 @@ pub fn user_page_fault(addr: u64, code: i32) {
 
 /// A ring-3 access to a mapping whose object has no page there (a file
 /// mapping past the end of the file): SIGBUS with `addr` and `code`
-/// (`BUS_ADRERR`), as Linux.  Called by `mm::vm::page_fault`.
+/// (`BUS_ADRERR`), as Linux.  Called by `memory::vm::page_fault`.
 pub fn user_bus_error(addr: u64, code: i32) {
     if let Some(task) = super::current_task() {
         log::debug!(

@@ -28,7 +28,7 @@ use super::process::{Pid, Process};
 use super::signal::TaskSignals;
 use crate::arch;
 use crate::arch::usermode::FpuState;
-use crate::mm::vm::AddressSpace;
+use crate::memory::vm::AddressSpace;
 use crate::sched::{self, Thread};
 
 /// A user thread.

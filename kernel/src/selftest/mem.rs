@@ -15,7 +15,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::mm;
+use crate::memory;
 
 const WORDS_PER_FRAME: usize = 4096 / 8;
 
@@ -26,21 +26,21 @@ fn pattern_word(pattern: u64, i: usize) -> u64 {
 
 /// A frame from `mm`, filled with a pattern.
 pub struct TestFrame {
-    phys: mm::PhysAddr,
+    phys: memory::PhysAddr,
     pattern: u64,
 }
 
 impl TestFrame {
     /// Allocates a frame and fills it; `None` when memory is exhausted.
     pub fn alloc(pattern: u64) -> Option<TestFrame> {
-        let phys = mm::alloc_frame()?;
+        let phys = memory::alloc_frame()?;
         let frame = TestFrame { phys, pattern };
         frame.fill();
         Some(frame)
     }
 
     fn words(&self) -> *mut u64 {
-        mm::phys_to_virt(self.phys).cast::<u64>()
+        memory::phys_to_virt(self.phys).cast::<u64>()
     }
 
     fn fill(&self) {
@@ -75,7 +75,7 @@ impl TestFrame {
     /// the count of free frames stays meaningful).
     pub fn free(self) -> Result<(), String> {
         let result = self.verify();
-        mm::free_frame(self.phys);
+        memory::free_frame(self.phys);
         result
     }
 }
@@ -116,8 +116,8 @@ impl TestBlock {
 /// and per-CPU page list back, so that caches warmed up by a test do not
 /// look like lost frames.  Call only while no other thread allocates.
 pub fn free_frames_after_flush() -> usize {
-    mm::flush_caches();
-    mm::free_frames()
+    memory::flush_caches();
+    memory::free_frames()
 }
 
 /// Like [`free_frames_after_flush`], but gives late frees up to a second to
@@ -138,15 +138,15 @@ pub fn free_frames_settled(expected: usize) -> usize {
 /// Raw frame alloc+free for the benchmark (no pattern, no touching).
 /// Returns false when memory is exhausted.
 pub fn frame_alloc_free_once() -> bool {
-    match mm::alloc_frame() {
+    match memory::alloc_frame() {
         Some(phys) => {
-            mm::free_frame(core::hint::black_box(phys));
+            memory::free_frame(core::hint::black_box(phys));
             true
         }
         None => false,
     }
 }
 
-fn phys_as_u64(phys: mm::PhysAddr) -> u64 {
+fn phys_as_u64(phys: memory::PhysAddr) -> u64 {
     phys.into()
 }

@@ -21,9 +21,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{join_all_within, report};
-use crate::mm::uaccess::{Pod, UserAddr};
-use crate::mm::vm::{self, tlb, AddressSpace, PROT_EXEC, PROT_READ, PROT_WRITE};
-use crate::mm::{self as kmm};
+use crate::memory::uaccess::{Pod, UserAddr};
+use crate::memory::vm::{self, tlb, AddressSpace, PROT_EXEC, PROT_READ, PROT_WRITE};
+use crate::memory::{self as kmm};
 use crate::sched;
 use abi::Errno;
 

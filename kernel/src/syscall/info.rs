@@ -6,7 +6,7 @@
 //!
 //! Must not: block in `getrandom` (the generator never runs dry).
 
-use crate::mm::uaccess::UserAddr;
+use crate::memory::uaccess::UserAddr;
 use crate::random::fill_random;
 use abi::structs::{Utsname, UTSNAME_LEN};
 use abi::{Errno, SysResult};
@@ -53,8 +53,8 @@ pub fn sys_sysinfo(info: UserAddr) -> SysResult {
     let mut b = [0u8; 112];
     let put = |b: &mut [u8], off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
     put(&mut b, 0, crate::arch::time::now_ns() / 1_000_000_000);
-    put(&mut b, 32, (crate::mm::total_frames() as u64) * 4096);
-    put(&mut b, 40, (crate::mm::free_frames() as u64) * 4096);
+    put(&mut b, 32, (crate::memory::total_frames() as u64) * 4096);
+    put(&mut b, 40, (crate::memory::free_frames() as u64) * 4096);
     b[80..82]
         .copy_from_slice(&(crate::proc::process::live_processes().min(65535) as u16).to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes());

@@ -8,7 +8,7 @@
 //!
 //! Invariants: every handle goes through the calling process's table
 //! (`EBADF` for anything it does not hold, `EPERM` for a missing right);
-//! every user pointer through `mm::uaccess` (`EFAULT`); a length above
+//! every user pointer through `memory::uaccess` (`EFAULT`); a length above
 //! `IPC_MAX_BYTES` is `EMSGSIZE`.  A receiver that cannot take a request
 //! (buffer too small, bad buffer, no room for the token) answers that
 //! caller with an error instead of losing it.
@@ -21,7 +21,7 @@ use alloc::vec::Vec;
 
 use crate::arch::idt::InterruptFrame;
 use crate::ipc::{self, Endpoint, EndpointRef, HandleTable, Message, Notification, Object};
-use crate::mm::uaccess::UserAddr;
+use crate::memory::uaccess::UserAddr;
 use crate::sched::{self, Thread};
 use abi::ipc::{IPC_MAX_BYTES, IPC_NONBLOCK, RIGHTS_ALL, RIGHT_RECV, RIGHT_SEND};
 use abi::{Errno, SysResult};

@@ -11,26 +11,26 @@
 //! kernel's own IPC calls, numbered from 1000); `table.rs` (the
 //! table), `count.rs` (per-CPU call counts).  fork/clone/execve/exit/wait and futex are in `proc`; errno
 //! values, flags and user structures in the `abi` crate; user memory is
-//! reached through `mm::uaccess` (`UserAddr` -> `UserPtr`/`UserSlice`).
+//! reached through `memory::uaccess` (`UserAddr` -> `UserPtr`/`UserSlice`).
 //! No `unsafe` here (`deny(unsafe_code)`), except one marked blank frame in
 //! `count.rs`.
 //!
 //! Invariants: every number without a handler returns `ENOSYS`; a handler
 //! never sees an unchecked user pointer dereferenced (they go through
-//! `mm::uaccess`).  Must not: block with interrupts off (the entry enables
+//! `memory::uaccess`).  Must not: block with interrupts off (the entry enables
 //! them before `dispatch`).
 
 #![deny(unsafe_code)]
 
 pub mod count;
-pub mod fs;
+pub mod file;
 pub mod info;
 pub mod ipc;
-pub mod mm;
+pub mod memory;
 pub mod mount;
-pub mod net;
 pub mod process;
 pub mod signal;
+pub mod socket;
 mod table;
 pub mod time;
 

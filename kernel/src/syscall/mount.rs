@@ -5,19 +5,19 @@
 //! systems a source may be) and of durability: a call that promises data
 //! is on the disk returns only after the disk's cache was flushed
 //! (`VIRTIO_BLK_T_FLUSH`).  Invariants: a block device node is written
-//! through (`fs::blockdev`), so `fsync` on it is one device flush;
+//! through (`files::blockdev`), so `fsync` on it is one device flush;
 //! `sync` flushes every disk.
 //!
 //! Must not: hold a lock across a device request (they sleep), or trust a
-//! user pointer (everything goes through `mm::uaccess::UserAddr`).
+//! user pointer (everything goes through `memory::uaccess::UserAddr`).
 
 use alloc::string::String;
 use alloc::sync::Arc;
 
 use ::fs::{FileType, Inode};
 
-use crate::fs::{blockdev, mounts, root_fs};
-use crate::mm::uaccess::UserAddr;
+use crate::files::{blockdev, mounts, root_fs};
+use crate::memory::uaccess::UserAddr;
 use abi::{Errno, SysResult};
 
 /// Longest path read from user space (PATH_MAX includes the NUL).
@@ -37,8 +37,8 @@ const MS_MGC_VAL: u64 = 0xC0ED_0000;
 /// UMOUNT_NOFOLLOW); only a plain unmount is done.
 const UMOUNT_KNOWN: u64 = 1 | 2 | 4 | 8;
 
-fn file(fd: i32) -> Result<crate::fs::FileRef, Errno> {
-    crate::fs::with_files(|fds, _| fds.get(fd))?
+fn file(fd: i32) -> Result<crate::files::FileRef, Errno> {
+    crate::files::with_files(|fds, _| fds.get(fd))?
 }
 
 fn flush_err(e: ::fs::Errno) -> Errno {
@@ -124,7 +124,7 @@ pub fn sys_umount2(target: UserAddr, flags: u64) -> SysResult {
 pub fn sys_fsync(fd: i32) -> SysResult {
     let f = file(fd)?;
     if let Some(r) = f.as_remote() {
-        return crate::fs::remote::fsync(r.handle, false).map(|_| 0);
+        return crate::files::remote::fsync(r.handle, false).map(|_| 0);
     }
     if let Some(disk) = f.as_disk() {
         disk.flush().map_err(flush_err)?;
@@ -143,8 +143,8 @@ pub fn sys_fsync(fd: i32) -> SysResult {
 /// flushed (errors are not reported, as on Linux).
 pub fn sys_sync() -> SysResult {
     let _ = mounts::sync_all();
-    if crate::fs::remote::active() {
-        let _ = crate::fs::remote::sync();
+    if crate::files::remote::active() {
+        let _ = crate::files::remote::sync();
     }
     Ok(0)
 }
@@ -153,7 +153,7 @@ pub fn sys_sync() -> SysResult {
 pub fn sys_syncfs(fd: i32) -> SysResult {
     let f = file(fd)?;
     if let Some(r) = f.as_remote() {
-        return crate::fs::remote::fsync(r.handle, true).map(|_| 0);
+        return crate::files::remote::fsync(r.handle, true).map(|_| 0);
     }
     if let Some(disk) = f.as_disk() {
         disk.flush().map_err(flush_err)?;

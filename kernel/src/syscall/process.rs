@@ -11,7 +11,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::mm::uaccess::UserAddr;
+use crate::memory::uaccess::UserAddr;
 use crate::proc::process::{self, Rlimit, RLIMIT_COUNT};
 use crate::proc::{current_task, Task};
 use crate::sched;
@@ -251,7 +251,7 @@ pub fn sys_arch_prctl(code: u64, addr: UserAddr) -> SysResult {
         ARCH_SET_FS => {
             // A base, not memory the kernel touches: the number itself.
             let base = addr.raw();
-            if base >= crate::mm::vm::USER_END {
+            if base >= crate::memory::vm::USER_END {
                 return Err(Errno::EPERM);
             }
             let saved = crate::arch::irq::save_disable();
@@ -425,8 +425,8 @@ pub fn sys_execve(
     // The new image runs: its stack starts with argc, then argv pointers.
     let cwd = task.process.files.ctx.cwd();
     // One lock-free lookup now; the canonical path is worked out only
-    // when `/proc` is asked for it (`fs::procfs::exe_path`).
-    let exe_inode = crate::fs::root_fs().lookup(&cwd, &name, true).ok();
+    // when `/proc` is asked for it (`files::procfs::exe_path`).
+    let exe_inode = crate::files::root_fs().lookup(&cwd, &name, true).ok();
     let cmdline = read_cmdline(UserAddr(frame.rsp)).unwrap_or_default();
     *task.comm.lock() = crate::proc::task::comm_of(&name);
     *task.process.image.lock() = crate::proc::process::ImageInfo {

@@ -8,7 +8,7 @@
 use core::sync::atomic::Ordering;
 
 use crate::arch::idt::InterruptFrame;
-use crate::mm::uaccess::UserAddr;
+use crate::memory::uaccess::UserAddr;
 use crate::proc::signal::{
     self, AltStack, SigAction, MINSIGSTKSZ, NSIG, SIGKILL, SIGSTOP, SS_DISABLE, SS_ONSTACK,
 };

@@ -10,7 +10,7 @@
 //! Must not: accept a `timespec` with `tv_nsec` outside 0..1e9 or a
 //! negative `tv_sec` (EINVAL).
 
-use crate::mm::uaccess::UserAddr;
+use crate::memory::uaccess::UserAddr;
 use crate::time::{read_timespec, realtime_offset_ns, timespec_from_ns};
 use abi::structs::{Itimerval, Timeval};
 use abi::time::{

@@ -2,7 +2,7 @@
 //! reply; tracks readiness per client.
 //!
 //! Owns the mapping of each `netproto` operation onto `net::Socket` calls
-//! (the same calls `kernel/src/net/inet.rs` makes in the monolithic
+//! (the same calls `kernel/src/sockets/inet.rs` makes in the monolithic
 //! kernel, so a delegated call answers as a local one), datagram staging
 //! for sends larger than a message, held rests of receives larger than a
 //! reply, and the server loop with the stack's timers.

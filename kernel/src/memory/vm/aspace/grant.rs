@@ -1,0 +1,66 @@
+//! Page grants, the VM side: a file server's page-cache page (anonymous
+//! memory of the server's own address space) is pinned so that the kernel
+//! can map its frame into client address spaces (`files::remote_map`,
+//! docs/SERVERS.md "File mappings").
+//!
+//! Invariants: only a frame that the address space maps, right now, with
+//! a private anonymous read/write VMA and a `PTE_ANON` entry can be
+//! pinned: never a device page, a kernel page, a page of a file or of
+//! shared memory the server itself only borrows.  The pin is taken under
+//! the address-space lock while the entry points to the frame, so the
+//! frame cannot be freed in between; a pinned frame outlives the server's
+//! mapping of it (munmap, exit) until `unpin_frame`.  Pins do not count as
+//! PTEs (`refcount`), so the server's own writes never copy the page.
+//!
+//! Must not: pin on behalf of anyone but the kernel's grant table, or
+//! hand out a frame without its pin.
+
+use super::*;
+
+impl AddressSpace {
+    /// Pins the frame behind user page `va` of this address space (a file
+    /// server's address space) and returns it.  Errors: `EFAULT` when `va`
+    /// is not page aligned, not in the user half, or not a private
+    /// anonymous read/write page; `ENOMEM` when the frame cannot be made
+    /// present or has the most pins a frame can have.
+    pub fn pin_anon_page(&self, va: u64) -> Result<PhysAddr, Errno> {
+        if !va.is_multiple_of(PAGE) || va >= USER_END {
+            return Err(Errno::EFAULT);
+        }
+        for attempt in 0..2 {
+            {
+                let g = self.inner.lock();
+                let vma = g.vmas.find(va).ok_or(Errno::EFAULT)?;
+                let rw = PROT_READ | PROT_WRITE;
+                if vma.shared || !matches!(vma.backing, Backing::Anon) || vma.prot & rw != rw {
+                    return Err(Errno::EFAULT);
+                }
+                if let Some(e) = paging::leaf(self.root, va) {
+                    let cur = e.load(Ordering::Acquire);
+                    if holds_frame(cur) && cur & PTE_ANON != 0 {
+                        let frame = frame_of(cur);
+                        return if refcount::pin(frame) {
+                            Ok(frame)
+                        } else {
+                            Err(Errno::ENOMEM)
+                        };
+                    }
+                }
+            }
+            // Not present (never touched, or dropped with MADV_DONTNEED):
+            // bring it in as a write would, then look again.
+            if attempt == 0 {
+                self.resolve(va, true, false, true)
+                    .map_err(|_| Errno::ENOMEM)?;
+            }
+        }
+        Err(Errno::ENOMEM)
+    }
+}
+
+/// Drops a pin taken by `pin_anon_page` (frees the frame if its owner no
+/// longer maps it).  The caller must have removed every translation of it
+/// it made, with their TLB shootdowns, first.
+pub fn unpin_frame(frame: PhysAddr) {
+    refcount::unpin(frame);
+}

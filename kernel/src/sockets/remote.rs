@@ -1,0 +1,606 @@
+//! AF_INET sockets of the user-mode network server (`structure=servers`,
+//! docs/SERVERS.md "Sockets in servers mode"): `RemoteInet` is a `Socket`
+//! whose every operation is a `netproto` call, sent with
+//! `ipc::kernel_call` to the endpoint registered as `SERVICE_NET`.  The
+//! socket framework (`socket.rs`) does the blocking, `O_NONBLOCK`,
+//! `SO_RCVTIMEO`/`SO_SNDTIMEO`, `EINTR` and `SIGPIPE` exactly as for local
+//! sockets; this file makes its wakeups happen.
+//!
+//! Readiness: an operation that fails with `EAGAIN` (or a connect in
+//! progress) arms the server's watch of the handle for the bits it waits
+//! for (`Poll { arm }`); if the socket is ready already it notifies its own
+//! `PollWaiters` at once, so the framework retries instead of sleeping.
+//! `poll()` (poll, select, epoll) arms every readiness bit that is not set,
+//! so any change the caller might wait for is reported.  The server raises
+//! the notification the kernel gave it at `Attach`; the collector thread
+//! (`collector`) waits on it, drains `PollChanged` and notifies the
+//! `PollWaiters` of each reported socket.
+//!
+//! Owns: the boot-time switch (`active`), the server's pid (its own socket
+//! calls are refused, `EDEADLK`), the notification and its collector
+//! thread, the table from server handles to live sockets (for reports),
+//! closes that could not be sent (sent before the next call).
+//!
+//! Invariants: a server that is gone or a reply that is not one the
+//! operation can have is `EIO` (never a panic); `EINTR` passes through.
+//! No lock is held across a call.  Unix-domain sockets never come here.
+//!
+//! Per-core: the handle table (`SOCKETS`) is global: a report names a
+//! handle and may concern a socket made on any CPU; it is written on
+//! socket creation and close and read by the collector, each under one
+//! short lock (a per-CPU table keyed by the making CPU is the next step if
+//! it shows up in measurements).
+//!
+//! Must not: hold a lock across a call, touch user memory, or block
+//! (the framework blocks).
+
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{Ipv4Addr, SocketAddrV4};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+
+use super::sockaddr::SockAddr;
+use super::socket::Received;
+use super::*;
+use crate::files::pollwait::PollWaiters;
+use crate::ipc::Notification;
+use abi::ipc::SERVICE_NET;
+use abi::Errno;
+use netproto::{
+    Handle, Kind, MsgRef, Reply, Request, MAX_CHANGES, MAX_DATAGRAM, MAX_OPT, MAX_PAYLOAD, MAX_RECV,
+};
+
+const POLLIN: u32 = 0x001;
+const POLLPRI: u32 = 0x002;
+const POLLOUT: u32 = 0x004;
+const POLLERR: u32 = 0x008;
+const POLLHUP: u32 = 0x010;
+const POLLRDHUP: u32 = 0x2000;
+/// What `poll()` keeps armed (the bits poll, select and epoll wait for).
+const WATCH: u32 = POLLIN | POLLPRI | POLLOUT | POLLERR | POLLHUP | POLLRDHUP;
+/// What a blocked receive (or accept) waits for.
+const READABLE: u32 = POLLIN | POLLERR | POLLHUP | POLLRDHUP;
+/// What a blocked send (or connect) waits for.
+const WRITABLE: u32 = POLLOUT | POLLERR | POLLHUP;
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static SERVER_PID: AtomicI32 = AtomicI32::new(0);
+/// Whether the first delegated socket was logged (tests look for it).
+static LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Live remote sockets by server handle (for readiness reports).
+static SOCKETS: spin::Mutex<BTreeMap<u64, Weak<RemoteInet>>> = spin::Mutex::new(BTreeMap::new());
+
+/// Handles whose close could not be sent (an exiting caller).
+static DEFERRED: spin::Mutex<Vec<u64>> = spin::Mutex::new(Vec::new());
+static DEFERRED_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether AF_INET sockets go to the server: the one branch the
+/// monolithic `socket(AF_INET)` pays.
+#[inline(always)]
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// One call: `req` out, the reply decoded and handed to `f` (`None` from
+/// `f`, or a malformed reply, is `EIO`).
+fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<T, Errno> {
+    let me = crate::proc::current_task().map_or(0, |t| t.process.pid);
+    if me != 0 && me == SERVER_PID.load(Ordering::Relaxed) {
+        return Err(Errno::EDEADLK);
+    }
+    if DEFERRED_COUNT.load(Ordering::Relaxed) != 0 {
+        flush_deferred();
+    }
+    let m = req.encode()?;
+    let endpoint = crate::ipc::service(SERVICE_NET).ok_or(Errno::EIO)?;
+    // Only replies that carry bytes get a buffer (most carry words only:
+    // an 8 KiB buffer made for each would cost more than the call).
+    let capacity = match req {
+        Request::Recv { .. } | Request::RecvMore { .. } | Request::PollChanged { .. } => {
+            MAX_PAYLOAD
+        }
+        Request::GetOpt { .. } => MAX_OPT,
+        _ => 0,
+    };
+    let mut buf = vec![0u8; capacity];
+    let r = match crate::ipc::kernel_call(&endpoint, m.label, m.words, &m.payload, &mut buf) {
+        Ok(r) => r,
+        Err(e) if e == Errno::EINTR => return Err(e),
+        Err(e) => {
+            log::debug!("servers: net call {:?} failed: errno {}", req.op(), e.0);
+            return Err(Errno::EIO);
+        }
+    };
+    let msg = MsgRef {
+        label: r.label,
+        words: r.words,
+        payload: buf.get(..r.len).ok_or(Errno::EIO)?,
+    };
+    match Reply::decode(req.op(), msg) {
+        Ok(Ok(reply)) => f(reply).ok_or(Errno::EIO),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            log::warn!("servers: malformed reply to {:?} (EIO)", req.op());
+            Err(Errno::EIO)
+        }
+    }
+}
+
+fn done(req: &Request<'_>) -> Result<(), Errno> {
+    with(req, |r| matches!(r, Reply::Done).then_some(()))
+}
+
+fn flush_deferred() {
+    let handles = core::mem::take(&mut *DEFERRED.lock());
+    DEFERRED_COUNT.fetch_sub(handles.len(), Ordering::Relaxed);
+    for h in handles {
+        close_handle(Handle(h));
+    }
+}
+
+fn close_handle(handle: Handle) {
+    SOCKETS.lock().remove(&handle.0);
+    match done(&Request::Close { handle }) {
+        Err(e) if e == Errno::EINTR || e == Errno::EDEADLK => {
+            DEFERRED.lock().push(handle.0);
+            DEFERRED_COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
+
+/// Boot (`structure=servers`, once netd registered `SERVICE_NET`):
+/// attaches with `notify` (the notification's handle in the server's
+/// table; the kernel keeps `notification`), starts the collector thread
+/// and turns delegation on.
+pub fn attach(server_pid: i32, notify: u64, notification: Arc<Notification>) -> Result<(), Errno> {
+    SERVER_PID.store(server_pid, Ordering::Relaxed);
+    done(&Request::Attach { notify })?;
+    crate::sched::try_spawn("netd-reports", None, move || collector(notification))
+        .map_err(|_| Errno::ENOMEM)?;
+    ACTIVE.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The collector: waits for the server's notification, then collects
+/// every report (`PollChanged` until `more` is 0) and wakes the reported
+/// sockets' waiters.  A kernel thread: never interrupted by signals.
+fn collector(notification: Arc<Notification>) {
+    let mut ready: Vec<(u64, u32)> = Vec::new();
+    loop {
+        if notification.wait(&|| false).is_err() {
+            continue;
+        }
+        loop {
+            ready.clear();
+            let more = with(
+                &Request::PollChanged {
+                    max: MAX_CHANGES as u32,
+                },
+                |r| match r {
+                    Reply::Changed { changes, more } => {
+                        ready.extend(changes.iter().map(|(h, ev)| (h.0, ev)));
+                        Some(more)
+                    }
+                    _ => None,
+                },
+            );
+            for &(h, ev) in &ready {
+                let sock = SOCKETS.lock().get(&h).and_then(Weak::upgrade);
+                if let Some(s) = sock {
+                    s.events.store(ev, Ordering::Release);
+                    s.waiters.notify();
+                }
+            }
+            match more {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    log::warn!("servers: PollChanged failed: errno {}", e.0);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A new AF_INET socket at the server (`socket.rs`'s rules apply).
+pub fn create(sock_type: u32, protocol: u32) -> Result<Arc<dyn Socket>, Errno> {
+    let kind = match sock_type {
+        SOCK_STREAM => Kind::Stream,
+        SOCK_DGRAM => Kind::Dgram,
+        SOCK_RAW => {
+            log::warn!("net: SOCK_RAW is not supported: EPROTONOSUPPORT");
+            return Err(EPROTONOSUPPORT);
+        }
+        _ => return Err(ESOCKTNOSUPPORT),
+    };
+    let handle = with(&Request::Socket { kind, protocol }, |r| match r {
+        Reply::Handle(h) => Some(h),
+        _ => None,
+    })?;
+    if !LOGGED.swap(true, Ordering::Relaxed) {
+        log::info!(
+            "servers: first AF_INET socket made by the network server (handle {:#x})",
+            handle.0
+        );
+    }
+    Ok(RemoteInet::adopt(handle, sock_type))
+}
+
+/// A socket held by the network server, as the framework sees it.
+pub struct RemoteInet {
+    handle: Handle,
+    sock_type: u32,
+    listening: AtomicBool,
+    waiters: PollWaiters,
+    /// The events last seen (a reply to `Poll` or a report).
+    events: AtomicU32,
+}
+
+fn inet_addr(addr: &SockAddr) -> Result<SocketAddrV4, Errno> {
+    match addr {
+        SockAddr::Inet { addr, port } => Ok(SocketAddrV4::new(Ipv4Addr::from(*addr), *port)),
+        _ => Err(EAFNOSUPPORT),
+    }
+}
+
+fn sockaddr(addr: SocketAddrV4) -> SockAddr {
+    SockAddr::Inet {
+        addr: addr.ip().octets(),
+        port: addr.port(),
+    }
+}
+
+impl RemoteInet {
+    fn adopt(handle: Handle, sock_type: u32) -> Arc<RemoteInet> {
+        let s = Arc::new(RemoteInet {
+            handle,
+            sock_type,
+            listening: AtomicBool::new(false),
+            waiters: PollWaiters::new(),
+            events: AtomicU32::new(0),
+        });
+        SOCKETS.lock().insert(handle.0, Arc::downgrade(&s));
+        s
+    }
+
+    /// `Poll { arm }`: the events, after arming `arm` (0: only read).
+    fn poll_arm(&self, arm: u32) -> Result<u32, Errno> {
+        let ev = with(
+            &Request::Poll {
+                handle: self.handle,
+                arm,
+            },
+            |r| match r {
+                Reply::Events(ev) => Some(ev),
+                _ => None,
+            },
+        )?;
+        self.events.store(ev, Ordering::Release);
+        Ok(ev)
+    }
+
+    /// After an operation said `EAGAIN`: arms `bits`; if the socket is
+    /// ready already (the server then did not arm), wakes the waiters so
+    /// the framework tries again rather than sleeping.
+    fn arm_after(&self, bits: u32) {
+        match self.poll_arm(bits) {
+            Ok(ev) if ev & bits == 0 => {}
+            // Ready, or the server failed (the retry will see the error).
+            _ => self.waiters.notify(),
+        }
+    }
+
+    /// Runs `op`; on `EAGAIN` arms `bits` first (`again` also counts as
+    /// waiting, for connect's `EINPROGRESS`/`EALREADY`).
+    fn op<T>(
+        &self,
+        bits: u32,
+        again: &[Errno],
+        op: impl FnOnce() -> Result<T, Errno>,
+    ) -> Result<T, Errno> {
+        let r = op();
+        if let Err(e) = r {
+            if e == Errno::EAGAIN || again.contains(&e) {
+                self.arm_after(bits);
+            }
+        }
+        r
+    }
+
+    fn send_piece(
+        &self,
+        dest: Option<SocketAddrV4>,
+        more: bool,
+        offset: usize,
+        data: &[u8],
+    ) -> Result<usize, Errno> {
+        let offset = u32::try_from(offset).map_err(|_| EMSGSIZE)?;
+        with(
+            &Request::Send {
+                handle: self.handle,
+                dest,
+                more,
+                offset,
+                data,
+            },
+            |r| match r {
+                Reply::Sent { count } => Some(count as usize),
+                _ => None,
+            },
+        )
+    }
+
+    fn send_now(&self, data: &[u8], dest: Option<SocketAddrV4>) -> Result<usize, Errno> {
+        if self.sock_type == SOCK_STREAM {
+            // Pieces of one message each; stop at the first short one.
+            let mut sent = 0;
+            for piece in data.chunks(MAX_PAYLOAD) {
+                match self.send_piece(dest, false, 0, piece) {
+                    Ok(n) => {
+                        sent += n;
+                        if n < piece.len() {
+                            break;
+                        }
+                    }
+                    Err(e) => return if sent > 0 { Ok(sent) } else { Err(e) },
+                }
+            }
+            if data.is_empty() {
+                return self.send_piece(dest, false, 0, data);
+            }
+            return Ok(sent);
+        }
+        if data.len() <= MAX_PAYLOAD {
+            return self.send_piece(dest, false, 0, data);
+        }
+        if data.len() > MAX_DATAGRAM {
+            return Err(EMSGSIZE);
+        }
+        // Staged: every piece but the last with `more`, then the last one
+        // (with the destination) sends the whole datagram.
+        let last = (data.len() - 1) / MAX_PAYLOAD * MAX_PAYLOAD;
+        let mut off = 0;
+        while off < last {
+            self.send_piece(None, true, off, &data[off..off + MAX_PAYLOAD])?;
+            off += MAX_PAYLOAD;
+        }
+        self.send_piece(dest, false, last, &data[last..])
+            .map(|_| data.len())
+    }
+
+    fn recv_now(&self, out: &mut [u8], peek: bool) -> Result<Received, Errno> {
+        let want = out.len().min(MAX_RECV);
+        let (len, from, first, token) = with(
+            &Request::Recv {
+                handle: self.handle,
+                len: want as u32,
+                peek,
+            },
+            |r| match r {
+                Reply::Received {
+                    len,
+                    from,
+                    data,
+                    token,
+                } => {
+                    let n = data.len().min(want);
+                    out[..n].copy_from_slice(&data[..n]);
+                    Some((len as usize, from, n, token))
+                }
+                _ => None,
+            },
+        )?;
+        let len = len.min(want);
+        let mut got = first;
+        while got < len {
+            let offset = got as u32;
+            let n = with(
+                &Request::RecvMore {
+                    handle: self.handle,
+                    token,
+                    offset,
+                },
+                |r| match r {
+                    Reply::More { data, .. } => {
+                        let n = data.len().min(len - got);
+                        out[got..got + n].copy_from_slice(&data[..n]);
+                        Some(n)
+                    }
+                    _ => None,
+                },
+            )?;
+            if n == 0 {
+                return Err(Errno::EIO);
+            }
+            got += n;
+        }
+        Ok(Received {
+            len,
+            full_len: len,
+            from: from.map(sockaddr),
+        })
+    }
+
+    fn addr(&self, req: Request<'_>) -> Result<SockAddr, Errno> {
+        with(&req, |r| match r {
+            Reply::Addr(a) => Some(sockaddr(a)),
+            _ => None,
+        })
+    }
+}
+
+impl Socket for RemoteInet {
+    fn family(&self) -> u32 {
+        AF_INET
+    }
+
+    fn sock_type(&self) -> u32 {
+        self.sock_type
+    }
+
+    fn protocol(&self) -> u32 {
+        if self.sock_type == SOCK_STREAM {
+            6
+        } else {
+            17
+        }
+    }
+
+    fn bind(&self, addr: &SockAddr) -> Result<(), Errno> {
+        done(&Request::Bind {
+            handle: self.handle,
+            addr: inet_addr(addr)?,
+        })
+    }
+
+    fn listen(&self, backlog: i32) -> Result<(), Errno> {
+        done(&Request::Listen {
+            handle: self.handle,
+            backlog,
+        })?;
+        self.listening.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn accept(&self) -> Result<(Arc<dyn Socket>, Option<SockAddr>), Errno> {
+        let (handle, peer) = self.op(READABLE, &[], || {
+            with(
+                &Request::Accept {
+                    handle: self.handle,
+                },
+                |r| match r {
+                    Reply::Accepted { handle, peer, .. } => Some((handle, peer)),
+                    _ => None,
+                },
+            )
+        })?;
+        let accepted: Arc<dyn Socket> = RemoteInet::adopt(handle, self.sock_type);
+        Ok((accepted, Some(sockaddr(peer))))
+    }
+
+    fn connect(&self, addr: &SockAddr) -> Result<(), Errno> {
+        let addr = inet_addr(addr)?;
+        self.op(WRITABLE, &[EINPROGRESS, EALREADY], || {
+            done(&Request::Connect {
+                handle: self.handle,
+                addr,
+            })
+        })
+    }
+
+    fn send(&self, data: &[u8], _flags: u32, to: Option<&SockAddr>) -> Result<usize, Errno> {
+        let dest = to.map(inet_addr).transpose()?;
+        self.op(WRITABLE, &[], || self.send_now(data, dest))
+    }
+
+    fn recv(&self, out: &mut [u8], flags: u32) -> Result<Received, Errno> {
+        self.op(READABLE, &[], || self.recv_now(out, flags & MSG_PEEK != 0))
+    }
+
+    fn shutdown(&self, how: u32) -> Result<(), Errno> {
+        done(&Request::Shutdown {
+            handle: self.handle,
+            how,
+        })
+    }
+
+    fn local_addr(&self) -> Result<SockAddr, Errno> {
+        self.addr(Request::SockName {
+            handle: self.handle,
+        })
+    }
+
+    fn peer_addr(&self) -> Result<SockAddr, Errno> {
+        self.addr(Request::PeerName {
+            handle: self.handle,
+        })
+    }
+
+    fn setsockopt(&self, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
+        if value.len() > MAX_OPT {
+            return Err(Errno::EINVAL);
+        }
+        done(&Request::SetOpt {
+            handle: self.handle,
+            level,
+            name,
+            value,
+        })
+    }
+
+    fn getsockopt(&self, level: i32, name: i32) -> Result<Vec<u8>, Errno> {
+        with(
+            &Request::GetOpt {
+                handle: self.handle,
+                level,
+                name,
+                len: 16,
+            },
+            |r| match r {
+                Reply::Value(v) => Some(v.to_vec()),
+                _ => None,
+            },
+        )
+    }
+
+    fn take_error(&self) -> Option<Errno> {
+        let v = self.getsockopt(SOL_SOCKET, SO_ERROR).ok()?;
+        let b: [u8; 4] = v.get(..4)?.try_into().ok()?;
+        match i32::from_ne_bytes(b) {
+            0 => None,
+            e => Some(Errno(e)),
+        }
+    }
+
+    fn poll(&self) -> u32 {
+        // Arm what is not set, so any change a poller may wait for is
+        // reported.  If something armed is set by the time the server
+        // looks, it disarmed: arm again with the new picture.
+        let mut known = self.events.load(Ordering::Acquire);
+        for _ in 0..4 {
+            let arm = WATCH & !known;
+            match self.poll_arm(arm) {
+                Ok(ev) if ev & arm == 0 => return ev,
+                Ok(ev) => known = ev,
+                // A signal: the poll loop returns EINTR.
+                Err(e) if e == Errno::EINTR => return 0,
+                Err(_) => return POLLERR,
+            }
+        }
+        // Still changing: have the poller look again.
+        self.waiters.notify();
+        known
+    }
+
+    fn waiters(&self) -> &PollWaiters {
+        &self.waiters
+    }
+
+    fn bytes_readable(&self) -> usize {
+        with(
+            &Request::Recv {
+                handle: self.handle,
+                len: MAX_RECV as u32,
+                peek: true,
+            },
+            |r| match r {
+                Reply::Received { len, .. } => Some(len as usize),
+                _ => None,
+            },
+        )
+        .unwrap_or(0)
+    }
+
+    fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    fn on_close(&self) {
+        close_handle(self.handle);
+    }
+}
