@@ -11,10 +11,11 @@
 //! PID 1 is bash-static in both cases (busybox would take PID 1's `/init`
 //! name as its `init` applet): it runs the battery itself, or `exec`s
 //! `busybox sh` on it through a two-line wrapper written at test time.
-//! Where a package or Linux cannot be had the test prints SKIPPED, or fails
+//! Both also run with the file system in the user-mode server
+//! (`structure=servers`).  Where a package or Linux cannot be had the test prints SKIPPED, or fails
 //! naming it when env `CI` is set.
 
-use comparison::run::{RunResult, System, Verdict};
+use comparison::run::{RunResult, Structure, System, Verdict};
 use integration_tests::*;
 use std::path::PathBuf;
 
@@ -45,8 +46,13 @@ fn linux_or_skip(test: &str) -> Option<&'static comparison::run::Systems> {
 }
 
 /// Runs bash-static as PID 1 with `args` and the battery files on
-/// `cores` vCPUs, on Linux and on ours, and compares the outputs.
+/// `cores` vCPUs, on Linux and on ours (in `structure`), and compares the
+/// outputs.
 fn battery_on_both(test: &str, cores: usize, args: &[&str]) {
+    battery_in(test, cores, args, Structure::Monolithic);
+}
+
+fn battery_in(test: &str, cores: usize, args: &[&str], structure: Structure) {
     let Some(bash) = debian_program(test, comparison::debian::BASH) else {
         return;
     };
@@ -74,21 +80,12 @@ fn battery_on_both(test: &str, cores: usize, args: &[&str]) {
         LockMode::PerCpu,
     );
     check_sane(&on_linux, &format!("{test} on Linux"));
-    let on_ours = run_path(
-        ours(),
-        System::Ours,
-        &bash,
-        cores,
-        args,
-        &files,
-        TIMEOUT,
-        LockMode::PerCpu,
-    );
+    let on_ours = run_structure(&bash, cores, args, &files, TIMEOUT, structure, None);
     let diff = line_diff(&on_linux.output, &on_ours.output);
     check_run(
         &on_ours,
         diff.is_empty(),
-        &format!("{test} on {cores} vCPUs: outputs differ from Linux:\n{diff}"),
+        &format!("{test} on {cores} vCPUs ({structure:?}): outputs differ from Linux:\n{diff}"),
     );
     check_run(
         &on_ours,
@@ -127,6 +124,29 @@ fn battery_under_busybox_sh() {
 #[test]
 fn battery_under_bash_1_cpu() {
     battery_on_both("battery_under_bash_1_cpu", 1, &["/battery.sh"]);
+}
+
+/// The same battery with the file system and AF_INET in the user-mode
+/// servers (`structure=servers`): a real shell's fork/exec/pipe/redirect
+/// mix goes through delegation, and must still print what Linux prints.
+#[test]
+fn battery_under_bash_servers() {
+    battery_in(
+        "battery_under_bash_servers",
+        2,
+        &["/battery.sh"],
+        Structure::Servers,
+    );
+}
+
+#[test]
+fn battery_under_busybox_sh_servers() {
+    battery_in(
+        "battery_under_busybox_sh_servers",
+        1,
+        &["/busybox-battery.sh"],
+        Structure::Servers,
+    );
 }
 
 /// The checker finds differences (so the tests above can fail).

@@ -133,7 +133,12 @@ fn flush_deferred() {
     };
     DEFERRED_COUNT.fetch_sub(drops.len(), Ordering::Relaxed);
     drop(drops);
-    let handles = core::mem::take(&mut *DEFERRED.lock());
+    let handles = {
+        let saved = crate::arch::irq::save_disable();
+        let h = core::mem::take(&mut *DEFERRED.lock());
+        crate::arch::irq::restore(saved);
+        h
+    };
     DEFERRED_COUNT.fetch_sub(handles.len(), Ordering::Relaxed);
     for h in handles {
         close(Handle(h));
@@ -169,10 +174,23 @@ pub fn map_pages(handle: Handle, index: u64, count: u32) -> Result<Vec<u64>, Err
 
 /// Drops a handle at the server; when the close cannot be sent now (a
 /// signal, an exiting caller), it is sent before the next call.
+///
+/// The last reference of an open file can go where nothing may block: a
+/// dead thread's process is freed in the scheduler's switch path with
+/// interrupts off (`sched::may_block`), so the close is deferred there
+/// too.  `DEFERRED` is taken with interrupts off everywhere, since that
+/// path can take it on a CPU whose interrupted thread holds it.
 pub fn close(handle: Handle) {
-    match done(&Request::Close { handle }) {
+    let result = if crate::sched::may_block() {
+        done(&Request::Close { handle })
+    } else {
+        Err(Errno::EDEADLK)
+    };
+    match result {
         Err(e) if e == Errno::EINTR || e == Errno::EDEADLK => {
+            let saved = crate::arch::irq::save_disable();
             DEFERRED.lock().push(handle.0);
+            crate::arch::irq::restore(saved);
             DEFERRED_COUNT.fetch_add(1, Ordering::Relaxed);
         }
         _ => {}

@@ -114,6 +114,18 @@ pub fn running_idle() -> bool {
     scheduler::running_idle()
 }
 
+/// Whether the current context may block (`wait_once`): interrupts are
+/// on and this is not a CPU's idle thread.  False in the scheduler's own
+/// paths (`finish_switch` drops the last reference of a dead thread, and
+/// with it maybe a process's last file), in interrupt handlers and under
+/// an interrupt-disabling lock: work that would wait there is deferred.
+pub fn may_block() -> bool {
+    let enabled = crate::arch::irq::save_disable();
+    let idle = scheduler::running_idle();
+    crate::arch::irq::restore(enabled);
+    enabled && !idle
+}
+
 /// Called by the reschedule IPI handler (after EOI, interrupts disabled).
 pub fn on_resched_ipi() {
     scheduler::on_resched_ipi()

@@ -134,18 +134,33 @@ fn done(req: &Request<'_>) -> Result<(), Errno> {
 }
 
 fn flush_deferred() {
-    let handles = core::mem::take(&mut *DEFERRED.lock());
+    let handles = {
+        let saved = crate::arch::irq::save_disable();
+        let h = core::mem::take(&mut *DEFERRED.lock());
+        crate::arch::irq::restore(saved);
+        h
+    };
     DEFERRED_COUNT.fetch_sub(handles.len(), Ordering::Relaxed);
     for h in handles {
         close_handle(Handle(h));
     }
 }
 
+/// Closes `handle` at the server, or defers the close to the next call
+/// where nothing may block (the last reference of a socket dropped in the
+/// scheduler's switch path, see `files::remote::close`).
 fn close_handle(handle: Handle) {
-    SOCKETS.lock().remove(&handle.0);
-    match done(&Request::Close { handle }) {
+    let result = if crate::sched::may_block() {
+        SOCKETS.lock().remove(&handle.0);
+        done(&Request::Close { handle })
+    } else {
+        Err(Errno::EDEADLK)
+    };
+    match result {
         Err(e) if e == Errno::EINTR || e == Errno::EDEADLK => {
+            let saved = crate::arch::irq::save_disable();
             DEFERRED.lock().push(handle.0);
+            crate::arch::irq::restore(saved);
             DEFERRED_COUNT.fetch_add(1, Ordering::Relaxed);
         }
         _ => {}
