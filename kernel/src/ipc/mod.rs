@@ -27,6 +27,8 @@
 
 pub mod endpoint;
 pub mod handle;
+pub mod migrate;
+pub mod migrate_policy;
 pub mod notify;
 
 use alloc::sync::Arc;

@@ -8,8 +8,10 @@
 //!
 //! Owns: where the server's program is in the archive (`FSD_PATH`), where
 //! the archive copy goes in its address space (`ARCHIVE_BASE`) and how it
-//! is told (argv `initramfs=ADDR,LEN`), and the start-up handshake with
-//! its timeout.
+//! is told (argv `initramfs=ADDR,LEN`; `placement=single|percore|dedicated`
+//! and `cpus=N` say how many serving threads to start and where to pin
+//! them), the start-up handshake with its timeout, and starting the
+//! migration of server threads (`servers.migrate=on`, `ipc::migrate`).
 //!
 //! Must not: start `/init` (the caller does, once this returned), or wait
 //! forever (a server that does not register within `REGISTER_TIMEOUT_NS`
@@ -38,6 +40,40 @@ pub const ARCHIVE_BASE: u64 = 0x2000_0000_0000;
 /// How long the kernel waits for the server to register.
 const REGISTER_TIMEOUT_NS: u64 = 20_000_000_000;
 
+/// The servers' placement (`servers.placement=`): `dedicated` needs a
+/// core to dedicate, so with one CPU it is `single` (logged once, at the
+/// file server's start).
+pub fn placement() -> crate::cmdline::Placement {
+    use crate::cmdline::Placement;
+    match crate::cmdline::options().placement {
+        Placement::Dedicated if percpu::cpu_count() < 2 => Placement::Single,
+        p => p,
+    }
+}
+
+/// Starts server-thread migration (`servers.migrate=on`) over the
+/// registered services, once both servers run.  Only with the single
+/// placement: per-core and dedicated threads are placed on purpose
+/// (logged and ignored there).
+pub fn start_migration() {
+    use crate::cmdline::Placement;
+    if !crate::cmdline::options().migrate {
+        return;
+    }
+    if placement() != Placement::Single {
+        log::info!(
+            "servers: servers.migrate=on ignored with servers.placement={}",
+            placement().name()
+        );
+        return;
+    }
+    let services = [("fsd", abi::ipc::SERVICE_FS), ("netd", abi::ipc::SERVICE_NET)]
+        .into_iter()
+        .filter_map(|(name, s)| crate::ipc::service(s).map(|ep| (name, ep)))
+        .collect();
+    crate::ipc::migrate::start(services);
+}
+
 /// Loads and starts the file server from `archive`; returns its pid once
 /// it registered `SERVICE_FS` and the kernel attached.  Errors are
 /// messages for `servers: error: ...`.
@@ -46,7 +82,12 @@ pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, 
         b"fsd".to_vec(),
         format!("initramfs={ARCHIVE_BASE:x},{}", archive.len()).into_bytes(),
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
+        format!("placement={}", placement().name()).into_bytes(),
+        format!("cpus={}", percpu::cpu_count()).into_bytes(),
     ];
+    if crate::cmdline::options().placement != placement() {
+        log::info!("servers: servers.placement=dedicated needs 2 cpus; using single");
+    }
     let started = crate::arch::time::now_ns();
     let (pid, _) = start_server(
         archive,
@@ -84,6 +125,8 @@ pub fn start_net_server(archive: &'static [u8]) -> Result<super::process::Pid, S
     let argv: Vec<Vec<u8>> = vec![
         b"netd".to_vec(),
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
+        format!("placement={}", placement().name()).into_bytes(),
+        format!("cpus={}", percpu::cpu_count()).into_bytes(),
     ];
     let started = crate::arch::time::now_ns();
     let (pid, process) = start_server(
