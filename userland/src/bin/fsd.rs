@@ -8,9 +8,13 @@
 //!
 //! Arguments (the kernel writes them): `initramfs=ADDR,LEN` (hex address
 //! and decimal length of the archive, read-only, unmapped once unpacked)
-//! and `locks=percpu|global` (the boot's lock mode, for the ablation).
+//! and `locks=percpu|global` (the boot's lock mode, for the ablation),
+//! `placement=single|percore|dedicated` and `cpus=N`: the serving
+//! threads (`userland::placement::plan`: one unpinned; one per CPU, each
+//! pinned to its CPU; one pinned to the last CPU), all receiving on the
+//! one endpoint, thread `i` serving as worker `i` (its handle shard).
 //!
-//! Owns: the IPC `Transport` (one endpoint, one server thread in M1),
+//! Owns: the IPC `Transport` (one endpoint, one per serving thread),
 //! mapping the kernel's badge to the one client id the server knows.
 //!
 //! Must not: make file-system calls outside `/dev` and `/proc` (the kernel
@@ -25,7 +29,7 @@ use fs::{Fs, FsConfig};
 use fsd::{Config, FileServer, Transport};
 use fsproto::{Message, MAX_PAYLOAD};
 use percpu::LockMode;
-use userland::ipc;
+use userland::{ipc, placement};
 
 /// The badge bit of calls the kernel makes for user threads
 /// (`kernel/src/ipc/mod.rs` `KERNEL_BADGE`).  All of them are one client:
@@ -101,7 +105,9 @@ fn archive_arg(value: &str) -> Option<(usize, usize)> {
 fn main() {
     let mut archive = None;
     let mut mode = LockMode::PerCpu;
-    for arg in std::env::args().skip(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (place, cpus) = placement::from_args(&args);
+    for arg in args {
         if let Some(v) = arg.strip_prefix("initramfs=") {
             archive = archive_arg(v);
             if archive.is_none() {
@@ -154,7 +160,16 @@ fn main() {
             Err(e) => eprintln!("fsd: mkdir {dir}: errno {}", e.0),
         }
     }
-    let server = FileServer::new(fs, Vec::new(), Config::default());
+    // One handle-table shard per serving thread: thread i is worker i.
+    let plan = placement::plan(place, cpus);
+    let server = Arc::new(FileServer::new(
+        fs,
+        Vec::new(),
+        Config {
+            workers: plan.len(),
+            ..Config::default()
+        },
+    ));
     let endpoint = match ipc::endpoint_create() {
         Ok(h) => h,
         Err(e) => {
@@ -162,16 +177,39 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Every serving thread receives on the one endpoint; the kernel gives
+    // a call to the thread waiting on the caller's CPU.
+    for (worker, &cpu) in plan.iter().enumerate().skip(1) {
+        let server = server.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("fsd-{worker}"))
+            .spawn(move || serve(&server, worker, cpu, endpoint));
+        if let Err(e) = spawned {
+            eprintln!("fsd: cannot start serving thread {worker}: {e}");
+            std::process::exit(1);
+        }
+    }
     if let Err(e) = ipc::register_service(endpoint, SERVICE_FS) {
         eprintln!("fsd: ipc_register_service failed: errno {e}");
         std::process::exit(1);
+    }
+    serve(&server, 0, plan[0], endpoint);
+}
+
+/// One serving thread: pinned to `cpu` (if any), serves as `worker`
+/// until the endpoint closes, then ends the server.
+fn serve(server: &FileServer, worker: usize, cpu: Option<usize>, endpoint: u64) -> ! {
+    if let Some(cpu) = cpu {
+        if let Err(e) = placement::pin(cpu) {
+            eprintln!("fsd: cannot pin serving thread {worker} to cpu {cpu}: errno {e}");
+        }
     }
     let mut transport = IpcTransport {
         endpoint,
         buf: vec![0; MAX_PAYLOAD],
         pending: None,
     };
-    server.serve(0, &mut transport);
+    server.serve(worker, &mut transport);
     eprintln!("fsd: endpoint closed, exiting");
     std::process::exit(1);
 }
