@@ -108,6 +108,12 @@ pub static WORKLOADS: &[Workload] = &[
         worker: files::open_close_shared,
     },
     Workload {
+        name: "open_close_skewed",
+        unit: Unit::Ops,
+        setup: files::setup_skewed,
+        worker: files::open_close_skewed,
+    },
+    Workload {
         name: "create_unlink_private",
         unit: Unit::Ops,
         setup: files::setup_small,
