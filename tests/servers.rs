@@ -342,7 +342,10 @@ fn placement_on_two_cpus(cmdline: &str) {
     expect_exit(&stress, 0);
     check_run(
         &stress,
-        stress.output.lines().any(|l| l.starts_with("fs_stress: pass")),
+        stress
+            .output
+            .lines()
+            .any(|l| l.starts_with("fs_stress: pass")),
         "expected `fs_stress: pass`",
     );
     // Some calls found a server thread on their own CPU.

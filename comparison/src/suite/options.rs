@@ -527,10 +527,7 @@ mod tests {
             );
             assert_eq!(SuiteSystem::parse(spec.name).unwrap(), sys);
         }
-        for sys in ALL
-            .iter()
-            .filter(|s| !s.name().starts_with("ours-servers"))
-        {
+        for sys in ALL.iter().filter(|s| !s.name().starts_with("ours-servers")) {
             assert_eq!(sys.structure(), Structure::Monolithic, "{sys:?}");
         }
         // The default systems parse, in display order.

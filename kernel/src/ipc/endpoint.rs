@@ -419,7 +419,11 @@ impl Endpoint {
         // waiting thread keeps itself alive until it returns.
         let _alive = me.thread.upgrade().ok_or(Errno::ESRCH)?;
         let timed = self.timed.load(Ordering::Relaxed);
-        let started = if timed { crate::arch::time::now_ns() } else { 0 };
+        let started = if timed {
+            crate::arch::time::now_ns()
+        } else {
+            0
+        };
         let cpu = sched::current_cpu();
         // The same-core fastpath: a receiver parked on this CPU, taken
         // without the endpoint lock (a parked receiver holds the receive

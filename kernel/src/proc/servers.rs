@@ -67,10 +67,13 @@ pub fn start_migration() {
         );
         return;
     }
-    let services = [("fsd", abi::ipc::SERVICE_FS), ("netd", abi::ipc::SERVICE_NET)]
-        .into_iter()
-        .filter_map(|(name, s)| crate::ipc::service(s).map(|ep| (name, ep)))
-        .collect();
+    let services = [
+        ("fsd", abi::ipc::SERVICE_FS),
+        ("netd", abi::ipc::SERVICE_NET),
+    ]
+    .into_iter()
+    .filter_map(|(name, s)| crate::ipc::service(s).map(|ep| (name, ep)))
+    .collect();
     crate::ipc::migrate::start(services);
 }
 
