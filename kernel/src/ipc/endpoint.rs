@@ -281,6 +281,9 @@ pub struct Endpoint {
     /// The threads that received here (weakly; `ipc::migrate` moves
     /// them).  Written once per thread (its `Waiter::served` remembers).
     servers: IrqSpinLock<Vec<Weak<Thread>>>,
+    /// The request slots of a server on a dedicated core, once attached
+    /// (`kernel_call` uses them before the synchronous call).
+    ring: spin::Once<Arc<super::ring::KernelRing>>,
 }
 
 /// Fails a queued caller (under the endpoint lock); returns its thread to
@@ -309,7 +312,18 @@ impl Endpoint {
             cpus: (0..n).map(|_| CpuSlot::new()).collect(),
             timed: AtomicBool::new(false),
             servers: IrqSpinLock::new(Vec::new()),
+            ring: spin::Once::new(),
         })
+    }
+
+    /// Attaches a dedicated server's request slots (once).
+    pub fn attach_ring(&self, ring: Arc<super::ring::KernelRing>) {
+        self.ring.call_once(|| ring);
+    }
+
+    /// The attached request slots, if any.
+    pub fn ring(&self) -> Option<&Arc<super::ring::KernelRing>> {
+        self.ring.get()
     }
 
     /// The slot of CPU `cpu`.

@@ -91,23 +91,33 @@ pub fn start(services: Vec<(&'static str, Arc<Endpoint>)>) {
 }
 
 /// With the kernel command-line word `vmstat`, prints at PID 1's exit
-/// `ipcstat: local_calls=N migrations=N`: calls of the registered
-/// services delivered on the caller's own CPU without the endpoint lock,
-/// and server-thread moves.
+/// `ipcstat: local_calls=N ring_calls=N migrations=N`: calls of the
+/// registered services delivered on the caller's own CPU without the
+/// endpoint lock, calls through a dedicated server's request slots
+/// (`ipc::ring`), and server-thread moves.
 pub fn report_if_asked() {
     let asked = crate::boot::cmdline().is_ok_and(|line| crate::cmdline::has_word(line, "vmstat"));
     if !asked {
         return;
     }
-    let local: u64 = [abi::ipc::SERVICE_FS, abi::ipc::SERVICE_NET]
+    let endpoints: Vec<Arc<Endpoint>> = [abi::ipc::SERVICE_FS, abi::ipc::SERVICE_NET]
         .iter()
         .filter_map(|&s| super::service(s))
+        .collect();
+    let local: u64 = endpoints
+        .iter()
         .flat_map(|ep| ep.cpu_stats(false))
         .map(|s| s.local)
         .sum();
+    let ring: u64 = endpoints
+        .iter()
+        .filter_map(|ep| ep.ring())
+        .map(|r| r.calls())
+        .sum();
     crate::log::report(format_args!(
-        "ipcstat: local_calls={} migrations={}",
+        "ipcstat: local_calls={} ring_calls={} migrations={}",
         local,
+        ring,
         moves()
     ));
 }

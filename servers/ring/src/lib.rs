@@ -116,7 +116,9 @@ impl<M: Mem> Ring<M> {
     /// `slots` must be 1..=MAX_SLOTS and `mem` at least
     /// `region_bytes(slots)` long; None otherwise.
     pub fn new(mem: M, slots: usize) -> Option<Ring<M>> {
-        (1..=MAX_SLOTS).contains(&slots).then_some(Ring { mem, slots })
+        (1..=MAX_SLOTS)
+            .contains(&slots)
+            .then_some(Ring { mem, slots })
     }
 
     pub fn slots(&self) -> usize {
@@ -133,7 +135,9 @@ impl<M: Mem> Ring<M> {
 
     fn put(&self, i: usize, head: Head, payload: &[u8]) {
         let s = self.slot(i);
-        self.mem.u64_at(s + S_LABEL).store(head.label, Ordering::Relaxed);
+        self.mem
+            .u64_at(s + S_LABEL)
+            .store(head.label, Ordering::Relaxed);
         for (k, w) in head.words.iter().enumerate() {
             self.mem
                 .u64_at(s + S_WORDS + 8 * k)
@@ -200,11 +204,13 @@ impl<M: Mem> Ring<M> {
 
     /// Claims a free slot, trying `start` first; None when all are busy.
     pub fn claim(&self, start: usize) -> Option<usize> {
-        (0..self.slots).map(|k| (start + k) % self.slots).find(|&i| {
-            self.state(i)
-                .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        })
+        (0..self.slots)
+            .map(|k| (start + k) % self.slots)
+            .find(|&i| {
+                self.state(i)
+                    .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            })
     }
 
     /// Writes the request into claimed slot `i` and publishes it.  Returns
@@ -213,7 +219,9 @@ impl<M: Mem> Ring<M> {
     pub fn publish(&self, i: usize, head: Head, payload: &[u8]) -> bool {
         let payload = &payload[..payload.len().min(PAYLOAD_MAX)];
         self.put(i, head, payload);
-        self.mem.u32_at(self.slot(i) + S_WAITING).store(0, Ordering::Relaxed);
+        self.mem
+            .u32_at(self.slot(i) + S_WAITING)
+            .store(0, Ordering::Relaxed);
         self.state(i).store(REQUEST, Ordering::SeqCst);
         self.mem.u32_at(H_SLEEPING).swap(0, Ordering::SeqCst) == 1
     }
@@ -245,13 +253,15 @@ impl<M: Mem> Ring<M> {
 
     /// Takes the next published request, looking from `start` on.
     pub fn next_request(&self, start: usize) -> Option<usize> {
-        (0..self.slots).map(|k| (start + k) % self.slots).find(|&i| {
-            self.state(i).load(Ordering::Relaxed) == REQUEST
-                && self
-                    .state(i)
-                    .compare_exchange(REQUEST, BUSY, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-        })
+        (0..self.slots)
+            .map(|k| (start + k) % self.slots)
+            .find(|&i| {
+                self.state(i).load(Ordering::Relaxed) == REQUEST
+                    && self
+                        .state(i)
+                        .compare_exchange(REQUEST, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+            })
     }
 
     /// The request of slot `i` (taken by `next_request`), payload into

@@ -14,6 +14,12 @@
 //! pinned to its CPU; one pinned to the last CPU), all receiving on the
 //! one endpoint, thread `i` serving as worker `i` (its handle shard).
 //!
+//! With `ring=ADDR,SLOTS` (dedicated placement) the kernel's calls come
+//! through request slots in memory it shares with this process (`ring`
+//! crate); a thread on the dedicated CPU polls them, and the endpoint is
+//! served as well (the kernel's `Attach`, and calls that find no free
+//! slot).
+//!
 //! Owns: the IPC `Transport` (one endpoint, one per serving thread),
 //! mapping the kernel's badge to the one client id the server knows.
 //!
@@ -107,7 +113,16 @@ fn main() {
     let mut mode = LockMode::PerCpu;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (place, cpus) = placement::from_args(&args);
+    let mut slots = None;
     for arg in args {
+        if let Some(v) = arg.strip_prefix("ring=") {
+            slots = archive_arg(v);
+            if slots.is_none() {
+                eprintln!("fsd: bad argument {arg}");
+                std::process::exit(2);
+            }
+            continue;
+        }
         if let Some(v) = arg.strip_prefix("initramfs=") {
             archive = archive_arg(v);
             if archive.is_none() {
@@ -160,16 +175,20 @@ fn main() {
             Err(e) => eprintln!("fsd: mkdir {dir}: errno {}", e.0),
         }
     }
-    // One handle-table shard per serving thread: thread i is worker i.
+    // One handle-table shard per serving thread: thread i is worker i;
+    // the request-slot thread (dedicated placement) is the last worker.
     let plan = placement::plan(place, cpus);
     let server = Arc::new(FileServer::new(
         fs,
         Vec::new(),
         Config {
-            workers: plan.len(),
+            workers: plan.len() + usize::from(slots.is_some()),
             ..Config::default()
         },
     ));
+    if let Some((addr, count)) = slots {
+        start_ring_thread(&server, plan.len(), plan[0], addr, count);
+    }
     let endpoint = match ipc::endpoint_create() {
         Ok(h) => h,
         Err(e) => {
@@ -194,6 +213,107 @@ fn main() {
         std::process::exit(1);
     }
     serve(&server, 0, plan[0], endpoint);
+}
+
+/// How many empty scans of the request slots before the thread sleeps.
+const RING_SPIN: usize = 5000;
+
+/// The dedicated placement's request slots (`ring=ADDR,SLOTS`: the kernel
+/// mapped them at ADDR): makes the two notifications, publishes their
+/// handles in the slots' header (before the service is registered, which
+/// is when the kernel reads them) and starts the thread that serves the
+/// slots as `worker`, pinned to `cpu`.
+fn start_ring_thread(
+    server: &Arc<FileServer>,
+    worker: usize,
+    cpu: Option<usize>,
+    addr: usize,
+    count: usize,
+) {
+    let fail = |what: &str| -> ! {
+        eprintln!("fsd: request slots: {what}");
+        std::process::exit(1);
+    };
+    if addr % 8 != 0 {
+        fail("misaligned");
+    }
+    // SAFETY: the kernel mapped `region_bytes(count)` read-write bytes at
+    // `addr` (page aligned) before the program started, nothing in this
+    // program maps over them, and the kernel touches them only by the
+    // slot protocol.
+    let mem = unsafe { ring::RawMem::new(addr as *mut u8, ring::region_bytes(count)) };
+    let Some(slots) = ring::Ring::new(mem, count) else {
+        fail("bad count")
+    };
+    let (Ok(wake), Ok(done)) = (ipc::notification_create(), ipc::notification_create()) else {
+        fail("no notifications")
+    };
+    slots.server_init(wake, done);
+    let server = server.clone();
+    let spawned = std::thread::Builder::new()
+        .name("fsd-slots".into())
+        .spawn(move || serve_ring(&server, worker, cpu, &slots, wake, done));
+    if spawned.is_err() {
+        fail("cannot start the thread");
+    }
+}
+
+/// Serves the request slots: polls them (`RING_SPIN` empty scans), then
+/// sleeps on `wake` until the kernel publishes a request; after each reply
+/// raises bit i of `done` if the caller of slot i sleeps.
+fn serve_ring(
+    server: &FileServer,
+    worker: usize,
+    cpu: Option<usize>,
+    slots: &ring::Ring<ring::RawMem>,
+    wake: u64,
+    done: u64,
+) -> ! {
+    if let Some(cpu) = cpu {
+        if let Err(e) = placement::pin(cpu) {
+            eprintln!("fsd: cannot pin the slot thread to cpu {cpu}: errno {e}");
+        }
+    }
+    let mut buf = vec![0u8; ring::PAYLOAD_MAX];
+    let mut next = 0;
+    loop {
+        let Some(i) = (0..RING_SPIN).find_map(|_| {
+            let got = slots.next_request(next);
+            if got.is_none() {
+                std::hint::spin_loop();
+            }
+            got
+        }) else {
+            if !slots.prepare_sleep() {
+                // EINTR: look again.
+                let _ = ipc::wait(wake, 0);
+            }
+            slots.awake();
+            continue;
+        };
+        next = i + 1;
+        let reply = match slots.request(i, &mut buf) {
+            Some(h) => {
+                let msg = fsproto::MsgRef {
+                    label: h.label,
+                    words: h.words,
+                    payload: &buf[..h.len],
+                };
+                server.handle(worker, KERNEL_CLIENT, msg)
+            }
+            None => Message::error(abi::Errno::EINVAL),
+        };
+        let head = ring::Head {
+            label: reply.label,
+            words: reply.words,
+            len: reply.payload.len(),
+        };
+        if slots.complete(i, head, &reply.payload) {
+            if let Err(e) = ipc::notify(done, 1 << i) {
+                eprintln!("fsd: ipc_notify of a done slot failed: errno {e}");
+            }
+        }
+    }
 }
 
 /// One serving thread: pinned to `cpu` (if any), serves as `worker`
