@@ -65,6 +65,12 @@ pub static WORKLOADS: &[Workload] = &[
         worker: system::ipc_call,
     },
     Workload {
+        name: "ipc_call_remote",
+        unit: Unit::Ops,
+        setup: no_setup,
+        worker: system::ipc_call_remote,
+    },
+    Workload {
         name: "context_switch",
         unit: Unit::Ops,
         setup: no_setup,
