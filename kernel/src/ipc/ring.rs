@@ -8,7 +8,8 @@
 //! thread in the slot's waiter record (kernel memory, never shared), write
 //! and publish the request, notify the server if it sleeps; spin a
 //! bounded time for the reply, then sleep (`sched::wait_once`) until the
-//! server's done notification wakes it (`Notification` hook, `wake`).
+//! server's done notification wakes it (`Notification` hook, `wake`); a
+//! caller on the server's own CPU sleeps at once.
 //! No free slot or a payload larger than a slot: the caller falls back to
 //! the synchronous call (the server serves its endpoint too).
 //!
@@ -32,7 +33,8 @@ use super::{KernelReply, Notification};
 use crate::sched::{self, IrqSpinLock, Thread};
 use abi::Errno;
 
-/// How many times a caller checks for its reply before it sleeps.
+/// How many times a caller checks for its reply before it sleeps (not
+/// at all on the server's own CPU).
 const SPIN: usize = 2000;
 
 /// A server's request slots as the kernel uses them.
@@ -44,16 +46,24 @@ pub struct KernelRing {
     waiters: Box<[IrqSpinLock<Option<Arc<Thread>>>]>,
     /// Calls that went through the slots (for `ipcstat`).
     calls: AtomicU64,
+    /// The CPU the server polls on: a caller there does not spin (it
+    /// would only keep the server from running).
+    server_cpu: usize,
 }
 
 impl KernelRing {
-    pub fn new(ring: ring::Ring<PinnedPages>, server_notify: Arc<Notification>) -> KernelRing {
+    pub fn new(
+        ring: ring::Ring<PinnedPages>,
+        server_notify: Arc<Notification>,
+        server_cpu: usize,
+    ) -> KernelRing {
         let waiters = (0..ring.slots()).map(|_| IrqSpinLock::new(None)).collect();
         KernelRing {
             ring,
             server_notify,
             waiters,
             calls: AtomicU64::new(0),
+            server_cpu,
         }
     }
 
@@ -86,7 +96,8 @@ impl KernelRing {
             return None;
         }
         let me = sched::current()?;
-        let i = self.ring.claim(sched::current_cpu())?;
+        let cpu = sched::current_cpu();
+        let i = self.ring.claim(cpu)?;
         *self.waiters[i].lock() = Some(me);
         let head = ring::Head {
             label,
@@ -96,7 +107,7 @@ impl KernelRing {
         if self.ring.publish(i, head, send) {
             self.server_notify.notify(1);
         }
-        let mut spins = 0;
+        let mut spins = if cpu == self.server_cpu { SPIN } else { 0 };
         while !self.ring.is_done(i) {
             if spins < SPIN {
                 spins += 1;

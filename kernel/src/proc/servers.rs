@@ -170,7 +170,11 @@ fn attach_ring(pid: super::process::Pid, frames: &[crate::memory::PhysAddr]) -> 
         .notification(done_h, RIGHT_SEND)
         .map_err(|e| format!("the file server's done notification: errno {}", e.0))?;
     let endpoint = crate::ipc::service(abi::ipc::SERVICE_FS).ok_or("no SERVICE_FS")?;
-    let kring = alloc::sync::Arc::new(crate::ipc::ring::KernelRing::new(slots, server_notify));
+    let kring = alloc::sync::Arc::new(crate::ipc::ring::KernelRing::new(
+        slots,
+        server_notify,
+        percpu::cpu_count() - 1,
+    ));
     let waker = kring.clone();
     if !done.set_hook(alloc::boxed::Box::new(move |bits| waker.wake(bits))) {
         return Err("the file server's done notification is in use".into());
