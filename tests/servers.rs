@@ -13,8 +13,13 @@
 //! root listed by the server.  Sockets (the network server `netd`):
 //! `net_diff` and `sockets` print the same lines as in the monolithic
 //! structure on 1 and 2 vCPUs, `net_stress` passes on both, and AF_INET
-//! sockets were made by netd.  A kernel panic, a missing `servers:` start
-//! line or any other difference fails.
+//! sockets were made by netd.  Placement (`servers.placement=percore` and
+//! `dedicated`, 2 vCPUs): `posix_diff` and `net_diff` print the monolithic
+//! lines, `fs_stress` and `net_stress` pass; `dedicated` on 1 vCPU falls
+//! back to single; with `servers.migrate=on` a skewed load (`wis
+//! open_close_skewed`) runs without an error while the file server's
+//! thread moves after its callers.  A kernel panic, a missing `servers:`
+//! start line or any other difference fails.
 
 use comparison::run::{Structure, Verdict};
 use integration_tests::*;
@@ -261,4 +266,182 @@ fn busybox_shell_lists_the_servers_root() {
             &format!("expected `ls /` to list {name}"),
         );
     }
+}
+
+/// `name` in `structure=servers` on `cores` vCPUs with the kernel words
+/// `cmdline` (a placement), its servers started.
+fn placed(name: &str, cores: usize, cmdline: &str) -> comparison::run::RunResult {
+    placed_program(&program(name), cores, &[], cmdline)
+}
+
+fn placed_program(
+    path: &std::path::Path,
+    cores: usize,
+    args: &[&str],
+    cmdline: &str,
+) -> comparison::run::RunResult {
+    let result = run_structure_cmdline(
+        path,
+        cores,
+        args,
+        &[],
+        TIMEOUT,
+        Structure::Servers,
+        None,
+        cmdline,
+    );
+    for (line, what) in [
+        ("servers: file server /.servers/fsd is pid", "file"),
+        ("servers: network server /.servers/netd is pid", "network"),
+    ] {
+        check_run(
+            &result,
+            result.outcome.serial.contains(line),
+            &format!("expected the kernel to start the {what} server ({cmdline})"),
+        );
+    }
+    result
+}
+
+/// The number after `key=` in the `ipcstat:` line (kernel word `vmstat`).
+fn ipcstat(result: &comparison::run::RunResult, key: &str) -> u64 {
+    let value = result
+        .outcome
+        .serial
+        .lines()
+        .filter_map(|l| l.split("ipcstat: ").nth(1))
+        .flat_map(|rest| rest.split_whitespace())
+        .find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_string));
+    match value.and_then(|v| v.parse().ok()) {
+        Some(n) => n,
+        None => {
+            check_run(result, false, &format!("expected `ipcstat: ... {key}=N`"));
+            0
+        }
+    }
+}
+
+/// The differential programs print the monolithic lines with the servers
+/// placed by `cmdline` on 2 vCPUs; the stress programs pass.
+fn placement_on_two_cpus(cmdline: &str) {
+    for name in ["posix_diff", "net_diff"] {
+        let ours = placed(name, 2, cmdline);
+        expect_exit(&ours, 0);
+        let base = monolithic(name, 2);
+        expect_exit(&base, 0);
+        if let Err(diff) = same_output(&base.output, &ours.output) {
+            check_run(
+                &ours,
+                false,
+                &format!("{name} with {cmdline} differs from monolithic:\n{diff}"),
+            );
+        }
+    }
+    let words = format!("{cmdline} vmstat");
+    let stress = placed("fs_stress", 2, &words);
+    expect_exit(&stress, 0);
+    check_run(
+        &stress,
+        stress
+            .output
+            .lines()
+            .any(|l| l.starts_with("fs_stress: pass")),
+        "expected `fs_stress: pass`",
+    );
+    if cmdline.contains("dedicated") {
+        // The file calls went through the request slots.
+        check_run(
+            &stress,
+            stress
+                .outcome
+                .serial
+                .contains("servers: file server on cpu 1 reached through"),
+            "expected the request slots to be attached",
+        );
+        check_run(
+            &stress,
+            ipcstat(&stress, "ring_calls") > 0,
+            "expected calls through the request slots",
+        );
+    } else {
+        // Some calls found a server thread on their own CPU.
+        check_run(
+            &stress,
+            ipcstat(&stress, "local_calls") > 0,
+            "expected same-core deliveries",
+        );
+    }
+    let net = placed("net_stress", 2, cmdline);
+    expect_pass(&net, "net_stress");
+    expect_net_delegated(&net);
+}
+
+/// One serving thread per CPU, pinned; calls go to the caller's CPU.
+#[test]
+fn percore_placement_on_two_cpus() {
+    placement_on_two_cpus("servers.placement=percore");
+}
+
+/// The file server on the last CPU, reached through request slots in
+/// shared memory (netd: the synchronous call to its thread there).
+#[test]
+fn dedicated_placement_on_two_cpus() {
+    placement_on_two_cpus("servers.placement=dedicated");
+}
+
+/// With one CPU there is no core to dedicate: single placement, logged.
+#[test]
+fn dedicated_placement_on_one_cpu_falls_back() {
+    let result = placed("files", 1, "servers.placement=dedicated");
+    expect_pass(&result, "files");
+    check_run(
+        &result,
+        result
+            .outcome
+            .serial
+            .contains("servers.placement=dedicated needs 2 cpus; using single"),
+        "expected the fall-back to be logged",
+    );
+}
+
+/// Migration under load loses no request: callers take turns on the two
+/// CPUs (`open_close_skewed`), the kernel moves the file server's thread
+/// after them (at least once), and every open and close of the run
+/// succeeds (wis fails on any error; a lost call would hang it).
+#[test]
+fn migration_under_skewed_load_loses_no_request() {
+    let wis = comparison::workloads::build_workloads().expect("building the workloads");
+    let result = placed_program(
+        &wis,
+        2,
+        &[
+            "open_close_skewed",
+            "--threads",
+            "2",
+            "--warmup-ms",
+            "100",
+            "--ms",
+            "1500",
+        ],
+        "servers.migrate=on vmstat",
+    );
+    expect_exit(&result, 0);
+    check_run(
+        &result,
+        result
+            .output
+            .lines()
+            .any(|l| l.contains("\"workload\":\"open_close_skewed\"") && !l.contains("\"ops\":0,")),
+        "expected a result line with operations",
+    );
+    check_run(
+        &result,
+        result.outcome.serial.contains("ipc: server migration on"),
+        "expected migration to be on",
+    );
+    check_run(
+        &result,
+        ipcstat(&result, "migrations") >= 1,
+        "expected the server thread to move after its callers",
+    );
 }

@@ -127,7 +127,9 @@ struct SharingArgs {
 #[derive(clap::Args)]
 struct SuiteArgs {
     /// Systems, comma-separated: ours, ours-global, ours-servers (our
-    /// kernel with `structure=servers`), linux, linux-nomitig (Linux booted
+    /// kernel with `structure=servers`), ours-servers-percore,
+    /// ours-servers-dedicated, ours-servers-migrate (its server placements,
+    /// docs/SERVERS.md "Placement"), linux, linux-nomitig (Linux booted
     /// with `mitigations=off`).
     #[arg(long, default_value = comparison::suite::options::DEFAULT_SYSTEMS)]
     systems: String,

@@ -54,6 +54,46 @@ pub struct Options {
     pub log: LevelFilter,
     /// `structure=`: where the file system runs.
     pub structure: Structure,
+    /// `servers.placement=`: where the OS servers' threads run
+    /// (`structure=servers` only; docs/SERVERS.md, "Placement").
+    pub placement: Placement,
+    /// `servers.migrate=on|off`: whether the kernel moves a single server
+    /// thread to the core whose callers waited most (`ipc::migrate`).
+    pub migrate: bool,
+}
+
+/// Where the OS servers' serving threads run (`servers.placement=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// One serving thread per server, unpinned (the default).
+    Single,
+    /// One serving thread per CPU, each pinned to its CPU; a call is
+    /// delivered to the receiver waiting on the caller's CPU.
+    PerCore,
+    /// The serving thread pinned on a core of its own (the last CPU);
+    /// with one CPU the servers fall back to `Single` (logged).
+    Dedicated,
+}
+
+impl Placement {
+    /// The spelling on the command line (and in the servers' argv).
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Single => "single",
+            Placement::PerCore => "percore",
+            Placement::Dedicated => "dedicated",
+        }
+    }
+
+    /// The placement spelled `name`, if any.
+    pub fn from_name(name: &str) -> Option<Placement> {
+        match name {
+            "single" => Some(Placement::Single),
+            "percore" => Some(Placement::PerCore),
+            "dedicated" => Some(Placement::Dedicated),
+            _ => None,
+        }
+    }
 }
 
 /// How the kernel is structured (`structure=`, docs/SERVERS.md).
@@ -74,6 +114,8 @@ impl Default for Options {
             locks: LockMode::PerCpu,
             log: LevelFilter::Info,
             structure: Structure::Monolithic,
+            placement: Placement::Single,
+            migrate: false,
         }
     }
 }
@@ -326,6 +368,26 @@ pub fn parse<'a>(
                     }
                 }
             }
+            "servers.placement" => {
+                opts.placement = Placement::from_name(value).ok_or(CmdlineError {
+                    key,
+                    value,
+                    expected: "single, percore or dedicated",
+                })?;
+            }
+            "servers.migrate" => {
+                opts.migrate = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        return Err(CmdlineError {
+                            key,
+                            value,
+                            expected: "on or off",
+                        })
+                    }
+                }
+            }
             "log" => {
                 opts.log = match value {
                     "error" => LevelFilter::Error,
@@ -426,6 +488,8 @@ mod tests {
                 locks: LockMode::Global,
                 log: LevelFilter::Debug,
                 structure: Structure::Monolithic,
+                placement: Placement::Single,
+                migrate: false,
             }
         );
         assert_eq!(parse_ok("structure=servers").structure, Structure::Servers);
@@ -512,6 +576,38 @@ mod tests {
         assert_eq!(
             list(b"HOME=/", false).unwrap_err(),
             NulListError::Unterminated
+        );
+    }
+
+    #[test]
+    fn server_placement_and_migration() {
+        assert_eq!(Options::default().placement, Placement::Single);
+        assert!(!Options::default().migrate);
+        for p in [Placement::Single, Placement::PerCore, Placement::Dedicated] {
+            let line = format!("servers.placement={}", p.name());
+            assert_eq!(parse_ok(&line).placement, p);
+            assert_eq!(Placement::from_name(p.name()), Some(p));
+        }
+        let o = parse_ok("structure=servers servers.placement=percore servers.migrate=on");
+        assert_eq!(
+            (o.structure, o.placement, o.migrate),
+            (Structure::Servers, Placement::PerCore, true)
+        );
+        assert!(!parse_ok("servers.migrate=on servers.migrate=off").migrate);
+        for bad in [
+            "servers.placement=",
+            "servers.placement=PerCore",
+            "servers.placement=all",
+            "servers.migrate=yes",
+            "servers.migrate=",
+        ] {
+            let e = parse(bad, |_| {}).expect_err(bad);
+            assert_eq!(bad.split_once('=').unwrap().0, e.key, "{}", bad);
+        }
+        // Words after `--` are PID 1's.
+        assert_eq!(
+            parse_ok("-- servers.placement=bogus").placement,
+            Placement::Single
         );
     }
 

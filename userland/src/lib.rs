@@ -14,6 +14,9 @@ use std::io::Write;
 /// This kernel's IPC calls (`abi::ipc`, docs/IPC.md).
 pub mod ipc;
 
+/// Where the OS servers' threads run (`placement=` in their argv).
+pub mod placement;
+
 /// Sharing-plugin window markers (one file with `wis`'s, the same protocol).
 #[path = "../../comparison/workloads/src/marker.rs"]
 pub mod marker;

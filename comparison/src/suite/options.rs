@@ -26,6 +26,15 @@ pub enum SuiteSystem {
     /// This kernel with `structure=servers`: file system calls go to the
     /// user-mode file server `fsd` (docs/SERVERS.md); per-CPU locks.
     OursServers,
+    /// `ours-servers` with one serving thread per CPU, pinned, each
+    /// taking the calls of its own CPU (`servers.placement=percore`).
+    OursServersPercore,
+    /// `ours-servers` with the serving threads pinned on the last CPU
+    /// (`servers.placement=dedicated`; reached by cross-core IPC).
+    OursServersDedicated,
+    /// `ours-servers` with server-thread migration
+    /// (`servers.migrate=on`: the thread follows its busiest callers).
+    OursServersMigrate,
     /// Debian's Linux kernel, same VM and initramfs.
     Linux,
     /// The same Linux booted with `mitigations=off` (no Spectre/Meltdown
@@ -81,6 +90,9 @@ pub const ALL: &[SuiteSystem] = &[
     SuiteSystem::Ours,
     SuiteSystem::OursGlobal,
     SuiteSystem::OursServers,
+    SuiteSystem::OursServersPercore,
+    SuiteSystem::OursServersDedicated,
+    SuiteSystem::OursServersMigrate,
     SuiteSystem::Linux,
     SuiteSystem::LinuxNoMitig,
 ];
@@ -107,14 +119,25 @@ impl SuiteSystem {
             cmdline: "",
             unsupported: &[],
         };
+        let servers = |name, cmdline| SystemSpec {
+            structure: Structure::Servers,
+            unsupported: SERVERS_UNSUPPORTED,
+            cmdline,
+            ..plain(name, System::Ours, LockMode::PerCpu)
+        };
         match self {
             SuiteSystem::Ours => plain("ours", System::Ours, LockMode::PerCpu),
             SuiteSystem::OursGlobal => plain("ours-global", System::Ours, LockMode::Global),
-            SuiteSystem::OursServers => SystemSpec {
-                structure: Structure::Servers,
-                unsupported: SERVERS_UNSUPPORTED,
-                ..plain("ours-servers", System::Ours, LockMode::PerCpu)
-            },
+            SuiteSystem::OursServers => servers("ours-servers", ""),
+            SuiteSystem::OursServersPercore => {
+                servers("ours-servers-percore", "servers.placement=percore")
+            }
+            SuiteSystem::OursServersDedicated => {
+                servers("ours-servers-dedicated", "servers.placement=dedicated")
+            }
+            SuiteSystem::OursServersMigrate => {
+                servers("ours-servers-migrate", "servers.migrate=on")
+            }
             SuiteSystem::Linux => plain("linux", System::Linux, LockMode::PerCpu),
             SuiteSystem::LinuxNoMitig => SystemSpec {
                 cmdline: "mitigations=off",
@@ -486,7 +509,25 @@ mod tests {
             (servers.kernel, servers.locks, servers.structure),
             (System::Ours, LockMode::PerCpu, Structure::Servers)
         );
-        for sys in ALL.iter().filter(|s| **s != SuiteSystem::OursServers) {
+        // The servers systems differ only in their placement options.
+        for (sys, cmdline) in [
+            (SuiteSystem::OursServers, ""),
+            (SuiteSystem::OursServersPercore, "servers.placement=percore"),
+            (
+                SuiteSystem::OursServersDedicated,
+                "servers.placement=dedicated",
+            ),
+            (SuiteSystem::OursServersMigrate, "servers.migrate=on"),
+        ] {
+            let spec = sys.spec();
+            assert_eq!(
+                (spec.kernel, spec.locks, spec.structure, spec.cmdline),
+                (System::Ours, LockMode::PerCpu, Structure::Servers, cmdline),
+                "{sys:?}"
+            );
+            assert_eq!(SuiteSystem::parse(spec.name).unwrap(), sys);
+        }
+        for sys in ALL.iter().filter(|s| !s.name().starts_with("ours-servers")) {
             assert_eq!(sys.structure(), Structure::Monolithic, "{sys:?}");
         }
         // The default systems parse, in display order.

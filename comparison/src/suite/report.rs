@@ -245,44 +245,69 @@ pub fn summary_table(groups: &BTreeMap<GroupKey, Group>, na: Na) -> String {
     out
 }
 
-/// The systems of the per-structure table: monolithic, servers, Linux.
-const STRUCTURE_SYSTEMS: [&str; 3] = ["ours", "ours-servers", "linux"];
+/// The systems of the per-structure table: monolithic, the servers (the
+/// classic single thread, then each placement that was measured), Linux.
+pub const STRUCTURE_SYSTEMS: [&str; 6] = [
+    "ours",
+    "ours-servers",
+    "ours-servers-percore",
+    "ours-servers-dedicated",
+    "ours-servers-migrate",
+    "linux",
+];
 
 /// The per-structure table (markdown), one per accelerator that has
-/// `ours-servers` results or n/a cells: a row per workload, mode and core
-/// count; the medians of ours (monolithic), ours-servers and linux; and
-/// servers/monolithic and servers/linux (rates: above 1 the servers are
-/// faster).  Empty when no `ours-servers` was measured.
+/// results or n/a cells of any servers system: a row per workload, mode
+/// and core count; the medians of ours (monolithic), each servers system
+/// measured on that accelerator (`STRUCTURE_SYSTEMS`) and linux; and for
+/// each servers system X, X/monolithic and X/linux (rates: above 1 the
+/// servers are faster).  Empty when no servers system was measured.
 pub fn structure_table(groups: &BTreeMap<GroupKey, Group>, na: Na) -> String {
-    let [mono, servers, linux] = STRUCTURE_SYSTEMS;
+    let mono = STRUCTURE_SYSTEMS[0];
+    let linux = STRUCTURE_SYSTEMS[STRUCTURE_SYSTEMS.len() - 1];
+    let all_servers = &STRUCTURE_SYSTEMS[1..STRUCTURE_SYSTEMS.len() - 1];
+    let measured = |accel: &str, s: &str| {
+        groups
+            .iter()
+            .any(|(k, g)| k.accel == accel && g.cells.contains_key(s))
+            || na.0.iter().any(|n| n.accel == accel && n.system == s)
+    };
     let mut out = String::new();
     let accels: BTreeSet<&str> = groups
-        .iter()
-        .filter(|(_, g)| g.cells.contains_key(servers))
-        .map(|(k, _)| k.accel.as_str())
-        .chain(
-            na.0.iter()
-                .filter(|n| n.system == servers)
-                .map(|n| n.accel.as_str()),
-        )
+        .keys()
+        .map(|k| k.accel.as_str())
+        .chain(na.0.iter().map(|n| n.accel.as_str()))
+        .filter(|a| all_servers.iter().any(|s| measured(a, s)))
         .collect();
     for accel in accels {
+        let servers: Vec<&str> = all_servers
+            .iter()
+            .copied()
+            .filter(|s| measured(accel, s))
+            .collect();
+        let named = if servers.len() == 1 {
+            servers[0].to_string()
+        } else {
+            "X".to_string()
+        };
         let _ = writeln!(
             out,
-            "accel {accel}: median rates; {servers}/{mono} and {servers}/{linux} are ratios of rates \
+            "accel {accel}: median rates; {named}/{mono} and {named}/{linux} are ratios of rates \
              at the same core count (above 1: the servers are faster)\n"
         );
-        let head = [
+        let mut head = vec![
             "workload".to_string(),
             "mode".into(),
             "unit".into(),
             "cores".into(),
             format!("{mono} (monolithic)"),
-            servers.into(),
-            linux.into(),
-            format!("{servers}/{mono}"),
-            format!("{servers}/{linux}"),
         ];
+        head.extend(servers.iter().map(|s| s.to_string()));
+        head.push(linux.into());
+        for s in &servers {
+            head.push(format!("{s}/{mono}"));
+            head.push(format!("{s}/{linux}"));
+        }
         let _ = writeln!(out, "| {} |", head.join(" | "));
         let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
         for (key, group) in groups.iter().filter(|(k, _)| k.accel == accel) {
@@ -293,11 +318,16 @@ pub fn structure_table(groups: &BTreeMap<GroupKey, Group>, na: Na) -> String {
                     unit_label(&key.unit),
                     cores.to_string(),
                 ];
-                for s in STRUCTURE_SYSTEMS {
+                for s in core::iter::once(mono)
+                    .chain(servers.iter().copied())
+                    .chain(core::iter::once(linux))
+                {
                     row.push(median_cell(key, Some(group), na, s, cores));
                 }
-                for base in [mono, linux] {
-                    row.push(fmt_opt(group.ratio(servers, base, cores), 2));
+                for s in &servers {
+                    for base in [mono, linux] {
+                        row.push(fmt_opt(group.ratio(s, base, cores), 2));
+                    }
                 }
                 let _ = writeln!(out, "| {} |", row.join(" | "));
             }
@@ -722,6 +752,27 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(structure_table(&aggregate(&mono), Na(&[])), "");
+    }
+
+    #[test]
+    fn structure_table_adds_each_measured_placement() {
+        let (mut recs, not) = structures();
+        recs.push(sample("ours-servers-percore", "stat_private", 2, 0, 1600.0));
+        let table = structure_table(&aggregate(&recs), Na(&not));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[2],
+            "| workload | mode | unit | cores | ours (monolithic) | ours-servers | ours-servers-percore | linux \
+             | ours-servers/ours | ours-servers/linux | ours-servers-percore/ours | ours-servers-percore/linux |"
+        );
+        let row = lines
+            .iter()
+            .find(|l| l.starts_with("| stat_private | threads | ops/s | 2 |"))
+            .unwrap();
+        // percore: 1600/2000 of ours, 1600/400 of linux; not measured at 1 core.
+        assert!(row.ends_with("| 0.40 | 2.00 | 0.80 | 4.00 |"), "{row}");
+        // ours-servers-dedicated was not measured: no column.
+        assert!(!table.contains("dedicated"), "{table}");
     }
 
     #[test]

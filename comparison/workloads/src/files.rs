@@ -132,6 +132,46 @@ pub fn open_close_shared(ctx: &Ctx, _: usize) -> Res<Op> {
     Ok(open_close(cpath(&format!("{}/shared/file", ctx.dir))))
 }
 
+/// How long each worker's turn of `open_close_skewed` lasts.
+pub const SKEW_PHASE_MS: u64 = 100;
+
+/// The common start of the turns (set by the setup, before any worker
+/// starts; forked workers inherit it: a monotonic instant).
+static SKEW_EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Setup of `open_close_skewed`: the small files, and the start of the
+/// first turn.
+pub fn setup_skewed(ctx: &Ctx) -> Res<()> {
+    setup_small(ctx)?;
+    SKEW_EPOCH.get_or_init(std::time::Instant::now);
+    Ok(())
+}
+
+/// open_close_skewed: open_close_private with the load on one core at a
+/// time: the workers take turns of `SKEW_PHASE_MS` (turn k belongs to
+/// worker k mod T, which runs on CPU k mod T); a worker out of turn sleeps
+/// until its next turn and counts nothing.  The callers of a server thus
+/// move from core to core over time (server placement and migration,
+/// docs/SERVERS.md "Placement").  One worker: plain open_close_private.
+pub fn open_close_skewed(ctx: &Ctx, w: usize) -> Res<Op> {
+    let mut op = open_close_private(ctx, w)?;
+    let epoch = *SKEW_EPOCH.get_or_init(std::time::Instant::now);
+    let workers = ctx.workers.max(1) as u64;
+    Ok(Box::new(move || {
+        let ms = epoch.elapsed().as_millis() as u64;
+        let turn = ms / SKEW_PHASE_MS;
+        if turn % workers == w as u64 {
+            return op();
+        }
+        // Sleep at most 5 ms at a time, so the end of a run is not late.
+        let mine = (turn / workers) * workers + w as u64;
+        let next = if mine > turn { mine } else { mine + workers };
+        let wait = (next * SKEW_PHASE_MS).saturating_sub(ms).clamp(1, 5);
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        Ok(0)
+    }))
+}
+
 fn create_unlink(path: String) -> Res<Op> {
     let c = cpath(&path);
     // One try outside the loop, so a missing feature names the path.

@@ -97,6 +97,21 @@ pub fn pin_to_cpu(cpu: usize) -> Res<()> {
     check(ret as i64, &format!("sched_setaffinity to CPU {cpu}")).map(|_| ())
 }
 
+/// `pin_to_cpu` without allocating (for a child forked from a threaded
+/// worker): whether it worked.
+pub fn pin_to_cpu_raw(cpu: usize) -> bool {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return false;
+    }
+    // SAFETY: as in `pin_to_cpu`.
+    let ret = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    ret == 0
+}
+
 /// The first CPU in 0..n that the calling thread may not run on, if any;
 /// `None` also when the system cannot say (sched_getaffinity fails).
 pub fn first_unusable_cpu(n: usize) -> Option<usize> {

@@ -50,6 +50,18 @@ impl Drop for IpcPair {
 /// On a system without this kernel's IPC (Linux) the endpoint cannot be
 /// made and the workload fails with ENOSYS: it does not apply there.
 pub fn ipc_call(_: &Ctx, _: usize) -> Res<Op> {
+    ipc_pair(None)
+}
+
+/// ipc_call_remote: ipc_call with the server process pinned to the next
+/// worker's CPU (w + 1 mod T): every round trip crosses cores (with one
+/// worker it is ipc_call).
+pub fn ipc_call_remote(ctx: &Ctx, w: usize) -> Res<Op> {
+    ipc_pair(Some((w + 1) % ctx.workers.max(1)))
+}
+
+/// A null round-trip pair whose server runs on `cpu` (None: the worker's).
+fn ipc_pair(cpu: Option<usize>) -> Res<Op> {
     let handle = sys::ipc_endpoint_create().map_err(|f| Fail {
         what: "ipc_call does not apply on this system (it has no such IPC): ipc_endpoint_create"
             .into(),
@@ -61,6 +73,11 @@ pub fn ipc_call(_: &Ctx, _: usize) -> Res<Op> {
     // server runs on the worker's CPU.
     let server = match sys::fork()? {
         0 => {
+            if let Some(cpu) = cpu {
+                if !sys::pin_to_cpu_raw(cpu) {
+                    sys::exit_now(1);
+                }
+            }
             sys::ipc_serve_null(handle, IPC_QUIT);
             sys::exit_now(0);
         }

@@ -65,6 +65,12 @@ pub static WORKLOADS: &[Workload] = &[
         worker: system::ipc_call,
     },
     Workload {
+        name: "ipc_call_remote",
+        unit: Unit::Ops,
+        setup: no_setup,
+        worker: system::ipc_call_remote,
+    },
+    Workload {
         name: "context_switch",
         unit: Unit::Ops,
         setup: no_setup,
@@ -106,6 +112,12 @@ pub static WORKLOADS: &[Workload] = &[
         unit: Unit::Ops,
         setup: files::setup_small,
         worker: files::open_close_shared,
+    },
+    Workload {
+        name: "open_close_skewed",
+        unit: Unit::Ops,
+        setup: files::setup_skewed,
+        worker: files::open_close_skewed,
     },
     Workload {
         name: "create_unlink_private",

@@ -27,18 +27,40 @@
 //! two threads ever touch one buffer and no lock is held while user
 //! memory is copied (the system-call layer copies before and after).
 //!
-//! Lock order: endpoint lock, then a `Waiter`'s lock; a `Waiter` lock is a
-//! leaf.  No lock is held across `wait_once` (a switch).  Per-core: the
-//! only shared state on a call is the endpoint's own lock and the two
-//! threads' records; there is no global lock.
+//! Per-CPU receivers.  A receiver with nothing to take parks in the
+//! receiver queue of the CPU it runs on (`CpuSlot`), and a caller first
+//! looks in its own CPU's queue, without the endpoint lock: with one
+//! server thread pinned per CPU (`servers.placement=percore`) a call is a
+//! same-core hand-off that touches only this CPU's slot and the two
+//! threads' records.  Otherwise (no receiver here) the caller takes the
+//! endpoint lock, takes a receiver parked on any CPU (its own first), or
+//! queues itself on the shared caller queue.  No lost wake-up: a caller
+//! that queues publishes the queue length (`queued`, SeqCst) and then
+//! looks at every CPU's `parked` count (SeqCst); a receiver parks (slot
+//! lock, `parked` store SeqCst) and then loads `queued` (SeqCst).  In the
+//! single total order of SeqCst operations one of the two comes second and
+//! sees the other: the caller finds the receiver, or the receiver finds
+//! the queue non-empty and takes a caller under the endpoint lock.
+//!
+//! Lock order: endpoint lock, then a CPU slot's lock, then a `Waiter`'s
+//! lock; a `Waiter` lock is a leaf.  No lock is held across `wait_once`
+//! (a switch).  Per-core: a same-core call touches its CPU's slot and the
+//! two threads' records.  The shared state, and why it is not per-CPU:
+//! the caller queue and its lock (callers of any CPU wait there for the
+//! first free receiver, which is what a server with fewer threads than
+//! CPUs needs; only calls that find no receiver on their CPU touch it),
+//! and `queued` (read on every receive, written only when the caller
+//! queue changes, so it stays a shared read-only line while every CPU has
+//! its own receiver).
 //!
 //! Must not: block while holding a lock, panic on anything a user can
 //! cause, or deliver a reply to a call other than the one it answers.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::sched::{self, IrqSpinLock, Thread};
 use abi::Errno;
@@ -97,6 +119,9 @@ pub struct Waiter {
     thread: Weak<Thread>,
     phase: AtomicU8,
     st: IrqSpinLock<WaiterState>,
+    /// The endpoint (by address) this thread last registered with as a
+    /// receiver (`Endpoint::servers`); touched only by its own thread.
+    served: AtomicUsize,
 }
 
 impl Waiter {
@@ -111,6 +136,7 @@ impl Waiter {
                 reply: None,
                 incoming: None,
             }),
+            served: AtomicUsize::new(0),
         })
     }
 
@@ -179,14 +205,85 @@ impl Drop for ReplyCap {
 
 struct EpInner {
     callers: VecDeque<Arc<Waiter>>,
-    receivers: VecDeque<Arc<Waiter>>,
     /// Handles with the receive right; 0 = nobody will ever answer.
     recv_rights: usize,
+}
+
+/// One CPU's part of an endpoint (its own cache line): the receivers
+/// parked on that CPU and the statistics of calls made from it.
+#[repr(align(64))]
+struct CpuSlot {
+    receivers: IrqSpinLock<VecDeque<Arc<Waiter>>>,
+    /// `receivers.len()`, stored under `receivers`' lock (SeqCst: the
+    /// hand-shake with `queued`, see the module doc), read without it.
+    parked: AtomicUsize,
+    /// Calls made from this CPU, and the nanoseconds they waited for their
+    /// reply; kept only while `ipc::migrate` watches (it reads and resets
+    /// them each interval).  Written by callers on this CPU.
+    calls: AtomicU64,
+    waited_ns: AtomicU64,
+    /// Calls from this CPU delivered to a receiver parked on this CPU
+    /// without the endpoint lock (the same-core fastpath).
+    local: AtomicU64,
+}
+
+impl CpuSlot {
+    fn new() -> CpuSlot {
+        CpuSlot {
+            receivers: IrqSpinLock::new(VecDeque::new()),
+            parked: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+            waited_ns: AtomicU64::new(0),
+            local: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes the first receiver parked here, if any.
+    fn take(&self) -> Option<Arc<Waiter>> {
+        if self.parked.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let mut q = self.receivers.lock();
+        let r = q.pop_front();
+        self.parked.store(q.len(), Ordering::SeqCst);
+        r
+    }
+
+    /// Removes `me` if it is parked here; whether it was.
+    fn remove(&self, me: &Arc<Waiter>) -> bool {
+        let mut q = self.receivers.lock();
+        let before = q.len();
+        q.retain(|r| !Arc::ptr_eq(r, me));
+        self.parked.store(q.len(), Ordering::SeqCst);
+        q.len() != before
+    }
+}
+
+/// What a CPU's callers did on an endpoint (`Endpoint::cpu_stats`).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct CpuCallStats {
+    pub calls: u64,
+    pub waited_ns: u64,
+    pub local: u64,
 }
 
 /// An endpoint.
 pub struct Endpoint {
     inner: IrqSpinLock<EpInner>,
+    /// `callers.len()`, stored under `inner`'s lock (SeqCst), read by
+    /// receivers without it (module doc).
+    queued: AtomicUsize,
+    /// One slot per CPU (`percpu::cpu_count()`; a CPU id past the end
+    /// wraps, which only costs locality).
+    cpus: Box<[CpuSlot]>,
+    /// Whether callers time their calls (`ipc::migrate` watches).
+    timed: AtomicBool,
+    /// The threads that received here (weakly; `ipc::migrate` moves
+    /// them).  Written once per thread (its `Waiter::served` remembers).
+    servers: IrqSpinLock<Vec<Weak<Thread>>>,
+    /// The request slots of a server on a dedicated core, once attached
+    /// (`kernel_call` uses them before the synchronous call).
+    ring: spin::Once<Arc<super::ring::KernelRing>>,
 }
 
 /// Fails a queued caller (under the endpoint lock); returns its thread to
@@ -205,13 +302,86 @@ fn fail_queued(caller: &Arc<Waiter>, err: Errno) -> Option<Arc<Thread>> {
 
 impl Endpoint {
     pub fn new() -> Arc<Endpoint> {
+        let n = percpu::cpu_count().max(1);
         Arc::new(Endpoint {
             inner: IrqSpinLock::new(EpInner {
                 callers: VecDeque::new(),
-                receivers: VecDeque::new(),
                 recv_rights: 0,
             }),
+            queued: AtomicUsize::new(0),
+            cpus: (0..n).map(|_| CpuSlot::new()).collect(),
+            timed: AtomicBool::new(false),
+            servers: IrqSpinLock::new(Vec::new()),
+            ring: spin::Once::new(),
         })
+    }
+
+    /// Attaches a dedicated server's request slots (once).
+    pub fn attach_ring(&self, ring: Arc<super::ring::KernelRing>) {
+        self.ring.call_once(|| ring);
+    }
+
+    /// The attached request slots, if any.
+    pub fn ring(&self) -> Option<&Arc<super::ring::KernelRing>> {
+        self.ring.get()
+    }
+
+    /// The slot of CPU `cpu`.
+    fn slot(&self, cpu: usize) -> &CpuSlot {
+        &self.cpus[cpu % self.cpus.len()]
+    }
+
+    /// Takes a receiver parked on any CPU, `cpu`'s first.
+    fn take_any_receiver(&self, cpu: usize) -> Option<Arc<Waiter>> {
+        let n = self.cpus.len();
+        (0..n).find_map(|i| self.slot(cpu + i).take())
+    }
+
+    /// Makes callers time their calls (per CPU) for `cpu_stats`.
+    pub fn set_timed(&self, on: bool) {
+        self.timed.store(on, Ordering::Relaxed);
+    }
+
+    /// Per-CPU call statistics; `reset` zeroes the timing (one interval).
+    pub fn cpu_stats(&self, reset: bool) -> Vec<CpuCallStats> {
+        self.cpus
+            .iter()
+            .map(|c| {
+                let take = |a: &AtomicU64| {
+                    if reset {
+                        a.swap(0, Ordering::Relaxed)
+                    } else {
+                        a.load(Ordering::Relaxed)
+                    }
+                };
+                CpuCallStats {
+                    calls: take(&c.calls),
+                    waited_ns: take(&c.waited_ns),
+                    local: c.local.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// The threads that have received here and still exist.
+    pub fn server_threads(&self) -> Vec<Arc<Thread>> {
+        let mut list = self.servers.lock();
+        list.retain(|w| w.strong_count() > 0);
+        list.iter().filter_map(|w| w.upgrade()).collect()
+    }
+
+    /// Remembers `me`'s thread as a server of this endpoint (once).
+    fn note_server(&self, me: &Arc<Waiter>) {
+        let id = self as *const Endpoint as usize;
+        if me.served.load(Ordering::Relaxed) == id {
+            return;
+        }
+        me.served.store(id, Ordering::Relaxed);
+        let mut list = self.servers.lock();
+        list.retain(|w| w.strong_count() > 0);
+        if !list.iter().any(|w| Weak::ptr_eq(w, &me.thread)) {
+            list.push(me.thread.clone());
+        }
     }
 
     /// A handle with the receive right appeared.
@@ -229,6 +399,7 @@ impl Endpoint {
                 return;
             }
             let callers = core::mem::take(&mut g.callers);
+            self.queued.store(0, Ordering::SeqCst);
             callers
                 .iter()
                 .filter_map(|c| fail_queued(c, Errno::EPIPE))
@@ -261,41 +432,49 @@ impl Endpoint {
         // queues hold the `Waiter`, which names its thread weakly, so the
         // waiting thread keeps itself alive until it returns.
         let _alive = me.thread.upgrade().ok_or(Errno::ESRCH)?;
-        let hand_off = {
+        let timed = self.timed.load(Ordering::Relaxed);
+        let started = if timed {
+            crate::arch::time::now_ns()
+        } else {
+            0
+        };
+        let cpu = sched::current_cpu();
+        // The same-core fastpath: a receiver parked on this CPU, taken
+        // without the endpoint lock (a parked receiver holds the receive
+        // right, so nobody needs to check `recv_rights`).
+        let mut request = Some(request);
+        let mut hand_off = match self.slot(cpu).take() {
+            Some(receiver) => {
+                self.slot(cpu).local.fetch_add(1, Ordering::Relaxed);
+                self.deliver(me, &mut request, reply_cap, receiver)
+            }
+            None => None,
+        };
+        if request.is_some() {
             let mut g = self.inner.lock();
             if g.recv_rights == 0 {
                 return Err(Errno::EPIPE);
             }
-            let mut st = me.st.lock();
-            st.seq = st.seq.wrapping_add(1);
-            st.reply = None;
-            st.reply_cap = reply_cap;
-            let seq = st.seq;
-            match g.receivers.pop_front() {
+            // Announce the call before looking for receivers (module doc).
+            self.queued.store(g.callers.len() + 1, Ordering::SeqCst);
+            match self.take_any_receiver(cpu) {
                 Some(receiver) => {
-                    me.set_phase(&st, Phase::AwaitReply);
-                    drop(st);
-                    let cap = ReplyCap {
-                        caller: Some(me.clone()),
-                        seq,
-                        reply_cap,
-                    };
-                    let mut rs = receiver.st.lock();
-                    rs.incoming = Some((request, cap));
-                    receiver.set_phase(&rs, Phase::Got);
-                    drop(rs);
-                    receiver.thread.upgrade()
+                    self.queued.store(g.callers.len(), Ordering::SeqCst);
+                    drop(g);
+                    hand_off = self.deliver(me, &mut request, reply_cap, receiver);
                 }
                 None => {
+                    let mut st = me.st.lock();
+                    st.seq = st.seq.wrapping_add(1);
+                    st.reply = None;
+                    st.reply_cap = reply_cap;
                     me.set_phase(&st, Phase::Queued);
-                    st.request = Some(request);
+                    st.request = request.take();
                     drop(st);
                     g.callers.push_back(me.clone());
-                    None
                 }
             }
-        };
-        let mut hand_off = hand_off;
+        }
         loop {
             if sched::wait_once(&|| me.phase_is(Phase::Done), hand_off.take()) {
                 break;
@@ -307,9 +486,46 @@ impl Endpoint {
                 return Err(Errno::EINTR);
             }
         }
+        if timed {
+            let slot = self.slot(cpu);
+            slot.calls.fetch_add(1, Ordering::Relaxed);
+            slot.waited_ns.fetch_add(
+                crate::arch::time::now_ns().saturating_sub(started),
+                Ordering::Relaxed,
+            );
+        }
         let mut st = me.st.lock();
         me.set_phase(&st, Phase::Idle);
         st.reply.take().unwrap_or(Err(Errno::EIO))
+    }
+
+    /// Gives `request` (taken) to `receiver`, which a caller took off a
+    /// CPU slot: the caller now waits for the reply.  Returns the
+    /// receiver's thread to hand off to.
+    fn deliver(
+        &self,
+        me: &Arc<Waiter>,
+        request: &mut Option<Request>,
+        reply_cap: usize,
+        receiver: Arc<Waiter>,
+    ) -> Option<Arc<Thread>> {
+        let mut st = me.st.lock();
+        st.seq = st.seq.wrapping_add(1);
+        st.reply = None;
+        st.reply_cap = reply_cap;
+        let seq = st.seq;
+        me.set_phase(&st, Phase::AwaitReply);
+        drop(st);
+        let cap = ReplyCap {
+            caller: Some(me.clone()),
+            seq,
+            reply_cap,
+        };
+        let mut rs = receiver.st.lock();
+        rs.incoming = request.take().map(|r| (r, cap));
+        receiver.set_phase(&rs, Phase::Got);
+        drop(rs);
+        receiver.thread.upgrade()
     }
 
     /// A signal ended the wait of `me`'s call: leaves the queue, or makes
@@ -323,6 +539,7 @@ impl Endpoint {
         }
         if me.phase_is(Phase::Queued) {
             g.callers.retain(|c| !Arc::ptr_eq(c, me));
+            self.queued.store(g.callers.len(), Ordering::SeqCst);
             st.request = None;
         }
         me.set_phase(&st, Phase::Idle);
@@ -347,37 +564,38 @@ impl Endpoint {
             }
             return Err(Errno::ESRCH);
         };
-        {
+        self.note_server(me);
+        if self.queued.load(Ordering::SeqCst) != 0 {
             let mut g = self.inner.lock();
             if let Some(caller) = g.callers.pop_front() {
-                let mut cs = caller.st.lock();
-                let request = cs.request.take();
-                let seq = cs.seq;
-                let reply_cap = cs.reply_cap;
-                caller.set_phase(&cs, Phase::AwaitReply);
-                drop(cs);
+                self.queued.store(g.callers.len(), Ordering::SeqCst);
                 drop(g);
-                if let Some(t) = hand_off.take() {
-                    sched::wake_thread(&t);
-                }
-                let cap = ReplyCap {
-                    caller: Some(caller),
-                    seq,
-                    reply_cap,
-                };
-                // A queued caller always has its request (set with Queued
-                // under this lock); if not, answer it rather than panic.
-                let Some(request) = request else {
-                    drop(cap.complete(Err(Errno::EIO)));
-                    return Err(Errno::EAGAIN);
-                };
-                return Ok((request, cap));
+                return Self::accept(caller, hand_off);
             }
+        }
+        // Park in this CPU's slot.
+        {
             let mut st = me.st.lock();
             me.set_phase(&st, Phase::Receiving);
             st.incoming = None;
-            drop(st);
-            g.receivers.push_back(me.clone());
+        }
+        let cpu = sched::current_cpu();
+        {
+            let slot = self.slot(cpu);
+            let mut q = slot.receivers.lock();
+            q.push_back(me.clone());
+            slot.parked.store(q.len(), Ordering::SeqCst);
+        }
+        // A caller that queued before it could see us parked (module doc).
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            let mut g = self.inner.lock();
+            if !g.callers.is_empty() && self.unpark(me, cpu) {
+                if let Some(caller) = g.callers.pop_front() {
+                    self.queued.store(g.callers.len(), Ordering::SeqCst);
+                    drop(g);
+                    return Self::accept(caller, hand_off);
+                }
+            }
         }
         loop {
             if sched::wait_once(&|| me.phase_is(Phase::Got), hand_off.take()) {
@@ -386,18 +604,54 @@ impl Endpoint {
             if me.phase_is(Phase::Got) {
                 break;
             }
-            if interrupted() {
-                let mut g = self.inner.lock();
-                let st = me.st.lock();
-                if !me.phase_is(Phase::Got) {
-                    g.receivers.retain(|r| !Arc::ptr_eq(r, me));
-                    me.set_phase(&st, Phase::Idle);
-                    return Err(Errno::EINTR);
-                }
+            // Not in the slot any more: a caller took us and is filling
+            // `incoming` (Got follows); keep waiting for it.
+            if interrupted() && self.unpark(me, cpu) {
+                return Err(Errno::EINTR);
             }
         }
         let mut st = me.st.lock();
         me.set_phase(&st, Phase::Idle);
         st.incoming.take().ok_or(Errno::EIO)
+    }
+
+    /// Takes `me` out of CPU `cpu`'s slot where it parked (phase back to
+    /// `Idle`); false when a caller took it first.
+    fn unpark(&self, me: &Arc<Waiter>, cpu: usize) -> bool {
+        if !self.slot(cpu).remove(me) {
+            return false;
+        }
+        let st = me.st.lock();
+        me.set_phase(&st, Phase::Idle);
+        true
+    }
+
+    /// A receiver takes `caller`, just popped from the caller queue
+    /// (`hand_off`, the caller it answered last, is woken).
+    fn accept(
+        caller: Arc<Waiter>,
+        hand_off: Option<Arc<Thread>>,
+    ) -> Result<(Request, ReplyCap), Errno> {
+        let mut cs = caller.st.lock();
+        let request = cs.request.take();
+        let seq = cs.seq;
+        let reply_cap = cs.reply_cap;
+        caller.set_phase(&cs, Phase::AwaitReply);
+        drop(cs);
+        if let Some(t) = hand_off {
+            sched::wake_thread(&t);
+        }
+        let cap = ReplyCap {
+            caller: Some(caller),
+            seq,
+            reply_cap,
+        };
+        // A queued caller always has its request (set with Queued under
+        // the endpoint lock); if not, answer it rather than panic.
+        let Some(request) = request else {
+            drop(cap.complete(Err(Errno::EIO)));
+            return Err(Errno::EAGAIN);
+        };
+        Ok((request, cap))
     }
 }

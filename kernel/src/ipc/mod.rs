@@ -20,14 +20,19 @@
 //! records; nothing global.  The service registry is global but written
 //! only when a server registers; delegation reads it (see `service`).
 //!
-//! Must not: use `unsafe` (nothing here needs it), copy user memory (the
+//! Must not: use `unsafe` (except `shared_mem.rs`: a server's pinned
+//! request slots through the direct map), copy user memory (the
 //! system-call layer does, before and after), or trust a server.
 
 #![deny(unsafe_code)]
 
 pub mod endpoint;
 pub mod handle;
+pub mod migrate;
+pub mod migrate_policy;
 pub mod notify;
+pub mod ring;
+pub mod shared_mem;
 
 use alloc::sync::Arc;
 
@@ -113,6 +118,11 @@ pub fn kernel_call(
 ) -> Result<KernelReply, Errno> {
     if send.len() > IPC_MAX_BYTES || recv.len() > IPC_MAX_BYTES {
         return Err(Errno::EINVAL);
+    }
+    if let Some(ring) = endpoint.ring() {
+        if let Some(result) = ring.call(label, words, send, recv) {
+            return result;
+        }
     }
     let me = current_waiter()?;
     let pid = crate::proc::current_task().map_or(0, |t| t.process.pid as u32 as u64);

@@ -18,6 +18,10 @@ use abi::Errno;
 pub struct Notification {
     word: AtomicU64,
     waiters: WaitQueue,
+    /// Set by the kernel for a notification it consumes itself (a
+    /// server's done notification, `ipc::ring`): `notify` runs it with
+    /// the bits instead of storing them.
+    hook: spin::Once<alloc::boxed::Box<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl Notification {
@@ -25,12 +29,28 @@ impl Notification {
         Notification {
             word: AtomicU64::new(0),
             waiters: WaitQueue::new(),
+            hook: spin::Once::new(),
         }
+    }
+
+    /// Makes `notify` call `hook` with the bits (once; false if a hook
+    /// was set already).
+    pub fn set_hook(&self, hook: alloc::boxed::Box<dyn Fn(u64) + Send + Sync>) -> bool {
+        let mut fresh = false;
+        self.hook.call_once(|| {
+            fresh = true;
+            hook
+        });
+        fresh
     }
 
     /// ORs `bits` into the word and wakes a waiter.
     pub fn notify(&self, bits: u64) {
         if bits == 0 {
+            return;
+        }
+        if let Some(hook) = self.hook.get() {
+            hook(bits);
             return;
         }
         self.word.fetch_or(bits, Ordering::AcqRel);

@@ -109,6 +109,7 @@ fn finish_process(process: &Arc<Process>) {
             report();
         }
         crate::memory::vm::report_if_asked();
+        crate::ipc::migrate::report_if_asked();
         // Mounted disks keep what the program wrote (fs/mounts.rs).
         crate::files::mounts::unmount_all_at_exit();
         crate::log::report(format_args!("init exit: {}", code));

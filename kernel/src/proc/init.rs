@@ -134,6 +134,7 @@ pub fn run_init() -> u32 {
             crate::log::report(format_args!("servers: error: {}", msg));
             return EXIT_FAILURE;
         }
+        super::servers::start_migration();
     }
     let line = crate::boot::cmdline().unwrap_or("");
     let path = crate::cmdline::init_path(line);

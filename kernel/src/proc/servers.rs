@@ -8,8 +8,10 @@
 //!
 //! Owns: where the server's program is in the archive (`FSD_PATH`), where
 //! the archive copy goes in its address space (`ARCHIVE_BASE`) and how it
-//! is told (argv `initramfs=ADDR,LEN`), and the start-up handshake with
-//! its timeout.
+//! is told (argv `initramfs=ADDR,LEN`; `placement=single|percore|dedicated`
+//! and `cpus=N` say how many serving threads to start and where to pin
+//! them), the start-up handshake with its timeout, and starting the
+//! migration of server threads (`servers.migrate=on`, `ipc::migrate`).
 //!
 //! Must not: start `/init` (the caller does, once this returned), or wait
 //! forever (a server that does not register within `REGISTER_TIMEOUT_NS`
@@ -35,18 +37,73 @@ pub const NETD_PATH: &str = ".servers/netd";
 /// places mappings (top down) and from a static program's image.
 pub const ARCHIVE_BASE: u64 = 0x2000_0000_0000;
 
+/// Where the request slots of a file server on a dedicated core go in its
+/// address space (`servers.placement=dedicated`, `ipc::ring`).
+pub const RING_BASE: u64 = 0x2100_0000_0000;
+
+/// Request slots of a dedicated file server (one bit each in a
+/// notification word).
+const RING_SLOTS: usize = 16;
+
 /// How long the kernel waits for the server to register.
 const REGISTER_TIMEOUT_NS: u64 = 20_000_000_000;
+
+/// The servers' placement (`servers.placement=`): `dedicated` needs a
+/// core to dedicate, so with one CPU it is `single` (logged once, at the
+/// file server's start).
+pub fn placement() -> crate::cmdline::Placement {
+    use crate::cmdline::Placement;
+    match crate::cmdline::options().placement {
+        Placement::Dedicated if percpu::cpu_count() < 2 => Placement::Single,
+        p => p,
+    }
+}
+
+/// Starts server-thread migration (`servers.migrate=on`) over the
+/// registered services, once both servers run.  Only with the single
+/// placement: per-core and dedicated threads are placed on purpose
+/// (logged and ignored there).
+pub fn start_migration() {
+    use crate::cmdline::Placement;
+    if !crate::cmdline::options().migrate {
+        return;
+    }
+    if placement() != Placement::Single {
+        log::info!(
+            "servers: servers.migrate=on ignored with servers.placement={}",
+            placement().name()
+        );
+        return;
+    }
+    let services = [
+        ("fsd", abi::ipc::SERVICE_FS),
+        ("netd", abi::ipc::SERVICE_NET),
+    ]
+    .into_iter()
+    .filter_map(|(name, s)| crate::ipc::service(s).map(|ep| (name, ep)))
+    .collect();
+    crate::ipc::migrate::start(services);
+}
 
 /// Loads and starts the file server from `archive`; returns its pid once
 /// it registered `SERVICE_FS` and the kernel attached.  Errors are
 /// messages for `servers: error: ...`.
 pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, String> {
-    let argv: Vec<Vec<u8>> = vec![
+    let dedicated = placement() == crate::cmdline::Placement::Dedicated;
+    let mut argv: Vec<Vec<u8>> = vec![
         b"fsd".to_vec(),
         format!("initramfs={ARCHIVE_BASE:x},{}", archive.len()).into_bytes(),
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
+        format!("placement={}", placement().name()).into_bytes(),
+        format!("cpus={}", percpu::cpu_count()).into_bytes(),
     ];
+    if dedicated {
+        argv.push(format!("ring={RING_BASE:x},{RING_SLOTS}").into_bytes());
+    }
+    let mut frames = Vec::new();
+    if crate::cmdline::options().placement != placement() {
+        log::info!("servers: servers.placement=dedicated needs 2 cpus; using single");
+    }
     let started = crate::arch::time::now_ns();
     let (pid, _) = start_server(
         archive,
@@ -59,10 +116,29 @@ pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, 
                 archive.len() as u64,
                 archive,
                 crate::memory::vm::PROT_READ,
-            )
+            )?;
+            if dedicated {
+                // The request slots: private anonymous memory of the
+                // server, each page pinned for good so that the kernel
+                // reaches it through the direct map (`ipc::shared_mem`).
+                let len = ring::region_bytes(RING_SLOTS) as u64;
+                aspace.map_fixed_with_data(
+                    RING_BASE,
+                    len,
+                    &[],
+                    crate::memory::vm::PROT_READ | crate::memory::vm::PROT_WRITE,
+                )?;
+                for page in (0..len).step_by(4096) {
+                    frames.push(aspace.pin_anon_page(RING_BASE + page)?);
+                }
+            }
+            Ok(())
         },
         crate::files::remote::set_server_pid,
     )?;
+    if dedicated {
+        attach_ring(pid, &frames)?;
+    }
     crate::files::remote::attach()
         .map_err(|e| format!("attach to the file server: errno {}", e.0))?;
     log::info!(
@@ -72,6 +148,44 @@ pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, 
         (crate::arch::time::now_ns() - started) / 1_000_000
     );
     Ok(pid)
+}
+
+/// Attaches the dedicated file server's request slots (in `frames`) to
+/// its endpoint: the server published its two notification handles in
+/// the slots' header before it registered.
+fn attach_ring(pid: super::process::Pid, frames: &[crate::memory::PhysAddr]) -> Result<(), String> {
+    use abi::ipc::RIGHT_SEND;
+    let mem = crate::ipc::shared_mem::PinnedPages::new(frames);
+    let slots = ring::Ring::new(mem, RING_SLOTS).ok_or("request slots: bad count")?;
+    let (server_h, done_h) = slots
+        .client_handles()
+        .ok_or("the file server did not set up its request slots")?;
+    let process = super::process::find_process(pid).ok_or("the file server is gone")?;
+    let server_notify = process
+        .ipc
+        .notification(server_h, RIGHT_SEND)
+        .map_err(|e| format!("the file server's slot notification: errno {}", e.0))?;
+    let done = process
+        .ipc
+        .notification(done_h, RIGHT_SEND)
+        .map_err(|e| format!("the file server's done notification: errno {}", e.0))?;
+    let endpoint = crate::ipc::service(abi::ipc::SERVICE_FS).ok_or("no SERVICE_FS")?;
+    let kring = alloc::sync::Arc::new(crate::ipc::ring::KernelRing::new(
+        slots,
+        server_notify,
+        percpu::cpu_count() - 1,
+    ));
+    let waker = kring.clone();
+    if !done.set_hook(alloc::boxed::Box::new(move |bits| waker.wake(bits))) {
+        return Err("the file server's done notification is in use".into());
+    }
+    endpoint.attach_ring(kring);
+    log::info!(
+        "servers: file server on cpu {} reached through {} request slots",
+        percpu::cpu_count() - 1,
+        RING_SLOTS
+    );
+    Ok(())
 }
 
 /// Loads and starts the network server from `archive` (after the file
@@ -84,6 +198,8 @@ pub fn start_net_server(archive: &'static [u8]) -> Result<super::process::Pid, S
     let argv: Vec<Vec<u8>> = vec![
         b"netd".to_vec(),
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
+        format!("placement={}", placement().name()).into_bytes(),
+        format!("cpus={}", percpu::cpu_count()).into_bytes(),
     ];
     let started = crate::arch::time::now_ns();
     let (pid, process) = start_server(

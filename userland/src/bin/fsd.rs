@@ -8,9 +8,19 @@
 //!
 //! Arguments (the kernel writes them): `initramfs=ADDR,LEN` (hex address
 //! and decimal length of the archive, read-only, unmapped once unpacked)
-//! and `locks=percpu|global` (the boot's lock mode, for the ablation).
+//! and `locks=percpu|global` (the boot's lock mode, for the ablation),
+//! `placement=single|percore|dedicated` and `cpus=N`: the serving
+//! threads (`userland::placement::plan`: one unpinned; one per CPU, each
+//! pinned to its CPU; one pinned to the last CPU), all receiving on the
+//! one endpoint, thread `i` serving as worker `i` (its handle shard).
 //!
-//! Owns: the IPC `Transport` (one endpoint, one server thread in M1),
+//! With `ring=ADDR,SLOTS` (dedicated placement) the kernel's calls come
+//! through request slots in memory it shares with this process (`ring`
+//! crate); a thread on the dedicated CPU polls them, and the endpoint is
+//! served as well (the kernel's `Attach`, and calls that find no free
+//! slot).
+//!
+//! Owns: the IPC `Transport` (one endpoint, one per serving thread),
 //! mapping the kernel's badge to the one client id the server knows.
 //!
 //! Must not: make file-system calls outside `/dev` and `/proc` (the kernel
@@ -25,7 +35,7 @@ use fs::{Fs, FsConfig};
 use fsd::{Config, FileServer, Transport};
 use fsproto::{Message, MAX_PAYLOAD};
 use percpu::LockMode;
-use userland::ipc;
+use userland::{ipc, placement};
 
 /// The badge bit of calls the kernel makes for user threads
 /// (`kernel/src/ipc/mod.rs` `KERNEL_BADGE`).  All of them are one client:
@@ -101,7 +111,18 @@ fn archive_arg(value: &str) -> Option<(usize, usize)> {
 fn main() {
     let mut archive = None;
     let mut mode = LockMode::PerCpu;
-    for arg in std::env::args().skip(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (place, cpus) = placement::from_args(&args);
+    let mut slots = None;
+    for arg in args {
+        if let Some(v) = arg.strip_prefix("ring=") {
+            slots = archive_arg(v);
+            if slots.is_none() {
+                eprintln!("fsd: bad argument {arg}");
+                std::process::exit(2);
+            }
+            continue;
+        }
         if let Some(v) = arg.strip_prefix("initramfs=") {
             archive = archive_arg(v);
             if archive.is_none() {
@@ -154,7 +175,20 @@ fn main() {
             Err(e) => eprintln!("fsd: mkdir {dir}: errno {}", e.0),
         }
     }
-    let server = FileServer::new(fs, Vec::new(), Config::default());
+    // One handle-table shard per serving thread: thread i is worker i;
+    // the request-slot thread (dedicated placement) is the last worker.
+    let plan = placement::plan(place, cpus);
+    let server = Arc::new(FileServer::new(
+        fs,
+        Vec::new(),
+        Config {
+            workers: plan.len() + usize::from(slots.is_some()),
+            ..Config::default()
+        },
+    ));
+    if let Some((addr, count)) = slots {
+        start_ring_thread(&server, plan.len(), plan[0], addr, count);
+    }
     let endpoint = match ipc::endpoint_create() {
         Ok(h) => h,
         Err(e) => {
@@ -162,16 +196,148 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Every serving thread receives on the one endpoint; the kernel gives
+    // a call to the thread waiting on the caller's CPU.
+    for (worker, &cpu) in plan.iter().enumerate().skip(1) {
+        let server = server.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("fsd-{worker}"))
+            .spawn(move || serve(&server, worker, cpu, endpoint));
+        if let Err(e) = spawned {
+            eprintln!("fsd: cannot start serving thread {worker}: {e}");
+            std::process::exit(1);
+        }
+    }
     if let Err(e) = ipc::register_service(endpoint, SERVICE_FS) {
         eprintln!("fsd: ipc_register_service failed: errno {e}");
         std::process::exit(1);
+    }
+    serve(&server, 0, plan[0], endpoint);
+}
+
+/// How many empty scans of the request slots before the thread sleeps;
+/// it yields the CPU every `RING_YIELD` scans, so a caller on its own CPU
+/// (which sleeps at once) is not kept waiting by the polling.
+const RING_SPIN: usize = 2000;
+const RING_YIELD: usize = 64;
+
+/// The dedicated placement's request slots (`ring=ADDR,SLOTS`: the kernel
+/// mapped them at ADDR): makes the two notifications, publishes their
+/// handles in the slots' header (before the service is registered, which
+/// is when the kernel reads them) and starts the thread that serves the
+/// slots as `worker`, pinned to `cpu`.
+fn start_ring_thread(
+    server: &Arc<FileServer>,
+    worker: usize,
+    cpu: Option<usize>,
+    addr: usize,
+    count: usize,
+) {
+    let fail = |what: &str| -> ! {
+        eprintln!("fsd: request slots: {what}");
+        std::process::exit(1);
+    };
+    if addr % 8 != 0 {
+        fail("misaligned");
+    }
+    // SAFETY: the kernel mapped `region_bytes(count)` read-write bytes at
+    // `addr` (page aligned) before the program started, nothing in this
+    // program maps over them, and the kernel touches them only by the
+    // slot protocol.
+    let mem = unsafe { ring::RawMem::new(addr as *mut u8, ring::region_bytes(count)) };
+    let Some(slots) = ring::Ring::new(mem, count) else {
+        fail("bad count")
+    };
+    let (Ok(wake), Ok(done)) = (ipc::notification_create(), ipc::notification_create()) else {
+        fail("no notifications")
+    };
+    slots.server_init(wake, done);
+    let server = server.clone();
+    let spawned = std::thread::Builder::new()
+        .name("fsd-slots".into())
+        .spawn(move || serve_ring(&server, worker, cpu, &slots, wake, done));
+    if spawned.is_err() {
+        fail("cannot start the thread");
+    }
+}
+
+/// Serves the request slots: polls them (`RING_SPIN` empty scans,
+/// yielding now and then), then
+/// sleeps on `wake` until the kernel publishes a request; after each reply
+/// raises bit i of `done` if the caller of slot i sleeps.
+fn serve_ring(
+    server: &FileServer,
+    worker: usize,
+    cpu: Option<usize>,
+    slots: &ring::Ring<ring::RawMem>,
+    wake: u64,
+    done: u64,
+) -> ! {
+    if let Some(cpu) = cpu {
+        if let Err(e) = placement::pin(cpu) {
+            eprintln!("fsd: cannot pin the slot thread to cpu {cpu}: errno {e}");
+        }
+    }
+    let mut buf = vec![0u8; ring::PAYLOAD_MAX];
+    let mut next = 0;
+    loop {
+        let Some(i) = (0..RING_SPIN).find_map(|k| {
+            let got = slots.next_request(next);
+            if got.is_none() {
+                if k % RING_YIELD == RING_YIELD - 1 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            got
+        }) else {
+            if !slots.prepare_sleep() {
+                // EINTR: look again.
+                let _ = ipc::wait(wake, 0);
+            }
+            slots.awake();
+            continue;
+        };
+        next = i + 1;
+        let reply = match slots.request(i, &mut buf) {
+            Some(h) => {
+                let msg = fsproto::MsgRef {
+                    label: h.label,
+                    words: h.words,
+                    payload: &buf[..h.len],
+                };
+                server.handle(worker, KERNEL_CLIENT, msg)
+            }
+            None => Message::error(abi::Errno::EINVAL),
+        };
+        let head = ring::Head {
+            label: reply.label,
+            words: reply.words,
+            len: reply.payload.len(),
+        };
+        if slots.complete(i, head, &reply.payload) {
+            if let Err(e) = ipc::notify(done, 1 << i) {
+                eprintln!("fsd: ipc_notify of a done slot failed: errno {e}");
+            }
+        }
+    }
+}
+
+/// One serving thread: pinned to `cpu` (if any), serves as `worker`
+/// until the endpoint closes, then ends the server.
+fn serve(server: &FileServer, worker: usize, cpu: Option<usize>, endpoint: u64) -> ! {
+    if let Some(cpu) = cpu {
+        if let Err(e) = placement::pin(cpu) {
+            eprintln!("fsd: cannot pin serving thread {worker} to cpu {cpu}: errno {e}");
+        }
     }
     let mut transport = IpcTransport {
         endpoint,
         buf: vec![0; MAX_PAYLOAD],
         pending: None,
     };
-    server.serve(0, &mut transport);
+    server.serve(worker, &mut transport);
     eprintln!("fsd: endpoint closed, exiting");
     std::process::exit(1);
 }

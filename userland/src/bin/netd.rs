@@ -18,9 +18,13 @@
 //! timers while system calls on other CPUs use the same instances), so
 //! the timer thread and the server thread may use instance 0 at once.
 //!
-//! Arguments (the kernel writes them): `locks=percpu|global`.
+//! Arguments (the kernel writes them): `locks=percpu|global`,
+//! `placement=single|percore|dedicated` and `cpus=N`: the serving threads
+//! (`userland::placement::plan`), all on the one endpoint, thread `i`
+//! serving as worker `i` (loopback instance `i`, handle shard `i`); the
+//! timer thread runs every instance's timers.
 //!
-//! Owns: the IPC `Transport` (one endpoint, one server thread), the IPC
+//! Owns: the IPC `Transport` (one endpoint, one per serving thread), the IPC
 //! `Signal` (client → notification handle), the timer thread, mapping the
 //! kernel's badge to the one client id the server knows.
 //!
@@ -35,7 +39,7 @@ use abi::ipc::SERVICE_NET;
 use net::LockMode;
 use netd::{Config, Incoming, NetServer, Signal, Transport};
 use netproto::{Message, MAX_PAYLOAD};
-use userland::ipc;
+use userland::{ipc, placement};
 
 /// The badge bit of calls the kernel makes for user threads
 /// (`kernel/src/ipc/mod.rs` `KERNEL_BADGE`).  All of them are one client.
@@ -129,15 +133,19 @@ impl Signal for IpcSignal {
 
 fn main() {
     let mut mode = LockMode::PerCpu;
-    for arg in std::env::args().skip(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (place, cpus) = placement::from_args(&args);
+    for arg in args {
         if let Some(v) = arg.strip_prefix("locks=") {
             mode = LockMode::from_name(v).unwrap_or(LockMode::PerCpu);
         }
     }
     let _ = percpu::set_lock_mode(mode);
-    // One server thread (one loopback instance) in M2.
+    // One loopback instance and handle shard per serving thread.
+    let plan = placement::plan(place, cpus);
+    let workers = plan.len();
     let server = Arc::new(NetServer::new(
-        Config::new(1, mode),
+        Config::new(workers, mode),
         Arc::new(IpcSignal::default()),
         None,
     ));
@@ -153,30 +161,56 @@ fn main() {
         .name("netd-timers".into())
         .spawn(move || loop {
             let now = net::Platform::now_ms(timers.stack().platform());
-            let wait = timers
-                .stack()
-                .next_poll_ms(0)
+            let wait = (0..workers)
+                .filter_map(|w| timers.stack().next_poll_ms(w))
+                .min()
                 .map_or(netd::server::TICK_MS, |t| {
                     t.saturating_sub(now).min(netd::server::TICK_MS)
                 })
                 .max(1);
             std::thread::sleep(Duration::from_millis(wait));
-            timers.tick(0);
+            for w in 0..workers {
+                timers.tick(w);
+            }
         });
     if let Err(e) = spawned {
         eprintln!("netd: cannot start the timer thread: {e}");
         std::process::exit(1);
     }
+    // Every serving thread receives on the one endpoint; the kernel gives
+    // a call to the thread waiting on the caller's CPU.
+    for (worker, &cpu) in plan.iter().enumerate().skip(1) {
+        let server = server.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("netd-{worker}"))
+            .spawn(move || serve(&server, worker, cpu, endpoint));
+        if let Err(e) = spawned {
+            eprintln!("netd: cannot start serving thread {worker}: {e}");
+            std::process::exit(1);
+        }
+    }
     if let Err(e) = ipc::register_service(endpoint, SERVICE_NET) {
         eprintln!("netd: ipc_register_service failed: errno {e}");
         std::process::exit(1);
+    }
+    serve(&server, 0, plan[0], endpoint);
+}
+
+/// One serving thread: pinned to `cpu` (if any), serves as `worker` (its
+/// loopback instance and handle shard) until the endpoint closes, then
+/// ends the server.
+fn serve(server: &NetServer, worker: usize, cpu: Option<usize>, endpoint: u64) -> ! {
+    if let Some(cpu) = cpu {
+        if let Err(e) = placement::pin(cpu) {
+            eprintln!("netd: cannot pin serving thread {worker} to cpu {cpu}: errno {e}");
+        }
     }
     let mut transport = IpcTransport {
         endpoint,
         buf: vec![0; MAX_PAYLOAD],
         pending: None,
     };
-    server.serve(0, &mut transport);
+    server.serve(worker, &mut transport);
     eprintln!("netd: endpoint closed, exiting");
     std::process::exit(1);
 }

@@ -1,0 +1,134 @@
+//! The kernel's client of a server on a dedicated core
+//! (`servers.placement=dedicated`): delegated calls go through request
+//! slots in memory shared with the server (`ring` crate) instead of the
+//! synchronous call, so the caller's core and the server's core exchange
+//! cache lines and, only when one side sleeps, a notification.
+//!
+//! A call: claim a free slot (the caller's CPU's first), note the calling
+//! thread in the slot's waiter record (kernel memory, never shared), write
+//! and publish the request, notify the server if it sleeps; spin a
+//! bounded time for the reply, then sleep (`sched::wait_once`) until the
+//! server's done notification wakes it (`Notification` hook, `wake`); a
+//! caller on the server's own CPU sleeps at once.
+//! No free slot or a payload larger than a slot: the caller falls back to
+//! the synchronous call (the server serves its endpoint too).
+//!
+//! The wait is not interrupted by signals (the server answers every
+//! request at once: fsd never blocks); a server that stops answering
+//! leaves its callers waiting.
+//!
+//! Per-core: the slots are shared with the server by design (they are the
+//! channel); a caller writes only the slot it claimed, and claims start at
+//! its CPU's slot so callers of different CPUs use different lines.
+//!
+//! Must not: trust a length the server wrote (checked in `ring`), or hold a
+//! lock while it waits.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::shared_mem::PinnedPages;
+use super::{KernelReply, Notification};
+use crate::sched::{self, IrqSpinLock, Thread};
+use abi::Errno;
+
+/// How many times a caller checks for its reply before it sleeps (not
+/// at all on the server's own CPU).
+const SPIN: usize = 2000;
+
+/// A server's request slots as the kernel uses them.
+pub struct KernelRing {
+    ring: ring::Ring<PinnedPages>,
+    /// Raised when the server sleeps and a request came.
+    server_notify: Arc<Notification>,
+    /// The thread waiting on each slot.
+    waiters: Box<[IrqSpinLock<Option<Arc<Thread>>>]>,
+    /// Calls that went through the slots (for `ipcstat`).
+    calls: AtomicU64,
+    /// The CPU the server polls on: a caller there does not spin (it
+    /// would only keep the server from running).
+    server_cpu: usize,
+}
+
+impl KernelRing {
+    pub fn new(
+        ring: ring::Ring<PinnedPages>,
+        server_notify: Arc<Notification>,
+        server_cpu: usize,
+    ) -> KernelRing {
+        let waiters = (0..ring.slots()).map(|_| IrqSpinLock::new(None)).collect();
+        KernelRing {
+            ring,
+            server_notify,
+            waiters,
+            calls: AtomicU64::new(0),
+            server_cpu,
+        }
+    }
+
+    /// Calls that went through the slots.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The done notification's bits: wakes the callers of those slots.
+    pub fn wake(&self, bits: u64) {
+        for (i, w) in self.waiters.iter().enumerate() {
+            if bits & 1 << i != 0 {
+                if let Some(t) = w.lock().clone() {
+                    sched::wake_thread(&t);
+                }
+            }
+        }
+    }
+
+    /// One call through the slots; `None` when it must go the synchronous
+    /// way (no free slot, payload too large, not in a thread).
+    pub fn call(
+        &self,
+        label: u64,
+        words: [u64; 4],
+        send: &[u8],
+        recv: &mut [u8],
+    ) -> Option<Result<KernelReply, Errno>> {
+        if send.len() > ring::PAYLOAD_MAX {
+            return None;
+        }
+        let me = sched::current()?;
+        let cpu = sched::current_cpu();
+        let i = self.ring.claim(cpu)?;
+        *self.waiters[i].lock() = Some(me);
+        let head = ring::Head {
+            label,
+            words,
+            len: send.len(),
+        };
+        if self.ring.publish(i, head, send) {
+            self.server_notify.notify(1);
+        }
+        let mut spins = if cpu == self.server_cpu { SPIN } else { 0 };
+        while !self.ring.is_done(i) {
+            if spins < SPIN {
+                spins += 1;
+                core::hint::spin_loop();
+                continue;
+            }
+            if self.ring.prepare_wait(i) {
+                break;
+            }
+            sched::wait_once(&|| self.ring.is_done(i), None);
+        }
+        *self.waiters[i].lock() = None;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let reply = self.ring.take_reply(i, recv);
+        Some(match reply {
+            Some(h) => Ok(KernelReply {
+                label: h.label,
+                words: h.words,
+                len: h.len,
+            }),
+            None => Err(Errno::EIO),
+        })
+    }
+}
