@@ -1,4 +1,5 @@
-//! `VmLock`: the per-address-space lock.
+//! `VmLock`: the lock of one range stripe of an address space
+//! (`aspace::ranges`), and of its program break.
 //!
 //! A spin lock held with interrupts off on the holding CPU, so that the
 //! holder is never preempted and the page-fault handler (which may run with
@@ -9,7 +10,10 @@
 //!
 //! Ablation: under `locks=global` every address space's lock also takes one
 //! global lock first (lock order: global, then per-address-space), so all
-//! VM operations of the system serialize.
+//! VM operations of the system serialize.  The global lock is re-entrant
+//! per CPU (a per-CPU depth; interrupts are off while it is held, so the
+//! holder cannot migrate): a CPU holding several VM locks at once (an
+//! operation over several range locks) takes it once.
 //!
 //! Waiting: a waiter whose caller had interrupts on spins with short
 //! interrupt windows (`acquire`), so it can be preempted or take IPIs
@@ -22,6 +26,7 @@
 //! across calls into a `PageSource`.
 
 use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use percpu::PerCpuCounter;
 
@@ -53,6 +58,22 @@ pub fn lock_stats() -> LockStats {
 
 static GLOBAL: spin::Mutex<()> = spin::Mutex::new(());
 
+/// Per CPU: how many `VmGuard`s of this CPU hold `GLOBAL` (written only by
+/// that CPU with interrupts off).
+static GLOBAL_DEPTH: percpu::PerCpu<AtomicUsize> = percpu::per_cpu!(AtomicUsize::new(0));
+
+/// Takes `GLOBAL` unless this CPU holds it already (interrupts off).
+fn global_enter(may_enable: bool) -> Option<spin::MutexGuard<'static, ()>> {
+    let depth = GLOBAL_DEPTH.remote(arch::cpu::id());
+    let guard = if depth.load(Ordering::Relaxed) == 0 {
+        Some(acquire(&GLOBAL, may_enable))
+    } else {
+        None
+    };
+    depth.fetch_add(1, Ordering::Relaxed);
+    guard
+}
+
 /// A spin lock that disables interrupts while held.
 pub struct VmLock<T> {
     inner: spin::Mutex<T>,
@@ -62,6 +83,8 @@ pub struct VmLock<T> {
 pub struct VmGuard<'a, T> {
     guard: Option<spin::MutexGuard<'a, T>>,
     global: Option<spin::MutexGuard<'static, ()>>,
+    /// This guard counted in `GLOBAL_DEPTH` (`locks=global`).
+    in_global: bool,
     interrupts_were_enabled: bool,
 }
 
@@ -104,16 +127,19 @@ impl<T> VmLock<T> {
 
     pub fn lock(&self) -> VmGuard<'_, T> {
         let interrupts_were_enabled = arch::irq::save_disable();
-        let global = match cmdline::lock_mode() {
-            LockMode::Global => Some(acquire(&GLOBAL, interrupts_were_enabled)),
-            LockMode::PerCpu => None,
+        let in_global = cmdline::lock_mode() == LockMode::Global;
+        let global = if in_global {
+            global_enter(interrupts_were_enabled)
+        } else {
+            None
         };
         // Holding the global lock: wait for ours with interrupts off (the
         // holder must not be preempted).
-        let guard = acquire(&self.inner, interrupts_were_enabled && global.is_none());
+        let guard = acquire(&self.inner, interrupts_were_enabled && !in_global);
         VmGuard {
             guard: Some(guard),
             global,
+            in_global,
             interrupts_were_enabled,
         }
     }
@@ -135,6 +161,11 @@ impl<T> DerefMut for VmGuard<'_, T> {
 impl<T> Drop for VmGuard<'_, T> {
     fn drop(&mut self) {
         drop(self.guard.take());
+        if self.in_global {
+            GLOBAL_DEPTH
+                .remote(arch::cpu::id())
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         drop(self.global.take());
         arch::irq::restore(self.interrupts_were_enabled);
     }

@@ -7,7 +7,7 @@
 //! `vma.rs` (VMAs, `PageSource`, shared anonymous memory), `paging.rs`
 //! (page-table walks over the HHDM), `refcount.rs` (per-frame counts of
 //! COW-shared frames), `tlb.rs` (batched, targeted shootdowns), `lock.rs`
-//! (the per-address-space lock), `uaccess.rs` (user copies with fault
+//! (the range locks of address spaces), `uaccess.rs` (user copies with fault
 //! fixups), and this file: the user-half layout, the Linux `MAP_*`,
 //! `MREMAP_*`, `MADV_*`, `MS_*` constants and the page-fault entry.
 //!

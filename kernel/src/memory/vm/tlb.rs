@@ -5,7 +5,7 @@
 //! Owns: one mailbox per CPU of pending flush requests, the handler run by
 //! the `CALL_VECTOR` IPI (`on_call_ipi`), and the statistics.
 //!
-//! Protocol: the initiator changes the PTEs (under the address-space lock),
+//! Protocol: the initiator changes the PTEs (under the range locks),
 //! then reads the address space's CPU mask (SeqCst, after the PTE stores),
 //! posts one request per target CPU, sends `CALL_VECTOR`, flushes locally,
 //! and waits until every target acknowledged.  A CPU sets its bit in the
@@ -15,10 +15,10 @@
 //! flushed every non-global entry) and just acknowledges.
 //!
 //! No deadlock: whoever spins with interrupts off in vm code (waiting for
-//! acknowledgements, or for an address-space lock) serves its own mailbox
+//! acknowledgements, or for a range lock) serves its own mailbox
 //! meanwhile, so two CPUs shooting at each other both progress.
 //!
-//! Must not: allocate or take the address-space lock in the IPI handler;
+//! Must not: allocate or take a range lock in the IPI handler;
 //! free a frame before the shootdown that unmapped it has completed (the
 //! callers' job: they free after `flush`).
 

@@ -9,8 +9,8 @@
 //!
 //! Invariants: VMAs never overlap; `start < end`, both page aligned, both in
 //! the user half; a `Source` VMA's `pgoff` is the source page index of its
-//! `start` (split pieces adjust it).  The map is only touched under the
-//! address-space lock.
+//! `start` (split pieces adjust it).  A map is only touched under its
+//! range lock (`aspace::ranges`: one map per stripe of address partitions).
 //!
 //! Must not: touch page tables (that is `aspace`'s job), or block.
 
@@ -182,14 +182,6 @@ impl VmaMap {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Vma> {
-        self.map.values()
-    }
-
     /// The VMA containing `va`.
     pub fn find(&self, va: u64) -> Option<&Vma> {
         self.map
@@ -217,18 +209,6 @@ impl VmaMap {
 
     pub fn is_free(&self, start: u64, end: u64) -> bool {
         self.overlapping(start, end).next().is_none()
-    }
-
-    /// True when every byte of `[start, end)` is inside some VMA.
-    pub fn fully_mapped(&self, start: u64, end: u64) -> bool {
-        let mut at = start;
-        for v in self.overlapping(start, end) {
-            if v.start > at {
-                return false;
-            }
-            at = v.end;
-        }
-        at >= end
     }
 
     /// Makes `at` a VMA boundary (splits the VMA containing it).
@@ -285,24 +265,5 @@ impl VmaMap {
     /// Mutable access to the VMA starting exactly at `start`.
     pub fn get_mut(&mut self, start: u64) -> Option<&mut Vma> {
         self.map.get_mut(&start)
-    }
-
-    /// Highest free, `len`-long, page-aligned range inside `[low, high)`.
-    pub fn find_free_top_down(&self, len: u64, low: u64, high: u64) -> Option<u64> {
-        let mut top = high;
-        for v in self.map.range(..high).rev().map(|(_, v)| v) {
-            if v.end < top && top - v.end >= len {
-                let start = top - len;
-                if start >= low {
-                    return Some(start);
-                }
-                return None;
-            }
-            top = top.min(v.start);
-            if top < low.saturating_add(len) {
-                return None;
-            }
-        }
-        (top >= low.saturating_add(len)).then(|| top - len)
     }
 }
