@@ -62,6 +62,42 @@ static GLOBAL: spin::Mutex<()> = spin::Mutex::new(());
 /// that CPU with interrupts off).
 static GLOBAL_DEPTH: percpu::PerCpu<AtomicUsize> = percpu::per_cpu!(AtomicUsize::new(0));
 
+/// Per CPU: `VmGuard`s this CPU holds, and whether the outermost one was
+/// taken with interrupts on.  Written only by that CPU with interrupts off.
+/// While the count is non-zero the scheduler does not preempt the CPU's
+/// thread (`holding`), so a holder may open interrupt windows while it
+/// waits for shootdown acknowledgements (`tlb::flush_on`) without a
+/// same-CPU waiter, perhaps spinning with interrupts off, ever waiting for
+/// a holder that was switched out.
+struct Held {
+    count: AtomicUsize,
+    irq_ok: core::sync::atomic::AtomicBool,
+}
+
+static HELD: percpu::PerCpu<Held> = percpu::per_cpu!(Held {
+    count: AtomicUsize::new(0),
+    irq_ok: core::sync::atomic::AtomicBool::new(false),
+});
+
+/// Whether this CPU holds a VM lock (the timer tick asks, interrupts off:
+/// no preemption then).
+pub fn holding() -> bool {
+    HELD.remote(arch::cpu::id()).count.load(Ordering::Relaxed) != 0
+}
+
+/// Whether code running with interrupts off under this CPU's VM locks may
+/// open interrupt windows: the outermost lock was taken with interrupts on
+/// (and no preemption can happen while it is held).  `irq_was_on`: the
+/// caller's own saved flag, for a caller holding no VM lock.
+pub fn may_enable_interrupts(irq_was_on: bool) -> bool {
+    let h = HELD.remote(arch::cpu::id());
+    if h.count.load(Ordering::Relaxed) == 0 {
+        irq_was_on
+    } else {
+        h.irq_ok.load(Ordering::Relaxed)
+    }
+}
+
 /// Takes `GLOBAL` unless this CPU holds it already (interrupts off).
 fn global_enter(may_enable: bool) -> Option<spin::MutexGuard<'static, ()>> {
     let depth = GLOBAL_DEPTH.remote(arch::cpu::id());
@@ -136,6 +172,11 @@ impl<T> VmLock<T> {
         // Holding the global lock: wait for ours with interrupts off (the
         // holder must not be preempted).
         let guard = acquire(&self.inner, interrupts_were_enabled && !in_global);
+        let held = HELD.remote(arch::cpu::id());
+        if held.count.fetch_add(1, Ordering::Relaxed) == 0 {
+            held.irq_ok
+                .store(interrupts_were_enabled, Ordering::Relaxed);
+        }
         VmGuard {
             guard: Some(guard),
             global,
@@ -161,6 +202,9 @@ impl<T> DerefMut for VmGuard<'_, T> {
 impl<T> Drop for VmGuard<'_, T> {
     fn drop(&mut self) {
         drop(self.guard.take());
+        HELD.remote(arch::cpu::id())
+            .count
+            .fetch_sub(1, Ordering::Relaxed);
         if self.in_global {
             GLOBAL_DEPTH
                 .remote(arch::cpu::id())
