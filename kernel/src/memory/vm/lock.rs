@@ -1,5 +1,6 @@
-//! `VmLock`: the lock of one range stripe of an address space
-//! (`aspace::ranges`), and of its program break.
+//! `RawVmLock`: the lock of one range stripe of an address space
+//! (`mm::ranges::RawLock`, used by `aspace::ranges`), and `VmLock<T>`, the
+//! same lock with data (an address space's program break).
 //!
 //! A spin lock held with interrupts off on the holding CPU, so that the
 //! holder is never preempted and the page-fault handler (which may run with
@@ -19,16 +20,25 @@
 //! interrupt windows (`acquire`), so it can be preempted or take IPIs
 //! while the holder (perhaps a vCPU the host descheduled) finishes.
 //!
+//! Interrupts and preemption: the first VM lock a CPU takes records the
+//! caller's interrupt flag in a per-CPU slot (`HELD`) and the last one it
+//! releases restores it, whatever the release order.  While a CPU holds
+//! one, the scheduler does not preempt its thread (`holding`), so a holder
+//! may open interrupt windows when its caller had interrupts on (the
+//! shootdown wait, `tlb::flush_on`) and no same-CPU waiter can ever spin
+//! for a holder that was switched out.
+//!
 //! Statistics: acquisitions, contended acquisitions (the first try failed)
 //! and nanoseconds spent waiting, in per-CPU counters (`lock_stats`).
 //!
 //! Must not: be held across anything that blocks (wait queues, sleeps) or
 //! across calls into a `PageSource`.
 
+use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use percpu::PerCpuCounter;
+use percpu::{PerCpu, PerCpuCounter};
 
 use crate::arch;
 use crate::cmdline::{self, LockMode};
@@ -37,7 +47,7 @@ static ACQUIRED: PerCpuCounter = PerCpuCounter::new();
 static CONTENDED: PerCpuCounter = PerCpuCounter::new();
 static WAIT_NS: PerCpuCounter = PerCpuCounter::new();
 
-/// Address-space lock statistics, summed over CPUs.
+/// VM lock statistics, summed over CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LockStats {
     pub acquired: u64,
@@ -45,8 +55,8 @@ pub struct LockStats {
     pub wait_ns: u64,
 }
 
-/// Totals of the address-space locks (and, under `locks=global`, the
-/// global VM lock taken with them).
+/// Totals of the range locks (and, under `locks=global`, the global VM
+/// lock taken with them).
 pub fn lock_stats() -> LockStats {
     let sum = |c: &PerCpuCounter| c.sum().max(0) as u64;
     LockStats {
@@ -56,72 +66,69 @@ pub fn lock_stats() -> LockStats {
     }
 }
 
-static GLOBAL: spin::Mutex<()> = spin::Mutex::new(());
+/// `locks=global`: the one lock every VM lock also takes.
+static GLOBAL: RawSpin = RawSpin::new();
 
-/// Per CPU: how many `VmGuard`s of this CPU hold `GLOBAL` (written only by
-/// that CPU with interrupts off).
-static GLOBAL_DEPTH: percpu::PerCpu<AtomicUsize> = percpu::per_cpu!(AtomicUsize::new(0));
-
-/// Per CPU: `VmGuard`s this CPU holds, and whether the outermost one was
-/// taken with interrupts on.  Written only by that CPU with interrupts off.
-/// While the count is non-zero the scheduler does not preempt the CPU's
-/// thread (`holding`), so a holder may open interrupt windows while it
-/// waits for shootdown acknowledgements (`tlb::flush_on`) without a
-/// same-CPU waiter, perhaps spinning with interrupts off, ever waiting for
-/// a holder that was switched out.
+/// Per CPU: VM locks held, whether the outermost was taken with
+/// interrupts on, and (`locks=global`) how many of them hold `GLOBAL`.
+/// Written only by that CPU, with interrupts off.
 struct Held {
     count: AtomicUsize,
-    irq_ok: core::sync::atomic::AtomicBool,
+    irq_on: AtomicBool,
+    global_depth: AtomicUsize,
 }
 
-static HELD: percpu::PerCpu<Held> = percpu::per_cpu!(Held {
+static HELD: PerCpu<Held> = percpu::per_cpu!(Held {
     count: AtomicUsize::new(0),
-    irq_ok: core::sync::atomic::AtomicBool::new(false),
+    irq_on: AtomicBool::new(false),
+    global_depth: AtomicUsize::new(0),
 });
+
+fn held() -> &'static Held {
+    HELD.remote(arch::cpu::id())
+}
 
 /// Whether this CPU holds a VM lock (the timer tick asks, interrupts off:
 /// no preemption then).
 pub fn holding() -> bool {
-    HELD.remote(arch::cpu::id()).count.load(Ordering::Relaxed) != 0
+    held().count.load(Ordering::Relaxed) != 0
 }
 
 /// Whether code running with interrupts off under this CPU's VM locks may
-/// open interrupt windows: the outermost lock was taken with interrupts on
-/// (and no preemption can happen while it is held).  `irq_was_on`: the
-/// caller's own saved flag, for a caller holding no VM lock.
+/// open interrupt windows: the outermost lock was taken with interrupts on.
+/// `irq_was_on`: the caller's own saved flag, for a caller holding none.
 pub fn may_enable_interrupts(irq_was_on: bool) -> bool {
-    let h = HELD.remote(arch::cpu::id());
+    let h = held();
     if h.count.load(Ordering::Relaxed) == 0 {
         irq_was_on
     } else {
-        h.irq_ok.load(Ordering::Relaxed)
+        h.irq_on.load(Ordering::Relaxed)
     }
 }
 
-/// Takes `GLOBAL` unless this CPU holds it already (interrupts off).
-fn global_enter(may_enable: bool) -> Option<spin::MutexGuard<'static, ()>> {
-    let depth = GLOBAL_DEPTH.remote(arch::cpu::id());
-    let guard = if depth.load(Ordering::Relaxed) == 0 {
-        Some(acquire(&GLOBAL, may_enable))
-    } else {
-        None
-    };
-    depth.fetch_add(1, Ordering::Relaxed);
-    guard
+/// A test-and-test-and-set spin lock without data.
+struct RawSpin {
+    locked: AtomicBool,
 }
 
-/// A spin lock that disables interrupts while held.
-pub struct VmLock<T> {
-    inner: spin::Mutex<T>,
-}
+impl RawSpin {
+    const fn new() -> Self {
+        RawSpin {
+            locked: AtomicBool::new(false),
+        }
+    }
 
-/// Guard: releases the lock(s), then restores the interrupt flag.
-pub struct VmGuard<'a, T> {
-    guard: Option<spin::MutexGuard<'a, T>>,
-    global: Option<spin::MutexGuard<'static, ()>>,
-    /// This guard counted in `GLOBAL_DEPTH` (`locks=global`).
-    in_global: bool,
-    interrupts_were_enabled: bool,
+    fn try_lock(&self) -> bool {
+        !self.locked.load(Ordering::Relaxed)
+            && self
+                .locked
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
 }
 
 /// Spins for `m` while serving TLB requests addressed to this CPU.  Called
@@ -131,17 +138,17 @@ pub struct VmGuard<'a, T> {
 /// host descheduled can then take its timer tick (and be preempted in
 /// favour of other threads) and its IPIs the ordinary way, instead of
 /// spinning blind with interrupts off for milliseconds.
-fn acquire<U>(m: &spin::Mutex<U>, may_enable: bool) -> spin::MutexGuard<'_, U> {
+fn acquire(m: &RawSpin, may_enable: bool) {
     ACQUIRED.inc();
-    if let Some(g) = m.try_lock() {
-        return g;
+    if m.try_lock() {
+        return;
     }
     CONTENDED.inc();
     let start = arch::time::now_ns();
     loop {
-        if let Some(g) = m.try_lock() {
+        if m.try_lock() {
             WAIT_NS.add(arch::time::now_ns().saturating_sub(start) as i64);
-            return g;
+            return;
         }
         super::tlb::service_pending();
         if may_enable {
@@ -154,70 +161,109 @@ fn acquire<U>(m: &spin::Mutex<U>, may_enable: bool) -> spin::MutexGuard<'_, U> {
     }
 }
 
+/// The lock of one range stripe: interrupts off while held (restored by
+/// the CPU's last VM unlock), TLB requests served while waiting, the
+/// global lock taken too under `locks=global`.
+pub struct RawVmLock {
+    spin: RawSpin,
+}
+
+impl RawVmLock {
+    pub const fn new() -> Self {
+        RawVmLock {
+            spin: RawSpin::new(),
+        }
+    }
+}
+
+impl ::mm::ranges::RawLock for RawVmLock {
+    fn lock(&self) {
+        let irq_on = arch::irq::save_disable();
+        let h = held();
+        let outermost = h.count.load(Ordering::Relaxed) == 0;
+        let global = cmdline::lock_mode() == LockMode::Global;
+        if global {
+            // Re-entrant per CPU: a CPU holding several VM locks at once
+            // (an operation over several stripes) takes it once.
+            if h.global_depth.load(Ordering::Relaxed) == 0 {
+                acquire(&GLOBAL, irq_on && outermost);
+            }
+            h.global_depth.fetch_add(1, Ordering::Relaxed);
+        }
+        // Holding the global lock or another VM lock: wait with interrupts
+        // off (the holder must not be preempted).
+        acquire(&self.spin, irq_on && outermost && !global);
+        if outermost {
+            h.irq_on.store(irq_on, Ordering::Relaxed);
+        }
+        h.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn unlock(&self) {
+        self.spin.unlock();
+        let h = held();
+        if cmdline::lock_mode() == LockMode::Global
+            && h.global_depth.fetch_sub(1, Ordering::Relaxed) == 1
+        {
+            GLOBAL.unlock();
+        }
+        if h.count.fetch_sub(1, Ordering::Relaxed) == 1 {
+            arch::irq::restore(h.irq_on.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// A `RawVmLock` with data.
+pub struct VmLock<T> {
+    raw: RawVmLock,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through a guard holding `raw`, or
+// through `&mut self`.
+unsafe impl<T: Send> Sync for VmLock<T> {}
+
+/// Holds a `VmLock`; releases it when dropped.
+pub struct VmGuard<'a, T> {
+    lock: &'a VmLock<T>,
+}
+
 impl<T> VmLock<T> {
     pub const fn new(value: T) -> Self {
         VmLock {
-            inner: spin::Mutex::new(value),
+            raw: RawVmLock::new(),
+            value: UnsafeCell::new(value),
         }
     }
 
     pub fn lock(&self) -> VmGuard<'_, T> {
-        let interrupts_were_enabled = arch::irq::save_disable();
-        let in_global = cmdline::lock_mode() == LockMode::Global;
-        let global = if in_global {
-            global_enter(interrupts_were_enabled)
-        } else {
-            None
-        };
-        // Holding the global lock: wait for ours with interrupts off (the
-        // holder must not be preempted).
-        let guard = acquire(&self.inner, interrupts_were_enabled && !in_global);
-        let held = HELD.remote(arch::cpu::id());
-        if held.count.fetch_add(1, Ordering::Relaxed) == 0 {
-            held.irq_ok
-                .store(interrupts_were_enabled, Ordering::Relaxed);
-        }
-        VmGuard {
-            guard: Some(guard),
-            global,
-            in_global,
-            interrupts_were_enabled,
-        }
+        ::mm::ranges::RawLock::lock(&self.raw);
+        VmGuard { lock: self }
+    }
+
+    /// Direct access when no one else can hold a reference (teardown).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
     }
 }
 
 impl<T> Deref for VmGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.guard.as_ref().expect("guard emptied only in drop")
+        // SAFETY: this guard holds the lock.
+        unsafe { &*self.lock.value.get() }
     }
 }
 
 impl<T> DerefMut for VmGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.guard.as_mut().expect("guard emptied only in drop")
+        // SAFETY: this guard holds the lock; `&mut self` is unique.
+        unsafe { &mut *self.lock.value.get() }
     }
 }
 
 impl<T> Drop for VmGuard<'_, T> {
     fn drop(&mut self) {
-        drop(self.guard.take());
-        HELD.remote(arch::cpu::id())
-            .count
-            .fetch_sub(1, Ordering::Relaxed);
-        if self.in_global {
-            GLOBAL_DEPTH
-                .remote(arch::cpu::id())
-                .fetch_sub(1, Ordering::Relaxed);
-        }
-        drop(self.global.take());
-        arch::irq::restore(self.interrupts_were_enabled);
-    }
-}
-
-impl<T> VmLock<T> {
-    /// Direct access when no one else can hold a reference (teardown).
-    pub fn get_mut(&mut self) -> &mut T {
-        self.inner.get_mut()
+        ::mm::ranges::RawLock::unlock(&self.lock.raw);
     }
 }

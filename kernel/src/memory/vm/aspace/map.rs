@@ -204,7 +204,7 @@ impl AddressSpace {
             (MMAP_MIN, MMAP_TOP)
         };
         let part = self.ranges.part_size();
-        if self.ranges.partitioned() && !low32 && len <= part {
+        if self.ranges.stripes() > 1 && !low32 && len <= part {
             // Partitions p with p % STRIPES == this CPU's stripe, from the
             // highest below MMAP_TOP down.
             let stripes = ranges::STRIPES as u64;
@@ -504,8 +504,10 @@ impl AddressSpace {
                     // Grow the last piece to its partition's end, and add
                     // the rest as new pieces.
                     let last = g.find(old_end - PAGE).cloned().ok_or(Errno::EFAULT)?;
-                    let part_end = (last.start | (self.ranges.part_size() - 1)) + 1;
-                    let grown = new_end.min(part_end);
+                    let grown = self
+                        .ranges
+                        .next_boundary(last.start)
+                        .map_or(new_end, |b| new_end.min(b));
                     g.get_mut(last.start).expect("found").end = grown;
                     g.merge_around(last.start);
                     if grown < new_end {

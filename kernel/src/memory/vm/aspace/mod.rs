@@ -84,7 +84,7 @@ use super::paging::{
 };
 use super::refcount;
 use super::tlb::{self, TlbBatch};
-use super::vma::{Backing, PageSource, SharedAnon, Vma, VmaMap, PROT_EXEC, PROT_READ, PROT_WRITE};
+use super::vma::{Backing, PageSource, SharedAnon, Vma, PROT_EXEC, PROT_READ, PROT_WRITE};
 use super::*;
 use crate::memory::PhysAddr;
 use abi::Errno;
@@ -229,7 +229,7 @@ impl AddressSpace {
         let per_core = crate::cmdline::lock_mode() == crate::cmdline::LockMode::PerCpu;
         Ok(Arc::new(AddressSpace {
             root,
-            ranges: ranges::Ranges::new(per_core),
+            ranges: ranges::new(per_core),
             brk: VmLock::new(Brk { base: 0, brk: 0 }),
             cpus: AtomicU64::new(0),
             cpu_sets,
@@ -399,7 +399,7 @@ impl Drop for AddressSpace {
             }
         }
         for map in self.ranges.maps_mut() {
-            *map = VmaMap::new();
+            map.clear();
         }
         LIVE.fetch_sub(1, Ordering::Relaxed);
     }
