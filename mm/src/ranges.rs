@@ -212,14 +212,20 @@ impl<L: RawLock, P: Piece> RangeGuard<'_, L, P> {
 
     /// The pieces of stripe `i` (held: panics otherwise).
     pub fn stripe_map(&self, i: usize) -> &BTreeMap<u64, P> {
-        assert!(self.mask & (1u64 << i) != 0, "range lock of stripe {i} not held");
+        assert!(
+            self.mask & (1u64 << i) != 0,
+            "range lock of stripe {i} not held"
+        );
         // SAFETY: this guard holds stripe `i`'s lock (checked), and hands
         // out shared references only through `&self`.
         unsafe { &*self.ranges.stripes[i].map.get() }
     }
 
     fn map_mut(&mut self, i: usize) -> &mut BTreeMap<u64, P> {
-        assert!(self.mask & (1u64 << i) != 0, "range lock of stripe {i} not held");
+        assert!(
+            self.mask & (1u64 << i) != 0,
+            "range lock of stripe {i} not held"
+        );
         // SAFETY: this guard holds stripe `i`'s lock (checked); `&mut self`
         // keeps any other reference through this guard from living on.
         unsafe { &mut *self.ranges.stripes[i].map.get() }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Barrier};
 use std::time::Duration;
 
-use mm::ranges::{Piece, RawLock, Ranges};
+use mm::ranges::{Piece, Ranges, RawLock};
 use proptest::prelude::*;
 
 const PAGE: u64 = 4096;
@@ -41,7 +41,10 @@ impl RawLock for Spin {
         }
     }
     fn unlock(&self) {
-        assert!(self.0.swap(false, Ordering::Release), "unlock of a free lock");
+        assert!(
+            self.0.swap(false, Ordering::Release),
+            "unlock of a free lock"
+        );
     }
 }
 
@@ -93,22 +96,40 @@ type Model = BTreeMap<u64, (u32, u64)>;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Map { page: u64, pages: u64, tag: u32, off: u64 },
-    Unmap { page: u64, pages: u64 },
-    Protect { page: u64, pages: u64, tag: u32 },
-    Fault { page: u64 },
-    FindFree { pages: u64 },
+    Map {
+        page: u64,
+        pages: u64,
+        tag: u32,
+        off: u64,
+    },
+    Unmap {
+        page: u64,
+        pages: u64,
+    },
+    Protect {
+        page: u64,
+        pages: u64,
+        tag: u32,
+    },
+    Fault {
+        page: u64,
+    },
+    FindFree {
+        pages: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let page = 0..WINDOW;
     let pages = 1..20u64;
     prop_oneof![
-        (page.clone(), pages.clone(), 0..3u32, 0..4u64).prop_map(|(page, pages, tag, off)| Op::Map {
-            page,
-            pages,
-            tag,
-            off: off * 100
+        (page.clone(), pages.clone(), 0..3u32, 0..4u64).prop_map(|(page, pages, tag, off)| {
+            Op::Map {
+                page,
+                pages,
+                tag,
+                off: off * 100,
+            }
         }),
         (page.clone(), pages.clone()).prop_map(|(page, pages)| Op::Unmap { page, pages }),
         (page.clone(), pages.clone(), 0..3u32).prop_map(|(page, pages, tag)| Op::Protect {
@@ -129,11 +150,21 @@ fn apply(r: &R, model: &mut Model, base: u64, op: &Op) -> Result<(), String> {
         (s, (s + pages * PAGE).min(base + WINDOW * PAGE))
     };
     match *op {
-        Op::Map { page, pages, tag, off } => {
+        Op::Map {
+            page,
+            pages,
+            tag,
+            off,
+        } => {
             let (s, e) = clip(page, pages);
             let mut g = r.lock_range(s, e);
             g.remove_range(s, e);
-            g.insert(M { start: s, end: e, tag, off });
+            g.insert(M {
+                start: s,
+                end: e,
+                tag,
+                off,
+            });
             for (i, va) in (s..e).step_by(PAGE as usize).enumerate() {
                 model.insert(va, (tag, off + i as u64));
             }
@@ -153,7 +184,9 @@ fn apply(r: &R, model: &mut Model, base: u64, op: &Op) -> Result<(), String> {
         Op::Protect { page, pages, tag } => {
             let (s, e) = clip(page, pages);
             let mut g = r.lock_range(s, e);
-            let mapped = (s..e).step_by(PAGE as usize).all(|va| model.contains_key(&va));
+            let mapped = (s..e)
+                .step_by(PAGE as usize)
+                .all(|va| model.contains_key(&va));
             if g.fully_mapped(s, e) != mapped {
                 return Err(format!("fully_mapped({s:#x}, {e:#x}) != model {mapped}"));
             }
@@ -179,16 +212,25 @@ fn apply(r: &R, model: &mut Model, base: u64, op: &Op) -> Result<(), String> {
             let g = r.lock_range(va, va + PAGE);
             let got = g.find(va).map(|m| (m.tag, m.off + (va - m.start) / PAGE));
             if got != model.get(&va).copied() {
-                return Err(format!("find({va:#x}) = {got:?}, model {:?}", model.get(&va)));
+                return Err(format!(
+                    "find({va:#x}) = {got:?}, model {:?}",
+                    model.get(&va)
+                ));
             }
         }
         Op::FindFree { pages } => {
             let (lo, hi) = (base, base + WINDOW * PAGE);
-            let got = r.lock_range(lo, hi).find_free_top_down(pages * PAGE, lo, hi);
+            let got = r
+                .lock_range(lo, hi)
+                .find_free_top_down(pages * PAGE, lo, hi);
             let want = (0..=WINDOW.saturating_sub(pages))
                 .rev()
                 .map(|p| base + p * PAGE)
-                .find(|&s| (s..s + pages * PAGE).step_by(PAGE as usize).all(|va| !model.contains_key(&va)));
+                .find(|&s| {
+                    (s..s + pages * PAGE)
+                        .step_by(PAGE as usize)
+                        .all(|va| !model.contains_key(&va))
+                });
             if got != want {
                 return Err(format!("find_free({pages}) = {got:?}, model {want:?}"));
             }
@@ -225,7 +267,10 @@ fn check_window(r: &R, model: &Model, base: u64) -> Result<(), String> {
         joined += (m.end.min(hi) - m.start.max(lo)) / PAGE;
     }
     if joined != expect.len() as u64 {
-        return Err(format!("merged view covers {joined} pages, model {}", expect.len()));
+        return Err(format!(
+            "merged view covers {joined} pages, model {}",
+            expect.len()
+        ));
     }
     Ok(())
 }
@@ -274,7 +319,8 @@ proptest! {
 fn threads_on_neighbouring_windows_match_their_models() {
     const THREADS: u64 = 4;
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(16));
-    let strategy = proptest::collection::vec(proptest::collection::vec(op(), 200), THREADS as usize);
+    let strategy =
+        proptest::collection::vec(proptest::collection::vec(op(), 200), THREADS as usize);
     runner
         .run(&strategy, |plans| {
             let r = R::new(STRIPES, SHIFT, Spin::new);
@@ -296,7 +342,10 @@ fn threads_on_neighbouring_windows_match_their_models() {
                         })
                     })
                     .collect();
-                handles.into_iter().map(|h| h.join().expect("no panic")).collect()
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("no panic"))
+                    .collect()
             });
             for res in results {
                 prop_assert!(res.is_ok(), "{}", res.unwrap_err());
@@ -313,12 +362,22 @@ fn different_stripes_share_no_lock() {
     // Hold partition 0 (stripe 0) while another thread maps, finds and
     // unmaps in partition 1 (stripe 1): it must finish meanwhile.
     let mut held = r.lock_range(0, part);
-    held.insert(M { start: 0, end: 4 * PAGE, tag: 1, off: 0 });
+    held.insert(M {
+        start: 0,
+        end: 4 * PAGE,
+        tag: 1,
+        off: 0,
+    });
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut g = r.lock_range(part, part + 4 * PAGE);
-            g.insert(M { start: part, end: part + 4 * PAGE, tag: 2, off: 0 });
+            g.insert(M {
+                start: part,
+                end: part + 4 * PAGE,
+                tag: 2,
+                off: 0,
+            });
             let found = g.find(part + PAGE).map(|m| m.tag);
             g.remove_range(part, part + 4 * PAGE);
             tx.send(found).expect("receiver alive");
@@ -326,7 +385,11 @@ fn different_stripes_share_no_lock() {
         // A bound against a hang, not a timing assertion.
         let got = rx.recv_timeout(Duration::from_secs(60));
         drop(held);
-        assert_eq!(got, Ok(Some(2)), "stripe 1 was blocked by a lock of stripe 0");
+        assert_eq!(
+            got,
+            Ok(Some(2)),
+            "stripe 1 was blocked by a lock of stripe 0"
+        );
     });
     // A range over two partitions takes both stripes: while it is held,
     // partition 0's stripe is busy.

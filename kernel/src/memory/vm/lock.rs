@@ -11,10 +11,9 @@
 //!
 //! Ablation: under `locks=global` every address space's lock also takes one
 //! global lock first (lock order: global, then per-address-space), so all
-//! VM operations of the system serialize.  The global lock is re-entrant
-//! per CPU (a per-CPU depth; interrupts are off while it is held, so the
-//! holder cannot migrate): a CPU holding several VM locks at once (an
-//! operation over several range locks) takes it once.
+//! VM operations of the system serialize.  A CPU holds it while it holds
+//! any VM lock (its first VM lock takes it, its last unlock releases it),
+//! so an operation over several range locks takes it once.
 //!
 //! Waiting: a waiter whose caller had interrupts on spins with short
 //! interrupt windows (`acquire`), so it can be preempted or take IPIs
@@ -69,19 +68,17 @@ pub fn lock_stats() -> LockStats {
 /// `locks=global`: the one lock every VM lock also takes.
 static GLOBAL: RawSpin = RawSpin::new();
 
-/// Per CPU: VM locks held, whether the outermost was taken with
-/// interrupts on, and (`locks=global`) how many of them hold `GLOBAL`.
-/// Written only by that CPU, with interrupts off.
+/// Per CPU: VM locks held (under `locks=global`, `GLOBAL` is held while
+/// this is non-zero), and whether the outermost was taken with interrupts
+/// on.  Written only by that CPU, with interrupts off.
 struct Held {
     count: AtomicUsize,
     irq_on: AtomicBool,
-    global_depth: AtomicUsize,
 }
 
 static HELD: PerCpu<Held> = percpu::per_cpu!(Held {
     count: AtomicUsize::new(0),
     irq_on: AtomicBool::new(false),
-    global_depth: AtomicUsize::new(0),
 });
 
 fn held() -> &'static Held {
@@ -179,20 +176,23 @@ impl RawVmLock {
 impl ::mm::ranges::RawLock for RawVmLock {
     fn lock(&self) {
         let irq_on = arch::irq::save_disable();
-        let h = held();
-        let outermost = h.count.load(Ordering::Relaxed) == 0;
+        // The first VM lock of this CPU.  Its waits may open interrupt
+        // windows, so the thread may be preempted and resume on another
+        // CPU: the per-CPU slot is looked up only once the lock is held
+        // (interrupts stay off from then on).  A thread holding no VM lock
+        // finds a count of 0 on whichever CPU it resumes (a non-zero count
+        // belongs to a running holder, which cannot be preempted).
+        let outermost = held().count.load(Ordering::Relaxed) == 0;
         let global = cmdline::lock_mode() == LockMode::Global;
-        if global {
-            // Re-entrant per CPU: a CPU holding several VM locks at once
+        if global && outermost {
+            // Held while this CPU holds any VM lock: a CPU holding several
             // (an operation over several stripes) takes it once.
-            if h.global_depth.load(Ordering::Relaxed) == 0 {
-                acquire(&GLOBAL, irq_on && outermost);
-            }
-            h.global_depth.fetch_add(1, Ordering::Relaxed);
+            acquire(&GLOBAL, irq_on);
         }
         // Holding the global lock or another VM lock: wait with interrupts
         // off (the holder must not be preempted).
         acquire(&self.spin, irq_on && outermost && !global);
+        let h = held();
         if outermost {
             h.irq_on.store(irq_on, Ordering::Relaxed);
         }
@@ -202,12 +202,10 @@ impl ::mm::ranges::RawLock for RawVmLock {
     fn unlock(&self) {
         self.spin.unlock();
         let h = held();
-        if cmdline::lock_mode() == LockMode::Global
-            && h.global_depth.fetch_sub(1, Ordering::Relaxed) == 1
-        {
-            GLOBAL.unlock();
-        }
         if h.count.fetch_sub(1, Ordering::Relaxed) == 1 {
+            if cmdline::lock_mode() == LockMode::Global {
+                GLOBAL.unlock();
+            }
             arch::irq::restore(h.irq_on.load(Ordering::Relaxed));
         }
     }

@@ -60,7 +60,8 @@ impl AddressSpace {
             let step = {
                 // Only the lock of this page's stripe.
                 let g = self.ranges.lock_range(va, va + PAGE);
-                let step = self.resolve_locked(&g, va, write, exec, kernel_write, fetched.take())?;
+                let step =
+                    self.resolve_locked(&g, va, write, exec, kernel_write, fetched.take())?;
                 // A fault (not the kernel's HHDM access): the faulting CPU
                 // gets the translation in its own table (per-core mode).
                 if !kernel_write && matches!(step, Step::Done(_)) {
