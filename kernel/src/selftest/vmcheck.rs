@@ -600,8 +600,9 @@ fn partitions() -> Check {
 /// of different stripes); under `locks=global`, anywhere.
 fn per_cpu_placement() -> Check {
     let a = ok("new_user", AddressSpace::new_user())?;
-    let got: Arc<spin::Mutex<[Option<Result<u64, Errno>>; 2]>> =
-        Arc::new(spin::Mutex::new([None, None]));
+    /// Per CPU: what its `mmap(NULL)` returned.
+    type Placed = [Option<Result<u64, Errno>>; 2];
+    let got: Arc<spin::Mutex<Placed>> = Arc::new(spin::Mutex::new([None, None]));
     let handles: Vec<_> = (0..2)
         .map(|cpu| {
             let (a, got) = (a.clone(), got.clone());
