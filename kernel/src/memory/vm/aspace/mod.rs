@@ -52,7 +52,8 @@
 //! mprotect, mremap, madvise, msync, brk, exec's writes), `fault.rs`
 //! (demand paging, copy-on-write breaks, fault-around), `fork.rs`
 //! (copy-on-write fork and truncate-unmap), `grant.rs` (pinning a file
-//! server's page-cache frames for page grants).
+//! server's page-cache frames for page grants), `ranges.rs` (the range
+//! locks: `mm::ranges` over the kernel's VM lock, `Vma` as its piece).
 //!
 //! Must not: call a `PageSource` while holding a range lock (it may
 //! block), or touch the kernel half of the tables.
