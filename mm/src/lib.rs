@@ -7,15 +7,19 @@
 //! ([`FrameAllocator`], Linux `per_cpu_pages` style); the heap
 //! ([`Heap`]: size classes, slabs carved from frames, per-CPU magazine
 //! caches over a per-class depot, large allocations straight from frames);
-//! the ablation switch [`LockMode`]; and [`radix::PageRadix`], the
-//! concurrent page-keyed radix tree of the VM's per-page CPU sets.
+//! the ablation switch [`LockMode`]; [`radix::PageRadix`], the
+//! concurrent page-keyed radix tree of the VM's per-page CPU sets; and
+//! [`ranges::Ranges`], an address space's mappings partitioned by address
+//! with a lock per stripe (the VM's range locks).
 //!
 //! Invariants: every managed frame is, at any time, in exactly one place:
 //! a buddy free list, a per-CPU page list, a slab, or handed out.  Lock
 //! order is: per-CPU heap cache -> heap class lock -> per-CPU page list ->
 //! buddy lock; nothing takes them in another order.
 //!
-//! Must not: allocate from a heap (it *is* the heap), touch frame memory
+//! Must not: allocate from a heap (it *is* the heap; the one exception is
+//! `ranges`, whose maps the VM allocates and which the heap never uses),
+//! touch frame memory
 //! except through [`FrameMemory`], or panic on a bad free (errors are
 //! returned or counted).
 #![cfg_attr(not(any(test, feature = "host")), no_std)]
@@ -24,6 +28,7 @@ mod buddy;
 mod frame;
 pub mod heap;
 pub mod radix;
+pub mod ranges;
 
 #[cfg(any(test, feature = "host"))]
 pub mod host;

@@ -822,7 +822,10 @@ pub(super) fn on_timer_tick() {
         l.slice_left = l.slice_left.saturating_sub(1);
         l.slice_left == 0
     });
-    if slice_over {
+    // Not while the thread holds a VM range lock: it may wait for TLB
+    // shootdown acknowledgements with interrupts on (memory::vm::lock);
+    // the slice stays over, so the next tick after the unlock preempts.
+    if slice_over && !crate::memory::vm::holds_vm_lock() {
         schedule(Reason::Preempt);
     }
 }

@@ -6,7 +6,10 @@
 //! (private and shared), TLB shootdowns to exactly the CPUs that
 //! ran an address space, a multi-CPU stress, a shared-region stress (every
 //! CPU faults one mapping, one CPU unmaps half of it: no CPU may still
-//! reach the old pages), and that every frame comes
+//! reach the old pages), mappings across the range locks' 1 GiB partition
+//! boundaries (one mapping in reports, data, mprotect/mremap/munmap across
+//! them), `mmap(NULL)` on different CPUs landing in different partitions
+//! (per-core mode), and that every frame comes
 //! back (`vmcheck: pass frames_before=.. frames_after=..`).
 //!
 //! Threads activate address spaces only while pinned (the scheduler does
@@ -112,8 +115,10 @@ fn run_all() -> Check {
     on_cpu(0, elf_segments)?;
     on_cpu(0, file_mappings)?;
     on_cpu(0, random_against_model)?;
+    on_cpu(0, partitions)?;
     if sched::cpu_count() >= 2 {
         shootdown()?;
+        per_cpu_placement()?;
     }
     stress()?;
     if sched::cpu_count() >= 2 {
@@ -514,6 +519,112 @@ fn remap_advise_brk() -> Check {
     )?;
     ensure!(a.brk(base + 8 * PAGE) == shrunk, "brk grew over a mapping");
     Ok(())
+}
+
+/// Mappings across partition boundaries of the range locks (1 GiB in
+/// per-core mode; under `locks=global` there are none, and the same
+/// answers are expected).
+fn partitions() -> Check {
+    let a = new_active()?;
+    let gib = 0x4000_0000u64;
+    let (lo, hi) = (gib - 4 * PAGE, gib + 4 * PAGE);
+    let before = a.vma_count();
+    ok(
+        "mmap across",
+        a.map_anonymous(lo, hi - lo, RW, ANON | vm::MAP_FIXED),
+    )?;
+    ensure!(
+        a.vma_count() == before + 1,
+        "a mapping across 1 GiB is not one VMA"
+    );
+    let line: Vec<u8> = (0..64u8).collect();
+    ok("write across", copy_to_user(gib - 32, &line))?;
+    let mut back = [0u8; 64];
+    ok("read across", copy_from_user(&mut back, gib - 32))?;
+    ensure!(back[..] == line[..], "data across 1 GiB differs");
+    ok(
+        "mprotect across",
+        a.protect(gib - PAGE, 2 * PAGE, PROT_READ),
+    )?;
+    ensure!(
+        a.vma_count() == before + 3,
+        "mprotect across 1 GiB: {} VMAs",
+        a.vma_count()
+    );
+    ok("mprotect back", a.protect(gib - PAGE, 2 * PAGE, RW))?;
+    ensure!(a.vma_count() == before + 1, "mprotect back did not merge");
+    // Move the whole mapping (source and target span boundaries).
+    let target = 3 * gib - 2 * PAGE;
+    let moved = ok(
+        "mremap across",
+        a.remap(
+            lo,
+            hi - lo,
+            hi - lo,
+            vm::MREMAP_MAYMOVE | vm::MREMAP_FIXED,
+            target,
+        ),
+    )?;
+    ensure!(moved == target, "mremap went to {moved:#x}");
+    ok(
+        "read moved",
+        copy_from_user(&mut back, target + 4 * PAGE - 32),
+    )?;
+    ensure!(back[..] == line[..], "mremap across 1 GiB lost data");
+    // Grow in place over the next boundary.
+    let g = 2 * gib - 2 * PAGE;
+    ok(
+        "mmap below 2 GiB",
+        a.map_anonymous(g, 2 * PAGE, RW, ANON | vm::MAP_FIXED),
+    )?;
+    ok("write below", copy_to_user(g, b"grow"))?;
+    ensure!(
+        a.remap(g, 2 * PAGE, 4 * PAGE, 0, 0) == Ok(g),
+        "grow in place across 2 GiB"
+    );
+    ok("write grown", copy_to_user(2 * gib + PAGE, b"up"))?;
+    let mut w = [0u8; 4];
+    ok("read kept", copy_from_user(&mut w, g))?;
+    ensure!(&w == b"grow", "grow in place lost data");
+    ok("munmap across", a.unmap(target, hi - lo))?;
+    ok("munmap grown", a.unmap(g, 4 * PAGE))?;
+    ensure!(
+        a.resident_pages(target, target + (hi - lo)) == 0 && a.vma_count() == before,
+        "munmap across boundaries left pages or VMAs"
+    );
+    Ok(())
+}
+
+/// Per-core mode: `mmap(NULL)` by threads on CPUs 0 and 1 of one address
+/// space returns addresses in different 1 GiB partitions (the range locks
+/// of different stripes); under `locks=global`, anywhere.
+fn per_cpu_placement() -> Check {
+    let a = ok("new_user", AddressSpace::new_user())?;
+    /// Per CPU: what its `mmap(NULL)` returned.
+    type Placed = [Option<Result<u64, Errno>>; 2];
+    let got: Arc<spin::Mutex<Placed>> = Arc::new(spin::Mutex::new([None, None]));
+    let handles: Vec<_> = (0..2)
+        .map(|cpu| {
+            let (a, got) = (a.clone(), got.clone());
+            sched::spawn("vmcheck-place", Some(cpu), move || {
+                let r = a.map_anonymous(0, 16 * PAGE, RW, ANON);
+                got.lock()[cpu] = Some(r);
+            })
+        })
+        .collect();
+    join_all_within(handles, 60_000_000_000).map_err(|s| format!("thread {s} did not finish"))?;
+    let [Some(x), Some(y)] = *got.lock() else {
+        return Err(String::from("placement thread gave no result"));
+    };
+    let (x, y) = (ok("mmap cpu 0", x)?, ok("mmap cpu 1", y)?);
+    if crate::cmdline::lock_mode() == crate::cmdline::LockMode::PerCpu {
+        ensure!(
+            x >> 30 != y >> 30,
+            "mmap(NULL) on CPUs 0 and 1 share a partition: {x:#x} {y:#x}"
+        );
+    }
+    ok("munmap 0", a.unmap(x, 16 * PAGE))?;
+    ok("munmap 1", a.unmap(y, 16 * PAGE))
 }
 
 fn elf_segments() -> Check {

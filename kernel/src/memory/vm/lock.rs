@@ -1,4 +1,6 @@
-//! `VmLock`: the per-address-space lock.
+//! `RawVmLock`: the lock of one range stripe of an address space
+//! (`mm::ranges::RawLock`, used by `aspace::ranges`), and `VmLock<T>`, the
+//! same lock with data (an address space's program break).
 //!
 //! A spin lock held with interrupts off on the holding CPU, so that the
 //! holder is never preempted and the page-fault handler (which may run with
@@ -9,11 +11,21 @@
 //!
 //! Ablation: under `locks=global` every address space's lock also takes one
 //! global lock first (lock order: global, then per-address-space), so all
-//! VM operations of the system serialize.
+//! VM operations of the system serialize.  A CPU holds it while it holds
+//! any VM lock (its first VM lock takes it, its last unlock releases it),
+//! so an operation over several range locks takes it once.
 //!
 //! Waiting: a waiter whose caller had interrupts on spins with short
 //! interrupt windows (`acquire`), so it can be preempted or take IPIs
 //! while the holder (perhaps a vCPU the host descheduled) finishes.
+//!
+//! Interrupts and preemption: the first VM lock a CPU takes records the
+//! caller's interrupt flag in a per-CPU slot (`HELD`) and the last one it
+//! releases restores it, whatever the release order.  While a CPU holds
+//! one, the scheduler does not preempt its thread (`holding`), so a holder
+//! may open interrupt windows when its caller had interrupts on (the
+//! shootdown wait, `tlb::flush_on`) and no same-CPU waiter can ever spin
+//! for a holder that was switched out.
 //!
 //! Statistics: acquisitions, contended acquisitions (the first try failed)
 //! and nanoseconds spent waiting, in per-CPU counters (`lock_stats`).
@@ -21,9 +33,11 @@
 //! Must not: be held across anything that blocks (wait queues, sleeps) or
 //! across calls into a `PageSource`.
 
+use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use percpu::PerCpuCounter;
+use percpu::{PerCpu, PerCpuCounter};
 
 use crate::arch;
 use crate::cmdline::{self, LockMode};
@@ -32,7 +46,7 @@ static ACQUIRED: PerCpuCounter = PerCpuCounter::new();
 static CONTENDED: PerCpuCounter = PerCpuCounter::new();
 static WAIT_NS: PerCpuCounter = PerCpuCounter::new();
 
-/// Address-space lock statistics, summed over CPUs.
+/// VM lock statistics, summed over CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LockStats {
     pub acquired: u64,
@@ -40,8 +54,8 @@ pub struct LockStats {
     pub wait_ns: u64,
 }
 
-/// Totals of the address-space locks (and, under `locks=global`, the
-/// global VM lock taken with them).
+/// Totals of the range locks (and, under `locks=global`, the global VM
+/// lock taken with them).
 pub fn lock_stats() -> LockStats {
     let sum = |c: &PerCpuCounter| c.sum().max(0) as u64;
     LockStats {
@@ -51,18 +65,67 @@ pub fn lock_stats() -> LockStats {
     }
 }
 
-static GLOBAL: spin::Mutex<()> = spin::Mutex::new(());
+/// `locks=global`: the one lock every VM lock also takes.
+static GLOBAL: RawSpin = RawSpin::new();
 
-/// A spin lock that disables interrupts while held.
-pub struct VmLock<T> {
-    inner: spin::Mutex<T>,
+/// Per CPU: VM locks held (under `locks=global`, `GLOBAL` is held while
+/// this is non-zero), and whether the outermost was taken with interrupts
+/// on.  Written only by that CPU, with interrupts off.
+struct Held {
+    count: AtomicUsize,
+    irq_on: AtomicBool,
 }
 
-/// Guard: releases the lock(s), then restores the interrupt flag.
-pub struct VmGuard<'a, T> {
-    guard: Option<spin::MutexGuard<'a, T>>,
-    global: Option<spin::MutexGuard<'static, ()>>,
-    interrupts_were_enabled: bool,
+static HELD: PerCpu<Held> = percpu::per_cpu!(Held {
+    count: AtomicUsize::new(0),
+    irq_on: AtomicBool::new(false),
+});
+
+fn held() -> &'static Held {
+    HELD.remote(arch::cpu::id())
+}
+
+/// Whether this CPU holds a VM lock (the timer tick asks, interrupts off:
+/// no preemption then).
+pub fn holding() -> bool {
+    held().count.load(Ordering::Relaxed) != 0
+}
+
+/// Whether code running with interrupts off under this CPU's VM locks may
+/// open interrupt windows: the outermost lock was taken with interrupts on.
+/// `irq_was_on`: the caller's own saved flag, for a caller holding none.
+pub fn may_enable_interrupts(irq_was_on: bool) -> bool {
+    let h = held();
+    if h.count.load(Ordering::Relaxed) == 0 {
+        irq_was_on
+    } else {
+        h.irq_on.load(Ordering::Relaxed)
+    }
+}
+
+/// A test-and-test-and-set spin lock without data.
+struct RawSpin {
+    locked: AtomicBool,
+}
+
+impl RawSpin {
+    const fn new() -> Self {
+        RawSpin {
+            locked: AtomicBool::new(false),
+        }
+    }
+
+    fn try_lock(&self) -> bool {
+        !self.locked.load(Ordering::Relaxed)
+            && self
+                .locked
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
 }
 
 /// Spins for `m` while serving TLB requests addressed to this CPU.  Called
@@ -72,17 +135,17 @@ pub struct VmGuard<'a, T> {
 /// host descheduled can then take its timer tick (and be preempted in
 /// favour of other threads) and its IPIs the ordinary way, instead of
 /// spinning blind with interrupts off for milliseconds.
-fn acquire<U>(m: &spin::Mutex<U>, may_enable: bool) -> spin::MutexGuard<'_, U> {
+fn acquire(m: &RawSpin, may_enable: bool) {
     ACQUIRED.inc();
-    if let Some(g) = m.try_lock() {
-        return g;
+    if m.try_lock() {
+        return;
     }
     CONTENDED.inc();
     let start = arch::time::now_ns();
     loop {
-        if let Some(g) = m.try_lock() {
+        if m.try_lock() {
             WAIT_NS.add(arch::time::now_ns().saturating_sub(start) as i64);
-            return g;
+            return;
         }
         super::tlb::service_pending();
         if may_enable {
@@ -95,54 +158,110 @@ fn acquire<U>(m: &spin::Mutex<U>, may_enable: bool) -> spin::MutexGuard<'_, U> {
     }
 }
 
+/// The lock of one range stripe: interrupts off while held (restored by
+/// the CPU's last VM unlock), TLB requests served while waiting, the
+/// global lock taken too under `locks=global`.
+pub struct RawVmLock {
+    spin: RawSpin,
+}
+
+impl RawVmLock {
+    pub const fn new() -> Self {
+        RawVmLock {
+            spin: RawSpin::new(),
+        }
+    }
+}
+
+impl ::mm::ranges::RawLock for RawVmLock {
+    fn lock(&self) {
+        let irq_on = arch::irq::save_disable();
+        // The first VM lock of this CPU.  Its waits may open interrupt
+        // windows, so the thread may be preempted and resume on another
+        // CPU: the per-CPU slot is looked up only once the lock is held
+        // (interrupts stay off from then on).  A thread holding no VM lock
+        // finds a count of 0 on whichever CPU it resumes (a non-zero count
+        // belongs to a running holder, which cannot be preempted).
+        let outermost = held().count.load(Ordering::Relaxed) == 0;
+        let global = cmdline::lock_mode() == LockMode::Global;
+        if global && outermost {
+            // Held while this CPU holds any VM lock: a CPU holding several
+            // (an operation over several stripes) takes it once.
+            acquire(&GLOBAL, irq_on);
+        }
+        // Holding the global lock or another VM lock: wait with interrupts
+        // off (the holder must not be preempted).
+        acquire(&self.spin, irq_on && outermost && !global);
+        let h = held();
+        if outermost {
+            h.irq_on.store(irq_on, Ordering::Relaxed);
+        }
+        h.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn unlock(&self) {
+        self.spin.unlock();
+        let h = held();
+        if h.count.fetch_sub(1, Ordering::Relaxed) == 1 {
+            if cmdline::lock_mode() == LockMode::Global {
+                GLOBAL.unlock();
+            }
+            arch::irq::restore(h.irq_on.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// A `RawVmLock` with data.
+pub struct VmLock<T> {
+    raw: RawVmLock,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through a guard holding `raw`, or
+// through `&mut self`.
+unsafe impl<T: Send> Sync for VmLock<T> {}
+
+/// Holds a `VmLock`; releases it when dropped.
+pub struct VmGuard<'a, T> {
+    lock: &'a VmLock<T>,
+}
+
 impl<T> VmLock<T> {
     pub const fn new(value: T) -> Self {
         VmLock {
-            inner: spin::Mutex::new(value),
+            raw: RawVmLock::new(),
+            value: UnsafeCell::new(value),
         }
     }
 
     pub fn lock(&self) -> VmGuard<'_, T> {
-        let interrupts_were_enabled = arch::irq::save_disable();
-        let global = match cmdline::lock_mode() {
-            LockMode::Global => Some(acquire(&GLOBAL, interrupts_were_enabled)),
-            LockMode::PerCpu => None,
-        };
-        // Holding the global lock: wait for ours with interrupts off (the
-        // holder must not be preempted).
-        let guard = acquire(&self.inner, interrupts_were_enabled && global.is_none());
-        VmGuard {
-            guard: Some(guard),
-            global,
-            interrupts_were_enabled,
-        }
+        ::mm::ranges::RawLock::lock(&self.raw);
+        VmGuard { lock: self }
+    }
+
+    /// Direct access when no one else can hold a reference (teardown).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
     }
 }
 
 impl<T> Deref for VmGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.guard.as_ref().expect("guard emptied only in drop")
+        // SAFETY: this guard holds the lock.
+        unsafe { &*self.lock.value.get() }
     }
 }
 
 impl<T> DerefMut for VmGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.guard.as_mut().expect("guard emptied only in drop")
+        // SAFETY: this guard holds the lock; `&mut self` is unique.
+        unsafe { &mut *self.lock.value.get() }
     }
 }
 
 impl<T> Drop for VmGuard<'_, T> {
     fn drop(&mut self) {
-        drop(self.guard.take());
-        drop(self.global.take());
-        arch::irq::restore(self.interrupts_were_enabled);
-    }
-}
-
-impl<T> VmLock<T> {
-    /// Direct access when no one else can hold a reference (teardown).
-    pub fn get_mut(&mut self) -> &mut T {
-        self.inner.get_mut()
+        ::mm::ranges::RawLock::unlock(&self.lock.raw);
     }
 }

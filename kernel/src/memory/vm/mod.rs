@@ -7,7 +7,7 @@
 //! `vma.rs` (VMAs, `PageSource`, shared anonymous memory), `paging.rs`
 //! (page-table walks over the HHDM), `refcount.rs` (per-frame counts of
 //! COW-shared frames), `tlb.rs` (batched, targeted shootdowns), `lock.rs`
-//! (the per-address-space lock), `uaccess.rs` (user copies with fault
+//! (the range locks of address spaces), `uaccess.rs` (user copies with fault
 //! fixups), and this file: the user-half layout, the Linux `MAP_*`,
 //! `MREMAP_*`, `MADV_*`, `MS_*` constants and the page-fault entry.
 //!
@@ -27,7 +27,7 @@ pub mod vma;
 use alloc::sync::Arc;
 
 pub use aspace::{current, deactivate, init_cpu, live_count, unpin_frame, AddressSpace, Fault};
-pub use lock::lock_stats;
+pub use lock::{holding as holds_vm_lock, lock_stats};
 pub use vma::{PageSource, PROT_EXEC, PROT_READ, PROT_WRITE};
 
 use crate::arch::idt::InterruptFrame;
@@ -213,8 +213,9 @@ pub(crate) static MUNMAPS: percpu::PerCpuCounter = percpu::PerCpuCounter::new();
 /// With the kernel command-line word `vmstat`, prints on PID 1's exit
 /// (before `init exit:`) one line of VM counters summed over CPUs:
 /// `vmstat: faults=N munmaps=N shootdown_ipis=N requests_served=N
-/// local_flushes=N ipis_per_munmap=X lock_acquired=N lock_contended=N
-/// lock_wait_us=N` (munmaps: calls of munmap).
+/// local_flushes=N ipis_per_munmap=X shootdown_wait_us=N lock_acquired=N
+/// lock_contended=N lock_wait_us=N` (munmaps: calls of munmap; the lock
+/// counters are those of the range locks).
 pub fn report_if_asked() {
     let asked = crate::boot::cmdline().is_ok_and(|line| crate::cmdline::has_word(line, "vmstat"));
     if !asked {
@@ -225,7 +226,7 @@ pub fn report_if_asked() {
     let munmaps = MUNMAPS.sum().max(0) as u64;
     let per = (t.ipis_sent * 1000).checked_div(munmaps).unwrap_or(0);
     crate::log::report(format_args!(
-        "vmstat: faults={} munmaps={} shootdown_ipis={} requests_served={} local_flushes={} ipis_per_munmap={}.{:03} lock_acquired={} lock_contended={} lock_wait_us={}",
+        "vmstat: faults={} munmaps={} shootdown_ipis={} requests_served={} local_flushes={} ipis_per_munmap={}.{:03} shootdown_wait_us={} lock_acquired={} lock_contended={} lock_wait_us={}",
         FAULTS.sum().max(0),
         munmaps,
         t.ipis_sent,
@@ -233,6 +234,7 @@ pub fn report_if_asked() {
         t.local_flushes,
         per / 1000,
         per % 1000,
+        t.wait_ns / 1000,
         l.acquired,
         l.contended,
         l.wait_ns / 1000

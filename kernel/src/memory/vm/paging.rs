@@ -9,8 +9,10 @@
 //! Invariants: only the lower half (PML4 slots 0..256) is ever changed here;
 //! the upper half is a copy of the kernel's slots, shared by every address
 //! space, and is never freed.  Intermediate entries are `P|W|U` (permission
-//! is decided by the leaf).  Callers hold the address space's lock, so no
-//! two CPUs change the same table at once.
+//! is decided by the leaf).  Callers hold the range lock of the leaves they
+//! change, so no two CPUs change the same leaf at once; intermediate tables
+//! shared by several ranges are installed with a compare-exchange and never
+//! removed before teardown.
 //!
 //! Must not: map anything in the upper half, free a frame that a leaf entry
 //! points to (leaves are released by `aspace`, which knows their owner), or
@@ -121,7 +123,7 @@ pub fn new_root(kernel_root: PhysAddr) -> Result<PhysAddr, Errno> {
 pub fn leaf(root: PhysAddr, va: u64) -> Option<&'static AtomicU64> {
     let mut table = root;
     for level in (2..=4).rev() {
-        let e = entries(table)[index(va, level)].load(Ordering::Relaxed);
+        let e = entries(table)[index(va, level)].load(Ordering::Acquire);
         if e & PTE_P == 0 {
             return None;
         }
@@ -136,11 +138,20 @@ pub fn leaf_alloc(root: PhysAddr, va: u64) -> Result<&'static AtomicU64, Errno> 
     let mut table = root;
     for level in (2..=4).rev() {
         let slot = &entries(table)[index(va, level)];
-        let mut e = slot.load(Ordering::Relaxed);
+        let mut e = slot.load(Ordering::Acquire);
         if e & PTE_P == 0 {
+            // Range locks let CPUs fill different ranges of one table at
+            // once: install with a compare-exchange, and the loser frees
+            // its table and uses the winner's.
             let fresh = alloc_zeroed_frame()?;
-            e = fresh.as_u64() | PTE_P | PTE_W | PTE_U;
-            slot.store(e, Ordering::Release);
+            let want = fresh.as_u64() | PTE_P | PTE_W | PTE_U;
+            match slot.compare_exchange(0, want, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => e = want,
+                Err(won) => {
+                    memory::free_frame(fresh);
+                    e = won;
+                }
+            }
         }
         table = frame_of(e);
     }
@@ -179,7 +190,7 @@ fn walk(
             f(lo, slot);
             continue;
         }
-        let e = slot.load(Ordering::Relaxed);
+        let e = slot.load(Ordering::Acquire);
         if e & PTE_P != 0 {
             walk(frame_of(e), level - 1, lo, start, end, f);
         }
@@ -225,7 +236,7 @@ pub fn write_frame(frame: PhysAddr, offset: usize, data: &[u8]) {
         "write_frame beyond the page"
     );
     // SAFETY: in bounds of one HHDM-mapped frame (checked above); the caller
-    // owns the frame's contents (holds the address-space lock).
+    // owns the frame's contents (holds the range lock of its page).
     unsafe {
         core::ptr::copy_nonoverlapping(
             data.as_ptr(),

@@ -5,7 +5,7 @@
 //! Owns: one mailbox per CPU of pending flush requests, the handler run by
 //! the `CALL_VECTOR` IPI (`on_call_ipi`), and the statistics.
 //!
-//! Protocol: the initiator changes the PTEs (under the address-space lock),
+//! Protocol: the initiator changes the PTEs (under the range locks),
 //! then reads the address space's CPU mask (SeqCst, after the PTE stores),
 //! posts one request per target CPU, sends `CALL_VECTOR`, flushes locally,
 //! and waits until every target acknowledged.  A CPU sets its bit in the
@@ -15,10 +15,10 @@
 //! flushed every non-global entry) and just acknowledges.
 //!
 //! No deadlock: whoever spins with interrupts off in vm code (waiting for
-//! acknowledgements, or for an address-space lock) serves its own mailbox
+//! acknowledgements, or for a range lock) serves its own mailbox
 //! meanwhile, so two CPUs shooting at each other both progress.
 //!
-//! Must not: allocate or take the address-space lock in the IPI handler;
+//! Must not: allocate or take a range lock in the IPI handler;
 //! free a frame before the shootdown that unmapped it has completed (the
 //! callers' job: they free after `flush`).
 
@@ -67,6 +67,8 @@ static IPIS_SENT: PerCpuCounter = PerCpuCounter::new();
 static REQUESTS_SERVED: PerCpuCounter = PerCpuCounter::new();
 /// Local flushes (counted on the flushing CPU).
 static LOCAL_FLUSHES: PerCpuCounter = PerCpuCounter::new();
+/// Nanoseconds initiators spent waiting for acknowledgements.
+static WAIT_NS: PerCpuCounter = PerCpuCounter::new();
 
 /// Shootdown counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +76,7 @@ pub struct TlbStats {
     pub ipis_sent: u64,
     pub requests_served: u64,
     pub local_flushes: u64,
+    pub wait_ns: u64,
 }
 
 /// Totals over all CPUs.
@@ -82,6 +85,7 @@ pub fn stats() -> TlbStats {
         ipis_sent: IPIS_SENT.sum().max(0) as u64,
         requests_served: REQUESTS_SERVED.sum().max(0) as u64,
         local_flushes: LOCAL_FLUSHES.sum().max(0) as u64,
+        wait_ns: WAIT_NS.sum().max(0) as u64,
     }
 }
 
@@ -179,9 +183,33 @@ pub fn flush_on(aspace: &AddressSpace, start: u64, len: u64, cpus: u64) {
     if aspace::active_id(me) == id {
         flush_local(start, end);
     }
-    while done.load(Ordering::Acquire) < targets {
-        service_pending();
-        core::hint::spin_loop();
+    // Waiting: with interrupts on whenever the caller (or the outermost VM
+    // lock it holds) had them on, so that while a target vCPU the host
+    // descheduled keeps us waiting, this CPU still takes its timer ticks,
+    // device interrupts and other CPUs' shootdown IPIs (its thread is not
+    // preempted while it holds a VM lock: `lock::holding`).  The frames
+    // stay allocated until the wait is over (the callers free after us).
+    if targets > 0 {
+        let may_enable = super::lock::may_enable_interrupts(interrupts_were_enabled);
+        let start = arch::time::now_ns();
+        while done.load(Ordering::Acquire) < targets {
+            // Our own mailbox with interrupts off (the IPI handler takes
+            // the same lock).
+            service_pending();
+            if may_enable {
+                arch::irq::enable();
+                for _ in 0..64 {
+                    if done.load(Ordering::Acquire) >= targets {
+                        break;
+                    }
+                    core::hint::spin_loop();
+                }
+                arch::irq::disable();
+            } else {
+                core::hint::spin_loop();
+            }
+        }
+        WAIT_NS.add(arch::time::now_ns().saturating_sub(start) as i64);
     }
     arch::irq::restore(interrupts_were_enabled);
 }

@@ -24,7 +24,7 @@
 //! fails, resumes at the routine's fixup, which reports failure.
 //!
 //! Must not: be called with a kernel pointer as the "user" side, or hold a
-//! VM lock (a fault inside the copy takes the address-space lock).
+//! VM lock (a fault inside the copy takes a range lock).
 
 use alloc::string::String;
 use alloc::vec::Vec;

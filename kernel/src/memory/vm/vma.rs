@@ -3,20 +3,19 @@
 //! Owns: `Vma` (a page-aligned range with its protection, sharing and
 //! backing), `PageSource` (the trait through which files and shared
 //! anonymous memory provide frames), `SharedAnon` (MAP_SHARED|MAP_ANONYMOUS
-//! memory, shared by fork children), and `VmaMap`, the ordered set of VMAs
-//! keyed by start address with the splitting, merging and free-range search
-//! that mmap/munmap/mprotect/mremap need.
+//! memory, shared by fork children).  An address space keeps its VMAs in
+//! `mm::ranges::Ranges` (`aspace::ranges`), which splits and merges them
+//! through `Vma::split_off` and `Vma::mergeable_with`.
 //!
 //! Invariants: VMAs never overlap; `start < end`, both page aligned, both in
 //! the user half; a `Source` VMA's `pgoff` is the source page index of its
-//! `start` (split pieces adjust it).  The map is only touched under the
-//! address-space lock.
+//! `start` (split pieces adjust it).  VMAs are only touched under their
+//! range lock.
 //!
 //! Must not: touch page tables (that is `aspace`'s job), or block.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 
 use super::paging::{self, PAGE};
 use crate::memory::PhysAddr;
@@ -105,7 +104,7 @@ impl Vma {
     }
 
     /// Whether `other`, starting at `self.end`, may be merged into `self`.
-    fn mergeable_with(&self, other: &Vma) -> bool {
+    pub(super) fn mergeable_with(&self, other: &Vma) -> bool {
         self.end == other.start
             && self.prot == other.prot
             && self.shared == other.shared
@@ -117,7 +116,7 @@ impl Vma {
 
     /// Splits at `at` (strictly inside): `self` keeps the low part, the high
     /// part is returned.
-    fn split_off(&mut self, at: u64) -> Vma {
+    pub(super) fn split_off(&mut self, at: u64) -> Vma {
         debug_assert!(self.start < at && at < self.end);
         let mut high = self.clone();
         high.start = at;
@@ -166,143 +165,5 @@ impl Drop for SharedAnon {
         for (_, frame) in core::mem::take(&mut *self.pages.lock()) {
             crate::memory::free_frame(frame);
         }
-    }
-}
-
-/// The VMAs of one address space, by start address.
-#[derive(Clone, Default)]
-pub struct VmaMap {
-    map: BTreeMap<u64, Vma>,
-}
-
-impl VmaMap {
-    pub fn new() -> Self {
-        VmaMap {
-            map: BTreeMap::new(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Vma> {
-        self.map.values()
-    }
-
-    /// The VMA containing `va`.
-    pub fn find(&self, va: u64) -> Option<&Vma> {
-        self.map
-            .range(..=va)
-            .next_back()
-            .map(|(_, v)| v)
-            .filter(|v| v.contains(va))
-    }
-
-    /// VMAs overlapping `[start, end)`, in order.
-    pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> {
-        // The one starting before `start` may reach into the range.
-        let first = self
-            .map
-            .range(..start)
-            .next_back()
-            .filter(|(_, v)| v.end > start)
-            .map(|(k, _)| *k)
-            .unwrap_or(start);
-        self.map
-            .range(first..end)
-            .map(|(_, v)| v)
-            .filter(move |v| v.end > start && v.start < end)
-    }
-
-    pub fn is_free(&self, start: u64, end: u64) -> bool {
-        self.overlapping(start, end).next().is_none()
-    }
-
-    /// True when every byte of `[start, end)` is inside some VMA.
-    pub fn fully_mapped(&self, start: u64, end: u64) -> bool {
-        let mut at = start;
-        for v in self.overlapping(start, end) {
-            if v.start > at {
-                return false;
-            }
-            at = v.end;
-        }
-        at >= end
-    }
-
-    /// Makes `at` a VMA boundary (splits the VMA containing it).
-    pub fn split_at(&mut self, at: u64) {
-        let Some(start) = self.find(at).map(|v| v.start) else {
-            return;
-        };
-        if start == at {
-            return;
-        }
-        let vma = self.map.get_mut(&start).expect("found above");
-        let high = vma.split_off(at);
-        self.map.insert(at, high);
-    }
-
-    /// Removes and returns the VMAs (split to fit) inside `[start, end)`.
-    pub fn remove_range(&mut self, start: u64, end: u64) -> Vec<Vma> {
-        self.split_at(start);
-        self.split_at(end);
-        let keys: Vec<u64> = self.map.range(start..end).map(|(k, _)| *k).collect();
-        keys.into_iter()
-            .filter_map(|k| self.map.remove(&k))
-            .collect()
-    }
-
-    /// Inserts `vma` (the caller made room), merging with anonymous
-    /// neighbours of the same kind.
-    pub fn insert(&mut self, vma: Vma) {
-        debug_assert!(self.is_free(vma.start, vma.end));
-        let start = vma.start;
-        self.map.insert(start, vma);
-        self.merge_around(start);
-    }
-
-    /// Merges the VMA starting at `start` with equal neighbours.
-    pub fn merge_around(&mut self, start: u64) {
-        let mut start = start;
-        if let Some((&pk, prev)) = self.map.range(..start).next_back() {
-            if prev.mergeable_with(&self.map[&start]) {
-                let cur = self.map.remove(&start).expect("present");
-                self.map.get_mut(&pk).expect("present").end = cur.end;
-                start = pk;
-            }
-        }
-        let end = self.map[&start].end;
-        if let Some(next) = self.map.get(&end) {
-            if self.map[&start].mergeable_with(next) {
-                let next = self.map.remove(&end).expect("present");
-                self.map.get_mut(&start).expect("present").end = next.end;
-            }
-        }
-    }
-
-    /// Mutable access to the VMA starting exactly at `start`.
-    pub fn get_mut(&mut self, start: u64) -> Option<&mut Vma> {
-        self.map.get_mut(&start)
-    }
-
-    /// Highest free, `len`-long, page-aligned range inside `[low, high)`.
-    pub fn find_free_top_down(&self, len: u64, low: u64, high: u64) -> Option<u64> {
-        let mut top = high;
-        for v in self.map.range(..high).rev().map(|(_, v)| v) {
-            if v.end < top && top - v.end >= len {
-                let start = top - len;
-                if start >= low {
-                    return Some(start);
-                }
-                return None;
-            }
-            top = top.min(v.start);
-            if top < low.saturating_add(len) {
-                return None;
-            }
-        }
-        (top >= low.saturating_add(len)).then(|| top - len)
     }
 }

@@ -8,7 +8,7 @@
 //! points to it.  A CPU sets its bit in the address space's mask *before*
 //! writing CR3 (see `tlb`).
 //!
-//! Must not: touch VMAs or take the address-space lock.
+//! Must not: touch VMAs or take a range lock.
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

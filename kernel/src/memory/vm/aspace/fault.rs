@@ -58,13 +58,14 @@ impl AddressSpace {
         let mut from_source = None;
         loop {
             let step = {
-                let mut g = self.inner.lock();
+                // Only the lock of this page's stripe.
+                let g = self.ranges.lock_range(va, va + PAGE);
                 let step =
-                    self.resolve_locked(&mut g, va, write, exec, kernel_write, fetched.take())?;
+                    self.resolve_locked(&g, va, write, exec, kernel_write, fetched.take())?;
                 // A fault (not the kernel's HHDM access): the faulting CPU
                 // gets the translation in its own table (per-core mode).
                 if !kernel_write && matches!(step, Step::Done(_)) {
-                    self.install_local(&mut g, va)?;
+                    self.install_local(&g, va)?;
                 }
                 step
             };
@@ -110,8 +111,8 @@ impl AddressSpace {
         // Which pages of the window to fetch: same VMA, no entry yet.
         let mut wanted = [None::<u64>; FAULT_AROUND_PAGES as usize];
         {
-            let g = self.inner.lock();
-            let Some(vma) = g.vmas.find(va) else {
+            let g = self.ranges.lock_range(lo, lo + WINDOW);
+            let Some(vma) = g.find(va) else {
                 return;
             };
             if vma.shared || vma.prot & (PROT_READ | PROT_EXEC) == 0 {
@@ -137,13 +138,13 @@ impl AddressSpace {
                 *slot = source.page(index).ok().map(|f| (index, f));
             }
         }
-        let mut g = self.inner.lock();
+        let g = self.ranges.lock_range(lo, lo + WINDOW);
         for (i, got) in frames.iter().enumerate() {
             let Some((index, frame)) = *got else {
                 continue;
             };
             let at = lo + i as u64 * PAGE;
-            let Some(vma) = g.vmas.find(at) else {
+            let Some(vma) = g.find(at) else {
                 continue;
             };
             let same = !vma.shared
@@ -166,7 +167,7 @@ impl AddressSpace {
                     Ordering::Acquire,
                 )
                 .is_ok();
-            if filled && self.install_local(&mut g, at).is_err() {
+            if filled && self.install_local(&g, at).is_err() {
                 break;
             }
         }
@@ -174,14 +175,14 @@ impl AddressSpace {
 
     fn resolve_locked(
         &self,
-        g: &mut Inner,
+        g: &ranges::RangeGuard<'_>,
         va: u64,
         write: bool,
         exec: bool,
         kernel_write: bool,
         fetched: Option<(Arc<dyn PageSource>, u64, PhysAddr)>,
     ) -> Result<Step, Fault> {
-        let vma = g.vmas.find(va).ok_or(Fault::MapErr)?;
+        let vma = g.find(va).ok_or(Fault::MapErr)?;
         if !kernel_write {
             let denied = vma.prot == 0
                 || (write && vma.prot & PROT_WRITE == 0)

@@ -22,17 +22,21 @@ impl AddressSpace {
         let mut child = AddressSpace::new_user()?;
         let mut batch = TlbBatch::new();
         let result = {
-            let g = self.inner.lock();
+            let (brk_base, brk) = {
+                let b = self.brk.lock();
+                (b.base, b.brk)
+            };
+            let g = self.ranges.lock_all();
             // The child is ours alone: no lock (and no nested global lock).
-            let cg = Arc::get_mut(&mut child)
-                .expect("fresh address space")
-                .inner
-                .get_mut();
-            cg.vmas = g.vmas.clone();
-            cg.brk_base = g.brk_base;
-            cg.brk = g.brk;
+            let c = Arc::get_mut(&mut child).expect("fresh address space");
+            for (i, map) in c.ranges.maps_mut().enumerate() {
+                *map = g.stripe_map(i).clone();
+            }
+            let b = c.brk.get_mut();
+            b.base = brk_base;
+            b.brk = brk;
             let mut result = Ok(());
-            for vma in g.vmas.iter() {
+            for vma in g.overlapping(0, USER_END) {
                 paging::for_each_leaf(self.root, vma.start, vma.end, |va, e| {
                     if result.is_err() {
                         return;
@@ -73,10 +77,10 @@ impl AddressSpace {
         // a truncate unmaps there too.
         // Sources are called without the lock held (module rule).
         let sources: Vec<Arc<dyn PageSource>> = child
-            .inner
-            .lock()
-            .vmas
-            .iter()
+            .ranges
+            .lock_all()
+            .overlapping(0, USER_END)
+            .into_iter()
             .filter_map(|vma| match &vma.backing {
                 Backing::Source { source, .. } => Some(source.clone()),
                 Backing::Anon => None,
@@ -99,8 +103,8 @@ impl AddressSpace {
     pub fn unmap_source_pages(&self, key: usize, first_gone: u64) {
         let mut batch = TlbBatch::new();
         let mut frames = Vec::new();
-        let g = self.inner.lock();
-        for vma in g.vmas.iter() {
+        let g = self.ranges.lock_all();
+        for vma in g.overlapping(0, USER_END) {
             let Backing::Source { source, pgoff } = &vma.backing else {
                 continue;
             };

@@ -7,7 +7,7 @@
 //! a private anonymous read/write VMA and a `PTE_ANON` entry can be
 //! pinned: never a device page, a kernel page, a page of a file or of
 //! shared memory the server itself only borrows.  The pin is taken under
-//! the address-space lock while the entry points to the frame, so the
+//! the page's range lock while the entry points to the frame, so the
 //! frame cannot be freed in between; a pinned frame outlives the server's
 //! mapping of it (munmap, exit) until `unpin_frame`.  Pins do not count as
 //! PTEs (`refcount`), so the server's own writes never copy the page.
@@ -29,8 +29,8 @@ impl AddressSpace {
         }
         for attempt in 0..2 {
             {
-                let g = self.inner.lock();
-                let vma = g.vmas.find(va).ok_or(Errno::EFAULT)?;
+                let g = self.ranges.lock_range(va, va + PAGE);
+                let vma = g.find(va).ok_or(Errno::EFAULT)?;
                 let rw = PROT_READ | PROT_WRITE;
                 if vma.shared || !matches!(vma.backing, Backing::Anon) || vma.prot & rw != rw {
                     return Err(Errno::EFAULT);

@@ -2,9 +2,9 @@
 //! segments), munmap, mprotect, mremap, msync, madvise, brk, and exec's
 //! writes through the HHDM.
 //!
-//! Invariants: each call changes VMAs and leaf entries under the
-//! address-space lock and completes its shootdown (`invalidate`) before
-//! unlocking; frames are released after that.  Must not: call a
+//! Invariants: each call changes VMAs and leaf entries under the range
+//! locks of its range (`ranges.rs`) and completes its shootdown
+//! (`invalidate`) before unlocking; frames are released after that.  Must not: call a
 //! `PageSource` under the lock.
 
 use alloc::sync::Arc;
@@ -98,8 +98,7 @@ impl AddressSpace {
         if fixed && !hint.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
-        let mut g = self.inner.lock();
-        let start = if fixed {
+        let (start, mut g) = if fixed {
             let end = hint.checked_add(len).ok_or(Errno::ENOMEM)?;
             if end > USER_TOP {
                 return Err(Errno::ENOMEM);
@@ -107,27 +106,13 @@ impl AddressSpace {
             if hint < MMAP_MIN {
                 return Err(Errno::EPERM);
             }
-            if flags & MAP_FIXED_NOREPLACE != 0 && !g.vmas.is_free(hint, end) {
+            let g = self.ranges.lock_range(hint, end);
+            if flags & MAP_FIXED_NOREPLACE != 0 && !g.is_free(hint, end) {
                 return Err(Errno::EEXIST);
             }
-            hint
+            (hint, g)
         } else {
-            let (low, high) = if flags & MAP_32BIT != 0 {
-                (MMAP_MIN.max(0x4000_0000), 0x8000_0000)
-            } else {
-                (MMAP_MIN, MMAP_TOP)
-            };
-            let wanted = hint.checked_add(PAGE - 1).map(page_down).unwrap_or(0);
-            if wanted >= MMAP_MIN
-                && wanted.checked_add(len).is_some_and(|e| e <= USER_TOP)
-                && g.vmas.is_free(wanted, wanted + len)
-            {
-                wanted
-            } else {
-                g.vmas
-                    .find_free_top_down(len, low, high)
-                    .ok_or(Errno::ENOMEM)?
-            }
+            self.place(hint, len, flags & MAP_32BIT != 0)?
         };
         let end = start + len;
         // Linux's default overcommit heuristic (`vm.overcommit_memory=0`):
@@ -149,11 +134,11 @@ impl AddressSpace {
         // MAP_FIXED replaces whatever was there.
         let mut batch = TlbBatch::new();
         let mut frames = Vec::new();
-        let removed = g.vmas.remove_range(start, end);
+        let removed = g.remove_range(start, end);
         if !removed.is_empty() {
             self.zap(start, end, &mut batch, &mut frames);
         }
-        g.vmas.insert(Vma {
+        g.insert(Vma {
             start,
             end,
             prot,
@@ -189,6 +174,62 @@ impl AddressSpace {
         Ok(start)
     }
 
+    /// Chooses the address of an `mmap` without MAP_FIXED and returns it
+    /// with the range locks of `[start, start + len)` held.  The hint if
+    /// that range is free; else, per-core mode, the highest free range in
+    /// the first `OWN_PARTITIONS` partitions (top down) of the calling
+    /// CPU's own stripe, taking only that stripe's lock, so threads on
+    /// different CPUs allocate in different stripes and share no lock;
+    /// else (`locks=global`, MAP_32BIT, a mapping larger than a partition
+    /// or no room there) the highest free range anywhere, as Linux's
+    /// top-down search, under every range lock.
+    fn place(
+        &self,
+        hint: u64,
+        len: u64,
+        low32: bool,
+    ) -> Result<(u64, ranges::RangeGuard<'_>), Errno> {
+        /// Partitions of its own stripe a CPU tries before the global search.
+        const OWN_PARTITIONS: u64 = 4;
+        let wanted = hint.checked_add(PAGE - 1).map(page_down).unwrap_or(0);
+        if wanted >= MMAP_MIN && wanted.checked_add(len).is_some_and(|e| e <= USER_TOP) {
+            let g = self.ranges.lock_range(wanted, wanted + len);
+            if g.is_free(wanted, wanted + len) {
+                return Ok((wanted, g));
+            }
+        }
+        let (low, high) = if low32 {
+            (MMAP_MIN.max(0x4000_0000), 0x8000_0000)
+        } else {
+            (MMAP_MIN, MMAP_TOP)
+        };
+        let part = self.ranges.part_size();
+        if self.ranges.stripes() > 1 && !low32 && len <= part {
+            // Partitions p with p % STRIPES == this CPU's stripe, from the
+            // highest below MMAP_TOP down.
+            let stripes = ranges::STRIPES as u64;
+            let top = MMAP_TOP / part - 1;
+            let me = crate::arch::cpu::id() as u64 % stripes;
+            let first = top - (top + stripes - me) % stripes;
+            for k in 0..OWN_PARTITIONS {
+                let Some(p) = first.checked_sub(k * stripes) else {
+                    break;
+                };
+                let (lo, hi) = ((p * part).max(low), (p + 1) * part);
+                if hi <= lo {
+                    break;
+                }
+                let g = self.ranges.lock_range(lo, hi);
+                if let Some(start) = g.find_free_top_down(len, lo, hi) {
+                    return Ok((start, g));
+                }
+            }
+        }
+        let g = self.ranges.lock_all();
+        let start = g.find_free_top_down(len, low, high).ok_or(Errno::ENOMEM)?;
+        Ok((start, g))
+    }
+
     /// Maps an ELF segment: `[vaddr, vaddr + memsz)` private anonymous with
     /// `prot`, the first `data.len()` bytes from `data`, the rest zero.
     /// Pages shared with an earlier segment keep their contents and get the
@@ -216,17 +257,17 @@ impl AddressSpace {
             return Err(Errno::EPERM);
         }
         {
-            let mut g = self.inner.lock();
+            let mut g = self.ranges.lock_range(start, end);
             // Fill the holes with the new mapping; widen what is there.
             let mut at = start;
             let existing: Vec<(u64, u64, u32)> = g
-                .vmas
                 .overlapping(start, end)
+                .into_iter()
                 .map(|v| (v.start, v.end, v.prot))
                 .collect();
             for (s, e, p) in existing {
                 if s > at {
-                    g.vmas.insert(Vma {
+                    g.insert(Vma {
                         start: at,
                         end: s,
                         prot,
@@ -238,12 +279,12 @@ impl AddressSpace {
                     let (lo, hi) = (s.max(start), e.min(end));
                     drop(g);
                     self.protect(lo, hi - lo, p | prot)?;
-                    g = self.inner.lock();
+                    g = self.ranges.lock_range(start, end);
                 }
                 at = e;
             }
             if at < end {
-                g.vmas.insert(Vma {
+                g.insert(Vma {
                     start: at,
                     end,
                     prot,
@@ -327,8 +368,8 @@ impl AddressSpace {
             .ok_or(Errno::EINVAL)?;
         let mut batch = TlbBatch::new();
         let mut frames = Vec::new();
-        let mut g = self.inner.lock();
-        let removed = g.vmas.remove_range(addr, end);
+        let mut g = self.ranges.lock_range(addr, end);
+        let removed = g.remove_range(addr, end);
         for v in &removed {
             self.zap(v.start, v.end, &mut batch, &mut frames);
         }
@@ -355,15 +396,15 @@ impl AddressSpace {
             .filter(|&e| e <= USER_TOP)
             .ok_or(Errno::ENOMEM)?;
         let mut batch = TlbBatch::new();
-        let mut g = self.inner.lock();
-        if !g.vmas.fully_mapped(addr, end) {
+        let mut g = self.ranges.lock_range(addr, end);
+        if !g.fully_mapped(addr, end) {
             return Err(Errno::ENOMEM);
         }
-        g.vmas.split_at(addr);
-        g.vmas.split_at(end);
-        let starts: Vec<u64> = g.vmas.overlapping(addr, end).map(|v| v.start).collect();
+        g.split_at(addr);
+        g.split_at(end);
+        let starts: Vec<u64> = g.overlapping(addr, end).iter().map(|v| v.start).collect();
         for s in &starts {
-            let vma = g.vmas.get_mut(*s).expect("listed above");
+            let vma = g.get_mut(*s).expect("listed above");
             vma.prot = prot;
             let vma = vma.clone();
             paging::for_each_leaf(self.root, vma.start, vma.end, |va, e| {
@@ -379,8 +420,8 @@ impl AddressSpace {
             });
         }
         for s in starts.iter().rev() {
-            if g.vmas.get_mut(*s).is_some() {
-                g.vmas.merge_around(*s);
+            if g.get_mut(*s).is_some() {
+                g.merge_around(*s);
             }
         }
         // Flushed before unlocking: once the lock is free, nobody may
@@ -435,17 +476,19 @@ impl AddressSpace {
         } else {
             None
         };
+        // `[old, old_end)` must lie in one mapping (its pieces joined).
         let vma = {
-            let g = self.inner.lock();
-            let vma = g.vmas.find(old).cloned().ok_or(Errno::EFAULT)?;
-            if old_end > vma.end {
+            let g = self.ranges.lock_range(old, old_end);
+            let mut whole = g.merged(old, old_end).into_iter();
+            let vma = whole.next().ok_or(Errno::EFAULT)?;
+            if vma.start > old || old_end > vma.end {
                 return Err(Errno::EFAULT);
             }
             vma
         };
         if let Some(target) = fixed_target {
             self.unmap(target, new_len)?;
-            return self.move_pages(&vma, old, old_len, new_len, target);
+            return self.move_pages(old, old_len, new_len, target);
         }
         if new_len <= old_len {
             if new_len < old_len {
@@ -455,12 +498,27 @@ impl AddressSpace {
         }
         let new_end = old.checked_add(new_len).filter(|&e| e <= USER_TOP);
         {
-            let mut g = self.inner.lock();
+            let mut g = self.ranges.lock_range(old, new_end.unwrap_or(old_end));
             if let Some(new_end) = new_end {
-                if old_end == vma.end && g.vmas.is_free(old_end, new_end) {
-                    let start = g.vmas.find(old).map(|v| v.start).ok_or(Errno::EFAULT)?;
-                    g.vmas.get_mut(start).expect("found").end = new_end;
-                    g.vmas.merge_around(start);
+                if old_end == vma.end && g.is_free(old_end, new_end) {
+                    // Grow the last piece to its partition's end, and add
+                    // the rest as new pieces.
+                    let last = g.find(old_end - PAGE).cloned().ok_or(Errno::EFAULT)?;
+                    let grown = self
+                        .ranges
+                        .next_boundary(last.start)
+                        .map_or(new_end, |b| new_end.min(b));
+                    g.get_mut(last.start).expect("found").end = grown;
+                    g.merge_around(last.start);
+                    if grown < new_end {
+                        let mut rest = last;
+                        if let Backing::Source { pgoff, .. } = &mut rest.backing {
+                            *pgoff += (grown - rest.start) / PAGE;
+                        }
+                        rest.start = grown;
+                        rest.end = new_end;
+                        g.insert(rest);
+                    }
                     return Ok(old);
                 }
             }
@@ -469,31 +527,26 @@ impl AddressSpace {
             }
         }
         let target = {
-            let g = self.inner.lock();
-            g.vmas
-                .find_free_top_down(new_len, MMAP_MIN, MMAP_TOP)
+            let g = self.ranges.lock_all();
+            g.find_free_top_down(new_len, MMAP_MIN, MMAP_TOP)
                 .ok_or(Errno::ENOMEM)?
         };
-        self.move_pages(&vma, old, old_len, new_len, target)
+        self.move_pages(old, old_len, new_len, target)
     }
 
-    /// Moves `[old, old + old_len)` (inside `vma`) to `target`, growing it
-    /// to `new_len`; page-table entries move, frames stay.
-    fn move_pages(
-        &self,
-        vma: &Vma,
-        old: u64,
-        old_len: u64,
-        new_len: u64,
-        target: u64,
-    ) -> Result<u64, Errno> {
-        let mut g = self.inner.lock();
-        // The range may have changed since the caller looked.
-        match g.vmas.find(old) {
-            Some(v) if v.start == vma.start && v.end >= old + old_len => {}
+    /// Moves `[old, old + old_len)` (inside one mapping) to `target`,
+    /// growing it to `new_len`; page-table entries move, frames stay.
+    fn move_pages(&self, old: u64, old_len: u64, new_len: u64, target: u64) -> Result<u64, Errno> {
+        let mut g = self
+            .ranges
+            .lock_two((old, old + old_len), (target, target + new_len));
+        // The range may have changed since the caller looked: it must still
+        // lie in one mapping.
+        match g.merged(old, old + old_len).as_slice() {
+            [v] if v.start <= old && v.end >= old + old_len => {}
             _ => return Err(Errno::EFAULT),
         }
-        if !g.vmas.is_free(target, target + new_len) {
+        if !g.is_free(target, target + new_len) {
             return Err(Errno::ENOMEM);
         }
         let keep = old_len.min(new_len);
@@ -505,7 +558,7 @@ impl AddressSpace {
             }
         });
         missing?;
-        let mut pieces = g.vmas.remove_range(old, old + old_len);
+        let mut pieces = g.remove_range(old, old + old_len);
         let mut moved = pieces.remove(0);
         let mut batch = TlbBatch::new();
         paging::for_each_leaf(self.root, old, old + keep, |va, e| {
@@ -526,7 +579,7 @@ impl AddressSpace {
         }
         moved.start = target;
         moved.end = target + new_len;
-        g.vmas.insert(moved);
+        g.insert(moved);
         // Flushed before unlocking: once the lock is free, nobody may
         // still use the old translations.
         batch.flush(self);
@@ -556,7 +609,7 @@ impl AddressSpace {
         if end == addr {
             return Ok(());
         }
-        if self.inner.lock().vmas.fully_mapped(addr, end) {
+        if self.ranges.lock_range(addr, end).fully_mapped(addr, end) {
             Ok(())
         } else {
             Err(Errno::ENOMEM)
@@ -584,12 +637,12 @@ impl AddressSpace {
             .ok_or(Errno::EINVAL)?;
         let mut batch = TlbBatch::new();
         let mut frames = Vec::new();
-        let g = self.inner.lock();
-        let mapped = g.vmas.fully_mapped(addr, end);
+        let g = self.ranges.lock_range(addr, end);
+        let mapped = g.fully_mapped(addr, end);
         if drop_pages {
             let ranges: Vec<(u64, u64)> = g
-                .vmas
                 .overlapping(addr, end)
+                .iter()
                 .map(|v| (v.start.max(addr), v.end.min(end)))
                 .collect();
             for (s, e) in ranges {
@@ -610,28 +663,31 @@ impl AddressSpace {
 
     /// Sets the start of the program break (exec: end of the data segment).
     pub fn set_brk_base(&self, base: u64) {
-        let mut g = self.inner.lock();
-        g.brk_base = base;
-        g.brk = base;
+        let mut b = self.brk.lock();
+        b.base = base;
+        b.brk = base;
     }
 
     /// `brk`: moves the break to `new` when possible; returns the break in
     /// force afterwards (Linux semantics: failure returns the old one).
     pub fn brk(&self, new: u64) -> u64 {
-        let mut g = self.inner.lock();
-        let cur = g.brk;
-        if new == 0 || new < g.brk_base || g.brk_base == 0 || new > MMAP_TOP {
+        let mut b = self.brk.lock();
+        let cur = b.brk;
+        if new == 0 || new < b.base || b.base == 0 || new > MMAP_TOP {
             return cur;
         }
         let (old_top, new_top) = (
             page_len(cur).unwrap_or(USER_TOP),
             page_len(new).unwrap_or(USER_TOP),
         );
+        let mut g = self
+            .ranges
+            .lock_range(old_top.min(new_top), old_top.max(new_top));
         if new_top > old_top {
-            if !g.vmas.is_free(old_top, new_top) {
+            if !g.is_free(old_top, new_top) {
                 return cur;
             }
-            g.vmas.insert(Vma {
+            g.insert(Vma {
                 start: old_top,
                 end: new_top,
                 prot: PROT_READ | PROT_WRITE,
@@ -641,16 +697,18 @@ impl AddressSpace {
         } else if new_top < old_top {
             let mut batch = TlbBatch::new();
             let mut frames = Vec::new();
-            let removed = g.vmas.remove_range(new_top, old_top);
+            let removed = g.remove_range(new_top, old_top);
             self.zap(new_top, old_top, &mut batch, &mut frames);
-            g.brk = new;
+            b.brk = new;
             batch.flush(self);
             drop(g);
+            drop(b);
             release(frames);
             drop(removed);
             return new;
         }
-        g.brk = new;
+        drop(g);
+        b.brk = new;
         new
     }
 }

@@ -3,8 +3,13 @@
 //! faults, copy-on-write fork, activation on a CPU).
 //!
 //! Invariants:
-//! * Every VMA and page-table change happens under `inner` (a `VmLock`);
-//!   the root table never changes.
+//! * Every VMA and leaf-entry change happens under the range lock(s) of
+//!   its range (`ranges.rs`: the VMAs are partitioned by address, one lock
+//!   per stripe of 1 GiB partitions; one lock under `locks=global`); the
+//!   root table never changes.  Operations on ranges in different stripes
+//!   take no common lock; `mmap(NULL)` looks first in partitions of the
+//!   calling CPU's own stripe (`map.rs`), so threads on different cores
+//!   get addresses in different stripes.
 //! * A leaf entry holds a frame iff it is present or `PTE_PROTNONE`; a frame
 //!   with `PTE_ANON` is counted in `refcount`, others belong to the VMA's
 //!   `PageSource`.  A private VMA's page is writable in hardware only when
@@ -47,16 +52,18 @@
 //! mprotect, mremap, madvise, msync, brk, exec's writes), `fault.rs`
 //! (demand paging, copy-on-write breaks, fault-around), `fork.rs`
 //! (copy-on-write fork and truncate-unmap), `grant.rs` (pinning a file
-//! server's page-cache frames for page grants).
+//! server's page-cache frames for page grants), `ranges.rs` (the range
+//! locks: `mm::ranges` over the kernel's VM lock, `Vma` as its piece).
 //!
-//! Must not: call a `PageSource` while holding `inner` (it may block), or
-//! touch the kernel half of the tables.
+//! Must not: call a `PageSource` while holding a range lock (it may
+//! block), or touch the kernel half of the tables.
 
 mod cpu;
 mod fault;
 mod fork;
 mod grant;
 mod map;
+mod ranges;
 
 use cpu::KERNEL_ROOT;
 pub use cpu::{
@@ -78,7 +85,7 @@ use super::paging::{
 };
 use super::refcount;
 use super::tlb::{self, TlbBatch};
-use super::vma::{Backing, PageSource, SharedAnon, Vma, VmaMap, PROT_EXEC, PROT_READ, PROT_WRITE};
+use super::vma::{Backing, PageSource, SharedAnon, Vma, PROT_EXEC, PROT_READ, PROT_WRITE};
 use super::*;
 use crate::memory::PhysAddr;
 use abi::Errno;
@@ -159,9 +166,9 @@ fn page_len(len: u64) -> Option<u64> {
     (l <= USER_TOP).then_some(l)
 }
 
-struct Inner {
-    vmas: VmaMap,
-    brk_base: u64,
+/// The program break: `(brk_base, brk)`.
+struct Brk {
+    base: u64,
     brk: u64,
 }
 
@@ -185,7 +192,11 @@ pub struct MapLine {
 pub struct AddressSpace {
     /// The shared table (`locks=global`) or the canonical one (per-core).
     root: PhysAddr,
-    inner: VmLock<Inner>,
+    /// The VMAs, partitioned by address with a lock per stripe of
+    /// partitions (`ranges.rs`); one lock under `locks=global`.
+    ranges: ranges::Ranges,
+    /// The program break (its own lock, taken before any range lock).
+    brk: VmLock<Brk>,
     cpus: AtomicU64,
     /// Per-core tables are in use (chosen at creation: `locks=percpu`).
     per_core: bool,
@@ -216,30 +227,33 @@ impl AddressSpace {
             return Err(Errno::ENOMEM);
         };
         LIVE.fetch_add(1, Ordering::Relaxed);
+        let per_core = crate::cmdline::lock_mode() == crate::cmdline::LockMode::PerCpu;
         Ok(Arc::new(AddressSpace {
             root,
-            inner: VmLock::new(Inner {
-                vmas: VmaMap::new(),
-                brk_base: 0,
-                brk: 0,
-            }),
+            ranges: ranges::new(per_core),
+            brk: VmLock::new(Brk { base: 0, brk: 0 }),
             cpus: AtomicU64::new(0),
             cpu_sets,
-            per_core: crate::cmdline::lock_mode() == crate::cmdline::LockMode::PerCpu,
+            per_core,
             core_roots: PerCpu::from_fn(|_| AtomicU64::new(0)),
             canonical_loaded: AtomicBool::new(false),
         }))
     }
 
-    /// Number of VMAs (tests, /proc-like reports).
+    /// Number of VMAs (tests, /proc-like reports; pieces of one mapping
+    /// in several partitions count once).
     pub fn vma_count(&self) -> usize {
-        self.inner.lock().vmas.len()
+        self.ranges.lock_all().merged(0, USER_END).len()
     }
 
     /// The mappings in address order, as `/proc/<pid>/maps` lists them.
     pub fn map_report(&self) -> alloc::vec::Vec<MapLine> {
-        let g = self.inner.lock();
-        g.vmas
+        let (brk_base, brk) = {
+            let b = self.brk.lock();
+            (b.base, b.brk)
+        };
+        let g = self.ranges.lock_all();
+        g.merged(0, USER_END)
             .iter()
             .map(|v| {
                 let (offset, file) = match &v.backing {
@@ -256,9 +270,9 @@ impl AddressSpace {
                     offset,
                     file,
                     heap: file.is_none()
-                        && g.brk_base != 0
-                        && v.start >= g.brk_base
-                        && v.start < g.brk.next_multiple_of(4096),
+                        && brk_base != 0
+                        && v.start >= brk_base
+                        && v.start < brk.next_multiple_of(4096),
                     stack: v.end == super::USER_TOP,
                 }
             })
@@ -267,7 +281,7 @@ impl AddressSpace {
 
     /// Leaf entries holding a frame in `[start, end)` (tests).
     pub fn resident_pages(&self, start: u64, end: u64) -> usize {
-        let _g = self.inner.lock();
+        let _g = self.ranges.lock_range(start, end);
         let mut n = 0;
         paging::for_each_leaf(self.root, start, end, |_, e| {
             if holds_frame(e.load(Ordering::Relaxed)) {
@@ -329,9 +343,10 @@ impl AddressSpace {
 
     /// Per-core mode: copies the canonical leaf of `va` into this CPU's own
     /// table (when this CPU runs the address space) and enters the CPU in
-    /// the page's CPU set.  Call under the lock (interrupts are off: the CPU
-    /// cannot change).  ENOMEM when a table could not be allocated.
-    fn install_local(&self, _g: &mut Inner, va: u64) -> Result<(), Fault> {
+    /// the page's CPU set.  Call under the range lock of `va` (interrupts
+    /// are off: the CPU cannot change).  ENOMEM when a table could not be
+    /// allocated.
+    fn install_local(&self, _g: &ranges::RangeGuard<'_>, va: u64) -> Result<(), Fault> {
         if !self.per_core {
             return Ok(());
         }
@@ -369,7 +384,6 @@ impl Drop for AddressSpace {
         // No CPU has this root loaded (each would hold a reference), and a
         // CR3 switch flushed their translations: free everything.
         let root = self.root;
-        let inner = self.inner.get_mut();
         paging::for_each_leaf(root, 0, USER_END, |_, e| {
             let cur = e.swap(0, Ordering::AcqRel);
             if holds_frame(cur) && cur & PTE_ANON != 0 {
@@ -385,7 +399,9 @@ impl Drop for AddressSpace {
                 paging::free_tables(PhysAddr::new(r));
             }
         }
-        inner.vmas = VmaMap::new();
+        for map in self.ranges.maps_mut() {
+            map.clear();
+        }
         LIVE.fetch_sub(1, Ordering::Relaxed);
     }
 }
