@@ -54,6 +54,28 @@ pub struct Entry {
     pub inode: Arc<Inode>,
     pub client: u64,
     pub access: Access,
+    /// For an I/O handle of a regular file: its count in the inode's I/O
+    /// users (`fs::Inode::io_open`), dropped when the handle and every
+    /// copy of its entry (requests running with it) are gone.
+    pub io: Option<Arc<IoUser>>,
+}
+
+/// A handle's place among the I/O users of its inode: while it lives,
+/// pages granted for one-copy I/O stay pages of the file system
+/// (`fs::Inode::grant_read`).
+pub struct IoUser(Arc<Inode>);
+
+impl IoUser {
+    pub fn new(inode: Arc<Inode>) -> Arc<IoUser> {
+        inode.io_open();
+        Arc::new(IoUser(inode))
+    }
+}
+
+impl Drop for IoUser {
+    fn drop(&mut self) {
+        self.0.io_close();
+    }
 }
 
 struct Slot {
