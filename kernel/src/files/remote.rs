@@ -51,9 +51,22 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-/// Turns delegation on (boot, `structure=servers`).
-pub fn set_active() {
+/// Whether `read`/`write` of server files copy once, between the
+/// server's granted page-cache pages and the user buffer
+/// (`servers.copy=one`, the default), or twice through messages.
+static ONE_COPY: AtomicBool = AtomicBool::new(true);
+
+/// Turns delegation on (boot, `structure=servers`), with the copy mode
+/// of `servers.copy=`.
+pub fn set_active(copy: crate::cmdline::ServerCopy) {
+    ONE_COPY.store(copy == crate::cmdline::ServerCopy::One, Ordering::Relaxed);
     ACTIVE.store(true, Ordering::Relaxed);
+}
+
+/// Whether file data moves in one copy (`servers.copy=one`).
+#[inline]
+pub fn one_copy() -> bool {
+    ONE_COPY.load(Ordering::Relaxed)
 }
 
 /// Records the server's pid (its own file calls are refused).
@@ -162,6 +175,68 @@ pub fn map_pages(handle: Handle, index: u64, count: u32) -> Result<Vec<u64>, Err
             Reply::Pages(p) if p.len() / 8 <= count as usize => {
                 Some(fsproto::page_addrs(p).collect())
             }
+            _ => None,
+        },
+    )
+}
+
+/// A grant reply: bytes the caller may copy, truncate epoch, page
+/// addresses in the server (0: a hole).
+pub type Grant = (usize, u64, Vec<u64>);
+
+fn grant_reply(req: &Request<'_>, offset: u64, asked: u64) -> Result<Grant, Errno> {
+    with(req, |r| match r {
+        // As many pages as the bytes span, never more bytes than asked.
+        Reply::Grant { len, epoch, pages }
+            if len <= asked
+                && pages.len() as u64 / 8 == fsproto::pages_spanned(offset, len) =>
+        {
+            Some((len as usize, epoch, fsproto::page_addrs(pages).collect()))
+        }
+        _ => None,
+    })
+}
+
+/// `ReadPages`: the pages behind at most `len` (≤ `MAX_IO_BYTES`) bytes
+/// at `offset` (fewer bytes only at the end of the file).
+pub fn read_grant(handle: Handle, offset: u64, len: u64) -> Result<Grant, Errno> {
+    grant_reply(
+        &Request::ReadPages {
+            handle,
+            offset,
+            len,
+        },
+        offset,
+        len,
+    )
+}
+
+/// `WritePages`: pages ready for at most `len` (1..=`MAX_IO_BYTES`) bytes
+/// at `offset`.
+pub fn write_grant(handle: Handle, offset: u64, len: u64) -> Result<Grant, Errno> {
+    grant_reply(
+        &Request::WritePages {
+            handle,
+            offset,
+            len,
+        },
+        offset,
+        len,
+    )
+}
+
+/// `WriteDone`: `count` bytes were copied to `offset`; the offset after
+/// them (`EAGAIN`: a truncate came in between, write again).
+pub fn write_done(handle: Handle, offset: u64, count: u64, epoch: u64) -> Result<u64, Errno> {
+    with(
+        &Request::WriteDone {
+            handle,
+            offset,
+            count,
+            epoch,
+        },
+        |r| match r {
+            Reply::Written { count: c, end } if c == count => Some(end),
             _ => None,
         },
     )
