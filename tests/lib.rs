@@ -220,6 +220,31 @@ pub fn run_structure(
     structure: comparison::run::Structure,
     argv0: Option<&str>,
 ) -> RunResult {
+    run_structure_with(
+        program,
+        cores,
+        args,
+        files,
+        timeout_secs,
+        structure,
+        argv0,
+        "",
+    )
+}
+
+/// `run_structure` with extra kernel command-line words (such as
+/// `servers.copy=two`).
+#[allow(clippy::too_many_arguments)]
+pub fn run_structure_with(
+    program: &std::path::Path,
+    cores: usize,
+    args: &[&str],
+    files: &[(PathBuf, &str)],
+    timeout_secs: u64,
+    structure: comparison::run::Structure,
+    argv0: Option<&str>,
+    cmdline: &str,
+) -> RunResult {
     let request = RunRequest {
         system: System::Ours,
         program: program.to_path_buf(),
@@ -229,7 +254,7 @@ pub fn run_structure(
             .collect(),
         args: args.iter().map(|a| a.to_string()).collect(),
         locks: LockMode::PerCpu,
-        extra_cmdline: String::new(),
+        extra_cmdline: cmdline.to_string(),
         vm: vm(cores, timeout_secs),
         echo: Echo::Quiet,
     };

@@ -22,7 +22,24 @@ use integration_tests::*;
 const TIMEOUT: u64 = 300;
 
 fn servers(name: &str, cores: usize) -> comparison::run::RunResult {
-    let result = run_structure(
+    servers_copy(name, cores, Copy::One)
+}
+
+/// How `read`/`write` of server files move data (`servers.copy=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Copy {
+    /// Once, from the server's granted page-cache pages (the default).
+    One,
+    /// Twice, through 8 KiB messages.
+    Two,
+}
+
+fn servers_copy(name: &str, cores: usize, copy: Copy) -> comparison::run::RunResult {
+    let cmdline = match copy {
+        Copy::One => "",
+        Copy::Two => "servers.copy=two",
+    };
+    let result = run_structure_with(
         &program(name),
         cores,
         &[],
@@ -30,6 +47,7 @@ fn servers(name: &str, cores: usize) -> comparison::run::RunResult {
         TIMEOUT,
         Structure::Servers,
         None,
+        cmdline,
     );
     check_run(
         &result,
@@ -105,7 +123,16 @@ fn hello_on_two_cpus() {
 
 #[test]
 fn files_matches_monolithic_on_one_cpu() {
-    let ours = servers("files", 1);
+    files_matches_monolithic(Copy::One);
+}
+
+#[test]
+fn files_matches_monolithic_with_two_copies() {
+    files_matches_monolithic(Copy::Two);
+}
+
+fn files_matches_monolithic(copy: Copy) {
+    let ours = servers_copy("files", 1, copy);
     expect_pass(&ours, "files");
     let base = monolithic("files", 1);
     expect_pass(&base, "files");
@@ -113,7 +140,7 @@ fn files_matches_monolithic_on_one_cpu() {
         check_run(
             &ours,
             false,
-            &format!("files differs from monolithic:\n{diff}"),
+            &format!("files ({copy:?} copy) differs from monolithic:\n{diff}"),
         );
     }
 }
@@ -141,17 +168,27 @@ fn fs_stress_on_two_cpus() {
 #[test]
 fn posix_diff_matches_monolithic() {
     for cores in [1, 2] {
-        let ours = servers("posix_diff", cores);
-        expect_exit(&ours, 0);
-        let base = monolithic("posix_diff", cores);
-        expect_exit(&base, 0);
-        if let Err(diff) = same_output(&base.output, &ours.output) {
-            check_run(
-                &ours,
-                false,
-                &format!("posix_diff on {cores} vCPUs differs from monolithic:\n{diff}"),
-            );
-        }
+        posix_diff_same(cores, Copy::One);
+    }
+}
+
+/// The two-copy path (`servers.copy=two`) still gives the same lines.
+#[test]
+fn posix_diff_matches_monolithic_with_two_copies() {
+    posix_diff_same(1, Copy::Two);
+}
+
+fn posix_diff_same(cores: usize, copy: Copy) {
+    let ours = servers_copy("posix_diff", cores, copy);
+    expect_exit(&ours, 0);
+    let base = monolithic("posix_diff", cores);
+    expect_exit(&base, 0);
+    if let Err(diff) = same_output(&base.output, &ours.output) {
+        check_run(
+            &ours,
+            false,
+            &format!("posix_diff on {cores} vCPUs ({copy:?} copy) differs from monolithic:\n{diff}"),
+        );
     }
 }
 
@@ -166,8 +203,8 @@ fn readpath_passes() {
 /// kernel's lines (which are Linux's).
 #[test]
 fn mapcoherence_matches_monolithic() {
-    for cores in [1, 2] {
-        let ours = servers("mapcoherence", cores);
+    for (cores, copy) in [(1, Copy::One), (2, Copy::One), (1, Copy::Two)] {
+        let ours = servers_copy("mapcoherence", cores, copy);
         expect_pass(&ours, "mapcoherence");
         let base = monolithic("mapcoherence", cores);
         expect_pass(&base, "mapcoherence");
@@ -175,7 +212,9 @@ fn mapcoherence_matches_monolithic() {
             check_run(
                 &ours,
                 false,
-                &format!("mapcoherence on {cores} vCPUs differs from monolithic:\n{diff}"),
+                &format!(
+                    "mapcoherence on {cores} vCPUs ({copy:?} copy) differs from monolithic:\n{diff}"
+                ),
             );
         }
     }

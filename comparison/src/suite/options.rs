@@ -26,6 +26,10 @@ pub enum SuiteSystem {
     /// This kernel with `structure=servers`: file system calls go to the
     /// user-mode file server `fsd` (docs/SERVERS.md); per-CPU locks.
     OursServers,
+    /// `ours-servers` with `servers.copy=two`: `read`/`write` of server
+    /// files copy through 8 KiB messages instead of once from the
+    /// server's page-cache pages (what sharing the pages buys).
+    OursServersCopy2,
     /// Debian's Linux kernel, same VM and initramfs.
     Linux,
     /// The same Linux booted with `mitigations=off` (no Spectre/Meltdown
@@ -81,6 +85,7 @@ pub const ALL: &[SuiteSystem] = &[
     SuiteSystem::Ours,
     SuiteSystem::OursGlobal,
     SuiteSystem::OursServers,
+    SuiteSystem::OursServersCopy2,
     SuiteSystem::Linux,
     SuiteSystem::LinuxNoMitig,
 ];
@@ -114,6 +119,12 @@ impl SuiteSystem {
                 structure: Structure::Servers,
                 unsupported: SERVERS_UNSUPPORTED,
                 ..plain("ours-servers", System::Ours, LockMode::PerCpu)
+            },
+            SuiteSystem::OursServersCopy2 => SystemSpec {
+                structure: Structure::Servers,
+                cmdline: "servers.copy=two",
+                unsupported: SERVERS_UNSUPPORTED,
+                ..plain("ours-servers-copy2", System::Ours, LockMode::PerCpu)
             },
             SuiteSystem::Linux => plain("linux", System::Linux, LockMode::PerCpu),
             SuiteSystem::LinuxNoMitig => SystemSpec {
@@ -486,9 +497,16 @@ mod tests {
             (servers.kernel, servers.locks, servers.structure),
             (System::Ours, LockMode::PerCpu, Structure::Servers)
         );
-        for sys in ALL.iter().filter(|s| **s != SuiteSystem::OursServers) {
+        let copy2 = SuiteSystem::parse("ours-servers-copy2").unwrap().spec();
+        assert_eq!(
+            (copy2.kernel, copy2.structure, copy2.cmdline),
+            (System::Ours, Structure::Servers, "servers.copy=two")
+        );
+        let servers_systems = [SuiteSystem::OursServers, SuiteSystem::OursServersCopy2];
+        for sys in ALL.iter().filter(|s| !servers_systems.contains(s)) {
             assert_eq!(sys.structure(), Structure::Monolithic, "{sys:?}");
         }
+        assert!(!DEFAULT_SYSTEMS.split(',').any(|n| n == "ours-servers-copy2"));
         // The default systems parse, in display order.
         let defaults = parse_systems(DEFAULT_SYSTEMS).unwrap();
         assert!(defaults.contains(&SuiteSystem::OursServers) && defaults.len() == 4);
