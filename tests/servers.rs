@@ -65,6 +65,15 @@ fn servers_copy(name: &str, cores: usize, copy: Copy) -> comparison::run::RunRes
             .contains("servers: network server /.servers/netd is pid"),
         "expected the kernel to start the network server",
     );
+    let mode = match copy {
+        Copy::One => "(servers.copy=one)",
+        Copy::Two => "(servers.copy=two)",
+    };
+    check_run(
+        &result,
+        result.outcome.serial.contains(mode),
+        &format!("expected the kernel to log {mode}"),
+    );
     result
 }
 

@@ -59,8 +59,18 @@ static ONE_COPY: AtomicBool = AtomicBool::new(true);
 /// Turns delegation on (boot, `structure=servers`), with the copy mode
 /// of `servers.copy=`.
 pub fn set_active(copy: crate::cmdline::ServerCopy) {
-    ONE_COPY.store(copy == crate::cmdline::ServerCopy::One, Ordering::Relaxed);
+    let one = copy == crate::cmdline::ServerCopy::One;
+    ONE_COPY.store(one, Ordering::Relaxed);
     ACTIVE.store(true, Ordering::Relaxed);
+    log::info!(
+        "servers: file data copied {} (servers.copy={})",
+        if one {
+            "once, from granted page-cache pages"
+        } else {
+            "twice, through messages"
+        },
+        if one { "one" } else { "two" }
+    );
 }
 
 /// Whether file data moves in one copy (`servers.copy=one`).
