@@ -127,8 +127,9 @@ struct SharingArgs {
 #[derive(clap::Args)]
 struct SuiteArgs {
     /// Systems, comma-separated: ours, ours-global, ours-servers (our
-    /// kernel with `structure=servers`), linux, linux-nomitig (Linux booted
-    /// with `mitigations=off`).
+    /// kernel with `structure=servers`), ours-servers-copy2 (the same with
+    /// `servers.copy=two`: file data through messages), linux,
+    /// linux-nomitig (Linux booted with `mitigations=off`).
     #[arg(long, default_value = comparison::suite::options::DEFAULT_SYSTEMS)]
     systems: String,
     /// Core counts, comma-separated or ranges (1,2,4 or 1-4); default 1..host cores.
