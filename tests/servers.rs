@@ -196,7 +196,9 @@ fn posix_diff_same(cores: usize, copy: Copy) {
         check_run(
             &ours,
             false,
-            &format!("posix_diff on {cores} vCPUs ({copy:?} copy) differs from monolithic:\n{diff}"),
+            &format!(
+                "posix_diff on {cores} vCPUs ({copy:?} copy) differs from monolithic:\n{diff}"
+            ),
         );
     }
 }

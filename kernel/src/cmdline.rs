@@ -461,7 +461,10 @@ mod tests {
         assert_eq!(parse_ok("structure=servers").structure, Structure::Servers);
         assert!(parse("structure=micro", |_| {}).is_err());
         let o = parse_ok("structure=servers servers.copy=two");
-        assert_eq!((o.structure, o.server_copy), (Structure::Servers, ServerCopy::Two));
+        assert_eq!(
+            (o.structure, o.server_copy),
+            (Structure::Servers, ServerCopy::Two)
+        );
         assert_eq!(parse_ok("servers.copy=one").server_copy, ServerCopy::One);
         assert!(parse("servers.copy=zero", |_| {}).is_err());
         assert!(parse("servers.copy=", |_| {}).is_err());

@@ -506,7 +506,9 @@ mod tests {
         for sys in ALL.iter().filter(|s| !servers_systems.contains(s)) {
             assert_eq!(sys.structure(), Structure::Monolithic, "{sys:?}");
         }
-        assert!(!DEFAULT_SYSTEMS.split(',').any(|n| n == "ours-servers-copy2"));
+        assert!(!DEFAULT_SYSTEMS
+            .split(',')
+            .any(|n| n == "ours-servers-copy2"));
         // The default systems parse, in display order.
         let defaults = parse_systems(DEFAULT_SYSTEMS).unwrap();
         assert!(defaults.contains(&SuiteSystem::OursServers) && defaults.len() == 4);

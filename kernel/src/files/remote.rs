@@ -198,8 +198,7 @@ fn grant_reply(req: &Request<'_>, offset: u64, asked: u64) -> Result<Grant, Errn
     with(req, |r| match r {
         // As many pages as the bytes span, never more bytes than asked.
         Reply::Grant { len, epoch, pages }
-            if len <= asked
-                && pages.len() as u64 / 8 == fsproto::pages_spanned(offset, len) =>
+            if len <= asked && pages.len() as u64 / 8 == fsproto::pages_spanned(offset, len) =>
         {
             Some((len as usize, epoch, fsproto::page_addrs(pages).collect()))
         }

@@ -93,7 +93,9 @@ fn copy(
             match server.pin_for_io(addr) {
                 Ok(f) => Some(f),
                 Err(e) => {
-                    log::warn!("servers: a grant named {addr:#x}, not a page of the server ({e:?})");
+                    log::warn!(
+                        "servers: a grant named {addr:#x}, not a page of the server ({e:?})"
+                    );
                     return (done, Some(Errno::EIO));
                 }
             }

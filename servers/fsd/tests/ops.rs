@@ -712,7 +712,12 @@ fn poke(addr: u64, at: usize, data: &[u8]) {
 }
 
 /// A one-copy read as the kernel does it: grant, then copy from the pages.
-fn grant_read_all(c: &fsd::client::Client<fsd::channel::ClientEnd>, h: Handle, offset: u64, len: u64) -> Vec<u8> {
+fn grant_read_all(
+    c: &fsd::client::Client<fsd::channel::ClientEnd>,
+    h: Handle,
+    offset: u64,
+    len: u64,
+) -> Vec<u8> {
     let (n, epoch, pages) = c.read_grant(h, offset, len).unwrap();
     assert_eq!(epoch, 0);
     assert_eq!(pages.len() as u64, fsproto::pages_spanned(offset, n));
@@ -819,9 +824,18 @@ fn grant_errors_are_errnos() {
         });
         m.map(|m| m.label)
     };
-    assert_eq!(raw(Op::ReadPages, [h.0, 0, 1, 5], vec![]), Ok(Errno::EINVAL.0 as u64));
-    assert_eq!(raw(Op::WritePages, [h.0, 0, 1, 0], vec![1]), Ok(Errno::EINVAL.0 as u64));
-    assert_eq!(raw(Op::WriteDone, [h.0, 0, 1, 0], vec![1, 2]), Ok(Errno::EINVAL.0 as u64));
+    assert_eq!(
+        raw(Op::ReadPages, [h.0, 0, 1, 5], vec![]),
+        Ok(Errno::EINVAL.0 as u64)
+    );
+    assert_eq!(
+        raw(Op::WritePages, [h.0, 0, 1, 0], vec![1]),
+        Ok(Errno::EINVAL.0 as u64)
+    );
+    assert_eq!(
+        raw(Op::WriteDone, [h.0, 0, 1, 0], vec![1, 2]),
+        Ok(Errno::EINVAL.0 as u64)
+    );
     // A commit no grant could have given: a range with no pages.
     let (_, epoch, _) = c.write_grant(h, 0, 1).unwrap();
     assert_eq!(c.write_done(h, 1 << 30, 10, epoch), Err(Errno::EINVAL));

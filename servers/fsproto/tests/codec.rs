@@ -541,7 +541,11 @@ fn grants_round_trip_and_refuse_what_no_server_sends() {
             words,
             payload,
         };
-        assert_eq!(Request::decode(bad.view()), Err(Errno::EINVAL), "{op:?} {words:?}");
+        assert_eq!(
+            Request::decode(bad.view()),
+            Err(Errno::EINVAL),
+            "{op:?} {words:?}"
+        );
     }
     assert_eq!(pages_spanned(4095, 2), 2);
     assert_eq!(pages_spanned(4096, 4096), 1);
@@ -558,7 +562,9 @@ fn grants_round_trip_and_refuse_what_no_server_sends() {
     }
     .encode()
     .unwrap();
-    let Ok(Ok(Reply::Grant { len: 5000, pages, .. })) = Reply::decode(Op::ReadPages, m.view())
+    let Ok(Ok(Reply::Grant {
+        len: 5000, pages, ..
+    })) = Reply::decode(Op::ReadPages, m.view())
     else {
         panic!("a read grant decodes");
     };
@@ -577,7 +583,11 @@ fn grants_round_trip_and_refuse_what_no_server_sends() {
             words,
             payload: encode_page_addrs(&addrs),
         };
-        assert_eq!(Reply::decode(Op::ReadPages, bad.view()), Err(Errno::EINVAL), "{words:?}");
+        assert_eq!(
+            Reply::decode(Op::ReadPages, bad.view()),
+            Err(Errno::EINVAL),
+            "{words:?}"
+        );
     }
     let empty = Reply::Grant {
         len: 0,
