@@ -73,6 +73,23 @@ pub fn set_active(copy: crate::cmdline::ServerCopy) {
     );
 }
 
+/// Bumped after every delegated call that may change any file's size or
+/// turn a hole into a page (writes, truncates, `O_TRUNC` opens, `MapPages`,
+/// `Attach`): read grants kept by `remote_io::ReadCache` are valid only
+/// while it is unchanged.  One global counter, not per CPU: a reader on
+/// any CPU must see every writer's change before it trusts a kept grant.
+static DATA_EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// The current data epoch (see `DATA_EPOCH`).
+pub fn data_epoch() -> u64 {
+    DATA_EPOCH.load(Ordering::SeqCst)
+}
+
+/// A file's size or pages may have changed (see `DATA_EPOCH`).
+pub fn data_changed() {
+    DATA_EPOCH.fetch_add(1, Ordering::SeqCst);
+}
+
 /// Whether file data moves in one copy (`servers.copy=one`).
 #[inline]
 pub fn one_copy() -> bool {
@@ -175,6 +192,8 @@ pub fn defer_drop(obj: Box<dyn Any + Send>) {
 /// `MapPages`: the server's addresses of pages `index ..` (at most
 /// `count`, at least one; fewer at the end of the file) of `handle`.
 pub fn map_pages(handle: Handle, index: u64, count: u32) -> Result<Vec<u64>, Errno> {
+    // Holes in the window get pages.
+    let _bump = Bump;
     with(
         &Request::MapPages {
             handle,
@@ -237,6 +256,7 @@ pub fn write_grant(handle: Handle, offset: u64, len: u64) -> Result<Grant, Errno
 /// `WriteDone`: `count` bytes were copied to `offset`; the offset after
 /// them (`EAGAIN`: a truncate came in between, write again).
 pub fn write_done(handle: Handle, offset: u64, count: u64, epoch: u64) -> Result<u64, Errno> {
+    let _bump = Bump;
     with(
         &Request::WriteDone {
             handle,
@@ -249,6 +269,16 @@ pub fn write_done(handle: Handle, offset: u64, count: u64, epoch: u64) -> Result
             _ => None,
         },
     )
+}
+
+/// Calls `data_changed` when dropped: after the call it guards, whatever
+/// its result (an interrupted call may still have been done).
+struct Bump;
+
+impl Drop for Bump {
+    fn drop(&mut self) {
+        data_changed();
+    }
 }
 
 /// Drops a handle at the server; when the close cannot be sent now (a
@@ -274,6 +304,8 @@ pub struct RemoteHandle {
     pub ino: u64,
     pub dev: u64,
     owned: bool,
+    /// Read grants kept for this open file (`remote_io::ReadCache`).
+    pub cache: spin::Mutex<super::remote_io::ReadCache>,
 }
 
 impl RemoteHandle {
@@ -284,6 +316,7 @@ impl RemoteHandle {
             ino: info.ino,
             dev: info.dev,
             owned: true,
+            cache: spin::Mutex::new(Default::default()),
         }
     }
 
@@ -295,6 +328,7 @@ impl RemoteHandle {
             ino: 0,
             dev: 0,
             owned: false,
+            cache: spin::Mutex::new(Default::default()),
         }
     }
 
@@ -318,6 +352,7 @@ impl Drop for RemoteHandle {
 /// Starts the kernel's client generation: every handle of an earlier one
 /// goes stale; the new root handle is kept.
 pub fn attach() -> Result<Handle, Errno> {
+    let _bump = Bump;
     let (h, _) = handle_reply(&Request::Attach)?;
     ROOT.store(h.0, Ordering::Release);
     Ok(h)
@@ -331,6 +366,7 @@ fn handle_reply(req: &Request<'_>) -> Result<(Handle, NodeInfo), Errno> {
 }
 
 pub fn open(dir: Handle, path: &str, flags: u32, mode: u32) -> Result<RemoteHandle, Errno> {
+    let _bump = (flags & abi::fcntl::O_TRUNC != 0).then_some(Bump);
     let (h, info) = handle_reply(&Request::Open {
         dir,
         path,
@@ -383,6 +419,7 @@ pub fn pwrite(
     data: &[u8],
     append: bool,
 ) -> Result<(usize, u64), Errno> {
+    let _bump = Bump;
     let mut written = 0usize;
     let mut end = offset;
     loop {
@@ -454,6 +491,7 @@ pub fn statfs(at: At<'_>) -> Result<Statfs, Errno> {
 }
 
 pub fn truncate(at: At<'_>, size: u64) -> Result<(), Errno> {
+    let _bump = Bump;
     done(&Request::Truncate { at, size })
 }
 

@@ -26,6 +26,18 @@
 //!   truncate epoch changed) and those bytes are written again through a
 //!   message, so the result is the write after the truncate.
 //!
+//! **Kept read grants** (`ReadCache`, one per open file description): the
+//! pinned frames of the pages a read was granted, and what the reads
+//! learnt about the size, stay with the description while the data epoch
+//! (`remote::data_epoch`, bumped after every delegated call that may
+//! change a size or fill a hole: writes, truncates, `O_TRUNC`, `MapPages`)
+//! is unchanged; a read wholly covered by them needs no call at all.  A
+//! store through a shared mapping lands in the same frames, so they stay
+//! right.  The description's handle is open while its cache lives, so the
+//! server keeps the pages (above); the pins go with the cache.  A read that
+//! races a write or truncate and uses kept grants is ordered before it
+//! (the epoch moves before that call returns).
+//!
 //! What stays on the message path (`remote::pread`/`pwrite`): `O_APPEND`
 //! writes (the server picks the offset and writes in one step, so
 //! concurrent appenders do not overlap), empty transfers, and ranges that
@@ -37,7 +49,9 @@
 //! `unsafe` (the copies are `UserSlice::write_from_frame` /
 //! `read_into_frame`).
 
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use abi::fcntl::O_APPEND;
 use abi::Errno;
@@ -46,7 +60,7 @@ use fsproto::{Handle, MAX_IO_BYTES};
 use super::file::File;
 use super::remote;
 use crate::memory::vm::uaccess::UserAddr;
-use crate::memory::vm::{self, AddressSpace};
+use crate::memory::vm::{self, AddressSpace, PinnedFrame};
 
 const PAGE: u64 = vm::PAGE_SIZE;
 
@@ -66,15 +80,40 @@ enum Dir {
     In,
 }
 
-/// Copies `n` bytes of the file at `offset` between the granted pages
-/// `addrs` (one per page the range touches) and the user buffer `buf`,
+/// A granted page: its pinned frame, or `None` for a hole (zeros).
+type Frame = Option<Arc<PinnedFrame>>;
+
+/// Pins the frames behind the granted addresses `addrs` (0: a hole, only
+/// in a read).  `EIO` (logged) for an address that is not a page of the
+/// server.
+fn pin_all(server: &AddressSpace, addrs: &[u64]) -> Result<Vec<Frame>, Errno> {
+    addrs
+        .iter()
+        .map(|&addr| {
+            if addr == 0 {
+                return Ok(None);
+            }
+            server
+                .pin_for_io(addr)
+                .map(|f| Some(Arc::new(f)))
+                .map_err(|e| {
+                    log::warn!(
+                        "servers: a grant named {addr:#x}, not a page of the server ({e:?})"
+                    );
+                    Errno::EIO
+                })
+        })
+        .collect()
+}
+
+/// Copies `n` bytes of the file at `offset` between the pinned pages
+/// `frames` (one per page the range touches) and the user buffer `buf`,
 /// one piece per source and per destination page, so that a user page
 /// that faults leaves every byte before it copied and counted.  Returns
 /// the bytes copied and, when fewer than `n`, why (`EFAULT` for the user
-/// buffer, `EIO` for an address that is not a page of the server).
+/// buffer, `EIO` for a missing page).
 fn copy(
-    server: &AddressSpace,
-    addrs: &[u64],
+    frames: &[Frame],
     offset: u64,
     n: usize,
     buf: UserAddr,
@@ -84,22 +123,12 @@ fn copy(
     let first = offset / PAGE;
     while done < n {
         let pos = offset + done as u64;
-        let Some(&addr) = addrs.get((pos / PAGE - first) as usize) else {
+        let Some(frame) = frames.get((pos / PAGE - first) as usize) else {
             return (done, Some(Errno::EIO));
         };
-        let frame = if addr == 0 && dir == Dir::Out {
-            None
-        } else {
-            match server.pin_for_io(addr) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    log::warn!(
-                        "servers: a grant named {addr:#x}, not a page of the server ({e:?})"
-                    );
-                    return (done, Some(Errno::EIO));
-                }
-            }
-        };
+        if frame.is_none() && dir == Dir::In {
+            return (done, Some(Errno::EIO));
+        }
         // The rest of this source page, piece by destination page.
         let page_end = ((pos / PAGE + 1) * PAGE - offset) as usize;
         let stop = page_end.min(n);
@@ -109,7 +138,7 @@ fn copy(
             let room = (PAGE - dst.raw() % PAGE) as usize;
             let len = room.min(stop - done);
             let in_page = (p % PAGE) as usize;
-            let res = dst.slice(len).and_then(|s| match (&frame, dir) {
+            let res = dst.slice(len).and_then(|s| match (frame, dir) {
                 (Some(f), Dir::Out) => s.write_from_frame(f, in_page),
                 (Some(f), Dir::In) => s.read_into_frame(f, in_page),
                 (None, _) => s.zero(),
@@ -119,10 +148,76 @@ fn copy(
             }
             done += len;
         }
-        // The pin goes here, after the last copy from this page.
-        drop(frame);
     }
     (done, None)
+}
+
+/// Most pages a description keeps grants of (beyond, the cache starts
+/// over): a bound on the frames one open file pins.
+const CACHE_PAGES: usize = 1024;
+
+/// Read grants kept by one open file description (see the module
+/// comment): valid for data epoch `epoch` only.
+#[derive(Default)]
+pub struct ReadCache {
+    epoch: u64,
+    /// The file is at least this long (the end of a granted read).
+    at_least: u64,
+    /// Its exact size, once a read came back short.
+    eof: Option<u64>,
+    /// Page index -> its frame (`None`: a hole).
+    pages: BTreeMap<u64, Frame>,
+}
+
+impl core::fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ReadCache({} pages)", self.pages.len())
+    }
+}
+
+impl ReadCache {
+    /// The readable bytes of a read of `want` at `pos` and their frames,
+    /// if the kept grants of `epoch` cover it.
+    fn lookup(&mut self, epoch: u64, pos: u64, want: u64) -> Option<(usize, Vec<Frame>)> {
+        if self.epoch != epoch {
+            *self = ReadCache {
+                epoch,
+                ..ReadCache::default()
+            };
+            return None;
+        }
+        let n = match self.eof {
+            Some(eof) => want.min(eof.saturating_sub(pos)),
+            None if pos.checked_add(want)? <= self.at_least => want,
+            None => return None,
+        };
+        let first = pos / PAGE;
+        let frames = (first..first + fsproto::pages_spanned(pos, n))
+            .map(|i| self.pages.get(&i).cloned())
+            .collect::<Option<Vec<Frame>>>()?;
+        Some((n as usize, frames))
+    }
+
+    /// Keeps the grant of a read of `want` at `pos` (of `epoch`) that gave
+    /// `n` bytes in `frames`.
+    fn insert(&mut self, epoch: u64, pos: u64, want: u64, n: u64, frames: &[Frame]) {
+        if self.epoch != epoch {
+            // Data changed since (or before) this grant: keep nothing.
+            return;
+        }
+        if self.pages.len() + frames.len() > CACHE_PAGES {
+            self.pages.clear();
+            self.at_least = 0;
+        }
+        self.at_least = self.at_least.max(pos + n);
+        if n < want {
+            self.eof = Some(pos + n);
+        }
+        let first = pos / PAGE;
+        for (i, f) in (first..).zip(frames) {
+            self.pages.insert(i, f.clone());
+        }
+    }
 }
 
 /// Whether `count` bytes at `at` stay below the largest file offset (the
@@ -130,6 +225,25 @@ fn copy(
 fn in_range(at: u64, count: usize) -> bool {
     at.checked_add(count as u64)
         .is_some_and(|e| e <= i64::MAX as u64)
+}
+
+/// The frames behind a read of `want` bytes at `pos`: from the kept
+/// grants of `cache`, or granted by one `ReadPages` call (and kept).
+fn grant(
+    cache: &spin::Mutex<ReadCache>,
+    server: &AddressSpace,
+    handle: Handle,
+    pos: u64,
+    want: u64,
+) -> Result<(usize, Vec<Frame>), Errno> {
+    let epoch = remote::data_epoch();
+    if let Some(hit) = cache.lock().lookup(epoch, pos, want) {
+        return Ok(hit);
+    }
+    let (n, _, addrs) = remote::read_grant(handle, pos, want)?;
+    let frames = pin_all(server, &addrs)?;
+    cache.lock().insert(epoch, pos, want, n as u64, &frames);
+    Ok((n, frames))
 }
 
 /// `read`/`pread64` of `count` (> 0) bytes of the server file `f` (handle
@@ -140,6 +254,7 @@ fn in_range(at: u64, count: usize) -> bool {
 pub fn read(
     f: &File,
     handle: Handle,
+    cache: &spin::Mutex<ReadCache>,
     buf: UserAddr,
     count: usize,
     offset: Option<u64>,
@@ -160,14 +275,15 @@ pub fn read(
     while done < count {
         let want = (count - done).min(MAX_IO_BYTES as usize);
         let pos = at + done as u64;
-        let (n, _, addrs) = match remote::read_grant(handle, pos, want as u64) {
+        let (n, frames) = match grant(cache, &server, handle, pos, want as u64) {
             Ok(g) => g,
             Err(e) => {
                 failed = Some(e);
                 break;
             }
         };
-        let (took, err) = copy(&server, &addrs, pos, n, buf.offset(done as u64), Dir::Out);
+        let (took, err) = copy(&frames, pos, n, buf.offset(done as u64), Dir::Out);
+        drop(frames);
         done += took;
         if err.is_some() {
             failed = err;
@@ -226,7 +342,15 @@ pub fn write(
                 break;
             }
         };
-        let (took, err) = copy(&server, &addrs, pos, n, src, Dir::In);
+        let frames = match pin_all(&server, &addrs) {
+            Ok(f) => f,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
+        let (took, err) = copy(&frames, pos, n, src, Dir::In);
+        drop(frames);
         let mut written = took;
         if took > 0 {
             match remote::write_done(handle, pos, took as u64, epoch) {

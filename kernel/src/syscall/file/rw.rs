@@ -19,7 +19,9 @@ fn do_read(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResul
     }
     if let Some(r) = f.as_remote() {
         if crate::files::remote::one_copy() {
-            if let Some(res) = crate::files::remote_io::read(f, r.handle, buf, count, offset) {
+            if let Some(res) =
+                crate::files::remote_io::read(f, r.handle, &r.cache, buf, count, offset)
+            {
                 return res;
             }
         }
