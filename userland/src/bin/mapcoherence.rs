@@ -129,10 +129,44 @@ fn big_transfers(path: &str, fact: &mut impl FnMut(&str, bool, String)) {
         zero && hw && seen == "hole",
         format!("zeros first: {zero}, then {seen}"),
     );
-    // SAFETY: our own mapping and descriptor.
+    // Reads through one descriptor, changes through another: every read
+    // sees the file as it is (growth, overwrite, shrink, a hole filled).
+    let rfd = open(path, libc::O_RDONLY);
+    let before = pread(rfd, 8, BIG * PAGE - 4).len();
+    let grew = pwrite(fd, b"longer!!", BIG * PAGE);
+    let after = text(&pread(rfd, 8, BIG * PAGE));
+    let over = pwrite(fd, b"NEW", 2);
+    let again = text(&pread(rfd, 3, 2));
+    // SAFETY: a plain call on our descriptor.
+    let shrunk = unsafe { libc::ftruncate(fd, (3 * PAGE) as i64) };
+    let short = pread(rfd, 2 * PAGE, 2 * PAGE).len();
+    let hole = pread(rfd, 4, 2 * PAGE + 5000);
+    // SAFETY: a plain call on our descriptor.
+    let regrown = unsafe { libc::ftruncate(fd, (8 * PAGE) as i64) };
+    let zeros = pread(rfd, 4, 6 * PAGE) == [0u8; 4];
+    let filled = pwrite(fd, b"fill", 6 * PAGE);
+    let seen_fill = text(&pread(rfd, 4, 6 * PAGE));
+    fact(
+        "reads of one descriptor follow writes and truncates of another",
+        before == 4
+            && grew
+            && after == "longer!!"
+            && over
+            && again == "NEW"
+            && shrunk == 0
+            && short == PAGE
+            && hole.is_empty()
+            && regrown == 0
+            && zeros
+            && filled
+            && seen_fill == "fill",
+        format!("{before} {after} {again} {short} {} {zeros} {seen_fill}", hole.len()),
+    );
+    // SAFETY: our own mapping and descriptors.
     unsafe {
         libc::munmap(m as *mut libc::c_void, BIG * PAGE);
         libc::close(fd);
+        libc::close(rfd);
     }
 }
 
