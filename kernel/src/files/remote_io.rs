@@ -81,7 +81,15 @@ enum Dir {
 }
 
 /// A granted page: its pinned frame, or `None` for a hole (zeros).
-type Frame = Option<Arc<PinnedFrame>>;
+type Frame = Option<PinnedFrame>;
+
+/// Another pin of the same page (`None` inside when it has too many).
+fn pin_again(f: &Frame) -> Option<Frame> {
+    match f {
+        Some(p) => p.pin_again().map(Some),
+        None => Some(None),
+    }
+}
 
 /// Pins the frames behind the granted addresses `addrs` (0: a hole, only
 /// in a read).  `EIO` (logged) for an address that is not a page of the
@@ -93,15 +101,10 @@ fn pin_all(server: &AddressSpace, addrs: &[u64]) -> Result<Vec<Frame>, Errno> {
             if addr == 0 {
                 return Ok(None);
             }
-            server
-                .pin_for_io(addr)
-                .map(|f| Some(Arc::new(f)))
-                .map_err(|e| {
-                    log::warn!(
-                        "servers: a grant named {addr:#x}, not a page of the server ({e:?})"
-                    );
-                    Errno::EIO
-                })
+            server.pin_for_io(addr).map(Some).map_err(|e| {
+                log::warn!("servers: a grant named {addr:#x}, not a page of the server ({e:?})");
+                Errno::EIO
+            })
         })
         .collect()
 }
@@ -152,8 +155,8 @@ fn copy(
     (done, None)
 }
 
-/// Most pages a description keeps grants of (beyond, the cache starts
-/// over): a bound on the frames one open file pins.
+/// Most pages a description keeps grants of (beyond, later grants are
+/// not kept): a bound on the frames one open file pins.
 const CACHE_PAGES: usize = 1024;
 
 /// Read grants kept by one open file description (see the module
@@ -193,7 +196,7 @@ impl ReadCache {
         };
         let first = pos / PAGE;
         let frames = (first..first + fsproto::pages_spanned(pos, n))
-            .map(|i| self.pages.get(&i).cloned())
+            .map(|i| self.pages.get(&i).and_then(pin_again))
             .collect::<Option<Vec<Frame>>>()?;
         Some((n as usize, frames))
     }
@@ -205,17 +208,26 @@ impl ReadCache {
             // Data changed since (or before) this grant: keep nothing.
             return;
         }
-        if self.pages.len() + frames.len() > CACHE_PAGES {
-            self.pages.clear();
-            self.at_least = 0;
-        }
+        // What the size is learnt stays true for this epoch.
         self.at_least = self.at_least.max(pos + n);
         if n < want {
             self.eof = Some(pos + n);
         }
+        // Full: keep what is kept (a stream through a large file would
+        // only churn).
+        if self.pages.len() + frames.len() > CACHE_PAGES {
+            return;
+        }
         let first = pos / PAGE;
         for (i, f) in (first..).zip(frames) {
-            self.pages.insert(i, f.clone());
+            if let alloc::collections::btree_map::Entry::Vacant(v) = self.pages.entry(i) {
+                match pin_again(f) {
+                    Some(p) => {
+                        v.insert(p);
+                    }
+                    None => return,
+                }
+            }
         }
     }
 }

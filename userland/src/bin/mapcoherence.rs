@@ -160,7 +160,10 @@ fn big_transfers(path: &str, fact: &mut impl FnMut(&str, bool, String)) {
             && zeros
             && filled
             && seen_fill == "fill",
-        format!("{before} {after} {again} {short} {} {zeros} {seen_fill}", hole.len()),
+        format!(
+            "{before} {after} {again} {short} {} {zeros} {seen_fill}",
+            hole.len()
+        ),
     );
     // SAFETY: our own mapping and descriptors.
     unsafe {

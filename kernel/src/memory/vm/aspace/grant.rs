@@ -77,6 +77,12 @@ impl AddressSpace {
 pub struct PinnedFrame(PhysAddr);
 
 impl PinnedFrame {
+    /// One more pin of the same frame (alive: this one pins it); `None`
+    /// when the frame has the most pins it can have.
+    pub fn pin_again(&self) -> Option<PinnedFrame> {
+        refcount::pin(self.0).then_some(PinnedFrame(self.0))
+    }
+
     /// The frame (for the copy routines of `uaccess`).
     pub(in crate::memory::vm) fn frame(&self) -> PhysAddr {
         self.0
