@@ -243,7 +243,6 @@ fn in_range(at: u64, count: usize) -> bool {
 /// grants of `cache`, or granted by one `ReadPages` call (and kept).
 fn grant(
     cache: &spin::Mutex<ReadCache>,
-    server: &AddressSpace,
     handle: Handle,
     pos: u64,
     want: u64,
@@ -253,7 +252,7 @@ fn grant(
         return Ok(hit);
     }
     let (n, _, addrs) = remote::read_grant(handle, pos, want)?;
-    let frames = pin_all(server, &addrs)?;
+    let frames = pin_all(&*server()?, &addrs)?;
     cache.lock().insert(epoch, pos, want, n as u64, &frames);
     Ok((n, frames))
 }
@@ -278,16 +277,12 @@ pub fn read(
     if count == 0 || !in_range(at, count) {
         return None;
     }
-    let server = match server() {
-        Ok(s) => s,
-        Err(e) => return Some(Err(e)),
-    };
     let mut done = 0usize;
     let mut failed = None;
     while done < count {
         let want = (count - done).min(MAX_IO_BYTES as usize);
         let pos = at + done as u64;
-        let (n, frames) = match grant(cache, &server, handle, pos, want as u64) {
+        let (n, frames) = match grant(cache, handle, pos, want as u64) {
             Ok(g) => g,
             Err(e) => {
                 failed = Some(e);
