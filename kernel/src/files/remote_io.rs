@@ -93,7 +93,8 @@ fn pin_again(f: &Frame) -> Option<Frame> {
 
 /// Pins the frames behind the granted addresses `addrs` (0: a hole, only
 /// in a read).  `EIO` (logged) for an address that is not a page of the
-/// server.
+/// server; `ENOMEM` when a frame has the most pins it can hold (many open
+/// files keeping it): the caller then moves that piece in messages.
 fn pin_all(server: &AddressSpace, addrs: &[u64]) -> Result<Vec<Frame>, Errno> {
     addrs
         .iter()
@@ -102,6 +103,9 @@ fn pin_all(server: &AddressSpace, addrs: &[u64]) -> Result<Vec<Frame>, Errno> {
                 return Ok(None);
             }
             server.pin_for_io(addr).map(Some).map_err(|e| {
+                if e == Errno::ENOMEM {
+                    return e;
+                }
                 log::warn!("servers: a grant named {addr:#x}, not a page of the server ({e:?})");
                 Errno::EIO
             })
@@ -282,15 +286,18 @@ pub fn read(
     while done < count {
         let want = (count - done).min(MAX_IO_BYTES as usize);
         let pos = at + done as u64;
-        let (n, frames) = match grant(cache, handle, pos, want as u64) {
-            Ok(g) => g,
+        let dst = buf.offset(done as u64);
+        let (n, took, err) = match grant(cache, handle, pos, want as u64) {
+            Ok((n, frames)) => {
+                let (took, err) = copy(&frames, pos, n, dst, Dir::Out);
+                (n, took, err)
+            }
+            Err(e) if e == Errno::ENOMEM => read_by_message(handle, pos, want, dst),
             Err(e) => {
                 failed = Some(e);
                 break;
             }
         };
-        let (took, err) = copy(&frames, pos, n, buf.offset(done as u64), Dir::Out);
-        drop(frames);
         done += took;
         if err.is_some() {
             failed = err;
@@ -351,6 +358,20 @@ pub fn write(
         };
         let frames = match pin_all(&server, &addrs) {
             Ok(f) => f,
+            // Pages with the most pins they can hold: this piece in messages.
+            Err(e) if e == Errno::ENOMEM => match rewrite(handle, pos, src, n) {
+                Ok(m) => {
+                    done += m;
+                    if m < n || n < want {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            },
             Err(e) => {
                 failed = Some(e);
                 break;
@@ -393,6 +414,34 @@ pub fn write(
         Some(e) if done == 0 => Err(e),
         _ => Ok(done),
     })
+}
+
+/// The two-copy read of at most `want` bytes at `pos` into `dst` (when
+/// the pages cannot be pinned): (bytes read, bytes copied out, why fewer).
+fn read_by_message(
+    handle: Handle,
+    pos: u64,
+    want: usize,
+    dst: UserAddr,
+) -> (usize, usize, Option<Errno>) {
+    let mut kbuf = match crate::memory::kbuf::zeroed(want) {
+        Ok(b) => b,
+        Err(e) => return (0, 0, Some(e)),
+    };
+    let n = match remote::pread(handle, pos, &mut kbuf[..want]) {
+        Ok(n) => n,
+        Err(e) => return (0, 0, Some(e)),
+    };
+    let mut took = 0;
+    while took < n {
+        let d = dst.offset(took as u64);
+        let len = ((PAGE - d.raw() % PAGE) as usize).min(n - took);
+        if d.write_bytes(&kbuf[took..took + len]).is_err() {
+            return (n, took, Some(Errno::EFAULT));
+        }
+        took += len;
+    }
+    (n, took, None)
 }
 
 /// The two-copy write of `len` bytes of `src` at `pos` (after a commit
