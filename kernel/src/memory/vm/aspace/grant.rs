@@ -78,9 +78,10 @@ pub struct PinnedFrame(PhysAddr);
 
 impl PinnedFrame {
     /// One more pin of the same frame (alive: this one pins it); `None`
-    /// when the frame has the most pins it can have.
+    /// when the frame has half the pins it can have already (kept read
+    /// grants must not starve the pins of mapping grants).
     pub fn pin_again(&self) -> Option<PinnedFrame> {
-        refcount::pin(self.0).then_some(PinnedFrame(self.0))
+        refcount::pin_pinned(self.0, 128).then_some(PinnedFrame(self.0))
     }
 
     /// The frame (for the copy routines of `uaccess`).
