@@ -9,7 +9,10 @@
 //! server's page cache); `readpath` passes and `mapcoherence` (shared
 //! mappings against `write`/`read` of another process through the server,
 //! truncates under mappings) passes with the monolithic output, on 1 and 2
-//! vCPUs; Debian's busybox-static runs `sh -c 'echo a; ls /'` with its
+//! vCPUs; `files`, `posix_diff` and `mapcoherence` also with
+//! `servers.copy=two` (file data through messages instead of one copy
+//! from granted page-cache pages; every run checks the kernel logged the
+//! mode it booted with); Debian's busybox-static runs `sh -c 'echo a; ls /'` with its
 //! root listed by the server.  Sockets (the network server `netd`):
 //! `net_diff` and `sockets` print the same lines as in the monolithic
 //! structure on 1 and 2 vCPUs, `net_stress` passes on both, and AF_INET
