@@ -7,8 +7,10 @@
 //! client generation (`attach`), the server's pid (its own file calls are
 //! refused, `EDEADLK`, instead of calling itself), server handles held by
 //! the kernel (`RemoteHandle`: closed when the last reference goes, or
-//! later if that close could not be sent), and one typed function per
-//! operation.
+//! later if that close could not be sent), the copy mode
+//! (`servers.copy=`, `one_copy`), the data epoch (bumped after every call
+//! that may change file data's size or holes; `remote_io` keeps read
+//! grants while it is unchanged), and one typed function per operation.
 //!
 //! Invariants: a server that is gone, or a reply that is not one the
 //! operation can have, is `EIO` for the caller, never a panic; `EINTR`
@@ -19,7 +21,10 @@
 //! Per-core: nothing here is per-CPU yet; the service lookup takes the
 //! IPC registry's lock in shared mode (see `ipc::service`), and the
 //! deferred-close list is a global lock touched only when a close could
-//! not be sent (a counter is read on each call instead).
+//! not be sent (a counter is read on each call instead).  The data epoch
+//! is one global counter written by every delegated write and truncate:
+//! a reader on any CPU must see every writer's change (a per-file epoch
+//! would be finer; see docs/SERVERS.md "Copy modes").
 //!
 //! Must not: hold a lock across a call, touch user memory (the system-call
 //! layer copies), or use `unsafe`.

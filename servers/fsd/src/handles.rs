@@ -2,7 +2,9 @@
 //! files, directories `*at` calls start from, roots and working
 //! directories), named by numbers it hands out.
 //!
-//! Owns `HandleTable`.  A handle is `index | shard << 24 | seq << 32`:
+//! Owns `HandleTable` and `IoUser` (an I/O handle's count among its
+//! inode's I/O users: while any is open, pages granted for one-copy I/O
+//! stay the file system's, see `fs::Inode::grant_read`).  A handle is `index | shard << 24 | seq << 32`:
 //! `shard` is the table shard it lives in (the server thread that made
 //! it), `index` its slot there, `seq` the slot's reuse count (never 0, so
 //! handle 0 is never valid), so a closed handle, a reused slot,
