@@ -9,7 +9,10 @@
 //! server's page cache); `readpath` passes and `mapcoherence` (shared
 //! mappings against `write`/`read` of another process through the server,
 //! truncates under mappings) passes with the monolithic output, on 1 and 2
-//! vCPUs; Debian's busybox-static runs `sh -c 'echo a; ls /'` with its
+//! vCPUs; `files`, `posix_diff` and `mapcoherence` also with
+//! `servers.copy=two` (file data through messages instead of one copy
+//! from granted page-cache pages; every run checks the kernel logged the
+//! mode it booted with); Debian's busybox-static runs `sh -c 'echo a; ls /'` with its
 //! root listed by the server.  Sockets (the network server `netd`):
 //! `net_diff` and `sockets` print the same lines as in the monolithic
 //! structure on 1 and 2 vCPUs, `net_stress` passes on both, and AF_INET
@@ -27,7 +30,24 @@ use integration_tests::*;
 const TIMEOUT: u64 = 300;
 
 fn servers(name: &str, cores: usize) -> comparison::run::RunResult {
-    let result = run_structure(
+    servers_copy(name, cores, Copy::One)
+}
+
+/// How `read`/`write` of server files move data (`servers.copy=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Copy {
+    /// Once, from the server's granted page-cache pages (the default).
+    One,
+    /// Twice, through 8 KiB messages.
+    Two,
+}
+
+fn servers_copy(name: &str, cores: usize, copy: Copy) -> comparison::run::RunResult {
+    let cmdline = match copy {
+        Copy::One => "",
+        Copy::Two => "servers.copy=two",
+    };
+    let result = run_structure_cmdline(
         &program(name),
         cores,
         &[],
@@ -35,6 +55,7 @@ fn servers(name: &str, cores: usize) -> comparison::run::RunResult {
         TIMEOUT,
         Structure::Servers,
         None,
+        cmdline,
     );
     check_run(
         &result,
@@ -51,6 +72,15 @@ fn servers(name: &str, cores: usize) -> comparison::run::RunResult {
             .serial
             .contains("servers: network server /.servers/netd is pid"),
         "expected the kernel to start the network server",
+    );
+    let mode = match copy {
+        Copy::One => "(servers.copy=one)",
+        Copy::Two => "(servers.copy=two)",
+    };
+    check_run(
+        &result,
+        result.outcome.serial.contains(mode),
+        &format!("expected the kernel to log {mode}"),
     );
     result
 }
@@ -110,7 +140,16 @@ fn hello_on_two_cpus() {
 
 #[test]
 fn files_matches_monolithic_on_one_cpu() {
-    let ours = servers("files", 1);
+    files_matches_monolithic(Copy::One);
+}
+
+#[test]
+fn files_matches_monolithic_with_two_copies() {
+    files_matches_monolithic(Copy::Two);
+}
+
+fn files_matches_monolithic(copy: Copy) {
+    let ours = servers_copy("files", 1, copy);
     expect_pass(&ours, "files");
     let base = monolithic("files", 1);
     expect_pass(&base, "files");
@@ -118,7 +157,7 @@ fn files_matches_monolithic_on_one_cpu() {
         check_run(
             &ours,
             false,
-            &format!("files differs from monolithic:\n{diff}"),
+            &format!("files ({copy:?} copy) differs from monolithic:\n{diff}"),
         );
     }
 }
@@ -146,17 +185,29 @@ fn fs_stress_on_two_cpus() {
 #[test]
 fn posix_diff_matches_monolithic() {
     for cores in [1, 2] {
-        let ours = servers("posix_diff", cores);
-        expect_exit(&ours, 0);
-        let base = monolithic("posix_diff", cores);
-        expect_exit(&base, 0);
-        if let Err(diff) = same_output(&base.output, &ours.output) {
-            check_run(
-                &ours,
-                false,
-                &format!("posix_diff on {cores} vCPUs differs from monolithic:\n{diff}"),
-            );
-        }
+        posix_diff_same(cores, Copy::One);
+    }
+}
+
+/// The two-copy path (`servers.copy=two`) still gives the same lines.
+#[test]
+fn posix_diff_matches_monolithic_with_two_copies() {
+    posix_diff_same(1, Copy::Two);
+}
+
+fn posix_diff_same(cores: usize, copy: Copy) {
+    let ours = servers_copy("posix_diff", cores, copy);
+    expect_exit(&ours, 0);
+    let base = monolithic("posix_diff", cores);
+    expect_exit(&base, 0);
+    if let Err(diff) = same_output(&base.output, &ours.output) {
+        check_run(
+            &ours,
+            false,
+            &format!(
+                "posix_diff on {cores} vCPUs ({copy:?} copy) differs from monolithic:\n{diff}"
+            ),
+        );
     }
 }
 
@@ -171,8 +222,8 @@ fn readpath_passes() {
 /// kernel's lines (which are Linux's).
 #[test]
 fn mapcoherence_matches_monolithic() {
-    for cores in [1, 2] {
-        let ours = servers("mapcoherence", cores);
+    for (cores, copy) in [(1, Copy::One), (2, Copy::One), (1, Copy::Two)] {
+        let ours = servers_copy("mapcoherence", cores, copy);
         expect_pass(&ours, "mapcoherence");
         let base = monolithic("mapcoherence", cores);
         expect_pass(&base, "mapcoherence");
@@ -180,7 +231,9 @@ fn mapcoherence_matches_monolithic() {
             check_run(
                 &ours,
                 false,
-                &format!("mapcoherence on {cores} vCPUs differs from monolithic:\n{diff}"),
+                &format!(
+                    "mapcoherence on {cores} vCPUs ({copy:?} copy) differs from monolithic:\n{diff}"
+                ),
             );
         }
     }

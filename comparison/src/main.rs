@@ -129,7 +129,8 @@ struct SuiteArgs {
     /// Systems, comma-separated: ours, ours-global, ours-servers (our
     /// kernel with `structure=servers`), ours-servers-percore,
     /// ours-servers-dedicated, ours-servers-migrate (its server placements,
-    /// docs/SERVERS.md "Placement"), linux, linux-nomitig (Linux booted
+    /// docs/SERVERS.md "Placement"), ours-servers-copy2 (file data through
+    /// messages: `servers.copy=two`), linux, linux-nomitig (Linux booted
     /// with `mitigations=off`).
     #[arg(long, default_value = comparison::suite::options::DEFAULT_SYSTEMS)]
     systems: String,
@@ -227,6 +228,11 @@ struct RunArgs {
     /// the user-mode file server fsd, started before /init (servers).
     #[arg(long, value_enum, default_value = "monolithic")]
     structure: StructureArg,
+    /// With --structure servers: read/write of server files copy once from
+    /// the server's page-cache pages (one) or twice through messages
+    /// (two): the boot option `servers.copy=`.
+    #[arg(long, value_enum, default_value = "one")]
+    servers_copy: ServersCopyArg,
     #[arg(long, value_enum, default_value = "tcg")]
     accel: AccelArg,
     /// Seconds before QEMU is killed.
@@ -300,6 +306,28 @@ impl StructureArg {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ServersCopyArg {
+    /// One copy, between the server's granted pages and the user buffer.
+    One,
+    /// Two copies, through 8 KiB IPC messages.
+    Two,
+}
+
+impl ServersCopyArg {
+    /// The command-line word (none for the default), checked against the
+    /// structure it needs.
+    fn cmdline_word(self, structure: run::Structure) -> Result<Option<&'static str>> {
+        match (self, structure) {
+            (ServersCopyArg::One, _) => Ok(None),
+            (ServersCopyArg::Two, run::Structure::Servers) => Ok(Some("servers.copy=two")),
+            (ServersCopyArg::Two, _) => {
+                anyhow::bail!("--servers-copy two needs --structure servers")
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum AccelArg {
     Tcg,
@@ -332,6 +360,10 @@ struct BootArgs {
     /// initramfs; the kernel starts it with `--run init` only).
     #[arg(long, value_enum, default_value = "monolithic")]
     structure: StructureArg,
+    /// With --structure servers: one copy or two for read/write of server
+    /// files (the boot option `servers.copy=`).
+    #[arg(long, value_enum, default_value = "one")]
+    servers_copy: ServersCopyArg,
     /// What the kernel runs once all CPUs are online:
     /// selfcheck, stress:SECS, bench, panic, idle, vmcheck, nettest.
     #[arg(long, default_value = "selfcheck")]
@@ -406,6 +438,10 @@ fn boot_command(args: BootArgs) -> Result<ExitCode> {
     }
     let structure = args.structure.structure();
     if let Some(word) = structure.cmdline_word() {
+        cmdline.push(' ');
+        cmdline.push_str(word);
+    }
+    if let Some(word) = args.servers_copy.cmdline_word(structure)? {
         cmdline.push(' ');
         cmdline.push_str(word);
     }
@@ -553,6 +589,10 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
     if system == System::Linux && extras.structure != run::Structure::Monolithic {
         anyhow::bail!("--structure applies to our kernel only, not to --system linux");
     }
+    let mut extra_cmdline = args.cmdline.trim().to_string();
+    if let Some(word) = args.servers_copy.cmdline_word(extras.structure)? {
+        extra_cmdline = format!("{extra_cmdline} {word}").trim().to_string();
+    }
     qemu::ensure_available()?;
     let accel = match args.accel {
         AccelArg::Tcg => Accel::Tcg,
@@ -566,7 +606,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         files,
         args: args.args,
         locks: args.locks,
-        extra_cmdline: args.cmdline,
+        extra_cmdline,
         vm: VmConfig {
             cores: args.cores,
             memory_mib: args.memory,

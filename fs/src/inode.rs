@@ -163,6 +163,14 @@ pub(crate) struct FileData {
     retired: alloc::vec::Vec<Page>,
     /// Set once a page's physical address was handed out for a mapping.
     mapped: bool,
+    /// One-copy I/O (`grant`): open I/O handles of a file server's
+    /// clients, and whether a page was granted since the count was last 0.
+    /// While both hold, a truncate retires pages instead of freeing them.
+    io_users: u32,
+    io_granted: AtomicBool,
+    /// Bumped by every truncate that cuts pages off (`grant_write` /
+    /// `commit_write` detect one in between).
+    epoch: u64,
     /// Reverse map: the address spaces that mapped this file (registered
     /// at mmap and fork, pruned when they die).  A truncate asks each to
     /// drop its translations past the new end.
@@ -198,6 +206,7 @@ pub trait FileMapper: Send + Sync {
 // live in their own module, the only one here allowed `unsafe`.
 #[allow(unsafe_code)]
 mod bucket;
+mod grant;
 pub(crate) use bucket::{Bucket, Entry, MountSlot};
 
 pub(crate) struct Dir {
@@ -233,6 +242,9 @@ impl FileData {
             pages: BTreeMap::new(),
             retired: alloc::vec::Vec::new(),
             mapped: false,
+            io_users: 0,
+            io_granted: AtomicBool::new(false),
+            epoch: 0,
             rmap: alloc::vec::Vec::new(),
             unloaded: true,
             absent: Default::default(),
@@ -268,7 +280,12 @@ impl FileData {
     /// Returns how many went.
     pub(crate) fn evict_clean(&mut self, shared: &Shared, lo: u64, hi: u64, want: usize) -> usize {
         // Only a disk holds another copy: tmpfs pages are the data.
-        if shared.disk.is_none() || self.unloaded || self.mapped || self.shrunk.is_some() {
+        if shared.disk.is_none()
+            || self.unloaded
+            || self.mapped
+            || (*self.io_granted.get_mut() && self.io_users > 0)
+            || self.shrunk.is_some()
+        {
             return 0;
         }
         let victims: alloc::vec::Vec<u64> = self
@@ -401,6 +418,9 @@ impl Inode {
                     pages: BTreeMap::new(),
                     retired: alloc::vec::Vec::new(),
                     mapped: false,
+                    io_users: 0,
+                    io_granted: AtomicBool::new(false),
+                    epoch: 0,
                     rmap: alloc::vec::Vec::new(),
                     unloaded: false,
                     absent: Default::default(),
@@ -1030,8 +1050,12 @@ impl Inode {
             crate::ext2::fill(self, &mut f, size / PAGE_SIZE as u64, keep)?;
             f.absent.truncate(keep);
             let gone = f.pages.split_off(&keep);
+            if !gone.is_empty() {
+                f.epoch += 1;
+            }
+            let keep_pages = f.mapped || (*f.io_granted.get_mut() && f.io_users > 0);
             for (_, p) in gone {
-                if f.mapped {
+                if keep_pages {
                     f.retired.push(p);
                 } else {
                     self.shared.free_page(p);

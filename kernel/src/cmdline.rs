@@ -60,6 +60,9 @@ pub struct Options {
     /// `servers.migrate=on|off`: whether the kernel moves a single server
     /// thread to the core whose callers waited most (`ipc::migrate`).
     pub migrate: bool,
+    /// `servers.copy=`: how file data moves between the file server and
+    /// user buffers in `structure=servers`.
+    pub server_copy: ServerCopy,
 }
 
 /// Where the OS servers' serving threads run (`servers.placement=`).
@@ -96,6 +99,18 @@ impl Placement {
     }
 }
 
+/// How `read`/`write` of a server file move data (`servers.copy=`,
+/// docs/SERVERS.md "Copy modes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerCopy {
+    /// One copy: between the server's page-cache pages (granted to the
+    /// kernel for the call) and the user buffer (the default).
+    One,
+    /// Two copies: through 8 KiB IPC payloads (server page cache ->
+    /// message -> user buffer), for comparison.
+    Two,
+}
+
 /// How the kernel is structured (`structure=`, docs/SERVERS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Structure {
@@ -116,6 +131,7 @@ impl Default for Options {
             structure: Structure::Monolithic,
             placement: Placement::Single,
             migrate: false,
+            server_copy: ServerCopy::One,
         }
     }
 }
@@ -388,6 +404,19 @@ pub fn parse<'a>(
                     }
                 }
             }
+            "servers.copy" => {
+                opts.server_copy = match value {
+                    "one" => ServerCopy::One,
+                    "two" => ServerCopy::Two,
+                    _ => {
+                        return Err(CmdlineError {
+                            key,
+                            value,
+                            expected: "one or two",
+                        })
+                    }
+                }
+            }
             "log" => {
                 opts.log = match value {
                     "error" => LevelFilter::Error,
@@ -490,10 +519,19 @@ mod tests {
                 structure: Structure::Monolithic,
                 placement: Placement::Single,
                 migrate: false,
+                server_copy: ServerCopy::One,
             }
         );
         assert_eq!(parse_ok("structure=servers").structure, Structure::Servers);
         assert!(parse("structure=micro", |_| {}).is_err());
+        let o = parse_ok("structure=servers servers.copy=two");
+        assert_eq!(
+            (o.structure, o.server_copy),
+            (Structure::Servers, ServerCopy::Two)
+        );
+        assert_eq!(parse_ok("servers.copy=one").server_copy, ServerCopy::One);
+        assert!(parse("servers.copy=zero", |_| {}).is_err());
+        assert!(parse("servers.copy=", |_| {}).is_err());
         assert_eq!(parse_ok("run=bench").run, RunMode::Bench);
         assert_eq!(parse_ok("run=panic").run, RunMode::Panic);
         assert_eq!(parse_ok("run=idle").run, RunMode::Idle);

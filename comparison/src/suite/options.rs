@@ -35,6 +35,10 @@ pub enum SuiteSystem {
     /// `ours-servers` with server-thread migration
     /// (`servers.migrate=on`: the thread follows its busiest callers).
     OursServersMigrate,
+    /// `ours-servers` with `servers.copy=two`: `read`/`write` of server
+    /// files copy through 8 KiB messages instead of once from the
+    /// server's page-cache pages (what sharing the pages buys).
+    OursServersCopy2,
     /// Debian's Linux kernel, same VM and initramfs.
     Linux,
     /// The same Linux booted with `mitigations=off` (no Spectre/Meltdown
@@ -93,6 +97,7 @@ pub const ALL: &[SuiteSystem] = &[
     SuiteSystem::OursServersPercore,
     SuiteSystem::OursServersDedicated,
     SuiteSystem::OursServersMigrate,
+    SuiteSystem::OursServersCopy2,
     SuiteSystem::Linux,
     SuiteSystem::LinuxNoMitig,
 ];
@@ -138,6 +143,7 @@ impl SuiteSystem {
             SuiteSystem::OursServersMigrate => {
                 servers("ours-servers-migrate", "servers.migrate=on")
             }
+            SuiteSystem::OursServersCopy2 => servers("ours-servers-copy2", "servers.copy=two"),
             SuiteSystem::Linux => plain("linux", System::Linux, LockMode::PerCpu),
             SuiteSystem::LinuxNoMitig => SystemSpec {
                 cmdline: "mitigations=off",
@@ -509,7 +515,7 @@ mod tests {
             (servers.kernel, servers.locks, servers.structure),
             (System::Ours, LockMode::PerCpu, Structure::Servers)
         );
-        // The servers systems differ only in their placement options.
+        // The servers systems differ only in their placement and copy options.
         for (sys, cmdline) in [
             (SuiteSystem::OursServers, ""),
             (SuiteSystem::OursServersPercore, "servers.placement=percore"),
@@ -518,6 +524,7 @@ mod tests {
                 "servers.placement=dedicated",
             ),
             (SuiteSystem::OursServersMigrate, "servers.migrate=on"),
+            (SuiteSystem::OursServersCopy2, "servers.copy=two"),
         ] {
             let spec = sys.spec();
             assert_eq!(
@@ -530,6 +537,9 @@ mod tests {
         for sys in ALL.iter().filter(|s| !s.name().starts_with("ours-servers")) {
             assert_eq!(sys.structure(), Structure::Monolithic, "{sys:?}");
         }
+        assert!(!DEFAULT_SYSTEMS
+            .split(',')
+            .any(|n| n.starts_with("ours-servers-")));
         // The default systems parse, in display order.
         let defaults = parse_systems(DEFAULT_SYSTEMS).unwrap();
         assert!(defaults.contains(&SuiteSystem::OursServers) && defaults.len() == 4);

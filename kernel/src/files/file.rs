@@ -387,6 +387,18 @@ impl File {
         Ok(n)
     }
 
+    /// The file offset, for the one-copy I/O of file-server files
+    /// (`remote_io`), which reads it, calls, and sets it after, as `read`
+    /// does for them (no lock across the call).
+    pub fn offset(&self) -> u64 {
+        *self.pos.lock()
+    }
+
+    /// Sets the file offset (see `offset`).
+    pub fn set_offset(&self, pos: u64) {
+        *self.pos.lock() = pos;
+    }
+
     /// One read of a file-server file into `kbuf`, handed to `sink`, which
     /// returns how many bytes it took (fewer when the user buffer faults):
     /// at `offset`, or at the file offset, advancing it by what `sink`

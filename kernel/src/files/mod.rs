@@ -28,6 +28,7 @@ mod pipe;
 pub mod pollwait;
 pub mod procfs;
 pub mod remote;
+pub mod remote_io;
 pub mod remote_map;
 
 use alloc::string::String;

@@ -7,8 +7,10 @@
 //! client generation (`attach`), the server's pid (its own file calls are
 //! refused, `EDEADLK`, instead of calling itself), server handles held by
 //! the kernel (`RemoteHandle`: closed when the last reference goes, or
-//! later if that close could not be sent), and one typed function per
-//! operation.
+//! later if that close could not be sent), the copy mode
+//! (`servers.copy=`, `one_copy`), the data epoch (bumped after every call
+//! that may change file data's size or holes; `remote_io` keeps read
+//! grants while it is unchanged), and one typed function per operation.
 //!
 //! Invariants: a server that is gone, or a reply that is not one the
 //! operation can have, is `EIO` for the caller, never a panic; `EINTR`
@@ -19,7 +21,10 @@
 //! Per-core: nothing here is per-CPU yet; the service lookup takes the
 //! IPC registry's lock in shared mode (see `ipc::service`), and the
 //! deferred-close list is a global lock touched only when a close could
-//! not be sent (a counter is read on each call instead).
+//! not be sent (a counter is read on each call instead).  The data epoch
+//! is one global counter written by every delegated write and truncate:
+//! a reader on any CPU must see every writer's change (a per-file epoch
+//! would be finer; see docs/SERVERS.md "Copy modes").
 //!
 //! Must not: hold a lock across a call, touch user memory (the system-call
 //! layer copies), or use `unsafe`.
@@ -51,9 +56,49 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-/// Turns delegation on (boot, `structure=servers`).
-pub fn set_active() {
+/// Whether `read`/`write` of server files copy once, between the
+/// server's granted page-cache pages and the user buffer
+/// (`servers.copy=one`, the default), or twice through messages.
+static ONE_COPY: AtomicBool = AtomicBool::new(true);
+
+/// Turns delegation on (boot, `structure=servers`), with the copy mode
+/// of `servers.copy=`.
+pub fn set_active(copy: crate::cmdline::ServerCopy) {
+    let one = copy == crate::cmdline::ServerCopy::One;
+    ONE_COPY.store(one, Ordering::Relaxed);
     ACTIVE.store(true, Ordering::Relaxed);
+    log::info!(
+        "servers: file data copied {} (servers.copy={})",
+        if one {
+            "once, from granted page-cache pages"
+        } else {
+            "twice, through messages"
+        },
+        if one { "one" } else { "two" }
+    );
+}
+
+/// Bumped after every delegated call that may change any file's size or
+/// turn a hole into a page (writes, truncates, `O_TRUNC` opens, `MapPages`,
+/// `Attach`): read grants kept by `remote_io::ReadCache` are valid only
+/// while it is unchanged.  One global counter, not per CPU: a reader on
+/// any CPU must see every writer's change before it trusts a kept grant.
+static DATA_EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// The current data epoch (see `DATA_EPOCH`).
+pub fn data_epoch() -> u64 {
+    DATA_EPOCH.load(Ordering::SeqCst)
+}
+
+/// A file's size or pages may have changed (see `DATA_EPOCH`).
+pub fn data_changed() {
+    DATA_EPOCH.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Whether file data moves in one copy (`servers.copy=one`).
+#[inline]
+pub fn one_copy() -> bool {
+    ONE_COPY.load(Ordering::Relaxed)
 }
 
 /// Records the server's pid (its own file calls are refused).
@@ -157,6 +202,8 @@ pub fn defer_drop(obj: Box<dyn Any + Send>) {
 /// `MapPages`: the server's addresses of pages `index ..` (at most
 /// `count`, at least one; fewer at the end of the file) of `handle`.
 pub fn map_pages(handle: Handle, index: u64, count: u32) -> Result<Vec<u64>, Errno> {
+    // Holes in the window get pages.
+    let _bump = Bump;
     with(
         &Request::MapPages {
             handle,
@@ -170,6 +217,78 @@ pub fn map_pages(handle: Handle, index: u64, count: u32) -> Result<Vec<u64>, Err
             _ => None,
         },
     )
+}
+
+/// A grant reply: bytes the caller may copy, truncate epoch, page
+/// addresses in the server (0: a hole).
+pub type Grant = (usize, u64, Vec<u64>);
+
+fn grant_reply(req: &Request<'_>, offset: u64, asked: u64) -> Result<Grant, Errno> {
+    with(req, |r| match r {
+        // As many pages as the bytes span, never more bytes than asked.
+        Reply::Grant { len, epoch, pages }
+            if len <= asked && pages.len() as u64 / 8 == fsproto::pages_spanned(offset, len) =>
+        {
+            Some((len as usize, epoch, fsproto::page_addrs(pages).collect()))
+        }
+        _ => None,
+    })
+}
+
+/// `ReadPages`: the pages behind at most `len` (≤ `MAX_IO_BYTES`) bytes
+/// at `offset` (fewer bytes only at the end of the file).
+pub fn read_grant(handle: Handle, offset: u64, len: u64) -> Result<Grant, Errno> {
+    grant_reply(
+        &Request::ReadPages {
+            handle,
+            offset,
+            len,
+        },
+        offset,
+        len,
+    )
+}
+
+/// `WritePages`: pages ready for at most `len` (1..=`MAX_IO_BYTES`) bytes
+/// at `offset`.
+pub fn write_grant(handle: Handle, offset: u64, len: u64) -> Result<Grant, Errno> {
+    grant_reply(
+        &Request::WritePages {
+            handle,
+            offset,
+            len,
+        },
+        offset,
+        len,
+    )
+}
+
+/// `WriteDone`: `count` bytes were copied to `offset`; the offset after
+/// them (`EAGAIN`: a truncate came in between, write again).
+pub fn write_done(handle: Handle, offset: u64, count: u64, epoch: u64) -> Result<u64, Errno> {
+    let _bump = Bump;
+    with(
+        &Request::WriteDone {
+            handle,
+            offset,
+            count,
+            epoch,
+        },
+        |r| match r {
+            Reply::Written { count: c, end } if c == count => Some(end),
+            _ => None,
+        },
+    )
+}
+
+/// Calls `data_changed` when dropped: after the call it guards, whatever
+/// its result (an interrupted call may still have been done).
+struct Bump;
+
+impl Drop for Bump {
+    fn drop(&mut self) {
+        data_changed();
+    }
 }
 
 /// Drops a handle at the server; when the close cannot be sent now (a
@@ -208,6 +327,8 @@ pub struct RemoteHandle {
     pub ino: u64,
     pub dev: u64,
     owned: bool,
+    /// Read grants kept for this open file (`remote_io::ReadCache`).
+    pub cache: spin::Mutex<super::remote_io::ReadCache>,
 }
 
 impl RemoteHandle {
@@ -218,6 +339,7 @@ impl RemoteHandle {
             ino: info.ino,
             dev: info.dev,
             owned: true,
+            cache: spin::Mutex::new(Default::default()),
         }
     }
 
@@ -229,6 +351,7 @@ impl RemoteHandle {
             ino: 0,
             dev: 0,
             owned: false,
+            cache: spin::Mutex::new(Default::default()),
         }
     }
 
@@ -252,6 +375,7 @@ impl Drop for RemoteHandle {
 /// Starts the kernel's client generation: every handle of an earlier one
 /// goes stale; the new root handle is kept.
 pub fn attach() -> Result<Handle, Errno> {
+    let _bump = Bump;
     let (h, _) = handle_reply(&Request::Attach)?;
     ROOT.store(h.0, Ordering::Release);
     Ok(h)
@@ -265,6 +389,7 @@ fn handle_reply(req: &Request<'_>) -> Result<(Handle, NodeInfo), Errno> {
 }
 
 pub fn open(dir: Handle, path: &str, flags: u32, mode: u32) -> Result<RemoteHandle, Errno> {
+    let _bump = (flags & abi::fcntl::O_TRUNC != 0).then_some(Bump);
     let (h, info) = handle_reply(&Request::Open {
         dir,
         path,
@@ -317,6 +442,7 @@ pub fn pwrite(
     data: &[u8],
     append: bool,
 ) -> Result<(usize, u64), Errno> {
+    let _bump = Bump;
     let mut written = 0usize;
     let mut end = offset;
     loop {
@@ -388,6 +514,7 @@ pub fn statfs(at: At<'_>) -> Result<Statfs, Errno> {
 }
 
 pub fn truncate(at: At<'_>, size: u64) -> Result<(), Errno> {
+    let _bump = Bump;
     done(&Request::Truncate { at, size })
 }
 

@@ -112,7 +112,7 @@ pub fn run_init() -> u32 {
     let servers = crate::cmdline::options().structure == crate::cmdline::Structure::Servers;
     if servers {
         // Before the root is made: the archive is the file server's.
-        crate::files::remote::set_active();
+        crate::files::remote::set_active(crate::cmdline::options().server_copy);
     }
     // The root tmpfs with /dev and /tmp, and the initramfs unpacked in it.
     match crate::files::init_root() {

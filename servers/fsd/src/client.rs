@@ -401,6 +401,67 @@ impl<C: Call> Client<C> {
         self.done(&Request::Umount { dir, path })
     }
 
+    /// `ReadPages`: (readable bytes, 0, page addresses with 0 for holes)
+    /// for at most `len` bytes at `offset`.
+    pub fn read_grant(
+        &self,
+        handle: Handle,
+        offset: u64,
+        len: u64,
+    ) -> Result<(u64, u64, Vec<u64>), Errno> {
+        self.grant(&Request::ReadPages {
+            handle,
+            offset,
+            len,
+        })
+    }
+
+    /// `WritePages`: (bytes the client may copy, truncate epoch, page
+    /// addresses) for at most `len` bytes at `offset`.
+    pub fn write_grant(
+        &self,
+        handle: Handle,
+        offset: u64,
+        len: u64,
+    ) -> Result<(u64, u64, Vec<u64>), Errno> {
+        self.grant(&Request::WritePages {
+            handle,
+            offset,
+            len,
+        })
+    }
+
+    fn grant(&self, req: &Request<'_>) -> Result<(u64, u64, Vec<u64>), Errno> {
+        self.with(req, |r| match r {
+            Reply::Grant { len, epoch, pages } => {
+                Some((len, epoch, fsproto::page_addrs(pages).collect()))
+            }
+            _ => None,
+        })
+    }
+
+    /// `WriteDone`: (count, offset after the bytes).
+    pub fn write_done(
+        &self,
+        handle: Handle,
+        offset: u64,
+        count: u64,
+        epoch: u64,
+    ) -> Result<(u64, u64), Errno> {
+        self.with(
+            &Request::WriteDone {
+                handle,
+                offset,
+                count,
+                epoch,
+            },
+            |r| match r {
+                Reply::Written { count, end } => Some((count, end)),
+                _ => None,
+            },
+        )
+    }
+
     /// The server's addresses of pages `index ..` (at most `count`, fewer
     /// at the end of the file) of the regular file `handle`.
     pub fn map_pages(&self, handle: Handle, index: u64, count: u32) -> Result<Vec<u64>, Errno> {

@@ -2,7 +2,9 @@
 //! files, directories `*at` calls start from, roots and working
 //! directories), named by numbers it hands out.
 //!
-//! Owns `HandleTable`.  A handle is `index | shard << 24 | seq << 32`:
+//! Owns `HandleTable` and `IoUser` (an I/O handle's count among its
+//! inode's I/O users: while any is open, pages granted for one-copy I/O
+//! stay the file system's, see `fs::Inode::grant_read`).  A handle is `index | shard << 24 | seq << 32`:
 //! `shard` is the table shard it lives in (the server thread that made
 //! it), `index` its slot there, `seq` the slot's reuse count (never 0, so
 //! handle 0 is never valid), so a closed handle, a reused slot,
@@ -54,6 +56,28 @@ pub struct Entry {
     pub inode: Arc<Inode>,
     pub client: u64,
     pub access: Access,
+    /// For an I/O handle of a regular file: its count in the inode's I/O
+    /// users (`fs::Inode::io_open`), dropped when the handle and every
+    /// copy of its entry (requests running with it) are gone.
+    pub io: Option<Arc<IoUser>>,
+}
+
+/// A handle's place among the I/O users of its inode: while it lives,
+/// pages granted for one-copy I/O stay pages of the file system
+/// (`fs::Inode::grant_read`).
+pub struct IoUser(Arc<Inode>);
+
+impl IoUser {
+    pub fn new(inode: Arc<Inode>) -> Arc<IoUser> {
+        inode.io_open();
+        Arc::new(IoUser(inode))
+    }
+}
+
+impl Drop for IoUser {
+    fn drop(&mut self) {
+        self.0.io_close();
+    }
 }
 
 struct Slot {

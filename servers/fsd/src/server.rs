@@ -29,7 +29,7 @@ use fsproto::{
     Reply, Request, Time, MAX_PAYLOAD,
 };
 
-use crate::handles::{Access, Entry, HandleTable};
+use crate::handles::{Access, Entry, HandleTable, IoUser};
 use crate::Transport;
 
 /// How a server is set up.
@@ -176,12 +176,15 @@ impl FileServer {
         access: Access,
     ) -> Result<Message, Errno> {
         let info = node_info(&inode);
+        let io = (inode.kind() == FileType::Regular && (access.read || access.write))
+            .then(|| IoUser::new(inode.clone()));
         let handle = self.handles.insert(
             worker,
             Entry {
                 inode,
                 client,
                 access,
+                io,
             },
         )?;
         Reply::Handle { handle, info }.encode()
@@ -484,6 +487,53 @@ impl FileServer {
                     }
                 }
                 Reply::Pages(&encode_page_addrs(&addrs)).encode()
+            }
+            Request::ReadPages {
+                handle,
+                offset,
+                len,
+            } => {
+                let e = self.entry(client, handle)?;
+                if !e.access.read {
+                    return Err(Errno::EBADF);
+                }
+                let (n, addrs) = e.inode.grant_read(offset, len as usize)?;
+                Reply::Grant {
+                    len: n as u64,
+                    epoch: 0,
+                    pages: &encode_page_addrs(&addrs),
+                }
+                .encode()
+            }
+            Request::WritePages {
+                handle,
+                offset,
+                len,
+            } => {
+                let e = self.entry(client, handle)?;
+                if !e.access.write {
+                    return Err(Errno::EBADF);
+                }
+                let (n, addrs, epoch) = e.inode.grant_write(offset, len as usize)?;
+                Reply::Grant {
+                    len: n as u64,
+                    epoch,
+                    pages: &encode_page_addrs(&addrs),
+                }
+                .encode()
+            }
+            Request::WriteDone {
+                handle,
+                offset,
+                count,
+                epoch,
+            } => {
+                let e = self.entry(client, handle)?;
+                if !e.access.write {
+                    return Err(Errno::EBADF);
+                }
+                let end = e.inode.commit_write(offset, count as usize, epoch)?;
+                Reply::Written { count, end }.encode()
             }
         }
     }

@@ -12,6 +12,8 @@ use abi::Errno;
 use common::{new_fs, Setup};
 use fs::vfs::RenameMode;
 use fs::{DirCursor, FileType, Fs, Inode, LockMode};
+use fsd::channel::ClientEnd;
+use fsd::client::Client;
 use fsproto::{At, Handle};
 use proptest::prelude::*;
 
@@ -25,6 +27,11 @@ enum Step {
     Close(usize),
     Write(usize, u64, usize, u8, bool),
     Read(usize, u64, usize),
+    /// One-copy read and write through page grants (`ReadPages`,
+    /// `WritePages` + `WriteDone`), copied as the kernel does; the direct
+    /// side reads and writes as for `Read` and `Write`.
+    GrantRead(usize, u64, usize),
+    GrantWrite(usize, u64, usize, u8),
     Stat(usize, bool),
     Fstat(usize),
     Truncate(usize, u64),
@@ -69,7 +76,10 @@ fn step() -> impl Strategy<Value = Step> {
         2 => slot.clone().prop_map(Step::Close),
         4 => (slot.clone(), off.clone(), len.clone(), any::<u8>(), any::<bool>())
             .prop_map(|(s, o, l, b, a)| Step::Write(s, o, l, b, a)),
-        3 => (slot.clone(), off.clone(), len).prop_map(|(s, o, l)| Step::Read(s, o, l)),
+        3 => (slot.clone(), off.clone(), len.clone()).prop_map(|(s, o, l)| Step::Read(s, o, l)),
+        2 => (slot.clone(), off.clone(), len.clone()).prop_map(|(s, o, l)| Step::GrantRead(s, o, l)),
+        2 => (slot.clone(), off.clone(), len, any::<u8>())
+            .prop_map(|(s, o, l, b)| Step::GrantWrite(s, o, l, b)),
         2 => (path(), any::<bool>()).prop_map(|(p, f)| Step::Stat(p, f)),
         1 => slot.clone().prop_map(Step::Fstat),
         1 => (path(), off.clone()).prop_map(|(p, o)| Step::Truncate(p, o)),
@@ -187,6 +197,8 @@ impl Direct {
                     })
                 }
             },
+            Step::GrantWrite(i, off, len, seed) => self.run(&Step::Write(i, off, len, seed, false)),
+            Step::GrantRead(i, off, len) => self.run(&Step::Read(i, off, len)),
             Step::Read(i, off, len) => match self.slot(i) {
                 None => Out::NoSlot,
                 Some(Err(e)) => Out::Err(e),
@@ -331,6 +343,19 @@ impl Remote<'_> {
                 None => Out::NoSlot,
                 Some(h) => res(c.pread(h, off, len), Out::Data),
             },
+            Step::GrantRead(i, off, len) => match self.slot(i) {
+                None => Out::NoSlot,
+                Some(h) => res(grant_read(c, h, off, len), Out::Data),
+            },
+            Step::GrantWrite(i, off, len, seed) => match self.slot(i) {
+                None => Out::NoSlot,
+                // The kernel sends no empty grant: an empty write is a
+                // message.
+                Some(h) if len == 0 => res(c.pwrite(h, off, &[], false), |(n, e)| Out::Wrote(n, e)),
+                Some(h) => res(grant_write(c, h, off, &pattern(len, seed)), |(n, e)| {
+                    Out::Wrote(n, e)
+                }),
+            },
             Step::Stat(p, follow) => {
                 let at = if follow {
                     At::path(r, PATHS[p])
@@ -412,4 +437,59 @@ proptest! {
         drop(remote);
         setup.finish();
     }
+}
+
+/// Bytes `at .. at + n` of the file as the granted pages `pages` (0: a
+/// hole) hold them, or `data` copied into them: the kernel's one copy.
+fn copy_pages(pages: &[u64], at: u64, n: usize, mut data: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut done = 0usize;
+    while done < n {
+        let pos = at + done as u64;
+        let page = pages[(pos / 4096 - at / 4096) as usize];
+        let in_page = (pos % 4096) as usize;
+        let take = (4096 - in_page).min(n - done);
+        match data.as_mut() {
+            Some(d) => {
+                // SAFETY: a page the in-process server granted for this
+                // write (never 0), kept while the handle is open; the
+                // range stays inside it.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        d[done..].as_ptr(),
+                        (page as *mut u8).add(in_page),
+                        take,
+                    )
+                }
+            }
+            None if page == 0 => out.extend(std::iter::repeat_n(0u8, take)),
+            // SAFETY: a page the server granted for this read, kept while
+            // the handle is open; the range stays inside it.
+            None => out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts((page as *const u8).add(in_page), take)
+            }),
+        }
+        done += take;
+    }
+    out
+}
+
+fn grant_read(c: &Client<ClientEnd>, h: Handle, off: u64, len: usize) -> Result<Vec<u8>, Errno> {
+    let (n, _, pages) = c.read_grant(h, off, len as u64)?;
+    assert!(n <= len as u64);
+    assert_eq!(pages.len() as u64, fsproto::pages_spanned(off, n));
+    Ok(copy_pages(&pages, off, n as usize, None))
+}
+
+fn grant_write(
+    c: &Client<ClientEnd>,
+    h: Handle,
+    off: u64,
+    data: &[u8],
+) -> Result<(usize, u64), Errno> {
+    let (n, epoch, pages) = c.write_grant(h, off, data.len() as u64)?;
+    assert!(n <= data.len() as u64);
+    copy_pages(&pages, off, n as usize, Some(data));
+    let (count, end) = c.write_done(h, off, n, epoch)?;
+    Ok((count as usize, end))
 }

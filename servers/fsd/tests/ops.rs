@@ -701,3 +701,194 @@ fn map_pages_names_the_page_cache() {
     drop(c);
     s.finish();
 }
+
+/// Writes `data` at `addr` (a page named by a write grant of the
+/// in-process server), as the kernel's one-copy write does.
+fn poke(addr: u64, at: usize, data: &[u8]) {
+    assert!(at + data.len() <= 4096);
+    // SAFETY: `addr` is a page-cache page the server just granted for a
+    // write (kept while the handle is open); the range stays in the page.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), (addr as *mut u8).add(at), data.len()) }
+}
+
+/// A one-copy read as the kernel does it: grant, then copy from the pages.
+fn grant_read_all(
+    c: &fsd::client::Client<fsd::channel::ClientEnd>,
+    h: Handle,
+    offset: u64,
+    len: u64,
+) -> Vec<u8> {
+    let (n, epoch, pages) = c.read_grant(h, offset, len).unwrap();
+    assert_eq!(epoch, 0);
+    assert_eq!(pages.len() as u64, fsproto::pages_spanned(offset, n));
+    let mut out = Vec::new();
+    let mut pos = offset;
+    while pos < offset + n {
+        let page = pages[(pos / 4096 - offset / 4096) as usize];
+        let in_page = (pos % 4096) as usize;
+        let take = (4096 - in_page).min((offset + n - pos) as usize);
+        if page == 0 {
+            out.extend(std::iter::repeat_n(0u8, take));
+        } else {
+            out.extend_from_slice(&peek(page, in_page + take)[in_page..]);
+        }
+        pos += take as u64;
+    }
+    out
+}
+
+#[test]
+fn grants_read_and_write_the_page_cache() {
+    let s = Setup::new(1);
+    let c = s.client(0);
+    let r = c.root();
+    let (h, _) = c.open(r, "g", O_CREAT | O_RDWR, 0o600).unwrap();
+    // A write grant across a page boundary: pages, no size change yet.
+    let (n, epoch, pages) = c.write_grant(h, 4000, 200).unwrap();
+    assert_eq!((n, pages.len()), (200, 2));
+    assert!(pages.iter().all(|&a| a != 0 && a % 4096 == 0));
+    assert_eq!(c.stat(At::handle(h)).unwrap().st_size, 0);
+    poke(pages[0], 4000, &[b'a'; 96]);
+    poke(pages[1], 0, &[b'b'; 104]);
+    assert_eq!(c.write_done(h, 4000, 200, epoch).unwrap(), (200, 4200));
+    assert_eq!(c.stat(At::handle(h)).unwrap().st_size, 4200);
+    // What messages read is what the grant wrote, and the other way round.
+    let msg = c.pread(h, 0, 5000).unwrap();
+    assert_eq!(msg.len(), 4200);
+    assert!(msg[..4000].iter().all(|&b| b == 0));
+    assert_eq!(&msg[4000..4096], &[b'a'; 96][..]);
+    assert_eq!(&msg[4096..], &[b'b'; 104][..]);
+    assert_eq!(grant_read_all(&c, h, 0, 1 << 20), msg);
+    assert_eq!(grant_read_all(&c, h, 4090, 20), msg[4090..4110].to_vec());
+    // At and past the end: nothing, no pages.
+    assert_eq!(c.read_grant(h, 4200, 10).unwrap(), (0, 0, vec![]));
+    assert_eq!(c.read_grant(h, 1 << 40, 10).unwrap(), (0, 0, vec![]));
+    assert_eq!(c.read_grant(h, 0, 0).unwrap(), (0, 0, vec![]));
+    // A hole reads as address 0; a write grant fills it with a zeroed page.
+    c.truncate(At::handle(h), 5 * 4096).unwrap();
+    let (n, _, holes) = c.read_grant(h, 0, 5 * 4096).unwrap();
+    assert_eq!(n, 5 * 4096);
+    assert_eq!(&holes[2..], &[0, 0, 0]);
+    let (_, _, filled) = c.write_grant(h, 3 * 4096, 1).unwrap();
+    assert_eq!(peek(filled[0], 4096), vec![0u8; 4096]);
+    // An uncommitted grant changes nothing visible: still a hole's zeros,
+    // size unchanged.
+    assert_eq!(c.stat(At::handle(h)).unwrap().st_size, 5 * 4096);
+    c.close(h).unwrap();
+    drop(c);
+    s.finish();
+}
+
+#[test]
+fn grant_errors_are_errnos() {
+    let s = Setup::new(1);
+    let c = s.client(0);
+    let r = c.root();
+    let (h, _) = c.open(r, "e", O_CREAT | O_RDWR, 0o600).unwrap();
+    c.pwrite(h, 0, b"data", false).unwrap();
+    // Access modes: no read grant on O_WRONLY, no write grant on O_RDONLY,
+    // nothing on O_PATH; a directory is EISDIR (as `read`).
+    let (wo, _) = c.open(r, "e", O_WRONLY, 0).unwrap();
+    let (ro, _) = c.open(r, "e", O_RDONLY, 0).unwrap();
+    let (p, _) = c.open(r, "e", O_PATH, 0).unwrap();
+    assert_eq!(c.read_grant(wo, 0, 1), Err(Errno::EBADF));
+    assert_eq!(c.write_grant(ro, 0, 1), Err(Errno::EBADF));
+    assert_eq!(c.write_done(ro, 0, 1, 0), Err(Errno::EBADF));
+    assert_eq!(c.read_grant(p, 0, 1), Err(Errno::EBADF));
+    assert_eq!(c.write_grant(p, 0, 1), Err(Errno::EBADF));
+    c.mkdir(r, "d", 0o755).unwrap();
+    let (d, _) = c.open(r, "d", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    assert_eq!(c.read_grant(d, 0, 1), Err(Errno::EISDIR));
+    // Closed, forged and foreign handles.
+    c.close(wo).unwrap();
+    assert_eq!(c.write_grant(wo, 0, 1), Err(Errno::EBADF));
+    assert_eq!(c.read_grant(Handle(0xdead_beef), 0, 1), Err(Errno::EBADF));
+    let other = s.client(0);
+    assert_eq!(other.read_grant(h, 0, 1), Err(Errno::EBADF));
+    assert_eq!(other.write_done(h, 0, 1, 0), Err(Errno::EBADF));
+    // Lengths: over MAX_IO_BYTES, a write of nothing, a range past the
+    // largest offset: EINVAL (the client never asks for these).
+    let big = fsproto::MAX_IO_BYTES + 1;
+    assert_eq!(c.read_grant(h, 0, big), Err(Errno::EINVAL));
+    assert_eq!(c.write_grant(h, 0, big), Err(Errno::EINVAL));
+    assert_eq!(c.write_grant(h, 0, 0), Err(Errno::EINVAL));
+    assert_eq!(c.read_grant(h, i64::MAX as u64, 1), Err(Errno::EINVAL));
+    assert_eq!(c.read_grant(h, u64::MAX, 1), Err(Errno::EINVAL));
+    assert_eq!(c.write_done(h, u64::MAX - 1, 2, 0), Err(Errno::EINVAL));
+    // Raw messages: unused words, payloads.
+    let raw = |label: Op, words: [u64; 4], payload: Vec<u8>| {
+        let m = c.raw(Message {
+            label: label as u64,
+            words,
+            payload,
+        });
+        m.map(|m| m.label)
+    };
+    assert_eq!(
+        raw(Op::ReadPages, [h.0, 0, 1, 5], vec![]),
+        Ok(Errno::EINVAL.0 as u64)
+    );
+    assert_eq!(
+        raw(Op::WritePages, [h.0, 0, 1, 0], vec![1]),
+        Ok(Errno::EINVAL.0 as u64)
+    );
+    assert_eq!(
+        raw(Op::WriteDone, [h.0, 0, 1, 0], vec![1, 2]),
+        Ok(Errno::EINVAL.0 as u64)
+    );
+    // A commit no grant could have given: a range with no pages.
+    let (_, epoch, _) = c.write_grant(h, 0, 1).unwrap();
+    assert_eq!(c.write_done(h, 1 << 30, 10, epoch), Err(Errno::EINVAL));
+    // A commit with a stale epoch (a truncate came between): EAGAIN, and
+    // the size stays what the truncate made it.
+    let (_, epoch, _) = c.write_grant(h, 0, 4).unwrap();
+    c.truncate(At::handle(h), 0).unwrap();
+    assert_eq!(c.write_done(h, 0, 4, epoch), Err(Errno::EAGAIN));
+    assert_eq!(c.stat(At::handle(h)).unwrap().st_size, 0);
+    for x in [h, ro, p, d] {
+        c.close(x).unwrap();
+    }
+    drop(other);
+    drop(c);
+    s.finish();
+}
+
+/// A page named by a read grant stays the file system's while a handle
+/// of the file is open, even if a truncate cuts it off (a copy may still
+/// run): it keeps its bytes and is not reused by a later write; the last
+/// close frees it.
+#[test]
+fn granted_pages_outlive_a_truncate_until_the_last_close() {
+    let pages = fs::host::HeapPages::new();
+    let fs = fs::Fs::new(
+        fs::FsConfig {
+            mode: fs::LockMode::PerCpu,
+            max_pages: 1 << 20,
+        },
+        pages.clone(),
+        std::sync::Arc::new(fs::host::SystemClock),
+    );
+    let s = Setup::with(fs, Vec::new(), 1);
+    let c = s.client(0);
+    let r = c.root();
+    let (h, _) = c.open(r, "t", O_CREAT | O_RDWR, 0o600).unwrap();
+    let (h2, _) = c.open(r, "t", O_RDONLY, 0).unwrap();
+    c.pwrite(h, 0, &[7u8; 8192], false).unwrap();
+    let base = pages.live();
+    let (_, _, granted) = c.read_grant(h2, 0, 8192).unwrap();
+    c.truncate(At::handle(h), 0).unwrap();
+    // Retired, not freed: the bytes are still there.
+    assert_eq!(pages.live(), base);
+    assert_eq!(peek(granted[1], 4096), vec![7u8; 4096]);
+    c.pwrite(h, 0, &[9u8; 8192], false).unwrap();
+    let (_, _, now) = c.read_grant(h, 0, 8192).unwrap();
+    assert!(now.iter().all(|a| !granted.contains(a)));
+    assert_eq!(peek(granted[0], 4096), vec![7u8; 4096]);
+    // One handle closed: still kept; the last close frees them.
+    c.close(h2).unwrap();
+    assert_eq!(pages.live(), base + 2);
+    c.close(h).unwrap();
+    assert_eq!(pages.live(), base);
+    drop(c);
+    s.finish();
+}

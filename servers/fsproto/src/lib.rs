@@ -64,6 +64,25 @@ pub const MAX_MAP_PAGES: usize = 16;
 /// Page size of `MapPages` addresses.
 pub const PAGE_SIZE: u64 = 4096;
 
+/// Largest `len` of a `ReadPages` or `WritePages` request (1 MiB): one
+/// call serves a read or write of up to this many bytes (one copy, see
+/// `Request::ReadPages`).
+pub const MAX_IO_BYTES: u64 = 1 << 20;
+
+/// Most page addresses a `ReadPages`/`WritePages` reply names: the pages
+/// `MAX_IO_BYTES` at any offset can touch.
+pub const MAX_IO_PAGES: usize = (MAX_IO_BYTES / PAGE_SIZE) as usize + 1;
+
+/// Pages the byte range `offset .. offset + len` touches (0 for `len`
+/// 0): how many addresses a grant reply for it names.
+pub fn pages_spanned(offset: u64, len: u64) -> u64 {
+    if len == 0 {
+        return 0;
+    }
+    let end = offset.saturating_add(len);
+    end.div_ceil(PAGE_SIZE) - offset / PAGE_SIZE
+}
+
 /// One message as it travels: what the IPC copies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {
@@ -142,11 +161,14 @@ pub enum Op {
     Mount = 24,
     Umount = 25,
     MapPages = 26,
+    ReadPages = 27,
+    WritePages = 28,
+    WriteDone = 29,
 }
 
 impl Op {
     /// Every operation, in label order.
-    pub const ALL: [Op; 26] = [
+    pub const ALL: [Op; 29] = [
         Op::Attach,
         Op::Open,
         Op::Close,
@@ -173,12 +195,15 @@ impl Op {
         Op::Mount,
         Op::Umount,
         Op::MapPages,
+        Op::ReadPages,
+        Op::WritePages,
+        Op::WriteDone,
     ];
 
     /// The operation a label names; `ENOSYS` for an unknown one.
     pub fn from_label(label: u64) -> Result<Op, Errno> {
         match label {
-            1..=26 => Ok(Op::ALL[label as usize - 1]),
+            1..=29 => Ok(Op::ALL[label as usize - 1]),
             _ => Err(Errno::ENOSYS),
         }
     }
@@ -476,6 +501,40 @@ pub enum Request<'a> {
         index: u64,
         count: u32,
     },
+    /// One-copy `pread` (`servers.copy=one`): the page-cache pages behind
+    /// at most `len` (≤ `MAX_IO_BYTES`) bytes at `offset` of the regular
+    /// file `handle` (open for reading).  The reply (`Reply::Grant`) says
+    /// how many bytes are readable (fewer only at the end of the file) and
+    /// names, in the server's address space, each page they span (0 for a
+    /// hole: zeros).  The client copies from those pages itself; the
+    /// server keeps every page it named a page of this file system until
+    /// the handle is closed (a truncate retires pages instead of freeing
+    /// them, see `fs::Inode::grant_read`).
+    ReadPages {
+        handle: Handle,
+        offset: u64,
+        len: u64,
+    },
+    /// First half of a one-copy `pwrite`: makes the pages for at most
+    /// `len` (1..=`MAX_IO_BYTES`) bytes at `offset` ready (holes filled
+    /// with zeroed pages) without changing the size; the reply names them
+    /// (never 0), how many bytes the client may copy into them, and the
+    /// truncate epoch for `WriteDone`.  The handle must be open for writing.
+    WritePages {
+        handle: Handle,
+        offset: u64,
+        len: u64,
+    },
+    /// Second half: the client copied `count` (≤ `MAX_IO_BYTES`) bytes to
+    /// `offset`; the server extends the size over them and updates the
+    /// times (`Reply::Written`).  `EAGAIN` when a truncate came after the
+    /// `WritePages` that returned `epoch` (the client writes again).
+    WriteDone {
+        handle: Handle,
+        offset: u64,
+        count: u64,
+        epoch: u64,
+    },
 }
 
 /// What `Open` and `Attach` say about the inode behind the new handle.
@@ -513,6 +572,15 @@ pub enum Reply<'a> {
     /// `MapPages`: the page addresses (little-endian `u64`s, each page
     /// aligned and not 0; 1..=`MAX_MAP_PAGES` of them), see `page_addrs`.
     Pages(&'a [u8]),
+    /// `ReadPages`, `WritePages`: bytes the client may copy, the truncate
+    /// epoch (`WritePages`; 0 for `ReadPages`), and the addresses of the
+    /// pages those bytes span (little-endian `u64`s, page aligned; 0 is a
+    /// hole, only in a `ReadPages` reply), see `page_addrs`.
+    Grant {
+        len: u64,
+        epoch: u64,
+        pages: &'a [u8],
+    },
 }
 
 /// The addresses of a `Reply::Pages` payload, in page order.
@@ -684,6 +752,9 @@ impl<'a> Request<'a> {
             Request::Mount { .. } => Op::Mount,
             Request::Umount { .. } => Op::Umount,
             Request::MapPages { .. } => Op::MapPages,
+            Request::ReadPages { .. } => Op::ReadPages,
+            Request::WritePages { .. } => Op::WritePages,
+            Request::WriteDone { .. } => Op::WriteDone,
         }
     }
 
@@ -874,6 +945,24 @@ impl<'a> Request<'a> {
                 index,
                 count,
             } => msg(label, [handle.0, index, count as u64, 0], Vec::new())?,
+            // w0 handle, w1 offset, w2 length.
+            Request::ReadPages {
+                handle,
+                offset,
+                len,
+            }
+            | Request::WritePages {
+                handle,
+                offset,
+                len,
+            } => msg(label, [handle.0, offset, len, 0], Vec::new())?,
+            // w0 handle, w1 offset, w2 count, w3 epoch.
+            Request::WriteDone {
+                handle,
+                offset,
+                count,
+                epoch,
+            } => msg(label, [handle.0, offset, count, epoch], Vec::new())?,
         };
         // What the encoder produced must be what the decoder accepts.
         Request::decode(m.view())?;
@@ -1156,6 +1245,39 @@ impl<'a> Request<'a> {
                     count: w2 as u32,
                 }
             }
+            Op::ReadPages | Op::WritePages | Op::WriteDone => {
+                no_payload(p)?;
+                if op != Op::WriteDone {
+                    zero(&[w3])?;
+                }
+                // Lengths are bounded; a write must move something; the
+                // range must end where `lseek` can name an offset.
+                if w2 > MAX_IO_BYTES
+                    || (op == Op::WritePages && w2 == 0)
+                    || w1.checked_add(w2).is_none_or(|e| e > i64::MAX as u64)
+                {
+                    return Err(Errno::EINVAL);
+                }
+                let handle = Handle(w0);
+                match op {
+                    Op::ReadPages => Request::ReadPages {
+                        handle,
+                        offset: w1,
+                        len: w2,
+                    },
+                    Op::WritePages => Request::WritePages {
+                        handle,
+                        offset: w1,
+                        len: w2,
+                    },
+                    _ => Request::WriteDone {
+                        handle,
+                        offset: w1,
+                        count: w2,
+                        epoch: w3,
+                    },
+                }
+            }
         })
     }
 }
@@ -1231,6 +1353,21 @@ impl<'a> Reply<'a> {
                     payload: p.into(),
                 }
             }
+            // w0 length, w1 epoch, w2 page count; payload the addresses.
+            Reply::Grant { len, epoch, pages } => {
+                if pages.len() % 8 != 0
+                    || pages.len() > MAX_IO_PAGES * 8
+                    || len > MAX_IO_BYTES
+                    || (len == 0) != pages.is_empty()
+                {
+                    return Err(Errno::EINVAL);
+                }
+                Message {
+                    label: ok,
+                    words: [len, epoch, (pages.len() / 8) as u64, 0],
+                    payload: pages.into(),
+                }
+            }
             // w0 length; payload text.
             Reply::Text(t) => {
                 fits(t.len())?;
@@ -1276,10 +1413,30 @@ impl<'a> Reply<'a> {
                 len_is(w0)?;
                 Reply::Data(p)
             }
-            Op::Write => {
+            Op::Write | Op::WriteDone => {
                 zero(&[w2, w3])?;
                 no_payload(p)?;
                 Reply::Written { count: w0, end: w1 }
+            }
+            Op::ReadPages | Op::WritePages => {
+                zero(&[w3])?;
+                let n = usize::try_from(w2).map_err(|_| Errno::EINVAL)?;
+                if n > MAX_IO_PAGES || p.len() != n * 8 || w0 > MAX_IO_BYTES {
+                    return Err(Errno::EINVAL);
+                }
+                // Pages exactly for the bytes (none for none); holes only
+                // in a read.
+                if (w0 == 0) != (n == 0) || (op == Op::ReadPages && w1 != 0) {
+                    return Err(Errno::EINVAL);
+                }
+                if page_addrs(p).any(|a| a % PAGE_SIZE != 0 || (a == 0 && op == Op::WritePages)) {
+                    return Err(Errno::EINVAL);
+                }
+                Reply::Grant {
+                    len: w0,
+                    epoch: w1,
+                    pages: p,
+                }
             }
             Op::Stat => {
                 zero(&[w1, w2, w3])?;

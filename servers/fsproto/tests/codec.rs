@@ -51,7 +51,7 @@ struct Owned {
 
 fn owned() -> impl Strategy<Value = Owned> {
     (
-        0u8..26,
+        0u8..29,
         [handle(), handle()],
         [path(), path()],
         [any::<u64>(), any::<u64>(), any::<u64>()],
@@ -193,10 +193,26 @@ fn request(o: &Owned) -> Request<'_> {
             dir: o.h[0],
             path: &o.p[0],
         },
-        _ => Request::MapPages {
+        25 => Request::MapPages {
             handle: o.h[0],
             index: n0 % (1 << 40),
             count: 1 + (n1 % MAX_MAP_PAGES as u64) as u32,
+        },
+        26 => Request::ReadPages {
+            handle: o.h[0],
+            offset: n0 % (1 << 60),
+            len: n1 % (MAX_IO_BYTES + 1),
+        },
+        27 => Request::WritePages {
+            handle: o.h[0],
+            offset: n0 % (1 << 60),
+            len: 1 + n1 % MAX_IO_BYTES,
+        },
+        _ => Request::WriteDone {
+            handle: o.h[0],
+            offset: n0 % (1 << 60),
+            count: n1 % (MAX_IO_BYTES + 1),
+            epoch: n2,
         },
     }
 }
@@ -257,7 +273,7 @@ proptest! {
     }
 
     #[test]
-    fn random_replies_decode_or_fail(m in any_msg(), op in 0usize..26) {
+    fn random_replies_decode_or_fail(m in any_msg(), op in 0usize..29) {
         let op = Op::ALL[op];
         if let Ok(Ok(r)) = Reply::decode(op, m.view()) {
             prop_assert_eq!(r.encode().expect("a decoded reply encodes"), m);
@@ -317,7 +333,7 @@ fn raw(label: u64, words: [u64; 4], payload: &[u8]) -> Result<Request<'_>, Errno
 
 #[test]
 fn unknown_operations_are_enosys() {
-    for label in [0, 27, 1000, u64::MAX] {
+    for label in [0, 30, 1000, u64::MAX] {
         assert_eq!(raw(label, [0; 4], b""), Err(Errno::ENOSYS));
     }
 }
@@ -485,4 +501,112 @@ fn map_pages_requests_and_replies() {
         assert_eq!(Reply::decode(Op::MapPages, bad.view()), Err(Errno::EINVAL));
     }
     assert_eq!(Reply::Pages(&[]).encode(), Err(Errno::EINVAL));
+}
+
+#[test]
+fn grants_round_trip_and_refuse_what_no_server_sends() {
+    for r in [
+        Request::ReadPages {
+            handle: Handle(3),
+            offset: 4095,
+            len: MAX_IO_BYTES,
+        },
+        Request::WritePages {
+            handle: Handle(3),
+            offset: 0,
+            len: 1,
+        },
+        Request::WriteDone {
+            handle: Handle(3),
+            offset: 10,
+            count: 0,
+            epoch: u64::MAX,
+        },
+    ] {
+        let m = r.encode().unwrap();
+        assert_eq!(Request::decode(m.view()), Ok(r));
+    }
+    // Too long, an empty write grant, a range past the largest offset,
+    // a stray word or payload.
+    for (op, words, payload) in [
+        (Op::ReadPages, [1, 0, MAX_IO_BYTES + 1, 0], vec![]),
+        (Op::WritePages, [1, 0, 0, 0], vec![]),
+        (Op::WritePages, [1, i64::MAX as u64, 1, 0], vec![]),
+        (Op::WriteDone, [1, u64::MAX, 1, 0], vec![]),
+        (Op::ReadPages, [1, 0, 1, 1], vec![]),
+        (Op::ReadPages, [1, 0, 1, 0], vec![0]),
+    ] {
+        let bad = Message {
+            label: op as u64,
+            words,
+            payload,
+        };
+        assert_eq!(
+            Request::decode(bad.view()),
+            Err(Errno::EINVAL),
+            "{op:?} {words:?}"
+        );
+    }
+    assert_eq!(pages_spanned(4095, 2), 2);
+    assert_eq!(pages_spanned(4096, 4096), 1);
+    assert_eq!(pages_spanned(7, 0), 0);
+    assert_eq!(pages_spanned(0, MAX_IO_BYTES), MAX_IO_PAGES as u64 - 1);
+    assert_eq!(pages_spanned(1, MAX_IO_BYTES), MAX_IO_PAGES as u64);
+    // Replies: holes only in a read, an epoch only from a write, pages
+    // exactly when there are bytes.
+    let p = encode_page_addrs(&[0, 0x2000]);
+    let m = Reply::Grant {
+        len: 5000,
+        epoch: 0,
+        pages: &p,
+    }
+    .encode()
+    .unwrap();
+    let Ok(Ok(Reply::Grant {
+        len: 5000, pages, ..
+    })) = Reply::decode(Op::ReadPages, m.view())
+    else {
+        panic!("a read grant decodes");
+    };
+    assert_eq!(page_addrs(pages).collect::<Vec<_>>(), [0, 0x2000]);
+    assert_eq!(Reply::decode(Op::WritePages, m.view()), Err(Errno::EINVAL));
+    for (words, addrs) in [
+        ([1u64, 5, 1, 0], vec![0x1000u64]),
+        ([1, 0, 1, 0], vec![0x1001]),
+        ([0, 0, 1, 0], vec![0x1000]),
+        ([1, 0, 0, 0], vec![]),
+        ([1, 0, 2, 0], vec![0x1000]),
+        ([MAX_IO_BYTES + 1, 0, 1, 0], vec![0x1000]),
+    ] {
+        let bad = Message {
+            label: 0,
+            words,
+            payload: encode_page_addrs(&addrs),
+        };
+        assert_eq!(
+            Reply::decode(Op::ReadPages, bad.view()),
+            Err(Errno::EINVAL),
+            "{words:?}"
+        );
+    }
+    let empty = Reply::Grant {
+        len: 0,
+        epoch: 0,
+        pages: &[],
+    }
+    .encode()
+    .unwrap();
+    assert!(matches!(
+        Reply::decode(Op::ReadPages, empty.view()),
+        Ok(Ok(Reply::Grant { len: 0, .. }))
+    ));
+    assert_eq!(
+        Reply::Grant {
+            len: 1,
+            epoch: 0,
+            pages: &[]
+        }
+        .encode(),
+        Err(Errno::EINVAL)
+    );
 }

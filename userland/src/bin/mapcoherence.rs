@@ -84,6 +84,95 @@ fn touch(at: usize) -> String {
         .unwrap_or_else(|e| e)
 }
 
+/// One `write`/`read` of 8 and 4 pages whose buffer is a `MAP_SHARED`
+/// mapping of the same file (not yet touched: the copy faults on it), and
+/// a hole that a mapping reads as zeros and then sees written.
+fn big_transfers(path: &str, fact: &mut impl FnMut(&str, bool, String)) {
+    const BIG: usize = 80;
+    let fd = open(path, libc::O_CREAT | libc::O_RDWR | libc::O_TRUNC);
+    let pattern: Vec<u8> = (0..64 * PAGE).map(|i| (i * 13 % 253) as u8).collect();
+    // SAFETY: `pattern` is a valid buffer of its length.
+    let wrote = unsafe { libc::write(fd, pattern.as_ptr().cast(), pattern.len()) };
+    // SAFETY: a plain call on our descriptor.
+    let grown = unsafe { libc::ftruncate(fd, (BIG * PAGE) as i64) };
+    let m = map(
+        BIG * PAGE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+        fd,
+    );
+    // File pages 0..8 to pages 32..40, from the mapping.
+    // SAFETY: the source is 8 pages of our mapping, inside the file.
+    let w = unsafe { libc::pwrite(fd, m as *const libc::c_void, 8 * PAGE, (32 * PAGE) as i64) };
+    let copied = pread(fd, 8 * PAGE, 32 * PAGE) == pattern[..8 * PAGE]
+        && peek(m + 32 * PAGE, 8 * PAGE) == pattern[..8 * PAGE];
+    fact(
+        "write() from a mapping of the file, 8 pages",
+        wrote == pattern.len() as isize && grown == 0 && w == (8 * PAGE) as isize && copied,
+        format!("wrote {w}, copy seen by read and mapping: {copied}"),
+    );
+    // File pages 0..4 into the mapping at pages 48..52, by read().
+    // SAFETY: the destination is 4 pages of our mapping, inside the file.
+    let r = unsafe { libc::pread(fd, (m + 48 * PAGE) as *mut libc::c_void, 4 * PAGE, 0) };
+    let landed = pread(fd, 4 * PAGE, 48 * PAGE) == pattern[..4 * PAGE];
+    fact(
+        "read() into a mapping of the file, 4 pages",
+        r == (4 * PAGE) as isize && landed,
+        format!("read {r}, seen by read: {landed}"),
+    );
+    // A hole (pages 64..80) read through the mapping, then written.
+    let zero = peek(m + 70 * PAGE, 8) == [0u8; 8];
+    let hw = pwrite(fd, b"hole", 70 * PAGE + 5);
+    let seen = text(&peek(m + 70 * PAGE + 5, 4));
+    fact(
+        "a hole read through the mapping, then written by write()",
+        zero && hw && seen == "hole",
+        format!("zeros first: {zero}, then {seen}"),
+    );
+    // Reads through one descriptor, changes through another: every read
+    // sees the file as it is (growth, overwrite, shrink, a hole filled).
+    let rfd = open(path, libc::O_RDONLY);
+    let before = pread(rfd, 8, BIG * PAGE - 4).len();
+    let grew = pwrite(fd, b"longer!!", BIG * PAGE);
+    let after = text(&pread(rfd, 8, BIG * PAGE));
+    let over = pwrite(fd, b"NEW", 2);
+    let again = text(&pread(rfd, 3, 2));
+    // SAFETY: a plain call on our descriptor.
+    let shrunk = unsafe { libc::ftruncate(fd, (3 * PAGE) as i64) };
+    let short = pread(rfd, 2 * PAGE, 2 * PAGE).len();
+    let hole = pread(rfd, 4, 2 * PAGE + 5000);
+    // SAFETY: a plain call on our descriptor.
+    let regrown = unsafe { libc::ftruncate(fd, (8 * PAGE) as i64) };
+    let zeros = pread(rfd, 4, 6 * PAGE) == [0u8; 4];
+    let filled = pwrite(fd, b"fill", 6 * PAGE);
+    let seen_fill = text(&pread(rfd, 4, 6 * PAGE));
+    fact(
+        "reads of one descriptor follow writes and truncates of another",
+        before == 4
+            && grew
+            && after == "longer!!"
+            && over
+            && again == "NEW"
+            && shrunk == 0
+            && short == PAGE
+            && hole.is_empty()
+            && regrown == 0
+            && zeros
+            && filled
+            && seen_fill == "fill",
+        format!(
+            "{before} {after} {again} {short} {} {zeros} {seen_fill}",
+            hole.len()
+        ),
+    );
+    // SAFETY: our own mapping and descriptors.
+    unsafe {
+        libc::munmap(m as *mut libc::c_void, BIG * PAGE);
+        libc::close(fd);
+        libc::close(rfd);
+    }
+}
+
 fn main() {
     let mut ok = true;
     let mut fact = |what: &str, good: bool, got: String| {
@@ -188,6 +277,10 @@ fn main() {
         unchanged,
         unchanged.to_string(),
     );
+    // Large transfers whose user buffer is a shared mapping of the file
+    // itself (faults during the copy), and a hole filled by write() under
+    // a mapping that already faulted it in.
+    big_transfers(&format!("{dir}/big"), &mut fact);
     // Truncate by path while the child still maps all 20 pages.
     let c = CString::new(path.as_str()).unwrap();
     // SAFETY: a valid NUL-terminated path.

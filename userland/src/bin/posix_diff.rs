@@ -619,6 +619,85 @@ fn main() {
     })();
     case("mmap private", show(r));
 
+    // Large transfers in one call (more than one message or grant), a
+    // hole inside one, and the end of the file.
+    let r = (|| -> io::Result<String> {
+        const BIG: usize = 3 * (1 << 20) + 5000;
+        let data: Vec<u8> = (0..BIG).map(|i| (i * 7 % 251) as u8).collect();
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(p("big"))?;
+        let wrote = f.write(&data)?;
+        f.seek(SeekFrom::Start(0))?;
+        let mut back = vec![0u8; BIG + 4096];
+        let read = f.read(&mut back)?;
+        let eof = f.read(&mut back)?;
+        let mut cross = vec![0u8; 10_000];
+        let got = f.read_at(&mut cross, (1 << 20) - 3)?;
+        let cross_ok = cross[..got] == data[(1 << 20) - 3..(1 << 20) - 3 + got];
+        // A hole of 2 MiB between two writes, read in one call.
+        f.write_all_at(b"tail", BIG as u64 + (2 << 20))?;
+        let mut holes = vec![1u8; (2 << 20) + 100];
+        let hole_read = f.read_at(&mut holes, BIG as u64 - 10)?;
+        let hole_ok = holes[..10] == data[BIG - 10..]
+            && holes[10..hole_read - 4].iter().all(|&b| b == 0)
+            && &holes[hole_read - 4..hole_read] == b"tail";
+        Ok(format!(
+            "wrote={wrote} read={read} equal={} eof={eof} cross={got}/{cross_ok} hole_read={hole_read}/{hole_ok}",
+            back[..read] == data[..]
+        ))
+    })();
+    case("large io", show(r));
+    // A read into a buffer that runs into unmapped memory: the bytes
+    // before the unmapped page, then EFAULT.
+    let r = (|| -> io::Result<String> {
+        let mut f = File::open(p("big"))?;
+        // SAFETY: a fresh private anonymous mapping of two pages; the second
+        // is unmapped at once, the first is only written by the kernel.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = base as usize;
+        munmap(base + 4096, 4096);
+        let read_into = |f: &mut File, at: usize, len: usize| -> io::Result<usize> {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the kernel checks the buffer; nothing of ours is there
+            // but the mapping made above.
+            let n = unsafe { libc::read(f.as_raw_fd(), at as *mut libc::c_void, len) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        };
+        let short = read_into(&mut f, base + 4096 - 100, 1000);
+        let pos = f.stream_position()?;
+        let bad = read_into(&mut f, base + 4096, 10);
+        // SAFETY: the first page of the mapping, written by the read above.
+        let first = unsafe { std::slice::from_raw_parts((base + 4096 - 100) as *const u8, 4) };
+        let out = format!(
+            "short={} pos={pos} bytes={first:?} bad={}",
+            show(short),
+            show(bad)
+        );
+        munmap(base, 4096);
+        Ok(out)
+    })();
+    case("read into partly unmapped buffer", show(r));
+
     // Mounts.  The harness's Linux mounts devtmpfs on /dev and proc on
     // /proc, but /tmp is a plain directory there, so the cases use /dev and
     // /proc; only whether device numbers differ is printed.

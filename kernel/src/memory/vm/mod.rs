@@ -26,7 +26,9 @@ pub mod vma;
 
 use alloc::sync::Arc;
 
-pub use aspace::{current, deactivate, init_cpu, live_count, unpin_frame, AddressSpace, Fault};
+pub use aspace::{
+    current, deactivate, init_cpu, live_count, unpin_frame, AddressSpace, Fault, PinnedFrame,
+};
 pub use lock::{holding as holds_vm_lock, lock_stats};
 pub use vma::{PageSource, PROT_EXEC, PROT_READ, PROT_WRITE};
 

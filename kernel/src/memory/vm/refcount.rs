@@ -120,6 +120,18 @@ pub fn pin(frame: PhysAddr) -> bool {
         .is_ok()
 }
 
+/// One more pin of `frame`, which the caller already pins (so it is
+/// alive whether or not a PTE maps it), if it has fewer than `below` pins
+/// (room is left for pins that must not fail, such as mapping grants).
+pub fn pin_pinned(frame: PhysAddr, below: u32) -> bool {
+    counter(frame)
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+            debug_assert!(c >= PIN);
+            (c >> PIN_SHIFT < below).then(|| c + PIN)
+        })
+        .is_ok()
+}
+
 /// Drops a pin; frees the frame when no PTE and no other pin holds it.
 pub fn unpin(frame: PhysAddr) {
     let before = counter(frame).fetch_sub(PIN, Ordering::AcqRel);

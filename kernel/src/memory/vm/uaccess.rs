@@ -32,7 +32,7 @@ use core::arch::{asm, global_asm};
 use core::marker::PhantomData;
 use core::mem::{size_of, size_of_val, MaybeUninit};
 
-use super::{aspace, USER_END};
+use super::{aspace, PinnedFrame, USER_END};
 use abi::Errno;
 
 // The copy: 64-byte blocks through eight registers, then the tail in
@@ -170,6 +170,17 @@ pub fn fixup_for(rip: u64) -> Option<u64> {
 fn check_range(addr: u64, len: usize) -> Result<(), Errno> {
     match addr.checked_add(len as u64) {
         Some(end) if end <= USER_END => Ok(()),
+        _ => Err(Errno::EFAULT),
+    }
+}
+
+/// The kernel address of bytes `offset .. offset + len` of a pinned frame
+/// (`EFAULT` when they leave it).
+fn frame_range(frame: &PinnedFrame, offset: usize, len: usize) -> Result<*mut u8, Errno> {
+    match offset.checked_add(len) {
+        Some(end) if end <= super::PAGE_SIZE as usize => {
+            Ok(crate::memory::phys_to_virt(frame.frame()).wrapping_add(offset))
+        }
         _ => Err(Errno::EFAULT),
     }
 }
@@ -340,6 +351,32 @@ impl UserSlice {
         with_user_access(|| unsafe {
             vm_uaccess_copy_nofault(self.addr as *mut u8, src.as_ptr(), src.len())
         })
+    }
+
+    /// Copies the slice's length of bytes from byte `offset` of the
+    /// pinned frame `frame` into the slice (one-copy reads of server
+    /// files).  `EFAULT` when the range leaves the frame or the user pages
+    /// fault.
+    pub fn write_from_frame(&self, frame: &PinnedFrame, offset: usize) -> Result<(), Errno> {
+        let src = frame_range(frame, offset, self.len)?;
+        if self.len == 0 {
+            return Ok(());
+        }
+        // SAFETY: `src..src+len` lies in one HHDM-mapped frame that the pin
+        // keeps allocated; the user range is checked, faults are caught.
+        with_user_access(|| unsafe { vm_uaccess_copy(self.addr as *mut u8, src, self.len) })
+    }
+
+    /// Copies the slice into the pinned frame `frame` from byte `offset`
+    /// (one-copy writes of server files).  `EFAULT` as `write_from_frame`.
+    pub fn read_into_frame(&self, frame: &PinnedFrame, offset: usize) -> Result<(), Errno> {
+        let dst = frame_range(frame, offset, self.len)?;
+        if self.len == 0 {
+            return Ok(());
+        }
+        // SAFETY: as in `write_from_frame`, directions swapped; the frame is
+        // the file server's page-cache page that it granted for this write.
+        with_user_access(|| unsafe { vm_uaccess_copy(dst, self.addr as *const u8, self.len) })
     }
 
     /// Zeroes the slice.

@@ -17,7 +17,14 @@ fn do_read(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResul
     if let Some(res) = read_regular(f, buf, count, offset) {
         return res;
     }
-    if f.as_remote().is_some() {
+    if let Some(r) = f.as_remote() {
+        if crate::files::remote::one_copy() {
+            if let Some(res) =
+                crate::files::remote_io::read(f, r.handle, &r.cache, buf, count, offset)
+            {
+                return res;
+            }
+        }
         return read_remote(f, buf, count, offset);
     }
     let mut kbuf = crate::memory::kbuf::zeroed(count.min(CHUNK))?;
@@ -152,6 +159,13 @@ fn do_write(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResu
             Some(o) => f.write_at(&[], o, false).map(|(n, _)| n),
             None => f.write(&[]),
         };
+    }
+    if let Some(r) = f.as_remote() {
+        if crate::files::remote::one_copy() {
+            if let Some(res) = crate::files::remote_io::write(f, r.handle, buf, count, offset) {
+                return res;
+            }
+        }
     }
     let mut kbuf = crate::memory::kbuf::zeroed(count.min(CHUNK))?;
     let mut done = 0;

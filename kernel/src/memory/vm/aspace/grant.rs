@@ -12,8 +12,13 @@
 //! mapping of it (munmap, exit) until `unpin_frame`.  Pins do not count as
 //! PTEs (`refcount`), so the server's own writes never copy the page.
 //!
-//! Must not: pin on behalf of anyone but the kernel's grant table, or
-//! hand out a frame without its pin.
+//! One-copy I/O (`files::remote_io`) pins the same way for the length of
+//! one copy: `pin_for_io` returns a `PinnedFrame`, which unpins when
+//! dropped, and is the only way to the frame's bytes (`UserSlice::
+//! write_from_frame` / `read_into_frame`).
+//!
+//! Must not: pin on behalf of anyone but the kernel's grant table and the
+//! one-copy path, or hand out a frame without its pin.
 
 use super::*;
 
@@ -55,6 +60,39 @@ impl AddressSpace {
             }
         }
         Err(Errno::ENOMEM)
+    }
+}
+
+impl AddressSpace {
+    /// Pins the frame behind user page `va` (see `pin_anon_page`) for as
+    /// long as the returned guard lives.
+    pub fn pin_for_io(&self, va: u64) -> Result<PinnedFrame, Errno> {
+        self.pin_anon_page(va).map(PinnedFrame)
+    }
+}
+
+/// A frame of a file server's page cache, pinned while this lives: it
+/// cannot be freed (and so not be reused for anyone else) even if the
+/// server unmaps it meanwhile.  No translation of it is made.
+pub struct PinnedFrame(PhysAddr);
+
+impl PinnedFrame {
+    /// One more pin of the same frame (alive: this one pins it); `None`
+    /// when the frame has half the pins it can have already (kept read
+    /// grants must not starve the pins of mapping grants).
+    pub fn pin_again(&self) -> Option<PinnedFrame> {
+        refcount::pin_pinned(self.0, 128).then_some(PinnedFrame(self.0))
+    }
+
+    /// The frame (for the copy routines of `uaccess`).
+    pub(in crate::memory::vm) fn frame(&self) -> PhysAddr {
+        self.0
+    }
+}
+
+impl Drop for PinnedFrame {
+    fn drop(&mut self) {
+        refcount::unpin(self.0);
     }
 }
 

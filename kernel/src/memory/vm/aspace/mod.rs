@@ -70,7 +70,7 @@ pub use cpu::{
     active_id, cpu_features_on, current, current_ptr, deactivate, init_cpu, init_kernel_root,
     protections_in_force, smap_enabled,
 };
-pub use grant::unpin_frame;
+pub use grant::{unpin_frame, PinnedFrame};
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;

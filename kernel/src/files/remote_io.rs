@@ -1,0 +1,453 @@
+//! One-copy `read`/`write` of file-server files (`structure=servers`,
+//! `servers.copy=one`, docs/SERVERS.md "Copy modes"): the data moves once,
+//! between the server's page-cache pages and the user buffer, never
+//! through a message.
+//!
+//! Owns: the copy loop of a read (`ReadPages`: one call per 1 MiB names
+//! the pages of the range and how many bytes are valid) and of a write
+//! (`WritePages` names pages made ready for the range, the kernel copies
+//! the user's bytes into them, `WriteDone` commits the size and times).
+//!
+//! Grant lifetime, two guards:
+//! - **The kernel pins** each named frame (`AddressSpace::pin_for_io`,
+//!   the checks of `MapPages`: private anonymous read/write memory of the
+//!   server, present) for the length of its copy, so even a server that
+//!   frees or unmaps the page meanwhile cannot make the kernel read or
+//!   write a frame that went to another process: the frame is freed only
+//!   at the unpin.
+//! - **The server keeps the page** a page of this file (`fs::Inode::
+//!   grant_read`): a truncate racing the copy retires the pages it cuts
+//!   instead of freeing them, until the last I/O handle of the file
+//!   closes.  The kernel holds the open file (and so its handle) for the
+//!   whole call, so no copy runs past that point.  A read racing a
+//!   truncate therefore returns the bytes as they were before the
+//!   truncate (the read is ordered first), never another file's data.
+//!   A write racing a truncate is seen by `WriteDone` (`EAGAIN`: the
+//!   truncate epoch changed) and those bytes are written again through a
+//!   message, so the result is the write after the truncate.
+//!
+//! **Kept read grants** (`ReadCache`, one per open file description): the
+//! pinned frames of the pages a read was granted, and what the reads
+//! learnt about the size, stay with the description while the data epoch
+//! (`remote::data_epoch`, bumped after every delegated call that may
+//! change a size or fill a hole: writes, truncates, `O_TRUNC`, `MapPages`)
+//! is unchanged; a read wholly covered by them needs no call at all.  A
+//! store through a shared mapping lands in the same frames, so they stay
+//! right.  The description's handle is open while its cache lives, so the
+//! server keeps the pages (above); the pins go with the cache.  A read that
+//! races a write or truncate and uses kept grants is ordered before it
+//! (the epoch moves before that call returns).
+//!
+//! What stays on the message path (`remote::pread`/`pwrite`): `O_APPEND`
+//! writes (the server picks the offset and writes in one step, so
+//! concurrent appenders do not overlap), empty transfers, and ranges that
+//! reach past the largest offset (`i64::MAX`), so errors there stay those
+//! of the two-copy path.
+//!
+//! Must not: hold a lock across a call or a copy (a fault on the user
+//! buffer may call the server for a mapping of the same file), or use
+//! `unsafe` (the copies are `UserSlice::write_from_frame` /
+//! `read_into_frame`).
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use abi::fcntl::O_APPEND;
+use abi::Errno;
+use fsproto::{Handle, MAX_IO_BYTES};
+
+use super::file::File;
+use super::remote;
+use crate::memory::vm::uaccess::UserAddr;
+use crate::memory::vm::{self, AddressSpace, PinnedFrame};
+
+const PAGE: u64 = vm::PAGE_SIZE;
+
+/// The file server's address space (where granted addresses point).
+fn server() -> Result<Arc<AddressSpace>, Errno> {
+    crate::proc::process::find_process(remote::server_pid())
+        .and_then(|p| p.aspace())
+        .ok_or(Errno::EIO)
+}
+
+/// Which way a copy goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    /// Server pages -> user buffer (a read; holes give zeros).
+    Out,
+    /// User buffer -> server pages (a write).
+    In,
+}
+
+/// A granted page: its pinned frame, or `None` for a hole (zeros).
+type Frame = Option<PinnedFrame>;
+
+/// Another pin of the same page (`None` inside when it has too many).
+fn pin_again(f: &Frame) -> Option<Frame> {
+    match f {
+        Some(p) => p.pin_again().map(Some),
+        None => Some(None),
+    }
+}
+
+/// Pins the frames behind the granted addresses `addrs` (0: a hole, only
+/// in a read).  `EIO` (logged) for an address that is not a page of the
+/// server; `ENOMEM` when a frame has the most pins it can hold (many open
+/// files keeping it): the caller then moves that piece in messages.
+fn pin_all(server: &AddressSpace, addrs: &[u64]) -> Result<Vec<Frame>, Errno> {
+    addrs
+        .iter()
+        .map(|&addr| {
+            if addr == 0 {
+                return Ok(None);
+            }
+            server.pin_for_io(addr).map(Some).map_err(|e| {
+                if e == Errno::ENOMEM {
+                    return e;
+                }
+                log::warn!("servers: a grant named {addr:#x}, not a page of the server ({e:?})");
+                Errno::EIO
+            })
+        })
+        .collect()
+}
+
+/// Copies `n` bytes of the file at `offset` between the pinned pages
+/// `frames` (one per page the range touches) and the user buffer `buf`,
+/// one piece per source and per destination page, so that a user page
+/// that faults leaves every byte before it copied and counted.  Returns
+/// the bytes copied and, when fewer than `n`, why (`EFAULT` for the user
+/// buffer, `EIO` for a missing page).
+fn copy(
+    frames: &[Frame],
+    offset: u64,
+    n: usize,
+    buf: UserAddr,
+    dir: Dir,
+) -> (usize, Option<Errno>) {
+    let mut done = 0usize;
+    let first = offset / PAGE;
+    while done < n {
+        let pos = offset + done as u64;
+        let Some(frame) = frames.get((pos / PAGE - first) as usize) else {
+            return (done, Some(Errno::EIO));
+        };
+        if frame.is_none() && dir == Dir::In {
+            return (done, Some(Errno::EIO));
+        }
+        // The rest of this source page, piece by destination page.
+        let page_end = ((pos / PAGE + 1) * PAGE - offset) as usize;
+        let stop = page_end.min(n);
+        while done < stop {
+            let p = offset + done as u64;
+            let dst = buf.offset(done as u64);
+            let room = (PAGE - dst.raw() % PAGE) as usize;
+            let len = room.min(stop - done);
+            let in_page = (p % PAGE) as usize;
+            let res = dst.slice(len).and_then(|s| match (frame, dir) {
+                (Some(f), Dir::Out) => s.write_from_frame(f, in_page),
+                (Some(f), Dir::In) => s.read_into_frame(f, in_page),
+                (None, _) => s.zero(),
+            });
+            if res.is_err() {
+                return (done, Some(Errno::EFAULT));
+            }
+            done += len;
+        }
+    }
+    (done, None)
+}
+
+/// Most pages a description keeps grants of (beyond, later grants are
+/// not kept): a bound on the frames one open file pins.
+const CACHE_PAGES: usize = 1024;
+
+/// Read grants kept by one open file description (see the module
+/// comment): valid for data epoch `epoch` only.
+#[derive(Default)]
+pub struct ReadCache {
+    epoch: u64,
+    /// The file is at least this long (the end of a granted read).
+    at_least: u64,
+    /// Its exact size, once a read came back short.
+    eof: Option<u64>,
+    /// Page index -> its frame (`None`: a hole).
+    pages: BTreeMap<u64, Frame>,
+}
+
+impl core::fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ReadCache({} pages)", self.pages.len())
+    }
+}
+
+impl ReadCache {
+    /// The readable bytes of a read of `want` at `pos` and their frames,
+    /// if the kept grants of `epoch` cover it.
+    fn lookup(&mut self, epoch: u64, pos: u64, want: u64) -> Option<(usize, Vec<Frame>)> {
+        if self.epoch != epoch {
+            *self = ReadCache {
+                epoch,
+                ..ReadCache::default()
+            };
+            return None;
+        }
+        let n = match self.eof {
+            Some(eof) => want.min(eof.saturating_sub(pos)),
+            None if pos.checked_add(want)? <= self.at_least => want,
+            None => return None,
+        };
+        let first = pos / PAGE;
+        let frames = (first..first + fsproto::pages_spanned(pos, n))
+            .map(|i| self.pages.get(&i).and_then(pin_again))
+            .collect::<Option<Vec<Frame>>>()?;
+        Some((n as usize, frames))
+    }
+
+    /// Keeps the grant of a read of `want` at `pos` (of `epoch`) that gave
+    /// `n` bytes in `frames`.
+    fn insert(&mut self, epoch: u64, pos: u64, want: u64, n: u64, frames: &[Frame]) {
+        if self.epoch != epoch {
+            // Data changed since (or before) this grant: keep nothing.
+            return;
+        }
+        // What the size is learnt stays true for this epoch.
+        self.at_least = self.at_least.max(pos + n);
+        if n < want {
+            self.eof = Some(pos + n);
+        }
+        // Full: keep what is kept (a stream through a large file would
+        // only churn).
+        if self.pages.len() + frames.len() > CACHE_PAGES {
+            return;
+        }
+        let first = pos / PAGE;
+        for (i, f) in (first..).zip(frames) {
+            if let alloc::collections::btree_map::Entry::Vacant(v) = self.pages.entry(i) {
+                match pin_again(f) {
+                    Some(p) => {
+                        v.insert(p);
+                    }
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+/// Whether `count` bytes at `at` stay below the largest file offset (the
+/// protocol refuses ranges past it; the message path answers those).
+fn in_range(at: u64, count: usize) -> bool {
+    at.checked_add(count as u64)
+        .is_some_and(|e| e <= i64::MAX as u64)
+}
+
+/// The frames behind a read of `want` bytes at `pos`: from the kept
+/// grants of `cache`, or granted by one `ReadPages` call (and kept).
+fn grant(
+    cache: &spin::Mutex<ReadCache>,
+    handle: Handle,
+    pos: u64,
+    want: u64,
+) -> Result<(usize, Vec<Frame>), Errno> {
+    let epoch = remote::data_epoch();
+    if let Some(hit) = cache.lock().lookup(epoch, pos, want) {
+        return Ok(hit);
+    }
+    let (n, _, addrs) = remote::read_grant(handle, pos, want)?;
+    let frames = pin_all(&*server()?, &addrs)?;
+    cache.lock().insert(epoch, pos, want, n as u64, &frames);
+    Ok((n, frames))
+}
+
+/// `read`/`pread64` of `count` (> 0) bytes of the server file `f` (handle
+/// `handle`) into `buf`, at `offset` or at the file offset (advanced by
+/// the bytes copied).  `None`: this call goes through messages instead.
+/// A buffer that faults gives the bytes before the faulting page, or
+/// `EFAULT`; an error after some bytes is a short read.
+pub fn read(
+    f: &File,
+    handle: Handle,
+    cache: &spin::Mutex<ReadCache>,
+    buf: UserAddr,
+    count: usize,
+    offset: Option<u64>,
+) -> Option<Result<usize, Errno>> {
+    if !f.readable() {
+        return Some(Err(Errno::EBADF));
+    }
+    let at = offset.unwrap_or_else(|| f.offset());
+    if count == 0 || !in_range(at, count) {
+        return None;
+    }
+    let mut done = 0usize;
+    let mut failed = None;
+    while done < count {
+        let want = (count - done).min(MAX_IO_BYTES as usize);
+        let pos = at + done as u64;
+        let dst = buf.offset(done as u64);
+        let (n, took, err) = match grant(cache, handle, pos, want as u64) {
+            Ok((n, frames)) => {
+                let (took, err) = copy(&frames, pos, n, dst, Dir::Out);
+                (n, took, err)
+            }
+            Err(e) if e == Errno::ENOMEM => read_by_message(handle, pos, want, dst),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
+        done += took;
+        if err.is_some() {
+            failed = err;
+            break;
+        }
+        if n < want {
+            break;
+        }
+    }
+    if offset.is_none() {
+        f.set_offset(at + done as u64);
+    }
+    Some(match failed {
+        Some(e) if done == 0 => Err(e),
+        _ => Ok(done),
+    })
+}
+
+/// `write`/`pwrite64` of `count` (> 0) bytes from `buf` to the server file
+/// `f`, at `offset` or at the file offset (advanced by the bytes
+/// written).  `None`: this call goes through messages instead (`O_APPEND`,
+/// see the module comment).  A buffer that faults gives the bytes before
+/// the faulting page, or `EFAULT`; an error after some bytes is a short
+/// write.
+pub fn write(
+    f: &File,
+    handle: Handle,
+    buf: UserAddr,
+    count: usize,
+    offset: Option<u64>,
+) -> Option<Result<usize, Errno>> {
+    if !f.writable() {
+        return Some(Err(Errno::EBADF));
+    }
+    if offset.is_none() && f.flags() & O_APPEND != 0 {
+        return None;
+    }
+    let at = offset.unwrap_or_else(|| f.offset());
+    if count == 0 || !in_range(at, count) {
+        return None;
+    }
+    let server = match server() {
+        Ok(s) => s,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut done = 0usize;
+    let mut failed = None;
+    while done < count {
+        let want = (count - done).min(MAX_IO_BYTES as usize);
+        let pos = at + done as u64;
+        let src = buf.offset(done as u64);
+        let (n, epoch, addrs) = match remote::write_grant(handle, pos, want as u64) {
+            Ok(g) => g,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
+        let frames = match pin_all(&server, &addrs) {
+            Ok(f) => f,
+            // Pages with the most pins they can hold: this piece in messages.
+            Err(e) if e == Errno::ENOMEM => match rewrite(handle, pos, src, n) {
+                Ok(m) => {
+                    done += m;
+                    if m < n || n < want {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            },
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
+        let (took, err) = copy(&frames, pos, n, src, Dir::In);
+        drop(frames);
+        let mut written = took;
+        if took > 0 {
+            match remote::write_done(handle, pos, took as u64, epoch) {
+                Ok(_) => {}
+                // A truncate came between grant and commit: the bytes may
+                // have gone with a cut page; write them again in messages.
+                Err(e) if e == Errno::EAGAIN => match rewrite(handle, pos, src, took) {
+                    Ok(m) => written = m,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                },
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        done += written;
+        if err.is_some() || written < took {
+            failed = err.or(Some(Errno::EIO));
+            break;
+        }
+        if n < want {
+            break;
+        }
+    }
+    if offset.is_none() {
+        f.set_offset(at + done as u64);
+    }
+    Some(match failed {
+        Some(e) if done == 0 => Err(e),
+        _ => Ok(done),
+    })
+}
+
+/// The two-copy read of at most `want` bytes at `pos` into `dst` (when
+/// the pages cannot be pinned): (bytes read, bytes copied out, why fewer).
+fn read_by_message(
+    handle: Handle,
+    pos: u64,
+    want: usize,
+    dst: UserAddr,
+) -> (usize, usize, Option<Errno>) {
+    let mut kbuf = match crate::memory::kbuf::zeroed(want) {
+        Ok(b) => b,
+        Err(e) => return (0, 0, Some(e)),
+    };
+    let n = match remote::pread(handle, pos, &mut kbuf[..want]) {
+        Ok(n) => n,
+        Err(e) => return (0, 0, Some(e)),
+    };
+    let mut took = 0;
+    while took < n {
+        let d = dst.offset(took as u64);
+        let len = ((PAGE - d.raw() % PAGE) as usize).min(n - took);
+        if d.write_bytes(&kbuf[took..took + len]).is_err() {
+            return (n, took, Some(Errno::EFAULT));
+        }
+        took += len;
+    }
+    (n, took, None)
+}
+
+/// The two-copy write of `len` bytes of `src` at `pos` (after a commit
+/// refused because of a truncate): bytes written.
+fn rewrite(handle: Handle, pos: u64, src: UserAddr, len: usize) -> Result<usize, Errno> {
+    let mut kbuf = crate::memory::kbuf::zeroed(len)?;
+    src.read_bytes(&mut kbuf[..len])?;
+    remote::pwrite(handle, pos, &kbuf[..len], false).map(|(n, _)| n)
+}
