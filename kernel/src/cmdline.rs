@@ -54,6 +54,20 @@ pub struct Options {
     pub log: LevelFilter,
     /// `structure=`: where the file system runs.
     pub structure: Structure,
+    /// `servers.nic=`: who drives the NIC in `structure=servers`.
+    pub nic: NicDriver,
+}
+
+/// Who drives the virtio-net NIC in `structure=servers` (`servers.nic=`,
+/// docs/SERVERS.md "The NIC driver process"); the monolithic structure
+/// always uses the kernel's driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NicDriver {
+    /// A user-mode driver process (`nicd`) serving `netd` (the default).
+    Process,
+    /// Nobody: the kernel's driver runs but no socket reaches it; `netd`
+    /// has loopback only.
+    None,
 }
 
 /// How the kernel is structured (`structure=`, docs/SERVERS.md).
@@ -74,6 +88,7 @@ impl Default for Options {
             locks: LockMode::PerCpu,
             log: LevelFilter::Info,
             structure: Structure::Monolithic,
+            nic: NicDriver::Process,
         }
     }
 }
@@ -326,6 +341,19 @@ pub fn parse<'a>(
                     }
                 }
             }
+            "servers.nic" => {
+                opts.nic = match value {
+                    "process" => NicDriver::Process,
+                    "none" => NicDriver::None,
+                    _ => {
+                        return Err(CmdlineError {
+                            key,
+                            value,
+                            expected: "process or none",
+                        })
+                    }
+                }
+            }
             "log" => {
                 opts.log = match value {
                     "error" => LevelFilter::Error,
@@ -426,9 +454,13 @@ mod tests {
                 locks: LockMode::Global,
                 log: LevelFilter::Debug,
                 structure: Structure::Monolithic,
+                nic: NicDriver::Process,
             }
         );
         assert_eq!(parse_ok("structure=servers").structure, Structure::Servers);
+        assert_eq!(parse_ok("servers.nic=none").nic, NicDriver::None);
+        assert_eq!(parse_ok("servers.nic=process").nic, NicDriver::Process);
+        assert!(parse("servers.nic=kernel", |_| {}).is_err());
         assert!(parse("structure=micro", |_| {}).is_err());
         assert_eq!(parse_ok("run=bench").run, RunMode::Bench);
         assert_eq!(parse_ok("run=panic").run, RunMode::Panic);
