@@ -14,6 +14,15 @@ use std::io::Write;
 /// This kernel's IPC calls (`abi::ipc`, docs/IPC.md).
 pub mod ipc;
 
+/// This kernel's device-driver call (`abi::dev`).
+pub mod dev;
+
+/// The packet rings between the NIC driver and the network server.
+pub mod nicring;
+
+/// netd's NIC backend over those rings.
+pub mod netd_nic;
+
 /// Sharing-plugin window markers (one file with `wis`'s, the same protocol).
 #[path = "../../comparison/workloads/src/marker.rs"]
 pub mod marker;

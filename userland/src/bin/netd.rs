@@ -1,8 +1,9 @@
 //! netd: the user-mode network server of `structure=servers`
 //! (docs/SERVERS.md, "Network service" and "Sockets in servers mode").
 //! The kernel starts it after the file server and before `/init`; it runs
-//! the same `net` crate the monolithic kernel links (loopback only: the
-//! NIC stays with the kernel for now), creates an endpoint, registers it
+//! the same `net` crate the monolithic kernel links (loopback, and the NIC
+//! when the kernel passes `nic=`: frames then go through the rings of the
+//! NIC driver process, `userland::netd_nic`), creates an endpoint, registers it
 //! as `SERVICE_NET` and answers the kernel's delegated AF_INET socket
 //! calls (`netproto` messages) in an `ipc_reply_recv` loop.
 //!
@@ -18,7 +19,8 @@
 //! timers while system calls on other CPUs use the same instances), so
 //! the timer thread and the server thread may use instance 0 at once.
 //!
-//! Arguments (the kernel writes them): `locks=percpu|global`.
+//! Arguments (the kernel writes them): `locks=percpu|global`, and
+//! `nic=IP/PREFIX[,gw=IP]` when a NIC driver process serves this server.
 //!
 //! Owns: the IPC `Transport` (one endpoint, one server thread), the IPC
 //! `Signal` (client → notification handle), the timer thread, mapping the
@@ -129,18 +131,40 @@ impl Signal for IpcSignal {
 
 fn main() {
     let mut mode = LockMode::PerCpu;
+    let mut nic_arg = None;
     for arg in std::env::args().skip(1) {
         if let Some(v) = arg.strip_prefix("locks=") {
             mode = LockMode::from_name(v).unwrap_or(LockMode::PerCpu);
+        } else if let Some(v) = arg.strip_prefix("nic=") {
+            nic_arg = Some(v.to_string());
         }
     }
     let _ = percpu::set_lock_mode(mode);
+    let mut config = Config::new(1, mode);
+    let nic = nic_arg.and_then(|a| match userland::netd_nic::attach(&a) {
+        Ok(attached) => Some(attached),
+        Err(e) => {
+            eprintln!("netd: no NIC: {e}");
+            None
+        }
+    });
+    config.stack.eth = nic.as_ref().map(|n| n.eth);
     // One server thread (one loopback instance) in M2.
     let server = Arc::new(NetServer::new(
-        Config::new(1, mode),
+        config,
         Arc::new(IpcSignal::default()),
-        None,
+        nic.as_ref().map(|n| n.sink()),
     ));
+    if let Some(nic) = nic {
+        let rx = server.clone();
+        let spawned = std::thread::Builder::new()
+            .name("netd-nic-rx".into())
+            .spawn(move || nic.receive_loop(|frame| rx.receive_frame(frame)));
+        if let Err(e) = spawned {
+            eprintln!("netd: cannot start the NIC receive thread: {e}");
+            std::process::exit(1);
+        }
+    }
     let endpoint = match ipc::endpoint_create() {
         Ok(h) => h,
         Err(e) => {
