@@ -22,6 +22,8 @@ use comparison::run::{Echo, RunExtras, RunRequest, RunResult, Structure, System}
 use integration_tests::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -67,7 +69,8 @@ fn expect_driver_process(result: &RunResult) {
     let serial = &result.outcome.serial;
     check_run(
         result,
-        serial.contains("userdev: virtio-net 00:") && serial.contains("servers: NIC driver /.servers/nicd is pid"),
+        serial.contains("userdev: virtio-net 00:")
+            && serial.contains("servers: NIC driver /.servers/nicd is pid"),
         "expected the card assigned to /.servers/nicd",
     );
     check_run(
@@ -81,18 +84,17 @@ fn expected_bytes() -> usize {
     (0..ROUNDS).map(|r| echo_message(r).len()).sum()
 }
 
-/// Host client, retrying until the guest listens (at most 120 s).
-fn host_client(addr: SocketAddr) -> JoinHandle<Result<usize, String>> {
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        loop {
-            match echo_session(addr, ROUNDS) {
-                Ok(total) => return Ok(total),
-                Err((true, _)) if start.elapsed() < Duration::from_secs(120) => {
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                Err((_, why)) => return Err(why),
+/// Host client, retrying until the guest listens or the run ended (`done`:
+/// the building of the boot media and a TCG boot on a loaded host take
+/// an unknown time, so the only bound is the run itself).
+fn host_client(addr: SocketAddr, done: Arc<AtomicBool>) -> JoinHandle<Result<usize, String>> {
+    std::thread::spawn(move || loop {
+        match echo_session(addr, ROUNDS) {
+            Ok(total) => return Ok(total),
+            Err((true, _)) if !done.load(Ordering::Acquire) => {
+                std::thread::sleep(Duration::from_millis(250));
             }
+            Err((_, why)) => return Err(why),
         }
     })
 }
@@ -100,13 +102,15 @@ fn host_client(addr: SocketAddr) -> JoinHandle<Result<usize, String>> {
 #[test]
 fn host_client_to_guest_echo_server_through_the_driver_process() {
     let host_port = free_local_port();
-    let client = host_client(SocketAddr::from(([127, 0, 0, 1], host_port)));
+    let done = Arc::new(AtomicBool::new(false));
+    let client = host_client(SocketAddr::from(([127, 0, 0, 1], host_port)), done.clone());
     let result = run_servers(
         "net_echo",
         user_nic(vec![(host_port, GUEST_PORT)], Vec::new()),
         "",
         &["serve", &GUEST_PORT.to_string(), "1"],
     );
+    done.store(true, Ordering::Release);
     let client = client.join().expect("client thread");
     expect_driver_process(&result);
     check_run(
@@ -181,24 +185,25 @@ fn restart_message(r: usize) -> [u8; 64] {
     std::array::from_fn(|i| (i * 7 + r * 13) as u8)
 }
 
-/// Host side of `nic_restart`: connect (retrying until the guest listens),
-/// then KILLS + 1 rounds, each after the guest's `K` cue but the first.
-fn restart_client(addr: SocketAddr) -> Result<Vec<Duration>, String> {
-    let start = Instant::now();
+/// Host side of `nic_restart`: connect (retrying until the guest listens or
+/// the run ended), then KILLS + 1 rounds, each after the guest's `K` cue
+/// but the first.
+fn restart_client(addr: SocketAddr, done: Arc<AtomicBool>) -> Result<Vec<Duration>, String> {
     let mut stream = loop {
-        let attempt = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(60)))?;
-            s.write_all(&restart_message(0))?;
-            let mut echo = [0u8; 64];
-            s.read_exact(&mut echo)?;
-            if echo != restart_message(0) {
-                return Err(std::io::Error::other("round 0: echo differs"));
-            }
-            Ok(s)
-        });
+        let attempt =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5)).and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(60)))?;
+                s.write_all(&restart_message(0))?;
+                let mut echo = [0u8; 64];
+                s.read_exact(&mut echo)?;
+                if echo != restart_message(0) {
+                    return Err(std::io::Error::other("round 0: echo differs"));
+                }
+                Ok(s)
+            });
         match attempt {
             Ok(s) => break s,
-            Err(_) if start.elapsed() < Duration::from_secs(120) => {
+            Err(_) if !done.load(Ordering::Acquire) => {
                 std::thread::sleep(Duration::from_millis(250))
             }
             Err(e) => return Err(format!("round 0: {e}")),
@@ -230,14 +235,18 @@ fn restart_client(addr: SocketAddr) -> Result<Vec<Duration>, String> {
 #[test]
 fn killed_driver_restarts_and_the_echo_resumes() {
     let host_port = free_local_port();
-    let client =
-        std::thread::spawn(move || restart_client(SocketAddr::from(([127, 0, 0, 1], host_port))));
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let client = std::thread::spawn(move || {
+        restart_client(SocketAddr::from(([127, 0, 0, 1], host_port)), flag)
+    });
     let result = run_servers(
         "nic_restart",
         user_nic(vec![(host_port, GUEST_PORT)], Vec::new()),
         "",
         &[&GUEST_PORT.to_string(), &KILLS.to_string()],
     );
+    done.store(true, Ordering::Release);
     let client = client.join().expect("client thread");
     expect_driver_process(&result);
     check_run(&result, client.is_ok(), &format!("host client: {client:?}"));
@@ -263,9 +272,10 @@ fn killed_driver_restarts_and_the_echo_resumes() {
     );
     check_run(
         &result,
-        result
-            .output
-            .contains(&format!("nic_restart: ok rounds={} kills={KILLS}", KILLS + 1)),
+        result.output.contains(&format!(
+            "nic_restart: ok rounds={} kills={KILLS}",
+            KILLS + 1
+        )),
         "expected the guest's `ok` line",
     );
     // Measurements for the record (never asserted).

@@ -126,13 +126,15 @@ impl Region {
     pub fn publish_driver(&self, mac: [u8; 6]) -> u64 {
         let mut b = [0u8; 8];
         b[..6].copy_from_slice(&mac);
-        self.u64_at(OFF_MAC).store(u64::from_le_bytes(b), Ordering::Release);
+        self.u64_at(OFF_MAC)
+            .store(u64::from_le_bytes(b), Ordering::Release);
         let generation = if self.u32_at(OFF_MAGIC).load(Ordering::Acquire) == MAGIC {
             self.u64_at(OFF_GENERATION).load(Ordering::Acquire) + 1
         } else {
             1
         };
-        self.u64_at(OFF_GENERATION).store(generation, Ordering::Release);
+        self.u64_at(OFF_GENERATION)
+            .store(generation, Ordering::Release);
         self.u32_at(OFF_MAGIC).store(MAGIC, Ordering::Release);
         generation
     }

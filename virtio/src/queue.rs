@@ -82,7 +82,13 @@ impl Virtqueue {
     /// The three regions are distinct, zeroed, mapped for the CPU at
     /// `virt` and for the device at `phys`, and stay so (and are used by
     /// nothing else) while the queue or the device may touch them.
-    pub unsafe fn new(index: u16, size: u16, desc: Region, avail: Region, used: Region) -> Virtqueue {
+    pub unsafe fn new(
+        index: u16,
+        size: u16,
+        desc: Region,
+        avail: Region,
+        used: Region,
+    ) -> Virtqueue {
         assert!(size.is_power_of_two() && size <= MAX_QUEUE_SIZE);
         Virtqueue {
             size,

@@ -56,7 +56,10 @@ pub fn init() {
                     virtio_blk::probe(&functions, BLK_VECTOR_BASE);
                     return;
                 }
-                Err(e) => log::warn!("userdev: virtio-net not assigned ({}); the kernel drives it", e),
+                Err(e) => log::warn!(
+                    "userdev: virtio-net not assigned ({}); the kernel drives it",
+                    e
+                ),
             }
         }
     }
@@ -69,10 +72,13 @@ pub fn init() {
 }
 
 /// Whether the NIC goes to a driver process (`structure=servers`,
-/// `servers.nic=process`).
+/// `servers.nic=process`, running PID 1: only then are the servers
+/// started; other run modes such as `nettest` keep the kernel's driver).
 fn nic_for_process() -> bool {
     let o = crate::cmdline::options();
-    o.structure == crate::cmdline::Structure::Servers && o.nic == crate::cmdline::NicDriver::Process
+    o.structure == crate::cmdline::Structure::Servers
+        && o.nic == crate::cmdline::NicDriver::Process
+        && o.run == crate::cmdline::RunMode::Init
 }
 
 /// Called by `arch::interrupts::dispatch` after the EOI for a vector in the

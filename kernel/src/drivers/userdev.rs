@@ -75,7 +75,9 @@ enum Pages {
 impl PageSource for Pages {
     fn page(&self, index: u64) -> Result<PhysAddr, Errno> {
         match self {
-            Pages::Range { base, pages } if index < *pages => Ok(PhysAddr::new(base + index * PAGE)),
+            Pages::Range { base, pages } if index < *pages => {
+                Ok(PhysAddr::new(base + index * PAGE))
+            }
             Pages::List(frames) => frames.get(index as usize).copied().ok_or(Errno::EFAULT),
             _ => Err(Errno::EFAULT),
         }
@@ -196,13 +198,18 @@ fn spawn_driver(archive: &'static [u8]) -> Result<Pid, String> {
     let d = DEVICE.get().ok_or("no device claimed")?;
     let entry = bootfmt::cpio::find(archive, NICD_PATH)
         .map_err(|e| format!("initramfs: {e}"))?
-        .ok_or_else(|| format!("/{NICD_PATH} is not in the initramfs (servers.nic=process needs it)"))?;
+        .ok_or_else(|| {
+            format!("/{NICD_PATH} is not in the initramfs (servers.nic=process needs it)")
+        })?;
     let prog = crate::proc::files::Program::Bytes(entry.data);
     let argv = [alloc::vec![b'n', b'i', b'c', b'd']];
     // The pid is recorded under the lock before the driver can call: the
     // new process cannot run `dev_ctl` until we release it.
     let mut st = d.state.lock();
-    let pid = crate::proc::init::spawn_program(&prog, &format!("/{NICD_PATH}"), &argv, &[], None, |_| Ok(()))
+    let pid =
+        crate::proc::init::spawn_program(&prog, &format!("/{NICD_PATH}"), &argv, &[], None, |_| {
+            Ok(())
+        })
         .map_err(|e| format!("cannot start /{NICD_PATH}: errno {}", e.0))?;
     st.driver = Some(pid);
     drop(st);
@@ -234,7 +241,11 @@ fn supervise(archive: &'static [u8], mut pid: Pid) {
                 pid = new;
             }
             Err(msg) => {
-                log::error!("userdev: driver pid {} ended and cannot restart: {}", pid, msg);
+                log::error!(
+                    "userdev: driver pid {} ended and cannot restart: {}",
+                    pid,
+                    msg
+                );
                 return;
             }
         }
@@ -305,9 +316,7 @@ fn map(pages: Pages, count: u64) -> SysResult {
 
 fn notification(handle: u64) -> Result<Arc<Notification>, Errno> {
     let task = crate::proc::current_task().ok_or(Errno::ENOSYS)?;
-    task.process
-        .ipc
-        .notification(handle, abi::ipc::RIGHT_RECV)
+    task.process.ipc.notification(handle, abi::ipc::RIGHT_RECV)
 }
 
 /// `dev_ctl(op, a1, a2)` (`abi::dev`).
@@ -374,7 +383,9 @@ pub fn sys_dev_ctl(op: u64, a1: u64, a2: u64) -> SysResult {
                         let f = st.dma_pool[st.dma_used];
                         // SAFETY: a pool frame no instance holds now (the
                         // device was reset when its last holder ended).
-                        unsafe { core::ptr::write_bytes(memory::phys_to_virt(f), 0, PAGE as usize) };
+                        unsafe {
+                            core::ptr::write_bytes(memory::phys_to_virt(f), 0, PAGE as usize)
+                        };
                         f
                     } else {
                         let f = alloc_zeroed().ok_or(Errno::ENOMEM)?;
@@ -390,8 +401,15 @@ pub fn sys_dev_ctl(op: u64, a1: u64, a2: u64) -> SysResult {
                 .iter()
                 .flat_map(|f| f.as_u64().to_le_bytes())
                 .collect();
-            out.write_from(&phys)?;
-            map(Pages::List(frames), a1)
+            let mapped = out
+                .write_from(&phys)
+                .and_then(|()| map(Pages::List(frames), a1));
+            if mapped.is_err() {
+                // Not given out after all: back to the pool's free part
+                // (the last ones taken, so the pool stays a prefix).
+                d.state.lock().dma_used -= a1 as usize;
+            }
+            mapped
         }
         DEV_IRQ_BIND => {
             driver_only()?;
@@ -403,7 +421,8 @@ pub fn sys_dev_ctl(op: u64, a1: u64, a2: u64) -> SysResult {
             let cpus = crate::sched::cpu_count();
             let apic = crate::arch::cpu::get(entry as usize % cpus).lapic_id();
             *d.irq[entry as usize].lock() = Some(n);
-            d.msix.program(entry, apic, DEVICE_VECTOR_BASE + entry as u8);
+            d.msix
+                .program(entry, apic, DEVICE_VECTOR_BASE + entry as u8);
             d.msix.set_masked(entry, false);
             Ok(0)
         }

@@ -352,7 +352,8 @@ pub const VECTORS_USED: u8 = 1 + MAX_PAIRS as u8;
 /// Whether `f` is a virtio-net function this driver (or the user-mode one)
 /// knows.
 pub fn is_nic(f: &Function) -> bool {
-    f.vendor == VIRTIO_VENDOR && (f.device == VIRTIO_NET_MODERN || f.device == VIRTIO_NET_TRANSITIONAL)
+    f.vendor == VIRTIO_VENDOR
+        && (f.device == VIRTIO_NET_MODERN || f.device == VIRTIO_NET_TRANSITIONAL)
 }
 
 /// Finds the first virtio-net function among `functions` and starts it.

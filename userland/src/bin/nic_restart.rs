@@ -73,7 +73,9 @@ fn main() {
             let gap = at.elapsed();
             match driver_pid() {
                 Some(new) if new != old => {}
-                other => fail(format!("after the kill of pid {old} the driver is {other:?}")),
+                other => fail(format!(
+                    "after the kill of pid {old} the driver is {other:?}"
+                )),
             }
             println!(
                 "nic_restart: round {round} echoed after restart gap_ms={}",
