@@ -207,3 +207,56 @@ impl Region {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region() -> (Vec<u64>, Region) {
+        let mut mem = vec![0u64; REGION_BYTES / 8];
+        // SAFETY: the vector is the region's memory and outlives it in
+        // each test (returned alongside).
+        let r = unsafe { Region::new(mem.as_mut_ptr().cast()) };
+        (mem, r)
+    }
+
+    #[test]
+    fn frames_pass_in_order_through_many_wraps_and_a_full_ring_refuses() {
+        let (_mem, r) = region();
+        assert_eq!(r.generation(), 0);
+        assert_eq!(r.publish_driver([1, 2, 3, 4, 5, 6]), 1);
+        assert_eq!(r.publish_driver([1, 2, 3, 4, 5, 6]), 2);
+        assert_eq!(r.mac(), [1, 2, 3, 4, 5, 6]);
+        for round in 0..5 * SLOTS as usize {
+            for ring in [Ring::Rx, Ring::Tx] {
+                let frame: Vec<u8> = (0..60 + round % 1400).map(|i| (i + round) as u8).collect();
+                assert!(r.push(ring, &frame));
+                let mut got = Vec::new();
+                assert!(r.pop(ring, &mut |f| got = f.to_vec()));
+                assert_eq!(got, frame);
+                assert!(!r.pop(ring, &mut |_| panic!("empty ring")));
+            }
+        }
+        for _ in 0..SLOTS {
+            assert!(r.push(Ring::Tx, &[7; 64]));
+        }
+        assert!(!r.push(Ring::Tx, &[7; 64]), "a full ring refuses");
+        assert_eq!(r.pending(Ring::Tx), SLOTS);
+        assert!(!r.push(Ring::Rx, &[0; MAX_FRAME + 1]), "too long");
+    }
+
+    #[test]
+    fn a_forged_length_or_index_drops_instead_of_overrunning() {
+        let (mut mem, r) = region();
+        assert!(r.push(Ring::Rx, &[1; 100]));
+        // The producer lies about the length of its slot.
+        mem[RX_SLOTS_AT / 8] = 1 << 20;
+        assert!(r.pop(Ring::Rx, &mut |_| panic!(
+            "a forged length must not reach f"
+        )));
+        // Indices further apart than the ring: empty, nothing read.
+        mem[OFF_RX_HEAD / 8] = 10_000;
+        assert_eq!(r.pending(Ring::Rx), 0);
+        assert!(!r.pop(Ring::Rx, &mut |_| panic!("impossible indices")));
+    }
+}
