@@ -187,7 +187,7 @@ fn restart_message(r: usize) -> [u8; 64] {
 
 /// Host side of `nic_restart`: connect (retrying until the guest listens or
 /// the run ended), then KILLS + 1 rounds, each after the guest's `K` cue
-/// but the first.
+/// but the first; then close (the guest's cue to end).
 fn restart_client(addr: SocketAddr, done: Arc<AtomicBool>) -> Result<Vec<Duration>, String> {
     let mut stream = loop {
         let attempt =
@@ -229,6 +229,8 @@ fn restart_client(addr: SocketAddr, done: Arc<AtomicBool>) -> Result<Vec<Duratio
         }
         gaps.push(sent.elapsed());
     }
+    // Tells the guest it may end (it waits for this close).
+    drop(stream);
     Ok(gaps)
 }
 

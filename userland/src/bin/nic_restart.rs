@@ -11,8 +11,9 @@
 //! new driver).  When the next round's echo is written it prints
 //! `nic_restart: round R echoed after restart gap_ms=N` (N: from the kill
 //! to the echo, the kernel restarting the driver and TCP retransmitting
-//! included) and checks that a new driver process runs.
-//! Ends with `nic_restart: ok rounds=R kills=K`.
+//! included) and checks that a new driver process runs.  After the last
+//! round it waits for the host to close the connection, then ends with
+//! `nic_restart: ok rounds=R kills=K`.
 //!
 //! Not a differential program (it needs this kernel's driver process): the
 //! gap line varies by design and is a measurement, never compared.  Exit 0
@@ -99,6 +100,13 @@ fn main() {
                 .unwrap_or_else(|e| fail(format!("cue round {round}: {e}")));
             killed = Some((pid, at));
         }
+    }
+    // The host closes once it has the last echo: only then may PID 1 end
+    // (and the machine with it) without cutting that echo off.
+    let mut rest = [0u8; 1];
+    match stream.read(&mut rest) {
+        Ok(0) => {}
+        other => fail(format!("expected the host's close, got {other:?}")),
     }
     println!("nic_restart: ok rounds={} kills={kills}", kills + 1);
 }

@@ -106,11 +106,11 @@ fn main() {
     let total = tx_first + size / 2;
     let (virt, phys) = dev::dma_alloc(total).unwrap_or_else(|e| fail("DEV_DMA_ALLOC", e));
     let dma = Dma { virt, phys };
-    // SAFETY (both): distinct zeroed DMA pages, mapped for the process's
-    // life and used for nothing else.
     let dma = &dma;
     let queue = |first: usize| {
         move |index: u16, size: u16| {
+            // SAFETY: distinct zeroed DMA pages (each queue its own three),
+            // mapped for the process's life and used for nothing else.
             Some(unsafe {
                 Virtqueue::new(
                     index,
