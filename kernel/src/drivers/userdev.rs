@@ -217,8 +217,17 @@ fn spawn_driver(archive: &'static [u8]) -> Result<Pid, String> {
     Ok(pid)
 }
 
-/// The supervisor: waits for the driver to end, cleans up, restarts it.
+/// A driver that ends this soon after its start counts as failing.
+const QUICK_END_NS: u64 = 1_000_000_000;
+/// Failing starts in a row after which the supervisor gives up.
+const MAX_QUICK_ENDS: u32 = 5;
+
+/// The supervisor: waits for the driver to end, cleans up, restarts it
+/// (giving up after `MAX_QUICK_ENDS` instances in a row that ended within
+/// `QUICK_END_NS`: a driver that cannot start would otherwise loop).
 fn supervise(archive: &'static [u8], mut pid: Pid) {
+    let mut started = crate::arch::time::now_ns();
+    let mut quick_ends = 0;
     loop {
         loop {
             let gone = crate::proc::process::find_process(pid)
@@ -230,6 +239,21 @@ fn supervise(archive: &'static [u8], mut pid: Pid) {
         }
         let ended = crate::arch::time::now_ns();
         reset_after_driver();
+        quick_ends = if ended - started < QUICK_END_NS {
+            quick_ends + 1
+        } else {
+            0
+        };
+        if quick_ends >= MAX_QUICK_ENDS {
+            log::error!(
+                "userdev: driver pid {} ended; {} instances in a row ended within {} ms of starting, not restarting",
+                pid,
+                quick_ends,
+                QUICK_END_NS / 1_000_000
+            );
+            return;
+        }
+        started = crate::arch::time::now_ns();
         match spawn_driver(archive) {
             Ok(new) => {
                 log::info!(
