@@ -202,17 +202,18 @@ fn spawn_driver(archive: &'static [u8]) -> Result<Pid, String> {
             format!("/{NICD_PATH} is not in the initramfs (servers.nic=process needs it)")
         })?;
     let prog = crate::proc::files::Program::Bytes(entry.data);
-    let argv = [alloc::vec![b'n', b'i', b'c', b'd']];
-    // The pid is recorded under the lock before the driver can call: the
-    // new process cannot run `dev_ctl` until we release it.
-    let mut st = d.state.lock();
-    let pid =
-        crate::proc::init::spawn_program(&prog, &format!("/{NICD_PATH}"), &argv, &[], None, |_| {
-            Ok(())
-        })
-        .map_err(|e| format!("cannot start /{NICD_PATH}: errno {}", e.0))?;
-    st.driver = Some(pid);
-    drop(st);
+    let argv = [b"nicd".to_vec()];
+    // The pid is chosen and recorded before the process exists, so its
+    // first `dev_ctl` finds it (and no lock is held while it is loaded).
+    let pid = crate::proc::process::alloc_id();
+    d.state.lock().driver = Some(pid);
+    let path = format!("/{NICD_PATH}");
+    if let Err(e) =
+        crate::proc::init::spawn_program(&prog, &path, &argv, &[], Some(pid), |_| Ok(()))
+    {
+        d.state.lock().driver = None;
+        return Err(format!("cannot start /{NICD_PATH}: errno {}", e.0));
+    }
     d.starts.fetch_add(1, Ordering::Relaxed);
     Ok(pid)
 }
