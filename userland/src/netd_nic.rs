@@ -4,7 +4,7 @@
 //! userdev.rs`).  `attach` maps the rings, registers netd's notification
 //! for the driver's kicks and waits for a driver to publish its MAC;
 //! `RingSink` is the stack's `FrameSink` (frames into the transmit ring,
-//! then a kick); `receive_loop` feeds the receive ring to the stack.
+//! then a kick if the driver said it sleeps); `receive_loop` feeds the receive ring to the stack.
 //!
 //! Driver restarts: the rings live in kernel-kept memory, so nothing is
 //! torn down; a new driver publishes a new generation, which the receive
@@ -21,7 +21,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::nicring::{Region, Ring};
+use crate::nicring::{Region, Ring, Side};
 use crate::{dev, ipc};
 
 /// How long netd waits for the first driver to come up.
@@ -91,7 +91,7 @@ impl netd::FrameSink for RingSink {
             let _one = self.producer.lock().unwrap_or_else(|p| p.into_inner());
             self.rings.push(Ring::Tx, frame)
         };
-        if pushed {
+        if pushed && self.rings.needs_kick(Side::Driver) {
             let _ = dev::kick();
         }
     }
@@ -118,7 +118,11 @@ impl Attached {
                 generation = now;
                 let _ = dev::kick();
             }
-            let _ = ipc::wait(self.notification, 0);
+            self.rings.set_sleeping(Side::Net, true);
+            if self.rings.pending(Ring::Rx) == 0 {
+                let _ = ipc::wait(self.notification, 0);
+            }
+            self.rings.set_sleeping(Side::Net, false);
         }
     }
 }

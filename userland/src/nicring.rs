@@ -12,7 +12,9 @@
 //! Each ring is single-producer single-consumer (sDDF style,
 //! docs/IPC.md): the producer writes a slot and publishes `head` with a
 //! release store; the consumer reads `head` with an acquire load, copies
-//! the slot out and publishes `tail`.  Indices run freely (`u32`,
+//! the slot out and publishes `tail`.  Each side has a "sleeping" flag
+//! (own cache line): it sets it before waiting and looks at its ring once
+//! more; a producer kicks only when the flag is set after it published.  Indices run freely (`u32`,
 //! wrapping); a ring is full when `head - tail == SLOTS`.
 //!
 //! Invariants: a side writes only its own index and the slots it owns;
@@ -40,6 +42,8 @@ const OFF_RX_HEAD: usize = 64;
 const OFF_RX_TAIL: usize = 128;
 const OFF_TX_HEAD: usize = 192;
 const OFF_TX_TAIL: usize = 256;
+const OFF_DRIVER_SLEEPING: usize = 320;
+const OFF_NET_SLEEPING: usize = 384;
 const RX_SLOTS_AT: usize = PAGE;
 const TX_SLOTS_AT: usize = PAGE + SLOTS as usize * SLOT_BYTES;
 const REGION_BYTES: usize = TX_SLOTS_AT + SLOTS as usize * SLOT_BYTES;
@@ -60,6 +64,22 @@ impl Ring {
         match self {
             Ring::Rx => (OFF_RX_HEAD, OFF_RX_TAIL, RX_SLOTS_AT),
             Ring::Tx => (OFF_TX_HEAD, OFF_TX_TAIL, TX_SLOTS_AT),
+        }
+    }
+}
+
+/// Which side of the rings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Driver,
+    Net,
+}
+
+impl Side {
+    fn flag(self) -> usize {
+        match self {
+            Side::Driver => OFF_DRIVER_SLEEPING,
+            Side::Net => OFF_NET_SLEEPING,
         }
     }
 }
@@ -142,6 +162,25 @@ impl Region {
     fn slot(&self, at: usize, index: u32) -> *mut u8 {
         // SAFETY: slot `index % SLOTS` of a ring inside the mapping.
         unsafe { self.base.add(at + (index % SLOTS) as usize * SLOT_BYTES) }
+    }
+
+    /// `side` is about to wait (`true`) or runs again (`false`).  A side
+    /// that says it waits must then look at its rings once more before
+    /// waiting (`pending`): a producer that published before seeing the
+    /// flag did not kick.
+    pub fn set_sleeping(&self, side: Side, sleeping: bool) {
+        self.u32_at(side.flag())
+            .store(u32::from(sleeping), Ordering::SeqCst);
+        // The flag before the caller's last look at the ring's head.
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// Producer, after publishing: whether `side` may be waiting and so
+    /// needs a kick.  (The flag store and the head store are each followed
+    /// by a full fence before the other side's read: no wakeup is lost.)
+    pub fn needs_kick(&self, side: Side) -> bool {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.u32_at(side.flag()).load(Ordering::SeqCst) != 0
     }
 
     /// Producer: copies `frame` into the next slot of `ring`; `false` when

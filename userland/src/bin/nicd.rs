@@ -26,7 +26,7 @@
 //! anywhere but in `ipc_wait`.
 
 use abi::dev::{DevInfo, KICK_BIT};
-use userland::nicring::{Region as Rings, Ring};
+use userland::nicring::{Region as Rings, Ring, Side};
 use userland::{dev, ipc};
 use virtio::queue::{Region, Virtqueue, DESC_F_WRITE, MAX_QUEUE_SIZE};
 use virtio::transport::*;
@@ -179,7 +179,7 @@ fn main() {
         if reposted {
             rx.notify();
         }
-        if received > 0 {
+        if received > 0 && rings.needs_kick(Side::Net) {
             let _ = dev::kick();
         }
         // Transmit: ring → device.
@@ -221,7 +221,14 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_millis(1));
             continue;
         }
-        match ipc::wait(notification, 0) {
+        rings.set_sleeping(Side::Driver, true);
+        if rings_has(&rings) {
+            rings.set_sleeping(Side::Driver, false);
+            continue;
+        }
+        let waited = ipc::wait(notification, 0);
+        rings.set_sleeping(Side::Driver, false);
+        match waited {
             Ok(bits) if bits & !(1 | KICK_BIT) != 0 => {}
             Ok(_) => {}
             Err(e) if e == libc::EINTR => {}
