@@ -13,14 +13,16 @@
 //! structure has its padding spelled out as named fields, so it has no
 //! implicit padding bytes and can be copied to user memory byte for byte.
 //!
-//! The one exception to "Linux's numbers": [`ipc`], this kernel's own IPC
-//! calls (numbered above Linux's), which its user programs must share too.
+//! The exceptions to "Linux's numbers": [`ipc`], this kernel's own IPC
+//! calls (numbered above Linux's), which its user programs must share too,
+//! and [`dev`], its device-driver call.
 //!
 //! Must not: depend on anything, use `unsafe`, or grow kernel-private codes
 //! or structures (those live with their owner).
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod dev;
 pub mod fcntl;
 pub mod ipc;
 pub mod mman;

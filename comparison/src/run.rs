@@ -87,13 +87,18 @@ pub fn fsd_member() -> Result<InitramfsFile> {
 /// Guest path of the network server's program (started after `fsd`).
 pub const NETD_GUEST_PATH: &str = "/.servers/netd";
 
+/// Guest path of the NIC driver process's program (started when the VM has
+/// a NIC and `servers.nic=process`, the default).
+pub const NICD_GUEST_PATH: &str = "/.servers/nicd";
+
 /// The initramfs members of the OS servers of `structure=servers`: the
-/// file server and the network server.
+/// file server, the network server and the NIC driver.
 pub fn server_members() -> Result<Vec<InitramfsFile>> {
     let userland = crate::userland::build()?;
     Ok(vec![
         InitramfsFile::from_host(&userland.program("fsd")?, FSD_GUEST_PATH)?,
         InitramfsFile::from_host(&userland.program("netd")?, NETD_GUEST_PATH)?,
+        InitramfsFile::from_host(&userland.program("nicd")?, NICD_GUEST_PATH)?,
     ])
 }
 

@@ -63,6 +63,8 @@ pub struct Options {
     /// `servers.copy=`: how file data moves between the file server and
     /// user buffers in `structure=servers`.
     pub server_copy: ServerCopy,
+    /// `servers.nic=`: who drives the NIC in `structure=servers`.
+    pub nic: NicDriver,
 }
 
 /// Where the OS servers' serving threads run (`servers.placement=`).
@@ -111,6 +113,18 @@ pub enum ServerCopy {
     Two,
 }
 
+/// Who drives the virtio-net NIC in `structure=servers` (`servers.nic=`,
+/// docs/SERVERS.md "The NIC driver process"); the monolithic structure
+/// always uses the kernel's driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NicDriver {
+    /// A user-mode driver process (`nicd`) serving `netd` (the default).
+    Process,
+    /// Nobody: the kernel's driver runs but no socket reaches it; `netd`
+    /// has loopback only.
+    None,
+}
+
 /// How the kernel is structured (`structure=`, docs/SERVERS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Structure {
@@ -132,6 +146,7 @@ impl Default for Options {
             placement: Placement::Single,
             migrate: false,
             server_copy: ServerCopy::One,
+            nic: NicDriver::Process,
         }
     }
 }
@@ -404,6 +419,19 @@ pub fn parse<'a>(
                     }
                 }
             }
+            "servers.nic" => {
+                opts.nic = match value {
+                    "process" => NicDriver::Process,
+                    "none" => NicDriver::None,
+                    _ => {
+                        return Err(CmdlineError {
+                            key,
+                            value,
+                            expected: "process or none",
+                        })
+                    }
+                }
+            }
             "servers.copy" => {
                 opts.server_copy = match value {
                     "one" => ServerCopy::One,
@@ -520,9 +548,13 @@ mod tests {
                 placement: Placement::Single,
                 migrate: false,
                 server_copy: ServerCopy::One,
+                nic: NicDriver::Process,
             }
         );
         assert_eq!(parse_ok("structure=servers").structure, Structure::Servers);
+        assert_eq!(parse_ok("servers.nic=none").nic, NicDriver::None);
+        assert_eq!(parse_ok("servers.nic=process").nic, NicDriver::Process);
+        assert!(parse("servers.nic=kernel", |_| {}).is_err());
         assert!(parse("structure=micro", |_| {}).is_err());
         let o = parse_ok("structure=servers servers.copy=two");
         assert_eq!(

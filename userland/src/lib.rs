@@ -14,8 +14,16 @@ use std::io::Write;
 /// This kernel's IPC calls (`abi::ipc`, docs/IPC.md).
 pub mod ipc;
 
+/// This kernel's device-driver call (`abi::dev`).
+pub mod dev;
 /// Where the OS servers' threads run (`placement=` in their argv).
 pub mod placement;
+
+/// The packet rings between the NIC driver and the network server.
+pub mod nicring;
+
+/// netd's NIC backend over those rings.
+pub mod netd_nic;
 
 /// Sharing-plugin window markers (one file with `wis`'s, the same protocol).
 #[path = "../../comparison/workloads/src/marker.rs"]

@@ -13,6 +13,7 @@
 pub mod dma;
 mod mcfg;
 pub mod pci;
+pub mod userdev;
 pub mod virtio_blk;
 pub mod virtio_net;
 mod virtio_pci;
@@ -46,6 +47,22 @@ pub fn net_config() -> crate::cmdline::NetConfig {
 pub fn init() {
     pci::init_config_access();
     let functions = pci::scan();
+    if nic_for_process() {
+        // structure=servers with servers.nic=process: the NIC goes to the
+        // user-mode driver (`userdev`), the kernel's driver stays off.
+        if let Some(f) = functions.iter().find(|f| virtio_net::is_nic(f)) {
+            match userdev::claim(f) {
+                Ok(()) => {
+                    virtio_blk::probe(&functions, BLK_VECTOR_BASE);
+                    return;
+                }
+                Err(e) => log::warn!(
+                    "userdev: virtio-net not assigned ({}); the kernel drives it",
+                    e
+                ),
+            }
+        }
+    }
     match virtio_net::probe(&functions) {
         Ok(Some(_)) => {}
         Ok(None) => log::info!("net: no NIC found (no virtio-net PCI function)"),
@@ -54,12 +71,24 @@ pub fn init() {
     virtio_blk::probe(&functions, BLK_VECTOR_BASE);
 }
 
+/// Whether the NIC goes to a driver process (`structure=servers`,
+/// `servers.nic=process`, running PID 1: only then are the servers
+/// started; other run modes such as `nettest` keep the kernel's driver).
+fn nic_for_process() -> bool {
+    let o = crate::cmdline::options();
+    o.structure == crate::cmdline::Structure::Servers
+        && o.nic == crate::cmdline::NicDriver::Process
+        && o.run == crate::cmdline::RunMode::Init
+}
+
 /// Called by `arch::interrupts::dispatch` after the EOI for a vector in the
 /// device range.  Interrupt context: no allocation, blocking or logging.
 pub fn handle_interrupt(vector: u8) {
     if vector >= BLK_VECTOR_BASE {
         virtio_blk::on_interrupt(vector - BLK_VECTOR_BASE);
     } else {
+        // At most one of the two drives the NIC; the other returns at once.
         virtio_net::on_interrupt(vector - DEVICE_VECTOR_BASE);
+        userdev::on_interrupt(vector - DEVICE_VECTOR_BASE);
     }
 }

@@ -349,14 +349,18 @@ pub fn on_interrupt(index: u8) {
 /// MSI-X vectors the NIC may use: config + one per pair.
 pub const VECTORS_USED: u8 = 1 + MAX_PAIRS as u8;
 
+/// Whether `f` is a virtio-net function this driver (or the user-mode one)
+/// knows.
+pub fn is_nic(f: &Function) -> bool {
+    f.vendor == VIRTIO_VENDOR
+        && (f.device == VIRTIO_NET_MODERN || f.device == VIRTIO_NET_TRANSITIONAL)
+}
+
 /// Finds the first virtio-net function among `functions` and starts it.
 /// Logs what it did; returns an error message on failure (the kernel then
 /// runs without a NIC).
 pub fn probe(functions: &[Function]) -> Result<Option<&'static Nic>, &'static str> {
-    let Some(f) = functions.iter().find(|f| {
-        f.vendor == VIRTIO_VENDOR
-            && (f.device == VIRTIO_NET_MODERN || f.device == VIRTIO_NET_TRANSITIONAL)
-    }) else {
+    let Some(f) = functions.iter().find(|f| is_nic(f)) else {
         return Ok(None);
     };
     let transport = Transport::find(f, NET_CFG_BYTES)

@@ -1,248 +1,128 @@
-//! The modern (virtio 1.x) PCI transport shared by the virtio drivers:
+//! The modern (virtio 1.x) PCI transport of the kernel's virtio drivers:
 //! finding a function's common/notify/device configuration windows through
-//! its vendor capabilities, register access, feature negotiation and queue
-//! setup (virtio 1.x §4.1).
+//! its vendor capabilities (`windows`, also what the user-mode driver is
+//! told by `drivers::userdev`) and the transport over their HHDM mappings;
+//! the registers, negotiation and queue setup are the `virtio` crate's.
 //!
 //! Owns no device: each driver keeps its `Transport` for its function.
-//! Invariants: every register access is inside a window whose length `find`
-//! checked; device memory is accessed with volatile operations of the
-//! register's width.
+//! Invariants: every window handed to `virtio::transport::Transport::new`
+//! lies inside an assigned memory BAR mapped by the HHDM (`bar_pointer`
+//! checks).
 //!
 //! Must not: know about any one device type (device configuration layouts
 //! belong to the drivers).
 
 use super::pci::{self, Function};
 use super::virtqueue::Virtqueue;
+pub use virtio::transport::*;
 
-/// virtio PCI capability types (`cfg_type`).
-const CAP_COMMON_CFG: u8 = 1;
-const CAP_NOTIFY_CFG: u8 = 2;
-const CAP_DEVICE_CFG: u8 = 4;
+/// One configuration window: BAR index, offset in the BAR, length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub bar: usize,
+    pub offset: u64,
+    pub length: u64,
+}
 
-/// Feature bit every modern device offers.
-pub const F_VERSION_1: u64 = 1 << 32;
+/// The three windows of a modern virtio function, and the notify offset
+/// multiplier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub common: Window,
+    pub device_cfg: Window,
+    pub notify: Window,
+    pub notify_multiplier: u32,
+}
 
-/// Device status bits.
-pub const STATUS_ACKNOWLEDGE: u8 = 1;
-pub const STATUS_DRIVER: u8 = 2;
-pub const STATUS_DRIVER_OK: u8 = 4;
-pub const STATUS_FEATURES_OK: u8 = 8;
-pub const STATUS_FAILED: u8 = 128;
+/// Reads `f`'s virtio vendor capabilities: the first common window of at
+/// least `COMMON_CFG_BYTES`, device window of at least `device_cfg_len`
+/// (cut to that length) and notify window.
+pub fn windows(f: &Function, device_cfg_len: u64) -> Option<Windows> {
+    let (mut common, mut device_cfg, mut notify) = (None, None, None);
+    for cap in f.capabilities_with_id(pci::CAP_VENDOR) {
+        let a = f.address;
+        let cfg_type = a.read8(cap + 3);
+        let bar = a.read8(cap + 4) as usize;
+        let offset = a.read32(cap + 8) as u64;
+        let length = a.read32(cap + 12) as u64;
+        match cfg_type {
+            CAP_COMMON_CFG if common.is_none() && length >= COMMON_CFG_BYTES => {
+                common = Some(Window {
+                    bar,
+                    offset,
+                    length: COMMON_CFG_BYTES,
+                })
+            }
+            CAP_DEVICE_CFG if device_cfg.is_none() && length >= device_cfg_len => {
+                device_cfg = Some(Window {
+                    bar,
+                    offset,
+                    length: device_cfg_len,
+                })
+            }
+            CAP_NOTIFY_CFG if notify.is_none() => {
+                let multiplier = a.read32(cap + 16);
+                notify = Some((
+                    Window {
+                        bar,
+                        offset,
+                        length,
+                    },
+                    multiplier,
+                ));
+            }
+            _ => {}
+        }
+    }
+    let (notify, notify_multiplier) = notify?;
+    Some(Windows {
+        common: common?,
+        device_cfg: device_cfg?,
+        notify,
+        notify_multiplier,
+    })
+}
 
-/// Common configuration registers (virtio 1.x §4.1.4.3).
-pub const COMMON_DEVICE_FEATURE_SELECT: usize = 0x00;
-pub const COMMON_DEVICE_FEATURE: usize = 0x04;
-pub const COMMON_DRIVER_FEATURE_SELECT: usize = 0x08;
-pub const COMMON_DRIVER_FEATURE: usize = 0x0C;
-pub const COMMON_CONFIG_MSIX_VECTOR: usize = 0x10;
-pub const COMMON_NUM_QUEUES: usize = 0x12;
-pub const COMMON_DEVICE_STATUS: usize = 0x14;
-pub const COMMON_QUEUE_SELECT: usize = 0x16;
-pub const COMMON_QUEUE_SIZE: usize = 0x18;
-pub const COMMON_QUEUE_MSIX_VECTOR: usize = 0x1A;
-pub const COMMON_QUEUE_ENABLE: usize = 0x1C;
-pub const COMMON_QUEUE_NOTIFY_OFF: usize = 0x1E;
-pub const COMMON_QUEUE_DESC: usize = 0x20;
-pub const COMMON_QUEUE_DRIVER: usize = 0x28;
-pub const COMMON_QUEUE_DEVICE: usize = 0x30;
-const COMMON_CFG_BYTES: u64 = 0x38;
+/// The transport of one function, over the HHDM.
+pub struct Transport(virtio::transport::Transport);
 
-/// "No MSI-X vector" for a queue or the configuration interrupt.
-pub const NO_VECTOR: u16 = 0xFFFF;
-
-/// The modern transport's register windows of one function.
-pub struct Transport {
-    common: *mut u8,
-    device_cfg: *mut u8,
-    notify_base: *mut u8,
-    notify_multiplier: u32,
-    notify_len: u64,
-    device_cfg_len: u64,
+impl core::ops::Deref for Transport {
+    type Target = virtio::transport::Transport;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Transport {
     /// The windows of `f`, with a device configuration of at least
     /// `device_cfg_len` bytes.
     pub fn find(f: &Function, device_cfg_len: u64) -> Option<Transport> {
-        let (mut common, mut device_cfg, mut notify) = (None, None, None);
-        for cap in f.capabilities_with_id(pci::CAP_VENDOR) {
-            let a = f.address;
-            let cfg_type = a.read8(cap + 3);
-            let bar = a.read8(cap + 4) as usize;
-            let offset = a.read32(cap + 8) as u64;
-            let length = a.read32(cap + 12) as u64;
-            match cfg_type {
-                CAP_COMMON_CFG if common.is_none() && length >= COMMON_CFG_BYTES => {
-                    common = f.bar_pointer(bar, offset, COMMON_CFG_BYTES)
-                }
-                CAP_DEVICE_CFG if device_cfg.is_none() && length >= device_cfg_len => {
-                    device_cfg = f.bar_pointer(bar, offset, device_cfg_len)
-                }
-                CAP_NOTIFY_CFG if notify.is_none() => {
-                    let multiplier = a.read32(cap + 16);
-                    notify = f
-                        .bar_pointer(bar, offset, length)
-                        .map(|p| (p, multiplier, length));
-                }
-                _ => {}
-            }
-        }
-        let (notify_base, notify_multiplier, notify_len) = notify?;
-        Some(Transport {
-            common: common?,
-            device_cfg: device_cfg?,
-            notify_base,
-            notify_multiplier,
-            notify_len,
-            device_cfg_len,
-        })
-    }
-
-    // Register accessors.  SAFETY (all): offsets are inside the common
-    // configuration window (`COMMON_CFG_BYTES`) checked by `find`; device
-    // memory is accessed with volatile operations of the register's width.
-    pub fn r8(&self, off: usize) -> u8 {
-        // SAFETY: see above.
-        unsafe { self.common.add(off).read_volatile() }
-    }
-    pub fn w8(&self, off: usize, v: u8) {
-        // SAFETY: see above.
-        unsafe { self.common.add(off).write_volatile(v) }
-    }
-    pub fn r16(&self, off: usize) -> u16 {
-        // SAFETY: see above.
-        unsafe { (self.common.add(off) as *const u16).read_volatile() }
-    }
-    pub fn w16(&self, off: usize, v: u16) {
-        // SAFETY: see above.
-        unsafe { (self.common.add(off) as *mut u16).write_volatile(v) }
-    }
-    pub fn r32(&self, off: usize) -> u32 {
-        // SAFETY: see above.
-        unsafe { (self.common.add(off) as *const u32).read_volatile() }
-    }
-    pub fn w32(&self, off: usize, v: u32) {
-        // SAFETY: see above.
-        unsafe { (self.common.add(off) as *mut u32).write_volatile(v) }
-    }
-    pub fn w64(&self, off: usize, v: u64) {
-        self.w32(off, v as u32);
-        self.w32(off + 4, (v >> 32) as u32);
-    }
-
-    pub fn device_cfg_u8(&self, off: usize) -> u8 {
-        assert!((off as u64) < self.device_cfg_len);
-        // SAFETY: inside the device configuration window checked by `find`.
-        unsafe { self.device_cfg.add(off).read_volatile() }
-    }
-
-    pub fn device_cfg_u16(&self, off: usize) -> u16 {
-        assert!((off as u64) + 2 <= self.device_cfg_len);
-        // SAFETY: as in `device_cfg_u8`.
-        unsafe { (self.device_cfg.add(off) as *const u16).read_volatile() }
-    }
-
-    pub fn device_cfg_u32(&self, off: usize) -> u32 {
-        assert!((off as u64) + 4 <= self.device_cfg_len);
-        // SAFETY: as in `device_cfg_u8`.
-        unsafe { (self.device_cfg.add(off) as *const u32).read_volatile() }
-    }
-
-    /// A 64-bit configuration field, read as two halves until stable
-    /// (the device may change it between the reads: §4.1.3.1).
-    pub fn device_cfg_u64(&self, off: usize) -> u64 {
-        loop {
-            let low = self.device_cfg_u32(off) as u64;
-            let high = self.device_cfg_u32(off + 4) as u64;
-            if self.device_cfg_u32(off) as u64 == low {
-                return high << 32 | low;
-            }
-        }
-    }
-
-    /// Resets the device and sets ACKNOWLEDGE | DRIVER; then offers
-    /// `choose(offered)` (plus VERSION_1) and checks FEATURES_OK.  Returns
-    /// the accepted features; on failure the device is marked FAILED.
-    pub fn negotiate(&self, choose: impl FnOnce(u64) -> u64) -> Result<u64, &'static str> {
-        self.w8(COMMON_DEVICE_STATUS, 0);
-        let mut spins = 0;
-        while self.r8(COMMON_DEVICE_STATUS) != 0 {
-            spins += 1;
-            if spins > 1_000_000 {
-                return Err("device does not reset");
-            }
-            core::hint::spin_loop();
-        }
-        self.add_status(STATUS_ACKNOWLEDGE);
-        self.add_status(STATUS_DRIVER);
-        let offered = self.device_features();
-        if offered & F_VERSION_1 == 0 {
-            self.add_status(STATUS_FAILED);
-            return Err("device does not offer VIRTIO_F_VERSION_1");
-        }
-        let wanted = (choose(offered) & offered) | F_VERSION_1;
-        self.set_driver_features(wanted);
-        self.add_status(STATUS_FEATURES_OK);
-        if self.r8(COMMON_DEVICE_STATUS) & STATUS_FEATURES_OK == 0 {
-            self.add_status(STATUS_FAILED);
-            return Err("device refused our features");
-        }
-        Ok(wanted)
-    }
-
-    pub fn add_status(&self, bits: u8) {
-        let status = self.r8(COMMON_DEVICE_STATUS);
-        self.w8(COMMON_DEVICE_STATUS, status | bits);
-    }
-
-    pub fn device_features(&self) -> u64 {
-        self.w32(COMMON_DEVICE_FEATURE_SELECT, 0);
-        let low = self.r32(COMMON_DEVICE_FEATURE) as u64;
-        self.w32(COMMON_DEVICE_FEATURE_SELECT, 1);
-        let high = self.r32(COMMON_DEVICE_FEATURE) as u64;
-        high << 32 | low
-    }
-
-    pub fn set_driver_features(&self, features: u64) {
-        self.w32(COMMON_DRIVER_FEATURE_SELECT, 0);
-        self.w32(COMMON_DRIVER_FEATURE, features as u32);
-        self.w32(COMMON_DRIVER_FEATURE_SELECT, 1);
-        self.w32(COMMON_DRIVER_FEATURE, (features >> 32) as u32);
+        let w = windows(f, device_cfg_len)?;
+        let ptr = |w: Window| f.bar_pointer(w.bar, w.offset, w.length);
+        let (common, device_cfg, notify) = (ptr(w.common)?, ptr(w.device_cfg)?, ptr(w.notify)?);
+        // SAFETY: `bar_pointer` checked each window lies in an assigned
+        // memory BAR of `f` mapped by the HHDM for the kernel's life.
+        Some(Transport(unsafe {
+            virtio::transport::Transport::new(
+                common,
+                device_cfg,
+                w.device_cfg.length,
+                notify,
+                w.notify_multiplier,
+                w.notify.length,
+            )
+        }))
     }
 
     /// Sets up queue `index` with up to `max_size` entries and MSI-X entry
-    /// `vector` (`NO_VECTOR`: none); enables it.
+    /// `vector` (`NO_VECTOR`: none), in fresh DMA frames; enables it.
     pub fn setup_queue(
         &self,
         index: u16,
         max_size: u16,
         vector: u16,
     ) -> Result<Virtqueue, &'static str> {
-        self.w16(COMMON_QUEUE_SELECT, index);
-        let device_max = self.r16(COMMON_QUEUE_SIZE);
-        if device_max == 0 {
-            return Err("queue not available");
-        }
-        let mut size = device_max.min(max_size);
-        // Power of two (split rings want it), rounded down.
-        size = 1 << (15 - size.leading_zeros());
-        let mut vq = Virtqueue::new(index, size).ok_or("out of memory for a ring")?;
-        self.w16(COMMON_QUEUE_SIZE, size);
-        self.w16(COMMON_QUEUE_MSIX_VECTOR, vector);
-        if self.r16(COMMON_QUEUE_MSIX_VECTOR) != vector {
-            return Err("device refused the queue's MSI-X vector");
-        }
-        let (desc, avail, used) = vq.addresses();
-        self.w64(COMMON_QUEUE_DESC, desc);
-        self.w64(COMMON_QUEUE_DRIVER, avail);
-        self.w64(COMMON_QUEUE_DEVICE, used);
-        let notify_off = self.r16(COMMON_QUEUE_NOTIFY_OFF) as u64 * self.notify_multiplier as u64;
-        if notify_off + 2 > self.notify_len {
-            return Err("notify offset outside the notify window");
-        }
-        // SAFETY: inside the notify window (checked just above).
-        vq.set_notify(unsafe { self.notify_base.add(notify_off as usize) }.cast());
-        self.w16(COMMON_QUEUE_ENABLE, 1);
-        Ok(vq)
+        self.0
+            .setup_queue(index, max_size, vector, super::virtqueue::alloc)
     }
 }

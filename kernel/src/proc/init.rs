@@ -129,6 +129,7 @@ pub fn run_init() -> u32 {
         let archive = initramfs_archive().unwrap_or(&[]);
         init_pid = Some(process::alloc_id());
         if let Err(msg) = super::servers::start_file_server(archive)
+            .and_then(|_| super::servers::start_nic_driver(archive))
             .and_then(|_| super::servers::start_net_server(archive))
         {
             crate::log::report(format_args!("servers: error: {}", msg));

@@ -195,12 +195,27 @@ fn attach_ring(pid: super::process::Pid, frames: &[crate::memory::PhysAddr]) -> 
 /// table and names it in `Attach { notify }`; it keeps the object itself
 /// for its collector thread (`sockets::remote`).
 pub fn start_net_server(archive: &'static [u8]) -> Result<super::process::Pid, String> {
-    let argv: Vec<Vec<u8>> = vec![
+    let mut argv: Vec<Vec<u8>> = vec![
         b"netd".to_vec(),
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
         format!("placement={}", placement().name()).into_bytes(),
         format!("cpus={}", percpu::cpu_count()).into_bytes(),
     ];
+    if crate::drivers::userdev::active() {
+        // The NIC is the driver process's: netd reaches it through the
+        // shared rings, with the interface address of `net=`.
+        let c = crate::drivers::net_config();
+        let gw = c.gateway.map_or(String::new(), |g| {
+            format!(",gw={}.{}.{}.{}", g[0], g[1], g[2], g[3])
+        });
+        argv.push(
+            format!(
+                "nic={}.{}.{}.{}/{}{gw}",
+                c.ip[0], c.ip[1], c.ip[2], c.ip[3], c.prefix_len
+            )
+            .into_bytes(),
+        );
+    }
     let started = crate::arch::time::now_ns();
     let (pid, process) = start_server(
         archive,
@@ -208,7 +223,7 @@ pub fn start_net_server(archive: &'static [u8]) -> Result<super::process::Pid, S
         abi::ipc::SERVICE_NET,
         &argv,
         |_| Ok(()),
-        |_| {},
+        crate::drivers::userdev::set_net_server,
     )?;
     let notification = alloc::sync::Arc::new(crate::ipc::Notification::new());
     let notify = process
@@ -228,6 +243,21 @@ pub fn start_net_server(archive: &'static [u8]) -> Result<super::process::Pid, S
         (crate::arch::time::now_ns() - started) / 1_000_000
     );
     Ok(pid)
+}
+
+/// Starts the NIC's user-mode driver (`drivers::userdev`) when the NIC
+/// was assigned to one; it restarts by itself.  Not waited for: netd waits
+/// on the shared rings for the driver to come up.
+pub fn start_nic_driver(archive: &'static [u8]) -> Result<(), String> {
+    if crate::drivers::userdev::active() {
+        let pid = crate::drivers::userdev::start_driver(archive)?;
+        log::info!(
+            "servers: NIC driver /{} is pid {}",
+            crate::drivers::userdev::NICD_PATH,
+            pid
+        );
+    }
+    Ok(())
 }
 
 /// Starts the server program `member` of `archive` with `argv` (`prepare`

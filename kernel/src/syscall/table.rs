@@ -432,4 +432,6 @@ syscall_table!(|a, frame, nr| {
     1009 ipc_wait => ipc::sys_ipc_wait(a[0], a[1]);
     1010 ipc_register_service => ipc::sys_ipc_register_service(a[0], a[1]);
     1011 ipc_service_call => ipc::sys_ipc_service_call(frame);
+    // The device-driver call (abi::dev, drivers/userdev.rs).
+    1012 dev_ctl => crate::drivers::userdev::sys_dev_ctl(a[0], a[1], a[2]);
 });

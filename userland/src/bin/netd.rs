@@ -1,8 +1,9 @@
 //! netd: the user-mode network server of `structure=servers`
 //! (docs/SERVERS.md, "Network service" and "Sockets in servers mode").
 //! The kernel starts it after the file server and before `/init`; it runs
-//! the same `net` crate the monolithic kernel links (loopback only: the
-//! NIC stays with the kernel for now), creates an endpoint, registers it
+//! the same `net` crate the monolithic kernel links (loopback, and the NIC
+//! when the kernel passes `nic=`: frames then go through the rings of the
+//! NIC driver process, `userland::netd_nic`), creates an endpoint, registers it
 //! as `SERVICE_NET` and answers the kernel's delegated AF_INET socket
 //! calls (`netproto` messages) in an `ipc_reply_recv` loop.
 //!
@@ -22,7 +23,8 @@
 //! `placement=single|percore|dedicated` and `cpus=N`: the serving threads
 //! (`userland::placement::plan`), all on the one endpoint, thread `i`
 //! serving as worker `i` (loopback instance `i`, handle shard `i`); the
-//! timer thread runs every instance's timers.
+//! timer thread runs every instance's timers; and `nic=IP/PREFIX[,gw=IP]`
+//! when a NIC driver process serves this server.
 //!
 //! Owns: the IPC `Transport` (one endpoint, one per serving thread), the IPC
 //! `Signal` (client → notification handle), the timer thread, mapping the
@@ -135,20 +137,42 @@ fn main() {
     let mut mode = LockMode::PerCpu;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (place, cpus) = placement::from_args(&args);
+    let mut nic_arg = None;
     for arg in args {
         if let Some(v) = arg.strip_prefix("locks=") {
             mode = LockMode::from_name(v).unwrap_or(LockMode::PerCpu);
+        } else if let Some(v) = arg.strip_prefix("nic=") {
+            nic_arg = Some(v.to_string());
         }
     }
     let _ = percpu::set_lock_mode(mode);
     // One loopback instance and handle shard per serving thread.
     let plan = placement::plan(place, cpus);
     let workers = plan.len();
+    let mut config = Config::new(workers, mode);
+    let nic = nic_arg.and_then(|a| match userland::netd_nic::attach(&a) {
+        Ok(attached) => Some(attached),
+        Err(e) => {
+            eprintln!("netd: no NIC: {e}");
+            None
+        }
+    });
+    config.stack.eth = nic.as_ref().map(|n| n.eth);
     let server = Arc::new(NetServer::new(
-        Config::new(workers, mode),
+        config,
         Arc::new(IpcSignal::default()),
-        None,
+        nic.as_ref().map(|n| n.sink()),
     ));
+    if let Some(nic) = nic {
+        let rx = server.clone();
+        let spawned = std::thread::Builder::new()
+            .name("netd-nic-rx".into())
+            .spawn(move || nic.receive_loop(|frame| rx.receive_frame(frame)));
+        if let Err(e) = spawned {
+            eprintln!("netd: cannot start the NIC receive thread: {e}");
+            std::process::exit(1);
+        }
+    }
     let endpoint = match ipc::endpoint_create() {
         Ok(h) => h,
         Err(e) => {

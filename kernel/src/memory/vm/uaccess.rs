@@ -428,6 +428,7 @@ pod!(
     abi::structs::Rusage,
     abi::structs::Winsize,
     abi::structs::Utsname,
+    abi::dev::DevInfo,
 );
 // SAFETY: an array of plain data is plain data (no padding between elements
 // of a `Pod` type, whose size is a multiple of its alignment).
