@@ -434,6 +434,18 @@ impl Fs {
         self.shared.mode
     }
 
+    /// Runs `create` (which must make exactly one inode) so that the new
+    /// inode gets number `ino`; numbers handed out later are all above
+    /// it.  For a file server rebuilding a namespace from a state image
+    /// (`fsd::handover`) before it serves anyone: the caller makes sure
+    /// no other creation runs meanwhile and that `ino` is not in use.
+    pub fn with_ino<R>(&self, ino: u64, create: impl FnOnce() -> R) -> R {
+        self.shared.ino.force(ino);
+        let r = create();
+        self.shared.ino.force(0);
+        r
+    }
+
     /// This superblock's device number (`st_dev` of its inodes).
     pub fn dev(&self) -> u64 {
         self.shared.dev

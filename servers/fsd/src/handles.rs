@@ -217,3 +217,57 @@ impl HandleTable {
             .sum()
     }
 }
+
+/// One slot as a state image carries it (`handover`): its reuse count and
+/// the entry it holds, if any.
+pub type SlotImage = (u32, Option<Entry>);
+
+impl HandleTable {
+    /// Every slot of every shard, in order (for a state image: a restored
+    /// table gives the same numbers the same meaning, and a closed handle
+    /// stays closed because its slot keeps its sequence number).
+    pub fn export(&self) -> Vec<Vec<SlotImage>> {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.read().unwrap_or_else(|p| p.into_inner());
+                s.slots.iter().map(|sl| (sl.seq, sl.entry.clone())).collect()
+            })
+            .collect()
+    }
+
+    /// A table holding exactly `shards` (as `export` gave them), with at
+    /// least `min_shards` shards and `limit` live handles per shard.
+    /// `EINVAL` for an image no table could have made (a sequence number
+    /// 0, too many shards or slots).
+    pub fn restore(
+        shards: Vec<Vec<SlotImage>>,
+        min_shards: usize,
+        limit: usize,
+    ) -> Result<HandleTable, Errno> {
+        if shards.len() > MAX_SHARDS {
+            return Err(Errno::EINVAL);
+        }
+        let table = HandleTable::new(shards.len().max(min_shards), limit);
+        for (i, slots) in shards.into_iter().enumerate() {
+            if slots.len() > MAX_SLOTS {
+                return Err(Errno::EINVAL);
+            }
+            let mut s = table.shard(i);
+            for (index, (seq, entry)) in slots.into_iter().enumerate() {
+                if seq == 0 {
+                    return Err(Errno::EINVAL);
+                }
+                if entry.is_some() {
+                    s.live += 1;
+                } else {
+                    s.free.push(index as u32);
+                }
+                s.slots.push(Slot { seq, entry });
+            }
+            // Reuse the lowest free slots first, as a fresh table would.
+            s.free.reverse();
+        }
+        Ok(table)
+    }
+}

@@ -55,12 +55,12 @@ impl Default for Config {
 
 /// The file server: a namespace and the handles its clients hold.
 pub struct FileServer {
-    fs: Fs,
-    handles: HandleTable,
-    devices: Vec<Arc<dyn BlockDevice>>,
+    pub(crate) fs: Fs,
+    pub(crate) handles: HandleTable,
+    pub(crate) devices: Vec<Arc<dyn BlockDevice>>,
     /// Superblocks mounted through `Mount` (for `Sync` and to keep them).
-    mounts: Mutex<Vec<Fs>>,
-    config: Config,
+    pub(crate) mounts: Mutex<Vec<Fs>>,
+    pub(crate) config: Config,
 }
 
 /// `fs::Stat` as Linux's `struct stat`.
