@@ -292,6 +292,8 @@ pub fn parse<'a>(
                     });
                 }
             }
+            // `replace=fs@SECONDS`: read by `proc::server_replace`.
+            "replace" => {}
             "net" => {
                 if parse_net(value).is_none() {
                     return Err(CmdlineError {

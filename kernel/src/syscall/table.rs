@@ -432,4 +432,5 @@ syscall_table!(|a, frame, nr| {
     1009 ipc_wait => ipc::sys_ipc_wait(a[0], a[1]);
     1010 ipc_register_service => ipc::sys_ipc_register_service(a[0], a[1]);
     1011 ipc_service_call => ipc::sys_ipc_service_call(frame);
+    1012 ipc_service_replace => ipc::sys_ipc_service_replace(a[0], a[1], a[2], a[3]);
 });

@@ -8,7 +8,10 @@
 //!
 //! Arguments (the kernel writes them): `initramfs=ADDR,LEN` (hex address
 //! and decimal length of the archive, read-only, unmapped once unpacked)
-//! and `locks=percpu|global` (the boot's lock mode, for the ablation).
+//! and `locks=percpu|global` (the boot's lock mode, for the ablation);
+//! or, for a successor replacing a running instance, `handover=FROM,SERVICE`
+//! (its handles of the hand-over endpoint and of the service endpoint;
+//! `servers/fsd_handover.rs`).
 //!
 //! Owns: the IPC `Transport` (one endpoint, one server thread in M1),
 //! mapping the kernel's badge to the one client id the server knows.
@@ -26,6 +29,9 @@ use fsd::{Config, FileServer, Transport};
 use fsproto::{Message, MAX_PAYLOAD};
 use percpu::LockMode;
 use userland::ipc;
+
+#[path = "../servers/fsd_handover.rs"]
+mod handover;
 
 /// The badge bit of calls the kernel makes for user threads
 /// (`kernel/src/ipc/mod.rs` `KERNEL_BADGE`).  All of them are one client:
@@ -100,9 +106,14 @@ fn archive_arg(value: &str) -> Option<(usize, usize)> {
 
 fn main() {
     let mut archive = None;
+    let mut successor = None;
     let mut mode = LockMode::PerCpu;
     for arg in std::env::args().skip(1) {
-        if let Some(v) = arg.strip_prefix("initramfs=") {
+        if let Some(v) = arg.strip_prefix("handover=") {
+            successor = v
+                .split_once(',')
+                .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        } else if let Some(v) = arg.strip_prefix("initramfs=") {
             archive = archive_arg(v);
             if archive.is_none() {
                 eprintln!("fsd: bad argument {arg}");
@@ -121,6 +132,11 @@ fn main() {
         HeapPages::new(),
         Arc::new(SystemClock),
     );
+    if let Some((from, endpoint)) = successor {
+        // Replacing a running instance: its state, then its endpoint.
+        let server = handover::receive(from, fs, Config::default());
+        serve(&server, endpoint);
+    }
     if let Some((addr, len)) = archive {
         let bytes = if len == 0 {
             &[][..]
@@ -166,12 +182,31 @@ fn main() {
         eprintln!("fsd: ipc_register_service failed: errno {e}");
         std::process::exit(1);
     }
+    serve(&server, endpoint);
+}
+
+/// Serves `endpoint` until it closes, or until the kernel asks this
+/// instance to hand over to a successor (then it answers and exits).
+fn serve(server: &FileServer, endpoint: u64) -> ! {
     let mut transport = IpcTransport {
         endpoint,
         buf: vec![0; MAX_PAYLOAD],
         pending: None,
     };
-    server.serve(0, &mut transport);
+    while let Some((caller, client, msg)) = transport.recv() {
+        if msg.label == fsd::handover::LABEL_HANDOVER && client == KERNEL_CLIENT {
+            match handover::send(server, msg.words[0]) {
+                Ok((bytes, ns)) => {
+                    let _ = ipc::reply(caller, 0, [bytes, ns, 0, 0], &[]);
+                    std::process::exit(0);
+                }
+                Err(e) => transport.reply(caller, Message::error(fs::Errno(e))),
+            }
+            continue;
+        }
+        let reply = server.handle(0, client, msg.view());
+        transport.reply(caller, reply);
+    }
     eprintln!("fsd: endpoint closed, exiting");
     std::process::exit(1);
 }
