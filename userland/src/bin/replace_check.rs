@@ -19,7 +19,10 @@
 //! pass` (exit 0) or `replace_check: FAIL ...` (exit 1).
 //!
 //! Options: `--threads N` (default: CPUs), `--rounds R` (3), `--ops K`
-//! (200), `--program PATH` (successor program; default: the same).
+//! (200), `--seed S` (0: every round waits `--ops`; otherwise each round
+//! waits a number of operations drawn from S in 1..=2K, so replacements
+//! hit the workload at different points), `--program PATH` (successor
+//! program; default: the same).
 //!
 //! Must not: sleep to synchronise, or report a pass with any failed or
 //! wrong operation.
@@ -197,6 +200,7 @@ fn main() {
     let mut rounds = 3usize;
     let mut ops = 200u64;
     let mut program = String::new();
+    let mut seed = 0u64;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -206,6 +210,7 @@ fn main() {
             "--rounds" => rounds = v.parse().unwrap_or(rounds),
             "--ops" => ops = v.parse().unwrap_or(ops),
             "--program" => program = v,
+            "--seed" => seed = v.parse().unwrap_or(0),
             a => {
                 eprintln!("replace_check: unknown argument {a}");
                 std::process::exit(2);
@@ -229,7 +234,15 @@ fn main() {
     let mut errors = Vec::new();
     for round in 0..rounds {
         let base: Vec<u64> = sh.done.iter().map(|d| d.load(Ordering::Acquire)).collect();
-        wait_all(&sh, &base, ops);
+        let wait = if seed == 0 {
+            ops
+        } else {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            1 + seed % (2 * ops.max(1))
+        };
+        wait_all(&sh, &base, wait);
         let s = sh.start.elapsed().as_nanos() as u64;
         let res = ipc::service_replace(SERVICE_FS, &program);
         let e = sh.start.elapsed().as_nanos() as u64;
