@@ -65,6 +65,9 @@ struct NodeRec {
     mtime: Timespec,
     /// File data or symlink target.
     data: Vec<u8>,
+    /// A regular file whose data the successor already has from the
+    /// pre-copy, at this data version (`data` is then empty).
+    precopied: Option<u64>,
     /// Directory entries (name, inode number), without `.` and `..`.
     entries: Vec<(String, u64)>,
 }
@@ -94,23 +97,40 @@ fn code_kind(c: u8) -> Result<FileType, Errno> {
     })
 }
 
-fn record(fs: &Fs, inode: &Arc<Inode>) -> Result<NodeRec, Errno> {
+/// A regular file's whole data.
+fn read_all(inode: &Inode) -> Result<Vec<u8>, Errno> {
+    let mut data = vec![0; inode.size() as usize];
+    let mut done = 0;
+    while done < data.len() {
+        let n = inode.read_at(done as u64, &mut data[done..])?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    data.truncate(done);
+    Ok(data)
+}
+
+fn record(fs: &Fs, inode: &Arc<Inode>, sent: &Sent) -> Result<NodeRec, Errno> {
     let st = inode.stat();
     let kind = inode.kind();
     let mut data = Vec::new();
     let mut entries = Vec::new();
+    let mut precopied = None;
     match kind {
         FileType::Regular => {
-            data = vec![0; st.size as usize];
-            let mut done = 0;
-            while done < data.len() {
-                let n = inode.read_at(done as u64, &mut data[done..])?;
-                if n == 0 {
-                    break;
-                }
-                done += n;
+            let (version, mapped) = inode.data_version().ok_or(Errno::EINVAL)?;
+            if mapped {
+                // Its pages are pinned in the old instance's address
+                // space for a mapping: they cannot follow.
+                return Err(Errno::EBUSY);
             }
-            data.truncate(done);
+            if sent.get(&inode.ino()) == Some(&version) {
+                precopied = Some(version);
+            } else {
+                data = read_all(inode)?;
+            }
         }
         FileType::Symlink => {
             data = inode.symlink_target().unwrap_or("").as_bytes().to_vec();
@@ -144,13 +164,75 @@ fn record(fs: &Fs, inode: &Arc<Inode>) -> Result<NodeRec, Errno> {
         atime: st.atime,
         mtime: st.mtime,
         data,
+        precopied,
         entries,
     })
 }
 
-/// The state image of `server`.  `EBUSY` while superblocks are mounted
-/// in it.
-pub fn export(server: &FileServer) -> Result<Vec<u8>, Errno> {
+/// What the pre-copy sent: inode number -> data version.
+pub type Sent = HashMap<u64, u64>;
+
+/// The pre-copy, run on a thread of its own while the server goes on
+/// serving: every regular file reachable from the root, read between two
+/// reads of its data version, handed to `send(ino, version, offset,
+/// total, bytes)` in pieces of at most `CHUNK` bytes (an empty file is one
+/// empty piece).  A file written meanwhile is left out (the export sends
+/// it).  Returns what was sent.
+pub fn precopy(
+    server: &FileServer,
+    mut send: impl FnMut(u64, u64, u64, u64, &[u8]) -> Result<(), Errno>,
+) -> Result<Sent, Errno> {
+    let fs = &server.fs;
+    let mut sent = Sent::new();
+    let mut seen: HashMap<u64, ()> = HashMap::new();
+    let mut stack = vec![fs.root()];
+    while let Some(dir) = stack.pop() {
+        let mut names = Vec::new();
+        let mut cursor = DirCursor::default();
+        dir.readdir(&mut cursor, |name, _, _, _| {
+            if name != "." && name != ".." {
+                names.push(name.to_string());
+            }
+            true
+        })?;
+        for name in names {
+            let Ok(child) = fs.lookup(&dir, &name, false) else {
+                continue; // removed meanwhile
+            };
+            if seen.insert(child.ino(), ()).is_some() {
+                continue;
+            }
+            if child.is_dir() {
+                stack.push(child);
+                continue;
+            }
+            let Some((v1, false)) = child.data_version() else {
+                continue;
+            };
+            let data = read_all(&child)?;
+            if child.data_version() != Some((v1, false)) {
+                continue;
+            }
+            let total = data.len() as u64;
+            let mut off = 0;
+            loop {
+                let end = (off + CHUNK).min(data.len());
+                send(child.ino(), v1, off as u64, total, &data[off..end])?;
+                off = end;
+                if off >= data.len() {
+                    break;
+                }
+            }
+            sent.insert(child.ino(), v1);
+        }
+    }
+    Ok(sent)
+}
+
+/// The state image of `server`, without the data of files `sent` (by the
+/// pre-copy) at their current version.  `EBUSY` while superblocks are
+/// mounted in it or a file's pages are mapped.
+pub fn export(server: &FileServer, sent: &Sent) -> Result<Vec<u8>, Errno> {
     if !server.mounts.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
         return Err(Errno::EBUSY);
     }
@@ -161,7 +243,7 @@ pub fn export(server: &FileServer) -> Result<Vec<u8>, Errno> {
     let mut stack = vec![root.clone()];
     seen.insert(root.ino(), ());
     while let Some(dir) = stack.pop() {
-        let rec = record(fs, &dir)?;
+        let rec = record(fs, &dir, sent)?;
         for (name, ino) in &rec.entries {
             if seen.insert(*ino, ()).is_some() {
                 continue; // a hard link to a node already recorded
@@ -170,7 +252,7 @@ pub fn export(server: &FileServer) -> Result<Vec<u8>, Errno> {
             if child.is_dir() {
                 stack.push(child);
             } else {
-                nodes.push(record(fs, &child)?);
+                nodes.push(record(fs, &child, sent)?);
             }
         }
         nodes.push(rec);
@@ -180,7 +262,7 @@ pub fn export(server: &FileServer) -> Result<Vec<u8>, Errno> {
         for (_, e) in shard {
             if let Some(e) = e {
                 if seen.insert(e.inode.ino(), ()).is_none() {
-                    nodes.push(record(fs, &e.inode)?);
+                    nodes.push(record(fs, &e.inode, sent)?);
                 }
             }
         }
@@ -202,7 +284,16 @@ pub fn export(server: &FileServer) -> Result<Vec<u8>, Errno> {
             w.u64(t.sec as u64);
             w.u32(t.nsec);
         }
-        w.bytes(&n.data);
+        match n.precopied {
+            Some(v) => {
+                w.0.push(1);
+                w.u64(v);
+            }
+            None => {
+                w.0.push(0);
+                w.bytes(&n.data);
+            }
+        }
         w.u64(n.entries.len() as u64);
         for (name, ino) in &n.entries {
             w.bytes(name.as_bytes());
@@ -314,7 +405,11 @@ fn decode(bytes: &[u8]) -> Result<Image, Errno> {
             x.sec = r.u64()? as i64;
             x.nsec = r.u32()?;
         }
-        let data = r.bytes()?.to_vec();
+        let (data, precopied) = match r.u8()? {
+            0 => (r.bytes()?.to_vec(), None),
+            1 if kind == FileType::Regular => (Vec::new(), Some(r.u64()?)),
+            _ => return Err(Errno::EINVAL),
+        };
         let ne = r.count(16)?;
         let mut entries = Vec::with_capacity(ne);
         for _ in 0..ne {
@@ -337,6 +432,7 @@ fn decode(bytes: &[u8]) -> Result<Image, Errno> {
             atime: t[0],
             mtime: t[1],
             data,
+            precopied,
             entries,
         });
     }
@@ -406,58 +502,185 @@ pub fn image_dev(image: &[u8]) -> Result<u64, Errno> {
     r.u64()
 }
 
-/// A server rebuilt from `image` on the fresh namespace `fs` (nothing in
-/// it but its root): the same tree, data, inode numbers and handles.
-/// `EPROTO` for another image version, `EINVAL` for a malformed or
-/// inconsistent image.
-pub fn import(image: &[u8], fs: Fs, config: Config) -> Result<FileServer, Errno> {
-    let img = decode(image)?;
-    let by_ino: HashMap<u64, &NodeRec> = img.nodes.iter().map(|n| (n.ino, n)).collect();
-    let root_rec = *by_ino.get(&img.root).ok_or(Errno::EINVAL)?;
-    if root_rec.kind != FileType::Directory {
-        return Err(Errno::EINVAL);
-    }
-    // Inode number -> (inode, a directory holding it, its name there).
-    let mut made: HashMap<u64, (Arc<Inode>, Option<(Arc<Inode>, String)>)> = HashMap::new();
-    let root = fs.root();
-    made.insert(img.root, (root.clone(), None));
-    let mut stack = vec![(root, root_rec)];
-    while let Some((dir, rec)) = stack.pop() {
-        for (name, ino) in &rec.entries {
-            let child = *by_ino.get(ino).ok_or(Errno::EINVAL)?;
-            if let Some((_, at)) = made.get(ino) {
-                let (odir, oname) = at.clone().ok_or(Errno::EINVAL)?;
-                if child.kind == FileType::Directory {
-                    return Err(Errno::EINVAL); // no hard links to directories
-                }
-                fs.link(&odir, &oname, &dir, name, false)?;
-                continue;
-            }
-            let node = create(&fs, &dir, name, child)?;
-            made.insert(*ino, (node.clone(), Some((dir.clone(), name.clone()))));
-            if child.kind == FileType::Directory {
-                stack.push((node, child));
-            }
+/// Where the successor keeps pre-copied files (in its root) until the
+/// image names them; removed before it serves.
+const HIDDEN: &str = ".fsd-precopy";
+
+/// The successor's side: a fresh namespace, the pre-copied files in it
+/// (each with its own inode number, under `HIDDEN`), then the image.
+pub struct Receiver {
+    fs: Fs,
+    hidden: Option<Arc<Inode>>,
+    /// Inode number -> (data version, inode, bytes received).
+    files: HashMap<u64, (u64, Arc<Inode>, u64)>,
+}
+
+impl Receiver {
+    /// A receiver building on `fs` (fresh: nothing but its root).
+    pub fn new(fs: Fs) -> Receiver {
+        Receiver {
+            fs,
+            hidden: None,
+            files: HashMap::new(),
         }
     }
-    // Inodes only handles reach: made in the root, then removed again.
-    for rec in &img.nodes {
-        if made.contains_key(&rec.ino) {
-            continue;
-        }
-        if !rec.entries.is_empty() {
+
+    /// The namespace being built.
+    pub fn fs(&self) -> &Fs {
+        &self.fs
+    }
+
+    /// One piece of a pre-copied file (`precopy`'s `send`): offset 0
+    /// starts the file (replacing an older version), later pieces must
+    /// follow on.  `EINVAL` for pieces out of order.
+    pub fn data(
+        &mut self,
+        ino: u64,
+        version: u64,
+        offset: u64,
+        total: u64,
+        bytes: &[u8],
+    ) -> Result<(), Errno> {
+        if ino == 0 || ino == self.fs.root().ino() {
             return Err(Errno::EINVAL);
         }
-        let root = fs.root();
-        let name = format!(".fsd-handover-{}", rec.ino);
-        let node = create(&fs, &root, &name, rec)?;
-        if rec.kind == FileType::Directory {
-            fs.rmdir(&root, &name)?;
-        } else {
-            fs.unlink(&root, &name)?;
+        let name = ino.to_string();
+        if offset == 0 {
+            let hidden = match &self.hidden {
+                Some(h) => h.clone(),
+                None => {
+                    let h = self.fs.mkdir(&self.fs.root(), HIDDEN, 0o700)?;
+                    self.hidden = Some(h.clone());
+                    h
+                }
+            };
+            if self.files.remove(&ino).is_some() {
+                self.fs.unlink(&hidden, &name)?;
+            }
+            let f = self.fs.with_ino(ino, || {
+                self.fs
+                    .open(&hidden, &name, O_CREAT | O_EXCL | O_RDWR, 0o600)
+            })?;
+            self.files.insert(ino, (version, f, 0));
         }
-        made.insert(rec.ino, (node, None));
+        let e = self.files.get_mut(&ino).ok_or(Errno::EINVAL)?;
+        if e.0 != version || e.2 != offset || offset + bytes.len() as u64 > total {
+            return Err(Errno::EINVAL);
+        }
+        let mut done = 0;
+        while done < bytes.len() {
+            let (n, _) = e.1.write_at(offset + done as u64, &bytes[done..], false)?;
+            if n == 0 {
+                return Err(Errno::ENOSPC);
+            }
+            done += n;
+        }
+        e.2 += bytes.len() as u64;
+        Ok(())
     }
+
+    /// The server rebuilt from `image`: the same tree, data, inode numbers
+    /// and handles.  `EPROTO` for another image version, `EINVAL` for a
+    /// malformed or inconsistent image (one naming pre-copied data this
+    /// receiver does not have at that version, too).
+    pub fn finish(mut self, image: &[u8], config: Config) -> Result<FileServer, Errno> {
+        let img = decode(image)?;
+        let fs = &self.fs;
+        // Pre-copied files the image does not take as they are go first,
+        // so their numbers are free for what the image has instead.
+        if let Some(hidden) = &self.hidden {
+            let keep: HashMap<u64, u64> = img
+                .nodes
+                .iter()
+                .filter_map(|n| Some((n.ino, n.precopied?)))
+                .collect();
+            let stale: Vec<u64> = self
+                .files
+                .iter()
+                .filter(|(ino, (v, _, _))| keep.get(ino) != Some(v))
+                .map(|(ino, _)| *ino)
+                .collect();
+            for ino in stale {
+                self.files.remove(&ino);
+                fs.unlink(hidden, &ino.to_string())?;
+            }
+        }
+        let by_ino: HashMap<u64, &NodeRec> = img.nodes.iter().map(|n| (n.ino, n)).collect();
+        let root_rec = *by_ino.get(&img.root).ok_or(Errno::EINVAL)?;
+        if root_rec.kind != FileType::Directory {
+            return Err(Errno::EINVAL);
+        }
+        let precopied = |rec: &NodeRec| -> Result<Option<Arc<Inode>>, Errno> {
+            match rec.precopied {
+                None => Ok(None),
+                Some(v) => match self.files.get(&rec.ino) {
+                    Some((fv, f, _)) if *fv == v => Ok(Some(f.clone())),
+                    _ => Err(Errno::EINVAL),
+                },
+            }
+        };
+        // Inode number -> (inode, a directory holding it, its name there).
+        let mut made: HashMap<u64, (Arc<Inode>, Option<(Arc<Inode>, String)>)> = HashMap::new();
+        let root = fs.root();
+        made.insert(img.root, (root.clone(), None));
+        let mut stack = vec![(root, root_rec)];
+        while let Some((dir, rec)) = stack.pop() {
+            for (name, ino) in &rec.entries {
+                let child = *by_ino.get(ino).ok_or(Errno::EINVAL)?;
+                if let Some((_, at)) = made.get(ino) {
+                    let (odir, oname) = at.clone().ok_or(Errno::EINVAL)?;
+                    if child.kind == FileType::Directory {
+                        return Err(Errno::EINVAL); // no hard links to directories
+                    }
+                    fs.link(&odir, &oname, &dir, name, false)?;
+                    continue;
+                }
+                let node = match precopied(child)? {
+                    Some(f) => {
+                        let hidden = self.hidden.as_ref().ok_or(Errno::EINVAL)?;
+                        fs.link(hidden, &ino.to_string(), &dir, name, false)?;
+                        f
+                    }
+                    None => create(fs, &dir, name, child)?,
+                };
+                made.insert(*ino, (node.clone(), Some((dir.clone(), name.clone()))));
+                if child.kind == FileType::Directory {
+                    stack.push((node, child));
+                }
+            }
+        }
+        // Inodes only handles reach: made in the root, then removed again
+        // (a pre-copied one just loses its hidden name below).
+        for rec in &img.nodes {
+            if made.contains_key(&rec.ino) {
+                continue;
+            }
+            if !rec.entries.is_empty() {
+                return Err(Errno::EINVAL);
+            }
+            if let Some(f) = precopied(rec)? {
+                made.insert(rec.ino, (f, None));
+                continue;
+            }
+            let root = fs.root();
+            let name = format!(".fsd-handover-{}", rec.ino);
+            let node = create(fs, &root, &name, rec)?;
+            if rec.kind == FileType::Directory {
+                fs.rmdir(&root, &name)?;
+            } else {
+                fs.unlink(&root, &name)?;
+            }
+            made.insert(rec.ino, (node, None));
+        }
+        if let Some(hidden) = self.hidden.take() {
+            for ino in self.files.keys() {
+                fs.unlink(&hidden, &ino.to_string())?;
+            }
+            drop(hidden);
+            fs.rmdir(&fs.root(), HIDDEN)?;
+        }
+        self.files.clear();
+        let fs = self.fs;
     // Metadata last: creating entries changed the directories' times.
     for rec in &img.nodes {
         let node = &made.get(&rec.ino).ok_or(Errno::EINVAL)?.0;
@@ -493,4 +716,11 @@ pub fn import(image: &[u8], fs: Fs, config: Config) -> Result<FileServer, Errno>
         mounts: Mutex::new(Vec::new()),
         config,
     })
+    }
+}
+
+/// A server rebuilt from `image` alone (no pre-copy) on the fresh
+/// namespace `fs`.
+pub fn import(image: &[u8], fs: Fs, config: Config) -> Result<FileServer, Errno> {
+    Receiver::new(fs).finish(image, config)
 }

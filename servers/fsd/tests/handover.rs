@@ -27,7 +27,7 @@ impl Call for Direct {
 }
 
 fn replace(cur: &RefCell<Arc<FileServer>>) {
-    let image = handover::export(&cur.borrow()).unwrap();
+    let image = handover::export(&cur.borrow(), &handover::Sent::new()).unwrap();
     let new = handover::import(&image, new_fs(LockMode::PerCpu), Config::default()).unwrap();
     *cur.borrow_mut() = Arc::new(new);
 }
@@ -109,7 +109,7 @@ fn state_survives_replacement() {
 fn malformed_images_are_refused() {
     let s = FileServer::new(new_fs(LockMode::PerCpu), Vec::new(), Config::default());
     s.fs().mkdir(&s.fs().root(), "a", 0o755).unwrap();
-    let image = handover::export(&s).unwrap();
+    let image = handover::export(&s, &handover::Sent::new()).unwrap();
     let mut v = image.clone();
     v[8] = 9; // version
     assert!(matches!(
@@ -134,4 +134,64 @@ fn malformed_images_are_refused() {
         }
         let _ = handover::import(&v, new_fs(LockMode::PerCpu), Config::default());
     }
+}
+
+/// The pre-copy: files sent while the old server still serves, then
+/// changed, removed, created, unlinked while open; the final image sends
+/// only what changed and the rebuilt server has every file's current data.
+#[test]
+fn precopy_then_changes() {
+    let first = Arc::new(FileServer::new(
+        new_fs(LockMode::PerCpu),
+        Vec::new(),
+        Config::default(),
+    ));
+    let cur = Arc::new(RefCell::new(first));
+    let c = Client::attach(Direct(cur.clone())).unwrap();
+    let r = c.root();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut hs = Vec::new();
+    for (i, name) in ["same", "changed", "removed", "opened", "big"].iter().enumerate() {
+        let (h, _) = c.open(r, name, O_CREAT | O_RDWR, 0o644).unwrap();
+        let data = if *name == "big" { big.clone() } else { vec![i as u8; 100 + i] };
+        c.pwrite(h, 0, &data, false).unwrap();
+        hs.push(h);
+    }
+    c.link(r, "same", r, "same2", 0).unwrap();
+    let mut rx = handover::Receiver::new(new_fs(LockMode::PerCpu));
+    let mut pieces = 0;
+    let sent = handover::precopy(&cur.borrow(), |ino, v, off, total, b| {
+        pieces += 1;
+        rx.data(ino, v, off, total, b)
+    })
+    .unwrap();
+    assert_eq!(sent.len(), 5);
+    assert!(pieces >= 5 + 3); // "big" takes several pieces
+    // Changes after the pre-copy.
+    c.pwrite(hs[1], 50, b"NEW", false).unwrap();
+    c.unlink(r, "removed", 0).unwrap();
+    c.close(hs[2]).unwrap();
+    c.unlink(r, "opened", 0).unwrap();
+    let (n, _) = c.open(r, "created", O_CREAT | O_RDWR, 0o600).unwrap();
+    c.pwrite(n, 0, b"fresh", false).unwrap();
+    let image = handover::export(&cur.borrow(), &sent).unwrap();
+    let full = handover::export(&cur.borrow(), &handover::Sent::new()).unwrap();
+    assert!(image.len() + 200_000 < full.len(), "the image must not carry pre-copied data");
+    let new = rx.finish(&image, Config::default()).unwrap();
+    *cur.borrow_mut() = Arc::new(new);
+    assert_eq!(c.pread(hs[0], 0, 1000).unwrap(), vec![0u8; 100]);
+    let mut want = vec![1u8; 101];
+    want[50..53].copy_from_slice(b"NEW");
+    assert_eq!(c.pread(hs[1], 0, 1000).unwrap(), want);
+    assert_eq!(c.pread(hs[3], 0, 1000).unwrap(), vec![3u8; 103]);
+    assert_eq!(c.pread(hs[4], 0, 300_000).unwrap(), big);
+    assert_eq!(c.pread(n, 0, 100).unwrap(), b"fresh");
+    assert_eq!(c.stat(At::path(r, "same2")).unwrap().st_nlink, 2);
+    assert_eq!(c.stat(At::path(r, "removed")).map(|_| ()), Err(Errno::ENOENT));
+    assert_eq!(c.stat(At::path(r, ".fsd-precopy")).map(|_| ()), Err(Errno::ENOENT));
+    let (d, _) = c.open(r, "/", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    let (names, _) = c.list(d, 8192).unwrap();
+    let mut names: Vec<String> = names.into_iter().map(|e| e.name).collect();
+    names.sort();
+    assert_eq!(names, [".", "..", "big", "changed", "created", "same", "same2"]);
 }
