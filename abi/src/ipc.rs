@@ -85,6 +85,15 @@ pub struct ReplaceStats {
     pub start_ns: u64,
     pub old_pid: u64,
     pub new_pid: u64,
+    /// The pre-copy of file data (before the switch; the service goes
+    /// on): its time and bytes.
+    pub precopy_ns: u64,
+    pub precopy_bytes: u64,
+    /// When the switch began (`CLOCK_MONOTONIC`): the pause is
+    /// `switch_begin_ns .. switch_begin_ns + switch_ns`.
+    pub switch_begin_ns: u64,
+    /// The successor's rebuild from the image (part of the switch).
+    pub import_ns: u64,
 }
 
 /// Right to call (send on) an endpoint.

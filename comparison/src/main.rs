@@ -558,17 +558,23 @@ fn robustness_command(args: RobustnessArgs) -> Result<ExitCode> {
         Duration::from_secs(args.timeout),
     )?;
     let table = robustness::table(&runs, args.cores);
-    let out = args.out.unwrap_or_else(|| {
-        std::path::PathBuf::from("target/comparison/robustness.md")
-    });
+    let out = args
+        .out
+        .unwrap_or_else(|| std::path::PathBuf::from("target/comparison/robustness.md"));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&out, &table)?;
     println!("{table}");
     println!("robustness: table written to {}", out.display());
-    let bad = runs.iter().any(|r| !r.passed || r.failed != 0 || r.wrong != 0);
-    Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    let bad = runs
+        .iter()
+        .any(|r| !r.passed || r.failed != 0 || r.wrong != 0);
+    Ok(if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run_command(args: RunArgs) -> Result<ExitCode> {
@@ -667,7 +673,10 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
     );
     let result = run::run_with(&systems, &request, &extras)?;
     if args.replace.is_some() {
-        eprintln!("{}", comparison::robustness::replace_summary(&result.outcome.serial));
+        eprintln!(
+            "{}",
+            comparison::robustness::replace_summary(&result.outcome.serial)
+        );
     }
     if let Some(summary) = run::unsupported_summary(&result.outcome.serial) {
         eprintln!("{summary}");

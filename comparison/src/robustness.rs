@@ -105,8 +105,7 @@ pub fn parse(output: &str) -> Result<RunStats> {
             ));
         }
     }
-    let (ops, failed, wrong, median_us) =
-        totals.context("replace_check printed no totals line")?;
+    let (ops, failed, wrong, median_us) = totals.context("replace_check printed no totals line")?;
     Ok(RunStats {
         replacements,
         ops,

@@ -269,7 +269,9 @@ pub fn service_replace(service: u32, program: &str) -> Result<ReplaceStats, i32>
         )
     };
     if r < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
     } else {
         Ok(stats)
     }

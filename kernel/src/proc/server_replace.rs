@@ -7,7 +7,9 @@
 //! (both with the receive right, inserted before its first instruction,
 //! so their numbers are known: a fresh table's first two slots), gives
 //! the running instance the send right to the hand-over endpoint, and
-//! sends it the control request `LABEL_HANDOVER` on the service endpoint.
+//! sends it two control requests on the service endpoint: `LABEL_PRECOPY`
+//! (a thread of the old instance sends every file's data to the successor
+//! while the old instance serves on), then `LABEL_HANDOVER`.
 //! The running instance finishes what it took, stops receiving, sends its
 //! state image to the successor and answers once the successor said it is
 //! ready; then it exits.  Calls that arrive meanwhile queue on the service
@@ -34,9 +36,10 @@ use crate::ipc::{Endpoint, EndpointRef, Object};
 use abi::ipc::{RIGHT_RECV, RIGHT_SEND, SERVICE_FS};
 use abi::Errno;
 
-/// The control label (`fsd::handover::LABEL_HANDOVER`; the kernel does
-/// not link fsd).
+/// The control labels (`fsd::handover::LABEL_HANDOVER`, `LABEL_PRECOPY`;
+/// the kernel does not link fsd).
 const LABEL_HANDOVER: u64 = 0x4856_0001;
+const LABEL_PRECOPY: u64 = 0x4856_0002;
 
 /// A replacement is under way.
 static REPLACING: AtomicBool = AtomicBool::new(false);
@@ -55,6 +58,13 @@ pub struct Replaced {
     pub start_ns: u64,
     pub old_pid: Pid,
     pub new_pid: Pid,
+    /// The pre-copy of file data (before the switch): time and bytes.
+    pub precopy_ns: u64,
+    pub precopy_bytes: u64,
+    /// When the switch began (the kernel's clock, `CLOCK_MONOTONIC`).
+    pub switch_begin_ns: u64,
+    /// The successor's rebuild (within `switch_ns`).
+    pub import_ns: u64,
 }
 
 /// The handle numbers a fresh process's first two inserts get
@@ -77,13 +87,16 @@ pub fn replace_file_server(program: Option<Program>) -> Result<Replaced, Errno> 
     REPLACING.store(false, Ordering::Release);
     match &r {
         Ok(x) => log::info!(
-            "servers: replaced the file server: pid {} -> pid {}, image {} bytes, export {} us, switch {} us (start {} us)",
+            "servers: replaced the file server: pid {} -> pid {}, switch {} us (image {} bytes, export {} us, rebuild {} us); before it, start {} us, pre-copy {} bytes in {} us",
             x.old_pid,
             x.new_pid,
+            x.switch_ns / 1000,
             x.image_bytes,
             x.export_ns / 1000,
-            x.switch_ns / 1000,
-            x.start_ns / 1000
+            x.import_ns / 1000,
+            x.start_ns / 1000,
+            x.precopy_bytes,
+            x.precopy_ns / 1000
         ),
         Err(e) => log::warn!("servers: replacing the file server failed: errno {}", e.0),
     }
@@ -146,6 +159,20 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
             0,
         )
         .map_err(give_up)?;
+    // The pre-copy: the old instance sends its files' data while it
+    // serves on; then the switch, which sends only what changed since.
+    let pre = crate::arch::time::now_ns();
+    let precopy =
+        match crate::ipc::kernel_call(&service, LABEL_PRECOPY, [to, 0, 0, 0], &[], &mut []) {
+            Ok(reply) if reply.label == 0 => reply.words,
+            other => {
+                let _ = old.ipc.close(to);
+                return Err(give_up(match other {
+                    Ok(reply) => Errno(reply.label.clamp(1, 4095) as i32),
+                    Err(e) => e,
+                }));
+            }
+        };
     let begin = crate::arch::time::now_ns();
     let r = crate::ipc::kernel_call(&service, LABEL_HANDOVER, [to, 0, 0, 0], &[], &mut []);
     let end = crate::arch::time::now_ns();
@@ -156,9 +183,13 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
                 switch_ns: end - begin,
                 image_bytes: reply.words[0],
                 export_ns: reply.words[1],
-                start_ns: begin - started,
+                start_ns: pre - started,
                 old_pid,
                 new_pid,
+                precopy_ns: begin - pre,
+                precopy_bytes: precopy[1],
+                switch_begin_ns: begin,
+                import_ns: reply.words[2],
             })
         }
         other => {

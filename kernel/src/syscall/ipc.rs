@@ -354,6 +354,10 @@ pub fn sys_ipc_service_replace(service: u64, path: u64, len: u64, stats: u64) ->
             start_ns: r.start_ns,
             old_pid: r.old_pid as u64,
             new_pid: r.new_pid as u64,
+            precopy_ns: r.precopy_ns,
+            precopy_bytes: r.precopy_bytes,
+            switch_begin_ns: r.switch_begin_ns,
+            import_ns: r.import_ns,
         };
         let words = [
             out.switch_ns,
@@ -362,8 +366,12 @@ pub fn sys_ipc_service_replace(service: u64, path: u64, len: u64, stats: u64) ->
             out.start_ns,
             out.old_pid,
             out.new_pid,
+            out.precopy_ns,
+            out.precopy_bytes,
+            out.switch_begin_ns,
+            out.import_ns,
         ];
-        let mut b = Vec::with_capacity(48);
+        let mut b = Vec::with_capacity(80);
         for w in words {
             b.extend_from_slice(&w.to_le_bytes());
         }

@@ -231,7 +231,10 @@ impl HandleTable {
             .iter()
             .map(|s| {
                 let s = s.read().unwrap_or_else(|p| p.into_inner());
-                s.slots.iter().map(|sl| (sl.seq, sl.entry.clone())).collect()
+                s.slots
+                    .iter()
+                    .map(|sl| (sl.seq, sl.entry.clone()))
+                    .collect()
             })
             .collect()
     }

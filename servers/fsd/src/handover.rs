@@ -39,9 +39,17 @@ pub const VERSION: u32 = 1;
 /// The control request the kernel sends on the service endpoint to make
 /// the running instance hand over (outside `fsproto`'s operations; only
 /// the kernel's badge may send it): w0 = the instance's handle of the
-/// successor's hand-over endpoint.  The reply's w0 is the image size and
-/// w1 the time the export took (ns).
+/// successor's hand-over endpoint.  The reply's w0 is the image size, w1
+/// the time the export took and w2 the successor's rebuild (ns).
 pub const LABEL_HANDOVER: u64 = 0x4856_0001;
+/// The control request before `LABEL_HANDOVER`: pre-copy the file data
+/// to the successor (w0 as there) while serving on.  Answered, by the
+/// pre-copy thread, when done: w0 files, w1 bytes, w2 ns.
+pub const LABEL_PRECOPY: u64 = 0x4856_0002;
+/// On the hand-over endpoint, old instance to new: one piece of a
+/// pre-copied file (w0 inode number, w1 data version, w2 offset, w3 total
+/// size; payload the bytes).
+pub const LABEL_DATA: u64 = 3;
 /// On the hand-over endpoint, old instance to new: one piece of the
 /// image (w0 offset, w1 total size; payload the bytes).
 pub const LABEL_CHUNK: u64 = 1;
@@ -233,7 +241,12 @@ pub fn precopy(
 /// pre-copy) at their current version.  `EBUSY` while superblocks are
 /// mounted in it or a file's pages are mapped.
 pub fn export(server: &FileServer, sent: &Sent) -> Result<Vec<u8>, Errno> {
-    if !server.mounts.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+    if !server
+        .mounts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_empty()
+    {
         return Err(Errno::EBUSY);
     }
     let fs = &server.fs;
@@ -457,11 +470,7 @@ fn decode(bytes: &[u8]) -> Result<Image, Errno> {
     if !r.0.is_empty() {
         return Err(Errno::EINVAL);
     }
-    Ok(Image {
-        root,
-        nodes,
-        slots,
-    })
+    Ok(Image { root, nodes, slots })
 }
 
 /// Makes node `rec` as `name` in `dir` with its own inode number.
@@ -681,41 +690,41 @@ impl Receiver {
         }
         self.files.clear();
         let fs = self.fs;
-    // Metadata last: creating entries changed the directories' times.
-    for rec in &img.nodes {
-        let node = &made.get(&rec.ino).ok_or(Errno::EINVAL)?.0;
-        node.set_owner(Some(rec.uid), Some(rec.gid));
-        node.set_perm(rec.perm);
-        node.set_times(Some(rec.atime), Some(rec.mtime));
-    }
-    let mut shards: Vec<Vec<SlotImage>> = Vec::with_capacity(img.slots.len());
-    for shard in img.slots {
-        let mut out = Vec::with_capacity(shard.len());
-        for (seq, e) in shard {
-            let entry = match e {
-                None => None,
-                Some((flags, client, ino)) => Some(Entry {
-                    inode: made.get(&ino).ok_or(Errno::EINVAL)?.0.clone(),
-                    client,
-                    access: Access {
-                        read: flags & 2 != 0,
-                        write: flags & 4 != 0,
-                        path_only: flags & 8 != 0,
-                    },
-                }),
-            };
-            out.push((seq, entry));
+        // Metadata last: creating entries changed the directories' times.
+        for rec in &img.nodes {
+            let node = &made.get(&rec.ino).ok_or(Errno::EINVAL)?.0;
+            node.set_owner(Some(rec.uid), Some(rec.gid));
+            node.set_perm(rec.perm);
+            node.set_times(Some(rec.atime), Some(rec.mtime));
         }
-        shards.push(out);
-    }
-    let handles = HandleTable::restore(shards, config.workers, config.handles_per_worker)?;
-    Ok(FileServer {
-        fs,
-        handles,
-        devices: Vec::new(),
-        mounts: Mutex::new(Vec::new()),
-        config,
-    })
+        let mut shards: Vec<Vec<SlotImage>> = Vec::with_capacity(img.slots.len());
+        for shard in img.slots {
+            let mut out = Vec::with_capacity(shard.len());
+            for (seq, e) in shard {
+                let entry = match e {
+                    None => None,
+                    Some((flags, client, ino)) => Some(Entry {
+                        inode: made.get(&ino).ok_or(Errno::EINVAL)?.0.clone(),
+                        client,
+                        access: Access {
+                            read: flags & 2 != 0,
+                            write: flags & 4 != 0,
+                            path_only: flags & 8 != 0,
+                        },
+                    }),
+                };
+                out.push((seq, entry));
+            }
+            shards.push(out);
+        }
+        let handles = HandleTable::restore(shards, config.workers, config.handles_per_worker)?;
+        Ok(FileServer {
+            fs,
+            handles,
+            devices: Vec::new(),
+            mounts: Mutex::new(Vec::new()),
+            config,
+        })
     }
 }
 

@@ -70,8 +70,18 @@ fn state_survives_replacement() {
     assert_eq!(after.st_ino, info.ino);
     assert_eq!(after.st_nlink, 2);
     assert_eq!(
-        (after.st_mode, after.st_size, after.st_mtime, after.st_mtime_nsec),
-        (before.st_mode, before.st_size, before.st_mtime, before.st_mtime_nsec)
+        (
+            after.st_mode,
+            after.st_size,
+            after.st_mtime,
+            after.st_mtime_nsec
+        ),
+        (
+            before.st_mode,
+            before.st_size,
+            before.st_mtime,
+            before.st_mtime_nsec
+        )
     );
     let dir_after = c.stat(At::path(r, "d")).unwrap();
     assert_eq!(
@@ -151,9 +161,16 @@ fn precopy_then_changes() {
     let r = c.root();
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let mut hs = Vec::new();
-    for (i, name) in ["same", "changed", "removed", "opened", "big"].iter().enumerate() {
+    for (i, name) in ["same", "changed", "removed", "opened", "big"]
+        .iter()
+        .enumerate()
+    {
         let (h, _) = c.open(r, name, O_CREAT | O_RDWR, 0o644).unwrap();
-        let data = if *name == "big" { big.clone() } else { vec![i as u8; 100 + i] };
+        let data = if *name == "big" {
+            big.clone()
+        } else {
+            vec![i as u8; 100 + i]
+        };
         c.pwrite(h, 0, &data, false).unwrap();
         hs.push(h);
     }
@@ -167,7 +184,7 @@ fn precopy_then_changes() {
     .unwrap();
     assert_eq!(sent.len(), 5);
     assert!(pieces >= 5 + 3); // "big" takes several pieces
-    // Changes after the pre-copy.
+                              // Changes after the pre-copy.
     c.pwrite(hs[1], 50, b"NEW", false).unwrap();
     c.unlink(r, "removed", 0).unwrap();
     c.close(hs[2]).unwrap();
@@ -176,7 +193,10 @@ fn precopy_then_changes() {
     c.pwrite(n, 0, b"fresh", false).unwrap();
     let image = handover::export(&cur.borrow(), &sent).unwrap();
     let full = handover::export(&cur.borrow(), &handover::Sent::new()).unwrap();
-    assert!(image.len() + 200_000 < full.len(), "the image must not carry pre-copied data");
+    assert!(
+        image.len() + 200_000 < full.len(),
+        "the image must not carry pre-copied data"
+    );
     let new = rx.finish(&image, Config::default()).unwrap();
     *cur.borrow_mut() = Arc::new(new);
     assert_eq!(c.pread(hs[0], 0, 1000).unwrap(), vec![0u8; 100]);
@@ -187,11 +207,20 @@ fn precopy_then_changes() {
     assert_eq!(c.pread(hs[4], 0, 300_000).unwrap(), big);
     assert_eq!(c.pread(n, 0, 100).unwrap(), b"fresh");
     assert_eq!(c.stat(At::path(r, "same2")).unwrap().st_nlink, 2);
-    assert_eq!(c.stat(At::path(r, "removed")).map(|_| ()), Err(Errno::ENOENT));
-    assert_eq!(c.stat(At::path(r, ".fsd-precopy")).map(|_| ()), Err(Errno::ENOENT));
+    assert_eq!(
+        c.stat(At::path(r, "removed")).map(|_| ()),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        c.stat(At::path(r, ".fsd-precopy")).map(|_| ()),
+        Err(Errno::ENOENT)
+    );
     let (d, _) = c.open(r, "/", O_RDONLY | O_DIRECTORY, 0).unwrap();
     let (names, _) = c.list(d, 8192).unwrap();
     let mut names: Vec<String> = names.into_iter().map(|e| e.name).collect();
     names.sort();
-    assert_eq!(names, [".", "..", "big", "changed", "created", "same", "same2"]);
+    assert_eq!(
+        names,
+        [".", "..", "big", "changed", "created", "same", "same2"]
+    );
 }

@@ -193,20 +193,40 @@ fn serve(server: &FileServer, endpoint: u64) -> ! {
         buf: vec![0; MAX_PAYLOAD],
         pending: None,
     };
-    while let Some((caller, client, msg)) = transport.recv() {
-        if msg.label == fsd::handover::LABEL_HANDOVER && client == KERNEL_CLIENT {
-            match handover::send(server, msg.words[0]) {
-                Ok((bytes, ns)) => {
-                    let _ = ipc::reply(caller, 0, [bytes, ns, 0, 0], &[]);
-                    std::process::exit(0);
-                }
-                Err(e) => transport.reply(caller, Message::error(fs::Errno(e))),
+    // What the pre-copy thread sent, for the hand-over's image.
+    let sent = std::sync::Mutex::new(fsd::handover::Sent::new());
+    std::thread::scope(|scope| {
+        while let Some((caller, client, msg)) = transport.recv() {
+            if client == KERNEL_CLIENT && msg.label == fsd::handover::LABEL_PRECOPY {
+                // Answered by the pre-copy thread when done; serve on.
+                let to = msg.words[0];
+                let sent = &sent;
+                scope.spawn(move || match handover::precopy(server, to) {
+                    Ok((s, stats)) => {
+                        *sent.lock().unwrap_or_else(|p| p.into_inner()) = s;
+                        let _ = ipc::reply(caller, 0, [stats[0], stats[1], stats[2], 0], &[]);
+                    }
+                    Err(e) => {
+                        let _ = ipc::reply(caller, e as u64, [0; 4], &[]);
+                    }
+                });
+                continue;
             }
-            continue;
+            if client == KERNEL_CLIENT && msg.label == fsd::handover::LABEL_HANDOVER {
+                let s = std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
+                match handover::send(server, msg.words[0], &s) {
+                    Ok((bytes, export, import)) => {
+                        let _ = ipc::reply(caller, 0, [bytes, export, import, 0], &[]);
+                        std::process::exit(0);
+                    }
+                    Err(e) => transport.reply(caller, Message::error(fs::Errno(e))),
+                }
+                continue;
+            }
+            let reply = server.handle(0, client, msg.view());
+            transport.reply(caller, reply);
         }
-        let reply = server.handle(0, client, msg.view());
-        transport.reply(caller, reply);
-    }
+    });
     eprintln!("fsd: endpoint closed, exiting");
     std::process::exit(1);
 }

@@ -13,8 +13,11 @@
 //! more, then re-reads everything it still has.
 //!
 //! Prints per round `replace_check: round R switch_us=S pause_us=P
-//! image_bytes=B export_us=E start_us=T` (pause: the longest operation
-//! that overlapped the replacement call), then `replace_check: ops=N
+//! image_bytes=B export_us=E start_us=T precopy_us=.. precopy_bytes=..
+//! call_us=.. call_max_op_us=..` (pause: the longest operation that
+//! overlapped the switch as the kernel timed it, `CLOCK_MONOTONIC`;
+//! call_max_op: the longest that overlapped the whole call, successor
+//! start and pre-copy included, while the old instance still served), then `replace_check: ops=N
 //! failed=F wrong=W median_us=M max_us_outside=X`, and `replace_check:
 //! pass` (exit 0) or `replace_check: FAIL ...` (exit 1).
 //!
@@ -32,13 +35,23 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use abi::ipc::SERVICE_FS;
 use userland::ipc;
 
+/// `CLOCK_MONOTONIC` in ns: the kernel's clock, in which it reports when
+/// a switch began.
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 struct Shared {
-    start: Instant,
     stop: AtomicBool,
     done: Vec<AtomicU64>,
 }
@@ -93,7 +106,7 @@ fn worker(id: usize, cpus: usize, sh: Arc<Shared>) -> Result_ {
     let mut long_len = 0u64;
     let mut live: Vec<u64> = Vec::new();
     let mut seq = 0u64;
-    let now = |sh: &Shared| sh.start.elapsed().as_nanos() as u64;
+    let now = |_: &Shared| mono_ns();
     while !sh.stop.load(Ordering::Acquire) {
         seq += 1;
         let path = format!("{dir}/f{seq}");
@@ -220,7 +233,6 @@ fn main() {
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sh = Arc::new(Shared {
-        start: Instant::now(),
         stop: AtomicBool::new(false),
         done: (0..threads).map(|_| AtomicU64::new(0)).collect(),
     });
@@ -243,9 +255,9 @@ fn main() {
             1 + seed % (2 * ops.max(1))
         };
         wait_all(&sh, &base, wait);
-        let s = sh.start.elapsed().as_nanos() as u64;
+        let s = mono_ns();
         let res = ipc::service_replace(SERVICE_FS, &program);
-        let e = sh.start.elapsed().as_nanos() as u64;
+        let e = mono_ns();
         match res {
             Ok(st) => windows.push((round, s, e, st)),
             Err(err) => errors.push(format!("round {round}: ipc_service_replace: errno {err}")),
@@ -260,21 +272,30 @@ fn main() {
         .collect();
     let all: Vec<(u64, u64)> = results.iter().flat_map(|r| r.ops.iter().copied()).collect();
     let overlaps = |(t, d): (u64, u64), s: u64, e: u64| t < e && t + d > s;
-    for (round, s, e, st) in &windows {
-        let pause = all
-            .iter()
-            .filter(|o| overlaps(**o, *s, *e))
+    let longest = |s: u64, e: u64| {
+        all.iter()
+            .filter(|o| overlaps(**o, s, e))
             .map(|o| o.1)
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+    };
+    for (round, s, e, st) in &windows {
+        // The pause: the switch as the kernel timed it; the whole call
+        // (start and pre-copy included, the service going on) apart.
+        let pause = longest(st.switch_begin_ns, st.switch_begin_ns + st.switch_ns);
+        let call_pause = longest(*s, *e);
         println!(
-            "replace_check: round {round} switch_us={} pause_us={} image_bytes={} export_us={} start_us={} call_us={} pids={}->{}",
+            "replace_check: round {round} switch_us={} pause_us={} image_bytes={} export_us={} import_us={} start_us={} precopy_us={} precopy_bytes={} call_us={} call_max_op_us={} pids={}->{}",
             st.switch_ns / 1000,
             pause / 1000,
             st.image_bytes,
             st.export_ns / 1000,
+            st.import_ns / 1000,
             st.start_ns / 1000,
+            st.precopy_ns / 1000,
+            st.precopy_bytes,
             (e - s) / 1000,
+            call_pause / 1000,
             st.old_pid,
             st.new_pid
         );

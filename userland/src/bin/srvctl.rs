@@ -31,13 +31,15 @@ fn main() {
     };
     match ipc::service_replace(SERVICE_FS, program) {
         Ok(s) => println!(
-            "srvctl: replaced fs: pid {} -> {}, switch {} us, image {} bytes, export {} us, start {} us",
+            "srvctl: replaced fs: pid {} -> {}, switch {} us, image {} bytes, export {} us, start {} us, pre-copy {} bytes in {} us",
             s.old_pid,
             s.new_pid,
             s.switch_ns / 1000,
             s.image_bytes,
             s.export_ns / 1000,
-            s.start_ns / 1000
+            s.start_ns / 1000,
+            s.precopy_bytes,
+            s.precopy_ns / 1000
         ),
         Err(e) => {
             eprintln!("srvctl: replace fs: errno {e}");
