@@ -62,6 +62,9 @@ pub struct Replacement {
     pub pause_us: u64,
     pub image_bytes: u64,
     pub export_us: u64,
+    pub import_us: u64,
+    pub precopy_us: u64,
+    pub precopy_bytes: u64,
 }
 
 /// One run's result.
@@ -72,6 +75,8 @@ pub struct RunStats {
     pub failed: u64,
     pub wrong: u64,
     pub median_us: u64,
+    /// The longest operation that overlapped no replacement call.
+    pub max_outside_us: u64,
     pub passed: bool,
 }
 
@@ -95,6 +100,9 @@ pub fn parse(output: &str) -> Result<RunStats> {
                 pause_us: field(rest, "pause_us").context("pause_us")?,
                 image_bytes: field(rest, "image_bytes").context("image_bytes")?,
                 export_us: field(rest, "export_us").context("export_us")?,
+                import_us: field(rest, "import_us").context("import_us")?,
+                precopy_us: field(rest, "precopy_us").context("precopy_us")?,
+                precopy_bytes: field(rest, "precopy_bytes").context("precopy_bytes")?,
             });
         } else if rest.starts_with("ops=") {
             totals = Some((
@@ -102,16 +110,19 @@ pub fn parse(output: &str) -> Result<RunStats> {
                 field(rest, "failed").context("failed")?,
                 field(rest, "wrong").context("wrong")?,
                 field(rest, "median_us").context("median_us")?,
+                field(rest, "max_us_outside").context("max_us_outside")?,
             ));
         }
     }
-    let (ops, failed, wrong, median_us) = totals.context("replace_check printed no totals line")?;
+    let (ops, failed, wrong, median_us, max_outside_us) =
+        totals.context("replace_check printed no totals line")?;
     Ok(RunStats {
         replacements,
         ops,
         failed,
         wrong,
         median_us,
+        max_outside_us,
         passed: output.lines().any(|l| l == "replace_check: pass"),
     })
 }
@@ -157,14 +168,34 @@ pub fn table(runs: &[RunStats], cores: usize) -> String {
         all.iter().map(|r| r.export_us).collect(),
     ));
     s.push_str(&row(
-        "state image",
+        "of which the successor's rebuild",
+        "µs",
+        all.iter().map(|r| r.import_us).collect(),
+    ));
+    s.push_str(&row(
+        "state image at the switch",
         "bytes",
         all.iter().map(|r| r.image_bytes).collect(),
+    ));
+    s.push_str(&row(
+        "pre-copy before the switch (service goes on)",
+        "µs",
+        all.iter().map(|r| r.precopy_us).collect(),
+    ));
+    s.push_str(&row(
+        "pre-copied file data",
+        "bytes",
+        all.iter().map(|r| r.precopy_bytes).collect(),
     ));
     s.push_str(&row(
         "median file operation (whole run)",
         "µs",
         runs.iter().map(|r| r.median_us).collect(),
+    ));
+    s.push_str(&row(
+        "longest file operation outside replacements (per run)",
+        "µs",
+        runs.iter().map(|r| r.max_outside_us).collect(),
     ));
     let ops: u64 = runs.iter().map(|r| r.ops).sum();
     let failed: u64 = runs.iter().map(|r| r.failed).sum();
@@ -254,8 +285,8 @@ mod tests {
 
     #[test]
     fn parses_and_tabulates() {
-        let out = "replace_check: round 0 switch_us=900 pause_us=1000 image_bytes=5000 export_us=100 start_us=1 call_us=2 pids=2->7\n\
-                   replace_check: round 1 switch_us=700 pause_us=800 image_bytes=5100 export_us=90 start_us=1 call_us=2 pids=7->8\n\
+        let out = "replace_check: round 0 switch_us=900 pause_us=1000 image_bytes=5000 export_us=100 import_us=50 start_us=1 precopy_us=9 precopy_bytes=10 call_us=2 pids=2->7\n\
+                   replace_check: round 1 switch_us=700 pause_us=800 image_bytes=5100 export_us=90 import_us=40 start_us=1 precopy_us=9 precopy_bytes=10 call_us=2 pids=7->8\n\
                    replace_check: ops=100 failed=0 wrong=0 median_us=30 max_us_outside=50 threads=2 rounds=2\n\
                    replace_check: pass\n";
         let s = parse(out).unwrap();
