@@ -388,10 +388,17 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A slot of the image: sequence number and (access flags, client,
+/// inode number) of its entry.
+type SlotRec = (u32, Option<(u8, u64, u64)>);
+/// What the rebuild made: inode number -> (inode, a directory holding it
+/// and its name there).
+type Made = HashMap<u64, (Arc<Inode>, Option<(Arc<Inode>, String)>)>;
+
 struct Image {
     root: u64,
     nodes: Vec<NodeRec>,
-    slots: Vec<Vec<(u32, Option<(u8, u64, u64)>)>>,
+    slots: Vec<Vec<SlotRec>>,
 }
 
 fn decode(bytes: &[u8]) -> Result<Image, Errno> {
@@ -629,7 +636,7 @@ impl Receiver {
             }
         };
         // Inode number -> (inode, a directory holding it, its name there).
-        let mut made: HashMap<u64, (Arc<Inode>, Option<(Arc<Inode>, String)>)> = HashMap::new();
+        let mut made: Made = HashMap::new();
         let root = fs.root();
         made.insert(img.root, (root.clone(), None));
         let mut stack = vec![(root, root_rec)];

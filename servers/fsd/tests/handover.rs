@@ -6,6 +6,7 @@
 mod common;
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use abi::fcntl::*;
@@ -18,7 +19,7 @@ use fsproto::{At, Handle, Message};
 
 /// A connection straight to whichever server is current (swapped by the
 /// test in the middle of a client's life, as the kernel's endpoint is).
-struct Direct(Arc<RefCell<Arc<FileServer>>>);
+struct Direct(Rc<RefCell<Arc<FileServer>>>);
 
 impl Call for Direct {
     fn call(&self, msg: Message) -> Result<Message, Errno> {
@@ -39,7 +40,7 @@ fn state_survives_replacement() {
         Vec::new(),
         Config::default(),
     ));
-    let cur = Arc::new(RefCell::new(first));
+    let cur = Rc::new(RefCell::new(first));
     let c = Client::attach(Direct(cur.clone())).unwrap();
     let r = c.root();
     c.mkdir(r, "d", 0o750).unwrap();
@@ -156,7 +157,7 @@ fn precopy_then_changes() {
         Vec::new(),
         Config::default(),
     ));
-    let cur = Arc::new(RefCell::new(first));
+    let cur = Rc::new(RefCell::new(first));
     let c = Client::attach(Direct(cur.clone())).unwrap();
     let r = c.root();
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
