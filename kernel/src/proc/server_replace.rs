@@ -103,6 +103,12 @@ pub fn replace_file_server(program: Option<Program>) -> Result<Replaced, Errno> 
     r
 }
 
+/// Whether a replacement is under way (its old instance exits on purpose:
+/// no crash).
+pub fn replacing() -> bool {
+    REPLACING.load(Ordering::Acquire)
+}
+
 fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     if crate::files::remote_map::any_mapped() {
         return Err(Errno::EBUSY);
@@ -125,6 +131,7 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     let argv: Vec<Vec<u8>> = vec![
         b"fsd".to_vec(),
         format!("handover={},{}", FIRST_HANDLES[0], FIRST_HANDLES[1]).into_bytes(),
+        format!("epoch={}", super::server_restart::epoch()).into_bytes(),
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
     ];
     let path = format!("/{}", super::servers::FSD_PATH);

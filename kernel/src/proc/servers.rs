@@ -42,10 +42,22 @@ const REGISTER_TIMEOUT_NS: u64 = 20_000_000_000;
 /// it registered `SERVICE_FS` and the kernel attached.  Errors are
 /// messages for `servers: error: ...`.
 pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, String> {
+    let pid = start_file_server_epoch(archive, 0)?;
+    super::server_restart::watch(archive);
+    Ok(pid)
+}
+
+/// Starts instance `epoch` of the file server (0 at boot; a restart after
+/// a crash counts up, see `server_restart`).
+pub fn start_file_server_epoch(
+    archive: &'static [u8],
+    epoch: u32,
+) -> Result<super::process::Pid, String> {
     let argv: Vec<Vec<u8>> = vec![
         b"fsd".to_vec(),
         format!("initramfs={ARCHIVE_BASE:x},{}", archive.len()).into_bytes(),
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
+        format!("epoch={epoch}").into_bytes(),
     ];
     let started = crate::arch::time::now_ns();
     let (pid, _) = start_server(

@@ -73,6 +73,9 @@ pub struct HandleTable {
     shards: Box<[CachePadded<RwLock<Shard>>]>,
     /// Live handles one shard may hold (`ENFILE` beyond).
     limit: usize,
+    /// The sequence number of a new slot: above every number an earlier
+    /// instance of the server can have used (`with_epoch`).
+    first_seq: u32,
 }
 
 /// The sequence number after `s`: never 0, so handle 0 is never valid.
@@ -87,12 +90,22 @@ impl HandleTable {
     /// A table of `shards` shards (1..=`MAX_SHARDS`), each holding at most
     /// `limit` live handles.
     pub fn new(shards: usize, limit: usize) -> HandleTable {
+        Self::with_epoch(shards, limit, 0)
+    }
+
+    /// A table whose handles can never equal one of an earlier instance
+    /// with a smaller `epoch` (a server restarted after a crash: the
+    /// kernel may still hold the dead instance's numbers, which must fail
+    /// with `EBADF` instead of naming a new file).  Sequence numbers start
+    /// at `1 + epoch << 20`, so each epoch has 2^20 reuses of a slot.
+    pub fn with_epoch(shards: usize, limit: usize, epoch: u32) -> HandleTable {
         let n = shards.clamp(1, MAX_SHARDS);
         HandleTable {
             shards: (0..n)
                 .map(|_| CachePadded::new(RwLock::new(Shard::default())))
                 .collect(),
             limit: limit.min(MAX_SLOTS),
+            first_seq: 1 + ((epoch & 0xfff) << 20),
         }
     }
 
@@ -121,7 +134,7 @@ impl HandleTable {
             Some(i) => i as usize,
             None => {
                 s.slots.push(Slot {
-                    seq: 1,
+                    seq: self.first_seq,
                     entry: None,
                 });
                 s.slots.len() - 1
@@ -247,11 +260,12 @@ impl HandleTable {
         shards: Vec<Vec<SlotImage>>,
         min_shards: usize,
         limit: usize,
+        epoch: u32,
     ) -> Result<HandleTable, Errno> {
         if shards.len() > MAX_SHARDS {
             return Err(Errno::EINVAL);
         }
-        let table = HandleTable::new(shards.len().max(min_shards), limit);
+        let table = HandleTable::with_epoch(shards.len().max(min_shards), limit, epoch);
         for (i, slots) in shards.into_iter().enumerate() {
             if slots.len() > MAX_SLOTS {
                 return Err(Errno::EINVAL);

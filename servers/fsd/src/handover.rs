@@ -724,7 +724,12 @@ impl Receiver {
             }
             shards.push(out);
         }
-        let handles = HandleTable::restore(shards, config.workers, config.handles_per_worker)?;
+        let handles = HandleTable::restore(
+            shards,
+            config.workers,
+            config.handles_per_worker,
+            config.handle_epoch,
+        )?;
         Ok(FileServer {
             fs,
             handles,

@@ -11,7 +11,8 @@
 //! and `locks=percpu|global` (the boot's lock mode, for the ablation);
 //! or, for a successor replacing a running instance, `handover=FROM,SERVICE`
 //! (its handles of the hand-over endpoint and of the service endpoint;
-//! `servers/fsd_handover.rs`).
+//! `servers/fsd_handover.rs`); `epoch=N` for an instance restarted after
+//! a crash (its handles never equal a dead instance's).
 //!
 //! Owns: the IPC `Transport` (one endpoint, one server thread in M1),
 //! mapping the kernel's badge to the one client id the server knows.
@@ -107,12 +108,15 @@ fn archive_arg(value: &str) -> Option<(usize, usize)> {
 fn main() {
     let mut archive = None;
     let mut successor = None;
+    let mut epoch = 0u32;
     let mut mode = LockMode::PerCpu;
     for arg in std::env::args().skip(1) {
         if let Some(v) = arg.strip_prefix("handover=") {
             successor = v
                 .split_once(',')
                 .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        } else if let Some(v) = arg.strip_prefix("epoch=") {
+            epoch = v.parse().unwrap_or(0);
         } else if let Some(v) = arg.strip_prefix("initramfs=") {
             archive = archive_arg(v);
             if archive.is_none() {
@@ -134,7 +138,11 @@ fn main() {
     );
     if let Some((from, endpoint)) = successor {
         // Replacing a running instance: its state, then its endpoint.
-        let server = handover::receive(from, fs, Config::default());
+        let config = Config {
+            handle_epoch: epoch,
+            ..Config::default()
+        };
+        let server = handover::receive(from, fs, config);
         serve(&server, endpoint);
     }
     if let Some((addr, len)) = archive {
@@ -170,7 +178,14 @@ fn main() {
             Err(e) => eprintln!("fsd: mkdir {dir}: errno {}", e.0),
         }
     }
-    let server = FileServer::new(fs, Vec::new(), Config::default());
+    let server = FileServer::new(
+        fs,
+        Vec::new(),
+        Config {
+            handle_epoch: epoch,
+            ..Config::default()
+        },
+    );
     let endpoint = match ipc::endpoint_create() {
         Ok(h) => h,
         Err(e) => {
