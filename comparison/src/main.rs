@@ -280,6 +280,12 @@ struct RunArgs {
     /// (docs/SERVERS.md "Replacing the file server").
     #[arg(long, value_name = "fs@SECONDS")]
     replace: Option<String>,
+    /// Kill the file server SECONDS after /init started (crash:fs@SECONDS;
+    /// needs --structure servers): the kernel survives, callers get EIO,
+    /// and the kernel restarts the server (docs/SERVERS.md "When the file
+    /// server crashes").
+    #[arg(long, value_name = "crash:fs@SECONDS")]
+    inject: Option<String>,
     /// Host path of a static Linux executable; it becomes /init.
     program: std::path::PathBuf,
     /// Arguments for the program (after `--`), passed byte for byte.
@@ -611,6 +617,17 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         }
         cmdline = format!("{cmdline} replace={spec}").trim().to_string();
     }
+    if let Some(spec) = &args.inject {
+        let Some(rest) = spec.strip_prefix("crash:") else {
+            anyhow::bail!("--inject {spec}: expected crash:fs@SECONDS");
+        };
+        comparison::robustness::check_replace_spec(rest)
+            .map_err(|e| anyhow::anyhow!("--inject {spec}: {e}"))?;
+        if args.structure.structure() != run::Structure::Servers {
+            anyhow::bail!("--inject needs --structure servers");
+        }
+        cmdline = format!("{cmdline} inject={spec}").trim().to_string();
+    }
     let extras = run::RunExtras {
         env: args.env.clone(),
         dirs,
@@ -672,7 +689,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         }
     );
     let result = run::run_with(&systems, &request, &extras)?;
-    if args.replace.is_some() {
+    if args.replace.is_some() || args.inject.is_some() {
         eprintln!(
             "{}",
             comparison::robustness::replace_summary(&result.outcome.serial)

@@ -45,11 +45,15 @@ pub fn replace_summary(serial: &str) -> String {
         .filter(|l| {
             l.contains("servers: replaced the file server")
                 || l.contains("servers: replacing the file server failed")
+                || l.contains("servers: injecting a crash")
+                || l.contains("servers: file server pid")
+                || l.contains("servers: file server restarted")
+                || l.contains("servers: restarting the file server failed")
         })
         .map(str::trim)
         .collect();
     if lines.is_empty() {
-        "run: --replace: no replacement happened (the program ended first?)".to_string()
+        "run: no replacement or crash happened (the program ended first?)".to_string()
     } else {
         lines.join("\n")
     }

@@ -179,7 +179,10 @@ pub fn run_init() -> u32 {
         }
     };
     match spawn_init(path, &argv, &envp, init_pid) {
-        Ok(_) if servers => super::server_replace::schedule_from_cmdline(line),
+        Ok(_) if servers => {
+            super::server_replace::schedule_from_cmdline(line);
+            super::server_restart::inject_from_cmdline(line);
+        }
         Ok(_) => {}
         Err(e) => {
             crate::log::report(format_args!(

@@ -237,7 +237,7 @@ pub fn schedule_from_cmdline(line: &str) {
 }
 
 /// `1`, `0.5`, `2.25` seconds as ns.
-fn parse_secs(s: &str) -> Option<u64> {
+pub(crate) fn parse_secs(s: &str) -> Option<u64> {
     let (i, f) = s.split_once('.').unwrap_or((s, ""));
     let whole: u64 = if i.is_empty() { 0 } else { i.parse().ok()? };
     let mut frac = 0u64;

@@ -62,3 +62,30 @@ pub fn watch(archive: &'static [u8]) {
         }
     });
 }
+
+/// `inject=crash:fs@SECONDS` on the command line: a kernel thread kills
+/// the file server (SIGKILL) SECONDS after the call (once `/init` runs),
+/// to show the isolation (`comparison run --inject`).
+pub fn inject_from_cmdline(line: &str) {
+    let Some(spec) = line
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix("inject="))
+    else {
+        return;
+    };
+    let Some(ns) = spec
+        .strip_prefix("crash:fs@")
+        .and_then(super::server_replace::parse_secs)
+    else {
+        log::warn!("servers: inject={spec}: expected crash:fs@SECONDS");
+        return;
+    };
+    let _ = crate::sched::spawn("srv-inject", None, move || {
+        crate::sched::sleep_ns(ns);
+        let pid = crate::files::remote::server_pid();
+        if let Some(p) = super::process::find_process(pid) {
+            log::warn!("servers: injecting a crash: killing the file server pid {pid}");
+            super::exit::kill_process(&p, 9);
+        }
+    });
+}

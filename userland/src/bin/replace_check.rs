@@ -108,6 +108,11 @@ fn worker(id: usize, cpus: usize, sh: Arc<Shared>) -> Result_ {
     let mut seq = 0u64;
     let now = |_: &Shared| mono_ns();
     while !sh.stop.load(Ordering::Acquire) {
+        // Counted before the work: a round that fails still counts (the
+        // main thread's handshake must not wait forever on failures).
+        if seq > 0 {
+            sh.done[id].fetch_add(1, Ordering::Release);
+        }
         seq += 1;
         let path = format!("{dir}/f{seq}");
         let want = content(id, seq);
@@ -172,7 +177,6 @@ fn worker(id: usize, cpus: usize, sh: Arc<Shared>) -> Result_ {
                 Ok(_) => {}
             }
         }
-        sh.done[id].fetch_add(1, Ordering::Release);
     }
     // Everything still there must read back as written.
     for s in &live {
