@@ -60,9 +60,41 @@ pub const SYS_IPC_REGISTER_SERVICE: u64 = 1010;
 /// behalf, through its own client (`ipc::kernel_call`, what system-call
 /// delegation uses); registers as `IPC_CALL` with `rdi` the service.
 pub const SYS_IPC_SERVICE_CALL: u64 = 1011;
+/// `ipc_service_replace(service, path, path_len, stats)`: replace the
+/// server of `service` (`SERVICE_FS` only) by a new instance of the
+/// program at `path` (`path_len` 0: the one it was started from), handing
+/// its state over while callers wait (docs/SERVERS.md); root only.
+/// `stats` (or 0) receives `ReplaceStats`.
+pub const SYS_IPC_SERVICE_REPLACE: u64 = 1013;
 /// First and last IPC number.
 pub const SYS_IPC_FIRST: u64 = SYS_IPC_CALL;
-pub const SYS_IPC_LAST: u64 = SYS_IPC_SERVICE_CALL;
+pub const SYS_IPC_LAST: u64 = SYS_IPC_SERVICE_REPLACE;
+
+/// What `ipc_service_replace` measured (all times in ns of the kernel's
+/// clock).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplaceStats {
+    /// Hand-over request sent until the successor was ready: the pause.
+    pub switch_ns: u64,
+    /// Size of the state image.
+    pub image_bytes: u64,
+    /// The old instance's export (part of the switch).
+    pub export_ns: u64,
+    /// Starting the successor (before the switch; the service goes on).
+    pub start_ns: u64,
+    pub old_pid: u64,
+    pub new_pid: u64,
+    /// The pre-copy of file data (before the switch; the service goes
+    /// on): its time and bytes.
+    pub precopy_ns: u64,
+    pub precopy_bytes: u64,
+    /// When the switch began (`CLOCK_MONOTONIC`): the pause is
+    /// `switch_begin_ns .. switch_begin_ns + switch_ns`.
+    pub switch_begin_ns: u64,
+    /// The successor's rebuild from the image (part of the switch).
+    pub import_ns: u64,
+}
 
 /// Right to call (send on) an endpoint.
 pub const RIGHT_SEND: u32 = 1;

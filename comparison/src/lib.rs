@@ -19,6 +19,7 @@ pub mod image;
 pub mod initramfs;
 pub mod linux;
 pub mod qemu;
+pub mod robustness;
 pub mod run;
 pub mod sharing;
 pub mod skip;

@@ -52,6 +52,31 @@ enum Command {
     /// on each system and write pairs.md/csv (conflict-free pairs, top
     /// conflict symbol otherwise); exit 1 if a system gave no table.
     Commuter(CommuterArgs),
+    /// Replace the file server of ours-servers under a checked file
+    /// workload on every core, RUNS boots of ROUNDS replacements each;
+    /// print the table (pause, switch time, image size, failed
+    /// operations: median and min–max) and write it to OUT (exit 1 on any
+    /// failed or wrong operation or a run without result).
+    Robustness(RobustnessArgs),
+}
+
+#[derive(clap::Args)]
+struct RobustnessArgs {
+    /// Number of virtual CPUs (one workload thread per CPU).
+    #[arg(long, default_value_t = 2)]
+    cores: usize,
+    /// Boots.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Replacements per boot.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Where the table goes (markdown); default target/comparison/robustness.md.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Seconds before QEMU is killed, per boot.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
 }
 
 #[derive(clap::Args)]
@@ -257,6 +282,18 @@ struct RunArgs {
     /// IMAGE or IMAGE:ro (read-only); repeatable: /dev/vda, /dev/vdb...
     #[arg(long = "disk", value_name = "IMAGE[:ro]")]
     disks: Vec<String>,
+    /// Replace the file server SECONDS after /init started (fs@SECONDS,
+    /// e.g. fs@1.5; needs --structure servers): the kernel starts a new
+    /// fsd, hands the state over while callers wait, and logs the switch
+    /// (docs/SERVERS.md "Replacing the file server").
+    #[arg(long, value_name = "fs@SECONDS")]
+    replace: Option<String>,
+    /// Kill the file server SECONDS after /init started (crash:fs@SECONDS;
+    /// needs --structure servers): the kernel survives, callers get EIO,
+    /// and the kernel restarts the server (docs/SERVERS.md "When the file
+    /// server crashes").
+    #[arg(long, value_name = "crash:fs@SECONDS")]
+    inject: Option<String>,
     /// Host path of a static Linux executable; it becomes /init.
     program: std::path::PathBuf,
     /// Arguments for the program (after `--`), passed byte for byte.
@@ -399,6 +436,7 @@ fn main() -> ExitCode {
         Command::Suite(args) => suite_command(args),
         Command::Sharing(args) => sharing_command(args),
         Command::Commuter(args) => commuter_command(args),
+        Command::Robustness(args) => robustness_command(args),
     };
     match result {
         Ok(code) => code,
@@ -546,6 +584,43 @@ fn parse_disks(specs: &[String]) -> Result<Vec<qemu::Disk>> {
     specs.iter().map(|s| qemu::Disk::parse(s)).collect()
 }
 
+fn robustness_command(args: RobustnessArgs) -> Result<ExitCode> {
+    use comparison::robustness;
+    if args.cores == 0 || args.cores > 64 || args.runs == 0 || args.rounds == 0 {
+        anyhow::bail!("--cores must be 1..64, --runs and --rounds at least 1");
+    }
+    qemu::ensure_available()?;
+    let userland = comparison::userland::build()?;
+    let program = userland.program("replace_check")?;
+    let systems = run::Systems::prepare(run::System::Ours)?;
+    let runs = robustness::measure(
+        &systems,
+        &program,
+        args.cores,
+        args.runs,
+        args.rounds,
+        Duration::from_secs(args.timeout),
+    )?;
+    let table = robustness::table(&runs, args.cores);
+    let out = args
+        .out
+        .unwrap_or_else(|| std::path::PathBuf::from("target/comparison/robustness.md"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, &table)?;
+    println!("{table}");
+    println!("robustness: table written to {}", out.display());
+    let bad = runs
+        .iter()
+        .any(|r| !r.passed || r.failed != 0 || r.wrong != 0);
+    Ok(if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn run_command(args: RunArgs) -> Result<ExitCode> {
     use comparison::run::{self, Echo, RunRequest, System, Systems, Verdict};
     if args.cores == 0 || args.cores > 64 {
@@ -572,6 +647,25 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         }
     }
     comparison::initramfs::environment(&args.env)?;
+    let mut cmdline = args.cmdline.clone();
+    if let Some(spec) = &args.replace {
+        comparison::robustness::check_replace_spec(spec)?;
+        if args.structure.structure() != run::Structure::Servers {
+            anyhow::bail!("--replace needs --structure servers");
+        }
+        cmdline = format!("{cmdline} replace={spec}").trim().to_string();
+    }
+    if let Some(spec) = &args.inject {
+        let Some(rest) = spec.strip_prefix("crash:") else {
+            anyhow::bail!("--inject {spec}: expected crash:fs@SECONDS");
+        };
+        comparison::robustness::check_replace_spec(rest)
+            .map_err(|e| anyhow::anyhow!("--inject {spec}: {e}"))?;
+        if args.structure.structure() != run::Structure::Servers {
+            anyhow::bail!("--inject needs --structure servers");
+        }
+        cmdline = format!("{cmdline} inject={spec}").trim().to_string();
+    }
     let extras = run::RunExtras {
         env: args.env.clone(),
         dirs,
@@ -589,7 +683,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
     if system == System::Linux && extras.structure != run::Structure::Monolithic {
         anyhow::bail!("--structure applies to our kernel only, not to --system linux");
     }
-    let mut extra_cmdline = args.cmdline.trim().to_string();
+    let mut extra_cmdline = cmdline;
     if let Some(word) = args.servers_copy.cmdline_word(extras.structure)? {
         extra_cmdline = format!("{extra_cmdline} {word}").trim().to_string();
     }
@@ -637,6 +731,12 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         }
     );
     let result = run::run_with(&systems, &request, &extras)?;
+    if args.replace.is_some() || args.inject.is_some() {
+        eprintln!(
+            "{}",
+            comparison::robustness::replace_summary(&result.outcome.serial)
+        );
+    }
     if let Some(summary) = run::unsupported_summary(&result.outcome.serial) {
         eprintln!("{summary}");
     }

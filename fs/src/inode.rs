@@ -188,6 +188,10 @@ pub(crate) struct FileData {
     /// On a disk file system: the smallest size truncated to since the
     /// last write-back (blocks past it are freed on disk first).
     pub(crate) shrunk: Option<u64>,
+    /// Bumped by every write and truncate (under this lock): a copy of
+    /// the data read between two equal versions is current
+    /// (`data_version`, the file server's pre-copy on replacement).
+    version: u64,
 }
 
 /// An address space that maps pages of regular files (the kernel
@@ -251,6 +255,7 @@ impl FileData {
             disk_blocks,
             dirty: Default::default(),
             shrunk: None,
+            version: 0,
         }
     }
     pub(crate) fn size(&self) -> u64 {
@@ -420,13 +425,14 @@ impl Inode {
                     mapped: false,
                     io_users: 0,
                     io_granted: AtomicBool::new(false),
-                    epoch: 0,
+                    epoch: shared.write_epoch_base.load(Ordering::Relaxed),
                     rmap: alloc::vec::Vec::new(),
                     unloaded: false,
                     absent: Default::default(),
                     disk_blocks: 0,
                     dirty: Default::default(),
                     shrunk: None,
+                    version: 0,
                 },
             )),
             FileType::Directory => {
@@ -966,6 +972,7 @@ impl Inode {
         self.shared.stats.writes.inc();
         self.writable()?;
         let mut f = self.file()?.write();
+        f.version += 1;
         let offset = if append { f.size } else { offset };
         if src.is_empty() {
             return Ok((0, offset));
@@ -1042,6 +1049,7 @@ impl Inode {
         }
         self.writable()?;
         let mut f = self.file()?.write();
+        f.version += 1;
         let mut notify = None;
         if size < f.size {
             let keep = size.div_ceil(PAGE_SIZE as u64);
@@ -1086,6 +1094,14 @@ impl Inode {
     /// The key by which a `FileMapper` recognises this file's mappings
     /// (the inode's address: unique while the inode lives, and a mapping
     /// keeps it alive).
+    /// A regular file's data version (changes with every write and
+    /// truncate) and whether its pages were handed out for mappings
+    /// (`page_phys`); `None` for other inodes.
+    pub fn data_version(&self) -> Option<(u64, bool)> {
+        let f = self.file().ok()?.read();
+        Some((f.version, f.mapped))
+    }
+
     pub fn map_key(&self) -> usize {
         self as *const Inode as usize
     }

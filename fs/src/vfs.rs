@@ -96,6 +96,9 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     max_pages: u64,
     used_pages: CachePadded<AtomicU64>,
+    /// The write-grant epoch new regular files start at
+    /// (`Fs::set_write_epoch_base`); read once per file creation.
+    pub(crate) write_epoch_base: AtomicU64,
     pub(crate) ino: InoAlloc,
     /// Device number of this superblock (`st_dev`).
     pub(crate) dev: u64,
@@ -381,6 +384,7 @@ impl Fs {
             clock,
             max_pages: config.max_pages,
             used_pages: CachePadded::new(AtomicU64::new(0)),
+            write_epoch_base: AtomicU64::new(0),
             ino: InoAlloc::new(config.mode, 2),
             dev: NEXT_DEV.fetch_add(1, Ordering::Relaxed),
             big,
@@ -432,6 +436,30 @@ impl Fs {
 
     pub fn mode(&self) -> LockMode {
         self.shared.mode
+    }
+
+    /// Runs `create` (which must make exactly one inode) so that the new
+    /// inode gets number `ino`; numbers handed out later are all above
+    /// it.  For a file server rebuilding a namespace from a state image
+    /// (`fsd::handover`) before it serves anyone: the caller makes sure
+    /// no other creation runs meanwhile and that `ino` is not in use.
+    pub fn with_ino<R>(&self, ino: u64, create: impl FnOnce() -> R) -> R {
+        self.shared.ino.force(ino);
+        let r = create();
+        self.shared.ino.force(0);
+        r
+    }
+
+    /// Makes regular files created from now on start their write-grant
+    /// epoch (`Inode::grant_write`, `commit_write`) at `base`.  A file
+    /// server that takes over another instance's namespace sets a base
+    /// the old instance never reached, so that a `commit_write` carrying
+    /// an epoch the old instance granted fails with `EAGAIN` here instead
+    /// of committing bytes that were copied into the old instance's page.
+    pub fn set_write_epoch_base(&self, base: u64) {
+        self.shared
+            .write_epoch_base
+            .store(base, core::sync::atomic::Ordering::Relaxed);
     }
 
     /// This superblock's device number (`st_dev` of its inodes).

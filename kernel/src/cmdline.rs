@@ -365,6 +365,9 @@ pub fn parse<'a>(
                     });
                 }
             }
+            // `replace=fs@SECONDS`, `inject=crash:fs@SECONDS`: read by
+            // `proc::server_replace` and `proc::server_restart`.
+            "replace" | "inject" => {}
             "net" => {
                 if parse_net(value).is_none() {
                     return Err(CmdlineError {

@@ -251,3 +251,28 @@ pub fn wait(handle: u64, flags: u64) -> Result<u64, i32> {
 pub fn register_service(handle: u64, services: u32) -> Result<(), i32> {
     raw3(SYS_IPC_REGISTER_SERVICE, handle, u64::from(services), 0).map(|_| ())
 }
+
+/// `ipc_service_replace`: replaces the server of `service` by a new
+/// instance of `program` (empty: the program it was started from) and
+/// returns what the kernel measured.
+pub fn service_replace(service: u32, program: &str) -> Result<ReplaceStats, i32> {
+    let mut stats = ReplaceStats::default();
+    // SAFETY: the kernel reads `program.len()` bytes at its pointer and
+    // writes one `ReplaceStats` into `stats`, which outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            SYS_IPC_SERVICE_REPLACE as libc::c_long,
+            u64::from(service),
+            program.as_ptr() as u64,
+            program.len() as u64,
+            &mut stats as *mut ReplaceStats as u64,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    } else {
+        Ok(stats)
+    }
+}

@@ -129,6 +129,11 @@ impl Inode {
             }
         }
         *f.io_granted.get_mut() = true;
+        // The client writes into these pages from now until its
+        // `commit_write` (which bumps it again): a copy of the data read
+        // meanwhile is not current (`data_version`, the replacement's
+        // pre-copy).
+        f.version += 1;
         let covered = (first + addrs.len() as u64) * ps;
         let n = (end.min(covered) - offset) as usize;
         Ok((n, addrs, f.epoch))
@@ -165,6 +170,7 @@ impl Inode {
         if self.shared.disk.is_some() {
             f.dirty.extend(first..last);
         }
+        f.version += 1;
         if end > f.size {
             f.size = end;
         }

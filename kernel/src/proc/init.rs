@@ -44,7 +44,17 @@ pub fn spawn_init(
 ) -> Result<Pid, Errno> {
     let files = Files::new_console();
     let prog = open_program(&files, path)?;
-    spawn_with_files(&prog, path, argv, envp, pid, files, true, |_| Ok(()))
+    spawn_with_files(
+        &prog,
+        path,
+        argv,
+        envp,
+        pid,
+        files,
+        true,
+        |_| Ok(()),
+        |_| Ok(()),
+    )
 }
 
 /// Starts `prog` as a new process without a parent (fds 0-2 on the
@@ -67,6 +77,28 @@ pub fn spawn_program(
         Files::new_console(),
         false,
         prepare,
+        |_| Ok(()),
+    )
+}
+
+/// As `spawn_program`, and `setup` runs on the new process before its
+/// first instruction (a replacement server gets its IPC handles there).
+pub fn spawn_server_program(
+    prog: &Program,
+    path: &str,
+    argv: &[Vec<u8>],
+    setup: impl FnOnce(&Arc<Process>) -> Result<(), Errno>,
+) -> Result<Pid, Errno> {
+    spawn_with_files(
+        prog,
+        path,
+        argv,
+        &[],
+        None,
+        Files::new_console(),
+        false,
+        |_| Ok(()),
+        setup,
     )
 }
 
@@ -80,6 +112,7 @@ fn spawn_with_files(
     files: Files,
     announce: bool,
     prepare: impl FnOnce(&crate::memory::vm::AddressSpace) -> Result<(), Errno>,
+    setup: impl FnOnce(&Arc<Process>) -> Result<(), Errno>,
 ) -> Result<Pid, Errno> {
     let loaded = load_program(prog, argv, envp, path.as_bytes())?;
     prepare(&loaded.aspace)?;
@@ -96,6 +129,7 @@ fn spawn_with_files(
         ProcessSignals::new(),
         name,
     );
+    setup(&process)?;
     let task = Arc::new(Task::new(pid, process, loaded.aspace, FpuState::initial()));
     if announce {
         // Before it runs: a log line written while /init prints would cut
@@ -147,6 +181,10 @@ pub fn run_init() -> u32 {
         }
     };
     match spawn_init(path, &argv, &envp, init_pid) {
+        Ok(_) if servers => {
+            super::server_replace::schedule_from_cmdline(line);
+            super::server_restart::inject_from_cmdline(line);
+        }
         Ok(_) => {}
         Err(e) => {
             crate::log::report(format_args!(
@@ -162,7 +200,7 @@ pub fn run_init() -> u32 {
 }
 
 /// The initramfs module's bytes, if there is one.
-fn initramfs_archive() -> Option<&'static [u8]> {
+pub(crate) fn initramfs_archive() -> Option<&'static [u8]> {
     crate::boot::modules()
         .iter()
         .find(|m| m.string().to_bytes() == b"initramfs")

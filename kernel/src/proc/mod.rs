@@ -28,6 +28,8 @@ pub mod futex;
 pub mod init;
 pub mod itimer;
 pub mod process;
+pub mod server_replace;
+pub mod server_restart;
 pub mod servers;
 pub mod signal;
 // The per-task cells (address space, FPU image) and the `gs:` task

@@ -85,10 +85,33 @@ pub fn start_migration() {
     crate::ipc::migrate::start(services);
 }
 
+/// File-server instances started so far (boot, crash restarts,
+/// replacements): each gets its number as `instance=N`, from which it
+/// makes its write-grant epochs unique (`fs::Fs::set_write_epoch_base`),
+/// so a one-copy write granted by one instance never commits in another.
+static FSD_INSTANCES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The `instance=N` argument of the next file-server instance.
+pub fn next_fsd_instance() -> Vec<u8> {
+    let n = FSD_INSTANCES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    format!("instance={n}").into_bytes()
+}
+
 /// Loads and starts the file server from `archive`; returns its pid once
 /// it registered `SERVICE_FS` and the kernel attached.  Errors are
 /// messages for `servers: error: ...`.
 pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, String> {
+    let pid = start_file_server_epoch(archive, 0)?;
+    super::server_restart::watch(archive);
+    Ok(pid)
+}
+
+/// Starts instance `epoch` of the file server (0 at boot; a restart after
+/// a crash counts up, see `server_restart`).
+pub fn start_file_server_epoch(
+    archive: &'static [u8],
+    epoch: u32,
+) -> Result<super::process::Pid, String> {
     let dedicated = placement() == crate::cmdline::Placement::Dedicated;
     let mut argv: Vec<Vec<u8>> = vec![
         b"fsd".to_vec(),
@@ -96,6 +119,8 @@ pub fn start_file_server(archive: &'static [u8]) -> Result<super::process::Pid, 
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
         format!("placement={}", placement().name()).into_bytes(),
         format!("cpus={}", percpu::cpu_count()).into_bytes(),
+        format!("epoch={epoch}").into_bytes(),
+        next_fsd_instance(),
     ];
     if dedicated {
         argv.push(format!("ring={RING_BASE:x},{RING_SLOTS}").into_bytes());

@@ -312,3 +312,70 @@ pub fn sys_ipc_service_call(frame: &mut InterruptFrame) -> SysResult {
     message_out(frame, reply.label, reply.words);
     Ok(reply.len)
 }
+
+/// `ipc_service_replace(service, path, path_len, stats)`: replaces the
+/// file server (`proc::server_replace`); root only (`EPERM`), only
+/// `SERVICE_FS` (`EINVAL` for others; the network server is not
+/// replaceable yet).  The stats are written after the switch (`EFAULT`
+/// then means only that they could not be).
+pub fn sys_ipc_service_replace(service: u64, path: u64, len: u64, stats: u64) -> SysResult {
+    let task = crate::proc::current_task().ok_or(Errno::ENOSYS)?;
+    if task
+        .process
+        .creds
+        .euid
+        .load(core::sync::atomic::Ordering::Relaxed)
+        != 0
+    {
+        return Err(Errno::EPERM);
+    }
+    if service != u64::from(abi::ipc::SERVICE_FS) {
+        return Err(Errno::EINVAL);
+    }
+    if len > 4096 {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if stats != 0 {
+        UserAddr(stats).slice(core::mem::size_of::<abi::ipc::ReplaceStats>())?;
+    }
+    let program = if len == 0 {
+        None
+    } else {
+        let bytes = read_payload(path, len)?;
+        let p = core::str::from_utf8(&bytes).map_err(|_| Errno::EINVAL)?;
+        Some(crate::proc::server_replace::program_at(p)?)
+    };
+    let r = crate::proc::server_replace::replace_file_server(program)?;
+    if stats != 0 {
+        let out = abi::ipc::ReplaceStats {
+            switch_ns: r.switch_ns,
+            image_bytes: r.image_bytes,
+            export_ns: r.export_ns,
+            start_ns: r.start_ns,
+            old_pid: r.old_pid as u64,
+            new_pid: r.new_pid as u64,
+            precopy_ns: r.precopy_ns,
+            precopy_bytes: r.precopy_bytes,
+            switch_begin_ns: r.switch_begin_ns,
+            import_ns: r.import_ns,
+        };
+        let words = [
+            out.switch_ns,
+            out.image_bytes,
+            out.export_ns,
+            out.start_ns,
+            out.old_pid,
+            out.new_pid,
+            out.precopy_ns,
+            out.precopy_bytes,
+            out.switch_begin_ns,
+            out.import_ns,
+        ];
+        let mut b = Vec::with_capacity(80);
+        for w in words {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        UserAddr(stats).slice(b.len())?.write_from(&b)?;
+    }
+    Ok(0)
+}

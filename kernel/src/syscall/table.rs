@@ -434,4 +434,5 @@ syscall_table!(|a, frame, nr| {
     1011 ipc_service_call => ipc::sys_ipc_service_call(frame);
     // The device-driver call (abi::dev, drivers/userdev.rs).
     1012 dev_ctl => crate::drivers::userdev::sys_dev_ctl(a[0], a[1], a[2]);
+    1013 ipc_service_replace => ipc::sys_ipc_service_replace(a[0], a[1], a[2], a[3]);
 });

@@ -97,6 +97,9 @@ pub struct HandleTable {
     shards: Box<[CachePadded<RwLock<Shard>>]>,
     /// Live handles one shard may hold (`ENFILE` beyond).
     limit: usize,
+    /// The sequence number of a new slot: above every number an earlier
+    /// instance of the server can have used (`with_epoch`).
+    first_seq: u32,
 }
 
 /// The sequence number after `s`: never 0, so handle 0 is never valid.
@@ -111,12 +114,22 @@ impl HandleTable {
     /// A table of `shards` shards (1..=`MAX_SHARDS`), each holding at most
     /// `limit` live handles.
     pub fn new(shards: usize, limit: usize) -> HandleTable {
+        Self::with_epoch(shards, limit, 0)
+    }
+
+    /// A table whose handles can never equal one of an earlier instance
+    /// with a smaller `epoch` (a server restarted after a crash: the
+    /// kernel may still hold the dead instance's numbers, which must fail
+    /// with `EBADF` instead of naming a new file).  Sequence numbers start
+    /// at `1 + epoch << 20`, so each epoch has 2^20 reuses of a slot.
+    pub fn with_epoch(shards: usize, limit: usize, epoch: u32) -> HandleTable {
         let n = shards.clamp(1, MAX_SHARDS);
         HandleTable {
             shards: (0..n)
                 .map(|_| CachePadded::new(RwLock::new(Shard::default())))
                 .collect(),
             limit: limit.min(MAX_SLOTS),
+            first_seq: 1 + ((epoch & 0xfff) << 20),
         }
     }
 
@@ -145,7 +158,7 @@ impl HandleTable {
             Some(i) => i as usize,
             None => {
                 s.slots.push(Slot {
-                    seq: 1,
+                    seq: self.first_seq,
                     entry: None,
                 });
                 s.slots.len() - 1
@@ -239,5 +252,63 @@ impl HandleTable {
             .iter()
             .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).live)
             .sum()
+    }
+}
+
+/// One slot as a state image carries it (`handover`): its reuse count and
+/// the entry it holds, if any.
+pub type SlotImage = (u32, Option<Entry>);
+
+impl HandleTable {
+    /// Every slot of every shard, in order (for a state image: a restored
+    /// table gives the same numbers the same meaning, and a closed handle
+    /// stays closed because its slot keeps its sequence number).
+    pub fn export(&self) -> Vec<Vec<SlotImage>> {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.read().unwrap_or_else(|p| p.into_inner());
+                s.slots
+                    .iter()
+                    .map(|sl| (sl.seq, sl.entry.clone()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// A table holding exactly `shards` (as `export` gave them), with at
+    /// least `min_shards` shards and `limit` live handles per shard.
+    /// `EINVAL` for an image no table could have made (a sequence number
+    /// 0, too many shards or slots).
+    pub fn restore(
+        shards: Vec<Vec<SlotImage>>,
+        min_shards: usize,
+        limit: usize,
+        epoch: u32,
+    ) -> Result<HandleTable, Errno> {
+        if shards.len() > MAX_SHARDS {
+            return Err(Errno::EINVAL);
+        }
+        let table = HandleTable::with_epoch(shards.len().max(min_shards), limit, epoch);
+        for (i, slots) in shards.into_iter().enumerate() {
+            if slots.len() > MAX_SLOTS {
+                return Err(Errno::EINVAL);
+            }
+            let mut s = table.shard(i);
+            for (index, (seq, entry)) in slots.into_iter().enumerate() {
+                if seq == 0 {
+                    return Err(Errno::EINVAL);
+                }
+                if entry.is_some() {
+                    s.live += 1;
+                } else {
+                    s.free.push(index as u32);
+                }
+                s.slots.push(Slot { seq, entry });
+            }
+            // Reuse the lowest free slots first, as a fresh table would.
+            s.free.reverse();
+        }
+        Ok(table)
     }
 }

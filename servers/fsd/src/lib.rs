@@ -25,6 +25,7 @@
 pub mod channel;
 pub mod client;
 pub mod handles;
+pub mod handover;
 /// The initramfs unpacker is the `fs` crate's (shared with the kernel).
 pub use fs::initramfs;
 pub mod server;

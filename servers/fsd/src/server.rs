@@ -41,6 +41,10 @@ pub struct Config {
     pub handles_per_worker: usize,
     /// Page-cache bound of an ext2 superblock mounted with `Mount`.
     pub ext2_pages: u64,
+    /// Which instance this is since boot (0 first; a restart after a
+    /// crash counts up): handles of earlier instances never match
+    /// (`HandleTable::with_epoch`).
+    pub handle_epoch: u32,
 }
 
 impl Default for Config {
@@ -49,18 +53,19 @@ impl Default for Config {
             workers: 1,
             handles_per_worker: 1 << 16,
             ext2_pages: 1 << 14,
+            handle_epoch: 0,
         }
     }
 }
 
 /// The file server: a namespace and the handles its clients hold.
 pub struct FileServer {
-    fs: Fs,
-    handles: HandleTable,
-    devices: Vec<Arc<dyn BlockDevice>>,
+    pub(crate) fs: Fs,
+    pub(crate) handles: HandleTable,
+    pub(crate) devices: Vec<Arc<dyn BlockDevice>>,
     /// Superblocks mounted through `Mount` (for `Sync` and to keep them).
-    mounts: Mutex<Vec<Fs>>,
-    config: Config,
+    pub(crate) mounts: Mutex<Vec<Fs>>,
+    pub(crate) config: Config,
 }
 
 /// `fs::Stat` as Linux's `struct stat`.
@@ -101,7 +106,11 @@ impl FileServer {
     pub fn new(fs: Fs, devices: Vec<Arc<dyn BlockDevice>>, config: Config) -> FileServer {
         FileServer {
             fs,
-            handles: HandleTable::new(config.workers, config.handles_per_worker),
+            handles: HandleTable::with_epoch(
+                config.workers,
+                config.handles_per_worker,
+                config.handle_epoch,
+            ),
             devices,
             mounts: Mutex::new(Vec::new()),
             config,

@@ -12,7 +12,15 @@
 //! `placement=single|percore|dedicated` and `cpus=N`: the serving
 //! threads (`userland::placement::plan`: one unpinned; one per CPU, each
 //! pinned to its CPU; one pinned to the last CPU), all receiving on the
-//! one endpoint, thread `i` serving as worker `i` (its handle shard).
+//! one endpoint, thread `i` serving as worker `i` (its handle shard);
+//! or, for a successor replacing a running instance, `handover=FROM,SERVICE`
+//! (its handles of the hand-over endpoint and of the service endpoint;
+//! `servers/fsd_handover.rs`; a successor serves with one thread);
+//! `instance=N` (the kernel's count of file-server instances: write-grant
+//! epochs start at N << 40); `epoch=N` for an instance restarted after a crash (its handles never
+//! equal a dead instance's).  Only an instance with one serving thread and
+//! no request slots hands over (others answer the kernel's hand-over
+//! request with `EBUSY`).
 //!
 //! With `ring=ADDR,SLOTS` (dedicated placement) the kernel's calls come
 //! through request slots in memory it shares with this process (`ring`
@@ -36,6 +44,9 @@ use fsd::{Config, FileServer, Transport};
 use fsproto::{Message, MAX_PAYLOAD};
 use percpu::LockMode;
 use userland::{ipc, placement};
+
+#[path = "../servers/fsd_handover.rs"]
+mod handover;
 
 /// The badge bit of calls the kernel makes for user threads
 /// (`kernel/src/ipc/mod.rs` `KERNEL_BADGE`).  All of them are one client:
@@ -110,6 +121,9 @@ fn archive_arg(value: &str) -> Option<(usize, usize)> {
 
 fn main() {
     let mut archive = None;
+    let mut successor = None;
+    let mut epoch = 0u32;
+    let mut instance = 0u64;
     let mut mode = LockMode::PerCpu;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (place, cpus) = placement::from_args(&args);
@@ -123,7 +137,15 @@ fn main() {
             }
             continue;
         }
-        if let Some(v) = arg.strip_prefix("initramfs=") {
+        if let Some(v) = arg.strip_prefix("handover=") {
+            successor = v
+                .split_once(',')
+                .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        } else if let Some(v) = arg.strip_prefix("epoch=") {
+            epoch = v.parse().unwrap_or(0);
+        } else if let Some(v) = arg.strip_prefix("instance=") {
+            instance = v.parse().unwrap_or(0);
+        } else if let Some(v) = arg.strip_prefix("initramfs=") {
             archive = archive_arg(v);
             if archive.is_none() {
                 eprintln!("fsd: bad argument {arg}");
@@ -142,6 +164,19 @@ fn main() {
         HeapPages::new(),
         Arc::new(SystemClock),
     );
+    // Write grants of another instance (a predecessor's, still in the
+    // kernel's hands at the switch) never match this one's epochs: their
+    // commits get EAGAIN and the kernel sends the bytes again.
+    fs.set_write_epoch_base(instance << 40);
+    if let Some((from, endpoint)) = successor {
+        // Replacing a running instance: its state, then its endpoint.
+        let config = Config {
+            handle_epoch: epoch,
+            ..Config::default()
+        };
+        let server = handover::receive(from, fs, config);
+        serve(&server, 0, None, endpoint, true);
+    }
     if let Some((addr, len)) = archive {
         let bytes = if len == 0 {
             &[][..]
@@ -178,11 +213,13 @@ fn main() {
     // One handle-table shard per serving thread: thread i is worker i;
     // the request-slot thread (dedicated placement) is the last worker.
     let plan = placement::plan(place, cpus);
+    let can_hand_over = plan.len() == 1 && slots.is_none();
     let server = Arc::new(FileServer::new(
         fs,
         Vec::new(),
         Config {
             workers: plan.len() + usize::from(slots.is_some()),
+            handle_epoch: epoch,
             ..Config::default()
         },
     ));
@@ -202,7 +239,7 @@ fn main() {
         let server = server.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("fsd-{worker}"))
-            .spawn(move || serve(&server, worker, cpu, endpoint));
+            .spawn(move || serve(&server, worker, cpu, endpoint, false));
         if let Err(e) = spawned {
             eprintln!("fsd: cannot start serving thread {worker}: {e}");
             std::process::exit(1);
@@ -212,7 +249,7 @@ fn main() {
         eprintln!("fsd: ipc_register_service failed: errno {e}");
         std::process::exit(1);
     }
-    serve(&server, 0, plan[0], endpoint);
+    serve(&server, 0, plan[0], endpoint, can_hand_over);
 }
 
 /// How many empty scans of the request slots before the thread sleeps;
@@ -325,8 +362,16 @@ fn serve_ring(
 }
 
 /// One serving thread: pinned to `cpu` (if any), serves as `worker`
-/// until the endpoint closes, then ends the server.
-fn serve(server: &FileServer, worker: usize, cpu: Option<usize>, endpoint: u64) -> ! {
+/// until the endpoint closes (then ends the server), or until the kernel
+/// asks this instance to hand over to a successor (`can_hand_over`: the
+/// only serving thread; then it answers and exits).
+fn serve(
+    server: &FileServer,
+    worker: usize,
+    cpu: Option<usize>,
+    endpoint: u64,
+    can_hand_over: bool,
+) -> ! {
     if let Some(cpu) = cpu {
         if let Err(e) = placement::pin(cpu) {
             eprintln!("fsd: cannot pin serving thread {worker} to cpu {cpu}: errno {e}");
@@ -337,7 +382,47 @@ fn serve(server: &FileServer, worker: usize, cpu: Option<usize>, endpoint: u64) 
         buf: vec![0; MAX_PAYLOAD],
         pending: None,
     };
-    server.serve(worker, &mut transport);
+    // What the pre-copy thread sent, for the hand-over's image.
+    let sent = std::sync::Mutex::new(fsd::handover::Sent::new());
+    std::thread::scope(|scope| {
+        while let Some((caller, client, msg)) = transport.recv() {
+            let handover_label = msg.label == fsd::handover::LABEL_PRECOPY
+                || msg.label == fsd::handover::LABEL_HANDOVER;
+            if client == KERNEL_CLIENT && handover_label && !can_hand_over {
+                // Other threads would go on serving while the state moves.
+                transport.reply(caller, Message::error(fs::Errno::EBUSY));
+                continue;
+            }
+            if client == KERNEL_CLIENT && msg.label == fsd::handover::LABEL_PRECOPY {
+                // Answered by the pre-copy thread when done; serve on.
+                let to = msg.words[0];
+                let sent = &sent;
+                scope.spawn(move || match handover::precopy(server, to) {
+                    Ok((s, stats)) => {
+                        *sent.lock().unwrap_or_else(|p| p.into_inner()) = s;
+                        let _ = ipc::reply(caller, 0, [stats[0], stats[1], stats[2], 0], &[]);
+                    }
+                    Err(e) => {
+                        let _ = ipc::reply(caller, e as u64, [0; 4], &[]);
+                    }
+                });
+                continue;
+            }
+            if client == KERNEL_CLIENT && msg.label == fsd::handover::LABEL_HANDOVER {
+                let s = std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
+                match handover::send(server, msg.words[0], &s) {
+                    Ok((bytes, export, import)) => {
+                        let _ = ipc::reply(caller, 0, [bytes, export, import, 0], &[]);
+                        std::process::exit(0);
+                    }
+                    Err(e) => transport.reply(caller, Message::error(fs::Errno(e))),
+                }
+                continue;
+            }
+            let reply = server.handle(worker, client, msg.view());
+            transport.reply(caller, reply);
+        }
+    });
     eprintln!("fsd: endpoint closed, exiting");
     std::process::exit(1);
 }

@@ -1,0 +1,261 @@
+//! Replacing the running file server without stopping the service
+//! (`structure=servers`; docs/SERVERS.md "Replacing the file server").
+//!
+//! The kernel starts a successor instance (the archive's `/.servers/fsd`,
+//! or a program read through the running server: an upgraded binary),
+//! gives it a fresh hand-over endpoint and the *same* service endpoint
+//! (both with the receive right, inserted before its first instruction,
+//! so their numbers are known: a fresh table's first two slots), gives
+//! the running instance the send right to the hand-over endpoint, and
+//! sends it two control requests on the service endpoint: `LABEL_PRECOPY`
+//! (a thread of the old instance sends every file's data to the successor
+//! while the old instance serves on), then `LABEL_HANDOVER`.
+//! The running instance finishes what it took, stops receiving, sends its
+//! state image to the successor and answers once the successor said it is
+//! ready; then it exits.  Calls that arrive meanwhile queue on the service
+//! endpoint (the successor holds a receive right all along, so nothing
+//! fails them) and are served by the successor.  If anything fails the
+//! successor is killed and the old instance goes on serving.
+//!
+//! Owns: the one-at-a-time rule (`REPLACING`), the successor's argv
+//! (`handover=FROM,SERVICE`), the timing of the switch, and the
+//! `replace=fs@SECONDS` boot option's kernel thread (`comparison run
+//! --replace`).
+//!
+//! Must not: replace while a server file is mapped, or with more than one
+//! serving thread (`servers.placement=single` only) (`EBUSY`: mappings
+//! hold the old instance's pinned pages), or hold a lock across the call.
+
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use super::files::Program;
+use super::process::{find_process, Pid};
+use crate::ipc::{Endpoint, EndpointRef, Object};
+use abi::ipc::{RIGHT_RECV, RIGHT_SEND, SERVICE_FS};
+use abi::Errno;
+
+/// The control labels (`fsd::handover::LABEL_HANDOVER`, `LABEL_PRECOPY`;
+/// the kernel does not link fsd).
+const LABEL_HANDOVER: u64 = 0x4856_0001;
+const LABEL_PRECOPY: u64 = 0x4856_0002;
+
+/// A replacement is under way.
+static REPLACING: AtomicBool = AtomicBool::new(false);
+
+/// What a replacement measured.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Replaced {
+    /// From sending the hand-over request until the successor served
+    /// (ready) and the old instance answered: the service's pause.
+    pub switch_ns: u64,
+    /// The state image's size.
+    pub image_bytes: u64,
+    /// The old instance's export time (within `switch_ns`).
+    pub export_ns: u64,
+    /// Starting the successor (before the switch; service goes on).
+    pub start_ns: u64,
+    pub old_pid: Pid,
+    pub new_pid: Pid,
+    /// The pre-copy of file data (before the switch): time and bytes.
+    pub precopy_ns: u64,
+    pub precopy_bytes: u64,
+    /// When the switch began (the kernel's clock, `CLOCK_MONOTONIC`).
+    pub switch_begin_ns: u64,
+    /// The successor's rebuild (within `switch_ns`).
+    pub import_ns: u64,
+}
+
+/// The handle numbers a fresh process's first two inserts get
+/// (`ipc::handle`: generation 1 in slots 0 and 1).
+const FIRST_HANDLES: [u64; 2] = [1 << 12, (1 << 12) | 1];
+
+/// Replaces the file server by a new instance of `program` (`None`: the
+/// archive's `/.servers/fsd`).  `EOPNOTSUPP` without a file server,
+/// `EBUSY` while another replacement runs or a server file is mapped,
+/// `EPIPE` when no server is registered; an errno from the old instance
+/// (export) or the successor (rebuild) leaves the old one serving.
+pub fn replace_file_server(program: Option<Program>) -> Result<Replaced, Errno> {
+    if !crate::files::remote::active() {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if REPLACING.swap(true, Ordering::AcqRel) {
+        return Err(Errno::EBUSY);
+    }
+    let r = replace(program);
+    REPLACING.store(false, Ordering::Release);
+    match &r {
+        Ok(x) => log::info!(
+            "servers: replaced the file server: pid {} -> pid {}, switch {} us (image {} bytes, export {} us, rebuild {} us); before it, start {} us, pre-copy {} bytes in {} us",
+            x.old_pid,
+            x.new_pid,
+            x.switch_ns / 1000,
+            x.image_bytes,
+            x.export_ns / 1000,
+            x.import_ns / 1000,
+            x.start_ns / 1000,
+            x.precopy_bytes,
+            x.precopy_ns / 1000
+        ),
+        Err(e) => log::warn!("servers: replacing the file server failed: errno {}", e.0),
+    }
+    r
+}
+
+/// Whether a replacement is under way (its old instance exits on purpose:
+/// no crash).
+pub fn replacing() -> bool {
+    REPLACING.load(Ordering::Acquire)
+}
+
+fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
+    if crate::files::remote_map::any_mapped() {
+        return Err(Errno::EBUSY);
+    }
+    if super::servers::placement() != crate::cmdline::Placement::Single {
+        // Several serving threads (or the request slots) would go on
+        // serving while the state moves; the server refuses it too.
+        log::warn!("servers: replacing the file server needs servers.placement=single");
+        return Err(Errno::EBUSY);
+    }
+    let service = crate::ipc::service(SERVICE_FS).ok_or(Errno::EPIPE)?;
+    let old_pid = crate::files::remote::server_pid();
+    let old = find_process(old_pid).ok_or(Errno::ESRCH)?;
+    let program = match program {
+        Some(p) => p,
+        None => {
+            let archive = super::init::initramfs_archive().ok_or(Errno::ENOENT)?;
+            let entry = bootfmt::cpio::find(archive, super::servers::FSD_PATH)
+                .map_err(|_| Errno::EINVAL)?
+                .ok_or(Errno::ENOENT)?;
+            Program::Bytes(entry.data)
+        }
+    };
+    let started = crate::arch::time::now_ns();
+    let handover = Endpoint::new();
+    let argv: Vec<Vec<u8>> = vec![
+        b"fsd".to_vec(),
+        format!("handover={},{}", FIRST_HANDLES[0], FIRST_HANDLES[1]).into_bytes(),
+        format!("epoch={}", super::server_restart::epoch()).into_bytes(),
+        format!("locks={}", percpu::lock_mode().name()).into_bytes(),
+        super::servers::next_fsd_instance(),
+    ];
+    let path = format!("/{}", super::servers::FSD_PATH);
+    let new_pid = super::init::spawn_server_program(&program, &path, &argv, |p| {
+        let a = p.ipc.insert_or_drop(
+            Object::Endpoint(EndpointRef::new(handover.clone(), true)),
+            RIGHT_RECV,
+            0,
+        )?;
+        let b = p.ipc.insert_or_drop(
+            Object::Endpoint(EndpointRef::new(service.clone(), true)),
+            RIGHT_RECV,
+            0,
+        )?;
+        if [a, b] != FIRST_HANDLES {
+            return Err(Errno::EIO);
+        }
+        Ok(())
+    })?;
+    drop(program);
+    let give_up = |e: Errno| {
+        if let Some(p) = find_process(new_pid) {
+            super::exit::kill_process(&p, 9);
+        }
+        e
+    };
+    let to = old
+        .ipc
+        .insert_or_drop(
+            Object::Endpoint(EndpointRef::new(handover.clone(), false)),
+            RIGHT_SEND,
+            0,
+        )
+        .map_err(give_up)?;
+    // The pre-copy: the old instance sends its files' data while it
+    // serves on; then the switch, which sends only what changed since.
+    let pre = crate::arch::time::now_ns();
+    let precopy =
+        match crate::ipc::kernel_call(&service, LABEL_PRECOPY, [to, 0, 0, 0], &[], &mut []) {
+            Ok(reply) if reply.label == 0 => reply.words,
+            other => {
+                let _ = old.ipc.close(to);
+                return Err(give_up(match other {
+                    Ok(reply) => Errno(reply.label.clamp(1, 4095) as i32),
+                    Err(e) => e,
+                }));
+            }
+        };
+    let begin = crate::arch::time::now_ns();
+    let r = crate::ipc::kernel_call(&service, LABEL_HANDOVER, [to, 0, 0, 0], &[], &mut []);
+    let end = crate::arch::time::now_ns();
+    match r {
+        Ok(reply) if reply.label == 0 => {
+            crate::files::remote::set_server_pid(new_pid);
+            // Read grants kept by open files name the old instance's
+            // pages: drop them (`remote_io::ReadCache`).
+            crate::files::remote::data_changed();
+            Ok(Replaced {
+                switch_ns: end - begin,
+                image_bytes: reply.words[0],
+                export_ns: reply.words[1],
+                start_ns: pre - started,
+                old_pid,
+                new_pid,
+                precopy_ns: begin - pre,
+                precopy_bytes: precopy[1],
+                switch_begin_ns: begin,
+                import_ns: reply.words[2],
+            })
+        }
+        other => {
+            // The old instance keeps serving; it no longer needs `to`.
+            let _ = old.ipc.close(to);
+            Err(give_up(match other {
+                Ok(reply) => Errno(reply.label.clamp(1, 4095) as i32),
+                Err(e) => e,
+            }))
+        }
+    }
+}
+
+/// The program at `path`, read through the running file server (an
+/// upgraded server binary).
+pub fn program_at(path: &str) -> Result<Program, Errno> {
+    crate::files::remote::read_program(crate::files::remote::root(), path).map(Program::Pieces)
+}
+
+/// `replace=fs@SECONDS` on the command line: a kernel thread replaces the
+/// file server SECONDS after the call (once `/init` runs).
+pub fn schedule_from_cmdline(line: &str) {
+    let Some(spec) = line
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix("replace="))
+    else {
+        return;
+    };
+    let Some(secs) = spec.strip_prefix("fs@").and_then(parse_secs) else {
+        log::warn!("servers: replace={spec}: expected fs@SECONDS");
+        return;
+    };
+    // Detached: the thread ends after the one replacement.
+    let _ = crate::sched::spawn("srv-replace", None, move || {
+        crate::sched::sleep_ns(secs);
+        let _ = replace_file_server(None);
+    });
+}
+
+/// `1`, `0.5`, `2.25` seconds as ns.
+pub(crate) fn parse_secs(s: &str) -> Option<u64> {
+    let (i, f) = s.split_once('.').unwrap_or((s, ""));
+    let whole: u64 = if i.is_empty() { 0 } else { i.parse().ok()? };
+    let mut frac = 0u64;
+    let mut scale = 100_000_000u64;
+    for c in f.bytes().take(9) {
+        frac += u64::from(c.checked_sub(b'0').filter(|d| *d <= 9)?) * scale;
+        scale /= 10;
+    }
+    whole.checked_mul(1_000_000_000)?.checked_add(frac)
+}

@@ -1,0 +1,147 @@
+//! fsd's side of server replacement (docs/SERVERS.md "Replacing the file
+//! server"), included by `bin/fsd.rs`: the running instance sends its
+//! state image to its successor over the hand-over endpoint the kernel
+//! gave both; the successor receives it, rebuilds the server and then
+//! serves the same service endpoint (callers that arrived meanwhile are
+//! queued there and are served by it).
+//!
+//! Owns the transfer: first the pre-copy of file data (`LABEL_DATA`,
+//! sent by a thread of the old instance while it goes on serving), then,
+//! with the service paused, the image of what is left in pieces of at
+//! most `handover::CHUNK` bytes (`LABEL_CHUNK`), then `LABEL_COMMIT`, which the successor answers only
+//! once it is ready to serve (0) or failed (an errno: the old instance
+//! keeps serving, nothing is lost).
+//!
+//! Must not: serve anything but the transfer on the hand-over endpoint,
+//! or return to the service endpoint after a successful hand-over (the
+//! old instance answers the kernel and exits).
+
+use fs::Fs;
+use fsd::handover::Sent;
+use fsd::{handover, Config, FileServer};
+use userland::ipc;
+
+/// The pre-copy (on a thread of its own, while the server serves):
+/// every file's data to the successor.  Returns what was sent, (files,
+/// bytes, ns).
+pub fn precopy(server: &FileServer, to: u64) -> Result<(Sent, [u64; 3]), i32> {
+    let t0 = std::time::Instant::now();
+    let mut bytes = 0u64;
+    let sent = handover::precopy(server, |ino, version, off, total, data| {
+        let r = ipc::call(
+            to,
+            handover::LABEL_DATA,
+            [ino, version, off, total],
+            data,
+            &mut [],
+        )
+        .map_err(abi::Errno)?;
+        if r.label != 0 {
+            return Err(abi::Errno(r.label as i32));
+        }
+        bytes += data.len() as u64;
+        Ok(())
+    })
+    .map_err(|e| e.0)?;
+    let n = sent.len() as u64;
+    Ok((sent, [n, bytes, t0.elapsed().as_nanos() as u64]))
+}
+
+/// Sends `server`'s image through `to` (the old instance's handle of the
+/// successor's hand-over endpoint).  Returns (image bytes, ns the export
+/// took, ns the successor's rebuild took) once the successor is ready; an
+/// errno if it is not.
+pub fn send(server: &FileServer, to: u64, sent: &Sent) -> Result<(u64, u64, u64), i32> {
+    let t0 = std::time::Instant::now();
+    let image = handover::export(server, sent).map_err(|e| e.0)?;
+    let export_ns = t0.elapsed().as_nanos() as u64;
+    let total = image.len() as u64;
+    let mut off = 0;
+    while off < image.len() {
+        let end = (off + handover::CHUNK).min(image.len());
+        let r = ipc::call(
+            to,
+            handover::LABEL_CHUNK,
+            [off as u64, total, 0, 0],
+            &image[off..end],
+            &mut [],
+        )?;
+        if r.label != 0 {
+            return Err(r.label as i32);
+        }
+        off = end;
+    }
+    let r = ipc::call(to, handover::LABEL_COMMIT, [total, 0, 0, 0], &[], &mut [])?;
+    if r.label != 0 {
+        return Err(r.label as i32);
+    }
+    let _ = ipc::close(to);
+    Ok((total, export_ns, r.words[0]))
+}
+
+/// The successor: receives the image on `from` and rebuilds the server on
+/// `fs` (fresh: nothing but its root).  Exits the program on any failure
+/// (the old instance then keeps serving).
+pub fn receive(from: u64, fs: Fs, config: Config) -> FileServer {
+    let mut buf = vec![0u8; handover::CHUNK];
+    let mut image: Vec<u8> = Vec::new();
+    let mut rx = handover::Receiver::new(fs);
+    loop {
+        let m = match ipc::recv(from, &mut buf) {
+            Ok(m) => m,
+            Err(e) if e == libc::EINTR => continue,
+            Err(e) => fail(&format!("receive: errno {e}")),
+        };
+        match m.label {
+            handover::LABEL_DATA => {
+                let w = m.words;
+                let label = match rx.data(w[0], w[1], w[2], w[3], &buf[..m.len.min(buf.len())]) {
+                    Ok(()) => 0,
+                    Err(e) => e.0 as u64,
+                };
+                let _ = ipc::reply(m.token, label, [0; 4], &[]);
+                if label != 0 {
+                    fail(&format!("pre-copied data: errno {label}"));
+                }
+            }
+            handover::LABEL_CHUNK if m.words[0] == image.len() as u64 => {
+                if image.is_empty() {
+                    image.reserve(m.words[1] as usize);
+                }
+                image.extend_from_slice(&buf[..m.len.min(buf.len())]);
+                let _ = ipc::reply(m.token, 0, [0; 4], &[]);
+            }
+            handover::LABEL_COMMIT if m.words[0] == image.len() as u64 => {
+                let t0 = std::time::Instant::now();
+                let dev = rx.fs().dev();
+                let built = match handover::image_dev(&image) {
+                    Ok(d) if d == dev => rx.finish(&image, config),
+                    Ok(_) => Err(abi::Errno::EXDEV),
+                    Err(e) => Err(e),
+                };
+                match built {
+                    Ok(server) => {
+                        // Ready: the old instance may go.
+                        let ns = t0.elapsed().as_nanos() as u64;
+                        let _ = ipc::reply(m.token, 0, [ns, 0, 0, 0], &[]);
+                        let _ = ipc::close(from);
+                        return server;
+                    }
+                    Err(e) => {
+                        let _ = ipc::reply(m.token, e.0 as u64, [0; 4], &[]);
+                        fail(&format!("rebuild: errno {}", e.0));
+                    }
+                }
+            }
+            _ => {
+                let _ = ipc::reply(m.token, libc::EINVAL as u64, [0; 4], &[]);
+                fail("unexpected message");
+            }
+        }
+    }
+}
+
+fn fail(what: &str) -> ! {
+    eprintln!("fsd: hand-over: {what}");
+    std::process::exit(1);
+}
