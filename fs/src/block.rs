@@ -591,11 +591,12 @@ mod tests {
         let disk = MemDisk::new(vec![9u8; 16 * 1024], false);
         let cache = BlockCache::new(disk.clone(), 1024, 16).unwrap();
         cache.overwrite(3, &[1, 2, 3]).unwrap();
-        cache.read(3, |b| {
-            assert_eq!(&b[..3], &[1, 2, 3]);
-            assert!(b[3..].iter().all(|&x| x == 0), "the rest is zeroed");
-        })
-        .unwrap();
+        cache
+            .read(3, |b| {
+                assert_eq!(&b[..3], &[1, 2, 3]);
+                assert!(b[3..].iter().all(|&x| x == 0), "the rest is zeroed");
+            })
+            .unwrap();
         cache.zero(4).unwrap();
         assert!(cache.read(4, |b| b.iter().all(|&x| x == 0)).unwrap());
         assert_eq!(cache.dirty_count(), 2);

@@ -121,9 +121,8 @@ fn dup2_over_in_use() -> Option<String> {
     close(fd);
     close(other);
     let got = [main_before, t_before, main_after, t_after];
-    (got != [Ok(b'a'), Ok(b'a'), Ok(b'b'), Ok(b'b')]).then(|| {
-        format!("main a, thread a, main b, thread b expected; got {got:?}")
-    })
+    (got != [Ok(b'a'), Ok(b'a'), Ok(b'b'), Ok(b'b')])
+        .then(|| format!("main a, thread a, main b, thread b expected; got {got:?}"))
 }
 
 /// A thread writes through a pipe's write end, then blocks reading the
@@ -149,7 +148,9 @@ fn eof_to_blocked_reader() -> Option<String> {
         let got = t.join().unwrap_or((-1, (-1, 0), -1));
         close(r);
         if got != (1, (1, b'x'), 0) {
-            return Some(format!("round {round}: (write, first read, read after close) = {got:?}"));
+            return Some(format!(
+                "round {round}: (write, first read, read after close) = {got:?}"
+            ));
         }
     }
     None
@@ -192,7 +193,9 @@ fn close_under_blocked_reader() -> Option<String> {
 /// last descriptor is closed: the reader gets the byte, then end of file.
 fn thread_exit_releases() -> Option<String> {
     let (r, w) = pipe();
-    let wrote = std::thread::spawn(move || write1(w, b'z')).join().unwrap_or(-1);
+    let wrote = std::thread::spawn(move || write1(w, b'z'))
+        .join()
+        .unwrap_or(-1);
     close(w);
     let first = read1(r);
     let second = read1(r).0;

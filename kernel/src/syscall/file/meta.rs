@@ -160,7 +160,11 @@ pub fn sys_chmod(path: UserAddr, mode: u32) -> SysResult {
 
 pub fn sys_fchmod(fd: i32, mode: u32) -> SysResult {
     delegated!(delegate::fchmod(fd, mode));
-    borrowed(fd)?.inode.clone().ok_or(Errno::EBADF)?.set_perm(mode);
+    borrowed(fd)?
+        .inode
+        .clone()
+        .ok_or(Errno::EBADF)?
+        .set_perm(mode);
     Ok(0)
 }
 
