@@ -228,8 +228,11 @@ fn fork_keeps_parent() -> Option<String> {
         .then(|| format!("parent {before:?} then {after:?}, child status {status:#x}"))
 }
 
+/// A case: `None` when it held, else what was wrong.
+type Case = fn() -> Option<String>;
+
 fn main() {
-    let cases: [(&str, fn() -> Option<String>); 6] = [
+    let cases: [(&str, Case); 6] = [
         ("reopen same number", reopen_same_number),
         ("dup2 over an fd in use", dup2_over_in_use),
         ("EOF to a blocked reader", eof_to_blocked_reader),
