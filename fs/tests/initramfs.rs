@@ -177,3 +177,20 @@ fn a_file_member_replaces_an_existing_file() {
     let st = fs.stat_path(&fs.root(), "/f", false).unwrap();
     assert_eq!((st.size, st.mode & 0o7777), (3, 0o640));
 }
+
+/// A file member named like a symlink made earlier in the archive does not
+/// write through the link (`O_NOFOLLOW`): an archive cannot overwrite a
+/// file outside what it names.
+#[test]
+fn a_file_member_does_not_write_through_a_symlink() {
+    let fs = new_fs();
+    let mut w = NewcWriter::new();
+    w.add_file("target", 0o644, b"keep");
+    w.add_symlink("s", 0o777, "target");
+    w.add_file("s", 0o644, b"overwritten");
+    assert!(fs::initramfs::unpack(&fs, &w.finish(), |_| true).is_err());
+    let f = fs.lookup(&fs.root(), "/target", false).unwrap();
+    let mut buf = [0u8; 16];
+    let n = f.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"keep");
+}
