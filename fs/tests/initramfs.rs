@@ -194,3 +194,14 @@ fn a_file_member_does_not_write_through_a_symlink() {
     let n = f.read_at(0, &mut buf).unwrap();
     assert_eq!(&buf[..n], b"keep");
 }
+
+/// A parent that cannot be made is reported as such (not as the member's
+/// own creation failing later).
+#[test]
+fn a_parent_that_cannot_be_made_is_named_in_the_error() {
+    let mut w = NewcWriter::new();
+    w.add_file("y", 0o644, b"");
+    w.add_file("y/z/w", 0o644, b"");
+    let err = fs::initramfs::unpack(&new_fs(), &w.finish(), |_| true).unwrap_err();
+    assert!(err.contains("mkdir of a parent"), "{err}");
+}
