@@ -635,6 +635,31 @@ mod tests {
         assert_eq!(cache.stats().misses, s.misses + 2);
     }
 
+    /// Misses of `blocks` in `cache` (each read once, in order).
+    fn misses_reading(cache: &BlockCache, blocks: &[u64]) -> i64 {
+        let before = cache.stats().misses;
+        for &blk in blocks {
+            cache.read(blk, |_| ()).unwrap();
+        }
+        cache.stats().misses - before
+    }
+
+    #[test]
+    fn eviction_follows_the_order_of_use_not_block_numbers() {
+        // One shard (blocks 0, 16, 32, 48, 64 share it), 4 buffers.
+        let disk = MemDisk::new(vec![0u8; 256 * 1024], false);
+        // Filled in descending order: 48 is the least recently used.
+        let cache = BlockCache::new(disk.clone(), 1024, 64).unwrap();
+        assert_eq!(misses_reading(&cache, &[48, 32, 16, 0, 64]), 5);
+        assert_eq!(misses_reading(&cache, &[0, 16, 32, 64]), 0);
+        assert_eq!(misses_reading(&cache, &[48]), 1);
+        // Hits after the last miss make 0, 16, 32 newer than 48.
+        let cache = BlockCache::new(disk, 1024, 64).unwrap();
+        assert_eq!(misses_reading(&cache, &[0, 16, 32, 48, 0, 16, 32, 64]), 5);
+        assert_eq!(misses_reading(&cache, &[0, 16, 32, 64]), 0);
+        assert_eq!(misses_reading(&cache, &[48]), 1);
+    }
+
     #[test]
     fn a_shard_of_dirty_buffers_is_written_back_to_make_room() {
         let disk = MemDisk::new(vec![0u8; 256 * 1024], false);
