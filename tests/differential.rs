@@ -204,6 +204,14 @@ fn sysmisc() {
     same_on_both("sysmisc", 2, &[]);
 }
 
+/// Descriptors changed while the threads of the process use them: reopen,
+/// dup2 over, a write end closed under a blocked reader (EOF), a read end
+/// closed under one, thread exit, fork (the per-task descriptor cache).
+#[test]
+fn fd_sharing() {
+    same_on_both("fdshare", 2, &[]);
+}
+
 /// read/pread/readv of a regular file: page boundaries, end of file, holes,
 /// untouched, copy-on-write and file-mapped buffers, inaccessible pages.
 #[test]

@@ -91,6 +91,24 @@ fn threads_with_global_locks() {
     expect_pass(&result, "threads");
 }
 
+/// The descriptor cases of `fdshare` on 1 vCPU, and with the ablation's
+/// global lock (which looks every descriptor up in the table).
+#[test]
+fn fd_sharing_1_cpu_and_global_locks() {
+    passes("fdshare", 1, &[]);
+    let result = run_path(
+        ours(),
+        System::Ours,
+        &program("fdshare"),
+        2,
+        &[],
+        &[],
+        TIMEOUT,
+        LockMode::Global,
+    );
+    expect_pass(&result, "fdshare");
+}
+
 #[test]
 fn more_threads_than_cpus() {
     // 2 vCPUs, 2 threads per CPU would fail sched_setaffinity for CPUs 2..3:

@@ -486,6 +486,209 @@ mod tests {
     }
 
     #[test]
+    fn check_range_takes_whole_sectors_inside_the_device() {
+        assert_eq!(check_range(8, 0, 8 * SECTOR_SIZE), Ok(()));
+        assert_eq!(check_range(8, 7, SECTOR_SIZE), Ok(()), "the last sector");
+        assert_eq!(check_range(8, 8, SECTOR_SIZE), Err(Errno::EIO));
+        assert_eq!(check_range(8, 7, 2 * SECTOR_SIZE), Err(Errno::EIO));
+        assert_eq!(check_range(8, 0, 100), Err(Errno::EINVAL));
+        assert_eq!(check_range(8, 0, SECTOR_SIZE + 1), Err(Errno::EINVAL));
+        assert_eq!(check_range(8, u64::MAX, SECTOR_SIZE), Err(Errno::EIO));
+        assert_eq!(check_range(8, 8, 0), Ok(()), "nothing at the end");
+    }
+
+    #[test]
+    fn mem_disk_reads_and_writes_the_sectors_named() {
+        // 1000 bytes: one whole sector; the tail is dropped.
+        let small = MemDisk::new(vec![1u8; 1000], false);
+        assert_eq!(small.sector_count(), 1);
+        assert_eq!(small.contents().len(), SECTOR_SIZE);
+        let disk = MemDisk::new(vec![0u8; 4 * SECTOR_SIZE], false);
+        assert_eq!(disk.sector_count(), 4);
+        assert!(!disk.read_only());
+        disk.write_sectors(2, &[7u8; SECTOR_SIZE]).unwrap();
+        let c = disk.contents();
+        assert!(c[2 * SECTOR_SIZE..3 * SECTOR_SIZE].iter().all(|&b| b == 7));
+        assert!(c[..2 * SECTOR_SIZE].iter().all(|&b| b == 0));
+        assert!(c[3 * SECTOR_SIZE..].iter().all(|&b| b == 0));
+        let mut buf = [0u8; 2 * SECTOR_SIZE];
+        disk.read_sectors(1, &mut buf).unwrap();
+        assert!(buf[..SECTOR_SIZE].iter().all(|&b| b == 0));
+        assert!(buf[SECTOR_SIZE..].iter().all(|&b| b == 7));
+        assert_eq!(disk.read_sectors(3, &mut buf), Err(Errno::EIO));
+        assert_eq!(disk.write_sectors(4, &[0u8; SECTOR_SIZE]), Err(Errno::EIO));
+        assert_eq!(disk.flush(), Ok(()));
+        let ro = MemDisk::new(vec![0u8; SECTOR_SIZE], true);
+        assert!(ro.read_only());
+        assert_eq!(ro.write_sectors(0, &[1u8; SECTOR_SIZE]), Err(Errno::EROFS));
+    }
+
+    #[test]
+    fn blocks_map_to_their_sectors() {
+        // 2 KiB blocks (4 sectors) on a disk of 10 KiB and a half sector.
+        let disk = MemDisk::new(vec![0u8; 10 * 1024 + 256], false);
+        let cache = BlockCache::new(disk.clone(), 2048, 8).unwrap();
+        assert_eq!(cache.block_size(), 2048);
+        assert_eq!(cache.block_count(), 5);
+        assert!(!cache.read_only());
+        assert_eq!(cache.device().sector_count(), 20);
+        for blk in 0..5u64 {
+            cache.write(blk, |b| b.fill(blk as u8 + 1)).unwrap();
+        }
+        assert_eq!(cache.read(5, |_| ()), Err(Errno::EIO));
+        cache.sync().unwrap();
+        let c = disk.contents();
+        for blk in 0..5usize {
+            let bytes = &c[blk * 2048..(blk + 1) * 2048];
+            assert!(bytes.iter().all(|&b| b == blk as u8 + 1), "block {blk}");
+        }
+        // A fresh cache reads what is on the device.
+        let again = BlockCache::new(disk, 2048, 8).unwrap();
+        let mut out = [0u8; 2048];
+        again.read_into(4, &mut out).unwrap();
+        assert!(out.iter().all(|&b| b == 5));
+        let mut short = [0u8; 3];
+        again.read_into(2, &mut short).unwrap();
+        assert_eq!(short, [3, 3, 3]);
+        assert!(BlockCache::new(MemDisk::new(vec![0u8; 4096], false), 0, 8).is_err());
+    }
+
+    #[test]
+    fn hits_misses_and_write_backs_are_counted() {
+        let disk = MemDisk::new(vec![0u8; 64 * 1024], false);
+        let cache = BlockCache::new(disk, 1024, 64).unwrap();
+        let before = cache.stats();
+        cache.read(1, |_| ()).unwrap();
+        cache.read(1, |_| ()).unwrap();
+        cache.read(2, |_| ()).unwrap();
+        let after = cache.stats();
+        assert_eq!(after.misses - before.misses, 2);
+        assert_eq!(after.hits - before.hits, 1);
+        cache.write(1, |b| b[0] = 1).unwrap();
+        cache.write(2, |b| b[0] = 2).unwrap();
+        assert_eq!(cache.dirty_count(), 2);
+        cache.write_back_blocks(&[2, 3]).unwrap();
+        assert_eq!(cache.dirty_count(), 1, "only block 2 was written back");
+        assert_eq!(cache.stats().writebacks - before.writebacks, 1);
+        cache.write_back().unwrap();
+        assert_eq!(cache.dirty_count(), 0);
+        assert_eq!(cache.stats().writebacks - before.writebacks, 2);
+    }
+
+    #[test]
+    fn write_back_blocks_writes_only_the_dirty_ones_named() {
+        let disk = MemDisk::new(vec![0u8; 16 * 1024], false);
+        let cache = BlockCache::new(disk.clone(), 1024, 16).unwrap();
+        cache.write(1, |b| b[0] = 11).unwrap();
+        cache.write(2, |b| b[0] = 22).unwrap();
+        cache.write_back_blocks(&[1]).unwrap();
+        let c = disk.contents();
+        assert_eq!((c[1024], c[2048]), (11, 0));
+    }
+
+    #[test]
+    fn overwrite_zero_and_forget() {
+        let disk = MemDisk::new(vec![9u8; 16 * 1024], false);
+        let cache = BlockCache::new(disk.clone(), 1024, 16).unwrap();
+        cache.overwrite(3, &[1, 2, 3]).unwrap();
+        cache
+            .read(3, |b| {
+                assert_eq!(&b[..3], &[1, 2, 3]);
+                assert!(b[3..].iter().all(|&x| x == 0), "the rest is zeroed");
+            })
+            .unwrap();
+        cache.zero(4).unwrap();
+        assert!(cache.read(4, |b| b.iter().all(|&x| x == 0)).unwrap());
+        assert_eq!(cache.dirty_count(), 2);
+        // A forgotten dirty block is not written: the device's copy shows.
+        cache.forget(4);
+        assert_eq!(cache.dirty_count(), 1);
+        assert_eq!(cache.read(4, |b| b[0]).unwrap(), 9);
+        cache.sync().unwrap();
+        let c = disk.contents();
+        assert_eq!(&c[3 * 1024..3 * 1024 + 4], &[1, 2, 3, 0]);
+        assert_eq!(c[4 * 1024], 9);
+    }
+
+    #[test]
+    fn eviction_drops_the_least_recently_used_clean_block() {
+        let disk = MemDisk::new(vec![0u8; 256 * 1024], false);
+        // Capacity 64: 4 buffers per shard; blocks 0, 16, 32... share one.
+        let cache = BlockCache::new(disk, 1024, 64).unwrap();
+        for blk in [0u64, 16, 32, 48] {
+            cache.read(blk, |_| ()).unwrap();
+        }
+        // Touch 0 again: 16 is now the least recently used.
+        cache.read(0, |_| ()).unwrap();
+        cache.read(64, |_| ()).unwrap(); // evicts one
+        let s = cache.stats();
+        cache.read(0, |_| ()).unwrap();
+        cache.read(32, |_| ()).unwrap();
+        cache.read(48, |_| ()).unwrap();
+        cache.read(64, |_| ()).unwrap();
+        assert_eq!(cache.stats().misses, s.misses, "0, 32, 48, 64 stayed");
+        cache.read(16, |_| ()).unwrap();
+        assert_eq!(cache.stats().misses, s.misses + 1, "16 was evicted");
+        // Another shard was untouched by all that.
+        cache.read(1, |_| ()).unwrap();
+        cache.read(1, |_| ()).unwrap();
+        assert_eq!(cache.stats().misses, s.misses + 2);
+    }
+
+    /// Misses of `blocks` in `cache` (each read once, in order).
+    fn misses_reading(cache: &BlockCache, blocks: &[u64]) -> i64 {
+        let before = cache.stats().misses;
+        for &blk in blocks {
+            cache.read(blk, |_| ()).unwrap();
+        }
+        cache.stats().misses - before
+    }
+
+    #[test]
+    fn eviction_follows_the_order_of_use_not_block_numbers() {
+        // One shard (blocks 0, 16, 32, 48, 64 share it), 4 buffers.
+        let disk = MemDisk::new(vec![0u8; 256 * 1024], false);
+        // Filled in descending order: 48 is the least recently used.
+        let cache = BlockCache::new(disk.clone(), 1024, 64).unwrap();
+        assert_eq!(misses_reading(&cache, &[48, 32, 16, 0, 64]), 5);
+        assert_eq!(misses_reading(&cache, &[0, 16, 32, 64]), 0);
+        assert_eq!(misses_reading(&cache, &[48]), 1);
+        // Hits after the last miss make 0, 16, 32 newer than 48.
+        let cache = BlockCache::new(disk, 1024, 64).unwrap();
+        assert_eq!(misses_reading(&cache, &[0, 16, 32, 48, 0, 16, 32, 64]), 5);
+        assert_eq!(misses_reading(&cache, &[0, 16, 32, 64]), 0);
+        assert_eq!(misses_reading(&cache, &[48]), 1);
+    }
+
+    #[test]
+    fn a_shard_of_dirty_buffers_is_written_back_to_make_room() {
+        let disk = MemDisk::new(vec![0u8; 256 * 1024], false);
+        let cache = BlockCache::new(disk.clone(), 1024, 64).unwrap();
+        for blk in [0u64, 16, 32, 48] {
+            cache.write(blk, |b| b[0] = 1 + blk as u8).unwrap();
+        }
+        assert!(disk.contents().iter().all(|&b| b == 0));
+        cache.read(64, |_| ()).unwrap();
+        let c = disk.contents();
+        for blk in [0usize, 16, 32, 48] {
+            assert_eq!(c[blk * 1024], 1 + blk as u8, "block {blk} written back");
+        }
+        assert!(cache.stats().writebacks >= 4);
+        assert_eq!(cache.dirty_count(), 0);
+    }
+
+    #[test]
+    fn sync_of_a_read_only_cache_writes_nothing() {
+        let disk = MemDisk::new(vec![5u8; 4096], true);
+        let cache = BlockCache::new(disk.clone(), 1024, 8).unwrap();
+        assert!(cache.read_only());
+        assert_eq!(cache.overwrite(0, &[1]), Err(Errno::EROFS));
+        assert_eq!(cache.zero(1), Err(Errno::EROFS));
+        assert_eq!(cache.sync(), Ok(()));
+        assert!(disk.contents().iter().all(|&b| b == 5));
+    }
+
+    #[test]
     fn out_of_range_and_read_only_are_errors() {
         let disk = MemDisk::new(vec![0u8; 4096], true);
         let cache = BlockCache::new(disk, 1024, 8).unwrap();

@@ -7,12 +7,18 @@
 //! (class `fd_table`): processes never share it; threads of one process
 //! share it, and their lookups only read-lock it.
 //!
+//! Lookups by system calls go through `FdTable::borrow`, which, on a hit
+//! in the calling task's `FdCache`, writes no cache line another CPU uses
+//! (see `borrow` for the protocol and why it is sound).
+//!
 //! Must not: drop an open file while holding the table lock (closing a
 //! pipe end wakes threads), or block.
 
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use percpu::{CachePadded, LockMode};
 
 use ::fs::lockstat::{LockClass, RwLock};
 use ::fs::Inode;
@@ -39,6 +45,132 @@ pub struct FdTable {
     /// RLIMIT_NOFILE's soft limit (at most `MAX_FDS`): new fds stay below
     /// it.  Set by setrlimit/prlimit64, copied at fork.
     limit: AtomicUsize,
+    /// Bumped (under the write lock of `slots`) whenever a slot that held
+    /// a file changes: close, dup2 over, close-on-exec, exit.  Read by
+    /// every `borrow`; on its own line, so the slow path's lock writes do
+    /// not evict it from the readers' caches.
+    generation: CachePadded<AtomicU64>,
+    /// The caches of the tasks that borrowed from this table (closers
+    /// empty them).  Shared, but only touched when a task first borrows,
+    /// when it exits, and by closers: never on a cache hit.
+    users: crate::sched::IrqSpinLock<Vec<Weak<FdCache>>>,
+}
+
+/// Ways of an `FdCache`.
+const CACHE_WAYS: usize = 4;
+
+/// One task's cache of the files it looked up, for `FdTable::borrow`.
+pub struct FdCache {
+    ways: [Way; CACHE_WAYS],
+    /// The way the next miss fills first (round robin).  Task only.
+    next: AtomicUsize,
+    /// In the table's `users`.  Task only.
+    registered: AtomicBool,
+}
+
+/// One entry of an `FdCache`.
+///
+/// Only the task locks `state` with `lock` (and may hold it through a
+/// whole system call, blocking included); closers only `try_lock` it,
+/// with interrupts off, and hold it for a few stores, so nobody ever
+/// waits for a blocked task.  `busy` is true while a borrow of this way
+/// is alive; `fd` is the task's hint of what the way holds (checked under
+/// the lock; -1 for empty).
+struct Way {
+    busy: AtomicBool,
+    fd: AtomicI32,
+    state: spin::Mutex<WayState>,
+}
+
+struct WayState {
+    /// The table generation the entry was valid in.
+    generation: u64,
+    entry: Option<(i32, FileRef)>,
+}
+
+impl Way {
+    /// Empties the way if the table moved past its generation `now`
+    /// (to be dropped by the caller, unlocked).
+    fn take_stale(&self, state: &mut WayState, now: u64) -> Option<(i32, FileRef)> {
+        if state.generation == now {
+            return None;
+        }
+        state.generation = now;
+        self.fd.store(-1, Ordering::Relaxed);
+        state.entry.take()
+    }
+}
+
+impl FdCache {
+    pub fn new() -> Arc<FdCache> {
+        Arc::new(FdCache {
+            ways: core::array::from_fn(|_| Way {
+                busy: AtomicBool::new(false),
+                fd: AtomicI32::new(-1),
+                state: spin::Mutex::new(WayState {
+                    generation: 0,
+                    entry: None,
+                }),
+            }),
+            next: AtomicUsize::new(0),
+            registered: AtomicBool::new(false),
+        })
+    }
+}
+
+/// An open file borrowed for (part of) one system call: `Deref`s to the
+/// `File`.  A cache hit writes only the calling task's lines; otherwise it
+/// holds its own `Arc` (`LockMode::Global`, every way busy).
+pub struct FileBorrow<'a>(Borrowed<'a>);
+
+enum Borrowed<'a> {
+    Owned(FileRef),
+    Cached {
+        /// Always `Some` until `drop`; its entry is always filled.
+        state: Option<spin::MutexGuard<'a, WayState>>,
+        way: &'a Way,
+        table: &'a FdTable,
+    },
+}
+
+impl FileBorrow<'_> {
+    /// A reference of its own, for what outlives the call (an fd made by
+    /// `F_DUPFD`, an epoll registration).
+    pub fn to_arc(&self) -> FileRef {
+        match &self.0 {
+            Borrowed::Owned(f) => f.clone(),
+            Borrowed::Cached { state, .. } => cached_file(state).clone(),
+        }
+    }
+}
+
+fn cached_file<'s>(state: &'s Option<spin::MutexGuard<'_, WayState>>) -> &'s FileRef {
+    match state.as_ref().and_then(|s| s.entry.as_ref()) {
+        Some((_, f)) => f,
+        // `borrow` builds a cached borrow only from a filled way, and
+        // nobody else changes it while the guard is held.
+        None => unreachable!("cached borrow of an empty way"),
+    }
+}
+
+impl core::ops::Deref for FileBorrow<'_> {
+    type Target = File;
+    fn deref(&self) -> &File {
+        match &self.0 {
+            Borrowed::Owned(f) => f,
+            Borrowed::Cached { state, .. } => cached_file(state),
+        }
+    }
+}
+
+impl Drop for FileBorrow<'_> {
+    fn drop(&mut self) {
+        if let Borrowed::Cached { state, way, table } = &mut self.0 {
+            let seen = state.as_ref().map_or(0, |s| s.generation);
+            drop(state.take());
+            table.leave(way, seen);
+        }
+    }
 }
 
 impl FdTable {
@@ -47,6 +179,8 @@ impl FdTable {
         FdTable {
             slots: RwLock::new(LockClass::FdTable, Vec::new()),
             limit: AtomicUsize::new(MAX_FDS),
+            generation: CachePadded::new(AtomicU64::new(0)),
+            users: crate::sched::IrqSpinLock::new(Vec::new()),
         }
     }
 
@@ -75,6 +209,8 @@ impl FdTable {
         FdTable {
             slots: RwLock::new(LockClass::FdTable, self.slots.read().clone()),
             limit: AtomicUsize::new(self.limit()),
+            generation: CachePadded::new(AtomicU64::new(0)),
+            users: crate::sched::IrqSpinLock::new(Vec::new()),
         }
     }
 
@@ -88,13 +224,22 @@ impl FdTable {
                     closed.push(s.take());
                 }
             }
+            if !closed.is_empty() {
+                self.bump();
+            }
         }
+        self.purge();
         drop(closed);
     }
 
     /// Closes every descriptor (process exit).
     pub fn release(&self) {
-        let all = core::mem::take(&mut *self.slots.write());
+        let all = {
+            let mut slots = self.slots.write();
+            self.bump();
+            core::mem::take(&mut *slots)
+        };
+        self.purge();
         drop(all);
     }
 
@@ -112,33 +257,9 @@ impl FdTable {
         self.slots.read().len().next_multiple_of(64).max(64)
     }
 
-    /// The open file of `fd`.
-    ///
-    /// Cost today: the table's read lock (two writes of one line every
-    /// thread of the process shares) and an `Arc` clone and drop (the
-    /// file's line, shared by threads using the same fd) per call.  The
-    /// `Arc` is what keeps the `File` alive when another thread closes
-    /// `fd` mid-call.  A refcount-free design that keeps that guarantee
-    /// (not built yet):
-    ///
-    /// * the table gets a generation counter, bumped (under the write
-    ///   lock) whenever a slot that held a file changes (close, dup2 over,
-    ///   close-on-exec, exit);
-    /// * each task keeps a small cache `(table, fd, generation, Arc<File>)`
-    ///   filled by this slow path, plus a `busy` flag on its own line;
-    /// * fast path: store `busy = true` (SeqCst), load the generation; if
-    ///   it equals the cached one, borrow `&File` from the cache, with no
-    ///   shared write; clear `busy` when the call ends, then drop the entry
-    ///   if the generation moved meanwhile;
-    /// * a closer, after bumping the generation, looks (read only) at the
-    ///   caches of the tasks sharing the table; for an entry holding the
-    ///   closed file whose task is not `busy` (SeqCst load; Dekker with the
-    ///   fast path's store-then-load), it takes the entry out under that
-    ///   cache's lock and drops it, so the last reference goes at once as
-    ///   now; a `busy` task drops it itself at the end of its call, as
-    ///   Linux drops an in-flight `fget` reference.
-    ///
-    /// `LockMode::Global` keeps this slow path (the ablation).
+    /// The open file of `fd`, with a reference of its own (what outlives
+    /// the call, and the slow path of `borrow`).  Costs the table's read
+    /// lock and an `Arc` clone: system calls use `borrow`.
     pub fn get(&self, fd: i32) -> Result<FileRef, Errno> {
         let slots = self.slots.read();
         usize::try_from(fd)
@@ -147,6 +268,178 @@ impl FdTable {
             .and_then(|s| s.as_ref())
             .map(|s| s.file.clone())
             .ok_or(Errno::EBADF)
+    }
+
+    /// `fd`'s open file, borrowed for the calling task's system call
+    /// (`cache` is that task's), without a reference-count write on a hit.
+    ///
+    /// Invariant: while a way's generation equals the table's, its entry
+    /// holds the file the table has at that fd (entries are filled under
+    /// the read lock with the generation read there; every change of a
+    /// slot that held a file bumps the generation under the write lock).
+    ///
+    /// * Hit: pick the way tagged `fd`, store its `busy = true`, lock it,
+    ///   load the generation (both `SeqCst`); if it equals the way's and
+    ///   the way holds `fd`, borrow it.  Writes only the task's lines.
+    /// * Miss: on that way or a free one (round robin), under the read
+    ///   lock load the generation and clone the slot's `Arc` into it.
+    /// * Writers (close, dup2 over, close-on-exec, exit) bump the
+    ///   generation under the write lock, then (`purge`) empty the stale
+    ///   ways of every registered cache that are not `busy`, so the closed
+    ///   file's last reference goes before `close` returns, as with a
+    ///   plain `Arc` (a thread blocked reading a pipe sees EOF when
+    ///   another closes the write end, even if it looked that end up).
+    /// * End of a borrow: unlock, store `busy = false`, load the
+    ///   generation; if it moved, empty the way (`leave`).
+    ///
+    /// Why no closed file is used or kept: a closer stores the generation
+    /// then loads `busy`; the task stores `busy` then loads the generation
+    /// (at the start and at the end of a borrow).  With `SeqCst` one of
+    /// them sees the other's store: either the closer empties the idle
+    /// way, or the task's load sees the new generation (the hit fails, or
+    /// the ending borrow empties the way itself).  So a closed file stays
+    /// alive only for the calls that borrowed it before the close, as
+    /// Linux's in-flight `fget` references: a thread blocked in `read` on
+    /// an fd another thread closes keeps that file until the read ends.
+    ///
+    /// `LockMode::Global` (the ablation), and a borrow finding every way
+    /// busy, take the slow path: `get`.
+    pub fn borrow<'a>(&'a self, cache: &'a Arc<FdCache>, fd: i32) -> Result<FileBorrow<'a>, Errno> {
+        if percpu::lock_mode() == LockMode::Global {
+            return self.get(fd).map(|f| FileBorrow(Borrowed::Owned(f)));
+        }
+        let idle = |w: &Way| !w.busy.load(Ordering::Relaxed);
+        let tagged = cache
+            .ways
+            .iter()
+            .find(|w| w.fd.load(Ordering::Relaxed) == fd && idle(w));
+        let way = match tagged {
+            Some(w) => w,
+            None => {
+                let start = cache.next.load(Ordering::Relaxed);
+                let free = (0..CACHE_WAYS)
+                    .map(|i| (start + i) % CACHE_WAYS)
+                    .find(|&i| idle(&cache.ways[i]));
+                let Some(i) = free else {
+                    return self.get(fd).map(|f| FileBorrow(Borrowed::Owned(f)));
+                };
+                cache.next.store((i + 1) % CACHE_WAYS, Ordering::Relaxed);
+                &cache.ways[i]
+            }
+        };
+        way.busy.store(true, Ordering::SeqCst);
+        let mut state = way.state.lock();
+        let hit = state.generation == self.generation.load(Ordering::SeqCst)
+            && state.entry.as_ref().is_some_and(|(f, _)| *f == fd);
+        if hit {
+            return Ok(FileBorrow(Borrowed::Cached {
+                state: Some(state),
+                way,
+                table: self,
+            }));
+        }
+        let (now, found) = {
+            let slots = self.slots.read();
+            let file = usize::try_from(fd)
+                .ok()
+                .and_then(|i| slots.get(i))
+                .and_then(|s| s.as_ref())
+                .map(|s| s.file.clone());
+            (self.generation.load(Ordering::SeqCst), file)
+        };
+        let stale = way.take_stale(&mut state, now);
+        if !cache.registered.swap(true, Ordering::Relaxed) {
+            let mut users = self.users.lock();
+            users.retain(|u| u.strong_count() > 0);
+            users.push(Arc::downgrade(cache));
+        }
+        let Some(file) = found else {
+            drop(state);
+            self.leave(way, now);
+            drop(stale);
+            return Err(Errno::EBADF);
+        };
+        way.fd.store(fd, Ordering::Relaxed);
+        let evicted = state.entry.replace((fd, file));
+        // Dropped holding only this task's way (nobody waits for it).
+        drop(stale);
+        drop(evicted);
+        Ok(FileBorrow(Borrowed::Cached {
+            state: Some(state),
+            way,
+            table: self,
+        }))
+    }
+
+    /// A borrow of `way` (made in generation `seen`) ended: the way is no
+    /// longer busy; empties it if a writer bumped the generation meanwhile
+    /// (the closer skipped it while busy).
+    fn leave(&self, way: &Way, seen: u64) {
+        way.busy.store(false, Ordering::SeqCst);
+        if self.generation.load(Ordering::SeqCst) == seen {
+            return;
+        }
+        let stale = {
+            let mut state = way.state.lock();
+            way.take_stale(&mut state, self.generation.load(Ordering::SeqCst))
+        };
+        drop(stale);
+    }
+
+    /// A slot that held a file changed.  Caller holds the write lock.
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// After `bump`, without the table lock: empties the stale ways of
+    /// the tasks' caches that no borrow holds (a busy way is emptied when
+    /// its borrow ends), dropping what they held after every lock is
+    /// released.
+    fn purge(&self) {
+        let mut stale = Vec::new();
+        let mut caches = Vec::new();
+        {
+            let users = self.users.lock();
+            for user in users.iter() {
+                let Some(cache) = user.upgrade() else {
+                    continue;
+                };
+                for way in &cache.ways {
+                    if way.busy.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    if let Some(mut state) = way.state.try_lock() {
+                        let now = self.generation.load(Ordering::SeqCst);
+                        stale.extend(way.take_stale(&mut state, now));
+                    }
+                }
+                // Dropped below: the last reference drops the entries.
+                caches.push(cache);
+            }
+        }
+        drop(stale);
+        drop(caches);
+    }
+
+    /// The task owning `cache` exits: what it cached goes now, and the
+    /// table forgets it.
+    pub fn forget(&self, cache: &Arc<FdCache>) {
+        let mut held = Vec::new();
+        for way in &cache.ways {
+            match way.state.try_lock() {
+                Some(mut state) => {
+                    way.fd.store(-1, Ordering::Relaxed);
+                    held.extend(state.entry.take());
+                }
+                // Only a borrow alive across the exit could hold it.
+                None => log::error!("fd cache way locked at thread exit"),
+            }
+        }
+        cache.registered.store(false, Ordering::Relaxed);
+        self.users
+            .lock()
+            .retain(|u| u.strong_count() > 0 && !core::ptr::eq(u.as_ptr(), Arc::as_ptr(cache)));
+        drop(held);
     }
 
     /// The highest fd plus one that new descriptors may get.
@@ -198,8 +491,15 @@ impl FdTable {
             if i >= slots.len() {
                 slots.resize(i + 1, None);
             }
-            slots[i].replace(Slot { file, cloexec })
+            let old = slots[i].replace(Slot { file, cloexec });
+            if old.is_some() {
+                self.bump();
+            }
+            old
         };
+        if old.is_some() {
+            self.purge();
+        }
         drop(old);
         Ok(fd)
     }
@@ -208,12 +508,15 @@ impl FdTable {
     pub fn close(&self, fd: i32) -> Result<(), Errno> {
         let old = {
             let mut slots = self.slots.write();
-            usize::try_from(fd)
+            let old = usize::try_from(fd)
                 .ok()
                 .and_then(|i| slots.get_mut(i))
                 .and_then(|s| s.take())
-                .ok_or(Errno::EBADF)?
+                .ok_or(Errno::EBADF)?;
+            self.bump();
+            old
         };
+        self.purge();
         drop(old);
         Ok(())
     }

@@ -40,7 +40,7 @@ use ::fs::{Clock, FileType, Fs, FsConfig, Timespec};
 use crate::memory::PhysAddr;
 use abi::Errno;
 
-pub use fdtable::{FdTable, FsContext};
+pub use fdtable::{FdCache, FdTable, FileBorrow, FsContext};
 pub use file::{File, FileRef, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
 pub use initramfs::unpack_initramfs;
 

@@ -84,6 +84,7 @@ fn retire(task: &Task) {
         super::futex::wake_address(task, ctid.raw(), 1);
     }
     process::unregister_task(task.tid);
+    process.files.fds.forget(&task.fd_cache);
     if process.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
         finish_process(&process);
     }

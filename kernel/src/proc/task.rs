@@ -63,6 +63,9 @@ pub struct Task {
     pub stime: AtomicU64,
     /// The thread's IPC record (`crate::ipc`), made on its first IPC.
     ipc: spin::Once<Arc<crate::ipc::Waiter>>,
+    /// The files this thread's system calls borrowed from the process's
+    /// table (`files::FdTable::borrow`); emptied at exit.
+    pub fd_cache: Arc<crate::files::FdCache>,
 }
 
 /// `comm` for a program path or name: its base name, cut to 15 bytes.
@@ -100,6 +103,7 @@ impl Task {
             utime: AtomicU64::new(0),
             stime: AtomicU64::new(0),
             ipc: spin::Once::new(),
+            fd_cache: crate::files::FdCache::new(),
         }
     }
 

@@ -7,7 +7,7 @@
 use super::*;
 
 pub fn sys_getdents64(fd: i32, dirp: UserAddr, count: u64) -> SysResult {
-    let f = file(fd)?;
+    let f = borrowed(fd)?;
     delegated!(delegate::getdents64(&f, dirp, count));
     match &f.inode {
         Some(i) if i.is_dir() => {}
@@ -66,7 +66,7 @@ pub fn sys_chdir(path: UserAddr) -> SysResult {
 
 pub fn sys_fchdir(fd: i32) -> SysResult {
     delegated!(delegate::fchdir(fd));
-    let dir = file(fd)?.inode.clone().ok_or(Errno::ENOTDIR)?;
+    let dir = borrowed(fd)?.inode.clone().ok_or(Errno::ENOTDIR)?;
     if !dir.is_dir() {
         return Err(Errno::ENOTDIR);
     }
@@ -218,7 +218,7 @@ pub fn sys_readlink(path: UserAddr, buf: UserAddr, size: i64) -> SysResult {
 
 pub fn sys_ftruncate(fd: i32, len: i64) -> SysResult {
     delegated!(delegate::ftruncate(fd, len));
-    let f = file(fd)?;
+    let f = borrowed(fd)?;
     if len < 0 || !f.writable() || !f.is_plain() {
         return Err(Errno::EINVAL);
     }

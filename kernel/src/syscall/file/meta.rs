@@ -42,7 +42,7 @@ pub fn sys_lstat(path: UserAddr, buf: UserAddr) -> SysResult {
 }
 
 pub fn sys_fstat(fd: i32, buf: UserAddr) -> SysResult {
-    put_stat(buf, &file(fd)?.try_stat()?)
+    put_stat(buf, &borrowed(fd)?.try_stat()?)
 }
 
 pub fn sys_newfstatat(dirfd: i32, path: UserAddr, buf: UserAddr, flags: u32) -> SysResult {
@@ -160,7 +160,11 @@ pub fn sys_chmod(path: UserAddr, mode: u32) -> SysResult {
 
 pub fn sys_fchmod(fd: i32, mode: u32) -> SysResult {
     delegated!(delegate::fchmod(fd, mode));
-    file(fd)?.inode.clone().ok_or(Errno::EBADF)?.set_perm(mode);
+    borrowed(fd)?
+        .inode
+        .clone()
+        .ok_or(Errno::EBADF)?
+        .set_perm(mode);
     Ok(0)
 }
 
@@ -170,7 +174,7 @@ pub fn sys_utimensat(dirfd: i32, path: UserAddr, times: UserAddr, flags: u32) ->
     }
     let inode = if path.is_null() {
         delegated!(delegate::utimensat(dirfd, path, times, flags));
-        file(dirfd)?.inode.clone().ok_or(Errno::EBADF)?
+        borrowed(dirfd)?.inode.clone().ok_or(Errno::EBADF)?
     } else {
         resolve(dirfd, path, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?
     };
@@ -238,7 +242,7 @@ pub fn sys_lchown(path: UserAddr, uid: u32, gid: u32) -> SysResult {
 
 pub fn sys_fchown(fd: i32, uid: u32, gid: u32) -> SysResult {
     delegated!(delegate::fchown(fd, uid, gid));
-    let f = file(fd)?;
+    let f = borrowed(fd)?;
     if f.flags() & O_PATH != 0 {
         return Err(Errno::EBADF);
     }
@@ -288,7 +292,7 @@ pub fn sys_statfs(path: UserAddr, buf: UserAddr) -> SysResult {
 
 pub fn sys_fstatfs(fd: i32, buf: UserAddr) -> SysResult {
     delegated!(delegate::fstatfs(fd, buf));
-    let f = file(fd)?;
+    let f = borrowed(fd)?;
     let magic = match f.stat().mode & 0o170000 {
         0o010000 => PIPEFS_MAGIC,
         0o140000 => SOCKFS_MAGIC,

@@ -21,7 +21,7 @@ use ::fs::oflags::*;
 use ::fs::{FileType, Inode, Stat, Timespec};
 
 use crate::files::pollwait::PollWaker;
-use crate::files::{errno as fs_err, root_fs, File, FileRef};
+use crate::files::{errno as fs_err, root_fs, File, FileBorrow, FileRef};
 use crate::memory::uaccess::{fault_in_writable, UserAddr};
 use crate::proc::Process;
 use abi::fcntl::{
@@ -51,11 +51,21 @@ fn proc() -> Result<&'static crate::proc::Process, Errno> {
         .ok_or(Errno::EBADF)
 }
 
+/// `fd`'s open file with a reference of its own (for what keeps it past
+/// the call); system calls that only use it during the call `borrowed` it.
 fn file(fd: i32) -> Result<FileRef, Errno> {
     // The process is borrowed through the running task, not cloned: the
     // threads of a process would all write its reference count.
     let task = crate::proc::current_task().ok_or(Errno::EBADF)?;
     task.process.files.fds.get(fd)
+}
+
+/// `fd`'s open file, borrowed for the call (`FdTable::borrow`): neither
+/// the process nor the file gets a reference-count write, which the
+/// threads of a process using one file would all make on one line.
+fn borrowed(fd: i32) -> Result<FileBorrow<'static>, Errno> {
+    let task = crate::proc::current_task().ok_or(Errno::EBADF)?;
+    task.process.files.fds.borrow(&task.fd_cache, fd)
 }
 
 fn user_path(addr: UserAddr) -> Result<String, Errno> {

@@ -95,13 +95,13 @@ pub fn sys_pipe(fds: UserAddr) -> SysResult {
 
 pub fn sys_fcntl(fd: i32, cmd: u32, arg: u64) -> SysResult {
     let p = proc()?;
-    let f = p.files.fds.get(fd)?;
+    let f = borrowed(fd)?;
     match cmd {
         F_DUPFD | F_DUPFD_CLOEXEC => {
             let min = usize::try_from(arg).map_err(|_| Errno::EINVAL)?;
             p.files
                 .fds
-                .insert_from(min, f, cmd == F_DUPFD_CLOEXEC)
+                .insert_from(min, f.to_arc(), cmd == F_DUPFD_CLOEXEC)
                 .map(|fd| fd as usize)
         }
         F_GETFD => Ok(if p.files.fds.cloexec(fd)? {
@@ -125,7 +125,7 @@ pub fn sys_fcntl(fd: i32, cmd: u32, arg: u64) -> SysResult {
 
 pub fn sys_ioctl(fd: i32, cmd: u32, arg: UserAddr) -> SysResult {
     let p = proc()?;
-    let f = p.files.fds.get(fd)?;
+    let f = borrowed(fd)?;
     match cmd {
         FIONBIO => {
             let on: i32 = arg.read()?;

@@ -194,15 +194,15 @@ fn do_write(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResu
 }
 
 pub fn sys_read(fd: i32, buf: UserAddr, count: u64) -> SysResult {
-    do_read(&*file(fd)?, buf, count, None)
+    do_read(&*borrowed(fd)?, buf, count, None)
 }
 
 pub fn sys_write(fd: i32, buf: UserAddr, count: u64) -> SysResult {
-    do_write(&*file(fd)?, buf, count, None)
+    do_write(&*borrowed(fd)?, buf, count, None)
 }
 
 pub fn sys_pread64(fd: i32, buf: UserAddr, count: u64, offset: i64) -> SysResult {
-    let f = file(fd)?;
+    let f = borrowed(fd)?;
     if offset < 0 {
         return Err(Errno::EINVAL);
     }
@@ -211,7 +211,7 @@ pub fn sys_pread64(fd: i32, buf: UserAddr, count: u64, offset: i64) -> SysResult
 }
 
 pub fn sys_pwrite64(fd: i32, buf: UserAddr, count: u64, offset: i64) -> SysResult {
-    let f = file(fd)?;
+    let f = borrowed(fd)?;
     if offset < 0 {
         return Err(Errno::EINVAL);
     }
@@ -245,7 +245,7 @@ fn vectored(
     cnt: u64,
     transfer: fn(&File, UserAddr, u64, Option<u64>) -> SysResult,
 ) -> SysResult {
-    let f = file(fd)?;
+    let f = borrowed(fd)?;
     let mut total = 0;
     for (base, len) in iovecs(iov, cnt)? {
         match transfer(&f, base, len, None) {
@@ -271,7 +271,7 @@ pub fn sys_writev(fd: i32, iov: UserAddr, cnt: u64) -> SysResult {
 }
 
 pub fn sys_lseek(fd: i32, offset: i64, whence: u32) -> SysResult {
-    file(fd)?.seek(offset, whence).map(|p| p as usize)
+    borrowed(fd)?.seek(offset, whence).map(|p| p as usize)
 }
 
 /// `sendfile(out_fd, in_fd, offset, count)`: copies from a regular file
@@ -287,14 +287,14 @@ pub fn sys_sendfile(out_fd: i32, in_fd: i32, offset: UserAddr, count: u64) -> Sy
     } else {
         None
     };
-    let input = file(in_fd)?;
+    let input = borrowed(in_fd)?;
     if !input.readable() {
         return Err(Errno::EBADF);
     }
     if start.is_some() && input.check_positional().is_err() {
         return Err(Errno::ESPIPE);
     }
-    let output = file(out_fd)?;
+    let output = borrowed(out_fd)?;
     if !output.writable() {
         return Err(Errno::EBADF);
     }
