@@ -53,6 +53,8 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use core::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
 use abi::fcntl::O_APPEND;
 use abi::Errno;
 use fsproto::{Handle, MAX_IO_BYTES};
@@ -61,8 +63,66 @@ use super::file::File;
 use super::remote;
 use crate::memory::vm::uaccess::UserAddr;
 use crate::memory::vm::{self, AddressSpace, PinnedFrame};
+use percpu::{CachePadded, MAX_CPUS};
 
 const PAGE: u64 = vm::PAGE_SIZE;
+
+/// One-copy calls in flight, counted on the CPU each began on (it may end
+/// on another: only the sum means anything).  Per CPU so that a call
+/// writes only its own CPU's line; read in full only by `suspend`.
+static IN_FLIGHT: [CachePadded<AtomicI64>; MAX_CPUS] =
+    [const { CachePadded::new(AtomicI64::new(0)) }; MAX_CPUS];
+
+/// Set while the file server is being replaced (`suspend`..`resume`):
+/// grants would name pages of an instance that may be gone, or of the
+/// wrong one, so calls go through messages instead.
+static SUSPENDED: AtomicBool = AtomicBool::new(false);
+
+/// A one-copy call in flight (see `IN_FLIGHT`).
+struct InFlight(usize);
+
+impl InFlight {
+    /// `None` while one-copy I/O is suspended.  Dekker with `suspend`:
+    /// the count goes up before the flag is read, and the flag is set
+    /// before the counts are read (all SeqCst), so either this call sees
+    /// the flag or `suspend` sees this call.
+    fn enter() -> Option<InFlight> {
+        let cpu = crate::arch::cpu::id();
+        IN_FLIGHT[cpu].fetch_add(1, Ordering::SeqCst);
+        if SUSPENDED.load(Ordering::SeqCst) {
+            IN_FLIGHT[cpu].fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(InFlight(cpu))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT[self.0].fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Stops new one-copy calls (they go through messages) and waits until
+/// the ones in flight have finished: then no call holds or asks for a
+/// grant of the running instance.  For the switch of a server
+/// replacement; `resume` ends it.
+pub fn suspend() {
+    SUSPENDED.store(true, Ordering::SeqCst);
+    while IN_FLIGHT
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .sum::<i64>()
+        != 0
+    {
+        crate::sched::sleep_ns(100_000);
+    }
+}
+
+/// One-copy calls may start again (after `suspend`).
+pub fn resume() {
+    SUSPENDED.store(false, Ordering::SeqCst);
+}
 
 /// The file server's address space (where granted addresses point).
 fn server() -> Result<Arc<AddressSpace>, Errno> {
@@ -281,6 +341,7 @@ pub fn read(
     if count == 0 || !in_range(at, count) {
         return None;
     }
+    let _in_flight = InFlight::enter()?;
     let mut done = 0usize;
     let mut failed = None;
     while done < count {
@@ -339,6 +400,7 @@ pub fn write(
     if count == 0 || !in_range(at, count) {
         return None;
     }
+    let _in_flight = InFlight::enter()?;
     let server = match server() {
         Ok(s) => s,
         Err(e) => return Some(Err(e)),

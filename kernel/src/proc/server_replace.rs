@@ -189,6 +189,10 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
             }
         };
     let begin = crate::arch::time::now_ns();
+    // One-copy calls in flight finish with the old instance, and the ones
+    // after go through messages until the successor is known: a grant
+    // names pages of one instance, so none may straddle the switch.
+    crate::files::remote_io::suspend();
     let r = crate::ipc::kernel_call(&service, LABEL_HANDOVER, [to, 0, 0, 0], &[], &mut []);
     let end = crate::arch::time::now_ns();
     match r {
@@ -197,6 +201,7 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
             // Read grants kept by open files name the old instance's
             // pages: drop them (`remote_io::ReadCache`).
             crate::files::remote::data_changed();
+            crate::files::remote_io::resume();
             Ok(Replaced {
                 switch_ns: end - begin,
                 image_bytes: reply.words[0],
@@ -212,6 +217,7 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
         }
         other => {
             // The old instance keeps serving; it no longer needs `to`.
+            crate::files::remote_io::resume();
             let _ = old.ipc.close(to);
             Err(give_up(match other {
                 Ok(reply) => Errno(reply.label.clamp(1, 4095) as i32),
