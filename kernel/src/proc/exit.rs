@@ -129,11 +129,18 @@ fn finish_process(process: &Arc<Process>) {
         }
     }
 
+    // SIGCHLD is queued before the zombie can be seen: a parent that reaps
+    // this child (on another CPU, without waiting) then always has the
+    // signal pending when `wait4` returns, as on Linux (where the parent
+    // is notified before the zombie can be waited for).
+    let parent = process.parent();
+    if let Some(parent) = &parent {
+        signal::send_to_process(parent, SIGCHLD);
+    }
     process.zombie.store(true, Ordering::Release);
     process.vfork_done.store(true, Ordering::Release);
     process.vfork_wait.wake_all();
-    if let Some(parent) = process.parent() {
-        signal::send_to_process(&parent, SIGCHLD);
+    if let Some(parent) = parent {
         parent.child_wait.wake_all();
     }
 }
