@@ -129,19 +129,20 @@ fn finish_process(process: &Arc<Process>) {
         }
     }
 
-    // SIGCHLD is queued before the zombie can be seen: a parent that reaps
-    // this child (on another CPU, without waiting) then always has the
-    // signal pending when `wait4` returns, as on Linux (where the parent
-    // is notified before the zombie can be waited for).
-    let parent = process.parent();
-    if let Some(parent) = &parent {
-        signal::send_to_process(parent, SIGCHLD);
-    }
+    // The zombie is visible before SIGCHLD is sent (a shell's handler
+    // reaps with WNOHANG when the signal arrives), and `exit_notified`
+    // after it: a parent that reaps this child meanwhile waits for it in
+    // `find_zombie`, so `wait4` never returns before the signal is
+    // pending (on Linux both happen under the tasklist lock).
     process.zombie.store(true, Ordering::Release);
     process.vfork_done.store(true, Ordering::Release);
     process.vfork_wait.wake_all();
-    if let Some(parent) = parent {
+    if let Some(parent) = process.parent() {
+        signal::send_to_process(&parent, SIGCHLD);
+        process.exit_notified.store(true, Ordering::Release);
         parent.child_wait.wake_all();
+    } else {
+        process.exit_notified.store(true, Ordering::Release);
     }
 }
 
@@ -208,13 +209,20 @@ fn find_zombie(
     else {
         return Ok(None);
     };
-    if consume {
+    let child = if consume {
         let child = children.remove(index);
         process::unregister_process(child.pid);
-        Ok(Some(child))
+        child
     } else {
-        Ok(Some(children[index].clone()))
+        children[index].clone()
+    };
+    drop(children);
+    // The exit is a few instructions from having sent SIGCHLD (it may
+    // have been preempted there: yield, not spin).
+    while !child.exit_notified.load(Ordering::Acquire) {
+        crate::sched::yield_now();
     }
+    Ok(Some(child))
 }
 
 /// Waits for a zombie child; `Ok(None)` for WNOHANG with none ready.

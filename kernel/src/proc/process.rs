@@ -132,6 +132,10 @@ pub struct Process {
     pub exit_status: AtomicI32,
     /// True once every thread exited (a zombie until reaped).
     pub zombie: AtomicBool,
+    /// Set once the parent was sent SIGCHLD for this exit (after `zombie`):
+    /// a reaper waits for it, so `wait4` never returns before the signal
+    /// is pending (`exit::find_zombie`).
+    pub exit_notified: AtomicBool,
     /// vfork: the parent sleeps here until this child execs or exits.
     pub vfork_done: AtomicBool,
     pub vfork_wait: WaitQueue,
@@ -203,6 +207,7 @@ impl Process {
             exiting: AtomicBool::new(false),
             exit_status: AtomicI32::new(0),
             zombie: AtomicBool::new(false),
+            exit_notified: AtomicBool::new(false),
             vfork_done: AtomicBool::new(false),
             vfork_wait: WaitQueue::new(),
             // A fork copies its parent's (`clone.rs`); PID 1 starts with
