@@ -139,20 +139,19 @@ fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<
         flush_deferred();
     }
     let m = req.encode()?;
-    let endpoint = crate::ipc::service(SERVICE_FS).ok_or(Errno::EIO)?;
     let mut buf = vec![0u8; MAX_PAYLOAD];
-    let r = match crate::ipc::kernel_call(&endpoint, m.label, m.words, &m.payload, &mut buf) {
-        Ok(r) => r,
-        Err(e) if e == Errno::EINTR => return Err(e),
-        Err(e) => {
-            log::debug!("servers: call {:?} failed: errno {}", req.op(), e.0);
-            return Err(Errno::EIO);
-        }
-    };
+    let (label, words, payload) = crate::ipc::delegate_call(
+        SERVICE_FS,
+        &req.op(),
+        m.label,
+        m.words,
+        &m.payload,
+        &mut buf,
+    )?;
     let msg = MsgRef {
-        label: r.label,
-        words: r.words,
-        payload: buf.get(..r.len).ok_or(Errno::EIO)?,
+        label,
+        words,
+        payload,
     };
     match Reply::decode(req.op(), msg) {
         Ok(Ok(reply)) => f(reply).ok_or(Errno::EIO),

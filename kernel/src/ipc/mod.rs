@@ -179,6 +179,31 @@ pub fn register_service(endpoint: &Arc<Endpoint>, services: u32) -> Result<(), E
 
 /// The endpoint registered for `service` (one bit), if any and if some
 /// server still receives on it.
+/// One delegated call to the server registered as `service` (the file
+/// and network clients, `files::remote` and `sockets::remote`, both go
+/// through here): the reply's label, words and bytes (in `recv`).  A
+/// signal is `EINTR` for the caller; any other failure of the call (no
+/// server, a dead one, a reply too long) is `EIO`, logged at debug with
+/// `what` (the operation).
+pub fn delegate_call<'a>(
+    service_bit: u32,
+    what: &dyn core::fmt::Debug,
+    label: u64,
+    words: [u64; 4],
+    send: &[u8],
+    recv: &'a mut [u8],
+) -> Result<(u64, [u64; 4], &'a [u8]), Errno> {
+    let endpoint = service(service_bit).ok_or(Errno::EIO)?;
+    match kernel_call(&endpoint, label, words, send, recv) {
+        Ok(r) => Ok((r.label, r.words, recv.get(..r.len).ok_or(Errno::EIO)?)),
+        Err(e) if e == Errno::EINTR => Err(e),
+        Err(e) => {
+            log::debug!("servers: call {what:?} failed: errno {}", e.0);
+            Err(Errno::EIO)
+        }
+    }
+}
+
 pub fn service(service: u32) -> Option<Arc<Endpoint>> {
     let slot = service_slot(service)?;
     let endpoint = SERVICES.read()[slot].clone()?;

@@ -95,7 +95,6 @@ fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<
         flush_deferred();
     }
     let m = req.encode()?;
-    let endpoint = crate::ipc::service(SERVICE_NET).ok_or(Errno::EIO)?;
     // Only replies that carry bytes get a buffer (most carry words only:
     // an 8 KiB buffer made for each would cost more than the call).
     let capacity = match req {
@@ -106,18 +105,18 @@ fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<
         _ => 0,
     };
     let mut buf = vec![0u8; capacity];
-    let r = match crate::ipc::kernel_call(&endpoint, m.label, m.words, &m.payload, &mut buf) {
-        Ok(r) => r,
-        Err(e) if e == Errno::EINTR => return Err(e),
-        Err(e) => {
-            log::debug!("servers: net call {:?} failed: errno {}", req.op(), e.0);
-            return Err(Errno::EIO);
-        }
-    };
+    let (label, words, payload) = crate::ipc::delegate_call(
+        SERVICE_NET,
+        &req.op(),
+        m.label,
+        m.words,
+        &m.payload,
+        &mut buf,
+    )?;
     let msg = MsgRef {
-        label: r.label,
-        words: r.words,
-        payload: buf.get(..r.len).ok_or(Errno::EIO)?,
+        label,
+        words,
+        payload,
     };
     match Reply::decode(req.op(), msg) {
         Ok(Ok(reply)) => f(reply).ok_or(Errno::EIO),
