@@ -102,6 +102,16 @@ fn open_flags() {
             fs.open(&r, "/l", O_CREAT | O_EXCL | O_RDWR, 0).unwrap_err(),
             Errno::EEXIST
         );
+        // O_CREAT on an existing symlink opens what it names (and
+        // truncates that), or with O_NOFOLLOW refuses it.
+        let via = fs.open(&r, "/l", O_CREAT | O_RDWR | O_TRUNC, 0o600).unwrap();
+        assert!(Arc::ptr_eq(&via, &f));
+        assert_eq!(f.size(), 0);
+        assert_eq!(
+            fs.open(&r, "/l", O_CREAT | O_NOFOLLOW | O_RDWR, 0o600)
+                .unwrap_err(),
+            Errno::ELOOP
+        );
     });
 }
 

@@ -48,6 +48,9 @@ impl Provider for Test {
                 Ok(dir.gen_proxy(st, payload))
             }
             (SUB, "file") => Ok(dir.gen_file(105, 0o444, self.gen(FILE))),
+            // A magic link to the directory holding it (like
+            // `/proc/self/cwd` in the cwd): each hop counts as a link.
+            (ROOT, "here") => Ok(dir.gen_magic(106, 0o777, dir.clone(), Some("/gen".into()), None)),
             _ => Err(Errno::ENOENT),
         }
     }
@@ -157,6 +160,21 @@ fn links_and_magic_links() {
         assert_eq!(proxy.kind(), FileType::Fifo);
         let payload = proxy.payload().unwrap().clone();
         assert_eq!(*payload.downcast::<u32>().unwrap(), 7);
+    });
+}
+
+#[test]
+fn magic_links_count_towards_the_symlink_limit() {
+    both(|fs, _| {
+        let r = fs.root();
+        let hops = |n: u32| format!("/gen/{}file", "here/".repeat(n as usize));
+        let max = fs::MAX_SYMLINKS;
+        assert_eq!(fs.lookup(&r, &hops(max), true).unwrap().ino(), 100);
+        assert_eq!(fs.lookup(&r, &hops(max + 1), true).unwrap_err(), Errno::ELOOP);
+        assert_eq!(
+            fs.open(&r, &hops(max + 1), O_RDONLY, 0).unwrap_err(),
+            Errno::ELOOP
+        );
     });
 }
 
