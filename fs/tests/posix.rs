@@ -598,3 +598,42 @@ fn rename_noreplace_and_exchange() {
         );
     });
 }
+
+/// Threads that open one new name with `O_CREAT` at once all get the same
+/// file: the loser of the race between the lock-free lookup and the
+/// insert sees `EEXIST` inside `open` and must retry as an open, not fail.
+/// The race is made likely, not certain: many rounds, a barrier before
+/// each; a failure is recorded, not panicked on, so no thread is left
+/// waiting at the barrier.
+#[test]
+fn racing_o_creat_of_one_name_all_open_the_same_file() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 3000;
+    let (fs, _pages) = new_fs(LockMode::PerCpu);
+    let barrier = std::sync::Barrier::new(THREADS);
+    let got: Vec<Vec<fs::FsResult<Arc<fs::Inode>>>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (fs, barrier) = (&fs, &barrier);
+                s.spawn(move || {
+                    percpu::host::bind_current_thread(t).unwrap();
+                    (0..ROUNDS)
+                        .map(|i| {
+                            barrier.wait();
+                            fs.open(&fs.root(), &format!("/r{i}"), O_CREAT | O_RDWR, 0o644)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for i in 0..ROUNDS {
+        let f = fs.lookup(&fs.root(), &format!("/r{i}"), true).unwrap();
+        for t in &got {
+            let mine = t[i].as_ref().unwrap_or_else(|e| panic!("round {i}: {e:?}"));
+            assert!(Arc::ptr_eq(mine, &f), "round {i}: two files");
+        }
+        assert_eq!(f.nlink(), 1);
+    }
+}
