@@ -867,3 +867,36 @@ fn write_back_racing_unlink_leaves_no_unattached_inode() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// On a read-only mount a file opens for reading (and `O_TRUNC` without
+/// write access truncates nothing) but not for writing: `EROFS`, the
+/// file untouched.
+#[test]
+fn read_only_mount_opens_for_reading_only() {
+    let d = tmpdir("ro-open");
+    let src = d.join("src");
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    std::fs::write(src.join("f"), b"kept").unwrap();
+    let img = d.join("img");
+    if !mke2fs(&img, 4096, &["-b", "1024"], Some(&src)) {
+        return;
+    }
+    let fs = mount(&img, true);
+    assert!(fs.read_only());
+    let r = fs.root();
+    let f = fs.open(&r, "/f", O_RDONLY, 0).unwrap();
+    assert!(fs.open(&r, "/f", O_RDONLY | O_TRUNC, 0).is_ok());
+    assert!(fs.open(&r, "/dir", O_RDONLY | O_DIRECTORY, 0).is_ok());
+    for flags in [O_WRONLY, O_RDWR, O_WRONLY | O_TRUNC, O_CREAT | O_RDWR] {
+        assert_eq!(
+            fs.open(&r, "/f", flags, 0o644).err(),
+            Some(Errno::EROFS),
+            "flags {flags:#o}"
+        );
+    }
+    assert_eq!(f.size(), 4);
+    let mut buf = [0u8; 8];
+    assert_eq!(f.read_at(0, &mut buf).unwrap(), 4);
+    assert_eq!(&buf[..4], b"kept");
+    let _ = std::fs::remove_dir_all(&d);
+}

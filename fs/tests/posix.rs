@@ -77,6 +77,15 @@ fn open_flags() {
             Errno::EISDIR
         );
         assert_eq!(fs.open(&r, "/f/", O_RDONLY, 0).unwrap_err(), Errno::ENOTDIR);
+        // A directory opens read-only (O_DIRECTORY or not); O_CREAT naming
+        // an existing directory is EISDIR even read-only.
+        fs.mkdir(&r, "/dir", 0o755).unwrap();
+        assert!(fs.open(&r, "/dir", O_RDONLY, 0).unwrap().is_dir());
+        assert!(fs.open(&r, "/dir", O_RDONLY | O_DIRECTORY, 0).unwrap().is_dir());
+        assert_eq!(
+            fs.open(&r, "/dir", O_CREAT | O_RDONLY, 0o644).unwrap_err(),
+            Errno::EISDIR
+        );
         assert_eq!(
             fs.open(&r, "/f/x", O_RDONLY, 0).unwrap_err(),
             Errno::ENOTDIR
@@ -318,6 +327,9 @@ fn symlinks_and_loops() {
         fs.symlink("/nowhere", &r, "/dangling").unwrap();
         assert_eq!(fs.lookup(&r, "/dangling", true).unwrap_err(), Errno::ENOENT);
         assert_eq!(fs.symlink("", &r, "/empty").unwrap_err(), Errno::ENOENT);
+        // A new name with a trailing slash must be a directory: ENOENT.
+        assert_eq!(fs.symlink("dir", &r, "/slash/").unwrap_err(), Errno::ENOENT);
+        assert_eq!(fs.lookup(&r, "/slash", false).unwrap_err(), Errno::ENOENT);
         // A chain of 40 links resolves; 41 does not.
         for i in 0..41 {
             fs.symlink(&format!("c{}", i + 1), &r, &format!("/c{i}"))
@@ -596,6 +608,17 @@ fn rename_noreplace_and_exchange() {
                 .unwrap_err(),
             Errno::EINVAL
         );
+        // Nor when the other name is the directory, two levels up: the
+        // check climbs every parent, not only the first.
+        create(fs, "/d/sub/in/f");
+        for (a, b) in [("/d/sub/in/f", "/d"), ("/d", "/d/sub/in/f")] {
+            assert_eq!(
+                fs.rename_with(&r, a, &r, b, Exchange).unwrap_err(),
+                Errno::EINVAL,
+                "{a} <-> {b}"
+            );
+        }
+        assert!(fs.lookup(&r, "/d/sub/in/f", true).is_ok());
     });
 }
 
