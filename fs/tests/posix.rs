@@ -660,3 +660,43 @@ fn racing_o_creat_of_one_name_all_open_the_same_file() {
         assert_eq!(f.nlink(), 1);
     }
 }
+
+/// `rmdir` of an empty directory, and `rename` over one, must not fail
+/// while another thread holds one of its bucket locks for a moment (here
+/// by unlinking a name that is not there): the busy bucket makes the
+/// emptiness check retry (`EAGAIN` inside), never an error for the caller.
+#[test]
+fn rmdir_and_rename_over_an_empty_directory_retry_past_busy_buckets() {
+    const ROUNDS: usize = 3000;
+    let (fs, _pages) = new_fs(LockMode::PerCpu);
+    let r = fs.root();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let failures: Vec<String> = std::thread::scope(|s| {
+        s.spawn(|| {
+            percpu::host::bind_current_thread(1).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for name in ["/v/a", "/v/b", "/v/c", "/v/d"] {
+                    let e = fs.unlink(&fs.root(), name).unwrap_err();
+                    assert_eq!(e, Errno::ENOENT);
+                }
+            }
+        });
+        let mut failures = Vec::new();
+        for i in 0..ROUNDS {
+            fs.mkdir(&r, "/v", 0o755).unwrap();
+            for _ in 0..3 {
+                fs.mkdir(&r, "/s", 0o755).unwrap();
+                if let Err(e) = fs.rename(&r, "/s", &r, "/v") {
+                    failures.push(format!("round {i}: rename over empty dir: {e:?}"));
+                    fs.rmdir(&r, "/s").unwrap();
+                }
+            }
+            while let Err(e) = fs.rmdir(&r, "/v") {
+                failures.push(format!("round {i}: rmdir: {e:?}"));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        failures
+    });
+    assert!(failures.is_empty(), "{} failures: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+}
