@@ -609,7 +609,10 @@ fn rename_noreplace_and_exchange() {
             Errno::EINVAL
         );
         // Nor when the other name is the directory, two levels up: the
-        // check climbs every parent, not only the first.
+        // check climbs every parent, not only the first.  (cargo-mutants:
+        // `dst.is_dir() && cross` -> `||` in that check is equivalent: in
+        // one directory the other name is a child of `op.dir`, never one
+        // of its ancestors, so the climb finds nothing.)
         create(fs, "/d/sub/in/f");
         for (a, b) in [("/d/sub/in/f", "/d"), ("/d", "/d/sub/in/f")] {
             assert_eq!(
