@@ -703,3 +703,82 @@ fn rmdir_and_rename_over_an_empty_directory_retry_past_busy_buckets() {
     });
     assert!(failures.is_empty(), "{} failures: {:?}", failures.len(), &failures[..failures.len().min(5)]);
 }
+
+/// Lists `dir` one entry per call, the cursor passed between calls as
+/// plain data (`to_parts`/`from_parts`, as the file server keeps it).
+fn list_through_parts(dir: &fs::Inode) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut parts: (u64, u64, Option<String>) = (0, 0, None);
+    loop {
+        let mut c = fs::DirCursor::from_parts(parts.0, parts.1, parts.2.as_deref()).unwrap();
+        let before = out.len();
+        let mut took = false;
+        dir.readdir(&mut c, |name, _, _, off| {
+            if took {
+                return false;
+            }
+            took = true;
+            out.push((name.to_string(), off));
+            true
+        })
+        .unwrap();
+        let (pos, state, after) = c.to_parts();
+        parts = (pos, state, after.map(String::from));
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
+/// The cursor as plain data resumes exactly where it stood, and
+/// `from_parts` refuses state words and names `to_parts` cannot make.
+#[test]
+fn dir_cursor_survives_to_parts_and_refuses_forged_parts() {
+    use fs::DirCursor;
+    both(|fs| {
+        let r = fs.root();
+        let d = fs.mkdir(&r, "/d", 0o755).unwrap();
+        for i in 0..200 {
+            create(fs, &format!("/d/f{i}"));
+        }
+        let mut whole = Vec::new();
+        d.readdir(&mut DirCursor::default(), |name, _, _, off| {
+            whole.push((name.to_string(), off));
+            true
+        })
+        .unwrap();
+        assert_eq!(whole.len(), 202);
+        assert_eq!(list_through_parts(&d), whole);
+        // A finished cursor stays finished through its parts.
+        let mut done = DirCursor::default();
+        d.readdir(&mut done, |_, _, _, _| true).unwrap();
+        let (pos, state, after) = done.to_parts();
+        assert_eq!(pos, 202);
+        let mut again = DirCursor::from_parts(pos, state, after).unwrap();
+        d.readdir(&mut again, |n, _, _, _| panic!("{n} after the end"))
+            .unwrap();
+    });
+    // Stage 0..=4 and bucket 0..=32 (32: past the last) are what
+    // `to_parts` makes; the generated index has 32 bits.
+    for ok in [0u64, 4, 32 << 8, 2 | (32 << 8), (0xffff_ffff << 16) | 4] {
+        assert!(DirCursor::from_parts(0, ok, None).is_ok(), "{ok:#x}");
+    }
+    for bad in [5u64, 0xff, 33 << 8, 0xff << 8, 1 << 48, 1 << 63] {
+        assert_eq!(
+            DirCursor::from_parts(0, bad, None).unwrap_err(),
+            Errno::EINVAL,
+            "{bad:#x}"
+        );
+    }
+    let long = "n".repeat(fs::NAME_MAX);
+    assert!(DirCursor::from_parts(0, 2, Some(&long)).is_ok());
+    assert!(DirCursor::from_parts(0, 2, Some("x")).is_ok());
+    for bad in [String::new(), "n".repeat(fs::NAME_MAX + 1)] {
+        assert_eq!(
+            DirCursor::from_parts(0, 2, Some(&bad)).unwrap_err(),
+            Errno::EINVAL
+        );
+    }
+    let c = DirCursor::from_parts(7, 2 | (5 << 8) | (9 << 16), Some("x")).unwrap();
+    assert_eq!(c.to_parts(), (7, 2 | (5 << 8) | (9 << 16), Some("x")));
+}

@@ -201,6 +201,9 @@ fn listing_and_no_creation() {
             first.len() < 3
         })
         .unwrap();
+        // Kept as plain data between the calls (as the file server does).
+        let (pos, state, after) = cursor.to_parts();
+        let mut cursor = DirCursor::from_parts(pos, state, after).unwrap();
         let mut rest = Vec::new();
         dir.readdir(&mut cursor, |n, _, _, _| {
             rest.push(n.to_string());
