@@ -455,3 +455,125 @@ fn full_listener_still_passes_its_connections_segments() {
         assert_eq!(&buf, b"pong");
     }
 }
+
+fn get_int(s: &Sock, level: i32, name: i32) -> i32 {
+    let mut b = [0u8; 4];
+    assert_eq!(s.getsockopt(level, name, &mut b), Ok(4));
+    i32::from_ne_bytes(b)
+}
+
+fn set_int(s: &Sock, level: i32, name: i32, v: i32) -> Result<(), net::Errno> {
+    s.setsockopt(level, name, &v.to_ne_bytes())
+}
+
+/// Every option reads back what was set (buffers as Linux: twice the
+/// request, negative as 0; unset, the real size), on both kinds; short
+/// values and buffers are EINVAL; TCP options on UDP are ENOPROTOOPT.
+#[test]
+fn socket_options_read_back_what_was_set() {
+    let st = stack(2, LockMode::PerCpu);
+    let cfg = st.config().clone();
+    for kind in [SockType::Stream, SockType::Dgram] {
+        let s = st.socket(kind).unwrap();
+        let ty = if kind == SockType::Stream { SOCK_STREAM } else { SOCK_DGRAM };
+        assert_eq!(get_int(&s, SOL_SOCKET, SO_TYPE), ty);
+        for name in [SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE] {
+            assert_eq!(get_int(&s, SOL_SOCKET, name), 0, "{name}");
+            set_int(&s, SOL_SOCKET, name, 5).unwrap();
+            assert_eq!(get_int(&s, SOL_SOCKET, name), 1, "{name}");
+            set_int(&s, SOL_SOCKET, name, 0).unwrap();
+            assert_eq!(get_int(&s, SOL_SOCKET, name), 0, "{name}");
+        }
+        let real = if kind == SockType::Stream {
+            cfg.tcp_buffer_bytes
+        } else {
+            cfg.udp_buffer_bytes
+        } as i32;
+        for name in [SO_RCVBUF, SO_SNDBUF] {
+            assert_eq!(get_int(&s, SOL_SOCKET, name), real, "{name}");
+        }
+        set_int(&s, SOL_SOCKET, SO_RCVBUF, 1000).unwrap();
+        assert_eq!(get_int(&s, SOL_SOCKET, SO_RCVBUF), 2000);
+        assert_eq!(get_int(&s, SOL_SOCKET, SO_SNDBUF), real, "SO_SNDBUF untouched");
+        set_int(&s, SOL_SOCKET, SO_SNDBUF, -5).unwrap();
+        assert_eq!(get_int(&s, SOL_SOCKET, SO_SNDBUF), 0);
+        set_int(&s, SOL_SOCKET, SO_SNDBUF, 3000).unwrap();
+        assert_eq!(get_int(&s, SOL_SOCKET, SO_SNDBUF), 6000);
+        assert_eq!(get_int(&s, SOL_SOCKET, SO_RCVBUF), 2000);
+        // SO_LINGER: two ints, off by default; a negative time is 0.
+        let mut l = [0u8; 8];
+        assert_eq!(s.getsockopt(SOL_SOCKET, SO_LINGER, &mut l), Ok(8));
+        assert_eq!(l, [0; 8]);
+        let linger = |on: i32, secs: i32| [on.to_ne_bytes(), secs.to_ne_bytes()].concat();
+        s.setsockopt(SOL_SOCKET, SO_LINGER, &linger(1, 7)).unwrap();
+        s.getsockopt(SOL_SOCKET, SO_LINGER, &mut l).unwrap();
+        assert_eq!(l[..], linger(1, 7)[..]);
+        s.setsockopt(SOL_SOCKET, SO_LINGER, &linger(2, -3)).unwrap();
+        s.getsockopt(SOL_SOCKET, SO_LINGER, &mut l).unwrap();
+        assert_eq!(l[..], linger(1, 0)[..]);
+        s.setsockopt(SOL_SOCKET, SO_LINGER, &linger(0, 9)).unwrap();
+        s.getsockopt(SOL_SOCKET, SO_LINGER, &mut l).unwrap();
+        assert_eq!(l, [0; 8]);
+        assert_eq!(
+            s.setsockopt(SOL_SOCKET, SO_LINGER, &linger(1, 1)[..7]),
+            Err(errno::EINVAL)
+        );
+        assert_eq!(s.getsockopt(SOL_SOCKET, SO_LINGER, &mut [0u8; 7]), Err(errno::EINVAL));
+        // Int options: 4 bytes in and out (more is fine, less is not).
+        assert_eq!(s.setsockopt(SOL_SOCKET, SO_REUSEADDR, &[1, 0, 0]), Err(errno::EINVAL));
+        s.setsockopt(SOL_SOCKET, SO_REUSEADDR, &[1, 0, 0, 0, 9]).unwrap();
+        assert_eq!(get_int(&s, SOL_SOCKET, SO_REUSEADDR), 1);
+        assert_eq!(s.getsockopt(SOL_SOCKET, SO_TYPE, &mut [0u8; 3]), Err(errno::EINVAL));
+        assert_eq!(s.getsockopt(SOL_SOCKET, SO_TYPE, &mut [0u8; 6]), Ok(4));
+        assert_eq!(set_int(&s, SOL_SOCKET, 9999, 1), Err(errno::ENOPROTOOPT));
+        if kind == SockType::Stream {
+            assert_eq!(get_int(&s, IPPROTO_TCP, TCP_NODELAY), 0);
+            set_int(&s, IPPROTO_TCP, TCP_NODELAY, 1).unwrap();
+            assert_eq!(get_int(&s, IPPROTO_TCP, TCP_NODELAY), 1);
+            set_int(&s, IPPROTO_TCP, TCP_NODELAY, 0).unwrap();
+            assert_eq!(get_int(&s, IPPROTO_TCP, TCP_NODELAY), 0);
+        } else {
+            assert_eq!(set_int(&s, IPPROTO_TCP, TCP_NODELAY, 1), Err(errno::ENOPROTOOPT));
+            assert_eq!(
+                s.getsockopt(IPPROTO_TCP, TCP_NODELAY, &mut [0u8; 4]),
+                Err(errno::ENOPROTOOPT)
+            );
+        }
+        s.close();
+    }
+}
+
+/// Readiness of sockets that carry no connection: a fresh stream socket
+/// is writable and hung up (Linux), a fresh datagram socket writable, a
+/// closed one only hung up; `shutdown` checks `how` and adds the read
+/// and hang-up bits it implies.
+#[test]
+fn poll_events_of_fresh_shut_and_closed_sockets() {
+    let st = stack(2, LockMode::PerCpu);
+    let t = st.socket(SockType::Stream).unwrap();
+    assert_eq!(t.poll_events(), EPOLLOUT | EPOLLWRNORM | EPOLLHUP);
+    let u = st.socket(SockType::Dgram).unwrap();
+    assert_eq!(u.poll_events(), EPOLLOUT | EPOLLWRNORM);
+    for how in [-1, SHUT_RDWR + 1] {
+        assert_eq!(u.shutdown(how), Err(errno::EINVAL));
+    }
+    // An unconnected UDP socket cannot be shut down; a connected one can.
+    assert_eq!(u.shutdown(SHUT_RD), Err(errno::ENOTCONN));
+    u.connect(lo(9)).unwrap();
+    let base = u.poll_events();
+    assert_eq!(base & (EPOLLIN | EPOLLRDHUP | EPOLLHUP), 0);
+    u.shutdown(SHUT_WR).unwrap();
+    assert_eq!(u.poll_events(), base, "SHUT_WR adds no event");
+    u.shutdown(SHUT_RD).unwrap();
+    assert_eq!(u.poll_events(), base | EPOLLIN | EPOLLRDNORM | EPOLLRDHUP | EPOLLHUP);
+    let v = st.socket(SockType::Dgram).unwrap();
+    v.connect(lo(9)).unwrap();
+    v.shutdown(SHUT_RD).unwrap();
+    assert_eq!(v.poll_events() & EPOLLHUP, 0, "read side only: no HUP");
+    assert_eq!(v.poll_events() & EPOLLRDHUP, EPOLLRDHUP);
+    for s in [&t, &u, &v] {
+        s.close();
+        assert_eq!(s.poll_events(), EPOLLHUP);
+        s.close();
+    }
+}
