@@ -149,6 +149,20 @@ fn sparse_files_holes_and_truncate() {
         assert_eq!(f.size(), 1 << 30);
         assert_eq!(f.stat().blocks, 0);
         assert_eq!(f.truncate(fs::MAX_FILE_SIZE + 1).unwrap_err(), Errno::EFBIG);
+        // The largest file itself is allowed (a hole), the byte before
+        // its end writable, the end itself not.
+        f.truncate(fs::MAX_FILE_SIZE).unwrap();
+        assert_eq!(f.size(), fs::MAX_FILE_SIZE);
+        assert_eq!(
+            f.write_at(fs::MAX_FILE_SIZE - 1, b"ab", false).unwrap(),
+            (1, fs::MAX_FILE_SIZE)
+        );
+        assert_eq!(
+            f.write_at(fs::MAX_FILE_SIZE, b"a", false).unwrap_err(),
+            Errno::EFBIG
+        );
+        f.truncate(0).unwrap();
+        assert_eq!(fs.stats().used_pages, 0);
     });
 }
 
@@ -781,4 +795,160 @@ fn dir_cursor_survives_to_parts_and_refuses_forged_parts() {
     }
     let c = DirCursor::from_parts(7, 2 | (5 << 8) | (9 << 16), Some("x")).unwrap();
     assert_eq!(c.to_parts(), (7, 2 | (5 << 8) | (9 << 16), Some("x")));
+}
+
+/// One-copy I/O grants (`inode/grant.rs`): the pages behind a read (0 for
+/// a hole), pages made ready for a write and the size changed only at the
+/// commit, a truncate in between refusing the commit, forged commits, and
+/// the page lifetime rule (cut-off pages wait for the last I/O user only
+/// when a grant was given while a user is open).
+#[test]
+fn one_copy_grants() {
+    const P: u64 = PAGE_SIZE as u64;
+    both(|fs| {
+        let f = create(fs, "/g");
+        f.write_at(0, &[7u8; 5000], false).unwrap();
+        let (n, a) = f.grant_read(0, 10_000).unwrap();
+        assert_eq!(n, 5000);
+        assert_eq!(a.len(), 2);
+        assert!(a[0] != 0 && a[1] != 0 && a[0] != a[1], "{a:?}");
+        assert_eq!(f.grant_read(P, 100).unwrap(), (100, vec![a[1]]));
+        assert_eq!(f.grant_read(4000, 200).unwrap(), (200, a.clone()));
+        assert_eq!(f.grant_read(4999, 10).unwrap(), (1, vec![a[1]]));
+        assert_eq!(f.grant_read(5000, 10).unwrap(), (0, vec![]));
+        assert_eq!(f.grant_read(0, 0).unwrap(), (0, vec![]));
+        // A hole reads as page 0.
+        f.truncate(3 * P).unwrap();
+        assert_eq!(f.grant_read(2 * P, PAGE_SIZE).unwrap(), (PAGE_SIZE, vec![0]));
+        // A write grant fills the hole; the size waits for the commit.
+        assert_eq!(f.grant_write(0, 0).unwrap_err(), Errno::EINVAL);
+        let v0 = f.data_version().unwrap().0;
+        let (n, w, epoch) = f.grant_write(2 * P + 10, 100).unwrap();
+        assert_eq!(n, 100);
+        assert_eq!(w.len(), 1);
+        assert!(w[0] != 0);
+        assert!(f.data_version().unwrap().0 > v0, "a write grant bumps the version");
+        assert_eq!(f.grant_read(2 * P, 1).unwrap(), (1, w.clone()));
+        assert_eq!(f.size(), 3 * P);
+        let v1 = f.data_version().unwrap().0;
+        assert_eq!(f.commit_write(2 * P + 10, 100, epoch).unwrap(), 2 * P + 110);
+        assert!(f.data_version().unwrap().0 > v1, "a commit bumps the version");
+        assert_eq!(f.size(), 3 * P, "a commit inside the file keeps its size");
+        // Past the end: two pages, the size grows at the commit only.
+        let (n, w, epoch) = f.grant_write(3 * P, PAGE_SIZE + 5).unwrap();
+        assert_eq!((n, w.len()), (PAGE_SIZE + 5, 2));
+        assert_eq!(f.grant_write(3 * P, PAGE_SIZE + 5).unwrap().1, w, "same pages");
+        assert_eq!(f.size(), 3 * P);
+        assert_eq!(f.commit_write(3 * P, PAGE_SIZE + 5, epoch).unwrap(), 4 * P + 5);
+        assert_eq!(f.size(), 4 * P + 5);
+        assert_eq!(f.commit_write(3 * P, 0, epoch).unwrap(), 3 * P);
+        // A truncate between grant and commit: EAGAIN.
+        let (_, _, epoch) = f.grant_write(0, 10).unwrap();
+        f.truncate(P + 1).unwrap();
+        assert_eq!(f.commit_write(0, 10, epoch).unwrap_err(), Errno::EAGAIN);
+        let (_, _, epoch) = f.grant_write(0, 10).unwrap();
+        assert_eq!(f.commit_write(0, 10, epoch).unwrap(), 10);
+        // Forged commits: a range over a hole, past the largest file.
+        assert_eq!(f.commit_write(8 * P, 10, epoch).unwrap_err(), Errno::EINVAL);
+        assert_eq!(
+            f.commit_write(fs::MAX_FILE_SIZE - 5, 10, epoch).unwrap_err(),
+            Errno::EINVAL
+        );
+        assert_eq!(f.commit_write(u64::MAX, 10, epoch).unwrap_err(), Errno::EINVAL);
+        assert_eq!(f.size(), P + 1);
+        // Limits of a write grant.
+        assert_eq!(f.grant_write(fs::MAX_FILE_SIZE, 1).unwrap_err(), Errno::EFBIG);
+        assert_eq!(f.grant_write(u64::MAX - 1, 10).unwrap_err(), Errno::EFBIG);
+        let (n, w, _) = f.grant_write(fs::MAX_FILE_SIZE - 10, 100).unwrap();
+        assert_eq!((n, w.len()), (10, 1));
+        f.truncate(0).unwrap();
+        assert_eq!(fs.stats().used_pages, 0);
+
+        // Page lifetime.  Granted while a user is open: a truncate keeps
+        // the pages until the last user closes.
+        let used = || fs.stats().used_pages;
+        f.write_at(0, &[1u8; 2 * PAGE_SIZE], false).unwrap();
+        f.io_open();
+        f.io_open();
+        f.grant_read(0, 2 * PAGE_SIZE).unwrap();
+        f.truncate(0).unwrap();
+        assert_eq!(used(), 2, "retired while granted");
+        f.io_close();
+        assert_eq!(used(), 2, "one user still open");
+        f.io_close();
+        assert_eq!(used(), 0, "freed by the last close");
+        // A user open but nothing granted: freed at once.
+        f.write_at(0, &[1u8; 2 * PAGE_SIZE], false).unwrap();
+        f.io_open();
+        f.truncate(0).unwrap();
+        assert_eq!(used(), 0);
+        f.io_close();
+        // Granted with no user open: freed at once.
+        f.write_at(0, &[1u8; 2 * PAGE_SIZE], false).unwrap();
+        f.grant_read(0, 10).unwrap();
+        f.truncate(0).unwrap();
+        assert_eq!(used(), 0);
+        // A write grant counts as a grant.
+        f.write_at(0, &[1u8; 2 * PAGE_SIZE], false).unwrap();
+        f.io_open();
+        f.grant_write(0, 10).unwrap();
+        f.truncate(0).unwrap();
+        assert_eq!(used(), 2);
+        f.io_close();
+        assert_eq!(used(), 0);
+        // Not for directories.
+        assert_eq!(fs.root().grant_read(0, 1).unwrap_err(), Errno::EISDIR);
+    });
+    // Out of pages: a short grant, then ENOSPC.
+    let fs = Fs::new(
+        FsConfig {
+            mode: LockMode::PerCpu,
+            max_pages: 4,
+        },
+        HeapPages::new(),
+        Arc::new(SystemClock),
+    );
+    let f = create(&fs, "/f");
+    let (n, w, _) = f.grant_write(P / 2, 8 * PAGE_SIZE).unwrap();
+    assert_eq!((n, w.len()), (4 * PAGE_SIZE - PAGE_SIZE / 2, 4));
+    assert_eq!(f.grant_write(4 * P, 1).unwrap_err(), Errno::ENOSPC);
+    assert_eq!(f.grant_write(P, 10).unwrap().0, 10, "held pages need none");
+}
+
+/// `chown` sets what it is given and keeps the rest; on a non-directory it
+/// clears set-user-ID always and set-group-ID only with group execute
+/// (set-group-ID without it is mandatory locking, kept), and never
+/// touches a directory's bits.
+#[test]
+fn chown_sets_owner_and_clears_set_id_bits_as_linux() {
+    both(|fs| {
+        let r = fs.root();
+        let f = create(fs, "/f");
+        let d = fs.mkdir(&r, "/d", 0o755).unwrap();
+        assert_eq!(f.owner(), (0, 0));
+        f.set_owner(Some(5), None);
+        assert_eq!(f.owner(), (5, 0));
+        f.set_owner(None, Some(6));
+        assert_eq!(f.owner(), (5, 6));
+        f.set_owner(Some(7), Some(8));
+        assert_eq!(f.owner(), (7, 8));
+        for (before, after) in [
+            (0o6755, 0o0755),
+            (0o6745, 0o2745),
+            (0o4700, 0o0700),
+            (0o2710, 0o0710),
+            (0o2700, 0o2700),
+            (0o1777, 0o1777),
+            (0o0644, 0o0644),
+        ] {
+            f.set_perm(before);
+            let c = f.stat().ctime;
+            f.set_owner(None, None);
+            assert_eq!(f.stat().mode & 0o7777, after, "{before:o}");
+            assert!(f.stat().ctime >= c);
+            d.set_perm(before);
+            d.set_owner(Some(1), None);
+            assert_eq!(d.stat().mode & 0o7777, before, "dir {before:o}");
+        }
+    });
 }
