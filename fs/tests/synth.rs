@@ -185,11 +185,16 @@ fn listing_and_no_creation() {
         let dir = fs.lookup(&r, "/gen", true).unwrap();
         let mut names = Vec::new();
         let mut cursor = DirCursor::default();
-        dir.readdir(&mut cursor, |n, ino, kind, _| {
+        let mut offs = Vec::new();
+        dir.readdir(&mut cursor, |n, ino, kind, off| {
             names.push((n.to_string(), ino, kind));
+            offs.push(off);
             true
         })
         .unwrap();
+        // Each entry's d_off is the position after it, generated ones too.
+        assert_eq!(offs, [1, 2, 3, 4, 5]);
+        assert_eq!(cursor.position, 5);
         let got: Vec<&str> = names.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(got, [".", "..", "file", "sub", "link"]);
         // Resuming after a partial listing (the entry refused is not
