@@ -900,3 +900,83 @@ fn read_only_mount_opens_for_reading_only() {
     assert_eq!(&buf[..4], b"kept");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Device nodes, FIFOs and sockets made here come back from the disk
+/// after a remount with their type, permissions and device number.
+#[test]
+fn special_files_survive_a_remount() {
+    let d = tmpdir("special");
+    let img = d.join("img");
+    if !mke2fs(&img, 4096, &["-b", "1024"], None) {
+        return;
+    }
+    let kinds = [
+        ("chr", FileType::CharDevice, 0o620, 0x0501),
+        ("blk", FileType::BlockDevice, 0o660, 0x0803),
+        ("fifo", FileType::Fifo, 0o640, 0),
+        ("sock", FileType::Socket, 0o755, 0),
+    ];
+    {
+        let fs = mount(&img, false);
+        for (name, kind, perm, rdev) in kinds {
+            fs.mknod(&fs.root(), &format!("/{name}"), kind, perm, rdev)
+                .unwrap();
+        }
+        fs.umount_root().unwrap();
+    }
+    fsck_clean(&img);
+    let fs = mount(&img, true);
+    for (name, kind, perm, rdev) in kinds {
+        let n = fs.lookup(&fs.root(), &format!("/{name}"), false).unwrap();
+        assert_eq!(n.kind(), kind, "{name}");
+        let st = n.stat();
+        assert_eq!(st.mode & 0o7777, perm, "{name}");
+        assert_eq!(st.rdev, rdev, "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A directory entry whose name holds `/` or NUL (impossible on a sane
+/// image) makes its directory unreadable (`EIO`), each on its own.
+#[test]
+fn entry_names_with_slash_or_nul_are_eio() {
+    let d = tmpdir("badname");
+    let src = d.join("src");
+    for dir in ["slash", "nul", "fine"] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+    }
+    std::fs::write(src.join("slash/qzqzAqzqz"), b"1").unwrap();
+    std::fs::write(src.join("nul/qzqzBqzqz"), b"2").unwrap();
+    std::fs::write(src.join("fine/qzqzCqzqz"), b"3").unwrap();
+    let img = d.join("img");
+    if !mke2fs(&img, 4096, &["-b", "1024"], Some(&src)) {
+        return;
+    }
+    let mut image = std::fs::read(&img).unwrap();
+    for (from, to) in [(b'A', b'/'), (b'B', 0u8)] {
+        let name = [b'q', b'z', b'q', b'z', from, b'q', b'z', b'q', b'z'];
+        let at = image
+            .windows(name.len())
+            .position(|w| w == name)
+            .expect("entry name in the image");
+        image[at + 4] = to;
+    }
+    let fs = Fs::new_ext2(
+        config(),
+        HeapPages::new(),
+        Arc::new(SystemClock),
+        MemDisk::new(image, false),
+        true,
+    )
+    .unwrap();
+    let r = fs.root();
+    assert!(fs.lookup(&r, "/fine/qzqzCqzqz", true).is_ok());
+    for dir in ["/slash", "/nul"] {
+        assert_eq!(
+            fs.lookup(&r, &format!("{dir}/x"), true).unwrap_err(),
+            Errno::EIO,
+            "{dir}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
