@@ -81,7 +81,10 @@ fn open_flags() {
         // an existing directory is EISDIR even read-only.
         fs.mkdir(&r, "/dir", 0o755).unwrap();
         assert!(fs.open(&r, "/dir", O_RDONLY, 0).unwrap().is_dir());
-        assert!(fs.open(&r, "/dir", O_RDONLY | O_DIRECTORY, 0).unwrap().is_dir());
+        assert!(fs
+            .open(&r, "/dir", O_RDONLY | O_DIRECTORY, 0)
+            .unwrap()
+            .is_dir());
         assert_eq!(
             fs.open(&r, "/dir", O_CREAT | O_RDONLY, 0o644).unwrap_err(),
             Errno::EISDIR
@@ -113,7 +116,9 @@ fn open_flags() {
         );
         // O_CREAT on an existing symlink opens what it names (and
         // truncates that), or with O_NOFOLLOW refuses it.
-        let via = fs.open(&r, "/l", O_CREAT | O_RDWR | O_TRUNC, 0o600).unwrap();
+        let via = fs
+            .open(&r, "/l", O_CREAT | O_RDWR | O_TRUNC, 0o600)
+            .unwrap();
         assert!(Arc::ptr_eq(&via, &f));
         assert_eq!(f.size(), 0);
         assert_eq!(
@@ -715,7 +720,12 @@ fn rmdir_and_rename_over_an_empty_directory_retry_past_busy_buckets() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         failures
     });
-    assert!(failures.is_empty(), "{} failures: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failures: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 }
 
 /// Lists `dir` one entry per call, the cursor passed between calls as
@@ -819,7 +829,10 @@ fn one_copy_grants() {
         assert_eq!(f.grant_read(0, 0).unwrap(), (0, vec![]));
         // A hole reads as page 0.
         f.truncate(3 * P).unwrap();
-        assert_eq!(f.grant_read(2 * P, PAGE_SIZE).unwrap(), (PAGE_SIZE, vec![0]));
+        assert_eq!(
+            f.grant_read(2 * P, PAGE_SIZE).unwrap(),
+            (PAGE_SIZE, vec![0])
+        );
         // A write grant fills the hole; the size waits for the commit.
         assert_eq!(f.grant_write(0, 0).unwrap_err(), Errno::EINVAL);
         let v0 = f.data_version().unwrap().0;
@@ -827,19 +840,32 @@ fn one_copy_grants() {
         assert_eq!(n, 100);
         assert_eq!(w.len(), 1);
         assert!(w[0] != 0);
-        assert!(f.data_version().unwrap().0 > v0, "a write grant bumps the version");
+        assert!(
+            f.data_version().unwrap().0 > v0,
+            "a write grant bumps the version"
+        );
         assert_eq!(f.grant_read(2 * P, 1).unwrap(), (1, w.clone()));
         assert_eq!(f.size(), 3 * P);
         let v1 = f.data_version().unwrap().0;
         assert_eq!(f.commit_write(2 * P + 10, 100, epoch).unwrap(), 2 * P + 110);
-        assert!(f.data_version().unwrap().0 > v1, "a commit bumps the version");
+        assert!(
+            f.data_version().unwrap().0 > v1,
+            "a commit bumps the version"
+        );
         assert_eq!(f.size(), 3 * P, "a commit inside the file keeps its size");
         // Past the end: two pages, the size grows at the commit only.
         let (n, w, epoch) = f.grant_write(3 * P, PAGE_SIZE + 5).unwrap();
         assert_eq!((n, w.len()), (PAGE_SIZE + 5, 2));
-        assert_eq!(f.grant_write(3 * P, PAGE_SIZE + 5).unwrap().1, w, "same pages");
+        assert_eq!(
+            f.grant_write(3 * P, PAGE_SIZE + 5).unwrap().1,
+            w,
+            "same pages"
+        );
         assert_eq!(f.size(), 3 * P);
-        assert_eq!(f.commit_write(3 * P, PAGE_SIZE + 5, epoch).unwrap(), 4 * P + 5);
+        assert_eq!(
+            f.commit_write(3 * P, PAGE_SIZE + 5, epoch).unwrap(),
+            4 * P + 5
+        );
         assert_eq!(f.size(), 4 * P + 5);
         assert_eq!(f.commit_write(3 * P, 0, epoch).unwrap(), 3 * P);
         // A truncate between grant and commit: EAGAIN.
@@ -851,13 +877,20 @@ fn one_copy_grants() {
         // Forged commits: a range over a hole, past the largest file.
         assert_eq!(f.commit_write(8 * P, 10, epoch).unwrap_err(), Errno::EINVAL);
         assert_eq!(
-            f.commit_write(fs::MAX_FILE_SIZE - 5, 10, epoch).unwrap_err(),
+            f.commit_write(fs::MAX_FILE_SIZE - 5, 10, epoch)
+                .unwrap_err(),
             Errno::EINVAL
         );
-        assert_eq!(f.commit_write(u64::MAX, 10, epoch).unwrap_err(), Errno::EINVAL);
+        assert_eq!(
+            f.commit_write(u64::MAX, 10, epoch).unwrap_err(),
+            Errno::EINVAL
+        );
         assert_eq!(f.size(), P + 1);
         // Limits of a write grant.
-        assert_eq!(f.grant_write(fs::MAX_FILE_SIZE, 1).unwrap_err(), Errno::EFBIG);
+        assert_eq!(
+            f.grant_write(fs::MAX_FILE_SIZE, 1).unwrap_err(),
+            Errno::EFBIG
+        );
         assert_eq!(f.grant_write(u64::MAX - 1, 10).unwrap_err(), Errno::EFBIG);
         let (n, w, _) = f.grant_write(fs::MAX_FILE_SIZE - 10, 100).unwrap();
         assert_eq!((n, w.len()), (10, 1));

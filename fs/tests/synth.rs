@@ -170,7 +170,10 @@ fn magic_links_count_towards_the_symlink_limit() {
         let hops = |n: u32| format!("/gen/{}file", "here/".repeat(n as usize));
         let max = fs::MAX_SYMLINKS;
         assert_eq!(fs.lookup(&r, &hops(max), true).unwrap().ino(), 100);
-        assert_eq!(fs.lookup(&r, &hops(max + 1), true).unwrap_err(), Errno::ELOOP);
+        assert_eq!(
+            fs.lookup(&r, &hops(max + 1), true).unwrap_err(),
+            Errno::ELOOP
+        );
         assert_eq!(
             fs.open(&r, &hops(max + 1), O_RDONLY, 0).unwrap_err(),
             Errno::ELOOP

@@ -472,10 +472,14 @@ fn set_int(s: &Sock, level: i32, name: i32, v: i32) -> Result<(), net::Errno> {
 #[test]
 fn socket_options_read_back_what_was_set() {
     let st = stack(2, LockMode::PerCpu);
-    let cfg = st.config().clone();
+    let cfg = *st.config();
     for kind in [SockType::Stream, SockType::Dgram] {
         let s = st.socket(kind).unwrap();
-        let ty = if kind == SockType::Stream { SOCK_STREAM } else { SOCK_DGRAM };
+        let ty = if kind == SockType::Stream {
+            SOCK_STREAM
+        } else {
+            SOCK_DGRAM
+        };
         assert_eq!(get_int(&s, SOL_SOCKET, SO_TYPE), ty);
         for name in [SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE] {
             assert_eq!(get_int(&s, SOL_SOCKET, name), 0, "{name}");
@@ -494,7 +498,11 @@ fn socket_options_read_back_what_was_set() {
         }
         set_int(&s, SOL_SOCKET, SO_RCVBUF, 1000).unwrap();
         assert_eq!(get_int(&s, SOL_SOCKET, SO_RCVBUF), 2000);
-        assert_eq!(get_int(&s, SOL_SOCKET, SO_SNDBUF), real, "SO_SNDBUF untouched");
+        assert_eq!(
+            get_int(&s, SOL_SOCKET, SO_SNDBUF),
+            real,
+            "SO_SNDBUF untouched"
+        );
         set_int(&s, SOL_SOCKET, SO_SNDBUF, -5).unwrap();
         assert_eq!(get_int(&s, SOL_SOCKET, SO_SNDBUF), 0);
         set_int(&s, SOL_SOCKET, SO_SNDBUF, 3000).unwrap();
@@ -518,12 +526,22 @@ fn socket_options_read_back_what_was_set() {
             s.setsockopt(SOL_SOCKET, SO_LINGER, &linger(1, 1)[..7]),
             Err(errno::EINVAL)
         );
-        assert_eq!(s.getsockopt(SOL_SOCKET, SO_LINGER, &mut [0u8; 7]), Err(errno::EINVAL));
+        assert_eq!(
+            s.getsockopt(SOL_SOCKET, SO_LINGER, &mut [0u8; 7]),
+            Err(errno::EINVAL)
+        );
         // Int options: 4 bytes in and out (more is fine, less is not).
-        assert_eq!(s.setsockopt(SOL_SOCKET, SO_REUSEADDR, &[1, 0, 0]), Err(errno::EINVAL));
-        s.setsockopt(SOL_SOCKET, SO_REUSEADDR, &[1, 0, 0, 0, 9]).unwrap();
+        assert_eq!(
+            s.setsockopt(SOL_SOCKET, SO_REUSEADDR, &[1, 0, 0]),
+            Err(errno::EINVAL)
+        );
+        s.setsockopt(SOL_SOCKET, SO_REUSEADDR, &[1, 0, 0, 0, 9])
+            .unwrap();
         assert_eq!(get_int(&s, SOL_SOCKET, SO_REUSEADDR), 1);
-        assert_eq!(s.getsockopt(SOL_SOCKET, SO_TYPE, &mut [0u8; 3]), Err(errno::EINVAL));
+        assert_eq!(
+            s.getsockopt(SOL_SOCKET, SO_TYPE, &mut [0u8; 3]),
+            Err(errno::EINVAL)
+        );
         assert_eq!(s.getsockopt(SOL_SOCKET, SO_TYPE, &mut [0u8; 6]), Ok(4));
         assert_eq!(set_int(&s, SOL_SOCKET, 9999, 1), Err(errno::ENOPROTOOPT));
         if kind == SockType::Stream {
@@ -533,7 +551,10 @@ fn socket_options_read_back_what_was_set() {
             set_int(&s, IPPROTO_TCP, TCP_NODELAY, 0).unwrap();
             assert_eq!(get_int(&s, IPPROTO_TCP, TCP_NODELAY), 0);
         } else {
-            assert_eq!(set_int(&s, IPPROTO_TCP, TCP_NODELAY, 1), Err(errno::ENOPROTOOPT));
+            assert_eq!(
+                set_int(&s, IPPROTO_TCP, TCP_NODELAY, 1),
+                Err(errno::ENOPROTOOPT)
+            );
             assert_eq!(
                 s.getsockopt(IPPROTO_TCP, TCP_NODELAY, &mut [0u8; 4]),
                 Err(errno::ENOPROTOOPT)
@@ -565,7 +586,10 @@ fn poll_events_of_fresh_shut_and_closed_sockets() {
     u.shutdown(SHUT_WR).unwrap();
     assert_eq!(u.poll_events(), base, "SHUT_WR adds no event");
     u.shutdown(SHUT_RD).unwrap();
-    assert_eq!(u.poll_events(), base | EPOLLIN | EPOLLRDNORM | EPOLLRDHUP | EPOLLHUP);
+    assert_eq!(
+        u.poll_events(),
+        base | EPOLLIN | EPOLLRDNORM | EPOLLRDHUP | EPOLLHUP
+    );
     let v = st.socket(SockType::Dgram).unwrap();
     v.connect(lo(9)).unwrap();
     v.shutdown(SHUT_RD).unwrap();
