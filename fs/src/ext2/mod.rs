@@ -566,3 +566,83 @@ pub(crate) fn statfs(shared: &'static Shared) -> Option<(u64, u64, u64, u64, usi
 pub(crate) fn disk_mode(kind: FileType, perm: u32) -> u16 {
     (kind.mode_bits() | (perm & 0o7777)) as u16
 }
+
+#[cfg(test)]
+mod tests {
+    //! `Absent` (the run-length set of pages on disk but not in memory)
+    //! against a plain set of page numbers.
+    use super::Absent;
+    use alloc::collections::BTreeSet;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Add(u64),
+        Remove(u64),
+        Truncate(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..40u64).prop_map(Op::Add),
+            3 => (0..40u64).prop_map(Op::Remove),
+            1 => (0..42u64).prop_map(Op::Truncate),
+        ]
+    }
+
+    fn check(a: &Absent, m: &BTreeSet<u64>) {
+        assert_eq!(a.count(), m.len() as u64);
+        // Runs are disjoint, non-empty and not touching (the set is
+        // canonical only up to merging, so touching runs are allowed).
+        let mut last = None;
+        for (&s, &e) in &a.0 {
+            assert!(s < e, "empty run {s}..{e}");
+            if let Some(l) = last {
+                assert!(s >= l, "overlapping runs");
+            }
+            last = Some(e);
+        }
+        for first in 0..42u64 {
+            for end in [first, first + 1, first + 2, first + 5, 43] {
+                let want: Vec<u64> = m.range(first..end).copied().collect();
+                assert_eq!(a.pages_in(first, end), want, "pages_in {first}..{end}");
+                assert_eq!(
+                    a.any_in(first, end),
+                    !want.is_empty(),
+                    "any_in {first}..{end}"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn absent_matches_a_set(start in proptest::collection::btree_set(0..40u64, 0..30),
+                                ops in proptest::collection::vec(op(), 0..40)) {
+            let pages: Vec<u64> = start.iter().copied().collect();
+            let mut a = Absent::from_sorted(&pages);
+            let mut m = start;
+            check(&a, &m);
+            for op in ops {
+                match op {
+                    Op::Add(p) => { a.add(p); m.insert(p); }
+                    Op::Remove(p) => { a.remove(p); m.remove(&p); }
+                    Op::Truncate(k) => { a.truncate(k); m.retain(|&p| p < k); }
+                }
+                check(&a, &m);
+            }
+        }
+    }
+
+    #[test]
+    fn runs_merge_from_sorted_pages() {
+        let a = Absent::from_sorted(&[1, 2, 3, 7, 8, 10]);
+        let runs: Vec<(u64, u64)> = a.0.iter().map(|(&s, &e)| (s, e)).collect();
+        assert_eq!(runs, [(1, 4), (7, 9), (10, 11)]);
+        assert_eq!(a.count(), 6);
+        assert!(!a.any_in(4, 7));
+        assert!(!a.any_in(3, 3), "an empty range holds nothing");
+    }
+}
