@@ -980,3 +980,28 @@ fn entry_names_with_slash_or_nul_are_eio() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `st_blocks` of a disk file: while it has unwritten pages, the pages it
+/// holds (8 sectors each); once clean, what the disk says it uses.
+#[test]
+fn st_blocks_of_dirty_and_clean_disk_files() {
+    let d = tmpdir("blocks");
+    let img = d.join("img");
+    if !mke2fs(&img, 4096, &["-b", "4096"], None) {
+        return;
+    }
+    let fs = mount(&img, false);
+    let f = fs
+        .open(&fs.root(), "/f", O_CREAT | O_WRONLY, 0o644)
+        .unwrap();
+    assert_eq!(f.stat().blocks, 0);
+    f.write_at(0, &pattern(1, 3 * 4096), false).unwrap();
+    assert_eq!(f.stat().blocks, 24, "three dirty pages");
+    f.write_at(20 * 4096, b"x", false).unwrap();
+    assert_eq!(f.stat().blocks, 32, "a hole costs nothing");
+    fs.sync().unwrap();
+    // On disk with 4 KiB blocks: 4 data blocks and the indirect block
+    // that maps block 20 (past the 12 direct ones).
+    assert_eq!(f.stat().blocks, 40);
+    let _ = std::fs::remove_dir_all(&d);
+}
