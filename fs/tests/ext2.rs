@@ -1005,3 +1005,35 @@ fn st_blocks_of_dirty_and_clean_disk_files() {
     assert_eq!(f.stat().blocks, 40);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A file unlinked while open is not written back: its dirty pages take
+/// no blocks at a sync (they go with the inode at the last close), and
+/// after the close the blocks it had are free again and the image clean.
+#[test]
+fn an_unlinked_open_file_is_not_written_back() {
+    let d = tmpdir("orphan");
+    let img = d.join("img");
+    if !mke2fs(&img, 4096, &["-b", "1024"], None) {
+        return;
+    }
+    let fs = mount(&img, false);
+    let r = fs.root();
+    fs.sync().unwrap();
+    let free0 = r.disk_usage().unwrap().1;
+    let f = fs.open(&r, "/f", O_CREAT | O_RDWR, 0o644).unwrap();
+    f.write_at(0, &pattern(3, 64 * 1024), false).unwrap();
+    fs.unlink(&r, "/f").unwrap();
+    fs.sync().unwrap();
+    assert_eq!(r.disk_usage().unwrap().1, free0, "no block for the orphan");
+    let mut b = [0u8; 16];
+    assert_eq!(
+        f.read_at(0, &mut b).unwrap(),
+        16,
+        "still readable while open"
+    );
+    assert_eq!(b[..], pattern(3, 16)[..]);
+    drop(f);
+    fs.umount_root().unwrap();
+    fsck_clean(&img);
+    let _ = std::fs::remove_dir_all(&d);
+}
