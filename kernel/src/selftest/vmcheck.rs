@@ -116,6 +116,7 @@ fn run_all() -> Check {
     on_cpu(0, file_mappings)?;
     on_cpu(0, random_against_model)?;
     on_cpu(0, partitions)?;
+    on_cpu(0, own_stripe_full_falls_back)?;
     if sched::cpu_count() >= 2 {
         shootdown()?;
         per_cpu_placement()?;
@@ -625,6 +626,57 @@ fn per_cpu_placement() -> Check {
     }
     ok("munmap 0", a.unmap(x, 16 * PAGE))?;
     ok("munmap 1", a.unmap(y, 16 * PAGE))
+}
+
+/// Per-core mode: once the partitions of the calling CPU's own stripe
+/// that `mmap(NULL)` tries first are full, it still succeeds through the
+/// search over every partition (and outside them); under `locks=global`
+/// the same calls work in the one partition.  Runs on CPU 0.
+fn own_stripe_full_falls_back() -> Check {
+    const GIB: u64 = 1 << 30;
+    /// `place`'s own partitions per CPU (`OWN_PARTITIONS` in map.rs).
+    const OWN: usize = 4;
+    let a = ok("new_user", AddressSpace::new_user())?;
+    let me = crate::arch::cpu::id() as u64;
+    let per_core = crate::cmdline::lock_mode() == crate::cmdline::LockMode::PerCpu;
+    // Whole 1 GiB partitions, inaccessible and not committed.
+    let mut big = Vec::new();
+    for i in 0..OWN {
+        let at = ok(
+            "1 GiB mmap(NULL)",
+            a.map_anonymous(0, GIB, 0, ANON | vm::MAP_NORESERVE),
+        )?;
+        if per_core {
+            ensure!(
+                at % GIB == 0 && (at / GIB) % 64 == me % 64,
+                "1 GiB mapping {i} at {at:#x} is not a whole partition of cpu {me}'s stripe"
+            );
+        }
+        big.push(at);
+    }
+    // The own partitions are full: the next mmap(NULL) must fall back.
+    let small = ok("mmap(NULL) with a full stripe", a.map_anonymous(0, 16 * PAGE, RW, ANON))?;
+    ensure!(
+        big.iter().all(|&b| small + 16 * PAGE <= b || small >= b + GIB),
+        "fallback mapping {small:#x} overlaps a full partition"
+    );
+    if per_core && me % 64 != 63 {
+        ensure!(
+            (small / GIB) % 64 != me % 64,
+            "fallback mapping {small:#x} is in cpu {me}'s own stripe: not the all-stripe search"
+        );
+    }
+    // It is real memory: write and read it back.
+    ok("write fallback", a.write_bytes(small, &[0x5a; 8]))?;
+    let mut back = [0u8; 8];
+    ok("read fallback", a.read_bytes(small, &mut back))?;
+    ensure!(back == [0x5a; 8], "fallback mapping reads back {back:?}");
+    ok("munmap fallback", a.unmap(small, 16 * PAGE))?;
+    for b in big {
+        ok("munmap 1 GiB", a.unmap(b, GIB))?;
+    }
+    ensure!(a.vma_count() == 0, "{} mappings left", a.vma_count());
+    Ok(())
 }
 
 fn elf_segments() -> Check {
