@@ -36,8 +36,8 @@ pub use crossbeam_utils::CachePadded;
 pub use guard::CpuGuard;
 pub use lock_mode::{lock_mode, set_lock_mode, BadLockMode, LockMode, LockModeAlreadySet};
 pub use per_cpu::PerCpu;
-pub use refcache::{RefCache, RefCacheStats, RefObj, WAYS as REFCACHE_WAYS};
 pub use platform::{cpu_count, cpu_id, set_cpu_count, set_platform, PinToken, Platform};
+pub use refcache::{RefCache, RefCacheStats, RefObj, WAYS as REFCACHE_WAYS};
 
 /// Largest number of CPUs the per-CPU structures have room for.
 pub const MAX_CPUS: usize = 64;

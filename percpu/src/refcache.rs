@@ -288,7 +288,9 @@ impl RefCache {
         {
             return None;
         }
-        let pass = self.review.with(|_| self.epoch.fetch_add(1, Ordering::AcqRel) + 1);
+        let pass = self
+            .review
+            .with(|_| self.epoch.fetch_add(1, Ordering::AcqRel) + 1);
         for cpu in 0..MAX_CPUS {
             let mut taken = [EMPTY; WAYS];
             self.caches.remote(cpu).with(|cache| {
@@ -434,7 +436,11 @@ mod tests {
         // leaked `Box<Obj>` (repr(C)).
         let obj = unsafe { Box::from_raw(p as *mut Obj) };
         let true_count = obj.model.counts.lock().unwrap()[obj.id];
-        assert_eq!(true_count, 0, "object {} released at count {}", obj.id, true_count);
+        assert_eq!(
+            true_count, 0,
+            "object {} released at count {}",
+            obj.id, true_count
+        );
         let before = obj.model.released[obj.id].fetch_add(1, Ordering::SeqCst);
         assert_eq!(before, 0, "object {} released twice", obj.id);
     }
@@ -470,7 +476,11 @@ mod tests {
         }
         fn clone_in(&self, rc: &RefCache) -> Handle {
             let o = self.obj();
-            assert_eq!(o.model.released[o.id].load(Ordering::SeqCst), 0, "use after release");
+            assert_eq!(
+                o.model.released[o.id].load(Ordering::SeqCst),
+                0,
+                "use after release"
+            );
             o.model.counts.lock().unwrap()[o.id] += 1;
             // SAFETY: we hold a reference.
             unsafe { rc.inc(&o.rc) };
@@ -478,7 +488,11 @@ mod tests {
         }
         fn drop_in(self, rc: &RefCache) {
             let o = self.obj();
-            assert_eq!(o.model.released[o.id].load(Ordering::SeqCst), 0, "use after release");
+            assert_eq!(
+                o.model.released[o.id].load(Ordering::SeqCst),
+                0,
+                "use after release"
+            );
             o.model.counts.lock().unwrap()[o.id] -= 1;
             // SAFETY: we hold a reference, given up here (the model first:
             // after `dec` the object may go at the next passes).
@@ -529,8 +543,8 @@ mod tests {
         std::thread::spawn(move || {
             host::bind_current_thread(2).unwrap();
             h.drop_in(rc); // -1 cached on cpu 2
-            // Fill cpu 2's cache until that slot is evicted (applied).
-            // SAFETY: `h2` keeps the object alive.
+                           // Fill cpu 2's cache until that slot is evicted (applied).
+                           // SAFETY: `h2` keeps the object alive.
             let rcobj = unsafe { &(*(obj as *const Obj)).rc };
             let mut made = 0;
             while rcobj.reconciled() != 0 {
@@ -546,7 +560,11 @@ mod tests {
         assert_eq!(rc.reviewing(), 1, "the transient zero put it on review");
         for _ in 0..4 {
             rc.reconcile();
-            assert_eq!(m.released[0].load(Ordering::SeqCst), 0, "released while cpu 1 holds it");
+            assert_eq!(
+                m.released[0].load(Ordering::SeqCst),
+                0,
+                "released while cpu 1 holds it"
+            );
         }
         assert_eq!(rc.reviewing(), 0, "cpu 1's +1 took it off review");
         h2.drop_in(rc);

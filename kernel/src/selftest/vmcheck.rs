@@ -655,9 +655,13 @@ fn own_stripe_full_falls_back() -> Check {
         big.push(at);
     }
     // The own partitions are full: the next mmap(NULL) must fall back.
-    let small = ok("mmap(NULL) with a full stripe", a.map_anonymous(0, 16 * PAGE, RW, ANON))?;
+    let small = ok(
+        "mmap(NULL) with a full stripe",
+        a.map_anonymous(0, 16 * PAGE, RW, ANON),
+    )?;
     ensure!(
-        big.iter().all(|&b| small + 16 * PAGE <= b || small >= b + GIB),
+        big.iter()
+            .all(|&b| small + 16 * PAGE <= b || small >= b + GIB),
         "fallback mapping {small:#x} overlaps a full partition"
     );
     if per_core && me % 64 != 63 {
