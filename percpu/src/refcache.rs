@@ -288,6 +288,10 @@ impl RefCache {
         {
             return None;
         }
+        // Pinned (interrupts off in the kernel) while any lock is held, so
+        // an interrupt on this CPU can never spin on a lock we hold; the
+        // release functions run after the pin.
+        let pin = CpuGuard::new();
         let pass = self
             .review
             .with(|_| self.epoch.fetch_add(1, Ordering::AcqRel) + 1);
@@ -343,6 +347,7 @@ impl RefCache {
                 }
             }
         });
+        drop(pin);
         let mut n = 0;
         while !freed.is_null() {
             // SAFETY: unlinked above, so nothing else reaches it; the
@@ -365,6 +370,7 @@ impl RefCache {
     /// Objects waiting on the review list (each needs up to two more
     /// passes).
     pub fn reviewing(&self) -> usize {
+        let _pin = CpuGuard::new();
         self.review.with(|r| {
             let mut n = 0;
             let mut p = r.head;
@@ -391,6 +397,7 @@ impl RefCache {
 
     /// Cached deltas over all CPUs (slots in use).
     pub fn cached(&self) -> usize {
+        let _pin = CpuGuard::new();
         (0..MAX_CPUS)
             .map(|c| {
                 self.caches

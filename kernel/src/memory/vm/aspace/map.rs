@@ -75,7 +75,7 @@ impl AddressSpace {
             _ if flags & MAP_ANONYMOUS != 0 => {
                 if shared {
                     Backing::Source {
-                        source: SharedAnon::new(),
+                        source: SourceRef::new(SharedAnon::new()),
                         pgoff: 0,
                     }
                 } else {
@@ -88,7 +88,7 @@ impl AddressSpace {
                 }
                 offset.checked_add(len).ok_or(Errno::EOVERFLOW)?;
                 Backing::Source {
-                    source,
+                    source: SourceRef::new(source),
                     pgoff: offset / PAGE,
                 }
             }
