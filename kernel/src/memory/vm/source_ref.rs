@@ -92,9 +92,10 @@ impl SourceRef {
         unsafe { &*self.0.node }
     }
 
-    /// Same mapped source (the same mmap, or a piece or fork copy of it).
+    /// Same source object (two mmaps of one file are the same source, as
+    /// the `Arc`s they were made from are).
     pub fn same(&self, other: &SourceRef) -> bool {
-        core::ptr::eq(self.0.node, other.0.node)
+        Arc::ptr_eq(&self.node().source, &other.node().source)
     }
 
     /// A fault's reference, usable after the range lock is dropped.
@@ -129,14 +130,14 @@ impl SourceLoan {
         unsafe { &*self.node }
     }
 
-    /// Lent from `r`'s source.
+    /// The same source object as `r`'s.
     pub fn of(&self, r: &SourceRef) -> bool {
-        core::ptr::eq(self.node, r.0.node)
+        Arc::ptr_eq(&self.node().source, &r.node().source)
     }
 
-    /// Same source as another loan.
+    /// The same source object as another loan's.
     pub fn same(&self, other: &SourceLoan) -> bool {
-        core::ptr::eq(self.node, other.node)
+        Arc::ptr_eq(&self.node().source, &other.node().source)
     }
 }
 
