@@ -24,7 +24,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-use percpu::{per_cpu, CpuGuard, PerCpu, PerCpuCounter};
+use percpu::{per_cpu, CachePadded, CpuGuard, PerCpu, PerCpuCounter};
 use spin::Mutex;
 
 use crate::buddy::{BuddyAllocator, FreeError, RegionError};
@@ -99,7 +99,10 @@ impl PageList {
 /// Single frames from per-CPU lists, larger blocks from the buddy.
 pub struct FrameAllocator<M> {
     mem: M,
-    buddy: Mutex<BuddyAllocator<M>>,
+    /// On its own cache line(s): every refill/drain writes the lock word,
+    /// which must not invalidate the read-mostly fields below (`mode`,
+    /// `lowest`, `highest`, `total`) that every allocation reads.
+    buddy: CachePadded<Mutex<BuddyAllocator<M>>>,
     pcp: PerCpu<Mutex<PageList>>,
     mode: AtomicU8,
     batch: usize,
@@ -108,6 +111,10 @@ pub struct FrameAllocator<M> {
     /// checks of frees on the per-CPU path (written only by `add_region`).
     lowest: AtomicUsize,
     highest: AtomicUsize,
+    /// Frames managed, as the buddy counts them (written only by
+    /// `add_region`, under the buddy lock): `total_frames` reads it without
+    /// the buddy lock, so mmap's overcommit check shares no written line.
+    total: AtomicUsize,
     buddy_locks: PerCpuCounter,
     buddy_contended: PerCpuCounter,
     pcp_allocs: PerCpuCounter,
@@ -130,13 +137,14 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
         let high = if high < batch { batch } else { high };
         FrameAllocator {
             mem,
-            buddy: Mutex::new(BuddyAllocator::new(mem)),
+            buddy: CachePadded::new(Mutex::new(BuddyAllocator::new(mem))),
             pcp: per_cpu!(Mutex::new(PageList::new())),
             mode: AtomicU8::new(MODE_PERCPU),
             batch,
             high,
             lowest: AtomicUsize::new(usize::MAX),
             highest: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
             buddy_locks: PerCpuCounter::new(),
             buddy_contended: PerCpuCounter::new(),
             pcp_allocs: PerCpuCounter::new(),
@@ -175,7 +183,10 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
     /// Adds frames `start..start + count` (see `BuddyAllocator::add_region`).
     pub fn add_region(&self, start: Pfn, count: usize) -> Result<usize, RegionError> {
         let _pin = CpuGuard::new();
-        let added = self.lock_buddy().add_region(start, count)?;
+        let mut buddy = self.lock_buddy();
+        let added = buddy.add_region(start, count)?;
+        self.total.store(buddy.total_frames(), Ordering::Release);
+        drop(buddy);
         self.lowest.fetch_min(start, Ordering::Relaxed);
         self.highest.fetch_max(start + count, Ordering::Relaxed);
         Ok(added)
@@ -300,12 +311,12 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
         count
     }
 
-    /// Frames managed (free or not).
+    /// Frames managed (free or not).  One load, no lock: the count
+    /// changes only in `add_region` (mmap's overcommit check calls this on
+    /// every writable mapping; taking the buddy lock there was the one
+    /// cache line every `page_fault` operation shared between CPUs).
     pub fn total_frames(&self) -> usize {
-        let _pin = CpuGuard::new();
-        // A local, so the buddy guard drops before `_pin` (see `free_order`).
-        let total = self.lock_buddy().total_frames();
-        total
+        self.total.load(Ordering::Acquire)
     }
 
     /// Gives every per-CPU list back to the buddy (so that its free blocks
@@ -412,6 +423,27 @@ mod tests {
             assert_eq!(fa.alloc_order(4), None);
             fa.free_order(s, 4).unwrap();
             assert_eq!(fa.free_frames(), 16);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn total_frames_follows_regions_without_the_buddy_lock() {
+        std::thread::spawn(|| {
+            host::bind_current_thread(17).unwrap();
+            let arena = Arena::leak(256);
+            let fa = Box::leak(Box::new(FrameAllocator::with_params(arena, 8, 16)));
+            assert_eq!(fa.total_frames(), 0);
+            let a = fa.add_region(arena.first_pfn(), 100).unwrap();
+            assert_eq!(fa.total_frames(), a);
+            let b = fa.add_region(arena.first_pfn() + 128, 100).unwrap();
+            assert_eq!(fa.total_frames(), a + b);
+            let locks = fa.stats().buddy_locks;
+            for _ in 0..10 {
+                assert_eq!(fa.total_frames(), a + b);
+            }
+            assert_eq!(fa.stats().buddy_locks, locks, "no buddy lock taken");
         })
         .join()
         .unwrap();

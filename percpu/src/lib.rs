@@ -1,11 +1,12 @@
 //! Per-CPU data for the per-core kernel: `PerCpu<T>`, CPU guards, per-CPU and
-//! sloppy counters.
+//! sloppy counters, lazily reconciled reference counts.
 //!
 //! Owns: the platform hook (`Platform`, `set_platform`) through which the
 //! kernel (or the host test shim in [`host`]) says which CPU is running and
 //! how to pin the current task to it; the guard that holds such a pin
 //! (`CpuGuard`); cache-line padded per-CPU slots (`PerCpu<T>`); counters built
-//! on them (`PerCpuCounter`, `SloppyCounter`); the ablation switch
+//! on them (`PerCpuCounter`, `SloppyCounter`); reference counts whose updates
+//! stay in per-CPU caches until a reconciliation pass (`RefCache`); the ablation switch
 //! (`LockMode`, read through `lock_mode`) and the CPU count (`cpu_count`,
 //! fixed by the kernel's SMP bring-up), which every crate reads from here.
 //!
@@ -25,6 +26,7 @@ mod guard;
 mod lock_mode;
 mod per_cpu;
 mod platform;
+mod refcache;
 
 #[cfg(any(test, feature = "host"))]
 pub mod host;
@@ -35,6 +37,7 @@ pub use guard::CpuGuard;
 pub use lock_mode::{lock_mode, set_lock_mode, BadLockMode, LockMode, LockModeAlreadySet};
 pub use per_cpu::PerCpu;
 pub use platform::{cpu_count, cpu_id, set_cpu_count, set_platform, PinToken, Platform};
+pub use refcache::{RefCache, RefCacheStats, RefObj, WAYS as REFCACHE_WAYS};
 
 /// Largest number of CPUs the per-CPU structures have room for.
 pub const MAX_CPUS: usize = 64;

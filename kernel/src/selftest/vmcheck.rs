@@ -64,6 +64,9 @@ pub fn run() -> u32 {
     let before = kmm::free_frames();
     let result = run_all();
     vm::deactivate();
+    // Sources whose last loan went while their mapping was being unmapped
+    // wait for a reconciliation pass (`vm::source_ref`): run them first.
+    vm::source_ref::quiesce();
     kmm::flush_caches();
     let after = kmm::free_frames();
     let live = vm::live_count();
@@ -116,9 +119,11 @@ fn run_all() -> Check {
     on_cpu(0, file_mappings)?;
     on_cpu(0, random_against_model)?;
     on_cpu(0, partitions)?;
+    on_cpu(0, own_stripe_full_falls_back)?;
     if sched::cpu_count() >= 2 {
         shootdown()?;
         per_cpu_placement()?;
+        source_loans_on_two_cpus()?;
     }
     stress()?;
     if sched::cpu_count() >= 2 {
@@ -625,6 +630,118 @@ fn per_cpu_placement() -> Check {
     }
     ok("munmap 0", a.unmap(x, 16 * PAGE))?;
     ok("munmap 1", a.unmap(y, 16 * PAGE))
+}
+
+/// Per-core mode: once the partitions of the calling CPU's own stripe
+/// that `mmap(NULL)` tries first are full, it still succeeds through the
+/// search over every partition (and outside them); under `locks=global`
+/// the same calls work in the one partition.  Runs on CPU 0.
+fn own_stripe_full_falls_back() -> Check {
+    const GIB: u64 = 1 << 30;
+    /// `place`'s own partitions per CPU (`OWN_PARTITIONS` in map.rs).
+    const OWN: usize = 4;
+    let a = ok("new_user", AddressSpace::new_user())?;
+    let me = crate::arch::cpu::id() as u64;
+    let per_core = crate::cmdline::lock_mode() == crate::cmdline::LockMode::PerCpu;
+    // Whole 1 GiB partitions, inaccessible and not committed.
+    let mut big = Vec::new();
+    for i in 0..OWN {
+        let at = ok(
+            "1 GiB mmap(NULL)",
+            a.map_anonymous(0, GIB, 0, ANON | vm::MAP_NORESERVE),
+        )?;
+        if per_core {
+            ensure!(
+                at % GIB == 0 && (at / GIB) % 64 == me % 64,
+                "1 GiB mapping {i} at {at:#x} is not a whole partition of cpu {me}'s stripe"
+            );
+        }
+        big.push(at);
+    }
+    // The own partitions are full: the next mmap(NULL) must fall back.
+    let small = ok(
+        "mmap(NULL) with a full stripe",
+        a.map_anonymous(0, 16 * PAGE, RW, ANON),
+    )?;
+    ensure!(
+        big.iter()
+            .all(|&b| small + 16 * PAGE <= b || small >= b + GIB),
+        "fallback mapping {small:#x} overlaps a full partition"
+    );
+    if per_core && me % 64 != 63 {
+        ensure!(
+            (small / GIB) % 64 != me % 64,
+            "fallback mapping {small:#x} is in cpu {me}'s own stripe: not the all-stripe search"
+        );
+    }
+    // It is real memory: write and read it back.
+    ok("write fallback", a.write_bytes(small, &[0x5a; 8]))?;
+    let mut back = [0u8; 8];
+    ok("read fallback", a.read_bytes(small, &mut back))?;
+    ensure!(back == [0x5a; 8], "fallback mapping reads back {back:?}");
+    ok("munmap fallback", a.unmap(small, 16 * PAGE))?;
+    for b in big {
+        ok("munmap 1 GiB", a.unmap(b, GIB))?;
+    }
+    ensure!(a.vma_count() == 0, "{} mappings left", a.vma_count());
+    Ok(())
+}
+
+/// Faults on one shared anonymous mapping from CPUs 0 and 1 take loans of
+/// its source (`vm::source_ref`: per-CPU RefCache counts, not the `Arc`);
+/// none releases it while the mapping exists, and the munmap of the last
+/// mapping releases it at once (no loan is out).
+fn source_loans_on_two_cpus() -> Check {
+    let a = ok("new_user", AddressSpace::new_user())?;
+    let pages = 8;
+    let at = ok(
+        "shared anon mmap",
+        a.map_anonymous(0, pages * PAGE, RW, vm::MAP_SHARED | vm::MAP_ANONYMOUS),
+    )?;
+    // Earlier checks' deferred releases first, so the count below is ours.
+    vm::source_ref::quiesce();
+    let released = vm::source_ref::stats().released;
+    let errors: Arc<spin::Mutex<Vec<String>>> = Arc::new(spin::Mutex::new(Vec::new()));
+    let handles: Vec<_> = (0..2usize)
+        .map(|cpu| {
+            let (a, errors) = (a.clone(), errors.clone());
+            sched::spawn("vmcheck-loans", Some(cpu), move || {
+                for p in 0..pages {
+                    let va = at + p * PAGE + cpu as u64 * 8;
+                    if let Err(e) = a.write_bytes(va, &[cpu as u8 + 1; 8]) {
+                        errors
+                            .lock()
+                            .push(format!("cpu {cpu} page {p}: errno {}", e.0));
+                    }
+                }
+            })
+        })
+        .collect();
+    join_all_within(handles, 60_000_000_000).map_err(|s| format!("thread {s} did not finish"))?;
+    if let Some(e) = errors.lock().first() {
+        return Err(e.clone());
+    }
+    // Both CPUs' bytes are in the one shared page.
+    let mut back = [0u8; 16];
+    ok("read shared", a.read_bytes(at + 3 * PAGE, &mut back))?;
+    ensure!(
+        back == [1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2],
+        "shared page reads {back:?}"
+    );
+    vm::source_ref::reconcile();
+    vm::source_ref::reconcile();
+    ensure!(
+        vm::source_ref::stats().released == released,
+        "a source was released while its mapping exists"
+    );
+    ok("munmap shared", a.unmap(at, pages * PAGE))?;
+    ensure!(
+        vm::source_ref::stats().released == released + 1,
+        "munmap of the only mapping did not release its source (released {} -> {})",
+        released,
+        vm::source_ref::stats().released
+    );
+    Ok(())
 }
 
 fn elf_segments() -> Check {

@@ -6,7 +6,8 @@
 //! activation, `map.rs` mapping calls, `fault.rs` faults, `fork.rs`),
 //! `vma.rs` (VMAs, `PageSource`, shared anonymous memory), `paging.rs`
 //! (page-table walks over the HHDM), `refcount.rs` (per-frame counts of
-//! COW-shared frames), `tlb.rs` (batched, targeted shootdowns), `lock.rs`
+//! COW-shared frames), `source_ref.rs` (how VMAs and faults hold a
+//! `PageSource`: an `Arc` per mapping, RefCache loans per fault), `tlb.rs` (batched, targeted shootdowns), `lock.rs`
 //! (the range locks of address spaces), `uaccess.rs` (user copies with fault
 //! fixups), and this file: the user-half layout, the Linux `MAP_*`,
 //! `MREMAP_*`, `MADV_*`, `MS_*` constants and the page-fault entry.
@@ -20,6 +21,7 @@ pub mod aspace;
 mod lock;
 mod paging;
 mod refcount;
+pub mod source_ref;
 pub mod tlb;
 pub mod uaccess;
 pub mod vma;

@@ -12,12 +12,15 @@
 //! `start` (split pieces adjust it).  VMAs are only touched under their
 //! range lock.
 //!
+//! A `Source` VMA holds its source through a `SourceRef` (`source_ref.rs`).
+//!
 //! Must not: touch page tables (that is `aspace`'s job), or block.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 
 use super::paging::{self, PAGE};
+use super::source_ref::{SourceLoan, SourceRef};
 use crate::memory::PhysAddr;
 use abi::Errno;
 
@@ -70,10 +73,7 @@ pub enum Backing {
     /// Zero-filled on first touch; private (copy-on-write across fork).
     Anon,
     /// From `source`, starting at source page `pgoff`.
-    Source {
-        source: Arc<dyn PageSource>,
-        pgoff: u64,
-    },
+    Source { source: SourceRef, pgoff: u64 },
 }
 
 /// One mapping.
@@ -93,13 +93,22 @@ impl Vma {
         self.start <= va && va < self.end
     }
 
-    /// Source page index of `va` (for `Source` backings).
-    pub fn source_index(&self, va: u64) -> Option<(Arc<dyn PageSource>, u64)> {
+    /// Source page index of `va` (for `Source` backings), with a loan of
+    /// the source for calling it after the lock (no shared write).
+    pub fn source_index(&self, va: u64) -> Option<(SourceLoan, u64)> {
         match &self.backing {
             Backing::Anon => None,
             Backing::Source { source, pgoff } => {
-                Some((source.clone(), pgoff + (va - self.start) / PAGE))
+                Some((source.loan(), pgoff + (va - self.start) / PAGE))
             }
+        }
+    }
+
+    /// Source page index of `va` without a loan (comparisons under the lock).
+    pub fn source_page(&self, va: u64) -> Option<(&SourceRef, u64)> {
+        match &self.backing {
+            Backing::Anon => None,
+            Backing::Source { source, pgoff } => Some((source, pgoff + (va - self.start) / PAGE)),
         }
     }
 

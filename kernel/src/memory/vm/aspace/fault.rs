@@ -7,7 +7,6 @@
 //! source page and retries; a replaced frame is released only after the
 //! shootdown of its old entry.  Must not: call a `PageSource` under the lock.
 
-use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
 use super::*;
@@ -21,7 +20,7 @@ enum Step {
     /// The page is mapped; its frame.
     Done(PhysAddr),
     /// A `PageSource` must provide page `index` first (without the lock).
-    NeedSource(Arc<dyn PageSource>, u64),
+    NeedSource(SourceLoan, u64),
 }
 
 impl AddressSpace {
@@ -54,7 +53,7 @@ impl AddressSpace {
         exec: bool,
         kernel_write: bool,
     ) -> Result<PhysAddr, Fault> {
-        let mut fetched: Option<(Arc<dyn PageSource>, u64, PhysAddr)> = None;
+        let mut fetched: Option<(SourceLoan, u64, PhysAddr)> = None;
         let mut from_source = None;
         loop {
             let step = {
@@ -102,7 +101,7 @@ impl AddressSpace {
     /// fault_around`: page-cache pages that exist anyway).  The source is
     /// called without the lock; entries are filled only where still empty
     /// and the VMA still maps the same source pages.
-    fn fault_around(&self, va: u64, source: &Arc<dyn PageSource>) {
+    fn fault_around(&self, va: u64, source: &SourceLoan) {
         if !source.fault_around() {
             return;
         }
@@ -119,7 +118,7 @@ impl AddressSpace {
                 return;
             }
             match &vma.backing {
-                Backing::Source { source: s, .. } if Arc::ptr_eq(s, source) => {}
+                Backing::Source { source: s, .. } if source.of(s) => {}
                 _ => return,
             }
             for (i, slot) in wanted.iter_mut().enumerate() {
@@ -127,7 +126,7 @@ impl AddressSpace {
                 let empty =
                     paging::leaf(self.root, at).is_none_or(|e| e.load(Ordering::Acquire) == 0);
                 if at != va && vma.contains(at) && empty {
-                    *slot = vma.source_index(at).map(|(_, index)| index);
+                    *slot = vma.source_page(at).map(|(_, index)| index);
                 }
             }
         }
@@ -149,8 +148,8 @@ impl AddressSpace {
             };
             let same = !vma.shared
                 && vma
-                    .source_index(at)
-                    .is_some_and(|(s, ix)| Arc::ptr_eq(&s, source) && ix == index);
+                    .source_page(at)
+                    .is_some_and(|(s, ix)| source.of(s) && ix == index);
             if !same || vma.prot & (PROT_READ | PROT_EXEC) == 0 {
                 continue;
             }
@@ -180,7 +179,7 @@ impl AddressSpace {
         write: bool,
         exec: bool,
         kernel_write: bool,
-        fetched: Option<(Arc<dyn PageSource>, u64, PhysAddr)>,
+        fetched: Option<(SourceLoan, u64, PhysAddr)>,
     ) -> Result<Step, Fault> {
         let vma = g.find(va).ok_or(Fault::MapErr)?;
         if !kernel_write {
@@ -227,7 +226,7 @@ impl AddressSpace {
             Backing::Source { .. } => {
                 let (source, index) = vma.source_index(va).expect("source backing");
                 let frame = match fetched {
-                    Some((s, i, f)) if Arc::ptr_eq(&s, &source) && i == index => f,
+                    Some((s, i, f)) if s.same(&source) && i == index => f,
                     _ => return Ok(Step::NeedSource(source, index)),
                 };
                 if vma.shared || !write {

@@ -76,7 +76,7 @@ impl AddressSpace {
         // The child maps the same files: enter it in their reverse maps so
         // a truncate unmaps there too.
         // Sources are called without the lock held (module rule).
-        let sources: Vec<Arc<dyn PageSource>> = child
+        let sources: Vec<SourceRef> = child
             .ranges
             .lock_all()
             .overlapping(0, USER_END)

@@ -84,6 +84,7 @@ use super::paging::{
     self, frame_of, holds_frame, PAGE, PTE_ANON, PTE_NX, PTE_P, PTE_PROTNONE, PTE_U, PTE_W,
 };
 use super::refcount;
+use super::source_ref::{SourceLoan, SourceRef};
 use super::tlb::{self, TlbBatch};
 use super::vma::{Backing, PageSource, SharedAnon, Vma, PROT_EXEC, PROT_READ, PROT_WRITE};
 use super::*;

@@ -73,9 +73,7 @@ impl ::mm::ranges::Piece for Vma {
                         source: s2,
                         pgoff: o2,
                     },
-                ) => {
-                    alloc::sync::Arc::ptr_eq(s1, s2) && *o1 + (self.end - self.start) / PAGE == *o2
-                }
+                ) => s1.same(s2) && *o1 + (self.end - self.start) / PAGE == *o2,
                 _ => false,
             }
     }
