@@ -168,6 +168,8 @@ fn kernel_main() -> ! {
     // without it: `nettest` owns the NIC's queues at the frame level, and
     // `stress`/`selfcheck` account for every frame, which the stack's
     // threads would allocate behind their back.
+    // The servers image has no in-kernel stack: AF_INET is netd's.
+    #[cfg(feature = "monolithic")]
     if run == cmdline::RunMode::Init {
         sockets::inet::init();
     }

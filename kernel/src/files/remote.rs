@@ -627,6 +627,17 @@ pub fn sync() -> Result<(), Errno> {
     done(&Request::Sync)
 }
 
+/// `mount` on the server's tree: a new tmpfs, or the ext2 image on the
+/// server's block device `device` (`ENODEV` from a server without it).
+pub fn mount(dir: Handle, path: &str, kind: fsproto::MountKind) -> Result<(), Errno> {
+    done(&Request::Mount { dir, path, kind })
+}
+
+/// `umount2` of the server file system whose root `path` names.
+pub fn umount(dir: Handle, path: &str) -> Result<(), Errno> {
+    done(&Request::Umount { dir, path })
+}
+
 pub fn access(at: At<'_>, mode: u32, cred: Cred) -> Result<(), Errno> {
     done(&Request::Access { at, mode, cred })
 }
