@@ -43,9 +43,9 @@ pub mod errno {
 #[cfg(feature = "ext2")]
 pub mod ext2;
 // Without ext2 (the kernel's servers image): the types the VFS names, no
-// disk code (`ext2/absent.rs`).
+// disk code (`ext2_absent.rs`).
 #[cfg(not(feature = "ext2"))]
-#[path = "ext2/absent.rs"]
+#[path = "ext2_absent.rs"]
 pub mod ext2;
 pub mod initramfs;
 mod ino;
