@@ -498,3 +498,44 @@ fn migration_under_skewed_load_loses_no_request() {
         "expected the server thread to move after its callers",
     );
 }
+
+/// Threads sharing one open file description `read` and `write` at its
+/// offset at once: each call takes its own range (`remote::PosLock`, as
+/// Linux's `f_pos_lock` and the monolithic kernel's offset lock), on 2
+/// vCPUs so the threads really run together.
+#[test]
+fn shared_offset_on_two_cpus() {
+    let result = servers("offsetrace", 2);
+    expect_pass(&result, "offsetrace");
+}
+
+/// `mount`/`umount2` on the file server's tree are the server's
+/// (docs/SERVERS.md, "Mounts"): `sysgaps`' mount cases (a tmpfs on a new
+/// directory, write-back calls on it, busy and not-a-mount-point unmounts,
+/// an unknown type, a bad pointer) give Linux's answers.  Before the
+/// delegation the mount went to the kernel's own tree (`ENOENT`).
+#[test]
+fn mounts_are_delegated() {
+    let result = servers("sysgaps", 1);
+    for case in [
+        "mkdir mnt:",
+        "mount tmpfs on mnt:",
+        "mnt/f after mount:",
+        "fsync on tmpfs:",
+        "syncfs on tmpfs:",
+        "umount2 busy (open file):",
+        "umount2 mnt:",
+        "mnt/f after umount:",
+        "umount2 not a mount point:",
+        "mount unknown type:",
+        "mount bad target pointer:",
+        "rmdir mnt:",
+    ] {
+        let line = result.output.lines().find(|l| l.starts_with(case));
+        check_run(
+            &result,
+            line.is_some_and(|l| !l.contains("WRONG")),
+            &format!("sysgaps case `{case}` in servers mode: {line:?}"),
+        );
+    }
+}

@@ -18,6 +18,9 @@ fn do_read(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResul
         return res;
     }
     if let Some(r) = f.as_remote() {
+        // At the file offset: one reader or writer of the description at a
+        // time (Linux's `f_pos_lock`; `remote::PosLock`).
+        let _pos = offset.is_none().then(|| r.pos_lock.lock());
         if crate::files::remote::one_copy() {
             if let Some(res) =
                 crate::files::remote_io::read(f, r.handle, &r.cache, buf, count, offset)
@@ -160,6 +163,12 @@ fn do_write(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResu
             None => f.write(&[]),
         };
     }
+    // At the file offset of a server file: one reader or writer of the
+    // description at a time (Linux's `f_pos_lock`; `remote::PosLock`).
+    let _pos = match f.as_remote() {
+        Some(r) if offset.is_none() => Some(r.pos_lock.lock()),
+        _ => None,
+    };
     if let Some(r) = f.as_remote() {
         if crate::files::remote::one_copy() {
             if let Some(res) = crate::files::remote_io::write(f, r.handle, buf, count, offset) {
