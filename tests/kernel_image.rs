@@ -59,9 +59,8 @@ fn matching<'a>(names: &'a [String], prefix: &str) -> Vec<&'a str> {
     names
         .iter()
         .filter(|n| {
-            tokens(n).any(|t| {
-                t.starts_with(prefix) && !SYMBOL_ALLOWED.iter().any(|a| t.starts_with(a))
-            })
+            tokens(n)
+                .any(|t| t.starts_with(prefix) && !SYMBOL_ALLOWED.iter().any(|a| t.starts_with(a)))
         })
         .map(String::as_str)
         .collect()

@@ -218,7 +218,10 @@ mod tests {
 
     #[test]
     fn image_follows_the_last_structure_word() {
-        assert_eq!(KernelImage::for_cmdline("run=init"), KernelImage::Monolithic);
+        assert_eq!(
+            KernelImage::for_cmdline("run=init"),
+            KernelImage::Monolithic
+        );
         assert_eq!(
             KernelImage::for_cmdline("run=init structure=servers log=debug"),
             KernelImage::Servers

@@ -160,7 +160,12 @@ pub(crate) fn load_dir(_node: &Inode, _d: &Dir) -> FsResult<()> {
     Err(Errno::EIO)
 }
 
-pub(crate) fn missing(_node: &Inode, _f: &FileData, _offset: u64, _len: usize) -> Option<(u64, u64)> {
+pub(crate) fn missing(
+    _node: &Inode,
+    _f: &FileData,
+    _offset: u64,
+    _len: usize,
+) -> Option<(u64, u64)> {
     None
 }
 
@@ -212,4 +217,3 @@ pub(crate) fn statfs(_shared: &'static Shared) -> Option<(u64, u64, u64, u64, us
 pub(crate) fn disk_mode(kind: FileType, perm: u32) -> u16 {
     (kind.mode_bits() | (perm & 0o7777)) as u16
 }
-

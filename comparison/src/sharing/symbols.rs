@@ -87,8 +87,7 @@ fn elf_entries(bytes: &[u8]) -> Result<Vec<(u64, u64, String)>> {
         .sections()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?
         .collect();
-    let Some((index, symtab)) = sections.iter().enumerate().find(|(_, s)| s.sh_type == 2)
-    else {
+    let Some((index, symtab)) = sections.iter().enumerate().find(|(_, s)| s.sh_type == 2) else {
         bail!("no .symtab (stripped?)");
     };
     let _ = index;

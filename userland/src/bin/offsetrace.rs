@@ -123,7 +123,9 @@ fn writes(dir: &str) -> Result<(), String> {
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "/tmp".to_string());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "/tmp".to_string());
     let mut pass = true;
     for (name, result) in [("reads", reads(&dir)), ("writes", writes(&dir))] {
         match result {
