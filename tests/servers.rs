@@ -73,6 +73,11 @@ fn servers_copy(name: &str, cores: usize, copy: Copy) -> comparison::run::RunRes
             .contains("servers: network server /.servers/netd is pid"),
         "expected the kernel to start the network server",
     );
+    check_run(
+        &result,
+        result.outcome.serial.contains("kernel: servers ("),
+        "expected the servers kernel image (comparison::build::KernelImage)",
+    );
     let mode = match copy {
         Copy::One => "(servers.copy=one)",
         Copy::Two => "(servers.copy=two)",
@@ -99,7 +104,7 @@ fn expect_net_delegated(result: &comparison::run::RunResult) {
 }
 
 fn monolithic(name: &str, cores: usize) -> comparison::run::RunResult {
-    run_structure(
+    let result = run_structure(
         &program(name),
         cores,
         &[],
@@ -107,7 +112,13 @@ fn monolithic(name: &str, cores: usize) -> comparison::run::RunResult {
         TIMEOUT,
         Structure::Monolithic,
         None,
-    )
+    );
+    check_run(
+        &result,
+        result.outcome.serial.contains("kernel: monolithic image"),
+        "expected the monolithic kernel image",
+    );
+    result
 }
 
 /// `ours` (servers) must print `base`'s (monolithic) lines.

@@ -162,6 +162,15 @@ fn kernel_main() -> ! {
         )),
     };
     log::report(format_args!("cpus online: {}", online));
+    // Which image this is (docs/SERVERS.md, "The servers kernel image").
+    info!(
+        "kernel: {} image",
+        if cfg!(feature = "monolithic") {
+            "monolithic"
+        } else {
+            "servers (no in-kernel TCP/IP stack, ext2 or initramfs unpacking)"
+        }
+    );
     drivers::init();
     let run = cmdline::options().run;
     // The TCP/IP stack serves user programs.  The self-test modes run
