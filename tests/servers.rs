@@ -73,6 +73,11 @@ fn servers_copy(name: &str, cores: usize, copy: Copy) -> comparison::run::RunRes
             .contains("servers: network server /.servers/netd is pid"),
         "expected the kernel to start the network server",
     );
+    check_run(
+        &result,
+        result.outcome.serial.contains("kernel: servers ("),
+        "expected the servers kernel image (comparison::build::KernelImage)",
+    );
     let mode = match copy {
         Copy::One => "(servers.copy=one)",
         Copy::Two => "(servers.copy=two)",
@@ -99,7 +104,7 @@ fn expect_net_delegated(result: &comparison::run::RunResult) {
 }
 
 fn monolithic(name: &str, cores: usize) -> comparison::run::RunResult {
-    run_structure(
+    let result = run_structure(
         &program(name),
         cores,
         &[],
@@ -107,7 +112,13 @@ fn monolithic(name: &str, cores: usize) -> comparison::run::RunResult {
         TIMEOUT,
         Structure::Monolithic,
         None,
-    )
+    );
+    check_run(
+        &result,
+        result.outcome.serial.contains("kernel: monolithic image"),
+        "expected the monolithic kernel image",
+    );
+    result
 }
 
 /// `ours` (servers) must print `base`'s (monolithic) lines.
@@ -497,4 +508,45 @@ fn migration_under_skewed_load_loses_no_request() {
         ipcstat(&result, "migrations") >= 1,
         "expected the server thread to move after its callers",
     );
+}
+
+/// Threads sharing one open file description `read` and `write` at its
+/// offset at once: each call takes its own range (`remote::PosLock`, as
+/// Linux's `f_pos_lock` and the monolithic kernel's offset lock), on 2
+/// vCPUs so the threads really run together.
+#[test]
+fn shared_offset_on_two_cpus() {
+    let result = servers("offsetrace", 2);
+    expect_pass(&result, "offsetrace");
+}
+
+/// `mount`/`umount2` on the file server's tree are the server's
+/// (docs/SERVERS.md, "Mounts"): `sysgaps`' mount cases (a tmpfs on a new
+/// directory, write-back calls on it, busy and not-a-mount-point unmounts,
+/// an unknown type, a bad pointer) give Linux's answers.  Before the
+/// delegation the mount went to the kernel's own tree (`ENOENT`).
+#[test]
+fn mounts_are_delegated() {
+    let result = servers("sysgaps", 1);
+    for case in [
+        "mkdir mnt:",
+        "mount tmpfs on mnt:",
+        "mnt/f after mount:",
+        "fsync on tmpfs:",
+        "syncfs on tmpfs:",
+        "umount2 busy (open file):",
+        "umount2 mnt:",
+        "mnt/f after umount:",
+        "umount2 not a mount point:",
+        "mount unknown type:",
+        "mount bad target pointer:",
+        "rmdir mnt:",
+    ] {
+        let line = result.output.lines().find(|l| l.starts_with(case));
+        check_run(
+            &result,
+            line.is_some_and(|l| !l.contains("WRONG")),
+            &format!("sysgaps case `{case}` in servers mode: {line:?}"),
+        );
+    }
 }

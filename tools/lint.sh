@@ -13,6 +13,8 @@ echo "lint: clippy, host crates"
 cargo clippy --all-targets -- -D warnings
 echo "lint: clippy, kernel and loader (x86_64-unknown-none)"
 cargo clippy --release -p kernel -p loader --target x86_64-unknown-none -- -D warnings
+echo "lint: clippy, the servers kernel image (feature monolithic off)"
+cargo clippy --profile servers-image -p kernel --no-default-features --target x86_64-unknown-none -- -D warnings
 echo "lint: clippy, user programs and workloads (x86_64-unknown-linux-musl)"
 cargo clippy --release -p userland -p workloads --target x86_64-unknown-linux-musl -- -D warnings
 echo "lint: clean"

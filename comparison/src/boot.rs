@@ -265,7 +265,8 @@ pub fn make_medium(
 
 /// Boot the built kernel once and wait for QEMU to end.
 pub fn boot(artifacts: &Artifacts, request: &BootRequest) -> Result<RunOutcome> {
-    let kernel_elf = std::fs::read(&artifacts.kernel)?;
+    // `structure=servers` boots the servers image (build::KernelImage).
+    let kernel_elf = std::fs::read(artifacts.kernel_for_cmdline(&request.cmdline)?)?;
     boot_with_kernel_bytes(artifacts, request, kernel_elf)
 }
 

@@ -391,7 +391,9 @@ fn run_ours(
         }],
         vm: req.vm.clone(),
     };
-    let medium = boot::make_medium(artifacts, &request, std::fs::read(&artifacts.kernel)?)?;
+    // `structure=servers` boots the servers image (build::KernelImage).
+    let kernel = artifacts.kernel_for_cmdline(&request.cmdline)?;
+    let medium = boot::make_medium(artifacts, &request, std::fs::read(kernel)?)?;
     let mut args = qemu::command_args(&medium, &req.vm);
     args.extend_from_slice(qemu_args);
     let echo = req.echo;

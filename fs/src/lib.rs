@@ -24,6 +24,8 @@
 // memory), `inode::bucket` (the lock-free entry lists) and the host test
 // shim `host` may use it, each block with a `// SAFETY:` line.
 #![deny(unsafe_code)]
+// Without `ext2` the disk-only parts of the inodes are never read.
+#![cfg_attr(not(feature = "ext2"), allow(dead_code))]
 
 extern crate alloc;
 
@@ -38,6 +40,12 @@ pub mod errno {
     /// What every fallible file-system operation returns.
     pub type FsResult<T> = Result<T, Errno>;
 }
+#[cfg(feature = "ext2")]
+pub mod ext2;
+// Without ext2 (the kernel's servers image): the types the VFS names, no
+// disk code (`ext2_absent.rs`).
+#[cfg(not(feature = "ext2"))]
+#[path = "ext2_absent.rs"]
 pub mod ext2;
 pub mod initramfs;
 mod ino;

@@ -162,12 +162,23 @@ fn kernel_main() -> ! {
         )),
     };
     log::report(format_args!("cpus online: {}", online));
+    // Which image this is (docs/SERVERS.md, "The servers kernel image").
+    info!(
+        "kernel: {} image",
+        if cfg!(feature = "monolithic") {
+            "monolithic"
+        } else {
+            "servers (no in-kernel TCP/IP stack, ext2 or initramfs unpacking)"
+        }
+    );
     drivers::init();
     let run = cmdline::options().run;
     // The TCP/IP stack serves user programs.  The self-test modes run
     // without it: `nettest` owns the NIC's queues at the frame level, and
     // `stress`/`selfcheck` account for every frame, which the stack's
     // threads would allocate behind their back.
+    // The servers image has no in-kernel stack: AF_INET is netd's.
+    #[cfg(feature = "monolithic")]
     if run == cmdline::RunMode::Init {
         sockets::inet::init();
     }

@@ -210,6 +210,7 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
     };
     let mut our_symbols = Symbols::default();
     let mut linux_symbols = Symbols::default();
+    let mut servers_symbols = Symbols::default();
     if wants_ours {
         eprintln!("sharing: building our kernel and loader ...");
         let ours = Systems::prepare(System::Ours)?;
@@ -218,6 +219,19 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                 eprintln!("sharing: our kernel's symbols: {e:#}; writer PCs stay hex");
                 Symbols::default()
             });
+        }
+        if opts
+            .systems
+            .iter()
+            .any(|s| s.structure() == crate::run::Structure::Servers)
+        {
+            // `structure=servers` boots the servers image: its own symbols.
+            servers_symbols = crate::build::build_servers_kernel(true)
+                .and_then(|p| symbols::ours(&p))
+                .unwrap_or_else(|e| {
+                    eprintln!("sharing: the servers image's symbols: {e:#}; writer PCs stay hex");
+                    Symbols::default()
+                });
         }
         systems.artifacts = ours.artifacts;
     }
@@ -271,6 +285,9 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
     for &system in &opts.systems {
         let kernel = system.kernel();
         let names = match kernel {
+            System::Ours if system.structure() == crate::run::Structure::Servers => {
+                &servers_symbols
+            }
             System::Ours => &our_symbols,
             System::Linux => &linux_symbols,
         };

@@ -29,47 +29,14 @@ impl Symbols {
 
     /// Function symbols of an ELF file's `.symtab`.
     pub fn from_elf(bytes: &[u8]) -> Result<Symbols> {
-        let elf = bootfmt::elf::parse(bytes).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let sections: Vec<_> = elf
-            .sections()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?
-            .collect();
-        let Some((index, symtab)) = sections.iter().enumerate().find(|(_, s)| s.sh_type == 2)
-        else {
-            bail!("no .symtab (stripped?)");
-        };
-        let _ = index;
-        // The string table is the symtab's sh_link; bootfmt does not keep
-        // it, and `.strtab` is its name in every linker's output.
-        let strtab = sections
-            .iter()
-            .find(|s| s.name == ".strtab")
-            .context("no .strtab")?;
-        let slice = |off: u64, len: u64| -> Option<&[u8]> {
-            bytes.get(usize::try_from(off).ok()?..usize::try_from(off.checked_add(len)?).ok()?)
-        };
-        let syms = slice(symtab.offset, symtab.size).context(".symtab out of the file")?;
-        let names = slice(strtab.offset, strtab.size).context(".strtab out of the file")?;
-        let mut entries = Vec::new();
-        for s in syms.chunks_exact(24) {
-            let name_off = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
-            let kind = s[4] & 0xf;
-            let value = u64::from_le_bytes(s[8..16].try_into().unwrap());
-            let size = u64::from_le_bytes(s[16..24].try_into().unwrap());
-            // STT_FUNC (2) and STT_OBJECT (1): code and data both.
-            if !(kind == 1 || kind == 2) || value == 0 {
-                continue;
-            }
-            let name = names
-                .get(name_off..)
-                .and_then(|n| n.split(|&b| b == 0).next())
-                .map(|n| demangle(&String::from_utf8_lossy(n)))
-                .unwrap_or_default();
-            if !name.is_empty() {
-                entries.push((value, size, name));
-            }
-        }
-        Ok(Symbols::from_entries(entries))
+        Ok(Symbols::from_entries(elf_entries(bytes)?))
+    }
+
+    /// Every function and data symbol's demangled name in an ELF file's
+    /// `.symtab`, without merging symbols that share an address (what
+    /// `tests/kernel_image.rs` checks for crates that must be absent).
+    pub fn names_in_elf(bytes: &[u8]) -> Result<Vec<String>> {
+        Ok(elf_entries(bytes)?.into_iter().map(|e| e.2).collect())
     }
 
     /// A `System.map`: `ADDRESS TYPE NAME` lines; text symbols only.
@@ -110,6 +77,51 @@ impl Symbols {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// `(address, size, demangled name)` of every STT_FUNC and STT_OBJECT
+/// symbol with an address in an ELF file's `.symtab`.
+fn elf_entries(bytes: &[u8]) -> Result<Vec<(u64, u64, String)>> {
+    let elf = bootfmt::elf::parse(bytes).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let sections: Vec<_> = elf
+        .sections()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .collect();
+    let Some((index, symtab)) = sections.iter().enumerate().find(|(_, s)| s.sh_type == 2) else {
+        bail!("no .symtab (stripped?)");
+    };
+    let _ = index;
+    // The string table is the symtab's sh_link; bootfmt does not keep
+    // it, and `.strtab` is its name in every linker's output.
+    let strtab = sections
+        .iter()
+        .find(|s| s.name == ".strtab")
+        .context("no .strtab")?;
+    let slice = |off: u64, len: u64| -> Option<&[u8]> {
+        bytes.get(usize::try_from(off).ok()?..usize::try_from(off.checked_add(len)?).ok()?)
+    };
+    let syms = slice(symtab.offset, symtab.size).context(".symtab out of the file")?;
+    let names = slice(strtab.offset, strtab.size).context(".strtab out of the file")?;
+    let mut entries = Vec::new();
+    for s in syms.chunks_exact(24) {
+        let name_off = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
+        let kind = s[4] & 0xf;
+        let value = u64::from_le_bytes(s[8..16].try_into().unwrap());
+        let size = u64::from_le_bytes(s[16..24].try_into().unwrap());
+        // STT_FUNC (2) and STT_OBJECT (1): code and data both.
+        if !(kind == 1 || kind == 2) || value == 0 {
+            continue;
+        }
+        let name = names
+            .get(name_off..)
+            .and_then(|n| n.split(|&b| b == 0).next())
+            .map(|n| demangle(&String::from_utf8_lossy(n)))
+            .unwrap_or_default();
+        if !name.is_empty() {
+            entries.push((value, size, name));
+        }
+    }
+    Ok(entries)
 }
 
 /// `kernel` symbols for kernel-half PCs; `user+0x...` (the offset in its

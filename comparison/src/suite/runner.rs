@@ -426,6 +426,16 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
         eprintln!("suite: our kernel boots with {}", ours.loader.describe());
         systems.artifacts = ours.artifacts;
         systems.loader = ours.loader;
+        if opts
+            .systems
+            .iter()
+            .any(|s| s.structure() == crate::run::Structure::Servers)
+        {
+            // Built now rather than at the first servers boot, so the
+            // measurements' progress and time estimates hold.
+            eprintln!("suite: building the servers kernel image ...");
+            crate::build::build_servers_kernel(true)?;
+        }
     }
     if wants_linux {
         eprintln!("suite: preparing Linux (test programs, Debian's kernel) ...");

@@ -118,9 +118,12 @@ pub fn write_at(disk: &Disk, offset: u64, src: &[u8]) -> Result<usize, Errno> {
 }
 
 /// A disk as the `fs` crate's `BlockDevice` (what ext2 mounts read and
-/// write through its block cache).
+/// write through its block cache).  Only in the monolithic image: the
+/// servers image has no ext2 (docs/SERVERS.md, "The servers kernel image").
+#[cfg(feature = "monolithic")]
 pub struct DiskDevice(pub &'static Disk);
 
+#[cfg(feature = "monolithic")]
 impl ::fs::block::BlockDevice for DiskDevice {
     fn sector_count(&self) -> u64 {
         self.0.sector_count()

@@ -19,6 +19,9 @@ pub mod blockdev;
 pub mod epoll;
 mod fdtable;
 mod file;
+// Unpacking the archive into the kernel's tree: the file server does it in
+// the servers image.
+#[cfg(feature = "monolithic")]
 mod initramfs;
 // The one place of this module allowed `unsafe` (frames as `::fs::Page`s).
 pub mod mounts;
@@ -42,6 +45,7 @@ use abi::Errno;
 
 pub use fdtable::{FdCache, FdTable, FileBorrow, FsContext};
 pub use file::{File, FileRef, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
+#[cfg(feature = "monolithic")]
 pub use initramfs::unpack_initramfs;
 
 /// Device numbers of the nodes the kernel serves itself (Linux's).
@@ -117,6 +121,7 @@ pub fn root_on_disk() -> bool {
 }
 
 /// The disk `root=/dev/vdX` names, if given and present (else logged).
+#[cfg(feature = "monolithic")]
 fn disk_root() -> Option<&'static crate::drivers::virtio_blk::Disk> {
     let dev = crate::boot::cmdline()
         .ok()
@@ -130,6 +135,7 @@ fn disk_root() -> Option<&'static crate::drivers::virtio_blk::Disk> {
     disk
 }
 
+#[cfg(feature = "monolithic")]
 fn clock_now() -> KernelClock {
     KernelClock {
         boot_secs: crate::arch::rtc::read_unix_seconds(),
@@ -147,6 +153,20 @@ fn make_root() -> Fs {
         boot_ns: crate::arch::time::now_ns(),
     };
     let config = FsConfig { mode, max_pages };
+    #[cfg(not(feature = "monolithic"))]
+    let fs = {
+        // The servers image: no ext2 root (`root=` is the monolithic
+        // kernel's); `/dev` and `/proc` live on a tmpfs.
+        if crate::boot::cmdline()
+            .ok()
+            .and_then(crate::cmdline::root_device)
+            .is_some()
+        {
+            log::error!("fs: root= needs the monolithic kernel image; the root is a tmpfs");
+        }
+        Fs::new(config, Arc::new(pages::FramePages), Arc::new(clock))
+    };
+    #[cfg(feature = "monolithic")]
     let fs = match disk_root() {
         Some(disk) => match Fs::new_ext2(
             config,
@@ -263,6 +283,21 @@ pub fn init_root() -> Result<usize, String> {
         // The file server unpacks the archive into its own root.
         return Ok(0);
     }
+    #[cfg(not(feature = "monolithic"))]
+    {
+        Err(String::from(
+            "this kernel image has no in-kernel file system for the archive \
+             (built without the `monolithic` feature): boot it with structure=servers",
+        ))
+    }
+    #[cfg(feature = "monolithic")]
+    init_root_monolithic()
+}
+
+/// `init_root` of the monolithic structure: the archive (or, with a disk
+/// root, PID 1's files) into the kernel's own tree.
+#[cfg(feature = "monolithic")]
+fn init_root_monolithic() -> Result<usize, String> {
     if root_on_disk() {
         mounts::start_flusher();
     }

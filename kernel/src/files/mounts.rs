@@ -21,13 +21,16 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use ::fs::{Fs, Inode};
 
+#[cfg(feature = "monolithic")]
 use super::blockdev::DiskDevice;
 use super::root_fs;
+#[cfg(feature = "monolithic")]
 use crate::drivers::virtio_blk::Disk;
 use abi::Errno;
 
 /// Dirty buffers are written back at least this often (Linux's
 /// `dirty_writeback_centisecs` default, 5 s).
+#[cfg(feature = "monolithic")]
 const WRITEBACK_INTERVAL_NS: u64 = 5_000_000_000;
 
 struct Mounted {
@@ -57,6 +60,7 @@ impl Drop for WritebackPass {
         WRITING_BACK.fetch_sub(1, Ordering::AcqRel);
     }
 }
+#[cfg(feature = "monolithic")]
 static FLUSHER: spin::Once<()> = spin::Once::new();
 
 fn fs_errno(e: ::fs::Errno) -> Errno {
@@ -64,7 +68,9 @@ fn fs_errno(e: ::fs::Errno) -> Errno {
 }
 
 /// Mounts the ext2 image on `disk` at `path` (from `start`); read-only
-/// when `read_only` or the disk is.
+/// when `read_only` or the disk is.  Monolithic image only (the servers
+/// image has no ext2: `sys_mount` refuses it with `ENODEV`).
+#[cfg(feature = "monolithic")]
 pub fn mount_ext2(
     disk: &'static Disk,
     start: &Arc<Inode>,
@@ -189,7 +195,9 @@ pub fn unmount_all_at_exit() {
     }
 }
 
-/// Starts the write-back threads, one per CPU (once).
+/// Starts the write-back threads, one per CPU (once).  Monolithic image
+/// only: without ext2 nothing is ever dirty on a disk.
+#[cfg(feature = "monolithic")]
 pub fn start_flusher() {
     FLUSHER.call_once(|| {
         for cpu in 0..crate::sched::cpu_count() {
@@ -202,6 +210,7 @@ pub fn start_flusher() {
 /// dirtied on this CPU go into their block caches and the caches' dirty
 /// blocks to the disks (`fs::ext2::write_back_local_all`; no device flush:
 /// that is `fsync`'s and `sync`'s job).
+#[cfg(feature = "monolithic")]
 fn flusher() {
     loop {
         crate::sched::sleep_ns(WRITEBACK_INTERVAL_NS);

@@ -328,6 +328,61 @@ pub struct RemoteHandle {
     owned: bool,
     /// Read grants kept for this open file (`remote_io::ReadCache`).
     pub cache: spin::Mutex<super::remote_io::ReadCache>,
+    /// `read`/`write` at the file offset run one at a time (`PosLock`).
+    pub pos_lock: PosLock,
+}
+
+/// Linux's `f_pos_lock` for a file-server file: the offset is read, the
+/// server called and the offset advanced with no spin lock held across the
+/// call, so two threads sharing one open file description would otherwise
+/// both read (or write) at the same offset.  `read`/`write`/`readv`/`writev`
+/// at the file offset hold it across the whole call; `pread`/`pwrite` do
+/// not take it.  A sleeping lock (the holder waits for the server);
+/// uncontended it is one compare-and-swap and one store plus a look at an
+/// empty wait queue.  Per open file description, so never shared between
+/// unrelated files: nothing per-CPU to gain.
+#[derive(Default)]
+pub struct PosLock {
+    busy: AtomicBool,
+    waiters: crate::sched::WaitQueue,
+}
+
+impl core::fmt::Debug for PosLock {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "PosLock({})", self.busy.load(Ordering::Relaxed))
+    }
+}
+
+/// Held offset lock of a file-server file; released on drop.
+pub struct PosGuard<'a>(&'a PosLock);
+
+impl PosLock {
+    /// Waits (not interruptibly, as Linux's `f_pos_lock`) until the
+    /// description's offset is free and takes it.  The holder is in a
+    /// server call that ends (a pending kill makes it `EINTR`), so the wait
+    /// ends too.
+    pub fn lock(&self) -> PosGuard<'_> {
+        loop {
+            if self
+                .busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return PosGuard(self);
+            }
+            self.waiters
+                .wait_until(|| !self.busy.load(Ordering::Acquire));
+        }
+    }
+}
+
+impl Drop for PosGuard<'_> {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::Release);
+        // A waiter checks `busy` under the queue's lock, which `wake_one`
+        // takes after this store: no wakeup is lost.
+        self.0.waiters.wake_one();
+    }
 }
 
 impl RemoteHandle {
@@ -339,6 +394,7 @@ impl RemoteHandle {
             dev: info.dev,
             owned: true,
             cache: spin::Mutex::new(Default::default()),
+            pos_lock: PosLock::default(),
         }
     }
 
@@ -351,6 +407,7 @@ impl RemoteHandle {
             dev: 0,
             owned: false,
             cache: spin::Mutex::new(Default::default()),
+            pos_lock: PosLock::default(),
         }
     }
 
@@ -625,6 +682,17 @@ pub fn fsync(handle: Handle, whole_fs: bool) -> Result<(), Errno> {
 
 pub fn sync() -> Result<(), Errno> {
     done(&Request::Sync)
+}
+
+/// `mount` on the server's tree: a new tmpfs, or the ext2 image on the
+/// server's block device `device` (`ENODEV` from a server without it).
+pub fn mount(dir: Handle, path: &str, kind: fsproto::MountKind) -> Result<(), Errno> {
+    done(&Request::Mount { dir, path, kind })
+}
+
+/// `umount2` of the server file system whose root `path` names.
+pub fn umount(dir: Handle, path: &str) -> Result<(), Errno> {
+    done(&Request::Umount { dir, path })
 }
 
 pub fn access(at: At<'_>, mode: u32, cred: Cred) -> Result<(), Errno> {

@@ -145,6 +145,13 @@ impl Waiter {
         self.phase.load(Ordering::SeqCst) == phase as u8
     }
 
+    /// Whether this waiter's call was handed to a receiver and waits for
+    /// the reply (the server may be doing the work: `ipc::kernel_call`
+    /// for the file server then gives up only for a fatal signal).
+    pub fn awaits_reply(&self) -> bool {
+        self.phase_is(Phase::AwaitReply)
+    }
+
     /// Sets the phase; only with `st` held (the guard proves it).
     fn set_phase(&self, _held: &WaiterState, phase: Phase) {
         self.phase.store(phase as u8, Ordering::SeqCst);

@@ -35,6 +35,7 @@ pub mod ring;
 pub mod shared_mem;
 
 use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
 
 pub use endpoint::{Endpoint, Message, ReplyCap, Waiter};
 pub use handle::{EndpointRef, HandleTable, Object};
@@ -116,6 +117,23 @@ pub fn kernel_call(
     send: &[u8],
     recv: &mut [u8],
 ) -> Result<KernelReply, Errno> {
+    kernel_call_in(endpoint, label, words, send, recv, false)
+}
+
+/// `kernel_call`; with `killable_once_sent`, a signal ends the wait only
+/// while the request is still queued (the server has not seen it); once a
+/// server thread took it, only a fatal signal (the process is being
+/// killed) does.  So a call that returns `EINTR` was not done, as Linux's
+/// regular-file I/O is never interrupted half done: an `Open` does not
+/// leak a handle, an `O_APPEND` write does not append twice when retried.
+fn kernel_call_in(
+    endpoint: &Endpoint,
+    label: u64,
+    words: [u64; 4],
+    send: &[u8],
+    recv: &mut [u8],
+    killable_once_sent: bool,
+) -> Result<KernelReply, Errno> {
     if send.len() > IPC_MAX_BYTES || recv.len() > IPC_MAX_BYTES {
         return Err(Errno::EINVAL);
     }
@@ -131,7 +149,19 @@ pub fn kernel_call(
         words,
         bytes: send.to_vec(),
     };
-    let reply = endpoint.call(&me, msg, KERNEL_BADGE | pid, recv.len(), &interrupted)?;
+    let killable = || {
+        if me.awaits_reply() {
+            crate::proc::current_task().is_some_and(|t| t.must_exit.load(Ordering::Acquire))
+        } else {
+            interrupted()
+        }
+    };
+    let stop: &dyn Fn() -> bool = if killable_once_sent {
+        &killable
+    } else {
+        &interrupted
+    };
+    let reply = endpoint.call(&me, msg, KERNEL_BADGE | pid, recv.len(), stop)?;
     let Some(dst) = recv.get_mut(..reply.bytes.len()) else {
         return Err(Errno::EIO);
     };
@@ -194,7 +224,11 @@ pub fn delegate_call<'a>(
     recv: &'a mut [u8],
 ) -> Result<(u64, [u64; 4], &'a [u8]), Errno> {
     let endpoint = service(service_bit).ok_or(Errno::EIO)?;
-    match kernel_call(&endpoint, label, words, send, recv) {
+    // File-server calls are not interrupted once the server has them
+    // (`kernel_call_in`); network calls keep `EINTR` at any point (a
+    // blocking socket call must return on a signal).
+    let killable_once_sent = service_bit == SERVICE_FS;
+    match kernel_call_in(&endpoint, label, words, send, recv, killable_once_sent) {
         Ok(r) => Ok((r.label, r.words, recv.get(..r.len).ok_or(Errno::EIO)?)),
         Err(e) if e == Errno::EINTR => Err(e),
         Err(e) => {

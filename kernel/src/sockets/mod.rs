@@ -12,7 +12,27 @@
 #![deny(unsafe_code)]
 
 pub mod ifconf;
+#[cfg(feature = "monolithic")]
 pub mod inet;
+/// AF_INET in the servers image (feature `monolithic` off): there is no
+/// in-kernel stack, every socket is the network server's.
+#[cfg(not(feature = "monolithic"))]
+pub mod inet {
+    use alloc::sync::Arc;
+
+    use super::Socket;
+    use abi::Errno;
+
+    /// A new AF_INET socket: netd's, or `EAFNOSUPPORT` (logged) when no
+    /// network server runs (a self-test mode, or before it attached).
+    pub fn create(sock_type: u32, protocol: u32) -> Result<Arc<dyn Socket>, Errno> {
+        if super::remote::active() {
+            return super::remote::create(sock_type, protocol);
+        }
+        log::warn!("net: no network server and no in-kernel stack in this image: EAFNOSUPPORT");
+        Err(super::EAFNOSUPPORT)
+    }
+}
 pub mod remote;
 pub mod sockaddr;
 pub mod socket;

@@ -16,7 +16,8 @@ use alloc::sync::Arc;
 
 use ::fs::{FileType, Inode};
 
-use crate::files::{blockdev, mounts, root_fs};
+use super::file::delegate;
+use crate::files::{blockdev, mounts, remote, root_fs};
 use crate::memory::uaccess::UserAddr;
 use abi::{Errno, SysResult};
 
@@ -64,7 +65,9 @@ fn path_arg(addr: UserAddr, max: usize) -> Result<String, Errno> {
 
 /// `mount(source, target, fstype, flags, data)`: `ext2` from a virtio
 /// disk node (`MS_RDONLY` honoured) or a new `tmpfs`; no options (`data`
-/// is ignored), no remount, bind or move (`EINVAL`).
+/// is ignored), no remount, bind or move (`EINVAL`).  In
+/// `structure=servers` a target on the file server's tree is mounted by
+/// the server (`Mount`); `/dev` and `/proc` stay the kernel's.
 pub fn sys_mount(
     source: UserAddr,
     target: UserAddr,
@@ -83,6 +86,7 @@ pub fn sys_mount(
     }
     let target = path_arg(target, PATH_MAX - 1)?;
     let kind = fstype.read_cstr(TYPE_MAX)?;
+    let read_only = flags & MS_RDONLY != 0;
     match kind.as_str() {
         "ext2" => {
             let source = path_arg(source, PATH_MAX - 1)?;
@@ -91,28 +95,91 @@ pub fn sys_mount(
                 return Err(Errno::ENOTBLK);
             }
             let disk = blockdev::disk_of(node.rdev()).ok_or(Errno::ENXIO)?;
-            mounts::mount_ext2(disk, &cwd, &target, flags & MS_RDONLY != 0)?;
+            if remote::active() {
+                let kind = fsproto::MountKind::Ext2 {
+                    device: disk.index() as u32,
+                    read_only,
+                };
+                match delegate::mount(&target, kind) {
+                    Ok(None) => {}
+                    Ok(Some(())) => return Ok(0),
+                    Err(e) => {
+                        if e == Errno::ENODEV {
+                            log::warn!(
+                                "mount: ext2 from /dev/{} on {}: the file server has no block devices (structure=servers): ENODEV",
+                                disk.name(),
+                                target
+                            );
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            mount_ext2(disk, &cwd, &target, read_only)?;
         }
         "tmpfs" => {
-            if flags & MS_RDONLY != 0 {
+            if read_only {
                 // A read-only empty tmpfs is of no use; not supported.
                 return Err(Errno::EINVAL);
             }
+            if remote::active() {
+                // Bounded like the kernel's own (half of memory).
+                let max_pages = (crate::memory::total_frames() as u64 / 2).max(1);
+                let kind = fsproto::MountKind::Tmpfs { max_pages };
+                if delegate::mount(&target, kind)?.is_some() {
+                    return Ok(0);
+                }
+            }
             mounts::mount_tmpfs(&cwd, &target)?;
         }
-        _ => return Err(Errno::ENODEV),
+        _ => {
+            log::info!("mount: file-system type {:?} unknown: ENODEV", kind);
+            return Err(Errno::ENODEV);
+        }
     }
     Ok(0)
 }
 
+/// The kernel's own ext2 mount (monolithic image).
+#[cfg(feature = "monolithic")]
+fn mount_ext2(
+    disk: &'static crate::drivers::virtio_blk::Disk,
+    cwd: &Arc<Inode>,
+    target: &str,
+    read_only: bool,
+) -> Result<(), Errno> {
+    mounts::mount_ext2(disk, cwd, target, read_only)
+}
+
+/// The servers image has no ext2 (it runs in the file server): `ENODEV`,
+/// as Linux answers for a type it was built without.
+#[cfg(not(feature = "monolithic"))]
+fn mount_ext2(
+    disk: &'static crate::drivers::virtio_blk::Disk,
+    _cwd: &Arc<Inode>,
+    target: &str,
+    _read_only: bool,
+) -> Result<(), Errno> {
+    log::warn!(
+        "mount: ext2 from /dev/{} on {}: this kernel image has no ext2 (feature `monolithic` off): ENODEV",
+        disk.name(),
+        target
+    );
+    Err(Errno::ENODEV)
+}
+
 /// `umount2(target, flags)`: a plain unmount whatever the flags (`EBUSY`
-/// while in use); unknown flags are `EINVAL`.
+/// while in use); unknown flags are `EINVAL`.  A target on the file
+/// server's tree is the server's (`Umount`).
 pub fn sys_umount2(target: UserAddr, flags: u64) -> SysResult {
     let cwd = caller_cwd()?;
     if flags & !UMOUNT_KNOWN != 0 {
         return Err(Errno::EINVAL);
     }
     let target = path_arg(target, PATH_MAX - 1)?;
+    if remote::active() && delegate::umount(&target)?.is_some() {
+        return Ok(0);
+    }
     mounts::umount(&cwd, &target)?;
     Ok(0)
 }

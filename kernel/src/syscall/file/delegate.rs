@@ -405,6 +405,26 @@ pub fn fchdir(fd: i32) -> Option<SysResult> {
     })
 }
 
+/// `mount` at `target` (read already, non-empty): `Ok(None)` when the
+/// target is the kernel's (`/dev`, `/proc`, a kernel working directory),
+/// else the server's answer (`ENODEV` for an ext2 image from a server
+/// without block devices: docs/SERVERS.md, "Mounts").
+pub fn mount(target: &str, kind: fsproto::MountKind) -> Result<Option<()>, Errno> {
+    let Route::Server(dir, _hold) = route(proc()?, AT_FDCWD, target)? else {
+        return Ok(None);
+    };
+    remote::mount(dir, target, kind).map(Some)
+}
+
+/// `umount2` of `target` (read already, non-empty): `Ok(None)` when it is
+/// the kernel's.
+pub fn umount(target: &str) -> Result<Option<()>, Errno> {
+    let Route::Server(dir, _hold) = route(proc()?, AT_FDCWD, target)? else {
+        return Ok(None);
+    };
+    remote::umount(dir, target).map(Some)
+}
+
 pub fn mkdirat(dirfd: i32, path: UserAddr, mode: u32) -> Option<SysResult> {
     run(|| {
         let Some((s, dir, _hold)) = path_route(dirfd, path)? else {

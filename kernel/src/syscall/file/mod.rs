@@ -138,7 +138,8 @@ macro_rules! delegated {
     };
 }
 
-mod delegate;
+// `mount`/`umount2` (syscall::mount) route through it too.
+pub(super) mod delegate;
 mod dir;
 mod meta;
 mod open;

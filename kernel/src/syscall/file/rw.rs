@@ -18,6 +18,9 @@ fn do_read(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResul
         return res;
     }
     if let Some(r) = f.as_remote() {
+        // At the file offset: one reader or writer of the description at a
+        // time (Linux's `f_pos_lock`; `remote::PosLock`).
+        let _pos = offset.is_none().then(|| r.pos_lock.lock());
         if crate::files::remote::one_copy() {
             if let Some(res) =
                 crate::files::remote_io::read(f, r.handle, &r.cache, buf, count, offset)
@@ -161,12 +164,23 @@ fn do_write(f: &File, buf: UserAddr, count: u64, offset: Option<u64>) -> SysResu
         };
     }
     if let Some(r) = f.as_remote() {
+        // At the file offset: one reader or writer of the description at
+        // a time (Linux's `f_pos_lock`; `remote::PosLock`), held until the
+        // last piece is written.
+        let _pos = offset.is_none().then(|| r.pos_lock.lock());
         if crate::files::remote::one_copy() {
             if let Some(res) = crate::files::remote_io::write(f, r.handle, buf, count, offset) {
                 return res;
             }
         }
+        return write_pieces(f, buf, count, offset);
     }
+    write_pieces(f, buf, count, offset)
+}
+
+/// `write`/`pwrite64` through a kernel buffer, `CHUNK` bytes at a time.
+#[inline(always)]
+fn write_pieces(f: &File, buf: UserAddr, count: usize, offset: Option<u64>) -> SysResult {
     let mut kbuf = crate::memory::kbuf::zeroed(count.min(CHUNK))?;
     let mut done = 0;
     while done < count {
