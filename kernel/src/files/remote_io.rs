@@ -147,6 +147,53 @@ enum Dir {
 /// A granted page: its pinned frame, or `None` for a hole (zeros).
 type Frame = Option<PinnedFrame>;
 
+/// Most pages of a read served from kept grants whose frames are held on
+/// the stack (`Frames::Few`): a hit of a 64 KiB read allocates nothing.
+const FEW_PAGES: usize = 16;
+
+/// The pinned frames of one piece of a read, in page order.
+enum Frames {
+    /// Up to `FEW_PAGES`, the count in use.
+    Few([Frame; FEW_PAGES], usize),
+    Many(Vec<Frame>),
+}
+
+impl Frames {
+    /// Room for `pages` frames.
+    fn with_capacity(pages: usize) -> Frames {
+        if pages <= FEW_PAGES {
+            Frames::Few(Default::default(), 0)
+        } else {
+            Frames::Many(Vec::with_capacity(pages))
+        }
+    }
+
+    fn push(&mut self, f: Frame) {
+        match self {
+            Frames::Few(a, n) if *n < FEW_PAGES => {
+                a[*n] = f;
+                *n += 1;
+            }
+            Frames::Few(a, n) => {
+                let mut v: Vec<Frame> = a[..*n].iter_mut().map(core::mem::take).collect();
+                v.push(f);
+                *self = Frames::Many(v);
+            }
+            Frames::Many(v) => v.push(f),
+        }
+    }
+}
+
+impl core::ops::Deref for Frames {
+    type Target = [Frame];
+    fn deref(&self) -> &[Frame] {
+        match self {
+            Frames::Few(a, n) => &a[..*n],
+            Frames::Many(v) => v,
+        }
+    }
+}
+
 /// Another pin of the same page (`None` inside when it has too many).
 fn pin_again(f: &Frame) -> Option<Frame> {
     match f {
@@ -271,7 +318,7 @@ impl ReadCache {
 
     /// The readable bytes of a read of `want` at `pos` and their frames,
     /// if the kept grants of `epoch` cover it.
-    fn lookup(&mut self, epoch: u64, pos: u64, want: u64) -> Option<(usize, Vec<Frame>)> {
+    fn lookup(&mut self, epoch: u64, pos: u64, want: u64) -> Option<(usize, Frames)> {
         if self.epoch != epoch {
             *self = ReadCache {
                 epoch,
@@ -286,9 +333,11 @@ impl ReadCache {
             None => return None,
         };
         let first = pos / PAGE;
-        let frames = (first..first + fsproto::pages_spanned(pos, n))
-            .map(|i| self.frame(i))
-            .collect::<Option<Vec<Frame>>>()?;
+        let pages = fsproto::pages_spanned(pos, n);
+        let mut frames = Frames::with_capacity(pages as usize);
+        for i in first..first + pages {
+            frames.push(self.frame(i)?);
+        }
         self.next = pos + n;
         Some((n as usize, frames))
     }
@@ -350,7 +399,7 @@ fn grant(
     handle: Handle,
     pos: u64,
     want: u64,
-) -> Result<(usize, Vec<Frame>), Errno> {
+) -> Result<(usize, Frames), Errno> {
     let epoch = remote::data_epoch();
     let ask = {
         let mut c = cache.lock();
@@ -363,11 +412,11 @@ fn grant(
     let frames = pin_all(&*server()?, &addrs)?;
     // This read's own bytes; the whole grant is kept.
     let n = got.min(want as usize);
-    let mine = frames[..fsproto::pages_spanned(pos, n as u64) as usize]
-        .iter()
-        .map(pin_again)
-        .collect::<Option<Vec<Frame>>>()
-        .ok_or(Errno::ENOMEM)?;
+    let spanned = fsproto::pages_spanned(pos, n as u64) as usize;
+    let mut mine = Frames::with_capacity(spanned);
+    for f in &frames[..spanned] {
+        mine.push(pin_again(f).ok_or(Errno::ENOMEM)?);
+    }
     let mut c = cache.lock();
     c.insert(epoch, pos, ask, got as u64, frames);
     c.next = pos + n as u64;
