@@ -163,7 +163,8 @@ struct SuiteArgs {
     #[arg(long)]
     cores: Option<String>,
     /// Workloads, comma-separated, or `all` (every workload `wis --list`
-    /// names); default: the 16 of the default suite (a few minutes).
+    /// names); default: the 17 of the default suite (a few minutes), and
+    /// the migration workload open_close_skewed when a servers system runs.
     #[arg(long)]
     workloads: Option<String>,
     /// Worker kinds, comma-separated: threads, procs.

@@ -250,7 +250,8 @@ impl Mode {
 
 /// The workloads of the default suite: sized, with the other defaults
 /// below, so that `./run-comparison.sh` (`DEFAULT_SYSTEMS` at 1 and 2
-/// cores, 3 runs: 24 boots of 17 workloads each) stays under 10 minutes
+/// cores, 3 runs: 24 boots of 17 workloads each, 18 with the servers'
+/// `MIGRATION_WORKLOAD`) stays under 10 minutes
 /// under TCG on a 2-core host.
 /// One or two of each kind: system (and the null IPC round trip beside
 /// getppid), program start, file metadata (private and shared), file data,
@@ -275,6 +276,27 @@ pub const DEFAULT_WORKLOADS: &[&str] = &[
     "tcp_connect",
     "udp_rr",
 ];
+
+/// The migration workload (`open_close_skewed`: the load moves from core
+/// to core; fixed placements against `ours-servers-migrate`,
+/// docs/SERVERS.md "Placement and migration").  The default suite adds it
+/// when it measures a servers system, so the per-structure table has its
+/// row.
+pub const MIGRATION_WORKLOAD: &str = "open_close_skewed";
+
+/// The workloads a suite without `--workloads` runs on `systems`:
+/// `DEFAULT_WORKLOADS`, plus `MIGRATION_WORKLOAD` when one of them is a
+/// servers system.
+pub fn default_workloads(systems: &[SuiteSystem]) -> Vec<&'static str> {
+    let mut list = DEFAULT_WORKLOADS.to_vec();
+    if systems
+        .iter()
+        .any(|s| s.structure() == crate::run::Structure::Servers)
+    {
+        list.push(MIGRATION_WORKLOAD);
+    }
+    list
+}
 
 /// Default repetitions of every measurement.
 pub const DEFAULT_RUNS: u32 = 3;

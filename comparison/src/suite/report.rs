@@ -1,7 +1,7 @@
 //! `report.md` and the summary table: per accelerator, per workload, ops/s
 //! by cores per system (median and min–max over runs), scaling efficiency
 //! ops(N)/(N·ops(1)), and the ratios ours/linux and ours/ours-global; the
-//! per-structure table (ours, ours-servers, linux and servers/monolithic,
+//! per-structure table (ours, every servers system measured, linux and servers/monolithic,
 //! servers/linux per core count) and the null IPC round trip beside
 //! getppid.
 //!
@@ -245,27 +245,31 @@ pub fn summary_table(groups: &BTreeMap<GroupKey, Group>, na: Na) -> String {
     out
 }
 
-/// The systems of the per-structure table: monolithic, the servers (the
-/// classic single thread, then each placement that was measured), Linux.
-pub const STRUCTURE_SYSTEMS: [&str; 6] = [
-    "ours",
-    "ours-servers",
-    "ours-servers-percore",
-    "ours-servers-dedicated",
-    "ours-servers-migrate",
-    "linux",
-];
+/// The monolithic system and the Linux system of the per-structure table
+/// (the servers systems stand between them, `servers_systems`).
+pub const STRUCTURE_ENDS: (&str, &str) = ("ours", "linux");
+
+/// The servers systems of the per-structure table, in `options::ALL`
+/// order: the classic single thread, each placement, migration and each
+/// copy mode (every suite system with `structure=servers`, so a new one
+/// gets its column without a change here).
+pub fn servers_systems() -> Vec<&'static str> {
+    super::options::ALL
+        .iter()
+        .filter(|s| s.structure() == crate::run::Structure::Servers)
+        .map(|s| s.name())
+        .collect()
+}
 
 /// The per-structure table (markdown), one per accelerator that has
 /// results or n/a cells of any servers system: a row per workload, mode
 /// and core count; the medians of ours (monolithic), each servers system
-/// measured on that accelerator (`STRUCTURE_SYSTEMS`) and linux; and for
+/// measured on that accelerator (`servers_systems`) and linux; and for
 /// each servers system X, X/monolithic and X/linux (rates: above 1 the
 /// servers are faster).  Empty when no servers system was measured.
 pub fn structure_table(groups: &BTreeMap<GroupKey, Group>, na: Na) -> String {
-    let mono = STRUCTURE_SYSTEMS[0];
-    let linux = STRUCTURE_SYSTEMS[STRUCTURE_SYSTEMS.len() - 1];
-    let all_servers = &STRUCTURE_SYSTEMS[1..STRUCTURE_SYSTEMS.len() - 1];
+    let (mono, linux) = STRUCTURE_ENDS;
+    let all_servers = servers_systems();
     let measured = |accel: &str, s: &str| {
         groups
             .iter()
@@ -496,7 +500,9 @@ pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
         out.push_str(
             "The same kernel with the file system linked in (`ours`) and in the user-mode file \
              server (`ours-servers`, `structure=servers`: file system calls are delegated by IPC; \
-             docs/SERVERS.md), and Linux, with the same workload binaries.\n\n",
+             docs/SERVERS.md; its placements `-percore`, `-dedicated`, `-migrate` and its \
+             two-copy mode `-copy2`, a column each when measured), and Linux, with the same \
+             workload binaries; `open_close_skewed` is the migration workload.\n\n",
         );
         out.push_str(&structure);
     }
@@ -773,6 +779,73 @@ mod tests {
         assert!(row.ends_with("| 0.40 | 2.00 | 0.80 | 4.00 |"), "{row}");
         // ours-servers-dedicated was not measured: no column.
         assert!(!table.contains("dedicated"), "{table}");
+    }
+
+    /// A full result set (every default workload of a suite with servers,
+    /// the migration workload among them, on monolithic, every servers
+    /// system and Linux, at 1 and 2 vCPUs) renders a per-structure row per
+    /// workload and core count, with a number in every column.
+    #[test]
+    fn structure_table_renders_every_system_and_default_workload() {
+        use crate::suite::options::{default_workloads, SuiteSystem, ALL, MIGRATION_WORKLOAD};
+        let servers = servers_systems();
+        for s in [
+            "ours-servers",
+            "ours-servers-percore",
+            "ours-servers-dedicated",
+            "ours-servers-migrate",
+            "ours-servers-copy2",
+        ] {
+            assert!(servers.contains(&s), "{s} missing from {servers:?}");
+        }
+        let workloads = default_workloads(ALL);
+        assert!(workloads.contains(&MIGRATION_WORKLOAD));
+        assert!(!default_workloads(&[SuiteSystem::Ours]).contains(&MIGRATION_WORKLOAD));
+        let systems: Vec<&str> = core::iter::once("ours")
+            .chain(servers.iter().copied())
+            .chain(core::iter::once("linux"))
+            .collect();
+        let mut recs = Vec::new();
+        for (w, workload) in workloads.iter().enumerate() {
+            for (i, system) in systems.iter().enumerate() {
+                for cores in [1, 2] {
+                    // Distinct rates: 1000 + 100·system + 10·cores + workload.
+                    let rate = 1000.0 + 100.0 * i as f64 + 10.0 * cores as f64 + w as f64;
+                    recs.push(sample(system, workload, cores, 0, rate));
+                }
+            }
+        }
+        let table = structure_table(&aggregate(&recs), Na(&[]));
+        let lines: Vec<&str> = table.lines().collect();
+        let head: Vec<&str> = lines[2].trim_matches('|').split('|').map(str::trim).collect();
+        // 4 key columns, the systems, then two ratios per servers system.
+        assert_eq!(head.len(), 4 + systems.len() + 2 * servers.len(), "{}", lines[2]);
+        assert_eq!(head[4], "ours (monolithic)");
+        assert_eq!(&head[5..4 + systems.len()], &systems[1..]);
+        assert!(head.contains(&"ours-servers-copy2/ours") && head.contains(&"ours-servers-copy2/linux"));
+        for (w, workload) in workloads.iter().enumerate() {
+            for cores in [1u32, 2] {
+                let prefix = format!("| {workload} | threads | ops/s | {cores} |");
+                let row = lines
+                    .iter()
+                    .find(|l| l.starts_with(&prefix))
+                    .unwrap_or_else(|| panic!("no row {prefix} in\n{table}"));
+                let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+                assert_eq!(cells.len(), head.len(), "{row}");
+                assert!(!cells.contains(&"–") && !cells.contains(&"n/a"), "{row}");
+                // Each system's own median, in column order.
+                for (i, _) in systems.iter().enumerate() {
+                    let rate = 1000.0 + 100.0 * i as f64 + 10.0 * cores as f64 + w as f64;
+                    assert_eq!(cells[4 + i], fmt_rate(rate), "{row}");
+                }
+                // copy2 / monolithic is its rate over ours'.
+                let copy2 = systems.iter().position(|s| *s == "ours-servers-copy2").unwrap();
+                let col = head.iter().position(|h| *h == "ours-servers-copy2/ours").unwrap();
+                let base = 1000.0 + 10.0 * cores as f64 + w as f64;
+                let want = (base + 100.0 * copy2 as f64) / base;
+                assert_eq!(cells[col], format!("{want:.2}"), "{row}");
+            }
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@
 //! rename), so Ctrl-C never leaves a half-written `results.json`.
 
 use super::batch::{self, BootEnd, Outcome};
-use super::options::{AccelChoice, Mode, SuiteOptions, SuiteSystem, DEFAULT_WORKLOADS};
+use super::options::{default_workloads, AccelChoice, Mode, SuiteOptions, SuiteSystem};
 use super::record::{self, Record};
 use super::report::{self, ReportInfo};
 use super::{interrupt, plot, stats};
@@ -392,7 +392,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
     let wis = build_wis()?;
     let available = crate::workloads::list_workloads(&wis)?;
     let workloads = match &opts.workloads {
-        None => DEFAULT_WORKLOADS
+        None => default_workloads(&opts.systems)
             .iter()
             .filter(|w| available.iter().any(|a| a == *w))
             .map(|w| w.to_string())

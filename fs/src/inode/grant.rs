@@ -77,9 +77,12 @@ impl Inode {
         let n = (len as u64).min(f.size - offset) as usize;
         let ps = PAGE_SIZE as u64;
         let (first, end) = (offset / ps, (offset + n as u64).div_ceil(ps));
-        let addrs = (first..end)
-            .map(|i| f.pages.get(&i).map_or(0, |p| p.phys()))
-            .collect::<Vec<_>>();
+        // One walk of the range (not a lookup per page: a read-ahead
+        // grant names up to 257 pages).
+        let mut addrs = alloc::vec![0u64; (end - first) as usize];
+        for (&i, p) in f.pages.range(first..end) {
+            addrs[(i - first) as usize] = p.phys();
+        }
         if addrs.iter().any(|&a| a != 0) {
             // Under the read lock: a truncate (write lock) sees it.
             f.io_granted.store(true, Ordering::Relaxed);

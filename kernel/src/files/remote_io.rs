@@ -36,7 +36,11 @@
 //! right.  The description's handle is open while its cache lives, so the
 //! server keeps the pages (above); the pins go with the cache.  A read that
 //! races a write or truncate and uses kept grants is ordered before it
-//! (the epoch moves before that call returns).
+//! (the epoch moves before that call returns).  A read that starts where
+//! the last one ended asks for a whole window (`READ_AHEAD`, 1 MiB) in
+//! its one call, so a sequential stream makes one call per window rather
+//! than one per read; a grant that no longer fits the cache is kept as
+//! the read-ahead window until the next one.
 //!
 //! What stays on the message path (`remote::pread`/`pwrite`): `O_APPEND`
 //! writes (the server picks the offset and writes in one step, so
@@ -143,6 +147,53 @@ enum Dir {
 /// A granted page: its pinned frame, or `None` for a hole (zeros).
 type Frame = Option<PinnedFrame>;
 
+/// Most pages of a read served from kept grants whose frames are held on
+/// the stack (`Frames::Few`): a hit of a 64 KiB read allocates nothing.
+const FEW_PAGES: usize = 16;
+
+/// The pinned frames of one piece of a read, in page order.
+enum Frames {
+    /// Up to `FEW_PAGES`, the count in use.
+    Few([Frame; FEW_PAGES], usize),
+    Many(Vec<Frame>),
+}
+
+impl Frames {
+    /// Room for `pages` frames.
+    fn with_capacity(pages: usize) -> Frames {
+        if pages <= FEW_PAGES {
+            Frames::Few(Default::default(), 0)
+        } else {
+            Frames::Many(Vec::with_capacity(pages))
+        }
+    }
+
+    fn push(&mut self, f: Frame) {
+        match self {
+            Frames::Few(a, n) if *n < FEW_PAGES => {
+                a[*n] = f;
+                *n += 1;
+            }
+            Frames::Few(a, n) => {
+                let mut v: Vec<Frame> = a[..*n].iter_mut().map(core::mem::take).collect();
+                v.push(f);
+                *self = Frames::Many(v);
+            }
+            Frames::Many(v) => v.push(f),
+        }
+    }
+}
+
+impl core::ops::Deref for Frames {
+    type Target = [Frame];
+    fn deref(&self) -> &[Frame] {
+        match self {
+            Frames::Few(a, n) => &a[..*n],
+            Frames::Many(v) => v,
+        }
+    }
+}
+
 /// Another pin of the same page (`None` inside when it has too many).
 fn pin_again(f: &Frame) -> Option<Frame> {
     match f {
@@ -156,21 +207,13 @@ fn pin_again(f: &Frame) -> Option<Frame> {
 /// server; `ENOMEM` when a frame has the most pins it can hold (many open
 /// files keeping it): the caller then moves that piece in messages.
 fn pin_all(server: &AddressSpace, addrs: &[u64]) -> Result<Vec<Frame>, Errno> {
-    addrs
-        .iter()
-        .map(|&addr| {
-            if addr == 0 {
-                return Ok(None);
-            }
-            server.pin_for_io(addr).map(Some).map_err(|e| {
-                if e == Errno::ENOMEM {
-                    return e;
-                }
-                log::warn!("servers: a grant named {addr:#x}, not a page of the server ({e:?})");
-                Errno::EIO
-            })
-        })
-        .collect()
+    server.pin_many_for_io(addrs).map_err(|e| {
+        if e == Errno::ENOMEM {
+            return e;
+        }
+        log::warn!("servers: a grant named an address that is not a page of the server ({e:?})");
+        Errno::EIO
+    })
 }
 
 /// Copies `n` bytes of the file at `offset` between the pinned pages
@@ -220,8 +263,17 @@ fn copy(
 }
 
 /// Most pages a description keeps grants of (beyond, later grants are
-/// not kept): a bound on the frames one open file pins.
+/// not kept, except the last one as the read-ahead window): a bound on
+/// the frames one open file pins.
 const CACHE_PAGES: usize = 1024;
+
+/// Bytes a read that continues the previous one (a sequential stream) asks
+/// the server for: the rest comes with the same call and is kept (the
+/// read-ahead window), so a stream of 64 KiB reads costs one call per
+/// 1 MiB, not one per read.  A read elsewhere asks for its own bytes only
+/// (random reads of a large file would otherwise pin pages they never
+/// use).
+const READ_AHEAD: u64 = MAX_IO_BYTES;
 
 /// Read grants kept by one open file description (see the module
 /// comment): valid for data epoch `epoch` only.
@@ -232,23 +284,45 @@ pub struct ReadCache {
     at_least: u64,
     /// Its exact size, once a read came back short.
     eof: Option<u64>,
-    /// Page index -> its frame (`None`: a hole).
+    /// Where the last read through this description ended: a read that
+    /// starts there is sequential and reads ahead (`READ_AHEAD`).
+    next: u64,
+    /// Page index -> its frame (`None`: a hole).  Filled until full, then
+    /// kept as it is (a stream through a large file would only churn).
     pages: BTreeMap<u64, Frame>,
+    /// The last grant that did not fit in `pages`: its first page index
+    /// and its frames (replaced by the next such grant).
+    window: (u64, Vec<Frame>),
 }
 
 impl core::fmt::Debug for ReadCache {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "ReadCache({} pages)", self.pages.len())
+        write!(
+            f,
+            "ReadCache({} pages, window {})",
+            self.pages.len(),
+            self.window.1.len()
+        )
     }
 }
 
 impl ReadCache {
+    /// The kept frame of page `i`, pinned once more.
+    fn frame(&self, i: u64) -> Option<Frame> {
+        let kept = self.pages.get(&i).or_else(|| {
+            let (first, w) = &self.window;
+            w.get(usize::try_from(i.checked_sub(*first)?).ok()?)
+        });
+        kept.and_then(pin_again)
+    }
+
     /// The readable bytes of a read of `want` at `pos` and their frames,
     /// if the kept grants of `epoch` cover it.
-    fn lookup(&mut self, epoch: u64, pos: u64, want: u64) -> Option<(usize, Vec<Frame>)> {
+    fn lookup(&mut self, epoch: u64, pos: u64, want: u64) -> Option<(usize, Frames)> {
         if self.epoch != epoch {
             *self = ReadCache {
                 epoch,
+                next: self.next,
                 ..ReadCache::default()
             };
             return None;
@@ -259,15 +333,30 @@ impl ReadCache {
             None => return None,
         };
         let first = pos / PAGE;
-        let frames = (first..first + fsproto::pages_spanned(pos, n))
-            .map(|i| self.pages.get(&i).and_then(pin_again))
-            .collect::<Option<Vec<Frame>>>()?;
+        let pages = fsproto::pages_spanned(pos, n);
+        let mut frames = Frames::with_capacity(pages as usize);
+        for i in first..first + pages {
+            frames.push(self.frame(i)?);
+        }
+        self.next = pos + n;
         Some((n as usize, frames))
     }
 
+    /// How many bytes a read of `want` at `pos` that missed asks the
+    /// server for: more when it continues the last read (`READ_AHEAD`).
+    fn ask(&self, pos: u64, want: u64) -> u64 {
+        if pos != self.next || want >= READ_AHEAD {
+            return want;
+        }
+        // Not past the largest offset (the protocol refuses that range).
+        let room = (i64::MAX as u64).saturating_sub(pos);
+        READ_AHEAD.min(room).max(want)
+    }
+
     /// Keeps the grant of a read of `want` at `pos` (of `epoch`) that gave
-    /// `n` bytes in `frames`.
-    fn insert(&mut self, epoch: u64, pos: u64, want: u64, n: u64, frames: &[Frame]) {
+    /// `n` bytes in `frames`: in `pages` while there is room, else as the
+    /// read-ahead window.
+    fn insert(&mut self, epoch: u64, pos: u64, want: u64, n: u64, frames: Vec<Frame>) {
         if self.epoch != epoch {
             // Data changed since (or before) this grant: keep nothing.
             return;
@@ -277,13 +366,12 @@ impl ReadCache {
         if n < want {
             self.eof = Some(pos + n);
         }
-        // Full: keep what is kept (a stream through a large file would
-        // only churn).
+        let first = pos / PAGE;
         if self.pages.len() + frames.len() > CACHE_PAGES {
+            self.window = (first, frames);
             return;
         }
-        let first = pos / PAGE;
-        for (i, f) in (first..).zip(frames) {
+        for (i, f) in (first..).zip(&frames) {
             if let alloc::collections::btree_map::Entry::Vacant(v) = self.pages.entry(i) {
                 match pin_again(f) {
                     Some(p) => {
@@ -304,21 +392,35 @@ fn in_range(at: u64, count: usize) -> bool {
 }
 
 /// The frames behind a read of `want` bytes at `pos`: from the kept
-/// grants of `cache`, or granted by one `ReadPages` call (and kept).
+/// grants of `cache`, or granted by one `ReadPages` call (and kept),
+/// which reads ahead when the read continues the last one.
 fn grant(
     cache: &spin::Mutex<ReadCache>,
     handle: Handle,
     pos: u64,
     want: u64,
-) -> Result<(usize, Vec<Frame>), Errno> {
+) -> Result<(usize, Frames), Errno> {
     let epoch = remote::data_epoch();
-    if let Some(hit) = cache.lock().lookup(epoch, pos, want) {
-        return Ok(hit);
-    }
-    let (n, _, addrs) = remote::read_grant(handle, pos, want)?;
+    let ask = {
+        let mut c = cache.lock();
+        if let Some(hit) = c.lookup(epoch, pos, want) {
+            return Ok(hit);
+        }
+        c.ask(pos, want)
+    };
+    let (got, _, addrs) = remote::read_grant(handle, pos, ask)?;
     let frames = pin_all(&*server()?, &addrs)?;
-    cache.lock().insert(epoch, pos, want, n as u64, &frames);
-    Ok((n, frames))
+    // This read's own bytes; the whole grant is kept.
+    let n = got.min(want as usize);
+    let spanned = fsproto::pages_spanned(pos, n as u64) as usize;
+    let mut mine = Frames::with_capacity(spanned);
+    for f in &frames[..spanned] {
+        mine.push(pin_again(f).ok_or(Errno::ENOMEM)?);
+    }
+    let mut c = cache.lock();
+    c.insert(epoch, pos, ask, got as u64, frames);
+    c.next = pos + n as u64;
+    Ok((n, mine))
 }
 
 /// `read`/`pread64` of `count` (> 0) bytes of the server file `f` (handle

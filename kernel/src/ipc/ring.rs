@@ -13,9 +13,12 @@
 //! No free slot or a payload larger than a slot: the caller falls back to
 //! the synchronous call (the server serves its endpoint too).
 //!
-//! The wait is not interrupted by signals (the server answers every
-//! request at once: fsd never blocks); a server that stops answering
-//! leaves its callers waiting.
+//! A signal ends the wait while the server has not taken the request
+//! (`ring::Ring::withdraw`: the caller gets `EINTR`, which the syscall
+//! layer restarts per SA_RESTART, as for a call still queued on an
+//! endpoint); a request the server took is waited for (fsd answers every
+//! request at once: it never blocks).  A server that stops answering a
+//! request it took leaves that caller waiting.
 //!
 //! Per-core: the slots are shared with the server by design (they are the
 //! channel); a caller writes only the slot it claimed, and claims start at
@@ -113,6 +116,14 @@ impl KernelRing {
                 spins += 1;
                 core::hint::spin_loop();
                 continue;
+            }
+            // A signal: take the request back if the server has not taken
+            // it (then it was never made: `EINTR`, or a restart per
+            // SA_RESTART); once taken, its reply comes (as a call on the
+            // endpoint that a receiver took).
+            if super::interrupted() && self.ring.withdraw(i) {
+                *self.waiters[i].lock() = None;
+                return Some(Err(Errno::EINTR));
             }
             if self.ring.prepare_wait(i) {
                 break;

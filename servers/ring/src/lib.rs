@@ -14,6 +14,7 @@
 //! FREE --client claims (CAS)--> CLAIMED --client writes, publishes--> REQUEST
 //! REQUEST --server takes (CAS)--> BUSY --server writes reply--> DONE
 //! DONE --client reads the reply--> FREE
+//! REQUEST --client withdraws (CAS, interrupted before the server took it)--> FREE
 //! ```
 //!
 //! Memory ordering.  Whoever moves a slot to a state in which the other
@@ -239,6 +240,16 @@ impl<M: Mem> Ring<M> {
             .u32_at(self.slot(i) + S_WAITING)
             .store(1, Ordering::SeqCst);
         self.state(i).load(Ordering::SeqCst) == DONE
+    }
+
+    /// Takes back the request of slot `i` if the server has not taken it
+    /// yet (`REQUEST` -> `FREE`; a caller interrupted by a signal): true
+    /// when it was withdrawn (the server never sees it), false when the
+    /// server has it (the reply will come; wait for it).
+    pub fn withdraw(&self, i: usize) -> bool {
+        self.state(i)
+            .compare_exchange(REQUEST, FREE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// Takes the reply of done slot `i` into `buf` and frees the slot.

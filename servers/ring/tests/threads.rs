@@ -194,3 +194,32 @@ fn scratch_mem() -> RawMem {
     std::mem::forget(m);
     raw
 }
+
+/// A request the server has not taken can be withdrawn (the server then
+/// never sees it, and the slot is free again); one it took cannot (its
+/// reply comes as usual).
+#[test]
+fn withdraw_only_before_the_server_takes_the_request() {
+    let (_mem, ring) = region(2);
+    ring.server_init(1, 2);
+    let head = Head {
+        label: 7,
+        words: [1, 2, 3, 4],
+        len: 3,
+    };
+    let i = ring.claim(0).unwrap();
+    ring.publish(i, head, b"abc");
+    assert!(ring.withdraw(i));
+    assert!(!ring.withdraw(i), "withdrawn twice");
+    assert_eq!(ring.next_request(0), None, "the server saw a withdrawn request");
+    // The slot is free: claimed again first.
+    assert_eq!(ring.claim(i), Some(i));
+    ring.publish(i, head, b"abc");
+    assert_eq!(ring.next_request(0), Some(i));
+    assert!(!ring.withdraw(i), "withdrew a request the server holds");
+    ring.complete(i, head, b"xy");
+    assert!(ring.is_done(i));
+    let mut buf = [0u8; 8];
+    assert_eq!(ring.take_reply(i, &mut buf).map(|h| h.len), Some(2));
+    assert_eq!(ring.claim(i), Some(i));
+}

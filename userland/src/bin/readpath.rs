@@ -256,6 +256,72 @@ fn main() {
         outcome(r),
     );
 
+    // A stream through a file larger than the kept read grants (6 MiB in
+    // 64 KiB reads, twice: read-ahead windows past the 4 MiB a description
+    // keeps), with another descriptor overwriting a page ahead of the
+    // reader inside its window: the reader sees the new bytes there and
+    // the old ones everywhere else.
+    let big_path = format!("{dir}/big");
+    let big_len = 6 << 20;
+    let big: Vec<u8> = (0..big_len).map(byte).collect();
+    std::fs::write(&big_path, &big).unwrap();
+    let reader = open(&big_path, libc::O_RDONLY);
+    let writer = open(&big_path, libc::O_WRONLY);
+    let block = 64 * 1024;
+    let mut chunk = vec![0u8; block];
+    // Ahead of the reader by 4 blocks, within the 1 MiB window its read at
+    // 5 MiB - 64 KiB asked for (first pass only).
+    let poke = 5 * (1 << 20) + 3 * block + 123;
+    let (mut good, mut total) = (true, 0usize);
+    // The first wrong byte: (pass, offset, value).
+    let mut bad = None;
+    for pass in 0..2 {
+        // SAFETY: rewinding our own descriptor.
+        unsafe { libc::lseek(reader, 0, libc::SEEK_SET) };
+        let mut at = 0usize;
+        loop {
+            let r = read(reader, chunk.as_mut_ptr(), block);
+            if r <= 0 {
+                good &= r == 0;
+                break;
+            }
+            let n = r as usize;
+            // The poked byte (0: `byte` never gives it) is read only after
+            // the write (it lies past 5 MiB), in both passes.
+            for (k, &x) in chunk[..n].iter().enumerate() {
+                let i = at + k;
+                if x != if i == poke { 0 } else { byte(i) } && bad.is_none() {
+                    bad = Some((pass, i, x));
+                }
+            }
+            at += n;
+            total += n;
+            if pass == 0 && at == 5 << 20 {
+                // SAFETY: one byte of ours, at an offset inside the file.
+                let w = unsafe { libc::pwrite(writer, [0u8].as_ptr().cast(), 1, poke as i64) };
+                good &= w == 1;
+                // The reader's next blocks: the poked one must show it.
+                let r = pread(reader, chunk.as_mut_ptr(), block, poke - 123);
+                good &= r == block as i64 && chunk[123] == 0;
+            }
+        }
+        good &= at == big_len;
+    }
+    fact(
+        "stream of 64 KiB reads through 6 MiB twice, a byte written ahead of the reader",
+        good && bad.is_none() && total == 2 * big_len,
+        match bad {
+            None => format!("{total} bytes"),
+            Some((p, i, x)) => format!("{total} bytes, pass {p}: byte {i} is {x}"),
+        },
+    );
+    // SAFETY: closing our own descriptors.
+    unsafe {
+        libc::close(reader);
+        libc::close(writer);
+    }
+    let _ = std::fs::remove_file(&big_path);
+
     // A directory is not read.
     let d = open(dir, libc::O_RDONLY | libc::O_DIRECTORY);
     let r = pread(d, buf, 10, 0);

@@ -69,6 +69,55 @@ impl AddressSpace {
     pub fn pin_for_io(&self, va: u64) -> Result<PinnedFrame, Errno> {
         self.pin_anon_page(va).map(PinnedFrame)
     }
+
+    /// `pin_for_io` of each of the pages `vas` (0: a hole, `None`), in
+    /// order, under one range lock over the span they lie in instead of one
+    /// per page (a one-copy grant names up to 257 pages).  A page that is
+    /// not present is pinned afterwards on its own (`pin_anon_page` brings
+    /// it in).  Same errors as `pin_for_io`; on an error no pin is kept.
+    pub fn pin_many_for_io(&self, vas: &[u64]) -> Result<Vec<Option<PinnedFrame>>, Errno> {
+        let named = vas.iter().copied().filter(|&va| va != 0);
+        let (Some(lo), Some(hi)) = (named.clone().min(), named.max()) else {
+            return Ok(vas.iter().map(|_| None).collect());
+        };
+        if hi >= USER_END || vas.iter().any(|va| !va.is_multiple_of(PAGE)) {
+            return Err(Errno::EFAULT);
+        }
+        let mut out: Vec<Option<PinnedFrame>> = Vec::with_capacity(vas.len());
+        let mut absent = Vec::new();
+        {
+            let g = self.ranges.lock_range(lo, hi + PAGE);
+            let rw = PROT_READ | PROT_WRITE;
+            for (k, &va) in vas.iter().enumerate() {
+                if va == 0 {
+                    out.push(None);
+                    continue;
+                }
+                let vma = g.find(va).ok_or(Errno::EFAULT)?;
+                if vma.shared || !matches!(vma.backing, Backing::Anon) || vma.prot & rw != rw {
+                    return Err(Errno::EFAULT);
+                }
+                let cur = paging::leaf(self.root, va).map(|e| e.load(Ordering::Acquire));
+                match cur {
+                    Some(cur) if holds_frame(cur) && cur & PTE_ANON != 0 => {
+                        let frame = frame_of(cur);
+                        if !refcount::pin(frame) {
+                            return Err(Errno::ENOMEM);
+                        }
+                        out.push(Some(PinnedFrame(frame)));
+                    }
+                    _ => {
+                        out.push(None);
+                        absent.push(k);
+                    }
+                }
+            }
+        }
+        for k in absent {
+            out[k] = Some(self.pin_for_io(vas[k])?);
+        }
+        Ok(out)
+    }
 }
 
 /// A frame of a file server's page cache, pinned while this lives: it
