@@ -8,11 +8,12 @@
 //! so their numbers are known: a fresh table's first two slots), gives
 //! the running instance the send right to the hand-over endpoint, and
 //! sends it two control requests on the service endpoint: `LABEL_PRECOPY`
-//! (a thread of the old instance sends every file's data to the successor
-//! while the old instance serves on), then `LABEL_HANDOVER`.
-//! The running instance finishes what it took, stops receiving, sends its
-//! state image to the successor and answers once the successor said it is
-//! ready; then it exits.  Calls that arrive meanwhile queue on the service
+//! (a thread of the old instance sends every file's data, then a base
+//! image of the tree and metadata, which the successor builds, while the
+//! old instance serves on), then `LABEL_HANDOVER`.
+//! The running instance finishes what it took, stops receiving, sends
+//! what changed since the base (and its handle table) to the successor
+//! and answers once the successor said it is ready; then it exits.  Calls that arrive meanwhile queue on the service
 //! endpoint (the successor holds a receive right all along, so nothing
 //! fails them) and are served by the successor.  If anything fails the
 //! successor is killed and the old instance goes on serving.
@@ -29,7 +30,7 @@
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::files::Program;
 use super::process::{find_process, Pid};
@@ -44,6 +45,10 @@ const LABEL_PRECOPY: u64 = 0x4856_0002;
 
 /// A replacement is under way.
 static REPLACING: AtomicBool = AtomicBool::new(false);
+
+/// The base image of the last pre-copy (bytes; for the log line).  One
+/// replacement at a time (`REPLACING`), so one value.
+static BASE_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// What a replacement measured.
 #[derive(Clone, Copy, Debug, Default)]
@@ -88,7 +93,7 @@ pub fn replace_file_server(program: Option<Program>) -> Result<Replaced, Errno> 
     REPLACING.store(false, Ordering::Release);
     match &r {
         Ok(x) => log::info!(
-            "servers: replaced the file server: pid {} -> pid {}, switch {} us (image {} bytes, export {} us, rebuild {} us); before it, start {} us, pre-copy {} bytes in {} us",
+            "servers: replaced the file server: pid {} -> pid {}, switch {} us (delta image {} bytes, export {} us, rebuild {} us); before it, start {} us, pre-copy {} bytes and a base image of {} bytes in {} us",
             x.old_pid,
             x.new_pid,
             x.switch_ns / 1000,
@@ -97,6 +102,7 @@ pub fn replace_file_server(program: Option<Program>) -> Result<Replaced, Errno> 
             x.import_ns / 1000,
             x.start_ns / 1000,
             x.precopy_bytes,
+            BASE_BYTES.load(Ordering::Relaxed),
             x.precopy_ns / 1000
         ),
         Err(e) => log::warn!("servers: replacing the file server failed: errno {}", e.0),
@@ -179,7 +185,10 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     let pre = crate::arch::time::now_ns();
     let precopy =
         match crate::ipc::kernel_call(&service, LABEL_PRECOPY, [to, 0, 0, 0], &[], &mut []) {
-            Ok(reply) if reply.label == 0 => reply.words,
+            Ok(reply) if reply.label == 0 => {
+                BASE_BYTES.store(reply.words[3], Ordering::Relaxed);
+                reply.words
+            }
             other => {
                 let _ = old.ipc.close(to);
                 return Err(give_up(match other {
