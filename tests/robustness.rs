@@ -175,7 +175,10 @@ fn suite_robustness_section_is_measured() {
     assert_eq!(row(Event::CrashRestart).recovery_us.len(), 2);
     assert_eq!(row(Event::DriverRestart).recovery_us.len(), 2);
     let md = section.markdown();
-    assert!(md.contains("| fs (fsd) | replacement under load | 2 |"), "{md}");
+    assert!(
+        md.contains("| fs (fsd) | replacement under load | 2 |"),
+        "{md}"
+    );
     assert!(md.contains("cannot survive these faults by design"), "{md}");
     assert!(!section.bad());
 }

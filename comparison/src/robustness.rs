@@ -482,7 +482,12 @@ pub fn parse_crash(output: &str) -> Result<Vec<(u64, u64)>> {
     let rounds: Vec<(u64, u64)> = output
         .lines()
         .filter_map(|l| l.strip_prefix("crash_check: round "))
-        .map(|l| Ok((field(l, "recovery_us").context("recovery_us")?, field(l, "errors").context("errors")?)))
+        .map(|l| {
+            Ok((
+                field(l, "recovery_us").context("recovery_us")?,
+                field(l, "errors").context("errors")?,
+            ))
+        })
         .collect::<Result<_>>()?;
     if rounds.is_empty() || !output.lines().any(|l| l == "crash_check: pass") {
         bail!("crash_check did not pass");
@@ -555,8 +560,8 @@ pub fn nic_restart_client(
     use std::io::{Read, Write};
     use std::sync::atomic::Ordering;
     let mut stream = loop {
-        let attempt = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .and_then(|mut s| {
+        let attempt = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).and_then(
+            |mut s| {
                 s.set_read_timeout(Some(Duration::from_secs(60)))?;
                 s.write_all(&nic_message(0))?;
                 let mut echo = [0u8; 64];
@@ -565,7 +570,8 @@ pub fn nic_restart_client(
                     return Err(std::io::Error::other("round 0: echo differs"));
                 }
                 Ok(s)
-            });
+            },
+        );
         match attempt {
             Ok(s) => break s,
             Err(_) if !done.load(Ordering::Acquire) => {
@@ -619,7 +625,12 @@ pub fn measure_section(
         let r = boot(
             systems,
             &p,
-            vec!["--rounds".into(), reps.to_string(), "--ops".into(), "100".into()],
+            vec![
+                "--rounds".into(),
+                reps.to_string(),
+                "--ops".into(),
+                "100".into(),
+            ],
             cores,
             accel,
             timeout,
@@ -631,7 +642,10 @@ pub fn measure_section(
         Ok(stats) => section.rows.push(replacement_row(&[stats])),
         Err(e) => section.failures.push(format!("fs replacement: {e:#}")),
     }
-    eprintln!("suite: robustness: fs replacement in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "suite: robustness: fs replacement in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let t0 = std::time::Instant::now();
     let crash = userland.program("crash_check").and_then(|p| {
         let r = boot(
@@ -666,14 +680,23 @@ pub fn measure_section(
         }),
         Err(e) => section.failures.push(format!("fs crash: {e:#}")),
     }
-    eprintln!("suite: robustness: fs crashes in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "suite: robustness: fs crashes in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let t0 = std::time::Instant::now();
     let nic = userland.program("nic_restart").and_then(|p| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = done.clone();
         let client = std::thread::spawn(move || {
-            nic_restart_client(std::net::SocketAddr::from(([127, 0, 0, 1], port)), reps, &flag)
+            nic_restart_client(
+                std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                reps,
+                &flag,
+            )
         });
         let r = boot(
             systems,
@@ -693,7 +716,8 @@ pub fn measure_section(
             .map_err(|_| anyhow::anyhow!("the host client panicked"))?;
         let r = r?;
         client.context("host client")?;
-        parse_nic_restart(&r.output).with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
+        parse_nic_restart(&r.output)
+            .with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
     });
     match nic {
         Ok(gaps) => section.rows.push(Row {
@@ -709,7 +733,10 @@ pub fn measure_section(
         }),
         Err(e) => section.failures.push(format!("nic driver restart: {e:#}")),
     }
-    eprintln!("suite: robustness: NIC driver restarts in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "suite: robustness: NIC driver restarts in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     section
 }
 
@@ -811,7 +838,10 @@ mod tests {
             md.contains("| nic (nicd) | driver process killed + restarted | 3 | – | – | 20.000 (9.000–148.000) | – |"),
             "{md}"
         );
-        assert!(md.contains("| net (netd) | replacement under load |"), "{md}");
+        assert!(
+            md.contains("| net (netd) | replacement under load |"),
+            "{md}"
+        );
         assert!(md.contains("cannot survive these faults by design"), "{md}");
         assert!(!section.bad());
         let json: serde_json::Value = serde_json::from_str(&section.json()).unwrap();
@@ -821,7 +851,9 @@ mod tests {
         assert_eq!(json["rows"][2]["server"], "nic");
         section.failures.push("fs crash: no result".into());
         assert!(section.bad());
-        assert!(section.markdown().contains("- no result: fs crash: no result"));
+        assert!(section
+            .markdown()
+            .contains("- no result: fs crash: no result"));
         assert!(parse_crash("crash_check: round 0 recovery_us=1 errors=0 old_fd=x\n").is_err());
         assert!(parse_nic_restart("nic_restart: round 1 echoed after restart gap_ms=3\n").is_err());
     }

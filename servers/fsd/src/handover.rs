@@ -779,6 +779,20 @@ impl Receiver {
                 return Err(Errno::EINVAL); // a base names only reachable inodes
             }
         }
+        // The pre-copied files the base linked into place lose their hidden
+        // names now, so the switch does not pay for them.
+        if let Some(hidden) = &self.hidden {
+            let used: Vec<u64> = self
+                .files
+                .keys()
+                .filter(|ino| made.contains_key(ino))
+                .copied()
+                .collect();
+            for ino in used {
+                self.files.remove(&ino);
+                self.fs.unlink(hidden, &ino.to_string())?;
+            }
+        }
         apply_meta(&made, &img.nodes)?;
         let root = img
             .nodes
@@ -842,7 +856,10 @@ impl Receiver {
             }
             None => create(fs, dir, name, rec)?,
         };
-        made.insert(rec.ino, (node.clone(), Some((dir.clone(), name.to_string()))));
+        made.insert(
+            rec.ino,
+            (node.clone(), Some((dir.clone(), name.to_string()))),
+        );
         Ok(node)
     }
 

@@ -287,9 +287,16 @@ fn staged_base_then_delta() {
     for d in ["a", "b", "a/x", "a/x/y", "keep"] {
         c.mkdir(r, d, 0o755).unwrap();
     }
-    for (i, f) in ["a/f1", "a/x/f2", "a/x/y/f3", "b/f4", "keep/big", "keep/same"]
-        .iter()
-        .enumerate()
+    for (i, f) in [
+        "a/f1",
+        "a/x/f2",
+        "a/x/y/f3",
+        "b/f4",
+        "keep/big",
+        "keep/same",
+    ]
+    .iter()
+    .enumerate()
     {
         let (h, _) = c.open(r, f, O_CREAT | O_RDWR, 0o644).unwrap();
         let n = if f.ends_with("big") { 300_000 } else { 50 + i };
@@ -343,8 +350,5 @@ fn staged_base_then_delta() {
     let mut f1 = vec![1u8; 50];
     f1[..7].copy_from_slice(b"between");
     assert_eq!(c.pread(hs[0], 0, 100).unwrap(), f1);
-    assert_eq!(
-        c.stat(At::path(r, "keep")).unwrap().st_mode & 0o7777,
-        0o700
-    );
+    assert_eq!(c.stat(At::path(r, "keep")).unwrap().st_mode & 0o7777, 0o700);
 }
