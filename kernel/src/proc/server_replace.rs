@@ -53,9 +53,13 @@ static BASE_BYTES: AtomicU64 = AtomicU64::new(0);
 /// What a replacement measured.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Replaced {
-    /// From sending the hand-over request until the successor served
-    /// (ready) and the old instance answered: the service's pause.
+    /// From sending the hand-over request until the successor was ready
+    /// to serve (its own clock reading, passed on by the old instance; the
+    /// old instance's answer if it gave none): the service's pause.
     pub switch_ns: u64,
+    /// From sending the hand-over request until the old instance's answer
+    /// reached this thread (scheduling of the replacer included).
+    pub call_ns: u64,
     /// The state image's size.
     pub image_bytes: u64,
     /// The old instance's export time (within `switch_ns`).
@@ -93,13 +97,14 @@ pub fn replace_file_server(program: Option<Program>) -> Result<Replaced, Errno> 
     REPLACING.store(false, Ordering::Release);
     match &r {
         Ok(x) => log::info!(
-            "servers: replaced the file server: pid {} -> pid {}, switch {} us (delta image {} bytes, export {} us, rebuild {} us); before it, start {} us, pre-copy {} bytes and a base image of {} bytes in {} us",
+            "servers: replaced the file server: pid {} -> pid {}, switch {} us (delta image {} bytes, export {} us, rebuild {} us; the call returned after {} us); before it, start {} us, pre-copy {} bytes and a base image of {} bytes in {} us",
             x.old_pid,
             x.new_pid,
             x.switch_ns / 1000,
             x.image_bytes,
             x.export_ns / 1000,
             x.import_ns / 1000,
+            x.call_ns / 1000,
             x.start_ns / 1000,
             x.precopy_bytes,
             BASE_BYTES.load(Ordering::Relaxed),
@@ -211,8 +216,17 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
             // pages: drop them (`remote_io::ReadCache`).
             crate::files::remote::data_changed();
             crate::files::remote_io::resume();
+            // The successor's "ready" reading: service resumed then, even if
+            // this thread ran only later.
+            let ready = reply.words[3];
+            let switch_end = if ready > begin && ready <= end {
+                ready
+            } else {
+                end
+            };
             Ok(Replaced {
-                switch_ns: end - begin,
+                switch_ns: switch_end - begin,
+                call_ns: end - begin,
                 image_bytes: reply.words[0],
                 export_ns: reply.words[1],
                 start_ns: pre - started,

@@ -412,8 +412,8 @@ fn serve(
                 let (s, staged) =
                     std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
                 match handover::send(server, msg.words[0], &s, staged.as_ref()) {
-                    Ok((bytes, export, import)) => {
-                        let _ = ipc::reply(caller, 0, [bytes, export, import, 0], &[]);
+                    Ok((bytes, export, import, ready)) => {
+                        let _ = ipc::reply(caller, 0, [bytes, export, import, ready], &[]);
                         std::process::exit(0);
                     }
                     Err(e) => transport.reply(caller, Message::error(fs::Errno(e))),

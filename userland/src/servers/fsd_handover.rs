@@ -100,13 +100,14 @@ fn send_image(to: u64, image: &[u8], last: u64) -> Result<[u64; 4], i32> {
 /// whole image) through `to` (the old instance's handle of the
 /// successor's hand-over endpoint).  Returns (image bytes, ns the export
 /// took, ns the successor's rebuild took) once the successor is ready; an
-/// errno if it is not.
+/// errno if it is not.  The fourth value: when the successor was ready
+/// to serve (`CLOCK_MONOTONIC` ns, the kernel's clock).
 pub fn send(
     server: &FileServer,
     to: u64,
     sent: &Sent,
     staged: Option<&Staged>,
-) -> Result<(u64, u64, u64), i32> {
+) -> Result<(u64, u64, u64, u64), i32> {
     let t0 = std::time::Instant::now();
     let image = match staged {
         Some(st) => handover::export_delta(server, sent, st),
@@ -116,7 +117,7 @@ pub fn send(
     let export_ns = t0.elapsed().as_nanos() as u64;
     let words = send_image(to, &image, handover::LABEL_COMMIT)?;
     let _ = ipc::close(to);
-    Ok((image.len() as u64, export_ns, words[0]))
+    Ok((image.len() as u64, export_ns, words[0], words[1]))
 }
 
 /// The successor: receives the image on `from` and rebuilds the server on
@@ -177,9 +178,10 @@ pub fn receive(from: u64, fs: Fs, config: Config) -> FileServer {
                 };
                 match built {
                     Ok(server) => {
-                        // Ready: the old instance may go.
+                        // Ready: the old instance may go; queued calls are
+                        // served from the next receive on.
                         let ns = t0.elapsed().as_nanos() as u64;
-                        let _ = ipc::reply(m.token, 0, [ns, 0, 0, 0], &[]);
+                        let _ = ipc::reply(m.token, 0, [ns, mono_ns(), 0, 0], &[]);
                         let _ = ipc::close(from);
                         return server;
                     }
@@ -195,6 +197,17 @@ pub fn receive(from: u64, fs: Fs, config: Config) -> FileServer {
             }
         }
     }
+}
+
+/// `CLOCK_MONOTONIC` in ns (the kernel's clock: it times the switch in it).
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn fail(what: &str) -> ! {
