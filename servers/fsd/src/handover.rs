@@ -381,6 +381,33 @@ pub fn export_base(server: &FileServer, sent: &Sent) -> Result<(Vec<u8>, Staged)
 /// the successor does not know that those entries or a handle reach, and
 /// the handle table.  Ends the change log.
 pub fn export_delta(server: &FileServer, sent: &Sent, staged: &Staged) -> Result<Vec<u8>, Errno> {
+    delta(server, sent, staged, true)
+}
+
+/// One more round before the switch, while the server serves on: what
+/// changed since the base or the last round, as [`export_delta`] makes it
+/// but without the handle table, tolerant of changes meanwhile (the log
+/// goes on and covers them), so that the delta left for the switch is
+/// only what changed during the last round.  `staged` learns what the
+/// successor will have once it applied it ([`Receiver::stage`]).
+pub fn export_round(
+    server: &FileServer,
+    sent: &Sent,
+    staged: &mut Staged,
+) -> Result<Vec<u8>, Errno> {
+    let image = delta(server, sent, staged, false)?;
+    let img = decode(&image)?;
+    for n in &img.nodes {
+        let v = match n.kind {
+            FileType::Regular => Some(n.precopied.unwrap_or(n.version)),
+            _ => None,
+        };
+        staged.known.insert(n.ino, v);
+    }
+    Ok(image)
+}
+
+fn delta(server: &FileServer, sent: &Sent, staged: &Staged, last: bool) -> Result<Vec<u8>, Errno> {
     check_mounts(server)?;
     let fs = &server.fs;
     let mut have = sent.clone();
@@ -391,8 +418,12 @@ pub fn export_delta(server: &FileServer, sent: &Sent, staged: &Staged) -> Result
     }
     let mut done: HashMap<u64, ()> = HashMap::new();
     let mut nodes = Vec::new();
-    let mut work: Vec<Arc<Inode>> = fs.take_changes(true);
-    let slots = server.handles.export();
+    let mut work: Vec<Arc<Inode>> = fs.take_changes(last);
+    let slots = if last {
+        server.handles.export()
+    } else {
+        Vec::new()
+    };
     for shard in &slots {
         for (_, e) in shard.iter() {
             if let Some(e) = e {
@@ -409,13 +440,23 @@ pub fn export_delta(server: &FileServer, sent: &Sent, staged: &Staged) -> Result
         if done.insert(inode.ino(), ()).is_some() {
             continue;
         }
-        let rec = record(fs, &inode, &have)?;
+        let mut rec = record(fs, &inode, &have)?;
         if rec.kind == FileType::Directory {
-            for (name, ino) in &rec.entries {
-                if !staged.known.contains_key(ino) && !done.contains_key(ino) {
-                    work.push(fs.lookup(&inode, name, false)?);
+            let mut keep = Vec::with_capacity(rec.entries.len());
+            for (name, ino) in std::mem::take(&mut rec.entries) {
+                if !staged.known.contains_key(&ino) && !done.contains_key(&ino) {
+                    match fs.lookup(&inode, &name, false) {
+                        Ok(c) if c.ino() == ino => work.push(c),
+                        // Changed since the listing: logged, the next
+                        // round or the switch has it.
+                        Ok(_) | Err(_) if !last => continue,
+                        Ok(_) => return Err(Errno::EAGAIN),
+                        Err(e) => return Err(e),
+                    }
                 }
+                keep.push((name, ino));
             }
+            rec.entries = keep;
         }
         nodes.push(rec);
     }
@@ -693,6 +734,8 @@ pub struct Receiver {
     /// -> inode and where one of its names is now), and the root's
     /// metadata (re-applied last: the rebuild's own names change it).
     staged: Option<(Made, NodeRec)>,
+    /// The root's metadata between a round and its re-staging.
+    staged_root: Option<NodeRec>,
 }
 
 impl Receiver {
@@ -703,6 +746,7 @@ impl Receiver {
             hidden: None,
             files: HashMap::new(),
             staged: None,
+            staged_root: None,
         }
     }
 
@@ -766,7 +810,17 @@ impl Receiver {
     /// a second base.
     pub fn stage(&mut self, image: &[u8]) -> Result<(), Errno> {
         let img = decode(image)?;
-        if img.kind != KIND_BASE || self.staged.is_some() || !img.slots.is_empty() {
+        if !img.slots.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        if img.kind == KIND_DELTA && self.staged.is_some() {
+            // A round before the switch (`export_round`).
+            let made = self.apply_delta(&img, false)?;
+            let root = self.staged_root.take().ok_or(Errno::EINVAL)?;
+            self.staged = Some((made, root));
+            return Ok(());
+        }
+        if img.kind != KIND_BASE || self.staged.is_some() {
             return Err(Errno::EINVAL);
         }
         // Pre-copied files the base has at another version go first (their
@@ -955,7 +1009,7 @@ impl Receiver {
                 apply_meta(&made, &img.nodes)?;
                 made
             }
-            (KIND_DELTA, true) => self.apply_delta(&img)?,
+            (KIND_DELTA, true) => self.apply_delta(&img, true)?,
             _ => return Err(Errno::EINVAL),
         };
         let handles = restore_handles(&made, img.slots, &config)?;
@@ -972,7 +1026,7 @@ impl Receiver {
     /// changed in a changed directory move aside (to `LIMBO`), then each
     /// changed directory gets its entries (moved back, linked, or made
     /// new), changed files their data, and what stayed aside is removed.
-    fn apply_delta(&mut self, img: &Image) -> Result<Made, Errno> {
+    fn apply_delta(&mut self, img: &Image, last: bool) -> Result<Made, Errno> {
         let (mut made, mut root_meta) = self.staged.take().ok_or(Errno::EINVAL)?;
         let by_ino: HashMap<u64, &NodeRec> = img.nodes.iter().map(|n| (n.ino, n)).collect();
         // Pre-copied files whose numbers a new inode of the delta takes.
@@ -1028,6 +1082,9 @@ impl Receiver {
                     at.insert(ino, (limbo.clone(), aside));
                 } else {
                     fs.unlink(&dir, &name)?;
+                    if is_loc {
+                        at.insert(ino, (limbo.clone(), aside)); // its other name
+                    }
                 }
             }
         }
@@ -1069,7 +1126,9 @@ impl Receiver {
                 }
             }
         }
-        self.make_unreachable(&mut made, &img.nodes)?;
+        if last {
+            self.make_unreachable(&mut made, &img.nodes)?;
+        }
         // 3. Data of changed files the successor has at an older version.
         for rec in &img.nodes {
             if rec.kind != FileType::Regular || rec.precopied.is_some() {
@@ -1092,15 +1151,35 @@ impl Receiver {
             }
         }
         // 4. What stayed aside is gone (handles keep what they still name).
+        // Each made inode remembers where a name of it is now.
+        for (ino, entry) in made.iter_mut() {
+            entry.1 = match at.get(ino) {
+                Some((d, _)) if Arc::ptr_eq(d, &limbo) => None,
+                Some(loc) => Some(loc.clone()),
+                None => entry.1.take(),
+            };
+        }
         remove_all(fs, &limbo)?;
         drop(limbo);
         fs.rmdir(&root, LIMBO)?;
-        self.drop_hidden()?;
-        apply_meta(&made, &img.nodes)?;
+        if last {
+            self.drop_hidden()?;
+        }
+        // A node a round made or changed may not be reachable at all.
+        let changed: Vec<NodeRec> = img
+            .nodes
+            .iter()
+            .filter(|n| made.contains_key(&n.ino))
+            .cloned()
+            .collect();
+        apply_meta(&made, &changed)?;
         if let Some(r) = by_ino.get(&img.root) {
             root_meta = (*r).clone();
         }
         apply_meta(&made, std::slice::from_ref(&root_meta))?;
+        if !last {
+            self.staged_root = Some(root_meta);
+        }
         Ok(made)
     }
 }

@@ -270,9 +270,10 @@ fn dump(s: &FileServer) -> Vec<(String, u64, u32, u64, u32, Vec<u8>)> {
 /// server serves on; what changes afterwards (data, new and removed
 /// files and directories, renames of files and whole directories across
 /// directories, hard links, modes, a file unlinked while open, a
-/// directory removed after its contents moved out) reaches it through
-/// the delta image at the switch, which is much smaller than the whole
-/// image, and the rebuilt tree equals the old one name by name.
+/// directory removed after its contents moved out) reaches it through a
+/// round while serving and the delta image at the switch, which is much
+/// smaller than the whole image, and the rebuilt tree equals the old one
+/// name by name.
 #[test]
 fn staged_base_then_delta() {
     let first = Arc::new(FileServer::new(
@@ -332,6 +333,19 @@ fn staged_base_then_delta() {
     c.unlink(r, "y-top", AT_REMOVEDIR).unwrap();
     c.unlink(r, "keep/big", 0).unwrap(); // open: hs[4] keeps it
     c.rename(r, "sym", r, "b/sym", 0).unwrap();
+    // A round while serving (`export_round`), then more changes, some to
+    // what the round made.
+    let mut staged = staged;
+    let round = handover::export_round(&cur.borrow(), &sent, &mut staged).unwrap();
+    rx.stage(&round).unwrap();
+    c.rename(r, "new/deeper", r, "b/deeper2", 0).unwrap();
+    c.pwrite(n, 0, b"FRESH!", false).unwrap();
+    c.unlink(r, "new/f1-link", 0).unwrap();
+    let (late, _) = c
+        .open(r, "b/deeper2/late", O_CREAT | O_RDWR, 0o640)
+        .unwrap();
+    c.pwrite(late, 0, b"late", false).unwrap();
+    c.link(r, "keep/same", r, "new/same3", 0).unwrap();
     let want = dump(&cur.borrow());
     let delta = handover::export_delta(&cur.borrow(), &sent, &staged).unwrap();
     let full = handover::export(&cur.borrow(), &handover::Sent::new()).unwrap();
@@ -345,10 +359,12 @@ fn staged_base_then_delta() {
     *cur.borrow_mut() = Arc::new(new);
     assert_eq!(dump(&cur.borrow()), want);
     assert_eq!(c.pread(hs[4], 0, 400_000).unwrap(), vec![5u8; 300_000]);
-    assert_eq!(c.pread(n, 0, 100).unwrap(), b"fresh");
+    assert_eq!(c.pread(n, 0, 100).unwrap(), b"FRESH!");
+    assert_eq!(c.pread(late, 0, 100).unwrap(), b"late");
     assert_eq!(c.pread(empty, 0, 100).unwrap(), b"");
     let mut f1 = vec![1u8; 50];
     f1[..7].copy_from_slice(b"between");
+    // a/f1's last name went: the open handle still reads it.
     assert_eq!(c.pread(hs[0], 0, 100).unwrap(), f1);
     assert_eq!(c.stat(At::path(r, "keep")).unwrap().st_mode & 0o7777, 0o700);
 }

@@ -50,8 +50,17 @@ pub fn precopy(server: &FileServer, to: u64) -> Result<(Sent, Staged, [u64; 4]),
     .map_err(|e| e.0)?;
     let staged = handover::export_base(server, &sent)
         .map_err(|e| e.0)
-        .and_then(|(image, staged)| {
+        .and_then(|(image, mut staged)| {
             send_image(to, &image, handover::LABEL_STAGE)?;
+            // Rounds of what changed meanwhile, while serving on, until
+            // one is small: the switch then sends only the last round's.
+            for _ in 0..ROUNDS {
+                let round = handover::export_round(server, &sent, &mut staged).map_err(|e| e.0)?;
+                send_image(to, &round, handover::LABEL_STAGE)?;
+                if round.len() <= SMALL_ROUND {
+                    break;
+                }
+            }
             Ok((image.len() as u64, staged))
         });
     let (base_bytes, staged) = match staged {
@@ -69,6 +78,11 @@ pub fn precopy(server: &FileServer, to: u64) -> Result<(Sent, Staged, [u64; 4]),
         [n, bytes, t0.elapsed().as_nanos() as u64, base_bytes],
     ))
 }
+
+/// Rounds before the switch at most, and the delta size (bytes) after
+/// which no further round is worth it.
+const ROUNDS: usize = 3;
+const SMALL_ROUND: usize = 4096;
 
 /// `image` in pieces, then `last` (`LABEL_STAGE` or `LABEL_COMMIT`);
 /// returns the successor's answer's words.
