@@ -14,6 +14,11 @@
 //! Crashes: `crash_check` kills the file server at seeded points on 1 and
 //! 2 vCPUs; calls fail cleanly and never hang, the kernel restarts the
 //! server every time and files work again.
+//! The suite's robustness section: `measure_section` (the path `comparison
+//! suite` takes for ours-servers) measures every row (replacement pause
+//! and switch, crash recovery, NIC driver restart gap) with no failed
+//! operation and renders them; the switch sends a delta image, much
+//! smaller than the base the successor built before it.
 
 use comparison::run::Structure;
 use integration_tests::*;
@@ -139,4 +144,81 @@ fn crashes_at_seeded_points() {
             "expected the kernel to restart the file server 3 times",
         );
     }
+}
+
+/// The suite's robustness section, measured as `comparison suite` does
+/// (2 repetitions each here): every row has its samples, no operation
+/// failed, and the kernel logged delta images smaller than their base.
+#[test]
+fn suite_robustness_section_is_measured() {
+    use comparison::robustness::{measure_section, Event};
+    let section = measure_section(
+        ours(),
+        userland(),
+        2,
+        2,
+        comparison::qemu::Accel::Tcg,
+        std::time::Duration::from_secs(TIMEOUT),
+    );
+    assert!(section.failures.is_empty(), "{:?}", section.failures);
+    let row = |e: Event| {
+        section
+            .rows
+            .iter()
+            .find(|r| r.event == e)
+            .unwrap_or_else(|| panic!("no {e:?} row: {section:?}"))
+    };
+    let rep = row(Event::Replacement);
+    assert_eq!((rep.pause_us.len(), rep.switch_us.len()), (2, 2), "{rep:?}");
+    assert_eq!(rep.failed_ops, Some(0), "{rep:?}");
+    assert!(rep.ops.unwrap_or(0) > 0);
+    assert_eq!(row(Event::CrashRestart).recovery_us.len(), 2);
+    assert_eq!(row(Event::DriverRestart).recovery_us.len(), 2);
+    let md = section.markdown();
+    assert!(
+        md.contains("| fs (fsd) | replacement under load | 2 |"),
+        "{md}"
+    );
+    assert!(md.contains("cannot survive these faults by design"), "{md}");
+    assert!(!section.bad());
+}
+
+/// The switch sends only what changed: the delta image the kernel logs
+/// is smaller than the base image the successor built before the switch.
+#[test]
+fn switch_sends_a_delta_smaller_than_the_base() {
+    let result = run_structure(
+        &program("replace_check"),
+        2,
+        &["--rounds", "2", "--ops", "60"],
+        &[],
+        TIMEOUT,
+        Structure::Servers,
+        None,
+    );
+    expect_pass(&result, "replace_check");
+    let mut seen = 0;
+    for l in result
+        .outcome
+        .serial
+        .lines()
+        .filter(|l| l.contains("servers: replaced the file server"))
+    {
+        let num = |key: &str| -> u64 {
+            l.split(key)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no `{key}` in {l}"))
+        };
+        let delta = num("delta image ");
+        let base = num("a base image of ");
+        check_run(
+            &result,
+            base > 0 && delta < base,
+            &format!("delta {delta} bytes, base {base} bytes: {l}"),
+        );
+        seen += 1;
+    }
+    check_run(&result, seen == 2, "expected 2 replacement lines");
 }

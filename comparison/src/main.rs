@@ -213,6 +213,14 @@ struct SuiteArgs {
     /// (IMAGE or IMAGE:ro; repeatable: /dev/vda, /dev/vdb...).
     #[arg(long = "disk", value_name = "IMAGE[:ro]")]
     disks: Vec<String>,
+    /// Repetitions of each robustness measurement when ours-servers is
+    /// measured (file-server replacement, file-server crash, NIC driver
+    /// restart; one boot each): the report's "Robustness" section.
+    #[arg(long, default_value_t = 3)]
+    robustness_reps: usize,
+    /// Skip the robustness measurements (no "Robustness" section).
+    #[arg(long)]
+    no_robustness: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -799,6 +807,11 @@ fn suite_command(args: SuiteArgs) -> Result<ExitCode> {
         disks: parse_disks(&args.disks)?,
         seed: args.seed,
         per_boot: args.per_boot,
+        robustness_reps: if args.no_robustness {
+            0
+        } else {
+            args.robustness_reps
+        },
     };
     let outcome = comparison::suite::run_suite(&opts)?;
     println!("{}", outcome.summary);

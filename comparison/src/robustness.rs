@@ -10,6 +10,15 @@
 //! the successor serves), the image size, and the failed or wrong
 //! operations; medians with min–max over all replacements.
 //!
+//! The suite's robustness section ([`Section`]): per server and event
+//! (replacement, crash and restart, driver restart) the medians with
+//! min–max of the pause, the switch time, the restart gap or the
+//! recovery time, and the failed operations, measured by
+//! [`measure_section`] (`replace_check`, `crash_check`, `nic_restart`
+//! with a host client) and rendered as markdown and JSON.  A row is keyed
+//! by (server, event), so a network-server replacement row is one more
+//! [`Row`] with `server: "net"`.
+//!
 //! Must not: report a median of nothing (a run without results is an
 //! error), or hide failed operations (they are a column and fail the
 //! command).
@@ -273,6 +282,464 @@ pub fn measure(
     Ok(out)
 }
 
+/// What happened to the server in a [`Row`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Replaced by a new instance while a workload runs.
+    Replacement,
+    /// Killed (an injected crash) and restarted by the kernel.
+    CrashRestart,
+    /// The driver process killed and restarted.
+    DriverRestart,
+}
+
+impl Event {
+    /// The name in `robustness.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Replacement => "replacement",
+            Event::CrashRestart => "crash_restart",
+            Event::DriverRestart => "driver_restart",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Event::Replacement => "replacement under load",
+            Event::CrashRestart => "crash + restart",
+            Event::DriverRestart => "driver process killed + restarted",
+        }
+    }
+}
+
+/// One (server, event) of the robustness section: the samples of each
+/// measure (µs; one per repetition), and the operations checked across
+/// it.  An empty sample list is a measure that does not apply (`–`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// `fs`, `net`, `nic`.
+    pub server: String,
+    /// The process that serves it (`fsd`, `netd`, `nicd`).
+    pub process: String,
+    pub event: Event,
+    /// Longest client operation across the switch.
+    pub pause_us: Vec<u64>,
+    /// Hand-over request until the successor serves.
+    pub switch_us: Vec<u64>,
+    /// Kill until the service answers again (crash recovery, driver
+    /// restart gap).
+    pub recovery_us: Vec<u64>,
+    /// Operations checked, and those that failed or read wrong data
+    /// (`None`: not counted by this measurement).
+    pub ops: Option<u64>,
+    pub failed_ops: Option<u64>,
+    /// Clean errors clients saw by design (a crash: `EIO`, `EBADF`).
+    pub clean_errors: Option<u64>,
+}
+
+/// The robustness section of a suite report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Section {
+    pub system: String,
+    pub accel: String,
+    pub cores: usize,
+    /// Repetitions asked for per row.
+    pub repetitions: usize,
+    pub rows: Vec<Row>,
+    /// Measurements that gave no result, one line each.
+    pub failures: Vec<String>,
+}
+
+/// The line the report says for the monolithic kernel.
+pub const MONOLITHIC_NOTE: &str = "The monolithic kernel (ours, ours-global) cannot survive these faults by design: its file system, network stack and NIC driver run in the kernel, so a crash there is a kernel panic, and replacing them means a reboot. Linux likewise.";
+
+/// `median (min–max)` in ms with three decimals, `–` without samples.
+fn ms_cell(v: &[u64]) -> String {
+    if v.is_empty() {
+        return "–".to_string();
+    }
+    let (m, lo, hi) = spread(v.to_vec());
+    let f = |us: u64| format!("{:.3}", us as f64 / 1000.0);
+    format!("{} ({}–{})", f(m), f(lo), f(hi))
+}
+
+impl Section {
+    /// The markdown of the section (`## Robustness` and its table).
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "## Robustness ({})\n", self.system);
+        let _ = writeln!(
+            s,
+            "{} vCPUs, {}, guest clock; each cell the median (min–max) over the repetitions (n), in ms. \
+             pause: the longest client operation across the switch; switch: hand-over request until the \
+             successor serves; recovery: kill until the service answers again (for the driver: the TCP \
+             echo's gap). Failed: operations that failed or read wrong data, of those checked.\n",
+            self.cores, self.accel
+        );
+        s.push_str(
+            "| server | event | n | pause | switch | recovery / gap | failed / checked ops |\n\
+             |---|---|---:|---:|---:|---:|---:|\n",
+        );
+        for r in &self.rows {
+            let n = r
+                .pause_us
+                .len()
+                .max(r.switch_us.len())
+                .max(r.recovery_us.len());
+            let failed = match (r.failed_ops, r.ops, r.clean_errors) {
+                (Some(f), Some(o), _) => format!("{f} / {o}"),
+                (_, _, Some(e)) => format!("{e} clean errors (by design)"),
+                _ => "–".to_string(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} ({}) | {} | {n} | {} | {} | {} | {failed} |",
+                r.server,
+                r.process,
+                r.event.label(),
+                ms_cell(&r.pause_us),
+                ms_cell(&r.switch_us),
+                ms_cell(&r.recovery_us),
+            );
+        }
+        let _ = writeln!(s, "\n{MONOLITHIC_NOTE}\n");
+        for f in &self.failures {
+            let _ = writeln!(s, "- no result: {f}");
+        }
+        if !self.failures.is_empty() {
+            s.push('\n');
+        }
+        s
+    }
+
+    /// The section as JSON (`robustness.json`).
+    pub fn json(&self) -> String {
+        let rows: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let stat = |v: &[u64]| {
+                    if v.is_empty() {
+                        return serde_json::Value::Null;
+                    }
+                    let (m, lo, hi) = spread(v.to_vec());
+                    serde_json::json!({"median": m, "min": lo, "max": hi})
+                };
+                serde_json::json!({
+                    "server": r.server,
+                    "process": r.process,
+                    "event": r.event.name(),
+                    "pause_us": r.pause_us,
+                    "switch_us": r.switch_us,
+                    "recovery_us": r.recovery_us,
+                    "pause": stat(&r.pause_us),
+                    "switch": stat(&r.switch_us),
+                    "recovery": stat(&r.recovery_us),
+                    "ops": r.ops,
+                    "failed_ops": r.failed_ops,
+                    "clean_errors": r.clean_errors,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "system": self.system,
+            "accel": self.accel,
+            "cores": self.cores,
+            "repetitions": self.repetitions,
+            "rows": rows,
+            "failures": self.failures,
+            "monolithic": MONOLITHIC_NOTE,
+        });
+        serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".to_string())
+    }
+
+    /// Whether any measured operation failed or a measurement gave no
+    /// result.
+    pub fn bad(&self) -> bool {
+        !self.failures.is_empty() || self.rows.iter().any(|r| r.failed_ops.unwrap_or(0) > 0)
+    }
+}
+
+/// The file-server replacement row from `replace_check` runs.
+pub fn replacement_row(runs: &[RunStats]) -> Row {
+    let all: Vec<Replacement> = runs.iter().flat_map(|r| r.replacements.clone()).collect();
+    Row {
+        server: "fs".into(),
+        process: "fsd".into(),
+        event: Event::Replacement,
+        pause_us: all.iter().map(|r| r.pause_us).collect(),
+        switch_us: all.iter().map(|r| r.switch_us).collect(),
+        recovery_us: Vec::new(),
+        ops: Some(runs.iter().map(|r| r.ops).sum()),
+        failed_ops: Some(runs.iter().map(|r| r.failed + r.wrong).sum()),
+        clean_errors: None,
+    }
+}
+
+/// `crash_check`'s rounds: (recovery µs, clean errors) each; an error
+/// without a `crash_check: pass` line.
+pub fn parse_crash(output: &str) -> Result<Vec<(u64, u64)>> {
+    let rounds: Vec<(u64, u64)> = output
+        .lines()
+        .filter_map(|l| l.strip_prefix("crash_check: round "))
+        .map(|l| {
+            Ok((
+                field(l, "recovery_us").context("recovery_us")?,
+                field(l, "errors").context("errors")?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    if rounds.is_empty() || !output.lines().any(|l| l == "crash_check: pass") {
+        bail!("crash_check did not pass");
+    }
+    Ok(rounds)
+}
+
+/// `nic_restart`'s gaps (µs: `gap_us=`, else `gap_ms=`); an error without
+/// its `ok` line.
+pub fn parse_nic_restart(output: &str) -> Result<Vec<u64>> {
+    let gaps: Vec<u64> = output
+        .lines()
+        .filter(|l| l.contains("echoed after restart"))
+        .filter_map(|l| field(l, "gap_us").or_else(|| Some(field(l, "gap_ms")? * 1000)))
+        .collect();
+    if gaps.is_empty() || !output.lines().any(|l| l.starts_with("nic_restart: ok ")) {
+        bail!("nic_restart did not end with its ok line");
+    }
+    Ok(gaps)
+}
+
+/// One boot of `program ARGS` on ours-servers.
+fn boot(
+    systems: &Systems,
+    program: &Path,
+    args: Vec<String>,
+    cores: usize,
+    accel: Accel,
+    timeout: Duration,
+    nic: Option<crate::qemu::Nic>,
+) -> Result<run::RunResult> {
+    let request = RunRequest {
+        system: System::Ours,
+        program: program.to_path_buf(),
+        files: Vec::new(),
+        args,
+        locks: LockMode::PerCpu,
+        extra_cmdline: String::new(),
+        vm: VmConfig {
+            cores,
+            memory_mib: 512,
+            accel,
+            timeout,
+            echo: false,
+            nic,
+            disks: Vec::new(),
+        },
+        echo: Echo::Quiet,
+    };
+    let extras = RunExtras {
+        structure: Structure::Servers,
+        ..Default::default()
+    };
+    run::run_with(systems, &request, &extras)
+}
+
+/// The 64-byte message of round `r` of the driver-restart session.
+fn nic_message(r: usize) -> [u8; 64] {
+    std::array::from_fn(|i| (i * 7 + r * 13) as u8)
+}
+
+/// The host side of `nic_restart PORT KILLS`: connect (retrying until
+/// the guest listens or `done`), echo round 0, then after each `K` cue
+/// one more round; then close (the guest's cue to end).
+pub fn nic_restart_client(
+    addr: std::net::SocketAddr,
+    kills: usize,
+    done: &std::sync::atomic::AtomicBool,
+) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let mut stream = loop {
+        let attempt = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).and_then(
+            |mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(60)))?;
+                s.write_all(&nic_message(0))?;
+                let mut echo = [0u8; 64];
+                s.read_exact(&mut echo)?;
+                if echo != nic_message(0) {
+                    return Err(std::io::Error::other("round 0: echo differs"));
+                }
+                Ok(s)
+            },
+        );
+        match attempt {
+            Ok(s) => break s,
+            Err(_) if !done.load(Ordering::Acquire) => {
+                std::thread::sleep(Duration::from_millis(250))
+            }
+            Err(e) => bail!("round 0: {e}"),
+        }
+    };
+    for r in 1..=kills {
+        let mut cue = [0u8; 1];
+        stream
+            .read_exact(&mut cue)
+            .with_context(|| format!("cue before round {r}"))?;
+        if &cue != b"K" {
+            bail!("cue before round {r}: {cue:?}");
+        }
+        let mut echo = [0u8; 64];
+        stream
+            .write_all(&nic_message(r))
+            .and_then(|_| stream.read_exact(&mut echo))
+            .with_context(|| format!("round {r}"))?;
+        if echo != nic_message(r) {
+            bail!("round {r}: echo differs");
+        }
+    }
+    Ok(())
+}
+
+/// Measures the robustness section on ours-servers: `reps` file-server
+/// replacements (`replace_check`), `reps` crashes of the file server
+/// (`crash_check`) and `reps` kills of the NIC driver process
+/// (`nic_restart`, with a QEMU user NIC and a host client), one boot
+/// each.  A measurement without a result is a line in `failures`.
+pub fn measure_section(
+    systems: &Systems,
+    userland: &crate::userland::Userland,
+    cores: usize,
+    reps: usize,
+    accel: Accel,
+    timeout: Duration,
+) -> Section {
+    let mut section = Section {
+        system: "ours-servers".into(),
+        accel: accel.name().to_string(),
+        cores,
+        repetitions: reps,
+        ..Default::default()
+    };
+    let t0 = std::time::Instant::now();
+    let replace = userland.program("replace_check").and_then(|p| {
+        let r = boot(
+            systems,
+            &p,
+            vec![
+                "--rounds".into(),
+                reps.to_string(),
+                "--ops".into(),
+                "100".into(),
+            ],
+            cores,
+            accel,
+            timeout,
+            None,
+        )?;
+        parse(&r.output).with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
+    });
+    match replace {
+        Ok(stats) => section.rows.push(replacement_row(&[stats])),
+        Err(e) => section.failures.push(format!("fs replacement: {e:#}")),
+    }
+    eprintln!(
+        "suite: robustness: fs replacement in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = std::time::Instant::now();
+    let crash = userland.program("crash_check").and_then(|p| {
+        let r = boot(
+            systems,
+            &p,
+            vec![
+                "--rounds".into(),
+                reps.to_string(),
+                "--ops".into(),
+                "40".into(),
+                "--seed".into(),
+                "3".into(),
+            ],
+            cores,
+            accel,
+            timeout,
+            None,
+        )?;
+        parse_crash(&r.output).with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
+    });
+    match crash {
+        Ok(rounds) => section.rows.push(Row {
+            server: "fs".into(),
+            process: "fsd".into(),
+            event: Event::CrashRestart,
+            pause_us: Vec::new(),
+            switch_us: Vec::new(),
+            recovery_us: rounds.iter().map(|r| r.0).collect(),
+            ops: None,
+            failed_ops: None,
+            clean_errors: Some(rounds.iter().map(|r| r.1).sum()),
+        }),
+        Err(e) => section.failures.push(format!("fs crash: {e:#}")),
+    }
+    eprintln!(
+        "suite: robustness: fs crashes in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = std::time::Instant::now();
+    let nic = userland.program("nic_restart").and_then(|p| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let client = std::thread::spawn(move || {
+            nic_restart_client(
+                std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                reps,
+                &flag,
+            )
+        });
+        let r = boot(
+            systems,
+            &p,
+            vec!["7".into(), reps.to_string()],
+            cores,
+            accel,
+            timeout,
+            Some(crate::qemu::Nic::User {
+                hostfwd: vec![(port, 7)],
+                guestfwd: Vec::new(),
+            }),
+        );
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let client = client
+            .join()
+            .map_err(|_| anyhow::anyhow!("the host client panicked"))?;
+        let r = r?;
+        client.context("host client")?;
+        parse_nic_restart(&r.output)
+            .with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
+    });
+    match nic {
+        Ok(gaps) => section.rows.push(Row {
+            server: "nic".into(),
+            process: "nicd".into(),
+            event: Event::DriverRestart,
+            pause_us: Vec::new(),
+            switch_us: Vec::new(),
+            recovery_us: gaps,
+            ops: None,
+            failed_ops: None,
+            clean_errors: None,
+        }),
+        Err(e) => section.failures.push(format!("nic driver restart: {e:#}")),
+    }
+    eprintln!(
+        "suite: robustness: NIC driver restarts in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    section
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +768,93 @@ mod tests {
         assert!(t.contains("| 1000 µs | 800–1000 µs |"), "{t}");
         assert!(t.contains("200 / 0 / 0"), "{t}");
         assert!(parse("replace_check: round 0 switch_us=1\n").is_err());
+    }
+
+    /// The suite's section from a known result set: rows, cells, the
+    /// monolithic line, JSON; and a net replacement row fits the same shape.
+    #[test]
+    fn section_renders_known_results() {
+        let out = "replace_check: round 0 switch_us=4000 pause_us=6000 image_bytes=900 export_us=100 import_us=50 start_us=1 precopy_us=9 precopy_bytes=10 call_us=2 pids=2->7\n\
+                   replace_check: round 1 switch_us=2000 pause_us=5000 image_bytes=900 export_us=90 import_us=40 start_us=1 precopy_us=9 precopy_bytes=10 call_us=2 pids=7->8\n\
+                   replace_check: round 2 switch_us=3000 pause_us=9000 image_bytes=900 export_us=90 import_us=40 start_us=1 precopy_us=9 precopy_bytes=10 call_us=2 pids=8->9\n\
+                   replace_check: ops=300 failed=0 wrong=0 median_us=30 max_us_outside=50 threads=2 rounds=3\n\
+                   replace_check: pass\n";
+        let crash = "crash_check: round 0 recovery_us=400000 errors=3 old_fd=EBADF\n\
+                     crash_check: round 1 recovery_us=500000 errors=1 old_fd=EBADF\n\
+                     crash_check: round 2 recovery_us=450000 errors=2 old_fd=EBADF\n\
+                     crash_check: pass\n";
+        let nic = "nic_restart: listening\n\
+                   nic_restart: round 1 echoed after restart gap_ms=9\n\
+                   nic_restart: round 2 echoed after restart gap_ms=148 gap_us=148000\n\
+                   nic_restart: round 3 echoed after restart gap_ms=20\n\
+                   nic_restart: ok rounds=4 kills=3\n";
+        let rounds = parse_crash(crash).unwrap();
+        let mut section = Section {
+            system: "ours-servers".into(),
+            accel: "tcg".into(),
+            cores: 2,
+            repetitions: 3,
+            rows: vec![replacement_row(&[parse(out).unwrap()])],
+            failures: vec![],
+        };
+        section.rows.push(Row {
+            server: "fs".into(),
+            process: "fsd".into(),
+            event: Event::CrashRestart,
+            pause_us: vec![],
+            switch_us: vec![],
+            recovery_us: rounds.iter().map(|r| r.0).collect(),
+            ops: None,
+            failed_ops: None,
+            clean_errors: Some(rounds.iter().map(|r| r.1).sum()),
+        });
+        section.rows.push(Row {
+            server: "nic".into(),
+            process: "nicd".into(),
+            event: Event::DriverRestart,
+            pause_us: vec![],
+            switch_us: vec![],
+            recovery_us: parse_nic_restart(nic).unwrap(),
+            ops: None,
+            failed_ops: None,
+            clean_errors: None,
+        });
+        section.rows.push(Row {
+            server: "net".into(),
+            process: "netd".into(),
+            ..replacement_row(&[parse(out).unwrap()])
+        });
+        let md = section.markdown();
+        assert!(md.contains("## Robustness (ours-servers)"), "{md}");
+        assert!(
+            md.contains("| fs (fsd) | replacement under load | 3 | 6.000 (5.000–9.000) | 3.000 (2.000–4.000) | – | 0 / 300 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| fs (fsd) | crash + restart | 3 | – | – | 450.000 (400.000–500.000) | 6 clean errors (by design) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| nic (nicd) | driver process killed + restarted | 3 | – | – | 20.000 (9.000–148.000) | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| net (netd) | replacement under load |"),
+            "{md}"
+        );
+        assert!(md.contains("cannot survive these faults by design"), "{md}");
+        assert!(!section.bad());
+        let json: serde_json::Value = serde_json::from_str(&section.json()).unwrap();
+        assert_eq!(json["rows"][0]["event"], "replacement");
+        assert_eq!(json["rows"][0]["pause"]["median"], 6000);
+        assert_eq!(json["rows"][0]["pause_us"][2], 9000);
+        assert_eq!(json["rows"][2]["server"], "nic");
+        section.failures.push("fs crash: no result".into());
+        assert!(section.bad());
+        assert!(section
+            .markdown()
+            .contains("- no result: fs crash: no result"));
+        assert!(parse_crash("crash_check: round 0 recovery_us=1 errors=0 old_fd=x\n").is_err());
+        assert!(parse_nic_restart("nic_restart: round 1 echoed after restart gap_ms=3\n").is_err());
     }
 }

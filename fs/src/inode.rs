@@ -642,6 +642,20 @@ impl Inode {
     pub(crate) fn mark_dirty(&self) {
         self.dirty.store(true, Ordering::Relaxed);
         self.queue();
+        if self.shared.logging.load(Ordering::Relaxed) {
+            self.log_change();
+        }
+    }
+
+    /// Records this inode in the superblock's change log (a replacement's
+    /// pre-copy is under way: `Fs::start_change_log`).
+    #[cold]
+    fn log_change(&self) {
+        // SeqCst pairs with `start_change_log`: a change after the log
+        // started is either seen by the base walk or logged here.
+        if self.shared.logging.load(Ordering::SeqCst) {
+            self.shared.changes.lock().push(self.me.clone());
+        }
     }
 
     /// Puts a disk inode on this CPU's dirty list if it is not on one.

@@ -118,6 +118,13 @@ pub(crate) struct Shared {
     pub(crate) disk: Option<crate::ext2::Backing>,
     /// Submounts below this superblock (umount of it is `EBUSY`).
     mounts_below: AtomicU64,
+    /// The change log of a file-server replacement (`Fs::start_change_log`):
+    /// every inode whose metadata, entries or data changed while it is on.
+    /// One per superblock, not per CPU: it is on only between a
+    /// replacement's pre-copy and its switch, where one reader drains it;
+    /// off, `Inode::mark_dirty` pays one relaxed load of `logging`.
+    pub(crate) changes: spin::Mutex<alloc::vec::Vec<alloc::sync::Weak<Inode>>>,
+    pub(crate) logging: core::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -401,6 +408,8 @@ impl Fs {
             rcu,
             disk: disk.map(crate::ext2::Backing::new),
             mounts_below: AtomicU64::new(0),
+            changes: spin::Mutex::new(alloc::vec::Vec::new()),
+            logging: core::sync::atomic::AtomicBool::new(false),
         }));
         let root = match &shared.disk {
             None => Inode::new(shared, FileType::Directory, 0o755, 0, None, None, None),
@@ -460,6 +469,34 @@ impl Fs {
         self.shared
             .write_epoch_base
             .store(base, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Starts logging changes: from now on every inode whose metadata,
+    /// directory entries or data change is recorded until
+    /// [`Fs::take_changes`] with `stop`.  A change that completed before
+    /// this call is not logged (a walk started after it sees it).
+    pub fn start_change_log(&self) {
+        self.shared.changes.lock().clear();
+        self.shared
+            .logging
+            .store(true, core::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The inodes changed since [`Fs::start_change_log`] (or the last
+    /// take), each once, those that are gone left out; `stop` ends the
+    /// log.
+    pub fn take_changes(&self, stop: bool) -> alloc::vec::Vec<Arc<Inode>> {
+        if stop {
+            self.shared
+                .logging
+                .store(false, core::sync::atomic::Ordering::SeqCst);
+        }
+        let log = core::mem::take(&mut *self.shared.changes.lock());
+        let mut seen = alloc::collections::BTreeSet::new();
+        log.iter()
+            .filter_map(alloc::sync::Weak::upgrade)
+            .filter(|i| seen.insert(i.ino()))
+            .collect()
     }
 
     /// This superblock's device number (`st_dev` of its inodes).

@@ -336,6 +336,10 @@ pub struct SuiteOptions {
     pub seed: Option<u64>,
     /// Workloads per boot (`--per-boot`); 0: all of a run in one boot.
     pub per_boot: usize,
+    /// Repetitions of each robustness measurement (fs replacement, fs
+    /// crash, NIC driver restart) when `ours-servers` is measured
+    /// (`--robustness-reps`); 0: none (`--no-robustness`).
+    pub robustness_reps: usize,
 }
 
 /// Split a comma-separated list; empty items are an error.
@@ -451,6 +455,9 @@ impl SuiteOptions {
         if self.timeout.is_zero() {
             bail!("--timeout must be at least 1 second");
         }
+        if self.robustness_reps > 100 {
+            bail!("--robustness-reps must be at most 100");
+        }
         if self.memory_mib < 64 {
             bail!("--memory must be at least 64 MiB");
         }
@@ -458,6 +465,12 @@ impl SuiteOptions {
     }
 
     /// How many measurements the suite makes for `workloads` workloads.
+    /// Whether the robustness section is measured: `ours-servers` is among
+    /// the systems and it is not turned off.
+    pub fn measures_robustness(&self) -> bool {
+        self.robustness_reps > 0 && self.systems.contains(&SuiteSystem::OursServers)
+    }
+
     pub fn total_runs(&self, workloads: usize) -> usize {
         self.systems.len() * self.cores.len() * workloads * self.modes.len() * self.runs as usize
     }
@@ -638,6 +651,7 @@ mod tests {
             disks: vec![],
             seed: None,
             per_boot: 0,
+            robustness_reps: 3,
         };
         assert!(o.check().is_ok());
         assert_eq!(o.total_runs(5), 30);

@@ -451,6 +451,8 @@ pub struct ReportInfo {
     pub disks: Vec<String>,
     /// Workloads that cannot run on a system (shown as n/a).
     pub not_applicable: Vec<NotApplicable>,
+    /// The robustness section (ours-servers measured, not turned off).
+    pub robustness: Option<crate::robustness::Section>,
 }
 
 /// The whole `report.md`.  Plot paths are relative to the report.
@@ -510,6 +512,9 @@ pub fn report_markdown(records: &[Record], info: &ReportInfo) -> String {
     if !ipc.is_empty() {
         let _ = writeln!(out, "## Null IPC round trip vs getppid\n");
         out.push_str(&ipc);
+    }
+    if let Some(section) = &info.robustness {
+        out.push_str(&section.markdown());
     }
     let accels: BTreeSet<&str> = groups.keys().map(|k| k.accel.as_str()).collect();
     for accel in accels {
@@ -653,6 +658,7 @@ mod tests {
             boots: 2,
             disks: vec!["/tmp/d.img".into()],
             not_applicable: vec![],
+            robustness: None,
         };
         let md = report_markdown(&recs, &info);
         assert!(md.contains("## Accelerator: tcg") && md.contains("## Accelerator: kvm"));
@@ -874,6 +880,43 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(ipc_table(&aggregate(&plain), Na(&[])), "");
+    }
+
+    #[test]
+    fn report_has_the_robustness_section() {
+        use crate::robustness::{Event, Row, Section};
+        let (recs, _) = structures();
+        let section = Section {
+            system: "ours-servers".into(),
+            accel: "tcg".into(),
+            cores: 2,
+            repetitions: 3,
+            rows: vec![Row {
+                server: "fs".into(),
+                process: "fsd".into(),
+                event: Event::Replacement,
+                pause_us: vec![3000, 1000, 2000],
+                switch_us: vec![500, 700, 600],
+                recovery_us: vec![],
+                ops: Some(90),
+                failed_ops: Some(0),
+                clean_errors: None,
+            }],
+            failures: vec![],
+        };
+        let info = ReportInfo {
+            robustness: Some(section),
+            ..ReportInfo::default()
+        };
+        let md = report_markdown(&recs, &info);
+        assert!(md.contains("## Robustness (ours-servers)"), "{md}");
+        assert!(
+            md.contains("| fs (fsd) | replacement under load | 3 | 2.000 (1.000–3.000) | 0.600 (0.500–0.700) | – | 0 / 90 |"),
+            "{md}"
+        );
+        assert!(md.contains("cannot survive these faults by design"));
+        let without = report_markdown(&recs, &ReportInfo::default());
+        assert!(!without.contains("## Robustness"));
     }
 
     #[test]

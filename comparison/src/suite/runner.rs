@@ -124,6 +124,9 @@ pub fn write_outputs(dir: &Path, records: &[Record], info: &ReportInfo) -> Resul
         record::to_json_text(records).as_bytes(),
     )?;
     write_atomic(&dir.join("results.csv"), record::to_csv(records).as_bytes())?;
+    if let Some(section) = &info.robustness {
+        write_atomic(&dir.join("robustness.json"), section.json().as_bytes())?;
+    }
     write_atomic(
         &dir.join("report.md"),
         report::report_markdown(records, info).as_bytes(),
@@ -484,6 +487,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
             })
             .collect(),
         not_applicable: Vec::new(),
+        robustness: None,
     };
     let mut records = imported;
     write_outputs(&out_dir, &records, &info)?;
@@ -733,6 +737,47 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
     }
     info.boots = boots;
     eprintln!("suite: {done} of {total} measurements in {boots} boots");
+    if opts.measures_robustness() && !interrupt::interrupted() {
+        // On the largest core count asked for: a workload on every core.
+        let cores = opts.cores.iter().copied().max().unwrap_or(1);
+        eprintln!(
+            "suite: robustness of ours-servers: {} x fs replacement, fs crash, NIC driver restart ({cores} cores, 3 boots)",
+            opts.robustness_reps
+        );
+        let section = crate::userland::build().map(|userland| {
+            crate::robustness::measure_section(
+                &systems,
+                &userland,
+                cores,
+                opts.robustness_reps,
+                accel,
+                opts.timeout.max(Duration::from_secs(300)),
+            )
+        });
+        let section = match section {
+            Ok(s) => s,
+            Err(e) => crate::robustness::Section {
+                system: "ours-servers".into(),
+                failures: vec![format!("building the test programs: {e:#}")],
+                ..Default::default()
+            },
+        };
+        for f in &section.failures {
+            info.failures.push(format!("robustness: {f}"));
+        }
+        if let Some(r) = section.rows.iter().find(|r| r.failed_ops.unwrap_or(0) > 0) {
+            info.failures.push(format!(
+                "robustness: {} {}: {} failed operations",
+                r.server,
+                r.event.name(),
+                r.failed_ops.unwrap_or(0)
+            ));
+        }
+        boots += 3;
+        info.boots = boots;
+        info.robustness = Some(section);
+        write_outputs(&out_dir, &records, &info)?;
+    }
     if interrupt::interrupted() {
         info.interrupted = Some(format!(
             "stopped by Ctrl-C after {done} of {total} measurements ({boots} boots)"
@@ -742,8 +787,14 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
     let groups = stats::aggregate(&records);
     let na = report::Na(&info.not_applicable);
     let mut summary = report::summary_table(&groups, na);
+    let robustness = info
+        .robustness
+        .as_ref()
+        .map(|s| s.markdown())
+        .unwrap_or_default();
     for (title, table) in [
         ("per structure", report::structure_table(&groups, na)),
+        ("robustness", robustness),
         (
             "null IPC round trip vs getppid",
             report::ipc_table(&groups, na),
@@ -906,6 +957,27 @@ mod tests {
             assert_eq!((info.info().width, info.info().height), plot::SIZE, "{png}");
         }
         assert!(!dir.join("results.tmp").exists());
+        assert!(!dir.join("robustness.json").exists());
+        // With the robustness section: robustness.json and the report's section.
+        let info = ReportInfo {
+            robustness: Some(crate::robustness::Section {
+                system: "ours-servers".into(),
+                accel: "tcg".into(),
+                cores: 2,
+                repetitions: 3,
+                rows: vec![],
+                failures: vec!["fs crash: no result".into()],
+            }),
+            ..ReportInfo::default()
+        };
+        write_outputs(&dir, &recs, &info).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("robustness.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["failures"][0], "fs crash: no result");
+        assert!(std::fs::read_to_string(dir.join("report.md"))
+            .unwrap()
+            .contains("## Robustness (ours-servers)"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,11 +8,12 @@
 //! so their numbers are known: a fresh table's first two slots), gives
 //! the running instance the send right to the hand-over endpoint, and
 //! sends it two control requests on the service endpoint: `LABEL_PRECOPY`
-//! (a thread of the old instance sends every file's data to the successor
-//! while the old instance serves on), then `LABEL_HANDOVER`.
-//! The running instance finishes what it took, stops receiving, sends its
-//! state image to the successor and answers once the successor said it is
-//! ready; then it exits.  Calls that arrive meanwhile queue on the service
+//! (a thread of the old instance sends every file's data, then a base
+//! image of the tree and metadata, which the successor builds, while the
+//! old instance serves on), then `LABEL_HANDOVER`.
+//! The running instance finishes what it took, stops receiving, sends
+//! what changed since the base (and its handle table) to the successor
+//! and answers once the successor said it is ready; then it exits.  Calls that arrive meanwhile queue on the service
 //! endpoint (the successor holds a receive right all along, so nothing
 //! fails them) and are served by the successor.  If anything fails the
 //! successor is killed and the old instance goes on serving.
@@ -29,7 +30,7 @@
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::files::Program;
 use super::process::{find_process, Pid};
@@ -45,12 +46,20 @@ const LABEL_PRECOPY: u64 = 0x4856_0002;
 /// A replacement is under way.
 static REPLACING: AtomicBool = AtomicBool::new(false);
 
+/// The base image of the last pre-copy (bytes; for the log line).  One
+/// replacement at a time (`REPLACING`), so one value.
+static BASE_BYTES: AtomicU64 = AtomicU64::new(0);
+
 /// What a replacement measured.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Replaced {
-    /// From sending the hand-over request until the successor served
-    /// (ready) and the old instance answered: the service's pause.
+    /// From sending the hand-over request until the successor was ready
+    /// to serve (its own clock reading, passed on by the old instance; the
+    /// old instance's answer if it gave none): the service's pause.
     pub switch_ns: u64,
+    /// From sending the hand-over request until the old instance's answer
+    /// reached this thread (scheduling of the replacer included).
+    pub call_ns: u64,
     /// The state image's size.
     pub image_bytes: u64,
     /// The old instance's export time (within `switch_ns`).
@@ -88,15 +97,17 @@ pub fn replace_file_server(program: Option<Program>) -> Result<Replaced, Errno> 
     REPLACING.store(false, Ordering::Release);
     match &r {
         Ok(x) => log::info!(
-            "servers: replaced the file server: pid {} -> pid {}, switch {} us (image {} bytes, export {} us, rebuild {} us); before it, start {} us, pre-copy {} bytes in {} us",
+            "servers: replaced the file server: pid {} -> pid {}, switch {} us (delta image {} bytes, export {} us, rebuild {} us; the call returned after {} us); before it, start {} us, pre-copy {} bytes and a base image of {} bytes in {} us",
             x.old_pid,
             x.new_pid,
             x.switch_ns / 1000,
             x.image_bytes,
             x.export_ns / 1000,
             x.import_ns / 1000,
+            x.call_ns / 1000,
             x.start_ns / 1000,
             x.precopy_bytes,
+            BASE_BYTES.load(Ordering::Relaxed),
             x.precopy_ns / 1000
         ),
         Err(e) => log::warn!("servers: replacing the file server failed: errno {}", e.0),
@@ -179,7 +190,10 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     let pre = crate::arch::time::now_ns();
     let precopy =
         match crate::ipc::kernel_call(&service, LABEL_PRECOPY, [to, 0, 0, 0], &[], &mut []) {
-            Ok(reply) if reply.label == 0 => reply.words,
+            Ok(reply) if reply.label == 0 => {
+                BASE_BYTES.store(reply.words[3], Ordering::Relaxed);
+                reply.words
+            }
             other => {
                 let _ = old.ipc.close(to);
                 return Err(give_up(match other {
@@ -202,8 +216,17 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
             // pages: drop them (`remote_io::ReadCache`).
             crate::files::remote::data_changed();
             crate::files::remote_io::resume();
+            // The successor's "ready" reading: service resumed then, even if
+            // this thread ran only later.
+            let ready = reply.words[3];
+            let switch_end = if ready > begin && ready <= end {
+                ready
+            } else {
+                end
+            };
             Ok(Replaced {
-                switch_ns: end - begin,
+                switch_ns: switch_end - begin,
+                call_ns: end - begin,
                 image_bytes: reply.words[0],
                 export_ns: reply.words[1],
                 start_ns: pre - started,

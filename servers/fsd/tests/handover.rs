@@ -225,3 +225,146 @@ fn precopy_then_changes() {
         [".", "..", "big", "changed", "created", "same", "same2"]
     );
 }
+
+/// Every name below the root with what it names: (path, inode number,
+/// mode, size, nlink, data or symlink target).
+fn dump(s: &FileServer) -> Vec<(String, u64, u32, u64, u32, Vec<u8>)> {
+    let fs = s.fs();
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), fs.root())];
+    while let Some((path, dir)) = stack.pop() {
+        let mut names = Vec::new();
+        let mut cursor = fs::DirCursor::default();
+        dir.readdir(&mut cursor, |name, _, _, _| {
+            if name != "." && name != ".." {
+                names.push(name.to_string());
+            }
+            true
+        })
+        .unwrap();
+        for name in names {
+            let child = fs.lookup(&dir, &name, false).unwrap();
+            let st = child.stat();
+            let p = format!("{path}/{name}");
+            let data = match child.kind() {
+                fs::FileType::Regular => {
+                    let mut b = vec![0u8; child.size() as usize];
+                    let n = child.read_at(0, &mut b).unwrap();
+                    b.truncate(n);
+                    b
+                }
+                fs::FileType::Symlink => child.symlink_target().unwrap_or("").as_bytes().to_vec(),
+                _ => Vec::new(),
+            };
+            out.push((p.clone(), child.ino(), st.mode, st.size, st.nlink, data));
+            if child.is_dir() {
+                stack.push((p, child));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The staged switch: the successor builds the base image while the old
+/// server serves on; what changes afterwards (data, new and removed
+/// files and directories, renames of files and whole directories across
+/// directories, hard links, modes, a file unlinked while open, a
+/// directory removed after its contents moved out) reaches it through a
+/// round while serving and the delta image at the switch, which is much
+/// smaller than the whole image, and the rebuilt tree equals the old one
+/// name by name.
+#[test]
+fn staged_base_then_delta() {
+    let first = Arc::new(FileServer::new(
+        new_fs(LockMode::PerCpu),
+        Vec::new(),
+        Config::default(),
+    ));
+    let cur = Rc::new(RefCell::new(first));
+    let c = Client::attach(Direct(cur.clone())).unwrap();
+    let r = c.root();
+    let mut hs = Vec::new();
+    for d in ["a", "b", "a/x", "a/x/y", "keep"] {
+        c.mkdir(r, d, 0o755).unwrap();
+    }
+    for (i, f) in [
+        "a/f1",
+        "a/x/f2",
+        "a/x/y/f3",
+        "b/f4",
+        "keep/big",
+        "keep/same",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (h, _) = c.open(r, f, O_CREAT | O_RDWR, 0o644).unwrap();
+        let n = if f.ends_with("big") { 300_000 } else { 50 + i };
+        c.pwrite(h, 0, &vec![i as u8 + 1; n], false).unwrap();
+        hs.push(h);
+    }
+    c.link(r, "keep/same", r, "b/same-link", 0).unwrap();
+    c.symlink("a/f1", r, "sym").unwrap();
+    let mut rx = handover::Receiver::new(new_fs(LockMode::PerCpu));
+    let sent = handover::precopy(&cur.borrow(), |ino, v, off, total, b| {
+        rx.data(ino, v, off, total, b)
+    })
+    .unwrap();
+    // A change between the data pre-copy and the base.
+    c.pwrite(hs[0], 0, b"between", false).unwrap();
+    let (base, staged) = handover::export_base(&cur.borrow(), &sent).unwrap();
+    rx.stage(&base).unwrap();
+    assert!(!staged.is_empty());
+    // Changes while the successor holds the base.
+    c.pwrite(hs[1], 10, b"CHANGED", false).unwrap();
+    c.rename(r, "a/x", r, "b/x-moved", 0).unwrap(); // a directory with a subtree
+    c.rename(r, "b/f4", r, "keep/f4", 0).unwrap();
+    c.mkdir(r, "new", 0o700).unwrap();
+    c.mkdir(r, "new/deeper", 0o711).unwrap();
+    let (n, _) = c.open(r, "new/deeper/n", O_CREAT | O_RDWR, 0o600).unwrap();
+    c.pwrite(n, 0, b"fresh", false).unwrap();
+    let (empty, _) = c.open(r, "new/empty", O_CREAT | O_RDWR, 0o600).unwrap();
+    c.link(r, "a/f1", r, "new/f1-link", 0).unwrap();
+    c.unlink(r, "a/f1", 0).unwrap();
+    c.chmod(At::path(r, "keep"), 0o700).unwrap();
+    c.rename(r, "b/x-moved/y", r, "y-top", 0).unwrap();
+    c.rename(r, "y-top/f3", r, "f3-top", 0).unwrap();
+    c.unlink(r, "y-top", AT_REMOVEDIR).unwrap();
+    c.unlink(r, "keep/big", 0).unwrap(); // open: hs[4] keeps it
+    c.rename(r, "sym", r, "b/sym", 0).unwrap();
+    // A round while serving (`export_round`), then more changes, some to
+    // what the round made.
+    let mut staged = staged;
+    let round = handover::export_round(&cur.borrow(), &sent, &mut staged).unwrap();
+    rx.stage(&round).unwrap();
+    c.rename(r, "new/deeper", r, "b/deeper2", 0).unwrap();
+    c.pwrite(n, 0, b"FRESH!", false).unwrap();
+    c.unlink(r, "new/f1-link", 0).unwrap();
+    let (late, _) = c
+        .open(r, "b/deeper2/late", O_CREAT | O_RDWR, 0o640)
+        .unwrap();
+    c.pwrite(late, 0, b"late", false).unwrap();
+    c.link(r, "keep/same", r, "new/same3", 0).unwrap();
+    let want = dump(&cur.borrow());
+    let delta = handover::export_delta(&cur.borrow(), &sent, &staged).unwrap();
+    let full = handover::export(&cur.borrow(), &handover::Sent::new()).unwrap();
+    assert!(
+        delta.len() * 10 < full.len(),
+        "delta {} bytes, full {}",
+        delta.len(),
+        full.len()
+    );
+    let new = rx.finish(&delta, Config::default()).unwrap();
+    *cur.borrow_mut() = Arc::new(new);
+    assert_eq!(dump(&cur.borrow()), want);
+    assert_eq!(c.pread(hs[4], 0, 400_000).unwrap(), vec![5u8; 300_000]);
+    assert_eq!(c.pread(n, 0, 100).unwrap(), b"FRESH!");
+    assert_eq!(c.pread(late, 0, 100).unwrap(), b"late");
+    assert_eq!(c.pread(empty, 0, 100).unwrap(), b"");
+    let mut f1 = vec![1u8; 50];
+    f1[..7].copy_from_slice(b"between");
+    // a/f1's last name went: the open handle still reads it.
+    assert_eq!(c.pread(hs[0], 0, 100).unwrap(), f1);
+    assert_eq!(c.stat(At::path(r, "keep")).unwrap().st_mode & 0o7777, 0o700);
+}

@@ -383,7 +383,7 @@ fn serve(
         pending: None,
     };
     // What the pre-copy thread sent, for the hand-over's image.
-    let sent = std::sync::Mutex::new(fsd::handover::Sent::new());
+    let sent = std::sync::Mutex::new((fsd::handover::Sent::new(), None));
     std::thread::scope(|scope| {
         while let Some((caller, client, msg)) = transport.recv() {
             let handover_label = msg.label == fsd::handover::LABEL_PRECOPY
@@ -398,9 +398,9 @@ fn serve(
                 let to = msg.words[0];
                 let sent = &sent;
                 scope.spawn(move || match handover::precopy(server, to) {
-                    Ok((s, stats)) => {
-                        *sent.lock().unwrap_or_else(|p| p.into_inner()) = s;
-                        let _ = ipc::reply(caller, 0, [stats[0], stats[1], stats[2], 0], &[]);
+                    Ok((s, staged, stats)) => {
+                        *sent.lock().unwrap_or_else(|p| p.into_inner()) = (s, Some(staged));
+                        let _ = ipc::reply(caller, 0, stats, &[]);
                     }
                     Err(e) => {
                         let _ = ipc::reply(caller, e as u64, [0; 4], &[]);
@@ -409,10 +409,11 @@ fn serve(
                 continue;
             }
             if client == KERNEL_CLIENT && msg.label == fsd::handover::LABEL_HANDOVER {
-                let s = std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
-                match handover::send(server, msg.words[0], &s) {
-                    Ok((bytes, export, import)) => {
-                        let _ = ipc::reply(caller, 0, [bytes, export, import, 0], &[]);
+                let (s, staged) =
+                    std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
+                match handover::send(server, msg.words[0], &s, staged.as_ref()) {
+                    Ok((bytes, export, import, ready)) => {
+                        let _ = ipc::reply(caller, 0, [bytes, export, import, ready], &[]);
                         std::process::exit(0);
                     }
                     Err(e) => transport.reply(caller, Message::error(fs::Errno(e))),

@@ -9,7 +9,7 @@
 //! notes the time, waits until that process is gone and writes one byte
 //! `K` (the host's cue for the next round: it can only arrive through a
 //! new driver).  When the next round's echo is written it prints
-//! `nic_restart: round R echoed after restart gap_ms=N` (N: from the kill
+//! `nic_restart: round R echoed after restart gap_ms=N gap_us=U` (from the kill
 //! to the echo, the kernel restarting the driver and TCP retransmitting
 //! included) and checks that a new driver process runs.  After the last
 //! round it waits for the host to close the connection, then ends with
@@ -79,8 +79,9 @@ fn main() {
                 )),
             }
             println!(
-                "nic_restart: round {round} echoed after restart gap_ms={}",
-                gap.as_millis()
+                "nic_restart: round {round} echoed after restart gap_ms={} gap_us={}",
+                gap.as_millis(),
+                gap.as_micros()
             );
         }
         if round < kills {
