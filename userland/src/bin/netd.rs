@@ -83,8 +83,11 @@ const LABEL_ADOPT: u64 = 0x4856_0013;
 static STOP: AtomicBool = AtomicBool::new(false);
 /// Helper threads parked.
 static PARKED: AtomicUsize = AtomicUsize::new(0);
-/// Helper threads running (the timer thread, the NIC receive thread).
+/// Helper threads that park at checkpoints (the NIC receive thread).
 static HELPERS: AtomicUsize = AtomicUsize::new(0);
+/// The timer thread is running timers (it touches the arena only then):
+/// with `STOP`, a Dekker pair, so a hand-over never waits for its sleep.
+static IN_TICK: AtomicBool = AtomicBool::new(false);
 /// The NIC receive thread's notification (0: no NIC).
 static NIC_NOTIFY: AtomicU64 = AtomicU64::new(0);
 /// The server (in the arena), for the hand-over.
@@ -95,10 +98,15 @@ static SERVER: OnceLock<Arc<NetServer>> = OnceLock::new();
 fn checkpoint() {
     if STOP.load(Ordering::Acquire) {
         PARKED.fetch_add(1, Ordering::AcqRel);
-        while STOP.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        checkpoint_wait();
         PARKED.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Waits while a hand-over is under way (touching nothing of the arena).
+fn checkpoint_wait() {
+    while STOP.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
@@ -241,18 +249,20 @@ fn quiesce(token: u64) -> i32 {
         return libc::EOPNOTSUPP;
     }
     let t0 = Instant::now();
-    STOP.store(true, Ordering::Release);
+    STOP.store(true, Ordering::SeqCst);
     let nic = NIC_NOTIFY.load(Ordering::Acquire);
     if nic != 0 {
         let _ = ipc::notify(nic, 1 << 40);
     }
-    while PARKED.load(Ordering::Acquire) < HELPERS.load(Ordering::Acquire) {
+    while PARKED.load(Ordering::Acquire) < HELPERS.load(Ordering::Acquire)
+        || IN_TICK.load(Ordering::SeqCst)
+    {
         if t0.elapsed() > Duration::from_secs(2) {
             eprintln!("netd: hand-over refused: a helper thread did not park");
             STOP.store(false, Ordering::Release);
             return libc::EBUSY;
         }
-        std::thread::sleep(Duration::from_micros(50));
+        std::thread::yield_now();
     }
     let ns = t0.elapsed().as_nanos() as u64;
     netd_arena::hand_over_root(server.clone());
@@ -263,24 +273,33 @@ fn quiesce(token: u64) -> i32 {
     unsafe { libc::_exit(0) }
 }
 
-/// The timer thread: runs every instance's timers.
+/// The timer thread: runs every instance's timers.  It touches the arena
+/// only between setting and clearing `IN_TICK` (not while it sleeps).
 fn start_timers(server: Arc<NetServer>, workers: usize) {
-    HELPERS.fetch_add(1, Ordering::AcqRel);
     let spawned = std::thread::Builder::new()
         .name("netd-timers".into())
-        .spawn(move || loop {
-            let now = net::Platform::now_ms(server.stack().platform());
-            let wait = (0..workers)
-                .filter_map(|w| server.stack().next_poll_ms(w))
-                .min()
-                .map_or(netd::server::TICK_MS, |t| {
-                    t.saturating_sub(now).min(netd::server::TICK_MS)
-                })
-                .max(1);
-            std::thread::sleep(Duration::from_millis(wait));
-            checkpoint();
-            for w in 0..workers {
-                server.tick(w);
+        .spawn(move || {
+            let mut wait = 1;
+            loop {
+                std::thread::sleep(Duration::from_millis(wait));
+                IN_TICK.store(true, Ordering::SeqCst);
+                if STOP.load(Ordering::SeqCst) {
+                    IN_TICK.store(false, Ordering::SeqCst);
+                    checkpoint_wait();
+                    continue;
+                }
+                for w in 0..workers {
+                    server.tick(w);
+                }
+                let now = net::Platform::now_ms(server.stack().platform());
+                wait = (0..workers)
+                    .filter_map(|w| server.stack().next_poll_ms(w))
+                    .min()
+                    .map_or(netd::server::TICK_MS, |t| {
+                        t.saturating_sub(now).min(netd::server::TICK_MS)
+                    })
+                    .max(1);
+                IN_TICK.store(false, Ordering::Release);
             }
         });
     if let Err(e) = spawned {
@@ -434,11 +453,12 @@ fn successor(from: u64, endpoint: u64, notify: u64, nic_arg: Option<String>) -> 
                         Err(e) => eprintln!("netd: no NIC after the hand-over: {e}"),
                     }
                 }
-                let workers = server.config().workers;
-                start_timers(server.clone(), workers);
                 let _ = SERVER.set(server.clone());
                 let ns = t0.elapsed().as_nanos() as u64;
                 let _ = ipc::reply(m.token, 0, [ns, netd_arena::used() as u64, 0, 0], &[]);
+                // After the answer: the switch does not wait for a thread
+                // to start (timers late by that much are harmless).
+                start_timers(server.clone(), server.config().workers);
                 let _ = ipc::close(from);
                 serve(&server, 0, None, endpoint);
             }
