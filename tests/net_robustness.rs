@@ -19,8 +19,7 @@
 use comparison::qemu::Nic;
 use comparison::run::{Echo, RunExtras, RunRequest, RunResult, Structure, System};
 use integration_tests::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 const TIMEOUT: u64 = 600;
@@ -113,5 +112,118 @@ fn net_replacement_is_refused_in_the_monolithic_structure() {
         &result,
         result.output.contains("srvctl: replace net: errno 95"),
         "expected EOPNOTSUPP (95)",
+    );
+}
+
+const ROUNDS: usize = 20;
+const GUEST_PORT: u16 = 7;
+
+fn free_local_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
+/// The guest's `net_replace_check nic` with the host's port forwarded to
+/// it, and the host's sessions run by `host` meanwhile.
+fn nic_run(
+    action: &str,
+    host: impl FnOnce(SocketAddr) -> Result<(), String> + Send + 'static,
+) -> (RunResult, Result<(), String>) {
+    let host_port = free_local_port();
+    let before: usize = (0..ROUNDS / 2).map(|r| echo_message(r).len()).sum();
+    let client = std::thread::spawn(move || host(SocketAddr::from(([127, 0, 0, 1], host_port))));
+    let mut vm = vm(2, 240);
+    vm.nic = Some(Nic::User {
+        hostfwd: vec![(host_port, GUEST_PORT)],
+        guestfwd: Vec::new(),
+    });
+    let request = RunRequest {
+        system: System::Ours,
+        program: program("net_replace_check"),
+        files: Vec::new(),
+        args: vec![
+            "nic".into(),
+            GUEST_PORT.to_string(),
+            before.to_string(),
+            action.into(),
+            "2".into(),
+        ],
+        locks: LockMode::PerCpu,
+        extra_cmdline: String::new(),
+        vm,
+        echo: Echo::Quiet,
+    };
+    let extras = RunExtras {
+        structure: Structure::Servers,
+        ..Default::default()
+    };
+    let result = comparison::run::run_with(ours(), &request, &extras).expect("running the program");
+    let client = client.join().expect("host thread");
+    (result, client)
+}
+
+/// A session, retried while the guest is not listening (first round).
+fn session(addr: SocketAddr, deadline: Instant) -> Result<usize, (bool, String)> {
+    loop {
+        match echo_session(addr, ROUNDS) {
+            Err((true, why)) if Instant::now() < deadline => {
+                let _ = why;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn host_connection_survives_a_net_replacement() {
+    let total: usize = (0..ROUNDS).map(|r| echo_message(r).len()).sum();
+    let (result, host) = nic_run("replace", move |addr| {
+        let deadline = Instant::now() + Duration::from_secs(200);
+        for n in 1..=2 {
+            match session(addr, deadline) {
+                Ok(t) if t == total => {}
+                other => return Err(format!("session {n}: {other:?}")),
+            }
+        }
+        Ok(())
+    });
+    expect_pass(&result, "net_replace_check");
+    check_run(&result, host.is_ok(), &format!("host: {host:?}"));
+    check_run(
+        &result,
+        count(&result.outcome.serial, "servers: replaced the network server") == 1,
+        "expected one network-server replacement",
+    );
+    check_run(
+        &result,
+        result.output.contains(&format!("nic conn 1 bytes={total} end=OK")),
+        "the guest must echo every byte of the connection across the switch",
+    );
+}
+
+#[test]
+fn host_echo_resumes_after_a_net_crash() {
+    let total: usize = (0..ROUNDS).map(|r| echo_message(r).len()).sum();
+    let (result, host) = nic_run("crash", move |addr| {
+        let deadline = Instant::now() + Duration::from_secs(200);
+        // The first session dies with the server (after half its rounds).
+        match session(addr, deadline) {
+            Err((false, _)) => {}
+            other => return Err(format!("session 1 should fail: {other:?}")),
+        }
+        match session(addr, deadline) {
+            Ok(t) if t == total => Ok(()),
+            other => Err(format!("session 2: {other:?}")),
+        }
+    });
+    expect_pass(&result, "net_replace_check");
+    check_run(&result, host.is_ok(), &format!("host: {host:?}"));
+    check_run(
+        &result,
+        count(&result.outcome.serial, "servers: network server restarted as pid") == 1,
+        "expected one network-server restart",
     );
 }

@@ -29,6 +29,14 @@
 //! errors=NAME:COUNT,.. recovery_us=R` (kill to the first good echo), then
 //! `pass` or `FAIL`.
 //!
+//! `nic PORT BYTES replace|crash CONNS` (host↔guest, through the NIC):
+//! listens on 0.0.0.0:PORT and echoes CONNS connections one after
+//! another; once the first connection echoed BYTES bytes it replaces
+//! (or kills) netd, then goes on echoing; a listener or connection that
+//! fails (after a crash) is made again.  Prints `net_replace_check: nic
+//! conn N bytes=B end=OK|ERRNO` per connection, then `pass`.  The host
+//! side checks the bytes.
+//!
 //! Must not: sleep to synchronise, or report a pass with any failed or
 //! wrong operation (replace) or an unclean error (crash).
 
@@ -217,8 +225,82 @@ fn netd_pid() -> Option<i32> {
     None
 }
 
+/// The `nic` mode (see the file's comment).
+fn nic_mode(args: &[String]) -> ! {
+    let num = |i: usize| -> u64 {
+        args.get(i).and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            println!("net_replace_check: FAIL usage: nic PORT BYTES replace|crash CONNS");
+            std::process::exit(2)
+        })
+    };
+    let (port, bytes, conns) = (num(1) as u16, num(2), num(4));
+    let crash = args.get(3).map(String::as_str) == Some("crash");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut acted = false;
+    let mut served = 0;
+    while served < conns {
+        let listener = match TcpListener::bind(("0.0.0.0", port)) {
+            Ok(l) => l,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::yield_now();
+                continue;
+            }
+            Err(e) => {
+                println!("net_replace_check: FAIL bind: {e}");
+                std::process::exit(1);
+            }
+        };
+        println!("net_replace_check: nic listening");
+        while served < conns {
+            let mut s = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let mut total = 0u64;
+            let mut buf = vec![0u8; 4096];
+            let end = loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break "OK".to_string(),
+                    Ok(n) => {
+                        if let Err(e) = s.write_all(&buf[..n]) {
+                            break error_name(&e);
+                        }
+                        total += n as u64;
+                        if !acted && total >= bytes {
+                            acted = true;
+                            if crash {
+                                match netd_pid() {
+                                    // SAFETY: kill(2) with a pid and a signal number.
+                                    Some(pid) => unsafe {
+                                        libc::kill(pid, libc::SIGKILL);
+                                    },
+                                    None => println!("net_replace_check: FAIL no netd"),
+                                }
+                            } else if let Err(e) = ipc::service_replace(SERVICE_NET, "") {
+                                println!("net_replace_check: FAIL replace: errno {e}");
+                                std::process::exit(1);
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => break error_name(&e),
+                }
+            };
+            served += 1;
+            println!("net_replace_check: nic conn {served} bytes={total} end={end}");
+        }
+    }
+    println!("net_replace_check: pass");
+    std::process::exit(0);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("nic") {
+        nic_mode(&args);
+    }
     let mut mode = "replace".to_string();
     let mut conns = 4usize;
     let mut rounds = 3usize;
