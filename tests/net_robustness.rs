@@ -46,7 +46,10 @@ fn replace_check(cores: usize, args: &[&str], rounds: usize) {
     );
     check_run(
         &result,
-        count(&result.outcome.serial, "servers: replaced the network server") == rounds,
+        count(
+            &result.outcome.serial,
+            "servers: replaced the network server",
+        ) == rounds,
         &format!("expected the kernel to log {rounds} network-server replacements"),
     );
 }
@@ -58,13 +61,21 @@ fn net_replacement_under_echo_load_2_cores() {
 
 #[test]
 fn net_replacement_under_echo_load_1_core() {
-    replace_check(1, &["replace", "--rounds", "2", "--ops", "30", "--conns", "3"], 2);
+    replace_check(
+        1,
+        &["replace", "--rounds", "2", "--ops", "30", "--conns", "3"],
+        2,
+    );
 }
 
 #[test]
 fn net_replacement_at_seeded_points() {
     for seed in ["11", "4242"] {
-        replace_check(2, &["replace", "--rounds", "3", "--ops", "25", "--seed", seed], 3);
+        replace_check(
+            2,
+            &["replace", "--rounds", "3", "--ops", "25", "--seed", seed],
+            3,
+        );
     }
 }
 
@@ -92,7 +103,11 @@ fn net_crash_at_seeded_points() {
             result.output.contains("errors=") && result.output.contains("ECONNRESET"),
             "expected the open connections to be reset",
         );
-        check_run(&result, !serial.contains("panic"), "the kernel must survive");
+        check_run(
+            &result,
+            !serial.contains("panic"),
+            "the kernel must survive",
+        );
     }
 }
 
@@ -194,12 +209,17 @@ fn host_connection_survives_a_net_replacement() {
     check_run(&result, host.is_ok(), &format!("host: {host:?}"));
     check_run(
         &result,
-        count(&result.outcome.serial, "servers: replaced the network server") == 1,
+        count(
+            &result.outcome.serial,
+            "servers: replaced the network server",
+        ) == 1,
         "expected one network-server replacement",
     );
     check_run(
         &result,
-        result.output.contains(&format!("nic conn 1 bytes={total} end=OK")),
+        result
+            .output
+            .contains(&format!("nic conn 1 bytes={total} end=OK")),
         "the guest must echo every byte of the connection across the switch",
     );
 }
@@ -223,7 +243,10 @@ fn host_echo_resumes_after_a_net_crash() {
     check_run(&result, host.is_ok(), &format!("host: {host:?}"));
     check_run(
         &result,
-        count(&result.outcome.serial, "servers: network server restarted as pid") == 1,
+        count(
+            &result.outcome.serial,
+            "servers: network server restarted as pid",
+        ) == 1,
         "expected one network-server restart",
     );
 }

@@ -110,7 +110,9 @@ pub fn compatible(fingerprint: u64) -> Result<(), String> {
         return Err(format!("arena magic {magic:#x}, not {MAGIC:#x}"));
     }
     if version != VERSION {
-        return Err(format!("arena format version {version}, this build reads {VERSION}"));
+        return Err(format!(
+            "arena format version {version}, this build reads {VERSION}"
+        ));
     }
     if fp != fingerprint {
         return Err(format!(
@@ -131,7 +133,8 @@ pub fn init(fingerprint: u64) -> Result<(), String> {
     }
     let base = BASE.load(Ordering::Acquire);
     h.bump.store(base + HEADER_BYTES, Ordering::Relaxed);
-    h.end.store(base + LEN.load(Ordering::Acquire), Ordering::Relaxed);
+    h.end
+        .store(base + LEN.load(Ordering::Acquire), Ordering::Relaxed);
     h.version.store(VERSION, Ordering::Relaxed);
     h.fingerprint.store(fingerprint, Ordering::Relaxed);
     h.state.store(LIVE, Ordering::Relaxed);

@@ -110,7 +110,10 @@ fn argv(epoch: u32) -> Vec<Vec<u8>> {
     argv
 }
 
-fn map_arena(aspace: &crate::memory::vm::AddressSpace, arena: &Arc<ServerArena>) -> Result<(), Errno> {
+fn map_arena(
+    aspace: &crate::memory::vm::AddressSpace,
+    arena: &Arc<ServerArena>,
+) -> Result<(), Errno> {
     use crate::memory::vm::{MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE};
     let at = aspace.map_source(
         ARENA_BASE,
@@ -311,7 +314,14 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     };
     // The successor looks at the arena before anything stops: a build it
     // cannot adopt leaves the old instance serving.
-    status(crate::ipc::kernel_call(&handover, LABEL_CHECK, [0; 4], &[], &mut [])).map_err(give_up)?;
+    status(crate::ipc::kernel_call(
+        &handover,
+        LABEL_CHECK,
+        [0; 4],
+        &[],
+        &mut [],
+    ))
+    .map_err(give_up)?;
     let begin = crate::arch::time::now_ns();
     let quiesced = status(crate::ipc::kernel_call(
         &service,
@@ -325,12 +335,21 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     // and the kernel's calls are the successor's from here.
     crate::drivers::userdev::set_net_server(new_pid);
     crate::sockets::remote::set_server_pid(new_pid);
-    let adopted = match status(crate::ipc::kernel_call(&handover, LABEL_ADOPT, [0; 4], &[], &mut [])) {
+    let adopted = match status(crate::ipc::kernel_call(
+        &handover,
+        LABEL_ADOPT,
+        [0; 4],
+        &[],
+        &mut [],
+    )) {
         Ok(w) => w,
         Err(e) => {
             // Nothing serves the state now: the watcher restarts netd
             // (sockets reset) once this replacement is over.
-            log::error!("servers: the network server's successor failed to adopt: errno {}", e.0);
+            log::error!(
+                "servers: the network server's successor failed to adopt: errno {}",
+                e.0
+            );
             return Err(give_up(e));
         }
     };

@@ -118,7 +118,11 @@ impl NetServer {
         sc.mode = config.mode;
         NetServer {
             stack: Stack::new(platform, sc),
-            handles: HandleTable::with_epoch(config.workers, config.handles_per_worker, config.epoch),
+            handles: HandleTable::with_epoch(
+                config.workers,
+                config.handles_per_worker,
+                config.epoch,
+            ),
             clients: RwLock::new(HashMap::new()),
             signal,
             next_token: AtomicU64::new(1),

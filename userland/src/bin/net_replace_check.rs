@@ -118,7 +118,9 @@ fn echo_server(listener: TcpListener, ends: Arc<Mutex<Vec<String>>>) {
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
-                ends.lock().unwrap().push(format!("accept:{}", error_name(&e)));
+                ends.lock()
+                    .unwrap()
+                    .push(format!("accept:{}", error_name(&e)));
                 return;
             }
         }
@@ -158,7 +160,9 @@ fn client(id: usize, shared: &Shared, crash: bool) -> Outcome {
         out.ops.push((t0, t1 - t0));
         match r {
             Ok(true) => {}
-            Ok(false) => out.wrong.push(format!("client {id} round {seq}: wrong echo")),
+            Ok(false) => out
+                .wrong
+                .push(format!("client {id} round {seq}: wrong echo")),
             Err(e) if crash => {
                 out.ended = Some(match e.kind() {
                     ErrorKind::UnexpectedEof => "EOF".into(),
@@ -182,7 +186,9 @@ fn client(id: usize, shared: &Shared, crash: bool) -> Outcome {
             out.ops.push((t0, mono_ns() - t0));
             match r {
                 Ok(true) => {}
-                Ok(false) => out.wrong.push(format!("client {id} side {seq}: wrong echo")),
+                Ok(false) => out
+                    .wrong
+                    .push(format!("client {id} side {seq}: wrong echo")),
                 Err(e) => out.failed.push(format!("client {id} side {seq}: {e}")),
             }
         }
@@ -360,9 +366,13 @@ fn main() {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut draw = |max: u64| {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         1 + (rng >> 33) % max
     };
     let mut fail = Vec::new();
@@ -395,9 +405,7 @@ fn main() {
         for e in ends.lock().unwrap().iter() {
             *errors.entry(format!("server:{e}")).or_default() += 1;
         }
-        let clean = [
-            "ECONNRESET", "EPIPE", "EIO", "EOF", "EBADF", "ECONNABORTED",
-        ];
+        let clean = ["ECONNRESET", "EPIPE", "EIO", "EOF", "EBADF", "ECONNABORTED"];
         for name in errors.keys() {
             let bare = name
                 .trim_start_matches("server:")
@@ -416,7 +424,10 @@ fn main() {
                     s.write_all(&buf[..n])
                 });
                 let mut c = TcpStream::connect(("127.0.0.1", port + 1))?;
-                let ok = round_trip(&mut c, &message(99, 1).into_iter().take(1400).collect::<Vec<_>>())?;
+                let ok = round_trip(
+                    &mut c,
+                    &message(99, 1).into_iter().take(1400).collect::<Vec<_>>(),
+                )?;
                 t.join()
                     .map_err(|_| std::io::Error::from(ErrorKind::Other))??;
                 Ok(ok)
@@ -456,7 +467,13 @@ fn main() {
             match ipc::service_replace(SERVICE_NET, "") {
                 Ok(s) => {
                     let c1 = mono_ns();
-                    windows.push((s.switch_begin_ns, s.switch_begin_ns + s.switch_ns, s, c0, c1));
+                    windows.push((
+                        s.switch_begin_ns,
+                        s.switch_begin_ns + s.switch_ns,
+                        s,
+                        c0,
+                        c1,
+                    ));
                 }
                 Err(e) => fail.push(format!("round {round}: replace: errno {e}")),
             }
@@ -502,7 +519,11 @@ fn main() {
         let median = lat.get(lat.len() / 2).copied().unwrap_or(0);
         let outside = all
             .iter()
-            .filter(|(t, d)| windows.iter().all(|(_, _, _, c0, c1)| t + d < *c0 || *t > *c1))
+            .filter(|(t, d)| {
+                windows
+                    .iter()
+                    .all(|(_, _, _, c0, c1)| t + d < *c0 || *t > *c1)
+            })
             .map(|(_, d)| *d)
             .max()
             .unwrap_or(0);

@@ -447,7 +447,9 @@ fn successor(from: u64, endpoint: u64, notify: u64, nic_arg: Option<String>) -> 
                             // The old sink names the old process's mapping
                             // of the rings: never dropped here (its unmap
                             // would hit this process's address space).
-                            std::mem::forget(server.stack().platform().replace_nic(Some(nic.sink())));
+                            std::mem::forget(
+                                server.stack().platform().replace_nic(Some(nic.sink())),
+                            );
                             start_nic(server.clone(), nic);
                         }
                         Err(e) => eprintln!("netd: no NIC after the hand-over: {e}"),
