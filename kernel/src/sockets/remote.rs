@@ -76,6 +76,14 @@ static EPOCH: AtomicU32 = AtomicU32::new(0);
 /// Whether the collector thread runs (one for every instance: the
 /// notification is the same).
 static COLLECTING: AtomicBool = AtomicBool::new(false);
+/// The server pid whose death was handled (`server_died` runs once per
+/// instance, from the watcher or from the first caller that saw it).
+static RESET_PID: AtomicI32 = AtomicI32::new(0);
+static RESET_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// The current instance was attached (false from a death until the next
+/// instance's `Attach`, which drops every handle the kernel held there:
+/// a socket made before it would vanish).
+static READY: AtomicBool = AtomicBool::new(false);
 /// Whether the first delegated socket was logged (tests look for it).
 static LOGGED: AtomicBool = AtomicBool::new(false);
 
@@ -182,6 +190,7 @@ fn close_handle(handle: Handle) {
 pub fn attach(server_pid: i32, notify: u64, notification: Arc<Notification>) -> Result<(), Errno> {
     SERVER_PID.store(server_pid, Ordering::Relaxed);
     done(&Request::Attach { notify })?;
+    READY.store(true, Ordering::Release);
     if !COLLECTING.swap(true, Ordering::AcqRel) {
         crate::sched::try_spawn("netd-reports", None, move || collector(notification))
             .map_err(|_| Errno::ENOMEM)?;
@@ -206,6 +215,12 @@ pub fn set_server_pid(pid: i32) {
 /// (their handles would name sockets of the next instance).  Returns how
 /// many sockets were live.
 pub fn server_died() -> usize {
+    let pid = SERVER_PID.load(Ordering::Acquire);
+    if RESET_PID.swap(pid, Ordering::AcqRel) == pid {
+        // A caller saw the death first and did the reset.
+        return RESET_COUNT.load(Ordering::Acquire);
+    }
+    READY.store(false, Ordering::Release);
     EPOCH.fetch_add(1, Ordering::AcqRel);
     let live: Vec<Arc<RemoteInet>> = {
         let mut table = SOCKETS.lock();
@@ -221,7 +236,20 @@ pub fn server_died() -> usize {
         s.events.store(POLLERR | POLLHUP, Ordering::Release);
         s.waiters.notify();
     }
+    RESET_COUNT.store(live.len(), Ordering::Release);
     live.len()
+}
+
+/// After a failed call: if the server process is dead (not replaced), do
+/// the reset now rather than when the watcher looks, so the caller gets
+/// its socket's error (`ECONNRESET`, `EPIPE`) and not a bare `EIO`.
+fn check_server_alive() {
+    let pid = SERVER_PID.load(Ordering::Acquire);
+    let dead = crate::proc::process::find_process(pid)
+        .is_none_or(|p| p.zombie.load(Ordering::Acquire));
+    if dead && !crate::proc::server_replace::replacing() && pid == server_pid() {
+        server_died();
+    }
 }
 
 /// The collector: waits for the server's notification, then collects
@@ -277,6 +305,10 @@ pub fn create(sock_type: u32, protocol: u32) -> Result<Arc<dyn Socket>, Errno> {
         }
         _ => return Err(ESOCKTNOSUPPORT),
     };
+    if !READY.load(Ordering::Acquire) {
+        // No network server right now (restarting after a crash).
+        return Err(Errno::EIO);
+    }
     let handle = with(&Request::Socket { kind, protocol }, |r| match r {
         Reply::Handle(h) => Some(h),
         _ => None,
@@ -364,7 +396,11 @@ impl RemoteInet {
         if self.stale() {
             return Err(self.stale_error(write));
         }
-        match f() {
+        let r = f();
+        if matches!(r, Err(e) if e == Errno::EIO) {
+            check_server_alive();
+        }
+        match r {
             Err(e) if e != Errno::EINTR && self.stale() => Err(self.stale_error(write)),
             r => r,
         }
