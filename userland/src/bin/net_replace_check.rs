@@ -69,6 +69,8 @@ fn message(client: usize, seq: u64) -> Vec<u8> {
 
 struct Shared {
     stop: AtomicBool,
+    /// Clients still running (one that failed ends early).
+    alive: std::sync::atomic::AtomicUsize,
     done: Vec<AtomicU64>,
     port: u16,
 }
@@ -208,7 +210,7 @@ fn wait_rounds(shared: &Shared, target: &[u64], deadline: Instant) -> bool {
         {
             return true;
         }
-        if Instant::now() > deadline {
+        if Instant::now() > deadline || shared.alive.load(Ordering::Acquire) == 0 {
             return false;
         }
         std::thread::yield_now();
@@ -356,13 +358,18 @@ fn main() {
     }
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
+        alive: std::sync::atomic::AtomicUsize::new(conns),
         done: (0..conns).map(|_| AtomicU64::new(0)).collect(),
         port,
     });
     let workers: Vec<_> = (0..conns)
         .map(|id| {
             let shared = shared.clone();
-            std::thread::spawn(move || client(id, &shared, crash))
+            std::thread::spawn(move || {
+                let o = client(id, &shared, crash);
+                shared.alive.fetch_sub(1, Ordering::AcqRel);
+                o
+            })
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(300);
