@@ -152,9 +152,8 @@ fn nic_run(
     let before: usize = (0..ROUNDS / 2).map(|r| echo_message(r).len()).sum();
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
-    let client = std::thread::spawn(move || {
-        host(SocketAddr::from(([127, 0, 0, 1], host_port)), &flag)
-    });
+    let client =
+        std::thread::spawn(move || host(SocketAddr::from(([127, 0, 0, 1], host_port)), &flag));
     let mut vm = vm(2, 240);
     vm.nic = Some(Nic::User {
         hostfwd: vec![(host_port, GUEST_PORT)],

@@ -245,8 +245,8 @@ pub fn server_died() -> usize {
 /// its socket's error (`ECONNRESET`, `EPIPE`) and not a bare `EIO`.
 fn check_server_alive() {
     let pid = SERVER_PID.load(Ordering::Acquire);
-    let dead = crate::proc::process::find_process(pid)
-        .is_none_or(|p| p.zombie.load(Ordering::Acquire));
+    let dead =
+        crate::proc::process::find_process(pid).is_none_or(|p| p.zombie.load(Ordering::Acquire));
     if dead && !crate::proc::server_replace::replacing() && pid == server_pid() {
         server_died();
     }
