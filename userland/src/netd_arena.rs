@@ -311,3 +311,69 @@ pub fn adopt_root<T>(fingerprint: u64) -> Result<std::sync::Arc<T>, String> {
     // same address here.
     Ok(unsafe { std::sync::Arc::from_raw(root as *const T) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One test (the arena's place is process-global): header, refusal of
+    /// another build, allocation, reuse, realloc, hand-over and adoption.
+    #[test]
+    fn arena_life_cycle() {
+        const LEN: usize = 4 << 20;
+        let layout = Layout::from_size_align(LEN, 4096).unwrap();
+        // SAFETY: a non-zero layout; the block lives for the whole test
+        // process (the arena is never unmapped).
+        let base = unsafe { std::alloc::alloc_zeroed(layout) } as usize;
+        assert!(map("zz,1").is_err());
+        map(&format!("{base:x},{LEN:x}")).unwrap();
+        assert!(compatible(1).is_err(), "no header yet");
+        init(0xfeed).unwrap();
+        assert!(init(0xfeed).is_err(), "not fresh any more");
+        assert!(compatible(0xfeed).is_ok());
+        let why = compatible(0xbeef).unwrap_err();
+        assert!(why.contains("fingerprint"), "{why}");
+
+        let a = ArenaAlloc;
+        let mut blocks = Vec::new();
+        for (size, align) in [(1, 1), (24, 8), (100, 16), (4096, 4096), (70_000, 64)] {
+            let l = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: non-zero layouts; freed below with the same layout.
+            let p = unsafe { a.alloc(l) };
+            assert!(!p.is_null());
+            assert!(in_arena(p as usize) && (p as usize) % align == 0);
+            // SAFETY: the block is `size` bytes, ours.
+            unsafe { std::ptr::write_bytes(p, 0xab, size) };
+            blocks.push((p, l));
+        }
+        let (p, l) = blocks[1];
+        // SAFETY: `p` was allocated with `l`; the new size keeps the align.
+        let q = unsafe { a.realloc(p, l, 5000) };
+        // SAFETY: the first 24 bytes were copied over.
+        assert_eq!(unsafe { *q.add(23) }, 0xab);
+        blocks[1] = (q, Layout::from_size_align(5000, 8).unwrap());
+        for &(p, l) in &blocks {
+            // SAFETY: each block once, with its layout.
+            unsafe { a.dealloc(p, l) };
+        }
+        // A freed block of the class comes back first.
+        let l = Layout::from_size_align(100, 16).unwrap();
+        // SAFETY: a non-zero layout.
+        let again = unsafe { a.alloc(l) };
+        assert_eq!(again, blocks[2].0);
+        // Too big for any class: null, never a fallback to the private heap.
+        let huge = Layout::from_size_align(128 << 20, 8).unwrap();
+        // SAFETY: a valid layout; null is the expected answer.
+        assert!(unsafe { a.alloc(huge) }.is_null());
+
+        let root = std::sync::Arc::new(41u64);
+        let copy = root.clone();
+        hand_over_root(root);
+        assert_eq!(describe().unwrap().2, HANDED_OVER);
+        assert!(adopt_root::<u64>(0xbeef).is_err(), "another build refused");
+        let adopted = adopt_root::<u64>(0xfeed).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&adopted, &copy));
+        assert_eq!(describe().unwrap().2, LIVE);
+        ON.store(false, Ordering::Release);
+    }
+}
