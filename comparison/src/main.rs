@@ -291,17 +291,20 @@ struct RunArgs {
     /// IMAGE or IMAGE:ro (read-only); repeatable: /dev/vda, /dev/vdb...
     #[arg(long = "disk", value_name = "IMAGE[:ro]")]
     disks: Vec<String>,
-    /// Replace the file server SECONDS after /init started (fs@SECONDS,
-    /// e.g. fs@1.5; needs --structure servers): the kernel starts a new
-    /// fsd, hands the state over while callers wait, and logs the switch
-    /// (docs/SERVERS.md "Replacing the file server").
-    #[arg(long, value_name = "fs@SECONDS")]
+    /// Replace the file server (fs@SECONDS, e.g. fs@1.5) or the network
+    /// server (net@SECONDS) SECONDS after /init started (needs --structure
+    /// servers): the kernel starts a new instance, hands the state over
+    /// while callers wait, and logs the switch (docs/SERVERS.md "Replacing
+    /// the file server", "Replacing the network server").
+    #[arg(long, value_name = "fs|net@SECONDS")]
     replace: Option<String>,
-    /// Kill the file server SECONDS after /init started (crash:fs@SECONDS;
-    /// needs --structure servers): the kernel survives, callers get EIO,
-    /// and the kernel restarts the server (docs/SERVERS.md "When the file
+    /// Kill the file server (crash:fs@SECONDS) or the network server
+    /// (crash:net@SECONDS) SECONDS after /init started (needs --structure
+    /// servers): the kernel survives, callers get EIO (ECONNRESET/EPIPE on
+    /// connected sockets), and the kernel restarts the server
+    /// (docs/SERVERS.md "When the file server crashes", "When the network
     /// server crashes").
-    #[arg(long, value_name = "crash:fs@SECONDS")]
+    #[arg(long, value_name = "crash:fs|net@SECONDS")]
     inject: Option<String>,
     /// Host path of a static Linux executable; it becomes /init.
     program: std::path::PathBuf,
@@ -666,7 +669,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
     }
     if let Some(spec) = &args.inject {
         let Some(rest) = spec.strip_prefix("crash:") else {
-            anyhow::bail!("--inject {spec}: expected crash:fs@SECONDS");
+            anyhow::bail!("--inject {spec}: expected crash:fs@SECONDS or crash:net@SECONDS");
         };
         comparison::robustness::check_replace_spec(rest)
             .map_err(|e| anyhow::anyhow!("--inject {spec}: {e}"))?;

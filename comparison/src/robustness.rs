@@ -32,13 +32,14 @@ use anyhow::{bail, Context, Result};
 use crate::qemu::{Accel, VmConfig};
 use crate::run::{self, Echo, LockMode, RunExtras, RunRequest, Structure, System, Systems};
 
-/// `fs@SECONDS` (SECONDS a decimal number); other servers are refused.
+/// `fs@SECONDS` or `net@SECONDS` (SECONDS a decimal number); other
+/// servers are refused.
 pub fn check_replace_spec(spec: &str) -> Result<()> {
     let Some((server, secs)) = spec.split_once('@') else {
-        bail!("--replace {spec}: expected fs@SECONDS");
+        bail!("--replace {spec}: expected fs@SECONDS or net@SECONDS");
     };
-    if server != "fs" {
-        bail!("--replace {spec}: only the file server (fs) can be replaced");
+    if server != "fs" && server != "net" {
+        bail!("--replace {spec}: only the file server (fs) and the network server (net) can be replaced");
     }
     match secs.parse::<f64>() {
         Ok(s) if s.is_finite() && s >= 0.0 && !secs.contains(['e', 'E', '+', '-']) => Ok(()),
@@ -58,6 +59,11 @@ pub fn replace_summary(serial: &str) -> String {
                 || l.contains("servers: file server pid")
                 || l.contains("servers: file server restarted")
                 || l.contains("servers: restarting the file server failed")
+                || l.contains("servers: replaced the network server")
+                || l.contains("servers: replacing the network server failed")
+                || l.contains("servers: network server pid")
+                || l.contains("servers: network server restarted")
+                || l.contains("servers: restarting the network server failed")
         })
         .map(str::trim)
         .collect();
@@ -748,7 +754,8 @@ mod tests {
     fn specs() {
         assert!(check_replace_spec("fs@1").is_ok());
         assert!(check_replace_spec("fs@0.25").is_ok());
-        assert!(check_replace_spec("net@1").is_err());
+        assert!(check_replace_spec("net@1").is_ok());
+        assert!(check_replace_spec("disk@1").is_err());
         assert!(check_replace_spec("fs").is_err());
         assert!(check_replace_spec("fs@-1").is_err());
         assert!(check_replace_spec("fs@1e3").is_err());

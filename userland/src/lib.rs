@@ -25,6 +25,8 @@ pub mod nicring;
 /// netd's NIC backend over those rings.
 pub mod netd_nic;
 
+pub mod netd_arena;
+
 /// Sharing-plugin window markers (one file with `wis`'s, the same protocol).
 #[path = "../../comparison/workloads/src/marker.rs"]
 pub mod marker;

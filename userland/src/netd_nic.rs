@@ -108,8 +108,22 @@ impl Attached {
 
     /// Feeds received frames to `receive` for ever (a thread of its own).
     pub fn receive_loop(self, receive: impl Fn(&[u8])) -> ! {
+        self.receive_loop_with(receive, || {})
+    }
+
+    /// The notification this side waits on (raising a bit in it wakes the
+    /// receive loop, e.g. so that it sees a request to park).
+    pub fn notification(&self) -> u64 {
+        self.notification
+    }
+
+    /// As `receive_loop`, calling `checkpoint` before each round, where
+    /// the loop holds nothing (netd parks the thread there for a
+    /// replacement).
+    pub fn receive_loop_with(self, receive: impl Fn(&[u8]), checkpoint: impl Fn()) -> ! {
         let mut generation = self.rings.generation();
         loop {
+            checkpoint();
             while self.rings.pop(Ring::Rx, &mut |f: &[u8]| receive(f)) {}
             let now = self.rings.generation();
             if now != generation {

@@ -17,6 +17,7 @@
 
 mod hhdm;
 pub mod kbuf;
+pub mod server_arena;
 pub mod vm;
 
 pub use vm::uaccess;

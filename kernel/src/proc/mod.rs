@@ -27,6 +27,7 @@ pub mod files;
 pub mod futex;
 pub mod init;
 pub mod itimer;
+pub mod net_server;
 pub mod process;
 pub mod server_replace;
 pub mod server_restart;

@@ -20,8 +20,8 @@
 //!
 //! Owns: the one-at-a-time rule (`REPLACING`), the successor's argv
 //! (`handover=FROM,SERVICE`), the timing of the switch, and the
-//! `replace=fs@SECONDS` boot option's kernel thread (`comparison run
-//! --replace`).
+//! `replace=fs@SECONDS` (and `net@SECONDS`, `net_server`) boot option's
+//! kernel thread (`comparison run --replace`).
 //!
 //! Must not: replace while a server file is mapped, or with more than one
 //! serving thread (`servers.placement=single` only) (`EBUSY`: mappings
@@ -112,6 +112,17 @@ pub fn replace_file_server(program: Option<Program>) -> Result<Replaced, Errno> 
         ),
         Err(e) => log::warn!("servers: replacing the file server failed: errno {}", e.0),
     }
+    r
+}
+
+/// Runs `f` as the one replacement under way (`EBUSY` if another runs):
+/// the network server's replacement (`net_server`) shares the rule.
+pub(super) fn exclusive<T>(f: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+    if REPLACING.swap(true, Ordering::AcqRel) {
+        return Err(Errno::EBUSY);
+    }
+    let r = f();
+    REPLACING.store(false, Ordering::Release);
     r
 }
 
@@ -265,14 +276,23 @@ pub fn schedule_from_cmdline(line: &str) {
     else {
         return;
     };
-    let Some(secs) = spec.strip_prefix("fs@").and_then(parse_secs) else {
-        log::warn!("servers: replace={spec}: expected fs@SECONDS");
+    let (net, secs) = match (spec.strip_prefix("fs@"), spec.strip_prefix("net@")) {
+        (Some(s), _) => (false, parse_secs(s)),
+        (_, Some(s)) => (true, parse_secs(s)),
+        _ => (false, None),
+    };
+    let Some(secs) = secs else {
+        log::warn!("servers: replace={spec}: expected fs@SECONDS or net@SECONDS");
         return;
     };
     // Detached: the thread ends after the one replacement.
     let _ = crate::sched::spawn("srv-replace", None, move || {
         crate::sched::sleep_ns(secs);
-        let _ = replace_file_server(None);
+        if net {
+            let _ = super::net_server::replace_net_server(None);
+        } else {
+            let _ = replace_file_server(None);
+        }
     });
 }
 

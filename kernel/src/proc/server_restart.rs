@@ -76,15 +76,24 @@ pub fn inject_from_cmdline(line: &str) {
     else {
         return;
     };
-    let Some(ns) = spec
-        .strip_prefix("crash:fs@")
-        .and_then(super::server_replace::parse_secs)
-    else {
-        log::warn!("servers: inject={spec}: expected crash:fs@SECONDS");
+    let (net, ns) = match (
+        spec.strip_prefix("crash:fs@"),
+        spec.strip_prefix("crash:net@"),
+    ) {
+        (Some(s), _) => (false, super::server_replace::parse_secs(s)),
+        (_, Some(s)) => (true, super::server_replace::parse_secs(s)),
+        _ => (false, None),
+    };
+    let Some(ns) = ns else {
+        log::warn!("servers: inject={spec}: expected crash:fs@SECONDS or crash:net@SECONDS");
         return;
     };
     let _ = crate::sched::spawn("srv-inject", None, move || {
         crate::sched::sleep_ns(ns);
+        if net {
+            super::net_server::inject_crash();
+            return;
+        }
         let pid = crate::files::remote::server_pid();
         if let Some(p) = super::process::find_process(pid) {
             log::warn!("servers: injecting a crash: killing the file server pid {pid}");

@@ -215,59 +215,10 @@ fn attach_ring(pid: super::process::Pid, frames: &[crate::memory::PhysAddr]) -> 
 
 /// Loads and starts the network server from `archive` (after the file
 /// server); returns its pid once it registered `SERVICE_NET` and the
-/// kernel attached.  The kernel makes the notification for readiness
-/// reports, puts a handle to it (notify right only) into the server's
-/// table and names it in `Attach { notify }`; it keeps the object itself
-/// for its collector thread (`sockets::remote`).
+/// kernel attached (`net_server`: its state arena, replacement and
+/// crash restart).
 pub fn start_net_server(archive: &'static [u8]) -> Result<super::process::Pid, String> {
-    let mut argv: Vec<Vec<u8>> = vec![
-        b"netd".to_vec(),
-        format!("locks={}", percpu::lock_mode().name()).into_bytes(),
-        format!("placement={}", placement().name()).into_bytes(),
-        format!("cpus={}", percpu::cpu_count()).into_bytes(),
-    ];
-    if crate::drivers::userdev::active() {
-        // The NIC is the driver process's: netd reaches it through the
-        // shared rings, with the interface address of `net=`.
-        let c = crate::drivers::net_config();
-        let gw = c.gateway.map_or(String::new(), |g| {
-            format!(",gw={}.{}.{}.{}", g[0], g[1], g[2], g[3])
-        });
-        argv.push(
-            format!(
-                "nic={}.{}.{}.{}/{}{gw}",
-                c.ip[0], c.ip[1], c.ip[2], c.ip[3], c.prefix_len
-            )
-            .into_bytes(),
-        );
-    }
-    let started = crate::arch::time::now_ns();
-    let (pid, process) = start_server(
-        archive,
-        NETD_PATH,
-        abi::ipc::SERVICE_NET,
-        &argv,
-        |_| Ok(()),
-        crate::drivers::userdev::set_net_server,
-    )?;
-    let notification = alloc::sync::Arc::new(crate::ipc::Notification::new());
-    let notify = process
-        .ipc
-        .insert_or_drop(
-            crate::ipc::Object::Notification(notification.clone()),
-            abi::ipc::RIGHT_SEND,
-            0,
-        )
-        .map_err(|e| format!("a notification for /{NETD_PATH}: errno {}", e.0))?;
-    crate::sockets::remote::attach(pid, notify, notification)
-        .map_err(|e| format!("attach to the network server: errno {}", e.0))?;
-    log::info!(
-        "servers: network server /{} is pid {}, SERVICE_NET registered after {} ms",
-        NETD_PATH,
-        pid,
-        (crate::arch::time::now_ns() - started) / 1_000_000
-    );
-    Ok(pid)
+    super::net_server::start(archive)
 }
 
 /// Starts the NIC's user-mode driver (`drivers::userdev`) when the NIC
@@ -288,7 +239,7 @@ pub fn start_nic_driver(archive: &'static [u8]) -> Result<(), String> {
 /// Starts the server program `member` of `archive` with `argv` (`prepare`
 /// sets up its address space, `started` learns its pid before it can
 /// call) and waits until it registered `service`.
-fn start_server(
+pub(super) fn start_server(
     archive: &'static [u8],
     member: &str,
     service: u32,

@@ -52,6 +52,8 @@ use netproto::{
     Handle, Kind, MsgRef, Reply, Request, MAX_CHANGES, MAX_DATAGRAM, MAX_OPT, MAX_PAYLOAD, MAX_RECV,
 };
 
+use abi::errno::EPIPE;
+
 const POLLIN: u32 = 0x001;
 const POLLPRI: u32 = 0x002;
 const POLLOUT: u32 = 0x004;
@@ -67,6 +69,21 @@ const WRITABLE: u32 = POLLOUT | POLLERR | POLLHUP;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static SERVER_PID: AtomicI32 = AtomicI32::new(0);
+/// The network server instance sockets are made in: bumped when one dies
+/// (`server_died`); a socket of an earlier epoch is stale and never
+/// reaches a server again (its handle would name another socket).
+static EPOCH: AtomicU32 = AtomicU32::new(0);
+/// Whether the collector thread runs (one for every instance: the
+/// notification is the same).
+static COLLECTING: AtomicBool = AtomicBool::new(false);
+/// The server pid whose death was handled (`server_died` runs once per
+/// instance, from the watcher or from the first caller that saw it).
+static RESET_PID: AtomicI32 = AtomicI32::new(0);
+static RESET_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// The current instance was attached (false from a death until the next
+/// instance's `Attach`, which drops every handle the kernel held there:
+/// a socket made before it would vanish).
+static READY: AtomicBool = AtomicBool::new(false);
 /// Whether the first delegated socket was logged (tests look for it).
 static LOGGED: AtomicBool = AtomicBool::new(false);
 
@@ -173,10 +190,66 @@ fn close_handle(handle: Handle) {
 pub fn attach(server_pid: i32, notify: u64, notification: Arc<Notification>) -> Result<(), Errno> {
     SERVER_PID.store(server_pid, Ordering::Relaxed);
     done(&Request::Attach { notify })?;
-    crate::sched::try_spawn("netd-reports", None, move || collector(notification))
-        .map_err(|_| Errno::ENOMEM)?;
+    READY.store(true, Ordering::Release);
+    if !COLLECTING.swap(true, Ordering::AcqRel) {
+        crate::sched::try_spawn("netd-reports", None, move || collector(notification))
+            .map_err(|_| Errno::ENOMEM)?;
+    }
     ACTIVE.store(true, Ordering::Relaxed);
     Ok(())
+}
+
+/// The network server's pid (0 before boot started it).
+pub fn server_pid() -> i32 {
+    SERVER_PID.load(Ordering::Acquire)
+}
+
+/// A replacement made `pid` the server (its state is the old one's).
+pub fn set_server_pid(pid: i32) {
+    SERVER_PID.store(pid, Ordering::Release);
+}
+
+/// The server died (`proc::net_server`'s watcher): every socket made so
+/// far is stale from now on (`RemoteInet::stale`), its waiters are woken
+/// so blocked callers see the error, and closes not yet sent are dropped
+/// (their handles would name sockets of the next instance).  Returns how
+/// many sockets were live.
+pub fn server_died() -> usize {
+    let pid = SERVER_PID.load(Ordering::Acquire);
+    if RESET_PID.swap(pid, Ordering::AcqRel) == pid {
+        // A caller saw the death first and did the reset.
+        return RESET_COUNT.load(Ordering::Acquire);
+    }
+    READY.store(false, Ordering::Release);
+    EPOCH.fetch_add(1, Ordering::AcqRel);
+    let live: Vec<Arc<RemoteInet>> = {
+        let mut table = SOCKETS.lock();
+        let live = table.values().filter_map(Weak::upgrade).collect();
+        table.clear();
+        live
+    };
+    let saved = crate::arch::irq::save_disable();
+    let dropped = core::mem::take(&mut *DEFERRED.lock());
+    crate::arch::irq::restore(saved);
+    DEFERRED_COUNT.fetch_sub(dropped.len(), Ordering::Relaxed);
+    for s in &live {
+        s.events.store(POLLERR | POLLHUP, Ordering::Release);
+        s.waiters.notify();
+    }
+    RESET_COUNT.store(live.len(), Ordering::Release);
+    live.len()
+}
+
+/// After a failed call: if the server process is dead (not replaced), do
+/// the reset now rather than when the watcher looks, so the caller gets
+/// its socket's error (`ECONNRESET`, `EPIPE`) and not a bare `EIO`.
+fn check_server_alive() {
+    let pid = SERVER_PID.load(Ordering::Acquire);
+    let dead =
+        crate::proc::process::find_process(pid).is_none_or(|p| p.zombie.load(Ordering::Acquire));
+    if dead && !crate::proc::server_replace::replacing() && pid == server_pid() {
+        server_died();
+    }
 }
 
 /// The collector: waits for the server's notification, then collects
@@ -232,6 +305,10 @@ pub fn create(sock_type: u32, protocol: u32) -> Result<Arc<dyn Socket>, Errno> {
         }
         _ => return Err(ESOCKTNOSUPPORT),
     };
+    if !READY.load(Ordering::Acquire) {
+        // No network server right now (restarting after a crash).
+        return Err(Errno::EIO);
+    }
     let handle = with(&Request::Socket { kind, protocol }, |r| match r {
         Reply::Handle(h) => Some(h),
         _ => None,
@@ -253,6 +330,14 @@ pub struct RemoteInet {
     waiters: PollWaiters,
     /// The events last seen (a reply to `Poll` or a report).
     events: AtomicU32,
+    /// The server instance (`EPOCH`) that holds it.
+    epoch: u32,
+    /// Connected (accepted, or a connect was started): after the server
+    /// died it reads as reset (`ECONNRESET`, then end of file) and writes
+    /// fail with `EPIPE`, as a connection whose peer sent RST on Linux.
+    connected: AtomicBool,
+    /// The reset was reported once (`ECONNRESET`; later reads see EOF).
+    reset_seen: AtomicBool,
 }
 
 fn inet_addr(addr: &SockAddr) -> Result<SocketAddrV4, Errno> {
@@ -277,9 +362,48 @@ impl RemoteInet {
             listening: AtomicBool::new(false),
             waiters: PollWaiters::new(),
             events: AtomicU32::new(0),
+            epoch: EPOCH.load(Ordering::Acquire),
+            connected: AtomicBool::new(false),
+            reset_seen: AtomicBool::new(false),
         });
         SOCKETS.lock().insert(handle.0, Arc::downgrade(&s));
         s
+    }
+
+    /// Whether the instance that held this socket died.
+    fn stale(&self) -> bool {
+        self.epoch != EPOCH.load(Ordering::Acquire)
+    }
+
+    /// What an operation on a stale socket gives: `EPIPE` for writes of a
+    /// connected stream, `ECONNRESET` for its first read, `EIO` for the rest
+    /// (listeners, datagram and unconnected sockets: the server that held
+    /// them is gone).
+    fn stale_error(&self, write: bool) -> Errno {
+        if self.sock_type == SOCK_STREAM && self.connected.load(Ordering::Acquire) {
+            if write {
+                return EPIPE;
+            }
+            return ECONNRESET;
+        }
+        Errno::EIO
+    }
+
+    /// Runs `f` unless the socket is stale; a failure (the server died
+    /// during the call: `EIO`) on a socket that became stale meanwhile is
+    /// the stale socket's error.
+    fn live<T>(&self, write: bool, f: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+        if self.stale() {
+            return Err(self.stale_error(write));
+        }
+        let r = f();
+        if matches!(r, Err(e) if e == Errno::EIO) {
+            check_server_alive();
+        }
+        match r {
+            Err(e) if e != Errno::EINTR && self.stale() => Err(self.stale_error(write)),
+            r => r,
+        }
     }
 
     /// `Poll { arm }`: the events, after arming `arm` (0: only read).
@@ -441,9 +565,11 @@ impl RemoteInet {
     }
 
     fn addr(&self, req: Request<'_>) -> Result<SockAddr, Errno> {
-        with(&req, |r| match r {
-            Reply::Addr(a) => Some(sockaddr(a)),
-            _ => None,
+        self.live(false, || {
+            with(&req, |r| match r {
+                Reply::Addr(a) => Some(sockaddr(a)),
+                _ => None,
+            })
         })
     }
 }
@@ -466,60 +592,97 @@ impl Socket for RemoteInet {
     }
 
     fn bind(&self, addr: &SockAddr) -> Result<(), Errno> {
-        done(&Request::Bind {
-            handle: self.handle,
-            addr: inet_addr(addr)?,
-        })
-    }
-
-    fn listen(&self, backlog: i32) -> Result<(), Errno> {
-        done(&Request::Listen {
-            handle: self.handle,
-            backlog,
-        })?;
-        self.listening.store(true, Ordering::Release);
-        Ok(())
-    }
-
-    fn accept(&self) -> Result<(Arc<dyn Socket>, Option<SockAddr>), Errno> {
-        let (handle, peer) = self.op(READABLE, &[], || {
-            with(
-                &Request::Accept {
-                    handle: self.handle,
-                },
-                |r| match r {
-                    Reply::Accepted { handle, peer, .. } => Some((handle, peer)),
-                    _ => None,
-                },
-            )
-        })?;
-        let accepted: Arc<dyn Socket> = RemoteInet::adopt(handle, self.sock_type);
-        Ok((accepted, Some(sockaddr(peer))))
-    }
-
-    fn connect(&self, addr: &SockAddr) -> Result<(), Errno> {
         let addr = inet_addr(addr)?;
-        self.op(WRITABLE, &[EINPROGRESS, EALREADY], || {
-            done(&Request::Connect {
+        self.live(false, || {
+            done(&Request::Bind {
                 handle: self.handle,
                 addr,
             })
         })
     }
 
+    fn listen(&self, backlog: i32) -> Result<(), Errno> {
+        self.live(false, || {
+            done(&Request::Listen {
+                handle: self.handle,
+                backlog,
+            })
+        })?;
+        self.listening.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn accept(&self) -> Result<(Arc<dyn Socket>, Option<SockAddr>), Errno> {
+        let (handle, peer) = self.live(false, || {
+            self.op(READABLE, &[], || {
+                with(
+                    &Request::Accept {
+                        handle: self.handle,
+                    },
+                    |r| match r {
+                        Reply::Accepted { handle, peer, .. } => Some((handle, peer)),
+                        _ => None,
+                    },
+                )
+            })
+        })?;
+        let accepted = RemoteInet::adopt(handle, self.sock_type);
+        accepted.connected.store(true, Ordering::Release);
+        let accepted: Arc<dyn Socket> = accepted;
+        Ok((accepted, Some(sockaddr(peer))))
+    }
+
+    fn connect(&self, addr: &SockAddr) -> Result<(), Errno> {
+        let addr = inet_addr(addr)?;
+        let r = self.live(false, || {
+            self.op(WRITABLE, &[EINPROGRESS, EALREADY], || {
+                done(&Request::Connect {
+                    handle: self.handle,
+                    addr,
+                })
+            })
+        });
+        if matches!(r, Ok(()) | Err(EINPROGRESS) | Err(EALREADY) | Err(EISCONN)) {
+            self.connected.store(true, Ordering::Release);
+        }
+        r
+    }
+
     fn send(&self, data: &[u8], _flags: u32, to: Option<&SockAddr>) -> Result<usize, Errno> {
         let dest = to.map(inet_addr).transpose()?;
-        self.op(WRITABLE, &[], || self.send_now(data, dest))
+        self.live(true, || {
+            self.op(WRITABLE, &[], || self.send_now(data, dest))
+        })
     }
 
     fn recv(&self, out: &mut [u8], flags: u32) -> Result<Received, Errno> {
-        self.op(READABLE, &[], || self.recv_now(out, flags & MSG_PEEK != 0))
+        if self.stale()
+            && self.sock_type == SOCK_STREAM
+            && self.connected.load(Ordering::Acquire)
+            && self.reset_seen.swap(true, Ordering::AcqRel)
+        {
+            // The reset was reported: end of file, as Linux after an RST.
+            return Ok(Received {
+                len: 0,
+                full_len: 0,
+                from: None,
+            });
+        }
+        self.live(false, || {
+            self.op(READABLE, &[], || self.recv_now(out, flags & MSG_PEEK != 0))
+        })
     }
 
     fn shutdown(&self, how: u32) -> Result<(), Errno> {
-        done(&Request::Shutdown {
-            handle: self.handle,
-            how,
+        if self.stale() && self.connected.load(Ordering::Acquire) {
+            // Nothing left to shut: the connection was reset.
+            return Ok(());
+        }
+        self.live(false, || {
+            done(&Request::Shutdown {
+                handle: self.handle,
+                how,
+            })
         })
     }
 
@@ -539,15 +702,30 @@ impl Socket for RemoteInet {
         if value.len() > MAX_OPT {
             return Err(Errno::EINVAL);
         }
-        done(&Request::SetOpt {
-            handle: self.handle,
-            level,
-            name,
-            value,
+        self.live(false, || {
+            done(&Request::SetOpt {
+                handle: self.handle,
+                level,
+                name,
+                value,
+            })
         })
     }
 
     fn getsockopt(&self, level: i32, name: i32) -> Result<Vec<u8>, Errno> {
+        if self.stale() && level == SOL_SOCKET && name == SO_ERROR {
+            let e = if self.connected.load(Ordering::Acquire)
+                && !self.reset_seen.swap(true, Ordering::AcqRel)
+            {
+                ECONNRESET.0
+            } else {
+                0
+            };
+            return Ok(e.to_ne_bytes().to_vec());
+        }
+        if self.stale() {
+            return Err(self.stale_error(false));
+        }
         with(
             &Request::GetOpt {
                 handle: self.handle,
@@ -572,6 +750,10 @@ impl Socket for RemoteInet {
     }
 
     fn poll(&self) -> u32 {
+        if self.stale() {
+            // Readable (the error, then EOF) and writable (EPIPE) at once.
+            return POLLIN | POLLOUT | POLLERR | POLLHUP;
+        }
         // Arm what is not set, so any change a poller may wait for is
         // reported.  If something armed is set by the time the server
         // looks, it disarmed: arm again with the new picture.
@@ -596,6 +778,9 @@ impl Socket for RemoteInet {
     }
 
     fn bytes_readable(&self) -> usize {
+        if self.stale() {
+            return 0;
+        }
         with(
             &Request::Recv {
                 handle: self.handle,
@@ -615,6 +800,11 @@ impl Socket for RemoteInet {
     }
 
     fn on_close(&self) {
+        if self.stale() {
+            // The handle was the dead instance's: nothing to close, and
+            // the number may name a socket of the next one.
+            return;
+        }
         close_handle(self.handle);
     }
 }

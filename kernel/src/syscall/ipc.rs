@@ -314,9 +314,9 @@ pub fn sys_ipc_service_call(frame: &mut InterruptFrame) -> SysResult {
 }
 
 /// `ipc_service_replace(service, path, path_len, stats)`: replaces the
-/// file server (`proc::server_replace`); root only (`EPERM`), only
-/// `SERVICE_FS` (`EINVAL` for others; the network server is not
-/// replaceable yet).  The stats are written after the switch (`EFAULT`
+/// file server (`proc::server_replace`) or the network server
+/// (`proc::net_server`); root only (`EPERM`), `SERVICE_FS` or
+/// `SERVICE_NET` (`EINVAL` for others).  The stats are written after the switch (`EFAULT`
 /// then means only that they could not be).
 pub fn sys_ipc_service_replace(service: u64, path: u64, len: u64, stats: u64) -> SysResult {
     let task = crate::proc::current_task().ok_or(Errno::ENOSYS)?;
@@ -329,7 +329,8 @@ pub fn sys_ipc_service_replace(service: u64, path: u64, len: u64, stats: u64) ->
     {
         return Err(Errno::EPERM);
     }
-    if service != u64::from(abi::ipc::SERVICE_FS) {
+    let net = service == u64::from(abi::ipc::SERVICE_NET);
+    if service != u64::from(abi::ipc::SERVICE_FS) && !net {
         return Err(Errno::EINVAL);
     }
     if len > 4096 {
@@ -345,7 +346,11 @@ pub fn sys_ipc_service_replace(service: u64, path: u64, len: u64, stats: u64) ->
         let p = core::str::from_utf8(&bytes).map_err(|_| Errno::EINVAL)?;
         Some(crate::proc::server_replace::program_at(p)?)
     };
-    let r = crate::proc::server_replace::replace_file_server(program)?;
+    let r = if net {
+        crate::proc::net_server::replace_net_server(program)?
+    } else {
+        crate::proc::server_replace::replace_file_server(program)?
+    };
     if stats != 0 {
         let out = abi::ipc::ReplaceStats {
             switch_ns: r.switch_ns,

@@ -40,6 +40,10 @@ struct Shard<T> {
 pub struct HandleTable<T> {
     shards: Box<[CachePadded<RwLock<Shard<T>>>]>,
     limit: usize,
+    /// The first sequence number of a new slot: `epoch << 24 | 1`, so an
+    /// instance started after a crash (epoch N) never hands out a number
+    /// the dead one gave (until 2^8 restarts or 2^24 reuses of a slot).
+    first_seq: u32,
 }
 
 fn next_seq(s: u32) -> u32 {
@@ -52,7 +56,13 @@ fn next_seq(s: u32) -> u32 {
 impl<T> HandleTable<T> {
     /// `shards` shards (1..=`MAX_SHARDS`) of at most `limit` live handles.
     pub fn new(shards: usize, limit: usize) -> HandleTable<T> {
+        Self::with_epoch(shards, limit, 0)
+    }
+
+    /// As `new`, numbering slots from restart epoch `epoch`.
+    pub fn with_epoch(shards: usize, limit: usize, epoch: u32) -> HandleTable<T> {
         HandleTable {
+            first_seq: ((epoch & 0xff) << 24) | 1,
             shards: (0..shards.clamp(1, MAX_SHARDS))
                 .map(|_| {
                     CachePadded::new(RwLock::new(Shard {
@@ -82,7 +92,7 @@ impl<T> HandleTable<T> {
             Some(i) => i as usize,
             None => {
                 s.slots.push(Slot {
-                    seq: 1,
+                    seq: self.first_seq,
                     entry: None,
                 });
                 s.slots.len() - 1

@@ -19,6 +19,12 @@
 //! back to the kernel, which blocks its thread and learns of readiness
 //! through the client's notification bit).
 //!
+//! Replacement: the server keeps no state outside its heap, so the netd
+//! program can put the whole `NetServer` in a shared-memory arena that a
+//! successor instance adopts (`userland::netd_arena`, docs/SERVERS.md
+//! "Replacing the network server"); `ServerPlatform::replace_nic` and
+//! `Signal::attach` re-bind what names the old process.
+//!
 //! Must not: block in a request, hold a lock of its own across a `net`
 //! call that may notify (see `readiness`), or trust a handle, length,
 //! token or address from a message.  Unix-domain sockets are not here

@@ -15,7 +15,7 @@ use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use crate::readiness::Watch;
@@ -61,7 +61,9 @@ impl Tag {
 pub struct ServerPlatform {
     start: Instant,
     rng: AtomicU64,
-    nic: Option<Arc<dyn FrameSink>>,
+    /// Swappable: a successor instance that adopted this platform gives it
+    /// its own mapping of the NIC's rings (`replace_nic`).
+    nic: RwLock<Option<Arc<dyn FrameSink>>>,
     /// A clock that moves only when told (tests, simulations); `None`:
     /// the monotonic clock.
     manual: Option<Arc<AtomicU64>>,
@@ -74,9 +76,19 @@ impl ServerPlatform {
         ServerPlatform {
             start: Instant::now(),
             rng: AtomicU64::new(h.finish() | 1),
-            nic,
+            nic: RwLock::new(nic),
             manual: None,
         }
+    }
+
+    /// Puts `nic` in place of the frame path and returns the old one (a
+    /// successor instance: the old sink names the previous process's
+    /// mapping, which the caller must not drop into this one's unmap).
+    pub fn replace_nic(&self, nic: Option<Arc<dyn FrameSink>>) -> Option<Arc<dyn FrameSink>> {
+        std::mem::replace(
+            &mut *self.nic.write().unwrap_or_else(|p| p.into_inner()),
+            nic,
+        )
     }
 
     /// A platform whose clock reads `ms` (milliseconds), for runs that
@@ -110,7 +122,8 @@ impl net::Platform for ServerPlatform {
     }
 
     fn transmit_frame(&self, frame: &[u8]) {
-        if let Some(nic) = &self.nic {
+        let nic = self.nic.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(nic) = &*nic {
             nic.transmit(frame);
         }
     }

@@ -56,6 +56,9 @@ pub struct Config {
     /// The stack's configuration (`cpus` and `mode` are set from the
     /// fields above).
     pub stack: net::Config,
+    /// The instance's restart epoch (0 at boot): handle numbers of an
+    /// earlier, crashed instance never name a socket of this one.
+    pub epoch: u32,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
             handles_per_worker: 1 << 16,
             ready_bit: READY_BIT,
             stack: net::Config::new(workers, mode),
+            epoch: 0,
         }
     }
 }
@@ -114,7 +118,11 @@ impl NetServer {
         sc.mode = config.mode;
         NetServer {
             stack: Stack::new(platform, sc),
-            handles: HandleTable::new(config.workers, config.handles_per_worker),
+            handles: HandleTable::with_epoch(
+                config.workers,
+                config.handles_per_worker,
+                config.epoch,
+            ),
             clients: RwLock::new(HashMap::new()),
             signal,
             next_token: AtomicU64::new(1),
@@ -125,6 +133,17 @@ impl NetServer {
     /// The stack (tests, statistics).
     pub fn stack(&self) -> &Stack<ServerPlatform> {
         &self.stack
+    }
+
+    /// Where readiness signals go (a successor instance re-attaches the
+    /// kernel's notification under its own handle number).
+    pub fn signal(&self) -> &Arc<dyn Signal> {
+        &self.signal
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Handles held by all clients.

@@ -30,18 +30,113 @@
 //! `Signal` (client → notification handle), the timer thread, mapping the
 //! kernel's badge to the one client id the server knows.
 //!
+//! **State arena and replacement** (docs/SERVERS.md "Replacing the
+//! network server"): with `arena=BASE,LEN` (the kernel maps the same
+//! shared memory at BASE into every instance) this program's global
+//! allocator is `userland::netd_arena`: from the start of the stack on,
+//! every allocation is in the arena, so the whole server (the `net` stack
+//! with its smoltcp sockets, connections and listeners, the handle table,
+//! readiness state) lives there.  smoltcp's sockets cannot be serialised,
+//! so a successor does not get a copy: it re-attaches to the same memory.
+//! For a replacement the kernel starts a successor with
+//! `handover=H,SERVICE,NOTIFY`; it answers `LABEL_CHECK` (the arena's
+//! layout fingerprint must be this build's, else `EPROTO` and a clear
+//! message on stderr: the old instance serves on), and `LABEL_ADOPT`
+//! once the running instance has quiesced (`LABEL_NET_HANDOVER` on the
+//! service endpoint: the timer and NIC threads park at their checkpoints,
+//! outside every lock, the root pointer is published, the instance answers
+//! and exits without touching the arena again).  The successor adopts the
+//! root, re-attaches the kernel's notification and the NIC's rings under
+//! its own handles, starts its threads and serves the same endpoint, where
+//! calls queued during the switch wait.  After a crash the kernel starts
+//! a fresh instance on a fresh arena (`epoch=N`: handle numbers of the
+//! dead instance never match).
+//!
 //! Must not: make socket calls itself (the kernel would delegate them to
-//! this very server), or exit while the kernel needs it.
+//! this very server), exit while the kernel needs it, or touch the arena
+//! after it handed over.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use abi::ipc::SERVICE_NET;
 use net::LockMode;
 use netd::{Config, Incoming, NetServer, Signal, Transport};
 use netproto::{Message, MAX_PAYLOAD};
-use userland::{ipc, placement};
+use userland::{ipc, netd_arena, placement};
+
+#[global_allocator]
+static ALLOC: netd_arena::ArenaAlloc = netd_arena::ArenaAlloc;
+
+/// On the service endpoint, from the kernel only: quiesce and hand over
+/// (`kernel/src/proc/net_server.rs`).
+const LABEL_NET_HANDOVER: u64 = 0x4856_0011;
+/// On the hand-over endpoint: may this build adopt the arena?
+const LABEL_CHECK: u64 = 0x4856_0012;
+/// On the hand-over endpoint: adopt the quiesced state and serve.
+const LABEL_ADOPT: u64 = 0x4856_0013;
+
+/// Set by the quiescing serving thread: helper threads park at their
+/// next checkpoint.
+static STOP: AtomicBool = AtomicBool::new(false);
+/// Helper threads parked.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+/// Helper threads that park at checkpoints (the NIC receive thread).
+static HELPERS: AtomicUsize = AtomicUsize::new(0);
+/// The timer thread is running timers (it touches the arena only then):
+/// with `STOP`, a Dekker pair, so a hand-over never waits for its sleep.
+static IN_TICK: AtomicBool = AtomicBool::new(false);
+/// The NIC receive thread's notification (0: no NIC).
+static NIC_NOTIFY: AtomicU64 = AtomicU64::new(0);
+/// The server (in the arena), for the hand-over.
+static SERVER: OnceLock<Arc<NetServer>> = OnceLock::new();
+
+/// Where a helper thread holds nothing: parks it while a hand-over is
+/// under way (for good once it succeeded: the process exits).
+fn checkpoint() {
+    if STOP.load(Ordering::Acquire) {
+        PARKED.fetch_add(1, Ordering::AcqRel);
+        checkpoint_wait();
+        PARKED.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Waits while a hand-over is under way (touching nothing of the arena).
+fn checkpoint_wait() {
+    while STOP.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// This build's layout fingerprint: the arena stores vtable and function
+/// pointers and the layouts of the server's types, so only a successor
+/// with the same code addresses and type sizes may adopt it.  (An upgraded
+/// build with other code must move state explicitly instead.)
+fn fingerprint() -> u64 {
+    let parts: [u64; 9] = [
+        u64::from(netd_arena::VERSION),
+        std::mem::size_of::<NetServer>() as u64,
+        std::mem::size_of::<netd::server::Sock>() as u64,
+        std::mem::size_of::<net::Stack<netd::ServerPlatform>>() as u64,
+        main as *const () as usize as u64,
+        checkpoint as *const () as usize as u64,
+        <IpcSignal as Signal>::signal as *const () as usize as u64,
+        NetServer::handle as *const () as usize as u64,
+        netd::server::TICK_MS,
+    ];
+    // FNV-1a over the parts and the package version.
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in parts
+        .iter()
+        .flat_map(|p| p.to_le_bytes())
+        .chain(env!("CARGO_PKG_VERSION").bytes())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
 
 /// The badge bit of calls the kernel makes for user threads
 /// (`kernel/src/ipc/mod.rs` `KERNEL_BADGE`).  All of them are one client.
@@ -74,6 +169,11 @@ impl Transport for IpcTransport {
                 &mut self.buf,
             );
             match got {
+                Ok(r) if r.label == LABEL_NET_HANDOVER && r.badge & KERNEL_BADGE != 0 => {
+                    // Returns only if the hand-over was refused.
+                    let e = quiesce(r.token);
+                    self.pending = Some((r.token, Message::error(abi::Errno(e))));
+                }
                 Ok(r) => {
                     let client = if r.badge & KERNEL_BADGE != 0 {
                         KERNEL_CLIENT
@@ -133,23 +233,139 @@ impl Signal for IpcSignal {
     }
 }
 
+/// The running instance hands over (the serving thread that took the
+/// kernel's request): parks the helpers, publishes the root, answers and
+/// exits.  Returns an errno (and serves on) if it cannot.
+fn quiesce(token: u64) -> i32 {
+    let Some(server) = SERVER.get() else {
+        return libc::EOPNOTSUPP;
+    };
+    if server.config().workers != 1 {
+        eprintln!("netd: hand-over refused: more than one serving thread");
+        return libc::EBUSY;
+    }
+    if netd_arena::describe().is_none() {
+        eprintln!("netd: hand-over refused: no state arena");
+        return libc::EOPNOTSUPP;
+    }
+    let t0 = Instant::now();
+    STOP.store(true, Ordering::SeqCst);
+    let nic = NIC_NOTIFY.load(Ordering::Acquire);
+    if nic != 0 {
+        let _ = ipc::notify(nic, 1 << 40);
+    }
+    while PARKED.load(Ordering::Acquire) < HELPERS.load(Ordering::Acquire)
+        || IN_TICK.load(Ordering::SeqCst)
+    {
+        if t0.elapsed() > Duration::from_secs(2) {
+            eprintln!("netd: hand-over refused: a helper thread did not park");
+            STOP.store(false, Ordering::Release);
+            return libc::EBUSY;
+        }
+        std::thread::yield_now();
+    }
+    let ns = t0.elapsed().as_nanos() as u64;
+    netd_arena::hand_over_root(server.clone());
+    // From here on nothing may touch the arena: answer and go.
+    let _ = ipc::reply(token, 0, [ns, 0, 0, 0], &[]);
+    // SAFETY: _exit ends the process at once (no destructors, no flush of
+    // buffers that live in the arena).
+    unsafe { libc::_exit(0) }
+}
+
+/// The timer thread: runs every instance's timers.  It touches the arena
+/// only between setting and clearing `IN_TICK` (not while it sleeps).
+fn start_timers(server: Arc<NetServer>, workers: usize) {
+    let spawned = std::thread::Builder::new()
+        .name("netd-timers".into())
+        .spawn(move || {
+            let mut wait = 1;
+            loop {
+                std::thread::sleep(Duration::from_millis(wait));
+                IN_TICK.store(true, Ordering::SeqCst);
+                if STOP.load(Ordering::SeqCst) {
+                    IN_TICK.store(false, Ordering::SeqCst);
+                    checkpoint_wait();
+                    continue;
+                }
+                for w in 0..workers {
+                    server.tick(w);
+                }
+                let now = net::Platform::now_ms(server.stack().platform());
+                wait = (0..workers)
+                    .filter_map(|w| server.stack().next_poll_ms(w))
+                    .min()
+                    .map_or(netd::server::TICK_MS, |t| {
+                        t.saturating_sub(now).min(netd::server::TICK_MS)
+                    })
+                    .max(1);
+                IN_TICK.store(false, Ordering::Release);
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("netd: cannot start the timer thread: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The NIC receive thread.
+fn start_nic(server: Arc<NetServer>, nic: userland::netd_nic::Attached) {
+    HELPERS.fetch_add(1, Ordering::AcqRel);
+    NIC_NOTIFY.store(nic.notification(), Ordering::Release);
+    let spawned = std::thread::Builder::new()
+        .name("netd-nic-rx".into())
+        .spawn(move || nic.receive_loop_with(|frame| server.receive_frame(frame), checkpoint));
+    if let Err(e) = spawned {
+        eprintln!("netd: cannot start the NIC receive thread: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn main() {
     let mut mode = LockMode::PerCpu;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (place, cpus) = placement::from_args(&args);
     let mut nic_arg = None;
+    let mut arena_arg = None;
+    let mut handover = None;
+    let mut epoch = 0u32;
     for arg in args {
         if let Some(v) = arg.strip_prefix("locks=") {
             mode = LockMode::from_name(v).unwrap_or(LockMode::PerCpu);
         } else if let Some(v) = arg.strip_prefix("nic=") {
             nic_arg = Some(v.to_string());
+        } else if let Some(v) = arg.strip_prefix("arena=") {
+            arena_arg = Some(v.to_string());
+        } else if let Some(v) = arg.strip_prefix("epoch=") {
+            epoch = v.parse().unwrap_or(0);
+        } else if let Some(v) = arg.strip_prefix("handover=") {
+            let h: Vec<u64> = v.split(',').filter_map(|x| x.parse().ok()).collect();
+            if h.len() == 3 {
+                handover = Some([h[0], h[1], h[2]]);
+            }
         }
     }
     let _ = percpu::set_lock_mode(mode);
+    if let Some(a) = &arena_arg {
+        if let Err(e) = netd_arena::map(a) {
+            eprintln!("netd: {e}");
+            std::process::exit(1);
+        }
+    }
+    if let Some([from, endpoint, notify]) = handover {
+        successor(from, endpoint, notify, nic_arg);
+    }
+    if arena_arg.is_some() {
+        if let Err(e) = netd_arena::init(fingerprint()) {
+            eprintln!("netd: state arena: {e}");
+            std::process::exit(1);
+        }
+    }
     // One loopback instance and handle shard per serving thread.
     let plan = placement::plan(place, cpus);
     let workers = plan.len();
     let mut config = Config::new(workers, mode);
+    config.epoch = epoch;
     let nic = nic_arg.and_then(|a| match userland::netd_nic::attach(&a) {
         Ok(attached) => Some(attached),
         Err(e) => {
@@ -163,15 +379,9 @@ fn main() {
         Arc::new(IpcSignal::default()),
         nic.as_ref().map(|n| n.sink()),
     ));
+    let _ = SERVER.set(server.clone());
     if let Some(nic) = nic {
-        let rx = server.clone();
-        let spawned = std::thread::Builder::new()
-            .name("netd-nic-rx".into())
-            .spawn(move || nic.receive_loop(|frame| rx.receive_frame(frame)));
-        if let Err(e) = spawned {
-            eprintln!("netd: cannot start the NIC receive thread: {e}");
-            std::process::exit(1);
-        }
+        start_nic(server.clone(), nic);
     }
     let endpoint = match ipc::endpoint_create() {
         Ok(h) => h,
@@ -180,27 +390,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let timers = server.clone();
-    let spawned = std::thread::Builder::new()
-        .name("netd-timers".into())
-        .spawn(move || loop {
-            let now = net::Platform::now_ms(timers.stack().platform());
-            let wait = (0..workers)
-                .filter_map(|w| timers.stack().next_poll_ms(w))
-                .min()
-                .map_or(netd::server::TICK_MS, |t| {
-                    t.saturating_sub(now).min(netd::server::TICK_MS)
-                })
-                .max(1);
-            std::thread::sleep(Duration::from_millis(wait));
-            for w in 0..workers {
-                timers.tick(w);
-            }
-        });
-    if let Err(e) = spawned {
-        eprintln!("netd: cannot start the timer thread: {e}");
-        std::process::exit(1);
-    }
+    start_timers(server.clone(), workers);
     // Every serving thread receives on the one endpoint; the kernel gives
     // a call to the thread waiting on the caller's CPU.
     for (worker, &cpu) in plan.iter().enumerate().skip(1) {
@@ -218,6 +408,72 @@ fn main() {
         std::process::exit(1);
     }
     serve(&server, 0, plan[0], endpoint);
+}
+
+/// A successor instance: answers the kernel's check, waits until told to
+/// adopt the running instance's state, then serves the service endpoint.
+fn successor(from: u64, endpoint: u64, notify: u64, nic_arg: Option<String>) -> ! {
+    let mut buf = vec![0u8; 64];
+    loop {
+        let m = match ipc::recv(from, &mut buf) {
+            Ok(m) => m,
+            Err(e) if e == libc::EINTR => continue,
+            Err(e) => fail(&format!("receive: errno {e}")),
+        };
+        match m.label {
+            LABEL_CHECK => match netd_arena::compatible(fingerprint()) {
+                Ok(()) => {
+                    let _ = ipc::reply(m.token, 0, [0; 4], &[]);
+                }
+                Err(why) => {
+                    let _ = ipc::reply(m.token, libc::EPROTO as u64, [0; 4], &[]);
+                    fail(&format!("refusing the state arena: {why}"));
+                }
+            },
+            LABEL_ADOPT => {
+                let t0 = Instant::now();
+                let server: Arc<NetServer> = match netd_arena::adopt_root(fingerprint()) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        let _ = ipc::reply(m.token, libc::EPROTO as u64, [0; 4], &[]);
+                        fail(&format!("cannot adopt the state arena: {why}"));
+                    }
+                };
+                // The kernel's notification, under this process's handle.
+                server.signal().attach(KERNEL_CLIENT, notify);
+                if let Some(a) = nic_arg {
+                    match userland::netd_nic::attach(&a) {
+                        Ok(nic) => {
+                            // The old sink names the old process's mapping
+                            // of the rings: never dropped here (its unmap
+                            // would hit this process's address space).
+                            std::mem::forget(
+                                server.stack().platform().replace_nic(Some(nic.sink())),
+                            );
+                            start_nic(server.clone(), nic);
+                        }
+                        Err(e) => eprintln!("netd: no NIC after the hand-over: {e}"),
+                    }
+                }
+                let _ = SERVER.set(server.clone());
+                let ns = t0.elapsed().as_nanos() as u64;
+                let _ = ipc::reply(m.token, 0, [ns, netd_arena::used() as u64, 0, 0], &[]);
+                // After the answer: the switch does not wait for a thread
+                // to start (timers late by that much are harmless).
+                start_timers(server.clone(), server.config().workers);
+                let _ = ipc::close(from);
+                serve(&server, 0, None, endpoint);
+            }
+            _ => {
+                let _ = ipc::reply(m.token, libc::EINVAL as u64, [0; 4], &[]);
+            }
+        }
+    }
+}
+
+fn fail(what: &str) -> ! {
+    eprintln!("netd: hand-over: {what}");
+    std::process::exit(1);
 }
 
 /// One serving thread: pinned to `cpu` (if any), serves as `worker` (its
