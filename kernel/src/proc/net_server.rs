@@ -356,6 +356,7 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     let end = crate::arch::time::now_ns();
     Ok(Replaced {
         switch_ns: end - begin,
+        call_ns: end - begin,
         image_bytes: adopted[1],
         export_ns: quiesced[0],
         start_ns: begin - started,
