@@ -178,3 +178,21 @@ impl<T> HandleTable<T> {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table of a later restart epoch never hands out a number an
+    /// earlier instance gave, and refuses the earlier numbers.
+    #[test]
+    fn epochs_do_not_share_numbers() {
+        let old: HandleTable<u8> = HandleTable::new(2, 16);
+        let new: HandleTable<u8> = HandleTable::with_epoch(2, 16, 1);
+        let a = old.insert(0, 7, Arc::new(1)).unwrap();
+        let b = new.insert(0, 7, Arc::new(2)).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(new.get(7, a).err(), Some(Errno::EBADF));
+        assert_eq!(*new.get(7, b).unwrap(), 2);
+    }
+}
