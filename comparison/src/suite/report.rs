@@ -823,12 +823,23 @@ mod tests {
         }
         let table = structure_table(&aggregate(&recs), Na(&[]));
         let lines: Vec<&str> = table.lines().collect();
-        let head: Vec<&str> = lines[2].trim_matches('|').split('|').map(str::trim).collect();
+        let head: Vec<&str> = lines[2]
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
         // 4 key columns, the systems, then two ratios per servers system.
-        assert_eq!(head.len(), 4 + systems.len() + 2 * servers.len(), "{}", lines[2]);
+        assert_eq!(
+            head.len(),
+            4 + systems.len() + 2 * servers.len(),
+            "{}",
+            lines[2]
+        );
         assert_eq!(head[4], "ours (monolithic)");
         assert_eq!(&head[5..4 + systems.len()], &systems[1..]);
-        assert!(head.contains(&"ours-servers-copy2/ours") && head.contains(&"ours-servers-copy2/linux"));
+        assert!(
+            head.contains(&"ours-servers-copy2/ours") && head.contains(&"ours-servers-copy2/linux")
+        );
         for (w, workload) in workloads.iter().enumerate() {
             for cores in [1u32, 2] {
                 let prefix = format!("| {workload} | threads | ops/s | {cores} |");
@@ -845,8 +856,14 @@ mod tests {
                     assert_eq!(cells[4 + i], fmt_rate(rate), "{row}");
                 }
                 // copy2 / monolithic is its rate over ours'.
-                let copy2 = systems.iter().position(|s| *s == "ours-servers-copy2").unwrap();
-                let col = head.iter().position(|h| *h == "ours-servers-copy2/ours").unwrap();
+                let copy2 = systems
+                    .iter()
+                    .position(|s| *s == "ours-servers-copy2")
+                    .unwrap();
+                let col = head
+                    .iter()
+                    .position(|h| *h == "ours-servers-copy2/ours")
+                    .unwrap();
                 let base = 1000.0 + 10.0 * cores as f64 + w as f64;
                 let want = (base + 100.0 * copy2 as f64) / base;
                 assert_eq!(cells[col], format!("{want:.2}"), "{row}");

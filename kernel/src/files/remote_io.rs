@@ -152,6 +152,8 @@ type Frame = Option<PinnedFrame>;
 const FEW_PAGES: usize = 16;
 
 /// The pinned frames of one piece of a read, in page order.
+// The large variant lives on the stack on purpose (no allocation per read).
+#[allow(clippy::large_enum_variant)]
 enum Frames {
     /// Up to `FEW_PAGES`, the count in use.
     Few([Frame; FEW_PAGES], usize),

@@ -211,7 +211,11 @@ fn withdraw_only_before_the_server_takes_the_request() {
     ring.publish(i, head, b"abc");
     assert!(ring.withdraw(i));
     assert!(!ring.withdraw(i), "withdrawn twice");
-    assert_eq!(ring.next_request(0), None, "the server saw a withdrawn request");
+    assert_eq!(
+        ring.next_request(0),
+        None,
+        "the server saw a withdrawn request"
+    );
     // The slot is free: claimed again first.
     assert_eq!(ring.claim(i), Some(i));
     ring.publish(i, head, b"abc");
