@@ -46,13 +46,26 @@ fn lookups_race_writers(mode: LockMode) {
     let lookups = AtomicU64::new(0);
     let writers_done = AtomicUsize::new(0);
     let writers = THREADS / 2;
+    // Handshake: writers start only once every reader has done a lookup,
+    // so the race happens however the host schedules the threads.
+    let readers_ready = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for t in 0..THREADS {
-            let (fs, root, stable, stop, lookups, writers_done) =
-                (&fs, &root, &stable, &stop, &lookups, &writers_done);
+            let (fs, root, stable, stop, lookups, writers_done, readers_ready) = (
+                &fs,
+                &root,
+                &stable,
+                &stop,
+                &lookups,
+                &writers_done,
+                &readers_ready,
+            );
             s.spawn(move || {
                 percpu::host::bind_current_thread(t).unwrap();
                 if t < writers {
+                    while readers_ready.load(Ordering::SeqCst) < THREADS - writers {
+                        std::thread::yield_now();
+                    }
                     // Churn in the same directory: create, write, rename
                     // over `target` (atomic replacement), unlink.
                     for i in 0..1500 {
@@ -86,6 +99,10 @@ fn lookups_race_writers(mode: LockMode) {
                         );
                         k += 7;
                         lookups.fetch_add(1, Ordering::Relaxed);
+                        if k == t + 7 {
+                            // This reader's first lookup is done.
+                            readers_ready.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                 }
             });
