@@ -1033,6 +1033,19 @@ fn an_unlinked_open_file_is_not_written_back() {
     );
     assert_eq!(b[..], pattern(3, 16)[..]);
     drop(f);
+    // statfs: the image's geometry, and a linked file's blocks and inode
+    // counted once written back.
+    fs.sync().unwrap();
+    let (blocks, free, inodes, ifree, bsize) = r.disk_usage().unwrap();
+    assert_eq!((blocks, bsize), (4096, 1024));
+    assert_eq!(free, free0, "the orphan's blocks are free again");
+    assert!(inodes >= 128 && ifree < inodes, "{inodes} {ifree}");
+    let g = fs.open(&r, "/g", O_CREAT | O_RDWR, 0o644).unwrap();
+    g.write_at(0, &pattern(4, 64 * 1024), false).unwrap();
+    fs.sync().unwrap();
+    let (_, free1, _, ifree1, _) = r.disk_usage().unwrap();
+    assert!(free1 + 64 <= free && free1 + 70 > free, "{free} -> {free1}");
+    assert_eq!(ifree1 + 1, ifree);
     fs.umount_root().unwrap();
     fsck_clean(&img);
     let _ = std::fs::remove_dir_all(&d);
