@@ -1046,6 +1046,13 @@ fn an_unlinked_open_file_is_not_written_back() {
     let (_, free1, _, ifree1, _) = r.disk_usage().unwrap();
     assert!(free1 + 64 <= free && free1 + 70 > free, "{free} -> {free1}");
     assert_eq!(ifree1 + 1, ifree);
+    // The last page of a file is written up to the block holding its end:
+    // 1500 bytes take two 1 KiB blocks, not a page's four.
+    let h = fs.open(&r, "/h", O_CREAT | O_RDWR, 0o644).unwrap();
+    h.write_at(0, &pattern(5, 1500), false).unwrap();
+    fs.sync().unwrap();
+    assert_eq!(h.stat().blocks, 4, "two 1 KiB blocks");
+    assert_eq!(r.disk_usage().unwrap().1 + 2, free1);
     fs.umount_root().unwrap();
     fsck_clean(&img);
     let _ = std::fs::remove_dir_all(&d);
