@@ -804,6 +804,11 @@ fn a_file_larger_than_the_page_bound_streams_through_clean_pages() {
         assert!(fs.stats().used_pages <= 64);
     }
     assert!(got == want, "4 MiB read through a 64-page cache");
+    // A read longer than one window (32 pages) but shorter than the file
+    // stops at its length.
+    let mut mid = vec![0u8; 200 * 1024];
+    assert_eq!(f.read_at(1 << 20, &mut mid).unwrap(), mid.len());
+    assert!(mid[..] == want[1 << 20..(1 << 20) + mid.len()]);
     // Dirty pages stay until written back; after a sync they may go too.
     f.write_at(0, b"HEAD", false).unwrap();
     fs.sync().unwrap();
