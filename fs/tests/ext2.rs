@@ -1065,3 +1065,26 @@ fn an_unlinked_open_file_is_not_written_back() {
     fsck_clean(&img);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Clean pages of a disk file are given back only when pages run out:
+/// with plenty free, writing a new page keeps the ones read before.
+#[test]
+fn clean_pages_stay_while_pages_are_plenty() {
+    let d = tmpdir("keep");
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), pattern(7, 10 * 4096)).unwrap();
+    let img = d.join("img");
+    if !mke2fs(&img, 4096, &["-b", "4096"], Some(&src)) {
+        return;
+    }
+    let fs = mount(&img, false);
+    let f = fs.lookup(&fs.root(), "/f", true).unwrap();
+    let mut buf = vec![0u8; 10 * 4096];
+    assert_eq!(f.read_at(0, &mut buf).unwrap(), buf.len());
+    let used = fs.stats().used_pages;
+    assert!(used >= 10, "{used}");
+    f.write_at(20 * 4096, b"x", false).unwrap();
+    assert_eq!(fs.stats().used_pages, used + 1);
+    let _ = std::fs::remove_dir_all(&d);
+}
