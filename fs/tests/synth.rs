@@ -220,6 +220,21 @@ fn listing_and_no_creation() {
         .unwrap();
         assert_eq!(first, [".", "..", "file"]);
         assert_eq!(rest, ["file", "sub", "link"]);
+        // Stopping after generated entries resumes after them.
+        let mut cursor = DirCursor::default();
+        let mut n = 0;
+        dir.readdir(&mut cursor, |_, _, _, _| {
+            n += 1;
+            n <= 4
+        })
+        .unwrap();
+        let mut rest = Vec::new();
+        dir.readdir(&mut cursor, |n, _, _, _| {
+            rest.push(n.to_string());
+            true
+        })
+        .unwrap();
+        assert_eq!(rest, ["link"]);
         assert_eq!(
             fs.open(&r, "/gen/new", O_CREAT | O_WRONLY, 0o644)
                 .unwrap_err(),
