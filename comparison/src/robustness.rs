@@ -180,8 +180,8 @@ pub fn parse_as(checker: Checker, output: &str) -> Result<RunStats> {
             ));
         }
     }
-    let (ops, failed, wrong, median_us, max_outside_us) =
-        totals.with_context(|| format!("{} printed no totals line", prefix.trim_end_matches(": ")))?;
+    let (ops, failed, wrong, median_us, max_outside_us) = totals
+        .with_context(|| format!("{} printed no totals line", prefix.trim_end_matches(": ")))?;
     Ok(RunStats {
         replacements,
         ops,
@@ -560,7 +560,11 @@ fn crash_lines(
 ) -> Result<Vec<(u64, u64)>> {
     let rounds: Vec<(u64, u64)> = output
         .lines()
-        .filter_map(|l| l.strip_prefix(program)?.strip_prefix(": ")?.strip_prefix(marker))
+        .filter_map(|l| {
+            l.strip_prefix(program)?
+                .strip_prefix(": ")?
+                .strip_prefix(marker)
+        })
         .map(|l| {
             Ok((
                 field(l, "recovery_us").context("recovery_us")?,
@@ -789,25 +793,28 @@ pub fn measure_section(
     // kill per boot; seeds vary the crash point).
     let t0 = std::time::Instant::now();
     let net = userland.program("net_replace_check");
-    let replace = net.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).and_then(|p| {
-        let r = boot(
-            systems,
-            p,
-            vec![
-                "replace".into(),
-                "--rounds".into(),
-                reps.to_string(),
-                "--ops".into(),
-                "50".into(),
-            ],
-            cores,
-            accel,
-            timeout,
-            None,
-        )?;
-        parse_as(Checker::Net, &r.output)
-            .with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
-    });
+    let replace = net
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|p| {
+            let r = boot(
+                systems,
+                p,
+                vec![
+                    "replace".into(),
+                    "--rounds".into(),
+                    reps.to_string(),
+                    "--ops".into(),
+                    "50".into(),
+                ],
+                cores,
+                accel,
+                timeout,
+                None,
+            )?;
+            parse_as(Checker::Net, &r.output)
+                .with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
+        });
     match replace {
         Ok(stats) => section.rows.push(replacement_row("net", "netd", &[stats])),
         Err(e) => section.failures.push(format!("net replacement: {e:#}")),
@@ -819,25 +826,28 @@ pub fn measure_section(
     let t0 = std::time::Instant::now();
     let mut crashes = Vec::new();
     for rep in 1..=reps {
-        let crash = net.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).and_then(|p| {
-            let r = boot(
-                systems,
-                p,
-                vec![
-                    "crash".into(),
-                    "--ops".into(),
-                    "20".into(),
-                    "--seed".into(),
-                    rep.to_string(),
-                ],
-                cores,
-                accel,
-                timeout,
-                None,
-            )?;
-            parse_net_crash(&r.output)
-                .with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
-        });
+        let crash = net
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .and_then(|p| {
+                let r = boot(
+                    systems,
+                    p,
+                    vec![
+                        "crash".into(),
+                        "--ops".into(),
+                        "20".into(),
+                        "--seed".into(),
+                        rep.to_string(),
+                    ],
+                    cores,
+                    accel,
+                    timeout,
+                    None,
+                )?;
+                parse_net_crash(&r.output)
+                    .with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
+            });
         match crash {
             Ok(c) => crashes.push(c),
             Err(e) => section

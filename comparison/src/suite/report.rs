@@ -933,9 +933,11 @@ mod tests {
             )
             .unwrap()],
         ));
-        section
-            .rows
-            .push(crate::robustness::crash_row("net", "netd", &[(230000, 9), (250000, 7)]));
+        section.rows.push(crate::robustness::crash_row(
+            "net",
+            "netd",
+            &[(230000, 9), (250000, 7)],
+        ));
         let info = ReportInfo {
             robustness: Some(section),
             ..ReportInfo::default()
