@@ -15,9 +15,9 @@
 //! 2 vCPUs; calls fail cleanly and never hang, the kernel restarts the
 //! server every time and files work again.
 //! The suite's robustness section: `measure_section` (the path `comparison
-//! suite` takes for ours-servers) measures every row (replacement pause
-//! and switch, crash recovery, NIC driver restart gap) with no failed
-//! operation and renders them; the successor builds a base image before
+//! suite` takes for ours-servers) measures every row (file- and
+//! network-server replacement pause and switch, their crash recovery,
+//! NIC driver restart gap) with no failed operation and renders them; the successor builds a base image before
 //! each switch, which then sends only a delta.
 
 use comparison::run::Structure;
@@ -161,24 +161,35 @@ fn suite_robustness_section_is_measured() {
         std::time::Duration::from_secs(TIMEOUT),
     );
     assert!(section.failures.is_empty(), "{:?}", section.failures);
-    let row = |e: Event| {
+    let row = |server: &str, e: Event| {
         section
             .rows
             .iter()
-            .find(|r| r.event == e)
-            .unwrap_or_else(|| panic!("no {e:?} row: {section:?}"))
+            .find(|r| r.server == server && r.event == e)
+            .unwrap_or_else(|| panic!("no {server} {e:?} row: {section:?}"))
     };
-    let rep = row(Event::Replacement);
-    assert_eq!((rep.pause_us.len(), rep.switch_us.len()), (2, 2), "{rep:?}");
-    assert_eq!(rep.failed_ops, Some(0), "{rep:?}");
-    assert!(rep.ops.unwrap_or(0) > 0);
-    assert_eq!(row(Event::CrashRestart).recovery_us.len(), 2);
-    assert_eq!(row(Event::DriverRestart).recovery_us.len(), 2);
+    for server in ["fs", "net"] {
+        let rep = row(server, Event::Replacement);
+        assert_eq!((rep.pause_us.len(), rep.switch_us.len()), (2, 2), "{rep:?}");
+        assert_eq!(rep.failed_ops, Some(0), "{rep:?}");
+        assert!(rep.ops.unwrap_or(0) > 0, "{rep:?}");
+        let crash = row(server, Event::CrashRestart);
+        assert_eq!(crash.recovery_us.len(), 2, "{crash:?}");
+        assert!(crash.recovery_us.iter().all(|&us| us > 0), "{crash:?}");
+    }
+    // netd's crash ends every open connection: the clients saw clean errors.
+    assert!(row("net", Event::CrashRestart).clean_errors.unwrap_or(0) > 0);
+    assert_eq!(row("nic", Event::DriverRestart).recovery_us.len(), 2);
     let md = section.markdown();
     assert!(
         md.contains("| fs (fsd) | replacement under load | 2 |"),
         "{md}"
     );
+    assert!(
+        md.contains("| net (netd) | replacement under load | 2 |"),
+        "{md}"
+    );
+    assert!(md.contains("| net (netd) | crash + restart | 2 |"), "{md}");
     assert!(md.contains("cannot survive these faults by design"), "{md}");
     assert!(!section.bad());
 }

@@ -14,10 +14,12 @@
 //! (replacement, crash and restart, driver restart) the medians with
 //! min–max of the pause, the switch time, the restart gap or the
 //! recovery time, and the failed operations, measured by
-//! [`measure_section`] (`replace_check`, `crash_check`, `nic_restart`
-//! with a host client) and rendered as markdown and JSON.  A row is keyed
-//! by (server, event), so a network-server replacement row is one more
-//! [`Row`] with `server: "net"`.
+//! [`measure_section`] (`replace_check`, `crash_check`,
+//! `net_replace_check replace|crash`, `nic_restart` with a host client)
+//! and rendered as markdown and JSON.  A row is keyed by (server,
+//! event); the file- and network-server rows share one parser
+//! ([`parse_as`], `crash_lines`) and one row builder each
+//! ([`replacement_row`], [`crash_row`]).
 //!
 //! Must not: report a median of nothing (a run without results is an
 //! error), or hide failed operations (they are a column and fail the
@@ -105,24 +107,69 @@ fn field(line: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A replacement checker: `replace_check` (the file server) or
+/// `net_replace_check replace` (the network server).  Both print one
+/// line per replacement, a totals line (`ops= failed= wrong= median_us=
+/// max_us_outside=`) and `pass`; they differ in the line prefix and in
+/// the round line's fields beyond `switch_us` and `pause_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checker {
+    Fs,
+    Net,
+}
+
+impl Checker {
+    fn prefix(self) -> &'static str {
+        match self {
+            Checker::Fs => "replace_check: ",
+            Checker::Net => "net_replace_check: ",
+        }
+    }
+
+    /// One round line (after the prefix).  netd's hand-over has no
+    /// pre-copy: its quiesce is the export, its successor's adoption of
+    /// the shared arena the rebuild, and the arena the state image.
+    fn round(self, rest: &str) -> Result<Replacement> {
+        let num = |key: &str| field(rest, key).with_context(|| key.to_string());
+        Ok(match self {
+            Checker::Fs => Replacement {
+                switch_us: num("switch_us")?,
+                pause_us: num("pause_us")?,
+                image_bytes: num("image_bytes")?,
+                export_us: num("export_us")?,
+                import_us: num("import_us")?,
+                precopy_us: num("precopy_us")?,
+                precopy_bytes: num("precopy_bytes")?,
+            },
+            Checker::Net => Replacement {
+                switch_us: num("switch_us")?,
+                pause_us: num("pause_us")?,
+                image_bytes: num("arena_kib")? * 1024,
+                export_us: num("quiesce_us")?,
+                import_us: num("adopt_us")?,
+                precopy_us: 0,
+                precopy_bytes: 0,
+            },
+        })
+    }
+}
+
 /// Parses `replace_check`'s output.
 pub fn parse(output: &str) -> Result<RunStats> {
+    parse_as(Checker::Fs, output)
+}
+
+/// Parses the output of `checker`.
+pub fn parse_as(checker: Checker, output: &str) -> Result<RunStats> {
+    let prefix = checker.prefix();
     let mut replacements = Vec::new();
     let mut totals = None;
     for l in output.lines() {
-        let Some(rest) = l.strip_prefix("replace_check: ") else {
+        let Some(rest) = l.strip_prefix(prefix) else {
             continue;
         };
         if rest.starts_with("round ") {
-            replacements.push(Replacement {
-                switch_us: field(rest, "switch_us").context("switch_us")?,
-                pause_us: field(rest, "pause_us").context("pause_us")?,
-                image_bytes: field(rest, "image_bytes").context("image_bytes")?,
-                export_us: field(rest, "export_us").context("export_us")?,
-                import_us: field(rest, "import_us").context("import_us")?,
-                precopy_us: field(rest, "precopy_us").context("precopy_us")?,
-                precopy_bytes: field(rest, "precopy_bytes").context("precopy_bytes")?,
-            });
+            replacements.push(checker.round(rest)?);
         } else if rest.starts_with("ops=") {
             totals = Some((
                 field(rest, "ops").context("ops")?,
@@ -133,8 +180,8 @@ pub fn parse(output: &str) -> Result<RunStats> {
             ));
         }
     }
-    let (ops, failed, wrong, median_us, max_outside_us) =
-        totals.context("replace_check printed no totals line")?;
+    let (ops, failed, wrong, median_us, max_outside_us) = totals
+        .with_context(|| format!("{} printed no totals line", prefix.trim_end_matches(": ")))?;
     Ok(RunStats {
         replacements,
         ops,
@@ -142,7 +189,9 @@ pub fn parse(output: &str) -> Result<RunStats> {
         wrong,
         median_us,
         max_outside_us,
-        passed: output.lines().any(|l| l == "replace_check: pass"),
+        passed: output
+            .lines()
+            .any(|l| l.strip_prefix(prefix) == Some("pass")),
     })
 }
 
@@ -466,12 +515,14 @@ impl Section {
     }
 }
 
-/// The file-server replacement row from `replace_check` runs.
-pub fn replacement_row(runs: &[RunStats]) -> Row {
+/// The replacement row of `server` (served by `process`) from a
+/// checker's runs (`replace_check` for `fs`, `net_replace_check replace`
+/// for `net`).
+pub fn replacement_row(server: &str, process: &str, runs: &[RunStats]) -> Row {
     let all: Vec<Replacement> = runs.iter().flat_map(|r| r.replacements.clone()).collect();
     Row {
-        server: "fs".into(),
-        process: "fsd".into(),
+        server: server.into(),
+        process: process.into(),
         event: Event::Replacement,
         pause_us: all.iter().map(|r| r.pause_us).collect(),
         switch_us: all.iter().map(|r| r.switch_us).collect(),
@@ -482,23 +533,76 @@ pub fn replacement_row(runs: &[RunStats]) -> Row {
     }
 }
 
-/// `crash_check`'s rounds: (recovery µs, clean errors) each; an error
-/// without a `crash_check: pass` line.
-pub fn parse_crash(output: &str) -> Result<Vec<(u64, u64)>> {
+/// The crash row of `server` from its crashes: (recovery µs, clean
+/// errors the clients saw) each.
+pub fn crash_row(server: &str, process: &str, crashes: &[(u64, u64)]) -> Row {
+    Row {
+        server: server.into(),
+        process: process.into(),
+        event: Event::CrashRestart,
+        pause_us: Vec::new(),
+        switch_us: Vec::new(),
+        recovery_us: crashes.iter().map(|r| r.0).collect(),
+        ops: None,
+        failed_ops: None,
+        clean_errors: Some(crashes.iter().map(|r| r.1).sum()),
+    }
+}
+
+/// The crash lines `PROGRAM: MARKER... recovery_us=R errors=E` of a
+/// checker's output as (R, clean errors from E by `errors`); an error
+/// without a `PROGRAM: pass` line.
+fn crash_lines(
+    output: &str,
+    program: &str,
+    marker: &str,
+    errors: impl Fn(&str) -> Option<u64>,
+) -> Result<Vec<(u64, u64)>> {
     let rounds: Vec<(u64, u64)> = output
         .lines()
-        .filter_map(|l| l.strip_prefix("crash_check: round "))
+        .filter_map(|l| {
+            l.strip_prefix(program)?
+                .strip_prefix(": ")?
+                .strip_prefix(marker)
+        })
         .map(|l| {
             Ok((
                 field(l, "recovery_us").context("recovery_us")?,
-                field(l, "errors").context("errors")?,
+                errors(l).context("errors")?,
             ))
         })
         .collect::<Result<_>>()?;
-    if rounds.is_empty() || !output.lines().any(|l| l == "crash_check: pass") {
-        bail!("crash_check did not pass");
+    let pass = format!("{program}: pass");
+    if rounds.is_empty() || !output.lines().any(|l| l == pass) {
+        bail!("{program} did not pass");
     }
     Ok(rounds)
+}
+
+/// `crash_check`'s rounds: (recovery µs, clean errors) each; an error
+/// without a `crash_check: pass` line.
+pub fn parse_crash(output: &str) -> Result<Vec<(u64, u64)>> {
+    crash_lines(output, "crash_check", "round ", |l| field(l, "errors"))
+}
+
+/// `net_replace_check crash`'s crash: (kill → first echo on a new
+/// connection in µs, clean errors the clients and echo threads saw: the
+/// sum of `errors=NAME:COUNT,..`); an error without its `pass` line.
+pub fn parse_net_crash(output: &str) -> Result<(u64, u64)> {
+    let counts = |l: &str| -> Option<u64> {
+        let list = l
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("errors="))?;
+        list.split(',')
+            .filter(|e| !e.is_empty())
+            .map(|e| e.rsplit_once(':')?.1.parse::<u64>().ok())
+            .sum()
+    };
+    let crashes = crash_lines(output, "net_replace_check", "crash ", counts)?;
+    match crashes[..] {
+        [one] => Ok(one),
+        _ => bail!("net_replace_check printed {} crash lines", crashes.len()),
+    }
 }
 
 /// `nic_restart`'s gaps (µs: `gap_us=`, else `gap_ms=`); an error without
@@ -608,9 +712,12 @@ pub fn nic_restart_client(
 
 /// Measures the robustness section on ours-servers: `reps` file-server
 /// replacements (`replace_check`), `reps` crashes of the file server
-/// (`crash_check`) and `reps` kills of the NIC driver process
-/// (`nic_restart`, with a QEMU user NIC and a host client), one boot
-/// each.  A measurement without a result is a line in `failures`.
+/// (`crash_check`), `reps` network-server replacements
+/// (`net_replace_check replace`), `reps` network-server crashes
+/// (`net_replace_check crash`, one short boot each) and `reps` kills of
+/// the NIC driver process (`nic_restart`, with a QEMU user NIC and a
+/// host client); the others one boot each.  A measurement without a
+/// result is a line in `failures`.
 pub fn measure_section(
     systems: &Systems,
     userland: &crate::userland::Userland,
@@ -645,7 +752,7 @@ pub fn measure_section(
         parse(&r.output).with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
     });
     match replace {
-        Ok(stats) => section.rows.push(replacement_row(&[stats])),
+        Ok(stats) => section.rows.push(replacement_row("fs", "fsd", &[stats])),
         Err(e) => section.failures.push(format!("fs replacement: {e:#}")),
     }
     eprintln!(
@@ -673,21 +780,86 @@ pub fn measure_section(
         parse_crash(&r.output).with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
     });
     match crash {
-        Ok(rounds) => section.rows.push(Row {
-            server: "fs".into(),
-            process: "fsd".into(),
-            event: Event::CrashRestart,
-            pause_us: Vec::new(),
-            switch_us: Vec::new(),
-            recovery_us: rounds.iter().map(|r| r.0).collect(),
-            ops: None,
-            failed_ops: None,
-            clean_errors: Some(rounds.iter().map(|r| r.1).sum()),
-        }),
+        Ok(rounds) => section.rows.push(crash_row("fs", "fsd", &rounds)),
         Err(e) => section.failures.push(format!("fs crash: {e:#}")),
     }
     eprintln!(
         "suite: robustness: fs crashes in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    // The network server: replaced `reps` times in one boot under a
+    // loopback TCP echo (every byte checked), then killed once in each of
+    // `reps` short boots (netd's crash ends every connection, so one
+    // kill per boot; seeds vary the crash point).
+    let t0 = std::time::Instant::now();
+    let net = userland.program("net_replace_check");
+    let replace = net
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|p| {
+            let r = boot(
+                systems,
+                p,
+                vec![
+                    "replace".into(),
+                    "--rounds".into(),
+                    reps.to_string(),
+                    "--ops".into(),
+                    "50".into(),
+                ],
+                cores,
+                accel,
+                timeout,
+                None,
+            )?;
+            parse_as(Checker::Net, &r.output)
+                .with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
+        });
+    match replace {
+        Ok(stats) => section.rows.push(replacement_row("net", "netd", &[stats])),
+        Err(e) => section.failures.push(format!("net replacement: {e:#}")),
+    }
+    eprintln!(
+        "suite: robustness: net replacement in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = std::time::Instant::now();
+    let mut crashes = Vec::new();
+    for rep in 1..=reps {
+        let crash = net
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .and_then(|p| {
+                let r = boot(
+                    systems,
+                    p,
+                    vec![
+                        "crash".into(),
+                        "--ops".into(),
+                        "20".into(),
+                        "--seed".into(),
+                        rep.to_string(),
+                    ],
+                    cores,
+                    accel,
+                    timeout,
+                    None,
+                )?;
+                parse_net_crash(&r.output)
+                    .with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
+            });
+        match crash {
+            Ok(c) => crashes.push(c),
+            Err(e) => section
+                .failures
+                .push(format!("net crash {rep}/{reps}: {e:#}")),
+        }
+    }
+    if !crashes.is_empty() {
+        section.rows.push(crash_row("net", "netd", &crashes));
+    }
+    eprintln!(
+        "suite: robustness: net crashes in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
     let t0 = std::time::Instant::now();
@@ -778,7 +950,8 @@ mod tests {
     }
 
     /// The suite's section from a known result set: rows, cells, the
-    /// monolithic line, JSON; and a net replacement row fits the same shape.
+    /// monolithic line, JSON; the network server's replacement and crash rows
+    /// from its checker's output, through the same parsers and row builders.
     #[test]
     fn section_renders_known_results() {
         let out = "replace_check: round 0 switch_us=4000 pause_us=6000 image_bytes=900 export_us=100 import_us=50 start_us=1 precopy_us=9 precopy_bytes=10 call_us=2 pids=2->7\n\
@@ -795,26 +968,44 @@ mod tests {
                    nic_restart: round 2 echoed after restart gap_ms=148 gap_us=148000\n\
                    nic_restart: round 3 echoed after restart gap_ms=20\n\
                    nic_restart: ok rounds=4 kills=3\n";
+        let net = "net_replace_check: round 1 switch_us=4593 pause_us=54242 quiesce_us=31 adopt_us=539 arena_kib=3268 call_us=34814\n\
+                   net_replace_check: round 2 switch_us=29734 pause_us=83650 quiesce_us=47 adopt_us=610 arena_kib=3270 call_us=64640\n\
+                   net_replace_check: round 3 switch_us=2792 pause_us=63155 quiesce_us=27 adopt_us=538 arena_kib=3282 call_us=111914\n\
+                   net_replace_check: ops=973 failed=0 wrong=1 median_us=18065 max_us_outside=94446\n\
+                   net_replace_check: FAIL client 0 round 9: wrong echo\n";
+        let net_crash = |us: u64| {
+            format!(
+                "net_replace_check: crash after_ops=44 errors=ECONNRESET:3,EPIPE:1,server:ECONNRESET:4,server:accept:EIO:1 recovery_us={us}\n\
+                 net_replace_check: pass\n"
+            )
+        };
         let rounds = parse_crash(crash).unwrap();
+        let net_stats = parse_as(Checker::Net, net).unwrap();
+        assert!(!net_stats.passed);
+        assert_eq!(net_stats.replacements[0].image_bytes, 3268 * 1024);
+        assert_eq!(net_stats.replacements[2].export_us, 27);
+        // The fs parser does not take the net checker's lines, nor the
+        // reverse.
+        assert!(parse(net).is_err());
+        assert!(parse_as(Checker::Net, out).is_err());
+        let net_crashes: Vec<(u64, u64)> = [231907, 180000, 305000]
+            .iter()
+            .map(|&us| parse_net_crash(&net_crash(us)).unwrap())
+            .collect();
+        assert_eq!(net_crashes[0], (231907, 9));
         let mut section = Section {
             system: "ours-servers".into(),
             accel: "tcg".into(),
             cores: 2,
             repetitions: 3,
-            rows: vec![replacement_row(&[parse(out).unwrap()])],
+            rows: vec![replacement_row("fs", "fsd", &[parse(out).unwrap()])],
             failures: vec![],
         };
-        section.rows.push(Row {
-            server: "fs".into(),
-            process: "fsd".into(),
-            event: Event::CrashRestart,
-            pause_us: vec![],
-            switch_us: vec![],
-            recovery_us: rounds.iter().map(|r| r.0).collect(),
-            ops: None,
-            failed_ops: None,
-            clean_errors: Some(rounds.iter().map(|r| r.1).sum()),
-        });
+        section.rows.push(crash_row("fs", "fsd", &rounds));
+        section
+            .rows
+            .push(replacement_row("net", "netd", &[net_stats]));
+        section.rows.push(crash_row("net", "netd", &net_crashes));
         section.rows.push(Row {
             server: "nic".into(),
             process: "nicd".into(),
@@ -825,11 +1016,6 @@ mod tests {
             ops: None,
             failed_ops: None,
             clean_errors: None,
-        });
-        section.rows.push(Row {
-            server: "net".into(),
-            process: "netd".into(),
-            ..replacement_row(&[parse(out).unwrap()])
         });
         let md = section.markdown();
         assert!(md.contains("## Robustness (ours-servers)"), "{md}");
@@ -846,16 +1032,29 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| net (netd) | replacement under load |"),
+            md.contains("| net (netd) | replacement under load | 3 | 63.155 (54.242–83.650) | 4.593 (2.792–29.734) | – | 1 / 973 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| net (netd) | crash + restart | 3 | – | – | 231.907 (180.000–305.000) | 27 clean errors (by design) |"),
             "{md}"
         );
         assert!(md.contains("cannot survive these faults by design"), "{md}");
-        assert!(!section.bad());
+        // The wrong echo in the net replacement is a failed operation.
+        assert!(section.bad());
         let json: serde_json::Value = serde_json::from_str(&section.json()).unwrap();
         assert_eq!(json["rows"][0]["event"], "replacement");
         assert_eq!(json["rows"][0]["pause"]["median"], 6000);
         assert_eq!(json["rows"][0]["pause_us"][2], 9000);
-        assert_eq!(json["rows"][2]["server"], "nic");
+        assert_eq!(json["rows"][2]["server"], "net");
+        assert_eq!(json["rows"][2]["switch"]["median"], 4593);
+        assert_eq!(json["rows"][2]["failed_ops"], 1);
+        assert_eq!(json["rows"][3]["event"], "crash_restart");
+        assert_eq!(json["rows"][3]["recovery"]["max"], 305000);
+        assert_eq!(json["rows"][3]["clean_errors"], 27);
+        assert_eq!(json["rows"][4]["server"], "nic");
+        section.rows[2].failed_ops = Some(0);
+        assert!(!section.bad());
         section.failures.push("fs crash: no result".into());
         assert!(section.bad());
         assert!(section
@@ -863,5 +1062,10 @@ mod tests {
             .contains("- no result: fs crash: no result"));
         assert!(parse_crash("crash_check: round 0 recovery_us=1 errors=0 old_fd=x\n").is_err());
         assert!(parse_nic_restart("nic_restart: round 1 echoed after restart gap_ms=3\n").is_err());
+        // A net crash without its pass line (an unclean error) is no result.
+        assert!(parse_net_crash(
+            "net_replace_check: crash after_ops=4 errors=EAGAIN:1 recovery_us=9\nnet_replace_check: FAIL unclean error EAGAIN\n"
+        )
+        .is_err());
     }
 }

@@ -921,6 +921,23 @@ mod tests {
             }],
             failures: vec![],
         };
+        let mut section = section;
+        section.rows.push(crate::robustness::replacement_row(
+            "net",
+            "netd",
+            &[crate::robustness::parse_as(
+                crate::robustness::Checker::Net,
+                "net_replace_check: round 1 switch_us=4000 pause_us=50000 quiesce_us=30 adopt_us=500 arena_kib=3000 call_us=9\n\
+                 net_replace_check: ops=500 failed=0 wrong=0 median_us=18000 max_us_outside=90000\n\
+                 net_replace_check: pass\n",
+            )
+            .unwrap()],
+        ));
+        section.rows.push(crate::robustness::crash_row(
+            "net",
+            "netd",
+            &[(230000, 9), (250000, 7)],
+        ));
         let info = ReportInfo {
             robustness: Some(section),
             ..ReportInfo::default()
@@ -929,6 +946,14 @@ mod tests {
         assert!(md.contains("## Robustness (ours-servers)"), "{md}");
         assert!(
             md.contains("| fs (fsd) | replacement under load | 3 | 2.000 (1.000–3.000) | 0.600 (0.500–0.700) | – | 0 / 90 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| net (netd) | replacement under load | 1 | 50.000 (50.000–50.000) | 4.000 (4.000–4.000) | – | 0 / 500 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| net (netd) | crash + restart | 2 | – | – | 250.000 (230.000–250.000) | 16 clean errors (by design) |"),
             "{md}"
         );
         assert!(md.contains("cannot survive these faults by design"));

@@ -741,8 +741,9 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteOutcome> {
         // On the largest core count asked for: a workload on every core.
         let cores = opts.cores.iter().copied().max().unwrap_or(1);
         eprintln!(
-            "suite: robustness of ours-servers: {} x fs replacement, fs crash, NIC driver restart ({cores} cores, 3 boots)",
-            opts.robustness_reps
+            "suite: robustness of ours-servers: {} x fs replacement, fs crash, net replacement, net crash, NIC driver restart ({cores} cores, {} boots)",
+            opts.robustness_reps,
+            4 + opts.robustness_reps
         );
         let section = crate::userland::build().map(|userland| {
             crate::robustness::measure_section(
