@@ -21,7 +21,9 @@
 //! lines, `fs_stress` and `net_stress` pass; `dedicated` on 1 vCPU falls
 //! back to single; with `servers.migrate=on` a skewed load (`wis
 //! open_close_skewed`) runs without an error while the file server's
-//! thread moves after its callers.  A kernel panic, a missing `servers:`
+//! thread moves after its callers.  On 4 vCPUs (twice this host's cores):
+//! each placement's differential and stress runs, `posix_diff` and
+//! `mapcoherence` with two copies, and `sockets`.  A kernel panic, a missing `servers:`
 //! start line or any other difference fails.
 
 use comparison::run::{Structure, Verdict};
@@ -386,23 +388,23 @@ fn ipcstat(result: &comparison::run::RunResult, key: &str) -> u64 {
 }
 
 /// The differential programs print the monolithic lines with the servers
-/// placed by `cmdline` on 2 vCPUs; the stress programs pass.
-fn placement_on_two_cpus(cmdline: &str) {
+/// placed by `cmdline` on `cores` vCPUs; the stress programs pass.
+fn placement_on(cores: usize, cmdline: &str) {
     for name in ["posix_diff", "net_diff"] {
-        let ours = placed(name, 2, cmdline);
+        let ours = placed(name, cores, cmdline);
         expect_exit(&ours, 0);
-        let base = monolithic(name, 2);
+        let base = monolithic(name, cores);
         expect_exit(&base, 0);
         if let Err(diff) = same_output(&base.output, &ours.output) {
             check_run(
                 &ours,
                 false,
-                &format!("{name} with {cmdline} differs from monolithic:\n{diff}"),
+                &format!("{name} with {cmdline} on {cores} vCPUs differs from monolithic:\n{diff}"),
             );
         }
     }
     let words = format!("{cmdline} vmstat");
-    let stress = placed("fs_stress", 2, &words);
+    let stress = placed("fs_stress", cores, &words);
     expect_exit(&stress, 0);
     check_run(
         &stress,
@@ -416,18 +418,18 @@ fn placement_on_two_cpus(cmdline: &str) {
         // The file calls went through the request slots.
         check_run(
             &stress,
-            stress
-                .outcome
-                .serial
-                .contains("servers: file server on cpu 1 reached through"),
-            "expected the request slots to be attached",
+            stress.outcome.serial.contains(&format!(
+                "servers: file server on cpu {} reached through",
+                cores - 1
+            )),
+            "expected the request slots to be attached on the last CPU",
         );
         check_run(
             &stress,
             ipcstat(&stress, "ring_calls") > 0,
             "expected calls through the request slots",
         );
-    } else {
+    } else if cmdline.contains("percore") {
         // Some calls found a server thread on their own CPU.
         check_run(
             &stress,
@@ -435,7 +437,7 @@ fn placement_on_two_cpus(cmdline: &str) {
             "expected same-core deliveries",
         );
     }
-    let net = placed("net_stress", 2, cmdline);
+    let net = placed("net_stress", cores, cmdline);
     expect_pass(&net, "net_stress");
     expect_net_delegated(&net);
 }
@@ -443,14 +445,52 @@ fn placement_on_two_cpus(cmdline: &str) {
 /// One serving thread per CPU, pinned; calls go to the caller's CPU.
 #[test]
 fn percore_placement_on_two_cpus() {
-    placement_on_two_cpus("servers.placement=percore");
+    placement_on(2, "servers.placement=percore");
 }
 
 /// The file server on the last CPU, reached through request slots in
 /// shared memory (netd: the synchronous call to its thread there).
 #[test]
 fn dedicated_placement_on_two_cpus() {
-    placement_on_two_cpus("servers.placement=dedicated");
+    placement_on(2, "servers.placement=dedicated");
+}
+
+/// The 4-vCPU column of the matrix (issues 19 and 20): each placement's
+/// differential and stress runs on 4 vCPUs (more vCPUs than this host has
+/// cores: servers and callers are descheduled at any point).
+#[test]
+fn single_placement_on_four_cpus() {
+    placement_on(4, "servers.placement=single");
+}
+
+#[test]
+fn percore_placement_on_four_cpus() {
+    placement_on(4, "servers.placement=percore");
+}
+
+#[test]
+fn dedicated_placement_on_four_cpus() {
+    placement_on(4, "servers.placement=dedicated");
+}
+
+/// Two copies on 4 vCPUs: `posix_diff` and `mapcoherence` print the
+/// monolithic lines; `sockets` too.
+#[test]
+fn copy_modes_and_sockets_on_four_cpus() {
+    // One copy: `single_placement_on_four_cpus`.
+    posix_diff_same(4, Copy::Two);
+    let ours = servers_copy("mapcoherence", 4, Copy::Two);
+    expect_exit(&ours, 0);
+    let base = monolithic("mapcoherence", 4);
+    expect_exit(&base, 0);
+    if let Err(diff) = same_output(&base.output, &ours.output) {
+        check_run(
+            &ours,
+            false,
+            &format!("mapcoherence on 4 vCPUs (two copies) differs from monolithic:\n{diff}"),
+        );
+    }
+    same_as_monolithic("sockets", 4);
 }
 
 /// With one CPU there is no core to dedicate: single placement, logged.
