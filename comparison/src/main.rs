@@ -214,8 +214,10 @@ struct SuiteArgs {
     #[arg(long = "disk", value_name = "IMAGE[:ro]")]
     disks: Vec<String>,
     /// Repetitions of each robustness measurement when ours-servers is
-    /// measured (file-server replacement, file-server crash, NIC driver
-    /// restart; one boot each): the report's "Robustness" section.
+    /// measured (file- and network-server replacement in one boot each,
+    /// file-server crash and NIC driver restart in one boot each, one
+    /// network-server crash boot per repetition): the report's
+    /// "Robustness" section.
     #[arg(long, default_value_t = 3)]
     robustness_reps: usize,
     /// Skip the robustness measurements (no "Robustness" section).
