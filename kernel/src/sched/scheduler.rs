@@ -595,13 +595,33 @@ pub(super) fn block_current() {
 
 /// Offers the CPU to another ready thread (nothing to do before the
 /// scheduler runs on this CPU).
+///
+/// When nothing else is ready here the caller keeps the CPU, and a caller
+/// that yields in a loop is spin-waiting for something another CPU must do
+/// (wis workers yield until the main thread says go).  Such a yield ends
+/// with `pause`, the spin-wait hint, so that the other CPU can make
+/// progress when CPUs share an execution engine: an SMT sibling on
+/// hardware, and QEMU's single-threaded TCG, where one host thread runs
+/// every vCPU in turn.  Under `-icount` (tools/icount) that was a hang:
+/// on 2 vCPUs, worker 0's sched_yield loop on vCPU 0 kept vCPU 1 from
+/// running at all (the QEMU monitor showed vCPU 1 parked for tens of
+/// seconds on the first instruction of the reschedule-IPI handler it had
+/// just entered, interrupts off; without `pause` vCPU 0's turns never
+/// ended where QEMU moves to the next vCPU), so worker 1 never got ready
+/// and the main thread, asleep on vCPU 1's timer list, never woke.  In
+/// QEMU's TCG `pause` ends the vCPU's turn, so the round-robin moves on.
 pub(super) fn yield_now() {
     if !started_here() {
         return;
     }
     let interrupts_were_enabled = arch::irq::save_disable();
-    schedule(Reason::Yield);
+    let switched = schedule(Reason::Yield);
     arch::irq::restore(interrupts_were_enabled);
+    if !switched {
+        // The spin-wait hint (see above): lets a CPU sharing our execution
+        // engine (SMT sibling, a vCPU of single-threaded TCG) run.
+        core::hint::spin_loop();
+    }
 }
 
 /// Blocks the current thread for at least `ns` nanoseconds (tick
