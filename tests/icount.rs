@@ -19,7 +19,12 @@ const TIMEOUT: u64 = 120;
 
 #[test]
 fn two_vcpus_under_icount_spin_waiting_with_sched_yield() {
-    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/icount");
+    // Canonical: the wrapper skips its own directory in PATH by that name
+    // (with `tests/..` in it, it would find and run itself forever).
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tools/icount")
+        .canonicalize()
+        .expect("tools/icount");
     let wrapper = tools.join("qemu-system-x86_64");
     assert!(wrapper.is_file(), "missing {}", wrapper.display());
     let path = std::env::var_os("PATH").unwrap_or_default();

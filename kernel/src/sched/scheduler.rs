@@ -602,14 +602,15 @@ pub(super) fn block_current() {
 /// with `pause`, the spin-wait hint, so that the other CPU can make
 /// progress when CPUs share an execution engine: an SMT sibling on
 /// hardware, and QEMU's single-threaded TCG, where one host thread runs
-/// every vCPU in turn.  Under `-icount` (tools/icount) that was a hang:
-/// on 2 vCPUs, worker 0's sched_yield loop on vCPU 0 kept vCPU 1 from
-/// running at all (the QEMU monitor showed vCPU 1 parked for tens of
-/// seconds on the first instruction of the reschedule-IPI handler it had
-/// just entered, interrupts off; without `pause` vCPU 0's turns never
-/// ended where QEMU moves to the next vCPU), so worker 1 never got ready
-/// and the main thread, asleep on vCPU 1's timer list, never woke.  In
-/// QEMU's TCG `pause` ends the vCPU's turn, so the round-robin moves on.
+/// every vCPU in turn and `pause` ends the running vCPU's turn ("let
+/// another CPU run").  Under `-icount` (tools/icount) its absence was a
+/// hang after `init: started` on 2 vCPUs: worker 0's sched_yield loop on
+/// vCPU 0 kept vCPU 1 from running at all (the QEMU monitor showed vCPU 1
+/// parked for tens of seconds on the first instruction of the
+/// reschedule-IPI handler it had just entered, interrupts off, while vCPU
+/// 0 went round its yield loop), so nothing vCPU 1 had to do (worker 1 is
+/// pinned there) happened and worker 0 waited forever.  Even idle, vCPU 1 took 2 timer
+/// ticks in 2.26 s while vCPU 0 was busy (226 on vCPU 0).
 pub(super) fn yield_now() {
     if !started_here() {
         return;
