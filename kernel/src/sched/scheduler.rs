@@ -595,13 +595,34 @@ pub(super) fn block_current() {
 
 /// Offers the CPU to another ready thread (nothing to do before the
 /// scheduler runs on this CPU).
+///
+/// When nothing else is ready here the caller keeps the CPU, and a caller
+/// that yields in a loop is spin-waiting for something another CPU must do
+/// (wis workers yield until the main thread says go).  Such a yield ends
+/// with `pause`, the spin-wait hint, so that the other CPU can make
+/// progress when CPUs share an execution engine: an SMT sibling on
+/// hardware, and QEMU's single-threaded TCG, where one host thread runs
+/// every vCPU in turn and `pause` ends the running vCPU's turn ("let
+/// another CPU run").  Under `-icount` (tools/icount) its absence was a
+/// hang after `init: started` on 2 vCPUs: worker 0's sched_yield loop on
+/// vCPU 0 kept vCPU 1 from running at all (the QEMU monitor showed vCPU 1
+/// parked for tens of seconds on the first instruction of the
+/// reschedule-IPI handler it had just entered, interrupts off, while vCPU
+/// 0 went round its yield loop), so nothing vCPU 1 had to do (worker 1 is
+/// pinned there) happened and worker 0 waited forever.  Even idle, vCPU 1 took 2 timer
+/// ticks in 2.26 s while vCPU 0 was busy (226 on vCPU 0).
 pub(super) fn yield_now() {
     if !started_here() {
         return;
     }
     let interrupts_were_enabled = arch::irq::save_disable();
-    schedule(Reason::Yield);
+    let switched = schedule(Reason::Yield);
     arch::irq::restore(interrupts_were_enabled);
+    if !switched {
+        // The spin-wait hint (see above): lets a CPU sharing our execution
+        // engine (SMT sibling, a vCPU of single-threaded TCG) run.
+        core::hint::spin_loop();
+    }
 }
 
 /// Blocks the current thread for at least `ns` nanoseconds (tick
