@@ -472,13 +472,26 @@ pub fn read(
             break;
         }
     }
+    Some(finish(f, offset, at, done, failed))
+}
+
+/// The end of a one-copy `read`/`write`: the file offset advances by the
+/// bytes moved when the call used it; an error counts only when nothing
+/// moved (a short count otherwise, as Linux).
+fn finish(
+    f: &File,
+    offset: Option<u64>,
+    at: u64,
+    done: usize,
+    failed: Option<Errno>,
+) -> Result<usize, Errno> {
     if offset.is_none() {
         f.set_offset(at + done as u64);
     }
-    Some(match failed {
+    match failed {
         Some(e) if done == 0 => Err(e),
         _ => Ok(done),
-    })
+    }
 }
 
 /// `write`/`pwrite64` of `count` (> 0) bytes from `buf` to the server file
@@ -573,13 +586,7 @@ pub fn write(
             break;
         }
     }
-    if offset.is_none() {
-        f.set_offset(at + done as u64);
-    }
-    Some(match failed {
-        Some(e) if done == 0 => Err(e),
-        _ => Ok(done),
-    })
+    Some(finish(f, offset, at, done, failed))
 }
 
 /// The two-copy read of at most `want` bytes at `pos` into `dst` (when

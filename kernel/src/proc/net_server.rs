@@ -44,9 +44,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use super::files::Program;
 use super::process::{find_process, Pid};
 use super::server_replace::Replaced;
-use crate::ipc::{Endpoint, EndpointRef, Notification, Object};
+use crate::ipc::{Endpoint, Notification, Object};
 use crate::memory::server_arena::ServerArena;
-use abi::ipc::{RIGHT_RECV, RIGHT_SEND, SERVICE_NET};
+use abi::ipc::{RIGHT_SEND, SERVICE_NET};
 use abi::Errno;
 
 /// Where netd's arena is mapped in every instance (netd checks it).
@@ -282,16 +282,7 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     );
     let path = format!("/{}", super::servers::NETD_PATH);
     let new_pid = super::init::spawn_server_program(&program, &path, &args, |p| {
-        let a = p.ipc.insert_or_drop(
-            Object::Endpoint(EndpointRef::new(handover.clone(), true)),
-            RIGHT_RECV,
-            0,
-        )?;
-        let b = p.ipc.insert_or_drop(
-            Object::Endpoint(EndpointRef::new(service.clone(), true)),
-            RIGHT_RECV,
-            0,
-        )?;
+        let [a, b] = super::server_replace::receive_endpoints(p, &handover, &service)?;
         let c = p
             .ipc
             .insert_or_drop(Object::Notification(notification.clone()), RIGHT_SEND, 0)?;

@@ -28,6 +28,7 @@
 //! hold the old instance's pinned pages), or hold a lock across the call.
 
 use alloc::format;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -166,17 +167,7 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     ];
     let path = format!("/{}", super::servers::FSD_PATH);
     let new_pid = super::init::spawn_server_program(&program, &path, &argv, |p| {
-        let a = p.ipc.insert_or_drop(
-            Object::Endpoint(EndpointRef::new(handover.clone(), true)),
-            RIGHT_RECV,
-            0,
-        )?;
-        let b = p.ipc.insert_or_drop(
-            Object::Endpoint(EndpointRef::new(service.clone(), true)),
-            RIGHT_RECV,
-            0,
-        )?;
-        if [a, b] != FIRST_HANDLES {
+        if receive_endpoints(p, &handover, &service)? != FIRST_HANDLES {
             return Err(Errno::EIO);
         }
         Ok(())
@@ -307,4 +298,23 @@ pub(crate) fn parse_secs(s: &str) -> Option<u64> {
         scale /= 10;
     }
     whole.checked_mul(1_000_000_000)?.checked_add(frac)
+}
+
+/// Gives a successor server, before its first instruction, its first two
+/// handles: receive rights on the hand-over endpoint and on the service
+/// endpoint (the file and the network server alike).
+pub(super) fn receive_endpoints(
+    p: &Arc<super::process::Process>,
+    handover: &Arc<Endpoint>,
+    service: &Arc<Endpoint>,
+) -> Result<[u64; 2], Errno> {
+    let mut handles = [0; 2];
+    for (slot, endpoint) in handles.iter_mut().zip([handover, service]) {
+        *slot = p.ipc.insert_or_drop(
+            Object::Endpoint(EndpointRef::new(endpoint.clone(), true)),
+            RIGHT_RECV,
+            0,
+        )?;
+    }
+    Ok(handles)
 }
