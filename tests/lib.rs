@@ -289,6 +289,45 @@ pub fn expect_exit(result: &RunResult, status: u32) {
     );
 }
 
+/// How many lines of `serial` (the kernel's log) contain `what`.
+pub fn log_lines(serial: &str, what: &str) -> usize {
+    serial.lines().filter(|l| l.contains(what)).count()
+}
+
+/// A server-replacement checker (`replace_check`, `net_replace_check`)
+/// run with `args` in `structure=servers` on `cores` vCPUs: it passed, no
+/// operation failed or read wrong data, and the kernel logged `rounds`
+/// lines containing `replaced`.
+pub fn replacement_checked(
+    name: &str,
+    cores: usize,
+    args: &[&str],
+    timeout_secs: u64,
+    rounds: usize,
+    replaced: &str,
+) {
+    let result = run_structure(
+        &program(name),
+        cores,
+        args,
+        &[],
+        timeout_secs,
+        comparison::run::Structure::Servers,
+        None,
+    );
+    expect_pass(&result, name);
+    check_run(
+        &result,
+        result.output.contains("failed=0 wrong=0"),
+        "expected no failed and no wrong operation",
+    );
+    check_run(
+        &result,
+        log_lines(&result.outcome.serial, replaced) == rounds,
+        &format!("expected the kernel to log {rounds} lines `{replaced}`"),
+    );
+}
+
 /// A self-checking program passed: exit 0, its `NAME: pass` line, no `WRONG`.
 pub fn expect_pass(result: &RunResult, name: &str) {
     expect_exit(result, 0);

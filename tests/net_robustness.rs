@@ -26,33 +26,14 @@ use std::time::Duration;
 
 const TIMEOUT: u64 = 600;
 
-fn count(serial: &str, what: &str) -> usize {
-    serial.lines().filter(|l| l.contains(what)).count()
-}
-
 fn replace_check(cores: usize, args: &[&str], rounds: usize) {
-    let result = run_structure(
-        &program("net_replace_check"),
+    replacement_checked(
+        "net_replace_check",
         cores,
         args,
-        &[],
         TIMEOUT,
-        Structure::Servers,
-        None,
-    );
-    expect_pass(&result, "net_replace_check");
-    check_run(
-        &result,
-        result.output.contains("failed=0 wrong=0"),
-        "expected no failed and no wrong round trip",
-    );
-    check_run(
-        &result,
-        count(
-            &result.outcome.serial,
-            "servers: replaced the network server",
-        ) == rounds,
-        &format!("expected the kernel to log {rounds} network-server replacements"),
+        rounds,
+        "servers: replaced the network server",
     );
 }
 
@@ -97,7 +78,7 @@ fn net_crash_at_seeded_points() {
         let serial = &result.outcome.serial;
         check_run(
             &result,
-            count(serial, "servers: network server restarted as pid") == 1,
+            log_lines(serial, "servers: network server restarted as pid") == 1,
             "expected the kernel to restart the network server once",
         );
         check_run(
@@ -215,7 +196,7 @@ fn host_connection_survives_a_net_replacement() {
     check_run(&result, host.is_ok(), &format!("host: {host:?}"));
     check_run(
         &result,
-        count(
+        log_lines(
             &result.outcome.serial,
             "servers: replaced the network server",
         ) == 1,
@@ -248,7 +229,7 @@ fn host_echo_resumes_after_a_net_crash() {
     check_run(&result, host.is_ok(), &format!("host: {host:?}"));
     check_run(
         &result,
-        count(
+        log_lines(
             &result.outcome.serial,
             "servers: network server restarted as pid",
         ) == 1,

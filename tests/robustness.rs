@@ -25,34 +25,14 @@ use integration_tests::*;
 
 const TIMEOUT: u64 = 600;
 
+const FS_REPLACED: &str = "servers: replaced the file server";
+
 fn replaced_count(serial: &str) -> usize {
-    serial
-        .lines()
-        .filter(|l| l.contains("servers: replaced the file server"))
-        .count()
+    log_lines(serial, FS_REPLACED)
 }
 
 fn replace_check(cores: usize, args: &[&str], rounds: usize) {
-    let result = run_structure(
-        &program("replace_check"),
-        cores,
-        args,
-        &[],
-        TIMEOUT,
-        Structure::Servers,
-        None,
-    );
-    expect_pass(&result, "replace_check");
-    check_run(
-        &result,
-        result.output.contains("failed=0 wrong=0"),
-        "expected no failed and no wrong operation",
-    );
-    check_run(
-        &result,
-        replaced_count(&result.outcome.serial) == rounds,
-        &format!("expected the kernel to log {rounds} replacements"),
-    );
+    replacement_checked("replace_check", cores, args, TIMEOUT, rounds, FS_REPLACED);
 }
 
 #[test]
@@ -132,12 +112,10 @@ fn crashes_at_seeded_points() {
             None,
         );
         expect_pass(&result, "crash_check");
-        let restarts = result
-            .outcome
-            .serial
-            .lines()
-            .filter(|l| l.contains("servers: file server restarted as pid"))
-            .count();
+        let restarts = log_lines(
+            &result.outcome.serial,
+            "servers: file server restarted as pid",
+        );
         check_run(
             &result,
             restarts == 3,
