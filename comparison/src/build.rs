@@ -127,33 +127,20 @@ pub fn build_servers_kernel(quiet: bool) -> Result<PathBuf> {
         return Ok(path.clone());
     }
     let root = workspace_root();
-    let mut cmd = Command::new(cargo());
-    cmd.args([
-        "build",
-        "--profile",
-        SERVERS_PROFILE,
-        "-p",
-        "kernel",
-        "--no-default-features",
-        "--target",
-        BARE_METAL_TARGET,
-    ])
-    .current_dir(&root);
-    if quiet {
-        cmd.arg("--quiet");
-    }
-    let out = cmd
-        .output()
-        .context("running cargo to build the servers kernel image")?;
-    if !quiet {
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    }
-    if !out.status.success() {
-        bail!(
-            "building the servers kernel image failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    cargo_build(
+        &root,
+        &[
+            "--profile",
+            SERVERS_PROFILE,
+            "-p",
+            "kernel",
+            "--no-default-features",
+            "--target",
+            BARE_METAL_TARGET,
+        ],
+        quiet,
+        "the servers kernel image",
+    )?;
     let path = target_dir(&root)?
         .join(BARE_METAL_TARGET)
         .join(SERVERS_PROFILE)
@@ -165,37 +152,48 @@ pub fn build_servers_kernel(quiet: bool) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Build kernel and loader (release profile) and return their paths.
-/// cargo's own output goes to our stderr unless `quiet`.
-pub fn build_bare_metal(quiet: bool) -> Result<Artifacts> {
-    let root = workspace_root();
+/// `cargo build ARGS` in the workspace `root`; cargo's own output goes to
+/// our stderr unless `quiet`; a failure names `what` and gives cargo's
+/// output.
+fn cargo_build(root: &Path, args: &[&str], quiet: bool, what: &str) -> Result<()> {
     let mut cmd = Command::new(cargo());
-    cmd.args([
-        "build",
-        "--release",
-        "-p",
-        "kernel",
-        "-p",
-        "loader",
-        "--target",
-        BARE_METAL_TARGET,
-    ])
-    .current_dir(&root);
+    cmd.arg("build").args(args).current_dir(root);
     if quiet {
         cmd.arg("--quiet");
     }
     let out = cmd
         .output()
-        .context("running cargo to build the kernel and loader")?;
+        .with_context(|| format!("running cargo to build {what}"))?;
     if !quiet {
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
     }
     if !out.status.success() {
         bail!(
-            "building kernel and loader failed (is the toolchain installed? run tools/setup.sh):\n{}",
+            "building {what} failed (is the toolchain installed? run tools/setup.sh):\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    Ok(())
+}
+
+/// Build kernel and loader (release profile) and return their paths.
+/// cargo's own output goes to our stderr unless `quiet`.
+pub fn build_bare_metal(quiet: bool) -> Result<Artifacts> {
+    let root = workspace_root();
+    cargo_build(
+        &root,
+        &[
+            "--release",
+            "-p",
+            "kernel",
+            "-p",
+            "loader",
+            "--target",
+            BARE_METAL_TARGET,
+        ],
+        quiet,
+        "the kernel and loader",
+    )?;
     let target_dir = target_dir(&root)?;
     let bin_dir = target_dir.join(BARE_METAL_TARGET).join("release");
     let artifacts = Artifacts {
