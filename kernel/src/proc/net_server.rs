@@ -164,7 +164,16 @@ fn start_instance(
         .ipc
         .insert_or_drop(Object::Notification(notification.clone()), RIGHT_SEND, 0)
         .map_err(|e| format!("a notification for netd: errno {}", e.0))?;
-    crate::sockets::remote::attach(pid, notify, notification.clone())
+    // One report notification per CPU with per-core placement.
+    let mut shard_notify = Vec::new();
+    for n in crate::sockets::remote::shard_notifications() {
+        let h = process
+            .ipc
+            .insert_or_drop(Object::Notification(n.clone()), RIGHT_SEND, 0)
+            .map_err(|e| format!("a report notification for netd: errno {}", e.0))?;
+        shard_notify.push(h);
+    }
+    crate::sockets::remote::attach(pid, notify, notification.clone(), &shard_notify)
         .map_err(|e| format!("attach to the network server: errno {}", e.0))?;
     log::info!(
         "servers: network server /{} is pid {}, SERVICE_NET registered after {} ms",

@@ -87,6 +87,27 @@ static READY: AtomicBool = AtomicBool::new(false);
 /// Whether the first delegated socket was logged (tests look for it).
 static LOGGED: AtomicBool = AtomicBool::new(false);
 
+/// One notification per CPU when the server runs one serving thread per
+/// CPU (`servers.placement=percore`, more than one CPU), else none: the
+/// server files a report in the shard of the thread that armed the
+/// handle (the waiting caller's CPU), raises that shard's notification
+/// (`NotifyShard`), and that CPU's collector takes it (`PollChanged
+/// { shard }`) and wakes the caller there, with no cross-CPU wakeup and
+/// no one collector thread that every CPU's reports queue behind.  Made
+/// once; the same objects serve every server instance.
+static SHARD_NOTIFY: spin::Once<Vec<Arc<Notification>>> = spin::Once::new();
+
+/// The per-CPU report notifications (empty: one collector for all; see
+/// `SHARD_NOTIFY`).
+pub fn shard_notifications() -> &'static [Arc<Notification>] {
+    SHARD_NOTIFY.call_once(|| {
+        let cpus = percpu::cpu_count();
+        let percore = crate::proc::servers::placement() == crate::cmdline::Placement::PerCore;
+        let n = if percore && cpus > 1 { cpus } else { 0 };
+        (0..n).map(|_| Arc::new(Notification::new())).collect()
+    })
+}
+
 /// Live remote sockets by server handle (for readiness reports).
 static SOCKETS: spin::Mutex<BTreeMap<u64, Weak<RemoteInet>>> = spin::Mutex::new(BTreeMap::new());
 
@@ -115,9 +136,9 @@ fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<
     // Only replies that carry bytes get a buffer (most carry words only:
     // an 8 KiB buffer made for each would cost more than the call).
     let capacity = match req {
-        Request::Recv { .. } | Request::RecvMore { .. } | Request::PollChanged { .. } => {
-            MAX_PAYLOAD
-        }
+        // A receive gets at most what it asked for.
+        Request::Recv { len, .. } => (*len as usize).min(MAX_PAYLOAD),
+        Request::RecvMore { .. } | Request::PollChanged { .. } => MAX_PAYLOAD,
         Request::GetOpt { .. } => MAX_OPT,
         _ => 0,
     };
@@ -185,15 +206,41 @@ fn close_handle(handle: Handle) {
 
 /// Boot (`structure=servers`, once netd registered `SERVICE_NET`):
 /// attaches with `notify` (the notification's handle in the server's
-/// table; the kernel keeps `notification`), starts the collector thread
-/// and turns delegation on.
-pub fn attach(server_pid: i32, notify: u64, notification: Arc<Notification>) -> Result<(), Errno> {
+/// table; the kernel keeps `notification`), names the per-CPU
+/// notifications (`shard_notify[i]`: the handle of
+/// `shard_notifications()[i]` in the server's table), starts the
+/// collector threads and turns delegation on.  A server that refuses a
+/// shard keeps reporting through `notify` (the unpinned collector takes
+/// every shard).
+pub fn attach(
+    server_pid: i32,
+    notify: u64,
+    notification: Arc<Notification>,
+    shard_notify: &[u64],
+) -> Result<(), Errno> {
     SERVER_PID.store(server_pid, Ordering::Relaxed);
     done(&Request::Attach { notify })?;
+    for (i, &h) in shard_notify.iter().enumerate() {
+        let shard = i as u32;
+        if let Err(e) = done(&Request::NotifyShard { shard, notify: h }) {
+            log::warn!(
+                "servers: the network server refused report shard {i} (errno {}): one collector",
+                e.0
+            );
+            break;
+        }
+    }
     READY.store(true, Ordering::Release);
     if !COLLECTING.swap(true, Ordering::AcqRel) {
-        crate::sched::try_spawn("netd-reports", None, move || collector(notification))
+        crate::sched::try_spawn("netd-reports", None, move || collector(notification, None))
             .map_err(|_| Errno::ENOMEM)?;
+        for (cpu, n) in shard_notifications().iter().enumerate() {
+            let n = n.clone();
+            crate::sched::try_spawn("netd-reports", Some(cpu), move || {
+                collector(n, Some(cpu as u32))
+            })
+            .map_err(|_| Errno::ENOMEM)?;
+        }
     }
     ACTIVE.store(true, Ordering::Relaxed);
     Ok(())
@@ -253,9 +300,10 @@ fn check_server_alive() {
 }
 
 /// The collector: waits for the server's notification, then collects
-/// every report (`PollChanged` until `more` is 0) and wakes the reported
-/// sockets' waiters.  A kernel thread: never interrupted by signals.
-fn collector(notification: Arc<Notification>) {
+/// every report (of `shard` only, when it is a CPU's collector:
+/// `PollChanged` until `more` is 0) and wakes the reported sockets'
+/// waiters.  A kernel thread: never interrupted by signals.
+fn collector(notification: Arc<Notification>, shard: Option<u32>) {
     let mut ready: Vec<(u64, u32)> = Vec::new();
     loop {
         if notification.wait(&|| false).is_err() {
@@ -266,6 +314,7 @@ fn collector(notification: Arc<Notification>) {
             let more = with(
                 &Request::PollChanged {
                     max: MAX_CHANGES as u32,
+                    shard,
                 },
                 |r| match r {
                     Reply::Changed { changes, more } => {
@@ -433,6 +482,12 @@ impl RemoteInet {
         }
     }
 
+    /// Runs `op`, a call that carried its own `arm` bits (the server armed
+    /// on `EAGAIN`, or reported at once if ready: nothing more to do).
+    fn op_armed<T>(&self, op: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+        op()
+    }
+
     /// Runs `op`; on `EAGAIN` arms `bits` first (`again` also counts as
     /// waiting, for connect's `EINPROGRESS`/`EALREADY`).
     fn op<T>(
@@ -450,12 +505,15 @@ impl RemoteInet {
         r
     }
 
+    /// One `Send`; `arm`: the bits to arm if it says `EAGAIN` (only a
+    /// piece whose `EAGAIN` the caller waits on).
     fn send_piece(
         &self,
         dest: Option<SocketAddrV4>,
         more: bool,
         offset: usize,
         data: &[u8],
+        arm: u32,
     ) -> Result<usize, Errno> {
         let offset = u32::try_from(offset).map_err(|_| EMSGSIZE)?;
         with(
@@ -465,6 +523,7 @@ impl RemoteInet {
                 more,
                 offset,
                 data,
+                arm,
             },
             |r| match r {
                 Reply::Sent { count } => Some(count as usize),
@@ -476,9 +535,11 @@ impl RemoteInet {
     fn send_now(&self, data: &[u8], dest: Option<SocketAddrV4>) -> Result<usize, Errno> {
         if self.sock_type == SOCK_STREAM {
             // Pieces of one message each; stop at the first short one.
+            // Only the first piece's EAGAIN is returned (then waited on).
             let mut sent = 0;
             for piece in data.chunks(MAX_PAYLOAD) {
-                match self.send_piece(dest, false, 0, piece) {
+                let arm = if sent == 0 { WRITABLE } else { 0 };
+                match self.send_piece(dest, false, 0, piece, arm) {
                     Ok(n) => {
                         sent += n;
                         if n < piece.len() {
@@ -489,12 +550,12 @@ impl RemoteInet {
                 }
             }
             if data.is_empty() {
-                return self.send_piece(dest, false, 0, data);
+                return self.send_piece(dest, false, 0, data, WRITABLE);
             }
             return Ok(sent);
         }
         if data.len() <= MAX_PAYLOAD {
-            return self.send_piece(dest, false, 0, data);
+            return self.send_piece(dest, false, 0, data, WRITABLE);
         }
         if data.len() > MAX_DATAGRAM {
             return Err(EMSGSIZE);
@@ -504,10 +565,10 @@ impl RemoteInet {
         let last = (data.len() - 1) / MAX_PAYLOAD * MAX_PAYLOAD;
         let mut off = 0;
         while off < last {
-            self.send_piece(None, true, off, &data[off..off + MAX_PAYLOAD])?;
+            self.send_piece(None, true, off, &data[off..off + MAX_PAYLOAD], 0)?;
             off += MAX_PAYLOAD;
         }
-        self.send_piece(dest, false, last, &data[last..])
+        self.send_piece(dest, false, last, &data[last..], WRITABLE)
             .map(|_| data.len())
     }
 
@@ -518,6 +579,7 @@ impl RemoteInet {
                 handle: self.handle,
                 len: want as u32,
                 peek,
+                arm: READABLE,
             },
             |r| match r {
                 Reply::Received {
@@ -614,10 +676,11 @@ impl Socket for RemoteInet {
 
     fn accept(&self) -> Result<(Arc<dyn Socket>, Option<SockAddr>), Errno> {
         let (handle, peer) = self.live(false, || {
-            self.op(READABLE, &[], || {
+            self.op_armed(|| {
                 with(
                     &Request::Accept {
                         handle: self.handle,
+                        arm: READABLE,
                     },
                     |r| match r {
                         Reply::Accepted { handle, peer, .. } => Some((handle, peer)),
@@ -651,7 +714,7 @@ impl Socket for RemoteInet {
     fn send(&self, data: &[u8], _flags: u32, to: Option<&SockAddr>) -> Result<usize, Errno> {
         let dest = to.map(inet_addr).transpose()?;
         self.live(true, || {
-            self.op(WRITABLE, &[], || self.send_now(data, dest))
+            self.op_armed(|| self.send_now(data, dest))
         })
     }
 
@@ -669,7 +732,7 @@ impl Socket for RemoteInet {
             });
         }
         self.live(false, || {
-            self.op(READABLE, &[], || self.recv_now(out, flags & MSG_PEEK != 0))
+            self.op_armed(|| self.recv_now(out, flags & MSG_PEEK != 0))
         })
     }
 
@@ -786,6 +849,7 @@ impl Socket for RemoteInet {
                 handle: self.handle,
                 len: MAX_RECV as u32,
                 peek: true,
+                arm: 0,
             },
             |r| match r {
                 Reply::Received { len, .. } => Some(len as usize),

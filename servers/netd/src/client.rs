@@ -117,7 +117,7 @@ impl<C: Call> Client<C> {
 
     /// (new handle, peer, local).
     pub fn accept(&self, handle: Handle) -> Result<(Handle, SocketAddrV4, SocketAddrV4), Errno> {
-        self.with(&Request::Accept { handle }, |r| match r {
+        self.with(&Request::Accept { handle, arm: 0 }, |r| match r {
             Reply::Accepted {
                 handle,
                 peer,
@@ -145,6 +145,7 @@ impl<C: Call> Client<C> {
             more,
             offset: offset as u32,
             data,
+            arm: 0,
         };
         self.with(&req, |r| match r {
             // The last piece of a staged datagram sends all of it.
@@ -224,6 +225,7 @@ impl<C: Call> Client<C> {
             handle,
             len: len.min(MAX_RECV) as u32,
             peek,
+            arm: 0,
         };
         let (total, from, mut data, token) = self.with(&req, |r| match r {
             Reply::Received {
@@ -321,6 +323,7 @@ impl<C: Call> Client<C> {
     pub fn poll_changed(&self, max: usize) -> Result<(Vec<(Handle, u32)>, bool), Errno> {
         let req = Request::PollChanged {
             max: max.clamp(1, MAX_CHANGES) as u32,
+            shard: None,
         };
         self.with(&req, |r| match r {
             Reply::Changed { changes, more } => Some((changes.iter().collect(), more)),

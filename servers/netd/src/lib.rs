@@ -75,8 +75,23 @@ pub trait Transport {
 pub trait Signal: Send + Sync {
     fn signal(&self, client: u64, bits: u64);
 
+    /// A report of shard `shard` (a server thread; see `readiness`) is
+    /// waiting: the shard's own notification if `NotifyShard` named one,
+    /// else the client's (`signal`).
+    fn signal_shard(&self, client: u64, _shard: usize, bits: u64) {
+        self.signal(client, bits)
+    }
+
+    /// `NotifyShard { shard, notify }` from `client`: where that shard's
+    /// signals go (a handle in the server's IPC handle table).  `EINVAL`
+    /// when this transport has no per-shard signals.
+    fn attach_shard(&self, _client: u64, _shard: usize, _notify: u64) -> Result<(), abi::Errno> {
+        Err(abi::Errno::EINVAL)
+    }
+
     /// `Attach { notify }` from `client`: where its signals go from now on
     /// (a notification handle in the server's IPC handle table; 0 keeps
-    /// the transport's own way).  Called before the generation starts.
+    /// the transport's own way).  Called before the generation starts;
+    /// forgets the client's per-shard notifications.
     fn attach(&self, _client: u64, _notify: u64) {}
 }

@@ -2,23 +2,29 @@
 //! client's notification bit.
 //!
 //! Owns `ClientState` (one per client generation: the reports waiting for
-//! `PollChanged`, sharded per server thread, and whether the client has
-//! been signalled since it last collected) and `Watch` (one per socket:
-//! its handle and the bits it is armed for).
+//! `PollChanged`, sharded per server thread, and per shard whether the
+//! client has been signalled since it last collected that shard) and
+//! `Watch` (one per socket: its handle, the bits it is armed for and the
+//! shard its report goes to).
 //!
 //! Protocol: `Poll { arm }` ORs bits into the watch *before* reading the
 //! socket's events.  `net` calls `notify` whenever the socket's readiness
 //! may have changed; `Watch::fire` takes the armed bits (disarming: one
 //! report per arming, so a client's pending reports are bounded by its
-//! handles) and queues `(handle, bits)` on the client.  The first report
-//! after the client collected raises its notification bit once.
-//! `ClientState::take` clears that flag *before* draining, so a report
-//! queued during or after a collection signals again: no lost wakeup.
+//! handles) and queues `(handle, bits)` on the client, in the shard of
+//! the server thread that armed it (with per-core placement: the CPU of
+//! the thread that waits).  The first report of a shard after the client
+//! collected it raises the shard's signal once (`Signal::signal_shard`:
+//! the shard's own notification if the client named one with
+//! `NotifyShard`, else the client's).  `ClientState::take` clears that
+//! flag *before* draining, so a report queued during or after a
+//! collection signals again: no lost wakeup.
 //!
 //! Sharing (why not per-CPU): a socket's readiness changes on whichever
 //! server thread runs the peer's operation or the timer, so reports cross
-//! threads; they go to the reporting thread's shard of the client (one
-//! short mutex per push), and only `PollChanged` visits every shard.
+//! threads (one short mutex per push into the arming thread's shard); a
+//! client that collects per shard (one collector per CPU) then takes only
+//! its own CPU's reports, and `PollChanged` without a shard visits all.
 //!
 //! Must not: call into `net` or block (`fire` runs inside `net`'s notify,
 //! with no `net` lock held but on the hot path of every socket operation).
@@ -40,8 +46,8 @@ pub struct ClientState {
     id: u64,
     bit: u64,
     signal: Arc<dyn Signal>,
-    /// Signalled and not yet collected.
-    pending: AtomicBool,
+    /// Per shard: signalled and not yet collected.
+    pending: Box<[CachePadded<AtomicBool>]>,
     /// Reports `(handle, armed bits)`, one shard per server thread.
     shards: Box<[CachePadded<Reports>]>,
 }
@@ -52,7 +58,9 @@ impl ClientState {
             id,
             bit,
             signal,
-            pending: AtomicBool::new(false),
+            pending: (0..shards.max(1))
+                .map(|_| CachePadded::new(AtomicBool::new(false)))
+                .collect(),
             shards: (0..shards.max(1))
                 .map(|_| CachePadded::new(Mutex::new(Vec::new())))
                 .collect(),
@@ -66,29 +74,42 @@ impl ClientState {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a report and signals the client if it has collected since
-    /// the last signal.
-    pub fn push(&self, h: Handle, bits: u32) {
-        self.shard(worker()).push((h, bits));
-        if !self.pending.swap(true, Ordering::SeqCst) {
-            self.signal.signal(self.id, self.bit);
+    /// The shards reports are kept in.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Queues a report in `shard` and signals the client if it has
+    /// collected that shard since its last signal.
+    pub fn push(&self, shard: usize, h: Handle, bits: u32) {
+        let shard = shard % self.shards.len();
+        self.shard(shard).push((h, bits));
+        if !self.pending[shard].swap(true, Ordering::SeqCst) {
+            self.signal.signal_shard(self.id, shard, self.bit);
         }
     }
 
-    /// Every queued report (the flag is cleared first: see the module doc).
-    pub fn take(&self) -> Vec<(Handle, u32)> {
-        self.pending.store(false, Ordering::SeqCst);
+    /// Every queued report of `shard` (`None`: of every shard); the flags
+    /// are cleared first (see the module doc).
+    pub fn take(&self, shard: Option<usize>) -> Vec<(Handle, u32)> {
+        let range = match shard {
+            Some(s) => s % self.shards.len()..s % self.shards.len() + 1,
+            None => 0..self.shards.len(),
+        };
+        for i in range.clone() {
+            self.pending[i].store(false, Ordering::SeqCst);
+        }
         let mut all = Vec::new();
-        for i in 0..self.shards.len() {
+        for i in range {
             all.append(&mut self.shard(i));
         }
         all
     }
 
-    /// Puts back reports a reply had no room for (the reply says "more",
-    /// so no new signal is needed for them).
-    pub fn put_back(&self, rest: impl IntoIterator<Item = (Handle, u32)>) {
-        self.shard(worker()).extend(rest);
+    /// Puts back reports of `shard` a reply had no room for (the reply
+    /// says "more", so no new signal is needed for them).
+    pub fn put_back(&self, shard: usize, rest: impl IntoIterator<Item = (Handle, u32)>) {
+        self.shard(shard).extend(rest);
     }
 
     /// Reports waiting (tests, diagnostics).
@@ -103,6 +124,8 @@ pub struct Watch {
     /// The socket's handle (0 until it has one).
     handle: AtomicU64,
     armed: AtomicU32,
+    /// The shard of the last arming (where the report goes).
+    shard: AtomicU32,
 }
 
 impl Watch {
@@ -111,6 +134,7 @@ impl Watch {
             client,
             handle: AtomicU64::new(0),
             armed: AtomicU32::new(0),
+            shard: AtomicU32::new(0),
         }
     }
 
@@ -118,9 +142,17 @@ impl Watch {
         self.handle.store(h.0, Ordering::Release);
     }
 
-    /// Adds `bits` to the armed set; returns the armed set after.
-    pub fn arm(&self, bits: u32) -> u32 {
+    /// Adds `bits` to the armed set, reporting to `shard`; returns the
+    /// armed set after.  (The shard is stored first: a report fired by
+    /// the new bits goes to it.)
+    pub fn arm(&self, bits: u32, shard: usize) -> u32 {
+        self.shard.store(shard as u32, Ordering::SeqCst);
         self.armed.fetch_or(bits, Ordering::SeqCst) | bits
+    }
+
+    /// Arms `bits` for the calling server thread's shard.
+    pub fn arm_here(&self, bits: u32) -> u32 {
+        self.arm(bits, worker())
     }
 
     /// Disarms; returns the bits that were armed.
@@ -136,7 +168,8 @@ impl Watch {
         }
         let bits = self.disarm();
         if bits != 0 {
-            self.client.push(Handle(h), bits);
+            let shard = self.shard.load(Ordering::SeqCst) as usize;
+            self.client.push(shard, Handle(h), bits);
         }
     }
 }

@@ -273,6 +273,20 @@ impl NetServer {
         }
     }
 
+    /// After an operation that carried `arm`: on `EAGAIN` arms the handle
+    /// for `arm` in the calling thread's shard; if the socket is ready by
+    /// now (a peer on another thread changed it since the operation
+    /// looked), reports it at once so the client's wait ends.
+    fn arm_on_again<T>(&self, s: &Sock, arm: u32, r: Result<T, Errno>) -> Result<T, Errno> {
+        if arm != 0 && matches!(r, Err(e) if e == Errno::EAGAIN) {
+            let armed = s.watch.arm_here(arm);
+            if s.sock.poll_events() & EVENT_BITS & armed != 0 {
+                s.watch.fire();
+            }
+        }
+        r
+    }
+
     fn close(&self, s: &Sock) {
         s.watch.disarm();
         s.sock.close();
@@ -315,8 +329,9 @@ impl NetServer {
                 self.sock(client, handle)?.sock.listen(backlog)?;
                 done()
             }
-            Request::Accept { handle } => {
-                let (new, peer) = self.sock(client, handle)?.sock.accept()?;
+            Request::Accept { handle, arm } => {
+                let s = self.sock(client, handle)?;
+                let (new, peer) = self.arm_on_again(&s, arm, s.sock.accept())?;
                 let local = new.local_addr()?;
                 let handle = self.adopt(client, new)?;
                 ok(Reply::Accepted {
@@ -335,17 +350,24 @@ impl NetServer {
                 more,
                 offset,
                 data,
+                arm,
             } => {
                 let s = self.sock(client, handle)?;
-                let count = self.send(&s, dest, more, offset as usize, data)?;
+                let sent = self.send(&s, dest, more, offset as usize, data);
+                let count = self.arm_on_again(&s, arm, sent)?;
                 ok(Reply::Sent {
                     count: count as u64,
                 })
             }
-            Request::Recv { handle, len, peek } => {
+            Request::Recv {
+                handle,
+                len,
+                peek,
+                arm,
+            } => {
                 let s = self.sock(client, handle)?;
                 let mut buf = vec![0u8; (len as usize).min(MAX_RECV)];
-                let (n, from) = s.sock.recv(&mut buf, peek)?;
+                let (n, from) = self.arm_on_again(&s, arm, s.sock.recv(&mut buf, peek))?;
                 buf.truncate(n);
                 let head = n.min(MAX_PAYLOAD);
                 let mut held = lock(&s.held);
@@ -427,7 +449,7 @@ impl NetServer {
                 let s = self.sock(client, handle)?;
                 // Arm before reading the events: a change after the read
                 // fires the watch (no lost wakeup).
-                let armed = if arm != 0 { s.watch.arm(arm) } else { 0 };
+                let armed = if arm != 0 { s.watch.arm_here(arm) } else { 0 };
                 let ev = s.sock.poll_events() & EVENT_BITS;
                 if ev & armed != 0 {
                     // Ready now: the caller will not sleep, no report needed.
@@ -435,7 +457,16 @@ impl NetServer {
                 }
                 ok(Reply::Events(ev))
             }
-            Request::PollChanged { max } => self.poll_changed(client, max as usize),
+            Request::PollChanged { max, shard } => {
+                self.poll_changed(client, max as usize, shard.map(|s| s as usize))
+            }
+            Request::NotifyShard { shard, notify } => {
+                if shard as usize >= self.client(client).shards() {
+                    return Err(Errno::EINVAL);
+                }
+                self.signal.attach_shard(client, shard as usize, notify)?;
+                done()
+            }
         }
     }
 
@@ -478,17 +509,27 @@ impl NetServer {
         }
     }
 
-    fn poll_changed(&self, client: u64, max: usize) -> Result<Message, Errno> {
+    /// Reports of `shard` (`None`: of every shard), re-armed in it.
+    fn poll_changed(
+        &self,
+        client: u64,
+        max: usize,
+        shard: Option<usize>,
+    ) -> Result<Message, Errno> {
         let max = max.clamp(1, MAX_CHANGES);
         let state = self.client(client);
-        let mut reports = state.take().into_iter();
+        if shard.is_some_and(|s| s >= state.shards()) {
+            return Err(Errno::EINVAL);
+        }
+        let home = shard.unwrap_or_else(crate::platform::worker);
+        let mut reports = state.take(shard).into_iter();
         let mut out = Vec::new();
         let mut n = 0;
         let mut more = false;
         while let Some((h, bits)) = reports.next() {
             if n == max {
                 let rest: Vec<_> = std::iter::once((h, bits)).chain(reports).collect();
-                state.put_back(rest);
+                state.put_back(home, rest);
                 more = true;
                 break;
             }
@@ -498,7 +539,7 @@ impl NetServer {
             };
             // Re-arm, then read: not ready yet stays armed (and a change
             // after the read fires again); ready is reported and disarmed.
-            let armed = s.watch.arm(bits);
+            let armed = s.watch.arm(bits, home);
             let ev = s.sock.poll_events() & EVENT_BITS;
             if ev & armed != 0 {
                 s.watch.disarm();

@@ -173,6 +173,7 @@ fn error_paths() {
         more: true,
         offset: 0,
         data: b"x",
+        arm: 0,
     };
     let r = b.raw(staged.encode().unwrap()).unwrap();
     assert_eq!(r.label, Errno::EINVAL.0 as u64);
@@ -190,6 +191,7 @@ fn error_paths() {
         more,
         offset: off,
         data: &[7; 100],
+        arm: 0,
     };
     assert_eq!(b.raw(piece(0, true).encode().unwrap()).unwrap().label, 0);
     assert_eq!(b.raw(piece(50, true).encode().unwrap()).unwrap().label, 22);
@@ -421,4 +423,81 @@ proptest! {
         let ok = Request::Socket { kind: Kind::Dgram, protocol: 0 }.encode().unwrap();
         prop_assert_eq!(server.handle(1, ok.view()).label, 0);
     }
+}
+
+/// A `Recv` with `arm` arms on `EAGAIN` (no `Poll` call), and the report
+/// goes to the shard of the server thread that armed it: `PollChanged
+/// { shard }` of that shard has it, the other shard's is empty.
+#[test]
+fn recv_arms_on_eagain_and_reports_in_the_arming_shard() {
+    let st = setup(2);
+    let a = st.client(1);
+    let b = st.client(0);
+    let l = a.socket(Kind::Stream).unwrap();
+    a.bind(l, lo(7600)).unwrap();
+    a.listen(l, 4).unwrap();
+    let s = b.socket(Kind::Stream).unwrap();
+    connect(&b, s, lo(7600)).unwrap();
+    let (acc, _, _) = accept(&a, l);
+    let recv_msg = |arm: u32| {
+        Request::Recv {
+            handle: acc,
+            len: 16,
+            peek: false,
+            arm,
+        }
+        .encode()
+        .unwrap()
+    };
+    let r = a.raw(recv_msg(EPOLLIN)).unwrap();
+    assert_eq!(r.label, Errno::EAGAIN.0 as u64);
+    assert_eq!(a.conn().take_bits(), 0);
+    b.send_stream(s, b"hi").unwrap();
+    assert_eq!(a.conn().wait_bits(), READY_BIT);
+    let changed = |shard: u32| {
+        let m = a
+            .raw(
+                Request::PollChanged {
+                    max: 8,
+                    shard: Some(shard),
+                }
+                .encode()
+                .unwrap(),
+            )
+            .unwrap();
+        match Reply::decode(Op::PollChanged, m.view()).unwrap().unwrap() {
+            Reply::Changed { changes, more } => {
+                assert!(!more);
+                changes.iter().collect::<Vec<_>>()
+            }
+            r => panic!("not a PollChanged reply: {r:?}"),
+        }
+    };
+    assert_eq!(changed(0), vec![]);
+    let got = changed(1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, acc);
+    assert_ne!(got[0].1 & EPOLLIN, 0);
+    // Without arm nothing is armed: a later change is not reported.
+    assert_eq!(recv(&a, acc, 16), b"hi");
+    assert_eq!(a.raw(recv_msg(0)).unwrap().label, Errno::EAGAIN.0 as u64);
+    b.send_stream(s, b"!").unwrap();
+    assert_eq!(a.conn().take_bits(), 0);
+    assert!(a.collect().unwrap().is_empty());
+    // A shard the server does not have; a transport without per-shard
+    // signals refuses to route one.
+    let bad = Request::PollChanged {
+        max: 8,
+        shard: Some(2),
+    };
+    assert_eq!(
+        a.raw(bad.encode().unwrap()).unwrap().label,
+        Errno::EINVAL.0 as u64
+    );
+    for shard in [0, 2] {
+        let m = Request::NotifyShard { shard, notify: 9 }.encode().unwrap();
+        assert_eq!(a.raw(m).unwrap().label, Errno::EINVAL.0 as u64);
+    }
+    drop((a, b));
+    st.stop();
 }

@@ -66,6 +66,9 @@ pub const EVENT_BITS: u32 =
 /// `Send` flags (w2).
 pub const SEND_DEST: u64 = 1;
 pub const SEND_MORE: u64 = 2;
+/// Where `Send` carries the bits to arm if it says `EAGAIN` (w2 bits
+/// 32..64; see `Request::Send`).
+pub const SEND_ARM_SHIFT: u32 = 32;
 /// `Recv` flags (w2).
 pub const RECV_PEEK: u64 = 1;
 /// `Received` reply flags (w2).
@@ -107,11 +110,12 @@ pub enum Op {
     GetOpt = 15,
     Poll = 16,
     PollChanged = 17,
+    NotifyShard = 18,
 }
 
 impl Op {
     /// Every operation, in label order.
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 18] = [
         Op::Attach,
         Op::Socket,
         Op::Close,
@@ -129,12 +133,13 @@ impl Op {
         Op::GetOpt,
         Op::Poll,
         Op::PollChanged,
+        Op::NotifyShard,
     ];
 
     /// The operation a label names; `ENOSYS` for an unknown one.
     pub fn from_label(label: u64) -> Result<Op, Errno> {
         match label {
-            1..=17 => Ok(Op::ALL[label as usize - 1]),
+            1..=18 => Ok(Op::ALL[label as usize - 1]),
             _ => Err(Errno::ENOSYS),
         }
     }
@@ -189,9 +194,11 @@ pub enum Request<'a> {
         handle: Handle,
         backlog: i32,
     },
-    /// One connection from the accept queue (`EAGAIN` if none).
+    /// One connection from the accept queue (`EAGAIN` if none).  `arm`
+    /// as for `Recv`.
     Accept {
         handle: Handle,
+        arm: u32,
     },
     /// `EINPROGRESS` once the SYN is out; called again after `EPOLLOUT`,
     /// the result (as `net`'s second `connect`).  UDP: sets the peer.
@@ -204,21 +211,27 @@ pub enum Request<'a> {
     /// staged at `offset` (the bytes staged so far; 0 starts again) and
     /// nothing is sent; the message without `more` sends the staged
     /// `offset` bytes followed by `data` as one datagram.  `dest` only on
-    /// that last message.
+    /// that last message.  `arm` as for `Recv`.
     Send {
         handle: Handle,
         dest: Option<SocketAddrV4>,
         more: bool,
         offset: u32,
         data: &'a [u8],
+        arm: u32,
     },
     /// `recv`/`recvfrom` of at most `len` (≤ `MAX_RECV`) bytes, with
     /// `MSG_PEEK` if `peek`.  What does not fit the reply is held for
-    /// `RecvMore`.
+    /// `RecvMore`.  With `arm` ≠ 0 (`EPOLL*` bits), a call that says
+    /// `EAGAIN` also arms the handle for `arm`, as `Poll { arm }` would
+    /// (one call less before the client sleeps); if the socket is ready
+    /// by the time the server armed it, the server reports it at once
+    /// (`PollChanged`) so the client's wait ends.
     Recv {
         handle: Handle,
         len: u32,
         peek: bool,
+        arm: u32,
     },
     /// The held rest of the last `Recv`: bytes from `offset` (counted from
     /// the start of the received data) of the hold named `token`.
@@ -260,9 +273,20 @@ pub enum Request<'a> {
         arm: u32,
     },
     /// At most `max` (1..=`MAX_CHANGES`) reports of armed handles whose
-    /// readiness met their armed bits, with their current events.
+    /// readiness met their armed bits, with their current events; of
+    /// report shard `shard` only (`Some`), or of every shard.
     PollChanged {
         max: u32,
+        shard: Option<u32>,
+    },
+    /// Reports of shard `shard` (the server thread that armed the handle:
+    /// `worker`, one per CPU with per-core placement) raise `notify`
+    /// instead of the `Attach` notification, so one collector per CPU
+    /// can take them with `PollChanged { shard }`.  `EINVAL` for a shard
+    /// the server does not have.
+    NotifyShard {
+        shard: u32,
+        notify: u64,
     },
 }
 
@@ -366,6 +390,15 @@ fn le_u32(b: &[u8]) -> u32 {
 
 use fsproto::wire::{i32_word, msg, no_payload, u32_word, zero};
 
+/// Bits to arm carried in a word: `EVENT_BITS` only, else `EINVAL`.
+fn arm_word(w: u64) -> Result<u32, Errno> {
+    let arm = u32_word(w)?;
+    if arm & !EVENT_BITS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(arm)
+}
+
 impl<'a> Request<'a> {
     pub fn op(&self) -> Op {
         match self {
@@ -386,6 +419,7 @@ impl<'a> Request<'a> {
             Request::GetOpt { .. } => Op::GetOpt,
             Request::Poll { .. } => Op::Poll,
             Request::PollChanged { .. } => Op::PollChanged,
+            Request::NotifyShard { .. } => Op::NotifyShard,
         }
     }
 
@@ -400,9 +434,10 @@ impl<'a> Request<'a> {
             Request::Socket { kind, protocol } => {
                 msg(label, [kind as u64, protocol as u64, 0, 0], none())?
             }
+            // w0 handle, w1 bits to arm on EAGAIN.
+            Request::Accept { handle, arm } => msg(label, [handle.0, arm as u64, 0, 0], none())?,
             // w0 handle.
             Request::Close { handle }
-            | Request::Accept { handle }
             | Request::SockName { handle }
             | Request::PeerName { handle } => msg(label, [handle.0, 0, 0, 0], none())?,
             // w0 handle, w1 address word.
@@ -413,16 +448,18 @@ impl<'a> Request<'a> {
             Request::Listen { handle, backlog } => {
                 msg(label, [handle.0, backlog as u32 as u64, 0, 0], none())?
             }
-            // w0 handle, w1 destination word, w2 SEND_DEST | SEND_MORE,
-            // w3 staged offset; payload data.
+            // w0 handle, w1 destination word, w2 SEND_DEST | SEND_MORE
+            // and the bits to arm on EAGAIN << SEND_ARM_SHIFT, w3 staged
+            // offset; payload data.
             Request::Send {
                 handle,
                 dest,
                 more,
                 offset,
                 data,
+                arm,
             } => {
-                let mut flags = 0;
+                let mut flags = (arm as u64) << SEND_ARM_SHIFT;
                 if dest.is_some() {
                     flags |= SEND_DEST;
                 }
@@ -435,10 +472,17 @@ impl<'a> Request<'a> {
                     data.into(),
                 )?
             }
-            // w0 handle, w1 length, w2 RECV_PEEK.
-            Request::Recv { handle, len, peek } => {
-                msg(label, [handle.0, len as u64, peek as u64, 0], none())?
-            }
+            // w0 handle, w1 length, w2 RECV_PEEK, w3 bits to arm on EAGAIN.
+            Request::Recv {
+                handle,
+                len,
+                peek,
+                arm,
+            } => msg(
+                label,
+                [handle.0, len as u64, peek as u64, arm as u64],
+                none(),
+            )?,
             // w0 handle, w1 token, w2 offset.
             Request::RecvMore {
                 handle,
@@ -476,8 +520,16 @@ impl<'a> Request<'a> {
             )?,
             // w0 handle, w1 armed bits.
             Request::Poll { handle, arm } => msg(label, [handle.0, arm as u64, 0, 0], none())?,
-            // w0 max records.
-            Request::PollChanged { max } => msg(label, [max as u64, 0, 0, 0], none())?,
+            // w0 max records, w1 shard + 1 (0: every shard).
+            Request::PollChanged { max, shard } => msg(
+                label,
+                [max as u64, shard.map_or(0, |s| s as u64 + 1), 0, 0],
+                none(),
+            )?,
+            // w0 notification, w1 shard.
+            Request::NotifyShard { shard, notify } => {
+                msg(label, [notify, shard as u64, 0, 0], none())?
+            }
         };
         // What the encoder produced must be what the decoder accepts.
         Request::decode(m.view())?;
@@ -512,12 +564,19 @@ impl<'a> Request<'a> {
                     protocol: u32_word(w1)?,
                 }
             }
-            Op::Close | Op::Accept | Op::SockName | Op::PeerName => {
+            Op::Accept => {
+                zero(&[w2, w3])?;
+                no_payload(p)?;
+                Request::Accept {
+                    handle: h,
+                    arm: arm_word(w1)?,
+                }
+            }
+            Op::Close | Op::SockName | Op::PeerName => {
                 zero(&[w1, w2, w3])?;
                 no_payload(p)?;
                 match op {
                     Op::Close => Request::Close { handle: h },
-                    Op::Accept => Request::Accept { handle: h },
                     Op::SockName => Request::SockName { handle: h },
                     _ => Request::PeerName { handle: h },
                 }
@@ -541,6 +600,8 @@ impl<'a> Request<'a> {
                 }
             }
             Op::Send => {
+                let arm = arm_word(w2 >> SEND_ARM_SHIFT)?;
+                let w2 = w2 & ((1 << SEND_ARM_SHIFT) - 1);
                 if w2 & !(SEND_DEST | SEND_MORE) != 0 {
                     return Err(Errno::EINVAL);
                 }
@@ -565,10 +626,10 @@ impl<'a> Request<'a> {
                     more,
                     offset,
                     data: p,
+                    arm,
                 }
             }
             Op::Recv => {
-                zero(&[w3])?;
                 no_payload(p)?;
                 if w1 > MAX_RECV as u64 || w2 > RECV_PEEK {
                     return Err(Errno::EINVAL);
@@ -577,6 +638,7 @@ impl<'a> Request<'a> {
                     handle: h,
                     len: w1 as u32,
                     peek: w2 == RECV_PEEK,
+                    arm: arm_word(w3)?,
                 }
             }
             Op::RecvMore => {
@@ -636,12 +698,27 @@ impl<'a> Request<'a> {
                 Request::Poll { handle: h, arm }
             }
             Op::PollChanged => {
-                zero(&[w1, w2, w3])?;
+                zero(&[w2, w3])?;
                 no_payload(p)?;
                 if w0 == 0 || w0 > MAX_CHANGES as u64 {
                     return Err(Errno::EINVAL);
                 }
-                Request::PollChanged { max: w0 as u32 }
+                let shard = match w1 {
+                    0 => None,
+                    s => Some(u32_word(s - 1)?),
+                };
+                Request::PollChanged {
+                    max: w0 as u32,
+                    shard,
+                }
+            }
+            Op::NotifyShard => {
+                zero(&[w2, w3])?;
+                no_payload(p)?;
+                Request::NotifyShard {
+                    shard: u32_word(w1)?,
+                    notify: w0,
+                }
             }
         })
     }
@@ -802,7 +879,8 @@ impl<'a> Reply<'a> {
             | Op::Listen
             | Op::Connect
             | Op::Shutdown
-            | Op::SetOpt => {
+            | Op::SetOpt
+            | Op::NotifyShard => {
                 zero(&m.words)?;
                 no_payload(p)?;
                 Reply::Done

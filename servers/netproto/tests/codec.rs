@@ -26,7 +26,7 @@ struct Owned {
 
 fn owned() -> impl Strategy<Value = Owned> {
     (
-        0usize..17,
+        0usize..18,
         any::<u64>().prop_map(Handle),
         addr(),
         [any::<u64>(), any::<u64>(), any::<u64>()],
@@ -58,7 +58,10 @@ fn request(o: &Owned) -> Request<'_> {
             handle,
             backlog: x as i32,
         },
-        Op::Accept => Request::Accept { handle },
+        Op::Accept => Request::Accept {
+            handle,
+            arm: z as u32 & EVENT_BITS,
+        },
         Op::Connect => Request::Connect { handle, addr: o.a },
         Op::Send => {
             let more = o.b[0];
@@ -68,12 +71,14 @@ fn request(o: &Owned) -> Request<'_> {
                 more,
                 offset: (y % (MAX_DATAGRAM as u64 - 200)) as u32,
                 data: &o.data,
+                arm: z as u32 & EVENT_BITS,
             }
         }
         Op::Recv => Request::Recv {
             handle,
             len: (x % (MAX_RECV as u64 + 1)) as u32,
             peek: o.b[0],
+            arm: z as u32 & EVENT_BITS,
         },
         Op::RecvMore => Request::RecvMore {
             handle,
@@ -104,6 +109,11 @@ fn request(o: &Owned) -> Request<'_> {
         },
         Op::PollChanged => Request::PollChanged {
             max: (x % MAX_CHANGES as u64) as u32 + 1,
+            shard: o.b[0].then_some(y as u32),
+        },
+        Op::NotifyShard => Request::NotifyShard {
+            shard: y as u32,
+            notify: x,
         },
     }
 }
@@ -214,7 +224,7 @@ proptest! {
     }
 
     #[test]
-    fn random_replies_decode_or_fail(m in any_msg(), op in 0usize..17) {
+    fn random_replies_decode_or_fail(m in any_msg(), op in 0usize..18) {
         let op = Op::ALL[op];
         if let Ok(Ok(r)) = Reply::decode(op, m.view()) {
             prop_assert_eq!(r.encode().expect("a decoded reply encodes"), m);
@@ -237,7 +247,7 @@ fn raw(label: u64, words: [u64; 4], payload: &[u8]) -> Result<Request<'_>, Errno
 
 #[test]
 fn unknown_operations_are_enosys() {
-    for label in [0, 18, 1000, u64::MAX] {
+    for label in [0, 19, 1000, u64::MAX] {
         assert_eq!(raw(label, [0; 4], &[]), Err(Errno::ENOSYS));
     }
 }
@@ -290,6 +300,14 @@ fn malformed_requests_are_refused() {
     // Poll: arming bits that are not readiness (EPOLLET, EPOLLONESHOT).
     assert_eq!(raw(Op::Poll as u64, [5, 1 << 31, 0, 0], &[]), e);
     assert_eq!(raw(Op::Poll as u64, [5, 1 << 30, 0, 0], &[]), e);
+    // The same for the bits Recv, Send and Accept arm on EAGAIN.
+    assert_eq!(raw(Op::Recv as u64, [5, 10, 0, 1 << 31], &[]), e);
+    assert_eq!(raw(Op::Accept as u64, [5, 1 << 30, 0, 0], &[]), e);
+    assert_eq!(raw(Op::Send as u64, [5, 0, 1 << 62, 0], &[]), e);
+    assert!(raw(Op::Send as u64, [5, 0, 1 << 32, 0], &[]).is_ok());
+    // A PollChanged shard beyond u32; NotifyShard's unused words.
+    assert_eq!(raw(Op::PollChanged as u64, [1, 1 << 33, 0, 0], &[]), e);
+    assert_eq!(raw(Op::NotifyShard as u64, [7, 1, 1, 0], &[]), e);
     // PollChanged of 0 or more than a reply holds.
     assert_eq!(raw(Op::PollChanged as u64, [0, 0, 0, 0], &[]), e);
     assert_eq!(

@@ -202,34 +202,58 @@ impl Transport for IpcTransport {
 }
 
 /// Readiness signals through IPC notifications: each client's handle,
-/// given by its `Attach`.
+/// given by its `Attach`, and per report shard the handle its
+/// `NotifyShard` gave (one collector per CPU in the kernel).
 #[derive(Default)]
 struct IpcSignal {
-    handles: Mutex<HashMap<u64, u64>>,
+    /// (client, shard) → notification handle; shard `None`: the client's.
+    handles: Mutex<HashMap<(u64, Option<usize>), u64>>,
 }
 
-impl Signal for IpcSignal {
-    fn signal(&self, client: u64, bits: u64) {
-        let h = self
-            .handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&client)
-            .copied();
+impl IpcSignal {
+    fn notify(&self, client: u64, shard: Option<usize>, bits: u64) {
+        let h = {
+            let map = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+            shard
+                .and_then(|s| map.get(&(client, Some(s))))
+                .or_else(|| map.get(&(client, None)))
+                .copied()
+        };
         if let Some(h) = h {
             if let Err(e) = ipc::notify(h, bits) {
                 eprintln!("netd: ipc_notify({h:#x}) failed: errno {e}");
             }
         }
     }
+}
+
+impl Signal for IpcSignal {
+    fn signal(&self, client: u64, bits: u64) {
+        self.notify(client, None, bits);
+    }
+
+    fn signal_shard(&self, client: u64, shard: usize, bits: u64) {
+        self.notify(client, Some(shard), bits);
+    }
 
     fn attach(&self, client: u64, notify: u64) {
         let mut map = self.handles.lock().unwrap_or_else(|p| p.into_inner());
-        if notify == 0 {
-            map.remove(&client);
-        } else {
-            map.insert(client, notify);
+        // A new generation (or a successor's own handle numbers): the
+        // client names its shard notifications again if it has any.
+        map.retain(|&(c, _), _| c != client);
+        if notify != 0 {
+            map.insert((client, None), notify);
         }
+    }
+
+    fn attach_shard(&self, client: u64, shard: usize, notify: u64) -> Result<(), abi::Errno> {
+        let mut map = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        if notify == 0 {
+            map.remove(&(client, Some(shard)));
+        } else {
+            map.insert((client, Some(shard)), notify);
+        }
+        Ok(())
     }
 }
 
