@@ -92,6 +92,16 @@ fn argv(epoch: u32) -> Vec<Vec<u8>> {
         format!("arena={ARENA_BASE:x},{ARENA_BYTES:x}").into_bytes(),
         format!("epoch={epoch}").into_bytes(),
     ];
+    if dedicated() {
+        argv.push(
+            format!(
+                "ring={:x},{}",
+                super::servers::RING_BASE,
+                super::servers::RING_SLOTS
+            )
+            .into_bytes(),
+        );
+    }
     if crate::drivers::userdev::active() {
         // The NIC is the driver process's: netd reaches it through the
         // shared rings, with the interface address of `net=`.
@@ -139,7 +149,15 @@ pub fn start(archive: &'static [u8]) -> Result<Pid, String> {
     Ok(pid)
 }
 
-/// Starts a fresh instance `epoch` with a fresh arena and attaches to it.
+/// Whether netd runs on a dedicated CPU and is reached through request
+/// slots (`servers.placement=dedicated` with at least 2 CPUs).
+fn dedicated() -> bool {
+    super::servers::placement() == crate::cmdline::Placement::Dedicated
+}
+
+/// Starts a fresh instance `epoch` with a fresh arena and attaches to it
+/// (with `dedicated()`, through request slots mapped into it as the file
+/// server's: `servers::attach_ring`).
 fn start_instance(
     archive: &'static [u8],
     epoch: u32,
@@ -152,14 +170,36 @@ fn start_instance(
         notification: notification.clone(),
     });
     let started = crate::arch::time::now_ns();
+    let mut frames = Vec::new();
     let (pid, process) = super::servers::start_server(
         archive,
         super::servers::NETD_PATH,
         SERVICE_NET,
         &argv(epoch),
-        |aspace| map_arena(aspace, &arena),
+        |aspace| {
+            map_arena(aspace, &arena)?;
+            if dedicated() {
+                // Private anonymous memory of the server, each page pinned
+                // for good: the kernel reaches it through the direct map.
+                let base = super::servers::RING_BASE;
+                let len = ring::region_bytes(super::servers::RING_SLOTS) as u64;
+                aspace.map_fixed_with_data(
+                    base,
+                    len,
+                    &[],
+                    crate::memory::vm::PROT_READ | crate::memory::vm::PROT_WRITE,
+                )?;
+                for page in (0..len).step_by(4096) {
+                    frames.push(aspace.pin_anon_page(base + page)?);
+                }
+            }
+            Ok(())
+        },
         crate::drivers::userdev::set_net_server,
     )?;
+    if dedicated() {
+        super::servers::attach_ring(pid, &frames, SERVICE_NET, "network server")?;
+    }
     let notify = process
         .ipc
         .insert_or_drop(Object::Notification(notification.clone()), RIGHT_SEND, 0)

@@ -37,13 +37,14 @@ pub const NETD_PATH: &str = ".servers/netd";
 /// places mappings (top down) and from a static program's image.
 pub const ARCHIVE_BASE: u64 = 0x2000_0000_0000;
 
-/// Where the request slots of a file server on a dedicated core go in its
-/// address space (`servers.placement=dedicated`, `ipc::ring`).
+/// Where the request slots of a server on a dedicated core go in its
+/// address space (`servers.placement=dedicated`, `ipc::ring`; fsd's and
+/// netd's, each in its own address space).
 pub const RING_BASE: u64 = 0x2100_0000_0000;
 
-/// Request slots of a dedicated file server (one bit each in a
-/// notification word).
-const RING_SLOTS: usize = 16;
+/// Request slots of a dedicated server (one bit each in a notification
+/// word).
+pub const RING_SLOTS: usize = 16;
 
 /// How long the kernel waits for the server to register.
 const REGISTER_TIMEOUT_NS: u64 = 20_000_000_000;
@@ -162,7 +163,7 @@ pub fn start_file_server_epoch(
         crate::files::remote::set_server_pid,
     )?;
     if dedicated {
-        attach_ring(pid, &frames)?;
+        attach_ring(pid, &frames, abi::ipc::SERVICE_FS, "file server")?;
     }
     crate::files::remote::attach()
         .map_err(|e| format!("attach to the file server: errno {}", e.0))?;
@@ -175,26 +176,32 @@ pub fn start_file_server_epoch(
     Ok(pid)
 }
 
-/// Attaches the dedicated file server's request slots (in `frames`) to
-/// its endpoint: the server published its two notification handles in
-/// the slots' header before it registered.
-fn attach_ring(pid: super::process::Pid, frames: &[crate::memory::PhysAddr]) -> Result<(), String> {
+/// Attaches a dedicated server's request slots (in `frames`) to the
+/// endpoint of `service` (`who` names the server in messages): the server
+/// published its two notification handles in the slots' header before it
+/// registered.
+pub fn attach_ring(
+    pid: super::process::Pid,
+    frames: &[crate::memory::PhysAddr],
+    service: u32,
+    who: &str,
+) -> Result<(), String> {
     use abi::ipc::RIGHT_SEND;
     let mem = crate::ipc::shared_mem::PinnedPages::new(frames);
     let slots = ring::Ring::new(mem, RING_SLOTS).ok_or("request slots: bad count")?;
     let (server_h, done_h) = slots
         .client_handles()
-        .ok_or("the file server did not set up its request slots")?;
-    let process = super::process::find_process(pid).ok_or("the file server is gone")?;
+        .ok_or(format!("the {who} did not set up its request slots"))?;
+    let process = super::process::find_process(pid).ok_or(format!("the {who} is gone"))?;
     let server_notify = process
         .ipc
         .notification(server_h, RIGHT_SEND)
-        .map_err(|e| format!("the file server's slot notification: errno {}", e.0))?;
+        .map_err(|e| format!("the {who}'s slot notification: errno {}", e.0))?;
     let done = process
         .ipc
         .notification(done_h, RIGHT_SEND)
-        .map_err(|e| format!("the file server's done notification: errno {}", e.0))?;
-    let endpoint = crate::ipc::service(abi::ipc::SERVICE_FS).ok_or("no SERVICE_FS")?;
+        .map_err(|e| format!("the {who}'s done notification: errno {}", e.0))?;
+    let endpoint = crate::ipc::service(service).ok_or(format!("no service for the {who}"))?;
     let kring = alloc::sync::Arc::new(crate::ipc::ring::KernelRing::new(
         slots,
         server_notify,
@@ -202,11 +209,11 @@ fn attach_ring(pid: super::process::Pid, frames: &[crate::memory::PhysAddr]) -> 
     ));
     let waker = kring.clone();
     if !done.set_hook(alloc::boxed::Box::new(move |bits| waker.wake(bits))) {
-        return Err("the file server's done notification is in use".into());
+        return Err(format!("the {who}'s done notification is in use"));
     }
     endpoint.attach_ring(kring);
     log::info!(
-        "servers: file server on cpu {} reached through {} request slots",
+        "servers: {who} on cpu {} reached through {} request slots",
         percpu::cpu_count() - 1,
         RING_SLOTS
     );

@@ -23,8 +23,14 @@
 //! `placement=single|percore|dedicated` and `cpus=N`: the serving threads
 //! (`userland::placement::plan`), all on the one endpoint, thread `i`
 //! serving as worker `i` (loopback instance `i`, handle shard `i`); the
-//! timer thread runs every instance's timers; and `nic=IP/PREFIX[,gw=IP]`
-//! when a NIC driver process serves this server.
+//! timer thread runs every instance's timers; `nic=IP/PREFIX[,gw=IP]`
+//! when a NIC driver process serves this server; and `ring=ADDR,SLOTS`
+//! with `placement=dedicated`: the kernel's calls come through request
+//! slots it mapped at ADDR (`ring` crate, as the file server's), polled
+//! by a thread on the dedicated CPU serving as worker 0 beside the
+//! endpoint's thread (which takes the calls that find no free slot).  An
+//! instance with request slots is not handed over (`EBUSY`: a successor
+//! would have to take the slots over as well).
 //!
 //! Owns: the IPC `Transport` (one endpoint, one per serving thread), the IPC
 //! `Signal` (client → notification handle), the timer thread, mapping the
@@ -92,6 +98,8 @@ static IN_TICK: AtomicBool = AtomicBool::new(false);
 static NIC_NOTIFY: AtomicU64 = AtomicU64::new(0);
 /// The server (in the arena), for the hand-over.
 static SERVER: OnceLock<Arc<NetServer>> = OnceLock::new();
+/// The kernel's calls come through request slots (`ring=`).
+static RING: AtomicBool = AtomicBool::new(false);
 
 /// Where a helper thread holds nothing: parks it while a hand-over is
 /// under way (for good once it succeeded: the process exits).
@@ -268,6 +276,10 @@ fn quiesce(token: u64) -> i32 {
         eprintln!("netd: hand-over refused: more than one serving thread");
         return libc::EBUSY;
     }
+    if RING.load(Ordering::Acquire) {
+        eprintln!("netd: hand-over refused: the kernel's calls come through request slots");
+        return libc::EBUSY;
+    }
     if netd_arena::describe().is_none() {
         eprintln!("netd: hand-over refused: no state arena");
         return libc::EOPNOTSUPP;
@@ -351,6 +363,7 @@ fn main() {
     let (place, cpus) = placement::from_args(&args);
     let mut nic_arg = None;
     let mut arena_arg = None;
+    let mut ring_arg = None;
     let mut handover = None;
     let mut epoch = 0u32;
     for arg in args {
@@ -360,6 +373,14 @@ fn main() {
             nic_arg = Some(v.to_string());
         } else if let Some(v) = arg.strip_prefix("arena=") {
             arena_arg = Some(v.to_string());
+        } else if let Some(v) = arg.strip_prefix("ring=") {
+            ring_arg = v.split_once(',').and_then(|(a, n)| {
+                Some((usize::from_str_radix(a, 16).ok()?, n.parse::<usize>().ok()?))
+            });
+            if ring_arg.is_none() {
+                eprintln!("netd: bad argument {arg}");
+                std::process::exit(2);
+            }
         } else if let Some(v) = arg.strip_prefix("epoch=") {
             epoch = v.parse().unwrap_or(0);
         } else if let Some(v) = arg.strip_prefix("handover=") {
@@ -415,6 +436,10 @@ fn main() {
         }
     };
     start_timers(server.clone(), workers);
+    if let Some((addr, count)) = ring_arg {
+        // Before registering: the kernel reads the slots' header then.
+        start_ring_thread(&server, plan[0], addr, count);
+    }
     // Every serving thread receives on the one endpoint; the kernel gives
     // a call to the thread waiting on the caller's CPU.
     for (worker, &cpu) in plan.iter().enumerate().skip(1) {
@@ -498,6 +523,112 @@ fn successor(from: u64, endpoint: u64, notify: u64, nic_arg: Option<String>) -> 
 fn fail(what: &str) -> ! {
     eprintln!("netd: hand-over: {what}");
     std::process::exit(1);
+}
+
+/// How many empty scans of the request slots before the thread sleeps;
+/// it yields the CPU every `RING_YIELD` scans, so the endpoint's thread
+/// on the same CPU (and a caller there, which sleeps at once) is not kept
+/// waiting by the polling.
+const RING_SPIN: usize = 2000;
+const RING_YIELD: usize = 64;
+
+/// The request slots (`ring=ADDR,SLOTS`: the kernel mapped them at ADDR
+/// before this program started): makes the two notifications, publishes
+/// their handles in the slots' header and starts the thread that serves
+/// the slots as worker 0, pinned to `cpu`.
+fn start_ring_thread(server: &Arc<NetServer>, cpu: Option<usize>, addr: usize, count: usize) {
+    let fail = |what: &str| -> ! {
+        eprintln!("netd: request slots: {what}");
+        std::process::exit(1);
+    };
+    if addr % 4096 != 0 || count == 0 || count > ring::MAX_SLOTS {
+        fail("bad address or count");
+    }
+    // SAFETY: the kernel mapped `region_bytes(count)` read-write bytes at
+    // `addr` (page aligned, checked above) before the program started,
+    // nothing in this program maps over them, and the kernel touches them
+    // only by the slot protocol.
+    let mem = unsafe { ring::RawMem::new(addr as *mut u8, ring::region_bytes(count)) };
+    let Some(slots) = ring::Ring::new(mem, count) else {
+        fail("bad count")
+    };
+    let (Ok(wake), Ok(done)) = (ipc::notification_create(), ipc::notification_create()) else {
+        fail("no notifications")
+    };
+    slots.server_init(wake, done);
+    RING.store(true, Ordering::Release);
+    let server = server.clone();
+    let spawned = std::thread::Builder::new()
+        .name("netd-slots".into())
+        .spawn(move || serve_ring(&server, cpu, &slots, wake, done));
+    if spawned.is_err() {
+        fail("cannot start the thread");
+    }
+}
+
+/// Serves the request slots: polls them (`RING_SPIN` empty scans,
+/// yielding now and then), then sleeps on `wake` until the kernel
+/// publishes a request; after each reply raises bit i of `done` if the
+/// caller of slot i sleeps.  Every request is answered at once (netd
+/// never blocks); the hand-over request is refused here (`EBUSY`).
+fn serve_ring(
+    server: &NetServer,
+    cpu: Option<usize>,
+    slots: &ring::Ring<ring::RawMem>,
+    wake: u64,
+    done: u64,
+) -> ! {
+    if let Some(cpu) = cpu {
+        if let Err(e) = placement::pin(cpu) {
+            eprintln!("netd: cannot pin the slot thread to cpu {cpu}: errno {e}");
+        }
+    }
+    netd::platform::set_worker(0);
+    let mut buf = vec![0u8; ring::PAYLOAD_MAX];
+    let mut next = 0;
+    loop {
+        let Some(i) = (0..RING_SPIN).find_map(|k| {
+            let got = slots.next_request(next);
+            if got.is_none() {
+                if k % RING_YIELD == RING_YIELD - 1 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            got
+        }) else {
+            if !slots.prepare_sleep() {
+                // EINTR: look again.
+                let _ = ipc::wait(wake, 0);
+            }
+            slots.awake();
+            continue;
+        };
+        next = i + 1;
+        let reply = match slots.request(i, &mut buf) {
+            Some(h) if h.label == LABEL_NET_HANDOVER => Message::error(abi::Errno::EBUSY),
+            Some(h) => {
+                let msg = netproto::MsgRef {
+                    label: h.label,
+                    words: h.words,
+                    payload: &buf[..h.len.min(buf.len())],
+                };
+                server.handle(KERNEL_CLIENT, msg)
+            }
+            None => Message::error(abi::Errno::EINVAL),
+        };
+        let head = ring::Head {
+            label: reply.label,
+            words: reply.words,
+            len: reply.payload.len(),
+        };
+        if slots.complete(i, head, &reply.payload) {
+            if let Err(e) = ipc::notify(done, 1 << i) {
+                eprintln!("netd: ipc_notify of a done slot failed: errno {e}");
+            }
+        }
+    }
 }
 
 /// One serving thread: pinned to `cpu` (if any), serves as `worker` (its
