@@ -713,9 +713,7 @@ impl Socket for RemoteInet {
 
     fn send(&self, data: &[u8], _flags: u32, to: Option<&SockAddr>) -> Result<usize, Errno> {
         let dest = to.map(inet_addr).transpose()?;
-        self.live(true, || {
-            self.op_armed(|| self.send_now(data, dest))
-        })
+        self.live(true, || self.op_armed(|| self.send_now(data, dest)))
     }
 
     fn recv(&self, out: &mut [u8], flags: u32) -> Result<Received, Errno> {
