@@ -601,3 +601,75 @@ fn poll_events_of_fresh_shut_and_closed_sockets() {
         s.close();
     }
 }
+
+/// Receive one datagram on `s` (waiting for it).
+fn recv_dgram(st: &S, s: &Sock) -> Vec<u8> {
+    let mut b = [0u8; 64];
+    loop {
+        match s.recv(&mut b, false) {
+            Ok((n, _)) => return b[..n].to_vec(),
+            Err(errno::EAGAIN) => {
+                wait(st, s, EPOLLIN);
+            }
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+/// A UDP port's home instance (where loopback datagrams to it are steered)
+/// is forgotten when its socket closes, but only by the socket that set it:
+/// datagrams to a closed port stay in the sender's instance, and a second
+/// socket on the same port keeps receiving after the first one closes.
+#[test]
+fn closed_udp_port_forgets_its_home_instance() {
+    let st = stack(3, LockMode::PerCpu);
+    let cross = |st: &S| st.stats().cross_instance_packets;
+    set_cpu(0);
+    let cli = st.socket(SockType::Dgram).unwrap();
+    cli.bind(lo(9100)).unwrap();
+
+    // Home on CPU 1: a datagram from CPU 0 crosses instances once.
+    set_cpu(1);
+    let a = st.socket(SockType::Dgram).unwrap();
+    a.bind(lo(9101)).unwrap();
+    set_cpu(0);
+    let before = cross(&st);
+    cli.send(b"to a", Some(lo(9101))).unwrap();
+    set_cpu(1);
+    assert_eq!(recv_dgram(&st, &a), b"to a");
+    assert_eq!(cross(&st), before + 1);
+    a.close();
+
+    // Closed: the datagram stays in CPU 0's instance (no one gets it).
+    set_cpu(0);
+    let before = cross(&st);
+    cli.send(b"to nobody", Some(lo(9101))).unwrap();
+    for c in 0..3 {
+        st.poll(c);
+    }
+    assert_eq!(cross(&st), before, "steered to a closed port's old home");
+
+    // Two sockets on one port (SO_REUSEADDR): the last bind is the home;
+    // closing the other one must not forget it.
+    let reuse = |s: &Sock| {
+        s.setsockopt(SOL_SOCKET, SO_REUSEADDR, &1i32.to_ne_bytes())
+            .unwrap()
+    };
+    set_cpu(1);
+    let first = st.socket(SockType::Dgram).unwrap();
+    reuse(&first);
+    first.bind(lo(9102)).unwrap();
+    set_cpu(2);
+    let second = st.socket(SockType::Dgram).unwrap();
+    reuse(&second);
+    second.bind(lo(9102)).unwrap();
+    first.close();
+    set_cpu(0);
+    cli.send(b"to second", Some(lo(9102))).unwrap();
+    set_cpu(2);
+    assert_eq!(recv_dgram(&st, &second), b"to second");
+    second.close();
+    cli.close();
+    assert_eq!(st.stats().smoltcp_sockets, 0);
+    assert_eq!(st.stats().bound_ports, 0);
+}
