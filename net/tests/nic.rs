@@ -305,3 +305,54 @@ fn connect_to_silent_peer_times_out() {
         Err(errno::ETIMEDOUT)
     );
 }
+
+/// Frames up to 9018 bytes (a jumbo frame's size) are taken, longer ones
+/// dropped; a stack without a NIC drops every frame.
+#[test]
+fn frame_size_limit_and_no_nic() {
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
+    for (len, answered) in [(9018, true), (9019, false), (20_000, false)] {
+        let mut f = arp_request(IP_A);
+        f.resize(len, 0);
+        a.receive_frame(&f);
+        let replied = take_frames(&a).iter().any(|f| is_arp_reply(f));
+        assert_eq!(replied, answered, "frame of {len} bytes");
+    }
+    let plain = stack(2, LockMode::PerCpu);
+    plain.receive_frame(&arp_request(IP_A));
+    plain.receive_frame(&icmp_echo(MAC_A, IP_A, 1));
+    assert!(take_frames(&plain).is_empty());
+    assert_eq!(plain.next_poll_ms(0), None);
+}
+
+/// The NIC instance's timers belong to CPU 0: its deadline shows in
+/// `next_poll_ms(0)` only, and `poll(0)` (not `poll(1)`) runs them.
+#[test]
+fn nic_timers_run_on_cpu_zero_only() {
+    for mode in [LockMode::PerCpu, LockMode::Global] {
+        let a = eth_stack(MAC_A, IP_A, mode);
+        a.receive_frame(&arp_request(IP_A)); // learns B's MAC
+        take_frames(&a);
+        assert_eq!((a.next_poll_ms(0), a.next_poll_ms(1)), (None, None));
+        let c = a.socket(SockType::Stream).unwrap();
+        let peer = SocketAddrV4::new(IP_B, 80);
+        assert_eq!(c.connect(peer), Err(errno::EINPROGRESS));
+        let syns = |frames: &[Vec<u8>]| {
+            frames
+                .iter()
+                .filter(|f| f.len() >= 54 && f[23] == 6 && f[47] & 0x12 == 0x02)
+                .count()
+        };
+        assert_eq!(syns(&take_frames(&a)), 1);
+        // The SYN's retransmission timer is pending in the NIC instance.
+        let due = a.next_poll_ms(0).expect("a retransmission timer");
+        assert_eq!(a.next_poll_ms(1), None, "{mode:?}");
+        let now = net::Platform::now_ms(a.platform());
+        advance(&a, due.saturating_sub(now) + 10_000);
+        a.poll(1);
+        assert_eq!(syns(&take_frames(&a)), 0, "poll(1) ran the NIC ({mode:?})");
+        a.poll(0);
+        assert_eq!(syns(&take_frames(&a)), 1, "poll(0) retransmits ({mode:?})");
+        c.close();
+    }
+}
