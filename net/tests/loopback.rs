@@ -691,3 +691,47 @@ fn closed_udp_port_forgets_its_home_instance() {
     assert_eq!(st.stats().smoltcp_sockets, 0);
     assert_eq!(st.stats().bound_ports, 0);
 }
+
+/// `next_poll_ms`: nothing pending once datagrams are delivered (UDP has
+/// no timers); a TCP orphan closing at a silent peer keeps a deadline in
+/// the future, not "now" (which would make the timer spin), until it is
+/// freed.
+#[test]
+fn next_poll_ms_is_none_when_idle_and_not_a_spin() {
+    let st = stack(2, LockMode::PerCpu);
+    freeze(&st);
+    set_cpu(0);
+    let a = st.socket(SockType::Dgram).unwrap();
+    a.bind(lo(9200)).unwrap();
+    set_cpu(1);
+    let b = st.socket(SockType::Dgram).unwrap();
+    b.send(b"hi", Some(lo(9200))).unwrap();
+    set_cpu(0);
+    assert_eq!(recv_dgram(&st, &a), b"hi");
+    for c in 0..2 {
+        assert_eq!(st.next_poll_ms(c), None, "cpu {c}");
+    }
+    a.close();
+    b.close();
+    // A connection whose peer stops reading: closing it leaves an orphan
+    // with unsent data, which needs a timer (zero-window probes, the
+    // orphan limit) but not an immediate one.
+    let l = listener(&st, 7200, 4);
+    let c = connect(&st, lo(7200)).unwrap();
+    let (_s, _) = accept(&st, &l);
+    let chunk = vec![1u8; 4096];
+    while c.send(&chunk, None).is_ok() {}
+    c.close();
+    let now = net::Platform::now_ms(st.platform());
+    let due: Vec<u64> = (0..2).filter_map(|c| st.next_poll_ms(c)).collect();
+    assert!(!due.is_empty());
+    assert!(due.iter().all(|&d| d > now), "due {due:?}, now {now}");
+    _s.close();
+    l.close();
+    advance(&st, 31_000);
+    settle(&st, |s| s.stats().smoltcp_sockets == 0);
+    for c in 0..2 {
+        st.poll(c);
+        assert_eq!(st.next_poll_ms(c), None, "cpu {c} after the orphan");
+    }
+}
