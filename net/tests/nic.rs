@@ -356,3 +356,33 @@ fn nic_timers_run_on_cpu_zero_only() {
         c.close();
     }
 }
+
+/// The NIC checks checksums (the loopback instances skip them): a frame
+/// with a bad IP or ICMP checksum gets no answer, and the answers carry
+/// correct ones.
+#[test]
+fn nic_checks_and_fills_checksums() {
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
+    a.receive_frame(&arp_request(IP_A));
+    take_frames(&a);
+    let good = icmp_echo(MAC_A, IP_A, 9);
+    for at in [24, 36] {
+        // 24: the IP header's checksum; 36: the ICMP checksum.
+        let mut bad = good.clone();
+        bad[at] ^= 0x5a;
+        a.receive_frame(&bad);
+        assert!(
+            take_frames(&a).is_empty(),
+            "answered a bad checksum at {at}"
+        );
+    }
+    a.receive_frame(&good);
+    let frames = take_frames(&a);
+    let reply = frames
+        .iter()
+        .find(|f| is_echo_reply(f, 9))
+        .expect("an echo reply");
+    // A correct checksum sums (with itself) to zero.
+    assert_eq!(checksum(&reply[14..34]), 0, "IP header checksum");
+    assert_eq!(checksum(&reply[34..]), 0, "ICMP checksum");
+}
