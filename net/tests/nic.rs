@@ -386,3 +386,57 @@ fn nic_checks_and_fills_checksums() {
     assert_eq!(checksum(&reply[14..34]), 0, "IP header checksum");
     assert_eq!(checksum(&reply[34..]), 0, "ICMP checksum");
 }
+
+/// An established connection has no user timeout (Linux's default): data
+/// for a peer that falls silent is retransmitted past the 60 s handshake
+/// limit, not aborted, and arrives once the peer is back.
+#[test]
+fn established_connection_outlives_the_handshake_timeout() {
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
+    let b = eth_stack(MAC_B, IP_B, LockMode::PerCpu);
+    freeze(&a);
+    freeze(&b);
+    set_cpu(0);
+    let l = b.socket(SockType::Stream).unwrap();
+    l.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80))
+        .unwrap();
+    l.listen(8).unwrap();
+    let c = a.socket(SockType::Stream).unwrap();
+    let peer = SocketAddrV4::new(IP_B, 80);
+    assert_eq!(c.connect(peer), Err(errno::EINPROGRESS));
+    for _ in 0..20 {
+        pump(&a, &b);
+        if c.poll_events() & EPOLLOUT != 0 {
+            break;
+        }
+        // ARP resolution retries on the timer.
+        advance(&a, 1000);
+        advance(&b, 1000);
+        a.poll(0);
+        b.poll(0);
+    }
+    assert_eq!(c.connect(peer), Ok(()));
+    let (s, _) = l.accept().unwrap();
+    // B falls silent for 100 s.
+    assert_eq!(c.send(b"into the void", None), Ok(13));
+    take_frames(&a);
+    for _ in 0..10 {
+        advance(&a, 10_000);
+        a.poll(0);
+        take_frames(&a);
+    }
+    assert_eq!(so_error(&c), 0);
+    assert_eq!(c.poll_events() & (EPOLLERR | EPOLLHUP), 0);
+    // B is back: a retransmission gets through.
+    let mut buf = [0u8; 32];
+    for _ in 0..10 {
+        if s.recv(&mut buf, false) == Ok((13, None)) {
+            assert_eq!(&buf[..13], b"into the void");
+            return;
+        }
+        advance(&a, 30_000);
+        a.poll(0);
+        pump(&a, &b);
+    }
+    panic!("the data never arrived");
+}
