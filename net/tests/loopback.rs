@@ -735,3 +735,77 @@ fn next_poll_ms_is_none_when_idle_and_not_a_spin() {
         assert_eq!(st.next_poll_ms(c), None, "cpu {c} after the orphan");
     }
 }
+
+/// A datagram for another CPU's instance is delivered by the sender's own
+/// call: when `send` returns, the receiver is readable and was woken,
+/// with no timer poll in between.
+#[test]
+fn cross_instance_datagram_is_delivered_and_woken_by_the_sender() {
+    let st = stack(2, LockMode::PerCpu);
+    freeze(&st);
+    set_cpu(1);
+    let srv = st.socket(SockType::Dgram).unwrap();
+    srv.bind(lo(9300)).unwrap();
+    set_cpu(0);
+    let cli = st.socket(SockType::Dgram).unwrap();
+    for i in 0..3u8 {
+        let woken = srv.waiters().generation();
+        let crossed = st.stats().cross_instance_packets;
+        cli.send(&[i; 8], Some(lo(9300))).unwrap();
+        assert_eq!(st.stats().cross_instance_packets, crossed + 1);
+        assert_ne!(srv.poll_events() & EPOLLIN, 0, "datagram {i} not there");
+        assert!(srv.waiters().generation() > woken, "receiver not woken");
+        let mut b = [0u8; 16];
+        assert_eq!(srv.recv(&mut b, false).map(|r| r.0), Ok(8));
+        assert_eq!(b[..8], [i; 8]);
+    }
+    srv.close();
+    cli.close();
+}
+
+/// `listen(fd, n)` holds n + 1 established connections, as Linux does; the
+/// clients past that are not refused (their SYN is dropped, they retry)
+/// and get in once the queue drains.
+#[test]
+fn backlog_holds_n_plus_one_and_the_rest_wait() {
+    for backlog in [1usize, 2, 5] {
+        let st = stack(1, LockMode::Global);
+        freeze(&st);
+        set_cpu(0);
+        let l = listener(&st, 7300, backlog as i32);
+        let clients: Vec<Sock> = (0..backlog + 4)
+            .map(|_| {
+                let c = st.socket(SockType::Stream).unwrap();
+                assert_eq!(c.connect(lo(7300)), Err(errno::EINPROGRESS));
+                c
+            })
+            .collect();
+        st.poll(0);
+        let connected = clients
+            .iter()
+            .filter(|c| c.poll_events() & EPOLLOUT != 0)
+            .count();
+        assert_eq!(connected, backlog + 1, "backlog {backlog}");
+        for c in &clients {
+            assert_eq!(so_error(c), 0, "a client was refused");
+            assert_eq!(c.poll_events() & (EPOLLERR | EPOLLHUP), 0);
+        }
+        let mut accepted = Vec::new();
+        while let Ok((s, _)) = l.accept() {
+            accepted.push(s);
+        }
+        assert_eq!(accepted.len(), backlog + 1);
+        // The others retry their SYN (1 s) and get in.
+        for _ in 0..10 {
+            advance(&st, 3000);
+            st.poll(0);
+            while let Ok((s, _)) = l.accept() {
+                accepted.push(s);
+            }
+            if accepted.len() == clients.len() {
+                break;
+            }
+        }
+        assert_eq!(accepted.len(), clients.len(), "backlog {backlog}");
+    }
+}

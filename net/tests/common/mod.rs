@@ -30,6 +30,13 @@ pub struct Waiters {
     cv: Condvar,
 }
 
+impl Waiters {
+    /// How many times these waiters were notified.
+    pub fn generation(&self) -> u64 {
+        *self.generation.lock().unwrap()
+    }
+}
+
 pub struct TestPlatform {
     start: Instant,
     rng: AtomicU64,
