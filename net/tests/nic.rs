@@ -227,12 +227,18 @@ proptest! {
 
 /// A TCP SYN frame from B (`IP_B:sport`) to `IP_A:80`.
 fn syn_from_b(sport: u16) -> Vec<u8> {
+    tcp_from_b(sport, 1000, 0x02)
+}
+
+/// A TCP segment from B's `sport` to A's port 80: sequence number `seq`,
+/// flags `flags`, no ACK, no payload.
+fn tcp_from_b(sport: u16, seq: u32, flags: u8) -> Vec<u8> {
     let mut tcp = Vec::new();
     tcp.extend(sport.to_be_bytes());
     tcp.extend(80u16.to_be_bytes());
-    tcp.extend(1000u32.to_be_bytes());
+    tcp.extend(seq.to_be_bytes());
     tcp.extend(0u32.to_be_bytes());
-    tcp.extend([0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    tcp.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     let mut pseudo = Vec::new();
     pseudo.extend(IP_B.octets());
     pseudo.extend(IP_A.octets());
@@ -439,4 +445,36 @@ fn established_connection_outlives_the_handshake_timeout() {
         pump(&a, &b);
     }
     panic!("the data never arrived");
+}
+
+/// A handshake reset in a listener's pool (SYN, then RST) gives the pool
+/// socket back to listening: no connection to accept, no wake-up of the
+/// listener, no socket more or less, and the next SYN is answered.
+#[test]
+fn handshake_reset_in_the_pool_listens_again_quietly() {
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
+    freeze(&a);
+    a.receive_frame(&arp_request(IP_A));
+    let l = a.socket(SockType::Stream).unwrap();
+    l.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80))
+        .unwrap();
+    l.listen(4).unwrap();
+    take_frames(&a);
+    let sockets = a.stats().smoltcp_sockets;
+    let woken = l.waiters().generation();
+    let synack = |frames: &[Vec<u8>]| {
+        frames
+            .iter()
+            .any(|f| f.len() >= 54 && f[23] == 6 && f[47] & 0x12 == 0x12)
+    };
+    for round in 0..3u16 {
+        a.receive_frame(&syn_from_b(5000 + round));
+        assert!(synack(&take_frames(&a)), "round {round}");
+        a.receive_frame(&tcp_from_b(5000 + round, 1001, 0x04));
+        a.poll(0);
+        assert_eq!(l.accept().err(), Some(errno::EAGAIN));
+        assert_eq!(l.poll_events() & EPOLLIN, 0);
+        assert_eq!(l.waiters().generation(), woken, "round {round}");
+        assert_eq!(a.stats().smoltcp_sockets, sockets);
+    }
 }
