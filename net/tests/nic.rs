@@ -447,9 +447,10 @@ fn established_connection_outlives_the_handshake_timeout() {
     panic!("the data never arrived");
 }
 
-/// A handshake reset in a listener's pool (SYN, then RST) gives the pool
-/// socket back to listening: no connection to accept, no wake-up of the
-/// listener, no socket more or less, and the next SYN is answered.
+/// A handshake reset (SYN, then RST) or timed out in a listener's pool
+/// gives the pool socket back to listening: no connection to accept, no
+/// wake-up of the listener, no socket more or less, and the next SYN is
+/// answered.
 #[test]
 fn handshake_reset_in_the_pool_listens_again_quietly() {
     let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
@@ -477,4 +478,16 @@ fn handshake_reset_in_the_pool_listens_again_quietly() {
         assert_eq!(l.waiters().generation(), woken, "round {round}");
         assert_eq!(a.stats().smoltcp_sockets, sockets);
     }
+    // A handshake that times out (smoltcp closes the socket, where a reset
+    // took it back to listening itself).
+    a.receive_frame(&syn_from_b(6000));
+    assert!(synack(&take_frames(&a)));
+    advance(&a, 61_000);
+    a.poll(0);
+    take_frames(&a);
+    assert_eq!(l.accept().err(), Some(errno::EAGAIN));
+    assert_eq!(l.waiters().generation(), woken, "woken by a timeout");
+    assert_eq!(a.stats().smoltcp_sockets, sockets);
+    a.receive_frame(&syn_from_b(6001));
+    assert!(synack(&take_frames(&a)));
 }
