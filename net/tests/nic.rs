@@ -337,6 +337,7 @@ fn frame_size_limit_and_no_nic() {
 fn nic_timers_run_on_cpu_zero_only() {
     for mode in [LockMode::PerCpu, LockMode::Global] {
         let a = eth_stack(MAC_A, IP_A, mode);
+        freeze(&a);
         a.receive_frame(&arp_request(IP_A)); // learns B's MAC
         take_frames(&a);
         assert_eq!((a.next_poll_ms(0), a.next_poll_ms(1)), (None, None));
