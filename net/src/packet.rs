@@ -99,6 +99,90 @@ mod tests {
         assert_eq!(flow_hash(a, b), flow_hash(b, a));
     }
 
+    /// An 80-byte IPv4 buffer (tests cut it): header of `ihl` 32-bit words,
+    /// protocol `proto`, 127.0.0.1 -> 127.0.0.2, ports 1000 -> 2000 and
+    /// TCP flags SYN right after the header (where they fit).
+    fn packet(ihl: u8, proto: u8) -> [u8; 80] {
+        let mut p = [0u8; 80];
+        p[0] = 0x40 | ihl;
+        p[9] = proto;
+        p[12..16].copy_from_slice(&[127, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[127, 0, 0, 2]);
+        let h = usize::from(ihl) * 4;
+        if h >= 20 {
+            p[h..h + 4].copy_from_slice(&[0x03, 0xe8, 0x07, 0xd0]);
+            p[h + 13] = TCP_SYN;
+        }
+        p
+    }
+
+    /// Every length bound of `parse_ipv4`, at the bound and one below it.
+    #[test]
+    fn parse_ipv4_bounds() {
+        // Header only: 20 bytes parse, 19 do not.
+        let p = packet(5, 1);
+        let info = parse_ipv4(&p[..20]).expect("a bare 20-byte header");
+        assert_eq!(info.src, Ipv4Addr::new(127, 0, 0, 1));
+        assert_eq!(info.dst, Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(info.proto, 1);
+        assert!(!info.has_ports);
+        assert_eq!(parse_ipv4(&p[..19]), None);
+        // IHL below 5 words is not IPv4; 5 is.
+        for ihl in 0..5 {
+            assert_eq!(parse_ipv4(&packet(ihl, PROTO_UDP)[..40]), None, "ihl {ihl}");
+        }
+        // Options: a 24-byte header needs all 24 bytes, and no more.
+        let p = packet(6, 1);
+        assert_eq!(parse_ipv4(&p[..23]), None);
+        assert!(parse_ipv4(&p[..24]).is_some());
+        // Not version 4.
+        let mut v6 = packet(5, PROTO_UDP);
+        v6[0] = 0x65;
+        assert_eq!(parse_ipv4(&v6[..40]), None);
+        // UDP: ports need 4 bytes after the header (with and without options).
+        for ihl in [5u8, 6] {
+            let h = usize::from(ihl) * 4;
+            let p = packet(ihl, PROTO_UDP);
+            let info = parse_ipv4(&p[..h + 4]).unwrap();
+            assert!(info.has_ports, "ihl {ihl}");
+            assert_eq!((info.src_port, info.dst_port), (1000, 2000));
+            assert_eq!(info.tcp_flags, 0);
+            let info = parse_ipv4(&p[..h + 3]).unwrap();
+            assert!(!info.has_ports);
+            assert_eq!((info.src_port, info.dst_port), (0, 0));
+        }
+        // TCP: ports and flags need 14 bytes after the header.
+        for ihl in [5u8, 6] {
+            let h = usize::from(ihl) * 4;
+            let p = packet(ihl, PROTO_TCP);
+            let info = parse_ipv4(&p[..h + 14]).unwrap();
+            assert!(info.has_ports && info.is_tcp_syn(), "ihl {ihl}");
+            assert_eq!((info.src_port, info.dst_port), (1000, 2000));
+            assert_eq!(info.tcp_flags, TCP_SYN);
+            assert!(!parse_ipv4(&p[..h + 13]).unwrap().has_ports);
+            assert!(!parse_ipv4(&p[..h + 4]).unwrap().has_ports);
+        }
+        // Other protocols carry no ports, whatever follows the header.
+        assert!(!parse_ipv4(&packet(5, 1)[..40]).unwrap().has_ports);
+        // Fragments: only a whole packet (offset 0, no MF) has ports; DF
+        // (0x4000) does not make a fragment.
+        for (frag, whole) in [
+            (0x0000u16, true),
+            (0x4000, true),
+            (0x2000, false),
+            (0x0001, false),
+            (0x1fff, false),
+        ] {
+            let mut p = packet(5, PROTO_UDP);
+            p[6..8].copy_from_slice(&frag.to_be_bytes());
+            assert_eq!(
+                parse_ipv4(&p[..40]).unwrap().has_ports,
+                whole,
+                "frag {frag:#x}"
+            );
+        }
+    }
+
     #[test]
     fn short_and_garbage_packets_do_not_panic() {
         for len in 0..64 {

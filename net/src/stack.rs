@@ -387,3 +387,100 @@ impl<P: Platform> Shared<P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::TCP_SYN;
+
+    /// A platform that does nothing: steering needs none of it.
+    struct Quiet;
+
+    impl Platform for Quiet {
+        type Waiters = ();
+        fn now_ms(&self) -> u64 {
+            0
+        }
+        fn current_cpu(&self) -> usize {
+            0
+        }
+        fn notify(&self, _: &()) {}
+        fn transmit_frame(&self, _: &[u8]) {}
+        fn random_u64(&self) -> u64 {
+            7
+        }
+    }
+
+    fn shared(cpus: usize, mode: LockMode) -> Arc<Shared<Quiet>> {
+        Stack::new(Quiet, Config::new(cpus, mode)).shared
+    }
+
+    /// An IPv4 packet `src:sp -> dst:dp` of protocol `proto` (with the SYN
+    /// flag where a TCP header has its flags).
+    fn packet(proto: u8, src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> [u8; 40] {
+        let mut p = [0u8; 40];
+        p[0] = 0x45;
+        p[9] = proto;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p[20..22].copy_from_slice(&sp.to_be_bytes());
+        p[22..24].copy_from_slice(&dp.to_be_bytes());
+        p[33] = TCP_SYN;
+        p
+    }
+
+    const LO: [u8; 4] = [127, 0, 0, 1];
+
+    /// TCP flows spread over every loopback instance, both directions of a
+    /// flow on the same one; one instance takes everything.
+    #[test]
+    fn tcp_flows_spread_over_instances_symmetrically() {
+        let s = shared(4, LockMode::PerCpu);
+        let server = (Ipv4Addr::LOCALHOST, 80);
+        let mut seen = [0usize; 4];
+        for port in 40_000..40_256 {
+            let client = (Ipv4Addr::LOCALHOST, port);
+            let i = s.tcp_instance(client, server);
+            assert_eq!(i, s.tcp_instance(server, client));
+            seen[i] += 1;
+            // `route` sends both directions of the flow there, from anywhere.
+            let out = packet(PROTO_TCP, LO, port, LO, 80);
+            let back = packet(PROTO_TCP, LO, 80, LO, port);
+            assert_eq!(s.route(3 - i, &out), Some(i));
+            assert_eq!(s.route(0, &back), Some(i));
+        }
+        assert!(seen.iter().all(|&n| n > 16), "{seen:?}");
+        let one = shared(4, LockMode::Global);
+        assert_eq!(one.loops, 1);
+        assert_eq!(one.tcp_instance((Ipv4Addr::LOCALHOST, 1), server), 0);
+        assert_eq!(one.route(0, &[0u8; 3]), Some(0));
+    }
+
+    /// UDP goes to its port's home instance (or stays where it was sent
+    /// when the port has none); other protocols to instance 0; packets not
+    /// for 127/8, or not IPv4, nowhere.
+    #[test]
+    fn route_udp_home_other_protocols_and_garbage() {
+        let s = shared(4, LockMode::PerCpu);
+        let udp = packet(PROTO_UDP, LO, 5000, LO, 53);
+        assert_eq!(s.route(2, &udp), Some(2));
+        s.udp_home[53].store(3 + 1, Ordering::Release);
+        for from in 0..4 {
+            assert_eq!(s.route(from, &udp), Some(3));
+        }
+        // The home of the destination port, not of the source port.
+        s.udp_home[5000].store(1 + 1, Ordering::Release);
+        assert_eq!(s.route(0, &udp), Some(3));
+        let icmp = packet(1, LO, 0, LO, 0);
+        assert_eq!(s.route(2, &icmp), Some(0));
+        let out = packet(PROTO_TCP, LO, 1, [10, 0, 2, 2], 80);
+        assert_eq!(s.route(1, &out), None);
+        assert_eq!(s.route(1, &out[..19]), None);
+        let mut v6 = udp;
+        v6[0] = 0x60;
+        assert_eq!(s.route(1, &v6), None);
+        // A UDP packet too short for its ports goes to instance 0, like
+        // other protocols.
+        assert_eq!(s.route(2, &udp[..23]), Some(0));
+    }
+}

@@ -291,19 +291,34 @@ fn shutdown_write_gives_peer_eof_and_epipe_locally() {
 fn peer_that_never_reads_is_bounded_and_others_keep_working() {
     for mode in MODES {
         let st = stack(2, mode);
+        // Time moves only when the test says, so a timer (a delayed ACK)
+        // cannot open the window between the last EAGAIN and the check.
+        freeze(&st);
         let buf = st.config().tcp_buffer_bytes;
         let l = listener(&st, 7006, 8);
         let hog = connect(&st, lo(7006)).unwrap();
         let (_idle, _) = accept(&st, &l);
         let chunk = vec![7u8; 4096];
         let mut sent = 0;
+        // Send until EAGAIN, let the timers run, and again, until a round
+        // moves nothing.
         loop {
-            match hog.send(&chunk, None) {
-                Ok(n) => sent += n,
-                Err(errno::EAGAIN) => break,
-                Err(e) => panic!("{e}"),
+            let before = sent;
+            loop {
+                match hog.send(&chunk, None) {
+                    Ok(n) => sent += n,
+                    Err(errno::EAGAIN) => break,
+                    Err(e) => panic!("{e}"),
+                }
+                assert!(sent <= 4 * buf, "unbounded: {sent}");
             }
-            assert!(sent <= 4 * buf, "unbounded: {sent}");
+            if sent == before {
+                break;
+            }
+            advance(&st, 1000);
+            for c in 0..2 {
+                st.poll(c);
+            }
         }
         // At most the peer's receive buffer plus our send buffer.
         assert!(sent <= 2 * buf, "sent {sent}");
@@ -321,6 +336,9 @@ fn peer_that_never_reads_is_bounded_and_others_keep_working() {
 fn syn_flood_on_full_listener_is_bounded() {
     for mode in MODES {
         let st = stack(2, mode);
+        // No SYN retransmission (1 s) while the test counts: time moves
+        // only when the test says.
+        freeze(&st);
         set_cpu(0);
         let l = listener(&st, 7007, 4);
         let base = st.stats().smoltcp_sockets;
@@ -599,5 +617,195 @@ fn poll_events_of_fresh_shut_and_closed_sockets() {
         s.close();
         assert_eq!(s.poll_events(), EPOLLHUP);
         s.close();
+    }
+}
+
+/// Receive one datagram on `s` (waiting for it).
+fn recv_dgram(st: &S, s: &Sock) -> Vec<u8> {
+    let mut b = [0u8; 64];
+    loop {
+        match s.recv(&mut b, false) {
+            Ok((n, _)) => return b[..n].to_vec(),
+            Err(errno::EAGAIN) => {
+                wait(st, s, EPOLLIN);
+            }
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+/// A UDP port's home instance (where loopback datagrams to it are steered)
+/// is forgotten when its socket closes, but only by the socket that set it:
+/// datagrams to a closed port stay in the sender's instance, and a second
+/// socket on the same port keeps receiving after the first one closes.
+#[test]
+fn closed_udp_port_forgets_its_home_instance() {
+    let st = stack(3, LockMode::PerCpu);
+    let cross = |st: &S| st.stats().cross_instance_packets;
+    set_cpu(0);
+    let cli = st.socket(SockType::Dgram).unwrap();
+    cli.bind(lo(9100)).unwrap();
+
+    // Home on CPU 1: a datagram from CPU 0 crosses instances once.
+    set_cpu(1);
+    let a = st.socket(SockType::Dgram).unwrap();
+    a.bind(lo(9101)).unwrap();
+    set_cpu(0);
+    let before = cross(&st);
+    cli.send(b"to a", Some(lo(9101))).unwrap();
+    set_cpu(1);
+    assert_eq!(recv_dgram(&st, &a), b"to a");
+    assert_eq!(cross(&st), before + 1);
+    a.close();
+
+    // Closed: the datagram stays in CPU 0's instance (no one gets it).
+    set_cpu(0);
+    let before = cross(&st);
+    cli.send(b"to nobody", Some(lo(9101))).unwrap();
+    for c in 0..3 {
+        st.poll(c);
+    }
+    assert_eq!(cross(&st), before, "steered to a closed port's old home");
+
+    // Two sockets on one port (SO_REUSEADDR): the last bind is the home;
+    // closing the other one must not forget it.
+    let reuse = |s: &Sock| {
+        s.setsockopt(SOL_SOCKET, SO_REUSEADDR, &1i32.to_ne_bytes())
+            .unwrap()
+    };
+    set_cpu(1);
+    let first = st.socket(SockType::Dgram).unwrap();
+    reuse(&first);
+    first.bind(lo(9102)).unwrap();
+    set_cpu(2);
+    let second = st.socket(SockType::Dgram).unwrap();
+    reuse(&second);
+    second.bind(lo(9102)).unwrap();
+    first.close();
+    set_cpu(0);
+    cli.send(b"to second", Some(lo(9102))).unwrap();
+    set_cpu(2);
+    assert_eq!(recv_dgram(&st, &second), b"to second");
+    second.close();
+    cli.close();
+    assert_eq!(st.stats().smoltcp_sockets, 0);
+    assert_eq!(st.stats().bound_ports, 0);
+}
+
+/// `next_poll_ms`: nothing pending once datagrams are delivered (UDP has
+/// no timers); a TCP orphan closing at a silent peer keeps a deadline in
+/// the future, not "now" (which would make the timer spin), until it is
+/// freed.
+#[test]
+fn next_poll_ms_is_none_when_idle_and_not_a_spin() {
+    let st = stack(2, LockMode::PerCpu);
+    freeze(&st);
+    set_cpu(0);
+    let a = st.socket(SockType::Dgram).unwrap();
+    a.bind(lo(9200)).unwrap();
+    set_cpu(1);
+    let b = st.socket(SockType::Dgram).unwrap();
+    b.send(b"hi", Some(lo(9200))).unwrap();
+    set_cpu(0);
+    assert_eq!(recv_dgram(&st, &a), b"hi");
+    for c in 0..2 {
+        assert_eq!(st.next_poll_ms(c), None, "cpu {c}");
+    }
+    a.close();
+    b.close();
+    // A connection whose peer stops reading: closing it leaves an orphan
+    // with unsent data, which needs a timer (zero-window probes, the
+    // orphan limit) but not an immediate one.
+    let l = listener(&st, 7200, 4);
+    let c = connect(&st, lo(7200)).unwrap();
+    let (_s, _) = accept(&st, &l);
+    let chunk = vec![1u8; 4096];
+    while c.send(&chunk, None).is_ok() {}
+    c.close();
+    let now = net::Platform::now_ms(st.platform());
+    let due: Vec<u64> = (0..2).filter_map(|c| st.next_poll_ms(c)).collect();
+    assert!(!due.is_empty());
+    assert!(due.iter().all(|&d| d > now), "due {due:?}, now {now}");
+    _s.close();
+    l.close();
+    advance(&st, 31_000);
+    settle(&st, |s| s.stats().smoltcp_sockets == 0);
+    for c in 0..2 {
+        st.poll(c);
+        assert_eq!(st.next_poll_ms(c), None, "cpu {c} after the orphan");
+    }
+}
+
+/// A datagram for another CPU's instance is delivered by the sender's own
+/// call: when `send` returns, the receiver is readable and was woken,
+/// with no timer poll in between.
+#[test]
+fn cross_instance_datagram_is_delivered_and_woken_by_the_sender() {
+    let st = stack(2, LockMode::PerCpu);
+    freeze(&st);
+    set_cpu(1);
+    let srv = st.socket(SockType::Dgram).unwrap();
+    srv.bind(lo(9300)).unwrap();
+    set_cpu(0);
+    let cli = st.socket(SockType::Dgram).unwrap();
+    for i in 0..3u8 {
+        let woken = srv.waiters().generation();
+        let crossed = st.stats().cross_instance_packets;
+        cli.send(&[i; 8], Some(lo(9300))).unwrap();
+        assert_eq!(st.stats().cross_instance_packets, crossed + 1);
+        assert_ne!(srv.poll_events() & EPOLLIN, 0, "datagram {i} not there");
+        assert!(srv.waiters().generation() > woken, "receiver not woken");
+        let mut b = [0u8; 16];
+        assert_eq!(srv.recv(&mut b, false).map(|r| r.0), Ok(8));
+        assert_eq!(b[..8], [i; 8]);
+    }
+    srv.close();
+    cli.close();
+}
+
+/// `listen(fd, n)` holds n + 1 established connections, as Linux does; the
+/// clients past that are not refused (their SYN is dropped, they retry)
+/// and get in once the queue drains.
+#[test]
+fn backlog_holds_n_plus_one_and_the_rest_wait() {
+    for backlog in [1usize, 2, 5] {
+        let st = stack(1, LockMode::Global);
+        freeze(&st);
+        set_cpu(0);
+        let l = listener(&st, 7300, backlog as i32);
+        let clients: Vec<Sock> = (0..backlog + 4)
+            .map(|_| {
+                let c = st.socket(SockType::Stream).unwrap();
+                assert_eq!(c.connect(lo(7300)), Err(errno::EINPROGRESS));
+                c
+            })
+            .collect();
+        st.poll(0);
+        let connected = clients
+            .iter()
+            .filter(|c| c.poll_events() & EPOLLOUT != 0)
+            .count();
+        assert_eq!(connected, backlog + 1, "backlog {backlog}");
+        for c in &clients {
+            assert_eq!(so_error(c), 0, "a client was refused");
+            assert_eq!(c.poll_events() & (EPOLLERR | EPOLLHUP), 0);
+        }
+        let mut accepted = Vec::new();
+        while let Ok((s, _)) = l.accept() {
+            accepted.push(s);
+        }
+        assert_eq!(accepted.len(), backlog + 1);
+        // The others retry their SYN (1 s) and get in.
+        for _ in 0..10 {
+            advance(&st, 3000);
+            st.poll(0);
+            while let Ok((s, _)) = l.accept() {
+                accepted.push(s);
+            }
+            if accepted.len() == clients.len() {
+                break;
+            }
+        }
+        assert_eq!(accepted.len(), clients.len(), "backlog {backlog}");
     }
 }

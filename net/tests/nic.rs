@@ -227,12 +227,18 @@ proptest! {
 
 /// A TCP SYN frame from B (`IP_B:sport`) to `IP_A:80`.
 fn syn_from_b(sport: u16) -> Vec<u8> {
+    tcp_from_b(sport, 1000, 0x02)
+}
+
+/// A TCP segment from B's `sport` to A's port 80: sequence number `seq`,
+/// flags `flags`, no ACK, no payload.
+fn tcp_from_b(sport: u16, seq: u32, flags: u8) -> Vec<u8> {
     let mut tcp = Vec::new();
     tcp.extend(sport.to_be_bytes());
     tcp.extend(80u16.to_be_bytes());
-    tcp.extend(1000u32.to_be_bytes());
+    tcp.extend(seq.to_be_bytes());
     tcp.extend(0u32.to_be_bytes());
-    tcp.extend([0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    tcp.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     let mut pseudo = Vec::new();
     pseudo.extend(IP_B.octets());
     pseudo.extend(IP_A.octets());
@@ -304,4 +310,185 @@ fn connect_to_silent_peer_times_out() {
         c.connect(SocketAddrV4::new(IP_B, 80)),
         Err(errno::ETIMEDOUT)
     );
+}
+
+/// Frames up to 9018 bytes (a jumbo frame's size) are taken, longer ones
+/// dropped; a stack without a NIC drops every frame.
+#[test]
+fn frame_size_limit_and_no_nic() {
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
+    for (len, answered) in [(9018, true), (9019, false), (20_000, false)] {
+        let mut f = arp_request(IP_A);
+        f.resize(len, 0);
+        a.receive_frame(&f);
+        let replied = take_frames(&a).iter().any(|f| is_arp_reply(f));
+        assert_eq!(replied, answered, "frame of {len} bytes");
+    }
+    let plain = stack(2, LockMode::PerCpu);
+    plain.receive_frame(&arp_request(IP_A));
+    plain.receive_frame(&icmp_echo(MAC_A, IP_A, 1));
+    assert!(take_frames(&plain).is_empty());
+    assert_eq!(plain.next_poll_ms(0), None);
+}
+
+/// The NIC instance's timers belong to CPU 0: its deadline shows in
+/// `next_poll_ms(0)` only, and `poll(0)` (not `poll(1)`) runs them.
+#[test]
+fn nic_timers_run_on_cpu_zero_only() {
+    for mode in [LockMode::PerCpu, LockMode::Global] {
+        let a = eth_stack(MAC_A, IP_A, mode);
+        freeze(&a);
+        a.receive_frame(&arp_request(IP_A)); // learns B's MAC
+        take_frames(&a);
+        assert_eq!((a.next_poll_ms(0), a.next_poll_ms(1)), (None, None));
+        let c = a.socket(SockType::Stream).unwrap();
+        let peer = SocketAddrV4::new(IP_B, 80);
+        assert_eq!(c.connect(peer), Err(errno::EINPROGRESS));
+        let syns = |frames: &[Vec<u8>]| {
+            frames
+                .iter()
+                .filter(|f| f.len() >= 54 && f[23] == 6 && f[47] & 0x12 == 0x02)
+                .count()
+        };
+        assert_eq!(syns(&take_frames(&a)), 1);
+        // The SYN's retransmission timer is pending in the NIC instance.
+        let due = a.next_poll_ms(0).expect("a retransmission timer");
+        assert_eq!(a.next_poll_ms(1), None, "{mode:?}");
+        let now = net::Platform::now_ms(a.platform());
+        advance(&a, due.saturating_sub(now) + 10_000);
+        a.poll(1);
+        assert_eq!(syns(&take_frames(&a)), 0, "poll(1) ran the NIC ({mode:?})");
+        a.poll(0);
+        assert_eq!(syns(&take_frames(&a)), 1, "poll(0) retransmits ({mode:?})");
+        c.close();
+    }
+}
+
+/// The NIC checks checksums (the loopback instances skip them): a frame
+/// with a bad IP or ICMP checksum gets no answer, and the answers carry
+/// correct ones.
+#[test]
+fn nic_checks_and_fills_checksums() {
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
+    a.receive_frame(&arp_request(IP_A));
+    take_frames(&a);
+    let good = icmp_echo(MAC_A, IP_A, 9);
+    for at in [24, 36] {
+        // 24: the IP header's checksum; 36: the ICMP checksum.
+        let mut bad = good.clone();
+        bad[at] ^= 0x5a;
+        a.receive_frame(&bad);
+        assert!(
+            take_frames(&a).is_empty(),
+            "answered a bad checksum at {at}"
+        );
+    }
+    a.receive_frame(&good);
+    let frames = take_frames(&a);
+    let reply = frames
+        .iter()
+        .find(|f| is_echo_reply(f, 9))
+        .expect("an echo reply");
+    // A correct checksum sums (with itself) to zero.
+    assert_eq!(checksum(&reply[14..34]), 0, "IP header checksum");
+    assert_eq!(checksum(&reply[34..]), 0, "ICMP checksum");
+}
+
+/// An established connection has no user timeout (Linux's default): data
+/// for a peer that falls silent is retransmitted past the 60 s handshake
+/// limit, not aborted, and arrives once the peer is back.
+#[test]
+fn established_connection_outlives_the_handshake_timeout() {
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
+    let b = eth_stack(MAC_B, IP_B, LockMode::PerCpu);
+    freeze(&a);
+    freeze(&b);
+    set_cpu(0);
+    let l = b.socket(SockType::Stream).unwrap();
+    l.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80))
+        .unwrap();
+    l.listen(8).unwrap();
+    let c = a.socket(SockType::Stream).unwrap();
+    let peer = SocketAddrV4::new(IP_B, 80);
+    assert_eq!(c.connect(peer), Err(errno::EINPROGRESS));
+    for _ in 0..20 {
+        pump(&a, &b);
+        if c.poll_events() & EPOLLOUT != 0 {
+            break;
+        }
+        // ARP resolution retries on the timer.
+        advance(&a, 1000);
+        advance(&b, 1000);
+        a.poll(0);
+        b.poll(0);
+    }
+    assert_eq!(c.connect(peer), Ok(()));
+    let (s, _) = l.accept().unwrap();
+    // B falls silent for 100 s.
+    assert_eq!(c.send(b"into the void", None), Ok(13));
+    take_frames(&a);
+    for _ in 0..10 {
+        advance(&a, 10_000);
+        a.poll(0);
+        take_frames(&a);
+    }
+    assert_eq!(so_error(&c), 0);
+    assert_eq!(c.poll_events() & (EPOLLERR | EPOLLHUP), 0);
+    // B is back: a retransmission gets through.
+    let mut buf = [0u8; 32];
+    for _ in 0..10 {
+        if s.recv(&mut buf, false) == Ok((13, None)) {
+            assert_eq!(&buf[..13], b"into the void");
+            return;
+        }
+        advance(&a, 30_000);
+        a.poll(0);
+        pump(&a, &b);
+    }
+    panic!("the data never arrived");
+}
+
+/// A handshake reset (SYN, then RST) or timed out in a listener's pool
+/// gives the pool socket back to listening: no connection to accept, no
+/// wake-up of the listener, no socket more or less, and the next SYN is
+/// answered.
+#[test]
+fn handshake_reset_in_the_pool_listens_again_quietly() {
+    let a = eth_stack(MAC_A, IP_A, LockMode::PerCpu);
+    freeze(&a);
+    a.receive_frame(&arp_request(IP_A));
+    let l = a.socket(SockType::Stream).unwrap();
+    l.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80))
+        .unwrap();
+    l.listen(4).unwrap();
+    take_frames(&a);
+    let sockets = a.stats().smoltcp_sockets;
+    let woken = l.waiters().generation();
+    let synack = |frames: &[Vec<u8>]| {
+        frames
+            .iter()
+            .any(|f| f.len() >= 54 && f[23] == 6 && f[47] & 0x12 == 0x12)
+    };
+    for round in 0..3u16 {
+        a.receive_frame(&syn_from_b(5000 + round));
+        assert!(synack(&take_frames(&a)), "round {round}");
+        a.receive_frame(&tcp_from_b(5000 + round, 1001, 0x04));
+        a.poll(0);
+        assert_eq!(l.accept().err(), Some(errno::EAGAIN));
+        assert_eq!(l.poll_events() & EPOLLIN, 0);
+        assert_eq!(l.waiters().generation(), woken, "round {round}");
+        assert_eq!(a.stats().smoltcp_sockets, sockets);
+    }
+    // A handshake that times out (smoltcp closes the socket, where a reset
+    // took it back to listening itself).
+    a.receive_frame(&syn_from_b(6000));
+    assert!(synack(&take_frames(&a)));
+    advance(&a, 61_000);
+    a.poll(0);
+    take_frames(&a);
+    assert_eq!(l.accept().err(), Some(errno::EAGAIN));
+    assert_eq!(l.waiters().generation(), woken, "woken by a timeout");
+    assert_eq!(a.stats().smoltcp_sockets, sockets);
+    a.receive_frame(&syn_from_b(6001));
+    assert!(synack(&take_frames(&a)));
 }

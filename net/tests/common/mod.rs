@@ -7,7 +7,7 @@
 use net::consts::*;
 use net::{errno, Config, Errno, LockMode, Platform, SockType, SocketAddrV4, SocketRef, Stack};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,12 +30,23 @@ pub struct Waiters {
     cv: Condvar,
 }
 
+impl Waiters {
+    /// How many times these waiters were notified.
+    pub fn generation(&self) -> u64 {
+        *self.generation.lock().unwrap()
+    }
+}
+
 pub struct TestPlatform {
     start: Instant,
     rng: AtomicU64,
     pub frames: Mutex<Vec<Vec<u8>>>,
     /// Added to the clock: tests move time forward with it.
     pub skew_ms: AtomicU64,
+    /// Set by `freeze`: the clock reads `skew_ms` only, so no timer fires
+    /// unless the test calls `advance` (tests that count what happens
+    /// before a retransmission, whatever the host's load).
+    pub frozen: AtomicBool,
 }
 
 impl TestPlatform {
@@ -45,6 +56,7 @@ impl TestPlatform {
             rng: AtomicU64::new(0x1234_5678_9abc_def1),
             frames: Mutex::new(Vec::new()),
             skew_ms: AtomicU64::new(0),
+            frozen: AtomicBool::new(false),
         }
     }
 }
@@ -52,7 +64,11 @@ impl TestPlatform {
 impl Platform for TestPlatform {
     type Waiters = Waiters;
     fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64 + self.skew_ms.load(Ordering::Relaxed)
+        let skew = self.skew_ms.load(Ordering::Relaxed);
+        if self.frozen.load(Ordering::Acquire) {
+            return skew;
+        }
+        self.start.elapsed().as_millis() as u64 + skew
     }
     fn current_cpu(&self) -> usize {
         cpu()
@@ -194,6 +210,14 @@ pub fn settle(st: &S, cond: impl Fn(&S) -> bool) {
             st.stats()
         );
     }
+}
+
+/// Stop the stack's clock where it is (only `advance` moves it on).
+pub fn freeze(st: &S) {
+    let p = st.platform();
+    let now = p.start.elapsed().as_millis() as u64;
+    p.skew_ms.fetch_add(now, Ordering::Relaxed);
+    p.frozen.store(true, Ordering::Release);
 }
 
 /// Move the stack's clock forward.
