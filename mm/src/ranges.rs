@@ -159,11 +159,12 @@ impl<L: RawLock, P: Piece> Ranges<L, P> {
         self.lock_mask(all_mask(self.stripes.len()))
     }
 
+    /// Takes the stripes of `mask` in increasing order, visiting only its
+    /// set bits (a one-stripe guard, the fault path's, costs one lock: a
+    /// scan over all 64 stripes cost more than the lock itself).
     fn lock_mask(&self, mask: u64) -> RangeGuard<'_, L, P> {
-        for (i, s) in self.stripes.iter().enumerate() {
-            if mask & (1u64 << i) != 0 {
-                s.lock.lock();
-            }
+        for i in Bits(mask) {
+            self.stripes[i].lock.lock();
         }
         RangeGuard { ranges: self, mask }
     }
@@ -171,6 +172,32 @@ impl<L: RawLock, P: Piece> Ranges<L, P> {
     /// Each stripe's pieces, without locks (`&mut`: nobody else holds any).
     pub fn maps_mut(&mut self) -> impl Iterator<Item = &mut BTreeMap<u64, P>> {
         self.stripes.iter_mut().map(|s| s.map.get_mut())
+    }
+}
+
+/// The set bits of a mask, lowest first (`next_back`: highest first).
+struct Bits(u64);
+
+impl Iterator for Bits {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(i)
+    }
+}
+
+impl DoubleEndedIterator for Bits {
+    fn next_back(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = 63 - self.0.leading_zeros() as usize;
+        self.0 &= !(1u64 << i);
+        Some(i)
     }
 }
 
@@ -191,10 +218,8 @@ pub struct RangeGuard<'a, L: RawLock, P> {
 
 impl<L: RawLock, P> Drop for RangeGuard<'_, L, P> {
     fn drop(&mut self) {
-        for (i, s) in self.ranges.stripes.iter().enumerate().rev() {
-            if self.mask & (1u64 << i) != 0 {
-                s.lock.unlock();
-            }
+        for i in Bits(self.mask).rev() {
+            self.ranges.stripes[i].lock.unlock();
         }
     }
 }
@@ -206,8 +231,8 @@ impl<L: RawLock, P: Piece> RangeGuard<'_, L, P> {
         m & self.mask == m
     }
 
-    fn held(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.ranges.stripes.len()).filter(|i| self.mask & (1u64 << i) != 0)
+    fn held(&self) -> Bits {
+        Bits(self.mask)
     }
 
     /// The pieces of stripe `i` (held: panics otherwise).
@@ -308,13 +333,15 @@ impl<L: RawLock, P: Piece> RangeGuard<'_, L, P> {
         self.split_at(start);
         self.split_at(end);
         let mut out = Vec::new();
-        let held: Vec<usize> = self.held().collect();
         let mut stripes = 0;
-        for i in held {
+        for i in self.held() {
             let map = self.map_mut(i);
-            let keys: Vec<u64> = map.range(start..end).map(|(k, _)| *k).collect();
-            stripes += usize::from(!keys.is_empty());
-            out.extend(keys.into_iter().filter_map(|k| map.remove(&k)));
+            let before = out.len();
+            // One piece at a time: no list of keys to allocate.
+            while let Some(k) = map.range(start..end).next().map(|(k, _)| *k) {
+                out.extend(map.remove(&k));
+            }
+            stripes += usize::from(out.len() > before);
         }
         if stripes > 1 {
             out.sort_unstable_by_key(|p| p.start());

@@ -166,7 +166,14 @@ pub fn flush_on(aspace: &AddressSpace, start: u64, len: u64, cpus: u64) {
     };
     let done = AtomicUsize::new(0);
     let mut targets = 0;
-    for cpu in (0..MAX_CPUS).filter(|&c| c != me && mask & (1u64 << c) != 0) {
+    // The set bits of the mask only (often none but this CPU).
+    let mut rest = mask & !(1u64 << me);
+    while rest != 0 {
+        let cpu = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        if cpu >= MAX_CPUS {
+            break;
+        }
         post(
             cpu,
             Request {
