@@ -293,8 +293,40 @@ impl<L: RawLock, P: Piece> RangeGuard<'_, L, P> {
         v
     }
 
+    /// The pieces of held stripe `i` overlapping `[start, end)`, in
+    /// address order, without allocating (the fault and `mmap(NULL)`
+    /// paths: a heap object per call was a cache line shared with other
+    /// CPUs' objects in `comparison sharing`).
+    fn stripe_overlapping(
+        &self,
+        i: usize,
+        start: u64,
+        end: u64,
+    ) -> impl DoubleEndedIterator<Item = &P> + '_ {
+        let map = self.stripe_map(i);
+        // The one starting before `start` may reach into the range.
+        let from = map
+            .range(..start)
+            .next_back()
+            .filter(|(_, p)| p.end() > start)
+            .map(|(k, _)| *k)
+            .unwrap_or(start);
+        map.range(from..end.max(from))
+            .map(|(_, p)| p)
+            .filter(move |p| p.end() > start && p.start() < end)
+    }
+
+    /// The one held stripe that can hold pieces of `[start, end)`, when
+    /// the range lies in partitions of a single stripe.
+    fn single_stripe(&self, start: u64, end: u64) -> Option<usize> {
+        let m = self.ranges.mask_of(start, end);
+        (m.count_ones() == 1).then(|| m.trailing_zeros() as usize)
+    }
+
     pub fn is_free(&self, start: u64, end: u64) -> bool {
-        self.overlapping(start, end).is_empty()
+        assert!(self.covers(start, end), "range lock not held");
+        let m = self.ranges.mask_of(start, end);
+        Bits(m).all(|i| self.stripe_overlapping(i, start, end).next().is_none())
     }
 
     /// True when every byte of `[start, end)` is inside some piece.
@@ -402,8 +434,32 @@ impl<L: RawLock, P: Piece> RangeGuard<'_, L, P> {
     /// Highest free, `len`-long range inside `[low, high)` (aligned as
     /// `len`, `low` and `high` are); the guard must hold its stripes.
     pub fn find_free_top_down(&self, len: u64, low: u64, high: u64) -> Option<u64> {
+        match self.single_stripe(low, high) {
+            Some(i) => {
+                assert!(self.covers(low, high), "range lock not held");
+                Self::top_down(self.stripe_overlapping(i, low, high).rev(), len, low, high)
+            }
+            None => Self::top_down(
+                self.overlapping(low, high).into_iter().rev(),
+                len,
+                low,
+                high,
+            ),
+        }
+    }
+
+    /// `find_free_top_down` over `pieces`, highest first.
+    fn top_down<'p>(
+        pieces: impl Iterator<Item = &'p P>,
+        len: u64,
+        low: u64,
+        high: u64,
+    ) -> Option<u64>
+    where
+        P: 'p,
+    {
         let mut top = high;
-        for p in self.overlapping(low, high).iter().rev() {
+        for p in pieces {
             if p.end() < top && top - p.end() >= len {
                 let start = top - len;
                 return (start >= low).then_some(start);
