@@ -184,7 +184,7 @@ pub fn flush_on(aspace: &AddressSpace, start: u64, len: u64, cpus: u64) {
             },
         );
         arch::apic::send_ipi(cpu, arch::CALL_VECTOR);
-        IPIS_SENT.inc();
+        IPIS_SENT.add_on(me, 1);
         targets += 1;
     }
     if aspace::active_id(me) == id {
@@ -256,7 +256,7 @@ pub fn service_pending() {
         if req.aspace == active {
             flush_local(req.start, req.end);
         }
-        REQUESTS_SERVED.inc();
+        REQUESTS_SERVED.add_on(me, 1);
         // SAFETY: the initiator keeps `done` alive until it counted every
         // acknowledgement, which includes this one (see `Request`).
         unsafe { (*req.done).fetch_add(1, Ordering::Release) };
@@ -273,8 +273,9 @@ pub fn on_call_ipi() {
 }
 
 /// Flushes `[start, end)` from this CPU's TLB.
+/// Call with interrupts off (its counter is updated without a pin).
 fn flush_local(start: u64, end: u64) {
-    LOCAL_FLUSHES.inc();
+    LOCAL_FLUSHES.add_on(arch::cpu::id(), 1);
     if (end - start) / PAGE > INVLPG_LIMIT {
         flush_all_local();
         return;
