@@ -159,11 +159,12 @@ impl<L: RawLock, P: Piece> Ranges<L, P> {
         self.lock_mask(all_mask(self.stripes.len()))
     }
 
+    /// Takes the stripes of `mask` in increasing order, visiting only its
+    /// set bits (a one-stripe guard, the fault path's, costs one lock: a
+    /// scan over all 64 stripes cost more than the lock itself).
     fn lock_mask(&self, mask: u64) -> RangeGuard<'_, L, P> {
-        for (i, s) in self.stripes.iter().enumerate() {
-            if mask & (1u64 << i) != 0 {
-                s.lock.lock();
-            }
+        for i in Bits(mask) {
+            self.stripes[i].lock.lock();
         }
         RangeGuard { ranges: self, mask }
     }
@@ -171,6 +172,32 @@ impl<L: RawLock, P: Piece> Ranges<L, P> {
     /// Each stripe's pieces, without locks (`&mut`: nobody else holds any).
     pub fn maps_mut(&mut self) -> impl Iterator<Item = &mut BTreeMap<u64, P>> {
         self.stripes.iter_mut().map(|s| s.map.get_mut())
+    }
+}
+
+/// The set bits of a mask, lowest first (`next_back`: highest first).
+struct Bits(u64);
+
+impl Iterator for Bits {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(i)
+    }
+}
+
+impl DoubleEndedIterator for Bits {
+    fn next_back(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = 63 - self.0.leading_zeros() as usize;
+        self.0 &= !(1u64 << i);
+        Some(i)
     }
 }
 
@@ -191,10 +218,8 @@ pub struct RangeGuard<'a, L: RawLock, P> {
 
 impl<L: RawLock, P> Drop for RangeGuard<'_, L, P> {
     fn drop(&mut self) {
-        for (i, s) in self.ranges.stripes.iter().enumerate().rev() {
-            if self.mask & (1u64 << i) != 0 {
-                s.lock.unlock();
-            }
+        for i in Bits(self.mask).rev() {
+            self.ranges.stripes[i].lock.unlock();
         }
     }
 }
@@ -206,8 +231,8 @@ impl<L: RawLock, P: Piece> RangeGuard<'_, L, P> {
         m & self.mask == m
     }
 
-    fn held(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.ranges.stripes.len()).filter(|i| self.mask & (1u64 << i) != 0)
+    fn held(&self) -> Bits {
+        Bits(self.mask)
     }
 
     /// The pieces of stripe `i` (held: panics otherwise).
@@ -268,8 +293,40 @@ impl<L: RawLock, P: Piece> RangeGuard<'_, L, P> {
         v
     }
 
+    /// The pieces of held stripe `i` overlapping `[start, end)`, in
+    /// address order, without allocating (the fault and `mmap(NULL)`
+    /// paths: a heap object per call was a cache line shared with other
+    /// CPUs' objects in `comparison sharing`).
+    fn stripe_overlapping(
+        &self,
+        i: usize,
+        start: u64,
+        end: u64,
+    ) -> impl DoubleEndedIterator<Item = &P> + '_ {
+        let map = self.stripe_map(i);
+        // The one starting before `start` may reach into the range.
+        let from = map
+            .range(..start)
+            .next_back()
+            .filter(|(_, p)| p.end() > start)
+            .map(|(k, _)| *k)
+            .unwrap_or(start);
+        map.range(from..end.max(from))
+            .map(|(_, p)| p)
+            .filter(move |p| p.end() > start && p.start() < end)
+    }
+
+    /// The one held stripe that can hold pieces of `[start, end)`, when
+    /// the range lies in partitions of a single stripe.
+    fn single_stripe(&self, start: u64, end: u64) -> Option<usize> {
+        let m = self.ranges.mask_of(start, end);
+        (m.count_ones() == 1).then(|| m.trailing_zeros() as usize)
+    }
+
     pub fn is_free(&self, start: u64, end: u64) -> bool {
-        self.overlapping(start, end).is_empty()
+        assert!(self.covers(start, end), "range lock not held");
+        let m = self.ranges.mask_of(start, end);
+        Bits(m).all(|i| self.stripe_overlapping(i, start, end).next().is_none())
     }
 
     /// True when every byte of `[start, end)` is inside some piece.
@@ -308,13 +365,15 @@ impl<L: RawLock, P: Piece> RangeGuard<'_, L, P> {
         self.split_at(start);
         self.split_at(end);
         let mut out = Vec::new();
-        let held: Vec<usize> = self.held().collect();
         let mut stripes = 0;
-        for i in held {
+        for i in self.held() {
             let map = self.map_mut(i);
-            let keys: Vec<u64> = map.range(start..end).map(|(k, _)| *k).collect();
-            stripes += usize::from(!keys.is_empty());
-            out.extend(keys.into_iter().filter_map(|k| map.remove(&k)));
+            let before = out.len();
+            // One piece at a time: no list of keys to allocate.
+            while let Some(k) = map.range(start..end).next().map(|(k, _)| *k) {
+                out.extend(map.remove(&k));
+            }
+            stripes += usize::from(out.len() > before);
         }
         if stripes > 1 {
             out.sort_unstable_by_key(|p| p.start());
@@ -375,8 +434,32 @@ impl<L: RawLock, P: Piece> RangeGuard<'_, L, P> {
     /// Highest free, `len`-long range inside `[low, high)` (aligned as
     /// `len`, `low` and `high` are); the guard must hold its stripes.
     pub fn find_free_top_down(&self, len: u64, low: u64, high: u64) -> Option<u64> {
+        match self.single_stripe(low, high) {
+            Some(i) => {
+                assert!(self.covers(low, high), "range lock not held");
+                Self::top_down(self.stripe_overlapping(i, low, high).rev(), len, low, high)
+            }
+            None => Self::top_down(
+                self.overlapping(low, high).into_iter().rev(),
+                len,
+                low,
+                high,
+            ),
+        }
+    }
+
+    /// `find_free_top_down` over `pieces`, highest first.
+    fn top_down<'p>(
+        pieces: impl Iterator<Item = &'p P>,
+        len: u64,
+        low: u64,
+        high: u64,
+    ) -> Option<u64>
+    where
+        P: 'p,
+    {
         let mut top = high;
-        for p in self.overlapping(low, high).iter().rev() {
+        for p in pieces {
             if p.end() < top && top - p.end() >= len {
                 let start = top - len;
                 return (start >= low).then_some(start);

@@ -398,3 +398,56 @@ fn different_stripes_share_no_lock() {
     drop(both);
     assert_eq!(r.lock_all().merged(0, u64::MAX).len(), 1);
 }
+
+/// A lock that records its stripe's number on lock (+) and unlock (-).
+struct Logged {
+    id: usize,
+    log: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+}
+
+impl RawLock for Logged {
+    fn lock(&self) {
+        self.log.lock().unwrap().push(self.id as i64 + 1);
+    }
+    fn unlock(&self) {
+        self.log.lock().unwrap().push(-(self.id as i64 + 1));
+    }
+}
+
+#[test]
+fn guards_take_exactly_their_stripes_up_and_release_them_down() {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut next = 0;
+    let r: Ranges<Logged, M> = Ranges::new(64, SHIFT, || {
+        next += 1;
+        Logged {
+            id: next - 1,
+            log: log.clone(),
+        }
+    });
+    let part = 1u64 << SHIFT;
+    let take = |f: &dyn Fn()| {
+        log.lock().unwrap().clear();
+        f();
+        std::mem::take(&mut *log.lock().unwrap())
+    };
+    // One stripe (the fault path): one lock, one unlock.
+    assert_eq!(
+        take(&|| drop(r.lock_range(5 * part, 5 * part + PAGE))),
+        [6, -6]
+    );
+    // Partitions 63..=65: stripes 63, 0, 1, taken up and released down.
+    assert_eq!(
+        take(&|| drop(r.lock_range(63 * part, 66 * part))),
+        [1, 2, 64, -64, -2, -1]
+    );
+    // Two ranges: the union of their stripes.
+    assert_eq!(
+        take(&|| drop(r.lock_two((3 * part, 3 * part + 1), (40 * part, 40 * part + 1)))),
+        [4, 41, -41, -4]
+    );
+    let all = take(&|| drop(r.lock_all()));
+    let up: Vec<i64> = (1..=64).collect();
+    let down: Vec<i64> = (1..=64).rev().map(|i| -i).collect();
+    assert_eq!(all, [up, down].concat());
+}

@@ -136,15 +136,21 @@ impl RawSpin {
 /// favour of other threads) and its IPIs the ordinary way, instead of
 /// spinning blind with interrupts off for milliseconds.
 fn acquire(m: &RawSpin, may_enable: bool) {
-    ACQUIRED.inc();
+    // Interrupts are off: the CPU cannot change under the counter update,
+    // so it needs no pin (`add_on`; a pin costs more than the lock).
+    ACQUIRED.add_on(arch::cpu::id(), 1);
     if m.try_lock() {
         return;
     }
-    CONTENDED.inc();
+    CONTENDED.add_on(arch::cpu::id(), 1);
     let start = arch::time::now_ns();
     loop {
         if m.try_lock() {
-            WAIT_NS.add(arch::time::now_ns().saturating_sub(start) as i64);
+            // Interrupt windows may have moved the thread: read the id now.
+            WAIT_NS.add_on(
+                arch::cpu::id(),
+                arch::time::now_ns().saturating_sub(start) as i64,
+            );
             return;
         }
         super::tlb::service_pending();

@@ -179,10 +179,11 @@ pub fn page_fault(frame: &InterruptFrame, cr2: u64, error_code: u64) -> FaultOut
         &counted
     };
     let interrupts = frame.rflags & (1 << 9) != 0;
+    // Still with interrupts off: no pin needed for the counter.
+    FAULTS.add_on(crate::arch::cpu::id(), 1);
     if interrupts {
         crate::arch::irq::enable();
     }
-    FAULTS.inc();
     let result = aspace.handle_fault(
         cr2,
         error_code & ERR_WRITE != 0,

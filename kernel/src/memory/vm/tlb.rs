@@ -166,7 +166,14 @@ pub fn flush_on(aspace: &AddressSpace, start: u64, len: u64, cpus: u64) {
     };
     let done = AtomicUsize::new(0);
     let mut targets = 0;
-    for cpu in (0..MAX_CPUS).filter(|&c| c != me && mask & (1u64 << c) != 0) {
+    // The set bits of the mask only (often none but this CPU).
+    let mut rest = mask & !(1u64 << me);
+    while rest != 0 {
+        let cpu = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        if cpu >= MAX_CPUS {
+            break;
+        }
         post(
             cpu,
             Request {
@@ -177,7 +184,7 @@ pub fn flush_on(aspace: &AddressSpace, start: u64, len: u64, cpus: u64) {
             },
         );
         arch::apic::send_ipi(cpu, arch::CALL_VECTOR);
-        IPIS_SENT.inc();
+        IPIS_SENT.add_on(me, 1);
         targets += 1;
     }
     if aspace::active_id(me) == id {
@@ -249,7 +256,7 @@ pub fn service_pending() {
         if req.aspace == active {
             flush_local(req.start, req.end);
         }
-        REQUESTS_SERVED.inc();
+        REQUESTS_SERVED.add_on(me, 1);
         // SAFETY: the initiator keeps `done` alive until it counted every
         // acknowledgement, which includes this one (see `Request`).
         unsafe { (*req.done).fetch_add(1, Ordering::Release) };
@@ -266,8 +273,9 @@ pub fn on_call_ipi() {
 }
 
 /// Flushes `[start, end)` from this CPU's TLB.
+/// Call with interrupts off (its counter is updated without a pin).
 fn flush_local(start: u64, end: u64) {
-    LOCAL_FLUSHES.inc();
+    LOCAL_FLUSHES.add_on(arch::cpu::id(), 1);
     if (end - start) / PAGE > INVLPG_LIMIT {
         flush_all_local();
         return;

@@ -203,7 +203,12 @@ impl AddressSpace {
                 if fresh != cur & !(1 << 5 | 1 << 6) {
                     entry.store(fresh, Ordering::Release);
                 }
-                x86_64::instructions::tlb::flush(x86_64::VirtAddr::new_truncate(va));
+                // A translation of this table may be cached here only if
+                // this CPU loads it: the shared table, or the canonical one
+                // as a fallback (per-core copies are `install_local`'s).
+                if !self.per_core || self.canonical_loaded.load(Ordering::Acquire) {
+                    x86_64::instructions::tlb::flush(x86_64::VirtAddr::new_truncate(va));
+                }
                 return Ok(Step::Done(frame));
             }
             // Copy on write: a private copy for this address space.

@@ -326,7 +326,14 @@ impl AddressSpace {
             return;
         }
         let cpus = self.cpu_sets.take_range(start, end);
-        for cpu in (0..crate::arch::cpu::MAX_CPUS).filter(|c| cpus & (1u64 << c) != 0) {
+        // The set bits only (usually this CPU's alone), not all 64 CPUs.
+        let mut rest = cpus;
+        while rest != 0 {
+            let cpu = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if cpu >= crate::arch::cpu::MAX_CPUS {
+                break;
+            }
             let root = self.core_roots.remote(cpu).load(Ordering::Acquire);
             if root != 0 {
                 paging::for_each_leaf(PhysAddr::new(root), start, end, |_, e| {
@@ -367,8 +374,15 @@ impl AddressSpace {
         self.cpu_sets
             .fetch_or(va, 1u64 << me)
             .map_err(|_| Fault::NoMemory)?;
-        slot.store(canon, Ordering::Release);
-        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new_truncate(va));
+        // Only a copy that replaces a present one (a protection refresh)
+        // can leave a stale translation: an empty slot is never cached
+        // (x86 caches no non-present entry, and whoever emptied it shot
+        // this CPU down before unlocking), so a first copy needs no
+        // `invlpg` (a costly one under TCG).
+        let old = slot.swap(canon, Ordering::AcqRel);
+        if old & PTE_P != 0 {
+            x86_64::instructions::tlb::flush(x86_64::VirtAddr::new_truncate(va));
+        }
         Ok(())
     }
 }
