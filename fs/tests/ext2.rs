@@ -1140,7 +1140,10 @@ fn a_corrupt_block_bitmap_never_gives_out_metadata() {
     let mut image = std::fs::read(&img).unwrap();
     let bs = 1024usize;
     let reserved_gdt = u16::from_le_bytes([image[1024 + 206], image[1024 + 207]]) as usize;
-    assert!(reserved_gdt >= 2, "mke2fs reserved {reserved_gdt} descriptor blocks");
+    assert!(
+        reserved_gdt >= 2,
+        "mke2fs reserved {reserved_gdt} descriptor blocks"
+    );
     // One group, one descriptor block (at block 2, after the superblock).
     let desc = 2 * bs;
     let (bitmap, ibitmap, itable) = (

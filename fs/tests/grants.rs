@@ -556,13 +556,13 @@ fn writer(w: usize, f: &Inode, phase_start: &Barrier, phase_end: &Barrier, phase
                 if p < s0 {
                     mine[(at as usize) + k] = data[k];
                 } else if p < s1 {
-                    let got = read(&f, p, 1)[0];
+                    let got = read(f, p, 1)[0];
                     assert!(got == data[k] || got == mine[(at as usize) + k]);
                     mine[(at as usize) + k] = got;
                 }
             }
             let upto = f.size().clamp(lo, lo + REGION);
-            let got = read(&f, lo, (upto - lo) as usize);
+            let got = read(f, lo, (upto - lo) as usize);
             if let Some(p) = (0..got.len()).find(|&p| got[p] != mine[p]) {
                 panic!(
                     "writer {w} phase {phase} round {round}: byte {} is {}, not {} \
@@ -577,7 +577,7 @@ fn writer(w: usize, f: &Inode, phase_start: &Barrier, phase_end: &Barrier, phase
         phase_end.wait();
         // Everyone idle, every gap written: the whole region.
         assert!(
-            read(&f, lo, REGION as usize) == mine,
+            read(f, lo, REGION as usize) == mine,
             "writer {w} phase {phase}"
         );
         phase_mid.wait();
