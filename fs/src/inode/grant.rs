@@ -133,7 +133,8 @@ impl Inode {
     /// disk file's pages are read in): the bytes the client may copy
     /// (fewer when the file system is out of pages or at its largest
     /// file; `ENOSPC` / `EFBIG` when none), the page addresses, and the
-    /// truncate epoch to hand to `commit_write`.  The size is unchanged.
+    /// grant's ticket to hand to `commit_write`, which ends the grant.
+    /// The size is unchanged.
     pub fn grant_write(&self, offset: u64, len: usize) -> FsResult<(usize, Vec<u64>, u64)> {
         let _big = self.shared.big();
         self.writable()?;
