@@ -9,6 +9,7 @@
 //! The copies write the granted pages directly, as the kernel does: on
 //! the host a page's address is its virtual address (`fs::host`).
 
+use std::io::Write;
 use std::sync::{Arc, Barrier};
 
 use fs::host::{HeapPages, SystemClock};
@@ -486,7 +487,15 @@ fn writers_with_grants_and_a_growing_file_on_threads() {
                 let body = std::panic::AssertUnwindSafe(|| {
                     writer(w, &f, &phase_start, &phase_end, &phase_mid)
                 });
-                if std::panic::catch_unwind(body).is_err() {
+                if let Err(e) = std::panic::catch_unwind(body) {
+                    // Straight to fd 2: the harness's capture dies with
+                    // the process.
+                    let why = e
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    let _ = writeln!(std::io::stderr(), "writer {w} failed: {why}");
                     std::process::exit(101);
                 }
             }));
