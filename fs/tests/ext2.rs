@@ -941,6 +941,27 @@ fn special_files_survive_a_remount() {
         let st = n.stat();
         assert_eq!(st.mode & 0o7777, perm, "{name}");
         assert_eq!(st.rdev, rdev, "{name}");
+        // On disk as Linux writes it: numbers that fit 8 bits each in the
+        // old encoding (`i_block[0]`), others in the new (`i_block[1]`,
+        // `i_block[0]` 0).
+        let image = std::fs::read(&img).unwrap();
+        let isize = u16::from_le_bytes([image[1024 + 88], image[1024 + 89]]) as u64;
+        let itable = get32(&image, 2 * 1024 + 8);
+        let at = (itable * 1024 + (n.ino() - 1) * isize) as usize + 40;
+        let (major, minor) = ((rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & !0xff));
+        let (old, new) = (get32(&image, at), get32(&image, at + 4));
+        if matches!(kind, FileType::CharDevice | FileType::BlockDevice) {
+            if major < 256 && minor < 256 {
+                assert_eq!((old, new), ((major << 8) | minor, 0), "{name}");
+            } else {
+                assert_eq!(old, 0, "{name}");
+                assert_eq!(
+                    new,
+                    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12),
+                    "{name}"
+                );
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&d);
 }
