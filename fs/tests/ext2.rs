@@ -616,7 +616,15 @@ fn corrupted_images_give_errors_not_panics() {
         if let Ok(n) = fs.lookup(&r, "/sparse", true) {
             let _ = n.truncate(100);
         }
-        fs.sync().unwrap();
+        // Write-back may refuse what the corruption left (`EIO`, e.g. a
+        // block pointer into metadata found when its block is written);
+        // nothing else.  (mke2fs lays out differently from run to run,
+        // so which seed meets one varies: seed 241 did here, after the
+        // rename and truncate below.)
+        match fs.sync() {
+            Ok(()) | Err(Errno::EIO) => {}
+            Err(e) => panic!("seed {seed}: sync: {e:?}"),
+        }
     }
     let _ = std::fs::remove_dir_all(&d);
 }
