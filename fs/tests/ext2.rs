@@ -620,7 +620,7 @@ fn corrupted_images_give_errors_not_panics() {
         // block pointer into metadata found when its block is written);
         // nothing else.  (mke2fs lays out differently from run to run,
         // so which seed meets one varies: seed 241 did here, after the
-        // rename and truncate below.)
+        // rename and truncate above.)
         match fs.sync() {
             Ok(()) | Err(Errno::EIO) => {}
             Err(e) => panic!("seed {seed}: sync: {e:?}"),
