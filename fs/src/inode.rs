@@ -168,9 +168,14 @@ pub(crate) struct FileData {
     /// While both hold, a truncate retires pages instead of freeing them.
     io_users: u32,
     io_granted: AtomicBool,
-    /// Bumped by every truncate that cuts pages off (`grant_write` /
-    /// `commit_write` detect one in between).
-    epoch: u64,
+    /// The ticket the next write grant gets (`grant_write` hands it out,
+    /// `commit_write` names it); starts at the file system's write-epoch
+    /// base, so a ticket of another server instance is never valid here.
+    tickets: u64,
+    /// Write grants handed out and not ended yet (`grant`): what they may
+    /// have copied into the pages past the end of the file.  Usually
+    /// empty or one entry per writer in flight.
+    grants: alloc::vec::Vec<grant::WriteGrant>,
     /// Reverse map: the address spaces that mapped this file (registered
     /// at mmap and fork, pruned when they die).  A truncate asks each to
     /// drop its translations past the new end.
@@ -248,7 +253,8 @@ impl FileData {
             mapped: false,
             io_users: 0,
             io_granted: AtomicBool::new(false),
-            epoch: 0,
+            tickets: 0,
+            grants: alloc::vec::Vec::new(),
             rmap: alloc::vec::Vec::new(),
             unloaded: true,
             absent: Default::default(),
@@ -425,7 +431,8 @@ impl Inode {
                     mapped: false,
                     io_users: 0,
                     io_granted: AtomicBool::new(false),
-                    epoch: shared.write_epoch_base.load(Ordering::Relaxed),
+                    tickets: shared.write_epoch_base.load(Ordering::Relaxed),
+                    grants: alloc::vec::Vec::new(),
                     rmap: alloc::vec::Vec::new(),
                     unloaded: false,
                     absent: Default::default(),
@@ -1027,6 +1034,8 @@ impl Inode {
             done += chunk;
         }
         let new_end = offset + done as u64;
+        // Committed bytes: no grant may zero them when it ends.
+        f.grants_written(offset, new_end, None);
         if new_end > f.size {
             f.size = new_end;
         }
@@ -1072,9 +1081,9 @@ impl Inode {
             crate::ext2::fill(self, &mut f, size / PAGE_SIZE as u64, keep)?;
             f.absent.truncate(keep);
             let gone = f.pages.split_off(&keep);
-            if !gone.is_empty() {
-                f.epoch += 1;
-            }
+            // Grants reaching past the new end lose bytes to the cut (or
+            // to the zeroed tail): their commits are refused from now on.
+            f.grants_cut(size);
             let keep_pages = f.mapped || (*f.io_granted.get_mut() && f.io_users > 0);
             for (_, p) in gone {
                 if keep_pages {

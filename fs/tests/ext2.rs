@@ -616,7 +616,15 @@ fn corrupted_images_give_errors_not_panics() {
         if let Ok(n) = fs.lookup(&r, "/sparse", true) {
             let _ = n.truncate(100);
         }
-        let _ = fs.sync();
+        // Write-back may refuse what the corruption left (`EIO`, e.g. a
+        // block pointer into metadata found when its block is written);
+        // nothing else.  (mke2fs lays out differently from run to run,
+        // so which seed meets one varies: seed 241 did here, after the
+        // rename and truncate above.)
+        match fs.sync() {
+            Ok(()) | Err(Errno::EIO) => {}
+            Err(e) => panic!("seed {seed}: sync: {e:?}"),
+        }
     }
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -920,6 +928,10 @@ fn special_files_survive_a_remount() {
         ("blk", FileType::BlockDevice, 0o660, 0x0803),
         ("fifo", FileType::Fifo, 0o640, 0),
         ("sock", FileType::Socket, 0o755, 0),
+        // Numbers the old 16-bit encoding cannot hold (the new one):
+        // major 1 minor 300, and major 300 minor 1.
+        ("chr_minor", FileType::CharDevice, 0o600, 0x10_012c),
+        ("blk_major", FileType::BlockDevice, 0o600, 0x12_c01),
     ];
     {
         let fs = mount(&img, false);
@@ -937,6 +949,27 @@ fn special_files_survive_a_remount() {
         let st = n.stat();
         assert_eq!(st.mode & 0o7777, perm, "{name}");
         assert_eq!(st.rdev, rdev, "{name}");
+        // On disk as Linux writes it: numbers that fit 8 bits each in the
+        // old encoding (`i_block[0]`), others in the new (`i_block[1]`,
+        // `i_block[0]` 0).
+        let image = std::fs::read(&img).unwrap();
+        let isize = u16::from_le_bytes([image[1024 + 88], image[1024 + 89]]) as u64;
+        let itable = get32(&image, 2 * 1024 + 8);
+        let at = (itable * 1024 + (n.ino() - 1) * isize) as usize + 40;
+        let (major, minor) = ((rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & !0xff));
+        let (old, new) = (get32(&image, at), get32(&image, at + 4));
+        if matches!(kind, FileType::CharDevice | FileType::BlockDevice) {
+            if major < 256 && minor < 256 {
+                assert_eq!((old, new), ((major << 8) | minor, 0), "{name}");
+            } else {
+                assert_eq!(old, 0, "{name}");
+                assert_eq!(
+                    new,
+                    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12),
+                    "{name}"
+                );
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -1086,5 +1119,110 @@ fn clean_pages_stay_while_pages_are_plenty() {
     assert!(used >= 10, "{used}");
     f.write_at(20 * 4096, b"x", false).unwrap();
     assert_eq!(fs.stats().used_pages, used + 1);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn get32(img: &[u8], at: usize) -> u64 {
+    u32::from_le_bytes(img[at..at + 4].try_into().unwrap()) as u64
+}
+
+/// A superblock whose first data block does not fit the block size (0
+/// with 1 KiB blocks, 1 with 4 KiB ones) is refused with `EINVAL` and a
+/// reason, never mounted with a shifted geometry.
+#[test]
+fn a_wrong_first_data_block_is_refused() {
+    let d = tmpdir("firstdata");
+    for (bs, wrong) in [(1024u32, 0u32), (4096, 1)] {
+        let img = d.join(format!("img{bs}"));
+        if !mke2fs(&img, 4096, &["-b", &bs.to_string()], None) {
+            return;
+        }
+        let mut image = std::fs::read(&img).unwrap();
+        assert_eq!(get32(&image, 1024 + 20), (bs == 1024) as u64);
+        image[1024 + 20..1024 + 24].copy_from_slice(&wrong.to_le_bytes());
+        let e = Fs::new_ext2(
+            config(),
+            HeapPages::new(),
+            Arc::new(SystemClock),
+            MemDisk::new(image, false),
+            false,
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(e.errno, Errno::EINVAL);
+        assert!(e.reason.contains("first data block"), "{}", e.reason);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A block bitmap that calls every block free (a corrupt image) cannot
+/// make the allocator hand out the group's metadata: the superblock, the
+/// descriptors, the reserved descriptor blocks (up to the last one), the
+/// bitmaps and the inode table keep their bytes when files are written.
+#[test]
+fn a_corrupt_block_bitmap_never_gives_out_metadata() {
+    let d = tmpdir("metabitmap");
+    let img = d.join("img");
+    if !mke2fs(&img, 4096, &["-b", "1024", "-O", "resize_inode"], None) {
+        return;
+    }
+    let mut image = std::fs::read(&img).unwrap();
+    let bs = 1024usize;
+    let reserved_gdt = u16::from_le_bytes([image[1024 + 206], image[1024 + 207]]) as usize;
+    assert!(
+        reserved_gdt >= 2,
+        "mke2fs reserved {reserved_gdt} descriptor blocks"
+    );
+    // One group, one descriptor block (at block 2, after the superblock).
+    let desc = 2 * bs;
+    let (bitmap, ibitmap, itable) = (
+        get32(&image, desc) as usize,
+        get32(&image, desc + 4) as usize,
+        get32(&image, desc + 8) as usize,
+    );
+    let meta_end = 3 + reserved_gdt;
+    let before = image.clone();
+    image[bitmap * bs..(bitmap + 1) * bs].fill(0);
+    {
+        let disk = MemDisk::new(image, false);
+        let fs = Fs::new_ext2(
+            config(),
+            HeapPages::new(),
+            Arc::new(SystemClock),
+            disk.clone(),
+            false,
+        )
+        .unwrap();
+        let f = fs
+            .open(&fs.root(), "/big", O_CREAT | O_RDWR, 0o644)
+            .unwrap();
+        // Enough blocks to pass every metadata block of the group.
+        let data = pattern(7, 200 * 1024);
+        assert_eq!(f.write_at(0, &data, false).unwrap().0, data.len());
+        fs.sync().unwrap();
+        let after = disk.contents();
+        // Reserved descriptor blocks keep their bytes; no metadata block
+        // holds a block of the file.
+        for b in 3..meta_end {
+            assert!(
+                after[b * bs..(b + 1) * bs] == before[b * bs..(b + 1) * bs],
+                "reserved descriptor block {b} was written"
+            );
+        }
+        let chunks: std::collections::HashSet<&[u8]> = data.chunks(bs).collect();
+        let inodes = get32(&before, 1024 + 40) as usize;
+        let isize = u16::from_le_bytes([before[1024 + 88], before[1024 + 89]]) as usize;
+        let meta = (1..meta_end)
+            .chain([bitmap, ibitmap])
+            .chain(itable..itable + (inodes * isize).div_ceil(bs));
+        for b in meta {
+            assert!(
+                !chunks.contains(&after[b * bs..(b + 1) * bs]),
+                "metadata block {b} holds file data"
+            );
+        }
+        // And the file reads back.
+        assert_eq!(read_all(&f), data);
+    }
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -872,10 +872,20 @@ fn one_copy_grants() {
         );
         assert_eq!(f.size(), 4 * P + 5);
         assert_eq!(f.commit_write(3 * P, 0, epoch).unwrap(), 3 * P);
-        // A truncate between grant and commit: EAGAIN.
+        // A truncate into the granted range between grant and commit:
+        // EAGAIN; one that ends past it changes nothing for the grant.
         let (_, _, epoch) = f.grant_write(0, 10).unwrap();
         f.truncate(P + 1).unwrap();
+        assert_eq!(f.commit_write(0, 10, epoch).unwrap(), 10);
+        let (_, _, epoch) = f.grant_write(0, 10).unwrap();
+        f.truncate(5).unwrap();
         assert_eq!(f.commit_write(0, 10, epoch).unwrap_err(), Errno::EAGAIN);
+        assert_eq!(
+            f.commit_write(0, 10, epoch).unwrap_err(),
+            Errno::EAGAIN,
+            "ended"
+        );
+        f.truncate(P + 1).unwrap();
         let (_, _, epoch) = f.grant_write(0, 10).unwrap();
         assert_eq!(f.commit_write(0, 10, epoch).unwrap(), 10);
         // Forged commits: a range over a hole, past the largest file.

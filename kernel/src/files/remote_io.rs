@@ -24,7 +24,10 @@
 //!   truncate (the read is ordered first), never another file's data.
 //!   A write racing a truncate is seen by `WriteDone` (`EAGAIN`: the
 //!   truncate epoch changed) and those bytes are written again through a
-//!   message, so the result is the write after the truncate.
+//!   message, so the result is the write after the truncate.  A copy
+//!   that faults before its first byte still ends its grant (an empty
+//!   `WriteDone`); the server zeroes what a grant that ends copied past
+//!   the end and did not commit (`fs::Inode::commit_write`).
 //!
 //! **Kept read grants** (`ReadCache`, one per open file description): the
 //! pinned frames of the pages a read was granted, and what the reads
@@ -559,7 +562,11 @@ pub fn write(
         let (took, err) = copy(&frames, pos, n, src, Dir::In);
         drop(frames);
         let mut written = took;
-        if took > 0 {
+        if took == 0 {
+            // Nothing copied: end the grant (an empty commit), so the
+            // server forgets it now rather than at the handle's close.
+            let _ = remote::write_done(handle, pos, 0, epoch);
+        } else {
             match remote::write_done(handle, pos, took as u64, epoch) {
                 Ok(_) => {}
                 // A truncate came between grant and commit: the bytes may
