@@ -11,6 +11,16 @@
 //! in the calling task's `FdCache`, writes no cache line another CPU uses
 //! (see `borrow` for the protocol and why it is sound).
 //!
+//! What threads of one process still share (`comparison sharing`,
+//! open_close_private: 2 conflict lines per operation): open, close and
+//! `F_SETFD` write the table's lock word and the slot line of the fd.
+//! Inherent while the threads share one table: POSIX gives the lowest free
+//! fd, so every open must see the slots the other threads just took or
+//! freed (Linux writes its `file_lock` and `open_fds` bitmap the same way);
+//! only processes with their own tables (`--procs`) or an "any fd" open
+//! (sv6's `O_ANYFD`) avoid it.  Closing an fd no cache was filled from
+//! visits no other thread's cache and bumps no generation (`Slot::cached`).
+//!
 //! Must not: drop an open file while holding the table lock (closing a
 //! pipe end wakes threads), or block.
 
