@@ -387,7 +387,10 @@ mod tests {
         }
         assert!(file.is_read_biased());
         assert!(!table.is_read_biased());
-        assert_eq!(cpu_stats(LockClass::FileData, 41).acquired - before.acquired, 2);
+        assert_eq!(
+            cpu_stats(LockClass::FileData, 41).acquired - before.acquired,
+            2
+        );
         *file.write() = 2;
         assert!(!file.is_read_biased());
         assert_eq!(*file.read(), 2);

@@ -56,8 +56,7 @@ pub const REBIAS_AFTER: u32 = 16;
 const FIRST_BIAS_AFTER: u32 = 1;
 
 /// Per CPU: the biased read locks held there, `key | depth` (0 = free).
-static VISIBLE: PerCpu<[AtomicU64; SLOTS]> =
-    crate::per_cpu!([const { AtomicU64::new(0) }; SLOTS]);
+static VISIBLE: PerCpu<[AtomicU64; SLOTS]> = crate::per_cpu!([const { AtomicU64::new(0) }; SLOTS]);
 
 /// A reader-writer spin lock with per-CPU biased reads (see the module).
 pub struct BiasedRwLock<T: ?Sized> {
