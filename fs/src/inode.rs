@@ -1233,7 +1233,7 @@ impl Inode {
                 if !emit(&e.name, e.inode.ino, e.inode.kind, cursor.position + 1) {
                     return Ok(());
                 }
-                cursor.after = Some(e.name.clone());
+                cursor.after = Some(Box::from(&*e.name));
                 cursor.position += 1;
             }
             drop(bucket);

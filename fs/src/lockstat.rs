@@ -2,7 +2,8 @@
 //!
 //! Owns: `LockClass`, the per-CPU counters (acquisitions, contended
 //! acquisitions, nanoseconds spent waiting), and `RwLock`/`Mutex` wrappers
-//! over `spin` that record into them.  An acquisition is *contended* when the
+//! over `spin` (`RwLock`: over `percpu::BiasedRwLock`, read-biased for the
+//! classes of `LockClass::read_biased`) that record into them.  An acquisition is *contended* when the
 //! first try failed; the wait is then timed with the clock installed by
 //! `set_wait_clock` (0 until one is installed).
 //!
@@ -68,6 +69,14 @@ pub const CLASSES: [LockClass; NUM_CLASSES] = [
 ];
 
 impl LockClass {
+    /// Whether locks of this class may become read-biased
+    /// (`percpu::BiasedRwLock`).  Only file data: every reader of a shared
+    /// file would otherwise write its lock word, and its read sections
+    /// neither nest with writes of the same lock nor sleep.
+    pub const fn read_biased(self) -> bool {
+        matches!(self, LockClass::FileData)
+    }
+
     /// Stable name used in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -247,24 +256,44 @@ fn acquire<G>(
 
 /// Reader-writer spin lock that counts its acquisitions under a class and
 /// pins the holder while held.
+///
+/// Locks of a class for which `LockClass::read_biased` holds are
+/// `percpu::BiasedRwLock`s that may become read-biased: once several CPUs
+/// read one, a read writes only the reader's CPU line instead of the lock
+/// word every reader shares (a file every core reads: `pread4k_shared`).
+/// The statistics stay per CPU (`record_pinned`), so a biased read writes
+/// no shared line at all.  Other classes behave as a plain spin `RwLock`.
 pub struct RwLock<T> {
-    inner: spin::RwLock<T>,
+    inner: percpu::BiasedRwLock<T>,
     class: LockClass,
 }
+
+/// A read guard of `RwLock`.
+pub type ReadGuard<'a, T> = Pinned<percpu::BiasedReadGuard<'a, T>>;
+/// A write guard of `RwLock`.
+pub type WriteGuard<'a, T> = Pinned<percpu::BiasedWriteGuard<'a, T>>;
 
 impl<T> RwLock<T> {
     pub const fn new(class: LockClass, value: T) -> Self {
         RwLock {
-            inner: spin::RwLock::new(value),
+            inner: percpu::BiasedRwLock::new(value, class.read_biased()),
             class,
         }
     }
 
-    pub fn read(&self) -> Pinned<spin::RwLockReadGuard<'_, T>> {
-        acquire(self.class, || self.inner.try_read(), || self.inner.read())
+    pub fn read(&self) -> ReadGuard<'_, T> {
+        let pin = CpuGuard::new();
+        if let Some(guard) = self.inner.try_read(&pin) {
+            record_pinned(&pin, self.class, false, 0);
+            return Pinned { guard, _pin: pin };
+        }
+        let start = now_ns();
+        let guard = self.inner.read(&pin);
+        record_pinned(&pin, self.class, true, now_ns().saturating_sub(start));
+        Pinned { guard, _pin: pin }
     }
 
-    pub fn write(&self) -> Pinned<spin::RwLockWriteGuard<'_, T>> {
+    pub fn write(&self) -> WriteGuard<'_, T> {
         acquire(self.class, || self.inner.try_write(), || self.inner.write())
     }
 
@@ -274,11 +303,16 @@ impl<T> RwLock<T> {
     }
 
     /// One attempt at the write lock (counted only when it succeeds).
-    pub fn try_write(&self) -> Option<Pinned<spin::RwLockWriteGuard<'_, T>>> {
+    pub fn try_write(&self) -> Option<WriteGuard<'_, T>> {
         let pin = CpuGuard::new();
         let guard = self.inner.try_write()?;
         record_pinned(&pin, self.class, false, 0);
         Some(Pinned { guard, _pin: pin })
+    }
+
+    /// Whether reads currently go through per-CPU slots (tests, reports).
+    pub fn is_read_biased(&self) -> bool {
+        self.inner.is_biased()
     }
 }
 
@@ -332,6 +366,34 @@ mod tests {
             let _ = WAIT_STARTED.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
         }
         now
+    }
+
+    /// File data read from two CPUs becomes read-biased (and its reads
+    /// are still counted, on the reader's CPU); other classes never do; a
+    /// write after biasing is seen by later reads.
+    #[test]
+    fn file_data_reads_from_two_cpus_are_biased_and_counted() {
+        let file: &'static RwLock<u64> = Box::leak(Box::new(RwLock::new(LockClass::FileData, 1)));
+        let table: &'static RwLock<u64> = Box::leak(Box::new(RwLock::new(LockClass::FdTable, 1)));
+        let before = cpu_stats(LockClass::FileData, 41);
+        for cpu in [40, 41, 40, 41] {
+            std::thread::spawn(move || {
+                percpu::host::bind_current_thread(cpu).unwrap();
+                assert_eq!(*file.read(), 1);
+                assert_eq!(*table.read(), 1);
+            })
+            .join()
+            .unwrap();
+        }
+        assert!(file.is_read_biased());
+        assert!(!table.is_read_biased());
+        assert_eq!(
+            cpu_stats(LockClass::FileData, 41).acquired - before.acquired,
+            2
+        );
+        *file.write() = 2;
+        assert!(!file.is_read_biased());
+        assert_eq!(*file.read(), 2);
     }
 
     #[test]

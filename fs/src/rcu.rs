@@ -83,7 +83,9 @@ pub(crate) struct Rcu<T: Send> {
     /// built on a 64 KiB kernel stack inside the superblock.)
     readers: Box<PerCpu<[AtomicUsize; 2]>>,
     /// Serializes grace periods (taken once per `RETIRE_BATCH` retires).
-    gp: spin::Mutex<()>,
+    /// On its own line: every reader loads `mode` and `readers` next to
+    /// it, and a grace period on one CPU must not write their line.
+    gp: CachePadded<spin::Mutex<()>>,
     /// Per CPU: retired objects waiting for a grace period, and the sum
     /// of their weights.
     retired: Box<PerCpu<spin::Mutex<Retired<T>>>>,
@@ -95,7 +97,7 @@ impl<T: Send> Rcu<T> {
             mode,
             phase: CachePadded::new(AtomicUsize::new(0)),
             readers: Box::new(percpu::per_cpu!([AtomicUsize::new(0), AtomicUsize::new(0)])),
-            gp: spin::Mutex::new(()),
+            gp: CachePadded::new(spin::Mutex::new(())),
             retired: Box::new(percpu::per_cpu!(spin::Mutex::new((Vec::new(), 0)))),
         }
     }

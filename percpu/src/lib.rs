@@ -6,7 +6,9 @@
 //! how to pin the current task to it; the guard that holds such a pin
 //! (`CpuGuard`); cache-line padded per-CPU slots (`PerCpu<T>`); counters built
 //! on them (`PerCpuCounter`, `SloppyCounter`); reference counts whose updates
-//! stay in per-CPU caches until a reconciliation pass (`RefCache`); the ablation switch
+//! stay in per-CPU caches until a reconciliation pass (`RefCache`); a
+//! reader-writer lock whose reads, once many CPUs read it, write only the
+//! reader's CPU line (`BiasedRwLock`); the ablation switch
 //! (`LockMode`, read through `lock_mode`) and the CPU count (`cpu_count`,
 //! fixed by the kernel's SMP bring-up), which every crate reads from here.
 //!
@@ -21,6 +23,7 @@
 //! contents use atomics or locks (`T: Sync`).
 #![cfg_attr(not(any(test, feature = "host")), no_std)]
 
+mod brlock;
 mod counter;
 mod guard;
 mod lock_mode;
@@ -31,6 +34,7 @@ mod refcache;
 #[cfg(any(test, feature = "host"))]
 pub mod host;
 
+pub use brlock::{BiasedReadGuard, BiasedRwLock, BiasedWriteGuard, REBIAS_AFTER};
 pub use counter::{PerCpuCounter, SloppyCounter};
 pub use crossbeam_utils::CachePadded;
 pub use guard::CpuGuard;

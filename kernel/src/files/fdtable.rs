@@ -11,6 +11,16 @@
 //! in the calling task's `FdCache`, writes no cache line another CPU uses
 //! (see `borrow` for the protocol and why it is sound).
 //!
+//! What threads of one process still share (`comparison sharing`,
+//! open_close_private: 2 conflict lines per operation): open, close and
+//! `F_SETFD` write the table's lock word and the slot line of the fd.
+//! Inherent while the threads share one table: POSIX gives the lowest free
+//! fd, so every open must see the slots the other threads just took or
+//! freed (Linux writes its `file_lock` and `open_fds` bitmap the same way);
+//! only processes with their own tables (`--procs`) or an "any fd" open
+//! (sv6's `O_ANYFD`) avoid it.  Closing an fd no cache was filled from
+//! visits no other thread's cache and bumps no generation (`Slot::cached`).
+//!
 //! Must not: drop an open file while holding the table lock (closing a
 //! pipe end wakes threads), or block.
 
@@ -31,10 +41,35 @@ use fsproto::Handle;
 /// Highest number of open descriptors (RLIMIT_NOFILE's usual soft limit).
 pub const MAX_FDS: usize = 1024;
 
-#[derive(Clone)]
 struct Slot {
     file: FileRef,
     cloexec: bool,
+    /// Set (under the read lock, once) when a task's `FdCache` is filled
+    /// from this slot.  A slot never borrowed through a cache is closed
+    /// without bumping the generation or visiting the caches: no task can
+    /// hold its file in a current way (see `borrow`).
+    cached: AtomicBool,
+}
+
+impl Slot {
+    fn new(file: FileRef, cloexec: bool) -> Slot {
+        Slot {
+            file,
+            cloexec,
+            cached: AtomicBool::new(false),
+        }
+    }
+
+    fn cached(&self) -> bool {
+        self.cached.load(Ordering::Relaxed)
+    }
+}
+
+impl Clone for Slot {
+    /// A copy for another table (fork): none of its caches holds it yet.
+    fn clone(&self) -> Slot {
+        Slot::new(self.file.clone(), self.cloexec)
+    }
 }
 
 /// A process's open descriptors.
@@ -224,11 +259,13 @@ impl FdTable {
                     closed.push(s.take());
                 }
             }
-            if !closed.is_empty() {
+            if closed.iter().flatten().any(Slot::cached) {
                 self.bump();
             }
         }
-        self.purge();
+        if closed.iter().flatten().any(Slot::cached) {
+            self.purge(None);
+        }
         drop(closed);
     }
 
@@ -239,7 +276,7 @@ impl FdTable {
             self.bump();
             core::mem::take(&mut *slots)
         };
-        self.purge();
+        self.purge(None);
         drop(all);
     }
 
@@ -275,17 +312,21 @@ impl FdTable {
     ///
     /// Invariant: while a way's generation equals the table's, its entry
     /// holds the file the table has at that fd (entries are filled under
-    /// the read lock with the generation read there; every change of a
-    /// slot that held a file bumps the generation under the write lock).
+    /// the read lock with the generation read there, after marking the
+    /// slot `cached`; every change of a `cached` slot bumps the generation
+    /// under the write lock, and a slot that is not `cached` is in no way
+    /// filled since it was installed).
     ///
     /// * Hit: pick the way tagged `fd`, store its `busy = true`, lock it,
     ///   load the generation (both `SeqCst`); if it equals the way's and
     ///   the way holds `fd`, borrow it.  Writes only the task's lines.
     /// * Miss: on that way or a free one (round robin), under the read
     ///   lock load the generation and clone the slot's `Arc` into it.
-    /// * Writers (close, dup2 over, close-on-exec, exit) bump the
-    ///   generation under the write lock, then (`purge`) empty the stale
-    ///   ways of every registered cache that are not `busy`, so the closed
+    /// * Writers (close, dup2 over, close-on-exec, exit) of a slot some
+    ///   cache was filled from (`Slot::cached`, set under the read lock by
+    ///   the fill) bump the generation under the write lock, then
+    ///   (`purge`) empty the stale ways tagged with that fd in every
+    ///   registered cache that are not `busy`, so the closed
     ///   file's last reference goes before `close` returns, as with a
     ///   plain `Arc` (a thread blocked reading a pipe sees EOF when
     ///   another closes the write end, even if it looked that end up).
@@ -344,7 +385,14 @@ impl FdTable {
                 .ok()
                 .and_then(|i| slots.get(i))
                 .and_then(|s| s.as_ref())
-                .map(|s| s.file.clone());
+                .map(|s| {
+                    // Read first: a slot borrowed again after an eviction
+                    // is not written again.
+                    if !s.cached() {
+                        s.cached.store(true, Ordering::Relaxed);
+                    }
+                    s.file.clone()
+                });
             (self.generation.load(Ordering::SeqCst), file)
         };
         let stale = way.take_stale(&mut state, now);
@@ -394,8 +442,16 @@ impl FdTable {
     /// After `bump`, without the table lock: empties the stale ways of
     /// the tasks' caches that no borrow holds (a busy way is emptied when
     /// its borrow ends), dropping what they held after every lock is
-    /// released.
-    fn purge(&self) {
+    /// released.  With `Some(fd)` only the ways tagged `fd` (the one slot
+    /// that changed): the others hold files the table still has, and go
+    /// when their task next misses on them; the tags are read, and only a
+    /// way holding `fd` is written, so closing one fd does not write the
+    /// lines of every task that borrowed some other fd.
+    ///
+    /// A way's tag is stored before its borrow ends (`busy = false`,
+    /// `SeqCst`), and read here after `busy`: an idle way's tag is the one
+    /// its last borrow left.
+    fn purge(&self, only: Option<i32>) {
         let mut stale = Vec::new();
         let mut caches = Vec::new();
         {
@@ -406,6 +462,9 @@ impl FdTable {
                 };
                 for way in &cache.ways {
                     if way.busy.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    if only.is_some_and(|fd| way.fd.load(Ordering::Relaxed) != fd) {
                         continue;
                     }
                     if let Some(mut state) = way.state.try_lock() {
@@ -471,7 +530,7 @@ impl FdTable {
         if fd >= slots.len() {
             slots.resize(fd + 1, None);
         }
-        slots[fd] = Some(Slot { file, cloexec });
+        slots[fd] = Some(Slot::new(file, cloexec));
         Ok(fd as i32)
     }
 
@@ -491,14 +550,14 @@ impl FdTable {
             if i >= slots.len() {
                 slots.resize(i + 1, None);
             }
-            let old = slots[i].replace(Slot { file, cloexec });
-            if old.is_some() {
+            let old = slots[i].replace(Slot::new(file, cloexec));
+            if old.as_ref().is_some_and(Slot::cached) {
                 self.bump();
             }
             old
         };
-        if old.is_some() {
-            self.purge();
+        if old.as_ref().is_some_and(Slot::cached) {
+            self.purge(Some(fd));
         }
         drop(old);
         Ok(fd)
@@ -513,10 +572,16 @@ impl FdTable {
                 .and_then(|i| slots.get_mut(i))
                 .and_then(|s| s.take())
                 .ok_or(Errno::EBADF)?;
-            self.bump();
+            // A slot no cache was filled from is in no current way: the
+            // close writes no line the other threads' lookups read.
+            if old.cached() {
+                self.bump();
+            }
             old
         };
-        self.purge();
+        if old.cached() {
+            self.purge(Some(fd));
+        }
         drop(old);
         Ok(())
     }

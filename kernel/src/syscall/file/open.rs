@@ -95,6 +95,27 @@ pub fn sys_pipe(fds: UserAddr) -> SysResult {
 
 pub fn sys_fcntl(fd: i32, cmd: u32, arg: u64) -> SysResult {
     let p = proc()?;
+    // The descriptor flags live in the table: F_GETFD/F_SETFD (which musl's
+    // `open` with O_CLOEXEC makes after every open) do not borrow the file,
+    // so the fd stays out of the thread's `FdCache` and its close visits no
+    // other thread's cache (`FdTable::close`).
+    match cmd {
+        F_GETFD => {
+            return Ok(if p.files.fds.cloexec(fd)? {
+                FD_CLOEXEC as usize
+            } else {
+                0
+            })
+        }
+        F_SETFD => {
+            return p
+                .files
+                .fds
+                .set_cloexec(fd, arg & FD_CLOEXEC != 0)
+                .map(|_| 0)
+        }
+        _ => {}
+    }
     let f = borrowed(fd)?;
     match cmd {
         F_DUPFD | F_DUPFD_CLOEXEC => {
@@ -104,16 +125,6 @@ pub fn sys_fcntl(fd: i32, cmd: u32, arg: u64) -> SysResult {
                 .insert_from(min, f.to_arc(), cmd == F_DUPFD_CLOEXEC)
                 .map(|fd| fd as usize)
         }
-        F_GETFD => Ok(if p.files.fds.cloexec(fd)? {
-            FD_CLOEXEC as usize
-        } else {
-            0
-        }),
-        F_SETFD => p
-            .files
-            .fds
-            .set_cloexec(fd, arg & FD_CLOEXEC != 0)
-            .map(|_| 0),
         F_GETFL => Ok(f.flags() as usize),
         F_SETFL => {
             f.set_status_flags(arg as u32);
