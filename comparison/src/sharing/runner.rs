@@ -6,7 +6,11 @@
 //! One boot runs all workloads in turn (boots under the plugin at 32+ vCPUs
 //! take minutes); a boot that ends early (timeout, panic) keeps the dumps it
 //! wrote (the plugin flushes each one) and the workloads it did not reach
-//! run again in a new boot, as long as each boot makes progress.
+//! run again in a new boot, as long as each boot makes progress.  A boot
+//! also ends when no workload finished (or started) for the per-workload
+//! timeout (`workload_timeout`: the suite's progress watchdog), so one
+//! workload that stalls under the plugin costs that long, not the boot's
+//! whole timeout.
 //!
 //! Invariants: a workload without a dump is a failure line naming the
 //! system, the vCPU count and why (wis's own message when it printed one),
@@ -52,6 +56,11 @@ pub struct SharingOptions {
     pub warmup_ms: u64,
     /// Per boot.
     pub timeout: Duration,
+    /// Per workload: a boot in which no workload finished for this long
+    /// (counting from its start) is killed; the workload it was running
+    /// becomes a failure line and the rest run in a new boot.  `None`: only
+    /// `timeout` bounds a boot.
+    pub workload_timeout: Option<Duration>,
     pub memory_mib: usize,
     pub out: Option<PathBuf>,
     /// Conflict lines kept per cell.
@@ -344,6 +353,11 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                     &request,
                     &RunExtras {
                         structure: system.structure(),
+                        watchdog: opts.workload_timeout.map(|idle| qemu::Watchdog {
+                            idle,
+                            // wis's announcement, result and error lines.
+                            progress: crate::suite::batch::is_progress,
+                        }),
                         ..RunExtras::default()
                     },
                     &qemu_args,
@@ -444,6 +458,7 @@ mod tests {
             ops: 1,
             warmup_ms: 0,
             timeout: Duration::from_secs(1),
+            workload_timeout: None,
             memory_mib: 512,
             out: None,
             top: 8,
