@@ -862,7 +862,7 @@ fn sharing_command(args: SharingArgs) -> Result<ExitCode> {
         warmup_ms: args.warmup_ms,
         timeout: Duration::from_secs(args.timeout),
         workload_timeout: (args.workload_timeout > 0)
-            .then(|| Duration::from_secs(args.workload_timeout)),
+            .then_some(Duration::from_secs(args.workload_timeout)),
         memory_mib: args.memory,
         out: args.out,
         top: args.top,

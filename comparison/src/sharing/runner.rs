@@ -148,6 +148,22 @@ pub fn cell_of(
     }
 }
 
+/// Where, among the workloads of `order` without a dump (in order), the
+/// one a boot was running when it ended is: the first after the last
+/// workload that dumped (wis runs them in order and goes on after one
+/// fails), else the first.
+fn stuck_index(order: &[String], done: &[String]) -> usize {
+    let last_done = order.iter().rposition(|w| done.contains(w));
+    let undone: Vec<&String> = order.iter().filter(|w| !done.contains(w)).collect();
+    match last_done {
+        Some(last) => undone
+            .iter()
+            .position(|w| order.iter().position(|o| o == *w) > Some(last))
+            .unwrap_or(0),
+        None => 0,
+    }
+}
+
 /// wis's message about `workload` in a run's output, if it printed one.
 fn wis_message(output: &str, workload: &str) -> Option<String> {
     let prefix = format!("wis: {workload}:");
@@ -402,11 +418,14 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                 );
                 let ended_early = !matches!(verdict, Some(Verdict::Exited(_)));
                 let progressed = !done.is_empty();
+                let stuck_at = stuck_index(&remaining, &done);
                 remaining.retain(|w| !done.contains(w));
                 if ended_early && progressed && !remaining.is_empty() {
                     // Leave out the workload that was running when the boot
-                    // ended: the first one without a dump.
-                    let stuck = remaining.remove(0);
+                    // ended: the first one without a dump after the last
+                    // one with a dump (one before it failed in wis, which
+                    // went on; it runs again in the next boot).
+                    let stuck = remaining.remove(stuck_at);
                     failures.push(format!(
                         "{} {cores} vCPUs {stuck}: no dump; the boot ended with {:?}",
                         system.name(),
@@ -472,6 +491,19 @@ mod tests {
         o.ops = 0;
         assert!(o.check().is_err());
         assert!(!default_workloads().iter().any(|w| w == "spawn_shell"));
+    }
+
+    #[test]
+    fn the_stuck_workload_is_the_one_after_the_last_dump() {
+        let order: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let done = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        // b failed in wis (no dump), c dumped, d was running: d is index 1
+        // among the undone [b, d, e].
+        assert_eq!(stuck_index(&order, &done(&["a", "c"])), 1);
+        assert_eq!(stuck_index(&order, &done(&["a", "b"])), 0);
+        assert_eq!(stuck_index(&order, &done(&[])), 0);
+        // Everything after the last dump failed: the first undone.
+        assert_eq!(stuck_index(&order, &done(&["e"])), 0);
     }
 
     #[test]
