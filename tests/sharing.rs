@@ -117,6 +117,7 @@ fn a_small_sharing_run_writes_its_outputs() {
         ops: 10,
         warmup_ms: 50,
         timeout: std::time::Duration::from_secs(300),
+        workload_timeout: None,
         memory_mib: 512,
         out: Some(out.clone()),
         top: 8,

@@ -129,6 +129,11 @@ struct SharingArgs {
     /// vCPU count runs every workload).
     #[arg(long, default_value_t = 1200)]
     timeout: u64,
+    /// Seconds a boot may go without finishing a workload (from its start,
+    /// so the first one includes the boot); then QEMU is killed, that
+    /// workload gets a failure line and the rest run in a new boot.  0: off.
+    #[arg(long, default_value_t = 600)]
+    workload_timeout: u64,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     memory: usize,
@@ -856,6 +861,8 @@ fn sharing_command(args: SharingArgs) -> Result<ExitCode> {
         ops: args.ops,
         warmup_ms: args.warmup_ms,
         timeout: Duration::from_secs(args.timeout),
+        workload_timeout: (args.workload_timeout > 0)
+            .then_some(Duration::from_secs(args.workload_timeout)),
         memory_mib: args.memory,
         out: args.out,
         top: args.top,

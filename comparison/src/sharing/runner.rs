@@ -6,7 +6,11 @@
 //! One boot runs all workloads in turn (boots under the plugin at 32+ vCPUs
 //! take minutes); a boot that ends early (timeout, panic) keeps the dumps it
 //! wrote (the plugin flushes each one) and the workloads it did not reach
-//! run again in a new boot, as long as each boot makes progress.
+//! run again in a new boot, as long as each boot makes progress.  A boot
+//! also ends when no workload finished (or started) for the per-workload
+//! timeout (`workload_timeout`: the suite's progress watchdog), so one
+//! workload that stalls under the plugin costs that long, not the boot's
+//! whole timeout.
 //!
 //! Invariants: a workload without a dump is a failure line naming the
 //! system, the vCPU count and why (wis's own message when it printed one),
@@ -52,6 +56,11 @@ pub struct SharingOptions {
     pub warmup_ms: u64,
     /// Per boot.
     pub timeout: Duration,
+    /// Per workload: a boot in which no workload finished for this long
+    /// (counting from its start) is killed; the workload it was running
+    /// becomes a failure line and the rest run in a new boot.  `None`: only
+    /// `timeout` bounds a boot.
+    pub workload_timeout: Option<Duration>,
     pub memory_mib: usize,
     pub out: Option<PathBuf>,
     /// Conflict lines kept per cell.
@@ -136,6 +145,22 @@ pub fn cell_of(
                     .collect(),
             })
             .collect(),
+    }
+}
+
+/// Where, among the workloads of `order` without a dump (in order), the
+/// one a boot was running when it ended is: the first after the last
+/// workload that dumped (wis runs them in order and goes on after one
+/// fails), else the first.
+fn stuck_index(order: &[String], done: &[String]) -> usize {
+    let last_done = order.iter().rposition(|w| done.contains(w));
+    let undone: Vec<&String> = order.iter().filter(|w| !done.contains(w)).collect();
+    match last_done {
+        Some(last) => undone
+            .iter()
+            .position(|w| order.iter().position(|o| o == *w) > Some(last))
+            .unwrap_or(0),
+        None => 0,
     }
 }
 
@@ -304,7 +329,11 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                 let qemu_args = plugin::qemu_args(&plugin_path, &raw, direct, opts.top)?;
                 let mut cmdline = system.extra_cmdline().to_string();
                 if kernel == System::Linux {
-                    cmdline = format!("{cmdline} {}", plugin::LINUX_NOKASLR);
+                    // `no_timer_check`: at 32 vCPUs on a loaded 2-core host
+                    // the boot CPU can miss the ticks of Linux's IO-APIC
+                    // timer check, which then panics ("IO-APIC + timer
+                    // doesn't work!"); the check is for broken hardware.
+                    cmdline = format!("{cmdline} {} no_timer_check", plugin::LINUX_NOKASLR);
                 }
                 let request = RunRequest {
                     system: kernel,
@@ -340,6 +369,11 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                     &request,
                     &RunExtras {
                         structure: system.structure(),
+                        watchdog: opts.workload_timeout.map(|idle| qemu::Watchdog {
+                            idle,
+                            // wis's announcement, result and error lines.
+                            progress: crate::suite::batch::is_progress,
+                        }),
                         ..RunExtras::default()
                     },
                     &qemu_args,
@@ -384,11 +418,14 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                 );
                 let ended_early = !matches!(verdict, Some(Verdict::Exited(_)));
                 let progressed = !done.is_empty();
+                let stuck_at = stuck_index(&remaining, &done);
                 remaining.retain(|w| !done.contains(w));
                 if ended_early && progressed && !remaining.is_empty() {
                     // Leave out the workload that was running when the boot
-                    // ended: the first one without a dump.
-                    let stuck = remaining.remove(0);
+                    // ended: the first one without a dump after the last
+                    // one with a dump (one before it failed in wis, which
+                    // went on; it runs again in the next boot).
+                    let stuck = remaining.remove(stuck_at);
                     failures.push(format!(
                         "{} {cores} vCPUs {stuck}: no dump; the boot ended with {:?}",
                         system.name(),
@@ -440,6 +477,7 @@ mod tests {
             ops: 1,
             warmup_ms: 0,
             timeout: Duration::from_secs(1),
+            workload_timeout: None,
             memory_mib: 512,
             out: None,
             top: 8,
@@ -453,6 +491,19 @@ mod tests {
         o.ops = 0;
         assert!(o.check().is_err());
         assert!(!default_workloads().iter().any(|w| w == "spawn_shell"));
+    }
+
+    #[test]
+    fn the_stuck_workload_is_the_one_after_the_last_dump() {
+        let order: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let done = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        // b failed in wis (no dump), c dumped, d was running: d is index 1
+        // among the undone [b, d, e].
+        assert_eq!(stuck_index(&order, &done(&["a", "c"])), 1);
+        assert_eq!(stuck_index(&order, &done(&["a", "b"])), 0);
+        assert_eq!(stuck_index(&order, &done(&[])), 0);
+        // Everything after the last dump failed: the first undone.
+        assert_eq!(stuck_index(&order, &done(&["e"])), 0);
     }
 
     #[test]
