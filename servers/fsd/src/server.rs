@@ -211,7 +211,14 @@ impl FileServer {
                 path,
                 flags,
                 mode,
+                close,
             } => {
+                if close.0 != 0 {
+                    // A close the client deferred to this open: done
+                    // whatever the open gives; a stale handle (an earlier
+                    // server instance's) is nobody's error.
+                    let _ = self.handles.remove(client, close);
+                }
                 let start = self.dir(client, dir)?;
                 let inode = self.fs.open(&start, path, flags, mode)?;
                 let acc = flags & O_ACCMODE;

@@ -502,6 +502,34 @@ fn stale_and_foreign_handles_are_ebadf() {
 }
 
 #[test]
+fn a_close_rides_on_the_next_open() {
+    let s = Setup::new(1);
+    let c = s.client(0);
+    let r = c.root();
+    let (h1, _) = c.open(r, "f", O_RDWR | O_CREAT, 0o644).unwrap();
+    let live = s.server.live_handles();
+    // The open succeeds and the carried handle is gone.
+    let (h2, _) = c.open_closing(r, "f", O_RDONLY, 0, h1).unwrap();
+    assert_eq!(s.server.live_handles(), live);
+    assert_eq!(c.pread(h1, 0, 1), Err(Errno::EBADF));
+    assert_eq!(c.pread(h2, 0, 1), Ok(Vec::new()));
+    // A failed open still drops it; a stale or forged one is ignored.
+    assert_eq!(
+        c.open_closing(r, "missing", O_RDONLY, 0, h2),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(s.server.live_handles(), live - 1);
+    assert_eq!(c.pread(h2, 0, 1), Err(Errno::EBADF));
+    let (h3, _) = c.open_closing(r, "f", O_RDONLY, 0, h2).unwrap();
+    let (h4, _) = c.open_closing(r, "f", O_RDONLY, 0, Handle(u64::MAX)).unwrap();
+    assert_eq!(s.server.live_handles(), live + 1);
+    c.close(h3).unwrap();
+    c.close(h4).unwrap();
+    drop(c);
+    s.finish();
+}
+
+#[test]
 fn mount_and_umount_tmpfs() {
     let s = Setup::new(1);
     let c = s.client(0);
