@@ -553,7 +553,11 @@ fn stat_by_path_sees_every_change_of_names() {
     s.finish();
 }
 
-fn ino_at(c: &fsd::client::Client<fsd::channel::ClientEnd>, dir: Handle, p: &str) -> Result<u64, Errno> {
+fn ino_at(
+    c: &fsd::client::Client<fsd::channel::ClientEnd>,
+    dir: Handle,
+    p: &str,
+) -> Result<u64, Errno> {
     c.stat(At::path(dir, p)).map(|st| st.st_ino)
 }
 
@@ -577,7 +581,9 @@ fn a_close_rides_on_the_next_open() {
     assert_eq!(s.server.live_handles(), live - 1);
     assert_eq!(c.pread(h2, 0, 1), Err(Errno::EBADF));
     let (h3, _) = c.open_closing(r, "f", O_RDONLY, 0, h2).unwrap();
-    let (h4, _) = c.open_closing(r, "f", O_RDONLY, 0, Handle(u64::MAX)).unwrap();
+    let (h4, _) = c
+        .open_closing(r, "f", O_RDONLY, 0, Handle(u64::MAX))
+        .unwrap();
     assert_eq!(s.server.live_handles(), live + 1);
     c.close(h3).unwrap();
     c.close(h4).unwrap();
