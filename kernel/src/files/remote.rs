@@ -302,8 +302,8 @@ impl Drop for Bump {
 /// path can take it on a CPU whose interrupted thread holds it.
 ///
 /// A close first waits in this CPU's `PENDING_CLOSE` slot and rides on
-/// the next `Open` sent from this CPU (`Request::Open::close`): an `open`
-/// + `close` pair costs one round trip, not two.  Only the handle it
+/// the next `Open` sent from this CPU (`Request::Open::close`): a pair of
+/// `open` and `close` costs one round trip, not two.  Only the handle it
 /// displaces from the slot is sent now (or deferred as above).
 pub fn close(handle: Handle) {
     let slot = PENDING_CLOSE.remote(crate::arch::cpu::id());

@@ -292,7 +292,11 @@ pub fn delegate_call_msg(
     msg: Message,
     reply_cap: usize,
 ) -> Result<Message, Errno> {
-    let endpoint = service(service_bit).ok_or(Errno::EIO)?;
+    // No `alive` check (`service`): a call to an endpoint nobody receives
+    // on fails with `EPIPE` by itself, which is `EIO` here as well.
+    let endpoint = service_slot(service_bit)
+        .and_then(|slot| SERVICES.read()[slot].clone())
+        .ok_or(Errno::EIO)?;
     let killable_once_sent = service_bit == SERVICE_FS;
     match kernel_call_msg(&endpoint, msg, reply_cap, killable_once_sent) {
         Ok(m) => Ok(m),
