@@ -328,9 +328,10 @@ fn send_close(handle: Handle) {
 
 /// Per CPU: a handle whose close waits for the next `Open` sent from this
 /// CPU (0: none).  At most one per CPU, so at most that many handles stay
-/// open at the server after their last reference went; nothing else
-/// observes them (the server's handles are the kernel's alone; a
-/// truncated file's retired pages are freed one open later).  Per CPU,
+/// open at the server after their last reference went; only `Umount`
+/// observes them (a busy mount), and it sends them first
+/// (`flush_pending_closes`).  The server's handles are the kernel's
+/// alone; a truncated file's retired pages are freed one open later.  Per CPU,
 /// not one global slot: every `close` and `open` swaps it.  A thread that
 /// moved to another CPU meanwhile only uses that CPU's slot (the swaps
 /// are atomic either way).
@@ -343,6 +344,19 @@ fn take_pending_close() -> Handle {
         return Handle(0);
     }
     Handle(slot.swap(0, Ordering::AcqRel))
+}
+
+/// Sends every CPU's pending close now: before a call whose answer
+/// depends on which files are open (`Umount`: `EBUSY` while one is).
+fn flush_pending_closes() {
+    for slot in PENDING_CLOSE.iter() {
+        if slot.load(Ordering::Relaxed) != 0 {
+            let h = slot.swap(0, Ordering::AcqRel);
+            if h != 0 {
+                send_close(Handle(h));
+            }
+        }
+    }
 }
 
 /// A carried close whose `Open` was not sent (`EINTR` before the server
@@ -743,6 +757,9 @@ pub fn mount(dir: Handle, path: &str, kind: fsproto::MountKind) -> Result<(), Er
 
 /// `umount2` of the server file system whose root `path` names.
 pub fn umount(dir: Handle, path: &str) -> Result<(), Errno> {
+    // A file closed in the mount must not keep it busy: closes waiting
+    // for an `Open` (`PENDING_CLOSE`) go now.
+    flush_pending_closes();
     done(&Request::Umount { dir, path })
 }
 
