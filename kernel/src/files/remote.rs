@@ -31,7 +31,6 @@
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
-use alloc::vec;
 use alloc::vec::Vec;
 use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
@@ -139,19 +138,22 @@ fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<
         flush_deferred();
     }
     let m = req.encode()?;
-    let mut buf = vec![0u8; MAX_PAYLOAD];
-    let (label, words, payload) = crate::ipc::delegate_call(
+    // The encoded payload moves to the server and its reply comes back
+    // as it was made: no receive buffer, no copy (`delegate_call_msg`).
+    let reply = crate::ipc::delegate_call_msg(
         SERVICE_FS,
         &req.op(),
-        m.label,
-        m.words,
-        &m.payload,
-        &mut buf,
+        crate::ipc::Message {
+            label: m.label,
+            words: m.words,
+            bytes: m.payload,
+        },
+        MAX_PAYLOAD,
     )?;
     let msg = MsgRef {
-        label,
-        words,
-        payload,
+        label: reply.label,
+        words: reply.words,
+        payload: &reply.bytes,
     };
     match Reply::decode(req.op(), msg) {
         Ok(Ok(reply)) => f(reply).ok_or(Errno::EIO),
@@ -185,7 +187,7 @@ fn flush_deferred() {
     };
     DEFERRED_COUNT.fetch_sub(handles.len(), Ordering::Relaxed);
     for h in handles {
-        close(Handle(h));
+        send_close(Handle(h));
     }
 }
 
@@ -298,21 +300,72 @@ impl Drop for Bump {
 /// interrupts off (`sched::may_block`), so the close is deferred there
 /// too.  `DEFERRED` is taken with interrupts off everywhere, since that
 /// path can take it on a CPU whose interrupted thread holds it.
+///
+/// A close first waits in this CPU's `PENDING_CLOSE` slot and rides on
+/// the next `Open` sent from this CPU (`Request::Open::close`): a pair of
+/// `open` and `close` costs one round trip, not two.  Only the handle it
+/// displaces from the slot is sent now (or deferred as above).
 pub fn close(handle: Handle) {
+    let slot = PENDING_CLOSE.remote(crate::arch::cpu::id());
+    let displaced = slot.swap(handle.0, Ordering::AcqRel);
+    if displaced != 0 {
+        send_close(Handle(displaced));
+    }
+}
+
+/// Sends `Close` now, or defers it (see `close`).
+fn send_close(handle: Handle) {
     let result = if crate::sched::may_block() {
         done(&Request::Close { handle })
     } else {
         Err(Errno::EDEADLK)
     };
     match result {
-        Err(e) if e == Errno::EINTR || e == Errno::EDEADLK => {
-            let saved = crate::arch::irq::save_disable();
-            DEFERRED.lock().push(handle.0);
-            crate::arch::irq::restore(saved);
-            DEFERRED_COUNT.fetch_add(1, Ordering::Relaxed);
-        }
+        Err(e) if e == Errno::EINTR || e == Errno::EDEADLK => defer_close(handle),
         _ => {}
     }
+}
+
+/// Per CPU: a handle whose close waits for the next `Open` sent from this
+/// CPU (0: none).  At most one per CPU, so at most that many handles stay
+/// open at the server after their last reference went; only `Umount`
+/// observes them (a busy mount), and it sends them first
+/// (`flush_pending_closes`).  The server's handles are the kernel's
+/// alone; a truncated file's retired pages are freed one open later.  Per CPU,
+/// not one global slot: every `close` and `open` swaps it.  A thread that
+/// moved to another CPU meanwhile only uses that CPU's slot (the swaps
+/// are atomic either way).
+static PENDING_CLOSE: percpu::PerCpu<AtomicU64> = percpu::per_cpu!(AtomicU64::new(0));
+
+/// Takes this CPU's pending close for an `Open` to carry (0: none).
+fn take_pending_close() -> Handle {
+    let slot = PENDING_CLOSE.remote(crate::arch::cpu::id());
+    if slot.load(Ordering::Relaxed) == 0 {
+        return Handle(0);
+    }
+    Handle(slot.swap(0, Ordering::AcqRel))
+}
+
+/// Sends every CPU's pending close now: before a call whose answer
+/// depends on which files are open (`Umount`: `EBUSY` while one is).
+fn flush_pending_closes() {
+    for slot in PENDING_CLOSE.iter() {
+        if slot.load(Ordering::Relaxed) != 0 {
+            let h = slot.swap(0, Ordering::AcqRel);
+            if h != 0 {
+                send_close(Handle(h));
+            }
+        }
+    }
+}
+
+/// A carried close whose `Open` was not sent (`EINTR` before the server
+/// took it, or `EDEADLK`): sent before the next call instead.
+fn defer_close(handle: Handle) {
+    let saved = crate::arch::irq::save_disable();
+    DEFERRED.lock().push(handle.0);
+    crate::arch::irq::restore(saved);
+    DEFERRED_COUNT.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A handle the kernel holds for an open file description or a working
@@ -432,6 +485,11 @@ impl Drop for RemoteHandle {
 /// goes stale; the new root handle is kept.
 pub fn attach() -> Result<Handle, Errno> {
     let _bump = Bump;
+    // Closes waiting for an `Open` name handles of the generation that
+    // ends here.
+    for slot in PENDING_CLOSE.iter() {
+        slot.store(0, Ordering::Relaxed);
+    }
     let (h, _) = handle_reply(&Request::Attach)?;
     ROOT.store(h.0, Ordering::Release);
     Ok(h)
@@ -446,12 +504,19 @@ fn handle_reply(req: &Request<'_>) -> Result<(Handle, NodeInfo), Errno> {
 
 pub fn open(dir: Handle, path: &str, flags: u32, mode: u32) -> Result<RemoteHandle, Errno> {
     let _bump = (flags & abi::fcntl::O_TRUNC != 0).then_some(Bump);
-    let (h, info) = handle_reply(&Request::Open {
+    let close = take_pending_close();
+    let r = handle_reply(&Request::Open {
         dir,
         path,
         flags: flags & fsproto::OPEN_FLAGS,
         mode,
-    })?;
+        close,
+    });
+    if close.0 != 0 && matches!(r, Err(e) if e == Errno::EINTR || e == Errno::EDEADLK) {
+        // Not sent: the close goes with the next call.
+        defer_close(close);
+    }
+    let (h, info) = r?;
     Ok(RemoteHandle::new(h, info))
 }
 
@@ -692,6 +757,9 @@ pub fn mount(dir: Handle, path: &str, kind: fsproto::MountKind) -> Result<(), Er
 
 /// `umount2` of the server file system whose root `path` names.
 pub fn umount(dir: Handle, path: &str) -> Result<(), Errno> {
+    // A file closed in the mount must not keep it busy: closes waiting
+    // for an `Open` (`PENDING_CLOSE`) go now.
+    flush_pending_closes();
     done(&Request::Umount { dir, path })
 }
 

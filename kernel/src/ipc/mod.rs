@@ -142,13 +142,63 @@ fn kernel_call_in(
             return result;
         }
     }
-    let me = current_waiter()?;
-    let pid = crate::proc::current_task().map_or(0, |t| t.process.pid as u32 as u64);
     let msg = Message {
         label,
         words,
         bytes: send.to_vec(),
     };
+    let reply = synchronous_call(endpoint, msg, recv.len(), killable_once_sent)?;
+    let Some(dst) = recv.get_mut(..reply.bytes.len()) else {
+        return Err(Errno::EIO);
+    };
+    dst.copy_from_slice(&reply.bytes);
+    Ok(KernelReply {
+        label: reply.label,
+        words: reply.words,
+        len: reply.bytes.len(),
+    })
+}
+
+/// `kernel_call_in` with the request and the reply moved, not copied:
+/// `msg`'s payload travels to the server as it is, and the reply (at
+/// most `reply_cap` bytes) comes back as the message the server's reply
+/// made, so a call needs no receive buffer of the largest reply size
+/// (the delegation's hot path: no zeroed 8 KiB and no copy per call).
+fn kernel_call_msg(
+    endpoint: &Endpoint,
+    msg: Message,
+    reply_cap: usize,
+    killable_once_sent: bool,
+) -> Result<Message, Errno> {
+    if msg.bytes.len() > IPC_MAX_BYTES || reply_cap > IPC_MAX_BYTES {
+        return Err(Errno::EINVAL);
+    }
+    if let Some(ring) = endpoint.ring() {
+        let mut recv = alloc::vec![0u8; reply_cap];
+        if let Some(result) = ring.call(msg.label, msg.words, &msg.bytes, &mut recv) {
+            let r = result?;
+            recv.truncate(r.len);
+            return Ok(Message {
+                label: r.label,
+                words: r.words,
+                bytes: recv,
+            });
+        }
+    }
+    synchronous_call(endpoint, msg, reply_cap, killable_once_sent)
+}
+
+/// The synchronous call of `kernel_call_in` and `kernel_call_msg` (no
+/// request slots): the reply as the server made it, at most `reply_cap`
+/// bytes (checked by `reply`).
+fn synchronous_call(
+    endpoint: &Endpoint,
+    msg: Message,
+    reply_cap: usize,
+    killable_once_sent: bool,
+) -> Result<Message, Errno> {
+    let me = current_waiter()?;
+    let pid = crate::proc::current_task().map_or(0, |t| t.process.pid as u32 as u64);
     let killable = || {
         if me.awaits_reply() {
             crate::proc::current_task().is_some_and(|t| t.must_exit.load(Ordering::Acquire))
@@ -161,16 +211,11 @@ fn kernel_call_in(
     } else {
         &interrupted
     };
-    let reply = endpoint.call(&me, msg, KERNEL_BADGE | pid, recv.len(), stop)?;
-    let Some(dst) = recv.get_mut(..reply.bytes.len()) else {
+    let reply = endpoint.call(&me, msg, KERNEL_BADGE | pid, reply_cap, stop)?;
+    if reply.bytes.len() > reply_cap {
         return Err(Errno::EIO);
-    };
-    dst.copy_from_slice(&reply.bytes);
-    Ok(KernelReply {
-        label: reply.label,
-        words: reply.words,
-        len: reply.bytes.len(),
-    })
+    }
+    Ok(reply)
 }
 
 /// Registered kernel services, by bit of `SERVICES_ALL`.
@@ -230,6 +275,31 @@ pub fn delegate_call<'a>(
     let killable_once_sent = service_bit == SERVICE_FS;
     match kernel_call_in(&endpoint, label, words, send, recv, killable_once_sent) {
         Ok(r) => Ok((r.label, r.words, recv.get(..r.len).ok_or(Errno::EIO)?)),
+        Err(e) if e == Errno::EINTR => Err(e),
+        Err(e) => {
+            log::debug!("servers: call {what:?} failed: errno {}", e.0);
+            Err(Errno::EIO)
+        }
+    }
+}
+
+/// `delegate_call` with the request's payload moved to the server and
+/// the reply returned as the server's message (at most `reply_cap`
+/// bytes): no receive buffer and no copy of the reply (`files::remote`).
+pub fn delegate_call_msg(
+    service_bit: u32,
+    what: &dyn core::fmt::Debug,
+    msg: Message,
+    reply_cap: usize,
+) -> Result<Message, Errno> {
+    // No `alive` check (`service`): a call to an endpoint nobody receives
+    // on fails with `EPIPE` by itself, which is `EIO` here as well.
+    let endpoint = service_slot(service_bit)
+        .and_then(|slot| SERVICES.read()[slot].clone())
+        .ok_or(Errno::EIO)?;
+    let killable_once_sent = service_bit == SERVICE_FS;
+    match kernel_call_msg(&endpoint, msg, reply_cap, killable_once_sent) {
+        Ok(m) => Ok(m),
         Err(e) if e == Errno::EINTR => Err(e),
         Err(e) => {
             log::debug!("servers: call {what:?} failed: errno {}", e.0);

@@ -116,11 +116,25 @@ impl<C: Call> Client<C> {
         flags: u32,
         mode: u32,
     ) -> Result<(Handle, NodeInfo), Errno> {
+        self.open_closing(dir, path, flags, mode, Handle(0))
+    }
+
+    /// `open` that first drops `close` (0: none) at the server, as the
+    /// kernel sends a deferred close with its next open.
+    pub fn open_closing(
+        &self,
+        dir: Handle,
+        path: &str,
+        flags: u32,
+        mode: u32,
+        close: Handle,
+    ) -> Result<(Handle, NodeInfo), Errno> {
         self.handle_reply(&Request::Open {
             dir,
             path,
             flags,
             mode,
+            close,
         })
     }
 

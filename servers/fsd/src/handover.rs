@@ -1018,6 +1018,7 @@ impl Receiver {
             handles,
             devices: Vec::new(),
             mounts: Mutex::new(Vec::new()),
+            paths: crate::pathcache::PathCache::new(config.workers),
             config,
         })
     }

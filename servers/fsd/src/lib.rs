@@ -26,6 +26,7 @@ pub mod channel;
 pub mod client;
 pub mod handles;
 pub mod handover;
+pub mod pathcache;
 /// The initramfs unpacker is the `fs` crate's (shared with the kernel).
 pub use fs::initramfs;
 pub mod server;

@@ -30,6 +30,7 @@ use fsproto::{
 };
 
 use crate::handles::{Access, Entry, HandleTable, IoUser};
+use crate::pathcache::{changes_names, PathCache};
 use crate::Transport;
 
 /// How a server is set up.
@@ -66,6 +67,8 @@ pub struct FileServer {
     /// Superblocks mounted through `Mount` (for `Sync` and to keep them).
     pub(crate) mounts: Mutex<Vec<Fs>>,
     pub(crate) config: Config,
+    /// Paths `Stat` resolved (per server thread; `pathcache`).
+    pub(crate) paths: PathCache,
 }
 
 /// `fs::Stat` as Linux's `struct stat`.
@@ -113,6 +116,7 @@ impl FileServer {
             ),
             devices,
             mounts: Mutex::new(Vec::new()),
+            paths: PathCache::new(config.workers),
             config,
         }
     }
@@ -150,10 +154,20 @@ impl FileServer {
 
     /// Runs a decoded request.
     pub fn call(&self, worker: usize, client: u64, req: &Request<'_>) -> Message {
-        match self.run(worker, client, req) {
+        // A change of names moves the path caches' generation before and
+        // after it (`pathcache`).
+        let changes = changes_names(req);
+        if changes {
+            self.paths.bump();
+        }
+        let reply = match self.run(worker, client, req) {
             Ok(m) => m,
             Err(e) => Message::error(e),
+        };
+        if changes {
+            self.paths.bump();
         }
+        reply
     }
 
     fn entry(&self, client: u64, h: Handle) -> Result<Entry, Errno> {
@@ -211,7 +225,14 @@ impl FileServer {
                 path,
                 flags,
                 mode,
+                close,
             } => {
+                if close.0 != 0 {
+                    // A close the client deferred to this open: done
+                    // whatever the open gives; a stale handle (an earlier
+                    // server instance's) is nobody's error.
+                    let _ = self.handles.remove(client, close);
+                }
                 let start = self.dir(client, dir)?;
                 let inode = self.fs.open(&start, path, flags, mode)?;
                 let acc = flags & O_ACCMODE;
@@ -262,9 +283,17 @@ impl FileServer {
                 let st = if at.path.is_empty() {
                     self.target(client, &at)?.stat()
                 } else {
-                    // No reference to the result is taken (`stat_path`).
                     let start = self.dir(client, at.dir)?;
-                    self.fs.stat_path(&start, at.path, at.follow())?
+                    let follow = at.follow();
+                    match self.paths.get(worker, &start, at.path, follow) {
+                        Some(node) => node.stat(),
+                        None => {
+                            let seen = self.paths.generation();
+                            let node = self.fs.lookup(&start, at.path, follow)?;
+                            self.paths.put(worker, seen, &start, at.path, follow, &node);
+                            node.stat()
+                        }
+                    }
                 };
                 Reply::Stat(abi_stat(&st)).encode()
             }

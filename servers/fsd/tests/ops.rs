@@ -502,6 +502,96 @@ fn stale_and_foreign_handles_are_ebadf() {
 }
 
 #[test]
+fn stat_by_path_sees_every_change_of_names() {
+    // `Stat` by path answers from the server's path cache once it has
+    // walked a path; every change of names must still show.
+    let s = Setup::new(1);
+    let c = s.client(0);
+    let r = c.root();
+    c.mkdir(r, "d", 0o755).unwrap();
+    let (h, _) = c.open(r, "d/f", O_RDWR | O_CREAT, 0o644).unwrap();
+    c.close(h).unwrap();
+    let ino = |p: &str| c.stat(At::path(r, p)).map(|st| st.st_ino);
+    let f1 = ino("d/f").unwrap();
+    assert_eq!(ino("/d/f"), Ok(f1));
+    assert_eq!(ino("d/f"), Ok(f1), "again, from the cache");
+    // Rename away, then a new file under the old name.
+    c.rename(r, "d/f", r, "d/g", 0).unwrap();
+    assert_eq!(ino("d/f"), Err(Errno::ENOENT));
+    assert_eq!(ino("d/g"), Ok(f1));
+    let (h, _) = c.open(r, "d/f", O_RDWR | O_CREAT, 0o644).unwrap();
+    c.close(h).unwrap();
+    let f2 = ino("d/f").unwrap();
+    assert_ne!(f2, f1);
+    // Unlink; a directory renamed over; a symlink in the path.
+    c.unlink(r, "d/g", 0).unwrap();
+    assert_eq!(ino("d/g"), Err(Errno::ENOENT));
+    c.mkdir(r, "e", 0o755).unwrap();
+    c.rename(r, "d", r, "e2", 0).unwrap();
+    assert_eq!(ino("d/f"), Err(Errno::ENOENT));
+    assert_eq!(ino("e2/f"), Ok(f2));
+    c.symlink("e2", r, "d").unwrap();
+    assert_eq!(ino("d/f"), Ok(f2));
+    c.unlink(r, "d", 0).unwrap();
+    c.symlink("e", r, "d").unwrap();
+    assert_eq!(ino("d/f"), Err(Errno::ENOENT));
+    // Relative to a directory handle, and without following.
+    let (dh, _) = c.open(r, "e2", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    assert_eq!(ino_at(&c, dh, "f"), Ok(f2));
+    c.unlink(dh, "f", 0).unwrap();
+    assert_eq!(ino_at(&c, dh, "f"), Err(Errno::ENOENT));
+    let nofollow = c
+        .stat(At {
+            dir: r,
+            path: "d",
+            flags: AT_SYMLINK_NOFOLLOW,
+        })
+        .unwrap();
+    assert_eq!(nofollow.st_mode & S_IFMT, 0o120000);
+    c.close(dh).unwrap();
+    drop(c);
+    s.finish();
+}
+
+fn ino_at(
+    c: &fsd::client::Client<fsd::channel::ClientEnd>,
+    dir: Handle,
+    p: &str,
+) -> Result<u64, Errno> {
+    c.stat(At::path(dir, p)).map(|st| st.st_ino)
+}
+
+#[test]
+fn a_close_rides_on_the_next_open() {
+    let s = Setup::new(1);
+    let c = s.client(0);
+    let r = c.root();
+    let (h1, _) = c.open(r, "f", O_RDWR | O_CREAT, 0o644).unwrap();
+    let live = s.server.live_handles();
+    // The open succeeds and the carried handle is gone.
+    let (h2, _) = c.open_closing(r, "f", O_RDONLY, 0, h1).unwrap();
+    assert_eq!(s.server.live_handles(), live);
+    assert_eq!(c.pread(h1, 0, 1), Err(Errno::EBADF));
+    assert_eq!(c.pread(h2, 0, 1), Ok(Vec::new()));
+    // A failed open still drops it; a stale or forged one is ignored.
+    assert_eq!(
+        c.open_closing(r, "missing", O_RDONLY, 0, h2),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(s.server.live_handles(), live - 1);
+    assert_eq!(c.pread(h2, 0, 1), Err(Errno::EBADF));
+    let (h3, _) = c.open_closing(r, "f", O_RDONLY, 0, h2).unwrap();
+    let (h4, _) = c
+        .open_closing(r, "f", O_RDONLY, 0, Handle(u64::MAX))
+        .unwrap();
+    assert_eq!(s.server.live_handles(), live + 1);
+    c.close(h3).unwrap();
+    c.close(h4).unwrap();
+    drop(c);
+    s.finish();
+}
+
+#[test]
 fn mount_and_umount_tmpfs() {
     let s = Setup::new(1);
     let c = s.client(0);

@@ -373,12 +373,17 @@ pub enum Request<'a> {
     /// `openat`: resolves (and with `O_CREAT` creates, with permission bits
     /// `mode`, already masked by the umask) `path` from `dir`; replies with
     /// a new handle.  `O_PATH` makes a handle for `*at` calls and `fstat`
-    /// only (what `chdir` and `O_PATH` opens need).
+    /// only (what `chdir` and `O_PATH` opens need).  `close` (not 0) is
+    /// a handle the client let go of earlier: the server drops it first,
+    /// whatever becomes of the open (a close riding on the next open
+    /// saves the client a round trip per `open`+`close`; an unknown
+    /// handle there is ignored, as the client has nobody to tell).
     Open {
         dir: Handle,
         path: &'a str,
         flags: u32,
         mode: u32,
+        close: Handle,
     },
     /// Drops a handle (the client's last reference to it went away).
     Close { handle: Handle },
@@ -766,17 +771,19 @@ impl<'a> Request<'a> {
         let label = self.op() as u64;
         let m = match *self {
             Request::Attach => msg(label, [0; 4], Vec::new())?,
-            // w0 dir, w1 flags, w2 mode; payload path.
+            // w0 dir, w1 flags, w2 mode, w3 handle to close first (0:
+            // none); payload path.
             Request::Open {
                 dir,
                 path,
                 flags,
                 mode,
+                close,
             } => {
                 check_path(path)?;
                 msg(
                     label,
-                    [dir.0, flags as u64, mode as u64, 0],
+                    [dir.0, flags as u64, mode as u64, close.0],
                     path.as_bytes().into(),
                 )?
             }
@@ -984,7 +991,6 @@ impl<'a> Request<'a> {
                 Request::Attach
             }
             Op::Open => {
-                zero(&[w3])?;
                 let flags = u32_word(w1)?;
                 if flags & !OPEN_FLAGS != 0 || flags & O_ACCMODE == O_ACCMODE {
                     return Err(Errno::EINVAL);
@@ -998,6 +1004,7 @@ impl<'a> Request<'a> {
                     path: path_from(p)?,
                     flags,
                     mode: perm(w2)?,
+                    close: Handle(w3),
                 }
             }
             Op::Close => {

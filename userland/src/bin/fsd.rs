@@ -28,7 +28,7 @@
 //! served as well (the kernel's `Attach`, and calls that find no free
 //! slot).
 //!
-//! Owns: the IPC `Transport` (one endpoint, one per serving thread),
+//! Owns: the IPC transport (one endpoint, one per serving thread),
 //! mapping the kernel's badge to the one client id the server knows.
 //!
 //! Must not: make file-system calls outside `/dev` and `/proc` (the kernel
@@ -40,8 +40,8 @@ use std::sync::Arc;
 use abi::ipc::SERVICE_FS;
 use fs::host::{HeapPages, SystemClock};
 use fs::{Fs, FsConfig};
-use fsd::{Config, FileServer, Transport};
-use fsproto::{Message, MAX_PAYLOAD};
+use fsd::{Config, FileServer};
+use fsproto::{Message, MsgRef, MAX_PAYLOAD};
 use percpu::LockMode;
 use userland::{ipc, placement};
 
@@ -67,10 +67,12 @@ struct IpcTransport {
     pending: Option<(u64, Message)>,
 }
 
-impl Transport for IpcTransport {
-    type Caller = u64;
-
-    fn recv(&mut self) -> Option<(u64, u64, Message)> {
+impl IpcTransport {
+    /// Sends the pending reply and receives the next request, whose
+    /// payload stays in `buf` (the first `len` bytes): the serving loop
+    /// decodes it there, with no copy per request.  Caller token, client,
+    /// label, words, payload length.
+    fn next(&mut self) -> Option<(u64, u64, u64, [u64; 4], usize)> {
         loop {
             let (token, reply) = self.pending.take().unwrap_or((0, Message::default()));
             let got = ipc::reply_recv(
@@ -90,12 +92,8 @@ impl Transport for IpcTransport {
                         // keep other callers apart from the kernel.
                         r.badge | 1 << 62
                     };
-                    let msg = Message {
-                        label: r.label,
-                        words: r.words,
-                        payload: self.buf[..r.len.min(self.buf.len())].to_vec(),
-                    };
-                    return Some((r.token, client, msg));
+                    let len = r.len.min(self.buf.len());
+                    return Some((r.token, client, r.label, r.words, len));
                 }
                 // A signal, or a caller that gave up: wait again.
                 Err(e) if e == libc::EINTR || e == libc::EPIPE => continue,
@@ -107,6 +105,7 @@ impl Transport for IpcTransport {
         }
     }
 
+    /// The reply to `caller`, sent with the next receive.
     fn reply(&mut self, caller: u64, reply: Message) {
         self.pending = Some((caller, reply));
     }
@@ -385,7 +384,12 @@ fn serve(
     // What the pre-copy thread sent, for the hand-over's image.
     let sent = std::sync::Mutex::new((fsd::handover::Sent::new(), None));
     std::thread::scope(|scope| {
-        while let Some((caller, client, msg)) = transport.recv() {
+        while let Some((caller, client, label, words, len)) = transport.next() {
+            let msg = MsgRef {
+                label,
+                words,
+                payload: &transport.buf[..len],
+            };
             let handover_label = msg.label == fsd::handover::LABEL_PRECOPY
                 || msg.label == fsd::handover::LABEL_HANDOVER;
             if client == KERNEL_CLIENT && handover_label && !can_hand_over {
@@ -420,7 +424,7 @@ fn serve(
                 }
                 continue;
             }
-            let reply = server.handle(worker, client, msg.view());
+            let reply = server.handle(worker, client, msg);
             transport.reply(caller, reply);
         }
     });
