@@ -23,7 +23,7 @@ use super::symbols::{self, Symbols};
 use crate::qemu::{self, Accel, VmConfig};
 use crate::run::{Echo, RunExtras, RunRequest, System, Systems, Verdict};
 use crate::suite::options::SuiteSystem;
-use crate::suite::runner::{build_wis, git_commit, utc_stamps};
+use crate::suite::runner::{build_wis, git_commit, needs_shell, utc_stamps};
 use crate::workloads::list_workloads;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -33,12 +33,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const DEFAULT_CORES: &[usize] = &[1, 2, 4, 8, 16, 32, 64];
 /// Marked operations per worker by default.
 pub const DEFAULT_OPS: u64 = 20;
-/// The default workloads: the suite's, less `spawn_shell` (it needs
-/// busybox as `/bin/sh`, which this command does not add).
+/// The default workloads: the suite's (`spawn_shell` gets Debian's
+/// busybox-static as `/bin/sh`, as in the suite).
 pub fn default_workloads() -> Vec<String> {
     crate::suite::options::DEFAULT_WORKLOADS
         .iter()
-        .filter(|w| !crate::suite::runner::needs_shell(w))
         .map(|w| w.to_string())
         .collect()
 }
@@ -223,6 +222,30 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
         }
     };
     let label_of = |w: &str| available.iter().position(|a| a == w).map(|i| i as u32);
+    // Debian's busybox-static as /bin/sh for the workloads that start a
+    // shell; when it cannot be had they are reported without a result.
+    let mut failures: Vec<String> = Vec::new();
+    let shell: Option<PathBuf> = if workloads.iter().any(|w| needs_shell(w)) {
+        match crate::debian::busybox(&target_dir) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                failures.push(format!(
+                    "no /bin/sh (busybox-static) for the shell workloads: {e:#}"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let workloads: Vec<String> = workloads
+        .into_iter()
+        .filter(|w| shell.is_some() || !needs_shell(w))
+        .collect();
+    let shell_files: Vec<(PathBuf, String)> = shell
+        .into_iter()
+        .map(|p| (p, "/bin/sh".to_string()))
+        .collect();
 
     let wants_ours = opts.systems.iter().any(|s| s.kernel() == System::Ours);
     let wants_linux = opts.systems.iter().any(|s| s.kernel() == System::Linux);
@@ -295,7 +318,6 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let mut cells: Vec<Cell> = Vec::new();
-    let mut failures: Vec<String> = Vec::new();
     report::write_outputs(&out_dir, &cells, &failures, &info)?;
     eprintln!(
         "sharing: {} systems x vCPUs {:?} x {} workloads, {} marked ops per worker; results in {}",
@@ -338,7 +360,11 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                 let request = RunRequest {
                     system: kernel,
                     program: wis.clone(),
-                    files: vec![],
+                    files: if remaining.iter().any(|w| needs_shell(w)) {
+                        shell_files.clone()
+                    } else {
+                        vec![]
+                    },
                     args: wis_args(&remaining, cores, opts.ops, opts.warmup_ms),
                     locks: system.locks(),
                     extra_cmdline: cmdline.trim().to_string(),
@@ -490,7 +516,7 @@ mod tests {
         o.cores = vec![2];
         o.ops = 0;
         assert!(o.check().is_err());
-        assert!(!default_workloads().iter().any(|w| w == "spawn_shell"));
+        assert!(default_workloads().iter().any(|w| w == "spawn_shell"));
     }
 
     #[test]
