@@ -271,20 +271,8 @@ impl<L: RawLock, P: Piece> RangeGuard<'_, L, P> {
         let mut v: Vec<&P> = Vec::new();
         let mut stripes = 0;
         for i in self.held() {
-            let map = self.stripe_map(i);
-            // The one starting before `start` may reach into the range.
-            let from = map
-                .range(..start)
-                .next_back()
-                .filter(|(_, p)| p.end() > start)
-                .map(|(k, _)| *k)
-                .unwrap_or(start);
             let before = v.len();
-            v.extend(
-                map.range(from..end)
-                    .map(|(_, p)| p)
-                    .filter(|p| p.end() > start && p.start() < end),
-            );
+            v.extend(self.stripe_overlapping(i, start, end));
             stripes += usize::from(v.len() > before);
         }
         if stripes > 1 {
