@@ -18,6 +18,8 @@ pub mod ipc;
 pub mod dev;
 /// Where the OS servers' threads run (`placement=` in their argv).
 pub mod placement;
+/// The server side of the request slots (dedicated placement).
+pub mod slot_server;
 
 /// The packet rings between the NIC driver and the network server.
 pub mod nicring;

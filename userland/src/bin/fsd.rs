@@ -223,7 +223,18 @@ fn main() {
         },
     ));
     if let Some((addr, count)) = slots {
-        start_ring_thread(&server, plan.len(), plan[0], addr, count);
+        // The slot thread is the last worker, on the first plan's CPU.
+        let worker = plan.len();
+        let slot_server = server.clone();
+        userland::slot_server::start(
+            "fsd",
+            "fsd-slots",
+            plan[0],
+            addr,
+            count,
+            || {},
+            move |msg| slot_server.handle(worker, KERNEL_CLIENT, msg),
+        );
     }
     let endpoint = match ipc::endpoint_create() {
         Ok(h) => h,
@@ -249,115 +260,6 @@ fn main() {
         std::process::exit(1);
     }
     serve(&server, 0, plan[0], endpoint, can_hand_over);
-}
-
-/// How many empty scans of the request slots before the thread sleeps;
-/// it yields the CPU every `RING_YIELD` scans, so a caller on its own CPU
-/// (which sleeps at once) is not kept waiting by the polling.
-const RING_SPIN: usize = 2000;
-const RING_YIELD: usize = 64;
-
-/// The dedicated placement's request slots (`ring=ADDR,SLOTS`: the kernel
-/// mapped them at ADDR): makes the two notifications, publishes their
-/// handles in the slots' header (before the service is registered, which
-/// is when the kernel reads them) and starts the thread that serves the
-/// slots as `worker`, pinned to `cpu`.
-fn start_ring_thread(
-    server: &Arc<FileServer>,
-    worker: usize,
-    cpu: Option<usize>,
-    addr: usize,
-    count: usize,
-) {
-    let fail = |what: &str| -> ! {
-        eprintln!("fsd: request slots: {what}");
-        std::process::exit(1);
-    };
-    if addr % 8 != 0 {
-        fail("misaligned");
-    }
-    // SAFETY: the kernel mapped `region_bytes(count)` read-write bytes at
-    // `addr` (page aligned) before the program started, nothing in this
-    // program maps over them, and the kernel touches them only by the
-    // slot protocol.
-    let mem = unsafe { ring::RawMem::new(addr as *mut u8, ring::region_bytes(count)) };
-    let Some(slots) = ring::Ring::new(mem, count) else {
-        fail("bad count")
-    };
-    let (Ok(wake), Ok(done)) = (ipc::notification_create(), ipc::notification_create()) else {
-        fail("no notifications")
-    };
-    slots.server_init(wake, done);
-    let server = server.clone();
-    let spawned = std::thread::Builder::new()
-        .name("fsd-slots".into())
-        .spawn(move || serve_ring(&server, worker, cpu, &slots, wake, done));
-    if spawned.is_err() {
-        fail("cannot start the thread");
-    }
-}
-
-/// Serves the request slots: polls them (`RING_SPIN` empty scans,
-/// yielding now and then), then
-/// sleeps on `wake` until the kernel publishes a request; after each reply
-/// raises bit i of `done` if the caller of slot i sleeps.
-fn serve_ring(
-    server: &FileServer,
-    worker: usize,
-    cpu: Option<usize>,
-    slots: &ring::Ring<ring::RawMem>,
-    wake: u64,
-    done: u64,
-) -> ! {
-    if let Some(cpu) = cpu {
-        if let Err(e) = placement::pin(cpu) {
-            eprintln!("fsd: cannot pin the slot thread to cpu {cpu}: errno {e}");
-        }
-    }
-    let mut buf = vec![0u8; ring::PAYLOAD_MAX];
-    let mut next = 0;
-    loop {
-        let Some(i) = (0..RING_SPIN).find_map(|k| {
-            let got = slots.next_request(next);
-            if got.is_none() {
-                if k % RING_YIELD == RING_YIELD - 1 {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            got
-        }) else {
-            if !slots.prepare_sleep() {
-                // EINTR: look again.
-                let _ = ipc::wait(wake, 0);
-            }
-            slots.awake();
-            continue;
-        };
-        next = i + 1;
-        let reply = match slots.request(i, &mut buf) {
-            Some(h) => {
-                let msg = fsproto::MsgRef {
-                    label: h.label,
-                    words: h.words,
-                    payload: &buf[..h.len],
-                };
-                server.handle(worker, KERNEL_CLIENT, msg)
-            }
-            None => Message::error(abi::Errno::EINVAL),
-        };
-        let head = ring::Head {
-            label: reply.label,
-            words: reply.words,
-            len: reply.payload.len(),
-        };
-        if slots.complete(i, head, &reply.payload) {
-            if let Err(e) = ipc::notify(done, 1 << i) {
-                eprintln!("fsd: ipc_notify of a done slot failed: errno {e}");
-            }
-        }
-    }
 }
 
 /// One serving thread: pinned to `cpu` (if any), serves as `worker`

@@ -438,7 +438,24 @@ fn main() {
     start_timers(server.clone(), workers);
     if let Some((addr, count)) = ring_arg {
         // Before registering: the kernel reads the slots' header then.
-        start_ring_thread(&server, plan[0], addr, count);
+        RING.store(true, Ordering::Release);
+        let slot_server = server.clone();
+        userland::slot_server::start(
+            "netd",
+            "netd-slots",
+            plan[0],
+            addr,
+            count,
+            || netd::platform::set_worker(0),
+            move |msg| {
+                if msg.label == LABEL_NET_HANDOVER {
+                    // A netd with request slots is not replaced (see `RING`).
+                    Message::error(abi::Errno::EBUSY)
+                } else {
+                    slot_server.handle(KERNEL_CLIENT, msg)
+                }
+            },
+        );
     }
     // Every serving thread receives on the one endpoint; the kernel gives
     // a call to the thread waiting on the caller's CPU.
@@ -523,112 +540,6 @@ fn successor(from: u64, endpoint: u64, notify: u64, nic_arg: Option<String>) -> 
 fn fail(what: &str) -> ! {
     eprintln!("netd: hand-over: {what}");
     std::process::exit(1);
-}
-
-/// How many empty scans of the request slots before the thread sleeps;
-/// it yields the CPU every `RING_YIELD` scans, so the endpoint's thread
-/// on the same CPU (and a caller there, which sleeps at once) is not kept
-/// waiting by the polling.
-const RING_SPIN: usize = 2000;
-const RING_YIELD: usize = 64;
-
-/// The request slots (`ring=ADDR,SLOTS`: the kernel mapped them at ADDR
-/// before this program started): makes the two notifications, publishes
-/// their handles in the slots' header and starts the thread that serves
-/// the slots as worker 0, pinned to `cpu`.
-fn start_ring_thread(server: &Arc<NetServer>, cpu: Option<usize>, addr: usize, count: usize) {
-    let fail = |what: &str| -> ! {
-        eprintln!("netd: request slots: {what}");
-        std::process::exit(1);
-    };
-    if addr % 4096 != 0 || count == 0 || count > ring::MAX_SLOTS {
-        fail("bad address or count");
-    }
-    // SAFETY: the kernel mapped `region_bytes(count)` read-write bytes at
-    // `addr` (page aligned, checked above) before the program started,
-    // nothing in this program maps over them, and the kernel touches them
-    // only by the slot protocol.
-    let mem = unsafe { ring::RawMem::new(addr as *mut u8, ring::region_bytes(count)) };
-    let Some(slots) = ring::Ring::new(mem, count) else {
-        fail("bad count")
-    };
-    let (Ok(wake), Ok(done)) = (ipc::notification_create(), ipc::notification_create()) else {
-        fail("no notifications")
-    };
-    slots.server_init(wake, done);
-    RING.store(true, Ordering::Release);
-    let server = server.clone();
-    let spawned = std::thread::Builder::new()
-        .name("netd-slots".into())
-        .spawn(move || serve_ring(&server, cpu, &slots, wake, done));
-    if spawned.is_err() {
-        fail("cannot start the thread");
-    }
-}
-
-/// Serves the request slots: polls them (`RING_SPIN` empty scans,
-/// yielding now and then), then sleeps on `wake` until the kernel
-/// publishes a request; after each reply raises bit i of `done` if the
-/// caller of slot i sleeps.  Every request is answered at once (netd
-/// never blocks); the hand-over request is refused here (`EBUSY`).
-fn serve_ring(
-    server: &NetServer,
-    cpu: Option<usize>,
-    slots: &ring::Ring<ring::RawMem>,
-    wake: u64,
-    done: u64,
-) -> ! {
-    if let Some(cpu) = cpu {
-        if let Err(e) = placement::pin(cpu) {
-            eprintln!("netd: cannot pin the slot thread to cpu {cpu}: errno {e}");
-        }
-    }
-    netd::platform::set_worker(0);
-    let mut buf = vec![0u8; ring::PAYLOAD_MAX];
-    let mut next = 0;
-    loop {
-        let Some(i) = (0..RING_SPIN).find_map(|k| {
-            let got = slots.next_request(next);
-            if got.is_none() {
-                if k % RING_YIELD == RING_YIELD - 1 {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            got
-        }) else {
-            if !slots.prepare_sleep() {
-                // EINTR: look again.
-                let _ = ipc::wait(wake, 0);
-            }
-            slots.awake();
-            continue;
-        };
-        next = i + 1;
-        let reply = match slots.request(i, &mut buf) {
-            Some(h) if h.label == LABEL_NET_HANDOVER => Message::error(abi::Errno::EBUSY),
-            Some(h) => {
-                let msg = netproto::MsgRef {
-                    label: h.label,
-                    words: h.words,
-                    payload: &buf[..h.len.min(buf.len())],
-                };
-                server.handle(KERNEL_CLIENT, msg)
-            }
-            None => Message::error(abi::Errno::EINVAL),
-        };
-        let head = ring::Head {
-            label: reply.label,
-            words: reply.words,
-            len: reply.payload.len(),
-        };
-        if slots.complete(i, head, &reply.payload) {
-            if let Err(e) = ipc::notify(done, 1 << i) {
-                eprintln!("netd: ipc_notify of a done slot failed: errno {e}");
-            }
-        }
-    }
 }
 
 /// One serving thread: pinned to `cpu` (if any), serves as `worker` (its

@@ -1,0 +1,126 @@
+//! The server side of the request slots that `servers.placement=dedicated`
+//! gives an OS server (fsd, netd): the kernel maps the slot region into the
+//! server before it starts (`ring=ADDR,SLOTS` in its argv) and puts callers'
+//! requests there instead of sending them to the endpoint.
+//!
+//! Owns: attaching the region, the two notifications published in its
+//! header, the one thread that serves it, and that thread's polling policy
+//! (spin, yield now and then, then sleep on the wake notification).
+//!
+//! Must not: decode or answer requests itself (the server's `handle` does),
+//! or return to the server when the region cannot be attached (a server the
+//! kernel gave slots to cannot serve its callers without them: it exits).
+
+use fsproto::{Message, MsgRef};
+
+use crate::{ipc, placement};
+
+/// How many empty scans of the request slots before the thread sleeps;
+/// it yields the CPU every `RING_YIELD` scans, so a thread of the server or
+/// a caller on the same CPU (which sleeps at once) is not kept waiting by
+/// the polling.
+const RING_SPIN: usize = 2000;
+const RING_YIELD: usize = 64;
+
+/// Attaches the slots at `addr` (`count` of them), publishes their
+/// notifications in the header (call this before the service is
+/// registered: the kernel reads them then) and starts the thread `name`
+/// that serves them, pinned to `cpu`.  The thread runs `on_start` first,
+/// then answers every request with `handle` (`None`: a malformed request,
+/// answered `EINVAL`).  `server` names the program in error messages.
+pub fn start(
+    server: &'static str,
+    name: &str,
+    cpu: Option<usize>,
+    addr: usize,
+    count: usize,
+    on_start: impl FnOnce() + Send + 'static,
+    handle: impl FnMut(MsgRef<'_>) -> Message + Send + 'static,
+) {
+    let fail = |what: &str| -> ! {
+        eprintln!("{server}: request slots: {what}");
+        std::process::exit(1);
+    };
+    if addr % 4096 != 0 || count == 0 || count > ring::MAX_SLOTS {
+        fail("bad address or count");
+    }
+    // SAFETY: the kernel mapped `region_bytes(count)` read-write bytes at
+    // `addr` (page aligned, checked above) before the program started,
+    // nothing in the program maps over them, and the kernel touches them
+    // only by the slot protocol.
+    let mem = unsafe { ring::RawMem::new(addr as *mut u8, ring::region_bytes(count)) };
+    let Some(slots) = ring::Ring::new(mem, count) else {
+        fail("bad count")
+    };
+    let (Ok(wake), Ok(done)) = (ipc::notification_create(), ipc::notification_create()) else {
+        fail("no notifications")
+    };
+    slots.server_init(wake, done);
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Some(cpu) = cpu {
+                if let Err(e) = placement::pin(cpu) {
+                    eprintln!("{server}: cannot pin the slot thread to cpu {cpu}: errno {e}");
+                }
+            }
+            on_start();
+            serve(server, &slots, wake, done, handle)
+        });
+    if spawned.is_err() {
+        fail("cannot start the thread");
+    }
+}
+
+/// Serves the slots: polls them (`RING_SPIN` empty scans, yielding now
+/// and then), then sleeps on `wake` until the kernel fills one; answers
+/// each with `handle` and notifies `done` when the caller sleeps.
+fn serve(
+    server: &str,
+    slots: &ring::Ring<ring::RawMem>,
+    wake: u64,
+    done: u64,
+    mut handle: impl FnMut(MsgRef<'_>) -> Message,
+) -> ! {
+    let mut buf = vec![0u8; ring::PAYLOAD_MAX];
+    let mut next = 0;
+    loop {
+        let Some(i) = (0..RING_SPIN).find_map(|k| {
+            let got = slots.next_request(next);
+            if got.is_none() {
+                if k % RING_YIELD == RING_YIELD - 1 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            got
+        }) else {
+            if !slots.prepare_sleep() {
+                // EINTR: look again.
+                let _ = ipc::wait(wake, 0);
+            }
+            slots.awake();
+            continue;
+        };
+        next = i + 1;
+        let reply = match slots.request(i, &mut buf) {
+            Some(h) => handle(MsgRef {
+                label: h.label,
+                words: h.words,
+                payload: &buf[..h.len.min(buf.len())],
+            }),
+            None => Message::error(abi::Errno::EINVAL),
+        };
+        let head = ring::Head {
+            label: reply.label,
+            words: reply.words,
+            len: reply.payload.len(),
+        };
+        if slots.complete(i, head, &reply.payload) {
+            if let Err(e) = ipc::notify(done, 1 << i) {
+                eprintln!("{server}: ipc_notify of a done slot failed: errno {e}");
+            }
+        }
+    }
+}
