@@ -26,7 +26,7 @@
 //! command).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -619,39 +619,61 @@ pub fn parse_nic_restart(output: &str) -> Result<Vec<u64>> {
     Ok(gaps)
 }
 
-/// One boot of `program ARGS` on ours-servers.
-fn boot(
-    systems: &Systems,
-    program: &Path,
-    args: Vec<String>,
+/// The machine of every robustness boot: ours-servers with `cores` vCPUs
+/// under `accel`, each boot cut off after `timeout`.
+struct Machine<'a> {
+    systems: &'a Systems,
     cores: usize,
     accel: Accel,
     timeout: Duration,
-    nic: Option<crate::qemu::Nic>,
-) -> Result<run::RunResult> {
-    let request = RunRequest {
-        system: System::Ours,
-        program: program.to_path_buf(),
-        files: Vec::new(),
-        args,
-        locks: LockMode::PerCpu,
-        extra_cmdline: String::new(),
-        vm: VmConfig {
-            cores,
-            memory_mib: 512,
-            accel,
-            timeout,
-            echo: false,
-            nic,
-            disks: Vec::new(),
-        },
-        echo: Echo::Quiet,
-    };
-    let extras = RunExtras {
-        structure: Structure::Servers,
-        ..Default::default()
-    };
-    run::run_with(systems, &request, &extras)
+}
+
+impl Machine<'_> {
+    /// One boot of `program ARGS`.
+    fn boot(
+        &self,
+        program: &Path,
+        args: &[&str],
+        nic: Option<crate::qemu::Nic>,
+    ) -> Result<run::RunResult> {
+        let request = RunRequest {
+            system: System::Ours,
+            program: program.to_path_buf(),
+            files: Vec::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            locks: LockMode::PerCpu,
+            extra_cmdline: String::new(),
+            vm: VmConfig {
+                cores: self.cores,
+                memory_mib: 512,
+                accel: self.accel,
+                timeout: self.timeout,
+                echo: false,
+                nic,
+                disks: Vec::new(),
+            },
+            echo: Echo::Quiet,
+        };
+        let extras = RunExtras {
+            structure: Structure::Servers,
+            ..Default::default()
+        };
+        run::run_with(self.systems, &request, &extras)
+    }
+
+    /// One boot of `program ARGS` without a NIC (`program` as the userland
+    /// found it, maybe not built), its output read by `parse`; a parse
+    /// error carries the verdict and the output's last lines.
+    fn parsed<T>(
+        &self,
+        program: &Result<PathBuf>,
+        args: &[&str],
+        parse: impl FnOnce(&str) -> Result<T>,
+    ) -> Result<T> {
+        let program = program.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let r = self.boot(program, args, None)?;
+        parse(&r.output).with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
+    }
 }
 
 /// The 64-byte message of round `r` of the driver-restart session.
@@ -733,24 +755,19 @@ pub fn measure_section(
         repetitions: reps,
         ..Default::default()
     };
+    let machine = Machine {
+        systems,
+        cores,
+        accel,
+        timeout,
+    };
+    let reps_arg = reps.to_string();
     let t0 = std::time::Instant::now();
-    let replace = userland.program("replace_check").and_then(|p| {
-        let r = boot(
-            systems,
-            &p,
-            vec![
-                "--rounds".into(),
-                reps.to_string(),
-                "--ops".into(),
-                "100".into(),
-            ],
-            cores,
-            accel,
-            timeout,
-            None,
-        )?;
-        parse(&r.output).with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
-    });
+    let replace = machine.parsed(
+        &userland.program("replace_check"),
+        &["--rounds", &reps_arg, "--ops", "100"],
+        parse,
+    );
     match replace {
         Ok(stats) => section.rows.push(replacement_row("fs", "fsd", &[stats])),
         Err(e) => section.failures.push(format!("fs replacement: {e:#}")),
@@ -760,25 +777,11 @@ pub fn measure_section(
         t0.elapsed().as_secs_f64()
     );
     let t0 = std::time::Instant::now();
-    let crash = userland.program("crash_check").and_then(|p| {
-        let r = boot(
-            systems,
-            &p,
-            vec![
-                "--rounds".into(),
-                reps.to_string(),
-                "--ops".into(),
-                "40".into(),
-                "--seed".into(),
-                "3".into(),
-            ],
-            cores,
-            accel,
-            timeout,
-            None,
-        )?;
-        parse_crash(&r.output).with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
-    });
+    let crash = machine.parsed(
+        &userland.program("crash_check"),
+        &["--rounds", &reps_arg, "--ops", "40", "--seed", "3"],
+        parse_crash,
+    );
     match crash {
         Ok(rounds) => section.rows.push(crash_row("fs", "fsd", &rounds)),
         Err(e) => section.failures.push(format!("fs crash: {e:#}")),
@@ -793,28 +796,11 @@ pub fn measure_section(
     // kill per boot; seeds vary the crash point).
     let t0 = std::time::Instant::now();
     let net = userland.program("net_replace_check");
-    let replace = net
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .and_then(|p| {
-            let r = boot(
-                systems,
-                p,
-                vec![
-                    "replace".into(),
-                    "--rounds".into(),
-                    reps.to_string(),
-                    "--ops".into(),
-                    "50".into(),
-                ],
-                cores,
-                accel,
-                timeout,
-                None,
-            )?;
-            parse_as(Checker::Net, &r.output)
-                .with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
-        });
+    let replace = machine.parsed(
+        &net,
+        &["replace", "--rounds", &reps_arg, "--ops", "50"],
+        |out| parse_as(Checker::Net, out),
+    );
     match replace {
         Ok(stats) => section.rows.push(replacement_row("net", "netd", &[stats])),
         Err(e) => section.failures.push(format!("net replacement: {e:#}")),
@@ -826,28 +812,11 @@ pub fn measure_section(
     let t0 = std::time::Instant::now();
     let mut crashes = Vec::new();
     for rep in 1..=reps {
-        let crash = net
-            .as_ref()
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .and_then(|p| {
-                let r = boot(
-                    systems,
-                    p,
-                    vec![
-                        "crash".into(),
-                        "--ops".into(),
-                        "20".into(),
-                        "--seed".into(),
-                        rep.to_string(),
-                    ],
-                    cores,
-                    accel,
-                    timeout,
-                    None,
-                )?;
-                parse_net_crash(&r.output)
-                    .with_context(|| format!("{:?}: {}", r.verdict, r.outcome.tail(10)))
-            });
+        let crash = machine.parsed(
+            &net,
+            &["crash", "--ops", "20", "--seed", &rep.to_string()],
+            parse_net_crash,
+        );
         match crash {
             Ok(c) => crashes.push(c),
             Err(e) => section
@@ -876,13 +845,9 @@ pub fn measure_section(
                 &flag,
             )
         });
-        let r = boot(
-            systems,
+        let r = machine.boot(
             &p,
-            vec!["7".into(), reps.to_string()],
-            cores,
-            accel,
-            timeout,
+            &["7", &reps_arg],
             Some(crate::qemu::Nic::User {
                 hostfwd: vec![(port, 7)],
                 guestfwd: Vec::new(),
