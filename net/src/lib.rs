@@ -29,6 +29,8 @@ mod packet;
 mod ports;
 mod socket;
 mod stack;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 pub use core::net::{Ipv4Addr, SocketAddrV4};
 pub use socket::{Socket, SocketRef};

@@ -392,24 +392,8 @@ impl<P: Platform> Shared<P> {
 mod tests {
     use super::*;
     use crate::packet::TCP_SYN;
-
-    /// A platform that does nothing: steering needs none of it.
-    struct Quiet;
-
-    impl Platform for Quiet {
-        type Waiters = ();
-        fn now_ms(&self) -> u64 {
-            0
-        }
-        fn current_cpu(&self) -> usize {
-            0
-        }
-        fn notify(&self, _: &()) {}
-        fn transmit_frame(&self, _: &[u8]) {}
-        fn random_u64(&self) -> u64 {
-            7
-        }
-    }
+    // A platform that does nothing: steering needs none of it.
+    use crate::test_support::Quiet;
 
     fn shared(cpus: usize, mode: LockMode) -> Arc<Shared<Quiet>> {
         Stack::new(Quiet, Config::new(cpus, mode)).shared

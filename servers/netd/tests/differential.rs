@@ -11,30 +11,13 @@ use std::sync::Arc;
 
 use abi::Errno;
 use net::consts::*;
-use net::{LockMode, Platform, SockType, SocketRef, Stack};
+use net::test_support::Quiet;
+use net::{LockMode, SockType, SocketRef, Stack};
 use netd::channel::Notifier;
 use netd::client::{Call, Client};
 use netd::{Config, NetServer, ServerPlatform};
 use netproto::{Handle, Kind, Message, EVENT_BITS, MAX_RECV};
 use proptest::prelude::*;
-
-/// The model's platform: no clock movement, no waiters, one CPU.
-struct Model;
-
-impl Platform for Model {
-    type Waiters = ();
-    fn now_ms(&self) -> u64 {
-        0
-    }
-    fn current_cpu(&self) -> usize {
-        0
-    }
-    fn notify(&self, _: &()) {}
-    fn transmit_frame(&self, _: &[u8]) {}
-    fn random_u64(&self) -> u64 {
-        4
-    }
-}
 
 /// Calls straight into the server (single-threaded, deterministic).
 struct Direct {
@@ -126,15 +109,15 @@ fn opt(which: u8) -> (i32, i32) {
 }
 
 struct ModelSide {
-    stack: Stack<Model>,
-    socks: Vec<Option<SocketRef<Model>>>,
+    stack: Stack<Quiet>,
+    socks: Vec<Option<SocketRef<Quiet>>>,
 }
 
 impl ModelSide {
     fn run(&mut self, op: &Op) -> Out {
         let n = self.socks.len();
         let get =
-            |socks: &Vec<Option<SocketRef<Model>>>, i: usize| -> Result<SocketRef<Model>, Errno> {
+            |socks: &Vec<Option<SocketRef<Quiet>>>, i: usize| -> Result<SocketRef<Quiet>, Errno> {
                 socks[i % n].clone().ok_or(Errno::EBADF)
             };
         if n == 0 && !matches!(op, Op::New(_)) {
@@ -299,7 +282,7 @@ proptest! {
     #[test]
     fn protocol_and_server_agree_with_the_stack(ops in prop::collection::vec(op(), 1..80)) {
         let mut model = ModelSide {
-            stack: Stack::new(Model, net::Config::new(1, LockMode::PerCpu)),
+            stack: Stack::new(Quiet, net::Config::new(1, LockMode::PerCpu)),
             socks: Vec::new(),
         };
         let clock = Arc::new(AtomicU64::new(0));
