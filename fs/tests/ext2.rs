@@ -31,11 +31,30 @@ fn tool(name: &str) -> Option<PathBuf> {
     None
 }
 
-fn tmpdir(tag: &str) -> PathBuf {
+/// A scratch directory `$TMPDIR/fs-ext2-TAG-PID`, removed with everything
+/// in it when dropped: at the end of the test, and also when it returns
+/// early or panics.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh, empty scratch directory for the test `tag`.
+fn tmpdir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("fs-ext2-{}-{}", tag, std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 fn run(cmd: &mut Command) -> (i32, String) {
@@ -229,7 +248,6 @@ fn mke2fs_images_read_back_identically() {
         assert!(Arc::ptr_eq(&a, &b), "{extra:?}: hard links share an inode");
         assert_eq!(fs.lookup(&fs.root(), "/fast", true).unwrap().ino(), a.ino());
     }
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -268,7 +286,6 @@ fn htree_directories_read_linearly_and_stay_valid_when_written() {
     let list = names(&fs, &fs.lookup(&fs.root(), "/big", true).unwrap());
     assert_eq!(list.len(), 3000);
     assert!(list.iter().any(|(n, _)| n == "new"));
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Expected contents of the tree `write_tree` makes.
@@ -365,7 +382,6 @@ fn a_tree_written_here_passes_e2fsck_and_debugfs_agrees() {
         let st = fs.lookup(&fs.root(), "/renamed", true).unwrap().stat();
         assert_eq!(st.nlink, 2);
     }
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -404,7 +420,6 @@ fn fsync_and_sync_reach_the_device_and_data_survives_a_remount() {
     let third = mount(&img, true);
     let n = third.lookup(&third.root(), "/flushed", true).unwrap();
     assert_eq!(read_all(&n), b"by the flusher");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -460,7 +475,6 @@ fn unknown_features_refuse_or_force_read_only() {
     // mke2fs -t ext2 defaults mount read-write.
     let fs = mount(&img, false);
     assert!(!fs.read_only());
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -518,7 +532,6 @@ fn mount_and_umount_in_a_tmpfs_namespace() {
     root.mount(&r, "/mnt", &again).unwrap();
     let n = root.lookup(&r, "/mnt/hello", true).unwrap();
     assert_eq!(read_all(&n), b"persisted\n");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Walks everything reachable (bounded), reading files and links; errors
@@ -626,7 +639,6 @@ fn corrupted_images_give_errors_not_panics() {
             Err(e) => panic!("seed {seed}: sync: {e:?}"),
         }
     }
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -680,7 +692,6 @@ fn concurrent_writers_leave_a_clean_image() {
             .unwrap();
         assert!(read_all(&f) == pattern(t * 1000 + 1, 3000));
     }
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -731,7 +742,6 @@ fn pages_are_read_from_disk_only_when_touched() {
     let cut = read_all(&fs.lookup(&fs.root(), "/cut", true).unwrap());
     assert_eq!(cut.len(), 3 * 4096);
     assert!(cut[..5000] == pattern(8, 5000)[..] && cut[5000..].iter().all(|&b| b == 0));
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -767,7 +777,6 @@ fn removing_files_with_extended_attributes_keeps_the_image_clean() {
         fs.umount_root().unwrap();
         fsck_clean(&img);
     }
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 extern "C" {
@@ -826,7 +835,6 @@ fn a_file_larger_than_the_page_bound_streams_through_clean_pages() {
     assert!(again[4..] == want[4..]);
     fs.umount_root().unwrap();
     fsck_clean(&img);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Write-back running on another thread while files are unlinked must
@@ -878,7 +886,6 @@ fn write_back_racing_unlink_leaves_no_unattached_inode() {
         drop(fs);
         fsck_clean(&img);
     }
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// On a read-only mount a file opens for reading (and `O_TRUNC` without
@@ -911,7 +918,6 @@ fn read_only_mount_opens_for_reading_only() {
     let mut buf = [0u8; 8];
     assert_eq!(f.read_at(0, &mut buf).unwrap(), 4);
     assert_eq!(&buf[..4], b"kept");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Device nodes, FIFOs and sockets made here come back from the disk
@@ -971,7 +977,6 @@ fn special_files_survive_a_remount() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// A directory entry whose name holds `/` or NUL (impossible on a sane
@@ -1016,7 +1021,6 @@ fn entry_names_with_slash_or_nul_are_eio() {
             "{dir}"
         );
     }
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// `st_blocks` of a disk file: while it has unwritten pages, the pages it
@@ -1041,7 +1045,6 @@ fn st_blocks_of_dirty_and_clean_disk_files() {
     // On disk with 4 KiB blocks: 4 data blocks and the indirect block
     // that maps block 20 (past the 12 direct ones).
     assert_eq!(f.stat().blocks, 40);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// A file unlinked while open is not written back: its dirty pages take
@@ -1096,7 +1099,6 @@ fn an_unlinked_open_file_is_not_written_back() {
     assert_eq!(r.disk_usage().unwrap().1 + 2, free1);
     fs.umount_root().unwrap();
     fsck_clean(&img);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Clean pages of a disk file are given back only when pages run out:
@@ -1119,7 +1121,6 @@ fn clean_pages_stay_while_pages_are_plenty() {
     assert!(used >= 10, "{used}");
     f.write_at(20 * 4096, b"x", false).unwrap();
     assert_eq!(fs.stats().used_pages, used + 1);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 fn get32(img: &[u8], at: usize) -> u64 {
@@ -1152,7 +1153,6 @@ fn a_wrong_first_data_block_is_refused() {
         assert_eq!(e.errno, Errno::EINVAL);
         assert!(e.reason.contains("first data block"), "{}", e.reason);
     }
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// A block bitmap that calls every block free (a corrupt image) cannot
@@ -1224,5 +1224,4 @@ fn a_corrupt_block_bitmap_never_gives_out_metadata() {
         // And the file reads back.
         assert_eq!(read_all(&f), data);
     }
-    let _ = std::fs::remove_dir_all(&d);
 }
