@@ -9,10 +9,19 @@
 //! then close them.  Then every thread runs a UDP echo pair of its own.
 //! Prints one line per phase and `net_stress: pass`, or `WRONG:` lines and
 //! exit status 1.  No output varies between runs or systems.
+//!
+//! Handshakes, no timing: a client opens its next connection only once the
+//! server has accepted the last one (the echo thread's first byte,
+//! `ACCEPTED`), so at most THREADS connections wait in the listen backlog
+//! (std's 128) however many are open: on Linux an overflowing backlog drops SYNs
+//! and final ACKs, and the connect then waits out retransmission timers of
+//! 1, 2, 4 … s or ends in a reset.  The accept threads stop on the first
+//! connection they accept after the clients are done (`done`; one wake-up
+//! connection per accept thread), however many client connections failed.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 fn pin_to(cpu: usize) {
@@ -24,6 +33,9 @@ fn pin_to(cpu: usize) {
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
+
+/// The first byte of every echo connection: the server accepted it.
+const ACCEPTED: u8 = b'+';
 
 fn pattern(thread: usize, conn: usize) -> Vec<u8> {
     let len = 100 + (thread * 131 + conn * 17) % 3000;
@@ -42,26 +54,33 @@ fn main() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local_addr");
     let listener = Arc::new(listener);
-    let total = threads * conns;
-    let accepted = Arc::new(AtomicUsize::new(0));
+    // Set once every client thread has ended: the next connection an
+    // accept thread takes is a wake-up, and it stops.
+    let done = Arc::new(AtomicBool::new(false));
     let mut servers = Vec::new();
     for t in 0..threads {
         let listener = listener.clone();
-        let accepted = accepted.clone();
+        let done = done.clone();
         let wrong = wrong.clone();
         servers.push(std::thread::spawn(move || {
             pin_to(t % cpus);
             let mut echoers = Vec::new();
-            while accepted.fetch_add(1, Ordering::SeqCst) < total {
+            loop {
                 let (mut stream, _) = match listener.accept() {
                     Ok(s) => s,
                     Err(e) => {
                         println!("WRONG: accept: {e}");
                         wrong.fetch_add(1, Ordering::SeqCst);
-                        return;
+                        break;
                     }
                 };
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
                 echoers.push(std::thread::spawn(move || {
+                    if stream.write_all(&[ACCEPTED]).is_err() {
+                        return;
+                    }
                     let mut buf = [0u8; 2048];
                     loop {
                         match stream.read(&mut buf) {
@@ -88,8 +107,19 @@ fn main() {
             pin_to(t % cpus);
             let mut streams = Vec::new();
             for c in 0..conns {
-                match TcpStream::connect(addr) {
-                    Ok(s) => streams.push(s),
+                // Connected and accepted (the server's first byte) before
+                // the next connect: the backlog never overflows.
+                let mut accepted = [0u8; 1];
+                match TcpStream::connect(addr).and_then(|mut s| {
+                    s.read_exact(&mut accepted)?;
+                    Ok(s)
+                }) {
+                    Ok(s) if accepted[0] == ACCEPTED => streams.push(s),
+                    Ok(_) => {
+                        println!("WRONG: thread {t} connection {c}: no accept byte");
+                        wrong.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
                     Err(e) => {
                         println!("WRONG: thread {t} connect {c}: {e}");
                         wrong.fetch_add(1, Ordering::SeqCst);
@@ -114,8 +144,10 @@ fn main() {
     for c in clients {
         let _ = c.join();
     }
-    // Wake accept loops that are past their share (there are none when
-    // every connect succeeded; this keeps a failed run from hanging).
+    // Every client connection is closed: one wake-up connection per accept
+    // thread (each stops at the first connection it takes from here on,
+    // so each takes exactly one; any left in the backlog close with it).
+    done.store(true, Ordering::SeqCst);
     for _ in 0..threads {
         let _ = TcpStream::connect(addr);
     }
