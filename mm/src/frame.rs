@@ -491,7 +491,9 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
         } else {
             // A local, so the buddy guard drops before `guard` (see
             // `free_order`).
-            let block = self.lock_buddy_local(&guard).alloc_on(order, guard.cpu() as u8);
+            let block = self
+                .lock_buddy_local(&guard)
+                .alloc_on(order, guard.cpu() as u8);
             block
         };
         first.or_else(|| {
@@ -502,7 +504,9 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
             if order <= PCP_MAX_ORDER {
                 self.alloc_local(&guard, order)
             } else {
-                let block = self.lock_buddy_local(&guard).alloc_on(order, guard.cpu() as u8);
+                let block = self
+                    .lock_buddy_local(&guard)
+                    .alloc_on(order, guard.cpu() as u8);
                 block
             }
         })
@@ -841,7 +845,10 @@ mod tests {
     fn global_mode_uses_the_buddy_and_checks_frees() {
         let fa = frames(256, LockMode::Global);
         let p = fa.alloc().unwrap();
-        assert!(fa.pcp.iter().all(|l| l.lock().lists.iter().all(|l| l.count == 0)));
+        assert!(fa
+            .pcp
+            .iter()
+            .all(|l| l.lock().lists.iter().all(|l| l.count == 0)));
         fa.free(p).unwrap();
         assert_eq!(fa.free(p), Err(FreeError::NotAllocated));
         assert_eq!(fa.stats().rejected_frees, 1);

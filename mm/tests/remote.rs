@@ -12,7 +12,12 @@ use mm::host::Arena;
 use mm::{FrameAllocator, FrameMemory, Heap, LockMode, FRAME_SIZE};
 use percpu::host;
 
-fn frames(n: usize, batch: usize, high: usize, mode: LockMode) -> &'static FrameAllocator<&'static Arena> {
+fn frames(
+    n: usize,
+    batch: usize,
+    high: usize,
+    mode: LockMode,
+) -> &'static FrameAllocator<&'static Arena> {
     let arena = Arena::leak(n);
     let fa = Box::leak(Box::new(FrameAllocator::with_params(arena, batch, high)));
     fa.set_mode(mode).unwrap();
@@ -96,7 +101,11 @@ fn frames_stranded_in_outboxes_and_inboxes_are_reusable_under_pressure() {
     let (out31, _) = fa.cpu_in_flight(31);
     let (_, in30) = fa.cpu_in_flight(30);
     assert!(out31 > 0 && in30 > 0, "outbox {out31}, inbox {in30}");
-    assert_eq!(fa.free_frames(), total - 3, "in-flight frames count as free");
+    assert_eq!(
+        fa.free_frames(),
+        total - 3,
+        "in-flight frames count as free"
+    );
     // A third CPU runs dry, drains everyone, and gets every free frame.
     std::thread::spawn(move || {
         host::bind_current_thread(32).unwrap();
@@ -124,8 +133,16 @@ fn bad_frees_are_refused_before_they_reach_an_outbox() {
     .unwrap();
     std::thread::spawn(move || {
         host::bind_current_thread(41).unwrap();
-        assert_eq!(fa.free_order(p, 1), Err(mm::FreeError::NotAllocated), "wrong order");
-        assert_eq!(fa.free_order(p + 1, 0), Err(mm::FreeError::NotAllocated), "tail");
+        assert_eq!(
+            fa.free_order(p, 1),
+            Err(mm::FreeError::NotAllocated),
+            "wrong order"
+        );
+        assert_eq!(
+            fa.free_order(p + 1, 0),
+            Err(mm::FreeError::NotAllocated),
+            "tail"
+        );
         assert_eq!(fa.free_order(p + 2, 2), Err(mm::FreeError::Misaligned));
         assert_eq!(fa.cpu_in_flight(41).0, 0);
         fa.free_order(p, 2).unwrap();
@@ -157,9 +174,9 @@ fn storm(mode: LockMode) {
         Block(usize, usize, u64),
         Obj(usize, Layout, u64),
     }
-    // SAFETY (for the Send impl below): blocks and objects are plain memory
-    // handed from one thread to another, owned by the receiver.
     struct Batch(Vec<Item>);
+    // SAFETY: blocks and objects are plain memory handed from one thread
+    // to another, owned by the receiver.
     unsafe impl Send for Batch {}
     let mut threads = Vec::new();
     for pair in 0..PAIRS {
@@ -217,14 +234,19 @@ fn storm(mode: LockMode) {
                         Item::Block(pfn, order, tag) => {
                             let ptr = fa.memory().frame_ptr(pfn).cast::<u64>();
                             // SAFETY: handed to us by the producer.
-                            let (first, last) =
-                                unsafe { (ptr.read(), ptr.add((FRAME_SIZE << order) / 8 - 1).read()) };
+                            let (first, last) = unsafe {
+                                (ptr.read(), ptr.add((FRAME_SIZE << order) / 8 - 1).read())
+                            };
                             assert_eq!((first, last), (tag, tag), "block {pfn} overwritten");
                             fa.free_order(pfn, order).unwrap();
                         }
                         Item::Obj(p, layout, tag) => {
                             // SAFETY: handed to us by the producer.
-                            assert_eq!(unsafe { (p as *const u64).read() }, tag, "object {p:#x} overwritten");
+                            assert_eq!(
+                                unsafe { (p as *const u64).read() },
+                                tag,
+                                "object {p:#x} overwritten"
+                            );
                             // SAFETY: from heap.alloc(layout), freed once.
                             unsafe { heap.dealloc(p as *mut u8, layout) };
                         }
@@ -240,7 +262,10 @@ fn storm(mode: LockMode) {
     assert_eq!(stats.rejected_frees, 0);
     assert_eq!(heap.stats().bad_frees, 0);
     if mode == LockMode::PerCpu {
-        assert!(stats.remote_frees > 0 && stats.remote_batches > 0, "{stats:?}");
+        assert!(
+            stats.remote_frees > 0 && stats.remote_batches > 0,
+            "{stats:?}"
+        );
     } else {
         assert_eq!(stats.remote_frees, 0);
     }
@@ -255,7 +280,9 @@ fn storm(mode: LockMode) {
         for pfn in all {
             fa.free(pfn).unwrap();
         }
-        let big = fa.alloc_order(mm::MAX_ORDER).expect("memory coalesces again");
+        let big = fa
+            .alloc_order(mm::MAX_ORDER)
+            .expect("memory coalesces again");
         fa.free_order(big, mm::MAX_ORDER).unwrap();
     })
     .join()
