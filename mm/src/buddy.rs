@@ -401,25 +401,31 @@ impl BlockMeta {
     }
 }
 
-/// Reads block metadata without the buddy lock, given a region's bounds
-/// (copied out of the buddy when the region was added; regions never
-/// change afterwards).
-pub(crate) fn read_meta<M: FrameMemory>(
-    mem: &M,
-    (start, end, meta): (Pfn, Pfn, Pfn),
-    pfn: Pfn,
-) -> Option<BlockMeta> {
-    if pfn < start || pfn >= end {
-        return None;
-    }
-    let ptr = meta_ptr(mem, start, meta, pfn);
-    // SAFETY: `pfn` is in the region, so both bytes lie in its metadata
-    // frames, which are accessed only as atomics.
+/// Address of the metadata of a region's first managed frame (frame
+/// `start`'s state byte), from which `read_meta` finds any frame's.
+pub(crate) fn meta_base<M: FrameMemory>(mem: &M, start: Pfn, meta: Pfn) -> *mut u8 {
+    meta_ptr(mem, start, meta, start)
+}
+
+/// Reads the metadata of frame `start + index` without the buddy lock,
+/// given its region's `meta_base` (copied out of the buddy when the region
+/// was added; regions never change afterwards).
+///
+/// # Safety
+/// `base` is the `meta_base` of a region of at least `index + 1` managed
+/// frames.
+#[inline]
+pub(crate) unsafe fn read_meta(base: *mut u8, index: usize) -> BlockMeta {
+    // The metadata frames of a region are consecutive in memory
+    // (`FrameMemory` contract), so its bytes form one array.
+    let ptr = base.wrapping_add(index * META_BYTES);
+    // SAFETY: per the caller's promise both bytes lie in the region's
+    // metadata frames, which are accessed only as atomics.
     unsafe {
-        Some(BlockMeta {
+        BlockMeta {
             state: AtomicU8::from_ptr(ptr).load(Ordering::Relaxed),
             home: AtomicU8::from_ptr(ptr.wrapping_add(1)).load(Ordering::Relaxed),
-        })
+        }
     }
 }
 

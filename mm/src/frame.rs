@@ -45,12 +45,14 @@
 //! frees.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use percpu::{per_cpu, CachePadded, CpuGuard, PerCpu, PerCpuCounter, MAX_CPUS};
 use spin::Mutex;
 
-use crate::buddy::{read_meta, BlockMeta, BuddyAllocator, FreeError, RegionError, MAX_REGIONS};
+use crate::buddy::{
+    meta_base, read_meta, BlockMeta, BuddyAllocator, FreeError, RegionError, MAX_REGIONS,
+};
 use crate::{FrameMemory, LockMode, Pfn};
 
 const NIL: u64 = u64::MAX;
@@ -205,11 +207,13 @@ struct Inbox {
     frames: AtomicUsize,
 }
 
-/// Bounds of the regions added so far, readable without the buddy lock
-/// (appended under it by `add_region`, never changed afterwards).
+/// The regions added so far, readable without the buddy lock (appended
+/// under it by `add_region`, never changed afterwards): first and one past
+/// the last managed frame, and where their metadata starts (`meta_base`).
 struct RegionTable {
     count: AtomicUsize,
-    bounds: [[AtomicUsize; 3]; MAX_REGIONS],
+    bounds: [[AtomicUsize; 2]; MAX_REGIONS],
+    meta: [AtomicPtr<u8>; MAX_REGIONS],
 }
 
 /// Blocks up to `PCP_MAX_ORDER` from per-CPU lists, larger ones from the
@@ -271,7 +275,8 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
             high,
             regions: CachePadded::new(RegionTable {
                 count: AtomicUsize::new(0),
-                bounds: [const { [const { AtomicUsize::new(0) }; 3] }; MAX_REGIONS],
+                bounds: [const { [const { AtomicUsize::new(0) }; 2] }; MAX_REGIONS],
+                meta: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_REGIONS],
             }),
             total: AtomicUsize::new(0),
             buddy_locks: PerCpuCounter::new(),
@@ -325,9 +330,9 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
             .map(|i| buddy.region_bounds(i))
             .find(|&(_, end, meta)| meta == start && end == start + count);
         if let Some((s, e, m)) = new {
-            for (slot, v) in table.bounds[n].iter().zip([s, e, m]) {
-                slot.store(v, Ordering::Relaxed);
-            }
+            table.bounds[n][0].store(s, Ordering::Relaxed);
+            table.bounds[n][1].store(e, Ordering::Relaxed);
+            table.meta[n].store(meta_base(&self.mem, s, m), Ordering::Relaxed);
             table.count.store(n + 1, Ordering::Release);
         }
         drop(buddy);
@@ -335,19 +340,21 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
     }
 
     /// Metadata of the block at `pfn`, if it is a managed frame.
+    #[inline]
     fn meta(&self, pfn: Pfn) -> Option<BlockMeta> {
         let table = &self.regions;
         let n = table.count.load(Ordering::Acquire);
         // Newest first: the kernel adds its largest region last.
-        (0..n).rev().find_map(|i| {
-            let [s, e, m] = &table.bounds[i];
-            let bounds = (
-                s.load(Ordering::Relaxed),
-                e.load(Ordering::Relaxed),
-                m.load(Ordering::Relaxed),
-            );
-            read_meta(&self.mem, bounds, pfn)
-        })
+        for i in (0..n).rev() {
+            let [start, end] = &table.bounds[i];
+            let start = start.load(Ordering::Relaxed);
+            if pfn >= start && pfn < end.load(Ordering::Relaxed) {
+                let base = table.meta[i].load(Ordering::Relaxed);
+                // SAFETY: `base` is region i's metadata, and `pfn` is in it.
+                return Some(unsafe { read_meta(base, pfn - start) });
+            }
+        }
+        None
     }
 
     /// Allocates one frame.  When the buddy is empty, frames parked on
@@ -355,11 +362,12 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
     /// allocation retried once, so memory is never reported exhausted while
     /// some CPU holds frames.
     pub fn alloc(&self) -> Option<Pfn> {
-        self.alloc_order(0)
+        self.alloc_block(0)
     }
 
     /// Takes a block of `order` from this CPU's list, refilling the list
     /// first from the CPU's inbox, else from the buddy.
+    #[inline(always)]
     fn alloc_local(&self, guard: &CpuGuard, order: usize) -> Option<Pfn> {
         let mut me = self.pcp.get(guard).lock();
         if me.lists[order].count == 0 {
@@ -412,11 +420,12 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
     /// per-CPU list is caught only when the list is drained to the buddy
     /// (then it is dropped and counted in `FrameStats::rejected_frees`).
     pub fn free(&self, pfn: Pfn) -> Result<(), FreeError> {
-        self.free_order(pfn, 0)
+        self.free_block(pfn, 0)
     }
 
     /// Puts a block freed on this CPU where it belongs: this CPU's list if
     /// this is its home, else the outbox (sent home when full).
+    #[inline(always)]
     fn free_local(&self, guard: &CpuGuard, pfn: Pfn, order: usize, home: usize) {
         let cpu = guard.cpu();
         let mut me = self.pcp.get(guard).lock();
@@ -464,10 +473,15 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
 
     /// Gives `batch` frames of `list` back to the buddy if it holds more
     /// than `high` frames.
+    #[inline(always)]
     fn trim(&self, guard: &CpuGuard, list: &mut PageList, order: usize) {
-        if list.count << order <= self.high {
-            return;
+        if list.count << order > self.high {
+            self.trim_slow(guard, list, order);
         }
+    }
+
+    #[cold]
+    fn trim_slow(&self, guard: &CpuGuard, list: &mut PageList, order: usize) {
         let mut buddy = self.lock_buddy_local(guard);
         for _ in 0..(self.batch >> order).max(1) {
             let Some(pfn) = list.pop(&self.mem) else {
@@ -482,6 +496,12 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
     /// Allocates `1 << order` contiguous, naturally aligned frames; orders
     /// up to `PCP_MAX_ORDER` use the per-CPU lists.
     pub fn alloc_order(&self, order: usize) -> Option<Pfn> {
+        self.alloc_block(order)
+    }
+
+    /// `alloc_order`, inlined into `alloc` so that order 0 folds.
+    #[inline(always)]
+    fn alloc_block(&self, order: usize) -> Option<Pfn> {
         let guard = CpuGuard::new();
         if self.mode() == LockMode::Global {
             return self.lock_buddy_local(&guard).alloc(order);
@@ -514,6 +534,12 @@ impl<M: FrameMemory + Copy> FrameAllocator<M> {
 
     /// Frees a block from `alloc_order(order)`.
     pub fn free_order(&self, pfn: Pfn, order: usize) -> Result<(), FreeError> {
+        self.free_block(pfn, order)
+    }
+
+    /// `free_order`, inlined into `free` so that order 0 folds.
+    #[inline(always)]
+    fn free_block(&self, pfn: Pfn, order: usize) -> Result<(), FreeError> {
         let guard = CpuGuard::new();
         if self.mode() == LockMode::Global || order > PCP_MAX_ORDER {
             // Bound to a local, not the block's tail expression: a tail

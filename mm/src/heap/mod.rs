@@ -58,7 +58,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use percpu::{per_cpu, CachePadded, CpuGuard, PerCpu, PerCpuCounter, MAX_CPUS};
+use percpu::{per_cpu, CachePadded, CpuGuard, PerCpu, PerCpuCounter};
 use spin::Mutex;
 
 use crate::{FrameAllocator, FrameMemory, LockMode, FRAME_SIZE, MAX_ORDER};
@@ -152,7 +152,10 @@ pub struct Heap<'f, M> {
     cached_allocs: PerCpuCounter,
     remote_frees: PerCpuCounter,
     remote_batches: PerCpuCounter,
-    large_frames: AtomicUsize,
+    /// Per CPU, not one atomic: every large alloc/free changes it (a
+    /// socket's 64 KiB buffers), and one shared counter was the last line
+    /// every tcp_stream operation wrote on all CPUs.  Read by summing.
+    large_frames: PerCpuCounter,
     bad_frees: AtomicUsize,
 }
 
@@ -187,7 +190,7 @@ impl<'f, M: FrameMemory + Copy> Heap<'f, M> {
             cached_allocs: PerCpuCounter::new(),
             remote_frees: PerCpuCounter::new(),
             remote_batches: PerCpuCounter::new(),
-            large_frames: AtomicUsize::new(0),
+            large_frames: PerCpuCounter::new(),
             bad_frees: AtomicUsize::new(0),
         }
     }
@@ -209,10 +212,7 @@ impl<'f, M: FrameMemory + Copy> Heap<'f, M> {
                     if !obj.is_null() {
                         return obj;
                     }
-                    // Out of frames for a slab: reclaim what every CPU
-                    // caches or has in flight, and try once more.
-                    self.flush();
-                    self.alloc_cached(&guard, class)
+                    self.alloc_after_flush(&guard, class)
                 }
                 LockMode::Global => {
                     let _heap = self.lock_global(&guard);
@@ -222,12 +222,12 @@ impl<'f, M: FrameMemory + Copy> Heap<'f, M> {
                 }
             },
             None => {
-                let block = self.alloc_large(&layout);
+                let block = self.alloc_large(&guard, &layout);
                 if !block.is_null() || self.frames.mode() == LockMode::Global {
                     return block;
                 }
                 self.flush();
-                self.alloc_large(&layout)
+                self.alloc_large(&guard, &layout)
             }
         }
     }
@@ -245,7 +245,7 @@ impl<'f, M: FrameMemory + Copy> Heap<'f, M> {
         }
         let guard = CpuGuard::new();
         let Some(class) = class_of(&layout) else {
-            self.free_large(ptr, &layout);
+            self.free_large(&guard, ptr, &layout);
             return;
         };
         // SAFETY: per our caller, `ptr` came from this heap, so the slab
@@ -270,34 +270,51 @@ impl<'f, M: FrameMemory + Copy> Heap<'f, M> {
         }
     }
 
+    /// Out of frames for a slab: reclaims what every CPU caches or has in
+    /// flight, and tries once more.
+    #[cold]
+    #[inline(never)]
+    fn alloc_after_flush(&self, guard: &CpuGuard, class: usize) -> *mut u8 {
+        self.flush();
+        self.alloc_cached(guard, class)
+    }
+
+    #[inline(always)]
     fn alloc_cached(&self, guard: &CpuGuard, class: usize) -> *mut u8 {
         let mut cache = self.cpus.get(guard).lock();
-        let CpuCache {
-            loaded,
-            prev,
-            slabs,
-            ..
-        } = &mut *cache;
-        let (loaded, prev, slabs) = (&mut loaded[class], &mut prev[class], &mut slabs[class]);
-        if loaded.is_empty() {
-            if !prev.is_empty() {
-                core::mem::swap(loaded, prev);
-            } else {
-                self.take_inbox(guard.cpu(), class, loaded, slabs);
-                if loaded.is_empty() {
-                    match slabs.take_full() {
-                        Some(full) => *loaded = full,
-                        None => slabs.fill(self.frames, loaded, rounds(class), guard.cpu()),
-                    }
-                }
-            }
+        if cache.loaded[class].is_empty() {
+            self.refill(guard, &mut cache, class);
         }
-        match loaded.pop() {
+        match cache.loaded[class].pop() {
             Some(obj) => {
                 self.cached_allocs.add_local(guard, 1);
                 obj
             }
             None => null_mut(),
+        }
+    }
+
+    /// Loads the (empty) loaded magazine: the previous one if full, else
+    /// the inbox, else a full magazine of the depot, else from the slabs.
+    #[inline(never)]
+    fn refill(&self, guard: &CpuGuard, cache: &mut CpuCache, class: usize) {
+        let CpuCache {
+            loaded,
+            prev,
+            slabs,
+            ..
+        } = cache;
+        let (loaded, prev, slabs) = (&mut loaded[class], &mut prev[class], &mut slabs[class]);
+        if !prev.is_empty() {
+            core::mem::swap(loaded, prev);
+            return;
+        }
+        self.take_inbox(guard.cpu(), class, loaded, slabs);
+        if loaded.is_empty() {
+            match slabs.take_full() {
+                Some(full) => *loaded = full,
+                None => slabs.fill(self.frames, loaded, rounds(class), guard.cpu()),
+            }
         }
     }
 
@@ -338,24 +355,12 @@ impl<'f, M: FrameMemory + Copy> Heap<'f, M> {
     /// # Safety
     /// `obj` is a live object of `class` that its owner gives up, in a slab
     /// of CPU `home`.
+    #[inline(always)]
     unsafe fn free_cached(&self, guard: &CpuGuard, class: usize, obj: *mut u8, home: usize) {
         let mut cache = self.cpus.get(guard).lock();
-        if home != guard.cpu() && home < MAX_CPUS {
-            self.remote_frees.add_local(guard, 1);
-            let out = &mut cache.out[class];
-            if out.home() != home {
-                if let Some(chain) = out.take() {
-                    self.send(guard, out.home(), class, chain);
-                }
-                out.set_home(home);
-            }
-            // SAFETY: the caller gives `obj` up.
-            unsafe { out.push(obj) };
-            if out.len() >= rounds(class) {
-                if let Some(chain) = out.take() {
-                    self.send(guard, home, class, chain);
-                }
-            }
+        if home != guard.cpu() {
+            // SAFETY: as ours.
+            unsafe { self.free_remote(guard, &mut cache, class, obj, home) };
             return;
         }
         let CpuCache {
@@ -381,6 +386,38 @@ impl<'f, M: FrameMemory + Copy> Heap<'f, M> {
         unsafe { loaded.push(obj) };
     }
 
+    /// Puts an object of CPU `home`'s slabs into this CPU's outbox of
+    /// `class`, sending the outbox home when it is full or gathers for
+    /// another home.
+    ///
+    /// # Safety
+    /// As `free_cached`.
+    #[inline(never)]
+    unsafe fn free_remote(
+        &self,
+        guard: &CpuGuard,
+        cache: &mut CpuCache,
+        class: usize,
+        obj: *mut u8,
+        home: usize,
+    ) {
+        self.remote_frees.add_local(guard, 1);
+        let out = &mut cache.out[class];
+        if out.home() != home {
+            if let Some(chain) = out.take() {
+                self.send(guard, out.home(), class, chain);
+            }
+            out.set_home(home);
+        }
+        // SAFETY: the caller gives `obj` up.
+        unsafe { out.push(obj) };
+        if out.len() >= rounds(class) {
+            if let Some(chain) = out.take() {
+                self.send(guard, home, class, chain);
+            }
+        }
+    }
+
     /// Pushes an outbox's chain onto `home`'s inbox of `class`: one
     /// compare-and-swap.
     fn send(
@@ -403,20 +440,20 @@ impl<'f, M: FrameMemory + Copy> Heap<'f, M> {
         self.remote_batches.add_local(guard, 1);
     }
 
-    fn alloc_large(&self, layout: &Layout) -> *mut u8 {
+    fn alloc_large(&self, guard: &CpuGuard, layout: &Layout) -> *mut u8 {
         let Some(order) = large_order(layout) else {
             return null_mut();
         };
         match self.frames.alloc_order(order) {
             Some(pfn) => {
-                self.large_frames.fetch_add(1 << order, Ordering::Relaxed);
+                self.large_frames.add_local(guard, 1 << order);
                 self.frames.memory().frame_ptr(pfn)
             }
             None => null_mut(),
         }
     }
 
-    fn free_large(&self, ptr: *mut u8, layout: &Layout) {
+    fn free_large(&self, guard: &CpuGuard, ptr: *mut u8, layout: &Layout) {
         let Some(order) = large_order(layout) else {
             self.bad_frees.fetch_add(1, Ordering::Relaxed);
             return;
@@ -424,7 +461,7 @@ impl<'f, M: FrameMemory + Copy> Heap<'f, M> {
         let pfn = self.frames.memory().pfn_of(ptr);
         let aligned = self.frames.memory().frame_ptr(pfn) == ptr;
         if aligned && self.frames.free_order(pfn, order).is_ok() {
-            self.large_frames.fetch_sub(1 << order, Ordering::Relaxed);
+            self.large_frames.add_local(guard, -(1 << order));
         } else {
             self.bad_frees.fetch_add(1, Ordering::Relaxed);
         }
@@ -499,7 +536,9 @@ impl<'f, M: FrameMemory + Copy> Heap<'f, M> {
             remote_frees: self.remote_frees.sum(),
             remote_batches: self.remote_batches.sum(),
             slab_frames,
-            large_frames: self.large_frames.load(Ordering::Relaxed),
+            // Per-CPU parts may be negative (freed elsewhere); the sum is
+            // exact when nothing runs concurrently.
+            large_frames: self.large_frames.sum().max(0) as usize,
             bad_frees: self.bad_frees.load(Ordering::Relaxed),
         }
     }
