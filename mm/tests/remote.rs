@@ -242,11 +242,8 @@ fn storm(mode: LockMode) {
                         }
                         Item::Obj(p, layout, tag) => {
                             // SAFETY: handed to us by the producer.
-                            assert_eq!(
-                                unsafe { (p as *const u64).read() },
-                                tag,
-                                "object {p:#x} overwritten"
-                            );
+                            let got = unsafe { (p as *const u64).read() };
+                            assert_eq!(got, tag, "object {p:#x} overwritten");
                             // SAFETY: from heap.alloc(layout), freed once.
                             unsafe { heap.dealloc(p as *mut u8, layout) };
                         }
