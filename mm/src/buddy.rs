@@ -1,7 +1,10 @@
 //! The global binary buddy allocator over frame numbers.
 //!
-//! Owns: the regions of physical memory it was given, one byte of state per
-//! managed frame (kept in the first frames of each region), and one
+//! Owns: the regions of physical memory it was given, two bytes of state
+//! per managed frame (kept in the first frames of each region: the block
+//! state, and the *home CPU* recorded when a block is handed out, which the
+//! frame allocator reads without this allocator's lock to send a block
+//! freed elsewhere back to the CPU it came from), and one
 //! intrusive doubly linked free list per order (links live in the free
 //! frames themselves).
 //!
@@ -11,15 +14,22 @@
 //!   `FREE | k`;
 //! * a block handed out by `alloc(k)` has first-frame state `ALLOC | k`
 //!   until `free(pfn, k)`; every other frame's state is `NONE`;
-//! * `free_frames()` is the number of frames on the free lists.
+//! * `free_frames()` is the number of frames on the free lists;
+//! * a block's home byte is written only by `alloc_on` (under the caller's
+//!   lock, before the block is handed out); state and home bytes are
+//!   accessed as atomics, so the lock-free readers (`MetaView`) never race.
 //!
 //! Must not: lock (callers wrap it in their own lock), allocate, or touch a
 //! frame that is handed out (only free frames and metadata frames are
 //! written).
 
 use core::fmt;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::{FrameMemory, Pfn, FRAME_SIZE, MAX_ORDER};
+
+/// Metadata bytes per managed frame: state, home CPU.
+const META_BYTES: usize = 2;
 
 /// Most regions one allocator manages (Limine maps have a handful).
 pub const MAX_REGIONS: usize = 64;
@@ -29,7 +39,7 @@ const NIL: u64 = u64::MAX;
 // Per-frame state byte.
 const NONE: u8 = 0;
 const FREE: u8 = 0x10;
-const ALLOC: u8 = 0x20;
+pub(crate) const ALLOC: u8 = 0x20;
 
 /// Header written into the first bytes of a free block's first frame.
 #[repr(C)]
@@ -127,14 +137,15 @@ impl<M: FrameMemory> BuddyAllocator<M> {
     }
 
     /// Adds frames `start..start + count`.  The first
-    /// `ceil(count / (FRAME_SIZE + 1))` of them hold this region's state
-    /// bytes; the rest become free.  Returns how many frames became free.
+    /// `ceil(2 * count / (FRAME_SIZE + 2))` of them hold this region's
+    /// state and home bytes; the rest become free.  Returns how many frames
+    /// became free.
     pub fn add_region(&mut self, start: Pfn, count: usize) -> Result<usize, RegionError> {
         let end = start.checked_add(count).ok_or(RegionError::InvalidRange)?;
         if end > (NIL as usize) / 2 {
             return Err(RegionError::InvalidRange);
         }
-        let meta_frames = count.div_ceil(FRAME_SIZE + 1);
+        let meta_frames = (META_BYTES * count).div_ceil(FRAME_SIZE + META_BYTES);
         if count <= meta_frames {
             return Err(RegionError::TooSmall);
         }
@@ -177,8 +188,15 @@ impl<M: FrameMemory> BuddyAllocator<M> {
         Ok(managed)
     }
 
-    /// Allocates `1 << order` contiguous frames aligned to `1 << order`.
+    /// Allocates `1 << order` contiguous frames aligned to `1 << order`,
+    /// home CPU 0 (see `alloc_on`).
     pub fn alloc(&mut self, order: usize) -> Option<Pfn> {
+        self.alloc_on(order, 0)
+    }
+
+    /// As `alloc`, recording `home` as the block's home CPU (read back
+    /// with `MetaView::get`).
+    pub fn alloc_on(&mut self, order: usize, home: u8) -> Option<Pfn> {
         if order > MAX_ORDER {
             return None;
         }
@@ -193,6 +211,7 @@ impl<M: FrameMemory> BuddyAllocator<M> {
             self.push(&region, pfn + (1 << k), k);
         }
         self.set_state(&region, pfn, ALLOC | order as u8);
+        self.set_home(&region, pfn, home);
         self.free -= 1 << order;
         Some(pfn)
     }
@@ -268,6 +287,18 @@ impl<M: FrameMemory> BuddyAllocator<M> {
         &self.mem
     }
 
+    /// Number of regions added so far.
+    pub(crate) fn region_count(&self) -> usize {
+        self.region_count
+    }
+
+    /// Region `i` in address order: (first managed frame, one past the
+    /// last, first metadata frame), for a `MetaView`.
+    pub(crate) fn region_bounds(&self, i: usize) -> (Pfn, Pfn, Pfn) {
+        let r = &self.regions[i];
+        (r.start, r.end, r.meta)
+    }
+
     fn region_of(&self, pfn: Pfn) -> Option<Region> {
         let regions = &self.regions[..self.region_count];
         let i = regions.partition_point(|r| r.end <= pfn);
@@ -278,20 +309,26 @@ impl<M: FrameMemory> BuddyAllocator<M> {
     }
 
     fn state_ptr(&self, region: &Region, pfn: Pfn) -> *mut u8 {
-        let index = pfn - region.start;
-        let frame = self.mem.frame_ptr(region.meta + index / FRAME_SIZE);
-        frame.wrapping_add(index % FRAME_SIZE)
+        meta_ptr(&self.mem, region.start, region.meta, pfn)
     }
 
     fn state(&self, region: &Region, pfn: Pfn) -> u8 {
         // SAFETY: pfn is in `region`, so its state byte is inside the
-        // region's metadata frames, which only this allocator uses.
-        unsafe { self.state_ptr(region, pfn).read() }
+        // region's metadata frames, which only this allocator uses; they
+        // are only ever accessed as atomics (`MetaView` reads them too).
+        unsafe { AtomicU8::from_ptr(self.state_ptr(region, pfn)).load(Ordering::Relaxed) }
     }
 
     fn set_state(&mut self, region: &Region, pfn: Pfn, state: u8) {
         // SAFETY: as in `state`; `&mut self` makes us the only writer.
-        unsafe { self.state_ptr(region, pfn).write(state) }
+        unsafe { AtomicU8::from_ptr(self.state_ptr(region, pfn)).store(state, Ordering::Relaxed) }
+    }
+
+    fn set_home(&mut self, region: &Region, pfn: Pfn, home: u8) {
+        let ptr = self.state_ptr(region, pfn).wrapping_add(1);
+        // SAFETY: the home byte follows the state byte in the same
+        // metadata frame (`META_BYTES` per frame, even offsets).
+        unsafe { AtomicU8::from_ptr(ptr).store(home, Ordering::Relaxed) }
     }
 
     fn link(&self, pfn: u64) -> *mut FreeLink {
@@ -338,6 +375,60 @@ impl<M: FrameMemory> BuddyAllocator<M> {
     }
 }
 
+/// Address of frame `pfn`'s state byte (its home byte follows) in the
+/// metadata of the region whose managed frames start at `start` and whose
+/// metadata starts at frame `meta`.
+fn meta_ptr<M: FrameMemory>(mem: &M, start: Pfn, meta: Pfn, pfn: Pfn) -> *mut u8 {
+    let byte = (pfn - start) * META_BYTES;
+    mem.frame_ptr(meta + byte / FRAME_SIZE)
+        .wrapping_add(byte % FRAME_SIZE)
+}
+
+/// A block's metadata read without the buddy lock: its state says whether
+/// it is handed out with a given order, its home which CPU it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockMeta {
+    state: u8,
+    /// Home CPU recorded by `alloc_on`.
+    pub home: u8,
+}
+
+impl BlockMeta {
+    /// Whether the block is handed out by the buddy with `order` (or sits
+    /// on a per-CPU list, which the buddy counts as handed out).
+    pub fn allocated_as(&self, order: usize) -> bool {
+        self.state == ALLOC | order as u8
+    }
+}
+
+/// Address of the metadata of a region's first managed frame (frame
+/// `start`'s state byte), from which `read_meta` finds any frame's.
+pub(crate) fn meta_base<M: FrameMemory>(mem: &M, start: Pfn, meta: Pfn) -> *mut u8 {
+    meta_ptr(mem, start, meta, start)
+}
+
+/// Reads the metadata of frame `start + index` without the buddy lock,
+/// given its region's `meta_base` (copied out of the buddy when the region
+/// was added; regions never change afterwards).
+///
+/// # Safety
+/// `base` is the `meta_base` of a region of at least `index + 1` managed
+/// frames.
+#[inline]
+pub(crate) unsafe fn read_meta(base: *mut u8, index: usize) -> BlockMeta {
+    // The metadata frames of a region are consecutive in memory
+    // (`FrameMemory` contract), so its bytes form one array.
+    let ptr = base.wrapping_add(index * META_BYTES);
+    // SAFETY: per the caller's promise both bytes lie in the region's
+    // metadata frames, which are accessed only as atomics.
+    unsafe {
+        BlockMeta {
+            state: AtomicU8::from_ptr(ptr).load(Ordering::Relaxed),
+            home: AtomicU8::from_ptr(ptr.wrapping_add(1)).load(Ordering::Relaxed),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,16 +444,16 @@ mod tests {
     #[test]
     fn region_reserves_metadata_and_frees_the_rest() {
         let (b, _) = buddy(4096);
-        // 4096 frames need 1 metadata frame.
-        assert_eq!(b.total_frames(), 4095);
-        assert_eq!(b.free_frames(), 4095);
-        // One state byte per frame: a metadata frame covers itself and
-        // FRAME_SIZE managed frames, so 4097 frames still need only one...
-        let (b, _) = buddy(FRAME_SIZE + 1);
-        assert_eq!(b.total_frames(), FRAME_SIZE);
+        // 4096 frames need 2 metadata frames.
+        assert_eq!(b.total_frames(), 4094);
+        assert_eq!(b.free_frames(), 4094);
+        // Two metadata bytes per frame: a metadata frame covers itself and
+        // FRAME_SIZE / 2 managed frames, so 2049 frames still need only one...
+        let (b, _) = buddy(FRAME_SIZE / 2 + 1);
+        assert_eq!(b.total_frames(), FRAME_SIZE / 2);
         // ...and one more frame needs a second.
-        let (b, _) = buddy(FRAME_SIZE + 2);
-        assert_eq!(b.total_frames(), FRAME_SIZE);
+        let (b, _) = buddy(FRAME_SIZE / 2 + 2);
+        assert_eq!(b.total_frames(), FRAME_SIZE / 2);
         // The smallest region: one metadata frame and one free frame.
         let (b, _) = buddy(2);
         assert_eq!(b.total_frames(), 1);
@@ -375,10 +466,10 @@ mod tests {
         let a = b.alloc(0).unwrap();
         let c = b.alloc(3).unwrap();
         assert_eq!(c % 8, 0);
-        assert_eq!(b.free_frames(), 4095 - 9);
+        assert_eq!(b.free_frames(), 4094 - 9);
         b.free(a, 0).unwrap();
         b.free(c, 3).unwrap();
-        assert_eq!(b.free_frames(), 4095);
+        assert_eq!(b.free_frames(), 4094);
         assert_eq!(b.free_blocks(MAX_ORDER), max_blocks);
     }
 

@@ -3,19 +3,24 @@
 //! runs is what host tests run (real threads standing in for CPUs).
 //!
 //! Owns: the global binary buddy allocator over frame numbers
-//! ([`BuddyAllocator`]); the per-CPU page lists over it
+//! ([`BuddyAllocator`]); the per-CPU block lists over it
 //! ([`FrameAllocator`], Linux `per_cpu_pages` style); the heap
-//! ([`Heap`]: size classes, slabs carved from frames, per-CPU magazine
-//! caches over a per-class depot, large allocations straight from frames);
+//! ([`Heap`]: size classes, per-CPU slabs carved from frames, per-CPU
+//! magazine caches and depots, large allocations straight from frames);
+//! in both, remote frees: memory freed on a CPU other than its home goes
+//! back home in batches, through per-CPU outboxes and inboxes
+//! (docs/MEMORY.md);
 //! the ablation switch [`LockMode`]; [`radix::PageRadix`], the
 //! concurrent page-keyed radix tree of the VM's per-page CPU sets; and
 //! [`ranges::Ranges`], an address space's mappings partitioned by address
 //! with a lock per stripe (the VM's range locks).
 //!
 //! Invariants: every managed frame is, at any time, in exactly one place:
-//! a buddy free list, a per-CPU page list, a slab, or handed out.  Lock
-//! order is: per-CPU heap cache -> heap class lock -> per-CPU page list ->
-//! buddy lock; nothing takes them in another order.
+//! a buddy free list, a per-CPU block list, an outbox or inbox of the frame
+//! allocator, a slab, or handed out.  Lock order is: per-CPU heap cache (or,
+//! `LockMode::Global`, heap lock -> class lock) -> per-CPU block list ->
+//! buddy lock; nothing takes them in another order, and no per-CPU lock is
+//! taken while another CPU's is held (inboxes take no lock).
 //!
 //! Must not: allocate from a heap (it *is* the heap; the one exception is
 //! `ranges`, whose maps the VM allocates and which the heap never uses),

@@ -2,6 +2,9 @@
 //! set of allocated ranges).  After every step the allocators must agree
 //! with the model: no two live ranges overlap, every range is aligned as
 //! asked, free-frame counts match, and at the end everything comes back.
+//! The heap sequences also switch the thread between CPU ids, so objects
+//! and frames are freed on CPUs other than their home (remote frees that
+//! wait in outboxes and inboxes) and must still all come back.
 
 use std::alloc::Layout;
 use std::collections::BTreeMap;
@@ -55,10 +58,15 @@ fn buddy_ops() -> impl Strategy<Value = Vec<BuddyOp>> {
 
 #[derive(Debug, Clone)]
 enum HeapOp {
-    Alloc { size: usize, align_log2: u32 },
+    Alloc {
+        size: usize,
+        align_log2: u32,
+    },
     Free(usize),
     Frame,
     FreeFrame(usize),
+    /// Continue on another CPU id (the thread is rebound).
+    Cpu(usize),
 }
 
 fn heap_ops() -> impl Strategy<Value = Vec<HeapOp>> {
@@ -69,6 +77,7 @@ fn heap_ops() -> impl Strategy<Value = Vec<HeapOp>> {
             4 => any::<usize>().prop_map(HeapOp::Free),
             1 => Just(HeapOp::Frame),
             1 => any::<usize>().prop_map(HeapOp::FreeFrame),
+            1 => (0usize..4).prop_map(HeapOp::Cpu),
         ],
         1..400,
     )
@@ -76,6 +85,7 @@ fn heap_ops() -> impl Strategy<Value = Vec<HeapOp>> {
 
 fn run_heap(ops: Vec<HeapOp>, mode: LockMode) {
     const FRAMES: usize = 4096;
+    percpu::host::bind_current_thread(50).unwrap();
     let arena = Arena::leak(FRAMES);
     let frames: &'static FrameAllocator<&Arena> =
         Box::leak(Box::new(FrameAllocator::with_params(arena, 4, 8)));
@@ -114,6 +124,7 @@ fn run_heap(ops: Vec<HeapOp>, mode: LockMode) {
                 model.remove(frames.memory().frame_ptr(pfn) as usize);
                 frames.free(pfn).unwrap();
             }
+            HeapOp::Cpu(cpu) => percpu::host::bind_current_thread(50 + cpu).unwrap(),
             _ => {}
         }
     }
@@ -125,13 +136,94 @@ fn run_heap(ops: Vec<HeapOp>, mode: LockMode) {
         frames.free(pfn).unwrap();
     }
     assert_eq!(heap.stats().bad_frees, 0);
+    assert_eq!(frames.stats().rejected_frees, 0);
     heap.flush();
     assert_eq!(heap.frames_held(), 0);
     assert_eq!(frames.free_frames(), initial);
 }
 
+#[derive(Debug, Clone)]
+enum FrameOp {
+    Alloc(usize),
+    Free(usize),
+    Cpu(usize),
+    Drain,
+}
+
+fn frame_ops() -> impl Strategy<Value = Vec<FrameOp>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => (0..=6usize).prop_map(FrameOp::Alloc),
+            4 => any::<usize>().prop_map(FrameOp::Free),
+            2 => (0usize..3).prop_map(FrameOp::Cpu),
+            1 => Just(FrameOp::Drain),
+        ],
+        1..400,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The per-CPU frame allocator with remote frees against the model:
+    /// after every step the free count is exact (one thread: nothing runs
+    /// concurrently) and no two live blocks overlap; a block allocated on
+    /// one CPU id and freed on another waits in an outbox or inbox and still
+    /// counts as free; at the end memory coalesces into maximal blocks.
+    #[test]
+    fn frames_with_remote_frees_match_model(ops in frame_ops()) {
+        const FRAMES: usize = 2048;
+        percpu::host::bind_current_thread(56).unwrap();
+        let arena = Arena::leak(FRAMES);
+        let frames: &'static FrameAllocator<&Arena> =
+            Box::leak(Box::new(FrameAllocator::with_params(arena, 4, 8)));
+        frames.add_region(arena.first_pfn(), FRAMES).unwrap();
+        let total = frames.total_frames();
+        let mut model = Model::default();
+        let mut live: Vec<(usize, usize)> = Vec::new();
+        let mut used = 0;
+        let mut refused = 0;
+        for op in ops {
+            match op {
+                FrameOp::Alloc(order) => {
+                    if let Some(pfn) = frames.alloc_order(order) {
+                        prop_assert_eq!(pfn % (1 << order), 0, "misaligned");
+                        model.insert(pfn, 1 << order);
+                        live.push((pfn, order));
+                        used += 1 << order;
+                    }
+                }
+                FrameOp::Free(i) if !live.is_empty() => {
+                    let (pfn, order) = live.swap_remove(i % live.len());
+                    model.remove(pfn);
+                    if order > 0 {
+                        prop_assert!(frames.free_order(pfn, order - 1).is_err(), "wrong order accepted");
+                        refused += 1;
+                    }
+                    frames.free_order(pfn, order).unwrap();
+                    used -= 1 << order;
+                }
+                FrameOp::Cpu(cpu) => percpu::host::bind_current_thread(56 + cpu).unwrap(),
+                FrameOp::Drain => frames.drain_all(),
+                _ => {}
+            }
+            prop_assert_eq!(frames.free_frames(), total - used);
+        }
+        for (pfn, order) in live {
+            frames.free_order(pfn, order).unwrap();
+        }
+        prop_assert_eq!(frames.free_frames(), total);
+        frames.drain_all();
+        let mut blocks = 0;
+        while let Some(pfn) = frames.alloc_order(MAX_ORDER) {
+            prop_assert_eq!(pfn % (1 << MAX_ORDER), 0);
+            blocks += 1;
+        }
+        // The arena is 2048 frames from an aligned start, less the metadata
+        // frame: one maximal block survives.
+        prop_assert_eq!(blocks, 1);
+        prop_assert_eq!(frames.stats().rejected_frees, refused);
+    }
 
     #[test]
     fn buddy_matches_model(ops in buddy_ops()) {

@@ -3,7 +3,9 @@
 //!
 //! Owns the kernel's one `FrameAllocator` and one `Heap` (statics, usable
 //! before any heap exists) and the conversion of the boot memory map into
-//! allocator regions.  User address spaces, page faults and user copies
+//! allocator regions.  Memory freed on a CPU other than the one it came
+//! from is sent back there in batches, and reclaimed from every CPU when
+//! memory runs short (docs/MEMORY.md).  User address spaces, page faults and user copies
 //! live in `vm/` (re-exported: `memory::uaccess`); `init` sets up its
 //! per-frame reference counts.  Invariants: `set_mode` only before `init`; `init`
 //! runs once, on the BSP, before anything allocates; every lock inside is
@@ -234,9 +236,10 @@ pub fn heap_stats() -> HeapStats {
     HEAP.stats()
 }
 
-/// Gives all cached heap objects and empty slabs back, and every per-CPU
-/// page list back to the buddy: afterwards `free_frames()` counts every
-/// frame not in use (for leak checks in the self-tests).
+/// Gives all cached heap objects (magazines, depots, remote-free outboxes
+/// and inboxes of every CPU) and empty slabs back, and every per-CPU block
+/// list, outbox and inbox back to the buddy: afterwards `free_frames()`
+/// counts every frame not in use (for leak checks in the self-tests).
 pub fn flush_caches() {
     HEAP.flush();
     FRAMES.drain_all();

@@ -1,5 +1,6 @@
 //! Magazines: bounded chains of free objects, and the per-CPU pair of them
-//! (Bonwick's "loaded" and "previous").
+//! (Bonwick's "loaded" and "previous"); outboxes: chains of objects freed
+//! on one CPU for another (their slabs' home), sent there whole.
 //!
 //! A magazine here is intrusive: the free objects themselves are linked
 //! through their first word, so an empty magazine costs nothing and no
@@ -11,6 +12,10 @@
 //! `count` is the chain's length.  In a CPU's cache, `prev` is either empty
 //! or full (Bonwick's invariant), which bounds depot traffic to one full
 //! magazine per `rounds` operations.
+//!
+//! An outbox's objects all belong to slabs of its `home`; it also keeps
+//! its tail, so that a whole outbox is pushed onto the home's inbox (a
+//! stack linked through `next`) with one compare-and-swap.
 //!
 //! Must not: lock, or follow a link of an object it does not own.
 
@@ -79,5 +84,66 @@ impl Chain {
         self.head = unsafe { (*obj).next };
         self.count -= 1;
         Some(obj.cast())
+    }
+}
+
+/// Objects freed on this CPU whose slabs belong to CPU `home`.
+pub struct Outbox {
+    home: usize,
+    head: *mut FreeObj,
+    tail: *mut FreeObj,
+    count: usize,
+}
+
+impl Outbox {
+    pub const fn new() -> Self {
+        Outbox {
+            home: 0,
+            head: null_mut(),
+            tail: null_mut(),
+            count: 0,
+        }
+    }
+
+    /// The CPU whose objects this outbox gathers.
+    pub fn home(&self) -> usize {
+        self.home
+    }
+
+    /// Gathers objects of `home` from now on; only when empty.
+    pub fn set_home(&mut self, home: usize) {
+        debug_assert_eq!(self.count, 0);
+        self.home = home;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Adds a freed object of `home`'s slabs.
+    ///
+    /// # Safety
+    /// As `Chain::push`.
+    pub unsafe fn push(&mut self, obj: *mut u8) {
+        let obj = obj.cast::<FreeObj>();
+        // SAFETY: per the caller's promise the object is ours to write.
+        unsafe { (*obj).next = self.head };
+        if self.head.is_null() {
+            self.tail = obj;
+        }
+        self.head = obj;
+        self.count += 1;
+    }
+
+    /// Takes the chain out (head, tail), leaving the outbox empty.
+    pub fn take(&mut self) -> Option<(*mut FreeObj, *mut FreeObj)> {
+        if self.count == 0 {
+            return None;
+        }
+        let out = (self.head, self.tail);
+        self.head = null_mut();
+        self.tail = null_mut();
+        self.count = 0;
+        Some(out)
     }
 }

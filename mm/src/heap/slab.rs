@@ -3,7 +3,13 @@
 //! Owns, per class: the slabs (naturally aligned blocks of frames whose
 //! first bytes hold a `SlabHeader`, the rest cut into equal objects), the
 //! list of slabs that have free objects, and the depot of full magazines.
-//! A `ClassState` lives behind its class lock; nothing here locks.
+//! A `ClassState` is one CPU's (inside its cache, `LockMode::PerCpu`) or
+//! the shared one behind its class lock (`LockMode::Global`); nothing here
+//! locks.  A slab's header records its home CPU (the owner of the
+//! `ClassState` that made it); the header's first cache line (magic,
+//! class, home) is written only when the slab is made or freed, so CPUs
+//! that free an object into an outbox read it without sharing a written
+//! line with the home, which alone writes the second (counts, links).
 //!
 //! Invariants: a slab is on the partial list iff its free list is not
 //! empty; at most `KEEP_EMPTY` slabs whose objects are all free are kept
@@ -28,8 +34,15 @@ pub const CLASS_SIZES: [usize; NCLASSES] = [16, 32, 64, 128, 256, 512, 1024, 204
 pub const NCLASSES: usize = 8;
 /// Buddy order of each class's slabs (at least 7 objects per slab).
 const SLAB_ORDERS: [usize; NCLASSES] = [0, 0, 0, 0, 0, 1, 2, 2];
-/// Most full magazines the depot of a class keeps; more go back to slabs.
+/// Most full magazines the shared depot of a class keeps
+/// (`LockMode::Global`); more go back to slabs.
 pub const DEPOT_MAX: usize = 16;
+/// Most full magazines a CPU's own depot of a class keeps: as many as the
+/// shared depot of `LockMode::Global` (fewer made a CPU that frees in
+/// bursts give objects back to its slabs and carve them again, measurably
+/// more instructions per operation on one CPU).  What depots hold is given
+/// back when memory runs short (`Heap::flush`).
+pub const CPU_DEPOT_MAX: usize = DEPOT_MAX;
 
 /// Objects per magazine of class `class`: more for small objects, at least
 /// 8, and at most 16 KiB of objects per magazine.
@@ -58,12 +71,16 @@ pub fn slab_capacity(class: usize) -> usize {
     (slab_bytes(class) - first_object_offset(class)) / CLASS_SIZES[class]
 }
 
-/// Start of every slab; objects follow at `first_object_offset`.
+/// Start of every slab; objects follow at `first_object_offset`.  The
+/// first 64 bytes are read-mostly (see the module comment), the rest is
+/// written by the home CPU only.
 #[repr(C)]
 pub struct SlabHeader {
     magic: u64,
     pfn: usize,
     class: usize,
+    home: usize,
+    _read_mostly: [u64; 4],
     in_use: usize,
     free: *mut FreeObj,
     next: *mut SlabHeader,
@@ -90,6 +107,16 @@ pub unsafe fn slab_of(obj: *mut u8, class: usize) -> Option<*mut SlabHeader> {
     (magic == SLAB_MAGIC && slab_class == class).then_some(slab)
 }
 
+/// The home CPU of a slab found by `slab_of`.
+///
+/// # Safety
+/// `slab` is a live slab header (from `slab_of`).
+pub unsafe fn home_of(slab: *mut SlabHeader) -> usize {
+    // SAFETY: per the caller's promise the header is readable; `home` is
+    // written only when the slab is made.
+    unsafe { (*slab).home }
+}
+
 /// One class's slabs and depot; kept behind the class lock.
 pub struct ClassState {
     class: usize,
@@ -99,6 +126,7 @@ pub struct ClassState {
     empty: usize,
     depot: *mut FreeObj,
     depot_len: usize,
+    depot_max: usize,
 }
 
 // SAFETY: the raw pointers refer to slab memory owned by this class; they
@@ -106,7 +134,8 @@ pub struct ClassState {
 unsafe impl Send for ClassState {}
 
 impl ClassState {
-    pub const fn new(class: usize) -> Self {
+    /// An empty class whose depot keeps at most `depot_max` magazines.
+    pub const fn new(class: usize, depot_max: usize) -> Self {
         ClassState {
             class,
             partial: null_mut(),
@@ -114,7 +143,22 @@ impl ClassState {
             empty: 0,
             depot: null_mut(),
             depot_len: 0,
+            depot_max,
         }
+    }
+
+    /// One empty state per class.
+    pub const fn per_class(depot_max: usize) -> [ClassState; NCLASSES] {
+        [
+            ClassState::new(0, depot_max),
+            ClassState::new(1, depot_max),
+            ClassState::new(2, depot_max),
+            ClassState::new(3, depot_max),
+            ClassState::new(4, depot_max),
+            ClassState::new(5, depot_max),
+            ClassState::new(6, depot_max),
+            ClassState::new(7, depot_max),
+        ]
     }
 
     /// Frames held by this class's slabs.
@@ -144,7 +188,7 @@ impl ClassState {
     /// Puts a full magazine (`rounds(class)` objects) into the depot; gives
     /// it back when the depot is full or the magazine is not.
     pub fn put_full(&mut self, mag: Chain) -> Result<(), Chain> {
-        if self.depot_len >= DEPOT_MAX || mag.len() != rounds(self.class) {
+        if self.depot_len >= self.depot_max || mag.len() != rounds(self.class) {
             return Err(mag);
         }
         let (head, _) = mag.into_raw();
@@ -156,16 +200,17 @@ impl ClassState {
         Ok(())
     }
 
-    /// Moves up to `n` objects from the slabs into `chain`, making slabs as
-    /// needed; stops early when frames run out.
+    /// Moves up to `n` objects from the slabs into `chain`, making slabs
+    /// (with home `home`) as needed; stops early when frames run out.
     pub fn fill<M: FrameMemory + Copy>(
         &mut self,
         frames: &FrameAllocator<M>,
         chain: &mut Chain,
         n: usize,
+        home: usize,
     ) {
         while chain.len() < n {
-            match self.alloc_obj(frames) {
+            match self.alloc_obj(frames, home) {
                 // SAFETY: the object just left its slab; it is free memory
                 // of this class, now owned by `chain`.
                 Some(obj) => unsafe { chain.push(obj) },
@@ -194,13 +239,14 @@ impl ClassState {
         }
     }
 
-    /// Takes one object from a slab with free objects, making a slab if
-    /// there is none.
+    /// Takes one object from a slab with free objects, making a slab (with
+    /// home `home`) if there is none.
     pub fn alloc_obj<M: FrameMemory + Copy>(
         &mut self,
         frames: &FrameAllocator<M>,
+        home: usize,
     ) -> Option<*mut u8> {
-        if self.partial.is_null() && !self.new_slab(frames) {
+        if self.partial.is_null() && !self.new_slab(frames, home) {
             return None;
         }
         let slab = self.partial;
@@ -290,7 +336,7 @@ impl ClassState {
         let _ = frames.free_order(pfn, SLAB_ORDERS[self.class]);
     }
 
-    fn new_slab<M: FrameMemory + Copy>(&mut self, frames: &FrameAllocator<M>) -> bool {
+    fn new_slab<M: FrameMemory + Copy>(&mut self, frames: &FrameAllocator<M>, home: usize) -> bool {
         let Some(pfn) = frames.alloc_order(SLAB_ORDERS[self.class]) else {
             return false;
         };
@@ -320,6 +366,8 @@ impl ClassState {
                 magic: SLAB_MAGIC,
                 pfn,
                 class: self.class,
+                home,
+                _read_mostly: [0; 4],
                 in_use: 0,
                 free,
                 next: null_mut(),

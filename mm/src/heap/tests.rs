@@ -109,7 +109,7 @@ fn common_path_takes_no_class_lock() {
 }
 
 #[test]
-fn depot_moves_magazines_between_cpus() {
+fn objects_freed_elsewhere_go_home_in_batches_and_are_reused_there() {
     let h = heap(4096, LockMode::PerCpu);
     let l = layout(256, 8);
     let n = rounds(4) * 4;
@@ -119,31 +119,98 @@ fn depot_moves_magazines_between_cpus() {
     })
     .join()
     .unwrap();
+    let slabs = h.stats().slab_frames;
+    let stats0 = h.stats();
+    let freed = ptrs.clone();
     std::thread::spawn(move || {
         host::bind_current_thread(4).unwrap();
-        for p in &ptrs {
+        for p in &freed {
             // SAFETY: allocated above with l, freed once.
             unsafe { h.dealloc(*p as *mut u8, l) };
         }
-        let parked = h.stats().depot_magazines;
-        assert!(parked >= 1, "full magazines parked");
-        let slabs_before = h.stats().slab_frames;
-        // CPU 4 reuses what it freed without new slabs.
-        let again: Vec<_> = (0..n).map(|_| h.alloc(l)).collect();
-        assert_eq!(h.stats().slab_frames, slabs_before);
-        assert!(
-            h.stats().depot_magazines < parked,
-            "magazines taken back out of the depot"
-        );
+    })
+    .join()
+    .unwrap();
+    let s = h.stats();
+    assert_eq!(s.remote_frees - stats0.remote_frees, n as i64);
+    assert_eq!(
+        s.remote_batches - stats0.remote_batches,
+        4,
+        "one push per magazine"
+    );
+    assert_eq!(s.slab_frames, slabs, "CPU 4 made no slab and kept none");
+    std::thread::spawn(move || {
+        host::bind_current_thread(3).unwrap();
+        // CPU 3 gets its own objects back without new slabs.
+        let again: Vec<_> = (0..n).map(|_| h.alloc(l) as usize).collect();
+        assert_eq!(h.stats().slab_frames, slabs);
+        // A magazine's worth from the inbox, then the magazines the inbox
+        // filled into the CPU's depot (the rest would go to its slabs).
+        assert!(n <= (1 + super::slab::CPU_DEPOT_MAX) * rounds(4));
+        let reused = again.iter().filter(|p| ptrs.contains(p)).count();
+        assert_eq!(reused, n, "every object came home and was reused");
         for p in again {
             // SAFETY: allocated just above with l.
-            unsafe { h.dealloc(p, l) };
+            unsafe { h.dealloc(p as *mut u8, l) };
         }
     })
     .join()
     .unwrap();
     h.flush();
     assert_eq!(h.frames_held(), 0);
+}
+
+#[test]
+fn objects_stranded_in_outboxes_and_inboxes_are_reclaimed_under_pressure() {
+    // Small memory: CPU 8 fills it with 2048-byte objects, CPU 9 frees all
+    // but the last few (full outboxes land in 8's inbox, the rest stays in
+    // 9's outbox), and neither allocates again.  CPU 10 must still get
+    // (nearly) all of memory: its failed slab allocation flushes everyone.
+    let h = heap(96, LockMode::PerCpu);
+    let l = layout(2048, 8);
+    let ptrs: Vec<usize> = std::thread::spawn(move || {
+        host::bind_current_thread(8).unwrap();
+        std::iter::from_fn(|| Some(h.alloc(l)).filter(|p| !p.is_null()))
+            .map(|p| p as usize)
+            .collect()
+    })
+    .join()
+    .unwrap();
+    let total = ptrs.len();
+    assert!(total > 3 * rounds(7));
+    // Slabs pinned by the three objects CPU 8 keeps.
+    let mut pinned: Vec<_> = ptrs[..3].iter().map(|p| p & !(16384 - 1)).collect();
+    pinned.sort();
+    pinned.dedup();
+    let freed = ptrs.clone();
+    std::thread::spawn(move || {
+        host::bind_current_thread(9).unwrap();
+        for p in &freed[3..] {
+            // SAFETY: allocated above with l, freed once.
+            unsafe { h.dealloc(*p as *mut u8, l) };
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(h.stats().remote_batches > 0);
+    std::thread::spawn(move || {
+        host::bind_current_thread(10).unwrap();
+        let got: Vec<_> =
+            std::iter::from_fn(|| Some(h.alloc(l)).filter(|p| !p.is_null())).collect();
+        // Everything but the slabs CPU 8's live objects pin.
+        assert_eq!(
+            got.len() + pinned.len() * slab_capacity(7),
+            total,
+            "objects lost"
+        );
+        for p in got {
+            // SAFETY: allocated just above with l.
+            unsafe { h.dealloc(p, l) };
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(h.stats().bad_frees, 0);
 }
 
 #[test]
@@ -242,7 +309,7 @@ fn depot_keeps_at_most_depot_max_magazines() {
     std::thread::spawn(move || {
         host::bind_current_thread(5).unwrap();
         let l = layout(2048, 8);
-        let n = rounds(7) * (super::slab::DEPOT_MAX + 10);
+        let n = rounds(7) * (super::slab::CPU_DEPOT_MAX + 10);
         let ptrs: Vec<_> = (0..n).map(|_| h.alloc(l)).collect();
         assert!(ptrs.iter().all(|p| !p.is_null()));
         for p in ptrs {
@@ -251,7 +318,7 @@ fn depot_keeps_at_most_depot_max_magazines() {
         }
         let parked = h.stats().depot_magazines;
         assert!(
-            (1..=super::slab::DEPOT_MAX).contains(&parked),
+            (1..=super::slab::CPU_DEPOT_MAX).contains(&parked),
             "{parked} magazines parked"
         );
     })
