@@ -349,6 +349,55 @@ impl AddressSpace {
         tlb::flush_on(self, start, end - start, targets);
     }
 
+    /// After fork cleared `PTE_W` in the canonical (or shared) leaves of
+    /// `runs` (sorted, disjoint page ranges): makes every CPU drop its
+    /// writable translations of them, and returns once all did.  Call
+    /// under the lock of every stripe of the runs.  Shared design: one
+    /// `tlb::flush_range` over their envelope.  Per-core: each per-core
+    /// copy of those pages is write-protected in place (it still equals
+    /// its canonical leaf, so it stays, and its CPU stays in the page's
+    /// set): unlike `invalidate`, which would empty them, the other CPUs
+    /// keep reading those pages without a fault, and the copies and sets
+    /// of pages outside the runs are not touched at all.  Then one
+    /// shootdown to the CPUs of the runs' sets.
+    pub(super) fn write_protect_copies(&self, runs: &[(u64, u64)]) {
+        let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
+            return;
+        };
+        let (lo, hi) = (first.0, last.1);
+        if !self.per_core {
+            tlb::flush_range(self, lo, hi - lo);
+            return;
+        }
+        let mut targets = 0u64;
+        for &(start, end) in runs {
+            let cpus = self.cpu_sets.union(start, end);
+            targets |= cpus;
+            let mut rest = cpus;
+            while rest != 0 {
+                let cpu = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                if cpu >= crate::arch::cpu::MAX_CPUS {
+                    break;
+                }
+                let root = self.core_roots.remote(cpu).load(Ordering::Acquire);
+                if root != 0 {
+                    paging::for_each_leaf(PhysAddr::new(root), start, end, |_, e| {
+                        if e.load(Ordering::Relaxed) & PTE_W != 0 {
+                            e.fetch_and(!PTE_W, Ordering::AcqRel);
+                        }
+                    });
+                }
+            }
+        }
+        let targets = if self.canonical_loaded.load(Ordering::Acquire) {
+            u64::MAX
+        } else {
+            targets
+        };
+        tlb::flush_on(self, lo, hi - lo, targets);
+    }
+
     /// Per-core mode: copies the canonical leaf of `va` into this CPU's own
     /// table (when this CPU runs the address space) and enters the CPU in
     /// the page's CPU set.  Call under the range lock of `va` (interrupts
