@@ -1088,7 +1088,10 @@ impl vm::PageSource for TestSource {
     }
 
     fn resident(&self, index: u64) -> Option<kmm::PhysAddr> {
-        self.frames.get(index as usize).copied().filter(|_| self.cached)
+        self.frames
+            .get(index as usize)
+            .copied()
+            .filter(|_| self.cached)
     }
 
     fn fault_around(&self) -> bool {
@@ -1198,7 +1201,10 @@ fn resident_sources() -> Check {
     );
     ok("write resident", copy_to_user(at + 3 * PAGE, b"ww"))?;
     let src_alive = weak.upgrade().ok_or("source freed while mapped")?;
-    ensure!(src_alive.byte(3, 0) == 4, "a private write reached the source");
+    ensure!(
+        src_alive.byte(3, 0) == 4,
+        "a private write reached the source"
+    );
     drop(src_alive);
     ok("read copy", copy_from_user(&mut b, at + 3 * PAGE))?;
     ensure!(&b == b"ww", "private copy reads {:?}", b);
