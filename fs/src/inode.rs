@@ -1179,6 +1179,21 @@ impl Inode {
         Ok(phys)
     }
 
+    /// `page_phys` for a page that needs nothing done: a page present in
+    /// the page cache, below the end, of a file whose pages were handed
+    /// out for mappings before (`page_phys` ran once, so the file is
+    /// queued for write-back).  Takes only the read lock (read-biased:
+    /// many CPUs faulting on one program write no shared line) and never
+    /// blocks, so the kernel may call it under its own spin locks.  `None`:
+    /// ask `page_phys`.
+    pub fn page_phys_resident(&self, index: u64) -> Option<u64> {
+        let f = self.file().ok()?.read();
+        if !f.mapped || index >= f.size.div_ceil(PAGE_SIZE as u64) {
+            return None;
+        }
+        f.pages.get(&index).map(|p| p.phys())
+    }
+
     /// Lists a directory from `cursor`: calls `emit(name, ino, type,
     /// next_position)` for each entry ("." and ".." first) until it returns
     /// false (that entry is not consumed) or the listing ends.  Entries

@@ -365,6 +365,10 @@ impl crate::memory::vm::vma::PageSource for FilePages {
         true
     }
 
+    fn resident(&self, index: u64) -> Option<PhysAddr> {
+        self.0.page_phys_resident(index).map(PhysAddr::new)
+    }
+
     fn mapped_into(&self, aspace: &Arc<crate::memory::vm::AddressSpace>) {
         let weak: alloc::sync::Weak<dyn ::fs::FileMapper> =
             Arc::downgrade(aspace) as alloc::sync::Weak<dyn ::fs::FileMapper>;

@@ -117,6 +117,7 @@ fn run_all() -> Check {
     on_cpu(0, remap_advise_brk)?;
     on_cpu(0, elf_segments)?;
     on_cpu(0, file_mappings)?;
+    on_cpu(0, resident_sources)?;
     on_cpu(0, random_against_model)?;
     on_cpu(0, partitions)?;
     on_cpu(0, own_stripe_full_falls_back)?;
@@ -1049,10 +1050,17 @@ fn shared_stress() -> Check {
 /// page `i` is filled with byte `i + 1`.
 struct TestSource {
     frames: Vec<kmm::PhysAddr>,
+    /// Answers `PageSource::resident` and fault-around like a file in
+    /// the page cache.
+    cached: bool,
 }
 
 impl TestSource {
     fn new(pages: usize) -> Result<Arc<TestSource>, String> {
+        Self::with(pages, false)
+    }
+
+    fn with(pages: usize, cached: bool) -> Result<Arc<TestSource>, String> {
         let mut frames = Vec::new();
         for i in 0..pages {
             let f =
@@ -1061,7 +1069,7 @@ impl TestSource {
             unsafe { core::ptr::write_bytes(kmm::phys_to_virt(f), i as u8 + 1, PAGE as usize) };
             frames.push(f);
         }
-        Ok(Arc::new(TestSource { frames }))
+        Ok(Arc::new(TestSource { frames, cached }))
     }
 
     /// Byte `offset` of source page `page`.
@@ -1077,6 +1085,17 @@ impl vm::PageSource for TestSource {
             .get(index as usize)
             .copied()
             .ok_or(Errno::EFAULT)
+    }
+
+    fn resident(&self, index: u64) -> Option<kmm::PhysAddr> {
+        self.frames
+            .get(index as usize)
+            .copied()
+            .filter(|_| self.cached)
+    }
+
+    fn fault_around(&self) -> bool {
+        self.cached
     }
 }
 
@@ -1143,6 +1162,79 @@ fn file_mappings() -> Check {
     );
     ok("parent reads shared", copy_from_user(&mut b, shared))?;
     ensure!(&b == b"cc", "parent sees {:?}", b);
+    Ok(())
+}
+
+/// A source whose pages are resident (`PageSource::resident`, as a
+/// program in the page cache): faults map them under the lock without a
+/// loan, fault-around maps the neighbours the same way, a write still
+/// copies, and the munmap of the last mapping frees the source without a
+/// RefCache pass (`vm::source_ref`); a source that lent goes through the
+/// passes.
+fn resident_sources() -> Check {
+    let a = new_active()?;
+    vm::source_ref::quiesce();
+    let (direct, passed) = (
+        vm::source_ref::direct_releases(),
+        vm::source_ref::stats().released,
+    );
+    let src = TestSource::with(4, true)?;
+    let weak = Arc::downgrade(&src);
+    let at = ok(
+        "map resident",
+        a.map_source(0, 4 * PAGE, RW, vm::MAP_PRIVATE, src.clone(), 0),
+    )?;
+    drop(src);
+    let mut b = [0u8; 2];
+    ok("read resident", copy_from_user(&mut b, at + PAGE))?;
+    ensure!(b == [2, 2], "resident page 1 reads {:?}", b);
+    // Fault-around's window: the 64 KiB around the faulting page.
+    let window = |va: u64| va & !(16 * PAGE - 1);
+    let expect = (0..4)
+        .filter(|p| window(at + p * PAGE) == window(at + PAGE))
+        .count();
+    ensure!(
+        a.resident_pages(at, at + 4 * PAGE) == expect,
+        "fault-around mapped {} of the {} resident pages in the window",
+        a.resident_pages(at, at + 4 * PAGE),
+        expect
+    );
+    ok("write resident", copy_to_user(at + 3 * PAGE, b"ww"))?;
+    let src_alive = weak.upgrade().ok_or("source freed while mapped")?;
+    ensure!(
+        src_alive.byte(3, 0) == 4,
+        "a private write reached the source"
+    );
+    drop(src_alive);
+    ok("read copy", copy_from_user(&mut b, at + 3 * PAGE))?;
+    ensure!(&b == b"ww", "private copy reads {:?}", b);
+    ok("munmap resident", a.unmap(at, 4 * PAGE))?;
+    ensure!(
+        weak.upgrade().is_none(),
+        "the munmap of the last mapping kept the source"
+    );
+    ensure!(
+        vm::source_ref::direct_releases() == direct + 1
+            && vm::source_ref::stats().released == passed,
+        "a source that never lent was not freed directly (direct {} -> {}, passes {} -> {})",
+        direct,
+        vm::source_ref::direct_releases(),
+        passed,
+        vm::source_ref::stats().released
+    );
+    // One that lent (its pages are not resident) goes through the passes.
+    let lender = TestSource::new(1)?;
+    let at = ok(
+        "map lender",
+        a.map_source(0, PAGE, RW, vm::MAP_PRIVATE, lender, 0),
+    )?;
+    ok("read lender", copy_from_user(&mut b, at))?;
+    ok("munmap lender", a.unmap(at, PAGE))?;
+    ensure!(
+        vm::source_ref::direct_releases() == direct + 1
+            && vm::source_ref::stats().released == passed + 1,
+        "a source that lent was not released by the passes"
+    );
     Ok(())
 }
 

@@ -15,6 +15,12 @@
 //! drops a source, or `reconcile`).  Passes run where VMAs are dropped
 //! today (never in an interrupt handler).
 //!
+//! A source that never lent (its pages were all resident, mapped under
+//! the lock through `PageSource::resident`: a program's text in the page
+//! cache) has no delta in any cache, so the last VMA's drop frees it at
+//! once without a pass (a pass writes every CPU's cache: a program started
+//! and exiting on each core would otherwise write lines of all of them).
+//!
 //! Invariants: a loan is made only from a `SourceRef` (the caller holds the
 //! range lock of a VMA that holds it), so the count is above zero whenever
 //! one is made; the node is freed only by its release function.
@@ -25,6 +31,7 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::ops::Deref;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use percpu::{RefCache, RefObj};
 
@@ -32,6 +39,15 @@ use super::vma::PageSource;
 
 /// The loans' counts (and the VMAs' one reference per source).
 static COUNTS: RefCache = RefCache::new();
+/// Sources freed by their last VMA without a pass (never lent); per CPU,
+/// so counting writes no shared line.
+static DIRECT_RELEASES: percpu::PerCpuCounter = percpu::PerCpuCounter::new();
+
+/// Sources freed by their last VMA's drop without a reconciliation pass
+/// (they never lent), since boot.
+pub fn direct_releases() -> u64 {
+    DIRECT_RELEASES.sum().max(0) as u64
+}
 
 /// One mapped source: its count (first field, so the release function
 /// finds the node) and the source.
@@ -39,6 +55,9 @@ static COUNTS: RefCache = RefCache::new();
 struct SourceNode {
     rc: RefObj,
     source: Arc<dyn PageSource>,
+    /// Set (once, before the first loan's count) when a loan was made: only
+    /// then may a CPU cache hold a delta of `rc`.
+    lent: AtomicBool,
 }
 
 /// Frees the node (and drops its `Arc` of the source).
@@ -66,6 +85,18 @@ unsafe impl Sync for SourceHandle {}
 impl Drop for SourceHandle {
     fn drop(&mut self) {
         // SAFETY: this handle's reference keeps the node alive until here.
+        let lent = unsafe { (*self.node).lent.load(Ordering::Acquire) };
+        if !lent {
+            // No loan was ever made (a loan needs a `SourceRef` or a loan,
+            // and this was the last `SourceRef`): the count is this
+            // handle's 1 alone and no cache names the node.
+            DIRECT_RELEASES.add(1);
+            // SAFETY: as in `release_node`: the node came from
+            // `Box::into_raw`, and nothing else refers to it.
+            drop(unsafe { Box::from_raw(self.node as *mut SourceNode) });
+            return;
+        }
+        // SAFETY: this handle's reference keeps the node alive until here.
         unsafe { COUNTS.dec(&(*self.node).rc) };
         // Two passes: the first sees the count at zero (if no loan is
         // out), the second releases.
@@ -83,6 +114,7 @@ impl SourceRef {
         let node = Box::into_raw(Box::new(SourceNode {
             rc: RefObj::new(1, release_node),
             source,
+            lent: AtomicBool::new(false),
         }));
         SourceRef(Arc::new(SourceHandle { node }))
     }
@@ -100,6 +132,11 @@ impl SourceRef {
 
     /// A fault's reference, usable after the range lock is dropped.
     pub fn loan(&self) -> SourceLoan {
+        let lent = &self.node().lent;
+        // Written once: later loans only read the line.
+        if !lent.load(Ordering::Relaxed) {
+            lent.store(true, Ordering::Release);
+        }
         // SAFETY: we hold a counted reference (this `SourceRef`'s handle),
         // and the node is released only through `release_node`.
         unsafe { COUNTS.inc(&self.node().rc) };
@@ -133,11 +170,6 @@ impl SourceLoan {
     /// The same source object as `r`'s.
     pub fn of(&self, r: &SourceRef) -> bool {
         Arc::ptr_eq(&self.node().source, &r.node().source)
-    }
-
-    /// The same source object as another loan's.
-    pub fn same(&self, other: &SourceLoan) -> bool {
-        Arc::ptr_eq(&self.node().source, &other.node().source)
     }
 }
 

@@ -20,7 +20,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 
 use super::paging::{self, PAGE};
-use super::source_ref::{SourceLoan, SourceRef};
+use super::source_ref::SourceRef;
 use crate::memory::PhysAddr;
 use abi::Errno;
 
@@ -58,6 +58,16 @@ pub trait PageSource: Send + Sync {
         None
     }
 
+    /// Page `index` when it can be had right now without blocking, taking
+    /// a sleeping lock or writing a line other CPUs share: a resident
+    /// page-cache page of a file already mapped once.  The fault path asks
+    /// this under the range lock first, and only on `None` takes a loan and
+    /// calls `page` after the lock (module rule of `aspace`).  `None` (the
+    /// default) always goes that way.
+    fn resident(&self, _index: u64) -> Option<PhysAddr> {
+        None
+    }
+
     /// Whether a read fault may map neighbouring pages too (fault-around):
     /// true for files, whose `page` looks up page-cache pages (a hole
     /// below the end gets the zeroed page a read would see), false (the
@@ -91,17 +101,6 @@ pub struct Vma {
 impl Vma {
     pub fn contains(&self, va: u64) -> bool {
         self.start <= va && va < self.end
-    }
-
-    /// Source page index of `va` (for `Source` backings), with a loan of
-    /// the source for calling it after the lock (no shared write).
-    pub fn source_index(&self, va: u64) -> Option<(SourceLoan, u64)> {
-        match &self.backing {
-            Backing::Anon => None,
-            Backing::Source { source, pgoff } => {
-                Some((source.loan(), pgoff + (va - self.start) / PAGE))
-            }
-        }
     }
 
     /// Source page index of `va` without a loan (comparisons under the lock).

@@ -17,8 +17,9 @@ const FAULT_AROUND_PAGES: u64 = 16;
 
 /// Result of one locked step of fault handling.
 enum Step {
-    /// The page is mapped; its frame.
-    Done(PhysAddr),
+    /// The page is mapped; its frame, and whether it was filled from a
+    /// source's page just now (fault-around may follow).
+    Done(PhysAddr, bool),
     /// A `PageSource` must provide page `index` first (without the lock).
     NeedSource(SourceLoan, u64),
 }
@@ -54,7 +55,7 @@ impl AddressSpace {
         kernel_write: bool,
     ) -> Result<PhysAddr, Fault> {
         let mut fetched: Option<(SourceLoan, u64, PhysAddr)> = None;
-        let mut from_source = None;
+        let mut from_source: Option<SourceLoan> = None;
         loop {
             let step = {
                 // Only the lock of this page's stripe.
@@ -63,17 +64,15 @@ impl AddressSpace {
                     self.resolve_locked(&g, va, write, exec, kernel_write, fetched.take())?;
                 // A fault (not the kernel's HHDM access): the faulting CPU
                 // gets the translation in its own table (per-core mode).
-                if !kernel_write && matches!(step, Step::Done(_)) {
+                if !kernel_write && matches!(step, Step::Done(..)) {
                     self.install_local(&g, va)?;
                 }
                 step
             };
             match step {
-                Step::Done(frame) => {
-                    if let Some(source) = from_source {
-                        if !write && !kernel_write {
-                            self.fault_around(va, &source);
-                        }
+                Step::Done(frame, filled) => {
+                    if filled && !write && !kernel_write {
+                        self.fault_around(va, from_source.as_ref());
                     }
                     return Ok(frame);
                 }
@@ -93,21 +92,21 @@ impl AddressSpace {
     }
 
     /// After a read or execute fault filled page `va` of a private mapping
-    /// of `source`: maps the other pages of its `FAULT_AROUND_PAGES`-page
+    /// of a source: maps the other pages of its `FAULT_AROUND_PAGES`-page
     /// aligned window (inside the VMA) that have no entry yet, read-only
     /// (a write still faults and copies), as Linux's fault-around does, so
     /// a program's start-up takes one fault per window instead of one per
     /// page.  Only for sources that say it is cheap (`PageSource::
-    /// fault_around`: page-cache pages that exist anyway).  The source is
-    /// called without the lock; entries are filled only where still empty
-    /// and the VMA still maps the same source pages.
-    fn fault_around(&self, va: u64, source: &SourceLoan) {
-        if !source.fault_around() {
-            return;
-        }
+    /// fault_around`: page-cache pages that exist anyway).  Resident pages
+    /// (`PageSource::resident`) are mapped under the lock; the others only
+    /// when the fault took a loan of the source (`loan`, the slow path):
+    /// then the source is called without the lock and entries are filled
+    /// only where still empty and the VMA still maps the same source pages.
+    fn fault_around(&self, va: u64, loan: Option<&SourceLoan>) {
         const WINDOW: u64 = FAULT_AROUND_PAGES * PAGE;
         let lo = va & !(WINDOW - 1);
-        // Which pages of the window to fetch: same VMA, no entry yet.
+        // Pages of the window left for the source (same VMA, no entry yet,
+        // not resident).
         let mut wanted = [None::<u64>; FAULT_AROUND_PAGES as usize];
         {
             let g = self.ranges.lock_range(lo, lo + WINDOW);
@@ -117,18 +116,38 @@ impl AddressSpace {
             if vma.shared || vma.prot & (PROT_READ | PROT_EXEC) == 0 {
                 return;
             }
-            match &vma.backing {
-                Backing::Source { source: s, .. } if source.of(s) => {}
+            let source = match &vma.backing {
+                Backing::Source { source: s, .. } if loan.is_none_or(|l| l.of(s)) => s,
                 _ => return,
+            };
+            if !source.fault_around() {
+                return;
             }
             for (i, slot) in wanted.iter_mut().enumerate() {
                 let at = lo + i as u64 * PAGE;
                 let empty =
                     paging::leaf(self.root, at).is_none_or(|e| e.load(Ordering::Acquire) == 0);
-                if at != va && vma.contains(at) && empty {
-                    *slot = vma.source_page(at).map(|(_, index)| index);
+                if at == va || !vma.contains(at) || !empty {
+                    continue;
+                }
+                let Some((_, index)) = vma.source_page(at) else {
+                    continue;
+                };
+                match source.resident(index) {
+                    Some(frame) => {
+                        if !self.fill_around(&g, at, frame, vma.prot) {
+                            return;
+                        }
+                    }
+                    None => *slot = Some(index),
                 }
             }
+        }
+        let Some(source) = loan else {
+            return;
+        };
+        if wanted.iter().all(Option::is_none) {
+            return;
         }
         let mut frames = [None::<(u64, PhysAddr)>; FAULT_AROUND_PAGES as usize];
         for (slot, index) in frames.iter_mut().zip(wanted) {
@@ -153,23 +172,30 @@ impl AddressSpace {
             if !same || vma.prot & (PROT_READ | PROT_EXEC) == 0 {
                 continue;
             }
-            let Ok(entry) = paging::leaf_alloc(self.root, at) else {
-                break;
-            };
-            // Filling an empty entry needs no TLB flush (and no per-core
-            // table has a copy of an empty canonical entry).
-            let filled = entry
-                .compare_exchange(
-                    0,
-                    make_leaf(frame, false, vma.prot, false),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok();
-            if filled && self.install_local(&g, at).is_err() {
+            if !self.fill_around(&g, at, frame, vma.prot) {
                 break;
             }
         }
+    }
+
+    /// Fault-around's fill of the empty entry of `at` with source frame
+    /// `frame`, read-only, under the range lock `g` of `at`.  False when a
+    /// table could not be allocated (fault-around stops).
+    fn fill_around(&self, g: &ranges::RangeGuard<'_>, at: u64, frame: PhysAddr, prot: u32) -> bool {
+        let Ok(entry) = paging::leaf_alloc(self.root, at) else {
+            return false;
+        };
+        // Filling an empty entry needs no TLB flush (and no per-core
+        // table has a copy of an empty canonical entry).
+        let filled = entry
+            .compare_exchange(
+                0,
+                make_leaf(frame, false, prot, false),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        !filled || self.install_local(g, at).is_ok()
     }
 
     fn resolve_locked(
@@ -209,7 +235,7 @@ impl AddressSpace {
                 if !self.per_core || self.canonical_loaded.load(Ordering::Acquire) {
                     x86_64::instructions::tlb::flush(x86_64::VirtAddr::new_truncate(va));
                 }
-                return Ok(Step::Done(frame));
+                return Ok(Step::Done(frame, false));
             }
             // Copy on write: a private copy for this address space.
             let copy = paging::alloc_copy_frame(frame).map_err(|_| Fault::NoMemory)?;
@@ -219,35 +245,40 @@ impl AddressSpace {
             if anon {
                 refcount::dec_and_free(frame);
             }
-            return Ok(Step::Done(copy));
+            return Ok(Step::Done(copy, false));
         }
-        let frame = match &vma.backing {
+        let (frame, filled) = match &vma.backing {
             Backing::Anon => {
                 let frame = paging::alloc_zeroed_frame().map_err(|_| Fault::NoMemory)?;
                 refcount::set_one(frame);
                 entry.store(make_leaf(frame, true, vma.prot, true), Ordering::Release);
-                frame
+                (frame, false)
             }
             Backing::Source { .. } => {
-                let (source, index) = vma.source_index(va).expect("source backing");
+                let (source, index) = vma.source_page(va).expect("source backing");
                 let frame = match fetched {
-                    Some((s, i, f)) if s.same(&source) && i == index => f,
-                    _ => return Ok(Step::NeedSource(source, index)),
+                    Some((s, i, f)) if s.of(source) && i == index => f,
+                    // A resident page-cache page: no loan, no call after
+                    // the lock (`PageSource::resident`).
+                    _ => match source.resident(index) {
+                        Some(f) => f,
+                        None => return Ok(Step::NeedSource(source.loan(), index)),
+                    },
                 };
                 if vma.shared || !write {
                     entry.store(
                         make_leaf(frame, false, vma.prot, vma.shared),
                         Ordering::Release,
                     );
-                    frame
+                    (frame, true)
                 } else {
                     let copy = paging::alloc_copy_frame(frame).map_err(|_| Fault::NoMemory)?;
                     refcount::set_one(copy);
                     entry.store(make_leaf(copy, true, vma.prot, true), Ordering::Release);
-                    copy
+                    (copy, true)
                 }
             }
         };
-        Ok(Step::Done(frame))
+        Ok(Step::Done(frame, filled))
     }
 }

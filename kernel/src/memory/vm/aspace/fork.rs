@@ -20,7 +20,12 @@ impl AddressSpace {
     /// shared.
     pub fn fork_cow(&self) -> Result<Arc<AddressSpace>, Errno> {
         let mut child = AddressSpace::new_user()?;
+        // The pages write-protected here, as runs of consecutive pages
+        // (`exact` false once a run could not be recorded: then the whole
+        // envelope `batch` is invalidated, as before runs were kept).
         let mut batch = TlbBatch::new();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut exact = true;
         let result = {
             let (brk_base, brk) = {
                 let b = self.brk.lock();
@@ -58,6 +63,17 @@ impl AddressSpace {
                         if cur & PTE_W != 0 {
                             e.store(shared_entry, Ordering::Release);
                             batch.add_page(va);
+                            match runs.last_mut() {
+                                Some(run) if run.1 == va => run.1 = va + PAGE,
+                                _ if exact => {
+                                    if runs.try_reserve(1).is_ok() {
+                                        runs.push((va, va + PAGE));
+                                    } else {
+                                        exact = false;
+                                    }
+                                }
+                                _ => {}
+                            }
                         }
                         refcount::inc(frame_of(cur));
                     }
@@ -69,7 +85,14 @@ impl AddressSpace {
             }
             // Write-protect everywhere before the parent may run on: a
             // stale writable entry would leak its writes into the child.
-            batch.flush(self);
+            // Only the pages protected here: per-core copies of the rest
+            // (text, read-only data, pages already shared) stay, so the
+            // other threads' CPUs do not fault them all in again.
+            if exact {
+                self.write_protect_copies(&runs);
+            } else {
+                batch.flush(self);
+            }
             result
         };
         result?;

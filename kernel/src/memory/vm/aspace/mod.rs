@@ -77,7 +77,6 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use ::mm::radix::PageRadix;
-use percpu::PerCpu;
 
 use super::lock::VmLock;
 use super::paging::{
@@ -189,6 +188,29 @@ pub struct MapLine {
     pub stack: bool,
 }
 
+/// The per-core root tables of one address space, one word per CPU,
+/// packed 8 to a cache line.  Not a padded `PerCpu`: a slot is written once
+/// in the address space's life (the CPU's first activation) and read only
+/// by shootdowns, so false sharing costs nothing, while 64 padded slots
+/// (8 KiB) were written on every `new_user`, twice per fork + exec, on heap
+/// lines other CPUs had used (`comparison sharing`, exec_static).
+struct CoreRoots([AtomicU64; crate::arch::cpu::MAX_CPUS]);
+
+impl CoreRoots {
+    fn new() -> CoreRoots {
+        CoreRoots([const { AtomicU64::new(0) }; crate::arch::cpu::MAX_CPUS])
+    }
+
+    /// CPU `cpu`'s slot (`cpu < MAX_CPUS`, as every CPU id is).
+    fn remote(&self, cpu: usize) -> &AtomicU64 {
+        &self.0[cpu]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &AtomicU64> {
+        self.0.iter()
+    }
+}
+
 /// One user address space.
 pub struct AddressSpace {
     /// The shared table (`locks=global`) or the canonical one (per-core).
@@ -206,8 +228,9 @@ pub struct AddressSpace {
     /// are CPU masks).
     cpu_sets: PageRadix<paging::FrameNodes>,
     /// Per CPU: its own root table for this address space (0: none yet).
-    /// Written only by that CPU (in `activate`); read by shootdowns.
-    core_roots: PerCpu<AtomicU64>,
+    /// Written only by that CPU (in `activate`, once per address space);
+    /// read by shootdowns.  Not padded per CPU (`CoreRoots`).
+    core_roots: CoreRoots,
     /// Some CPU ran the canonical table because its own could not be
     /// allocated: from then on every shootdown also goes to every CPU in
     /// `cpus`, as in the shared design.
@@ -236,7 +259,7 @@ impl AddressSpace {
             cpus: AtomicU64::new(0),
             cpu_sets,
             per_core,
-            core_roots: PerCpu::from_fn(|_| AtomicU64::new(0)),
+            core_roots: CoreRoots::new(),
             canonical_loaded: AtomicBool::new(false),
         }))
     }
@@ -347,6 +370,55 @@ impl AddressSpace {
             cpus
         };
         tlb::flush_on(self, start, end - start, targets);
+    }
+
+    /// After fork cleared `PTE_W` in the canonical (or shared) leaves of
+    /// `runs` (sorted, disjoint page ranges): makes every CPU drop its
+    /// writable translations of them, and returns once all did.  Call
+    /// under the lock of every stripe of the runs.  Shared design: one
+    /// `tlb::flush_range` over their envelope.  Per-core: each per-core
+    /// copy of those pages is write-protected in place (it still equals
+    /// its canonical leaf, so it stays, and its CPU stays in the page's
+    /// set): unlike `invalidate`, which would empty them, the other CPUs
+    /// keep reading those pages without a fault, and the copies and sets
+    /// of pages outside the runs are not touched at all.  Then one
+    /// shootdown to the CPUs of the runs' sets.
+    pub(super) fn write_protect_copies(&self, runs: &[(u64, u64)]) {
+        let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
+            return;
+        };
+        let (lo, hi) = (first.0, last.1);
+        if !self.per_core {
+            tlb::flush_range(self, lo, hi - lo);
+            return;
+        }
+        let mut targets = 0u64;
+        for &(start, end) in runs {
+            let cpus = self.cpu_sets.union(start, end);
+            targets |= cpus;
+            let mut rest = cpus;
+            while rest != 0 {
+                let cpu = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                if cpu >= crate::arch::cpu::MAX_CPUS {
+                    break;
+                }
+                let root = self.core_roots.remote(cpu).load(Ordering::Acquire);
+                if root != 0 {
+                    paging::for_each_leaf(PhysAddr::new(root), start, end, |_, e| {
+                        if e.load(Ordering::Relaxed) & PTE_W != 0 {
+                            e.fetch_and(!PTE_W, Ordering::AcqRel);
+                        }
+                    });
+                }
+            }
+        }
+        let targets = if self.canonical_loaded.load(Ordering::Acquire) {
+            u64::MAX
+        } else {
+            targets
+        };
+        tlb::flush_on(self, lo, hi - lo, targets);
     }
 
     /// Per-core mode: copies the canonical leaf of `va` into this CPU's own
