@@ -125,7 +125,7 @@ pub fn openat(dirfd: i32, path: UserAddr, flags: u32, mode: u32) -> Option<SysRe
         };
         let p = proc()?;
         let perm = mode & 0o7777 & !p.files.ctx.umask();
-        let h = remote::open(dir, &s, flags, perm)?;
+        let h = remote::open(dir, s, flags, perm)?;
         if flags & O_TRUNC != 0 && h.is_regular() {
             // Emptied: mappings of it lose their pages (SIGBUS).
             remote_map::truncated(h.dev, h.ino, 0);
@@ -159,12 +159,10 @@ pub fn stat_at(dirfd: i32, path: UserAddr, flags: u32) -> Option<Result<Stat, Er
         }
         match route(p, dirfd, &s)? {
             Route::Kernel => Ok(None),
-            Route::Server(dir, _hold) => remote::stat(At {
-                dir,
-                path: &s,
-                flags: flags & AT_SYMLINK_NOFOLLOW,
-            })
-            .map(Some),
+            // The path's buffer becomes the request's payload.
+            Route::Server(dir, _hold) => {
+                remote::stat_path(dir, s, flags & AT_SYMLINK_NOFOLLOW).map(Some)
+            }
         }
     })
 }
@@ -388,7 +386,7 @@ pub fn chdir(path: UserAddr) -> Option<SysResult> {
         let Some((s, dir, _hold)) = path_route(AT_FDCWD, path)? else {
             return Ok(None);
         };
-        let h = remote::open(dir, &s, O_PATH | O_DIRECTORY, 0)?;
+        let h = remote::open(dir, s, O_PATH | O_DIRECTORY, 0)?;
         proc()?.files.ctx.set_remote_cwd(Arc::new(h));
         Ok(Some(0))
     })
@@ -399,7 +397,7 @@ pub fn fchdir(fd: i32) -> Option<SysResult> {
         let Some((h, _f)) = remote_fd(fd)? else {
             return Ok(None);
         };
-        let h = remote::open(h, ".", O_PATH | O_DIRECTORY, 0)?;
+        let h = remote::open(h, ".".into(), O_PATH | O_DIRECTORY, 0)?;
         proc()?.files.ctx.set_remote_cwd(Arc::new(h));
         Ok(Some(0))
     })
