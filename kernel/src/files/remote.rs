@@ -638,7 +638,7 @@ pub fn pwrite(
 
 /// The server's `struct stat` as the `fs` crate's `Stat` (what the
 /// system-call layer formats for `stat` and `statx`).
-fn fs_stat(st: &AbiStat) -> ::fs::Stat {
+pub fn fs_stat(st: &AbiStat) -> ::fs::Stat {
     let ts = |sec: i64, nsec: i64| ::fs::Timespec {
         sec,
         nsec: nsec.clamp(0, 999_999_999) as u32,
@@ -661,15 +661,22 @@ fn fs_stat(st: &AbiStat) -> ::fs::Stat {
 }
 
 pub fn stat(at: At<'_>) -> Result<::fs::Stat, Errno> {
+    stat_abi(at).map(|s| fs_stat(&s))
+}
+
+/// `Stat` as the server sent it: Linux's `struct stat`, which the
+/// `stat` system calls copy out as it is.
+pub fn stat_abi(at: At<'_>) -> Result<AbiStat, Errno> {
     with(&Request::Stat { at }, |r| match r {
-        Reply::Stat(s) => Some(fs_stat(&s)),
+        Reply::Stat(s) => Some(s),
         _ => None,
     })
 }
 
 /// `Stat` of `path` from `dir` with `flags` (`AT_SYMLINK_NOFOLLOW`); the
-/// path's buffer is the request's payload (`with_path`).
-pub fn stat_path(dir: Handle, path: String, flags: u32) -> Result<::fs::Stat, Errno> {
+/// path's buffer is the request's payload (`with_path`).  The reply as
+/// the server sent it (see `stat_abi`).
+pub fn stat_path(dir: Handle, path: String, flags: u32) -> Result<AbiStat, Errno> {
     let words = Request::Stat {
         at: At {
             dir,
@@ -679,7 +686,7 @@ pub fn stat_path(dir: Handle, path: String, flags: u32) -> Result<::fs::Stat, Er
     }
     .path_words();
     with_path(fsproto::Op::Stat, words, path, |r| match r {
-        Reply::Stat(s) => Some(fs_stat(&s)),
+        Reply::Stat(s) => Some(s),
         _ => None,
     })
 }

@@ -175,7 +175,7 @@ impl FileServer {
     }
 
     fn dir(&self, client: u64, h: Handle) -> Result<Arc<Inode>, Errno> {
-        Ok(self.entry(client, h)?.inode)
+        self.handles.inode(client, h)
     }
 
     /// The inode an `At` names.

@@ -21,6 +21,7 @@
 use super::*;
 use crate::files::remote::{self, RemoteHandle};
 use crate::files::remote_map;
+use abi::structs::Stat as AbiStat;
 use fsproto::{At, Cred, Handle, Time};
 
 /// What keeps a handle alive during a call.
@@ -145,6 +146,12 @@ pub fn openat(dirfd: i32, path: UserAddr, flags: u32, mode: u32) -> Option<SysRe
 /// `stat` of `dirfd` + `path` with `flags` (`AT_EMPTY_PATH`,
 /// `AT_SYMLINK_NOFOLLOW`).
 pub fn stat_at(dirfd: i32, path: UserAddr, flags: u32) -> Option<Result<Stat, Errno>> {
+    stat_at_abi(dirfd, path, flags).map(|r| r.map(|s| remote::fs_stat(&s)))
+}
+
+/// `stat_at` as Linux's `struct stat`, the server's reply as it came:
+/// what `stat`, `lstat` and `newfstatat` copy out, with no conversion.
+pub fn stat_at_abi(dirfd: i32, path: UserAddr, flags: u32) -> Option<Result<AbiStat, Errno>> {
     run(|| {
         let p = proc()?;
         let s = user_path(path)?;
@@ -154,7 +161,7 @@ pub fn stat_at(dirfd: i32, path: UserAddr, flags: u32) -> Option<Result<Stat, Er
             }
             return match route_self(p, dirfd)? {
                 Route::Kernel => Ok(None),
-                Route::Server(h, _hold) => remote::stat(At::handle(h)).map(Some),
+                Route::Server(h, _hold) => remote::stat_abi(At::handle(h)).map(Some),
             };
         }
         match route(p, dirfd, &s)? {
