@@ -129,6 +129,40 @@ static DEFERRED_DROPS: spin::Mutex<Vec<Box<dyn Any + Send>>> = spin::Mutex::new(
 /// One call: `req` out, the reply decoded and handed to `f` (`None` from
 /// `f`, or a malformed reply, is `EIO`).
 fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<T, Errno> {
+    call(req.op(), || req.encode(), f)
+}
+
+/// A call whose payload is `path`'s own buffer: the request's label
+/// and words from `Request::path_words` (computed while the request
+/// borrowed `path`), so a path the system-call layer read from user
+/// memory straight into its buffer is not copied again.
+fn with_path<T>(
+    op: fsproto::Op,
+    words: Option<Result<(u64, [u64; 4]), Errno>>,
+    path: String,
+    f: impl FnOnce(Reply<'_>) -> Option<T>,
+) -> Result<T, Errno> {
+    // `path_words` is `None` only for requests without a lone path.
+    let (label, words) = words.ok_or(Errno::EINVAL)??;
+    call(
+        op,
+        || {
+            Ok(fsproto::Message {
+                label,
+                words,
+                payload: path.into_bytes(),
+            })
+        },
+        f,
+    )
+}
+
+/// One call of operation `op` with the message `encode` makes.
+fn call<T>(
+    op: fsproto::Op,
+    encode: impl FnOnce() -> Result<fsproto::Message, Errno>,
+    f: impl FnOnce(Reply<'_>) -> Option<T>,
+) -> Result<T, Errno> {
     let me = crate::proc::current_task().map_or(0, |t| t.process.pid);
     if me != 0 && me == SERVER_PID.load(Ordering::Relaxed) {
         // The server would wait for itself.
@@ -137,12 +171,12 @@ fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<
     if DEFERRED_COUNT.load(Ordering::Relaxed) != 0 {
         flush_deferred();
     }
-    let m = req.encode()?;
+    let m = encode()?;
     // The encoded payload moves to the server and its reply comes back
     // as it was made: no receive buffer, no copy (`delegate_call_msg`).
     let reply = crate::ipc::delegate_call_msg(
         SERVICE_FS,
-        &req.op(),
+        &op,
         crate::ipc::Message {
             label: m.label,
             words: m.words,
@@ -155,11 +189,11 @@ fn with<T>(req: &Request<'_>, f: impl FnOnce(Reply<'_>) -> Option<T>) -> Result<
         words: reply.words,
         payload: &reply.bytes,
     };
-    match Reply::decode(req.op(), msg) {
+    match Reply::decode(op, msg) {
         Ok(Ok(reply)) => f(reply).ok_or(Errno::EIO),
         Ok(Err(e)) => Err(e),
         Err(_) => {
-            log::warn!("servers: malformed reply to {:?} (EIO)", req.op());
+            log::warn!("servers: malformed reply to {op:?} (EIO)");
             Err(Errno::EIO)
         }
     }
@@ -502,15 +536,21 @@ fn handle_reply(req: &Request<'_>) -> Result<(Handle, NodeInfo), Errno> {
     })
 }
 
-pub fn open(dir: Handle, path: &str, flags: u32, mode: u32) -> Result<RemoteHandle, Errno> {
+/// `Open` of `path` (its buffer is the request's payload, see `with_path`).
+pub fn open(dir: Handle, path: String, flags: u32, mode: u32) -> Result<RemoteHandle, Errno> {
     let _bump = (flags & abi::fcntl::O_TRUNC != 0).then_some(Bump);
     let close = take_pending_close();
-    let r = handle_reply(&Request::Open {
+    let words = Request::Open {
         dir,
-        path,
+        path: &path,
         flags: flags & fsproto::OPEN_FLAGS,
         mode,
         close,
+    }
+    .path_words();
+    let r = with_path(fsproto::Op::Open, words, path, |r| match r {
+        Reply::Handle { handle, info } => Some((handle, info)),
+        _ => None,
     });
     if close.0 != 0 && matches!(r, Err(e) if e == Errno::EINTR || e == Errno::EDEADLK) {
         // Not sent: the close goes with the next call.
@@ -598,7 +638,7 @@ pub fn pwrite(
 
 /// The server's `struct stat` as the `fs` crate's `Stat` (what the
 /// system-call layer formats for `stat` and `statx`).
-fn fs_stat(st: &AbiStat) -> ::fs::Stat {
+pub fn fs_stat(st: &AbiStat) -> ::fs::Stat {
     let ts = |sec: i64, nsec: i64| ::fs::Timespec {
         sec,
         nsec: nsec.clamp(0, 999_999_999) as u32,
@@ -621,8 +661,32 @@ fn fs_stat(st: &AbiStat) -> ::fs::Stat {
 }
 
 pub fn stat(at: At<'_>) -> Result<::fs::Stat, Errno> {
+    stat_abi(at).map(|s| fs_stat(&s))
+}
+
+/// `Stat` as the server sent it: Linux's `struct stat`, which the
+/// `stat` system calls copy out as it is.
+pub fn stat_abi(at: At<'_>) -> Result<AbiStat, Errno> {
     with(&Request::Stat { at }, |r| match r {
-        Reply::Stat(s) => Some(fs_stat(&s)),
+        Reply::Stat(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// `Stat` of `path` from `dir` with `flags` (`AT_SYMLINK_NOFOLLOW`); the
+/// path's buffer is the request's payload (`with_path`).  The reply as
+/// the server sent it (see `stat_abi`).
+pub fn stat_path(dir: Handle, path: String, flags: u32) -> Result<AbiStat, Errno> {
+    let words = Request::Stat {
+        at: At {
+            dir,
+            path: &path,
+            flags,
+        },
+    }
+    .path_words();
+    with_path(fsproto::Op::Stat, words, path, |r| match r {
+        Reply::Stat(s) => Some(s),
         _ => None,
     })
 }
@@ -780,7 +844,7 @@ pub fn path_of(handle: Handle) -> Result<String, Errno> {
 /// bit.
 pub fn read_program(dir: Handle, path: &str) -> Result<Vec<Vec<u8>>, Errno> {
     const PIECE: usize = 1 << 20;
-    let file = open(dir, path, abi::fcntl::O_RDONLY, 0)?;
+    let file = open(dir, path.into(), abi::fcntl::O_RDONLY, 0)?;
     if !file.is_regular() || file.mode & 0o111 == 0 {
         return Err(Errno::EACCES);
     }

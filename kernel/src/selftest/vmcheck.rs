@@ -203,6 +203,51 @@ fn basics() -> Check {
         read_user_cstr(addr + 100, 4),
         Errno::ENAMETOOLONG,
     )?;
+    // Longer than the first buffer (it grows), unaligned, across a page.
+    let mut long = alloc::vec![b'x'; 300];
+    long.push(0);
+    ok(
+        "long cstr write",
+        copy_to_user(addr + 13 * PAGE - 151, &long),
+    )?;
+    let want = String::from_utf8(long[..300].to_vec()).unwrap_or_default();
+    ensure!(
+        read_user_cstr(addr + 13 * PAGE - 151, 4095).as_ref() == Ok(&want),
+        "long read_user_cstr"
+    );
+    ensure!(
+        read_user_cstr(addr + 13 * PAGE - 151, 300).as_ref() == Ok(&want),
+        "read_user_cstr of exactly max bytes"
+    );
+    expect_err(
+        "cstr one over max",
+        read_user_cstr(addr + 13 * PAGE - 151, 299),
+        Errno::ENAMETOOLONG,
+    )?;
+    // Ending with the last byte of the mapping: nothing past it is read;
+    // unterminated there: EFAULT (the next page is not mapped).
+    ok(
+        "cstr at end",
+        copy_to_user(addr + len - 11, b"0123456789\0"),
+    )?;
+    ensure!(
+        read_user_cstr(addr + len - 11, 4095) == Ok(String::from("0123456789")),
+        "read_user_cstr ending at the mapping's end"
+    );
+    ok(
+        "cstr unterminated",
+        copy_to_user(addr + len - 20, &[b'y'; 20]),
+    )?;
+    expect_err(
+        "cstr into an unmapped page",
+        read_user_cstr(addr + len - 20, 4095),
+        Errno::EFAULT,
+    )?;
+    expect_err(
+        "cstr kernel",
+        read_user_cstr(vm::USER_END, 16),
+        Errno::EFAULT,
+    )?;
     ok("zero_user", zero_user(addr + 100, 5))?;
     ok("read zeroed", copy_from_user(&mut back, addr + 100))?;
     ensure!(&back == b"\0\0\0\0\0, user", "zero_user: {:?}", back);

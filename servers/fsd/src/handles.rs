@@ -197,6 +197,21 @@ impl HandleTable {
         }
     }
 
+    /// The inode of `h` alone (`EBADF` as `get`): what a path request
+    /// starting at a directory handle needs, without cloning the rest of
+    /// the entry.
+    pub fn inode(&self, client: u64, h: Handle) -> Result<Arc<Inode>, Errno> {
+        let (shard, index, seq) = self.parts(h)?;
+        let s = self.shards[shard].read().unwrap_or_else(|p| p.into_inner());
+        match s.slots.get(index) {
+            Some(Slot {
+                seq: sq,
+                entry: Some(e),
+            }) if *sq == seq && e.client == client => Ok(e.inode.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
     /// Drops `h` (`EBADF` if `client` does not hold it).  The inode goes
     /// after the shard lock is released.
     pub fn remove(&self, client: u64, h: Handle) -> Result<(), Errno> {

@@ -175,7 +175,7 @@ impl FileServer {
     }
 
     fn dir(&self, client: u64, h: Handle) -> Result<Arc<Inode>, Errno> {
-        Ok(self.entry(client, h)?.inode)
+        self.handles.inode(client, h)
     }
 
     /// The inode an `At` names.
@@ -189,6 +189,49 @@ impl FileServer {
             };
         }
         self.fs.lookup(&start, at.path, at.follow())
+    }
+
+    /// The inode `path` from `start` names, through this thread's path
+    /// cache (`pathcache`; the same entries `Stat` keeps).
+    fn resolve(
+        &self,
+        worker: usize,
+        start: &Arc<Inode>,
+        path: &str,
+        follow: bool,
+    ) -> Result<Arc<Inode>, Errno> {
+        if let Some(node) = self.paths.get(worker, start, path, follow) {
+            return Ok(node);
+        }
+        let seen = self.paths.generation();
+        let node = self.fs.lookup(start, path, follow)?;
+        self.paths.put(worker, seen, start, path, follow, &node);
+        Ok(node)
+    }
+
+    /// `Fs::open`, with the walk of a plain read-only open (no `O_CREAT`,
+    /// `O_TRUNC` or write access: nothing but the walk and the checks
+    /// below, which are `Fs::open`'s for that case) answered from the
+    /// path cache.  Every other open walks in `Fs::open`.
+    fn open(
+        &self,
+        worker: usize,
+        start: &Arc<Inode>,
+        path: &str,
+        flags: u32,
+        mode: u32,
+    ) -> Result<Arc<Inode>, Errno> {
+        if flags & (O_CREAT | O_TRUNC) != 0 || flags & O_ACCMODE != O_RDONLY {
+            return self.fs.open(start, path, flags, mode);
+        }
+        let node = self.resolve(worker, start, path, flags & O_NOFOLLOW == 0)?;
+        if node.kind() == FileType::Symlink && flags & O_PATH == 0 {
+            return Err(Errno::ELOOP);
+        }
+        if flags & O_DIRECTORY != 0 && !node.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(node)
     }
 
     fn new_handle(
@@ -234,7 +277,7 @@ impl FileServer {
                     let _ = self.handles.remove(client, close);
                 }
                 let start = self.dir(client, dir)?;
-                let inode = self.fs.open(&start, path, flags, mode)?;
+                let inode = self.open(worker, &start, path, flags, mode)?;
                 let acc = flags & O_ACCMODE;
                 let path_only = flags & O_PATH != 0;
                 let access = Access {
@@ -284,16 +327,7 @@ impl FileServer {
                     self.target(client, &at)?.stat()
                 } else {
                     let start = self.dir(client, at.dir)?;
-                    let follow = at.follow();
-                    match self.paths.get(worker, &start, at.path, follow) {
-                        Some(node) => node.stat(),
-                        None => {
-                            let seen = self.paths.generation();
-                            let node = self.fs.lookup(&start, at.path, follow)?;
-                            self.paths.put(worker, seen, &start, at.path, follow, &node);
-                            node.stat()
-                        }
-                    }
+                    self.resolve(worker, &start, at.path, at.follow())?.stat()
                 };
                 Reply::Stat(abi_stat(&st)).encode()
             }

@@ -553,6 +553,65 @@ fn stat_by_path_sees_every_change_of_names() {
     s.finish();
 }
 
+#[test]
+fn open_by_path_sees_every_change_of_names() {
+    // A plain read-only `Open` walks through the same path cache as
+    // `Stat` (their entries are shared): every change of names must show,
+    // and the checks after the walk are `Fs::open`'s.
+    let s = Setup::new(1);
+    let c = s.client(0);
+    let r = c.root();
+    c.mkdir(r, "d", 0o755).unwrap();
+    let (h, _) = c.open(r, "d/f", O_RDWR | O_CREAT, 0o644).unwrap();
+    c.close(h).unwrap();
+    let open = |p: &str, flags: u32| {
+        c.open(r, p, flags, 0).map(|(h, info)| {
+            c.close(h).unwrap();
+            info
+        })
+    };
+    let ino = |p: &str| open(p, O_RDONLY).map(|i| i.ino);
+    let f1 = c.stat(At::path(r, "d/f")).unwrap().st_ino;
+    assert_eq!(ino("d/f"), Ok(f1), "cached by Stat");
+    assert_eq!(ino("d/f"), Ok(f1), "again");
+    assert_eq!(open("d/f", O_RDONLY | O_DIRECTORY), Err(Errno::ENOTDIR));
+    assert!(open("d", O_RDONLY | O_DIRECTORY).is_ok());
+    // Rename away, then a new file under the old name.
+    c.rename(r, "d/f", r, "d/g", 0).unwrap();
+    assert_eq!(ino("d/f"), Err(Errno::ENOENT));
+    assert_eq!(ino("d/g"), Ok(f1));
+    let (h, _) = c.open(r, "d/f", O_RDWR | O_CREAT, 0o644).unwrap();
+    c.close(h).unwrap();
+    let f2 = ino("d/f").unwrap();
+    assert_ne!(f2, f1);
+    c.unlink(r, "d/g", 0).unwrap();
+    assert_eq!(ino("d/g"), Err(Errno::ENOENT));
+    // A symlink: followed, refused with O_NOFOLLOW, named with O_PATH.
+    c.symlink("d/f", r, "l").unwrap();
+    assert_eq!(ino("l"), Ok(f2));
+    assert_eq!(open("l", O_RDONLY | O_NOFOLLOW), Err(Errno::ELOOP));
+    let link = open("l", O_PATH | O_NOFOLLOW).unwrap();
+    assert_eq!(link.mode & S_IFMT, 0o120000);
+    assert_eq!(ino("l"), Ok(f2), "the follow flag is part of the key");
+    c.unlink(r, "l", 0).unwrap();
+    c.symlink("d", r, "l").unwrap();
+    assert_eq!(
+        open("l", O_RDONLY | O_DIRECTORY).map(|i| i.mode & S_IFMT),
+        Ok(0o040000)
+    );
+    // A truncating or writing open still truncates and checks.
+    let (h, _) = c.open(r, "d/f", O_WRONLY, 0).unwrap();
+    assert_eq!(c.pwrite(h, 0, b"abc", false), Ok((3, 3)));
+    c.close(h).unwrap();
+    assert_eq!(c.stat(At::path(r, "d/f")).unwrap().st_size, 3);
+    assert!(open("d/f", O_RDONLY).is_ok());
+    let (h, _) = c.open(r, "d/f", O_WRONLY | O_TRUNC, 0).unwrap();
+    c.close(h).unwrap();
+    assert_eq!(c.stat(At::path(r, "d/f")).unwrap().st_size, 0);
+    drop(c);
+    s.finish();
+}
+
 fn ino_at(
     c: &fsd::client::Client<fsd::channel::ClientEnd>,
     dir: Handle,

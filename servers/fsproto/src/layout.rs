@@ -64,19 +64,43 @@ impl Get<'_> {
     }
 }
 
-/// `struct stat`'s bytes, field by field in declaration order.
+/// Puts `v` at byte `off` of a fixed-size buffer (the offsets below are
+/// constants, so the compiler checks none of them at run time).
+fn put8<const N: usize>(b: &mut [u8; N], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put4<const N: usize>(b: &mut [u8; N], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn get8<const N: usize>(b: &[u8; N], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(w)
+}
+
+fn get4<const N: usize>(b: &[u8; N], off: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(w)
+}
+
+/// `struct stat`'s bytes, field by field in declaration order (Linux
+/// x86_64 offsets: dev 0, ino 8, nlink 16, mode 24, uid 28, gid 32, pad
+/// 36, rdev 40, size 48, blksize 56, blocks 64, then atime, mtime, ctime
+/// as (sec, nsec) pairs from 72, and three unused words from 120).
 pub fn encode_stat(st: &Stat) -> [u8; STAT_SIZE] {
     let mut b = [0u8; STAT_SIZE];
-    let mut w = Put { buf: &mut b, at: 0 };
-    w.u64(st.st_dev);
-    w.u64(st.st_ino);
-    w.u64(st.st_nlink);
-    w.u32(st.st_mode);
-    w.u32(st.st_uid);
-    w.u32(st.st_gid);
-    w.u32(st.__pad0);
-    w.u64(st.st_rdev);
-    for v in [
+    put8(&mut b, 0, st.st_dev);
+    put8(&mut b, 8, st.st_ino);
+    put8(&mut b, 16, st.st_nlink);
+    put4(&mut b, 24, st.st_mode);
+    put4(&mut b, 28, st.st_uid);
+    put4(&mut b, 32, st.st_gid);
+    put4(&mut b, 36, st.__pad0);
+    put8(&mut b, 40, st.st_rdev);
+    let rest = [
         st.st_size,
         st.st_blksize,
         st.st_blocks,
@@ -86,41 +110,39 @@ pub fn encode_stat(st: &Stat) -> [u8; STAT_SIZE] {
         st.st_mtime_nsec,
         st.st_ctime,
         st.st_ctime_nsec,
-    ] {
-        w.u64(v as u64);
+        st.__unused[0],
+        st.__unused[1],
+        st.__unused[2],
+    ];
+    for (i, v) in rest.into_iter().enumerate() {
+        put8(&mut b, 48 + 8 * i, v as u64);
     }
-    for v in st.__unused {
-        w.u64(v as u64);
-    }
-    debug_assert_eq!(w.at, STAT_SIZE);
     b
 }
 
 /// The `struct stat` in `b` (`EINVAL` unless it is `STAT_SIZE` bytes).
 pub fn decode_stat(b: &[u8]) -> Result<Stat, Errno> {
-    if b.len() != STAT_SIZE {
-        return Err(Errno::EINVAL);
-    }
-    let mut r = Get { buf: b, at: 0 };
+    let b: &[u8; STAT_SIZE] = b.try_into().map_err(|_| Errno::EINVAL)?;
+    let i = |off: usize| get8(b, off) as i64;
     Ok(Stat {
-        st_dev: r.u64(),
-        st_ino: r.u64(),
-        st_nlink: r.u64(),
-        st_mode: r.u32(),
-        st_uid: r.u32(),
-        st_gid: r.u32(),
-        __pad0: r.u32(),
-        st_rdev: r.u64(),
-        st_size: r.i64(),
-        st_blksize: r.i64(),
-        st_blocks: r.i64(),
-        st_atime: r.i64(),
-        st_atime_nsec: r.i64(),
-        st_mtime: r.i64(),
-        st_mtime_nsec: r.i64(),
-        st_ctime: r.i64(),
-        st_ctime_nsec: r.i64(),
-        __unused: [r.i64(), r.i64(), r.i64()],
+        st_dev: get8(b, 0),
+        st_ino: get8(b, 8),
+        st_nlink: get8(b, 16),
+        st_mode: get4(b, 24),
+        st_uid: get4(b, 28),
+        st_gid: get4(b, 32),
+        __pad0: get4(b, 36),
+        st_rdev: get8(b, 40),
+        st_size: i(48),
+        st_blksize: i(56),
+        st_blocks: i(64),
+        st_atime: i(72),
+        st_atime_nsec: i(80),
+        st_mtime: i(88),
+        st_mtime_nsec: i(96),
+        st_ctime: i(104),
+        st_ctime_nsec: i(112),
+        __unused: [i(120), i(128), i(136)],
     })
 }
 

@@ -768,25 +768,17 @@ impl<'a> Request<'a> {
     /// or more or with a NUL (`ENAMETOOLONG`, `EINVAL`), unknown flags,
     /// out-of-range modes or lengths (`EINVAL`), data over `MAX_PAYLOAD`.
     pub fn encode(&self) -> Result<Message, Errno> {
+        if let Some((words, path)) = self.path_only() {
+            let (label, words) = self.checked(words, path)?;
+            return Ok(Message {
+                label,
+                words,
+                payload: path.as_bytes().into(),
+            });
+        }
         let label = self.op() as u64;
         let m = match *self {
             Request::Attach => msg(label, [0; 4], Vec::new())?,
-            // w0 dir, w1 flags, w2 mode, w3 handle to close first (0:
-            // none); payload path.
-            Request::Open {
-                dir,
-                path,
-                flags,
-                mode,
-                close,
-            } => {
-                check_path(path)?;
-                msg(
-                    label,
-                    [dir.0, flags as u64, mode as u64, close.0],
-                    path.as_bytes().into(),
-                )?
-            }
             // w0 handle.
             Request::Close { handle } => msg(label, [handle.0, 0, 0, 0], Vec::new())?,
             // w0 handle, w1 offset, w2 len.
@@ -802,15 +794,10 @@ impl<'a> Request<'a> {
                 append,
                 data,
             } => msg(label, [handle.0, offset, append as u64, 0], data.into())?,
-            // w0 dir, w1 at-flags; payload path.
-            Request::Stat { at } | Request::Readlink { at } | Request::Statfs { at } => {
-                check_path(at.path)?;
-                msg(
-                    label,
-                    [at.dir.0, at.flags as u64, 0, 0],
-                    at.path.as_bytes().into(),
-                )?
-            }
+            Request::Open { .. }
+            | Request::Stat { .. }
+            | Request::Readlink { .. }
+            | Request::Statfs { .. } => unreachable!("encoded by path_only above"),
             // w0 dir, w1 at-flags, w2 size or mode; payload path.
             Request::Truncate { at, size: x } => {
                 check_path(at.path)?;
@@ -974,6 +961,49 @@ impl<'a> Request<'a> {
         // What the encoder produced must be what the decoder accepts.
         Request::decode(m.view())?;
         Ok(m)
+    }
+
+    /// The words of a request whose payload is exactly one path, and
+    /// that path: `Open` (w0 dir, w1 flags, w2 mode, w3 a handle to close
+    /// first, 0: none) and the `At` requests without other arguments,
+    /// `Stat`, `Readlink`, `Statfs` (w0 dir, w1 at-flags).  `None` for the
+    /// others.
+    fn path_only(&self) -> Option<([u64; 4], &'a str)> {
+        Some(match *self {
+            Request::Open {
+                dir,
+                path,
+                flags,
+                mode,
+                close,
+            } => ([dir.0, flags as u64, mode as u64, close.0], path),
+            Request::Stat { at } | Request::Readlink { at } | Request::Statfs { at } => {
+                ([at.dir.0, at.flags as u64, 0, 0], at.path)
+            }
+            _ => return None,
+        })
+    }
+
+    /// Label and words, refused as `decode` would refuse the message.
+    fn checked(&self, words: [u64; 4], path: &str) -> Result<(u64, [u64; 4]), Errno> {
+        let label = self.op() as u64;
+        Request::decode(MsgRef {
+            label,
+            words,
+            payload: path.as_bytes(),
+        })?;
+        Ok((label, words))
+    }
+
+    /// For the requests whose payload is exactly one path (`Open`,
+    /// `Stat`, `Readlink`, `Statfs`): the label and words `encode` makes,
+    /// checked the same way, so a client whose path already sits in a
+    /// buffer it owns sends that buffer as the payload, without a copy
+    /// (the kernel reads a path from user memory straight into it).
+    /// `None` for other requests (use `encode`).
+    pub fn path_words(&self) -> Option<Result<(u64, [u64; 4]), Errno>> {
+        let (words, path) = self.path_only()?;
+        Some(self.checked(words, path))
     }
 
     /// The request a message carries, or why it is malformed.

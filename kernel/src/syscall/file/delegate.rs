@@ -21,6 +21,7 @@
 use super::*;
 use crate::files::remote::{self, RemoteHandle};
 use crate::files::remote_map;
+use abi::structs::Stat as AbiStat;
 use fsproto::{At, Cred, Handle, Time};
 
 /// What keeps a handle alive during a call.
@@ -125,7 +126,7 @@ pub fn openat(dirfd: i32, path: UserAddr, flags: u32, mode: u32) -> Option<SysRe
         };
         let p = proc()?;
         let perm = mode & 0o7777 & !p.files.ctx.umask();
-        let h = remote::open(dir, &s, flags, perm)?;
+        let h = remote::open(dir, s, flags, perm)?;
         if flags & O_TRUNC != 0 && h.is_regular() {
             // Emptied: mappings of it lose their pages (SIGBUS).
             remote_map::truncated(h.dev, h.ino, 0);
@@ -145,6 +146,12 @@ pub fn openat(dirfd: i32, path: UserAddr, flags: u32, mode: u32) -> Option<SysRe
 /// `stat` of `dirfd` + `path` with `flags` (`AT_EMPTY_PATH`,
 /// `AT_SYMLINK_NOFOLLOW`).
 pub fn stat_at(dirfd: i32, path: UserAddr, flags: u32) -> Option<Result<Stat, Errno>> {
+    stat_at_abi(dirfd, path, flags).map(|r| r.map(|s| remote::fs_stat(&s)))
+}
+
+/// `stat_at` as Linux's `struct stat`, the server's reply as it came:
+/// what `stat`, `lstat` and `newfstatat` copy out, with no conversion.
+pub fn stat_at_abi(dirfd: i32, path: UserAddr, flags: u32) -> Option<Result<AbiStat, Errno>> {
     run(|| {
         let p = proc()?;
         let s = user_path(path)?;
@@ -154,17 +161,15 @@ pub fn stat_at(dirfd: i32, path: UserAddr, flags: u32) -> Option<Result<Stat, Er
             }
             return match route_self(p, dirfd)? {
                 Route::Kernel => Ok(None),
-                Route::Server(h, _hold) => remote::stat(At::handle(h)).map(Some),
+                Route::Server(h, _hold) => remote::stat_abi(At::handle(h)).map(Some),
             };
         }
         match route(p, dirfd, &s)? {
             Route::Kernel => Ok(None),
-            Route::Server(dir, _hold) => remote::stat(At {
-                dir,
-                path: &s,
-                flags: flags & AT_SYMLINK_NOFOLLOW,
-            })
-            .map(Some),
+            // The path's buffer becomes the request's payload.
+            Route::Server(dir, _hold) => {
+                remote::stat_path(dir, s, flags & AT_SYMLINK_NOFOLLOW).map(Some)
+            }
         }
     })
 }
@@ -388,7 +393,7 @@ pub fn chdir(path: UserAddr) -> Option<SysResult> {
         let Some((s, dir, _hold)) = path_route(AT_FDCWD, path)? else {
             return Ok(None);
         };
-        let h = remote::open(dir, &s, O_PATH | O_DIRECTORY, 0)?;
+        let h = remote::open(dir, s, O_PATH | O_DIRECTORY, 0)?;
         proc()?.files.ctx.set_remote_cwd(Arc::new(h));
         Ok(Some(0))
     })
@@ -399,7 +404,7 @@ pub fn fchdir(fd: i32) -> Option<SysResult> {
         let Some((h, _f)) = remote_fd(fd)? else {
             return Ok(None);
         };
-        let h = remote::open(h, ".", O_PATH | O_DIRECTORY, 0)?;
+        let h = remote::open(h, ".".into(), O_PATH | O_DIRECTORY, 0)?;
         proc()?.files.ctx.set_remote_cwd(Arc::new(h));
         Ok(Some(0))
     })

@@ -31,13 +31,20 @@ fn put_stat(buf: UserAddr, st: &Stat) -> SysResult {
     buf.write_bytes(&stat_bytes(st)).map(|_| 0)
 }
 
+/// Copies a `struct stat` the file server sent out as it is.
+fn put_abi_stat(buf: UserAddr, st: &abi::structs::Stat) -> SysResult {
+    buf.write(st).map(|_| 0)
+}
+
 pub fn sys_stat(path: UserAddr, buf: UserAddr) -> SysResult {
-    delegated!(delegate::stat_at(AT_FDCWD, path, 0).map(|r| put_stat(buf, &r?)));
+    delegated!(delegate::stat_at_abi(AT_FDCWD, path, 0).map(|r| put_abi_stat(buf, &r?)));
     put_stat(buf, &resolve(AT_FDCWD, path, 0, true)?.stat())
 }
 
 pub fn sys_lstat(path: UserAddr, buf: UserAddr) -> SysResult {
-    delegated!(delegate::stat_at(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW).map(|r| put_stat(buf, &r?)));
+    delegated!(
+        delegate::stat_at_abi(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW).map(|r| put_abi_stat(buf, &r?))
+    );
     put_stat(buf, &resolve(AT_FDCWD, path, 0, false)?.stat())
 }
 
@@ -49,6 +56,7 @@ pub fn sys_newfstatat(dirfd: i32, path: UserAddr, buf: UserAddr, flags: u32) -> 
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT) != 0 {
         return Err(Errno::EINVAL);
     }
+    delegated!(delegate::stat_at_abi(dirfd, path, flags).map(|r| put_abi_stat(buf, &r?)));
     let st = stat_at(dirfd, path, flags)?;
     put_stat(buf, &st)
 }
