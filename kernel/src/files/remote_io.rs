@@ -59,7 +59,8 @@
 //! hit now takes one reference to the kept grant that covers it (`Run`, an
 //! `Arc` of its frames) and copies from it: no per-page atomics, nothing
 //! moved by value.  (The copy routine is the monolithic one: same cost per
-//! byte in both samples.)
+//! byte in both samples.)  Under `icount`, servers/monolithic went from
+//! 0.96 to 1.13 (`pread4k_private`) and from 0.85 to 1.00 (`seq_read`).
 //!
 //! What stays on the message path (`remote::pread`/`pwrite`): `O_APPEND`
 //! writes (the server picks the offset and writes in one step, so
