@@ -45,6 +45,23 @@
 //! than one per read; a grant that no longer fits the cache is kept as
 //! the read-ahead window until the next one.
 //!
+//! **Why a hit must be cheap under TCG** (the wall-clock gap of issue 20):
+//! a read served from kept grants makes no call, and under `icount` it ran
+//! as few guest instructions as a monolithic read (`pread4k_private` 0.96×),
+//! yet on the wall clock it was 0.7×.  Sampling the guest's `RIP` through
+//! QEMU's monitor while the workload ran (wall-time weighted) showed no
+//! TLB flush, fault, IPI or idle time per read (`vmstat`: 0 faults and 0
+//! flushes per read; 1 flush per `ReadPages` call, from the server's
+//! `munmap`); the time went to the hit path itself: `compiler_builtins`'
+//! `memcpy` (~10 % of the time: a 16-frame array, ~270 bytes, moved by
+//! value three times per read; TCG runs those loops far slower per
+//! instruction than the block copy) and a pin and an unpin per page.  A
+//! hit now takes one reference to the kept grant that covers it (`Run`, an
+//! `Arc` of its frames) and copies from it: no per-page atomics, nothing
+//! moved by value.  (The copy routine is the monolithic one: same cost per
+//! byte in both samples.)  Under `icount`, servers/monolithic went from
+//! 0.96 to 1.13 (`pread4k_private`) and from 0.85 to 1.00 (`seq_read`).
+//!
 //! What stays on the message path (`remote::pread`/`pwrite`): `O_APPEND`
 //! writes (the server picks the offset and writes in one step, so
 //! concurrent appenders do not overlap), empty transfers, and ranges that
@@ -150,55 +167,6 @@ enum Dir {
 /// A granted page: its pinned frame, or `None` for a hole (zeros).
 type Frame = Option<PinnedFrame>;
 
-/// Most pages of a read served from kept grants whose frames are held on
-/// the stack (`Frames::Few`): a hit of a 64 KiB read allocates nothing.
-const FEW_PAGES: usize = 16;
-
-/// The pinned frames of one piece of a read, in page order.
-// The large variant lives on the stack on purpose (no allocation per read).
-#[allow(clippy::large_enum_variant)]
-enum Frames {
-    /// Up to `FEW_PAGES`, the count in use.
-    Few([Frame; FEW_PAGES], usize),
-    Many(Vec<Frame>),
-}
-
-impl Frames {
-    /// Room for `pages` frames.
-    fn with_capacity(pages: usize) -> Frames {
-        if pages <= FEW_PAGES {
-            Frames::Few(Default::default(), 0)
-        } else {
-            Frames::Many(Vec::with_capacity(pages))
-        }
-    }
-
-    fn push(&mut self, f: Frame) {
-        match self {
-            Frames::Few(a, n) if *n < FEW_PAGES => {
-                a[*n] = f;
-                *n += 1;
-            }
-            Frames::Few(a, n) => {
-                let mut v: Vec<Frame> = a[..*n].iter_mut().map(core::mem::take).collect();
-                v.push(f);
-                *self = Frames::Many(v);
-            }
-            Frames::Many(v) => v.push(f),
-        }
-    }
-}
-
-impl core::ops::Deref for Frames {
-    type Target = [Frame];
-    fn deref(&self) -> &[Frame] {
-        match self {
-            Frames::Few(a, n) => &a[..*n],
-            Frames::Many(v) => v,
-        }
-    }
-}
-
 /// Another pin of the same page (`None` inside when it has too many).
 fn pin_again(f: &Frame) -> Option<Frame> {
     match f {
@@ -280,8 +248,33 @@ const CACHE_PAGES: usize = 1024;
 /// use).
 const READ_AHEAD: u64 = MAX_IO_BYTES;
 
+/// One kept grant: the frames of its pages in order, shared by the cache
+/// and the reads copying from it (a read holds the run, not a pin per
+/// page: see `ReadCache`).
+type Run = Arc<[Frame]>;
+
+/// The pages of one read: `run[skip..skip + pages]`.
+struct Piece {
+    run: Run,
+    skip: usize,
+    pages: usize,
+}
+
+impl Piece {
+    fn frames(&self) -> &[Frame] {
+        &self.run[self.skip..self.skip + self.pages]
+    }
+}
+
 /// Read grants kept by one open file description (see the module
 /// comment): valid for data epoch `epoch` only.
+///
+/// A hit costs one reference of the run that covers it (`Run`, one atomic
+/// add and one subtract) and one map lookup, whatever the number of pages:
+/// it used to pin and unpin every page it copied and move a 16-page frame
+/// array by value three times (`memcpy` of ~270 bytes, which under QEMU's
+/// TCG runs as a byte loop), the largest cost of a 4 KiB `pread` hit after
+/// the copy itself (docs/SERVERS.md "Copy modes", the wall-clock gap).
 #[derive(Default)]
 pub struct ReadCache {
     epoch: u64,
@@ -292,12 +285,15 @@ pub struct ReadCache {
     /// Where the last read through this description ended: a read that
     /// starts there is sequential and reads ahead (`READ_AHEAD`).
     next: u64,
-    /// Page index -> its frame (`None`: a hole).  Filled until full, then
-    /// kept as it is (a stream through a large file would only churn).
-    pages: BTreeMap<u64, Frame>,
-    /// The last grant that did not fit in `pages`: its first page index
+    /// Kept grants by first page index; they do not overlap (a grant that
+    /// overlaps kept ones replaces them).  Filled until `CACHE_PAGES`, then
+    /// kept as they are (a stream through a large file would only churn).
+    runs: BTreeMap<u64, Run>,
+    /// Pages in `runs`.
+    kept: usize,
+    /// The last grant that did not fit in `runs`: its first page index
     /// and its frames (replaced by the next such grant).
-    window: (u64, Vec<Frame>),
+    window: Option<(u64, Run)>,
 }
 
 impl core::fmt::Debug for ReadCache {
@@ -305,25 +301,27 @@ impl core::fmt::Debug for ReadCache {
         write!(
             f,
             "ReadCache({} pages, window {})",
-            self.pages.len(),
-            self.window.1.len()
+            self.kept,
+            self.window.as_ref().map_or(0, |(_, w)| w.len())
         )
     }
 }
 
-impl ReadCache {
-    /// The kept frame of page `i`, pinned once more.
-    fn frame(&self, i: u64) -> Option<Frame> {
-        let kept = self.pages.get(&i).or_else(|| {
-            let (first, w) = &self.window;
-            w.get(usize::try_from(i.checked_sub(*first)?).ok()?)
-        });
-        kept.and_then(pin_again)
-    }
+/// `run` (from page `at`) as the piece for pages `first..first + pages`,
+/// if it holds them all.
+fn covering(at: u64, run: &Run, first: u64, pages: u64) -> Option<Piece> {
+    let skip = first.checked_sub(at)?;
+    (skip + pages <= run.len() as u64).then(|| Piece {
+        run: run.clone(),
+        skip: skip as usize,
+        pages: pages as usize,
+    })
+}
 
+impl ReadCache {
     /// The readable bytes of a read of `want` at `pos` and their frames,
-    /// if the kept grants of `epoch` cover it.
-    fn lookup(&mut self, epoch: u64, pos: u64, want: u64) -> Option<(usize, Frames)> {
+    /// if one kept grant of `epoch` covers it.
+    fn lookup(&mut self, epoch: u64, pos: u64, want: u64) -> Option<(usize, Piece)> {
         if self.epoch != epoch {
             *self = ReadCache {
                 epoch,
@@ -339,12 +337,16 @@ impl ReadCache {
         };
         let first = pos / PAGE;
         let pages = fsproto::pages_spanned(pos, n);
-        let mut frames = Frames::with_capacity(pages as usize);
-        for i in first..first + pages {
-            frames.push(self.frame(i)?);
-        }
+        let piece = self
+            .window
+            .as_ref()
+            .and_then(|(at, run)| covering(*at, run, first, pages))
+            .or_else(|| {
+                let (at, run) = self.runs.range(..=first).next_back()?;
+                covering(*at, run, first, pages)
+            })?;
         self.next = pos + n;
-        Some((n as usize, frames))
+        Some((n as usize, piece))
     }
 
     /// How many bytes a read of `want` at `pos` that missed asks the
@@ -359,9 +361,9 @@ impl ReadCache {
     }
 
     /// Keeps the grant of a read of `want` at `pos` (of `epoch`) that gave
-    /// `n` bytes in `frames`: in `pages` while there is room, else as the
-    /// read-ahead window.
-    fn insert(&mut self, epoch: u64, pos: u64, want: u64, n: u64, frames: Vec<Frame>) {
+    /// `n` bytes in `run`: in `runs` while there is room (replacing kept
+    /// grants it overlaps), else as the read-ahead window.
+    fn insert(&mut self, epoch: u64, pos: u64, want: u64, n: u64, run: Run) {
         if self.epoch != epoch {
             // Data changed since (or before) this grant: keep nothing.
             return;
@@ -371,21 +373,33 @@ impl ReadCache {
         if n < want {
             self.eof = Some(pos + n);
         }
-        let first = pos / PAGE;
-        if self.pages.len() + frames.len() > CACHE_PAGES {
-            self.window = (first, frames);
+        if run.is_empty() {
             return;
         }
-        for (i, f) in (first..).zip(&frames) {
-            if let alloc::collections::btree_map::Entry::Vacant(v) = self.pages.entry(i) {
-                match pin_again(f) {
-                    Some(p) => {
-                        v.insert(p);
-                    }
-                    None => return,
-                }
+        let first = pos / PAGE;
+        let end = first + run.len() as u64;
+        let overlapping: Vec<u64> = self
+            .runs
+            .range(..end)
+            .rev()
+            .take_while(|(at, r)| *at + r.len() as u64 > first)
+            .map(|(at, _)| *at)
+            .collect();
+        // Overlapping runs go in either case: their pages are in `run`.
+        for at in overlapping {
+            if let Some(r) = self.runs.remove(&at) {
+                self.kept -= r.len();
             }
         }
+        // A page with as many pins as kept grants may take
+        // (`PinnedFrame::pin_again`) is not kept for long: the grant is
+        // only the window then, replaced by the next one.
+        if self.kept + run.len() > CACHE_PAGES || !run.iter().all(|f| pin_again(f).is_some()) {
+            self.window = Some((first, run));
+            return;
+        }
+        self.kept += run.len();
+        self.runs.insert(first, run);
     }
 }
 
@@ -404,7 +418,7 @@ fn grant(
     handle: Handle,
     pos: u64,
     want: u64,
-) -> Result<(usize, Frames), Errno> {
+) -> Result<(usize, Piece), Errno> {
     let epoch = remote::data_epoch();
     let ask = {
         let mut c = cache.lock();
@@ -415,17 +429,20 @@ fn grant(
     };
     let (got, _, addrs) = remote::read_grant(handle, pos, ask)?;
     let frames = pin_all(&*server()?, &addrs)?;
-    // This read's own bytes; the whole grant is kept.
+    // This read's own bytes; the whole grant is kept (its pins become
+    // the cache's: no page is pinned twice).
     let n = got.min(want as usize);
     let spanned = fsproto::pages_spanned(pos, n as u64) as usize;
-    let mut mine = Frames::with_capacity(spanned);
-    for f in &frames[..spanned] {
-        mine.push(pin_again(f).ok_or(Errno::ENOMEM)?);
-    }
+    let run: Run = frames.into();
+    let piece = Piece {
+        run: run.clone(),
+        skip: 0,
+        pages: spanned,
+    };
     let mut c = cache.lock();
-    c.insert(epoch, pos, ask, got as u64, frames);
+    c.insert(epoch, pos, ask, got as u64, run);
     c.next = pos + n as u64;
-    Ok((n, mine))
+    Ok((n, piece))
 }
 
 /// `read`/`pread64` of `count` (> 0) bytes of the server file `f` (handle
@@ -456,8 +473,8 @@ pub fn read(
         let pos = at + done as u64;
         let dst = buf.offset(done as u64);
         let (n, took, err) = match grant(cache, handle, pos, want as u64) {
-            Ok((n, frames)) => {
-                let (took, err) = copy(&frames, pos, n, dst, Dir::Out);
+            Ok((n, piece)) => {
+                let (took, err) = copy(piece.frames(), pos, n, dst, Dir::Out);
                 (n, took, err)
             }
             Err(e) if e == Errno::ENOMEM => read_by_message(handle, pos, want, dst),
