@@ -56,17 +56,21 @@ pub fn start(
         fail("no notifications")
     };
     slots.server_init(wake, done);
-    let spawned = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            if let Some(cpu) = cpu {
-                if let Err(e) = placement::pin(cpu) {
-                    eprintln!("{server}: cannot pin the slot thread to cpu {cpu}: errno {e}");
+    // The thread's bookkeeping and its buffer are this instance's, not a
+    // netd state arena's (`netd_arena::private`; a no-op for fsd).
+    let spawned = crate::netd_arena::private(|| {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    if let Err(e) = placement::pin(cpu) {
+                        eprintln!("{server}: cannot pin the slot thread to cpu {cpu}: errno {e}");
+                    }
                 }
-            }
-            on_start();
-            serve(server, &slots, wake, done, handle)
-        });
+                on_start();
+                serve(server, &slots, wake, done, handle)
+            })
+    });
     if spawned.is_err() {
         fail("cannot start the thread");
     }
@@ -82,7 +86,7 @@ fn serve(
     done: u64,
     mut handle: impl FnMut(MsgRef<'_>) -> Message,
 ) -> ! {
-    let mut buf = vec![0u8; ring::PAYLOAD_MAX];
+    let mut buf = crate::netd_arena::private(|| vec![0u8; ring::PAYLOAD_MAX]);
     let mut next = 0;
     loop {
         let Some(i) = (0..RING_SPIN).find_map(|k| {

@@ -239,6 +239,9 @@ fn watch() {
         }
         let began = crate::arch::time::now_ns();
         let stale = crate::sockets::remote::server_died();
+        // Callers waiting in its request slots get `EPIPE` (then the
+        // stale socket's error), as the endpoint's callers do.
+        crate::ipc::server_gone(SERVICE_NET);
         // The dead instance's endpoint goes with its handles; register
         // the new one only after (a lookup must not find the old one).
         while crate::ipc::service(SERVICE_NET).is_some() {

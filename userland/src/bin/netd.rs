@@ -312,32 +312,36 @@ fn quiesce(token: u64) -> i32 {
 /// The timer thread: runs every instance's timers.  It touches the arena
 /// only between setting and clearing `IN_TICK` (not while it sleeps).
 fn start_timers(server: Arc<NetServer>, workers: usize) {
-    let spawned = std::thread::Builder::new()
-        .name("netd-timers".into())
-        .spawn(move || {
-            let mut wait = 1;
-            loop {
-                std::thread::sleep(Duration::from_millis(wait));
-                IN_TICK.store(true, Ordering::SeqCst);
-                if STOP.load(Ordering::SeqCst) {
-                    IN_TICK.store(false, Ordering::SeqCst);
-                    checkpoint_wait();
-                    continue;
+    // The thread's bookkeeping in this instance's own heap (it goes with
+    // the instance, not with the state: `netd_arena::private`).
+    let spawned = netd_arena::private(|| {
+        std::thread::Builder::new()
+            .name("netd-timers".into())
+            .spawn(move || {
+                let mut wait = 1;
+                loop {
+                    std::thread::sleep(Duration::from_millis(wait));
+                    IN_TICK.store(true, Ordering::SeqCst);
+                    if STOP.load(Ordering::SeqCst) {
+                        IN_TICK.store(false, Ordering::SeqCst);
+                        checkpoint_wait();
+                        continue;
+                    }
+                    for w in 0..workers {
+                        server.tick(w);
+                    }
+                    let now = net::Platform::now_ms(server.stack().platform());
+                    wait = (0..workers)
+                        .filter_map(|w| server.stack().next_poll_ms(w))
+                        .min()
+                        .map_or(netd::server::TICK_MS, |t| {
+                            t.saturating_sub(now).min(netd::server::TICK_MS)
+                        })
+                        .max(1);
+                    IN_TICK.store(false, Ordering::Release);
                 }
-                for w in 0..workers {
-                    server.tick(w);
-                }
-                let now = net::Platform::now_ms(server.stack().platform());
-                wait = (0..workers)
-                    .filter_map(|w| server.stack().next_poll_ms(w))
-                    .min()
-                    .map_or(netd::server::TICK_MS, |t| {
-                        t.saturating_sub(now).min(netd::server::TICK_MS)
-                    })
-                    .max(1);
-                IN_TICK.store(false, Ordering::Release);
-            }
-        });
+            })
+    });
     if let Err(e) = spawned {
         eprintln!("netd: cannot start the timer thread: {e}");
         std::process::exit(1);
@@ -348,9 +352,11 @@ fn start_timers(server: Arc<NetServer>, workers: usize) {
 fn start_nic(server: Arc<NetServer>, nic: userland::netd_nic::Attached) {
     HELPERS.fetch_add(1, Ordering::AcqRel);
     NIC_NOTIFY.store(nic.notification(), Ordering::Release);
-    let spawned = std::thread::Builder::new()
-        .name("netd-nic-rx".into())
-        .spawn(move || nic.receive_loop_with(|frame| server.receive_frame(frame), checkpoint));
+    let spawned = netd_arena::private(|| {
+        std::thread::Builder::new()
+            .name("netd-nic-rx".into())
+            .spawn(move || nic.receive_loop_with(|frame| server.receive_frame(frame), checkpoint))
+    });
     if let Err(e) = spawned {
         eprintln!("netd: cannot start the NIC receive thread: {e}");
         std::process::exit(1);
@@ -461,9 +467,11 @@ fn main() {
     // a call to the thread waiting on the caller's CPU.
     for (worker, &cpu) in plan.iter().enumerate().skip(1) {
         let server = server.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("netd-{worker}"))
-            .spawn(move || serve(&server, worker, cpu, endpoint));
+        let spawned = netd_arena::private(|| {
+            std::thread::Builder::new()
+                .name(format!("netd-{worker}"))
+                .spawn(move || serve(&server, worker, cpu, endpoint))
+        });
         if let Err(e) = spawned {
             eprintln!("netd: cannot start serving thread {worker}: {e}");
             std::process::exit(1);
@@ -551,9 +559,10 @@ fn serve(server: &NetServer, worker: usize, cpu: Option<usize>, endpoint: u64) -
             eprintln!("netd: cannot pin serving thread {worker} to cpu {cpu}: errno {e}");
         }
     }
+    // The receive buffer is this instance's, not the state's.
     let mut transport = IpcTransport {
         endpoint,
-        buf: vec![0; MAX_PAYLOAD],
+        buf: netd_arena::private(|| vec![0; MAX_PAYLOAD]),
         pending: None,
     };
     server.serve(worker, &mut transport);
