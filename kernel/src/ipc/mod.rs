@@ -120,6 +120,22 @@ pub fn kernel_call(
     kernel_call_in(endpoint, label, words, send, recv, false)
 }
 
+/// `kernel_call` on the endpoint itself, never through its request
+/// slots: the control requests of a replacement (they are for a serving
+/// thread of the endpoint, and the slots change hands meanwhile).
+pub fn kernel_call_endpoint(
+    endpoint: &Endpoint,
+    label: u64,
+    words: [u64; 4],
+    send: &[u8],
+    recv: &mut [u8],
+) -> Result<KernelReply, Errno> {
+    if send.len() > IPC_MAX_BYTES || recv.len() > IPC_MAX_BYTES {
+        return Err(Errno::EINVAL);
+    }
+    endpoint_call(endpoint, label, words, send, recv, false)
+}
+
 /// `kernel_call`; with `killable_once_sent`, a signal ends the wait only
 /// while the request is still queued (the server has not seen it); once a
 /// server thread took it, only a fatal signal (the process is being
@@ -142,6 +158,18 @@ fn kernel_call_in(
             return result;
         }
     }
+    endpoint_call(endpoint, label, words, send, recv, killable_once_sent)
+}
+
+/// The synchronous part of `kernel_call_in` (lengths checked).
+fn endpoint_call(
+    endpoint: &Endpoint,
+    label: u64,
+    words: [u64; 4],
+    send: &[u8],
+    recv: &mut [u8],
+    killable_once_sent: bool,
+) -> Result<KernelReply, Errno> {
     let msg = Message {
         label,
         words,

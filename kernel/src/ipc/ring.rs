@@ -52,8 +52,14 @@ const SPIN: usize = 2000;
 /// A server's request slots as the kernel uses them.
 pub struct KernelRing {
     ring: ring::Ring<PinnedPages>,
+    /// The memory of the slots: kept by the kernel (not by a process), so
+    /// its frames live as long as this ring, and a successor instance can
+    /// map the same slots (`region`).
+    region: Arc<crate::memory::server_arena::ServerArena>,
     /// Raised when the server sleeps and a request came.
     server_notify: Arc<Notification>,
+    /// The server's done notification (hooked to `wake`).
+    done_notify: Arc<Notification>,
     /// The thread waiting on each slot.
     waiters: Box<[IrqSpinLock<Option<Arc<Thread>>>]>,
     /// Calls that went through the slots (for `ipcstat`).
@@ -68,13 +74,17 @@ pub struct KernelRing {
 impl KernelRing {
     pub fn new(
         ring: ring::Ring<PinnedPages>,
+        region: Arc<crate::memory::server_arena::ServerArena>,
         server_notify: Arc<Notification>,
+        done_notify: Arc<Notification>,
         server_cpu: usize,
     ) -> KernelRing {
         let waiters = (0..ring.slots()).map(|_| IrqSpinLock::new(None)).collect();
         KernelRing {
             ring,
+            region,
             server_notify,
+            done_notify,
             waiters,
             calls: AtomicU64::new(0),
             server_cpu,
@@ -98,6 +108,49 @@ impl KernelRing {
     /// Whether the server is gone.
     pub fn is_gone(&self) -> bool {
         self.gone.load(Ordering::SeqCst)
+    }
+
+    /// The slots' memory (a successor maps it too).
+    pub fn region(&self) -> &Arc<crate::memory::server_arena::ServerArena> {
+        &self.region
+    }
+
+    /// The server's two notifications (wake, done): a successor gets them
+    /// in its handle table.
+    pub fn notifications(&self) -> (Arc<Notification>, Arc<Notification>) {
+        (self.server_notify.clone(), self.done_notify.clone())
+    }
+
+    /// Takes the slots away from the serving instance (a replacement):
+    /// no instance takes a request from here on, and this returns once
+    /// none works on one (`ring` crate: the owner word), or `EBUSY` after
+    /// `timeout_ns` (the slots are given back to `back`).  Requests
+    /// published meanwhile wait in their slots for the next owner.
+    pub fn take_from_server(&self, back: u32, timeout_ns: u64) -> Result<(), Errno> {
+        self.ring.set_owner(0);
+        // A sleeping slot thread wakes and sees it is not the owner.
+        self.server_notify.notify(1);
+        let began = crate::arch::time::now_ns();
+        while self.ring.any_busy() {
+            if crate::arch::time::now_ns() - began > timeout_ns {
+                self.give_to(back);
+                return Err(Errno::EBUSY);
+            }
+            sched::sleep_ns(100_000);
+        }
+        Ok(())
+    }
+
+    /// Makes instance `token` the one that serves the slots (and wakes
+    /// its slot thread if it sleeps).
+    pub fn give_to(&self, token: u32) {
+        self.ring.set_owner(token);
+        self.server_notify.notify(1);
+    }
+
+    /// The token of the instance that serves the slots.
+    pub fn owner(&self) -> u32 {
+        self.ring.owner()
     }
 
     /// Calls that went through the slots.
