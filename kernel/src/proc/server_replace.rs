@@ -327,6 +327,11 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
             }
         };
     let begin = crate::arch::time::now_ns();
+    // One-copy calls in flight finish with the old instance, and the ones
+    // after go through messages until the successor is known: a grant
+    // names pages of one instance, so none may straddle the switch.
+    // First: a call in flight may need the slots or any serving thread.
+    crate::files::remote_io::suspend();
     // One serving thread from here on (the others wait at their gate),
     // and none on the request slots: nothing changes the state but the
     // hand-over.
@@ -335,13 +340,10 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     });
     if let Err(e) = stopped {
         unpark_serving_threads(&service, LABEL_UNPARK);
+        crate::files::remote_io::resume();
         let _ = old.ipc.close(to);
         return Err(give_up(e));
     }
-    // One-copy calls in flight finish with the old instance, and the ones
-    // after go through messages until the successor is known: a grant
-    // names pages of one instance, so none may straddle the switch.
-    crate::files::remote_io::suspend();
     let r = crate::ipc::kernel_call_endpoint(
         &service,
         LABEL_HANDOVER,
