@@ -43,9 +43,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::files::Program;
 use super::process::{find_process, Pid};
-use super::server_replace::{
-    park_serving_threads, unpark_serving_threads, Replaced, SlotHandover,
-};
+use super::server_replace::{park_serving_threads, unpark_serving_threads, Replaced, SlotHandover};
 use crate::ipc::{Endpoint, Notification, Object};
 use crate::memory::server_arena::ServerArena;
 use abi::ipc::{RIGHT_SEND, SERVICE_NET};

@@ -123,7 +123,10 @@ pub(super) fn park_serving_threads(service: &Endpoint, park: u64) -> Result<(), 
 /// Opens the parked threads' gate (the hand-over did not happen).
 pub(super) fn unpark_serving_threads(service: &Endpoint, unpark: u64) {
     if let Err(e) = crate::ipc::kernel_call_endpoint(service, unpark, [0; 4], &[], &mut []) {
-        log::warn!("servers: unparking the serving threads failed: errno {}", e.0);
+        log::warn!(
+            "servers: unparking the serving threads failed: errno {}",
+            e.0
+        );
     }
 }
 
@@ -154,7 +157,12 @@ impl SlotHandover {
     pub fn args(&self, first: u64) -> [Vec<u8>; 2] {
         [
             super::servers::ring_arg(self.new),
-            format!("ringadopt={},{}", fresh_handle(first), fresh_handle(first + 1)).into_bytes(),
+            format!(
+                "ringadopt={},{}",
+                fresh_handle(first),
+                fresh_handle(first + 1)
+            )
+            .into_bytes(),
         ]
     }
 
@@ -314,18 +322,18 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
         &[],
         &mut [],
     ) {
-            Ok(reply) if reply.label == 0 => {
-                BASE_BYTES.store(reply.words[3], Ordering::Relaxed);
-                reply.words
-            }
-            other => {
-                let _ = old.ipc.close(to);
-                return Err(give_up(match other {
-                    Ok(reply) => Errno(reply.label.clamp(1, 4095) as i32),
-                    Err(e) => e,
-                }));
-            }
-        };
+        Ok(reply) if reply.label == 0 => {
+            BASE_BYTES.store(reply.words[3], Ordering::Relaxed);
+            reply.words
+        }
+        other => {
+            let _ = old.ipc.close(to);
+            return Err(give_up(match other {
+                Ok(reply) => Errno(reply.label.clamp(1, 4095) as i32),
+                Err(e) => e,
+            }));
+        }
+    };
     let begin = crate::arch::time::now_ns();
     // One-copy calls in flight finish with the old instance, and the ones
     // after go through messages until the successor is known: a grant
@@ -335,22 +343,15 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     // One serving thread from here on (the others wait at their gate),
     // and none on the request slots: nothing changes the state but the
     // hand-over.
-    let stopped = park_serving_threads(&service, LABEL_PARK).and_then(|()| {
-        slots.as_ref().map_or(Ok(()), SlotHandover::stop_old)
-    });
+    let stopped = park_serving_threads(&service, LABEL_PARK)
+        .and_then(|()| slots.as_ref().map_or(Ok(()), SlotHandover::stop_old));
     if let Err(e) = stopped {
         unpark_serving_threads(&service, LABEL_UNPARK);
         crate::files::remote_io::resume();
         let _ = old.ipc.close(to);
         return Err(give_up(e));
     }
-    let r = crate::ipc::kernel_call_endpoint(
-        &service,
-        LABEL_HANDOVER,
-        [to, 0, 0, 0],
-        &[],
-        &mut [],
-    );
+    let r = crate::ipc::kernel_call_endpoint(&service, LABEL_HANDOVER, [to, 0, 0, 0], &[], &mut []);
     let end = crate::arch::time::now_ns();
     match r {
         Ok(reply) if reply.label == 0 => {

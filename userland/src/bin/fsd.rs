@@ -295,8 +295,7 @@ static GATE_CV: Condvar = Condvar::new();
 /// What the pre-copy thread sent, for the hand-over's image (whichever
 /// serving thread takes the hand-over).
 #[allow(clippy::type_complexity)]
-static SENT: Mutex<Option<(fsd::handover::Sent, Option<fsd::handover::Staged>)>> =
-    Mutex::new(None);
+static SENT: Mutex<Option<(fsd::handover::Sent, Option<fsd::handover::Staged>)>> = Mutex::new(None);
 
 /// The kernel's `LABEL_PARK` (before a hand-over with several serving
 /// threads): unless it is the last one receiving, this thread answers
