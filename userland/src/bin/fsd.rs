@@ -15,18 +15,21 @@
 //! one endpoint, thread `i` serving as worker `i` (its handle shard);
 //! or, for a successor replacing a running instance, `handover=FROM,SERVICE`
 //! (its handles of the hand-over endpoint and of the service endpoint;
-//! `servers/fsd_handover.rs`; a successor serves with one thread);
+//! `servers/fsd_handover.rs`; a successor serves with the threads of its
+//! placement, as its predecessor did);
 //! `instance=N` (the kernel's count of file-server instances: write-grant
 //! epochs start at N << 40); `epoch=N` for an instance restarted after a crash (its handles never
-//! equal a dead instance's).  Only an instance with one serving thread and
-//! no request slots hands over (others answer the kernel's hand-over
-//! request with `EBUSY`).
+//! equal a dead instance's).  Before a hand-over the kernel parks every
+//! serving thread but one (`LABEL_PARK`, `park`); the hand-over is
+//! refused (`EBUSY`) while another thread receives.
 //!
-//! With `ring=ADDR,SLOTS` (dedicated placement) the kernel's calls come
-//! through request slots in memory it shares with this process (`ring`
-//! crate); a thread on the dedicated CPU polls them, and the endpoint is
-//! served as well (the kernel's `Attach`, and calls that find no free
-//! slot).
+//! With `ring=ADDR,SLOTS,TOKEN` (dedicated placement) the kernel's calls
+//! come through request slots in memory it shares with this process
+//! (`ring` crate; served while their owner word is `TOKEN`); a thread on
+//! the dedicated CPU polls them, and the endpoint is served as well (the
+//! kernel's `Attach`, and calls that find no free slot).  A successor
+//! gets its predecessor's slots (`ringadopt=WAKE,DONE`,
+//! `userland::slot_server`).
 //!
 //! Owns: the IPC transport (one endpoint, one per serving thread),
 //! mapping the kernel's badge to the one client id the server knows.

@@ -24,13 +24,14 @@
 //! (`userland::placement::plan`), all on the one endpoint, thread `i`
 //! serving as worker `i` (loopback instance `i`, handle shard `i`); the
 //! timer thread runs every instance's timers; `nic=IP/PREFIX[,gw=IP]`
-//! when a NIC driver process serves this server; and `ring=ADDR,SLOTS`
+//! when a NIC driver process serves this server; and `ring=ADDR,SLOTS,TOKEN`
 //! with `placement=dedicated`: the kernel's calls come through request
 //! slots it mapped at ADDR (`ring` crate, as the file server's), polled
 //! by a thread on the dedicated CPU serving as worker 0 beside the
-//! endpoint's thread (which takes the calls that find no free slot).  An
-//! instance with request slots is not handed over (`EBUSY`: a successor
-//! would have to take the slots over as well).
+//! endpoint's thread (which takes the calls that find no free slot).  A
+//! successor gets the same slots (`ringadopt=WAKE,DONE`) and the same
+//! placement; before the hand-over the kernel parks every serving thread
+//! but one (`LABEL_PARK`) and takes the slots from this instance.
 //!
 //! Owns: the IPC `Transport` (one endpoint, one per serving thread), the IPC
 //! `Signal` (client → notification handle), the timer thread, mapping the
