@@ -20,8 +20,12 @@
 //!
 //! Invariants: allocation before `switch_on` uses the process's own heap
 //! (`System`), after it only the arena (never a fallback: a pointer into a
-//! private heap would dangle in the successor); a free goes wherever the
-//! block's address says.  The successor must be the same build (same code
+//! private heap would dangle in the successor), except inside `private`:
+//! memory of this instance alone that nothing in the state may point to
+//! (its threads' bookkeeping, its serving loops' buffers), which would
+//! otherwise stay allocated in the arena after the instance exited, a
+//! leak per replacement; a free (and a realloc) goes wherever the block's
+//! address says.  The successor must be the same build (same code
 //! and data layout: vtables and function pointers are stored in the
 //! arena); the fingerprint is how it tells, and it refuses another one.
 //!
@@ -63,6 +67,42 @@ static BASE: AtomicUsize = AtomicUsize::new(0);
 static LEN: AtomicUsize = AtomicUsize::new(0);
 /// Whether new allocations go to the arena (per process).
 static ON: AtomicBool = AtomicBool::new(false);
+
+std::thread_local! {
+    /// Depth of `private` scopes on this thread: allocations go to the
+    /// process's own heap meanwhile (const-initialised, no destructor: the
+    /// allocator may read it at any time without allocating).
+    static PRIVATE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` with this thread's allocations in the process's own heap, not
+/// in the arena: for memory that belongs to this instance only and that
+/// nothing in the state points to (a thread's bookkeeping when it is
+/// spawned, a serving loop's receive buffer).  The arena then holds only
+/// what a successor adopts, and a replacement leaks nothing there.  A
+/// block made here is freed (or grown) in the heap it came from, whatever
+/// scope that happens in.
+pub fn private<R>(f: impl FnOnce() -> R) -> R {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            let _ = PRIVATE.try_with(|p| p.set(p.get().saturating_sub(1)));
+        }
+    }
+    let _ = PRIVATE.try_with(|p| p.set(p.get() + 1));
+    let _leave = Leave;
+    f()
+}
+
+/// Whether this thread is in a `private` scope.
+fn in_private() -> bool {
+    PRIVATE.try_with(|p| p.get() != 0).unwrap_or(false)
+}
+
+/// Bytes of the arena in live blocks (size classes, rounded up).
+pub fn in_use() -> usize {
+    header().map_or(0, |h| h.in_use.load(Ordering::Relaxed))
+}
 
 fn header() -> Option<&'static Header> {
     let base = BASE.load(Ordering::Acquire);
@@ -254,7 +294,7 @@ pub struct ArenaAlloc;
 unsafe impl GlobalAlloc for ArenaAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match header() {
-            Some(h) if ON.load(Ordering::Acquire) => arena_alloc(h, &layout),
+            Some(h) if ON.load(Ordering::Acquire) && !in_private() => arena_alloc(h, &layout),
             // SAFETY: forwarded as received.
             _ => unsafe { System.alloc(layout) },
         }
@@ -269,7 +309,12 @@ unsafe impl GlobalAlloc for ArenaAlloc {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if in_arena(ptr as usize) && ON.load(Ordering::Acquire) {
+        if !in_arena(ptr as usize) {
+            // A block of the process's own heap stays there (`private`).
+            // SAFETY: `ptr` is one of `System`'s, allocated with `layout`.
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        if ON.load(Ordering::Acquire) {
             // SAFETY: as the trait demands, `new_size` with `layout.align()`
             // is a valid layout.
             let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
@@ -361,6 +406,31 @@ mod tests {
         // SAFETY: a non-zero layout.
         let again = unsafe { a.alloc(l) };
         assert_eq!(again, blocks[2].0);
+        // Inside `private`: the process's own heap, also when it grows,
+        // and freed there; the arena's live bytes do not change.
+        let before = in_use();
+        let l = Layout::from_size_align(300, 8).unwrap();
+        // SAFETY: a non-zero layout; freed below with the layout it has.
+        let p = private(|| unsafe { a.alloc(l) });
+        assert!(!p.is_null() && !in_arena(p as usize));
+        // SAFETY: the block is 300 bytes, ours.
+        unsafe { std::ptr::write_bytes(p, 7, 300) };
+        // Grown outside the scope: still the process's heap.
+        // SAFETY: `p` was allocated with `l`; the new size keeps the align.
+        let q = unsafe { a.realloc(p, l, 5300) };
+        assert!(!q.is_null() && !in_arena(q as usize));
+        // SAFETY: the first 300 bytes were copied over.
+        assert_eq!(unsafe { *q.add(299) }, 7);
+        // SAFETY: `q` with its current layout, once.
+        unsafe { a.dealloc(q, Layout::from_size_align(5300, 8).unwrap()) };
+        assert_eq!(in_use(), before);
+        // SAFETY: a non-zero layout; freed at once with it.
+        let w = unsafe { a.alloc(l) };
+        assert!(in_arena(w as usize), "outside the scope: the arena");
+        // SAFETY: as above.
+        unsafe { a.dealloc(w, l) };
+        assert_eq!(in_use(), before);
+
         // Too big for any class: null, never a fallback to the private heap.
         let huge = Layout::from_size_align(128 << 20, 8).unwrap();
         // SAFETY: a valid layout; null is the expected answer.

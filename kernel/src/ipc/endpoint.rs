@@ -20,7 +20,7 @@
 //! so that a late reply finds nothing to complete.  A `ReplyCap` dropped
 //! unused (server exited, token closed) completes its call with `EPIPE`;
 //! the last receive right going away fails every queued caller with
-//! `EPIPE`.
+//! `EPIPE`, and the callers waiting in the request slots (`ring.rs`).
 //!
 //! Messages move, they are not shared: the request (label, four words,
 //! payload bytes) moves from caller to receiver and the reply back, so no
@@ -397,7 +397,9 @@ impl Endpoint {
     }
 
     /// A handle with the receive right went away; the last one fails
-    /// every queued caller with `EPIPE`.
+    /// every queued caller with `EPIPE`, and every caller waiting in the
+    /// request slots too (`KernelRing::server_gone`: the server that
+    /// polled them is dead).
     pub fn drop_recv_right(&self) {
         let failed: Vec<Arc<Thread>> = {
             let mut g = self.inner.lock();
@@ -414,6 +416,9 @@ impl Endpoint {
         };
         for t in failed {
             sched::wake_thread(&t);
+        }
+        if let Some(ring) = self.ring.get() {
+            ring.server_gone();
         }
     }
 

@@ -120,6 +120,22 @@ pub fn kernel_call(
     kernel_call_in(endpoint, label, words, send, recv, false)
 }
 
+/// `kernel_call` on the endpoint itself, never through its request
+/// slots: the control requests of a replacement (they are for a serving
+/// thread of the endpoint, and the slots change hands meanwhile).
+pub fn kernel_call_endpoint(
+    endpoint: &Endpoint,
+    label: u64,
+    words: [u64; 4],
+    send: &[u8],
+    recv: &mut [u8],
+) -> Result<KernelReply, Errno> {
+    if send.len() > IPC_MAX_BYTES || recv.len() > IPC_MAX_BYTES {
+        return Err(Errno::EINVAL);
+    }
+    endpoint_call(endpoint, label, words, send, recv, false)
+}
+
 /// `kernel_call`; with `killable_once_sent`, a signal ends the wait only
 /// while the request is still queued (the server has not seen it); once a
 /// server thread took it, only a fatal signal (the process is being
@@ -142,6 +158,18 @@ fn kernel_call_in(
             return result;
         }
     }
+    endpoint_call(endpoint, label, words, send, recv, killable_once_sent)
+}
+
+/// The synchronous part of `kernel_call_in` (lengths checked).
+fn endpoint_call(
+    endpoint: &Endpoint,
+    label: u64,
+    words: [u64; 4],
+    send: &[u8],
+    recv: &mut [u8],
+    killable_once_sent: bool,
+) -> Result<KernelReply, Errno> {
     let msg = Message {
         label,
         words,
@@ -252,12 +280,11 @@ pub fn register_service(endpoint: &Arc<Endpoint>, services: u32) -> Result<(), E
     Ok(())
 }
 
-/// The endpoint registered for `service` (one bit), if any and if some
-/// server still receives on it.
 /// One delegated call to the server registered as `service` (the file
 /// and network clients, `files::remote` and `sockets::remote`, both go
 /// through here): the reply's label, words and bytes (in `recv`).  A
-/// signal is `EINTR` for the caller; any other failure of the call (no
+/// signal is `EINTR` for the caller while the server has not taken the
+/// call (then it was not made); any other failure of the call (no
 /// server, a dead one, a reply too long) is `EIO`, logged at debug with
 /// `what` (the operation).
 pub fn delegate_call<'a>(
@@ -269,11 +296,13 @@ pub fn delegate_call<'a>(
     recv: &'a mut [u8],
 ) -> Result<(u64, [u64; 4], &'a [u8]), Errno> {
     let endpoint = service(service_bit).ok_or(Errno::EIO)?;
-    // File-server calls are not interrupted once the server has them
-    // (`kernel_call_in`); network calls keep `EINTR` at any point (a
-    // blocking socket call must return on a signal).
-    let killable_once_sent = service_bit == SERVICE_FS;
-    match kernel_call_in(&endpoint, label, words, send, recv, killable_once_sent) {
+    // A call the server took is waited for (only a fatal signal ends the
+    // wait): its result stands, as on Linux, where a send that completed
+    // is not reported as `EINTR`.  Both servers answer every request at
+    // once (a blocking socket call waits in the kernel's socket layer
+    // between non-blocking calls, `sockets::socket::retry_blocking`, where
+    // a signal gives `EINTR`), so this wait is short.
+    match kernel_call_in(&endpoint, label, words, send, recv, true) {
         Ok(r) => Ok((r.label, r.words, recv.get(..r.len).ok_or(Errno::EIO)?)),
         Err(e) if e == Errno::EINTR => Err(e),
         Err(e) => {
@@ -297,8 +326,8 @@ pub fn delegate_call_msg(
     let endpoint = service_slot(service_bit)
         .and_then(|slot| SERVICES.read()[slot].clone())
         .ok_or(Errno::EIO)?;
-    let killable_once_sent = service_bit == SERVICE_FS;
-    match kernel_call_msg(&endpoint, msg, reply_cap, killable_once_sent) {
+    // As `delegate_call`: a call the server took is waited for.
+    match kernel_call_msg(&endpoint, msg, reply_cap, true) {
         Ok(m) => Ok(m),
         Err(e) if e == Errno::EINTR => Err(e),
         Err(e) => {
@@ -308,6 +337,24 @@ pub fn delegate_call_msg(
     }
 }
 
+/// The endpoint registered for `service` (one bit), alive or not (the
+/// crash watchers fail its request slots' callers).
+pub fn registered(service: u32) -> Option<Arc<Endpoint>> {
+    let slot = service_slot(service)?;
+    SERVICES.read()[slot].clone()
+}
+
+/// The server registered for `service` died: callers waiting in its
+/// request slots get `EPIPE` (`ring::KernelRing::server_gone`; the last
+/// receive right going away does it too).
+pub fn server_gone(service: u32) {
+    if let Some(ring) = registered(service).and_then(|e| e.ring().cloned()) {
+        ring.server_gone();
+    }
+}
+
+/// The endpoint registered for `service` (one bit), if any and if some
+/// server still receives on it.
 pub fn service(service: u32) -> Option<Arc<Endpoint>> {
     let slot = service_slot(service)?;
     let endpoint = SERVICES.read()[slot].clone()?;

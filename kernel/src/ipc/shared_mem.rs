@@ -1,9 +1,10 @@
 //! The kernel's view of a server's request slots (`ring::Mem` over pinned
 //! pages of the server, reached through the direct map).
 //!
-//! Owns: the pinned frames of the region (pinned for good: the frames are
-//! never freed while the kernel may touch them, even if the server unmaps
-//! them or exits) and the address arithmetic.
+//! Owns: the address arithmetic over the region's frames.  The frames
+//! are a `ServerArena`'s (`memory::server_arena`), which the kernel's
+//! `KernelRing` holds beside these pointers: they are never freed while
+//! the kernel may touch them, even if the server unmaps them or exits.
 //!
 //! Must not: hand out a reference outside the region or misaligned (every
 //! offset is checked), or touch the memory other than through atomics and
@@ -24,14 +25,16 @@ pub struct PinnedPages {
     pages: Vec<*mut u8>,
 }
 
-// SAFETY: the pointers name pinned frames through the direct map, valid on
-// every CPU for the kernel's life; access is through atomics and copies.
+// SAFETY: the pointers name frames kept alive by the ring's region (module
+// doc) through the direct map, valid on every CPU; access is through
+// atomics and copies.
 unsafe impl Send for PinnedPages {}
 // SAFETY: as for Send.
 unsafe impl Sync for PinnedPages {}
 
 impl PinnedPages {
-    /// The region of these frames (each pinned by the caller, forever).
+    /// The region of these frames (kept alive by whoever holds this: the
+    /// `KernelRing` holds their `ServerArena`).
     pub fn new(frames: &[PhysAddr]) -> PinnedPages {
         PinnedPages {
             pages: frames
@@ -69,8 +72,8 @@ impl PinnedPages {
 impl ring::Mem for PinnedPages {
     fn u32_at(&self, off: usize) -> &AtomicU32 {
         let p = self.at(off, 4, 4);
-        // SAFETY: inside one pinned page (checked), aligned, valid for the
-        // kernel's life; AtomicU32 has u32's layout.
+        // SAFETY: inside one page of the region (checked), aligned, valid
+        // while the ring holds the region; AtomicU32 has u32's layout.
         unsafe { &*(p as *const AtomicU32) }
     }
 
@@ -83,7 +86,7 @@ impl ring::Mem for PinnedPages {
     fn read(&self, off: usize, dst: &mut [u8]) {
         let len = dst.len();
         self.pieces(off, len, |p, at, n| {
-            // SAFETY: `p..p + n` lies in one pinned page (checked by `at`);
+            // SAFETY: `p..p + n` lies in one page of the region (`at`);
             // `dst[at..at + n]` is in bounds (pieces cover 0..len).
             unsafe { core::ptr::copy_nonoverlapping(p, dst[at..at + n].as_mut_ptr(), n) };
         });

@@ -43,7 +43,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::files::Program;
 use super::process::{find_process, Pid};
-use super::server_replace::Replaced;
+use super::server_replace::{park_serving_threads, unpark_serving_threads, Replaced, SlotHandover};
 use crate::ipc::{Endpoint, Notification, Object};
 use crate::memory::server_arena::ServerArena;
 use abi::ipc::{RIGHT_SEND, SERVICE_NET};
@@ -64,6 +64,12 @@ const LABEL_CHECK: u64 = 0x4856_0012;
 /// w0: ns the adoption took, w1 bytes of the arena in use.
 const LABEL_ADOPT: u64 = 0x4856_0013;
 
+/// On the service endpoint (kernel badge only): park a serving thread
+/// unless it is the last one receiving / open the gate again (netd's
+/// `park`, `unpark`; as the file server's).
+const LABEL_PARK: u64 = 0x4856_0014;
+const LABEL_UNPARK: u64 = 0x4856_0015;
+
 /// The handle numbers a fresh process's first three inserts get.
 const FIRST_HANDLES: [u64; 3] = [1 << 12, (1 << 12) | 1, (1 << 12) | 2];
 
@@ -82,8 +88,9 @@ struct Shared {
 
 static SHARED: spin::Mutex<Option<Shared>> = spin::Mutex::new(None);
 
-/// netd's argv (without the hand-over part).
-fn argv(epoch: u32) -> Vec<Vec<u8>> {
+/// netd's argv (without the hand-over part); `token`: the owner token of
+/// its request slots (with `dedicated()`).
+fn argv(epoch: u32, token: u32) -> Vec<Vec<u8>> {
     let mut argv: Vec<Vec<u8>> = vec![
         b"netd".to_vec(),
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
@@ -93,14 +100,7 @@ fn argv(epoch: u32) -> Vec<Vec<u8>> {
         format!("epoch={epoch}").into_bytes(),
     ];
     if dedicated() {
-        argv.push(
-            format!(
-                "ring={:x},{}",
-                super::servers::RING_BASE,
-                super::servers::RING_SLOTS
-            )
-            .into_bytes(),
-        );
+        argv.push(super::servers::ring_arg(token));
     }
     if crate::drivers::userdev::active() {
         // The NIC is the driver process's: netd reaches it through the
@@ -171,34 +171,27 @@ fn start_instance(
     });
     let started = crate::arch::time::now_ns();
     let mut frames = Vec::new();
+    let token = super::servers::next_ring_token();
+    let region = super::servers::new_ring_region();
     let (pid, process) = super::servers::start_server(
         archive,
         super::servers::NETD_PATH,
         SERVICE_NET,
-        &argv(epoch),
+        &argv(epoch, token),
         |aspace| {
             map_arena(aspace, &arena)?;
             if dedicated() {
-                // Private anonymous memory of the server, each page pinned
-                // for good: the kernel reaches it through the direct map.
-                let base = super::servers::RING_BASE;
-                let len = ring::region_bytes(super::servers::RING_SLOTS) as u64;
-                aspace.map_fixed_with_data(
-                    base,
-                    len,
-                    &[],
-                    crate::memory::vm::PROT_READ | crate::memory::vm::PROT_WRITE,
-                )?;
-                for page in (0..len).step_by(4096) {
-                    frames.push(aspace.pin_anon_page(base + page)?);
-                }
+                // Kernel-kept memory mapped shared into the server, this
+                // instance its owner (as the file server's).
+                frames = super::servers::map_ring_region(aspace, &region)?;
+                super::servers::set_ring_owner(&frames, token)?;
             }
             Ok(())
         },
         crate::drivers::userdev::set_net_server,
     )?;
     if dedicated() {
-        super::servers::attach_ring(pid, &frames, SERVICE_NET, "network server")?;
+        super::servers::attach_ring(pid, region, &frames, SERVICE_NET, "network server")?;
     }
     let notify = process
         .ipc
@@ -239,6 +232,9 @@ fn watch() {
         }
         let began = crate::arch::time::now_ns();
         let stale = crate::sockets::remote::server_died();
+        // Callers waiting in its request slots get `EPIPE` (then the
+        // stale socket's error), as the endpoint's callers do.
+        crate::ipc::server_gone(SERVICE_NET);
         // The dead instance's endpoint goes with its handles; register
         // the new one only after (a lookup must not find the old one).
         while crate::ipc::service(SERVICE_NET).is_some() {
@@ -283,10 +279,6 @@ pub fn replace_net_server(program: Option<Program>) -> Result<Replaced, Errno> {
     if !crate::sockets::remote::active() {
         return Err(Errno::EOPNOTSUPP);
     }
-    if super::servers::placement() != crate::cmdline::Placement::Single {
-        log::warn!("servers: replacing the network server needs servers.placement=single");
-        return Err(Errno::EBUSY);
-    }
     super::server_replace::exclusive(|| replace(program)).inspect(|x| {
         log::info!(
             "servers: replaced the network server: pid {} -> pid {}, switch {} us (quiesce {} us, adopt {} us, arena {} KiB in use); before it, start {} us",
@@ -321,7 +313,13 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     };
     let started = crate::arch::time::now_ns();
     let handover = Endpoint::new();
-    let mut args = argv(EPOCH.load(Ordering::Acquire));
+    // The request slots (dedicated placement) go to the successor, which
+    // runs with the same placement (the same workers over the arena).
+    let slots = SlotHandover::of(&service);
+    let mut args = argv(
+        EPOCH.load(Ordering::Acquire),
+        slots.as_ref().map_or(0, |s| s.new),
+    );
     args.push(
         format!(
             "handover={},{},{}",
@@ -329,6 +327,9 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
         )
         .into_bytes(),
     );
+    if let Some(s) = &slots {
+        args.extend(s.args(3));
+    }
     let path = format!("/{}", super::servers::NETD_PATH);
     let new_pid = super::init::spawn_server_program(&program, &path, &args, |p| {
         let [a, b] = super::server_replace::receive_endpoints(p, &handover, &service)?;
@@ -338,7 +339,11 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
         if [a, b, c] != FIRST_HANDLES {
             return Err(Errno::EIO);
         }
-        map_arena(&*p.aspace().ok_or(Errno::ESRCH)?, &arena)
+        map_arena(&*p.aspace().ok_or(Errno::ESRCH)?, &arena)?;
+        match &slots {
+            Some(s) => s.prepare(p, 3),
+            None => Ok(()),
+        }
     })?;
     drop(program);
     let give_up = |e: Errno| {
@@ -363,14 +368,31 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     ))
     .map_err(give_up)?;
     let begin = crate::arch::time::now_ns();
-    let quiesced = status(crate::ipc::kernel_call(
+    // One serving thread from here on (the others wait at their gate,
+    // outside the arena's locks), and none on the request slots.
+    let stopped = park_serving_threads(&service, LABEL_PARK)
+        .and_then(|()| slots.as_ref().map_or(Ok(()), SlotHandover::stop_old));
+    if let Err(e) = stopped {
+        unpark_serving_threads(&service, LABEL_UNPARK);
+        return Err(give_up(e));
+    }
+    let quiesced = match status(crate::ipc::kernel_call_endpoint(
         &service,
         LABEL_NET_HANDOVER,
         [0; 4],
         &[],
         &mut [],
-    ))
-    .map_err(give_up)?;
+    )) {
+        Ok(w) => w,
+        Err(e) => {
+            // The old instance serves on, with all its threads and slots.
+            if let Some(s) = &slots {
+                s.back_to_old();
+            }
+            unpark_serving_threads(&service, LABEL_UNPARK);
+            return Err(give_up(e));
+        }
+    };
     // The old instance is parked for good (it exits now): the NIC's rings
     // and the kernel's calls are the successor's from here.
     crate::drivers::userdev::set_net_server(new_pid);
@@ -393,6 +415,9 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
             return Err(give_up(e));
         }
     };
+    if let Some(s) = &slots {
+        s.to_new();
+    }
     let end = crate::arch::time::now_ns();
     Ok(Replaced {
         switch_ns: end - begin,

@@ -23,8 +23,15 @@
 //! `replace=fs@SECONDS` (and `net@SECONDS`, `net_server`) boot option's
 //! kernel thread (`comparison run --replace`).
 //!
-//! Must not: replace while a server file is mapped, or with more than one
-//! serving thread (`servers.placement=single` only) (`EBUSY`: mappings
+//! Placements: with several serving threads (`percore`) the kernel parks
+//! all but one before the hand-over (`LABEL_PARK`: they wait at a gate in
+//! the old instance, holding nothing); with request slots (`dedicated`)
+//! it takes the slots from the old instance (their owner word) and gives
+//! them, the same memory and notifications, to the successor, which runs
+//! with the same placement.  Callers meanwhile wait on the endpoint or in
+//! their slots; none fails.
+//!
+//! Must not: replace while a server file is mapped (`EBUSY`: mappings
 //! hold the old instance's pinned pages), or hold a lock across the call.
 
 use alloc::format;
@@ -43,6 +50,13 @@ use abi::Errno;
 /// the kernel does not link fsd).
 const LABEL_HANDOVER: u64 = 0x4856_0001;
 const LABEL_PRECOPY: u64 = 0x4856_0002;
+/// Park a serving thread / open the gate again (fsd's `park`, `unpark`).
+const LABEL_PARK: u64 = 0x4856_0003;
+const LABEL_UNPARK: u64 = 0x4856_0004;
+
+/// How long the request slots may stay busy when they are taken from a
+/// server (it answers every request at once: this is a broken server).
+const SLOTS_TIMEOUT_NS: u64 = 2_000_000_000;
 
 /// A replacement is under way.
 static REPLACING: AtomicBool = AtomicBool::new(false);
@@ -81,6 +95,111 @@ pub struct Replaced {
 /// The handle numbers a fresh process's first two inserts get
 /// (`ipc::handle`: generation 1 in slots 0 and 1).
 const FIRST_HANDLES: [u64; 2] = [1 << 12, (1 << 12) | 1];
+
+/// The handle number of a fresh process's insert number `k`.
+pub(super) const fn fresh_handle(k: u64) -> u64 {
+    (1 << 12) | k
+}
+
+/// Parks every serving thread of the instance behind `service` but one
+/// (`park`: each thread that takes it answers and waits at its gate
+/// unless it is the last one receiving, which answers 1), so one thread
+/// serves while the state moves (`servers.placement=percore`); one call
+/// with a single serving thread.  Control calls go to the endpoint, not
+/// the request slots.
+pub(super) fn park_serving_threads(service: &Endpoint, park: u64) -> Result<(), Errno> {
+    for _ in 0..percpu::cpu_count() + 2 {
+        let r = crate::ipc::kernel_call_endpoint(service, park, [0; 4], &[], &mut [])?;
+        if r.label != 0 {
+            return Err(Errno(r.label.clamp(1, 4095) as i32));
+        }
+        if r.words[0] <= 1 {
+            return Ok(());
+        }
+    }
+    Err(Errno::EBUSY)
+}
+
+/// Opens the parked threads' gate (the hand-over did not happen).
+pub(super) fn unpark_serving_threads(service: &Endpoint, unpark: u64) {
+    if let Err(e) = crate::ipc::kernel_call_endpoint(service, unpark, [0; 4], &[], &mut []) {
+        log::warn!(
+            "servers: unparking the serving threads failed: errno {}",
+            e.0
+        );
+    }
+}
+
+/// The request slots of the instance behind `service`, handed to its
+/// successor (`servers.placement=dedicated`): the successor maps the same
+/// slots and gets the same two notifications; the owner word moves from
+/// `old` to `new` at the switch (`ring` crate).
+pub(super) struct SlotHandover {
+    pub ring: Arc<crate::ipc::ring::KernelRing>,
+    pub old: u32,
+    pub new: u32,
+}
+
+impl SlotHandover {
+    /// Of `service`'s endpoint, if it has slots.
+    pub fn of(service: &Endpoint) -> Option<SlotHandover> {
+        let ring = service.ring()?.clone();
+        let old = ring.owner();
+        Some(SlotHandover {
+            ring,
+            old,
+            new: super::servers::next_ring_token(),
+        })
+    }
+
+    /// The successor's slot arguments, its handles of the notifications
+    /// being its inserts number `first` and `first + 1`.
+    pub fn args(&self, first: u64) -> [Vec<u8>; 2] {
+        [
+            super::servers::ring_arg(self.new),
+            format!(
+                "ringadopt={},{}",
+                fresh_handle(first),
+                fresh_handle(first + 1)
+            )
+            .into_bytes(),
+        ]
+    }
+
+    /// Before the successor's first instruction: maps the slots into it
+    /// and inserts the two notifications (its inserts number `first` and
+    /// `first + 1`, checked).
+    pub fn prepare(&self, p: &Arc<super::process::Process>, first: u64) -> Result<(), Errno> {
+        super::servers::map_ring_region(&*p.aspace().ok_or(Errno::ESRCH)?, self.ring.region())?;
+        let (wake, done) = self.ring.notifications();
+        for (k, n) in [wake, done].into_iter().enumerate() {
+            let h = p.ipc.insert_or_drop(
+                Object::Notification(n),
+                abi::ipc::RIGHT_SEND | RIGHT_RECV,
+                0,
+            )?;
+            if h != fresh_handle(first + k as u64) {
+                return Err(Errno::EIO);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the slots from the old instance (none works on one after).
+    pub fn stop_old(&self) -> Result<(), Errno> {
+        self.ring.take_from_server(self.old, SLOTS_TIMEOUT_NS)
+    }
+
+    /// The switch failed: the old instance serves the slots again.
+    pub fn back_to_old(&self) {
+        self.ring.give_to(self.old);
+    }
+
+    /// The switch is done: the successor serves the slots.
+    pub fn to_new(&self) {
+        self.ring.give_to(self.new);
+    }
+}
 
 /// Replaces the file server by a new instance of `program` (`None`: the
 /// archive's `/.servers/fsd`).  `EOPNOTSUPP` without a file server,
@@ -137,13 +256,9 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     if crate::files::remote_map::any_mapped() {
         return Err(Errno::EBUSY);
     }
-    if super::servers::placement() != crate::cmdline::Placement::Single {
-        // Several serving threads (or the request slots) would go on
-        // serving while the state moves; the server refuses it too.
-        log::warn!("servers: replacing the file server needs servers.placement=single");
-        return Err(Errno::EBUSY);
-    }
     let service = crate::ipc::service(SERVICE_FS).ok_or(Errno::EPIPE)?;
+    // The request slots (dedicated placement) go to the successor.
+    let slots = SlotHandover::of(&service);
     let old_pid = crate::files::remote::server_pid();
     let old = find_process(old_pid).ok_or(Errno::ESRCH)?;
     let program = match program {
@@ -158,19 +273,29 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     };
     let started = crate::arch::time::now_ns();
     let handover = Endpoint::new();
-    let argv: Vec<Vec<u8>> = vec![
+    // The successor serves as its predecessor did: the same placement
+    // (as many serving threads and handle shards), the same slots.
+    let mut argv: Vec<Vec<u8>> = vec![
         b"fsd".to_vec(),
         format!("handover={},{}", FIRST_HANDLES[0], FIRST_HANDLES[1]).into_bytes(),
         format!("epoch={}", super::server_restart::epoch()).into_bytes(),
         format!("locks={}", percpu::lock_mode().name()).into_bytes(),
+        format!("placement={}", super::servers::placement().name()).into_bytes(),
+        format!("cpus={}", percpu::cpu_count()).into_bytes(),
         super::servers::next_fsd_instance(),
     ];
+    if let Some(s) = &slots {
+        argv.extend(s.args(2));
+    }
     let path = format!("/{}", super::servers::FSD_PATH);
     let new_pid = super::init::spawn_server_program(&program, &path, &argv, |p| {
         if receive_endpoints(p, &handover, &service)? != FIRST_HANDLES {
             return Err(Errno::EIO);
         }
-        Ok(())
+        match &slots {
+            Some(s) => s.prepare(p, 2),
+            None => Ok(()),
+        }
     })?;
     drop(program);
     let give_up = |e: Errno| {
@@ -190,29 +315,49 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
     // The pre-copy: the old instance sends its files' data while it
     // serves on; then the switch, which sends only what changed since.
     let pre = crate::arch::time::now_ns();
-    let precopy =
-        match crate::ipc::kernel_call(&service, LABEL_PRECOPY, [to, 0, 0, 0], &[], &mut []) {
-            Ok(reply) if reply.label == 0 => {
-                BASE_BYTES.store(reply.words[3], Ordering::Relaxed);
-                reply.words
-            }
-            other => {
-                let _ = old.ipc.close(to);
-                return Err(give_up(match other {
-                    Ok(reply) => Errno(reply.label.clamp(1, 4095) as i32),
-                    Err(e) => e,
-                }));
-            }
-        };
+    let precopy = match crate::ipc::kernel_call_endpoint(
+        &service,
+        LABEL_PRECOPY,
+        [to, 0, 0, 0],
+        &[],
+        &mut [],
+    ) {
+        Ok(reply) if reply.label == 0 => {
+            BASE_BYTES.store(reply.words[3], Ordering::Relaxed);
+            reply.words
+        }
+        other => {
+            let _ = old.ipc.close(to);
+            return Err(give_up(match other {
+                Ok(reply) => Errno(reply.label.clamp(1, 4095) as i32),
+                Err(e) => e,
+            }));
+        }
+    };
     let begin = crate::arch::time::now_ns();
     // One-copy calls in flight finish with the old instance, and the ones
     // after go through messages until the successor is known: a grant
     // names pages of one instance, so none may straddle the switch.
+    // First: a call in flight may need the slots or any serving thread.
     crate::files::remote_io::suspend();
-    let r = crate::ipc::kernel_call(&service, LABEL_HANDOVER, [to, 0, 0, 0], &[], &mut []);
+    // One serving thread from here on (the others wait at their gate),
+    // and none on the request slots: nothing changes the state but the
+    // hand-over.
+    let stopped = park_serving_threads(&service, LABEL_PARK)
+        .and_then(|()| slots.as_ref().map_or(Ok(()), SlotHandover::stop_old));
+    if let Err(e) = stopped {
+        unpark_serving_threads(&service, LABEL_UNPARK);
+        crate::files::remote_io::resume();
+        let _ = old.ipc.close(to);
+        return Err(give_up(e));
+    }
+    let r = crate::ipc::kernel_call_endpoint(&service, LABEL_HANDOVER, [to, 0, 0, 0], &[], &mut []);
     let end = crate::arch::time::now_ns();
     match r {
         Ok(reply) if reply.label == 0 => {
+            if let Some(s) = &slots {
+                s.to_new();
+            }
             crate::files::remote::set_server_pid(new_pid);
             // Read grants kept by open files name the old instance's
             // pages: drop them (`remote_io::ReadCache`).
@@ -241,7 +386,12 @@ fn replace(program: Option<Program>) -> Result<Replaced, Errno> {
             })
         }
         other => {
-            // The old instance keeps serving; it no longer needs `to`.
+            // The old instance keeps serving (its threads were unparked by
+            // the one that refused); it no longer needs `to`.
+            if let Some(s) = &slots {
+                s.back_to_old();
+            }
+            unpark_serving_threads(&service, LABEL_UNPARK);
             crate::files::remote_io::resume();
             let _ = old.ipc.close(to);
             Err(give_up(match other {

@@ -46,6 +46,10 @@ pub fn watch(archive: &'static [u8]) {
             continue;
         }
         let began = crate::arch::time::now_ns();
+        // Callers waiting in its request slots (dedicated placement) get
+        // `EPIPE` as the endpoint's do (done already if its last receive
+        // right went with its handles).
+        crate::ipc::server_gone(abi::ipc::SERVICE_FS);
         // The dead instance's endpoint goes with its handles; register
         // the new one only after (a lookup must not find the old one).
         while crate::ipc::service(abi::ipc::SERVICE_FS).is_some() {

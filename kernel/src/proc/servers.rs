@@ -22,7 +22,10 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use alloc::sync::Arc;
+
 use super::files::Program;
+use crate::memory::server_arena::ServerArena;
 use abi::Errno;
 
 /// The file server's program in the initramfs (`comparison` puts it
@@ -45,6 +48,60 @@ pub const RING_BASE: u64 = 0x2100_0000_0000;
 /// Request slots of a dedicated server (one bit each in a notification
 /// word).
 pub const RING_SLOTS: usize = 16;
+
+/// Owner tokens of server instances with request slots (`ring` crate:
+/// the slots' owner word names the instance that serves them).
+static RING_TOKENS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
+
+/// The owner token of the next instance with request slots (never 0).
+pub fn next_ring_token() -> u32 {
+    RING_TOKENS
+        .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+        .max(1)
+}
+
+/// The `ring=ADDR,SLOTS,TOKEN` argument of a server with request slots.
+pub fn ring_arg(token: u32) -> Vec<u8> {
+    format!("ring={RING_BASE:x},{RING_SLOTS},{token}").into_bytes()
+}
+
+/// A fresh region of request slots: memory the kernel keeps (a
+/// `ServerArena`, not the server's), so it outlives the instance that
+/// serves it and a successor can map the same slots.
+pub fn new_ring_region() -> Arc<ServerArena> {
+    Arc::new(ServerArena::new(ring::region_bytes(RING_SLOTS) as u64))
+}
+
+/// Maps `region` shared at `RING_BASE` into `aspace` (before the server
+/// runs) and returns its frames (made now, so the kernel reaches every
+/// page through its direct map).
+pub fn map_ring_region(
+    aspace: &crate::memory::vm::AddressSpace,
+    region: &Arc<ServerArena>,
+) -> Result<Vec<crate::memory::PhysAddr>, Errno> {
+    use crate::memory::vm::{PageSource, MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE};
+    let at = aspace.map_source(
+        RING_BASE,
+        region.bytes(),
+        PROT_READ | PROT_WRITE,
+        MAP_SHARED | MAP_FIXED,
+        region.clone(),
+        0,
+    )?;
+    if at != RING_BASE {
+        return Err(Errno::EIO);
+    }
+    (0..region.bytes() / 4096).map(|i| region.page(i)).collect()
+}
+
+/// Names `token` the owner of the slots in `frames` before their first
+/// server runs.
+pub fn set_ring_owner(frames: &[crate::memory::PhysAddr], token: u32) -> Result<(), Errno> {
+    let mem = crate::ipc::shared_mem::PinnedPages::new(frames);
+    let slots = ring::Ring::new(mem, RING_SLOTS).ok_or(Errno::EINVAL)?;
+    slots.set_owner(token);
+    Ok(())
+}
 
 /// How long the kernel waits for the server to register.
 const REGISTER_TIMEOUT_NS: u64 = 20_000_000_000;
@@ -123,9 +180,11 @@ pub fn start_file_server_epoch(
         format!("epoch={epoch}").into_bytes(),
         next_fsd_instance(),
     ];
+    let token = next_ring_token();
     if dedicated {
-        argv.push(format!("ring={RING_BASE:x},{RING_SLOTS}").into_bytes());
+        argv.push(ring_arg(token));
     }
+    let region = new_ring_region();
     let mut frames = Vec::new();
     if crate::cmdline::options().placement != placement() {
         log::info!("servers: servers.placement=dedicated needs 2 cpus; using single");
@@ -144,26 +203,17 @@ pub fn start_file_server_epoch(
                 crate::memory::vm::PROT_READ,
             )?;
             if dedicated {
-                // The request slots: private anonymous memory of the
-                // server, each page pinned for good so that the kernel
-                // reaches it through the direct map (`ipc::shared_mem`).
-                let len = ring::region_bytes(RING_SLOTS) as u64;
-                aspace.map_fixed_with_data(
-                    RING_BASE,
-                    len,
-                    &[],
-                    crate::memory::vm::PROT_READ | crate::memory::vm::PROT_WRITE,
-                )?;
-                for page in (0..len).step_by(4096) {
-                    frames.push(aspace.pin_anon_page(RING_BASE + page)?);
-                }
+                // The request slots: kernel-kept memory mapped shared into
+                // the server (`ipc::shared_mem`), this instance their owner.
+                frames = map_ring_region(aspace, &region)?;
+                set_ring_owner(&frames, token)?;
             }
             Ok(())
         },
         crate::files::remote::set_server_pid,
     )?;
     if dedicated {
-        attach_ring(pid, &frames, abi::ipc::SERVICE_FS, "file server")?;
+        attach_ring(pid, region, &frames, abi::ipc::SERVICE_FS, "file server")?;
     }
     crate::files::remote::attach()
         .map_err(|e| format!("attach to the file server: errno {}", e.0))?;
@@ -182,6 +232,7 @@ pub fn start_file_server_epoch(
 /// registered.
 pub fn attach_ring(
     pid: super::process::Pid,
+    region: Arc<ServerArena>,
     frames: &[crate::memory::PhysAddr],
     service: u32,
     who: &str,
@@ -202,9 +253,11 @@ pub fn attach_ring(
         .notification(done_h, RIGHT_SEND)
         .map_err(|e| format!("the {who}'s done notification: errno {}", e.0))?;
     let endpoint = crate::ipc::service(service).ok_or(format!("no service for the {who}"))?;
-    let kring = alloc::sync::Arc::new(crate::ipc::ring::KernelRing::new(
+    let kring = Arc::new(crate::ipc::ring::KernelRing::new(
         slots,
+        region,
         server_notify,
+        done.clone(),
         percpu::cpu_count() - 1,
     ));
     let waker = kring.clone();

@@ -30,12 +30,24 @@
 //! Sleeping without lost wake-ups (both are Dekker hand-shakes on SeqCst
 //! operations: of a store-then-load pair on each side, at least one load
 //! sees the other side's store):
-//! - the server, finding nothing, stores `server_sleeping = 1` then
-//!   rescans the states; the client stores `REQUEST` then swaps
-//!   `server_sleeping` to 0, and notifies the server if it was 1;
+//! - the server, finding nothing, stores `server_sleeping = its token`
+//!   (non-zero) then rescans the states; the client stores `REQUEST` then
+//!   swaps `server_sleeping` to 0, and notifies the server if it was set;
 //! - the client, waiting for its reply, stores `waiting = 1` then loads
 //!   the state; the server stores `DONE` then loads `waiting`, and
 //!   notifies the kernel (which wakes the caller) if it was 1.
+//!
+//! Which server instance serves (replacement, docs/SERVERS.md): the
+//! header's `owner` word names the instance (a token the kernel chose)
+//! that may take requests; 0 while a switch is under way.  A server takes
+//! a request (CAS `REQUEST` -> `BUSY`, SeqCst), then loads `owner`
+//! (SeqCst); if it is not its own it puts the request back (`BUSY` ->
+//! `REQUEST`) untouched.  The kernel stores `owner` (SeqCst), then waits
+//! until no slot is `BUSY` (SeqCst loads).  Of the two store-then-load
+//! pairs one sees the other: a request is either put back or finished
+//! before the kernel goes on, so after `set_owner(0)` and `!any_busy()`
+//! no instance works on a slot, and requests published meanwhile wait for
+//! the next owner.
 //!
 //! Must not: trust the other side's lengths, or block (the callers decide
 //! how to wait).
@@ -65,6 +77,9 @@ const H_SERVER_NOTIFY: usize = 8;
 const H_DONE_NOTIFY: usize = 16;
 /// On its own cache line.
 const H_SLEEPING: usize = 64;
+/// The token (u32) of the instance that serves (0: none, a switch is
+/// under way); written by the kernel, read by the servers.  Its own line.
+const H_OWNER: usize = 128;
 
 // Slot fields.
 const S_STATE: usize = 0;
@@ -224,13 +239,29 @@ impl<M: Mem> Ring<M> {
             .u32_at(self.slot(i) + S_WAITING)
             .store(0, Ordering::Relaxed);
         self.state(i).store(REQUEST, Ordering::SeqCst);
-        self.mem.u32_at(H_SLEEPING).swap(0, Ordering::SeqCst) == 1
+        self.mem.u32_at(H_SLEEPING).swap(0, Ordering::SeqCst) != 0
     }
 
     /// Whether slot `i`'s reply is there (acquire: its contents are
     /// visible after a true).
     pub fn is_done(&self, i: usize) -> bool {
         self.state(i).load(Ordering::Acquire) == DONE
+    }
+
+    /// Names the instance that serves (`token`, 0: none; module doc).
+    pub fn set_owner(&self, token: u32) {
+        self.mem.u32_at(H_OWNER).store(token, Ordering::SeqCst);
+    }
+
+    /// The token of the instance that serves.
+    pub fn owner(&self) -> u32 {
+        self.mem.u32_at(H_OWNER).load(Ordering::SeqCst)
+    }
+
+    /// Whether a server works on some slot (`BUSY`): after
+    /// `set_owner(0)`, false means no instance does or will.
+    pub fn any_busy(&self) -> bool {
+        (0..self.slots).any(|i| self.state(i).load(Ordering::SeqCst) == BUSY)
     }
 
     /// The client will sleep until slot `i` is done: returns whether it
@@ -270,9 +301,21 @@ impl<M: Mem> Ring<M> {
                 self.state(i).load(Ordering::Relaxed) == REQUEST
                     && self
                         .state(i)
-                        .compare_exchange(REQUEST, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                        .compare_exchange(REQUEST, BUSY, Ordering::SeqCst, Ordering::Relaxed)
                         .is_ok()
             })
+    }
+
+    /// `next_request` for the instance `token`: None also when another
+    /// instance is the owner (a request taken then is put back: module
+    /// doc).
+    pub fn next_request_as(&self, start: usize, token: u32) -> Option<usize> {
+        let i = self.next_request(start)?;
+        if self.owner() != token {
+            self.state(i).store(REQUEST, Ordering::SeqCst);
+            return None;
+        }
+        Some(i)
     }
 
     /// The request of slot `i` (taken by `next_request`), payload into
@@ -298,13 +341,33 @@ impl<M: Mem> Ring<M> {
     /// request is there after all (then it must not sleep; it clears the
     /// flag itself with `awake`).
     pub fn prepare_sleep(&self) -> bool {
-        self.mem.u32_at(H_SLEEPING).store(1, Ordering::SeqCst);
-        (0..self.slots).any(|i| self.state(i).load(Ordering::SeqCst) == REQUEST)
+        self.prepare_sleep_as(1)
     }
 
     /// The server is awake (clears its flag).
     pub fn awake(&self) {
-        self.mem.u32_at(H_SLEEPING).store(0, Ordering::SeqCst);
+        self.awake_as(1)
+    }
+
+    /// `prepare_sleep` of instance `token` (not 0): the flag holds the
+    /// sleeper's token, so that a predecessor waking late (`awake_as` with
+    /// its own token) cannot clear the flag of its successor, which would
+    /// then sleep through a request.
+    pub fn prepare_sleep_as(&self, token: u32) -> bool {
+        self.mem
+            .u32_at(H_SLEEPING)
+            .store(token.max(1), Ordering::SeqCst);
+        (0..self.slots).any(|i| self.state(i).load(Ordering::SeqCst) == REQUEST)
+    }
+
+    /// `awake` of instance `token`: clears the flag if it is its own.
+    pub fn awake_as(&self, token: u32) {
+        let _ = self.mem.u32_at(H_SLEEPING).compare_exchange(
+            token.max(1),
+            0,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
     }
 }
 

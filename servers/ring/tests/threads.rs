@@ -227,3 +227,120 @@ fn withdraw_only_before_the_server_takes_the_request() {
     assert_eq!(ring.take_reply(i, &mut buf).map(|h| h.len), Some(2));
     assert_eq!(ring.claim(i), Some(i));
 }
+
+/// A switch of the serving instance (replacement): clients call all along
+/// while the "kernel" takes the slots from instance 1 (`set_owner(0)`,
+/// waits until no slot is busy) and gives them to instance 2.  Every call
+/// gets exactly its own reply; while nobody owns the slots nobody answers;
+/// after the switch only instance 2 does.
+#[test]
+fn owner_switch_hands_the_slots_over() {
+    const SLOTS: usize = 4;
+    const CLIENTS: usize = 4;
+    const CALLS: u64 = 1500;
+    let (_mem, ring) = region(SLOTS);
+    let ring = Arc::new(ring);
+    ring.set_owner(1);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Answers by instance, and answers seen while nobody owned the slots.
+    let by = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let during_switch = Arc::new(AtomicU64::new(0));
+    let switched = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let servers: Vec<_> = [1u32, 2]
+        .into_iter()
+        .map(|token: u32| {
+            let (ring, stop, by, during_switch, switched) = (
+                ring.clone(),
+                stop.clone(),
+                by.clone(),
+                during_switch.clone(),
+                switched.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; PAYLOAD_MAX];
+                let mut next = 0;
+                while !stop.load(Ordering::Acquire) {
+                    let Some(i) = ring.next_request_as(next, token) else {
+                        std::thread::yield_now();
+                        continue;
+                    };
+                    next = i + 1;
+                    let h = ring.request(i, &mut buf).unwrap();
+                    if ring.owner() == 0 {
+                        during_switch.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if token == 1 && switched.load(Ordering::Acquire) {
+                        during_switch.fetch_add(1, Ordering::Relaxed);
+                    }
+                    by[token as usize - 1].fetch_add(1, Ordering::Relaxed);
+                    let reply = Head {
+                        label: h.label + 1,
+                        words: [u64::from(token), 0, 0, 0],
+                        len: 0,
+                    };
+                    ring.complete(i, reply, &[]);
+                }
+            })
+        })
+        .collect();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let ring = ring.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; PAYLOAD_MAX];
+                for n in 0..CALLS {
+                    let label = (c as u64) << 32 | n;
+                    let i = loop {
+                        if let Some(i) = ring.claim(c) {
+                            break i;
+                        }
+                        std::thread::yield_now();
+                    };
+                    let head = Head {
+                        label,
+                        words: [0; 4],
+                        len: 0,
+                    };
+                    ring.publish(i, head, &[]);
+                    while !ring.is_done(i) {
+                        std::thread::yield_now();
+                    }
+                    let r = ring.take_reply(i, &mut buf).unwrap();
+                    assert_eq!(r.label, label + 1, "a reply to another call");
+                }
+            })
+        })
+        .collect();
+    // The switch, once instance 1 has served a while.
+    while by[0].load(Ordering::Relaxed) < 200 {
+        std::thread::yield_now();
+    }
+    ring.set_owner(0);
+    while ring.any_busy() {
+        std::thread::yield_now();
+    }
+    switched.store(true, Ordering::Release);
+    let frozen = by[0].load(Ordering::Relaxed) + by[1].load(Ordering::Relaxed);
+    for _ in 0..200 {
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        by[0].load(Ordering::Relaxed) + by[1].load(Ordering::Relaxed),
+        frozen,
+        "a request was answered while nobody owned the slots"
+    );
+    ring.set_owner(2);
+    for c in clients {
+        c.join().unwrap();
+    }
+    stop.store(true, Ordering::Release);
+    for s in servers {
+        s.join().unwrap();
+    }
+    assert_eq!(during_switch.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        by[0].load(Ordering::Relaxed) + by[1].load(Ordering::Relaxed),
+        CLIENTS as u64 * CALLS
+    );
+    assert!(by[1].load(Ordering::Relaxed) > 0, "instance 2 served");
+}

@@ -15,18 +15,21 @@
 //! one endpoint, thread `i` serving as worker `i` (its handle shard);
 //! or, for a successor replacing a running instance, `handover=FROM,SERVICE`
 //! (its handles of the hand-over endpoint and of the service endpoint;
-//! `servers/fsd_handover.rs`; a successor serves with one thread);
+//! `servers/fsd_handover.rs`; a successor serves with the threads of its
+//! placement, as its predecessor did);
 //! `instance=N` (the kernel's count of file-server instances: write-grant
 //! epochs start at N << 40); `epoch=N` for an instance restarted after a crash (its handles never
-//! equal a dead instance's).  Only an instance with one serving thread and
-//! no request slots hands over (others answer the kernel's hand-over
-//! request with `EBUSY`).
+//! equal a dead instance's).  Before a hand-over the kernel parks every
+//! serving thread but one (`LABEL_PARK`, `park`); the hand-over is
+//! refused (`EBUSY`) while another thread receives.
 //!
-//! With `ring=ADDR,SLOTS` (dedicated placement) the kernel's calls come
-//! through request slots in memory it shares with this process (`ring`
-//! crate); a thread on the dedicated CPU polls them, and the endpoint is
-//! served as well (the kernel's `Attach`, and calls that find no free
-//! slot).
+//! With `ring=ADDR,SLOTS,TOKEN` (dedicated placement) the kernel's calls
+//! come through request slots in memory it shares with this process
+//! (`ring` crate; served while their owner word is `TOKEN`); a thread on
+//! the dedicated CPU polls them, and the endpoint is served as well (the
+//! kernel's `Attach`, and calls that find no free slot).  A successor
+//! gets its predecessor's slots (`ringadopt=WAKE,DONE`,
+//! `userland::slot_server`).
 //!
 //! Owns: the IPC transport (one endpoint, one per serving thread),
 //! mapping the kernel's badge to the one client id the server knows.
@@ -35,7 +38,8 @@
 //! would delegate them to this very server, which refuses: `EDEADLK`), or
 //! exit while the kernel needs it (it never returns from serving).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use abi::ipc::SERVICE_FS;
 use fs::host::{HeapPages, SystemClock};
@@ -54,6 +58,13 @@ mod handover;
 const KERNEL_BADGE: u64 = 1 << 63;
 /// The client id of the kernel in the handle table.
 const KERNEL_CLIENT: u64 = 1;
+
+/// On the service endpoint, from the kernel only, before a hand-over:
+/// park this serving thread unless it is the last one receiving (`park`);
+/// and open the gate again (the hand-over did not happen).  The kernel's
+/// `server_replace` has the same numbers.
+const LABEL_PARK: u64 = 0x4856_0003;
+const LABEL_UNPARK: u64 = 0x4856_0004;
 
 /// tmpfs page bound: 4 GiB (the machine's memory bounds it first).
 const MAX_PAGES: u64 = 1 << 20;
@@ -126,16 +137,14 @@ fn main() {
     let mut mode = LockMode::PerCpu;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (place, cpus) = placement::from_args(&args);
-    let mut slots = None;
-    for arg in args {
-        if let Some(v) = arg.strip_prefix("ring=") {
-            slots = archive_arg(v);
-            if slots.is_none() {
-                eprintln!("fsd: bad argument {arg}");
-                std::process::exit(2);
-            }
-            continue;
+    let slots = match userland::slot_server::parse_args(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fsd: {e}");
+            std::process::exit(2);
         }
+    };
+    for arg in args {
         if let Some(v) = arg.strip_prefix("handover=") {
             successor = v
                 .split_once(',')
@@ -167,14 +176,20 @@ fn main() {
     // kernel's hands at the switch) never match this one's epochs: their
     // commits get EAGAIN and the kernel sends the bytes again.
     fs.set_write_epoch_base(instance << 40);
+    // One handle-table shard per serving thread: thread i is worker i;
+    // the request-slot thread (dedicated placement) is the last worker.
+    let plan = placement::plan(place, cpus);
+    let config = Config {
+        workers: plan.len() + usize::from(slots.is_some()),
+        handle_epoch: epoch,
+        ..Config::default()
+    };
     if let Some((from, endpoint)) = successor {
-        // Replacing a running instance: its state, then its endpoint.
-        let config = Config {
-            handle_epoch: epoch,
-            ..Config::default()
-        };
-        let server = handover::receive(from, fs, config);
-        serve(&server, 0, None, endpoint, true);
+        // Replacing a running instance: its state, then its endpoint (and
+        // its request slots), served by as many threads as it had.
+        SUCCESSOR.store(true, Ordering::Relaxed);
+        let server = Arc::new(handover::receive(from, fs, config));
+        start_serving(server, &plan, slots, endpoint);
     }
     if let Some((addr, len)) = archive {
         let bytes = if len == 0 {
@@ -209,33 +224,7 @@ fn main() {
             Err(e) => eprintln!("fsd: mkdir {dir}: errno {}", e.0),
         }
     }
-    // One handle-table shard per serving thread: thread i is worker i;
-    // the request-slot thread (dedicated placement) is the last worker.
-    let plan = placement::plan(place, cpus);
-    let can_hand_over = plan.len() == 1 && slots.is_none();
-    let server = Arc::new(FileServer::new(
-        fs,
-        Vec::new(),
-        Config {
-            workers: plan.len() + usize::from(slots.is_some()),
-            handle_epoch: epoch,
-            ..Config::default()
-        },
-    ));
-    if let Some((addr, count)) = slots {
-        // The slot thread is the last worker, on the first plan's CPU.
-        let worker = plan.len();
-        let slot_server = server.clone();
-        userland::slot_server::start(
-            "fsd",
-            "fsd-slots",
-            plan[0],
-            addr,
-            count,
-            || {},
-            move |msg| slot_server.handle(worker, KERNEL_CLIENT, msg),
-        );
-    }
+    let server = Arc::new(FileServer::new(fs, Vec::new(), config));
     let endpoint = match ipc::endpoint_create() {
         Ok(h) => h,
         Err(e) => {
@@ -243,36 +232,116 @@ fn main() {
             std::process::exit(1);
         }
     };
+    start_serving(server, &plan, slots, endpoint);
+}
+
+/// Starts the request-slot thread (with `slots`), then the serving
+/// threads of `plan` on `endpoint` (this thread is worker 0).  A fresh
+/// instance registers `SERVICE_FS` in between (the kernel reads the
+/// slots' header then); a successor (`ringadopt=`) was given the endpoint
+/// and does not.
+fn start_serving(
+    server: Arc<FileServer>,
+    plan: &[Option<usize>],
+    slots: Option<userland::slot_server::SlotArgs>,
+    endpoint: u64,
+) -> ! {
+    let fresh = slots.is_none_or(|s| s.adopt.is_none());
+    let successor = SUCCESSOR.load(Ordering::Relaxed);
+    if let Some(slots) = slots {
+        // The slot thread is the last worker, on the first plan's CPU.
+        let worker = plan.len();
+        let slot_server = server.clone();
+        userland::slot_server::start(
+            "fsd",
+            "fsd-slots",
+            plan[0],
+            slots,
+            || {},
+            move |msg| slot_server.handle(worker, KERNEL_CLIENT, msg),
+        );
+    }
+    RECEIVING.store(plan.len(), Ordering::SeqCst);
     // Every serving thread receives on the one endpoint; the kernel gives
     // a call to the thread waiting on the caller's CPU.
     for (worker, &cpu) in plan.iter().enumerate().skip(1) {
         let server = server.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("fsd-{worker}"))
-            .spawn(move || serve(&server, worker, cpu, endpoint, false));
+            .spawn(move || serve(&server, worker, cpu, endpoint));
         if let Err(e) = spawned {
             eprintln!("fsd: cannot start serving thread {worker}: {e}");
             std::process::exit(1);
         }
     }
-    if let Err(e) = ipc::register_service(endpoint, SERVICE_FS) {
-        eprintln!("fsd: ipc_register_service failed: errno {e}");
-        std::process::exit(1);
+    if fresh && !successor {
+        if let Err(e) = ipc::register_service(endpoint, SERVICE_FS) {
+            eprintln!("fsd: ipc_register_service failed: errno {e}");
+            std::process::exit(1);
+        }
     }
-    serve(&server, 0, plan[0], endpoint, can_hand_over);
+    serve(&server, 0, plan[0], endpoint);
+}
+
+/// This instance replaces a running one (`handover=`): it was given the
+/// service endpoint, registered already.
+static SUCCESSOR: AtomicBool = AtomicBool::new(false);
+
+/// Serving threads receiving on the endpoint (not parked for a hand-over).
+static RECEIVING: AtomicUsize = AtomicUsize::new(1);
+
+/// The parking gate of a hand-over: its generation; a parked thread waits
+/// until it changes (`unpark`).
+static GATE: Mutex<u64> = Mutex::new(0);
+static GATE_CV: Condvar = Condvar::new();
+
+/// What the pre-copy thread sent, for the hand-over's image (whichever
+/// serving thread takes the hand-over).
+#[allow(clippy::type_complexity)]
+static SENT: Mutex<Option<(fsd::handover::Sent, Option<fsd::handover::Staged>)>> = Mutex::new(None);
+
+/// The kernel's `LABEL_PARK` (before a hand-over with several serving
+/// threads): unless it is the last one receiving, this thread answers
+/// (w0: threads still receiving) and waits at the gate, holding nothing,
+/// until `unpark`; the last one answers w0 = 1 and serves on, to take
+/// the hand-over.  So no other thread serves while the state moves.
+fn park(caller: u64) -> Option<Message> {
+    let parked = RECEIVING
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n > 1).then_some(n - 1)
+        })
+        .is_ok();
+    if !parked {
+        return Some(Message {
+            label: 0,
+            words: [1, 0, 0, 0],
+            payload: Vec::new(),
+        });
+    }
+    let mut gen = GATE.lock().unwrap_or_else(|p| p.into_inner());
+    let mine = *gen;
+    let left = RECEIVING.load(Ordering::SeqCst) as u64;
+    let _ = ipc::reply(caller, 0, [left, 0, 0, 0], &[]);
+    while *gen == mine {
+        gen = GATE_CV.wait(gen).unwrap_or_else(|p| p.into_inner());
+    }
+    drop(gen);
+    RECEIVING.fetch_add(1, Ordering::SeqCst);
+    None
+}
+
+/// Opens the gate: the parked threads serve again (a hand-over failed).
+fn unpark() {
+    let mut gen = GATE.lock().unwrap_or_else(|p| p.into_inner());
+    *gen += 1;
+    GATE_CV.notify_all();
 }
 
 /// One serving thread: pinned to `cpu` (if any), serves as `worker`
 /// until the endpoint closes (then ends the server), or until the kernel
 /// asks this instance to hand over to a successor (`can_hand_over`: the
 /// only serving thread; then it answers and exits).
-fn serve(
-    server: &FileServer,
-    worker: usize,
-    cpu: Option<usize>,
-    endpoint: u64,
-    can_hand_over: bool,
-) -> ! {
+fn serve(server: &FileServer, worker: usize, cpu: Option<usize>, endpoint: u64) -> ! {
     if let Some(cpu) = cpu {
         if let Err(e) = placement::pin(cpu) {
             eprintln!("fsd: cannot pin serving thread {worker} to cpu {cpu}: errno {e}");
@@ -283,8 +352,6 @@ fn serve(
         buf: vec![0; MAX_PAYLOAD],
         pending: None,
     };
-    // What the pre-copy thread sent, for the hand-over's image.
-    let sent = std::sync::Mutex::new((fsd::handover::Sent::new(), None));
     std::thread::scope(|scope| {
         while let Some((caller, client, label, words, len)) = transport.next() {
             let msg = MsgRef {
@@ -292,20 +359,23 @@ fn serve(
                 words,
                 payload: &transport.buf[..len],
             };
-            let handover_label = msg.label == fsd::handover::LABEL_PRECOPY
-                || msg.label == fsd::handover::LABEL_HANDOVER;
-            if client == KERNEL_CLIENT && handover_label && !can_hand_over {
-                // Other threads would go on serving while the state moves.
-                transport.reply(caller, Message::error(fs::Errno::EBUSY));
+            if client == KERNEL_CLIENT && msg.label == LABEL_PARK {
+                if let Some(reply) = park(caller) {
+                    transport.reply(caller, reply);
+                }
+                continue;
+            }
+            if client == KERNEL_CLIENT && msg.label == LABEL_UNPARK {
+                unpark();
+                transport.reply(caller, Message::default());
                 continue;
             }
             if client == KERNEL_CLIENT && msg.label == fsd::handover::LABEL_PRECOPY {
                 // Answered by the pre-copy thread when done; serve on.
                 let to = msg.words[0];
-                let sent = &sent;
                 scope.spawn(move || match handover::precopy(server, to) {
                     Ok((s, staged, stats)) => {
-                        *sent.lock().unwrap_or_else(|p| p.into_inner()) = (s, Some(staged));
+                        *SENT.lock().unwrap_or_else(|p| p.into_inner()) = Some((s, Some(staged)));
                         let _ = ipc::reply(caller, 0, stats, &[]);
                     }
                     Err(e) => {
@@ -315,14 +385,27 @@ fn serve(
                 continue;
             }
             if client == KERNEL_CLIENT && msg.label == fsd::handover::LABEL_HANDOVER {
-                let (s, staged) =
-                    std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
+                if RECEIVING.load(Ordering::SeqCst) != 1 {
+                    // Another thread would go on serving while the state
+                    // moves: the kernel parks them first (`LABEL_PARK`).
+                    transport.reply(caller, Message::error(fs::Errno::EBUSY));
+                    continue;
+                }
+                let (s, staged) = SENT
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_else(|| (fsd::handover::Sent::new(), None));
                 match handover::send(server, msg.words[0], &s, staged.as_ref()) {
                     Ok((bytes, export, import, ready)) => {
                         let _ = ipc::reply(caller, 0, [bytes, export, import, ready], &[]);
                         std::process::exit(0);
                     }
-                    Err(e) => transport.reply(caller, Message::error(fs::Errno(e))),
+                    Err(e) => {
+                        // The old instance serves on, with all its threads.
+                        unpark();
+                        transport.reply(caller, Message::error(fs::Errno(e)));
+                    }
                 }
                 continue;
             }

@@ -24,13 +24,14 @@
 //! (`userland::placement::plan`), all on the one endpoint, thread `i`
 //! serving as worker `i` (loopback instance `i`, handle shard `i`); the
 //! timer thread runs every instance's timers; `nic=IP/PREFIX[,gw=IP]`
-//! when a NIC driver process serves this server; and `ring=ADDR,SLOTS`
+//! when a NIC driver process serves this server; and `ring=ADDR,SLOTS,TOKEN`
 //! with `placement=dedicated`: the kernel's calls come through request
 //! slots it mapped at ADDR (`ring` crate, as the file server's), polled
 //! by a thread on the dedicated CPU serving as worker 0 beside the
-//! endpoint's thread (which takes the calls that find no free slot).  An
-//! instance with request slots is not handed over (`EBUSY`: a successor
-//! would have to take the slots over as well).
+//! endpoint's thread (which takes the calls that find no free slot).  A
+//! successor gets the same slots (`ringadopt=WAKE,DONE`) and the same
+//! placement; before the hand-over the kernel parks every serving thread
+//! but one (`LABEL_PARK`) and takes the slots from this instance.
 //!
 //! Owns: the IPC `Transport` (one endpoint, one per serving thread), the IPC
 //! `Signal` (client → notification handle), the timer thread, mapping the
@@ -64,7 +65,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use abi::ipc::SERVICE_NET;
@@ -83,6 +84,11 @@ const LABEL_NET_HANDOVER: u64 = 0x4856_0011;
 const LABEL_CHECK: u64 = 0x4856_0012;
 /// On the hand-over endpoint: adopt the quiesced state and serve.
 const LABEL_ADOPT: u64 = 0x4856_0013;
+/// On the service endpoint, from the kernel only, before a hand-over:
+/// park this serving thread unless it is the last one receiving (`park`),
+/// and open the gate again (the hand-over did not happen).
+const LABEL_PARK: u64 = 0x4856_0014;
+const LABEL_UNPARK: u64 = 0x4856_0015;
 
 /// Set by the quiescing serving thread: helper threads park at their
 /// next checkpoint.
@@ -98,8 +104,49 @@ static IN_TICK: AtomicBool = AtomicBool::new(false);
 static NIC_NOTIFY: AtomicU64 = AtomicU64::new(0);
 /// The server (in the arena), for the hand-over.
 static SERVER: OnceLock<Arc<NetServer>> = OnceLock::new();
-/// The kernel's calls come through request slots (`ring=`).
-static RING: AtomicBool = AtomicBool::new(false);
+/// Serving threads receiving on the endpoint (not parked for a hand-over).
+static RECEIVING: AtomicUsize = AtomicUsize::new(1);
+/// The parking gate of a hand-over: its generation; a parked serving
+/// thread waits until it changes (`unpark`).
+static GATE: Mutex<u64> = Mutex::new(0);
+static GATE_CV: Condvar = Condvar::new();
+
+/// The kernel's `LABEL_PARK` (before a hand-over with several serving
+/// threads): unless it is the last one receiving, this thread answers
+/// (w0: threads still receiving) and waits at the gate, outside every
+/// lock and touching nothing of the arena, until `unpark`; the last one
+/// answers w0 = 1 and serves on, to take the hand-over.
+fn park(token: u64) -> Option<Message> {
+    let parked = RECEIVING
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n > 1).then_some(n - 1)
+        })
+        .is_ok();
+    if !parked {
+        return Some(Message {
+            label: 0,
+            words: [1, 0, 0, 0],
+            payload: Vec::new(),
+        });
+    }
+    let mut gen = GATE.lock().unwrap_or_else(|p| p.into_inner());
+    let mine = *gen;
+    let left = RECEIVING.load(Ordering::SeqCst) as u64;
+    let _ = ipc::reply(token, 0, [left, 0, 0, 0], &[]);
+    while *gen == mine {
+        gen = GATE_CV.wait(gen).unwrap_or_else(|p| p.into_inner());
+    }
+    drop(gen);
+    RECEIVING.fetch_add(1, Ordering::SeqCst);
+    None
+}
+
+/// Opens the gate: the parked serving threads serve again.
+fn unpark() {
+    let mut gen = GATE.lock().unwrap_or_else(|p| p.into_inner());
+    *gen += 1;
+    GATE_CV.notify_all();
+}
 
 /// Where a helper thread holds nothing: parks it while a hand-over is
 /// under way (for good once it succeeded: the process exits).
@@ -180,7 +227,17 @@ impl Transport for IpcTransport {
                 Ok(r) if r.label == LABEL_NET_HANDOVER && r.badge & KERNEL_BADGE != 0 => {
                     // Returns only if the hand-over was refused.
                     let e = quiesce(r.token);
+                    unpark();
                     self.pending = Some((r.token, Message::error(abi::Errno(e))));
+                }
+                Ok(r) if r.label == LABEL_PARK && r.badge & KERNEL_BADGE != 0 => {
+                    if let Some(reply) = park(r.token) {
+                        self.pending = Some((r.token, reply));
+                    }
+                }
+                Ok(r) if r.label == LABEL_UNPARK && r.badge & KERNEL_BADGE != 0 => {
+                    unpark();
+                    self.pending = Some((r.token, Message::default()));
                 }
                 Ok(r) => {
                     let client = if r.badge & KERNEL_BADGE != 0 {
@@ -272,12 +329,10 @@ fn quiesce(token: u64) -> i32 {
     let Some(server) = SERVER.get() else {
         return libc::EOPNOTSUPP;
     };
-    if server.config().workers != 1 {
-        eprintln!("netd: hand-over refused: more than one serving thread");
-        return libc::EBUSY;
-    }
-    if RING.load(Ordering::Acquire) {
-        eprintln!("netd: hand-over refused: the kernel's calls come through request slots");
+    if RECEIVING.load(Ordering::SeqCst) != 1 {
+        // The kernel parks the other serving threads first (`LABEL_PARK`);
+        // and takes the request slots from this instance (owner word).
+        eprintln!("netd: hand-over refused: other serving threads are not parked");
         return libc::EBUSY;
     }
     if netd_arena::describe().is_none() {
@@ -312,32 +367,36 @@ fn quiesce(token: u64) -> i32 {
 /// The timer thread: runs every instance's timers.  It touches the arena
 /// only between setting and clearing `IN_TICK` (not while it sleeps).
 fn start_timers(server: Arc<NetServer>, workers: usize) {
-    let spawned = std::thread::Builder::new()
-        .name("netd-timers".into())
-        .spawn(move || {
-            let mut wait = 1;
-            loop {
-                std::thread::sleep(Duration::from_millis(wait));
-                IN_TICK.store(true, Ordering::SeqCst);
-                if STOP.load(Ordering::SeqCst) {
-                    IN_TICK.store(false, Ordering::SeqCst);
-                    checkpoint_wait();
-                    continue;
+    // The thread's bookkeeping in this instance's own heap (it goes with
+    // the instance, not with the state: `netd_arena::private`).
+    let spawned = netd_arena::private(|| {
+        std::thread::Builder::new()
+            .name("netd-timers".into())
+            .spawn(move || {
+                let mut wait = 1;
+                loop {
+                    std::thread::sleep(Duration::from_millis(wait));
+                    IN_TICK.store(true, Ordering::SeqCst);
+                    if STOP.load(Ordering::SeqCst) {
+                        IN_TICK.store(false, Ordering::SeqCst);
+                        checkpoint_wait();
+                        continue;
+                    }
+                    for w in 0..workers {
+                        server.tick(w);
+                    }
+                    let now = net::Platform::now_ms(server.stack().platform());
+                    wait = (0..workers)
+                        .filter_map(|w| server.stack().next_poll_ms(w))
+                        .min()
+                        .map_or(netd::server::TICK_MS, |t| {
+                            t.saturating_sub(now).min(netd::server::TICK_MS)
+                        })
+                        .max(1);
+                    IN_TICK.store(false, Ordering::Release);
                 }
-                for w in 0..workers {
-                    server.tick(w);
-                }
-                let now = net::Platform::now_ms(server.stack().platform());
-                wait = (0..workers)
-                    .filter_map(|w| server.stack().next_poll_ms(w))
-                    .min()
-                    .map_or(netd::server::TICK_MS, |t| {
-                        t.saturating_sub(now).min(netd::server::TICK_MS)
-                    })
-                    .max(1);
-                IN_TICK.store(false, Ordering::Release);
-            }
-        });
+            })
+    });
     if let Err(e) = spawned {
         eprintln!("netd: cannot start the timer thread: {e}");
         std::process::exit(1);
@@ -348,9 +407,11 @@ fn start_timers(server: Arc<NetServer>, workers: usize) {
 fn start_nic(server: Arc<NetServer>, nic: userland::netd_nic::Attached) {
     HELPERS.fetch_add(1, Ordering::AcqRel);
     NIC_NOTIFY.store(nic.notification(), Ordering::Release);
-    let spawned = std::thread::Builder::new()
-        .name("netd-nic-rx".into())
-        .spawn(move || nic.receive_loop_with(|frame| server.receive_frame(frame), checkpoint));
+    let spawned = netd_arena::private(|| {
+        std::thread::Builder::new()
+            .name("netd-nic-rx".into())
+            .spawn(move || nic.receive_loop_with(|frame| server.receive_frame(frame), checkpoint))
+    });
     if let Err(e) = spawned {
         eprintln!("netd: cannot start the NIC receive thread: {e}");
         std::process::exit(1);
@@ -363,7 +424,13 @@ fn main() {
     let (place, cpus) = placement::from_args(&args);
     let mut nic_arg = None;
     let mut arena_arg = None;
-    let mut ring_arg = None;
+    let ring_arg = match userland::slot_server::parse_args(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("netd: {e}");
+            std::process::exit(2);
+        }
+    };
     let mut handover = None;
     let mut epoch = 0u32;
     for arg in args {
@@ -373,14 +440,6 @@ fn main() {
             nic_arg = Some(v.to_string());
         } else if let Some(v) = arg.strip_prefix("arena=") {
             arena_arg = Some(v.to_string());
-        } else if let Some(v) = arg.strip_prefix("ring=") {
-            ring_arg = v.split_once(',').and_then(|(a, n)| {
-                Some((usize::from_str_radix(a, 16).ok()?, n.parse::<usize>().ok()?))
-            });
-            if ring_arg.is_none() {
-                eprintln!("netd: bad argument {arg}");
-                std::process::exit(2);
-            }
         } else if let Some(v) = arg.strip_prefix("epoch=") {
             epoch = v.parse().unwrap_or(0);
         } else if let Some(v) = arg.strip_prefix("handover=") {
@@ -397,8 +456,10 @@ fn main() {
             std::process::exit(1);
         }
     }
+    // One loopback instance and handle shard per serving thread.
+    let plan = placement::plan(place, cpus);
     if let Some([from, endpoint, notify]) = handover {
-        successor(from, endpoint, notify, nic_arg);
+        successor(from, endpoint, notify, nic_arg, &plan, ring_arg);
     }
     if arena_arg.is_some() {
         if let Err(e) = netd_arena::init(fingerprint()) {
@@ -406,8 +467,6 @@ fn main() {
             std::process::exit(1);
         }
     }
-    // One loopback instance and handle shard per serving thread.
-    let plan = placement::plan(place, cpus);
     let workers = plan.len();
     let mut config = Config::new(workers, mode);
     config.epoch = epoch;
@@ -436,49 +495,66 @@ fn main() {
         }
     };
     start_timers(server.clone(), workers);
-    if let Some((addr, count)) = ring_arg {
-        // Before registering: the kernel reads the slots' header then.
-        RING.store(true, Ordering::Release);
+    start_serving(server, &plan, ring_arg, endpoint, true);
+}
+
+/// Starts the request-slot thread (with `slots`; worker 0, beside the
+/// endpoint's thread there), then the serving threads of `plan` on
+/// `endpoint` (this thread is worker 0); `register`: a fresh instance
+/// registers `SERVICE_NET` in between (the kernel reads the slots'
+/// header then).
+fn start_serving(
+    server: Arc<NetServer>,
+    plan: &[Option<usize>],
+    slots: Option<userland::slot_server::SlotArgs>,
+    endpoint: u64,
+    register: bool,
+) -> ! {
+    if let Some(slots) = slots {
         let slot_server = server.clone();
         userland::slot_server::start(
             "netd",
             "netd-slots",
             plan[0],
-            addr,
-            count,
+            slots,
             || netd::platform::set_worker(0),
-            move |msg| {
-                if msg.label == LABEL_NET_HANDOVER {
-                    // A netd with request slots is not replaced (see `RING`).
-                    Message::error(abi::Errno::EBUSY)
-                } else {
-                    slot_server.handle(KERNEL_CLIENT, msg)
-                }
-            },
+            move |msg| slot_server.handle(KERNEL_CLIENT, msg),
         );
     }
+    RECEIVING.store(plan.len(), Ordering::SeqCst);
     // Every serving thread receives on the one endpoint; the kernel gives
     // a call to the thread waiting on the caller's CPU.
     for (worker, &cpu) in plan.iter().enumerate().skip(1) {
         let server = server.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("netd-{worker}"))
-            .spawn(move || serve(&server, worker, cpu, endpoint));
+        let spawned = netd_arena::private(|| {
+            std::thread::Builder::new()
+                .name(format!("netd-{worker}"))
+                .spawn(move || serve(&server, worker, cpu, endpoint))
+        });
         if let Err(e) = spawned {
             eprintln!("netd: cannot start serving thread {worker}: {e}");
             std::process::exit(1);
         }
     }
-    if let Err(e) = ipc::register_service(endpoint, SERVICE_NET) {
-        eprintln!("netd: ipc_register_service failed: errno {e}");
-        std::process::exit(1);
+    if register {
+        if let Err(e) = ipc::register_service(endpoint, SERVICE_NET) {
+            eprintln!("netd: ipc_register_service failed: errno {e}");
+            std::process::exit(1);
+        }
     }
     serve(&server, 0, plan[0], endpoint);
 }
 
 /// A successor instance: answers the kernel's check, waits until told to
 /// adopt the running instance's state, then serves the service endpoint.
-fn successor(from: u64, endpoint: u64, notify: u64, nic_arg: Option<String>) -> ! {
+fn successor(
+    from: u64,
+    endpoint: u64,
+    notify: u64,
+    nic_arg: Option<String>,
+    plan: &[Option<usize>],
+    slots: Option<userland::slot_server::SlotArgs>,
+) -> ! {
     let mut buf = vec![0u8; 64];
     loop {
         let m = match ipc::recv(from, &mut buf) {
@@ -528,7 +604,21 @@ fn successor(from: u64, endpoint: u64, notify: u64, nic_arg: Option<String>) -> 
                 // to start (timers late by that much are harmless).
                 start_timers(server.clone(), server.config().workers);
                 let _ = ipc::close(from);
-                serve(&server, 0, None, endpoint);
+                if plan.len() != server.config().workers {
+                    // The placement decides the workers; the kernel gives
+                    // a successor its predecessor's placement.
+                    eprintln!(
+                        "netd: hand-over: {} serving threads for {} workers",
+                        plan.len(),
+                        server.config().workers
+                    );
+                }
+                let plan: Vec<Option<usize>> = plan
+                    .iter()
+                    .copied()
+                    .take(server.config().workers.max(1))
+                    .collect();
+                start_serving(server, &plan, slots, endpoint, false);
             }
             _ => {
                 let _ = ipc::reply(m.token, libc::EINVAL as u64, [0; 4], &[]);
@@ -551,9 +641,10 @@ fn serve(server: &NetServer, worker: usize, cpu: Option<usize>, endpoint: u64) -
             eprintln!("netd: cannot pin serving thread {worker} to cpu {cpu}: errno {e}");
         }
     }
+    // The receive buffer is this instance's, not the state's.
     let mut transport = IpcTransport {
         endpoint,
-        buf: vec![0; MAX_PAYLOAD],
+        buf: netd_arena::private(|| vec![0; MAX_PAYLOAD]),
         pending: None,
     };
     server.serve(worker, &mut transport);
