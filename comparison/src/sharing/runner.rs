@@ -6,7 +6,8 @@
 //! One boot runs all workloads in turn (boots under the plugin at 32+ vCPUs
 //! take minutes); a boot that ends early (timeout, panic) keeps the dumps it
 //! wrote (the plugin flushes each one) and the workloads it did not reach
-//! run again in a new boot, as long as each boot makes progress.  A boot
+//! run again in a new boot, as long as each boot makes progress (a dump,
+//! or the watchdog below naming the workload that stalled).  A boot
 //! also ends when no workload finished (or started) for the per-workload
 //! timeout (`workload_timeout`: the suite's progress watchdog), so one
 //! workload that stalls under the plugin costs that long, not the boot's
@@ -484,7 +485,14 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                     }
                 );
                 let ended_early = !matches!(verdict, Some(Verdict::Exited(_)));
-                let progressed = !done.is_empty();
+                // The per-workload watchdog, not the boot's timeout, ended
+                // a boot that timed out before `timeout`: wis was running
+                // and its current workload stalled (the first, when none
+                // dumped), so the rest may go on without it.
+                let watchdog_fired = matches!(verdict, Some(Verdict::TimedOut))
+                    && opts.workload_timeout.is_some()
+                    && t0.elapsed() + Duration::from_secs(5) < opts.timeout;
+                let progressed = !done.is_empty() || watchdog_fired;
                 let stuck_at = stuck_index(&remaining, &done);
                 remaining.retain(|w| !done.contains(w));
                 if ended_early && progressed && !remaining.is_empty() {
