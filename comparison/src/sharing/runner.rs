@@ -387,9 +387,7 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                 let raw = raw_dir.join(format!("{}-{cores}-{boot}.jsonl", system.name()));
                 let _ = std::fs::remove_file(&raw);
                 let memory_mib = opts.memory_mib.unwrap_or_else(|| memory_for(cores));
-                let direct = opts
-                    .direct
-                    .then(|| plugin::direct_map(kernel, memory_mib));
+                let direct = opts.direct.then(|| plugin::direct_map(kernel, memory_mib));
                 let qemu_args = plugin::qemu_args(&plugin_path, &raw, direct, opts.top)?;
                 let mut cmdline = system.extra_cmdline().to_string();
                 if kernel == System::Linux {
