@@ -118,7 +118,7 @@ fn a_small_sharing_run_writes_its_outputs() {
         warmup_ms: 50,
         timeout: std::time::Duration::from_secs(300),
         workload_timeout: None,
-        memory_mib: 512,
+        memory_mib: None,
         out: Some(out.clone()),
         top: 8,
         direct: true,

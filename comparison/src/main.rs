@@ -134,9 +134,10 @@ struct SharingArgs {
     /// workload gets a failure line and the rest run in a new boot.  0: off.
     #[arg(long, default_value_t = 600)]
     workload_timeout: u64,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
-    memory: usize,
+    /// Guest memory in MiB; default 512 up to 16 vCPUs, 32 per vCPU above
+    /// (1024 at 32), at most 2048.
+    #[arg(long)]
+    memory: Option<usize>,
     /// Output directory; default target/comparison/sharing/<UTC timestamp>
     /// plus a `latest` link.  A directory holding the suite's report.md gets
     /// the section appended to it.

@@ -226,8 +226,15 @@ pub fn report_markdown(cells: &[Cell], failures: &[String], info: &SharingInfo) 
          written by one vCPU and read or written by another during the workload's windows; \
          **conflicts/op** is the number of conflict lines an average operation touched \
          (0 means the operation scales on real hardware, whatever this host). \
-         *shared-written/op* counts only lines that two or more vCPUs wrote.\n",
-        info.ops_per_worker, info.ops_per_worker, info.warmup_ms
+         *shared-written/op* counts only lines that two or more vCPUs wrote. \
+         The slow workloads ({}) mark fewer per worker at many vCPUs: about {} in all \
+         (`wis --mark-ops-of`, at least 1 per worker); each cell's record keeps its \
+         operation count.\n",
+        info.ops_per_worker,
+        info.ops_per_worker,
+        info.warmup_ms,
+        super::runner::SLOW_WORKLOADS.join(", "),
+        2 * info.ops_per_worker
     );
     let _ = writeln!(
         md,

@@ -6,7 +6,8 @@
 //! One boot runs all workloads in turn (boots under the plugin at 32+ vCPUs
 //! take minutes); a boot that ends early (timeout, panic) keeps the dumps it
 //! wrote (the plugin flushes each one) and the workloads it did not reach
-//! run again in a new boot, as long as each boot makes progress.  A boot
+//! run again in a new boot, as long as each boot makes progress (a dump,
+//! or the watchdog below naming the workload that stalled).  A boot
 //! also ends when no workload finished (or started) for the per-workload
 //! timeout (`workload_timeout`: the suite's progress watchdog), so one
 //! workload that stalls under the plugin costs that long, not the boot's
@@ -33,6 +34,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const DEFAULT_CORES: &[usize] = &[1, 2, 4, 8, 16, 32, 64];
 /// Marked operations per worker by default.
 pub const DEFAULT_OPS: u64 = 20;
+/// Guest memory at `cores` vCPUs when `--memory` is not given: 512 MiB up
+/// to 16 vCPUs, 32 MiB per vCPU above (1 GiB at 32), at most 2 GiB (the
+/// plugin's direct-map translation assumes RAM below QEMU's PCI hole).
+/// The file workloads give every worker its own files (seq_read: an 8 MiB
+/// file each, on top of the 1 MiB ones), all in the guest's RAM: 32
+/// workers need about 300 MiB of files, which with the kernel, wis and
+/// the page tables of 32 CPUs did not fit in 512 MiB.
+pub fn memory_for(cores: usize) -> usize {
+    (32 * cores).clamp(512, 2048)
+}
+
 /// The default workloads: the suite's (`spawn_shell` gets Debian's
 /// busybox-static as `/bin/sh`, as in the suite).
 pub fn default_workloads() -> Vec<String> {
@@ -60,7 +72,8 @@ pub struct SharingOptions {
     /// becomes a failure line and the rest run in a new boot.  `None`: only
     /// `timeout` bounds a boot.
     pub workload_timeout: Option<Duration>,
-    pub memory_mib: usize,
+    /// Guest memory; `None`: `memory_for(cores)` for each vCPU count.
+    pub memory_mib: Option<usize>,
     pub out: Option<PathBuf>,
     /// Conflict lines kept per cell.
     pub top: usize,
@@ -94,9 +107,29 @@ pub struct SharingOutcome {
     pub summary: String,
 }
 
+/// Workloads whose operation costs far more under the plugin than the
+/// others and grows with the vCPUs: each operation forks the whole
+/// multi-threaded `wis` (copy-on-write) and starts programs, so that at 32
+/// vCPUs 32 workers x 3 marked operations of exec_static did not finish in
+/// a 1500 s boot.  They mark `ops_for` operations per worker.
+pub const SLOW_WORKLOADS: &[&str] = &["exec_static", "spawn_shell"];
+
+/// Marked operations per worker of `workload` at `cores` vCPUs: `ops`,
+/// but for `SLOW_WORKLOADS` about `2 * ops` in all whatever the vCPUs
+/// (`ops` per worker at 2 vCPUs, a quarter at 8, at least 1).  Fewer
+/// operations leave conflicts/op an average over all of them; only the
+/// spread grows.
+pub fn ops_for(workload: &str, cores: usize, ops: u64) -> u64 {
+    if SLOW_WORKLOADS.contains(&workload) {
+        (ops * 2 / cores.max(1) as u64).clamp(1, ops)
+    } else {
+        ops
+    }
+}
+
 /// The `wis` arguments of one boot.
 pub fn wis_args(workloads: &[String], threads: usize, ops: u64, warmup_ms: u64) -> Vec<String> {
-    vec![
+    let mut args = vec![
         workloads.join(","),
         "--threads".into(),
         threads.to_string(),
@@ -107,7 +140,15 @@ pub fn wis_args(workloads: &[String], threads: usize, ops: u64, warmup_ms: u64) 
         // The interval is not used: time does not matter here.
         "--ms".into(),
         "10".into(),
-    ]
+    ];
+    for w in workloads {
+        let n = ops_for(w, threads, ops);
+        if n != ops {
+            args.push("--mark-ops-of".into());
+            args.push(format!("{w}={n}"));
+        }
+    }
+    args
 }
 
 /// The cell of one dump, with writer PCs named.
@@ -345,9 +386,8 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                 boot += 1;
                 let raw = raw_dir.join(format!("{}-{cores}-{boot}.jsonl", system.name()));
                 let _ = std::fs::remove_file(&raw);
-                let direct = opts
-                    .direct
-                    .then(|| plugin::direct_map(kernel, opts.memory_mib));
+                let memory_mib = opts.memory_mib.unwrap_or_else(|| memory_for(cores));
+                let direct = opts.direct.then(|| plugin::direct_map(kernel, memory_mib));
                 let qemu_args = plugin::qemu_args(&plugin_path, &raw, direct, opts.top)?;
                 let mut cmdline = system.extra_cmdline().to_string();
                 if kernel == System::Linux {
@@ -371,7 +411,7 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                     vm: VmConfig {
                         disks: Vec::new(),
                         cores,
-                        memory_mib: opts.memory_mib,
+                        memory_mib,
                         accel: Accel::Tcg,
                         timeout: opts.timeout,
                         echo: false,
@@ -443,7 +483,14 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                     }
                 );
                 let ended_early = !matches!(verdict, Some(Verdict::Exited(_)));
-                let progressed = !done.is_empty();
+                // The per-workload watchdog, not the boot's timeout, ended
+                // a boot that timed out before `timeout`: wis was running
+                // and its current workload stalled (the first, when none
+                // dumped), so the rest may go on without it.
+                let watchdog_fired = matches!(verdict, Some(Verdict::TimedOut))
+                    && opts.workload_timeout.is_some()
+                    && t0.elapsed() + Duration::from_secs(5) < opts.timeout;
+                let progressed = !done.is_empty() || watchdog_fired;
                 let stuck_at = stuck_index(&remaining, &done);
                 remaining.retain(|w| !done.contains(w));
                 if ended_early && progressed && !remaining.is_empty() {
@@ -492,6 +539,24 @@ mod tests {
             args.join(" "),
             "getppid,page_fault --threads 8 --mark-ops 20 --warmup-ms 100 --ms 10"
         );
+        let args = wis_args(&["getppid".into(), "exec_static".into()], 32, 20, 100);
+        assert_eq!(
+            args.join(" "),
+            "getppid,exec_static --threads 32 --mark-ops 20 --warmup-ms 100 --ms 10 \
+             --mark-ops-of exec_static=1"
+        );
+    }
+
+    #[test]
+    fn slow_workloads_mark_fewer_operations_at_many_vcpus() {
+        assert_eq!(ops_for("exec_static", 2, 20), 20);
+        assert_eq!(ops_for("exec_static", 8, 20), 5);
+        assert_eq!(ops_for("spawn_shell", 32, 20), 1);
+        assert_eq!(ops_for("exec_static", 1, 3), 3);
+        assert_eq!(ops_for("getppid", 32, 20), 20);
+        assert_eq!(memory_for(2), 512);
+        assert_eq!(memory_for(32), 1024);
+        assert_eq!(memory_for(64), 2048);
     }
 
     #[test]
@@ -504,7 +569,7 @@ mod tests {
             warmup_ms: 0,
             timeout: Duration::from_secs(1),
             workload_timeout: None,
-            memory_mib: 512,
+            memory_mib: None,
             out: None,
             top: 8,
             direct: true,

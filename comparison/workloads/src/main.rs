@@ -3,6 +3,7 @@
 //!
 //!   wis --list
 //!   wis WORKLOAD --threads T [--procs] [--warmup-ms W] [--ms M] [--dir D] [--file-mib F] [--mark-ops N]
+//!       [--mark-ops-of NAME=N]...   (NAME marks N operations per worker instead)
 //!       [--mount DEV:DIR]   (mounts ext2 from DEV at DIR first, unmounts at the end)
 //!   wis all --threads T ...        every workload in turn
 //!   wis A,B,C --threads T ...      the named workloads in turn
@@ -53,6 +54,8 @@ const USAGE: &str = "usage: wis --list
                  sharing-plugin windows; worker 0 then dumps the table labelled
                  with the workload's index in `wis --list` (docs/SHARING.md);
                  the markers are NOPs without the plugin
+  --mark-ops-of NAME=N  workload NAME marks N operations per worker instead
+                 of --mark-ops' N (repeatable; for slow workloads at many workers)
   --mount DEV:DIR  mount the ext2 file system on DEV at DIR before the runs,
                  unmount it (writing it back) after them
   --announce     print `wis: running NAME` on stderr before each workload";
@@ -67,6 +70,9 @@ struct Args {
     file_mib: u64,
     /// `--mark-ops`: operations each worker marks (0: no markers).
     mark_ops: u64,
+    /// `--mark-ops-of NAME=N`: the marked operations of one workload, in
+    /// place of `--mark-ops` (slow workloads mark fewer at many workers).
+    mark_ops_of: Vec<(String, u64)>,
     /// `--mount DEV:DIR`.
     mount: Option<(String, String)>,
     /// `--announce`: `wis: running NAME` on stderr before each workload.
@@ -95,6 +101,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
         dir: "/tmp/wis".to_string(),
         file_mib: 8,
         mark_ops: 0,
+        mark_ops_of: Vec::new(),
         mount: None,
         announce: false,
     };
@@ -120,6 +127,14 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
             }
             "--file-mib" => args.file_mib = parse_number("--file-mib", argv.next(), 1, 4096)?,
             "--mark-ops" => args.mark_ops = parse_number("--mark-ops", argv.next(), 1, 1 << 20)?,
+            "--mark-ops-of" => {
+                let v = argv.next().ok_or("--mark-ops-of needs NAME=N")?;
+                let (name, n) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--mark-ops-of: `{v}` is not NAME=N"))?;
+                let n = parse_number("--mark-ops-of", Some(n.to_string()), 1, 1 << 20)?;
+                args.mark_ops_of.push((name.to_string(), n));
+            }
             "--mount" => {
                 let v = argv.next().ok_or("--mount needs DEV:DIR")?;
                 let (dev, dir) = v
@@ -144,6 +159,9 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
     if args.threads == 0 {
         return Err("--threads T is required".into());
     }
+    if !args.mark_ops_of.is_empty() && args.mark_ops == 0 {
+        return Err("--mark-ops-of needs --mark-ops".into());
+    }
     Ok(Some(args))
 }
 
@@ -159,8 +177,14 @@ fn run_one(w: &Workload, args: &Args) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&ctx.dir);
     std::fs::create_dir_all(&ctx.dir)
         .map_err(|e| format!("{}: making {}: {e}", w.name, ctx.dir))?;
+    let ops = args
+        .mark_ops_of
+        .iter()
+        .rev()
+        .find(|(name, _)| name == w.name)
+        .map_or(args.mark_ops, |&(_, n)| n);
     let marking = (args.mark_ops > 0).then(|| runner::Marking {
-        ops: args.mark_ops,
+        ops,
         label: workload::index(w),
     });
     if marking.is_some_and(|m| m.label >= marker::LABELS) {
@@ -257,4 +281,25 @@ fn main() {
         }
     }
     std::process::exit(if failed == 0 { 0 } else { 1 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> Result<Option<Args>, String> {
+        parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn mark_ops_of_overrides_one_workload() {
+        let a = parse_str("a,exec_static --threads 4 --mark-ops 3 --mark-ops-of exec_static=1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.mark_ops, 3);
+        assert_eq!(a.mark_ops_of, vec![("exec_static".to_string(), 1)]);
+        assert!(parse_str("a --threads 4 --mark-ops-of a=1").is_err());
+        assert!(parse_str("a --threads 4 --mark-ops 3 --mark-ops-of a").is_err());
+        assert!(parse_str("a --threads 4 --mark-ops 3 --mark-ops-of a=0").is_err());
+    }
 }
