@@ -391,11 +391,9 @@ pub fn run_sharing(opts: &SharingOptions) -> Result<SharingOutcome> {
                 let qemu_args = plugin::qemu_args(&plugin_path, &raw, direct, opts.top)?;
                 let mut cmdline = system.extra_cmdline().to_string();
                 if kernel == System::Linux {
-                    // `no_timer_check`: at 32 vCPUs on a loaded 2-core host
-                    // the boot CPU can miss the ticks of Linux's IO-APIC
-                    // timer check, which then panics ("IO-APIC + timer
-                    // doesn't work!"); the check is for broken hardware.
-                    cmdline = format!("{cmdline} {} no_timer_check", plugin::LINUX_NOKASLR);
+                    // `no_timer_check` is in every Linux boot already
+                    // (`linux::BASE_APPEND`).
+                    cmdline = format!("{cmdline} {}", plugin::LINUX_NOKASLR);
                 }
                 let request = RunRequest {
                     system: kernel,
