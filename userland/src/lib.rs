@@ -16,6 +16,8 @@ pub mod ipc;
 
 /// This kernel's device-driver call (`abi::dev`).
 pub mod dev;
+/// The gate serving threads park at during a server hand-over.
+pub mod park_gate;
 /// Where the OS servers' threads run (`placement=` in their argv).
 pub mod placement;
 /// The server side of the request slots (dedicated placement).

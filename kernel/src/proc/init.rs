@@ -81,6 +81,29 @@ pub fn spawn_program(
     )
 }
 
+/// As `spawn_program` with a fresh pid, and `setup` runs on the new
+/// process before its first instruction (a boot-time server's pid is made
+/// known there: on another CPU it may run as soon as it is queued).
+pub fn spawn_program_with_setup(
+    prog: &Program,
+    path: &str,
+    argv: &[Vec<u8>],
+    prepare: impl FnOnce(&crate::memory::vm::AddressSpace) -> Result<(), Errno>,
+    setup: impl FnOnce(&Arc<Process>) -> Result<(), Errno>,
+) -> Result<Pid, Errno> {
+    spawn_with_files(
+        prog,
+        path,
+        argv,
+        &[],
+        None,
+        Files::new_console(),
+        false,
+        prepare,
+        setup,
+    )
+}
+
 /// As `spawn_program`, and `setup` runs on the new process before its
 /// first instruction (a replacement server gets its IPC handles there).
 pub fn spawn_server_program(

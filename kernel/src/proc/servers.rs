@@ -319,9 +319,14 @@ pub(super) fn start_server(
     let prog = Program::Bytes(entry.data);
     let path = format!("/{member}");
     let begin = crate::arch::time::now_ns();
-    let pid = super::init::spawn_program(&prog, &path, argv, &[], None, prepare)
-        .map_err(|e| format!("cannot start /{member}: errno {}", e.0))?;
-    started(pid);
+    // `started` runs before the server's first instruction: queued, it may
+    // run on another CPU at once and call with the pid it needs known (the
+    // network server's first device call, `userdev::set_net_server`).
+    let pid = super::init::spawn_program_with_setup(&prog, &path, argv, prepare, |p| {
+        started(p.pid);
+        Ok(())
+    })
+    .map_err(|e| format!("cannot start /{member}: errno {}", e.0))?;
     let process = super::process::find_process(pid)
         .ok_or_else(|| format!("/{member} (pid {pid}) is gone at once"))?;
     // The handshake: the server registers once it is ready to serve.

@@ -38,8 +38,8 @@
 //! would delegate them to this very server, which refuses: `EDEADLK`), or
 //! exit while the kernel needs it (it never returns from serving).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use abi::ipc::SERVICE_FS;
 use fs::host::{HeapPages, SystemClock};
@@ -47,6 +47,7 @@ use fs::{Fs, FsConfig};
 use fsd::{Config, FileServer};
 use fsproto::{Message, MsgRef, MAX_PAYLOAD};
 use percpu::LockMode;
+use userland::park_gate::ParkGate;
 use userland::{ipc, placement};
 
 #[path = "../servers/fsd_handover.rs"]
@@ -261,7 +262,7 @@ fn start_serving(
             move |msg| slot_server.handle(worker, KERNEL_CLIENT, msg),
         );
     }
-    RECEIVING.store(plan.len(), Ordering::SeqCst);
+    PARK.set_receiving(plan.len());
     // Every serving thread receives on the one endpoint; the kernel gives
     // a call to the thread waiting on the caller's CPU.
     for (worker, &cpu) in plan.iter().enumerate().skip(1) {
@@ -287,13 +288,9 @@ fn start_serving(
 /// service endpoint, registered already.
 static SUCCESSOR: AtomicBool = AtomicBool::new(false);
 
-/// Serving threads receiving on the endpoint (not parked for a hand-over).
-static RECEIVING: AtomicUsize = AtomicUsize::new(1);
-
-/// The parking gate of a hand-over: its generation; a parked thread waits
-/// until it changes (`unpark`).
-static GATE: Mutex<u64> = Mutex::new(0);
-static GATE_CV: Condvar = Condvar::new();
+/// Serving threads receiving on the endpoint, and the gate parked ones
+/// wait at during a hand-over.
+static PARK: ParkGate = ParkGate::new();
 
 /// What the pre-copy thread sent, for the hand-over's image (whichever
 /// serving thread takes the hand-over).
@@ -302,39 +299,15 @@ static SENT: Mutex<Option<(fsd::handover::Sent, Option<fsd::handover::Staged>)>>
 
 /// The kernel's `LABEL_PARK` (before a hand-over with several serving
 /// threads): unless it is the last one receiving, this thread answers
-/// (w0: threads still receiving) and waits at the gate, holding nothing,
-/// until `unpark`; the last one answers w0 = 1 and serves on, to take
+/// and waits at the gate, holding nothing, until the gate opens
+/// (`ParkGate::park`); the last one answers w0 = 1 and serves on, to take
 /// the hand-over.  So no other thread serves while the state moves.
 fn park(caller: u64) -> Option<Message> {
-    let parked = RECEIVING
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n > 1).then_some(n - 1)
-        })
-        .is_ok();
-    if !parked {
-        return Some(Message {
-            label: 0,
-            words: [1, 0, 0, 0],
-            payload: Vec::new(),
-        });
-    }
-    let mut gen = GATE.lock().unwrap_or_else(|p| p.into_inner());
-    let mine = *gen;
-    let left = RECEIVING.load(Ordering::SeqCst) as u64;
-    let _ = ipc::reply(caller, 0, [left, 0, 0, 0], &[]);
-    while *gen == mine {
-        gen = GATE_CV.wait(gen).unwrap_or_else(|p| p.into_inner());
-    }
-    drop(gen);
-    RECEIVING.fetch_add(1, Ordering::SeqCst);
-    None
-}
-
-/// Opens the gate: the parked threads serve again (a hand-over failed).
-fn unpark() {
-    let mut gen = GATE.lock().unwrap_or_else(|p| p.into_inner());
-    *gen += 1;
-    GATE_CV.notify_all();
+    (!PARK.park(caller)).then(|| Message {
+        label: 0,
+        words: [1, 0, 0, 0],
+        payload: Vec::new(),
+    })
 }
 
 /// One serving thread: pinned to `cpu` (if any), serves as `worker`
@@ -366,7 +339,7 @@ fn serve(server: &FileServer, worker: usize, cpu: Option<usize>, endpoint: u64) 
                 continue;
             }
             if client == KERNEL_CLIENT && msg.label == LABEL_UNPARK {
-                unpark();
+                PARK.unpark();
                 transport.reply(caller, Message::default());
                 continue;
             }
@@ -385,7 +358,7 @@ fn serve(server: &FileServer, worker: usize, cpu: Option<usize>, endpoint: u64) 
                 continue;
             }
             if client == KERNEL_CLIENT && msg.label == fsd::handover::LABEL_HANDOVER {
-                if RECEIVING.load(Ordering::SeqCst) != 1 {
+                if PARK.receiving() != 1 {
                     // Another thread would go on serving while the state
                     // moves: the kernel parks them first (`LABEL_PARK`).
                     transport.reply(caller, Message::error(fs::Errno::EBUSY));
@@ -403,7 +376,7 @@ fn serve(server: &FileServer, worker: usize, cpu: Option<usize>, endpoint: u64) 
                     }
                     Err(e) => {
                         // The old instance serves on, with all its threads.
-                        unpark();
+                        PARK.unpark();
                         transport.reply(caller, Message::error(fs::Errno(e)));
                     }
                 }

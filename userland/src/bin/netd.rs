@@ -65,13 +65,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use abi::ipc::SERVICE_NET;
 use net::LockMode;
 use netd::{Config, Incoming, NetServer, Signal, Transport};
 use netproto::{Message, MAX_PAYLOAD};
+use userland::park_gate::ParkGate;
 use userland::{ipc, netd_arena, placement};
 
 #[global_allocator]
@@ -104,48 +105,21 @@ static IN_TICK: AtomicBool = AtomicBool::new(false);
 static NIC_NOTIFY: AtomicU64 = AtomicU64::new(0);
 /// The server (in the arena), for the hand-over.
 static SERVER: OnceLock<Arc<NetServer>> = OnceLock::new();
-/// Serving threads receiving on the endpoint (not parked for a hand-over).
-static RECEIVING: AtomicUsize = AtomicUsize::new(1);
-/// The parking gate of a hand-over: its generation; a parked serving
-/// thread waits until it changes (`unpark`).
-static GATE: Mutex<u64> = Mutex::new(0);
-static GATE_CV: Condvar = Condvar::new();
+/// Serving threads receiving on the endpoint, and the gate parked ones
+/// wait at during a hand-over.
+static PARK: ParkGate = ParkGate::new();
 
 /// The kernel's `LABEL_PARK` (before a hand-over with several serving
-/// threads): unless it is the last one receiving, this thread answers
-/// (w0: threads still receiving) and waits at the gate, outside every
-/// lock and touching nothing of the arena, until `unpark`; the last one
-/// answers w0 = 1 and serves on, to take the hand-over.
+/// threads): unless it is the last one receiving, this thread answers and
+/// waits at the gate, outside every lock and touching nothing of the
+/// arena, until the gate opens (`ParkGate::park`); the last one answers
+/// w0 = 1 and serves on, to take the hand-over.
 fn park(token: u64) -> Option<Message> {
-    let parked = RECEIVING
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n > 1).then_some(n - 1)
-        })
-        .is_ok();
-    if !parked {
-        return Some(Message {
-            label: 0,
-            words: [1, 0, 0, 0],
-            payload: Vec::new(),
-        });
-    }
-    let mut gen = GATE.lock().unwrap_or_else(|p| p.into_inner());
-    let mine = *gen;
-    let left = RECEIVING.load(Ordering::SeqCst) as u64;
-    let _ = ipc::reply(token, 0, [left, 0, 0, 0], &[]);
-    while *gen == mine {
-        gen = GATE_CV.wait(gen).unwrap_or_else(|p| p.into_inner());
-    }
-    drop(gen);
-    RECEIVING.fetch_add(1, Ordering::SeqCst);
-    None
-}
-
-/// Opens the gate: the parked serving threads serve again.
-fn unpark() {
-    let mut gen = GATE.lock().unwrap_or_else(|p| p.into_inner());
-    *gen += 1;
-    GATE_CV.notify_all();
+    (!PARK.park(token)).then(|| Message {
+        label: 0,
+        words: [1, 0, 0, 0],
+        payload: Vec::new(),
+    })
 }
 
 /// Where a helper thread holds nothing: parks it while a hand-over is
@@ -227,7 +201,7 @@ impl Transport for IpcTransport {
                 Ok(r) if r.label == LABEL_NET_HANDOVER && r.badge & KERNEL_BADGE != 0 => {
                     // Returns only if the hand-over was refused.
                     let e = quiesce(r.token);
-                    unpark();
+                    PARK.unpark();
                     self.pending = Some((r.token, Message::error(abi::Errno(e))));
                 }
                 Ok(r) if r.label == LABEL_PARK && r.badge & KERNEL_BADGE != 0 => {
@@ -236,7 +210,7 @@ impl Transport for IpcTransport {
                     }
                 }
                 Ok(r) if r.label == LABEL_UNPARK && r.badge & KERNEL_BADGE != 0 => {
-                    unpark();
+                    PARK.unpark();
                     self.pending = Some((r.token, Message::default()));
                 }
                 Ok(r) => {
@@ -329,7 +303,7 @@ fn quiesce(token: u64) -> i32 {
     let Some(server) = SERVER.get() else {
         return libc::EOPNOTSUPP;
     };
-    if RECEIVING.load(Ordering::SeqCst) != 1 {
+    if PARK.receiving() != 1 {
         // The kernel parks the other serving threads first (`LABEL_PARK`);
         // and takes the request slots from this instance (owner word).
         eprintln!("netd: hand-over refused: other serving threads are not parked");
@@ -521,7 +495,7 @@ fn start_serving(
             move |msg| slot_server.handle(KERNEL_CLIENT, msg),
         );
     }
-    RECEIVING.store(plan.len(), Ordering::SeqCst);
+    PARK.set_receiving(plan.len());
     // Every serving thread receives on the one endpoint; the kernel gives
     // a call to the thread waiting on the caller's CPU.
     for (worker, &cpu) in plan.iter().enumerate().skip(1) {
