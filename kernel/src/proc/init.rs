@@ -112,17 +112,7 @@ pub fn spawn_server_program(
     argv: &[Vec<u8>],
     setup: impl FnOnce(&Arc<Process>) -> Result<(), Errno>,
 ) -> Result<Pid, Errno> {
-    spawn_with_files(
-        prog,
-        path,
-        argv,
-        &[],
-        None,
-        Files::new_console(),
-        false,
-        |_| Ok(()),
-        setup,
-    )
+    spawn_program_with_setup(prog, path, argv, |_| Ok(()), setup)
 }
 
 #[allow(clippy::too_many_arguments)] // private; each argument is one part of the new process
